@@ -1,0 +1,40 @@
+# Two entry points (see README): `make demo` and `make test`. Everything else is what they need.
+VENV := .venv
+BIN := $(VENV)/bin
+SERVERS := prometheus prometheus-alertmanager prometheus-blackbox-exporter mosquitto
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: setup servers demo run serve test lint bench
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
+	python3 -m uv venv -q --allow-existing $(VENV)
+	VIRTUAL_ENV=$(VENV) python3 -m uv pip install -q --compile-bytecode -r requirements.lock
+	VIRTUAL_ENV=$(VENV) python3 -m uv pip install -q --compile-bytecode --no-deps -e .
+	touch $@
+
+# Debian packages of the real servers the integration tests start on loopback.
+servers:
+	@command -v prometheus >/dev/null && command -v amtool >/dev/null \
+	  && command -v prometheus-blackbox-exporter >/dev/null && command -v mosquitto >/dev/null \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	       --no-install-recommends $(SERVERS) >/dev/null; }
+
+demo: setup
+	$(BIN)/fleet-alerting demo
+
+run: setup
+	$(BIN)/fleet-alerting run blackbox-probe --config config/example.yaml
+
+serve: setup
+	$(BIN)/fleet-alerting serve --config config/example.yaml
+
+test: setup servers
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python bench/probe_fanout.py
