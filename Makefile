@@ -12,8 +12,8 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock pyproject.toml
 	python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
 	python3 -m uv venv -q --allow-existing $(VENV)
-	VIRTUAL_ENV=$(VENV) python3 -m uv pip install -q --compile-bytecode -r requirements.lock
-	VIRTUAL_ENV=$(VENV) python3 -m uv pip install -q --compile-bytecode --no-deps -e .
+	python3 -m uv pip install --python $(VENV)/bin/python -q --compile-bytecode -r requirements.lock
+	python3 -m uv pip install --python $(VENV)/bin/python -q --compile-bytecode --no-deps -e .
 	touch $@
 
 # Debian packages of the real servers the integration tests start on loopback.

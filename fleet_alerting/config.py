@@ -1,0 +1,247 @@
+"""The YAML configuration, validated once at load.
+
+Errors name the file, the line, the key path and what was expected, and never echo the value
+(an inline secret must not reach a terminal or a log). Relative paths are relative to the config
+file's folder, so a config and its secrets/ and targets move together.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+)
+
+from fleet_alerting.secrets import SecretRef
+
+
+class Severity(StrEnum):
+    critical = "critical"
+    warning = "warning"
+    info = "info"
+
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
+
+
+def parse_duration(value: object) -> object:
+    """'90s', '5m', '1h30m', '2d' or a number of seconds → timedelta."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION.match(value.strip())
+        if match and value.strip():
+            days, hours, minutes, seconds, millis = match.groups()
+            return timedelta(
+                days=int(days or 0),
+                hours=int(hours or 0),
+                minutes=int(minutes or 0),
+                seconds=float(seconds or 0),
+                milliseconds=int(millis or 0),
+            )
+        raise ValueError("expected a duration such as 30s, 5m, 1h30m or a number of seconds")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _relative_to_config(path: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    return path if path.is_absolute() or base is None else Path(base) / path
+
+
+ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileSecret(SecretRef):
+    """SecretRef whose file path is relative to the config file."""
+
+    file: ConfigPath | None = None
+
+
+class PolicyConfig(Model):
+    """What happens to an incident of one severity."""
+
+    open_after: int = Field(2, ge=1, description="consecutive failures that open an incident")
+    resolve_after: int = Field(2, ge=1, description="consecutive successes that resolve it")
+    notify: list[Literal["slack"]] = ["slack"]
+    page: list[Literal["pagerduty", "oncall"]] = []
+    page_after: Duration = timedelta(minutes=5)
+    repeat: Duration | None = None
+    mirror: bool = False
+
+
+def default_policies() -> dict[Severity, PolicyConfig]:
+    return {
+        Severity.critical: PolicyConfig(
+            page=["pagerduty"], repeat=timedelta(minutes=30), mirror=True
+        ),
+        Severity.warning: PolicyConfig(),
+        Severity.info: PolicyConfig(notify=[]),
+    }
+
+
+class SlackConfig(Model):
+    webhook: FileSecret | None = None
+    channel: str = "#operations"
+    mirror_webhook: FileSecret | None = None
+    mirror_channel: str = "#operations-mirror"
+    timeout: Duration = timedelta(seconds=10)
+
+
+class PagerDutyConfig(Model):
+    routing_key: FileSecret
+    url: str = "https://events.pagerduty.com/v2/enqueue"
+    timeout: Duration = timedelta(seconds=10)
+
+
+class NotifyConfig(Model):
+    outbox_file: ConfigPath = Path("state/outbox.jsonl")
+    slack: SlackConfig | None = None
+    pagerduty: PagerDutyConfig | None = None
+    attempts_per_run: int = Field(3, ge=1)
+    give_up_after: Duration = timedelta(hours=24)
+
+
+class StateConfig(Model):
+    path: ConfigPath = Path("state/fleet-alerting.sqlite")
+
+
+class LinksConfig(Model):
+    """Where operators click through to: Grafana Explore (Loki) and Prometheus graphs."""
+
+    grafana_url: str | None = None
+    loki_datasource_uid: str = "loki"
+    prometheus_url: str | None = None
+
+
+class HttpTarget(Model):
+    name: str
+    url: str = Field(pattern=r"^https?://")
+    severity: Severity = Severity.warning
+    expected_status: list[int] = [200]
+    module: str = "http_2xx"
+    runbook_url: str | None = None
+    remediation: list[str] = []
+    labels: dict[str, str] = {}
+
+
+class FileSdTargets(Model):
+    """Targets from Prometheus file_sd JSON files (`[{targets: [host:port], labels: {}}]`)."""
+
+    files: list[str]
+    path: str = "/healthz"
+    scheme: Literal["http", "https"] = "http"
+    severity: Severity = Severity.warning
+    expected_status: list[int] = [200]
+    module: str = "http_2xx"
+    runbook_url: str | None = None
+    remediation: list[str] = []
+
+
+class BlackboxConfig(Model):
+    mode: Literal["direct", "exporter"] = "direct"
+    exporter_url: str | None = None
+    concurrency: int = Field(100, ge=1, le=1000)
+    timeout: Duration = timedelta(seconds=5)
+    targets: list[HttpTarget] = []
+    file_sd: list[FileSdTargets] = []
+
+
+class Config(Model):
+    state: StateConfig = StateConfig()
+    notify: NotifyConfig = NotifyConfig()
+    policies: dict[Severity, PolicyConfig] = Field(default_factory=default_policies)
+    links: LinksConfig = LinksConfig()
+    blackbox: BlackboxConfig = BlackboxConfig()
+    source_file: Path | None = Field(None, exclude=True)
+
+    def policy(self, severity: Severity) -> PolicyConfig:
+        return self.policies.get(severity) or default_policies()[severity]
+
+
+class ConfigError(Exception):
+    """Every problem of one config file, one per line: `file:line: key.path: what was expected`."""
+
+    def __init__(self, path: Path, problems: list[str]):
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(path, [f"{path}: cannot read config: {exc.strerror}"]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(path, [f"{where}: malformed YAML: {problem}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(path, [f"{path}:1: expected a mapping of sections at the top level"])
+    try:
+        config = Config.model_validate(data, context={"base_dir": path.parent})
+    except ValidationError as exc:
+        raise ConfigError(path, [_describe(path, node, err) for err in exc.errors()]) from None
+    return config.model_copy(update={"source_file": path})
+
+
+def _describe(path: Path, root: yaml.Node | None, error: Any) -> str:
+    loc = [part for part in error["loc"] if not _is_pydantic_branch(part)]
+    key_path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    line = _line_of(root, loc)
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    return f"{path}:{line}: {key_path or '(top level)'}: {message}"
+
+
+def _is_pydantic_branch(part: object) -> bool:
+    # Unions add loc entries such as 'function-after[...]' or 'FileSecret'; they are not keys.
+    return isinstance(part, str) and (
+        "[" in part or part in {"FileSecret", "SecretRef", "timedelta", "none"}
+    )
+
+
+def _line_of(node: yaml.Node | None, loc: list[Any]) -> int:
+    """Line (1-based) of the deepest YAML node along the key path."""
+    line = node.start_mark.line + 1 if node else 1
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == str(part)), None)
+            if child is None:  # unknown key: point at the key itself
+                child = next((k for k, _ in node.value if k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            child = node.value[part] if part < len(node.value) else None
+        if child is None:
+            break
+        node, line = child, child.start_mark.line + 1
+    return line

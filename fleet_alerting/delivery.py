@@ -1,0 +1,152 @@
+"""Draining the outbox: deliver what is due, retry what may succeed later, keep what never will.
+
+Per run each notification gets a few attempts with backoff (Retry-After honoured); still failing,
+it stays queued for the next run, until `give_up_after` turns it into a dead letter. Permanent
+errors (4xx other than 408/429) are dead letters at once, with the reason. Notifications of one
+incident to one channel keep their order: a later one waits while an earlier one is queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import httpx
+
+from fleet_alerting.adapters.errors import AdapterError
+from fleet_alerting.adapters.local_outbox import LocalOutbox
+from fleet_alerting.adapters.pagerduty import PagerDutyEvents
+from fleet_alerting.adapters.slack import SlackWebhook
+from fleet_alerting.config import Config
+from fleet_alerting.incidents import Notification
+from fleet_alerting.secrets import SecretError, SecretRef, redact
+from fleet_alerting.store import OutboxItem, Store
+
+MAX_WAIT = 30.0  # longest in-run wait, even if Retry-After asks for more
+
+
+class Notifier(Protocol):
+    name: str
+
+    async def send(self, n: Notification) -> str: ...
+
+
+class Unavailable:
+    """A channel whose configuration is broken (e.g. missing secret file): keep its messages
+    queued and say why, rather than losing them or crashing the run."""
+
+    def __init__(self, name: str, reason: str):
+        self.name = name
+        self.reason = reason
+
+    async def send(self, n: Notification) -> str:
+        raise AdapterError(f"{self.name}: {self.reason}", permanent=False)
+
+
+def build_notifiers(config: Config, client: httpx.AsyncClient) -> dict[str, Notifier]:
+    notify = config.notify
+    slack = notify.slack
+    notifiers: dict[str, Notifier] = {}
+
+    def secret_or_unavailable(
+        channel: str, ref: SecretRef | None, make: Callable[..., Notifier]
+    ) -> None:
+        if ref is None:
+            notifiers[channel] = LocalOutbox(notify.outbox_file, channel)
+            return
+        try:
+            notifiers[channel] = make(ref.resolve())
+        except SecretError as exc:
+            notifiers[channel] = Unavailable(channel, str(exc))
+
+    secret_or_unavailable(
+        "slack",
+        slack.webhook if slack else None,
+        lambda url: SlackWebhook(client, url, f"Slack webhook {slack.channel}"),
+    )
+    secret_or_unavailable(
+        "slack_mirror",
+        slack.mirror_webhook if slack else None,
+        lambda url: SlackWebhook(
+            client, url, f"Slack webhook {slack.mirror_channel}", note=f"mirror of {slack.channel}"
+        ),
+    )
+    pd = notify.pagerduty
+    secret_or_unavailable(
+        "pagerduty",
+        pd.routing_key if pd else None,
+        lambda key: PagerDutyEvents(client, key, pd.url),
+    )
+    return notifiers
+
+
+@dataclass
+class DrainReport:
+    sent: list[tuple[OutboxItem, str]] = field(default_factory=list)
+    retrying: list[tuple[OutboxItem, str]] = field(default_factory=list)
+    dead: list[tuple[OutboxItem, str]] = field(default_factory=list)
+    held: list[OutboxItem] = field(default_factory=list)  # waiting behind an earlier message
+
+
+def backoff(attempt: int) -> float:
+    return min(0.5 * 2 ** (attempt - 1), 8.0)
+
+
+def next_attempt_delay(attempts: int) -> timedelta:
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 1800))
+
+
+async def drain(
+    store: Store,
+    notifiers: Mapping[str, Notifier],
+    now: Callable[[], datetime],
+    *,
+    attempts_per_run: int = 3,
+    give_up_after: timedelta = timedelta(hours=24),
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> DrainReport:
+    report = DrainReport()
+    blocked: set[tuple[str, str]] = set()
+    for item in store.outbox(("queued",)):
+        n = item.notification
+        lane = (n.incident.key, n.channel)
+        if item.next_attempt_at > now():
+            blocked.add(lane)
+            continue
+        if lane in blocked:
+            report.held.append(item)
+            continue
+        notifier = notifiers.get(n.channel) or Unavailable(n.channel, "no such channel configured")
+        attempts, error = item.attempts, None
+        for attempt in range(1, attempts_per_run + 1):
+            attempts += 1
+            try:
+                receipt = await notifier.send(n)
+            except AdapterError as exc:
+                error = exc
+                if exc.permanent or attempt == attempts_per_run:
+                    break
+                wait = exc.retry_after if exc.retry_after is not None else backoff(attempt)
+                await sleep(min(wait, MAX_WAIT))
+            else:
+                store.mark_sent(item.id, attempts, receipt)
+                report.sent.append((item, receipt))
+                error = None
+                break
+        if error is None:
+            continue
+        reason = redact(str(error))
+        if error.permanent:
+            store.mark_dead(item.id, attempts, f"permanent: {reason}")
+            report.dead.append((item, reason))
+        elif now() - item.created_at >= give_up_after:
+            store.mark_dead(item.id, attempts, f"gave up after {attempts} attempts: {reason}")
+            report.dead.append((item, reason))
+        else:
+            store.mark_retry(item.id, attempts, now() + next_attempt_delay(attempts), reason)
+            report.retrying.append((item, reason))
+            blocked.add(lane)
+    return report

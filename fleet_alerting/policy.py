@@ -1,0 +1,144 @@
+"""The engine: signals + current incidents + policies + now → changed incidents + notifications.
+
+Pure: no I/O, no clock, no Prefect. Everything a source, a store or a notifier needs to know about
+*whether* to tell someone is decided here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from fleet_alerting.config import PolicyConfig, Severity
+from fleet_alerting.incidents import Incident, Kind, Notification, State
+from fleet_alerting.signals import Signal
+
+PolicyFor = Callable[[Severity], PolicyConfig]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    incidents: list[Incident]  # new or changed, to be stored
+    notifications: list[Notification]  # to be queued in the same transaction
+
+
+def evaluate(
+    signals: Iterable[Signal],
+    incidents: Mapping[str, Incident],
+    policy_for: PolicyFor,
+    now: datetime,
+) -> Evaluation:
+    changed: list[Incident] = []
+    notifications: list[Notification] = []
+    for signal in _last_per_key(signals):
+        current = incidents.get(signal.key)
+        if signal.firing:
+            updated, sent = _on_failure(current, signal, policy_for(signal.severity), now)
+        elif current is not None and current.state != State.resolved:
+            updated, sent = _on_success(current, signal, policy_for(current.severity), now)
+        else:
+            continue
+        changed.append(updated)
+        notifications.extend(sent)
+    return Evaluation(changed, notifications)
+
+
+def vanished(
+    signals: Iterable[Signal], incidents: Iterable[Incident], source: str, why: str
+) -> list[Signal]:
+    """Ok-signals for this source's unresolved incidents that the latest observation no longer
+    mentions (a host gone from a query result), so they resolve by hysteresis like any recovery."""
+    seen = {s.key for s in signals}
+    return [
+        replace(i.signal, firing=False, summary=why)
+        for i in incidents
+        if i.source == source and i.state != State.resolved and i.key not in seen
+    ]
+
+
+def _last_per_key(signals: Iterable[Signal]) -> list[Signal]:
+    return list({s.key: s for s in signals}.values())
+
+
+def _on_failure(
+    current: Incident | None, signal: Signal, policy: PolicyConfig, now: datetime
+) -> tuple[Incident, list[Notification]]:
+    if current is None or current.state == State.resolved:
+        incident = Incident(
+            key=signal.key,
+            source=signal.source,
+            severity=signal.severity,
+            state=State.pending,
+            onset=signal.since or now,
+            last_seen=now,
+            signal=signal,
+            consecutive_failures=1,
+        )
+    else:
+        incident = replace(
+            current,
+            severity=signal.severity,
+            last_seen=now,
+            signal=signal,
+            consecutive_failures=current.consecutive_failures + 1,
+            consecutive_successes=0,
+        )
+    sent: list[Notification] = []
+    if incident.state == State.pending and incident.consecutive_failures >= policy.open_after:
+        incident = replace(incident, state=State.firing, opened_at=now)
+        incident, sent = _tell(incident, policy, Kind.opened, now, sent)
+    if not incident.is_open:
+        return incident, sent
+    if policy.page and incident.state == State.firing and now - incident.onset >= policy.page_after:
+        incident = replace(incident, state=State.paged, paged_at=now, paged_via=tuple(policy.page))
+        sent += [_notification(incident, pager, Kind.paged, now) for pager in policy.page]
+        incident, sent = _tell(incident, policy, Kind.paged, now, sent)
+    elif (
+        policy.repeat
+        and incident.last_notified_at is not None
+        and now - incident.last_notified_at >= policy.repeat
+    ):
+        incident = replace(incident, reminders=incident.reminders + 1)
+        incident, sent = _tell(incident, policy, Kind.reminder, now, sent)
+    return incident, sent
+
+
+def _on_success(
+    current: Incident, signal: Signal, policy: PolicyConfig, now: datetime
+) -> tuple[Incident, list[Notification]]:
+    if current.state == State.pending:  # never opened: clear quietly (a flap)
+        return replace(current, state=State.resolved, resolved_at=now, last_seen=now), []
+    incident = replace(
+        current,
+        last_seen=now,
+        consecutive_failures=0,
+        consecutive_successes=current.consecutive_successes + 1,
+    )
+    if incident.consecutive_successes < policy.resolve_after:
+        return incident, []
+    incident = replace(incident, state=State.resolved, resolved_at=now, resolution=signal.summary)
+    sent = [_notification(incident, pager, Kind.resolved, now) for pager in current.paged_via]
+    return _tell(incident, policy, Kind.resolved, now, sent)
+
+
+def _tell(
+    incident: Incident,
+    policy: PolicyConfig,
+    kind: Kind,
+    now: datetime,
+    sent: list[Notification],
+) -> tuple[Incident, list[Notification]]:
+    channels = list(policy.notify)
+    if policy.mirror and "slack" in channels:
+        channels.append("slack_mirror")
+    if not channels:
+        return incident, sent
+    incident = replace(incident, last_notified_at=now)
+    return incident, sent + [_notification(incident, c, kind, now) for c in channels]
+
+
+def _notification(incident: Incident, channel: str, kind: Kind, now: datetime) -> Notification:
+    seq = incident.reminders if kind == Kind.reminder else 0
+    ident = f"{incident.key}|{incident.onset.isoformat()}|{kind}|{seq}|{channel}"
+    return Notification(id=ident, channel=channel, kind=kind, at=now, incident=incident)

@@ -1,0 +1,91 @@
+"""Table-driven engine tests: tests/cases/engine.yaml feeds observations, states expectations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleet_alerting.config import PolicyConfig, Severity, default_policies
+from fleet_alerting.incidents import Incident, Kind, State, format_duration
+from fleet_alerting.policy import evaluate, vanished
+from fleet_alerting.signals import Signal
+
+CASES = yaml.safe_load((Path(__file__).parent / "cases" / "engine.yaml").read_text())
+T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+
+
+def observe(key: str, severity: Severity, fail: bool, since: datetime | None = None) -> Signal:
+    return Signal(
+        key=key,
+        source="test",
+        firing=fail,
+        severity=severity,
+        summary="api down" if fail else "api up",
+        target="http://api/healthz",
+        since=since,
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_engine_table(case: dict) -> None:
+    severity = Severity(case["severity"])
+    base = default_policies()[severity].model_dump()
+    policy = PolicyConfig.model_validate(base | case.get("policy", {}))
+    incidents: dict[str, Incident] = {}
+    for step in case["steps"]:
+        now = T0 + timedelta(seconds=step["at"])
+        since = T0 + timedelta(seconds=step["since"]) if "since" in step else None
+        signal = observe("k", severity, step["fail"], since)
+        result = evaluate([signal], incidents, lambda _s: policy, now)
+        incidents.update({i.key: i for i in result.incidents})
+        sent = [f"{n.channel}:{n.kind}" for n in result.notifications]
+        assert sent == step["send"], f"at {step['at']}s"
+        assert incidents["k"].state == step["state"], f"at {step['at']}s"
+
+
+def test_resolved_message_carries_the_duration_from_onset() -> None:
+    policy = PolicyConfig(open_after=1, resolve_after=1, notify=["slack"])
+    first = evaluate([observe("k", Severity.warning, True)], {}, lambda _s: policy, T0)
+    incidents = {i.key: i for i in first.incidents}
+    later = T0 + timedelta(minutes=7, seconds=12)
+    done = evaluate([observe("k", Severity.warning, False)], incidents, lambda _s: policy, later)
+    (note,) = done.notifications
+    assert note.kind == Kind.resolved
+    assert format_duration(note.incident.duration(note.at)) == "7m12s"
+
+
+def test_notification_ids_are_stable_for_the_same_event() -> None:
+    policy = PolicyConfig(open_after=1)
+    one = evaluate([observe("k", Severity.warning, True)], {}, lambda _s: policy, T0)
+    two = evaluate([observe("k", Severity.warning, True)], {}, lambda _s: policy, T0)
+    assert [n.id for n in one.notifications] == [n.id for n in two.notifications]
+
+
+def test_vanished_keys_recover_only_their_own_source() -> None:
+    policy = PolicyConfig(open_after=1, resolve_after=1)
+    opened = evaluate(
+        [observe("a", Severity.warning, True), observe("b", Severity.warning, True)],
+        {},
+        lambda _s: policy,
+        T0,
+    )
+    incidents = {i.key: i for i in opened.incidents}
+    still = [observe("a", Severity.warning, True)]
+    gone = vanished(still, incidents.values(), "test", "no longer reported")
+    assert [(s.key, s.firing, s.summary) for s in gone] == [("b", False, "no longer reported")]
+    assert vanished(still, incidents.values(), "other-source", "x") == []
+    result = evaluate(still + gone, incidents, lambda _s: policy, T0 + timedelta(minutes=1))
+    states = {i.key: i.state for i in result.incidents}
+    assert states == {"a": State.firing, "b": State.resolved}
+    assert result.incidents[1].resolution == "no longer reported"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (59, "59s"), (432, "7m12s"), (3900, "1h05m"), (2 * 86400 + 3 * 3600, "2d3h")],
+)
+def test_format_duration(seconds: int, text: str) -> None:
+    assert format_duration(timedelta(seconds=seconds)) == text
