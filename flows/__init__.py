@@ -1,0 +1,15 @@
+"""Every flow by name. Entrypoints are strings so listing them imports no Prefect."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+ENTRYPOINTS: dict[str, str] = {
+    "blackbox-probe": "flows.blackbox_probe:blackbox_probe",
+}
+
+
+def get_flow(name: str) -> Any:
+    module, attribute = ENTRYPOINTS[name].split(":")
+    return getattr(importlib.import_module(module), attribute)

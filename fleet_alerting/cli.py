@@ -1,0 +1,136 @@
+"""`fleet-alerting`: check the config, run a flow once, serve every deployment, look at state.
+
+Commands that need Prefect import it when they run, so `check-config` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+
+from fleet_alerting.config import ConfigError, load_config
+from fleet_alerting.incidents import format_duration
+from fleet_alerting.secrets import redact
+from fleet_alerting.store import Store
+from fleet_alerting.timeutil import utcnow
+
+DEFAULT_CONFIG = "config/example.yaml"
+Command = Callable[[argparse.Namespace], int]
+
+
+def check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    bb = config.blackbox
+    slack = "Slack" if config.notify.slack and config.notify.slack.webhook else "local outbox"
+    pager = "PagerDuty" if config.notify.pagerduty else "no pager"
+    print(
+        f"{args.config}: ok — {len(bb.targets)} target(s) + {len(bb.file_sd)} file_sd group(s), "
+        f"policies for {', '.join(config.policies)}, notifications to {slack}, {pager}"
+    )
+    return 0
+
+
+def run_flow(args: argparse.Namespace) -> int:
+    from flows import get_flow
+    from flows.common import RunFailed
+
+    flow = get_flow(args.flow)
+    try:
+        result = asyncio.run(flow(config_path=args.config))
+    except RunFailed as exc:
+        print(f"{args.flow}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the run failed: say so in one line, never with a secret
+        print(f"{args.flow} failed: {redact(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
+        return 1
+    print(f"{args.flow}: {result}")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    from deployments.serve import serve_all
+
+    return serve_all(args.config)
+
+
+def demo(args: argparse.Namespace) -> int:
+    from flows.demo import run_demo
+
+    return run_demo(args.config, rounds_seconds=args.interval)
+
+
+def _store(args: argparse.Namespace) -> Store:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
+    return Store(config.state.path)
+
+
+def incidents(args: argparse.Namespace) -> int:
+    now = utcnow()
+    rows = _store(args).incidents(include_resolved=args.all)
+    if not rows:
+        print("no open incidents")
+    for i in rows:
+        age = format_duration(i.duration(now))
+        print(f"{i.state:<9} {i.severity:<8} {age:>7}  {i.key}  — {i.signal.summary}")
+    return 0
+
+
+def outbox(args: argparse.Namespace) -> int:
+    items = _store(args).outbox(("queued", "dead"))
+    if not items:
+        print("outbox empty: nothing queued, no dead letters")
+    for item in items:
+        n = item.notification
+        print(
+            f"{item.status:<6} {n.channel:<12} {n.kind:<9} attempts={item.attempts} "
+            f"{n.incident.key}  {item.last_error or ''}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from flows import ENTRYPOINTS
+
+    parser = argparse.ArgumentParser(prog="fleet-alerting", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(func=func)
+        return sub
+
+    add("check-config", check_config, "validate a config file").add_argument("config")
+    run = add("run", run_flow, "run one flow once, locally")
+    run.add_argument("flow", choices=sorted(ENTRYPOINTS))
+    run.add_argument("--config", default=DEFAULT_CONFIG)
+    add("serve", serve, "serve every deployment on its schedule").add_argument(
+        "--config", default=DEFAULT_CONFIG
+    )
+    show = add("demo", demo, "show the product working against local targets, in about a minute")
+    show.add_argument("--config", default=DEFAULT_CONFIG)
+    show.add_argument("--interval", type=float, default=3.0, help="seconds between probe runs")
+    inc = add("incidents", incidents, "list open incidents from the store")
+    inc.add_argument("--config", default=DEFAULT_CONFIG)
+    inc.add_argument("--all", action="store_true", help="include resolved incidents")
+    add("outbox", outbox, "list queued notifications and dead letters").add_argument(
+        "--config", default=DEFAULT_CONFIG
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

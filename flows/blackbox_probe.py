@@ -1,0 +1,46 @@
+"""Probe HTTP targets (Fleet API `/api/healthz` and `/`, device `/healthz`); alert on failures."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from fleet_alerting.adapters.blackbox import SOURCE, to_signal
+from fleet_alerting.timeutil import utcnow
+from flows.common import DEFAULT_CONFIG, config_dir, load, problem_signals, publish, summarize
+from tasks.blackbox import probe_targets, resolve_targets
+from tasks.pipeline import deliver_notifications, record_signals
+
+
+@flow(name="blackbox-probe")
+async def blackbox_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
+    config = load(config_path)
+    now = utcnow()
+    targets, problems = resolve_targets(config.blackbox, config_dir(config))
+    results = await probe_targets(targets, config.blackbox)
+    signals = [to_signal(r) for r in results] + problem_signals(f"{SOURCE}-config", problems)
+    evaluation = record_signals(
+        config,
+        signals,
+        now,
+        vanished_sources={SOURCE: "no longer probed", f"{SOURCE}-config": "targets readable again"},
+    )
+    report = await deliver_notifications(config)
+    rows = [
+        {
+            "key": to_signal(r).key,
+            "target": r.target.name,
+            "url": r.target.url,
+            "severity": r.target.severity.value,
+            "result": "ok" if r.ok else "FAIL",
+            "status": r.status,
+            "latency_ms": r.latency_ms,
+            "tls_days_left": r.tls_days_left,
+            "error": r.error or "",
+        }
+        for r in results
+    ]
+    await publish("blackbox-probe", rows, evaluation, report)
+    summary = {"targets": len(results), "failing": sum(not r.ok for r in results)}
+    summary |= summarize(evaluation, report)
+    get_run_logger().info("blackbox probe: %s", summary)
+    return summary

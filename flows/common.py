@@ -1,0 +1,96 @@
+"""What every flow does around its source: load the config, report the run in the Prefect UI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+
+from fleet_alerting.config import Config, ConfigError, Severity, load_config
+from fleet_alerting.delivery import DrainReport
+from fleet_alerting.incidents import State
+from fleet_alerting.policy import Evaluation
+from fleet_alerting.signals import Signal, signal_key
+
+DEFAULT_CONFIG = "config/example.yaml"
+
+
+class RunFailed(Exception):
+    """The run itself could not do its job (as opposed to finding failures, which is its job)."""
+
+
+def load(config_path: str) -> Config:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        raise RunFailed(f"invalid configuration:\n{exc}") from None
+
+
+def config_dir(config: Config) -> Path:
+    return config.source_file.parent if config.source_file else Path.cwd()
+
+
+def problem_signals(source: str, problems: Sequence[str]) -> list[Signal]:
+    """A broken input (unreadable targets file, garbage payload) as a warning of its own, so an
+    operator hears of it while everything else keeps being checked."""
+    return [
+        Signal(
+            key=signal_key(source, problem=problem.split(":")[0]),
+            source=source,
+            firing=True,
+            severity=Severity.warning,
+            summary=problem,
+        )
+        for problem in problems
+    ]
+
+
+def summarize(evaluation: Evaluation, report: DrainReport) -> dict[str, int]:
+    states = [i.state for i in evaluation.incidents]
+    return {
+        "opened_or_changed": sum(s in (State.firing, State.paged) for s in states),
+        "resolved": sum(s == State.resolved for s in states),
+        "notifications_sent": len(report.sent),
+        "notifications_queued": len(report.retrying) + len(report.held),
+        "dead_letters": len(report.dead),
+    }
+
+
+async def publish(
+    key: str, rows: list[dict[str, Any]], evaluation: Evaluation, report: DrainReport
+) -> None:
+    """A table of what this run observed, and what it told whom."""
+    changes = {i.key: i.state.value for i in evaluation.incidents}
+    table = [row | {"incident": changes.get(row.get("key", ""), "")} for row in rows]
+    for row in table:
+        row.pop("key", None)
+    await acreate_table_artifact(
+        table or [{"result": "nothing observed"}],
+        key=key,
+        description=f"{key}: observations and incident changes",
+    )
+    await acreate_markdown_artifact(
+        notifications_markdown(report),
+        key=f"{key}-notifications",
+        description=f"{key}: notifications sent, queued and dead",
+    )
+
+
+def notifications_markdown(report: DrainReport) -> str:
+    lines = ["| outcome | channel | kind | incident | detail |", "|---|---|---|---|---|"]
+    groups: list[tuple[str, list[tuple[Any, str]]]] = [
+        ("sent", report.sent),
+        ("queued (will retry)", report.retrying),
+        ("held behind an earlier message", [(item, "") for item in report.held]),
+        ("dead letter", report.dead),
+    ]
+    for outcome, items in groups:
+        for item, detail in items:
+            n = item.notification
+            cell = detail.replace("|", "\\|")
+            lines.append(f"| {outcome} | {n.channel} | {n.kind} | `{n.incident.key}` | {cell} |")
+    if len(lines) == 2:
+        return "No notifications were due in this run."
+    return "\n".join(lines)

@@ -1,0 +1,31 @@
+"""Blackbox probing as Prefect tasks: the whole batch in one task run, fanned out inside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from fleet_alerting.adapters.blackbox import ProbeResult, ProbeTarget, load_targets, probe_all
+from fleet_alerting.config import BlackboxConfig
+
+
+@task(name="load-targets", cache_policy=NO_CACHE)
+def resolve_targets(config: BlackboxConfig, base_dir: Path) -> tuple[list[ProbeTarget], list[str]]:
+    targets, problems = load_targets(config, base_dir)
+    logger = get_run_logger()
+    for problem in problems:
+        logger.error("targets: %s", problem)
+    logger.info("%d target(s) to probe (%s mode)", len(targets), config.mode)
+    return targets, problems
+
+
+@task(name="probe-targets", cache_policy=NO_CACHE)
+async def probe_targets(targets: list[ProbeTarget], config: BlackboxConfig) -> list[ProbeResult]:
+    results = await probe_all(targets, config)
+    logger = get_run_logger()
+    for result in results:
+        if not result.ok:
+            logger.warning("%s (%s): %s", result.target.name, result.target.url, result.error)
+    return results

@@ -1,0 +1,62 @@
+"""Session fixtures: an isolated Prefect server for flow tests; real servers per module."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import Server, free_port, http_ready
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prefect server on a free port with its own PREFECT_HOME; flows in the test process
+    talk to it. Heartbeats off: sync flows would otherwise pay ~1 s each."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_HOME,
+        temporary_settings,
+    )
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    os.environ["PREFECT_HOME"] = str(home)
+    server = Server(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        home,
+        http_ready(f"{url}/health"),
+        "prefect-server",
+    )
+    updates = {
+        PREFECT_API_URL: url,
+        PREFECT_HOME: str(home),
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+    }
+    with temporary_settings(updates=updates):
+        yield url
+    server.stop()
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    """Where a test writes its config; state and outbox land beside it."""
+    return tmp_path / "config.yaml"

@@ -1,0 +1,91 @@
+"""Slack incoming webhooks and PagerDuty Events API v2, as their documentation describes them."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from tests.fakes.http import FakeServer, Request, Response
+
+
+class SlackWebhookServer(FakeServer):
+    """POST JSON with `text` and/or `blocks` → 200 `ok`. Answers may be forced first (429 with
+    Retry-After, 500, 404 channel_not_found...) through `fail_next`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next: list[Response] = []
+        self.messages: list[dict] = []
+
+    def handle(self, request: Request) -> Response:
+        if self.fail_next:
+            return self.fail_next.pop(0)
+        try:
+            body = request.json()
+        except ValueError:
+            return Response(400, "invalid_payload")
+        if not body.get("text") and not body.get("blocks"):
+            return Response(400, "no_text")
+        if len(body.get("blocks", [])) > 50:
+            return Response(400, "invalid_blocks")
+        self.messages.append(body)
+        return Response(200, "ok")
+
+
+class PagerDutyServer(FakeServer):
+    """POST /v2/enqueue → 202 {status, message, dedup_key}; invalid events → 400. Tracks which
+    dedup keys are open, so a test can see a page that was triggered twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next: list[Response] = []
+        self.events: list[dict] = []
+        self.open: set[str] = set()
+        self.triggers_while_open: Counter[str] = Counter()
+
+    def handle(self, request: Request) -> Response:
+        if request.path != "/v2/enqueue":
+            return Response(404, {"status": "not found"})
+        if self.fail_next:
+            return self.fail_next.pop(0)
+        try:
+            event = request.json()
+        except ValueError:
+            return Response(400, {"status": "invalid event", "message": "Event object is invalid"})
+        errors = self._validate(event)
+        if errors:
+            return Response(
+                400,
+                {"status": "invalid event", "message": "Event object is invalid", "errors": errors},
+            )
+        key = event["dedup_key"]
+        self.events.append(event)
+        if event["event_action"] == "trigger":
+            if key in self.open:
+                self.triggers_while_open[key] += 1
+            self.open.add(key)
+        elif event["event_action"] == "resolve":
+            self.open.discard(key)
+        return Response(202, {"status": "success", "message": "Event processed", "dedup_key": key})
+
+    @staticmethod
+    def _validate(event: dict) -> list[str]:
+        errors = []
+        if len(event.get("routing_key", "")) != 32:
+            errors.append("'routing_key' must be 32 characters")
+        if event.get("event_action") not in ("trigger", "acknowledge", "resolve"):
+            errors.append("'event_action' is invalid")
+        if event.get("event_action") != "trigger" and not event.get("dedup_key"):
+            errors.append("'dedup_key' is required for acknowledge and resolve")
+        if event.get("event_action") == "trigger":
+            payload = event.get("payload") or {}
+            for name in ("summary", "source", "severity"):
+                if not payload.get(name):
+                    errors.append(f"'payload.{name}' is missing or blank")
+            if payload.get("severity") not in ("critical", "error", "warning", "info"):
+                errors.append("'payload.severity' is invalid")
+            if len(payload.get("summary", "")) > 1024:
+                errors.append("'payload.summary' is longer than 1024 characters")
+        if len(json.dumps(event).encode()) > 512 * 1024:
+            errors.append("event is larger than 512 KB")
+        return errors

@@ -1,0 +1,73 @@
+"""Real servers from Debian packages, started on free loopback ports for one test session.
+
+Each waits for readiness with a deadline (never a fixed sleep) and is stopped with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (OSError, httpx.HTTPError):
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not reached within {timeout:g}s")
+
+
+def http_ready(url: str) -> Callable[[], bool]:
+    return lambda: httpx.get(url, timeout=1).status_code == 200
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (make servers installs the Debian packages)")
+    return path
+
+
+class Server:
+    """A subprocess whose output goes to a log file in its own folder (shown if it fails)."""
+
+    def __init__(self, argv: Sequence[str], workdir: Path, ready: Callable[[], bool], name: str):
+        self.workdir = workdir
+        self.log = workdir / f"{name}.log"
+        self.name = name
+        workdir.mkdir(parents=True, exist_ok=True)
+        with self.log.open("w") as log:
+            self.proc = subprocess.Popen(
+                list(argv), stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=os.environ.copy()
+            )
+        try:
+            wait_until(lambda: self.proc.poll() is None and ready(), 30, f"{name} ready")
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"{name} did not start:\n{self.log.read_text()[-2000:]}") from None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()

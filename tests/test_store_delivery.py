@@ -1,0 +1,186 @@
+"""Store + outbox: atomic recording, replay after a crash, retries, dead letters, ordering."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from fleet_alerting.adapters.pagerduty import PagerDutyEvents
+from fleet_alerting.adapters.slack import SlackWebhook
+from fleet_alerting.config import PolicyConfig, Severity
+from fleet_alerting.delivery import Notifier, Unavailable, drain
+from fleet_alerting.policy import Evaluation, evaluate
+from fleet_alerting.signals import Signal
+from fleet_alerting.store import Store
+from tests.fakes.http import Response
+from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
+
+T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+ROUTING_KEY = "R" * 32
+PAGE_AT_ONCE = PolicyConfig(open_after=1, page=["pagerduty"], page_after=timedelta(0))
+
+
+def outage(key: str = "blackbox:url=http://api/healthz", fail: bool = True) -> Signal:
+    return Signal(key, "blackbox", fail, Severity.critical, "API /api/healthz failed: HTTP 500")
+
+
+def opened(store: Store, policy: PolicyConfig = PAGE_AT_ONCE, now: datetime = T0) -> Evaluation:
+    evaluation = evaluate([outage()], store.unresolved(), lambda _s: policy, now)
+    store.record(evaluation, now)
+    return evaluation
+
+
+async def no_sleep(_seconds: float) -> None:
+    return None
+
+
+def run_drain(store: Store, notifiers: dict[str, Notifier], now: datetime = T0, **kw: object):
+    return asyncio.run(drain(store, notifiers, lambda: now, sleep=no_sleep, **kw))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "state.sqlite")
+
+
+def pagerduty_and_slack(pd_url: str, slack_url: str, client: httpx.AsyncClient):
+    return {
+        "pagerduty": PagerDutyEvents(client, SecretStr(ROUTING_KEY), f"{pd_url}/v2/enqueue"),
+        "slack": SlackWebhook(client, SecretStr(f"{slack_url}/services/T/B/x"), "Slack"),
+    }
+
+
+def deliver_all(store: Store, pd: PagerDutyServer, slack: SlackWebhookServer, now=T0):
+    async def go():
+        async with httpx.AsyncClient() as client:
+            return await drain(
+                store, pagerduty_and_slack(pd.url, slack.url, client), lambda: now, sleep=no_sleep
+            )
+
+    return asyncio.run(go())
+
+
+def test_recording_the_same_evaluation_twice_queues_once(store: Store) -> None:
+    evaluation = opened(store)
+    assert store.record(evaluation, T0) == 0
+    assert [i.notification.channel for i in store.outbox()] == ["slack", "pagerduty", "slack"]
+
+
+def test_crash_between_commit_and_delivery_replays_exactly_once(tmp_path: Path) -> None:
+    db = tmp_path / "state.sqlite"
+    crashing = textwrap.dedent(f"""
+        import os
+        from datetime import datetime, timedelta
+        from fleet_alerting.config import PolicyConfig
+        from fleet_alerting.policy import evaluate
+        from fleet_alerting.store import Store
+        from tests.test_store_delivery import outage, PAGE_AT_ONCE, T0
+        store = Store({str(db)!r})
+        store.record(evaluate([outage()], {{}}, lambda _s: PAGE_AT_ONCE, T0), T0)
+        os._exit(9)  # killed after the commit, before any delivery
+    """)
+    proc = subprocess.run([sys.executable, "-c", crashing], cwd=Path(__file__).parents[1])
+    assert proc.returncode == 9
+    store = Store(db)
+    with PagerDutyServer() as pd, SlackWebhookServer() as slack:
+        first = deliver_all(store, pd, slack)
+        second = deliver_all(store, pd, slack, now=T0 + timedelta(minutes=1))
+    assert len(first.sent) == 3 and second.sent == []
+    assert [e["event_action"] for e in pd.events] == ["trigger"]
+    assert pd.events[0]["dedup_key"] == "blackbox:url=http://api/healthz"
+    assert len(slack.messages) == 2
+
+
+def test_the_same_incident_always_pages_with_the_same_dedup_key(store: Store) -> None:
+    opened(store)
+    with PagerDutyServer() as pd, SlackWebhookServer() as slack:
+        deliver_all(store, pd, slack)
+        # the source keeps failing; nothing new is paged
+        later = T0 + timedelta(minutes=3)
+        evaluation = evaluate([outage()], store.unresolved(), lambda _s: PAGE_AT_ONCE, later)
+        store.record(evaluation, later)
+        deliver_all(store, pd, slack, now=later)
+        for minute in (4, 5):
+            now = T0 + timedelta(minutes=minute)
+            ev = evaluate([outage(fail=False)], store.unresolved(), lambda _s: PAGE_AT_ONCE, now)
+            store.record(ev, now)
+            deliver_all(store, pd, slack, now=now)
+    assert [e["event_action"] for e in pd.events] == ["trigger", "resolve"]
+    assert {e["dedup_key"] for e in pd.events} == {"blackbox:url=http://api/healthz"}
+    assert pd.triggers_while_open == {} and pd.open == set()
+
+
+def test_429_with_retry_after_then_202_delivers_once(store: Store) -> None:
+    opened(store)
+    waits: list[float] = []
+
+    async def record_sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    with PagerDutyServer() as pd, SlackWebhookServer() as slack:
+        pd.fail_next = [Response(429, {"status": "throttle"}, {"Retry-After": "2"})]
+
+        async def go():
+            async with httpx.AsyncClient() as client:
+                notifiers = pagerduty_and_slack(pd.url, slack.url, client)
+                return await drain(store, notifiers, lambda: T0, sleep=record_sleep)
+
+        report = asyncio.run(go())
+    assert len(pd.events) == 1
+    assert waits == [2.0]
+    (page,) = [item for item, _ in report.sent if item.notification.channel == "pagerduty"]
+    assert store.outbox(("sent",))[1].attempts == 2 and page.notification.kind == "paged"
+
+
+def test_400_becomes_a_dead_letter_with_the_reason(store: Store) -> None:
+    opened(store)
+    with PagerDutyServer() as pd, SlackWebhookServer() as slack:
+        slack.fail_next = [Response(400, "invalid_payload")]
+        report = deliver_all(store, pd, slack)
+    (dead,) = store.outbox(("dead",))
+    assert dead.notification.channel == "slack"
+    assert dead.last_error == "permanent: Slack answered HTTP 400: invalid_payload"
+    assert dead.attempts == 1
+    assert [r for _, r in report.dead] == ["Slack answered HTTP 400: invalid_payload"]
+    assert len(pd.events) == 1  # other channels are unaffected
+
+
+def test_5xx_stays_queued_across_runs_and_keeps_the_incident_order(store: Store) -> None:
+    opened(store)
+    with PagerDutyServer() as pd, SlackWebhookServer() as slack:
+        slack.fail_next = [Response(503, "service unavailable")] * 3
+        report = deliver_all(store, pd, slack)
+        # the failed "opened" blocks the later "paged" message of the same incident and channel
+        assert len(report.retrying) == 1 and len(report.held) == 1
+        queued = store.outbox(("queued",))
+        assert [q.notification.kind for q in queued] == ["opened", "paged"]
+        assert queued[0].attempts == 3 and queued[0].next_attempt_at > T0
+        too_early = deliver_all(store, pd, slack, now=T0 + timedelta(seconds=5))
+        assert too_early.sent == []
+        later = deliver_all(store, pd, slack, now=T0 + timedelta(minutes=5))
+    assert [item.notification.kind for item, _ in later.sent] == ["opened", "paged"]
+    assert [m["text"].split("]")[0] for m in slack.messages] == ["[CRITICAL", "[CRITICAL"]
+    assert "Paged pagerduty" in slack.messages[1]["text"]
+
+
+def test_retryable_failures_give_up_after_the_configured_age(store: Store) -> None:
+    opened(store)
+    broken = {"slack": Unavailable("slack", "x"), "pagerduty": Unavailable("pagerduty", "y")}
+    run_drain(store, broken, now=T0)
+    report = run_drain(store, broken, now=T0 + timedelta(days=2), give_up_after=timedelta(days=1))
+    assert len(report.dead) == 3 and store.outbox(("queued",)) == []
+    # the third waited behind the first (same incident, same channel) and had one run's attempts
+    reasons = [d.last_error for d in store.outbox(("dead",))]
+    assert reasons == [
+        "gave up after 6 attempts: slack: x",
+        "gave up after 6 attempts: pagerduty: y",
+        "gave up after 3 attempts: slack: x",
+    ]
