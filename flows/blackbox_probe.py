@@ -40,7 +40,11 @@ async def blackbox_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
         for r in results
     ]
     await publish("blackbox-probe", rows, evaluation, report)
-    summary = {"targets": len(results), "failing": sum(not r.ok for r in results)}
+    summary = {
+        "targets": len(results),
+        "failing": sum(not r.ok for r in results),
+        "target_problems": len(problems),
+    }
     summary |= summarize(evaluation, report)
     get_run_logger().info("blackbox probe: %s", summary)
     return summary

@@ -53,6 +53,9 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     }
     with temporary_settings(updates=updates):
         yield url
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler().flush()
     server.stop()
 
 
