@@ -1,0 +1,43 @@
+"""Direct links for operators: Grafana Explore on Loki logs, Prometheus graphs."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+from fleet_alerting.config import LinksConfig
+from fleet_alerting.signals import Link
+
+
+def logql_selector(**labels: str) -> str:
+    """`{service="role-agent", host="pi-audio-01"}` with values escaped as LogQL strings."""
+    return "{" + ", ".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "}"
+
+
+def explore_url(links: LinksConfig, logql: str, since: str = "now-1h") -> str | None:
+    """Grafana Explore (schemaVersion 1, `panes` state) on the Loki datasource, or None when no
+    Grafana is configured."""
+    if not links.grafana_url:
+        return None
+    uid = links.loki_datasource_uid
+    pane = {
+        "datasource": uid,
+        "queries": [{"refId": "A", "expr": logql, "datasource": {"type": "loki", "uid": uid}}],
+        "range": {"from": since, "to": "now"},
+    }
+    query = urlencode(
+        {"schemaVersion": 1, "panes": json.dumps({"a": pane}, separators=(",", ":")), "orgId": 1}
+    )
+    return f"{links.grafana_url.rstrip('/')}/explore?{query}"
+
+
+def logs_link(links: LinksConfig, logql: str, text: str = "Logs") -> Link | None:
+    url = explore_url(links, logql)
+    return Link(text, url) if url else None
+
+
+def prometheus_graph_url(links: LinksConfig, expr: str, range_: str = "1h") -> str | None:
+    if not links.prometheus_url:
+        return None
+    query = urlencode({"g0.expr": expr, "g0.tab": 0, "g0.range_input": range_})
+    return f"{links.prometheus_url.rstrip('/')}/graph?{query}"
