@@ -185,8 +185,8 @@ def test_flow_opens_pages_and_resolves(
     assert [e["event_action"] for e in pd.events] == ["trigger", "resolve"]
     texts = [m["text"] for m in slack.messages]
     api_texts = [t for t in texts if "Fleet API" in t]
-    assert [t.split(" ")[0] for t in api_texts] == ["[CRITICAL]", "[CRITICAL]", "[RESOLVED]"]
-    assert "resolved after" in api_texts[-1]
+    assert [t.split(" ")[0] for t in api_texts] == ["[CRITICAL]", "[CRITICAL]", "[RESOLVED"]
+    assert api_texts[-1].startswith("[RESOLVED after ") and "now: Fleet API is up" in api_texts[-1]
     opened = next(m for m in slack.messages if "Fleet API" in m["text"])
     blocks = json.dumps(opened["blocks"])
     assert (

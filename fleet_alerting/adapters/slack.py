@@ -46,8 +46,8 @@ def headline(n: Notification) -> str:
         lasted = format_duration(n.at - incident.onset)
         return f"[{severity}] Still failing after {lasted}: {summary}"
     lasted = format_duration(incident.duration(n.at))
-    why = f" ({incident.resolution})" if incident.resolution else ""
-    return f"[RESOLVED] {summary}: resolved after {lasted}{why}"
+    now_ok = f" — now: {incident.resolution}" if incident.resolution else ""
+    return f"[RESOLVED after {lasted}] {summary}{now_ok}"
 
 
 def render(n: Notification, *, note: str | None = None) -> dict[str, Any]:

@@ -1,0 +1,141 @@
+"""Benchmark: the blackbox flow's probing step against the socket limit (not a test).
+
+1,000 distinct targets (127.0.0.1-10 x 100 ports), served by a separate process that answers each
+request after 100 ms. In one run, at concurrency 100 and 200, it times:
+  raw      asyncio streams doing the same GETs: the limit
+  probe    fleet_alerting.adapters.blackbox.probe_all (what the probe-targets task runs)
+  httpx    one shared httpx.AsyncClient, for reference (why the prober does not use it)
+Each is run 3 times, interleaved; the best time counts. Prints the ratio probe/raw and peak RSS.
+Usage: .venv/bin/python bench/probe_fanout.py [--targets 1000] [--latency 0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import resource
+import time
+from functools import partial
+from datetime import timedelta
+
+import httpx
+
+from fleet_alerting.adapters.blackbox import ProbeTarget, probe_all
+from fleet_alerting.config import BlackboxConfig, Severity
+
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+
+def addresses(count: int, base_port: int) -> list[tuple[str, int]]:
+    hosts = [f"127.0.0.{i}" for i in range(1, 11)]
+    return [(hosts[i % 10], base_port + i // 10) for i in range(count)]
+
+
+def serve(targets: list[tuple[str, int]], latency: float, ready: multiprocessing.Event) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head:
+                    break
+                await asyncio.sleep(latency)
+                writer.write(RESPONSE)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        servers = [await asyncio.start_server(handle, h, p, backlog=1024) for h, p in targets]
+        ready.set()
+        await asyncio.gather(*(s.serve_forever() for s in servers))
+
+    asyncio.run(main())
+
+
+async def raw(targets: list[tuple[str, int]], concurrency: int) -> int:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(host: str, port: int) -> bool:
+        async with gate:
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            writer.close()
+            return head.startswith(b"HTTP/1.1 200")
+
+    return sum(await asyncio.gather(*(one(h, p) for h, p in targets)))
+
+
+async def probe(targets: list[ProbeTarget], concurrency: int) -> int:
+    config = BlackboxConfig(concurrency=concurrency, timeout=timedelta(seconds=10))
+    return sum(r.ok for r in await probe_all(targets, config))
+
+
+async def shared_httpx(targets: list[ProbeTarget], concurrency: int) -> int:
+    gate = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+
+        async def one(t: ProbeTarget) -> bool:
+            async with gate:
+                return (await client.get(t.url)).status_code == 200
+
+        return sum(await asyncio.gather(*(one(t) for t in targets)))
+
+
+def timed(make) -> tuple[float, int]:
+    started = time.perf_counter()
+    ok = asyncio.run(make())
+    return time.perf_counter() - started, ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--targets", type=int, default=1000)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    pairs = addresses(args.targets, 20000)
+    ready = multiprocessing.Event()
+    server = multiprocessing.Process(target=serve, args=(pairs, args.latency, ready), daemon=True)
+    server.start()
+    ready.wait(30)
+    targets = [
+        ProbeTarget(f"{h}:{p}", f"http://{h}:{p}/healthz", Severity.warning) for h, p in pairs
+    ]
+    print(
+        f"{args.targets} distinct targets, {args.latency * 1000:.0f} ms latency, "
+        f"best of {args.repeat}\n"
+    )
+    header = ("concurrency", "raw asyncio", "probe step", "ratio", "httpx shared")
+    print("{:>11} {:>12} {:>11} {:>6} {:>13}".format(*header))
+    for concurrency in (100, 200):
+        best = {"raw": float("inf"), "probe": float("inf"), "httpx": float("inf")}
+        for _ in range(args.repeat):
+            runs = {
+                "raw": partial(raw, pairs, concurrency),
+                "probe": partial(probe, targets, concurrency),
+                "httpx": partial(shared_httpx, targets, concurrency),
+            }
+            for name, make in runs.items():
+                seconds, ok = timed(make)
+                assert ok == args.targets, f"{name}: only {ok} of {args.targets} answered 200"
+                best[name] = min(best[name], seconds)
+        ratio = best["probe"] / best["raw"]
+        print(
+            f"{concurrency:>11} {best['raw']:>11.2f}s {best['probe']:>10.2f}s {ratio:>6.2f}"
+            f" {best['httpx']:>12.2f}s"
+        )
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak RSS of the probing process: {rss:.0f} MB")
+    server.terminate()
+
+
+if __name__ == "__main__":
+    main()

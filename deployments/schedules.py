@@ -1,0 +1,26 @@
+"""Every deployment: which flow, how often, with which parameters. prefect.yaml mirrors this for a
+process work pool; a test keeps the two in step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Schedule:
+    flow: str  # a name from flows.ENTRYPOINTS
+    name: str
+    cron: str
+    description: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+SCHEDULES: list[Schedule] = [
+    Schedule(
+        "blackbox-probe",
+        "every-minute",
+        "* * * * *",
+        "Probe the Fleet API and device health endpoints; alert and page on persistent failures",
+    ),
+]

@@ -1,0 +1,69 @@
+"""Deployments: prefect.yaml and deployments/schedules.py agree; `serve` registers every deployment
+with its cron and concurrency limit on a real Prefect server and runs what is triggered."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deployments.schedules import SCHEDULES
+from flows import ENTRYPOINTS
+from tests.servers import wait_until
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_prefect_yaml_matches_the_schedules() -> None:
+    declared = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+    from_yaml = {(d["entrypoint"], d["name"], d["schedules"][0]["cron"]) for d in declared}
+    from_code = {
+        (ENTRYPOINTS[s.flow].replace(".", "/", 1).replace(":", ".py:"), s.name, s.cron)
+        for s in SCHEDULES
+    }
+    assert from_yaml == from_code
+    assert all(d["concurrency_limit"] == 1 for d in declared)
+    for entry in from_yaml:
+        assert (ROOT / entry[0].split(":")[0]).is_file()
+
+
+@pytest.mark.integration
+def test_serve_registers_schedules_and_runs_on_demand(prefect_api: str, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"state": {"path": "state.sqlite"}}))
+    env = os.environ | {"PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleet_alerting.cli", "serve", "--config", str(config)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+    async def deployments() -> list:
+        async with get_client() as client:
+            return await client.read_deployments()
+
+    try:
+        wait_until(lambda: len(asyncio.run(deployments())) == len(SCHEDULES), 60, "deployments")
+        found = {d.name: d for d in asyncio.run(deployments())}
+        probe = found["every-minute"]
+        assert [s.schedule.cron for s in probe.schedules] == ["* * * * *"]
+        assert probe.global_concurrency_limit.limit == 1
+        assert probe.parameters == {"config_path": str(config)}
+        run = run_deployment(f"blackbox-probe/{probe.name}", timeout=60)
+        assert run.state.is_completed(), run.state
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        log.close()
