@@ -16,8 +16,8 @@ import asyncio
 import multiprocessing
 import resource
 import time
-from functools import partial
 from datetime import timedelta
+from functools import partial
 
 import httpx
 
