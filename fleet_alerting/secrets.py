@@ -8,8 +8,10 @@ secrets).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
@@ -57,7 +59,7 @@ class SecretRef(BaseModel):
         value = self._read().strip()
         if not value:
             raise SecretError(f"{self.describe()} is empty")
-        _KNOWN_SECRETS.add(value)
+        register(value)
         return SecretStr(value)
 
     def _read(self) -> str:
@@ -78,9 +80,49 @@ class SecretRef(BaseModel):
             raise SecretError(f"cannot load {self.describe()}: {type(exc).__name__}") from None
 
 
+def register(value: str) -> None:
+    """Remember a secret for `redact`. For a URL (a webhook) its path and long path segments count
+    too: a server echoing part of the path must not leak the token in it."""
+    _KNOWN_SECRETS.add(value)
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https") and parts.path.strip("/"):
+        _KNOWN_SECRETS.add(parts.path)
+        _KNOWN_SECRETS.update(s for s in parts.path.split("/") if len(s) >= 8)
+        if parts.query:
+            _KNOWN_SECRETS.add(parts.query)
+
+
 def redact(text: str) -> str:
     """Replace every secret value resolved in this process with '***'."""
-    for value in _KNOWN_SECRETS:
+    for value in sorted(_KNOWN_SECRETS, key=len, reverse=True):
         if value in text:
             text = text.replace(value, "***")
     return text
+
+
+class RedactingFilter(logging.Filter):
+    """Masks known secrets in every record a handler emits, whoever logged it (httpx logs request
+    URLs, and a webhook URL is a secret)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def install_log_redaction() -> None:
+    """Attach the filter to every handler configured so far, and keep httpx's per-request lines
+    (which quote full URLs) out of the logs."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if _FILTER not in handler.filters:
+                handler.addFilter(_FILTER)

@@ -12,6 +12,7 @@ from fleet_alerting.config import Config, ConfigError, Severity, load_config
 from fleet_alerting.delivery import DrainReport
 from fleet_alerting.incidents import State
 from fleet_alerting.policy import Evaluation
+from fleet_alerting.secrets import install_log_redaction
 from fleet_alerting.signals import Signal, signal_key
 
 DEFAULT_CONFIG = "config/example.yaml"
@@ -22,6 +23,7 @@ class RunFailed(Exception):
 
 
 def load(config_path: str) -> Config:
+    install_log_redaction()
     try:
         return load_config(config_path)
     except ConfigError as exc:

@@ -1,0 +1,67 @@
+"""Config loading: every error names file, line, key path and what was expected; secrets by
+reference only; `check-config` exit codes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleet_alerting.cli import main
+from fleet_alerting.config import ConfigError, load_config
+from fleet_alerting.secrets import SecretError, SecretRef
+
+ROOT = Path(__file__).parents[1]
+CASES = yaml.safe_load((Path(__file__).parent / "cases" / "bad_configs.yaml").read_text())
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_bad_config_errors(case: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(case["text"])
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    expected = [e.replace("{file}", str(path)) for e in case["errors"]]
+    assert raised.value.problems == expected
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == expected
+    assert "CANARY" not in err
+
+
+def test_the_shipped_example_is_valid(capsys: pytest.CaptureFixture) -> None:
+    assert main(["check-config", str(ROOT / "config" / "example.yaml")]) == 0
+    assert "ok — 2 target(s) + 1 file_sd group(s)" in capsys.readouterr().out
+    config = load_config(ROOT / "config" / "example.yaml")
+    assert config.policy("critical").page_after == timedelta(minutes=5)
+    assert config.state.path == ROOT / "config" / ".." / "state" / "fleet-alerting.sqlite"
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope.yaml: cannot read config: No such file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_secret_file_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "pd.key").write_text("k" * 32 + "\n")
+    path = tmp_path / "config.yaml"
+    path.write_text("notify:\n  pagerduty:\n    routing_key: {file: secrets/pd.key}\n")
+    key = load_config(path).notify.pagerduty.routing_key
+    assert key.resolve().get_secret_value() == "k" * 32
+    assert "k" * 32 not in repr(key.resolve())
+
+
+def test_secret_errors_name_the_reference_not_the_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(SecretError, match=r"cannot read secret file .*/missing.url: No such file"):
+        SecretRef(file=tmp_path / "missing.url").resolve()
+    monkeypatch.delenv("FLEET_TEST_UNSET", raising=False)
+    with pytest.raises(SecretError, match="environment variable FLEET_TEST_UNSET is not set"):
+        SecretRef(env="FLEET_TEST_UNSET").resolve()
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(SecretError, match="is empty"):
+        SecretRef(file=tmp_path / "empty").resolve()
