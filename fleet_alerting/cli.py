@@ -10,6 +10,8 @@ import asyncio
 import sys
 from collections.abc import Callable, Sequence
 
+import yaml
+
 from fleet_alerting.config import ConfigError, load_config
 from fleet_alerting.incidents import format_duration
 from fleet_alerting.secrets import redact
@@ -57,6 +59,19 @@ def serve(args: argparse.Namespace) -> int:
     from deployments.serve import serve_all
 
     return serve_all(args.config)
+
+
+def trigger(args: argparse.Namespace) -> int:
+    from deployments.trigger import trigger as run_now
+
+    parameters = {}
+    for pair in args.param:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            print(f"--param {pair!r}: expected NAME=VALUE", file=sys.stderr)
+            return 2
+        parameters[name] = yaml.safe_load(value) if value else ""
+    return asyncio.run(run_now(args.deployment, parameters, wait=args.wait))
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -118,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     show = add("demo", demo, "show the product working against local targets, in about a minute")
     show.add_argument("--config", default=DEFAULT_CONFIG)
     show.add_argument("--interval", type=float, default=3.0, help="seconds between probe runs")
+    now = add("trigger", trigger, "run a deployment now through the Prefect API")
+    now.add_argument("deployment", help="FLOW/DEPLOYMENT, e.g. blackbox-probe/every-minute")
+    now.add_argument("--param", action="append", default=[], help="NAME=VALUE (YAML scalar)")
+    now.add_argument("--wait", action="store_true", help="follow the run; exit with its outcome")
     inc = add("incidents", incidents, "list open incidents from the store")
     inc.add_argument("--config", default=DEFAULT_CONFIG)
     inc.add_argument("--all", action="store_true", help="include resolved incidents")

@@ -20,6 +20,20 @@ from tests.servers import wait_until
 ROOT = Path(__file__).parents[1]
 
 
+def test_trigger_without_a_server_says_so() -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from deployments.trigger import trigger
+
+    lines: list[str] = []
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        assert (
+            asyncio.run(trigger("blackbox-probe/every-minute", {}, wait=True, out=lines.append))
+            == 2
+        )
+    assert lines[0].startswith("no Prefect server: PREFECT_API_URL is not set")
+
+
 def test_prefect_yaml_matches_the_schedules() -> None:
     declared = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
     from_yaml = {(d["entrypoint"], d["name"], d["schedules"][0]["cron"]) for d in declared}
@@ -36,7 +50,8 @@ def test_prefect_yaml_matches_the_schedules() -> None:
 @pytest.mark.integration
 def test_serve_registers_schedules_and_runs_on_demand(prefect_api: str, tmp_path: Path) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.deployments import run_deployment
+
+    from deployments.trigger import trigger
 
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"state": {"path": "state.sqlite"}}))
@@ -61,8 +76,20 @@ def test_serve_registers_schedules_and_runs_on_demand(prefect_api: str, tmp_path
         assert [s.schedule.cron for s in probe.schedules] == ["* * * * *"]
         assert probe.global_concurrency_limit.limit == 1
         assert probe.parameters == {"config_path": str(config)}
-        run = run_deployment(f"blackbox-probe/{probe.name}", timeout=60)
-        assert run.state.is_completed(), run.state
+        lines: list[str] = []
+        name = f"blackbox-probe/{probe.name}"
+        assert asyncio.run(trigger(name, {}, wait=True, poll_seconds=0.2, out=lines.append)) == 0
+        assert lines[0].startswith("created flow run") and lines[-1].endswith(": Completed")
+        # a run that fails (its config does not exist) is reported with the run's outcome
+        broken = {"config_path": str(tmp_path / "missing.yaml")}
+        lines.clear()
+        assert (
+            asyncio.run(trigger(name, broken, wait=True, poll_seconds=0.2, out=lines.append)) == 1
+        )
+        assert lines[-1].split(" — ")[0].endswith(": Failed")
+        lines.clear()
+        assert asyncio.run(trigger("nope/none", {}, wait=False, out=lines.append)) == 2
+        assert lines == [f"no deployment 'nope/none'; known: {name}"]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
