@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import yaml
 
-from fleet_alerting.config import ConfigError, load_config
+from fleet_alerting.config import Config, ConfigError, load_config
 from fleet_alerting.incidents import format_duration
 from fleet_alerting.secrets import redact
 from fleet_alerting.store import Store
@@ -74,6 +74,54 @@ def trigger(args: argparse.Namespace) -> int:
     return asyncio.run(run_now(args.deployment, parameters, wait=args.wait))
 
 
+def _config(path: str) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
+
+
+def slack_app(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from deployments.trigger import trigger as run_now
+    from fleet_alerting.slack_app import create_app
+
+    config = _config(args.config)
+    settings = config.operators.slack_app
+    if settings is None:
+        raise SystemExit(f"{args.config}: operators.slack_app is not configured")
+
+    async def trigger_from_slack(deployment: str, out: Callable[[str], None]) -> int:
+        return await run_now(deployment, {}, wait=False, out=out)
+
+    app = create_app(config, trigger_from_slack)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+def mcp(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from deployments.trigger import trigger as run_now
+    from fleet_alerting.mcp_server import build_server, http_app
+
+    config = _config(args.config)
+
+    async def trigger_from_mcp(name: str, params: dict, out: Callable[[str], None]) -> int:
+        return await run_now(name, params, wait=False, out=out)
+
+    server = build_server(config, write=args.write, trigger=trigger_from_mcp)
+    if not args.http:
+        server.run("stdio")
+        return 0
+    settings = config.operators.mcp
+    uvicorn.run(
+        http_app(config, server), host=settings.host, port=settings.port, log_level="warning"
+    )
+    return 0
+
+
 def demo(args: argparse.Namespace) -> int:
     from flows.demo import run_demo
 
@@ -81,11 +129,7 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace) -> Store:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        raise SystemExit(str(exc)) from None
-    return Store(config.state.path)
+    return Store(_config(args.config).state.path)
 
 
 def incidents(args: argparse.Namespace) -> int:
@@ -137,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     now.add_argument("deployment", help="FLOW/DEPLOYMENT, e.g. blackbox-probe/every-minute")
     now.add_argument("--param", action="append", default=[], help="NAME=VALUE (YAML scalar)")
     now.add_argument("--wait", action="store_true", help="follow the run; exit with its outcome")
+    add("slack-app", slack_app, "serve the /fleet slash command").add_argument(
+        "--config", default=DEFAULT_CONFIG
+    )
+    server = add("mcp", mcp, "serve Fleet data to MCP clients (stdio, or --http)")
+    server.add_argument("--config", default=DEFAULT_CONFIG)
+    server.add_argument("--http", action="store_true", help="streamable HTTP with a bearer token")
+    server.add_argument("--write", action="store_true", help="offer trigger_deployment")
     inc = add("incidents", incidents, "list open incidents from the store")
     inc.add_argument("--config", default=DEFAULT_CONFIG)
     inc.add_argument("--all", action="store_true", help="include resolved incidents")

@@ -165,12 +165,37 @@ class BlackboxConfig(Model):
     file_sd: list[FileSdTargets] = []
 
 
+class SlackAppConfig(Model):
+    """`/fleet` slash commands. `run` is allowed only for the listed Slack user or channel ids."""
+
+    signing_secret: FileSecret
+    host: str = "127.0.0.1"
+    port: int = 3000
+    allowed_users: list[str] = []
+    allowed_channels: list[str] = []
+    answer_within: Duration = timedelta(seconds=2.5)  # Slack gives up after 3 s
+
+
+class McpConfig(Model):
+    """The MCP server. Over HTTP it requires its own bearer token (never the Fleet API's)."""
+
+    token: FileSecret | None = None
+    host: str = "127.0.0.1"
+    port: int = 8765
+
+
+class OperatorsConfig(Model):
+    slack_app: SlackAppConfig | None = None
+    mcp: McpConfig = McpConfig()
+
+
 class Config(Model):
     state: StateConfig = StateConfig()
     notify: NotifyConfig = NotifyConfig()
     policies: dict[Severity, PolicyConfig] = Field(default_factory=default_policies)
     links: LinksConfig = LinksConfig()
     blackbox: BlackboxConfig = BlackboxConfig()
+    operators: OperatorsConfig = OperatorsConfig()
     source_file: Path | None = Field(None, exclude=True)
 
     def policy(self, severity: Severity) -> PolicyConfig:

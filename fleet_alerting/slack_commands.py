@@ -68,7 +68,9 @@ class SlashCommand:
 def parse(form: dict[str, str]) -> SlashCommand:
     words = form.get("text", "").split()
     action = words[0].lower() if words else "help"
-    return SlashCommand(action, tuple(words[1:]), form.get("user_id", ""), form.get("channel_id", ""))
+    return SlashCommand(
+        action, tuple(words[1:]), form.get("user_id", ""), form.get("channel_id", "")
+    )
 
 
 def reply(title: str, lines: Iterable[str], more_url: str | None = None) -> dict[str, Any]:
@@ -106,14 +108,16 @@ def health_lines(summary: dict[str, Any]) -> list[str]:
 def state_lines(state: dict[str, Any], device: str | None = None) -> list[str]:
     """`/fleet/state`: every device of every module (audio.devices, video.tv, …), or one."""
     lines = []
-    for module, devices in _devices(state):
+    for module, devices in all_devices(state):
         for d in devices:
             ident = str(d.get("id", "?"))
             if device and device not in (ident, d.get("displayName")):
                 continue
             online = d.get("online")
             icon = ":large_green_circle:" if online else ":red_circle:" if online is False else "•"
-            detail = d.get("playback", {}).get("state") if isinstance(d.get("playback"), dict) else None
+            detail = (
+                d.get("playback", {}).get("state") if isinstance(d.get("playback"), dict) else None
+            )
             detail = detail or d.get("power") or d.get("state") or ""
             seen = f" (last seen {d['lastSeen']})" if d.get("lastSeen") else ""
             name = escape(str(d.get("displayName") or ident))
@@ -121,7 +125,7 @@ def state_lines(state: dict[str, Any], device: str | None = None) -> list[str]:
     return lines
 
 
-def _devices(state: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+def all_devices(state: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
     found = []
     for module, section in state.items():
         if not isinstance(section, dict):
@@ -135,7 +139,7 @@ def _devices(state: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
 
 
 def log_lines(body: dict[str, Any]) -> list[str]:
-    """`/logs/query`: entries under `entries`, `items` or `logs`, each with a time, level, message."""
+    """`/logs/query`: entries under `entries`, `items` or `logs`: time, level, message."""
     entries = body.get("entries") or body.get("items") or body.get("logs") or []
     lines = []
     for e in entries:
