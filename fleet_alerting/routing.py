@@ -280,7 +280,10 @@ def _route_matchers(cr: Mapping[str, Any], path: Path) -> tuple[Matcher, ...]:
 
 
 def build_route(
-    cr: Mapping[str, Any], parent: RouteOpts | None = None, path: Path = ("route",), rid: str = "root"
+    cr: Mapping[str, Any],
+    parent: RouteOpts | None = None,
+    path: Path = ("route",),
+    rid: str = "root",
 ) -> Route:
     """NewRoute: children inherit receiver, group_by and timers; time intervals are per route."""
     if not isinstance(cr, Mapping):

@@ -50,8 +50,11 @@ def line_of(node: yaml.Node | None, path: Iterable[str | int]) -> int | None:
                     nxt = v
                     line = k.start_mark.line + 1
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
                 nxt = node.value[part]
                 line = nxt.start_mark.line + 1
         if nxt is None:
@@ -72,7 +75,8 @@ def load_alertmanager_text(text: str, source: str) -> AlertmanagerConfig:
     except RoutingConfigError as exc:
         line = line_of(node, exc.path)
         where = format_path(exc.path)
-        raise AuditInputError(source, line, f"{where}: {exc.message}" if where else exc.message)
+        msg = f"{where}: {exc.message}" if where else exc.message
+        raise AuditInputError(source, line, msg) from None
 
 
 def load_alertmanager(path: str | Path) -> AlertmanagerConfig:
@@ -160,7 +164,7 @@ def load_expectations(path: str | Path) -> Expectations:
         text = Path(path).read_text()
     except OSError as exc:
         raise AuditInputError(source, None, f"cannot read: {exc.strerror}") from None
-    data, node = _parse_yaml(text, source)
+    data, _ = _parse_yaml(text, source)
     if not isinstance(data, Mapping):
         raise AuditInputError(source, 1, "expectations must be a YAML mapping")
     try:

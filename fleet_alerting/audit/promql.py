@@ -12,7 +12,8 @@ _TOKEN = re.compile(
     r"""
     (?P<ws>\s+|\#[^\n]*)
   | (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)
-  | (?P<num>0x[0-9a-fA-F]+|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?(?:ms|[smhdwy])?(?:\d+(?:ms|[smhdwy]))*)
+  | (?P<num>0x[0-9a-fA-F]+
+        |(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?(?:ms|[smhdwy])?(?:\d+(?:ms|[smhdwy]))*)
   | (?P<ident>[a-zA-Z_:][a-zA-Z0-9_:]*)
   | (?P<op>=~|!~|!=|==|<=|>=|[-+*/%^<>=,(){}\[\]@])
     """,
@@ -79,7 +80,11 @@ def tokenize(expr: str) -> list[tuple[str, str]]:
     return tokens
 
 
-def _matchers(tokens: list[tuple[str, str]], i: int) -> tuple[tuple[tuple[str, str, str], ...], int]:
+Token = tuple[str, str]
+LabelMatcher = tuple[str, str, str]
+
+
+def _matchers(tokens: list[Token], i: int) -> tuple[tuple[LabelMatcher, ...], int]:
     """Parse `{a="b", c=~"d"}` starting at the `{`; return matchers and the index after `}`."""
     out, i = [], i + 1
     while i < len(tokens) and tokens[i][1] != "}":

@@ -13,7 +13,9 @@ VOCAB: dict[str, list[str]] = {
     "env": ["prod", "staging", "dev"],
     "job": ["fleet-api", "blackbox", "node"],
 }
-REGEXES = ["crit.*", "web-[0-9]+", "a|b", "dev.*", ".*", ".+", "(prod|staging)", r"api\..*", "pi-0[0-9]"]
+REGEXES = [
+    "crit.*", "web-[0-9]+", "a|b", "dev.*", ".*", ".+", "(prod|staging)", r"api\..*", "pi-0[0-9]",
+]
 
 
 def _value(rng: random.Random, name: str) -> str:
