@@ -165,6 +165,10 @@ def load_expectations(path: str | Path) -> Expectations:
     except OSError as exc:
         raise AuditInputError(source, None, f"cannot read: {exc.strerror}") from None
     data, _ = _parse_yaml(text, source)
+    return expectations_from_dict(data, source)
+
+
+def expectations_from_dict(data: Any, source: str = "expectations") -> Expectations:
     if not isinstance(data, Mapping):
         raise AuditInputError(source, 1, "expectations must be a YAML mapping")
     try:
