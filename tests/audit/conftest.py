@@ -53,6 +53,12 @@ def wait_for(predicate: Callable[[], bool], deadline_s: float, what: str) -> Non
     raise TimeoutError(f"{what} not ready within {deadline_s} s")
 
 
+@pytest.fixture
+def closed_url() -> str:
+    """A loopback URL nothing listens on."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
 @pytest.fixture(scope="session")
 def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prometheus on loopback scraping itself as job `fleet-api` every second."""
