@@ -17,6 +17,8 @@ import yaml
 from fleet_alerting.audit.model import Expectation, Expectations, Rule, SecretFile
 from fleet_alerting.routing import AlertmanagerConfig, RoutingConfigError, format_path, parse_config
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class AuditInputError(ValueError):
     def __init__(self, source: str, line: int | None, message: str) -> None:
@@ -26,14 +28,18 @@ class AuditInputError(ValueError):
 
 
 def _parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    # One pass: compose (keeping line marks) then construct from the same node tree.
+    loader = _LOADER(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise AuditInputError(source, line, f"invalid YAML: {problem}") from None
+    finally:
+        loader.dispose()
     return data, node
 
 
