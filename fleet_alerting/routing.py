@@ -52,8 +52,9 @@ OPS = ("=", "!=", "=~", "!~")
 
 def compile_go_regex(expr: str) -> re.Pattern[str]:
     """Compile an RE2 expression for full (anchored) matching, as Alertmanager does."""
-    # RE2's \z is Python's \Z; the rest of the common RE2 syntax is shared.
-    return re.compile("(?:" + expr.replace(r"\z", r"\Z") + ")", re.UNICODE)
+    # RE2's \z is Python's \Z; RE2's \d, \w, \s and \b are ASCII-only (re.ASCII); the rest
+    # of the common RE2 syntax is shared.
+    return re.compile("(?:" + expr.replace(r"\z", r"\Z") + ")", re.ASCII)
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,14 @@ def routes_test(args: argparse.Namespace) -> int:
         at = _instant(args.time)
         if args.file:
             return _routes_batch(am, Path(args.file), at)
-        labels = parse_label_args(args.labels)
-    except (AuditInputError, RoutingConfigError, ValueError) as exc:
+    except (AuditInputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        labels = parse_label_args(args.labels)
+    except RoutingConfigError as exc:  # amtool exits 1 here too
+        print(f"error: Failed to parse labels: {exc}", file=sys.stderr)
+        return 1
     if args.tree:
         print("Matching routes:")
         print(matching_tree(am.route, labels))

@@ -9,12 +9,14 @@ VOCAB: dict[str, list[str]] = {
     "severity": ["critical", "warning", "info", "page", ""],
     "team": ["a", "b", "ops", "db"],
     "service": ["api", "device", "zigbee", "web-1", "web-22"],
-    "instance": ["dev1", "dev-22", "api.example:443", "pi-07"],
+    # non-ASCII values catch regex-class differences (RE2's \d and \w are ASCII-only)
+    "instance": ["dev1", "dev-22", "api.example:443", "pi-07", "pi-٠٧", "dév-1"],
     "env": ["prod", "staging", "dev"],
     "job": ["fleet-api", "blackbox", "node"],
 }
 REGEXES = [
     "crit.*", "web-[0-9]+", "a|b", "dev.*", ".*", ".+", "(prod|staging)", r"api\..*", "pi-0[0-9]",
+    r"pi-\d+", r"\w+-\d+", "d.v-1",
 ]
 
 
