@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
+from audit_helpers import free_port, wait_for
 
 from fleet_alerting.audit.cli import add_commands
 
@@ -33,24 +31,6 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str
         return rc, out.out, out.err
 
     return run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], bool], deadline_s: float, what: str) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} not ready within {deadline_s} s")
 
 
 @pytest.fixture
@@ -107,5 +87,3 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with prefect_test_harness():
         yield
 
-
-REPO = Path(__file__).resolve().parents[2]

@@ -4,63 +4,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-import yaml
+from audit_helpers import CHECK_CASES, DownSeries, build_input
 
 from fleet_alerting.audit.checks import CHECKS, run_checks
 from fleet_alerting.audit.checks.shadowed_routes import shadows
-from fleet_alerting.audit.loader import expectations_from_dict, load_rule_text
-from fleet_alerting.audit.model import AuditInput, Finding, PrometheusUnavailable, SecretFile
-from fleet_alerting.routing import build_route, parse_config
+from fleet_alerting.audit.model import Finding
+from fleet_alerting.routing import build_route
 
-DOC = yaml.safe_load((Path(__file__).parent / "cases" / "checks.yaml").read_text())
-NOW = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
-
-
-class FakeSeries:
-    """A Prometheus that knows a fixed set of metric names and matching selectors."""
-
-    def __init__(self, names: list[str], selectors: list[str]) -> None:
-        self.names, self.selectors = set(names), set(selectors)
-
-    def series_exists(self, selector: str) -> bool:
-        return selector in self.selectors
-
-    def metric_names(self) -> set[str]:
-        return set(self.names)
-
-
-class DownSeries:
-    def series_exists(self, selector: str) -> bool:
-        raise PrometheusUnavailable("connection refused")
-
-    def metric_names(self) -> set[str]:
-        raise PrometheusUnavailable("connection refused")
-
-
-def build_input(overrides: dict) -> AuditInput:
-    parts = {**DOC["base"], **overrides}
-    rules_text = yaml.safe_dump({"groups": [{"name": "g", "rules": parts["rules"]}]})
-    secret_files = [
-        SecretFile(
-            f["config_path"], f["path"], f["exists"], f["git_tracked"], f["mode"],
-            NOW - timedelta(days=f["age_days"]),
-        )
-        for f in parts.get("secret_files", [])
-    ]
-    return AuditInput(
-        am=parse_config(parts["am"]),
-        rules=load_rule_text(rules_text, "t.rules.yml"),
-        expectations=expectations_from_dict(parts["expectations"]),
-        now=NOW,
-        running=parse_config(parts["running"]) if parts.get("running") else None,
-        secret_files=secret_files,
-        series=FakeSeries(**parts["series"]),
-        dashboards=parts["dashboards"],
-    )
+DOC = CHECK_CASES
 
 
 def ids(findings: list[Finding]) -> set[str]:

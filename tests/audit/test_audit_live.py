@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO, free_port, wait_for
+from audit_helpers import REPO, build_input, free_port, wait_for
 
 from fleet_alerting.audit.checks import secret_files
 from fleet_alerting.audit.checks.drift import check as drift_check
@@ -57,8 +57,6 @@ def test_secret_file_facts_and_findings(tmp_path: Path) -> None:
     assert by_name["tracked-key"].git_tracked and not by_name["good"].git_tracked
     assert by_name["world-readable"].mode == 0o644
     assert not by_name["missing"].exists
-
-    from test_audit_checks import build_input
 
     inp = build_input({})
     inp.secret_files = facts
