@@ -113,13 +113,17 @@ def test_audit_command_writes_report(cli, tmp_path: Path) -> None:
             assert "REPLACE_WITH_TOKEN" not in f.read_text()
 
 
-def test_audit_command_fail_on_error(cli, tmp_path: Path) -> None:
-    rc, _, _ = cli(
+@pytest.mark.parametrize(("extra", "rc"), [("", 0), ("    must_not_reach: [slack-secondary]\n", 1)])
+def test_audit_command_fail_on_error(cli, tmp_path: Path, extra: str, rc: int) -> None:
+    exp = (REPO / "config/audit/expectations.yaml").read_text()
+    exp = exp.replace("    pages: true\n", "    pages: true\n" + extra, 1)
+    (tmp_path / "exp.yaml").write_text(exp)
+    got, out, _ = cli(
         "audit", "--alertmanager", AM, "--rules", str(REPO / "config/audit/rules/*.yml"),
-        "--expectations", str(REPO / "config/audit/expectations.yaml"),
+        "--expectations", str(tmp_path / "exp.yaml"),
         "--out", str(tmp_path), "--now", "2026-04-01T09:00:00Z", "--fail-on-error",
     )
-    assert rc == 1
+    assert got == rc, out
 
 
 def test_audit_command_bad_rules_exit_2(cli, tmp_path: Path) -> None:

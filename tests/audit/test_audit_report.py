@@ -75,7 +75,7 @@ def test_report_files_and_html_is_self_contained(tmp_path: Path) -> None:
     html = (w.directory / "report.html").read_text()
     assert html.startswith("<!doctype html>") and "<style>" in html
     assert "src=" not in html and "<link" not in html and "<script" not in html
-    assert '<span class="error">error</span>' in html
+    assert '<span class="warning">warning</span>' in html
     md = (w.directory / "report.md").read_text()
     assert "## Routing matrix" in md and "## Escalation matrix" in md
     assert "## Check: shadowed-route" in md
