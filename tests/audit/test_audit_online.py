@@ -67,3 +67,21 @@ def test_unreachable_prometheus_is_a_note_not_a_crash(closed_url: str) -> None:
     assert len(skipped) == 2
     assert all("unreachable" in f.message for f in skipped)
     assert not [f for f in findings if f.check_id in ("dead-selector", "uncovered-metric")]
+
+
+def test_example_fleet_rules_flag_api_down(prometheus_url: str) -> None:
+    from audit_helpers import REPO
+
+    from fleet_alerting.audit.live import gather_inputs
+
+    inp = gather_inputs(
+        alertmanager_file=str(REPO / "config/audit/alertmanager.yml"),
+        rules_glob=str(REPO / "config/audit/rules/*.yml"),
+        expectations_file=str(REPO / "config/audit/expectations.yaml"),
+        now=datetime(2026, 4, 1, tzinfo=UTC),
+        prometheus_url=prometheus_url,
+    )
+    dead = {f.alert: f.message for f in run_checks(inp) if f.check_id == "dead-selector"}
+    assert "metric up exists" in dead["ApiDown"]
+    # this Prometheus exports none of the Fleet's own metrics
+    assert "no such metric" in dead["CircuitBreakerOpen"]
