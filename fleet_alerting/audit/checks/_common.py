@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fleet_alerting.audit.model import AuditInput, Expectation, Rule
-from fleet_alerting.routing import AlertmanagerConfig, Route
+from fleet_alerting.routing import Route
 
 
 def routed(inp: AuditInput) -> list[tuple[Rule, list[Route]]]:
@@ -27,6 +27,3 @@ def expectation(inp: AuditInput, rule: Rule) -> Expectation:
         exp = Expectation(exp.must_reach, exp.must_not_reach, pages, exp.required_annotations)
     return exp
 
-
-def route_by_id(am: AlertmanagerConfig, rid: str) -> Route:
-    return {r.id: r for r in am.route.walk()}[rid]
