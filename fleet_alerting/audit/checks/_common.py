@@ -1,0 +1,29 @@
+"""Helpers shared by checks: routing each alert rule once, describing routes."""
+
+from __future__ import annotations
+
+from fleet_alerting.audit.model import AuditInput, Expectation, Rule
+from fleet_alerting.routing import Route
+
+
+def routed(inp: AuditInput) -> list[tuple[Rule, list[Route]]]:
+    return [(r, inp.am.routes_for(r.routing_labels)) for r in inp.alert_rules]
+
+
+def receivers(routes: list[Route]) -> list[str]:
+    return [r.opts.receiver for r in routes]
+
+
+def describe(route: Route) -> str:
+    return route.slug(show_continue=True)
+
+
+def expectation(inp: AuditInput, rule: Rule) -> Expectation:
+    """Severity expectation with alert overrides; `pages` defaults by severity name."""
+    exp = inp.expectations.for_rule(rule)
+    if exp.pages is None:
+        sev = rule.labels.get("severity")
+        pages = True if sev == "critical" else False if sev in ("warning", "info") else None
+        exp = Expectation(exp.must_reach, exp.must_not_reach, pages, exp.required_annotations)
+    return exp
+

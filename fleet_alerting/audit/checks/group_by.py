@@ -1,0 +1,31 @@
+"""Routes that alerts reach whose group_by does not cover the required labels."""
+
+from __future__ import annotations
+
+from fleet_alerting.audit.checks._common import describe, routed
+from fleet_alerting.audit.model import AuditInput, Finding
+
+CHECK_ID = "group-by"
+
+
+def check(inp: AuditInput) -> list[Finding]:
+    required = inp.expectations.required_group_by
+    alerts: dict[str, list[str]] = {}
+    routes = {}
+    for rule, rs in routed(inp):
+        for r in rs:
+            alerts.setdefault(r.id, [])
+            if rule.name not in alerts[r.id]:
+                alerts[r.id].append(rule.name)
+            routes[r.id] = r
+    out = []
+    for rid, route in routes.items():
+        if route.opts.group_by_all:
+            continue
+        missing = [n for n in required if n not in route.opts.group_by]
+        if missing:
+            out.append(Finding(
+                CHECK_ID, "warning", ", ".join(alerts[rid]), rid, route.opts.receiver,
+                f"{describe(route)} groups by [{', '.join(sorted(route.opts.group_by))}]; "
+                f"missing {', '.join(missing)}"))
+    return out

@@ -1,0 +1,18 @@
+"""Alert rules missing required annotations (summary, runbook_url, ...)."""
+
+from __future__ import annotations
+
+from fleet_alerting.audit.model import AuditInput, Finding
+
+CHECK_ID = "missing-annotation"
+
+
+def check(inp: AuditInput) -> list[Finding]:
+    out = []
+    for rule in inp.alert_rules:
+        missing = [a for a in inp.expectations.annotations_for(rule)
+                   if not rule.annotations.get(a, "").strip()]
+        if missing:
+            out.append(Finding(CHECK_ID, "warning", rule.name,
+                               message=f"missing annotations: {', '.join(missing)} ({rule.where})"))
+    return out

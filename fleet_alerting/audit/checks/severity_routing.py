@@ -1,0 +1,27 @@
+"""Each alert rule reaches the receivers its severity (or the alert's override) expects."""
+
+from __future__ import annotations
+
+from fleet_alerting.audit.checks._common import expectation, receivers, routed
+from fleet_alerting.audit.model import AuditInput, Finding
+
+CHECK_ID = "severity-routing"
+
+
+def check(inp: AuditInput) -> list[Finding]:
+    out = []
+    for rule, routes in routed(inp):
+        exp = expectation(inp, rule)
+        got = receivers(routes)
+        path = ",".join(r.id for r in routes)
+        sev = rule.labels.get("severity", "")
+        for want in exp.must_reach:
+            if want not in got:
+                out.append(Finding(CHECK_ID, "error", rule.name, path, want,
+                                   f"severity {sev!r} must reach {want} but routes to "
+                                   f"{', '.join(got)} ({rule.where})"))
+        for bad in exp.must_not_reach:
+            if bad in got:
+                out.append(Finding(CHECK_ID, "error", rule.name, path, bad,
+                                   f"severity {sev!r} must not reach {bad} ({rule.where})"))
+    return out

@@ -1,0 +1,43 @@
+"""A route that can never match because an earlier sibling (without `continue`) takes
+every alert it would take. Decided conservatively: only proven shadowing is reported."""
+
+from __future__ import annotations
+
+from fleet_alerting.audit.checks._common import describe
+from fleet_alerting.audit.model import AuditInput, Finding
+from fleet_alerting.routing import Matcher, Route
+
+CHECK_ID = "shadowed-route"
+_ALWAYS = {".*"}
+
+
+def implied(e: Matcher, later: tuple[Matcher, ...]) -> bool:
+    """True when every label set satisfying all of `later` satisfies `e`."""
+    if e.op == "=~" and e.value in _ALWAYS:
+        return True
+    for m in later:
+        if m.name != e.name:
+            continue
+        if (m.op, m.value) == (e.op, e.value):
+            return True
+        if m.op == "=":
+            return e.matches({e.name: m.value})
+    return False
+
+
+def shadows(earlier: Route, later: Route) -> bool:
+    return not earlier.continue_ and all(implied(e, later.matchers) for e in earlier.matchers)
+
+
+def check(inp: AuditInput) -> list[Finding]:
+    out = []
+    for route in inp.am.route.walk():
+        for j, later in enumerate(route.routes):
+            for earlier in route.routes[:j]:
+                if shadows(earlier, later):
+                    out.append(Finding(
+                        CHECK_ID, "warning", route_path=later.id, receiver=later.opts.receiver,
+                        message=f"{describe(later)} is shadowed by earlier sibling "
+                                f"{earlier.id} {describe(earlier)}"))
+                    break
+    return out

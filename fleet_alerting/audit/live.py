@@ -1,0 +1,106 @@
+"""I/O at the edge of the audit: live Alertmanager config, Prometheus series, dashboards, and
+gathering every input into an AuditInput."""
+
+from __future__ import annotations
+
+import glob as globmod
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from fleet_alerting.audit.loader import (
+    AuditInputError,
+    gather_secret_files,
+    load_alertmanager,
+    load_alertmanager_text,
+    load_expectations,
+    load_rules,
+)
+from fleet_alerting.audit.model import AuditInput, PrometheusUnavailable
+
+
+def fetch_running_config(url: str, timeout: float = 10.0) -> str:
+    """The running configuration's original text from Alertmanager's /api/v2/status."""
+    source = f"{url.rstrip('/')}/api/v2/status"
+    try:
+        resp = httpx.get(source, timeout=timeout)
+        resp.raise_for_status()
+        return str(resp.json()["config"]["original"])
+    except (httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
+        raise AuditInputError(source, None, f"cannot read the running config: {exc}") from None
+
+
+class PrometheusSeries:
+    """SeriesSource over the Prometheus HTTP API (/api/v1/series, /api/v1/label/__name__)."""
+
+    def __init__(self, url: str, timeout: float = 10.0, client: httpx.Client | None = None):
+        self.url = url.rstrip("/")
+        self.client = client or httpx.Client(timeout=timeout)
+        self._names: set[str] | None = None
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        try:
+            resp = self.client.get(self.url + path, params=params)
+        except httpx.HTTPError as exc:
+            raise PrometheusUnavailable(f"Prometheus at {self.url} unreachable: {exc}") from None
+        if resp.status_code >= 500:
+            raise PrometheusUnavailable(f"Prometheus at {self.url} answered {resp.status_code}")
+        body = resp.json()
+        if body.get("status") != "success":
+            raise PrometheusUnavailable(f"Prometheus error: {body.get('error', body)}")
+        return body["data"]
+
+    def series_exists(self, selector: str) -> bool:
+        return bool(self._get("/api/v1/series", {"match[]": selector}))
+
+    def metric_names(self) -> set[str]:
+        if self._names is None:
+            self._names = set(self._get("/api/v1/label/__name__/values"))
+        return set(self._names)
+
+
+def load_dashboards(pattern: str) -> dict[str, Any]:
+    out = {}
+    for f in sorted(globmod.glob(pattern, recursive=True)):
+        try:
+            out[f] = json.loads(Path(f).read_text())
+        except json.JSONDecodeError as exc:
+            raise AuditInputError(f, exc.lineno, f"invalid JSON: {exc.msg}") from None
+    return out
+
+
+def gather_inputs(
+    *,
+    alertmanager_file: str | None,
+    rules_glob: str,
+    expectations_file: str,
+    now: datetime,
+    alertmanager_url: str | None = None,
+    prometheus_url: str | None = None,
+    dashboards_glob: str | None = None,
+) -> AuditInput:
+    running = None
+    if alertmanager_url:
+        source = f"{alertmanager_url.rstrip('/')}/api/v2/status"
+        running = load_alertmanager_text(fetch_running_config(alertmanager_url), source)
+    if alertmanager_file:
+        am, am_source = load_alertmanager(alertmanager_file), alertmanager_file
+        base_dir = str(Path(alertmanager_file).resolve().parent)
+    elif running is not None:
+        am, am_source, running, base_dir = running, f"{alertmanager_url} (running)", None, "."
+    else:
+        raise AuditInputError("alertmanager", None, "give an alertmanager file or URL")
+    return AuditInput(
+        am=am,
+        rules=load_rules(rules_glob),
+        expectations=load_expectations(expectations_file),
+        now=now,
+        am_source=am_source,
+        running=running,
+        secret_files=gather_secret_files(am.raw, base_dir),
+        series=PrometheusSeries(prometheus_url) if prometheus_url else None,
+        dashboards=load_dashboards(dashboards_glob) if dashboards_glob else None,
+    )

@@ -1,0 +1,43 @@
+"""Quarterly audit flow: Alertmanager routes against severity expectations, rules against
+reality. Scheduled `0 9 1 1,4,7,10 *`; the work is in tasks/audit.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import acreate_markdown_artifact
+
+from tasks.audit import run_quarterly_audit
+
+ARTIFACT_KEY = "quarterly-audit"
+MAX_ARTIFACT_CHARS = 200_000
+
+
+@flow(name="quarterly-audit")
+async def quarterly_audit(
+    alertmanager_file: str,
+    rules_glob: str,
+    expectations_file: str,
+    out_dir: str = "reports",
+    alertmanager_url: str | None = None,
+    prometheus_url: str | None = None,
+    dashboards_glob: str | None = None,
+) -> dict[str, Any]:
+    result = run_quarterly_audit(
+        alertmanager_file, rules_glob, expectations_file, out_dir,
+        alertmanager_url=alertmanager_url,
+        prometheus_url=prometheus_url,
+        dashboards_glob=dashboards_glob,
+    )
+    summary = result["summary"]
+    markdown = result["markdown"]
+    if len(markdown) > MAX_ARTIFACT_CHARS:
+        markdown = markdown[:MAX_ARTIFACT_CHARS] + f"\n\n… truncated; see {summary['directory']}\n"
+    await acreate_markdown_artifact(
+        markdown=markdown,
+        key=ARTIFACT_KEY,
+        description=f"Alerting audit {summary['quarter']}: {summary['errors']} errors, "
+                    f"{summary['warnings']} warnings",
+    )
+    return summary

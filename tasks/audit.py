@@ -1,0 +1,43 @@
+"""Prefect task around the quarterly audit: gather inputs (files, live Alertmanager,
+Prometheus), run the checks, write the report."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import task
+from prefect.logging import get_run_logger
+
+from fleet_alerting.audit.live import gather_inputs
+from fleet_alerting.audit.report import write_report
+from fleet_alerting.audit.run import run_audit
+
+
+@task(name="run-quarterly-audit", retries=1, retry_delay_seconds=30)
+def run_quarterly_audit(
+    alertmanager_file: str | None,
+    rules_glob: str,
+    expectations_file: str,
+    out_dir: str,
+    alertmanager_url: str | None = None,
+    prometheus_url: str | None = None,
+    dashboards_glob: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Returns the report summary plus its Markdown (for the artifact)."""
+    inp = gather_inputs(
+        alertmanager_file=alertmanager_file,
+        rules_glob=rules_glob,
+        expectations_file=expectations_file,
+        now=now or datetime.now(UTC),
+        alertmanager_url=alertmanager_url,
+        prometheus_url=prometheus_url,
+        dashboards_glob=dashboards_glob,
+    )
+    written = write_report(run_audit(inp), out_dir)
+    get_run_logger().info(
+        "audit %s: %s errors, %s warnings -> %s", written.summary["quarter"],
+        written.summary["errors"], written.summary["warnings"], written.directory,
+    )
+    return {"summary": written.summary, "markdown": written.markdown}

@@ -1,0 +1,83 @@
+"""Helpers shared by the audit tests (a uniquely named module, importable from any test)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import yaml
+
+from fleet_alerting.audit.loader import expectations_from_dict, load_rule_text
+from fleet_alerting.audit.model import AuditInput, PrometheusUnavailable, SecretFile
+from fleet_alerting.routing import parse_config
+
+REPO = Path(__file__).resolve().parents[2]
+CHECK_CASES = yaml.safe_load((Path(__file__).parent / "cases" / "checks.yaml").read_text())
+NOW = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], bool], deadline_s: float, what: str) -> None:
+    """Poll until `predicate` holds; fail after the deadline (no fixed sleeps)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} not ready within {deadline_s} s")
+
+
+class FakeSeries:
+    """A Prometheus that knows a fixed set of metric names and matching selectors."""
+
+    def __init__(self, names: list[str], selectors: list[str]) -> None:
+        self.names, self.selectors = set(names), set(selectors)
+
+    def series_exists(self, selector: str) -> bool:
+        return selector in self.selectors
+
+    def metric_names(self) -> set[str]:
+        return set(self.names)
+
+
+class DownSeries:
+    def series_exists(self, selector: str) -> bool:
+        raise PrometheusUnavailable("connection refused")
+
+    def metric_names(self) -> set[str]:
+        raise PrometheusUnavailable("connection refused")
+
+
+def build_input(overrides: dict) -> AuditInput:
+    """The clean base of cases/checks.yaml with the parts a case names replaced."""
+    parts = {**CHECK_CASES["base"], **overrides}
+    rules_text = yaml.safe_dump({"groups": [{"name": "g", "rules": parts["rules"]}]})
+    secret_files = [
+        SecretFile(
+            f["config_path"], f["path"], f["exists"], f["git_tracked"], f["mode"],
+            NOW - timedelta(days=f["age_days"]),
+        )
+        for f in parts.get("secret_files", [])
+    ]
+    return AuditInput(
+        am=parse_config(parts["am"]),
+        rules=load_rule_text(rules_text, "t.rules.yml"),
+        expectations=expectations_from_dict(parts["expectations"]),
+        now=NOW,
+        running=parse_config(parts["running"]) if parts.get("running") else None,
+        secret_files=secret_files,
+        series=FakeSeries(**parts["series"]),
+        dashboards=parts["dashboards"],
+    )

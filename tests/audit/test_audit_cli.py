@@ -1,0 +1,135 @@
+"""The CLI commands through a parser built like the main `fleet-alerting` one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+AM = str(REPO / "config/audit/alertmanager.yml")
+LABEL_SETS = [
+    ["alertname=ApiDown", "severity=critical"],
+    ["alertname=X", "severity=warning", "team=devices"],
+    ["alertname=Z"],
+    ['alertname="Q"', "severity=info", "instance=pi-07"],
+]
+
+
+@pytest.mark.parametrize("labels", LABEL_SETS)
+def test_routes_test_prints_like_amtool(cli, labels: list[str]) -> None:
+    rc, out, _ = cli("routes", "test", "--config", AM, *labels)
+    assert rc == 0
+    if shutil.which("amtool"):
+        want = subprocess.run(
+            ["amtool", "config", "routes", "test", f"--config.file={AM}", *labels],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        assert out == want
+        rc, tree, _ = cli("routes", "test", "--config", AM, "--tree", *labels)
+        want_tree = subprocess.run(
+            ["amtool", "config", "routes", "test", f"--config.file={AM}", "--tree", *labels],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        assert tree == want_tree
+
+
+def test_routes_test_known_answer(cli) -> None:
+    rc, out, _ = cli("routes", "test", "--config", AM, "alertname=ApiDown", "severity=critical")
+    assert (rc, out) == (0, "slack-secondary,pagerduty-critical,grafana-oncall,slack-operations\n")
+
+
+def test_routes_test_verify_receivers(cli) -> None:
+    rc, out, _ = cli("routes", "test", "--config", AM, "--verify-receivers", "nobody", "a=b")
+    assert rc == 1 and "did not match" in out
+
+
+def test_routes_test_time_drops_muted_routes(cli, tmp_path: Path) -> None:
+    cfg = tmp_path / "am.yml"
+    cfg.write_text(
+        "route:\n  receiver: r\n  routes:\n    - receiver: office\n"
+        "      active_time_intervals: [office]\n"
+        "receivers: [{name: r}, {name: office}]\n"
+        "time_intervals:\n  - name: office\n    time_intervals:\n"
+        "      - weekdays: ['monday:friday']\n"
+        "        times: [{start_time: '09:00', end_time: '17:00'}]\n"
+    )
+    assert cli("routes", "test", "--config", str(cfg), "a=b")[1] == "office\n"
+    assert cli("routes", "test", "--config", str(cfg), "--time", "2026-01-05T10:00:00Z",
+               "a=b")[1] == "office\n"
+    assert cli("routes", "test", "--config", str(cfg), "--time", "2026-01-05T18:00:00Z",
+               "a=b")[1] == "\n"
+
+
+def test_routes_test_batch_passes_on_example(cli) -> None:
+    rc, out, _ = cli("routes", "test", "--config", AM, "--file",
+                     str(REPO / "config/audit/routes-cases.yaml"))
+    assert rc == 0, out
+    assert "5 passed, 0 failed" in out
+
+
+def test_routes_test_batch_fails_on_mismatch(cli, tmp_path: Path) -> None:
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(
+        "- labels: {severity: critical}\n  receivers: [pagerduty-critical]\n"
+        "- labels: {alertname: Z}\n  receivers: [slack-operations]\n"
+    )
+    rc, out, _ = cli("routes", "test", "--config", AM, "--file", str(cases))
+    assert rc == 1
+    assert "FAIL 0" in out and "1 passed, 1 failed" in out
+
+
+def test_routes_test_malformed_config_names_file_and_line(cli, tmp_path: Path) -> None:
+    cfg = tmp_path / "am.yml"
+    cfg.write_text("route:\n  receiver: a\n  routes: [\n")
+    rc, out, err = cli("routes", "test", "--config", str(cfg), "a=b")
+    assert rc == 2 and out == ""
+    assert f"{cfg}:4:" in err and "Traceback" not in err
+
+
+def test_audit_command_writes_report(cli, tmp_path: Path) -> None:
+    rc, out, _ = cli(
+        "audit", "--alertmanager", AM, "--rules", str(REPO / "config/audit/rules/*.yml"),
+        "--expectations", str(REPO / "config/audit/expectations.yaml"),
+        "--out", str(tmp_path), "--now", "2026-04-01T09:00:00Z",
+        "--dashboards", str(REPO / "config/audit/dashboards/*.json"),
+    )
+    assert rc == 0
+    assert "2026-Q2" in out
+    qdir = tmp_path / "2026-Q2"
+    for name in ("report.md", "report.html", "findings.json", "findings.csv",
+                 "routing_matrix.csv", "escalation_matrix.csv"):
+        assert (qdir / name).is_file(), name
+    data = json.loads((qdir / "findings.json").read_text())
+    checks = {f["check_id"] for f in data["findings"]}
+    assert {"missing-severity", "root-only", "shadowed-route", "inline-secret",
+            "unused-receiver", "group-by", "missing-annotation"} <= checks
+    # the OnCall token in the example config never reaches a report
+    for f in qdir.rglob("*"):
+        if f.is_file():
+            assert "REPLACE_WITH_TOKEN" not in f.read_text()
+
+
+@pytest.mark.parametrize(("extra", "rc"), [("", 0), ("    must_not_reach: [slack-secondary]\n", 1)])
+def test_audit_command_fail_on_error(cli, tmp_path: Path, extra: str, rc: int) -> None:
+    exp = (REPO / "config/audit/expectations.yaml").read_text()
+    exp = exp.replace("    pages: true\n", "    pages: true\n" + extra, 1)
+    (tmp_path / "exp.yaml").write_text(exp)
+    got, out, _ = cli(
+        "audit", "--alertmanager", AM, "--rules", str(REPO / "config/audit/rules/*.yml"),
+        "--expectations", str(tmp_path / "exp.yaml"),
+        "--out", str(tmp_path), "--now", "2026-04-01T09:00:00Z", "--fail-on-error",
+    )
+    assert got == rc, out
+
+
+def test_audit_command_bad_rules_exit_2(cli, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.rules.yml"
+    bad.write_text("groups:\n  - name: g\n    rules:\n      - alert: A\n")
+    rc, _, err = cli("audit", "--alertmanager", AM, "--rules", str(bad),
+                     "--expectations", str(REPO / "config/audit/expectations.yaml"),
+                     "--out", str(tmp_path))
+    assert rc == 2 and f"{bad}:4:" in err
