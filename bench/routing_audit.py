@@ -27,18 +27,24 @@ from fleet_alerting.routing import parse_config
 
 def make_rules(n: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
-    exprs = ['up{job="fleet-api"} == 0', "probe_success == 0", "rate(x_total[5m]) > 1",
-             'sum by (instance) (increase(upstream_device_failures_total[5m])) > 5']
+    exprs = [
+        'up{job="fleet-api"} == 0',
+        "probe_success == 0",
+        "rate(x_total[5m]) > 1",
+        "sum by (instance) (increase(upstream_device_failures_total[5m])) > 5",
+    ]
     rules = []
     for i in range(n):
         labels = synth.random_labels(rng)
         labels.pop("alertname", None)
-        rules.append({
-            "alert": f"Alert{i}",
-            "expr": rng.choice(exprs),
-            "labels": labels,
-            "annotations": {"summary": "s", **({"runbook_url": "r"} if i % 3 else {})},
-        })
+        rules.append(
+            {
+                "alert": f"Alert{i}",
+                "expr": rng.choice(exprs),
+                "labels": labels,
+                "annotations": {"summary": "s", **({"runbook_url": "r"} if i % 3 else {})},
+            }
+        )
     return rules
 
 
@@ -54,12 +60,19 @@ def main() -> int:
     (tmp / "alertmanager.yml").write_text(yaml.safe_dump(am_doc))
     rules = make_rules(args.rules, 7)
     (tmp / "bench.rules.yml").write_text(
-        yaml.safe_dump({"groups": [{"name": "bench", "rules": rules}]}))
-    (tmp / "expectations.yaml").write_text(yaml.safe_dump({
-        "paging_receivers": ["r1", "r2"],
-        "severities": {"critical": {"must_reach": ["r1"], "pages": True},
-                       "warning": {"must_not_reach": ["r1", "r2"], "pages": False}},
-    }))
+        yaml.safe_dump({"groups": [{"name": "bench", "rules": rules}]})
+    )
+    (tmp / "expectations.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "paging_receivers": ["r1", "r2"],
+                "severities": {
+                    "critical": {"must_reach": ["r1"], "pages": True},
+                    "warning": {"must_not_reach": ["r1", "r2"], "pages": False},
+                },
+            }
+        )
+    )
     print(f"routes: {synth.count_routes(am_doc['route'])}, rules: {len(rules)}")
 
     cfg = parse_config(yaml.safe_load((tmp / "alertmanager.yml").read_text()))
@@ -67,8 +80,10 @@ def main() -> int:
     t0 = time.perf_counter()
     ours = [",".join(cfg.receivers_for(ls)) for ls in label_sets]
     ours_s = time.perf_counter() - t0
-    print(f"ours: {len(label_sets)} label sets in {ours_s:.3f} s "
-          f"({ours_s / len(label_sets) * 1e6:.0f} µs each)")
+    print(
+        f"ours: {len(label_sets)} label sets in {ours_s:.3f} s "
+        f"({ours_s / len(label_sets) * 1e6:.0f} µs each)"
+    )
 
     if shutil.which("amtool"):
         rng = random.Random(1)
@@ -81,10 +96,12 @@ def main() -> int:
             per = amt_s / len(jobs)
             extrap = per * len(label_sets)
             same = sum(ours[i] == t for i, t in zip(idx, theirs, strict=True))
-            print(f"amtool ({workers} worker{'s' if workers > 1 else ''}): {len(jobs)} label sets "
-                  f"in {amt_s:.2f} s ({per * 1e3:.1f} ms each), extrapolated to "
-                  f"{len(label_sets)}: {extrap:.1f} s; ratio amtool/ours = {extrap / ours_s:.0f}x; "
-                  f"equal answers {same}/{len(jobs)}")
+            print(
+                f"amtool ({workers} worker{'s' if workers > 1 else ''}): {len(jobs)} label sets "
+                f"in {amt_s:.2f} s ({per * 1e3:.1f} ms each), extrapolated to "
+                f"{len(label_sets)}: {extrap:.1f} s; ratio amtool/ours = {extrap / ours_s:.0f}x; "
+                f"equal answers {same}/{len(jobs)}"
+            )
     else:
         print("amtool not installed: no comparison")
 
@@ -101,8 +118,10 @@ def main() -> int:
     written = write_report(result, tmp / "reports")
     t3 = time.perf_counter()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"whole audit: {t3 - t0:.2f} s (load {t1 - t0:.2f} s, checks+matrices {t2 - t1:.2f} s, "
-          f"report {t3 - t2:.2f} s); {len(result.findings)} findings; peak RSS {rss_mb:.0f} MB")
+    print(
+        f"whole audit: {t3 - t0:.2f} s (load {t1 - t0:.2f} s, checks+matrices {t2 - t1:.2f} s, "
+        f"report {t3 - t2:.2f} s); {len(result.findings)} findings; peak RSS {rss_mb:.0f} MB"
+    )
     print(f"report: {written.directory}")
     return 0
 

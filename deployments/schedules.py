@@ -13,8 +13,10 @@ class Schedule:
     name: str
     cron: str
     description: str
-    parameters: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)  # paths relative to the repo
 
+
+WATCH = {"config_path": "config/example.yaml"}  # `serve --config` replaces it
 
 SCHEDULES: list[Schedule] = [
     Schedule(
@@ -22,5 +24,18 @@ SCHEDULES: list[Schedule] = [
         "every-minute",
         "* * * * *",
         "Probe the Fleet API and device health endpoints; alert and page on persistent failures",
+        WATCH,
+    ),
+    Schedule(
+        "quarterly-audit",
+        "quarterly",
+        "0 9 1 1,4,7,10 *",
+        "Audit Alertmanager routes against severity expectations and rules against reality",
+        {
+            "alertmanager_file": "config/audit/alertmanager.yml",
+            "rules_glob": "config/audit/rules/*.yml",
+            "expectations_file": "config/audit/expectations.yaml",
+            "out_dir": "reports",
+        },
     ),
 ]

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -52,13 +53,16 @@ def local_server(port: int | None = None, timeout: float = 60) -> Iterator[str]:
 
 
 def build_deployments(config_path: str) -> list:
-    config = str(Path(config_path).resolve())
+    def parameters(defaults: dict[str, Any]) -> dict[str, Any]:
+        given = {"config_path": str(Path(config_path).resolve())}
+        return {k: given.get(k, v) for k, v in defaults.items()}
+
     return [
         get_flow(s.flow).to_deployment(
             name=s.name,
             cron=s.cron,
             description=s.description,
-            parameters={"config_path": config, **s.parameters},
+            parameters=parameters(s.parameters),
             concurrency_limit=1,  # two runs of one deployment never evaluate at once
             tags=["fleet-alerting"],
         )

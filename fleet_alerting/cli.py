@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import yaml
 
+from fleet_alerting.audit.cli import add_commands as add_audit_commands
 from fleet_alerting.config import Config, ConfigError, load_config
 from fleet_alerting.incidents import format_duration
 from fleet_alerting.secrets import redact
@@ -157,7 +158,7 @@ def outbox(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flows import ENTRYPOINTS
+    from deployments.schedules import SCHEDULES
 
     parser = argparse.ArgumentParser(prog="fleet-alerting", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -168,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     add("check-config", check_config, "validate a config file").add_argument("config")
-    run = add("run", run_flow, "run one flow once, locally")
-    run.add_argument("flow", choices=sorted(ENTRYPOINTS))
+    run = add("run", run_flow, "run one watch flow once, locally (the audit: `audit`)")
+    run.add_argument("flow", choices=[s.flow for s in SCHEDULES if "config_path" in s.parameters])
     run.add_argument("--config", default=DEFAULT_CONFIG)
     add("serve", serve, "serve every deployment on its schedule").add_argument(
         "--config", default=DEFAULT_CONFIG
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--config", default=DEFAULT_CONFIG)
     server.add_argument("--http", action="store_true", help="streamable HTTP with a bearer token")
     server.add_argument("--write", action="store_true", help="offer trigger_deployment")
+    add_audit_commands(commands)
     inc = add("incidents", incidents, "list open incidents from the store")
     inc.add_argument("--config", default=DEFAULT_CONFIG)
     inc.add_argument("--all", action="store_true", help="include resolved incidents")

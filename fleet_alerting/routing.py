@@ -561,8 +561,9 @@ def parse_config(data: Mapping[str, Any]) -> AlertmanagerConfig:
         if not name:
             raise RoutingConfigError("missing name in receiver", ("receivers", i))
         if name in receivers:
-            raise RoutingConfigError(f"notification config name {name!r} is not unique",
-                                     ("receivers", i, "name"))
+            raise RoutingConfigError(
+                f"notification config name {name!r} is not unique", ("receivers", i, "name")
+            )
         receivers[str(name)] = dict(rc)
     intervals: dict[str, tuple[TimeInterval, ...]] = {}
     for section in ("mute_time_intervals", "time_intervals"):
@@ -588,8 +589,9 @@ def parse_config(data: Mapping[str, Any]) -> AlertmanagerConfig:
     route = build_route(root)
     for r in route.walk():
         if r.opts.receiver not in receivers:
-            raise RoutingConfigError(f"undefined receiver {r.opts.receiver!r} used in route",
-                                     (*r.path, "receiver"))
+            raise RoutingConfigError(
+                f"undefined receiver {r.opts.receiver!r} used in route", (*r.path, "receiver")
+            )
         for n in (*r.opts.mute_time_intervals, *r.opts.active_time_intervals):
             if n not in intervals:
                 raise RoutingConfigError(f"undefined time interval {n!r} used in route", r.path)

@@ -7,6 +7,7 @@ from typing import Any
 
 ENTRYPOINTS: dict[str, str] = {
     "blackbox-probe": "flows.blackbox_probe:blackbox_probe",
+    "quarterly-audit": "flows.quarterly_audit:quarterly_audit",
 }
 
 

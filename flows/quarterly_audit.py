@@ -25,7 +25,10 @@ async def quarterly_audit(
     dashboards_glob: str | None = None,
 ) -> dict[str, Any]:
     result = run_quarterly_audit(
-        alertmanager_file, rules_glob, expectations_file, out_dir,
+        alertmanager_file,
+        rules_glob,
+        expectations_file,
+        out_dir,
         alertmanager_url=alertmanager_url,
         prometheus_url=prometheus_url,
         dashboards_glob=dashboards_glob,
@@ -38,6 +41,6 @@ async def quarterly_audit(
         markdown=markdown,
         key=ARTIFACT_KEY,
         description=f"Alerting audit {summary['quarter']}: {summary['errors']} errors, "
-                    f"{summary['warnings']} warnings",
+        f"{summary['warnings']} warnings",
     )
     return summary

@@ -37,7 +37,10 @@ def run_quarterly_audit(
     )
     written = write_report(run_audit(inp), out_dir)
     get_run_logger().info(
-        "audit %s: %s errors, %s warnings -> %s", written.summary["quarter"],
-        written.summary["errors"], written.summary["warnings"], written.directory,
+        "audit %s: %s errors, %s warnings -> %s",
+        written.summary["quarter"],
+        written.summary["errors"],
+        written.summary["warnings"],
+        written.directory,
     )
     return {"summary": written.summary, "markdown": written.markdown}

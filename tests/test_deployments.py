@@ -76,6 +76,9 @@ def test_serve_registers_schedules_and_runs_on_demand(prefect_api: str, tmp_path
         assert [s.schedule.cron for s in probe.schedules] == ["* * * * *"]
         assert probe.global_concurrency_limit.limit == 1
         assert probe.parameters == {"config_path": str(config)}
+        audit = found["quarterly"]
+        assert [s.schedule.cron for s in audit.schedules] == ["0 9 1 1,4,7,10 *"]
+        assert audit.parameters["rules_glob"] == "config/audit/rules/*.yml"
         lines: list[str] = []
         name = f"blackbox-probe/{probe.name}"
         assert asyncio.run(trigger(name, {}, wait=True, poll_seconds=0.2, out=lines.append)) == 0
@@ -89,7 +92,7 @@ def test_serve_registers_schedules_and_runs_on_demand(prefect_api: str, tmp_path
         assert lines[-1].split(" — ")[0].endswith(": Failed")
         lines.clear()
         assert asyncio.run(trigger("nope/none", {}, wait=False, out=lines.append)) == 2
-        assert lines == [f"no deployment 'nope/none'; known: {name}"]
+        assert lines == [f"no deployment 'nope/none'; known: {name}, quarterly-audit/quarterly"]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

@@ -98,8 +98,10 @@ def audit(args: argparse.Namespace) -> int:
         return 2
     written = write_report(run_audit(inp), args.out)
     s = written.summary
-    print(f"{s['quarter']}: {s['errors']} errors, {s['warnings']} warnings, {s['infos']} notes "
-          f"({s['new']} new, {s['open']} open, {s['fixed']} fixed) -> {written.directory}")
+    print(
+        f"{s['quarter']}: {s['errors']} errors, {s['warnings']} warnings, {s['infos']} notes "
+        f"({s['new']} new, {s['open']} open, {s['fixed']} fixed) -> {written.directory}"
+    )
     return 1 if s["errors"] and args.fail_on_error else 0
 
 

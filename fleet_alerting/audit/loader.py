@@ -61,8 +61,8 @@ def line_of(node: yaml.Node | None, path: Iterable[str | int]) -> int | None:
             and isinstance(part, int)
             and 0 <= part < len(node.value)
         ):
-                nxt = node.value[part]
-                line = nxt.start_mark.line + 1
+            nxt = node.value[part]
+            line = nxt.start_mark.line + 1
         if nxt is None:
             break
         node = nxt
@@ -181,14 +181,17 @@ def expectations_from_dict(data: Any, source: str = "expectations") -> Expectati
         defaults = Expectations()
         return Expectations(
             paging_receivers=frozenset(data.get("paging_receivers") or ()),
-            severities={str(k): _expectation(v or {}) for k, v in
-                        (data.get("severities") or {}).items()},
+            severities={
+                str(k): _expectation(v or {}) for k, v in (data.get("severities") or {}).items()
+            },
             alerts={str(k): _expectation(v or {}) for k, v in (data.get("alerts") or {}).items()},
             required_annotations=tuple(
-                data.get("required_annotations", defaults.required_annotations)),
+                data.get("required_annotations", defaults.required_annotations)
+            ),
             required_group_by=tuple(data.get("required_group_by", defaults.required_group_by)),
             secret_rotation_days=int(
-                data.get("secret_rotation_days", defaults.secret_rotation_days)),
+                data.get("secret_rotation_days", defaults.secret_rotation_days)
+            ),
             coverage_ignore=tuple(data.get("coverage_ignore", defaults.coverage_ignore)),
         )
     except (AttributeError, TypeError, ValueError) as exc:
@@ -218,7 +221,10 @@ def _git_tracked(path: Path) -> bool:
     try:
         proc = subprocess.run(
             ["git", "ls-files", "--error-unmatch", path.name],
-            cwd=path.parent, capture_output=True, check=False, timeout=10,
+            cwd=path.parent,
+            capture_output=True,
+            check=False,
+            timeout=10,
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -235,7 +241,11 @@ def gather_secret_files(raw: Mapping[str, Any], base_dir: str | Path) -> list[Se
         st = p.stat()
         facts.append(
             SecretFile(
-                cpath, str(p), exists=True, git_tracked=_git_tracked(p), mode=st.st_mode & 0o777,
+                cpath,
+                str(p),
+                exists=True,
+                git_tracked=_git_tracked(p),
+                mode=st.st_mode & 0o777,
                 mtime=datetime.fromtimestamp(st.st_mtime, UTC),
             )
         )

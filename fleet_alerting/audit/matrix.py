@@ -40,21 +40,33 @@ def escalation_matrix(
         for route in am.routes_for(rule.routing_labels):
             o = route.opts
             key = (sev, o.receiver, route.id)
-            row = rows.setdefault(key, {
-                "severity": sev,
-                "receiver": o.receiver,
-                "route": route.id,
-                "pages": o.receiver in expectations.paging_receivers,
-                "group_by": "..." if o.group_by_all else ",".join(sorted(o.group_by)),
-                "group_wait": format_duration(o.group_wait),
-                "group_interval": format_duration(o.group_interval),
-                "repeat_interval": format_duration(o.repeat_interval),
-                "alerts": [],
-            })
+            row = rows.setdefault(
+                key,
+                {
+                    "severity": sev,
+                    "receiver": o.receiver,
+                    "route": route.id,
+                    "pages": o.receiver in expectations.paging_receivers,
+                    "group_by": "..." if o.group_by_all else ",".join(sorted(o.group_by)),
+                    "group_wait": format_duration(o.group_wait),
+                    "group_interval": format_duration(o.group_interval),
+                    "repeat_interval": format_duration(o.repeat_interval),
+                    "alerts": [],
+                },
+            )
             if rule.name not in row["alerts"]:  # type: ignore[operator]
                 row["alerts"].append(rule.name)  # type: ignore[union-attr]
-    cols = ["severity", "receiver", "route", "pages", "group_by", "group_wait", "group_interval",
-            "repeat_interval", "alerts"]
+    cols = [
+        "severity",
+        "receiver",
+        "route",
+        "pages",
+        "group_by",
+        "group_wait",
+        "group_interval",
+        "repeat_interval",
+        "alerts",
+    ]
     df = pd.DataFrame(list(rows.values()), columns=cols)
     if not df.empty:
         df["alerts"] = df["alerts"].map(", ".join)

@@ -64,7 +64,13 @@ class Expectations:
     required_group_by: tuple[str, ...] = ("alertname", "instance")
     secret_rotation_days: int = 180
     coverage_ignore: tuple[str, ...] = (
-        "^go_", "^process_", "^promhttp_", "^prometheus_", "^scrape_", "^net_conntrack_", "^ALERTS",
+        "^go_",
+        "^process_",
+        "^promhttp_",
+        "^prometheus_",
+        "^scrape_",
+        "^net_conntrack_",
+        "^ALERTS",
     )
 
     def for_rule(self, rule: Rule) -> Expectation:

@@ -31,7 +31,8 @@ def findings_frame(findings: list[Finding]) -> pd.DataFrame:
 def previous_findings(out_dir: Path, label: str) -> tuple[str, list[dict[str, Any]]] | None:
     """The latest earlier quarter's findings under `out_dir`, if any."""
     earlier = sorted(
-        p.name for p in out_dir.glob("*-Q*")
+        p.name
+        for p in out_dir.glob("*-Q*")
         if _QUARTER_RE.match(p.name) and p.name < label and (p / "findings.json").is_file()
     )
     if not earlier:
@@ -111,8 +112,12 @@ def render_markdown(result: AuditResult, comparison: pd.DataFrame, summary: dict
         f"{summary['routes']} routes.",
         "",
         f"**{summary['errors']} errors, {summary['warnings']} warnings, {summary['infos']} notes**"
-        + (f" — {summary['new']} new, {summary['open']} still open, {summary['fixed']} fixed "
-           "since the previous quarter" if not comparison.empty else ""),
+        + (
+            f" — {summary['new']} new, {summary['open']} still open, {summary['fixed']} fixed "
+            "since the previous quarter"
+            if not comparison.empty
+            else ""
+        ),
         "",
     ]
     for title, df in _sections(result, comparison):
@@ -140,8 +145,9 @@ def _html_table(df: pd.DataFrame) -> str:
     esc = df.astype(str).map(html.escape)
     for col, classes in (("level", set(LEVELS)), ("status", {"new", "fixed", "open"})):
         if col in esc.columns:
-            esc[col] = esc[col].map(lambda v, c=classes: f'<span class="{v}">{v}</span>'
-                                    if v in c else v)
+            esc[col] = esc[col].map(
+                lambda v, c=classes: f'<span class="{v}">{v}</span>' if v in c else v
+            )
     return esc.to_html(index=False, escape=False, border=0)
 
 
@@ -189,11 +195,17 @@ def write_report(result: AuditResult, out_dir: str | Path) -> WrittenReport:
     md = render_markdown(result, comparison, summary)
     (target / "report.md").write_text(md)
     (target / "report.html").write_text(render_html(result, comparison, summary))
-    (target / "findings.json").write_text(json.dumps({
-        "quarter": label,
-        "generated_for": result.input.now.isoformat(),
-        "summary": summary,
-        "findings": [asdict(f) for f in result.findings],
-    }, indent=2) + "\n")
+    (target / "findings.json").write_text(
+        json.dumps(
+            {
+                "quarter": label,
+                "generated_for": result.input.now.isoformat(),
+                "summary": summary,
+                "findings": [asdict(f) for f in result.findings],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     summary["directory"] = str(target)
     return WrittenReport(target, summary, md)

@@ -15,8 +15,18 @@ VOCAB: dict[str, list[str]] = {
     "job": ["fleet-api", "blackbox", "node"],
 }
 REGEXES = [
-    "crit.*", "web-[0-9]+", "a|b", "dev.*", ".*", ".+", "(prod|staging)", r"api\..*", "pi-0[0-9]",
-    r"pi-\d+", r"\w+-\d+", "d.v-1",
+    "crit.*",
+    "web-[0-9]+",
+    "a|b",
+    "dev.*",
+    ".*",
+    ".+",
+    "(prod|staging)",
+    r"api\..*",
+    "pi-0[0-9]",
+    r"pi-\d+",
+    r"\w+-\d+",
+    "d.v-1",
 ]
 
 

@@ -66,7 +66,11 @@ def build_input(overrides: dict) -> AuditInput:
     rules_text = yaml.safe_dump({"groups": [{"name": "g", "rules": parts["rules"]}]})
     secret_files = [
         SecretFile(
-            f["config_path"], f["path"], f["exists"], f["git_tracked"], f["mode"],
+            f["config_path"],
+            f["path"],
+            f["exists"],
+            f["git_tracked"],
+            f["mode"],
             NOW - timedelta(days=f["age_days"]),
         )
         for f in parts.get("secret_files", [])

@@ -52,9 +52,18 @@ def test_matching_tree_equals_amtool(tmp_path: Path) -> None:
     for _ in range(10):
         labels = synth.random_labels(rng)
         out = subprocess.run(
-            ["amtool", "config", "routes", "test", f"--config.file={path}", "--tree",
-             *synth.label_args(labels)],
-            capture_output=True, text=True, check=True,
+            [
+                "amtool",
+                "config",
+                "routes",
+                "test",
+                f"--config.file={path}",
+                "--tree",
+                *synth.label_args(labels),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         receivers = ",".join(cfg.receivers_for(labels))
         want = f"Matching routes:\n{matching_tree(cfg.route, labels)}\n\n\n{receivers}\n"

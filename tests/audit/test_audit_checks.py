@@ -91,26 +91,59 @@ def test_shadowing_is_proven_not_guessed(earlier: list, later: list, expected: b
     [
         ({"pagerduty_configs": [{"routing_key": "CANARY"}]}, "error", "use routing_key_file"),
         ({"slack_configs": [{"api_url": "CANARY", "channel": "#x"}]}, "error", "use api_url_file"),
-        ({"email_configs": [{"to": "a@b.c", "auth_password": "CANARY"}]}, "error",
-         "use auth_password_file"),
-        ({"webhook_configs": [{"url": "http://x", "http_config": {
-            "basic_auth": {"username": "u", "password": "CANARY"}}}]}, "error",
-         "use password_file"),
+        (
+            {"email_configs": [{"to": "a@b.c", "auth_password": "CANARY"}]},
+            "error",
+            "use auth_password_file",
+        ),
+        (
+            {
+                "webhook_configs": [
+                    {
+                        "url": "http://x",
+                        "http_config": {"basic_auth": {"username": "u", "password": "CANARY"}},
+                    }
+                ]
+            },
+            "error",
+            "use password_file",
+        ),
         ({"webhook_configs": [{"url": "http://x/CANARY"}]}, "warning", "newer than 0.25"),
-        ({"telegram_configs": [{"bot_token": "CANARY", "chat_id": 1}]}, "warning",
-         "bot_token_file needs"),
+        (
+            {"telegram_configs": [{"bot_token": "CANARY", "chat_id": 1}]},
+            "warning",
+            "bot_token_file needs",
+        ),
     ],
 )
 def test_inline_secret_kinds(receiver: dict, level: str, fragment: str) -> None:
-    inp = build_input({"am": {"route": {"receiver": "r", "group_by": ["alertname", "instance"]},
-                              "receivers": [{"name": "r", **receiver}]}})
+    inp = build_input(
+        {
+            "am": {
+                "route": {"receiver": "r", "group_by": ["alertname", "instance"]},
+                "receivers": [{"name": "r", **receiver}],
+            }
+        }
+    )
     [f] = [f for f in run_checks(inp) if f.check_id == "inline-secret" and fragment in f.message]
     assert f.level == level and f.receiver == "r"
     assert "CANARY" not in json.dumps(asdict(f))
 
 
 def test_inline_secret_ignores_non_secret_urls() -> None:
-    inp = build_input({"am": {"route": {"receiver": "r", "group_by": ["alertname", "instance"]},
-                              "receivers": [{"name": "r", "opsgenie_configs": [
-                                  {"api_key_file": "/k", "api_url": "https://api.example/"}]}]}})
+    inp = build_input(
+        {
+            "am": {
+                "route": {"receiver": "r", "group_by": ["alertname", "instance"]},
+                "receivers": [
+                    {
+                        "name": "r",
+                        "opsgenie_configs": [
+                            {"api_key_file": "/k", "api_url": "https://api.example/"}
+                        ],
+                    }
+                ],
+            }
+        }
+    )
     assert [f for f in run_checks(inp) if f.check_id == "inline-secret"] == []

@@ -26,13 +26,17 @@ def test_routes_test_prints_like_amtool(cli, labels: list[str]) -> None:
     if shutil.which("amtool"):
         want = subprocess.run(
             ["amtool", "config", "routes", "test", f"--config.file={AM}", *labels],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         assert out == want
         rc, tree, _ = cli("routes", "test", "--config", AM, "--tree", *labels)
         want_tree = subprocess.run(
             ["amtool", "config", "routes", "test", f"--config.file={AM}", "--tree", *labels],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         assert tree == want_tree
 
@@ -58,15 +62,20 @@ def test_routes_test_time_drops_muted_routes(cli, tmp_path: Path) -> None:
         "        times: [{start_time: '09:00', end_time: '17:00'}]\n"
     )
     assert cli("routes", "test", "--config", str(cfg), "a=b")[1] == "office\n"
-    assert cli("routes", "test", "--config", str(cfg), "--time", "2026-01-05T10:00:00Z",
-               "a=b")[1] == "office\n"
-    assert cli("routes", "test", "--config", str(cfg), "--time", "2026-01-05T18:00:00Z",
-               "a=b")[1] == "\n"
+    assert (
+        cli("routes", "test", "--config", str(cfg), "--time", "2026-01-05T10:00:00Z", "a=b")[1]
+        == "office\n"
+    )
+    assert (
+        cli("routes", "test", "--config", str(cfg), "--time", "2026-01-05T18:00:00Z", "a=b")[1]
+        == "\n"
+    )
 
 
 def test_routes_test_batch_passes_on_example(cli) -> None:
-    rc, out, _ = cli("routes", "test", "--config", AM, "--file",
-                     str(REPO / "config/audit/routes-cases.yaml"))
+    rc, out, _ = cli(
+        "routes", "test", "--config", AM, "--file", str(REPO / "config/audit/routes-cases.yaml")
+    )
     assert rc == 0, out
     assert "5 passed, 0 failed" in out
 
@@ -92,21 +101,43 @@ def test_routes_test_malformed_config_names_file_and_line(cli, tmp_path: Path) -
 
 def test_audit_command_writes_report(cli, tmp_path: Path) -> None:
     rc, out, _ = cli(
-        "audit", "--alertmanager", AM, "--rules", str(REPO / "config/audit/rules/*.yml"),
-        "--expectations", str(REPO / "config/audit/expectations.yaml"),
-        "--out", str(tmp_path), "--now", "2026-04-01T09:00:00Z",
-        "--dashboards", str(REPO / "config/audit/dashboards/*.json"),
+        "audit",
+        "--alertmanager",
+        AM,
+        "--rules",
+        str(REPO / "config/audit/rules/*.yml"),
+        "--expectations",
+        str(REPO / "config/audit/expectations.yaml"),
+        "--out",
+        str(tmp_path),
+        "--now",
+        "2026-04-01T09:00:00Z",
+        "--dashboards",
+        str(REPO / "config/audit/dashboards/*.json"),
     )
     assert rc == 0
     assert "2026-Q2" in out
     qdir = tmp_path / "2026-Q2"
-    for name in ("report.md", "report.html", "findings.json", "findings.csv",
-                 "routing_matrix.csv", "escalation_matrix.csv"):
+    for name in (
+        "report.md",
+        "report.html",
+        "findings.json",
+        "findings.csv",
+        "routing_matrix.csv",
+        "escalation_matrix.csv",
+    ):
         assert (qdir / name).is_file(), name
     data = json.loads((qdir / "findings.json").read_text())
     checks = {f["check_id"] for f in data["findings"]}
-    assert {"missing-severity", "root-only", "shadowed-route", "inline-secret",
-            "unused-receiver", "group-by", "missing-annotation"} <= checks
+    assert {
+        "missing-severity",
+        "root-only",
+        "shadowed-route",
+        "inline-secret",
+        "unused-receiver",
+        "group-by",
+        "missing-annotation",
+    } <= checks
     # the OnCall token in the example config never reaches a report
     for f in qdir.rglob("*"):
         if f.is_file():
@@ -119,9 +150,18 @@ def test_audit_command_fail_on_error(cli, tmp_path: Path, extra: str, rc: int) -
     exp = exp.replace("    pages: true\n", "    pages: true\n" + extra, 1)
     (tmp_path / "exp.yaml").write_text(exp)
     got, out, _ = cli(
-        "audit", "--alertmanager", AM, "--rules", str(REPO / "config/audit/rules/*.yml"),
-        "--expectations", str(tmp_path / "exp.yaml"),
-        "--out", str(tmp_path), "--now", "2026-04-01T09:00:00Z", "--fail-on-error",
+        "audit",
+        "--alertmanager",
+        AM,
+        "--rules",
+        str(REPO / "config/audit/rules/*.yml"),
+        "--expectations",
+        str(tmp_path / "exp.yaml"),
+        "--out",
+        str(tmp_path),
+        "--now",
+        "2026-04-01T09:00:00Z",
+        "--fail-on-error",
     )
     assert got == rc, out
 
@@ -129,7 +169,15 @@ def test_audit_command_fail_on_error(cli, tmp_path: Path, extra: str, rc: int) -
 def test_audit_command_bad_rules_exit_2(cli, tmp_path: Path) -> None:
     bad = tmp_path / "bad.rules.yml"
     bad.write_text("groups:\n  - name: g\n    rules:\n      - alert: A\n")
-    rc, _, err = cli("audit", "--alertmanager", AM, "--rules", str(bad),
-                     "--expectations", str(REPO / "config/audit/expectations.yaml"),
-                     "--out", str(tmp_path))
+    rc, _, err = cli(
+        "audit",
+        "--alertmanager",
+        AM,
+        "--rules",
+        str(bad),
+        "--expectations",
+        str(REPO / "config/audit/expectations.yaml"),
+        "--out",
+        str(tmp_path),
+    )
     assert rc == 2 and f"{bad}:4:" in err

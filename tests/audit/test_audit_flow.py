@@ -12,19 +12,21 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
-def test_quarterly_audit_flow(prefect_harness: None, tmp_path: Path) -> None:
+def test_quarterly_audit_flow(prefect_api: str, tmp_path: Path) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     from flows.quarterly_audit import ARTIFACT_KEY, quarterly_audit
 
-    summary = asyncio.run(quarterly_audit(
-        alertmanager_file=str(REPO / "config/audit/alertmanager.yml"),
-        rules_glob=str(REPO / "config/audit/rules/*.yml"),
-        expectations_file=str(REPO / "config/audit/expectations.yaml"),
-        out_dir=str(tmp_path),
-        dashboards_glob=str(REPO / "config/audit/dashboards/*.json"),
-    ))
+    summary = asyncio.run(
+        quarterly_audit(
+            alertmanager_file=str(REPO / "config/audit/alertmanager.yml"),
+            rules_glob=str(REPO / "config/audit/rules/*.yml"),
+            expectations_file=str(REPO / "config/audit/expectations.yaml"),
+            out_dir=str(tmp_path),
+            dashboards_glob=str(REPO / "config/audit/dashboards/*.json"),
+        )
+    )
     qdir = Path(summary["directory"])
     assert qdir.parent == tmp_path
     for name in ("report.md", "report.html", "findings.json", "findings.csv"):

@@ -22,9 +22,19 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                   env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
+    subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        env={
+            **os.environ,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        },
+    )
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
@@ -48,10 +58,20 @@ def test_secret_file_facts_and_findings(tmp_path: Path) -> None:
     os.utime(good, (NOW.timestamp(), NOW.timestamp()))
     os.utime(tracked, (NOW.timestamp(), NOW.timestamp()))
     os.utime(loose, (NOW.timestamp(), NOW.timestamp()))
-    raw = {"receivers": [{"name": "p", "pagerduty_configs": [
-        {"routing_key_file": "tracked-key"}, {"routing_key_file": str(loose)},
-        {"routing_key_file": "stale"}, {"routing_key_file": "good"},
-        {"routing_key_file": "missing"}]}]}
+    raw = {
+        "receivers": [
+            {
+                "name": "p",
+                "pagerduty_configs": [
+                    {"routing_key_file": "tracked-key"},
+                    {"routing_key_file": str(loose)},
+                    {"routing_key_file": "stale"},
+                    {"routing_key_file": "good"},
+                    {"routing_key_file": "missing"},
+                ],
+            }
+        ]
+    }
     facts = gather_secret_files(raw, tmp_path)
     by_name = {Path(f.path).name: f for f in facts}
     assert by_name["tracked-key"].git_tracked and not by_name["good"].git_tracked
@@ -76,14 +96,23 @@ def alertmanager_url(tmp_path: Path):  # type: ignore[no-untyped-def]
     if binary is None:
         pytest.skip("alertmanager not installed")
     # the running config differs from the example file: no grafana-oncall route
-    text = (REPO / "config/audit/alertmanager.yml").read_text().replace(
-        "alertname=~\"FleetOffline|ApiDown\"", "alertname=~\"FleetOffline\"")
+    text = (
+        (REPO / "config/audit/alertmanager.yml")
+        .read_text()
+        .replace('alertname=~"FleetOffline|ApiDown"', 'alertname=~"FleetOffline"')
+    )
     (tmp_path / "am.yml").write_text(text)
     port = free_port()
     proc = subprocess.Popen(
-        [binary, f"--config.file={tmp_path / 'am.yml'}", f"--web.listen-address=127.0.0.1:{port}",
-         "--cluster.listen-address=", f"--storage.path={tmp_path / 'data'}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            f"--config.file={tmp_path / 'am.yml'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            f"--storage.path={tmp_path / 'data'}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -20,10 +20,17 @@ AM_CASES = [
     # (text, line, message fragment)
     ("route:\n  receiver: a\n  routes:\n  - receiver: a\n   matchers: [x]\n", 5, "invalid YAML"),
     ("route:\n  receiver: a\nreceivers:\n  - name: a\n    slack_configs: [\n", 6, "invalid YAML"),
-    ("route:\n  receiver: a\n  routes:\n    - receiver: b\nreceivers:\n  - name: a\n", 4,
-     "undefined receiver 'b'"),
-    ("route:\n  receiver: a\n  routes:\n    - receiver: a\n      matchers:\n        - 'x=\"1'\n"
-     "receivers:\n  - name: a\n", 6, "unescaped double quote"),
+    (
+        "route:\n  receiver: a\n  routes:\n    - receiver: b\nreceivers:\n  - name: a\n",
+        4,
+        "undefined receiver 'b'",
+    ),
+    (
+        "route:\n  receiver: a\n  routes:\n    - receiver: a\n      matchers:\n        - 'x=\"1'\n"
+        "receivers:\n  - name: a\n",
+        6,
+        "unescaped double quote",
+    ),
     ("- just\n- a list\n", 1, "must be a YAML mapping"),
 ]
 
@@ -43,10 +50,17 @@ def test_malformed_alertmanager_names_file_and_line(
 
 
 RULE_CASES = [
-    ("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n       for: 5m\n",
-     6, "invalid YAML"),
-    ("groups:\n  - name: g\n    rules:\n      - alert: A\n        labels: {severity: x}\n", 4,
-     "has no `expr`"),
+    (
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n"
+        "        expr: up == 0\n       for: 5m\n",
+        6,
+        "invalid YAML",
+    ),
+    (
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        labels: {severity: x}\n",
+        4,
+        "has no `expr`",
+    ),
     ("groups:\n  - name: g\n    rules:\n      - expr: up\n", 4, "`alert:` or `record:`"),
     ("rules: []\n", 1, "top-level `groups:`"),
 ]
@@ -67,14 +81,25 @@ def test_malformed_rule_file_names_file_and_line(
 def test_rule_lines_and_example_inputs_load() -> None:
     rules = load_rules(str(REPO / "config/audit/rules/*.yml"))
     names = {r.name for r in rules}
-    assert {"ApiDown", "BlackboxProbeFailed", "RoleAgentFailure", "RoleAgentStale",
-            "UpstreamDeviceFailuresSpike", "CircuitBreakerOpen", "FleetOffline",
-            "ZigbeeCoordinatorOffline"} <= names
+    assert {
+        "ApiDown",
+        "BlackboxProbeFailed",
+        "RoleAgentFailure",
+        "RoleAgentStale",
+        "UpstreamDeviceFailuresSpike",
+        "CircuitBreakerOpen",
+        "FleetOffline",
+        "ZigbeeCoordinatorOffline",
+    } <= names
     api = next(r for r in rules if r.name == "ApiDown")
     assert api.line == 4 and api.labels["severity"] == "critical"
     am = load_alertmanager(REPO / "config/audit/alertmanager.yml")
-    assert set(am.receivers) >= {"slack-operations", "slack-secondary", "pagerduty-critical",
-                                 "grafana-oncall"}
+    assert set(am.receivers) >= {
+        "slack-operations",
+        "slack-secondary",
+        "pagerduty-critical",
+        "grafana-oncall",
+    }
     exp = load_expectations(REPO / "config/audit/expectations.yaml")
     assert exp.paging_receivers == {"pagerduty-critical", "grafana-oncall"}
 
@@ -85,8 +110,10 @@ def test_no_rule_files_is_an_error(tmp_path: Path) -> None:
 
 
 def test_secret_file_refs() -> None:
-    raw = {"global": {"slack_api_url_file": "/s/a"},
-           "receivers": [{"name": "p", "pagerduty_configs": [{"routing_key_file": "k"}]}]}
+    raw = {
+        "global": {"slack_api_url_file": "/s/a"},
+        "receivers": [{"name": "p", "pagerduty_configs": [{"routing_key_file": "k"}]}],
+    }
     assert secret_file_refs(raw) == [
         ("global.slack_api_url_file", "/s/a"),
         ("receivers[0].pagerduty_configs[0].routing_key_file", "k"),

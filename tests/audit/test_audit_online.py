@@ -18,11 +18,17 @@ pytestmark = pytest.mark.integration
 
 RULES = [
     {"alert": "ApiDown", "expr": 'up{job="api"} == 0', "labels": {"severity": "critical"}},
-    {"alert": "ApiDownFixed", "expr": 'up{job="fleet-api"} == 0',
-     "labels": {"severity": "critical"}},
+    {
+        "alert": "ApiDownFixed",
+        "expr": 'up{job="fleet-api"} == 0',
+        "labels": {"severity": "critical"},
+    },
     {"alert": "Ghost", "expr": "fleet_ghost_metric_total > 1", "labels": {"severity": "warning"}},
-    {"alert": "Heap", "expr": "sum by (job) (go_memstats_heap_inuse_bytes) > 1e12",
-     "labels": {"severity": "warning"}},
+    {
+        "alert": "Heap",
+        "expr": "sum by (job) (go_memstats_heap_inuse_bytes) > 1e12",
+        "labels": {"severity": "warning"},
+    },
 ]
 
 
@@ -38,8 +44,11 @@ def make_input(series: PrometheusSeries, dashboards: dict | None = None) -> Audi
 
 
 def test_dead_selectors_flag_the_wrong_job(prometheus_url: str) -> None:
-    findings = [f for f in run_checks(make_input(PrometheusSeries(prometheus_url)))
-                if f.check_id == "dead-selector"]
+    findings = [
+        f
+        for f in run_checks(make_input(PrometheusSeries(prometheus_url)))
+        if f.check_id == "dead-selector"
+    ]
     by_alert = {f.alert: f.message for f in findings}
     assert set(by_alert) == {"ApiDown", "Ghost"}
     assert 'up{job="api"}' in by_alert["ApiDown"] and "metric up exists" in by_alert["ApiDown"]
@@ -51,8 +60,7 @@ def test_coverage_against_real_metrics(prometheus_url: str) -> None:
     dashboards = {"d.json": {"panels": [{"targets": [target]}]}}
     findings = run_checks(make_input(PrometheusSeries(prometheus_url), dashboards))
     uncovered = {f.message.split()[0] for f in findings if f.check_id == "uncovered-metric"}
-    undashboarded = {f.message.split()[0] for f in findings
-                     if f.check_id == "undashboarded-metric"}
+    undashboarded = {f.message.split()[0] for f in findings if f.check_id == "undashboarded-metric"}
     assert "go_goroutines" in uncovered
     assert "up" not in uncovered and "go_memstats_heap_inuse_bytes" not in uncovered
     assert not any(m.startswith("prometheus_") for m in uncovered)

@@ -30,8 +30,12 @@ def make_input(now: datetime, am_text: str = AM_TEXT) -> AuditInput:
 
 @pytest.mark.parametrize(
     ("iso", "label"),
-    [("2026-01-01T09:00:00", "2026-Q1"), ("2026-03-31T23:59:00", "2026-Q1"),
-     ("2026-04-01T00:00:00", "2026-Q2"), ("2026-12-31T00:00:00", "2026-Q4")],
+    [
+        ("2026-01-01T09:00:00", "2026-Q1"),
+        ("2026-03-31T23:59:00", "2026-Q1"),
+        ("2026-04-01T00:00:00", "2026-Q2"),
+        ("2026-12-31T00:00:00", "2026-Q4"),
+    ],
 )
 def test_quarter_label(iso: str, label: str) -> None:
     assert quarter_label(datetime.fromisoformat(iso)) == label
@@ -44,7 +48,10 @@ def test_compare_new_open_fixed() -> None:
     prev = [{**a.__dict__, "message": "older wording"}, b.__dict__]
     df = compare([a, c], prev)
     assert dict(zip(df["alert"], df["status"], strict=True)) == {
-        "A": "open", "C": "new", "B": "fixed"}
+        "A": "open",
+        "C": "new",
+        "B": "fixed",
+    }
     assert compare([a], None).empty
 
 
@@ -53,10 +60,13 @@ def test_two_quarters_compare(tmp_path: Path) -> None:
     assert q1.directory == tmp_path / "2026-Q1"
     assert q1.summary["previous_quarter"] is None
     # next quarter: the unused receiver was removed, a new inline secret appeared
-    fixed = AM_TEXT.replace("  - name: email-legacy\n    email_configs:\n"
-                            "      - to: ops@example.invalid\n", "")
-    fixed = fixed.replace("routing_key_file: /etc/alertmanager/secrets/pagerduty-routing-key",
-                          "routing_key: CANARY-d41d8cd9")
+    fixed = AM_TEXT.replace(
+        "  - name: email-legacy\n    email_configs:\n      - to: ops@example.invalid\n", ""
+    )
+    fixed = fixed.replace(
+        "routing_key_file: /etc/alertmanager/secrets/pagerduty-routing-key",
+        "routing_key: CANARY-d41d8cd9",
+    )
     assert fixed != AM_TEXT
     q2 = write_report(run_audit(make_input(datetime(2026, 4, 1, 9, tzinfo=UTC), fixed)), tmp_path)
     s = q2.summary

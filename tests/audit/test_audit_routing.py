@@ -77,17 +77,33 @@ def test_inhibit_table(case: dict) -> None:
     [
         ({"receivers": [{"name": "a"}]}, "no routes provided"),
         ({"route": {"receiver": "x"}, "receivers": [{"name": "a"}]}, "undefined receiver 'x'"),
-        ({"route": {"receiver": "a", "matchers": ["a=b"]}, "receivers": [{"name": "a"}]},
-         "root route must not have any matchers"),
-        ({"route": {"receiver": "a", "routes": [{"mute_time_intervals": ["nope"]}]},
-          "receivers": [{"name": "a"}]}, "undefined time interval 'nope'"),
-        ({"route": {"receiver": "a", "group_by": ["...", "x"]}, "receivers": [{"name": "a"}]},
-         "wildcard group_by"),
-        ({"route": {"receiver": "a", "routes": [{"matchers": ['a="b']}]},
-          "receivers": [{"name": "a"}]}, r"route\.routes\[0\]\.matchers\[0\]: matcher value"),
+        (
+            {"route": {"receiver": "a", "matchers": ["a=b"]}, "receivers": [{"name": "a"}]},
+            "root route must not have any matchers",
+        ),
+        (
+            {
+                "route": {"receiver": "a", "routes": [{"mute_time_intervals": ["nope"]}]},
+                "receivers": [{"name": "a"}],
+            },
+            "undefined time interval 'nope'",
+        ),
+        (
+            {"route": {"receiver": "a", "group_by": ["...", "x"]}, "receivers": [{"name": "a"}]},
+            "wildcard group_by",
+        ),
+        (
+            {
+                "route": {"receiver": "a", "routes": [{"matchers": ['a="b']}]},
+                "receivers": [{"name": "a"}],
+            },
+            r"route\.routes\[0\]\.matchers\[0\]: matcher value",
+        ),
         ({"route": {"receiver": "a"}, "receivers": [{"name": "a"}, {"name": "a"}]}, "not unique"),
-        ({"route": {"receiver": "a", "group_wait": "5 minutes"}, "receivers": [{"name": "a"}]},
-         "not a valid duration"),
+        (
+            {"route": {"receiver": "a", "group_wait": "5 minutes"}, "receivers": [{"name": "a"}]},
+            "not a valid duration",
+        ),
     ],
 )
 def test_invalid_config_is_rejected_with_path(doc: dict, error: str) -> None:

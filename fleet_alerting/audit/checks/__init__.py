@@ -35,9 +35,22 @@ class CheckSpec:
 CHECKS: tuple[CheckSpec, ...] = tuple(
     CheckSpec(m.CHECK_ID, m.check, getattr(m, "ONLINE", False))
     for m in (
-        severity_routing, critical_never_pages, warning_pages, missing_severity, root_only,
-        unreachable_routes, shadowed_routes, continue_duplicates, required_annotations,
-        inline_secrets, group_by, drift, unused_receivers, secret_files, dead_selectors, coverage,
+        severity_routing,
+        critical_never_pages,
+        warning_pages,
+        missing_severity,
+        root_only,
+        unreachable_routes,
+        shadowed_routes,
+        continue_duplicates,
+        required_annotations,
+        inline_secrets,
+        group_by,
+        drift,
+        unused_receivers,
+        secret_files,
+        dead_selectors,
+        coverage,
     )
 )
 
@@ -46,8 +59,11 @@ def run_checks(inp: AuditInput, checks: tuple[CheckSpec, ...] = CHECKS) -> list[
     out: list[Finding] = []
     for spec in checks:
         if spec.online and inp.series is None:
-            out.append(Finding("online-skipped", "info",
-                               message=f"{spec.id} skipped: no Prometheus URL given"))
+            out.append(
+                Finding(
+                    "online-skipped", "info", message=f"{spec.id} skipped: no Prometheus URL given"
+                )
+            )
             continue
         out.extend(spec.func(inp))
     return out

@@ -26,4 +26,3 @@ def expectation(inp: AuditInput, rule: Rule) -> Expectation:
         pages = True if sev == "critical" else False if sev in ("warning", "info") else None
         exp = Expectation(exp.must_reach, exp.must_not_reach, pages, exp.required_annotations)
     return exp
-

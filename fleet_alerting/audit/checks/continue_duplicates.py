@@ -16,6 +16,14 @@ def check(inp: AuditInput) -> list[Finding]:
         for receiver, n in Counter(receivers(routes)).items():
             if n > 1:
                 paths = ",".join(r.id for r in routes if r.opts.receiver == receiver)
-                out.append(Finding(CHECK_ID, "warning", rule.name, paths, receiver,
-                                   f"notified {n} times through routes {paths} ({rule.where})"))
+                out.append(
+                    Finding(
+                        CHECK_ID,
+                        "warning",
+                        rule.name,
+                        paths,
+                        receiver,
+                        f"notified {n} times through routes {paths} ({rule.where})",
+                    )
+                )
     return out

@@ -55,8 +55,11 @@ def check(inp: AuditInput) -> list[Finding]:
     if inp.dashboards is not None:
         shown = _names(e for d in inp.dashboards.values() for e in dashboard_exprs(d))
         out += [
-            Finding(DASHBOARD_CHECK_ID, "info", message=f"{m} is exported but no dashboard "
-                                                        f"panel shows it")
+            Finding(
+                DASHBOARD_CHECK_ID,
+                "info",
+                message=f"{m} is exported but no dashboard panel shows it",
+            )
             for m in relevant
             if m not in shown
         ]

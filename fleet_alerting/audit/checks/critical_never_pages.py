@@ -14,8 +14,15 @@ def check(inp: AuditInput) -> list[Finding]:
     for rule, routes in routed(inp):
         got = receivers(routes)
         if expectation(inp, rule).pages is True and not paging.intersection(got):
-            out.append(Finding(
-                CHECK_ID, "error", rule.name, ",".join(r.id for r in routes), ",".join(got),
-                f"expected to page but only reaches {', '.join(got)}; paging receivers: "
-                f"{', '.join(sorted(paging)) or '(none declared)'} ({rule.where})"))
+            out.append(
+                Finding(
+                    CHECK_ID,
+                    "error",
+                    rule.name,
+                    ",".join(r.id for r in routes),
+                    ",".join(got),
+                    f"expected to page but only reaches {', '.join(got)}; paging receivers: "
+                    f"{', '.join(sorted(paging)) or '(none declared)'} ({rule.where})",
+                )
+            )
     return out

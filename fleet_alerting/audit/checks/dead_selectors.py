@@ -20,8 +20,14 @@ def check(inp: AuditInput) -> list[Finding]:
             try:
                 sels = selectors(rule.expr)
             except PromQLError as exc:
-                out.append(Finding(CHECK_ID, "warning", rule.name,
-                                   message=f"cannot read expr: {exc} ({rule.where})"))
+                out.append(
+                    Finding(
+                        CHECK_ID,
+                        "warning",
+                        rule.name,
+                        message=f"cannot read expr: {exc} ({rule.where})",
+                    )
+                )
                 continue
             for sel in sels:
                 text = sel.text()
@@ -30,8 +36,10 @@ def check(inp: AuditInput) -> list[Finding]:
                 if seen[text]:
                     continue
                 if sel.metric and sel.metric in names and sel.matchers:
-                    msg = f"{text}: metric {sel.metric} exists but these label matchers select " \
-                          f"no series"
+                    msg = (
+                        f"{text}: metric {sel.metric} exists but these label matchers select "
+                        f"no series"
+                    )
                 else:
                     msg = f"{text}: no such metric is exported"
                 out.append(Finding(CHECK_ID, "error", rule.name, message=f"{msg} ({rule.where})"))

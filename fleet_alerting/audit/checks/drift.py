@@ -68,8 +68,11 @@ def semantic_diff(file: AlertmanagerConfig, live: AlertmanagerConfig) -> list[tu
     if _inhibit(file) != _inhibit(live):
         out.append(("inhibit_rules", "inhibit rules differ"))
     if file.time_intervals != live.time_intervals:
-        names = sorted(n for n in set(file.time_intervals) | set(live.time_intervals)
-                       if file.time_intervals.get(n) != live.time_intervals.get(n))
+        names = sorted(
+            n
+            for n in set(file.time_intervals) | set(live.time_intervals)
+            if file.time_intervals.get(n) != live.time_intervals.get(n)
+        )
         out.append(("time_intervals", f"time intervals differ: {', '.join(names)}"))
     return out
 
@@ -78,15 +81,23 @@ def check(inp: AuditInput) -> list[Finding]:
     if inp.running is None:
         return []
     out = [
-        Finding(CHECK_ID, "warning", route_path=where, message=f"file and running config differ: "
-                                                               f"{what}")
+        Finding(
+            CHECK_ID, "warning", route_path=where, message=f"file and running config differ: {what}"
+        )
         for where, what in semantic_diff(inp.am, inp.running)
     ]
     for rule in inp.alert_rules:
         file_rx = inp.am.receivers_for(rule.routing_labels)
         live_rx = inp.running.receivers_for(rule.routing_labels)
         if file_rx != live_rx:
-            out.append(Finding(CHECK_ID, "error", rule.name, receiver=",".join(live_rx),
-                               message=f"file routes to {','.join(file_rx)}, running config to "
-                                       f"{','.join(live_rx)}"))
+            out.append(
+                Finding(
+                    CHECK_ID,
+                    "error",
+                    rule.name,
+                    receiver=",".join(live_rx),
+                    message=f"file routes to {','.join(file_rx)}, running config to "
+                    f"{','.join(live_rx)}",
+                )
+            )
     return out

@@ -24,8 +24,15 @@ def check(inp: AuditInput) -> list[Finding]:
             continue
         missing = [n for n in required if n not in route.opts.group_by]
         if missing:
-            out.append(Finding(
-                CHECK_ID, "warning", ", ".join(alerts[rid]), rid, route.opts.receiver,
-                f"{describe(route)} groups by [{', '.join(sorted(route.opts.group_by))}]; "
-                f"missing {', '.join(missing)}"))
+            out.append(
+                Finding(
+                    CHECK_ID,
+                    "warning",
+                    ", ".join(alerts[rid]),
+                    rid,
+                    route.opts.receiver,
+                    f"{describe(route)} groups by [{', '.join(sorted(route.opts.group_by))}]; "
+                    f"missing {', '.join(missing)}",
+                )
+            )
     return out

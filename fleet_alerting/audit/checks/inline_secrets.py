@@ -49,11 +49,21 @@ def _walk(node: Any, path: str, context: str, receiver: str, out: list[Finding])
             alt = ANYWHERE.get(key) or IN_CONTEXT.get((context, key))
             later = NEWER.get((context, key))
             if (alt or later) and isinstance(v, str) and v.strip():
-                msg = (f"inline secret at {sub}; use {alt} instead" if alt else
-                       f"inline secret at {sub}; {later} needs an Alertmanager newer than 0.25 "
-                       f"(upgrade, or keep this file out of git and mode 0600)")
-                out.append(Finding(CHECK_ID, "error" if alt else "warning", route_path=sub,
-                                   receiver=receiver, message=msg))
+                msg = (
+                    f"inline secret at {sub}; use {alt} instead"
+                    if alt
+                    else f"inline secret at {sub}; {later} needs an Alertmanager newer than 0.25 "
+                    f"(upgrade, or keep this file out of git and mode 0600)"
+                )
+                out.append(
+                    Finding(
+                        CHECK_ID,
+                        "error" if alt else "warning",
+                        route_path=sub,
+                        receiver=receiver,
+                        message=msg,
+                    )
+                )
             else:
                 _walk(v, sub, key if key.endswith("_configs") else context, receiver, out)
     elif isinstance(node, list):

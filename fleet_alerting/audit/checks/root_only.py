@@ -11,9 +11,15 @@ CHECK_ID = "root-only"
 def check(inp: AuditInput) -> list[Finding]:
     root = inp.am.route
     return [
-        Finding(CHECK_ID, "warning", rule.name, root.id, root.opts.receiver,
-                f"matches no route below the root; only the default receiver "
-                f"{root.opts.receiver} is told ({rule.where})")
+        Finding(
+            CHECK_ID,
+            "warning",
+            rule.name,
+            root.id,
+            root.opts.receiver,
+            f"matches no route below the root; only the default receiver "
+            f"{root.opts.receiver} is told ({rule.where})",
+        )
         for rule, routes in routed(inp)
         if routes == [root] and root.routes
     ]

@@ -14,9 +14,11 @@ def check(inp: AuditInput) -> list[Finding]:
     out = []
     max_age = timedelta(days=inp.expectations.secret_rotation_days)
     for f in inp.secret_files:
+
         def add(level: str, msg: str, f=f) -> None:  # type: ignore[no-untyped-def]
-            out.append(Finding(CHECK_ID, level, route_path=f.config_path,
-                               message=f"{f.path}: {msg}"))
+            out.append(
+                Finding(CHECK_ID, level, route_path=f.config_path, message=f"{f.path}: {msg}")
+            )
 
         if not f.exists:
             add("warning", "file does not exist here (checked on the audit machine)")
@@ -27,6 +29,9 @@ def check(inp: AuditInput) -> list[Finding]:
             add("error", f"secret file is readable by others (mode {f.mode:o})")
         if f.mtime is not None and inp.now - f.mtime > max_age:
             age = (inp.now - f.mtime).days
-            add("warning", f"not rotated for {age} days (rotation period "
-                           f"{inp.expectations.secret_rotation_days} days)")
+            add(
+                "warning",
+                f"not rotated for {age} days (rotation period "
+                f"{inp.expectations.secret_rotation_days} days)",
+            )
     return out

@@ -17,11 +17,27 @@ def check(inp: AuditInput) -> list[Finding]:
         sev = rule.labels.get("severity", "")
         for want in exp.must_reach:
             if want not in got:
-                out.append(Finding(CHECK_ID, "error", rule.name, path, want,
-                                   f"severity {sev!r} must reach {want} but routes to "
-                                   f"{', '.join(got)} ({rule.where})"))
+                out.append(
+                    Finding(
+                        CHECK_ID,
+                        "error",
+                        rule.name,
+                        path,
+                        want,
+                        f"severity {sev!r} must reach {want} but routes to "
+                        f"{', '.join(got)} ({rule.where})",
+                    )
+                )
         for bad in exp.must_not_reach:
             if bad in got:
-                out.append(Finding(CHECK_ID, "error", rule.name, path, bad,
-                                   f"severity {sev!r} must not reach {bad} ({rule.where})"))
+                out.append(
+                    Finding(
+                        CHECK_ID,
+                        "error",
+                        rule.name,
+                        path,
+                        bad,
+                        f"severity {sev!r} must not reach {bad} ({rule.where})",
+                    )
+                )
     return out

@@ -35,9 +35,15 @@ def check(inp: AuditInput) -> list[Finding]:
         for j, later in enumerate(route.routes):
             for earlier in route.routes[:j]:
                 if shadows(earlier, later):
-                    out.append(Finding(
-                        CHECK_ID, "warning", route_path=later.id, receiver=later.opts.receiver,
-                        message=f"{describe(later)} is shadowed by earlier sibling "
-                                f"{earlier.id} {describe(earlier)}"))
+                    out.append(
+                        Finding(
+                            CHECK_ID,
+                            "warning",
+                            route_path=later.id,
+                            receiver=later.opts.receiver,
+                            message=f"{describe(later)} is shadowed by earlier sibling "
+                            f"{earlier.id} {describe(earlier)}",
+                        )
+                    )
                     break
     return out

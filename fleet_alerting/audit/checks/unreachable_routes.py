@@ -29,14 +29,26 @@ def check(inp: AuditInput) -> list[Finding]:
             below = sum(1 for _ in child.walk()) - 1
             extra = f" (and {below} routes below it)" if below else ""
             if runtime:
-                out.append(Finding(
-                    CHECK_ID, "info", route_path=child.id, receiver=child.opts.receiver,
-                    message=f"{describe(child)}{extra}: no rule sets "
-                            f"{', '.join(runtime)}; reachable only through series labels"))
+                out.append(
+                    Finding(
+                        CHECK_ID,
+                        "info",
+                        route_path=child.id,
+                        receiver=child.opts.receiver,
+                        message=f"{describe(child)}{extra}: no rule sets "
+                        f"{', '.join(runtime)}; reachable only through series labels",
+                    )
+                )
             else:
-                out.append(Finding(
-                    CHECK_ID, "warning", route_path=child.id, receiver=child.opts.receiver,
-                    message=f"{describe(child)}{extra}: no alert rule reaches this route"))
+                out.append(
+                    Finding(
+                        CHECK_ID,
+                        "warning",
+                        route_path=child.id,
+                        receiver=child.opts.receiver,
+                        message=f"{describe(child)}{extra}: no alert rule reaches this route",
+                    )
+                )
 
     visit(inp.am.route, True)
     return out

@@ -15,8 +15,15 @@ def check(inp: AuditInput) -> list[Finding]:
         hits = [r for r in routes if r.opts.receiver in paging]
         if expectation(inp, rule).pages is False and hits:
             for r in hits:
-                out.append(Finding(
-                    CHECK_ID, "warning", rule.name, r.id, r.opts.receiver,
-                    f"severity {rule.labels.get('severity')!r} pages via {r.opts.receiver} "
-                    f"({rule.where})"))
+                out.append(
+                    Finding(
+                        CHECK_ID,
+                        "warning",
+                        rule.name,
+                        r.id,
+                        r.opts.receiver,
+                        f"severity {rule.labels.get('severity')!r} pages via {r.opts.receiver} "
+                        f"({rule.where})",
+                    )
+                )
     return out
