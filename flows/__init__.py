@@ -7,6 +7,8 @@ from typing import Any
 
 ENTRYPOINTS: dict[str, str] = {
     "blackbox-probe": "flows.blackbox_probe:blackbox_probe",
+    "alertmanager-escalation": "flows.alertmanager_escalation:alertmanager_escalation",
+    "fleet-events": "flows.fleet_events:fleet_events",
 }
 
 
