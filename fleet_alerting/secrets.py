@@ -8,6 +8,7 @@ secrets).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -84,3 +85,19 @@ def redact(text: str) -> str:
         if value in text:
             text = text.replace(value, "***")
     return text
+
+
+class RedactingFilter(logging.Filter):
+    """Masks resolved secrets in log records of HTTP libraries, which log full request URLs at
+    INFO (`HTTP Request: POST https://hooks.slack.com/services/…`): webhook URLs are secrets."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).addFilter(RedactingFilter())

@@ -106,7 +106,7 @@ def fetch(server: FleetApiServer, token: str = TOKEN, limit: int = 200):
 def test_adapter_sends_bearer_and_correlation_id_both_shapes() -> None:
     with FleetApiServer(TOKEN, shape="live") as server:
         server.events = [live(T0 + timedelta(seconds=i), i) for i in range(3)]
-        page, problems = fetch(server, limit=2)
+        page, _problems = fetch(server, limit=2)
         sent = server.requests[0].headers
     assert sent["authorization"] == f"Bearer {TOKEN}"
     assert page.correlation_id == sent["x-correlation-id"]

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from fleet_alerting.adapters.errors import check_response, transport_error
+from fleet_alerting.adapters.errors import AdapterError, check_response, transport_error
 from fleet_alerting.adapters.pagerduty import dedup_key
 from fleet_alerting.incidents import Kind, Notification, format_duration
 
@@ -61,5 +61,12 @@ class OnCallWebhook:
             response = await self.client.post(self._url.get_secret_value(), json=body)
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.name) from None
-        check_response(response, self.name)
+        try:
+            check_response(response, self.name)
+        except AdapterError as exc:  # the answer may quote the URL path, i.e. the token: omit it
+            raise AdapterError(
+                f"{self.name} answered HTTP {response.status_code}",
+                permanent=exc.permanent,
+                retry_after=exc.retry_after,
+            ) from None
         return f"{self.name}: {body['state']} {body['alert_uid']} → HTTP {response.status_code}"
