@@ -97,7 +97,7 @@ def silence(url: str, **labels: str) -> str:
     return response.json()["silenceID"]
 
 
-def run(coro):  # noqa: ANN001, ANN201
+def run(coro):
     return asyncio.run(coro)
 
 
