@@ -27,6 +27,20 @@ SCHEDULES: list[Schedule] = [
         WATCH,
     ),
     Schedule(
+        "alertmanager-escalation",
+        "every-minute",
+        "* * * * *",
+        "Page critical Alertmanager alerts that persist past the window; resolve when they clear",
+        WATCH,
+    ),
+    Schedule(
+        "fleet-events",
+        "every-minute",
+        "* * * * *",
+        "Read the Fleet API event feed; command.failed and audio.upload errors to Slack",
+        WATCH,
+    ),
+    Schedule(
         "quarterly-audit",
         "quarterly",
         "0 9 1 1,4,7,10 *",

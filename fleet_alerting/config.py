@@ -104,6 +104,12 @@ class SlackConfig(Model):
     mirror_webhook: FileSecret | None = None
     mirror_channel: str = "#operations-mirror"
     timeout: Duration = timedelta(seconds=10)
+    # With a bot token (chat:write), incidents get a thread: first message via chat.postMessage,
+    # later updates and the Fleet API event snapshot as replies. `channel`/`mirror_channel` are
+    # then channel names or ids the bot is a member of.
+    bot_token: FileSecret | None = None
+    api_url: str = "https://slack.com/api"
+    min_interval: Duration = timedelta(seconds=1)  # Slack allows ~1 message/s per channel
 
 
 class PagerDutyConfig(Model):
@@ -112,10 +118,18 @@ class PagerDutyConfig(Model):
     timeout: Duration = timedelta(seconds=10)
 
 
+class OnCallConfig(Model):
+    """Grafana OnCall "Formatted Webhook" integration; its URL embeds a token, so it is a secret."""
+
+    webhook: FileSecret
+    timeout: Duration = timedelta(seconds=10)
+
+
 class NotifyConfig(Model):
     outbox_file: ConfigPath = Path("state/outbox.jsonl")
     slack: SlackConfig | None = None
     pagerduty: PagerDutyConfig | None = None
+    oncall: OnCallConfig | None = None
     attempts_per_run: int = Field(3, ge=1)
     give_up_after: Duration = timedelta(hours=24)
 
@@ -165,6 +179,63 @@ class BlackboxConfig(Model):
     file_sd: list[FileSdTargets] = []
 
 
+_MATCHER = re.compile(r'^\s*[A-Za-z_]\w*\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|[^"\s]*)\s*$')
+
+
+def _check_matcher(value: str) -> str:
+    if not _MATCHER.match(value):
+        raise ValueError('expected an Alertmanager matcher such as severity="critical"')
+    return value
+
+
+Matcher = Annotated[str, AfterValidator(_check_matcher)]
+
+
+class EscalationRule(Model):
+    """Alerts matching all `matchers` (Alertmanager syntax, sent as `filter`) escalate."""
+
+    name: str
+    matchers: list[Matcher] = Field(min_length=1)
+    severity: Severity = Severity.critical  # the policy their incidents follow
+
+
+def default_escalation_rules() -> list[EscalationRule]:
+    return [
+        EscalationRule(name="critical", matchers=['severity="critical"']),
+        EscalationRule(
+            name="fleet-api-blackbox",
+            matchers=[
+                'alertname=~"Blackbox.*|ProbeFailed|EndpointDown"',
+                'instance=~".*/api/healthz|.*/"',
+            ],
+        ),
+    ]
+
+
+class AlertmanagerConfig(Model):
+    url: str = Field(pattern=r"^https?://")
+    timeout: Duration = timedelta(seconds=10)
+    rules: list[EscalationRule] = Field(default_factory=default_escalation_rules)
+    # Alertmanager already debounces (`for:`), so one observation opens and one absence resolves.
+    open_after: int = Field(1, ge=1)
+    resolve_after: int = Field(1, ge=1)
+
+
+class FleetApiConfig(Model):
+    """The Fleet API (behind Caddy, which strips /api): events feed and incident snapshots."""
+
+    url: str = Field(pattern=r"^https?://")
+    token: FileSecret | None = None
+    timeout: Duration = timedelta(seconds=10)
+    limit: int = Field(200, ge=1, le=200)
+    alert_types: list[str] = ["command.failed", "audio.upload"]
+    alert_severity: Literal["info", "warn", "error"] = "error"
+    log_labels: dict[str, str] = {"service": "fleet-api"}
+    snapshot_minutes: int = Field(15, ge=1)
+    snapshot_max_events: int = Field(20, ge=1, le=40)
+    lookback: Duration = timedelta(minutes=30)  # late events within this window still count
+
+
 class SlackAppConfig(Model):
     """`/fleet` slash commands. `run` is allowed only for the listed Slack user or channel ids."""
 
@@ -195,6 +266,8 @@ class Config(Model):
     policies: dict[Severity, PolicyConfig] = Field(default_factory=default_policies)
     links: LinksConfig = LinksConfig()
     blackbox: BlackboxConfig = BlackboxConfig()
+    alertmanager: AlertmanagerConfig | None = None
+    fleet_api: FleetApiConfig | None = None
     operators: OperatorsConfig = OperatorsConfig()
     source_file: Path | None = Field(None, exclude=True)
 

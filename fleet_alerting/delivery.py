@@ -18,11 +18,14 @@ import httpx
 
 from fleet_alerting.adapters.errors import AdapterError
 from fleet_alerting.adapters.local_outbox import LocalOutbox
+from fleet_alerting.adapters.oncall import OnCallWebhook
 from fleet_alerting.adapters.pagerduty import PagerDutyEvents
 from fleet_alerting.adapters.slack import SlackWebhook
+from fleet_alerting.adapters.slack_api import NO_THREAD_NOTE, Pacer, SlackApi, SlackWebhookIncident
 from fleet_alerting.config import Config
 from fleet_alerting.incidents import Notification
 from fleet_alerting.secrets import SecretError, SecretRef, redact
+from fleet_alerting.snapshot import make_snapshot
 from fleet_alerting.store import OutboxItem, Store
 
 MAX_WAIT = 30.0  # longest in-run wait, even if Retry-After asks for more
@@ -46,10 +49,15 @@ class Unavailable:
         raise AdapterError(f"{self.name}: {self.reason}", permanent=False)
 
 
-def build_notifiers(config: Config, client: httpx.AsyncClient) -> dict[str, Notifier]:
+def build_notifiers(
+    config: Config, client: httpx.AsyncClient, store: Store | None = None
+) -> dict[str, Notifier]:
+    """Channel → notifier. With a Slack bot token and a `store`, Slack messages of an incident
+    form a thread (chat.postMessage); the mirror uses its webhook, else the bot, unthreaded."""
     notify = config.notify
     slack = notify.slack
     notifiers: dict[str, Notifier] = {}
+    snapshot = make_snapshot(config, client)
 
     def secret_or_unavailable(
         channel: str, ref: SecretRef | None, make: Callable[..., Notifier]
@@ -62,23 +70,56 @@ def build_notifiers(config: Config, client: httpx.AsyncClient) -> dict[str, Noti
         except SecretError as exc:
             notifiers[channel] = Unavailable(channel, str(exc))
 
-    secret_or_unavailable(
-        "slack",
-        slack.webhook if slack else None,
-        lambda url: SlackWebhook(client, url, f"Slack webhook {slack.channel}"),
-    )
-    secret_or_unavailable(
-        "slack_mirror",
-        slack.mirror_webhook if slack else None,
-        lambda url: SlackWebhook(
-            client, url, f"Slack webhook {slack.mirror_channel}", note=f"mirror of {slack.channel}"
-        ),
-    )
+    pacer = Pacer(slack.min_interval.total_seconds()) if slack else None
+
+    def bot(channel: str, threads: Store | None, note: str | None = None):
+        return lambda token: SlackApi(
+            client,
+            token,
+            channel,
+            api_url=slack.api_url,
+            store=threads,
+            snapshot=snapshot if threads else None,
+            note=note,
+            pacer=pacer,
+        )
+
+    if slack and slack.bot_token and store is not None:
+        secret_or_unavailable("slack", slack.bot_token, bot(slack.channel, store))
+    else:
+        secret_or_unavailable(
+            "slack",
+            slack.webhook if slack else None,
+            lambda url: SlackWebhookIncident(
+                client,
+                url,
+                f"Slack webhook {slack.channel}",
+                note=NO_THREAD_NOTE,
+                snapshot=snapshot,
+            ),
+        )
+    mirror_note = f"mirror of {slack.channel}" if slack else None
+    if slack and slack.bot_token and not slack.mirror_webhook:
+        secret_or_unavailable(
+            "slack_mirror", slack.bot_token, bot(slack.mirror_channel, None, mirror_note)
+        )
+    else:
+        secret_or_unavailable(
+            "slack_mirror",
+            slack.mirror_webhook if slack else None,
+            lambda url: SlackWebhook(
+                client, url, f"Slack webhook {slack.mirror_channel}", note=mirror_note
+            ),
+        )
     pd = notify.pagerduty
     secret_or_unavailable(
         "pagerduty",
         pd.routing_key if pd else None,
         lambda key: PagerDutyEvents(client, key, pd.url),
+    )
+    oncall = notify.oncall
+    secret_or_unavailable(
+        "oncall", oncall.webhook if oncall else None, lambda url: OnCallWebhook(client, url)
     )
     return notifiers
 

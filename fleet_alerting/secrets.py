@@ -126,3 +126,8 @@ def install_log_redaction() -> None:
         for handler in logger.handlers:
             if _FILTER not in handler.filters:
                 handler.addFilter(_FILTER)
+
+
+# At the source too, whatever handlers a host process configures.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).addFilter(_FILTER)

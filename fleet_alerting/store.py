@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -132,7 +132,34 @@ class Store:
         with self.engine.begin() as conn:
             self._upsert_incident(conn, incident, now)
 
+    def set_thread(self, key: str, onset: datetime, channel: str, ts: str, now: datetime) -> bool:
+        """Remember the Slack thread of the incident `key` that began at `onset`, read and written
+        in one transaction so a concurrent evaluation is not overwritten. False if that incident
+        is no longer the stored one."""
+        with self.engine.begin() as conn:
+            incident = self._load(conn, key)
+            if incident is None or incident.onset != onset:
+                return False
+            threaded = replace(incident, thread_channel=channel, thread_ts=ts)
+            self._upsert_incident(conn, threaded, now)
+        return True
+
+    def incident(self, key: str) -> Incident | None:
+        with self.engine.begin() as conn:
+            return self._load(conn, key)
+
+    def _load(self, conn: sa.Connection, key: str) -> Incident | None:
+        query = sa.select(incidents_table.c.data).where(incidents_table.c.key == key)
+        row = conn.execute(query).scalar()
+        return None if row is None else _incident_json.validate_json(row)
+
     def _upsert_incident(self, conn: sa.Connection, incident: Incident, now: datetime) -> None:
+        if incident.thread_ts is None:  # keep a thread set since this incident was read
+            stored = self._load(conn, incident.key)
+            if stored and stored.thread_ts and stored.onset == incident.onset:
+                incident = replace(
+                    incident, thread_channel=stored.thread_channel, thread_ts=stored.thread_ts
+                )
         values = {
             "source": incident.source,
             "state": incident.state,

@@ -8,6 +8,8 @@ from typing import Any
 ENTRYPOINTS: dict[str, str] = {
     "blackbox-probe": "flows.blackbox_probe:blackbox_probe",
     "quarterly-audit": "flows.quarterly_audit:quarterly_audit",
+    "alertmanager-escalation": "flows.alertmanager_escalation:alertmanager_escalation",
+    "fleet-events": "flows.fleet_events:fleet_events",
 }
 
 

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from fleet_alerting.config import Config
 from fleet_alerting.delivery import DrainReport, build_notifiers, drain
-from fleet_alerting.policy import Evaluation, evaluate, vanished
+from fleet_alerting.policy import Evaluation, PolicyFor, evaluate, vanished
 from fleet_alerting.signals import Signal
 from fleet_alerting.store import Store
 from fleet_alerting.timeutil import utcnow
@@ -22,17 +22,19 @@ def record_signals(
     signals: list[Signal],
     now: datetime,
     vanished_sources: dict[str, str] | None = None,
+    policy_for: PolicyFor | None = None,
 ) -> Evaluation:
     """One transaction: incident changes and the notifications they cause.
 
     `vanished_sources` maps a source to a reason: that source's open incidents which the signals
-    no longer mention count as recovered (a host gone from a query result, a target removed)."""
+    no longer mention count as recovered (a host gone from a query result, a target removed).
+    `policy_for` overrides the configured policies (a source with its own debouncing)."""
     store = Store(config.state.path)
     try:
         incidents = store.unresolved()
         for source, reason in (vanished_sources or {}).items():
             signals = signals + vanished(signals, incidents.values(), source, reason)
-        evaluation = evaluate(signals, incidents, config.policy, now)
+        evaluation = evaluate(signals, incidents, policy_for or config.policy, now)
         queued = store.record(evaluation, now)
     finally:
         store.close()
@@ -53,7 +55,7 @@ async def deliver_notifications(config: Config) -> DrainReport:
         async with httpx.AsyncClient(timeout=10) as client:
             report = await drain(
                 store,
-                build_notifiers(config, client),
+                build_notifiers(config, client, store),
                 utcnow,
                 attempts_per_run=config.notify.attempts_per_run,
                 give_up_after=config.notify.give_up_after,

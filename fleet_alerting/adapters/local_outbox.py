@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fleet_alerting.adapters import pagerduty, slack
+from fleet_alerting.adapters import oncall, pagerduty, slack
 from fleet_alerting.incidents import Notification
 
 
@@ -20,7 +20,10 @@ class LocalOutbox:
         self.channel = channel
 
     async def send(self, n: Notification) -> str:
-        if n.channel in ("pagerduty", "oncall"):
+        if n.channel == "oncall":
+            payload = oncall.payload(n)
+            text = f"{payload['state']}: {payload['title']}"
+        elif n.channel == "pagerduty":
             payload = pagerduty.event(n, routing_key="(not configured)")
             payload.pop("routing_key")
             text = payload.get("payload", {}).get("summary", f"resolve {payload['dedup_key']}")

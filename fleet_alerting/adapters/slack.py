@@ -114,8 +114,11 @@ class SlackWebhook:
         self.name = name
         self.note = note
 
+    async def body(self, n: Notification) -> dict[str, Any]:
+        return render(n, note=self.note)
+
     async def send(self, n: Notification) -> str:
-        body = render(n, note=self.note)
+        body = await self.body(n)
         try:
             response = await self.client.post(self._url.get_secret_value(), json=body)
         except httpx.HTTPError as exc:

@@ -1,0 +1,73 @@
+"""Page critical Alertmanager alerts (fleet offline, API down) that persist past the window."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from fleet_alerting.config import Config, PolicyConfig, Severity
+from fleet_alerting.escalation import SOURCE, alert_key, to_signals
+from fleet_alerting.policy import PolicyFor
+from fleet_alerting.timeutil import utcnow
+from flows.common import DEFAULT_CONFIG, RunFailed, load, problem_signals, publish, summarize
+from tasks.alertmanager import fetch_escalating_alerts
+from tasks.pipeline import deliver_notifications, record_signals
+
+API_SOURCE = f"{SOURCE}-api"
+
+
+def escalation_policies(config: Config) -> PolicyFor:
+    """The configured policy per severity, with Alertmanager's own debouncing respected: one
+    observation opens, one absence resolves (by default)."""
+    am = config.alertmanager
+    assert am is not None
+    update = {"open_after": am.open_after, "resolve_after": am.resolve_after}
+
+    def policy_for(severity: Severity) -> PolicyConfig:
+        return config.policy(severity).model_copy(update=update)
+
+    return policy_for
+
+
+@flow(name="alertmanager-escalation")
+async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
+    config = load(config_path)
+    am = config.alertmanager
+    if am is None:
+        raise RunFailed(f"{config.source_file}: alertmanager: section missing (url, rules)")
+    now = utcnow()
+    matched, problems = await fetch_escalating_alerts(am)
+    signals = to_signals(matched, now, am.url, config.links) + problem_signals(API_SOURCE, problems)
+    vanished = {API_SOURCE: "Alertmanager answers again"}
+    if not problems:  # only a complete answer may resolve what it no longer lists
+        vanished[SOURCE] = "no longer listed by Alertmanager (resolved)"
+    evaluation = record_signals(
+        config, signals, now, vanished_sources=vanished, policy_for=escalation_policies(config)
+    )
+    report = await deliver_notifications(config)
+    rows, seen = [], set()
+    for rule, alerts in matched:
+        for alert in alerts:
+            if alert.fingerprint in seen:
+                continue
+            seen.add(alert.fingerprint)
+            rows.append(
+                {
+                    "key": alert_key(alert),
+                    "alert": alert.name,
+                    "rule": rule.name,
+                    "target": alert.labels.get("instance", ""),
+                    "state": alert.state if alert.firing(now) else "not firing",
+                    "starts_at": alert.starts_at.isoformat(),
+                    "silenced_by": ", ".join(alert.silenced_by),
+                    "inhibited_by": ", ".join(alert.inhibited_by),
+                }
+            )
+    await publish("alertmanager-escalation", rows, evaluation, report)
+    summary = {
+        "alerts": len(rows),
+        "firing": sum(s.firing for s in signals if s.source == SOURCE),
+        "rule_problems": len(problems),
+    }
+    summary |= summarize(evaluation, report)
+    get_run_logger().info("alertmanager escalation: %s", summary)
+    return summary

@@ -1,0 +1,64 @@
+"""The Fleet API event feed: every new event in the run's table (the UI feed); `command.failed`
+and `audio.upload` errors at or above the configured severity to Slack. A cursor in the store
+keeps events from being reported twice or skipped across runs."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from fleet_alerting.fleet_events import SOURCE, correlation_link
+from fleet_alerting.timeutil import utcnow
+from flows.common import DEFAULT_CONFIG, RunFailed, load, problem_signals, publish, summarize
+from tasks.fleet_events import fetch_events, record_new_events
+from tasks.pipeline import deliver_notifications, record_signals
+
+API_SOURCE = f"{SOURCE}-api"
+
+
+@flow(name="fleet-events")
+async def fleet_events(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
+    config = load(config_path)
+    fleet = config.fleet_api
+    if fleet is None:
+        raise RunFailed(f"{config.source_file}: fleet_api: section missing (url, token)")
+    now = utcnow()
+    events, skipped, failure = await fetch_events(fleet)
+    new, loud, gap = [], [], False
+    if failure is None:  # an unreachable API leaves the cursor where it was
+        step, loud = record_new_events(config, events, now)
+        new, gap = step.new, step.possible_gap
+    problems = ([failure] if failure else []) + [f"Fleet API event skipped: {s}" for s in skipped]
+    evaluation = record_signals(
+        config,
+        problem_signals(API_SOURCE, problems),
+        now,
+        vanished_sources={API_SOURCE: "Fleet API events readable again"},
+    )
+    report = await deliver_notifications(config)
+    alerted = {e.id for e in loud}
+    rows = []
+    for event in reversed(new):  # newest first, as a feed reads
+        link = correlation_link(config.links, fleet.log_labels, event)
+        rows.append(
+            {
+                "timestamp": event.timestamp.isoformat(),
+                "type": event.type,
+                "severity": event.severity,
+                "target": event.target,
+                "message": event.message,
+                "correlation_id": event.correlation_id or "",
+                "logs": link.url if link else "",
+                "slack": "yes" if event.id in alerted else "",
+            }
+        )
+    await publish("fleet-events", rows, evaluation, report)
+    summary = {
+        "events_seen": len(events),
+        "new_events": len(new),
+        "alerting_events": len(loud),
+        "possible_gap": int(gap),
+        "api_problems": len(problems),
+    }
+    summary |= summarize(evaluation, report)
+    get_run_logger().info("fleet events: %s", summary)
+    return summary

@@ -1,0 +1,39 @@
+"""Alertmanager as Prefect tasks: every escalation rule's query in one task run."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from fleet_alerting.adapters.alertmanager import Alert, Alertmanager
+from fleet_alerting.adapters.errors import AdapterError
+from fleet_alerting.config import AlertmanagerConfig, EscalationRule
+
+
+@task(name="fetch-escalating-alerts", cache_policy=NO_CACHE)
+async def fetch_escalating_alerts(
+    config: AlertmanagerConfig,
+) -> tuple[list[tuple[EscalationRule, list[Alert]]], list[str]]:
+    """Per rule, the alerts its matchers select (Alertmanager does the matching, so its own
+    semantics apply). Silenced and inhibited alerts are included and marked, so an incident of an
+    alert that gets silenced can say why it stopped. A failing rule is a problem, not a crash."""
+    logger = get_run_logger()
+    async with httpx.AsyncClient(timeout=config.timeout.total_seconds()) as client:
+        api = Alertmanager(client, config.url)
+        answers = await asyncio.gather(
+            *(api.alerts(filter=rule.matchers) for rule in config.rules), return_exceptions=True
+        )
+    matched, problems = [], []
+    for rule, answer in zip(config.rules, answers, strict=True):
+        if isinstance(answer, AdapterError):
+            problems.append(f"Alertmanager rule {rule.name}: {answer}")
+            logger.error("escalation rule %s: %s", rule.name, answer)
+        elif isinstance(answer, BaseException):
+            raise answer
+        else:
+            matched.append((rule, answer))
+            logger.info("escalation rule %s: %d alert(s)", rule.name, len(answer))
+    return matched, problems

@@ -1,0 +1,72 @@
+"""Fleet API event feed as Prefect tasks: fetch the newest events, record what is new."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import httpx
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from fleet_alerting.adapters.errors import AdapterError
+from fleet_alerting.adapters.fleet_api import FleetApi, FleetEvent
+from fleet_alerting.config import Config, FleetApiConfig
+from fleet_alerting.fleet_events import (
+    CURSOR_KEY,
+    Advance,
+    Cursor,
+    advance,
+    alerting,
+    event_notifications,
+)
+from fleet_alerting.secrets import SecretError
+from fleet_alerting.store import Store
+
+
+@task(name="fetch-fleet-events", cache_policy=NO_CACHE)
+async def fetch_events(config: FleetApiConfig) -> tuple[list[FleetEvent], list[str], str | None]:
+    """The newest events, per-event parse problems, and the run's problem (API down) if any."""
+    logger = get_run_logger()
+    try:
+        token = config.token.resolve() if config.token else None
+        async with httpx.AsyncClient(timeout=config.timeout.total_seconds()) as client:
+            page, problems = await FleetApi(client, config.url, token).recent_events(config.limit)
+    except (AdapterError, SecretError) as exc:
+        logger.error("Fleet API events: %s", exc)
+        return [], [], f"Fleet API events: {exc}"
+    for problem in problems:
+        logger.warning("Fleet API events: skipped %s", problem)
+    logger.info("Fleet API: %d event(s) (correlation id %s)", len(page.events), page.correlation_id)
+    return page.events, problems, None
+
+
+@task(name="record-new-events", cache_policy=NO_CACHE)
+def record_new_events(
+    config: Config, events: list[FleetEvent], now: datetime
+) -> tuple[Advance, list[FleetEvent]]:
+    """New events since the stored cursor; alerting ones queued for Slack; cursor moved on.
+
+    Notifications are queued before the cursor moves: a crash in between replays the same events,
+    whose notification ids are already queued, so nothing is sent twice and nothing is lost."""
+    fleet = config.fleet_api
+    assert fleet is not None
+    store = Store(config.state.path)
+    try:
+        step = advance(
+            Cursor.from_json(store.get_value(CURSOR_KEY)), events, fleet.lookback, fleet.limit
+        )
+        loud = alerting(step.new, fleet)
+        queued = store.record(event_notifications(loud, config, now), now)
+        store.set_value(CURSOR_KEY, step.cursor.to_json())
+    finally:
+        store.close()
+    logger = get_run_logger()
+    logger.info(
+        "%d new event(s), %d alerting, %d notification(s) queued", len(step.new), len(loud), queued
+    )
+    if step.possible_gap:
+        logger.warning(
+            "the Fleet API page was full and newer than the last run: events may have been "
+            "missed; run more often or keep limit at 200"
+        )
+    return step, loud
