@@ -7,6 +7,7 @@ from typing import Any
 
 ENTRYPOINTS: dict[str, str] = {
     "blackbox-probe": "flows.blackbox_probe:blackbox_probe",
+    "zigbee-probe": "flows.zigbee_probe:zigbee_probe",
 }
 
 
