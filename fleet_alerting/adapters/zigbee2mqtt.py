@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 from pydantic import SecretStr
 
 from fleet_alerting.config import ZigbeeConfig, ZigbeeCoordinator
@@ -201,7 +202,7 @@ def _client(broker: Broker, coordinator: ZigbeeCoordinator, timeout: float) -> a
 
 
 def _broker_error(broker: Broker, exc: Exception) -> BrokerError:
-    if isinstance(exc, aiomqtt.MqttConnectError):
+    if isinstance(exc, MqttConnectError):
         code = getattr(exc.rc, "value", exc.rc)
         if code in AUTH_REFUSED_CODES:
             user = broker.username or "(anonymous)"
