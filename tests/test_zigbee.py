@@ -381,7 +381,11 @@ def test_auto_close_is_verified_by_reading_back(
 # the flow -------------------------------------------------------------------------------------
 @pytest.mark.integration
 def test_flow_offline_slack_resolve_and_permit_join_alert(
-    prefect_api: str, broker: Broker, sims: list, config_file: Path
+    prefect_api: str,
+    broker: Broker,
+    sims: list,
+    config_file: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from prefect.client.orchestration import get_client
 
@@ -440,7 +444,7 @@ def test_flow_offline_slack_resolve_and_permit_join_alert(
         async def artifact() -> list[dict]:
             async with get_client() as client:
                 found = await client.read_artifacts()
-            latest = next(a for a in found if a.key == "zigbee-probe")
+            latest = max((a for a in found if a.key == "zigbee-probe"), key=lambda a: a.created)
             data = latest.data
             return json.loads(data) if isinstance(data, str) else data
 
@@ -452,4 +456,6 @@ def test_flow_offline_slack_resolve_and_permit_join_alert(
     # the canary password never left the process
     everything = json.dumps(slack.messages) + json.dumps(table)
     everything += (config_file.parent / "state.sqlite").read_bytes().decode("latin-1")
+    everything += caplog.text
+    assert "Zigbee coordinator hub-flow is offline" in everything  # the haystack is real
     assert PASSWORD not in everything
