@@ -181,15 +181,21 @@ def row(obs: Observation, permit: PermitJoin | None, now: datetime) -> dict[str,
     }
 
 
-def retired(incidents: Iterable[Incident], configured: Iterable[str]) -> list[Signal]:
-    """Ok-signals for open incidents of coordinators no longer in the config."""
-    names = set(configured)
+def retired(
+    incidents: Iterable[Incident], coordinators: Iterable[ZigbeeCoordinator]
+) -> list[Signal]:
+    """Ok-signals for open incidents that no check will speak of again: their coordinator left the
+    config, or its health check was turned off."""
+    health = {c.name: c.health_check for c in coordinators}
     return [
-        replace(i.signal, firing=False, summary="coordinator no longer watched")
+        replace(i.signal, firing=False, summary=f"{labels.get('check')} check no longer made")
         for i in incidents
         if i.source == SOURCE
         and i.state != State.resolved
-        and i.signal.labels.get("coordinator") not in names
+        and (
+            (labels := i.signal.labels).get("coordinator") not in health
+            or (labels.get("check") == "health" and not health[labels["coordinator"]])
+        )
     ]
 
 

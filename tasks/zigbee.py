@@ -21,8 +21,7 @@ class ZigbeeRun:
     rows: list[dict[str, object]]
 
 
-def open_since_key(name: str) -> str:
-    return f"zigbee:permit_join_open_since:{name}"
+OPEN_SINCE = "zigbee:permit_join_open_since"  # store value: {coordinator: first seen open}
 
 
 @task(name="watch-coordinators", cache_policy=NO_CACHE)
@@ -38,21 +37,24 @@ async def watch(config: Config, now: datetime) -> ZigbeeRun:
     rows: list[dict[str, object]] = []
     store = Store(config.state.path)
     try:
+        stored: dict[str, str] = store.get_value(OPEN_SINCE) or {}
+        open_since = dict(stored)
         for obs in observations:
             name = obs.coordinator.name
-            stored = store.get_value(open_since_key(name))
-            since = datetime.fromisoformat(stored) if stored else None
+            since = datetime.fromisoformat(stored[name]) if name in stored else None
             permit = zigbee.judge_permit_join(obs, since, now, zconfig.clock_skew)
-            if permit is not None and permit.open_since != since:
-                first_seen = permit.open_since.isoformat() if permit.open_since else None
-                store.set_value(open_since_key(name), first_seen)
+            if permit is not None and permit.open_since is None:
+                open_since.pop(name, None)
+            elif permit is not None and permit.open_since is not None:
+                open_since[name] = permit.open_since.isoformat()
             closed = None
             if zigbee.should_close(obs, permit) and obs.info is not None:
                 closed = await close_permit_join(obs.coordinator, obs.info.major, zconfig)
             signals += zigbee.signals(obs, permit, closed)
             rows.append(zigbee.row(obs, permit, now))
-        names = [c.name for c in zconfig.coordinators]
-        signals += zigbee.retired(store.unresolved(zigbee.SOURCE).values(), names)
+        if open_since != stored:
+            store.set_value(OPEN_SINCE, open_since)
+        signals += zigbee.retired(store.unresolved(zigbee.SOURCE).values(), zconfig.coordinators)
     finally:
         store.close()
     return ZigbeeRun(signals, rows)

@@ -24,7 +24,7 @@ from fleet_alerting.config import Config, ConfigError, ZigbeeWindow, load_config
 from fleet_alerting.store import Store
 from fleet_alerting.windows import parse_window
 from fleet_alerting.zigbee import deadline, signals
-from tasks.zigbee import watch
+from tasks.zigbee import OPEN_SINCE, watch
 from tests.fakes.saas import SlackWebhookServer
 from tests.mosquitto import Broker, start_mosquitto
 from tests.zigbee2mqtt_sim import Zigbee2MqttSim
@@ -335,11 +335,11 @@ def test_permit_join_inside_window_is_quiet_past_it_alerts(
     assert permit_signal(later, "hub-legacy").firing
     assert "open for 1m30s, planned 1m00s" in permit_signal(later, "hub-legacy").summary
     store = Store(config.state.path)
-    assert store.get_value("zigbee:permit_join_open_since:hub-legacy") == now.isoformat()
+    assert store.get_value(OPEN_SINCE)["hub-legacy"] == now.isoformat()
     legacy.open_joining(0)
     closed = asyncio.run(watch(config, now + timedelta(seconds=120))).signals
     assert not permit_signal(closed, "hub-legacy").firing
-    assert store.get_value("zigbee:permit_join_open_since:hub-legacy") is None
+    assert "hub-legacy" not in store.get_value(OPEN_SINCE)
 
 
 @pytest.mark.integration
@@ -357,13 +357,9 @@ def test_auto_close_is_verified_by_reading_back(
     for bridge in (honest, liar):
         bridge.open_joining(254)
     now = datetime.now(UTC) + (timedelta(seconds=120) if major == 1 else timedelta(0))
-    if major == 1:  # first seen open two minutes ago
-        Store(config.state.path).set_value(
-            f"zigbee:permit_join_open_since:{honest.base}", datetime.now(UTC).isoformat()
-        )
-        Store(config.state.path).set_value(
-            f"zigbee:permit_join_open_since:{liar.base}", datetime.now(UTC).isoformat()
-        )
+    if major == 1:  # first seen open two minutes before `now`
+        seen = datetime.now(UTC).isoformat()
+        Store(config.state.path).set_value(OPEN_SINCE, {honest.base: seen, liar.base: seen})
     found = asyncio.run(watch(config, now)).signals
     good, bad = permit_signal(found, honest.base), permit_signal(found, liar.base)
     assert honest.permit_join is False
@@ -459,3 +455,30 @@ def test_flow_offline_slack_resolve_and_permit_join_alert(
     everything += caplog.text
     assert "Zigbee coordinator hub-flow is offline" in everything  # the haystack is real
     assert PASSWORD not in everything
+
+
+def test_retired_checks_resolve_by_hysteresis(tmp_path: Path) -> None:
+    from fleet_alerting.adapters.zigbee2mqtt import Health, Observation
+    from fleet_alerting.config import PolicyConfig
+    from fleet_alerting.policy import evaluate
+    from fleet_alerting.zigbee import retired
+
+    before = make_config(
+        tmp_path,
+        coordinator("hub-a", "mqtt://127.0.0.1:1883", health_check=True),
+        coordinator("hub-gone", "mqtt://127.0.0.1:1883"),
+    ).zigbee.coordinators
+    sick = [Observation(c, state="offline", health=Health(False, "x")) for c in before]
+    sick[0] = Observation(before[0], state="online", health=Health(False, "sick"))
+    opened = evaluate(
+        [s for o in sick for s in signals(o, None)], {}, lambda _: PolicyConfig(open_after=1), T0
+    ).incidents
+    assert sorted(i.key for i in opened if i.signal.firing) == [
+        "zigbee:check=health,coordinator=hub-a",
+        "zigbee:check=offline,coordinator=hub-gone",
+    ]
+    after = [before[0].model_copy(update={"health_check": False})]
+    assert sorted((s.key, s.firing, s.summary) for s in retired(opened, after)) == [
+        ("zigbee:check=health,coordinator=hub-a", False, "health check no longer made"),
+        ("zigbee:check=offline,coordinator=hub-gone", False, "offline check no longer made"),
+    ]
