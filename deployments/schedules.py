@@ -41,6 +41,13 @@ SCHEDULES: list[Schedule] = [
         WATCH,
     ),
     Schedule(
+        "zigbee-probe",
+        "every-minute",
+        "* * * * *",
+        "Zigbee2MQTT coordinators: offline, broker unreachable, permit join open past its window",
+        WATCH,
+    ),
+    Schedule(
         "quarterly-audit",
         "quarterly",
         "0 9 1 1,4,7,10 *",

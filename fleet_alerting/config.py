@@ -22,9 +22,11 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    model_validator,
 )
 
 from fleet_alerting.secrets import SecretRef
+from fleet_alerting.windows import ScheduledWindow
 
 
 class Severity(StrEnum):
@@ -260,6 +262,46 @@ class OperatorsConfig(Model):
     mcp: McpConfig = McpConfig()
 
 
+class ZigbeeWindow(Model):
+    """When pairing may be open: at most `max_duration` at a time and, if `scheduled` is given,
+    only inside one of those windows, e.g. "Tue 10:00-10:15 Europe/Zagreb"."""
+
+    max_duration: Duration = timedelta(seconds=60)
+    scheduled: list[ScheduledWindow] = []
+
+
+class ZigbeeCoordinator(Model):
+    """One Zigbee2MQTT instance, watched over its MQTT broker."""
+
+    name: str = Field(min_length=1)
+    broker: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^/:]+(:\d+)?/?$")
+    username: str | None = None
+    password: FileSecret | None = None
+    tls: bool = False  # also implied by an mqtts:// broker URL
+    ca_file: ConfigPath | None = None
+    base_topic: str = Field("zigbee2mqtt", min_length=1, pattern=r"^[^#+]+$")
+    severity: Severity = Severity.warning
+    permit_join: ZigbeeWindow = ZigbeeWindow()
+    health_check: bool = False
+    auto_close: bool = False
+    runbook_url: str | None = None
+    remediation: list[str] = []
+
+
+class ZigbeeConfig(Model):
+    timeout: Duration = timedelta(seconds=5)  # connect, retained read, health check, read-back
+    max_payload_bytes: int = Field(512 * 1024, ge=1024)
+    clock_skew: Duration = timedelta(seconds=5)  # tolerance on permit_join_end
+    coordinators: list[ZigbeeCoordinator] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ZigbeeConfig:
+        names = [c.name for c in self.coordinators]
+        if len(names) != len(set(names)):
+            raise ValueError("coordinator names must be unique (they key the incidents)")
+        return self
+
+
 class Config(Model):
     state: StateConfig = StateConfig()
     notify: NotifyConfig = NotifyConfig()
@@ -269,6 +311,7 @@ class Config(Model):
     alertmanager: AlertmanagerConfig | None = None
     fleet_api: FleetApiConfig | None = None
     operators: OperatorsConfig = OperatorsConfig()
+    zigbee: ZigbeeConfig = ZigbeeConfig()
     source_file: Path | None = Field(None, exclude=True)
 
     def policy(self, severity: Severity) -> PolicyConfig:

@@ -10,6 +10,7 @@ ENTRYPOINTS: dict[str, str] = {
     "quarterly-audit": "flows.quarterly_audit:quarterly_audit",
     "alertmanager-escalation": "flows.alertmanager_escalation:alertmanager_escalation",
     "fleet-events": "flows.fleet_events:fleet_events",
+    "zigbee-probe": "flows.zigbee_probe:zigbee_probe",
 }
 
 

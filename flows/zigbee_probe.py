@@ -1,0 +1,40 @@
+"""Watch Zigbee2MQTT coordinators over MQTT: offline, broker down, unhealthy, joining left open."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from fleet_alerting.timeutil import utcnow
+from flows.common import DEFAULT_CONFIG, load, publish, summarize
+from tasks.pipeline import deliver_notifications, record_signals
+from tasks.zigbee import log_run, watch_coordinators
+
+
+@flow(name="zigbee-probe")
+async def zigbee_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
+    config = load(config_path)
+    now = utcnow()
+    run = await watch_coordinators(config, now)
+    log_run(run)
+    evaluation = record_signals(config, run.signals, now)
+    report = await deliver_notifications(config)
+    changes: dict[str, list[str]] = {}
+    for incident in evaluation.incidents:
+        labels = incident.signal.labels
+        changes.setdefault(labels.get("coordinator", ""), []).append(
+            f"{labels.get('check')}: {incident.state}"
+        )
+    rows = [r | {"changes": ", ".join(changes.get(str(r["coordinator"]), []))} for r in run.rows]
+    await publish("zigbee-probe", rows, evaluation, report)
+    firing = [s for s in run.signals if s.firing]
+    summary = {
+        "coordinators": len(run.rows),
+        "offline": sum(s.labels.get("check") == "offline" for s in firing),
+        "broker_errors": sum(s.labels.get("check") == "broker" for s in firing),
+        "unhealthy": sum(s.labels.get("check") == "health" for s in firing),
+        "permit_join_past_window": sum(s.labels.get("check") == "permit_join" for s in firing),
+        "unparseable": sum(s.labels.get("check") == "payload" for s in firing),
+    }
+    summary |= summarize(evaluation, report)
+    get_run_logger().info("zigbee probe: %s", summary)
+    return summary
