@@ -7,6 +7,7 @@ from typing import Any
 
 ENTRYPOINTS: dict[str, str] = {
     "blackbox-probe": "flows.blackbox_probe:blackbox_probe",
+    "prometheus-watches": "flows.prometheus_watches:prometheus_watches",
 }
 
 
