@@ -457,14 +457,13 @@ def error_signals(errors: Sequence[WatchOutcome], config_file: Path | None) -> l
 
 
 def logs_query(watch: WatchConfig, labels: Mapping[str, str]) -> str | None:
-    """The LogQL query for this series' logs, or None when the watch has none (or it would
-    select nothing because a label is missing)."""
+    """The LogQL query for this series' logs, or None when the watch has none or a label it
+    needs is missing from the series."""
     if not watch.logs:
         return None
     selector = {k: render(v, labels, None, watch.name) for k, v in watch.logs.items()}
-    selector = {k: v for k, v in selector.items() if v and NO_VALUE not in v}
-    if not selector:
-        return None
+    if any(not v or NO_VALUE in v for v in selector.values()):
+        return None  # without the host/device label it would show every host's logs
     query = logql_selector(**selector)
     if watch.logs_line_filter:
         line = render(watch.logs_line_filter, labels, None, watch.name)
