@@ -98,7 +98,9 @@ class PrometheusClient:
         params = {"query": expr, "timeout": f"{self.timeout:g}s"}
         try:
             response = await self.client.get(
-                f"{self.base_url}/api/v1/query", params=params, timeout=self.timeout + 1
+                f"{self.base_url}/api/v1/query",
+                params=params,
+                timeout=self.timeout + min(self.timeout, 1.0),
             )
         except httpx.HTTPError as exc:
             raise transport_error(exc, SYSTEM) from None
@@ -158,6 +160,8 @@ def parse_response(response: httpx.Response) -> QueryResult:
         error = str(body.get("error") or response.text[:200].strip() or "no detail")
         message = f"{SYSTEM} answered HTTP {status}" + (f" {error_type}" if error_type else "")
         message += f": {error}"
+        if status in (401, 403):
+            message += " (check prometheus.bearer_token / basic_auth)"
         retryable = status >= 500 or status in (408, 429) or error_type in ("timeout", "canceled")
         retry_after = retry_after_seconds(response.headers.get("retry-after"))
         raise PrometheusError(
@@ -177,8 +181,8 @@ def _json(response: httpx.Response) -> dict[str, Any]:
         body = None
     if isinstance(body, dict):
         return body
-    if response.status_code >= 500:
-        return {}  # a proxy's error page: the status decides
+    if not response.is_success:
+        return {}  # a proxy's error page or a plain-text 401: the status decides
     raise PrometheusError(
         f"{SYSTEM} answered HTTP {response.status_code} with something other than API JSON "
         "(is the URL the Prometheus server root?)",
