@@ -8,6 +8,7 @@ expression has recovered; a key in neither is "no longer reported" (resolved by 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -63,26 +64,46 @@ def check_template(template: str) -> None:
 
 
 def render(template: str, labels: Mapping[str, str], value: float | None, watch: str = "") -> str:
-    def one(match: re.Match[str]) -> str:
-        parsed = _EXPRESSION.match(match.group(1))
-        if parsed is None:  # validated at config load; keep the text rather than crash
-            return match.group(0)
-        if parsed["label"]:
-            return labels.get(parsed["label"], NO_VALUE)
-        if parsed["var"] == "watch":
-            return watch
-        if value is None:
-            return NO_VALUE
-        func = parsed["func"]
-        if func == "humanize":
-            return humanize(value)
-        if func == "humanizeDuration":
-            return humanize_duration(value)
-        if func == "humanizePercentage":
-            return f"{value * 100:.4g}%"
-        return format_value(value)
+    parts = _compiled(template)
+    if len(parts) == 1 and isinstance(parts[0], str):
+        return parts[0]
+    return "".join(
+        part if isinstance(part, str) else _evaluate(part, labels, value, watch) for part in parts
+    )
 
-    return _PLACEHOLDER.sub(one, template)
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(template: str) -> tuple[str | re.Match[str], ...]:
+    """Literal text and parsed placeholders, parsed once per template (a watch renders the same
+    templates for every series of a fleet-wide failure)."""
+    parts: list[str | re.Match[str]] = []
+    last = 0
+    for match in _PLACEHOLDER.finditer(template):
+        parts.append(template[last : match.start()])
+        parsed = _EXPRESSION.match(match.group(1))
+        parts.append(parsed if parsed else match.group(0))  # invalid: refused at config load
+        last = match.end()
+    parts.append(template[last:])
+    return tuple(p for p in parts if p != "") or ("",)
+
+
+def _evaluate(
+    parsed: re.Match[str], labels: Mapping[str, str], value: float | None, watch: str
+) -> str:
+    if parsed["label"]:
+        return labels.get(parsed["label"], NO_VALUE)
+    if parsed["var"] == "watch":
+        return watch
+    if value is None:
+        return NO_VALUE
+    func = parsed["func"]
+    if func == "humanize":
+        return humanize(value)
+    if func == "humanizeDuration":
+        return humanize_duration(value)
+    if func == "humanizePercentage":
+        return f"{value * 100:.4g}%"
+    return format_value(value)
 
 
 def format_value(value: float) -> str:
@@ -342,8 +363,9 @@ def watch_signals(outcome: WatchOutcome, links: LinksConfig) -> list[Signal]:
     watch, source = outcome.watch, source_of(outcome.watch)
     signals: list[Signal] = []
     firing_keys: set[str] = set()
+    graph = graph_link(links, watch.expr)  # the same for every series: built once
     for series in outcome.firing:
-        signal = firing_signal(watch, series, links)
+        signal = firing_signal(watch, series, links, graph)
         if signal.key not in firing_keys:  # two series of one key (e.g. two instances): first
             firing_keys.add(signal.key)
             signals.append(signal)
@@ -370,7 +392,9 @@ def _target(watch: WatchConfig, key_labels: Mapping[str, str]) -> str:
     return " / ".join(v for v in key_labels.values() if v) or watch.name
 
 
-def firing_signal(watch: WatchConfig, series: Series, links: LinksConfig) -> Signal:
+def firing_signal(
+    watch: WatchConfig, series: Series, links: LinksConfig, graph: Link | None = None
+) -> Signal:
     labels, value = series.labels, series.value
     key_labels = _key_labels(watch, labels)
     evidence: dict[str, Any] = {}
@@ -387,7 +411,7 @@ def firing_signal(watch: WatchConfig, series: Series, links: LinksConfig) -> Sig
         target=_target(watch, key_labels),
         runbook_url=watch.runbook_url,
         remediation=tuple(render(step, labels, value, watch.name) for step in watch.remediation),
-        links=_links(links, watch.expr, logs_query(watch, labels)),
+        links=_links(links, logs_query(watch, labels), graph or graph_link(links, watch.expr)),
         labels={k: v for k, v in labels.items() if k != "__name__"},
         evidence=evidence,
     )
@@ -421,7 +445,7 @@ def absent_signal(watch: WatchConfig, links: LinksConfig, absent: bool) -> Signa
         target=metric,
         runbook_url=watch.runbook_url,
         remediation=tuple(watch.absent_remediation),
-        links=_links(links, expr, None),
+        links=_links(links, None, graph_link(links, expr)),
         evidence={"details": f"absent({metric}) is 1: the metric is not scraped or not written"},
     )
 
@@ -472,13 +496,17 @@ def logs_query(watch: WatchConfig, labels: Mapping[str, str]) -> str | None:
     return query
 
 
-def _links(links: LinksConfig, expr: str, logql: str | None) -> tuple[Link, ...]:
+def graph_link(links: LinksConfig, expr: str) -> Link | None:
+    url = prometheus_graph_url(links, expr)
+    return Link("Prometheus graph", url) if url else None
+
+
+def _links(links: LinksConfig, logql: str | None, graph: Link | None) -> tuple[Link, ...]:
     found: list[Link] = []
     if logql:
         link = logs_link(links, logql, "Logs (Grafana Explore)")
         if link:
             found.append(link)
-    graph = prometheus_graph_url(links, expr)
     if graph:
-        found.append(Link("Prometheus graph", graph))
+        found.append(graph)
     return tuple(found)
