@@ -35,7 +35,7 @@ async def prometheus_watches(config_path: str = DEFAULT_CONFIG) -> dict[str, int
     summary = {
         "watches": len(outcomes),
         "watch_errors": sum(o.error is not None for o in outcomes),
-        "firing_series": sum(s.firing for s in result.signals),
+        "firing": sum(row["state"] == "FIRING" for row in result.rows),
     }
     summary |= summarize(evaluation, report)
     get_run_logger().info("prometheus watches: %s", summary)
