@@ -333,10 +333,12 @@ def evaluate_watches(
         result.signals += signals
         result.vanished_sources[source_of(outcome.watch)] = NO_LONGER_REPORTED
         firing = [s for s in signals if s.firing]
-        present = "" if outcome.present is None else f", {len(outcome.present)} present"
-        result.rows.append(
-            _row(outcome.watch, "", "ok", None, f"{len(firing)} firing{present}", key="")
-        )
+        detail = f"{len(firing)} firing"
+        if outcome.present is not None:
+            detail += f", {len(outcome.present)} present"
+        if outcome.warnings:
+            detail += "; Prometheus warnings: " + "; ".join(outcome.warnings)
+        result.rows.append(_row(outcome.watch, "", "evaluated", None, detail))
         for s in firing:
             value = s.evidence.get("value")
             result.rows.append(_row(outcome.watch, s.target, "FIRING", value, s.summary, s.key))

@@ -191,6 +191,7 @@ def write_config(path: Path, prometheus: str, slack: str) -> None:
             "watches": [
                 {"name": "TargetDown", "expr": "up == 0", **watch},
                 {"name": "Echo", "expr": "echo", **watch},
+                {"name": "Partial", "expr": "warned", "key_labels": ["host"], "summary": "s"},
             ],
         },
     }
@@ -210,8 +211,8 @@ def test_canary_bearer_token_never_leaks(prefect_api: str, config_file: Path) ->
         # with a wrong token, the 401 (quoting the header) is an error too
         (config_file.parent / "prom.token").write_text(CANARY2 + "\n")
         second = asyncio.run(prometheus_watches(str(config_file)))
-    assert second["watch_errors"] == 2
-    assert summary["watch_errors"] == 1 and summary["notifications_sent"] == 2
+    assert second["watch_errors"] == 3
+    assert summary["watch_errors"] == 1 and summary["notifications_sent"] == 3
     assert {r.headers["authorization"] for r in prom.requests} == {
         f"Bearer {CANARY}",
         f"Bearer {CANARY2}",
@@ -220,6 +221,9 @@ def test_canary_bearer_token_never_leaks(prefect_api: str, config_file: Path) ->
     assert "TargetDown" in sent or "a:9100 is down" in sent
     assert "(auth Bearer ***)" in sent  # the echoed token was masked before it left
     assert "HTTP 401: unauthorized: Bearer ***" in sent
+    # the same 401 of every watch is one message naming them all
+    assert sum("HTTP 401" in m["text"] for m in slack.messages) == 1
+    assert "prometheus watches TargetDown, Echo, Partial: configuration error" in sent
     assert CANARY not in sent and CANARY2 not in sent
     for stored in config_file.parent.glob("state.sqlite*"):
         data = stored.read_bytes()
@@ -234,4 +238,5 @@ def test_canary_bearer_token_never_leaks(prefect_api: str, config_file: Path) ->
 
     seen = asyncio.run(from_prefect())
     assert "watch Echo: configuration error" in seen  # the logs and artifacts were read
+    assert "watch Partial: Prometheus warning: results may be partial" in seen
     assert CANARY not in seen and CANARY2 not in seen

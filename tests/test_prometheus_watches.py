@@ -147,7 +147,10 @@ def test_firing_series_become_signals_with_steps_and_links() -> None:
         ),
     }
     assert result.vanished_sources["prometheus/RoleAgentFailure"] == NO_LONGER_REPORTED
-    assert [r["state"] for r in result.rows] == ["ok", "FIRING"]
+    assert [(r["state"], r["detail"]) for r in result.rows] == [
+        ("evaluated", "1 firing, 2 present"),
+        ("FIRING", "Role agent on pi-audio-01 failed its last run"),
+    ]
 
 
 def test_logs_link_is_left_out_when_the_label_is_missing() -> None:

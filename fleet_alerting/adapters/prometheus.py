@@ -129,6 +129,8 @@ async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutco
         try:
             return await client.query(expr)
         except PrometheusError as exc:
+            if exc.error_type not in ("bad_data", "execution"):
+                raise  # not about this expression (auth, outage): one message for all watches
             raise PrometheusError(
                 f"{what} {expr!r}: {exc}", permanent=exc.permanent, error_type=exc.error_type
             ) from None
