@@ -48,6 +48,13 @@ SCHEDULES: list[Schedule] = [
         WATCH,
     ),
     Schedule(
+        "prometheus-watches",
+        "every-minute",
+        "* * * * *",
+        "Role agents failing or stale, device-failure spikes, open circuit breakers",
+        WATCH,
+    ),
+    Schedule(
         "quarterly-audit",
         "quarterly",
         "0 9 1 1,4,7,10 *",

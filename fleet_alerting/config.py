@@ -302,6 +302,78 @@ class ZigbeeConfig(Model):
         return self
 
 
+# --- prometheus watches -------------------------------------------------------------------------
+
+
+def _check_template(value: str) -> str:
+    from fleet_alerting.watches import check_template  # the grammar lives beside the renderer
+
+    check_template(value)
+    return value
+
+
+Template = Annotated[str, AfterValidator(_check_template)]
+
+
+class BasicAuth(Model):
+    username: str
+    password: FileSecret
+
+
+class WatchConfig(Model):
+    """One PromQL watch: every series of `expr` is a failing thing, keyed by `key_labels`.
+
+    `metric` names the series the expression is built on: a key still present there but gone
+    from `expr` has recovered; a key gone from both is "no longer reported"; no series of it at
+    all is itself a signal when `absent_is` gives a severity."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    expr: str = Field(min_length=1)
+    severity: Severity = Severity.warning
+    key_labels: list[str] = []
+    metric: str | None = None
+    absent_is: Severity | None = None
+    summary: Template
+    description: Template = ""
+    runbook_url: str | None = None
+    remediation: list[Template] = []
+    absent_remediation: list[str] = []
+    logs: dict[str, Template] = {}  # LogQL stream selector, e.g. {service: role-agent, host: ...}
+    logs_line_filter: Template | None = None  # `|= "..."` after the selector
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _absent_needs_metric(self) -> WatchConfig:
+        if self.absent_is is not None and not self.metric:
+            raise ValueError("absent_is needs `metric`: the series whose absence is the signal")
+        return self
+
+
+class PrometheusConfig(Model):
+    """PromQL watches over the HTTP API. The shipped watches (role agents, device failures,
+    circuit breakers) are on unless `default_watches: false`; a watch in `watches` with the same
+    name replaces the shipped one."""
+
+    url: str | None = Field(None, pattern=r"^https?://")
+    bearer_token: FileSecret | None = None
+    basic_auth: BasicAuth | None = None
+    timeout: Duration = timedelta(seconds=10)
+    default_watches: bool = True
+    role_agent_stale_after: Duration = timedelta(minutes=15)
+    device_failures_threshold: float = Field(5, ge=0)
+    device_failures_window: Duration = timedelta(minutes=5)
+    watches: list[WatchConfig] = []
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> PrometheusConfig:
+        if self.bearer_token and self.basic_auth:
+            raise ValueError("give bearer_token or basic_auth, not both")
+        names = [w.name for w in self.watches]
+        if len(names) != len(set(names)):
+            raise ValueError("watch names must be unique")
+        return self
+
+
 class Config(Model):
     state: StateConfig = StateConfig()
     notify: NotifyConfig = NotifyConfig()
@@ -312,6 +384,7 @@ class Config(Model):
     fleet_api: FleetApiConfig | None = None
     operators: OperatorsConfig = OperatorsConfig()
     zigbee: ZigbeeConfig = ZigbeeConfig()
+    prometheus: PrometheusConfig = PrometheusConfig()
     source_file: Path | None = Field(None, exclude=True)
 
     def policy(self, severity: Severity) -> PolicyConfig:

@@ -11,6 +11,7 @@ ENTRYPOINTS: dict[str, str] = {
     "alertmanager-escalation": "flows.alertmanager_escalation:alertmanager_escalation",
     "fleet-events": "flows.fleet_events:fleet_events",
     "zigbee-probe": "flows.zigbee_probe:zigbee_probe",
+    "prometheus-watches": "flows.prometheus_watches:prometheus_watches",
 }
 
 

@@ -1,0 +1,42 @@
+"""PromQL watches (role agents, device-failure spikes, circuit breakers): one incident per host or
+device, remediation steps and log / graph links in Slack."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from fleet_alerting.config import Config, LinksConfig
+from fleet_alerting.timeutil import utcnow
+from fleet_alerting.watches import active_watches, evaluate_watches
+from flows.common import DEFAULT_CONFIG, RunFailed, load, publish, summarize
+from tasks.pipeline import deliver_notifications, record_signals
+from tasks.prometheus import run_watch_queries
+
+
+def graph_links(config: Config) -> LinksConfig:
+    """`links.prometheus_url` for graph links, else the URL the watches query."""
+    if config.links.prometheus_url or not config.prometheus.url:
+        return config.links
+    return config.links.model_copy(update={"prometheus_url": config.prometheus.url})
+
+
+@flow(name="prometheus-watches")
+async def prometheus_watches(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
+    config = load(config_path)
+    if not config.prometheus.url:
+        raise RunFailed(f"{config_path}: prometheus.url is not set")
+    now = utcnow()
+    watches = active_watches(config.prometheus)
+    outcomes = await run_watch_queries(config.prometheus, watches)
+    result = evaluate_watches(outcomes, graph_links(config), config.source_file)
+    evaluation = record_signals(config, result.signals, now, result.vanished_sources)
+    report = await deliver_notifications(config)
+    await publish("prometheus-watches", result.rows, evaluation, report)
+    summary = {
+        "watches": len(outcomes),
+        "watch_errors": sum(o.error is not None for o in outcomes),
+        "firing": sum(row["state"] == "FIRING" for row in result.rows),
+    }
+    summary |= summarize(evaluation, report)
+    get_run_logger().info("prometheus watches: %s", summary)
+    return summary
