@@ -4,7 +4,6 @@ real local servers speaking each protocol, the real store and outbox drain."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -169,6 +168,13 @@ def test_slack_api_answers_map_to_retryable_or_permanent(case: dict) -> None:
 
 
 def test_posts_are_paced_per_channel() -> None:
+    now = [100.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # a clock that moves only when we wait
+        waits.append(round(seconds, 3))
+        now[0] += seconds
+
     with SlackApiServer(BOT) as slack:
 
         async def go():
@@ -178,17 +184,16 @@ def test_posts_are_paced_per_channel() -> None:
                     SecretStr(BOT),
                     "#operations",
                     api_url=f"{slack.url}/api",
-                    pacer=Pacer(0.2),
+                    pacer=Pacer(1.0, sleep=sleep, clock=lambda: now[0]),
                 )
                 for i in range(3):
                     await api.post({"text": f"m{i}"})
+                    now[0] += 0.25  # time passing between posts counts towards the interval
                 await api.post({"text": "other"}, channel="#operations-mirror")
 
         asyncio.run(go())
-    ops = [p.at for p in slack.posted if p.channel == "C0OPS"]
-    assert all(b - a >= 0.19 for a, b in itertools.pairwise(ops))
-    mirror = next(p.at for p in slack.posted if p.channel == "C0MIRROR")
-    assert mirror - ops[-1] < 0.15  # another channel does not wait
+    assert waits == [0.75, 0.75]  # the 2nd and 3rd post to #operations; the mirror never waits
+    assert [p.channel for p in slack.posted] == ["C0OPS", "C0OPS", "C0OPS", "C0MIRROR"]
 
 
 def test_snapshot_respects_slack_limits() -> None:

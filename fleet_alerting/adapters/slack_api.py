@@ -99,17 +99,23 @@ def _section(text: str) -> dict[str, Any]:
 class Pacer:
     """At most one post per `interval` seconds per channel, within this process."""
 
-    def __init__(self, interval: float, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+    def __init__(
+        self,
+        interval: float,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.interval = interval
         self.sleep = sleep
+        self.clock = clock
         self.last: dict[str, float] = {}
 
     async def wait(self, channel: str) -> None:
         if channel in self.last:
-            wait = self.last[channel] + self.interval - time.monotonic()
+            wait = self.last[channel] + self.interval - self.clock()
             if wait > 0:
                 await self.sleep(wait)
-        self.last[channel] = time.monotonic()
+        self.last[channel] = self.clock()
 
 
 ThreadStore = Any  # fleet_alerting.store.Store (incident(), set_thread()); kept loose for tests
