@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fleet_alerting.adapters.fleet_api import FleetApi
 from fleet_alerting.config import Config
 from fleet_alerting.operators import FleetQueries, LogsQuery
+from fleet_alerting.secrets import install_log_redaction
 from fleet_alerting.slack_commands import all_devices
 
 # (deployment, parameters, print) → exit code; `deployments.trigger.trigger` in production.
@@ -27,6 +28,7 @@ Trigger = Callable[[str, dict[str, Any], Callable[[str], None]], Awaitable[int]]
 def build_server(config: Config, *, write: bool, trigger: Trigger | None = None) -> MCPServer:
     if config.fleet_api is None:
         raise ValueError("fleet_api is not configured")
+    install_log_redaction()
     fleet_api = config.fleet_api
     token = fleet_api.token.resolve() if fleet_api.token else None
 

@@ -24,6 +24,7 @@ from fleet_alerting.adapters.errors import AdapterError
 from fleet_alerting.adapters.fleet_api import FleetApi
 from fleet_alerting.config import Config
 from fleet_alerting.operators import FleetQueries, LogsQuery
+from fleet_alerting.secrets import install_log_redaction
 from fleet_alerting.slack_commands import (
     USAGE,
     RequestVerifier,
@@ -49,6 +50,7 @@ def create_app(
         raise ValueError("operators.slack_app is not configured")
     if config.fleet_api is None:
         raise ValueError("fleet_api is not configured")
+    install_log_redaction()
     verifier = RequestVerifier(settings.signing_secret.resolve())
     fleet_api = config.fleet_api
     token = fleet_api.token.resolve() if fleet_api.token else None

@@ -20,6 +20,9 @@ class FleetApiServer(FakeServer):
         self.events: list[dict[str, Any]] = []  # in the chosen shape, any order
         self.fail_next: list[Response] = []
         self.page_size: int | None = None
+        # other GET routes (`/health/summary`, `/fleet/state`, ...) → JSON body, or a function of
+        # the query for `/logs/query`
+        self.documents: dict[str, Any] = {}
 
     def error(self, status: int, code: str, message: str, hint: str, cid: str) -> Response:
         body = {"code": code, "message": message, "hint": hint, "correlationId": cid}
@@ -27,7 +30,8 @@ class FleetApiServer(FakeServer):
 
     def handle(self, request: Request) -> Response:
         cid = request.headers.get("x-correlation-id") or str(uuid.uuid4())
-        if request.path != "/health/events/recent":
+        known = request.path == "/health/events/recent" or request.path in self.documents
+        if not known:
             return self.error(404, "NOT_FOUND", "no such route", "check the path", cid)
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return self.error(
@@ -37,6 +41,10 @@ class FleetApiServer(FakeServer):
             forced = self.fail_next.pop(0)
             forced.headers.setdefault("x-correlation-id", cid)
             return forced
+        if request.path in self.documents:
+            document = self.documents[request.path]
+            body = document(request.query) if callable(document) else document
+            return Response(200, body, {"x-correlation-id": cid})
         try:
             limit = int(request.query.get("limit", ["50"])[0])
         except ValueError:
