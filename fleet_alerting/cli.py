@@ -32,9 +32,16 @@ def check_config(args: argparse.Namespace) -> int:
     bb = config.blackbox
     slack = "Slack" if config.notify.slack and config.notify.slack.webhook else "local outbox"
     pager = "PagerDuty" if config.notify.pagerduty else "no pager"
+    watches = [
+        f"blackbox {len(bb.targets)} target(s) + {len(bb.file_sd)} file_sd group(s)",
+        f"zigbee {len(config.zigbee.coordinators)} coordinator(s)",
+    ]
+    if config.prometheus.url:
+        watches.append(f"prometheus {len(config.prometheus.watches)} extra watch(es)")
+    watches += [name for name in ("alertmanager", "fleet_api") if getattr(config, name)]
     print(
-        f"{args.config}: ok — {len(bb.targets)} target(s) + {len(bb.file_sd)} file_sd group(s), "
-        f"policies for {', '.join(config.policies)}, notifications to {slack}, {pager}"
+        f"{args.config}: ok — {', '.join(watches)}; policies for {', '.join(config.policies)}; "
+        f"notifications to {slack}, {pager}"
     )
     return 0
 

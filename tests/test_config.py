@@ -33,7 +33,9 @@ def test_bad_config_errors(case: dict, tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_the_shipped_example_is_valid(capsys: pytest.CaptureFixture) -> None:
     assert main(["check-config", str(ROOT / "config" / "example.yaml")]) == 0
-    assert "ok — 2 target(s) + 1 file_sd group(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ok — blackbox 2 target(s) + 1 file_sd group(s), zigbee 1 coordinator(s)" in out
+    assert "prometheus 1 extra watch(es), alertmanager, fleet_api;" in out
     config = load_config(ROOT / "config" / "example.yaml")
     assert config.policy("critical").page_after == timedelta(minutes=5)
     assert config.state.path == ROOT / "config" / ".." / "state" / "fleet-alerting.sqlite"
