@@ -132,7 +132,7 @@ def event_notifications(events: Iterable[FleetEvent], config: Config, now: datet
             severity=signal.severity,
             state=State.resolved,
             onset=event.timestamp,
-            last_seen=now,
+            changed_at=now,
             signal=signal,
             consecutive_failures=1,
             opened_at=now,

@@ -34,7 +34,7 @@ class Incident:
     severity: Severity
     state: State
     onset: datetime  # when the failure began; persistence is measured from here
-    last_seen: datetime
+    changed_at: datetime  # when this record last changed (not every observation: see policy)
     signal: Signal  # the latest failing observation: summary, target, runbook, remediation...
     consecutive_failures: int = 0
     consecutive_successes: int = 0

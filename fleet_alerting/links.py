@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
+from functools import lru_cache
+from urllib.parse import quote_plus, urlencode
 
 from fleet_alerting.config import LinksConfig
 from fleet_alerting.signals import Link
@@ -19,16 +20,25 @@ def explore_url(links: LinksConfig, logql: str, since: str = "now-1h") -> str | 
     Grafana is configured."""
     if not links.grafana_url:
         return None
-    uid = links.loki_datasource_uid
+    before, after = _explore_parts(links.grafana_url, links.loki_datasource_uid, since)
+    return before + quote_plus(json.dumps(logql)[1:-1]) + after
+
+
+_EXPR = "EXPRESSIONGOESHERE"
+
+
+@lru_cache(maxsize=64)
+def _explore_parts(grafana_url: str, uid: str, since: str) -> tuple[str, str]:
+    """The URL around the encoded expression, built once: a watch links 1,000 hosts per run."""
     pane = {
         "datasource": uid,
-        "queries": [{"refId": "A", "expr": logql, "datasource": {"type": "loki", "uid": uid}}],
+        "queries": [{"refId": "A", "expr": _EXPR, "datasource": {"type": "loki", "uid": uid}}],
         "range": {"from": since, "to": "now"},
     }
-    query = urlencode(
-        {"schemaVersion": 1, "panes": json.dumps({"a": pane}, separators=(",", ":")), "orgId": 1}
-    )
-    return f"{links.grafana_url.rstrip('/')}/explore?{query}"
+    panes = json.dumps({"a": pane}, separators=(",", ":"))
+    query = urlencode({"schemaVersion": 1, "panes": panes, "orgId": 1})
+    before, after = query.split(_EXPR)
+    return f"{grafana_url.rstrip('/')}/explore?{before}", after
 
 
 def logs_link(links: LinksConfig, logql: str, text: str = "Logs") -> Link | None:

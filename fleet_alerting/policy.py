@@ -19,7 +19,7 @@ PolicyFor = Callable[[Severity], PolicyConfig]
 
 @dataclass(frozen=True)
 class Evaluation:
-    incidents: list[Incident]  # new or changed, to be stored
+    incidents: list[Incident]  # new or changed, to be stored (an unchanged failure is not listed)
     notifications: list[Notification]  # to be queued in the same transaction
 
 
@@ -38,6 +38,8 @@ def evaluate(
         elif current is not None and current.state != State.resolved:
             updated, sent = _on_success(current, signal, policy_for(current.severity), now)
         else:
+            continue
+        if updated is current:
             continue
         changed.append(updated)
         notifications.extend(sent)
@@ -64,6 +66,8 @@ def _last_per_key(signals: Iterable[Signal]) -> list[Signal]:
 def _on_failure(
     current: Incident | None, signal: Signal, policy: PolicyConfig, now: datetime
 ) -> tuple[Incident, list[Notification]]:
+    if current is not None and _unchanged(current, signal, policy, now):
+        return current, []  # the same failure observed again: nothing to store, nobody to tell
     if current is None or current.state == State.resolved:
         incident = Incident(
             key=signal.key,
@@ -71,7 +75,7 @@ def _on_failure(
             severity=signal.severity,
             state=State.pending,
             onset=signal.since or now,
-            last_seen=now,
+            changed_at=now,
             signal=signal,
             consecutive_failures=1,
         )
@@ -79,9 +83,10 @@ def _on_failure(
         incident = replace(
             current,
             severity=signal.severity,
-            last_seen=now,
+            changed_at=now,
             signal=signal,
-            consecutive_failures=current.consecutive_failures + 1,
+            # counted only up to what opening needs, so a steady failure leaves the record alone
+            consecutive_failures=min(current.consecutive_failures + 1, policy.open_after),
             consecutive_successes=0,
         )
     sent: list[Notification] = []
@@ -90,28 +95,51 @@ def _on_failure(
         incident, sent = _tell(incident, policy, Kind.opened, now, sent)
     if not incident.is_open:
         return incident, sent
-    if policy.page and incident.state == State.firing and now - incident.onset >= policy.page_after:
+    if _page_due(incident, policy, now):
         incident = replace(incident, state=State.paged, paged_at=now, paged_via=tuple(policy.page))
         sent += [_notification(incident, pager, Kind.paged, now) for pager in policy.page]
         incident, sent = _tell(incident, policy, Kind.paged, now, sent)
-    elif (
-        policy.repeat
-        and incident.last_notified_at is not None
-        and now - incident.last_notified_at >= policy.repeat
-    ):
+    elif _reminder_due(incident, policy, now):
         incident = replace(incident, reminders=incident.reminders + 1)
         incident, sent = _tell(incident, policy, Kind.reminder, now, sent)
     return incident, sent
+
+
+def _unchanged(current: Incident, signal: Signal, policy: PolicyConfig, now: datetime) -> bool:
+    return (
+        current.is_open
+        and current.consecutive_successes == 0
+        and current.consecutive_failures >= policy.open_after
+        and current.signal == signal
+        and not _page_due(current, policy, now)
+        and not _reminder_due(current, policy, now)
+    )
+
+
+def _page_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
+    return (
+        bool(policy.page)
+        and incident.state == State.firing
+        and now - incident.onset >= policy.page_after
+    )
+
+
+def _reminder_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
+    return (
+        policy.repeat is not None
+        and incident.last_notified_at is not None
+        and now - incident.last_notified_at >= policy.repeat
+    )
 
 
 def _on_success(
     current: Incident, signal: Signal, policy: PolicyConfig, now: datetime
 ) -> tuple[Incident, list[Notification]]:
     if current.state == State.pending:  # never opened: clear quietly (a flap)
-        return replace(current, state=State.resolved, resolved_at=now, last_seen=now), []
+        return replace(current, state=State.resolved, resolved_at=now, changed_at=now), []
     incident = replace(
         current,
-        last_seen=now,
+        changed_at=now,
         consecutive_failures=0,
         consecutive_successes=current.consecutive_successes + 1,
     )

@@ -78,9 +78,27 @@ def test_vanished_keys_recover_only_their_own_source() -> None:
     assert [(s.key, s.firing, s.summary) for s in gone] == [("b", False, "no longer reported")]
     assert vanished(still, incidents.values(), "other-source", "x") == []
     result = evaluate(still + gone, incidents, lambda _s: policy, T0 + timedelta(minutes=1))
-    states = {i.key: i.state for i in result.incidents}
-    assert states == {"a": State.firing, "b": State.resolved}
-    assert result.incidents[1].resolution == "no longer reported"
+    # "a" fails on unchanged, so there is nothing to store for it
+    assert [(i.key, i.state) for i in result.incidents] == [("b", State.resolved)]
+    assert result.incidents[0].resolution == "no longer reported"
+
+
+def test_a_steady_failure_leaves_the_record_alone_until_something_changes() -> None:
+    policy = PolicyConfig(open_after=2, repeat=timedelta(minutes=30))
+    incidents: dict[str, Incident] = {}
+    stored_at = []
+    for minute in range(0, 40):
+        now = T0 + timedelta(minutes=minute)
+        result = evaluate([observe("k", Severity.warning, True)], incidents, lambda _s: policy, now)
+        incidents.update({i.key: i for i in result.incidents})
+        if result.incidents:
+            stored_at.append(minute)
+    # pending, opened, then only the reminder at 31 minutes (30 after the opening message)
+    assert stored_at == [0, 1, 31]
+    different = Signal("k", "test", True, Severity.warning, "api down: now HTTP 502")
+    later = T0 + timedelta(minutes=41)
+    changed = evaluate([different], incidents, lambda _s: policy, later).incidents
+    assert [i.signal.summary for i in changed] == ["api down: now HTTP 502"]
 
 
 @pytest.mark.parametrize(

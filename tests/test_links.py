@@ -14,12 +14,13 @@ LINKS = LinksConfig(
 
 
 def test_explore_url_round_trip() -> None:
-    logql = logql_selector(service="role-agent", host='pi-"audio"-01')
+    logql = logql_selector(service="role-agent", host='pi-"audio"-01') + ' |= "a&b+ć %20"'
     url = explore_url(LINKS, logql)
     parts = urlsplit(url)
     assert parts.path == "/explore"
     pane = json.loads(parse_qs(parts.query)["panes"][0])["a"]
-    assert pane["queries"][0]["expr"] == '{service="role-agent", host="pi-\\"audio\\"-01"}'
+    assert pane["queries"][0]["expr"] == logql
+    assert logql.startswith('{service="role-agent", host="pi-\\"audio\\"-01"}')
     assert pane["queries"][0]["datasource"] == {"type": "loki", "uid": "P8E80"}
 
 
