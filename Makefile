@@ -36,5 +36,8 @@ test: setup servers
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
-bench: setup
+bench: setup servers
 	$(BIN)/python bench/probe_fanout.py
+	PYTHONPATH=. $(BIN)/python bench/prometheus_watch.py
+	PYTHONPATH=. $(BIN)/python bench/zigbee_collect.py
+	PYTHONPATH=. $(BIN)/python bench/routing_audit.py
