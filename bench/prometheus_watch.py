@@ -27,7 +27,6 @@ from fleet_alerting.policy import evaluate, vanished
 from fleet_alerting.store import Store
 from fleet_alerting.timeutil import utcnow
 from fleet_alerting.watches import (
-    Series,
     WatchOutcome,
     active_watches,
     evaluate_watches,
@@ -94,8 +93,8 @@ async def bench(url: str, hosts: int, runs: int, workdir: Path) -> list[dict[str
             assert len(firing.samples) == hosts, len(firing.samples)
             outcome = WatchOutcome(
                 watch,
-                firing=[Series(s.labels, s.value) for s in firing.samples],
-                present=[Series(s.labels, s.value) for s in present.samples],
+                firing=firing.samples,
+                present=present.samples,
             )
             result = evaluate_watches([outcome], links)
             t2a = time.perf_counter()

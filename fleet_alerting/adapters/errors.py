@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
@@ -54,3 +55,22 @@ def transport_error(exc: httpx.HTTPError, system: str) -> AdapterError:
     """A timeout or connection failure: retryable. The URL (maybe a secret) is not quoted."""
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
     return AdapterError(f"{system} {kind} ({type(exc).__name__})", permanent=False)
+
+
+async def post_json(
+    client: httpx.AsyncClient,
+    url: str,
+    body: Any,
+    system: str,
+    headers: dict[str, str] | None = None,
+) -> tuple[httpx.Response, Any]:
+    """POST a JSON body, expect a 2xx JSON answer; every failure as a typed AdapterError."""
+    try:
+        response = await client.post(url, json=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise transport_error(exc, system) from None
+    check_response(response, system)
+    try:
+        return response, response.json()
+    except ValueError:
+        raise AdapterError(f"{system} answered non-JSON", permanent=False) from None

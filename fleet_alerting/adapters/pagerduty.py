@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from fleet_alerting.adapters.errors import AdapterError, check_response, transport_error
+from fleet_alerting.adapters.errors import post_json
 from fleet_alerting.incidents import Kind, Notification
 
 MAX_EVENT_BYTES = 512 * 1024
@@ -84,15 +84,7 @@ class PagerDutyEvents:
 
     async def send(self, n: Notification) -> str:
         body = event(n, self._routing_key.get_secret_value())
-        try:
-            response = await self.client.post(self.url, json=body)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.name) from None
-        check_response(response, self.name)
-        try:
-            answer = response.json()
-        except ValueError:
-            raise AdapterError(f"{self.name} answered non-JSON", permanent=False) from None
+        _response, answer = await post_json(self.client, self.url, body, self.name)
         return (
             f"{self.name}: {body['event_action']} {answer.get('status')} {answer.get('dedup_key')}"
         )

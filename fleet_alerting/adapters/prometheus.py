@@ -39,15 +39,9 @@ class PrometheusError(AdapterError):
 
 
 @dataclass(frozen=True)
-class Sample:
-    labels: dict[str, str]
-    value: float
-
-
-@dataclass(frozen=True)
 class QueryResult:
     result_type: str
-    samples: list[Sample]
+    samples: list[Series]
     warnings: list[str] = field(default_factory=list)
 
 
@@ -144,8 +138,8 @@ async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutco
     warnings = [*firing.warnings, *(present.warnings if present else [])]
     return WatchOutcome(
         watch,
-        firing=[Series(s.labels, s.value) for s in firing.samples],
-        present=None if present is None else [Series(s.labels, s.value) for s in present.samples],
+        firing=firing.samples,
+        present=None if present is None else present.samples,
         warnings=warnings,
     )
 
@@ -192,12 +186,12 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     )
 
 
-def _samples(data: dict[str, Any]) -> list[Sample]:
+def _samples(data: dict[str, Any]) -> list[Series]:
     kind, result = data["resultType"], data.get("result")
     if kind == "vector":
-        return [Sample(dict(s.get("metric", {})), _value(s["value"])) for s in result or []]
+        return [Series(dict(s.get("metric", {})), _value(s["value"])) for s in result or []]
     if kind == "scalar":
-        return [Sample({}, _value(result))]
+        return [Series({}, _value(result))]
     raise PrometheusError(
         f"the expression returns a {kind}; a watch needs an instant vector (or a scalar)",
         permanent=True,

@@ -21,9 +21,8 @@ from pydantic import SecretStr
 
 from fleet_alerting.adapters.errors import (
     AdapterError,
-    check_response,
+    post_json,
     retry_after_seconds,
-    transport_error,
 )
 from fleet_alerting.adapters.fleet_api import FleetEvent
 from fleet_alerting.adapters.slack import MAX_BLOCKS, MAX_SECTION, SlackWebhook, escape, render
@@ -178,19 +177,13 @@ class SlackApi:
         target = channel or self.channel
         await self.pacer.wait(target)
         headers = {"authorization": f"Bearer {self._token.get_secret_value()}"}
-        try:
-            response = await self.client.post(
-                f"{self.api_url}/chat.postMessage",
-                json={"channel": target, **body},
-                headers=headers,
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.name) from None
-        check_response(response, self.name)
-        try:
-            answer = response.json()
-        except ValueError:
-            raise AdapterError(f"{self.name} answered non-JSON", permanent=False) from None
+        response, answer = await post_json(
+            self.client,
+            f"{self.api_url}/chat.postMessage",
+            {"channel": target, **body},
+            self.name,
+            headers,
+        )
         if not answer.get("ok"):
             error = str(answer.get("error") or "unknown_error")
             retry = retry_after_seconds(response.headers.get("retry-after"))
