@@ -1,0 +1,103 @@
+"""Notifier payloads within the documented limits; a broken channel keeps its messages queued."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from fleet_alerting.adapters import pagerduty, slack
+from fleet_alerting.config import PolicyConfig, Severity, load_config
+from fleet_alerting.delivery import build_notifiers, drain
+from fleet_alerting.incidents import Kind
+from fleet_alerting.policy import evaluate
+from fleet_alerting.signals import Link, Signal
+from fleet_alerting.store import Store
+
+T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+
+
+def notification(summary: str = "API down", **signal: object):
+    policy = PolicyConfig(open_after=1, page=["pagerduty"], page_after=0)
+    s = Signal(
+        "blackbox:url=http://api/healthz", "blackbox", True, Severity.critical, summary, **signal
+    )
+    return {
+        n.channel + ":" + n.kind: n for n in evaluate([s], {}, lambda _: policy, T0).notifications
+    }
+
+
+def test_pagerduty_event_respects_summary_and_size_limits() -> None:
+    huge = {"body": "x" * 600_000}
+    sent = notification(
+        "s" * 5000,
+        evidence=huge,
+        runbook_url="https://wiki/r",
+        links=(Link("Logs", "https://grafana/e"),),
+    )
+    body = pagerduty.event(sent["pagerduty:paged"], "R" * 32)
+    assert len(body["payload"]["summary"]) == 1024
+    assert len(json.dumps(body).encode()) <= 512 * 1024
+    assert body["payload"]["custom_details"]["evidence"].startswith("(omitted")
+    assert body["links"] == [
+        {"href": "https://wiki/r", "text": "Runbook"},
+        {"href": "https://grafana/e", "text": "Logs"},
+    ]
+    assert body["dedup_key"] == "blackbox:url=http://api/healthz"
+    long_key = "k" * 400
+    assert len(pagerduty.dedup_key(long_key)) == 255
+    assert pagerduty.dedup_key(long_key) == pagerduty.dedup_key(long_key)
+
+
+def test_slack_message_respects_block_kit_limits() -> None:
+    steps = tuple("step " + "y" * 400 for _ in range(20))
+    sent = notification("API <down> & out", remediation=steps, correlation_ids=("c-1",))
+    body = slack.render(sent["slack:opened"])
+    assert len(body["blocks"]) <= 50
+    for block in body["blocks"]:
+        texts = (
+            [block["text"]["text"]]
+            if "text" in block
+            else [e["text"] for e in block.get("elements", []) + block.get("fields", [])]
+        )
+        assert all(len(t) <= 3000 for t in texts)
+    assert "API &lt;down&gt; &amp; out" in body["blocks"][0]["text"]["text"]
+    assert body["text"].startswith("[CRITICAL] API <down> & out | target ")
+    assert "`c-1`" in json.dumps(body)
+    assert sent["slack:paged"].kind == Kind.paged
+
+
+async def no_sleep(_seconds: float) -> None:
+    return None
+
+
+def test_missing_secret_file_keeps_messages_queued_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "state: {path: state.sqlite}\n"
+        "notify:\n  slack:\n    webhook: {file: secrets/slack-webhook.url}\n"
+    )
+    config = load_config(path)
+    store = Store(config.state.path)
+    evaluation = evaluate(
+        [Signal("k", "test", True, Severity.warning, "down")],
+        {},
+        lambda _: PolicyConfig(open_after=1),
+        T0,
+    )
+    store.record(evaluation, T0)
+
+    async def go():
+        async with httpx.AsyncClient() as client:
+            return await drain(store, build_notifiers(config, client), lambda: T0, sleep=no_sleep)
+
+    report = asyncio.run(go())
+    (queued,) = store.outbox(("queued",))
+    assert report.sent == [] and queued.notification.channel == "slack"
+    missing = tmp_path / "secrets" / "slack-webhook.url"
+    assert (
+        queued.last_error == f"slack: cannot read secret file {missing}: No such file or directory"
+    )
