@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -77,6 +78,9 @@ def serve_all(config_path: str) -> int:
     if os.environ.get("PREFECT_API_URL"):
         serve(*build_deployments(config_path))
         return 0
+    # Until Prefect's runner installs its own handler, SIGTERM must still unwind through
+    # `local_server` so the server it started is stopped, never orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with local_server() as url, temporary_settings(updates={PREFECT_API_URL: url}):
         print(f"Started a local Prefect server: UI at {url.removesuffix('/api')}", flush=True)
         serve(*build_deployments(config_path))

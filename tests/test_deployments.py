@@ -100,3 +100,49 @@ def test_serve_registers_schedules_and_runs_on_demand(prefect_api: str, tmp_path
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
         log.close()
+
+
+@pytest.mark.integration
+def test_serve_without_a_server_starts_one_and_stops_it(tmp_path: Path) -> None:
+    """Ephemeral mode does not schedule, so `serve` brings its own Prefect server."""
+    import httpx
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "home")
+    out = tmp_path / "serve.out"
+    with out.open("w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fleet_alerting.cli",
+                "serve",
+                "--config",
+                str(ROOT / "config" / "example.yaml"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: "UI at http://127.0.0.1:" in out.read_text(), 90, "local server")
+        ui = out.read_text().split("UI at ")[1].split()[0]
+
+        def served() -> int:
+            answer = httpx.post(f"{ui}/api/deployments/filter", json={}, timeout=5)
+            return len(answer.json())
+
+        wait_until(lambda: served() == len(SCHEDULES), 60, "deployments served")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+    def gone() -> bool:
+        try:
+            httpx.get(f"{ui}/api/health", timeout=1)
+        except httpx.HTTPError:
+            return True
+        return False
+
+    wait_until(gone, 20, "the local server stopped with serve")
