@@ -110,9 +110,9 @@ def _unchanged(current: Incident, signal: Signal, policy: PolicyConfig, now: dat
         current.is_open
         and current.consecutive_successes == 0
         and current.consecutive_failures >= policy.open_after
-        and current.signal == signal
         and not _page_due(current, policy, now)
         and not _reminder_due(current, policy, now)
+        and current.signal == signal  # the costliest test last
     )
 
 
