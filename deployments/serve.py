@@ -7,6 +7,7 @@ server on 127.0.0.1 (state under PREFECT_HOME, UI at the printed address) and st
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -29,13 +30,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the server's process: get SIGTERM when `serve` dies, however it dies (Linux), so a
+    server is never orphaned, even if `serve` is killed before it can stop it."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def local_server(port: int | None = None, timeout: float = 60) -> Iterator[str]:
     """A `prefect server start` subprocess on loopback; yields its API URL."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}/api"
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
-    proc = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*command, "--port", str(port)], stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent
+    )
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -78,9 +88,6 @@ def serve_all(config_path: str) -> int:
     if os.environ.get("PREFECT_API_URL"):
         serve(*build_deployments(config_path))
         return 0
-    # Until Prefect's runner installs its own handler, SIGTERM must still unwind through
-    # `local_server` so the server it started is stopped, never orphaned.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with local_server() as url, temporary_settings(updates={PREFECT_API_URL: url}):
         print(f"Started a local Prefect server: UI at {url.removesuffix('/api')}", flush=True)
         serve(*build_deployments(config_path))

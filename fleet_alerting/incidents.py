@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AliasChoices, Field
 
 from fleet_alerting.config import Severity
 from fleet_alerting.signals import Signal
@@ -34,7 +37,8 @@ class Incident:
     severity: Severity
     state: State
     onset: datetime  # when the failure began; persistence is measured from here
-    changed_at: datetime  # when this record last changed (not every observation: see policy)
+    # when this record last changed (not every observation: see policy); `last_seen` in old stores
+    changed_at: Annotated[datetime, Field(validation_alias=AliasChoices("changed_at", "last_seen"))]
     signal: Signal  # the latest failing observation: summary, target, runbook, remediation...
     consecutive_failures: int = 0
     consecutive_successes: int = 0

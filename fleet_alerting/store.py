@@ -8,7 +8,6 @@ twice queues it once.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -25,11 +24,6 @@ from fleet_alerting.policy import Evaluation
 _incident_json = TypeAdapter(Incident)
 _notification_json = TypeAdapter(Notification)
 
-# (store id, key, version) → Incident from the last `unresolved()` load in this process: a served
-# deployment reloads the same rows every minute, and reading and parsing them is most of the cost.
-# Exact, since every write bumps the row's version; bounded by one load.
-_PARSED: dict[tuple[str, str, int], Incident] = {}
-
 metadata = sa.MetaData()
 incidents_table = sa.Table(
     "incidents",
@@ -38,10 +32,7 @@ incidents_table = sa.Table(
     sa.Column("source", sa.String, nullable=False, index=True),
     sa.Column("state", sa.String, nullable=False, index=True),
     sa.Column("updated_at", sa.String, nullable=False),
-    sa.Column("version", sa.Integer, nullable=False, default=1),  # +1 on every write
     sa.Column("data", sa.Text, nullable=False),
-    # covers `unresolved()`'s first query, which then never reads the (large) data pages
-    sa.Index("incidents_by_state", "state", "source", "key", "version"),
 )
 outbox_table = sa.Table(
     "outbox",
@@ -69,10 +60,7 @@ values_table = sa.Table(
 _insert_incident = sqlite_insert(incidents_table)
 _UPSERT_INCIDENT = _insert_incident.on_conflict_do_update(
     index_elements=["key"],
-    set_={
-        **{c: _insert_incident.excluded[c] for c in ("source", "state", "updated_at", "data")},
-        "version": incidents_table.c.version + 1,
-    },
+    set_={c: _insert_incident.excluded[c] for c in ("source", "state", "updated_at", "data")},
 )
 _QUEUE = sqlite_insert(outbox_table).on_conflict_do_nothing()
 
@@ -102,57 +90,20 @@ class Store:
         # pysqlite's own BEGIN handling defers locks; take the write lock when a transaction begins
         # so two evaluations never interleave.
         sa.event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-        self._upgrade()
         metadata.create_all(self.engine)
-        self.id = self._identity()
-
-    def _upgrade(self) -> None:
-        """Bring a database made by an earlier version up to this schema."""
-        with self.engine.begin() as conn:
-            columns = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(incidents)")}
-            if columns and "version" not in columns:
-                conn.exec_driver_sql(
-                    "ALTER TABLE incidents ADD COLUMN version INTEGER NOT NULL DEFAULT 1"
-                )
-
-    def _identity(self) -> str:
-        """A random id made when the database is created: tells databases apart in caches."""
-        ident = self.get_value("store:id")
-        if ident is None:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    sqlite_insert(values_table)
-                    .values(key="store:id", value=json.dumps(uuid.uuid4().hex))
-                    .on_conflict_do_nothing()
-                )
-            ident = self.get_value("store:id")
-        return ident
 
     def close(self) -> None:
         self.engine.dispose()
 
     # incidents -----------------------------------------------------------------------------
     def unresolved(self, source: str | None = None) -> dict[str, Incident]:
-        table = incidents_table.c
-        wanted = table.state != State.resolved
+        query = sa.select(incidents_table.c.data).where(incidents_table.c.state != State.resolved)
         if source is not None:
-            wanted = wanted & (table.source == source)
+            query = query.where(incidents_table.c.source == source)
         with self.engine.begin() as conn:
-            versions = conn.execute(sa.select(table.key, table.version).where(wanted)).all()
-            missing = [key for key, version in versions if (self.id, key, version) not in _PARSED]
-            if len(missing) > 500:  # mostly new: read them all rather than name them
-                query = sa.select(table.key, table.data).where(wanted)
-            else:
-                query = sa.select(table.key, table.data).where(table.key.in_(missing))
-            data = dict(conn.execute(query).all()) if missing else {}
-        parsed = {
-            (self.id, key, version): _PARSED.get((self.id, key, version))
-            or _incident_json.validate_json(data[key])
-            for key, version in versions
-        }
-        _PARSED.clear()
-        _PARSED.update(parsed)
-        return {incident.key: incident for incident in parsed.values()}
+            rows = conn.execute(query).scalars().all()
+        loaded = (_incident_json.validate_json(row) for row in rows)
+        return {incident.key: incident for incident in loaded}
 
     def incidents(self, include_resolved: bool = False) -> list[Incident]:
         query = sa.select(incidents_table.c.data).order_by(incidents_table.c.updated_at.desc())

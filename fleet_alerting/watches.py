@@ -361,28 +361,16 @@ def _row(
     }
 
 
-# The signals each watch rendered last time, by (labels, value). A served deployment evaluates the
-# same watch every minute, and during a fleet-wide failure 1,000 series come back unchanged: their
-# texts and links are reused instead of rendered again. Bounded by the last result of each watch.
-_RENDERED: dict[str, tuple[WatchConfig, LinksConfig, dict[tuple[Any, ...], Signal]]] = {}
-
-
 def watch_signals(outcome: WatchOutcome, links: LinksConfig) -> list[Signal]:
     watch, source = outcome.watch, source_of(outcome.watch)
     signals: list[Signal] = []
     firing_keys: set[str] = set()
     graph = graph_link(links, watch.expr)  # the same for every series: built once
-    previous = _RENDERED.get(watch.name)
-    reusable = previous[2] if previous and previous[:2] == (watch, links) else {}
-    rendered: dict[tuple[Any, ...], Signal] = {}
     for series in outcome.firing:
-        memo = (tuple(series.labels.items()), series.value)
-        signal = reusable.get(memo) or firing_signal(watch, series, links, graph)
-        rendered[memo] = signal
+        signal = firing_signal(watch, series, links, graph)
         if signal.key not in firing_keys:  # two series of one key (e.g. two instances): first
             firing_keys.add(signal.key)
             signals.append(signal)
-    _RENDERED[watch.name] = (watch, links, rendered)
     if outcome.present is None:
         return signals
     if watch.key_labels:

@@ -186,34 +186,12 @@ def test_retryable_failures_give_up_after_the_configured_age(store: Store) -> No
     ]
 
 
-def test_parsed_incidents_are_reused_only_while_unchanged(tmp_path: Path) -> None:
-    store = Store(tmp_path / "a.sqlite")
+def test_incidents_stored_before_the_rename_of_last_seen_still_load(store: Store) -> None:
     opened(store)
-    first = store.unresolved()
-    assert (
-        store.unresolved()["blackbox:url=http://api/healthz"]
-        is first["blackbox:url=http://api/healthz"]
-    )  # same row version: the parsed incident is reused
-    later = T0 + timedelta(minutes=1)
-    store.record(evaluate([outage(fail=False)], first, lambda _s: PAGE_AT_ONCE, later), later)
-    changed = store.unresolved()["blackbox:url=http://api/healthz"]
-    assert changed.consecutive_successes == 1  # a new version is read, not the cached one
-    other = Store(tmp_path / "b.sqlite")  # same key and version in another database
-    assert other.unresolved() == {}
-    opened(other, PolicyConfig(open_after=2))
-    assert other.unresolved()["blackbox:url=http://api/healthz"].state == "pending"
-
-
-def test_a_database_from_before_row_versions_is_upgraded(tmp_path: Path) -> None:
-    import sqlite3
-
-    db = sqlite3.connect(tmp_path / "old.sqlite")
-    db.execute(
-        "CREATE TABLE incidents (key VARCHAR PRIMARY KEY, source VARCHAR NOT NULL,"
-        " state VARCHAR NOT NULL, updated_at VARCHAR NOT NULL, data TEXT NOT NULL)"
-    )
-    db.commit()
-    db.close()
-    store = Store(tmp_path / "old.sqlite")
-    opened(store)
-    assert list(store.unresolved()) == ["blackbox:url=http://api/healthz"]
+    with store.engine.begin() as conn:
+        (data,) = conn.exec_driver_sql("SELECT data FROM incidents").one()
+        conn.exec_driver_sql(
+            "UPDATE incidents SET data = ?", (data.replace('"changed_at"', '"last_seen"'),)
+        )
+    (incident,) = store.unresolved().values()
+    assert incident.changed_at == T0
