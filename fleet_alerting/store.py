@@ -117,7 +117,7 @@ class Store:
         notifications were queued (a replayed evaluation queues none).
 
         One executemany per table: a fleet-wide failure changes a thousand incidents per run, and
-        building a statement per row cost ~0.5 ms each (bench/README-prometheus.md)."""
+        building a statement per row cost ~0.5 ms each (bench/README.md)."""
         queued = 0
         with self.engine.begin() as conn:
             self._upsert_incidents(conn, evaluation.incidents, now)
@@ -188,8 +188,7 @@ class Store:
                     "data": _incident_json.dump_json(incident).decode(),
                 }
             )
-        if rows:
-            conn.execute(_UPSERT_INCIDENT, rows)
+        conn.execute(_UPSERT_INCIDENT, rows)
 
     def _threads(self, conn: sa.Connection) -> dict[str, Incident]:
         """Stored incidents that have a Slack thread (few; only those are parsed)."""
