@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import httpx
-import yaml
 
 from fleet_alerting.adapters.prometheus import PrometheusClient
 from fleet_alerting.config import LinksConfig, PrometheusConfig, default_policies
@@ -33,7 +32,7 @@ from fleet_alerting.watches import (
     presence_query,
 )
 from tests.fakes.http import FakeServer, Request, Response
-from tests.servers import Server, free_port, http_ready, require_binary, wait_until
+from tests.servers import start_prometheus, wait_until
 
 
 class FleetExporter(FakeServer):
@@ -45,29 +44,6 @@ class FleetExporter(FakeServer):
 
     def handle(self, request: Request) -> Response:
         return Response(200, self.body, {"content-type": "text/plain; version=0.0.4"})
-
-
-def start_prometheus(exporter: FleetExporter, workdir: Path) -> tuple[Server, str]:
-    config = {
-        "global": {"scrape_interval": "1s"},
-        "scrape_configs": [
-            {"job_name": "node", "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}]}
-        ],
-    }
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    server = Server(
-        [
-            require_binary("prometheus"),
-            f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        workdir,
-        http_ready(f"http://127.0.0.1:{port}/-/ready"),
-        "prometheus",
-    )
-    return server, f"http://127.0.0.1:{port}"
 
 
 async def bench(url: str, hosts: int, runs: int, workdir: Path) -> list[dict[str, float]]:
@@ -131,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, FleetExporter(args.hosts) as exporter:
         workdir = Path(tmp)
-        server, url = start_prometheus(exporter, workdir)
+        server, url = start_prometheus(workdir, {"node": f"127.0.0.1:{exporter.port}"})
         try:
             count = f"count(role_agent_last_run_success) == {args.hosts}"
             wait_until(

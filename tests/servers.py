@@ -10,11 +10,12 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 
 def free_port() -> int:
@@ -71,3 +72,53 @@ class Server:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+def start_prometheus(workdir: Path, jobs: Mapping[str, str | None]) -> tuple[Server, str]:
+    """Prometheus from Debian on a free port, scraping every second: job name → target
+    (`None`: Prometheus itself). Returns the server and its URL once it is ready."""
+    binary = require_binary("prometheus")
+    port = free_port()
+    own = f"127.0.0.1:{port}"
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": [target or own]}]}
+            for job, target in jobs.items()
+        ],
+    }
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+    server = Server(
+        [
+            binary,
+            f"--config.file={workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address={own}",
+        ],
+        workdir,
+        http_ready(f"http://{own}/-/ready"),
+        "prometheus",
+    )
+    return server, f"http://{own}"
+
+
+def start_alertmanager(workdir: Path, config_text: str) -> tuple[Server, str]:
+    """Alertmanager from Debian on a free port, clustering off. Returns the server and its URL."""
+    binary = require_binary("prometheus-alertmanager")
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "alertmanager.yml").write_text(config_text)
+    server = Server(
+        [
+            binary,
+            f"--config.file={workdir / 'alertmanager.yml'}",
+            f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        workdir,
+        http_ready(f"http://127.0.0.1:{port}/-/ready"),
+        "alertmanager",
+    )
+    return server, f"http://127.0.0.1:{port}"

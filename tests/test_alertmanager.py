@@ -21,7 +21,7 @@ from tests.fakes.fleet_api import FleetApiServer
 from tests.fakes.oncall import OnCallServer
 from tests.fakes.saas import PagerDutyServer
 from tests.fakes.slack_api import SlackApiServer
-from tests.servers import Server, free_port, http_ready, require_binary
+from tests.servers import free_port, start_alertmanager
 
 AM_CONFIG = """\
 route:
@@ -43,24 +43,8 @@ FLEET = "fleet-test-token"
 
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Iterator[str]:
-    binary = require_binary("prometheus-alertmanager")
-    workdir = tmp_path / "alertmanager"
-    workdir.mkdir()
-    (workdir / "alertmanager.yml").write_text(AM_CONFIG)
-    port = free_port()
-    server = Server(
-        [
-            binary,
-            f"--config.file={workdir / 'alertmanager.yml'}",
-            f"--storage.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        workdir,
-        http_ready(f"http://127.0.0.1:{port}/-/ready"),
-        "alertmanager",
-    )
-    yield f"http://127.0.0.1:{port}"
+    server, url = start_alertmanager(tmp_path / "alertmanager", AM_CONFIG)
+    yield url
     server.stop()
 
 

@@ -19,7 +19,7 @@ from fleet_alerting.adapters.prometheus import PrometheusClient, PrometheusError
 from fleet_alerting.store import Store
 from tests.fakes.http import FakeServer, Request, Response
 from tests.fakes.saas import SlackWebhookServer
-from tests.servers import Server, free_port, http_ready, require_binary, wait_until
+from tests.servers import start_prometheus, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -67,28 +67,9 @@ def exporter() -> Iterator[Exporter]:
 
 @pytest.fixture(scope="module")
 def prometheus(exporter: Exporter, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = require_binary("prometheus")
     workdir = tmp_path_factory.mktemp("prometheus")
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {"job_name": "node", "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}]}
-        ],
-    }
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    server = Server(
-        [
-            binary,
-            f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        workdir,
-        http_ready(f"http://127.0.0.1:{port}/-/ready"),
-        "prometheus",
-    )
-    yield f"http://127.0.0.1:{port}"
+    server, url = start_prometheus(workdir, {"node": f"127.0.0.1:{exporter.port}"})
+    yield url
     server.stop()
 
 

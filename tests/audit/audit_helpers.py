@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import yaml
 
 from fleet_alerting.audit.loader import expectations_from_dict, load_rule_text
@@ -18,25 +14,6 @@ from fleet_alerting.routing import parse_config
 REPO = Path(__file__).resolve().parents[2]
 CHECK_CASES = yaml.safe_load((Path(__file__).parent / "cases" / "checks.yaml").read_text())
 NOW = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], bool], deadline_s: float, what: str) -> None:
-    """Poll until `predicate` holds; fail after the deadline (no fixed sleeps)."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} not ready within {deadline_s} s")
 
 
 class FakeSeries:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from audit_helpers import free_port, wait_for
 
 from fleet_alerting.audit.cli import add_commands
+from tests.servers import free_port, start_prometheus, wait_until
 
 
 def run_cli(argv: list[str]) -> int:
@@ -41,40 +39,15 @@ def closed_url() -> str:
 @pytest.fixture(scope="session")
 def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prometheus on loopback scraping itself as job `fleet-api` every second."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("prometheus not installed")
-    tmp = tmp_path_factory.mktemp("prometheus")
-    port = free_port()
-    (tmp / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        f"  - job_name: fleet-api\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
-    )
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp / "prometheus.log").open("w"),
-    )
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_prometheus(tmp_path_factory.mktemp("prometheus"), {"fleet-api": None})
+    params = {"match[]": 'up{job="fleet-api"}'}
+
+    def scraped() -> bool:
+        resp = httpx.get(f"{url}/api/v1/series", params=params, timeout=1)
+        return bool(resp.json()["data"])
+
     try:
-        wait_for(lambda: httpx.get(f"{url}/-/ready", timeout=1).status_code == 200, 30, "ready")
-        params = {"match[]": 'up{job="fleet-api"}'}
-
-        def scraped() -> bool:
-            resp = httpx.get(f"{url}/api/v1/series", params=params, timeout=1)
-            return bool(resp.json()["data"])
-
-        wait_for(scraped, 30, "first scrape")
+        wait_until(scraped, 30, "first scrape")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()

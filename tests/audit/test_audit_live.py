@@ -9,14 +9,14 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
-from audit_helpers import REPO, build_input, free_port, wait_for
+from audit_helpers import REPO, build_input
 
 from fleet_alerting.audit.checks import secret_files
 from fleet_alerting.audit.checks.drift import check as drift_check
 from fleet_alerting.audit.live import fetch_running_config, gather_inputs
 from fleet_alerting.audit.loader import AuditInputError, gather_secret_files, load_expectations
+from tests.servers import start_alertmanager
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -92,35 +92,15 @@ def test_secret_file_facts_and_findings(tmp_path: Path) -> None:
 
 @pytest.fixture
 def alertmanager_url(tmp_path: Path):  # type: ignore[no-untyped-def]
-    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    if binary is None:
-        pytest.skip("alertmanager not installed")
     # the running config differs from the example file: no grafana-oncall route
     text = (
         (REPO / "config/audit/alertmanager.yml")
         .read_text()
         .replace('alertname=~"FleetOffline|ApiDown"', 'alertname=~"FleetOffline"')
     )
-    (tmp_path / "am.yml").write_text(text)
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp_path / 'am.yml'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-            f"--storage.path={tmp_path / 'data'}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: httpx.get(f"{url}/-/ready", timeout=1).status_code == 200, 30, "am")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    server, url = start_alertmanager(tmp_path / "alertmanager", text)
+    yield url
+    server.stop()
 
 
 @pytest.mark.integration
