@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 
 import httpx
 from prefect import get_run_logger, task
@@ -26,14 +27,19 @@ async def fetch_escalating_alerts(
         answers = await asyncio.gather(
             *(api.alerts(filter=rule.matchers) for rule in config.rules), return_exceptions=True
         )
-    matched, problems = [], []
+    matched, failed = [], defaultdict(list)
     for rule, answer in zip(config.rules, answers, strict=True):
         if isinstance(answer, AdapterError):
-            problems.append(f"Alertmanager rule {rule.name}: {answer}")
+            failed[str(answer)].append(rule.name)
             logger.error("escalation rule %s: %s", rule.name, answer)
         elif isinstance(answer, BaseException):
             raise answer
         else:
             matched.append((rule, answer))
             logger.info("escalation rule %s: %d alert(s)", rule.name, len(answer))
+    # one problem per distinct error: Alertmanager down is one message, not one per rule
+    problems = [
+        f"Alertmanager rule{'s' if len(names) > 1 else ''} {', '.join(names)}: {error}"
+        for error, names in failed.items()
+    ]
     return matched, problems

@@ -268,3 +268,32 @@ def test_escalation_pages_once_never_when_silenced_and_resolves(
         "AudioPlayerDown": fingerprints["AudioPlayerDown"],
         "DiskFull": fingerprints["DiskFull"],
     }
+
+
+@pytest.mark.integration
+def test_alertmanager_down_is_one_warning_and_resolves_nothing(
+    prefect_api: str, tmp_path: Path
+) -> None:
+    from flows.alertmanager_escalation import alertmanager_escalation
+
+    down = f"http://127.0.0.1:{free_port()}"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state": {"path": "state.sqlite"},
+                "notify": {"outbox_file": "outbox.jsonl"},
+                "policies": {"warning": {"open_after": 1}},
+                "alertmanager": {"url": down},
+            }
+        )
+    )
+    summary = run(alertmanager_escalation(str(config)))
+    assert summary["rule_problems"] == 1  # both default rules failed alike: one problem
+    (incident,) = Store(tmp_path / "state.sqlite").incidents()
+    assert incident.signal.summary.startswith(
+        "Alertmanager rules critical, fleet-api-blackbox: Alertmanager"
+    )
+    assert "unreachable" in incident.signal.summary
+    lines = (tmp_path / "outbox.jsonl").read_text().splitlines()
+    assert [json.loads(line)["channel"] for line in lines] == ["slack"]
