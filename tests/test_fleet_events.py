@@ -26,7 +26,7 @@ from fleet_alerting.fleet_events import (
 from fleet_alerting.incidents import Incident, State
 from fleet_alerting.signals import Signal
 from fleet_alerting.store import Store
-from tests.fakes.fleet_api import FleetApiServer
+from tests.fakes.fleet_api import FleetApiServer, live_event
 from tests.fakes.http import Response
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "fleet_events.yaml").read_text())
@@ -78,23 +78,6 @@ def test_synthetic_ids_are_stable_and_distinct() -> None:
     assert parse_event(raw).id != parse_event(raw | {"message": "other"}).id
 
 
-def live(
-    ts: datetime,
-    i: int,
-    type_: str = "command.failed",
-    severity: str = "error",
-    target: str = "pi-audio-01",
-) -> dict:
-    return {
-        "timestamp": ts.isoformat().replace("+00:00", "Z"),
-        "type": type_,
-        "target": target,
-        "message": f"event {i}",
-        "severity": severity,
-        "metadata": {"correlationId": f"c-{i}"},
-    }
-
-
 def fetch(server: FleetApiServer, token: str = TOKEN, limit: int = 200):
     async def go():
         async with httpx.AsyncClient() as client:
@@ -105,7 +88,7 @@ def fetch(server: FleetApiServer, token: str = TOKEN, limit: int = 200):
 
 def test_adapter_sends_bearer_and_correlation_id_both_shapes() -> None:
     with FleetApiServer(TOKEN, shape="live") as server:
-        server.events = [live(T0 + timedelta(seconds=i), i) for i in range(3)]
+        server.events = [live_event(T0 + timedelta(seconds=i), i) for i in range(3)]
         page, _problems = fetch(server, limit=2)
         sent = server.requests[0].headers
     assert sent["authorization"] == f"Bearer {TOKEN}"

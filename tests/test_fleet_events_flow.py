@@ -13,22 +13,16 @@ import yaml
 
 from fleet_alerting.fleet_events import CURSOR_KEY
 from fleet_alerting.store import Store
-from tests.fakes.fleet_api import FleetApiServer
+from tests.fakes.fleet_api import FleetApiServer, live_event
 from tests.fakes.saas import SlackWebhookServer
 
 TOKEN = "fleet-CANARY-flow-token-3c1d"
 
 
 def ev(minutes_ago: float, i: int, type_: str, severity: str, target: str = "pi-audio-01") -> dict:
-    ts = datetime.now(UTC) - timedelta(minutes=minutes_ago)
-    return {
-        "timestamp": ts.isoformat().replace("+00:00", "Z"),
-        "type": type_,
-        "target": target,
-        "message": f"event {i}",
-        "severity": severity,
-        "metadata": {"correlationId": f"corr-{i}"},
-    }
+    return live_event(
+        datetime.now(UTC) - timedelta(minutes=minutes_ago), i, type_, severity, target
+    )
 
 
 def write_config(path: Path, fleet: str, slack: str) -> None:

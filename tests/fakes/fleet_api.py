@@ -7,6 +7,7 @@ correlationId}`. Events are served newest first, `limit` of them (1..200). In th
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from tests.fakes.http import FakeServer, Request, Response
@@ -61,3 +62,21 @@ class FleetApiServer(FakeServer):
         more = start + size < len(newest)
         body = {"items": page, "nextCursor": str(start + size) if more else None}
         return Response(200, body, headers)
+
+
+def live_event(
+    ts: datetime,
+    i: int,
+    type_: str = "command.failed",
+    severity: str = "error",
+    target: str = "pi-audio-01",
+) -> dict[str, Any]:
+    """One event in the live API's shape, correlation id `corr-{i}`."""
+    return {
+        "timestamp": ts.isoformat().replace("+00:00", "Z"),
+        "type": type_,
+        "target": target,
+        "message": f"event {i}",
+        "severity": severity,
+        "metadata": {"correlationId": f"corr-{i}"},
+    }
