@@ -34,6 +34,7 @@ serve: setup
 
 test: setup servers
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q
 
 bench: setup servers

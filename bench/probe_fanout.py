@@ -21,8 +21,9 @@ from functools import partial
 
 import httpx
 
-from fleet_alerting.adapters.blackbox import ProbeTarget, probe_all
-from fleet_alerting.config import BlackboxConfig, Severity
+from fleet_alerting.config.schema import BlackboxConfig
+from fleet_alerting.core.signals import Severity
+from fleet_alerting.sources.blackbox.client import ProbeTarget, probe_all
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 

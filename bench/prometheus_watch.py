@@ -20,17 +20,18 @@ from pathlib import Path
 
 import httpx
 
-from fleet_alerting.adapters.prometheus import PrometheusClient
-from fleet_alerting.config import LinksConfig, PrometheusConfig, default_policies
-from fleet_alerting.policy import evaluate, vanished
-from fleet_alerting.store import Store
-from fleet_alerting.timeutil import utcnow
-from fleet_alerting.watches import (
+from fleet_alerting.config.schema import PrometheusConfig
+from fleet_alerting.core.clock import utcnow
+from fleet_alerting.core.links import LinksConfig
+from fleet_alerting.core.policy import default_policies, evaluate, vanished
+from fleet_alerting.sources.prometheus.client import PrometheusClient
+from fleet_alerting.sources.prometheus.judge import (
     WatchOutcome,
     active_watches,
     evaluate_watches,
     presence_query,
 )
+from fleet_alerting.store.sqlite import Store
 from tests.fakes.http import FakeServer, Request, Response
 from tests.servers import start_prometheus, wait_until
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import yaml
 
+from fleet_alerting.alertmanager.routing import parse_config
 from fleet_alerting.audit import amtool, synth
 from fleet_alerting.audit.live import gather_inputs
 from fleet_alerting.audit.report import write_report
 from fleet_alerting.audit.run import run_audit
-from fleet_alerting.routing import parse_config
 
 
 def make_rules(n: int, seed: int) -> list[dict]:

@@ -26,11 +26,11 @@ from pathlib import Path
 import aiomqtt
 import paho.mqtt.client as mqtt
 import yaml
+from fleet_alerting.tasks.zigbee import watch
 
 from fleet_alerting.config import Config, load_config
-from fleet_alerting.policy import evaluate
-from fleet_alerting.store import Store
-from tasks.zigbee import watch
+from fleet_alerting.core.policy import evaluate
+from fleet_alerting.store.sqlite import Store
 from tests.mosquitto import start_mosquitto
 
 COORDINATORS = 50
@@ -148,7 +148,7 @@ def main() -> int:
             if not args.no_flow:
                 os.environ.setdefault("PREFECT_HOME", str(folder / "prefect"))
                 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-                from flows.zigbee_probe import zigbee_probe
+                from fleet_alerting.flows.zigbee_probe import zigbee_probe
 
                 asyncio.run(zigbee_probe(str(folder / "config.yaml")))  # starts the ephemeral API
                 flow_t = []

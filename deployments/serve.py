@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from deployments.schedules import SCHEDULES
-from flows import get_flow
+from fleet_alerting.deployments.schedules import SCHEDULES
+from fleet_alerting.flows import get_flow
 
 
 def free_port() -> int:

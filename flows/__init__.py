@@ -6,12 +6,14 @@ import importlib
 from typing import Any
 
 ENTRYPOINTS: dict[str, str] = {
-    "blackbox-probe": "flows.blackbox_probe:blackbox_probe",
-    "quarterly-audit": "flows.quarterly_audit:quarterly_audit",
-    "alertmanager-escalation": "flows.alertmanager_escalation:alertmanager_escalation",
-    "fleet-events": "flows.fleet_events:fleet_events",
-    "zigbee-probe": "flows.zigbee_probe:zigbee_probe",
-    "prometheus-watches": "flows.prometheus_watches:prometheus_watches",
+    "blackbox-probe": "fleet_alerting.flows.blackbox_probe:blackbox_probe",
+    "quarterly-audit": "fleet_alerting.flows.quarterly_audit:quarterly_audit",
+    "alertmanager-escalation": (
+        "fleet_alerting.flows.alertmanager_escalation:alertmanager_escalation"
+    ),
+    "fleet-events": "fleet_alerting.flows.fleet_events:fleet_events",
+    "zigbee-probe": "fleet_alerting.flows.zigbee_probe:zigbee_probe",
+    "prometheus-watches": "fleet_alerting.flows.prometheus_watches:prometheus_watches",
 }
 
 

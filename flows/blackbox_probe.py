@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from fleet_alerting.flows.common import (
+    DEFAULT_CONFIG,
+    config_dir,
+    load,
+    problem_signals,
+    publish,
+    summarize,
+)
+from fleet_alerting.tasks.blackbox import probe_targets, resolve_targets
+from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
 from prefect import flow, get_run_logger
 
-from fleet_alerting.adapters.blackbox import SOURCE, to_signal
-from fleet_alerting.timeutil import utcnow
-from flows.common import DEFAULT_CONFIG, config_dir, load, problem_signals, publish, summarize
-from tasks.blackbox import probe_targets, resolve_targets
-from tasks.pipeline import deliver_notifications, record_signals
+from fleet_alerting.core.clock import utcnow
+from fleet_alerting.sources.blackbox.client import SOURCE, to_signal
 
 
 @flow(name="blackbox-probe")

@@ -8,12 +8,13 @@ from typing import Any
 
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
-from fleet_alerting.config import Config, ConfigError, Severity, load_config
-from fleet_alerting.delivery import DrainReport
-from fleet_alerting.incidents import State
-from fleet_alerting.policy import Evaluation
-from fleet_alerting.secrets import install_log_redaction
-from fleet_alerting.signals import Signal, signal_key
+from fleet_alerting.config import Config, ConfigError, load_config
+from fleet_alerting.config.secrets import install_log_redaction
+from fleet_alerting.core.incidents import State
+from fleet_alerting.core.keys import signal_key
+from fleet_alerting.core.policy import Evaluation
+from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.delivery.drain import DrainReport
 
 DEFAULT_CONFIG = "config/example.yaml"
 

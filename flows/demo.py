@@ -20,9 +20,10 @@ from typing import Any
 import yaml
 
 from fleet_alerting.config import load_config
-from fleet_alerting.incidents import State, format_duration
-from fleet_alerting.store import Store
-from fleet_alerting.timeutil import utcnow
+from fleet_alerting.core.clock import utcnow
+from fleet_alerting.core.durations import format_duration
+from fleet_alerting.core.incidents import State
+from fleet_alerting.store.sqlite import Store
 
 
 class _Fleet(BaseHTTPRequestHandler):
@@ -61,7 +62,7 @@ def demo_config(example: Path, base_url: str, workdir: Path) -> Path:
 
 
 def run_demo(example_config: str, rounds_seconds: float = 3.0) -> int:
-    from flows.blackbox_probe import blackbox_probe
+    from fleet_alerting.flows.blackbox_probe import blackbox_probe
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Fleet)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -9,9 +9,9 @@ import httpx
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from fleet_alerting.adapters.alertmanager import Alert, Alertmanager
-from fleet_alerting.adapters.errors import AdapterError
-from fleet_alerting.config import AlertmanagerConfig, EscalationRule
+from fleet_alerting.config.schema import AlertmanagerConfig, EscalationRule
+from fleet_alerting.http.errors import AdapterError
+from fleet_alerting.sources.alertmanager.client import Alert, Alertmanager
 
 
 @task(name="fetch-escalating-alerts", cache_policy=NO_CACHE)

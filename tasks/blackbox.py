@@ -7,8 +7,8 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from fleet_alerting.adapters.blackbox import ProbeResult, ProbeTarget, load_targets, probe_all
-from fleet_alerting.config import BlackboxConfig
+from fleet_alerting.config.schema import BlackboxConfig
+from fleet_alerting.sources.blackbox.client import ProbeResult, ProbeTarget, load_targets, probe_all
 
 
 @task(name="load-targets", cache_policy=NO_CACHE)

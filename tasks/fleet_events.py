@@ -8,10 +8,12 @@ import httpx
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from fleet_alerting.adapters.errors import AdapterError
-from fleet_alerting.adapters.fleet_api import FleetApi, FleetEvent
-from fleet_alerting.config import Config, FleetApiConfig
-from fleet_alerting.fleet_events import (
+from fleet_alerting.config import Config
+from fleet_alerting.config.schema import FleetApiConfig
+from fleet_alerting.config.secrets import SecretError
+from fleet_alerting.http.errors import AdapterError
+from fleet_alerting.sources.fleet_events.client import FleetApi, FleetEvent
+from fleet_alerting.sources.fleet_events.judge import (
     CURSOR_KEY,
     Advance,
     Cursor,
@@ -19,8 +21,7 @@ from fleet_alerting.fleet_events import (
     alerting,
     event_notifications,
 )
-from fleet_alerting.secrets import SecretError
-from fleet_alerting.store import Store
+from fleet_alerting.store.sqlite import Store
 
 
 @task(name="fetch-fleet-events", cache_policy=NO_CACHE)

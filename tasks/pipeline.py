@@ -9,11 +9,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from fleet_alerting.config import Config
-from fleet_alerting.delivery import DrainReport, build_notifiers, drain
-from fleet_alerting.policy import Evaluation, PolicyFor, evaluate, vanished
-from fleet_alerting.signals import Signal
-from fleet_alerting.store import Store
-from fleet_alerting.timeutil import utcnow
+from fleet_alerting.core.clock import utcnow
+from fleet_alerting.core.policy import Evaluation, PolicyFor, evaluate, vanished
+from fleet_alerting.core.signals import Signal
+from fleet_alerting.delivery.drain import DrainReport, build_notifiers, drain
+from fleet_alerting.store.sqlite import Store
 
 
 @task(name="evaluate-and-record", cache_policy=NO_CACHE)

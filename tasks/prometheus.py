@@ -5,9 +5,9 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from fleet_alerting.adapters.prometheus import query_watches
-from fleet_alerting.config import PrometheusConfig, WatchConfig
-from fleet_alerting.watches import WatchOutcome
+from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
+from fleet_alerting.sources.prometheus.client import query_watches
+from fleet_alerting.sources.prometheus.judge import WatchOutcome
 
 
 @task(name="query-prometheus", cache_policy=NO_CACHE)

@@ -8,11 +8,11 @@ from datetime import datetime
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from fleet_alerting import zigbee
-from fleet_alerting.adapters.zigbee2mqtt import close_permit_join, observe_all
 from fleet_alerting.config import Config
-from fleet_alerting.signals import Signal
-from fleet_alerting.store import Store
+from fleet_alerting.core.signals import Signal
+from fleet_alerting.sources.zigbee import judge as zigbee
+from fleet_alerting.sources.zigbee.client import close_permit_join, observe_all
+from fleet_alerting.store.sqlite import Store
 
 
 @dataclass(frozen=True)

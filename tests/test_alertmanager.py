@@ -14,9 +14,9 @@ import httpx
 import pytest
 import yaml
 
-from fleet_alerting.adapters.alertmanager import Alertmanager
-from fleet_alerting.adapters.errors import AdapterError
-from fleet_alerting.store import Store
+from fleet_alerting.http.errors import AdapterError
+from fleet_alerting.sources.alertmanager.client import Alertmanager
+from fleet_alerting.store.sqlite import Store
 from tests.fakes.fleet_api import FleetApiServer
 from tests.fakes.oncall import OnCallServer
 from tests.fakes.saas import PagerDutyServer
@@ -178,7 +178,7 @@ def fleet_events() -> list[dict]:
 def test_escalation_pages_once_never_when_silenced_and_resolves(
     prefect_api: str, alertmanager: str, config_file: Path
 ) -> None:
-    from flows.alertmanager_escalation import alertmanager_escalation
+    from fleet_alerting.flows.alertmanager_escalation import alertmanager_escalation
 
     api = "https://fleet.example.org/api/healthz"
     post_alert(  # matched by the blackbox rule (not by severity): failing for 10 min → pages
@@ -274,7 +274,7 @@ def test_escalation_pages_once_never_when_silenced_and_resolves(
 def test_alertmanager_down_is_one_warning_and_resolves_nothing(
     prefect_api: str, tmp_path: Path
 ) -> None:
-    from flows.alertmanager_escalation import alertmanager_escalation
+    from fleet_alerting.flows.alertmanager_escalation import alertmanager_escalation
 
     down = f"http://127.0.0.1:{free_port()}"
     config = tmp_path / "config.yaml"

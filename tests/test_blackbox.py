@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet_alerting.adapters.blackbox import ProbeTarget, load_targets, probe_all
-from fleet_alerting.config import BlackboxConfig, Severity
-from fleet_alerting.store import Store
+from fleet_alerting.config.schema import BlackboxConfig
+from fleet_alerting.core.signals import Severity
+from fleet_alerting.sources.blackbox.client import ProbeTarget, load_targets, probe_all
+from fleet_alerting.store.sqlite import Store
 from tests.fakes.http import FakeServer, Request, Response
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 from tests.servers import Server, free_port, http_ready, require_binary
@@ -169,7 +170,7 @@ def write_config(path: Path, targets_url: str, slack: str, pd: str, **policy: ob
 def test_flow_opens_pages_and_resolves(
     prefect_api: str, targets: Targets, config_file: Path
 ) -> None:
-    from flows.blackbox_probe import blackbox_probe
+    from fleet_alerting.flows.blackbox_probe import blackbox_probe
 
     with SlackWebhookServer() as slack, PagerDutyServer() as pd:
         write_config(config_file, targets.url, slack.url, pd.url)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet_alerting.cli import main
 from fleet_alerting.config import ConfigError, load_config
-from fleet_alerting.secrets import SecretError, SecretRef
+from fleet_alerting.config.secrets import SecretError, SecretRef
+from fleet_alerting.surfaces.cli import main
 
 ROOT = Path(__file__).parents[1]
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "bad_configs.yaml").read_text())

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deployments.schedules import SCHEDULES
-from flows import ENTRYPOINTS
+from fleet_alerting.deployments.schedules import SCHEDULES
+from fleet_alerting.flows import ENTRYPOINTS
 from tests.servers import wait_until
 
 ROOT = Path(__file__).parents[1]
@@ -23,7 +23,7 @@ ROOT = Path(__file__).parents[1]
 def test_trigger_without_a_server_says_so() -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from deployments.trigger import trigger
+    from fleet_alerting.deployments.trigger import trigger
 
     lines: list[str] = []
     with temporary_settings(updates={PREFECT_API_URL: None}):
@@ -38,7 +38,14 @@ def test_prefect_yaml_matches_the_schedules() -> None:
     declared = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
     from_yaml = {(d["entrypoint"], d["name"], d["schedules"][0]["cron"]) for d in declared}
     from_code = {
-        (ENTRYPOINTS[s.flow].replace(".", "/", 1).replace(":", ".py:"), s.name, s.cron)
+        (
+            ENTRYPOINTS[s.flow]
+            .removeprefix("fleet_alerting.")
+            .replace(".", "/", 1)
+            .replace(":", ".py:"),
+            s.name,
+            s.cron,
+        )
         for s in SCHEDULES
     }
     assert from_yaml == from_code
@@ -51,14 +58,14 @@ def test_prefect_yaml_matches_the_schedules() -> None:
 def test_serve_registers_schedules_and_runs_on_demand(prefect_api: str, tmp_path: Path) -> None:
     from prefect.client.orchestration import get_client
 
-    from deployments.trigger import trigger
+    from fleet_alerting.deployments.trigger import trigger
 
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"state": {"path": "state.sqlite"}}))
     env = os.environ | {"PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fleet_alerting.cli", "serve", "--config", str(config)],
+        [sys.executable, "-m", "fleet_alerting.surfaces.cli", "serve", "--config", str(config)],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -114,7 +121,7 @@ def test_serve_without_a_server_starts_one_and_stops_it(tmp_path: Path) -> None:
     out = tmp_path / "serve.out"
     with out.open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fleet_alerting.cli", "serve", "--config", str(config)],
+            [sys.executable, "-m", "fleet_alerting.surfaces.cli", "serve", "--config", str(config)],
             cwd=ROOT,
             env=env,
             stdout=log,

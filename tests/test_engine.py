@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet_alerting.config import PolicyConfig, Severity, default_policies
-from fleet_alerting.incidents import Incident, Kind, State, format_duration
-from fleet_alerting.policy import evaluate, vanished
-from fleet_alerting.signals import Signal
+from fleet_alerting.core.durations import format_duration
+from fleet_alerting.core.incidents import Incident, Kind, State
+from fleet_alerting.core.policy import PolicyConfig, default_policies, evaluate, vanished
+from fleet_alerting.core.signals import Severity, Signal
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "engine.yaml").read_text())
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)

@@ -13,19 +13,25 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from fleet_alerting.adapters.errors import AdapterError
-from fleet_alerting.adapters.fleet_api import FleetApi, FleetEvent, parse_event, parse_events
-from fleet_alerting.config import Config, FleetApiConfig
-from fleet_alerting.fleet_events import (
+from fleet_alerting.config import Config
+from fleet_alerting.config.schema import FleetApiConfig
+from fleet_alerting.core.incidents import Incident, State
+from fleet_alerting.core.signals import Signal
+from fleet_alerting.http.errors import AdapterError
+from fleet_alerting.sources.fleet_events.client import (
+    FleetApi,
+    FleetEvent,
+    parse_event,
+    parse_events,
+)
+from fleet_alerting.sources.fleet_events.judge import (
     Cursor,
     advance,
     alerting,
     event_notifications,
     related_events,
 )
-from fleet_alerting.incidents import Incident, State
-from fleet_alerting.signals import Signal
-from fleet_alerting.store import Store
+from fleet_alerting.store.sqlite import Store
 from tests.fakes.fleet_api import FleetApiServer, live_event
 from tests.fakes.http import Response
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet_alerting.fleet_events import CURSOR_KEY
-from fleet_alerting.store import Store
+from fleet_alerting.sources.fleet_events.judge import CURSOR_KEY
+from fleet_alerting.store.sqlite import Store
 from tests.fakes.fleet_api import FleetApiServer, live_event
 from tests.fakes.saas import SlackWebhookServer
 
@@ -52,7 +52,7 @@ async def artifact_data(key: str) -> list:
 def test_feed_reports_each_event_once_and_alerts_high_severity(
     prefect_api: str, config_file: Path
 ) -> None:
-    from flows.fleet_events import fleet_events
+    from fleet_alerting.flows.fleet_events import fleet_events
 
     with FleetApiServer(TOKEN) as fleet, SlackWebhookServer() as slack:
         write_config(config_file, fleet.url, slack.url)

@@ -3,8 +3,7 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qs, urlsplit
 
-from fleet_alerting.config import LinksConfig
-from fleet_alerting.links import explore_url, logql_selector, prometheus_graph_url
+from fleet_alerting.core.links import LinksConfig, explore_url, logql_selector, prometheus_graph_url
 
 LINKS = LinksConfig(
     grafana_url="https://grafana.example/",

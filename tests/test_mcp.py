@@ -47,7 +47,7 @@ def stdio(config: Path, *extra: str) -> StdioServerParameters:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     return StdioServerParameters(
         command=sys.executable,
-        args=["-m", "fleet_alerting.cli", "mcp", "--config", str(config), *extra],
+        args=["-m", "fleet_alerting.surfaces.cli", "mcp", "--config", str(config), *extra],
         cwd=ROOT,
         env=env,
     )
@@ -123,7 +123,15 @@ def test_http_requires_its_own_token(tmp_path: Path) -> None:
     with fleet_server() as fleet:
         config = write_config(tmp_path, fleet.url, port)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fleet_alerting.cli", "mcp", "--http", "--config", str(config)],
+            [
+                sys.executable,
+                "-m",
+                "fleet_alerting.surfaces.cli",
+                "mcp",
+                "--http",
+                "--config",
+                config,
+            ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

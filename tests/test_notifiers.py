@@ -9,13 +9,14 @@ from pathlib import Path
 
 import httpx
 
-from fleet_alerting.adapters import pagerduty, slack
-from fleet_alerting.config import PolicyConfig, Severity, load_config
-from fleet_alerting.delivery import build_notifiers, drain
-from fleet_alerting.incidents import Kind
-from fleet_alerting.policy import evaluate
-from fleet_alerting.signals import Link, Signal
-from fleet_alerting.store import Store
+from fleet_alerting.config import load_config
+from fleet_alerting.core.incidents import Kind
+from fleet_alerting.core.policy import PolicyConfig, evaluate
+from fleet_alerting.core.signals import Link, Severity, Signal
+from fleet_alerting.delivery.drain import build_notifiers, drain
+from fleet_alerting.delivery.notifiers import pagerduty
+from fleet_alerting.delivery.notifiers import slack_webhook as slack
+from fleet_alerting.store.sqlite import Store
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 

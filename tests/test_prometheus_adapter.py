@@ -13,14 +13,14 @@ import httpx
 import pytest
 import yaml
 
-from fleet_alerting.adapters.errors import AdapterError
-from fleet_alerting.adapters.prometheus import (
+from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
+from fleet_alerting.http.errors import AdapterError
+from fleet_alerting.sources.prometheus.client import (
     PrometheusClient,
     PrometheusError,
     QueryResult,
     query_watches,
 )
-from fleet_alerting.config import PrometheusConfig, WatchConfig
 from tests.fakes.http import FakeServer, Request, Response
 from tests.fakes.saas import SlackWebhookServer
 
@@ -200,10 +200,9 @@ def write_config(path: Path, prometheus: str, slack: str) -> None:
 
 @pytest.mark.integration
 def test_canary_bearer_token_never_leaks(prefect_api: str, config_file: Path) -> None:
+    from fleet_alerting.flows.prometheus_watches import prometheus_watches
     from prefect.client.orchestration import get_client
     from prefect.logging.handlers import APILogHandler
-
-    from flows.prometheus_watches import prometheus_watches
 
     with FakePrometheus(auth=f"Bearer {CANARY}") as prom, SlackWebhookServer() as slack:
         write_config(config_file, prom.url, slack.url)

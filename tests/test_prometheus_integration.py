@@ -15,8 +15,8 @@ import httpx
 import pytest
 import yaml
 
-from fleet_alerting.adapters.prometheus import PrometheusClient, PrometheusError
-from fleet_alerting.store import Store
+from fleet_alerting.sources.prometheus.client import PrometheusClient, PrometheusError
+from fleet_alerting.store.sqlite import Store
 from tests.fakes.http import FakeServer, Request, Response
 from tests.fakes.saas import SlackWebhookServer
 from tests.servers import start_prometheus, wait_until
@@ -127,7 +127,7 @@ def test_bad_data_is_a_permanent_error_from_the_real_server(prometheus: str) -> 
 def test_flow_against_real_prometheus(
     prefect_api: str, exporter: Exporter, prometheus: str, config_file: Path
 ) -> None:
-    from flows.prometheus_watches import prometheus_watches
+    from fleet_alerting.flows.prometheus_watches import prometheus_watches
 
     now = time.time()
     for host in ("pi-audio-01", "pi-audio-02"):

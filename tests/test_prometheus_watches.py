@@ -10,26 +10,20 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from fleet_alerting.config import (
-    ConfigError,
-    LinksConfig,
-    PolicyConfig,
-    PrometheusConfig,
-    Severity,
-    WatchConfig,
-    load_config,
-)
-from fleet_alerting.policy import evaluate, vanished
-from fleet_alerting.watches import (
+from fleet_alerting.config import ConfigError, load_config
+from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
+from fleet_alerting.core.links import LinksConfig
+from fleet_alerting.core.policy import PolicyConfig, evaluate, vanished
+from fleet_alerting.core.signals import Severity
+from fleet_alerting.core.templates import check_template, render
+from fleet_alerting.sources.prometheus.judge import (
     NO_LONGER_REPORTED,
     RECOVERED,
     Series,
     WatchOutcome,
     active_watches,
-    check_template,
     evaluate_watches,
     presence_query,
-    render,
 )
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "prometheus_templates.yaml").read_text())

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet_alerting.cli import main
+from fleet_alerting.surfaces.cli import main
 from tests.fakes.http import FakeServer, Request, Response
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 from tests.servers import free_port
@@ -33,10 +33,9 @@ def seen_everywhere(text: str) -> bool:
 def test_secrets_never_leak(
     prefect_api: str, config_file: Path, caplog: pytest.LogCaptureFixture, capsys
 ) -> None:
+    from fleet_alerting.flows.blackbox_probe import blackbox_probe
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter
-
-    from flows.blackbox_probe import blackbox_probe
 
     folder = config_file.parent
     with SlackWebhookServer() as slack, PagerDutyServer() as pd, Down() as api:

@@ -14,16 +14,16 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from fleet_alerting.adapters.errors import AdapterError
-from fleet_alerting.adapters.fleet_api import FleetEvent
-from fleet_alerting.adapters.oncall import OnCallWebhook
-from fleet_alerting.adapters.slack_api import Pacer, SlackApi, snapshot_message
-from fleet_alerting.config import Config, PolicyConfig, Severity
-from fleet_alerting.delivery import build_notifiers, drain
-from fleet_alerting.incidents import Kind, Notification
-from fleet_alerting.policy import evaluate
-from fleet_alerting.signals import Link, Signal
-from fleet_alerting.store import Store
+from fleet_alerting.config import Config
+from fleet_alerting.core.incidents import Kind, Notification
+from fleet_alerting.core.policy import PolicyConfig, evaluate
+from fleet_alerting.core.signals import Link, Severity, Signal
+from fleet_alerting.delivery.drain import build_notifiers, drain
+from fleet_alerting.delivery.notifiers.oncall import OnCallWebhook
+from fleet_alerting.delivery.notifiers.slack_api import Pacer, SlackApi, snapshot_message
+from fleet_alerting.http.errors import AdapterError
+from fleet_alerting.sources.fleet_events.client import FleetEvent
+from fleet_alerting.store.sqlite import Store
 from tests.fakes.fleet_api import FleetApiServer
 from tests.fakes.http import Response
 from tests.fakes.oncall import OnCallServer

@@ -13,8 +13,8 @@ from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from fleet_alerting.config import load_config
-from fleet_alerting.slack_app import create_app
-from fleet_alerting.slack_commands import sign
+from fleet_alerting.surfaces.slack_app import create_app
+from fleet_alerting.surfaces.slack_commands import sign
 from tests.fakes.http import Response
 from tests.operator_fleet import CORRELATION, TOKEN, fleet_server
 from tests.servers import free_port

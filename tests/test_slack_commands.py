@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from fleet_alerting.slack_commands import (
+from fleet_alerting.surfaces.slack_commands import (
     MAX_LINES,
     RequestVerifier,
     SignatureError,

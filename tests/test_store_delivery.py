@@ -13,13 +13,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from fleet_alerting.adapters.pagerduty import PagerDutyEvents
-from fleet_alerting.adapters.slack import SlackWebhook
-from fleet_alerting.config import PolicyConfig, Severity
-from fleet_alerting.delivery import Notifier, Unavailable, drain
-from fleet_alerting.policy import Evaluation, evaluate
-from fleet_alerting.signals import Signal
-from fleet_alerting.store import Store
+from fleet_alerting.core.policy import Evaluation, PolicyConfig, evaluate
+from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.delivery.drain import Notifier, Unavailable, drain
+from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
+from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
+from fleet_alerting.store.sqlite import Store
 from tests.fakes.http import Response
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 
@@ -79,9 +78,9 @@ def test_crash_between_commit_and_delivery_replays_exactly_once(tmp_path: Path) 
     crashing = textwrap.dedent(f"""
         import os
         from datetime import datetime, timedelta
-        from fleet_alerting.config import PolicyConfig
-        from fleet_alerting.policy import evaluate
-        from fleet_alerting.store import Store
+        from fleet_alerting.core.policy import PolicyConfig
+        from fleet_alerting.core.policy import evaluate
+        from fleet_alerting.store.sqlite import Store
         from tests.test_store_delivery import outage, PAGE_AT_ONCE, T0
         store = Store({str(db)!r})
         store.record(evaluate([outage()], {{}}, lambda _s: PAGE_AT_ONCE, T0), T0)

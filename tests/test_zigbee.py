@@ -14,17 +14,18 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet_alerting.adapters.zigbee2mqtt import (
+from fleet_alerting.config import Config, ConfigError, load_config
+from fleet_alerting.config.schema import ZigbeeWindow
+from fleet_alerting.core.windows import parse_window
+from fleet_alerting.sources.zigbee.client import (
     PayloadError,
     observe_all,
     parse_info,
     parse_state,
 )
-from fleet_alerting.config import Config, ConfigError, ZigbeeWindow, load_config
-from fleet_alerting.store import Store
-from fleet_alerting.windows import parse_window
-from fleet_alerting.zigbee import deadline, signals
-from tasks.zigbee import OPEN_SINCE, watch
+from fleet_alerting.sources.zigbee.judge import deadline, signals
+from fleet_alerting.store.sqlite import Store
+from fleet_alerting.tasks.zigbee import OPEN_SINCE, watch
 from tests.fakes.saas import SlackWebhookServer
 from tests.mosquitto import Broker, start_mosquitto
 from tests.zigbee2mqtt_sim import Zigbee2MqttSim
@@ -385,7 +386,7 @@ def test_flow_offline_slack_resolve_and_permit_join_alert(
 ) -> None:
     from prefect.client.orchestration import get_client
 
-    from flows.zigbee_probe import zigbee_probe
+    from fleet_alerting.flows.zigbee_probe import zigbee_probe
 
     hub = sim(broker, sims, "hub-flow")
     joiner = sim(broker, sims, "hub-join")
@@ -459,10 +460,9 @@ def test_flow_offline_slack_resolve_and_permit_join_alert(
 
 
 def test_retired_checks_resolve_by_hysteresis(tmp_path: Path) -> None:
-    from fleet_alerting.adapters.zigbee2mqtt import Health, Observation
-    from fleet_alerting.config import PolicyConfig
-    from fleet_alerting.policy import evaluate
-    from fleet_alerting.zigbee import retired
+    from fleet_alerting.core.policy import PolicyConfig, evaluate
+    from fleet_alerting.sources.zigbee.client import Health, Observation
+    from fleet_alerting.sources.zigbee.judge import retired
 
     before = make_config(
         tmp_path,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from fleet_alerting.alertmanager.routing import RoutingConfigError, matching_tree, parse_label_args
 from fleet_alerting.audit.loader import AuditInputError, load_alertmanager
-from fleet_alerting.routing import RoutingConfigError, matching_tree, parse_label_args
 
 
 def _instant(text: str | None) -> datetime | None:

@@ -14,8 +14,13 @@ from typing import Any
 
 import yaml
 
+from fleet_alerting.alertmanager.routing import (
+    AlertmanagerConfig,
+    RoutingConfigError,
+    format_path,
+    parse_config,
+)
 from fleet_alerting.audit.model import Expectation, Expectations, Rule, SecretFile
-from fleet_alerting.routing import AlertmanagerConfig, RoutingConfigError, format_path, parse_config
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from fleet_alerting.alertmanager.routing import AlertmanagerConfig
 from fleet_alerting.audit.model import Expectations, Rule
-from fleet_alerting.routing import AlertmanagerConfig, format_duration
+from fleet_alerting.core.durations import seconds_str
 
 
 def alert_label(rule: Rule) -> str:
@@ -48,9 +49,9 @@ def escalation_matrix(
                     "route": route.id,
                     "pages": o.receiver in expectations.paging_receivers,
                     "group_by": "..." if o.group_by_all else ",".join(sorted(o.group_by)),
-                    "group_wait": format_duration(o.group_wait),
-                    "group_interval": format_duration(o.group_interval),
-                    "repeat_interval": format_duration(o.repeat_interval),
+                    "group_wait": seconds_str(o.group_wait),
+                    "group_interval": seconds_str(o.group_interval),
+                    "repeat_interval": seconds_str(o.repeat_interval),
                     "alerts": [],
                 },
             )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from fleet_alerting.routing import AlertmanagerConfig
+from fleet_alerting.alertmanager.routing import AlertmanagerConfig
 
 LEVELS = ("error", "warning", "info")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
+from fleet_alerting.alertmanager.routing import parse_config
 from fleet_alerting.audit.loader import expectations_from_dict, load_rule_text
 from fleet_alerting.audit.model import AuditInput, PrometheusUnavailable, SecretFile
-from fleet_alerting.routing import parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 CHECK_CASES = yaml.safe_load((Path(__file__).parent / "cases" / "checks.yaml").read_text())

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fleet_alerting.alertmanager.routing import matching_tree, parse_config
 from fleet_alerting.audit import amtool, synth
-from fleet_alerting.routing import matching_tree, parse_config
 
 pytestmark = [
     pytest.mark.integration,

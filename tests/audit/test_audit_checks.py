@@ -8,10 +8,10 @@ from dataclasses import asdict
 import pytest
 from audit_helpers import CHECK_CASES, DownSeries, build_input
 
+from fleet_alerting.alertmanager.routing import build_route
 from fleet_alerting.audit.checks import CHECKS, run_checks
 from fleet_alerting.audit.checks.shadowed_routes import shadows
 from fleet_alerting.audit.model import Finding
-from fleet_alerting.routing import build_route
 
 DOC = CHECK_CASES
 

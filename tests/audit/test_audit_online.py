@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import pytest
 import yaml
 
+from fleet_alerting.alertmanager.routing import parse_config
 from fleet_alerting.audit.checks import run_checks
 from fleet_alerting.audit.live import PrometheusSeries
 from fleet_alerting.audit.loader import expectations_from_dict, load_rule_text
 from fleet_alerting.audit.model import AuditInput
-from fleet_alerting.routing import parse_config
 
 pytestmark = pytest.mark.integration
 

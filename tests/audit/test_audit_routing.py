@@ -8,15 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet_alerting.routing import (
+from fleet_alerting.alertmanager.routing import (
     RoutingConfigError,
     TimeInterval,
     matching_tree,
     parse_config,
     parse_label_args,
-    parse_matcher,
-    parse_matchers,
 )
+from fleet_alerting.core.matchers import MatcherError, parse_matcher, parse_matchers
 
 CASES = Path(__file__).parent / "cases"
 
@@ -54,7 +53,7 @@ def _matcher_cases() -> list:
 @pytest.mark.parametrize("case", _matcher_cases())
 def test_parse_matchers_table(case: dict) -> None:
     if "error" in case:
-        with pytest.raises(RoutingConfigError, match=case["error"]):
+        with pytest.raises(MatcherError, match=case["error"]):
             parse_matchers(case["input"])
         return
     got = [[m.name, m.op, m.value] for m in parse_matchers(case["input"])]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from fleet_alerting.alertmanager.routing import Route
 from fleet_alerting.audit.model import AuditInput, Expectation, Rule
-from fleet_alerting.routing import Route
 
 
 def routed(inp: AuditInput) -> list[tuple[Rule, list[Route]]]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleet_alerting.alertmanager.routing import AlertmanagerConfig, Route
 from fleet_alerting.audit.model import AuditInput, Finding
-from fleet_alerting.routing import AlertmanagerConfig, Route, format_duration
+from fleet_alerting.core.durations import seconds_str
 
 CHECK_ID = "config-drift"
 
@@ -22,9 +23,9 @@ def route_facts(r: Route) -> dict[str, Any]:
         "receiver": o.receiver,
         "continue": r.continue_,
         "group_by": "..." if o.group_by_all else sorted(o.group_by),
-        "group_wait": format_duration(o.group_wait),
-        "group_interval": format_duration(o.group_interval),
-        "repeat_interval": format_duration(o.repeat_interval),
+        "group_wait": seconds_str(o.group_wait),
+        "group_interval": seconds_str(o.group_interval),
+        "repeat_interval": seconds_str(o.repeat_interval),
         "mute_time_intervals": list(o.mute_time_intervals),
         "active_time_intervals": list(o.active_time_intervals),
     }

@@ -3,9 +3,9 @@ every alert it would take. Decided conservatively: only proven shadowing is repo
 
 from __future__ import annotations
 
+from fleet_alerting.alertmanager.routing import Matcher, Route
 from fleet_alerting.audit.checks._common import describe
 from fleet_alerting.audit.model import AuditInput, Finding
-from fleet_alerting.routing import Matcher, Route
 
 CHECK_ID = "shadowed-route"
 _ALWAYS = {".*"}

@@ -1,0 +1,315 @@
+"""The YAML configuration, validated once at load.
+
+Errors name the file, the line, the key path and what was expected, and never echo the value
+(an inline secret must not reach a terminal or a log). Relative paths are relative to the config
+file's folder, so a config and its secrets/ and targets move together.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
+
+from fleet_alerting.config.secrets import SecretRef
+from fleet_alerting.core.durations import Duration
+from fleet_alerting.core.links import LinksConfig
+from fleet_alerting.core.matchers import check_matcher
+from fleet_alerting.core.model import Model
+from fleet_alerting.core.policy import PolicyConfig, default_policies
+from fleet_alerting.core.signals import Severity
+from fleet_alerting.core.templates import check_template
+from fleet_alerting.core.windows import ScheduledWindow
+
+
+def _relative_to_config(path: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    return path if path.is_absolute() or base is None else Path(base) / path
+
+
+ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
+
+
+class FileSecret(SecretRef):
+    """SecretRef whose file path is relative to the config file."""
+
+    file: ConfigPath | None = None
+
+
+class SlackConfig(Model):
+    webhook: FileSecret | None = None
+    channel: str = "#operations"
+    mirror_webhook: FileSecret | None = None
+    mirror_channel: str = "#operations-mirror"
+    timeout: Duration = timedelta(seconds=10)
+    # With a bot token (chat:write), incidents get a thread: first message via chat.postMessage,
+    # later updates and the Fleet API event snapshot as replies. `channel`/`mirror_channel` are
+    # then channel names or ids the bot is a member of.
+    bot_token: FileSecret | None = None
+    api_url: str = "https://slack.com/api"
+    min_interval: Duration = timedelta(seconds=1)  # Slack allows ~1 message/s per channel
+
+
+class PagerDutyConfig(Model):
+    routing_key: FileSecret
+    url: str = "https://events.pagerduty.com/v2/enqueue"
+    timeout: Duration = timedelta(seconds=10)
+
+
+class OnCallConfig(Model):
+    """Grafana OnCall "Formatted Webhook" integration; its URL embeds a token, so it is a secret."""
+
+    webhook: FileSecret
+    timeout: Duration = timedelta(seconds=10)
+
+
+class NotifyConfig(Model):
+    outbox_file: ConfigPath = Path("state/outbox.jsonl")
+    slack: SlackConfig | None = None
+    pagerduty: PagerDutyConfig | None = None
+    oncall: OnCallConfig | None = None
+    attempts_per_run: int = Field(3, ge=1)
+    give_up_after: Duration = timedelta(hours=24)
+
+
+class StateConfig(Model):
+    path: ConfigPath = Path("state/fleet-alerting.sqlite")
+
+
+class HttpTarget(Model):
+    name: str
+    url: str = Field(pattern=r"^https?://")
+    severity: Severity = Severity.warning
+    expected_status: list[int] = [200]
+    module: str = "http_2xx"
+    runbook_url: str | None = None
+    remediation: list[str] = []
+    labels: dict[str, str] = {}
+
+
+class FileSdTargets(Model):
+    """Targets from Prometheus file_sd JSON files (`[{targets: [host:port], labels: {}}]`)."""
+
+    files: list[str]
+    path: str = "/healthz"
+    scheme: Literal["http", "https"] = "http"
+    severity: Severity = Severity.warning
+    expected_status: list[int] = [200]
+    module: str = "http_2xx"
+    runbook_url: str | None = None
+    remediation: list[str] = []
+
+
+class BlackboxConfig(Model):
+    mode: Literal["direct", "exporter"] = "direct"
+    exporter_url: str | None = None
+    concurrency: int = Field(100, ge=1, le=1000)
+    timeout: Duration = timedelta(seconds=5)
+    targets: list[HttpTarget] = []
+    file_sd: list[FileSdTargets] = []
+
+
+Matcher = Annotated[str, AfterValidator(check_matcher)]
+
+
+class EscalationRule(Model):
+    """Alerts matching all `matchers` (Alertmanager syntax, sent as `filter`) escalate."""
+
+    name: str
+    matchers: list[Matcher] = Field(min_length=1)
+    severity: Severity = Severity.critical  # the policy their incidents follow
+
+
+def default_escalation_rules() -> list[EscalationRule]:
+    return [
+        EscalationRule(name="critical", matchers=['severity="critical"']),
+        EscalationRule(
+            name="fleet-api-blackbox",
+            matchers=[
+                'alertname=~"Blackbox.*|ProbeFailed|EndpointDown"',
+                'instance=~".*/api/healthz|.*/"',
+            ],
+        ),
+    ]
+
+
+class AlertmanagerConfig(Model):
+    url: str = Field(pattern=r"^https?://")
+    timeout: Duration = timedelta(seconds=10)
+    rules: list[EscalationRule] = Field(default_factory=default_escalation_rules)
+    # Alertmanager already debounces (`for:`), so one observation opens and one absence resolves.
+    open_after: int = Field(1, ge=1)
+    resolve_after: int = Field(1, ge=1)
+
+
+class FleetApiConfig(Model):
+    """The Fleet API (behind Caddy, which strips /api): events feed and incident snapshots."""
+
+    url: str = Field(pattern=r"^https?://")
+    token: FileSecret | None = None
+    timeout: Duration = timedelta(seconds=10)
+    limit: int = Field(200, ge=1, le=200)
+    alert_types: list[str] = ["command.failed", "audio.upload"]
+    alert_severity: Literal["info", "warn", "error"] = "error"
+    log_labels: dict[str, str] = {"service": "fleet-api"}
+    snapshot_minutes: int = Field(15, ge=1)
+    snapshot_max_events: int = Field(20, ge=1, le=40)
+    lookback: Duration = timedelta(minutes=30)  # late events within this window still count
+
+
+class SlackAppConfig(Model):
+    """`/fleet` slash commands. `run` is allowed only for the listed Slack user or channel ids."""
+
+    signing_secret: FileSecret
+    host: str = "127.0.0.1"
+    port: int = 3000
+    allowed_users: list[str] = []
+    allowed_channels: list[str] = []
+    answer_within: Duration = timedelta(seconds=2.5)  # Slack gives up after 3 s
+
+
+class McpConfig(Model):
+    """The MCP server. Over HTTP it requires its own bearer token (never the Fleet API's)."""
+
+    token: FileSecret | None = None
+    host: str = "127.0.0.1"
+    port: int = 8765
+
+
+class OperatorsConfig(Model):
+    slack_app: SlackAppConfig | None = None
+    mcp: McpConfig = McpConfig()
+
+
+class ZigbeeWindow(Model):
+    """When pairing may be open: at most `max_duration` at a time and, if `scheduled` is given,
+    only inside one of those windows, e.g. "Tue 10:00-10:15 Europe/Zagreb"."""
+
+    max_duration: Duration = timedelta(seconds=60)
+    scheduled: list[ScheduledWindow] = []
+
+
+class ZigbeeCoordinator(Model):
+    """One Zigbee2MQTT instance, watched over its MQTT broker."""
+
+    name: str = Field(min_length=1)
+    broker: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^/:]+(:\d+)?/?$")
+    username: str | None = None
+    password: FileSecret | None = None
+    tls: bool = False  # also implied by an mqtts:// broker URL
+    ca_file: ConfigPath | None = None
+    base_topic: str = Field("zigbee2mqtt", min_length=1, pattern=r"^[^#+]+$")
+    severity: Severity = Severity.warning
+    permit_join: ZigbeeWindow = ZigbeeWindow()
+    health_check: bool = False
+    auto_close: bool = False
+    runbook_url: str | None = None
+    remediation: list[str] = []
+
+
+class ZigbeeConfig(Model):
+    timeout: Duration = timedelta(seconds=5)  # connect, retained read, health check, read-back
+    max_payload_bytes: int = Field(512 * 1024, ge=1024)
+    clock_skew: Duration = timedelta(seconds=5)  # tolerance on permit_join_end
+    coordinators: list[ZigbeeCoordinator] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ZigbeeConfig:
+        names = [c.name for c in self.coordinators]
+        if len(names) != len(set(names)):
+            raise ValueError("coordinator names must be unique (they key the incidents)")
+        return self
+
+
+# --- prometheus watches -------------------------------------------------------------------------
+
+
+def _check_template(value: str) -> str:
+    check_template(value)
+    return value
+
+
+Template = Annotated[str, AfterValidator(_check_template)]
+
+
+class BasicAuth(Model):
+    username: str
+    password: FileSecret
+
+
+class WatchConfig(Model):
+    """One PromQL watch: every series of `expr` is a failing thing, keyed by `key_labels`.
+
+    `metric` names the series the expression is built on: a key still present there but gone
+    from `expr` has recovered; a key gone from both is "no longer reported"; no series of it at
+    all is itself a signal when `absent_is` gives a severity."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    expr: str = Field(min_length=1)
+    severity: Severity = Severity.warning
+    key_labels: list[str] = []
+    metric: str | None = None
+    absent_is: Severity | None = None
+    summary: Template
+    description: Template = ""
+    runbook_url: str | None = None
+    remediation: list[Template] = []
+    absent_remediation: list[str] = []
+    logs: dict[str, Template] = {}  # LogQL stream selector, e.g. {service: role-agent, host: ...}
+    logs_line_filter: Template | None = None  # `|= "..."` after the selector
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _absent_needs_metric(self) -> WatchConfig:
+        if self.absent_is is not None and not self.metric:
+            raise ValueError("absent_is needs `metric`: the series whose absence is the signal")
+        return self
+
+
+class PrometheusConfig(Model):
+    """PromQL watches over the HTTP API. The shipped watches (role agents, device failures,
+    circuit breakers) are on unless `default_watches: false`; a watch in `watches` with the same
+    name replaces the shipped one."""
+
+    url: str | None = Field(None, pattern=r"^https?://")
+    bearer_token: FileSecret | None = None
+    basic_auth: BasicAuth | None = None
+    timeout: Duration = timedelta(seconds=10)
+    default_watches: bool = True
+    role_agent_stale_after: Duration = timedelta(minutes=15)
+    device_failures_threshold: float = Field(5, ge=0)
+    device_failures_window: Duration = timedelta(minutes=5)
+    watches: list[WatchConfig] = []
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> PrometheusConfig:
+        if self.bearer_token and self.basic_auth:
+            raise ValueError("give bearer_token or basic_auth, not both")
+        names = [w.name for w in self.watches]
+        if len(names) != len(set(names)):
+            raise ValueError("watch names must be unique")
+        return self
+
+
+class Config(Model):
+    state: StateConfig = StateConfig()
+    notify: NotifyConfig = NotifyConfig()
+    policies: dict[Severity, PolicyConfig] = Field(default_factory=default_policies)
+    links: LinksConfig = LinksConfig()
+    blackbox: BlackboxConfig = BlackboxConfig()
+    alertmanager: AlertmanagerConfig | None = None
+    fleet_api: FleetApiConfig | None = None
+    operators: OperatorsConfig = OperatorsConfig()
+    zigbee: ZigbeeConfig = ZigbeeConfig()
+    prometheus: PrometheusConfig = PrometheusConfig()
+    source_file: Path | None = Field(None, exclude=True)
+
+    def policy(self, severity: Severity) -> PolicyConfig:
+        return self.policies.get(severity) or default_policies()[severity]

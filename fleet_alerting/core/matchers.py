@@ -1,0 +1,148 @@
+"""Alertmanager label matchers: one grammar for the config's escalation rules, the audit's routing
+tree and inhibition. `foo="bar"`, `foo=~"a|b"`, `{a="b", c!="d"}`; regexes are fully anchored."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+Labels = Mapping[str, str]
+
+
+class MatcherError(ValueError):
+    """A matcher that Alertmanager would refuse."""
+
+
+def check_matcher(value: str) -> str:
+    """Config validator: the matcher as written, or ValueError saying why it is refused."""
+    try:
+        parse_matcher(value)
+    except MatcherError as exc:
+        raise ValueError(
+            f'expected an Alertmanager matcher such as severity="critical": {exc}'
+        ) from None
+    return value
+
+
+# Go's \s is ASCII-only and its `$` means end of text: spell both out for Python.
+_WS = "[\t\n\f\r ]"
+_MATCHER_RE = re.compile(
+    rf"^{_WS}*([a-zA-Z_:][a-zA-Z0-9_:]*){_WS}*(=~|=|!=|!~){_WS}*(.*?){_WS}*\Z", re.DOTALL
+)
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+OPS = ("=", "!=", "=~", "!~")
+
+
+def compile_go_regex(expr: str) -> re.Pattern[str]:
+    """Compile an RE2 expression for full (anchored) matching, as Alertmanager does."""
+    # RE2's \z is Python's \Z; RE2's \d, \w, \s and \b are ASCII-only (re.ASCII); the rest
+    # of the common RE2 syntax is shared.
+    return re.compile("(?:" + expr.replace(r"\z", r"\Z") + ")", re.ASCII)
+
+
+@dataclass(frozen=True)
+class Matcher:
+    name: str
+    op: str
+    value: str
+    pattern: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def new(cls, name: str, op: str, value: str) -> Matcher:
+        if op not in OPS:
+            raise MatcherError(f"unknown match type {op!r}")
+        pattern = None
+        if op in ("=~", "!~"):
+            try:
+                pattern = compile_go_regex(value)
+            except re.error as exc:
+                raise MatcherError(f"invalid regular expression {value!r}: {exc}") from exc
+        return cls(name, op, value, pattern)
+
+    def matches(self, labels: Labels) -> bool:
+        # A missing label has the empty value, exactly as in model.LabelSet lookups.
+        v = labels.get(self.name, "")
+        if self.op == "=":
+            return v == self.value
+        if self.op == "!=":
+            return v != self.value
+        assert self.pattern is not None
+        hit = self.pattern.fullmatch(v) is not None
+        return hit if self.op == "=~" else not hit
+
+    def __str__(self) -> str:
+        escaped = self.value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+        return f'{self.name}{self.op}"{escaped}"'
+
+
+def parse_matcher(s: str) -> Matcher:
+    """One matcher, e.g. `foo=~"a|b"` or `foo = bar`; OpenMetrics escaping in quoted values."""
+    m = _MATCHER_RE.match(s)
+    if m is None:
+        raise MatcherError(f"bad matcher format: {s}")
+    name, op, raw = m.group(1), m.group(2), m.group(3)
+    expect_trailing_quote = raw.startswith('"')
+    if expect_trailing_quote:
+        raw = raw[1:]
+    out: list[str] = []
+    escaped = False
+    for i, ch in enumerate(raw):
+        if escaped:
+            escaped = False
+            if ch == "n":
+                out.append("\n")
+            elif ch in '"\\':
+                out.append(ch)
+            else:
+                out.append("\\" + ch)
+            continue
+        if ch == "\\":
+            if i < len(raw) - 1:
+                escaped = True
+                continue
+            out.append("\\")
+        elif ch == '"':
+            if not expect_trailing_quote or i < len(raw) - 1:
+                raise MatcherError(f"matcher value contains unescaped double quote: {m.group(3)}")
+            expect_trailing_quote = False
+        else:
+            out.append(ch)
+    if expect_trailing_quote:
+        raise MatcherError(f"matcher value contains unescaped double quote: {m.group(3)}")
+    return Matcher.new(name, op, "".join(out))
+
+
+def parse_matchers(s: str) -> list[Matcher]:
+    """Comma-separated matchers with optional braces: `{a="b", c=~"d"}` or `a=b,c!=d`."""
+    s = s.removeprefix("{").removesuffix("}")
+    tokens: list[str] = []
+    token: list[str] = []
+    inside_quotes = escaped = False
+    for ch in s:
+        if ch == "," and not inside_quotes:
+            tokens.append("".join(token))
+            token = []
+            continue
+        if ch == '"':
+            if not escaped:
+                inside_quotes = not inside_quotes
+            else:
+                escaped = False
+        elif ch == "\\":
+            escaped = not escaped
+        else:
+            escaped = False
+        token.append(ch)
+    last = "".join(token).strip()
+    if last:
+        tokens.append(last)
+    return [parse_matcher(t) for t in tokens]
+
+
+def sort_key(m: Matcher) -> tuple[str, str, int]:
+    return (m.name, m.value, OPS.index(m.op))
+
+
+def matchers_str(ms: Sequence[Matcher]) -> str:
+    return "{" + ",".join(str(m) for m in ms) + "}"

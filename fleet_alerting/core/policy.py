@@ -1,0 +1,201 @@
+"""The engine: signals + current incidents + policies + now → changed incidents + notifications.
+
+Pure: no I/O, no clock, no Prefect. Everything a source, a store or a notifier needs to know about
+*whether* to tell someone is decided here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import Field
+
+from fleet_alerting.core.durations import Duration
+from fleet_alerting.core.incidents import Incident, Kind, Notification, State
+from fleet_alerting.core.model import Model
+from fleet_alerting.core.signals import Severity, Signal
+
+
+class PolicyConfig(Model):
+    """What happens to an incident of one severity."""
+
+    open_after: int = Field(2, ge=1, description="consecutive failures that open an incident")
+    resolve_after: int = Field(2, ge=1, description="consecutive successes that resolve it")
+    notify: list[Literal["slack"]] = ["slack"]
+    page: list[Literal["pagerduty", "oncall"]] = []
+    page_after: Duration = timedelta(minutes=5)
+    repeat: Duration | None = None
+    mirror: bool = False
+
+    def channels(self) -> list[str]:
+        """Who is told of an incident of this severity: `notify`, plus the mirror of Slack."""
+        return [*self.notify, *(["slack_mirror"] if self.mirror and "slack" in self.notify else [])]
+
+
+def default_policies() -> dict[Severity, PolicyConfig]:
+    return {
+        Severity.critical: PolicyConfig(
+            page=["pagerduty"], repeat=timedelta(minutes=30), mirror=True
+        ),
+        Severity.warning: PolicyConfig(),
+        Severity.info: PolicyConfig(notify=[]),
+    }
+
+
+PolicyFor = Callable[[Severity], PolicyConfig]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    incidents: list[Incident]  # new or changed, to be stored (an unchanged failure is not listed)
+    notifications: list[Notification]  # to be queued in the same transaction
+
+
+def evaluate(
+    signals: Iterable[Signal],
+    incidents: Mapping[str, Incident],
+    policy_for: PolicyFor,
+    now: datetime,
+) -> Evaluation:
+    changed: list[Incident] = []
+    notifications: list[Notification] = []
+    for signal in _last_per_key(signals):
+        current = incidents.get(signal.key)
+        if signal.firing:
+            updated, sent = _on_failure(current, signal, policy_for(signal.severity), now)
+        elif current is not None and current.state != State.resolved:
+            updated, sent = _on_success(current, signal, policy_for(current.severity), now)
+        else:
+            continue
+        if updated is current:
+            continue
+        changed.append(updated)
+        notifications.extend(sent)
+    return Evaluation(changed, notifications)
+
+
+def vanished(
+    signals: Iterable[Signal], incidents: Iterable[Incident], source: str, why: str
+) -> list[Signal]:
+    """Ok-signals for this source's unresolved incidents that the latest observation no longer
+    mentions (a host gone from a query result), so they resolve by hysteresis like any recovery."""
+    seen = {s.key for s in signals}
+    return [
+        replace(i.signal, firing=False, summary=why)
+        for i in incidents
+        if i.source == source and i.state != State.resolved and i.key not in seen
+    ]
+
+
+def _last_per_key(signals: Iterable[Signal]) -> list[Signal]:
+    return list({s.key: s for s in signals}.values())
+
+
+def _on_failure(
+    current: Incident | None, signal: Signal, policy: PolicyConfig, now: datetime
+) -> tuple[Incident, list[Notification]]:
+    if current is not None and _unchanged(current, signal, policy, now):
+        return current, []  # the same failure observed again: nothing to store, nobody to tell
+    if current is None or current.state == State.resolved:
+        incident = Incident(
+            key=signal.key,
+            source=signal.source,
+            severity=signal.severity,
+            state=State.pending,
+            onset=signal.since or now,
+            changed_at=now,
+            signal=signal,
+            consecutive_failures=1,
+        )
+    else:
+        incident = replace(
+            current,
+            severity=signal.severity,
+            changed_at=now,
+            signal=signal,
+            # counted only up to what opening needs, so a steady failure leaves the record alone
+            consecutive_failures=min(current.consecutive_failures + 1, policy.open_after),
+            consecutive_successes=0,
+        )
+    sent: list[Notification] = []
+    if incident.state == State.pending and incident.consecutive_failures >= policy.open_after:
+        incident = replace(incident, state=State.firing, opened_at=now)
+        incident, sent = _tell(incident, policy, Kind.opened, now, sent)
+    if not incident.is_open:
+        return incident, sent
+    if _page_due(incident, policy, now):
+        incident = replace(incident, state=State.paged, paged_at=now, paged_via=tuple(policy.page))
+        sent += [_notification(incident, pager, Kind.paged, now) for pager in policy.page]
+        incident, sent = _tell(incident, policy, Kind.paged, now, sent)
+    elif _reminder_due(incident, policy, now):
+        incident = replace(incident, reminders=incident.reminders + 1)
+        incident, sent = _tell(incident, policy, Kind.reminder, now, sent)
+    return incident, sent
+
+
+def _unchanged(current: Incident, signal: Signal, policy: PolicyConfig, now: datetime) -> bool:
+    return (
+        current.is_open
+        and current.consecutive_successes == 0
+        and current.consecutive_failures >= policy.open_after
+        and not _page_due(current, policy, now)
+        and not _reminder_due(current, policy, now)
+        and current.signal == signal  # the costliest test last
+    )
+
+
+def _page_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
+    return (
+        bool(policy.page)
+        and incident.state == State.firing
+        and now - incident.onset >= policy.page_after
+    )
+
+
+def _reminder_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
+    return (
+        policy.repeat is not None
+        and incident.last_notified_at is not None
+        and now - incident.last_notified_at >= policy.repeat
+    )
+
+
+def _on_success(
+    current: Incident, signal: Signal, policy: PolicyConfig, now: datetime
+) -> tuple[Incident, list[Notification]]:
+    if current.state == State.pending:  # never opened: clear quietly (a flap)
+        return replace(current, state=State.resolved, resolved_at=now, changed_at=now), []
+    incident = replace(
+        current,
+        changed_at=now,
+        consecutive_failures=0,
+        consecutive_successes=current.consecutive_successes + 1,
+    )
+    if incident.consecutive_successes < policy.resolve_after:
+        return incident, []
+    incident = replace(incident, state=State.resolved, resolved_at=now, resolution=signal.summary)
+    sent = [_notification(incident, pager, Kind.resolved, now) for pager in current.paged_via]
+    return _tell(incident, policy, Kind.resolved, now, sent)
+
+
+def _tell(
+    incident: Incident,
+    policy: PolicyConfig,
+    kind: Kind,
+    now: datetime,
+    sent: list[Notification],
+) -> tuple[Incident, list[Notification]]:
+    channels = policy.channels()
+    if not channels:
+        return incident, sent
+    incident = replace(incident, last_notified_at=now)
+    return incident, sent + [_notification(incident, c, kind, now) for c in channels]
+
+
+def _notification(incident: Incident, channel: str, kind: Kind, now: datetime) -> Notification:
+    seq = incident.reminders if kind == Kind.reminder else 0
+    ident = f"{incident.key}|{incident.onset.isoformat()}|{kind}|{seq}|{channel}"
+    return Notification(id=ident, channel=channel, kind=kind, at=now, incident=incident)

@@ -1,0 +1,90 @@
+"""PagerDuty Events API v2: trigger on page, resolve on clear, one dedup_key per incident key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from fleet_alerting.core.incidents import Kind, Notification
+from fleet_alerting.http.errors import post_json
+
+MAX_EVENT_BYTES = 512 * 1024
+MAX_SUMMARY = 1024
+MAX_DEDUP_KEY = 255
+_SEVERITY = {"critical": "critical", "warning": "warning", "info": "info"}
+
+
+def dedup_key(incident_key: str) -> str:
+    """The incident key itself when it fits, so operators recognise it in PagerDuty."""
+    if len(incident_key) <= MAX_DEDUP_KEY:
+        return incident_key
+    digest = hashlib.sha256(incident_key.encode()).hexdigest()[:16]
+    return f"{incident_key[: MAX_DEDUP_KEY - 17]}#{digest}"
+
+
+def event(n: Notification, routing_key: str) -> dict[str, Any]:
+    incident, signal = n.incident, n.incident.signal
+    action = "resolve" if n.kind == Kind.resolved else "trigger"
+    body: dict[str, Any] = {
+        "routing_key": routing_key,
+        "event_action": action,
+        "dedup_key": dedup_key(incident.key),
+    }
+    if action == "resolve":
+        return body
+    summary = f"[{incident.severity.upper()}] {signal.summary} ({signal.target or incident.key})"
+    body["payload"] = {
+        "summary": summary[:MAX_SUMMARY],
+        "source": signal.target or incident.source,
+        "severity": _SEVERITY[incident.severity],
+        "timestamp": incident.onset.isoformat(),
+        "component": signal.labels.get("instance") or signal.target or None,
+        "group": signal.labels.get("role") or signal.labels.get("job") or None,
+        "class": incident.source,
+        "custom_details": {
+            "incident_key": incident.key,
+            "failing_since": incident.onset.isoformat(),
+            "remediation": list(signal.remediation),
+            "correlation_ids": list(signal.correlation_ids),
+            "labels": signal.labels,
+            "evidence": signal.evidence,
+        },
+    }
+    body["payload"] = {k: v for k, v in body["payload"].items() if v is not None}
+    links = ([{"href": signal.runbook_url, "text": "Runbook"}] if signal.runbook_url else []) + [
+        {"href": link.url, "text": link.text} for link in signal.links
+    ]
+    if links:
+        body["links"] = links
+    body["client"] = "fleet-alerting"
+    return _fit(body)
+
+
+def _fit(body: dict[str, Any]) -> dict[str, Any]:
+    """Stay under PagerDuty's 512 KB event limit by shrinking custom_details, evidence first."""
+    details = body["payload"]["custom_details"]
+    for key in ("evidence", "labels", "correlation_ids", "remediation"):
+        if len(json.dumps(body).encode()) <= MAX_EVENT_BYTES:
+            break
+        details[key] = "(omitted: event larger than 512 KB)"
+    return body
+
+
+class PagerDutyEvents:
+    name = "PagerDuty Events API"
+
+    def __init__(self, client: httpx.AsyncClient, routing_key: SecretStr, url: str):
+        self.client = client
+        self._routing_key = routing_key
+        self.url = url
+
+    async def send(self, n: Notification) -> str:
+        body = event(n, self._routing_key.get_secret_value())
+        _response, answer = await post_json(self.client, self.url, body, self.name)
+        return (
+            f"{self.name}: {body['event_action']} {answer.get('status')} {answer.get('dedup_key')}"
+        )

@@ -1,0 +1,130 @@
+"""Slack: Block Kit messages with a plain `text` fallback, sent to an incoming webhook.
+
+Limits respected: 50 blocks per message, 3000 characters per section text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from fleet_alerting.core.durations import format_duration
+from fleet_alerting.core.incidents import Kind, Notification
+from fleet_alerting.http.errors import AdapterError, check_response, transport_error
+
+MAX_BLOCKS = 50
+MAX_SECTION = 3000
+
+_ICONS = {
+    Kind.opened: {
+        "critical": ":red_circle:",
+        "warning": ":warning:",
+        "info": ":information_source:",
+    },
+    Kind.paged: ":rotating_light:",
+    Kind.reminder: ":repeat:",
+    Kind.resolved: ":white_check_mark:",
+}
+
+
+def escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def headline(n: Notification) -> str:
+    incident = n.incident
+    severity = incident.severity.upper()
+    summary = incident.signal.summary
+    if n.kind == Kind.opened:
+        return f"[{severity}] {summary}"
+    if n.kind == Kind.paged:
+        pagers = ", ".join(incident.paged_via)
+        lasted = format_duration(n.at - incident.onset)
+        return f"[{severity}] Paged {pagers}: failing for {lasted}: {summary}"
+    if n.kind == Kind.reminder:
+        lasted = format_duration(n.at - incident.onset)
+        return f"[{severity}] Still failing after {lasted}: {summary}"
+    lasted = format_duration(incident.duration(n.at))
+    now_ok = f" — now: {incident.resolution}" if incident.resolution else ""
+    return f"[RESOLVED after {lasted}] {summary}{now_ok}"
+
+
+def render(n: Notification, *, note: str | None = None) -> dict[str, Any]:
+    """The webhook / chat.postMessage body for one notification (without channel or thread)."""
+    incident, signal = n.incident, n.incident.signal
+    icon = _ICONS[n.kind]
+    if isinstance(icon, dict):
+        icon = icon.get(incident.severity, ":warning:")
+    title = headline(n)
+    since = int(incident.onset.timestamp())
+    fields = [
+        f"*Target*\n{escape(signal.target or incident.key)}",
+        f"*Severity*\n{incident.severity}",
+        f"*Since*\n<!date^{since}^{{date_short_pretty}} {{time}}|{incident.onset.isoformat()}>",
+        f"*Source*\n{escape(incident.source)}",
+    ]
+    blocks: list[dict[str, Any]] = [
+        _section(f"{icon} *{escape(title)}*"),
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+    ]
+    if signal.remediation and n.kind != Kind.resolved:
+        steps = "\n".join(f"{i}. {escape(step)}" for i, step in enumerate(signal.remediation, 1))
+        blocks.append(_section(f"*Remediation*\n{steps}"))
+    links = ([("Runbook", signal.runbook_url)] if signal.runbook_url else []) + [
+        (link.text, link.url) for link in signal.links
+    ]
+    if links:
+        blocks.append(_section(" · ".join(f"<{url}|{escape(text)}>" for text, url in links)))
+    context = []
+    if signal.correlation_ids:
+        context.append("Correlation id: " + ", ".join(f"`{c}`" for c in signal.correlation_ids))
+    if signal.evidence:
+        context.append(" · ".join(f"{k}: {v}" for k, v in signal.evidence.items()))
+    context.append(f"incident `{escape(incident.key)}`")
+    if note:
+        context.append(escape(note))
+    blocks.append(
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(c)} for c in context]}
+    )
+    target = signal.target or incident.key
+    text = f"{title} | target {target} | since {incident.onset:%Y-%m-%d %H:%M} UTC"
+    if signal.runbook_url:
+        text += f" | runbook {signal.runbook_url}"
+    return {"text": _cut(text), "blocks": blocks[:MAX_BLOCKS]}
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text)}}
+
+
+def _cut(text: str, limit: int = MAX_SECTION) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class SlackWebhook:
+    """An incoming webhook. Answers `ok` with 200; errors are plain-text codes (invalid_payload,
+    channel_not_found, ...) with 4xx, rate limits are 429 with Retry-After."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, url: SecretStr, name: str, note: str | None = None
+    ):
+        self.client = client
+        self._url = url
+        self.name = name
+        self.note = note
+
+    async def body(self, n: Notification) -> dict[str, Any]:
+        return render(n, note=self.note)
+
+    async def send(self, n: Notification) -> str:
+        body = await self.body(n)
+        try:
+            response = await self.client.post(self._url.get_secret_value(), json=body)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, self.name) from None
+        check_response(response, self.name)
+        if response.text.strip() not in ("ok", ""):
+            raise AdapterError(f"{self.name} answered {response.text[:100]!r}", permanent=True)
+        return f"{self.name}: {response.status_code} {response.text.strip()}"

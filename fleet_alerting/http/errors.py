@@ -1,0 +1,76 @@
+"""One place decides what is worth retrying (timeouts, 5xx, 429) and what is permanent (other 4xx).
+
+Messages never carry URLs or bodies verbatim: webhook URLs and routing keys are secrets, so every
+message passes through `redact()`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from fleet_alerting.config.secrets import redact
+
+
+class AdapterError(Exception):
+    """An external system failed. `permanent` errors will not go away by retrying."""
+
+    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None):
+        super().__init__(redact(message))
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as delay-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def check_response(response: httpx.Response, system: str) -> None:
+    """Raise AdapterError for a non-2xx answer from `system` (a name such as 'Slack webhook')."""
+    if response.is_success:
+        return
+    status = response.status_code
+    detail = response.text[:200].strip().replace("\n", " ")
+    message = f"{system} answered HTTP {status}" + (f": {detail}" if detail else "")
+    if status == 429:
+        retry_after = retry_after_seconds(response.headers.get("retry-after"))
+        raise AdapterError(message, permanent=False, retry_after=retry_after)
+    raise AdapterError(message, permanent=400 <= status < 500 and status != 408)
+
+
+def transport_error(exc: httpx.HTTPError, system: str) -> AdapterError:
+    """A timeout or connection failure: retryable. The URL (maybe a secret) is not quoted."""
+    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
+    return AdapterError(f"{system} {kind} ({type(exc).__name__})", permanent=False)
+
+
+async def post_json(
+    client: httpx.AsyncClient,
+    url: str,
+    body: Any,
+    system: str,
+    headers: dict[str, str] | None = None,
+) -> tuple[httpx.Response, Any]:
+    """POST a JSON body, expect a 2xx JSON answer; every failure as a typed AdapterError."""
+    try:
+        response = await client.post(url, json=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise transport_error(exc, system) from None
+    check_response(response, system)
+    try:
+        return response, response.json()
+    except ValueError:
+        raise AdapterError(f"{system} answered non-JSON", permanent=False) from None

@@ -1,0 +1,144 @@
+"""Alertmanager API v2: the alerts it holds and its running configuration.
+
+`GET /api/v2/alerts` takes `active`, `silenced`, `inhibited`, `unprocessed` (booleans, all true by
+default) and repeated `filter` matchers (ANDed, Alertmanager syntax; a malformed one is a 400).
+Alerts whose `endsAt` has passed are resolved and no longer listed, and a firing alert carries a
+*future* `endsAt` (Alertmanager's resolve timeout), so `endsAt` alone never means "resolved".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from fleet_alerting.http.errors import AdapterError, check_response, transport_error
+
+NAME = "Alertmanager"
+
+
+@dataclass(frozen=True)
+class Alert:
+    fingerprint: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime | None
+    state: str  # active | suppressed | unprocessed
+    silenced_by: tuple[str, ...] = ()
+    inhibited_by: tuple[str, ...] = ()
+    receivers: tuple[str, ...] = ()
+    generator_url: str | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def name(self) -> str:
+        return self.labels.get("alertname", self.fingerprint)
+
+    def firing(self, now: datetime) -> bool:
+        """Active, and not past its endsAt (a future endsAt is normal for a firing alert)."""
+        return self.state != "suppressed" and (self.ends_at is None or self.ends_at > now)
+
+
+@dataclass(frozen=True)
+class Status:
+    config_original: str
+    version: str
+    cluster_status: str
+    uptime: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value or value.startswith("0001-01-01"):
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def parse_alert(raw: dict[str, Any]) -> Alert:
+    status = raw.get("status") or {}
+    starts = _time(raw.get("startsAt"))
+    if starts is None or not raw.get("fingerprint"):
+        raise ValueError("alert without fingerprint or startsAt")
+    return Alert(
+        fingerprint=str(raw["fingerprint"]),
+        labels={str(k): str(v) for k, v in (raw.get("labels") or {}).items()},
+        annotations={str(k): str(v) for k, v in (raw.get("annotations") or {}).items()},
+        starts_at=starts,
+        ends_at=_time(raw.get("endsAt")),
+        state=str(status.get("state", "unprocessed")),
+        silenced_by=tuple(status.get("silencedBy") or ()),
+        inhibited_by=tuple(status.get("inhibitedBy") or ()),
+        receivers=tuple(r.get("name", "") for r in raw.get("receivers") or ()),
+        generator_url=raw.get("generatorURL") or None,
+        updated_at=_time(raw.get("updatedAt")),
+    )
+
+
+class Alertmanager:
+    def __init__(self, client: httpx.AsyncClient, url: str):
+        self.client = client
+        self.url = url.rstrip("/")
+
+    async def _get(self, path: str, params: list[tuple[str, str]] | None = None) -> Any:
+        try:
+            response = await self.client.get(f"{self.url}{path}", params=params)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, f"{NAME} {self.url}") from None
+        check_response(response, f"{NAME} {path}")
+        try:
+            return response.json()
+        except ValueError:
+            raise AdapterError(f"{NAME} {path} answered non-JSON", permanent=False) from None
+
+    async def alerts(
+        self,
+        *,
+        active: bool = True,
+        silenced: bool = True,
+        inhibited: bool = True,
+        unprocessed: bool = True,
+        filter: Sequence[str] = (),
+        receiver: str | None = None,
+    ) -> list[Alert]:
+        params = [
+            ("active", _flag(active)),
+            ("silenced", _flag(silenced)),
+            ("inhibited", _flag(inhibited)),
+            ("unprocessed", _flag(unprocessed)),
+        ] + [("filter", matcher) for matcher in filter]
+        if receiver:
+            params.append(("receiver", receiver))
+        body = await self._get("/api/v2/alerts", params)
+        if not isinstance(body, list):
+            raise AdapterError(f"{NAME} /api/v2/alerts: expected a JSON list", permanent=False)
+        alerts = []
+        for raw in body:
+            try:
+                alerts.append(parse_alert(raw))
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise AdapterError(
+                    f"{NAME} /api/v2/alerts: unexpected alert shape: {exc}", permanent=False
+                ) from None
+        return alerts
+
+    async def status(self) -> Status:
+        body = await self._get("/api/v2/status")
+        try:
+            return Status(
+                config_original=body["config"]["original"],
+                version=(body.get("versionInfo") or {}).get("version", ""),
+                cluster_status=(body.get("cluster") or {}).get("status", ""),
+                uptime=_time(body.get("uptime")),
+            )
+        except (KeyError, TypeError):
+            raise AdapterError(
+                f"{NAME} /api/v2/status: no config.original in the answer", permanent=False
+            ) from None
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"

@@ -1,0 +1,250 @@
+"""HTTP probing: directly (aiohttp, one session, bounded concurrency) or through blackbox_exporter.
+
+The direct prober uses aiohttp rather than httpx: at 100-200 concurrent probes httpx's pool costs
+2-4x the socket limit while aiohttp stays at it (bench/probe_fanout.py, bench/README.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import json
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from fleet_alerting.config.schema import BlackboxConfig, FileSdTargets, HttpTarget
+from fleet_alerting.core.keys import signal_key
+from fleet_alerting.core.signals import Severity, Signal
+
+SOURCE = "blackbox"
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    name: str
+    url: str
+    severity: Severity
+    expected_status: tuple[int, ...] = (200,)
+    module: str = "http_2xx"
+    runbook_url: str | None = None
+    remediation: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    target: ProbeTarget
+    ok: bool
+    status: int | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+    tls_days_left: float | None = None
+
+
+def from_config(target: HttpTarget) -> ProbeTarget:
+    return ProbeTarget(
+        name=target.name,
+        url=target.url,
+        severity=target.severity,
+        expected_status=tuple(target.expected_status),
+        module=target.module,
+        runbook_url=target.runbook_url,
+        remediation=tuple(target.remediation),
+        labels=dict(target.labels),
+    )
+
+
+def load_targets(config: BlackboxConfig, base_dir: Path) -> tuple[list[ProbeTarget], list[str]]:
+    """Targets from the config and file_sd files; problems (one per bad file or entry) are
+    returned, not raised, so one broken file never hides the other targets."""
+    targets = [from_config(t) for t in config.targets]
+    problems: list[str] = []
+    for group in config.file_sd:
+        for pattern in group.files:
+            paths = sorted(glob.glob(str(base_dir / pattern)))
+            if not paths:
+                problems.append(f"{base_dir / pattern}: no file_sd file matches")
+            for path in paths:
+                found, errors = _read_file_sd(Path(path), group)
+                targets += found
+                problems += errors
+    unique = {t.url: t for t in targets}  # the same endpoint listed twice is probed once
+    return list(unique.values()), problems
+
+
+def _read_file_sd(path: Path, group: FileSdTargets) -> tuple[list[ProbeTarget], list[str]]:
+    try:
+        entries = json.loads(path.read_text())
+    except OSError as exc:
+        return [], [f"{path}: cannot read file_sd targets: {exc.strerror}"]
+    except json.JSONDecodeError as exc:
+        return [], [f"{path}:{exc.lineno}: not valid JSON: {exc.msg}"]
+    if not isinstance(entries, list):
+        return [], [f"{path}: expected a list of {{targets, labels}} groups"]
+    targets, problems = [], []
+    for index, entry in enumerate(entries):
+        hosts = entry.get("targets") if isinstance(entry, dict) else None
+        labels = entry.get("labels", {}) if isinstance(entry, dict) else None
+        if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+            problems.append(f"{path}: [{index}].targets: expected a list of host:port strings")
+            continue
+        if not isinstance(labels, dict):
+            problems.append(f"{path}: [{index}].labels: expected a mapping")
+            continue
+        for host in hosts:
+            instance = str(labels.get("instance") or host.split(":")[0])
+            targets.append(
+                ProbeTarget(
+                    name=f"{instance} {group.path}",
+                    url=f"{group.scheme}://{host}{group.path}",
+                    severity=group.severity,
+                    expected_status=tuple(group.expected_status),
+                    module=group.module,
+                    runbook_url=group.runbook_url,
+                    remediation=tuple(group.remediation),
+                    labels={str(k): str(v) for k, v in labels.items()} | {"instance": instance},
+                )
+            )
+    return targets, problems
+
+
+async def probe_all(targets: Sequence[ProbeTarget], config: BlackboxConfig) -> list[ProbeResult]:
+    """Probe all targets, `config.concurrency` at a time; one result per target, in order."""
+    timeout = config.timeout.total_seconds()
+    gate = asyncio.Semaphore(config.concurrency)
+    connector = aiohttp.TCPConnector(limit=config.concurrency, ttl_dns_cache=300)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(target: ProbeTarget) -> ProbeResult:
+            async with gate:
+                if config.mode == "exporter":
+                    return await _via_exporter(session, target, config.exporter_url or "", timeout)
+                return await _direct(session, target, timeout)
+
+        return list(await asyncio.gather(*(one(t) for t in targets)))
+
+
+async def _direct(
+    session: aiohttp.ClientSession, target: ProbeTarget, timeout: float
+) -> ProbeResult:
+    started = time.perf_counter()
+    try:
+        async with session.get(target.url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            tls_days = _tls_days_left(resp)
+            await resp.read()
+            latency = (time.perf_counter() - started) * 1000
+            ok = resp.status in target.expected_status
+            error = None if ok else f"HTTP {resp.status} (expected {_codes(target)})"
+            return ProbeResult(target, ok, resp.status, round(latency, 1), error, tls_days)
+    except TimeoutError:
+        return ProbeResult(target, False, error=f"timed out after {timeout:g}s")
+    except aiohttp.ClientConnectorCertificateError as exc:
+        return ProbeResult(
+            target, False, error=f"TLS certificate rejected: {exc.certificate_error}"
+        )
+    except aiohttp.ClientConnectorError as exc:
+        return ProbeResult(target, False, error=f"cannot connect: {exc.os_error.strerror or exc}")
+    except aiohttp.ClientError as exc:
+        return ProbeResult(target, False, error=f"HTTP error: {type(exc).__name__}")
+
+
+def _codes(target: ProbeTarget) -> str:
+    return "/".join(str(c) for c in target.expected_status)
+
+
+def _tls_days_left(resp: aiohttp.ClientResponse) -> float | None:
+    if resp.connection is None or resp.connection.transport is None:
+        return None
+    cert = resp.connection.transport.get_extra_info("peercert")
+    if not cert or "notAfter" not in cert:
+        return None
+    expires = ssl.cert_time_to_seconds(cert["notAfter"])
+    return round((expires - time.time()) / 86400, 1)
+
+
+async def _via_exporter(
+    session: aiohttp.ClientSession, target: ProbeTarget, exporter_url: str, timeout: float
+) -> ProbeResult:
+    query = urlencode({"module": target.module, "target": target.url})
+    url = f"{exporter_url.rstrip('/')}/probe?{query}"
+    try:
+        # blackbox_exporter bounds the probe by the module timeout; allow it a little more.
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout + 1)) as resp:
+            body = await resp.text()
+            if resp.status != 200:
+                detail = body.strip()[:200]
+                return ProbeResult(
+                    target, False, error=f"blackbox_exporter HTTP {resp.status}: {detail}"
+                )
+    except TimeoutError:
+        return ProbeResult(
+            target, False, error=f"blackbox_exporter timed out after {timeout + 1:g}s"
+        )
+    except aiohttp.ClientError as exc:
+        return ProbeResult(
+            target, False, error=f"blackbox_exporter unreachable: {type(exc).__name__}"
+        )
+    return parse_exporter(target, body)
+
+
+def parse_exporter(target: ProbeTarget, body: str) -> ProbeResult:
+    values: dict[str, float] = {}
+    try:
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                values.setdefault(sample.name, sample.value)
+    except ValueError as exc:
+        return ProbeResult(target, False, error=f"unparseable blackbox_exporter answer: {exc}")
+    if "probe_success" not in values:
+        return ProbeResult(target, False, error="blackbox_exporter answer lacks probe_success")
+    ok = values["probe_success"] == 1
+    status = int(values.get("probe_http_status_code", 0)) or None
+    latency = values.get("probe_duration_seconds")
+    expiry = values.get("probe_ssl_earliest_cert_expiry")
+    tls_days = round((expiry - time.time()) / 86400, 1) if expiry else None
+    error = None
+    if not ok:
+        error = (
+            f"HTTP {status} (probe failed, module {target.module})"
+            if status
+            else (f"probe failed (module {target.module}, no HTTP answer)")
+        )
+    return ProbeResult(
+        target,
+        ok,
+        status,
+        round(latency * 1000, 1) if latency is not None else None,
+        error,
+        tls_days,
+    )
+
+
+def to_signal(result: ProbeResult) -> Signal:
+    target = result.target
+    evidence: dict[str, object] = {}
+    if result.status is not None:
+        evidence["status"] = result.status
+    if result.latency_ms is not None:
+        evidence["latency_ms"] = result.latency_ms
+    if result.tls_days_left is not None:
+        evidence["tls_days_left"] = result.tls_days_left
+    summary = f"{target.name} is up" if result.ok else f"{target.name} failed: {result.error}"
+    return Signal(
+        key=signal_key(SOURCE, url=target.url),
+        source=SOURCE,
+        firing=not result.ok,
+        severity=target.severity,
+        summary=summary,
+        target=target.url,
+        runbook_url=target.runbook_url,
+        remediation=target.remediation,
+        labels=target.labels,
+        evidence=evidence,
+    )

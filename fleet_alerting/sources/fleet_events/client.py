@@ -1,0 +1,195 @@
+"""The Fleet API: recent health events, with bearer auth and correlation ids.
+
+Facts of the live API: `Authorization: Bearer …` (except /healthz, /readyz); each request may carry
+`x-correlation-id`, which the API echoes; errors are `{code, message, hint, correlationId}`;
+`/health/events/recent?limit=1..200` → `{events: [{timestamp, type, target?, message, severity
+("info"|"warn"|"error"), metadata{correlationId?}}], count}`. The recorded fixtures use another
+shape, `{items: [{id, source, title, severity, timestamp, correlationId}], nextCursor}`; both are
+parsed into the same `FleetEvent`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from fleet_alerting.http.errors import AdapterError, retry_after_seconds, transport_error
+
+NAME = "Fleet API"
+EVENTS_PATH = "/health/events/recent"
+MAX_PAGES = 10
+
+# Fleet severities, in order; the fixtures say "warning" where the live API says "warn".
+SEVERITY_RANK = {"debug": 0, "info": 1, "warn": 2, "warning": 2, "error": 3, "critical": 4}
+
+
+@dataclass(frozen=True)
+class FleetEvent:
+    id: str
+    timestamp: datetime
+    type: str
+    severity: str  # normalised: info | warn | error
+    message: str
+    target: str = ""
+    correlation_id: str | None = None
+
+    @property
+    def rank(self) -> int:
+        return SEVERITY_RANK.get(self.severity, 1)
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[FleetEvent]
+    next_cursor: str | None
+    correlation_id: str | None  # of the request, as the API echoed it
+
+
+def _normal_severity(value: object) -> str:
+    text = str(value or "info").lower()
+    return {"warning": "warn", "critical": "error"}.get(text, text)
+
+
+def _parse_time(value: object) -> datetime:
+    if not isinstance(value, str) or not value:
+        raise ValueError("timestamp missing")
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _synthetic_id(*parts: object) -> str:
+    """The live shape has no id: a digest of what identifies the event, stable across polls."""
+    return "sha1:" + hashlib.sha1("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:16]
+
+
+def parse_event(raw: dict[str, Any]) -> FleetEvent:
+    """One event in either shape; ValueError names what is missing."""
+    if not isinstance(raw, dict):
+        raise ValueError("event is not an object")
+    timestamp = _parse_time(raw.get("timestamp"))
+    if "title" in raw or "source" in raw:  # fixture shape
+        correlation = raw.get("correlationId")
+        event_type = str(raw.get("type") or raw.get("source") or "event")
+        message = str(raw.get("title") or raw.get("message") or "")
+        target = str(raw.get("target") or raw.get("deviceId") or "")
+    else:  # live shape
+        correlation = (raw.get("metadata") or {}).get("correlationId")
+        event_type = str(raw.get("type") or "event")
+        message = str(raw.get("message") or "")
+        target = str(raw.get("target") or "")
+    raw_id = raw.get("id")
+    ident = (
+        str(raw_id)
+        if raw_id
+        else _synthetic_id(raw.get("timestamp"), event_type, target, message, correlation)
+    )
+    return FleetEvent(
+        id=ident,
+        timestamp=timestamp,
+        type=event_type,
+        severity=_normal_severity(raw.get("severity")),
+        message=message,
+        target=target,
+        correlation_id=str(correlation) if correlation else None,
+    )
+
+
+def parse_events(body: object) -> tuple[list[FleetEvent], str | None, list[str]]:
+    """Events of either shape, the next cursor, and one problem per unparseable event."""
+    if not isinstance(body, dict):
+        raise ValueError("expected a JSON object with `events` or `items`")
+    if isinstance(body.get("events"), list):
+        raws, cursor = body["events"], None
+    elif isinstance(body.get("items"), list):
+        raws, cursor = body["items"], body.get("nextCursor")
+    else:
+        raise ValueError("expected a JSON object with `events` or `items`")
+    events, problems = [], []
+    for index, raw in enumerate(raws):
+        try:
+            events.append(parse_event(raw))
+        except (ValueError, TypeError) as exc:
+            problems.append(f"event [{index}]: {exc}")
+    return events, (str(cursor) if cursor else None), problems
+
+
+class FleetApi:
+    def __init__(self, client: httpx.AsyncClient, url: str, token: SecretStr | None = None):
+        self.client = client
+        self.url = url.rstrip("/")
+        self._token = token
+
+    def _headers(self, correlation_id: str) -> dict[str, str]:
+        headers = {"x-correlation-id": correlation_id, "accept": "application/json"}
+        if self._token is not None:
+            headers["authorization"] = f"Bearer {self._token.get_secret_value()}"
+        return headers
+
+    async def get_json(self, path: str, params: dict[str, Any]) -> tuple[Any, str]:
+        sent = str(uuid.uuid4())
+        try:
+            response = await self.client.get(
+                f"{self.url}{path}", params=params, headers=self._headers(sent)
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, f"{NAME} {path}") from None
+        echoed = response.headers.get("x-correlation-id") or sent
+        if not response.is_success:
+            raise api_error(response, path, echoed)
+        try:
+            return response.json(), echoed
+        except ValueError:
+            raise AdapterError(
+                f"{NAME} {path} answered non-JSON (correlation id {echoed})", permanent=False
+            ) from None
+
+    async def recent_events(self, limit: int = 200) -> tuple[EventPage, list[str]]:
+        """The newest events; follows `nextCursor` (fixture shape) for at most MAX_PAGES pages."""
+        params: dict[str, Any] = {"limit": max(1, min(limit, 200))}
+        events: list[FleetEvent] = []
+        problems: list[str] = []
+        first_correlation = None
+        cursor = None
+        for _ in range(MAX_PAGES):
+            body, correlation = await self.get_json(EVENTS_PATH, params)
+            first_correlation = first_correlation or correlation
+            try:
+                page, cursor, bad = parse_events(body)
+            except ValueError as exc:
+                raise AdapterError(
+                    f"{NAME} {EVENTS_PATH}: {exc} (correlation id {correlation})", permanent=False
+                ) from None
+            events += page
+            problems += bad
+            if not cursor:
+                break
+            params["cursor"] = cursor
+        return EventPage(events, cursor, first_correlation), problems
+
+
+def api_error(response: httpx.Response, path: str, correlation_id: str) -> AdapterError:
+    """`{code, message, hint, correlationId}` → a message an operator can act on."""
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    code = body.get("code") or f"HTTP {status}"
+    text = f"{NAME} {path}: {code}"
+    if body.get("message"):
+        text += f": {str(body['message'])[:200]}"
+    if body.get("hint"):
+        text += f" (hint: {str(body['hint'])[:200]})"
+    text += f" [HTTP {status}, correlation id {body.get('correlationId') or correlation_id}]"
+    if status == 429:
+        retry = retry_after_seconds(response.headers.get("retry-after"))
+        return AdapterError(text, permanent=False, retry_after=retry)
+    return AdapterError(text, permanent=400 <= status < 500 and status != 408)

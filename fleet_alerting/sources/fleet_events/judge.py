@@ -1,0 +1,176 @@
+"""Fleet API events: the cursor across runs, which events alert, which belong to an incident.
+
+Pure functions of events, stored state and `now`.
+
+The cursor: `/health/events/recent` returns the newest N events, so consecutive polls overlap and
+events can arrive late (another process writes them with its own clock). The cursor keeps a high
+water mark and the ids seen within `lookback` of it: an event is new when its id is not among them
+and it is not older than the window. Ids come from the API (fixture shape) or are a digest of the
+event (live shape), so they are stable across polls and restarts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from fleet_alerting.config import Config
+from fleet_alerting.config.schema import FleetApiConfig
+from fleet_alerting.core.incidents import Incident, Kind, Notification, State
+from fleet_alerting.core.keys import signal_key
+from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link
+from fleet_alerting.core.policy import Evaluation
+from fleet_alerting.core.signals import Link, Severity, Signal
+from fleet_alerting.sources.fleet_events.client import SEVERITY_RANK, FleetEvent
+
+SOURCE = "fleet-events"
+CURSOR_KEY = "fleet-events:cursor"
+_SEVERITY = {"error": Severity.critical, "warn": Severity.warning}
+
+
+@dataclass(frozen=True)
+class Cursor:
+    high_water: datetime | None = None
+    seen: dict[str, str] = field(default_factory=dict)  # event id → timestamp (ISO)
+
+    def to_json(self) -> dict[str, object]:
+        hw = self.high_water.isoformat() if self.high_water else None
+        return {"high_water": hw, "seen": dict(sorted(self.seen.items()))}
+
+    @classmethod
+    def from_json(cls, value: object) -> Cursor:
+        if not isinstance(value, dict):
+            return cls()
+        hw = value.get("high_water")
+        return cls(datetime.fromisoformat(hw) if hw else None, dict(value.get("seen") or {}))
+
+
+@dataclass(frozen=True)
+class Advance:
+    new: list[FleetEvent]  # oldest first
+    cursor: Cursor
+    possible_gap: bool  # the page was full and reached no further back than the cursor
+
+
+def advance(
+    cursor: Cursor, events: Sequence[FleetEvent], lookback: timedelta, limit: int
+) -> Advance:
+    floor = cursor.high_water - lookback if cursor.high_water else None
+    unique = {e.id: e for e in events}.values()
+    new = sorted(
+        (e for e in unique if e.id not in cursor.seen and (floor is None or e.timestamp >= floor)),
+        key=lambda e: (e.timestamp, e.id),
+    )
+    stamps = [e.timestamp for e in unique]
+    high = max([*stamps, *([cursor.high_water] if cursor.high_water else [])], default=None)
+    seen = dict(cursor.seen) | {e.id: e.timestamp.isoformat() for e in new}
+    if high is not None:
+        keep_from = high - lookback
+        seen = {i: t for i, t in seen.items() if datetime.fromisoformat(t) >= keep_from}
+    gap = (
+        cursor.high_water is not None
+        and len(events) >= limit
+        and min(stamps, default=cursor.high_water) > cursor.high_water
+    )
+    return Advance(new, Cursor(high, seen), gap)
+
+
+def matches_type(event: FleetEvent, types: Iterable[str]) -> bool:
+    return any(event.type == t or event.type.startswith(t + ".") for t in types)
+
+
+def alerting(events: Iterable[FleetEvent], config: FleetApiConfig) -> list[FleetEvent]:
+    floor = SEVERITY_RANK[config.alert_severity]
+    return [e for e in events if matches_type(e, config.alert_types) and e.rank >= floor]
+
+
+def correlation_logql(log_labels: dict[str, str], correlation_id: str) -> str:
+    return f"{logql_selector(**log_labels)} |= {json.dumps(correlation_id)}"
+
+
+def correlation_link(
+    links: LinksConfig, log_labels: dict[str, str], event: FleetEvent
+) -> Link | None:
+    if not event.correlation_id:
+        return None
+    return logs_link(links, correlation_logql(log_labels, event.correlation_id), "Logs")
+
+
+def event_signal(event: FleetEvent, config: Config) -> Signal:
+    fleet = config.fleet_api or FleetApiConfig(url="http://unset")
+    link = correlation_link(config.links, fleet.log_labels, event)
+    where = f" on {event.target}" if event.target else ""
+    return Signal(
+        key=signal_key(SOURCE, event=event.id),
+        source=SOURCE,
+        firing=True,
+        severity=_SEVERITY.get(event.severity, Severity.info),
+        summary=f"{event.type}{where}: {event.message}",
+        target=event.target,
+        since=event.timestamp,
+        correlation_ids=(event.correlation_id,) if event.correlation_id else (),
+        links=(link,) if link else (),
+        evidence={"event": event.type, "fleet_severity": event.severity},
+    )
+
+
+def event_notifications(events: Iterable[FleetEvent], config: Config, now: datetime) -> Evaluation:
+    """One-off events bypass incident hysteresis: each is recorded as an incident that is over at
+    once, with one notification per channel its severity's policy tells. Ids are per event, so a
+    replay after a crash queues nothing twice."""
+    incidents, notifications = [], []
+    for event in events:
+        signal = event_signal(event, config)
+        channels = config.policy(signal.severity).channels()
+        incident = Incident(
+            key=signal.key,
+            source=SOURCE,
+            severity=signal.severity,
+            state=State.resolved,
+            onset=event.timestamp,
+            changed_at=now,
+            signal=signal,
+            consecutive_failures=1,
+            opened_at=now,
+            last_notified_at=now if channels else None,
+            resolved_at=now,
+            resolution="one-off Fleet API event",
+        )
+        incidents.append(incident)
+        notifications += [
+            Notification(f"{signal.key}|event|{c}", c, Kind.opened, now, incident) for c in channels
+        ]
+    return Evaluation(incidents, notifications)
+
+
+def identifiers(incident: Incident) -> set[str]:
+    """What an event's `target` may be called for this incident: target, host, device labels."""
+    signal = incident.signal
+    names = {signal.target} | {
+        signal.labels.get(k, "") for k in ("instance", "host", "device", "deviceId", "target")
+    }
+    for name in list(names):
+        if "://" in name:
+            names.add(urlsplit(name).hostname or "")
+        elif ":" in name:
+            names.add(name.split(":")[0])
+    return {n for n in names if n}
+
+
+def related_events(
+    events: Sequence[FleetEvent], incident: Incident, now: datetime, minutes: int, limit: int
+) -> tuple[list[FleetEvent], str]:
+    """Events of the incident's target/device; if none, every event of the last `minutes`."""
+    names = identifiers(incident)
+    mine = [e for e in events if e.target and e.target in names]
+    if mine:
+        scope = f"events for {', '.join(sorted({e.target for e in mine}))}"
+    else:
+        since = now - timedelta(minutes=minutes)
+        mine = [e for e in events if e.timestamp >= since]
+        scope = f"all events of the last {minutes} min"
+    newest = sorted(mine, key=lambda e: e.timestamp, reverse=True)
+    return newest[:limit], scope

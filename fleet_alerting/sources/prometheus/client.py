@@ -1,0 +1,200 @@
+"""Prometheus HTTP API: instant queries (`GET /api/v1/query`), auth by secret reference.
+
+Answers are `{status, data: {resultType, result}, warnings?, errorType?, error?}`. A broken
+expression is `bad_data` with HTTP 400 (422 `execution` for one that cannot run): permanent, the
+watch's configuration must change. 5xx (503 `timeout`), 429 and transport failures are retryable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
+from fleet_alerting.config.secrets import SecretError
+from fleet_alerting.http.errors import AdapterError, retry_after_seconds, transport_error
+from fleet_alerting.http.retry import with_retries
+from fleet_alerting.sources.prometheus.judge import Series, WatchOutcome, presence_query
+
+SYSTEM = "Prometheus"
+
+
+class PrometheusError(AdapterError):
+    """An error answer of the Prometheus API; `error_type` is its errorType (bad_data, ...)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        error_type: str | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, permanent=permanent, retry_after=retry_after)
+        self.error_type = error_type
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    result_type: str
+    samples: list[Series]
+    warnings: list[str] = field(default_factory=list)
+
+
+def auth_for(config: PrometheusConfig) -> httpx.Auth | None:
+    """Resolve the configured credentials (SecretError if the reference cannot be read)."""
+    if config.bearer_token is not None:
+        return _Bearer(config.bearer_token.resolve().get_secret_value())
+    if config.basic_auth is not None:
+        password = config.basic_auth.password.resolve().get_secret_value()
+        return httpx.BasicAuth(config.basic_auth.username, password)
+    return None
+
+
+class _Bearer(httpx.Auth):
+    def __init__(self, token: str):
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+    def __repr__(self) -> str:
+        return "_Bearer(***)"
+
+
+class PrometheusClient:
+    """Instant queries against one Prometheus. `base_url` is the server root (no /api/v1)."""
+
+    def __init__(self, client: httpx.AsyncClient, base_url: str, timeout: float, attempts: int = 2):
+        self.client = client
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.attempts = attempts
+
+    async def query(self, expr: str) -> QueryResult:
+        """One instant query; retryable failures are tried again (`attempts` in all)."""
+        return await with_retries(lambda: self._query_once(expr), self.attempts, max_wait=5.0)
+
+    async def _query_once(self, expr: str) -> QueryResult:
+        # Prometheus bounds the evaluation by `timeout`; the client waits a little longer.
+        params = {"query": expr, "timeout": f"{self.timeout:g}s"}
+        try:
+            response = await self.client.get(
+                f"{self.base_url}/api/v1/query",
+                params=params,
+                timeout=self.timeout + min(self.timeout, 1.0),
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, SYSTEM) from None
+        return parse_response(response)
+
+
+async def query_watches(
+    config: PrometheusConfig, watches: Sequence[WatchConfig]
+) -> list[WatchOutcome]:
+    """Every watch's expression and presence query, concurrently; one outcome per watch, a
+    failing watch carries its error and never stops the others."""
+    try:
+        auth = auth_for(config)
+    except SecretError as exc:
+        return [WatchOutcome(w, error=f"credentials: {exc}", permanent=True) for w in watches]
+    timeout = config.timeout.total_seconds()
+    async with httpx.AsyncClient(auth=auth, timeout=timeout + 1) as http:
+        client = PrometheusClient(http, config.url or "", timeout)
+        return list(await asyncio.gather(*(_one_watch(client, w) for w in watches)))
+
+
+async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutcome:
+    presence = presence_query(watch)
+
+    async def run(what: str, expr: str) -> QueryResult:
+        try:
+            return await client.query(expr)
+        except PrometheusError as exc:
+            if exc.error_type not in ("bad_data", "execution"):
+                raise  # not about this expression (auth, outage): one message for all watches
+            raise PrometheusError(
+                f"{what} {expr!r}: {exc}", permanent=exc.permanent, error_type=exc.error_type
+            ) from None
+
+    try:
+        firing, present = await asyncio.gather(
+            run("expr", watch.expr), run("metric", presence) if presence else _nothing()
+        )
+    except AdapterError as exc:
+        return WatchOutcome(watch, error=str(exc), permanent=exc.permanent)
+    warnings = [*firing.warnings, *(present.warnings if present else [])]
+    return WatchOutcome(
+        watch,
+        firing=firing.samples,
+        present=None if present is None else present.samples,
+        warnings=warnings,
+    )
+
+
+async def _nothing() -> None:
+    return None
+
+
+def parse_response(response: httpx.Response) -> QueryResult:
+    body = _json(response)
+    status = response.status_code
+    if not response.is_success or body.get("status") != "success":
+        error_type = body.get("errorType")
+        error = str(body.get("error") or response.text[:200].strip() or "no detail")
+        message = f"{SYSTEM} answered HTTP {status}" + (f" {error_type}" if error_type else "")
+        message += f": {error}"
+        if status in (401, 403):
+            message += " (check prometheus.bearer_token / basic_auth)"
+        retryable = status >= 500 or status in (408, 429) or error_type in ("timeout", "canceled")
+        retry_after = retry_after_seconds(response.headers.get("retry-after"))
+        raise PrometheusError(
+            message, permanent=not retryable, error_type=error_type, retry_after=retry_after
+        )
+    data = body.get("data")
+    if not isinstance(data, dict) or "resultType" not in data:
+        raise PrometheusError(f"{SYSTEM} answer lacks data.resultType", permanent=True)
+    warnings = [str(w) for w in body.get("warnings") or []]
+    return QueryResult(data["resultType"], _samples(data), warnings)
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        return body
+    if not response.is_success:
+        return {}  # a proxy's error page or a plain-text 401: the status decides
+    raise PrometheusError(
+        f"{SYSTEM} answered HTTP {response.status_code} with something other than API JSON "
+        "(is the URL the Prometheus server root?)",
+        permanent=True,
+    )
+
+
+def _samples(data: dict[str, Any]) -> list[Series]:
+    kind, result = data["resultType"], data.get("result")
+    if kind == "vector":
+        return [Series(dict(s.get("metric", {})), _value(s["value"])) for s in result or []]
+    if kind == "scalar":
+        return [Series({}, _value(result))]
+    raise PrometheusError(
+        f"the expression returns a {kind}; a watch needs an instant vector (or a scalar)",
+        permanent=True,
+        error_type="bad_data",
+    )
+
+
+def _value(pair: list[Any]) -> float:
+    try:
+        return float(pair[1])  # "NaN", "+Inf" and "-Inf" parse as floats
+    except (TypeError, ValueError, IndexError):
+        return math.nan

@@ -1,0 +1,205 @@
+"""Zigbee coordinator decisions: observations + first-seen-open times + now → signals and a row.
+
+Pure: no MQTT, no store, no clock. Each check of each coordinator has its own incident key:
+broker (unreachable / auth refused: an MQTT problem), offline, health, permit_join, and one per
+topic whose payload was unparseable. A check that could not be made this run (broker down,
+coordinator offline) emits nothing, so its incident neither resolves nor counts a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from fleet_alerting.config.schema import ZigbeeCoordinator, ZigbeeWindow
+from fleet_alerting.core.durations import format_duration
+from fleet_alerting.core.incidents import Incident, State
+from fleet_alerting.core.keys import signal_key
+from fleet_alerting.core.signals import Signal
+from fleet_alerting.sources.zigbee.client import INFO, STATE, CloseResult, Observation
+
+SOURCE = "zigbee"
+
+
+@dataclass(frozen=True)
+class PermitJoin:
+    """Where a coordinator's joining stands against its planned window."""
+
+    open: bool
+    open_since: datetime | None = None  # first seen open (kept in the store between runs)
+    ends_at: datetime | None = None  # Zigbee2MQTT 2.x permit_join_end
+    deadline: datetime | None = None  # latest moment joining may be open
+    violation: str | None = None  # why it is past the planned window
+
+
+def deadline(window: ZigbeeWindow, opened: datetime) -> tuple[datetime, str]:
+    """Latest moment joining that opened at `opened` may stay open, and the rule that says so:
+    `max_duration` after opening, and no later than the end of the scheduled window it opened in
+    (opened outside every scheduled window: at once)."""
+    latest, rule = opened + window.max_duration, f"planned {format_duration(window.max_duration)}"
+    if window.scheduled:
+        spans = [s for w in window.scheduled if (s := w.occurrence(opened))]
+        if not spans:
+            names = "; ".join(str(w) for w in window.scheduled)
+            return opened, f"opened outside the scheduled windows ({names})"
+        end = max(span_end for _, span_end in spans)
+        if end < latest:
+            latest, rule = end, "scheduled window ends " + end.strftime("%a %H:%M %Z")
+    return latest, rule
+
+
+def judge_permit_join(
+    obs: Observation, open_since: datetime | None, now: datetime, skew: timedelta
+) -> PermitJoin | None:
+    """None when it cannot be judged (no readable bridge/info, or the coordinator not online)."""
+    info = obs.info
+    if info is None or obs.state != "online":
+        return None
+    if not info.permit_join:
+        return PermitJoin(open=False)
+    since = open_since or now
+    latest, rule = deadline(obs.coordinator.permit_join, since)
+    verdict = PermitJoin(True, since, info.permit_join_end, latest)
+    if info.permit_join_end is not None:  # 2.x: the end is known in advance
+        if info.permit_join_end > latest + skew:
+            stays = format_duration(info.permit_join_end - since)
+            return replace(verdict, violation=f"open until {stays} after first seen, {rule}")
+    elif now > latest:  # 1.x: no end published; judge by how long it has been open
+        return replace(verdict, violation=f"open for {format_duration(now - since)}, {rule}")
+    return verdict
+
+
+def key(coordinator: ZigbeeCoordinator, check: str, **extra: str) -> str:
+    return signal_key(SOURCE, coordinator=coordinator.name, check=check, **extra)
+
+
+def _signal(
+    c: ZigbeeCoordinator,
+    check: str,
+    firing: bool,
+    summary: str,
+    topic: str | None = None,
+    evidence: dict[str, object] | None = None,
+) -> Signal:
+    labels = {"coordinator": c.name, "check": check} | ({"topic": topic} if topic else {})
+    return Signal(
+        key=key(c, check, **({"topic": topic} if topic else {})),
+        source=SOURCE,
+        firing=firing,
+        severity=c.severity,
+        summary=summary,
+        target=f"{c.broker.rstrip('/')} {c.base_topic}",
+        runbook_url=c.runbook_url,
+        remediation=tuple(c.remediation) if firing else (),
+        labels=labels,
+        evidence={k: v for k, v in (evidence or {}).items() if v is not None},
+    )
+
+
+def signals(
+    obs: Observation, permit: PermitJoin | None, closed: CloseResult | None = None
+) -> list[Signal]:
+    c = obs.coordinator
+    if obs.broker_error:
+        return [_signal(c, "broker", True, f"{obs.broker_error} — MQTT, not Zigbee ({c.name})")]
+    out = [_signal(c, "broker", False, f"MQTT broker for {c.name} reachable")]
+    for topic in (STATE, INFO):
+        problem = obs.problems.get(topic)
+        summary = f"unparseable {topic} from {c.name}: {problem}" if problem else "readable"
+        out.append(_signal(c, "payload", problem is not None, summary, topic=topic))
+    if STATE not in obs.problems:
+        if obs.state == "online":
+            out.append(_signal(c, "offline", False, f"Zigbee coordinator {c.name} is online"))
+        else:
+            why = "bridge/state offline" if obs.state else "no retained bridge/state"
+            summary = f"Zigbee coordinator {c.name} is offline ({why})"
+            out.append(_signal(c, "offline", True, summary))
+    if obs.health is not None and obs.state == "online":
+        healthy = obs.health.healthy is True
+        how = "healthy" if healthy else f"unhealthy: {obs.health.detail}"
+        out.append(_signal(c, "health", not healthy, f"Zigbee coordinator {c.name} {how}"))
+    if permit is not None:
+        out.append(_permit_signal(obs, permit, closed))
+    return out
+
+
+def _permit_signal(obs: Observation, permit: PermitJoin, closed: CloseResult | None) -> Signal:
+    c = obs.coordinator
+    if permit.violation is None:
+        state = "open within the planned window" if permit.open else "closed"
+        return _signal(c, "permit_join", False, f"Permit join on {c.name} {state}")
+    summary = f"Permit join on {c.name} open past the planned window: {permit.violation}"
+    if closed is not None:
+        summary += " — auto-close: " + closed.detail
+    evidence = {
+        "permit_join_end": permit.ends_at.isoformat() if permit.ends_at else None,
+        "open_since": permit.open_since.isoformat() if permit.open_since else None,
+        "zigbee2mqtt": obs.info.version if obs.info else None,
+        "auto_close": None if closed is None else ("closed" if closed.closed else "NOT closed"),
+    }
+    return _signal(c, "permit_join", True, summary, evidence=evidence)
+
+
+def row(obs: Observation, permit: PermitJoin | None, now: datetime) -> dict[str, object]:
+    """One line of the run's table artifact."""
+    c = obs.coordinator
+
+    def left(moment: datetime | None) -> str:
+        if moment is None:
+            return ""
+        delta = moment - now
+        return (
+            format_duration(delta)
+            if delta >= timedelta(0)
+            else "over by " + format_duration(-delta)
+        )
+
+    if obs.broker_error:
+        state = "MQTT: " + ("auth refused" if obs.auth_refused else "unreachable")
+    else:
+        state = obs.state or ("unparseable" if STATE in obs.problems else "no retained state")
+    if permit is None:
+        joining = "unknown"
+    elif not permit.open:
+        joining = "closed"
+    else:
+        joining = "OPEN past window" if permit.violation else "open"
+    health = (
+        ""
+        if obs.health is None
+        else {True: "healthy", False: "UNHEALTHY"}.get(obs.health.healthy, "no answer")
+    )
+    return {
+        "coordinator": c.name,
+        "broker": c.broker,
+        "state": state,
+        "health": health,
+        "permit_join": joining,
+        "joining_ends_in": left(permit.ends_at) if permit else "",
+        "window_left": left(permit.deadline) if permit and permit.open else "",
+        "problems": "; ".join(f"{t}: {why}" for t, why in obs.problems.items()) or "",
+        "error": obs.broker_error or "",
+    }
+
+
+def retired(
+    incidents: Iterable[Incident], coordinators: Iterable[ZigbeeCoordinator]
+) -> list[Signal]:
+    """Ok-signals for open incidents that no check will speak of again: their coordinator left the
+    config, or its health check was turned off."""
+    health = {c.name: c.health_check for c in coordinators}
+    return [
+        replace(i.signal, firing=False, summary=f"{labels.get('check')} check no longer made")
+        for i in incidents
+        if i.source == SOURCE
+        and i.state != State.resolved
+        and (
+            (labels := i.signal.labels).get("coordinator") not in health
+            or (labels.get("check") == "health" and not health[labels["coordinator"]])
+        )
+    ]
+
+
+def should_close(obs: Observation, permit: PermitJoin | None) -> bool:
+    return bool(obs.coordinator.auto_close and permit is not None and permit.violation)

@@ -1,0 +1,111 @@
+"""What operators ask from Slack or an MCP client, answered from the Fleet API and the store.
+
+One `FleetQueries` serves both surfaces, so `/fleet health` and the MCP tool `health_summary` are
+the same request. Paths are the Fleet API's behind Caddy (which strips the `/api` prefix).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from fleet_alerting.config import Config
+from fleet_alerting.core.clock import utcnow
+from fleet_alerting.core.durations import format_duration
+from fleet_alerting.core.links import explore_url, logql_selector
+from fleet_alerting.sources.fleet_events.client import FleetApi
+from fleet_alerting.store.sqlite import Store
+
+LEVELS = ("debug", "info", "warn", "warning", "error")
+_CORRELATION = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+
+
+@dataclass(frozen=True)
+class LogsQuery:
+    device: str | None = None
+    level: str | None = None
+    correlation_id: str | None = None
+    limit: int = 100
+
+    @classmethod
+    def from_words(cls, words: tuple[str, ...]) -> LogsQuery:
+        """`[device] [level] [correlation-id]` in any order: levels and UUIDs are recognisable."""
+        device = level = correlation = None
+        for word in words:
+            if word.lower() in LEVELS:
+                level = word.lower()
+            elif _CORRELATION.match(word):
+                correlation = word
+            else:
+                device = word
+        return cls(device, level, correlation)
+
+    def params(self) -> dict[str, Any]:
+        wanted = {
+            "deviceId": self.device,
+            "level": self.level,
+            "correlationId": self.correlation_id,
+        }
+        return {k: v for k, v in wanted.items() if v} | {"limit": self.limit}
+
+
+class FleetQueries:
+    def __init__(self, config: Config, api: FleetApi):
+        self.config = config
+        self.api = api
+
+    async def health_summary(self) -> dict[str, Any]:
+        body, _ = await self.api.get_json("/health/summary", {})
+        return body
+
+    async def fleet_state(self) -> dict[str, Any]:
+        body, _ = await self.api.get_json("/fleet/state", {})
+        return body
+
+    async def logs(self, query: LogsQuery) -> dict[str, Any]:
+        body, _ = await self.api.get_json("/logs/query", query.params())
+        return body
+
+    async def recent_events(self, limit: int = 50) -> list[dict[str, Any]]:
+        page, _problems = await self.api.recent_events(limit)
+        return [
+            {
+                "timestamp": e.timestamp.isoformat(),
+                "type": e.type,
+                "severity": e.severity,
+                "target": e.target,
+                "message": e.message,
+                "correlationId": e.correlation_id,
+            }
+            for e in page.events
+        ]
+
+    def logs_url(self, query: LogsQuery) -> str | None:
+        labels = dict(self.config.fleet_api.log_labels) if self.config.fleet_api else {}
+        logql = logql_selector(**labels)
+        if query.device:
+            logql += f' |= "{query.device}"'
+        if query.correlation_id:
+            logql += f' |= "{query.correlation_id}"'
+        return explore_url(self.config.links, logql)
+
+    def open_incidents(self) -> list[dict[str, Any]]:
+        now = utcnow()
+        store = Store(self.config.state.path)
+        try:
+            incidents = store.incidents()
+        finally:
+            store.close()
+        return [
+            {
+                "key": i.key,
+                "state": i.state.value,
+                "severity": i.severity.value,
+                "summary": i.signal.summary,
+                "failing_for": format_duration(i.duration(now)),
+                "since": i.onset.isoformat(),
+                "runbook_url": i.signal.runbook_url,
+            }
+            for i in incidents
+        ]

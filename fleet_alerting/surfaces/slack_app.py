@@ -1,0 +1,134 @@
+"""`fleet-alerting slack-app`: the ASGI app behind the `/fleet` slash command (Starlette).
+
+Every request's signature is verified before anything else; answers come within Slack's 3 s, and a
+slow or broken Fleet API becomes a friendly ephemeral message, never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from fleet_alerting.config import Config
+from fleet_alerting.config.secrets import install_log_redaction
+from fleet_alerting.http.errors import AdapterError
+from fleet_alerting.sources.fleet_events.client import FleetApi
+from fleet_alerting.surfaces.fleet_queries import FleetQueries, LogsQuery
+from fleet_alerting.surfaces.slack_commands import (
+    USAGE,
+    RequestVerifier,
+    SignatureError,
+    SlashCommand,
+    health_lines,
+    log_lines,
+    parse,
+    reply,
+    state_lines,
+)
+
+log = logging.getLogger("fleet_alerting.surfaces.slack_app")
+# (deployment, print) → exit code; `deployments.trigger.trigger` in production.
+Trigger = Callable[[str, Callable[[str], None]], Awaitable[int]]
+
+
+def create_app(
+    config: Config, trigger: Trigger, clock: Callable[[], float] = time.time
+) -> Starlette:
+    settings = config.operators.slack_app
+    if settings is None:
+        raise ValueError("operators.slack_app is not configured")
+    if config.fleet_api is None:
+        raise ValueError("fleet_api is not configured")
+    install_log_redaction()
+    verifier = RequestVerifier(settings.signing_secret.resolve())
+    fleet_api = config.fleet_api
+    token = fleet_api.token.resolve() if fleet_api.token else None
+    state: dict[str, FleetQueries] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(timeout=settings.answer_within.total_seconds()) as client:
+            state["queries"] = FleetQueries(config, FleetApi(client, fleet_api.url, token))
+            yield
+
+    async def command(request: Request) -> PlainTextResponse | JSONResponse:
+        body = await request.body()
+        try:
+            verifier.verify(
+                request.headers.get("x-slack-request-timestamp"),
+                request.headers.get("x-slack-signature"),
+                body,
+                clock(),
+            )
+        except SignatureError as exc:
+            log.warning("refused a /fleet request: %s", exc)
+            return PlainTextResponse("invalid request signature", status_code=401)
+        cmd = parse(dict(parse_qsl(body.decode(errors="replace"))))
+        try:
+            answer = await asyncio.wait_for(
+                respond(cmd, state["queries"], config, trigger),
+                settings.answer_within.total_seconds(),
+            )
+        except TimeoutError:
+            answer = reply("The Fleet API did not answer in time", ["Try again in a moment."])
+        except AdapterError as exc:
+            answer = reply("The Fleet API is not answering", [str(exc)])
+        return JSONResponse(answer)
+
+    async def healthz(_request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    routes = [Route("/slack/commands", command, methods=["POST"]), Route("/healthz", healthz)]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def respond(
+    cmd: SlashCommand, queries: FleetQueries, config: Config, trigger: Trigger
+) -> dict[str, Any]:
+    if cmd.action == "health":
+        return reply("Fleet health", health_lines(await queries.health_summary()))
+    if cmd.action == "state":
+        device = cmd.args[0] if cmd.args else None
+        lines = state_lines(await queries.fleet_state(), device)
+        return reply(f"Fleet state{f' of {device}' if device else ''}", lines)
+    if cmd.action == "logs":
+        query = LogsQuery.from_words(cmd.args)
+        lines = log_lines(await queries.logs(query))
+        return reply("Fleet logs", lines, queries.logs_url(query))
+    if cmd.action == "incidents":
+        lines = [
+            f"*{i['severity']}* {i['state']} for {i['failing_for']}: {i['summary']} (`{i['key']}`)"
+            for i in queries.open_incidents()
+        ]
+        return reply("Open incidents", lines or ["No open incidents."])
+    if cmd.action == "run":
+        return await run(cmd, config, trigger)
+    return reply("fleet", [USAGE])
+
+
+async def run(cmd: SlashCommand, config: Config, trigger: Trigger) -> dict[str, Any]:
+    settings = config.operators.slack_app
+    assert settings is not None
+    allowed = cmd.user_id in settings.allowed_users or cmd.channel_id in settings.allowed_channels
+    if not allowed:
+        log.warning("refused /fleet run from user %s in %s", cmd.user_id, cmd.channel_id)
+        return reply(
+            "Not allowed", ["`/fleet run` is limited to the users and channels in config."]
+        )
+    if not cmd.args:
+        return reply("fleet run", ["Usage: `/fleet run <flow/deployment>`"])
+    lines: list[str] = []
+    code = await trigger(cmd.args[0], lines.append)
+    title = "Triggered" if code == 0 else "Could not trigger"
+    return reply(f"{title} {cmd.args[0]}", lines)

@@ -1,0 +1,154 @@
+"""Slack slash commands, the pure part: request signatures, parsing `/fleet …`, Block Kit replies.
+
+Slack signs each request: `X-Slack-Signature: v0=HMAC_SHA256(signing_secret, "v0:{ts}:{raw body}")`
+with `X-Slack-Request-Timestamp: {ts}`. Requests older than 5 minutes are refused, and so is a
+signature seen before (a replay inside the window).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import SecretStr
+
+from fleet_alerting.delivery.notifiers.slack_webhook import MAX_SECTION, escape
+
+MAX_AGE_SECONDS = 300
+MAX_LINES = 20
+USAGE = (
+    "Usage: `/fleet health` · `/fleet state [device]` · `/fleet logs [device] [level] "
+    "[correlation-id]` · `/fleet incidents` · `/fleet run <flow/deployment>`"
+)
+
+
+class SignatureError(Exception):
+    """Why a request was refused; safe to log (no secret, no body)."""
+
+
+def sign(secret: SecretStr, timestamp: str, body: bytes) -> str:
+    base = b"v0:" + timestamp.encode() + b":" + body
+    digest = hmac.new(secret.get_secret_value().encode(), base, hashlib.sha256).hexdigest()
+    return f"v0={digest}"
+
+
+@dataclass
+class RequestVerifier:
+    secret: SecretStr
+    max_age: int = MAX_AGE_SECONDS
+    _seen: dict[str, int] = field(default_factory=dict)
+
+    def verify(self, timestamp: str | None, signature: str | None, body: bytes, now: float) -> None:
+        if not timestamp or not signature:
+            raise SignatureError("missing X-Slack-Request-Timestamp or X-Slack-Signature")
+        if not timestamp.isdigit():
+            raise SignatureError("malformed X-Slack-Request-Timestamp")
+        sent = int(timestamp)
+        if abs(now - sent) > self.max_age:
+            raise SignatureError("stale request: timestamp outside the 5-minute window")
+        if not hmac.compare_digest(sign(self.secret, timestamp, body), signature):
+            raise SignatureError("signature mismatch")
+        self._seen = {s: t for s, t in self._seen.items() if abs(now - t) <= self.max_age}
+        if signature in self._seen:
+            raise SignatureError("replayed request")
+        self._seen[signature] = sent
+
+
+@dataclass(frozen=True)
+class SlashCommand:
+    action: str
+    args: tuple[str, ...]
+    user_id: str
+    channel_id: str
+
+
+def parse(form: dict[str, str]) -> SlashCommand:
+    words = form.get("text", "").split()
+    action = words[0].lower() if words else "help"
+    return SlashCommand(
+        action, tuple(words[1:]), form.get("user_id", ""), form.get("channel_id", "")
+    )
+
+
+def reply(title: str, lines: Iterable[str], more_url: str | None = None) -> dict[str, Any]:
+    """An ephemeral Block Kit reply; long answers are cut at MAX_LINES with a link to the rest."""
+    lines = list(lines)
+    shown = lines[:MAX_LINES]
+    text = "\n".join(shown) or "_nothing to show_"
+    if len(lines) > MAX_LINES:
+        rest = f"<{more_url}|see all {len(lines)}>" if more_url else f"{len(lines)} in all"
+        text += f"\n… {len(lines) - MAX_LINES} more ({rest})"
+    if len(text) > MAX_SECTION:
+        text = text[: MAX_SECTION - 1] + "…"
+    return {
+        "response_type": "ephemeral",
+        "text": title,
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(title)}*"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        ],
+    }
+
+
+def health_lines(summary: dict[str, Any]) -> list[str]:
+    """`/health/summary`: modules carry `id` (fixtures) or `module` (live API)."""
+    lines = []
+    for module in summary.get("modules") or []:
+        name = module.get("id") or module.get("module") or "?"
+        status = module.get("status", "?")
+        icon = ":large_green_circle:" if status == "healthy" else ":red_circle:"
+        message = f" — {escape(str(module['message']))}" if module.get("message") else ""
+        lines.append(f"{icon} *{escape(str(name))}*: {escape(str(status))}{message}")
+    return lines
+
+
+def state_lines(state: dict[str, Any], device: str | None = None) -> list[str]:
+    """`/fleet/state`: every device of every module (audio.devices, video.tv, …), or one."""
+    lines = []
+    for module, devices in all_devices(state):
+        for d in devices:
+            ident = str(d.get("id", "?"))
+            if device and device not in (ident, d.get("displayName")):
+                continue
+            online = d.get("online")
+            icon = ":large_green_circle:" if online else ":red_circle:" if online is False else "•"
+            detail = (
+                d.get("playback", {}).get("state") if isinstance(d.get("playback"), dict) else None
+            )
+            detail = detail or d.get("power") or d.get("state") or ""
+            seen = f" (last seen {d['lastSeen']})" if d.get("lastSeen") else ""
+            name = escape(str(d.get("displayName") or ident))
+            lines.append(f"{icon} `{escape(ident)}` {name} [{module}] {escape(str(detail))}{seen}")
+    return lines
+
+
+def all_devices(state: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    found = []
+    for module, section in state.items():
+        if not isinstance(section, dict):
+            continue
+        if isinstance(section.get("devices"), list):
+            found.append((module, [d for d in section["devices"] if isinstance(d, dict)]))
+        for value in section.values():
+            if isinstance(value, dict) and "id" in value:
+                found.append((module, [value]))
+    return found
+
+
+def log_lines(body: dict[str, Any]) -> list[str]:
+    """`/logs/query`: entries under `entries`, `items` or `logs`: time, level, message."""
+    entries = body.get("entries") or body.get("items") or body.get("logs") or []
+    lines = []
+    for e in entries:
+        if not isinstance(e, dict):
+            continue
+        when = str(e.get("timestamp") or e.get("ts") or "")[:19]
+        level = str(e.get("level") or e.get("severity") or "")
+        correlation = e.get("correlationId") or (e.get("metadata") or {}).get("correlationId")
+        cid = f" `{escape(str(correlation))}`" if correlation else ""
+        message = escape(str(e.get("message") or e.get("msg") or e.get("title") or ""))
+        lines.append(f"`{when}` {level} {message}{cid}")
+    return lines
