@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
-    RunFailed,
     load,
     problem_signals,
     publish,
+    RunFailed,
+    store_errors_fail_the_run,
     summarize,
 )
 from fleet_alerting.tasks.alertmanager import fetch_escalating_alerts
@@ -37,6 +38,7 @@ def escalation_policies(config: Config) -> PolicyFor:
 
 
 @flow(name="alertmanager-escalation")
+@store_errors_fail_the_run
 async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
     am = config.alertmanager

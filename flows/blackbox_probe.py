@@ -8,6 +8,7 @@ from fleet_alerting.flows.common import (
     load,
     problem_signals,
     publish,
+    store_errors_fail_the_run,
     summarize,
 )
 from fleet_alerting.tasks.blackbox import probe_targets, resolve_targets
@@ -19,6 +20,7 @@ from fleet_alerting.sources.blackbox.client import SOURCE, to_signal
 
 
 @flow(name="blackbox-probe")
+@store_errors_fail_the_run
 async def blackbox_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
     now = utcnow()

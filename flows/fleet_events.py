@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
-    RunFailed,
     load,
     problem_signals,
     publish,
+    RunFailed,
+    store_errors_fail_the_run,
     summarize,
 )
 from fleet_alerting.tasks.fleet_events import fetch_events, record_new_events
@@ -23,6 +24,7 @@ API_SOURCE = f"{SOURCE}-api"
 
 
 @flow(name="fleet-events")
+@store_errors_fail_the_run
 async def fleet_events(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
     fleet = config.fleet_api

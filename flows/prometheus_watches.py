@@ -3,7 +3,14 @@ device, remediation steps and log / graph links in Slack."""
 
 from __future__ import annotations
 
-from fleet_alerting.flows.common import DEFAULT_CONFIG, RunFailed, load, publish, summarize
+from fleet_alerting.flows.common import (
+    DEFAULT_CONFIG,
+    load,
+    publish,
+    RunFailed,
+    store_errors_fail_the_run,
+    summarize,
+)
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
 from fleet_alerting.tasks.prometheus import run_watch_queries
 from prefect import flow, get_run_logger
@@ -22,6 +29,7 @@ def graph_links(config: Config) -> LinksConfig:
 
 
 @flow(name="prometheus-watches")
+@store_errors_fail_the_run
 async def prometheus_watches(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
     if not config.prometheus.url:
