@@ -105,6 +105,22 @@ def test_a_second_evaluation_waits_for_the_first_and_sees_what_it_recorded(tmp_p
     assert seen == [1]
 
 
+def test_reading_does_not_wait_for_an_evaluation_in_progress(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite"
+    record(Store(db), [down("k")], T0)
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process is evaluating
+    try:
+        reader = Store(db, busy_timeout=0.2)
+        assert [i.key for i in reader.incidents()] == ["k"]
+        assert len(reader.outbox()) == 5
+        with pytest.raises(StoreError, match="locked"):
+            record(reader, [down("j")], T0)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
 # episodes and threads -----------------------------------------------------------------------
 def test_a_reopened_incident_with_the_same_onset_is_queued_again(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.sqlite")

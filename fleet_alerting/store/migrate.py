@@ -41,6 +41,14 @@ def recorded(conn: sa.Connection) -> dict[str, str]:
     return {str(k): str(v) for k, v in rows}
 
 
+def up_to_date(conn: sa.Connection, metadata: sa.MetaData, version: int) -> bool:
+    """True if nothing needs doing: checked in a read transaction before taking the write lock."""
+    meta = recorded(conn)
+    return meta.get("schema_version") == str(version) and meta.get(
+        "schema_fingerprint"
+    ) == fingerprint(metadata)
+
+
 def upgrade(
     conn: sa.Connection,
     metadata: sa.MetaData,

@@ -135,7 +135,11 @@ class Store:
         if not self.path.exists():
             _create(self.path)
         self.engine = self._engine(self.path)
-        with self.engine.begin() as conn:
+        self.upgraded_from: int | None = SCHEMA_VERSION
+        with self._read() as conn:
+            if migrate.up_to_date(conn, metadata, SCHEMA_VERSION):
+                return
+        with self.engine.begin() as conn:  # the write lock: two processes upgrade once
             self.upgraded_from = migrate.upgrade(
                 conn, metadata, SCHEMA_VERSION, _STEPS, str(self.path)
             )
