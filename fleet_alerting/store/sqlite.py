@@ -43,7 +43,7 @@ incidents_table = sa.Table(
     sa.Column("state", sa.String, nullable=False, index=True),
     sa.Column("updated_at", sa.String, nullable=False),
     sa.Column("data", sa.Text, nullable=False),
-    # schema 2: the episode (Incident.episode), for pruning, and the Slack thread in columns
+    # schema 1: the episode (Incident.episode), for pruning, and the Slack thread in columns
     sa.Column("episode", sa.String),
     sa.Column("resolved_at", sa.String),
     sa.Column("thread_channel", sa.String),
@@ -74,7 +74,8 @@ values_table = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
-SCHEMA_VERSION = 2  # 1: main before versions (c4597d7); 2: episode, resolved_at, thread columns
+# 0: main before versions (c4597d7); 1: episode, resolved_at and the thread in columns
+SCHEMA_VERSION = 1
 OPEN = [State.pending.value, State.firing.value, State.paged.value]
 
 _insert_incident = sqlite_insert(incidents_table)
@@ -382,7 +383,7 @@ def _row_incident(row: sa.Row[Any]) -> Incident:
     return incident
 
 
-def _upgrade_to_2(conn: sa.Connection) -> None:
+def _upgrade_to_1(conn: sa.Connection) -> None:
     """From main before versions: fill episode, resolved_at and the thread columns from the JSON
     (open incidents in Python so the episode is spelled as the engine spells it; resolved ones
     only need resolved_at for pruning)."""
@@ -414,7 +415,7 @@ def _upgrade_to_2(conn: sa.Connection) -> None:
         )
 
 
-_STEPS: dict[int, migrate.Step] = {2: _upgrade_to_2}
+_STEPS: dict[int, migrate.Step] = {1: _upgrade_to_1}
 
 
 def _check_file(path: Path) -> None:
