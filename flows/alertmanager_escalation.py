@@ -14,6 +14,7 @@ from fleet_alerting.flows.common import (
     load,
     problem_signals,
     publish,
+    store_errors_fail_the_run,
     summarize,
 )
 from fleet_alerting.sources.alertmanager.judge import SOURCE, alert_key, to_signals
@@ -37,6 +38,7 @@ def escalation_policies(config: Config) -> PolicyFor:
 
 
 @flow(name="alertmanager-escalation")
+@store_errors_fail_the_run
 async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
     am = config.alertmanager

@@ -11,6 +11,7 @@ from fleet_alerting.flows.common import (
     load,
     problem_signals,
     publish,
+    store_errors_fail_the_run,
     summarize,
 )
 from fleet_alerting.sources.blackbox.client import SOURCE, to_signal
@@ -19,6 +20,7 @@ from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
 
 
 @flow(name="blackbox-probe")
+@store_errors_fail_the_run
 async def blackbox_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
     now = utcnow()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.states import Failed
 
 from fleet_alerting.config import Config, ConfigError, load_config
 from fleet_alerting.config.secrets import install_log_redaction
@@ -15,6 +17,8 @@ from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.drain import DrainReport
+from fleet_alerting.store.errors import StoreError
+from fleet_alerting.store.sqlite import Store
 
 DEFAULT_CONFIG = "config/example.yaml"
 
@@ -24,11 +28,36 @@ class RunFailed(Exception):
 
 
 def load(config_path: str) -> Config:
+    """The config, and a check that its store can be written before anything is observed."""
     install_log_redaction()
     try:
-        return load_config(config_path)
+        config = load_config(config_path)
     except ConfigError as exc:
         raise RunFailed(f"invalid configuration:\n{exc}") from None
+    store = Store(config.state.path)
+    try:
+        store.check_writable()
+    finally:
+        store.close()
+    return config
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def store_errors_fail_the_run(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """A store that cannot be used fails the run with its one-line message (which file, what to
+    do) as the run's state, without a traceback: there is no bug to debug."""
+
+    @functools.wraps(fn)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except StoreError as exc:
+            return Failed(message=str(exc))  # type: ignore[return-value]
+
+    return run
 
 
 def config_dir(config: Config) -> Path:

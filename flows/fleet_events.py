@@ -13,6 +13,7 @@ from fleet_alerting.flows.common import (
     load,
     problem_signals,
     publish,
+    store_errors_fail_the_run,
     summarize,
 )
 from fleet_alerting.sources.fleet_events.judge import SOURCE, correlation_link
@@ -23,6 +24,7 @@ API_SOURCE = f"{SOURCE}-api"
 
 
 @flow(name="fleet-events")
+@store_errors_fail_the_run
 async def fleet_events(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
     fleet = config.fleet_api

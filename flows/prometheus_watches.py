@@ -8,7 +8,14 @@ from prefect import flow, get_run_logger
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.links import LinksConfig
-from fleet_alerting.flows.common import DEFAULT_CONFIG, RunFailed, load, publish, summarize
+from fleet_alerting.flows.common import (
+    DEFAULT_CONFIG,
+    RunFailed,
+    load,
+    publish,
+    store_errors_fail_the_run,
+    summarize,
+)
 from fleet_alerting.sources.prometheus.judge import active_watches, evaluate_watches
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
 from fleet_alerting.tasks.prometheus import run_watch_queries
@@ -22,6 +29,7 @@ def graph_links(config: Config) -> LinksConfig:
 
 
 @flow(name="prometheus-watches")
+@store_errors_fail_the_run
 async def prometheus_watches(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
     if not config.prometheus.url:

@@ -5,12 +5,19 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from fleet_alerting.core.clock import utcnow
-from fleet_alerting.flows.common import DEFAULT_CONFIG, load, publish, summarize
+from fleet_alerting.flows.common import (
+    DEFAULT_CONFIG,
+    load,
+    publish,
+    store_errors_fail_the_run,
+    summarize,
+)
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
 from fleet_alerting.tasks.zigbee import log_run, watch_coordinators
 
 
 @flow(name="zigbee-probe")
+@store_errors_fail_the_run
 async def zigbee_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
     now = utcnow()

@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from fleet_alerting.config import Config
 from fleet_alerting.config.schema import FleetApiConfig
 from fleet_alerting.config.secrets import SecretError
+from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.fleet_events.client import FleetApi, FleetEvent
 from fleet_alerting.sources.fleet_events.judge import (
@@ -48,7 +49,9 @@ def record_new_events(
     """New events since the stored cursor; alerting ones queued for Slack; cursor moved on.
 
     Notifications are queued before the cursor moves: a crash in between replays the same events,
-    whose notification ids are already queued, so nothing is sent twice and nothing is lost."""
+    whose notification ids are already queued, so nothing is sent twice and nothing is lost. Only
+    the notifications are stored (each carries its one-off incident): an event is over at once
+    and would otherwise leave an incident row behind per event."""
     fleet = config.fleet_api
     assert fleet is not None
     store = Store(config.state.path)
@@ -57,7 +60,8 @@ def record_new_events(
             Cursor.from_json(store.get_value(CURSOR_KEY)), events, fleet.lookback, fleet.limit
         )
         loud = alerting(step.new, fleet)
-        queued = store.record(event_notifications(loud, config, now), now)
+        notifications = event_notifications(loud, config, now).notifications
+        queued = store.record(Evaluation([], notifications), now)
         store.set_value(CURSOR_KEY, step.cursor.to_json())
     finally:
         store.close()

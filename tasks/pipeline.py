@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 import httpx
@@ -10,10 +11,11 @@ from prefect.cache_policies import NO_CACHE
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
+from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.policy import Evaluation, PolicyFor, evaluate, vanished
 from fleet_alerting.core.signals import Signal
 from fleet_alerting.delivery.drain import DrainReport, build_notifiers, drain
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.sqlite import Retention, Store
 
 
 @task(name="evaluate-and-record", cache_policy=NO_CACHE)
@@ -31,19 +33,45 @@ def record_signals(
     `policy_for` overrides the configured policies (a source with its own debouncing)."""
     store = Store(config.state.path)
     try:
-        incidents = store.unresolved()
-        for source, reason in (vanished_sources or {}).items():
-            signals = signals + vanished(signals, incidents.values(), source, reason)
-        evaluation = evaluate(signals, incidents, policy_for or config.policy, now)
-        queued = store.record(evaluation, now)
+        evaluation, queued = evaluate_and_record(
+            store, signals, policy_for or config.policy, now, vanished_sources
+        )
+        pruned = store.prune(now, retention(config))
     finally:
         store.close()
     logger = get_run_logger()
+    for kind, count in pruned.items():
+        if count:
+            logger.info("deleted %d %s past their retention", count, kind)
     for incident in evaluation.incidents:
         logger.info("incident %s: %s (%s)", incident.key, incident.state, incident.signal.summary)
     if queued:
         logger.info("queued %d notification(s)", queued)
     return evaluation
+
+
+def evaluate_and_record(
+    store: Store,
+    signals: list[Signal],
+    policy_for: PolicyFor,
+    now: datetime,
+    vanished_sources: dict[str, str] | None = None,
+) -> tuple[Evaluation, int]:
+    """The task's body without Prefect: read, evaluate and record in one write transaction, so
+    two processes (five flows every minute, a `run` on top) never evaluate the same keys at once."""
+
+    def decide(incidents: Mapping[str, Incident]) -> Evaluation:
+        everything = signals
+        for source, reason in (vanished_sources or {}).items():
+            everything = everything + vanished(signals, incidents.values(), source, reason)
+        return evaluate(everything, incidents, policy_for, now)
+
+    return store.evaluate(decide, now)
+
+
+def retention(config: Config) -> Retention:
+    kept = config.state.retention
+    return Retention(kept.resolved_incidents, kept.sent_notifications, kept.dead_letters)
 
 
 @task(name="deliver-notifications", cache_policy=NO_CACHE)
@@ -60,7 +88,6 @@ async def deliver_notifications(config: Config) -> DrainReport:
                 attempts_per_run=config.notify.attempts_per_run,
                 give_up_after=config.notify.give_up_after,
             )
-        store.prune_sent(utcnow())
     finally:
         store.close()
     for item, receipt in report.sent:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -79,8 +79,23 @@ class NotifyConfig(Model):
     give_up_after: Duration = timedelta(hours=24)
 
 
+def _kept(days: int) -> Any:
+    """A retention: at least a day (a run must still see what it just resolved), at most 10
+    years (the store is not an archive; export what must be kept longer)."""
+    return Field(timedelta(days=days), ge=timedelta(days=1), le=timedelta(days=3650))
+
+
+class RetentionConfig(Model):
+    """How long history stays in the store; older rows are deleted as runs go by."""
+
+    resolved_incidents: Duration = _kept(90)
+    sent_notifications: Duration = _kept(30)
+    dead_letters: Duration = _kept(90)
+
+
 class StateConfig(Model):
     path: ConfigPath = Path("state/fleet-alerting.sqlite")
+    retention: RetentionConfig = RetentionConfig()
 
 
 class HttpTarget(Model):

@@ -55,6 +55,13 @@ class Incident:
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
 
+    @property
+    def episode(self) -> str:
+        """Which opening of this key this record is. A source may report the same onset again
+        (Alertmanager keeps `startsAt` through silence → resolved → silence expired), so the
+        episode is when it opened (its onset while still pending)."""
+        return (self.opened_at or self.onset).isoformat()
+
     def duration(self, now: datetime) -> timedelta:
         return (self.resolved_at or now) - self.onset
 

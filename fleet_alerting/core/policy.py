@@ -196,6 +196,8 @@ def _tell(
 
 
 def _notification(incident: Incident, channel: str, kind: Kind, now: datetime) -> Notification:
+    """Its id names the episode as well as the onset: a re-opened incident with the onset of an
+    earlier one is told (and paged) again, while replaying one evaluation queues nothing twice."""
     seq = incident.reminders if kind == Kind.reminder else 0
-    ident = f"{incident.key}|{incident.onset.isoformat()}|{kind}|{seq}|{channel}"
+    ident = f"{incident.key}|{incident.onset.isoformat()}|{incident.episode}|{kind}|{seq}|{channel}"
     return Notification(id=ident, channel=channel, kind=kind, at=now, incident=incident)

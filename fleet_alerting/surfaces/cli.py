@@ -17,6 +17,7 @@ from fleet_alerting.config import Config, ConfigError, load_config
 from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration
+from fleet_alerting.store.errors import StoreError
 from fleet_alerting.store.sqlite import Store
 
 DEFAULT_CONFIG = "config/example.yaml"
@@ -47,13 +48,15 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def run_flow(args: argparse.Namespace) -> int:
+    from prefect.exceptions import FailedRun
+
     from fleet_alerting.flows import get_flow
     from fleet_alerting.flows.common import RunFailed
 
     flow = get_flow(args.flow)
     try:
         result = asyncio.run(flow(config_path=args.config))
-    except RunFailed as exc:
+    except (RunFailed, StoreError, FailedRun) as exc:
         print(f"{args.flow}: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # the run failed: say so in one line, never with a secret
@@ -208,7 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except StoreError as exc:  # says which file and what to do; a traceback would add nothing
+        print(exc, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
