@@ -20,11 +20,13 @@ class Finding:
     route_path: str = ""
     receiver: str = ""
     message: str = ""
+    subject: str = ""  # what distinguishes findings of one check on one alert/route: a metric,
+    # a selector, a missing annotation, a drifted key, the check an online note skipped
 
     @property
     def key(self) -> str:
         """Identity across quarters (the message may change wording, the subject does not)."""
-        return "|".join((self.check_id, self.alert, self.route_path, self.receiver))
+        return "|".join((self.check_id, self.alert, self.route_path, self.receiver, self.subject))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import pandas as pd
 from fleet_alerting.audit.model import LEVELS, Finding
 from fleet_alerting.audit.run import AuditResult
 
-FINDING_COLUMNS = ["check_id", "level", "alert", "route_path", "receiver", "message"]
+FINDING_COLUMNS = ["check_id", "level", "alert", "route_path", "receiver", "subject", "message"]
 _QUARTER_RE = re.compile(r"\d{4}-Q[1-4]\Z")
 
 

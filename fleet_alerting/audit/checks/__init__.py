@@ -13,6 +13,7 @@ from fleet_alerting.audit.checks import (
     group_by,
     inline_secrets,
     missing_severity,
+    paging_receivers,
     required_annotations,
     root_only,
     secret_files,
@@ -35,6 +36,7 @@ class CheckSpec:
 CHECKS: tuple[CheckSpec, ...] = tuple(
     CheckSpec(m.CHECK_ID, m.check, getattr(m, "ONLINE", False))
     for m in (
+        paging_receivers,
         severity_routing,
         critical_never_pages,
         warning_pages,
@@ -61,7 +63,10 @@ def run_checks(inp: AuditInput, checks: tuple[CheckSpec, ...] = CHECKS) -> list[
         if spec.online and inp.series is None:
             out.append(
                 Finding(
-                    "online-skipped", "info", message=f"{spec.id} skipped: no Prometheus URL given"
+                    "online-skipped",
+                    "info",
+                    message=f"{spec.id} skipped: no Prometheus URL given",
+                    subject=spec.id,
                 )
             )
             continue

@@ -43,12 +43,16 @@ def check(inp: AuditInput) -> list[Finding]:
     try:
         exported = inp.series.metric_names()
     except PrometheusUnavailable as exc:
-        return [Finding("online-skipped", "info", message=f"{CHECK_ID} skipped: {exc}")]
+        return [
+            Finding(
+                "online-skipped", "info", message=f"{CHECK_ID} skipped: {exc}", subject=CHECK_ID
+            )
+        ]
     ignore = [re.compile(p) for p in inp.expectations.coverage_ignore]
     relevant = sorted(m for m in exported if not any(p.search(m) for p in ignore))
     in_rules = _names(r.expr for r in inp.rules) | {r.name for r in inp.rules if r.kind == "record"}
     out = [
-        Finding(CHECK_ID, "info", message=f"{m} is exported but no rule references it")
+        Finding(CHECK_ID, "info", message=f"{m} is exported but no rule references it", subject=m)
         for m in relevant
         if m not in in_rules
     ]
@@ -59,6 +63,7 @@ def check(inp: AuditInput) -> list[Finding]:
                 DASHBOARD_CHECK_ID,
                 "info",
                 message=f"{m} is exported but no dashboard panel shows it",
+                subject=m,
             )
             for m in relevant
             if m not in shown

@@ -26,6 +26,7 @@ def check(inp: AuditInput) -> list[Finding]:
                         "warning",
                         rule.name,
                         message=f"cannot read expr: {exc} ({rule.where})",
+                        subject="expr",
                     )
                 )
                 continue
@@ -42,7 +43,15 @@ def check(inp: AuditInput) -> list[Finding]:
                     )
                 else:
                     msg = f"{text}: no such metric is exported"
-                out.append(Finding(CHECK_ID, "error", rule.name, message=f"{msg} ({rule.where})"))
+                out.append(
+                    Finding(
+                        CHECK_ID, "error", rule.name, message=f"{msg} ({rule.where})", subject=text
+                    )
+                )
         return out
     except PrometheusUnavailable as exc:
-        return [Finding("online-skipped", "info", message=f"{CHECK_ID} skipped: {exc}")]
+        return [
+            Finding(
+                "online-skipped", "info", message=f"{CHECK_ID} skipped: {exc}", subject=CHECK_ID
+            )
+        ]

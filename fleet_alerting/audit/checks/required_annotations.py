@@ -10,18 +10,15 @@ CHECK_ID = "missing-annotation"
 def check(inp: AuditInput) -> list[Finding]:
     out = []
     for rule in inp.alert_rules:
-        missing = [
-            a
-            for a in inp.expectations.annotations_for(rule)
-            if not rule.annotations.get(a, "").strip()
-        ]
-        if missing:
-            out.append(
-                Finding(
-                    CHECK_ID,
-                    "warning",
-                    rule.name,
-                    message=f"missing annotations: {', '.join(missing)} ({rule.where})",
+        for a in inp.expectations.annotations_for(rule):
+            if not rule.annotations.get(a, "").strip():
+                out.append(
+                    Finding(
+                        CHECK_ID,
+                        "warning",
+                        rule.name,
+                        message=f"missing annotation {a} ({rule.where})",
+                        subject=a,
+                    )
                 )
-            )
     return out

@@ -26,6 +26,7 @@ def check(inp: AuditInput) -> list[Finding]:
                         want,
                         f"severity {sev!r} must reach {want} but routes to "
                         f"{', '.join(got)} ({rule.where})",
+                        subject="must_reach",
                     )
                 )
         for bad in exp.must_not_reach:
@@ -38,6 +39,7 @@ def check(inp: AuditInput) -> list[Finding]:
                         path,
                         bad,
                         f"severity {sev!r} must not reach {bad} ({rule.where})",
+                        subject="must_not_reach",
                     )
                 )
     return out
