@@ -82,7 +82,11 @@ def audit(args: argparse.Namespace) -> int:
     from fleet_alerting.audit.report import write_report
     from fleet_alerting.audit.run import run_audit
 
-    now = _instant(args.now) or datetime.now(UTC)
+    try:
+        now = _instant(args.now) or datetime.now(UTC)
+    except ValueError as exc:
+        print(f"error: --now: {exc}", file=sys.stderr)
+        return 2
     try:
         inp = gather_inputs(
             alertmanager_file=args.alertmanager,
@@ -96,7 +100,11 @@ def audit(args: argparse.Namespace) -> int:
     except AuditInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    written = write_report(run_audit(inp), args.out)
+    try:
+        written = write_report(run_audit(inp), args.out)
+    except OSError as exc:
+        print(f"error: cannot write the report to {args.out}: {exc.strerror}", file=sys.stderr)
+        return 2
     s = written.summary
     print(
         f"{s['quarter']}: {s['errors']} errors, {s['warnings']} warnings, {s['infos']} notes "

@@ -18,6 +18,7 @@ from fleet_alerting.audit.loader import (
     load_alertmanager_text,
     load_expectations,
     load_rules,
+    read_text,
 )
 from fleet_alerting.audit.model import AuditInput, PrometheusUnavailable
 
@@ -44,14 +45,27 @@ class PrometheusSeries:
     def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         try:
             resp = self.client.get(self.url + path, params=params)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise PrometheusUnavailable(f"Prometheus at {self.url} unreachable: {exc}") from None
         if resp.status_code >= 500:
             raise PrometheusUnavailable(f"Prometheus at {self.url} answered {resp.status_code}")
-        body = resp.json()
-        if body.get("status") != "success":
-            raise PrometheusUnavailable(f"Prometheus error: {body.get('error', body)}")
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or "status" not in body:
+            kind = resp.headers.get("content-type", "no content type").split(";")[0]
+            raise PrometheusUnavailable(
+                f"{self.url} is not a Prometheus HTTP API: {path} answered "
+                f"{resp.status_code} with {kind}"
+            )
+        if body.get("status") != "success" or "data" not in body:
+            raise PrometheusUnavailable(f"Prometheus error: {body.get('error', 'no data')}")
         return body["data"]
+
+    def check(self) -> None:
+        """Fail early (PrometheusUnavailable) unless the URL answers as Prometheus does."""
+        self._get("/api/v1/status/buildinfo")
 
     def series_exists(self, selector: str) -> bool:
         return bool(self._get("/api/v1/series", {"match[]": selector}))
@@ -66,9 +80,10 @@ def load_dashboards(pattern: str) -> dict[str, Any]:
     out = {}
     for f in sorted(globmod.glob(pattern, recursive=True)):
         try:
-            out[f] = json.loads(Path(f).read_text())
+            out[f] = json.loads(read_text(f))
         except json.JSONDecodeError as exc:
             raise AuditInputError(f, exc.lineno, f"invalid JSON: {exc.msg}") from None
+
     return out
 
 
@@ -93,6 +108,13 @@ def gather_inputs(
         am, am_source, running, base_dir = running, f"{alertmanager_url} (running)", None, "."
     else:
         raise AuditInputError("alertmanager", None, "give an alertmanager file or URL")
+    series = None
+    if prometheus_url:
+        series = PrometheusSeries(prometheus_url)
+        try:
+            series.check()
+        except PrometheusUnavailable as exc:
+            raise AuditInputError("--prometheus-url", None, str(exc)) from None
     return AuditInput(
         am=am,
         rules=load_rules(rules_glob),
@@ -101,6 +123,6 @@ def gather_inputs(
         am_source=am_source,
         running=running,
         secret_files=gather_secret_files(am.raw, base_dir),
-        series=PrometheusSeries(prometheus_url) if prometheus_url else None,
+        series=series,
         dashboards=load_dashboards(dashboards_glob) if dashboards_glob else None,
     )
