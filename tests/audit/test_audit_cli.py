@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -250,3 +251,22 @@ def test_bad_now_and_bad_coverage_regex_are_errors(cli, tmp_path: Path) -> None:
     argv[argv.index("--expectations") + 1] = str(exp)
     rc, _, err = cli(*argv)
     assert rc == 2 and "coverage_ignore: invalid regular expression" in err
+
+
+HEAVY = ("sqlalchemy", "pydantic", "prefect", "pandas", "httpx", "asyncio", "matplotlib")
+
+
+def test_routes_test_imports_nothing_heavy() -> None:
+    """`fleet-alerting routes test` through the real entry point loads neither the store, the
+    config schema, Prefect nor pandas: start-up stays close to amtool's (bench/routing_audit.py
+    measures it)."""
+    code = (
+        "import sys\n"
+        "from fleet_alerting.surfaces.cli import main\n"
+        f"rc = main(['routes', 'test', '--config', {AM!r}, 'severity=critical'])\n"
+        f"print(rc, sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    assert out.splitlines()[-1] == "0 []"
