@@ -31,10 +31,22 @@ class CheckSpec:
     id: str
     func: Check
     online: bool = False
+    title: str = ""
+    why: str = ""
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class CheckDoc:
+    """What a reader of the report needs about a check: a title, why it matters, how to fix."""
+
+    title: str
+    why: str
+    fix: str
 
 
 CHECKS: tuple[CheckSpec, ...] = tuple(
-    CheckSpec(m.CHECK_ID, m.check, getattr(m, "ONLINE", False))
+    CheckSpec(m.CHECK_ID, m.check, getattr(m, "ONLINE", False), m.TITLE, m.WHY, m.FIX)
     for m in (
         paging_receivers,
         severity_routing,
@@ -55,6 +67,29 @@ CHECKS: tuple[CheckSpec, ...] = tuple(
         coverage,
     )
 )
+
+
+DOCS: dict[str, CheckDoc] = {
+    **{c.id: CheckDoc(c.title, c.why, c.fix) for c in CHECKS},
+    coverage.DASHBOARD_CHECK_ID: CheckDoc(
+        "Exported metrics that no dashboard shows",
+        "A metric nobody can see on a dashboard is hard to use while an incident is going on.",
+        "Add a panel for the metrics people need during incidents, or ignore the rest.",
+    ),
+    "online-skipped": CheckDoc(
+        "Checks that could not run",
+        "The checks against Prometheus (dead selectors, coverage) did not run, so their "
+        "absence from this report says nothing.",
+        "Run the audit with `--prometheus-url` pointing at the Prometheus that evaluates the "
+        "rules.",
+    ),
+}
+# a finding of the key check explains the findings of the value check: shown as its root cause
+ROOT_CAUSES: dict[str, str] = {"paging-receiver": "critical-never-pages"}
+
+
+def doc(check_id: str) -> CheckDoc:
+    return DOCS.get(check_id, CheckDoc(check_id, "", ""))
 
 
 def run_checks(inp: AuditInput, checks: tuple[CheckSpec, ...] = CHECKS) -> list[Finding]:

@@ -10,6 +10,15 @@ from fleet_alerting.audit.model import AuditInput, Finding, PrometheusUnavailabl
 from fleet_alerting.audit.promql import PromQLError, metric_names
 
 CHECK_ID = "uncovered-metric"
+TITLE = "Exported metrics that no rule watches"
+WHY = (
+    "A metric that is scraped but referenced by no alerting or recording rule cannot tell "
+    "anyone when it goes wrong."
+)
+FIX = (
+    "Write a rule for the metrics that matter, or add the rest to `coverage_ignore` in the "
+    "expectations."
+)
 DASHBOARD_CHECK_ID = "undashboarded-metric"
 ONLINE = True
 

@@ -6,6 +6,15 @@ from fleet_alerting.audit.checks._common import expectation, paging_problems, re
 from fleet_alerting.audit.model import AuditInput, Finding
 
 CHECK_ID = "critical-never-pages"
+TITLE = "Critical alerts that never page"
+WHY = (
+    "An alert expected to page that reaches no paging receiver wakes nobody: the outage is "
+    "found by users."
+)
+FIX = (
+    'Route `severity="critical"` to a paging receiver that exists and has a pager integration '
+    "(see the paging-receiver check first)."
+)
 
 
 def check(inp: AuditInput) -> list[Finding]:

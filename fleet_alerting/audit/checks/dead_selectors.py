@@ -6,6 +6,15 @@ from fleet_alerting.audit.model import AuditInput, Finding, PrometheusUnavailabl
 from fleet_alerting.audit.promql import PromQLError, selectors
 
 CHECK_ID = "dead-selector"
+TITLE = "Rule selectors that match no series"
+WHY = (
+    "A rule whose selector selects nothing never fires: in the Fleet `ApiDown` selected "
+    '`job="api"` while the scrape job is `fleet-api`.'
+)
+FIX = (
+    "Fix the metric name or label values so the selector returns series (try it in the "
+    "Prometheus UI)."
+)
 ONLINE = True
 
 

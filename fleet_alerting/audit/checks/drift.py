@@ -14,6 +14,9 @@ from fleet_alerting.audit.model import AuditInput, Finding
 from fleet_alerting.core.durations import seconds_str
 
 CHECK_ID = "config-drift"
+TITLE = "The running Alertmanager differs from the file"
+WHY = "What is reviewed is not what runs: the file's routing is not the routing alerts get."
+FIX = "Reload Alertmanager with the reviewed file (`POST /-/reload`), or commit what runs."
 
 
 def route_facts(r: Route) -> dict[str, Any]:

@@ -6,6 +6,12 @@ from fleet_alerting.audit.checks._common import describe, routed
 from fleet_alerting.audit.model import AuditInput, Finding
 
 CHECK_ID = "group-by"
+TITLE = "Routes that group different hosts into one notification"
+WHY = (
+    "Without `alertname` and `instance` in `group_by`, one notification hides which hosts fail "
+    "and new hosts do not re-notify."
+)
+FIX = "Add the missing labels to the route's `group_by` (or `...`)."
 
 
 def check(inp: AuditInput) -> list[Finding]:

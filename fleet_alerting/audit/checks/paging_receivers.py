@@ -8,6 +8,16 @@ from fleet_alerting.audit.checks._common import PAGER_CONFIGS, paging_problems
 from fleet_alerting.audit.model import AuditInput, Finding
 
 CHECK_ID = "paging-receiver"
+TITLE = "Paging receivers that cannot page"
+WHY = (
+    "Everything the audit says about paging assumes the declared paging receivers exist and "
+    "have a pager integration; when none does, nothing pages at all."
+)
+FIX = (
+    "Declare `paging_receivers` in the expectations, define them in alertmanager.yml with "
+    "`pagerduty_configs` (or OnCall/Opsgenie/VictorOps/Pushover/webhook), and route critical "
+    "alerts to them."
+)
 
 
 def check(inp: AuditInput) -> list[Finding]:

@@ -8,6 +8,15 @@ from datetime import timedelta
 from fleet_alerting.audit.model import AuditInput, Finding
 
 CHECK_ID = "secret-file"
+TITLE = "Secret files: tracked, readable, stale or missing"
+WHY = (
+    "A secret file in git or readable by every user is not secret; one never rotated outlives "
+    "the people who knew it."
+)
+FIX = (
+    "Remove it from git (and rotate it), `chmod 600`, rotate on schedule; make sure it exists "
+    "where Alertmanager runs."
+)
 
 
 def check(inp: AuditInput) -> list[Finding]:
