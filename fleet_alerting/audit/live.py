@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import glob as globmod
 import json
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from fleet_alerting.alertmanager.routing import AlertmanagerConfig
 from fleet_alerting.audit.loader import (
     AuditInputError,
     gather_secret_files,
@@ -20,7 +22,14 @@ from fleet_alerting.audit.loader import (
     load_rules,
     read_text,
 )
-from fleet_alerting.audit.model import AuditInput, PrometheusUnavailable
+from fleet_alerting.audit.model import (
+    AuditInput,
+    Expectations,
+    PrometheusUnavailable,
+    Rule,
+    SeriesSource,
+)
+from fleet_alerting.audit.noise import IncidentRecord, NoiseStats, NoiseThresholds, compute
 
 
 def fetch_running_config(url: str, timeout: float = 10.0) -> str:
@@ -67,6 +76,12 @@ class PrometheusSeries:
         """Fail early (PrometheusUnavailable) unless the URL answers as Prometheus does."""
         self._get("/api/v1/status/buildinfo")
 
+    def raw_samples(self, selector: str, seconds: int, at: float) -> list[dict[str, Any]]:
+        """Every raw sample of `selector` in the `seconds` before `at` (a range selector in an
+        instant query: exact samples, no step, no lookback)."""
+        data = self._get("/api/v1/query", {"query": f"{selector}[{seconds}s]", "time": f"{at:.3f}"})
+        return list(data.get("result") or []) if isinstance(data, dict) else []
+
     def series_exists(self, selector: str) -> bool:
         return bool(self._get("/api/v1/series", {"match[]": selector}))
 
@@ -74,6 +89,49 @@ class PrometheusSeries:
         if self._names is None:
             self._names = set(self._get("/api/v1/label/__name__/values"))
         return set(self._names)
+
+
+HISTORY_WINDOW = timedelta(days=7)
+
+
+def alert_history(
+    series: SeriesSource, start: datetime, end: datetime, window: timedelta = HISTORY_WINDOW
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Raw `ALERTS{alertstate="firing"}` and `ALERTS_FOR_STATE` samples of [start, end], fetched
+    a window at a time (a quarter in one response would be one huge JSON document)."""
+    firing: list[dict[str, Any]] = []
+    for_state: list[dict[str, Any]] = []
+    t = end
+    while t > start:
+        w = min(window, t - start)
+        secs, at = int(w.total_seconds()), t.timestamp()
+        firing += series.raw_samples('ALERTS{alertstate="firing"}', secs, at)
+        for_state += series.raw_samples("ALERTS_FOR_STATE", secs, at)
+        t -= w
+    return firing, for_state
+
+
+def noise_statistics(
+    series: SeriesSource,
+    am: AlertmanagerConfig,
+    rules: list[Rule],
+    expectations: Expectations,
+    start: datetime,
+    end: datetime,
+    incidents: Iterable[IncidentRecord] = (),
+    thresholds: NoiseThresholds | None = None,
+) -> NoiseStats:
+    """The quarter's noise statistics; an alert pages when its route reaches a paging receiver."""
+    firing, for_state = alert_history(series, start, end)
+    by_key = {(r.name, r.labels.get("severity", "")): r for r in rules if r.kind == "alert"}
+    paging = expectations.paging_receivers
+
+    def pages(name: str, severity: str) -> bool:
+        rule = by_key.get((name, severity))
+        labels = rule.routing_labels if rule else {"alertname": name, "severity": severity}
+        return bool(paging.intersection(am.receivers_for(labels)))
+
+    return compute(firing, for_state, start, end, list(by_key), pages, incidents, thresholds)
 
 
 def load_dashboards(pattern: str) -> dict[str, Any]:
@@ -96,7 +154,11 @@ def gather_inputs(
     alertmanager_url: str | None = None,
     prometheus_url: str | None = None,
     dashboards_glob: str | None = None,
+    noise_days: float | None = None,
+    incidents: Iterable[IncidentRecord] = (),
 ) -> AuditInput:
+    """Everything the checks need. With a Prometheus URL and `noise_days`, the firing history
+    of the `noise_days` before `now` (and the watches' `incidents`) become noise statistics."""
     running = None
     if alertmanager_url:
         source = f"{alertmanager_url.rstrip('/')}/api/v2/status"
@@ -115,10 +177,21 @@ def gather_inputs(
             series.check()
         except PrometheusUnavailable as exc:
             raise AuditInputError("--prometheus-url", None, str(exc)) from None
+    rules = load_rules(rules_glob)
+    expectations = load_expectations(expectations_file)
+    noise = None
+    if series is not None and noise_days:
+        try:
+            noise = noise_statistics(
+                series, am, rules, expectations, now - timedelta(days=noise_days), now, incidents
+            )
+        except PrometheusUnavailable as exc:
+            raise AuditInputError("--prometheus-url", None, str(exc)) from None
     return AuditInput(
         am=am,
-        rules=load_rules(rules_glob),
-        expectations=load_expectations(expectations_file),
+        rules=rules,
+        expectations=expectations,
+        noise=noise,
         now=now,
         am_source=am_source,
         running=running,

@@ -202,3 +202,56 @@ def label_args(labels: dict[str, str]) -> list[str]:
 
 def count_routes(route: dict[str, Any]) -> int:
     return 1 + sum(count_routes(r) for r in route.get("routes") or [])
+
+
+# --- ALERTS history (noise statistics tests and benchmark) ------------------------------------
+
+
+def alert_history(
+    alerts: list[dict[str, Any]], start: float, end: float, step: float = 60.0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Raw `ALERTS{alertstate="firing"}` and `ALERTS_FOR_STATE` series as the Prometheus API
+    returns them: each alert {alert, severity, fires, minutes, pending_minutes?, labels?,
+    offset_minutes?} fires `fires` times for `minutes`, spread evenly over [start, end)."""
+    firing, for_state = [], []
+    for a in alerts:
+        labels = {"alertname": a["alert"], "severity": a.get("severity", ""), **a.get("labels", {})}
+        labels = {k: v for k, v in labels.items() if v != ""}
+        fires, minutes = int(a["fires"]), float(a["minutes"])
+        if fires == 0:
+            continue
+        spacing = (end - start) / fires
+        pending = float(a.get("pending_minutes", 0)) * 60
+        values, active = [], []
+        for i in range(fires):
+            t0 = start + i * spacing + float(a.get("offset_minutes", 0)) * 60
+            t0 -= t0 % step
+            n = max(1, int(minutes * 60 // step))
+            for k in range(n):
+                t = t0 + k * step
+                if t >= end:
+                    break
+                values.append([t, "1"])
+                active.append([t, str(t0 - pending)])
+        firing.append(
+            {"metric": {"__name__": "ALERTS", "alertstate": "firing", **labels}, "values": values}
+        )
+        for_state.append({"metric": {"__name__": "ALERTS_FOR_STATE", **labels}, "values": active})
+    return firing, for_state
+
+
+def openmetrics(series: list[dict[str, Any]]) -> str:
+    """The series as an OpenMetrics text for `promtool tsdb create-blocks-from openmetrics`."""
+    lines: list[str] = []
+    families: dict[str, list[dict[str, Any]]] = {}
+    for s in series:
+        families.setdefault(s["metric"]["__name__"], []).append(s)
+    for name, members in families.items():
+        lines.append(f"# TYPE {name} gauge")
+        for s in members:
+            labels = ",".join(
+                f'{k}="{v}"' for k, v in sorted(s["metric"].items()) if k != "__name__"
+            )
+            lines += [f"{name}{{{labels}}} {v} {t:.0f}" for t, v in s["values"]]
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"

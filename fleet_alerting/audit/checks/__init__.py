@@ -13,6 +13,10 @@ from fleet_alerting.audit.checks import (
     group_by,
     inline_secrets,
     missing_severity,
+    noise_always_firing,
+    noise_flapping,
+    noise_never_fired,
+    noise_page_autoresolves,
     paging_receivers,
     required_annotations,
     root_only,
@@ -31,6 +35,7 @@ class CheckSpec:
     id: str
     func: Check
     online: bool = False
+    noise: bool = False  # needs the quarter's firing history (skipped silently without it)
     title: str = ""
     why: str = ""
     fix: str = ""
@@ -46,7 +51,15 @@ class CheckDoc:
 
 
 CHECKS: tuple[CheckSpec, ...] = tuple(
-    CheckSpec(m.CHECK_ID, m.check, getattr(m, "ONLINE", False), m.TITLE, m.WHY, m.FIX)
+    CheckSpec(
+        m.CHECK_ID,
+        m.check,
+        getattr(m, "ONLINE", False),
+        getattr(m, "NOISE", False),
+        m.TITLE,
+        m.WHY,
+        m.FIX,
+    )
     for m in (
         paging_receivers,
         severity_routing,
@@ -65,6 +78,10 @@ CHECKS: tuple[CheckSpec, ...] = tuple(
         secret_files,
         dead_selectors,
         coverage,
+        noise_flapping,
+        noise_page_autoresolves,
+        noise_always_firing,
+        noise_never_fired,
     )
 )
 
