@@ -96,6 +96,7 @@ def audit(args: argparse.Namespace) -> int:
             alertmanager_url=args.alertmanager_url,
             prometheus_url=args.prometheus_url,
             dashboards_glob=args.dashboards,
+            noise_days=args.noise_days if args.prometheus_url else None,
         )
     except AuditInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -135,6 +136,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="reports", help="report directory (a <year>-Q<n>/ inside)")
     p.add_argument("--prometheus-url", help="enables the online checks")
     p.add_argument("--dashboards", help="glob of Grafana dashboard JSON files")
+    p.add_argument(
+        "--noise-days",
+        type=float,
+        default=90,
+        help="with --prometheus-url: noise statistics over this many days before --now (0: none)",
+    )
     p.add_argument("--now", help="ISO 8601 instant of the audit (default: the current time)")
     p.add_argument("--fail-on-error", action="store_true", help="exit 1 on error findings")
     p.set_defaults(func=audit)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from fleet_alerting.audit.checks import CHECKS, ROOT_CAUSES, doc
 from fleet_alerting.audit.model import LEVELS, Finding
+from fleet_alerting.audit.noise import NoiseStats
 from fleet_alerting.audit.run import AuditResult
 
 FINDING_COLUMNS = ["check_id", "level", "alert", "route_path", "receiver", "subject", "message"]
@@ -217,6 +218,59 @@ def _since(comparison: pd.DataFrame, prev_label: str | None) -> list[Block]:
     return blocks
 
 
+def _fmt(df: pd.DataFrame) -> pd.DataFrame:
+    """Numbers for people: shares as %, hours and minutes with one decimal, NaN as blank."""
+    out = df.copy()
+    for col in out.columns:
+        if col.endswith("_share"):
+            out[col] = out[col].map(lambda v: f"{v:.1%}")
+        elif col.endswith(("_min", "_hours")):
+            out[col] = out[col].map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
+    return out.fillna("")
+
+
+def noise_section(noise: NoiseStats, with_charts: bool = True) -> list[Block]:
+    """Are the severity levels right? The quarter's firing history, answered with numbers."""
+    th = noise.thresholds
+    days = noise.seconds / 86400
+    fired = noise.alerts[noise.alerts["fires"] > 0]
+    blocks: list[Block] = [
+        (
+            "p",
+            f"From Prometheus' `ALERTS` and `ALERTS_FOR_STATE` over the {days:.0f} days "
+            f"{noise.start:%Y-%m-%d} – {noise.end:%Y-%m-%d} ({noise.series_count} alert series, "
+            f"{noise.sample_count:,} samples) and the incident store. A **flap** fired and "
+            f"resolved within {th.flap_minutes:g} min; **pages** are fires of alerts whose route "
+            "reaches a paging receiver; time to resolve runs from the alert's onset (pending "
+            "included) to its last firing evaluation; time to acknowledge is blank where no "
+            "pager reported it.",
+        ),
+        ("h3", ("Per severity", "noise-per-severity")),
+        ("table", _fmt(noise.severities)),
+    ]
+    if with_charts:
+        from fleet_alerting.audit.noise import charts
+
+        blocks += [("img", chart) for chart in charts(noise)]
+    blocks += [
+        ("h3", ("Per alert", "noise-per-alert")),
+        (
+            "p",
+            f"{len(fired)} of {len(noise.alerts)} alert rules fired; the busiest first "
+            "(rules that never fired are counted in the per-severity table).",
+        ),
+        ("table", _fmt(fired.head(50))),
+        ("h3", ("Per watch", "noise-per-watch")),
+        (
+            "table" if not noise.watches.empty else "p",
+            _fmt(noise.watches)
+            if not noise.watches.empty
+            else "No incidents of the watches in this period (or no incident store given).",
+        ),
+    ]
+    return blocks
+
+
 def build_document(
     result: AuditResult,
     comparison: pd.DataFrame,
@@ -228,6 +282,8 @@ def build_document(
     sections such as the noise statistics)."""
     findings = result.findings
     order = _checks_in_order(findings)
+    if result.input.noise is not None:
+        extra = [("Noise and response", noise_section(result.input.noise)), *(extra or [])]
     prev = summary.get("previous_quarter")
     sections: list[tuple[str, str]] = [("Summary", "summary")]
     if prev or not comparison.empty:
@@ -459,6 +515,11 @@ def write_report(
     result.routing.to_csv(target / "routing_matrix.csv")
     result.escalation.to_csv(target / "escalation_matrix.csv", index=False)
     comparison.to_csv(target / "comparison.csv", index=False)
+    noise = result.input.noise
+    if noise is not None:
+        noise.alerts.to_csv(target / "noise_alerts.csv", index=False)
+        noise.watches.to_csv(target / "noise_watches.csv", index=False)
+        noise.severities.to_csv(target / "noise_severities.csv", index=False)
     blocks = build_document(result, comparison, summary, extra)
     md = to_markdown(blocks)
     (target / "report.md").write_text(md)
