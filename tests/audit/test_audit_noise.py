@@ -263,3 +263,33 @@ def test_audit_cli_with_noise(history_prometheus: str, tmp_path: Path, cli) -> N
     assert rc == 0, err
     html = (tmp_path / "r" / "2026-Q4" / "report.html").read_text()
     assert "Noise and response" in html and html.count("data:image/png;base64,") == 2
+
+
+def test_watch_incidents_from_the_store(tmp_path: Path) -> None:
+    """The quarterly task reads the incident store into the noise statistics' records."""
+    from fleet_alerting.core.incidents import Incident, State
+    from fleet_alerting.core.signals import Signal
+    from fleet_alerting.store.sqlite import Store
+    from fleet_alerting.tasks.audit import incident_records
+
+    store = Store(tmp_path / "state.db")
+    t = NOW - timedelta(days=3)
+    for key, minutes, paged in (("api", 2, True), ("dev", 40, False)):
+        signal = Signal(key, "blackbox-probe", True, "critical", "down")
+        inc = Incident(
+            key,
+            "blackbox-probe",
+            "critical",
+            State.resolved,
+            t,
+            t,
+            signal,
+            resolved_at=t + timedelta(minutes=minutes),
+            paged_at=t + timedelta(minutes=1) if paged else None,
+        )
+        store.update_incident(inc, t)
+    store.close()
+    records = incident_records(str(tmp_path / "state.db"))
+    df = watch_table(records, START, NOW, flap_seconds=300).set_index("watch")
+    row = df.loc["blackbox-probe"]
+    assert (row.severity, row.incidents, row.flaps, row.pages) == ("critical", 2, 1, 1)
