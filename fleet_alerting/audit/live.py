@@ -29,7 +29,13 @@ from fleet_alerting.audit.model import (
     Rule,
     SeriesSource,
 )
-from fleet_alerting.audit.noise import IncidentRecord, NoiseStats, NoiseThresholds, compute
+from fleet_alerting.audit.noise import (
+    IncidentRecord,
+    NoiseStats,
+    NoiseThresholds,
+    compact,
+    compute,
+)
 
 
 def fetch_running_config(url: str, timeout: float = 10.0) -> str:
@@ -105,8 +111,8 @@ def alert_history(
     while t > start:
         w = min(window, t - start)
         secs, at = int(w.total_seconds()), t.timestamp()
-        firing += series.raw_samples('ALERTS{alertstate="firing"}', secs, at)
-        for_state += series.raw_samples("ALERTS_FOR_STATE", secs, at)
+        firing += map(compact, series.raw_samples('ALERTS{alertstate="firing"}', secs, at))
+        for_state += map(compact, series.raw_samples("ALERTS_FOR_STATE", secs, at))
         t -= w
     return firing, for_state
 

@@ -81,22 +81,41 @@ def _times(values: Sequence[Sequence[Any]]) -> np.ndarray:
     return np.fromiter((v[0] for v in values), dtype=np.float64, count=len(values))
 
 
+def compact(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A series as the API returns it (`values: [[t, "v"], ...]`) → numpy arrays `ts` and `v`
+    (16 bytes a sample instead of ~150 as Python lists): done per query window."""
+    vals = item["values"]
+    return {
+        "metric": item["metric"],
+        "ts": _times(vals),
+        "v": np.fromiter((float(v[1]) for v in vals), dtype=np.float64, count=len(vals)),
+    }
+
+
+def _arrays(item: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    c = item if "ts" in item else compact(item)
+    return c["ts"], c["v"]
+
+
+def _count(item: Mapping[str, Any]) -> int:
+    return len(item["ts"]) if "ts" in item else len(item["values"])
+
+
 def episodes(
     firing: Iterable[Mapping[str, Any]], for_state: Iterable[Mapping[str, Any]] = ()
 ) -> pd.DataFrame:
     """Firing episodes from raw `ALERTS{alertstate="firing"}` samples (several query windows of
-    one series may come as separate items: they are joined) and `ALERTS_FOR_STATE` samples."""
+    one series may come as separate items: they are joined) and `ALERTS_FOR_STATE` samples;
+    items as the API returns them or `compact`ed."""
     times: dict[str, list[np.ndarray]] = {}
     labels: dict[str, Mapping[str, str]] = {}
     for item in firing:
         key = _series_key(item["metric"])
         labels.setdefault(key, item["metric"])
-        times.setdefault(key, []).append(_times(item["values"]))
+        times.setdefault(key, []).append(item["ts"] if "ts" in item else _times(item["values"]))
     active: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for item in for_state:
-        vals = item["values"]
-        ts = _times(vals)
-        active_at = np.fromiter((float(v[1]) for v in vals), dtype=np.float64, count=len(vals))
+        ts, active_at = _arrays(item)
         active.setdefault(_series_key(item["metric"]), []).append((ts, active_at))
     cols: dict[str, list[Any]] = {c: [] for c in _EPISODE_COLUMNS}
     for key, parts in times.items():
@@ -349,7 +368,7 @@ def compute(
         else pd.Series([], dtype=float),
         thresholds=th,
         series_count=len({_series_key(i["metric"]) for i in firing}),
-        sample_count=sum(len(i["values"]) for i in firing),
+        sample_count=sum(_count(i) for i in firing),
     )
 
 
