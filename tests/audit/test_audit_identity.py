@@ -70,8 +70,8 @@ def test_both_online_notes_are_kept() -> None:
     inp = build_input({})
     inp.series = None
     notes = [f for f in run_checks(inp) if f.check_id == "online-skipped"]
-    assert sorted(f.subject for f in notes) == ["dead-selector", "uncovered-metric"]
-    assert len({f.key for f in notes}) == 2
+    assert sorted(f.subject for f in notes) == ["dead-selector", "noise", "uncovered-metric"]
+    assert len({f.key for f in notes}) == 3
 
 
 def test_missing_annotations_are_one_finding_each() -> None:

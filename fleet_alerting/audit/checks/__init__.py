@@ -96,7 +96,7 @@ DOCS: dict[str, CheckDoc] = {
     "online-skipped": CheckDoc(
         "Checks that could not run",
         "The checks against Prometheus (dead selectors, coverage) did not run, so their "
-        "absence from this report says nothing.",
+        "absence from this report says nothing; without it there are no noise statistics either.",
         "Run the audit with `--prometheus-url` pointing at the Prometheus that evaluates the "
         "rules.",
     ),
@@ -111,7 +111,18 @@ def doc(check_id: str) -> CheckDoc:
 
 def run_checks(inp: AuditInput, checks: tuple[CheckSpec, ...] = CHECKS) -> list[Finding]:
     out: list[Finding] = []
+    if inp.series is None and any(spec.noise for spec in checks):
+        out.append(
+            Finding(
+                "online-skipped",
+                "info",
+                message="noise statistics skipped: no Prometheus URL given",
+                subject="noise",
+            )
+        )
     for spec in checks:
+        if spec.noise and inp.noise is None:
+            continue
         if spec.online and inp.series is None:
             out.append(
                 Finding(
