@@ -23,6 +23,8 @@ async def quarterly_audit(
     alertmanager_url: str | None = None,
     prometheus_url: str | None = None,
     dashboards_glob: str | None = None,
+    state_path: str | None = None,
+    noise_days: float = 90,
 ) -> dict[str, Any]:
     result = run_quarterly_audit(
         alertmanager_file,
@@ -32,6 +34,8 @@ async def quarterly_audit(
         alertmanager_url=alertmanager_url,
         prometheus_url=prometheus_url,
         dashboards_glob=dashboards_glob,
+        state_path=state_path,
+        noise_days=noise_days,
     )
     summary = result["summary"]
     markdown = result["markdown"]

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated
-
-from pydantic import BeforeValidator
+from typing import TYPE_CHECKING, Any
 
 _DURATION = re.compile(
     r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?\Z"
@@ -64,7 +62,25 @@ def _from_config(value: object) -> object:
     return value if isinstance(value, timedelta) else parse_duration(value)
 
 
-Duration = Annotated[timedelta, BeforeValidator(_from_config)]
+if TYPE_CHECKING:
+    from typing import Annotated
+
+    from pydantic import BeforeValidator
+
+    Duration = Annotated[timedelta, BeforeValidator(_from_config)]
+
+
+def __getattr__(name: str) -> Any:
+    """`Duration` (the config field type) is built on first use, so importing pydantic is paid
+    by the config schema, not by `routes test` (which parses Alertmanager durations only)."""
+    if name == "Duration":
+        from typing import Annotated
+
+        from pydantic import BeforeValidator
+
+        globals()["Duration"] = Annotated[timedelta, BeforeValidator(_from_config)]
+        return globals()["Duration"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def seconds_str(seconds: float) -> str:
