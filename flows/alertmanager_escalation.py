@@ -18,9 +18,14 @@ from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.policy import PolicyConfig, PolicyFor
 from fleet_alerting.core.signals import Severity
-from fleet_alerting.sources.alertmanager.judge import SOURCE, alert_key, to_signals
-
-API_SOURCE = f"{SOURCE}-api"
+from fleet_alerting.sources.alertmanager.judge import (
+    API_SOURCE,
+    SOURCE,
+    alert_key,
+    gone,
+    malformed_signals,
+    to_signals,
+)
 
 
 def escalation_policies(config: Config) -> PolicyFor:
@@ -43,13 +48,15 @@ async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> dict[str
     if am is None:
         raise RunFailed(f"{config.source_file}: alertmanager: section missing (url, rules)")
     now = utcnow()
-    matched, problems = await fetch_escalating_alerts(am)
-    signals = to_signals(matched, now, am.url, config.links) + problem_signals(API_SOURCE, problems)
-    vanished = {API_SOURCE: "Alertmanager answers again"}
-    if not problems:  # only a complete answer may resolve what it no longer lists
-        vanished[SOURCE] = "no longer listed by Alertmanager (resolved)"
+    matched, problems, malformed = await fetch_escalating_alerts(am)
+    signals = to_signals(matched, now, am.url, config.links)
+    signals += problem_signals(API_SOURCE, problems) + malformed_signals(malformed)
     evaluation = record_signals(
-        config, signals, now, vanished_sources=vanished, policy_for=escalation_policies(config)
+        config,
+        signals,
+        now,
+        vanish=lambda incidents: gone(signals, incidents, not problems, malformed),
+        policy_for=escalation_policies(config),
     )
     report = await deliver_notifications(config)
     rows, seen = [], set()
@@ -75,6 +82,7 @@ async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> dict[str
         "alerts": len(rows),
         "firing": sum(s.firing for s in signals if s.source == SOURCE),
         "rule_problems": len(problems),
+        "malformed_alerts": len(malformed),
     }
     summary |= summarize(evaluation, report)
     get_run_logger().info("alertmanager escalation: %s", summary)

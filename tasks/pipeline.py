@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 import httpx
@@ -10,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
+from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.policy import Evaluation, PolicyFor, evaluate, vanished
 from fleet_alerting.core.signals import Signal
 from fleet_alerting.delivery.drain import DrainReport, build_notifiers, drain
@@ -23,17 +25,22 @@ def record_signals(
     now: datetime,
     vanished_sources: dict[str, str] | None = None,
     policy_for: PolicyFor | None = None,
+    vanish: Callable[[Iterable[Incident]], list[Signal]] | None = None,
 ) -> Evaluation:
     """One transaction: incident changes and the notifications they cause.
 
     `vanished_sources` maps a source to a reason: that source's open incidents which the signals
     no longer mention count as recovered (a host gone from a query result, a target removed).
+    `vanish`, given the unresolved incidents, returns ok-signals for those a source knows to be
+    over (finer than a whole source: only what this run could observe).
     `policy_for` overrides the configured policies (a source with its own debouncing)."""
     store = Store(config.state.path)
     try:
         incidents = store.unresolved()
         for source, reason in (vanished_sources or {}).items():
             signals = signals + vanished(signals, incidents.values(), source, reason)
+        if vanish is not None:
+            signals = signals + vanish(incidents.values())
         evaluation = evaluate(signals, incidents, policy_for or config.policy, now)
         queued = store.record(evaluation, now)
     finally:

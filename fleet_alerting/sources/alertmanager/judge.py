@@ -8,17 +8,25 @@ incident for one resolves, and one that never opened never pages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from urllib.parse import quote
 
 from fleet_alerting.config.schema import EscalationRule
+from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link
-from fleet_alerting.core.signals import Link, Signal
+from fleet_alerting.core.policy import vanished
+from fleet_alerting.core.signals import Link, Severity, Signal
 from fleet_alerting.sources.alertmanager.client import Alert
+from fleet_alerting.sources.records import Malformed
 
 SOURCE = "alertmanager"
+API_SOURCE = f"{SOURCE}-api"  # Alertmanager unreachable or refusing a rule's query
+RECORDS_SOURCE = f"{SOURCE}-records"  # alerts not of the documented shape
+GONE = "no longer listed by Alertmanager (resolved)"
+ANSWERS_AGAIN = "Alertmanager answers again"
+READABLE_AGAIN = "no malformed alert of that name in Alertmanager's answer any more"
 
 
 def alert_key(alert: Alert) -> str:
@@ -39,6 +47,56 @@ def to_signals(
             if key not in signals:
                 signals[key] = to_signal(alert, rule, now, alertmanager_url, links)
     return list(signals.values())
+
+
+def malformed_signals(malformed: Iterable[Malformed]) -> list[Signal]:
+    """One warning per alert of the answer that does not have the documented shape; the
+    well-formed alerts beside it are escalated as usual."""
+    return [
+        Signal(
+            key=signal_key(RECORDS_SOURCE, alert=bad.identity),
+            source=RECORDS_SOURCE,
+            firing=True,
+            severity=Severity.warning,
+            summary=f"Alertmanager listed a malformed alert, {bad.identity}: {bad.why}",
+            target=bad.labels.get("instance") or bad.labels.get("alertname") or bad.identity,
+            remediation=(
+                "The alert cannot be escalated until it is well formed: check what posts it to "
+                "Alertmanager, and the alert in the Alertmanager UI",
+            ),
+            labels={"alert": bad.identity},
+        )
+        for bad in malformed
+    ]
+
+
+def unreadable_keys(malformed: Iterable[Malformed]) -> set[str]:
+    """Incident keys of alerts whose fingerprint is known but whose record is malformed: whether
+    they still fire is unknown this run."""
+    prefix = "fingerprint "
+    return {
+        signal_key(SOURCE, fingerprint=bad.identity[len(prefix) :])
+        for bad in malformed
+        if bad.identity.startswith(prefix)
+    }
+
+
+def gone(
+    signals: Sequence[Signal],
+    incidents: Iterable[Incident],
+    complete: bool,
+    malformed: Iterable[Malformed] = (),
+) -> list[Signal]:
+    """Ok-signals for what this run's answers no longer list. Only a complete answer (every rule
+    answered) may resolve an alert's incident or a malformed-alert warning; an alert named only by
+    a malformed record stays as it is."""
+    incidents = list(incidents)
+    out = vanished(signals, incidents, API_SOURCE, ANSWERS_AGAIN)
+    if complete:
+        unknown = unreadable_keys(malformed)
+        out += [s for s in vanished(signals, incidents, SOURCE, GONE) if s.key not in unknown]
+        out += vanished(signals, incidents, RECORDS_SOURCE, READABLE_AGAIN)
+    return out
 
 
 def to_signal(

@@ -1,0 +1,214 @@
+"""Every source survives a bad answer and tells the truth about what it saw (issue 11, items 1-2).
+
+Bad answers are served by local HTTP servers speaking each documented protocol (Prometheus'
+query API, Alertmanager's v2 alerts, the Fleet API); outages are ports nobody listens on. The
+outcome is asserted where an operator sees it: signals, incidents and notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
+from fleet_alerting.core.incidents import Incident, State
+from fleet_alerting.core.links import LinksConfig
+from fleet_alerting.core.policy import PolicyConfig, evaluate
+from fleet_alerting.core.signals import Severity
+from fleet_alerting.sources.prometheus.client import query_watches
+from fleet_alerting.sources.prometheus.judge import (
+    ERRORS_SOURCE,
+    EVALUATES_AGAIN,
+    NO_LONGER_REPORTED,
+    evaluate_watches,
+)
+from tests.fakes.http import FakeServer, Request, Response
+from tests.servers import free_port
+
+T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+LINKS = LinksConfig()
+
+
+# Prometheus ----------------------------------------------------------------------------------
+def sample(host: str, value: str = "0") -> dict:
+    return {
+        "metric": {"__name__": "role_agent_last_run_success", "host": host},
+        "value": [1.7e9, value],
+    }
+
+
+def vector(*result: object) -> dict:
+    return {"status": "success", "data": {"resultType": "vector", "result": list(result)}}
+
+
+class Prometheus(FakeServer):
+    """`GET /api/v1/query` answering from `answers` (expression → body); a broken expression is
+    Prometheus' own 400 bad_data."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answers: dict[str, object] = {}
+
+    def handle(self, request: Request) -> Response:
+        query = request.query["query"][0]
+        if query in self.answers:
+            return Response(200, self.answers[query])  # type: ignore[arg-type]
+        error = {"status": "error", "errorType": "bad_data", "error": "1:8: parse error"}
+        return Response(400, error)
+
+
+FAILURE = WatchConfig(
+    name="RoleAgentFailure",
+    expr="role_agent_last_run_success == 0",
+    severity=Severity.critical,
+    key_labels=["host"],
+    metric="role_agent_last_run_success",
+    summary="Role agent on {{ $labels.host }} failed",
+)
+BROKEN = WatchConfig(name="Broken", expr="sum(up", summary="never")
+PRESENCE = "count by (host) (role_agent_last_run_success)"
+
+
+@pytest.fixture
+def prom() -> Iterator[Prometheus]:
+    with Prometheus() as server:
+        yield server
+
+
+def watch_run(url: str, *watches: WatchConfig):
+    config = PrometheusConfig(url=url, default_watches=False, watches=list(watches))
+    outcomes = asyncio.run(query_watches(config, list(watches)))
+    return evaluate_watches(outcomes, LINKS)
+
+
+class Engine:
+    """The engine and the run's `vanished` as the prometheus-watches flow wires them."""
+
+    def __init__(self, policy: PolicyConfig):
+        self.policy = policy
+        self.incidents: dict[str, Incident] = {}
+        self.at = T0
+
+    def step(self, result) -> list[tuple[str, str]]:  # (kind, key) of each notification
+        self.at += timedelta(minutes=1)
+        signals = result.signals + result.vanished(self.incidents.values())
+        evaluation = evaluate(signals, self.incidents, lambda _s: self.policy, self.at)
+        self.incidents.update({i.key: i for i in evaluation.incidents})
+        return [(n.kind.value, n.incident.key) for n in evaluation.notifications]
+
+    def state(self, key: str) -> State | None:
+        incident = self.incidents.get(key)
+        return None if incident is None else incident.state
+
+
+def test_prometheus_one_bad_sample_is_one_warning_and_the_rest_is_evaluated(
+    prom: Prometheus,
+) -> None:
+    engine = Engine(PolicyConfig(open_after=1, resolve_after=1, notify=["slack"]))
+    prom.answers[PRESENCE] = vector(*(sample(h, "1") for h in ("a", "b", "c", "d")))
+    prom.answers[FAILURE.expr] = vector(sample("a"), sample("b"), sample("c"))
+    engine.step(watch_run(prom.url, FAILURE))
+    opened = {k for k, i in engine.incidents.items() if i.is_open}
+    assert opened == {f"prometheus/RoleAgentFailure:host={h}" for h in "abc"}
+
+    # b without `value`, a number where a sample belongs, a label that is not a string; c recovers
+    bad_b = {"metric": {"host": "b"}}
+    prom.answers[FAILURE.expr] = vector(
+        sample("a"), bad_b, 42, {"metric": {"host": 7}, "value": [1, "0"]}
+    )
+    result = watch_run(prom.url, FAILURE)
+    warnings = {s.key: s.summary for s in result.signals if s.firing and "malformed" in s.key}
+    assert warnings == {
+        'prometheus/RoleAgentFailure:malformed=expr {host="b"}': (
+            'prometheus watch RoleAgentFailure: malformed sample {host="b"} in the answer to expr '
+            "'role_agent_last_run_success == 0': value: Field required"
+        ),
+        "prometheus/RoleAgentFailure:malformed=expr result[2]": (
+            "prometheus watch RoleAgentFailure: malformed sample result[2] in the answer to expr "
+            "'role_agent_last_run_success == 0': a sample is an object {metric, value}"
+        ),
+        "prometheus/RoleAgentFailure:malformed=expr result[3]": (
+            "prometheus watch RoleAgentFailure: malformed sample result[3] in the answer to expr "
+            "'role_agent_last_run_success == 0': metric.host: Input should be a valid string"
+        ),
+    }
+    assert all(s.severity == Severity.warning for s in result.signals if s.key in warnings)
+    sent = engine.step(result)
+    assert sorted(sent) == sorted(
+        [("resolved", "prometheus/RoleAgentFailure:host=c")] + [("opened", key) for key in warnings]
+    )
+    # a still fails, b's truth is unknown: neither resolved nor re-counted
+    assert engine.state("prometheus/RoleAgentFailure:host=a") == State.firing
+    assert engine.state("prometheus/RoleAgentFailure:host=b") == State.firing
+
+    # the answer is whole again: b recovered, the warnings resolve
+    prom.answers[FAILURE.expr] = vector(sample("a"))
+    sent = engine.step(watch_run(prom.url, FAILURE))
+    assert sorted(sent) == sorted(
+        [("resolved", "prometheus/RoleAgentFailure:host=b")]
+        + [("resolved", key) for key in warnings]
+    )
+
+
+@pytest.mark.parametrize(
+    "body, why",
+    [
+        ({"status": "success"}, "answer lacks data.resultType"),
+        ({"status": "success", "data": {"resultType": "vector", "result": {"a": 1}}}, None),
+        ({"status": "success", "data": {"resultType": "scalar", "result": "1"}}, None),
+        ([1, 2], "something other than API JSON"),
+    ],
+)
+def test_prometheus_bad_envelope_is_the_watch_error_never_a_crash(
+    prom: Prometheus, body: object, why: str | None
+) -> None:
+    prom.answers[PRESENCE] = vector(sample("a", "1"))
+    prom.answers[FAILURE.expr] = body
+    result = watch_run(prom.url, FAILURE)
+    summaries = [s.summary for s in result.signals if s.firing]
+    assert len(summaries) == 1
+    if why:
+        assert why in summaries[0] and "RoleAgentFailure" in summaries[0]
+    else:
+        assert "malformed sample" in summaries[0]
+
+
+def test_prometheus_outage_resolves_and_reopens_nothing(prom: Prometheus) -> None:
+    engine = Engine(PolicyConfig(open_after=1, resolve_after=1, notify=["slack"]))
+    prom.answers[PRESENCE] = vector(sample("a", "1"), sample("b", "1"))
+    prom.answers[FAILURE.expr] = vector(sample("a"))
+    broken_key = f"{ERRORS_SOURCE}:watch=Broken"
+    sent = engine.step(watch_run(prom.url, FAILURE, BROKEN))
+    assert sorted(sent) == [
+        ("opened", broken_key),
+        ("opened", "prometheus/RoleAgentFailure:host=a"),
+    ]
+
+    down = f"http://127.0.0.1:{free_port()}"
+    outage_key = f"{ERRORS_SOURCE}:watch=RoleAgentFailure, Broken"
+    for _ in range(3):  # Prometheus down: one warning naming every watch; nothing else moves
+        result = watch_run(down, FAILURE, BROKEN)
+        (outage,) = result.signals
+        assert outage.key == outage_key
+        assert outage.summary.startswith("prometheus watches RoleAgentFailure, Broken: cannot")
+        sent = engine.step(result)
+        assert sent in ([("opened", outage_key)], [])
+        assert engine.state(broken_key) == State.firing  # the configuration error stays open
+        assert engine.state("prometheus/RoleAgentFailure:host=a") == State.firing
+
+    sent = engine.step(watch_run(prom.url, FAILURE, BROKEN))  # back: only the outage resolves
+    assert sent == [("resolved", outage_key)]
+    assert engine.incidents[outage_key].resolution == EVALUATES_AGAIN
+    assert engine.state(broken_key) == State.firing
+    assert engine.state("prometheus/RoleAgentFailure:host=a") == State.firing
+
+    prom.answers[PRESENCE] = vector(sample("b", "1"))  # a gone from Prometheus: that resolves
+    prom.answers[FAILURE.expr] = vector()
+    assert engine.step(watch_run(prom.url, FAILURE)) == [
+        ("resolved", "prometheus/RoleAgentFailure:host=a"),
+        ("resolved", broken_key),  # the broken watch was removed from the config
+    ]
+    assert engine.incidents["prometheus/RoleAgentFailure:host=a"].resolution == NO_LONGER_REPORTED
