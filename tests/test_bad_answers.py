@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
 from fleet_alerting.core.incidents import Incident, State
@@ -25,8 +27,13 @@ from fleet_alerting.sources.prometheus.judge import (
     NO_LONGER_REPORTED,
     evaluate_watches,
 )
+from fleet_alerting.store.sqlite import Store
+from tests.fakes.fleet_api import FleetApiServer, live_event
 from tests.fakes.http import FakeServer, Request, Response
+from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 from tests.servers import free_port
+
+FLEET_TOKEN = "fleet-token-bad-answers-0001"
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 LINKS = LinksConfig()
@@ -212,3 +219,161 @@ def test_prometheus_outage_resolves_and_reopens_nothing(prom: Prometheus) -> Non
         ("resolved", broken_key),  # the broken watch was removed from the config
     ]
     assert engine.incidents["prometheus/RoleAgentFailure:host=a"].resolution == NO_LONGER_REPORTED
+
+
+# Alertmanager --------------------------------------------------------------------------------
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def am_alert(name: str, fingerprint: str | None, started: timedelta, **labels: str) -> dict:
+    now = datetime.now(UTC)
+    alert = {
+        "labels": {"alertname": name, "severity": "critical", **labels},
+        "annotations": {"summary": f"{name} is failing"},
+        "startsAt": iso(now - started),
+        "endsAt": iso(now + timedelta(minutes=4)),
+        "updatedAt": iso(now),
+        "status": {"state": "active", "silencedBy": [], "inhibitedBy": []},
+        "receivers": [{"name": "ops"}],
+        "generatorURL": "http://prometheus.example/graph",
+    }
+    if fingerprint is not None:
+        alert["fingerprint"] = fingerprint
+    return alert
+
+
+class AlertmanagerV2(FakeServer):
+    """`GET /api/v2/alerts` answering `alerts` (the same list for every filter), or `down`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alerts: list[object] = []
+        self.down = False
+
+    def handle(self, request: Request) -> Response:
+        if request.path != "/api/v2/alerts":
+            return Response(404, "not found")
+        if self.down:
+            return Response(503, "Service Unavailable")
+        return Response(200, self.alerts)  # type: ignore[arg-type]
+
+
+def am_config(path: Path, am: str, pd: str, slack: str) -> None:
+    (path.parent / "pd.key").write_text("P" * 32)
+    (path.parent / "slack.url").write_text(f"{slack}/services/T/B/x")
+    config = {
+        "state": {"path": "state.sqlite"},
+        "notify": {
+            "outbox_file": "outbox.jsonl",
+            "slack": {"webhook": {"file": "slack.url"}},
+            "pagerduty": {"routing_key": {"file": "pd.key"}, "url": f"{pd}/v2/enqueue"},
+        },
+        "policies": {"critical": {"page": ["pagerduty"], "page_after": "5m"}},
+        "alertmanager": {
+            "url": am,
+            "rules": [{"name": "critical", "matchers": ['severity="critical"']}],
+        },
+    }
+    path.write_text(yaml.safe_dump(config))
+
+
+@pytest.mark.integration
+def test_alertmanager_malformed_alert_beside_a_critical_one(
+    prefect_api: str, config_file: Path
+) -> None:
+    from fleet_alerting.flows.alertmanager_escalation import alertmanager_escalation
+
+    valid = am_alert("FleetOffline", "f00dfeed", timedelta(minutes=10), instance="pi-audio-01")
+    no_fingerprint = am_alert("ApiDown", None, timedelta(minutes=10))
+    naive_end = am_alert("DiskFull", "0badc0de", timedelta(minutes=10))
+    naive_end["endsAt"] = "2026-11-27T10:00:00"  # no time zone
+    with AlertmanagerV2() as am, PagerDutyServer() as pd, SlackWebhookServer() as slack:
+        am_config(config_file, am.url, pd.url, slack.url)
+        am.alerts = [no_fingerprint, valid, naive_end, "garbage"]
+        first = asyncio.run(alertmanager_escalation(str(config_file)))
+        am.down = True  # an outage: nothing resolves, one warning names the rules
+        down = asyncio.run(alertmanager_escalation(str(config_file)))
+        am.down, am.alerts = False, [valid]
+        back = asyncio.run(alertmanager_escalation(str(config_file)))
+        store = Store(config_file.parent / "state.sqlite")
+        try:
+            incidents = {i.key: i for i in store.incidents(include_resolved=True)}
+        finally:
+            store.close()
+
+    assert (first["alerts"], first["firing"], first["malformed_alerts"]) == (1, 1, 3)
+    # the critical one is paged once, never resolved by the outage
+    assert [(e["event_action"], e["dedup_key"]) for e in pd.events] == [
+        ("trigger", "alertmanager:fingerprint=f00dfeed")
+    ]
+    texts = [m["text"].split(" | ")[0] for m in slack.messages]
+    warnings = [t for t in texts if t.startswith("[WARNING] Alertmanager listed a malformed")]
+    assert sorted(warnings) == [
+        "[WARNING] Alertmanager listed a malformed alert, alert [3]: an alert is a JSON object",
+        "[WARNING] Alertmanager listed a malformed alert, alertname ApiDown (no fingerprint): "
+        "fingerprint: Field required",
+        "[WARNING] Alertmanager listed a malformed alert, fingerprint 0badc0de: endsAt: Input "
+        "should have timezone info",
+    ]
+    assert down["rule_problems"] == 1
+    outage = incidents["alertmanager-api:problem=Alertmanager rule critical"]
+    assert "503" in outage.signal.summary and outage.state == State.resolved
+    malformed = [i for i in incidents.values() if i.source == "alertmanager-records"]
+    assert len(malformed) == 3
+    assert {i.resolution for i in malformed} == {
+        "no malformed alert of that name in Alertmanager's answer any more"
+    }
+    assert incidents["alertmanager:fingerprint=f00dfeed"].state == State.paged
+    assert back["resolved"] == 4  # the three warnings and the outage, nothing else
+
+
+# Fleet API -----------------------------------------------------------------------------------
+def fleet_config(path: Path, fleet: str, slack: str) -> None:
+    (path.parent / "fleet.token").write_text(FLEET_TOKEN)
+    (path.parent / "slack.url").write_text(f"{slack}/services/T/B/x")
+    config = {
+        "state": {"path": "state.sqlite"},
+        "notify": {"outbox_file": "outbox.jsonl", "slack": {"webhook": {"file": "slack.url"}}},
+        "policies": {"warning": {"open_after": 1, "resolve_after": 1}},
+        "fleet_api": {"url": fleet, "token": {"file": "fleet.token"}},
+    }
+    path.write_text(yaml.safe_dump(config))
+
+
+@pytest.mark.integration
+def test_fleet_events_bad_event_is_one_warning_and_the_feed_goes_on(
+    prefect_api: str, config_file: Path
+) -> None:
+    from fleet_alerting.flows.fleet_events import fleet_events
+
+    now = datetime.now(UTC)
+    good = live_event(now - timedelta(minutes=1), 1, "command.failed", "error", "pi-audio-01")
+    oops = live_event(now - timedelta(minutes=2), 2, "command.failed", "error", "pi-audio-02")
+    oops["metadata"] = "oops"
+    listed = live_event(now - timedelta(minutes=3), 3, "audio.upload", "error", "pi-audio-03")
+    listed["metadata"] = ["not", "an", "object"]
+    with FleetApiServer(FLEET_TOKEN) as fleet, SlackWebhookServer() as slack:
+        fleet_config(config_file, fleet.url, slack.url)
+        fleet.events = [good, oops, listed]
+        first = asyncio.run(fleet_events(str(config_file)))
+        fleet.fail_next = [Response(503, "upstream down")]  # the API down: nothing resolves
+        down = asyncio.run(fleet_events(str(config_file)))
+        fleet.events = [good]
+        back = asyncio.run(fleet_events(str(config_file)))
+    assert (first["events_seen"], first["alerting_events"], first["malformed_events"]) == (1, 1, 2)
+    texts = [m["text"].split(" | ")[0] for m in slack.messages]
+    assert texts[0] == "[CRITICAL] command.failed on pi-audio-01: event 1"
+    stamp = {e["type"]: e["timestamp"] for e in (oops, listed)}
+    assert sorted(texts[1:3]) == [
+        f"[WARNING] Fleet API /health/events/recent: malformed audio.upload event at "
+        f"{stamp['audio.upload']}: metadata: Input should be a valid dictionary or instance of "
+        "Metadata",
+        f"[WARNING] Fleet API /health/events/recent: malformed command.failed event at "
+        f"{stamp['command.failed']}: metadata: Input should be a valid dictionary or instance of "
+        "Metadata",
+    ]
+    assert (down["api_problems"], down["resolved"]) == (1, 0)
+    assert back["resolved"] == 3  # the outage and both malformed-event warnings
+    resolved = [t for t in texts if t.startswith("[RESOLVED")]
+    assert len(resolved) == 3
