@@ -8,6 +8,7 @@ from fleet_alerting.tasks.zigbee import log_run, watch_coordinators
 from prefect import flow, get_run_logger
 
 from fleet_alerting.core.clock import utcnow
+from fleet_alerting.sources.zigbee.judge import cause_changes
 
 
 @flow(name="zigbee-probe")
@@ -16,7 +17,7 @@ async def zigbee_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     now = utcnow()
     run = await watch_coordinators(config, now)
     log_run(run)
-    evaluation = record_signals(config, run.signals, now)
+    evaluation = record_signals(config, run.signals, now, announce=cause_changes)
     report = await deliver_notifications(config)
     changes: dict[str, list[str]] = {}
     for incident in evaluation.incidents:

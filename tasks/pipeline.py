@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 import httpx
@@ -26,6 +26,8 @@ def record_signals(
     vanished_sources: dict[str, str] | None = None,
     policy_for: PolicyFor | None = None,
     vanish: Callable[[Iterable[Incident]], list[Signal]] | None = None,
+    announce: Callable[[Mapping[str, Incident], Evaluation, PolicyFor, datetime], Evaluation]
+    | None = None,
 ) -> Evaluation:
     """One transaction: incident changes and the notifications they cause.
 
@@ -33,6 +35,8 @@ def record_signals(
     no longer mention count as recovered (a host gone from a query result, a target removed).
     `vanish`, given the unresolved incidents, returns ok-signals for those a source knows to be
     over (finer than a whole source: only what this run could observe).
+    `announce`, given the incidents before and the evaluation, adds what the engine does not tell
+    (a changed cause of an open incident), in the same transaction.
     `policy_for` overrides the configured policies (a source with its own debouncing)."""
     store = Store(config.state.path)
     try:
@@ -41,7 +45,10 @@ def record_signals(
             signals = signals + vanished(signals, incidents.values(), source, reason)
         if vanish is not None:
             signals = signals + vanish(incidents.values())
-        evaluation = evaluate(signals, incidents, policy_for or config.policy, now)
+        policy = policy_for or config.policy
+        evaluation = evaluate(signals, incidents, policy, now)
+        if announce is not None:
+            evaluation = announce(incidents, evaluation, policy, now)
         queued = store.record(evaluation, now)
     finally:
         store.close()
