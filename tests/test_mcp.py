@@ -138,7 +138,7 @@ def test_http_requires_its_own_token(tmp_path: Path) -> None:
         )
         url = f"http://127.0.0.1:{port}/mcp"
         try:
-            wait_until(lambda: httpx.post(url, timeout=1).status_code == 401, 30, "mcp http")
+            wait_until(lambda: httpx.post(url, timeout=1).status_code == 401, 120, "mcp http")
             assert httpx.post(url, headers={"Authorization": "Bearer nope"}).status_code == 401
             fleet_token = {"Authorization": f"Bearer {TOKEN}"}
             assert httpx.post(url, headers=fleet_token).status_code == 401
