@@ -377,3 +377,75 @@ def test_fleet_events_bad_event_is_one_warning_and_the_feed_goes_on(
     assert back["resolved"] == 3  # the outage and both malformed-event warnings
     resolved = [t for t in texts if t.startswith("[RESOLVED")]
     assert len(resolved) == 3
+
+
+# blackbox_exporter ---------------------------------------------------------------------------
+class Exporter(FakeServer):
+    """`GET /probe` of blackbox_exporter: `probe_success` per target, or a bad answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer: Response | None = None
+        self.failing: set[str] = set()
+
+    def handle(self, request: Request) -> Response:
+        if self.answer is not None:
+            return self.answer
+        success = 0 if request.query["target"][0] in self.failing else 1
+        text = f"probe_success {success}\nprobe_http_status_code {200 if success else 503}\n"
+        return Response(200, text, {"content-type": "text/plain; version=0.0.4"})
+
+
+def test_blackbox_exporter_outage_resolves_nothing_and_names_the_targets() -> None:
+    from fleet_alerting.config.schema import BlackboxConfig, HttpTarget
+    from fleet_alerting.sources.blackbox.client import (
+        exporter_outage,
+        from_config,
+        gone,
+        probe_all,
+        to_signal,
+    )
+
+    engine = Engine(PolicyConfig(open_after=1, resolve_after=1, notify=["slack"]))
+    api = HttpTarget(name="api", url="http://api.example.org/api/healthz", severity="critical")
+    web = HttpTarget(name="web", url="http://api.example.org/", severity="critical")
+    targets = [from_config(api), from_config(web)]
+
+    def run(exporter_url: str, complete: bool = True, probed=targets) -> list[tuple[str, str]]:
+        config = BlackboxConfig(mode="exporter", exporter_url=exporter_url, timeout="1s")
+        results = asyncio.run(probe_all(probed, config))
+        signals = [to_signal(r) for r in results if r.observed]
+        signals += exporter_outage(results, exporter_url)
+
+        class Run:  # what the flow hands the engine
+            pass
+
+        result = Run()
+        result.signals = signals
+        result.vanished = lambda incidents: gone(signals, incidents, results, complete)
+        return engine.step(result)
+
+    with Exporter() as exporter:
+        exporter.failing = {api.url}
+        assert run(exporter.url) == [("opened", f"blackbox:url={api.url}")]
+        exporter.answer = Response(200, "garbage {{{ not exposition format")
+        sent = run(exporter.url)  # the exporter answers nonsense: the API is not "up"
+        assert sent == [("opened", f"blackbox-exporter:exporter={exporter.url}")]
+        outage = engine.incidents[f"blackbox-exporter:exporter={exporter.url}"].signal
+        assert outage.summary.startswith("blackbox_exporter could not probe 2 target(s): api, web")
+        assert engine.state(f"blackbox:url={api.url}") == State.firing
+        dead = f"http://127.0.0.1:{free_port()}"
+        sent = run(dead)  # configured to an exporter that is gone: still no target resolves
+        assert sorted(sent) == [
+            ("opened", f"blackbox-exporter:exporter={dead}"),
+            ("resolved", f"blackbox-exporter:exporter={exporter.url}"),  # no longer configured
+        ]
+        assert engine.state(f"blackbox:url={api.url}") == State.firing
+        exporter.answer = None
+        # back, but the file listing the API is unreadable: the API is not "no longer probed"
+        assert run(exporter.url, complete=False, probed=targets[1:]) == [
+            ("resolved", f"blackbox-exporter:exporter={dead}"),
+        ]
+        assert engine.state(f"blackbox:url={api.url}") == State.firing
+        exporter.failing = set()
+        assert run(exporter.url) == [("resolved", f"blackbox:url={api.url}")]
