@@ -121,11 +121,10 @@ def test_prometheus_one_bad_sample_is_one_warning_and_the_rest_is_evaluated(
     opened = {k for k, i in engine.incidents.items() if i.is_open}
     assert opened == {f"prometheus/RoleAgentFailure:host={h}" for h in "abc"}
 
-    # b without `value`, a number where a sample belongs, a label that is not a string; c recovers
+    # b without `value`, a label that is not a string; c recovers
     bad_b = {"metric": {"host": "b"}}
-    prom.answers[FAILURE.expr] = vector(
-        sample("a"), bad_b, 42, {"metric": {"host": 7}, "value": [1, "0"]}
-    )
+    bad_label = {"metric": {"host": 7}, "value": [1, "0"]}
+    prom.answers[FAILURE.expr] = vector(sample("a"), bad_b, bad_label)
     result = watch_run(prom.url, FAILURE)
     warnings = {s.key: s.summary for s in result.signals if s.firing and "malformed" in s.key}
     assert warnings == {
@@ -135,29 +134,47 @@ def test_prometheus_one_bad_sample_is_one_warning_and_the_rest_is_evaluated(
         ),
         "prometheus/RoleAgentFailure:malformed=expr result[2]": (
             "prometheus watch RoleAgentFailure: malformed sample result[2] in the answer to expr "
-            "'role_agent_last_run_success == 0': a sample is an object {metric, value}"
-        ),
-        "prometheus/RoleAgentFailure:malformed=expr result[3]": (
-            "prometheus watch RoleAgentFailure: malformed sample result[3] in the answer to expr "
             "'role_agent_last_run_success == 0': metric.host: Input should be a valid string"
         ),
     }
     assert all(s.severity == Severity.warning for s in result.signals if s.key in warnings)
     sent = engine.step(result)
-    assert sorted(sent) == sorted(
-        [("resolved", "prometheus/RoleAgentFailure:host=c")] + [("opened", key) for key in warnings]
-    )
-    # a still fails, b's truth is unknown: neither resolved nor re-counted
-    assert engine.state("prometheus/RoleAgentFailure:host=a") == State.firing
-    assert engine.state("prometheus/RoleAgentFailure:host=b") == State.firing
+    # unreadable labels: any present series may be behind that sample, so nobody "recovers"
+    assert sorted(sent) == sorted(("opened", key) for key in warnings)
+    for host in "abc":
+        assert engine.state(f"prometheus/RoleAgentFailure:host={host}") == State.firing
 
-    # the answer is whole again: b recovered, the warnings resolve
+    # only b unreadable: c recovers, b's truth is unknown (neither resolved nor re-counted)
+    prom.answers[FAILURE.expr] = vector(42, sample("a"), bad_b)
+    sent = engine.step(watch_run(prom.url, FAILURE))  # 42: blind again, nothing resolves
+    assert sent == [("opened", "prometheus/RoleAgentFailure:malformed=expr result[0]")]
+    prom.answers[FAILURE.expr] = vector(sample("a"), bad_b)
+    sent = engine.step(watch_run(prom.url, FAILURE))
+    assert sorted(sent) == [
+        ("resolved", "prometheus/RoleAgentFailure:host=c"),
+        ("resolved", "prometheus/RoleAgentFailure:malformed=expr result[0]"),
+        ("resolved", "prometheus/RoleAgentFailure:malformed=expr result[2]"),
+    ]
+    assert engine.state("prometheus/RoleAgentFailure:host=b") == State.firing
+    assert engine.state("prometheus/RoleAgentFailure:host=a") == State.firing
+
+    # the answer is whole again: b recovered, the last warnings resolve
     prom.answers[FAILURE.expr] = vector(sample("a"))
     sent = engine.step(watch_run(prom.url, FAILURE))
-    assert sorted(sent) == sorted(
-        [("resolved", "prometheus/RoleAgentFailure:host=b")]
-        + [("resolved", key) for key in warnings]
-    )
+    assert sorted(sent) == [
+        ("resolved", "prometheus/RoleAgentFailure:host=b"),
+        ("resolved", 'prometheus/RoleAgentFailure:malformed=expr {host="b"}'),
+    ]
+
+
+def test_prometheus_bad_records_never_quote_their_values(prom: Prometheus) -> None:
+    canary = "CANARY-secret-in-a-bad-sample"
+    prom.answers[PRESENCE] = vector(sample("a", "1"))
+    prom.answers[FAILURE.expr] = vector({"metric": {"host": "a"}, "value": [1, canary]})
+    result = watch_run(prom.url, FAILURE)
+    (warning,) = [s for s in result.signals if s.firing]
+    assert "value.value: Value error, a sample value is a number in a string" in warning.summary
+    assert canary not in repr(result.signals)
 
 
 @pytest.mark.parametrize(

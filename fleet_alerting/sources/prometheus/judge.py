@@ -151,7 +151,8 @@ def evaluate_watches(
                 result.known.add(name)
             result.rows.append(_row(outcome.watch, "", "ERROR", None, outcome.error))
             continue
-        result.evaluated.add(name)
+        if not (blind(outcome, "expr") or blind(outcome, "metric")):
+            result.evaluated.add(name)  # only a whole answer may say what is no longer reported
         result.known.add(name)
         signals = watch_signals(outcome, links)
         result.unknown_keys |= unreadable_keys(outcome)
@@ -173,6 +174,11 @@ def evaluate_watches(
             result.rows.append(_row(outcome.watch, s.target, "MALFORMED", None, s.summary, s.key))
     result.signals += error_signals(errors, config_file)
     return result
+
+
+def blind(outcome: WatchOutcome, query: str) -> bool:
+    """A sample of this query's answer was malformed beyond naming: any series may be behind it."""
+    return any(q == query and not bad.labels for q, bad in outcome.malformed)
 
 
 def unreadable_keys(outcome: WatchOutcome) -> set[str]:
@@ -237,15 +243,21 @@ def watch_signals(outcome: WatchOutcome, links: LinksConfig) -> list[Signal]:
             signals.append(signal)
     if outcome.present is None:
         return signals
-    if watch.key_labels:
+    # a malformed presence sample whose labels are readable still says the series exists
+    present = [
+        *outcome.present,
+        *(Series(b.labels, 1.0) for q, b in outcome.malformed if q == "metric" and b.labels),
+    ]
+    if watch.key_labels and not blind(outcome, "expr"):  # else who recovered is unknown
         unknown = unreadable_keys(outcome)
-        for series in outcome.present:
+        for series in present:
             key_labels = _key_labels(watch, series.labels)
             key = incident_key(source, key_labels)
             if key not in firing_keys and key not in unknown:
                 signals.append(_ok(watch, key, _target(watch, key_labels), series.labels))
     if watch.absent_is is not None:
-        signals.append(absent_signal(watch, links, absent=not outcome.present))
+        some = bool(present) or any(q == "metric" for q, _ in outcome.malformed)
+        signals.append(absent_signal(watch, links, absent=not some))
     return signals
 
 
