@@ -6,7 +6,6 @@ from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
     RunFailed,
     load,
-    problem_signals,
     publish,
     summarize,
 )
@@ -19,9 +18,9 @@ from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.policy import PolicyConfig, PolicyFor
 from fleet_alerting.core.signals import Severity
 from fleet_alerting.sources.alertmanager.judge import (
-    API_SOURCE,
     SOURCE,
     alert_key,
+    failure_signals,
     gone,
     malformed_signals,
     to_signals,
@@ -48,14 +47,15 @@ async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> dict[str
     if am is None:
         raise RunFailed(f"{config.source_file}: alertmanager: section missing (url, rules)")
     now = utcnow()
-    matched, problems, malformed = await fetch_escalating_alerts(am)
+    matched, failures, malformed = await fetch_escalating_alerts(am)
     signals = to_signals(matched, now, am.url, config.links)
-    signals += problem_signals(API_SOURCE, problems) + malformed_signals(malformed)
+    signals += failure_signals(failures) + malformed_signals(malformed)
+    rules = [rule.name for rule in am.rules]
     evaluation = record_signals(
         config,
         signals,
         now,
-        vanish=lambda incidents: gone(signals, incidents, not problems, malformed),
+        vanish=lambda incidents: gone(signals, incidents, rules, failures, malformed),
         policy_for=escalation_policies(config),
     )
     report = await deliver_notifications(config)
@@ -81,7 +81,7 @@ async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> dict[str
     summary = {
         "alerts": len(rows),
         "firing": sum(s.firing for s in signals if s.source == SOURCE),
-        "rule_problems": len(problems),
+        "rule_problems": len(failures),
         "malformed_alerts": len(malformed),
     }
     summary |= summarize(evaluation, report)

@@ -273,10 +273,12 @@ class AlertmanagerV2(FakeServer):
             return Response(404, "not found")
         if self.down:
             return Response(503, "Service Unavailable")
+        if 'team="refused"' in request.query.get("filter", []):
+            return Response(400, {"code": 400, "message": "bad matcher"})
         return Response(200, self.alerts)  # type: ignore[arg-type]
 
 
-def am_config(path: Path, am: str, pd: str, slack: str) -> None:
+def am_config(path: Path, am: str, pd: str, slack: str, *extra_rules: dict) -> None:
     (path.parent / "pd.key").write_text("P" * 32)
     (path.parent / "slack.url").write_text(f"{slack}/services/T/B/x")
     config = {
@@ -289,7 +291,7 @@ def am_config(path: Path, am: str, pd: str, slack: str) -> None:
         "policies": {"critical": {"page": ["pagerduty"], "page_after": "5m"}},
         "alertmanager": {
             "url": am,
-            "rules": [{"name": "critical", "matchers": ['severity="critical"']}],
+            "rules": [{"name": "critical", "matchers": ['severity="critical"']}, *extra_rules],
         },
     }
     path.write_text(yaml.safe_dump(config))
@@ -343,6 +345,28 @@ def test_alertmanager_malformed_alert_beside_a_critical_one(
     }
     assert incidents["alertmanager:fingerprint=f00dfeed"].state == State.paged
     assert back["resolved"] == 4  # the three warnings and the outage, nothing else
+
+
+@pytest.mark.integration
+def test_alertmanager_outage_keeps_a_rule_configuration_error_open(
+    prefect_api: str, config_file: Path
+) -> None:
+    from fleet_alerting.flows.alertmanager_escalation import alertmanager_escalation
+
+    refused = {"name": "refused", "matchers": ['team="refused"'], "severity": "warning"}
+    with AlertmanagerV2() as am, PagerDutyServer() as pd, SlackWebhookServer() as slack:
+        am_config(config_file, am.url, pd.url, slack.url, refused)
+        first = asyncio.run(alertmanager_escalation(str(config_file)))
+        am.down = True
+        down = asyncio.run(alertmanager_escalation(str(config_file)))
+        am.down = False
+        back = asyncio.run(alertmanager_escalation(str(config_file)))
+    texts = [m["text"].split(" | ")[0] for m in slack.messages]
+    assert (first["rule_problems"], down["rule_problems"], back["rule_problems"]) == (1, 1, 1)
+    assert texts[0].startswith("[WARNING] Alertmanager rule refused: Alertmanager ")
+    assert texts[1].startswith("[WARNING] Alertmanager rules critical, refused: ")
+    assert texts[2].startswith("[RESOLVED after ") and "rules critical, refused" in texts[2]
+    assert len(texts) == 3  # the configuration error never resolved, so it never re-opened
 
 
 # Fleet API -----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ incident for one resolves, and one that never opened never pages.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
 
@@ -49,6 +50,40 @@ def to_signals(
     return list(signals.values())
 
 
+@dataclass(frozen=True)
+class RuleFailure:
+    """Escalation rules whose query failed the same way (Alertmanager down: every rule)."""
+
+    error: str
+    rules: tuple[str, ...]
+    permanent: bool  # a 400 for the rule's matchers: the configuration must change
+
+    @property
+    def problem(self) -> str:
+        return f"Alertmanager rule{'s' if len(self.rules) > 1 else ''} {', '.join(self.rules)}"
+
+
+def failure_signals(failures: Iterable[RuleFailure]) -> list[Signal]:
+    """One warning per distinct failure, naming the rules that could not run."""
+    return [
+        Signal(
+            key=signal_key(API_SOURCE, problem=f.problem),
+            source=API_SOURCE,
+            firing=True,
+            severity=Severity.warning,
+            summary=f"{f.problem}: {f.error}",
+            target=", ".join(f.rules),
+            remediation=(
+                ("Fix the rule's matchers in the config (amtool's matcher syntax)",)
+                if f.permanent
+                else ("Check that Alertmanager is up and reachable from the Prefect worker",)
+            ),
+            labels={"rules": ",".join(f.rules)},
+        )
+        for f in failures
+    ]
+
+
 def malformed_signals(malformed: Iterable[Malformed]) -> list[Signal]:
     """One warning per alert of the answer that does not have the documented shape; the
     well-formed alerts beside it are escalated as usual."""
@@ -84,17 +119,25 @@ def unreadable_keys(malformed: Iterable[Malformed]) -> set[str]:
 def gone(
     signals: Sequence[Signal],
     incidents: Iterable[Incident],
-    complete: bool,
+    rules: Iterable[str],
+    failures: Sequence[RuleFailure] = (),
     malformed: Iterable[Malformed] = (),
 ) -> list[Signal]:
     """Ok-signals for what this run's answers no longer list. Only a complete answer (every rule
     answered) may resolve an alert's incident or a malformed-alert warning; an alert named only by
-    a malformed record stays as it is."""
+    a malformed record stays as it is. A rule failure resolves only once every rule it names ran
+    (or failed for a reason of its own): an outage never resolves a rule's configuration error."""
     incidents = list(incidents)
-    out = vanished(signals, incidents, API_SOURCE, ANSWERS_AGAIN)
-    if complete:
-        unknown = unreadable_keys(malformed)
-        out += [s for s in vanished(signals, incidents, SOURCE, GONE) if s.key not in unknown]
+    configured = set(rules)
+    unknown = {r for f in failures if not f.permanent for r in f.rules}
+    out = [
+        s
+        for s in vanished(signals, incidents, API_SOURCE, ANSWERS_AGAIN)
+        if not (set((s.labels.get("rules") or "").split(",")) & configured & unknown)
+    ]
+    if not failures:
+        unreadable = unreadable_keys(malformed)
+        out += [s for s in vanished(signals, incidents, SOURCE, GONE) if s.key not in unreadable]
         out += vanished(signals, incidents, RECORDS_SOURCE, READABLE_AGAIN)
     return out
 
