@@ -76,13 +76,12 @@ def identity(raw: object, index: int) -> str:
     """`event <id>`, else `<type> event at <timestamp>`, else its position in the page."""
     if not isinstance(raw, dict):
         return f"event [{index}]"
-    ident, kind, stamp = raw.get("id"), raw.get("type"), raw.get("timestamp")
+    ident = raw.get("id")
     if isinstance(ident, str | int) and not isinstance(ident, bool) and str(ident):
-        return f"event {ident}"
-    kind = kind if isinstance(kind, str) and kind else "event"
-    kind = kind if kind != "event" else (raw.get("source") or "event")
-    kind = kind if isinstance(kind, str) else "event"
-    label = kind if kind == "event" else f"{kind} event"
+        return f"event {str(ident)[:80]}"
+    kind = next((k for k in (raw.get("type"), raw.get("source")) if isinstance(k, str) and k), "")
+    label = f"{kind[:60]} event" if kind else "event"
+    stamp = raw.get("timestamp")
     if isinstance(stamp, str) and stamp:
         return f"{label} at {stamp[:40]}"
     return f"{label} [{index}]"
