@@ -38,7 +38,7 @@ async def prometheus_watches(config_path: str = DEFAULT_CONFIG) -> dict[str, int
     watches = active_watches(config.prometheus)
     outcomes = await run_watch_queries(config.prometheus, watches)
     result = evaluate_watches(outcomes, graph_links(config), config.source_file)
-    evaluation = record_signals(config, result.signals, now, result.vanished_sources)
+    evaluation = record_signals(config, result.signals, now, vanish=result.vanished)
     report = await deliver_notifications(config)
     await publish("prometheus-watches", result.rows, evaluation, report)
     summary = {

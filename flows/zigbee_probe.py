@@ -12,6 +12,7 @@ from fleet_alerting.flows.common import (
     store_errors_fail_the_run,
     summarize,
 )
+from fleet_alerting.sources.zigbee.judge import cause_changes
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
 from fleet_alerting.tasks.zigbee import log_run, watch_coordinators
 
@@ -23,7 +24,7 @@ async def zigbee_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     now = utcnow()
     run = await watch_coordinators(config, now)
     log_run(run)
-    evaluation = record_signals(config, run.signals, now)
+    evaluation = record_signals(config, run.signals, now, announce=cause_changes)
     report = await deliver_notifications(config)
     changes: dict[str, list[str]] = {}
     for incident in evaluation.incidents:

@@ -22,12 +22,15 @@ from fleet_alerting.sources.fleet_events.judge import (
     alerting,
     event_notifications,
 )
+from fleet_alerting.sources.records import Malformed
 from fleet_alerting.store.sqlite import Store
 
 
 @task(name="fetch-fleet-events", cache_policy=NO_CACHE)
-async def fetch_events(config: FleetApiConfig) -> tuple[list[FleetEvent], list[str], str | None]:
-    """The newest events, per-event parse problems, and the run's problem (API down) if any."""
+async def fetch_events(
+    config: FleetApiConfig,
+) -> tuple[list[FleetEvent], list[Malformed], str | None]:
+    """The newest events, the malformed ones, and the run's problem (API down) if any."""
     logger = get_run_logger()
     try:
         token = config.token.resolve() if config.token else None
@@ -37,7 +40,7 @@ async def fetch_events(config: FleetApiConfig) -> tuple[list[FleetEvent], list[s
         logger.error("Fleet API events: %s", exc)
         return [], [], f"Fleet API events: {exc}"
     for problem in problems:
-        logger.warning("Fleet API events: skipped %s", problem)
+        logger.warning("Fleet API events: skipped malformed %s", problem)
     logger.info("Fleet API: %d event(s) (correlation id %s)", len(page.events), page.correlation_id)
     return page.events, problems, None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 import httpx
@@ -17,6 +17,9 @@ from fleet_alerting.core.signals import Signal
 from fleet_alerting.delivery.drain import DrainReport, build_notifiers, drain
 from fleet_alerting.store.sqlite import Retention, Store
 
+Vanish = Callable[[Iterable[Incident]], list[Signal]]
+Announce = Callable[[Mapping[str, Incident], Evaluation, PolicyFor, datetime], Evaluation]
+
 
 @task(name="evaluate-and-record", cache_policy=NO_CACHE)
 def record_signals(
@@ -25,16 +28,22 @@ def record_signals(
     now: datetime,
     vanished_sources: dict[str, str] | None = None,
     policy_for: PolicyFor | None = None,
+    vanish: Vanish | None = None,
+    announce: Announce | None = None,
 ) -> Evaluation:
     """One transaction: incident changes and the notifications they cause.
 
     `vanished_sources` maps a source to a reason: that source's open incidents which the signals
     no longer mention count as recovered (a host gone from a query result, a target removed).
+    `vanish`, given the unresolved incidents, returns ok-signals for those a source knows to be
+    over (finer than a whole source: only what this run could observe).
+    `announce`, given the incidents before and the evaluation, adds what the engine does not tell
+    (a changed cause of an open incident), in the same transaction.
     `policy_for` overrides the configured policies (a source with its own debouncing)."""
     store = Store(config.state.path)
     try:
         evaluation, queued = evaluate_and_record(
-            store, signals, policy_for or config.policy, now, vanished_sources
+            store, signals, policy_for or config.policy, now, vanished_sources, vanish, announce
         )
         pruned = store.prune(now, retention(config))
     finally:
@@ -56,6 +65,8 @@ def evaluate_and_record(
     policy_for: PolicyFor,
     now: datetime,
     vanished_sources: dict[str, str] | None = None,
+    vanish: Vanish | None = None,
+    announce: Announce | None = None,
 ) -> tuple[Evaluation, int]:
     """The task's body without Prefect: read, evaluate and record in one write transaction, so
     two processes (five flows every minute, a `run` on top) never evaluate the same keys at once."""
@@ -64,7 +75,12 @@ def evaluate_and_record(
         everything = signals
         for source, reason in (vanished_sources or {}).items():
             everything = everything + vanished(signals, incidents.values(), source, reason)
-        return evaluate(everything, incidents, policy_for, now)
+        if vanish is not None:
+            everything = everything + vanish(incidents.values())
+        evaluation = evaluate(everything, incidents, policy_for, now)
+        if announce is not None:
+            evaluation = announce(incidents, evaluation, policy_for, now)
+        return evaluation
 
     return store.evaluate(decide, now)
 

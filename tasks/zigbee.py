@@ -48,10 +48,12 @@ async def watch(config: Config, now: datetime) -> ZigbeeRun:
             elif permit is not None and permit.open_since is not None:
                 open_since[name] = permit.open_since.isoformat()
             closed = None
-            if zigbee.should_close(obs, permit) and obs.info is not None:
+            if zigbee.should_close(obs, permit) and obs.info is not None and permit is not None:
                 closed = await close_permit_join(obs.coordinator, obs.info.major, zconfig)
+                channels = config.policy(obs.coordinator.severity).channels()
+                store.record(zigbee.auto_close_report(obs, permit, closed, channels, now), now)
             signals += zigbee.signals(obs, permit, closed)
-            rows.append(zigbee.row(obs, permit, now))
+            rows.append(zigbee.row(obs, permit, now, closed))
         if open_since != stored:
             store.set_value(OPEN_SINCE, open_since)
         signals += zigbee.retired(store.unresolved(zigbee.SOURCE).values(), zconfig.coordinators)

@@ -11,7 +11,7 @@ import glob
 import json
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -20,7 +20,9 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleet_alerting.config.schema import BlackboxConfig, FileSdTargets, HttpTarget
+from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.keys import signal_key
+from fleet_alerting.core.policy import vanished
 from fleet_alerting.core.signals import Severity, Signal
 
 SOURCE = "blackbox"
@@ -46,6 +48,7 @@ class ProbeResult:
     latency_ms: float | None = None
     error: str | None = None
     tls_days_left: float | None = None
+    observed: bool = True  # False: blackbox_exporter could not probe, the target is unknown
 
 
 def from_config(target: HttpTarget) -> ProbeTarget:
@@ -180,18 +183,16 @@ async def _via_exporter(
             body = await resp.text()
             if resp.status != 200:
                 detail = body.strip()[:200]
-                return ProbeResult(
-                    target, False, error=f"blackbox_exporter HTTP {resp.status}: {detail}"
-                )
+                return _unobserved(target, f"blackbox_exporter HTTP {resp.status}: {detail}")
     except TimeoutError:
-        return ProbeResult(
-            target, False, error=f"blackbox_exporter timed out after {timeout + 1:g}s"
-        )
+        return _unobserved(target, f"blackbox_exporter timed out after {timeout + 1:g}s")
     except aiohttp.ClientError as exc:
-        return ProbeResult(
-            target, False, error=f"blackbox_exporter unreachable: {type(exc).__name__}"
-        )
+        return _unobserved(target, f"blackbox_exporter unreachable: {type(exc).__name__}")
     return parse_exporter(target, body)
+
+
+def _unobserved(target: ProbeTarget, error: str) -> ProbeResult:
+    return ProbeResult(target, False, error=error, observed=False)
 
 
 def parse_exporter(target: ProbeTarget, body: str) -> ProbeResult:
@@ -201,9 +202,9 @@ def parse_exporter(target: ProbeTarget, body: str) -> ProbeResult:
             for sample in family.samples:
                 values.setdefault(sample.name, sample.value)
     except ValueError as exc:
-        return ProbeResult(target, False, error=f"unparseable blackbox_exporter answer: {exc}")
+        return _unobserved(target, f"unparseable blackbox_exporter answer: {str(exc)[:200]}")
     if "probe_success" not in values:
-        return ProbeResult(target, False, error="blackbox_exporter answer lacks probe_success")
+        return _unobserved(target, "blackbox_exporter answer lacks probe_success")
     ok = values["probe_success"] == 1
     status = int(values.get("probe_http_status_code", 0)) or None
     latency = values.get("probe_duration_seconds")
@@ -248,3 +249,53 @@ def to_signal(result: ProbeResult) -> Signal:
         labels=target.labels,
         evidence=evidence,
     )
+
+
+EXPORTER_SOURCE = f"{SOURCE}-exporter"
+
+
+def exporter_outage(results: Sequence[ProbeResult], exporter_url: str) -> list[Signal]:
+    """One warning naming every target blackbox_exporter could not probe (and why): those
+    targets were not observed, so their own incidents neither fire nor resolve this run."""
+    failed: dict[str, list[str]] = {}
+    for result in results:
+        if not result.observed:
+            failed.setdefault(result.error or "no answer", []).append(result.target.name)
+    if not failed:
+        return []
+    names = [n for group in failed.values() for n in group]
+    why = "; ".join(f"{error} ({len(group)})" for error, group in failed.items())
+    listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return [
+        Signal(
+            key=signal_key(EXPORTER_SOURCE, exporter=exporter_url),
+            source=EXPORTER_SOURCE,
+            firing=True,
+            severity=Severity.warning,
+            summary=f"blackbox_exporter could not probe {len(names)} target(s): {listed} — {why}",
+            target=exporter_url,
+            remediation=(
+                "Check that blackbox_exporter is up and reachable from the Prefect worker, and "
+                "that the targets' modules exist in its blackbox.yml",
+            ),
+            labels={"targets": ",".join(names)},
+        )
+    ]
+
+
+def gone(
+    signals: Sequence[Signal],
+    incidents: Iterable[Incident],
+    results: Sequence[ProbeResult],
+    complete: bool,
+) -> list[Signal]:
+    """Ok-signals for what this run no longer mentions, and only what it looked at: with a
+    targets file unreadable (`complete` false) a target missing from the list may still be meant,
+    and a target the exporter could not probe is unknown."""
+    incidents = list(incidents)
+    unknown = {signal_key(SOURCE, url=r.target.url) for r in results if not r.observed}
+    out = vanished(signals, incidents, f"{SOURCE}-config", "targets readable again")
+    out += vanished(signals, incidents, EXPORTER_SOURCE, "blackbox_exporter probes again")
+    if complete:
+        out += vanished(signals, incidents, SOURCE, "no longer probed")
+    return [s for s in out if s.key not in unknown]
