@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from fleet_alerting.core.actions import newer_acts
 from fleet_alerting.core.incidents import Incident, Notification, State
 from fleet_alerting.core.policy import Evaluation
 
@@ -171,8 +172,10 @@ class Store:
         if not incidents:
             return
         threads = self._threads(conn)
+        acted = self._acted(conn)
         rows = []
         for incident in incidents:
+            incident = newer_acts(acted.get(incident.key), incident)  # an action since the read
             stored = threads.get(incident.key)
             if incident.thread_ts is None and stored and stored.onset == incident.onset:
                 # keep a thread set (by the Slack notifier) since this incident was read
@@ -194,6 +197,15 @@ class Store:
         """Stored incidents that have a Slack thread (few; only those are parsed)."""
         query = sa.select(incidents_table.c.data).where(
             incidents_table.c.data.like('%"thread_ts":"%')
+        )
+        loaded = (_incident_json.validate_json(row) for row in conn.execute(query).scalars())
+        return {incident.key: incident for incident in loaded}
+
+    def _acted(self, conn: sa.Connection) -> dict[str, Incident]:
+        """Stored incidents an operator acted on (few; only those are parsed)."""
+        query = sa.select(incidents_table.c.data).where(
+            incidents_table.c.data.like('%"acts":{%'),
+            incidents_table.c.data.not_like('%"changed_at":null}%'),
         )
         loaded = (_incident_json.validate_json(row) for row in conn.execute(query).scalars())
         return {incident.key: incident for incident in loaded}
