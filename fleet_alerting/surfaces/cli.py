@@ -18,6 +18,8 @@ from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.store.sqlite import Store
+from fleet_alerting.surfaces.actions_cli import add_commands as add_action_commands
+from fleet_alerting.surfaces.actions_cli import show as show_incident
 
 DEFAULT_CONFIG = "config/example.yaml"
 Command = Callable[[argparse.Namespace], int]
@@ -141,6 +143,8 @@ def _store(args: argparse.Namespace) -> Store:
 
 
 def incidents(args: argparse.Namespace) -> int:
+    if args.show:
+        return show_incident(_store(args), args.show)
     now = utcnow()
     rows = _store(args).incidents(include_resolved=args.all)
     if not rows:
@@ -200,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     inc = add("incidents", incidents, "list open incidents from the store")
     inc.add_argument("--config", default=DEFAULT_CONFIG)
     inc.add_argument("--all", action="store_true", help="include resolved incidents")
+    inc.add_argument("--show", metavar="KEY", help="one incident with its actions (audit trail)")
+    add_action_commands(commands)  # ack, silence, unsilence, snooze (actions_cli.py)
     add("outbox", outbox, "list queued notifications and dead letters").add_argument(
         "--config", default=DEFAULT_CONFIG
     )

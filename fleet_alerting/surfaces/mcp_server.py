@@ -19,6 +19,7 @@ from fleet_alerting.config import Config
 from fleet_alerting.config.secrets import install_log_redaction
 from fleet_alerting.sources.fleet_events.client import FleetApi
 from fleet_alerting.surfaces.fleet_queries import FleetQueries, LogsQuery
+from fleet_alerting.surfaces.mcp_actions import add_action_tools
 from fleet_alerting.surfaces.slack_commands import all_devices
 
 # (deployment, parameters, print) → exit code; `deployments.trigger.trigger` in production.
@@ -91,6 +92,8 @@ def build_server(config: Config, *, write: bool, trigger: Trigger | None = None)
             lines: list[str] = []
             code = await trigger(deployment, parameters or {}, lines.append)
             return "\n".join(lines) + ("" if code == 0 else f"\n(exit code {code})")
+
+        add_action_tools(server, config)  # acknowledge/silence/unsilence (mcp_actions.py)
 
     return server
 
