@@ -5,6 +5,8 @@ protocols."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Iterator
@@ -35,6 +37,7 @@ from tests.operator_fleet import TOKEN, fleet_server
 SIGNING_SECRET = "slack-signing-secret-CANARY-13"
 ROUTING_KEY = "R" * 32
 KEY = "blackbox:target=fleet-api"
+PD_WEBHOOK_SECRET = "pd-webhook-secret-CANARY-v3"
 
 
 @dataclass
@@ -138,6 +141,7 @@ def world(tmp_path: Path) -> Iterator[World]:
         (tmp_path / "signing.secret").write_text(SIGNING_SECRET)
         (tmp_path / "fleet.token").write_text(TOKEN)
         (tmp_path / "pd.key").write_text(ROUTING_KEY)
+        (tmp_path / "pd-webhook.secret").write_text(PD_WEBHOOK_SECRET)
         (tmp_path / "slack.url").write_text(f"{slack.url}/services/T/B/X")
         config = {
             "state": {"path": "state.sqlite"},
@@ -154,7 +158,8 @@ def world(tmp_path: Path) -> Iterator[World]:
                 "slack_app": {
                     "signing_secret": {"file": "signing.secret"},
                     "allowed_users": ["U0ANA"],
-                }
+                },
+                "pagerduty_webhook": {"secret": {"file": "pd-webhook.secret"}},
             },
         }
         path = tmp_path / "config.yaml"
@@ -275,3 +280,78 @@ def test_resolved_messages_carry_no_buttons() -> None:
         if b["type"] == "actions"
     ]
     assert [e["action_id"] for e in actions["elements"]] == ["ack", "silence"]  # no snooze
+
+
+def pagerduty_webhook(event_type: str, event_id: str, secret: str = PD_WEBHOOK_SECRET) -> dict:
+    """A webhook v3 delivery as PagerDuty documents it, signed `v1=` HMAC-SHA256 of the body."""
+    body = json.dumps(
+        {
+            "event": {
+                "id": event_id,
+                "event_type": event_type,
+                "resource_type": "incident",
+                "occurred_at": "2026-11-26T10:42:00.000Z",
+                "agent": {
+                    "html_url": "https://example.pagerduty.com/users/PLH1HKV",
+                    "id": "PLH1HKV",
+                    "self": "https://api.pagerduty.com/users/PLH1HKV",
+                    "summary": "Ana Operator",
+                    "type": "user_reference",
+                },
+                "client": None,
+                "data": {
+                    "id": "PGR0VU2",
+                    "type": "incident",
+                    "number": 2,
+                    "status": event_type.split(".")[1],
+                    "incident_key": KEY,
+                    "title": "Fleet API down",
+                    "urgency": "high",
+                },
+            }
+        }
+    ).encode()
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    headers = {
+        "content-type": "application/json",
+        "x-pagerduty-signature": f"v1=0000,v1={digest}",  # rotation: one of several matches
+        "x-webhook-id": "PWH1234",
+    }
+    return {"content": body, "headers": headers}
+
+
+def test_pagerduty_webhook_valid_and_invalid_signatures(world: World) -> None:
+    now = datetime.now(UTC)
+    onset = now - timedelta(minutes=6)
+    world.observe(now, onset)  # paged
+    events = len(world.pagerduty.events)
+    forged = pagerduty_webhook("incident.acknowledged", "E1", secret="not-the-secret")
+    assert world.client.post("/pagerduty/webhook", **forged).status_code == 401
+    unsigned = pagerduty_webhook("incident.acknowledged", "E1")
+    del unsigned["headers"]["x-pagerduty-signature"]
+    assert world.client.post("/pagerduty/webhook", **unsigned).status_code == 401
+    assert world.incident().acts.acked_at is None
+
+    valid = pagerduty_webhook("incident.acknowledged", "E1")
+    assert world.client.post("/pagerduty/webhook", **valid).status_code == 200
+    incident = world.incident()
+    assert incident.acts.acked_by == "Ana Operator"
+    assert world.slack.messages[-1]["text"].startswith(
+        "[CRITICAL] Acknowledged in PagerDuty by Ana Operator"
+    )
+    assert len(world.pagerduty.events) == events  # not echoed back to PagerDuty
+    assert world.client.post("/pagerduty/webhook", **valid).status_code == 200  # redelivery
+    assert len(audit.history(world.store(), KEY)) == 1
+
+
+def test_resolved_in_pagerduty_while_still_failing_stays_open_and_says_so(world: World) -> None:
+    now = datetime.now(UTC)
+    onset = now - timedelta(minutes=6)
+    world.observe(now, onset)
+    resolved = pagerduty_webhook("incident.resolved", "E2")
+    assert world.client.post("/pagerduty/webhook", **resolved).status_code == 200
+    assert world.incident().state == State.paged
+    assert "Resolved in PagerDuty, but still failing" in world.slack.messages[-1]["text"]
+    assert world.observe(now + timedelta(hours=2), onset) == []  # no second page, no reminder
+    (record,) = audit.history(world.store(), KEY)
+    assert (record.action, record.actor, record.via) == ("resolved", "Ana Operator", "pagerduty")

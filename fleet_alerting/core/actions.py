@@ -154,6 +154,34 @@ def snooze(incident: Incident, actor: str, now: datetime, until: datetime) -> Ch
     return Change(replace(incident, acts=acts, changed_at=now), [])
 
 
+def pager_acknowledged(
+    incident: Incident, actor: str, now: datetime, channels: Sequence[str]
+) -> Change:
+    """Acknowledged in PagerDuty: recorded like an ack here, told in Slack, not echoed back."""
+    if incident.state == State.resolved:
+        return Change(incident, [], "already resolved")
+    if incident.acts.acked_at is not None:
+        return Change(incident, [], f"already acknowledged by {incident.acts.acked_by}")
+    acts = replace(incident.acts, acked_by=actor, acked_at=now, changed_at=now)
+    incident = replace(incident, acts=acts, changed_at=now)
+    return Change(incident, _to(incident, _slack(channels), Kind.pager_acknowledged, now))
+
+
+def pager_resolved(
+    incident: Incident, actor: str, now: datetime, channels: Sequence[str]
+) -> Change:
+    """Resolved in PagerDuty while our check still fails: the incident stays open here (it
+    resolves when the check passes), counts as acknowledged (no reminders, no second page this
+    episode), and Slack is told plainly that the failure goes on."""
+    if incident.state == State.resolved:
+        return Change(incident, [], "already resolved here")
+    acts = incident.acts
+    if acts.acked_at is None:
+        acts = replace(acts, acked_by=actor, acked_at=now)
+    incident = replace(incident, acts=replace(acts, changed_at=now), changed_at=now)
+    return Change(incident, _to(incident, _slack(channels), Kind.pager_resolved, now))
+
+
 def newer_acts(stored: Incident | None, incoming: Incident) -> Incident:
     """`incoming` (an evaluation from a read before an action) with the stored record's acts when
     those changed later, so an action between read and write is not lost."""

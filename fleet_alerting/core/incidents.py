@@ -32,6 +32,8 @@ class Kind(StrEnum):
     silenced = "silenced"  # a silence or local mute was set (Slack: thread reply)
     unsilenced = "unsilenced"  # ended by hand
     silence_expired = "silence_expired"  # ended by time while still failing: one message
+    pager_acknowledged = "pager_acknowledged"  # done in PagerDuty (its webhook): Slack is told
+    pager_resolved = "pager_resolved"  # resolved in PagerDuty while our check still fails
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from fleet_alerting.delivery.notifiers.slack_webhook import ACTIONS_BLOCK, rende
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store.sqlite import Store
 from fleet_alerting.surfaces.incident_actions import Outcome, parse_for, perform
+from fleet_alerting.surfaces.pagerduty_webhook import pagerduty_routes
 
 log = logging.getLogger("fleet_alerting.surfaces.slack_actions")
 MAX_AGE_SECONDS = 300
@@ -115,7 +116,8 @@ def action_routes(
     clock: Callable[[], float] = time.time,
     respond: Respond = post_response_url,
 ) -> list[Route]:
-    """`/slack/actions` for the Slack app (mounted beside `/slack/commands`)."""
+    """`/slack/actions` (and `/pagerduty/webhook` when configured) for the Slack app, mounted
+    beside `/slack/commands`."""
     settings = config.operators.slack_app
     if settings is None:
         return []
@@ -199,4 +201,4 @@ def action_routes(
             return Response(status_code=200, background=BackgroundTask(refuse, click))
         return Response(status_code=200, background=BackgroundTask(work, click))
 
-    return [Route("/slack/actions", interact, methods=["POST"])]
+    return [Route("/slack/actions", interact, methods=["POST"]), *pagerduty_routes(config, clock)]

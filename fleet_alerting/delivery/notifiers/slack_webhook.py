@@ -32,6 +32,8 @@ _ICONS = {
     Kind.silenced: ":no_bell:",
     Kind.unsilenced: ":bell:",
     Kind.silence_expired: ":bell:",
+    Kind.pager_acknowledged: ":eyes:",
+    Kind.pager_resolved: ":warning:",
 }
 SILENCE_CHOICES = (("1 h", "1h"), ("4 h", "4h"), ("24 h", "24h"), ("until resolved", "resolved"))
 SNOOZE_CHOICES = (("1 h", "1h"), ("4 h", "4h"), ("24 h", "24h"))
@@ -59,6 +61,14 @@ def headline(n: Notification) -> str:
     acts = incident.acts
     if n.kind == Kind.acknowledged:
         return f"[{severity}] Acknowledged by {acts.acked_by} {_hhmm(acts.acked_at)}: {summary}"
+    if n.kind == Kind.pager_acknowledged:
+        return f"[{severity}] Acknowledged in PagerDuty by {acts.acked_by}: {summary}"
+    if n.kind == Kind.pager_resolved:
+        lasted = format_duration(n.at - incident.onset)
+        return (
+            f"[{severity}] Resolved in PagerDuty, but still failing after {lasted}: {summary} "
+            "(stays open here until the check passes)"
+        )
     if n.kind == Kind.silenced:
         until = f"until {_hhmm(acts.silenced_until)}" if acts.silenced_until else "until resolved"
         return f"[{severity}] Silenced by {acts.silenced_by} {until}: {summary}"
