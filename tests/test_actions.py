@@ -11,7 +11,7 @@ import yaml
 
 from fleet_alerting.core import actions
 from fleet_alerting.core.durations import parse_duration
-from fleet_alerting.core.incidents import Acts, Incident
+from fleet_alerting.core.incidents import Acts, Incident, State
 from fleet_alerting.core.policy import PolicyConfig, default_policies, evaluate
 from fleet_alerting.core.signals import Severity, Signal
 
@@ -97,3 +97,7 @@ def test_an_action_between_read_and_write_survives_the_evaluation() -> None:
     # a new episode (another onset) does not inherit the old acts
     fresh = replace(evaluated, onset=later, acts=Acts())
     assert actions.newer_acts(acked, fresh).acts == Acts()
+    # nor does one with the same onset after a resolve (Alertmanager keeps startsAt)
+    resolved = replace(acked, state=State.resolved)
+    again = replace(evaluated, acts=Acts())
+    assert actions.newer_acts(resolved, again).acts == Acts()

@@ -187,6 +187,8 @@ def newer_acts(stored: Incident | None, incoming: Incident) -> Incident:
     those changed later, so an action between read and write is not lost."""
     if stored is None or stored.onset != incoming.onset:
         return incoming
+    if stored.state == State.resolved and incoming.state != State.resolved:
+        return incoming  # a new episode with the same onset (an Alertmanager alert back)
     theirs, ours = stored.acts.changed_at, incoming.acts.changed_at
     if theirs is not None and (ours is None or theirs > ours):
         return replace(incoming, acts=stored.acts)
