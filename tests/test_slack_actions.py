@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+import uvicorn
 import yaml
 from pydantic import SecretStr
 from starlette.testclient import TestClient
@@ -31,8 +33,10 @@ from fleet_alerting.store import actions as audit
 from fleet_alerting.store.sqlite import Store
 from fleet_alerting.surfaces.slack_app import create_app
 from fleet_alerting.surfaces.slack_commands import sign
+from tests.fakes.http import Response
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 from tests.operator_fleet import TOKEN, fleet_server
+from tests.servers import free_port, wait_until
 
 SIGNING_SECRET = "slack-signing-secret-CANARY-13"
 ROUTING_KEY = "R" * 32
@@ -355,3 +359,47 @@ def test_resolved_in_pagerduty_while_still_failing_stays_open_and_says_so(world:
     assert world.observe(now + timedelta(hours=2), onset) == []  # no second page, no reminder
     (record,) = audit.history(world.store(), KEY)
     assert (record.action, record.actor, record.via) == ("resolved", "Ana Operator", "pagerduty")
+
+
+def test_the_click_is_answered_within_3s_and_worked_on_after(world: World) -> None:
+    """Under a real ASGI server: the answer comes before the (here slow) work is done."""
+    now = datetime.now(UTC)
+    world.observe(now, now - timedelta(minutes=1))
+    world.responses.fail_next = [Response(200, "ok", delay=4.0)]  # a slow response_url
+
+    async def no_trigger(_deployment, _out) -> int:
+        return 1
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(world.config, no_trigger), port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, 60, "uvicorn")
+        request = signed(payload("ack", None, "U0ANA", world))
+        started = time.monotonic()
+        answer = httpx.post(f"http://127.0.0.1:{port}/slack/actions", timeout=10, **request)
+        assert answer.status_code == 200 and time.monotonic() - started < 3
+        wait_until(lambda: len(world.responses.requests) == 1, 60, "response_url called")
+        assert world.incident().acts.acked_by == "@ana"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def test_a_failing_target_muted_for_2_minutes_sends_nothing_then_one_message(world: World) -> None:
+    now = datetime.now(UTC)
+    onset = now - timedelta(minutes=4)
+    world.observe(now, onset)
+    assert world.click("silence", "2m").status_code == 200
+    told = len(world.slack.messages)
+    for seconds in (30, 60, 90, 119):  # page_after (5 min from onset) passes: held too
+        assert world.observe(now + timedelta(seconds=seconds), onset) == []
+    assert world.pagerduty.events == []
+    at_expiry = world.observe(now + timedelta(seconds=121), onset)
+    assert kinds(at_expiry) == ["slack:silence_expired", "pagerduty:paged", "slack:paged"]
+    assert world.slack.messages[told]["text"].startswith("[CRITICAL] Silence ended, still failing")
+    assert len(world.slack.messages) == told + 2  # that message, then the page now due
+    assert world.observe(now + timedelta(seconds=150), onset) == []
