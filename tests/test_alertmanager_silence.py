@@ -28,6 +28,17 @@ def alertmanager(tmp_path: Path) -> Iterator[str]:
     server.stop()
 
 
+async def artifact_data(key: str) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async with get_client() as client:
+        found = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+    return [a.data for a in found]
+
+
 def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
@@ -78,6 +89,8 @@ def test_silence_creates_a_real_silence_the_next_run_respects_and_unsilence_expi
 
     second = asyncio.run(alertmanager_escalation(str(config_file)))
     assert second["firing"] == 0
+    (trail,) = asyncio.run(artifact_data("incident-actions"))
+    assert incident.key in trail and "silence by @ana via slack: done" in trail
     after = store.incident(incident.key)
     assert after.state == State.resolved and silence_id in after.resolution
     assert after.paged_at is None
