@@ -403,3 +403,22 @@ def test_a_failing_target_muted_for_2_minutes_sends_nothing_then_one_message(wor
     assert world.slack.messages[told]["text"].startswith("[CRITICAL] Silence ended, still failing")
     assert len(world.slack.messages) == told + 2  # that message, then the page now due
     assert world.observe(now + timedelta(seconds=150), onset) == []
+
+
+def test_secrets_stay_out_of_the_store_messages_and_logs(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    now = datetime.now(UTC)
+    world.observe(now, now - timedelta(minutes=6))
+    world.click("ack")
+    world.click("silence", "1h", user="U0EVE")  # refused
+    world.client.post("/slack/actions", **signed(payload("ack", None, "U0ANA", world), "wrong"))
+    world.client.post("/pagerduty/webhook", **pagerduty_webhook("incident.resolved", "E9"))
+    db = Path(world.config.state.path)
+    state = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))  # with the WAL
+    assert b"Ana Operator" in state  # the check can see what was written
+    told = json.dumps([world.slack.messages, world.responses.messages])
+    for secret in (SIGNING_SECRET, PD_WEBHOOK_SECRET, ROUTING_KEY):
+        assert secret.encode() not in state
+        assert secret not in told and secret not in caplog.text
