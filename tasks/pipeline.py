@@ -7,6 +7,7 @@ from datetime import datetime
 
 import httpx
 from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from fleet_alerting.config import Config
@@ -15,6 +16,7 @@ from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.policy import Evaluation, PolicyFor, evaluate, vanished
 from fleet_alerting.core.signals import Signal
 from fleet_alerting.delivery.drain import DrainReport, build_notifiers, drain
+from fleet_alerting.store.actions import history as action_history
 from fleet_alerting.store.sqlite import Retention, Store
 
 Vanish = Callable[[Iterable[Incident]], list[Signal]]
@@ -46,6 +48,7 @@ def record_signals(
             store, signals, policy_for or config.policy, now, vanished_sources, vanish, announce
         )
         pruned = store.prune(now, retention(config))
+        publish_actions(store, list(evaluation.incidents))
     finally:
         store.close()
     logger = get_run_logger()
@@ -88,6 +91,19 @@ def evaluate_and_record(
 def retention(config: Config) -> Retention:
     kept = config.state.retention
     return Retention(kept.resolved_incidents, kept.sent_notifications, kept.dead_letters)
+
+
+def publish_actions(store: Store, incidents: list[Incident]) -> None:
+    """The audit trail (issue 13) of the incidents this run saw that operators acted on."""
+    keys = sorted({i.key for i in incidents if i.acts.changed_at is not None})
+    rows = [r for key in keys for r in action_history(store, key)]
+    if rows:
+        create_markdown_artifact(
+            "\n".join(["| incident | action trail |", "|---|---|"])
+            + "".join(f"\n| `{r.incident_key}` | {r.line().replace('|', '/')} |" for r in rows),
+            key="incident-actions",
+            description="who acknowledged, silenced or snoozed what, when, from where",
+        )
 
 
 @task(name="deliver-notifications", cache_policy=NO_CACHE)

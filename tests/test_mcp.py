@@ -18,6 +18,7 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from fleet_alerting.surfaces.mcp_actions import ACTION_TOOLS
 from tests.operator_fleet import CORRELATION, TOKEN, fleet_server
 from tests.servers import free_port, wait_until
 
@@ -104,7 +105,7 @@ async def write_tools(config: Path) -> tuple[set[str], str]:
 def test_write_scope_offers_the_trigger(tmp_path: Path) -> None:
     with fleet_server() as fleet:
         names, answer = asyncio.run(write_tools(write_config(tmp_path, fleet.url)))
-    assert names == READ_TOOLS | {"trigger_deployment"}
+    assert names == READ_TOOLS | {"trigger_deployment"} | ACTION_TOOLS  # incident actions: #13
     assert "no Prefect server" in answer  # a clear answer, not a crash, when none is reachable
 
 

@@ -59,6 +59,8 @@ def test_slack_message_respects_block_kit_limits() -> None:
     body = slack.render(sent["slack:opened"])
     assert len(body["blocks"]) <= 50
     for block in body["blocks"]:
+        if block["type"] == "actions":  # buttons (issue 13): no mrkdwn text to limit
+            continue
         texts = (
             [block["text"]["text"]]
             if "text" in block

@@ -198,8 +198,16 @@ class McpConfig(Model):
     port: int = 8765
 
 
+class PagerDutyWebhookConfig(Model):
+    """PagerDuty webhook v3 subscription (served by `slack-app` at /pagerduty/webhook): its
+    signing secret verifies `X-PagerDuty-Signature`."""
+
+    secret: FileSecret
+
+
 class OperatorsConfig(Model):
     slack_app: SlackAppConfig | None = None
+    pagerduty_webhook: PagerDutyWebhookConfig | None = None
     mcp: McpConfig = McpConfig()
 
 

@@ -27,6 +27,32 @@ class Kind(StrEnum):
     paged = "paged"
     reminder = "reminder"
     resolved = "resolved"
+    # operator actions (fleet_alerting.core.actions)
+    acknowledged = "acknowledged"  # Slack: thread reply; PagerDuty: Events v2 acknowledge
+    silenced = "silenced"  # a silence or local mute was set (Slack: thread reply)
+    unsilenced = "unsilenced"  # ended by hand
+    silence_expired = "silence_expired"  # ended by time while still failing: one message
+    pager_acknowledged = "pager_acknowledged"  # done in PagerDuty (its webhook): Slack is told
+    pager_resolved = "pager_resolved"  # resolved in PagerDuty while our check still fails
+
+
+@dataclass(frozen=True)
+class Acts:
+    """What operators did to this failure episode (a new episode starts with none)."""
+
+    acked_by: str | None = None
+    acked_at: datetime | None = None
+    # a local mute (our own sources) or an Alertmanager silence: who, until when (None with
+    # `silenced_by` set: until resolved), and the Alertmanager silence id if there is one
+    silenced_by: str | None = None
+    silenced_until: datetime | None = None
+    silence_id: str | None = None
+    snoozed_until: datetime | None = None  # no reminders before this
+    changed_at: datetime | None = None  # last change; the newer record wins a concurrent write
+
+    @property
+    def silenced(self) -> bool:
+        return self.silenced_by is not None
 
 
 @dataclass(frozen=True)
@@ -50,6 +76,7 @@ class Incident:
     resolution: str = ""  # why it cleared, e.g. "no longer reported"
     thread_channel: str | None = None  # Slack thread of this incident, when a bot token is set
     thread_ts: str | None = None
+    acts: Acts = Acts()
 
     @property
     def is_open(self) -> bool:

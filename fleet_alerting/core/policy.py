@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from fleet_alerting.core import actions
 from fleet_alerting.core.durations import Duration
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.core.model import Model
@@ -29,6 +30,8 @@ class PolicyConfig(Model):
     page_after: Duration = timedelta(minutes=5)
     repeat: Duration | None = None
     mirror: bool = False
+    # an acknowledge before the page holds it this long (None: for the rest of the episode)
+    ack_holds_page: Duration | None = None
 
     def channels(self) -> list[str]:
         """Who is told of an incident of this severity: `notify`, plus the mirror of Slack."""
@@ -126,6 +129,8 @@ def _on_failure(
         incident, sent = _tell(incident, policy, Kind.opened, now, sent)
     if not incident.is_open:
         return incident, sent
+    incident, expired = actions.expire(incident, policy.channels(), now)
+    sent += expired
     if _page_due(incident, policy, now):
         incident = replace(incident, state=State.paged, paged_at=now, paged_via=tuple(policy.page))
         sent += [_notification(incident, pager, Kind.paged, now) for pager in policy.page]
@@ -143,6 +148,7 @@ def _unchanged(current: Incident, signal: Signal, policy: PolicyConfig, now: dat
         and current.consecutive_failures >= policy.open_after
         and not _page_due(current, policy, now)
         and not _reminder_due(current, policy, now)
+        and not actions.expiry_due(current, now)
         and current.signal == signal  # the costliest test last
     )
 
@@ -152,6 +158,7 @@ def _page_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
         bool(policy.page)
         and incident.state == State.firing
         and now - incident.onset >= policy.page_after
+        and not actions.holds_page(incident, policy.ack_holds_page, now)
     )
 
 
@@ -160,6 +167,7 @@ def _reminder_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bo
         policy.repeat is not None
         and incident.last_notified_at is not None
         and now - incident.last_notified_at >= policy.repeat
+        and not actions.holds_reminder(incident, now)
     )
 
 
@@ -189,7 +197,7 @@ def _tell(
     sent: list[Notification],
 ) -> tuple[Incident, list[Notification]]:
     channels = policy.channels()
-    if not channels:
+    if not channels or actions.silenced_at(incident, now):  # muted: recorded, told to nobody
         return incident, sent
     incident = replace(incident, last_notified_at=now)
     return incident, sent + [_notification(incident, c, kind, now) for c in channels]

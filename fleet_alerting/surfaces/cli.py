@@ -158,6 +158,10 @@ def incidents(args: argparse.Namespace) -> int:
     from fleet_alerting.core.clock import utcnow
     from fleet_alerting.core.durations import format_duration
 
+    if args.show:
+        from fleet_alerting.surfaces.actions_cli import show as show_incident
+
+        return show_incident(_store(args), args.show)
     now = utcnow()
     rows = _store(args).incidents(include_resolved=args.all)
     if not rows:
@@ -217,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     inc = add("incidents", incidents, "list open incidents from the store")
     inc.add_argument("--config", default=DEFAULT_CONFIG)
     inc.add_argument("--all", action="store_true", help="include resolved incidents")
+    inc.add_argument("--show", metavar="KEY", help="one incident with its actions (audit trail)")
+    from fleet_alerting.surfaces.actions_cli import add_commands as add_action_commands
+
+    add_action_commands(commands)  # ack, silence, unsilence, snooze (actions_cli.py)
     add("outbox", outbox, "list queued notifications and dead letters").add_argument(
         "--config", default=DEFAULT_CONFIG
     )

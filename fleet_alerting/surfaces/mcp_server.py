@@ -21,6 +21,7 @@ from fleet_alerting.config import Config
 from fleet_alerting.config.secrets import install_log_redaction
 from fleet_alerting.sources.fleet_events.client import FleetApi
 from fleet_alerting.surfaces.fleet_queries import FleetQueries, LogsQuery
+from fleet_alerting.surfaces.mcp_actions import add_action_tools
 from fleet_alerting.surfaces.parameters import ParameterError, check_parameters, flow_schema
 from fleet_alerting.surfaces.slack_commands import all_devices
 
@@ -105,6 +106,8 @@ def build_server(config: Config, *, write: bool, trigger: Trigger | None = None)
             lines: list[str] = []
             code = await trigger(deployment, checked, lines.append)
             return "\n".join(lines) + ("" if code == 0 else f"\n(exit code {code})")
+
+        add_action_tools(server, config)  # acknowledge/silence/unsilence (mcp_actions.py)
 
     return server
 

@@ -29,6 +29,7 @@ from fleet_alerting.config.secrets import install_log_redaction
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.fleet_events.client import FleetApi
 from fleet_alerting.surfaces.fleet_queries import FleetQueries, LogsQuery
+from fleet_alerting.surfaces.slack_actions import action_routes
 from fleet_alerting.surfaces.slack_commands import (
     MAX_BODY_BYTES,
     USAGE,
@@ -110,6 +111,7 @@ def create_app(
         return PlainTextResponse("ok")
 
     routes = [Route("/slack/commands", command, methods=["POST"]), Route("/healthz", healthz)]
+    routes += action_routes(config, clock)  # /slack/actions: the buttons (slack_actions.py)
     return Starlette(routes=routes, lifespan=lifespan)
 
 

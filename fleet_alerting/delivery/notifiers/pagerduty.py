@@ -1,4 +1,5 @@
-"""PagerDuty Events API v2: trigger on page, resolve on clear, one dedup_key per incident key."""
+"""PagerDuty Events API v2: trigger on page, acknowledge on an operator's ack, resolve on clear,
+one dedup_key per incident key."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fleet_alerting.http.errors import post_json
 MAX_EVENT_BYTES = 512 * 1024
 MAX_SUMMARY = 1024
 MAX_DEDUP_KEY = 255
+_ACTIONS = {Kind.resolved: "resolve", Kind.acknowledged: "acknowledge"}
 _SEVERITY = {"critical": "critical", "warning": "warning", "info": "info"}
 
 
@@ -28,13 +30,13 @@ def dedup_key(incident_key: str) -> str:
 
 def event(n: Notification, routing_key: str) -> dict[str, Any]:
     incident, signal = n.incident, n.incident.signal
-    action = "resolve" if n.kind == Kind.resolved else "trigger"
+    action = _ACTIONS.get(n.kind, "trigger")
     body: dict[str, Any] = {
         "routing_key": routing_key,
         "event_action": action,
         "dedup_key": dedup_key(incident.key),
     }
-    if action == "resolve":
+    if action != "trigger":  # acknowledge and resolve carry only the dedup_key
         return body
     summary = f"[{incident.severity.upper()}] {signal.summary} ({signal.target or incident.key})"
     body["payload"] = {

@@ -1,4 +1,4 @@
-"""Alertmanager API v2: the alerts it holds and its running configuration.
+"""Alertmanager API v2: the alerts it holds, its running configuration, its silences.
 
 `GET /api/v2/alerts` takes `active`, `silenced`, `inhibited`, `unprocessed` (booleans, all true by
 default) and repeated `filter` matchers (ANDed, Alertmanager syntax; a malformed one is a 400).
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -124,6 +125,50 @@ class Alertmanager:
     async def escalation_alerts(self, matchers: Sequence[str]) -> AlertList:
         """Every alert the matchers select, silenced and inhibited ones included (and marked)."""
         return await self.alert_list(_params(True, True, True, True, matchers, None))
+
+    async def create_silence(
+        self,
+        matchers: Sequence[dict[str, object]],
+        starts_at: datetime,
+        ends_at: datetime,
+        created_by: str,
+        comment: str,
+    ) -> str:
+        """`POST /api/v2/silences` → the new silence's id."""
+        body = {
+            "matchers": list(matchers),
+            "startsAt": starts_at.isoformat(),
+            "endsAt": ends_at.isoformat(),
+            "createdBy": created_by,
+            "comment": comment,
+        }
+        answer = await self._send("POST", "/api/v2/silences", body)
+        if not isinstance(answer, dict) or not answer.get("silenceID"):
+            raise AdapterError(f"{NAME} /api/v2/silences: no silenceID in answer", permanent=False)
+        return str(answer["silenceID"])
+
+    async def expire_silence(self, silence_id: str) -> None:
+        """`DELETE /api/v2/silence/{id}`: the silence ends now (already expired: a 500 that
+        Alertmanager 0.25 answers with "silence ... already expired" is taken as done)."""
+        try:
+            await self._send("DELETE", f"/api/v2/silence/{quote(silence_id, safe='')}")
+        except AdapterError as exc:
+            if "already expired" not in str(exc):
+                raise
+
+    async def silence(self, silence_id: str) -> dict[str, Any]:
+        return await self._get(f"/api/v2/silence/{quote(silence_id, safe='')}")
+
+    async def _send(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            response = await self.client.request(method, f"{self.url}{path}", json=body)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, f"{NAME} {self.url}") from None
+        check_response(response, f"{NAME} {method} {path}")  # the detail names the cause
+        try:
+            return response.json() if response.content else None
+        except ValueError:
+            return None
 
     async def status(self) -> Status:
         body = await self._get("/api/v2/status")
