@@ -387,3 +387,26 @@ def test_a_run_against_an_unusable_store_fails_in_one_line_without_a_traceback(
     assert str(failed.value).startswith(f"{store}: is a directory")
     assert "Traceback" not in caplog.text
     assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_the_schema_is_whole_whatever_was_imported() -> None:
+    """Opening a store from a process that imported only the store must see every table, or a
+    CLI command and a flow would migrate one store back and forth (and fail on a read-only one)."""
+    import pkgutil
+    import subprocess
+    import sys
+
+    import fleet_alerting.store as store_package
+
+    every = "import importlib\n" + "".join(
+        f"importlib.import_module('fleet_alerting.store.{m.name}')\n"
+        for m in pkgutil.iter_modules(store_package.__path__)
+    )
+    show = "from fleet_alerting.store.sqlite import metadata; print(sorted(metadata.tables))"
+    only_sqlite, everything = (
+        subprocess.run(
+            [sys.executable, "-c", code + show], capture_output=True, text=True, check=True
+        ).stdout
+        for code in ("", every)
+    )
+    assert only_sqlite == everything

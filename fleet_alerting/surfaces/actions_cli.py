@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import sys
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,8 @@ DEFAULT_CONFIG = "config/example.yaml"
 
 
 def act(args: argparse.Namespace) -> int:
+    import asyncio
+
     from fleet_alerting.config import ConfigError, load_config
     from fleet_alerting.core.clock import utcnow
     from fleet_alerting.surfaces.incident_actions import parse_for, perform
