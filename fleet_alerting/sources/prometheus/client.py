@@ -17,7 +17,12 @@ import httpx
 
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
 from fleet_alerting.config.secrets import SecretError
-from fleet_alerting.http.errors import AdapterError, retry_after_seconds, transport_error
+from fleet_alerting.http.errors import (
+    AdapterError,
+    excerpt,
+    retry_after_seconds,
+    transport_error,
+)
 from fleet_alerting.http.retry import with_retries
 from fleet_alerting.sources.prometheus.judge import Series, WatchOutcome, presence_query
 
@@ -147,7 +152,7 @@ def parse_response(response: httpx.Response) -> QueryResult:
     status = response.status_code
     if not response.is_success or body.get("status") != "success":
         error_type = body.get("errorType")
-        error = str(body.get("error") or response.text[:200].strip() or "no detail")
+        error = excerpt(str(body.get("error") or response.text), 200) or "no detail"
         message = f"{SYSTEM} answered HTTP {status}" + (f" {error_type}" if error_type else "")
         message += f": {error}"
         if status in (401, 403):
