@@ -403,6 +403,10 @@ def _quiet_telemetry() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_telemetry()
     args = build_parser().parse_args(argv)
@@ -425,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("FLEET_ALERTING_DEBUG"):
             raise
         print(
-            f"{name} failed: {redact(f'{type(exc).__name__}: {exc}')} "
+            f"{name} failed: {_first_line(redact(f'{type(exc).__name__}: {exc}'))} "
             "(FLEET_ALERTING_DEBUG=1 shows the traceback)",
             file=sys.stderr,
         )
