@@ -114,18 +114,19 @@ class SecretRef(BaseModel):
 def register(value: str) -> None:
     """Remember a secret for `redact`: the value and its URL-decoded form. For a URL (a webhook)
     also the parts that carry the token — its path, its query and the path segments shaped like a
-    token — since a server may echo just those; plain path words ("services", "integrations")
-    are not secrets and stay readable."""
-    for form in {value, unquote(value)}:
-        _KNOWN_SECRETS.add(form)
-        parts = urlsplit(form)
-        if parts.scheme in ("http", "https") and parts.path.strip("/"):
-            _KNOWN_SECRETS.add(parts.path)
-            _KNOWN_SECRETS.update(s for s in parts.path.split("/") if _token_shaped(s))
-            if parts.query:
-                _KNOWN_SECRETS.add(parts.query)
-                _KNOWN_SECRETS.update(v for _k, v in parse_qsl(parts.query) if _token_shaped(v))
-    _KNOWN_SECRETS.discard("")
+    token, each also URL-decoded — since a server may echo just those; plain path words
+    ("services", "integrations") are not secrets and stay readable."""
+    found = {value, unquote(value)}
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https") and parts.path.strip("/"):
+        found |= {parts.path, unquote(parts.path)}
+        for segment in parts.path.split("/"):
+            if _token_shaped(unquote(segment)):
+                found |= {segment, unquote(segment)}
+        if parts.query:
+            found |= {parts.query, unquote(parts.query)}
+            found.update(v for _k, v in parse_qsl(parts.query) if _token_shaped(v))
+    _KNOWN_SECRETS.update(f for f in found if f.strip())
 
 
 def _token_shaped(word: str) -> bool:
