@@ -312,7 +312,8 @@ def notify_test(args: argparse.Namespace) -> int:
         if configured(config, channel):
             channels.append(channel)
             continue
-        section = "notify.slack" if channel.startswith("slack") else f"notify.{channel}"
+        section = {"slack": "notify.slack.webhook", "slack_mirror": "notify.slack.mirror_webhook"}
+        section = section.get(channel, f"notify.{channel}")
         print(f"{name}: not configured ({section}): skipped")
         code = 1 if args.to != "all" else code
     if not channels:
