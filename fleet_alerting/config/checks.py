@@ -75,7 +75,8 @@ def _secrets(config: Config, blocks: BlockCheck | None) -> Iterator[Finding]:
         elif blocks is None:
             yield Finding(
                 loc,
-                f"{ref.describe()} not checked: no Prefect API reachable (set PREFECT_API_URL)",
+                f"{ref.describe()} not checked: no Prefect API reachable "
+                "(PREFECT_API_URL unset or not answering)",
                 "note",
             )
         else:

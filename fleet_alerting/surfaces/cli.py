@@ -68,7 +68,8 @@ def check_config(args: argparse.Namespace) -> int:
     if config.prometheus.url:
         watches.append(f"prometheus {len(config.prometheus.watches)} extra watch(es)")
     watches += [name for name in ("alertmanager", "fleet_api") if getattr(config, name)]
-    refs = sum(1 for _ in secret_refs(config))
+    unresolved = {f.loc for f in findings}
+    refs = sum(1 for loc, _ref in secret_refs(config) if loc not in unresolved)
     print(f"{path}: ok — {', '.join(watches)}; {refs} secret reference(s) resolve")
     for severity in Severity:
         print(f"  {policy_summary(config, severity)}")
@@ -276,10 +277,9 @@ def outbox(args: argparse.Namespace) -> int:
 
     config = _config(args.config)
     store = Store(config.state.path)
+    since = args.since
     if args.sent:
-        items = [
-            i for i in store.outbox(("sent",)) if args.since is None or i.created_at >= args.since
-        ]
+        items = [i for i in store.outbox(("sent",)) if since is None or i.created_at >= since]
         if not items:
             print("nothing delivered" + (" since then" if args.since else ""))
         for item in items:
@@ -289,7 +289,7 @@ def outbox(args: argparse.Namespace) -> int:
                 f"{destination(config, n.channel)}: {item.receipt or ''}"
             )
         return 0
-    items = store.outbox(("queued", "dead"))
+    items = [i for i in store.outbox(("queued", "dead")) if since is None or i.created_at >= since]
     if not items:
         print("outbox empty: nothing queued, no dead letters")
     for item in items:
@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--since",
         type=_since,
         metavar="WHEN",
-        help="with --sent: only since WHEN, a duration back (2h) or an ISO 8601 time",
+        help="only messages queued since WHEN: a duration back (2h) or an ISO 8601 time",
     )
     tell = with_config(
         add("notify-test", notify_test, "send a marked test message to each destination")
