@@ -103,7 +103,7 @@ class StateConfig(Model):
 
 class HttpTarget(Model):
     name: str
-    url: str = Field(pattern=r"^https?://")
+    url: HttpUrl = Field(pattern=r"^https?://")
     severity: Severity = Severity.warning
     expected_status: list[int] = [200]
     module: str = "http_2xx"
@@ -159,7 +159,7 @@ def default_escalation_rules() -> list[EscalationRule]:
 
 
 class AlertmanagerConfig(Model):
-    url: str = Field(pattern=r"^https?://")
+    url: HttpUrl = Field(pattern=r"^https?://")
     timeout: PositiveDuration = timedelta(seconds=10)
     rules: list[EscalationRule] = Field(default_factory=default_escalation_rules)
     # Alertmanager already debounces (`for:`), so one observation opens and one absence resolves.
@@ -170,7 +170,7 @@ class AlertmanagerConfig(Model):
 class FleetApiConfig(Model):
     """The Fleet API (behind Caddy, which strips /api): events feed and incident snapshots."""
 
-    url: str = Field(pattern=r"^https?://")
+    url: HttpUrl = Field(pattern=r"^https?://")
     token: FileSecret | None = None
     timeout: PositiveDuration = timedelta(seconds=10)
     limit: int = Field(200, ge=1, le=200)
@@ -297,7 +297,7 @@ class PrometheusConfig(Model):
     circuit breakers) are on unless `default_watches: false`; a watch in `watches` with the same
     name replaces the shipped one."""
 
-    url: str | None = Field(None, pattern=r"^https?://")
+    url: HttpUrl | None = Field(None, pattern=r"^https?://")
     bearer_token: FileSecret | None = None
     basic_auth: BasicAuth | None = None
     timeout: PositiveDuration = timedelta(seconds=10)
