@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -29,7 +30,9 @@ from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration, parse_duration
 from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.signals import Severity
-from fleet_alerting.store.sqlite import Store
+
+if TYPE_CHECKING:
+    from fleet_alerting.store.sqlite import Store
 
 DEFAULT_CONFIG = "config/example.yaml"
 Command = Callable[[argparse.Namespace], int]
@@ -225,6 +228,8 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace) -> Store:
+    from fleet_alerting.store.sqlite import Store  # SQLAlchemy: ~1 s of imports, only when needed
+
     return Store(_config(args.config).state.path)
 
 
@@ -274,6 +279,7 @@ def _since(text: str) -> datetime:
 
 def outbox(args: argparse.Namespace) -> int:
     from fleet_alerting.config.checks import destination
+    from fleet_alerting.store.sqlite import Store
 
     config = _config(args.config)
     store = Store(config.state.path)
