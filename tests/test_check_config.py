@@ -20,7 +20,11 @@ CASES = yaml.safe_load((Path(__file__).parent / "cases" / "check_config.yaml").r
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_check_config_table(
-    case: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    case: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    request: pytest.FixtureRequest,
 ) -> None:
     for name, text in (case.get("files") or {}).items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -28,8 +32,13 @@ def test_check_config_table(
     for name, value in (case.get("env") or {}).items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("FLEET_TEST_UNSET_KEY", raising=False)
-    if case.get("unset_api"):
+    if case.get("unset_api"):  # also when a session fixture set one for the flow tests
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
         monkeypatch.delenv("PREFECT_API_URL", raising=False)
+        settings = temporary_settings(restore_defaults={PREFECT_API_URL})
+        settings.__enter__()
+        request.addfinalizer(lambda: settings.__exit__(None, None, None))
     path = tmp_path / "config.yaml"
     path.write_text(case["text"])
 
