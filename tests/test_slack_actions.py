@@ -156,7 +156,15 @@ def world(tmp_path: Path) -> Iterator[World]:
                     "url": f"{pagerduty.url}/v2/enqueue",
                 },
             },
-            "policies": {"critical": {"page": ["pagerduty"], "page_after": "5m", "open_after": 1}},
+            "policies": {
+                "critical": {
+                    "page": ["pagerduty"],
+                    "page_after": "5m",
+                    "open_after": 1,
+                    "mirror": False,
+                }
+            },
+            # (partial policies merge over the critical defaults, which mirror),
             "fleet_api": {"url": fleet.url, "token": {"file": "fleet.token"}},
             "operators": {
                 "slack_app": {

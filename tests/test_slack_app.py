@@ -142,6 +142,16 @@ def test_run_only_for_allowed_users(slack) -> None:
     assert triggered == ["blackbox-probe/every-minute"]
 
 
+def test_run_with_a_malformed_deployment_name_is_a_usage_answer(slack) -> None:
+    client, _ = slack
+    triggered.clear()
+    for name in ("a/b/c", "nonsense"):
+        answer = text_of(client.command(f"run {name}", user="U0OPS"))
+        assert f"'{name}' is not a deployment name: expected FLOW/DEPLOYMENT" in answer
+        assert "Usage: `/fleet run <flow/deployment>`" in answer
+    assert triggered == []
+
+
 def test_incidents_from_the_store(slack) -> None:
     client, _ = slack
     assert "No open incidents." in text_of(client.command("incidents"))

@@ -115,12 +115,22 @@ def audit(args: argparse.Namespace) -> int:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    routes = subparsers.add_parser("routes", help="Alertmanager routing tree tools")
-    routes_sub = routes.add_subparsers(dest="routes_command", required=True)
-    test = routes_sub.add_parser(
-        "test", help="receivers for a label set (same output as `amtool config routes test`)"
+    routes = subparsers.add_parser(
+        "routes",
+        help="Alertmanager routing tree tools",
+        description="Alertmanager routing tree tools",
     )
-    test.add_argument("--config", required=True, help="alertmanager.yml")
+    routes_sub = routes.add_subparsers(dest="routes_command", required=True)
+    about = "receivers for a label set (same output as `amtool config routes test`)"
+    test = routes_sub.add_parser("test", help=about, description=about)
+    test.add_argument(
+        "--config.file",
+        "--config",
+        dest="config",
+        required=True,
+        metavar="FILE",
+        help="alertmanager.yml (amtool spells it --config.file; --config works too)",
+    )
     test.add_argument("--time", help="ISO 8601 instant: drop routes muted/inactive then")
     test.add_argument("--tree", action="store_true", help="print the matching routing tree")
     test.add_argument("--verify-receivers", help="exit 1 unless the receivers equal this")
@@ -128,7 +138,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     test.add_argument("labels", nargs="*", help="label=value ...")
     test.set_defaults(func=routes_test)
 
-    p = subparsers.add_parser("audit", help="quarterly audit of routes against expectations")
+    about = (
+        "quarterly audit: Alertmanager routes against severity expectations, rules against reality"
+    )
+    p = subparsers.add_parser("audit", help=about, description=about)
     p.add_argument("--alertmanager", help="alertmanager.yml")
     p.add_argument("--alertmanager-url", help="running Alertmanager, for drift (/api/v2/status)")
     p.add_argument("--rules", required=True, help="glob of Prometheus rule files")

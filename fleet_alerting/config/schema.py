@@ -10,19 +10,20 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
     Field,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
 from fleet_alerting.config.secrets import SecretRef
-from fleet_alerting.core.durations import Duration
 from fleet_alerting.core.links import LinksConfig
 from fleet_alerting.core.matchers import check_matcher
-from fleet_alerting.core.model import Model
+from fleet_alerting.core.model import Duration, Model, PositiveDuration
 from fleet_alerting.core.policy import PolicyConfig, default_policies
 from fleet_alerting.core.signals import Severity
 from fleet_alerting.core.templates import check_template
@@ -37,6 +38,21 @@ def _relative_to_config(path: Path, info: ValidationInfo) -> Path:
 ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
 
 
+def _http_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        raise ValueError("expected an http:// or https:// URL (port 1-65535)") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL with a host")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Port = Annotated[int, Field(ge=0, le=65535)]  # 0: any free port
+
+
 class FileSecret(SecretRef):
     """SecretRef whose file path is relative to the config file."""
 
@@ -48,35 +64,36 @@ class SlackConfig(Model):
     channel: str = "#operations"
     mirror_webhook: FileSecret | None = None
     mirror_channel: str = "#operations-mirror"
-    timeout: Duration = timedelta(seconds=10)
+    timeout: PositiveDuration = timedelta(seconds=10)
     # With a bot token (chat:write), incidents get a thread: first message via chat.postMessage,
     # later updates and the Fleet API event snapshot as replies. `channel`/`mirror_channel` are
     # then channel names or ids the bot is a member of.
     bot_token: FileSecret | None = None
-    api_url: str = "https://slack.com/api"
+    api_url: HttpUrl = "https://slack.com/api"
     min_interval: Duration = timedelta(seconds=1)  # Slack allows ~1 message/s per channel
 
 
 class PagerDutyConfig(Model):
     routing_key: FileSecret
-    url: str = "https://events.pagerduty.com/v2/enqueue"
-    timeout: Duration = timedelta(seconds=10)
+    url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"
+    timeout: PositiveDuration = timedelta(seconds=10)
 
 
 class OnCallConfig(Model):
     """Grafana OnCall "Formatted Webhook" integration; its URL embeds a token, so it is a secret."""
 
     webhook: FileSecret
-    timeout: Duration = timedelta(seconds=10)
+    timeout: PositiveDuration = timedelta(seconds=10)
 
 
 class NotifyConfig(Model):
-    outbox_file: ConfigPath = Path("state/outbox.jsonl")
+    # defaults are validated too, so they are relative to the config file like any given path
+    outbox_file: ConfigPath = Field(Path("state/outbox.jsonl"), validate_default=True)
     slack: SlackConfig | None = None
     pagerduty: PagerDutyConfig | None = None
     oncall: OnCallConfig | None = None
-    attempts_per_run: int = Field(3, ge=1)
-    give_up_after: Duration = timedelta(hours=24)
+    attempts_per_run: int = Field(3, ge=1, le=20)
+    give_up_after: PositiveDuration = timedelta(hours=24)
 
 
 def _kept(days: int) -> Any:
@@ -94,13 +111,13 @@ class RetentionConfig(Model):
 
 
 class StateConfig(Model):
-    path: ConfigPath = Path("state/fleet-alerting.sqlite")
+    path: ConfigPath = Field(Path("state/fleet-alerting.sqlite"), validate_default=True)
     retention: RetentionConfig = RetentionConfig()
 
 
 class HttpTarget(Model):
     name: str
-    url: str = Field(pattern=r"^https?://")
+    url: HttpUrl = Field(pattern=r"^https?://")
     severity: Severity = Severity.warning
     expected_status: list[int] = [200]
     module: str = "http_2xx"
@@ -124,9 +141,9 @@ class FileSdTargets(Model):
 
 class BlackboxConfig(Model):
     mode: Literal["direct", "exporter"] = "direct"
-    exporter_url: str | None = None
+    exporter_url: HttpUrl | None = None
     concurrency: int = Field(100, ge=1, le=1000)
-    timeout: Duration = timedelta(seconds=5)
+    timeout: PositiveDuration = timedelta(seconds=5)
     targets: list[HttpTarget] = []
     file_sd: list[FileSdTargets] = []
 
@@ -156,20 +173,20 @@ def default_escalation_rules() -> list[EscalationRule]:
 
 
 class AlertmanagerConfig(Model):
-    url: str = Field(pattern=r"^https?://")
-    timeout: Duration = timedelta(seconds=10)
+    url: HttpUrl = Field(pattern=r"^https?://")
+    timeout: PositiveDuration = timedelta(seconds=10)
     rules: list[EscalationRule] = Field(default_factory=default_escalation_rules)
     # Alertmanager already debounces (`for:`), so one observation opens and one absence resolves.
-    open_after: int = Field(1, ge=1)
-    resolve_after: int = Field(1, ge=1)
+    open_after: int = Field(1, ge=1, le=1000)
+    resolve_after: int = Field(1, ge=1, le=1000)
 
 
 class FleetApiConfig(Model):
     """The Fleet API (behind Caddy, which strips /api): events feed and incident snapshots."""
 
-    url: str = Field(pattern=r"^https?://")
+    url: HttpUrl = Field(pattern=r"^https?://")
     token: FileSecret | None = None
-    timeout: Duration = timedelta(seconds=10)
+    timeout: PositiveDuration = timedelta(seconds=10)
     limit: int = Field(200, ge=1, le=200)
     alert_types: list[str] = ["command.failed", "audio.upload"]
     alert_severity: Literal["info", "warn", "error"] = "error"
@@ -184,10 +201,10 @@ class SlackAppConfig(Model):
 
     signing_secret: FileSecret
     host: str = "127.0.0.1"
-    port: int = 3000
+    port: Port = 3000
     allowed_users: list[str] = []
     allowed_channels: list[str] = []
-    answer_within: Duration = timedelta(seconds=2.5)  # Slack gives up after 3 s
+    answer_within: PositiveDuration = timedelta(seconds=2.5)  # Slack gives up after 3 s
 
 
 class McpConfig(Model):
@@ -195,7 +212,7 @@ class McpConfig(Model):
 
     token: FileSecret | None = None
     host: str = "127.0.0.1"
-    port: int = 8765
+    port: Port = 8765
 
 
 class PagerDutyWebhookConfig(Model):
@@ -215,7 +232,7 @@ class ZigbeeWindow(Model):
     """When pairing may be open: at most `max_duration` at a time and, if `scheduled` is given,
     only inside one of those windows, e.g. "Tue 10:00-10:15 Europe/Zagreb"."""
 
-    max_duration: Duration = timedelta(seconds=60)
+    max_duration: PositiveDuration = timedelta(seconds=60)
     scheduled: list[ScheduledWindow] = []
 
 
@@ -238,7 +255,8 @@ class ZigbeeCoordinator(Model):
 
 
 class ZigbeeConfig(Model):
-    timeout: Duration = timedelta(seconds=5)  # connect, retained read, health check, read-back
+    # connect, retained read, health check, read-back
+    timeout: PositiveDuration = timedelta(seconds=5)
     max_payload_bytes: int = Field(512 * 1024, ge=1024)
     clock_skew: Duration = timedelta(seconds=5)  # tolerance on permit_join_end
     coordinators: list[ZigbeeCoordinator] = []
@@ -301,14 +319,14 @@ class PrometheusConfig(Model):
     circuit breakers) are on unless `default_watches: false`; a watch in `watches` with the same
     name replaces the shipped one."""
 
-    url: str | None = Field(None, pattern=r"^https?://")
+    url: HttpUrl | None = Field(None, pattern=r"^https?://")
     bearer_token: FileSecret | None = None
     basic_auth: BasicAuth | None = None
-    timeout: Duration = timedelta(seconds=10)
+    timeout: PositiveDuration = timedelta(seconds=10)
     default_watches: bool = True
-    role_agent_stale_after: Duration = timedelta(minutes=15)
+    role_agent_stale_after: PositiveDuration = timedelta(minutes=15)
     device_failures_threshold: float = Field(5, ge=0)
-    device_failures_window: Duration = timedelta(minutes=5)
+    device_failures_window: PositiveDuration = timedelta(minutes=5)
     watches: list[WatchConfig] = []
 
     @model_validator(mode="after")
@@ -333,6 +351,23 @@ class Config(Model):
     zigbee: ZigbeeConfig = ZigbeeConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
     source_file: Path | None = Field(None, exclude=True)
+
+    @field_validator("policies", mode="before")
+    @classmethod
+    def _over_severity_defaults(cls, value: object) -> object:
+        """`policies: {critical: {page_after: 45s}}` changes that one setting: the rest is the
+        critical default (paging PagerDuty), not the generic one (paging nobody)."""
+        if not isinstance(value, dict):
+            return value
+        defaults = default_policies()
+        merged = dict(value)
+        for severity, given in value.items():
+            default = defaults.get(severity) if isinstance(severity, str) else None
+            if default is not None and isinstance(given, dict):
+                merged[severity] = default.model_dump(exclude_unset=True) | given
+            elif default is not None and given is None:
+                merged[severity] = default.model_dump(exclude_unset=True)
+        return merged
 
     def policy(self, severity: Severity) -> PolicyConfig:
         return self.policies.get(severity) or default_policies()[severity]

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
 
 _DURATION = re.compile(
     r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?\Z"
 )
 _UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 EXPECTED = "expected a duration such as 30s, 5m, 1h30m or a number of seconds"
+# timedelta's own limit is ~2.7 million years; anything past a century is a typo, and past the
+# limit Python raises OverflowError instead of a message.
+MAX_SECONDS = 100 * 365 * 86400
+TOO_LONG = "expected a duration of at most 100 years"
 
 
 def parse_duration(value: object, *, prometheus: bool = False) -> timedelta:
@@ -22,6 +25,8 @@ def parse_duration(value: object, *, prometheus: bool = False) -> timedelta:
     fractional seconds) → timedelta; ValueError otherwise. `prometheus=True` accepts exactly
     what Prometheus' model.ParseDuration accepts."""
     if not prometheus and isinstance(value, int | float) and not isinstance(value, bool):
+        if value != value or abs(value) > MAX_SECONDS:  # NaN, .inf, 1.0e+20
+            raise ValueError(TOO_LONG if value == value else EXPECTED)
         return timedelta(seconds=value)
     text = str(value).strip() if not prometheus else str(value)
     if text == "0":
@@ -30,6 +35,10 @@ def parse_duration(value: object, *, prometheus: bool = False) -> timedelta:
     if not text or match is None or (prometheus and "." in text):
         raise ValueError(f"not a valid duration string: {text!r}" if prometheus else EXPECTED)
     seconds = sum(float(g) * unit for g, unit in zip(match.groups(), _UNITS, strict=True) if g)
+    if prometheus and seconds > (2**63 - 1) / 1e9:  # Go's time.Duration, in nanoseconds
+        raise ValueError(f"not a valid duration string: {text!r}")
+    if not prometheus and seconds > MAX_SECONDS:
+        raise ValueError(TOO_LONG)
     return timedelta(seconds=seconds)
 
 
@@ -56,31 +65,6 @@ def format_duration(delta: timedelta, *, exact: bool = False) -> str:
     if minutes:
         return f"{minutes}m{seconds:02d}s"
     return f"{seconds}s"
-
-
-def _from_config(value: object) -> object:
-    return value if isinstance(value, timedelta) else parse_duration(value)
-
-
-if TYPE_CHECKING:
-    from typing import Annotated
-
-    from pydantic import BeforeValidator
-
-    Duration = Annotated[timedelta, BeforeValidator(_from_config)]
-
-
-def __getattr__(name: str) -> Any:
-    """`Duration` (the config field type) is built on first use, so importing pydantic is paid
-    by the config schema, not by `routes test` (which parses Alertmanager durations only)."""
-    if name == "Duration":
-        from typing import Annotated
-
-        from pydantic import BeforeValidator
-
-        globals()["Duration"] = Annotated[timedelta, BeforeValidator(_from_config)]
-        return globals()["Duration"]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def seconds_str(seconds: float) -> str:

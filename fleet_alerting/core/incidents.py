@@ -74,6 +74,10 @@ class Incident:
     reminders: int = 0
     resolved_at: datetime | None = None
     resolution: str = ""  # why it cleared, e.g. "no longer reported"
+    # the first passing check of the current run of passing checks: the failure ended here, even
+    # though resolving waits for `resolve_after` of them
+    recovered_at: datetime | None = None
+    recovery: Signal | None = None  # the passing observation that resolved it
     thread_channel: str | None = None  # Slack thread of this incident, when a bot token is set
     thread_ts: str | None = None
     acts: Acts = Acts()
@@ -90,6 +94,9 @@ class Incident:
         return (self.opened_at or self.onset).isoformat()
 
     def duration(self, now: datetime) -> timedelta:
+        """How long it failed: onset to the first passing check once resolved, else until now."""
+        if self.state == State.resolved and self.recovered_at is not None:
+            return self.recovered_at - self.onset
         return (self.resolved_at or now) - self.onset
 
 

@@ -14,9 +14,8 @@ from typing import Literal
 from pydantic import Field
 
 from fleet_alerting.core import actions
-from fleet_alerting.core.durations import Duration
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
-from fleet_alerting.core.model import Model
+from fleet_alerting.core.model import Duration, Model, PositiveDuration
 from fleet_alerting.core.signals import Severity, Signal
 
 
@@ -28,7 +27,7 @@ class PolicyConfig(Model):
     notify: list[Literal["slack"]] = ["slack"]
     page: list[Literal["pagerduty", "oncall"]] = []
     page_after: Duration = timedelta(minutes=5)
-    repeat: Duration | None = None
+    repeat: PositiveDuration | None = None  # 0 would remind on every run
     mirror: bool = False
     # an acknowledge before the page holds it this long (None: for the rest of the episode)
     ack_holds_page: Duration | None = None
@@ -122,6 +121,7 @@ def _on_failure(
             # counted only up to what opening needs, so a steady failure leaves the record alone
             consecutive_failures=min(current.consecutive_failures + 1, policy.open_after),
             consecutive_successes=0,
+            recovered_at=None,
         )
     sent: list[Notification] = []
     if incident.state == State.pending and incident.consecutive_failures >= policy.open_after:
@@ -175,16 +175,26 @@ def _on_success(
     current: Incident, signal: Signal, policy: PolicyConfig, now: datetime
 ) -> tuple[Incident, list[Notification]]:
     if current.state == State.pending:  # never opened: clear quietly (a flap)
-        return replace(current, state=State.resolved, resolved_at=now, changed_at=now), []
+        return replace(
+            current, state=State.resolved, resolved_at=now, changed_at=now, recovered_at=now
+        ), []
     incident = replace(
         current,
         changed_at=now,
         consecutive_failures=0,
         consecutive_successes=current.consecutive_successes + 1,
+        # the failure ended at the first passing check, not at the resolve_after-th
+        recovered_at=current.recovered_at if current.consecutive_successes else now,
     )
     if incident.consecutive_successes < policy.resolve_after:
         return incident, []
-    incident = replace(incident, state=State.resolved, resolved_at=now, resolution=signal.summary)
+    incident = replace(
+        incident,
+        state=State.resolved,
+        resolved_at=now,
+        resolution=signal.summary,
+        recovery=signal,
+    )
     sent = [_notification(incident, pager, Kind.resolved, now) for pager in current.paged_via]
     return _tell(incident, policy, Kind.resolved, now, sent)
 

@@ -38,12 +38,19 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+def excerpt(text: str, limit: int) -> str:
+    """At most `limit` characters of `text` for a message, secrets masked *before* the cut (cut
+    first, a token spanning the cut would leak its head past `redact`)."""
+    shown = redact(text[: limit + 4096]).strip()
+    return shown if len(shown) <= limit else shown[:limit] + "…"
+
+
 def check_response(response: httpx.Response, system: str) -> None:
     """Raise AdapterError for a non-2xx answer from `system` (a name such as 'Slack webhook')."""
     if response.is_success:
         return
     status = response.status_code
-    detail = response.text[:200].strip().replace("\n", " ")
+    detail = excerpt(response.text, 200).replace("\n", " ")
     message = f"{system} answered HTTP {status}" + (f": {detail}" if detail else "")
     if status == 429:
         retry_after = retry_after_seconds(response.headers.get("retry-after"))

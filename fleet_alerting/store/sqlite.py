@@ -484,3 +484,9 @@ def _sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
     cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
+
+
+# Every module that declares a table registers it here, so whichever part of the program opens a
+# store checks it against the whole schema (a partial one would look like another schema and
+# migrate the store back and forth, and fail on a read-only one). Last: they import this module.
+from fleet_alerting.store import actions as _actions  # noqa: E402, F401

@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.secrets import install_log_redaction
+from fleet_alerting.delivery.notifiers.slack_webhook import escape
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.fleet_events.client import FleetApi
 from fleet_alerting.surfaces.fleet_queries import FleetQueries, LogsQuery
@@ -36,6 +37,7 @@ from fleet_alerting.surfaces.slack_commands import (
     RequestVerifier,
     SignatureError,
     SlashCommand,
+    deployment_name_problem,
     health_lines,
     log_lines,
     parse,
@@ -185,6 +187,9 @@ async def run(cmd: SlashCommand, config: Config, trigger: Trigger) -> dict[str, 
         )
     if not cmd.args:
         return reply("fleet run", ["Usage: `/fleet run <flow/deployment>`"])
+    problem = deployment_name_problem(cmd.args[0])
+    if problem:
+        return reply("fleet run", [escape(problem), "Usage: `/fleet run <flow/deployment>`"])
     lines: list[str] = []
     code = await trigger(cmd.args[0], lines.append)
     title = "Triggered" if code == 0 else "Could not trigger"

@@ -78,6 +78,17 @@ class SlashCommand:
     channel_id: str
 
 
+def deployment_name_problem(name: str) -> str | None:
+    """Why `name` is not a FLOW/DEPLOYMENT name (None when it is one)."""
+    flow, sep, deployment = name.partition("/")
+    if not sep or not flow or not deployment or "/" in deployment:
+        return (
+            f"{name!r} is not a deployment name: expected FLOW/DEPLOYMENT, "
+            "e.g. blackbox-probe/every-minute"
+        )
+    return None
+
+
 def parse(form: dict[str, str]) -> SlashCommand:
     words = form.get("text", "").split()
     action = words[0].lower() if words else "help"

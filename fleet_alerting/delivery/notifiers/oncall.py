@@ -26,11 +26,14 @@ def payload(n: Notification) -> dict[str, Any]:
     target = signal.target or incident.key
     title = f"[{incident.severity.upper()}] {signal.summary} ({target})"
     lines = [
-        f"Failing since {incident.onset.isoformat()} ({format_duration(n.at - incident.onset)})",
+        f"Failing since {incident.onset.isoformat()} ({format_duration(incident.duration(n.at))})",
         f"Incident: {incident.key}",
     ]
     if resolved:
         lines.insert(0, f"Resolved: {incident.resolution or 'recovered'}")
+        if incident.recovery is not None and incident.recovery.evidence:
+            evidence = incident.recovery.evidence.items()
+            lines.insert(1, "Recovered: " + ", ".join(f"{k}: {v}" for k, v in evidence))
     if signal.remediation and not resolved:
         lines.append("Remediation:")
         lines += [f"{i}. {step}" for i, step in enumerate(signal.remediation, 1)]

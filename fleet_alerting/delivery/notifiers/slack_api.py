@@ -45,7 +45,7 @@ RETRYABLE = {
     "team_added_to_org",
 }
 NO_THREAD_NOTE = "no incident thread: no Slack bot token configured"
-ONE_OFF_SOURCES = {"fleet-events"}  # one-off events get a message, not a thread
+ONE_OFF_SOURCES = {"fleet-events", "notify-test"}  # a message each, not a thread
 
 # An incident and the moment of the notification → the snapshot message (blocks + text).
 Snapshot = Callable[[Incident, datetime], Awaitable[dict[str, Any]]]

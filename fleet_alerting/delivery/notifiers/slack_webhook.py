@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from fleet_alerting.core.actions import ALERTMANAGER_SOURCE
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
-from fleet_alerting.http.errors import AdapterError, check_response, transport_error
+from fleet_alerting.http.errors import AdapterError, check_response, excerpt, transport_error
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
@@ -167,8 +167,12 @@ def render(n: Notification, *, note: str | None = None) -> dict[str, Any]:
     context = []
     if signal.correlation_ids:
         context.append("Correlation id: " + ", ".join(f"`{c}`" for c in signal.correlation_ids))
-    if signal.evidence:
-        context.append(" · ".join(f"{k}: {v}" for k, v in signal.evidence.items()))
+    # a resolved message shows what recovered (status 200), not the old failure (status 503)
+    recovery = incident.recovery if n.kind == Kind.resolved else None
+    evidence = recovery.evidence if recovery is not None else signal.evidence
+    if evidence:
+        label = "Recovered: " if recovery is not None else ""
+        context.append(label + " · ".join(f"{k}: {v}" for k, v in evidence.items()))
     context.extend(escape(line) for line in action_lines(incident))
     context.append(f"incident `{escape(incident.key)}`")
     if note:
@@ -217,5 +221,6 @@ class SlackWebhook:
             raise transport_error(exc, self.name) from None
         check_response(response, self.name)
         if response.text.strip() not in ("ok", ""):
-            raise AdapterError(f"{self.name} answered {response.text[:100]!r}", permanent=True)
+            answer = excerpt(response.text, 100)
+            raise AdapterError(f"{self.name} answered {answer!r}", permanent=True)
         return f"{self.name}: {response.status_code} {response.text.strip()}"

@@ -19,7 +19,12 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from fleet_alerting.http.errors import AdapterError, retry_after_seconds, transport_error
+from fleet_alerting.http.errors import (
+    AdapterError,
+    excerpt,
+    retry_after_seconds,
+    transport_error,
+)
 from fleet_alerting.sources.fleet_events import shapes
 from fleet_alerting.sources.fleet_events.shapes import FixtureEvent, LiveEvent
 from fleet_alerting.sources.records import Malformed
@@ -179,9 +184,9 @@ def api_error(response: httpx.Response, path: str, correlation_id: str) -> Adapt
     code = body.get("code") or f"HTTP {status}"
     text = f"{NAME} {path}: {code}"
     if body.get("message"):
-        text += f": {str(body['message'])[:200]}"
+        text += f": {excerpt(str(body['message']), 200)}"
     if body.get("hint"):
-        text += f" (hint: {str(body['hint'])[:200]})"
+        text += f" (hint: {excerpt(str(body['hint']), 200)})"
     text += f" [HTTP {status}, correlation id {body.get('correlationId') or correlation_id}]"
     if status == 429:
         retry = retry_after_seconds(response.headers.get("retry-after"))

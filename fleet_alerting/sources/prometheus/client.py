@@ -17,7 +17,12 @@ from pydantic import ValidationError
 
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
 from fleet_alerting.config.secrets import SecretError
-from fleet_alerting.http.errors import AdapterError, retry_after_seconds, transport_error
+from fleet_alerting.http.errors import (
+    AdapterError,
+    excerpt,
+    retry_after_seconds,
+    transport_error,
+)
 from fleet_alerting.http.retry import with_retries
 from fleet_alerting.sources.prometheus.judge import Series, WatchOutcome, presence_query
 from fleet_alerting.sources.prometheus.shapes import Data, Envelope, parse_scalar, parse_vector
@@ -165,7 +170,10 @@ def parse_response(response: httpx.Response) -> QueryResult:
                 permanent=False,
             )
         error_type = envelope.errorType if envelope else None
-        error = (envelope.error if envelope else None) or response.text[:200].strip()
+        error = (
+            excerpt(str((envelope.error if envelope else None) or response.text), 200)
+            or "no detail"
+        )
         message = f"{SYSTEM} answered HTTP {status}" + (f" {error_type}" if error_type else "")
         message += f": {error or 'no detail'}"
         if status in (401, 403):
