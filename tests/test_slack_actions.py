@@ -161,10 +161,9 @@ def world(tmp_path: Path) -> Iterator[World]:
                     "page": ["pagerduty"],
                     "page_after": "5m",
                     "open_after": 1,
-                    "mirror": False,
+                    "mirror": False,  # partial policies merge over critical's, which mirror
                 }
             },
-            # (partial policies merge over the critical defaults, which mirror),
             "fleet_api": {"url": fleet.url, "token": {"file": "fleet.token"}},
             "operators": {
                 "slack_app": {
