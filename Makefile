@@ -44,3 +44,4 @@ bench: setup servers
 	PYTHONPATH=. $(BIN)/python bench/zigbee_collect.py
 	PYTHONPATH=. $(BIN)/python bench/routing_audit.py
 	PYTHONPATH=. $(BIN)/python bench/store_history.py
+	PYTHONPATH=. $(BIN)/python bench/noise_stats.py

@@ -28,6 +28,8 @@ def incident_records(state_path: str) -> list[IncidentRecord]:
                 onset=i.onset,
                 resolved_at=i.resolved_at,
                 paged=i.paged_at is not None,
+                # operators' acknowledgement (Slack, PagerDuty), where the store records it
+                acknowledged_at=getattr(getattr(i, "acts", None), "acked_at", None),
             )
             for i in store.incidents(include_resolved=True)
         ]

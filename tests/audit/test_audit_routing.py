@@ -66,6 +66,15 @@ def test_regex_matchers_are_anchored(case: dict) -> None:
     assert parse_matcher(case["matcher"]).matches(case["labels"]) is case["expect"]
 
 
+@pytest.mark.parametrize("case", _load("matchers.yaml")["regex_cases"])
+def test_direct_re2_call_equals_the_public_api(case: dict) -> None:
+    """GoRegex calls RE2 below google-re2's public `search`; both must agree."""
+    m = parse_matcher(case["matcher"])
+    value = case["labels"].get("a", "")
+    assert m.pattern is not None
+    assert m.pattern.matches(value) is (m.pattern.pattern.search(value) is not None)
+
+
 @pytest.mark.parametrize(("expr", "error"), _load("matchers.yaml")["regex_errors"])
 def test_regexes_go_refuses_are_refused(expr: str, error: str) -> None:
     with pytest.raises(MatcherError, match=error):
