@@ -15,7 +15,7 @@ from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
 from prefect import flow, get_run_logger
 
 from fleet_alerting.core.clock import utcnow
-from fleet_alerting.sources.blackbox.client import SOURCE, to_signal
+from fleet_alerting.sources.blackbox.client import SOURCE, ProbeResult, to_signal
 
 
 @flow(name="blackbox-probe")
@@ -24,13 +24,14 @@ async def blackbox_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     now = utcnow()
     targets, problems = resolve_targets(config.blackbox, config_dir(config))
     results = await probe_targets(targets, config.blackbox)
-    signals = [to_signal(r) for r in results] + problem_signals(f"{SOURCE}-config", problems)
-    evaluation = record_signals(
-        config,
-        signals,
-        now,
-        vanished_sources={SOURCE: "no longer probed", f"{SOURCE}-config": "targets readable again"},
-    )
+    unknown = [r for r in results if r.unknown]
+    signals = [to_signal(r) for r in results if not r.unknown]
+    signals += problem_signals(f"{SOURCE}-config", problems)
+    signals += problem_signals(f"{SOURCE}-local", [_exhausted(unknown)] if unknown else [])
+    vanished = {f"{SOURCE}-config": "targets readable again", f"{SOURCE}-local": "probing again"}
+    if not unknown:  # an unprobed target is not "no longer probed": resolve nothing by absence
+        vanished[SOURCE] = "no longer probed"
+    evaluation = record_signals(config, signals, now, vanished_sources=vanished)
     report = await deliver_notifications(config)
     rows = [
         {
@@ -38,7 +39,7 @@ async def blackbox_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
             "target": r.target.name,
             "url": r.target.url,
             "severity": r.target.severity.value,
-            "result": "ok" if r.ok else "FAIL",
+            "result": "ok" if r.ok else ("UNKNOWN" if r.unknown else "FAIL"),
             "status": r.status,
             "latency_ms": r.latency_ms,
             "tls_days_left": r.tls_days_left,
@@ -49,9 +50,18 @@ async def blackbox_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     await publish("blackbox-probe", rows, evaluation, report)
     summary = {
         "targets": len(results),
-        "failing": sum(not r.ok for r in results),
+        "failing": sum(not r.ok and not r.unknown for r in results),
+        "unknown": len(unknown),
         "target_problems": len(problems),
     }
     summary |= summarize(evaluation, report)
     get_run_logger().info("blackbox probe: %s", summary)
     return summary
+
+
+def _exhausted(unknown: list[ProbeResult]) -> str:
+    names = ", ".join(r.target.name for r in unknown[:5]) + (" …" if len(unknown) > 5 else "")
+    return (
+        f"local resources exhausted: {len(unknown)} target(s) not probed ({unknown[0].error}): "
+        f"{names}. Their incidents are left as they were."
+    )

@@ -2,13 +2,21 @@
 
 The direct prober uses aiohttp rather than httpx: at 100-200 concurrent probes httpx's pool costs
 2-4x the socket limit while aiohttp stays at it (bench/probe_fanout.py, bench/README.md).
+
+Every probe closes its connection (a fleet is thousands of distinct hosts: a kept-alive pool only
+holds file handles), and concurrency stays below the process's open-file limit. A probe that
+fails because *this* machine ran out of something (file handles, ports, buffers) says nothing
+about the target: it is "unknown", never a failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import glob
 import json
+import os
+import resource
 import ssl
 import time
 from collections.abc import Sequence
@@ -24,6 +32,14 @@ from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.signals import Severity, Signal
 
 SOURCE = "blackbox"
+FD_RESERVE = 64  # handles kept free for the store, logs, the Prefect client and the event loop
+LOCAL_EXHAUSTION = {
+    errno.EMFILE,  # too many open files (this process)
+    errno.ENFILE,  # too many open files (this machine)
+    errno.ENOBUFS,
+    errno.ENOMEM,
+    errno.EADDRNOTAVAIL,  # no local port left
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,7 @@ class ProbeResult:
     latency_ms: float | None = None
     error: str | None = None
     tls_days_left: float | None = None
+    unknown: bool = False  # not probed: local resource exhaustion; neither up nor down
 
 
 def from_config(target: HttpTarget) -> ProbeTarget:
@@ -115,11 +132,49 @@ def _read_file_sd(path: Path, group: FileSdTargets) -> tuple[list[ProbeTarget], 
     return targets, problems
 
 
-async def probe_all(targets: Sequence[ProbeTarget], config: BlackboxConfig) -> list[ProbeResult]:
-    """Probe all targets, `config.concurrency` at a time; one result per target, in order."""
+def open_file_budget(wanted: int) -> tuple[int, str | None]:
+    """How many probes may run at once without exhausting this process's open files: the soft
+    RLIMIT_NOFILE is raised towards the hard limit if needed, then `wanted` is capped below it
+    (minus the handles already open and a reserve). Returns the cap and, when it binds, why."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = _open_handles()
+    needed = in_use + FD_RESERVE + wanted
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return wanted, None
+    budget = max(1, soft - in_use - FD_RESERVE)
+    if budget >= wanted:
+        return wanted, None
+    return budget, (
+        f"concurrency capped at {budget} (configured {wanted}): the open-file limit is {soft} "
+        f"and {in_use} handles are in use; raise it with `ulimit -n`"
+    )
+
+
+def _open_handles() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
+
+
+async def probe_all(
+    targets: Sequence[ProbeTarget], config: BlackboxConfig, notes: list[str] | None = None
+) -> list[ProbeResult]:
+    """Probe all targets, at most `config.concurrency` at a time (less if the open-file limit
+    says so, explained in `notes`); one result per target, in order."""
     timeout = config.timeout.total_seconds()
-    gate = asyncio.Semaphore(config.concurrency)
-    connector = aiohttp.TCPConnector(limit=config.concurrency, ttl_dns_cache=300)
+    concurrency, capped = open_file_budget(min(config.concurrency, max(len(targets), 1)))
+    if capped and notes is not None:
+        notes.append(capped)
+    gate = asyncio.Semaphore(concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=True, ttl_dns_cache=300)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(target: ProbeTarget) -> ProbeResult:
@@ -129,6 +184,11 @@ async def probe_all(targets: Sequence[ProbeTarget], config: BlackboxConfig) -> l
                 return await _direct(session, target, timeout)
 
         return list(await asyncio.gather(*(one(t) for t in targets)))
+
+
+def _unknown(target: ProbeTarget, exc: OSError) -> ProbeResult:
+    reason = exc.strerror or errno.errorcode.get(exc.errno or 0, "resource exhausted")
+    return ProbeResult(target, False, error=f"not probed: {reason} on this machine", unknown=True)
 
 
 async def _direct(
@@ -150,9 +210,15 @@ async def _direct(
             target, False, error=f"TLS certificate rejected: {exc.certificate_error}"
         )
     except aiohttp.ClientConnectorError as exc:
+        if exc.os_error.errno in LOCAL_EXHAUSTION:
+            return _unknown(target, exc.os_error)
         return ProbeResult(target, False, error=f"cannot connect: {exc.os_error.strerror or exc}")
     except aiohttp.ClientError as exc:
         return ProbeResult(target, False, error=f"HTTP error: {type(exc).__name__}")
+    except OSError as exc:
+        if exc.errno in LOCAL_EXHAUSTION:
+            return _unknown(target, exc)
+        return ProbeResult(target, False, error=f"cannot connect: {exc.strerror or exc}")
 
 
 def _codes(target: ProbeTarget) -> str:
@@ -231,7 +297,8 @@ def to_signal(result: ProbeResult) -> Signal:
     evidence: dict[str, object] = {}
     if result.status is not None:
         evidence["status"] = result.status
-    if result.latency_ms is not None:
+    if result.latency_ms is not None and result.ok:
+        # not for a failure: a latency that differs every run would rewrite a steady incident
         evidence["latency_ms"] = result.latency_ms
     if result.tls_days_left is not None:
         evidence["tls_days_left"] = result.tls_days_left
