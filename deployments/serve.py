@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from fleet_alerting.deployments.schedules import SCHEDULES
 from fleet_alerting.flows import get_flow
 

@@ -3,15 +3,15 @@ device, remediation steps and log / graph links in Slack."""
 
 from __future__ import annotations
 
-from fleet_alerting.flows.common import DEFAULT_CONFIG, RunFailed, load, publish, summarize
-from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from fleet_alerting.tasks.prometheus import run_watch_queries
 from prefect import flow, get_run_logger
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.links import LinksConfig
+from fleet_alerting.flows.common import DEFAULT_CONFIG, RunFailed, load, publish, summarize
 from fleet_alerting.sources.prometheus.judge import active_watches, evaluate_watches
+from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
+from fleet_alerting.tasks.prometheus import run_watch_queries
 
 
 def graph_links(config: Config) -> LinksConfig:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fleet_alerting.flows.common import DEFAULT_CONFIG, load, publish, summarize
-from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from fleet_alerting.tasks.zigbee import log_run, watch_coordinators
 from prefect import flow, get_run_logger
 
 from fleet_alerting.core.clock import utcnow
+from fleet_alerting.flows.common import DEFAULT_CONFIG, load, publish, summarize
+from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
+from fleet_alerting.tasks.zigbee import log_run, watch_coordinators
 
 
 @flow(name="zigbee-probe")
