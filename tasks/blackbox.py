@@ -23,8 +23,11 @@ def resolve_targets(config: BlackboxConfig, base_dir: Path) -> tuple[list[ProbeT
 
 @task(name="probe-targets", cache_policy=NO_CACHE)
 async def probe_targets(targets: list[ProbeTarget], config: BlackboxConfig) -> list[ProbeResult]:
-    results = await probe_all(targets, config)
+    notes: list[str] = []
+    results = await probe_all(targets, config, notes)
     logger = get_run_logger()
+    for note in notes:
+        logger.warning("probe: %s", note)
     for result in results:
         if not result.ok:
             logger.warning("%s (%s): %s", result.target.name, result.target.url, result.error)
