@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from prefect import flow
+
+from fleet_alerting.config import Config
+from fleet_alerting.core.clock import utcnow
+from fleet_alerting.core.policy import PolicyConfig, PolicyFor
+from fleet_alerting.core.signals import Severity
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
     RunFailed,
@@ -10,15 +16,10 @@ from fleet_alerting.flows.common import (
     publish,
     summarize,
 )
+from fleet_alerting.sources.alertmanager.judge import SOURCE, alert_key, to_signals
 from fleet_alerting.tasks.alertmanager import fetch_escalating_alerts
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from prefect import flow, get_run_logger
-
-from fleet_alerting.config import Config
-from fleet_alerting.core.clock import utcnow
-from fleet_alerting.core.policy import PolicyConfig, PolicyFor
-from fleet_alerting.core.signals import Severity
-from fleet_alerting.sources.alertmanager.judge import SOURCE, alert_key, to_signals
+from fleet_alerting.tasks.runtime import run_logger
 
 API_SOURCE = f"{SOURCE}-api"
 
@@ -77,5 +78,5 @@ async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> dict[str
         "rule_problems": len(problems),
     }
     summary |= summarize(evaluation, report)
-    get_run_logger().info("alertmanager escalation: %s", summary)
+    run_logger().info("alertmanager escalation: %s", summary)
     return summary

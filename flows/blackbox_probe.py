@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from prefect import flow
+
+from fleet_alerting.core.clock import utcnow
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
     config_dir,
@@ -10,12 +13,10 @@ from fleet_alerting.flows.common import (
     publish,
     summarize,
 )
+from fleet_alerting.sources.blackbox.client import SOURCE, to_signal
 from fleet_alerting.tasks.blackbox import probe_targets, resolve_targets
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from prefect import flow, get_run_logger
-
-from fleet_alerting.core.clock import utcnow
-from fleet_alerting.sources.blackbox.client import SOURCE, to_signal
+from fleet_alerting.tasks.runtime import run_logger
 
 
 @flow(name="blackbox-probe")
@@ -53,5 +54,5 @@ async def blackbox_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
         "target_problems": len(problems),
     }
     summary |= summarize(evaluation, report)
-    get_run_logger().info("blackbox probe: %s", summary)
+    run_logger().info("blackbox probe: %s", summary)
     return summary

@@ -15,6 +15,7 @@ from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.drain import DrainReport
+from fleet_alerting.tasks.runtime import tracked
 
 DEFAULT_CONFIG = "config/example.yaml"
 
@@ -64,7 +65,10 @@ def summarize(evaluation: Evaluation, report: DrainReport) -> dict[str, int]:
 async def publish(
     key: str, rows: list[dict[str, Any]], evaluation: Evaluation, report: DrainReport
 ) -> None:
-    """A table of what this run observed, and what it told whom."""
+    """A table of what this run observed, and what it told whom (in the Prefect UI; a plain run
+    has no UI to show it in)."""
+    if not tracked():
+        return
     changes = {i.key: i.state.value for i in evaluation.incidents}
     table = [row | {"incident": changes.get(row.get("key", ""), "")} for row in rows]
     for row in table:

@@ -4,6 +4,9 @@ keeps events from being reported twice or skipped across runs."""
 
 from __future__ import annotations
 
+from prefect import flow
+
+from fleet_alerting.core.clock import utcnow
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
     RunFailed,
@@ -12,12 +15,10 @@ from fleet_alerting.flows.common import (
     publish,
     summarize,
 )
+from fleet_alerting.sources.fleet_events.judge import SOURCE, correlation_link
 from fleet_alerting.tasks.fleet_events import fetch_events, record_new_events
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from prefect import flow, get_run_logger
-
-from fleet_alerting.core.clock import utcnow
-from fleet_alerting.sources.fleet_events.judge import SOURCE, correlation_link
+from fleet_alerting.tasks.runtime import run_logger
 
 API_SOURCE = f"{SOURCE}-api"
 
@@ -67,5 +68,5 @@ async def fleet_events(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
         "api_problems": len(problems),
     }
     summary |= summarize(evaluation, report)
-    get_run_logger().info("fleet events: %s", summary)
+    run_logger().info("fleet events: %s", summary)
     return summary

@@ -3,15 +3,16 @@ device, remediation steps and log / graph links in Slack."""
 
 from __future__ import annotations
 
-from fleet_alerting.flows.common import DEFAULT_CONFIG, RunFailed, load, publish, summarize
-from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from fleet_alerting.tasks.prometheus import run_watch_queries
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.links import LinksConfig
+from fleet_alerting.flows.common import DEFAULT_CONFIG, RunFailed, load, publish, summarize
 from fleet_alerting.sources.prometheus.judge import active_watches, evaluate_watches
+from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
+from fleet_alerting.tasks.prometheus import run_watch_queries
+from fleet_alerting.tasks.runtime import run_logger
 
 
 def graph_links(config: Config) -> LinksConfig:
@@ -39,5 +40,5 @@ async def prometheus_watches(config_path: str = DEFAULT_CONFIG) -> dict[str, int
         "firing": sum(row["state"] == "FIRING" for row in result.rows),
     }
     summary |= summarize(evaluation, report)
-    get_run_logger().info("prometheus watches: %s", summary)
+    run_logger().info("prometheus watches: %s", summary)
     return summary

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleet_alerting.tasks.audit import run_quarterly_audit
 from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
+
+from fleet_alerting.tasks.audit import run_quarterly_audit
 
 ARTIFACT_KEY = "quarterly-audit"
 MAX_ARTIFACT_CHARS = 200_000

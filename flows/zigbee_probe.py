@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fleet_alerting.flows.common import DEFAULT_CONFIG, load, publish, summarize
-from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from fleet_alerting.tasks.zigbee import log_run, watch_coordinators
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from fleet_alerting.core.clock import utcnow
+from fleet_alerting.flows.common import DEFAULT_CONFIG, load, publish, summarize
+from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
+from fleet_alerting.tasks.runtime import run_logger
+from fleet_alerting.tasks.zigbee import log_run, watch_coordinators
 
 
 @flow(name="zigbee-probe")
@@ -36,5 +37,5 @@ async def zigbee_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
         "unparseable": sum(s.labels.get("check") == "payload" for s in firing),
     }
     summary |= summarize(evaluation, report)
-    get_run_logger().info("zigbee probe: %s", summary)
+    run_logger().info("zigbee probe: %s", summary)
     return summary

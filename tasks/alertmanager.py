@@ -6,22 +6,21 @@ import asyncio
 from collections import defaultdict
 
 import httpx
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from fleet_alerting.config.schema import AlertmanagerConfig, EscalationRule
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.alertmanager.client import Alert, Alertmanager
+from fleet_alerting.tasks.runtime import run_logger, step
 
 
-@task(name="fetch-escalating-alerts", cache_policy=NO_CACHE)
+@step("fetch-escalating-alerts")
 async def fetch_escalating_alerts(
     config: AlertmanagerConfig,
 ) -> tuple[list[tuple[EscalationRule, list[Alert]]], list[str]]:
     """Per rule, the alerts its matchers select (Alertmanager does the matching, so its own
     semantics apply). Silenced and inhibited alerts are included and marked, so an incident of an
     alert that gets silenced can say why it stopped. A failing rule is a problem, not a crash."""
-    logger = get_run_logger()
+    logger = run_logger()
     async with httpx.AsyncClient(timeout=config.timeout.total_seconds()) as client:
         api = Alertmanager(client, config.url)
         answers = await asyncio.gather(

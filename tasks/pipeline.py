@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import httpx
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
@@ -14,9 +12,10 @@ from fleet_alerting.core.policy import Evaluation, PolicyFor, evaluate, vanished
 from fleet_alerting.core.signals import Signal
 from fleet_alerting.delivery.drain import DrainReport, build_notifiers, drain
 from fleet_alerting.store.sqlite import Store
+from fleet_alerting.tasks.runtime import run_logger, step
 
 
-@task(name="evaluate-and-record", cache_policy=NO_CACHE)
+@step("evaluate-and-record")
 def record_signals(
     config: Config,
     signals: list[Signal],
@@ -38,7 +37,7 @@ def record_signals(
         queued = store.record(evaluation, now)
     finally:
         store.close()
-    logger = get_run_logger()
+    logger = run_logger()
     for incident in evaluation.incidents:
         logger.info("incident %s: %s (%s)", incident.key, incident.state, incident.signal.summary)
     if queued:
@@ -46,10 +45,10 @@ def record_signals(
     return evaluation
 
 
-@task(name="deliver-notifications", cache_policy=NO_CACHE)
+@step("deliver-notifications")
 async def deliver_notifications(config: Config) -> DrainReport:
     """Drain the outbox; whatever cannot be delivered stays queued or becomes a dead letter."""
-    logger = get_run_logger()
+    logger = run_logger()
     store = Store(config.state.path)
     try:
         async with httpx.AsyncClient(timeout=10) as client:

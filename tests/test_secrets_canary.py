@@ -33,9 +33,10 @@ def seen_everywhere(text: str) -> bool:
 def test_secrets_never_leak(
     prefect_api: str, config_file: Path, caplog: pytest.LogCaptureFixture, capsys
 ) -> None:
-    from fleet_alerting.flows.blackbox_probe import blackbox_probe
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter
+
+    from fleet_alerting.flows.blackbox_probe import blackbox_probe
 
     folder = config_file.parent
     with SlackWebhookServer() as slack, PagerDutyServer() as pd, Down() as api:

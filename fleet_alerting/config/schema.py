@@ -298,6 +298,28 @@ class PrometheusConfig(Model):
         return self
 
 
+WatchName = Literal[
+    "blackbox-probe",
+    "prometheus-watches",
+    "zigbee-probe",
+    "alertmanager-escalation",
+    "fleet-events",
+]
+
+
+def _at_least_10s(every: timedelta) -> timedelta:
+    if every < timedelta(seconds=10):
+        raise ValueError("an interval of at least 10s is expected")
+    return every
+
+
+class ScheduleConfig(Model):
+    """`fleet-alerting serve`: how often each configured watch runs (default every minute), so an
+    incident pages at most one interval after `page_after`."""
+
+    every: dict[WatchName, Annotated[Duration, AfterValidator(_at_least_10s)]] = {}
+
+
 class Config(Model):
     state: StateConfig = StateConfig()
     notify: NotifyConfig = NotifyConfig()
@@ -309,6 +331,7 @@ class Config(Model):
     operators: OperatorsConfig = OperatorsConfig()
     zigbee: ZigbeeConfig = ZigbeeConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     source_file: Path | None = Field(None, exclude=True)
 
     def policy(self, severity: Severity) -> PolicyConfig:

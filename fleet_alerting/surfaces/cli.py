@@ -14,7 +14,6 @@ import yaml
 
 from fleet_alerting.audit.cli import add_commands as add_audit_commands
 from fleet_alerting.config import Config, ConfigError, load_config
-from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.store.sqlite import Store
@@ -47,20 +46,9 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def run_flow(args: argparse.Namespace) -> int:
-    from fleet_alerting.flows import get_flow
-    from fleet_alerting.flows.common import RunFailed
+    from fleet_alerting.deployments.run import run_once
 
-    flow = get_flow(args.flow)
-    try:
-        result = asyncio.run(flow(config_path=args.config))
-    except RunFailed as exc:
-        print(f"{args.flow}: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # the run failed: say so in one line, never with a secret
-        print(f"{args.flow} failed: {redact(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
-        return 1
-    print(f"{args.flow}: {result}")
-    return 0
+    return run_once(args.flow, args.config)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -186,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--config", default=DEFAULT_CONFIG)
     show.add_argument("--interval", type=float, default=3.0, help="seconds between probe runs")
     now = add("trigger", trigger, "run a deployment now through the Prefect API")
-    now.add_argument("deployment", help="FLOW/DEPLOYMENT, e.g. blackbox-probe/every-minute")
+    now.add_argument("deployment", help="FLOW/DEPLOYMENT, e.g. blackbox-probe/scheduled")
     now.add_argument("--param", action="append", default=[], help="NAME=VALUE (YAML scalar)")
     now.add_argument("--wait", action="store_true", help="follow the run; exit with its outcome")
     add("slack-app", slack_app, "serve the /fleet slash command").add_argument(
