@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from fleet_alerting.config import ConfigError, load_config
 from fleet_alerting.config.secrets import redact
-from fleet_alerting.deployments.local import Api, find_api, healthy
+from fleet_alerting.deployments.local import Api, find_api, healthy, startup_timeout
 
 Print = Callable[[str], None]
 
@@ -47,9 +47,18 @@ async def run_watch(flow_name: str, config_path: str, api: Api) -> Any:
     if api.url is None:
         plain_logging()
         return await flow.fn(config_path=config_path)
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
 
-    with temporary_settings(updates={PREFECT_API_URL: api.url}):
+    updates = {
+        PREFECT_API_URL: api.url,
+        # never used with an API URL set; generous should anything start one anyway
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: int(startup_timeout()),
+    }
+    with temporary_settings(updates=updates):
         return await flow(config_path=config_path)
 
 
@@ -67,13 +76,12 @@ def describe(api: Api) -> str:
 def run_once(flow_name: str, config_path: str, out: Print = print, err: Print = _stderr) -> int:
     """Exit code: 0 the run did its job (finding failures is its job), 1 it could not (bad
     config, a run that failed), 2 PREFECT_API_URL names a server that does not answer."""
-    from fleet_alerting.flows.common import RunFailed
-
     try:
         load_config(config_path)
     except ConfigError as exc:
         err(str(exc))
         return 1
+    from fleet_alerting.flows.common import RunFailed  # Prefect: only for a valid config
     api = find_api()
     if api.url and api.origin == "PREFECT_API_URL" and not healthy(api.url, timeout=5):
         err(
@@ -92,3 +100,29 @@ def run_once(flow_name: str, config_path: str, out: Print = print, err: Print = 
         return 1
     out(f"{flow_name}: {result}")
     return 0
+
+
+def demo(example_config: str, rounds_seconds: float = 3.0, err: Print = _stderr) -> int:
+    """`fleet-alerting demo`: the probe round after round against stand-in targets, each round
+    run as `run` would (recorded in a Prefect server if there is one, else plainly)."""
+    from fleet_alerting.flows.demo import run_demo
+
+    try:
+        load_config(example_config)
+    except ConfigError as exc:
+        err(str(exc))
+        return 1
+    api = find_api()
+    if api.url and api.origin == "PREFECT_API_URL" and not healthy(api.url, timeout=5):
+        err(f"demo: no Prefect server answers at {api.url} (PREFECT_API_URL); unset it or start it")
+        return 2
+    err(f"demo: each probe round {describe(api)}")
+    try:
+        return run_demo(
+            example_config,
+            rounds_seconds,
+            run_round=lambda path: run_watch("blackbox-probe", path, api),
+        )
+    except Exception as exc:  # one line, never a traceback or a secret
+        err(f"demo failed: {redact(f'{type(exc).__name__}: {exc}')}")
+        return 1

@@ -119,7 +119,7 @@ def mcp(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from fleet_alerting.flows.demo import run_demo
+    from fleet_alerting.deployments.run import demo as run_demo
 
     return run_demo(args.config, rounds_seconds=args.interval)
 
