@@ -82,6 +82,7 @@ def run_once(flow_name: str, config_path: str, out: Print = print, err: Print = 
         err(str(exc))
         return 1
     from fleet_alerting.flows.common import RunFailed  # Prefect: only for a valid config
+
     api = find_api()
     if api.url and api.origin == "PREFECT_API_URL" and not healthy(api.url, timeout=5):
         err(
