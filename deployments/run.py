@@ -96,6 +96,8 @@ def run_once(flow_name: str, config_path: str, out: Print = print, err: Print = 
     except RunFailed as exc:
         err(f"{flow_name}: {exc}")
         return 1
+    except KeyboardInterrupt:
+        return 130
     except Exception as exc:  # the run failed: say so in one line, never with a secret
         err(f"{flow_name} failed: {redact(f'{type(exc).__name__}: {exc}')}")
         return 1

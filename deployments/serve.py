@@ -28,7 +28,10 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
+
 from fleet_alerting.config import ConfigError, load_config
+from fleet_alerting.config.secrets import redact
 from fleet_alerting.deployments.local import (
     STARTUP_SETTING,
     healthy,
@@ -55,8 +58,11 @@ def free_port() -> int:
 
 def server_settings(port: int) -> dict[str, Any]:
     """Settings of a local server on `port`: the UI asks `/ui-settings` where its API is, and
-    without these it is told the default port 4200 (PrefectHQ/prefect#18895)."""
+    without these it is told the default port 4200 (PrefectHQ/prefect#18895); SQLite waits for
+    its lock rather than failing requests with 503 when the machine is busy."""
     from prefect.settings import (
+        PREFECT_API_DATABASE_CONNECTION_TIMEOUT,
+        PREFECT_API_DATABASE_TIMEOUT,
         PREFECT_SERVER_ANALYTICS_ENABLED,
         PREFECT_SERVER_API_HOST,
         PREFECT_SERVER_API_PORT,
@@ -68,6 +74,9 @@ def server_settings(port: int) -> dict[str, Any]:
         PREFECT_SERVER_API_HOST: "127.0.0.1",
         PREFECT_SERVER_API_PORT: port,
         PREFECT_SERVER_ANALYTICS_ENABLED: False,
+        # SQLite under a busy machine: wait for the lock rather than answer 503 (default 10 s, 5 s)
+        PREFECT_API_DATABASE_TIMEOUT: 60.0,
+        PREFECT_API_DATABASE_CONNECTION_TIMEOUT: 30.0,
     }
 
 
@@ -152,6 +161,11 @@ def serve_all(config_path: str, out: Print = print) -> int:
     except ServeError as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return 2
+    except httpx.HTTPError as exc:  # the server went away or refused a request
+        print(f"serve: the Prefect server failed a request: {redact(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 
