@@ -44,3 +44,4 @@ bench: setup servers
 	PYTHONPATH=. $(BIN)/python bench/prometheus_watch.py
 	PYTHONPATH=. $(BIN)/python bench/zigbee_collect.py
 	PYTHONPATH=. $(BIN)/python bench/routing_audit.py
+	$(BIN)/python bench/running.py

@@ -42,11 +42,13 @@ def plain_logging(stream: TextIO | None = None) -> None:
 async def run_watch(flow_name: str, config_path: str, api: Api) -> Any:
     """Run one watch: as a Prefect flow run recorded at `api.url`, or plainly when it is None."""
     from fleet_alerting.flows import get_flow
+    from fleet_alerting.tasks.runtime import go_plain
 
-    flow = get_flow(flow_name)
     if api.url is None:
+        go_plain()  # this process imports no Prefect for the flow (a CLI process, one-shot)
         plain_logging()
-        return await flow.fn(config_path=config_path)
+        return await get_flow(flow_name).fn(config_path=config_path)
+    flow = get_flow(flow_name)
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,

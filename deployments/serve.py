@@ -273,7 +273,10 @@ async def _run(flow: Any, flow_run: Any, out: Print) -> None:
     from prefect.flow_engine import run_flow
 
     try:
-        state = await run_flow(flow, flow_run=flow_run, return_type="state")
+        if flow.isasync:
+            state = await run_flow(flow, flow_run=flow_run, return_type="state")
+        else:  # a sync flow in a thread, so the other watches keep their schedule
+            state = await asyncio.to_thread(run_flow, flow, flow_run=flow_run, return_type="state")
         out(f"{flow.name} {flow_run.name}: {state.name}")
     except Exception as exc:  # a run's failure is recorded in Prefect; serve keeps serving
         out(f"{flow.name} {flow_run.name}: crashed ({type(exc).__name__})")

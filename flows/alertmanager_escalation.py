@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from prefect import flow
-
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.policy import PolicyConfig, PolicyFor
@@ -19,7 +17,7 @@ from fleet_alerting.flows.common import (
 from fleet_alerting.sources.alertmanager.judge import SOURCE, alert_key, to_signals
 from fleet_alerting.tasks.alertmanager import fetch_escalating_alerts
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from fleet_alerting.tasks.runtime import run_logger
+from fleet_alerting.tasks.runtime import run_logger, watch_flow
 
 API_SOURCE = f"{SOURCE}-api"
 
@@ -37,7 +35,7 @@ def escalation_policies(config: Config) -> PolicyFor:
     return policy_for
 
 
-@flow(name="alertmanager-escalation")
+@watch_flow("alertmanager-escalation")
 async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
     am = config.alertmanager

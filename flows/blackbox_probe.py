@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from prefect import flow
-
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
@@ -16,10 +14,10 @@ from fleet_alerting.flows.common import (
 from fleet_alerting.sources.blackbox.client import SOURCE, to_signal
 from fleet_alerting.tasks.blackbox import probe_targets, resolve_targets
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from fleet_alerting.tasks.runtime import run_logger
+from fleet_alerting.tasks.runtime import run_logger, watch_flow
 
 
-@flow(name="blackbox-probe")
+@watch_flow("blackbox-probe")
 async def blackbox_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
     now = utcnow()

@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
-
 from fleet_alerting.config import Config, ConfigError, load_config
 from fleet_alerting.config.secrets import install_log_redaction
 from fleet_alerting.core.incidents import State
@@ -69,6 +67,8 @@ async def publish(
     has no UI to show it in)."""
     if not tracked():
         return
+    from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+
     changes = {i.key: i.state.value for i in evaluation.incidents}
     table = [row | {"incident": changes.get(row.get("key", ""), "")} for row in rows]
     for row in table:

@@ -4,8 +4,6 @@ keeps events from being reported twice or skipped across runs."""
 
 from __future__ import annotations
 
-from prefect import flow
-
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
@@ -18,12 +16,12 @@ from fleet_alerting.flows.common import (
 from fleet_alerting.sources.fleet_events.judge import SOURCE, correlation_link
 from fleet_alerting.tasks.fleet_events import fetch_events, record_new_events
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from fleet_alerting.tasks.runtime import run_logger
+from fleet_alerting.tasks.runtime import run_logger, watch_flow
 
 API_SOURCE = f"{SOURCE}-api"
 
 
-@flow(name="fleet-events")
+@watch_flow("fleet-events")
 async def fleet_events(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
     fleet = config.fleet_api

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from prefect import flow
-
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.flows.common import DEFAULT_CONFIG, load, publish, summarize
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from fleet_alerting.tasks.runtime import run_logger
+from fleet_alerting.tasks.runtime import run_logger, watch_flow
 from fleet_alerting.tasks.zigbee import log_run, watch_coordinators
 
 
-@flow(name="zigbee-probe")
+@watch_flow("zigbee-probe")
 async def zigbee_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
     now = utcnow()

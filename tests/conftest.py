@@ -9,10 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Server, free_port, http_ready, in_ci
+from tests.servers import Server, free_port, http_ready, in_ci, startup_timeout
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# A busy machine: Prefect's own deadlines generous too — an ephemeral server, should a test start
+# one, gets as long as our servers (default 20 s), and SQLite waits for its lock instead of
+# answering 503 (default 10 s / 5 s).
+os.environ.setdefault(
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(int(startup_timeout()))
+)
+os.environ.setdefault("PREFECT_SERVER_DATABASE_TIMEOUT", "60")
+os.environ.setdefault("PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT", "30")
 
 
 @pytest.hookimpl(hookwrapper=True)
