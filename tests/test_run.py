@@ -97,3 +97,34 @@ def test_a_missing_server_binary_skips_locally_and_fails_in_ci(
     monkeypatch.setenv("CI", ci)
     with pytest.raises(outcome, match="no-such-server is not installed"):
         require_binary("no-such-server")
+
+
+@pytest.mark.parametrize(
+    ("config", "env", "code", "line"),
+    [
+        (
+            "blackbox: {}\n",
+            {"PREFECT_API_URL": "http://127.0.0.1:9/api"},
+            2,
+            "serve: no Prefect server answers at http://127.0.0.1:9/api (PREFECT_API_URL)",
+        ),
+        ("state: {path: s.sqlite}\n", {}, 1, "nothing to serve: no watch is configured"),
+        ("blackbox: {targets: 3}\n", {}, 1, "blackbox.targets: Input should be a valid list"),
+    ],
+)
+def test_serve_mistakes_are_one_line(
+    config: str, env: dict[str, str], code: int, line: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(config)
+    clean = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    ran = subprocess.run(
+        [*CLI, "serve", "--config", str(path)],
+        cwd=ROOT,
+        env=clean | {"PREFECT_HOME": str(tmp_path / "home")} | env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == code
+    assert line in ran.stderr and len(ran.stderr.strip().splitlines()) == 1, ran.stderr
