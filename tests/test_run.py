@@ -128,3 +128,12 @@ def test_serve_mistakes_are_one_line(
     )
     assert ran.returncode == code
     assert line in ran.stderr and len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+
+
+def test_default_state_lands_beside_the_config_wherever_run_starts(tmp_path: Path) -> None:
+    config = tmp_path / "conf" / "config.yaml"
+    config.parent.mkdir()
+    config.write_text("blackbox: {targets: []}\n")  # no state: or notify: section
+    ran = _run(config, tmp_path / "home")  # started in the repository, not beside the config
+    assert ran.returncode == 0, ran.stderr
+    assert (tmp_path / "conf" / "state" / "fleet-alerting.sqlite").exists()

@@ -71,7 +71,7 @@ class OnCallConfig(Model):
 
 
 class NotifyConfig(Model):
-    outbox_file: ConfigPath = Path("state/outbox.jsonl")
+    outbox_file: ConfigPath = Field(Path("state/outbox.jsonl"), validate_default=True)
     slack: SlackConfig | None = None
     pagerduty: PagerDutyConfig | None = None
     oncall: OnCallConfig | None = None
@@ -80,7 +80,7 @@ class NotifyConfig(Model):
 
 
 class StateConfig(Model):
-    path: ConfigPath = Path("state/fleet-alerting.sqlite")
+    path: ConfigPath = Field(Path("state/fleet-alerting.sqlite"), validate_default=True)
 
 
 class HttpTarget(Model):
@@ -321,8 +321,9 @@ class ScheduleConfig(Model):
 
 
 class Config(Model):
-    state: StateConfig = StateConfig()
-    notify: NotifyConfig = NotifyConfig()
+    # defaults validated too, so their relative paths are relative to the config file
+    state: StateConfig = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    notify: NotifyConfig = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     policies: dict[Severity, PolicyConfig] = Field(default_factory=default_policies)
     links: LinksConfig = LinksConfig()
     blackbox: BlackboxConfig = BlackboxConfig()
