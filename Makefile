@@ -16,7 +16,8 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	python3 -m uv pip install --python $(VENV)/bin/python -q --compile-bytecode --no-deps -e .
 	touch $@
 
-# Debian packages of the real servers the integration tests start on loopback.
+# Debian packages of the real servers the integration tests start on loopback (and headless
+# Chromium, which loads the Prefect UI that `serve` starts).
 servers:
 	@command -v prometheus >/dev/null && command -v amtool >/dev/null \
 	  && command -v prometheus-blackbox-exporter >/dev/null && command -v mosquitto >/dev/null \
@@ -45,3 +46,4 @@ bench: setup servers
 	PYTHONPATH=. $(BIN)/python bench/routing_audit.py
 	PYTHONPATH=. $(BIN)/python bench/store_history.py
 	PYTHONPATH=. $(BIN)/python bench/noise_stats.py
+	$(BIN)/python bench/running.py

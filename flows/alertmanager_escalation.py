@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
-
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.policy import PolicyConfig, PolicyFor
@@ -26,6 +24,7 @@ from fleet_alerting.sources.alertmanager.judge import (
 )
 from fleet_alerting.tasks.alertmanager import fetch_escalating_alerts
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
+from fleet_alerting.tasks.runtime import run_logger, watch_flow
 
 
 def escalation_policies(config: Config) -> PolicyFor:
@@ -41,7 +40,7 @@ def escalation_policies(config: Config) -> PolicyFor:
     return policy_for
 
 
-@flow(name="alertmanager-escalation")
+@watch_flow("alertmanager-escalation")
 @store_errors_fail_the_run
 async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
@@ -87,5 +86,5 @@ async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> dict[str
         "malformed_alerts": len(malformed),
     }
     summary |= summarize(evaluation, report)
-    get_run_logger().info("alertmanager escalation: %s", summary)
+    run_logger().info("alertmanager escalation: %s", summary)
     return summary

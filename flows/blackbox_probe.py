@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
-
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
@@ -17,9 +15,10 @@ from fleet_alerting.flows.common import (
 from fleet_alerting.sources.blackbox.client import SOURCE, exporter_outage, gone, to_signal
 from fleet_alerting.tasks.blackbox import probe_targets, resolve_targets
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
+from fleet_alerting.tasks.runtime import run_logger, watch_flow
 
 
-@flow(name="blackbox-probe")
+@watch_flow("blackbox-probe")
 @store_errors_fail_the_run
 async def blackbox_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
@@ -58,5 +57,5 @@ async def blackbox_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
         "target_problems": len(problems),
     }
     summary |= summarize(evaluation, report)
-    get_run_logger().info("blackbox probe: %s", summary)
+    run_logger().info("blackbox probe: %s", summary)
     return summary

@@ -7,9 +7,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
-from prefect.states import Failed
-
 from fleet_alerting.config import Config, ConfigError, load_config
 from fleet_alerting.config.secrets import install_log_redaction
 from fleet_alerting.core.incidents import State
@@ -19,6 +16,7 @@ from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.drain import DrainReport
 from fleet_alerting.store.errors import StoreError
 from fleet_alerting.store.sqlite import Store
+from fleet_alerting.tasks.runtime import tracked
 
 DEFAULT_CONFIG = "config/example.yaml"
 
@@ -55,6 +53,10 @@ def store_errors_fail_the_run(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awai
         try:
             return await fn(*args, **kwargs)
         except StoreError as exc:
+            if not tracked():
+                raise  # a plain run: the CLI prints it in one line
+            from prefect.states import Failed
+
             return Failed(message=str(exc))  # type: ignore[return-value]
 
     return run
@@ -93,7 +95,12 @@ def summarize(evaluation: Evaluation, report: DrainReport) -> dict[str, int]:
 async def publish(
     key: str, rows: list[dict[str, Any]], evaluation: Evaluation, report: DrainReport
 ) -> None:
-    """A table of what this run observed, and what it told whom."""
+    """A table of what this run observed, and what it told whom (in the Prefect UI; a plain run
+    has no UI to show it in)."""
+    if not tracked():
+        return
+    from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+
     changes = {i.key: i.state.value for i in evaluation.incidents}
     table = [row | {"incident": changes.get(row.get("key", ""), "")} for row in rows]
     for row in table:

@@ -4,8 +4,6 @@ keeps events from being reported twice or skipped across runs."""
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
-
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
@@ -24,9 +22,10 @@ from fleet_alerting.sources.fleet_events.judge import (
 )
 from fleet_alerting.tasks.fleet_events import fetch_events, record_new_events
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
+from fleet_alerting.tasks.runtime import run_logger, watch_flow
 
 
-@flow(name="fleet-events")
+@watch_flow("fleet-events")
 @store_errors_fail_the_run
 async def fleet_events(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
@@ -78,5 +77,5 @@ async def fleet_events(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
         "malformed_events": len(skipped),
     }
     summary |= summarize(evaluation, report)
-    get_run_logger().info("fleet events: %s", summary)
+    run_logger().info("fleet events: %s", summary)
     return summary

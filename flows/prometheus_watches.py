@@ -3,8 +3,6 @@ device, remediation steps and log / graph links in Slack."""
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
-
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.links import LinksConfig
@@ -19,6 +17,7 @@ from fleet_alerting.flows.common import (
 from fleet_alerting.sources.prometheus.judge import active_watches, evaluate_watches
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
 from fleet_alerting.tasks.prometheus import run_watch_queries
+from fleet_alerting.tasks.runtime import run_logger, watch_flow
 
 
 def graph_links(config: Config) -> LinksConfig:
@@ -28,7 +27,7 @@ def graph_links(config: Config) -> LinksConfig:
     return config.links.model_copy(update={"prometheus_url": config.prometheus.url})
 
 
-@flow(name="prometheus-watches")
+@watch_flow("prometheus-watches")
 @store_errors_fail_the_run
 async def prometheus_watches(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
@@ -47,5 +46,5 @@ async def prometheus_watches(config_path: str = DEFAULT_CONFIG) -> dict[str, int
         "firing": sum(row["state"] == "FIRING" for row in result.rows),
     }
     summary |= summarize(evaluation, report)
-    get_run_logger().info("prometheus watches: %s", summary)
+    run_logger().info("prometheus watches: %s", summary)
     return summary

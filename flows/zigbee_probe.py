@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
-
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
@@ -14,10 +12,11 @@ from fleet_alerting.flows.common import (
 )
 from fleet_alerting.sources.zigbee.judge import cause_changes
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
+from fleet_alerting.tasks.runtime import run_logger, watch_flow
 from fleet_alerting.tasks.zigbee import log_run, watch_coordinators
 
 
-@flow(name="zigbee-probe")
+@watch_flow("zigbee-probe")
 @store_errors_fail_the_run
 async def zigbee_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
@@ -44,5 +43,5 @@ async def zigbee_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
         "unparseable": sum(s.labels.get("check") == "payload" for s in firing),
     }
     summary |= summarize(evaluation, report)
-    get_run_logger().info("zigbee probe: %s", summary)
+    run_logger().info("zigbee probe: %s", summary)
     return summary

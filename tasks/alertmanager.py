@@ -6,17 +6,16 @@ import asyncio
 from collections import defaultdict
 
 import httpx
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from fleet_alerting.config.schema import AlertmanagerConfig, EscalationRule
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.alertmanager.client import Alert, Alertmanager
 from fleet_alerting.sources.alertmanager.judge import RuleFailure
 from fleet_alerting.sources.records import Malformed
+from fleet_alerting.tasks.runtime import run_logger, step
 
 
-@task(name="fetch-escalating-alerts", cache_policy=NO_CACHE)
+@step("fetch-escalating-alerts")
 async def fetch_escalating_alerts(
     config: AlertmanagerConfig,
 ) -> tuple[list[tuple[EscalationRule, list[Alert]]], list[RuleFailure], list[Malformed]]:
@@ -24,7 +23,7 @@ async def fetch_escalating_alerts(
     semantics apply). Silenced and inhibited alerts are included and marked, so an incident of an
     alert that gets silenced can say why it stopped. A failing rule is a problem, and an alert not
     of the documented shape a `Malformed`, never a crash."""
-    logger = get_run_logger()
+    logger = run_logger()
     async with httpx.AsyncClient(timeout=config.timeout.total_seconds()) as client:
         api = Alertmanager(client, config.url)
         answers = await asyncio.gather(

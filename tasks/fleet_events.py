@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import httpx
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.schema import FleetApiConfig
@@ -24,14 +22,15 @@ from fleet_alerting.sources.fleet_events.judge import (
 )
 from fleet_alerting.sources.records import Malformed
 from fleet_alerting.store.sqlite import Store
+from fleet_alerting.tasks.runtime import run_logger, step
 
 
-@task(name="fetch-fleet-events", cache_policy=NO_CACHE)
+@step("fetch-fleet-events")
 async def fetch_events(
     config: FleetApiConfig,
 ) -> tuple[list[FleetEvent], list[Malformed], str | None]:
     """The newest events, the malformed ones, and the run's problem (API down) if any."""
-    logger = get_run_logger()
+    logger = run_logger()
     try:
         token = config.token.resolve() if config.token else None
         async with httpx.AsyncClient(timeout=config.timeout.total_seconds()) as client:
@@ -45,7 +44,7 @@ async def fetch_events(
     return page.events, problems, None
 
 
-@task(name="record-new-events", cache_policy=NO_CACHE)
+@step("record-new-events")
 def record_new_events(
     config: Config, events: list[FleetEvent], now: datetime
 ) -> tuple[Advance, list[FleetEvent]]:
@@ -68,7 +67,7 @@ def record_new_events(
         store.set_value(CURSOR_KEY, step.cursor.to_json())
     finally:
         store.close()
-    logger = get_run_logger()
+    logger = run_logger()
     logger.info(
         "%d new event(s), %d alerting, %d notification(s) queued", len(step.new), len(loud), queued
     )

@@ -6,9 +6,6 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 import httpx
-from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
@@ -18,12 +15,13 @@ from fleet_alerting.core.signals import Signal
 from fleet_alerting.delivery.drain import DrainReport, build_notifiers, drain
 from fleet_alerting.store.actions import history as action_history
 from fleet_alerting.store.sqlite import Retention, Store
+from fleet_alerting.tasks.runtime import run_logger, step, tracked
 
 Vanish = Callable[[Iterable[Incident]], list[Signal]]
 Announce = Callable[[Mapping[str, Incident], Evaluation, PolicyFor, datetime], Evaluation]
 
 
-@task(name="evaluate-and-record", cache_policy=NO_CACHE)
+@step("evaluate-and-record")
 def record_signals(
     config: Config,
     signals: list[Signal],
@@ -51,7 +49,7 @@ def record_signals(
         publish_actions(store, list(evaluation.incidents))
     finally:
         store.close()
-    logger = get_run_logger()
+    logger = run_logger()
     for kind, count in pruned.items():
         if count:
             logger.info("deleted %d %s past their retention", count, kind)
@@ -97,7 +95,9 @@ def publish_actions(store: Store, incidents: list[Incident]) -> None:
     """The audit trail (issue 13) of the incidents this run saw that operators acted on."""
     keys = sorted({i.key for i in incidents if i.acts.changed_at is not None})
     rows = [r for key in keys for r in action_history(store, key)]
-    if rows:
+    if rows and tracked():  # a plain run has no UI to show it in
+        from prefect.artifacts import create_markdown_artifact
+
         create_markdown_artifact(
             "\n".join(["| incident | action trail |", "|---|---|"])
             + "".join(f"\n| `{r.incident_key}` | {r.line().replace('|', '/')} |" for r in rows),
@@ -106,10 +106,10 @@ def publish_actions(store: Store, incidents: list[Incident]) -> None:
         )
 
 
-@task(name="deliver-notifications", cache_policy=NO_CACHE)
+@step("deliver-notifications")
 async def deliver_notifications(config: Config) -> DrainReport:
     """Drain the outbox; whatever cannot be delivered stays queued or becomes a dead letter."""
-    logger = get_run_logger()
+    logger = run_logger()
     store = Store(config.state.path)
     try:
         async with httpx.AsyncClient(timeout=10) as client:

@@ -5,6 +5,7 @@ installed entry point in a subprocess for the cases that need the real process."
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fleet_alerting.store.sqlite import Store
 from fleet_alerting.surfaces.cli import main
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "cli_mistakes.yaml").read_text())
@@ -63,14 +65,18 @@ def test_trigger_with_an_unreachable_prefect_api() -> None:
 def test_unexpected_errors_are_one_line_unless_debugging(tmp_path: Path) -> None:
     """A bug is still one line (with how to see the traceback), and the traceback on demand."""
     state = tmp_path / "state.sqlite"
-    state.write_text("not a database")
+    Store(state).close()  # a sound store (a damaged one is an operator's problem: one line too)
+    with sqlite3.connect(state) as db:  # ...holding a record no version of us wrote: a bug
+        db.execute(
+            "INSERT INTO incidents (key, source, state, updated_at, data) "
+            "VALUES ('blackbox:url=x', 'blackbox', 'firing', '2026-11-27T00:00:00+00:00', '{}')"
+        )
     config = tmp_path / "config.yaml"
     config.write_text(f"state: {{path: {state}}}\n")
     done = cli("incidents", "--config", str(config))
     assert done.returncode == 1
-    assert done.stderr.splitlines() == [
-        "fleet-alerting incidents failed: DatabaseError: (sqlite3.DatabaseError) file is not a "
-        "database (FLEET_ALERTING_DEBUG=1 shows the traceback)"
-    ]
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("fleet-alerting incidents failed: ValidationError: ")
+    assert line.endswith("(FLEET_ALERTING_DEBUG=1 shows the traceback)")
     debug = cli("incidents", "--config", str(config), env={"FLEET_ALERTING_DEBUG": "1"})
     assert "Traceback" in debug.stderr

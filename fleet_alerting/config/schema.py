@@ -339,9 +339,32 @@ class PrometheusConfig(Model):
         return self
 
 
+WatchName = Literal[
+    "blackbox-probe",
+    "prometheus-watches",
+    "zigbee-probe",
+    "alertmanager-escalation",
+    "fleet-events",
+]
+
+
+def _at_least_10s(every: timedelta) -> timedelta:
+    if every < timedelta(seconds=10):
+        raise ValueError("an interval of at least 10s is expected")
+    return every
+
+
+class ScheduleConfig(Model):
+    """`fleet-alerting serve`: how often each configured watch runs (default every minute), so an
+    incident pages at most one interval after `page_after`."""
+
+    every: dict[WatchName, Annotated[Duration, AfterValidator(_at_least_10s)]] = {}
+
+
 class Config(Model):
-    state: StateConfig = StateConfig()
-    notify: NotifyConfig = NotifyConfig()
+    # defaults validated too, so their relative paths are relative to the config file
+    state: StateConfig = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    notify: NotifyConfig = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     policies: dict[Severity, PolicyConfig] = Field(default_factory=default_policies)
     links: LinksConfig = LinksConfig()
     blackbox: BlackboxConfig = BlackboxConfig()
@@ -350,6 +373,7 @@ class Config(Model):
     operators: OperatorsConfig = OperatorsConfig()
     zigbee: ZigbeeConfig = ZigbeeConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     source_file: Path | None = Field(None, exclude=True)
 
     @field_validator("policies", mode="before")

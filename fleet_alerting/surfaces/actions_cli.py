@@ -85,7 +85,11 @@ def add_commands(commands: Any) -> None:
         sub = commands.add_parser(action, help=help_text, description=help_text)
         sub.set_defaults(func=act, action=action)
         sub.add_argument("key", help="the incident key (`fleet-alerting incidents`)")
-        sub.add_argument("--config", default=DEFAULT_CONFIG)
+        sub.add_argument(
+            "--config",
+            default=DEFAULT_CONFIG,
+            help=f"the YAML config file (default: {DEFAULT_CONFIG})",
+        )
         sub.add_argument("--as", dest="actor", help="who acts (default: the login name)")
         if action in ("silence", "snooze"):
             sub.add_argument(

@@ -111,25 +111,9 @@ def _prefect_blocks(names: list[str]) -> BlockCheck | None:
 
 
 def run_flow(args: argparse.Namespace) -> int:
-    import asyncio
+    from fleet_alerting.deployments.run import run_once
 
-    from prefect.exceptions import FailedRun
-
-    from fleet_alerting.config.secrets import redact
-    from fleet_alerting.flows import get_flow
-    from fleet_alerting.flows.common import RunFailed
-
-    flow = get_flow(args.flow)
-    try:
-        result = asyncio.run(flow(config_path=args.config))
-    except (RunFailed, StoreError, FailedRun) as exc:
-        print(f"{args.flow}: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # the run failed: say so in one line, never with a secret
-        print(f"{args.flow} failed: {redact(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
-        return 1
-    print(f"{args.flow}: {result}")
-    return 0
+    return run_once(args.flow, args.config)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -235,7 +219,7 @@ def mcp(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from fleet_alerting.flows.demo import run_demo
+    from fleet_alerting.deployments.run import demo as run_demo
 
     return run_demo(args.config, rounds_seconds=args.interval)
 
@@ -400,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(show)
     show.add_argument("--interval", type=float, default=3.0, help="seconds between probe runs")
     now = add("trigger", trigger, "run a deployment now through the Prefect API")
-    now.add_argument("deployment", help="FLOW/DEPLOYMENT, e.g. blackbox-probe/every-minute")
+    now.add_argument("deployment", help="FLOW/DEPLOYMENT, e.g. blackbox-probe/scheduled")
     now.add_argument("--param", action="append", default=[], help="NAME=VALUE (YAML scalar)")
     now.add_argument("--wait", action="store_true", help="follow the run; exit with its outcome")
     with_config(add("slack-app", slack_app, "serve the /fleet slash command"))
