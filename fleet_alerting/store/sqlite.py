@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,11 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from fleet_alerting.core.incidents import Incident, Notification, State
+from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.policy import Evaluation
+from fleet_alerting.store.outbox import Outbox, OutboxItem, ensure_columns, queue
 
 _incident_json = TypeAdapter(Incident)
-_notification_json = TypeAdapter(Notification)
 
 metadata = sa.MetaData()
 incidents_table = sa.Table(
@@ -32,22 +32,6 @@ incidents_table = sa.Table(
     sa.Column("source", sa.String, nullable=False, index=True),
     sa.Column("state", sa.String, nullable=False, index=True),
     sa.Column("updated_at", sa.String, nullable=False),
-    sa.Column("data", sa.Text, nullable=False),
-)
-outbox_table = sa.Table(
-    "outbox",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("notification_id", sa.String, nullable=False, unique=True),
-    sa.Column("channel", sa.String, nullable=False),
-    sa.Column("kind", sa.String, nullable=False),
-    sa.Column("incident_key", sa.String, nullable=False),
-    sa.Column("status", sa.String, nullable=False, index=True),  # queued | sent | dead
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("created_at", sa.String, nullable=False),
-    sa.Column("next_attempt_at", sa.String, nullable=False),
-    sa.Column("last_error", sa.Text),
-    sa.Column("receipt", sa.Text),
     sa.Column("data", sa.Text, nullable=False),
 )
 values_table = sa.Table(
@@ -62,19 +46,6 @@ _UPSERT_INCIDENT = _insert_incident.on_conflict_do_update(
     index_elements=["key"],
     set_={c: _insert_incident.excluded[c] for c in ("source", "state", "updated_at", "data")},
 )
-_QUEUE = sqlite_insert(outbox_table).on_conflict_do_nothing()
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    id: int
-    notification: Notification
-    status: str
-    attempts: int
-    created_at: datetime
-    next_attempt_at: datetime
-    last_error: str | None
-    receipt: str | None
 
 
 def _ts(moment: datetime) -> str:
@@ -91,6 +62,8 @@ class Store:
         # so two evaluations never interleave.
         sa.event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         metadata.create_all(self.engine)
+        ensure_columns(self.engine)  # the outbox and destinations (store/outbox.py)
+        self.queue = Outbox(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -121,23 +94,7 @@ class Store:
         queued = 0
         with self.engine.begin() as conn:
             self._upsert_incidents(conn, evaluation.incidents, now)
-            if evaluation.notifications:
-                rows = [
-                    {
-                        "notification_id": n.id,
-                        "channel": n.channel,
-                        "kind": n.kind,
-                        "incident_key": n.incident.key,
-                        "status": "queued",
-                        "attempts": 0,
-                        "created_at": _ts(now),
-                        "next_attempt_at": _ts(now),
-                        "data": _notification_json.dump_json(n).decode(),
-                    }
-                    for n in evaluation.notifications
-                ]
-                result = conn.execute(_QUEUE, rows)
-                queued = result.rowcount
+            queued = queue(conn, evaluation.notifications, now)
         return queued
 
     def update_incident(self, incident: Incident, now: datetime) -> None:
@@ -198,54 +155,12 @@ class Store:
         loaded = (_incident_json.validate_json(row) for row in conn.execute(query).scalars())
         return {incident.key: incident for incident in loaded}
 
-    # outbox --------------------------------------------------------------------------------
+    # outbox (queries in store/outbox.py) ---------------------------------------------------
     def outbox(self, statuses: Iterable[str] = ("queued", "dead")) -> list[OutboxItem]:
-        query = (
-            sa.select(outbox_table)
-            .where(outbox_table.c.status.in_(list(statuses)))
-            .order_by(outbox_table.c.id)
-        )
-        return self._items(query)
-
-    def _items(self, query: sa.Select[Any]) -> list[OutboxItem]:
-        with self.engine.begin() as conn:
-            rows = conn.execute(query).mappings().all()
-        return [
-            OutboxItem(
-                id=row["id"],
-                notification=_notification_json.validate_json(row["data"]),
-                status=row["status"],
-                attempts=row["attempts"],
-                created_at=datetime.fromisoformat(row["created_at"]),
-                next_attempt_at=datetime.fromisoformat(row["next_attempt_at"]),
-                last_error=row["last_error"],
-                receipt=row["receipt"],
-            )
-            for row in rows
-        ]
-
-    def mark_sent(self, item_id: int, attempts: int, receipt: str) -> None:
-        self._update(item_id, status="sent", attempts=attempts, receipt=receipt, last_error=None)
-
-    def mark_retry(self, item_id: int, attempts: int, next_at: datetime, error: str) -> None:
-        self._update(item_id, attempts=attempts, next_attempt_at=_ts(next_at), last_error=error)
-
-    def mark_dead(self, item_id: int, attempts: int, reason: str) -> None:
-        self._update(item_id, status="dead", attempts=attempts, last_error=reason)
-
-    def _update(self, item_id: int, **values: Any) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                sa.update(outbox_table).where(outbox_table.c.id == item_id).values(**values)
-            )
+        return self.queue.items(statuses)
 
     def prune_sent(self, now: datetime, keep: timedelta = timedelta(days=30)) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                sa.delete(outbox_table).where(
-                    outbox_table.c.status == "sent", outbox_table.c.created_at < _ts(now - keep)
-                )
-            )
+        self.queue.prune_sent(now, keep)
 
     # small per-source state: cursors, first-seen times ---------------------------------------
     def get_value(self, key: str, default: Any = None) -> Any:

@@ -30,8 +30,11 @@ def check_config(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     bb = config.blackbox
-    slack = "Slack" if config.notify.slack and config.notify.slack.webhook else "local outbox"
-    pager = "PagerDuty" if config.notify.pagerduty else "no pager"
+    channels = config.notify.configured_channels()
+    slack = "Slack" if "slack" in channels else "no Slack"
+    pager = "PagerDuty" if "pagerduty" in channels else "no pager"
+    if config.notify.dry_run:
+        slack, pager = "local outbox (dry run)", "nothing sent"
     watches = [
         f"blackbox {len(bb.targets)} target(s) + {len(bb.file_sd)} file_sd group(s)",
         f"zigbee {len(config.zigbee.coordinators)} coordinator(s)",

@@ -138,8 +138,10 @@ class SlackApi:
         snapshot: Snapshot | None = None,
         note: str | None = None,
         pacer: Pacer | None = None,
+        timeout: float = 10.0,
     ):
         self.client = client
+        self.timeout = timeout
         self._token = token
         self.channel = channel
         self.api_url = api_url.rstrip("/")
@@ -189,6 +191,7 @@ class SlackApi:
             {"channel": target, **body},
             self.name,
             headers,
+            timeout=self.timeout,
         )
         if not answer.get("ok"):
             error = str(answer.get("error") or "unknown_error")

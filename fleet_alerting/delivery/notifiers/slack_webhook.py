@@ -42,6 +42,12 @@ def headline(n: Notification) -> str:
     if n.kind == Kind.paged:
         pagers = ", ".join(incident.paged_via)
         lasted = format_duration(n.at - incident.onset)
+        if n.paging_failed:
+            paged = f"Paged {pagers}; " if pagers else ""
+            return (
+                f"[{severity}] {paged}PAGING FAILED via {n.paging_failed} — nobody was paged "
+                f"by it: failing for {lasted}: {summary}"
+            )
         return f"[{severity}] Paged {pagers}: failing for {lasted}: {summary}"
     if n.kind == Kind.reminder:
         lasted = format_duration(n.at - incident.onset)
@@ -108,9 +114,15 @@ class SlackWebhook:
     channel_not_found, ...) with 4xx, rate limits are 429 with Retry-After."""
 
     def __init__(
-        self, client: httpx.AsyncClient, url: SecretStr, name: str, note: str | None = None
+        self,
+        client: httpx.AsyncClient,
+        url: SecretStr,
+        name: str,
+        note: str | None = None,
+        timeout: float = 10.0,
     ):
         self.client = client
+        self.timeout = timeout
         self._url = url
         self.name = name
         self.note = note
@@ -121,7 +133,9 @@ class SlackWebhook:
     async def send(self, n: Notification) -> str:
         body = await self.body(n)
         try:
-            response = await self.client.post(self._url.get_secret_value(), json=body)
+            response = await self.client.post(
+                self._url.get_secret_value(), json=body, timeout=self.timeout
+            )
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.name) from None
         check_response(response, self.name)
