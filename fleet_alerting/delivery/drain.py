@@ -136,6 +136,14 @@ class _Stop(Exception):
     """The lane stops for this run (its destination backs off)."""
 
 
+class _Later(Exception):
+    """The destination asked for a pause longer than a run waits: no more tries in this run."""
+
+    def __init__(self, error: AdapterError):
+        super().__init__(str(error))
+        self.error = error
+
+
 class _Lane:
     def __init__(
         self,
@@ -153,6 +161,7 @@ class _Lane:
         self.s = settings
         self.report = report
         self.done: set[int] = set()  # handled (or deliberately left) by this lane in this run
+        self.troubled = True  # the destination may have backoff state to clear after a success
 
     async def db(self, call: Callable[..., T], *args: Any) -> T:
         """A store call off the event loop, so one lane waiting on a lock never stalls another."""
@@ -189,6 +198,7 @@ class _Lane:
 
     async def _wait_for_destination(self) -> None:
         destination = await self.db(self.outbox.destination, self.channel)
+        self.troubled = destination.failures > 0 or destination.blocked_until is not None
         if destination.blocked_until is None:
             return
         rest = (destination.blocked_until - self.s.now()).total_seconds()
@@ -217,6 +227,7 @@ class _Lane:
             try:
                 return await self.notifier.send(n)
             except AdapterError as exc:
+                self.troubled = True
                 if exc.retry_after is not None:  # tell every drainer at once
                     until = self.s.now() + timedelta(seconds=exc.retry_after)
                     await self.db(
@@ -226,6 +237,8 @@ class _Lane:
                         until,
                         str(exc),
                     )
+                    if exc.retry_after > MAX_WAIT:
+                        raise _Later(exc) from None
                 raise
 
         try:
@@ -238,6 +251,8 @@ class _Lane:
             )
         except AdapterError as exc:
             await self._failed(item, attempts, exc)
+        except _Later as later:
+            await self._failed(item, attempts, later.error)
         except Exception as exc:  # anything else: retry later, then park it
             await self._unexpected(item, attempts, exc)
         else:
@@ -253,7 +268,9 @@ class _Lane:
                     raise
                 await asyncio.sleep(pause)
         self.report.sent.append((item, receipt))
-        await self.db(self.outbox.destination_ok, self.channel, self.s.now())
+        if self.troubled:
+            await self.db(self.outbox.destination_ok, self.channel, self.s.now())
+            self.troubled = False
 
     async def _failed(self, item: OutboxItem, attempts: int, error: AdapterError) -> None:
         reason = redact(str(error))

@@ -70,6 +70,13 @@ _ADDED_COLUMNS = {
 }
 
 
+def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL (set by the store): safe when killed
+    cursor.close()
+
+
 def ts(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
@@ -145,10 +152,16 @@ def _item(row: Any) -> OutboxItem:
 
 
 class Outbox:
-    """Outbox queries over the store's engine. Every method is one short transaction."""
+    """Outbox queries on the store's database. Every statement is its own transaction
+    (autocommit): a read takes no lock, a write (claim, mark) holds the write lock for one
+    UPDATE, so many lanes in many processes rarely wait for each other."""
 
     def __init__(self, engine: sa.Engine):
-        self.engine = engine
+        self.engine = sa.create_engine(engine.url, isolation_level="AUTOCOMMIT")
+        sa.event.listen(self.engine, "connect", _pragmas)
+
+    def close(self) -> None:
+        self.engine.dispose()
 
     def items(self, statuses: Iterable[str] = ("queued", "dead")) -> list[OutboxItem]:
         t = outbox_table

@@ -66,6 +66,7 @@ class Store:
         self.queue = Outbox(self.engine)
 
     def close(self) -> None:
+        self.queue.close()
         self.engine.dispose()
 
     # incidents -----------------------------------------------------------------------------
@@ -183,5 +184,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # let the "begin" listener issue BEGIN itself
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    # WAL + NORMAL: a commit survives a killed process; only a power loss may undo the last ones.
+    # FULL fsyncs every commit (~6.5 ms here), and delivery commits twice per message.
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()

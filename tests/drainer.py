@@ -1,0 +1,124 @@
+"""One drainer process for the multi-process tests and the delivery benchmark.
+
+    python -m tests.drainer STORE --slack URL --mirror URL --pagerduty URL [--barrier DIR] ...
+
+Drains the store's outbox once with the real notifiers against the given (local) endpoints and
+prints a JSON line with its counts. With --barrier it writes DIR/ready-PID and waits for DIR/go, so
+several drainers start draining at the same moment; with --until-empty it drains until nothing
+is queued (a killed drainer's claims are taken over once their lease expires).
+
+With --zygote it imports once and then forks a new drainer process for every line `fork` on its
+stdin, printing the child's pid (the child writes its JSON to DIR/result-PID, DIR from --results):
+the kill -9 loop starts dozens of drainers without paying the imports each time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from pydantic import SecretStr
+
+from fleet_alerting.core.clock import utcnow
+from fleet_alerting.delivery.drain import drain
+from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
+from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
+from fleet_alerting.store.sqlite import Store
+
+ROUTING_KEY = "R" * 32
+
+
+def notifiers(client: httpx.AsyncClient, slack: str, mirror: str, pagerduty: str) -> dict:
+    return {
+        "slack": SlackWebhook(client, SecretStr(f"{slack}/services/T/B/x"), "Slack", timeout=5),
+        "slack_mirror": SlackWebhook(
+            client, SecretStr(f"{mirror}/services/T/B/m"), "Slack mirror", timeout=5
+        ),
+        "pagerduty": PagerDutyEvents(
+            client, SecretStr(ROUTING_KEY), f"{pagerduty}/v2/enqueue", timeout=5
+        ),
+    }
+
+
+async def run(args: argparse.Namespace) -> dict:
+    store = Store(args.store)
+    totals = {"sent": 0, "retrying": 0, "dead": 0, "rounds": 0}
+    deadline = time.monotonic() + args.deadline
+    async with httpx.AsyncClient() as client:
+        chans = notifiers(client, args.slack, args.mirror, args.pagerduty)
+        while True:
+            report = await drain(
+                store,
+                chans,
+                utcnow,
+                lease=timedelta(seconds=args.lease),
+                paged_wait=args.paged_wait,
+            )
+            totals["rounds"] += 1
+            for name in ("sent", "retrying", "dead"):
+                totals[name] += len(getattr(report, name))
+            if not args.until_empty or not store.outbox(("queued",)):
+                break
+            if time.monotonic() > deadline:
+                totals["timeout"] = 1
+                break
+            await asyncio.sleep(0.1)  # claims of a killed drainer: wait for their lease to end
+    store.close()
+    return totals
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("store")
+    parser.add_argument("--slack", required=True)
+    parser.add_argument("--mirror", required=True)
+    parser.add_argument("--pagerduty", required=True)
+    parser.add_argument("--lease", type=float, default=180.0)
+    parser.add_argument("--paged-wait", type=float, default=30.0)
+    parser.add_argument("--barrier")
+    parser.add_argument("--until-empty", action="store_true")
+    parser.add_argument("--deadline", type=float, default=120.0)
+    parser.add_argument("--zygote", action="store_true")
+    parser.add_argument("--results")
+    args = parser.parse_args(argv)
+    if args.zygote:
+        return zygote(args)
+    if args.barrier:
+        barrier = Path(args.barrier)
+        (barrier / f"ready-{os.getpid()}").touch()
+        while not (barrier / "go").exists():
+            time.sleep(0.005)
+    started = time.perf_counter()
+    totals = asyncio.run(run(args))
+    totals["seconds"] = round(time.perf_counter() - started, 3)
+    print(json.dumps(totals), flush=True)
+    return 0
+
+
+def zygote(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    results = Path(args.results)
+    for line in sys.stdin:
+        if line.strip() != "fork":
+            continue
+        pid = os.fork()
+        if pid == 0:  # the child: a fresh drainer (no loop, thread or connection was inherited)
+            try:
+                totals = asyncio.run(run(args))
+                (results / f"result-{os.getpid()}").write_text(json.dumps(totals))
+            finally:
+                os._exit(0)
+        print(pid, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
