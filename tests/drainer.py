@@ -19,8 +19,10 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -49,8 +51,10 @@ def notifiers(client: httpx.AsyncClient, slack: str, mirror: str, pagerduty: str
 
 
 async def run(args: argparse.Namespace) -> dict:
+    began = time.time()  # wall clock: comparable across drainer processes
     store = Store(args.store)
-    totals = {"sent": 0, "retrying": 0, "dead": 0, "rounds": 0}
+    started = time.perf_counter()
+    totals: dict[str, float] = {"sent": 0, "retrying": 0, "dead": 0, "rounds": 0}
     deadline = time.monotonic() + args.deadline
     async with httpx.AsyncClient() as client:
         chans = notifiers(client, args.slack, args.mirror, args.pagerduty)
@@ -72,7 +76,67 @@ async def run(args: argparse.Namespace) -> dict:
                 break
             await asyncio.sleep(0.1)  # claims of a killed drainer: wait for their lease to end
     store.close()
+    totals["seconds"] = round(time.perf_counter() - started, 3)
+    totals["began"], totals["ended"] = began, time.time()
     return totals
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+class Zygote:
+    """`python -m tests.drainer --zygote`: forks a fresh drainer process on demand."""
+
+    def __init__(self, db: Path, results: Path, urls: tuple[str, str, str], *extra: str):
+        results.mkdir(exist_ok=True)
+        self.results = results
+        slack, mirror, pd = urls
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.drainer",
+                str(db),
+                "--slack",
+                slack,
+                "--mirror",
+                mirror,
+                "--pagerduty",
+                pd,
+                "--zygote",
+                "--results",
+                str(results),
+                *extra,
+            ],
+            cwd=Path(__file__).parents[1],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def fork(self, count: int = 1) -> list[int]:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write("fork\n" * count)
+        self.proc.stdin.flush()
+        return [int(self.proc.stdout.readline()) for _ in range(count)]
+
+    def result(self, pid: int) -> dict | None:
+        path = self.results / f"result-{pid}"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def wait(self, pids: list[int], timeout: float = 120) -> list[dict]:
+        wait_for(lambda: all(self.result(p) for p in pids), timeout, f"drainers {pids}")
+        return [self.result(p) for p in pids]  # type: ignore[misc]
+
+    def close(self) -> None:
+        assert self.proc.stdin
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,9 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         (barrier / f"ready-{os.getpid()}").touch()
         while not (barrier / "go").exists():
             time.sleep(0.005)
-    started = time.perf_counter()
     totals = asyncio.run(run(args))
-    totals["seconds"] = round(time.perf_counter() - started, 3)
     print(json.dumps(totals), flush=True)
     return 0
 

@@ -29,7 +29,7 @@ from fleet_alerting.delivery.drain import drain
 from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
 from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
 from fleet_alerting.store.sqlite import Store
-from tests.drainer import ROUTING_KEY
+from tests.drainer import ROUTING_KEY, Zygote
 from tests.fakes.http import Request, Response
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 
@@ -140,64 +140,6 @@ def drainer(db: Path, slack: str, mirror: str, pd: str, *extra: str) -> subproce
         stdout=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-class Zygote:
-    """`python -m tests.drainer --zygote`: forks a fresh drainer process on demand."""
-
-    def __init__(self, db: Path, results: Path, urls: tuple[str, str, str], *extra: str):
-        results.mkdir(exist_ok=True)
-        self.results = results
-        slack, mirror, pd = urls
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.drainer",
-                str(db),
-                "--slack",
-                slack,
-                "--mirror",
-                mirror,
-                "--pagerduty",
-                pd,
-                "--zygote",
-                "--results",
-                str(results),
-                *extra,
-            ],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    def fork(self, count: int = 1) -> list[int]:
-        assert self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write("fork\n" * count)
-        self.proc.stdin.flush()
-        return [int(self.proc.stdout.readline()) for _ in range(count)]
-
-    def result(self, pid: int) -> dict | None:
-        path = self.results / f"result-{pid}"
-        return json.loads(path.read_text()) if path.exists() else None
-
-    def wait(self, pids: list[int], timeout: float = 120) -> list[dict]:
-        wait_for(lambda: all(self.result(p) for p in pids), timeout, f"drainers {pids}")
-        return [self.result(p) for p in pids]  # type: ignore[misc]
-
-    def close(self) -> None:
-        assert self.proc.stdin
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
 
 
 @pytest.mark.integration

@@ -45,7 +45,7 @@ from fleet_alerting.delivery.channels import (
 )
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.http.retry import with_retries
-from fleet_alerting.store.outbox import Outbox, OutboxItem
+from fleet_alerting.store.outbox import Outbox, OutboxItem, Page
 
 __all__ = [
     "CHANNELS",
@@ -58,6 +58,8 @@ __all__ = [
 ]
 
 MAX_WAIT = 30.0  # longest in-run wait, even if Retry-After asks for more
+DESTINATION_RECHECK = 0.5  # seconds
+MAX_SKIPPED_PER_RUN = 5000  # a lane's run ends after this many messages (bounds `done`)
 PAGERS = ("pagerduty", "oncall")
 SLACK = ("slack", "slack_mirror")
 T = TypeVar("T")
@@ -162,6 +164,7 @@ class _Lane:
         self.report = report
         self.done: set[int] = set()  # handled (or deliberately left) by this lane in this run
         self.troubled = True  # the destination may have backoff state to clear after a success
+        self.checked_at = -DESTINATION_RECHECK
 
     async def db(self, call: Callable[..., T], *args: Any) -> T:
         """A store call off the event loop, so one lane waiting on a lock never stalls another."""
@@ -182,21 +185,27 @@ class _Lane:
         self.report.held.extend(held)
 
     async def _run(self) -> None:
-        while True:
+        while len(self.done) < MAX_SKIPPED_PER_RUN:
             await self._wait_for_destination()
-            items, _waiting = await self.db(
-                self.outbox.next_due, self.channel, self.s.now(), self.done, 20
+            item = await self.db(
+                self.outbox.claim_next,
+                self.channel,
+                self.owner,
+                self.s.now(),
+                self.s.lease,
+                self.done,
             )
-            if not items:
-                return
-            for item in items:
-                self.done.add(item.id)
-                lease = self.s.lease
-                if not await self.db(self.outbox.claim, item.id, self.owner, self.s.now(), lease):
-                    continue  # another drainer has it
-                await self._deliver(item)
+            if item is None:
+                return  # nothing claimable: done, or the rest is another drainer's
+            self.done.add(item.id)
+            await self._deliver(item)
 
     async def _wait_for_destination(self) -> None:
+        """Honour the destination's backoff, whichever drainer set it. Read again at most every
+        DESTINATION_RECHECK seconds while all goes well (one read per message is wasted work)."""
+        if not self.troubled and time.monotonic() < self.checked_at + DESTINATION_RECHECK:
+            return
+        self.checked_at = time.monotonic()
         destination = await self.db(self.outbox.destination, self.channel)
         self.troubled = destination.failures > 0 or destination.blocked_until is not None
         if destination.blocked_until is None:
@@ -340,13 +349,11 @@ class _Lane:
             pending = [p for p in pages if p.status == "queued"]
             if not pending:
                 failed = [
-                    f"{p.notification.channel}: {_short(p.last_error)}"
-                    for p in pages
-                    if p.status == "dead"
+                    f"{p.channel}: {_short(p.last_error)}" for p in pages if p.status == "dead"
                 ]
                 if not failed:
                     return n
-                accepted = tuple(p.notification.channel for p in pages if p.status == "sent")
+                accepted = tuple(p.channel for p in pages if p.status == "sent")
                 incident = replace(n.incident, paged_via=accepted)
                 return replace(n, incident=incident, paging_failed="; ".join(failed))
             if time.monotonic() > deadline or not await self._worth_waiting(pending):
@@ -354,12 +361,12 @@ class _Lane:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.5)
 
-    async def _worth_waiting(self, pending: list[OutboxItem]) -> bool:
+    async def _worth_waiting(self, pending: list[Page]) -> bool:
         now = self.s.now()
         for page in pending:
             if page.next_attempt_at > now:
                 return False  # retrying in a later run
-            destination = await self.db(self.outbox.destination, page.notification.channel)
+            destination = await self.db(self.outbox.destination, page.channel)
             if destination.blocked_until and destination.blocked_until > now:
                 return False
         return True

@@ -51,6 +51,7 @@ outbox_table = sa.Table(
     sa.Column("lease_until", sa.String, nullable=True),
     sa.Column("errors", sa.Integer, nullable=False, server_default="0"),  # unexpected failures
     sa.Index("ix_outbox_lane", "status", "channel", "id"),
+    sa.Index("ix_outbox_incident", "incident_key", "channel", "status", "id"),
 )
 destinations_table = sa.Table(
     "destinations",
@@ -92,6 +93,10 @@ def ensure_columns(engine: sa.Engine) -> None:
         conn.exec_driver_sql(
             "CREATE INDEX IF NOT EXISTS ix_outbox_lane ON outbox (status, channel, id)"
         )
+        conn.exec_driver_sql(
+            "CREATE INDEX IF NOT EXISTS ix_outbox_incident"
+            " ON outbox (incident_key, channel, status, id)"
+        )
 
 
 def queue(conn: sa.Connection, notifications: Sequence[Notification], now: datetime) -> int:
@@ -127,6 +132,14 @@ class OutboxItem:
     last_error: str | None
     receipt: str | None
     errors: int = 0
+
+
+@dataclass(frozen=True)
+class Page:
+    channel: str
+    status: str
+    last_error: str | None
+    next_attempt_at: datetime
 
 
 @dataclass(frozen=True)
@@ -176,44 +189,55 @@ class Outbox:
         with self.engine.begin() as conn:
             return sorted(conn.execute(query).scalars())
 
-    def next_due(
-        self, channel: str, now: datetime, skip: Iterable[int] = (), limit: int = 50
-    ) -> tuple[list[OutboxItem], int]:
-        """The lane's messages that may be claimed now, oldest first: queued, due, not under a
-        live lease, and not behind an earlier queued message of the same incident (order per
-        incident and channel). Also returns how many of the lane's queued messages wait (not
-        due yet, leased by another drainer, or behind an earlier one)."""
+    def claim_next(
+        self,
+        channel: str,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        exclude: Iterable[int] = (),
+    ) -> OutboxItem | None:
+        """Claim the lane's oldest claimable message in one UPDATE … RETURNING: due, under no
+        live lease, not behind an earlier queued message of its incident, not in `exclude`.
+        The subquery runs under the write lock, so two drainers never get the same row, and
+        they do not collide on the same candidates either."""
         t = outbox_table
         earlier = t.alias("earlier")
+        now_s = ts(now)
+        free = sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now_s)
         behind = (
             sa.select(earlier.c.id)
             .where(
-                earlier.c.status == "queued",
-                earlier.c.channel == t.c.channel,
                 earlier.c.incident_key == t.c.incident_key,
+                earlier.c.channel == t.c.channel,
+                earlier.c.status == "queued",
                 earlier.c.id < t.c.id,
             )
             .exists()
         )
-        now_s = ts(now)
-        query = (
-            sa.select(t)
+        candidate = (
+            sa.select(t.c.id)
             .where(
                 t.c.status == "queued",
                 t.c.channel == channel,
                 t.c.next_attempt_at <= now_s,
-                sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now_s),
+                free,
                 ~behind,
+                t.c.id.notin_(list(exclude)),
             )
             .order_by(t.c.id)
-            .limit(limit + len(list(skip)))
+            .limit(1)
+            .scalar_subquery()
         )
-        count = sa.select(sa.func.count()).where(t.c.status == "queued", t.c.channel == channel)
-        skipped = set(skip)
+        query = (
+            sa.update(t)
+            .where(t.c.id == candidate, t.c.status == "queued", free)
+            .values(claimed_by=owner, lease_until=ts(now + lease))
+            .returning(*t.c)
+        )
         with self.engine.begin() as conn:
-            rows = [r for r in conn.execute(query).mappings() if r["id"] not in skipped][:limit]
-            total = conn.execute(count).scalar_one()
-        return [_item(row) for row in rows], total - len(rows)
+            row = conn.execute(query).mappings().first()
+        return None if row is None else _item(row)
 
     def claim(self, item_id: int, owner: str, now: datetime, lease: timedelta) -> bool:
         """Compare-and-set: only one drainer wins a queued message whose lease is free."""
@@ -251,10 +275,9 @@ class Outbox:
             rows = [r for r in conn.execute(query).mappings() if r["id"] not in skipped]
         return [_item(row) for row in rows]
 
-    def pages_before(
-        self, incident_key: str, pagers: Sequence[str], before: int
-    ) -> list[OutboxItem]:
-        """The latest `paged` message of the incident to each pager, queued before row `before`."""
+    def pages_before(self, incident_key: str, pagers: Sequence[str], before: int) -> list[Page]:
+        """The latest `paged` message of the incident to each pager, queued before row `before`
+        (status only: this is polled while a Slack "paged" message waits for the pager)."""
         t = outbox_table
         latest = (
             sa.select(sa.func.max(t.c.id))
@@ -266,9 +289,10 @@ class Outbox:
             )
             .group_by(t.c.channel)
         )
+        columns = (t.c.channel, t.c.status, t.c.last_error, t.c.next_attempt_at)
         with self.engine.begin() as conn:
-            rows = conn.execute(sa.select(t).where(t.c.id.in_(latest))).mappings().all()
-        return [_item(row) for row in rows]
+            rows = conn.execute(sa.select(*columns).where(t.c.id.in_(latest))).all()
+        return [Page(c, s, e, datetime.fromisoformat(n)) for c, s, e, n in rows]
 
     def mark_sent(self, item_id: int, owner: str | None, attempts: int, receipt: str) -> bool:
         return self._finish(
