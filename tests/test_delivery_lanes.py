@@ -388,3 +388,41 @@ def test_the_configured_timeout_is_used(tmp_path: Path) -> None:
         "Slack webhook #operations timed out (ReadTimeout)"
     ]
     assert took < 2.5
+
+
+MAIN_OUTBOX = """
+CREATE TABLE outbox (
+    id INTEGER NOT NULL, notification_id VARCHAR NOT NULL, channel VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL, incident_key VARCHAR NOT NULL, status VARCHAR NOT NULL,
+    attempts INTEGER NOT NULL, created_at VARCHAR NOT NULL, next_attempt_at VARCHAR NOT NULL,
+    last_error TEXT, receipt TEXT, data TEXT NOT NULL, PRIMARY KEY (id), UNIQUE (notification_id)
+)
+"""
+
+
+def test_an_outbox_written_before_claims_gains_its_columns_and_drains(tmp_path: Path) -> None:
+    db = tmp_path / "state.sqlite"
+    step(Store(tmp_path / "new.sqlite"), [signal("a")], T0)  # rows to copy, as main wrote them
+    with sqlite3.connect(tmp_path / "new.sqlite") as new, sqlite3.connect(db) as old:
+        old.execute(MAIN_OUTBOX)
+        columns = "notification_id, channel, kind, incident_key, status, attempts, created_at, "
+        columns += "next_attempt_at, last_error, receipt, data"
+        rows = new.execute(f"SELECT {columns} FROM outbox").fetchall()
+        old.executemany(f"INSERT INTO outbox ({columns}) VALUES ({', '.join('?' * 11)})", rows)
+    store = Store(db)
+    assert len(store.outbox(("queued",))) == 5
+    with SlowSlack() as slack, PagerDutyServer() as pd:
+
+        async def go():
+            async with httpx.AsyncClient() as client:
+                notifiers = {
+                    "slack": SlackWebhook(client, SecretStr(f"{slack.url}/s"), "Slack"),
+                    "slack_mirror": SlackWebhook(client, SecretStr(f"{slack.url}/m"), "Mirror"),
+                    "pagerduty": PagerDutyEvents(
+                        client, SecretStr(ROUTING_KEY), f"{pd.url}/v2/enqueue"
+                    ),
+                }
+                return await drain(store, notifiers, lambda: T0, sleep=no_sleep)
+
+        report = asyncio.run(go())
+    assert len(report.sent) == 5 and len(slack.messages) == 4 and len(pd.events) == 1
