@@ -178,6 +178,10 @@ class _Lane:
         except sa.exc.OperationalError as exc:  # e.g. database is locked: the other lanes go on
             self.report.warnings.append(f"{self.channel}: lane stopped: {_db_error(exc)}")
             return
+        except Exception as exc:  # a bug must not silence the other destinations either
+            reason = redact(f"{type(exc).__name__}: {exc}")
+            self.report.warnings.append(f"{self.channel}: lane stopped: {reason}")
+            return
         try:
             held = await self.db(self.outbox.held, self.channel, self.s.now(), self.done)
         except sa.exc.OperationalError:

@@ -235,9 +235,16 @@ class Outbox:
             .values(claimed_by=owner, lease_until=ts(now + lease))
             .returning(*t.c)
         )
-        with self.engine.begin() as conn:
-            row = conn.execute(query).mappings().first()
-        return None if row is None else _item(row)
+        while True:
+            with self.engine.begin() as conn:
+                row = conn.execute(query).mappings().first()
+            if row is None:
+                return None
+            try:
+                return _item(row)
+            except ValueError as exc:  # a row no version of us can read: park it, take the next
+                reason = f"unreadable notification: {type(exc).__name__}"
+                self.mark_dead(row["id"], owner, row["attempts"], reason)
 
     def claim(self, item_id: int, owner: str, now: datetime, lease: timedelta) -> bool:
         """Compare-and-set: only one drainer wins a queued message whose lease is free."""
