@@ -356,6 +356,9 @@ def test_slack_says_paged_only_after_the_pager_accepted_and_loudly_when_it_refus
         "[CRITICAL] PAGING FAILED via pagerduty: PagerDuty Events API answered HTTP 400"
     )
     assert [w.split(":")[0] for w in report.warnings] == ["PAGING FAILED via pagerduty"]
+    from fleet_alerting.flows.common import notifications_markdown
+
+    assert notifications_markdown(report).startswith("> **Warning:** PAGING FAILED via pagerduty")
     # "paged" went out only after the pager's answer (which takes 0.3 s)
     paged_at = [t for t, r in zip(slack.times, slack.requests, strict=True) if b"aged" in r.body]
     failed_at = [t for t, r in zip(slack.times, slack.requests, strict=True) if b"AGING" in r.body]

@@ -59,6 +59,7 @@ __all__ = [
 
 MAX_WAIT = 30.0  # longest in-run wait, even if Retry-After asks for more
 DESTINATION_RECHECK = 0.5  # seconds
+PAGE_POLL = 0.02  # seconds between looks at a page a Slack "paged" message waits for
 MAX_SKIPPED_PER_RUN = 5000  # a lane's run ends after this many messages (bounds `done`)
 PAGERS = ("pagerduty", "oncall")
 SLACK = ("slack", "slack_mirror")
@@ -165,6 +166,8 @@ class _Lane:
         self.done: set[int] = set()  # handled (or deliberately left) by this lane in this run
         self.troubled = True  # the destination may have backoff state to clear after a success
         self.checked_at = -DESTINATION_RECHECK
+        self.deferred: set[int] = set()  # Slack "paged" messages whose page is being sent
+        self.deferred_until = time.monotonic() + settings.paged_wait
 
     async def db(self, call: Callable[..., T], *args: Any) -> T:
         """A store call off the event loop, so one lane waiting on a lock never stalls another."""
@@ -199,6 +202,11 @@ class _Lane:
                 self.s.lease,
                 self.done,
             )
+            if item is None and self.deferred:  # "paged" messages waiting for their pages
+                await asyncio.sleep(PAGE_POLL)
+                self.done -= self.deferred
+                self.deferred.clear()
+                continue
             if item is None:
                 return  # nothing claimable: done, or the rest is another drainer's
             self.done.add(item.id)
@@ -225,9 +233,12 @@ class _Lane:
         n = item.notification
         if n.kind == Kind.paged and self.channel in SLACK and n.incident.paged_via:
             outcome = await self._page_outcome(item)
-            if outcome is None:  # the page is still on its way: say "paged" only once it is
+            if not isinstance(outcome, Notification):  # say "paged" only once the pager answered
                 await self.db(self.outbox.release, item.id, self.owner)
-                self.report.held.append(item)
+                if outcome == "wait" and time.monotonic() < self.deferred_until:
+                    self.deferred.add(item.id)  # the pager lane is on it: back after the others
+                else:
+                    self.report.held.append(item)
                 return
             n = outcome
         attempts = item.attempts
@@ -336,34 +347,27 @@ class _Lane:
                 f"PAGING FAILED via {self.channel}: {reason} (incident {n.incident.key})"
             )
 
-    async def _page_outcome(self, item: OutboxItem) -> Notification | None:
-        """The Slack "paged" message as it may go out now, or None while a page is pending.
+    async def _page_outcome(self, item: OutboxItem) -> Notification | str:
+        """The Slack "paged" message as it may go out now; else "wait" while its page is due
+        and its pager not backing off (a pager lane, here or in another drainer, is sending it:
+        the lane comes back to it after its other messages, for up to `paged_wait` seconds), or
+        "hold" (the page is retrying in a later run).
 
         The pages are the incident's latest `paged` rows to each pager queued before this one
-        (the same evaluation queues pagers first). Waits up to `paged_wait` seconds while one is
-        due and its destination not backing off (the pager lane, here or in another drainer,
-        is sending it)."""
+        (the same evaluation queues pagers first)."""
         n = item.notification
-        deadline = time.monotonic() + self.s.paged_wait
-        pause = 0.02
-        while True:
-            pages = await self.db(
-                self.outbox.pages_before, n.incident.key, list(n.incident.paged_via), item.id
-            )
-            pending = [p for p in pages if p.status == "queued"]
-            if not pending:
-                failed = [
-                    f"{p.channel}: {_short(p.last_error)}" for p in pages if p.status == "dead"
-                ]
-                if not failed:
-                    return n
-                accepted = tuple(p.channel for p in pages if p.status == "sent")
-                incident = replace(n.incident, paged_via=accepted)
-                return replace(n, incident=incident, paging_failed="; ".join(failed))
-            if time.monotonic() > deadline or not await self._worth_waiting(pending):
-                return None
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.5)
+        pages = await self.db(
+            self.outbox.pages_before, n.incident.key, list(n.incident.paged_via), item.id
+        )
+        pending = [p for p in pages if p.status == "queued"]
+        if pending:
+            return "wait" if await self._worth_waiting(pending) else "hold"
+        failed = [f"{p.channel}: {_short(p.last_error)}" for p in pages if p.status == "dead"]
+        if not failed:
+            return n
+        accepted = tuple(p.channel for p in pages if p.status == "sent")
+        incident = replace(n.incident, paged_via=accepted)
+        return replace(n, incident=incident, paging_failed="; ".join(failed))
 
     async def _worth_waiting(self, pending: list[Page]) -> bool:
         now = self.s.now()
