@@ -32,17 +32,23 @@ from pydantic import SecretStr
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.delivery.drain import drain
 from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
-from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
+from fleet_alerting.delivery.notifiers.slack_webhook import Pacer, SlackWebhook
 from fleet_alerting.store.sqlite import Store
 
 ROUTING_KEY = "R" * 32
 
 
-def notifiers(client: httpx.AsyncClient, slack: str, mirror: str, pagerduty: str) -> dict:
+def notifiers(
+    client: httpx.AsyncClient, slack: str, mirror: str, pagerduty: str, interval: float = 0.0
+) -> dict:
+    """`interval`: Slack's pacing (min_interval; Slack takes ~1 message/s per webhook)."""
+    pacer = Pacer(interval) if interval else None
     return {
-        "slack": SlackWebhook(client, SecretStr(f"{slack}/services/T/B/x"), "Slack", timeout=5),
+        "slack": SlackWebhook(
+            client, SecretStr(f"{slack}/services/T/B/x"), "Slack", timeout=5, pacer=pacer
+        ),
         "slack_mirror": SlackWebhook(
-            client, SecretStr(f"{mirror}/services/T/B/m"), "Slack mirror", timeout=5
+            client, SecretStr(f"{mirror}/services/T/B/m"), "Slack mirror", timeout=5, pacer=pacer
         ),
         "pagerduty": PagerDutyEvents(
             client, SecretStr(ROUTING_KEY), f"{pagerduty}/v2/enqueue", timeout=5
@@ -57,7 +63,9 @@ async def run(args: argparse.Namespace) -> dict:
     totals: dict[str, float] = {"sent": 0, "retrying": 0, "dead": 0, "rounds": 0}
     deadline = time.monotonic() + args.deadline
     async with httpx.AsyncClient() as client:
-        chans = notifiers(client, args.slack, args.mirror, args.pagerduty)
+        chans = notifiers(client, args.slack, args.mirror, args.pagerduty, args.slack_interval)
+        if args.results:  # set up: the drain starts now (the kill loop waits for this)
+            (Path(args.results) / f"started-{os.getpid()}").touch()
         while True:
             report = await drain(
                 store,
@@ -125,6 +133,9 @@ class Zygote:
         self.proc.stdin.flush()
         return [int(self.proc.stdout.readline()) for _ in range(count)]
 
+    def started(self, pid: int) -> bool:
+        return (self.results / f"started-{pid}").exists()
+
     def result(self, pid: int) -> dict | None:
         path = self.results / f"result-{pid}"
         return json.loads(path.read_text()) if path.exists() else None
@@ -151,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until-empty", action="store_true")
     parser.add_argument("--deadline", type=float, default=120.0)
     parser.add_argument("--zygote", action="store_true")
+    parser.add_argument("--slack-interval", type=float, default=0.0)
     parser.add_argument("--results")
     args = parser.parse_args(argv)
     if args.zygote:

@@ -100,6 +100,7 @@ def build_notifiers(
                     note=NO_THREAD_NOTE,
                     snapshot=snapshot,
                     timeout=timeout,
+                    pacer=pacer,
                 ),
             )
         mirror_note = f"mirror of {slack.channel}"
@@ -113,6 +114,7 @@ def build_notifiers(
                     f"Slack webhook {slack.mirror_channel}",
                     note=mirror_note,
                     timeout=timeout,
+                    pacer=pacer,
                 ),
             )
         else:
