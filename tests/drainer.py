@@ -187,7 +187,9 @@ def zygote(args: argparse.Namespace) -> int:
         if pid == 0:  # the child: a fresh drainer (no loop, thread or connection was inherited)
             try:
                 totals = asyncio.run(run(args))
-                (results / f"result-{os.getpid()}").write_text(json.dumps(totals))
+                partial = results / f"partial-{os.getpid()}"
+                partial.write_text(json.dumps(totals))
+                partial.rename(results / f"result-{os.getpid()}")  # whole, or not there at all
             finally:
                 os._exit(0)
         print(pid, flush=True)
