@@ -61,7 +61,9 @@ def test_serve_registers_schedules_and_runs_on_demand(prefect_api: str, tmp_path
     from fleet_alerting.deployments.trigger import trigger
 
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"state": {"path": "state.sqlite"}}))
+    config.write_text(
+        yaml.safe_dump({"state": {"path": "state.sqlite"}, "notify": {"dry_run": True}})
+    )
     env = os.environ | {"PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
@@ -117,7 +119,9 @@ def test_serve_without_a_server_starts_one_and_stops_it(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "home")
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"state": {"path": "state.sqlite"}}))
+    config.write_text(
+        yaml.safe_dump({"state": {"path": "state.sqlite"}, "notify": {"dry_run": True}})
+    )
     out = tmp_path / "serve.out"
     with out.open("w") as log:
         proc = subprocess.Popen(
