@@ -47,3 +47,4 @@ bench: setup servers
 	PYTHONPATH=. $(BIN)/python bench/store_history.py
 	PYTHONPATH=. $(BIN)/python bench/noise_stats.py
 	$(BIN)/python bench/running.py
+	PYTHONPATH=. $(BIN)/python bench/delivery.py

@@ -130,6 +130,7 @@ def notifications_markdown(report: DrainReport) -> str:
             n = item.notification
             cell = detail.replace("|", "\\|")
             lines.append(f"| {outcome} | {n.channel} | {n.kind} | `{n.incident.key}` | {cell} |")
+    warnings = [f"> **Warning:** {w}" for w in report.warnings]
     if len(lines) == 2:
-        return "No notifications were due in this run."
-    return "\n".join(lines)
+        return "\n\n".join([*warnings, "No notifications were due in this run."])
+    return "\n\n".join([*warnings, "\n".join(lines)])

@@ -46,7 +46,7 @@ class _Fleet(BaseHTTPRequestHandler):
 def demo_config(example: Path, base_url: str, workdir: Path) -> Path:
     config = yaml.safe_load(example.read_text())
     config["state"] = {"path": str(workdir / "state.sqlite")}
-    config["notify"] = {"outbox_file": str(workdir / "outbox.jsonl")}
+    config["notify"] = {"dry_run": True, "outbox_file": str(workdir / "outbox.jsonl")}
     config["policies"]["critical"] |= {"page_after": "10s", "repeat": None}
     api, ui = config["blackbox"]["targets"][:2]
     api["url"] = f"{base_url}/api/healthz"

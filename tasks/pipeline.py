@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -12,7 +12,13 @@ from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.policy import Evaluation, PolicyFor, evaluate, vanished
 from fleet_alerting.core.signals import Signal
-from fleet_alerting.delivery.drain import DrainReport, build_notifiers, drain
+from fleet_alerting.delivery.drain import (
+    MAX_WAIT,
+    DrainReport,
+    build_notifiers,
+    drain,
+    lease_for,
+)
 from fleet_alerting.store.actions import history as action_history
 from fleet_alerting.store.sqlite import Retention, Store
 from fleet_alerting.tasks.runtime import run_logger, step, tracked
@@ -108,17 +114,20 @@ def publish_actions(store: Store, incidents: list[Incident]) -> None:
 
 @step("deliver-notifications")
 async def deliver_notifications(config: Config) -> DrainReport:
-    """Drain the outbox; whatever cannot be delivered stays queued or becomes a dead letter."""
+    """Drain the outbox in claimed lanes (safe beside any other run draining the same store);
+    whatever cannot be delivered stays queued or becomes a dead letter. Each notifier uses its
+    configured timeout per request."""
     logger = run_logger()
     store = Store(config.state.path)
     try:
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient() as client:
             report = await drain(
                 store,
                 build_notifiers(config, client, store),
                 utcnow,
                 attempts_per_run=config.notify.attempts_per_run,
                 give_up_after=config.notify.give_up_after,
+                lease=timedelta(seconds=lease_for(config, MAX_WAIT)),
             )
     finally:
         store.close()
@@ -132,4 +141,6 @@ async def deliver_notifications(config: Config) -> DrainReport:
         logger.error(
             "dead letter %s %s: %s", item.notification.channel, item.notification.kind, reason
         )
+    for warning in report.warnings:
+        logger.error("%s", warning)
     return report

@@ -71,7 +71,9 @@ def test_secret_file_relative_to_the_config(tmp_path: Path) -> None:
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "pd.key").write_text("k" * 32 + "\n")
     path = tmp_path / "config.yaml"
-    path.write_text("notify:\n  pagerduty:\n    routing_key: {file: secrets/pd.key}\n")
+    path.write_text(
+        "notify:\n  dry_run: true\n  pagerduty:\n    routing_key: {file: secrets/pd.key}\n"
+    )
     key = load_config(path).notify.pagerduty.routing_key
     assert key.resolve().get_secret_value() == "k" * 32
     assert "k" * 32 not in repr(key.resolve())
@@ -88,3 +90,11 @@ def test_secret_errors_name_the_reference_not_the_value(
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(SecretError, match="is empty"):
         SecretRef(file=tmp_path / "empty").resolve()
+
+
+def test_a_dry_run_needs_no_channel_and_says_so(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("notify: {dry_run: true}\n")
+    assert load_config(path).notify.dry_run is True
+    assert main(["check-config", str(path)]) == 0
+    assert "notifications to local outbox (dry run), nothing sent" in capsys.readouterr().out

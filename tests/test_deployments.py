@@ -161,7 +161,11 @@ def test_serve_registers_schedules_and_runs_on_demand(prefect_api: str, tmp_path
 
     shutil.copytree(ROOT / "config" / "audit", tmp_path / "audit")
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"state": {"path": "state.sqlite"}, "blackbox": {}}))
+    config.write_text(
+        yaml.safe_dump(
+            {"state": {"path": "state.sqlite"}, "blackbox": {}, "notify": {"dry_run": True}}
+        )
+    )
     env = os.environ | {"PREFECT_API_URL": prefect_api}
     proc = _serve(config, env, tmp_path / "serve.log")
 
@@ -214,7 +218,9 @@ def test_serve_without_a_server_starts_one_whose_ui_shows_the_runs(tmp_path: Pat
     env["PREFECT_HOME"] = str(tmp_path / "home")
     config = tmp_path / "config.yaml"
     settings = {"blackbox": {}, "schedule": {"every": {"blackbox-probe": "10s"}}}
-    config.write_text(yaml.safe_dump({"state": {"path": "state.sqlite"}} | settings))
+    config.write_text(
+        yaml.safe_dump({"state": {"path": "state.sqlite"}, "notify": {"dry_run": True}} | settings)
+    )
     out = tmp_path / "serve.out"
     proc = _serve(config, env, out)
     try:

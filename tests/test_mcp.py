@@ -35,6 +35,7 @@ def write_config(folder: Path, fleet_url: str, port: int = 0) -> Path:
         yaml.safe_dump(
             {
                 "state": {"path": "state.sqlite"},
+                "notify": {"dry_run": True},  # no channel configured: fail closed otherwise
                 "links": {"grafana_url": "https://grafana.example"},
                 "fleet_api": {"url": fleet_url, "token": {"file": "fleet.token"}},
                 "operators": {"mcp": {"token": {"file": "mcp.token"}, "port": port}},

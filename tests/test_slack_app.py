@@ -32,6 +32,7 @@ def write_config(folder: Path, fleet_url: str, answer_within: str = "2s") -> Pat
         yaml.safe_dump(
             {
                 "state": {"path": "state.sqlite"},
+                "notify": {"dry_run": True},  # no channel configured: fail closed otherwise
                 "links": {"grafana_url": "https://grafana.example", "loki_datasource_uid": "LOKI"},
                 "fleet_api": {"url": fleet_url, "token": {"file": "fleet.token"}},
                 "operators": {

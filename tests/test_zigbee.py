@@ -169,7 +169,7 @@ def make_config(tmp_path: Path, *coordinators: dict[str, Any], **top: Any) -> Co
     (tmp_path / "mqtt.password").write_text(PASSWORD + "\n")
     data = {
         "state": {"path": "state.sqlite"},
-        "notify": {"outbox_file": "outbox.jsonl"},
+        "notify": {"dry_run": True, "outbox_file": "outbox.jsonl"},
         "zigbee": {"timeout": "1s", "coordinators": list(coordinators)},
     } | top
     return Config.model_validate(data, context={"base_dir": tmp_path})
@@ -424,7 +424,10 @@ def test_flow_offline_slack_resolve_and_permit_join_alert(
                         "outbox_file": "outbox.jsonl",
                         "slack": {"webhook": {"file": "slack.url"}},
                     },
-                    "policies": {"warning": {"open_after": 2, "resolve_after": 2}},
+                    "policies": {
+                        "warning": {"open_after": 2, "resolve_after": 2},
+                        "critical": {"page": []},
+                    },
                     "zigbee": {
                         "timeout": "1s",
                         "coordinators": [

@@ -54,6 +54,12 @@ def load_config(path: str | Path) -> Config:
         config = Config.model_validate(data, context={"base_dir": path.parent})
     except ValidationError as exc:
         raise ConfigError(path, [_describe(path, node, err) for err in exc.errors()]) from None
+    problems = [
+        f"{path}:{_line_of(node, list(loc))}: {'.'.join(loc)}: {message}"
+        for loc, message in config.channel_problems()
+    ]
+    if problems:
+        raise ConfigError(path, problems)
     return config.model_copy(update={"source_file": path})
 
 

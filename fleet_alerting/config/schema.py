@@ -87,6 +87,9 @@ class OnCallConfig(Model):
 
 
 class NotifyConfig(Model):
+    # dry_run: every message goes to `outbox_file` (JSON lines) instead of its channel. Only when
+    # said explicitly: a channel a policy names but the config does not configure is an error.
+    dry_run: bool = False
     # defaults are validated too, so they are relative to the config file like any given path
     outbox_file: ConfigPath = Field(Path("state/outbox.jsonl"), validate_default=True)
     slack: SlackConfig | None = None
@@ -94,6 +97,18 @@ class NotifyConfig(Model):
     oncall: OnCallConfig | None = None
     attempts_per_run: int = Field(3, ge=1, le=20)
     give_up_after: PositiveDuration = timedelta(hours=24)
+
+    def configured_channels(self) -> set[str]:
+        slack, channels = self.slack, set()
+        if slack and (slack.webhook or slack.bot_token):
+            channels.add("slack")
+        if slack and (slack.mirror_webhook or slack.bot_token):
+            channels.add("slack_mirror")
+        if self.pagerduty:
+            channels.add("pagerduty")
+        if self.oncall:
+            channels.add("oncall")
+        return channels
 
 
 def _kept(days: int) -> Any:
@@ -395,3 +410,40 @@ class Config(Model):
 
     def policy(self, severity: Severity) -> PolicyConfig:
         return self.policies.get(severity) or default_policies()[severity]
+
+    def channel_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        """Fail closed: every policy that tells or pages a channel the config does not configure,
+        as (key path, message). The loader turns them into config errors, so such a message is
+        never silently written to a local file. Nothing to check in a dry run."""
+        if self.notify.dry_run:
+            return []
+        configured = self.notify.configured_channels()
+        problems = []
+        for severity, policy in (default_policies() | self.policies).items():
+            given = "policies" in self.model_fields_set and severity in self.policies
+            named = [
+                *(("notify", c) for c in policy.notify),
+                *(("mirror", "slack_mirror") for _ in [1] if "slack_mirror" in policy.channels()),
+                *(("page", c) for c in policy.page),
+            ]
+            for key, channel in named:
+                if channel in configured:
+                    continue
+                where = ("policies", severity.value, key) if given else ("notify",)
+                origin = "policy" if given else "default policy"
+                problems.append(
+                    (
+                        where,
+                        f"{origin} {severity.value!r} names channel {channel!r}, which is not "
+                        f"configured: {_HOW_TO_CONFIGURE[channel]}, or set notify.dry_run: true",
+                    )
+                )
+        return problems
+
+
+_HOW_TO_CONFIGURE = {
+    "slack": "set notify.slack.webhook or notify.slack.bot_token",
+    "slack_mirror": "set notify.slack.mirror_webhook or notify.slack.bot_token, or mirror: false",
+    "pagerduty": "set notify.pagerduty.routing_key",
+    "oncall": "set notify.oncall.webhook",
+}

@@ -109,3 +109,6 @@ class Notification:
     kind: Kind
     at: datetime
     incident: Incident  # snapshot at the time of the event
+    # set by delivery on a Slack "paged" message when a pager refused or gave up on the page:
+    # "pagerduty: HTTP 400 …" (never stored with the notification)
+    paging_failed: str = ""

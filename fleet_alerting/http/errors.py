@@ -70,10 +70,13 @@ async def post_json(
     body: Any,
     system: str,
     headers: dict[str, str] | None = None,
+    timeout: float | None = None,
 ) -> tuple[httpx.Response, Any]:
-    """POST a JSON body, expect a 2xx JSON answer; every failure as a typed AdapterError."""
+    """POST a JSON body, expect a 2xx JSON answer; every failure as a typed AdapterError.
+    `timeout` (seconds) overrides the client's for this request."""
+    per_request: Any = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
     try:
-        response = await client.post(url, json=body, headers=headers)
+        response = await client.post(url, json=body, headers=headers, timeout=per_request)
     except httpx.HTTPError as exc:
         raise transport_error(exc, system) from None
     check_response(response, system)

@@ -16,7 +16,10 @@ import sqlalchemy as sa
 
 from fleet_alerting.core.actions import Change
 from fleet_alerting.core.incidents import Incident
-from fleet_alerting.store.sqlite import _QUEUE, Store, _notification_json, _ts, metadata
+from fleet_alerting.store.metadata import metadata
+from fleet_alerting.store.outbox import queue
+from fleet_alerting.store.outbox import ts as _ts
+from fleet_alerting.store.sqlite import Store
 
 actions_table = sa.Table(
     "actions",
@@ -80,7 +83,7 @@ def apply(
         if change is not None and change.refused is None:
             store._upsert_incidents(conn, [change.incident], now)
             if change.notifications:
-                conn.execute(_QUEUE, [_queued(n, now) for n in change.notifications])
+                queue(conn, change.notifications, now)
         if change is None:
             outcome = "refused: no such incident"
         else:
@@ -150,17 +153,3 @@ def history(
         )
         for row in rows
     ]
-
-
-def _queued(n: Any, now: datetime) -> dict[str, Any]:
-    return {
-        "notification_id": n.id,
-        "channel": n.channel,
-        "kind": n.kind,
-        "incident_key": n.incident.key,
-        "status": "queued",
-        "attempts": 0,
-        "created_at": _ts(now),
-        "next_attempt_at": _ts(now),
-        "data": _notification_json.dump_json(n).decode(),
-    }

@@ -55,14 +55,17 @@ def payload(n: Notification) -> dict[str, Any]:
 class OnCallWebhook:
     name = "Grafana OnCall webhook"
 
-    def __init__(self, client: httpx.AsyncClient, url: SecretStr):
+    def __init__(self, client: httpx.AsyncClient, url: SecretStr, timeout: float = 10.0):
         self.client = client
+        self.timeout = timeout
         self._url = url
 
     async def send(self, n: Notification) -> str:
         body = payload(n)
         try:
-            response = await self.client.post(self._url.get_secret_value(), json=body)
+            response = await self.client.post(
+                self._url.get_secret_value(), json=body, timeout=self.timeout
+            )
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.name) from None
         try:

@@ -79,14 +79,19 @@ def _fit(body: dict[str, Any]) -> dict[str, Any]:
 class PagerDutyEvents:
     name = "PagerDuty Events API"
 
-    def __init__(self, client: httpx.AsyncClient, routing_key: SecretStr, url: str):
+    def __init__(
+        self, client: httpx.AsyncClient, routing_key: SecretStr, url: str, timeout: float = 10.0
+    ):
         self.client = client
+        self.timeout = timeout
         self._routing_key = routing_key
         self.url = url
 
     async def send(self, n: Notification) -> str:
         body = event(n, self._routing_key.get_secret_value())
-        _response, answer = await post_json(self.client, self.url, body, self.name)
+        _response, answer = await post_json(
+            self.client, self.url, body, self.name, timeout=self.timeout
+        )
         return (
             f"{self.name}: {body['event_action']} {answer.get('status')} {answer.get('dedup_key')}"
         )

@@ -5,6 +5,9 @@ Limits respected: 50 blocks per message, 3000 characters per section text.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +57,12 @@ def headline(n: Notification) -> str:
     if n.kind == Kind.paged:
         pagers = ", ".join(incident.paged_via)
         lasted = format_duration(n.at - incident.onset)
+        if n.paging_failed:
+            paged = f"Paged {pagers}; " if pagers else ""
+            return (
+                f"[{severity}] {paged}PAGING FAILED via {n.paging_failed} — nobody was paged "
+                f"by it: failing for {lasted}: {summary}"
+            )
         return f"[{severity}] Paged {pagers}: failing for {lasted}: {summary}"
     if n.kind == Kind.reminder:
         lasted = format_duration(n.at - incident.onset)
@@ -198,14 +207,44 @@ def _cut(text: str, limit: int = MAX_SECTION) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+class Pacer:
+    """At most one post per `interval` seconds per channel, within this process."""
+
+    def __init__(
+        self,
+        interval: float,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.interval = interval
+        self.sleep = sleep
+        self.clock = clock
+        self.last: dict[str, float] = {}
+
+    async def wait(self, channel: str) -> None:
+        if channel in self.last:
+            wait = self.last[channel] + self.interval - self.clock()
+            if wait > 0:
+                await self.sleep(wait)
+        self.last[channel] = self.clock()
+
+
 class SlackWebhook:
     """An incoming webhook. Answers `ok` with 200; errors are plain-text codes (invalid_payload,
     channel_not_found, ...) with 4xx, rate limits are 429 with Retry-After."""
 
     def __init__(
-        self, client: httpx.AsyncClient, url: SecretStr, name: str, note: str | None = None
+        self,
+        client: httpx.AsyncClient,
+        url: SecretStr,
+        name: str,
+        note: str | None = None,
+        timeout: float = 10.0,
+        pacer: Pacer | None = None,
     ):
         self.client = client
+        self.timeout = timeout
+        self.pacer = pacer  # Slack accepts about one message per second per webhook
         self._url = url
         self.name = name
         self.note = note
@@ -215,8 +254,12 @@ class SlackWebhook:
 
     async def send(self, n: Notification) -> str:
         body = await self.body(n)
+        if self.pacer is not None:
+            await self.pacer.wait(self.name)
         try:
-            response = await self.client.post(self._url.get_secret_value(), json=body)
+            response = await self.client.post(
+                self._url.get_secret_value(), json=body, timeout=self.timeout
+            )
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.name) from None
         check_response(response, self.name)
