@@ -31,7 +31,7 @@ def setup(tmp_path: Path, fleet_url: str = "http://127.0.0.1:9") -> Path:
         yaml.safe_dump(
             {
                 "state": {"path": "state.sqlite"},
-                "notify": {"outbox_file": "outbox.jsonl"},
+                "notify": {"dry_run": True, "outbox_file": "outbox.jsonl"},
                 "policies": {"warning": {"open_after": 1, "repeat": "5m"}},
                 "fleet_api": {"url": fleet_url, "token": {"file": "fleet.token"}},
             }

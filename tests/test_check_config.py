@@ -55,7 +55,10 @@ def test_check_config_table(
 
 def test_a_partial_policy_keeps_its_severity_defaults(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text("policies:\n  critical: {page_after: 45s}\n  warning: {open_after: 3}\n")
+    path.write_text(
+        "policies:\n  critical: {page_after: 45s}\n  warning: {open_after: 3}\n"
+        "notify: {dry_run: true}\n"
+    )
     config = load_config(path)
     critical = config.policy(Severity.critical)
     assert critical.page == ["pagerduty"] and critical.mirror is True

@@ -114,6 +114,8 @@ def _pagers(config: Config) -> Iterator[Finding]:
 def destination(config: Config, channel: str) -> str:
     """Where messages of one channel go, in an operator's words."""
     slack, notify = config.notify.slack, config.notify
+    if notify.dry_run:
+        return "the local outbox (dry run)"
     if channel == "slack":
         if slack and slack.bot_token:
             return f"Slack {slack.channel} (bot, threads)"
@@ -140,6 +142,8 @@ def policy_summary(config: Config, severity: Severity) -> str:
         real = [_PAGER_NAME[p] for p in policy.page if getattr(config.notify, p) is not None]
         missing = [p for p in policy.page if getattr(config.notify, p) is None]
         after = format_duration(policy.page_after, exact=True)
+        if config.notify.dry_run:
+            real, missing = ["the local outbox (dry run)"], []
         if real:
             parts.append(f"pages {' + '.join(real)} after {after} of failure")
         if missing:

@@ -71,7 +71,10 @@ def check_config(args: argparse.Namespace) -> int:
     watches += [name for name in ("alertmanager", "fleet_api") if getattr(config, name)]
     unresolved = {f.loc for f in findings}
     refs = sum(1 for loc, _ref in secret_refs(config) if loc not in unresolved)
-    print(f"{path}: ok — {', '.join(watches)}; {refs} secret reference(s) resolve")
+    sent = ""
+    if config.notify.dry_run:
+        sent = "; notifications to local outbox (dry run), nothing sent"
+    print(f"{path}: ok — {', '.join(watches)}; {refs} secret reference(s) resolve{sent}")
     for severity in Severity:
         print(f"  {policy_summary(config, severity)}")
     for finding in findings:
