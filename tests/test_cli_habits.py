@@ -72,7 +72,7 @@ def test_check_config_positional_and_option_agree(
     capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text("blackbox: {}\n")
+    path.write_text("blackbox: {}\nnotify: {dry_run: true}\n")
     assert main(["check-config", str(path)]) == 0
     positional = capsys.readouterr().out
     assert main(["check-config", "--config", str(path)]) == 0

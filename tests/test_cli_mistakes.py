@@ -72,7 +72,7 @@ def test_unexpected_errors_are_one_line_unless_debugging(tmp_path: Path) -> None
             "VALUES ('blackbox:url=x', 'blackbox', 'firing', '2026-11-27T00:00:00+00:00', '{}')"
         )
     config = tmp_path / "config.yaml"
-    config.write_text(f"state: {{path: {state}}}\n")
+    config.write_text(f"state: {{path: {state}}}\nnotify: {{dry_run: true}}\n")
     done = cli("incidents", "--config", str(config))
     assert done.returncode == 1
     (line,) = done.stderr.splitlines()

@@ -22,9 +22,11 @@ from tests.fakes.slack_api import SlackApiServer
 PD_KEY = "CANARYkey" + "x" * 23
 
 
-def write_config(folder: Path, notify: dict) -> Path:
+def write_config(folder: Path, notify: dict, policies: dict | None = None) -> Path:
+    """`policies`: the channels a test leaves unconfigured, off (fail closed otherwise)."""
+    config = {"state": {"path": "state.sqlite"}, "notify": notify}
     path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump({"state": {"path": "state.sqlite"}, "notify": notify}))
+    path.write_text(yaml.safe_dump(config | ({"policies": policies} if policies else {})))
     return path
 
 
@@ -90,6 +92,7 @@ def test_retrying_and_refused_say_why(tmp_path: Path, capsys: pytest.CaptureFixt
                     "url": f"{pd.url}/v2/enqueue",
                 },
             },
+            {"critical": {"mirror": False}},
         )
         slack.fail_next = [Response(404, "channel_not_found")]
         pd.fail_next = [Response(503, {"status": "unavailable"})]
@@ -121,6 +124,7 @@ def test_a_test_never_sends_what_real_runs_queued(
                     "min_interval": 0,
                 }
             },
+            {"critical": {"page": []}},
         )
         store = Store(tmp_path / "state.sqlite")
         real = Signal("blackbox|api", "blackbox", True, Severity.warning, "api down")
@@ -139,7 +143,9 @@ def test_an_unconfigured_destination_asked_for_by_name(
 ) -> None:
     with SlackWebhookServer() as slack:
         config = write_config(
-            tmp_path, {"slack": {"webhook": secret(tmp_path, "s.url", f"{slack.url}/x")}}
+            tmp_path,
+            {"slack": {"webhook": secret(tmp_path, "s.url", f"{slack.url}/x")}},
+            {"critical": {"mirror": False, "page": []}},
         )
         assert main(["notify-test", "--to", "oncall", "--config", str(config)]) == 1
     assert capsys.readouterr().out.splitlines() == [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -90,18 +90,24 @@ def _note(incident: Incident, channel: str, kind: Kind, now: datetime) -> Notifi
 
 
 class _Only:
-    """The store as the drain sees it, limited to the given outbox entries: a test never sends
-    what real runs queued (they deliver it themselves)."""
+    """The outbox as the drain sees it, limited to the test's own messages: a test never sends
+    what real runs queued (they deliver it themselves). The drain claims through the store's
+    `queue`, so the real messages are excluded there, by row id."""
 
     def __init__(self, store: Store, ids: set[str]):
-        self.store = store
-        self.ids = ids
+        self.outbox = store.queue  # not `queue`: drain() would take that for the outbox
+        self.others = {i.id for i in store.outbox(("queued",)) if i.notification.id not in ids}
 
-    def outbox(self, statuses: Iterable[str] = ("queued", "dead")) -> list[OutboxItem]:
-        return [i for i in self.store.outbox(statuses) if i.notification.id in self.ids]
+    def claim_next(
+        self, channel: str, owner: str, now: datetime, lease: timedelta, exclude: Iterable[int] = ()
+    ) -> OutboxItem | None:
+        return self.outbox.claim_next(channel, owner, now, lease, {*exclude, *self.others})
+
+    def held(self, channel: str, now: datetime, exclude: Iterable[int] = ()) -> list[OutboxItem]:
+        return self.outbox.held(channel, now, {*exclude, *self.others})
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
+        return getattr(self.outbox, name)
 
 
 @dataclass(frozen=True)
