@@ -391,7 +391,7 @@ def test_the_configured_timeout_is_used(tmp_path: Path) -> None:
         (tmp_path / "slack.url").write_text(f"{slack.url}/services/T/B/x")
         (tmp_path / "config.yaml").write_text(
             "notify:\n  attempts_per_run: 1\n  slack:\n    webhook: {file: slack.url}\n"
-            "    timeout: 0.3s\npolicies:\n  critical: {notify: [slack], page: []}\n"
+            "    timeout: 0.3s\npolicies:\n  critical: {notify: [slack], mirror: false, page: []}\n"
         )
         config = load_config(tmp_path / "config.yaml")
 

@@ -90,7 +90,7 @@ PLANS = [  # config → what `serve` runs, and how often
 def test_serve_runs_only_configured_watches(config: dict, served: dict, tmp_path: Path) -> None:
     path = tmp_path / "conf" / "config.yaml"
     path.parent.mkdir()
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump({**config, "notify": {"dry_run": True}}))
     planned, skipped = plan(load_config(path), path)
     assert {p.schedule.flow: p.period for p in planned} == served
     assert len(skipped) == len(SCHEDULES) - len(served)  # each left out with a reason
@@ -101,7 +101,7 @@ def test_serve_runs_only_configured_watches(config: dict, served: dict, tmp_path
 def test_the_audit_is_served_with_paths_relative_to_the_config(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "config" / "audit", tmp_path / "conf" / "audit")
     path = tmp_path / "conf" / "config.yaml"
-    path.write_text("blackbox: {}\n")
+    path.write_text("blackbox: {}\nnotify: {dry_run: true}\n")
     planned, _ = plan(load_config(path), path)
     audit = next(p for p in planned if p.schedule.flow == "quarterly-audit")
     assert audit.cron == "0 9 1 1,4,7,10 *"

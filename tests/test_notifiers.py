@@ -82,7 +82,7 @@ def test_missing_secret_file_keeps_messages_queued_with_the_reason(tmp_path: Pat
     path.write_text(
         "state: {path: state.sqlite}\n"
         "notify:\n  slack:\n    webhook: {file: secrets/slack-webhook.url}\n"
-        "policies:\n  critical: {page: []}\n"
+        "policies:\n  critical: {page: [], mirror: false}\n"
     )
     config = load_config(path)
     store = Store(config.state.path)

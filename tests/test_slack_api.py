@@ -59,6 +59,7 @@ def write_config(tmp: Path, slack: str, fleet: str, oncall: str, **slack_extra: 
     (tmp / "bot.token").write_text(BOT)
     (tmp / "fleet.token").write_text(FLEET_TOKEN)
     (tmp / "oncall.url").write_text(oncall)
+    no_mirror = {"mirror": False} if slack_extra.get("bot_token", True) is None else {}
     data = {
         "state": {"path": "state.sqlite"},
         "notify": {
@@ -77,7 +78,8 @@ def write_config(tmp: Path, slack: str, fleet: str, oncall: str, **slack_extra: 
             },
             "oncall": {"webhook": {"file": "oncall.url"}},
         },
-        "policies": {"critical": {"page": ["oncall"]}},  # as PAGE: no PagerDuty configured
+        # as PAGE: no PagerDuty configured; without a bot token no mirror either (fail closed)
+        "policies": {"critical": {"page": ["oncall"]} | no_mirror},
         "links": {"grafana_url": "https://grafana.example"},
         "fleet_api": {"url": fleet, "token": {"file": "fleet.token"}},
     }
