@@ -106,7 +106,7 @@ def test_the_resolved_message_shows_the_recovering_observation() -> None:
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "config.yaml"
     (tmp_path / "slack.url").write_text("http://127.0.0.1:9/services/T0/B0/CANARYviewsToken0000")
-    path.write_text("state: {path: state.sqlite}\n")
+    path.write_text("state: {path: state.sqlite}\nnotify: {dry_run: true}\n")
     return path
 
 
@@ -143,6 +143,7 @@ def test_outbox_sent_shows_destination_and_receipt(
         config.write_text(
             "state: {path: state.sqlite}\n"
             "notify:\n  slack:\n    webhook: {file: slack.url}\n    channel: '#ops'\n"
+            "policies:\n  critical: {mirror: false, page: []}\n"  # fail closed: Slack only
         )
 
         async def deliver() -> None:

@@ -57,7 +57,13 @@ def test_without_an_api_the_watch_runs_plainly(target: str, tmp_path: Path) -> N
     config = tmp_path / "config.yaml"
     targets = [{"name": f"t{i}", "url": f"{target}/healthz?i={i}"} for i in range(20)]
     config.write_text(
-        yaml.safe_dump({"state": {"path": "s.sqlite"}, "blackbox": {"targets": targets}})
+        yaml.safe_dump(
+            {
+                "state": {"path": "s.sqlite"},
+                "notify": {"dry_run": True},
+                "blackbox": {"targets": targets},
+            }
+        )
     )
     ran = _run(config, tmp_path / "home")
     assert ran.returncode == 0, ran.stderr
@@ -79,7 +85,7 @@ def test_an_invalid_config_is_one_line_before_any_prefect(tmp_path: Path) -> Non
 
 def test_a_named_api_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text("blackbox: {}\n")
+    config.write_text("blackbox: {}\nnotify: {dry_run: true}\n")
     ran = _run(config, tmp_path / "home", PREFECT_API_URL="http://127.0.0.1:9/api")
     assert ran.returncode == 2
     assert ran.stderr.strip().splitlines() == [
@@ -103,12 +109,17 @@ def test_a_missing_server_binary_skips_locally_and_fails_in_ci(
     ("config", "env", "code", "line"),
     [
         (
-            "blackbox: {}\n",
+            "blackbox: {}\nnotify: {dry_run: true}\n",
             {"PREFECT_API_URL": "http://127.0.0.1:9/api"},
             2,
             "serve: no Prefect server answers at http://127.0.0.1:9/api (PREFECT_API_URL)",
         ),
-        ("state: {path: s.sqlite}\n", {}, 1, "nothing to serve: no watch is configured"),
+        (
+            "state: {path: s.sqlite}\nnotify: {dry_run: true}\n",
+            {},
+            1,
+            "nothing to serve: no watch is configured",
+        ),
         ("blackbox: {targets: 3}\n", {}, 1, "blackbox.targets: Input should be a valid list"),
     ],
 )
@@ -133,7 +144,7 @@ def test_serve_mistakes_are_one_line(
 def test_default_state_lands_beside_the_config_wherever_run_starts(tmp_path: Path) -> None:
     config = tmp_path / "conf" / "config.yaml"
     config.parent.mkdir()
-    config.write_text("blackbox: {targets: []}\n")  # no state: or notify: section
+    config.write_text("blackbox: {targets: []}\nnotify: {dry_run: true}\n")  # no state: section
     ran = _run(config, tmp_path / "home")  # started in the repository, not beside the config
     assert ran.returncode == 0, ran.stderr
     assert (tmp_path / "conf" / "state" / "fleet-alerting.sqlite").exists()
