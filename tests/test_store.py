@@ -172,8 +172,8 @@ def test_prune_deletes_history_past_retention_and_nothing_open_or_recent(tmp_pat
     record(store, [down("recent", fail=False)], T0 - timedelta(days=1), WARN)
     items = store.outbox(("queued",))
     for item in items[:8]:
-        store.mark_sent(item.id, 1, "ok")
-    store.mark_dead(items[8].id, 1, "permanent: 400")
+        store.queue.mark_sent(item.id, None, 1, "ok")  # no drainer's claim: owner None
+    store.queue.mark_dead(items[8].id, None, 1, "permanent: 400")
     retention = Retention(timedelta(days=90), timedelta(days=30), timedelta(days=90))
     pruned = store.prune(T0, retention, batch=3)  # a batch per call: the lock is held briefly
     assert pruned == {"resolved incidents": 3, "sent notifications": 3, "dead letters": 1}
@@ -285,7 +285,7 @@ def test_a_store_from_newer_code_is_refused(tmp_path: Path) -> None:
 # unusable store files -----------------------------------------------------------------------
 def _incidents_cli(tmp_path: Path, store: Path, user: int | None = None):
     config = tmp_path / "config.yaml"
-    config.write_text(f"state:\n  path: {store}\n")
+    config.write_text(f"state:\n  path: {store}\nnotify: {{dry_run: true}}\n")
     command = [sys.executable, "-m", "fleet_alerting.surfaces.cli", "incidents"]
     return subprocess.run(
         [*command, "--config", str(config)],
