@@ -10,8 +10,9 @@ from prefect.cache_policies import NO_CACHE
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
-from fleet_alerting.core.policy import Evaluation, PolicyFor, evaluate, vanished
+from fleet_alerting.core.policy import Evaluation, PolicyFor
 from fleet_alerting.core.signals import Signal
+from fleet_alerting.core.storms import decide
 from fleet_alerting.delivery.drain import DrainReport, build_notifiers, drain
 from fleet_alerting.store.sqlite import Store
 
@@ -32,15 +33,22 @@ def record_signals(
     store = Store(config.state.path)
     try:
         incidents = store.unresolved()
-        for source, reason in (vanished_sources or {}).items():
-            signals = signals + vanished(signals, incidents.values(), source, reason)
-        evaluation = evaluate(signals, incidents, policy_for or config.policy, now)
+        policies = policy_for or config.policy
+        rules = config.storm_rules()
+        evaluation = decide(signals, incidents, policies, rules, now, vanished_sources)
         queued = store.record(evaluation, now)
     finally:
         store.close()
     logger = get_run_logger()
     for incident in evaluation.incidents:
-        logger.info("incident %s: %s (%s)", incident.key, incident.state, incident.signal.summary)
+        inhibited = f" inhibited by {incident.inhibited_by}" if incident.inhibited_by else ""
+        logger.info(
+            "incident %s: %s%s (%s)",
+            incident.key,
+            incident.state,
+            inhibited,
+            incident.signal.summary,
+        )
     if queued:
         logger.info("queued %d notification(s)", queued)
     return evaluation

@@ -20,11 +20,15 @@ from pydantic import (
 
 from fleet_alerting.config.secrets import SecretRef
 from fleet_alerting.core.durations import Duration
+from fleet_alerting.core.fleet import FleetConfig
+from fleet_alerting.core.grouping import GroupingConfig
+from fleet_alerting.core.inhibition import InhibitRule
 from fleet_alerting.core.links import LinksConfig
 from fleet_alerting.core.matchers import check_matcher
 from fleet_alerting.core.model import Model
 from fleet_alerting.core.policy import PolicyConfig, default_policies
 from fleet_alerting.core.signals import Severity
+from fleet_alerting.core.storms import StormRules
 from fleet_alerting.core.templates import check_template
 from fleet_alerting.core.windows import ScheduledWindow
 
@@ -309,7 +313,14 @@ class Config(Model):
     operators: OperatorsConfig = OperatorsConfig()
     zigbee: ZigbeeConfig = ZigbeeConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
+    # storms (issue 12): fleet-level aggregates, Alertmanager-style inhibition and grouping
+    fleet: FleetConfig = FleetConfig()
+    inhibit_rules: list[InhibitRule] | None = None  # None: the shipped rules; [] turns them off
+    grouping: GroupingConfig = GroupingConfig()
     source_file: Path | None = Field(None, exclude=True)
+
+    def storm_rules(self) -> StormRules:
+        return StormRules(self.fleet, self.inhibit_rules, self.grouping)
 
     def policy(self, severity: Severity) -> PolicyConfig:
         return self.policies.get(severity) or default_policies()[severity]
