@@ -51,10 +51,13 @@ async def watch(config: Config, now: datetime) -> ZigbeeRun:
             if zigbee.should_close(obs, permit) and obs.info is not None:
                 closed = await close_permit_join(obs.coordinator, obs.info.major, zconfig)
             signals += zigbee.signals(obs, permit, closed)
+            signals += zigbee.device_signals(obs)
             rows.append(zigbee.row(obs, permit, now))
         if open_since != stored:
             store.set_value(OPEN_SINCE, open_since)
         signals += zigbee.retired(store.unresolved(zigbee.SOURCE).values(), zconfig.coordinators)
+        devices = store.unresolved(zigbee.DEVICE_SOURCE).values()
+        signals += zigbee.retired_devices(devices, observations, signals)
     finally:
         store.close()
     return ZigbeeRun(signals, rows)

@@ -60,7 +60,7 @@ class Server:
                 list(argv), stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=os.environ.copy()
             )
         try:
-            wait_until(lambda: self.proc.poll() is None and ready(), 30, f"{name} ready")
+            wait_until(lambda: self.proc.poll() is None and ready(), 120, f"{name} ready")
         except TimeoutError:
             self.stop()
             raise RuntimeError(f"{name} did not start:\n{self.log.read_text()[-2000:]}") from None

@@ -37,6 +37,13 @@ PAGERS = ("pagerduty", "oncall")
 class GroupingConfig(Model):
     enabled: bool = True
     group_by: list[str] = ["severity"]  # within one source (one watch)
+    # a source's own group_by: Zigbee checks per kind, Zigbee devices per coordinator
+    by_source: dict[str, list[str]] = {
+        "zigbee": ["severity", "check"],
+        "zigbee-device": ["severity", "coordinator"],
+    }
+    # told one by one: Alertmanager groups its own alerts, and each escalation has its thread
+    ungrouped: list[str] = ["alertmanager"]
     group_wait: Duration = timedelta(0)  # 0: members opening in the same run
     group_interval: Duration = timedelta(minutes=5)  # at most one update per group this often
     min_size: int = Field(2, ge=1)  # fewer members opening together are told one by one
@@ -44,8 +51,9 @@ class GroupingConfig(Model):
     max_messages_per_run: int = Field(50, ge=2)  # per channel, then one storm summary
 
 
-def group_key(incident: Incident, group_by: Sequence[str]) -> str:
+def group_key(incident: Incident, config: GroupingConfig) -> str:
     labels = signal_labels(incident.source, incident.severity, incident.signal.labels)
+    group_by = config.by_source.get(incident.source, config.group_by)
     return incident_key(PREFIX + incident.source, {k: labels.get(k, "") for k in group_by})
 
 
@@ -84,10 +92,10 @@ def group(
     routed: dict[str, list[Notification]] = {}  # group key -> member messages taken over
     for n in evaluation.notifications:
         member = changed.get(n.incident.key) or n.incident
-        if is_group(member) or member.source == STORM:
+        if is_group(member) or member.source == STORM or member.source in config.ungrouped:
             passed.append(n)
             continue
-        gk = member.group or group_key(member, config.group_by)
+        gk = member.group or group_key(member, config)
         routed.setdefault(gk, []).append(n)
         batch = batches.setdefault(gk, _Batch())
         if n.kind == Kind.opened and all(o.key != member.key for o in batch.opened):
@@ -96,7 +104,7 @@ def group(
         batch.paged |= n.kind == Kind.paged
         batch.reminded |= n.kind == Kind.reminder
     out: list[Notification] = []
-    for gk in set(groups) | set(batches):
+    for gk in [*batches, *(k for k in groups if k not in batches)]:  # messages keep order
         batch = batches.get(gk, _Batch())
         current = groups.get(gk)
         if current is None:

@@ -47,8 +47,9 @@ DEVICE_NOISE = (
 def default_inhibit_rules(fleet: Sequence[FleetOfflineRule] = ()) -> list[InhibitRule]:
     """The shipped rules: API down silences device and fleet-events noise; each fleet-offline
     aggregate silences the devices it counts (within its `group_by` group) and, fleet-wide, the
-    other per-device watches; a broker down silences its coordinators' other checks; an open
-    circuit breaker silences the upstream-failure spike of the same device."""
+    other per-device watches; a broker down silences its coordinators' other checks; a
+    coordinator offline silences its devices' availability; an open circuit breaker silences the
+    upstream-failure spike of the same device."""
     rules = [
         InhibitRule(
             name="api-down",
@@ -79,6 +80,12 @@ def default_inhibit_rules(fleet: Sequence[FleetOfflineRule] = ()) -> list[Inhibi
             source_matchers=['source="zigbee"', 'check="broker"'],
             target_matchers=['source=~"zigbee|zigbee-device"', 'check!="broker"'],
             equal=["broker"],
+        ),
+        InhibitRule(
+            name="coordinator-offline",
+            source_matchers=['source="zigbee"', 'check="offline"'],
+            target_matchers=['source="zigbee-device"'],
+            equal=["coordinator"],
         ),
         InhibitRule(
             name="breaker-open",

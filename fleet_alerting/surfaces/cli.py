@@ -17,6 +17,7 @@ from fleet_alerting.config import Config, ConfigError, load_config
 from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration
+from fleet_alerting.core.incidents import Incident
 from fleet_alerting.store.sqlite import Store
 
 DEFAULT_CONFIG = "config/example.yaml"
@@ -147,8 +148,17 @@ def incidents(args: argparse.Namespace) -> int:
         print("no open incidents")
     for i in rows:
         age = format_duration(i.duration(now))
-        print(f"{i.state:<9} {i.severity:<8} {age:>7}  {i.key}  — {i.signal.summary}")
+        print(f"{i.state:<9} {i.severity:<8} {age:>7}  {i.key}  — {i.signal.summary}{_why(i)}")
     return 0
+
+
+def _why(i: Incident) -> str:
+    """Who tells (or does not tell) for this incident, besides itself."""
+    if i.inhibited_by:
+        return f"  [inhibited by {i.inhibited_by}]"
+    if i.group:
+        return f"  [in group {i.group}]"
+    return ""
 
 
 def outbox(args: argparse.Namespace) -> int:
