@@ -268,3 +268,39 @@ def test_twenty_zigbee_devices_offline_is_one_message(
             assert slack.messages[1]["text"].startswith("[RESOLVED after ")
     finally:
         hub.stop()
+
+
+@pytest.mark.integration
+def test_broker_down_with_three_coordinators_is_one_message(
+    prefect_api: str, config_file: Path
+) -> None:
+    from fleet_alerting.flows.zigbee_probe import zigbee_probe
+    from tests.servers import free_port
+
+    dead = f"mqtt://127.0.0.1:{free_port()}"
+    with SlackWebhookServer() as slack:
+        folder = config_file.parent
+        (folder / "slack.url").write_text(f"{slack.url}/services/T0/B0/XX\n")
+        coordinators = [
+            {"name": f"hub-{i}", "broker": dead, "base_topic": f"hub-{i}", "availability": {}}
+            for i in range(3)
+        ]
+        config_file.write_text(
+            yaml.safe_dump(
+                {
+                    "state": {"path": "state.sqlite"},
+                    "notify": {
+                        "outbox_file": "outbox.jsonl",
+                        "slack": {"webhook": {"file": "slack.url"}},
+                    },
+                    "policies": {"warning": {"open_after": 1, "resolve_after": 1}},
+                    "zigbee": {"timeout": "1s", "coordinators": coordinators},
+                }
+            )
+        )
+        summary = asyncio.run(zigbee_probe(str(config_file)))
+    assert summary["broker_errors"] == 3
+    assert len(slack.messages) == 1
+    text = slack.messages[0]["text"]
+    assert text.startswith("[WARNING] 3 zigbee incidents failing: MQTT broker mqtt://127.0.0.1:")
+    assert "MQTT, not Zigbee (hub-0)" in text and "(hub-2)" in text

@@ -181,6 +181,7 @@ def row(obs: Observation, permit: PermitJoin | None, now: datetime) -> dict[str,
         "permit_join": joining,
         "joining_ends_in": left(permit.ends_at) if permit else "",
         "window_left": left(permit.deadline) if permit and permit.open else "",
+        "devices_not_online": sum(v != "online" for v in obs.availability.values()),
         "problems": "; ".join(f"{t}: {why}" for t, why in obs.problems.items()) or "",
         "error": obs.broker_error or "",
     }
