@@ -18,7 +18,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, field_validator
 
 from fleet_alerting.core.keys import incident_key
-from fleet_alerting.core.matchers import Matcher, check_matcher, parse_matcher
+from fleet_alerting.core.matchers import check_matcher, parse_matcher
 from fleet_alerting.core.model import Model
 from fleet_alerting.core.signals import Severity, Signal
 
@@ -33,14 +33,33 @@ def signal_labels(source: str, severity: str, labels: Mapping[str, str]) -> dict
     return {**labels, "source": source, "severity": severity}
 
 
+class Selector:
+    """A list of matchers (validated at config load) as one test, memoized on the values of the
+    labels it names: a storm is thousands of incidents with a handful of distinct values."""
+
+    def __init__(self, matchers: tuple[str, ...]):
+        self.matchers = tuple(parse_matcher(m) for m in matchers)
+        self.names = tuple(m.name for m in self.matchers)
+        self._seen: dict[tuple[str, ...], bool] = {}
+
+    def __call__(self, labels: Mapping[str, str]) -> bool:
+        values = tuple(labels.get(name, "") for name in self.names)
+        hit = self._seen.get(values)
+        if hit is None:
+            if len(self._seen) >= 65536:
+                self._seen.clear()
+            hit = all(m.matches({m.name: v}) for m, v in zip(self.matchers, values, strict=True))
+            self._seen[values] = hit
+        return hit
+
+
 @cache
-def compiled(matchers: tuple[str, ...]) -> tuple[Matcher, ...]:
-    """Parsed once per distinct list (config matchers were validated at load)."""
-    return tuple(parse_matcher(m) for m in matchers)
+def selector(matchers: tuple[str, ...]) -> Selector:
+    return Selector(matchers)
 
 
 def matches_all(matchers: Sequence[str], labels: Mapping[str, str]) -> bool:
-    return all(m.matches(labels) for m in compiled(tuple(matchers)))
+    return selector(tuple(matchers))(labels)
 
 
 class FleetOfflineRule(Model):
@@ -119,12 +138,13 @@ def aggregate(signals: Iterable[Signal], rules: Sequence[FleetOfflineRule]) -> l
     signals = list(signals)
     out: list[Signal] = []
     for rule in rules:
+        devices_of = selector(tuple(rule.devices))
         groups: dict[tuple[str, ...], dict[str, bool]] = {}
         for s in signals:
             if s.source == SOURCE:
                 continue
             labels = signal_labels(s.source, s.severity, s.labels)
-            if not matches_all(rule.devices, labels):
+            if not devices_of(labels):
                 continue
             group = tuple(labels.get(name, "") for name in rule.group_by)
             device = labels.get(rule.device_label) or s.target or s.key

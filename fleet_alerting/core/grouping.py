@@ -65,7 +65,7 @@ def is_group(incident: Incident) -> bool:
 class _Batch:
     """What happened to one group's members in this run."""
 
-    opened: list[Incident] = field(default_factory=list)
+    opened: dict[str, Incident] = field(default_factory=dict)  # by key, in order
     paged: bool = False
     reminded: bool = False
 
@@ -90,17 +90,20 @@ def group(
     batches: dict[str, _Batch] = {}
     passed: list[Notification] = []
     routed: dict[str, list[Notification]] = {}  # group key -> member messages taken over
+    keys: dict[str, str] = {}  # member key -> group key
     for n in evaluation.notifications:
         member = changed.get(n.incident.key) or n.incident
         if is_group(member) or member.source == STORM or member.source in config.ungrouped:
             passed.append(n)
             continue
-        gk = member.group or group_key(member, config)
+        gk = member.group or keys.get(member.key) or group_key(member, config)
+        keys[member.key] = gk
         routed.setdefault(gk, []).append(n)
         batch = batches.setdefault(gk, _Batch())
-        if n.kind == Kind.opened and all(o.key != member.key for o in batch.opened):
+        if n.kind == Kind.opened and member.key not in batch.opened:
             # the record, with the message's wording (e.g. "was inhibited by …")
-            batch.opened.append(replace(member, signal=n.incident.signal))
+            same = n.incident.signal is member.signal
+            batch.opened[member.key] = member if same else replace(member, signal=n.incident.signal)
         batch.paged |= n.kind == Kind.paged
         batch.reminded |= n.kind == Kind.reminder
     out: list[Notification] = []
@@ -108,7 +111,7 @@ def group(
         batch = batches.get(gk, _Batch())
         current = groups.get(gk)
         if current is None:
-            joining = [m for m in batch.opened if m.group is None]
+            joining = [m for m in batch.opened.values() if m.group is None]
             if len(joining) < config.min_size and config.group_wait <= timedelta(0):
                 out += routed.get(gk, [])  # too few: told one by one
                 continue
@@ -116,15 +119,17 @@ def group(
                 out += routed.get(gk, [])  # a member of a closed group: alone again
                 continue
             current = _new_group(gk, joining, now)
-        mine = set(current.members) | {m.key for m in batch.opened if m.group in (None, gk)}
+        mine = set(current.members) | {
+            m.key for m in batch.opened.values() if m.group in (None, gk)
+        }
         out += [n for n in routed.get(gk, []) if n.incident.key not in mine]  # not members
-        members = list(current.members)
-        for m in batch.opened:
+        members = dict.fromkeys(current.members)
+        for m in batch.opened.values():
             if m.key not in members:
-                members.append(m.key)
+                members[m.key] = None
                 changed[m.key] = replace(changed.get(m.key, m), group=gk)
-        members = [k for k in members if k in after and after[k].state != State.resolved]
-        view = {**after, **{m.key: m for m in batch.opened}}
+        members = {k: None for k in members if k in after and after[k].state != State.resolved}
+        view = {**after, **batch.opened}
         g, sent = _advance(
             replace(current, members=tuple(members)), view, batch, config, policy_for, now
         )

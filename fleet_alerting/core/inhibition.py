@@ -17,13 +17,13 @@ first was never told, so its resolve is dropped too.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 from pydantic import Field
 
 from fleet_alerting.core.fleet import SOURCE as FLEET
-from fleet_alerting.core.fleet import FleetOfflineRule, MatcherText, matches_all, signal_labels
+from fleet_alerting.core.fleet import FleetOfflineRule, MatcherText, selector, signal_labels
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.core.model import Model
 from fleet_alerting.core.policy import Evaluation, PolicyFor, notify_channels
@@ -101,33 +101,30 @@ def labels_of(incident: Incident) -> dict[str, str]:
     return signal_labels(incident.source, incident.severity, incident.signal.labels)
 
 
-@dataclass(frozen=True)
 class _Index:
     """Per rule: the unresolved sources by their `equal` label values."""
 
-    rules: Sequence[InhibitRule]
-    sources: list[dict[tuple[str, ...], list[str]]]
-
-    @classmethod
-    def build(cls, rules: Sequence[InhibitRule], incidents: Iterable[Incident]) -> _Index:
-        sources: list[dict[tuple[str, ...], list[str]]] = [{} for _ in rules]
+    def __init__(self, rules: Sequence[InhibitRule], incidents: Iterable[Incident]):
+        self.rules = [
+            (selector(tuple(r.source_matchers)), selector(tuple(r.target_matchers)), r.equal)
+            for r in rules
+        ]
+        self.sources: list[dict[tuple[str, ...], list[str]]] = [{} for _ in rules]
         for incident in incidents:
             if incident.state == State.resolved:
                 continue
             labels = labels_of(incident)
-            for rule, by_equal in zip(rules, sources, strict=True):
-                if matches_all(rule.source_matchers, labels):
-                    values = tuple(labels.get(name, "") for name in rule.equal)
+            for (source, _target, equal), by_equal in zip(self.rules, self.sources, strict=True):
+                if source(labels):
+                    values = tuple(labels.get(name, "") for name in equal)
                     by_equal.setdefault(values, []).append(incident.key)
-        return cls(rules, sources)
 
     def inhibitor(self, incident: Incident) -> str | None:
         labels = labels_of(incident)
-        for rule, by_equal in zip(self.rules, self.sources, strict=True):
-            if not by_equal or not matches_all(rule.target_matchers, labels):
+        for (_source, target, equal), by_equal in zip(self.rules, self.sources, strict=True):
+            if not by_equal or not target(labels):
                 continue
-            keys = by_equal.get(tuple(labels.get(name, "") for name in rule.equal), [])
-            for key in keys:
+            for key in by_equal.get(tuple(labels.get(name, "") for name in equal), []):
                 if key != incident.key:  # nothing inhibits itself
                     return key
         return None
@@ -147,7 +144,7 @@ def inhibit(
     if not rules:
         return evaluation
     after = dict(before) | {i.key: i for i in evaluation.incidents}
-    index = _Index.build(rules, after.values())
+    index = _Index(rules, after.values())
     changed = {i.key: i for i in evaluation.incidents}
     by_key: dict[str, list[Notification]] = {}
     for n in evaluation.notifications:
