@@ -71,7 +71,9 @@ async def bench(
             assert len(firing.samples) == hosts, len(firing.samples)
             t2 = time.perf_counter()
             result = evaluate_watches([WatchOutcome(watch, firing.samples, present.samples)], links)
+            t2a = time.perf_counter()
             incidents = store.unresolved()
+            t2b = time.perf_counter()
             policy_for = policies.__getitem__
             if storms:
                 evaluation = decide(
@@ -89,6 +91,9 @@ async def bench(
                 {
                     "raw_query": t1 - t0,
                     "evaluation": t3 - t2,
+                    "signals": t2a - t2,
+                    "load": t2b - t2a,
+                    "engine": t3 - t2b,
                     "store_write": t4 - t3,
                     "changed": len(evaluation.incidents),
                     "queued": queued,
@@ -102,11 +107,15 @@ async def bench(
 def report(title: str, rows: list[dict[str, Any]]) -> None:
     ms = 1000
     print(title)
-    print("run  raw_query  evaluation  store_write  ratio  changed  queued  store_MB")
+    print(
+        "run  raw_query  evaluation (signals + load + engine)  store_write  ratio  changed"
+        "  queued  store_MB"
+    )
     for i, r in enumerate(rows, 1):
         ratio = (r["evaluation"] + r["store_write"]) / r["raw_query"]
+        split = f"({r['signals'] * ms:.0f} + {r['load'] * ms:.0f} + {r['engine'] * ms:.0f})"
         print(
-            f"{i:>3}  {r['raw_query'] * ms:9.1f}  {r['evaluation'] * ms:10.1f}  "
+            f"{i:>3}  {r['raw_query'] * ms:9.1f}  {r['evaluation'] * ms:10.1f} {split:>25}  "
             f"{r['store_write'] * ms:11.1f}  {ratio:5.2f}  {r['changed']:7d}  {r['queued']:6d}"
             f"  {r['bytes'] / 1e6:8.1f}"
         )

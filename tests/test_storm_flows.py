@@ -160,7 +160,12 @@ def test_forty_devices_down_is_one_fleet_page(
 
 @pytest.mark.integration
 def test_api_down_silences_devices_then_tells_once(
-    prefect_api: str, devices: list[Device], api: Device, saas: tuple, config_file: Path
+    prefect_api: str,
+    devices: list[Device],
+    api: Device,
+    saas: tuple,
+    config_file: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from fleet_alerting.flows.blackbox_probe import blackbox_probe
     from fleet_alerting.surfaces.cli import main
@@ -183,6 +188,10 @@ def test_api_down_silences_devices_then_tells_once(
             store.close()
         assert len(inhibited) == 3
         assert set(inhibited.values()) == {f"blackbox:url={api.url}/healthz"}
+        capsys.readouterr()
+        assert main(["incidents", "--config", str(config_file)]) == 0
+        listed = capsys.readouterr().out
+        assert listed.count(f"[inhibited by blackbox:url={api.url}/healthz]") == 3
         api.up = True
         run()
         told = len(slack.messages)
@@ -197,7 +206,6 @@ def test_api_down_silences_devices_then_tells_once(
     assert new[1]["text"].startswith("[WARNING] 3 blackbox incidents failing:")
     assert "(was inhibited by blackbox:url=" in new[1]["text"]
     assert [e["event_action"] for e in pd.events] == ["trigger", "resolve"]
-    assert main(["incidents", "--config", str(config_file)]) == 0
 
 
 # Zigbee per-device availability ---------------------------------------------------------------

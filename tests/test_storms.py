@@ -99,3 +99,19 @@ def test_a_fleet_rule_rejects_a_bad_threshold() -> None:
         FleetConfig.model_validate({"offline": [{"devices": ['a="b"'], "threshold": "half"}]})
     with pytest.raises(ValueError, match="matcher"):
         FleetConfig.model_validate({"offline": [{"devices": ["a=~("], "threshold": 3}]})
+
+
+def test_the_run_artifact_says_who_is_inhibited_and_grouped() -> None:
+    from fleet_alerting.flows.common import storm_markdown
+
+    policies = policies_of({"policies": {"warning": {"open_after": 1}}})
+    api = {"source": "blackbox", "fail": True, "severity": "critical", "labels": {"service": "api"}}
+    device = {"source": "blackbox", "fail": True, "count": 3, "labels": {"instance": "pi-{i}"}}
+    watch = {"source": "w", "fail": True, "count": 2, "labels": {"host": "h{i}"}}
+    signals = [s for spec in (api, device, watch) for s in expand(spec)]
+    result = decide(signals, {}, policies.__getitem__, StormRules(), T0)
+    text = storm_markdown(result)
+    # the API is still pending (critical: open_after 2), and already silences the devices
+    assert "| `blackbox:instance=pi-1` | firing, inhibited by blackbox:service=api |" in text
+    assert "| `w:host=h0` | firing, told in group group/w:severity=warning |" in text
+    assert "| `group/w:severity=warning` | firing | 2 w incidents failing: h0 failed" in text
