@@ -41,6 +41,17 @@ class Selector:
         self.matchers = tuple(parse_matcher(m) for m in matchers)
         self.names = tuple(m.name for m in self.matchers)
         self._seen: dict[tuple[str, ...], bool] = {}
+        self._sources: dict[str, bool] = {}
+
+    def admits(self, source: str) -> bool:
+        """Whether anything of `source` may match: the `source` matchers alone (a storm is mostly
+        one source, so most rules are ruled out once instead of per incident)."""
+        hit = self._sources.get(source)
+        if hit is None:
+            label = {"source": source}
+            hit = all(m.matches(label) for m in self.matchers if m.name == "source")
+            self._sources[source] = hit
+        return hit
 
     def __call__(self, labels: Mapping[str, str]) -> bool:
         values = tuple(labels.get(name, "") for name in self.names)
@@ -141,7 +152,7 @@ def aggregate(signals: Iterable[Signal], rules: Sequence[FleetOfflineRule]) -> l
         devices_of = selector(tuple(rule.devices))
         groups: dict[tuple[str, ...], dict[str, bool]] = {}
         for s in signals:
-            if s.source == SOURCE:
+            if s.source == SOURCE or not devices_of.admits(s.source):
                 continue
             labels = signal_labels(s.source, s.severity, s.labels)
             if not devices_of(labels):

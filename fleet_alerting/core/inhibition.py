@@ -110,21 +110,43 @@ class _Index:
             for r in rules
         ]
         self.sources: list[dict[tuple[str, ...], list[str]]] = [{} for _ in rules]
+        as_source: dict[str, list[int]] = {}  # incident source -> rules it may be a cause in
         for incident in incidents:
             if incident.state == State.resolved:
                 continue
+            which = as_source.get(incident.source)
+            if which is None:
+                which = as_source[incident.source] = [
+                    n
+                    for n, (cause, _t, _e) in enumerate(self.rules)
+                    if cause.admits(incident.source)
+                ]
+            if not which:
+                continue
             labels = labels_of(incident)
-            for (source, _target, equal), by_equal in zip(self.rules, self.sources, strict=True):
-                if source(labels):
+            for n in which:
+                cause, _target, equal = self.rules[n]
+                if cause(labels):
                     values = tuple(labels.get(name, "") for name in equal)
-                    by_equal.setdefault(values, []).append(incident.key)
+                    self.sources[n].setdefault(values, []).append(incident.key)
+        self._as_target: dict[str, list[int]] = {}
 
     def inhibitor(self, incident: Incident) -> str | None:
+        which = self._as_target.get(incident.source)
+        if which is None:
+            which = self._as_target[incident.source] = [
+                n
+                for n, (_c, target, _e) in enumerate(self.rules)
+                if self.sources[n] and target.admits(incident.source)
+            ]
+        if not which:
+            return None
         labels = labels_of(incident)
-        for (_source, target, equal), by_equal in zip(self.rules, self.sources, strict=True):
-            if not by_equal or not target(labels):
+        for n in which:
+            _cause, target, equal = self.rules[n]
+            if not target(labels):
                 continue
-            for key in by_equal.get(tuple(labels.get(name, "") for name in equal), []):
+            for key in self.sources[n].get(tuple(labels.get(name, "") for name in equal), []):
                 if key != incident.key:  # nothing inhibits itself
                     return key
         return None
