@@ -42,3 +42,4 @@ bench: setup servers
 	PYTHONPATH=. $(BIN)/python bench/prometheus_watch.py
 	PYTHONPATH=. $(BIN)/python bench/zigbee_collect.py
 	PYTHONPATH=. $(BIN)/python bench/routing_audit.py
+	PYTHONPATH=. $(BIN)/python bench/storm.py

@@ -183,8 +183,7 @@ def inhibit(
         if cause is not None:
             if sent or was != cause or incident.inhibited_by != cause:
                 changed[key] = _muted(replace(incident, inhibited_by=cause), prior, sent)
-                keep[key] = [n for n in sent if _told(n, prior)]
-            continue
+            continue  # nothing it sends goes out (an incident that resolves is released below)
         if was is None:
             if sent:
                 keep[key] = sent
@@ -205,16 +204,6 @@ def inhibit(
     kept = {id(n) for sent in keep.values() for n in sent}
     notifications = [n for n in evaluation.notifications if id(n) in kept] + extra
     return Evaluation(list(changed.values()), notifications)
-
-
-def _told(n: Notification, prior: Incident | None) -> bool:
-    """A resolve of an incident whose opening operators were told still goes out."""
-    return (
-        n.kind == Kind.resolved
-        and prior is not None
-        and prior.last_notified_at is not None
-        and prior.inhibited_by is None
-    )
 
 
 def _muted(incident: Incident, prior: Incident | None, dropped: Sequence[Notification]) -> Incident:
