@@ -16,6 +16,8 @@ from fleet_alerting.core.storms import decide
 from fleet_alerting.delivery.drain import DrainReport, build_notifiers, drain
 from fleet_alerting.store.sqlite import Store
 
+LOGGED_CHANGES = 100  # a storm changes thousands of incidents: the log names the first ones
+
 
 @task(name="evaluate-and-record", cache_policy=NO_CACHE)
 def record_signals(
@@ -40,7 +42,7 @@ def record_signals(
     finally:
         store.close()
     logger = get_run_logger()
-    for incident in evaluation.incidents:
+    for incident in evaluation.incidents[:LOGGED_CHANGES]:
         inhibited = f" inhibited by {incident.inhibited_by}" if incident.inhibited_by else ""
         logger.info(
             "incident %s: %s%s (%s)",
@@ -49,6 +51,9 @@ def record_signals(
             inhibited,
             incident.signal.summary,
         )
+    if len(evaluation.incidents) > LOGGED_CHANGES:
+        more = len(evaluation.incidents) - LOGGED_CHANGES
+        logger.info("and %d more incident change(s) (the run's artifact lists them)", more)
     if queued:
         logger.info("queued %d notification(s)", queued)
     return evaluation
