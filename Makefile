@@ -1,7 +1,7 @@
 # Two entry points (see README): `make demo` and `make test`. Everything else is what they need.
 VENV := .venv
 BIN := $(VENV)/bin
-SERVERS := prometheus prometheus-alertmanager prometheus-blackbox-exporter mosquitto
+SERVERS := prometheus prometheus-alertmanager prometheus-blackbox-exporter mosquitto chromium
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
@@ -16,10 +16,12 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	python3 -m uv pip install --python $(VENV)/bin/python -q --compile-bytecode --no-deps -e .
 	touch $@
 
-# Debian packages of the real servers the integration tests start on loopback.
+# Debian packages of the real servers the integration tests start on loopback (and headless
+# Chromium, which loads the Prefect UI that `serve` starts).
 servers:
 	@command -v prometheus >/dev/null && command -v amtool >/dev/null \
 	  && command -v prometheus-blackbox-exporter >/dev/null && command -v mosquitto >/dev/null \
+	  && command -v chromium >/dev/null \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	       --no-install-recommends $(SERVERS) >/dev/null; }
 
@@ -42,4 +44,8 @@ bench: setup servers
 	PYTHONPATH=. $(BIN)/python bench/prometheus_watch.py
 	PYTHONPATH=. $(BIN)/python bench/zigbee_collect.py
 	PYTHONPATH=. $(BIN)/python bench/routing_audit.py
+	PYTHONPATH=. $(BIN)/python bench/store_history.py
+	PYTHONPATH=. $(BIN)/python bench/noise_stats.py
+	$(BIN)/python bench/running.py
+	PYTHONPATH=. $(BIN)/python bench/delivery.py
 	PYTHONPATH=. $(BIN)/python bench/storm.py

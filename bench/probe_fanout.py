@@ -1,12 +1,13 @@
 """Benchmark: the blackbox flow's probing step against the socket limit (not a test).
 
-1,000 distinct targets (127.0.0.1-10 x 100 ports), served by a separate process that answers each
-request after 100 ms. In one run, at concurrency 100 and 200, it times:
-  raw      asyncio streams doing the same GETs: the limit
-  probe    fleet_alerting.adapters.blackbox.probe_all (what the probe-targets task runs)
-  httpx    one shared httpx.AsyncClient, for reference (why the prober does not use it)
-Each is run 3 times, interleaved; the best time counts. Prints the ratio probe/raw and peak RSS.
-Usage: .venv/bin/python bench/probe_fanout.py [--targets 1000] [--latency 0.1]
+1,000, 5,000 and 10,000 distinct targets (127.0.0.1-10 x up to 1,000 ports), served by a separate
+process that answers each request after 100 ms. In one run, at concurrency 100, it times:
+  raw      asyncio streams doing the same GETs, a connection each: the limit
+  probe    fleet_alerting.sources.blackbox.client.probe_all (what the probe-targets task runs)
+  httpx    one shared httpx.AsyncClient, for reference (1,000 targets only)
+Each is run 3 times, interleaved; the best time counts. Prints the ratio probe/raw, the peak of
+open file handles of the probing process while probing, and peak RSS.
+Usage: .venv/bin/python bench/probe_fanout.py [--targets 1000,5000,10000] [--latency 0.1]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import resource
 import time
 from datetime import timedelta
@@ -49,6 +51,8 @@ def serve(targets: list[tuple[str, int]], latency: float, ready: multiprocessing
             writer.close()
 
     async def main() -> None:
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         servers = [await asyncio.start_server(handle, h, p, backlog=1024) for h, p in targets]
         ready.set()
         await asyncio.gather(*(s.serve_forever() for s in servers))
@@ -90,51 +94,83 @@ async def shared_httpx(targets: list[ProbeTarget], concurrency: int) -> int:
         return sum(await asyncio.gather(*(one(t) for t in targets)))
 
 
-def timed(make) -> tuple[float, int]:
+class HandlePeak:
+    """Samples this process's open file handles every 5 ms while a client runs."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+
+    async def run(self, client) -> int:
+        done = False
+
+        async def sample() -> None:
+            while not done:
+                self.peak = max(self.peak, len(os.listdir("/proc/self/fd")))
+                await asyncio.sleep(0.005)
+
+        sampler = asyncio.create_task(sample())
+        try:
+            return await client
+        finally:
+            done = True
+            await sampler
+
+
+def timed(make, handles: HandlePeak) -> tuple[float, int]:
     started = time.perf_counter()
-    ok = asyncio.run(make())
+    ok = asyncio.run(handles.run(make()))
     return time.perf_counter() - started, ok
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--targets", type=int, default=1000)
+    parser.add_argument("--targets", default="1000,5000,10000")
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=100)
     args = parser.parse_args()
-    pairs = addresses(args.targets, 20000)
+    sizes = [int(n) for n in args.targets.split(",")]
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    pairs = addresses(max(sizes), 20000)
     ready = multiprocessing.Event()
     server = multiprocessing.Process(target=serve, args=(pairs, args.latency, ready), daemon=True)
     server.start()
-    ready.wait(30)
-    targets = [
-        ProbeTarget(f"{h}:{p}", f"http://{h}:{p}/healthz", Severity.warning) for h, p in pairs
-    ]
+    ready.wait(60)
+    concurrency = args.concurrency
     print(
-        f"{args.targets} distinct targets, {args.latency * 1000:.0f} ms latency, "
-        f"best of {args.repeat}\n"
+        f"distinct targets at {args.latency * 1000:.0f} ms latency, concurrency {concurrency}, "
+        f"best of {args.repeat}; open-file limit of the prober {soft}\n"
     )
-    header = ("concurrency", "raw asyncio", "probe step", "ratio", "httpx shared")
-    print("{:>11} {:>12} {:>11} {:>6} {:>13}".format(*header))
-    for concurrency in (100, 200):
-        best = {"raw": float("inf"), "probe": float("inf"), "httpx": float("inf")}
+    header = ("targets", "raw asyncio", "probe step", "ratio", "handles raw/probe", "httpx")
+    print("{:>8} {:>12} {:>11} {:>6} {:>18} {:>8}".format(*header))
+    for size in sizes:
+        chosen = pairs[:size]
+        targets = [
+            ProbeTarget(f"{h}:{p}", f"http://{h}:{p}/healthz", Severity.warning) for h, p in chosen
+        ]
+        runs = {
+            "raw": partial(raw, chosen, concurrency),
+            "probe": partial(probe, targets, concurrency),
+        }
+        if size <= 1000:
+            runs["httpx"] = partial(shared_httpx, targets, concurrency)
+        best = dict.fromkeys(runs, float("inf"))
+        handles = {name: HandlePeak() for name in runs}
+        base = len(os.listdir("/proc/self/fd"))
         for _ in range(args.repeat):
-            runs = {
-                "raw": partial(raw, pairs, concurrency),
-                "probe": partial(probe, targets, concurrency),
-                "httpx": partial(shared_httpx, targets, concurrency),
-            }
             for name, make in runs.items():
-                seconds, ok = timed(make)
-                assert ok == args.targets, f"{name}: only {ok} of {args.targets} answered 200"
+                seconds, ok = timed(make, handles[name])
+                assert ok == size, f"{name}: only {ok} of {size} answered 200"
                 best[name] = min(best[name], seconds)
         ratio = best["probe"] / best["raw"]
+        peaks = f"{handles['raw'].peak - base}/{handles['probe'].peak - base}"
+        httpx_s = f"{best['httpx']:.2f}s" if "httpx" in best else "-"
         print(
-            f"{concurrency:>11} {best['raw']:>11.2f}s {best['probe']:>10.2f}s {ratio:>6.2f}"
-            f" {best['httpx']:>12.2f}s"
+            f"{size:>8} {best['raw']:>11.2f}s {best['probe']:>10.2f}s {ratio:>6.2f}"
+            f" {peaks:>18} {httpx_s:>8}"
         )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\npeak RSS of the probing process: {rss:.0f} MB")
+    print(f"\npeak RSS of the probing process: {rss:.0f} MB (handles: above the {base} at rest)")
     server.terminate()
 
 

@@ -23,7 +23,7 @@ import httpx
 from fleet_alerting.config.schema import PrometheusConfig
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.links import LinksConfig
-from fleet_alerting.core.policy import default_policies, evaluate, vanished
+from fleet_alerting.core.policy import default_policies, evaluate
 from fleet_alerting.sources.prometheus.client import PrometheusClient
 from fleet_alerting.sources.prometheus.judge import (
     WatchOutcome,
@@ -77,9 +77,7 @@ async def bench(url: str, hosts: int, runs: int, workdir: Path) -> list[dict[str
             t2a = time.perf_counter()
             incidents = store.unresolved()
             t2b = time.perf_counter()
-            signals = result.signals
-            for source, why in result.vanished_sources.items():
-                signals = signals + vanished(signals, incidents.values(), source, why)
+            signals = result.signals + result.vanished(incidents.values())
             evaluation = evaluate(signals, incidents, lambda s: policies[s], now)
             t3 = time.perf_counter()
             store.record(evaluation, now)

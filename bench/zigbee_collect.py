@@ -26,11 +26,11 @@ from pathlib import Path
 import aiomqtt
 import paho.mqtt.client as mqtt
 import yaml
-from fleet_alerting.tasks.zigbee import watch
 
 from fleet_alerting.config import Config, load_config
 from fleet_alerting.core.policy import evaluate
 from fleet_alerting.store.sqlite import Store
+from fleet_alerting.tasks.zigbee import watch
 from tests.mosquitto import start_mosquitto
 
 COORDINATORS = 50

@@ -1,56 +1,65 @@
-"""Every deployment: which flow, how often, with which parameters. prefect.yaml mirrors this for a
-process work pool; a test keeps the two in step."""
+"""Every deployment: which flow, how often, with which parameters — and which of them `serve`
+runs for a given config. prefect.yaml mirrors SCHEDULES for a process work pool; a test keeps the
+two in step."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # listing the schedules (every CLI start) must not load the config schema
+    from fleet_alerting.config import Config
 
 
 @dataclass(frozen=True)
 class Schedule:
     flow: str  # a name from flows.ENTRYPOINTS
     name: str
-    cron: str
+    cron: str  # the default; a watch's interval comes from the config's `schedule.every`
     description: str
-    parameters: dict[str, Any] = field(default_factory=dict)  # paths relative to the repo
+    parameters: dict[str, Any] = field(default_factory=dict)  # paths relative to the config file
 
 
-WATCH = {"config_path": "config/example.yaml"}  # `serve --config` replaces it
+WATCH = {"config_path": "."}  # `serve --config` puts the config file's absolute path here
+EVERY_MINUTE = "* * * * *"
 
 SCHEDULES: list[Schedule] = [
     Schedule(
         "blackbox-probe",
-        "every-minute",
-        "* * * * *",
+        "scheduled",
+        EVERY_MINUTE,
         "Probe the Fleet API and device health endpoints; alert and page on persistent failures",
         WATCH,
     ),
     Schedule(
         "alertmanager-escalation",
-        "every-minute",
-        "* * * * *",
+        "scheduled",
+        EVERY_MINUTE,
         "Page critical Alertmanager alerts that persist past the window; resolve when they clear",
         WATCH,
     ),
     Schedule(
         "fleet-events",
-        "every-minute",
-        "* * * * *",
+        "scheduled",
+        EVERY_MINUTE,
         "Read the Fleet API event feed; command.failed and audio.upload errors to Slack",
         WATCH,
     ),
     Schedule(
         "zigbee-probe",
-        "every-minute",
-        "* * * * *",
+        "scheduled",
+        EVERY_MINUTE,
         "Zigbee2MQTT coordinators: offline, broker unreachable, permit join open past its window",
         WATCH,
     ),
     Schedule(
         "prometheus-watches",
-        "every-minute",
-        "* * * * *",
+        "scheduled",
+        EVERY_MINUTE,
         "Role agents failing or stale, device-failure spikes, open circuit breakers",
         WATCH,
     ),
@@ -60,10 +69,66 @@ SCHEDULES: list[Schedule] = [
         "0 9 1 1,4,7,10 *",
         "Audit Alertmanager routes against severity expectations and rules against reality",
         {
-            "alertmanager_file": "config/audit/alertmanager.yml",
-            "rules_glob": "config/audit/rules/*.yml",
-            "expectations_file": "config/audit/expectations.yaml",
-            "out_dir": "reports",
+            "alertmanager_file": "audit/alertmanager.yml",
+            "rules_glob": "audit/rules/*.yml",
+            "expectations_file": "audit/expectations.yaml",
+            "out_dir": "../reports",
         },
     ),
 ]
+
+# What makes a flow worth serving: the config section it reads (README, "Which watches run").
+CONFIGURED: dict[str, tuple[str, Callable[[Config], bool]]] = {
+    "blackbox-probe": ("blackbox", lambda c: "blackbox" in c.model_fields_set),
+    "alertmanager-escalation": ("alertmanager", lambda c: c.alertmanager is not None),
+    "fleet-events": ("fleet_api", lambda c: c.fleet_api is not None),
+    "zigbee-probe": ("zigbee", lambda c: "zigbee" in c.model_fields_set),
+    "prometheus-watches": ("prometheus.url", lambda c: c.prometheus.url is not None),
+}
+AUDIT_MARKER = "alertmanager_file"  # the audit is served when this file exists
+
+
+@dataclass(frozen=True)
+class Planned:
+    schedule: Schedule
+    parameters: dict[str, Any]
+    cron: str | None  # one of cron and every is set
+    every: timedelta | None
+
+    @property
+    def period(self) -> str:
+        return f"cron {self.cron}" if self.cron else f"every {self.every.total_seconds():g}s"
+
+
+def timing(every: timedelta) -> tuple[str | None, timedelta | None]:
+    """Whole minutes that divide an hour as cron (runs on the minute), anything else as an
+    interval."""
+    seconds = int(every.total_seconds())
+    if seconds % 60 == 0 and 60 % (seconds // 60) == 0:
+        minutes = seconds // 60
+        return ("* * * * *" if minutes == 1 else f"*/{minutes} * * * *"), None
+    return None, every
+
+
+def plan(config: Config, config_file: Path) -> tuple[list[Planned], list[str]]:
+    """The deployments `serve` runs for this config (parameters absolute), and a note for each
+    one it leaves out."""
+    base = config_file.resolve().parent
+    planned, skipped = [], []
+    for s in SCHEDULES:
+        if s.flow in CONFIGURED:
+            section, present = CONFIGURED[s.flow]
+            if not present(config):
+                skipped.append(f"{s.flow}: not served ({section} is not configured)")
+                continue
+            every = config.schedule.every.get(s.flow, timedelta(minutes=1))  # type: ignore[call-overload]
+            cron, interval = timing(every)
+            parameters = {"config_path": str(config_file.resolve())}
+            planned.append(Planned(s, parameters, cron, interval))
+            continue
+        parameters = {k: os.path.normpath(base / v) for k, v in s.parameters.items()}
+        if not Path(parameters[AUDIT_MARKER]).is_file():
+            skipped.append(f"{s.flow}: not served (no {parameters[AUDIT_MARKER]})")
+            continue
+        planned.append(Planned(s, parameters, s.cron, None))
+    return planned, skipped

@@ -1,26 +1,53 @@
-"""`fleet-alerting serve`: every deployment on its schedule, in this process.
+"""`fleet-alerting serve`: the configured watches on their schedules, all in this one process.
 
-Prefect's ephemeral API does not schedule, so without PREFECT_API_URL this starts a local Prefect
-server on 127.0.0.1 (state under PREFECT_HOME, UI at the printed address) and stops it on exit.
+- **Server.** PREFECT_API_URL if set (it must answer); else a local Prefect server started inside
+  this process (uvicorn in a thread, SQLite under PREFECT_HOME) whose UI is told its real API
+  address, stopped on exit. Its address is left in PREFECT_HOME, so `fleet-alerting run` records
+  its runs there while `serve` runs.
+- **Deployments.** One per configured watch (`schedules.plan`) with its cron or interval and a
+  concurrency limit of 1, parameters absolute; the quarterly audit when its files exist.
+- **Runs.** Prefect's scheduler creates them; this process polls for due runs of its deployments
+  and executes each in-process — no `python -m prefect.engine` child (~118 MB and 7–13 s to start)
+  per run. Triggered runs (`trigger`, `/fleet run`) are picked up the same way. When several
+  scheduled runs of one deployment are due (serve was stopped, or a run overran), the newest runs
+  and the older ones are cancelled as superseded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import ctypes
-import os
 import signal
 import socket
-import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
-from fleet_alerting.deployments.schedules import SCHEDULES
+
+from fleet_alerting.config import ConfigError, load_config
+from fleet_alerting.config.secrets import redact
+from fleet_alerting.deployments.local import (
+    STARTUP_SETTING,
+    healthy,
+    remove_marker,
+    startup_timeout,
+    write_marker,
+)
+from fleet_alerting.deployments.schedules import Planned, plan
 from fleet_alerting.flows import get_flow
+
+TAG = "fleet-alerting"
+Print = Callable[[str], None]
+
+
+class ServeError(Exception):
+    """An operator-facing reason `serve` cannot run, said in one line."""
 
 
 def free_port() -> int:
@@ -29,65 +56,227 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """In the server's process: get SIGTERM when `serve` dies, however it dies (Linux), so a
-    server is never orphaned, even if `serve` is killed before it can stop it."""
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def server_settings(port: int) -> dict[str, Any]:
+    """Settings of a local server on `port`: the UI asks `/ui-settings` where its API is, and
+    without these it is told the default port 4200 (PrefectHQ/prefect#18895); SQLite waits for
+    its lock rather than failing requests with 503 when the machine is busy."""
+    from prefect.settings import (
+        PREFECT_API_DATABASE_CONNECTION_TIMEOUT,
+        PREFECT_API_DATABASE_TIMEOUT,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_API_HOST,
+        PREFECT_SERVER_API_PORT,
+        PREFECT_UI_API_URL,
+    )
+
+    return {
+        PREFECT_UI_API_URL: f"http://127.0.0.1:{port}/api",
+        PREFECT_SERVER_API_HOST: "127.0.0.1",
+        PREFECT_SERVER_API_PORT: port,
+        PREFECT_SERVER_ANALYTICS_ENABLED: False,
+        # SQLite under a busy machine: wait for the lock rather than answer 503 (default 10 s, 5 s)
+        PREFECT_API_DATABASE_TIMEOUT: 60.0,
+        PREFECT_API_DATABASE_CONNECTION_TIMEOUT: 30.0,
+    }
 
 
 @contextlib.contextmanager
-def local_server(port: int | None = None, timeout: float = 60) -> Iterator[str]:
-    """A `prefect server start` subprocess on loopback; yields its API URL."""
+def local_server(port: int | None = None, timeout: float | None = None) -> Iterator[str]:
+    """A Prefect server (API, UI, scheduler) on loopback inside this process; yields its API URL.
+    One interpreter for server and runs keeps `serve` within a small VPS's memory."""
+    import uvicorn
+    from prefect.settings import temporary_settings
+
     port = port or free_port()
+    timeout = timeout or startup_timeout()
     url = f"http://127.0.0.1:{port}/api"
-    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
-    proc = subprocess.Popen(
-        [*command, "--port", str(port)], stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent
-    )
+    started: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            with temporary_settings(updates=server_settings(port)):
+                from prefect.server.api.server import create_app
+
+                config = uvicorn.Config(
+                    create_app(final=True), host="127.0.0.1", port=port, log_level="error"
+                )
+                started["server"] = server = uvicorn.Server(config)
+                server.run()
+        except BaseException as exc:  # said by the waiting thread, in one line
+            started["error"] = exc
+
+    thread = threading.Thread(target=run, name="prefect-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
     try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"prefect server exited with code {proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
+        while not healthy(url, timeout=2):
+            if not thread.is_alive():
+                why = started.get("error") or "it stopped"
+                raise ServeError(f"the local Prefect server on port {port} failed to start: {why}")
+            if time.monotonic() > deadline:
+                raise ServeError(
+                    f"the local Prefect server did not answer within {timeout:g}s; on a busy "
+                    f"machine raise {STARTUP_SETTING} (seconds), or point PREFECT_API_URL at a "
+                    "running server"
+                )
             time.sleep(0.2)
-        else:
-            raise RuntimeError(f"prefect server not healthy within {timeout:g}s")
         yield url
     finally:
-        proc.terminate()
-        proc.wait(15)
+        if server := started.get("server"):
+            server.should_exit = True
+        thread.join(30)
 
 
-def build_deployments(config_path: str) -> list:
-    def parameters(defaults: dict[str, Any]) -> dict[str, Any]:
-        given = {"config_path": str(Path(config_path).resolve())}
-        return {k: given.get(k, v) for k, v in defaults.items()}
+def serve_all(config_path: str, out: Print = print) -> int:
+    """Exit code: 0 stopped by a signal, 1 nothing to serve or an invalid config, 2 no server."""
+    import os
 
-    return [
-        get_flow(s.flow).to_deployment(
-            name=s.name,
-            cron=s.cron,
-            description=s.description,
-            parameters=parameters(s.parameters),
-            concurrency_limit=1,  # two runs of one deployment never evaluate at once
-            tags=["fleet-alerting"],
-        )
-        for s in SCHEDULES
-    ]
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    planned, skipped = plan(config, Path(config_path))
+    for note in skipped:
+        out(note)
+    if not planned:
+        print(f"{config_path}: nothing to serve: no watch is configured", file=sys.stderr)
+        return 1
+    try:
+        if api := os.environ.get("PREFECT_API_URL"):
+            if not healthy(api, timeout=5):
+                raise ServeError(
+                    f"no Prefect server answers at {api} (PREFECT_API_URL); start it, or unset "
+                    "PREFECT_API_URL and serve starts its own"
+                )
+            asyncio.run(execute(planned, api, out))
+            return 0
+        with local_server() as url:
+            write_marker(url)
+            try:
+                out(f"Started a local Prefect server: UI at {url.removesuffix('/api')}")
+                asyncio.run(execute(planned, url, out))
+            finally:
+                remove_marker()
+    except ServeError as exc:
+        print(f"serve: {exc}", file=sys.stderr)
+        return 2
+    except httpx.HTTPError as exc:  # the server went away or refused a request
+        print(f"serve: the Prefect server failed a request: {redact(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
 
 
-def serve_all(config_path: str) -> int:
-    from prefect import serve
+def _poll_seconds(planned: list[Planned]) -> float:
+    shortest = min((p.every.total_seconds() for p in planned if p.every), default=60.0)
+    return max(0.5, min(5.0, shortest / 10))
+
+
+async def execute(planned: list[Planned], api_url: str, out: Print = print) -> None:
+    """Register the deployments, then run their due flow runs in-process until SIGTERM/SIGINT."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    if os.environ.get("PREFECT_API_URL"):
-        serve(*build_deployments(config_path))
-        return 0
-    with local_server() as url, temporary_settings(updates={PREFECT_API_URL: url}):
-        print(f"Started a local Prefect server: UI at {url.removesuffix('/api')}", flush=True)
-        serve(*build_deployments(config_path))
-    return 0
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        flows = await register(planned, out)
+        await run_due(flows, stop, _poll_seconds(planned), out)
+
+
+async def register(planned: list[Planned], out: Print) -> dict[UUID, Any]:
+    """Create or update one deployment per planned entry; pause our deployments that this config
+    no longer serves (so the server stops scheduling runs nobody executes)."""
+    from prefect.client.orchestration import get_client
+
+    flows: dict[UUID, Any] = {}
+    for p in planned:
+        flow = get_flow(p.schedule.flow)
+        deployment = await flow.ato_deployment(
+            name=p.schedule.name,
+            cron=p.cron,
+            interval=p.every,
+            description=p.schedule.description,
+            parameters=p.parameters,
+            concurrency_limit=1,  # two runs of one deployment never evaluate at once
+            tags=[TAG],
+        )
+        flows[await deployment.aapply()] = flow
+        out(f"serving {p.schedule.flow}/{p.schedule.name} ({p.period})")
+    async with get_client() as client:
+        for deployment in await client.read_deployments():
+            if deployment.id in flows:
+                await client.resume_deployment(deployment.id)
+            elif TAG in (deployment.tags or []) and not deployment.paused:
+                await client.pause_deployment(deployment.id)
+    return flows
+
+
+async def run_due(flows: dict[UUID, Any], stop: asyncio.Event, poll: float, out: Print) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    active: dict[UUID, asyncio.Task[None]] = {}
+    started: set[UUID] = set()
+    async with get_client() as client:
+        try:
+            while not stop.is_set():
+                due = await client.get_scheduled_flow_runs_for_deployments(
+                    deployment_ids=list(flows), scheduled_before=datetime.now(UTC)
+                )
+                for deployment_id, runs in _by_deployment(due, started).items():
+                    if deployment_id in active:
+                        continue  # concurrency 1: the next due run waits for this one
+                    run, superseded = pick(runs)
+                    for old in superseded:
+                        started.add(old.id)
+                        state = Cancelled(message=f"superseded by the newer run {run.name}")
+                        with contextlib.suppress(Exception):
+                            await client.set_flow_run_state(old.id, state, force=True)
+                    started.add(run.id)
+                    task = asyncio.create_task(_run(flows[deployment_id], run, out))
+                    active[deployment_id] = task
+                    task.add_done_callback(lambda _, d=deployment_id: active.pop(d, None))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), poll)
+        finally:
+            for deployment_id in flows:
+                with contextlib.suppress(Exception):
+                    await client.pause_deployment(deployment_id)
+            if active:  # let runs in flight finish, then cancel what is left
+                _, pending = await asyncio.wait(list(active.values()), timeout=30)
+                for task in pending:
+                    task.cancel()
+
+
+def _by_deployment(runs: list[Any], started: set[UUID]) -> dict[UUID, list[Any]]:
+    grouped: dict[UUID, list[Any]] = {}
+    for run in sorted(runs, key=lambda r: r.expected_start_time or r.created):
+        if run.id not in started and run.deployment_id is not None:
+            grouped.setdefault(run.deployment_id, []).append(run)
+    return grouped
+
+
+def pick(runs: list[Any]) -> tuple[Any, list[Any]]:
+    """Of one deployment's due runs (oldest first): a triggered run first; else the newest
+    scheduled one, the older scheduled ones being superseded (a watch observes *now*)."""
+    manual = [r for r in runs if not r.auto_scheduled]
+    if manual:
+        return manual[0], []
+    return runs[-1], runs[:-1]
+
+
+async def _run(flow: Any, flow_run: Any, out: Print) -> None:
+    from prefect.flow_engine import run_flow
+
+    try:
+        if flow.isasync:
+            state = await run_flow(flow, flow_run=flow_run, return_type="state")
+        else:  # a sync flow in a thread, so the other watches keep their schedule
+            state = await asyncio.to_thread(run_flow, flow, flow_run=flow_run, return_type="state")
+        out(f"{flow.name} {flow_run.name}: {state.name}")
+    except Exception as exc:  # a run's failure is recorded in Prefect; serve keeps serving
+        out(f"{flow.name} {flow_run.name}: crashed ({type(exc).__name__})")

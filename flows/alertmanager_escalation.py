@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-from fleet_alerting.flows.common import (
-    DEFAULT_CONFIG,
-    RunFailed,
-    load,
-    problem_signals,
-    publish,
-    summarize,
-)
-from fleet_alerting.tasks.alertmanager import fetch_escalating_alerts
-from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from prefect import flow, get_run_logger
-
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.policy import PolicyConfig, PolicyFor
 from fleet_alerting.core.signals import Severity
-from fleet_alerting.sources.alertmanager.judge import SOURCE, alert_key, to_signals
-
-API_SOURCE = f"{SOURCE}-api"
+from fleet_alerting.flows.common import (
+    DEFAULT_CONFIG,
+    RunFailed,
+    load,
+    publish,
+    store_errors_fail_the_run,
+    summarize,
+)
+from fleet_alerting.sources.alertmanager.judge import (
+    SOURCE,
+    alert_key,
+    failure_signals,
+    gone,
+    malformed_signals,
+    to_signals,
+)
+from fleet_alerting.tasks.alertmanager import fetch_escalating_alerts
+from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
+from fleet_alerting.tasks.runtime import run_logger, watch_flow
 
 
 def escalation_policies(config: Config) -> PolicyFor:
@@ -36,20 +40,24 @@ def escalation_policies(config: Config) -> PolicyFor:
     return policy_for
 
 
-@flow(name="alertmanager-escalation")
+@watch_flow("alertmanager-escalation")
+@store_errors_fail_the_run
 async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
     am = config.alertmanager
     if am is None:
         raise RunFailed(f"{config.source_file}: alertmanager: section missing (url, rules)")
     now = utcnow()
-    matched, problems = await fetch_escalating_alerts(am)
-    signals = to_signals(matched, now, am.url, config.links) + problem_signals(API_SOURCE, problems)
-    vanished = {API_SOURCE: "Alertmanager answers again"}
-    if not problems:  # only a complete answer may resolve what it no longer lists
-        vanished[SOURCE] = "no longer listed by Alertmanager (resolved)"
+    matched, failures, malformed = await fetch_escalating_alerts(am)
+    signals = to_signals(matched, now, am.url, config.links)
+    signals += failure_signals(failures) + malformed_signals(malformed)
+    rules = [rule.name for rule in am.rules]
     evaluation = record_signals(
-        config, signals, now, vanished_sources=vanished, policy_for=escalation_policies(config)
+        config,
+        signals,
+        now,
+        vanish=lambda incidents: gone(signals, incidents, rules, failures, malformed),
+        policy_for=escalation_policies(config),
     )
     report = await deliver_notifications(config)
     rows, seen = [], set()
@@ -74,8 +82,9 @@ async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> dict[str
     summary = {
         "alerts": len(rows),
         "firing": sum(s.firing for s in signals if s.source == SOURCE),
-        "rule_problems": len(problems),
+        "rule_problems": len(failures),
+        "malformed_alerts": len(malformed),
     }
     summary |= summarize(evaluation, report)
-    get_run_logger().info("alertmanager escalation: %s", summary)
+    run_logger().info("alertmanager escalation: %s", summary)
     return summary

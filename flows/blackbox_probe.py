@@ -2,34 +2,37 @@
 
 from __future__ import annotations
 
+from fleet_alerting.core.clock import utcnow
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
     config_dir,
     load,
     problem_signals,
     publish,
+    store_errors_fail_the_run,
     summarize,
 )
+from fleet_alerting.sources.blackbox.client import SOURCE, exporter_outage, gone, to_signal
 from fleet_alerting.tasks.blackbox import probe_targets, resolve_targets
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from prefect import flow, get_run_logger
-
-from fleet_alerting.core.clock import utcnow
-from fleet_alerting.sources.blackbox.client import SOURCE, to_signal
+from fleet_alerting.tasks.runtime import run_logger, watch_flow
 
 
-@flow(name="blackbox-probe")
+@watch_flow("blackbox-probe")
+@store_errors_fail_the_run
 async def blackbox_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
     now = utcnow()
     targets, problems = resolve_targets(config.blackbox, config_dir(config))
     results = await probe_targets(targets, config.blackbox)
-    signals = [to_signal(r) for r in results] + problem_signals(f"{SOURCE}-config", problems)
+    observed = [r for r in results if r.observed]
+    signals = [to_signal(r) for r in observed] + problem_signals(f"{SOURCE}-config", problems)
+    signals += exporter_outage(results, config.blackbox.exporter_url or "")
     evaluation = record_signals(
         config,
         signals,
         now,
-        vanished_sources={SOURCE: "no longer probed", f"{SOURCE}-config": "targets readable again"},
+        vanish=lambda incidents: gone(signals, incidents, results, complete=not problems),
     )
     report = await deliver_notifications(config)
     rows = [
@@ -38,7 +41,7 @@ async def blackbox_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
             "target": r.target.name,
             "url": r.target.url,
             "severity": r.target.severity.value,
-            "result": "ok" if r.ok else "FAIL",
+            "result": "ok" if r.ok else "FAIL" if r.observed else "NOT PROBED",
             "status": r.status,
             "latency_ms": r.latency_ms,
             "tls_days_left": r.tls_days_left,
@@ -49,9 +52,10 @@ async def blackbox_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     await publish("blackbox-probe", rows, evaluation, report)
     summary = {
         "targets": len(results),
-        "failing": sum(not r.ok for r in results),
+        "failing": sum(not r.ok for r in observed),
+        "not_probed": len(results) - len(observed),
         "target_problems": len(problems),
     }
     summary |= summarize(evaluation, report)
-    get_run_logger().info("blackbox probe: %s", summary)
+    run_logger().info("blackbox probe: %s", summary)
     return summary

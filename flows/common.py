@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from typing import Any, ParamSpec, TypeVar
 
 from fleet_alerting.config import Config, ConfigError, load_config
 from fleet_alerting.config.secrets import install_log_redaction
@@ -17,6 +16,9 @@ from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.drain import DrainReport
+from fleet_alerting.store.errors import StoreError
+from fleet_alerting.store.sqlite import Store
+from fleet_alerting.tasks.runtime import tracked
 
 DEFAULT_CONFIG = "config/example.yaml"
 
@@ -26,11 +28,40 @@ class RunFailed(Exception):
 
 
 def load(config_path: str) -> Config:
+    """The config, and a check that its store can be written before anything is observed."""
     install_log_redaction()
     try:
-        return load_config(config_path)
+        config = load_config(config_path)
     except ConfigError as exc:
         raise RunFailed(f"invalid configuration:\n{exc}") from None
+    store = Store(config.state.path)
+    try:
+        store.check_writable()
+    finally:
+        store.close()
+    return config
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def store_errors_fail_the_run(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """A store that cannot be used fails the run with its one-line message (which file, what to
+    do) as the run's state, without a traceback: there is no bug to debug."""
+
+    @functools.wraps(fn)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except StoreError as exc:
+            if not tracked():
+                raise  # a plain run: the CLI prints it in one line
+            from prefect.states import Failed
+
+            return Failed(message=str(exc))  # type: ignore[return-value]
+
+    return run
 
 
 def config_dir(config: Config) -> Path:
@@ -66,7 +97,12 @@ def summarize(evaluation: Evaluation, report: DrainReport) -> dict[str, int]:
 async def publish(
     key: str, rows: list[dict[str, Any]], evaluation: Evaluation, report: DrainReport
 ) -> None:
-    """A table of what this run observed, and what it told whom."""
+    """A table of what this run observed, and what it told whom (in the Prefect UI; a plain run
+    has no UI to show it in)."""
+    if not tracked():
+        return
+    from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+
     changes = {i.key: incident_cell(i) for i in evaluation.incidents}
     table = [row | {"incident": changes.get(row.get("key", ""), "")} for row in rows]
     for row in table:
@@ -123,6 +159,7 @@ def notifications_markdown(report: DrainReport) -> str:
             n = item.notification
             cell = detail.replace("|", "\\|")
             lines.append(f"| {outcome} | {n.channel} | {n.kind} | `{n.incident.key}` | {cell} |")
+    warnings = [f"> **Warning:** {w}" for w in report.warnings]
     if len(lines) == 2:
-        return "No notifications were due in this run."
-    return "\n".join(lines)
+        return "\n\n".join([*warnings, "No notifications were due in this run."])
+    return "\n\n".join([*warnings, "\n".join(lines)])

@@ -13,6 +13,7 @@ import json
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ class _Fleet(BaseHTTPRequestHandler):
 def demo_config(example: Path, base_url: str, workdir: Path) -> Path:
     config = yaml.safe_load(example.read_text())
     config["state"] = {"path": str(workdir / "state.sqlite")}
-    config["notify"] = {"outbox_file": str(workdir / "outbox.jsonl")}
+    config["notify"] = {"dry_run": True, "outbox_file": str(workdir / "outbox.jsonl")}
     config["policies"]["critical"] |= {"page_after": "10s", "repeat": None}
     api, ui = config["blackbox"]["targets"][:2]
     api["url"] = f"{base_url}/api/healthz"
@@ -61,9 +62,16 @@ def demo_config(example: Path, base_url: str, workdir: Path) -> Path:
     return path
 
 
-def run_demo(example_config: str, rounds_seconds: float = 3.0) -> int:
+def run_demo(
+    example_config: str,
+    rounds_seconds: float = 3.0,
+    run_round: Callable[[str], Awaitable[Any]] | None = None,
+) -> int:
+    """`run_round(config_path)` runs the probe once (the CLI passes `run`'s way: recorded in a
+    Prefect server if there is one, else plainly); by default the flow as a plain call."""
     from fleet_alerting.flows.blackbox_probe import blackbox_probe
 
+    run_round = run_round or (lambda path: blackbox_probe.fn(config_path=path))
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Fleet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     workdir = Path(tempfile.mkdtemp(prefix="fleet-alerting-demo-"))
@@ -78,7 +86,7 @@ def run_demo(example_config: str, rounds_seconds: float = 3.0) -> int:
 
     def probe_round(why: str) -> None:
         started = time.monotonic()
-        summary = asyncio.run(blackbox_probe(str(config_path)))
+        summary = asyncio.run(run_round(str(config_path)))
         print(f"\n>>> {why}: {summary}\n", flush=True)
         time.sleep(max(0.0, rounds_seconds - (time.monotonic() - started)))
 

@@ -4,25 +4,29 @@ keeps events from being reported twice or skipped across runs."""
 
 from __future__ import annotations
 
+from fleet_alerting.core.clock import utcnow
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
     RunFailed,
     load,
     problem_signals,
     publish,
+    store_errors_fail_the_run,
     summarize,
+)
+from fleet_alerting.sources.fleet_events.judge import (
+    API_SOURCE,
+    RECORDS_SOURCE,
+    correlation_link,
+    malformed_signals,
 )
 from fleet_alerting.tasks.fleet_events import fetch_events, record_new_events
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from prefect import flow, get_run_logger
-
-from fleet_alerting.core.clock import utcnow
-from fleet_alerting.sources.fleet_events.judge import SOURCE, correlation_link
-
-API_SOURCE = f"{SOURCE}-api"
+from fleet_alerting.tasks.runtime import run_logger, watch_flow
 
 
-@flow(name="fleet-events")
+@watch_flow("fleet-events")
+@store_errors_fail_the_run
 async def fleet_events(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
     fleet = config.fleet_api
@@ -34,12 +38,17 @@ async def fleet_events(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     if failure is None:  # an unreachable API leaves the cursor where it was
         step, loud = record_new_events(config, events, now)
         new, gap = step.new, step.possible_gap
-    problems = ([failure] if failure else []) + [f"Fleet API event skipped: {s}" for s in skipped]
+    problems = [failure] if failure else []
+    # only an answer may resolve: while the API is down, its malformed-event warnings stay
+    readable = {
+        API_SOURCE: "Fleet API events readable again",
+        RECORDS_SOURCE: "no malformed event of that name in the feed any more",
+    }
     evaluation = record_signals(
         config,
-        problem_signals(API_SOURCE, problems),
+        problem_signals(API_SOURCE, problems) + malformed_signals(skipped),
         now,
-        vanished_sources={API_SOURCE: "Fleet API events readable again"},
+        vanished_sources={} if failure else readable,
     )
     report = await deliver_notifications(config)
     alerted = {e.id for e in loud}
@@ -65,7 +74,8 @@ async def fleet_events(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
         "alerting_events": len(loud),
         "possible_gap": int(gap),
         "api_problems": len(problems),
+        "malformed_events": len(skipped),
     }
     summary |= summarize(evaluation, report)
-    get_run_logger().info("fleet events: %s", summary)
+    run_logger().info("fleet events: %s", summary)
     return summary

@@ -3,15 +3,21 @@ device, remediation steps and log / graph links in Slack."""
 
 from __future__ import annotations
 
-from fleet_alerting.flows.common import DEFAULT_CONFIG, RunFailed, load, publish, summarize
-from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from fleet_alerting.tasks.prometheus import run_watch_queries
-from prefect import flow, get_run_logger
-
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.links import LinksConfig
+from fleet_alerting.flows.common import (
+    DEFAULT_CONFIG,
+    RunFailed,
+    load,
+    publish,
+    store_errors_fail_the_run,
+    summarize,
+)
 from fleet_alerting.sources.prometheus.judge import active_watches, evaluate_watches
+from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
+from fleet_alerting.tasks.prometheus import run_watch_queries
+from fleet_alerting.tasks.runtime import run_logger, watch_flow
 
 
 def graph_links(config: Config) -> LinksConfig:
@@ -21,7 +27,8 @@ def graph_links(config: Config) -> LinksConfig:
     return config.links.model_copy(update={"prometheus_url": config.prometheus.url})
 
 
-@flow(name="prometheus-watches")
+@watch_flow("prometheus-watches")
+@store_errors_fail_the_run
 async def prometheus_watches(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
     if not config.prometheus.url:
@@ -30,7 +37,7 @@ async def prometheus_watches(config_path: str = DEFAULT_CONFIG) -> dict[str, int
     watches = active_watches(config.prometheus)
     outcomes = await run_watch_queries(config.prometheus, watches)
     result = evaluate_watches(outcomes, graph_links(config), config.source_file)
-    evaluation = record_signals(config, result.signals, now, result.vanished_sources)
+    evaluation = record_signals(config, result.signals, now, vanish=result.vanished)
     report = await deliver_notifications(config)
     await publish("prometheus-watches", result.rows, evaluation, report)
     summary = {
@@ -39,5 +46,5 @@ async def prometheus_watches(config_path: str = DEFAULT_CONFIG) -> dict[str, int
         "firing": sum(row["state"] == "FIRING" for row in result.rows),
     }
     summary |= summarize(evaluation, report)
-    get_run_logger().info("prometheus watches: %s", summary)
+    run_logger().info("prometheus watches: %s", summary)
     return summary

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleet_alerting.tasks.audit import run_quarterly_audit
 from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
+
+from fleet_alerting.tasks.audit import run_quarterly_audit
 
 ARTIFACT_KEY = "quarterly-audit"
 MAX_ARTIFACT_CHARS = 200_000
@@ -22,6 +23,8 @@ async def quarterly_audit(
     alertmanager_url: str | None = None,
     prometheus_url: str | None = None,
     dashboards_glob: str | None = None,
+    state_path: str | None = None,
+    noise_days: float = 90,
 ) -> dict[str, Any]:
     result = run_quarterly_audit(
         alertmanager_file,
@@ -31,6 +34,8 @@ async def quarterly_audit(
         alertmanager_url=alertmanager_url,
         prometheus_url=prometheus_url,
         dashboards_glob=dashboards_glob,
+        state_path=state_path,
+        noise_days=noise_days,
     )
     summary = result["summary"]
     markdown = result["markdown"]

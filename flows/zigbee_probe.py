@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from fleet_alerting.flows.common import DEFAULT_CONFIG, load, publish, summarize
-from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from fleet_alerting.tasks.zigbee import log_run, watch_coordinators
-from prefect import flow, get_run_logger
-
 from fleet_alerting.core.clock import utcnow
+from fleet_alerting.flows.common import (
+    DEFAULT_CONFIG,
+    load,
+    publish,
+    store_errors_fail_the_run,
+    summarize,
+)
+from fleet_alerting.sources.zigbee.judge import cause_changes
+from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
+from fleet_alerting.tasks.runtime import run_logger, watch_flow
+from fleet_alerting.tasks.zigbee import log_run, watch_coordinators
 
 
-@flow(name="zigbee-probe")
+@watch_flow("zigbee-probe")
+@store_errors_fail_the_run
 async def zigbee_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     config = load(config_path)
     now = utcnow()
     run = await watch_coordinators(config, now)
     log_run(run)
-    evaluation = record_signals(config, run.signals, now)
+    evaluation = record_signals(config, run.signals, now, announce=cause_changes)
     report = await deliver_notifications(config)
     changes: dict[str, list[str]] = {}
     for incident in evaluation.incidents:
@@ -37,5 +44,5 @@ async def zigbee_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
         "devices_not_online": sum(s.labels.get("check") == "availability" for s in firing),
     }
     summary |= summarize(evaluation, report)
-    get_run_logger().info("zigbee probe: %s", summary)
+    run_logger().info("zigbee probe: %s", summary)
     return summary

@@ -10,8 +10,31 @@ from prefect import task
 from prefect.logging import get_run_logger
 
 from fleet_alerting.audit.live import gather_inputs
+from fleet_alerting.audit.noise import IncidentRecord
 from fleet_alerting.audit.report import write_report
 from fleet_alerting.audit.run import run_audit
+
+
+def incident_records(state_path: str) -> list[IncidentRecord]:
+    """Every incident of the store, as the noise statistics read them."""
+    from fleet_alerting.store.sqlite import Store
+
+    store = Store(state_path)
+    try:
+        return [
+            IncidentRecord(
+                watch=i.source,
+                severity=str(i.severity),
+                onset=i.onset,
+                resolved_at=i.resolved_at,
+                paged=i.paged_at is not None,
+                # operators' acknowledgement (Slack, PagerDuty), where the store records it
+                acknowledged_at=getattr(getattr(i, "acts", None), "acked_at", None),
+            )
+            for i in store.incidents(include_resolved=True)
+        ]
+    finally:
+        store.close()
 
 
 @task(name="run-quarterly-audit", retries=1, retry_delay_seconds=30)
@@ -24,9 +47,15 @@ def run_quarterly_audit(
     prometheus_url: str | None = None,
     dashboards_glob: str | None = None,
     now: datetime | None = None,
+    state_path: str | None = None,
+    noise_days: float = 90,
 ) -> dict[str, Any]:
-    """Returns the report summary plus its Markdown (for the artifact)."""
+    """Returns the report summary plus its Markdown (for the artifact). With a Prometheus URL
+    the report has the quarter's noise statistics; with `state_path` (the incident store) they
+    include the watches' incidents."""
     inp = gather_inputs(
+        incidents=incident_records(state_path) if state_path else (),
+        noise_days=noise_days,
         alertmanager_file=alertmanager_file,
         rules_glob=rules_glob,
         expectations_file=expectations_file,

@@ -4,27 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-
 from fleet_alerting.config.schema import BlackboxConfig
 from fleet_alerting.sources.blackbox.client import ProbeResult, ProbeTarget, load_targets, probe_all
+from fleet_alerting.tasks.runtime import run_logger, step
 
 
-@task(name="load-targets", cache_policy=NO_CACHE)
+@step("load-targets")
 def resolve_targets(config: BlackboxConfig, base_dir: Path) -> tuple[list[ProbeTarget], list[str]]:
     targets, problems = load_targets(config, base_dir)
-    logger = get_run_logger()
+    logger = run_logger()
     for problem in problems:
         logger.error("targets: %s", problem)
     logger.info("%d target(s) to probe (%s mode)", len(targets), config.mode)
     return targets, problems
 
 
-@task(name="probe-targets", cache_policy=NO_CACHE)
+@step("probe-targets")
 async def probe_targets(targets: list[ProbeTarget], config: BlackboxConfig) -> list[ProbeResult]:
-    results = await probe_all(targets, config)
-    logger = get_run_logger()
+    notes: list[str] = []
+    results = await probe_all(targets, config, notes)
+    logger = run_logger()
+    for note in notes:
+        logger.warning("probe: %s", note)
     for result in results:
         if not result.ok:
             logger.warning("%s (%s): %s", result.target.name, result.target.url, result.error)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import httpx
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.schema import FleetApiConfig
 from fleet_alerting.config.secrets import SecretError
+from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.fleet_events.client import FleetApi, FleetEvent
 from fleet_alerting.sources.fleet_events.judge import (
@@ -21,13 +20,17 @@ from fleet_alerting.sources.fleet_events.judge import (
     alerting,
     event_notifications,
 )
+from fleet_alerting.sources.records import Malformed
 from fleet_alerting.store.sqlite import Store
+from fleet_alerting.tasks.runtime import run_logger, step
 
 
-@task(name="fetch-fleet-events", cache_policy=NO_CACHE)
-async def fetch_events(config: FleetApiConfig) -> tuple[list[FleetEvent], list[str], str | None]:
-    """The newest events, per-event parse problems, and the run's problem (API down) if any."""
-    logger = get_run_logger()
+@step("fetch-fleet-events")
+async def fetch_events(
+    config: FleetApiConfig,
+) -> tuple[list[FleetEvent], list[Malformed], str | None]:
+    """The newest events, the malformed ones, and the run's problem (API down) if any."""
+    logger = run_logger()
     try:
         token = config.token.resolve() if config.token else None
         async with httpx.AsyncClient(timeout=config.timeout.total_seconds()) as client:
@@ -36,19 +39,21 @@ async def fetch_events(config: FleetApiConfig) -> tuple[list[FleetEvent], list[s
         logger.error("Fleet API events: %s", exc)
         return [], [], f"Fleet API events: {exc}"
     for problem in problems:
-        logger.warning("Fleet API events: skipped %s", problem)
+        logger.warning("Fleet API events: skipped malformed %s", problem)
     logger.info("Fleet API: %d event(s) (correlation id %s)", len(page.events), page.correlation_id)
     return page.events, problems, None
 
 
-@task(name="record-new-events", cache_policy=NO_CACHE)
+@step("record-new-events")
 def record_new_events(
     config: Config, events: list[FleetEvent], now: datetime
 ) -> tuple[Advance, list[FleetEvent]]:
     """New events since the stored cursor; alerting ones queued for Slack; cursor moved on.
 
     Notifications are queued before the cursor moves: a crash in between replays the same events,
-    whose notification ids are already queued, so nothing is sent twice and nothing is lost."""
+    whose notification ids are already queued, so nothing is sent twice and nothing is lost. Only
+    the notifications are stored (each carries its one-off incident): an event is over at once
+    and would otherwise leave an incident row behind per event."""
     fleet = config.fleet_api
     assert fleet is not None
     store = Store(config.state.path)
@@ -57,11 +62,12 @@ def record_new_events(
             Cursor.from_json(store.get_value(CURSOR_KEY)), events, fleet.lookback, fleet.limit
         )
         loud = alerting(step.new, fleet)
-        queued = store.record(event_notifications(loud, config, now), now)
+        notifications = event_notifications(loud, config, now).notifications
+        queued = store.record(Evaluation([], notifications), now)
         store.set_value(CURSOR_KEY, step.cursor.to_json())
     finally:
         store.close()
-    logger = get_run_logger()
+    logger = run_logger()
     logger.info(
         "%d new event(s), %d alerting, %d notification(s) queued", len(step.new), len(loud), queued
     )

@@ -2,46 +2,73 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
 
 import httpx
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
+from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.policy import Evaluation, PolicyFor
 from fleet_alerting.core.signals import Signal
-from fleet_alerting.core.storms import decide
-from fleet_alerting.delivery.drain import DrainReport, build_notifiers, drain
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.core.storms import StormRules, decide
+from fleet_alerting.delivery.drain import (
+    MAX_WAIT,
+    DrainReport,
+    build_notifiers,
+    drain,
+    lease_for,
+)
+from fleet_alerting.store.actions import history as action_history
+from fleet_alerting.store.sqlite import Retention, Store
+from fleet_alerting.tasks.runtime import run_logger, step, tracked
+
+Vanish = Callable[[Iterable[Incident]], list[Signal]]
+Announce = Callable[[Mapping[str, Incident], Evaluation, PolicyFor, datetime], Evaluation]
 
 LOGGED_CHANGES = 100  # a storm changes thousands of incidents: the log names the first ones
 
 
-@task(name="evaluate-and-record", cache_policy=NO_CACHE)
+@step("evaluate-and-record")
 def record_signals(
     config: Config,
     signals: list[Signal],
     now: datetime,
     vanished_sources: dict[str, str] | None = None,
     policy_for: PolicyFor | None = None,
+    vanish: Vanish | None = None,
+    announce: Announce | None = None,
 ) -> Evaluation:
     """One transaction: incident changes and the notifications they cause.
 
     `vanished_sources` maps a source to a reason: that source's open incidents which the signals
     no longer mention count as recovered (a host gone from a query result, a target removed).
+    `vanish`, given the unresolved incidents, returns ok-signals for those a source knows to be
+    over (finer than a whole source: only what this run could observe).
+    `announce`, given the incidents before and the evaluation, adds what the engine does not tell
+    (a changed cause of an open incident), in the same transaction.
     `policy_for` overrides the configured policies (a source with its own debouncing)."""
     store = Store(config.state.path)
     try:
-        incidents = store.unresolved()
-        policies = policy_for or config.policy
-        rules = config.storm_rules()
-        evaluation = decide(signals, incidents, policies, rules, now, vanished_sources)
-        queued = store.record(evaluation, now)
+        evaluation, queued = evaluate_and_record(
+            store,
+            signals,
+            policy_for or config.policy,
+            now,
+            vanished_sources,
+            vanish,
+            announce,
+            config.storm_rules(),
+        )
+        pruned = store.prune(now, retention(config))
+        publish_actions(store, list(evaluation.incidents))
     finally:
         store.close()
-    logger = get_run_logger()
+    logger = run_logger()
+    for kind, count in pruned.items():
+        if count:
+            logger.info("deleted %d %s past their retention", count, kind)
     for incident in evaluation.incidents[:LOGGED_CHANGES]:
         inhibited = f" inhibited by {incident.inhibited_by}" if incident.inhibited_by else ""
         logger.info(
@@ -59,21 +86,68 @@ def record_signals(
     return evaluation
 
 
-@task(name="deliver-notifications", cache_policy=NO_CACHE)
+def evaluate_and_record(
+    store: Store,
+    signals: list[Signal],
+    policy_for: PolicyFor,
+    now: datetime,
+    vanished_sources: dict[str, str] | None = None,
+    vanish: Vanish | None = None,
+    announce: Announce | None = None,
+    rules: StormRules | None = None,
+) -> tuple[Evaluation, int]:
+    """The task's body without Prefect: read, evaluate and record in one write transaction, so
+    two processes (five flows every minute, a `run` on top) never evaluate the same keys at once."""
+
+    def decide_now(incidents: Mapping[str, Incident]) -> Evaluation:
+        everything = signals + (vanish(incidents.values()) if vanish is not None else [])
+        evaluation = decide(
+            everything, incidents, policy_for, rules or StormRules(), now, vanished_sources
+        )
+        if announce is not None:
+            evaluation = announce(incidents, evaluation, policy_for, now)
+        return evaluation
+
+    return store.evaluate(decide_now, now)
+
+
+def retention(config: Config) -> Retention:
+    kept = config.state.retention
+    return Retention(kept.resolved_incidents, kept.sent_notifications, kept.dead_letters)
+
+
+def publish_actions(store: Store, incidents: list[Incident]) -> None:
+    """The audit trail (issue 13) of the incidents this run saw that operators acted on."""
+    keys = sorted({i.key for i in incidents if i.acts.changed_at is not None})
+    rows = [r for key in keys for r in action_history(store, key)]
+    if rows and tracked():  # a plain run has no UI to show it in
+        from prefect.artifacts import create_markdown_artifact
+
+        create_markdown_artifact(
+            "\n".join(["| incident | action trail |", "|---|---|"])
+            + "".join(f"\n| `{r.incident_key}` | {r.line().replace('|', '/')} |" for r in rows),
+            key="incident-actions",
+            description="who acknowledged, silenced or snoozed what, when, from where",
+        )
+
+
+@step("deliver-notifications")
 async def deliver_notifications(config: Config) -> DrainReport:
-    """Drain the outbox; whatever cannot be delivered stays queued or becomes a dead letter."""
-    logger = get_run_logger()
+    """Drain the outbox in claimed lanes (safe beside any other run draining the same store);
+    whatever cannot be delivered stays queued or becomes a dead letter. Each notifier uses its
+    configured timeout per request."""
+    logger = run_logger()
     store = Store(config.state.path)
     try:
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient() as client:
             report = await drain(
                 store,
                 build_notifiers(config, client, store),
                 utcnow,
                 attempts_per_run=config.notify.attempts_per_run,
                 give_up_after=config.notify.give_up_after,
+                lease=timedelta(seconds=lease_for(config, MAX_WAIT)),
             )
-        store.prune_sent(utcnow())
     finally:
         store.close()
     for item, receipt in report.sent:
@@ -86,4 +160,6 @@ async def deliver_notifications(config: Config) -> DrainReport:
         logger.error(
             "dead letter %s %s: %s", item.notification.channel, item.notification.kind, reason
         )
+    for warning in report.warnings:
+        logger.error("%s", warning)
     return report

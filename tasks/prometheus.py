@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
 from fleet_alerting.sources.prometheus.client import query_watches
 from fleet_alerting.sources.prometheus.judge import WatchOutcome
+from fleet_alerting.tasks.runtime import run_logger, step
 
 
-@task(name="query-prometheus", cache_policy=NO_CACHE)
+@step("query-prometheus")
 async def run_watch_queries(
     config: PrometheusConfig, watches: list[WatchConfig]
 ) -> list[WatchOutcome]:
     outcomes = await query_watches(config, watches)
-    logger = get_run_logger()
+    logger = run_logger()
     for outcome in outcomes:
         name = outcome.watch.name
         for warning in outcome.warnings:

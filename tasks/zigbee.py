@@ -5,14 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-
 from fleet_alerting.config import Config
 from fleet_alerting.core.signals import Signal
 from fleet_alerting.sources.zigbee import judge as zigbee
 from fleet_alerting.sources.zigbee.client import close_permit_join, observe_all
 from fleet_alerting.store.sqlite import Store
+from fleet_alerting.tasks.runtime import run_logger, step
 
 
 @dataclass(frozen=True)
@@ -24,7 +22,7 @@ class ZigbeeRun:
 OPEN_SINCE = "zigbee:permit_join_open_since"  # store value: {coordinator: first seen open}
 
 
-@task(name="watch-coordinators", cache_policy=NO_CACHE)
+@step("watch-coordinators")
 async def watch_coordinators(config: Config, now: datetime) -> ZigbeeRun:
     return await watch(config, now)
 
@@ -48,11 +46,13 @@ async def watch(config: Config, now: datetime) -> ZigbeeRun:
             elif permit is not None and permit.open_since is not None:
                 open_since[name] = permit.open_since.isoformat()
             closed = None
-            if zigbee.should_close(obs, permit) and obs.info is not None:
+            if zigbee.should_close(obs, permit) and obs.info is not None and permit is not None:
                 closed = await close_permit_join(obs.coordinator, obs.info.major, zconfig)
+                channels = config.policy(obs.coordinator.severity).channels()
+                store.record(zigbee.auto_close_report(obs, permit, closed, channels, now), now)
             signals += zigbee.signals(obs, permit, closed)
             signals += zigbee.device_signals(obs)
-            rows.append(zigbee.row(obs, permit, now))
+            rows.append(zigbee.row(obs, permit, now, closed))
         if open_since != stored:
             store.set_value(OPEN_SINCE, open_since)
         signals += zigbee.retired(store.unresolved(zigbee.SOURCE).values(), zconfig.coordinators)
@@ -64,7 +64,7 @@ async def watch(config: Config, now: datetime) -> ZigbeeRun:
 
 
 def log_run(run: ZigbeeRun) -> None:
-    logger = get_run_logger()
+    logger = run_logger()
     for signal in run.signals:
         if signal.firing:
             logger.warning("%s", signal.summary)

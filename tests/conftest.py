@@ -9,10 +9,30 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Server, free_port, http_ready
+from tests.servers import Server, free_port, http_ready, in_ci, startup_timeout
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# A busy machine: Prefect's own deadlines generous too — an ephemeral server, should a test start
+# one, gets as long as our servers (default 20 s), and SQLite waits for its lock instead of
+# answering 503 (default 10 s / 5 s).
+os.environ.setdefault(
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(int(startup_timeout()))
+)
+os.environ.setdefault("PREFECT_SERVER_DATABASE_TIMEOUT", "60")
+os.environ.setdefault("PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT", "30")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """In CI (`CI=true`) a test skipped because a server or tool is not installed fails: CI
+    installs them all, so a skip there means a broken setup that would hide untested code."""
+    outcome = yield
+    report = outcome.get_result()
+    if in_ci() and report.skipped and "not installed" in str(report.longrepr):
+        why = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"CI=true turns this skip into a failure: {why}"
 
 
 @pytest.fixture(scope="session")

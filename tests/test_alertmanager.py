@@ -282,7 +282,7 @@ def test_alertmanager_down_is_one_warning_and_resolves_nothing(
         yaml.safe_dump(
             {
                 "state": {"path": "state.sqlite"},
-                "notify": {"outbox_file": "outbox.jsonl"},
+                "notify": {"dry_run": True, "outbox_file": "outbox.jsonl"},
                 "policies": {"warning": {"open_after": 1}},
                 "alertmanager": {"url": down},
             }

@@ -3,6 +3,7 @@ reference only; `check-config` exit codes."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,7 +21,7 @@ CASES = yaml.safe_load((Path(__file__).parent / "cases" / "bad_configs.yaml").re
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_bad_config_errors(case: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text(case["text"])
+    path.write_bytes(case["text"].encode(case.get("encoding", "utf-8")))
     with pytest.raises(ConfigError) as raised:
         load_config(path)
     expected = [e.replace("{file}", str(path)) for e in case["errors"]]
@@ -31,14 +32,34 @@ def test_bad_config_errors(case: dict, tmp_path: Path, capsys: pytest.CaptureFix
     assert "CANARY" not in err
 
 
-def test_the_shipped_example_is_valid(capsys: pytest.CaptureFixture) -> None:
-    assert main(["check-config", str(ROOT / "config" / "example.yaml")]) == 0
+def test_the_shipped_example_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The example, beside the secret files it references (a deployment has them; a fresh clone
+    does not, see the next test)."""
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    (tmp_path / "secrets").mkdir()
+    for name in ("fleet-api.token", "mqtt-fleet-alerting.password"):
+        (tmp_path / "secrets" / name).write_text("CANARY-example-secret-0000\n")
+    assert main(["check-config", str(tmp_path / "config" / "example.yaml")]) == 0
     out = capsys.readouterr().out
     assert "ok — blackbox 2 target(s) + 1 file_sd group(s), zigbee 1 coordinator(s)" in out
     assert "prometheus 1 extra watch(es), alertmanager, fleet_api;" in out
+    assert "CANARY" not in out
     config = load_config(ROOT / "config" / "example.yaml")
     assert config.policy("critical").page_after == timedelta(minutes=5)
     assert config.state.path == ROOT / "config" / ".." / "state" / "fleet-alerting.sqlite"
+
+
+def test_the_shipped_example_names_the_secrets_a_fresh_clone_lacks(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    example = ROOT / "config" / "example.yaml"
+    assert main(["check-config", "--config", str(example)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(": ")[1] for line in err] == [
+        "fleet_api.token",
+        "zigbee.coordinators[0].password",
+    ]
+    assert all("No such file or directory" in line for line in err)
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
@@ -50,7 +71,9 @@ def test_secret_file_relative_to_the_config(tmp_path: Path) -> None:
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "pd.key").write_text("k" * 32 + "\n")
     path = tmp_path / "config.yaml"
-    path.write_text("notify:\n  pagerduty:\n    routing_key: {file: secrets/pd.key}\n")
+    path.write_text(
+        "notify:\n  dry_run: true\n  pagerduty:\n    routing_key: {file: secrets/pd.key}\n"
+    )
     key = load_config(path).notify.pagerduty.routing_key
     assert key.resolve().get_secret_value() == "k" * 32
     assert "k" * 32 not in repr(key.resolve())
@@ -67,3 +90,11 @@ def test_secret_errors_name_the_reference_not_the_value(
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(SecretError, match="is empty"):
         SecretRef(file=tmp_path / "empty").resolve()
+
+
+def test_a_dry_run_needs_no_channel_and_says_so(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("notify: {dry_run: true}\n")
+    assert load_config(path).notify.dry_run is True
+    assert main(["check-config", str(path)]) == 0
+    assert "notifications to local outbox (dry run), nothing sent" in capsys.readouterr().out

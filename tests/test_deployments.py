@@ -1,10 +1,13 @@
-"""Deployments: prefect.yaml and deployments/schedules.py agree; `serve` registers every deployment
-with its cron and concurrency limit on a real Prefect server and runs what is triggered."""
+"""Deployments: prefect.yaml and deployments/schedules.py agree; `serve` registers the configured
+watches with their schedule, absolute parameters and concurrency limit on a real Prefect server,
+runs them in-process on schedule and on demand, and its own server's UI shows the runs."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,11 +16,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet_alerting.deployments.schedules import SCHEDULES
+from fleet_alerting.config import load_config
+from fleet_alerting.deployments.schedules import SCHEDULES, plan, timing
 from fleet_alerting.flows import ENTRYPOINTS
-from tests.servers import wait_until
+from tests.servers import require_binary, wait_until
 
 ROOT = Path(__file__).parents[1]
+CLI = [sys.executable, "-m", "fleet_alerting.surfaces.cli"]
+HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000"]
+HEADLESS += ["--window-size=1400,1000"]
 
 
 def test_trigger_without_a_server_says_so() -> None:
@@ -28,8 +35,7 @@ def test_trigger_without_a_server_says_so() -> None:
     lines: list[str] = []
     with temporary_settings(updates={PREFECT_API_URL: None}):
         assert (
-            asyncio.run(trigger("blackbox-probe/every-minute", {}, wait=True, out=lines.append))
-            == 2
+            asyncio.run(trigger("blackbox-probe/scheduled", {}, wait=True, out=lines.append)) == 2
         )
     assert lines[0].startswith("no Prefect server: PREFECT_API_URL is not set")
 
@@ -54,38 +60,129 @@ def test_prefect_yaml_matches_the_schedules() -> None:
         assert (ROOT / entry[0].split(":")[0]).is_file()
 
 
+PLANS = [  # config → what `serve` runs, and how often
+    ({}, {}),
+    ({"blackbox": {}}, {"blackbox-probe": "cron * * * * *"}),
+    (
+        {"blackbox": {}, "schedule": {"every": {"blackbox-probe": "10s"}}},
+        {"blackbox-probe": "every 10s"},
+    ),
+    (
+        {
+            "zigbee": {"coordinators": []},
+            "prometheus": {"url": "http://127.0.0.1:9090"},
+            "alertmanager": {"url": "http://127.0.0.1:9093"},
+            "fleet_api": {"url": "http://127.0.0.1:3000", "token": {"env": "T"}},
+            "schedule": {"every": {"prometheus-watches": "5m", "fleet-events": "90s"}},
+        },
+        {
+            "zigbee-probe": "cron * * * * *",
+            "prometheus-watches": "cron */5 * * * *",
+            "alertmanager-escalation": "cron * * * * *",
+            "fleet-events": "every 90s",
+        },
+    ),
+    ({"prometheus": {"timeout": "5s"}}, {}),  # no url: nothing to query
+]
+
+
+@pytest.mark.parametrize(("config", "served"), PLANS)
+def test_serve_runs_only_configured_watches(config: dict, served: dict, tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "config.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(config))
+    planned, skipped = plan(load_config(path), path)
+    assert {p.schedule.flow: p.period for p in planned} == served
+    assert len(skipped) == len(SCHEDULES) - len(served)  # each left out with a reason
+    for p in planned:  # absolute, whatever folder serve starts in
+        assert p.parameters == {"config_path": str(path.resolve())}
+
+
+def test_the_audit_is_served_with_paths_relative_to_the_config(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "config" / "audit", tmp_path / "conf" / "audit")
+    path = tmp_path / "conf" / "config.yaml"
+    path.write_text("blackbox: {}\n")
+    planned, _ = plan(load_config(path), path)
+    audit = next(p for p in planned if p.schedule.flow == "quarterly-audit")
+    assert audit.cron == "0 9 1 1,4,7,10 *"
+    assert audit.parameters == {
+        "alertmanager_file": str(tmp_path / "conf/audit/alertmanager.yml"),
+        "rules_glob": str(tmp_path / "conf/audit/rules/*.yml"),
+        "expectations_file": str(tmp_path / "conf/audit/expectations.yaml"),
+        "out_dir": str(tmp_path / "reports"),
+    }
+
+
+def test_intervals_below_10s_are_refused(tmp_path: Path) -> None:
+    from fleet_alerting.config import ConfigError
+
+    path = tmp_path / "config.yaml"
+    path.write_text("schedule:\n  every: {blackbox-probe: 5s}\n")
+    with pytest.raises(ConfigError, match=r"config.yaml:2: schedule.every.blackbox-probe: .*10s"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "cron", "interval"),
+    [(60, "* * * * *", None), (300, "*/5 * * * *", None), (10, None, 10), (420, None, 420)],
+)
+def test_whole_minutes_run_on_the_minute(seconds: int, cron: str | None, interval: int | None):
+    from datetime import timedelta
+
+    every = timedelta(seconds=seconds)
+    assert timing(every) == (cron, timedelta(seconds=interval) if interval else None)
+
+
+def _serve(config: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [*CLI, "serve", "--config", str(config)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(90)  # a graceful stop lets a run in flight finish
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
 @pytest.mark.integration
 def test_serve_registers_schedules_and_runs_on_demand(prefect_api: str, tmp_path: Path) -> None:
     from prefect.client.orchestration import get_client
 
     from fleet_alerting.deployments.trigger import trigger
 
+    shutil.copytree(ROOT / "config" / "audit", tmp_path / "audit")
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"state": {"path": "state.sqlite"}}))
-    env = os.environ | {"PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fleet_alerting.surfaces.cli", "serve", "--config", str(config)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    config.write_text(
+        yaml.safe_dump(
+            {"state": {"path": "state.sqlite"}, "blackbox": {}, "notify": {"dry_run": True}}
+        )
     )
+    env = os.environ | {"PREFECT_API_URL": prefect_api}
+    proc = _serve(config, env, tmp_path / "serve.log")
 
     async def deployments() -> list:
         async with get_client() as client:
-            return await client.read_deployments()
+            return [d for d in await client.read_deployments() if not d.paused]
 
     try:
-        wait_until(lambda: len(asyncio.run(deployments())) == len(SCHEDULES), 60, "deployments")
+        wait_until(lambda: len(asyncio.run(deployments())) == 2, 120, "deployments")
         found = {d.name: d for d in asyncio.run(deployments())}
-        probe = found["every-minute"]
+        probe = found["scheduled"]
         assert [s.schedule.cron for s in probe.schedules] == ["* * * * *"]
         assert probe.global_concurrency_limit.limit == 1
         assert probe.parameters == {"config_path": str(config)}
         audit = found["quarterly"]
         assert [s.schedule.cron for s in audit.schedules] == ["0 9 1 1,4,7,10 *"]
-        assert audit.parameters["rules_glob"] == "config/audit/rules/*.yml"
+        assert audit.parameters["rules_glob"] == str(tmp_path / "audit/rules/*.yml")
         lines: list[str] = []
         name = f"blackbox-probe/{probe.name}"
         assert asyncio.run(trigger(name, {}, wait=True, poll_seconds=0.2, out=lines.append)) == 0
@@ -100,45 +197,66 @@ def test_serve_registers_schedules_and_runs_on_demand(prefect_api: str, tmp_path
         lines.clear()
         assert asyncio.run(trigger("nope/none", {}, wait=False, out=lines.append)) == 2
         known = lines[0].split("known: ")[1].split(", ")
-        assert (
-            name in known and "quarterly-audit/quarterly" in known and len(known) == len(SCHEDULES)
-        )
+        assert name in known and "quarterly-audit/quarterly" in known
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-        log.close()
+        _stop(proc)
+    assert (
+        "zigbee-probe: not served (zigbee is not configured)"
+        in (tmp_path / "serve.log").read_text()
+    )
 
 
 @pytest.mark.integration
-def test_serve_without_a_server_starts_one_and_stops_it(tmp_path: Path) -> None:
-    """Ephemeral mode does not schedule, so `serve` brings its own Prefect server."""
+def test_serve_without_a_server_starts_one_whose_ui_shows_the_runs(tmp_path: Path) -> None:
+    """Ephemeral mode does not schedule, so `serve` brings its own Prefect server: its UI knows
+    where its API is (headless Chromium renders the runs page), `run` records its runs there,
+    and it stops with serve."""
     import httpx
 
+    chromium = require_binary("chromium")
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "home")
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"state": {"path": "state.sqlite"}}))
+    settings = {"blackbox": {}, "schedule": {"every": {"blackbox-probe": "10s"}}}
+    config.write_text(
+        yaml.safe_dump({"state": {"path": "state.sqlite"}, "notify": {"dry_run": True}} | settings)
+    )
     out = tmp_path / "serve.out"
-    with out.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "fleet_alerting.surfaces.cli", "serve", "--config", str(config)],
+    proc = _serve(config, env, out)
+    try:
+        wait_until(lambda: "UI at http://127.0.0.1:" in out.read_text(), 240, "local server")
+        ui = out.read_text().split("UI at ")[1].split()[0]
+        assert httpx.get(f"{ui}/ui-settings", timeout=10).json()["api_url"] == f"{ui}/api"
+
+        def completed() -> list[str]:
+            body = {"flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}
+            answer = httpx.post(f"{ui}/api/flow_runs/filter", json=body, timeout=10)
+            return [run["name"] for run in answer.json()]
+
+        wait_until(lambda: len(completed()) >= 2, 120, "two scheduled runs completed")
+        ran = subprocess.run(
+            [*CLI, "run", "blackbox-probe", "--config", str(config)],
             cwd=ROOT,
             env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
-    try:
-        wait_until(lambda: "UI at http://127.0.0.1:" in out.read_text(), 90, "local server")
-        ui = out.read_text().split("UI at ")[1].split()[0]
-
-        def served() -> int:
-            answer = httpx.post(f"{ui}/api/deployments/filter", json={}, timeout=5)
-            return len(answer.json())
-
-        wait_until(lambda: served() == len(SCHEDULES), 60, "deployments served")
+        assert ran.returncode == 0, ran.stderr
+        assert "recorded in the Prefect server of the running `serve`" in ran.stderr
+        wait_until(lambda: len(completed()) >= 3, 60, "the run recorded")
+        page = subprocess.run(
+            [chromium, *HEADLESS, "--dump-dom", f"{ui}/v2/runs"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        rendered = " ".join(re.sub(r"<[^>]*>", " ", page.stdout).split())  # the text shown
+        assert "Can't connect to Server API" not in rendered
+        shown = [name for name in completed() if f"blackbox-probe / {name}" in rendered]
+        assert shown, rendered[:3000]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)  # a graceful stop lets a run started on the minute finish or cancel
+        _stop(proc)
 
     def gone() -> bool:
         try:
@@ -148,3 +266,4 @@ def test_serve_without_a_server_starts_one_and_stops_it(tmp_path: Path) -> None:
         return False
 
     wait_until(gone, 20, "the local server stopped with serve")
+    assert not (tmp_path / "home" / "fleet-alerting-serve.json").exists()

@@ -35,6 +35,7 @@ def test_engine_table(case: dict) -> None:
     base = default_policies()[severity].model_dump()
     policy = PolicyConfig.model_validate(base | case.get("policy", {}))
     incidents: dict[str, Incident] = {}
+    ids: list[str] = []  # the store ignores a notification whose id it has seen: none may repeat
     for step in case["steps"]:
         now = T0 + timedelta(seconds=step["at"])
         since = T0 + timedelta(seconds=step["since"]) if "since" in step else None
@@ -43,6 +44,9 @@ def test_engine_table(case: dict) -> None:
         incidents.update({i.key: i for i in result.incidents})
         sent = [f"{n.channel}:{n.kind}" for n in result.notifications]
         assert sent == step["send"], f"at {step['at']}s"
+        repeated = {n.id for n in result.notifications} & set(ids)
+        assert not repeated, f"at {step['at']}s: ids of earlier notifications {sorted(repeated)}"
+        ids += [n.id for n in result.notifications]
         assert incidents["k"].state == step["state"], f"at {step['at']}s"
 
 

@@ -11,7 +11,7 @@ from fleet_alerting.config import ConfigError, load_config
 
 def test_defaults_escalate_critical_and_the_api_blackbox_alerts(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("alertmanager:\n  url: http://127.0.0.1:9093\n")
+    path.write_text("notify: {dry_run: true}\nalertmanager:\n  url: http://127.0.0.1:9093\n")
     rules = load_config(path).alertmanager.rules
     assert [(r.name, r.matchers) for r in rules] == [
         ("critical", ['severity="critical"']),

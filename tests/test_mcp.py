@@ -18,6 +18,7 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from fleet_alerting.surfaces.mcp_actions import ACTION_TOOLS
 from tests.operator_fleet import CORRELATION, TOKEN, fleet_server
 from tests.servers import free_port, wait_until
 
@@ -34,6 +35,7 @@ def write_config(folder: Path, fleet_url: str, port: int = 0) -> Path:
         yaml.safe_dump(
             {
                 "state": {"path": "state.sqlite"},
+                "notify": {"dry_run": True},  # no channel configured: fail closed otherwise
                 "links": {"grafana_url": "https://grafana.example"},
                 "fleet_api": {"url": fleet_url, "token": {"file": "fleet.token"}},
                 "operators": {"mcp": {"token": {"file": "mcp.token"}, "port": port}},
@@ -95,14 +97,16 @@ async def write_tools(config: Path) -> tuple[set[str], str]:
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         names = {tool.name for tool in (await session.list_tools()).tools}
-        result = await session.call_tool("trigger_deployment", {"deployment": "x/y"})
+        result = await session.call_tool(
+            "trigger_deployment", {"deployment": "blackbox-probe/every-minute"}
+        )
         return names, result.content[0].text
 
 
 def test_write_scope_offers_the_trigger(tmp_path: Path) -> None:
     with fleet_server() as fleet:
         names, answer = asyncio.run(write_tools(write_config(tmp_path, fleet.url)))
-    assert names == READ_TOOLS | {"trigger_deployment"}
+    assert names == READ_TOOLS | {"trigger_deployment"} | ACTION_TOOLS  # incident actions: #13
     assert "no Prefect server" in answer  # a clear answer, not a crash, when none is reachable
 
 
@@ -138,11 +142,126 @@ def test_http_requires_its_own_token(tmp_path: Path) -> None:
         )
         url = f"http://127.0.0.1:{port}/mcp"
         try:
-            wait_until(lambda: httpx.post(url, timeout=1).status_code == 401, 30, "mcp http")
+            wait_until(lambda: httpx.post(url, timeout=1).status_code == 401, 120, "mcp http")
             assert httpx.post(url, headers={"Authorization": "Bearer nope"}).status_code == 401
             fleet_token = {"Authorization": f"Bearer {TOKEN}"}
             assert httpx.post(url, headers=fleet_token).status_code == 401
             assert asyncio.run(http_tools(url)) == READ_TOOLS
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+# issue 11: the write tool checks parameters; HTTP refuses before the app reads ----------------
+@pytest.mark.parametrize(
+    "deployment, parameters, refusal",
+    [
+        (
+            "zigbee-probe/every-minute",
+            {"config_path": "/etc/passwd"},
+            "config_path: must stay inside the configuration directory",
+        ),
+        (
+            "zigbee-probe/every-minute",
+            {"config_path": "../../etc/passwd"},
+            "config_path: must stay inside the configuration directory",
+        ),
+        ("zigbee-probe/every-minute", {"config_path": 7}, "config_path: not of the expected type"),
+        (
+            "zigbee-probe/every-minute",
+            {"shell": "rm -rf /"},
+            "unknown parameter (known: config_path)",
+        ),
+        ("quarterly-audit/quarterly", {}, "a required parameter is missing"),
+        ("no-such-flow/x", {}, "no flow 'no-such-flow'"),
+    ],
+)
+def test_trigger_parameters_are_checked_before_anything_runs(
+    tmp_path: Path, deployment: str, parameters: dict, refusal: str
+) -> None:
+    from fleet_alerting.config import load_config
+    from fleet_alerting.surfaces.mcp_server import build_server
+
+    called: list = []
+
+    async def trigger(name: str, params: dict, out) -> int:
+        called.append((name, params))
+        return 0
+
+    with fleet_server() as fleet:
+        server = build_server(
+            load_config(write_config(tmp_path, fleet.url)), write=True, trigger=trigger
+        )
+        answer = asyncio.run(
+            server.call_tool(
+                "trigger_deployment", {"deployment": deployment, "parameters": parameters}
+            )
+        )
+    text = json.dumps(answer, default=str)
+    assert "refused, nothing was triggered" in text and refusal in text
+    assert called == []
+
+
+def test_trigger_paths_are_made_absolute_inside_the_config_dir(tmp_path: Path) -> None:
+    from fleet_alerting.config import load_config
+    from fleet_alerting.surfaces.mcp_server import build_server
+
+    called: list = []
+
+    async def trigger(name: str, params: dict, out) -> int:
+        called.append((name, params))
+        out("created flow run brave-otter")
+        return 0
+
+    with fleet_server() as fleet:
+        config = write_config(tmp_path, fleet.url)
+        server = build_server(load_config(config), write=True, trigger=trigger)
+        asyncio.run(
+            server.call_tool(
+                "trigger_deployment",
+                {"deployment": "zigbee-probe/x", "parameters": {"config_path": "config.yaml"}},
+            )
+        )
+    assert called == [("zigbee-probe/x", {"config_path": str(config.resolve())})]
+
+
+@pytest.mark.integration
+def test_http_refuses_big_or_malformed_bodies_before_reading(tmp_path: Path) -> None:
+    import socket
+
+    port = free_port()
+    with fleet_server() as fleet:
+        config = write_config(tmp_path, fleet.url, port)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fleet_alerting.surfaces.cli",
+                "mcp",
+                "--http",
+                "--config",
+                config,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}/mcp"
+
+        def raw(head: bytes) -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(head)
+                return sock.recv(4096)
+
+        auth = f"authorization: Bearer {MCP_TOKEN}\r\n".encode()
+        try:
+            wait_until(lambda: httpx.post(url, timeout=1).status_code == 401, 120, "mcp http")
+            big = b"POST /mcp HTTP/1.1\r\nhost: x\r\n" + auth + b"content-length: 419430400\r\n\r\n"
+            assert raw(big).startswith(b"HTTP/1.1 413")  # declared 400 MB, none sent
+            nobody = b"POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-length: 419430400\r\n\r\n"
+            assert raw(nobody).startswith(b"HTTP/1.1 401")
+            latin = b"POST /mcp HTTP/1.1\r\nhost: x\r\nauthorization: Bearer \xe9\xe9\r\n\r\n"
+            assert raw(latin).startswith(b"HTTP/1.1 401")
         finally:
             proc.terminate()
             proc.wait(10)

@@ -3,6 +3,7 @@ generic top-level names), the shipped data files come along, and the CLI runs fr
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -51,8 +52,14 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     cli = venv / "bin" / "fleet-alerting"
+    # the example beside the secret files it references (check-config resolves them)
+    shipped = tmp_path / "shipped"
+    shutil.copytree(ROOT / "config", shipped / "config")
+    (shipped / "secrets").mkdir()
+    for name in ("fleet-api.token", "mqtt-fleet-alerting.password"):
+        (shipped / "secrets" / name).write_text("example-secret\n")
     checked = subprocess.run(
-        [cli, "check-config", ROOT / "config" / "example.yaml"],
+        [cli, "check-config", shipped / "config" / "example.yaml"],
         cwd=elsewhere,
         capture_output=True,
         text=True,

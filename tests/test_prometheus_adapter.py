@@ -183,7 +183,7 @@ def write_config(path: Path, prometheus: str, slack: str) -> None:
     config = {
         "state": {"path": "state.sqlite"},
         "notify": {"outbox_file": "outbox.jsonl", "slack": {"webhook": {"file": "slack.url"}}},
-        "policies": {"warning": now},
+        "policies": {"warning": now, "critical": {"page": []}},
         "prometheus": {
             "url": prometheus,
             "bearer_token": {"file": "prom.token"},
@@ -200,9 +200,10 @@ def write_config(path: Path, prometheus: str, slack: str) -> None:
 
 @pytest.mark.integration
 def test_canary_bearer_token_never_leaks(prefect_api: str, config_file: Path) -> None:
-    from fleet_alerting.flows.prometheus_watches import prometheus_watches
     from prefect.client.orchestration import get_client
     from prefect.logging.handlers import APILogHandler
+
+    from fleet_alerting.flows.prometheus_watches import prometheus_watches
 
     with FakePrometheus(auth=f"Bearer {CANARY}") as prom, SlackWebhookServer() as slack:
         write_config(config_file, prom.url, slack.url)

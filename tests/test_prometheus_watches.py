@@ -13,7 +13,7 @@ import yaml
 from fleet_alerting.config import ConfigError, load_config
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
 from fleet_alerting.core.links import LinksConfig
-from fleet_alerting.core.policy import PolicyConfig, evaluate, vanished
+from fleet_alerting.core.policy import PolicyConfig, evaluate
 from fleet_alerting.core.signals import Severity
 from fleet_alerting.core.templates import check_template, render
 from fleet_alerting.sources.prometheus.judge import (
@@ -140,7 +140,7 @@ def test_firing_series_become_signals_with_steps_and_links() -> None:
             "role_agent_last_run_success is reported again"
         ),
     }
-    assert result.vanished_sources["prometheus/RoleAgentFailure"] == NO_LONGER_REPORTED
+    assert result.evaluated == {"RoleAgentFailure"}
     assert [(r["state"], r["detail"]) for r in result.rows] == [
         ("evaluated", "1 firing, 2 present"),
         ("FIRING", "Role agent on pi-audio-01 failed its last run"),
@@ -182,8 +182,10 @@ def test_failed_watch_keeps_its_incidents_and_names_itself(tmp_path: Path) -> No
         "prometheus-errors:watch=Other": f"{tmp_path / 'c.yaml'}: prometheus watch Other: "
         "cannot evaluate: timed out",
     }
-    # only evaluated watches may resolve what they no longer report
-    assert set(result.vanished_sources) == {"prometheus/RoleAgentFailure", "prometheus-errors"}
+    # only evaluated watches may resolve what they no longer report; a watch that could not run
+    # (Other: timed out) keeps what it has
+    assert result.evaluated == {"RoleAgentFailure"}
+    assert result.known == {"RoleAgentFailure", "Broken"}
 
 
 def test_one_error_of_every_watch_is_one_signal() -> None:
@@ -202,8 +204,7 @@ def test_recovery_and_disappearance_resolve_only_their_own_incident() -> None:
     def step(firing: list[str], present: list[str], at: int) -> dict[str, str]:
         result = evaluate_watches([_outcome(firing, present)], LINKS)
         signals = result.signals
-        for source, why in result.vanished_sources.items():
-            signals = signals + vanished(signals, incidents.values(), source, why)
+        signals = signals + result.vanished(incidents.values())
         evaluation = evaluate(signals, incidents, lambda _s: policy, T0 + timedelta(minutes=at))
         incidents.update({i.key: i for i in evaluation.incidents})
         return {n.incident.key.split("=")[-1]: n.kind.value for n in evaluation.notifications}

@@ -33,9 +33,10 @@ def seen_everywhere(text: str) -> bool:
 def test_secrets_never_leak(
     prefect_api: str, config_file: Path, caplog: pytest.LogCaptureFixture, capsys
 ) -> None:
-    from fleet_alerting.flows.blackbox_probe import blackbox_probe
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter
+
+    from fleet_alerting.flows.blackbox_probe import blackbox_probe
 
     folder = config_file.parent
     with SlackWebhookServer() as slack, PagerDutyServer() as pd, Down() as api:
@@ -113,3 +114,78 @@ def test_secrets_never_leak(
     }.items():
         leaks = [line for line in text.splitlines() if seen_everywhere(line)]
         assert not leaks, f"a secret leaked into the {where}: {leaks}"
+
+
+# --- precise redaction -----------------------------------------------------------------------
+
+TOKEN = "CANARYtok3nPadded0000000000"  # shaped like a Slack webhook token
+
+
+class Echo(FakeServer):
+    """Answers 500 with a body that echoes the request path after `pad` characters, so the
+    token straddles the 200-character cut of error messages."""
+
+    def __init__(self, pad: int):
+        super().__init__()
+        self.pad = pad
+
+    def handle(self, request: Request) -> Response:
+        return Response(500, "e" * self.pad + f"no such hook {request.path} here")
+
+
+@pytest.mark.parametrize("pad", [180, 186, 190, 199])
+def test_a_token_across_the_cut_never_leaks(pad: int, tmp_path: Path) -> None:
+    """Redaction before truncation: cut first, the head of the token ('CANARYtok3n…') would
+    survive, since only whole secrets are recognised."""
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from fleet_alerting.config.secrets import SecretRef
+    from fleet_alerting.core.policy import PolicyConfig, evaluate
+    from fleet_alerting.core.signals import Severity, Signal
+    from fleet_alerting.delivery.drain import drain
+    from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
+    from fleet_alerting.store.sqlite import Store
+
+    now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    signal = Signal("k", "test", True, Severity.warning, "api down", target="api")
+    policy = PolicyConfig(open_after=1)
+    store = Store(tmp_path / "state.sqlite")
+    store.record(evaluate([signal], {}, lambda _s: policy, now), now)
+    with Echo(pad - len("no such hook /services/T0000/B0000/")) as echo:
+        (tmp_path / "hook.url").write_text(f"{echo.url}/services/T0000/B0000/{TOKEN}")
+        url = SecretRef(file=tmp_path / "hook.url").resolve()
+
+        async def deliver() -> str:
+            async with httpx.AsyncClient() as client:
+                hook = SlackWebhook(client, url, "Slack webhook #ops-mirror")
+                report = await drain(store, {"slack": hook}, lambda: now, attempts_per_run=1)
+            return report.retrying[0][1]
+
+        reason = asyncio.run(deliver())
+    assert "HTTP 500" in reason and "#ops-mirror" in reason  # the channel name stays readable
+    stored = store.outbox(("queued",))[0].last_error or ""
+    for text in (reason, stored):
+        heads = [TOKEN[:n] for n in range(6, len(TOKEN) + 1)]
+        assert not [h for h in heads if h in text], f"a token prefix leaked: {text[-60:]!r}"
+        assert "***" in text  # the echoed path (it holds the token) is masked as a whole
+
+
+def test_only_secret_values_are_masked_not_path_words() -> None:
+    from urllib.parse import quote
+
+    from fleet_alerting.config.secrets import redact, register
+
+    hook = "https://hooks.example.org/services/T0CANARY1/B0CANARY2/CANARYwebhookToken00000000"
+    register(hook)
+    text = "posted to #ops-mirror via services/integrations at hooks.example.org"
+    assert redact(text) == text
+    assert redact(f"POST {hook} failed") == "POST *** failed"
+    assert "CANARY" not in redact("echo: /services/T0CANARY1/B0CANARY2/CANARYwebhookToken00000000")
+    assert "CANARY" not in redact("token CANARYwebhookToken00000000 refused")
+    # a secret with reserved characters, seen URL-encoded or decoded
+    odd = "CANARY/odd key+value=1"
+    register(f"https://oncall.example.org/integrations/v1/formatted_webhook/{quote(odd, safe='')}/")
+    assert "CANARY" not in redact(f"echo {odd}")
+    assert "formatted_webhook" in redact("/integrations/v1/formatted_webhook/ not found")

@@ -77,6 +77,7 @@ def write_config(tmp: Path, slack: str, fleet: str, oncall: str, **slack_extra: 
             },
             "oncall": {"webhook": {"file": "oncall.url"}},
         },
+        "policies": {"critical": {"page": ["oncall"]}},  # as PAGE: no PagerDuty configured
         "links": {"grafana_url": "https://grafana.example"},
         "fleet_api": {"url": fleet, "token": {"file": "fleet.token"}},
     }

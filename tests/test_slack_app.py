@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -17,7 +19,7 @@ from fleet_alerting.surfaces.slack_app import create_app
 from fleet_alerting.surfaces.slack_commands import sign
 from tests.fakes.http import Response
 from tests.operator_fleet import CORRELATION, TOKEN, fleet_server
-from tests.servers import free_port
+from tests.servers import free_port, wait_until
 
 SIGNING_SECRET = "slack-signing-secret-CANARY-77"
 
@@ -30,6 +32,7 @@ def write_config(folder: Path, fleet_url: str, answer_within: str = "2s") -> Pat
         yaml.safe_dump(
             {
                 "state": {"path": "state.sqlite"},
+                "notify": {"dry_run": True},  # no channel configured: fail closed otherwise
                 "links": {"grafana_url": "https://grafana.example", "loki_datasource_uid": "LOKI"},
                 "fleet_api": {"url": fleet_url, "token": {"file": "fleet.token"}},
                 "operators": {
@@ -140,6 +143,16 @@ def test_run_only_for_allowed_users(slack) -> None:
     assert triggered == ["blackbox-probe/every-minute"]
 
 
+def test_run_with_a_malformed_deployment_name_is_a_usage_answer(slack) -> None:
+    client, _ = slack
+    triggered.clear()
+    for name in ("a/b/c", "nonsense"):
+        answer = text_of(client.command(f"run {name}", user="U0OPS"))
+        assert f"'{name}' is not a deployment name: expected FLOW/DEPLOYMENT" in answer
+        assert "Usage: `/fleet run <flow/deployment>`" in answer
+    assert triggered == []
+
+
 def test_incidents_from_the_store(slack) -> None:
     client, _ = slack
     assert "No open incidents." in text_of(client.command("incidents"))
@@ -167,3 +180,187 @@ def test_fleet_api_down_or_slow_is_a_friendly_answer(tmp_path: Path) -> None:
             answer = text_of(Slack(client).command("health"))
     assert "INTERNAL: db down" in answer and "correlation id c-1" in answer
     assert TOKEN not in answer
+
+
+# issue 11: refuse early, never a 500, never wait on the store, name the failing system ----------
+def signed_headers(body: bytes, **override: str | bytes) -> dict[str, str | bytes]:
+    ts = str(int(time.time()))
+    headers: dict[str, str | bytes] = {
+        "x-slack-request-timestamp": ts,
+        "x-slack-signature": sign(SecretStr(SIGNING_SECRET), ts, body),
+        "content-type": "application/x-www-form-urlencoded",
+    }
+    return headers | override
+
+
+@pytest.mark.parametrize(
+    "override, status",
+    [
+        ({"x-slack-signature": "v0=" + "é" * 64}, 401),  # non-ASCII: latin-1 on the wire
+        ({"x-slack-signature": "v1=abc"}, 401),
+        ({"x-slack-request-timestamp": "²²²"}, 401),  # str.isdigit() says yes, int() says no
+        ({"x-slack-request-timestamp": "9" * 5000}, 401),
+        ({"x-slack-request-timestamp": "-1"}, 401),
+        ({"content-length": "12abc"}, 400),
+        ({"content-length": str(400 * 1024 * 1024)}, 413),
+    ],
+    ids=[
+        "signature-non-ascii",
+        "signature-v1",
+        "superscript-ts",
+        "5000-digit-ts",
+        "negative-ts",
+        "bad-length",
+        "400MB-length",
+    ],
+)
+def test_malformed_headers_are_refused_never_a_500(slack, override: dict, status: int) -> None:
+    client, _ = slack
+    body = b"command=%2Ffleet&text=health&user_id=U0OPS"
+    wire = {
+        k: (v.encode("latin-1") if isinstance(v, str) else v)
+        for k, v in signed_headers(body, **override).items()
+    }
+    answer = client.client.post("/slack/commands", content=body, headers=wire)
+    assert answer.status_code == status, answer.text
+    assert "Traceback" not in answer.text
+
+
+@pytest.fixture
+def live_app(tmp_path: Path) -> Iterator[tuple[int, object]]:
+    """The app under uvicorn on a loopback port (raw sockets need a real server)."""
+    import threading
+
+    import uvicorn
+
+    with fleet_server() as fleet:
+        config = load_config(write_config(tmp_path, fleet.url))
+        port = free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(config, record_trigger), host="127.0.0.1", port=port, log_level="error"
+            )
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        wait_until(lambda: server.started, 60, "slack app")
+        try:
+            yield port, fleet
+        finally:
+            server.should_exit = True
+            thread.join(10)
+
+
+def raw_request(port: int, head: bytes, body: bytes = b"") -> bytes:
+    """Send the head (and maybe a little body), return what the server answers without ever
+    sending the rest of a large declared body."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head + body)
+        return sock.recv(4096)
+
+
+def test_big_body_is_refused_before_it_is_read(live_app) -> None:
+    port, _ = live_app
+    ts = str(int(time.time()))
+    bad = (
+        "POST /slack/commands HTTP/1.1\r\nhost: x\r\ncontent-length: 419430400\r\n"
+        f"x-slack-request-timestamp: {ts}\r\nx-slack-signature: v0={'0' * 64}\r\n\r\n"
+    ).encode()
+    started = time.monotonic()
+    assert raw_request(port, bad).startswith(b"HTTP/1.1 413")  # declared 400 MB, none sent
+    assert time.monotonic() - started < 5
+    unsigned = b"POST /slack/commands HTTP/1.1\r\nhost: x\r\ncontent-length: 419430400\r\n\r\n"
+    assert raw_request(port, unsigned).startswith(b"HTTP/1.1 401")  # headers first, no body
+    chunk = b"x" * 8192
+    chunked = (
+        "POST /slack/commands HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n"
+        f"x-slack-request-timestamp: {ts}\r\nx-slack-signature: v0={'0' * 64}\r\n\r\n"
+    ).encode() + (b"2000\r\n" + chunk + b"\r\n") * 4
+    assert raw_request(port, chunked).startswith(b"HTTP/1.1 413")  # counted while reading
+
+
+def test_incidents_never_wait_for_the_write_lock(slack, tmp_path: Path) -> None:
+    import sqlite3
+
+    from fleet_alerting.core.incidents import Incident, State
+    from fleet_alerting.core.policy import Evaluation
+    from fleet_alerting.core.signals import Severity, Signal
+    from fleet_alerting.store.sqlite import Store
+
+    client, _ = slack
+    now = datetime.now(UTC)
+    signal = Signal("probe:target=api", "probe", True, Severity.critical, "API down")
+    incident = Incident(
+        "probe:target=api",
+        "probe",
+        Severity.critical,
+        State.firing,
+        now,
+        now,
+        signal,
+        consecutive_failures=2,
+        opened_at=now,
+    )
+    store = Store(tmp_path / "state.sqlite")
+    store.record(Evaluation([incident], []), now)
+    store.close()
+    writer = sqlite3.connect(tmp_path / "state.sqlite", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # an evaluation holding the write lock
+    writer.execute("UPDATE incidents SET updated_at = updated_at")
+    try:
+        started = time.monotonic()
+        answer = text_of(client.command("incidents"))
+        assert time.monotonic() - started < 2  # the store's busy timeout is 10 s
+        assert "*critical* firing for" in answer and "API down" in answer
+        assert client.client.get("/healthz").text == "ok"
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+async def slow_trigger(deployment: str, out: Callable[[str], None]) -> int:
+    await asyncio.sleep(5)
+    return 0
+
+
+async def broken_trigger(deployment: str, out: Callable[[str], None]) -> int:
+    raise RuntimeError("prefect client exploded")
+
+
+def test_errors_name_the_system_that_failed(tmp_path: Path) -> None:
+    with fleet_server() as fleet:
+        config = load_config(write_config(tmp_path, fleet.url, answer_within="0.3s"))
+        with TestClient(create_app(config, slow_trigger)) as client:
+            answer = text_of(Slack(client).command("run blackbox-probe/every-minute", user="U0OPS"))
+        with TestClient(create_app(config, broken_trigger)) as client:
+            broken = text_of(Slack(client).command("run blackbox-probe/every-minute", user="U0OPS"))
+        (tmp_path / "state.sqlite").write_bytes(b"this is not a database" * 100)
+        with TestClient(create_app(config, record_trigger)) as client:
+            store = text_of(Slack(client).command("incidents"))
+    assert answer.startswith("*Prefect did not answer in time*")
+    assert "The run may have been created" in answer and "Fleet API" not in answer
+    assert broken.startswith("*Prefect failed*") and "RuntimeError" in broken
+    assert store.startswith("*The incident store failed*") and "DatabaseError" in store
+
+
+@pytest.mark.parametrize(
+    "timestamp, signature",
+    [
+        (b"\xb2\xb2\xb2", b"v0=" + b"0" * 64),  # latin-1 superscript two: isdigit() but not int()
+        (str(int(time.time())).encode(), b"v0=" + b"\xe9" * 64),  # non-ASCII signature
+    ],
+    ids=["superscript-ts", "latin1-signature"],
+)
+def test_raw_non_ascii_headers_get_401(live_app, timestamp: bytes, signature: bytes) -> None:
+    port, _ = live_app
+    head = (
+        b"POST /slack/commands HTTP/1.1\r\nhost: x\r\ncontent-length: 11\r\n"
+        b"x-slack-request-timestamp: "
+        + timestamp
+        + b"\r\nx-slack-signature: "
+        + signature
+        + b"\r\n\r\n"
+    )
+    assert raw_request(port, head, b"text=health").startswith(b"HTTP/1.1 401")

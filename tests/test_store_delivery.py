@@ -175,7 +175,14 @@ def test_retryable_failures_give_up_after_the_configured_age(store: Store) -> No
     broken = {"slack": Unavailable("slack", "x"), "pagerduty": Unavailable("pagerduty", "y")}
     run_drain(store, broken, now=T0)
     report = run_drain(store, broken, now=T0 + timedelta(days=2), give_up_after=timedelta(days=1))
-    assert len(report.dead) == 3 and store.outbox(("queued",)) == []
+    assert len(report.dead) == 2
+    assert report.warnings == [
+        "PAGING FAILED via pagerduty: pagerduty: y (incident blackbox:url=http://api/healthz)"
+    ]
+    # Slack failed again, so it backs off: its "paged" message goes in a later run
+    later = T0 + timedelta(days=2, hours=1)
+    report = run_drain(store, broken, now=later, give_up_after=timedelta(days=1))
+    assert len(report.dead) == 1 and store.outbox(("queued",)) == []
     # the third waited behind the first (same incident, same channel) and had one run's attempts
     reasons = [d.last_error for d in store.outbox(("dead",))]
     assert reasons == [

@@ -169,7 +169,7 @@ def make_config(tmp_path: Path, *coordinators: dict[str, Any], **top: Any) -> Co
     (tmp_path / "mqtt.password").write_text(PASSWORD + "\n")
     data = {
         "state": {"path": "state.sqlite"},
-        "notify": {"outbox_file": "outbox.jsonl"},
+        "notify": {"dry_run": True, "outbox_file": "outbox.jsonl"},
         "zigbee": {"timeout": "1s", "coordinators": list(coordinators)},
     } | top
     return Config.model_validate(data, context={"base_dir": tmp_path})
@@ -328,13 +328,19 @@ def test_permit_join_inside_window_is_quiet_past_it_alerts(
     assert not permit_signal(first, "hub-60").firing
     alert = permit_signal(first, "hub-254")
     assert alert.firing and alert.runbook_url == RUNBOOK
-    assert "open past the planned window: open until 4m1" in alert.summary
-    assert "planned 1m00s" in alert.summary
+    # the end and the deadline are both said as times, both counted from first seen open
+    assert "open past the planned window: joining ends " in alert.summary
+    assert "after the latest planned end" in alert.summary
+    assert "(planned 1m00s, counted from " in alert.summary
+    assert alert.summary.endswith("when it was first seen open)")
     assert not permit_signal(first, "hub-legacy").firing  # 1.x: no end, first seen just now
     # 1.x is judged by time since first seen open, which the store keeps between runs
     later = asyncio.run(watch(config, now + timedelta(seconds=90))).signals
     assert permit_signal(later, "hub-legacy").firing
-    assert "open for 1m30s, planned 1m00s" in permit_signal(later, "hub-legacy").summary
+    assert (
+        "open for 1m30s since first seen (planned 1m00s"
+        in permit_signal(later, "hub-legacy").summary
+    )
     store = Store(config.state.path)
     assert store.get_value(OPEN_SINCE)["hub-legacy"] == now.isoformat()
     legacy.open_joining(0)
@@ -344,12 +350,15 @@ def test_permit_join_inside_window_is_quiet_past_it_alerts(
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("major", [2, 1])
+@pytest.mark.parametrize("major, answer_first", [(2, False), (1, False), (2, True)])
 def test_auto_close_is_verified_by_reading_back(
-    broker: Broker, sims: list, tmp_path: Path, major: int
+    broker: Broker, sims: list, tmp_path: Path, major: int, answer_first: bool
 ) -> None:
-    honest = sim(broker, sims, f"hub-honest-{major}", major=major)
-    liar = sim(broker, sims, f"hub-liar-{major}", major=major, ignore_close=True)
+    order = "answer-first" if answer_first else "info-first"
+    honest = sim(
+        broker, sims, f"hub-honest-{major}-{order}", major=major, answer_first=answer_first
+    )
+    liar = sim(broker, sims, f"hub-liar-{major}-{order}", major=major, ignore_close=True)
     config = make_config(
         tmp_path,
         coordinator(honest.base, broker.url, auto_close=True),
@@ -364,8 +373,22 @@ def test_auto_close_is_verified_by_reading_back(
     found = asyncio.run(watch(config, now)).signals
     good, bad = permit_signal(found, honest.base), permit_signal(found, liar.base)
     assert honest.permit_join is False
-    assert good.evidence["auto_close"] == "closed"
-    assert "auto-close: closed, verified by bridge/info" in good.summary
+    assert not good.firing  # closed: the report below tells it, the check is ok again
+    # the answer is read whichever of it and bridge/info comes first
+    assert good.summary.endswith(
+        "closed automatically: closed, verified by bridge/info (request answered ok)"
+    )
+    reports = {
+        item.notification.incident.signal.labels["coordinator"]: item.notification
+        for item in Store(config.state.path).outbox()
+    }
+    told = reports[honest.base].incident.signal
+    assert told.summary.startswith(f"Permit join on {honest.base} was open past the planned")
+    assert told.summary.endswith(
+        "— closed automatically: closed, verified by bridge/info (request answered ok)"
+    )
+    assert told.evidence["auto_close"] == "verified"
+    assert reports[liar.base].incident.signal.evidence["auto_close"] == "NOT verified"
     assert liar.permit_join is True  # it said ok...
     assert bad.evidence["auto_close"] == "NOT closed"  # ...and we did not believe it
     assert "bridge/info still shows joining open after 1s (request answered ok)" in bad.summary
@@ -401,7 +424,10 @@ def test_flow_offline_slack_resolve_and_permit_join_alert(
                         "outbox_file": "outbox.jsonl",
                         "slack": {"webhook": {"file": "slack.url"}},
                     },
-                    "policies": {"warning": {"open_after": 2, "resolve_after": 2}},
+                    "policies": {
+                        "warning": {"open_after": 2, "resolve_after": 2},
+                        "critical": {"page": []},
+                    },
                     "zigbee": {
                         "timeout": "1s",
                         "coordinators": [
@@ -483,3 +509,99 @@ def test_retired_checks_resolve_by_hysteresis(tmp_path: Path) -> None:
         ("zigbee:check=health,coordinator=hub-a", False, "health check no longer made"),
         ("zigbee:check=offline,coordinator=hub-gone", False, "offline check no longer made"),
     ]
+
+
+# issue 11: Zigbee tells -------------------------------------------------------------------------
+@pytest.mark.integration
+def test_legacy_permit_join_timeout_is_the_known_end(
+    broker: Broker, sims: list, tmp_path: Path
+) -> None:
+    timed = sim(broker, sims, "hub-1x-timed", major=1, join_timeout=True)
+    config = make_config(tmp_path, coordinator("hub-1x-timed", broker.url))
+    timed.open_joining(254)
+    now = datetime.now(UTC)
+    alert = permit_signal(asyncio.run(watch(config, now)).signals, "hub-1x-timed")
+    # first seen just now, but Zigbee2MQTT 1.x said how long it stays open: past the window at once
+    assert alert.firing
+    assert "open past the planned window: joining ends " in alert.summary
+    ends = datetime.fromisoformat(alert.evidence["permit_join_end"])
+    assert timedelta(seconds=240) < ends - now <= timedelta(seconds=255)
+    timed.open_joining(0)
+
+
+@pytest.mark.integration
+def test_changed_cause_of_an_open_incident_is_told_once(broker: Broker, tmp_path: Path) -> None:
+    from fleet_alerting.core.incidents import Kind
+    from fleet_alerting.core.policy import PolicyConfig, evaluate
+    from fleet_alerting.sources.zigbee.judge import cause_changes
+    from tests.servers import free_port
+
+    (tmp_path / "wrong.password").write_text("not-the-password")
+    refused = make_config(
+        tmp_path, coordinator("hub-cause", broker.url, password={"file": "wrong.password"})
+    )
+    gone = make_config(tmp_path, coordinator("hub-cause", f"mqtt://127.0.0.1:{free_port()}"))
+    policy = PolicyConfig(open_after=1, resolve_after=1)
+    incidents: dict = {}
+    t0 = datetime.now(UTC)
+
+    def step(config: Config, minutes: int) -> list:
+        now = t0 + timedelta(minutes=minutes)
+        found = asyncio.run(watch(config, now)).signals
+        evaluation = evaluate(found, incidents, lambda _s: policy, now)
+        evaluation = cause_changes(incidents, evaluation, lambda _s: policy, now)
+        incidents.update({i.key: i for i in evaluation.incidents})
+        return evaluation.notifications
+
+    (opened,) = step(refused, 0)
+    assert opened.kind == Kind.opened and "(auth refused)" in opened.incident.signal.summary
+    assert step(refused, 1) == []
+    (changed,) = step(gone, 2)  # the broker is now gone altogether: said once
+    assert changed.kind == Kind.reminder
+    summary = changed.incident.signal.summary
+    assert summary.startswith("cause changed from auth refused to unreachable: MQTT broker ")
+    assert "unreachable" in summary
+    stored = incidents[changed.incident.key]
+    assert stored.is_open and stored.signal.labels["cause"] == "unreachable"
+    assert step(gone, 3) == []  # the same cause again: nothing
+    assert "not-the-password" not in summary and PASSWORD not in summary
+
+
+@pytest.mark.integration
+def test_flow_auto_close_is_reported_whatever_open_after(
+    prefect_api: str, broker: Broker, sims: list, config_file: Path
+) -> None:
+    from fleet_alerting.flows.zigbee_probe import zigbee_probe
+
+    joiner = sim(broker, sims, "hub-autoclose")
+    with SlackWebhookServer() as slack:
+        (config_file.parent / "slack.url").write_text(f"{slack.url}/services/T0/B0/XX\n")
+        (config_file.parent / "mqtt.password").write_text(PASSWORD)
+        config_file.write_text(
+            yaml.safe_dump(
+                {
+                    "state": {"path": "state.sqlite"},
+                    "notify": {
+                        "outbox_file": "outbox.jsonl",
+                        "slack": {"webhook": {"file": "slack.url"}},
+                    },
+                    "policies": {"warning": {"open_after": 2, "resolve_after": 2}},
+                    "zigbee": {
+                        "timeout": "2s",
+                        "coordinators": [coordinator("hub-autoclose", broker.url, auto_close=True)],
+                    },
+                }
+            )
+        )
+        joiner.open_joining(254)
+        first = asyncio.run(zigbee_probe(str(config_file)))
+        second = asyncio.run(zigbee_probe(str(config_file)))  # joining closed: nothing more
+    assert joiner.permit_join is False
+    assert first["notifications_sent"] == 1 and second["notifications_sent"] == 0
+    (message,) = [m["text"] for m in slack.messages]
+    assert message.startswith(
+        "[WARNING] Permit join on hub-autoclose was open past the planned window (joining ends "
+    )
+    assert (
+        "— closed automatically: closed, verified by bridge/info (request answered ok)" in message
+    )

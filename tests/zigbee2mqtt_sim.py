@@ -10,7 +10,11 @@
 - `publish_availability(device, state)` publishes a device's retained availability, in the 2.x
   JSON shape or the legacy plain text;
 - `crash()` drops the connection without DISCONNECT, so the broker publishes the last will.
-`ignore_close` makes it answer ok to a close request but keep joining open (a lying bridge).
+`ignore_close` makes it answer ok to a close request but keep joining open (a lying bridge);
+`answer_first` answers a permit_join request before republishing `bridge/info` (the real bridge
+does it the other way round; a client must read both in either order); `join_timeout` makes a 1.x
+bridge publish `permit_join_timeout` (seconds left) as Zigbee2MQTT 1.x does while joining is open
+with a time.
 """
 
 from __future__ import annotations
@@ -35,12 +39,16 @@ class Zigbee2MqttSim:
         healthy: bool = True,
         answer_health: bool = True,
         ignore_close: bool = False,
+        answer_first: bool = False,
+        join_timeout: bool = False,
     ):
         self.base = base_topic
         self.major = major
         self.healthy = healthy
         self.answer_health = answer_health
         self.ignore_close = ignore_close
+        self.answer_first = answer_first
+        self.join_timeout = join_timeout
         self.permit_join = False
         self.permit_join_end: int | None = None  # ms epoch
         self.requests: list[tuple[str, Any]] = []
@@ -87,7 +95,7 @@ class Zigbee2MqttSim:
         info.wait_for_publish(5)
 
     # joining ----------------------------------------------------------------------------------
-    def open_joining(self, seconds: float) -> int:
+    def open_joining(self, seconds: float, publish: bool = True) -> int:
         """What a permit_join request does; returns the clamped time."""
         seconds = int(max(0, min(254, seconds)))
         self._cancel_timer()
@@ -99,7 +107,8 @@ class Zigbee2MqttSim:
             self._timer = threading.Timer(seconds, self.open_joining, (0,))
             self._timer.daemon = True
             self._timer.start()
-        self.publish_info()
+        if publish:
+            self.publish_info()
         return seconds
 
     def publish_info(self) -> None:
@@ -114,7 +123,9 @@ class Zigbee2MqttSim:
         if self.major >= 2 and self.permit_join_end is not None:
             info["permit_join_end"] = self.permit_join_end
         if self.major < 2:
-            info["permit_join_timeout"] = None
+            left = (self.permit_join_end or 0) / 1000 - time.time()
+            timed = self.join_timeout and self.permit_join and left > 0
+            info["permit_join_timeout"] = round(left) if timed else None
         self.publish("bridge/info", json.dumps(info))
 
     def publish_availability(self, device: str, state: str, *, legacy: bool = False) -> None:
@@ -168,6 +179,8 @@ class Zigbee2MqttSim:
         if transaction is not None:
             response["transaction"] = transaction
         self.publish(f"bridge/response/{name}", json.dumps(response), retain=False)
+        if name == "permit_join" and self.answer_first:
+            self.publish_info()
 
     def _permit_join(self, request: Any) -> dict[str, Any]:
         if self.major >= 2:
@@ -182,7 +195,7 @@ class Zigbee2MqttSim:
             wanted = wanted if value else 0
         if wanted == 0 and self.ignore_close:
             return {"data": {"time": 0}, "status": "ok"}
-        granted = self.open_joining(wanted)
+        granted = self.open_joining(wanted, publish=not self.answer_first)
         return {
             "data": {"time": granted} if self.major >= 2 else {"value": granted > 0},
             "status": "ok",

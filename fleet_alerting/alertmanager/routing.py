@@ -478,7 +478,7 @@ def parse_label_args(args: Sequence[str]) -> dict[str, str]:
 
 
 def matching_tree(route: Route, labels: Labels) -> str:
-    """The `--tree` drawing of `amtool config routes test` (treeprint layout)."""
+    """The `--tree` drawing of `amtool config routes test`, byte for byte (treeprint layout)."""
     lines = ["."]
 
     def visit(r: Route, prefix: str, last: bool) -> None:
@@ -490,7 +490,8 @@ def matching_tree(route: Route, labels: Labels) -> str:
                     break
         label = r.slug(show_receiver=not children)
         lines.append(prefix + ("└── " if last else "├── ") + label)
-        inner = prefix + ("    " if last else "│   ")
+        # treeprint: an open level is "│" + two no-break spaces + a space, a closed one 4 spaces
+        inner = prefix + ("    " if last else "│\u00a0\u00a0 ")
         for i, child in enumerate(children):
             visit(child, inner, i == len(children) - 1)
 

@@ -56,7 +56,7 @@ def routes_test(args: argparse.Namespace) -> int:
 def _routes_batch(am, path: Path, default_at: datetime | None) -> int:  # type: ignore[no-untyped-def]
     """cases.yaml: a list of {labels: {...}, receivers: [...], at: ISO8601?}."""
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, yaml.YAMLError) as exc:
         print(f"error: {path}: {exc}", file=sys.stderr)
         return 2
@@ -82,7 +82,11 @@ def audit(args: argparse.Namespace) -> int:
     from fleet_alerting.audit.report import write_report
     from fleet_alerting.audit.run import run_audit
 
-    now = _instant(args.now) or datetime.now(UTC)
+    try:
+        now = _instant(args.now) or datetime.now(UTC)
+    except ValueError as exc:
+        print(f"error: --now: {exc}", file=sys.stderr)
+        return 2
     try:
         inp = gather_inputs(
             alertmanager_file=args.alertmanager,
@@ -92,11 +96,16 @@ def audit(args: argparse.Namespace) -> int:
             alertmanager_url=args.alertmanager_url,
             prometheus_url=args.prometheus_url,
             dashboards_glob=args.dashboards,
+            noise_days=args.noise_days if args.prometheus_url else None,
         )
     except AuditInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    written = write_report(run_audit(inp), args.out)
+    try:
+        written = write_report(run_audit(inp), args.out)
+    except OSError as exc:
+        print(f"error: cannot write the report to {args.out}: {exc.strerror}", file=sys.stderr)
+        return 2
     s = written.summary
     print(
         f"{s['quarter']}: {s['errors']} errors, {s['warnings']} warnings, {s['infos']} notes "
@@ -106,12 +115,22 @@ def audit(args: argparse.Namespace) -> int:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    routes = subparsers.add_parser("routes", help="Alertmanager routing tree tools")
-    routes_sub = routes.add_subparsers(dest="routes_command", required=True)
-    test = routes_sub.add_parser(
-        "test", help="receivers for a label set (same output as `amtool config routes test`)"
+    routes = subparsers.add_parser(
+        "routes",
+        help="Alertmanager routing tree tools",
+        description="Alertmanager routing tree tools",
     )
-    test.add_argument("--config", required=True, help="alertmanager.yml")
+    routes_sub = routes.add_subparsers(dest="routes_command", required=True)
+    about = "receivers for a label set (same output as `amtool config routes test`)"
+    test = routes_sub.add_parser("test", help=about, description=about)
+    test.add_argument(
+        "--config.file",
+        "--config",
+        dest="config",
+        required=True,
+        metavar="FILE",
+        help="alertmanager.yml (amtool spells it --config.file; --config works too)",
+    )
     test.add_argument("--time", help="ISO 8601 instant: drop routes muted/inactive then")
     test.add_argument("--tree", action="store_true", help="print the matching routing tree")
     test.add_argument("--verify-receivers", help="exit 1 unless the receivers equal this")
@@ -119,7 +138,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     test.add_argument("labels", nargs="*", help="label=value ...")
     test.set_defaults(func=routes_test)
 
-    p = subparsers.add_parser("audit", help="quarterly audit of routes against expectations")
+    about = (
+        "quarterly audit: Alertmanager routes against severity expectations, rules against reality"
+    )
+    p = subparsers.add_parser("audit", help=about, description=about)
     p.add_argument("--alertmanager", help="alertmanager.yml")
     p.add_argument("--alertmanager-url", help="running Alertmanager, for drift (/api/v2/status)")
     p.add_argument("--rules", required=True, help="glob of Prometheus rule files")
@@ -127,6 +149,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="reports", help="report directory (a <year>-Q<n>/ inside)")
     p.add_argument("--prometheus-url", help="enables the online checks")
     p.add_argument("--dashboards", help="glob of Grafana dashboard JSON files")
+    p.add_argument(
+        "--noise-days",
+        type=float,
+        default=90,
+        help="with --prometheus-url: noise statistics over this many days before --now (0: none)",
+    )
     p.add_argument("--now", help="ISO 8601 instant of the audit (default: the current time)")
     p.add_argument("--fail-on-error", action="store_true", help="exit 1 on error findings")
     p.set_defaults(func=audit)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob as globmod
 import os
+import re
 import subprocess
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -30,6 +31,22 @@ class AuditInputError(ValueError):
         self.source, self.line, self.message = source, line, message
         where = f"{source}:{line}" if line else source
         super().__init__(f"{where}: {message}")
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start})"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
+def read_text(path: str | Path) -> str:
+    """A file's text, or AuditInputError naming it (missing, a directory, unreadable, binary)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AuditInputError(str(path), None, f"cannot read: {_reason(exc)}") from None
 
 
 def _parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
@@ -91,12 +108,7 @@ def load_alertmanager_text(text: str, source: str) -> AlertmanagerConfig:
 
 
 def load_alertmanager(path: str | Path) -> AlertmanagerConfig:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise AuditInputError(str(path), None, f"cannot read: {exc.strerror}") from None
-    return load_alertmanager_text(text, str(path))
+    return load_alertmanager_text(read_text(path), str(path))
 
 
 # --- Prometheus rule files ----------------------------------------------------------------
@@ -152,7 +164,7 @@ def load_rules(pattern: str) -> list[Rule]:
         raise AuditInputError(pattern, None, "no rule files match")
     rules: list[Rule] = []
     for f in files:
-        rules.extend(load_rule_text(Path(f).read_text(), f))
+        rules.extend(load_rule_text(read_text(f), f))
     return rules
 
 
@@ -171,11 +183,7 @@ def _expectation(d: Mapping[str, Any]) -> Expectation:
 
 def load_expectations(path: str | Path) -> Expectations:
     source = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise AuditInputError(source, None, f"cannot read: {exc.strerror}") from None
-    data, _ = _parse_yaml(text, source)
+    data, _ = _parse_yaml(read_text(path), source)
     return expectations_from_dict(data, source)
 
 
@@ -184,7 +192,7 @@ def expectations_from_dict(data: Any, source: str = "expectations") -> Expectati
         raise AuditInputError(source, 1, "expectations must be a YAML mapping")
     try:
         defaults = Expectations()
-        return Expectations(
+        out = Expectations(
             paging_receivers=frozenset(data.get("paging_receivers") or ()),
             severities={
                 str(k): _expectation(v or {}) for k, v in (data.get("severities") or {}).items()
@@ -201,6 +209,14 @@ def expectations_from_dict(data: Any, source: str = "expectations") -> Expectati
         )
     except (AttributeError, TypeError, ValueError) as exc:
         raise AuditInputError(source, None, f"invalid expectations: {exc}") from None
+    for pattern in out.coverage_ignore:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise AuditInputError(
+                source, None, f"coverage_ignore: invalid regular expression {pattern!r}: {exc}"
+            ) from None
+    return out
 
 
 # --- facts about secret files (I/O, kept out of the checks) ---------------------------------
@@ -240,10 +256,13 @@ def gather_secret_files(raw: Mapping[str, Any], base_dir: str | Path) -> list[Se
     facts = []
     for cpath, fpath in secret_file_refs(raw):
         p = Path(fpath) if os.path.isabs(fpath) else Path(base_dir) / fpath
-        if not p.is_file():
+        try:
+            st = p.stat() if p.is_file() else None
+        except OSError:
+            st = None
+        if st is None:
             facts.append(SecretFile(cpath, str(p), exists=False))
             continue
-        st = p.stat()
         facts.append(
             SecretFile(
                 cpath,

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fleet_alerting.alertmanager.routing import AlertmanagerConfig
+
+if TYPE_CHECKING:
+    from fleet_alerting.audit.noise import NoiseStats
 
 LEVELS = ("error", "warning", "info")
 
@@ -20,11 +23,13 @@ class Finding:
     route_path: str = ""
     receiver: str = ""
     message: str = ""
+    subject: str = ""  # what distinguishes findings of one check on one alert/route: a metric,
+    # a selector, a missing annotation, a drifted key, the check an online note skipped
 
     @property
     def key(self) -> str:
         """Identity across quarters (the message may change wording, the subject does not)."""
-        return "|".join((self.check_id, self.alert, self.route_path, self.receiver))
+        return "|".join((self.check_id, self.alert, self.route_path, self.receiver, self.subject))
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,8 @@ class SeriesSource(Protocol):
 
     def metric_names(self) -> set[str]: ...
 
+    def raw_samples(self, selector: str, seconds: int, at: float) -> list[dict[str, Any]]: ...
+
 
 class PrometheusUnavailable(RuntimeError):
     pass
@@ -128,6 +135,7 @@ class AuditInput:
     secret_files: list[SecretFile] = field(default_factory=list)
     series: SeriesSource | None = None
     dashboards: dict[str, Any] | None = None  # file name -> dashboard JSON
+    noise: NoiseStats | None = None  # the quarter's firing history, when Prometheus was asked
 
     @property
     def alert_rules(self) -> list[Rule]:

@@ -3,6 +3,7 @@ value (an inline secret must not reach a terminal or a log)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,16 @@ class ConfigError(Exception):
 def load_config(path: str | Path) -> Config:
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(path, [f"{path}: cannot read config: {exc.strerror}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            path, [f"{path}:{line}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"]
+        ) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -35,6 +43,9 @@ def load_config(path: str | Path) -> Config:
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ConfigError(path, [f"{where}: malformed YAML: {problem}"]) from None
+    duplicates = list(_duplicate_keys(path, node, ""))
+    if duplicates:
+        raise ConfigError(path, duplicates)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -43,19 +54,53 @@ def load_config(path: str | Path) -> Config:
         config = Config.model_validate(data, context={"base_dir": path.parent})
     except ValidationError as exc:
         raise ConfigError(path, [_describe(path, node, err) for err in exc.errors()]) from None
+    problems = [
+        f"{path}:{_line_of(node, list(loc))}: {'.'.join(loc)}: {message}"
+        for loc, message in config.channel_problems()
+    ]
+    if problems:
+        raise ConfigError(path, problems)
     return config.model_copy(update={"source_file": path})
+
+
+def _duplicate_keys(path: Path, node: yaml.Node | None, where: str) -> Iterator[str]:
+    """A key given twice in one mapping: YAML loaders keep the last silently; we refuse."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            name = str(key.value)
+            here = f"{where}.{name}" if where else name
+            if name in seen:
+                yield f"{path}:{key.start_mark.line + 1}: {here}: duplicate key (given twice)"
+            seen.add(name)
+            yield from _duplicate_keys(path, value, here)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _duplicate_keys(path, item, f"{where}[{i}]")
+
+
+def locate(path: Path, loc: Sequence[str | int]) -> str:
+    """`file:line: key.path` for a key path of a config file that loaded (for later checks)."""
+    try:
+        node = yaml.compose(path.read_text(), Loader=yaml.SafeLoader)
+    except (OSError, ValueError, yaml.YAMLError):
+        node = None
+    return f"{path}:{_line_of(node, list(loc))}: {key_path(loc) or '(top level)'}"
+
+
+def key_path(loc: Sequence[str | int]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
 def _describe(path: Path, root: yaml.Node | None, error: Any) -> str:
     loc = [part for part in error["loc"] if not _is_pydantic_branch(part)]
-    key_path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
     line = _line_of(root, loc)
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
     elif error["type"] == "missing":
         message = "required key is missing"
-    return f"{path}:{line}: {key_path or '(top level)'}: {message}"
+    return f"{path}:{line}: {key_path(loc) or '(top level)'}: {message}"
 
 
 def _is_pydantic_branch(part: object) -> bool:

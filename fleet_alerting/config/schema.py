@@ -10,23 +10,24 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
     Field,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
 from fleet_alerting.config.secrets import SecretRef
-from fleet_alerting.core.durations import Duration
 from fleet_alerting.core.fleet import FleetConfig
 from fleet_alerting.core.grouping import GroupingConfig
 from fleet_alerting.core.inhibition import InhibitRule
 from fleet_alerting.core.links import LinksConfig
 from fleet_alerting.core.matchers import check_matcher, compile_go_regex
-from fleet_alerting.core.model import Model
+from fleet_alerting.core.model import Duration, Model, PositiveDuration
 from fleet_alerting.core.policy import PolicyConfig, default_policies
 from fleet_alerting.core.signals import Severity
 from fleet_alerting.core.storms import StormRules
@@ -42,6 +43,21 @@ def _relative_to_config(path: Path, info: ValidationInfo) -> Path:
 ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
 
 
+def _http_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        raise ValueError("expected an http:// or https:// URL (port 1-65535)") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL with a host")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Port = Annotated[int, Field(ge=0, le=65535)]  # 0: any free port
+
+
 class FileSecret(SecretRef):
     """SecretRef whose file path is relative to the config file."""
 
@@ -53,44 +69,75 @@ class SlackConfig(Model):
     channel: str = "#operations"
     mirror_webhook: FileSecret | None = None
     mirror_channel: str = "#operations-mirror"
-    timeout: Duration = timedelta(seconds=10)
+    timeout: PositiveDuration = timedelta(seconds=10)
     # With a bot token (chat:write), incidents get a thread: first message via chat.postMessage,
     # later updates and the Fleet API event snapshot as replies. `channel`/`mirror_channel` are
     # then channel names or ids the bot is a member of.
     bot_token: FileSecret | None = None
-    api_url: str = "https://slack.com/api"
+    api_url: HttpUrl = "https://slack.com/api"
     min_interval: Duration = timedelta(seconds=1)  # Slack allows ~1 message/s per channel
 
 
 class PagerDutyConfig(Model):
     routing_key: FileSecret
-    url: str = "https://events.pagerduty.com/v2/enqueue"
-    timeout: Duration = timedelta(seconds=10)
+    url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"
+    timeout: PositiveDuration = timedelta(seconds=10)
 
 
 class OnCallConfig(Model):
     """Grafana OnCall "Formatted Webhook" integration; its URL embeds a token, so it is a secret."""
 
     webhook: FileSecret
-    timeout: Duration = timedelta(seconds=10)
+    timeout: PositiveDuration = timedelta(seconds=10)
 
 
 class NotifyConfig(Model):
-    outbox_file: ConfigPath = Path("state/outbox.jsonl")
+    # dry_run: every message goes to `outbox_file` (JSON lines) instead of its channel. Only when
+    # said explicitly: a channel a policy names but the config does not configure is an error.
+    dry_run: bool = False
+    # defaults are validated too, so they are relative to the config file like any given path
+    outbox_file: ConfigPath = Field(Path("state/outbox.jsonl"), validate_default=True)
     slack: SlackConfig | None = None
     pagerduty: PagerDutyConfig | None = None
     oncall: OnCallConfig | None = None
-    attempts_per_run: int = Field(3, ge=1)
-    give_up_after: Duration = timedelta(hours=24)
+    attempts_per_run: int = Field(3, ge=1, le=20)
+    give_up_after: PositiveDuration = timedelta(hours=24)
+
+    def configured_channels(self) -> set[str]:
+        slack, channels = self.slack, set()
+        if slack and (slack.webhook or slack.bot_token):
+            channels.add("slack")
+        if slack and (slack.mirror_webhook or slack.bot_token):
+            channels.add("slack_mirror")
+        if self.pagerduty:
+            channels.add("pagerduty")
+        if self.oncall:
+            channels.add("oncall")
+        return channels
+
+
+def _kept(days: int) -> Any:
+    """A retention: at least a day (a run must still see what it just resolved), at most 10
+    years (the store is not an archive; export what must be kept longer)."""
+    return Field(timedelta(days=days), ge=timedelta(days=1), le=timedelta(days=3650))
+
+
+class RetentionConfig(Model):
+    """How long history stays in the store; older rows are deleted as runs go by."""
+
+    resolved_incidents: Duration = _kept(90)
+    sent_notifications: Duration = _kept(30)
+    dead_letters: Duration = _kept(90)
 
 
 class StateConfig(Model):
-    path: ConfigPath = Path("state/fleet-alerting.sqlite")
+    path: ConfigPath = Field(Path("state/fleet-alerting.sqlite"), validate_default=True)
+    retention: RetentionConfig = RetentionConfig()
 
 
 class HttpTarget(Model):
     name: str
-    url: str = Field(pattern=r"^https?://")
+    url: HttpUrl = Field(pattern=r"^https?://")
     severity: Severity = Severity.warning
     expected_status: list[int] = [200]
     module: str = "http_2xx"
@@ -114,9 +161,9 @@ class FileSdTargets(Model):
 
 class BlackboxConfig(Model):
     mode: Literal["direct", "exporter"] = "direct"
-    exporter_url: str | None = None
+    exporter_url: HttpUrl | None = None
     concurrency: int = Field(100, ge=1, le=1000)
-    timeout: Duration = timedelta(seconds=5)
+    timeout: PositiveDuration = timedelta(seconds=5)
     targets: list[HttpTarget] = []
     file_sd: list[FileSdTargets] = []
 
@@ -146,20 +193,20 @@ def default_escalation_rules() -> list[EscalationRule]:
 
 
 class AlertmanagerConfig(Model):
-    url: str = Field(pattern=r"^https?://")
-    timeout: Duration = timedelta(seconds=10)
+    url: HttpUrl = Field(pattern=r"^https?://")
+    timeout: PositiveDuration = timedelta(seconds=10)
     rules: list[EscalationRule] = Field(default_factory=default_escalation_rules)
     # Alertmanager already debounces (`for:`), so one observation opens and one absence resolves.
-    open_after: int = Field(1, ge=1)
-    resolve_after: int = Field(1, ge=1)
+    open_after: int = Field(1, ge=1, le=1000)
+    resolve_after: int = Field(1, ge=1, le=1000)
 
 
 class FleetApiConfig(Model):
     """The Fleet API (behind Caddy, which strips /api): events feed and incident snapshots."""
 
-    url: str = Field(pattern=r"^https?://")
+    url: HttpUrl = Field(pattern=r"^https?://")
     token: FileSecret | None = None
-    timeout: Duration = timedelta(seconds=10)
+    timeout: PositiveDuration = timedelta(seconds=10)
     limit: int = Field(200, ge=1, le=200)
     alert_types: list[str] = ["command.failed", "audio.upload"]
     alert_severity: Literal["info", "warn", "error"] = "error"
@@ -174,10 +221,10 @@ class SlackAppConfig(Model):
 
     signing_secret: FileSecret
     host: str = "127.0.0.1"
-    port: int = 3000
+    port: Port = 3000
     allowed_users: list[str] = []
     allowed_channels: list[str] = []
-    answer_within: Duration = timedelta(seconds=2.5)  # Slack gives up after 3 s
+    answer_within: PositiveDuration = timedelta(seconds=2.5)  # Slack gives up after 3 s
 
 
 class McpConfig(Model):
@@ -185,11 +232,19 @@ class McpConfig(Model):
 
     token: FileSecret | None = None
     host: str = "127.0.0.1"
-    port: int = 8765
+    port: Port = 8765
+
+
+class PagerDutyWebhookConfig(Model):
+    """PagerDuty webhook v3 subscription (served by `slack-app` at /pagerduty/webhook): its
+    signing secret verifies `X-PagerDuty-Signature`."""
+
+    secret: FileSecret
 
 
 class OperatorsConfig(Model):
     slack_app: SlackAppConfig | None = None
+    pagerduty_webhook: PagerDutyWebhookConfig | None = None
     mcp: McpConfig = McpConfig()
 
 
@@ -197,7 +252,7 @@ class ZigbeeWindow(Model):
     """When pairing may be open: at most `max_duration` at a time and, if `scheduled` is given,
     only inside one of those windows, e.g. "Tue 10:00-10:15 Europe/Zagreb"."""
 
-    max_duration: Duration = timedelta(seconds=60)
+    max_duration: PositiveDuration = timedelta(seconds=60)
     scheduled: list[ScheduledWindow] = []
 
 
@@ -239,7 +294,8 @@ class ZigbeeCoordinator(Model):
 
 
 class ZigbeeConfig(Model):
-    timeout: Duration = timedelta(seconds=5)  # connect, retained read, health check, read-back
+    # connect, retained read, health check, read-back
+    timeout: PositiveDuration = timedelta(seconds=5)
     max_payload_bytes: int = Field(512 * 1024, ge=1024)
     clock_skew: Duration = timedelta(seconds=5)  # tolerance on permit_join_end
     coordinators: list[ZigbeeCoordinator] = []
@@ -302,14 +358,14 @@ class PrometheusConfig(Model):
     circuit breakers) are on unless `default_watches: false`; a watch in `watches` with the same
     name replaces the shipped one."""
 
-    url: str | None = Field(None, pattern=r"^https?://")
+    url: HttpUrl | None = Field(None, pattern=r"^https?://")
     bearer_token: FileSecret | None = None
     basic_auth: BasicAuth | None = None
-    timeout: Duration = timedelta(seconds=10)
+    timeout: PositiveDuration = timedelta(seconds=10)
     default_watches: bool = True
-    role_agent_stale_after: Duration = timedelta(minutes=15)
+    role_agent_stale_after: PositiveDuration = timedelta(minutes=15)
     device_failures_threshold: float = Field(5, ge=0)
-    device_failures_window: Duration = timedelta(minutes=5)
+    device_failures_window: PositiveDuration = timedelta(minutes=5)
     watches: list[WatchConfig] = []
 
     @model_validator(mode="after")
@@ -322,9 +378,32 @@ class PrometheusConfig(Model):
         return self
 
 
+WatchName = Literal[
+    "blackbox-probe",
+    "prometheus-watches",
+    "zigbee-probe",
+    "alertmanager-escalation",
+    "fleet-events",
+]
+
+
+def _at_least_10s(every: timedelta) -> timedelta:
+    if every < timedelta(seconds=10):
+        raise ValueError("an interval of at least 10s is expected")
+    return every
+
+
+class ScheduleConfig(Model):
+    """`fleet-alerting serve`: how often each configured watch runs (default every minute), so an
+    incident pages at most one interval after `page_after`."""
+
+    every: dict[WatchName, Annotated[Duration, AfterValidator(_at_least_10s)]] = {}
+
+
 class Config(Model):
-    state: StateConfig = StateConfig()
-    notify: NotifyConfig = NotifyConfig()
+    # defaults validated too, so their relative paths are relative to the config file
+    state: StateConfig = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    notify: NotifyConfig = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     policies: dict[Severity, PolicyConfig] = Field(default_factory=default_policies)
     links: LinksConfig = LinksConfig()
     blackbox: BlackboxConfig = BlackboxConfig()
@@ -337,10 +416,65 @@ class Config(Model):
     fleet: FleetConfig = FleetConfig()
     inhibit_rules: list[InhibitRule] | None = None  # None: the shipped rules; [] turns them off
     grouping: GroupingConfig = GroupingConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     source_file: Path | None = Field(None, exclude=True)
 
     def storm_rules(self) -> StormRules:
         return StormRules(self.fleet, self.inhibit_rules, self.grouping)
 
+    @field_validator("policies", mode="before")
+    @classmethod
+    def _over_severity_defaults(cls, value: object) -> object:
+        """`policies: {critical: {page_after: 45s}}` changes that one setting: the rest is the
+        critical default (paging PagerDuty), not the generic one (paging nobody)."""
+        if not isinstance(value, dict):
+            return value
+        defaults = default_policies()
+        merged = dict(value)
+        for severity, given in value.items():
+            default = defaults.get(severity) if isinstance(severity, str) else None
+            if default is not None and isinstance(given, dict):
+                merged[severity] = default.model_dump(exclude_unset=True) | given
+            elif default is not None and given is None:
+                merged[severity] = default.model_dump(exclude_unset=True)
+        return merged
+
     def policy(self, severity: Severity) -> PolicyConfig:
         return self.policies.get(severity) or default_policies()[severity]
+
+    def channel_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        """Fail closed: every policy that tells or pages a channel the config does not configure,
+        as (key path, message). The loader turns them into config errors, so such a message is
+        never silently written to a local file. Nothing to check in a dry run."""
+        if self.notify.dry_run:
+            return []
+        configured = self.notify.configured_channels()
+        problems = []
+        for severity, policy in (default_policies() | self.policies).items():
+            given = "policies" in self.model_fields_set and severity in self.policies
+            named = [
+                *(("notify", c) for c in policy.notify),
+                *(("mirror", "slack_mirror") for _ in [1] if "slack_mirror" in policy.channels()),
+                *(("page", c) for c in policy.page),
+            ]
+            for key, channel in named:
+                if channel in configured:
+                    continue
+                where = ("policies", severity.value, key) if given else ("notify",)
+                origin = "policy" if given else "default policy"
+                problems.append(
+                    (
+                        where,
+                        f"{origin} {severity.value!r} names channel {channel!r}, which is not "
+                        f"configured: {_HOW_TO_CONFIGURE[channel]}, or set notify.dry_run: true",
+                    )
+                )
+        return problems
+
+
+_HOW_TO_CONFIGURE = {
+    "slack": "set notify.slack.webhook or notify.slack.bot_token",
+    "slack_mirror": "set notify.slack.mirror_webhook or notify.slack.bot_token, or mirror: false",
+    "pagerduty": "set notify.pagerduty.routing_key",
+    "oncall": "set notify.oncall.webhook",
+}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
@@ -62,12 +62,41 @@ class SecretRef(BaseModel):
         register(value)
         return SecretStr(value)
 
+    async def aresolve(self) -> SecretStr:
+        """`resolve` for async code: a Prefect block is loaded without blocking the loop."""
+        if not self.prefect_secret:
+            return self.resolve()
+        from prefect.blocks.system import Secret
+
+        try:
+            block = await Secret.aload(self.prefect_secret)
+        except Exception as exc:
+            raise SecretError(f"cannot load {self.describe()}: {type(exc).__name__}") from None
+        value = str(block.get()).strip()
+        if not value:
+            raise SecretError(f"{self.describe()} is empty")
+        register(value)
+        return SecretStr(value)
+
+    def problem(self) -> str | None:
+        """Why a file or env reference would not resolve (None if it would), without reading
+        more than needed and never quoting the value. Prefect blocks: see `check-config`."""
+        if self.prefect_secret:
+            return None
+        try:
+            self.resolve()
+        except SecretError as exc:
+            return str(exc)
+        return None
+
     def _read(self) -> str:
         if self.file:
             try:
                 return self.file.read_text()
             except OSError as exc:
                 raise SecretError(f"cannot read {self.describe()}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise SecretError(f"cannot read {self.describe()}: not UTF-8 text") from None
         if self.env:
             if self.env not in os.environ:
                 raise SecretError(f"{self.describe()} is not set")
@@ -75,21 +104,36 @@ class SecretRef(BaseModel):
         from prefect.blocks.system import Secret
 
         try:
-            return str(Secret.load(self.prefect_secret).get())
+            # `_sync=True`: Block.load returns a coroutine inside a running event loop (the
+            # delivery task is async), which was never awaited.
+            return str(Secret.load(self.prefect_secret, _sync=True).get())
         except Exception as exc:  # Prefect raises ValueError/ObjectNotFound/HTTP errors alike
             raise SecretError(f"cannot load {self.describe()}: {type(exc).__name__}") from None
 
 
 def register(value: str) -> None:
-    """Remember a secret for `redact`. For a URL (a webhook) its path and long path segments count
-    too: a server echoing part of the path must not leak the token in it."""
-    _KNOWN_SECRETS.add(value)
+    """Remember a secret for `redact`: the value and its URL-decoded form. For a URL (a webhook)
+    also the parts that carry the token — its path, its query and the path segments shaped like a
+    token, each also URL-decoded — since a server may echo just those; plain path words
+    ("services", "integrations") are not secrets and stay readable."""
+    found = {value, unquote(value)}
     parts = urlsplit(value)
     if parts.scheme in ("http", "https") and parts.path.strip("/"):
-        _KNOWN_SECRETS.add(parts.path)
-        _KNOWN_SECRETS.update(s for s in parts.path.split("/") if len(s) >= 8)
+        found |= {parts.path, unquote(parts.path)}
+        for segment in parts.path.split("/"):
+            if _token_shaped(unquote(segment)):
+                found |= {segment, unquote(segment)}
         if parts.query:
-            _KNOWN_SECRETS.add(parts.query)
+            found |= {parts.query, unquote(parts.query)}
+            found.update(v for _k, v in parse_qsl(parts.query) if _token_shaped(v))
+    _KNOWN_SECRETS.update(f for f in found if f.strip())
+
+
+def _token_shaped(word: str) -> bool:
+    """A generated token rather than a word: long, or letters mixed with digits."""
+    if len(word) >= 24:
+        return True
+    return len(word) >= 8 and any(c.isdigit() for c in word) and any(c.isalpha() for c in word)
 
 
 def redact(text: str) -> str:

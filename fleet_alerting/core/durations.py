@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated
-
-from pydantic import BeforeValidator
 
 _DURATION = re.compile(
     r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?\Z"
 )
 _UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 EXPECTED = "expected a duration such as 30s, 5m, 1h30m or a number of seconds"
+# timedelta's own limit is ~2.7 million years; anything past a century is a typo, and past the
+# limit Python raises OverflowError instead of a message.
+MAX_SECONDS = 100 * 365 * 86400
+TOO_LONG = "expected a duration of at most 100 years"
 
 
 def parse_duration(value: object, *, prometheus: bool = False) -> timedelta:
@@ -24,6 +25,8 @@ def parse_duration(value: object, *, prometheus: bool = False) -> timedelta:
     fractional seconds) → timedelta; ValueError otherwise. `prometheus=True` accepts exactly
     what Prometheus' model.ParseDuration accepts."""
     if not prometheus and isinstance(value, int | float) and not isinstance(value, bool):
+        if value != value or abs(value) > MAX_SECONDS:  # NaN, .inf, 1.0e+20
+            raise ValueError(TOO_LONG if value == value else EXPECTED)
         return timedelta(seconds=value)
     text = str(value).strip() if not prometheus else str(value)
     if text == "0":
@@ -32,6 +35,10 @@ def parse_duration(value: object, *, prometheus: bool = False) -> timedelta:
     if not text or match is None or (prometheus and "." in text):
         raise ValueError(f"not a valid duration string: {text!r}" if prometheus else EXPECTED)
     seconds = sum(float(g) * unit for g, unit in zip(match.groups(), _UNITS, strict=True) if g)
+    if prometheus and seconds > (2**63 - 1) / 1e9:  # Go's time.Duration, in nanoseconds
+        raise ValueError(f"not a valid duration string: {text!r}")
+    if not prometheus and seconds > MAX_SECONDS:
+        raise ValueError(TOO_LONG)
     return timedelta(seconds=seconds)
 
 
@@ -58,13 +65,6 @@ def format_duration(delta: timedelta, *, exact: bool = False) -> str:
     if minutes:
         return f"{minutes}m{seconds:02d}s"
     return f"{seconds}s"
-
-
-def _from_config(value: object) -> object:
-    return value if isinstance(value, timedelta) else parse_duration(value)
-
-
-Duration = Annotated[timedelta, BeforeValidator(_from_config)]
 
 
 def seconds_str(seconds: float) -> str:

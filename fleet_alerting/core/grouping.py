@@ -21,11 +21,10 @@ from datetime import datetime, timedelta
 
 from pydantic import Field
 
-from fleet_alerting.core.durations import Duration
 from fleet_alerting.core.fleet import signal_labels
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.core.keys import incident_key
-from fleet_alerting.core.model import Model
+from fleet_alerting.core.model import Duration, Model
 from fleet_alerting.core.policy import Evaluation, PolicyFor, notify_channels
 from fleet_alerting.core.signals import Severity, Signal
 

@@ -27,6 +27,32 @@ class Kind(StrEnum):
     paged = "paged"
     reminder = "reminder"
     resolved = "resolved"
+    # operator actions (fleet_alerting.core.actions)
+    acknowledged = "acknowledged"  # Slack: thread reply; PagerDuty: Events v2 acknowledge
+    silenced = "silenced"  # a silence or local mute was set (Slack: thread reply)
+    unsilenced = "unsilenced"  # ended by hand
+    silence_expired = "silence_expired"  # ended by time while still failing: one message
+    pager_acknowledged = "pager_acknowledged"  # done in PagerDuty (its webhook): Slack is told
+    pager_resolved = "pager_resolved"  # resolved in PagerDuty while our check still fails
+
+
+@dataclass(frozen=True)
+class Acts:
+    """What operators did to this failure episode (a new episode starts with none)."""
+
+    acked_by: str | None = None
+    acked_at: datetime | None = None
+    # a local mute (our own sources) or an Alertmanager silence: who, until when (None with
+    # `silenced_by` set: until resolved), and the Alertmanager silence id if there is one
+    silenced_by: str | None = None
+    silenced_until: datetime | None = None
+    silence_id: str | None = None
+    snoozed_until: datetime | None = None  # no reminders before this
+    changed_at: datetime | None = None  # last change; the newer record wins a concurrent write
+
+    @property
+    def silenced(self) -> bool:
+        return self.silenced_by is not None
 
 
 @dataclass(frozen=True)
@@ -48,8 +74,13 @@ class Incident:
     reminders: int = 0
     resolved_at: datetime | None = None
     resolution: str = ""  # why it cleared, e.g. "no longer reported"
+    # the first passing check of the current run of passing checks: the failure ended here, even
+    # though resolving waits for `resolve_after` of them
+    recovered_at: datetime | None = None
+    recovery: Signal | None = None  # the passing observation that resolved it
     thread_channel: str | None = None  # Slack thread of this incident, when a bot token is set
     thread_ts: str | None = None
+    acts: Acts = Acts()
     # passes around the engine (core/inhibition.py, core/grouping.py)
     inhibited_by: str | None = None  # key of the unresolved cause silencing this incident
     group: str | None = None  # key of the group incident that tells for this member
@@ -60,7 +91,17 @@ class Incident:
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
 
+    @property
+    def episode(self) -> str:
+        """Which opening of this key this record is. A source may report the same onset again
+        (Alertmanager keeps `startsAt` through silence → resolved → silence expired), so the
+        episode is when it opened (its onset while still pending)."""
+        return (self.opened_at or self.onset).isoformat()
+
     def duration(self, now: datetime) -> timedelta:
+        """How long it failed: onset to the first passing check once resolved, else until now."""
+        if self.state == State.resolved and self.recovered_at is not None:
+            return self.recovered_at - self.onset
         return (self.resolved_at or now) - self.onset
 
 
@@ -73,3 +114,6 @@ class Notification:
     kind: Kind
     at: datetime
     incident: Incident  # snapshot at the time of the event
+    # set by delivery on a Slack "paged" message when a pager refused or gave up on the page:
+    # "pagerduty: HTTP 400 …" (never stored with the notification)
+    paging_failed: str = ""

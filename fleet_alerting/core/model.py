@@ -1,7 +1,32 @@
-"""The base of every validated settings model: unknown keys refused, values frozen."""
+"""The base of every validated settings model (unknown keys refused, values frozen) and the
+duration field types. Kept apart from core/durations.py, which must stay free of pydantic:
+`routes test` parses Alertmanager durations and starts about as fast as amtool."""
 
-from pydantic import BaseModel, ConfigDict
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+
+from fleet_alerting.core.durations import parse_duration
 
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _from_config(value: object) -> object:
+    delta = value if isinstance(value, timedelta) else parse_duration(value)
+    if delta < timedelta(0):
+        raise ValueError("expected a duration of 0 or more, not a negative one")
+    return delta
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("expected a duration greater than 0")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_from_config)]
+# timeouts, intervals, reminders: 0 would mean "never wait" or "every run"
+PositiveDuration = Annotated[timedelta, BeforeValidator(_from_config), AfterValidator(_positive)]

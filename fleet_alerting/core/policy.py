@@ -13,9 +13,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from fleet_alerting.core.durations import Duration
+from fleet_alerting.core import actions
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
-from fleet_alerting.core.model import Model
+from fleet_alerting.core.model import Duration, Model, PositiveDuration
 from fleet_alerting.core.signals import Severity, Signal
 
 
@@ -27,8 +27,10 @@ class PolicyConfig(Model):
     notify: list[Literal["slack"]] = ["slack"]
     page: list[Literal["pagerduty", "oncall"]] = []
     page_after: Duration = timedelta(minutes=5)
-    repeat: Duration | None = None
+    repeat: PositiveDuration | None = None  # 0 would remind on every run
     mirror: bool = False
+    # an acknowledge before the page holds it this long (None: for the rest of the episode)
+    ack_holds_page: Duration | None = None
 
     def channels(self) -> list[str]:
         """Who is told of an incident of this severity: `notify`, plus the mirror of Slack."""
@@ -119,6 +121,7 @@ def _on_failure(
             # counted only up to what opening needs, so a steady failure leaves the record alone
             consecutive_failures=min(current.consecutive_failures + 1, policy.open_after),
             consecutive_successes=0,
+            recovered_at=None,
         )
     sent: list[Notification] = []
     if incident.state == State.pending and incident.consecutive_failures >= policy.open_after:
@@ -126,6 +129,8 @@ def _on_failure(
         incident, sent = _tell(incident, policy, Kind.opened, now, sent)
     if not incident.is_open:
         return incident, sent
+    incident, expired = actions.expire(incident, policy.channels(), now)
+    sent += expired
     if _page_due(incident, policy, now):
         incident = replace(incident, state=State.paged, paged_at=now, paged_via=tuple(policy.page))
         sent += [_notification(incident, pager, Kind.paged, now) for pager in policy.page]
@@ -143,6 +148,7 @@ def _unchanged(current: Incident, signal: Signal, policy: PolicyConfig, now: dat
         and current.consecutive_failures >= policy.open_after
         and not _page_due(current, policy, now)
         and not _reminder_due(current, policy, now)
+        and not actions.expiry_due(current, now)
         and current.signal == signal  # the costliest test last
     )
 
@@ -152,6 +158,7 @@ def _page_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
         bool(policy.page)
         and incident.state == State.firing
         and now - incident.onset >= policy.page_after
+        and not actions.holds_page(incident, policy.ack_holds_page, now)
     )
 
 
@@ -160,6 +167,7 @@ def _reminder_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bo
         policy.repeat is not None
         and incident.last_notified_at is not None
         and now - incident.last_notified_at >= policy.repeat
+        and not actions.holds_reminder(incident, now)
     )
 
 
@@ -167,16 +175,26 @@ def _on_success(
     current: Incident, signal: Signal, policy: PolicyConfig, now: datetime
 ) -> tuple[Incident, list[Notification]]:
     if current.state == State.pending:  # never opened: clear quietly (a flap)
-        return replace(current, state=State.resolved, resolved_at=now, changed_at=now), []
+        return replace(
+            current, state=State.resolved, resolved_at=now, changed_at=now, recovered_at=now
+        ), []
     incident = replace(
         current,
         changed_at=now,
         consecutive_failures=0,
         consecutive_successes=current.consecutive_successes + 1,
+        # the failure ended at the first passing check, not at the resolve_after-th
+        recovered_at=current.recovered_at if current.consecutive_successes else now,
     )
     if incident.consecutive_successes < policy.resolve_after:
         return incident, []
-    incident = replace(incident, state=State.resolved, resolved_at=now, resolution=signal.summary)
+    incident = replace(
+        incident,
+        state=State.resolved,
+        resolved_at=now,
+        resolution=signal.summary,
+        recovery=signal,
+    )
     sent = [_notification(incident, pager, Kind.resolved, now) for pager in current.paged_via]
     return _tell(incident, policy, Kind.resolved, now, sent)
 
@@ -189,15 +207,17 @@ def _tell(
     sent: list[Notification],
 ) -> tuple[Incident, list[Notification]]:
     channels = policy.channels()
-    if not channels:
+    if not channels or actions.silenced_at(incident, now):  # muted: recorded, told to nobody
         return incident, sent
     incident = replace(incident, last_notified_at=now)
     return incident, sent + [_notification(incident, c, kind, now) for c in channels]
 
 
 def _notification(incident: Incident, channel: str, kind: Kind, now: datetime) -> Notification:
+    """Its id names the episode as well as the onset: a re-opened incident with the onset of an
+    earlier one is told (and paged) again, while replaying one evaluation queues nothing twice."""
     seq = incident.reminders if kind == Kind.reminder else 0
-    ident = f"{incident.key}|{incident.onset.isoformat()}|{kind}|{seq}|{channel}"
+    ident = f"{incident.key}|{incident.onset.isoformat()}|{incident.episode}|{kind}|{seq}|{channel}"
     return Notification(id=ident, channel=channel, kind=kind, at=now, incident=incident)
 
 

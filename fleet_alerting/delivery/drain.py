@@ -1,133 +1,69 @@
-"""Draining the outbox: deliver what is due, retry what may succeed later, keep what never will.
+"""Draining the outbox in claimed lanes: any number of drainers, each notification sent once.
 
-Per run each notification gets a few attempts with backoff (Retry-After honoured); still failing,
-it stays queued for the next run, until `give_up_after` turns it into a dead letter. Permanent
-errors (4xx other than 408/429) are dead letters at once, with the reason. Notifications of one
-incident to one channel keep their order: a later one waits while an earlier one is queued.
+Every watch run drains (see README, "Delivery"). A drain runs one *lane* per destination (slack,
+slack_mirror, pagerduty, oncall) concurrently, so a page never waits behind a slow Slack. A lane
+takes the destination's due messages oldest first and *claims* each one in the store (a
+compare-and-set with a lease, `store/outbox.py`) before sending it; a message claimed by another
+drainer — another flow, another `run`, another host — is left to it. Notifications of one
+incident to one channel keep their order: a message waits while an earlier one is queued.
+
+Per run each notification gets a few attempts through the one retry loop (`http/retry.py`,
+Retry-After honoured); still failing, it stays queued and the *destination* backs off in the store
+(Retry-After, consecutive failures), which every drainer honours across runs. Permanent errors
+(4xx other than 408/429) are dead letters at once; retryable ones after `give_up_after`. An
+unexpected error (an OSError of the local file, "database is locked") never stops the other
+lanes: the message is retried later and parked as a dead letter with its reason after
+`park_after` such errors.
+
+A Slack "paged" message goes out only once the pager accepted the page: it waits for the
+incident's page to each pager; a page that was refused or given up turns it into a loud
+"PAGING FAILED via pagerduty: …" message and a warning in the run's report.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, TypeVar
 
-import httpx
+import sqlalchemy as sa
 
-from fleet_alerting.config import Config
-from fleet_alerting.config.secrets import SecretError, SecretRef, redact
-from fleet_alerting.core.incidents import Notification
-from fleet_alerting.delivery.notifiers.local_file import LocalOutbox
-from fleet_alerting.delivery.notifiers.oncall import OnCallWebhook
-from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
-from fleet_alerting.delivery.notifiers.slack_api import (
-    NO_THREAD_NOTE,
-    Pacer,
-    SlackApi,
-    SlackWebhookIncident,
+from fleet_alerting.config.secrets import redact
+from fleet_alerting.core.incidents import Kind, Notification
+from fleet_alerting.delivery.channels import (
+    CHANNELS,
+    Notifier,
+    Unavailable,
+    build_notifiers,
+    lease_for,
 )
-from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
-from fleet_alerting.delivery.snapshot import make_snapshot
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.http.retry import with_retries
-from fleet_alerting.store.sqlite import OutboxItem, Store
+from fleet_alerting.store.outbox import Outbox, OutboxItem, Page
+
+__all__ = [
+    "CHANNELS",
+    "DrainReport",
+    "Notifier",
+    "Unavailable",
+    "build_notifiers",
+    "drain",
+    "lease_for",
+]
 
 MAX_WAIT = 30.0  # longest in-run wait, even if Retry-After asks for more
-
-
-class Notifier(Protocol):
-    name: str
-
-    async def send(self, n: Notification) -> str: ...
-
-
-class Unavailable:
-    """A channel whose configuration is broken (e.g. missing secret file): keep its messages
-    queued and say why, rather than losing them or crashing the run."""
-
-    def __init__(self, name: str, reason: str):
-        self.name = name
-        self.reason = reason
-
-    async def send(self, n: Notification) -> str:
-        raise AdapterError(f"{self.name}: {self.reason}", permanent=False)
-
-
-def build_notifiers(
-    config: Config, client: httpx.AsyncClient, store: Store | None = None
-) -> dict[str, Notifier]:
-    """Channel → notifier. With a Slack bot token and a `store`, Slack messages of an incident
-    form a thread (chat.postMessage); the mirror uses its webhook, else the bot, unthreaded."""
-    notify = config.notify
-    slack = notify.slack
-    notifiers: dict[str, Notifier] = {}
-    snapshot = make_snapshot(config, client)
-
-    def secret_or_unavailable(
-        channel: str, ref: SecretRef | None, make: Callable[..., Notifier]
-    ) -> None:
-        if ref is None:
-            notifiers[channel] = LocalOutbox(notify.outbox_file, channel)
-            return
-        try:
-            notifiers[channel] = make(ref.resolve())
-        except SecretError as exc:
-            notifiers[channel] = Unavailable(channel, str(exc))
-
-    pacer = Pacer(slack.min_interval.total_seconds()) if slack else None
-
-    def bot(channel: str, threads: Store | None, note: str | None = None):
-        return lambda token: SlackApi(
-            client,
-            token,
-            channel,
-            api_url=slack.api_url,
-            store=threads,
-            snapshot=snapshot if threads else None,
-            note=note,
-            pacer=pacer,
-        )
-
-    if slack and slack.bot_token and store is not None:
-        secret_or_unavailable("slack", slack.bot_token, bot(slack.channel, store))
-    else:
-        secret_or_unavailable(
-            "slack",
-            slack.webhook if slack else None,
-            lambda url: SlackWebhookIncident(
-                client,
-                url,
-                f"Slack webhook {slack.channel}",
-                note=NO_THREAD_NOTE,
-                snapshot=snapshot,
-            ),
-        )
-    mirror_note = f"mirror of {slack.channel}" if slack else None
-    if slack and slack.bot_token and not slack.mirror_webhook:
-        secret_or_unavailable(
-            "slack_mirror", slack.bot_token, bot(slack.mirror_channel, None, mirror_note)
-        )
-    else:
-        secret_or_unavailable(
-            "slack_mirror",
-            slack.mirror_webhook if slack else None,
-            lambda url: SlackWebhook(
-                client, url, f"Slack webhook {slack.mirror_channel}", note=mirror_note
-            ),
-        )
-    pd = notify.pagerduty
-    secret_or_unavailable(
-        "pagerduty",
-        pd.routing_key if pd else None,
-        lambda key: PagerDutyEvents(client, key, pd.url),
-    )
-    oncall = notify.oncall
-    secret_or_unavailable(
-        "oncall", oncall.webhook if oncall else None, lambda url: OnCallWebhook(client, url)
-    )
-    return notifiers
+DESTINATION_RECHECK = 0.5  # seconds
+PAGE_POLL = 0.02  # seconds between looks at a page a Slack "paged" message waits for
+MAX_SKIPPED_PER_RUN = 5000  # a lane's run ends after this many messages (bounds `done`)
+PAGERS = ("pagerduty", "oncall")
+SLACK = ("slack", "slack_mirror")
+T = TypeVar("T")
 
 
 @dataclass
@@ -135,64 +71,321 @@ class DrainReport:
     sent: list[tuple[OutboxItem, str]] = field(default_factory=list)
     retrying: list[tuple[OutboxItem, str]] = field(default_factory=list)
     dead: list[tuple[OutboxItem, str]] = field(default_factory=list)
-    held: list[OutboxItem] = field(default_factory=list)  # waiting behind an earlier message
+    held: list[OutboxItem] = field(default_factory=list)  # waiting: earlier message, backoff, pager
+    warnings: list[str] = field(default_factory=list)  # for the run's artifact (paging failed…)
 
 
 def next_attempt_delay(attempts: int) -> timedelta:
+    """When a message that failed `attempts` times is due again."""
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 1800))
 
 
+def destination_backoff(failures: int, retry_after: float | None) -> timedelta:
+    """How long a destination rests after its `failures`-th consecutive failure: what it asked
+    for (Retry-After), else 30 s doubling up to 10 min."""
+    if retry_after is not None:
+        return timedelta(seconds=retry_after)
+    return timedelta(seconds=min(30 * 2 ** max(failures - 1, 0), 600))
+
+
+def drainer_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 async def drain(
-    store: Store,
+    store: Any,
     notifiers: Mapping[str, Notifier],
     now: Callable[[], datetime],
     *,
     attempts_per_run: int = 3,
     give_up_after: timedelta = timedelta(hours=24),
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    lease: timedelta = timedelta(minutes=3),
+    park_after: int = 3,
+    paged_wait: float = 30.0,
+    owner: str | None = None,
 ) -> DrainReport:
+    """Deliver what is due, every destination in its own lane, concurrently. `store` is a
+    fleet_alerting.store.sqlite.Store (its `queue`) or an Outbox."""
+    outbox: Outbox = getattr(store, "queue", store)
     report = DrainReport()
-    blocked: set[tuple[str, str]] = set()
-    for item in store.outbox(("queued",)):
+    settings = _Settings(attempts_per_run, give_up_after, sleep, lease, park_after, paged_wait, now)
+    owner = owner or drainer_id()
+    try:
+        channels = await asyncio.to_thread(outbox.channels)
+    except sa.exc.OperationalError as exc:
+        report.warnings.append(f"outbox unreadable, nothing delivered this run: {_db_error(exc)}")
+        return report
+    lanes = [
+        _Lane(outbox, channel, notifiers.get(channel), owner, settings, report)
+        for channel in channels
+    ]
+    await asyncio.gather(*(lane.run() for lane in lanes))
+    return report
+
+
+@dataclass(frozen=True)
+class _Settings:
+    attempts_per_run: int
+    give_up_after: timedelta
+    sleep: Callable[[float], Awaitable[None]]
+    lease: timedelta
+    park_after: int
+    paged_wait: float
+    now: Callable[[], datetime]
+
+
+class _Stop(Exception):
+    """The lane stops for this run (its destination backs off)."""
+
+
+class _Later(Exception):
+    """The destination asked for a pause longer than a run waits: no more tries in this run."""
+
+    def __init__(self, error: AdapterError):
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Lane:
+    def __init__(
+        self,
+        outbox: Outbox,
+        channel: str,
+        notifier: Notifier | None,
+        owner: str,
+        settings: _Settings,
+        report: DrainReport,
+    ):
+        self.outbox = outbox
+        self.channel = channel
+        self.notifier = notifier or Unavailable(channel, "no such channel configured")
+        self.owner = owner
+        self.s = settings
+        self.report = report
+        self.done: set[int] = set()  # handled (or deliberately left) by this lane in this run
+        self.troubled = True  # the destination may have backoff state to clear after a success
+        self.checked_at = -DESTINATION_RECHECK
+        self.deferred: set[int] = set()  # Slack "paged" messages whose page is being sent
+        self.deferred_until = time.monotonic() + settings.paged_wait
+
+    async def db(self, call: Callable[..., T], *args: Any) -> T:
+        """A store call off the event loop, so one lane waiting on a lock never stalls another."""
+        return await asyncio.to_thread(call, *args)
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        except _Stop:
+            pass
+        except sa.exc.OperationalError as exc:  # e.g. database is locked: the other lanes go on
+            self.report.warnings.append(f"{self.channel}: lane stopped: {_db_error(exc)}")
+            return
+        except Exception as exc:  # a bug must not silence the other destinations either
+            reason = redact(f"{type(exc).__name__}: {exc}")
+            self.report.warnings.append(f"{self.channel}: lane stopped: {reason}")
+            return
+        try:
+            held = await self.db(self.outbox.held, self.channel, self.s.now(), self.done)
+        except sa.exc.OperationalError:
+            return
+        self.report.held.extend(held)
+
+    async def _run(self) -> None:
+        while len(self.done) < MAX_SKIPPED_PER_RUN:
+            await self._wait_for_destination()
+            item = await self.db(
+                self.outbox.claim_next,
+                self.channel,
+                self.owner,
+                self.s.now(),
+                self.s.lease,
+                self.done,
+            )
+            if item is None and self.deferred:  # "paged" messages waiting for their pages
+                await asyncio.sleep(PAGE_POLL)
+                self.done -= self.deferred
+                self.deferred.clear()
+                continue
+            if item is None:
+                return  # nothing claimable: done, or the rest is another drainer's
+            self.done.add(item.id)
+            await self._deliver(item)
+
+    async def _wait_for_destination(self) -> None:
+        """Honour the destination's backoff, whichever drainer set it. Read again at most every
+        DESTINATION_RECHECK seconds while all goes well (one read per message is wasted work)."""
+        if not self.troubled and time.monotonic() < self.checked_at + DESTINATION_RECHECK:
+            return
+        self.checked_at = time.monotonic()
+        destination = await self.db(self.outbox.destination, self.channel)
+        self.troubled = destination.failures > 0 or destination.blocked_until is not None
+        if destination.blocked_until is None:
+            return
+        rest = (destination.blocked_until - self.s.now()).total_seconds()
+        if rest <= 0:
+            return
+        if rest > MAX_WAIT or destination.failures > 0:
+            raise _Stop  # backing off: the next run (or drainer) takes it up
+        await self.s.sleep(rest)  # a short Retry-After another drainer was given
+
+    async def _deliver(self, item: OutboxItem) -> None:
         n = item.notification
-        lane = (n.incident.key, n.channel)
-        if item.next_attempt_at > now():
-            blocked.add(lane)
-            continue
-        if lane in blocked:
-            report.held.append(item)
-            continue
-        notifier = notifiers.get(n.channel) or Unavailable(n.channel, "no such channel configured")
-        attempts, error = item.attempts, None
+        if n.kind == Kind.paged and self.channel in SLACK and n.incident.paged_via:
+            outcome = await self._page_outcome(item)
+            if not isinstance(outcome, Notification):  # say "paged" only once the pager answered
+                await self.db(self.outbox.release, item.id, self.owner)
+                if outcome == "wait" and time.monotonic() < self.deferred_until:
+                    self.deferred.add(item.id)  # the pager lane is on it: back after the others
+                else:
+                    self.report.held.append(item)
+                return
+            n = outcome
+        attempts = item.attempts
 
         def counted() -> None:
             nonlocal attempts
             attempts += 1
 
+        async def attempt() -> str:
+            try:
+                return await self.notifier.send(n)
+            except AdapterError as exc:
+                self.troubled = True
+                if exc.retry_after is not None:  # tell every drainer at once
+                    until = self.s.now() + timedelta(seconds=exc.retry_after)
+                    await self.db(
+                        self.outbox.destination_blocked,
+                        self.channel,
+                        self.s.now(),
+                        until,
+                        str(exc),
+                    )
+                    if exc.retry_after > MAX_WAIT:
+                        raise _Later(exc) from None
+                raise
+
         try:
             receipt = await with_retries(
-                lambda n=n, notifier=notifier: notifier.send(n),
-                attempts_per_run,
+                attempt,
+                self.s.attempts_per_run,
                 max_wait=MAX_WAIT,
-                sleep=sleep,
+                sleep=self.s.sleep,
                 on_attempt=counted,
             )
         except AdapterError as exc:
-            error = exc
+            await self._failed(item, attempts, exc)
+        except _Later as later:
+            await self._failed(item, attempts, later.error)
+        except Exception as exc:  # anything else: retry later, then park it
+            await self._unexpected(item, attempts, exc)
         else:
-            store.mark_sent(item.id, attempts, receipt)
-            report.sent.append((item, receipt))
-        if error is None:
-            continue
+            await self._sent(item, attempts, receipt)
+
+    async def _sent(self, item: OutboxItem, attempts: int, receipt: str) -> None:
+        # The crash window: the destination has the message, the store does not know yet. Marked
+        # on the event loop itself, in the same step as the answer arrived (no hand-over to a
+        # thread, no await in between): one small UPDATE commit.
+        for pause in (0.05, 0.2, 1.0, None):
+            try:
+                self.outbox.mark_sent(item.id, self.owner, attempts, receipt)
+                break
+            except sa.exc.OperationalError:
+                if pause is None:
+                    raise
+                await asyncio.sleep(pause)
+        self.report.sent.append((item, receipt))
+        if self.troubled:
+            await self.db(self.outbox.destination_ok, self.channel, self.s.now())
+            self.troubled = False
+
+    async def _failed(self, item: OutboxItem, attempts: int, error: AdapterError) -> None:
         reason = redact(str(error))
+        now = self.s.now()
         if error.permanent:
-            store.mark_dead(item.id, attempts, f"permanent: {reason}")
-            report.dead.append((item, reason))
-        elif now() - item.created_at >= give_up_after:
-            store.mark_dead(item.id, attempts, f"gave up after {attempts} attempts: {reason}")
-            report.dead.append((item, reason))
+            await self._dead(item, attempts, f"permanent: {reason}", reason)
+            return
+        destination = await self.db(
+            self.outbox.destination_failed,
+            self.channel,
+            now,
+            now + destination_backoff(1, error.retry_after),
+            reason,
+        )
+        if destination.failures > 1 and error.retry_after is None:  # consecutive: back off more
+            until = now + destination_backoff(destination.failures, None)
+            await self.db(self.outbox.destination_blocked, self.channel, now, until, reason)
+        if now - item.created_at >= self.s.give_up_after:
+            await self._dead(item, attempts, f"gave up after {attempts} attempts: {reason}", reason)
         else:
-            store.mark_retry(item.id, attempts, now() + next_attempt_delay(attempts), reason)
-            report.retrying.append((item, reason))
-            blocked.add(lane)
-    return report
+            next_at = now + next_attempt_delay(attempts)
+            await self.db(self.outbox.mark_retry, item.id, self.owner, attempts, next_at, reason)
+            self.report.retrying.append((item, reason))
+        raise _Stop
+
+    async def _unexpected(self, item: OutboxItem, attempts: int, error: Exception) -> None:
+        reason = redact(f"{type(error).__name__}: {error}")
+        errors = item.errors + 1
+        if errors >= self.s.park_after:
+            why = f"parked after {errors} unexpected errors: {reason}"
+            await self.db(self.outbox.mark_dead, item.id, self.owner, attempts, why, errors)
+            self.report.dead.append((item, why))
+            self._page_warning(item, why)
+            return
+        next_at = self.s.now() + next_attempt_delay(errors)
+        await self.db(
+            self.outbox.mark_retry, item.id, self.owner, attempts, next_at, reason, errors
+        )
+        self.report.retrying.append((item, reason))
+
+    async def _dead(self, item: OutboxItem, attempts: int, why: str, reason: str) -> None:
+        await self.db(self.outbox.mark_dead, item.id, self.owner, attempts, why)
+        self.report.dead.append((item, reason))
+        self._page_warning(item, reason)
+
+    def _page_warning(self, item: OutboxItem, reason: str) -> None:
+        n = item.notification
+        if self.channel in PAGERS and n.kind == Kind.paged:
+            self.report.warnings.append(
+                f"PAGING FAILED via {self.channel}: {reason} (incident {n.incident.key})"
+            )
+
+    async def _page_outcome(self, item: OutboxItem) -> Notification | str:
+        """The Slack "paged" message as it may go out now; else "wait" while its page is due
+        and its pager not backing off (a pager lane, here or in another drainer, is sending it:
+        the lane comes back to it after its other messages, for up to `paged_wait` seconds), or
+        "hold" (the page is retrying in a later run).
+
+        The pages are the incident's latest `paged` rows to each pager queued before this one
+        (the same evaluation queues pagers first)."""
+        n = item.notification
+        pages = await self.db(
+            self.outbox.pages_before, n.incident.key, list(n.incident.paged_via), item.id
+        )
+        pending = [p for p in pages if p.status == "queued"]
+        if pending:
+            return "wait" if await self._worth_waiting(pending) else "hold"
+        failed = [f"{p.channel}: {_short(p.last_error)}" for p in pages if p.status == "dead"]
+        if not failed:
+            return n
+        accepted = tuple(p.channel for p in pages if p.status == "sent")
+        incident = replace(n.incident, paged_via=accepted)
+        return replace(n, incident=incident, paging_failed="; ".join(failed))
+
+    async def _worth_waiting(self, pending: list[Page]) -> bool:
+        now = self.s.now()
+        for page in pending:
+            if page.next_attempt_at > now:
+                return False  # retrying in a later run
+            destination = await self.db(self.outbox.destination, page.channel)
+            if destination.blocked_until and destination.blocked_until > now:
+                return False
+        return True
+
+
+def _short(error: str | None) -> str:
+    return (error or "unknown error").removeprefix("permanent: ")
+
+
+def _db_error(exc: sa.exc.OperationalError) -> str:
+    return redact(str(exc.orig) if exc.orig is not None else str(exc))

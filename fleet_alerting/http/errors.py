@@ -38,12 +38,19 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+def excerpt(text: str, limit: int) -> str:
+    """At most `limit` characters of `text` for a message, secrets masked *before* the cut (cut
+    first, a token spanning the cut would leak its head past `redact`)."""
+    shown = redact(text[: limit + 4096]).strip()
+    return shown if len(shown) <= limit else shown[:limit] + "…"
+
+
 def check_response(response: httpx.Response, system: str) -> None:
     """Raise AdapterError for a non-2xx answer from `system` (a name such as 'Slack webhook')."""
     if response.is_success:
         return
     status = response.status_code
-    detail = response.text[:200].strip().replace("\n", " ")
+    detail = excerpt(response.text, 200).replace("\n", " ")
     message = f"{system} answered HTTP {status}" + (f": {detail}" if detail else "")
     if status == 429:
         retry_after = retry_after_seconds(response.headers.get("retry-after"))
@@ -63,10 +70,13 @@ async def post_json(
     body: Any,
     system: str,
     headers: dict[str, str] | None = None,
+    timeout: float | None = None,
 ) -> tuple[httpx.Response, Any]:
-    """POST a JSON body, expect a 2xx JSON answer; every failure as a typed AdapterError."""
+    """POST a JSON body, expect a 2xx JSON answer; every failure as a typed AdapterError.
+    `timeout` (seconds) overrides the client's for this request."""
+    per_request: Any = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
     try:
-        response = await client.post(url, json=body, headers=headers)
+        response = await client.post(url, json=body, headers=headers, timeout=per_request)
     except httpx.HTTPError as exc:
         raise transport_error(exc, system) from None
     check_response(response, system)

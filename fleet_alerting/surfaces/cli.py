@@ -1,38 +1,67 @@
 """`fleet-alerting`: check the config, run a flow once, serve every deployment, look at state.
 
 Commands that need Prefect import it when they run, so `check-config` stays fast.
+
+Exit codes: 0 success; 1 the command ran and failed, or the config or a dependency is broken
+(one line names the file and key, or the dependency); 2 a usage error (unknown command or option,
+malformed argument); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import os
 import sys
 from collections.abc import Callable, Sequence
-
-import yaml
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fleet_alerting.audit.cli import add_commands as add_audit_commands
-from fleet_alerting.config import Config, ConfigError, load_config
-from fleet_alerting.config.secrets import redact
-from fleet_alerting.core.clock import utcnow
-from fleet_alerting.core.durations import format_duration
-from fleet_alerting.core.incidents import Incident
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.errors import StoreError  # light: no SQLAlchemy
+
+if TYPE_CHECKING:  # commands import what they need when they run: `routes test` starts fast
+    from fleet_alerting.config import Config
+    from fleet_alerting.config.checks import BlockCheck
+    from fleet_alerting.core.incidents import Incident
+    from fleet_alerting.store.sqlite import Store
 
 DEFAULT_CONFIG = "config/example.yaml"
 Command = Callable[[argparse.Namespace], int]
+CONFIG_HELP = f"the YAML config file (default: {DEFAULT_CONFIG})"
+
+
+class OperatorError(Exception):
+    """A mistake an operator can fix (a missing section, a malformed argument): one line, no
+    traceback. `code` is the exit code."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
 
 
 def check_config(args: argparse.Namespace) -> int:
+    """Errors (exit 1) name file:line: key.path and what breaks; notes do not fail the check."""
+    from fleet_alerting.config import ConfigError, load_config
+    from fleet_alerting.config.checks import check, policy_summary, secret_refs
+    from fleet_alerting.config.loader import locate
+    from fleet_alerting.core.signals import Severity
+
+    path = args.config_file or args.config
     try:
-        config = load_config(args.config)
+        config = load_config(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    names = [ref.prefect_secret for _loc, ref in secret_refs(config) if ref.prefect_secret]
+    findings = check(config, _prefect_blocks(names) if names else None)
+    errors = [f for f in findings if f.level == "error"]
+    for finding in errors:
+        print(f"{locate(Path(path), finding.loc)}: {finding.message}", file=sys.stderr)
+    if errors:
+        return 1
     bb = config.blackbox
-    slack = "Slack" if config.notify.slack and config.notify.slack.webhook else "local outbox"
-    pager = "PagerDuty" if config.notify.pagerduty else "no pager"
     watches = [
         f"blackbox {len(bb.targets)} target(s) + {len(bb.file_sd)} file_sd group(s)",
         f"zigbee {len(config.zigbee.coordinators)} coordinator(s)",
@@ -40,28 +69,51 @@ def check_config(args: argparse.Namespace) -> int:
     if config.prometheus.url:
         watches.append(f"prometheus {len(config.prometheus.watches)} extra watch(es)")
     watches += [name for name in ("alertmanager", "fleet_api") if getattr(config, name)]
-    print(
-        f"{args.config}: ok — {', '.join(watches)}; policies for {', '.join(config.policies)}; "
-        f"notifications to {slack}, {pager}"
-    )
+    unresolved = {f.loc for f in findings}
+    refs = sum(1 for loc, _ref in secret_refs(config) if loc not in unresolved)
+    print(f"{path}: ok — {', '.join(watches)}; {refs} secret reference(s) resolve")
+    for severity in Severity:
+        print(f"  {policy_summary(config, severity)}")
+    for finding in findings:
+        if finding.level == "note":
+            print(f"note: {locate(Path(path), finding.loc)}: {finding.message}")
     return 0
+
+
+def _prefect_blocks(names: list[str]) -> BlockCheck | None:
+    """Look the Secret blocks up when a Prefect API is set and answers; None otherwise."""
+    import asyncio
+
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        return None
+
+    async def look_up() -> dict[str, str | None] | None:
+        from prefect.blocks.system import Secret
+        from prefect.client.orchestration import get_client
+
+        async with get_client() as client:
+            if await client.api_healthcheck() is not None:
+                return None
+        found: dict[str, str | None] = {}
+        for name in names:
+            try:
+                value = str((await Secret.aload(name)).get()).strip()
+            except Exception as exc:  # ValueError (no such block), HTTP errors alike
+                found[name] = f"cannot load Prefect Secret block {name!r}: {type(exc).__name__}"
+            else:
+                found[name] = None if value else f"Prefect Secret block {name!r} is empty"
+        return found
+
+    found = asyncio.run(look_up())
+    return None if found is None else found.__getitem__
 
 
 def run_flow(args: argparse.Namespace) -> int:
-    from fleet_alerting.flows import get_flow
-    from fleet_alerting.flows.common import RunFailed
+    from fleet_alerting.deployments.run import run_once
 
-    flow = get_flow(args.flow)
-    try:
-        result = asyncio.run(flow(config_path=args.config))
-    except RunFailed as exc:
-        print(f"{args.flow}: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # the run failed: say so in one line, never with a secret
-        print(f"{args.flow} failed: {redact(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
-        return 1
-    print(f"{args.flow}: {result}")
-    return 0
+    return run_once(args.flow, args.config)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -71,23 +123,55 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def trigger(args: argparse.Namespace) -> int:
-    from fleet_alerting.deployments.trigger import trigger as run_now
+    import asyncio
 
+    import httpx
+    import yaml
+
+    from fleet_alerting.deployments.trigger import trigger as run_now
+    from fleet_alerting.surfaces.slack_commands import deployment_name_problem
+
+    problem = deployment_name_problem(args.deployment)
+    if problem:
+        raise OperatorError(problem, code=2)
     parameters = {}
     for pair in args.param:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            print(f"--param {pair!r}: expected NAME=VALUE", file=sys.stderr)
-            return 2
-        parameters[name] = yaml.safe_load(value) if value else ""
-    return asyncio.run(run_now(args.deployment, parameters, wait=args.wait))
+            raise OperatorError(f"--param {pair!r}: expected NAME=VALUE", code=2)
+        try:
+            parameters[name] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            raise OperatorError(f"--param {pair!r}: the value is not a YAML scalar", 2) from None
+    try:
+        return asyncio.run(run_now(args.deployment, parameters, wait=args.wait))
+    except httpx.HTTPError as exc:
+        raise OperatorError(f"Prefect API unreachable ({type(exc).__name__})") from None
 
 
 def _config(path: str) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        raise SystemExit(str(exc)) from None
+    from fleet_alerting.config import load_config
+
+    return load_config(path)  # a ConfigError becomes its lines on stderr in main()
+
+
+def _require(config: Config, path: str, *sections: str) -> None:
+    """Every secret the command needs must resolve, and its sections exist: else one line
+    naming the file and key, before any server starts."""
+    from fleet_alerting.config.checks import secret_refs
+    from fleet_alerting.config.loader import key_path, locate
+
+    for section in sections:
+        node: object = config
+        for part in section.split("."):
+            node = getattr(node, part, None)
+        if node is None:
+            raise OperatorError(f"{path}: {section}: not configured (this command needs it)")
+    for loc, ref in secret_refs(config):
+        if key_path(loc).startswith(sections) and ref.prefect_secret is None:
+            problem = ref.problem()
+            if problem:
+                raise OperatorError(f"{locate(Path(path), loc)}: {problem}")
 
 
 def slack_app(args: argparse.Namespace) -> int:
@@ -97,9 +181,9 @@ def slack_app(args: argparse.Namespace) -> int:
     from fleet_alerting.surfaces.slack_app import create_app
 
     config = _config(args.config)
+    _require(config, args.config, "operators.slack_app", "fleet_api")
     settings = config.operators.slack_app
-    if settings is None:
-        raise SystemExit(f"{args.config}: operators.slack_app is not configured")
+    assert settings is not None
 
     async def trigger_from_slack(deployment: str, out: Callable[[str], None]) -> int:
         return await run_now(deployment, {}, wait=False, out=out)
@@ -116,6 +200,9 @@ def mcp(args: argparse.Namespace) -> int:
     from fleet_alerting.surfaces.mcp_server import build_server, http_app
 
     config = _config(args.config)
+    _require(config, args.config, "fleet_api")
+    if args.http:
+        _require(config, args.config, "operators.mcp.token")
 
     async def trigger_from_mcp(name: str, params: dict, out: Callable[[str], None]) -> int:
         return await run_now(name, params, wait=False, out=out)
@@ -132,37 +219,101 @@ def mcp(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from fleet_alerting.flows.demo import run_demo
+    from fleet_alerting.deployments.run import demo as run_demo
 
     return run_demo(args.config, rounds_seconds=args.interval)
 
 
 def _store(args: argparse.Namespace) -> Store:
+    from fleet_alerting.store.sqlite import Store  # SQLAlchemy: ~1 s of imports, only when needed
+
     return Store(_config(args.config).state.path)
 
 
-def incidents(args: argparse.Namespace) -> int:
-    now = utcnow()
-    rows = _store(args).incidents(include_resolved=args.all)
-    if not rows:
-        print("no open incidents")
-    for i in rows:
-        age = format_duration(i.duration(now))
-        print(f"{i.state:<9} {i.severity:<8} {age:>7}  {i.key}  — {i.signal.summary}{_why(i)}")
-    return 0
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S}Z" if moment else "-"
 
 
-def _why(i: Incident) -> str:
+def incident_line(incident: Incident, now: datetime) -> str:
+    """State, onset, how long it failed, and what it is (or why it resolved)."""
+    from fleet_alerting.core.durations import format_duration
+    from fleet_alerting.core.incidents import State
+
+    lasted = format_duration(incident.duration(now))
+    what = incident.signal.summary
+    if incident.state == State.resolved:
+        why = incident.resolution or "never opened: cleared before open_after"
+        what = f"{what} — resolved {_when(incident.resolved_at)}: {why}"
+    return (
+        f"{incident.state:<9} {incident.severity:<8} {_when(incident.onset):<20} {lasted:>7}  "
+        f"{incident.key}  {what}{_told_by(incident)}"
+    )
+
+
+def _told_by(incident: Incident) -> str:
     """Who tells (or does not tell) for this incident, besides itself."""
-    if i.inhibited_by:
-        return f"  [inhibited by {i.inhibited_by}]"
-    if i.group:
-        return f"  [in group {i.group}]"
+    if incident.inhibited_by:
+        return f"  [inhibited by {incident.inhibited_by}]"
+    if incident.group:
+        return f"  [in group {incident.group}]"
     return ""
 
 
+def incidents(args: argparse.Namespace) -> int:
+    from fleet_alerting.core.clock import utcnow
+
+    if args.show:
+        from fleet_alerting.surfaces.actions_cli import show as show_incident
+
+        return show_incident(_store(args), args.show)
+    now = utcnow()
+    rows = _store(args).incidents(include_resolved=args.all)
+    if not rows:
+        print("no incidents" if args.all else "no open incidents")
+        return 0
+    print(f"{'STATE':<9} {'SEVERITY':<8} {'ONSET (UTC)':<20} {'FAILED':>7}  KEY  WHAT")
+    for incident in rows:
+        print(incident_line(incident, now))
+    return 0
+
+
+def _since(text: str) -> datetime:
+    """`--since`: a duration back from now (`2h`, `30m`) or an ISO 8601 instant."""
+    from fleet_alerting.core.clock import utcnow
+    from fleet_alerting.core.durations import parse_duration
+
+    try:
+        return utcnow() - parse_duration(text)
+    except (ValueError, OverflowError):
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a duration such as 2h or an ISO 8601 time"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
+
+
 def outbox(args: argparse.Namespace) -> int:
-    items = _store(args).outbox(("queued", "dead"))
+    from fleet_alerting.config.checks import destination
+    from fleet_alerting.store.sqlite import Store
+
+    config = _config(args.config)
+    store = Store(config.state.path)
+    since = args.since
+    if args.sent:
+        items = [i for i in store.outbox(("sent",)) if since is None or i.created_at >= since]
+        if not items:
+            print("nothing delivered" + (" since then" if args.since else ""))
+        for item in items:
+            n = item.notification
+            print(
+                f"sent   {_when(item.created_at)} {n.kind:<9} {n.incident.key} → "
+                f"{destination(config, n.channel)}: {item.receipt or ''}"
+            )
+        return 0
+    items = [i for i in store.outbox(("queued", "dead")) if since is None or i.created_at >= since]
     if not items:
         print("outbox empty: nothing queued, no dead letters")
     for item in items:
@@ -174,10 +325,47 @@ def outbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def notify_test(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from fleet_alerting.core.clock import utcnow
+    from fleet_alerting.surfaces.notify_test import DESTINATIONS, configured, describe, send_test
+
+    config = _config(args.config)
+    wanted = list(DESTINATIONS) if args.to == "all" else [args.to]
+    channels, code = [], 0
+    for name in wanted:
+        channel = DESTINATIONS[name]
+        if configured(config, channel):
+            channels.append(channel)
+            continue
+        section = {"slack": "notify.slack.webhook", "slack_mirror": "notify.slack.mirror_webhook"}
+        section = section.get(channel, f"notify.{channel}")
+        print(f"{name}: not configured ({section}): skipped")
+        code = 1 if args.to != "all" else code
+    if not channels:
+        print("nothing to test: no destination configured (messages go to the local outbox)")
+        return 1
+    outcomes = asyncio.run(send_test(config, channels, utcnow))
+    for outcome in outcomes:
+        print(describe(config, outcome))
+    return 0 if code == 0 and all(o.result == "delivered" for o in outcomes) else 1
+
+
+def _version() -> str:
+    try:
+        return version("fleet-alerting")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fleet_alerting.deployments.schedules import SCHEDULES
 
     parser = argparse.ArgumentParser(prog="fleet-alerting", description=__doc__)
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
@@ -185,40 +373,111 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
         return sub
 
-    add("check-config", check_config, "validate a config file").add_argument("config")
-    run = add("run", run_flow, "run one watch flow once, locally (the audit: `audit`)")
-    run.add_argument("flow", choices=[s.flow for s in SCHEDULES if "config_path" in s.parameters])
-    run.add_argument("--config", default=DEFAULT_CONFIG)
-    add("serve", serve, "serve every deployment on its schedule").add_argument(
-        "--config", default=DEFAULT_CONFIG
+    def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--config", default=DEFAULT_CONFIG, help=CONFIG_HELP)
+        return sub
+
+    checker = with_config(add("check-config", check_config, "validate a config file"))
+    checker.add_argument(
+        "config_file", nargs="?", metavar="CONFIG", help="the config file (same as --config)"
     )
+    run = add("run", run_flow, "run one watch flow once, locally (the audit: `audit`)")
+    run.add_argument(
+        "flow",
+        choices=[s.flow for s in SCHEDULES if "config_path" in s.parameters],
+        help="the watch to run",
+    )
+    with_config(run)
+    with_config(add("serve", serve, "serve every deployment on its schedule"))
     show = add("demo", demo, "show the product working against local targets, in about a minute")
-    show.add_argument("--config", default=DEFAULT_CONFIG)
+    with_config(show)
     show.add_argument("--interval", type=float, default=3.0, help="seconds between probe runs")
     now = add("trigger", trigger, "run a deployment now through the Prefect API")
-    now.add_argument("deployment", help="FLOW/DEPLOYMENT, e.g. blackbox-probe/every-minute")
+    now.add_argument("deployment", help="FLOW/DEPLOYMENT, e.g. blackbox-probe/scheduled")
     now.add_argument("--param", action="append", default=[], help="NAME=VALUE (YAML scalar)")
     now.add_argument("--wait", action="store_true", help="follow the run; exit with its outcome")
-    add("slack-app", slack_app, "serve the /fleet slash command").add_argument(
-        "--config", default=DEFAULT_CONFIG
-    )
-    server = add("mcp", mcp, "serve Fleet data to MCP clients (stdio, or --http)")
-    server.add_argument("--config", default=DEFAULT_CONFIG)
+    with_config(add("slack-app", slack_app, "serve the /fleet slash command"))
+    server = with_config(add("mcp", mcp, "serve Fleet data to MCP clients (stdio, or --http)"))
     server.add_argument("--http", action="store_true", help="streamable HTTP with a bearer token")
     server.add_argument("--write", action="store_true", help="offer trigger_deployment")
     add_audit_commands(commands)
-    inc = add("incidents", incidents, "list open incidents from the store")
-    inc.add_argument("--config", default=DEFAULT_CONFIG)
-    inc.add_argument("--all", action="store_true", help="include resolved incidents")
-    add("outbox", outbox, "list queued notifications and dead letters").add_argument(
-        "--config", default=DEFAULT_CONFIG
+    inc = with_config(add("incidents", incidents, "list incidents: state, onset, duration"))
+    inc.add_argument("--all", action="store_true", help="include resolved incidents and why")
+    inc.add_argument("--show", metavar="KEY", help="one incident with its actions (audit trail)")
+    from fleet_alerting.surfaces.actions_cli import add_commands as add_action_commands
+
+    add_action_commands(commands)  # ack, silence, unsilence, snooze (actions_cli.py)
+    box = with_config(
+        add("outbox", outbox, "list queued notifications and dead letters (or --sent)")
+    )
+    box.add_argument("--sent", action="store_true", help="show delivered messages and receipts")
+    box.add_argument(
+        "--since",
+        type=_since,
+        metavar="WHEN",
+        help="only messages queued since WHEN: a duration back (2h) or an ISO 8601 time",
+    )
+    tell = with_config(
+        add("notify-test", notify_test, "send a marked test message to each destination")
+    )
+    tell.add_argument(
+        "--to",
+        choices=["slack", "mirror", "pagerduty", "oncall", "all"],
+        default="all",
+        help="one destination, or all configured ones (default); pagers: trigger, then resolve",
     )
     return parser
 
 
+def _quiet_telemetry() -> None:
+    """No analytics calls from a CLI on a closed network; an operator may still opt in."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+
+    _quiet_telemetry()
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    name = f"fleet-alerting {args.command}"
+    try:
+        return args.func(args)
+    except OperatorError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return exc.code
+    except StoreError as exc:  # says which file and what to do; a traceback would add nothing
+        print(exc, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        return _failed(name, exc)
+
+
+def _failed(name: str, exc: Exception) -> int:
+    """One line for any other failure; the config's own errors are already one line each."""
+    from fleet_alerting.config import ConfigError
+    from fleet_alerting.config.secrets import SecretError, redact
+
+    if isinstance(exc, ConfigError):
+        print(exc, file=sys.stderr)
+        return 1
+    if isinstance(exc, SecretError):
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    if os.environ.get("FLEET_ALERTING_DEBUG"):
+        raise exc
+    print(
+        f"{name} failed: {_first_line(redact(f'{type(exc).__name__}: {exc}'))} "
+        "(FLEET_ALERTING_DEBUG=1 shows the traceback)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 if __name__ == "__main__":

@@ -6,16 +6,22 @@ the same request. Paths are the Fleet API's behind Caddy (which strips the `/api
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
+from pydantic import TypeAdapter
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration
+from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.links import explore_url, logql_selector
 from fleet_alerting.sources.fleet_events.client import FleetApi
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.sqlite import incidents_table
 
 LEVELS = ("debug", "info", "warn", "warning", "error")
 _CORRELATION = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
@@ -90,13 +96,10 @@ class FleetQueries:
             logql += f' |= "{query.correlation_id}"'
         return explore_url(self.config.links, logql)
 
-    def open_incidents(self) -> list[dict[str, Any]]:
+    async def open_incidents(self) -> list[dict[str, Any]]:
+        """Open incidents, read in a worker thread so the event loop keeps serving."""
+        incidents = await asyncio.to_thread(read_open_incidents, Path(self.config.state.path))
         now = utcnow()
-        store = Store(self.config.state.path)
-        try:
-            incidents = store.incidents()
-        finally:
-            store.close()
         return [
             {
                 "key": i.key,
@@ -109,3 +112,26 @@ class FleetQueries:
             }
             for i in incidents
         ]
+
+
+_incidents = TypeAdapter(list[Incident])
+
+
+def read_open_incidents(path: Path) -> list[Incident]:
+    """The store's open incidents through a read-only connection: under WAL a reader sees the last
+    committed state and never waits for the write lock an evaluation holds (the store's own
+    transactions begin IMMEDIATE, which would)."""
+    if not path.exists():
+        return []
+    engine = sa.create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
+    try:
+        query = (
+            sa.select(incidents_table.c.data)
+            .where(incidents_table.c.state != State.resolved)
+            .order_by(incidents_table.c.updated_at.desc())
+        )
+        with engine.connect() as conn:
+            rows = conn.execute(query).scalars().all()
+    finally:
+        engine.dispose()
+    return _incidents.validate_json("[" + ",".join(rows) + "]")

@@ -6,19 +6,23 @@ server demands its own bearer token; the Fleet API token stays inside the server
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 from mcp.server.mcpserver import MCPServer
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.secrets import install_log_redaction
 from fleet_alerting.sources.fleet_events.client import FleetApi
 from fleet_alerting.surfaces.fleet_queries import FleetQueries, LogsQuery
+from fleet_alerting.surfaces.mcp_actions import add_action_tools
+from fleet_alerting.surfaces.parameters import ParameterError, check_parameters, flow_schema
 from fleet_alerting.surfaces.slack_commands import all_devices
 
 # (deployment, parameters, print) → exit code; `deployments.trigger.trigger` in production.
@@ -31,6 +35,7 @@ def build_server(config: Config, *, write: bool, trigger: Trigger | None = None)
     install_log_redaction()
     fleet_api = config.fleet_api
     token = fleet_api.token.resolve() if fleet_api.token else None
+    config_dir = config.source_file.parent if config.source_file else Path.cwd()
 
     @contextlib.asynccontextmanager
     async def queries() -> AsyncIterator[FleetQueries]:
@@ -78,47 +83,93 @@ def build_server(config: Config, *, write: bool, trigger: Trigger | None = None)
     @server.tool(description="Incidents fleet-alerting has open now.")
     async def open_incidents() -> list[dict[str, Any]]:
         async with queries() as q:
-            return q.open_incidents()
+            return await q.open_incidents()
 
     if write:
         if trigger is None:
             raise ValueError("the write scope needs a trigger")
 
-        @server.tool(description="Run a Prefect deployment (FLOW/DEPLOYMENT) now. Write scope.")
+        @server.tool(
+            description=(
+                "Run a Prefect deployment (FLOW/DEPLOYMENT) now. Write scope. Parameters must fit "
+                "the flow's parameter schema; paths stay inside the configuration directory."
+            )
+        )
         async def trigger_deployment(
             deployment: str, parameters: dict[str, Any] | None = None
         ) -> str:
+            try:
+                schema = await asyncio.to_thread(flow_schema, deployment)
+                checked = check_parameters(parameters or {}, schema, config_dir)
+            except ParameterError as exc:
+                return f"refused, nothing was triggered: {exc}"
             lines: list[str] = []
-            code = await trigger(deployment, parameters or {}, lines.append)
+            code = await trigger(deployment, checked, lines.append)
             return "\n".join(lines) + ("" if code == 0 else f"\n(exit code {code})")
+
+        add_action_tools(server, config)  # acknowledge/silence/unsilence (mcp_actions.py)
 
     return server
 
 
+MAX_BODY_BYTES = 1024 * 1024  # JSON-RPC messages of these tools are a few KiB
+
+
 class BearerAuth:
-    """ASGI middleware: every HTTP request needs `Authorization: Bearer <token>`."""
+    """ASGI middleware: every HTTP request needs `Authorization: Bearer <token>`, and a body of at
+    most MAX_BODY_BYTES; both are checked before the MCP app sees (or reads) anything."""
 
     def __init__(self, app: ASGIApp, token: str):
         self.app = app
         self.expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"text/plain"),
-                            (b"www-authenticate", b"Bearer"),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": b"missing or wrong bearer token"})
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
+            await _refuse(
+                send, 401, b"missing or wrong bearer token", [(b"www-authenticate", b"Bearer")]
+            )
+            return
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or len(length) > 12):
+            await _refuse(send, 400, b"malformed Content-Length")
+            return
+        if length is not None and int(length) > MAX_BODY_BYTES:
+            await _refuse(send, 413, b"request body too large")
+            return
+        body, size = [], 0  # read (at most the limit) before the app, then replay it
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body.append(message.get("body", b""))
+            size += len(body[-1])
+            if size > MAX_BODY_BYTES:
+                await _refuse(send, 413, b"request body too large")
                 return
-        await self.app(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+async def _refuse(
+    send: Send, status: int, text: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [(b"content-type", b"text/plain"), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": text})
 
 
 def http_app(config: Config, server: MCPServer) -> ASGIApp:

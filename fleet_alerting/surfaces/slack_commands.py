@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,9 @@ from pydantic import SecretStr
 from fleet_alerting.delivery.notifiers.slack_webhook import MAX_SECTION, escape
 
 MAX_AGE_SECONDS = 300
+MAX_BODY_BYTES = 16 * 1024  # a slash command is a short form; Slack's are well under 4 KiB
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only: "²²²" passes str.isdigit
+_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 MAX_LINES = 20
 USAGE = (
     "Usage: `/fleet health` · `/fleet state [device]` · `/fleet logs [device] [level] "
@@ -41,14 +45,23 @@ class RequestVerifier:
     max_age: int = MAX_AGE_SECONDS
     _seen: dict[str, int] = field(default_factory=dict)
 
-    def verify(self, timestamp: str | None, signature: str | None, body: bytes, now: float) -> None:
+    def check_headers(self, timestamp: str | None, signature: str | None, now: float) -> int:
+        """What can be refused before the body is read: missing, malformed or stale headers.
+        Returns the request's timestamp."""
         if not timestamp or not signature:
             raise SignatureError("missing X-Slack-Request-Timestamp or X-Slack-Signature")
-        if not timestamp.isdigit():
+        if not _TIMESTAMP.fullmatch(timestamp):
             raise SignatureError("malformed X-Slack-Request-Timestamp")
+        if not _SIGNATURE.fullmatch(signature):
+            raise SignatureError("malformed X-Slack-Signature")
         sent = int(timestamp)
         if abs(now - sent) > self.max_age:
             raise SignatureError("stale request: timestamp outside the 5-minute window")
+        return sent
+
+    def verify(self, timestamp: str | None, signature: str | None, body: bytes, now: float) -> None:
+        sent = self.check_headers(timestamp, signature, now)
+        assert timestamp is not None and signature is not None
         if not hmac.compare_digest(sign(self.secret, timestamp, body), signature):
             raise SignatureError("signature mismatch")
         self._seen = {s: t for s, t in self._seen.items() if abs(now - t) <= self.max_age}
@@ -63,6 +76,17 @@ class SlashCommand:
     args: tuple[str, ...]
     user_id: str
     channel_id: str
+
+
+def deployment_name_problem(name: str) -> str | None:
+    """Why `name` is not a FLOW/DEPLOYMENT name (None when it is one)."""
+    flow, sep, deployment = name.partition("/")
+    if not sep or not flow or not deployment or "/" in deployment:
+        return (
+            f"{name!r} is not a deployment name: expected FLOW/DEPLOYMENT, "
+            "e.g. blackbox-probe/every-minute"
+        )
+    return None
 
 
 def parse(form: dict[str, str]) -> SlashCommand:

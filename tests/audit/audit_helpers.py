@@ -8,6 +8,8 @@ from pathlib import Path
 import yaml
 
 from fleet_alerting.alertmanager.routing import parse_config
+from fleet_alerting.audit import synth
+from fleet_alerting.audit.live import noise_statistics
 from fleet_alerting.audit.loader import expectations_from_dict, load_rule_text
 from fleet_alerting.audit.model import AuditInput, PrometheusUnavailable, SecretFile
 
@@ -27,6 +29,25 @@ class FakeSeries:
 
     def metric_names(self) -> set[str]:
         return set(self.names)
+
+
+class HistorySeries(FakeSeries):
+    """A Prometheus that also has raw ALERTS history (what `alert_history` queries)."""
+
+    def __init__(self, names: list[str], selectors: list[str], history: tuple) -> None:
+        super().__init__(names, selectors)
+        self.firing, self.for_state = history
+        self.queries: list[tuple[str, int, float]] = []
+
+    def raw_samples(self, selector: str, seconds: int, at: float) -> list[dict]:
+        self.queries.append((selector, seconds, at))
+        source = self.firing if selector.startswith("ALERTS{") else self.for_state
+        out = []
+        for s in source:
+            vals = [v for v in s["values"] if at - seconds < v[0] <= at]
+            if vals:
+                out.append({"metric": s["metric"], "values": vals})
+        return out
 
 
 class DownSeries:
@@ -52,10 +73,20 @@ def build_input(overrides: dict) -> AuditInput:
         )
         for f in parts.get("secret_files", [])
     ]
+    am = parse_config(parts["am"])
+    rules = load_rule_text(rules_text, "t.rules.yml")
+    expectations = expectations_from_dict(parts["expectations"])
+    noise = None
+    if "noise" in parts:
+        start = NOW - timedelta(days=parts["noise"].get("days", 90))
+        history = synth.alert_history(parts["noise"]["alerts"], start.timestamp(), NOW.timestamp())
+        source = HistorySeries(**parts["series"], history=history)
+        noise = noise_statistics(source, am, rules, expectations, start, NOW)
     return AuditInput(
-        am=parse_config(parts["am"]),
-        rules=load_rule_text(rules_text, "t.rules.yml"),
-        expectations=expectations_from_dict(parts["expectations"]),
+        am=am,
+        rules=rules,
+        expectations=expectations,
+        noise=noise,
         now=NOW,
         running=parse_config(parts["running"]) if parts.get("running") else None,
         secret_files=secret_files,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from tests.fakes.http import Response, Scripted
 
 REPO = Path(__file__).resolve().parents[2]
 AM = str(REPO / "config/audit/alertmanager.yml")
@@ -181,3 +185,88 @@ def test_audit_command_bad_rules_exit_2(cli, tmp_path: Path) -> None:
         str(tmp_path),
     )
     assert rc == 2 and f"{bad}:4:" in err
+
+
+def _audit_argv(tmp_path: Path, *extra: str, rules: str | None = None) -> list[str]:
+    return [
+        "audit",
+        "--alertmanager",
+        AM,
+        "--rules",
+        rules or str(REPO / "config/audit/rules/*.yml"),
+        "--expectations",
+        str(REPO / "config/audit/expectations.yaml"),
+        "--out",
+        str(tmp_path),
+        *extra,
+    ]
+
+
+def test_prometheus_url_that_is_not_prometheus_is_an_error(cli, tmp_path: Path) -> None:
+    page = Response(200, "<html><body>Grafana</body></html>", {"content-type": "text/html"})
+    with Scripted(page) as server:
+        rc, out, err = cli(*_audit_argv(tmp_path, "--prometheus-url", server.url))
+    assert rc == 2, out
+    assert "is not a Prometheus HTTP API" in err and "text/html" in err
+    assert "Traceback" not in err and not (tmp_path / "2026-Q2").exists()
+
+
+@pytest.mark.parametrize("url", ["closed", "ftp://127.0.0.1/", "http://"])
+def test_unreachable_prometheus_url_is_an_error(cli, tmp_path: Path, closed_url, url) -> None:
+    url = closed_url if url == "closed" else url
+    rc, _, err = cli(*_audit_argv(tmp_path, "--prometheus-url", url))
+    assert rc == 2 and err.startswith("error: --prometheus-url: ")
+
+
+def test_prometheus_error_status_is_an_error(cli, tmp_path: Path) -> None:
+    with Scripted(Response(404, {"status": "error", "error": "not found"})) as server:
+        rc, _, err = cli(*_audit_argv(tmp_path, "--prometheus-url", server.url))
+    assert rc == 2 and "Prometheus error: not found" in err
+
+
+@pytest.mark.parametrize("kind", ["directory", "binary", "unreadable"])
+def test_unreadable_rule_files_are_an_error(cli, tmp_path: Path, kind: str) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    bad = rules / "x.yml"
+    if kind == "directory":
+        bad.mkdir()
+    elif kind == "binary":
+        bad.write_bytes(b"\xff\xfe\x00groups")
+    else:
+        bad.write_text("groups: []\n")
+        bad.chmod(0)
+        if os.access(bad, os.R_OK):
+            pytest.skip("running as root: every file is readable")
+    rc, _, err = cli(*_audit_argv(tmp_path, rules=str(rules / "*.yml")))
+    assert rc == 2 and err.startswith(f"error: {bad}: cannot read: ")
+
+
+def test_bad_now_and_bad_coverage_regex_are_errors(cli, tmp_path: Path) -> None:
+    rc, _, err = cli(*_audit_argv(tmp_path, "--now", "yesterday"))
+    assert rc == 2 and err.startswith("error: --now: ")
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("paging_receivers: [x]\ncoverage_ignore: ['^go_(']\n")
+    argv = _audit_argv(tmp_path)
+    argv[argv.index("--expectations") + 1] = str(exp)
+    rc, _, err = cli(*argv)
+    assert rc == 2 and "coverage_ignore: invalid regular expression" in err
+
+
+HEAVY = ("sqlalchemy", "pydantic", "prefect", "pandas", "httpx", "asyncio", "matplotlib")
+
+
+def test_routes_test_imports_nothing_heavy() -> None:
+    """`fleet-alerting routes test` through the real entry point loads neither the store, the
+    config schema, Prefect nor pandas: start-up stays close to amtool's (bench/routing_audit.py
+    measures it)."""
+    code = (
+        "import sys\n"
+        "from fleet_alerting.surfaces.cli import main\n"
+        f"rc = main(['routes', 'test', '--config', {AM!r}, 'severity=critical'])\n"
+        f"print(rc, sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    assert out.splitlines()[-1] == "0 []"

@@ -13,9 +13,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_quarterly_audit_flow(prefect_api: str, tmp_path: Path) -> None:
-    from fleet_alerting.flows.quarterly_audit import ARTIFACT_KEY, quarterly_audit
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from fleet_alerting.flows.quarterly_audit import ARTIFACT_KEY, quarterly_audit
 
     summary = asyncio.run(
         quarterly_audit(

@@ -88,7 +88,8 @@ def test_report_files_and_html_is_self_contained(tmp_path: Path) -> None:
     assert '<span class="warning">warning</span>' in html
     md = (w.directory / "report.md").read_text()
     assert "## Routing matrix" in md and "## Escalation matrix" in md
-    assert "## Check: shadowed-route" in md
+    assert "## Routes that can never match (shadowed by an earlier sibling)" in md
+    assert "**How to fix:**" in md and "**Contents:**" in md
     data = json.loads((w.directory / "findings.json").read_text())
     assert data["quarter"] == "2026-Q3" and len(data["findings"]) == w.summary["findings"]
     assert (w.directory / "checks" / "inline-secret.csv").is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from fleet_alerting.alertmanager.routing import (
     parse_config,
     parse_label_args,
 )
-from fleet_alerting.core.matchers import MatcherError, parse_matcher, parse_matchers
+from fleet_alerting.core.matchers import MatcherError, check_matcher, parse_matcher, parse_matchers
 
 CASES = Path(__file__).parent / "cases"
 
@@ -63,6 +64,27 @@ def test_parse_matchers_table(case: dict) -> None:
 @pytest.mark.parametrize("case", _load("matchers.yaml")["regex_cases"])
 def test_regex_matchers_are_anchored(case: dict) -> None:
     assert parse_matcher(case["matcher"]).matches(case["labels"]) is case["expect"]
+
+
+@pytest.mark.parametrize("case", _load("matchers.yaml")["regex_cases"])
+def test_direct_re2_call_equals_the_public_api(case: dict) -> None:
+    """GoRegex calls RE2 below google-re2's public `search`; both must agree."""
+    m = parse_matcher(case["matcher"])
+    value = case["labels"].get("a", "")
+    assert m.pattern is not None
+    assert m.pattern.matches(value) is (m.pattern.pattern.search(value) is not None)
+
+
+@pytest.mark.parametrize(("expr", "error"), _load("matchers.yaml")["regex_errors"])
+def test_regexes_go_refuses_are_refused(expr: str, error: str) -> None:
+    with pytest.raises(MatcherError, match=error):
+        parse_matchers(f"a=~{json.dumps(expr)}")
+    # and the config validator (escalation rules) and the routing tree refuse them too
+    with pytest.raises(ValueError, match=error):
+        check_matcher(f"a=~{json.dumps(expr)}")
+    doc = {"route": {"receiver": "r", "routes": [{"match_re": {"a": expr}}]}}
+    with pytest.raises(RoutingConfigError, match=error):
+        parse_config({**doc, "receivers": [{"name": "r"}]})
 
 
 @pytest.mark.parametrize("case", _load("inhibit.yaml")["inhibit_cases"])

@@ -5,6 +5,27 @@ from __future__ import annotations
 from fleet_alerting.alertmanager.routing import Route
 from fleet_alerting.audit.model import AuditInput, Expectation, Rule
 
+# integrations that reach a person's phone (Grafana OnCall is a webhook)
+PAGER_CONFIGS = (
+    "pagerduty_configs",
+    "opsgenie_configs",
+    "victorops_configs",
+    "pushover_configs",
+    "webhook_configs",
+)
+
+
+def paging_problems(inp: AuditInput) -> dict[str, str]:
+    """Declared paging receivers that cannot page: name -> "missing" | "no-pager-config"."""
+    out = {}
+    for name in sorted(inp.expectations.paging_receivers):
+        rc = inp.am.receivers.get(name)
+        if rc is None:
+            out[name] = "missing"
+        elif not any(rc.get(k) for k in PAGER_CONFIGS):
+            out[name] = "no-pager-config"
+    return out
+
 
 def routed(inp: AuditInput) -> list[tuple[Rule, list[Route]]]:
     return [(r, inp.am.routes_for(r.routing_labels)) for r in inp.alert_rules]

@@ -8,6 +8,15 @@ from fleet_alerting.audit.checks._common import receivers, routed
 from fleet_alerting.audit.model import AuditInput, Finding
 
 CHECK_ID = "duplicate-notification"
+TITLE = "The same receiver is notified twice for one alert"
+WHY = (
+    "`continue: true` chains that reach one receiver through two routes send every notification"
+    " twice; people learn to ignore duplicates."
+)
+FIX = (
+    "Drop `continue` on the earlier route, or make the later route's matchers exclude what the "
+    "earlier one already sent."
+)
 
 
 def check(inp: AuditInput) -> list[Finding]:

@@ -10,6 +10,15 @@ from fleet_alerting.audit.model import AuditInput, Finding, PrometheusUnavailabl
 from fleet_alerting.audit.promql import PromQLError, metric_names
 
 CHECK_ID = "uncovered-metric"
+TITLE = "Exported metrics that no rule watches"
+WHY = (
+    "A metric that is scraped but referenced by no alerting or recording rule cannot tell "
+    "anyone when it goes wrong."
+)
+FIX = (
+    "Write a rule for the metrics that matter, or add the rest to `coverage_ignore` in the "
+    "expectations."
+)
 DASHBOARD_CHECK_ID = "undashboarded-metric"
 ONLINE = True
 
@@ -43,12 +52,16 @@ def check(inp: AuditInput) -> list[Finding]:
     try:
         exported = inp.series.metric_names()
     except PrometheusUnavailable as exc:
-        return [Finding("online-skipped", "info", message=f"{CHECK_ID} skipped: {exc}")]
+        return [
+            Finding(
+                "online-skipped", "info", message=f"{CHECK_ID} skipped: {exc}", subject=CHECK_ID
+            )
+        ]
     ignore = [re.compile(p) for p in inp.expectations.coverage_ignore]
     relevant = sorted(m for m in exported if not any(p.search(m) for p in ignore))
     in_rules = _names(r.expr for r in inp.rules) | {r.name for r in inp.rules if r.kind == "record"}
     out = [
-        Finding(CHECK_ID, "info", message=f"{m} is exported but no rule references it")
+        Finding(CHECK_ID, "info", message=f"{m} is exported but no rule references it", subject=m)
         for m in relevant
         if m not in in_rules
     ]
@@ -59,6 +72,7 @@ def check(inp: AuditInput) -> list[Finding]:
                 DASHBOARD_CHECK_ID,
                 "info",
                 message=f"{m} is exported but no dashboard panel shows it",
+                subject=m,
             )
             for m in relevant
             if m not in shown

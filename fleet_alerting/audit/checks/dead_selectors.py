@@ -6,6 +6,15 @@ from fleet_alerting.audit.model import AuditInput, Finding, PrometheusUnavailabl
 from fleet_alerting.audit.promql import PromQLError, selectors
 
 CHECK_ID = "dead-selector"
+TITLE = "Rule selectors that match no series"
+WHY = (
+    "A rule whose selector selects nothing never fires: in the Fleet `ApiDown` selected "
+    '`job="api"` while the scrape job is `fleet-api`.'
+)
+FIX = (
+    "Fix the metric name or label values so the selector returns series (try it in the "
+    "Prometheus UI)."
+)
 ONLINE = True
 
 
@@ -26,6 +35,7 @@ def check(inp: AuditInput) -> list[Finding]:
                         "warning",
                         rule.name,
                         message=f"cannot read expr: {exc} ({rule.where})",
+                        subject="expr",
                     )
                 )
                 continue
@@ -42,7 +52,15 @@ def check(inp: AuditInput) -> list[Finding]:
                     )
                 else:
                     msg = f"{text}: no such metric is exported"
-                out.append(Finding(CHECK_ID, "error", rule.name, message=f"{msg} ({rule.where})"))
+                out.append(
+                    Finding(
+                        CHECK_ID, "error", rule.name, message=f"{msg} ({rule.where})", subject=text
+                    )
+                )
         return out
     except PrometheusUnavailable as exc:
-        return [Finding("online-skipped", "info", message=f"{CHECK_ID} skipped: {exc}")]
+        return [
+            Finding(
+                "online-skipped", "info", message=f"{CHECK_ID} skipped: {exc}", subject=CHECK_ID
+            )
+        ]

@@ -14,6 +14,9 @@ from fleet_alerting.audit.model import AuditInput, Finding
 from fleet_alerting.core.durations import seconds_str
 
 CHECK_ID = "config-drift"
+TITLE = "The running Alertmanager differs from the file"
+WHY = "What is reviewed is not what runs: the file's routing is not the routing alerts get."
+FIX = "Reload Alertmanager with the reviewed file (`POST /-/reload`), or commit what runs."
 
 
 def route_facts(r: Route) -> dict[str, Any]:
@@ -42,39 +45,42 @@ def _inhibit(am: AlertmanagerConfig) -> list[tuple[Any, ...]]:
     )
 
 
-def semantic_diff(file: AlertmanagerConfig, live: AlertmanagerConfig) -> list[tuple[str, str]]:
-    """(where, what) pairs describing how the running config differs from the file."""
-    out: list[tuple[str, str]] = []
+def semantic_diff(file: AlertmanagerConfig, live: AlertmanagerConfig) -> list[tuple[str, str, str]]:
+    """(where, subject, what) describing how the running config differs from the file."""
+    out: list[tuple[str, str, str]] = []
     a = {r.id: r for r in file.route.walk()}
     b = {r.id: r for r in live.route.walk()}
     for rid in sorted(set(a) | set(b)):
         if rid not in b:
-            out.append((rid, f"route {a[rid].slug()} is not in the running config"))
+            out.append((rid, "route", f"route {a[rid].slug()} is not in the running config"))
         elif rid not in a:
-            out.append((rid, f"running route {b[rid].slug()} is not in the file"))
+            out.append((rid, "route", f"running route {b[rid].slug()} is not in the file"))
         else:
             fa, fb = route_facts(a[rid]), route_facts(b[rid])
             for key in fa:
                 if fa[key] != fb[key]:
-                    out.append((rid, f"{key}: file {fa[key]} vs running {fb[key]}"))
+                    out.append((rid, key, f"{key}: file {fa[key]} vs running {fb[key]}"))
     for name in sorted(set(file.receivers) | set(live.receivers)):
         if name not in live.receivers:
-            out.append((f"receiver {name}", "receiver is not in the running config"))
+            out.append((f"receiver {name}", "receiver", "receiver is not in the running config"))
         elif name not in file.receivers:
-            out.append((f"receiver {name}", "running receiver is not in the file"))
+            out.append((f"receiver {name}", "receiver", "running receiver is not in the file"))
         else:
             ia, ib = _integrations(file.receivers[name]), _integrations(live.receivers[name])
             if ia != ib:
-                out.append((f"receiver {name}", f"integrations: file {ia} vs running {ib}"))
+                out.append(
+                    (f"receiver {name}", "integrations", f"integrations: file {ia} vs running {ib}")
+                )
     if _inhibit(file) != _inhibit(live):
-        out.append(("inhibit_rules", "inhibit rules differ"))
+        out.append(("inhibit_rules", "inhibit_rules", "inhibit rules differ"))
     if file.time_intervals != live.time_intervals:
         names = sorted(
             n
             for n in set(file.time_intervals) | set(live.time_intervals)
             if file.time_intervals.get(n) != live.time_intervals.get(n)
         )
-        out.append(("time_intervals", f"time intervals differ: {', '.join(names)}"))
+        what = f"time intervals differ: {', '.join(names)}"
+        out.append(("time_intervals", "time_intervals", what))
     return out
 
 
@@ -83,9 +89,13 @@ def check(inp: AuditInput) -> list[Finding]:
         return []
     out = [
         Finding(
-            CHECK_ID, "warning", route_path=where, message=f"file and running config differ: {what}"
+            CHECK_ID,
+            "warning",
+            route_path=where,
+            message=f"file and running config differ: {what}",
+            subject=subject,
         )
-        for where, what in semantic_diff(inp.am, inp.running)
+        for where, subject, what in semantic_diff(inp.am, inp.running)
     ]
     for rule in inp.alert_rules:
         file_rx = inp.am.receivers_for(rule.routing_labels)
@@ -96,7 +106,6 @@ def check(inp: AuditInput) -> list[Finding]:
                     CHECK_ID,
                     "error",
                     rule.name,
-                    receiver=",".join(live_rx),
                     message=f"file routes to {','.join(file_rx)}, running config to "
                     f"{','.join(live_rx)}",
                 )

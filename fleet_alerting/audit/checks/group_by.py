@@ -6,6 +6,12 @@ from fleet_alerting.audit.checks._common import describe, routed
 from fleet_alerting.audit.model import AuditInput, Finding
 
 CHECK_ID = "group-by"
+TITLE = "Routes that group different hosts into one notification"
+WHY = (
+    "Without `alertname` and `instance` in `group_by`, one notification hides which hosts fail "
+    "and new hosts do not re-notify."
+)
+FIX = "Add the missing labels to the route's `group_by` (or `...`)."
 
 
 def check(inp: AuditInput) -> list[Finding]:
@@ -25,14 +31,15 @@ def check(inp: AuditInput) -> list[Finding]:
         missing = [n for n in required if n not in route.opts.group_by]
         if missing:
             out.append(
+                # the alerts are in the message, not the identity: the route is the subject
                 Finding(
                     CHECK_ID,
                     "warning",
-                    ", ".join(alerts[rid]),
-                    rid,
-                    route.opts.receiver,
-                    f"{describe(route)} groups by [{', '.join(sorted(route.opts.group_by))}]; "
-                    f"missing {', '.join(missing)}",
+                    route_path=rid,
+                    receiver=route.opts.receiver,
+                    message=f"{describe(route)} groups by "
+                    f"[{', '.join(sorted(route.opts.group_by))}]; missing {', '.join(missing)} "
+                    f"(alerts: {', '.join(alerts[rid])})",
                 )
             )
     return out

@@ -9,6 +9,14 @@ from typing import Any
 from fleet_alerting.audit.model import AuditInput, Finding
 
 CHECK_ID = "inline-secret"
+TITLE = "Secrets written inline in alertmanager.yml"
+WHY = (
+    "An inline key or webhook URL leaks with every copy of the file (git, backups, support "
+    "bundles)."
+)
+FIX = (
+    "Move it to a file readable only by Alertmanager and use the `*_file` key named in the finding."
+)
 
 # key -> its file alternative, anywhere in the config (all accepted by Alertmanager 0.25)
 ANYWHERE = {

@@ -5,6 +5,9 @@ from __future__ import annotations
 from fleet_alerting.audit.model import AuditInput, Finding
 
 CHECK_ID = "missing-severity"
+TITLE = "Alert rules without a severity label"
+WHY = "Routing is by severity: an alert without one takes whatever path the fallbacks give it."
+FIX = "Add `labels: {severity: critical|warning|info}` to the rule."
 
 
 def check(inp: AuditInput) -> list[Finding]:

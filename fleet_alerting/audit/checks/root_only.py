@@ -6,6 +6,12 @@ from fleet_alerting.audit.checks._common import routed
 from fleet_alerting.audit.model import AuditInput, Finding
 
 CHECK_ID = "root-only"
+TITLE = "Alerts that only reach the root (default) receiver"
+WHY = (
+    "An alert that matches no route lands in the catch-all receiver, which usually nobody "
+    "watches for it."
+)
+FIX = "Give the alert a severity/team label a route matches, or add a route for it."
 
 
 def check(inp: AuditInput) -> list[Finding]:

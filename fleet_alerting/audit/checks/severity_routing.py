@@ -6,6 +6,15 @@ from fleet_alerting.audit.checks._common import expectation, receivers, routed
 from fleet_alerting.audit.model import AuditInput, Finding
 
 CHECK_ID = "severity-routing"
+TITLE = "Alerts routed against their severity's expectation"
+WHY = (
+    "The expectations say who must (and must not) hear each severity; a mismatch means the "
+    "wrong people are woken or the right ones are not told."
+)
+FIX = (
+    "Change the route's matchers or the alert's labels so the receivers match the expectation, "
+    "or change the expectation deliberately."
+)
 
 
 def check(inp: AuditInput) -> list[Finding]:
@@ -26,6 +35,7 @@ def check(inp: AuditInput) -> list[Finding]:
                         want,
                         f"severity {sev!r} must reach {want} but routes to "
                         f"{', '.join(got)} ({rule.where})",
+                        subject="must_reach",
                     )
                 )
         for bad in exp.must_not_reach:
@@ -38,6 +48,7 @@ def check(inp: AuditInput) -> list[Finding]:
                         path,
                         bad,
                         f"severity {sev!r} must not reach {bad} ({rule.where})",
+                        subject="must_not_reach",
                     )
                 )
     return out

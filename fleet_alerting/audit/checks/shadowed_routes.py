@@ -8,6 +8,15 @@ from fleet_alerting.audit.checks._common import describe
 from fleet_alerting.audit.model import AuditInput, Finding
 
 CHECK_ID = "shadowed-route"
+TITLE = "Routes that can never match (shadowed by an earlier sibling)"
+WHY = (
+    "A route after a sibling that takes every alert it would take is dead configuration that "
+    "reviewers trust."
+)
+FIX = (
+    "Move the specific route before the general one, or add `continue: true` to the earlier "
+    "one, or delete it."
+)
 _ALWAYS = {".*"}
 
 

@@ -6,6 +6,15 @@ from fleet_alerting.audit.checks._common import describe, routed
 from fleet_alerting.audit.model import AuditInput, Finding
 
 CHECK_ID = "unreachable-route"
+TITLE = "Routes no alert rule reaches"
+WHY = (
+    "Routes that no rule's labels reach are either for alerts that no longer exist or for "
+    "labels only series carry; both deserve a look."
+)
+FIX = (
+    "Delete routes for alerts that are gone; for the rest, confirm the series labels that reach"
+    " them."
+)
 
 
 def check(inp: AuditInput) -> list[Finding]:

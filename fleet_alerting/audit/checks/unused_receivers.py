@@ -5,6 +5,9 @@ from __future__ import annotations
 from fleet_alerting.audit.model import AuditInput, Finding
 
 CHECK_ID = "unused-receiver"
+TITLE = "Receivers no route uses"
+WHY = "An unused receiver is configuration (and maybe credentials) kept for nothing."
+FIX = "Delete it, or route the alerts that were meant for it."
 
 
 def check(inp: AuditInput) -> list[Finding]:

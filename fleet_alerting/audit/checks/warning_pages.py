@@ -6,6 +6,12 @@ from fleet_alerting.audit.checks._common import expectation, routed
 from fleet_alerting.audit.model import AuditInput, Finding
 
 CHECK_ID = "warning-pages"
+TITLE = "Warnings that page"
+WHY = "Paging for warnings wakes people for things that can wait and teaches them to ignore pages."
+FIX = (
+    "Stop warning-level alerts at a non-paging receiver, or raise the alert to critical if it "
+    "truly needs a person now."
+)
 
 
 def check(inp: AuditInput) -> list[Finding]:

@@ -1,4 +1,4 @@
-"""The local outbox: JSON lines in a file, for the embedded default and dry runs.
+"""The local outbox: JSON lines in a file, used only for a dry run (`notify.dry_run: true`).
 
 Each line holds what the real channel would have received (routing keys left out), so an operator
 can read exactly what Slack or PagerDuty would have shown.
@@ -17,7 +17,7 @@ from fleet_alerting.delivery.notifiers import slack_webhook as slack
 class LocalOutbox:
     def __init__(self, path: Path, channel: str):
         self.path = path
-        self.name = f"local outbox {path} ({channel} not configured)"
+        self.name = f"local outbox {path} ({channel}, dry run)"
         self.channel = channel
 
     async def send(self, n: Notification) -> str:

@@ -26,11 +26,14 @@ def payload(n: Notification) -> dict[str, Any]:
     target = signal.target or incident.key
     title = f"[{incident.severity.upper()}] {signal.summary} ({target})"
     lines = [
-        f"Failing since {incident.onset.isoformat()} ({format_duration(n.at - incident.onset)})",
+        f"Failing since {incident.onset.isoformat()} ({format_duration(incident.duration(n.at))})",
         f"Incident: {incident.key}",
     ]
     if resolved:
         lines.insert(0, f"Resolved: {incident.resolution or 'recovered'}")
+        if incident.recovery is not None and incident.recovery.evidence:
+            evidence = incident.recovery.evidence.items()
+            lines.insert(1, "Recovered: " + ", ".join(f"{k}: {v}" for k, v in evidence))
     if signal.remediation and not resolved:
         lines.append("Remediation:")
         lines += [f"{i}. {step}" for i, step in enumerate(signal.remediation, 1)]
@@ -52,14 +55,17 @@ def payload(n: Notification) -> dict[str, Any]:
 class OnCallWebhook:
     name = "Grafana OnCall webhook"
 
-    def __init__(self, client: httpx.AsyncClient, url: SecretStr):
+    def __init__(self, client: httpx.AsyncClient, url: SecretStr, timeout: float = 10.0):
         self.client = client
+        self.timeout = timeout
         self._url = url
 
     async def send(self, n: Notification) -> str:
         body = payload(n)
         try:
-            response = await self.client.post(self._url.get_secret_value(), json=body)
+            response = await self.client.post(
+                self._url.get_secret_value(), json=body, timeout=self.timeout
+            )
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.name) from None
         try:

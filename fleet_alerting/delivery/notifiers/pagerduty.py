@@ -1,4 +1,5 @@
-"""PagerDuty Events API v2: trigger on page, resolve on clear, one dedup_key per incident key."""
+"""PagerDuty Events API v2: trigger on page, acknowledge on an operator's ack, resolve on clear,
+one dedup_key per incident key."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fleet_alerting.http.errors import post_json
 MAX_EVENT_BYTES = 512 * 1024
 MAX_SUMMARY = 1024
 MAX_DEDUP_KEY = 255
+_ACTIONS = {Kind.resolved: "resolve", Kind.acknowledged: "acknowledge"}
 _SEVERITY = {"critical": "critical", "warning": "warning", "info": "info"}
 
 
@@ -28,13 +30,13 @@ def dedup_key(incident_key: str) -> str:
 
 def event(n: Notification, routing_key: str) -> dict[str, Any]:
     incident, signal = n.incident, n.incident.signal
-    action = "resolve" if n.kind == Kind.resolved else "trigger"
+    action = _ACTIONS.get(n.kind, "trigger")
     body: dict[str, Any] = {
         "routing_key": routing_key,
         "event_action": action,
         "dedup_key": dedup_key(incident.key),
     }
-    if action == "resolve":
+    if action != "trigger":  # acknowledge and resolve carry only the dedup_key
         return body
     summary = f"[{incident.severity.upper()}] {signal.summary} ({signal.target or incident.key})"
     body["payload"] = {
@@ -77,14 +79,19 @@ def _fit(body: dict[str, Any]) -> dict[str, Any]:
 class PagerDutyEvents:
     name = "PagerDuty Events API"
 
-    def __init__(self, client: httpx.AsyncClient, routing_key: SecretStr, url: str):
+    def __init__(
+        self, client: httpx.AsyncClient, routing_key: SecretStr, url: str, timeout: float = 10.0
+    ):
         self.client = client
+        self.timeout = timeout
         self._routing_key = routing_key
         self.url = url
 
     async def send(self, n: Notification) -> str:
         body = event(n, self._routing_key.get_secret_value())
-        _response, answer = await post_json(self.client, self.url, body, self.name)
+        _response, answer = await post_json(
+            self.client, self.url, body, self.name, timeout=self.timeout
+        )
         return (
             f"{self.name}: {body['event_action']} {answer.get('status')} {answer.get('dedup_key')}"
         )

@@ -10,8 +10,6 @@ one message per second per channel.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -24,6 +22,7 @@ from fleet_alerting.core.signals import Link
 from fleet_alerting.delivery.notifiers.slack_webhook import (
     MAX_BLOCKS,
     MAX_SECTION,
+    Pacer,
     SlackWebhook,
     escape,
     render,
@@ -45,7 +44,7 @@ RETRYABLE = {
     "team_added_to_org",
 }
 NO_THREAD_NOTE = "no incident thread: no Slack bot token configured"
-ONE_OFF_SOURCES = {"fleet-events"}  # one-off events get a message, not a thread
+ONE_OFF_SOURCES = {"fleet-events", "notify-test"}  # a message each, not a thread
 
 # An incident and the moment of the notification → the snapshot message (blocks + text).
 Snapshot = Callable[[Incident, datetime], Awaitable[dict[str, Any]]]
@@ -101,28 +100,6 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text[:MAX_SECTION]}}
 
 
-class Pacer:
-    """At most one post per `interval` seconds per channel, within this process."""
-
-    def __init__(
-        self,
-        interval: float,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self.interval = interval
-        self.sleep = sleep
-        self.clock = clock
-        self.last: dict[str, float] = {}
-
-    async def wait(self, channel: str) -> None:
-        if channel in self.last:
-            wait = self.last[channel] + self.interval - self.clock()
-            if wait > 0:
-                await self.sleep(wait)
-        self.last[channel] = self.clock()
-
-
 ThreadStore = Any  # fleet_alerting.store.Store (incident(), set_thread()); kept loose for tests
 
 
@@ -138,8 +115,10 @@ class SlackApi:
         snapshot: Snapshot | None = None,
         note: str | None = None,
         pacer: Pacer | None = None,
+        timeout: float = 10.0,
     ):
         self.client = client
+        self.timeout = timeout
         self._token = token
         self.channel = channel
         self.api_url = api_url.rstrip("/")
@@ -189,6 +168,7 @@ class SlackApi:
             {"channel": target, **body},
             self.name,
             headers,
+            timeout=self.timeout,
         )
         if not answer.get("ok"):
             error = str(answer.get("error") or "unknown_error")

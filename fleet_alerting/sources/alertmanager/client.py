@@ -1,4 +1,4 @@
-"""Alertmanager API v2: the alerts it holds and its running configuration.
+"""Alertmanager API v2: the alerts it holds, its running configuration, its silences.
 
 `GET /api/v2/alerts` takes `active`, `silenced`, `inhibited`, `unprocessed` (booleans, all true by
 default) and repeated `filter` matchers (ANDed, Alertmanager syntax; a malformed one is a 400).
@@ -12,10 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from fleet_alerting.http.errors import AdapterError, check_response, transport_error
+from fleet_alerting.sources.alertmanager.shapes import GettableAlert, parse_alerts
+from fleet_alerting.sources.records import Malformed
 
 NAME = "Alertmanager"
 
@@ -58,24 +61,28 @@ def _time(value: object) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def parse_alert(raw: dict[str, Any]) -> Alert:
-    status = raw.get("status") or {}
-    starts = _time(raw.get("startsAt"))
-    if starts is None or not raw.get("fingerprint"):
-        raise ValueError("alert without fingerprint or startsAt")
+def to_alert(shape: GettableAlert) -> Alert:
     return Alert(
-        fingerprint=str(raw["fingerprint"]),
-        labels={str(k): str(v) for k, v in (raw.get("labels") or {}).items()},
-        annotations={str(k): str(v) for k, v in (raw.get("annotations") or {}).items()},
-        starts_at=starts,
-        ends_at=_time(raw.get("endsAt")),
-        state=str(status.get("state", "unprocessed")),
-        silenced_by=tuple(status.get("silencedBy") or ()),
-        inhibited_by=tuple(status.get("inhibitedBy") or ()),
-        receivers=tuple(r.get("name", "") for r in raw.get("receivers") or ()),
-        generator_url=raw.get("generatorURL") or None,
-        updated_at=_time(raw.get("updatedAt")),
+        fingerprint=shape.fingerprint,
+        labels=dict(shape.labels),
+        annotations=dict(shape.annotations),
+        starts_at=shape.starts_at,
+        ends_at=shape.ends_at,
+        state=shape.status.state,
+        silenced_by=tuple(shape.status.silenced_by),
+        inhibited_by=tuple(shape.status.inhibited_by),
+        receivers=tuple(r.name for r in shape.receivers),
+        generator_url=shape.generator_url or None,
+        updated_at=shape.updated_at,
     )
+
+
+@dataclass(frozen=True)
+class AlertList:
+    """One answer of `/api/v2/alerts`: the alerts of the documented shape, and the others."""
+
+    alerts: list[Alert]
+    malformed: list[Malformed] = field(default_factory=list)
 
 
 class Alertmanager:
@@ -104,26 +111,64 @@ class Alertmanager:
         filter: Sequence[str] = (),
         receiver: str | None = None,
     ) -> list[Alert]:
-        params = [
-            ("active", _flag(active)),
-            ("silenced", _flag(silenced)),
-            ("inhibited", _flag(inhibited)),
-            ("unprocessed", _flag(unprocessed)),
-        ] + [("filter", matcher) for matcher in filter]
-        if receiver:
-            params.append(("receiver", receiver))
+        params = _params(active, silenced, inhibited, unprocessed, filter, receiver)
+        return (await self.alert_list(params)).alerts
+
+    async def alert_list(self, params: list[tuple[str, str]]) -> AlertList:
+        """The answer alert by alert: one malformed alert is a `Malformed`, not a failure."""
         body = await self._get("/api/v2/alerts", params)
         if not isinstance(body, list):
             raise AdapterError(f"{NAME} /api/v2/alerts: expected a JSON list", permanent=False)
-        alerts = []
-        for raw in body:
-            try:
-                alerts.append(parse_alert(raw))
-            except (ValueError, TypeError, AttributeError) as exc:
-                raise AdapterError(
-                    f"{NAME} /api/v2/alerts: unexpected alert shape: {exc}", permanent=False
-                ) from None
-        return alerts
+        shapes, malformed = parse_alerts(body)
+        return AlertList([to_alert(s) for s in shapes], malformed)
+
+    async def escalation_alerts(self, matchers: Sequence[str]) -> AlertList:
+        """Every alert the matchers select, silenced and inhibited ones included (and marked)."""
+        return await self.alert_list(_params(True, True, True, True, matchers, None))
+
+    async def create_silence(
+        self,
+        matchers: Sequence[dict[str, object]],
+        starts_at: datetime,
+        ends_at: datetime,
+        created_by: str,
+        comment: str,
+    ) -> str:
+        """`POST /api/v2/silences` → the new silence's id."""
+        body = {
+            "matchers": list(matchers),
+            "startsAt": starts_at.isoformat(),
+            "endsAt": ends_at.isoformat(),
+            "createdBy": created_by,
+            "comment": comment,
+        }
+        answer = await self._send("POST", "/api/v2/silences", body)
+        if not isinstance(answer, dict) or not answer.get("silenceID"):
+            raise AdapterError(f"{NAME} /api/v2/silences: no silenceID in answer", permanent=False)
+        return str(answer["silenceID"])
+
+    async def expire_silence(self, silence_id: str) -> None:
+        """`DELETE /api/v2/silence/{id}`: the silence ends now (already expired: a 500 that
+        Alertmanager 0.25 answers with "silence ... already expired" is taken as done)."""
+        try:
+            await self._send("DELETE", f"/api/v2/silence/{quote(silence_id, safe='')}")
+        except AdapterError as exc:
+            if "already expired" not in str(exc):
+                raise
+
+    async def silence(self, silence_id: str) -> dict[str, Any]:
+        return await self._get(f"/api/v2/silence/{quote(silence_id, safe='')}")
+
+    async def _send(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            response = await self.client.request(method, f"{self.url}{path}", json=body)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, f"{NAME} {self.url}") from None
+        check_response(response, f"{NAME} {method} {path}")  # the detail names the cause
+        try:
+            return response.json() if response.content else None
+        except ValueError:
+            return None
 
     async def status(self) -> Status:
         body = await self._get("/api/v2/status")
@@ -138,6 +183,25 @@ class Alertmanager:
             raise AdapterError(
                 f"{NAME} /api/v2/status: no config.original in the answer", permanent=False
             ) from None
+
+
+def _params(
+    active: bool,
+    silenced: bool,
+    inhibited: bool,
+    unprocessed: bool,
+    matchers: Sequence[str],
+    receiver: str | None,
+) -> list[tuple[str, str]]:
+    params = [
+        ("active", _flag(active)),
+        ("silenced", _flag(silenced)),
+        ("inhibited", _flag(inhibited)),
+        ("unprocessed", _flag(unprocessed)),
+    ] + [("filter", matcher) for matcher in matchers]
+    if receiver:
+        params.append(("receiver", receiver))
+    return params
 
 
 def _flag(value: bool) -> str:

@@ -8,17 +8,26 @@ incident for one resolves, and one that never opened never pages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
 
 from fleet_alerting.config.schema import EscalationRule
+from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link
-from fleet_alerting.core.signals import Link, Signal
+from fleet_alerting.core.policy import vanished
+from fleet_alerting.core.signals import Link, Severity, Signal
 from fleet_alerting.sources.alertmanager.client import Alert
+from fleet_alerting.sources.records import Malformed
 
 SOURCE = "alertmanager"
+API_SOURCE = f"{SOURCE}-api"  # Alertmanager unreachable or refusing a rule's query
+RECORDS_SOURCE = f"{SOURCE}-records"  # alerts not of the documented shape
+GONE = "no longer listed by Alertmanager (resolved)"
+ANSWERS_AGAIN = "Alertmanager answers again"
+READABLE_AGAIN = "no malformed alert of that name in Alertmanager's answer any more"
 
 
 def alert_key(alert: Alert) -> str:
@@ -39,6 +48,98 @@ def to_signals(
             if key not in signals:
                 signals[key] = to_signal(alert, rule, now, alertmanager_url, links)
     return list(signals.values())
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    """Escalation rules whose query failed the same way (Alertmanager down: every rule)."""
+
+    error: str
+    rules: tuple[str, ...]
+    permanent: bool  # a 400 for the rule's matchers: the configuration must change
+
+    @property
+    def problem(self) -> str:
+        return f"Alertmanager rule{'s' if len(self.rules) > 1 else ''} {', '.join(self.rules)}"
+
+
+def failure_signals(failures: Iterable[RuleFailure]) -> list[Signal]:
+    """One warning per distinct failure, naming the rules that could not run."""
+    return [
+        Signal(
+            key=signal_key(API_SOURCE, problem=f.problem),
+            source=API_SOURCE,
+            firing=True,
+            severity=Severity.warning,
+            summary=f"{f.problem}: {f.error}",
+            target=", ".join(f.rules),
+            remediation=(
+                ("Fix the rule's matchers in the config (amtool's matcher syntax)",)
+                if f.permanent
+                else ("Check that Alertmanager is up and reachable from the Prefect worker",)
+            ),
+            labels={"rules": ",".join(f.rules)},
+        )
+        for f in failures
+    ]
+
+
+def malformed_signals(malformed: Iterable[Malformed]) -> list[Signal]:
+    """One warning per alert of the answer that does not have the documented shape; the
+    well-formed alerts beside it are escalated as usual."""
+    return [
+        Signal(
+            key=signal_key(RECORDS_SOURCE, alert=bad.identity),
+            source=RECORDS_SOURCE,
+            firing=True,
+            severity=Severity.warning,
+            summary=f"Alertmanager listed a malformed alert, {bad.identity}: {bad.why}",
+            target=bad.labels.get("instance") or bad.labels.get("alertname") or bad.identity,
+            remediation=(
+                "The alert cannot be escalated until it is well formed: check what posts it to "
+                "Alertmanager, and the alert in the Alertmanager UI",
+            ),
+            labels={"alert": bad.identity},
+        )
+        for bad in malformed
+    ]
+
+
+def unreadable_keys(malformed: Iterable[Malformed]) -> set[str]:
+    """Incident keys of alerts whose fingerprint is known but whose record is malformed: whether
+    they still fire is unknown this run."""
+    prefix = "fingerprint "
+    return {
+        signal_key(SOURCE, fingerprint=bad.identity[len(prefix) :])
+        for bad in malformed
+        if bad.identity.startswith(prefix)
+    }
+
+
+def gone(
+    signals: Sequence[Signal],
+    incidents: Iterable[Incident],
+    rules: Iterable[str],
+    failures: Sequence[RuleFailure] = (),
+    malformed: Iterable[Malformed] = (),
+) -> list[Signal]:
+    """Ok-signals for what this run's answers no longer list. Only a complete answer (every rule
+    answered) may resolve an alert's incident or a malformed-alert warning; an alert named only by
+    a malformed record stays as it is. A rule failure resolves only once every rule it names ran
+    (or failed for a reason of its own): an outage never resolves a rule's configuration error."""
+    incidents = list(incidents)
+    configured = set(rules)
+    unknown = {r for f in failures if not f.permanent for r in f.rules}
+    out = [
+        s
+        for s in vanished(signals, incidents, API_SOURCE, ANSWERS_AGAIN)
+        if not (set((s.labels.get("rules") or "").split(",")) & configured & unknown)
+    ]
+    if not failures:
+        unreadable = unreadable_keys(malformed)
+        out += [s for s in vanished(signals, incidents, SOURCE, GONE) if s.key not in unreadable]
+        out += vanished(signals, incidents, RECORDS_SOURCE, READABLE_AGAIN)
+    return out
 
 
 def to_signal(

@@ -2,16 +2,24 @@
 
 The direct prober uses aiohttp rather than httpx: at 100-200 concurrent probes httpx's pool costs
 2-4x the socket limit while aiohttp stays at it (bench/probe_fanout.py, bench/README.md).
+
+Every probe closes its connection (a fleet is thousands of distinct hosts: a kept-alive pool only
+holds file handles), and concurrency stays below the process's open-file limit. A probe that
+fails because *this* machine ran out of something (file handles, ports, buffers) says nothing
+about the target: it is "unknown", never a failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import glob
 import json
+import os
+import resource
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -20,10 +28,21 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleet_alerting.config.schema import BlackboxConfig, FileSdTargets, HttpTarget
+from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.keys import signal_key
+from fleet_alerting.core.policy import vanished
 from fleet_alerting.core.signals import Severity, Signal
 
 SOURCE = "blackbox"
+LOCALLY = "not probed: this machine ran out of resources"
+FD_RESERVE = 64  # handles kept free for the store, logs, the Prefect client and the event loop
+LOCAL_EXHAUSTION = {
+    errno.EMFILE,  # too many open files (this process)
+    errno.ENFILE,  # too many open files (this machine)
+    errno.ENOBUFS,
+    errno.ENOMEM,
+    errno.EADDRNOTAVAIL,  # no local port left
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +65,7 @@ class ProbeResult:
     latency_ms: float | None = None
     error: str | None = None
     tls_days_left: float | None = None
+    observed: bool = True  # False: blackbox_exporter could not probe, the target is unknown
 
 
 def from_config(target: HttpTarget) -> ProbeTarget:
@@ -115,11 +135,49 @@ def _read_file_sd(path: Path, group: FileSdTargets) -> tuple[list[ProbeTarget], 
     return targets, problems
 
 
-async def probe_all(targets: Sequence[ProbeTarget], config: BlackboxConfig) -> list[ProbeResult]:
-    """Probe all targets, `config.concurrency` at a time; one result per target, in order."""
+def open_file_budget(wanted: int) -> tuple[int, str | None]:
+    """How many probes may run at once without exhausting this process's open files: the soft
+    RLIMIT_NOFILE is raised towards the hard limit if needed, then `wanted` is capped below it
+    (minus the handles already open and a reserve). Returns the cap and, when it binds, why."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = _open_handles()
+    needed = in_use + FD_RESERVE + wanted
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return wanted, None
+    budget = max(1, soft - in_use - FD_RESERVE)
+    if budget >= wanted:
+        return wanted, None
+    return budget, (
+        f"concurrency capped at {budget} (configured {wanted}): the open-file limit is {soft} "
+        f"and {in_use} handles are in use; raise it with `ulimit -n`"
+    )
+
+
+def _open_handles() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
+
+
+async def probe_all(
+    targets: Sequence[ProbeTarget], config: BlackboxConfig, notes: list[str] | None = None
+) -> list[ProbeResult]:
+    """Probe all targets, at most `config.concurrency` at a time (less if the open-file limit
+    says so, explained in `notes`); one result per target, in order."""
     timeout = config.timeout.total_seconds()
-    gate = asyncio.Semaphore(config.concurrency)
-    connector = aiohttp.TCPConnector(limit=config.concurrency, ttl_dns_cache=300)
+    concurrency, capped = open_file_budget(min(config.concurrency, max(len(targets), 1)))
+    if capped and notes is not None:
+        notes.append(capped)
+    gate = asyncio.Semaphore(concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=True, ttl_dns_cache=300)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(target: ProbeTarget) -> ProbeResult:
@@ -129,6 +187,11 @@ async def probe_all(targets: Sequence[ProbeTarget], config: BlackboxConfig) -> l
                 return await _direct(session, target, timeout)
 
         return list(await asyncio.gather(*(one(t) for t in targets)))
+
+
+def _unknown(target: ProbeTarget, exc: OSError) -> ProbeResult:
+    reason = exc.strerror or errno.errorcode.get(exc.errno or 0, "resource exhausted")
+    return ProbeResult(target, False, error=f"{LOCALLY} ({reason})", observed=False)
 
 
 async def _direct(
@@ -150,9 +213,15 @@ async def _direct(
             target, False, error=f"TLS certificate rejected: {exc.certificate_error}"
         )
     except aiohttp.ClientConnectorError as exc:
+        if exc.os_error.errno in LOCAL_EXHAUSTION:
+            return _unknown(target, exc.os_error)
         return ProbeResult(target, False, error=f"cannot connect: {exc.os_error.strerror or exc}")
     except aiohttp.ClientError as exc:
         return ProbeResult(target, False, error=f"HTTP error: {type(exc).__name__}")
+    except OSError as exc:
+        if exc.errno in LOCAL_EXHAUSTION:
+            return _unknown(target, exc)
+        return ProbeResult(target, False, error=f"cannot connect: {exc.strerror or exc}")
 
 
 def _codes(target: ProbeTarget) -> str:
@@ -180,18 +249,16 @@ async def _via_exporter(
             body = await resp.text()
             if resp.status != 200:
                 detail = body.strip()[:200]
-                return ProbeResult(
-                    target, False, error=f"blackbox_exporter HTTP {resp.status}: {detail}"
-                )
+                return _unobserved(target, f"blackbox_exporter HTTP {resp.status}: {detail}")
     except TimeoutError:
-        return ProbeResult(
-            target, False, error=f"blackbox_exporter timed out after {timeout + 1:g}s"
-        )
+        return _unobserved(target, f"blackbox_exporter timed out after {timeout + 1:g}s")
     except aiohttp.ClientError as exc:
-        return ProbeResult(
-            target, False, error=f"blackbox_exporter unreachable: {type(exc).__name__}"
-        )
+        return _unobserved(target, f"blackbox_exporter unreachable: {type(exc).__name__}")
     return parse_exporter(target, body)
+
+
+def _unobserved(target: ProbeTarget, error: str) -> ProbeResult:
+    return ProbeResult(target, False, error=error, observed=False)
 
 
 def parse_exporter(target: ProbeTarget, body: str) -> ProbeResult:
@@ -201,9 +268,9 @@ def parse_exporter(target: ProbeTarget, body: str) -> ProbeResult:
             for sample in family.samples:
                 values.setdefault(sample.name, sample.value)
     except ValueError as exc:
-        return ProbeResult(target, False, error=f"unparseable blackbox_exporter answer: {exc}")
+        return _unobserved(target, f"unparseable blackbox_exporter answer: {str(exc)[:200]}")
     if "probe_success" not in values:
-        return ProbeResult(target, False, error="blackbox_exporter answer lacks probe_success")
+        return _unobserved(target, "blackbox_exporter answer lacks probe_success")
     ok = values["probe_success"] == 1
     status = int(values.get("probe_http_status_code", 0)) or None
     latency = values.get("probe_duration_seconds")
@@ -231,7 +298,8 @@ def to_signal(result: ProbeResult) -> Signal:
     evidence: dict[str, object] = {}
     if result.status is not None:
         evidence["status"] = result.status
-    if result.latency_ms is not None:
+    if result.latency_ms is not None and result.ok:
+        # not for a failure: a latency that differs every run would rewrite a steady incident
         evidence["latency_ms"] = result.latency_ms
     if result.tls_days_left is not None:
         evidence["tls_days_left"] = result.tls_days_left
@@ -248,3 +316,82 @@ def to_signal(result: ProbeResult) -> Signal:
         labels=target.labels,
         evidence=evidence,
     )
+
+
+EXPORTER_SOURCE = f"{SOURCE}-exporter"
+LOCAL_SOURCE = f"{SOURCE}-local"
+
+
+def exporter_outage(results: Sequence[ProbeResult], exporter_url: str) -> list[Signal]:
+    """One warning per cause naming every target that could not be probed (and why):
+    blackbox_exporter failing, or this machine out of file handles or ports. Those targets were
+    not observed, so their own incidents neither fire nor resolve this run."""
+    unprobed = [r for r in results if not r.observed]
+    local = [r for r in unprobed if (r.error or "").startswith(LOCALLY)]
+    exporter = [r for r in unprobed if r not in local]
+    signals = []
+    if exporter:
+        signals.append(
+            _not_probed(
+                exporter,
+                signal_key(EXPORTER_SOURCE, exporter=exporter_url),
+                EXPORTER_SOURCE,
+                "blackbox_exporter could not probe",
+                exporter_url,
+                "Check that blackbox_exporter is up and reachable from the Prefect worker, and "
+                "that the targets' modules exist in its blackbox.yml",
+            )
+        )
+    if local:
+        signals.append(
+            _not_probed(
+                local,
+                signal_key(LOCAL_SOURCE, resource="probing"),
+                LOCAL_SOURCE,
+                "this machine could not probe",
+                "",
+                "Raise the open-file limit of the Prefect worker (`ulimit -n`, LimitNOFILE= in "
+                "its systemd unit) or lower blackbox.concurrency",
+            )
+        )
+    return signals
+
+
+def _not_probed(
+    results: Sequence[ProbeResult], key: str, source: str, what: str, target: str, fix: str
+) -> Signal:
+    failed: dict[str, list[str]] = {}
+    for result in results:
+        failed.setdefault(result.error or "no answer", []).append(result.target.name)
+    names = [n for group in failed.values() for n in group]
+    why = "; ".join(f"{error} ({len(group)})" for error, group in failed.items())
+    listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return Signal(
+        key=key,
+        source=source,
+        firing=True,
+        severity=Severity.warning,
+        summary=f"{what} {len(names)} target(s): {listed} — {why}",
+        target=target,
+        remediation=(fix,),
+        labels={"targets": ",".join(names)},
+    )
+
+
+def gone(
+    signals: Sequence[Signal],
+    incidents: Iterable[Incident],
+    results: Sequence[ProbeResult],
+    complete: bool,
+) -> list[Signal]:
+    """Ok-signals for what this run no longer mentions, and only what it looked at: with a
+    targets file unreadable (`complete` false) a target missing from the list may still be meant,
+    and a target the exporter could not probe is unknown."""
+    incidents = list(incidents)
+    unknown = {signal_key(SOURCE, url=r.target.url) for r in results if not r.observed}
+    out = vanished(signals, incidents, f"{SOURCE}-config", "targets readable again")
+    out += vanished(signals, incidents, EXPORTER_SOURCE, "blackbox_exporter probes again")
+    out += vanished(signals, incidents, LOCAL_SOURCE, "this machine probes again")
+    if complete:
+        out += vanished(signals, incidents, SOURCE, "no longer probed")
+    return [s for s in out if s.key not in unknown]

@@ -13,13 +13,21 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
-from fleet_alerting.http.errors import AdapterError, retry_after_seconds, transport_error
+from fleet_alerting.http.errors import (
+    AdapterError,
+    excerpt,
+    retry_after_seconds,
+    transport_error,
+)
+from fleet_alerting.sources.fleet_events import shapes
+from fleet_alerting.sources.fleet_events.shapes import FixtureEvent, LiveEvent
+from fleet_alerting.sources.records import Malformed
 
 NAME = "Fleet API"
 EVENTS_PATH = "/health/events/recent"
@@ -56,66 +64,57 @@ def _normal_severity(value: object) -> str:
     return {"warning": "warn", "critical": "error"}.get(text, text)
 
 
-def _parse_time(value: object) -> datetime:
-    if not isinstance(value, str) or not value:
-        raise ValueError("timestamp missing")
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _synthetic_id(*parts: object) -> str:
     """The live shape has no id: a digest of what identifies the event, stable across polls."""
     return "sha1:" + hashlib.sha1("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:16]
 
 
-def parse_event(raw: dict[str, Any]) -> FleetEvent:
-    """One event in either shape; ValueError names what is missing."""
-    if not isinstance(raw, dict):
-        raise ValueError("event is not an object")
-    timestamp = _parse_time(raw.get("timestamp"))
-    if "title" in raw or "source" in raw:  # fixture shape
-        correlation = raw.get("correlationId")
-        event_type = str(raw.get("type") or raw.get("source") or "event")
-        message = str(raw.get("title") or raw.get("message") or "")
-        target = str(raw.get("target") or raw.get("deviceId") or "")
-    else:  # live shape
-        correlation = (raw.get("metadata") or {}).get("correlationId")
-        event_type = str(raw.get("type") or "event")
-        message = str(raw.get("message") or "")
-        target = str(raw.get("target") or "")
-    raw_id = raw.get("id")
-    ident = (
-        str(raw_id)
-        if raw_id
-        else _synthetic_id(raw.get("timestamp"), event_type, target, message, correlation)
+def to_event(raw: dict[str, Any], shape: LiveEvent | FixtureEvent) -> FleetEvent:
+    """A parsed event of either shape as one `FleetEvent`."""
+    if isinstance(shape, FixtureEvent):
+        correlation = shape.correlation_id
+        event_type = shape.type or shape.source or "event"
+        message = shape.title or shape.message or ""
+        target = shape.target or shape.device_id or ""
+        given_id = "" if shape.id is None else str(shape.id)
+    else:
+        correlation = shape.metadata.correlation_id if shape.metadata else None
+        event_type, message, target = shape.type or "event", shape.message, shape.target or ""
+        given_id = ""
+    ident = given_id or _synthetic_id(
+        raw.get("timestamp"), event_type, target, message, correlation
     )
     return FleetEvent(
         id=ident,
-        timestamp=timestamp,
+        timestamp=shape.timestamp,
         type=event_type,
-        severity=_normal_severity(raw.get("severity")),
+        severity=_normal_severity(shape.severity),
         message=message,
         target=target,
-        correlation_id=str(correlation) if correlation else None,
+        correlation_id=correlation or None,
     )
 
 
-def parse_events(body: object) -> tuple[list[FleetEvent], str | None, list[str]]:
-    """Events of either shape, the next cursor, and one problem per unparseable event."""
-    if not isinstance(body, dict):
-        raise ValueError("expected a JSON object with `events` or `items`")
-    if isinstance(body.get("events"), list):
-        raws, cursor = body["events"], None
-    elif isinstance(body.get("items"), list):
-        raws, cursor = body["items"], body.get("nextCursor")
-    else:
-        raise ValueError("expected a JSON object with `events` or `items`")
+def parse_event(raw: object, index: int = 0) -> FleetEvent:
+    """One event in either shape; ValueError says what is wrong with it."""
+    parsed = shapes.parse_event(raw, index)
+    if isinstance(parsed, Malformed):
+        raise ValueError(str(parsed))
+    assert isinstance(raw, dict)
+    return to_event(raw, parsed)
+
+
+def parse_events(body: object) -> tuple[list[FleetEvent], str | None, list[Malformed]]:
+    """Events of either shape, the next cursor, and one `Malformed` per event of neither."""
+    raws, cursor = shapes.page_events(body)
     events, problems = [], []
     for index, raw in enumerate(raws):
-        try:
-            events.append(parse_event(raw))
-        except (ValueError, TypeError) as exc:
-            problems.append(f"event [{index}]: {exc}")
+        parsed = shapes.parse_event(raw, index)
+        if isinstance(parsed, Malformed):
+            problems.append(parsed)
+        else:
+            assert isinstance(raw, dict)
+            events.append(to_event(raw, parsed))
     return events, (str(cursor) if cursor else None), problems
 
 
@@ -149,11 +148,11 @@ class FleetApi:
                 f"{NAME} {path} answered non-JSON (correlation id {echoed})", permanent=False
             ) from None
 
-    async def recent_events(self, limit: int = 200) -> tuple[EventPage, list[str]]:
+    async def recent_events(self, limit: int = 200) -> tuple[EventPage, list[Malformed]]:
         """The newest events; follows `nextCursor` (fixture shape) for at most MAX_PAGES pages."""
         params: dict[str, Any] = {"limit": max(1, min(limit, 200))}
         events: list[FleetEvent] = []
-        problems: list[str] = []
+        problems: list[Malformed] = []
         first_correlation = None
         cursor = None
         for _ in range(MAX_PAGES):
@@ -185,9 +184,9 @@ def api_error(response: httpx.Response, path: str, correlation_id: str) -> Adapt
     code = body.get("code") or f"HTTP {status}"
     text = f"{NAME} {path}: {code}"
     if body.get("message"):
-        text += f": {str(body['message'])[:200]}"
+        text += f": {excerpt(str(body['message']), 200)}"
     if body.get("hint"):
-        text += f" (hint: {str(body['hint'])[:200]})"
+        text += f" (hint: {excerpt(str(body['hint']), 200)})"
     text += f" [HTTP {status}, correlation id {body.get('correlationId') or correlation_id}]"
     if status == 429:
         retry = retry_after_seconds(response.headers.get("retry-after"))

@@ -8,18 +8,25 @@ watch's configuration must change. 5xx (503 `timeout`), 429 and transport failur
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
 from fleet_alerting.config.secrets import SecretError
-from fleet_alerting.http.errors import AdapterError, retry_after_seconds, transport_error
+from fleet_alerting.http.errors import (
+    AdapterError,
+    excerpt,
+    retry_after_seconds,
+    transport_error,
+)
 from fleet_alerting.http.retry import with_retries
 from fleet_alerting.sources.prometheus.judge import Series, WatchOutcome, presence_query
+from fleet_alerting.sources.prometheus.shapes import Data, Envelope, parse_scalar, parse_vector
+from fleet_alerting.sources.records import Malformed, why
 
 SYSTEM = "Prometheus"
 
@@ -44,6 +51,7 @@ class QueryResult:
     result_type: str
     samples: list[Series]
     warnings: list[str] = field(default_factory=list)
+    malformed: list[Malformed] = field(default_factory=list)  # samples not of the documented shape
 
 
 def auth_for(config: PrometheusConfig) -> httpx.Auth | None:
@@ -130,11 +138,14 @@ async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutco
     except AdapterError as exc:
         return WatchOutcome(watch, error=str(exc), permanent=exc.permanent)
     warnings = [*firing.warnings, *(present.warnings if present else [])]
+    malformed = [("expr", m) for m in firing.malformed]
+    malformed += [("metric", m) for m in (present.malformed if present else [])]
     return WatchOutcome(
         watch,
         firing=firing.samples,
         present=None if present is None else present.samples,
         warnings=warnings,
+        malformed=malformed,
     )
 
 
@@ -143,13 +154,28 @@ async def _nothing() -> None:
 
 
 def parse_response(response: httpx.Response) -> QueryResult:
+    """The answer, typed: the envelope whole, the samples one by one (a bad sample is a
+    `Malformed` in the result, the others still count)."""
     body = _json(response)
     status = response.status_code
-    if not response.is_success or body.get("status") != "success":
-        error_type = body.get("errorType")
-        error = str(body.get("error") or response.text[:200].strip() or "no detail")
+    try:
+        envelope = Envelope.model_validate(body)
+    except ValidationError as exc:
+        envelope = None
+        shape_error = why(exc)
+    if not response.is_success or envelope is None or envelope.status != "success":
+        if envelope is None and response.is_success:
+            raise PrometheusError(
+                f"{SYSTEM} answered HTTP {status} without the query API's envelope: {shape_error}",
+                permanent=False,
+            )
+        error_type = envelope.errorType if envelope else None
+        error = (
+            excerpt(str((envelope.error if envelope else None) or response.text), 200)
+            or "no detail"
+        )
         message = f"{SYSTEM} answered HTTP {status}" + (f" {error_type}" if error_type else "")
-        message += f": {error}"
+        message += f": {error or 'no detail'}"
         if status in (401, 403):
             message += " (check prometheus.bearer_token / basic_auth)"
         retryable = status >= 500 or status in (408, 429) or error_type in ("timeout", "canceled")
@@ -157,14 +183,17 @@ def parse_response(response: httpx.Response) -> QueryResult:
         raise PrometheusError(
             message, permanent=not retryable, error_type=error_type, retry_after=retry_after
         )
-    data = body.get("data")
-    if not isinstance(data, dict) or "resultType" not in data:
-        raise PrometheusError(f"{SYSTEM} answer lacks data.resultType", permanent=True)
-    warnings = [str(w) for w in body.get("warnings") or []]
-    return QueryResult(data["resultType"], _samples(data), warnings)
+    try:
+        data = Data.model_validate(envelope.data)
+    except ValidationError as exc:
+        raise PrometheusError(
+            f"{SYSTEM} answer lacks data.resultType: {why(exc)}", permanent=False
+        ) from None
+    samples, malformed = _samples(data)
+    return QueryResult(data.resultType, samples, list(envelope.warnings), malformed)
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
+def _json(response: httpx.Response) -> Any:
     try:
         body = response.json()
     except ValueError:
@@ -180,21 +209,16 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     )
 
 
-def _samples(data: dict[str, Any]) -> list[Series]:
-    kind, result = data["resultType"], data.get("result")
-    if kind == "vector":
-        return [Series(dict(s.get("metric", {})), _value(s["value"])) for s in result or []]
-    if kind == "scalar":
-        return [Series({}, _value(result))]
+def _samples(data: Data) -> tuple[list[Series], list[Malformed]]:
+    if data.resultType == "vector":
+        samples, malformed = parse_vector(data.result)
+        return [Series(dict(s.metric), s.value.value) for s in samples], malformed
+    if data.resultType == "scalar":
+        value, malformed = parse_scalar(data.result)
+        return ([] if value is None else [Series({}, value)]), malformed
     raise PrometheusError(
-        f"the expression returns a {kind}; a watch needs an instant vector (or a scalar)",
+        f"the expression returns a {data.resultType}; a watch needs an instant vector (or a "
+        "scalar)",
         permanent=True,
         error_type="bad_data",
     )
-
-
-def _value(pair: list[Any]) -> float:
-    try:
-        return float(pair[1])  # "NaN", "+Inf" and "-Inf" parse as floats
-    except (TypeError, ValueError, IndexError):
-        return math.nan

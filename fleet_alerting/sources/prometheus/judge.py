@@ -3,7 +3,11 @@
 A watch's expression lists what is failing (one series per failing thing). Its `metric`, queried
 as `count by (key labels) (metric)`, lists what exists: a key present there but not in the
 expression has recovered; a key in neither is "no longer reported" (resolved by hysteresis through
-`vanished_sources`); no series at all is the absent signal when the watch has `absent_is`.
+`WatchEvaluation.vanished`); no series at all is the absent signal when the watch has `absent_is`.
+
+Only what was observed changes: a watch that could not run (Prometheus down) resolves nothing, its
+configuration error included; a sample that does not have the documented shape is a warning of its
+own, and the series it names neither fires nor recovers until it can be read again.
 """
 
 from __future__ import annotations
@@ -11,22 +15,27 @@ from __future__ import annotations
 import json
 import string
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
+from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link, prometheus_graph_url
 from fleet_alerting.core.signals import Link, Severity, Signal
 from fleet_alerting.core.templates import NO_VALUE, format_value, render
+from fleet_alerting.sources.records import Malformed
 
 SOURCE = "prometheus"
 ERRORS_SOURCE = "prometheus-errors"
 RECOVERED = "recovered: no longer matches the watch expression"
 NO_LONGER_REPORTED = "no longer reported: the series disappeared from Prometheus"
+EVALUATES_AGAIN = "the watch evaluates again"
+NOT_CONFIGURED = "the watch is no longer configured"
+READABLE_AGAIN = "Prometheus answers this sample in the documented shape again"
 
 
 def source_of(watch: WatchConfig) -> str:
@@ -83,13 +92,49 @@ class WatchOutcome:
     error: str | None = None
     permanent: bool = False
     warnings: Sequence[str] = ()
+    malformed: Sequence[tuple[str, Malformed]] = ()  # (which query: expr | metric, the sample)
 
 
 @dataclass
 class WatchEvaluation:
     signals: list[Signal] = field(default_factory=list)
-    vanished_sources: dict[str, str] = field(default_factory=dict)
+    evaluated: set[str] = field(default_factory=set)  # watches whose queries were answered
+    known: set[str] = field(default_factory=set)  # ... or that failed for a reason of their own
+    configured: set[str] = field(default_factory=set)  # every watch of this run
+    unknown_keys: set[str] = field(default_factory=set)  # series named only by a malformed sample
     rows: list[dict[str, Any]] = field(default_factory=list)  # the run's table artifact
+
+    def vanished(self, incidents: Iterable[Incident]) -> list[Signal]:
+        """Ok-signals for the open incidents this run's observations no longer mention and could
+        have: series of evaluated watches ("no longer reported", malformed samples "readable
+        again"), and watch errors whose watches all ran or failed for a reason of their own. A
+        watch that could not run (an outage) keeps every incident it has, errors included."""
+        seen = {s.key for s in self.signals} | self.unknown_keys
+        gone = []
+        for incident in incidents:
+            if incident.state == State.resolved or incident.key in seen:
+                continue
+            source = incident.source
+            watch = source[len(SOURCE) + 1 :] if source.startswith(SOURCE + "/") else None
+            if watch is not None and watch not in self.configured:
+                why = NOT_CONFIGURED
+            elif watch is not None and watch in self.evaluated:
+                malformed = "malformed" in incident.signal.labels
+                why = READABLE_AGAIN if malformed else NO_LONGER_REPORTED
+            elif source == ERRORS_SOURCE and all(
+                name in self.known or name not in self.configured for name in _named(incident)
+            ):
+                why = EVALUATES_AGAIN
+            else:
+                continue
+            gone.append(replace(incident.signal, firing=False, summary=why))
+        return gone
+
+
+def _named(incident: Incident) -> list[str]:
+    """The watches a watch-error incident names (its `watches` label, else its target)."""
+    signal = incident.signal
+    return (signal.labels.get("watches") or signal.target).replace(" ", "").split(",")
 
 
 def evaluate_watches(
@@ -98,26 +143,78 @@ def evaluate_watches(
     result = WatchEvaluation()
     errors: list[WatchOutcome] = []
     for outcome in outcomes:
+        name = outcome.watch.name
+        result.configured.add(name)
         if outcome.error is not None:
             errors.append(outcome)
+            if outcome.permanent:
+                result.known.add(name)
             result.rows.append(_row(outcome.watch, "", "ERROR", None, outcome.error))
             continue
+        if not (blind(outcome, "expr") or blind(outcome, "metric")):
+            result.evaluated.add(name)  # only a whole answer may say what is no longer reported
+        result.known.add(name)
         signals = watch_signals(outcome, links)
-        result.signals += signals
-        result.vanished_sources[source_of(outcome.watch)] = NO_LONGER_REPORTED
+        result.unknown_keys |= unreadable_keys(outcome)
+        bad = malformed_signals(outcome)
+        result.signals += signals + bad
         firing = [s for s in signals if s.firing]
         detail = f"{len(firing)} firing"
         if outcome.present is not None:
             detail += f", {len(outcome.present)} present"
+        if bad:
+            detail += f", {len(bad)} malformed sample(s)"
         if outcome.warnings:
             detail += "; Prometheus warnings: " + "; ".join(outcome.warnings)
         result.rows.append(_row(outcome.watch, "", "evaluated", None, detail))
         for s in firing:
             value = s.evidence.get("value")
             result.rows.append(_row(outcome.watch, s.target, "FIRING", value, s.summary, s.key))
+        for s in bad:
+            result.rows.append(_row(outcome.watch, s.target, "MALFORMED", None, s.summary, s.key))
     result.signals += error_signals(errors, config_file)
-    result.vanished_sources[ERRORS_SOURCE] = "the watch evaluates again"
     return result
+
+
+def blind(outcome: WatchOutcome, query: str) -> bool:
+    """A sample of this query's answer was malformed beyond naming: any series may be behind it."""
+    return any(q == query and not bad.labels for q, bad in outcome.malformed)
+
+
+def unreadable_keys(outcome: WatchOutcome) -> set[str]:
+    """Incident keys of series that a malformed sample of the expression names: whether they
+    fire is unknown this run, so they neither fire nor recover."""
+    return {
+        incident_key(source_of(outcome.watch), _key_labels(outcome.watch, bad.labels))
+        for query, bad in outcome.malformed
+        if query == "expr" and bad.labels
+    }
+
+
+def malformed_signals(outcome: WatchOutcome) -> list[Signal]:
+    """One warning per sample of the answer that is not in the documented shape."""
+    watch, source = outcome.watch, source_of(outcome.watch)
+    signals = {}
+    for query, bad in outcome.malformed:
+        expr = watch.expr if query == "expr" else presence_query(watch)
+        key = incident_key(source, {"malformed": f"{query} {bad.identity}"})
+        signals[key] = Signal(
+            key=key,
+            source=source,
+            firing=True,
+            severity=Severity.warning,
+            summary=(
+                f"prometheus watch {watch.name}: malformed sample {bad.identity} in the answer to "
+                f"{query} {expr!r}: {bad.why}"
+            ),
+            target=bad.identity,
+            remediation=(
+                "Check what answers at prometheus.url (a proxy or a non-Prometheus server may "
+                "rewrite answers); the other samples of this watch are still evaluated",
+            ),
+            labels={"watch": watch.name, "malformed": query},
+        )
+    return list(signals.values())
 
 
 def _row(
@@ -146,14 +243,21 @@ def watch_signals(outcome: WatchOutcome, links: LinksConfig) -> list[Signal]:
             signals.append(signal)
     if outcome.present is None:
         return signals
-    if watch.key_labels:
-        for series in outcome.present:
+    # a malformed presence sample whose labels are readable still says the series exists
+    present = [
+        *outcome.present,
+        *(Series(b.labels, 1.0) for q, b in outcome.malformed if q == "metric" and b.labels),
+    ]
+    if watch.key_labels and not blind(outcome, "expr"):  # else who recovered is unknown
+        unknown = unreadable_keys(outcome)
+        for series in present:
             key_labels = _key_labels(watch, series.labels)
             key = incident_key(source, key_labels)
-            if key not in firing_keys:
+            if key not in firing_keys and key not in unknown:
                 signals.append(_ok(watch, key, _target(watch, key_labels), series.labels))
     if watch.absent_is is not None:
-        signals.append(absent_signal(watch, links, absent=not outcome.present))
+        some = bool(present) or any(q == "metric" for q, _ in outcome.malformed)
+        signals.append(absent_signal(watch, links, absent=not some))
     return signals
 
 
@@ -245,6 +349,7 @@ def error_signals(errors: Sequence[WatchOutcome], config_file: Path | None) -> l
                 severity=Severity.warning,
                 summary=f"{where}prometheus {noun} {listed}: {what}: {error}",
                 target=listed,
+                labels={"watches": ",".join(names)},
                 remediation=(
                     ("Fix the watch's expr in the config (test it in Prometheus' graph page)",)
                     if permanent

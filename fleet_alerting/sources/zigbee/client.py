@@ -10,7 +10,8 @@ Protocol facts (Zigbee2MQTT MQTT API):
 - `bridge/state` retained, `{"state":"online"|"offline"}` (the last will is the offline one), or
   the legacy plain `online` / `offline`;
 - `bridge/info` retained: `version`, `permit_join` (bool) and, from 2.0, `permit_join_end`
-  (ms since the epoch, absent while joining is closed);
+  (ms since the epoch, absent while joining is closed); 1.x publishes `permit_join_timeout`
+  instead (seconds left when it was published, null or absent without a timeout);
 - `bridge/request/<name>` → `bridge/response/<name>` `{data, status: ok|error, error?,
   transaction?}`, the request's `transaction` echoed back;
 - permit join: `{"time": 0..254}` (2.x, 0 closes) or `{"value": false}` (1.x).
@@ -19,6 +20,7 @@ Protocol facts (Zigbee2MQTT MQTT API):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 import uuid
@@ -46,6 +48,7 @@ class BridgeInfo:
     permit_join: bool
     permit_join_end: datetime | None  # 2.x only, while open
     version: str | None
+    permit_join_timeout: int | None = None  # 1.x: seconds left when bridge/info was published
 
     @property
     def major(self) -> int:
@@ -139,7 +142,17 @@ def parse_info(payload: bytes, limit: int) -> BridgeInfo:
     except (OverflowError, OSError, ValueError):
         raise PayloadError("permit_join_end is out of range") from None
     version = data.get("version")
-    return BridgeInfo(permit_join, end_at, version if isinstance(version, str) else None)
+    timeout = data.get("permit_join_timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)):
+        raise PayloadError("permit_join_timeout is not a number of seconds")
+    if timeout is not None and not 0 <= timeout <= 86_400:
+        raise PayloadError("permit_join_timeout is out of range")
+    return BridgeInfo(
+        permit_join,
+        end_at,
+        version if isinstance(version, str) else None,
+        None if timeout is None else int(timeout),
+    )
 
 
 def parse_response(payload: bytes, limit: int) -> dict[str, Any]:
@@ -378,7 +391,10 @@ async def close_permit_join(
 
 
 async def _read_back(client: aiomqtt.Client, transaction: str, config: ZigbeeConfig) -> CloseResult:
-    answer = "no answer to the request"
+    """Wait for both the request's answer and a bridge/info showing joining closed, in whichever
+    order they come (Zigbee2MQTT republishes bridge/info before it answers)."""
+    answer: str | None = None
+    closed = False
     timeout = config.timeout.total_seconds()
     try:
         async with asyncio.timeout(timeout):
@@ -386,16 +402,17 @@ async def _read_back(client: aiomqtt.Client, transaction: str, config: ZigbeeCon
                 payload = message.payload if isinstance(message.payload, bytes) else b""
                 if message.topic.value.endswith("bridge/response/permit_join"):
                     answer = _describe_answer(payload, transaction, config) or answer
-                    continue
-                try:
-                    info = parse_info(payload, config.max_payload_bytes)
-                except PayloadError:
-                    continue
-                if not info.permit_join:
-                    return CloseResult(True, f"closed, verified by bridge/info ({answer})")
+                elif not closed:
+                    with contextlib.suppress(PayloadError):
+                        closed = not parse_info(payload, config.max_payload_bytes).permit_join
+                if closed and answer is not None:
+                    break
     except TimeoutError:
         pass
-    return CloseResult(False, f"bridge/info still shows joining open after {timeout:g}s ({answer})")
+    said = answer or "no answer to the request"
+    if closed:
+        return CloseResult(True, f"closed, verified by bridge/info ({said})")
+    return CloseResult(False, f"bridge/info still shows joining open after {timeout:g}s ({said})")
 
 
 def _describe_answer(payload: bytes, transaction: str, config: ZigbeeConfig) -> str | None:

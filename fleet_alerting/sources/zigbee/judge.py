@@ -4,19 +4,26 @@ Pure: no MQTT, no store, no clock. Each check of each coordinator has its own in
 broker (unreachable / auth refused: an MQTT problem), offline, health, permit_join, and one per
 topic whose payload was unparseable. A check that could not be made this run (broker down,
 coordinator offline) emits nothing, so its incident neither resolves nor counts a failure.
+
+Each failing check says its cause in the `cause` label (auth refused / unreachable, offline / no
+retained state, unhealthy / no answer): when the cause of an open incident changes, operators are
+told once (`cause_changes`). An auto-close is always reported in one message of its own
+(`auto_close_report`), whatever the policy's open_after: the window may be closed before the
+incident would have opened.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from fleet_alerting.config.schema import ZigbeeCoordinator, ZigbeeWindow
 from fleet_alerting.core.durations import format_duration
-from fleet_alerting.core.incidents import Incident, State
+from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.matchers import compile_go_regex
+from fleet_alerting.core.policy import Evaluation, PolicyFor
 from fleet_alerting.core.signals import Signal
 from fleet_alerting.sources.zigbee.client import INFO, STATE, CloseResult, Observation, broker_of
 
@@ -30,7 +37,7 @@ class PermitJoin:
 
     open: bool
     open_since: datetime | None = None  # first seen open (kept in the store between runs)
-    ends_at: datetime | None = None  # Zigbee2MQTT 2.x permit_join_end
+    ends_at: datetime | None = None  # 2.x permit_join_end, or 1.x now + permit_join_timeout
     deadline: datetime | None = None  # latest moment joining may be open
     violation: str | None = None  # why it is past the planned window
 
@@ -62,14 +69,26 @@ def judge_permit_join(
         return PermitJoin(open=False)
     since = open_since or now
     latest, rule = deadline(obs.coordinator.permit_join, since)
-    verdict = PermitJoin(True, since, info.permit_join_end, latest)
-    if info.permit_join_end is not None:  # 2.x: the end is known in advance
-        if info.permit_join_end > latest + skew:
-            stays = format_duration(info.permit_join_end - since)
-            return replace(verdict, violation=f"open until {stays} after first seen, {rule}")
-    elif now > latest:  # 1.x: no end published; judge by how long it has been open
-        return replace(verdict, violation=f"open for {format_duration(now - since)}, {rule}")
+    end = info.permit_join_end
+    if end is None and info.permit_join_timeout:  # 1.x with a timeout: seconds left
+        end = now + timedelta(seconds=info.permit_join_timeout)
+    verdict = PermitJoin(True, since, end, latest)
+    seen = f"counted from {_clock(since)}, when it was first seen open"
+    if end is not None:  # the end is known in advance
+        if end > latest + skew:
+            over = format_duration(end - latest)
+            why = (
+                f"joining ends {_clock(end)}, {over} after the latest planned end {_clock(latest)}"
+            )
+            return replace(verdict, violation=f"{why} ({rule}, {seen})")
+    elif now > latest:  # 1.x without a timeout: judge by how long it has been open
+        lasted = format_duration(now - since)
+        return replace(verdict, violation=f"open for {lasted} since first seen ({rule}, {seen})")
     return verdict
+
+
+def _clock(moment: datetime) -> str:
+    return moment.strftime("%H:%M:%S %Z")
 
 
 def key(coordinator: ZigbeeCoordinator, check: str, **extra: str) -> str:
@@ -83,9 +102,11 @@ def _signal(
     summary: str,
     topic: str | None = None,
     evidence: dict[str, object] | None = None,
+    cause: str | None = None,
 ) -> Signal:
     labels = {"coordinator": c.name, "check": check, "broker": broker_of(c).label}
     labels |= {"topic": topic} if topic else {}
+    labels |= {"cause": cause} if cause and firing else {}
     return Signal(
         key=key(c, check, **({"topic": topic} if topic else {})),
         source=SOURCE,
@@ -105,7 +126,9 @@ def signals(
 ) -> list[Signal]:
     c = obs.coordinator
     if obs.broker_error:
-        return [_signal(c, "broker", True, f"{obs.broker_error} — MQTT, not Zigbee ({c.name})")]
+        cause = "auth refused" if obs.auth_refused else "unreachable"
+        summary = f"{obs.broker_error} — MQTT, not Zigbee ({c.name})"
+        return [_signal(c, "broker", True, summary, cause=cause)]
     out = [_signal(c, "broker", False, f"MQTT broker for {c.name} reachable")]
     for topic in (STATE, INFO):
         problem = obs.problems.get(topic)
@@ -117,11 +140,13 @@ def signals(
         else:
             why = "bridge/state offline" if obs.state else "no retained bridge/state"
             summary = f"Zigbee coordinator {c.name} is offline ({why})"
-            out.append(_signal(c, "offline", True, summary))
+            out.append(_signal(c, "offline", True, summary, cause=why))
     if obs.health is not None and obs.state == "online":
         healthy = obs.health.healthy is True
         how = "healthy" if healthy else f"unhealthy: {obs.health.detail}"
-        out.append(_signal(c, "health", not healthy, f"Zigbee coordinator {c.name} {how}"))
+        cause = "no answer" if obs.health.healthy is None else "unhealthy"
+        summary = f"Zigbee coordinator {c.name} {how}"
+        out.append(_signal(c, "health", not healthy, summary, cause=cause))
     if permit is not None:
         out.append(_permit_signal(obs, permit, closed))
     return out
@@ -132,6 +157,9 @@ def _permit_signal(obs: Observation, permit: PermitJoin, closed: CloseResult | N
     if permit.violation is None:
         state = "open within the planned window" if permit.open else "closed"
         return _signal(c, "permit_join", False, f"Permit join on {c.name} {state}")
+    if closed is not None and closed.closed:  # told in the auto-close report of its own
+        summary = f"Permit join on {c.name} closed automatically: {closed.detail}"
+        return _signal(c, "permit_join", False, summary)
     summary = f"Permit join on {c.name} open past the planned window: {permit.violation}"
     if closed is not None:
         summary += " — auto-close: " + closed.detail
@@ -144,7 +172,9 @@ def _permit_signal(obs: Observation, permit: PermitJoin, closed: CloseResult | N
     return _signal(c, "permit_join", True, summary, evidence=evidence)
 
 
-def row(obs: Observation, permit: PermitJoin | None, now: datetime) -> dict[str, object]:
+def row(
+    obs: Observation, permit: PermitJoin | None, now: datetime, closed: CloseResult | None = None
+) -> dict[str, object]:
     """One line of the run's table artifact."""
     c = obs.coordinator
 
@@ -168,6 +198,8 @@ def row(obs: Observation, permit: PermitJoin | None, now: datetime) -> dict[str,
         joining = "closed"
     else:
         joining = "OPEN past window" if permit.violation else "open"
+        if closed is not None:
+            joining += ", closed automatically" if closed.closed else ", auto-close NOT confirmed"
     health = (
         ""
         if obs.health is None
@@ -271,3 +303,101 @@ def retired_devices(
             or i.signal.labels.get("coordinator") not in unread
         )
     ]
+
+
+def auto_close_report(
+    obs: Observation,
+    permit: PermitJoin,
+    closed: CloseResult,
+    channels: Iterable[str],
+    now: datetime,
+) -> Evaluation:
+    """One message for one auto-close: joining was open past the window, it was closed
+    automatically, verified or not. Recorded as an incident that is over at once (like a one-off
+    event), so it is told whatever the policy's open_after; its ids name the window and the
+    outcome, so a retried close of the same window is told again only if the outcome changed."""
+    c = obs.coordinator
+    verified = "verified" if closed.closed else "NOT verified"
+    outcome = "closed automatically" if closed.closed else "auto-close NOT confirmed"
+    summary = (
+        f"Permit join on {c.name} was open past the planned window ({permit.violation}) — "
+        f"{outcome}: {closed.detail}"
+    )
+    signal = replace(
+        _signal(
+            c,
+            "auto_close",
+            True,
+            summary,
+            evidence={
+                "open_since": permit.open_since.isoformat() if permit.open_since else None,
+                "permit_join_end": permit.ends_at.isoformat() if permit.ends_at else None,
+                "auto_close": verified,
+                "zigbee2mqtt": obs.info.version if obs.info else None,
+            },
+        ),
+        since=permit.open_since,
+    )
+    onset = permit.open_since or now
+    channels = list(channels)
+    incident = Incident(
+        key=signal.key,
+        source=SOURCE,
+        severity=signal.severity,
+        state=State.resolved,
+        onset=onset,
+        changed_at=now,
+        signal=signal,
+        consecutive_failures=1,
+        opened_at=now,
+        last_notified_at=now if channels else None,
+        resolved_at=now,
+        resolution=outcome,
+    )
+    window = onset.isoformat()
+    notifications = [
+        Notification(
+            f"{signal.key}|{window}|auto_close|{verified}|{ch}", ch, Kind.opened, now, incident
+        )
+        for ch in channels
+    ]
+    return Evaluation([incident], notifications)
+
+
+def cause_changes(
+    before: Mapping[str, Incident], evaluation: Evaluation, policy_for: PolicyFor, now: datetime
+) -> Evaluation:
+    """The evaluation, plus one message per open incident whose cause changed in this run (the
+    broker refusing the login, then unreachable): the engine keeps the latest observation, this
+    makes sure somebody hears that it changed."""
+    incidents, notifications = [], list(evaluation.notifications)
+    for incident in evaluation.incidents:
+        old = before.get(incident.key)
+        was = old.signal.labels.get("cause") if old is not None else None
+        cause = incident.signal.labels.get("cause")
+        channels = policy_for(incident.severity).channels()
+        if (
+            old is None
+            or incident.source != SOURCE
+            or not (old.is_open and incident.is_open)
+            or not was
+            or not cause
+            or was == cause
+            or not channels
+        ):
+            incidents.append(incident)
+            continue
+        incident = replace(incident, last_notified_at=now)
+        incidents.append(incident)
+        told = replace(
+            incident,
+            signal=replace(
+                incident.signal,
+                summary=f"cause changed from {was} to {cause}: {incident.signal.summary}",
+            ),
+        )
+        ident = f"{incident.key}|{incident.onset.isoformat()}|cause|{now.isoformat()}"
+        notifications += [
+            Notification(f"{ident}|{ch}", ch, Kind.reminder, now, told) for ch in channels
+        ]
+    return Evaluation(incidents, notifications)

@@ -1,0 +1,160 @@
+"""What `check-config` looks at beyond the schema: whatever would break a run of a valid config.
+
+Secret references that will not resolve (never their values), file_sd patterns that match no file,
+pagers a policy names but nobody configured; and the plain-words summary of who hears of what.
+Pure over a loaded `Config` plus the file system and environment; a Prefect block lookup is handed
+in by the caller (it needs a reachable API).
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from fleet_alerting.config.schema import Config
+from fleet_alerting.config.secrets import SecretRef
+from fleet_alerting.core.durations import format_duration
+from fleet_alerting.core.signals import Severity
+
+Loc = tuple[str | int, ...]
+# A Prefect Secret block name → None when it loads, else why not. None instead of a function:
+# no Prefect API to ask, the blocks are noted as unchecked.
+BlockCheck = Callable[[str], str | None]
+
+
+@dataclass(frozen=True)
+class Finding:
+    loc: Loc
+    message: str
+    level: Literal["error", "note"] = "error"
+
+
+def secret_refs(model: object, loc: Loc = ()) -> Iterator[tuple[Loc, SecretRef]]:
+    """Every secret reference in the config, with its key path."""
+    if isinstance(model, SecretRef):
+        yield loc, model
+    elif isinstance(model, BaseModel):
+        for name in type(model).model_fields:
+            yield from secret_refs(getattr(model, name), (*loc, name))
+    elif isinstance(model, list | tuple):
+        for i, item in enumerate(model):
+            yield from secret_refs(item, (*loc, i))
+    elif isinstance(model, dict):
+        for key, item in model.items():
+            yield from secret_refs(item, (*loc, str(key)))
+
+
+def check(config: Config, blocks: BlockCheck | None) -> list[Finding]:
+    findings = list(_secrets(config, blocks))
+    findings += _file_sd(config)
+    findings += _pagers(config)
+    return findings
+
+
+# Secrets only a command other than the watches uses: a missing one breaks that command, not a run.
+_COMMAND_SECRETS = {
+    ("operators", "mcp", "token"): "`fleet-alerting mcp --http`",
+    ("operators", "slack_app", "signing_secret"): "`fleet-alerting slack-app`",
+}
+
+
+def _secrets(config: Config, blocks: BlockCheck | None) -> Iterator[Finding]:
+    for loc, ref in secret_refs(config):
+        if ref.prefect_secret is None:
+            problem = ref.problem()
+            command = _COMMAND_SECRETS.get(loc)
+            if problem and command:
+                yield Finding(loc, f"{problem} (needed by {command} only)", "note")
+            elif problem:
+                yield Finding(loc, problem)
+        elif blocks is None:
+            yield Finding(
+                loc,
+                f"{ref.describe()} not checked: no Prefect API reachable "
+                "(PREFECT_API_URL unset or not answering)",
+                "note",
+            )
+        else:
+            problem = blocks(ref.prefect_secret)
+            if problem:
+                yield Finding(loc, problem)
+
+
+def _file_sd(config: Config) -> Iterator[Finding]:
+    base = config.source_file.parent if config.source_file else Path.cwd()
+    for i, group in enumerate(config.blackbox.file_sd):
+        for j, pattern in enumerate(group.files):
+            if not glob.glob(str(base / pattern)):
+                yield Finding(
+                    ("blackbox", "file_sd", i, "files", j),
+                    f"no file matches {base / pattern}: these devices would not be probed",
+                )
+
+
+_PAGER_CONFIG = {"pagerduty": "notify.pagerduty", "oncall": "notify.oncall"}
+
+
+def _pagers(config: Config) -> Iterator[Finding]:
+    for severity in config.policies:
+        for pager in config.policy(severity).page:
+            if getattr(config.notify, pager) is None:
+                yield Finding(
+                    ("policies", severity, "page"),
+                    f"pages {pager} but {_PAGER_CONFIG[pager]} is not configured: pages are only "
+                    f"written to the local outbox {config.notify.outbox_file}",
+                    "note",
+                )
+
+
+def destination(config: Config, channel: str) -> str:
+    """Where messages of one channel go, in an operator's words."""
+    slack, notify = config.notify.slack, config.notify
+    if channel == "slack":
+        if slack and slack.bot_token:
+            return f"Slack {slack.channel} (bot, threads)"
+        if slack and slack.webhook:
+            return f"Slack {slack.channel} (webhook)"
+        return "the local outbox (no Slack configured)"
+    if channel == "slack_mirror":
+        if slack and (slack.mirror_webhook or slack.bot_token):
+            return f"Slack mirror {slack.mirror_channel}"
+        return "the local outbox (no Slack mirror configured)"
+    if channel == "pagerduty":
+        return "PagerDuty" if notify.pagerduty else "the local outbox (PagerDuty not configured)"
+    if channel == "oncall":
+        return "Grafana OnCall" if notify.oncall else "the local outbox (OnCall not configured)"
+    return channel
+
+
+def policy_summary(config: Config, severity: Severity) -> str:
+    """One line: who hears of an incident of this severity at once, and who gets paged when."""
+    policy = config.policy(severity)
+    told = [destination(config, c) for c in policy.channels()]
+    parts = [("tells " + " + ".join(told) + " at once") if told else "tells nobody"]
+    if policy.page:
+        real = [_PAGER_NAME[p] for p in policy.page if getattr(config.notify, p) is not None]
+        missing = [p for p in policy.page if getattr(config.notify, p) is None]
+        after = format_duration(policy.page_after, exact=True)
+        if real:
+            parts.append(f"pages {' + '.join(real)} after {after} of failure")
+        if missing:
+            who = "also" if real else "NOBODY:"
+            names = ", ".join(_PAGER_CONFIG[p] for p in missing)
+            parts.append(f"pages {who} {names} not configured, written to the local outbox only")
+    else:
+        parts.append("never pages")
+    if policy.repeat and told:
+        parts.append(f"reminds every {format_duration(policy.repeat, exact=True)}")
+    parts.append(
+        f"opens after {policy.open_after} failing check(s), resolves after "
+        f"{policy.resolve_after} passing"
+    )
+    return f"{severity}: " + "; ".join(parts)
+
+
+_PAGER_NAME = {"pagerduty": "PagerDuty", "oncall": "Grafana OnCall"}

@@ -1,0 +1,226 @@
+"""Operator actions on an incident — acknowledge, silence (a local mute or an Alertmanager silence),
+snooze, unsilence — and what they change in what the engine tells whom. Pure, like the engine.
+
+- **Acknowledge**: who and when are recorded; reminders stop. Not yet paged: the page is held for
+  the policy's `ack_holds_page` (None: for the rest of this failure episode); already paged: the
+  pagers that can take it (PagerDuty) get an acknowledge. Slack gets a thread reply.
+- **Silence**: Alertmanager-sourced incidents get a real silence (the surface creates it and hands
+  its id here); our own sources get a local mute. Either way, until it ends the incident keeps being
+  recorded but tells and pages nobody (a pager resolve of an earlier page still goes). A mute that
+  ends by time while the failure persists says so in one message.
+- **Snooze**: no reminders until then; a new failure still opens, and pages follow the policy.
+- A failure that resolves and comes back is a new episode: a new record, unacknowledged, unmuted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from fleet_alerting.core.incidents import Acts, Incident, Kind, Notification, State
+
+ALERTMANAGER_SOURCE = "alertmanager"  # sources.alertmanager.judge.SOURCE (core imports no source)
+ACKNOWLEDGING_PAGERS = ("pagerduty",)  # Grafana OnCall's formatted webhook knows no acknowledge
+Action = Literal["ack", "silence", "unsilence", "snooze"]
+ACTIONS: tuple[Action, ...] = ("ack", "silence", "unsilence", "snooze")
+
+
+@dataclass(frozen=True)
+class Change:
+    """The result of one action: the incident to store and what to queue, or why nothing changed."""
+
+    incident: Incident
+    notifications: list[Notification]
+    refused: str | None = None
+
+
+def silences_in_alertmanager(incident: Incident) -> bool:
+    return incident.source == ALERTMANAGER_SOURCE
+
+
+def silence_matchers(labels: Mapping[str, str]) -> list[dict[str, object]]:
+    """Alertmanager API v2 matchers for one alert: every label, equal — so at least alertname
+    and the grouping labels, and nothing broader than this alert."""
+    return [
+        {"name": name, "value": value, "isRegex": False, "isEqual": True}
+        for name, value in sorted(labels.items())
+    ]
+
+
+# --- what the engine asks -------------------------------------------------------------------
+
+
+def silenced_at(incident: Incident, now: datetime) -> bool:
+    acts = incident.acts
+    return acts.silenced and (acts.silenced_until is None or now < acts.silenced_until)
+
+
+def holds_page(incident: Incident, hold: timedelta | None, now: datetime) -> bool:
+    """An ack (for `hold`, None: for the episode) or a silence keeps a not-yet-sent page back."""
+    acts = incident.acts
+    if silenced_at(incident, now):
+        return True
+    if acts.acked_at is None:
+        return False
+    return hold is None or now < acts.acked_at + hold
+
+
+def holds_reminder(incident: Incident, now: datetime) -> bool:
+    acts = incident.acts
+    snoozed = acts.snoozed_until is not None and now < acts.snoozed_until
+    return acts.acked_at is not None or snoozed or silenced_at(incident, now)
+
+
+def expiry_due(incident: Incident, now: datetime) -> bool:
+    acts = incident.acts
+    return acts.silenced and acts.silenced_until is not None and now >= acts.silenced_until
+
+
+def expire(
+    incident: Incident, channels: Sequence[str], now: datetime
+) -> tuple[Incident, list[Notification]]:
+    """A mute that ran out while the failure persists: lift it and say so, once."""
+    if not expiry_due(incident, now):
+        return incident, []
+    incident = replace(incident, acts=_lifted(incident.acts, now))
+    if not channels:
+        return incident, []
+    incident = replace(incident, last_notified_at=now)
+    return incident, [notification(incident, c, Kind.silence_expired, now) for c in channels]
+
+
+# --- the actions ----------------------------------------------------------------------------
+
+
+def acknowledge(incident: Incident, actor: str, now: datetime, channels: Sequence[str]) -> Change:
+    if incident.state == State.resolved:
+        return Change(incident, [], "already resolved")
+    if incident.acts.acked_at is not None:
+        return Change(incident, [], f"already acknowledged by {incident.acts.acked_by}")
+    acts = replace(incident.acts, acked_by=actor, acked_at=now, changed_at=now)
+    incident = replace(incident, acts=acts, changed_at=now)
+    pagers = [p for p in incident.paged_via if p in ACKNOWLEDGING_PAGERS]
+    if incident.state != State.paged:
+        pagers = []
+    return Change(incident, _to(incident, [*pagers, *_slack(channels)], Kind.acknowledged, now))
+
+
+def silence(
+    incident: Incident,
+    actor: str,
+    now: datetime,
+    until: datetime | None,
+    channels: Sequence[str],
+    silence_id: str | None = None,
+) -> Change:
+    """Mute until `until` (None: until resolved). For an Alertmanager incident, `silence_id` is the
+    silence the caller created there."""
+    if incident.state == State.resolved:
+        return Change(incident, [], "already resolved")
+    if silences_in_alertmanager(incident) and not silence_id:
+        return Change(incident, [], "an Alertmanager incident needs an Alertmanager silence")
+    if until is not None and until <= now:
+        return Change(incident, [], "the silence would end before it begins")
+    acts = replace(
+        incident.acts,
+        silenced_by=actor,
+        silenced_until=until,
+        silence_id=silence_id,
+        changed_at=now,
+    )
+    incident = replace(incident, acts=acts, changed_at=now)
+    return Change(incident, _to(incident, _slack(channels), Kind.silenced, now))
+
+
+def unsilence(incident: Incident, actor: str, now: datetime, channels: Sequence[str]) -> Change:
+    if not incident.acts.silenced:
+        return Change(incident, [], "not silenced")
+    incident = replace(incident, acts=_lifted(incident.acts, now), changed_at=now)
+    if incident.state == State.resolved:
+        return Change(incident, [])
+    return Change(incident, _to(incident, _slack(channels), Kind.unsilenced, now))
+
+
+def snooze(incident: Incident, actor: str, now: datetime, until: datetime) -> Change:
+    if incident.state == State.resolved:
+        return Change(incident, [], "already resolved")
+    if silences_in_alertmanager(incident):
+        return Change(incident, [], "snooze is for our own sources; silence it in Alertmanager")
+    if until <= now:
+        return Change(incident, [], "the snooze would end before it begins")
+    acts = replace(incident.acts, snoozed_until=until, changed_at=now)
+    return Change(replace(incident, acts=acts, changed_at=now), [])
+
+
+def pager_acknowledged(
+    incident: Incident, actor: str, now: datetime, channels: Sequence[str]
+) -> Change:
+    """Acknowledged in PagerDuty: recorded like an ack here, told in Slack, not echoed back."""
+    if incident.state == State.resolved:
+        return Change(incident, [], "already resolved")
+    if incident.acts.acked_at is not None:
+        return Change(incident, [], f"already acknowledged by {incident.acts.acked_by}")
+    acts = replace(incident.acts, acked_by=actor, acked_at=now, changed_at=now)
+    incident = replace(incident, acts=acts, changed_at=now)
+    return Change(incident, _to(incident, _slack(channels), Kind.pager_acknowledged, now))
+
+
+def pager_resolved(
+    incident: Incident, actor: str, now: datetime, channels: Sequence[str]
+) -> Change:
+    """Resolved in PagerDuty while our check still fails: the incident stays open here (it
+    resolves when the check passes), counts as acknowledged (no reminders, no second page this
+    episode), and Slack is told plainly that the failure goes on."""
+    if incident.state == State.resolved:
+        return Change(incident, [], "already resolved here")
+    acts = incident.acts
+    if acts.acked_at is None:
+        acts = replace(acts, acked_by=actor, acked_at=now)
+    incident = replace(incident, acts=replace(acts, changed_at=now), changed_at=now)
+    return Change(incident, _to(incident, _slack(channels), Kind.pager_resolved, now))
+
+
+def newer_acts(stored: Incident | None, incoming: Incident) -> Incident:
+    """`incoming` (an evaluation from a read before an action) with the stored record's acts when
+    those changed later, so an action between read and write is not lost."""
+    if stored is None or stored.onset != incoming.onset:
+        return incoming
+    if stored.state == State.resolved and incoming.state != State.resolved:
+        return incoming  # a new episode with the same onset (an Alertmanager alert back)
+    theirs, ours = stored.acts.changed_at, incoming.acts.changed_at
+    if theirs is not None and (ours is None or theirs > ours):
+        return replace(incoming, acts=stored.acts)
+    return incoming
+
+
+def with_stored_acts(
+    incidents: Iterable[Incident], stored: Mapping[str, Incident]
+) -> list[Incident]:
+    return [newer_acts(stored.get(i.key), i) for i in incidents]
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _lifted(acts: Acts, now: datetime) -> Acts:
+    return replace(acts, silenced_by=None, silenced_until=None, silence_id=None, changed_at=now)
+
+
+def _slack(channels: Sequence[str]) -> list[str]:
+    """Actions are told in the incident's own channel (its thread), not the mirror."""
+    return [c for c in channels if c == "slack"]
+
+
+def _to(
+    incident: Incident, channels: Sequence[str], kind: Kind, now: datetime
+) -> list[Notification]:
+    return [notification(incident, c, kind, now) for c in channels]
+
+
+def notification(incident: Incident, channel: str, kind: Kind, now: datetime) -> Notification:
+    """Actions can repeat within an episode (silence, unsilence, silence again): the moment is
+    part of the id."""
+    ident = f"{incident.key}|{incident.onset.isoformat()}|{kind}|{now.isoformat()}|{channel}"
+    return Notification(id=ident, channel=channel, kind=kind, at=now, incident=incident)

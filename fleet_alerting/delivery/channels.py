@@ -1,0 +1,146 @@
+"""Channels: one notifier per configured destination, each with its configured timeout.
+
+Fail closed: a channel the config does not configure has no notifier (config loading refuses a
+policy naming one); the local outbox file is used only with `notify.dry_run: true`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import httpx
+
+from fleet_alerting.config import Config
+from fleet_alerting.config.secrets import SecretError, SecretRef
+from fleet_alerting.core.incidents import Notification
+from fleet_alerting.delivery.notifiers.local_file import LocalOutbox
+from fleet_alerting.delivery.notifiers.oncall import OnCallWebhook
+from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
+from fleet_alerting.delivery.notifiers.slack_api import (
+    NO_THREAD_NOTE,
+    Pacer,
+    SlackApi,
+    SlackWebhookIncident,
+)
+from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
+from fleet_alerting.delivery.snapshot import make_snapshot
+from fleet_alerting.http.errors import AdapterError
+
+CHANNELS = ("slack", "slack_mirror", "pagerduty", "oncall")
+ThreadStore = object  # fleet_alerting.store.sqlite.Store: incident(), set_thread()
+
+
+class Notifier(Protocol):
+    name: str
+
+    async def send(self, n: Notification) -> str: ...
+
+
+class Unavailable:
+    """A channel whose configuration is broken (e.g. missing secret file): keep its messages
+    queued and say why, rather than losing them or crashing the run."""
+
+    def __init__(self, name: str, reason: str):
+        self.name = name
+        self.reason = reason
+
+    async def send(self, n: Notification) -> str:
+        raise AdapterError(f"{self.name}: {self.reason}", permanent=False)
+
+
+def build_notifiers(
+    config: Config, client: httpx.AsyncClient, store: ThreadStore | None = None
+) -> dict[str, Notifier]:
+    """Channel → notifier, for the channels the config configures (all of them, to the local
+    file, in a dry run). With a Slack bot token and a `store`, Slack messages of an incident form
+    a thread (chat.postMessage); the mirror uses its webhook, else the bot, unthreaded."""
+    notify = config.notify
+    if notify.dry_run:
+        return {channel: LocalOutbox(notify.outbox_file, channel) for channel in CHANNELS}
+    slack = notify.slack
+    notifiers: dict[str, Notifier] = {}
+    snapshot = make_snapshot(config, client)
+
+    def add(channel: str, ref: SecretRef | None, make: Callable[..., Notifier]) -> None:
+        if ref is None:
+            return  # not configured: no notifier (the config refuses a policy naming it)
+        try:
+            notifiers[channel] = make(ref.resolve())
+        except SecretError as exc:
+            notifiers[channel] = Unavailable(channel, str(exc))
+
+    if slack is not None:
+        pacer = Pacer(slack.min_interval.total_seconds())
+        timeout = slack.timeout.total_seconds()
+
+        def bot(channel: str, threads: ThreadStore | None, note: str | None = None):
+            return lambda token: SlackApi(
+                client,
+                token,
+                channel,
+                api_url=slack.api_url,
+                store=threads,
+                snapshot=snapshot if threads else None,
+                note=note,
+                pacer=pacer,
+                timeout=timeout,
+            )
+
+        if slack.bot_token and (store is not None or not slack.webhook):
+            add("slack", slack.bot_token, bot(slack.channel, store))
+        else:
+            add(
+                "slack",
+                slack.webhook,
+                lambda url: SlackWebhookIncident(
+                    client,
+                    url,
+                    f"Slack webhook {slack.channel}",
+                    note=NO_THREAD_NOTE,
+                    snapshot=snapshot,
+                    timeout=timeout,
+                    pacer=pacer,
+                ),
+            )
+        mirror_note = f"mirror of {slack.channel}"
+        if slack.mirror_webhook:
+            add(
+                "slack_mirror",
+                slack.mirror_webhook,
+                lambda url: SlackWebhook(
+                    client,
+                    url,
+                    f"Slack webhook {slack.mirror_channel}",
+                    note=mirror_note,
+                    timeout=timeout,
+                    pacer=pacer,
+                ),
+            )
+        else:
+            add("slack_mirror", slack.bot_token, bot(slack.mirror_channel, None, mirror_note))
+    pd = notify.pagerduty
+    if pd is not None:
+        add(
+            "pagerduty",
+            pd.routing_key,
+            lambda key: PagerDutyEvents(client, key, pd.url, timeout=pd.timeout.total_seconds()),
+        )
+    oncall = notify.oncall
+    if oncall is not None:
+        add(
+            "oncall",
+            oncall.webhook,
+            lambda url: OnCallWebhook(client, url, timeout=oncall.timeout.total_seconds()),
+        )
+    return notifiers
+
+
+def lease_for(config: Config, max_wait: float) -> float:
+    """Seconds a claim lasts: every in-run attempt timing out plus the waits between them, with
+    a margin. A drainer killed while sending leaves its message for this long."""
+    notify = config.notify
+    timeouts = [10.0] + [
+        c.timeout.total_seconds() for c in (notify.slack, notify.pagerduty, notify.oncall) if c
+    ]
+    return notify.attempts_per_run * (max(timeouts) + max_wait) + 30.0

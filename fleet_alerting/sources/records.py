@@ -1,0 +1,35 @@
+"""Record-by-record parsing of a source's answer: what was wrong with one record, said safely.
+
+Each source validates its answer record by record against pydantic models of the documented shape;
+a record that does not fit becomes a `Malformed` (the record's identity, if it has one, and what was
+wrong), never an exception that loses the well-formed records beside it. The text names fields and
+expectations only, never the record's values, so a secret inside a bad record cannot leak.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """One record of an answer that does not have the documented shape."""
+
+    identity: str  # what names the record (labels, fingerprint, id), else its position
+    why: str  # which fields were wrong and how (no values)
+    labels: dict[str, str] = field(default_factory=dict)  # the record's labels, when readable
+
+    def __str__(self) -> str:
+        return f"{self.identity}: {self.why}"
+
+
+def why(exc: ValidationError, limit: int = 3) -> str:
+    """`field.path: what was expected` for the first `limit` errors, without the input values."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False)[:limit]:
+        where = ".".join(str(p) for p in error["loc"]) or "record"
+        parts.append(f"{where}: {error['msg']}")
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")

@@ -1,0 +1,155 @@
+"""Operator actions in the store: each one applied to its incident, its notifications queued in the
+outbox and its audit record written — one transaction, so a concurrent evaluation never interleaves.
+
+Every action is recorded, refused ones too (who, what, when, from where, and the outcome).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from fleet_alerting.core.actions import Change
+from fleet_alerting.core.incidents import Incident
+from fleet_alerting.store.metadata import metadata
+from fleet_alerting.store.outbox import queue
+from fleet_alerting.store.outbox import ts as _ts
+from fleet_alerting.store.sqlite import Store
+
+actions_table = sa.Table(
+    "actions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.String, nullable=False, index=True),
+    sa.Column("incident_key", sa.String, nullable=False, index=True),
+    sa.Column("onset", sa.String),  # which failure episode (None: no such incident)
+    sa.Column("action", sa.String, nullable=False),  # ack | silence | unsilence | snooze | ...
+    sa.Column("actor", sa.String, nullable=False),  # a Slack user id, a PagerDuty user, $USER
+    sa.Column("via", sa.String, nullable=False),  # slack | pagerduty | cli | mcp
+    sa.Column("outcome", sa.String, nullable=False),  # done | refused: why
+    sa.Column("detail", sa.Text, nullable=False, default="{}"),  # until, silence id, channel
+)
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    at: datetime
+    incident_key: str
+    action: str
+    actor: str
+    via: str
+    outcome: str
+    detail: dict[str, Any]
+
+    def line(self) -> str:
+        extra = " ".join(f"{k}={v}" for k, v in self.detail.items() if v not in (None, ""))
+        when = self.at.strftime("%Y-%m-%d %H:%M:%S")
+        return f"{when}Z {self.action} by {self.actor} via {self.via}: {self.outcome} {extra}"
+
+
+Decide = Callable[[Incident], Change]
+_ready: set[int] = set()
+
+
+def _ensure(store: Store) -> None:
+    """The table joins the store's metadata on import; a store opened before that gets it here."""
+    if id(store.engine) not in _ready:
+        actions_table.create(store.engine, checkfirst=True)
+        _ready.add(id(store.engine))
+
+
+def apply(
+    store: Store,
+    key: str,
+    decide: Decide,
+    *,
+    action: str,
+    actor: str,
+    via: str,
+    now: datetime,
+    detail: dict[str, Any] | None = None,
+) -> Change | None:
+    """Load the incident, let `decide` (a core.actions function) change it, store the change and
+    queue its notifications, and record the action. None: no such incident (recorded too)."""
+    _ensure(store)
+    with store.engine.begin() as conn:
+        incident = store._load(conn, key)
+        change = decide(incident) if incident is not None else None
+        if change is not None and change.refused is None:
+            store._upsert_incidents(conn, [change.incident], now)
+            if change.notifications:
+                queue(conn, change.notifications, now)
+        if change is None:
+            outcome = "refused: no such incident"
+        else:
+            outcome = f"refused: {change.refused}" if change.refused else "done"
+        conn.execute(
+            sa.insert(actions_table).values(
+                at=_ts(now),
+                incident_key=key,
+                onset=_ts(incident.onset) if incident else None,
+                action=action,
+                actor=actor,
+                via=via,
+                outcome=outcome,
+                detail=json.dumps(detail or {}, default=str),
+            )
+        )
+    return change
+
+
+def record(
+    store: Store,
+    key: str,
+    *,
+    action: str,
+    actor: str,
+    via: str,
+    now: datetime,
+    outcome: str = "done",
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """An audit record for something that changed no incident (e.g. a refused click)."""
+    _ensure(store)
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(actions_table).values(
+                at=_ts(now),
+                incident_key=key,
+                action=action,
+                actor=actor,
+                via=via,
+                outcome=outcome,
+                detail=json.dumps(detail or {}, default=str),
+            )
+        )
+
+
+def history(
+    store: Store, key: str | None = None, since: datetime | None = None
+) -> list[ActionRecord]:
+    _ensure(store)
+    query = sa.select(actions_table).order_by(actions_table.c.id)
+    if key is not None:
+        query = query.where(actions_table.c.incident_key == key)
+    if since is not None:
+        query = query.where(actions_table.c.at >= _ts(since))
+    with store.engine.begin() as conn:
+        rows = conn.execute(query).mappings().all()
+    return [
+        ActionRecord(
+            at=datetime.fromisoformat(row["at"]),
+            incident_key=row["incident_key"],
+            action=row["action"],
+            actor=row["actor"],
+            via=row["via"],
+            outcome=row["outcome"],
+            detail=json.loads(row["detail"] or "{}"),
+        )
+        for row in rows
+    ]

@@ -1,0 +1,99 @@
+"""Schema version and in-place upgrades, without Alembic.
+
+The tables are declared once, in SQLAlchemy metadata. Opening a store compares a fingerprint of
+that metadata (tables, columns, indexes) with the one recorded in the store; only when they differ
+does `upgrade` look at the file: it creates missing tables and indexes, adds missing columns with
+`ALTER TABLE ... ADD COLUMN` (so a new column must be nullable or have a server default), then runs
+the numbered data steps between the recorded version and the code's. Everything happens in the
+caller's write transaction, so two processes opening an old store upgrade it once.
+
+A store written by newer code (a higher version) is refused rather than half understood.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+
+import sqlalchemy as sa
+
+from fleet_alerting.store.errors import StoreError
+
+Step = Callable[[sa.Connection], None]
+
+meta_table_name = "store_meta"  # key/value: schema_version, schema_fingerprint
+
+
+def fingerprint(metadata: sa.MetaData) -> str:
+    parts = []
+    for table in sorted(metadata.tables.values(), key=lambda t: t.name):
+        parts.append(table.name)
+        parts += [f"{c.name}:{c.type!r}:{c.nullable}" for c in table.columns]
+        parts += sorted(f"ix:{ix.name}" for ix in table.indexes)
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def recorded(conn: sa.Connection) -> dict[str, str]:
+    """What the store says about itself ({} for a store made before versions existed)."""
+    if not sa.inspect(conn).has_table(meta_table_name):
+        return {}
+    rows = conn.exec_driver_sql(f"SELECT key, value FROM {meta_table_name}").all()
+    return {str(k): str(v) for k, v in rows}
+
+
+def up_to_date(conn: sa.Connection, metadata: sa.MetaData, version: int) -> bool:
+    """True if nothing needs doing: checked in a read transaction before taking the write lock."""
+    meta = recorded(conn)
+    return meta.get("schema_version") == str(version) and meta.get(
+        "schema_fingerprint"
+    ) == fingerprint(metadata)
+
+
+def upgrade(
+    conn: sa.Connection,
+    metadata: sa.MetaData,
+    version: int,
+    steps: Mapping[int, Step],
+    where: str,
+) -> int | None:
+    """Bring the store up to `version` and the shape of `metadata`; returns the version found
+    (None for a new store, 0 for one written before versions existed), or raises StoreError if
+    the store is newer than this code."""
+    meta = recorded(conn)
+    found = int(meta.get("schema_version", "0"))
+    if found > version:
+        raise StoreError(
+            f"{where}: written by a newer fleet-alerting (store schema {found}, this code knows "
+            f"{version}); upgrade fleet-alerting, or point state.path at another file"
+        )
+    print_ = fingerprint(metadata)
+    if found == version and meta.get("schema_fingerprint") == print_:
+        return found
+    inspector = sa.inspect(conn)
+    existing = set(inspector.get_table_names())
+    fresh = not (existing - {meta_table_name})
+    for table in metadata.sorted_tables:
+        if table.name not in existing:
+            table.create(conn)
+            continue
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in have:
+                ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN {ddl}')
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
+    if not fresh:
+        for step in range(found + 1, version + 1):
+            if step in steps:
+                steps[step](conn)
+    conn.exec_driver_sql(
+        f"CREATE TABLE IF NOT EXISTS {meta_table_name} (key VARCHAR PRIMARY KEY, value VARCHAR)"
+    )
+    for key, value in (("schema_version", str(version)), ("schema_fingerprint", print_)):
+        conn.exec_driver_sql(
+            f"INSERT INTO {meta_table_name} (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+    return None if fresh else found

@@ -1,0 +1,390 @@
+"""The outbox and the delivery state of each destination, in the store's SQLite database.
+
+A queued notification is *claimed* before it is sent: one compare-and-set UPDATE sets
+`claimed_by` and `lease_until` only where the row is still queued and no live lease holds it, and
+only the drainer whose UPDATE changed the row (`rowcount == 1`) sends it. Marking it sent, retrying
+or dead checks the claim too, so a drainer whose lease expired (it hung, another took over) cannot
+overwrite what the new holder did. A drainer killed while holding a claim leaves a lease that
+expires; the next drainer then sends the message again (the at-least-once window, see README).
+
+`destinations` holds one row per channel (slack, slack_mirror, pagerduty, oncall): until when it
+is backing off (Retry-After, consecutive failures) and why. Every drainer, in every process and
+every run, reads it before it sends.
+
+Columns added to existing tables are nullable or have a server default, so a store written by an
+older version upgrades in place (store/migrate.py adds them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import TypeAdapter
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from fleet_alerting.core.incidents import Notification
+from fleet_alerting.store.metadata import metadata
+
+_notification_json = TypeAdapter(Notification)
+
+outbox_table = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("notification_id", sa.String, nullable=False, unique=True),
+    sa.Column("channel", sa.String, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("incident_key", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False, index=True),  # queued | sent | dead
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", sa.String, nullable=False),
+    sa.Column("next_attempt_at", sa.String, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("receipt", sa.Text),
+    sa.Column("data", sa.Text, nullable=False),
+    # claims (added after the first release: nullable or with a server default)
+    sa.Column("claimed_by", sa.String, nullable=True),
+    sa.Column("lease_until", sa.String, nullable=True),
+    sa.Column("errors", sa.Integer, nullable=False, server_default="0"),  # unexpected failures
+    sa.Index("ix_outbox_lane", "status", "channel", "id"),
+    sa.Index("ix_outbox_incident", "incident_key", "channel", "status", "id"),
+    sa.Index("ix_outbox_status_created_at", "status", "created_at"),  # pruning
+)
+destinations_table = sa.Table(
+    "destinations",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("blocked_until", sa.String, nullable=True),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("updated_at", sa.String, nullable=True),
+)
+
+_QUEUE = sqlite_insert(outbox_table).on_conflict_do_nothing()
+
+
+def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL (set by the store): safe when killed
+    cursor.close()
+
+
+def ts(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def queue(conn: sa.Connection, notifications: Sequence[Notification], now: datetime) -> int:
+    """Queue notifications inside the caller's transaction (the one that records the incident
+    changes causing them); a notification id already queued is ignored. Returns how many."""
+    if not notifications:
+        return 0
+    rows = [
+        {
+            "notification_id": n.id,
+            "channel": n.channel,
+            "kind": n.kind,
+            "incident_key": n.incident.key,
+            "status": "queued",
+            "attempts": 0,
+            "created_at": ts(now),
+            "next_attempt_at": ts(now),
+            "data": _notification_json.dump_json(n).decode(),
+        }
+        for n in notifications
+    ]
+    return conn.execute(_QUEUE, rows).rowcount
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    notification: Notification
+    status: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    last_error: str | None
+    receipt: str | None
+    errors: int = 0
+
+
+@dataclass(frozen=True)
+class Page:
+    channel: str
+    status: str
+    last_error: str | None
+    next_attempt_at: datetime
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    blocked_until: datetime | None = None
+    failures: int = 0
+    last_error: str | None = None
+
+
+def _item(row: Any) -> OutboxItem:
+    return OutboxItem(
+        id=row["id"],
+        notification=_notification_json.validate_json(row["data"]),
+        status=row["status"],
+        attempts=row["attempts"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        next_attempt_at=datetime.fromisoformat(row["next_attempt_at"]),
+        last_error=row["last_error"],
+        receipt=row["receipt"],
+        errors=row["errors"] or 0,
+    )
+
+
+class Outbox:
+    """Outbox queries on the store's database. Every statement is its own transaction
+    (autocommit): a read takes no lock, a write (claim, mark) holds the write lock for one
+    UPDATE, so many lanes in many processes rarely wait for each other."""
+
+    def __init__(self, engine: sa.Engine):
+        self.engine = sa.create_engine(engine.url, isolation_level="AUTOCOMMIT")
+        sa.event.listen(self.engine, "connect", _pragmas)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def items(self, statuses: Iterable[str] = ("queued", "dead")) -> list[OutboxItem]:
+        t = outbox_table
+        query = sa.select(t).where(t.c.status.in_(list(statuses))).order_by(t.c.id)
+        with self.engine.begin() as conn:
+            return [_item(row) for row in conn.execute(query).mappings()]
+
+    def channels(self) -> list[str]:
+        """Channels that have queued messages (each is one lane)."""
+        t = outbox_table
+        query = sa.select(t.c.channel).where(t.c.status == "queued").distinct()
+        with self.engine.begin() as conn:
+            return sorted(conn.execute(query).scalars())
+
+    def claim_next(
+        self,
+        channel: str,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        exclude: Iterable[int] = (),
+    ) -> OutboxItem | None:
+        """Claim the lane's oldest claimable message in one UPDATE … RETURNING: due, under no
+        live lease, not behind an earlier queued message of its incident, not in `exclude`.
+        The subquery runs under the write lock, so two drainers never get the same row, and
+        they do not collide on the same candidates either."""
+        t = outbox_table
+        earlier = t.alias("earlier")
+        now_s = ts(now)
+        free = sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now_s)
+        behind = (
+            sa.select(earlier.c.id)
+            .where(
+                earlier.c.incident_key == t.c.incident_key,
+                earlier.c.channel == t.c.channel,
+                earlier.c.status == "queued",
+                earlier.c.id < t.c.id,
+            )
+            .exists()
+        )
+        candidate = (
+            sa.select(t.c.id)
+            .where(
+                t.c.status == "queued",
+                t.c.channel == channel,
+                t.c.next_attempt_at <= now_s,
+                free,
+                ~behind,
+                t.c.id.notin_(list(exclude)),
+            )
+            .order_by(t.c.id)
+            .limit(1)
+            .scalar_subquery()
+        )
+        query = (
+            sa.update(t)
+            .where(t.c.id == candidate, t.c.status == "queued", free)
+            .values(claimed_by=owner, lease_until=ts(now + lease))
+            .returning(*t.c)
+        )
+        while True:
+            with self.engine.begin() as conn:
+                row = conn.execute(query).mappings().first()
+            if row is None:
+                return None
+            try:
+                return _item(row)
+            except ValueError as exc:  # a row no version of us can read: park it, take the next
+                reason = f"unreadable notification: {type(exc).__name__}"
+                self.mark_dead(row["id"], owner, row["attempts"], reason)
+
+    def claim(self, item_id: int, owner: str, now: datetime, lease: timedelta) -> bool:
+        """Compare-and-set: only one drainer wins a queued message whose lease is free."""
+        t = outbox_table
+        now_s = ts(now)
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sa.update(t)
+                .where(
+                    t.c.id == item_id,
+                    t.c.status == "queued",
+                    sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now_s),
+                )
+                .values(claimed_by=owner, lease_until=ts(now + lease))
+            )
+        return result.rowcount == 1
+
+    def held(self, channel: str, now: datetime, exclude: Iterable[int] = ()) -> list[OutboxItem]:
+        """The lane's due messages nobody holds a lease on (waiting behind an earlier one, or
+        for a destination that backs off), except `exclude`."""
+        t = outbox_table
+        now_s = ts(now)
+        query = (
+            sa.select(t)
+            .where(
+                t.c.status == "queued",
+                t.c.channel == channel,
+                t.c.next_attempt_at <= now_s,
+                sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now_s),
+            )
+            .order_by(t.c.id)
+        )
+        skipped = set(exclude)
+        with self.engine.begin() as conn:
+            rows = [r for r in conn.execute(query).mappings() if r["id"] not in skipped]
+        return [_item(row) for row in rows]
+
+    def pages_before(self, incident_key: str, pagers: Sequence[str], before: int) -> list[Page]:
+        """The latest `paged` message of the incident to each pager, queued before row `before`
+        (status only: this is polled while a Slack "paged" message waits for the pager)."""
+        t = outbox_table
+        latest = (
+            sa.select(sa.func.max(t.c.id))
+            .where(
+                t.c.incident_key == incident_key,
+                t.c.kind == "paged",
+                t.c.channel.in_(list(pagers)),
+                t.c.id < before,
+            )
+            .group_by(t.c.channel)
+        )
+        columns = (t.c.channel, t.c.status, t.c.last_error, t.c.next_attempt_at)
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(*columns).where(t.c.id.in_(latest))).all()
+        return [Page(c, s, e, datetime.fromisoformat(n)) for c, s, e, n in rows]
+
+    def mark_sent(self, item_id: int, owner: str | None, attempts: int, receipt: str) -> bool:
+        return self._finish(
+            item_id, owner, status="sent", attempts=attempts, receipt=receipt, last_error=None
+        )
+
+    def mark_retry(
+        self,
+        item_id: int,
+        owner: str | None,
+        attempts: int,
+        next_at: datetime,
+        error: str,
+        errors: int | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {
+            "attempts": attempts,
+            "next_attempt_at": ts(next_at),
+            "last_error": error,
+        }
+        if errors is not None:
+            values["errors"] = errors
+        return self._finish(item_id, owner, **values)
+
+    def mark_dead(
+        self, item_id: int, owner: str | None, attempts: int, reason: str, errors: int | None = None
+    ) -> bool:
+        values: dict[str, Any] = {"status": "dead", "attempts": attempts, "last_error": reason}
+        if errors is not None:
+            values["errors"] = errors
+        return self._finish(item_id, owner, **values)
+
+    def release(self, item_id: int, owner: str) -> bool:
+        return self._finish(item_id, owner)
+
+    def _finish(self, item_id: int, owner: str | None, **values: Any) -> bool:
+        """Update a message this drainer holds, and free its lease. False if another drainer
+        has taken it over meanwhile (this one's lease had expired)."""
+        t = outbox_table
+        query = sa.update(t).where(t.c.id == item_id, t.c.status == "queued")
+        if owner is not None:
+            query = query.where(t.c.claimed_by == owner)
+        with self.engine.begin() as conn:
+            result = conn.execute(query.values(claimed_by=None, lease_until=None, **values))
+        return result.rowcount == 1
+
+    # destinations ------------------------------------------------------------------------------
+    def destination(self, name: str) -> Destination:
+        d = destinations_table
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(d).where(d.c.name == name)).mappings().first()
+        if row is None:
+            return Destination(name)
+        blocked = row["blocked_until"]
+        return Destination(
+            name,
+            datetime.fromisoformat(blocked) if blocked else None,
+            row["failures"],
+            row["last_error"],
+        )
+
+    def destination_failed(
+        self, name: str, now: datetime, blocked_until: datetime, error: str
+    ) -> Destination:
+        """One more consecutive failure; back off until `blocked_until` (never shortening a
+        longer block another drainer set)."""
+        d = destinations_table
+        insert = sqlite_insert(d).values(
+            name=name, blocked_until=ts(blocked_until), failures=1, last_error=error,
+            updated_at=ts(now),
+        )  # fmt: skip
+        later = sa.func.max(sa.func.coalesce(d.c.blocked_until, ""), insert.excluded.blocked_until)
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["name"],
+                    set_={
+                        "failures": d.c.failures + 1,
+                        "blocked_until": later,
+                        "last_error": insert.excluded.last_error,
+                        "updated_at": insert.excluded.updated_at,
+                    },
+                )
+            )
+        return self.destination(name)
+
+    def destination_blocked(self, name: str, now: datetime, until: datetime, error: str) -> None:
+        """Retry-After from the destination: every drainer waits until then (failures unchanged)."""
+        d = destinations_table
+        insert = sqlite_insert(d).values(
+            name=name, blocked_until=ts(until), failures=0, last_error=error, updated_at=ts(now)
+        )
+        later = sa.func.max(sa.func.coalesce(d.c.blocked_until, ""), insert.excluded.blocked_until)
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["name"],
+                    set_={"blocked_until": later, "last_error": insert.excluded.last_error},
+                )
+            )
+
+    def destination_ok(self, name: str, now: datetime) -> None:
+        d = destinations_table
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(d)
+                .where(d.c.name == name, sa.or_(d.c.failures > 0, d.c.blocked_until.isnot(None)))
+                .values(failures=0, blocked_until=None, last_error=None, updated_at=ts(now))
+            )

@@ -1,0 +1,164 @@
+"""`fleet-alerting notify-test`: the path to a human, tested the way the Fleet tests its Slack flow
+with `amtool alert add TestNotification`.
+
+A clearly marked test message goes through the real outbox and the real delivery to each chosen,
+configured destination (PagerDuty and Grafana OnCall: a trigger, then a resolve at once), and each
+destination's outcome is reported: delivered (receipt), retrying (why) or refused (why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from fleet_alerting.config import Config
+from fleet_alerting.config.checks import destination
+from fleet_alerting.core.incidents import Incident, Kind, Notification, State
+from fleet_alerting.core.policy import Evaluation
+from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.delivery.drain import build_notifiers, drain
+from fleet_alerting.store.sqlite import OutboxItem, Store
+
+SOURCE = "notify-test"
+SUMMARY = "TEST notification from fleet-alerting notify-test: no action needed"
+# --to NAME → the outbox channel
+DESTINATIONS = {
+    "slack": "slack",
+    "mirror": "slack_mirror",
+    "pagerduty": "pagerduty",
+    "oncall": "oncall",
+}
+PAGERS = {"pagerduty", "oncall"}
+
+
+def configured(config: Config, channel: str) -> bool:
+    slack = config.notify.slack
+    if channel == "slack":
+        return bool(slack and (slack.webhook or slack.bot_token))
+    if channel == "slack_mirror":
+        return bool(slack and (slack.mirror_webhook or slack.bot_token))
+    return getattr(config.notify, channel) is not None
+
+
+def make_test_notifications(channels: Iterable[str], now: datetime) -> list[Notification]:
+    """One test incident; Slack channels get an "opened", pagers a "paged" then a "resolved"."""
+    key = f"{SOURCE}|{now.strftime('%Y%m%dT%H%M%S.%fZ')}"
+    signal = Signal(
+        key=key,
+        source=SOURCE,
+        firing=True,
+        severity=Severity.critical,
+        summary=SUMMARY,
+        target="fleet-alerting notify-test",
+        evidence={"test": "yes"},
+    )
+    opened = Incident(
+        key=key,
+        source=SOURCE,
+        severity=Severity.critical,
+        state=State.firing,
+        onset=now,
+        changed_at=now,
+        signal=signal,
+        opened_at=now,
+    )
+    out = []
+    for channel in channels:
+        if channel in PAGERS:
+            paged = replace(opened, state=State.paged, paged_at=now, paged_via=(channel,))
+            done = replace(
+                paged,
+                state=State.resolved,
+                resolved_at=now,
+                recovered_at=now,
+                resolution="test finished",
+            )
+            out.append(_note(paged, channel, Kind.paged, now))
+            out.append(_note(done, channel, Kind.resolved, now))
+        else:
+            out.append(_note(opened, channel, Kind.opened, now))
+    return out
+
+
+def _note(incident: Incident, channel: str, kind: Kind, now: datetime) -> Notification:
+    ident = f"{incident.key}|{kind}|{channel}"
+    return Notification(id=ident, channel=channel, kind=kind, at=now, incident=incident)
+
+
+class _Only:
+    """The store as the drain sees it, limited to the given outbox entries: a test never sends
+    what real runs queued (they deliver it themselves)."""
+
+    def __init__(self, store: Store, ids: set[str]):
+        self.store = store
+        self.ids = ids
+
+    def outbox(self, statuses: Iterable[str] = ("queued", "dead")) -> list[OutboxItem]:
+        return [i for i in self.store.outbox(statuses) if i.notification.id in self.ids]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    channel: str
+    kind: Kind
+    result: str  # delivered | retrying | refused | held
+    detail: str
+
+
+async def send_test(
+    config: Config, channels: list[str], now: Callable[[], datetime]
+) -> list[Outcome]:
+    notifications = make_test_notifications(channels, now())
+    store = Store(config.state.path)
+    try:
+        store.record(Evaluation([], notifications), now())
+        async with httpx.AsyncClient(timeout=10) as client:
+            report = await drain(
+                _Only(store, {n.id for n in notifications}),  # type: ignore[arg-type]
+                build_notifiers(config, client, store),
+                now,
+                attempts_per_run=1,
+                give_up_after=config.notify.give_up_after,
+            )
+    finally:
+        store.close()
+    outcomes = [
+        Outcome(i.notification.channel, i.notification.kind, "delivered", r) for i, r in report.sent
+    ]
+    outcomes += [
+        Outcome(i.notification.channel, i.notification.kind, "retrying", why)
+        for i, why in report.retrying
+    ]
+    outcomes += [
+        Outcome(i.notification.channel, i.notification.kind, "refused", why)
+        for i, why in report.dead
+    ]
+    outcomes += [
+        Outcome(i.notification.channel, i.notification.kind, "held", "waits for the trigger")
+        for i in report.held
+    ]
+    order = {n.id: k for k, n in enumerate(notifications)}
+    ids = {(n.channel, n.kind): n.id for n in notifications}
+    return sorted(outcomes, key=lambda o: order[ids[(o.channel, o.kind)]])
+
+
+def describe(config: Config, outcome: Outcome) -> str:
+    name = next(k for k, v in DESTINATIONS.items() if v == outcome.channel)
+    step = {Kind.paged: " trigger", Kind.resolved: " resolve"}.get(outcome.kind, "")
+    where = destination(config, outcome.channel)
+    if outcome.result == "delivered":
+        text = f"delivered ({outcome.detail})"
+    elif outcome.result == "retrying":
+        text = f"retrying ({outcome.detail}); stays queued, the next run retries it"
+    elif outcome.result == "refused":
+        text = f"refused ({outcome.detail})"
+    else:
+        text = f"not sent yet ({outcome.detail}); stays queued"
+    return f"{name}{step} → {where}: {text}"

@@ -1,0 +1,99 @@
+"""`fleet-alerting ack / silence / unsilence / snooze`, `incidents --show KEY`, and the MCP write
+tools: the same actions, recorded with their actor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleet_alerting.config import load_config
+from fleet_alerting.core.clock import utcnow
+from fleet_alerting.core.policy import evaluate
+from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.store import actions as audit
+from fleet_alerting.store.sqlite import Store
+from fleet_alerting.surfaces.cli import main
+from fleet_alerting.surfaces.mcp_server import build_server
+from tests.operator_fleet import TOKEN, fleet_server
+
+KEY = "blackbox:target=pi-audio-01"
+
+
+def setup(tmp_path: Path, fleet_url: str = "http://127.0.0.1:9") -> Path:
+    (tmp_path / "fleet.token").write_text(TOKEN)
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "state": {"path": "state.sqlite"},
+                "notify": {"outbox_file": "outbox.jsonl"},
+                "policies": {"warning": {"open_after": 1, "repeat": "5m"}},
+                "fleet_api": {"url": fleet_url, "token": {"file": "fleet.token"}},
+            }
+        )
+    )
+    config = load_config(path)
+    store = Store(config.state.path)
+    now = utcnow() - timedelta(minutes=1)
+    signal = Signal(KEY, "blackbox", True, Severity.warning, "device down", since=now)
+    store.record(evaluate([signal], {}, config.policy, now), now)
+    store.close()
+    return path
+
+
+def test_cli_actions_and_the_audit_trail(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = str(setup(tmp_path))
+    assert main(["ack", KEY, "--config", config, "--as", "ana"]) == 0
+    assert capsys.readouterr().out.startswith("Acknowledged by ana ")
+    assert main(["ack", KEY, "--config", config, "--as", "bo"]) == 1
+    assert "already acknowledged by ana" in capsys.readouterr().err
+    assert main(["silence", KEY, "--for", "4h", "--config", config, "--as", "ana"]) == 0
+    assert capsys.readouterr().out == "Silenced by ana for 4h00m.\n"
+    assert main(["silence", KEY, "--for", "soon", "--config", config]) == 2
+    capsys.readouterr()
+    assert main(["unsilence", KEY, "--config", config, "--as", "bo"]) == 0
+    assert main(["ack", "blackbox:target=nope", "--config", config, "--as", "ana"]) == 1
+    capsys.readouterr()
+    assert main(["incidents", "--show", KEY, "--config", config]) == 0
+    shown = capsys.readouterr().out
+    assert "Acknowledged by ana at" in shown
+    lines = [line for line in shown.splitlines() if " via cli: " in line]
+    assert [line.split("Z ", 1)[1].split(" until=")[0].strip() for line in lines] == [
+        "ack by ana via cli: done",
+        "ack by bo via cli: refused: already acknowledged by ana",
+        "silence by ana via cli: done",
+        "unsilence by bo via cli: done",
+    ]
+    # the thread replies went to the outbox (a local file here: no Slack configured)
+    sent = [json.loads(line) for line in (tmp_path / "outbox.jsonl").read_text().splitlines()]
+    assert [m.get("kind") for m in sent if m.get("kind") != "opened"] == [
+        "acknowledged", "silenced", "unsilenced"
+    ]  # fmt: skip
+
+
+def test_mcp_write_tools_act_with_the_named_actor(tmp_path: Path) -> None:
+    with fleet_server() as fleet:
+        path = setup(tmp_path, fleet.url)
+        config = load_config(path)
+        server = build_server(config, write=True, trigger=lambda *_a: asyncio.sleep(0, 0))
+
+        async def call(name: str, arguments: dict) -> str:
+            result = await server.call_tool(name, arguments)
+            blocks = result[0] if isinstance(result, tuple) else result.content
+            return blocks[0].text
+
+        said = asyncio.run(call("acknowledge_incident", {"key": KEY, "actor": "claude"}))
+        assert said.startswith("Acknowledged by mcp:claude")
+        said = asyncio.run(
+            call("silence_incident", {"key": KEY, "actor": "claude", "duration": "1h"})
+        )
+        assert said == "Silenced by mcp:claude for 1h00m."
+    store = Store(config.state.path)
+    records = [(r.action, r.actor, r.via) for r in audit.history(store, KEY)]
+    store.close()
+    assert records == [("ack", "mcp:claude", "mcp"), ("silence", "mcp:claude", "mcp")]

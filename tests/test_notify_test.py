@@ -1,0 +1,149 @@
+"""`fleet-alerting notify-test`: a marked test message through the real outbox and delivery to the
+local fakes of Slack (webhook and Web API), PagerDuty and Grafana OnCall; per destination
+delivered (receipt), retrying (why) or refused (why)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleet_alerting.core.policy import PolicyConfig, evaluate
+from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.store.sqlite import Store
+from fleet_alerting.surfaces.cli import main
+from tests.fakes.http import Response
+from tests.fakes.oncall import OnCallServer
+from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
+from tests.fakes.slack_api import SlackApiServer
+
+PD_KEY = "CANARYkey" + "x" * 23
+
+
+def write_config(folder: Path, notify: dict) -> Path:
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump({"state": {"path": "state.sqlite"}, "notify": notify}))
+    return path
+
+
+def secret(folder: Path, name: str, value: str) -> dict:
+    (folder / name).write_text(value)
+    return {"file": name}
+
+
+def test_every_destination_delivered(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with (
+        SlackWebhookServer() as slack,
+        SlackWebhookServer() as mirror,
+        PagerDutyServer() as pd,
+        OnCallServer("CANARYoncall0000token") as oncall,
+    ):
+        config = write_config(
+            tmp_path,
+            {
+                "slack": {
+                    "webhook": secret(tmp_path, "s.url", f"{slack.url}/services/T0/B0/CANARY1x"),
+                    "mirror_webhook": secret(tmp_path, "m.url", f"{mirror.url}/services/CANARY2x"),
+                    "channel": "#ops",
+                    "mirror_channel": "#ops-mirror",
+                },
+                "pagerduty": {
+                    "routing_key": secret(tmp_path, "pd.key", PD_KEY),
+                    "url": f"{pd.url}/v2/enqueue",
+                },
+                "oncall": {"webhook": secret(tmp_path, "oc.url", oncall.webhook_url)},
+            },
+        )
+        assert main(["notify-test", "--config", str(config)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "slack → Slack #ops (webhook): delivered (Slack webhook #ops: 200 ok)",
+        "mirror → Slack mirror #ops-mirror: delivered (Slack webhook #ops-mirror: 200 ok)",
+        f"pagerduty trigger → PagerDuty: delivered (PagerDuty Events API: trigger success "
+        f"{pd.events[0]['dedup_key']})",
+        f"pagerduty resolve → PagerDuty: delivered (PagerDuty Events API: resolve success "
+        f"{pd.events[0]['dedup_key']})",
+        f"oncall trigger → Grafana OnCall: delivered (Grafana OnCall webhook: alerting "
+        f"{oncall.alerts[0]['alert_uid']} → HTTP 200)",
+        f"oncall resolve → Grafana OnCall: delivered (Grafana OnCall webhook: ok "
+        f"{oncall.alerts[0]['alert_uid']} → HTTP 200)",
+    ]
+    # clearly marked, and the pages are resolved at once
+    assert "TEST notification" in slack.messages[0]["text"]
+    assert "TEST notification" in mirror.messages[0]["text"]
+    assert [e["event_action"] for e in pd.events] == ["trigger", "resolve"]
+    assert "TEST notification" in pd.events[0]["payload"]["summary"] and not pd.open
+    assert [a["state"] for a in oncall.alerts] == ["alerting", "ok"] and not oncall.open
+    assert "CANARY" not in "\n".join(out)
+
+
+def test_retrying_and_refused_say_why(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with SlackWebhookServer() as slack, PagerDutyServer() as pd:
+        config = write_config(
+            tmp_path,
+            {
+                "slack": {"webhook": secret(tmp_path, "s.url", f"{slack.url}/services/CANARY1x")},
+                "pagerduty": {
+                    "routing_key": secret(tmp_path, "pd.key", PD_KEY),
+                    "url": f"{pd.url}/v2/enqueue",
+                },
+            },
+        )
+        slack.fail_next = [Response(404, "channel_not_found")]
+        pd.fail_next = [Response(503, {"status": "unavailable"})]
+        assert main(["notify-test", "--config", str(config)]) == 1
+        out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "mirror: not configured (notify.slack.mirror_webhook): skipped",
+        "oncall: not configured (notify.oncall): skipped",
+        "slack → Slack #operations (webhook): refused (Slack webhook #operations "
+        "answered HTTP 404: channel_not_found)",
+        "pagerduty trigger → PagerDuty: retrying (PagerDuty Events API answered HTTP 503: "
+        '{"status": "unavailable"}); stays queued, the next run retries it',
+        "pagerduty resolve → PagerDuty: not sent yet (waits for the trigger); stays queued",
+    ]
+
+
+def test_a_test_never_sends_what_real_runs_queued(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Only the test's own messages are drained; the real ones wait for the next run."""
+    now = datetime.now(UTC)
+    with SlackApiServer("CANARY-bot-token") as api:
+        config = write_config(
+            tmp_path,
+            {
+                "slack": {
+                    "bot_token": secret(tmp_path, "bot.token", "CANARY-bot-token"),
+                    "api_url": f"{api.url}/api",
+                    "min_interval": 0,
+                }
+            },
+        )
+        store = Store(tmp_path / "state.sqlite")
+        real = Signal("blackbox|api", "blackbox", True, Severity.warning, "api down")
+        store.record(evaluate([real], {}, lambda _s: PolicyConfig(open_after=1), now), now)
+        assert main(["notify-test", "--to", "slack", "--config", str(config)]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert len(api.posted) == 1 and "TEST notification" in api.posted[0].body["text"]
+        assert api.posted[0].thread_ts is None  # a test message starts no incident thread
+    assert out[0].startswith("slack → Slack #operations (bot, threads): delivered (")
+    (queued,) = Store(tmp_path / "state.sqlite").outbox(("queued",))
+    assert queued.notification.incident.key == "blackbox|api"
+
+
+def test_an_unconfigured_destination_asked_for_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with SlackWebhookServer() as slack:
+        config = write_config(
+            tmp_path, {"slack": {"webhook": secret(tmp_path, "s.url", f"{slack.url}/x")}}
+        )
+        assert main(["notify-test", "--to", "oncall", "--config", str(config)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "oncall: not configured (notify.oncall): skipped",
+        "nothing to test: no destination configured (messages go to the local outbox)",
+    ]
+    assert slack.messages == []
