@@ -109,7 +109,7 @@ def incident_keys(messages: list[dict]) -> list[str]:
     """The incident each Slack message is about (its context block names it)."""
     keys = []
     for m in messages:
-        context = json.dumps(m["blocks"][-1])
+        context = json.dumps([b for b in m["blocks"] if b["type"] == "context"][-1])
         keys.append(context.split("incident `", 1)[1].split("`", 1)[0])
     return keys
 
@@ -254,7 +254,10 @@ def test_twenty_zigbee_devices_offline_is_one_message(
                             "outbox_file": "outbox.jsonl",
                             "slack": {"webhook": {"file": "slack.url"}},
                         },
-                        "policies": {"warning": {"open_after": 1, "resolve_after": 1}},
+                        "policies": {
+                            "warning": {"open_after": 1, "resolve_after": 1},
+                            "critical": {"mirror": False, "page": []},  # fail closed
+                        },
                         "zigbee": {"timeout": "2s", "coordinators": [coordinator]},
                     }
                 )
@@ -301,7 +304,10 @@ def test_broker_down_with_three_coordinators_is_one_message(
                         "outbox_file": "outbox.jsonl",
                         "slack": {"webhook": {"file": "slack.url"}},
                     },
-                    "policies": {"warning": {"open_after": 1, "resolve_after": 1}},
+                    "policies": {
+                        "warning": {"open_after": 1, "resolve_after": 1},
+                        "critical": {"mirror": False, "page": []},  # fail closed
+                    },
                     "zigbee": {"timeout": "1s", "coordinators": coordinators},
                 }
             )

@@ -251,7 +251,7 @@ def device_signals(obs: Observation) -> list[Signal]:
         names = list(spec.devices)
     else:
         pattern = compile_go_regex(spec.match)
-        names = sorted(d for d in obs.availability if pattern.fullmatch(d))
+        names = sorted(d for d in obs.availability if pattern.matches(d))
     out = []
     for device in names:
         state = obs.availability.get(device)
