@@ -48,3 +48,4 @@ bench: setup servers
 	PYTHONPATH=. $(BIN)/python bench/noise_stats.py
 	$(BIN)/python bench/running.py
 	PYTHONPATH=. $(BIN)/python bench/delivery.py
+	PYTHONPATH=. $(BIN)/python bench/storm.py

@@ -9,7 +9,9 @@ from typing import Any, ParamSpec, TypeVar
 
 from fleet_alerting.config import Config, ConfigError, load_config
 from fleet_alerting.config.secrets import install_log_redaction
-from fleet_alerting.core.incidents import State
+from fleet_alerting.core.fleet import SOURCE as FLEET
+from fleet_alerting.core.grouping import PREFIX as GROUP
+from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.signals import Severity, Signal
@@ -101,7 +103,7 @@ async def publish(
         return
     from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
-    changes = {i.key: i.state.value for i in evaluation.incidents}
+    changes = {i.key: incident_cell(i) for i in evaluation.incidents}
     table = [row | {"incident": changes.get(row.get("key", ""), "")} for row in rows]
     for row in table:
         row.pop("key", None)
@@ -111,10 +113,37 @@ async def publish(
         description=f"{key}: observations and incident changes",
     )
     await acreate_markdown_artifact(
-        notifications_markdown(report),
+        notifications_markdown(report) + storm_markdown(evaluation),
         key=f"{key}-notifications",
         description=f"{key}: notifications sent, queued and dead",
     )
+
+
+def incident_cell(incident: Incident) -> str:
+    """An incident's state for the run's table, with who silences or tells for it."""
+    if incident.inhibited_by:
+        return f"{incident.state.value}, inhibited by {incident.inhibited_by}"
+    if incident.group:
+        return f"{incident.state.value}, told in group {incident.group}"
+    return incident.state.value
+
+
+def storm_markdown(evaluation: Evaluation) -> str:
+    """Fleet-level and group incidents that changed, and the incidents silenced by a cause."""
+    changed = [
+        i
+        for i in evaluation.incidents
+        if i.source == FLEET or i.source.startswith(GROUP) or i.inhibited_by or i.group
+    ]
+    if not changed:
+        return ""
+    lines = ["", "", "| incident | state | summary |", "|---|---|---|"]
+    for i in changed[:200]:
+        summary = i.signal.summary.replace("|", "\\|")[:300]
+        lines.append(f"| `{i.key}` | {incident_cell(i)} | {summary} |")
+    if len(changed) > 200:
+        lines.append(f"| … | | and {len(changed) - 200} more |")
+    return "\n".join(lines)
 
 
 def notifications_markdown(report: DrainReport) -> str:

@@ -41,6 +41,7 @@ async def zigbee_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
         "unhealthy": sum(s.labels.get("check") == "health" for s in firing),
         "permit_join_past_window": sum(s.labels.get("check") == "permit_join" for s in firing),
         "unparseable": sum(s.labels.get("check") == "payload" for s in firing),
+        "devices_not_online": sum(s.labels.get("check") == "availability" for s in firing),
     }
     summary |= summarize(evaluation, report)
     run_logger().info("zigbee probe: %s", summary)

@@ -10,8 +10,9 @@ import httpx
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.incidents import Incident
-from fleet_alerting.core.policy import Evaluation, PolicyFor, evaluate, vanished
+from fleet_alerting.core.policy import Evaluation, PolicyFor
 from fleet_alerting.core.signals import Signal
+from fleet_alerting.core.storms import StormRules, decide
 from fleet_alerting.delivery.drain import (
     MAX_WAIT,
     DrainReport,
@@ -25,6 +26,8 @@ from fleet_alerting.tasks.runtime import run_logger, step, tracked
 
 Vanish = Callable[[Iterable[Incident]], list[Signal]]
 Announce = Callable[[Mapping[str, Incident], Evaluation, PolicyFor, datetime], Evaluation]
+
+LOGGED_CHANGES = 100  # a storm changes thousands of incidents: the log names the first ones
 
 
 @step("evaluate-and-record")
@@ -49,7 +52,14 @@ def record_signals(
     store = Store(config.state.path)
     try:
         evaluation, queued = evaluate_and_record(
-            store, signals, policy_for or config.policy, now, vanished_sources, vanish, announce
+            store,
+            signals,
+            policy_for or config.policy,
+            now,
+            vanished_sources,
+            vanish,
+            announce,
+            config.storm_rules(),
         )
         pruned = store.prune(now, retention(config))
         publish_actions(store, list(evaluation.incidents))
@@ -59,8 +69,18 @@ def record_signals(
     for kind, count in pruned.items():
         if count:
             logger.info("deleted %d %s past their retention", count, kind)
-    for incident in evaluation.incidents:
-        logger.info("incident %s: %s (%s)", incident.key, incident.state, incident.signal.summary)
+    for incident in evaluation.incidents[:LOGGED_CHANGES]:
+        inhibited = f" inhibited by {incident.inhibited_by}" if incident.inhibited_by else ""
+        logger.info(
+            "incident %s: %s%s (%s)",
+            incident.key,
+            incident.state,
+            inhibited,
+            incident.signal.summary,
+        )
+    if len(evaluation.incidents) > LOGGED_CHANGES:
+        more = len(evaluation.incidents) - LOGGED_CHANGES
+        logger.info("and %d more incident change(s) (the run's artifact lists them)", more)
     if queued:
         logger.info("queued %d notification(s)", queued)
     return evaluation
@@ -74,22 +94,21 @@ def evaluate_and_record(
     vanished_sources: dict[str, str] | None = None,
     vanish: Vanish | None = None,
     announce: Announce | None = None,
+    rules: StormRules | None = None,
 ) -> tuple[Evaluation, int]:
     """The task's body without Prefect: read, evaluate and record in one write transaction, so
     two processes (five flows every minute, a `run` on top) never evaluate the same keys at once."""
 
-    def decide(incidents: Mapping[str, Incident]) -> Evaluation:
-        everything = signals
-        for source, reason in (vanished_sources or {}).items():
-            everything = everything + vanished(signals, incidents.values(), source, reason)
-        if vanish is not None:
-            everything = everything + vanish(incidents.values())
-        evaluation = evaluate(everything, incidents, policy_for, now)
+    def decide_now(incidents: Mapping[str, Incident]) -> Evaluation:
+        everything = signals + (vanish(incidents.values()) if vanish is not None else [])
+        evaluation = decide(
+            everything, incidents, policy_for, rules or StormRules(), now, vanished_sources
+        )
         if announce is not None:
             evaluation = announce(incidents, evaluation, policy_for, now)
         return evaluation
 
-    return store.evaluate(decide, now)
+    return store.evaluate(decide_now, now)
 
 
 def retention(config: Config) -> Retention:

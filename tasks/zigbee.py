@@ -51,10 +51,13 @@ async def watch(config: Config, now: datetime) -> ZigbeeRun:
                 channels = config.policy(obs.coordinator.severity).channels()
                 store.record(zigbee.auto_close_report(obs, permit, closed, channels, now), now)
             signals += zigbee.signals(obs, permit, closed)
+            signals += zigbee.device_signals(obs)
             rows.append(zigbee.row(obs, permit, now, closed))
         if open_since != stored:
             store.set_value(OPEN_SINCE, open_since)
         signals += zigbee.retired(store.unresolved(zigbee.SOURCE).values(), zconfig.coordinators)
+        devices = store.unresolved(zigbee.DEVICE_SOURCE).values()
+        signals += zigbee.retired_devices(devices, observations, signals)
     finally:
         store.close()
     return ZigbeeRun(signals, rows)

@@ -93,6 +93,8 @@ def write_config(path: Path, prometheus: str, slack: str) -> None:
         "state": {"path": "state.sqlite"},
         "notify": {"outbox_file": "outbox.jsonl", "slack": {"webhook": {"file": "slack.url"}}},
         "policies": {"critical": quick, "warning": quick},
+        # per-incident messages are what this test reads (grouping: tests/test_storms.py)
+        "grouping": {"min_size": 3},
         "links": {"grafana_url": "https://grafana.test", "loki_datasource_uid": "LOKI1"},
         "prometheus": {
             "url": prometheus,
@@ -172,15 +174,23 @@ def test_flow_against_real_prometheus(
         second = run()
         opened = texts(slack)
         assert second["watch_errors"] == 1
-        spike = next(t.split(" | ")[0] for t in opened if "failed Fleet API calls" in t)
-        assert spike.endswith("failed Fleet API calls to device dev-7 (timeout) in 5m")
         assert sorted(t.split(" | ")[0] for t in opened) == sorted(
             [
                 "[CRITICAL] Role agent on pi-audio-01 failed its last run",
                 "[CRITICAL] Role agent on pi-audio-02 failed its last run",
                 "[WARNING] Circuit breaker to device dev-7 is open",
-                spike,
             ]
+        )
+        # the failure spike of the same device is inhibited by the open breaker: recorded, untold
+        store = Store(config_file.parent / "state.sqlite")
+        spike = store.incident(
+            "prometheus/UpstreamDeviceFailuresSpike:deviceId=dev-7,reason=timeout"
+        )
+        store.close()
+        assert spike is not None and spike.state == "firing"
+        assert spike.inhibited_by == "prometheus/CircuitBreakerOpen:deviceId=dev-7"
+        assert spike.signal.summary.endswith(
+            "failed Fleet API calls to device dev-7 (timeout) in 5m"
         )
 
         message = next(m for m in slack.messages if "pi-audio-01 failed" in m["text"])

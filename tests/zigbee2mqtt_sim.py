@@ -7,6 +7,8 @@
 - `bridge/request/permit_join` `{"time": N}` (2.x) or `{"value": bool, "time"?: N}` (1.x) opens
   joining for N seconds clamped to 0..254 (0 or false closes), republishes `bridge/info` and answers
   with the request's `transaction`;
+- `publish_availability(device, state)` publishes a device's retained availability, in the 2.x
+  JSON shape or the legacy plain text;
 - `crash()` drops the connection without DISCONNECT, so the broker publishes the last will.
 `ignore_close` makes it answer ok to a close request but keep joining open (a lying bridge);
 `answer_first` answers a permit_join request before republishing `bridge/info` (the real bridge
@@ -125,6 +127,11 @@ class Zigbee2MqttSim:
             timed = self.join_timeout and self.permit_join and left > 0
             info["permit_join_timeout"] = round(left) if timed else None
         self.publish("bridge/info", json.dumps(info))
+
+    def publish_availability(self, device: str, state: str, *, legacy: bool = False) -> None:
+        """`<base>/<device>/availability`, retained: `{"state": …}` (2.x) or plain (legacy)."""
+        payload = state if legacy else json.dumps({"state": state})
+        self.publish(f"{device}/availability", payload)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

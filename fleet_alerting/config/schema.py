@@ -7,6 +7,7 @@ file's folder, so a config and its secrets/ and targets move together.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,11 +22,15 @@ from pydantic import (
 )
 
 from fleet_alerting.config.secrets import SecretRef
+from fleet_alerting.core.fleet import FleetConfig
+from fleet_alerting.core.grouping import GroupingConfig
+from fleet_alerting.core.inhibition import InhibitRule
 from fleet_alerting.core.links import LinksConfig
-from fleet_alerting.core.matchers import check_matcher
+from fleet_alerting.core.matchers import check_matcher, compile_go_regex
 from fleet_alerting.core.model import Duration, Model, PositiveDuration
 from fleet_alerting.core.policy import PolicyConfig, default_policies
 from fleet_alerting.core.signals import Severity
+from fleet_alerting.core.storms import StormRules
 from fleet_alerting.core.templates import check_template
 from fleet_alerting.core.windows import ScheduledWindow
 
@@ -251,6 +256,24 @@ class ZigbeeWindow(Model):
     scheduled: list[ScheduledWindow] = []
 
 
+def _check_regex(value: str) -> str:
+    try:
+        compile_go_regex(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
+class ZigbeeAvailability(Model):
+    """Per-device availability (`<base>/<device>/availability`, `online`/`offline` or
+    `{"state": …}`): the listed `devices` (one that publishes nothing is itself a warning), or
+    with no list every device whose friendly name fully matches `match`."""
+
+    devices: list[str] = []
+    match: Annotated[str, AfterValidator(_check_regex)] = ".*"
+    severity: Severity | None = None  # default: the coordinator's
+
+
 class ZigbeeCoordinator(Model):
     """One Zigbee2MQTT instance, watched over its MQTT broker."""
 
@@ -264,6 +287,7 @@ class ZigbeeCoordinator(Model):
     severity: Severity = Severity.warning
     permit_join: ZigbeeWindow = ZigbeeWindow()
     health_check: bool = False
+    availability: ZigbeeAvailability | None = None
     auto_close: bool = False
     runbook_url: str | None = None
     remediation: list[str] = []
@@ -388,8 +412,15 @@ class Config(Model):
     operators: OperatorsConfig = OperatorsConfig()
     zigbee: ZigbeeConfig = ZigbeeConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
+    # storms (issue 12): fleet-level aggregates, Alertmanager-style inhibition and grouping
+    fleet: FleetConfig = FleetConfig()
+    inhibit_rules: list[InhibitRule] | None = None  # None: the shipped rules; [] turns them off
+    grouping: GroupingConfig = GroupingConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     source_file: Path | None = Field(None, exclude=True)
+
+    def storm_rules(self) -> StormRules:
+        return StormRules(self.fleet, self.inhibit_rules, self.grouping)
 
     @field_validator("policies", mode="before")
     @classmethod

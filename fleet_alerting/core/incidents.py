@@ -81,6 +81,11 @@ class Incident:
     thread_channel: str | None = None  # Slack thread of this incident, when a bot token is set
     thread_ts: str | None = None
     acts: Acts = Acts()
+    # passes around the engine (core/inhibition.py, core/grouping.py)
+    inhibited_by: str | None = None  # key of the unresolved cause silencing this incident
+    group: str | None = None  # key of the group incident that tells for this member
+    members: tuple[str, ...] = ()  # a group incident's unresolved members
+    members_told: tuple[str, ...] = ()  # ... as of its last message
 
     @property
     def is_open(self) -> bool:

@@ -219,3 +219,16 @@ def _notification(incident: Incident, channel: str, kind: Kind, now: datetime) -
     seq = incident.reminders if kind == Kind.reminder else 0
     ident = f"{incident.key}|{incident.onset.isoformat()}|{incident.episode}|{kind}|{seq}|{channel}"
     return Notification(id=ident, channel=channel, kind=kind, at=now, incident=incident)
+
+
+def notify_channels(
+    incident: Incident,
+    policy: PolicyConfig,
+    kind: Kind,
+    now: datetime,
+    channels: Iterable[str] | None = None,
+) -> list[Notification]:
+    """Messages of `kind` about `incident` to `channels` (default: the policy's), for the passes
+    around `evaluate` (inhibition, grouping) that decide to tell someone later or differently."""
+    chosen = policy.channels() if channels is None else channels
+    return [_notification(incident, channel, kind, now) for channel in chosen]

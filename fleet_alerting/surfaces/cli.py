@@ -249,8 +249,17 @@ def incident_line(incident: Incident, now: datetime) -> str:
         what = f"{what} — resolved {_when(incident.resolved_at)}: {why}"
     return (
         f"{incident.state:<9} {incident.severity:<8} {_when(incident.onset):<20} {lasted:>7}  "
-        f"{incident.key}  {what}"
+        f"{incident.key}  {what}{_told_by(incident)}"
     )
+
+
+def _told_by(incident: Incident) -> str:
+    """Who tells (or does not tell) for this incident, besides itself."""
+    if incident.inhibited_by:
+        return f"  [inhibited by {incident.inhibited_by}]"
+    if incident.group:
+        return f"  [in group {incident.group}]"
+    return ""
 
 
 def incidents(args: argparse.Namespace) -> int:

@@ -39,6 +39,7 @@ from fleet_alerting.config.schema import ZigbeeConfig, ZigbeeCoordinator
 from fleet_alerting.config.secrets import SecretError, redact
 
 STATE, INFO, HEALTH = "bridge/state", "bridge/info", "bridge/response/health_check"
+AVAILABILITY = "+/availability"  # <base>/<device>/availability; a name with "/" is not seen
 AUTH_REFUSED_CODES = {4, 5, 134, 135}  # MQTT 3.1.1 CONNACK 4/5, MQTT 5 reason codes 0x86/0x87
 
 
@@ -75,6 +76,8 @@ class Observation:
     info: BridgeInfo | None = None
     health: Health | None = None  # None: not asked
     problems: dict[str, str] = field(default_factory=dict)  # topic → why it is unparseable
+    # device → online | offline | "unparseable: why" (coordinators with `availability` only)
+    availability: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,14 @@ def parse_state(payload: bytes, limit: int) -> str:
     if state not in ("online", "offline"):
         raise PayloadError('expected {"state": "online" | "offline"}')
     return state
+
+
+def _availability(payload: bytes, limit: int) -> str:
+    """A device's retained availability: `online`/`offline`, `{"state": …}` (2.x) or why not."""
+    try:
+        return parse_state(payload, limit)
+    except PayloadError as exc:
+        return f"unparseable: {exc}"
 
 
 def parse_info(payload: bytes, limit: int) -> BridgeInfo:
@@ -274,7 +285,9 @@ async def _read(
     for c in coordinators:
         for suffix in (STATE, INFO) + ((HEALTH,) if c.health_check else ()):
             owner[_topic(c, suffix)] = (c, suffix)
-    await client.subscribe([(topic, 1) for topic in [*owner, marker]])
+    watched = {_topic(c, ""): c for c in coordinators if c.availability is not None}
+    wildcards = [_topic(c, AVAILABILITY) for c in watched.values()]
+    await client.subscribe([(topic, 1) for topic in [*owner, *wildcards, marker]])
     await client.publish(marker, b"", qos=1)
     transactions: dict[str, str] = {}
     for c in coordinators:
@@ -284,6 +297,7 @@ async def _read(
             await client.publish(_topic(c, "bridge/request/health_check"), body, qos=1)
 
     payloads: dict[tuple[str, str], bytes] = {}
+    available: dict[str, dict[str, str]] = defaultdict(dict)
     health: dict[str, Health] = {}
     problems: dict[str, dict[str, str]] = defaultdict(dict)
     retained_done = False
@@ -294,6 +308,10 @@ async def _read(
                 payload = message.payload if isinstance(message.payload, bytes) else b""
                 if topic == marker:
                     retained_done = True
+                elif topic.endswith("/availability") and payload:
+                    head, device = topic.removesuffix("/availability").rsplit("/", 1)
+                    if (c := watched.get(head + "/")) is not None:
+                        available[c.name][device] = _availability(payload, limit)
                 elif topic in owner:
                     c, suffix = owner[topic]
                     if suffix != HEALTH:
@@ -331,7 +349,16 @@ async def _read(
             answer = health.get(c.name) or Health(None, f"no health_check answer within {wait:g}s")
             if c.name in health:  # a garbage answer beside the matching one is no matter
                 found.pop(HEALTH, None)
-        observations.append(Observation(c, state=state, info=info, health=answer, problems=found))
+        observations.append(
+            Observation(
+                c,
+                state=state,
+                info=info,
+                health=answer,
+                problems=found,
+                availability=available[c.name],
+            )
+        )
     return observations
 
 

@@ -22,11 +22,13 @@ from fleet_alerting.config.schema import ZigbeeCoordinator, ZigbeeWindow
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.core.keys import signal_key
+from fleet_alerting.core.matchers import compile_go_regex
 from fleet_alerting.core.policy import Evaluation, PolicyFor
 from fleet_alerting.core.signals import Signal
-from fleet_alerting.sources.zigbee.client import INFO, STATE, CloseResult, Observation
+from fleet_alerting.sources.zigbee.client import INFO, STATE, CloseResult, Observation, broker_of
 
 SOURCE = "zigbee"
+DEVICE_SOURCE = "zigbee-device"  # per-device availability, one incident per device
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ def _signal(
     evidence: dict[str, object] | None = None,
     cause: str | None = None,
 ) -> Signal:
-    labels = {"coordinator": c.name, "check": check} | ({"topic": topic} if topic else {})
+    labels = {"coordinator": c.name, "check": check, "broker": broker_of(c).label}
+    labels |= {"topic": topic} if topic else {}
     labels |= {"cause": cause} if cause and firing else {}
     return Signal(
         key=key(c, check, **({"topic": topic} if topic else {})),
@@ -210,6 +213,7 @@ def row(
         "permit_join": joining,
         "joining_ends_in": left(permit.ends_at) if permit else "",
         "window_left": left(permit.deadline) if permit and permit.open else "",
+        "devices_not_online": sum(v != "online" for v in obs.availability.values()),
         "problems": "; ".join(f"{t}: {why}" for t, why in obs.problems.items()) or "",
         "error": obs.broker_error or "",
     }
@@ -235,6 +239,70 @@ def retired(
 
 def should_close(obs: Observation, permit: PermitJoin | None) -> bool:
     return bool(obs.coordinator.auto_close and permit is not None and permit.violation)
+
+
+def device_signals(obs: Observation) -> list[Signal]:
+    """One signal per watched device of a coordinator whose topics could be read: online is ok,
+    offline, unparseable or (for a listed device) nothing published is a failure."""
+    c, spec = obs.coordinator, obs.coordinator.availability
+    if spec is None or obs.broker_error:
+        return []
+    if spec.devices:
+        names = list(spec.devices)
+    else:
+        pattern = compile_go_regex(spec.match)
+        names = sorted(d for d in obs.availability if pattern.matches(d))
+    out = []
+    for device in names:
+        state = obs.availability.get(device)
+        if state == "online":
+            summary = f"Zigbee device {device} on {c.name} is online"
+        elif state == "offline":
+            summary = f"Zigbee device {device} on {c.name} is offline"
+        elif state is None:
+            summary = f"Zigbee device {device} on {c.name} publishes no availability"
+        else:
+            summary = f"Zigbee device {device} on {c.name}: {state} availability"
+        out.append(
+            Signal(
+                key=signal_key(DEVICE_SOURCE, coordinator=c.name, device=device),
+                source=DEVICE_SOURCE,
+                firing=state != "online",
+                severity=spec.severity or c.severity,
+                summary=summary,
+                target=f"{c.base_topic}/{device}",
+                runbook_url=c.runbook_url,
+                labels={
+                    "coordinator": c.name,
+                    "device": device,
+                    "check": "availability",
+                    "broker": broker_of(c).label,
+                },
+            )
+        )
+    return out
+
+
+def retired_devices(
+    incidents: Iterable[Incident], observations: Iterable[Observation], seen: Iterable[Signal]
+) -> list[Signal]:
+    """Ok-signals for open device incidents no longer reported by a coordinator that was read
+    (a device removed, availability turned off, the coordinator gone from the config); a
+    coordinator whose broker is down says nothing about its devices."""
+    read = {o.coordinator.name for o in observations if not o.broker_error}
+    unread = {o.coordinator.name for o in observations if o.broker_error}
+    keys = {s.key for s in seen}
+    return [
+        replace(i.signal, firing=False, summary=f"{i.signal.target} no longer reported")
+        for i in incidents
+        if i.source == DEVICE_SOURCE
+        and i.state != State.resolved
+        and i.key not in keys
+        and (
+            i.signal.labels.get("coordinator") in read
+            or i.signal.labels.get("coordinator") not in unread
+        )
+    ]
 
 
 def auto_close_report(

@@ -1,0 +1,291 @@
+"""Grouping: incidents of one watch that open together are told as one message, like
+Alertmanager's group_by / group_wait / group_interval.
+
+Members are the incidents of one source with the same `group_by` label values. When at least
+`min_size` of them open within `group_wait` (0: in the same run), one group incident opens
+("12 failing: …, and 2 more"), stored like any incident (key `group/<source>:…`), so it has one
+Slack thread and one PagerDuty incident (its key is the dedup key). The members keep their own
+records and history, marked with `group`; their own messages are dropped. Later changes of the
+group (members added or cleared) go out as one update per `group_interval`; the group pages when
+a member's page falls due, and resolves when its last member does. Fewer members are told one by
+one, as without grouping.
+
+`bound` caps the messages of one run per channel: the rest become one storm summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from pydantic import Field
+
+from fleet_alerting.core.fleet import signal_labels
+from fleet_alerting.core.incidents import Incident, Kind, Notification, State
+from fleet_alerting.core.keys import incident_key
+from fleet_alerting.core.model import Duration, Model
+from fleet_alerting.core.policy import Evaluation, PolicyFor, notify_channels
+from fleet_alerting.core.signals import Severity, Signal
+
+PREFIX = "group/"
+STORM = "storm"
+PAGERS = ("pagerduty", "oncall")
+
+
+class GroupingConfig(Model):
+    enabled: bool = True
+    group_by: list[str] = ["severity"]  # within one source (one watch)
+    # a source's own group_by: Zigbee checks per kind, Zigbee devices per coordinator
+    by_source: dict[str, list[str]] = {
+        "zigbee": ["severity", "check"],
+        "zigbee-device": ["severity", "coordinator"],
+    }
+    # told one by one: Alertmanager groups its own alerts, and each escalation has its thread
+    ungrouped: list[str] = ["alertmanager"]
+    group_wait: Duration = timedelta(0)  # 0: members opening in the same run
+    group_interval: Duration = timedelta(minutes=5)  # at most one update per group this often
+    min_size: int = Field(2, ge=1)  # fewer members opening together are told one by one
+    max_listed: int = Field(10, ge=1)  # then "and N more"
+    max_messages_per_run: int = Field(50, ge=2)  # per channel, then one storm summary
+
+
+def group_key(incident: Incident, config: GroupingConfig) -> str:
+    labels = signal_labels(incident.source, incident.severity, incident.signal.labels)
+    group_by = config.by_source.get(incident.source, config.group_by)
+    return incident_key(PREFIX + incident.source, {k: labels.get(k, "") for k in group_by})
+
+
+def is_group(incident: Incident) -> bool:
+    return incident.source.startswith(PREFIX)
+
+
+@dataclass
+class _Batch:
+    """What happened to one group's members in this run."""
+
+    opened: dict[str, Incident] = field(default_factory=dict)  # by key, in order
+    paged: bool = False
+    reminded: bool = False
+
+
+def group(
+    evaluation: Evaluation,
+    before: Mapping[str, Incident],
+    config: GroupingConfig,
+    policy_for: PolicyFor,
+    own_sources: set[str],
+    now: datetime,
+) -> Evaluation:
+    if not config.enabled:
+        return evaluation
+    after = dict(before) | {i.key: i for i in evaluation.incidents}
+    changed = {i.key: i for i in evaluation.incidents}
+    groups = {
+        i.key: i
+        for i in after.values()
+        if is_group(i) and i.state != State.resolved and i.source[len(PREFIX) :] in own_sources
+    }
+    batches: dict[str, _Batch] = {}
+    passed: list[Notification] = []
+    routed: dict[str, list[Notification]] = {}  # group key -> member messages taken over
+    keys: dict[str, str] = {}  # member key -> group key
+    for n in evaluation.notifications:
+        member = changed.get(n.incident.key) or n.incident
+        if is_group(member) or member.source == STORM or member.source in config.ungrouped:
+            passed.append(n)
+            continue
+        gk = member.group or keys.get(member.key) or group_key(member, config)
+        keys[member.key] = gk
+        routed.setdefault(gk, []).append(n)
+        batch = batches.setdefault(gk, _Batch())
+        if n.kind == Kind.opened and member.key not in batch.opened:
+            # the record, with the message's wording (e.g. "was inhibited by …")
+            same = n.incident.signal is member.signal
+            batch.opened[member.key] = member if same else replace(member, signal=n.incident.signal)
+        batch.paged |= n.kind == Kind.paged
+        batch.reminded |= n.kind == Kind.reminder
+    out: list[Notification] = []
+    for gk in [*batches, *(k for k in groups if k not in batches)]:  # messages keep order
+        batch = batches.get(gk, _Batch())
+        current = groups.get(gk)
+        if current is None:
+            joining = [m for m in batch.opened.values() if m.group is None]
+            if len(joining) < config.min_size and config.group_wait <= timedelta(0):
+                out += routed.get(gk, [])  # too few: told one by one
+                continue
+            if not joining:
+                out += routed.get(gk, [])  # a member of a closed group: alone again
+                continue
+            current = _new_group(gk, joining, now)
+        mine = set(current.members) | {
+            m.key for m in batch.opened.values() if m.group in (None, gk)
+        }
+        out += [n for n in routed.get(gk, []) if n.incident.key not in mine]  # not members
+        members = dict.fromkeys(current.members)
+        for m in batch.opened.values():
+            if m.key not in members:
+                members[m.key] = None
+                changed[m.key] = replace(changed.get(m.key, m), group=gk)
+        members = {k: None for k in members if k in after and after[k].state != State.resolved}
+        view = {**after, **batch.opened}
+        g, sent = _advance(
+            replace(current, members=tuple(members)), view, batch, config, policy_for, now
+        )
+        if g.state == State.resolved and current.state == State.pending:
+            # the wait ended with too few members: tell them one by one after all
+            for key in members:
+                m = replace(changed.get(key, after[key]), group=None)
+                changed[key] = m
+                if m.is_open:
+                    sent += notify_channels(m, policy_for(m.severity), Kind.opened, now)
+        if g != groups.get(gk):
+            changed[gk] = g
+        out += sent
+    return Evaluation(list(changed.values()), passed + out)
+
+
+def _new_group(gk: str, members: Sequence[Incident], now: datetime) -> Incident:
+    first = members[0]
+    return Incident(
+        key=gk,
+        source=PREFIX + first.source,
+        severity=first.severity,
+        state=State.pending,
+        onset=min(m.onset for m in members),
+        changed_at=now,
+        signal=Signal(
+            key=gk, source=PREFIX + first.source, firing=True, severity=first.severity, summary=""
+        ),
+    )
+
+
+def _advance(
+    g: Incident,
+    after: Mapping[str, Incident],
+    batch: _Batch,
+    config: GroupingConfig,
+    policy_for: PolicyFor,
+    now: datetime,
+) -> tuple[Incident, list[Notification]]:
+    members = [after[k] for k in g.members]
+    policy = policy_for(g.severity)
+    if not members:
+        if g.state == State.pending:
+            return replace(g, state=State.resolved, resolved_at=now, changed_at=now), []
+        cleared = f"all {len(g.members_told)} members cleared"
+        g = replace(g, state=State.resolved, resolved_at=now, changed_at=now, resolution=cleared)
+        sent = notify_channels(g, policy, Kind.resolved, now)
+        sent += notify_channels(g, policy, Kind.resolved, now, g.paged_via)
+        return g, sent
+    if g.state == State.pending:
+        if now - g.changed_at < config.group_wait:  # changed_at: when the wait began
+            return replace(g, signal=_summary(g, members, config, set())), []
+        if len(members) < config.min_size:
+            return replace(g, state=State.resolved, resolved_at=now, changed_at=now), []
+        g = replace(g, state=State.firing, opened_at=now, changed_at=now, members_told=g.members)
+        g = replace(g, signal=_summary(g, members, config, set(g.members)), last_notified_at=now)
+        sent = notify_channels(g, policy, Kind.opened, now)
+        batch.paged |= any(m.state == State.paged for m in members)
+    else:
+        sent = []
+    if batch.paged and g.state != State.paged and policy.page:
+        g = replace(
+            g, state=State.paged, paged_at=now, paged_via=tuple(policy.page), changed_at=now
+        )
+        g = replace(g, signal=_summary(g, members, config, set(g.members_told)))
+        sent += notify_channels(g, policy, Kind.paged, now, policy.page)
+        sent += notify_channels(g, policy, Kind.paged, now)
+        return replace(g, last_notified_at=now, members_told=g.members), sent
+    if sent:
+        return g, sent
+    due = g.last_notified_at is None or now - g.last_notified_at >= config.group_interval
+    if due and (set(g.members) != set(g.members_told) or batch.reminded):
+        told = set(g.members_told)
+        g = replace(g, reminders=g.reminders + 1, last_notified_at=now, changed_at=now)
+        g = replace(g, signal=_summary(g, members, config, told), members_told=g.members)
+        return g, notify_channels(g, policy, Kind.reminder, now)
+    return g, []
+
+
+def _summary(
+    g: Incident, members: Sequence[Incident], config: GroupingConfig, told: set[str]
+) -> Signal:
+    """The group's message: how many fail, what changed since the last message, who (capped)."""
+    source = g.source[len(PREFIX) :]
+    keys = {m.key for m in members}
+    new = [m for m in members if m.key not in told]
+    cleared = len(told - keys)
+    changes = []
+    if told and new:
+        changes.append(f"+{len(new)} new")
+    if cleared:
+        changes.append(f"{cleared} cleared")
+    listed = [m.signal.summary for m in (new if told and new else members)][: config.max_listed]
+    more = (len(new) if told and new else len(members)) - len(listed)
+    body = "; ".join(listed) + (f"; and {more} more" if more > 0 else "")
+    head = f"{len(members)} {source} incidents failing" + (
+        f" ({', '.join(changes)})" if changes else ""
+    )
+    remediation = _common(m.signal.remediation for m in members)
+    runbooks = {m.signal.runbook_url for m in members}
+    return Signal(
+        key=g.key,
+        source=g.source,
+        firing=bool(members),
+        severity=g.severity,
+        summary=f"{head}: {body}" if body else head,
+        target=f"{source} group {g.key.split(':', 1)[1]}".rstrip(),
+        runbook_url=runbooks.pop() if len(runbooks) == 1 else None,
+        remediation=remediation,
+        labels={"group": g.key, "source": source},
+        evidence={"members": len(members)},
+    )
+
+
+def _common(remediations: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
+    distinct = set(remediations)
+    return distinct.pop() if len(distinct) == 1 else ()
+
+
+def bound(evaluation: Evaluation, limit: int, now: datetime) -> Evaluation:
+    """At most `limit` messages per channel in one run: the rest become one storm summary per
+    channel. Pager channels are left alone (one page per group already)."""
+    per_channel: dict[str, list[Notification]] = {}
+    for n in evaluation.notifications:
+        per_channel.setdefault(n.channel, []).append(n)
+    if all(len(v) <= limit or c in PAGERS for c, v in per_channel.items()):
+        return evaluation
+    keep: set[int] = set()
+    summaries: list[Notification] = []
+    for channel, sent in per_channel.items():
+        if channel in PAGERS or len(sent) <= limit:
+            keep |= {id(n) for n in sent}
+            continue
+        keep |= {id(n) for n in sent[: limit - 1]}
+        summaries.append(_storm(channel, sent[limit - 1 :], now))
+    kept = [n for n in evaluation.notifications if id(n) in keep]
+    return Evaluation(evaluation.incidents, kept + summaries)
+
+
+def _storm(channel: str, held: Sequence[Notification], now: datetime) -> Notification:
+    severity = min((n.incident.severity for n in held), key=list(Severity).index)
+    sources = sorted({n.incident.source for n in held})
+    listed = "; ".join(n.incident.signal.summary for n in held[:10])
+    more = len(held) - 10
+    summary = f"Storm: {len(held)} more messages this run ({', '.join(sources)}): {listed}"
+    summary += f"; and {more} more" if more > 0 else ""
+    key = incident_key(STORM, {"run": now.isoformat()})
+    signal = Signal(key=key, source=STORM, firing=True, severity=severity, summary=summary)
+    incident = Incident(
+        key=key,
+        source=STORM,
+        severity=severity,
+        state=State.firing,
+        onset=now,
+        changed_at=now,
+        signal=signal,
+    )
+    return Notification(
+        id=f"{key}|{channel}", channel=channel, kind=Kind.opened, at=now, incident=incident
+    )

@@ -1,0 +1,238 @@
+"""Inhibition: while a cause is failing, its symptoms are recorded but tell nobody.
+
+Alertmanager's inhibit_rules over incidents: a target incident matching `target_matchers` is
+inhibited while an unresolved source incident matches `source_matchers` and has the same values
+of the `equal` labels (a missing label counts as empty, as in Alertmanager). Matchers use the one
+grammar of core.matchers; the labels an incident shows them are its signal's labels plus
+`source` and `severity` (core.fleet.signal_labels).
+
+A source counts from its first failing observation (pending): a cause that opens in the same run
+as its symptoms, or one run later, still silences them. An inhibited incident is stored with
+`inhibited_by` (the source's key) and its messages are dropped; its paging is held back, so the
+engine pages it normally if it still fails after the source is gone. When the source resolves
+while the target still fails, the target is told once ("was inhibited by …"); one that clears
+first was never told, so its resolve is dropped too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from pydantic import Field
+
+from fleet_alerting.core.fleet import SOURCE as FLEET
+from fleet_alerting.core.fleet import FleetOfflineRule, MatcherText, selector, signal_labels
+from fleet_alerting.core.incidents import Incident, Kind, Notification, State
+from fleet_alerting.core.model import Model
+from fleet_alerting.core.policy import Evaluation, PolicyFor, notify_channels
+
+INHIBITED_BY = "inhibited by"
+
+
+class InhibitRule(Model):
+    name: str = ""
+    source_matchers: list[MatcherText] = Field(min_length=1)
+    target_matchers: list[MatcherText] = Field(min_length=1)
+    equal: list[str] = []
+
+
+DEVICE_NOISE = (
+    'source=~"blackbox|fleet-events|zigbee-device'
+    '|prometheus/(UpstreamDeviceFailuresSpike|CircuitBreakerOpen|RoleAgentStale)"'
+)
+
+
+def default_inhibit_rules(fleet: Sequence[FleetOfflineRule] = ()) -> list[InhibitRule]:
+    """The shipped rules: API down silences device and fleet-events noise; each fleet-offline
+    aggregate silences the devices it counts (within its `group_by` group) and, fleet-wide, the
+    other per-device watches; a broker down silences its coordinators' other checks; a
+    coordinator offline silences its devices' availability; an open circuit breaker silences the
+    upstream-failure spike of the same device."""
+    rules = [
+        InhibitRule(
+            name="api-down",
+            source_matchers=['source="blackbox"', 'severity="critical"'],
+            target_matchers=[DEVICE_NOISE, 'severity!="critical"'],
+        )
+    ]
+    for aggregate in fleet:
+        rules.append(
+            InhibitRule(
+                name=f"fleet-offline-{aggregate.name}",
+                source_matchers=[f'source="{FLEET}"', f'rule="{aggregate.name}"'],
+                target_matchers=list(aggregate.devices),
+                equal=list(aggregate.group_by),
+            )
+        )
+        if not aggregate.group_by:
+            rules.append(
+                InhibitRule(
+                    name=f"fleet-offline-{aggregate.name}-devices",
+                    source_matchers=[f'source="{FLEET}"', f'rule="{aggregate.name}"'],
+                    target_matchers=[DEVICE_NOISE, 'severity!="critical"'],
+                )
+            )
+    rules += [
+        InhibitRule(
+            name="broker-down",
+            source_matchers=['source="zigbee"', 'check="broker"'],
+            target_matchers=['source=~"zigbee|zigbee-device"', 'check!="broker"'],
+            equal=["broker"],
+        ),
+        InhibitRule(
+            name="coordinator-offline",
+            source_matchers=['source="zigbee"', 'check="offline"'],
+            target_matchers=['source="zigbee-device"'],
+            equal=["coordinator"],
+        ),
+        InhibitRule(
+            name="breaker-open",
+            source_matchers=['source="prometheus/CircuitBreakerOpen"'],
+            target_matchers=['source="prometheus/UpstreamDeviceFailuresSpike"'],
+            equal=["deviceId"],
+        ),
+    ]
+    return rules
+
+
+def labels_of(incident: Incident) -> dict[str, str]:
+    return signal_labels(incident.source, incident.severity, incident.signal.labels)
+
+
+class _Index:
+    """Per rule: the unresolved sources by their `equal` label values."""
+
+    def __init__(self, rules: Sequence[InhibitRule], incidents: Iterable[Incident]):
+        self.rules = [
+            (selector(tuple(r.source_matchers)), selector(tuple(r.target_matchers)), r.equal)
+            for r in rules
+        ]
+        self.sources: list[dict[tuple[str, ...], list[str]]] = [{} for _ in rules]
+        as_source: dict[str, list[int]] = {}  # incident source -> rules it may be a cause in
+        for incident in incidents:
+            if incident.state == State.resolved:
+                continue
+            which = as_source.get(incident.source)
+            if which is None:
+                which = as_source[incident.source] = [
+                    n
+                    for n, (cause, _t, _e) in enumerate(self.rules)
+                    if cause.admits(incident.source)
+                ]
+            if not which:
+                continue
+            labels = labels_of(incident)
+            for n in which:
+                cause, _target, equal = self.rules[n]
+                if cause(labels):
+                    values = tuple(labels.get(name, "") for name in equal)
+                    self.sources[n].setdefault(values, []).append(incident.key)
+        self._as_target: dict[str, list[int]] = {}
+
+    def inhibitor(self, incident: Incident) -> str | None:
+        which = self._as_target.get(incident.source)
+        if which is None:
+            which = self._as_target[incident.source] = [
+                n
+                for n, (_c, target, _e) in enumerate(self.rules)
+                if self.sources[n] and target.admits(incident.source)
+            ]
+        if not which:
+            return None
+        labels = labels_of(incident)
+        for n in which:
+            _cause, target, equal = self.rules[n]
+            if not target(labels):
+                continue
+            for key in self.sources[n].get(tuple(labels.get(name, "") for name in equal), []):
+                if key != incident.key:  # nothing inhibits itself
+                    return key
+        return None
+
+
+def inhibit(
+    evaluation: Evaluation,
+    before: Mapping[str, Incident],
+    rules: Sequence[InhibitRule],
+    policy_for: PolicyFor,
+    own_sources: set[str],
+    now: datetime,
+) -> Evaluation:
+    """Apply `rules` to an evaluation. `before` holds the unresolved incidents the evaluation
+    started from (every source: a cause may be another watch's); only incidents of `own_sources`
+    (the watch being run) are changed, so each record keeps a single writer."""
+    if not rules:
+        return evaluation
+    after = dict(before) | {i.key: i for i in evaluation.incidents}
+    index = _Index(rules, after.values())
+    changed = {i.key: i for i in evaluation.incidents}
+    by_key: dict[str, list[Notification]] = {}
+    for n in evaluation.notifications:
+        by_key.setdefault(n.incident.key, []).append(n)
+    keep: dict[str, list[Notification]] = {}
+    extra: list[Notification] = []
+    candidates = [i for i in after.values() if i.source in own_sources]
+    for incident in candidates:
+        key = incident.key
+        prior = before.get(key)
+        was = prior.inhibited_by if prior is not None and prior.onset == incident.onset else None
+        cause = index.inhibitor(incident) if incident.state != State.resolved else None
+        sent = by_key.pop(key, [])
+        if cause is not None:
+            if sent or was != cause or incident.inhibited_by != cause:
+                changed[key] = _muted(replace(incident, inhibited_by=cause), prior, sent)
+            continue  # nothing it sends goes out (an incident that resolves is released below)
+        if was is None:
+            if sent:
+                keep[key] = sent
+            continue
+        # released: the cause is gone (or this incident just resolved)
+        released = replace(incident, inhibited_by=None)
+        untold = prior is None or prior.last_notified_at is None
+        if incident.state == State.resolved:
+            keep[key] = [] if untold else sent
+        elif sent:
+            keep[key] = sent
+        elif untold and incident.is_open:
+            released, told = _tell_once(released, was, policy_for, now)
+            extra += told
+        changed[key] = released
+    for key, rest in by_key.items():  # notifications of incidents outside own_sources
+        keep[key] = rest
+    kept = {id(n) for sent in keep.values() for n in sent}
+    notifications = [n for n in evaluation.notifications if id(n) in kept] + extra
+    return Evaluation(list(changed.values()), notifications)
+
+
+def _muted(incident: Incident, prior: Incident | None, dropped: Sequence[Notification]) -> Incident:
+    """The record as if the dropped messages had not been due: not told, not paged (the engine
+    pages it after the release if it still fails past page_after)."""
+    if not dropped:
+        return incident
+    same = prior if prior is not None and prior.onset == incident.onset else None
+    state = incident.state
+    if state == State.paged and (same is None or same.state != State.paged):
+        state = State.firing
+    return replace(
+        incident,
+        state=state,
+        paged_at=same.paged_at if same else None,
+        paged_via=same.paged_via if same else (),
+        last_notified_at=same.last_notified_at if same else None,
+        reminders=same.reminders if same else 0,
+    )
+
+
+def _tell_once(
+    incident: Incident, cause: str, policy_for: PolicyFor, now: datetime
+) -> tuple[Incident, list[Notification]]:
+    """The cause is gone and this incident still fails: say so, once."""
+    policy = policy_for(incident.severity)
+    note = f"{incident.signal.summary} (was {INHIBITED_BY} {cause}, which has cleared)"
+    snapshot = replace(incident, signal=replace(incident.signal, summary=note))
+    told = notify_channels(snapshot, policy, Kind.opened, now)
+    if told:
+        incident = replace(incident, last_notified_at=now)
+    return incident, told
