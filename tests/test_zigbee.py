@@ -426,7 +426,7 @@ def test_flow_offline_slack_resolve_and_permit_join_alert(
                     },
                     "policies": {
                         "warning": {"open_after": 2, "resolve_after": 2},
-                        "critical": {"page": []},
+                        "critical": {"page": [], "mirror": False},  # Slack only: fail closed
                     },
                     "zigbee": {
                         "timeout": "1s",
@@ -585,7 +585,10 @@ def test_flow_auto_close_is_reported_whatever_open_after(
                         "outbox_file": "outbox.jsonl",
                         "slack": {"webhook": {"file": "slack.url"}},
                     },
-                    "policies": {"warning": {"open_after": 2, "resolve_after": 2}},
+                    "policies": {
+                        "warning": {"open_after": 2, "resolve_after": 2},
+                        "critical": {"page": [], "mirror": False},  # Slack only: fail closed
+                    },
                     "zigbee": {
                         "timeout": "2s",
                         "coordinators": [coordinator("hub-autoclose", broker.url, auto_close=True)],
