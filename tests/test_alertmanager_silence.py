@@ -55,7 +55,7 @@ def test_silence_creates_a_real_silence_the_next_run_respects_and_unsilence_expi
         yaml.safe_dump(
             {
                 "state": {"path": "state.sqlite"},
-                "notify": {"outbox_file": "outbox.jsonl"},
+                "notify": {"dry_run": True, "outbox_file": "outbox.jsonl"},
                 "alertmanager": {"url": alertmanager},
             }
         )

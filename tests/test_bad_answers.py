@@ -288,7 +288,7 @@ def am_config(path: Path, am: str, pd: str, slack: str, *extra_rules: dict) -> N
             "slack": {"webhook": {"file": "slack.url"}},
             "pagerduty": {"routing_key": {"file": "pd.key"}, "url": f"{pd}/v2/enqueue"},
         },
-        "policies": {"critical": {"page": ["pagerduty"], "page_after": "5m"}},
+        "policies": {"critical": {"page": ["pagerduty"], "page_after": "5m", "mirror": False}},
         "alertmanager": {
             "url": am,
             "rules": [{"name": "critical", "matchers": ['severity="critical"']}, *extra_rules],
@@ -376,7 +376,10 @@ def fleet_config(path: Path, fleet: str, slack: str) -> None:
     config = {
         "state": {"path": "state.sqlite"},
         "notify": {"outbox_file": "outbox.jsonl", "slack": {"webhook": {"file": "slack.url"}}},
-        "policies": {"warning": {"open_after": 1, "resolve_after": 1}},
+        "policies": {
+            "warning": {"open_after": 1, "resolve_after": 1},
+            "critical": {"page": [], "mirror": False},  # Slack only (fail closed)
+        },
         "fleet_api": {"url": fleet, "token": {"file": "fleet.token"}},
     }
     path.write_text(yaml.safe_dump(config))

@@ -140,6 +140,7 @@ def write_config(path: Path, targets_url: str, slack: str, pd: str, **policy: ob
     (path.parent / "slack.url").write_text(f"{slack}/services/T000/B000/XXXX\n")
     (path.parent / "pd.key").write_text("P" * 32)
     critical = {"open_after": 2, "resolve_after": 2, "page": ["pagerduty"], "page_after": "0s"}
+    critical["mirror"] = False  # no mirror configured (fail closed)
     config = {
         "state": {"path": "state.sqlite"},
         "notify": {

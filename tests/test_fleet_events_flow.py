@@ -31,7 +31,8 @@ def write_config(path: Path, fleet: str, slack: str) -> None:
     config = {
         "state": {"path": "state.sqlite"},
         "notify": {"outbox_file": "outbox.jsonl", "slack": {"webhook": {"file": "slack.url"}}},
-        "policies": {"critical": {"page": []}},  # Slack only: nothing else is configured
+        # Slack only: nothing else is configured (fail closed)
+        "policies": {"critical": {"page": [], "mirror": False}},
         "links": {"grafana_url": "https://grafana.example"},
         "fleet_api": {"url": fleet, "token": {"file": "fleet.token"}, "limit": 3},
     }

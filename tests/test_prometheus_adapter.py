@@ -183,7 +183,7 @@ def write_config(path: Path, prometheus: str, slack: str) -> None:
     config = {
         "state": {"path": "state.sqlite"},
         "notify": {"outbox_file": "outbox.jsonl", "slack": {"webhook": {"file": "slack.url"}}},
-        "policies": {"warning": now, "critical": {"page": []}},
+        "policies": {"warning": now, "critical": {"page": [], "mirror": False}},  # Slack only
         "prometheus": {
             "url": prometheus,
             "bearer_token": {"file": "prom.token"},
