@@ -86,6 +86,7 @@ def test_prefect_secret_blocks(prefect_api: str, tmp_path: Path, capsys) -> None
     path.write_text(
         "notify:\n  pagerduty:\n    routing_key: {prefect_secret: fleet-test-key}\n"
         "  oncall:\n    webhook: {prefect_secret: fleet-test-missing}\n"
+        "  dry_run: true\n"  # no Slack configured (fail closed): the check is of the blocks
     )
     assert main(["check-config", str(path)]) == 1
     out, err = capsys.readouterr()

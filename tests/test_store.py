@@ -381,6 +381,7 @@ def test_a_run_against_an_unusable_store_fails_in_one_line_without_a_traceback(
     config.write_text(
         f"state: {{path: {store}}}\n"
         "blackbox: {targets: [{name: api, url: 'http://127.0.0.1:9/healthz'}]}\n"
+        "notify: {dry_run: true}\n"
     )
     with caplog.at_level("INFO"), pytest.raises(FailedRun) as failed:
         asyncio.run(blackbox_probe(str(config)))
