@@ -289,6 +289,8 @@ def am_config(path: Path, am: str, pd: str, slack: str, *extra_rules: dict) -> N
             "pagerduty": {"routing_key": {"file": "pd.key"}, "url": f"{pd}/v2/enqueue"},
         },
         "policies": {"critical": {"page": ["pagerduty"], "page_after": "5m", "mirror": False}},
+        # per-incident messages are what this test reads (grouping: tests/test_storms.py)
+        "grouping": {"enabled": False},
         "alertmanager": {
             "url": am,
             "rules": [{"name": "critical", "matchers": ['severity="critical"']}, *extra_rules],
@@ -380,6 +382,8 @@ def fleet_config(path: Path, fleet: str, slack: str) -> None:
             "warning": {"open_after": 1, "resolve_after": 1},
             "critical": {"page": [], "mirror": False},  # Slack only (fail closed)
         },
+        # per-incident messages are what this test reads (grouping: tests/test_storms.py)
+        "grouping": {"enabled": False},
         "fleet_api": {"url": fleet, "token": {"file": "fleet.token"}},
     }
     path.write_text(yaml.safe_dump(config))
