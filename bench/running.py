@@ -62,7 +62,7 @@ def write_config(folder: Path, base: str, all_watches: bool) -> Path:
     targets += [{"name": f"pi-{i:02}", "url": f"{base}/healthz?d={i}"} for i in range(19)]
     config: dict[str, Any] = {
         "state": {"path": "state.sqlite"},
-        "notify": {"outbox_file": "outbox.jsonl"},
+        "notify": {"outbox_file": "outbox.jsonl", "dry_run": True},
         "policies": {
             "critical": {"open_after": 1, "notify": ["slack"], "page": ["pagerduty"]}
             | {"page_after": "30s"}
