@@ -39,7 +39,8 @@ def write_config(path: Path, fleet: str, slack: str) -> None:
     path.write_text(yaml.safe_dump(config))
 
 
-async def artifact_data(key: str) -> list:
+async def artifact_data(key: str, since: datetime) -> list:
+    """This test's artifacts of `key` (other tests' fleet-events runs share the Prefect server)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -47,7 +48,7 @@ async def artifact_data(key: str) -> list:
         found = await client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
         )
-    return [a.data for a in found]
+    return [a.data for a in found if a.created is not None and a.created >= since]
 
 
 @pytest.mark.integration
@@ -56,6 +57,7 @@ def test_feed_reports_each_event_once_and_alerts_high_severity(
 ) -> None:
     from fleet_alerting.flows.fleet_events import fleet_events
 
+    started = datetime.now(UTC)
     with FleetApiServer(TOKEN) as fleet, SlackWebhookServer() as slack:
         write_config(config_file, fleet.url, slack.url)
         fleet.events = [
@@ -84,9 +86,9 @@ def test_feed_reports_each_event_once_and_alerts_high_severity(
     assert len(store.get_value(CURSOR_KEY)["seen"]) == 5
     # one-off events leave no incident row behind (only the API problem of the broken run)
     assert [i.source for i in store.incidents(include_resolved=True)] == ["fleet-events-api"]
-    tables = asyncio.run(artifact_data("fleet-events"))
+    tables = asyncio.run(artifact_data("fleet-events", started))
     feed = [row for data in tables for row in json.loads(data) if "correlation_id" in row]
     assert sorted(r["correlation_id"] for r in feed) == [f"corr-{i}" for i in range(1, 6)]
     assert all(r["logs"].startswith("https://grafana.example/explore?") for r in feed)
-    notes = asyncio.run(artifact_data("fleet-events-notifications"))
+    notes = asyncio.run(artifact_data("fleet-events-notifications", started))
     assert TOKEN not in json.dumps(tables) + json.dumps(notes)

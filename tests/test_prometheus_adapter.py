@@ -230,10 +230,12 @@ def test_canary_bearer_token_never_leaks(prefect_api: str, config_file: Path) ->
         assert CANARY.encode() not in data and CANARY2.encode() not in data
 
     async def from_prefect() -> str:
+        from prefect.client.schemas.sorting import ArtifactSort, LogSort
+
         APILogHandler().flush()
-        async with get_client() as client:
-            logs = await client.read_logs(limit=200)
-            artifacts = await client.read_artifacts(limit=200)
+        async with get_client() as client:  # the newest: other tests share this Prefect server
+            logs = await client.read_logs(limit=200, sort=LogSort.TIMESTAMP_DESC)
+            artifacts = await client.read_artifacts(limit=200, sort=ArtifactSort.CREATED_DESC)
         return repr([log.message for log in logs]) + repr([a.data for a in artifacts])
 
     seen = asyncio.run(from_prefect())
