@@ -53,14 +53,6 @@ class ActionRecord:
 
 
 Decide = Callable[[Incident], Change]
-_ready: set[int] = set()
-
-
-def _ensure(store: Store) -> None:
-    """The table joins the store's metadata on import; a store opened before that gets it here."""
-    if id(store.engine) not in _ready:
-        actions_table.create(store.engine, checkfirst=True)
-        _ready.add(id(store.engine))
 
 
 def apply(
@@ -76,7 +68,6 @@ def apply(
 ) -> Change | None:
     """Load the incident, let `decide` (a core.actions function) change it, store the change and
     queue its notifications, and record the action. None: no such incident (recorded too)."""
-    _ensure(store)
     with store.engine.begin() as conn:
         incident = store._load(conn, key)
         change = decide(incident) if incident is not None else None
@@ -115,7 +106,6 @@ def record(
     detail: dict[str, Any] | None = None,
 ) -> None:
     """An audit record for something that changed no incident (e.g. a refused click)."""
-    _ensure(store)
     with store.engine.begin() as conn:
         conn.execute(
             sa.insert(actions_table).values(
@@ -133,7 +123,6 @@ def record(
 def history(
     store: Store, key: str | None = None, since: datetime | None = None
 ) -> list[ActionRecord]:
-    _ensure(store)
     query = sa.select(actions_table).order_by(actions_table.c.id)
     if key is not None:
         query = query.where(actions_table.c.incident_key == key)

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from fleet_alerting.store import migrate
 from fleet_alerting.store.errors import StoreError, explain
 from fleet_alerting.store.metadata import metadata
 from fleet_alerting.store.outbox import Outbox, OutboxItem, outbox_table, queue
+from fleet_alerting.store.outbox import ts as _ts
 
 _incident_json = TypeAdapter(Incident)
 
@@ -80,10 +81,6 @@ _INCIDENT_COLUMNS = (
     incidents_table.c.thread_channel,
     incidents_table.c.thread_ts,
 )
-
-
-def _ts(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
 
 
 @dataclass(frozen=True)
