@@ -1,7 +1,8 @@
 # Two entry points (see README): `make demo` and `make test`. Everything else is what they need.
 VENV := .venv
 BIN := $(VENV)/bin
-SERVERS := prometheus prometheus-alertmanager prometheus-blackbox-exporter mosquitto chromium
+SERVERS := prometheus prometheus-alertmanager prometheus-blackbox-exporter mosquitto chromium \
+	postgresql
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
@@ -17,11 +18,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	touch $@
 
 # Debian packages of the real servers the integration tests start on loopback (and headless
-# Chromium, which loads the Prefect UI that `serve` starts).
+# Chromium, which loads the Prefect UI that `serve` starts; PostgreSQL for the shared store).
 servers:
 	@command -v prometheus >/dev/null && command -v amtool >/dev/null \
 	  && command -v prometheus-blackbox-exporter >/dev/null && command -v mosquitto >/dev/null \
-	  && command -v chromium >/dev/null \
+	  && command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	       --no-install-recommends $(SERVERS) >/dev/null; }
 

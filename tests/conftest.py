@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres import PostgresCluster
 from tests.servers import Server, free_port, http_ready, in_ci, startup_timeout
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -83,3 +84,11 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def config_file(tmp_path: Path) -> Path:
     """Where a test writes its config; state and outbox land beside it."""
     return tmp_path / "config.yaml"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster (tests/postgres.py); each user creates its own database."""
+    cluster = PostgresCluster.start()
+    yield cluster
+    cluster.stop()
