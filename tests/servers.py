@@ -71,14 +71,25 @@ class _Exited(Exception):
 class Server:
     """A subprocess whose output goes to a log file in its own folder (shown if it fails)."""
 
-    def __init__(self, argv: Sequence[str], workdir: Path, ready: Callable[[], bool], name: str):
+    def __init__(
+        self,
+        argv: Sequence[str],
+        workdir: Path,
+        ready: Callable[[], bool],
+        name: str,
+        env: Mapping[str, str] | None = None,
+    ):
         self.workdir = workdir
         self.log = workdir / f"{name}.log"
         self.name = name
         workdir.mkdir(parents=True, exist_ok=True)
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(
-                list(argv), stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=os.environ.copy()
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+                env=dict(env or os.environ),
             )
         timeout = startup_timeout()
 
