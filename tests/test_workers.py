@@ -49,11 +49,15 @@ INTERVAL = 10  # seconds between scheduled runs of each deployment (the config's
 FAILING = ["fleet-api", "fleet-ui", "player-01", "player-02"]  # HTTP 500 throughout
 CLOSED = "camera-01"  # nothing listens on its port
 FLAPPING = "hdmi-01"  # fails, recovers after a third of the time, fails again after two thirds
+SLOW = "player-02"
+PROBE_TIMEOUT = 2
+ANSWER_DELAY = 0.3  # seconds the fake Slack and PagerDuty take to answer
 CRITICAL = {"fleet-api", "fleet-ui", CLOSED, FLAPPING}  # the players are warnings
 
 
 class Targets(FakeServer):
-    """`/<name>` answers 500, except the flapping target's while `recovered` is set."""
+    """`/<name>` answers 500 — the slow one too late — except the flapping one while `recovered`
+    is set."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,7 +66,26 @@ class Targets(FakeServer):
     def handle(self, request: Request) -> Response:
         if request.path == f"/{FLAPPING}" and self.recovered:
             return Response(200, "ok")
+        if request.path == f"/{SLOW}":  # past the probe's timeout: each run lasts seconds
+            return Response(500, "boom", delay=PROBE_TIMEOUT + 1)
         return Response(500, "boom")
+
+
+class SlowSlack(SlackWebhookServer):
+    """Answers as a real webhook does, in a few hundred ms: with Slack's pacing, a run's drain
+    then lasts seconds, and the other deployment's run drains the same lane meanwhile."""
+
+    def handle(self, request: Request) -> Response:
+        response = super().handle(request)
+        response.delay = ANSWER_DELAY
+        return response
+
+
+class SlowPagerDuty(PagerDutyServer):
+    def handle(self, request: Request) -> Response:
+        response = super().handle(request)
+        response.delay = ANSWER_DELAY
+        return response
 
 
 @dataclass
@@ -109,7 +132,7 @@ def write_config(
     config = {
         "state": state,
         "notify": {
-            "slack": {"webhook": {"file": "secrets/slack.url"}, "min_interval": "0s"},
+            "slack": {"webhook": {"file": "secrets/slack.url"}},  # paced: 1 message a second
             "pagerduty": {"routing_key": {"file": "secrets/pd.key"}, "url": f"{pd}/v2/enqueue"},
         },
         "policies": {
@@ -122,7 +145,7 @@ def write_config(
         "grouping": {"enabled": False},  # one message per incident: counted per incident below
         "blackbox": {
             "mode": "direct",
-            "timeout": "2s",
+            "timeout": f"{PROBE_TIMEOUT}s",
             "targets": [
                 {
                     "name": name,
@@ -177,15 +200,20 @@ def prefect(args: list[str], host: Host, api_url: str, timeout: float) -> str:
 @pytest.fixture
 def prefect_on_postgres(postgres: PostgresCluster, tmp_path: Path) -> Iterator[str]:
     """`prefect server start` on its own PostgreSQL database; yields its API URL."""
-    database = postgres.create_database("prefect", driver="asyncpg")
+    postgres.create_database("prefect")
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     home = tmp_path / "prefect-server"
-    env = os.environ | {
+    env = os.environ | {  # as README says (a password too there: PREFECT_SERVER_DATABASE_PASSWORD)
+        "PREFECT_SERVER_DATABASE_DRIVER": "postgresql+asyncpg",
+        "PREFECT_SERVER_DATABASE_HOST": "127.0.0.1",
+        "PREFECT_SERVER_DATABASE_PORT": str(postgres.port),
+        "PREFECT_SERVER_DATABASE_USER": "postgres",
+        "PREFECT_SERVER_DATABASE_NAME": "prefect",
         "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": database,
         "PREFECT_UI_ENABLED": "false",
     }
+    started = time.monotonic()
     server = Server(
         [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         home,
@@ -193,6 +221,7 @@ def prefect_on_postgres(postgres: PostgresCluster, tmp_path: Path) -> Iterator[s
         "prefect-server",
         env=env,
     )
+    print(f"\nPrefect server on PostgreSQL ready in {time.monotonic() - started:.0f}s")
     yield url
     server.stop()
 
@@ -257,7 +286,7 @@ def test_two_workers_share_the_work_and_tell_each_failure_once(
     started = time.monotonic()
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
-    with closed, Targets() as targets, SlackWebhookServer() as slack, PagerDutyServer() as pd:
+    with closed, Targets() as targets, SlowSlack() as slack, SlowPagerDuty() as pd:
         urls = target_urls(targets.url, closed)
         for host in hosts:
             checkout(host.root)
@@ -295,7 +324,9 @@ def test_two_workers_share_the_work_and_tell_each_failure_once(
     # Prefect: every run that started completed, each on one worker, and both workers took runs
     started_runs = [r for r in runs if r.run_count]  # Cancelled ones had not started
     assert [r.state.name for r in started_runs if r.state] == ["Completed"] * len(started_runs), [
-        (r.name, r.state.name, r.start_time, r.state.message) for r in started_runs if r.state and r.state.name != "Completed"
+        (r.name, r.state.name, r.start_time, r.state.message)
+        for r in started_runs
+        if r.state and r.state.name != "Completed"
     ]
     ran_on = {
         name: set(re.findall(r"Beginning flow run '([^']+)'", text)) for name, text in logs.items()
@@ -312,6 +343,11 @@ def test_two_workers_share_the_work_and_tell_each_failure_once(
     ]
     print(len(overlapping), "pairs of runs overlapped")
     assert overlapping, "no two runs overlapped: nothing could race"
+
+    prefect_db = sa.create_engine(postgres.url("prefect"))
+    with prefect_db.connect() as conn:  # the server kept them in PostgreSQL
+        assert conn.execute(sa.text("SELECT count(*) FROM flow_run")).scalar() == len(runs)
+    prefect_db.dispose()
 
     engine = sa.create_engine(store_url)
     with engine.connect() as conn:
