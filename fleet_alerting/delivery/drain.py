@@ -15,6 +15,11 @@ unexpected error (an OSError of the local file, "database is locked") never stop
 lanes: the message is retried later and parked as a dead letter with its reason after
 `park_after` such errors.
 
+A message *in doubt* — its claim took over the expired lease of a drainer that may have sent it
+before dying, or an attempt timed out — goes to a notifier that can look at its destination
+(`Confirms`: Slack's Web API) through `send_in_doubt`, which sends only what is not there yet;
+other notifiers send it again (PagerDuty/OnCall fold it by dedup key; see README, "Delivery").
+
 A Slack "paged" message goes out only once the pager accepted the page: it waits for the
 incident's page to each pager; a page that was refused or given up turns it into a loud
 "PAGING FAILED via pagerduty: …" message and a warning in the run's report.
