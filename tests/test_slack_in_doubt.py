@@ -247,3 +247,16 @@ def test_a_channel_given_by_name_cannot_be_looked_in_until_posted_to(tmp_path: P
         assert len(api.posted) == 1 and api.looked == []
     assert [i.id for i, _ in report.sent] == [item.id]
     assert "channel id" in report.warnings[0]
+
+
+def test_a_post_that_timed_out_but_arrived_is_found_by_the_retry(tmp_path: Path) -> None:
+    """A timed-out chat.postMessage may have posted: the retry looks first, and finds it."""
+    store = Store(tmp_path / "state.sqlite")
+    now = datetime.now(UTC)
+    store.record(evaluate([incident_signal()], {}, lambda _s: TELL, now), now)
+    with SlackApiServer(BOT) as api:
+        api.delay = 3  # posts, then answers after the client's 2 s timeout
+        report = drain_once(store, api, now, threads=False)
+        assert len(api.posted) == 1 and len(api.looked) == 1
+    ((_, receipt),) = report.sent
+    assert f"found ts={api.posted[0].ts}" in receipt
