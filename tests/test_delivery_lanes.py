@@ -289,8 +289,8 @@ def test_kill_9_with_slack_webhooks_loses_nothing(tmp_path: Path) -> None:
     assert lost == []
     # A webhook has no idempotency and no history: a kill after the request left and before the
     # "sent" commit resends it. The chance per kill is about (round trip + commit) × (messages
-    # per second) per Slack lane: under 1 % on a quiet machine at Slack's 1 message/s; 0-5 in
-    # 30 kills measured on a busy 2-core machine (README). The bound is the documented one.
+    # per second) per Slack lane: estimated under 1 % on a quiet machine at Slack's 1 message/s;
+    # 0-5 in 30 kills measured on a busy 2-core machine (README). The bound is the documented one.
     assert slack_duplicates <= kills // 4, f"{slack_duplicates} duplicates in {kills} kills"
 
 
