@@ -2,10 +2,11 @@
 
     python -m tests.drainer STORE --slack URL --mirror URL --pagerduty URL [--barrier DIR] ...
 
-Drains the store's outbox once with the real notifiers against the given (local) endpoints and
-prints a JSON line with its counts. With --barrier it writes DIR/ready-PID and waits for DIR/go, so
-several drainers start draining at the same moment; with --until-empty it drains until nothing
-is queued (a killed drainer's claims are taken over once their lease expires).
+Drains the store's outbox (STORE: a SQLite file or a PostgreSQL URL) once with the real notifiers
+against the given (local) endpoints and prints a JSON line with its counts. With --barrier it
+writes DIR/ready-PID and waits for DIR/go, so several drainers start draining at the same moment;
+with --until-empty it drains until nothing is queued (a killed drainer's claims are taken over
+once their lease expires).
 
 With --zygote it imports once and then forks a new drainer process for every line `fork` on its
 stdin, printing the child's pid (the child writes its JSON to DIR/result-PID, DIR from --results):
@@ -100,7 +101,7 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None
 class Zygote:
     """`python -m tests.drainer --zygote`: forks a fresh drainer process on demand."""
 
-    def __init__(self, db: Path, results: Path, urls: tuple[str, str, str], *extra: str):
+    def __init__(self, db: Path | str, results: Path, urls: tuple[str, str, str], *extra: str):
         results.mkdir(exist_ok=True)
         self.results = results
         slack, mirror, pd = urls

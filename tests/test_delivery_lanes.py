@@ -1,6 +1,7 @@
 """Claimed delivery lanes: several drainers (processes) deliver each notification once, a page
 never waits behind Slack, backoff is per destination and shared, errors stay in their lane, the
-Slack "paged" message waits for the pager's answer, and kill -9 loses nothing."""
+Slack "paged" message waits for the pager's answer, and kill -9 loses nothing. Tests taking
+`state_db` run on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -143,8 +144,10 @@ def drainer(db: Path, slack: str, mirror: str, pd: str, *extra: str) -> subproce
 
 
 @pytest.mark.integration
-def test_three_concurrent_drainers_deliver_each_notification_once(tmp_path: Path) -> None:
-    db = tmp_path / "state.sqlite"
+def test_three_concurrent_drainers_deliver_each_notification_once(
+    tmp_path: Path, state_db: str
+) -> None:
+    db = state_db
     store = Store(db)
     with SlowSlack(0.02) as slack, SlowSlack(0.02) as mirror, SlowPagerDuty(0.02) as pd:
         zygote = Zygote(db, tmp_path / "results", (slack.url, mirror.url, pd.url))
@@ -226,8 +229,8 @@ def test_kill_9_while_draining_loses_nothing_and_duplicates_rarely(tmp_path: Pat
 
 
 @pytest.mark.integration
-def test_a_page_is_not_held_up_by_a_slow_and_rate_limited_slack(tmp_path: Path) -> None:
-    store = Store(tmp_path / "state.sqlite")
+def test_a_page_is_not_held_up_by_a_slow_and_rate_limited_slack(state_db: str) -> None:
+    store = Store(state_db)
     policy = PolicyConfig(open_after=1, page=["pagerduty"], page_after=timedelta(minutes=5))
     start = datetime.now(UTC) - timedelta(minutes=5)
     backlog = [signal(f"dev-{i}") for i in range(20)]
@@ -265,8 +268,8 @@ async def no_sleep(_seconds: float) -> None:
     return None
 
 
-def test_retry_after_is_honoured_by_every_drainer_across_runs(tmp_path: Path) -> None:
-    store = Store(tmp_path / "state.sqlite")
+def test_retry_after_is_honoured_by_every_drainer_across_runs(state_db: str) -> None:
+    store = Store(state_db)
     step(store, [signal("a"), signal("b")], T0)
 
     async def go(slack_url: str, pd_url: str, now: datetime, owner: str):
@@ -295,8 +298,8 @@ def test_retry_after_is_honoured_by_every_drainer_across_runs(tmp_path: Path) ->
     assert store.queue.destination("slack").failures == 0
 
 
-def test_a_claimed_message_is_left_to_its_drainer(tmp_path: Path) -> None:
-    store = Store(tmp_path / "state.sqlite")
+def test_a_claimed_message_is_left_to_its_drainer(state_db: str) -> None:
+    store = Store(state_db)
     step(store, [signal("a")], T0)
     first = store.outbox(("queued",))[0]
     assert store.queue.claim(first.id, "other", T0, timedelta(minutes=3))
@@ -316,9 +319,9 @@ class Broken:
 
 
 def test_an_unexpected_error_stays_in_its_lane_and_is_parked_with_the_reason(
-    tmp_path: Path,
+    state_db: str,
 ) -> None:
-    store = Store(tmp_path / "state.sqlite")
+    store = Store(state_db)
     step(store, [signal("a")], T0)
 
     async def go(pd_url: str, now: datetime):
@@ -345,9 +348,9 @@ def test_an_unexpected_error_stays_in_its_lane_and_is_parked_with_the_reason(
 
 
 def test_slack_says_paged_only_after_the_pager_accepted_and_loudly_when_it_refused(
-    tmp_path: Path,
+    state_db: str,
 ) -> None:
-    store = Store(tmp_path / "state.sqlite")
+    store = Store(state_db)
     step(store, [signal("a"), signal("b")], T0)
 
     async def go(slack_url: str, pd_url: str):
