@@ -28,15 +28,15 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent))  # bench/ is not a package
 
-import delivery  # noqa: E402 -- bench/delivery.py
-import store_history  # noqa: E402 -- bench/store_history.py
+import delivery  # bench/delivery.py
+import store_history  # bench/store_history.py
 
-from fleet_alerting.store.sqlite import Store  # noqa: E402
-from tests.drainer import Zygote  # noqa: E402
-from tests.fakes.saas import PagerDutyServer, SlackWebhookServer  # noqa: E402
-from tests.postgres import PostgresCluster  # noqa: E402
+from fleet_alerting.store.sqlite import Store
+from tests.drainer import Zygote
+from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
+from tests.postgres import PostgresCluster
 
 
 def drain_once(db: str, folder: Path, incidents: int, drainers: int) -> dict[str, object]:

@@ -15,8 +15,6 @@ import sqlalchemy as sa
 
 from fleet_alerting.store.backend import WRITE_LOCK, is_url
 
-BACKENDS = ["sqlite", "postgres"]
-
 
 def new_database(request: pytest.FixtureRequest) -> str:
     """A PostgreSQL database of its own for this test (the session's cluster)."""

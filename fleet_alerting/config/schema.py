@@ -199,10 +199,6 @@ class StateConfig(Model):
                 return {**value, "path": "state/fleet-alerting.sqlite"}
         return value
 
-    def describe(self) -> str:
-        """The store in a message: the SQLite file, or `state.url URL` (no password)."""
-        return f"state.url {self.url}" if self.url else str(self.path)
-
 
 class HttpTarget(Model):
     name: str

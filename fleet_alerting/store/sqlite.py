@@ -130,7 +130,9 @@ class Store:
             self.path: Path | None = None
             self.where = f"state.url {backend.display(where)}"
             self.engine = backend.postgres_engine(where, password, busy_timeout, connect_timeout)
-            outbox_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            outbox_engine = self.engine.execution_options(
+                isolation_level="AUTOCOMMIT", store_outbox=True
+            )
         else:
             self.path = Path(where)
             self.where = str(self.path)
@@ -140,8 +142,7 @@ class Store:
             self.engine = self._sqlite_engine(self.path)
             outbox_engine = self._sqlite_engine(self.path, autocommit=True)
         self.dialect = self.engine.dialect.name
-        for engine in {self.engine, outbox_engine}:
-            sa.event.listen(engine, "handle_error", self._explain)
+        sa.event.listen(self.engine, "handle_error", self._explain)
         try:
             with self._read() as conn:
                 current = migrate.up_to_date(conn, metadata, SCHEMA_VERSION)
@@ -171,6 +172,11 @@ class Store:
         return engine
 
     def _explain(self, context: sa.engine.ExceptionContext) -> None:
+        """A store error in one line. Not for the outbox: delivery retries its own database
+        errors (a locked store, a lost connection) and keeps them in their lane."""
+        for part in (context.connection, context.engine):
+            if part is not None and part.get_execution_options().get("store_outbox"):
+                return
         if self.path is not None:
             error = explain(self.path, context.original_exception, self.busy_timeout)
         else:
