@@ -96,9 +96,11 @@ def main() -> None:
     try:
         print(f"PostgreSQL {cluster.bindir.parent.name} on 127.0.0.1:{cluster.port}; SQLite WAL")
         if not args.skip_delivery:
+            floor = 2 * args.incidents * delivery.LATENCY  # a Slack lane's messages, in a row
             print(
                 f"\ndelivery: {args.incidents} incidents, {args.drainers} drainers at once, "
-                f"fakes answer after {delivery.LATENCY * 1000:.0f} ms"
+                f"fakes answer after {delivery.LATENCY * 1000:.0f} ms (a Slack lane's "
+                f"{2 * args.incidents} answers one after another: {floor:.1f} s)"
             )
             for name, db in (
                 ("sqlite", str(folder / "delivery.sqlite")),
