@@ -13,12 +13,13 @@ from contextlib import contextmanager
 import pytest
 import sqlalchemy as sa
 
-from fleet_alerting.store.backend import WRITE_LOCK, is_url
+from fleet_alerting.store.backend import WRITE_LOCK, dispose_engines, is_url
 
 
 def new_database(request: pytest.FixtureRequest) -> str:
     """A PostgreSQL database of its own for this test (the session's cluster)."""
     cluster = request.getfixturevalue("postgres")
+    request.addfinalizer(dispose_engines)  # the process keeps a pool per database otherwise
     name = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40]
     return cluster.create_database(f"{name}_{uuid.uuid4().hex[:8]}")
 

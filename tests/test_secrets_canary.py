@@ -199,6 +199,8 @@ PG_CANARY = "CANARYpgPassw0rd4"
 def test_the_postgres_password_never_leaks(postgres, tmp_path: Path, capsys) -> None:
     """`state.password` logs in (the role needs it), yet check-config, the CLI and a refused
     login never show it."""
+    from fleet_alerting.store.backend import dispose_engines
+
     postgres.add_password_user("canary", PG_CANARY)
     url = postgres.create_database("canary_store", owner="canary")
     (tmp_path / "pg.password").write_text(PG_CANARY + "\n")
@@ -220,3 +222,4 @@ def test_the_postgres_password_never_leaks(postgres, tmp_path: Path, capsys) -> 
     )
     for text in (checked.out + checked.err, listed.out + listed.err, refused.out + refused.err):
         assert "CANARY" not in text
+    dispose_engines()  # this process's pooled connections to the test's database

@@ -17,6 +17,7 @@ first.
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+
+from fleet_alerting.store.errors import explain_postgres
 
 # One constant key for the store's write lock (b"fleetalr" as a signed 64-bit integer). Two stores
 # in one PostgreSQL database would share it; they do not exist (a database is one store).
@@ -58,11 +61,32 @@ def masked(url: str) -> str:
     return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
+_ENGINES: dict[tuple[Any, ...], sa.Engine] = {}
+
+
 def postgres_engine(
     url: str, password: str | None, lock_timeout: float, connect_timeout: float
 ) -> sa.Engine:
-    """An engine for a PostgreSQL store. `lock_timeout` is SQLite's busy timeout: how long a write
-    waits for another process's write transaction (the advisory lock) before it fails."""
+    """The engine of a PostgreSQL store, one per process: a run opens the store several times,
+    and a new engine costs ~15 ms (a connection and the dialect's first-connect queries) where
+    a pooled connection costs nothing. `lock_timeout` is SQLite's busy timeout: how long a write
+    waits for another process's write transaction (the advisory lock) before it fails. Errors
+    are explained in one line naming `state.url` (errors.explain_postgres)."""
+    key = (url, password, lock_timeout, connect_timeout, os.getpid())  # a fork builds its own
+    if key not in _ENGINES:
+        _ENGINES[key] = _postgres_engine(url, password, lock_timeout, connect_timeout)
+    return _ENGINES[key]
+
+
+def dispose_engines() -> None:
+    """Close every pooled PostgreSQL connection of this process (tests, between databases)."""
+    while _ENGINES:
+        _ENGINES.popitem()[1].dispose()
+
+
+def _postgres_engine(
+    url: str, password: str | None, lock_timeout: float, connect_timeout: float
+) -> sa.Engine:
     target = sa.engine.make_url(url).set(drivername="postgresql+psycopg")
     if password is not None:
         target = target.set(password=password)
@@ -76,6 +100,19 @@ def postgres_engine(
         },
     )
     sa.event.listen(engine, "begin", _lock_writes)
+    where = f"state.url {display(url)}"
+
+    def explain(context: sa.engine.ExceptionContext) -> None:
+        # Not for the outbox: delivery retries its own database errors (a lost connection)
+        # and keeps them in their lane.
+        for part in (context.connection, context.engine):
+            if part is not None and part.get_execution_options().get("store_outbox"):
+                return
+        error = explain_postgres(where, context.original_exception, lock_timeout)
+        if error is not None:
+            raise error from context.original_exception
+
+    sa.event.listen(engine, "handle_error", explain)
     return engine
 
 

@@ -154,9 +154,6 @@ class Outbox:
         self.engine = engine
         self.dialect = engine.dialect.name
 
-    def close(self) -> None:
-        self.engine.dispose()
-
     def items(self, statuses: Iterable[str] = ("queued", "dead")) -> list[OutboxItem]:
         t = outbox_table
         query = sa.select(t).where(t.c.status.in_(list(statuses))).order_by(t.c.id)

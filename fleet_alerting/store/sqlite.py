@@ -29,7 +29,7 @@ from pydantic import TypeAdapter
 from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.store import backend, migrate
-from fleet_alerting.store.errors import StoreError, explain, explain_postgres
+from fleet_alerting.store.errors import StoreError, explain
 from fleet_alerting.store.metadata import metadata
 from fleet_alerting.store.outbox import Outbox, OutboxItem, outbox_table, queue
 from fleet_alerting.store.outbox import ts as _ts
@@ -141,8 +141,8 @@ class Store:
                 _create(self.path)
             self.engine = self._sqlite_engine(self.path)
             outbox_engine = self._sqlite_engine(self.path, autocommit=True)
+            sa.event.listen(self.engine, "handle_error", self._explain)
         self.dialect = self.engine.dialect.name
-        sa.event.listen(self.engine, "handle_error", self._explain)
         try:
             with self._read() as conn:
                 current = migrate.up_to_date(conn, metadata, SCHEMA_VERSION)
@@ -152,8 +152,7 @@ class Store:
                         conn, metadata, SCHEMA_VERSION, _STEPS, self.where
                     )
         except BaseException:
-            self.engine.dispose()
-            outbox_engine.dispose()
+            self._dispose(outbox_engine)
             raise
         self.queue = Outbox(outbox_engine)  # claims, leases, destinations (store/outbox.py)
 
@@ -172,21 +171,22 @@ class Store:
         return engine
 
     def _explain(self, context: sa.engine.ExceptionContext) -> None:
-        """A store error in one line. Not for the outbox: delivery retries its own database
-        errors (a locked store, a lost connection) and keeps them in their lane."""
-        for part in (context.connection, context.engine):
-            if part is not None and part.get_execution_options().get("store_outbox"):
-                return
-        if self.path is not None:
-            error = explain(self.path, context.original_exception, self.busy_timeout)
-        else:
-            error = explain_postgres(self.where, context.original_exception, self.busy_timeout)
+        """A SQLite error in one line (PostgreSQL's: store/backend.py). Not for the outbox's
+        engine: delivery retries its own database errors (`database is locked`)."""
+        assert self.path is not None
+        error = explain(self.path, context.original_exception, self.busy_timeout)
         if error is not None:
             raise error from context.original_exception
 
     def close(self) -> None:
-        self.queue.close()
-        self.engine.dispose()
+        self._dispose(self.queue.engine)
+
+    def _dispose(self, outbox_engine: sa.Engine) -> None:
+        """SQLite's engines go with the store; PostgreSQL's pool stays for the process's next
+        store (backend.postgres_engine)."""
+        if self.path is not None:
+            outbox_engine.dispose()
+            self.engine.dispose()
 
     def check_writable(self) -> None:
         """StoreError now, in one line, rather than a failed write in the middle of a run (a
