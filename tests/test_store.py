@@ -156,6 +156,16 @@ def test_the_thread_is_found_without_parsing_incidents(state_db: str) -> None:
     assert tuple(row) == ("C1", "111.222")
 
 
+def test_the_slack_app_and_mcp_read_open_incidents_on_either_backend(state_db: str) -> None:
+    from fleet_alerting.config.schema import StateConfig
+    from fleet_alerting.surfaces.fleet_queries import read_open_incidents
+
+    record(Store(state_db), [down("k"), down("j")], T0)
+    record(Store(state_db), [down("j", fail=False)], T0 + timedelta(minutes=1))
+    where = {"url": state_db} if "://" in state_db else {"path": state_db}
+    assert [i.key for i in read_open_incidents(StateConfig.model_validate(where))] == ["k"]
+
+
 # retention ----------------------------------------------------------------------------------
 def test_prune_deletes_history_past_retention_and_nothing_open_or_recent(state_db: str) -> None:
     store = Store(state_db)
