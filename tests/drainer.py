@@ -1,6 +1,11 @@
 """One drainer process for the multi-process tests and the delivery benchmark.
 
     python -m tests.drainer STORE --slack URL --mirror URL --pagerduty URL [--barrier DIR] ...
+    python -m tests.drainer STORE --slack-api URL --pagerduty URL ...
+
+With --slack-api, Slack is the Web API as a bot-token config has it: the primary channel with
+incident threads (and a snapshot reply to each opened message) and the mirror channel, both
+through chat.postMessage of the fake at URL.
 
 Drains the store's outbox (STORE: a SQLite file or a PostgreSQL URL) once with the real notifiers
 against the given (local) endpoints and prints a JSON line with its counts. With --barrier it
@@ -24,19 +29,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 from pydantic import SecretStr
 
 from fleet_alerting.core.clock import utcnow
+from fleet_alerting.core.incidents import Incident
 from fleet_alerting.delivery.drain import drain
 from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
+from fleet_alerting.delivery.notifiers.slack_api import SlackApi, snapshot_message
 from fleet_alerting.delivery.notifiers.slack_webhook import Pacer, SlackWebhook
 from fleet_alerting.store.sqlite import Store
 
 ROUTING_KEY = "R" * 32
+BOT_TOKEN = "xoxb-drainer-bot-token"
+PRIMARY, MIRROR = "C0OPS", "C0MIRROR"  # channel ids, as the fake Slack API names them
 
 
 def notifiers(
@@ -57,6 +66,30 @@ def notifiers(
     }
 
 
+def web_api_notifiers(
+    client: httpx.AsyncClient, store: Store, api: str, pagerduty: str, interval: float = 0.0
+) -> dict:
+    """Slack through the bot token (primary with threads and snapshot, mirror unthreaded)."""
+    pacer = Pacer(interval)  # one pacer for both channels, as build_notifiers has it
+
+    async def snapshot(incident: Incident, _at: datetime) -> dict:
+        return snapshot_message(incident, [], "no Fleet API in this test", lambda _e: None)
+
+    token, url = SecretStr(BOT_TOKEN), f"{api}/api"
+    primary = SlackApi(
+        client, token, PRIMARY, api_url=url, store=store, snapshot=snapshot, pacer=pacer, timeout=5
+    )
+    note = f"mirror of {PRIMARY}"
+    mirror = SlackApi(client, token, MIRROR, api_url=url, note=note, pacer=pacer, timeout=5)
+    return {
+        "slack": primary,
+        "slack_mirror": mirror,
+        "pagerduty": PagerDutyEvents(
+            client, SecretStr(ROUTING_KEY), f"{pagerduty}/v2/enqueue", timeout=5
+        ),
+    }
+
+
 async def run(args: argparse.Namespace) -> dict:
     began = time.time()  # wall clock: comparable across drainer processes
     store = Store(args.store)
@@ -64,7 +97,12 @@ async def run(args: argparse.Namespace) -> dict:
     totals: dict[str, float] = {"sent": 0, "retrying": 0, "dead": 0, "rounds": 0}
     deadline = time.monotonic() + args.deadline
     async with httpx.AsyncClient() as client:
-        chans = notifiers(client, args.slack, args.mirror, args.pagerduty, args.slack_interval)
+        if args.slack_api:
+            chans = web_api_notifiers(
+                client, store, args.slack_api, args.pagerduty, args.slack_interval
+            )
+        else:
+            chans = notifiers(client, args.slack, args.mirror, args.pagerduty, args.slack_interval)
         if args.results:  # set up: the drain starts now (the kill loop waits for this)
             (Path(args.results) / f"started-{os.getpid()}").touch()
         while True:
@@ -101,22 +139,17 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None
 class Zygote:
     """`python -m tests.drainer --zygote`: forks a fresh drainer process on demand."""
 
-    def __init__(self, db: Path | str, results: Path, urls: tuple[str, str, str], *extra: str):
+    def __init__(self, db: Path | str, results: Path, urls: tuple[str, ...], *extra: str):
+        """`urls`: (slack webhook, mirror webhook, pagerduty) or (slack api, pagerduty)."""
         results.mkdir(exist_ok=True)
         self.results = results
-        slack, mirror, pd = urls
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "tests.drainer",
                 str(db),
-                "--slack",
-                slack,
-                "--mirror",
-                mirror,
-                "--pagerduty",
-                pd,
+                *endpoints(urls),
                 "--zygote",
                 "--results",
                 str(results),
@@ -151,11 +184,21 @@ class Zygote:
         self.proc.wait(timeout=60)
 
 
+def endpoints(urls: tuple[str, ...]) -> list[str]:
+    """The drainer's endpoint options for (slack, mirror, pagerduty) webhooks or (api, pd)."""
+    if len(urls) == 2:
+        return ["--slack-api", urls[0], "--pagerduty", urls[1]]
+    slack, mirror, pd = urls
+    return ["--slack", slack, "--mirror", mirror, "--pagerduty", pd]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("store")
-    parser.add_argument("--slack", required=True)
-    parser.add_argument("--mirror", required=True)
+    slack = parser.add_mutually_exclusive_group(required=True)
+    slack.add_argument("--slack")
+    slack.add_argument("--slack-api")
+    parser.add_argument("--mirror")
     parser.add_argument("--pagerduty", required=True)
     parser.add_argument("--lease", type=float, default=180.0)
     parser.add_argument("--paged-wait", type=float, default=30.0)

@@ -9,6 +9,7 @@ in by the caller (it needs a reachable API).
 from __future__ import annotations
 
 import glob
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ def check(config: Config, blocks: BlockCheck | None) -> list[Finding]:
     findings = list(_secrets(config, blocks))
     findings += _file_sd(config)
     findings += _pagers(config)
+    findings += _channel_names(config)
     return findings
 
 
@@ -109,6 +111,27 @@ def _pagers(config: Config) -> Iterator[Finding]:
                     f"written to the local outbox {config.notify.outbox_file}",
                     "note",
                 )
+
+
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
+
+
+def _channel_names(config: Config) -> Iterator[Finding]:
+    """With a bot token, a message whose delivery is in doubt (a killed drainer, a timed-out
+    post) is looked for in the channel before it is posted again; Slack's history methods take
+    channel ids only, so a name means that look is skipped (posted again, with a warning)."""
+    slack = config.notify.slack
+    if slack is None or slack.bot_token is None:
+        return
+    for key in ("channel", "mirror_channel"):
+        name = getattr(slack, key)
+        if not _CHANNEL_ID.fullmatch(name):
+            yield Finding(
+                ("notify", "slack", key),
+                f"{name!r} is a channel name: with a bot token give the channel id (C0…), or a "
+                "message whose delivery is in doubt after a crash may be posted twice",
+                "note",
+            )
 
 
 def destination(config: Config, channel: str) -> str:

@@ -72,7 +72,8 @@ class SlackConfig(Model):
     timeout: PositiveDuration = timedelta(seconds=10)
     # With a bot token (chat:write), incidents get a thread: first message via chat.postMessage,
     # later updates and the Fleet API event snapshot as replies. `channel`/`mirror_channel` are
-    # then channel names or ids the bot is a member of.
+    # then channel names or ids the bot is a member of; ids (C0…) with the channels:history
+    # scope let a message a crashed drainer may have posted be found instead of posted twice.
     bot_token: FileSecret | None = None
     api_url: HttpUrl = "https://slack.com/api"
     min_interval: Duration = timedelta(seconds=1)  # Slack allows ~1 message/s per channel

@@ -7,7 +7,8 @@ policy naming one); the local outbox file is used only with `notify.dry_run: tru
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 import httpx
 
@@ -35,6 +36,15 @@ class Notifier(Protocol):
     name: str
 
     async def send(self, n: Notification) -> str: ...
+
+
+@runtime_checkable
+class Confirms(Protocol):
+    """A notifier that can look at its destination for a message an earlier attempt may have
+    delivered (a drainer killed after sending, a timed-out answer) and sends only what is not
+    there. Looking costs a request, so the drain asks only for messages in doubt."""
+
+    async def send_in_doubt(self, n: Notification, since: datetime) -> str: ...
 
 
 class Unavailable:

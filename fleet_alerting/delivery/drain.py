@@ -15,6 +15,11 @@ unexpected error (an OSError of the local file, "database is locked") never stop
 lanes: the message is retried later and parked as a dead letter with its reason after
 `park_after` such errors.
 
+A message *in doubt* — its claim took over the expired lease of a drainer that may have sent it
+before dying, or an attempt timed out — goes to a notifier that can look at its destination
+(`Confirms`: Slack's Web API) through `send_in_doubt`, which sends only what is not there yet;
+other notifiers send it again (PagerDuty/OnCall fold it by dedup key; see README, "Delivery").
+
 A Slack "paged" message goes out only once the pager accepted the page: it waits for the
 incident's page to each pager; a page that was refused or given up turns it into a loud
 "PAGING FAILED via pagerduty: …" message and a warning in the run's report.
@@ -38,6 +43,7 @@ from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.incidents import Kind, Notification
 from fleet_alerting.delivery.channels import (
     CHANNELS,
+    Confirms,
     Notifier,
     Unavailable,
     build_notifiers,
@@ -242,15 +248,20 @@ class _Lane:
                 return
             n = outcome
         attempts = item.attempts
+        doubt = item.in_doubt  # an earlier attempt may have delivered it: ask, where one can
 
         def counted() -> None:
             nonlocal attempts
             attempts += 1
 
         async def attempt() -> str:
+            nonlocal doubt
             try:
+                if doubt and isinstance(self.notifier, Confirms):
+                    return await self.notifier.send_in_doubt(n, item.created_at)
                 return await self.notifier.send(n)
             except AdapterError as exc:
+                doubt = doubt or exc.maybe_sent
                 self.troubled = True
                 if exc.retry_after is not None:  # tell every drainer at once
                     until = self.s.now() + timedelta(seconds=exc.retry_after)
@@ -274,13 +285,21 @@ class _Lane:
                 on_attempt=counted,
             )
         except AdapterError as exc:
-            await self._failed(item, attempts, exc)
+            await self._failed(item, attempts, exc, doubt)
         except _Later as later:
-            await self._failed(item, attempts, later.error)
+            await self._failed(item, attempts, later.error, doubt)
         except Exception as exc:  # anything else: retry later, then park it
-            await self._unexpected(item, attempts, exc)
+            await self._unexpected(item, attempts, exc, doubt)
         else:
             await self._sent(item, attempts, receipt)
+        finally:
+            self._collect_warnings()
+
+    def _collect_warnings(self) -> None:
+        notes = getattr(self.notifier, "warnings", None)  # e.g. Slack: history not readable
+        if notes:
+            self.report.warnings.extend(f"{self.channel}: {note}" for note in notes)
+            notes.clear()
 
     async def _sent(self, item: OutboxItem, attempts: int, receipt: str) -> None:
         # The crash window: the destination has the message, the store does not know yet. Marked
@@ -299,7 +318,9 @@ class _Lane:
             await self.db(self.outbox.destination_ok, self.channel, self.s.now())
             self.troubled = False
 
-    async def _failed(self, item: OutboxItem, attempts: int, error: AdapterError) -> None:
+    async def _failed(
+        self, item: OutboxItem, attempts: int, error: AdapterError, doubt: bool
+    ) -> None:
         reason = redact(str(error))
         now = self.s.now()
         if error.permanent:
@@ -319,11 +340,15 @@ class _Lane:
             await self._dead(item, attempts, f"gave up after {attempts} attempts: {reason}", reason)
         else:
             next_at = now + next_attempt_delay(attempts)
-            await self.db(self.outbox.mark_retry, item.id, self.owner, attempts, next_at, reason)
+            await self.db(
+                self.outbox.mark_retry, item.id, self.owner, attempts, next_at, reason, None, doubt
+            )
             self.report.retrying.append((item, reason))
         raise _Stop
 
-    async def _unexpected(self, item: OutboxItem, attempts: int, error: Exception) -> None:
+    async def _unexpected(
+        self, item: OutboxItem, attempts: int, error: Exception, doubt: bool
+    ) -> None:
         reason = redact(f"{type(error).__name__}: {error}")
         errors = item.errors + 1
         if errors >= self.s.park_after:
@@ -334,7 +359,7 @@ class _Lane:
             return
         next_at = self.s.now() + next_attempt_delay(errors)
         await self.db(
-            self.outbox.mark_retry, item.id, self.owner, attempts, next_at, reason, errors
+            self.outbox.mark_retry, item.id, self.owner, attempts, next_at, reason, errors, doubt
         )
         self.report.retrying.append((item, reason))
 

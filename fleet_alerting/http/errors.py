@@ -16,12 +16,21 @@ from fleet_alerting.config.secrets import redact
 
 
 class AdapterError(Exception):
-    """An external system failed. `permanent` errors will not go away by retrying."""
+    """An external system failed. `permanent` errors will not go away by retrying. `maybe_sent`:
+    the request may have been acted on all the same (the answer timed out, a 5xx)."""
 
-    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        retry_after: float | None = None,
+        maybe_sent: bool = False,
+    ):
         super().__init__(redact(message))
         self.permanent = permanent
         self.retry_after = retry_after
+        self.maybe_sent = maybe_sent
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -55,13 +64,20 @@ def check_response(response: httpx.Response, system: str) -> None:
     if status == 429:
         retry_after = retry_after_seconds(response.headers.get("retry-after"))
         raise AdapterError(message, permanent=False, retry_after=retry_after)
-    raise AdapterError(message, permanent=400 <= status < 500 and status != 408)
+    raise AdapterError(
+        message, permanent=400 <= status < 500 and status != 408, maybe_sent=status >= 500
+    )
 
 
 def transport_error(exc: httpx.HTTPError, system: str) -> AdapterError:
     """A timeout or connection failure: retryable. The URL (maybe a secret) is not quoted."""
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
-    return AdapterError(f"{system} {kind} ({type(exc).__name__})", permanent=False)
+    unsent = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)  # nothing went out
+    return AdapterError(
+        f"{system} {kind} ({type(exc).__name__})",
+        permanent=False,
+        maybe_sent=not isinstance(exc, unsent),
+    )
 
 
 async def post_json(

@@ -7,8 +7,11 @@ only the drainer whose UPDATE changed the row (`rowcount == 1`) sends it. Markin
 or dead checks the claim too, so a drainer whose lease expired (it hung, another took over) cannot
 overwrite what the new holder did. On PostgreSQL the candidate is picked `FOR UPDATE SKIP
 LOCKED`, so concurrent drainers take different rows instead of queueing on one. A drainer killed
-while holding a claim leaves a lease that expires; the next drainer then sends the message again
-(the at-least-once window, see README).
+while holding a claim leaves a lease that expires; the next drainer's claim of that message says
+it is *in doubt* (`claimed_by` was still set: the killed drainer may have sent it), and so does one
+whose last attempt may have reached the destination (a timeout). A destination that can be asked
+(Slack's Web API) is asked before the message is sent again; the others get it again (the
+at-least-once window, see README).
 
 `destinations` holds one row per channel (slack, slack_mirror, pagerduty, oncall): until when it
 is backing off (Retry-After, consecutive failures) and why. Every drainer, in every process and
@@ -53,6 +56,9 @@ outbox_table = sa.Table(
     sa.Column("claimed_by", sa.String, nullable=True),
     sa.Column("lease_until", sa.String, nullable=True),
     sa.Column("errors", sa.Integer, nullable=False, server_default="0"),  # unexpected failures
+    # the claim took over from a drainer that may have sent it (its lease expired), or the last
+    # attempt may have reached the destination (a timeout): look there before sending again
+    sa.Column("in_doubt", sa.Boolean, nullable=True),
     sa.Index("ix_outbox_lane", "status", "channel", "id"),
     sa.Index("ix_outbox_incident", "incident_key", "channel", "status", "id"),
     sa.Index("ix_outbox_status_created_at", "status", "created_at"),  # pruning
@@ -66,6 +72,8 @@ destinations_table = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("updated_at", sa.String, nullable=True),
 )
+
+_DOUBT = sa.or_(outbox_table.c.claimed_by.isnot(None), outbox_table.c.in_doubt.is_(True))
 
 
 def _queue(dialect: str) -> Any:
@@ -112,6 +120,7 @@ class OutboxItem:
     last_error: str | None
     receipt: str | None
     errors: int = 0
+    in_doubt: bool = False  # an earlier attempt may have delivered it (see `claim_next`)
 
 
 @dataclass(frozen=True)
@@ -141,6 +150,7 @@ def _item(row: Any) -> OutboxItem:
         last_error=row["last_error"],
         receipt=row["receipt"],
         errors=row["errors"] or 0,
+        in_doubt=bool(row["in_doubt"]),
     )
 
 
@@ -179,7 +189,11 @@ class Outbox:
         live lease, not behind an earlier queued message of its incident, not in `exclude`.
         On SQLite the subquery runs under the write lock, so two drainers never get the same
         row; on PostgreSQL it skips rows another drainer is claiming (`FOR UPDATE SKIP
-        LOCKED`), and the outer WHERE re-checks the claim, so they do not collide either."""
+        LOCKED`), and the outer WHERE re-checks the claim, so they do not collide either.
+
+        The claim is *in doubt* when it takes over a lease that expired (`claimed_by` still set:
+        that drainer died or hung, maybe after sending) or the last attempt may have arrived;
+        SET sees the row as it was, so this is decided in the same UPDATE."""
         t = outbox_table
         earlier = t.alias("earlier")
         now_s = ts(now)
@@ -212,7 +226,7 @@ class Outbox:
         query = (
             sa.update(t)
             .where(t.c.id == candidate.scalar_subquery(), t.c.status == "queued", free)
-            .values(claimed_by=owner, lease_until=ts(now + lease))
+            .values(claimed_by=owner, lease_until=ts(now + lease), in_doubt=_DOUBT)
             .returning(*t.c)
         )
         while True:
@@ -238,7 +252,7 @@ class Outbox:
                     t.c.status == "queued",
                     sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now_s),
                 )
-                .values(claimed_by=owner, lease_until=ts(now + lease))
+                .values(claimed_by=owner, lease_until=ts(now + lease), in_doubt=_DOUBT)
             )
         return result.rowcount == 1
 
@@ -294,11 +308,15 @@ class Outbox:
         next_at: datetime,
         error: str,
         errors: int | None = None,
+        in_doubt: bool = False,
     ) -> bool:
+        """`in_doubt`: the last attempt may have reached the destination (a timeout), so the
+        next claim asks it first."""
         values: dict[str, Any] = {
             "attempts": attempts,
             "next_attempt_at": ts(next_at),
             "last_error": error,
+            "in_doubt": in_doubt,
         }
         if errors is not None:
             values["errors"] = errors

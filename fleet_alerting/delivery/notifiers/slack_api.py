@@ -6,12 +6,19 @@ replies with `thread_ts`. Slack answers HTTP 200 `{"ok": false, "error": …}` f
 `ratelimited` (and HTTP 429 with Retry-After) and Slack-side failures are retryable, everything
 else (invalid_auth, channel_not_found, not_in_channel, …) is permanent. Posting is paced to about
 one message per second per channel.
+
+Every message carries message metadata (`event_type` fleet_alerting_notification, the
+notification id in `event_payload`), so a message that a killed drainer may have posted is found
+in the channel (conversations.history / conversations.replies with `include_all_metadata`) and
+not posted twice; see `SlackApi`. That needs the bot scopes channels:history (groups:history for
+a private channel).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -29,8 +36,10 @@ from fleet_alerting.delivery.notifiers.slack_webhook import (
 )
 from fleet_alerting.http.errors import (
     AdapterError,
+    check_response,
     post_json,
     retry_after_seconds,
+    transport_error,
 )
 from fleet_alerting.sources.fleet_events.client import FleetEvent
 
@@ -43,7 +52,16 @@ RETRYABLE = {
     "request_timeout",
     "team_added_to_org",
 }
+# Slack errors after which the message may have been posted all the same: look before reposting
+MAYBE_POSTED = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 NO_THREAD_NOTE = "no incident thread: no Slack bot token configured"
+EVENT_TYPE = "fleet_alerting_notification"  # message metadata: which notification, which part
+MESSAGE, SNAPSHOT = "message", "snapshot"
+CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
+LOOK_BACK_MARGIN = timedelta(minutes=5)  # Slack's clock against ours
+LOOK_PAGE, LOOK_PAGES = 200, 5  # a bounded look: past 1,000 newer messages it posts anyway
+_learned_ids: dict[tuple[str, str], str] = {}  # (api url, channel name) → id, from answers
+_warned: set[tuple[str, str, str]] = set()  # each look-up problem is reported once per process
 ONE_OFF_SOURCES = {"fleet-events", "notify-test"}  # a message each, not a thread
 
 # An incident and the moment of the notification → the snapshot message (blocks + text).
@@ -104,6 +122,14 @@ ThreadStore = Any  # fleet_alerting.store.Store (incident(), set_thread()); kept
 
 
 class SlackApi:
+    """`send_in_doubt` (see delivery.channels.Confirms): every post carries message metadata
+    naming the notification (and the part: the message, or an opened incident's snapshot
+    reply); a message an earlier drainer may have posted is first looked for in the channel
+    (conversations.history, or conversations.replies in its thread) and only what is missing is
+    posted. A look that fails — an error, a timeout, a missing `channels:history` scope, a
+    channel given by name that this process has not posted to yet — posts anyway: at least
+    once stays the floor."""
+
     def __init__(
         self,
         client: httpx.AsyncClient,
@@ -127,29 +153,56 @@ class SlackApi:
         self.note = note
         self.pacer = pacer or Pacer(1.0)
         self.name = f"Slack chat.postMessage {channel}"
+        self.warnings: list[str] = []  # for the run's report (the drain collects them)
 
     async def send(self, n: Notification) -> str:
+        return await self._send(n, None)
+
+    async def send_in_doubt(self, n: Notification, since: datetime) -> str:
+        """`n` may be in Slack already (queued at `since`): post only the parts not found."""
+        return await self._send(n, since)
+
+    async def _send(self, n: Notification, since: datetime | None) -> str:
         incident = n.incident
         if self.store is None or incident.source in ONE_OFF_SOURCES:
-            answer = await self.post(render(n, note=self.note))
+            found = await self._look(since, n, MESSAGE, self._channel_id())
+            if found:
+                return f"{self.name}: found ts={found} (posted before, not again)"
+            answer = await self.post(render(n, note=self.note), n=n)
             return f"{self.name}: posted ts={answer.get('ts')}"
         thread = self._thread(incident)
         receipts = []
         if thread is None:
-            answer = await self.post(render(n, note=self.note))
-            thread = (str(answer.get("channel") or self.channel), str(answer["ts"]))
+            channel_id = self._channel_id()
+            found = await self._look(since, n, MESSAGE, channel_id)
+            if found and channel_id:  # posted, but killed before the thread was recorded
+                thread = (channel_id, found)
+                receipts.append(f"thread found ts={found} (posted before, not again)")
+            else:
+                answer = await self.post(render(n, note=self.note), n=n)
+                thread = (str(answer.get("channel") or self.channel), str(answer["ts"]))
+                receipts.append(f"thread started ts={thread[1]}")
+            # recorded before any reply is posted: replies always go to this one thread
             self.store.set_thread(incident.key, incident.onset, *thread, n.at)
-            receipts.append(f"thread started ts={thread[1]}")
         elif n.kind != Kind.opened:  # an opened retried after its snapshot failed: posted already
-            body = render(n, note=self.note) | {"thread_ts": thread[1]}
-            if n.kind == Kind.resolved:
-                body["reply_broadcast"] = True  # the channel sees the resolution too
-            answer = await self.post(body, channel=thread[0])
-            receipts.append(f"reply ts={answer.get('ts')} in thread {thread[1]}")
+            found = await self._look(since, n, MESSAGE, thread[0], thread[1])
+            if found:
+                receipts.append(f"reply found ts={found} in thread {thread[1]} (not again)")
+            else:
+                body = render(n, note=self.note) | {"thread_ts": thread[1]}
+                if n.kind == Kind.resolved:
+                    body["reply_broadcast"] = True  # the channel sees the resolution too
+                answer = await self.post(body, channel=thread[0], n=n)
+                receipts.append(f"reply ts={answer.get('ts')} in thread {thread[1]}")
         if n.kind == Kind.opened and self.snapshot is not None:
-            message = await self.snapshot(incident, n.at)
-            answer = await self.post(message | {"thread_ts": thread[1]}, channel=thread[0])
-            receipts.append(f"snapshot ts={answer.get('ts')}")
+            found = await self._look(since, n, SNAPSHOT, thread[0], thread[1])
+            if found:
+                receipts.append(f"snapshot found ts={found} (not again)")
+            else:
+                message = await self.snapshot(incident, n.at)
+                body = message | {"thread_ts": thread[1]}
+                answer = await self.post(body, channel=thread[0], n=n, part=SNAPSHOT)
+                receipts.append(f"snapshot ts={answer.get('ts')}")
         return f"{self.name}: " + ", ".join(receipts)
 
     def _thread(self, incident: Incident) -> tuple[str, str] | None:
@@ -158,8 +211,110 @@ class SlackApi:
             return (stored.thread_channel or self.channel, stored.thread_ts)
         return None
 
-    async def post(self, body: dict[str, Any], channel: str | None = None) -> dict[str, Any]:
+    def _channel_id(self) -> str | None:
+        """Slack's history methods take a channel id, not a name: the configured channel if it
+        is an id, else the id Slack answered with when this process last posted to it."""
+        if CHANNEL_ID.fullmatch(self.channel):
+            return self.channel
+        return _learned_ids.get((self.api_url, self.channel))
+
+    async def _look(
+        self,
+        since: datetime | None,
+        n: Notification,
+        part: str,
+        channel_id: str | None,
+        thread_ts: str | None = None,
+    ) -> str | None:
+        """The ts of the message carrying `n`'s metadata (and `part`), posted since `since`;
+        None when not in doubt, not found, or the look failed (then a warning: post anyway)."""
+        if since is None:
+            return None
+        if channel_id is None:
+            self._warn_once(
+                "name",
+                f"cannot look in {self.channel} for a message sent before a crash: Slack's "
+                "history methods need the channel id (C…) in the config; posting it again",
+            )
+            return None
+        try:
+            return await self._find(channel_id, n.id, part, since, thread_ts)
+        except AdapterError as exc:
+            if isinstance(exc, _Refused) and exc.error == "missing_scope":
+                self._warn_once(
+                    "scope",
+                    f"{exc}: the bot token lacks the scope to read {self.channel}'s history "
+                    "(channels:history, groups:history for a private channel), so a message "
+                    "sent just before a crash is sent again; add the scope",
+                )
+            else:
+                self.warnings.append(f"could not check for an earlier copy, posting: {exc}")
+            return None
+
+    async def _find(
+        self, channel_id: str, notification_id: str, part: str, since: datetime,
+        thread_ts: str | None,
+    ) -> str | None:  # fmt: skip
+        method = "conversations.replies" if thread_ts else "conversations.history"
+        oldest = (since - LOOK_BACK_MARGIN).timestamp()
+        params = {
+            "channel": channel_id,
+            "oldest": f"{oldest:.6f}",
+            "include_all_metadata": "true",
+            "limit": str(LOOK_PAGE),
+        }
+        if thread_ts:
+            params["ts"] = thread_ts
+        for _page in range(LOOK_PAGES):
+            answer = await self._call(method, params)
+            for message in answer.get("messages") or []:
+                if _carries(message, notification_id, part):
+                    return str(message.get("ts"))
+            cursor = (answer.get("response_metadata") or {}).get("next_cursor")
+            if not answer.get("has_more") or not cursor:
+                return None
+            params["cursor"] = cursor
+        raise AdapterError(
+            f"Slack {method} {channel_id}: more than {LOOK_PAGES * LOOK_PAGE} messages since "
+            "the notification was queued",
+            permanent=False,
+        )
+
+    async def _call(self, method: str, params: dict[str, str]) -> dict[str, Any]:
+        name = f"Slack {method} {params['channel']}"
+        headers = {"authorization": f"Bearer {self._token.get_secret_value()}"}
+        try:
+            response = await self.client.get(
+                f"{self.api_url}/{method}", params=params, headers=headers, timeout=self.timeout
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, name) from None
+        check_response(response, name)
+        try:
+            answer = response.json()
+        except ValueError:
+            raise AdapterError(f"{name} answered non-JSON", permanent=False) from None
+        if not isinstance(answer, dict) or not answer.get("ok"):
+            error = str(answer.get("error") if isinstance(answer, dict) else "") or "unknown_error"
+            raise _Refused(f"{name}: {error}", error)
+        return answer
+
+    def _warn_once(self, what: str, message: str) -> None:
+        if (self.api_url, self.channel, what) not in _warned:
+            _warned.add((self.api_url, self.channel, what))
+            self.warnings.append(message)
+
+    async def post(
+        self,
+        body: dict[str, Any],
+        channel: str | None = None,
+        n: Notification | None = None,
+        part: str = MESSAGE,
+    ) -> dict[str, Any]:
         target = channel or self.channel
+        if n is not None:  # what a later look for this notification finds
+            payload = {"notification_id": n.id, "part": part}
+            body = body | {"metadata": {"event_type": EVENT_TYPE, "event_payload": payload}}
         await self.pacer.wait(target)
         headers = {"authorization": f"Bearer {self._token.get_secret_value()}"}
         response, answer = await post_json(
@@ -174,11 +329,38 @@ class SlackApi:
             error = str(answer.get("error") or "unknown_error")
             retry = retry_after_seconds(response.headers.get("retry-after"))
             raise AdapterError(
-                f"{self.name}: {error}", permanent=error not in RETRYABLE, retry_after=retry
+                f"{self.name}: {error}",
+                permanent=error not in RETRYABLE,
+                retry_after=retry,
+                maybe_sent=error in MAYBE_POSTED,
             )
         if "ts" not in answer:
-            raise AdapterError(f"{self.name}: answer lacks ts", permanent=False)
+            raise AdapterError(f"{self.name}: answer lacks ts", permanent=False, maybe_sent=True)
+        if answer.get("channel") and not CHANNEL_ID.fullmatch(target):
+            _learned_ids[(self.api_url, target)] = str(answer["channel"])
         return answer
+
+
+class _Refused(AdapterError):
+    """Slack answered `{"ok": false, "error": …}` to a look-up."""
+
+    def __init__(self, message: str, error: str):
+        super().__init__(message, permanent=error not in RETRYABLE)
+        self.error = error
+
+
+def _carries(message: Any, notification_id: str, part: str) -> bool:
+    if not isinstance(message, dict):
+        return False
+    metadata = message.get("metadata")
+    if not isinstance(metadata, dict) or metadata.get("event_type") != EVENT_TYPE:
+        return False
+    payload = metadata.get("event_payload")
+    return (
+        isinstance(payload, dict)
+        and payload.get("notification_id") == notification_id
+        and payload.get("part", MESSAGE) == part
+    )
 
 
 class SlackWebhookIncident(SlackWebhook):
