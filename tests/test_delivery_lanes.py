@@ -228,18 +228,19 @@ def posted_parts(api: SlackApiServer) -> Counter[tuple[str, str]]:
 
 @pytest.mark.integration
 def test_kill_9_with_the_slack_web_api_loses_nothing_and_duplicates_nothing(
-    tmp_path: Path,
+    tmp_path: Path, state_db: str
 ) -> None:
     """The bot-token setup: a message a killed drainer may have posted is looked for in the
-    channel (its metadata) before it is posted again, so the crash window is closed for Slack."""
-    db = tmp_path / "state.sqlite"
-    store = Store(db)
+    channel (its metadata) before it is posted again, so the crash window is closed for Slack.
+    On both backends."""
+    store = Store(state_db)
     with SlackApiServer(BOT_TOKEN) as api, SlowPagerDuty() as pd:
         no_nagle(api)
         # chat.postMessage answers 0.2 s after posting, as Slack's often does: a kill lands
         # between the post and the "sent" commit in about one in five kills per Slack lane
         api.delay = 0.2
-        kills = kill_loop(tmp_path, store, (api.url, pd.url), 30, lambda: setattr(api, "delay", 0))
+        fast = lambda: setattr(api, "delay", 0)  # noqa: E731
+        kills = kill_loop(tmp_path, store, (api.url, pd.url), 30, fast, db=state_db)
         got, pages = posted_parts(api), received(None, None, pd)
         posts, orphans, looked = list(api.posted), list(api.orphans), len(api.looked)
     rows = store.outbox(("sent",))
