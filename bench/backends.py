@@ -22,6 +22,7 @@ PostgreSQL is a throwaway cluster started here (tests/postgres.py: Debian's `pos
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -148,6 +149,7 @@ def main() -> None:
             print(f"  postgres / sqlite, with history: {ratio:.2f}")
     finally:
         cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
