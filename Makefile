@@ -49,4 +49,5 @@ bench: setup servers
 	PYTHONPATH=. $(BIN)/python bench/noise_stats.py
 	$(BIN)/python bench/running.py
 	PYTHONPATH=. $(BIN)/python bench/delivery.py
+	PYTHONPATH=. $(BIN)/python bench/backends.py
 	PYTHONPATH=. $(BIN)/python bench/storm.py

@@ -34,7 +34,7 @@ def load(config_path: str) -> Config:
         config = load_config(config_path)
     except ConfigError as exc:
         raise RunFailed(f"invalid configuration:\n{exc}") from None
-    store = Store(config.state.path)
+    store = Store(config.state)
     try:
         store.check_writable()
     finally:

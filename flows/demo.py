@@ -79,7 +79,7 @@ def run_demo(
         Path(example_config), f"http://127.0.0.1:{server.server_port}", workdir
     )
     print(f"demo: config {config_path}, targets on 127.0.0.1:{server.server_port}\n")
-    store = Store(load_config(config_path).state.path)
+    store = Store(load_config(config_path).state)
 
     def paged() -> bool:
         return any(i.state == State.paged for i in store.unresolved().values())
@@ -112,6 +112,6 @@ def show(config_path: Path) -> None:
         print(f"  {sent['at'][11:19]}  {sent['channel']:<12} {sent['kind']:<9} {sent['text']}")
     print(f"  (full payloads: {config.notify.outbox_file})\n\nIncidents:")
     now = utcnow()
-    for incident in Store(config.state.path).incidents(include_resolved=True):
+    for incident in Store(config.state).incidents(include_resolved=True):
         lasted = format_duration(incident.duration(now))
         print(f"  {incident.state:<9} {incident.severity:<8} {lasted:>7}  {incident.key}")

@@ -56,7 +56,7 @@ def record_new_events(
     and would otherwise leave an incident row behind per event."""
     fleet = config.fleet_api
     assert fleet is not None
-    store = Store(config.state.path)
+    store = Store(config.state)
     try:
         step = advance(
             Cursor.from_json(store.get_value(CURSOR_KEY)), events, fleet.lookback, fleet.limit

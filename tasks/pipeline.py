@@ -49,7 +49,7 @@ def record_signals(
     `announce`, given the incidents before and the evaluation, adds what the engine does not tell
     (a changed cause of an open incident), in the same transaction.
     `policy_for` overrides the configured policies (a source with its own debouncing)."""
-    store = Store(config.state.path)
+    store = Store(config.state)
     try:
         evaluation, queued = evaluate_and_record(
             store,
@@ -137,7 +137,7 @@ async def deliver_notifications(config: Config) -> DrainReport:
     whatever cannot be delivered stays queued or becomes a dead letter. Each notifier uses its
     configured timeout per request."""
     logger = run_logger()
-    store = Store(config.state.path)
+    store = Store(config.state)
     try:
         async with httpx.AsyncClient() as client:
             report = await drain(

@@ -33,7 +33,7 @@ async def watch(config: Config, now: datetime) -> ZigbeeRun:
     observations = await observe_all(zconfig.coordinators, zconfig)
     signals: list[Signal] = []
     rows: list[dict[str, object]] = []
-    store = Store(config.state.path)
+    store = Store(config.state)
     try:
         stored: dict[str, str] = store.get_value(OPEN_SINCE) or {}
         open_since = dict(stored)

@@ -92,3 +92,13 @@ def postgres() -> Iterator[PostgresCluster]:
     cluster = PostgresCluster.start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store lives, on each backend: a SQLite file, or a PostgreSQL database of its own."""
+    from tests.stores import new_database
+
+    if request.param == "sqlite":
+        return str(tmp_path / "state.sqlite")
+    return new_database(request)

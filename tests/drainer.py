@@ -7,10 +7,11 @@ With --slack-api, Slack is the Web API as a bot-token config has it: the primary
 incident threads (and a snapshot reply to each opened message) and the mirror channel, both
 through chat.postMessage of the fake at URL.
 
-Drains the store's outbox once with the real notifiers against the given (local) endpoints and
-prints a JSON line with its counts. With --barrier it writes DIR/ready-PID and waits for DIR/go, so
-several drainers start draining at the same moment; with --until-empty it drains until nothing
-is queued (a killed drainer's claims are taken over once their lease expires).
+Drains the store's outbox (STORE: a SQLite file or a PostgreSQL URL) once with the real notifiers
+against the given (local) endpoints and prints a JSON line with its counts. With --barrier it
+writes DIR/ready-PID and waits for DIR/go, so several drainers start draining at the same moment;
+with --until-empty it drains until nothing is queued (a killed drainer's claims are taken over
+once their lease expires).
 
 With --zygote it imports once and then forks a new drainer process for every line `fork` on its
 stdin, printing the child's pid (the child writes its JSON to DIR/result-PID, DIR from --results):
@@ -138,7 +139,7 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None
 class Zygote:
     """`python -m tests.drainer --zygote`: forks a fresh drainer process on demand."""
 
-    def __init__(self, db: Path, results: Path, urls: tuple[str, ...], *extra: str):
+    def __init__(self, db: Path | str, results: Path, urls: tuple[str, ...], *extra: str):
         """`urls`: (slack webhook, mirror webhook, pagerduty) or (slack api, pagerduty)."""
         results.mkdir(exist_ok=True)
         self.results = results

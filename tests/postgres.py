@@ -81,14 +81,30 @@ class PostgresCluster:
     def url(self, database: str, driver: str = "psycopg") -> str:
         return f"postgresql+{driver}://postgres@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self, name: str, driver: str = "psycopg") -> str:
-        """A new, empty database; returns its SQLAlchemy URL."""
+    def create_database(self, name: str, driver: str = "psycopg", owner: str = "postgres") -> str:
+        """A new, empty database; returns its SQLAlchemy URL (as its owner)."""
         subprocess.run(
             [str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
-             "-U", "postgres", name],
+             "-U", "postgres", "-O", owner, name],
             check=True, capture_output=True, text=True,
         )  # fmt: skip
-        return self.url(name, driver)
+        return self.url(name, driver).replace("://postgres@", f"://{owner}@")
+
+    def add_password_user(self, user: str, password: str) -> None:
+        """A role that must log in with its password (SCRAM) over TCP; every other role keeps
+        trust authentication."""
+        psql = [str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port)]
+        statement = f"CREATE ROLE {user} LOGIN CREATEDB PASSWORD '{password}'"
+        subprocess.run(
+            [*psql, "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-c", statement],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        hba = self.root / "data" / "pg_hba.conf"
+        hba.write_text(f"host all {user} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        subprocess.run(
+            [*psql, "-U", "postgres", "-c", "SELECT pg_reload_conf()"],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
 
     def stop(self) -> None:
         self.server.stop()

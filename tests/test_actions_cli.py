@@ -1,5 +1,6 @@
 """`fleet-alerting ack / silence / unsilence / snooze`, `incidents --show KEY`, and the MCP write
-tools: the same actions, recorded with their actor."""
+tools: the same actions, recorded with their actor; the store on SQLite and on PostgreSQL (a
+config with `state.url` and a password secret)."""
 
 from __future__ import annotations
 
@@ -24,13 +25,21 @@ from tests.operator_fleet import TOKEN, fleet_server
 KEY = "blackbox:target=pi-audio-01"
 
 
-def setup(tmp_path: Path, fleet_url: str = "http://127.0.0.1:9") -> Path:
+def state(tmp_path: Path, db: str) -> dict:
+    """The config's `state` for a store made by `state_db`."""
+    if "://" not in db:
+        return {"path": db}
+    (tmp_path / "pg.password").write_text("not-checked-by-trust-auth")
+    return {"url": db, "password": {"file": "pg.password"}}
+
+
+def setup(tmp_path: Path, db: str, fleet_url: str = "http://127.0.0.1:9") -> Path:
     (tmp_path / "fleet.token").write_text(TOKEN)
     path = tmp_path / "config.yaml"
     path.write_text(
         yaml.safe_dump(
             {
-                "state": {"path": "state.sqlite"},
+                "state": state(tmp_path, db),
                 "notify": {"dry_run": True, "outbox_file": "outbox.jsonl"},
                 "policies": {"warning": {"open_after": 1, "repeat": "5m"}},
                 "fleet_api": {"url": fleet_url, "token": {"file": "fleet.token"}},
@@ -38,7 +47,7 @@ def setup(tmp_path: Path, fleet_url: str = "http://127.0.0.1:9") -> Path:
         )
     )
     config = load_config(path)
-    store = Store(config.state.path)
+    store = Store(config.state)
     now = utcnow() - timedelta(minutes=1)
     signal = Signal(KEY, "blackbox", True, Severity.warning, "device down", since=now)
     store.record(evaluate([signal], {}, config.policy, now), now)
@@ -46,8 +55,10 @@ def setup(tmp_path: Path, fleet_url: str = "http://127.0.0.1:9") -> Path:
     return path
 
 
-def test_cli_actions_and_the_audit_trail(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    config = str(setup(tmp_path))
+def test_cli_actions_and_the_audit_trail(
+    tmp_path: Path, state_db: str, capsys: pytest.CaptureFixture
+) -> None:
+    config = str(setup(tmp_path, state_db))
     assert main(["ack", KEY, "--config", config, "--as", "ana"]) == 0
     assert capsys.readouterr().out.startswith("Acknowledged by ana ")
     assert main(["ack", KEY, "--config", config, "--as", "bo"]) == 1
@@ -76,9 +87,9 @@ def test_cli_actions_and_the_audit_trail(tmp_path: Path, capsys: pytest.CaptureF
     ]  # fmt: skip
 
 
-def test_mcp_write_tools_act_with_the_named_actor(tmp_path: Path) -> None:
+def test_mcp_write_tools_act_with_the_named_actor(tmp_path: Path, state_db: str) -> None:
     with fleet_server() as fleet:
-        path = setup(tmp_path, fleet.url)
+        path = setup(tmp_path, state_db, fleet.url)
         config = load_config(path)
         server = build_server(config, write=True, trigger=lambda *_a: asyncio.sleep(0, 0))
 
@@ -93,7 +104,7 @@ def test_mcp_write_tools_act_with_the_named_actor(tmp_path: Path) -> None:
             call("silence_incident", {"key": KEY, "actor": "claude", "duration": "1h"})
         )
         assert said == "Silenced by mcp:claude for 1h00m."
-    store = Store(config.state.path)
+    store = Store(config.state)
     records = [(r.action, r.actor, r.via) for r in audit.history(store, KEY)]
     store.close()
     assert records == [("ack", "mcp:claude", "mcp"), ("silence", "mcp:claude", "mcp")]

@@ -1,6 +1,7 @@
 """Claimed delivery lanes: several drainers (processes) deliver each notification once, a page
 never waits behind Slack, backoff is per destination and shared, errors stay in their lane, the
-Slack "paged" message waits for the pager's answer, and kill -9 loses nothing."""
+Slack "paged" message waits for the pager's answer, and kill -9 loses nothing. Tests taking
+`state_db` run on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ def expected(store: Store) -> Counter[tuple[str, str, str]]:
     )
 
 
-def drainer(db: Path, urls: tuple[str, ...], *extra: str) -> subprocess.Popen:
+def drainer(db: Path | str, urls: tuple[str, ...], *extra: str) -> subprocess.Popen:
     """One drainer process against (slack, mirror, pagerduty) webhooks or (slack api, pd)."""
     return subprocess.Popen(
         [sys.executable, "-m", "tests.drainer", str(db), *endpoints(urls), *extra],
@@ -137,8 +138,10 @@ def drainer(db: Path, urls: tuple[str, ...], *extra: str) -> subprocess.Popen:
 
 
 @pytest.mark.integration
-def test_three_concurrent_drainers_deliver_each_notification_once(tmp_path: Path) -> None:
-    db = tmp_path / "state.sqlite"
+def test_three_concurrent_drainers_deliver_each_notification_once(
+    tmp_path: Path, state_db: str
+) -> None:
+    db = state_db
     store = Store(db)
     with SlowSlack(0.02) as slack, SlowSlack(0.02) as mirror, SlowPagerDuty(0.02) as pd:
         zygote = Zygote(db, tmp_path / "results", (slack.url, mirror.url, pd.url))
@@ -170,13 +173,15 @@ def kill_loop(
     urls: tuple[str, ...],
     kills_wanted: int,
     before_final: Callable[[], object] = lambda: None,
+    db: Path | str | None = None,
 ) -> int:
     """Queue 800 notifications (100 incidents: opened, paged, resolved to Slack and the mirror,
     paged and resolved to PagerDuty), start drainers one after another and `kill -9` each at a
     random moment of its drain until `kills_wanted` kills, then (after `before_final`) drain
     the rest, unpaced. Returns the kills; checks the store's integrity and that nothing is left
-    queued or dead."""
-    db = store.path
+    queued or dead. `db`: the store's PostgreSQL URL (default: its SQLite file)."""
+    db = db or store.path
+    assert db is not None
     targets = [f"dev-{i}" for i in range(100)]
     now = datetime.now(UTC)
     step(store, [signal(t) for t in targets], now)
@@ -202,8 +207,9 @@ def kill_loop(
     final = drainer(db, urls, "--until-empty", "--lease", "1", "--paged-wait", "1")
     report = json.loads(final.communicate(timeout=180)[0])
     assert "timeout" not in report
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    if store.path is not None:
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert store.outbox(("queued", "dead")) == []
     print(
         f"\n{kills} kills, 800 notifications ({800 - report['sent']} sent before the final drain)"
@@ -222,18 +228,19 @@ def posted_parts(api: SlackApiServer) -> Counter[tuple[str, str]]:
 
 @pytest.mark.integration
 def test_kill_9_with_the_slack_web_api_loses_nothing_and_duplicates_nothing(
-    tmp_path: Path,
+    tmp_path: Path, state_db: str
 ) -> None:
     """The bot-token setup: a message a killed drainer may have posted is looked for in the
-    channel (its metadata) before it is posted again, so the crash window is closed for Slack."""
-    db = tmp_path / "state.sqlite"
-    store = Store(db)
+    channel (its metadata) before it is posted again, so the crash window is closed for Slack.
+    On both backends."""
+    store = Store(state_db)
     with SlackApiServer(BOT_TOKEN) as api, SlowPagerDuty() as pd:
         no_nagle(api)
         # chat.postMessage answers 0.2 s after posting, as Slack's often does: a kill lands
         # between the post and the "sent" commit in about one in five kills per Slack lane
         api.delay = 0.2
-        kills = kill_loop(tmp_path, store, (api.url, pd.url), 30, lambda: setattr(api, "delay", 0))
+        fast = lambda: setattr(api, "delay", 0)  # noqa: E731
+        kills = kill_loop(tmp_path, store, (api.url, pd.url), 30, fast, db=state_db)
         got, pages = posted_parts(api), received(None, None, pd)
         posts, orphans, looked = list(api.posted), list(api.orphans), len(api.looked)
     rows = store.outbox(("sent",))
@@ -272,11 +279,13 @@ def is_opened(item: OutboxItem) -> bool:
 @pytest.mark.integration
 def test_kill_9_with_slack_webhooks_loses_nothing(tmp_path: Path) -> None:
     """A webhook cannot be asked what it already has: the at-least-once window stays (README).
-    Nothing is lost, and duplicates stay within the documented bound."""
-    db = tmp_path / "state.sqlite"
-    store = Store(db)
+    Nothing is lost, and duplicates stay within the documented bound. SQLite only: the claims are
+    the same code on PostgreSQL, where the Web API kill loop above runs (a minute each)."""
+    state_db = str(tmp_path / "state.sqlite")
+    store = Store(state_db)
     with SlowSlack() as slack, SlowSlack() as mirror, SlowPagerDuty() as pd:
-        kills = kill_loop(tmp_path, store, (slack.url, mirror.url, pd.url), 30)
+        urls = (slack.url, mirror.url, pd.url)
+        kills = kill_loop(tmp_path, store, urls, 30, db=state_db)
         got, want = received(slack, mirror, pd), expected(store)
     lost = [k for k in want if got[k] == 0]
     repeats = Counter({k: got[k] - 1 for k in want if got[k] > 1})
@@ -295,8 +304,8 @@ def test_kill_9_with_slack_webhooks_loses_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_a_page_is_not_held_up_by_a_slow_and_rate_limited_slack(tmp_path: Path) -> None:
-    store = Store(tmp_path / "state.sqlite")
+def test_a_page_is_not_held_up_by_a_slow_and_rate_limited_slack(state_db: str) -> None:
+    store = Store(state_db)
     policy = PolicyConfig(open_after=1, page=["pagerduty"], page_after=timedelta(minutes=5))
     start = datetime.now(UTC) - timedelta(minutes=5)
     backlog = [signal(f"dev-{i}") for i in range(20)]
@@ -334,8 +343,8 @@ async def no_sleep(_seconds: float) -> None:
     return None
 
 
-def test_retry_after_is_honoured_by_every_drainer_across_runs(tmp_path: Path) -> None:
-    store = Store(tmp_path / "state.sqlite")
+def test_retry_after_is_honoured_by_every_drainer_across_runs(state_db: str) -> None:
+    store = Store(state_db)
     step(store, [signal("a"), signal("b")], T0)
 
     async def go(slack_url: str, pd_url: str, now: datetime, owner: str):
@@ -364,8 +373,8 @@ def test_retry_after_is_honoured_by_every_drainer_across_runs(tmp_path: Path) ->
     assert store.queue.destination("slack").failures == 0
 
 
-def test_a_claimed_message_is_left_to_its_drainer(tmp_path: Path) -> None:
-    store = Store(tmp_path / "state.sqlite")
+def test_a_claimed_message_is_left_to_its_drainer(state_db: str) -> None:
+    store = Store(state_db)
     step(store, [signal("a")], T0)
     first = store.outbox(("queued",))[0]
     assert store.queue.claim(first.id, "other", T0, timedelta(minutes=3))
@@ -404,9 +413,9 @@ class Broken:
 
 
 def test_an_unexpected_error_stays_in_its_lane_and_is_parked_with_the_reason(
-    tmp_path: Path,
+    state_db: str,
 ) -> None:
-    store = Store(tmp_path / "state.sqlite")
+    store = Store(state_db)
     step(store, [signal("a")], T0)
 
     async def go(pd_url: str, now: datetime):
@@ -433,9 +442,9 @@ def test_an_unexpected_error_stays_in_its_lane_and_is_parked_with_the_reason(
 
 
 def test_slack_says_paged_only_after_the_pager_accepted_and_loudly_when_it_refused(
-    tmp_path: Path,
+    state_db: str,
 ) -> None:
-    store = Store(tmp_path / "state.sqlite")
+    store = Store(state_db)
     step(store, [signal("a"), signal("b")], T0)
 
     async def go(slack_url: str, pd_url: str):

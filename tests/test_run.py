@@ -74,6 +74,35 @@ def test_without_an_api_the_watch_runs_plainly(target: str, tmp_path: Path) -> N
     assert (tmp_path / "s.sqlite").exists()  # state beside the config, wherever run started
 
 
+def test_a_run_records_in_a_postgres_store(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Every step of a run (the writability check, evaluate, deliver, prune) opens the configured
+    store: `state.url` with its password secret, not a SQLite file."""
+    from fleet_alerting.store.sqlite import Store
+    from tests.stores import new_database
+
+    url = new_database(request)
+    (tmp_path / "pg.password").write_text("unused-by-trust-auth\n")
+    config = tmp_path / "config.yaml"
+    failing = {"name": "api", "url": "http://127.0.0.1:9/healthz", "severity": "critical"}
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state": {"url": url, "password": {"file": "pg.password"}},
+                "notify": {"dry_run": True, "outbox_file": "outbox.jsonl"},
+                "policies": {"critical": {"open_after": 1, "page_after": "0s"}},
+                "blackbox": {"targets": [failing]},
+            }
+        )
+    )
+    ran = _run(config, tmp_path / "home")
+    assert ran.returncode == 0, ran.stderr
+    assert "'failing': 1" in ran.stdout and "'notifications_sent': 5" in ran.stdout
+    store = Store(url)
+    assert [i.key for i in store.incidents()] == ["blackbox:url=http://127.0.0.1:9/healthz"]
+    assert len(store.outbox(("sent",))) == 5
+    assert not list(tmp_path.glob("**/*.sqlite"))
+
+
 def test_an_invalid_config_is_one_line_before_any_prefect(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("blackbox:\n  targetz: []\n")

@@ -189,3 +189,37 @@ def test_only_secret_values_are_masked_not_path_words() -> None:
     register(f"https://oncall.example.org/integrations/v1/formatted_webhook/{quote(odd, safe='')}/")
     assert "CANARY" not in redact(f"echo {odd}")
     assert "formatted_webhook" in redact("/integrations/v1/formatted_webhook/ not found")
+
+
+# --- the PostgreSQL store's password ----------------------------------------------------------
+
+PG_CANARY = "CANARYpgPassw0rd4"
+
+
+def test_the_postgres_password_never_leaks(postgres, tmp_path: Path, capsys) -> None:
+    """`state.password` logs in (the role needs it), yet check-config, the CLI and a refused
+    login never show it."""
+    from fleet_alerting.store.backend import dispose_engines
+
+    postgres.add_password_user("canary", PG_CANARY)
+    url = postgres.create_database("canary_store", owner="canary")
+    (tmp_path / "pg.password").write_text(PG_CANARY + "\n")
+    config = tmp_path / "config.yaml"
+    state = {"url": url, "password": {"file": "pg.password"}}
+    config.write_text(yaml.safe_dump({"state": state, "notify": {"dry_run": True}}))
+    assert main(["check-config", str(config)]) == 0
+    checked = capsys.readouterr()
+    assert f"state: PostgreSQL {url}, password from secret file" in checked.out
+    assert main(["incidents", "--config", str(config)]) == 0  # logged in with the password
+    assert main(["outbox", "--config", str(config)]) == 0
+    listed = capsys.readouterr()
+    (tmp_path / "pg.password").write_text("CANARYwrong0000\n")
+    assert main(["incidents", "--config", str(config)]) == 1
+    refused = capsys.readouterr()
+    assert refused.err.strip() == (
+        f"state.url {url}: the server refused the login (password authentication failed); "
+        "check the user in state.url and the secret in state.password"
+    )
+    for text in (checked.out + checked.err, listed.out + listed.err, refused.out + refused.err):
+        assert "CANARY" not in text
+    dispose_engines()  # this process's pooled connections to the test's database

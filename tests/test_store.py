@@ -1,5 +1,6 @@
 """The store on its own: serialized evaluation across processes, episodes and threads, retention,
-the schema version and in-place upgrades (a store written by main), and unusable store files."""
+the schema version and in-place upgrades (a store written by main), and unusable store files.
+Tests taking `state_db` run on SQLite and on PostgreSQL (tests/stores.py)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.store import migrate
 from fleet_alerting.store.errors import StoreError
 from fleet_alerting.store.sqlite import SCHEMA_VERSION, Retention, Store
+from tests.servers import free_port
+from tests.stores import new_database, raw_engine, write_lock_free, write_lock_held
 
 ROOT = Path(__file__).parent.parent
 MAIN_STORE = Path(__file__).parent / "fixtures" / "store-main-c4597d7.sqlite"
@@ -56,11 +59,11 @@ def _evaluating_process(db: str, rounds: int, barrier) -> None:  # runs in a chi
 
 
 def test_concurrent_runs_evaluate_one_at_a_time_and_queue_each_notification_once(
-    tmp_path: Path,
+    state_db: str,
 ) -> None:
     """The race of issue 10: every process reads "no incident" and queues its own opening with
     its own onset. Read, evaluate and record in one write transaction: one opening per key."""
-    db = str(tmp_path / "state.sqlite")
+    db = state_db
     processes, rounds = 4, 6
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(processes)
@@ -83,16 +86,14 @@ def test_concurrent_runs_evaluate_one_at_a_time_and_queue_each_notification_once
     assert per_key == {f"blackbox:target=api-{r}": once for r in range(rounds)}
 
 
-def test_a_second_evaluation_waits_for_the_first_and_sees_what_it_recorded(tmp_path: Path):
-    first, second = Store(tmp_path / "s.sqlite"), Store(tmp_path / "s.sqlite", busy_timeout=60)
+def test_a_second_evaluation_waits_for_the_first_and_sees_what_it_recorded(state_db: str):
+    first, second = Store(state_db), Store(state_db, busy_timeout=60)
     seen: list[int] = []
+    assert write_lock_free(state_db)
 
     def decide_first(current):
         # while this transaction is open, another process's evaluation must wait: try one
-        probe = sqlite3.connect(tmp_path / "s.sqlite", timeout=0)
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
-            probe.execute("BEGIN IMMEDIATE")
-        probe.close()
+        assert not write_lock_free(state_db)
         return evaluate([down("k")], current, lambda _s: PAGE_AT_ONCE, T0)
 
     first.evaluate(decide_first, T0)
@@ -105,25 +106,19 @@ def test_a_second_evaluation_waits_for_the_first_and_sees_what_it_recorded(tmp_p
     assert seen == [1]
 
 
-def test_reading_does_not_wait_for_an_evaluation_in_progress(tmp_path: Path) -> None:
-    db = tmp_path / "s.sqlite"
-    record(Store(db), [down("k")], T0)
-    writer = sqlite3.connect(db, isolation_level=None)
-    writer.execute("BEGIN IMMEDIATE")  # another process is evaluating
-    try:
-        reader = Store(db, busy_timeout=0.2)
+def test_reading_does_not_wait_for_an_evaluation_in_progress(state_db: str) -> None:
+    record(Store(state_db), [down("k")], T0)
+    with write_lock_held(state_db):  # another process is evaluating
+        reader = Store(state_db, busy_timeout=0.2)
         assert [i.key for i in reader.incidents()] == ["k"]
         assert len(reader.outbox()) == 5
-        with pytest.raises(StoreError, match="locked"):
+        with pytest.raises(StoreError, match=r"locked by another process for more than 0\.2 s"):
             record(reader, [down("j")], T0)
-    finally:
-        writer.execute("ROLLBACK")
-        writer.close()
 
 
 # episodes and threads -----------------------------------------------------------------------
-def test_a_reopened_incident_with_the_same_onset_is_queued_again(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite")
+def test_a_reopened_incident_with_the_same_onset_is_queued_again(state_db: str) -> None:
+    store = Store(state_db)
     assert record(store, [down("am", since=T0)], T0) == 5
     assert record(store, [down("am", fail=False)], T0 + timedelta(minutes=10)) == 3
     # the silence expires: Alertmanager reports the alert again with its old startsAt
@@ -133,9 +128,9 @@ def test_a_reopened_incident_with_the_same_onset_is_queued_again(tmp_path: Path)
 
 
 def test_a_thread_set_meanwhile_is_kept_for_its_episode_and_dropped_for_the_next(
-    tmp_path: Path,
+    state_db: str,
 ) -> None:
-    store = Store(tmp_path / "s.sqlite")
+    store = Store(state_db)
     record(store, [down("k", since=T0)], T0)
     stale = store.unresolved()  # an evaluation read the incident before the thread existed
     assert store.set_thread("k", T0, "C1", "111.222", T0)
@@ -152,18 +147,28 @@ def test_a_thread_set_meanwhile_is_kept_for_its_episode_and_dropped_for_the_next
     assert reopened.state == State.paged and reopened.thread_ts is None
 
 
-def test_the_thread_is_found_without_parsing_incidents(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite")
+def test_the_thread_is_found_without_parsing_incidents(state_db: str) -> None:
+    store = Store(state_db)
     record(store, [down("k")], T0)
     store.set_thread("k", T0, "C1", "111.222", T0)
-    with sqlite3.connect(tmp_path / "s.sqlite") as raw:
-        row = raw.execute("SELECT thread_channel, thread_ts FROM incidents").fetchone()
-    assert row == ("C1", "111.222")
+    with raw_engine(state_db).connect() as raw:
+        row = raw.exec_driver_sql("SELECT thread_channel, thread_ts FROM incidents").one()
+    assert tuple(row) == ("C1", "111.222")
+
+
+def test_the_slack_app_and_mcp_read_open_incidents_on_either_backend(state_db: str) -> None:
+    from fleet_alerting.config.schema import StateConfig
+    from fleet_alerting.surfaces.fleet_queries import read_open_incidents
+
+    record(Store(state_db), [down("k"), down("j")], T0)
+    record(Store(state_db), [down("j", fail=False)], T0 + timedelta(minutes=1))
+    where = {"url": state_db} if "://" in state_db else {"path": state_db}
+    assert [i.key for i in read_open_incidents(StateConfig.model_validate(where))] == ["k"]
 
 
 # retention ----------------------------------------------------------------------------------
-def test_prune_deletes_history_past_retention_and_nothing_open_or_recent(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite")
+def test_prune_deletes_history_past_retention_and_nothing_open_or_recent(state_db: str) -> None:
+    store = Store(state_db)
     old = T0 - timedelta(days=100)
     record(store, [down(f"old-{n}") for n in range(5)], old, WARN)
     record(store, [down(f"old-{n}", fail=False) for n in range(5)], old, WARN)
@@ -244,9 +249,9 @@ def test_a_store_written_by_main_opens_upgrades_and_keeps_its_incidents_and_outb
     assert pruned == {"resolved incidents": 2, "sent notifications": 1, "dead letters": 1}
 
 
-def test_upgrade_adds_tables_columns_and_indexes_declared_later(tmp_path: Path) -> None:
+def test_upgrade_adds_tables_columns_and_indexes_declared_later(state_db: str) -> None:
     """Whatever a later change declares in the metadata appears in existing stores."""
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 's.sqlite'}")
+    engine = raw_engine(state_db)
     v1 = sa.MetaData()
     sa.Table("things", v1, sa.Column("id", sa.Integer, primary_key=True))
     with engine.begin() as conn:
@@ -274,12 +279,78 @@ def test_upgrade_adds_tables_columns_and_indexes_declared_later(tmp_path: Path) 
     assert steps_run == [2]
 
 
-def test_a_store_from_newer_code_is_refused(tmp_path: Path) -> None:
-    Store(tmp_path / "s.sqlite").close()
-    with sqlite3.connect(tmp_path / "s.sqlite") as raw:
-        raw.execute("UPDATE store_meta SET value='99' WHERE key='schema_version'")
-    with pytest.raises(StoreError, match=r"s\.sqlite: written by a newer fleet-alerting"):
-        Store(tmp_path / "s.sqlite")
+def _opening_process(db: str, barrier) -> None:  # runs in a child process
+    barrier.wait(timeout=120)
+    Store(db).close()
+
+
+def test_a_postgres_store_of_an_older_shape_is_upgraded_in_place_once(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A store written before the claims (no lease columns, no destinations table), opened by
+    three processes at once: the advisory lock lets one upgrade while the others wait, then find
+    it done; the incidents and the queued notifications are kept and drain."""
+    db = new_database(request)
+    store = Store(db)
+    record(store, [down("k")], T0)
+    store.close()
+    with raw_engine(db).begin() as raw:
+        raw.exec_driver_sql(
+            "ALTER TABLE outbox DROP COLUMN claimed_by, DROP COLUMN lease_until, DROP COLUMN errors"
+        )
+        raw.exec_driver_sql("DROP INDEX ix_outbox_lane")
+        raw.exec_driver_sql("DROP TABLE destinations")
+        raw.exec_driver_sql("UPDATE store_meta SET value = 'old' WHERE key = 'schema_fingerprint'")
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(3)
+    children = [context.Process(target=_opening_process, args=(db, barrier)) for _ in range(3)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=300)
+        assert child.exitcode == 0
+    with raw_engine(db).connect() as raw:
+        inspector = sa.inspect(raw)
+        columns = {c["name"] for c in inspector.get_columns("outbox")}
+        assert {"claimed_by", "lease_until", "errors"} <= columns
+        assert "ix_outbox_lane" in {ix["name"] for ix in inspector.get_indexes("outbox")}
+        assert inspector.has_table("destinations")
+    upgraded = Store(db)
+    assert upgraded.upgraded_from == SCHEMA_VERSION  # nothing left to do
+    assert [i.key for i in upgraded.incidents()] == ["k"]
+    assert len(upgraded.outbox(("queued",))) == 5
+    claimed = upgraded.queue.claim_next("pagerduty", "me", T0, timedelta(minutes=1))
+    assert claimed is not None and upgraded.queue.mark_sent(claimed.id, "me", 1, "ok")
+
+
+def test_an_unreachable_postgres_is_one_line_naming_the_url(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    url = f"postgresql+psycopg://fleet@127.0.0.1:{port}/fleet"
+    (tmp_path / "pg.password").write_text("CANARYpgPassw0rd")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"state:\n  url: {url}\n  password: {{file: pg.password}}\nnotify: {{dry_run: true}}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "fleet_alerting.surfaces.cli", "incidents", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=os.environ | {"PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    _one_line(result, f"state.url {url}", "cannot connect (connection refused)")
+    assert "CANARY" not in result.stdout + result.stderr
+
+
+def test_a_store_from_newer_code_is_refused(state_db: str) -> None:
+    Store(state_db).close()
+    with raw_engine(state_db).begin() as raw:
+        raw.exec_driver_sql("UPDATE store_meta SET value='99' WHERE key='schema_version'")
+    where = "state.url " + state_db if "://" in state_db else state_db
+    with pytest.raises(StoreError) as refused:
+        Store(state_db)
+    assert str(refused.value).startswith(f"{where}: written by a newer fleet-alerting")
 
 
 # unusable store files -----------------------------------------------------------------------
@@ -298,7 +369,7 @@ def _incidents_cli(tmp_path: Path, store: Path, user: int | None = None):
     )
 
 
-def _one_line(result: subprocess.CompletedProcess, store: Path, *words: str) -> None:
+def _one_line(result: subprocess.CompletedProcess, store: Path | str, *words: str) -> None:
     assert result.returncode == 1, result
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()

@@ -1,4 +1,5 @@
-"""Store + outbox: atomic recording, replay after a crash, retries, dead letters, ordering."""
+"""Store + outbox: atomic recording, replay after a crash, retries, dead letters, ordering; on
+SQLite and on PostgreSQL (`state_db`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from pydantic import SecretStr
 
 from fleet_alerting.core.policy import Evaluation, PolicyConfig, evaluate
@@ -46,8 +48,8 @@ def run_drain(store: Store, notifiers: dict[str, Notifier], now: datetime = T0, 
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "state.sqlite")
+def store(state_db: str) -> Store:
+    return Store(state_db)
 
 
 def pagerduty_and_slack(pd_url: str, slack_url: str, client: httpx.AsyncClient):
@@ -73,8 +75,8 @@ def test_recording_the_same_evaluation_twice_queues_once(store: Store) -> None:
     assert [i.notification.channel for i in store.outbox()] == ["slack", "pagerduty", "slack"]
 
 
-def test_crash_between_commit_and_delivery_replays_exactly_once(tmp_path: Path) -> None:
-    db = tmp_path / "state.sqlite"
+def test_crash_between_commit_and_delivery_replays_exactly_once(state_db: str) -> None:
+    db = state_db
     crashing = textwrap.dedent(f"""
         import os
         from datetime import datetime, timedelta
@@ -82,7 +84,7 @@ def test_crash_between_commit_and_delivery_replays_exactly_once(tmp_path: Path) 
         from fleet_alerting.core.policy import evaluate
         from fleet_alerting.store.sqlite import Store
         from tests.test_store_delivery import outage, PAGE_AT_ONCE, T0
-        store = Store({str(db)!r})
+        store = Store({db!r})
         store.record(evaluate([outage()], {{}}, lambda _s: PAGE_AT_ONCE, T0), T0)
         os._exit(9)  # killed after the commit, before any delivery
     """)
@@ -196,8 +198,9 @@ def test_incidents_stored_before_the_rename_of_last_seen_still_load(store: Store
     opened(store)
     with store.engine.begin() as conn:
         (data,) = conn.exec_driver_sql("SELECT data FROM incidents").one()
-        conn.exec_driver_sql(
-            "UPDATE incidents SET data = ?", (data.replace('"changed_at"', '"last_seen"'),)
+        conn.execute(
+            sa.text("UPDATE incidents SET data = :data"),
+            {"data": data.replace('"changed_at"', '"last_seen"')},
         )
     (incident,) = store.unresolved().values()
     assert incident.changed_at == T0

@@ -3,10 +3,10 @@
 A Prefect server on its own PostgreSQL database, the process work pool `fleet`, deployments from
 prefect.yaml (`prefect --no-prompt deploy --all`), and two `prefect worker start` processes, each
 in its own copy of the code with its own PREFECT_HOME — as two hosts would have their own
-checkouts — and one shared store. Targets fail (HTTP 500, a closed port, one that recovers and
-fails again) while both workers run the probe for a few minutes: every notification reaches the
-fake Slack / PagerDuty exactly once, every failure episode is opened and paged once, and both
-workers did part of the work.
+checkouts — and one store on PostgreSQL (`state.url`, a password from a file). Targets fail
+(HTTP 500, a closed port, a timeout, one that recovers and fails again) while both workers run
+the probe for 3 minutes: every notification reaches the fake Slack / PagerDuty exactly once,
+every failure episode is opened and paged once, and both workers did part of the work.
 
 Two deployments of the same watch run every 10 s on the same targets, so runs on the two hosts
 evaluate the same incidents at the same moments — the worst case, as a manual `fleet-alerting run`
@@ -52,6 +52,7 @@ CLOSED = "camera-01"  # nothing listens on its port
 FLAPPING = "hdmi-01"  # fails, recovers after a third of the time, fails again after two thirds
 SLOW = "player-02"
 PROBE_TIMEOUT = 2
+STORE_USER, STORE_PASSWORD = "fleet", "workers-test-password"
 ANSWER_DELAY = 0.3  # seconds the fake Slack and PagerDuty take to answer
 CRITICAL = {"fleet-api", "fleet-ui", CLOSED, FLAPPING}  # the players are warnings
 
@@ -106,12 +107,13 @@ class Host:
         }
 
 
-def store_state(shared: Path, postgres: PostgresCluster) -> tuple[dict[str, Any], str]:
-    """The config's `state` section every host uses, and the SQLAlchemy URL to inspect it."""
-    # TODO(pg-store): when the store speaks PostgreSQL, replace the two lines below with
-    #   url = postgres.create_database("fleet"); return {"url": url}, url
-    path = shared / "state.sqlite"  # one file both "hosts" reach: valid on one machine only
-    return {"path": str(path)}, f"sqlite:///{path}"
+def store_state(postgres: PostgresCluster) -> tuple[dict[str, Any], str]:
+    """The config's `state` section every host uses (as README shows it: a role that logs in
+    with a password from a file), and the SQLAlchemy URL to inspect the store."""
+    postgres.add_password_user(STORE_USER, STORE_PASSWORD)
+    url = postgres.create_database("fleet_alerting", owner=STORE_USER)
+    state = {"url": url, "password": {"file": "secrets/postgres.password"}}
+    return state, postgres.url("fleet_alerting")
 
 
 def target_urls(targets: str, closed: socket.socket) -> dict[str, str]:
@@ -130,6 +132,7 @@ def write_config(
     secrets.mkdir(parents=True)
     (secrets / "slack.url").write_text(f"{slack}/services/T000/B000/XXXX\n")
     (secrets / "pd.key").write_text("P" * 32)
+    (secrets / "postgres.password").write_text(f"{STORE_PASSWORD}\n")
     config = {
         "state": state,
         "notify": {
@@ -279,9 +282,7 @@ def test_two_workers_share_the_work_and_tell_each_failure_once(
     postgres: PostgresCluster, prefect_on_postgres: str, tmp_path: Path
 ) -> None:
     api = prefect_on_postgres
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    state, store_url = store_state(shared, postgres)
+    state, store_url = store_state(postgres)
     hosts = [Host(f"host-{n}", tmp_path / f"w{n}") for n in (1, 2)]
     started = time.monotonic()
     closed = socket.socket()
@@ -360,8 +361,6 @@ def test_two_workers_share_the_work_and_tell_each_failure_once(
         incidents = {
             row.key: row for row in conn.execute(sa.text("SELECT key, state, data FROM incidents"))
         }
-        if engine.dialect.name == "sqlite":
-            assert conn.execute(sa.text("PRAGMA integrity_check")).scalar() == "ok"
     engine.dispose()
     # the store: every notification sent, on its first attempt (no drainer sent one twice)
     assert [(r.status, r.attempts, bool(r.receipt)) for r in outbox] == [("sent", 1, True)] * len(

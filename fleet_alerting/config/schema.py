@@ -131,9 +131,74 @@ class RetentionConfig(Model):
     dead_letters: Duration = _kept(90)
 
 
+_POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg")
+
+
+def _postgres_url(value: str) -> str:
+    """A PostgreSQL URL with a host and a database, and no password (that is a secret: it goes in
+    `state.password`). The value is never quoted back: it might hold one."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        raise ValueError(
+            "expected postgresql+psycopg://USER@HOST:PORT/DATABASE (port 1-65535)"
+        ) from None
+    if parts.scheme not in _POSTGRES_SCHEMES:
+        raise ValueError(
+            "expected postgresql+psycopg://USER@HOST:PORT/DATABASE (PostgreSQL through psycopg; "
+            "for SQLite give state.path instead)"
+        )
+    if parts.password is not None or "password=" in parts.query:
+        raise ValueError(
+            "a password in the URL is an inline secret: remove it and give "
+            "state.password: {file: PATH}"
+        )
+    if not parts.hostname or not parts.path.strip("/") or "/" in parts.path.strip("/"):
+        raise ValueError(
+            "expected postgresql+psycopg://USER@HOST:PORT/DATABASE (host and database)"
+        )
+    return value
+
+
+PostgresUrl = Annotated[str, AfterValidator(_postgres_url)]
+
+
+def _at_most_5m(value: timedelta) -> timedelta:
+    if value > timedelta(minutes=5):
+        raise ValueError("expected a duration of at most 5m")
+    return value
+
+
 class StateConfig(Model):
-    path: ConfigPath = Field(Path("state/fleet-alerting.sqlite"), validate_default=True)
+    """Where incidents and the outbox live: one SQLite file (`path`, the default) on one host, or a
+    PostgreSQL database (`url`, `password`) shared by workers on several hosts."""
+
+    path: ConfigPath | None = None
+    url: PostgresUrl | None = None
+    password: FileSecret | None = None
+    connect_timeout: Annotated[PositiveDuration, AfterValidator(_at_most_5m)] = timedelta(
+        seconds=10
+    )
     retention: RetentionConfig = RetentionConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_store(cls, value: object) -> object:
+        """Exactly one of path and url; neither: the default SQLite file beside the config."""
+        if not isinstance(value, dict):
+            return value
+        if value.get("url") is not None and value.get("path") is not None:
+            raise ValueError(
+                "give one of state.path (a SQLite file, one host) and state.url (PostgreSQL), "
+                "not both"
+            )
+        if value.get("url") is None:
+            if value.get("password") is not None:
+                raise ValueError("state.password is the PostgreSQL password: give state.url too")
+            if value.get("path") is None:
+                return {**value, "path": "state/fleet-alerting.sqlite"}
+        return value
 
 
 class HttpTarget(Model):

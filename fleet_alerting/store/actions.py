@@ -128,7 +128,7 @@ def history(
         query = query.where(actions_table.c.incident_key == key)
     if since is not None:
         query = query.where(actions_table.c.at >= _ts(since))
-    with store.engine.begin() as conn:
+    with store._read() as conn:
         rows = conn.execute(query).mappings().all()
     return [
         ActionRecord(

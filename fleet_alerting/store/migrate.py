@@ -5,7 +5,8 @@ that metadata (tables, columns, indexes) with the one recorded in the store; onl
 does `upgrade` look at the file: it creates missing tables and indexes, adds missing columns with
 `ALTER TABLE ... ADD COLUMN` (so a new column must be nullable or have a server default), then runs
 the numbered data steps between the recorded version and the code's. Everything happens in the
-caller's write transaction, so two processes opening an old store upgrade it once.
+caller's write transaction (SQLite's write lock, PostgreSQL's advisory lock: store/backend.py),
+so two processes opening an old store upgrade it once. The SQL is the same on both databases.
 
 A store written by newer code (a higher version) is refused rather than half understood.
 """
@@ -64,7 +65,7 @@ def upgrade(
     if found > version:
         raise StoreError(
             f"{where}: written by a newer fleet-alerting (store schema {found}, this code knows "
-            f"{version}); upgrade fleet-alerting, or point state.path at another file"
+            f"{version}); upgrade fleet-alerting, or point the config's state at another store"
         )
     print_ = fingerprint(metadata)
     if found == version and meta.get("schema_fingerprint") == print_:
@@ -90,10 +91,10 @@ def upgrade(
     conn.exec_driver_sql(
         f"CREATE TABLE IF NOT EXISTS {meta_table_name} (key VARCHAR PRIMARY KEY, value VARCHAR)"
     )
+    remember = sa.text(
+        f"INSERT INTO {meta_table_name} (key, value) VALUES (:key, :value) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    )
     for key, value in (("schema_version", str(version)), ("schema_fingerprint", print_)):
-        conn.exec_driver_sql(
-            f"INSERT INTO {meta_table_name} (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
+        conn.execute(remember, {"key": key, "value": value})
     return None if fresh else found

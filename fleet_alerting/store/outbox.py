@@ -1,14 +1,17 @@
-"""The outbox and the delivery state of each destination, in the store's SQLite database.
+"""The outbox and the delivery state of each destination, in the store's database (SQLite or
+PostgreSQL).
 
 A queued notification is *claimed* before it is sent: one compare-and-set UPDATE sets
 `claimed_by` and `lease_until` only where the row is still queued and no live lease holds it, and
 only the drainer whose UPDATE changed the row (`rowcount == 1`) sends it. Marking it sent, retrying
 or dead checks the claim too, so a drainer whose lease expired (it hung, another took over) cannot
-overwrite what the new holder did. A drainer killed while holding a claim leaves a lease that
-expires; the next drainer's claim of that message says it is *in doubt* (`claimed_by` was still
-set: the killed drainer may have sent it), and so does one whose last attempt may have reached
-the destination (a timeout). A destination that can be asked (Slack's Web API) is asked before
-the message is sent again; the others get it again (the at-least-once window, see README).
+overwrite what the new holder did. On PostgreSQL the candidate is picked `FOR UPDATE SKIP
+LOCKED`, so concurrent drainers take different rows instead of queueing on one. A drainer killed
+while holding a claim leaves a lease that expires; the next drainer's claim of that message says
+it is *in doubt* (`claimed_by` was still set: the killed drainer may have sent it), and so does one
+whose last attempt may have reached the destination (a timeout). A destination that can be asked
+(Slack's Web API) is asked before the message is sent again; the others get it again (the
+at-least-once window, see README).
 
 `destinations` holds one row per channel (slack, slack_mirror, pagerduty, oncall): until when it
 is backing off (Retry-After, consecutive failures) and why. Every drainer, in every process and
@@ -27,9 +30,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from fleet_alerting.core.incidents import Notification
+from fleet_alerting.store import backend
 from fleet_alerting.store.metadata import metadata
 
 _notification_json = TypeAdapter(Notification)
@@ -70,15 +73,13 @@ destinations_table = sa.Table(
     sa.Column("updated_at", sa.String, nullable=True),
 )
 
-_QUEUE = sqlite_insert(outbox_table).on_conflict_do_nothing()
 _DOUBT = sa.or_(outbox_table.c.claimed_by.isnot(None), outbox_table.c.in_doubt.is_(True))
 
 
-def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL (set by the store): safe when killed
-    cursor.close()
+def _queue(dialect: str) -> Any:
+    insert = backend.insert(outbox_table, dialect).on_conflict_do_nothing()
+    # psycopg reports no rowcount for many rows: count the ids of the rows inserted
+    return insert.returning(outbox_table.c.id) if dialect == "postgresql" else insert
 
 
 def ts(moment: datetime) -> str:
@@ -104,7 +105,8 @@ def queue(conn: sa.Connection, notifications: Sequence[Notification], now: datet
         }
         for n in notifications
     ]
-    return conn.execute(_QUEUE, rows).rowcount
+    result = conn.execute(backend.cached(_queue, conn.dialect.name), rows)
+    return len(result.all()) if result.returns_rows else result.rowcount
 
 
 @dataclass(frozen=True)
@@ -153,16 +155,14 @@ def _item(row: Any) -> OutboxItem:
 
 
 class Outbox:
-    """Outbox queries on the store's database. Every statement is its own transaction
-    (autocommit): a read takes no lock, a write (claim, mark) holds the write lock for one
-    UPDATE, so many lanes in many processes rarely wait for each other."""
+    """Outbox queries on the store's database, through the store's autocommit engine: every
+    statement is its own transaction, so a read takes no lock and a write (claim, mark) holds
+    the write lock (SQLite) or its row's lock (PostgreSQL) for one UPDATE; many lanes in many
+    processes rarely wait for each other."""
 
     def __init__(self, engine: sa.Engine):
-        self.engine = sa.create_engine(engine.url, isolation_level="AUTOCOMMIT")
-        sa.event.listen(self.engine, "connect", _pragmas)
-
-    def close(self) -> None:
-        self.engine.dispose()
+        self.engine = engine
+        self.dialect = engine.dialect.name
 
     def items(self, statuses: Iterable[str] = ("queued", "dead")) -> list[OutboxItem]:
         t = outbox_table
@@ -187,8 +187,9 @@ class Outbox:
     ) -> OutboxItem | None:
         """Claim the lane's oldest claimable message in one UPDATE … RETURNING: due, under no
         live lease, not behind an earlier queued message of its incident, not in `exclude`.
-        The subquery runs under the write lock, so two drainers never get the same row, and
-        they do not collide on the same candidates either.
+        On SQLite the subquery runs under the write lock, so two drainers never get the same
+        row; on PostgreSQL it skips rows another drainer is claiming (`FOR UPDATE SKIP
+        LOCKED`), and the outer WHERE re-checks the claim, so they do not collide either.
 
         The claim is *in doubt* when it takes over a lease that expired (`claimed_by` still set:
         that drainer died or hung, maybe after sending) or the last attempt may have arrived;
@@ -219,11 +220,12 @@ class Outbox:
             )
             .order_by(t.c.id)
             .limit(1)
-            .scalar_subquery()
         )
+        if self.dialect == "postgresql":
+            candidate = candidate.with_for_update(skip_locked=True)
         query = (
             sa.update(t)
-            .where(t.c.id == candidate, t.c.status == "queued", free)
+            .where(t.c.id == candidate.scalar_subquery(), t.c.status == "queued", free)
             .values(claimed_by=owner, lease_until=ts(now + lease), in_doubt=_DOUBT)
             .returning(*t.c)
         )
@@ -363,11 +365,13 @@ class Outbox:
         """One more consecutive failure; back off until `blocked_until` (never shortening a
         longer block another drainer set)."""
         d = destinations_table
-        insert = sqlite_insert(d).values(
+        insert = backend.insert(d, self.dialect).values(
             name=name, blocked_until=ts(blocked_until), failures=1, last_error=error,
             updated_at=ts(now),
         )  # fmt: skip
-        later = sa.func.max(sa.func.coalesce(d.c.blocked_until, ""), insert.excluded.blocked_until)
+        later = backend.greatest(
+            self.dialect, sa.func.coalesce(d.c.blocked_until, ""), insert.excluded.blocked_until
+        )
         with self.engine.begin() as conn:
             conn.execute(
                 insert.on_conflict_do_update(
@@ -385,10 +389,12 @@ class Outbox:
     def destination_blocked(self, name: str, now: datetime, until: datetime, error: str) -> None:
         """Retry-After from the destination: every drainer waits until then (failures unchanged)."""
         d = destinations_table
-        insert = sqlite_insert(d).values(
+        insert = backend.insert(d, self.dialect).values(
             name=name, blocked_until=ts(until), failures=0, last_error=error, updated_at=ts(now)
         )
-        later = sa.func.max(sa.func.coalesce(d.c.blocked_until, ""), insert.excluded.blocked_until)
+        later = backend.greatest(
+            self.dialect, sa.func.coalesce(d.c.blocked_until, ""), insert.excluded.blocked_until
+        )
         with self.engine.begin() as conn:
             conn.execute(
                 insert.on_conflict_do_update(

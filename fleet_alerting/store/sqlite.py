@@ -1,4 +1,5 @@
-"""Incidents, the outbox and small source state (cursors) in SQLite through SQLAlchemy Core.
+"""Incidents, the outbox and small source state (cursors) in SQLite, or in PostgreSQL for
+workers on several hosts, through SQLAlchemy Core (what differs: store/backend.py).
 
 `evaluate()` reads the open incidents, lets the engine decide and writes incident changes and the
 notifications they cause in one write transaction: two processes never evaluate at once, and after
@@ -20,19 +21,21 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.policy import Evaluation
-from fleet_alerting.store import migrate
+from fleet_alerting.store import backend, migrate
 from fleet_alerting.store.errors import StoreError, explain
 from fleet_alerting.store.metadata import metadata
 from fleet_alerting.store.outbox import Outbox, OutboxItem, outbox_table, queue
 from fleet_alerting.store.outbox import ts as _ts
+
+if TYPE_CHECKING:
+    from fleet_alerting.config.schema import StateConfig
 
 _incident_json = TypeAdapter(Incident)
 
@@ -62,20 +65,28 @@ values_table = sa.Table(
 SCHEMA_VERSION = 1
 OPEN = [State.pending.value, State.firing.value, State.paged.value]
 
-_insert_incident = sqlite_insert(incidents_table)
-_new = _insert_incident.excluded
-# A thread set (by the Slack notifier) since this incident was read is kept, for the same episode.
-_keep_thread = sa.and_(_new.thread_ts.is_(None), incidents_table.c.episode == _new.episode)
-_UPSERT_INCIDENT = _insert_incident.on_conflict_do_update(
-    index_elements=["key"],
-    set_={
-        **{c: _new[c] for c in ("source", "state", "updated_at", "data", "episode", "resolved_at")},
-        **{
-            c: sa.case((_keep_thread, incidents_table.c[c]), else_=_new[c])
-            for c in ("thread_channel", "thread_ts")
+
+def _upsert_incident(dialect: str) -> Any:
+    insert = backend.insert(incidents_table, dialect)
+    new = insert.excluded
+    # A thread set (by the Slack notifier) since this incident was read is kept, for the same
+    # episode.
+    keep_thread = sa.and_(new.thread_ts.is_(None), incidents_table.c.episode == new.episode)
+    return insert.on_conflict_do_update(
+        index_elements=["key"],
+        set_={
+            **{
+                c: new[c]
+                for c in ("source", "state", "updated_at", "data", "episode", "resolved_at")
+            },
+            **{
+                c: sa.case((keep_thread, incidents_table.c[c]), else_=new[c])
+                for c in ("thread_channel", "thread_ts")
+            },
         },
-    },
-)
+    )
+
+
 _INCIDENT_COLUMNS = (
     incidents_table.c.data,
     incidents_table.c.thread_channel,
@@ -96,41 +107,86 @@ Decide = Callable[[Mapping[str, Incident]], Evaluation]
 
 
 class Store:
-    def __init__(self, path: str | Path, *, busy_timeout: float = 10.0):
-        self.path = Path(path)
-        self.busy_timeout = busy_timeout
-        _check_file(self.path)
-        if not self.path.exists():
-            _create(self.path)
-        self.engine = self._engine(self.path)
-        self.upgraded_from: int | None = SCHEMA_VERSION
-        with self._read() as conn:
-            current = migrate.up_to_date(conn, metadata, SCHEMA_VERSION)
-        if not current:
-            with self.engine.begin() as conn:  # the write lock: two processes upgrade once
-                self.upgraded_from = migrate.upgrade(
-                    conn, metadata, SCHEMA_VERSION, _STEPS, str(self.path)
-                )
-        self.queue = Outbox(self.engine)  # claims, leases, destinations (store/outbox.py)
+    """`Store(path)` or `Store(url)` (PostgreSQL, a password from `password`), or
+    `Store(config.state)`: the configured one, with its password secret resolved."""
 
-    def _engine(self, path: Path) -> sa.Engine:
-        engine = sa.create_engine(f"sqlite:///{path}")
+    def __init__(
+        self,
+        where: str | Path | StateConfig,
+        *,
+        busy_timeout: float = 10.0,
+        password: str | None = None,
+        connect_timeout: float = 10.0,
+    ):
+        if not isinstance(where, str | Path):  # the config's `state`
+            state = where
+            connect_timeout = state.connect_timeout.total_seconds()
+            if state.url and state.password is not None:
+                password = _password(state)
+            where = state.url or state.path or ""
+        self.busy_timeout = busy_timeout
+        self.upgraded_from: int | None = SCHEMA_VERSION
+        if isinstance(where, str) and backend.is_url(where):
+            self.path: Path | None = None
+            self.where = f"state.url {backend.display(where)}"
+            self.engine = backend.postgres_engine(where, password, busy_timeout, connect_timeout)
+            outbox_engine = self.engine.execution_options(
+                isolation_level="AUTOCOMMIT", store_outbox=True
+            )
+        else:
+            self.path = Path(where)
+            self.where = str(self.path)
+            _check_file(self.path)
+            if not self.path.exists():
+                _create(self.path)
+            self.engine = self._sqlite_engine(self.path)
+            outbox_engine = self._sqlite_engine(self.path, autocommit=True)
+            sa.event.listen(self.engine, "handle_error", self._explain)
+        self.dialect = self.engine.dialect.name
+        try:
+            with self._read() as conn:
+                current = migrate.up_to_date(conn, metadata, SCHEMA_VERSION)
+            if not current:
+                with self.engine.begin() as conn:  # the write lock: two processes upgrade once
+                    self.upgraded_from = migrate.upgrade(
+                        conn, metadata, SCHEMA_VERSION, _STEPS, self.where
+                    )
+        except BaseException:
+            self._dispose(outbox_engine)
+            raise
+        self.queue = Outbox(outbox_engine)  # claims, leases, destinations (store/outbox.py)
+
+    def _sqlite_engine(self, path: Path, autocommit: bool = False) -> sa.Engine:
+        """The store's engine, or (`autocommit`) the outbox's: every outbox statement is its own
+        transaction, and pysqlite cannot switch a pooled connection to autocommit and back."""
+        if autocommit:
+            engine = sa.create_engine(f"sqlite:///{path}", isolation_level="AUTOCOMMIT")
+        else:
+            engine = sa.create_engine(f"sqlite:///{path}")
+            # pysqlite's own BEGIN handling defers locks; a write transaction takes the write
+            # lock when it begins, so two evaluations never interleave. Reads (`_read`) do not.
+            sa.event.listen(engine, "begin", _begin)
         timeout_ms = int(self.busy_timeout * 1000)
         sa.event.listen(engine, "connect", lambda conn, _r: _sqlite_pragmas(conn, timeout_ms))
-        # pysqlite's own BEGIN handling defers locks; a write transaction takes the write lock
-        # when it begins, so two evaluations never interleave. Reads (`_read`) do not wait.
-        sa.event.listen(engine, "begin", _begin)
-        sa.event.listen(engine, "handle_error", self._explain)
         return engine
 
     def _explain(self, context: sa.engine.ExceptionContext) -> None:
+        """A SQLite error in one line (PostgreSQL's: store/backend.py). Not for the outbox's
+        engine: delivery retries its own database errors (`database is locked`)."""
+        assert self.path is not None
         error = explain(self.path, context.original_exception, self.busy_timeout)
         if error is not None:
             raise error from context.original_exception
 
     def close(self) -> None:
-        self.queue.close()
-        self.engine.dispose()
+        self._dispose(self.queue.engine)
+
+    def _dispose(self, outbox_engine: sa.Engine) -> None:
+        """SQLite's engines go with the store; PostgreSQL's pool stays for the process's next
+        store (backend.postgres_engine)."""
+        if self.path is not None:
+            outbox_engine.dispose()
+            self.engine.dispose()
 
     def check_writable(self) -> None:
         """StoreError now, in one line, rather than a failed write in the middle of a run (a
@@ -236,7 +292,7 @@ class Store:
             }
             for incident in incidents
         ]
-        conn.execute(_UPSERT_INCIDENT, rows)
+        conn.execute(backend.cached(_upsert_incident, self.dialect), rows)
 
     # retention -----------------------------------------------------------------------------
     def prune(self, now: datetime, retention: Retention, batch: int = 5000) -> dict[str, int]:
@@ -266,9 +322,9 @@ class Store:
         deleted = {}
         with self.engine.begin() as conn:
             for kind, (table, old) in kinds.items():
-                rowid = sa.literal_column("rowid")
-                doomed = sa.select(rowid).select_from(table).where(old).limit(batch)
-                deleted[kind] = conn.execute(sa.delete(table).where(rowid.in_(doomed))).rowcount
+                (key,) = table.primary_key.columns
+                doomed = sa.select(key).where(old).limit(batch)
+                deleted[kind] = conn.execute(sa.delete(table).where(key.in_(doomed))).rowcount
         return deleted
 
     # outbox (queries in store/outbox.py) ---------------------------------------------------
@@ -285,7 +341,7 @@ class Store:
 
     def set_value(self, key: str, value: Any) -> None:
         encoded = json.dumps(value)
-        insert = sqlite_insert(values_table).values(key=key, value=encoded)
+        insert = backend.insert(values_table, self.dialect).values(key=key, value=encoded)
         with self.engine.begin() as conn:
             conn.execute(
                 insert.on_conflict_do_update(index_elements=["key"], set_={"value": encoded})
@@ -304,7 +360,9 @@ def _row_incident(row: sa.Row[Any]) -> Incident:
 def _upgrade_to_1(conn: sa.Connection) -> None:
     """From main before versions: fill episode, resolved_at and the thread columns from the JSON
     (open incidents in Python so the episode is spelled as the engine spells it; resolved ones
-    only need resolved_at for pruning)."""
+    only need resolved_at for pruning). Only SQLite stores were written before versions."""
+    if conn.dialect.name != "sqlite":
+        return
     table = incidents_table.c
     conn.execute(
         sa.update(incidents_table)
@@ -334,6 +392,16 @@ def _upgrade_to_1(conn: sa.Connection) -> None:
 
 
 _STEPS: dict[int, migrate.Step] = {1: _upgrade_to_1}
+
+
+def _password(state: StateConfig) -> str:
+    from fleet_alerting.config.secrets import SecretError
+
+    assert state.password is not None
+    try:
+        return state.password.resolve().get_secret_value()
+    except SecretError as exc:
+        raise StoreError(f"state.password: {exc}") from None
 
 
 def _check_file(path: Path) -> None:

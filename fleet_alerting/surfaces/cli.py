@@ -75,12 +75,22 @@ def check_config(args: argparse.Namespace) -> int:
     if config.notify.dry_run:
         sent = "; notifications to local outbox (dry run), nothing sent"
     print(f"{path}: ok — {', '.join(watches)}; {refs} secret reference(s) resolve{sent}")
+    print(f"  state: {_describe_state(config)}")
     for severity in Severity:
         print(f"  {policy_summary(config, severity)}")
     for finding in findings:
         if finding.level == "note":
             print(f"note: {locate(Path(path), finding.loc)}: {finding.message}")
     return 0
+
+
+def _describe_state(config: Config) -> str:
+    """Where the store is, never with a password (the URL cannot hold one; it is a secret)."""
+    state = config.state
+    if state.url is None:
+        return f"SQLite {state.path} (one host)"
+    login = f", password from {state.password.describe()}" if state.password else ""
+    return f"PostgreSQL {state.url}{login} (not connected by check-config)"
 
 
 def _prefect_blocks(names: list[str]) -> BlockCheck | None:
@@ -230,7 +240,7 @@ def demo(args: argparse.Namespace) -> int:
 def _store(args: argparse.Namespace) -> Store:
     from fleet_alerting.store.sqlite import Store  # SQLAlchemy: ~1 s of imports, only when needed
 
-    return Store(_config(args.config).state.path)
+    return Store(_config(args.config).state)
 
 
 def _when(moment: datetime | None) -> str:
@@ -303,7 +313,7 @@ def outbox(args: argparse.Namespace) -> int:
     from fleet_alerting.store.sqlite import Store
 
     config = _config(args.config)
-    store = Store(config.state.path)
+    store = Store(config.state)
     since = args.since
     if args.sent:
         items = [i for i in store.outbox(("sent",)) if since is None or i.created_at >= since]

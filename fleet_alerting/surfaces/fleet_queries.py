@@ -16,12 +16,13 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter
 
 from fleet_alerting.config import Config
+from fleet_alerting.config.schema import StateConfig
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.links import explore_url, logql_selector
 from fleet_alerting.sources.fleet_events.client import FleetApi
-from fleet_alerting.store.sqlite import incidents_table
+from fleet_alerting.store.sqlite import Store, incidents_table
 
 LEVELS = ("debug", "info", "warn", "warning", "error")
 _CORRELATION = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
@@ -98,7 +99,7 @@ class FleetQueries:
 
     async def open_incidents(self) -> list[dict[str, Any]]:
         """Open incidents, read in a worker thread so the event loop keeps serving."""
-        incidents = await asyncio.to_thread(read_open_incidents, Path(self.config.state.path))
+        incidents = await asyncio.to_thread(read_open_incidents, self.config.state)
         now = utcnow()
         return [
             {
@@ -117,10 +118,18 @@ class FleetQueries:
 _incidents = TypeAdapter(list[Incident])
 
 
-def read_open_incidents(path: Path) -> list[Incident]:
+def read_open_incidents(state: StateConfig | Path) -> list[Incident]:
     """The store's open incidents through a read-only connection: under WAL a reader sees the last
     committed state and never waits for the write lock an evaluation holds (the store's own
-    transactions begin IMMEDIATE, which would)."""
+    transactions begin IMMEDIATE, which would). On PostgreSQL the store's reads never wait."""
+    if isinstance(state, StateConfig) and state.url:
+        store = Store(state)
+        try:
+            return store.incidents()
+        finally:
+            store.close()
+    path = state.path if isinstance(state, StateConfig) else state
+    assert path is not None
     if not path.exists():
         return []
     engine = sa.create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")

@@ -58,7 +58,7 @@ async def perform(
     client: httpx.AsyncClient | None = None,
     deliver: bool = True,
 ) -> Outcome:
-    store = Store(config.state.path)
+    store = Store(config.state)
     try:
         async with _client(client) as http:
             outcome = await _perform(store, config, key, action, actor, via, now, duration, http)

@@ -122,7 +122,7 @@ async def send_test(
     config: Config, channels: list[str], now: Callable[[], datetime]
 ) -> list[Outcome]:
     notifications = make_test_notifications(channels, now())
-    store = Store(config.state.path)
+    store = Store(config.state)
     try:
         store.record(Evaluation([], notifications), now())
         async with httpx.AsyncClient(timeout=10) as client:

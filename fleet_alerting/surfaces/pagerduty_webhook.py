@@ -88,7 +88,7 @@ def pagerduty_routes(config: Config, clock: Callable[[], float]) -> list[Route]:
         agent = (event.get("agent") or {}).get("summary") or "PagerDuty"
         pd_key = str(data.get("incident_key") or "")
         kind = str(event["event_type"])
-        store = Store(config.state.path)
+        store = Store(config.state)
         try:
             key = next(
                 (k for k in store.unresolved() if dedup_key(k) == pd_key),

@@ -164,7 +164,7 @@ def action_routes(
 
     async def refuse(click: Click) -> None:
         now = datetime.fromtimestamp(clock(), UTC)
-        store = Store(config.state.path)
+        store = Store(config.state)
         try:
             audit.record(
                 store, click.key, action=click.action, actor=click.actor, via="slack", now=now,

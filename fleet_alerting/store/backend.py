@@ -1,0 +1,129 @@
+"""What differs between the store's two databases, SQLite (one host) and PostgreSQL (shared).
+
+The queries are written once in SQLAlchemy Core; this module holds the few places where the two
+dialects differ: the INSERT with ON CONFLICT (each dialect has its own construct, with the same
+API), GREATEST (SQLite's two-argument max()), and how a write transaction is serialized. SQLite
+takes its one write lock with BEGIN IMMEDIATE; PostgreSQL takes one transaction-scoped advisory
+lock (`pg_advisory_xact_lock`) as the first statement of every write transaction, so evaluations,
+operator actions and upgrades run one at a time there too, while reads and outbox claims (row
+locks, `FOR UPDATE SKIP LOCKED`) go on beside them.
+
+Timestamps are stored as UTC ISO strings (`outbox.ts`) on both, and compared as strings: the
+format is the same on both backends (it is made in Python), and since every one ends in +00:00
+and differs only in digits at fixed places (or in fractional digits that only follow the seconds),
+the order is the same under byte order and under a locale's collation, which orders by the digits
+first.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+
+from fleet_alerting.store.errors import explain_postgres
+
+# One constant key for the store's write lock (b"fleetalr" as a signed 64-bit integer). Two stores
+# in one PostgreSQL database would share it; they do not exist (a database is one store).
+WRITE_LOCK = int.from_bytes(b"fleetalr", "big", signed=True)
+
+SCHEMES = ("postgresql", "postgresql+psycopg")
+
+
+def is_url(text: str) -> bool:
+    return text.startswith(tuple(f"{scheme}://" for scheme in SCHEMES))
+
+
+def insert(table: sa.Table, dialect: str) -> PgInsert | SqliteInsert:
+    """INSERT … ON CONFLICT of `dialect` (`postgresql` or `sqlite`): the same API on both."""
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+@cache
+def cached(build: Any, dialect: str) -> Any:
+    """A statement built once per dialect (`build(dialect)`): building one costs more than
+    running it for a small table."""
+    return build(dialect)
+
+
+def greatest(dialect: str, *values: Any) -> Any:
+    return sa.func.greatest(*values) if dialect == "postgresql" else sa.func.max(*values)
+
+
+def masked(url: str) -> str:
+    """The URL as an operator wrote it, without a password should one have slipped in."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+_ENGINES: dict[tuple[Any, ...], sa.Engine] = {}
+
+
+def postgres_engine(
+    url: str, password: str | None, lock_timeout: float, connect_timeout: float
+) -> sa.Engine:
+    """The engine of a PostgreSQL store, one per process: a run opens the store several times,
+    and a new engine costs ~15 ms (a connection and the dialect's first-connect queries) where
+    a pooled connection costs nothing. `lock_timeout` is SQLite's busy timeout: how long a write
+    waits for another process's write transaction (the advisory lock) before it fails. Errors
+    are explained in one line naming `state.url` (errors.explain_postgres)."""
+    key = (url, password, lock_timeout, connect_timeout, os.getpid())  # a fork builds its own
+    if key not in _ENGINES:
+        _ENGINES[key] = _postgres_engine(url, password, lock_timeout, connect_timeout)
+    return _ENGINES[key]
+
+
+def dispose_engines() -> None:
+    """Close every pooled PostgreSQL connection of this process (tests, between databases)."""
+    while _ENGINES:
+        _ENGINES.popitem()[1].dispose()
+
+
+def _postgres_engine(
+    url: str, password: str | None, lock_timeout: float, connect_timeout: float
+) -> sa.Engine:
+    target = sa.engine.make_url(url).set(drivername="postgresql+psycopg")
+    if password is not None:
+        target = target.set(password=password)
+    engine = sa.create_engine(
+        target,
+        pool_pre_ping=True,
+        connect_args={
+            "connect_timeout": max(1, round(connect_timeout)),
+            "options": f"-c lock_timeout={max(1, round(lock_timeout * 1000))}",
+            "application_name": "fleet-alerting",
+        },
+    )
+    sa.event.listen(engine, "begin", _lock_writes)
+    where = f"state.url {display(url)}"
+
+    def explain(context: sa.engine.ExceptionContext) -> None:
+        # Not for the outbox: delivery retries its own database errors (a lost connection)
+        # and keeps them in their lane.
+        for part in (context.connection, context.engine):
+            if part is not None and part.get_execution_options().get("store_outbox"):
+                return
+        error = explain_postgres(where, context.original_exception, lock_timeout)
+        if error is not None:
+            raise error from context.original_exception
+
+    sa.event.listen(engine, "handle_error", explain)
+    return engine
+
+
+def _lock_writes(conn: sa.Connection) -> None:
+    options = conn.get_execution_options()
+    if options.get("store_read") or options.get("isolation_level") == "AUTOCOMMIT":
+        return
+    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+
+
+def display(url: str) -> str:
+    """`postgresql+psycopg://user@host:port/db` for messages: no password, no query string."""
+    parts = urlsplit(masked(url))
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
