@@ -9,8 +9,11 @@ the probe for 3 minutes: every notification reaches the fake Slack / PagerDuty e
 every failure episode is opened and paged once, and both workers did part of the work.
 
 Two deployments of the same watch run every 10 s on the same targets, so runs on the two hosts
-evaluate the same incidents at the same moments — the worst case, as a manual `fleet-alerting run`
-on one host beside the schedule on another.
+overlap and evaluate and drain the same incidents — as a manual `fleet-alerting run` on one host
+beside the schedule on another. Whether their store transactions interleave is up to timing (a
+run is ~10 s of process start and 1–3 s of work): with the outbox's lease check removed, one of
+four shortened runs caught the duplicate; the store and delivery suites test the claims
+deterministically.
 """
 
 from __future__ import annotations
