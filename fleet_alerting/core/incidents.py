@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from pydantic import AliasChoices, Field
 
-from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.core.signals import Severity, Signal, fingerprint_of
 
 
 class State(StrEnum):
@@ -117,3 +118,81 @@ class Notification:
     # set by delivery on a Slack "paged" message when a pager refused or gave up on the page:
     # "pagerduty: HTTP 400 …" (never stored with the notification)
     paging_failed: str = ""
+
+
+class Brief(NamedTuple):
+    """What the engine compares to let a steady failure be (`policy._steady`), kept in columns of
+    the incident's row so that a run reads no more than this for an incident that stays as it is."""
+
+    state: str
+    fingerprint: str | None  # fingerprint_of(incident.signal)
+    failures: int  # consecutive_failures
+    successes: int  # consecutive_successes
+    onset: datetime
+    notified_at: datetime | None  # last_notified_at
+    acted: bool  # operators acted on it (acknowledged, silenced, snoozed): the full check decides
+
+    @classmethod
+    def of(cls, incident: Incident) -> Brief:
+        return cls(
+            incident.state.value,
+            fingerprint_of(incident.signal),
+            incident.consecutive_failures,
+            incident.consecutive_successes,
+            incident.onset,
+            incident.last_notified_at,
+            incident.acts != Acts(),
+        )
+
+
+Load = Callable[[Collection[str]], Mapping[str, Incident]]
+
+
+class Records(Mapping[str, Incident]):
+    """The unresolved incidents as a store read them: every incident's `Brief`, and its full
+    record (texts, acts, thread...) parsed only when asked for — in one query for many keys
+    (`preload`, iteration over values or items)."""
+
+    def __init__(self, briefs: Mapping[str, Brief], load: Load):
+        self._briefs = briefs
+        self._load = load
+        self._full: dict[str, Incident] = {}
+
+    def brief(self, key: str) -> Brief | None:
+        return self._briefs.get(key)
+
+    def preload(self, keys: Collection[str]) -> None:
+        wanted = [k for k in keys if k in self._briefs and k not in self._full]
+        if wanted:
+            self._full.update(self._load(wanted))
+
+    def __getitem__(self, key: str) -> Incident:
+        found = self._full.get(key)
+        if found is None:
+            if key not in self._briefs:
+                raise KeyError(key)
+            self.preload([key])
+            found = self._full[key]
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._briefs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._briefs)
+
+    def __len__(self) -> int:
+        return len(self._briefs)
+
+    def values(self):  # type: ignore[override]
+        self.preload(self._briefs)
+        return super().values()
+
+    def items(self):  # type: ignore[override]
+        self.preload(self._briefs)
+        return super().items()
+
+    def keys(self):  # type: ignore[override]
+        # dict(records) asks for the keys and then every record: load them at once
+        self.preload(self._briefs)
+        return super().keys()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -20,12 +23,22 @@ class Link:
     url: str
 
 
+# What a deferred signal renders on first use: the texts operators read, not what is compared.
+TEXTS = ("summary", "runbook_url", "remediation", "links", "evidence")
+Render = Callable[[], dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class Signal:
     """One check of one thing. `key` identifies the thing across runs (source + identifying labels).
 
     `since` is when the failure began if the source knows it (Alertmanager's startsAt); otherwise
     the engine takes the first failing observation as the onset.
+
+    `fingerprint` says what of the observation matters (`fingerprint_of`): two observations with
+    the same one are the same failure, so a steady failure is not rewritten. Empty: all of it.
+    A source with many series builds them with `Signal.deferred`: the texts (TEXTS) are rendered
+    on first access — in steady state, never.
     """
 
     key: str
@@ -41,3 +54,82 @@ class Signal:
     links: tuple[Link, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     evidence: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = field(default="", compare=False)
+
+    @classmethod
+    def deferred(
+        cls,
+        key: str,
+        source: str,
+        firing: bool,
+        severity: Severity,
+        target: str,
+        labels: dict[str, str],
+        fingerprint: str,
+        render: Render,
+    ) -> Signal:
+        """A signal whose TEXTS come from `render()` when first read. Built without __init__
+        (a watch builds one per series per run, and this is most of what it builds)."""
+        signal = object.__new__(cls)
+        signal.__dict__.update(
+            key=key,
+            source=source,
+            firing=firing,
+            severity=severity,
+            target=target,
+            since=None,
+            correlation_ids=(),
+            labels=labels,
+            fingerprint=fingerprint,
+            _render=render,
+        )
+        return signal
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for an attribute the instance lacks: the TEXTS of a deferred signal
+        render = self.__dict__.get("_render")
+        if render is None or name not in TEXTS:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self.rendered()
+        return self.__dict__[name]
+
+    def rendered(self) -> Signal:
+        """This signal with its texts in place (a no-op unless deferred and not yet rendered)."""
+        render = self.__dict__.pop("_render", None)
+        if render is not None:
+            texts = {"runbook_url": None, "remediation": (), "links": (), "evidence": {}}
+            self.__dict__.update(texts | render())
+        return self
+
+
+# Deferred signals keep their TEXTS only as class-level defaults of the generated __init__, so that
+# an instance lacking them reaches __getattr__ (dataclass keeps plain defaults as class attributes).
+for _name in TEXTS:
+    if _name in Signal.__dict__:
+        delattr(Signal, _name)
+
+
+def digest(*parts: object) -> str:
+    """A short stable fingerprint of JSON-able parts (same parts, same string in every process)."""
+    text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+
+
+def fingerprint_of(signal: Signal) -> str:
+    """What the engine compares between two observations of one key: the source's fingerprint,
+    else everything the observation says."""
+    if signal.fingerprint:
+        return signal.fingerprint
+    return digest(
+        signal.firing,
+        signal.severity,
+        signal.summary,
+        signal.target,
+        signal.since,
+        signal.runbook_url,
+        signal.remediation,
+        signal.correlation_ids,
+        [(link.text, link.url) for link in signal.links],
+        signal.labels,
+        signal.evidence,
+    )
