@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -196,3 +196,13 @@ class Records(Mapping[str, Incident]):
         # dict(records) asks for the keys and then every record: load them at once
         self.preload(self._briefs)
         return super().keys()
+
+
+def unseen(incidents: Mapping[str, Incident], signals: Iterable[Signal]) -> list[Incident]:
+    """The incidents these signals do not name: all that may have vanished (of `Records`, only
+    these are read in full)."""
+    seen = {s.key for s in signals}
+    keys = [key for key in incidents if key not in seen]
+    if isinstance(incidents, Records):
+        incidents.preload(keys)
+    return [incidents[key] for key in keys]

@@ -97,9 +97,6 @@ def vanished(
     """Ok-signals for this source's unresolved incidents that the latest observation no longer
     mentions (a host gone from a query result), so they resolve by hysteresis like any recovery."""
     seen = {s.key for s in signals}
-    if isinstance(incidents, Records):  # only the records not seen are read in full
-        incidents.preload([key for key in incidents if key not in seen])
-        incidents = (incidents[key] for key in incidents if key not in seen)
     return [
         replace(i.signal, firing=False, summary=why)
         for i in incidents

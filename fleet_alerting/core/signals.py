@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -85,14 +85,6 @@ class Signal:
         )
         return signal
 
-    def __getattr__(self, name: str) -> Any:
-        # only reached for an attribute the instance lacks: the TEXTS of a deferred signal
-        render = self.__dict__.get("_render")
-        if render is None or name not in TEXTS:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        self.rendered()
-        return self.__dict__[name]
-
     def rendered(self) -> Signal:
         """This signal with its texts in place (a no-op unless deferred and not yet rendered)."""
         render = self.__dict__.pop("_render", None)
@@ -102,17 +94,39 @@ class Signal:
         return self
 
 
-# Deferred signals keep their TEXTS only as class-level defaults of the generated __init__, so that
-# an instance lacking them reaches __getattr__ (dataclass keeps plain defaults as class attributes).
+class _Text:
+    """A field of TEXTS: the instance's own value (set by __init__, or by `rendered`), else — a
+    deferred signal not yet rendered — rendered now. A non-data descriptor, so a value in the
+    instance's __dict__ wins; on the class it is the field's default, as dataclass left it."""
+
+    def __init__(self, name: str, default: Any):
+        self.name = name
+        self.default = default
+
+    def __get__(self, instance: Signal | None, owner: type | None = None) -> Any:
+        if instance is None:
+            if self.default is MISSING:
+                raise AttributeError(self.name)
+            return self.default
+        instance.rendered()
+        try:
+            return instance.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+
+
 for _name in TEXTS:
-    if _name in Signal.__dict__:
-        delattr(Signal, _name)
+    setattr(Signal, _name, _Text(_name, Signal.__dataclass_fields__[_name].default))
+
+
+def digest_text(text: str) -> str:
+    """A short stable fingerprint of a text (the same in every process, unlike hash())."""
+    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
 
 
 def digest(*parts: object) -> str:
-    """A short stable fingerprint of JSON-able parts (same parts, same string in every process)."""
-    text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+    """`digest_text` of JSON-able parts."""
+    return digest_text(json.dumps(parts, sort_keys=True, default=str, separators=(",", ":")))
 
 
 def fingerprint_of(signal: Signal) -> str:
