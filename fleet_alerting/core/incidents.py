@@ -161,6 +161,11 @@ class Records(Mapping[str, Incident]):
     def brief(self, key: str) -> Brief | None:
         return self._briefs.get(key)
 
+    @property
+    def loaded(self) -> int:
+        """How many records were read in full."""
+        return len(self._full)
+
     def preload(self, keys: Collection[str]) -> None:
         wanted = [k for k in keys if k in self._briefs and k not in self._full]
         if wanted:

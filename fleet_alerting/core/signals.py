@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING, dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -132,8 +132,17 @@ def digest(*parts: object) -> str:
 def fingerprint_of(signal: Signal) -> str:
     """What the engine compares between two observations of one key: the source's fingerprint,
     else everything the observation says."""
-    if signal.fingerprint:
-        return signal.fingerprint
+    return signal.fingerprint or _content(signal, signal.evidence)
+
+
+def ignoring(signal: Signal, *volatile: str) -> Signal:
+    """The signal, fingerprinted without these evidence keys: values that differ on every
+    observation (a latency) and do not make it another failure — shown, but not compared."""
+    evidence = {k: v for k, v in signal.evidence.items() if k not in volatile}
+    return replace(signal, fingerprint=_content(signal, evidence))
+
+
+def _content(signal: Signal, evidence: dict[str, Any]) -> str:
     return digest(
         signal.firing,
         signal.severity,
@@ -145,5 +154,5 @@ def fingerprint_of(signal: Signal) -> str:
         signal.correlation_ids,
         [(link.text, link.url) for link in signal.links],
         signal.labels,
-        signal.evidence,
+        evidence,
     )
