@@ -122,9 +122,7 @@ def _steady(brief: Brief | None, signal: Signal, policy_for: PolicyFor, now: dat
         and brief.failures >= policy.open_after
         and brief.fingerprint == fingerprint_of(signal)
         and not (
-            policy.page
-            and brief.state == State.firing
-            and now - brief.onset >= policy.page_after
+            policy.page and brief.state == State.firing and now - brief.onset >= policy.page_after
         )
         and not (
             policy.repeat is not None
