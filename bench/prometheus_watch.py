@@ -1,4 +1,4 @@
-"""Benchmark: one watch whose result holds 1,000 (or 20,000) hosts' series, against a real Prometheus.
+"""Benchmark: one watch with 1,000 (or 20,000) hosts' series, against a real Prometheus.
 
 Per run it measures the raw instant query (HTTP + JSON decode of the watch expression), the
 adapter (the two queries the flow really sends, parsed into samples), then what this project
@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ async def bench(url: str, hosts: int, runs: int, store_path: Path) -> list[dict[
     from fleet_alerting.core.policy import Evaluation, default_policies, evaluate
     from fleet_alerting.sources.prometheus.client import PrometheusClient
     from fleet_alerting.sources.prometheus.judge import (
+        WatchEvaluation,
         WatchOutcome,
         active_watches,
         evaluate_watches,
@@ -95,7 +97,12 @@ async def bench(url: str, hosts: int, runs: int, store_path: Path) -> list[dict[
             t3 = time.perf_counter()
             marks: dict[str, float] = {}
 
-            def decide(incidents: Mapping[str, Incident]) -> Evaluation:
+            def decide(
+                incidents: Mapping[str, Incident],
+                result: WatchEvaluation = result,
+                now: datetime = now,
+                marks: dict[str, float] = marks,
+            ) -> Evaluation:
                 marks["read"] = time.perf_counter()
                 seen = {s.key for s in result.signals}  # what the pipeline hands to `vanish`
                 unseen = [incidents[k] for k in incidents if k not in seen]

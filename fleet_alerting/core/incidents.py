@@ -125,23 +125,30 @@ class Brief(NamedTuple):
     the incident's row so that a run reads no more than this for an incident that stays as it is."""
 
     state: str
+    source: str
     fingerprint: str | None  # fingerprint_of(incident.signal)
     failures: int  # consecutive_failures
     successes: int  # consecutive_successes
     onset: datetime
     notified_at: datetime | None  # last_notified_at
     acted: bool  # operators acted on it (acknowledged, silenced, snoozed): the full check decides
+    # what the storm passes look at first (core.inhibition, core.grouping)
+    inhibited_by: str | None
+    group: str | None
 
     @classmethod
     def of(cls, incident: Incident) -> Brief:
         return cls(
             incident.state.value,
+            incident.source,
             fingerprint_of(incident.signal),
             incident.consecutive_failures,
             incident.consecutive_successes,
             incident.onset,
             incident.last_notified_at,
             incident.acts != Acts(),
+            incident.inhibited_by,
+            incident.group,
         )
 
 
@@ -160,6 +167,10 @@ class Records(Mapping[str, Incident]):
 
     def brief(self, key: str) -> Brief | None:
         return self._briefs.get(key)
+
+    def glance(self, key: str) -> Brief | Incident:
+        """The full record if it was read, else the brief (KeyError if neither)."""
+        return self._full.get(key) or self._briefs[key]
 
     @property
     def loaded(self) -> int:
@@ -211,3 +222,44 @@ def unseen(incidents: Mapping[str, Incident], signals: Iterable[Signal]) -> list
     if isinstance(incidents, Records):
         incidents.preload(keys)
     return [incidents[key] for key in keys]
+
+
+class Overlay(Mapping[str, Incident]):
+    """`before` with `changed` over it — `dict(before) | changed` without reading every record
+    of `Records` (the storm passes look at most incidents only through `glance`)."""
+
+    def __init__(self, before: Mapping[str, Incident], changed: Mapping[str, Incident]):
+        self.before = before
+        self.changed = changed
+
+    def glance(self, key: str) -> Brief | Incident:
+        found = self.changed.get(key)
+        if found is not None:
+            return found
+        return glance(self.before, key)
+
+    def preload(self, keys: Collection[str]) -> None:
+        if isinstance(self.before, Records | Overlay):
+            self.before.preload([k for k in keys if k not in self.changed])
+
+    def __getitem__(self, key: str) -> Incident:
+        found = self.changed.get(key)
+        return self.before[key] if found is None else found
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.changed or key in self.before
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.before
+        yield from (k for k in self.changed if k not in self.before)
+
+    def __len__(self) -> int:
+        return len(self.before) + sum(k not in self.before for k in self.changed)
+
+
+def glance(incidents: Mapping[str, Incident], key: str) -> Brief | Incident:
+    """What the record of `key` says of its state, source, inhibition and group — from its
+    brief when the full record has not been read (`Records`, `Overlay`)."""
+    if isinstance(incidents, Records | Overlay):
+        return incidents.glance(key)
+    return incidents[key]

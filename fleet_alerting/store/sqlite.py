@@ -57,6 +57,8 @@ incidents_table = sa.Table(
     sa.Column("onset", sa.String),
     sa.Column("notified_at", sa.String),
     sa.Column("acted", sa.Boolean),
+    sa.Column("inhibited_by", sa.String),
+    sa.Column("grouped_in", sa.String),
     sa.Index("ix_incidents_state_resolved_at", "state", "resolved_at"),
 )
 values_table = sa.Table(
@@ -67,11 +69,20 @@ values_table = sa.Table(
 )
 
 # 0: main before versions (c4597d7); 1: episode, resolved_at and the thread in columns;
-# 2: the brief (fingerprint, counters, onset, last notified, acted) in columns
+# 2: the brief (fingerprint, counters, onset, last notified, acted, inhibition, group) in columns
 SCHEMA_VERSION = 2
 OPEN = [State.pending.value, State.firing.value, State.paged.value]
 
-_BRIEF_COLUMNS = ("fingerprint", "failures", "successes", "onset", "notified_at", "acted")
+_BRIEF_COLUMNS = (
+    "fingerprint",
+    "failures",
+    "successes",
+    "onset",
+    "notified_at",
+    "acted",
+    "inhibited_by",
+    "grouped_in",
+)
 _insert_incident = sqlite_insert(incidents_table)
 _new = _insert_incident.excluded
 # A thread set (by the Slack notifier) since this incident was read is kept, for the same episode.
@@ -190,23 +201,36 @@ class Store:
 
     def _records(self, conn: sa.Connection) -> Records:
         row = incidents_table.c
-        query = sa.select(row.key, row.state, *(row[c] for c in _BRIEF_COLUMNS)).where(
+        query = sa.select(row.key, row.state, row.source, *(row[c] for c in _BRIEF_COLUMNS)).where(
             row.state.in_(OPEN)
         )
         parse = datetime.fromisoformat
         briefs = {
             key: Brief(
                 state,
+                source,
                 fingerprint,
                 failures or 0,
                 successes or 0,
                 parse(onset) if onset else _EPOCH,
                 parse(notified) if notified else None,
                 acted is not False,  # unknown (written before schema 2): the full check
+                inhibited_by,
+                group,
             )
-            for key, state, fingerprint, failures, successes, onset, notified, acted in (
-                conn.execute(query)
-            )
+            for (
+                key,
+                state,
+                source,
+                fingerprint,
+                failures,
+                successes,
+                onset,
+                notified,
+                acted,
+                inhibited_by,
+                group,
+            ) in conn.execute(query)
         }
 
         def load(keys: Collection[str]) -> dict[str, Incident]:
@@ -352,6 +376,8 @@ def _brief_row(incident: Incident) -> dict[str, Any]:
         "onset": _ts(brief.onset),
         "notified_at": _ts(brief.notified_at) if brief.notified_at else None,
         "acted": brief.acted,
+        "inhibited_by": brief.inhibited_by,
+        "grouped_in": brief.group,
     }
 
 
