@@ -7,7 +7,8 @@ the engine (`policy.evaluate`) and the write of what changed, in one transaction
 runs it. Two ratios:
 
 - eval+store / raw query (goal ≤ 1.0);
-- (adapter + eval+store) / raw query: the flow's whole side, its own queries included (goal ≤ 1.5).
+- (adapter + eval+store) / the same two queries raw (the expression and the presence query, GET +
+  JSON decode each): the flow's whole side, its own queries included (goal ≤ 1.5).
 
 Run 1 creates the pending incidents, run 2 opens them (Slack + mirror queued), later runs are the
 steady state of a fleet-wide failure: every series failing, nothing changes, nobody is told.
@@ -57,6 +58,11 @@ class FleetExporter(FakeServer):
         return Response(200, self.body, {"content-type": "text/plain; version=0.0.4"})
 
 
+async def raw_query(http: httpx.AsyncClient, url: str, expr: str) -> None:
+    """GET + JSON decode: the least any client does."""
+    (await http.get(f"{url}/api/v1/query", params={"query": expr})).json()
+
+
 async def bench(url: str, hosts: int, runs: int, store_path: Path) -> list[dict[str, float]]:
     from fleet_alerting.config.schema import PrometheusConfig
     from fleet_alerting.core.clock import utcnow
@@ -85,8 +91,12 @@ async def bench(url: str, hosts: int, runs: int, store_path: Path) -> list[dict[
         for _ in range(runs):
             now = utcnow()
             t0 = time.perf_counter()
-            raw = await http.get(f"{url}/api/v1/query", params={"query": watch.expr})
-            raw.json()
+            await raw_query(http, url, watch.expr)
+            t0b = time.perf_counter()
+            # the adapter's two queries raw, sent as the adapter sends them: concurrently
+            await asyncio.gather(
+                raw_query(http, url, watch.expr), raw_query(http, url, presence_query(watch) or "")
+            )
             t1 = time.perf_counter()
             firing, present = await asyncio.gather(
                 client.query(watch.expr), client.query(presence_query(watch) or "")
@@ -115,7 +125,8 @@ async def bench(url: str, hosts: int, runs: int, store_path: Path) -> list[dict[
             t4 = time.perf_counter()
             rows.append(
                 {
-                    "raw_query": t1 - t0,
+                    "raw_query": t0b - t0,
+                    "raw_both": t1 - t0b,
                     "adapter": t2 - t1,
                     "watch_eval": t3 - t2,
                     "load": marks["read"] - t3,
@@ -161,26 +172,27 @@ def steady(rows: list[dict[str, float]], name: str) -> float:
 
 
 def ratios(rows: list[dict[str, float]]) -> tuple[float, float]:
-    """Steady-state medians: eval+store / raw, (adapter + eval+store) / raw."""
-    raw = steady(rows, "raw_query")
+    """Steady-state medians: eval+store / raw query, (adapter + eval+store) / the same two
+    queries raw."""
     ours = statistics.median(r["ours"] for r in rows[2:] or rows)
     total = statistics.median(r["ours"] + r["adapter"] for r in rows[2:] or rows)
-    return ours / raw, total / raw
+    return ours / steady(rows, "raw_query"), total / steady(rows, "raw_both")
 
 
 def report(label: str, result: dict[str, Any]) -> None:
     hosts, passes = result["hosts"], result["passes"]
     print(f"\n[{label}] {hosts} series failing, one watch; ms per run, last pass:")
     print(
-        "run  raw_query  adapter  watch_eval   load  engine  store_write  eval+store"
+        "run  raw_query  raw_both  adapter  watch_eval   load  engine  store_write  eval+store"
         "  ratio  +adapter  changed  queued"
     )
     for i, r in enumerate(passes[-1], 1):
         print(
-            f"{i:>3}  {r['raw_query'] * MS:9.1f}  {r['adapter'] * MS:7.1f}  "
+            f"{i:>3}  {r['raw_query'] * MS:9.1f}  {r['raw_both'] * MS:8.1f}  "
+            f"{r['adapter'] * MS:7.1f}  "
             f"{r['watch_eval'] * MS:10.1f}  {r['load'] * MS:5.1f}  {r['engine'] * MS:6.1f}  "
             f"{r['store_write'] * MS:11.1f}  {r['ours'] * MS:10.1f}  "
-            f"{r['ours'] / r['raw_query']:5.2f}  {(r['ours'] + r['adapter']) / r['raw_query']:8.2f}"
+            f"{r['ours'] / r['raw_query']:5.2f}  {(r['ours'] + r['adapter']) / r['raw_both']:8.2f}"
             f"  {r['changed']:7d}  {r['queued']:6d}"
         )
     both = [ratios(rows) for rows in passes]
@@ -188,13 +200,22 @@ def report(label: str, result: dict[str, Any]) -> None:
     second = [b[1] for b in both]
     parts = ", ".join(
         f"{name} {statistics.median(steady(rows, name) for rows in passes) * MS:.1f}"
-        for name in ("raw_query", "adapter", "watch_eval", "load", "engine", "store_write")
+        for name in (
+            "raw_query",
+            "raw_both",
+            "adapter",
+            "watch_eval",
+            "load",
+            "engine",
+            "store_write",
+        )
     )
     print(f"steady state, median over passes (ms): {parts}")
     print(
         f"[{label}] {hosts} series: eval+store / raw = min {min(first):.2f}, median "
         f"{statistics.median(first):.2f} (goal <= 1.0); with the adapter's queries = min "
-        f"{min(second):.2f}, median {statistics.median(second):.2f} (goal <= 1.5); "
+        f"{min(second):.2f}, median {statistics.median(second):.2f} (vs both queries raw; goal "
+        "<= 1.5); "
         f"passes {', '.join(f'{a:.2f}/{b:.2f}' for a, b in both)}; peak RSS "
         f"{result['rss_mb']:.0f} MB"
     )

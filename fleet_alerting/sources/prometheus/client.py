@@ -212,7 +212,7 @@ def _json(response: httpx.Response) -> Any:
 def _samples(data: Data) -> tuple[list[Series], list[Malformed]]:
     if data.resultType == "vector":
         samples, malformed = parse_vector(data.result)
-        return [Series(dict(s.metric), s.value.value) for s in samples], malformed
+        return [Series(metric, value) for metric, value in samples], malformed
     if data.resultType == "scalar":
         value, malformed = parse_scalar(data.result)
         return ([] if value is None else [Series({}, value)]), malformed
