@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.core.incidents import Brief, Incident, Records, State
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.store import migrate
@@ -211,7 +212,7 @@ class Store:
 
         The engine gets `Records`: every open incident's brief, and a full record only for
         those it asks for (a steady failure is compared on its brief and never parsed)."""
-        with self.engine.begin() as conn:
+        with no_gc_pauses(), self.engine.begin() as conn:
             evaluation = decide(self._records(conn))
             return evaluation, self._record(conn, evaluation, now)
 

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
+from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link, prometheus_graph_url
@@ -157,6 +158,13 @@ def _named(incident: Incident) -> list[str]:
 
 def evaluate_watches(
     outcomes: Iterable[WatchOutcome], links: LinksConfig, config_file: Path | None = None
+) -> WatchEvaluation:
+    with no_gc_pauses():
+        return _evaluate_watches(outcomes, links, config_file)
+
+
+def _evaluate_watches(
+    outcomes: Iterable[WatchOutcome], links: LinksConfig, config_file: Path | None
 ) -> WatchEvaluation:
     result = WatchEvaluation()
     errors: list[WatchOutcome] = []
