@@ -120,11 +120,10 @@ def _plain(raw: object) -> tuple[dict[str, str], float] | None:
     moment, text = pair
     if type(moment) not in (int, float) or type(text) is not str:
         return None
-    if not all(type(v) is str for v in metric.values()):
-        return None
     try:
+        "".join(metric.values())  # TypeError unless every label value is a string
         return metric, float(text)
-    except ValueError:
+    except (TypeError, ValueError):
         return None
 
 
