@@ -72,6 +72,7 @@ def evaluate(
 ) -> Evaluation:
     changed: list[Incident] = []
     notifications: list[Notification] = []
+    policy_for = _per_severity(policy_for)
     latest = _last_per_key(signals)
     if isinstance(incidents, Records):  # what stays as it is is never read in full
         latest = [s for s in latest if not _steady(incidents.brief(s.key), s, policy_for, now)]
@@ -102,6 +103,20 @@ def vanished(
         for i in incidents
         if i.source == source and i.state != State.resolved and i.key not in seen
     ]
+
+
+def _per_severity(policy_for: PolicyFor) -> PolicyFor:
+    """`policy_for`, asked once per severity (Config.policy builds the defaults on each call,
+    and a fleet-wide failure asks for every one of thousands of signals)."""
+    known: dict[Severity, PolicyConfig] = {}
+
+    def policy(severity: Severity) -> PolicyConfig:
+        found = known.get(severity)
+        if found is None:
+            found = known[severity] = policy_for(severity)
+        return found
+
+    return policy
 
 
 def _last_per_key(signals: Iterable[Signal]) -> list[Signal]:
