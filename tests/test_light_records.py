@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
 from fleet_alerting.core.incidents import Incident, Kind, Records
@@ -32,7 +33,7 @@ from fleet_alerting.sources.prometheus.judge import (
     source_of,
 )
 from fleet_alerting.sources.prometheus.judge import _links as watch_links
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.sqlite import Store, incidents_table
 
 T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
 POLICY = PolicyConfig(open_after=2, resolve_after=2, repeat=timedelta(hours=1))
@@ -59,9 +60,10 @@ class Run:
         return self.store.evaluate(decide, now)[0]
 
 
-def updated_at(db: Path, key: str) -> str:
-    with sqlite3.connect(db) as raw:
-        return raw.execute("SELECT updated_at FROM incidents WHERE key = ?", (key,)).fetchone()[0]
+def updated_at(store: Store, key: str) -> str:
+    table = incidents_table.c
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(table.updated_at).where(table.key == key)).scalar_one()
 
 
 def probe(latency: float, status: int = 500) -> Signal:
@@ -70,26 +72,25 @@ def probe(latency: float, status: int = 500) -> Signal:
 
 
 def test_a_steady_blackbox_failure_with_another_latency_every_run_is_not_rewritten(
-    tmp_path: Path,
+    state_db: str,
 ) -> None:
-    db = tmp_path / "state.sqlite"
-    run = Run(Store(db))
+    run = Run(Store(state_db))
     key = probe(100.0).key
     run([probe(100.0)], T0)
     opened = run([probe(130.5)], T0 + timedelta(minutes=1))
     assert [i.state.value for i in opened.incidents] == ["firing"]
-    written = updated_at(db, key)
+    written = updated_at(run.store, key)
     for minute, latency in enumerate([87.2, 1503.9, 240.0], start=2):
         steady = run([probe(latency)], T0 + timedelta(minutes=minute))
         assert steady.incidents == [] and steady.notifications == []
         assert run.loaded == 0  # compared on its brief: the record was not even read
-    assert updated_at(db, key) == written
+    assert updated_at(run.store, key) == written
     # the latency is shown (the opening observation's), it is just not compared
     assert run.store.incident(key).signal.evidence["latency_ms"] == 130.5
     # what matters still counts: another status is another observation, written
     changed = run([probe(90.0, status=503)], T0 + timedelta(minutes=6))
     assert [i.signal.evidence["status"] for i in changed.incidents] == [503]
-    assert updated_at(db, key) != written
+    assert updated_at(run.store, key) != written
 
 
 def _watch() -> WatchConfig:
@@ -113,17 +114,16 @@ def _signals(*series: Series) -> list[Signal]:
     ids=["value", "label"],
 )
 def test_a_watch_series_is_written_only_when_a_label_or_its_value_changes(
-    tmp_path: Path, changed: Series
+    state_db: str, changed: Series
 ) -> None:
-    db = tmp_path / "state.sqlite"
-    run = Run(Store(db))
+    run = Run(Store(state_db))
     key = incident_key(source_of(_watch()), {"host": "pi-audio-01"})
     run(_signals(_series("pi-audio-01")), T0)
     assert len(run(_signals(_series("pi-audio-01")), T0 + timedelta(minutes=1)).notifications)
-    written = updated_at(db, key)
+    written = updated_at(run.store, key)
     steady = run(_signals(_series("pi-audio-01")), T0 + timedelta(minutes=2))
     assert (steady.incidents, run.loaded) == ([], 0)
-    assert updated_at(db, key) == written
+    assert updated_at(run.store, key) == written
     again = run(_signals(changed), T0 + timedelta(minutes=3))
     (incident,) = again.incidents
     assert again.notifications == []  # a new observation of the same failure: nobody told
@@ -131,7 +131,7 @@ def test_a_watch_series_is_written_only_when_a_label_or_its_value_changes(
     assert incident.signal.evidence["value"] == format_value(changed.value)
     stored = run.store.incident(key)
     assert stored is not None and stored.signal == incident.signal
-    assert updated_at(db, key) != written
+    assert updated_at(run.store, key) != written
 
 
 def test_a_reminder_falls_due_on_a_steady_failure(tmp_path: Path) -> None:
