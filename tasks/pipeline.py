@@ -9,7 +9,7 @@ import httpx
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
-from fleet_alerting.core.incidents import Incident
+from fleet_alerting.core.incidents import Incident, unseen
 from fleet_alerting.core.policy import Evaluation, PolicyFor
 from fleet_alerting.core.signals import Signal
 from fleet_alerting.core.storms import StormRules, decide
@@ -44,8 +44,8 @@ def record_signals(
 
     `vanished_sources` maps a source to a reason: that source's open incidents which the signals
     no longer mention count as recovered (a host gone from a query result, a target removed).
-    `vanish`, given the unresolved incidents, returns ok-signals for those a source knows to be
-    over (finer than a whole source: only what this run could observe).
+    `vanish`, given the unresolved incidents the signals do not name, returns ok-signals for those
+    a source knows to be over (finer than a whole source: only what this run could observe).
     `announce`, given the incidents before and the evaluation, adds what the engine does not tell
     (a changed cause of an open incident), in the same transaction.
     `policy_for` overrides the configured policies (a source with its own debouncing)."""
@@ -100,7 +100,7 @@ def evaluate_and_record(
     two processes (five flows every minute, a `run` on top) never evaluate the same keys at once."""
 
     def decide_now(incidents: Mapping[str, Incident]) -> Evaluation:
-        everything = signals + (vanish(incidents.values()) if vanish is not None else [])
+        everything = signals + (vanish(unseen(incidents, signals)) if vanish is not None else [])
         evaluation = decide(
             everything, incidents, policy_for, rules or StormRules(), now, vanished_sources
         )

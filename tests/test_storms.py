@@ -4,6 +4,7 @@ the per-run bound): tests/cases/storms.yaml feeds runs of signals, states what e
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,10 @@ from fleet_alerting.core.grouping import GroupingConfig
 from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.inhibition import InhibitRule
 from fleet_alerting.core.keys import incident_key
-from fleet_alerting.core.policy import PolicyConfig, default_policies
+from fleet_alerting.core.policy import Evaluation, PolicyConfig, default_policies
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.core.storms import StormRules, decide
+from fleet_alerting.store.sqlite import Store
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "storms.yaml").read_text())
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
@@ -63,15 +65,24 @@ def policies_of(case: dict[str, Any]) -> dict[Severity, PolicyConfig]:
     return policies
 
 
+@pytest.mark.parametrize("stored", [False, True], ids=["in-memory", "through-the-store"])
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
-def test_storm_table(case: dict[str, Any]) -> None:
+def test_storm_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None:
+    """In memory, and through the store (light records: briefs, full records read on demand)."""
     rules, policies = rules_of(case), policies_of(case)
     store: dict[str, Incident] = {}
+    real = Store(tmp_path / "state.sqlite") if stored else None
     for step in case["steps"]:
         now = T0 + timedelta(seconds=step["at"])
         signals = [s for spec in step["signals"] for s in expand(spec)]
         unresolved = {k: i for k, i in store.items() if i.state != State.resolved}
-        result = decide(signals, unresolved, policies.__getitem__, rules, now)
+
+        def run(
+            current: Mapping[str, Incident], signals: list[Signal] = signals, now: datetime = now
+        ) -> Evaluation:
+            return decide(signals, current, policies.__getitem__, rules, now)
+
+        result = real.evaluate(run, now)[0] if real else run(unresolved)
         store.update({i.key: i for i in result.incidents})
         where = f"at {step['at']}s"
         sent = sorted(f"{n.channel}:{n.kind}:{n.incident.key}" for n in result.notifications)

@@ -15,14 +15,23 @@ one, as without grouping.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import Field
 
 from fleet_alerting.core.fleet import signal_labels
-from fleet_alerting.core.incidents import Incident, Kind, Notification, State
+from fleet_alerting.core.incidents import (
+    Brief,
+    Incident,
+    Kind,
+    Notification,
+    Overlay,
+    State,
+    glance,
+)
 from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.model import Duration, Model
 from fleet_alerting.core.policy import Evaluation, PolicyFor, notify_channels
@@ -56,7 +65,7 @@ def group_key(incident: Incident, config: GroupingConfig) -> str:
     return incident_key(PREFIX + incident.source, {k: labels.get(k, "") for k in group_by})
 
 
-def is_group(incident: Incident) -> bool:
+def is_group(incident: Incident | Brief) -> bool:
     return incident.source.startswith(PREFIX)
 
 
@@ -79,12 +88,14 @@ def group(
 ) -> Evaluation:
     if not config.enabled:
         return evaluation
-    after = dict(before) | {i.key: i for i in evaluation.incidents}
     changed = {i.key: i for i in evaluation.incidents}
+    after = Overlay(before, changed)
     groups = {
-        i.key: i
-        for i in after.values()
-        if is_group(i) and i.state != State.resolved and i.source[len(PREFIX) :] in own_sources
+        key: after[key]
+        for key, seen in ((key, glance(after, key)) for key in after)
+        if is_group(seen)
+        and seen.state != State.resolved
+        and seen.source[len(PREFIX) :] in own_sources
     }
     batches: dict[str, _Batch] = {}
     passed: list[Notification] = []
@@ -127,8 +138,10 @@ def group(
             if m.key not in members:
                 members[m.key] = None
                 changed[m.key] = replace(changed.get(m.key, m), group=gk)
-        members = {k: None for k in members if k in after and after[k].state != State.resolved}
-        view = {**after, **batch.opened}
+        members = {
+            k: None for k in members if k in after and glance(after, k).state != State.resolved
+        }
+        view = Overlay(after, batch.opened)
         g, sent = _advance(
             replace(current, members=tuple(members)), view, batch, config, policy_for, now
         )
@@ -160,6 +173,31 @@ def _new_group(gk: str, members: Sequence[Incident], now: datetime) -> Incident:
     )
 
 
+class _Members(Sequence[Incident]):
+    """A group's members, read in full only when a message lists them (in steady state, never)."""
+
+    def __init__(self, incidents: Mapping[str, Incident], keys: Sequence[str]):
+        self._incidents = incidents
+        self._keys = keys
+        self._read: list[Incident] | None = None
+
+    def _all(self) -> list[Incident]:
+        if self._read is None:
+            if isinstance(self._incidents, Overlay):
+                self._incidents.preload(self._keys)
+            self._read = [self._incidents[k] for k in self._keys]
+        return self._read
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[Incident]:
+        return iter(self._all())
+
+
 def _advance(
     g: Incident,
     after: Mapping[str, Incident],
@@ -168,9 +206,8 @@ def _advance(
     policy_for: PolicyFor,
     now: datetime,
 ) -> tuple[Incident, list[Notification]]:
-    members = [after[k] for k in g.members]
     policy = policy_for(g.severity)
-    if not members:
+    if not g.members:
         if g.state == State.pending:
             return replace(g, state=State.resolved, resolved_at=now, changed_at=now), []
         cleared = f"all {len(g.members_told)} members cleared"
@@ -178,6 +215,7 @@ def _advance(
         sent = notify_channels(g, policy, Kind.resolved, now)
         sent += notify_channels(g, policy, Kind.resolved, now, g.paged_via)
         return g, sent
+    members = _Members(after, g.members)  # read only for a message
     if g.state == State.pending:
         if now - g.changed_at < config.group_wait:  # changed_at: when the wait began
             return replace(g, signal=_summary(g, members, config, set())), []

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from pydantic import AliasChoices, Field
 
-from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.core.signals import Severity, Signal, fingerprint_of
 
 
 class State(StrEnum):
@@ -117,3 +118,148 @@ class Notification:
     # set by delivery on a Slack "paged" message when a pager refused or gave up on the page:
     # "pagerduty: HTTP 400 …" (never stored with the notification)
     paging_failed: str = ""
+
+
+class Brief(NamedTuple):
+    """What the engine compares to let a steady failure be (`policy._steady`), kept in columns of
+    the incident's row so that a run reads no more than this for an incident that stays as it is."""
+
+    state: str
+    source: str
+    fingerprint: str | None  # fingerprint_of(incident.signal)
+    failures: int  # consecutive_failures
+    successes: int  # consecutive_successes
+    onset: datetime
+    notified_at: datetime | None  # last_notified_at
+    acted: bool  # operators acted on it (acknowledged, silenced, snoozed): the full check decides
+    # what the storm passes look at first (core.inhibition, core.grouping)
+    inhibited_by: str | None
+    group: str | None
+
+    @classmethod
+    def of(cls, incident: Incident) -> Brief:
+        return cls(
+            incident.state.value,
+            incident.source,
+            fingerprint_of(incident.signal),
+            incident.consecutive_failures,
+            incident.consecutive_successes,
+            incident.onset,
+            incident.last_notified_at,
+            incident.acts != Acts(),
+            incident.inhibited_by,
+            incident.group,
+        )
+
+
+Load = Callable[[Collection[str]], Mapping[str, Incident]]
+
+
+class Records(Mapping[str, Incident]):
+    """The unresolved incidents as a store read them: every incident's `Brief`, and its full
+    record (texts, acts, thread...) parsed only when asked for — in one query for many keys
+    (`preload`, iteration over values or items)."""
+
+    def __init__(self, briefs: Mapping[str, Brief], load: Load):
+        self._briefs = briefs
+        self._load = load
+        self._full: dict[str, Incident] = {}
+
+    def brief(self, key: str) -> Brief | None:
+        return self._briefs.get(key)
+
+    def glance(self, key: str) -> Brief | Incident:
+        """The full record if it was read, else the brief (KeyError if neither)."""
+        return self._full.get(key) or self._briefs[key]
+
+    @property
+    def loaded(self) -> int:
+        """How many records were read in full."""
+        return len(self._full)
+
+    def preload(self, keys: Collection[str]) -> None:
+        wanted = [k for k in keys if k in self._briefs and k not in self._full]
+        if wanted:
+            self._full.update(self._load(wanted))
+
+    def __getitem__(self, key: str) -> Incident:
+        found = self._full.get(key)
+        if found is None:
+            if key not in self._briefs:
+                raise KeyError(key)
+            self.preload([key])
+            found = self._full[key]
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._briefs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._briefs)
+
+    def __len__(self) -> int:
+        return len(self._briefs)
+
+    def values(self):  # type: ignore[override]
+        self.preload(self._briefs)
+        return super().values()
+
+    def items(self):  # type: ignore[override]
+        self.preload(self._briefs)
+        return super().items()
+
+    def keys(self):  # type: ignore[override]
+        # dict(records) asks for the keys and then every record: load them at once
+        self.preload(self._briefs)
+        return super().keys()
+
+
+def unseen(incidents: Mapping[str, Incident], signals: Iterable[Signal]) -> list[Incident]:
+    """The incidents these signals do not name: all that may have vanished (of `Records`, only
+    these are read in full)."""
+    seen = {s.key for s in signals}
+    keys = [key for key in incidents if key not in seen]
+    if isinstance(incidents, Records):
+        incidents.preload(keys)
+    return [incidents[key] for key in keys]
+
+
+class Overlay(Mapping[str, Incident]):
+    """`before` with `changed` over it — `dict(before) | changed` without reading every record
+    of `Records` (the storm passes look at most incidents only through `glance`)."""
+
+    def __init__(self, before: Mapping[str, Incident], changed: Mapping[str, Incident]):
+        self.before = before
+        self.changed = changed
+
+    def glance(self, key: str) -> Brief | Incident:
+        found = self.changed.get(key)
+        if found is not None:
+            return found
+        return glance(self.before, key)
+
+    def preload(self, keys: Collection[str]) -> None:
+        if isinstance(self.before, Records | Overlay):
+            self.before.preload([k for k in keys if k not in self.changed])
+
+    def __getitem__(self, key: str) -> Incident:
+        found = self.changed.get(key)
+        return self.before[key] if found is None else found
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.changed or key in self.before
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.before
+        yield from (k for k in self.changed if k not in self.before)
+
+    def __len__(self) -> int:
+        return len(self.before) + sum(k not in self.before for k in self.changed)
+
+
+def glance(incidents: Mapping[str, Incident], key: str) -> Brief | Incident:
+    """What the record of `key` says of its state, source, inhibition and group — from its
+    brief when the full record has not been read (`Records`, `Overlay`)."""
+    if isinstance(incidents, Records | Overlay):
+        return incidents.glance(key)
+    return incidents[key]

@@ -16,7 +16,7 @@ first was never told, so its resolve is dropped too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -24,7 +24,7 @@ from pydantic import Field
 
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.fleet import FleetOfflineRule, MatcherText, selector, signal_labels
-from fleet_alerting.core.incidents import Incident, Kind, Notification, State
+from fleet_alerting.core.incidents import Incident, Kind, Notification, Overlay, State, glance
 from fleet_alerting.core.model import Model
 from fleet_alerting.core.policy import Evaluation, PolicyFor, notify_channels
 
@@ -104,41 +104,52 @@ def labels_of(incident: Incident) -> dict[str, str]:
 class _Index:
     """Per rule: the unresolved sources by their `equal` label values."""
 
-    def __init__(self, rules: Sequence[InhibitRule], incidents: Iterable[Incident]):
+    def __init__(self, rules: Sequence[InhibitRule], incidents: Mapping[str, Incident]):
         self.rules = [
             (selector(tuple(r.source_matchers)), selector(tuple(r.target_matchers)), r.equal)
             for r in rules
         ]
         self.sources: list[dict[tuple[str, ...], list[str]]] = [{} for _ in rules]
         as_source: dict[str, list[int]] = {}  # incident source -> rules it may be a cause in
-        for incident in incidents:
-            if incident.state == State.resolved:
+        causes: list[tuple[str, list[int]]] = []
+        for key in incidents:
+            seen = glance(incidents, key)  # the full record only of a possible cause
+            if seen.state == State.resolved:
                 continue
-            which = as_source.get(incident.source)
+            which = as_source.get(seen.source)
             if which is None:
-                which = as_source[incident.source] = [
-                    n
-                    for n, (cause, _t, _e) in enumerate(self.rules)
-                    if cause.admits(incident.source)
+                which = as_source[seen.source] = [
+                    n for n, (cause, _t, _e) in enumerate(self.rules) if cause.admits(seen.source)
                 ]
-            if not which:
-                continue
-            labels = labels_of(incident)
+            if which:
+                causes.append((key, which))
+        if isinstance(incidents, Overlay):
+            incidents.preload([key for key, _ in causes])
+        for key, which in causes:
+            labels = labels_of(incidents[key])
             for n in which:
                 cause, _target, equal = self.rules[n]
                 if cause(labels):
                     values = tuple(labels.get(name, "") for name in equal)
-                    self.sources[n].setdefault(values, []).append(incident.key)
+                    self.sources[n].setdefault(values, []).append(key)
         self._as_target: dict[str, list[int]] = {}
 
-    def inhibitor(self, incident: Incident) -> str | None:
-        which = self._as_target.get(incident.source)
+    def _targeting(self, source: str) -> list[int]:
+        """The rules with a cause present that may silence an incident of this source."""
+        which = self._as_target.get(source)
         if which is None:
-            which = self._as_target[incident.source] = [
+            which = self._as_target[source] = [
                 n
                 for n, (_c, target, _e) in enumerate(self.rules)
-                if self.sources[n] and target.admits(incident.source)
+                if self.sources[n] and target.admits(source)
             ]
+        return which
+
+    def may_inhibit(self, source: str) -> bool:
+        return bool(self._targeting(source))
+
+    def inhibitor(self, incident: Incident) -> str | None:
+        which = self._targeting(incident.source)
         if not which:
             return None
         labels = labels_of(incident)
@@ -165,17 +176,25 @@ def inhibit(
     (the watch being run) are changed, so each record keeps a single writer."""
     if not rules:
         return evaluation
-    after = dict(before) | {i.key: i for i in evaluation.incidents}
-    index = _Index(rules, after.values())
     changed = {i.key: i for i in evaluation.incidents}
+    after = Overlay(before, changed)
+    index = _Index(rules, after)
     by_key: dict[str, list[Notification]] = {}
     for n in evaluation.notifications:
         by_key.setdefault(n.incident.key, []).append(n)
     keep: dict[str, list[Notification]] = {}
     extra: list[Notification] = []
-    candidates = [i for i in after.values() if i.source in own_sources]
-    for incident in candidates:
-        key = incident.key
+    candidates = []
+    for key in after:
+        seen = glance(after, key)
+        if seen.source not in own_sources:
+            continue
+        if key in changed or key in by_key or seen.inhibited_by or index.may_inhibit(seen.source):
+            candidates.append(key)
+        # else: unchanged, telling nobody, not inhibited and nothing can inhibit it: as it was
+    after.preload(candidates)
+    for key in candidates:
+        incident = after[key]
         prior = before.get(key)
         was = prior.inhibited_by if prior is not None and prior.onset == incident.onset else None
         cause = index.inhibitor(incident) if incident.state != State.resolved else None

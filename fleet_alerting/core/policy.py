@@ -14,9 +14,17 @@ from typing import Literal
 from pydantic import Field
 
 from fleet_alerting.core import actions
-from fleet_alerting.core.incidents import Incident, Kind, Notification, State
+from fleet_alerting.core.incidents import (
+    OPEN_STATES,
+    Brief,
+    Incident,
+    Kind,
+    Notification,
+    Records,
+    State,
+)
 from fleet_alerting.core.model import Duration, Model, PositiveDuration
-from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.core.signals import Severity, Signal, fingerprint_of
 
 
 class PolicyConfig(Model):
@@ -64,7 +72,12 @@ def evaluate(
 ) -> Evaluation:
     changed: list[Incident] = []
     notifications: list[Notification] = []
-    for signal in _last_per_key(signals):
+    policy_for = _per_severity(policy_for)
+    latest = _last_per_key(signals)
+    if isinstance(incidents, Records):  # what stays as it is is never read in full
+        latest = [s for s in latest if not _steady(incidents.brief(s.key), s, policy_for, now)]
+        incidents.preload([s.key for s in latest])
+    for signal in latest:
         current = incidents.get(signal.key)
         if signal.firing:
             updated, sent = _on_failure(current, signal, policy_for(signal.severity), now)
@@ -92,8 +105,46 @@ def vanished(
     ]
 
 
+def _per_severity(policy_for: PolicyFor) -> PolicyFor:
+    """`policy_for`, asked once per severity (Config.policy builds the defaults on each call,
+    and a fleet-wide failure asks for every one of thousands of signals)."""
+    known: dict[Severity, PolicyConfig] = {}
+
+    def policy(severity: Severity) -> PolicyConfig:
+        found = known.get(severity)
+        if found is None:
+            found = known[severity] = policy_for(severity)
+        return found
+
+    return policy
+
+
 def _last_per_key(signals: Iterable[Signal]) -> list[Signal]:
     return list({s.key: s for s in signals}.values())
+
+
+_OPEN = {state.value for state in OPEN_STATES}
+
+
+def _steady(brief: Brief | None, signal: Signal, policy_for: PolicyFor, now: datetime) -> bool:
+    """`_unchanged` on the stored brief alone, erring towards "look closer": an open failure
+    observed again the same, with nothing due (operators' acts are left to the full check)."""
+    if brief is None or not signal.firing or brief.state not in _OPEN or brief.acted:
+        return False
+    policy = policy_for(signal.severity)
+    return (
+        brief.successes == 0
+        and brief.failures >= policy.open_after
+        and brief.fingerprint == fingerprint_of(signal)
+        and not (
+            policy.page and brief.state == State.firing and now - brief.onset >= policy.page_after
+        )
+        and not (
+            policy.repeat is not None
+            and brief.notified_at is not None
+            and now - brief.notified_at >= policy.repeat
+        )
+    )
 
 
 def _on_failure(
@@ -101,6 +152,7 @@ def _on_failure(
 ) -> tuple[Incident, list[Notification]]:
     if current is not None and _unchanged(current, signal, policy, now):
         return current, []  # the same failure observed again: nothing to store, nobody to tell
+    signal = signal.rendered()  # it is stored, and may be told
     if current is None or current.state == State.resolved:
         incident = Incident(
             key=signal.key,
@@ -149,7 +201,7 @@ def _unchanged(current: Incident, signal: Signal, policy: PolicyConfig, now: dat
         and not _page_due(current, policy, now)
         and not _reminder_due(current, policy, now)
         and not actions.expiry_due(current, now)
-        and current.signal == signal  # the costliest test last
+        and fingerprint_of(current.signal) == fingerprint_of(signal)  # the costliest test last
     )
 
 
@@ -193,7 +245,7 @@ def _on_success(
         state=State.resolved,
         resolved_at=now,
         resolution=signal.summary,
-        recovery=signal,
+        recovery=signal.rendered(),
     )
     sent = [_notification(incident, pager, Kind.resolved, now) for pager in current.paged_via]
     return _tell(incident, policy, Kind.resolved, now, sent)

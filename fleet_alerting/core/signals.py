@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -20,12 +23,22 @@ class Link:
     url: str
 
 
+# What a deferred signal renders on first use: the texts operators read, not what is compared.
+TEXTS = ("summary", "runbook_url", "remediation", "links", "evidence")
+Render = Callable[[], dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class Signal:
     """One check of one thing. `key` identifies the thing across runs (source + identifying labels).
 
     `since` is when the failure began if the source knows it (Alertmanager's startsAt); otherwise
     the engine takes the first failing observation as the onset.
+
+    `fingerprint` says what of the observation matters (`fingerprint_of`): two observations with
+    the same one are the same failure, so a steady failure is not rewritten. Empty: all of it.
+    A source with many series builds them with `Signal.deferred`: the texts (TEXTS) are rendered
+    on first access — in steady state, never.
     """
 
     key: str
@@ -41,3 +54,105 @@ class Signal:
     links: tuple[Link, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     evidence: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = field(default="", compare=False)
+
+    @classmethod
+    def deferred(
+        cls,
+        key: str,
+        source: str,
+        firing: bool,
+        severity: Severity,
+        target: str,
+        labels: dict[str, str],
+        fingerprint: str,
+        render: Render,
+    ) -> Signal:
+        """A signal whose TEXTS come from `render()` when first read. Built without __init__
+        (a watch builds one per series per run, and this is most of what it builds)."""
+        signal = object.__new__(cls)
+        signal.__dict__.update(
+            key=key,
+            source=source,
+            firing=firing,
+            severity=severity,
+            target=target,
+            since=None,
+            correlation_ids=(),
+            labels=labels,
+            fingerprint=fingerprint,
+            _render=render,
+        )
+        return signal
+
+    def rendered(self) -> Signal:
+        """This signal with its texts in place (a no-op unless deferred and not yet rendered)."""
+        render = self.__dict__.pop("_render", None)
+        if render is not None:
+            texts = {"runbook_url": None, "remediation": (), "links": (), "evidence": {}}
+            self.__dict__.update(texts | render())
+        return self
+
+
+class _Text:
+    """A field of TEXTS: the instance's own value (set by __init__, or by `rendered`), else — a
+    deferred signal not yet rendered — rendered now. A non-data descriptor, so a value in the
+    instance's __dict__ wins; on the class it is the field's default, as dataclass left it."""
+
+    def __init__(self, name: str, default: Any):
+        self.name = name
+        self.default = default
+
+    def __get__(self, instance: Signal | None, owner: type | None = None) -> Any:
+        if instance is None:
+            if self.default is MISSING:
+                raise AttributeError(self.name)
+            return self.default
+        instance.rendered()
+        try:
+            return instance.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+
+
+for _name in TEXTS:
+    setattr(Signal, _name, _Text(_name, Signal.__dataclass_fields__[_name].default))
+
+
+def digest_text(text: str) -> str:
+    """A short stable fingerprint of a text (the same in every process, unlike hash())."""
+    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+
+
+def digest(*parts: object) -> str:
+    """`digest_text` of JSON-able parts."""
+    return digest_text(json.dumps(parts, sort_keys=True, default=str, separators=(",", ":")))
+
+
+def fingerprint_of(signal: Signal) -> str:
+    """What the engine compares between two observations of one key: the source's fingerprint,
+    else everything the observation says."""
+    return signal.fingerprint or _content(signal, signal.evidence)
+
+
+def ignoring(signal: Signal, *volatile: str) -> Signal:
+    """The signal, fingerprinted without these evidence keys: values that differ on every
+    observation (a latency) and do not make it another failure — shown, but not compared."""
+    evidence = {k: v for k, v in signal.evidence.items() if k not in volatile}
+    return replace(signal, fingerprint=_content(signal, evidence))
+
+
+def _content(signal: Signal, evidence: dict[str, Any]) -> str:
+    return digest(
+        signal.firing,
+        signal.severity,
+        signal.summary,
+        signal.target,
+        signal.since,
+        signal.runbook_url,
+        signal.remediation,
+        signal.correlation_ids,
+        [(link.text, link.url) for link in signal.links],
+        signal.labels,
+        evidence,
+    )

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from fleet_alerting.core.fleet import FleetConfig, aggregate
 from fleet_alerting.core.grouping import GroupingConfig, bound, group
-from fleet_alerting.core.incidents import Incident
+from fleet_alerting.core.incidents import Incident, unseen
 from fleet_alerting.core.inhibition import InhibitRule, default_inhibit_rules, inhibit
 from fleet_alerting.core.policy import Evaluation, PolicyFor, evaluate, vanished
 from fleet_alerting.core.signals import Signal
@@ -46,7 +46,7 @@ def decide(
     signals = list(signals)
     signals += aggregate(signals, rules.fleet.offline)
     for source, reason in (vanished_sources or {}).items():
-        signals += vanished(signals, incidents.values(), source, reason)
+        signals += vanished(signals, unseen(incidents, signals), source, reason)
     own = {s.source for s in signals} | set(vanished_sources or {})
     evaluation = evaluate(signals, incidents, policy_for, now)
     evaluation = inhibit(evaluation, incidents, rules.inhibitions(), policy_for, own, now)

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 
-from fleet_alerting.core.incidents import Incident, State
+from fleet_alerting.core.batch import no_gc_pauses
+from fleet_alerting.core.incidents import Brief, Incident, Records, State
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.store import backend, migrate
 from fleet_alerting.store.errors import StoreError, explain
@@ -52,7 +53,33 @@ incidents_table = sa.Table(
     sa.Column("resolved_at", sa.String),
     sa.Column("thread_channel", sa.String),
     sa.Column("thread_ts", sa.String),
+    # schema 2: what the engine compares for a steady failure (core.incidents.Brief), so that a
+    # run reads these columns, not the record, of an incident that stays as it is
+    sa.Column("fingerprint", sa.String),
+    sa.Column("failures", sa.Integer),
+    sa.Column("successes", sa.Integer),
+    sa.Column("onset", sa.String),
+    sa.Column("notified_at", sa.String),
+    sa.Column("acted", sa.Boolean),
+    sa.Column("inhibited_by", sa.String),
+    sa.Column("grouped_in", sa.String),
     sa.Index("ix_incidents_state_resolved_at", "state", "resolved_at"),
+    # covering the read of the open incidents' briefs: the row itself (its `data` spans overflow
+    # pages before the brief columns) is not visited
+    sa.Index(
+        "ix_incidents_brief",
+        "state",
+        "key",
+        "source",
+        "fingerprint",
+        "failures",
+        "successes",
+        "onset",
+        "notified_at",
+        "acted",
+        "inhibited_by",
+        "grouped_in",
+    ),
 )
 values_table = sa.Table(
     "source_values",
@@ -61,9 +88,21 @@ values_table = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
-# 0: main before versions (c4597d7); 1: episode, resolved_at and the thread in columns
-SCHEMA_VERSION = 1
+# 0: main before versions (c4597d7); 1: episode, resolved_at and the thread in columns;
+# 2: the brief (fingerprint, counters, onset, last notified, acted, inhibition, group) in columns
+SCHEMA_VERSION = 2
 OPEN = [State.pending.value, State.firing.value, State.paged.value]
+
+_BRIEF_COLUMNS = (
+    "fingerprint",
+    "failures",
+    "successes",
+    "onset",
+    "notified_at",
+    "acted",
+    "inhibited_by",
+    "grouped_in",
+)
 
 
 def _upsert_incident(dialect: str) -> Any:
@@ -79,6 +118,7 @@ def _upsert_incident(dialect: str) -> Any:
                 c: new[c]
                 for c in ("source", "state", "updated_at", "data", "episode", "resolved_at")
             },
+            **{c: new[c] for c in _BRIEF_COLUMNS},
             **{
                 c: sa.case((keep_thread, incidents_table.c[c]), else_=new[c])
                 for c in ("thread_channel", "thread_ts")
@@ -225,10 +265,58 @@ class Store:
     def evaluate(self, decide: Decide, now: datetime) -> tuple[Evaluation, int]:
         """Read the open incidents, `decide` (the engine), record the outcome: one write
         transaction, so a second process evaluating the same keys waits and then sees what this
-        one recorded. Returns the evaluation and how many notifications were newly queued."""
-        with self.engine.begin() as conn:
-            evaluation = decide(self._unresolved(conn, None))
+        one recorded. Returns the evaluation and how many notifications were newly queued.
+
+        The engine gets `Records`: every open incident's brief, and a full record only for
+        those it asks for (a steady failure is compared on its brief and never parsed)."""
+        with no_gc_pauses(), self.engine.begin() as conn:
+            evaluation = decide(self._records(conn))
             return evaluation, self._record(conn, evaluation, now)
+
+    def _records(self, conn: sa.Connection) -> Records:
+        row = incidents_table.c
+        query = sa.select(row.key, row.state, row.source, *(row[c] for c in _BRIEF_COLUMNS)).where(
+            row.state.in_(OPEN)
+        )
+        parse = datetime.fromisoformat
+        briefs = {
+            key: Brief(
+                state,
+                source,
+                fingerprint,
+                failures or 0,
+                successes or 0,
+                parse(onset) if onset else _EPOCH,
+                parse(notified) if notified else None,
+                acted is not False,  # unknown (written before schema 2): the full check
+                inhibited_by,
+                group,
+            )
+            for (
+                key,
+                state,
+                source,
+                fingerprint,
+                failures,
+                successes,
+                onset,
+                notified,
+                acted,
+                inhibited_by,
+                group,
+            ) in conn.execute(query)
+        }
+
+        def load(keys: Collection[str]) -> dict[str, Incident]:
+            found: dict[str, Incident] = {}
+            listed = list(keys)
+            for start in range(0, len(listed), _CHUNK):
+                chunk = listed[start : start + _CHUNK]
+                query = sa.select(*_INCIDENT_COLUMNS).where(row.key.in_(chunk))
+                found.update((i.key, i) for i in map(_row_incident, conn.execute(query)))
+            return found
+
+        return Records(briefs, load)
 
     def record(self, evaluation: Evaluation, now: datetime) -> int:
         """Store incident changes and queue their notifications atomically; returns how many new
@@ -290,6 +378,7 @@ class Store:
                 "thread_channel": incident.thread_channel,
                 "thread_ts": incident.thread_ts,
             }
+            | _brief_row(incident)
             for incident in incidents
         ]
         conn.execute(backend.cached(_upsert_incident, self.dialect), rows)
@@ -348,6 +437,24 @@ class Store:
             )
 
 
+_EPOCH = datetime.fromtimestamp(0, UTC)
+_CHUNK = 500  # keys per `IN (...)`: below every backend's limit of bound parameters
+
+
+def _brief_row(incident: Incident) -> dict[str, Any]:
+    brief = Brief.of(incident)
+    return {
+        "fingerprint": brief.fingerprint,
+        "failures": brief.failures,
+        "successes": brief.successes,
+        "onset": _ts(brief.onset),
+        "notified_at": _ts(brief.notified_at) if brief.notified_at else None,
+        "acted": brief.acted,
+        "inhibited_by": brief.inhibited_by,
+        "grouped_in": brief.group,
+    }
+
+
 def _row_incident(row: sa.Row[Any]) -> Incident:
     """The incident of a row: its JSON, with the thread from its columns (the truth for it)."""
     data, channel, ts = row
@@ -391,7 +498,22 @@ def _upgrade_to_1(conn: sa.Connection) -> None:
         )
 
 
-_STEPS: dict[int, migrate.Step] = {1: _upgrade_to_1}
+def _upgrade_to_2(conn: sa.Connection) -> None:
+    """The brief columns of the unresolved incidents (resolved ones are never compared)."""
+    table = incidents_table.c
+    rows = conn.execute(
+        sa.select(*_INCIDENT_COLUMNS).where(table.state != State.resolved.value)
+    ).all()
+    for row in rows:
+        incident = _row_incident(row)
+        conn.execute(
+            sa.update(incidents_table)
+            .where(table.key == incident.key)
+            .values(**_brief_row(incident))
+        )
+
+
+_STEPS: dict[int, migrate.Step] = {1: _upgrade_to_1, 2: _upgrade_to_2}
 
 
 def _password(state: StateConfig) -> str:

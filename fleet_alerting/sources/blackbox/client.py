@@ -31,7 +31,7 @@ from fleet_alerting.config.schema import BlackboxConfig, FileSdTargets, HttpTarg
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.policy import vanished
-from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.core.signals import Severity, Signal, ignoring
 
 SOURCE = "blackbox"
 LOCALLY = "not probed: this machine ran out of resources"
@@ -298,13 +298,12 @@ def to_signal(result: ProbeResult) -> Signal:
     evidence: dict[str, object] = {}
     if result.status is not None:
         evidence["status"] = result.status
-    if result.latency_ms is not None and result.ok:
-        # not for a failure: a latency that differs every run would rewrite a steady incident
+    if result.latency_ms is not None:
         evidence["latency_ms"] = result.latency_ms
     if result.tls_days_left is not None:
         evidence["tls_days_left"] = result.tls_days_left
     summary = f"{target.name} is up" if result.ok else f"{target.name} failed: {result.error}"
-    return Signal(
+    signal = Signal(
         key=signal_key(SOURCE, url=target.url),
         source=SOURCE,
         firing=not result.ok,
@@ -316,6 +315,8 @@ def to_signal(result: ProbeResult) -> Signal:
         labels=target.labels,
         evidence=evidence,
     )
+    # the latency differs on every probe: shown, but a steady failure is not rewritten for it
+    return ignoring(signal, "latency_ms")
 
 
 EXPORTER_SOURCE = f"{SOURCE}-exporter"

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
 from fleet_alerting.config.secrets import SecretError
+from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.http.errors import (
     AdapterError,
     excerpt,
@@ -156,6 +157,11 @@ async def _nothing() -> None:
 def parse_response(response: httpx.Response) -> QueryResult:
     """The answer, typed: the envelope whole, the samples one by one (a bad sample is a
     `Malformed` in the result, the others still count)."""
+    with no_gc_pauses():  # an answer of thousands of samples: see core.batch
+        return _parse_response(response)
+
+
+def _parse_response(response: httpx.Response) -> QueryResult:
     body = _json(response)
     status = response.status_code
     try:
@@ -212,7 +218,7 @@ def _json(response: httpx.Response) -> Any:
 def _samples(data: Data) -> tuple[list[Series], list[Malformed]]:
     if data.resultType == "vector":
         samples, malformed = parse_vector(data.result)
-        return [Series(dict(s.metric), s.value.value) for s in samples], malformed
+        return [Series(metric, value) for metric, value in samples], malformed
     if data.resultType == "scalar":
         value, malformed = parse_scalar(data.result)
         return ([] if value is None else [Series({}, value)]), malformed

@@ -16,16 +16,18 @@ import json
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
+from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link, prometheus_graph_url
-from fleet_alerting.core.signals import Link, Severity, Signal
+from fleet_alerting.core.signals import Link, Severity, Signal, digest, digest_text
 from fleet_alerting.core.templates import NO_VALUE, format_value, render
 from fleet_alerting.sources.records import Malformed
 
@@ -102,7 +104,24 @@ class WatchEvaluation:
     known: set[str] = field(default_factory=set)  # ... or that failed for a reason of their own
     configured: set[str] = field(default_factory=set)  # every watch of this run
     unknown_keys: set[str] = field(default_factory=set)  # series named only by a malformed sample
-    rows: list[dict[str, Any]] = field(default_factory=list)  # the run's table artifact
+    # the run's table artifact, a watch's firing series as (watch, [(signal, series)]): their
+    # rows (with the rendered summary) are built when the artifact is, see `rows`
+    parts: list[dict[str, Any] | tuple[WatchConfig, list[tuple[Signal, Series]]]] = field(
+        default_factory=list
+    )
+
+    @cached_property
+    def rows(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for part in self.parts:
+            if isinstance(part, dict):
+                rows.append(part)
+                continue
+            watch, firing = part
+            for s, series in firing:
+                value, summary = format_value(series.value), _summary(watch, series)
+                rows.append(_row(watch, s.target, "FIRING", value, summary, s.key))
+        return rows
 
     def vanished(self, incidents: Iterable[Incident]) -> list[Signal]:
         """Ok-signals for the open incidents this run's observations no longer mention and could
@@ -140,6 +159,13 @@ def _named(incident: Incident) -> list[str]:
 def evaluate_watches(
     outcomes: Iterable[WatchOutcome], links: LinksConfig, config_file: Path | None = None
 ) -> WatchEvaluation:
+    with no_gc_pauses():
+        return _evaluate_watches(outcomes, links, config_file)
+
+
+def _evaluate_watches(
+    outcomes: Iterable[WatchOutcome], links: LinksConfig, config_file: Path | None
+) -> WatchEvaluation:
     result = WatchEvaluation()
     errors: list[WatchOutcome] = []
     for outcome in outcomes:
@@ -149,29 +175,26 @@ def evaluate_watches(
             errors.append(outcome)
             if outcome.permanent:
                 result.known.add(name)
-            result.rows.append(_row(outcome.watch, "", "ERROR", None, outcome.error))
+            result.parts.append(_row(outcome.watch, "", "ERROR", None, outcome.error))
             continue
         if not (blind(outcome, "expr") or blind(outcome, "metric")):
             result.evaluated.add(name)  # only a whole answer may say what is no longer reported
         result.known.add(name)
-        signals = watch_signals(outcome, links)
+        signals, firing_series = _watch_signals(outcome, links)
         result.unknown_keys |= unreadable_keys(outcome)
         bad = malformed_signals(outcome)
         result.signals += signals + bad
-        firing = [s for s in signals if s.firing]
-        detail = f"{len(firing)} firing"
+        detail = f"{len(firing_series)} firing"
         if outcome.present is not None:
             detail += f", {len(outcome.present)} present"
         if bad:
             detail += f", {len(bad)} malformed sample(s)"
         if outcome.warnings:
             detail += "; Prometheus warnings: " + "; ".join(outcome.warnings)
-        result.rows.append(_row(outcome.watch, "", "evaluated", None, detail))
-        for s in firing:
-            value = s.evidence.get("value")
-            result.rows.append(_row(outcome.watch, s.target, "FIRING", value, s.summary, s.key))
+        result.parts.append(_row(outcome.watch, "", "evaluated", None, detail))
+        result.parts.append((outcome.watch, firing_series))
         for s in bad:
-            result.rows.append(_row(outcome.watch, s.target, "MALFORMED", None, s.summary, s.key))
+            result.parts.append(_row(outcome.watch, s.target, "MALFORMED", None, s.summary, s.key))
     result.signals += error_signals(errors, config_file)
     return result
 
@@ -232,17 +255,25 @@ def _row(
 
 
 def watch_signals(outcome: WatchOutcome, links: LinksConfig) -> list[Signal]:
-    watch, source = outcome.watch, source_of(outcome.watch)
+    return _watch_signals(outcome, links)[0]
+
+
+def _watch_signals(
+    outcome: WatchOutcome, links: LinksConfig
+) -> tuple[list[Signal], list[tuple[Signal, Series]]]:
+    """The signals, and the firing ones with their series."""
+    watch = outcome.watch
     signals: list[Signal] = []
-    firing_keys: set[str] = set()
-    graph = graph_link(links, watch.expr)  # the same for every series: built once
+    firing: dict[str, tuple[Signal, Series]] = {}
+    keys = _Keys(watch, links)  # what is the same for every series: worked out once
     for series in outcome.firing:
-        signal = firing_signal(watch, series, links, graph)
-        if signal.key not in firing_keys:  # two series of one key (e.g. two instances): first
-            firing_keys.add(signal.key)
+        signal = firing_signal(watch, series, links, keys=keys)
+        if signal.key not in firing:  # two series of one key (e.g. two instances): the first
+            firing[signal.key] = (signal, series)
             signals.append(signal)
+    firing_keys = firing.keys()
     if outcome.present is None:
-        return signals
+        return signals, list(firing.values())
     # a malformed presence sample whose labels are readable still says the series exists
     present = [
         *outcome.present,
@@ -251,14 +282,17 @@ def watch_signals(outcome: WatchOutcome, links: LinksConfig) -> list[Signal]:
     if watch.key_labels and not blind(outcome, "expr"):  # else who recovered is unknown
         unknown = unreadable_keys(outcome)
         for series in present:
-            key_labels = _key_labels(watch, series.labels)
-            key = incident_key(source, key_labels)
+            key, target = keys(series.labels)
             if key not in firing_keys and key not in unknown:
-                signals.append(_ok(watch, key, _target(watch, key_labels), series.labels))
+                signals.append(_ok(watch, key, target, series.labels))
     if watch.absent_is is not None:
         some = bool(present) or any(q == "metric" for q, _ in outcome.malformed)
         signals.append(absent_signal(watch, links, absent=not some))
-    return signals
+    return signals, list(firing.values())
+
+
+def _summary(watch: WatchConfig, series: Series) -> str:
+    return render(watch.summary, series.labels, series.value, watch.name)
 
 
 def _key_labels(watch: WatchConfig, labels: Mapping[str, str]) -> dict[str, str]:
@@ -271,29 +305,81 @@ def _target(watch: WatchConfig, key_labels: Mapping[str, str]) -> str:
     return " / ".join(v for v in key_labels.values() if v) or watch.name
 
 
+class _Keys:
+    """A watch's series → (incident key, target), and what its signals share: worked out once
+    per watch and run (a fleet-wide failure is thousands of series)."""
+
+    def __init__(self, watch: WatchConfig, links: LinksConfig):
+        self.watch = watch
+        self.source = source_of(watch)
+        self.names = sorted(watch.key_labels)  # incident_key sorts them
+        self.graph = graph_link(links, watch.expr)
+        self.token = watch_token(watch, links)
+
+    def __call__(self, labels: Mapping[str, str]) -> tuple[str, str]:
+        watch = self.watch
+        if not self.names:
+            key_labels = _key_labels(watch, labels)
+            return incident_key(self.source, key_labels), _target(watch, key_labels)
+        get = labels.get
+        if len(self.names) == 1:  # the usual `key_labels: [host]`
+            value = get(self.names[0], "")
+            return f"{self.source}:{self.names[0]}={value}", value or watch.name
+        key = self.source + ":" + ",".join([f"{k}={get(k, '')}" for k in self.names])
+        target = " / ".join([v for v in [get(k, "") for k in watch.key_labels] if v])
+        return key, target or watch.name
+
+
 def firing_signal(
-    watch: WatchConfig, series: Series, links: LinksConfig, graph: Link | None = None
+    watch: WatchConfig, series: Series, links: LinksConfig, keys: _Keys | None = None
 ) -> Signal:
+    """A deferred signal: its texts (summary, remediation, links, evidence) are rendered when read
+    — when its incident changes or is told — not for every series every run. Its fingerprint is
+    the watch as configured (`watch_token`), the labels and the value."""
+    keys = keys or _Keys(watch, links)
     labels, value = series.labels, series.value
-    key_labels = _key_labels(watch, labels)
+    key, target = keys(labels)
+    shown = {k: v for k, v in labels.items() if k != "__name__"} if "__name__" in labels else labels
+    # the label order is Prometheus' (sorted by name); repr(value) tells 0 from -0.0 and NaN
+    fingerprint = digest_text(f"{keys.token}|{value!r}|{shown}")
+    return Signal.deferred(
+        key=key,
+        source=keys.source,
+        firing=True,
+        severity=watch.severity,
+        target=target,
+        labels=shown,
+        fingerprint=fingerprint,
+        render=partial(_texts, watch, labels, value, links, keys.graph),
+    )
+
+
+def watch_token(watch: WatchConfig, links: LinksConfig) -> str:
+    """What of the configuration the texts of a watch's signals depend on: a changed template or
+    link setting makes every series' fingerprint differ once, so the stored texts follow."""
+    return digest(watch.model_dump(mode="json"), links.model_dump(mode="json"))
+
+
+def _texts(
+    watch: WatchConfig,
+    labels: Mapping[str, str],
+    value: float,
+    links: LinksConfig,
+    graph: Link | None,
+) -> dict[str, Any]:
+    """The texts of a firing series (Signal.deferred)."""
     evidence: dict[str, Any] = {}
     description = render(watch.description, labels, value, watch.name)
     if description:
         evidence["details"] = description
     evidence["value"] = format_value(value)
-    return Signal(
-        key=incident_key(source_of(watch), key_labels),
-        source=source_of(watch),
-        firing=True,
-        severity=watch.severity,
-        summary=render(watch.summary, labels, value, watch.name),
-        target=_target(watch, key_labels),
-        runbook_url=watch.runbook_url,
-        remediation=tuple(render(step, labels, value, watch.name) for step in watch.remediation),
-        links=_links(links, logs_query(watch, labels), graph or graph_link(links, watch.expr)),
-        labels={k: v for k, v in labels.items() if k != "__name__"},
-        evidence=evidence,
-    )
+    return {
+        "summary": render(watch.summary, labels, value, watch.name),
+        "runbook_url": watch.runbook_url,
+        "remediation": tuple(render(step, labels, value, watch.name) for step in watch.remediation),
+        "links": _links(links, logs_query(watch, labels), graph),
+        "evidence": evidence,
+    }
 
 
 def _ok(watch: WatchConfig, key: str, target: str, labels: Mapping[str, str]) -> Signal:

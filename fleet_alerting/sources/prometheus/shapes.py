@@ -81,14 +81,19 @@ def bad_sample(raw: object, index: int, reason: str) -> Malformed:
     return Malformed(f"result[{index}]", reason)
 
 
-def parse_vector(result: object) -> tuple[list[VectorSample], list[Malformed]]:
-    """Every sample of an instant vector's result; each bad one is a `Malformed`."""
+def parse_vector(result: object) -> tuple[list[tuple[dict[str, str], float]], list[Malformed]]:
+    """Every sample of an instant vector's result as (labels, value); each bad one is a
+    `Malformed`."""
     if result is None:
         return [], []
     if not isinstance(result, list):
         return [], [Malformed("result", "an instant vector's result is a list of samples")]
     samples, malformed = [], []
     for index, raw in enumerate(result):
+        plain = _plain(raw)
+        if plain is not None:
+            samples.append(plain)
+            continue
         if not isinstance(raw, dict):
             malformed.append(Malformed(f"result[{index}]", "a sample is an object {metric, value}"))
             continue
@@ -96,10 +101,30 @@ def parse_vector(result: object) -> tuple[list[VectorSample], list[Malformed]]:
             malformed.append(bad_sample(raw, index, "a native histogram sample, not a number"))
             continue
         try:
-            samples.append(VectorSample.model_validate(raw))
+            sample = VectorSample.model_validate(raw)
         except ValidationError as exc:
             malformed.append(bad_sample(raw, index, why(exc)))
+            continue
+        samples.append((dict(sample.metric), sample.value.value))
     return samples, malformed
+
+
+def _plain(raw: object) -> tuple[dict[str, str], float] | None:
+    """A sample exactly as Prometheus writes it, read without the model (an answer holds
+    thousands); None: anything else, which the model reads or names."""
+    if type(raw) is not dict:
+        return None
+    metric, pair = raw.get("metric"), raw.get("value")
+    if type(metric) is not dict or type(pair) is not list or len(pair) != 2:
+        return None
+    moment, text = pair
+    if type(moment) not in (int, float) or type(text) is not str:
+        return None
+    try:
+        "".join(metric.values())  # TypeError unless every label value is a string
+        return metric, float(text)
+    except (TypeError, ValueError):
+        return None
 
 
 def parse_scalar(result: object) -> tuple[float | None, list[Malformed]]:
