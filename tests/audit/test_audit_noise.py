@@ -268,18 +268,18 @@ def test_audit_cli_with_noise(history_prometheus: str, tmp_path: Path, cli) -> N
 def test_watch_incidents_from_the_store(tmp_path: Path) -> None:
     """The quarterly task reads the incident store into the noise statistics' records."""
     from fleet_alerting.core.incidents import Incident, State
-    from fleet_alerting.core.signals import Signal
+    from fleet_alerting.core.signals import Severity, Signal
     from fleet_alerting.store.sqlite import Store
     from fleet_alerting.tasks.audit import incident_records
 
     store = Store(tmp_path / "state.db")
     t = NOW - timedelta(days=3)
     for key, minutes, paged in (("api", 2, True), ("dev", 40, False)):
-        signal = Signal(key, "blackbox-probe", True, "critical", "down")
+        signal = Signal(key, "blackbox-probe", True, Severity.critical, "down")
         inc = Incident(
             key,
             "blackbox-probe",
-            "critical",
+            Severity.critical,
             State.resolved,
             t,
             t,
