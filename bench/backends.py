@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # bench/ is not a package
 import delivery  # bench/delivery.py
 import store_history  # bench/store_history.py
 
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from tests.drainer import Zygote
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 from tests.postgres import PostgresCluster

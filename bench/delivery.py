@@ -33,7 +33,7 @@ from fleet_alerting.core.policy import PolicyConfig, evaluate
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.notifiers import pagerduty
 from fleet_alerting.delivery.notifiers.slack_webhook import render
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from tests.drainer import ROUTING_KEY, Zygote
 from tests.fakes.http import Request, Response
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer

@@ -77,7 +77,7 @@ async def bench(url: str, hosts: int, runs: int, store_path: Path) -> list[dict[
         evaluate_watches,
         presence_query,
     )
-    from fleet_alerting.store.sqlite import Store
+    from fleet_alerting.store.database import Store
 
     watch = next(w for w in active_watches(PrometheusConfig()) if w.name == "RoleAgentFailure")
     links = LinksConfig(

@@ -28,7 +28,7 @@ from pydantic import TypeAdapter
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.core.policy import Evaluation, PolicyConfig, evaluate
 from fleet_alerting.core.signals import Severity, Signal
-from fleet_alerting.store.sqlite import Retention, Store, outbox_table
+from fleet_alerting.store.database import Retention, Store, outbox_table
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 POLICY = PolicyConfig(open_after=2, resolve_after=2, mirror=True)

@@ -41,7 +41,7 @@ from fleet_alerting.sources.prometheus.judge import (
     evaluate_watches,
     presence_query,
 )
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from tests.servers import start_prometheus, wait_until
 
 

@@ -29,7 +29,7 @@ import yaml
 
 from fleet_alerting.config import Config, load_config
 from fleet_alerting.core.policy import evaluate
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from fleet_alerting.tasks.zigbee import watch
 from tests.mosquitto import start_mosquitto
 

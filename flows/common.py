@@ -16,8 +16,8 @@ from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.drain import DrainReport
+from fleet_alerting.store.database import Store
 from fleet_alerting.store.errors import StoreError
-from fleet_alerting.store.sqlite import Store
 from fleet_alerting.tasks.runtime import tracked
 
 DEFAULT_CONFIG = "config/example.yaml"

@@ -24,7 +24,7 @@ from fleet_alerting.config import load_config
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import State
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 
 
 class _Fleet(BaseHTTPRequestHandler):

@@ -17,7 +17,7 @@ from fleet_alerting.audit.run import run_audit
 
 def incident_records(state_path: str) -> list[IncidentRecord]:
     """Every incident of the store, as the noise statistics read them."""
-    from fleet_alerting.store.sqlite import Store
+    from fleet_alerting.store.database import Store
 
     store = Store(state_path)
     try:

@@ -21,7 +21,7 @@ from fleet_alerting.sources.fleet_events.judge import (
     event_notifications,
 )
 from fleet_alerting.sources.records import Malformed
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from fleet_alerting.tasks.runtime import run_logger, step
 
 

@@ -21,7 +21,7 @@ from fleet_alerting.delivery.drain import (
     lease_for,
 )
 from fleet_alerting.store.actions import history as action_history
-from fleet_alerting.store.sqlite import Retention, Store
+from fleet_alerting.store.database import Retention, Store
 from fleet_alerting.tasks.runtime import run_logger, step, tracked
 
 Vanish = Callable[[Iterable[Incident]], list[Signal]]

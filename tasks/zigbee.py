@@ -9,7 +9,7 @@ from fleet_alerting.config import Config
 from fleet_alerting.core.signals import Signal
 from fleet_alerting.sources.zigbee import judge as zigbee
 from fleet_alerting.sources.zigbee.client import close_permit_join, observe_all
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from fleet_alerting.tasks.runtime import run_logger, step
 
 

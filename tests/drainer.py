@@ -41,7 +41,7 @@ from fleet_alerting.delivery.drain import drain
 from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
 from fleet_alerting.delivery.notifiers.slack_api import SlackApi, snapshot_message
 from fleet_alerting.delivery.notifiers.slack_webhook import Pacer, SlackWebhook
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 
 ROUTING_KEY = "R" * 32
 BOT_TOKEN = "xoxb-drainer-bot-token"

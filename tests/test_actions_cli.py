@@ -17,7 +17,7 @@ from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.policy import evaluate
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.store import actions as audit
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from fleet_alerting.surfaces.cli import main
 from fleet_alerting.surfaces.mcp_server import build_server
 from tests.operator_fleet import TOKEN, fleet_server

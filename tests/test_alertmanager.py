@@ -16,7 +16,7 @@ import yaml
 
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.alertmanager.client import Alertmanager
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from tests.fakes.fleet_api import FleetApiServer
 from tests.fakes.oncall import OnCallServer
 from tests.fakes.saas import PagerDutyServer

@@ -15,7 +15,7 @@ import yaml
 from fleet_alerting.config import load_config
 from fleet_alerting.core.incidents import State
 from fleet_alerting.store import actions as audit
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from fleet_alerting.surfaces.incident_actions import perform
 from tests.servers import start_alertmanager
 from tests.test_alertmanager import AM_CONFIG, post_alert

@@ -27,7 +27,7 @@ from fleet_alerting.sources.prometheus.judge import (
     NO_LONGER_REPORTED,
     evaluate_watches,
 )
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from tests.fakes.fleet_api import FleetApiServer, live_event
 from tests.fakes.http import FakeServer, Request, Response
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer

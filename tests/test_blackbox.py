@@ -15,7 +15,7 @@ import yaml
 from fleet_alerting.config.schema import BlackboxConfig
 from fleet_alerting.core.signals import Severity
 from fleet_alerting.sources.blackbox.client import ProbeTarget, load_targets, probe_all
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from tests.fakes.http import FakeServer, Request, Response
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 from tests.servers import Server, free_port, http_ready, require_binary

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from fleet_alerting.surfaces.cli import main
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "cli_mistakes.yaml").read_text())

@@ -30,8 +30,8 @@ from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.drain import drain
 from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
 from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
+from fleet_alerting.store.database import Store
 from fleet_alerting.store.outbox import OutboxItem
-from fleet_alerting.store.sqlite import Store
 from tests.drainer import BOT_TOKEN, ROUTING_KEY, Zygote, endpoints, wait_for
 from tests.fakes.http import FakeServer, Request, Response
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer

@@ -31,7 +31,7 @@ from fleet_alerting.sources.fleet_events.judge import (
     event_notifications,
     related_events,
 )
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from tests.fakes.fleet_api import FleetApiServer, live_event
 from tests.fakes.http import Response
 

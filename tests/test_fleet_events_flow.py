@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from fleet_alerting.sources.fleet_events.judge import CURSOR_KEY
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from tests.fakes.fleet_api import FleetApiServer, live_event
 from tests.fakes.saas import SlackWebhookServer
 

@@ -33,7 +33,7 @@ from fleet_alerting.sources.prometheus.judge import (
     source_of,
 )
 from fleet_alerting.sources.prometheus.judge import _links as watch_links
-from fleet_alerting.store.sqlite import Store, incidents_table
+from fleet_alerting.store.database import Store, incidents_table
 
 T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
 POLICY = PolicyConfig(open_after=2, resolve_after=2, repeat=timedelta(hours=1))

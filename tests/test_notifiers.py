@@ -16,7 +16,7 @@ from fleet_alerting.core.signals import Link, Severity, Signal
 from fleet_alerting.delivery.drain import build_notifiers, drain
 from fleet_alerting.delivery.notifiers import pagerduty
 from fleet_alerting.delivery.notifiers import slack_webhook as slack
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ import yaml
 
 from fleet_alerting.core.policy import PolicyConfig, evaluate
 from fleet_alerting.core.signals import Severity, Signal
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from fleet_alerting.surfaces.cli import main
 from tests.fakes.http import Response
 from tests.fakes.oncall import OnCallServer

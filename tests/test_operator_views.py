@@ -19,7 +19,7 @@ from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.drain import drain
 from fleet_alerting.delivery.notifiers import oncall
 from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook, render
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from fleet_alerting.surfaces.cli import main
 from tests.fakes.saas import SlackWebhookServer
 

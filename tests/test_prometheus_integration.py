@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from fleet_alerting.sources.prometheus.client import PrometheusClient, PrometheusError
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from tests.fakes.http import FakeServer, Request, Response
 from tests.fakes.saas import SlackWebhookServer
 from tests.servers import start_prometheus, wait_until

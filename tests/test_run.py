@@ -77,7 +77,7 @@ def test_without_an_api_the_watch_runs_plainly(target: str, tmp_path: Path) -> N
 def test_a_run_records_in_a_postgres_store(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """Every step of a run (the writability check, evaluate, deliver, prune) opens the configured
     store: `state.url` with its password secret, not a SQLite file."""
-    from fleet_alerting.store.sqlite import Store
+    from fleet_alerting.store.database import Store
     from tests.stores import new_database
 
     url = new_database(request)

@@ -146,7 +146,7 @@ def test_a_token_across_the_cut_never_leaks(pad: int, tmp_path: Path) -> None:
     from fleet_alerting.core.signals import Severity, Signal
     from fleet_alerting.delivery.drain import drain
     from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
-    from fleet_alerting.store.sqlite import Store
+    from fleet_alerting.store.database import Store
 
     now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
     signal = Signal("k", "test", True, Severity.warning, "api down", target="api")

@@ -30,7 +30,7 @@ from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.drain import build_notifiers, drain
 from fleet_alerting.delivery.notifiers.slack_webhook import ACTIONS_BLOCK, render
 from fleet_alerting.store import actions as audit
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from fleet_alerting.surfaces.slack_app import create_app
 from fleet_alerting.surfaces.slack_commands import sign
 from tests.fakes.http import Response

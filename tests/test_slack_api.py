@@ -23,7 +23,7 @@ from fleet_alerting.delivery.notifiers.oncall import OnCallWebhook
 from fleet_alerting.delivery.notifiers.slack_api import Pacer, SlackApi, snapshot_message
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.fleet_events.client import FleetEvent
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from tests.fakes.fleet_api import FleetApiServer
 from tests.fakes.http import Response
 from tests.fakes.oncall import OnCallServer

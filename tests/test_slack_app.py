@@ -287,7 +287,7 @@ def test_incidents_never_wait_for_the_write_lock(slack, tmp_path: Path) -> None:
     from fleet_alerting.core.incidents import Incident, State
     from fleet_alerting.core.policy import Evaluation
     from fleet_alerting.core.signals import Severity, Signal
-    from fleet_alerting.store.sqlite import Store
+    from fleet_alerting.store.database import Store
 
     client, _ = slack
     now = datetime.now(UTC)

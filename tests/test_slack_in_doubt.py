@@ -19,8 +19,8 @@ from fleet_alerting.delivery.drain import DrainReport, drain
 from fleet_alerting.delivery.notifiers import slack_api
 from fleet_alerting.delivery.notifiers.slack_api import EVENT_TYPE, SlackApi, snapshot_message
 from fleet_alerting.delivery.notifiers.slack_webhook import Pacer, render
+from fleet_alerting.store.database import Store
 from fleet_alerting.store.outbox import OutboxItem
-from fleet_alerting.store.sqlite import Store
 from tests.fakes.http import Response
 from tests.fakes.slack_api import SlackApiServer
 

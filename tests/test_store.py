@@ -21,8 +21,8 @@ from fleet_alerting.core.incidents import State
 from fleet_alerting.core.policy import PolicyConfig, evaluate
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.store import migrate
+from fleet_alerting.store.database import SCHEMA_VERSION, Retention, Store
 from fleet_alerting.store.errors import StoreError
-from fleet_alerting.store.sqlite import SCHEMA_VERSION, Retention, Store
 from tests.servers import free_port
 from tests.stores import new_database, raw_engine, write_lock_free, write_lock_held
 
@@ -474,7 +474,7 @@ def test_the_schema_is_whole_whatever_was_imported() -> None:
         f"importlib.import_module('fleet_alerting.store.{m.name}')\n"
         for m in pkgutil.iter_modules(store_package.__path__)
     )
-    show = "from fleet_alerting.store.sqlite import metadata; print(sorted(metadata.tables))"
+    show = "from fleet_alerting.store.database import metadata; print(sorted(metadata.tables))"
     only_sqlite, everything = (
         subprocess.run(
             [sys.executable, "-c", code + show], capture_output=True, text=True, check=True

@@ -20,7 +20,7 @@ from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.drain import Notifier, Unavailable, drain
 from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
 from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from tests.fakes.http import Response
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 
@@ -82,7 +82,7 @@ def test_crash_between_commit_and_delivery_replays_exactly_once(state_db: str) -
         from datetime import datetime, timedelta
         from fleet_alerting.core.policy import PolicyConfig
         from fleet_alerting.core.policy import evaluate
-        from fleet_alerting.store.sqlite import Store
+        from fleet_alerting.store.database import Store
         from tests.test_store_delivery import outage, PAGE_AT_ONCE, T0
         store = Store({db!r})
         store.record(evaluate([outage()], {{}}, lambda _s: PAGE_AT_ONCE, T0), T0)

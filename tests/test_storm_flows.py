@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from tests.fakes.http import FakeServer, Request, Response
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 from tests.mosquitto import Broker, start_mosquitto

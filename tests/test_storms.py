@@ -20,7 +20,7 @@ from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.policy import Evaluation, PolicyConfig, default_policies
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.core.storms import StormRules, decide
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "storms.yaml").read_text())
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)

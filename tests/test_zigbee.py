@@ -24,7 +24,7 @@ from fleet_alerting.sources.zigbee.client import (
     parse_state,
 )
 from fleet_alerting.sources.zigbee.judge import deadline, signals
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from fleet_alerting.tasks.zigbee import OPEN_SINCE, watch
 from tests.fakes.saas import SlackWebhookServer
 from tests.mosquitto import Broker, start_mosquitto

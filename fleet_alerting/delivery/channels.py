@@ -29,7 +29,7 @@ from fleet_alerting.delivery.snapshot import make_snapshot
 from fleet_alerting.http.errors import AdapterError
 
 CHANNELS = ("slack", "slack_mirror", "pagerduty", "oncall")
-ThreadStore = object  # fleet_alerting.store.sqlite.Store: incident(), set_thread()
+ThreadStore = object  # fleet_alerting.store.database.Store: incident(), set_thread()
 
 
 class Notifier(Protocol):

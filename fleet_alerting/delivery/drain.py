@@ -112,7 +112,7 @@ async def drain(
     owner: str | None = None,
 ) -> DrainReport:
     """Deliver what is due, every destination in its own lane, concurrently. `store` is a
-    fleet_alerting.store.sqlite.Store (its `queue`) or an Outbox."""
+    fleet_alerting.store.database.Store (its `queue`) or an Outbox."""
     outbox: Outbox = getattr(store, "queue", store)
     report = DrainReport()
     settings = _Settings(attempts_per_run, give_up_after, sleep, lease, park_after, paged_wait, now)

@@ -16,10 +16,10 @@ import sqlalchemy as sa
 
 from fleet_alerting.core.actions import Change
 from fleet_alerting.core.incidents import Incident
+from fleet_alerting.store.database import Store
 from fleet_alerting.store.metadata import metadata
 from fleet_alerting.store.outbox import queue
 from fleet_alerting.store.outbox import ts as _ts
-from fleet_alerting.store.sqlite import Store
 
 actions_table = sa.Table(
     "actions",

@@ -1,4 +1,4 @@
-"""The one MetaData every table of the store is declared on (sqlite.py, outbox.py, actions.py):
+"""The one MetaData every table of the store is declared on (database.py, outbox.py, actions.py):
 migrations compare a store with all of it."""
 
 import sqlalchemy as sa

@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the commands import what they need: `fleet-alerting --help` stays fast
-    from fleet_alerting.store.sqlite import Store
+    from fleet_alerting.store.database import Store
 
 DEFAULT_CONFIG = "config/example.yaml"
 

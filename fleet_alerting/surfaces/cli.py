@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # commands import what they need when they run: `routes test`
     from fleet_alerting.config import Config
     from fleet_alerting.config.checks import BlockCheck
     from fleet_alerting.core.incidents import Incident
-    from fleet_alerting.store.sqlite import Store
+    from fleet_alerting.store.database import Store
 
 DEFAULT_CONFIG = "config/example.yaml"
 Command = Callable[[argparse.Namespace], int]
@@ -238,7 +238,7 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace) -> Store:
-    from fleet_alerting.store.sqlite import Store  # SQLAlchemy: ~1 s of imports, only when needed
+    from fleet_alerting.store.database import Store  # SQLAlchemy: ~1 s of imports, only when needed
 
     return Store(_config(args.config).state)
 
@@ -310,7 +310,7 @@ def _since(text: str) -> datetime:
 
 def outbox(args: argparse.Namespace) -> int:
     from fleet_alerting.config.checks import destination
-    from fleet_alerting.store.sqlite import Store
+    from fleet_alerting.store.database import Store
 
     config = _config(args.config)
     store = Store(config.state)

@@ -22,7 +22,7 @@ from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.links import explore_url, logql_selector
 from fleet_alerting.sources.fleet_events.client import FleetApi
-from fleet_alerting.store.sqlite import Store, incidents_table
+from fleet_alerting.store.database import Store, incidents_table
 
 LEVELS = ("debug", "info", "warn", "warning", "error")
 _CORRELATION = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)

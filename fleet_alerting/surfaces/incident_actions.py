@@ -23,7 +23,7 @@ from fleet_alerting.delivery.drain import DrainReport, build_notifiers, drain
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.alertmanager.client import Alertmanager
 from fleet_alerting.store import actions as audit
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 
 # Alertmanager silences need an end: "until resolved" there lasts this long (Unsilence ends it).
 ALERTMANAGER_UNTIL_RESOLVED = timedelta(days=7)

@@ -21,7 +21,7 @@ from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.drain import build_notifiers, drain
-from fleet_alerting.store.sqlite import OutboxItem, Store
+from fleet_alerting.store.database import OutboxItem, Store
 
 SOURCE = "notify-test"
 SUMMARY = "TEST notification from fleet-alerting notify-test: no action needed"

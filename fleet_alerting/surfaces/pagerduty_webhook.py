@@ -30,7 +30,7 @@ from fleet_alerting.config import Config
 from fleet_alerting.core import actions
 from fleet_alerting.delivery.notifiers.pagerduty import dedup_key
 from fleet_alerting.store import actions as audit
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from fleet_alerting.surfaces.incident_actions import deliver_now
 
 log = logging.getLogger("fleet_alerting.surfaces.pagerduty_webhook")

@@ -35,7 +35,7 @@ from fleet_alerting.core.actions import ACTIONS, Action
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.delivery.notifiers.slack_webhook import ACTIONS_BLOCK, render
 from fleet_alerting.store import actions as audit
-from fleet_alerting.store.sqlite import Store
+from fleet_alerting.store.database import Store
 from fleet_alerting.surfaces.incident_actions import Outcome, parse_for, perform
 from fleet_alerting.surfaces.pagerduty_webhook import pagerduty_routes
 

@@ -269,7 +269,7 @@ def test_watch_incidents_from_the_store(tmp_path: Path) -> None:
     """The quarterly task reads the incident store into the noise statistics' records."""
     from fleet_alerting.core.incidents import Incident, State
     from fleet_alerting.core.signals import Severity, Signal
-    from fleet_alerting.store.sqlite import Store
+    from fleet_alerting.store.database import Store
     from fleet_alerting.tasks.audit import incident_records
 
     store = Store(tmp_path / "state.db")
