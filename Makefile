@@ -38,7 +38,7 @@ serve: setup
 test: setup servers
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/pytest -q -n 2 --dist loadfile  # two processes; a module's tests stay together
+	$(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder  # see README, Tests
 
 bench: setup servers
 	$(BIN)/python bench/probe_fanout.py

@@ -24,6 +24,18 @@ os.environ.setdefault("PREFECT_SERVER_DATABASE_TIMEOUT", "60")
 os.environ.setdefault("PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT", "30")
 
 
+# The longest modules first: `make test` runs two processes (pytest-xdist, a module's tests
+# together, in this order: --no-loadscope-reorder), and one that starts the 4-minute two-worker
+# test last finishes minutes after the other.
+LONGEST_FIRST = ("test_workers.py", "test_delivery_lanes.py", "test_deployments.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Stable: each module's tests stay together and in their order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     """In CI (`CI=true`) a test skipped because a server or tool is not installed fails: CI
