@@ -121,7 +121,12 @@ for _name in TEXTS:
 
 def digest_text(text: str) -> str:
     """A short stable fingerprint of a text (the same in every process, unlike hash())."""
-    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+    return digest_bytes(text.encode())
+
+
+def digest_bytes(data: bytes) -> str:
+    """`digest_text` of bytes."""
+    return hashlib.blake2b(data, digest_size=10).hexdigest()
 
 
 def digest(*parts: object) -> str:

@@ -183,6 +183,7 @@ class Store:
             outbox_engine = self._sqlite_engine(self.path, autocommit=True)
             sa.event.listen(self.engine, "handle_error", self._explain)
         self.dialect = self.engine.dialect.name
+        self._briefs_sql = _briefs_sql(self.engine.dialect)
         try:
             with self._read() as conn:
                 current = migrate.up_to_date(conn, metadata, SCHEMA_VERSION)
@@ -275,10 +276,15 @@ class Store:
 
     def _records(self, conn: sa.Connection) -> Records:
         row = incidents_table.c
-        query = sa.select(row.key, row.state, row.source, *(row[c] for c in _BRIEF_COLUMNS)).where(
-            row.state.in_(OPEN)
-        )
         parse = datetime.fromisoformat
+        # the driver's own cursor: a fleet-wide failure is thousands of briefs per run, and
+        # SQLAlchemy's rows and type processors cost more than reading them (bench/README.md)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(self._briefs_sql)
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
         briefs = {
             key: Brief(
                 state,
@@ -288,7 +294,7 @@ class Store:
                 successes or 0,
                 parse(onset) if onset else _EPOCH,
                 parse(notified) if notified else None,
-                acted is not False,  # unknown (written before schema 2): the full check
+                acted is None or bool(acted),  # unknown (written before schema 2): full check
                 inhibited_by,
                 group,
             )
@@ -304,7 +310,7 @@ class Store:
                 acted,
                 inhibited_by,
                 group,
-            ) in conn.execute(query)
+            ) in rows
         }
 
         def load(keys: Collection[str]) -> dict[str, Incident]:
@@ -438,6 +444,17 @@ class Store:
 
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def _briefs_sql(dialect: sa.Dialect) -> str:
+    """The open incidents' briefs, as SQL for this dialect (no parameters: the states are
+    constants)."""
+    row = incidents_table.c
+    query = sa.select(row.key, row.state, row.source, *(row[c] for c in _BRIEF_COLUMNS))
+    query = query.where(row.state.in_(OPEN))
+    return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
 _CHUNK = 500  # keys per `IN (...)`: below every backend's limit of bound parameters
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 from pydantic import ValidationError
 
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
@@ -201,8 +202,8 @@ def _parse_response(response: httpx.Response) -> QueryResult:
 
 def _json(response: httpx.Response) -> Any:
     try:
-        body = response.json()
-    except ValueError:
+        body = orjson.loads(response.content)  # thousands of samples: 2x the standard json
+    except orjson.JSONDecodeError:
         body = None
     if isinstance(body, dict):
         return body

@@ -18,8 +18,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import orjson
 import yaml
 
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
@@ -27,7 +28,7 @@ from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link, prometheus_graph_url
-from fleet_alerting.core.signals import Link, Severity, Signal, digest, digest_text
+from fleet_alerting.core.signals import Link, Severity, Signal, digest, digest_bytes
 from fleet_alerting.core.templates import NO_VALUE, format_value, render
 from fleet_alerting.sources.records import Malformed
 
@@ -78,8 +79,9 @@ def presence_query(watch: WatchConfig) -> str | None:
 # query results → signals --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Series:
+class Series(NamedTuple):
+    """One sample of an instant vector (a tuple: an answer holds thousands)."""
+
     labels: dict[str, str]
     value: float
 
@@ -340,8 +342,8 @@ def firing_signal(
     labels, value = series.labels, series.value
     key, target = keys(labels)
     shown = {k: v for k, v in labels.items() if k != "__name__"} if "__name__" in labels else labels
-    # the label order is Prometheus' (sorted by name); repr(value) tells 0 from -0.0 and NaN
-    fingerprint = digest_text(f"{keys.token}|{value!r}|{shown}")
+    # the label order is Prometheus' (sorted by name); repr(value) tells 0 from -0.0, NaN and Inf
+    fingerprint = digest_bytes(orjson.dumps((keys.token, repr(value), shown)))
     return Signal.deferred(
         key=key,
         source=keys.source,
