@@ -197,3 +197,34 @@ def test_a_store_written_before_light_records_gets_the_brief_of_its_open_inciden
         ("blackbox:target=dev1", "firing", 1, 1, 1, 0),
         ("blackbox:target=dev2", "resolved", 0, None, 0, None),  # never compared again
     ]
+
+
+def test_incidents_with_long_keys_that_inhibit_each_other_are_stored(state_db: str) -> None:
+    """A watch without key_labels keys its incidents by every label: keys of a kilobyte and
+    more. PostgreSQL limits an index entry to 2,704 bytes, so no index may hold several keys."""
+    import secrets
+
+    long_labels = {f"label_{i:02d}": secrets.token_hex(40) for i in range(16)}
+    signals = [
+        Signal(
+            key=incident_key("prometheus/AllLabels", long_labels | {"host": host}),
+            source="prometheus/AllLabels",
+            firing=True,
+            severity=Severity.warning,
+            summary=f"{host} fails",
+            labels=long_labels | {"host": host},
+        )
+        for host in ("pi-01", "pi-02")
+    ]
+    assert all(len(s.key) > 1400 for s in signals)
+    store = Store(state_db)
+    run = Run(store)
+    run(signals, T0)
+    opened = run(signals, T0 + timedelta(minutes=1))
+    cause, effect = sorted(opened.incidents, key=lambda i: i.key)
+    inhibited = replace(effect, inhibited_by=cause.key, group=cause.key)
+    store.record(Evaluation([cause, inhibited], []), T0 + timedelta(minutes=1))
+    stored = store.incident(effect.key)
+    assert stored is not None and stored.inhibited_by == cause.key
+    steady = run(signals, T0 + timedelta(minutes=2))
+    assert steady.notifications == []
