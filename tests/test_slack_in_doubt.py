@@ -260,3 +260,49 @@ def test_a_post_that_timed_out_but_arrived_is_found_by_the_retry(tmp_path: Path)
         assert len(api.posted) == 1 and len(api.looked) == 1
     ((_, receipt),) = report.sent
     assert f"found ts={api.posted[0].ts}" in receipt
+
+
+def test_a_post_answered_with_a_5xx_that_arrived_is_found_by_the_retry(tmp_path: Path) -> None:
+    """A 5xx may come from a proxy after Slack posted: the retry looks first, and finds it."""
+    store = Store(tmp_path / "state.sqlite")
+    now = datetime.now(UTC)
+    store.record(evaluate([incident_signal()], {}, lambda _s: TELL, now), now)
+    with SlackApiServer(BOT) as api:
+        api.fail_after_post.append(Response(502, "Bad Gateway"))
+        report = drain_once(store, api, now, threads=False)
+        assert len(api.posted) == 1 and len(api.looked) == 1
+    ((_, receipt),) = report.sent
+    assert f"found ts={api.posted[0].ts}" in receipt
+
+
+def test_a_thread_posted_but_not_recorded_is_found_not_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store fails right after the opening post (locked past its timeout): the message is
+    in doubt, and the next drain finds the thread instead of starting a second one."""
+    store = Store(tmp_path / "state.sqlite")
+    now = datetime.now(UTC)
+    store.record(evaluate([incident_signal()], {}, lambda _s: TELL, now), now)
+    record_thread = store.set_thread
+    failures = [OSError("database is locked")]
+
+    def set_thread(*args: object) -> bool:
+        if failures:
+            raise failures.pop()
+        return record_thread(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "set_thread", set_thread)
+    with SlackApiServer(BOT) as api:
+        first = drain_once(store, api, now, threads=True)
+        assert [r for _, r in first.retrying] and len(api.posted) == 1
+        (row,) = store.outbox(("queued",))
+        assert row.in_doubt
+        later = now + timedelta(minutes=5)
+        second = drain_once(store, api, later, threads=True)
+        assert len(api.top_level()) == 1  # one thread
+        thread = api.top_level()[0].ts
+        assert [p.thread_ts for p in api.posted] == [None, thread]  # and its snapshot
+    ((_, receipt),) = second.sent
+    assert f"thread found ts={thread}" in receipt
+    incident = store.incident(incident_signal().key)
+    assert incident is not None and incident.thread_ts == thread

@@ -289,7 +289,8 @@ class _Lane:
         except _Later as later:
             await self._failed(item, attempts, later.error, doubt)
         except Exception as exc:  # anything else: retry later, then park it
-            await self._unexpected(item, attempts, exc, doubt)
+            # in doubt: it may have come after a post (the thread could not be recorded)
+            await self._unexpected(item, attempts, exc, True)
         else:
             await self._sent(item, attempts, receipt)
         finally:

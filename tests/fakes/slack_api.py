@@ -52,6 +52,7 @@ class SlackApiServer(FakeServer):
         self.fail_next: list[Response] = []
         self.fail_history: list[Response] = []
         self.delay = 0.0  # seconds chat.postMessage takes to answer once it has posted
+        self.fail_after_post: list[Response] = []  # answers given although the post landed
         self.posted: list[Posted] = []
         self.looked: list[Request] = []  # history and replies requests
         self.orphans: list[dict] = []  # replies naming a thread_ts that is no message here
@@ -92,6 +93,8 @@ class SlackApiServer(FakeServer):
             self._last_ts = max(time.time(), self._last_ts + 0.000001)
             ts = f"{self._last_ts:.6f}"
         self.posted.append(Posted(channel, ts, body, time.monotonic()))
+        if self.fail_after_post:
+            return self.fail_after_post.pop(0)
         answer = {"ok": True, "channel": channel, "ts": ts, "message": {"ts": ts}}
         return Response(200, answer, delay=self.delay)
 
