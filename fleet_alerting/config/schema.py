@@ -412,6 +412,14 @@ class WatchConfig(Model):
     logs_line_filter: Template | None = None  # `|= "..."` after the selector
     enabled: bool = True
 
+    @field_validator("key_labels")
+    @classmethod
+    def _each_label_once(cls, labels: list[str]) -> list[str]:
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(f"listed more than once: {', '.join(twice)}")
+        return labels
+
     @model_validator(mode="after")
     def _absent_needs_metric(self) -> WatchConfig:
         if self.absent_is is not None and not self.metric:
