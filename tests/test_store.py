@@ -482,3 +482,22 @@ def test_the_schema_is_whole_whatever_was_imported() -> None:
         for code in ("", every)
     )
     assert only_sqlite == everything
+
+
+@pytest.mark.parametrize("collation", ["C", "und-x-icu", "en-US-x-icu"])
+def test_stored_timestamps_sort_as_times_under_any_collation(
+    request: pytest.FixtureRequest, collation: str
+) -> None:
+    """Compared as text in the database: a whole second beside a fraction of it must not
+    flip (ICU puts "." before "+")."""
+    from fleet_alerting.store.outbox import ts
+
+    second = datetime(2026, 12, 6, 10, 0, 0, tzinfo=UTC)
+    moments = [second, second + timedelta(microseconds=500_000), second + timedelta(seconds=1)]
+    moments += [second - timedelta(microseconds=1), second + timedelta(microseconds=1)]
+    with raw_engine(new_database(request)).connect() as conn:
+        for a in moments:
+            for b in moments:
+                query = f'SELECT CAST(:a AS text) COLLATE "{collation}" < CAST(:b AS text)'
+                earlier = conn.execute(sa.text(query), {"a": ts(a), "b": ts(b)}).scalar_one()
+                assert earlier == (a < b), (ts(a), ts(b), collation)

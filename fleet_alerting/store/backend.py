@@ -9,10 +9,9 @@ operator actions and upgrades run one at a time there too, while reads and outbo
 locks, `FOR UPDATE SKIP LOCKED`) go on beside them.
 
 Timestamps are stored as UTC ISO strings (`outbox.ts`) on both, and compared as strings: the
-format is the same on both backends (it is made in Python), and since every one ends in +00:00
-and differs only in digits at fixed places (or in fractional digits that only follow the seconds),
-the order is the same under byte order and under a locale's collation, which orders by the digits
-first.
+format is the same on both backends (it is made in Python), and every one has the same width
+(microseconds always written, +00:00 at the end), so two differ only in digits at fixed places
+and the order is the same under byte order and under any collation.
 """
 
 from __future__ import annotations

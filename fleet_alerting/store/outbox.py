@@ -83,7 +83,9 @@ def _queue(dialect: str) -> Any:
 
 
 def ts(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
+    """UTC, always with microseconds: one width, so text order is time order in any collation
+    (without them, an ICU collation puts "10:00:00.5+00:00" before "10:00:00+00:00")."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def queue(conn: sa.Connection, notifications: Sequence[Notification], now: datetime) -> int:
