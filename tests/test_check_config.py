@@ -50,6 +50,8 @@ def test_check_config_table(
     assert err.splitlines() == [fill(e) for e in case["errors"]]
     for line in case.get("out", []):
         assert fill(line) in out.splitlines() or fill(line) in out
+    for text in case.get("not_out", []):
+        assert fill(text) not in out
     assert "CANARY" not in out + err
 
 

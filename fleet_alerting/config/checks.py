@@ -9,7 +9,6 @@ in by the caller (it needs a reachable API).
 from __future__ import annotations
 
 import glob
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from fleet_alerting.config.schema import Config
+from fleet_alerting.config.schema import SLACK_CHANNEL_ID, Config
 from fleet_alerting.config.secrets import SecretRef
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.signals import Severity
@@ -113,9 +112,6 @@ def _pagers(config: Config) -> Iterator[Finding]:
                 )
 
 
-_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
-
-
 def _channel_names(config: Config) -> Iterator[Finding]:
     """With a bot token, a message whose delivery is in doubt (a killed drainer, a timed-out
     post) is looked for in the channel before it is posted again; Slack's history methods take
@@ -123,9 +119,10 @@ def _channel_names(config: Config) -> Iterator[Finding]:
     slack = config.notify.slack
     if slack is None or slack.bot_token is None:
         return
-    for key in ("channel", "mirror_channel"):
+    keys = ["channel"] if slack.mirror_webhook else ["channel", "mirror_channel"]
+    for key in keys:  # a mirror webhook posts without looking: its channel is only a label
         name = getattr(slack, key)
-        if not _CHANNEL_ID.fullmatch(name):
+        if not SLACK_CHANNEL_ID.fullmatch(name):
             yield Finding(
                 ("notify", "slack", key),
                 f"{name!r} is a channel name: with a bot token give the channel id (C0…), or a "

@@ -64,6 +64,10 @@ class FileSecret(SecretRef):
     file: ConfigPath | None = None
 
 
+# a Slack channel id (C… public, G… private, D… direct), as the history methods need it
+SLACK_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
+
+
 class SlackConfig(Model):
     webhook: FileSecret | None = None
     channel: str = "#operations"
@@ -196,6 +200,10 @@ class StateConfig(Model):
         if value.get("url") is None:
             if value.get("password") is not None:
                 raise ValueError("state.password is the PostgreSQL password: give state.url too")
+            if value.get("connect_timeout") is not None:
+                raise ValueError(
+                    "state.connect_timeout is how long to wait for PostgreSQL: give state.url too"
+                )
             if value.get("path") is None:
                 return {**value, "path": "state/fleet-alerting.sqlite"}
         return value

@@ -16,7 +16,6 @@ a private channel).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from fleet_alerting.config.schema import SLACK_CHANNEL_ID
 from fleet_alerting.core.incidents import Incident, Kind, Notification
 from fleet_alerting.core.signals import Link
 from fleet_alerting.delivery.notifiers.slack_webhook import (
@@ -57,7 +57,6 @@ MAYBE_POSTED = {"internal_error", "fatal_error", "service_unavailable", "request
 NO_THREAD_NOTE = "no incident thread: no Slack bot token configured"
 EVENT_TYPE = "fleet_alerting_notification"  # message metadata: which notification, which part
 MESSAGE, SNAPSHOT = "message", "snapshot"
-CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
 LOOK_BACK_MARGIN = timedelta(minutes=5)  # Slack's clock against ours
 LOOK_PAGE, LOOK_PAGES = 200, 5  # a bounded look: past 1,000 newer messages it posts anyway
 _learned_ids: dict[tuple[str, str], str] = {}  # (api url, channel name) → id, from answers
@@ -214,7 +213,7 @@ class SlackApi:
     def _channel_id(self) -> str | None:
         """Slack's history methods take a channel id, not a name: the configured channel if it
         is an id, else the id Slack answered with when this process last posted to it."""
-        if CHANNEL_ID.fullmatch(self.channel):
+        if SLACK_CHANNEL_ID.fullmatch(self.channel):
             return self.channel
         return _learned_ids.get((self.api_url, self.channel))
 
@@ -336,7 +335,7 @@ class SlackApi:
             )
         if "ts" not in answer:
             raise AdapterError(f"{self.name}: answer lacks ts", permanent=False, maybe_sent=True)
-        if answer.get("channel") and not CHANNEL_ID.fullmatch(target):
+        if answer.get("channel") and not SLACK_CHANNEL_ID.fullmatch(target):
             _learned_ids[(self.api_url, target)] = str(answer["channel"])
         return answer
 
