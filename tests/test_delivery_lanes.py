@@ -189,7 +189,8 @@ def kill_loop(
     assert sum(expected(store).values()) == 100 * 8
     kills, rng = 0, random.Random(20261127)
     # Slack paced as in production (min_interval 1 s: Slack takes ~1 message/s per channel)
-    paced = ("--lease", "1", "--paged-wait", "1", "--slack-interval", "1")
+    # a lease of 3 s: a paced post (up to 1 s of pacing) fits in its claim
+    paced = ("--lease", "3", "--paged-wait", "1", "--slack-interval", "1")
     zygote = Zygote(db, tmp_path / "results", urls, *paced)
     for _ in range(200):
         (pid,) = zygote.fork()
@@ -204,7 +205,7 @@ def kill_loop(
     zygote.close()
     assert kills == kills_wanted, "the outbox drained before enough kills: queue more"
     before_final()
-    final = drainer(db, urls, "--until-empty", "--lease", "1", "--paged-wait", "1")
+    final = drainer(db, urls, "--until-empty", "--lease", "3", "--paged-wait", "1")
     report = json.loads(final.communicate(timeout=180)[0])
     assert "timeout" not in report
     if store.path is not None:

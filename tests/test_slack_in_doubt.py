@@ -306,3 +306,30 @@ def test_a_thread_posted_but_not_recorded_is_found_not_started_again(
     assert f"thread found ts={thread}" in receipt
     incident = store.incident(incident_signal().key)
     assert incident is not None and incident.thread_ts == thread
+
+
+def test_a_send_stops_before_its_claim_runs_out_and_the_retry_finds_it(tmp_path: Path) -> None:
+    """A send still waiting for Slack when 90 % of its claim has passed stops (another drainer
+    may take the message over after that); the message is in doubt, and is found, not reposted."""
+    store = Store(tmp_path / "state.sqlite")
+    now = datetime.now(UTC)
+    store.record(evaluate([incident_signal()], {}, lambda _s: TELL, now), now)
+    with SlackApiServer(BOT) as api:
+        api.delay = 3  # posts at once, answers after 3 s: past 90 % of a 2 s claim
+
+        async def short_claim() -> DrainReport:
+            async with httpx.AsyncClient() as client:
+                slack = notifier(client, api, None)
+                slack.timeout = 10  # the notifier would wait: the claim decides
+                return await drain(store, {"slack": slack}, lambda: now, lease=timedelta(seconds=2))
+
+        first = asyncio.run(short_claim())
+        ((_, reason),) = first.retrying
+        assert "still sending when 90% of its claim had passed" in reason
+        (row,) = store.outbox(("queued",))
+        assert row.in_doubt
+        api.delay = 0
+        second = drain_once(store, api, now + timedelta(minutes=5), threads=False)
+        assert len(api.posted) == 1
+    ((_, receipt),) = second.sent
+    assert f"found ts={api.posted[0].ts}" in receipt

@@ -64,6 +64,7 @@ __all__ = [
 ]
 
 MAX_WAIT = 30.0  # longest in-run wait, even if Retry-After asks for more
+CLAIM_SHARE = 0.9  # a send stops (in doubt, tried again) once this share of its lease passed
 DESTINATION_RECHECK = 0.5  # seconds
 PAGE_POLL = 0.02  # seconds between looks at a page a Slack "paged" message waits for
 MAX_SKIPPED_PER_RUN = 5000  # a lane's run ends after this many messages (bounds `done`)
@@ -276,14 +277,27 @@ class _Lane:
                         raise _Later(exc) from None
                 raise
 
+        # never sending past the claim: once it runs out another drainer may take it over
+        claim = asyncio.timeout(self.s.lease.total_seconds() * CLAIM_SHARE)
         try:
-            receipt = await with_retries(
-                attempt,
-                self.s.attempts_per_run,
-                max_wait=MAX_WAIT,
-                sleep=self.s.sleep,
-                on_attempt=counted,
+            async with claim:
+                receipt = await with_retries(
+                    attempt,
+                    self.s.attempts_per_run,
+                    max_wait=MAX_WAIT,
+                    sleep=self.s.sleep,
+                    on_attempt=counted,
+                )
+        except TimeoutError as exc:
+            if not claim.expired():
+                await self._unexpected(item, attempts, exc, True)
+                return
+            late = AdapterError(
+                f"still sending when {CLAIM_SHARE:.0%} of its claim had passed: tried again later",
+                permanent=False,
+                maybe_sent=True,
             )
+            await self._failed(item, attempts, late, True)
         except AdapterError as exc:
             await self._failed(item, attempts, exc, doubt)
         except _Later as later:
