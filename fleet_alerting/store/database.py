@@ -340,10 +340,6 @@ class Store:
             return 0
         return queue(conn, evaluation.notifications, now)
 
-    def update_incident(self, incident: Incident, now: datetime) -> None:
-        with self.engine.begin() as conn:
-            self._upsert_incidents(conn, [incident], now)
-
     def set_thread(self, key: str, onset: datetime, channel: str, ts: str, now: datetime) -> bool:
         """Remember the Slack thread of the incident `key` that began at `onset`: two columns of
         its row, written in one statement so a concurrent evaluation is not overwritten. False if

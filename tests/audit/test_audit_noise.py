@@ -268,6 +268,7 @@ def test_audit_cli_with_noise(history_prometheus: str, tmp_path: Path, cli) -> N
 def test_watch_incidents_from_the_store(tmp_path: Path) -> None:
     """The quarterly task reads the incident store into the noise statistics' records."""
     from fleet_alerting.core.incidents import Incident, State
+    from fleet_alerting.core.policy import Evaluation
     from fleet_alerting.core.signals import Severity, Signal
     from fleet_alerting.store.database import Store
     from fleet_alerting.tasks.audit import incident_records
@@ -287,7 +288,7 @@ def test_watch_incidents_from_the_store(tmp_path: Path) -> None:
             resolved_at=t + timedelta(minutes=minutes),
             paged_at=t + timedelta(minutes=1) if paged else None,
         )
-        store.update_incident(inc, t)
+        store.record(Evaluation([inc], []), t)
     store.close()
     records = incident_records(str(tmp_path / "state.db"))
     df = watch_table(records, START, NOW, flap_seconds=300).set_index("watch")
