@@ -31,6 +31,7 @@ from uuid import UUID
 import httpx
 
 from fleet_alerting.config import ConfigError, load_config
+from fleet_alerting.config.schema import Config
 from fleet_alerting.config.secrets import redact
 from fleet_alerting.deployments.local import (
     STARTUP_SETTING,
@@ -136,6 +137,8 @@ def serve_all(config_path: str, out: Print = print) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    for problem in _problems(config, config_path):
+        print(f"warning: {problem}", file=sys.stderr)
     planned, skipped = plan(config, Path(config_path))
     for note in skipped:
         out(note)
@@ -150,14 +153,20 @@ def serve_all(config_path: str, out: Print = print) -> int:
                     "PREFECT_API_URL and serve starts its own"
                 )
             asyncio.run(execute(planned, api, out))
+            out("serve: stopped")
             return 0
         with local_server() as url:
             write_marker(url)
             try:
-                out(f"Started a local Prefect server: UI at {url.removesuffix('/api')}")
+                ui = url.removesuffix("/api")
+                out(
+                    f"Started a local Prefect server: UI at {ui} (API {url}: `fleet-alerting run` "
+                    "and `trigger` on this machine find it)"
+                )
                 asyncio.run(execute(planned, url, out))
             finally:
                 remove_marker()
+            out("serve: stopped, and its Prefect server with it")
     except ServeError as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return 2
@@ -167,6 +176,16 @@ def serve_all(config_path: str, out: Print = print) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _problems(config: Config, config_path: str) -> list[str]:
+    """What check-config calls errors (a secret file missing...): said at start, not fatal —
+    the watches that do not need it still run; those that do fail with the same words."""
+    from fleet_alerting.config.checks import check
+    from fleet_alerting.config.loader import locate
+
+    found = [f for f in check(config, None) if f.level == "error"]
+    return [f"{locate(Path(config_path), f.loc)}: {f.message}" for f in found]
 
 
 def _poll_seconds(planned: list[Planned]) -> float:

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from fleet_alerting.deployments.local import find_api
+
 Print = Callable[[str], None]
 
 
@@ -21,17 +23,30 @@ async def trigger(
 ) -> int:
     """Exit code: 0 when created (or, waiting, completed), 1 when the run ended otherwise,
     2 when there is no server or no such deployment."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-    from prefect.settings import PREFECT_API_URL
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    api = PREFECT_API_URL.value()
-    if not api:
+    found = find_api()  # PREFECT_API_URL, else the server of a running `fleet-alerting serve`
+    if found.url is None:
         out(
-            "no Prefect server: PREFECT_API_URL is not set. Start one with `fleet-alerting serve` "
-            "(it prints its address) or point PREFECT_API_URL at yours."
+            "no Prefect server: PREFECT_API_URL is not set and no `fleet-alerting serve` is "
+            "running. Start one with `fleet-alerting serve` or point PREFECT_API_URL at yours."
         )
         return 2
+    with temporary_settings(updates={PREFECT_API_URL: found.url}):
+        return await _trigger(deployment, parameters, wait, poll_seconds, out, found.url)
+
+
+async def _trigger(
+    deployment: str,
+    parameters: dict[str, Any],
+    wait: bool,
+    poll_seconds: float,
+    out: Print,
+    api: str,
+) -> int:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
     async with get_client() as client:
         if await client.api_healthcheck() is not None:
             out(f"no Prefect server reachable at {api}")

@@ -87,6 +87,8 @@ def run_demo(
     def probe_round(why: str) -> None:
         started = time.monotonic()
         summary = asyncio.run(run_round(str(config_path)))
+        if isinstance(summary, dict):
+            summary = ", ".join(f"{name} {value}" for name, value in summary.items())
         print(f"\n>>> {why}: {summary}\n", flush=True)
         time.sleep(max(0.0, rounds_seconds - (time.monotonic() - started)))
 
@@ -101,6 +103,12 @@ def run_demo(
     probe_round("API still healthy")
     server.shutdown()
     show(config_path)
+    print(
+        "\nNext (README, \"Going live\"): copy config/example.yaml, create the secret files it "
+        "names,\nconfigure Slack and PagerDuty, set notify.dry_run: false, then run "
+        "`fleet-alerting check-config`,\n`fleet-alerting notify-test --to all` and "
+        "`fleet-alerting serve --config YOUR.yaml`."
+    )
     return 0
 
 

@@ -55,7 +55,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 def test_trigger_with_an_unreachable_prefect_api() -> None:
     done = cli(
-        "trigger", "blackbox-probe/every-minute", env={"PREFECT_API_URL": "http://127.0.0.1:9/api"}
+        "trigger", "blackbox-probe/scheduled", env={"PREFECT_API_URL": "http://127.0.0.1:9/api"}
     )
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stdout + done.stderr

@@ -27,17 +27,16 @@ HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budge
 HEADLESS += ["--window-size=1400,1000"]
 
 
-def test_trigger_without_a_server_says_so() -> None:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
+def test_trigger_without_a_server_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from fleet_alerting.deployments.trigger import trigger
 
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))  # no running serve's address there
     lines: list[str] = []
-    with temporary_settings(updates={PREFECT_API_URL: None}):
-        assert (
-            asyncio.run(trigger("blackbox-probe/scheduled", {}, wait=True, out=lines.append)) == 2
-        )
-    assert lines[0].startswith("no Prefect server: PREFECT_API_URL is not set")
+    assert asyncio.run(trigger("blackbox-probe/scheduled", {}, wait=True, out=lines.append)) == 2
+    assert lines[0].startswith(
+        "no Prefect server: PREFECT_API_URL is not set and no `fleet-alerting serve` is running"
+    )
 
 
 def test_prefect_yaml_matches_the_schedules() -> None:
@@ -111,6 +110,25 @@ def test_the_audit_is_served_with_paths_relative_to_the_config(tmp_path: Path) -
         "expectations_file": str(tmp_path / "conf/audit/expectations.yaml"),
         "out_dir": str(tmp_path / "reports"),
     }
+
+
+def test_serve_says_at_start_what_check_config_would_refuse(tmp_path: Path) -> None:
+    """A secret file that is missing breaks the watches that need it: serve says so at once,
+    in check-config's words, instead of leaving it to their runs' logs."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "notify:\n  dry_run: true\n  slack:\n    webhook: {file: missing.url}\n"
+        "state: {path: state.sqlite}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    done = subprocess.run(
+        [*CLI, "serve", "--config", str(path)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1  # and nothing to serve
+    assert done.stderr.splitlines()[0] == (
+        f"warning: {path}:4: notify.slack.webhook: cannot read secret file {tmp_path}/missing.url:"
+        " No such file or directory"
+    )
 
 
 def test_intervals_below_10s_are_refused(tmp_path: Path) -> None:
@@ -244,6 +262,17 @@ def test_serve_without_a_server_starts_one_whose_ui_shows_the_runs(tmp_path: Pat
         )
         assert ran.returncode == 0, ran.stderr
         assert "recorded in the Prefect server of the running `serve`" in ran.stderr
+        # on demand, without PREFECT_API_URL: `trigger` finds the running serve's server too
+        triggered = subprocess.run(
+            [*CLI, "trigger", "blackbox-probe/scheduled", "--wait"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert triggered.returncode == 0, triggered.stdout + triggered.stderr
+        assert ": Completed" in triggered.stdout, triggered.stdout
         wait_until(lambda: len(completed()) >= 3, 60, "the run recorded")
         page = subprocess.run(
             [chromium, *HEADLESS, "--dump-dom", f"{ui}/v2/runs"],

@@ -98,7 +98,7 @@ async def write_tools(config: Path) -> tuple[set[str], str]:
         await session.initialize()
         names = {tool.name for tool in (await session.list_tools()).tools}
         result = await session.call_tool(
-            "trigger_deployment", {"deployment": "blackbox-probe/every-minute"}
+            "trigger_deployment", {"deployment": "blackbox-probe/scheduled"}
         )
         return names, result.content[0].text
 
@@ -157,18 +157,18 @@ def test_http_requires_its_own_token(tmp_path: Path) -> None:
     "deployment, parameters, refusal",
     [
         (
-            "zigbee-probe/every-minute",
+            "zigbee-probe/scheduled",
             {"config_path": "/etc/passwd"},
             "config_path: must stay inside the configuration directory",
         ),
         (
-            "zigbee-probe/every-minute",
+            "zigbee-probe/scheduled",
             {"config_path": "../../etc/passwd"},
             "config_path: must stay inside the configuration directory",
         ),
-        ("zigbee-probe/every-minute", {"config_path": 7}, "config_path: not of the expected type"),
+        ("zigbee-probe/scheduled", {"config_path": 7}, "config_path: not of the expected type"),
         (
-            "zigbee-probe/every-minute",
+            "zigbee-probe/scheduled",
             {"shell": "rm -rf /"},
             "unknown parameter (known: config_path)",
         ),

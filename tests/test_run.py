@@ -177,3 +177,32 @@ def test_default_state_lands_beside_the_config_wherever_run_starts(tmp_path: Pat
     ran = _run(config, tmp_path / "home")  # started in the repository, not beside the config
     assert ran.returncode == 0, ran.stderr
     assert (tmp_path / "conf" / "state" / "fleet-alerting.sqlite").exists()
+
+
+def test_the_demo_shows_an_incident_told_paged_and_resolved(tmp_path: Path) -> None:
+    """README's first command (`make demo`): the shipped example config against a stand-in
+    Fleet API — fail, Slack and the mirror told, PagerDuty paged, recovery, resolved."""
+    clean = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    done = subprocess.run(
+        [*CLI, "demo", "--interval", "1"],
+        cwd=ROOT,
+        env=clean | {"PREFECT_HOME": str(tmp_path / "home")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    shown = done.stdout.split("Notifications (local outbox")[1]
+    sent = [
+        line.split()[1:3]
+        for line in shown.splitlines()
+        if line.startswith("  ") and ":" in line[:12]
+    ]
+    assert ["slack", "opened"] in sent and ["slack_mirror", "opened"] in sent
+    assert ["pagerduty", "paged"] in sent and ["pagerduty", "resolved"] in sent
+    assert ["slack", "resolved"] in sent
+    assert (
+        ">>> API starts failing: " in done.stdout and "{" not in done.stdout.split(">>>")[1][:200]
+    )
+    assert "resolved" in shown.split("Incidents:")[1]
+    assert done.stdout.rstrip().endswith("`fleet-alerting serve --config YOUR.yaml`.")

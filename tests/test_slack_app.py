@@ -136,11 +136,11 @@ def test_refused_requests(slack) -> None:
 def test_run_only_for_allowed_users(slack) -> None:
     client, _ = slack
     triggered.clear()
-    refused = text_of(client.command("run blackbox-probe/every-minute", user="U0INTRUDER"))
+    refused = text_of(client.command("run blackbox-probe/scheduled", user="U0INTRUDER"))
     assert "limited to the users and channels in config" in refused and triggered == []
-    done = text_of(client.command("run blackbox-probe/every-minute", user="U0OPS"))
+    done = text_of(client.command("run blackbox-probe/scheduled", user="U0OPS"))
     assert "created flow run brave-otter" in done
-    assert triggered == ["blackbox-probe/every-minute"]
+    assert triggered == ["blackbox-probe/scheduled"]
 
 
 def test_run_with_a_malformed_deployment_name_is_a_usage_answer(slack) -> None:
@@ -333,9 +333,9 @@ def test_errors_name_the_system_that_failed(tmp_path: Path) -> None:
     with fleet_server() as fleet:
         config = load_config(write_config(tmp_path, fleet.url, answer_within="0.3s"))
         with TestClient(create_app(config, slow_trigger)) as client:
-            answer = text_of(Slack(client).command("run blackbox-probe/every-minute", user="U0OPS"))
+            answer = text_of(Slack(client).command("run blackbox-probe/scheduled", user="U0OPS"))
         with TestClient(create_app(config, broken_trigger)) as client:
-            broken = text_of(Slack(client).command("run blackbox-probe/every-minute", user="U0OPS"))
+            broken = text_of(Slack(client).command("run blackbox-probe/scheduled", user="U0OPS"))
         (tmp_path / "state.sqlite").write_bytes(b"this is not a database" * 100)
         with TestClient(create_app(config, record_trigger)) as client:
             store = text_of(Slack(client).command("incidents"))

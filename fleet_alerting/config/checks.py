@@ -135,7 +135,7 @@ def destination(config: Config, channel: str) -> str:
     """Where messages of one channel go, in an operator's words."""
     slack, notify = config.notify.slack, config.notify
     if notify.dry_run:
-        return "the local outbox (dry run)"
+        return f"{channel} (dry run: the local outbox)"
     if channel == "slack":
         if slack and slack.bot_token:
             return f"Slack {slack.channel} (bot, threads)"
@@ -163,7 +163,7 @@ def policy_summary(config: Config, severity: Severity) -> str:
         missing = [p for p in policy.page if getattr(config.notify, p) is None]
         after = format_duration(policy.page_after, exact=True)
         if config.notify.dry_run:
-            real, missing = ["the local outbox (dry run)"], []
+            real, missing = [" + ".join(policy.page) + " (dry run: the local outbox)"], []
         if real:
             parts.append(f"pages {' + '.join(real)} after {after} of failure")
         if missing:

@@ -84,7 +84,7 @@ def deployment_name_problem(name: str) -> str | None:
     if not sep or not flow or not deployment or "/" in deployment:
         return (
             f"{name!r} is not a deployment name: expected FLOW/DEPLOYMENT, "
-            "e.g. blackbox-probe/every-minute"
+            "e.g. blackbox-probe/scheduled"
         )
     return None
 
