@@ -104,7 +104,7 @@ def run_demo(
     server.shutdown()
     show(config_path)
     print(
-        "\nNext (README, \"Going live\"): copy config/example.yaml, create the secret files it "
+        '\nNext (README, "Going live"): copy config/example.yaml, create the secret files it '
         "names,\nconfigure Slack and PagerDuty, set notify.dry_run: false, then run "
         "`fleet-alerting check-config`,\n`fleet-alerting notify-test --to all` and "
         "`fleet-alerting serve --config YOUR.yaml`."
