@@ -62,10 +62,11 @@ def check_config(args: argparse.Namespace) -> int:
     if errors:
         return 1
     bb = config.blackbox
-    watches = [
-        f"blackbox {len(bb.targets)} target(s) + {len(bb.file_sd)} file_sd group(s)",
-        f"zigbee {len(config.zigbee.coordinators)} coordinator(s)",
-    ]
+    watches = []
+    if bb.targets or bb.file_sd:
+        watches.append(f"blackbox {len(bb.targets)} target(s) + {len(bb.file_sd)} file_sd group(s)")
+    if config.zigbee.coordinators:
+        watches.append(f"zigbee {len(config.zigbee.coordinators)} coordinator(s)")
     if config.prometheus.url:
         watches.append(f"prometheus {len(config.prometheus.watches)} extra watch(es)")
     watches += [name for name in ("alertmanager", "fleet_api") if getattr(config, name)]
@@ -74,7 +75,8 @@ def check_config(args: argparse.Namespace) -> int:
     sent = ""
     if config.notify.dry_run:
         sent = "; notifications to local outbox (dry run), nothing sent"
-    print(f"{path}: ok — {', '.join(watches)}; {refs} secret reference(s) resolve{sent}")
+    watched = ", ".join(watches) or "no watch configured"
+    print(f"{path}: ok — {watched}; {refs} secret reference(s) resolve{sent}")
     print(f"  state: {_describe_state(config)}")
     for severity in Severity:
         print(f"  {policy_summary(config, severity)}")
