@@ -25,15 +25,16 @@ async def trigger(
     2 when there is no server or no such deployment."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    found = find_api()  # PREFECT_API_URL, else the server of a running `fleet-alerting serve`
-    if found.url is None:
+    # Prefect's setting (environment, profile), else the server of a running `fleet-alerting serve`
+    api = PREFECT_API_URL.value() or find_api().url
+    if not api:
         out(
             "no Prefect server: PREFECT_API_URL is not set and no `fleet-alerting serve` is "
             "running. Start one with `fleet-alerting serve` or point PREFECT_API_URL at yours."
         )
         return 2
-    with temporary_settings(updates={PREFECT_API_URL: found.url}):
-        return await _trigger(deployment, parameters, wait, poll_seconds, out, found.url)
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        return await _trigger(deployment, parameters, wait, poll_seconds, out, api)
 
 
 async def _trigger(

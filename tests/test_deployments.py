@@ -28,12 +28,16 @@ HEADLESS += ["--window-size=1400,1000"]
 
 
 def test_trigger_without_a_server_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from fleet_alerting.deployments.trigger import trigger
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path))  # no running serve's address there
     lines: list[str] = []
-    assert asyncio.run(trigger("blackbox-probe/scheduled", {}, wait=True, out=lines.append)) == 2
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        done = asyncio.run(trigger("blackbox-probe/scheduled", {}, wait=True, out=lines.append))
+    assert done == 2
     assert lines[0].startswith(
         "no Prefect server: PREFECT_API_URL is not set and no `fleet-alerting serve` is running"
     )

@@ -279,14 +279,9 @@ class Store:
     def _records(self, conn: sa.Connection) -> Records:
         row = incidents_table.c
         parse = datetime.fromisoformat
-        # the driver's own cursor: a fleet-wide failure is thousands of briefs per run, and
-        # SQLAlchemy's rows and type processors cost more than reading them (bench/README.md)
-        cursor = conn.connection.cursor()
-        try:
-            cursor.execute(self._briefs_sql)
-            rows = cursor.fetchall()
-        finally:
-            cursor.close()
+        # plain SQL, no type processors: a fleet-wide failure is thousands of briefs per run,
+        # and converting them cost more than reading them (bench/README.md)
+        rows = conn.exec_driver_sql(self._briefs_sql).all()
         briefs = {
             key: Brief(
                 state,
