@@ -7,7 +7,6 @@ file's folder, so a config and its secrets/ and targets move together.
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -37,12 +36,8 @@ from fleet_alerting.core.windows import ScheduledWindow
 
 
 def _relative_to_config(path: Path, info: ValidationInfo) -> Path:
-    """Relative to the config's folder, and cleaned as Prometheus' filepath.Join does
-    (`config/../state` is `state`), so messages name the file an operator would look for."""
     base = (info.context or {}).get("base_dir")
-    if path.is_absolute() or base is None:
-        return path
-    return Path(os.path.normpath(Path(base) / path))
+    return path if path.is_absolute() or base is None else Path(base) / path
 
 
 ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
