@@ -228,3 +228,26 @@ def test_incidents_with_long_keys_that_inhibit_each_other_are_stored(state_db: s
     assert stored is not None and stored.inhibited_by == cause.key
     steady = run(signals, T0 + timedelta(minutes=2))
     assert steady.notifications == []
+
+
+def test_a_postgresql_store_of_schema_2_drops_the_brief_index(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Schema 2 made the covering brief index on PostgreSQL too: the upgrade drops it, and
+    kilobyte keys that inhibit each other are stored."""
+    from tests.stores import new_database, raw_engine
+
+    db = new_database(request)
+    Store(db).close()
+    columns = "state, key, source, fingerprint, failures, successes, onset, notified_at, acted"
+    with raw_engine(db).begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE INDEX ix_incidents_brief ON incidents ({columns}, inhibited_by, grouped_in)"
+        )
+        conn.exec_driver_sql("UPDATE store_meta SET value = '2' WHERE key = 'schema_version'")
+    store = Store(db)
+    assert store.upgraded_from == 2
+    with raw_engine(db).connect() as conn:
+        indexes = {i["name"] for i in sa.inspect(conn).get_indexes("incidents")}
+    assert "ix_incidents_brief" not in indexes and "ix_incidents_state_resolved_at" in indexes
+    test_incidents_with_long_keys_that_inhibit_each_other_are_stored(db)

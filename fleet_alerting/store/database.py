@@ -92,7 +92,8 @@ values_table = sa.Table(
 
 # 0: main before versions (c4597d7); 1: episode, resolved_at and the thread in columns;
 # 2: the brief (fingerprint, counters, onset, last notified, acted, inhibition, group) in columns
-SCHEMA_VERSION = 2
+# 3: PostgreSQL drops the covering brief index (its entries could pass 2,704 bytes)
+SCHEMA_VERSION = 3
 OPEN = [State.pending.value, State.firing.value, State.paged.value]
 
 _BRIEF_COLUMNS = (
@@ -523,7 +524,12 @@ def _upgrade_to_2(conn: sa.Connection) -> None:
         )
 
 
-_STEPS: dict[int, migrate.Step] = {1: _upgrade_to_1, 2: _upgrade_to_2}
+def _upgrade_to_3(conn: sa.Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("DROP INDEX IF EXISTS ix_incidents_brief")
+
+
+_STEPS: dict[int, migrate.Step] = {1: _upgrade_to_1, 2: _upgrade_to_2, 3: _upgrade_to_3}
 
 
 def _password(state: StateConfig) -> str:

@@ -34,14 +34,6 @@ def fingerprint(metadata: sa.MetaData) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def _for(index: sa.Index, dialect: sa.Dialect) -> bool:
-    """False for an index made only on other databases (`Index.ddl_if(dialect=...)`)."""
-    only = index._ddl_if.dialect if index._ddl_if is not None else None
-    if only is None:
-        return True
-    return dialect.name == only if isinstance(only, str) else dialect.name in only
-
-
 def recorded(conn: sa.Connection) -> dict[str, str]:
     """What the store says about itself ({} for a store made before versions existed)."""
     if not sa.inspect(conn).has_table(meta_table_name):
@@ -91,8 +83,7 @@ def upgrade(
                 ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
                 conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN {ddl}')
         for index in table.indexes:
-            if _for(index, conn.dialect):
-                index.create(conn, checkfirst=True)
+            index.create(conn, checkfirst=True)  # not one made only elsewhere (ddl_if)
     if not fresh:
         for step in range(found + 1, version + 1):
             if step in steps:
