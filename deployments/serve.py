@@ -37,6 +37,7 @@ from fleet_alerting.deployments.local import (
     STARTUP_SETTING,
     healthy,
     remove_marker,
+    served_api,
     startup_timeout,
     write_marker,
 )
@@ -155,6 +156,12 @@ def serve_all(config_path: str, out: Print = print) -> int:
             asyncio.run(execute(planned, api, out))
             out("serve: stopped")
             return 0
+        if running := served_api():
+            raise ServeError(
+                f"another `fleet-alerting serve` is running with this PREFECT_HOME (API {running}):"
+                " two would run every scheduled run twice; stop it first, or give this one "
+                "another PREFECT_HOME"
+            )
         with local_server() as url:
             write_marker(url)
             try:

@@ -26,7 +26,7 @@ async def trigger(
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     # Prefect's setting (environment, profile), else the server of a running `fleet-alerting serve`
-    api = PREFECT_API_URL.value() or find_api().url
+    api = PREFECT_API_URL.value() or (await asyncio.to_thread(find_api)).url
     if not api:
         out(
             "no Prefect server: PREFECT_API_URL is not set and no `fleet-alerting serve` is "
@@ -57,6 +57,12 @@ async def _trigger(
         except (ObjectNotFound, httpx.HTTPStatusError):
             names = await _deployment_names(client)
             out(f"no deployment {deployment!r}; known: {', '.join(names) or 'none'}")
+            return 2
+        if found.paused:  # nobody would run it: a run of it would wait as Late forever
+            out(
+                f"deployment {deployment!r} is paused: the running serve does not serve it (is "
+                "its section in serve's config?), or someone paused it in the Prefect UI"
+            )
             return 2
         run = await client.create_flow_run_from_deployment(found.id, parameters=parameters)
         out(f"created flow run {run.name} ({run.id}) of {deployment}")

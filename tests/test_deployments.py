@@ -220,6 +220,19 @@ def test_serve_registers_schedules_and_runs_on_demand(prefect_api: str, tmp_path
         assert asyncio.run(trigger("nope/none", {}, wait=False, out=lines.append)) == 2
         known = lines[0].split("known: ")[1].split(", ")
         assert name in known and "quarterly-audit/quarterly" in known
+
+        async def pause() -> None:
+            async with get_client() as client:
+                await client.pause_deployment(audit.id)
+
+        asyncio.run(pause())  # nobody runs a paused deployment: said at once, not a Late run
+        lines.clear()
+        audit_name = "quarterly-audit/quarterly"
+        assert asyncio.run(trigger(audit_name, {}, wait=True, out=lines.append)) == 2
+        assert lines == [
+            f"deployment {audit_name!r} is paused: the running serve does not serve it (is its "
+            "section in serve's config?), or someone paused it in the Prefect UI"
+        ]
     finally:
         _stop(proc)
     assert (
@@ -277,6 +290,17 @@ def test_serve_without_a_server_starts_one_whose_ui_shows_the_runs(tmp_path: Pat
         )
         assert triggered.returncode == 0, triggered.stdout + triggered.stderr
         assert ": Completed" in triggered.stdout, triggered.stdout
+        # a second serve with the same PREFECT_HOME would run every scheduled run twice
+        second = subprocess.run(
+            [*CLI, "serve", "--config", str(config)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert second.returncode == 2
+        assert "another `fleet-alerting serve` is running with this PREFECT_HOME" in second.stderr
         wait_until(lambda: len(completed()) >= 3, 60, "the run recorded")
         page = subprocess.run(
             [chromium, *HEADLESS, "--dump-dom", f"{ui}/v2/runs"],
