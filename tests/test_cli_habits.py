@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from fleet_alerting.surfaces.cli import build_parser, main
+
+CLI = [sys.executable, "-m", "fleet_alerting.surfaces.cli"]
 
 ROOT = Path(__file__).parents[1]
 AM = str(ROOT / "config" / "audit" / "alertmanager.yml")
@@ -102,3 +106,22 @@ def test_telemetry_off_by_default_and_opt_in_kept(
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "true")
     main(["check-config", str(path)])
     assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "true"
+
+
+def test_output_closed_early_stops_quietly(tmp_path: Path) -> None:
+    """`fleet-alerting … | head`: the reader went away; no error line, exit 141 as on SIGPIPE."""
+    config = tmp_path / "config.yaml"
+    config.write_text("notify: {dry_run: true}\nstate: {path: state.sqlite}\n")
+    read, write = os.pipe()
+    os.close(read)  # nobody reads: the first flush fails with EPIPE
+    try:
+        done = subprocess.run(
+            [*CLI, "check-config", str(config)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")

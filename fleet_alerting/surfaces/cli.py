@@ -2,9 +2,10 @@
 
 Commands that need Prefect import it when they run, so `check-config` stays fast.
 
-Exit codes: 0 success; 1 the command ran and failed, or the config or a dependency is broken
-(one line names the file and key, or the dependency); 2 a usage error (unknown command or option,
-malformed argument); 130 interrupted.
+Exit codes: 0 success; 1 the command ran and failed, or the config is broken (one line names the
+file and key, or what failed); 2 a usage error (unknown command or option, malformed argument) or
+a server the command needs does not answer (PREFECT_API_URL down, no Prefect server for
+`trigger`); 130 interrupted; 141 its output was closed early (`| head`).
 """
 
 from __future__ import annotations
@@ -460,7 +461,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     name = f"fleet-alerting {args.command}"
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe raises here, not at exit
+        return code
     except OperatorError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return exc.code
@@ -470,6 +473,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `| head` read enough: stop quietly, as other tools do on SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit flush
+        return 141
     except Exception as exc:
         return _failed(name, exc)
 
