@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import httpx
 
@@ -146,7 +146,7 @@ async def deliver_notifications(config: Config) -> DrainReport:
                 utcnow,
                 attempts_per_run=config.notify.attempts_per_run,
                 give_up_after=config.notify.give_up_after,
-                lease=timedelta(seconds=lease_for(config, MAX_WAIT)),
+                lease=lease_for(config, MAX_WAIT),
             )
     finally:
         store.close()

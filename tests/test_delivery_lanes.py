@@ -543,3 +543,32 @@ def test_an_outbox_written_before_claims_gains_its_columns_and_drains(tmp_path: 
 
         report = asyncio.run(go())
     assert len(report.sent) == 5 and len(slack.messages) == 4 and len(pd.events) == 1
+
+
+@pytest.mark.parametrize(
+    ("slack", "requests_per_attempt"),
+    [
+        ({"webhook": {"file": "s.url"}, "mirror_webhook": {"file": "m.url"}}, (2, 1)),
+        ({"bot_token": {"file": "bot.token"}, "channel": "C0OPS"}, (12, 6)),
+    ],
+    ids=["webhooks", "bot"],
+)
+def test_each_lane_claims_long_enough_for_its_slowest_send(
+    tmp_path: Path, slack: dict, requests_per_attempt: tuple[int, int]
+) -> None:
+    """A claim outlasts every in-run attempt at its worst — each request the lane's notifier may
+    make timing out, its pacing, the wait before the next attempt: a bot's message in doubt
+    looks through pages of history before it posts, so its lane claims longer than a pager's."""
+    import yaml
+
+    from fleet_alerting.config import load_config
+    from fleet_alerting.delivery.drain import MAX_WAIT, lease_for
+
+    path = tmp_path / "config.yaml"
+    notify = {"slack": slack | {"timeout": "8s"}, "pagerduty": {"routing_key": {"file": "k"}}}
+    path.write_text(yaml.safe_dump({"notify": notify | {"attempts_per_run": 2}}))
+    leases = lease_for(load_config(path), MAX_WAIT)
+    assert leases["pagerduty"] == timedelta(seconds=2 * (10 + MAX_WAIT) + 30)  # README
+    for channel, requests in zip(("slack", "slack_mirror"), requests_per_attempt, strict=True):
+        slowest = 2 * (requests * 8 + MAX_WAIT)
+        assert slowest < leases[channel].total_seconds() <= slowest + 40, channel

@@ -321,7 +321,8 @@ def test_a_send_stops_before_its_claim_runs_out_and_the_retry_finds_it(tmp_path:
             async with httpx.AsyncClient() as client:
                 slack = notifier(client, api, None)
                 slack.timeout = 10  # the notifier would wait: the claim decides
-                return await drain(store, {"slack": slack}, lambda: now, lease=timedelta(seconds=2))
+                lease = {"slack": timedelta(seconds=2)}  # per lane, as lease_for gives them
+                return await drain(store, {"slack": slack}, lambda: now, lease=lease)
 
         first = asyncio.run(short_claim())
         ((_, reason),) = first.retrying
@@ -333,3 +334,26 @@ def test_a_send_stops_before_its_claim_runs_out_and_the_retry_finds_it(tmp_path:
         assert len(api.posted) == 1
     ((_, receipt),) = second.sent
     assert f"found ts={api.posted[0].ts}" in receipt
+
+
+def test_a_claim_running_out_while_waiting_to_retry_keeps_the_real_reason(tmp_path: Path) -> None:
+    """Cut off between attempts (Slack said 429, wait 1.5 s): nothing is on its way, so the
+    message is not in doubt and keeps Slack's answer as its reason."""
+    store = Store(tmp_path / "state.sqlite")
+    now = datetime.now(UTC)
+    store.record(evaluate([incident_signal()], {}, lambda _s: TELL, now), now)
+    with SlackApiServer(BOT) as api:
+        limited = Response(429, {"ok": False, "error": "ratelimited"}, {"retry-after": "1.5"})
+        api.fail_next += [limited, limited]
+
+        async def short_claim() -> DrainReport:
+            async with httpx.AsyncClient() as client:
+                slack = notifier(client, api, None)
+                return await drain(store, {"slack": slack}, lambda: now, lease=timedelta(seconds=1))
+
+        report = asyncio.run(short_claim())
+        assert api.posted == [] and api.looked == []
+    ((_, reason),) = report.retrying
+    assert "ratelimited" in reason and "claim" not in reason
+    (row,) = store.outbox(("queued",))
+    assert not row.in_doubt

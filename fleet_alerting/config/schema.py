@@ -64,6 +64,22 @@ class FileSecret(SecretRef):
     file: ConfigPath | None = None
 
 
+def _at_most_1m(value: timedelta) -> timedelta:
+    if value > timedelta(minutes=1):
+        raise ValueError("expected a duration of at most 1m")
+    return value
+
+
+def _at_most_5m(value: timedelta) -> timedelta:
+    if value > timedelta(minutes=5):
+        raise ValueError("expected a duration of at most 5m")
+    return value
+
+
+# a notifier's request timeout: it counts many times in a claim's lease (lease_for)
+SendTimeout = Annotated[PositiveDuration, AfterValidator(_at_most_5m)]
+
+
 # a Slack channel id (C… public, G… private, D… direct), as the history methods need it
 SLACK_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
 
@@ -73,27 +89,28 @@ class SlackConfig(Model):
     channel: str = "#operations"
     mirror_webhook: FileSecret | None = None
     mirror_channel: str = "#operations-mirror"
-    timeout: PositiveDuration = timedelta(seconds=10)
+    timeout: SendTimeout = timedelta(seconds=10)
     # With a bot token (chat:write), incidents get a thread: first message via chat.postMessage,
     # later updates and the Fleet API event snapshot as replies. `channel`/`mirror_channel` are
     # then channel names or ids the bot is a member of; ids (C0…) with the channels:history
     # scope let a message a crashed drainer may have posted be found instead of posted twice.
     bot_token: FileSecret | None = None
     api_url: HttpUrl = "https://slack.com/api"
-    min_interval: Duration = timedelta(seconds=1)  # Slack allows ~1 message/s per channel
+    # Slack allows ~1 message/s per channel; the pacing counts in every Slack claim (lease_for)
+    min_interval: Annotated[Duration, AfterValidator(_at_most_1m)] = timedelta(seconds=1)
 
 
 class PagerDutyConfig(Model):
     routing_key: FileSecret
     url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"
-    timeout: PositiveDuration = timedelta(seconds=10)
+    timeout: SendTimeout = timedelta(seconds=10)
 
 
 class OnCallConfig(Model):
     """Grafana OnCall "Formatted Webhook" integration; its URL embeds a token, so it is a secret."""
 
     webhook: FileSecret
-    timeout: PositiveDuration = timedelta(seconds=10)
+    timeout: SendTimeout = timedelta(seconds=10)
 
 
 class NotifyConfig(Model):
@@ -166,12 +183,6 @@ def _postgres_url(value: str) -> str:
 
 
 PostgresUrl = Annotated[str, AfterValidator(_postgres_url)]
-
-
-def _at_most_5m(value: timedelta) -> timedelta:
-    if value > timedelta(minutes=5):
-        raise ValueError("expected a duration of at most 5m")
-    return value
 
 
 class StateConfig(Model):

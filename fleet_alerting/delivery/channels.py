@@ -7,7 +7,7 @@ policy naming one); the local outbox file is used only with `notify.dry_run: tru
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 import httpx
@@ -19,6 +19,7 @@ from fleet_alerting.delivery.notifiers.local_file import LocalOutbox
 from fleet_alerting.delivery.notifiers.oncall import OnCallWebhook
 from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
 from fleet_alerting.delivery.notifiers.slack_api import (
+    LOOK_PAGES,
     NO_THREAD_NOTE,
     Pacer,
     SlackApi,
@@ -146,11 +147,30 @@ def build_notifiers(
     return notifiers
 
 
-def lease_for(config: Config, max_wait: float) -> float:
-    """Seconds a claim lasts: every in-run attempt timing out plus the waits between them, with
-    a margin. A drainer killed while sending leaves its message for this long."""
+def lease_for(config: Config, max_wait: float) -> dict[str, timedelta]:
+    """Seconds a claim lasts, per channel: every in-run attempt at its worst — each request it
+    may make timing out, its pacing, the wait before the next attempt — with a margin. A drainer
+    killed while sending leaves its message for this long; a send still going at 90 % of it
+    stops and is tried again in doubt (drain.py)."""
     notify = config.notify
-    timeouts = [10.0] + [
-        c.timeout.total_seconds() for c in (notify.slack, notify.pagerduty, notify.oncall) if c
-    ]
-    return notify.attempts_per_run * (max(timeouts) + max_wait) + 30.0
+    fleet = 5.0 if config.fleet_api is None else config.fleet_api.timeout.total_seconds()
+
+    def lease(requests: int, timeout: float, pacing: float = 0.0) -> float:
+        return notify.attempts_per_run * (requests * timeout + pacing + max_wait) + 30.0
+
+    leases = {channel: lease(1, 10.0) for channel in CHANNELS}  # the local file of a dry run
+    for channel, pager in (("pagerduty", notify.pagerduty), ("oncall", notify.oncall)):
+        if pager is not None:
+            leases[channel] = lease(1, pager.timeout.total_seconds())
+    slack = notify.slack
+    if slack is not None and not notify.dry_run:
+        timeout, pacing = slack.timeout.total_seconds(), slack.min_interval.total_seconds()
+        bot = slack.bot_token is not None
+        # a bot's message in doubt: pages of the channel's history and of its thread, and two
+        # posts (the message, the Fleet API snapshot as its reply); a webhook's: the two posts.
+        # The snapshot's events are fetched once per run.
+        requests = 2 * LOOK_PAGES + 2 if bot else 2
+        leases["slack"] = lease(requests, timeout, 2 * pacing) + fleet
+        mirror_requests = LOOK_PAGES + 1 if bot and not slack.mirror_webhook else 1
+        leases["slack_mirror"] = lease(mirror_requests, timeout, pacing)
+    return {channel: timedelta(seconds=seconds) for channel, seconds in leases.items()}

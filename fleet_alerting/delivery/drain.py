@@ -16,8 +16,10 @@ lanes: the message is retried later and parked as a dead letter with its reason 
 `park_after` such errors.
 
 A message *in doubt* — its claim took over the expired lease of a drainer that may have sent it
-before dying, or an attempt timed out — goes to a notifier that can look at its destination
-(`Confirms`: Slack's Web API) through `send_in_doubt`, which sends only what is not there yet;
+before dying, an attempt timed out or got a 5xx, was cut off at 90 % of its claim while sending,
+or ended in an unexpected error (after a post, say) — goes to a notifier that can look at its
+destination (`Confirms`: Slack's Web API) through `send_in_doubt`, which sends only what is not
+there yet;
 other notifiers send it again (PagerDuty/OnCall fold it by dedup key; see README, "Delivery").
 
 A Slack "paged" message goes out only once the pager accepted the page: it waits for the
@@ -64,6 +66,7 @@ __all__ = [
 ]
 
 MAX_WAIT = 30.0  # longest in-run wait, even if Retry-After asks for more
+DEFAULT_LEASE = timedelta(minutes=3)
 CLAIM_SHARE = 0.9  # a send stops (in doubt, tried again) once this share of its lease passed
 DESTINATION_RECHECK = 0.5  # seconds
 PAGE_POLL = 0.02  # seconds between looks at a page a Slack "paged" message waits for
@@ -107,16 +110,23 @@ async def drain(
     attempts_per_run: int = 3,
     give_up_after: timedelta = timedelta(hours=24),
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    lease: timedelta = timedelta(minutes=3),
+    lease: timedelta | Mapping[str, timedelta] = DEFAULT_LEASE,
     park_after: int = 3,
     paged_wait: float = 30.0,
     owner: str | None = None,
 ) -> DrainReport:
     """Deliver what is due, every destination in its own lane, concurrently. `store` is a
-    fleet_alerting.store.database.Store (its `queue`) or an Outbox."""
+    fleet_alerting.store.database.Store (its `queue`) or an Outbox. `lease`: how long a claim
+    lasts, one for every lane or per channel (`lease_for`)."""
     outbox: Outbox = getattr(store, "queue", store)
     report = DrainReport()
-    settings = _Settings(attempts_per_run, give_up_after, sleep, lease, park_after, paged_wait, now)
+    leases = lease if isinstance(lease, Mapping) else {}
+    default = lease if isinstance(lease, timedelta) else DEFAULT_LEASE
+
+    def settings_for(channel: str) -> _Settings:
+        claim = leases.get(channel, default)
+        return _Settings(attempts_per_run, give_up_after, sleep, claim, park_after, paged_wait, now)
+
     owner = owner or drainer_id()
     try:
         channels = await asyncio.to_thread(outbox.channels)
@@ -124,7 +134,7 @@ async def drain(
         report.warnings.append(f"outbox unreadable, nothing delivered this run: {_db_error(exc)}")
         return report
     lanes = [
-        _Lane(outbox, channel, notifiers.get(channel), owner, settings, report)
+        _Lane(outbox, channel, notifiers.get(channel), owner, settings_for(channel), report)
         for channel in channels
     ]
     await asyncio.gather(*(lane.run() for lane in lanes))
@@ -255,13 +265,18 @@ class _Lane:
             nonlocal attempts
             attempts += 1
 
+        sending = False  # a request may be on its way (else: between attempts, or recording)
+        last: AdapterError | None = None
+
         async def attempt() -> str:
-            nonlocal doubt
+            nonlocal doubt, sending, last
             try:
+                sending = True
                 if doubt and isinstance(self.notifier, Confirms):
                     return await self.notifier.send_in_doubt(n, item.created_at)
                 return await self.notifier.send(n)
             except AdapterError as exc:
+                sending, last = False, exc
                 doubt = doubt or exc.maybe_sent
                 self.troubled = True
                 if exc.retry_after is not None:  # tell every drainer at once
@@ -276,6 +291,8 @@ class _Lane:
                     if exc.retry_after > MAX_WAIT:
                         raise _Later(exc) from None
                 raise
+            finally:
+                sending = False
 
         # never sending past the claim: once it runs out another drainer may take it over
         claim = asyncio.timeout(self.s.lease.total_seconds() * CLAIM_SHARE)
@@ -292,12 +309,15 @@ class _Lane:
             if not claim.expired():
                 await self._unexpected(item, attempts, exc, True)
                 return
-            late = AdapterError(
-                f"still sending when {CLAIM_SHARE:.0%} of its claim had passed: tried again later",
-                permanent=False,
-                maybe_sent=True,
-            )
-            await self._failed(item, attempts, late, True)
+            if sending or last is None:  # cut off in the middle of a send: it may have arrived
+                last = AdapterError(
+                    f"still sending when {CLAIM_SHARE:.0%} of its claim had passed: tried again "
+                    "later",
+                    permanent=False,
+                    maybe_sent=True,
+                )
+                doubt = True
+            await self._failed(item, attempts, last, doubt)  # else: waiting to retry, as it said
         except AdapterError as exc:
             await self._failed(item, attempts, exc, doubt)
         except _Later as later:

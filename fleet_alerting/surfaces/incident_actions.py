@@ -19,7 +19,7 @@ from fleet_alerting.core import actions
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration, parse_duration
 from fleet_alerting.core.incidents import Incident
-from fleet_alerting.delivery.drain import DrainReport, build_notifiers, drain
+from fleet_alerting.delivery.drain import MAX_WAIT, DrainReport, build_notifiers, drain, lease_for
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.alertmanager.client import Alertmanager
 from fleet_alerting.store import actions as audit
@@ -156,6 +156,7 @@ async def deliver_now(config: Config, store: Store, client: httpx.AsyncClient) -
         utcnow,
         attempts_per_run=config.notify.attempts_per_run,
         give_up_after=config.notify.give_up_after,
+        lease=lease_for(config, MAX_WAIT),
     )
 
 

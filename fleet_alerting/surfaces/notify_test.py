@@ -20,7 +20,7 @@ from fleet_alerting.config.checks import destination
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.signals import Severity, Signal
-from fleet_alerting.delivery.drain import build_notifiers, drain
+from fleet_alerting.delivery.drain import MAX_WAIT, build_notifiers, drain, lease_for
 from fleet_alerting.store.database import OutboxItem, Store
 
 SOURCE = "notify-test"
@@ -132,6 +132,7 @@ async def send_test(
                 now,
                 attempts_per_run=1,
                 give_up_after=config.notify.give_up_after,
+                lease=lease_for(config, MAX_WAIT),
             )
     finally:
         store.close()
