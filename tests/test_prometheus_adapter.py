@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -242,3 +243,16 @@ def test_canary_bearer_token_never_leaks(prefect_api: str, config_file: Path) ->
     assert "watch Echo: configuration error" in seen  # the logs and artifacts were read
     assert "watch Partial: Prometheus warning: results may be partial" in seen
     assert CANARY not in seen and CANARY2 not in seen
+
+
+def test_an_answer_with_a_byte_order_mark_is_read() -> None:
+    """orjson reads plain UTF-8 only; a proxy adding a BOM must not make Prometheus "not API
+    JSON"."""
+    from fleet_alerting.sources.prometheus.client import parse_response
+
+    answer = {"status": "success", "data": {"resultType": "vector", "result": []}}
+    answer["data"]["result"] = [{"metric": {"host": "pi-01"}, "value": [1764980000.5, "0"]}]
+    body = "\ufeff" + json.dumps(answer)
+    request = httpx.Request("GET", "http://prometheus:9090/api/v1/query")
+    result = parse_response(httpx.Response(200, content=body.encode(), request=request))
+    assert [(s.labels, s.value) for s in result.samples] == [({"host": "pi-01"}, 0.0)]

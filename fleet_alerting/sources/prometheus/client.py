@@ -204,7 +204,10 @@ def _json(response: httpx.Response) -> Any:
     try:
         body = orjson.loads(response.content)  # thousands of samples: 2x the standard json
     except orjson.JSONDecodeError:
-        body = None
+        try:
+            body = response.json()  # a byte-order mark, another charset: httpx decodes those
+        except ValueError:
+            body = None
     if isinstance(body, dict):
         return body
     if not response.is_success:
