@@ -168,4 +168,6 @@ def test_outbox_sent_shows_destination_and_receipt(
     assert main(["outbox", "--sent", "--since", "1h", "--config", str(config)]) == 0
     assert capsys.readouterr().out == "nothing delivered since then\n"
     assert main(["outbox", "--config", str(config)]) == 0
-    assert "outbox empty" in capsys.readouterr().out
+    assert capsys.readouterr().out == "nothing queued, no dead letters\n"
+    assert main(["outbox", "--since", "1h", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == "nothing queued, no dead letters since then\n"

@@ -331,7 +331,7 @@ def outbox(args: argparse.Namespace) -> int:
         return 0
     items = [i for i in store.outbox(("queued", "dead")) if since is None or i.created_at >= since]
     if not items:
-        print("outbox empty: nothing queued, no dead letters")
+        print("nothing queued, no dead letters" + (" since then" if since else ""))
     for item in items:
         n = item.notification
         print(
