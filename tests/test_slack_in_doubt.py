@@ -357,3 +357,29 @@ def test_a_claim_running_out_while_waiting_to_retry_keeps_the_real_reason(tmp_pa
     assert "ratelimited" in reason and "claim" not in reason
     (row,) = store.outbox(("queued",))
     assert not row.in_doubt
+
+
+def test_a_claim_running_out_during_a_retried_post_leaves_it_in_doubt(tmp_path: Path) -> None:
+    """Slack said 429, the retry posted and its answer is slow when the claim runs out: that
+    post may have arrived, so the next drain looks first and finds it."""
+    store = Store(tmp_path / "state.sqlite")
+    now = datetime.now(UTC)
+    store.record(evaluate([incident_signal()], {}, lambda _s: TELL, now), now)
+    with SlackApiServer(BOT) as api:
+        api.fail_next.append(
+            Response(429, {"ok": False, "error": "ratelimited"}, {"retry-after": "0.1"})
+        )
+        api.delay = 3  # the retry posts at once and answers after 3 s: past 90 % of 2 s
+
+        async def short_claim() -> DrainReport:
+            async with httpx.AsyncClient() as client:
+                slack = notifier(client, api, None)
+                slack.timeout = 10
+                return await drain(store, {"slack": slack}, lambda: now, lease=timedelta(seconds=2))
+
+        asyncio.run(short_claim())
+        (row,) = store.outbox(("queued",))
+        assert row.in_doubt and "still sending" in (row.last_error or "")
+        api.delay = 0
+        drain_once(store, api, now + timedelta(minutes=5), threads=False)
+        assert len(api.posted) == 1

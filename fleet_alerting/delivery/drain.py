@@ -265,7 +265,8 @@ class _Lane:
             nonlocal attempts
             attempts += 1
 
-        sending = False  # a request may be on its way (else: between attempts, or recording)
+        # a request may be on its way (cleared by an answer: a cut-off request keeps it set)
+        sending = False
         last: AdapterError | None = None
 
         async def attempt() -> str:
@@ -291,8 +292,6 @@ class _Lane:
                     if exc.retry_after > MAX_WAIT:
                         raise _Later(exc) from None
                 raise
-            finally:
-                sending = False
 
         # never sending past the claim: once it runs out another drainer may take it over
         claim = asyncio.timeout(self.s.lease.total_seconds() * CLAIM_SHARE)
