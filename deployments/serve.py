@@ -189,10 +189,8 @@ def _problems(config: Config, config_path: str) -> list[str]:
     """What check-config calls errors (a secret file missing...): said at start, not fatal —
     the watches that do not need it still run; those that do fail with the same words."""
     from fleet_alerting.config.checks import check
-    from fleet_alerting.config.loader import locate
 
-    found = [f for f in check(config, None) if f.level == "error"]
-    return [f"{locate(Path(config_path), f.loc)}: {f.message}" for f in found]
+    return [f.at(Path(config_path)) for f in check(config, None) if f.level == "error"]
 
 
 def _poll_seconds(planned: list[Planned]) -> float:

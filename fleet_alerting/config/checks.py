@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from fleet_alerting.config.loader import locate
 from fleet_alerting.config.schema import SLACK_CHANNEL_ID, Config
 from fleet_alerting.config.secrets import SecretRef
 from fleet_alerting.core.durations import format_duration
@@ -32,6 +33,10 @@ class Finding:
     loc: Loc
     message: str
     level: Literal["error", "note"] = "error"
+
+    def at(self, config_file: Path) -> str:
+        """`file:line: key.path: message`."""
+        return f"{locate(config_file, self.loc)}: {self.message}"
 
 
 def secret_refs(model: object, loc: Loc = ()) -> Iterator[tuple[Loc, SecretRef]]:

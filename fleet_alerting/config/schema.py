@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from fleet_alerting.config.secrets import SecretRef
+from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.fleet import FleetConfig
 from fleet_alerting.core.grouping import GroupingConfig
 from fleet_alerting.core.inhibition import InhibitRule
@@ -64,20 +65,17 @@ class FileSecret(SecretRef):
     file: ConfigPath | None = None
 
 
-def _at_most_1m(value: timedelta) -> timedelta:
-    if value > timedelta(minutes=1):
-        raise ValueError("expected a duration of at most 1m")
-    return value
+def _at_most(limit: timedelta) -> AfterValidator:
+    def check(value: timedelta) -> timedelta:
+        if value > limit:
+            raise ValueError(f"expected a duration of at most {format_duration(limit, exact=True)}")
+        return value
 
-
-def _at_most_5m(value: timedelta) -> timedelta:
-    if value > timedelta(minutes=5):
-        raise ValueError("expected a duration of at most 5m")
-    return value
+    return AfterValidator(check)
 
 
 # a notifier's request timeout: it counts many times in a claim's lease (lease_for)
-SendTimeout = Annotated[PositiveDuration, AfterValidator(_at_most_5m)]
+SendTimeout = Annotated[PositiveDuration, _at_most(timedelta(minutes=5))]
 
 
 # a Slack channel id (C… public, G… private, D… direct), as the history methods need it
@@ -97,7 +95,7 @@ class SlackConfig(Model):
     bot_token: FileSecret | None = None
     api_url: HttpUrl = "https://slack.com/api"
     # Slack allows ~1 message/s per channel; the pacing counts in every Slack claim (lease_for)
-    min_interval: Annotated[Duration, AfterValidator(_at_most_1m)] = timedelta(seconds=1)
+    min_interval: Annotated[Duration, _at_most(timedelta(minutes=1))] = timedelta(seconds=1)
 
 
 class PagerDutyConfig(Model):
@@ -192,7 +190,7 @@ class StateConfig(Model):
     path: ConfigPath | None = None
     url: PostgresUrl | None = None
     password: FileSecret | None = None
-    connect_timeout: Annotated[PositiveDuration, AfterValidator(_at_most_5m)] = timedelta(
+    connect_timeout: Annotated[PositiveDuration, _at_most(timedelta(minutes=5))] = timedelta(
         seconds=10
     )
     retention: RetentionConfig = RetentionConfig()

@@ -18,11 +18,12 @@ NEGATIVE = "expected a duration of 0 or more, not a negative one"
 
 
 def _from_config(value: object) -> object:
-    if isinstance(value, str) and value.strip().startswith("-"):
-        if parse_duration(value.strip()[1:]):  # "-5m" is read, and refused as -300 is
-            raise ValueError(NEGATIVE)
-        return timedelta(0)  # "-0s"
-    delta = value if isinstance(value, timedelta) else parse_duration(value)
+    if isinstance(value, timedelta):
+        delta = value
+    elif isinstance(value, str) and value.strip().startswith("-"):
+        delta = -parse_duration(value.strip()[1:])  # "-5m": refused below, as -300 is
+    else:
+        delta = parse_duration(value)
     if delta < timedelta(0):
         raise ValueError(NEGATIVE)
     return delta

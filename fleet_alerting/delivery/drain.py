@@ -305,18 +305,14 @@ class _Lane:
                     on_attempt=counted,
                 )
         except TimeoutError as exc:
-            if not claim.expired():
+            if not claim.expired():  # not the claim's: unexpected, like any other error
                 await self._unexpected(item, attempts, exc, True)
-                return
-            if sending or last is None:  # cut off in the middle of a send: it may have arrived
-                last = AdapterError(
-                    f"still sending when {CLAIM_SHARE:.0%} of its claim had passed: tried again "
-                    "later",
-                    permanent=False,
-                    maybe_sent=True,
-                )
-                doubt = True
-            await self._failed(item, attempts, last, doubt)  # else: waiting to retry, as it said
+            elif sending or last is None:  # cut off in the middle of a send: it may have arrived
+                cut = f"still sending when {CLAIM_SHARE:.0%} of its claim had passed: tried again"
+                cut_off = AdapterError(cut, permanent=False, maybe_sent=True)
+                await self._failed(item, attempts, cut_off, True)
+            else:  # cut off while waiting to retry: the last answer stands
+                await self._failed(item, attempts, last, doubt)
         except AdapterError as exc:
             await self._failed(item, attempts, exc, doubt)
         except _Later as later:

@@ -46,7 +46,6 @@ def check_config(args: argparse.Namespace) -> int:
     """Errors (exit 1) name file:line: key.path and what breaks; notes do not fail the check."""
     from fleet_alerting.config import ConfigError, load_config
     from fleet_alerting.config.checks import check, policy_summary, secret_refs
-    from fleet_alerting.config.loader import locate
     from fleet_alerting.core.signals import Severity
 
     path = args.config_file or args.config
@@ -59,7 +58,7 @@ def check_config(args: argparse.Namespace) -> int:
     findings = check(config, _prefect_blocks(names) if names else None)
     errors = [f for f in findings if f.level == "error"]
     for finding in errors:
-        print(f"{locate(Path(path), finding.loc)}: {finding.message}", file=sys.stderr)
+        print(finding.at(Path(path)), file=sys.stderr)
     if errors:
         return 1
     bb = config.blackbox
@@ -83,7 +82,7 @@ def check_config(args: argparse.Namespace) -> int:
         print(f"  {policy_summary(config, severity)}")
     for finding in findings:
         if finding.level == "note":
-            print(f"note: {locate(Path(path), finding.loc)}: {finding.message}")
+            print(f"note: {finding.at(Path(path))}")
     return 0
 
 
