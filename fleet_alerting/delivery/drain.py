@@ -51,7 +51,7 @@ from fleet_alerting.delivery.channels import (
     build_notifiers,
     lease_for,
 )
-from fleet_alerting.http.errors import AdapterError
+from fleet_alerting.http.errors import MAX_RETRY_AFTER, AdapterError
 from fleet_alerting.http.retry import with_retries
 from fleet_alerting.store.outbox import Outbox, OutboxItem, Page
 
@@ -240,7 +240,7 @@ class _Lane:
         if destination.blocked_until is None:
             return
         rest = (destination.blocked_until - self.s.now()).total_seconds()
-        if rest <= 0:
+        if rest <= 0 or rest > MAX_RETRY_AFTER:  # further off than any capped Retry-After: stale
             return
         if rest > MAX_WAIT or destination.failures > 0:
             raise _Stop  # backing off: the next run (or drainer) takes it up

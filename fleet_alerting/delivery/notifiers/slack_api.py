@@ -25,13 +25,15 @@ from pydantic import SecretStr
 
 from fleet_alerting.config.schema import SLACK_CHANNEL_ID
 from fleet_alerting.core.incidents import Incident, Kind, Notification
+from fleet_alerting.core.mrkdwn import MAX_MESSAGE_TEXT, escape, fit, link
 from fleet_alerting.core.signals import Link
 from fleet_alerting.delivery.notifiers.slack_webhook import (
     MAX_BLOCKS,
     MAX_SECTION,
+    REFUSED_CONTENT,
     Pacer,
     SlackWebhook,
-    escape,
+    as_plain_text,
     render,
 )
 from fleet_alerting.http.errors import (
@@ -82,7 +84,7 @@ def snapshot_message(
     lines = [_event_line(e, link_for(e)) for e in events] or ["_no events in scope_"]
     sections, current = [], ""
     for line in lines:
-        line = line[: MAX_SECTION - 1]
+        line = fit(line, MAX_SECTION - 1)
         if current and len(current) + 1 + len(line) > MAX_SECTION:
             sections.append(current)
             current = line
@@ -94,10 +96,10 @@ def snapshot_message(
     text = f"Fleet API events for {incident.signal.target or incident.key}: {len(events)} ({scope})"
     if ids:
         text += "; correlation ids: " + ", ".join(ids)
-    return {"text": text[:MAX_SECTION], "blocks": blocks}
+    return {"text": fit(escape(text), MAX_MESSAGE_TEXT), "blocks": blocks}
 
 
-def _event_line(event: FleetEvent, link: Link | None) -> str:
+def _event_line(event: FleetEvent, logs: Link | None) -> str:
     parts = [
         f"`{event.timestamp:%Y-%m-%d %H:%M:%S}Z`",
         f"*{escape(event.severity)}*",
@@ -108,13 +110,13 @@ def _event_line(event: FleetEvent, link: Link | None) -> str:
     line = " ".join(parts) + f": {escape(event.message[:300])}"
     if event.correlation_id:
         line += f" · correlation `{escape(event.correlation_id)}`"
-    if link:
-        line += f" · <{link.url}|{escape(link.text)}>"
+    if logs:
+        line += " · " + link(logs.url, logs.text)
     return "• " + line
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:MAX_SECTION]}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": fit(text, MAX_SECTION)}}
 
 
 ThreadStore = Any  # fleet_alerting.store.Store (incident(), set_thread()); kept loose for tests
@@ -324,6 +326,8 @@ class SlackApi:
             headers,
             timeout=self.timeout,
         )
+        if not answer.get("ok") and answer.get("error") in REFUSED_CONTENT and "blocks" in body:
+            return await self.post(as_plain_text(body), channel, n, part)
         if not answer.get("ok"):
             error = str(answer.get("error") or "unknown_error")
             retry = retry_after_seconds(response.headers.get("retry-after"))
