@@ -30,6 +30,7 @@ incident's page to each pager; a page that was refused or given up turns it into
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import time
@@ -65,6 +66,7 @@ __all__ = [
     "lease_for",
 ]
 
+log = logging.getLogger("fleet_alerting.delivery")
 MAX_WAIT = 30.0  # longest in-run wait, even if Retry-After asks for more
 DEFAULT_LEASE = timedelta(minutes=3)
 CLAIM_SHARE = 0.9  # a send stops (in doubt, tried again) once this share of its lease passed
@@ -384,6 +386,7 @@ class _Lane:
         if errors >= self.s.park_after:
             why = f"parked after {errors} unexpected errors: {reason}"
             await self.db(self.outbox.mark_dead, item.id, self.owner, attempts, why, errors)
+            log.error("dead letter: %s (%s): %s", self.channel, self.notifier.name, why)
             self.report.dead.append((item, why))
             self._page_warning(item, why)
             return
@@ -395,6 +398,11 @@ class _Lane:
 
     async def _dead(self, item: OutboxItem, attempts: int, why: str, reason: str) -> None:
         await self.db(self.outbox.mark_dead, item.id, self.owner, attempts, why)
+        log.error(
+            "dead letter: %s (%s) refused %s of incident %s: %s",
+            self.channel, self.notifier.name, item.notification.kind,
+            item.notification.incident.key, why,
+        )  # fmt: skip
         self.report.dead.append((item, reason))
         self._page_warning(item, reason)
 
