@@ -116,3 +116,20 @@ def test_no_retry_after_dead_letters_or_blocks_past_the_cap(
             assert blocked is None or blocked <= now + timedelta(seconds=MAX_RETRY_AFTER)
         assert delivered(server) == 1  # Slack or PagerDuty healthy again: delivered, once
     assert store.outbox(("queued", "dead")) == []
+
+
+def test_a_rest_recorded_past_the_cap_is_ignored(tmp_path: Path) -> None:
+    """A store written before the cap may say 2099: the destination is not blocked until then."""
+    store = Store(tmp_path / "state.sqlite")
+    queue_one(store, "slack")
+    year_2099 = datetime(2099, 10, 21, 7, 28, tzinfo=UTC)
+    store.queue.destination_blocked("slack", T0, year_2099, "Slack answered HTTP 429")
+    with SlackWebhookServer() as server:
+
+        async def go():
+            async with httpx.AsyncClient() as client:
+                notifiers = {"slack": slack_webhook(client, server)}
+                return await drain(store, notifiers, lambda: T0, sleep=no_sleep)
+
+        report = asyncio.run(go())
+        assert len(report.sent) == 1 and len(server.messages) == 1

@@ -123,6 +123,7 @@ def test_a_long_instance_label_reaches_slack_and_pagerduty(tmp_path: Path) -> No
     assert [e["event_action"] for e in events] == ["trigger", "resolve"]
     assert len(events[0]["payload"]["summary"]) <= 1024
     assert events[0]["payload"]["component"].startswith("rack-7.pi-xxx")
+    assert all(len(link["text"]) <= 255 for link in events[0]["links"])
 
 
 REFUSALS = {

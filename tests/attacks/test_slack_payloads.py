@@ -20,7 +20,7 @@ from fleet_alerting.core.incidents import Incident, Kind, Notification
 from fleet_alerting.core.mrkdwn import link, safe_url
 from fleet_alerting.core.policy import PolicyConfig, evaluate
 from fleet_alerting.core.signals import Link, Severity, Signal
-from fleet_alerting.delivery.notifiers import pagerduty
+from fleet_alerting.delivery.notifiers import oncall, pagerduty
 from fleet_alerting.delivery.notifiers.slack_api import snapshot_message
 from fleet_alerting.delivery.notifiers.slack_webhook import render
 from fleet_alerting.sources.fleet_events.client import FleetEvent
@@ -138,6 +138,8 @@ def test_no_incident_message_carries_a_control_sequence(name: str) -> None:
         assert "<" not in summary and not ENTITY.search(summary)
         hrefs = [lnk["href"] for lnk in event["links"]]  # no javascript:, no data:
         assert hrefs == ["https://grafana.example/d?a=1&b=<x>|y>", "https://phish.example|Grafana>"]
+        upstream = oncall.payload(n)["link_to_upstream_details"]  # not the javascript: runbook
+        assert upstream == "https://grafana.example/d?a=1&b=<x>|y>"
         return
     payload = render(n, note=f"mirror {EVIL}")
     assert_no_control_sequence(payload)
