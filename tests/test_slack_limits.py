@@ -36,19 +36,24 @@ LONG = "rack-7.pi-" + "x" * 4990  # an `instance` label of 5,000 characters
 RUNBOOK = "https://wiki.example/runbooks/api?section=a&b=c"
 
 
-def long_signal(firing: bool = True) -> Signal:
+def instance_signal(instance: str, firing: bool, **fields: object) -> Signal:
+    """A critical Prometheus alert about `instance`, its text built from the label."""
+    key, summary = f"prometheus:instance={instance}", f"API on {instance} is down"
+    labels = {"instance": instance, "job": f"api-{instance}"}
     return Signal(
-        f"prometheus:instance={LONG}",
-        "prometheus",
+        key, "prometheus", firing, Severity.critical, summary, **{"labels": labels} | fields
+    )
+
+
+def long_signal(firing: bool = True) -> Signal:
+    return instance_signal(
+        LONG,
         firing,
-        Severity.critical,
-        f"API on {LONG} is down",
         target=LONG,
         runbook_url=RUNBOOK,
         remediation=tuple(f"step {i}: " + "y" * 3000 for i in range(60)),
         correlation_ids=tuple(f"c-{i}-" + "z" * 500 for i in range(10)),
         links=tuple(Link(f"Logs {i} " + "w" * 300, f"https://grafana/{i}") for i in range(20)),
-        labels={"instance": LONG, "job": "api-" + "j" * 600},
         evidence={f"k{i}": "v" * 800 for i in range(15)},
     )
 

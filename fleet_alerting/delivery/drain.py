@@ -7,6 +7,11 @@ compare-and-set with a lease, `store/outbox.py`) before sending it; a message cl
 drainer — another flow, another `run`, another host — is left to it. Notifications of one
 incident to one channel keep their order: a message waits while an earlier one is queued.
 
+A claim lasts SHORT_LEASE until its send begins and is then extended to the lane's lease; to an
+idempotent receiver (PagerDuty, OnCall: a resent page is the same page) it stays short and is
+renewed while sending, so a page held by a drainer that died is sent again by the next run within
+SHORT_LEASE. No lane waits on another drainer's claim.
+
 Per run each notification gets a few attempts through the one retry loop (`http/retry.py`,
 Retry-After honoured); still failing, it stays queued and the *destination* backs off in the store
 (Retry-After, consecutive failures), which every drainer honours across runs. Permanent errors

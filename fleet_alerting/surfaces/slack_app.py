@@ -189,6 +189,6 @@ async def run(cmd: SlashCommand, config: Config, trigger: Trigger) -> dict[str, 
     if problem:
         return reply("fleet run", [escape(problem), "Usage: `/fleet run <flow/deployment>`"])
     lines: list[str] = []
-    code = await trigger(cmd.args[0], lines.append)
+    code = await trigger(cmd.args[0], lambda line: lines.append(escape(line)))
     title = "Triggered" if code == 0 else "Could not trigger"
     return reply(f"{title} {cmd.args[0]}", lines)

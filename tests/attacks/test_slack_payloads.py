@@ -19,7 +19,7 @@ from fleet_alerting.core import actions
 from fleet_alerting.core.incidents import Incident, Kind, Notification
 from fleet_alerting.core.mrkdwn import link, safe_url
 from fleet_alerting.core.policy import PolicyConfig, evaluate
-from fleet_alerting.core.signals import Link, Severity, Signal
+from fleet_alerting.core.signals import Link, Signal
 from fleet_alerting.delivery.notifiers import oncall, pagerduty
 from fleet_alerting.delivery.notifiers.slack_api import snapshot_message
 from fleet_alerting.delivery.notifiers.slack_webhook import render
@@ -31,6 +31,7 @@ from fleet_alerting.surfaces.slack_commands import (
     reply,
     state_lines,
 )
+from tests.test_slack_limits import instance_signal
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 HOSTILE = [
@@ -52,12 +53,9 @@ ENTITY = re.compile(r"&(?!(?:amp|lt|gt);)")
 
 
 def hostile_signal(firing: bool = True) -> Signal:
-    return Signal(
-        f"prometheus:instance={EVIL}",
-        "prometheus",
+    return instance_signal(
+        EVIL,
         firing,
-        Severity.critical,
-        f"API down {EVIL}",
         target=f"pi-{EVIL}",
         runbook_url="javascript:alert(document.cookie)",
         remediation=(f"restart {EVIL}",),
@@ -67,7 +65,6 @@ def hostile_signal(firing: bool = True) -> Signal:
             Link("Phish", "https://phish.example|Grafana>"),
             Link("data", "data:text/html,<script>"),
         ),
-        labels={"instance": EVIL, "job": EVIL},
         evidence={"status": f"{503 if firing else 200} {EVIL}", EVIL: "x"},
     )
 
