@@ -20,10 +20,14 @@ from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.core.mrkdwn import (
     MAX_BLOCKS,
+    MAX_BUTTON_TEXT,
     MAX_CONTEXT_ELEMENTS,
     MAX_CONTEXT_TEXT,
     MAX_MESSAGE_TEXT,
+    MAX_OPTION_TEXT,
+    MAX_PLACEHOLDER_TEXT,
     MAX_SECTION_FIELD,
+    MAX_SECTION_FIELDS,
     MAX_SECTION_TEXT,
     escape,
     fit,
@@ -139,7 +143,7 @@ def _button(text: str, action: str, style: str | None = None) -> dict[str, Any]:
     button = {
         "type": "button",
         "action_id": action,
-        "text": {"type": "plain_text", "text": text},
+        "text": {"type": "plain_text", "text": fit(text, MAX_BUTTON_TEXT)},
         "value": action,
     }
     return button | ({"style": style} if style else {})
@@ -149,9 +153,9 @@ def _select(text: str, action: str, choices: tuple[tuple[str, str], ...]) -> dic
     return {
         "type": "static_select",
         "action_id": action,
-        "placeholder": {"type": "plain_text", "text": text},
+        "placeholder": {"type": "plain_text", "text": fit(text, MAX_PLACEHOLDER_TEXT)},
         "options": [
-            {"text": {"type": "plain_text", "text": label}, "value": value}
+            {"text": {"type": "plain_text", "text": fit(label, MAX_OPTION_TEXT)}, "value": value}
             for label, value in choices
         ],
     }
@@ -175,7 +179,10 @@ def render(n: Notification, *, note: str | None = None) -> dict[str, Any]:
         _section(f"{icon} *{escape(title)}*"),
         {
             "type": "section",
-            "fields": [{"type": "mrkdwn", "text": fit(f, MAX_SECTION_FIELD)} for f in fields],
+            "fields": [
+                {"type": "mrkdwn", "text": fit(f, MAX_SECTION_FIELD)}
+                for f in fields[:MAX_SECTION_FIELDS]
+            ],
         },
     ]
     if signal.remediation and n.kind != Kind.resolved:
