@@ -143,7 +143,9 @@ class ServeCollector(Collector):
         self._reader = concurrent.futures.ThreadPoolExecutor(1, "metrics-store")
 
     def collect(self) -> Iterator[Metric]:
-        info = GaugeMetricFamily("fleet_alerting_build_info", "This fleet-alerting.", ["version"])
+        info = GaugeMetricFamily(
+            "fleet_alerting_build_info", "This fleet-alerting.", labels=["version"]
+        )
         info.add_metric([_version()], 1)
         yield info
         yield from watch_metrics(self.runs.records())
