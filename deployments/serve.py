@@ -202,7 +202,7 @@ def _watch_self(
 ) -> None:
     """Record each watch's runs (RUNS) for the sidecars and the heartbeat, and start them."""
     watches = [p.schedule.flow for p in planned if p.schedule.flow in CONFIGURED]
-    RUNS.serve({w: watch_interval(config, w) for w in watches}, datetime.now(UTC))
+    RUNS.expect({w: watch_interval(config, w) for w in watches})
     for sidecar in sidecars:
         stack.enter_context(sidecar(config, RUNS, out))
     stack.enter_context(heartbeat(config, RUNS, out))
@@ -259,6 +259,7 @@ async def register(planned: list[Planned], out: Print) -> dict[UUID, Any]:
                 await client.resume_deployment(deployment.id)
             elif TAG in (deployment.tags or []) and not deployment.paused:
                 await client.pause_deployment(deployment.id)
+    RUNS.begin(datetime.now(UTC))
     return flows
 
 

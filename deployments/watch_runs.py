@@ -43,15 +43,25 @@ class WatchRuns:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._intervals: dict[str, timedelta] = {}
         self._records: dict[str, WatchRecord] = {}
 
-    def serve(self, intervals: dict[str, timedelta], now: datetime) -> None:
-        """The watches served from `now` on, each with its interval."""
+    def expect(self, intervals: dict[str, timedelta]) -> None:
+        """The watches `serve` is about to schedule, each with its interval."""
+        self._intervals = dict(intervals)
+
+    def begin(self, now: datetime) -> None:
+        """Scheduling begins: the watches are late from here on until they succeed (a slow
+        start of the Prefect server does not count against them)."""
         with self._lock:
             self._records = {
                 name: WatchRecord(name, every, serving_since=now)
-                for name, every in intervals.items()
+                for name, every in self._intervals.items()
             }
+
+    def serve(self, intervals: dict[str, timedelta], now: datetime) -> None:
+        self.expect(intervals)
+        self.begin(now)
 
     def started(self, name: str) -> Run:
         self._update(name, last_start=datetime.now(UTC))
