@@ -12,19 +12,9 @@ from fleet_alerting.core.heartbeat import WatchStatus
 
 
 @dataclass(frozen=True)
-class WatchRecord:
-    name: str
-    every: timedelta
-    serving_since: datetime
+class WatchRecord(WatchStatus):
     last_start: datetime | None = None
-    last_success: datetime | None = None
-    last_failure: datetime | None = None
     last_duration: float | None = None  # seconds
-
-    def status(self) -> WatchStatus:
-        return WatchStatus(
-            self.name, self.every, self.serving_since, self.last_success, self.last_failure
-        )
 
 
 class Run:
@@ -81,7 +71,7 @@ class WatchRuns:
             return sorted(self._records.values(), key=lambda r: r.name)
 
     def statuses(self) -> list[WatchStatus]:
-        return [r.status() for r in self.records()]
+        return list(self.records())
 
 
 RUNS = WatchRuns()

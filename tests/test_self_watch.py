@@ -5,6 +5,7 @@ a real SQLite store and real HTTP."""
 from __future__ import annotations
 
 import socket
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from fleet_alerting.deployments.heartbeat import Heartbeat
 from fleet_alerting.deployments.serve import serve_all
 from fleet_alerting.deployments.watch_runs import WatchRuns
 from fleet_alerting.store.database import Store
-from fleet_alerting.surfaces.metrics import metrics_endpoint
+from fleet_alerting.surfaces.metrics import ServeCollector, metrics_endpoint
 from tests.fakes.deadmans_switch import DeadMansSwitch
 from tests.servers import free_port
 
@@ -116,6 +117,26 @@ def test_a_store_that_cannot_be_read_is_a_gauge_not_a_failed_scrape(tmp_path: Pa
     assert ("fleet_alerting_watch_interval_seconds", (("watch", "blackbox-probe"),)) in second
     assert lines[0].startswith("metrics at http://127.0.0.1:")
     assert "metrics: the store could not be read: " in lines[1]
+
+
+def test_a_store_that_does_not_answer_delays_a_scrape_by_at_most_the_timeout(
+    tmp_path: Path,
+) -> None:
+    """A PostgreSQL host that accepts the connection and never answers."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"postgresql://fleet@127.0.0.1:{silent.getsockname()[1]}/fleet"
+        config = make_config(tmp_path, state={"url": url, "connect_timeout": "30s"})
+        lines: list[str] = []
+        collector = ServeCollector(config, served("blackbox-probe"), lines.append, timeout=0.5)
+        began = time.monotonic()
+        names = {m.name: m for m in collector.collect()}
+        took = time.monotonic() - began
+    assert took < 2
+    assert names["fleet_alerting_store_up"].samples[0].value == 0
+    assert "fleet_alerting_watch_interval_seconds" in names
+    assert lines == ["metrics: the store could not be read: no answer within 0.5s"]
 
 
 def test_metrics_disabled_listen_nowhere(tmp_path: Path) -> None:
