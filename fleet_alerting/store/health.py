@@ -36,7 +36,9 @@ def outbox_groups(store: Store) -> list[OutboxGroup]:
     with store.queue.engine.connect() as conn:
         rows = conn.execute(query).all()
     return [
-        OutboxGroup(channel, status, count, datetime.fromisoformat(oldest), _at(last))
+        OutboxGroup(
+            channel, status, count, datetime.fromisoformat(oldest), datetime.fromisoformat(last)
+        )
         for channel, status, count, oldest, last in rows
     ]
 
@@ -61,7 +63,7 @@ def destinations(store: Store) -> list[Destination]:
     with store.queue.engine.connect() as conn:
         rows = conn.execute(query).all()
     return [
-        Destination(name, _at(blocked) if blocked else None, failures)
+        Destination(name, datetime.fromisoformat(blocked) if blocked else None, failures)
         for name, blocked, failures in rows
     ]
 
@@ -71,7 +73,3 @@ def open_incidents(store: Store) -> Counter[tuple[str, str, str]]:
     return Counter(
         (i.severity.value, i.source, i.state.value) for i in store.incidents(include_resolved=False)
     )
-
-
-def _at(text: str) -> datetime:
-    return datetime.fromisoformat(text)
