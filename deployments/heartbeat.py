@@ -47,6 +47,8 @@ class Heartbeat:
         self.config, self.runs, self.out = config, runs, out
         self.every = settings.every
         self.url = settings.url.resolve().get_secret_value()
+        if urlsplit(self.url).scheme not in ("http", "https"):
+            raise SecretError(f"{settings.url.describe()} does not hold an http(s) URL")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
         self._last_said = ""

@@ -19,6 +19,7 @@ from fleet_alerting.config.schema import Config
 from fleet_alerting.core.policy import PolicyConfig, evaluate
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.deployments.heartbeat import Heartbeat
+from fleet_alerting.deployments.heartbeat import heartbeat as heartbeat_while
 from fleet_alerting.deployments.serve import serve_all
 from fleet_alerting.deployments.watch_runs import WatchRuns
 from fleet_alerting.store.database import Store
@@ -224,3 +225,15 @@ def test_heartbeat_stops_when_serve_stops(tmp_path: Path, switch: DeadMansSwitch
     count = len(switch.pings)
     assert switch.wait_for(lambda p: True, timeout=2.5, after=switch.pings[-1].at) is None
     assert len(switch.pings) == count
+
+
+def test_a_heartbeat_url_that_is_not_http_is_said_without_its_value(tmp_path: Path) -> None:
+    (tmp_path / "heartbeat.url").write_text("hc-ping.com/CANARY-heartbeat-token\n")
+    config = make_config(tmp_path, heartbeat={"url": {"file": "heartbeat.url"}})
+    lines: list[str] = []
+    with heartbeat_while(config, served(), lines.append) as beating:
+        assert beating is None
+    (line,) = lines
+    assert line.startswith("heartbeat: not started: secret file ")
+    assert line.endswith("heartbeat.url does not hold an http(s) URL")
+    assert "CANARY" not in line
