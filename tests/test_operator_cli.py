@@ -259,3 +259,31 @@ def test_silence_for_a_bare_number_is_seconds(
     assert "did you mean: " in capsys.readouterr().err
     assert main(["silence", "zigbee:coordinator=pi-video-01", "--for", "90", *args]) == 0
     assert capsys.readouterr().out == "Silenced by ana for 1m30s.\n"
+
+
+# run summaries -------------------------------------------------------------------------------
+def test_a_rewritten_observation_is_no_change_and_the_summary_is_a_sentence() -> None:
+    """Joining left open reads "open for 3m", then "open for 4m": the record is rewritten (its
+    observation changed) but nothing opened, paged or resolved."""
+    from fleet_alerting.core.policy import PolicyConfig, evaluate
+    from fleet_alerting.core.signals import Severity, Signal
+    from fleet_alerting.delivery.drain import DrainReport
+    from fleet_alerting.flows.common import summarize, what_changed
+
+    policy = PolicyConfig(open_after=1, notify=[])
+    key = "zigbee:coordinator=hub,check=permit_join"
+
+    def seen(minutes: int) -> Signal:
+        said = f"Permit join on hub open past the planned window: open for {minutes}m"
+        return Signal(key, "zigbee", True, Severity.warning, said)
+
+    first = evaluate([seen(3)], {}, lambda _s: policy, T0)
+    counters = summarize(first, DrainReport())
+    assert (counters["opened_or_changed"], counters["opened"]) == (1, 1)
+    assert what_changed(counters, DrainReport()) == "opened 1 incident"
+    later = T0 + timedelta(minutes=1)
+    second = evaluate([seen(4)], {key: first.incidents[0]}, lambda _s: policy, later)
+    assert [i.key for i in second.incidents] == [key]  # rewritten...
+    counters = summarize(second, DrainReport())
+    assert counters["opened_or_changed"] == 0  # ...but nothing changed
+    assert what_changed(counters, DrainReport()) == "nothing to tell"
