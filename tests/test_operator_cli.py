@@ -162,6 +162,22 @@ def test_finding_an_incident_from_what_was_typed(case: dict) -> None:
     assert list(found.suggestions) == case.get("suggestions", [])
 
 
+@pytest.mark.parametrize(
+    ("source", "wanted", "selected"),
+    [
+        ("prometheus/RoleAgentFailure", "prometheus", True),
+        ("prometheus/RoleAgentFailure", "prometheus/RoleAgentFailure", True),
+        ("prometheus-config", "prometheus", False),
+        ("blackbox", None, True),
+        ("blackbox-exporter", "blackbox", False),
+    ],
+)
+def test_the_source_filter(source: str, wanted: str | None, selected: bool) -> None:
+    from fleet_alerting.surfaces.listings import source_matches
+
+    assert source_matches(source, wanted) is selected
+
+
 # a scripted outage, read back as JSON; the outbox managed ------------------------------------
 def test_incidents_and_outbox_as_json_after_an_outage_and_the_outbox_managed(
     tmp_path: Path,
@@ -202,9 +218,14 @@ def test_incidents_and_outbox_as_json_after_an_outage_and_the_outbox_managed(
     assert incident["key"] == key and incident["id"] == full_id(key)[:6]
     assert incident["state"] == "firing" and incident["severity"] == "critical"
     assert incident["source"] == "blackbox" and incident["failing_seconds"] >= 0
+    assert incident["onset"].endswith("Z") and incident["paged_at"] is None
     assert datetime.fromisoformat(incident["onset"]) <= datetime.now(UTC)
-    nothing = cli("incidents", "-o", "json", "--severity", "warning", "--config", str(config))
-    assert json.loads(nothing.stdout) == []
+    for wanted in (["--severity", "warning"], ["--source", "zigbee"], ["--state", "paged"]):
+        nothing = cli("incidents", "-o", "json", *wanted, "--config", str(config))
+        assert json.loads(nothing.stdout) == [], wanted
+    some = cli("incidents", "-o", "json", "--source", "blackbox", "--state", "firing", "--config",
+               str(config))  # fmt: skip
+    assert [i["key"] for i in json.loads(some.stdout)] == [key]
 
     listed = cli("outbox", "-o", "json", "--config", str(config))
     (item,) = json.loads(listed.stdout)
@@ -218,7 +239,7 @@ def test_incidents_and_outbox_as_json_after_an_outage_and_the_outbox_managed(
 
     number = str(item["id"])
     steps = [
-        (["retry", number], "due now"),
+        (["retry", number], "slack backs off until "),
         (["drop", number, "--reason", "sent by hand"], "dropped"),
         (["drop", number, "--reason", "again"], None),  # a dead letter: refused
         (["requeue", number], "queued again"),
