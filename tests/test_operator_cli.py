@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from fleet_alerting.sources.blackbox.client import ProbeResult, from_config, to_
 from fleet_alerting.store.database import Store
 from fleet_alerting.surfaces.cli import main
 from fleet_alerting.tasks.pipeline import evaluate_and_record
+from tests.fakes.http import Response
+from tests.fakes.saas import SlackWebhookServer
 
 ROOT = Path(__file__).parents[1]
 CLI = [sys.executable, "-m", "fleet_alerting.surfaces.cli"]
@@ -179,12 +182,21 @@ def test_the_source_filter(source: str, wanted: str | None, selected: bool) -> N
 
 
 # a scripted outage, read back as JSON; the outbox managed ------------------------------------
+@pytest.fixture
+def slack() -> Iterator[SlackWebhookServer]:
+    """Slack rate-limiting for an hour: a message to it stays queued, the destination backs off."""
+    with SlackWebhookServer() as server:
+        server.fail_next = [Response(429, "rate_limited", {"Retry-After": "3600"})]
+        yield server
+
+
 def test_incidents_and_outbox_as_json_after_an_outage_and_the_outbox_managed(
-    tmp_path: Path,
+    tmp_path: Path, slack: SlackWebhookServer
 ) -> None:
-    """A real run against a refused port, with Slack refusing too: the incident opens, its
-    message stays queued while Slack backs off; then retry, drop and requeue, each recorded."""
-    (tmp_path / "slack.url").write_text("http://127.0.0.1:9/services/T0/B0/CANARYjsonToken0000\n")
+    """A real run against a refused port, with Slack rate-limiting for an hour: the incident
+    opens, its message stays queued while Slack backs off; then retry, drop and requeue, each
+    recorded."""
+    (tmp_path / "slack.url").write_text(f"{slack.url}/services/T0/B0/CANARYjsonToken0000\n")
     config = tmp_path / "config.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -232,7 +244,8 @@ def test_incidents_and_outbox_as_json_after_an_outage_and_the_outbox_managed(
     assert (item["status"], item["channel"], item["kind"]) == ("queued", "slack", "opened")
     assert item["incident_key"] == key and item["incident_id"] == incident["id"]
     assert item["attempts"] == 1 and item["next_attempt_at"]
-    assert item["destination_backoff_until"] and item["destination_failures"] == 1
+    assert item["destination_backoff_until"] > item["created_at"]
+    assert item["last_error"] and item["destination_last_error"]
     assert "CANARY" not in listed.stdout
     table = cli("outbox", "--config", str(config)).stdout
     assert f"#{item['id']}" in table and "next: " in table and "destinations backing off:" in table
@@ -245,7 +258,12 @@ def test_incidents_and_outbox_as_json_after_an_outage_and_the_outbox_managed(
         (["requeue", number], "queued again"),
     ]
     for verb, said in steps:
-        done = cli("outbox", *verb, "--as", "ana", "--config", str(config))
+        where = ["--config", str(config)]  # before the verb or after it
+        done = (
+            cli("outbox", *where, *verb, "--as", "ana")
+            if verb[0] == "retry"
+            else cli("outbox", *verb, "--as", "ana", *where)
+        )
         assert done.returncode == (0 if said else 1), done.stderr
         assert said in done.stdout if said else "nothing changed" in done.stderr
     (item,) = json.loads(cli("outbox", "-o", "json", "--config", str(config)).stdout)

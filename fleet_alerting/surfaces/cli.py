@@ -299,10 +299,9 @@ def _add_filters(parser: argparse.ArgumentParser, states: list[str]) -> None:
     parser.add_argument("--state", action="append", choices=states, help="only this state")
 
 
-def _add_outbox_commands(
-    box: argparse.ArgumentParser, with_config: Callable[[argparse.ArgumentParser], object]
-) -> None:
-    """`outbox retry|drop|requeue ID` (`outbox` alone still lists)."""
+def _add_outbox_commands(box: argparse.ArgumentParser) -> None:
+    """`outbox retry|drop|requeue ID` (`outbox` alone still lists). `--config` is taken before
+    or after the verb: the verb's own option has no default, which would replace the other."""
     verbs = box.add_subparsers(dest="verb", metavar="{retry,drop,requeue}")
     helps = {
         "retry": "make a queued message due now",
@@ -316,7 +315,7 @@ def _add_outbox_commands(
         sub.add_argument("--as", dest="actor", help="who acts (default: the login name)")
         if verb == "drop":
             sub.add_argument("--reason", required=True, help="why; recorded in the trail")
-        with_config(sub)
+        sub.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
 
 
 def _since(text: str) -> datetime:
@@ -432,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only messages queued since WHEN: a duration back (2h) or an ISO 8601 time",
     )
     _add_filters(box, ["queued", "dead", "sent"])
-    _add_outbox_commands(box, with_config)
+    _add_outbox_commands(box)
     tell = with_config(
         add("notify-test", notify_test, "send a marked test message to each destination")
     )
