@@ -326,3 +326,20 @@ def test_a_rewritten_observation_is_no_change_and_the_summary_is_a_sentence() ->
     counters = summarize(second, DrainReport())
     assert counters["opened_or_changed"] == 0  # ...but nothing changed
     assert what_changed(counters, DrainReport()) == "nothing to tell"
+
+
+def test_the_id_in_a_slack_message_is_what_ack_takes() -> None:
+    from fleet_alerting.core.incidents import Kind
+    from fleet_alerting.core.policy import PolicyConfig, evaluate
+    from fleet_alerting.core.signals import Severity, Signal
+    from fleet_alerting.delivery.notifiers.slack_webhook import render
+
+    key = "blackbox:url=https://fleet.example.org/api/healthz"
+    signal = Signal(key, "blackbox", True, Severity.critical, "HTTP 503 from /api/healthz")
+    policy = PolicyConfig(open_after=1, notify=["slack"])
+    evaluation = evaluate([signal], {}, lambda _s: policy, T0)
+    (opened,) = [n for n in evaluation.notifications if n.kind == Kind.opened]
+    context = json.dumps(render(opened)["blocks"])
+    said = context.split("(id `", 1)[1].split("`", 1)[0]
+    keys = [key, "blackbox:url=https://fleet.example.org/"]
+    assert find(said, keys, keys).key == key
