@@ -37,12 +37,10 @@ def act(args: argparse.Namespace) -> int:
         return 2
     actor = args.actor or getpass.getuser()
     key, problem = _resolve(config, args.key)
+    meant = key or args.key
     outcome = asyncio.run(
-        perform(
-            config, key or args.key, args.action, actor=actor, via="cli", now=utcnow(),
-            duration=duration,
-        )
-    )  # fmt: skip
+        perform(config, meant, args.action, actor=actor, via="cli", now=utcnow(), duration=duration)
+    )
     if key is None:  # refused and recorded by `perform`; say what might have been meant
         print(problem, file=sys.stderr)
         return 1

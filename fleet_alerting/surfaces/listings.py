@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +16,7 @@ from fleet_alerting.config.checks import destination
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, State
-from fleet_alerting.core.short_ids import find, short_ids
+from fleet_alerting.core.short_ids import SHORT, find, full_id, short_ids
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store import outbox as box
 from fleet_alerting.store.database import OPEN, Store
@@ -46,6 +46,17 @@ def find_key(store: Store, typed: str) -> tuple[str | None, str, dict[str, str]]
     opened = {key for key, state in states.items() if state in OPEN}
     lookup = find(typed, states.keys(), opened)
     return lookup.key, lookup.problem(typed, ids) if lookup.key is None else "", ids
+
+
+class IdsOf(dict[str, str]):
+    """Short ids of the stored incidents; a key stored since they were read (or pruned while
+    its messages stay) gets its unlengthened id."""
+
+    def __init__(self, keys: Iterable[str]):
+        super().__init__(short_ids(keys))
+
+    def __missing__(self, key: str) -> str:
+        return full_id(key)[:SHORT]
 
 
 def incident_json(incident: Incident, short_id: str, now: datetime) -> dict[str, Any]:
@@ -97,9 +108,9 @@ def incidents(args: argparse.Namespace) -> int:
             from fleet_alerting.surfaces.actions_cli import show
 
             return show(store, args.show)
+        ids = IdsOf(store.incident_states())
         everything = args.all or State.resolved.value in (args.state or ())
         rows = [i for i in store.incidents(include_resolved=everything) if wanted_incident(i, args)]
-        ids = short_ids(store.incident_states())
     finally:
         store.close()
     now = utcnow()
@@ -120,7 +131,7 @@ def incidents(args: argparse.Namespace) -> int:
 
 # outbox -------------------------------------------------------------------------------------
 def outbox_json(
-    config: Config, item: OutboxItem, ids: dict[str, str], blocked: Destination
+    config: Config, item: OutboxItem, ids: IdsOf, blocked: Destination
 ) -> dict[str, Any]:
     n = item.notification
     return {
@@ -130,7 +141,7 @@ def outbox_json(
         "destination": destination(config, n.channel),
         "kind": n.kind.value,
         "incident_key": n.incident.key,
-        "incident_id": ids.get(n.incident.key),
+        "incident_id": ids[n.incident.key],
         "severity": n.incident.severity.value,
         "source": n.incident.source,
         "attempts": item.attempts,
@@ -167,7 +178,7 @@ def outbox(args: argparse.Namespace) -> int:
         items = [i for i in store.outbox(outbox_statuses(args)) if wanted_item(i, args)]
         channels = sorted({i.notification.channel for i in items})
         blocked = {c: store.queue.destination(c) for c in channels}
-        ids = short_ids(store.incident_states())
+        ids = IdsOf(store.incident_states())
     finally:
         store.close()
     now = utcnow()
@@ -192,7 +203,7 @@ def outbox(args: argparse.Namespace) -> int:
     return 0
 
 
-def item_line(config: Config, item: OutboxItem, ids: dict[str, str], now: datetime) -> str:
+def item_line(config: Config, item: OutboxItem, ids: IdsOf, now: datetime) -> str:
     n = item.notification
     key = n.incident.key
     if item.status == "sent":
@@ -207,7 +218,7 @@ def item_line(config: Config, item: OutboxItem, ids: dict[str, str], now: dateti
         nxt = "not retried"
     return (
         f"{item.status:<6} #{item.id:<5} {n.channel:<12} {n.kind:<9} attempts={item.attempts} "
-        f"{nxt}  {ids.get(key, '')} {key}  {item.last_error or ''}"
+        f"{nxt}  {ids[key]} {key}  {item.last_error or ''}"
     ).rstrip()
 
 
