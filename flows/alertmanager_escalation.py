@@ -9,10 +9,13 @@ from fleet_alerting.core.signals import Severity
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
     RunFailed,
+    Summary,
+    count,
+    described,
+    finish,
     load,
     publish,
     store_errors_fail_the_run,
-    summarize,
 )
 from fleet_alerting.sources.alertmanager.judge import (
     SOURCE,
@@ -24,7 +27,7 @@ from fleet_alerting.sources.alertmanager.judge import (
 )
 from fleet_alerting.tasks.alertmanager import fetch_escalating_alerts
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from fleet_alerting.tasks.runtime import run_logger, watch_flow
+from fleet_alerting.tasks.runtime import watch_flow
 
 
 def escalation_policies(config: Config) -> PolicyFor:
@@ -42,7 +45,7 @@ def escalation_policies(config: Config) -> PolicyFor:
 
 @watch_flow("alertmanager-escalation")
 @store_errors_fail_the_run
-async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
+async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> Summary:
     config = load(config_path)
     am = config.alertmanager
     if am is None:
@@ -79,12 +82,16 @@ async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> dict[str
                 }
             )
     await publish("alertmanager-escalation", rows, evaluation, report)
-    summary = {
+    counters = {
         "alerts": len(rows),
         "firing": sum(s.firing for s in signals if s.source == SOURCE),
         "rule_problems": len(failures),
         "malformed_alerts": len(malformed),
     }
-    summary |= summarize(evaluation, report)
-    run_logger().info("alertmanager escalation: %s", summary)
-    return summary
+    troubles = [
+        f"{counters['firing']} firing" if counters["firing"] else "",
+        count(len(failures), "rule query failure") if failures else "",
+        count(len(malformed), "malformed alert") if malformed else "",
+    ]
+    seen = described(f"{count(len(rows), 'alert')} matched", troubles, "none firing")
+    return finish(seen, counters, evaluation, report)
