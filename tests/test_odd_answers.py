@@ -18,8 +18,13 @@ from typing import Any
 import pytest
 import yaml
 
+from fleet_alerting.config.schema import PrometheusConfig
 from fleet_alerting.core.incidents import Incident, State
+from fleet_alerting.core.links import LinksConfig
+from fleet_alerting.sources.prometheus.client import query_watches
+from fleet_alerting.sources.prometheus.judge import evaluate_watches
 from fleet_alerting.store.database import Store
+from tests.fakes.http import FakeServer, Request, Response
 from tests.fakes.saas import PagerDutyServer
 from tests.test_bad_answers import (
     FAILURE,
@@ -101,6 +106,22 @@ def test_prometheus_odd_answer_keeps_every_incident(
     warnings = [i.signal.summary for i in now.values() if i.is_open and i.severity == "warning"]
     assert len(warnings) == 1, warnings
     assert "RoleAgentFailure" in warnings[0] and case["warning"] in warnings[0]
+
+
+class RefusesTimeout(FakeServer):
+    def handle(self, request: Request) -> Response:
+        error = 'invalid parameter "timeout": cannot parse "1.5s" to a valid duration'
+        return Response(400, {"status": "error", "errorType": "bad_data", "error": error})
+
+
+def test_a_refused_parameter_is_not_blamed_on_the_expressions() -> None:
+    other = FAILURE.model_copy(update={"name": "Other", "expr": "up == 0"})
+    with RefusesTimeout() as prom:
+        config = PrometheusConfig(url=prom.url, default_watches=False, watches=[FAILURE, other])
+        outcomes = asyncio.run(query_watches(config, [FAILURE, other]))
+    (warning,) = [s.summary for s in evaluate_watches(outcomes, LinksConfig()).signals]
+    assert warning.startswith("prometheus watches RoleAgentFailure, Other: configuration error: ")
+    assert "expr" not in warning and 'invalid parameter "timeout"' in warning
 
 
 # Alertmanager --------------------------------------------------------------------------------

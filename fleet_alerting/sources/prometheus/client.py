@@ -139,7 +139,7 @@ async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutco
         try:
             return await client.query(expr)
         except PrometheusError as exc:
-            if exc.error_type not in ("bad_data", "execution"):
+            if exc.error_type not in ("bad_data", "execution") or _other_parameter(str(exc)):
                 raise  # not about this expression (auth, outage): one message for all watches
             raise PrometheusError(
                 f"{what} {expr!r}: {exc}", permanent=exc.permanent, error_type=exc.error_type
@@ -163,6 +163,11 @@ async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutco
         warnings=warnings,
         malformed=malformed,
     )
+
+
+def _other_parameter(error: str) -> bool:
+    """Prometheus refused a parameter other than the expression (`invalid parameter "timeout"`)."""
+    return 'invalid parameter "' in error and 'invalid parameter "query"' not in error
 
 
 async def _nothing() -> None:
