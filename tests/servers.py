@@ -119,13 +119,19 @@ class Server:
                 self.proc.kill()
 
 
-def start_prometheus(workdir: Path, jobs: Mapping[str, str | None]) -> tuple[Server, str]:
+def start_prometheus(
+    workdir: Path,
+    jobs: Mapping[str, str | None],
+    rules: list[dict] | None = None,
+    alertmanager: str | None = None,
+) -> tuple[Server, str]:
     """Prometheus from Debian on a free port, scraping every second: job name → target
-    (`None`: Prometheus itself). Returns the server and its URL once it is ready."""
+    (`None`: Prometheus itself); `rules` (alerting rules, evaluated every second) are sent to the
+    `alertmanager` URL. Returns the server and its URL once it is ready."""
     binary = require_binary("prometheus")
     port = free_port()
     own = f"127.0.0.1:{port}"
-    config = {
+    config: dict = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [
             {"job_name": job, "static_configs": [{"targets": [target or own]}]}
@@ -133,6 +139,14 @@ def start_prometheus(workdir: Path, jobs: Mapping[str, str | None]) -> tuple[Ser
         ],
     }
     workdir.mkdir(parents=True, exist_ok=True)
+    if rules:
+        (workdir / "rules.yml").write_text(
+            yaml.safe_dump({"groups": [{"name": "t", "rules": rules}]})
+        )
+        config["rule_files"] = [str(workdir / "rules.yml")]
+    if alertmanager:
+        target = alertmanager.removeprefix("http://")
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [target]}]}]}
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     server = Server(
         [
@@ -140,6 +154,8 @@ def start_prometheus(workdir: Path, jobs: Mapping[str, str | None]) -> tuple[Ser
             f"--config.file={workdir / 'prometheus.yml'}",
             f"--storage.tsdb.path={workdir / 'data'}",
             f"--web.listen-address={own}",
+            # an alert sent before the Alertmanager is discovered is dropped: resend soon
+            "--rules.alert.resend-delay=1s",
         ],
         workdir,
         http_ready(f"http://{own}/-/ready"),

@@ -275,6 +275,26 @@ def default_escalation_rules() -> list[EscalationRule]:
     ]
 
 
+def _at_least(limit: timedelta) -> AfterValidator:
+    def check(value: timedelta) -> timedelta:
+        if value < limit:
+            shortest = format_duration(limit, exact=True)
+            raise ValueError(f"expected a duration of at least {shortest}")
+        return value
+
+    return AfterValidator(check)
+
+
+class WatchdogConfig(Model):
+    """The dead man's switch: an always-firing alert (a Prometheus rule `expr: vector(1)`) that
+    Alertmanager has not listed for `missing_after` means the alerting pipeline is broken."""
+
+    alertname: str = Field("Watchdog", pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    missing_after: Annotated[
+        Duration, _at_least(timedelta(minutes=1)), _at_most(timedelta(days=1))
+    ] = timedelta(minutes=5)
+
+
 class AlertmanagerConfig(Model):
     url: HttpUrl = Field(pattern=r"^https?://")
     timeout: PositiveDuration = timedelta(seconds=10)
@@ -282,6 +302,7 @@ class AlertmanagerConfig(Model):
     # Alertmanager already debounces (`for:`), so one observation opens and one absence resolves.
     open_after: int = Field(1, ge=1, le=1000)
     resolve_after: int = Field(1, ge=1, le=1000)
+    watchdog: WatchdogConfig | None = WatchdogConfig()  # null: no dead man's switch
 
 
 class FleetApiConfig(Model):
