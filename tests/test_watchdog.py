@@ -6,6 +6,7 @@ Time is never waited for: the clock kept in the store is set back instead."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,19 +14,21 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from fleet_alerting.core.incidents import State
 from fleet_alerting.store.database import Store
+from tests.fakes.http import FakeServer, Request, Response
 from tests.fakes.saas import PagerDutyServer
 from tests.servers import free_port, start_alertmanager, start_prometheus, wait_until
+from tests.test_bad_answers import am_alert
 from tests.test_odd_answers import incidents, resolves, write_config
-
-pytestmark = pytest.mark.integration
 
 RULE = {"alert": "Watchdog", "expr": "vector(1)", "labels": {"severity": "none"}}
 AM_CONFIG = "route:\n  receiver: ops\nreceivers:\n  - name: ops\n"
 KEY = "alertmanager-watchdog:alertname=Watchdog"
 CLOCK = "alertmanager-watchdog:Watchdog"
+CASES = yaml.safe_load((Path(__file__).parent / "cases" / "watchdog.yaml").read_text())
 
 
 def listed(am: str) -> list[dict[str, Any]]:
@@ -41,11 +44,12 @@ def resolve_by_hand(am: str) -> None:
     httpx.post(f"{am}/api/v2/alerts", json=body, timeout=5).raise_for_status()
 
 
-def set_clock_back(config_file: Path, **ago: timedelta) -> None:
-    now = datetime.now(UTC)
+def set_clock_back(config_file: Path, name: str = "Watchdog", **ago: timedelta) -> None:
+    key, now = f"alertmanager-watchdog:{name}", datetime.now(UTC)
     store = Store(config_file.parent / "state.sqlite")
     try:
-        store.set_value(CLOCK, {name: (now - d).isoformat() for name, d in ago.items()})
+        clock = store.get_value(key) or {}
+        store.set_value(key, clock | {field: (now - d).isoformat() for field, d in ago.items()})
     finally:
         store.close()
 
@@ -64,6 +68,7 @@ def pd() -> Iterator[PagerDutyServer]:
         yield server
 
 
+@pytest.mark.integration
 def test_watchdog_missing_pages_unanswered_keeps_seen_again_resolves(
     tmp_path: Path, config_file: Path, pd: PagerDutyServer
 ) -> None:
@@ -123,3 +128,69 @@ def test_watchdog_missing_pages_unanswered_keeps_seen_again_resolves(
     finally:
         for server in servers:
             server.stop()
+
+
+# run by run against a fake Alertmanager (tests/cases/watchdog.yaml) ------------------------------
+class WatchdogAlertmanager(FakeServer):
+    """`GET /api/v2/alerts`: the escalation rule's query lists nothing; the watchdog's (an
+    `alertname="…"` filter) answers as `answer` says."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = "absent"
+
+    def handle(self, request: Request) -> Response:
+        if self.answer == "down":
+            return Response(503, "Service Unavailable")
+        named = [
+            m for f in request.query.get("filter", []) if (m := re.match(r'alertname="(.+)"', f))
+        ]
+        if not named:
+            return Response(200, [])
+        if self.answer == "refused":
+            return Response(400, {"code": 400, "message": "bad matcher"})
+        alert = am_alert(named[0][1], "d06d06", timedelta(hours=2))
+        if self.answer == "ended":
+            alert["endsAt"] = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+        if self.answer == "malformed":
+            del alert["fingerprint"]
+        return Response(200, [] if self.answer == "absent" else [alert])
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c["name"])
+def test_watchdog_run_by_run(case: dict, config_file: Path, pd: PagerDutyServer) -> None:
+    from fleet_alerting.flows.alertmanager_escalation import alertmanager_escalation
+
+    key = case.get("key", KEY)
+    rules = [{"name": "critical", "matchers": ['severity="critical"']}]
+    with WatchdogAlertmanager() as am:
+        for number, step in enumerate(case["steps"], 1):
+            watchdog = step.get("config", case.get("config", {}))
+            alertmanager = {"url": am.url, "rules": rules, "watchdog": watchdog}
+            write_config(config_file, pd, alertmanager=alertmanager)
+            am.answer = step["watchdog"]
+            if "rewind" in step:
+                ago = {k: _ago(v) for k, v in step["rewind"].items()}
+                set_clock_back(config_file, (watchdog or {}).get("alertname", "Watchdog"), **ago)
+            asyncio.run(alertmanager_escalation.fn(str(config_file)))
+            now = incidents(config_file)
+            where = f"step {number}"
+            state = now[key].state.value if key in now else "none"
+            assert state == step["state"], where
+            if "summary" in step:
+                assert step["summary"] in now[key].signal.summary, where
+            open_warnings = [
+                i.signal.summary
+                for i in now.values()
+                if i.source == "alertmanager-api" and i.is_open
+            ]
+            if "warning" in step:
+                assert [w for w in open_warnings if w.startswith(step["warning"])], where
+        asked = [f for r in am.requests for f in r.query.get("filter", [])]
+    if case.get("config", {}) is None:
+        assert all(not f.startswith("alertname=") for f in asked)
+
+
+def _ago(text: str) -> timedelta:
+    number, unit = int(text[:-1]), text[-1]
+    return timedelta(minutes=number) if unit == "m" else timedelta(hours=number)
