@@ -108,6 +108,33 @@ def test_prometheus_odd_answer_keeps_every_incident(
     assert "RoleAgentFailure" in warnings[0] and case["warning"] in warnings[0]
 
 
+@pytest.mark.parametrize("odd", [None, [42]], ids=["null", "a sample that is no object"])
+def test_an_odd_presence_answer_moves_no_absent_metric_incident(
+    odd: object, config_file: Path, pd: PagerDutyServer
+) -> None:
+    from fleet_alerting.flows.prometheus_watches import prometheus_watches
+
+    absent_key = "prometheus/RoleAgentFailure:absent=role_agent_last_run_success"
+    watch = FAILURE.model_dump(mode="json", exclude_defaults=True) | {"absent_is": "critical"}
+    odd_answer = {"status": "success", "data": {"resultType": "vector", "result": odd}}
+    with Prometheus() as prom:
+        prometheus = {"url": prom.url, "default_watches": False, "watches": [watch]}
+        write_config(config_file, pd, prometheus=prometheus)
+        prom.answers[FAILURE.expr] = vector()
+
+        def run(presence: object) -> State | None:
+            prom.answers[PRESENCE] = presence
+            asyncio.run(prometheus_watches.fn(str(config_file)))
+            found = incidents(config_file).get(absent_key)
+            return None if found is None else found.state
+
+        assert run(vector(sample("a", "1"))) is None
+        assert run(odd_answer) is None  # not "no series at all"
+        assert run(vector()) == State.paged
+        assert run(odd_answer) == State.paged  # not "reported again"
+    assert resolves(pd) == []
+
+
 class RefusesTimeout(FakeServer):
     def handle(self, request: Request) -> Response:
         error = 'invalid parameter "timeout": cannot parse "1.5s" to a valid duration'

@@ -152,6 +152,8 @@ class WatchdogAlertmanager(FakeServer):
         alert = am_alert(named[0][1], "d06d06", timedelta(hours=2))
         if self.answer == "ended":
             alert["endsAt"] = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+        if self.answer == "silenced":
+            alert["status"] = {"state": "suppressed", "silencedBy": ["s1"], "inhibitedBy": []}
         if self.answer == "malformed":
             del alert["fingerprint"]
         return Response(200, [] if self.answer == "absent" else [alert])
