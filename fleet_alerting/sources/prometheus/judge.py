@@ -249,7 +249,12 @@ def malformed_signals(outcome: WatchOutcome) -> list[Signal]:
             target=bad.identity,
             remediation=(
                 "Check what answers at prometheus.url (a proxy or a non-Prometheus server may "
-                "rewrite answers); the other samples of this watch are still evaluated",
+                "rewrite answers); "
+                + (
+                    "the other samples of this watch are still evaluated"
+                    if bad.labels
+                    else "until a whole answer comes, nothing of this watch recovers or resolves"
+                ),
             ),
             labels={"watch": watch.name, "malformed": query},
         )
