@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -181,11 +182,14 @@ def test_alertmanager_odd_alert_keeps_what_it_may_cover(
         assert {incidents(config_file)[ALERT.format(f * 4)].state for f in "abc"} == {State.paged}
 
         am.alerts = [alert("A"), odd_record(case)]
+        if "body" in case:  # the fake sends a dict or list as JSON, anything else as text
+            am.alerts = json.dumps(case["body"])  # type: ignore[assignment]
         asyncio.run(alertmanager_escalation.fn(str(config_file)))
 
     now = incidents(config_file)
     kept = "abc" if case.get("frozen") else "ab"
     assert {now[ALERT.format(f * 4)].state for f in kept} == {State.paged}
     assert resolves(pd) == ([] if case.get("frozen") else [ALERT.format("cccc")])
-    warnings = [i.signal.summary for i in now.values() if i.source == "alertmanager-records"]
+    source = "alertmanager-api" if "body" in case else "alertmanager-records"
+    warnings = [i.signal.summary for i in now.values() if i.source == source]
     assert len(warnings) == 1 and case["warning"] in warnings[0], warnings
