@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -122,31 +123,23 @@ class Server:
 def start_prometheus(
     workdir: Path,
     jobs: Mapping[str, str | None],
-    rules: list[dict] | None = None,
-    alertmanager: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> tuple[Server, str]:
     """Prometheus from Debian on a free port, scraping every second: job name → target
-    (`None`: Prometheus itself); `rules` (alerting rules, evaluated every second) are sent to the
-    `alertmanager` URL. Returns the server and its URL once it is ready."""
+    (`None`: Prometheus itself); `extra` adds to its config (rule_files, alerting). Returns the
+    server and its URL once it is ready."""
     binary = require_binary("prometheus")
     port = free_port()
     own = f"127.0.0.1:{port}"
-    config: dict = {
+    config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [
             {"job_name": job, "static_configs": [{"targets": [target or own]}]}
             for job, target in jobs.items()
         ],
+        **(extra or {}),
     }
     workdir.mkdir(parents=True, exist_ok=True)
-    if rules:
-        (workdir / "rules.yml").write_text(
-            yaml.safe_dump({"groups": [{"name": "t", "rules": rules}]})
-        )
-        config["rule_files"] = [str(workdir / "rules.yml")]
-    if alertmanager:
-        target = alertmanager.removeprefix("http://")
-        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [target]}]}]}
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     server = Server(
         [

@@ -31,6 +31,15 @@ CLOCK = "alertmanager-watchdog:Watchdog"
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "watchdog.yaml").read_text())
 
 
+def firing(folder: Path, am: str) -> dict[str, Any]:
+    """Prometheus config: the always-firing rule, sent to Alertmanager `am`."""
+    rules = folder / "watchdog.rules.yml"
+    rules.write_text(yaml.safe_dump({"groups": [{"name": "meta", "rules": [RULE]}]}))
+    target = am.removeprefix("http://")
+    alerting = {"alertmanagers": [{"static_configs": [{"targets": [target]}]}]}
+    return {"rule_files": [str(rules)], "alerting": alerting}
+
+
 def listed(am: str) -> list[dict[str, Any]]:
     query = {"filter": 'alertname="Watchdog"'}
     return httpx.get(f"{am}/api/v2/alerts", params=query, timeout=5).json()
@@ -84,7 +93,7 @@ def test_watchdog_missing_pages_unanswered_keeps_seen_again_resolves(
     am_server, am = start_alertmanager(tmp_path / "am", AM_CONFIG)
     servers = [am_server]
     try:
-        prom, _ = start_prometheus(tmp_path / "p1", {"self": None}, [RULE], am)
+        prom, _ = start_prometheus(tmp_path / "p1", {"self": None}, firing(tmp_path, am))
         servers.append(prom)
         wait_until(lambda: bool(listed(am)), 60, "Watchdog listed by Alertmanager")
         run(am)
@@ -120,7 +129,7 @@ def test_watchdog_missing_pages_unanswered_keeps_seen_again_resolves(
         assert problem.signal.summary.startswith("Alertmanager rule critical: ")
         assert clock(config_file)["looking_since"] is None  # the outage is not counted twice
 
-        servers.append(start_prometheus(tmp_path / "p2", {"self": None}, [RULE], am)[0])
+        servers.append(start_prometheus(tmp_path / "p2", {"self": None}, firing(tmp_path, am))[0])
         wait_until(lambda: bool(listed(am)), 60, "Watchdog listed again")
         run(am)
         assert incidents(config_file)[KEY].state == State.resolved

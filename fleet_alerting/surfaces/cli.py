@@ -133,8 +133,9 @@ def run_flow(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     from fleet_alerting.deployments.serve import serve_all
+    from fleet_alerting.surfaces.metrics import metrics_endpoint
 
-    return serve_all(args.config)
+    return serve_all(args.config, sidecars=[metrics_endpoint])
 
 
 def trigger(args: argparse.Namespace) -> int:
