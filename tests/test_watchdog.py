@@ -1,7 +1,8 @@
-"""The dead man's switch against a real Prometheus (an always-firing `vector(1)` rule) and a real
-Alertmanager: missing for `missing_after` pages "alerting pipeline broken", an unanswered query
-changes nothing, seen again resolves. The flow runs plainly (store, outbox, PagerDuty fake).
-Time is never waited for: the clock kept in the store is set back instead."""
+"""The dead man's switch against a real Prometheus (the shipped always-firing `vector(1)` rule,
+config/prometheus/watchdog.rules.yml) and a real Alertmanager: missing for `missing_after` pages
+"alerting pipeline broken", an unanswered query changes nothing, seen again resolves. The flow
+runs plainly (store, outbox, PagerDuty fake). Time is never waited for: the clock kept in the
+store is set back instead."""
 
 from __future__ import annotations
 
@@ -24,20 +25,18 @@ from tests.servers import free_port, start_alertmanager, start_prometheus, wait_
 from tests.test_bad_answers import am_alert
 from tests.test_odd_answers import incidents, resolves, write_config
 
-RULE = {"alert": "Watchdog", "expr": "vector(1)", "labels": {"severity": "none"}}
+SHIPPED_RULE = Path(__file__).parent.parent / "config" / "prometheus" / "watchdog.rules.yml"
 AM_CONFIG = "route:\n  receiver: ops\nreceivers:\n  - name: ops\n"
 KEY = "alertmanager-watchdog:alertname=Watchdog"
 CLOCK = "alertmanager-watchdog:Watchdog"
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "watchdog.yaml").read_text())
 
 
-def firing(folder: Path, am: str) -> dict[str, Any]:
-    """Prometheus config: the always-firing rule, sent to Alertmanager `am`."""
-    rules = folder / "watchdog.rules.yml"
-    rules.write_text(yaml.safe_dump({"groups": [{"name": "meta", "rules": [RULE]}]}))
+def firing(am: str) -> dict[str, Any]:
+    """Prometheus config: the shipped always-firing rule, sent to Alertmanager `am`."""
     target = am.removeprefix("http://")
     alerting = {"alertmanagers": [{"static_configs": [{"targets": [target]}]}]}
-    return {"rule_files": [str(rules)], "alerting": alerting}
+    return {"rule_files": [str(SHIPPED_RULE)], "alerting": alerting}
 
 
 def listed(am: str) -> list[dict[str, Any]]:
@@ -93,7 +92,7 @@ def test_watchdog_missing_pages_unanswered_keeps_seen_again_resolves(
     am_server, am = start_alertmanager(tmp_path / "am", AM_CONFIG)
     servers = [am_server]
     try:
-        prom, _ = start_prometheus(tmp_path / "p1", {"self": None}, firing(tmp_path, am))
+        prom, _ = start_prometheus(tmp_path / "p1", {"self": None}, firing(am))
         servers.append(prom)
         wait_until(lambda: bool(listed(am)), 60, "Watchdog listed by Alertmanager")
         run(am)
@@ -129,7 +128,7 @@ def test_watchdog_missing_pages_unanswered_keeps_seen_again_resolves(
         assert problem.signal.summary.startswith("Alertmanager rule critical: ")
         assert clock(config_file)["looking_since"] is None  # the outage is not counted twice
 
-        servers.append(start_prometheus(tmp_path / "p2", {"self": None}, firing(tmp_path, am))[0])
+        servers.append(start_prometheus(tmp_path / "p2", {"self": None}, firing(am))[0])
         wait_until(lambda: bool(listed(am)), 60, "Watchdog listed again")
         run(am)
         assert incidents(config_file)[KEY].state == State.resolved
