@@ -287,6 +287,16 @@ def default_escalation_rules() -> list[EscalationRule]:
     ]
 
 
+class WatchdogConfig(Model):
+    """The dead man's switch: an always-firing alert (a Prometheus rule `expr: vector(1)`) that
+    Alertmanager has not listed for `missing_after` means the alerting pipeline is broken."""
+
+    alertname: str = Field("Watchdog", pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    missing_after: Annotated[
+        Duration, _at_least(timedelta(minutes=1)), _at_most(timedelta(days=1))
+    ] = timedelta(minutes=5)
+
+
 class AlertmanagerConfig(Model):
     url: HttpUrl = Field(pattern=r"^https?://")
     timeout: PositiveDuration = timedelta(seconds=10)
@@ -294,6 +304,7 @@ class AlertmanagerConfig(Model):
     # Alertmanager already debounces (`for:`), so one observation opens and one absence resolves.
     open_after: int = Field(1, ge=1, le=1000)
     resolve_after: int = Field(1, ge=1, le=1000)
+    watchdog: WatchdogConfig | None = WatchdogConfig()  # null: no dead man's switch
 
 
 class FleetApiConfig(Model):
