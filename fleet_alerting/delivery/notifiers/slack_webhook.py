@@ -34,6 +34,7 @@ from fleet_alerting.core.mrkdwn import (
     link,
     safe_url,
 )
+from fleet_alerting.core.short_ids import SHORT, full_id
 from fleet_alerting.http.errors import AdapterError, check_response, excerpt, transport_error
 
 MAX_SECTION = MAX_SECTION_TEXT
@@ -213,7 +214,7 @@ def _context(n: Notification, note: str | None) -> dict[str, Any]:
         label = "Recovered: " if recovery is not None else ""
         context.append(label + " · ".join(escape(f"{k}: {v}") for k, v in evidence.items()))
     context.extend(escape(line) for line in action_lines(incident))
-    context.append(f"incident `{escape(incident.key)}`")
+    context.append(f"incident `{escape(incident.key)}` (id `{full_id(incident.key)[:SHORT]}`)")
     if note:
         context.append(escape(note))
     elements = [{"type": "mrkdwn", "text": fit(c, MAX_CONTEXT_TEXT)} for c in context]
