@@ -10,6 +10,7 @@ Cuts (`fit`) happen after escaping and never split an entity or a `<…>` sequen
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 ELLIPSIS = "…"
@@ -24,12 +25,23 @@ MAX_PLACEHOLDER_TEXT = 150  # a select's placeholder
 MAX_OPTION_TEXT = 75
 MAX_MESSAGE_TEXT = 3000  # the top-level `text`: Slack's notification line, kept to a section's
 MAX_URL = 3000
+# who a configured mention may name: a user group (S…), a user (U…, W…), or @here / @channel
+MENTIONABLE = re.compile(r"(?:S|U|W)[A-Z0-9]{2,}|here|channel")
 _URL_UNSAFE = {"|": "%7C", "<": "%3C", ">": "%3E", " ": "%20", '"': "%22"}
 
 
 def escape(text: str) -> str:
     """`&`, `<`, `>` as Slack documents (`&amp;`, `&lt;`, `&gt;`): the text shows as written."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mention(who: str) -> str:
+    """The mention sequence for a configured `who` (see MENTIONABLE); ValueError otherwise."""
+    if not MENTIONABLE.fullmatch(who):
+        raise ValueError(f"not a Slack user group, user, here or channel: {who!r}")
+    if who in ("here", "channel"):
+        return f"<!{who}>"
+    return f"<!subteam^{who}>" if who.startswith("S") else f"<@{who}>"
 
 
 def is_web_url(url: str) -> bool:

@@ -7,19 +7,26 @@ sequence by sequence, and its blocks validate with slack_sdk's models."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import yaml
 from slack_sdk.models.blocks import Block
 
+from fleet_alerting.config import load_config
 from fleet_alerting.core import actions
 from fleet_alerting.core.incidents import Incident, Kind, Notification
 from fleet_alerting.core.mrkdwn import link, safe_url
 from fleet_alerting.core.policy import PolicyConfig, evaluate
 from fleet_alerting.core.signals import Link, Signal
+from fleet_alerting.delivery.channels import build_notifiers
 from fleet_alerting.delivery.notifiers import oncall, pagerduty
 from fleet_alerting.delivery.notifiers.slack_api import snapshot_message
 from fleet_alerting.delivery.notifiers.slack_webhook import render
@@ -193,3 +200,37 @@ def test_fleet_replies_carry_no_control_sequence() -> None:
     ):
         assert_no_control_sequence(reply(title, lines * 30, "https://grafana.example/all"))
         assert_no_control_sequence(reply(title, lines * 30, "javascript:alert(1)"))
+
+
+@pytest.mark.parametrize("bot", [False, True], ids=["webhooks", "bot token"])
+def test_the_only_mention_is_the_configured_one_on_a_page(tmp_path: Path, bot: bool) -> None:
+    (tmp_path / "secret").write_text("https://hooks.slack.example/services/T/B/x")
+    slack = {"bot_token": {"file": "secret"}} if bot else {"webhook": {"file": "secret"}}
+    slack |= {"mirror_webhook": {"file": "secret"}} if not bot else {}
+    key = {"file": "secret"}
+    notify = {"slack": slack | {"page_mention": "S0ONCALL"}, "pagerduty": {"routing_key": key}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"notify": notify}))
+    config = load_config(tmp_path / "config.yaml")
+    found = notifications()
+
+    async def bodies() -> dict[str, dict[str, Any]]:
+        async with httpx.AsyncClient() as client:
+            notifiers: Any = build_notifiers(config, client)
+            return {
+                name: await notifiers[n.channel].body(n)
+                if hasattr(notifiers[n.channel], "body")
+                else notifiers[n.channel]._render(n)
+                for name, n in found.items()
+                if n.channel in ("slack", "slack_mirror")
+            }
+
+    for name, body in asyncio.run(bodies()).items():
+        texts = mrkdwn_texts(body)
+        mentions = [t for t in texts if "<!subteam^S0ONCALL>" in t]
+        if name in ("slack:paged", "slack:paging failed"):  # primary channel: title and text
+            assert body["text"].startswith("<!subteam^S0ONCALL> [CRITICAL] Paged pagerduty")
+            assert len(mentions) == 2
+        else:
+            assert mentions == [], name
+        without = json.loads(json.dumps(body).replace("<!subteam^S0ONCALL> ", ""))
+        assert_no_control_sequence(without)

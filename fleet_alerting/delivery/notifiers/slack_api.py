@@ -143,8 +143,10 @@ class SlackApi:
         note: str | None = None,
         pacer: Pacer | None = None,
         timeout: float = 10.0,
+        page_mention: str | None = None,
     ):
         self.client = client
+        self.page_mention = page_mention
         self.timeout = timeout
         self._token = token
         self.channel = channel
@@ -155,6 +157,9 @@ class SlackApi:
         self.pacer = pacer or Pacer(1.0)
         self.name = f"Slack chat.postMessage {channel}"
         self.warnings: list[str] = []  # for the run's report (the drain collects them)
+
+    def _render(self, n: Notification) -> dict[str, Any]:
+        return render(n, note=self.note, page_mention=self.page_mention)
 
     async def send(self, n: Notification) -> str:
         return await self._send(n, None)
@@ -169,7 +174,7 @@ class SlackApi:
             found = await self._look(since, n, MESSAGE, self._channel_id())
             if found:
                 return f"{self.name}: found ts={found} (posted before, not again)"
-            answer = await self.post(render(n, note=self.note), n=n)
+            answer = await self.post(self._render(n), n=n)
             return f"{self.name}: posted ts={answer.get('ts')}"
         thread = self._thread(incident)
         receipts = []
@@ -180,7 +185,7 @@ class SlackApi:
                 thread = (channel_id, found)
                 receipts.append(f"thread found ts={found} (posted before, not again)")
             else:
-                answer = await self.post(render(n, note=self.note), n=n)
+                answer = await self.post(self._render(n), n=n)
                 thread = (str(answer.get("channel") or self.channel), str(answer["ts"]))
                 receipts.append(f"thread started ts={thread[1]}")
             # recorded before any reply is posted: replies always go to this one thread
@@ -190,7 +195,7 @@ class SlackApi:
             if found:
                 receipts.append(f"reply found ts={found} in thread {thread[1]} (not again)")
             else:
-                body = render(n, note=self.note) | {"thread_ts": thread[1]}
+                body = self._render(n) | {"thread_ts": thread[1]}
                 if n.kind == Kind.resolved:
                     body["reply_broadcast"] = True  # the channel sees the resolution too
                 answer = await self.post(body, channel=thread[0], n=n)
@@ -375,7 +380,7 @@ class SlackWebhookIncident(SlackWebhook):
         self.snapshot = snapshot
 
     async def body(self, n: Notification) -> dict[str, Any]:
-        body = render(n, note=self.note)
+        body = await super().body(n)
         if self.snapshot and n.kind == Kind.opened and n.incident.source not in ONE_OFF_SOURCES:
             extra = (await self.snapshot(n.incident, n.at))["blocks"]
             room = MAX_BLOCKS - len(body["blocks"])

@@ -32,6 +32,7 @@ from fleet_alerting.core.mrkdwn import (
     escape,
     fit,
     link,
+    mention,
     safe_url,
 )
 from fleet_alerting.core.short_ids import SHORT, full_id
@@ -162,13 +163,17 @@ def _select(text: str, action: str, choices: tuple[tuple[str, str], ...]) -> dic
     }
 
 
-def render(n: Notification, *, note: str | None = None) -> dict[str, Any]:
-    """The webhook / chat.postMessage body for one notification (without channel or thread)."""
+def render(
+    n: Notification, *, note: str | None = None, page_mention: str | None = None
+) -> dict[str, Any]:
+    """The webhook / chat.postMessage body for one notification (without channel or thread).
+    `page_mention` (config: who is on call) leads a "paged" message: its only mention."""
     incident, signal = n.incident, n.incident.signal
     icon = _ICONS[n.kind]
     if isinstance(icon, dict):
         icon = icon.get(incident.severity, ":warning:")
     title = headline(n)
+    lead = f"{mention(page_mention)} " if page_mention and n.kind == Kind.paged else ""
     since = int(incident.onset.timestamp())
     fields = [
         f"*Target*\n{escape(signal.target or incident.key)}",
@@ -177,7 +182,7 @@ def render(n: Notification, *, note: str | None = None) -> dict[str, Any]:
         f"*Source*\n{escape(incident.source)}",
     ]
     blocks: list[dict[str, Any]] = [
-        _section(f"{icon} *{escape(title)}*"),
+        _section(f"{lead}{icon} *{escape(title)}*"),
         {
             "type": "section",
             "fields": [
@@ -198,7 +203,7 @@ def render(n: Notification, *, note: str | None = None) -> dict[str, Any]:
     actions = buttons(incident) if n.kind != Kind.resolved else None
     if actions:
         blocks.append(actions)
-    return {"text": fallback_text(n), "blocks": blocks[:MAX_BLOCKS]}
+    return {"text": fallback_text(n, lead), "blocks": blocks[:MAX_BLOCKS]}
 
 
 def _context(n: Notification, note: str | None) -> dict[str, Any]:
@@ -221,16 +226,16 @@ def _context(n: Notification, note: str | None) -> dict[str, Any]:
     return {"type": "context", "elements": elements[-MAX_CONTEXT_ELEMENTS:]}
 
 
-def fallback_text(n: Notification) -> str:
+def fallback_text(n: Notification, lead: str = "") -> str:
     """The top-level `text`: Slack's notification line, and the whole message when Slack refuses
-    its blocks — severity, summary, target, since, runbook."""
+    its blocks — severity, summary, target, since, runbook; after `lead` (a configured mention)."""
     incident, signal = n.incident, n.incident.signal
     target = signal.target or incident.key
     text = f"{headline(n)} | target {target} | since {incident.onset:%Y-%m-%d %H:%M} UTC"
     if n.kind == Kind.resolved:
         text += f" | severity {incident.severity}"
     runbook = safe_url(signal.runbook_url or "")
-    text = escape(text)
+    text = lead + escape(text)
     return fit(text + (f" | runbook {runbook}" if runbook else ""), MAX_MESSAGE_TEXT)
 
 
@@ -277,6 +282,7 @@ class SlackWebhook:
         note: str | None = None,
         timeout: float = 10.0,
         pacer: Pacer | None = None,
+        page_mention: str | None = None,
     ):
         self.client = client
         self.timeout = timeout
@@ -284,9 +290,10 @@ class SlackWebhook:
         self._url = url
         self.name = name
         self.note = note
+        self.page_mention = page_mention
 
     async def body(self, n: Notification) -> dict[str, Any]:
-        return render(n, note=self.note)
+        return render(n, note=self.note, page_mention=self.page_mention)
 
     async def send(self, n: Notification) -> str:
         body = await self.body(n)
