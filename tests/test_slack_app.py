@@ -153,6 +153,13 @@ def test_run_with_a_malformed_deployment_name_is_a_usage_answer(slack) -> None:
     assert triggered == []
 
 
+def test_a_run_reply_shows_a_hostile_deployment_name_as_text(slack) -> None:
+    client, _ = slack
+    response = client.command("run <!channel>/<@U123>", user="U0OPS")
+    assert "&lt;!channel&gt;/&lt;@U123&gt;" in text_of(response)
+    assert "<!channel>" not in response.text and "<@U123>" not in response.text
+
+
 def test_incidents_from_the_store(slack) -> None:
     client, _ = slack
     assert "No open incidents." in text_of(client.command("incidents"))

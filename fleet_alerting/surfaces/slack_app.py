@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.secrets import install_log_redaction
-from fleet_alerting.delivery.notifiers.slack_webhook import escape
+from fleet_alerting.core.mrkdwn import escape
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.fleet_events.client import FleetApi
 from fleet_alerting.surfaces.fleet_queries import FleetQueries, LogsQuery
@@ -39,6 +39,7 @@ from fleet_alerting.surfaces.slack_commands import (
     SlashCommand,
     deployment_name_problem,
     health_lines,
+    incident_lines,
     log_lines,
     parse,
     reply,
@@ -166,10 +167,7 @@ async def respond(
         lines = log_lines(await queries.logs(query))
         return reply("Fleet logs", lines, queries.logs_url(query))
     if cmd.action == "incidents":
-        lines = [
-            f"*{i['severity']}* {i['state']} for {i['failing_for']}: {i['summary']} (`{i['key']}`)"
-            for i in await queries.open_incidents()
-        ]
+        lines = incident_lines(await queries.open_incidents())
         return reply("Open incidents", lines or ["No open incidents."])
     if cmd.action == "run":
         return await run(cmd, config, trigger)
@@ -191,6 +189,6 @@ async def run(cmd: SlashCommand, config: Config, trigger: Trigger) -> dict[str, 
     if problem:
         return reply("fleet run", [escape(problem), "Usage: `/fleet run <flow/deployment>`"])
     lines: list[str] = []
-    code = await trigger(cmd.args[0], lines.append)
+    code = await trigger(cmd.args[0], lambda line: lines.append(escape(line)))
     title = "Triggered" if code == 0 else "Could not trigger"
     return reply(f"{title} {cmd.args[0]}", lines)
