@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 import httpx
+from sqlalchemy import Connection
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
@@ -20,6 +21,7 @@ from fleet_alerting.delivery.drain import (
     drain,
     lease_for,
 )
+from fleet_alerting.store import history
 from fleet_alerting.store.actions import history as action_history
 from fleet_alerting.store.database import Retention, Store
 from fleet_alerting.tasks.runtime import run_logger, step, tracked
@@ -99,8 +101,11 @@ def evaluate_and_record(
     """The task's body without Prefect: read, evaluate and record in one write transaction, so
     two processes (five flows every minute, a `run` on top) never evaluate the same keys at once."""
 
+    observed: list[Signal] = []
+
     def decide_now(incidents: Mapping[str, Incident]) -> Evaluation:
         everything = signals + (vanish(unseen(incidents, signals)) if vanish is not None else [])
+        observed[:] = everything
         evaluation = decide(
             everything, incidents, policy_for, rules or StormRules(), now, vanished_sources
         )
@@ -108,12 +113,17 @@ def evaluate_and_record(
             evaluation = announce(incidents, evaluation, policy_for, now)
         return evaluation
 
-    return store.evaluate(decide_now, now)
+    def remember(conn: Connection) -> int:
+        return history.record(conn, store.dialect, observed, vanished_sources, now)
+
+    return store.evaluate(decide_now, now, also=remember)
 
 
 def retention(config: Config) -> Retention:
     kept = config.state.retention
-    return Retention(kept.resolved_incidents, kept.sent_notifications, kept.dead_letters)
+    return Retention(
+        kept.resolved_incidents, kept.sent_notifications, kept.dead_letters, kept.history
+    )
 
 
 def publish_actions(store: Store, incidents: list[Incident]) -> None:

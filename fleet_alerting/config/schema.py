@@ -170,6 +170,8 @@ class RetentionConfig(Model):
     resolved_incidents: Duration = _kept(90)
     sent_notifications: Duration = _kept(30)
     dead_letters: Duration = _kept(90)
+    # what runs observed, for `fleet-alerting what-if` (a quarter and some to spare)
+    history: Duration = _kept(100)
 
 
 _POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg")

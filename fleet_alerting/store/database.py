@@ -93,7 +93,8 @@ values_table = sa.Table(
 # 0: main before versions (c4597d7); 1: episode, resolved_at and the thread in columns;
 # 2: the brief (fingerprint, counters, onset, last notified, acted, inhibition, group) in columns
 # 3: PostgreSQL drops the covering brief index (its entries could pass 2,704 bytes)
-SCHEMA_VERSION = 3
+# 5: the history tables (store/history.py; created by the upgrade, no data step)
+SCHEMA_VERSION = 5
 OPEN = [State.pending.value, State.firing.value, State.paged.value]
 
 _BRIEF_COLUMNS = (
@@ -144,9 +145,11 @@ class Retention:
     resolved_incidents: timedelta = timedelta(days=90)
     sent_notifications: timedelta = timedelta(days=30)
     dead_letters: timedelta = timedelta(days=90)
+    history: timedelta = timedelta(days=100)
 
 
 Decide = Callable[[Mapping[str, Incident]], Evaluation]
+Also = Callable[[sa.Connection], object]
 
 
 class Store:
@@ -278,16 +281,22 @@ class Store:
         with self._read() as conn:
             return dict(conn.execute(query).tuples().all())
 
-    def evaluate(self, decide: Decide, now: datetime) -> tuple[Evaluation, int]:
+    def evaluate(
+        self, decide: Decide, now: datetime, also: Also | None = None
+    ) -> tuple[Evaluation, int]:
         """Read the open incidents, `decide` (the engine), record the outcome: one write
         transaction, so a second process evaluating the same keys waits and then sees what this
         one recorded. Returns the evaluation and how many notifications were newly queued.
+        `also` writes more in the same transaction (the run's observations: store/history.py).
 
         The engine gets `Records`: every open incident's brief, and a full record only for
         those it asks for (a steady failure is compared on its brief and never parsed)."""
         with no_gc_pauses(), self.engine.begin() as conn:
             evaluation = decide(self._records(conn))
-            return evaluation, self._record(conn, evaluation, now)
+            queued = self._record(conn, evaluation, now)
+            if also is not None:
+                also(conn)
+            return evaluation, queued
 
     def _records(self, conn: sa.Connection) -> Records:
         row = incidents_table.c
@@ -419,6 +428,7 @@ class Store:
                 outbox_table,
                 sa.and_(out.status == "dead", out.created_at < _ts(now - retention.dead_letters)),
             ),
+            **history.prune_rules(now, retention.history),
         }
         deleted = {}
         with self.engine.begin() as conn:
@@ -629,3 +639,4 @@ def _sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
 # store checks it against the whole schema (a partial one would look like another schema and
 # migrate the store back and forth, and fail on a read-only one). Last: they import this module.
 from fleet_alerting.store import actions as _actions  # noqa: E402, F401
+from fleet_alerting.store import history  # noqa: E402
