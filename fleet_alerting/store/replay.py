@@ -25,11 +25,11 @@ replays_table = sa.Table(
 )
 
 
-def _remember(dialect: str) -> sa.Insert:
+def _remember(dialect: str) -> sa.ReturningInsert[tuple[str]]:
     insert = backend.insert(replays_table, dialect)
-    return insert.values(
-        key=sa.bindparam("key"), expires_at=sa.bindparam("expires_at")
-    ).on_conflict_do_nothing(index_elements=["key"])
+    new = insert.values(key=sa.bindparam("key"), expires_at=sa.bindparam("expires_at"))
+    # RETURNING, not rowcount: psycopg reports no rowcount for this statement
+    return new.on_conflict_do_nothing(index_elements=["key"]).returning(replays_table.c.key)
 
 
 def first_sight(store: Store, key: str, now: datetime, keep: timedelta) -> bool:
@@ -41,8 +41,8 @@ def first_sight(store: Store, key: str, now: datetime, keep: timedelta) -> bool:
         inserted = conn.execute(
             backend.cached(_remember, store.dialect),
             {"key": key, "expires_at": _ts(now + keep)},
-        )
-    return inserted.rowcount == 1
+        ).first()
+    return inserted is not None
 
 
 def remembered(store: Store) -> int:

@@ -1,0 +1,188 @@
+"""`/slack/actions` (the incident buttons) against what a stranger can send, on the real
+`fleet-alerting slack-app` process: hostile headers and bodies get 4xx, never a 5xx or a
+traceback; a 500 MB body leaves the process's memory flat; a signed click replayed after a restart,
+or to a second process on the same store, does nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import yaml
+
+from tests.attacks.app import (
+    MB,
+    App,
+    Fakes,
+    chunks,
+    click,
+    click_payload,
+    exchange,
+    fakes,
+    head,
+    history,
+    reshaped,
+    seed_incident,
+    slack_form,
+    slack_headers,
+    stream,
+)
+from tests.servers import wait_until
+
+PATH = "/slack/actions"
+TS, SIG = "x-slack-request-timestamp", "x-slack-signature"
+Headers = dict[str, Any]
+Edit = Callable[[Headers, bytes], tuple[Headers, bytes]]
+SHAPES = yaml.safe_load((Path(__file__).parents[1] / "cases" / "endpoint_shapes.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[Fakes]:
+    with fakes() as world:
+        yield world
+
+
+@pytest.fixture(scope="module")
+def app(world: Fakes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    folder = tmp_path_factory.mktemp("slack-actions")
+    seed_incident(str(folder / "state.sqlite"))
+    app = App(folder, world, str(folder / "state.sqlite"))
+    yield app
+    app.stop()
+
+
+def resigned(body: bytes) -> Edit:
+    """The request with `body`, signed as Slack would sign it."""
+    return lambda _h, _b: (slack_headers(body), body)
+
+
+def payload_form(payload_json: str) -> bytes:
+    return urlencode({"payload": payload_json}).encode()
+
+
+def stale(age: int) -> Edit:
+    def edit(_h: Headers, body: bytes) -> tuple[Headers, bytes]:
+        return slack_headers(body, age=age), body
+
+    return edit
+
+
+CASES: dict[str, tuple[Edit, int]] = {
+    "no signature headers": (lambda h, b: ({}, b), 401),
+    "utf-8 superscript timestamp": (lambda h, b: (h | {TS: "²³".encode()}, b), 401),
+    "latin-1 superscript timestamp": (lambda h, b: (h | {TS: b"\xb2\xb3"}, b), 401),
+    "5,000-digit timestamp": (lambda h, b: (h | {TS: "9" * 5000}, b), 401),
+    "negative timestamp": (lambda h, b: (h | {TS: "-1"}, b), 401),
+    "non-ASCII signature": (lambda h, b: (h | {SIG: b"v0=" + b"\xe9" * 64}, b), 401),
+    "utf-8 signature": (lambda h, b: (h | {SIG: ("v0=" + "é" * 64).encode()}, b), 401),
+    "v1 signature": (lambda h, b: (h | {SIG: "v1=" + h[SIG][3:]}, b), 401),
+    "short signature": (lambda h, b: (h | {SIG: "v0=abc"}, b), 401),
+    "upper-case signature": (lambda h, b: (h | {SIG: h[SIG].upper()}, b), 401),
+    "wrong secret": (lambda h, b: (slack_headers(b, secret="not-the-secret"), b), 401),
+    "stale by 301 s": (stale(301), 401),
+    "from 301 s ahead": (stale(-301), 401),
+    "body altered": (lambda h, b: (h, b.replace(b"silence", b"unsilence")), 401),
+    "Content-Length not a number": (lambda h, b: (h | {"content-length": "12abc"}, b), 400),
+    "Content-Length of 30 digits": (lambda h, b: (h | {"content-length": "9" * 30}, b), 400),
+    "Content-Length 500 MB, none sent": (
+        lambda h, b: (h | {"content-length": str(500 * MB)}, b""),
+        413,
+    ),
+    "header of 1 MiB": (lambda h, b: (h | {"x-junk": "j" * MB}, b), 400),
+    "non-UTF-8 body, signed": (resigned(b"payload=\xff\xfe\xfd"), 400),
+    "non-UTF-8 body, unsigned": (lambda h, b: (h, b"payload=\xff\xfe\xfd"), 400),
+    "empty body, signed": (resigned(b""), 400),
+    "no payload field": (resigned(b"token=x&team_id=T1"), 400),
+    "not a form": (resigned(b"a&&&=="), 400),
+    "payload not JSON": (resigned(payload_form("{type: block_actions")), 400),
+    "JSON nested 100,000 deep": (resigned(payload_form("[" * 100_000 + "]" * 100_000)), 400),
+    "a number of 5,000 digits": (
+        resigned(payload_form('{"type": "block_actions", "user": {"id": ' + "7" * 5000 + "}}")),
+        400,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_hostile_requests_get_4xx_never_a_500(app: App, world: Fakes, name: str) -> None:
+    edit, status = CASES[name]
+    request = click(world)
+    headers, body = edit(request["headers"], request["content"])
+    answer = exchange(app.port, PATH, headers, body)
+    assert answer.status == status, answer.raw[:300]
+    assert "Traceback" not in answer.text
+    assert "Traceback" not in app.log()
+
+
+def shape_id(case: dict) -> str:
+    return f"{case['at'] or 'payload'}={'dropped' if case.get('drop') else case.get('value')}"
+
+
+@pytest.mark.parametrize("case", SHAPES["slack_actions"], ids=shape_id)
+def test_wrongly_typed_payloads_under_a_valid_signature_are_400(
+    app: App, world: Fakes, case: dict
+) -> None:
+    done = len(history(str(app.folder / "state.sqlite")))
+    payload = reshaped(click_payload(world), case["at"], case.get("value"), case.get("drop", False))
+    answer = app.post(PATH, slack_form(payload))
+    assert answer.status_code == case["status"], answer.text
+    assert "Traceback" not in answer.text and "Traceback" not in app.log()
+    assert len(history(str(app.folder / "state.sqlite"))) == done
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
+def test_a_500_mb_body_leaves_memory_flat(app: App, chunked: bool) -> None:
+    """Sent with well-formed signature headers (so only the size stops it), as it is made."""
+    headers = {TS: str(int(time.time())), SIG: "v0=" + "0" * 64}
+    headers |= {"transfer-encoding": "chunked"} if chunked else {"content-length": str(500 * MB)}
+    before = app.rss()
+    answer = stream(app.port, head(PATH, headers), chunks(500 * MB), chunked)
+    grown = app.rss() - before
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert grown < 50 * MB, f"the app grew by {grown / MB:.0f} MB"
+
+
+def clicks(state: str) -> int:
+    return len([r for r in history(state) if r.action == "silence"])
+
+
+def test_a_click_replayed_after_a_restart_does_nothing(world: Fakes, tmp_path: Path) -> None:
+    state = str(tmp_path / "state.sqlite")
+    seed_incident(state)
+    app = App(tmp_path, world, state)
+    try:
+        silence = click(world, "silence", "1h")
+        assert app.post(PATH, silence).status_code == 200
+        wait_until(lambda: clicks(state) == 1, 30, "the silence recorded")
+        app.restart()
+        replayed = app.post(PATH, silence)
+        ack = click(world, "ack")  # a new click after it: once it is recorded, so would be a replay
+        assert app.post(PATH, ack).status_code == 200
+        wait_until(lambda: any(r.action == "ack" for r in history(state)), 30, "the ack recorded")
+    finally:
+        app.stop()
+    assert (replayed.status_code, replayed.text) == (401, "replayed request")
+    assert clicks(state) == 1
+
+
+def test_a_click_replayed_to_a_second_process_on_the_store_is_refused(
+    world: Fakes, tmp_path: Path, state_db: str
+) -> None:
+    seed_incident(state_db)
+    first, second = App(tmp_path / "a", world, state_db), App(tmp_path / "b", world, state_db)
+    try:
+        silence = click(world, "silence", "1h")
+        assert first.post(PATH, silence).status_code == 200
+        replayed = second.post(PATH, silence)
+        wait_until(lambda: clicks(state_db) == 1, 30, "the silence recorded")
+        assert second.post(PATH, click(world, "ack")).status_code == 200
+        wait_until(lambda: any(r.action == "ack" for r in history(state_db)), 30, "the ack")
+    finally:
+        first.stop()
+        second.stop()
+    assert (replayed.status_code, replayed.text) == (401, "replayed request")
+    assert clicks(state_db) == 1
