@@ -101,6 +101,7 @@ class App:
 
     def __init__(self, folder: Path, world: Fakes, state: str):
         self.folder = folder
+        self.state = state
         self.port = free_port()
         self.config = write_config(folder, world, state, self.port)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -128,7 +129,18 @@ class App:
         return self.server.log.read_text()
 
     def post(self, path: str, request: dict[str, Any]) -> httpx.Response:
-        return httpx.post(f"{self.url}{path}", timeout=30, **request)
+        """A well-formed HTTP request; neither its answer nor the app's log shows a traceback."""
+        logged = len(self.log())
+        answer = httpx.post(f"{self.url}{path}", timeout=30, **request)
+        assert "Traceback" not in answer.text and "Traceback" not in self.log()[logged:]
+        return answer
+
+    def send(self, path: str, headers: dict[str, str | bytes], body: bytes) -> Answer:
+        """A request exactly as given (exchange); no traceback in its answer or the app's log."""
+        logged = len(self.log())
+        answer = exchange(self.port, path, headers, body)
+        assert "Traceback" not in answer.text and "Traceback" not in self.log()[logged:]
+        return answer
 
 
 def slack_headers(body: bytes, secret: str = SLACK_SECRET, age: int = 0) -> dict[str, str]:
@@ -195,6 +207,13 @@ def pd_delivery(event_type: str, event_id: str, key: str = KEY) -> dict[str, Any
         "data": {"id": "PGR0VU2", "type": "incident", "incident_key": key, "title": "down"},
     }
     return {"event": event}
+
+
+SHAPES = yaml.safe_load((Path(__file__).parents[1] / "cases" / "endpoint_shapes.yaml").read_text())
+
+
+def shape_id(case: dict[str, Any]) -> str:
+    return f"{case['at'] or 'document'}={'dropped' if case.get('drop') else case.get('value')}"
 
 
 def reshaped(document: Any, at: str, value: Any = None, drop: bool = False) -> Any:
@@ -312,3 +331,12 @@ def stream(port: int, request_head: bytes, body: Iterator[bytes], chunked: bool)
         return _send(
             sock, itertools.chain([request_head], framed, [b"0\r\n\r\n"] if chunked else [])
         )
+
+
+def post_500_mb(app: App, path: str, headers: dict[str, str], chunked: bool) -> tuple[int, bytes]:
+    """Stream a 500 MB body, made as it is sent, to `path` (chunked, or with its length
+    declared): how many bytes the app process grew by, and its answer."""
+    size = {"transfer-encoding": "chunked"} if chunked else {"content-length": str(500 * MB)}
+    before = app.rss()
+    answer = stream(app.port, head(path, headers | size), chunks(500 * MB), chunked)
+    return app.rss() - before, answer
