@@ -49,7 +49,8 @@ class Refused(Exception):
         self.text = text
 
     def response(self) -> PlainTextResponse:
-        return PlainTextResponse(self.text, status_code=self.status)
+        """The answer; the connection is closed after it (a body may be left half sent)."""
+        return PlainTextResponse(self.text, self.status, headers={"connection": "close"})
 
 
 def check_length(length: str | None, limit: int) -> None:

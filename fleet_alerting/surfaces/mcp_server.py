@@ -174,7 +174,7 @@ class BearerAuth:
 async def _refuse(
     send: Send, status: int, text: bytes, extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    headers = [(b"content-type", b"text/plain"), *(extra or [])]
+    headers = [(b"content-type", b"text/plain"), (b"connection", b"close"), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": text})
 
