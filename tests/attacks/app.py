@@ -161,6 +161,12 @@ def click(world: Fakes, action: str = "silence", value: str = "1h") -> dict[str,
     return slack_form(click_payload(world, action, value))
 
 
+def command(text: str, user: str = "U0ANA") -> dict[str, Any]:
+    """A signed `/fleet` slash command as Slack sends it (its trigger_id makes it unique)."""
+    form = {"command": "/fleet", "text": text, "user_id": user, "channel_id": "C0OPS"}
+    return slack_signed(urlencode(form | {"trigger_id": uuid.uuid4().hex}).encode())
+
+
 def slack_form(payload: Any) -> dict[str, Any]:
     return slack_signed(urlencode({"payload": json.dumps(payload)}).encode())
 
