@@ -96,6 +96,13 @@ def write_config(folder: Path, world: Fakes, state: str, port: int) -> Path:
     return path
 
 
+def rss(server: Server) -> int:
+    """Resident memory of a server process, in bytes."""
+    status = Path(f"/proc/{server.proc.pid}/status").read_text()
+    (line,) = [x for x in status.splitlines() if x.startswith("VmRSS:")]
+    return int(line.split()[1]) * 1024
+
+
 class App:
     """One `fleet-alerting slack-app` process; `restart()` stops it and starts a new one."""
 
@@ -120,10 +127,7 @@ class App:
         self.server.stop()
 
     def rss(self) -> int:
-        """Resident memory of the app process, in bytes."""
-        status = Path(f"/proc/{self.server.proc.pid}/status").read_text()
-        (line,) = [x for x in status.splitlines() if x.startswith("VmRSS:")]
-        return int(line.split()[1]) * 1024
+        return rss(self.server)
 
     def log(self) -> str:
         return self.server.log.read_text()
