@@ -343,10 +343,14 @@ def stream(port: int, request_head: bytes, body: Iterator[bytes], chunked: bool)
         )
 
 
-def post_500_mb(app: App, path: str, headers: dict[str, str], chunked: bool) -> tuple[int, bytes]:
+def refuses_500_mb_flat(
+    server: Server, port: int, path: str, headers: dict[str, str], chunked: bool
+) -> None:
     """Stream a 500 MB body, made as it is sent, to `path` (chunked, or with its length
-    declared): how many bytes the app process grew by, and its answer."""
+    declared): the server process must grow by less than 50 MB and answer 413."""
     size = {"transfer-encoding": "chunked"} if chunked else {"content-length": str(500 * MB)}
-    before = app.rss()
-    answer = stream(app.port, head(path, headers | size), chunks(500 * MB), chunked)
-    return app.rss() - before, answer
+    before = rss(server)
+    answer = stream(port, head(path, headers | size), chunks(500 * MB), chunked)
+    grown = rss(server) - before
+    assert grown < 50 * MB, f"the process grew by {grown / MB:.0f} MB"
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,11 @@ from tests.attacks.app import MB, slack_headers
 TS, SIG = "x-slack-request-timestamp", "x-slack-signature"
 Headers = dict[str, Any]
 Edit = Callable[[Headers, bytes], tuple[Headers, bytes]]
+
+
+def well_formed() -> Headers:
+    """Signature headers that pass every check made before the body (only the body can fail)."""
+    return {TS: str(int(time.time())), SIG: "v0=" + "0" * 64}
 
 
 def resigned(body: bytes) -> Edit:

@@ -5,13 +5,12 @@ same process is refused without waiting for the store."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.attacks.app import MB, App, Fakes, command, post_500_mb, seed_incident
-from tests.attacks.slack_requests import SIG, SIGNED_REQUEST_CASES, TS, Edit, resigned
+from tests.attacks.app import App, Fakes, command, refuses_500_mb_flat, seed_incident
+from tests.attacks.slack_requests import SIGNED_REQUEST_CASES, Edit, resigned, well_formed
 
 PATH = "/slack/commands"
 CASES: dict[str, tuple[Edit, int]] = SIGNED_REQUEST_CASES | {
@@ -34,10 +33,7 @@ def test_hostile_requests_get_4xx_never_a_500(app: App, name: str) -> None:
 
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
 def test_a_500_mb_body_leaves_memory_flat(app: App, chunked: bool) -> None:
-    headers = {TS: str(int(time.time())), SIG: "v0=" + "0" * 64}
-    grown, answer = post_500_mb(app, PATH, headers, chunked)
-    assert grown < 50 * MB, f"the app grew by {grown / MB:.0f} MB"
-    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    refuses_500_mb_flat(app.server, app.port, PATH, well_formed(), chunked)
 
 
 def test_a_read_only_command_replayed_to_the_same_process_is_refused(app: App) -> None:

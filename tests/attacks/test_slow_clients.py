@@ -9,7 +9,6 @@ import time
 from tests.attacks.app import App, Fakes, click, head, pd_signature
 from tests.attacks.slow import SlowClient, run_all
 
-ZEROS = "v0=" + "0" * 64  # a well-formed signature: only the body is awaited
 PAGERDUTY = {"x-pagerduty-signature": pd_signature(b"{}")}
 
 
