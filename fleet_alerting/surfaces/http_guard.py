@@ -36,7 +36,7 @@ BODY_TIMEOUT = 10.0  # seconds to send the whole body once the head is in
 SLACK_WINDOW = timedelta(minutes=5)  # Slack's: older (or newer) timestamps are refused
 SLACK_KEEP = 2 * SLACK_WINDOW  # a signature stays valid until its timestamp (≤ now + 5m) + 5m
 REPLAY_WAIT = 2.0  # seconds for the store's write lock; Slack gives up on an answer after 3
-_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only: "²²²" passes str.isdigit
+_DIGITS = re.compile(r"[0-9]{1,12}")  # ASCII digits only: "²²²" passes str.isdigit
 _SLACK_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 
 
@@ -58,7 +58,7 @@ def check_length(length: str | None, limit: int) -> None:
     chunked body, counted while it is read)."""
     if length is None:
         return
-    if not _TIMESTAMP.fullmatch(length):
+    if not _DIGITS.fullmatch(length):
         raise Refused(400, "malformed Content-Length")
     if int(length) > limit:
         raise Refused(413, "request body too large")
@@ -111,7 +111,7 @@ class SlackSigning:
         signature = request.headers.get("x-slack-signature")
         if not timestamp or not signature:
             raise Refused(401, "missing X-Slack-Request-Timestamp or X-Slack-Signature")
-        if not _TIMESTAMP.fullmatch(timestamp) or not _SLACK_SIGNATURE.fullmatch(signature):
+        if not _DIGITS.fullmatch(timestamp) or not _SLACK_SIGNATURE.fullmatch(signature):
             raise Refused(401, "malformed X-Slack-Request-Timestamp or X-Slack-Signature")
         if abs(self.clock() - int(timestamp)) > SLACK_WINDOW.total_seconds():
             raise Refused(401, "stale request: timestamp outside the 5-minute window")
@@ -131,9 +131,10 @@ class SlackSigning:
         return text, signature
 
     async def refuse_replay(self, signature: str) -> None:
-        """Refused if any process sharing the store has seen `signature` (see refuse_replay)."""
+        """Refused if any process sharing the store has seen `signature` (see first_sight)."""
         now = now_utc(self.clock)
-        await refuse_replay(self.config, f"slack:{signature}", now, SLACK_KEEP)
+        if not await first_sight(self.config, f"slack:{signature}", now, SLACK_KEEP):
+            raise Refused(401, "replayed request")
 
     def refuse_replay_here(self, signature: str) -> None:
         """Refused if this process has seen `signature`: for requests that change nothing, so
@@ -150,12 +151,12 @@ def now_utc(clock: Callable[[], float]) -> datetime:
     return datetime.fromtimestamp(clock(), UTC)
 
 
-async def refuse_replay(config: Config, key: str, now: datetime, keep: timedelta) -> None:
-    """Refused (401) if the store has seen `key` within `keep`; remembered otherwise. A store
-    that cannot tell (broken, or its write lock held past REPLAY_WAIT) is a refusal too (503:
-    the sender may retry)."""
+async def first_sight(config: Config, key: str, now: datetime, keep: timedelta) -> bool:
+    """False if a process sharing the store has seen `key` within `keep`; else True, and the
+    store remembers it. Refused (503: the sender may retry) if the store cannot tell: broken, or
+    its write lock held past REPLAY_WAIT."""
 
-    def first_sight() -> bool:
+    def remember() -> bool:
         store = Store(config.state, busy_timeout=REPLAY_WAIT)
         try:
             return replay.first_sight(store, key, now, keep)
@@ -163,12 +164,10 @@ async def refuse_replay(config: Config, key: str, now: datetime, keep: timedelta
             store.close()
 
     try:
-        first = await asyncio.to_thread(first_sight)
+        return await asyncio.to_thread(remember)
     except Exception as exc:
         log.warning("cannot check a request is no replay: %s", exc)
         raise Refused(503, f"the incident store failed ({type(exc).__name__})") from None
-    if not first:
-        raise Refused(401, "replayed request")
 
 
 class HeaderDeadline(H11Protocol):
@@ -176,7 +175,7 @@ class HeaderDeadline(H11Protocol):
     HEADER_TIMEOUT of the connection or of the previous answer (uvicorn itself waits forever
     for a head sent a byte at a time)."""
 
-    header_timeout = HEADER_TIMEOUT
+    _deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -192,20 +191,20 @@ class HeaderDeadline(H11Protocol):
 
     def _arm(self) -> None:
         self._disarm()
-        self._deadline = self.loop.call_later(self.header_timeout, self._expired)
+        self._deadline = self.loop.call_later(HEADER_TIMEOUT, self._expired)
 
     def _disarm(self) -> None:
-        deadline = getattr(self, "_deadline", None)
-        if deadline is not None:
-            deadline.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
 
     def _expired(self) -> None:
         waiting_for_head = self.cycle is None or self.cycle.response_complete
         if waiting_for_head and not self.transport.is_closing():
-            log.warning("cut a connection whose request head took over %ss", self.header_timeout)
+            log.warning("cut a connection whose request head took over %ss", HEADER_TIMEOUT)
             self.transport.close()
 
 
 def serve(app: ASGIApp, host: str, port: int) -> None:
-    """Run `app` under uvicorn with the head deadline and h11's 16 KiB limit on a head."""
+    """Run `app` under uvicorn with the head deadline (h11 refuses a head still incomplete past
+    16 KiB)."""
     uvicorn.run(app, host=host, port=port, log_level="warning", http=HeaderDeadline)

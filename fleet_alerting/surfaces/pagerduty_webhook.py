@@ -31,7 +31,7 @@ from fleet_alerting.core import actions
 from fleet_alerting.delivery.notifiers.pagerduty import dedup_key
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store.database import Store
-from fleet_alerting.surfaces.http_guard import Refused, now_utc, read_body, refuse_replay
+from fleet_alerting.surfaces.http_guard import Refused, first_sight, now_utc, read_body
 from fleet_alerting.surfaces.incident_actions import deliver_now
 
 log = logging.getLogger("fleet_alerting.surfaces.pagerduty_webhook")
@@ -113,18 +113,14 @@ def pagerduty_routes(config: Config, clock: Callable[[], float]) -> list[Route]:
             if not verify(secret, request.headers.get("x-pagerduty-signature"), body):
                 raise Refused(401, "invalid signature")
             event = parse_event(body)
+            new = await first_sight(config, f"pagerduty:{event.id}", now_utc(clock), KEEP_EVENT_IDS)
         except Refused as exc:
             log.warning("refused a PagerDuty webhook: %s", exc.text)
             return exc.response()
         except EventError as exc:
             log.warning("refused a PagerDuty webhook: %s", exc)
             return PlainTextResponse("expected {event: …} as PagerDuty documents", 400)
-        try:
-            await refuse_replay(config, f"pagerduty:{event.id}", now_utc(clock), KEEP_EVENT_IDS)
-        except Refused as exc:
-            if exc.status != 401:
-                log.warning("refused a PagerDuty webhook: %s", exc.text)
-                return exc.response()
+        if not new:
             return Response(status_code=200)  # a redelivery: done already
         if event.event_type not in HANDLED:
             return Response(status_code=200)

@@ -16,6 +16,8 @@ from tests.operator_fleet import fleet_server
 from tests.servers import Server, free_port
 from tests.test_mcp import MCP_TOKEN, write_config
 
+pytestmark = pytest.mark.integration  # the real MCP server process, on loopback
+
 AUTH = {"authorization": f"Bearer {MCP_TOKEN}"}
 
 

@@ -30,6 +30,8 @@ from tests.attacks.app import (
 )
 from tests.servers import wait_until
 
+pytestmark = pytest.mark.integration  # the real app process, on loopback
+
 PATH = "/pagerduty/webhook"
 SIG = "x-pagerduty-signature"
 Headers = dict[str, Any]

@@ -26,6 +26,8 @@ from tests.attacks.app import (
 from tests.attacks.slack_requests import SIGNED_REQUEST_CASES, Edit, resigned, well_formed
 from tests.servers import wait_until
 
+pytestmark = pytest.mark.integration  # the real app process, on loopback
+
 PATH = "/slack/actions"
 
 

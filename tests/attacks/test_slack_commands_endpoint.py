@@ -12,6 +12,8 @@ import pytest
 from tests.attacks.app import App, Fakes, command, refuses_500_mb_flat, seed_incident
 from tests.attacks.slack_requests import SIGNED_REQUEST_CASES, Edit, resigned, well_formed
 
+pytestmark = pytest.mark.integration  # the real app process, on loopback
+
 PATH = "/slack/commands"
 CASES: dict[str, tuple[Edit, int]] = SIGNED_REQUEST_CASES | {
     "Content-Length just past 16 KiB, none sent": (

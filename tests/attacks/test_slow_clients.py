@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.attacks.app import App, Fakes, click, head, pd_signature
 from tests.attacks.slow import SlowClient, run_all
+
+pytestmark = pytest.mark.integration  # the real app process, on loopback
 
 PAGERDUTY = {"x-pagerduty-signature": pd_signature(b"{}")}
 
