@@ -29,6 +29,7 @@ from tests.attacks.app import (
     shape_id,
 )
 from tests.servers import wait_until
+from tests.stores import write_lock_held
 
 pytestmark = pytest.mark.integration  # the real app process, on loopback
 
@@ -150,3 +151,11 @@ def test_a_resolve_replayed_to_a_second_process_on_the_store_does_nothing(
         second.stop()
     assert [(r.incident_key, r.action) for r in history(state_db)] == [(KEY, "resolved")]
     assert told_slack(world) == told + 1
+
+
+def test_a_delivery_while_the_store_stays_locked_is_503_for_pagerduty_to_retry(app: App) -> None:
+    resolved, done = pd_event("incident.resolved", "E-locked"), len(history(app.state))
+    with write_lock_held(app.state):  # an evaluation that does not end
+        assert app.post(PATH, resolved).status_code == 503
+    assert app.post(PATH, resolved).status_code == 200  # the retry: not a replay of the refused
+    wait_until(lambda: len(history(app.state)) == done + 1, 30, "the retry recorded")

@@ -5,6 +5,7 @@ or to a second process on the same store, does nothing."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -25,6 +26,7 @@ from tests.attacks.app import (
 )
 from tests.attacks.slack_requests import SIGNED_REQUEST_CASES, Edit, resigned, well_formed
 from tests.servers import wait_until
+from tests.stores import write_lock_held
 
 pytestmark = pytest.mark.integration  # the real app process, on loopback
 
@@ -114,3 +116,16 @@ def test_a_click_replayed_to_a_second_process_on_the_store_is_refused(
         second.stop()
     assert (replayed.status_code, replayed.text) == (401, "replayed request")
     assert clicks(state_db) == 1
+
+
+def test_a_click_while_the_store_stays_locked_is_503_within_slacks_3_s(
+    app: App, world: Fakes
+) -> None:
+    done = len(history(app.state))
+    with write_lock_held(app.state):  # an evaluation that does not end
+        started = time.monotonic()
+        answer = app.post(PATH, click(world))
+        took = time.monotonic() - started
+    assert (answer.status_code, answer.text) == (503, "the incident store failed (StoreError)")
+    assert took < 3
+    assert len(history(app.state)) == done

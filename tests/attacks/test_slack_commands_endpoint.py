@@ -11,6 +11,7 @@ import pytest
 
 from tests.attacks.app import App, Fakes, command, refuses_500_mb_flat, seed_incident
 from tests.attacks.slack_requests import SIGNED_REQUEST_CASES, Edit, resigned, well_formed
+from tests.stores import write_lock_held
 
 pytestmark = pytest.mark.integration  # the real app process, on loopback
 
@@ -59,3 +60,11 @@ def test_a_run_replayed_after_a_restart_is_refused(world: Fakes, tmp_path: Path)
         app.stop()
     assert first.status_code == 200 and "not a deployment name" in first.text
     assert (replayed.status_code, replayed.text) == (401, "replayed request")
+
+
+def test_a_run_while_the_store_stays_locked_says_the_store_failed(app: App) -> None:
+    with write_lock_held(app.state):  # an evaluation that does not end
+        answer = app.post(PATH, command("run not-a-deployment"))
+        health = app.post(PATH, command("health"))
+    assert answer.status_code == 200 and "The incident store failed" in answer.text
+    assert health.status_code == 200 and "Fleet health" in health.text
