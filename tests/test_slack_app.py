@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +63,7 @@ class Slack:
                 "user_id": user,
                 "channel_id": "C0OPS",
                 "team_id": "T1",
+                "trigger_id": uuid.uuid4().hex,  # unique per request, as Slack's: no replay
             }
         ).encode()
         ts = str(int(time.time()))

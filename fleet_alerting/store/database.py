@@ -640,3 +640,4 @@ def _sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
 # migrate the store back and forth, and fail on a read-only one). Last: they import this module.
 from fleet_alerting.store import actions as _actions  # noqa: E402, F401
 from fleet_alerting.store import history  # noqa: E402
+from fleet_alerting.store import replay as _replay  # noqa: E402, F401

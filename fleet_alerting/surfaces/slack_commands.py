@@ -1,27 +1,22 @@
 """Slack slash commands, the pure part: request signatures, parsing `/fleet …`, Block Kit replies.
 
 Slack signs each request: `X-Slack-Signature: v0=HMAC_SHA256(signing_secret, "v0:{ts}:{raw body}")`
-with `X-Slack-Request-Timestamp: {ts}`. Requests older than 5 minutes are refused, and so is a
-signature seen before (a replay inside the window).
+with `X-Slack-Request-Timestamp: {ts}` (`sign`; checked by surfaces/http_guard.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
 
 from fleet_alerting.core.mrkdwn import MAX_MESSAGE_TEXT, MAX_SECTION_TEXT, escape, fit, link
 
-MAX_AGE_SECONDS = 300
 MAX_BODY_BYTES = 16 * 1024  # a slash command is a short form; Slack's are well under 4 KiB
-_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only: "²²²" passes str.isdigit
-_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 MAX_LINES = 20
 USAGE = (
     "Usage: `/fleet health` · `/fleet state [device]` · `/fleet logs [device] [level] "
@@ -29,45 +24,10 @@ USAGE = (
 )
 
 
-class SignatureError(Exception):
-    """Why a request was refused; safe to log (no secret, no body)."""
-
-
 def sign(secret: SecretStr, timestamp: str, body: bytes) -> str:
     base = b"v0:" + timestamp.encode() + b":" + body
     digest = hmac.new(secret.get_secret_value().encode(), base, hashlib.sha256).hexdigest()
     return f"v0={digest}"
-
-
-@dataclass
-class RequestVerifier:
-    secret: SecretStr
-    max_age: int = MAX_AGE_SECONDS
-    _seen: dict[str, int] = field(default_factory=dict)
-
-    def check_headers(self, timestamp: str | None, signature: str | None, now: float) -> int:
-        """What can be refused before the body is read: missing, malformed or stale headers.
-        Returns the request's timestamp."""
-        if not timestamp or not signature:
-            raise SignatureError("missing X-Slack-Request-Timestamp or X-Slack-Signature")
-        if not _TIMESTAMP.fullmatch(timestamp):
-            raise SignatureError("malformed X-Slack-Request-Timestamp")
-        if not _SIGNATURE.fullmatch(signature):
-            raise SignatureError("malformed X-Slack-Signature")
-        sent = int(timestamp)
-        if abs(now - sent) > self.max_age:
-            raise SignatureError("stale request: timestamp outside the 5-minute window")
-        return sent
-
-    def verify(self, timestamp: str | None, signature: str | None, body: bytes, now: float) -> None:
-        sent = self.check_headers(timestamp, signature, now)
-        assert timestamp is not None and signature is not None
-        if not hmac.compare_digest(sign(self.secret, timestamp, body), signature):
-            raise SignatureError("signature mismatch")
-        self._seen = {s: t for s, t in self._seen.items() if abs(now - t) <= self.max_age}
-        if signature in self._seen:
-            raise SignatureError("replayed request")
-        self._seen[signature] = sent
 
 
 @dataclass(frozen=True)
