@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -254,3 +254,113 @@ def _observe(observed: dict[str, dict[str, Signal]], change: Any) -> None:
 def _counting(incident: Incident) -> bool:
     """Still counting towards opening or resolving: the next run decides."""
     return incident.state == State.pending or incident.consecutive_successes > 0
+
+
+# --- comparing two replays ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One failure episode of one incident key, as a replay told it."""
+
+    key: str
+    onset: datetime
+    severity: str
+    alert: str
+    summary: str
+    paged_at: datetime | None
+    messages: int  # Slack messages (primary and mirror)
+
+    @property
+    def to_page(self) -> timedelta | None:
+        return None if self.paged_at is None else self.paged_at - self.onset
+
+
+def episodes(result: Replay) -> dict[tuple[str, datetime], Episode]:
+    found: dict[tuple[str, datetime], Episode] = {}
+    for s in result.sent:
+        ident = (s.key, s.onset)
+        known = found.get(ident) or Episode(s.key, s.onset, s.severity, s.alert, s.summary, None, 0)
+        if s.channel in PAGERS and s.kind == "paged" and known.paged_at is None:
+            known = _with(known, paged_at=s.at)
+        if s.channel in SLACK:
+            known = _with(known, messages=known.messages + 1)
+        found[ident] = known
+    return found
+
+
+def _with(episode: Episode, **changes: Any) -> Episode:
+    return replace(episode, **changes)
+
+
+@dataclass(frozen=True)
+class Shift:
+    """An episode whose paging differs between the two configurations."""
+
+    episode: Episode  # as the current configuration told it (the proposed one's if it is new)
+    before: datetime | None  # paged at, current configuration
+    after: datetime | None  # paged at, proposed configuration
+
+    @property
+    def delay(self) -> timedelta | None:
+        if self.before is None or self.after is None:
+            return None
+        return self.after - self.before
+
+
+@dataclass
+class Comparison:
+    current: Replay
+    proposed: Replay
+    before: dict[tuple[str, datetime], Episode]
+    after: dict[tuple[str, datetime], Episode]
+
+    @classmethod
+    def of(cls, current: Replay, proposed: Replay) -> Comparison:
+        return cls(current, proposed, episodes(current), episodes(proposed))
+
+    def lost(self) -> list[Shift]:
+        """Paged under the current configuration, not under the proposed one."""
+        return [
+            Shift(e, e.paged_at, None)
+            for ident, e in sorted(self.before.items(), key=_by_time)
+            if e.paged_at is not None and self._paged_after(ident) is None
+        ]
+
+    def gained(self) -> list[Shift]:
+        return [
+            Shift(e, None, e.paged_at)
+            for ident, e in sorted(self.after.items(), key=_by_time)
+            if e.paged_at is not None and self._paged_before(ident) is None
+        ]
+
+    def delayed(self) -> list[Shift]:
+        """Paged under both, later under the proposed one."""
+        shifts = []
+        for ident, e in sorted(self.before.items(), key=_by_time):
+            after = self._paged_after(ident)
+            if e.paged_at is not None and after is not None and after > e.paged_at:
+                shifts.append(Shift(e, e.paged_at, after))
+        return shifts
+
+    def blocking(self, accepted: Iterable[str]) -> list[Shift]:
+        """The CI gate: critical episodes that paged and would not, unless their key is
+        accepted as intended."""
+        allowed = set(accepted)
+        return [
+            s
+            for s in self.lost()
+            if s.episode.severity == Severity.critical.value and s.episode.key not in allowed
+        ]
+
+    def _paged_after(self, ident: tuple[str, datetime]) -> datetime | None:
+        found = self.after.get(ident)
+        return None if found is None else found.paged_at
+
+    def _paged_before(self, ident: tuple[str, datetime]) -> datetime | None:
+        found = self.before.get(ident)
+        return None if found is None else found.paged_at
+
+
+def _by_time(item: tuple[tuple[str, datetime], Episode]) -> tuple[datetime, str]:
+    return item[0][1], item[0][0]

@@ -555,6 +555,18 @@ class HeartbeatConfig(Model):
     ] = timedelta(minutes=1)
 
 
+class ReviewConfig(Model):
+    """What the what-if report and the quarterly review count as working hours: a page outside
+    every window interrupts someone off hours."""
+
+    business_hours: list[ScheduledWindow] = Field(
+        default_factory=lambda: ["Mon-Fri 09:00-17:00 UTC"],  # type: ignore[list-item]
+        min_length=1,
+        max_length=14,
+        validate_default=True,
+    )
+
+
 class Config(Model):
     # defaults validated too, so their relative paths are relative to the config file
     state: StateConfig = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
@@ -574,6 +586,7 @@ class Config(Model):
     schedule: ScheduleConfig = ScheduleConfig()
     metrics: MetricsConfig | None = None
     heartbeat: HeartbeatConfig | None = None
+    review: ReviewConfig = ReviewConfig()
     source_file: Path | None = Field(None, exclude=True)
 
     def storm_rules(self) -> StormRules:
