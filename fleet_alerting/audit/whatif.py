@@ -22,21 +22,24 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from fleet_alerting.config import Config
+from fleet_alerting.core.fleet import selector, signal_labels
 from fleet_alerting.core.history import History, RunClock, RunSegment
 from fleet_alerting.core.incidents import Incident, Notification, State
 from fleet_alerting.core.policy import PolicyConfig, PolicyFor
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.core.storms import decide
+from fleet_alerting.core.windows import Window
 
 PAGERS = ("pagerduty", "oncall")
 SLACK = ("slack", "slack_mirror")
 ALERTMANAGER_STREAM = "alertmanager"
 _TICK = timedelta(microseconds=1)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -91,25 +94,40 @@ def policies_for(config: Config) -> Callable[[str], PolicyFor]:
     return for_stream
 
 
-def durations(value: Any) -> set[timedelta]:
-    """Every positive duration in a settings model (nested models, lists and maps too)."""
-    found: set[timedelta] = set()
-    if isinstance(value, timedelta):
-        if value > timedelta(0):
-            found.add(value)
+def settings(value: Any, kind: type[T]) -> Iterator[T]:
+    """Every value of `kind` in a settings model (nested models, dataclasses, lists, maps)."""
+    if isinstance(value, kind):
+        yield value
     elif isinstance(value, BaseModel):
         for name in type(value).model_fields:
-            found |= durations(getattr(value, name))
+            yield from settings(getattr(value, name), kind)
     elif is_dataclass(value) and not isinstance(value, type):
         for f in fields(value):
-            found |= durations(getattr(value, f.name))
+            yield from settings(getattr(value, f.name), kind)
     elif isinstance(value, list | tuple | set | frozenset):
         for item in value:
-            found |= durations(item)
+            yield from settings(item, kind)
     elif isinstance(value, Mapping):
         for item in value.values():
-            found |= durations(item)
-    return found
+            yield from settings(item, kind)
+
+
+def durations(value: Any) -> set[timedelta]:
+    """Every positive duration in a settings model."""
+    return {d for d in settings(value, timedelta) if d > timedelta(0)}
+
+
+def next_boundary(window: Window, now: datetime) -> datetime:
+    """The first start or end of an occurrence of `window` after `now`."""
+    local = now.astimezone(window.tz).date()
+    bounds = (
+        bound
+        for day in (local + timedelta(days=n) for n in range(-1, 8))
+        if day.weekday() in window.days
+        for bound in window._bounds(day)
+        if bound > now
+    )
+    return min(bounds, default=datetime.max.replace(tzinfo=now.tzinfo))
 
 
 def _moments(value: Any) -> Iterator[datetime]:
@@ -128,6 +146,9 @@ class _Timers:
     def __init__(self, config: Config, policy_for: Callable[[str], PolicyFor]):
         rules = config.storm_rules()
         self.shared = durations(rules.grouping)
+        # a time window anywhere in the config (a maintenance window, business hours) may hold
+        # back or release what an incident tells when it begins or ends
+        self.windows = list(settings(config, Window))
         self._policy_for = policy_for
         self._per: dict[tuple[str, Severity], list[timedelta]] = {}
 
@@ -139,7 +160,10 @@ class _Timers:
         return found
 
     def next_after(self, incidents: Iterable[Incident], stream: str, now: datetime) -> datetime:
-        best = datetime.max.replace(tzinfo=now.tzinfo)
+        best = min(
+            (next_boundary(w, now) for w in self.windows),
+            default=datetime.max.replace(tzinfo=now.tzinfo),
+        )
         for incident in incidents:
             spans = self.spans(stream, incident.severity)
             for moment in _moments(incident):
@@ -165,90 +189,143 @@ class Replay:
 
 def replay(history: History, config: Config, name: str = "") -> Replay:
     """Every notification `config` would have caused over `history`, in time order."""
-    policy_for = policies_for(config)
-    rules = config.storm_rules()
-    timers = _Timers(config, policy_for)
-    streams = history.streams()
-    clocks = {s: RunClock(r for r in history.runs if r.stream == s) for s in streams}
-    changes = sorted(history.changes, key=lambda c: c.at)
-    observed: dict[str, dict[str, Signal]] = {s: {} for s in streams}
-    position = 0
-    while position < len(changes) and changes[position].at < history.start:
-        _observe(observed, changes[position])
-        position += 1
-    due: list[tuple[datetime, str]] = []
-    scheduled: dict[str, datetime] = {}
+    return _Replayer(history, config).run(name)
 
-    def schedule(stream: str, moment: datetime) -> None:
-        found = clocks[stream].next_run(max(moment, history.start))
-        if found is None or found[0] > history.end:
-            return
-        if stream in scheduled and scheduled[stream] <= found[0]:
-            return
-        scheduled[stream] = found[0]
-        heapq.heappush(due, (found[0], stream))
 
-    change_times = {s: [c.at for c in changes[position:] if c.stream == s] for s in streams}
+class _Replayer:
+    def __init__(self, history: History, config: Config):
+        self.history = history
+        self.policy_for = policies_for(config)
+        rules = config.storm_rules()
+        self.rules = replace(rules, inhibit_rules=rules.inhibitions())  # built once, not per run
+        self.causes = [selector(tuple(r.source_matchers)) for r in self.rules.inhibitions()]
+        self.timers = _Timers(config, self.policy_for)
+        self.streams = history.streams()
+        self.clocks = {s: RunClock(r for r in history.runs if r.stream == s) for s in self.streams}
+        self.changes = sorted(history.changes, key=lambda c: c.at)
+        self.observed: dict[str, dict[str, Signal]] = {s: {} for s in self.streams}
+        self.position = 0
+        self.advance(history.start - _TICK)
+        later = self.changes[self.position :]
+        self.change_times = {s: [c.at for c in later if c.stream == s] for s in self.streams}
+        self.whole = _whole_fleet_streams(config, later)
+        self.unresolved: dict[str, Incident] = {}
+        self.own: dict[str, dict[str, Incident]] = {s: {} for s in self.streams}
+        self.due: list[tuple[datetime, str]] = []
+        self.scheduled: dict[str, datetime] = {}
 
-    def next_change(stream: str, moment: datetime) -> datetime | None:
-        times = change_times[stream]
-        index = bisect_left(times, moment)
-        return times[index] if index < len(times) else None
+    def run(self, name: str) -> Replay:
+        sent: dict[str, Sent] = {}
+        evaluations = 0
+        for stream in self.streams:
+            self.schedule(stream, self.history.start)
+        while self.due:
+            now, stream = heapq.heappop(self.due)
+            if self.scheduled.get(stream) != now:
+                continue  # superseded by an earlier one
+            del self.scheduled[stream]
+            self.advance(now)
+            for notification in self.evaluate(stream, now):
+                sent.setdefault(notification.id, sent_of(notification))
+            evaluations += 1
+        runs = sum(r.count for r in self.history.runs)
+        return Replay(name, sorted(sent.values(), key=lambda s: s.at), evaluations, runs)
 
-    for stream in streams:
-        schedule(stream, history.start)
-    unresolved: dict[str, Incident] = {}
-    sent: dict[str, Sent] = {}
-    evaluations = 0
-    while due:
-        now, stream = heapq.heappop(due)
-        if scheduled.get(stream) != now:
-            continue  # superseded by an earlier schedule
-        del scheduled[stream]
+    def advance(self, now: datetime) -> None:
+        """Apply the observations recorded up to `now`."""
+        changes, position = self.changes, self.position
         while position < len(changes) and changes[position].at <= now:
-            _observe(observed, changes[position])
+            change = changes[position]
+            known = self.observed.setdefault(change.stream, {})
+            if change.signal is None:
+                known.pop(change.key, None)
+            else:
+                known[change.key] = change.signal
             position += 1
-        _, segment = clocks[stream].next_run(now) or (now, _NO_RUNS)
+        self.position = position
+
+    def evaluate(self, stream: str, now: datetime) -> list[Notification]:
+        _, segment = self.clocks[stream].next_run(now) or (now, _NO_RUNS)
         evaluation = decide(
-            list(observed[stream].values()),
-            unresolved,
-            policy_for(stream),
-            rules,
+            self.signals(stream),
+            self.unresolved,
+            self.policy_for(stream),
+            self.rules,
             now,
             segment.vanished,
         )
-        evaluations += 1
-        for notification in evaluation.notifications:
-            sent.setdefault(notification.id, sent_of(notification))
+        own = self.own[stream]
         for incident in evaluation.incidents:
             if incident.state == State.resolved:
-                unresolved.pop(incident.key, None)
+                self.unresolved.pop(incident.key, None)
+                own.pop(incident.key, None)
             else:
-                unresolved[incident.key] = incident
+                self.unresolved[incident.key] = own[incident.key] = incident
+        self.plan(stream, now, evaluation.incidents, segment)
+        return evaluation.notifications
+
+    def signals(self, stream: str) -> list[Signal]:
+        """The run's observations. An ok observation of a key with no open incident changes
+        nothing, so it is left out — unless a fleet aggregate counts the stream's devices, and
+        one of each source stays (the sources a run names are those it may change)."""
+        observed = self.observed[stream]
+        if stream in self.whole:
+            return list(observed.values())
+        sources: set[str] = set()
+        kept = []
+        for signal in observed.values():
+            if signal.firing or signal.key in self.unresolved or signal.source not in sources:
+                kept.append(signal)
+                sources.add(signal.source)
+        return kept
+
+    def plan(
+        self, stream: str, now: datetime, changed: list[Incident], segment: RunSegment
+    ) -> None:
+        """When this stream (and the others) must be evaluated next."""
         after = now + _TICK
-        if evaluation.incidents or evaluation.notifications:
-            for other in streams:
-                schedule(other, after)
-        elif any(_counting(i) for i in unresolved.values()):
-            schedule(stream, after)
-        if unresolved:
-            schedule(stream, timers.next_after(unresolved.values(), stream, now))
-        upcoming = next_change(stream, after)
-        if upcoming is not None:
-            schedule(stream, upcoming)
-    runs = sum(r.count for r in history.runs)
-    return Replay(name, sorted(sent.values(), key=lambda s: s.at), evaluations, runs)
+        if any(self.may_inhibit(i) for i in changed):
+            for other in self.streams:  # its symptoms may be in another watch
+                self.schedule(other, after)
+        own = self.own[stream]
+        observed = self.observed[stream]
+        if any(
+            _counting(i) and (i.key in observed or i.source in segment.vanished)
+            for i in own.values()
+        ):
+            self.schedule(stream, after)
+        if own:
+            self.schedule(stream, self.timers.next_after(own.values(), stream, now))
+        times = self.change_times[stream]
+        index = bisect_left(times, after)
+        if index < len(times):
+            self.schedule(stream, times[index])
+
+    def may_inhibit(self, incident: Incident) -> bool:
+        labels = signal_labels(incident.source, incident.severity, incident.signal.labels)
+        return any(cause.admits(incident.source) and cause(labels) for cause in self.causes)
+
+    def schedule(self, stream: str, moment: datetime) -> None:
+        found = self.clocks[stream].next_run(max(moment, self.history.start))
+        if found is None or found[0] > self.history.end:
+            return
+        if stream in self.scheduled and self.scheduled[stream] <= found[0]:
+            return
+        self.scheduled[stream] = found[0]
+        heapq.heappush(self.due, (found[0], stream))
+
+
+def _whole_fleet_streams(config: Config, changes: Iterable[Any]) -> set[str]:
+    """Streams with a source some fleet aggregate counts: their runs need every observation."""
+    devices = [selector(tuple(rule.devices)) for rule in config.fleet.offline]
+    return {
+        c.stream
+        for c in changes
+        if c.signal is not None and any(d.admits(c.signal.source) for d in devices)
+    }
 
 
 _NO_RUNS = RunSegment("", datetime.min, timedelta(0), 0)
-
-
-def _observe(observed: dict[str, dict[str, Signal]], change: Any) -> None:
-    known = observed.setdefault(change.stream, {})
-    if change.signal is None:
-        known.pop(change.key, None)
-    else:
-        known[change.key] = change.signal
 
 
 def _counting(incident: Incident) -> bool:
