@@ -12,7 +12,7 @@ grouping on — the flows' own `core.storms.decide`.
 The reference: `decide` over one watch's 500 signals in steady state with a few failing, timed
 over `--probe` runs, × the 648,000 runs of the quarter — what stepping every run would cost.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/whatif.py [--devices 500] [--days 90] [--mean-days 7]
+    PYTHONPATH=$PWD .venv/bin/python bench/whatif.py [--devices 500] [--days 90] [--mean-days 14]
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--devices", type=int, default=500)
     parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--mean-days", type=float, default=7.0)
+    parser.add_argument("--mean-days", type=float, default=14.0)
     parser.add_argument("--probe", type=int, default=300)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="whatif-bench-"))

@@ -18,10 +18,10 @@ or a time that passed.
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -117,17 +117,10 @@ def durations(value: Any) -> set[timedelta]:
     return {d for d in settings(value, timedelta) if d > timedelta(0)}
 
 
-def next_boundary(window: Window, now: datetime) -> datetime:
-    """The first start or end of an occurrence of `window` after `now`."""
-    local = now.astimezone(window.tz).date()
-    bounds = (
-        bound
-        for day in (local + timedelta(days=n) for n in range(-1, 8))
-        if day.weekday() in window.days
-        for bound in window._bounds(day)
-        if bound > now
-    )
-    return min(bounds, default=datetime.max.replace(tzinfo=now.tzinfo))
+def boundaries(window: Window, day: date) -> list[datetime]:
+    """Starts and ends of the occurrences of `window` from the day before `day` to a week on."""
+    days = (day + timedelta(days=n) for n in range(-1, 8))
+    return sorted(b for d in days if d.weekday() in window.days for b in window._bounds(d))
 
 
 def _moments(value: Any) -> Iterator[datetime]:
@@ -150,30 +143,46 @@ class _Timers:
         # back or release what an incident tells when it begins or ends
         self.windows = list(settings(config, Window))
         self._policy_for = policy_for
-        self._per: dict[tuple[str, Severity], list[timedelta]] = {}
+        self._spans: dict[tuple[str, Severity], list[timedelta]] = {}
+        self._due: dict[str, tuple[Incident, list[datetime]]] = {}
+        self._bounds: dict[tuple[int, date], list[datetime]] = {}
 
     def spans(self, stream: str, severity: Severity) -> list[timedelta]:
-        found = self._per.get((stream, severity))
+        found = self._spans.get((stream, severity))
         if found is None:
             policy: PolicyConfig = self._policy_for(stream)(severity)
-            found = self._per[(stream, severity)] = sorted(durations(policy) | self.shared)
+            found = self._spans[(stream, severity)] = sorted(durations(policy) | self.shared)
         return found
 
+    def due(self, incident: Incident, stream: str) -> list[datetime]:
+        """Every time at which this record could fall due, in order (kept while it is the same
+        record)."""
+        known = self._due.get(incident.key)
+        if known is not None and known[0] is incident:
+            return known[1]
+        moments = set(_moments(incident))  # its acts' `until` times among them
+        spans = self.spans(stream, incident.severity)
+        times = sorted(moments | {m + span for m in moments for span in spans})
+        self._due[incident.key] = (incident, times)
+        return times
+
+    def window_bounds(self, now: datetime) -> Iterator[datetime]:
+        for n, window in enumerate(self.windows):
+            day = now.astimezone(window.tz).date()
+            bounds = self._bounds.get((n, day))
+            if bounds is None:
+                bounds = self._bounds[(n, day)] = boundaries(window, day)
+            index = bisect_right(bounds, now)
+            if index < len(bounds):
+                yield bounds[index]
+
     def next_after(self, incidents: Iterable[Incident], stream: str, now: datetime) -> datetime:
-        best = min(
-            (next_boundary(w, now) for w in self.windows),
-            default=datetime.max.replace(tzinfo=now.tzinfo),
-        )
+        best = min(self.window_bounds(now), default=datetime.max.replace(tzinfo=now.tzinfo))
         for incident in incidents:
-            spans = self.spans(stream, incident.severity)
-            for moment in _moments(incident):
-                if moment > now:
-                    best = min(best, moment)  # an `until` of its acts
-                for span in spans:
-                    due = moment + span
-                    if due > now:
-                        best = min(best, due)
-                        break  # spans are sorted: the first due one is the earliest
+            times = self.due(incident, stream)
+            index = bisect_right(times, now)
+            if index < len(times) and times[index] < best:
+                best = times[index]
         return best
 
 
@@ -200,15 +209,17 @@ class _Replayer:
         self.rules = replace(rules, inhibit_rules=rules.inhibitions())  # built once, not per run
         self.causes = [selector(tuple(r.source_matchers)) for r in self.rules.inhibitions()]
         self.timers = _Timers(config, self.policy_for)
-        self.streams = history.streams()
-        self.clocks = {s: RunClock(r for r in history.runs if r.stream == s) for s in self.streams}
         self.changes = sorted(history.changes, key=lambda c: c.at)
+        self.streams = sorted(set(history.streams()) | {c.stream for c in self.changes})
+        self.clocks = {s: RunClock(r for r in history.runs if r.stream == s) for s in self.streams}
         self.observed: dict[str, dict[str, Signal]] = {s: {} for s in self.streams}
+        self.failing: dict[str, dict[str, Signal]] = {s: {} for s in self.streams}
+        self.samples: dict[str, dict[str, str]] = {s: {} for s in self.streams}  # source → key
+        self.whole = _whole_fleet_streams(config, self.changes)
         self.position = 0
         self.advance(history.start - _TICK)
         later = self.changes[self.position :]
         self.change_times = {s: [c.at for c in later if c.stream == s] for s in self.streams}
-        self.whole = _whole_fleet_streams(config, later)
         self.unresolved: dict[str, Incident] = {}
         self.own: dict[str, dict[str, Incident]] = {s: {} for s in self.streams}
         self.due: list[tuple[datetime, str]] = []
@@ -236,11 +247,26 @@ class _Replayer:
         changes, position = self.changes, self.position
         while position < len(changes) and changes[position].at <= now:
             change = changes[position]
-            known = self.observed.setdefault(change.stream, {})
-            if change.signal is None:
-                known.pop(change.key, None)
+            known = self.observed[change.stream]
+            failing = self.failing[change.stream]
+            samples = self.samples[change.stream]
+            signal = change.signal
+            if signal is None:
+                gone = known.pop(change.key, None)
+                failing.pop(change.key, None)
+                if gone is not None and samples.get(gone.source) == change.key:
+                    del samples[gone.source]
+                    others = (k for k, s in known.items() if s.source == gone.source)
+                    replacement = next(others, None)
+                    if replacement is not None:
+                        samples[gone.source] = replacement
             else:
-                known[change.key] = change.signal
+                known[change.key] = signal
+                if signal.firing:
+                    failing[change.key] = signal
+                else:
+                    failing.pop(change.key, None)
+                samples.setdefault(signal.source, change.key)
             position += 1
         self.position = position
 
@@ -266,18 +292,15 @@ class _Replayer:
 
     def signals(self, stream: str) -> list[Signal]:
         """The run's observations. An ok observation of a key with no open incident changes
-        nothing, so it is left out — unless a fleet aggregate counts the stream's devices, and
-        one of each source stays (the sources a run names are those it may change)."""
+        nothing, so it is left out — unless a fleet aggregate counts the stream's devices; one
+        of each source stays (the sources a run names are those it may change)."""
         observed = self.observed[stream]
         if stream in self.whole:
             return list(observed.values())
-        sources: set[str] = set()
-        kept = []
-        for signal in observed.values():
-            if signal.firing or signal.key in self.unresolved or signal.source not in sources:
-                kept.append(signal)
-                sources.add(signal.source)
-        return kept
+        keys = dict.fromkeys(self.failing[stream])
+        keys.update((key, None) for key in self.own[stream] if key in observed)
+        keys.update((key, None) for key in self.samples[stream].values())
+        return [observed[key] for key in keys]
 
     def plan(
         self, stream: str, now: datetime, changed: list[Incident], segment: RunSegment
