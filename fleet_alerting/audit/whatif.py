@@ -20,15 +20,18 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields, is_dataclass, replace
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from fleet_alerting.alertmanager.routing import AlertmanagerConfig
+from fleet_alerting.audit.noise import _series_key
+from fleet_alerting.audit.noise import episodes as noise_episodes
 from fleet_alerting.config import Config
-from fleet_alerting.core.fleet import selector, signal_labels
-from fleet_alerting.core.history import History, RunClock, RunSegment
+from fleet_alerting.core.fleet import matches_all, selector, signal_labels
+from fleet_alerting.core.history import Change, History, RunClock, RunSegment
 from fleet_alerting.core.incidents import Incident, Notification, State
 from fleet_alerting.core.policy import PolicyConfig, PolicyFor
 from fleet_alerting.core.signals import Severity, Signal
@@ -356,6 +359,118 @@ def _counting(incident: Incident) -> bool:
     return incident.state == State.pending or incident.consecutive_successes > 0
 
 
+# --- Alertmanager's alerts, from Prometheus' ALERTS ----------------------------------------------
+
+ESCALATION_WATCH = "alertmanager-escalation"
+
+
+@dataclass(frozen=True)
+class AlertEpisode:
+    """One firing episode of one alert series (noise.episodes), with its labels."""
+
+    key: str
+    labels: Mapping[str, str]
+    onset: datetime
+    start: datetime
+    end: datetime
+
+
+def alert_episodes(
+    firing: Iterable[Mapping[str, Any]], for_state: Iterable[Mapping[str, Any]] = ()
+) -> list[AlertEpisode]:
+    """The firing episodes of `ALERTS` samples as the noise statistics find them."""
+    firing = list(firing)
+    labels = {
+        _series_key(item["metric"]): {
+            k: v for k, v in item["metric"].items() if k not in ("__name__", "alertstate")
+        }
+        for item in firing
+    }
+    found = noise_episodes(firing, for_state)
+    return [
+        AlertEpisode(
+            f"{ALERTMANAGER_STREAM}:{series}",
+            labels[series],
+            datetime.fromtimestamp(onset, UTC),
+            datetime.fromtimestamp(start, UTC),
+            datetime.fromtimestamp(end, UTC),
+        )
+        for series, onset, start, end in found[["series", "onset", "start", "end"]].itertuples(
+            index=False
+        )
+    ]
+
+
+def with_alerts(history: History, episodes: Iterable[AlertEpisode], config: Config) -> History:
+    """`history` with its Alertmanager watch replaced by what the escalation flow would have
+    observed of these episodes: an alert that an escalation rule matches fails from its start
+    (its onset is the alert's activeAt, as Alertmanager's startsAt) and recovers at its end; the
+    watch runs at its schedule (default every minute) over the period."""
+    am = config.alertmanager
+    if am is None:
+        return history
+    changes = [c for c in history.changes if c.stream != ALERTMANAGER_STREAM]
+    for episode in episodes:
+        rule = next((r for r in am.rules if matches_all(r.matchers, episode.labels)), None)
+        if rule is None:
+            continue  # not escalated: Alertmanager's own routes alone tell of it
+        name = episode.labels.get("alertname", "")
+        firing = Signal(
+            key=episode.key,
+            source=ALERTMANAGER_STREAM,
+            firing=True,
+            severity=rule.severity,
+            summary=f"{name} {episode.labels.get('instance', '')}".strip(),
+            since=episode.onset,
+            labels=dict(episode.labels),
+        )
+        changes.append(Change(episode.start, ALERTMANAGER_STREAM, episode.key, firing))
+        gone = replace(firing, firing=False, summary=f"{firing.summary} no longer firing")
+        changes.append(Change(episode.end, ALERTMANAGER_STREAM, episode.key, gone))
+    every = config.schedule.every.get(ESCALATION_WATCH, timedelta(minutes=1))
+    count = int((history.end - history.start) / every) + 1
+    runs = [r for r in history.runs if r.stream != ALERTMANAGER_STREAM]
+    runs.append(RunSegment(ALERTMANAGER_STREAM, history.start, every, count))
+    return History(history.start, history.end, changes, runs)
+
+
+PAGING_CONFIGS = ("pagerduty_configs", "opsgenie_configs", "victorops_configs")
+
+
+def pages_via(am: AlertmanagerConfig, receiver: str) -> bool:
+    return any(am.receivers.get(receiver, {}).get(kind) for kind in PAGING_CONFIGS)
+
+
+@dataclass(frozen=True)
+class Routed:
+    """Where Alertmanager sends one alert episode (at its start) under both configurations."""
+
+    episode: AlertEpisode
+    before: tuple[str, ...]  # receivers, current alertmanager.yml
+    after: tuple[str, ...]  # receivers, proposed alertmanager.yml
+    paged_before: bool
+    paged_after: bool
+
+
+def route(
+    episodes: Iterable[AlertEpisode], current: AlertmanagerConfig, proposed: AlertmanagerConfig
+) -> list[Routed]:
+    routed = []
+    for episode in episodes:
+        before = tuple(current.receivers_for(episode.labels, episode.start))
+        after = tuple(proposed.receivers_for(episode.labels, episode.start))
+        routed.append(
+            Routed(
+                episode,
+                before,
+                after,
+                any(pages_via(current, r) for r in before),
+                any(pages_via(proposed, r) for r in after),
+            )
+        )
+    return routed
+
+
 # --- comparing two replays ---------------------------------------------------------------------
 
 
@@ -414,10 +529,17 @@ class Comparison:
     proposed: Replay
     before: dict[tuple[str, datetime], Episode]
     after: dict[tuple[str, datetime], Episode]
+    routed: list[Routed] = field(default_factory=list)  # Alertmanager's own routes, if asked
 
     @classmethod
-    def of(cls, current: Replay, proposed: Replay) -> Comparison:
-        return cls(current, proposed, episodes(current), episodes(proposed))
+    def of(
+        cls, current: Replay, proposed: Replay, routed: list[Routed] | None = None
+    ) -> Comparison:
+        return cls(current, proposed, episodes(current), episodes(proposed), routed or [])
+
+    def unrouted_pages(self) -> list[Routed]:
+        """Alert episodes Alertmanager paged for under the current routes and would not."""
+        return [r for r in self.routed if r.paged_before and not r.paged_after]
 
     def lost(self) -> list[Shift]:
         """Paged under the current configuration, not under the proposed one."""
@@ -447,11 +569,14 @@ class Comparison:
         """The CI gate: critical episodes that paged and would not, unless their key is
         accepted as intended."""
         allowed = set(accepted)
-        return [
-            s
-            for s in self.lost()
-            if s.episode.severity == Severity.critical.value and s.episode.key not in allowed
+        critical = Severity.critical.value
+        lost = [s for s in self.lost() if s.episode.severity == critical]
+        lost += [
+            Shift(_routed_episode(r), r.episode.start, None)
+            for r in self.unrouted_pages()
+            if r.episode.labels.get("severity") == critical
         ]
+        return [s for s in lost if s.episode.key not in allowed]
 
     def _paged_after(self, ident: tuple[str, datetime]) -> datetime | None:
         found = self.after.get(ident)
@@ -460,6 +585,14 @@ class Comparison:
     def _paged_before(self, ident: tuple[str, datetime]) -> datetime | None:
         found = self.before.get(ident)
         return None if found is None else found.paged_at
+
+
+def _routed_episode(routed: Routed) -> Episode:
+    episode = routed.episode
+    name = episode.labels.get("alertname", "")
+    return Episode(
+        episode.key, episode.onset, Severity.critical.value, name, name, episode.start, 0
+    )
 
 
 def _by_time(item: tuple[tuple[str, datetime], Episode]) -> tuple[datetime, str]:

@@ -135,7 +135,51 @@ def build(
         ("h2", ("Would page now", "would-page-now")),
         ("table", shift_table(comparison.gained())),
     ]
+    if comparison.routed:
+        blocks += routes_section(comparison, hours)
     return blocks
+
+
+def routes_section(comparison: Comparison, hours: Sequence[Window]) -> list[Block]:
+    """Alertmanager's own notifications: each alert episode of the period (from Prometheus'
+    `ALERTS`) routed through the current and the proposed alertmanager.yml at its start."""
+    counts: dict[str, dict[str, Any]] = {}
+    for routed in comparison.routed:
+        late = off_hours(routed.episode.start, hours)
+        for label, receivers in (("current", routed.before), ("proposed", routed.after)):
+            for receiver in receivers:
+                row = counts.setdefault(
+                    receiver,
+                    {"receiver": receiver, "current": 0, "proposed": 0}
+                    | {"off hours (current)": 0, "off hours (proposed)": 0},
+                )
+                row[label] += 1
+                row[f"off hours ({label})"] += late
+    lost = pd.DataFrame(
+        [
+            {
+                "alert": r.episode.labels.get("alertname", ""),
+                "severity": r.episode.labels.get("severity", ""),
+                "started": _when(r.episode.start),
+                "receivers (current)": ", ".join(r.before),
+                "receivers (proposed)": ", ".join(r.after),
+                "labels": ", ".join(f"{k}={v}" for k, v in sorted(r.episode.labels.items())),
+            }
+            for r in comparison.unrouted_pages()
+        ]
+    )
+    return [
+        ("h2", ("Alertmanager routes", "alertmanager-routes")),
+        (
+            "p",
+            f"{len(comparison.routed)} alert episodes from Prometheus' `ALERTS`, each routed at "
+            "its start; notifications per receiver (a paging receiver has PagerDuty, Opsgenie "
+            "or VictorOps configs).",
+        ),
+        ("table", pd.DataFrame(sorted(counts.values(), key=lambda r: r["receiver"]))),
+        ("h3", ("Alertmanager would no longer page", "alertmanager-no-longer-pages")),
+        ("table", lost),
+    ]
 
 
 def render(blocks: list[Block], title: str) -> tuple[str, str]:

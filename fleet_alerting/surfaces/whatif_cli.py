@@ -16,7 +16,8 @@ from typing import Any
 
 
 def what_if(args: argparse.Namespace) -> int:
-    from fleet_alerting.audit.whatif import Comparison, replay
+    from fleet_alerting.audit.loader import load_alertmanager
+    from fleet_alerting.audit.whatif import Comparison, replay, route, with_alerts
     from fleet_alerting.audit.whatif_report import build, render
     from fleet_alerting.config import ConfigError, load_config
     from fleet_alerting.core.clock import utcnow
@@ -37,9 +38,25 @@ def what_if(args: argparse.Namespace) -> int:
         recorded = history.read(store, start, end)
     finally:
         store.close()
+    alerts = alert_episodes_of(current, start, end)
+    routed = None
+    if args.alertmanager:
+        if alerts is None:
+            print(
+                "--alertmanager: the alerts to route are read from Prometheus' ALERTS: "
+                "the current config needs prometheus.url and an alertmanager section",
+                file=sys.stderr,
+            )
+            return 2
+        routed = route(
+            alerts,
+            current_routes(current, args.current_alertmanager),
+            load_alertmanager(args.alertmanager),
+        )
     comparison = Comparison.of(
-        replay(recorded, current, Path(current_path).name),
-        replay(recorded, proposed, Path(args.proposed).name),
+        replay(with_alerts(recorded, alerts or [], current), current, Path(current_path).name),
+        replay(with_alerts(recorded, alerts or [], proposed), proposed, Path(args.proposed).name),
+        routed,
     )
     hours = current.review.business_hours
     blocks = build(comparison, hours, start, end, args.accept)
@@ -59,6 +76,29 @@ def what_if(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1 if blocking else 0
+
+
+def alert_episodes_of(config: Any, start: datetime, end: datetime) -> Any:
+    """Alertmanager's alerts of the period from Prometheus' `ALERTS` (None: no Prometheus or no
+    Alertmanager configured, the recorded history alone is replayed)."""
+    if not config.prometheus.url or config.alertmanager is None:
+        return None
+    from fleet_alerting.audit.live import PrometheusSeries, alert_history
+    from fleet_alerting.audit.whatif import alert_episodes
+
+    series = PrometheusSeries(config.prometheus.url, config.prometheus.timeout.total_seconds())
+    return alert_episodes(*alert_history(series, start, end))
+
+
+def current_routes(config: Any, path: str | None) -> Any:
+    """The current alertmanager.yml: the file given, else the running one."""
+    from fleet_alerting.audit.live import fetch_running_config
+    from fleet_alerting.audit.loader import load_alertmanager, load_alertmanager_text
+
+    if path:
+        return load_alertmanager(path)
+    url = config.alertmanager.url
+    return load_alertmanager_text(fetch_running_config(url), f"{url}/api/v2/status")
 
 
 def add_commands(
@@ -88,6 +128,16 @@ def add_commands(
         default=[],
         metavar="KEY",
         help="incident keys that may stop paging (intended); others fail the gate",
+    )
+    sub.add_argument(
+        "--alertmanager",
+        metavar="NEW_AM.yml",
+        help="a proposed alertmanager.yml: route the period's alerts (ALERTS) through both",
+    )
+    sub.add_argument(
+        "--current-alertmanager",
+        metavar="CUR_AM.yml",
+        help="the current alertmanager.yml (default: the running one, from alertmanager.url)",
     )
     sub.add_argument("--markdown", metavar="FILE", help="write the Markdown report here")
     sub.add_argument("--html", metavar="FILE", help="write the HTML report with charts here")
