@@ -181,7 +181,13 @@ def test_prune_deletes_history_past_retention_and_nothing_open_or_recent(state_d
     store.queue.mark_dead(items[8].id, None, 1, "permanent: 400")
     retention = Retention(timedelta(days=90), timedelta(days=30), timedelta(days=90))
     pruned = store.prune(T0, retention, batch=3)  # a batch per call: the lock is held briefly
-    assert pruned == {"resolved incidents": 3, "sent notifications": 3, "dead letters": 1}
+    assert pruned == {
+        "resolved incidents": 3,
+        "sent notifications": 3,
+        "dead letters": 1,
+        "history changes": 0,  # no run recorded observations here (tests/test_history_store.py)
+        "history runs": 0,
+    }
     store.prune(T0, retention)
     assert sorted(i.key for i in store.incidents(include_resolved=True)) == [
         "open-since-long",
@@ -246,7 +252,13 @@ def test_a_store_written_by_main_opens_upgrades_and_keeps_its_incidents_and_outb
     assert again.incident(key).thread_ts == "1700000000.000100"
     retention = Retention(timedelta(days=1), timedelta(days=1), timedelta(days=1))
     pruned = again.prune(t1 + timedelta(days=2), retention)
-    assert pruned == {"resolved incidents": 2, "sent notifications": 1, "dead letters": 1}
+    assert pruned == {
+        "resolved incidents": 2,
+        "sent notifications": 1,
+        "dead letters": 1,
+        "history changes": 0,
+        "history runs": 0,
+    }
 
 
 def test_upgrade_adds_tables_columns_and_indexes_declared_later(state_db: str) -> None:

@@ -85,8 +85,11 @@ def record(
     if not stream:
         return 0  # a run that observed nothing changes nothing to replay
     _ran(conn, stream, vanished, now)
-    query = sa.select(keys_table.c.key, keys_table.c.signature)
-    known: dict[str, str] = dict(conn.execute(query.where(keys_table.c.stream == stream)).all())
+    # plain SQL, no type processors: this is every run's read of its watch's keys
+    read = "SELECT key, signature FROM history_keys WHERE stream = ?"
+    if dialect == "postgresql":
+        read = read.replace("?", "%s")
+    known: dict[str, str] = dict(conn.exec_driver_sql(read, (stream,)).all())
     latest = {s.key: s for s in signals}
     changes, marks = [], []
     at = ts(now)
