@@ -41,3 +41,43 @@ def test_quarterly_audit_flow(prefect_api: str, tmp_path: Path) -> None:
 
     [artifact] = asyncio.run(artifacts())
     assert "# Alerting audit" in artifact.data
+
+
+def test_quarterly_audit_flow_without_prometheus_writes_the_offline_report(
+    prefect_api: str, tmp_path: Path, closed_url: str
+) -> None:
+    """The scheduled quarter gets its report when Prometheus is down: the artifact opens with
+    the note naming the skipped checks and the URL, and the run ends Failed saying so."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from fleet_alerting.flows.quarterly_audit import ARTIFACT_KEY, quarterly_audit
+
+    state = asyncio.run(
+        quarterly_audit(
+            alertmanager_file=str(REPO / "config/audit/alertmanager.yml"),
+            rules_glob=str(REPO / "config/audit/rules/*.yml"),
+            expectations_file=str(REPO / "config/audit/expectations.yaml"),
+            out_dir=str(tmp_path),
+            prometheus_url=closed_url,
+            return_state=True,
+        )
+    )
+    assert state.is_failed()
+    assert state.message.startswith(f"offline report in {tmp_path}/")
+    assert f"online checks skipped: Prometheus at {closed_url} is unreachable" in state.message
+    [report] = tmp_path.glob("*-Q*/report.md")
+    assert "**Offline report: the online checks were skipped**" in report.read_text()
+
+    async def artifacts() -> list:
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])),
+                limit=1,
+                sort="CREATED_DESC",
+            )
+
+    [artifact] = asyncio.run(artifacts())
+    top = artifact.data.split("\n\n")[1]
+    assert top.startswith("**Offline report: the online checks were skipped** (`noise`, ")
+    assert closed_url in top and "offline" in artifact.description
