@@ -9,6 +9,7 @@ from fleet_alerting.core.signals import Severity
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
     RunFailed,
+    finish,
     load,
     publish,
     store_errors_fail_the_run,
@@ -87,4 +88,4 @@ async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> dict[str
     }
     summary |= summarize(evaluation, report)
     run_logger().info("alertmanager escalation: %s", summary)
-    return summary
+    return finish(summary, report)

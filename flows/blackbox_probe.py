@@ -6,6 +6,7 @@ from fleet_alerting.core.clock import utcnow
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
     config_dir,
+    finish,
     load,
     problem_signals,
     publish,
@@ -58,4 +59,4 @@ async def blackbox_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     }
     summary |= summarize(evaluation, report)
     run_logger().info("blackbox probe: %s", summary)
-    return summary
+    return finish(summary, report)

@@ -8,6 +8,7 @@ from fleet_alerting.core.clock import utcnow
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
     RunFailed,
+    finish,
     load,
     problem_signals,
     publish,
@@ -78,4 +79,4 @@ async def fleet_events(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     }
     summary |= summarize(evaluation, report)
     run_logger().info("fleet events: %s", summary)
-    return summary
+    return finish(summary, report)

@@ -9,6 +9,7 @@ from fleet_alerting.core.links import LinksConfig
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
     RunFailed,
+    finish,
     load,
     publish,
     store_errors_fail_the_run,
@@ -47,4 +48,4 @@ async def prometheus_watches(config_path: str = DEFAULT_CONFIG) -> dict[str, int
     }
     summary |= summarize(evaluation, report)
     run_logger().info("prometheus watches: %s", summary)
-    return summary
+    return finish(summary, report)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
+    finish,
     load,
     publish,
     store_errors_fail_the_run,
@@ -45,4 +46,4 @@ async def zigbee_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
     }
     summary |= summarize(evaluation, report)
     run_logger().info("zigbee probe: %s", summary)
-    return summary
+    return finish(summary, report)
