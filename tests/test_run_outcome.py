@@ -6,23 +6,60 @@ queued for the next run."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
-from fleet_alerting.core.incidents import Kind
+from fleet_alerting.core.incidents import Kind, Notification
+from fleet_alerting.core.policy import PolicyConfig, evaluate
+from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.delivery.drain import DrainReport
+from fleet_alerting.flows.common import undelivered
 from fleet_alerting.store.database import Store
+from fleet_alerting.store.outbox import OutboxItem
 from tests.fakes.http import Request, Response
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 
 ROOT = Path(__file__).parents[1]
 CLI = [sys.executable, "-m", "fleet_alerting.surfaces.cli"]
 DOWN = "http://127.0.0.1:9/healthz"  # nothing listens: the target fails, the incident pages
+CASES = yaml.safe_load((ROOT / "tests" / "cases" / "run_outcome.yaml").read_text())
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def a_page() -> Notification:
+    policy = PolicyConfig(open_after=1, page=["pagerduty"], page_after=0)
+    signal = Signal(f"blackbox:url={DOWN}", "blackbox", True, Severity.critical, "API down")
+    [page] = [
+        n
+        for n in evaluate([signal], {}, lambda _: policy, T0).notifications
+        if n.kind == Kind.paged and n.channel == "pagerduty"
+    ]
+    return page
+
+
+def item(channel: str, last_error: str | None = None) -> OutboxItem:
+    note = dataclasses.replace(a_page(), channel=channel)
+    return OutboxItem(1, note, "queued", 1, T0, T0, last_error, None)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_what_an_undelivered_drain_says(case: dict) -> None:
+    report = DrainReport(
+        retrying=[(item(c), why) for c, why in case.get("retrying", [])],
+        dead=[(item(c), why) for c, why in case.get("dead", [])],
+        held=[item(c) for c in case.get("held", [])],
+        store_errors=list(case.get("store_errors", [])),
+        owed_pages=[item(c, why) for c, why in case.get("owed", [])],
+    )
+    assert undelivered(report) == case["expect"]
 
 
 def write_config(tmp_path: Path, slack: str, pagerduty: str, state: dict) -> Path:
