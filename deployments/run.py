@@ -105,7 +105,7 @@ def run_once(flow_name: str, config_path: str, out: Print = print, err: Print = 
     try:
         result = asyncio.run(run_watch(flow_name, str(Path(config_path).resolve()), api))
     except RunIncomplete as exc:  # what it did, and what it owes (still queued)
-        out(f"{flow_name}: {exc.summary}")
+        out(f"{flow_name}: {exc.result['summary']}")
         err(f"{flow_name}: {exc}")
         return 1
     except (RunFailed, StoreError) as exc:
@@ -116,7 +116,8 @@ def run_once(flow_name: str, config_path: str, out: Print = print, err: Print = 
     except Exception as exc:  # the run failed: say so in one line, never with a secret
         err(f"{flow_name} failed: {redact(f'{type(exc).__name__}: {exc}')}")
         return 1
-    out(f"{flow_name}: {result}")
+    said = result.get("summary", result) if isinstance(result, dict) else result
+    out(f"{flow_name}: {said}")
     return 0
 
 

@@ -128,7 +128,10 @@ def test_a_page_pagerduty_refuses_fails_the_run_and_stays_queued(tmp_path: Path)
     assert last.startswith("blackbox-probe: page to pagerduty undelivered: ")
     assert "500" in last and last.endswith("(1 queued for the next run)")
     # queued: the page, and Slack's "paged" message that waits for the pager to take it
-    assert "'failing': 1" in ran.stdout and "'notifications_queued': 2" in ran.stdout
+    assert ran.stdout == (
+        "blackbox-probe: 1 target probed, 1 failing (Fleet API); opened 1 incident, paged 1, "
+        "told slack, 2 messages still queued\n"
+    )
     assert pd.events == [] and slack.messages  # Slack was told; the page was not taken
     assert again.returncode == 1, again.stdout + again.stderr
     assert again.stderr.strip().splitlines()[-1] == last  # the page is not due yet: still owed
