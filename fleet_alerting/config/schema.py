@@ -11,7 +11,6 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -33,6 +32,7 @@ from fleet_alerting.core.policy import PolicyConfig, default_policies
 from fleet_alerting.core.signals import Severity
 from fleet_alerting.core.storms import StormRules
 from fleet_alerting.core.templates import check_template
+from fleet_alerting.core.urls import check_http_url, credential_in_query, split_url
 from fleet_alerting.core.windows import ScheduledWindow
 
 
@@ -44,19 +44,8 @@ def _relative_to_config(path: Path, info: ValidationInfo) -> Path:
 ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
 
 
-def _http_url(value: str) -> str:
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 -- raises ValueError for a port out of range
-    except ValueError:
-        raise ValueError("expected an http:// or https:// URL (port 1-65535)") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("expected an http:// or https:// URL with a host")
-    return value
-
-
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-Port = Annotated[int, Field(ge=0, le=65535)]  # 0: any free port
+HttpUrl = Annotated[str, AfterValidator(check_http_url)]
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class FileSecret(SecretRef):
@@ -156,19 +145,13 @@ _POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg")
 def _postgres_url(value: str) -> str:
     """A PostgreSQL URL with a host and a database, and no password (that is a secret: it goes in
     `state.password`). The value is never quoted back: it might hold one."""
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 -- raises ValueError for a port out of range
-    except ValueError:
-        raise ValueError(
-            "expected postgresql+psycopg://USER@HOST:PORT/DATABASE (port 1-65535)"
-        ) from None
+    parts = split_url(value, "expected postgresql+psycopg://USER@HOST:PORT/DATABASE")
     if parts.scheme not in _POSTGRES_SCHEMES:
         raise ValueError(
             "expected postgresql+psycopg://USER@HOST:PORT/DATABASE (PostgreSQL through psycopg; "
             "for SQLite give state.path instead)"
         )
-    if parts.password is not None or "password=" in parts.query:
+    if parts.password is not None or credential_in_query(parts.query):
         raise ValueError(
             "a password in the URL is an inline secret: remove it and give "
             "state.password: {file: PATH}"

@@ -17,7 +17,7 @@ import orjson
 from pydantic import ValidationError
 
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
-from fleet_alerting.config.secrets import SecretError
+from fleet_alerting.config.secrets import SecretError, register_basic_auth
 from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.http.errors import (
     AdapterError,
@@ -62,6 +62,7 @@ def auth_for(config: PrometheusConfig) -> httpx.Auth | None:
         return _Bearer(config.bearer_token.resolve().get_secret_value())
     if config.basic_auth is not None:
         password = config.basic_auth.password.resolve().get_secret_value()
+        register_basic_auth(config.basic_auth.username, password)
         return httpx.BasicAuth(config.basic_auth.username, password)
     return None
 
