@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
     ValidationInfo,
     field_validator,
@@ -41,7 +42,14 @@ def _relative_to_config(path: Path, info: ValidationInfo) -> Path:
     return path if path.is_absolute() or base is None else Path(base) / path
 
 
-ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
+def _a_path(value: object) -> object:
+    if isinstance(value, str) and (not value.strip() or "\x00" in value or len(value) > 4096):
+        raise ValueError("expected a file path (not empty, at most 4096 characters)")
+    return value
+
+
+ConfigPath = Annotated[Path, BeforeValidator(_a_path), AfterValidator(_relative_to_config)]
+StatusCode = Annotated[int, Field(ge=100, le=599)]
 
 
 HttpUrl = Annotated[str, AfterValidator(check_http_url)]
@@ -205,7 +213,7 @@ class HttpTarget(Model):
     name: str
     url: HttpUrl = Field(pattern=r"^https?://")
     severity: Severity = Severity.warning
-    expected_status: list[int] = [200]
+    expected_status: list[StatusCode] = Field([200], min_length=1)
     module: str = "http_2xx"
     runbook_url: str | None = None
     remediation: list[str] = []
@@ -219,7 +227,7 @@ class FileSdTargets(Model):
     path: str = "/healthz"
     scheme: Literal["http", "https"] = "http"
     severity: Severity = Severity.warning
-    expected_status: list[int] = [200]
+    expected_status: list[StatusCode] = Field([200], min_length=1)
     module: str = "http_2xx"
     runbook_url: str | None = None
     remediation: list[str] = []
@@ -340,11 +348,20 @@ class ZigbeeAvailability(Model):
     severity: Severity | None = None  # default: the coordinator's
 
 
+def _mqtt_broker(value: str) -> str:
+    parts = split_url(value, "expected mqtt://HOST:PORT or mqtts://HOST:PORT")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("give the user and password as username and password: {file: PATH}")
+    return value
+
+
 class ZigbeeCoordinator(Model):
     """One Zigbee2MQTT instance, watched over its MQTT broker."""
 
     name: str = Field(min_length=1)
-    broker: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^/:]+(:\d+)?/?$")
+    broker: Annotated[str, AfterValidator(_mqtt_broker)] = Field(
+        "mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^/:]+(:\d+)?/?$"
+    )
     username: str | None = None
     password: FileSecret | None = None
     tls: bool = False  # also implied by an mqtts:// broker URL

@@ -1,0 +1,129 @@
+"""Configs that hung `check-config` or were accepted though they could not work: each is refused
+at once, as `file:line: key: why`, never echoing a value."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleet_alerting.config import ConfigError, load_config
+from fleet_alerting.surfaces.cli import main
+
+CASES = yaml.safe_load((Path(__file__).parent / "cases" / "config_attacks.yaml").read_text())
+PLACEHOLDERS = {"{long_number}": "9" * 4000, "{long_zone}": "Z" * 300}
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Fail (instead of hanging the suite) when the block runs longer than `seconds`."""
+
+    def expired(_signum: int, _frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def config_text(case: dict) -> str:
+    text = case["text"]
+    for placeholder, value in PLACEHOLDERS.items():
+        text = text.replace(placeholder, value)
+    return text
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_refused_at_once_with_file_and_line(
+    case: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(config_text(case))
+    expected = [e.replace("{file}", str(path)) for e in case["errors"]]
+    with deadline(2.0), pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert raised.value.problems == expected
+    with deadline(2.0):
+        assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == expected
+    assert "CANARY" not in err
+
+
+def test_many_top_level_keys_take_linear_time(tmp_path: Path) -> None:
+    """Every unknown key gets its line; finding it must not rescan the file per error."""
+    path = tmp_path / "config.yaml"
+    keys = 40_000
+    path.write_text("".join(f"k{i}: 1\n" for i in range(keys)))
+    started = time.monotonic()
+    with deadline(30.0), pytest.raises(ConfigError) as raised:
+        load_config(path)
+    elapsed = time.monotonic() - started
+    assert len(raised.value.problems) == keys
+    assert raised.value.problems[-1] == f"{path}:{keys}: k{keys - 1}: unknown key"
+    assert elapsed < 10, f"{keys} keys took {elapsed:.1f} s"
+
+
+def fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_a_secret_on_a_device_or_fifo_is_an_error_naming_it(
+    special: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    secret = Path(special) if special.startswith("/") else fifo(tmp_path / special)
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"notify:\n  dry_run: true\n  pagerduty:\n    routing_key: {{file: {secret}}}\n"
+    )
+    with deadline(3.0):
+        assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"{path}:4: notify.pagerduty.routing_key: cannot read secret file {secret}: "
+        "not a regular file (a device, a FIFO or a folder?)"
+    ) in err.splitlines()
+
+
+def test_a_huge_secret_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from fleet_alerting.config.secrets import SecretError, SecretRef
+
+    (tmp_path / "big").write_bytes(b"x" * (64 * 1024 + 1))
+    with pytest.raises(SecretError, match=r"cannot read secret file .*big: larger than 64 KB"):
+        SecretRef(file=tmp_path / "big").resolve()
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_a_file_sd_path_on_a_device_or_fifo_is_an_error_naming_it(
+    special: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from fleet_alerting.sources.blackbox.client import load_targets
+
+    target = Path(special) if special.startswith("/") else fifo(tmp_path / special)
+    path = tmp_path / "config.yaml"
+    path.write_text(f"notify: {{dry_run: true}}\nblackbox:\n  file_sd:\n    - files: [{target}]\n")
+    with deadline(3.0):
+        assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"{path}:4: blackbox.file_sd[0].files[0]: {target} is not a regular file "
+        "(a device, a FIFO or a folder?)"
+    ) in err.splitlines()
+    with deadline(3.0):
+        targets, problems = load_targets(load_config(path).blackbox, tmp_path)
+    assert targets == []
+    assert problems == [
+        f"{target}: cannot read file_sd targets: not a regular file (a device, a FIFO or a folder?)"
+    ]
