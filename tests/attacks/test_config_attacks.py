@@ -4,10 +4,7 @@ at once, as `file:line: key: why`, never echoing a value."""
 from __future__ import annotations
 
 import os
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,25 +12,10 @@ import yaml
 
 from fleet_alerting.config import ConfigError, load_config
 from fleet_alerting.surfaces.cli import main
+from tests.attacks.limits import deadline, memory_cap
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "config_attacks.yaml").read_text())
 PLACEHOLDERS = {"{long_number}": "9" * 4000, "{long_zone}": "Z" * 300}
-
-
-@contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    """Fail (instead of hanging the suite) when the block runs longer than `seconds`."""
-
-    def expired(_signum: int, _frame: object) -> None:
-        raise TimeoutError(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def config_text(case: dict) -> str:
@@ -88,7 +70,7 @@ def test_a_secret_on_a_device_or_fifo_is_an_error_naming_it(
     path.write_text(
         f"notify:\n  dry_run: true\n  pagerduty:\n    routing_key: {{file: {secret}}}\n"
     )
-    with deadline(3.0):
+    with deadline(3.0), memory_cap(256 * 1024 * 1024):
         assert main(["check-config", str(path)]) == 1
     err = capsys.readouterr().err
     assert (
@@ -114,14 +96,14 @@ def test_a_file_sd_path_on_a_device_or_fifo_is_an_error_naming_it(
     target = Path(special) if special.startswith("/") else fifo(tmp_path / special)
     path = tmp_path / "config.yaml"
     path.write_text(f"notify: {{dry_run: true}}\nblackbox:\n  file_sd:\n    - files: [{target}]\n")
-    with deadline(3.0):
+    with deadline(3.0), memory_cap(256 * 1024 * 1024):
         assert main(["check-config", str(path)]) == 1
     err = capsys.readouterr().err
     assert (
         f"{path}:4: blackbox.file_sd[0].files[0]: {target} is not a regular file "
         "(a device, a FIFO or a folder?)"
     ) in err.splitlines()
-    with deadline(3.0):
+    with deadline(3.0), memory_cap(256 * 1024 * 1024):
         targets, problems = load_targets(load_config(path).blackbox, tmp_path)
     assert targets == []
     assert problems == [
