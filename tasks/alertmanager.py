@@ -25,7 +25,7 @@ async def fetch_escalating_alerts(
     of the documented shape a `Malformed`, never a crash."""
     logger = run_logger()
     async with httpx.AsyncClient(timeout=config.timeout.total_seconds()) as client:
-        api = Alertmanager(client, config.url)
+        api = Alertmanager(client, config.url, config.max_answer_bytes)
         answers = await asyncio.gather(
             *(api.escalation_alerts(rule.matchers) for rule in config.rules),
             return_exceptions=True,

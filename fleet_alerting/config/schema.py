@@ -56,6 +56,14 @@ HttpUrl = Annotated[str, AfterValidator(check_http_url)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
+DEFAULT_MAX_ANSWER_BYTES = 50 * 1024 * 1024
+
+
+def _answer_cap() -> Any:
+    """How many bytes of one answer are read: past it the answer is a warning, not parsed."""
+    return Field(DEFAULT_MAX_ANSWER_BYTES, ge=64 * 1024, le=512 * 1024 * 1024)
+
+
 class FileSecret(SecretRef):
     """SecretRef whose file path is relative to the config file."""
 
@@ -273,6 +281,7 @@ class AlertmanagerConfig(Model):
     # Alertmanager already debounces (`for:`), so one observation opens and one absence resolves.
     open_after: int = Field(1, ge=1, le=1000)
     resolve_after: int = Field(1, ge=1, le=1000)
+    max_answer_bytes: int = _answer_cap()
 
 
 class FleetApiConfig(Model):
@@ -288,6 +297,7 @@ class FleetApiConfig(Model):
     snapshot_minutes: int = Field(15, ge=1)
     snapshot_max_events: int = Field(20, ge=1, le=40)
     lookback: Duration = timedelta(minutes=30)  # late events within this window still count
+    max_answer_bytes: int = _answer_cap()
 
 
 class SlackAppConfig(Model):
@@ -458,6 +468,7 @@ class PrometheusConfig(Model):
     device_failures_threshold: float = Field(5, ge=0)
     device_failures_window: PositiveDuration = timedelta(minutes=5)
     watches: list[WatchConfig] = []
+    max_answer_bytes: int = _answer_cap()
 
     @model_validator(mode="after")
     def _one_auth(self) -> PrometheusConfig:

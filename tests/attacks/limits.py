@@ -42,3 +42,10 @@ def memory_cap(extra_bytes: int) -> Iterator[None]:
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+@contextmanager
+def bounded(seconds: float = 10.0, extra_bytes: int = 512 * 1024 * 1024) -> Iterator[None]:
+    """`deadline` and `memory_cap` together."""
+    with deadline(seconds), memory_cap(extra_bytes):
+        yield
