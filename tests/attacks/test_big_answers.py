@@ -123,6 +123,15 @@ def test_a_fleet_api_answer_past_the_cap_names_it(huge: Endless) -> None:
     assert "answered more than 1 MB (the cap, fleet_api.max_answer_bytes)" in str(raised.value)
 
 
+def test_without_a_setting_an_endless_answer_stops_at_50_mb(huge: Endless) -> None:
+    async def query() -> None:
+        async with httpx.AsyncClient(timeout=5) as http:
+            await PrometheusClient(http, huge.url, 5).query("up")
+
+    with bounded(20.0), pytest.raises(AdapterError, match="answered more than 50 MB"):
+        asyncio.run(query())
+
+
 def test_the_cap_is_bounded_and_50_mb_by_default() -> None:
     assert PrometheusConfig().max_answer_bytes == 50 * 1024 * 1024
     for too in (0, 1024, 2 * 1024 * 1024 * 1024):
