@@ -109,3 +109,13 @@ def test_a_file_sd_path_on_a_device_or_fifo_is_an_error_naming_it(
     assert problems == [
         f"{target}: cannot read file_sd targets: not a regular file (a device, a FIFO or a folder?)"
     ]
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_a_config_on_a_device_or_fifo_is_refused_at_once(special: str, tmp_path: Path) -> None:
+    path = Path(special) if special.startswith("/") else fifo(tmp_path / special)
+    with deadline(3.0), memory_cap(256 * 1024 * 1024), pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert raised.value.problems == [
+        f"{path}: cannot read config: not a regular file (a device, a FIFO or a folder?)"
+    ]
