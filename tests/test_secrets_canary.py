@@ -25,6 +25,22 @@ class Down(FakeServer):
         return Response(500, "down")
 
 
+def prefect_logs_and_artifacts() -> str:
+    """What the Prefect API stored: every log line (flushed first) and artifact."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter
+    from prefect.logging.handlers import APILogHandler
+
+    async def read() -> str:
+        async with get_client() as client:
+            logs = await client.read_logs(log_filter=LogFilter(), limit=200)
+            artifacts = await client.read_artifacts()
+        return "\n".join([log.message for log in logs] + [str(a.data) for a in artifacts])
+
+    APILogHandler().flush()
+    return asyncio.run(read())
+
+
 def seen_everywhere(text: str) -> bool:
     return any(c in text for c in (WEBHOOK_CANARY, KEY_CANARY, MIRROR_CANARY))
 
@@ -33,8 +49,6 @@ def seen_everywhere(text: str) -> bool:
 def test_secrets_never_leak(
     prefect_api: str, config_file: Path, caplog: pytest.LogCaptureFixture, capsys
 ) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter
 
     from fleet_alerting.flows.blackbox_probe import blackbox_probe
 
@@ -85,16 +99,7 @@ def test_secrets_never_leak(
     assert pd.requests[0].json()["routing_key"] == KEY_CANARY
     assert slack.requests[0].path == f"/services/{WEBHOOK_CANARY}"
 
-    async def server_side() -> str:
-        async with get_client() as client:
-            logs = await client.read_logs(log_filter=LogFilter(), limit=200)
-            artifacts = await client.read_artifacts()
-        return "\n".join([log.message for log in logs] + [str(a.data) for a in artifacts])
-
-    from prefect.logging.handlers import APILogHandler
-
-    APILogHandler().flush()
-    stored = server_side_text = asyncio.run(server_side())
+    stored = server_side_text = prefect_logs_and_artifacts()
     assert "dead letter" in stored  # the logs and artifacts were read
     db = sqlite3.connect(folder / "state.sqlite")
     rows = db.execute("SELECT data, coalesce(last_error, '') FROM outbox").fetchall()
@@ -308,9 +313,6 @@ def test_echoed_credentials_never_leak_in_any_encoding(
     """Prometheus (basic auth) and the Fleet API (bearer token) answer 500 quoting the
     credentials they got, in every encoding; the errors reach incidents, the outbox, logs,
     artifacts, the CLI and the MCP / Slack incident list — masked everywhere."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter
-    from prefect.logging.handlers import APILogHandler
 
     from fleet_alerting.config import load_config
     from fleet_alerting.flows.fleet_events import fleet_events
@@ -363,13 +365,6 @@ def test_echoed_credentials_never_leak_in_any_encoding(
     assert fleet.requests[0].headers["authorization"] == f"Bearer {FLEET_CANARY}"
     assert watched["watch_errors"] >= 1 and events["api_problems"] == 1
 
-    async def server_side() -> str:
-        async with get_client() as client:
-            logs = await client.read_logs(log_filter=LogFilter(), limit=200)
-            artifacts = await client.read_artifacts()
-        return "\n".join([log.message for log in logs] + [str(a.data) for a in artifacts])
-
-    APILogHandler().flush()
     db = sqlite3.connect(folder / "state.sqlite")
     tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     stored = "\n".join(
@@ -384,7 +379,7 @@ def test_echoed_credentials_never_leak_in_any_encoding(
     assert "HTTP 500" in cli.out + cli.err
     for where, text in {
         "python logs": caplog.text,
-        "prefect logs and artifacts": asyncio.run(server_side()),
+        "prefect logs and artifacts": prefect_logs_and_artifacts(),
         "store (incidents, outbox, every table)": stored,
         "local outbox": (folder / "outbox.jsonl").read_text(),
         "cli": cli.out + cli.err,

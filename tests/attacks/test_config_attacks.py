@@ -56,27 +56,37 @@ def test_many_top_level_keys_take_linear_time(tmp_path: Path) -> None:
     assert elapsed < 10, f"{keys} keys took {elapsed:.1f} s"
 
 
+NOT_REGULAR = "not a regular file (a device, a FIFO or a folder?)"
+BOUNDED = 256 * 1024 * 1024
+
+
 def fifo(path: Path) -> Path:
     os.mkfifo(path)
     return path
 
 
-@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+@pytest.fixture(params=["/dev/zero", "a FIFO"])
+def special(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A path that hangs a reader (a FIFO without writer) or never ends (/dev/zero)."""
+    return Path(request.param) if request.param.startswith("/") else fifo(tmp_path / "fifo")
+
+
+def check_config_errors(config: Path, capsys: pytest.CaptureFixture) -> list[str]:
+    with deadline(3.0), memory_cap(BOUNDED):
+        assert main(["check-config", str(config)]) == 1
+    return capsys.readouterr().err.splitlines()
+
+
 def test_a_secret_on_a_device_or_fifo_is_an_error_naming_it(
-    special: str, tmp_path: Path, capsys: pytest.CaptureFixture
+    special: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    secret = Path(special) if special.startswith("/") else fifo(tmp_path / special)
     path = tmp_path / "config.yaml"
     path.write_text(
-        f"notify:\n  dry_run: true\n  pagerduty:\n    routing_key: {{file: {secret}}}\n"
+        f"notify:\n  dry_run: true\n  pagerduty:\n    routing_key: {{file: {special}}}\n"
     )
-    with deadline(3.0), memory_cap(256 * 1024 * 1024):
-        assert main(["check-config", str(path)]) == 1
-    err = capsys.readouterr().err
     assert (
-        f"{path}:4: notify.pagerduty.routing_key: cannot read secret file {secret}: "
-        "not a regular file (a device, a FIFO or a folder?)"
-    ) in err.splitlines()
+        f"{path}:4: notify.pagerduty.routing_key: cannot read secret file {special}: {NOT_REGULAR}"
+    ) in check_config_errors(path, capsys)
 
 
 def test_a_huge_secret_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -87,35 +97,24 @@ def test_a_huge_secret_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
         SecretRef(file=tmp_path / "big").resolve()
 
 
-@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
 def test_a_file_sd_path_on_a_device_or_fifo_is_an_error_naming_it(
-    special: str, tmp_path: Path, capsys: pytest.CaptureFixture
+    special: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     from fleet_alerting.sources.blackbox.client import load_targets
 
-    target = Path(special) if special.startswith("/") else fifo(tmp_path / special)
     path = tmp_path / "config.yaml"
-    path.write_text(f"notify: {{dry_run: true}}\nblackbox:\n  file_sd:\n    - files: [{target}]\n")
-    with deadline(3.0), memory_cap(256 * 1024 * 1024):
-        assert main(["check-config", str(path)]) == 1
-    err = capsys.readouterr().err
+    path.write_text(f"notify: {{dry_run: true}}\nblackbox:\n  file_sd:\n    - files: [{special}]\n")
     assert (
-        f"{path}:4: blackbox.file_sd[0].files[0]: {target} is not a regular file "
+        f"{path}:4: blackbox.file_sd[0].files[0]: {special} is not a regular file "
         "(a device, a FIFO or a folder?)"
-    ) in err.splitlines()
-    with deadline(3.0), memory_cap(256 * 1024 * 1024):
+    ) in check_config_errors(path, capsys)
+    with deadline(3.0), memory_cap(BOUNDED):
         targets, problems = load_targets(load_config(path).blackbox, tmp_path)
     assert targets == []
-    assert problems == [
-        f"{target}: cannot read file_sd targets: not a regular file (a device, a FIFO or a folder?)"
-    ]
+    assert problems == [f"{special}: cannot read file_sd targets: {NOT_REGULAR}"]
 
 
-@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
-def test_a_config_on_a_device_or_fifo_is_refused_at_once(special: str, tmp_path: Path) -> None:
-    path = Path(special) if special.startswith("/") else fifo(tmp_path / special)
-    with deadline(3.0), memory_cap(256 * 1024 * 1024), pytest.raises(ConfigError) as raised:
-        load_config(path)
-    assert raised.value.problems == [
-        f"{path}: cannot read config: not a regular file (a device, a FIFO or a folder?)"
-    ]
+def test_a_config_on_a_device_or_fifo_is_refused_at_once(special: Path) -> None:
+    with deadline(3.0), memory_cap(BOUNDED), pytest.raises(ConfigError) as raised:
+        load_config(special)
+    assert raised.value.problems == [f"{special}: cannot read config: {NOT_REGULAR}"]
