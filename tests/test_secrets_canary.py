@@ -387,3 +387,88 @@ def test_echoed_credentials_never_leak_in_any_encoding(
         "process arguments": process_arguments(),
     }.items():
         assert not leaked_forms(text), f"{leaked_forms(text)} leaked into the {where}"
+
+
+def test_every_secret_the_config_can_hold_is_masked_in_every_form(tmp_path: Path) -> None:
+    """Each secret reference of the schema, resolved, then echoed back in every encoding, whole
+    and across the cut of an error message: nothing of it is left in the message."""
+    import httpx
+
+    from fleet_alerting.config import load_config
+    from fleet_alerting.config.checks import secret_refs
+    from fleet_alerting.http.errors import AdapterError, check_response
+    from fleet_alerting.sources.prometheus.client import auth_for
+
+    files = {
+        "slack.url": "https://hooks.example.org/services/T0/B0/CANARYslackWebhook00000",
+        "mirror.url": "https://hooks.example.org/services/T0/B1/CANARYmirrorWebhook0000",
+        "bot.token": "xoxb-CANARY-bot-token-0000",
+        "pd.key": "CANARYpagerdutyRoutingKey000000",
+        "oncall.url": "https://oncall.example.org/integrations/v1/formatted_webhook/CANARYon/",
+        "pg.password": "CANARYpg pass/word+=ü",
+        "fleet.token": FLEET_CANARY,
+        "signing.secret": "CANARYsigningSecret0000",
+        "pd-webhook.secret": "CANARYpdWebhook/Secret==",
+        "mcp.token": "CANARYmcpToken~0000",
+        "mqtt.password": "CANARYmqtt:pass@word",
+        "prom.password": PROM_CANARY,
+    }
+    for name, value in files.items():
+        (tmp_path / name).write_text(value + "\n")
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "state": {
+                    "url": "postgresql+psycopg://fleet@127.0.0.1/fleet",
+                    "password": {"file": "pg.password"},
+                },
+                "notify": {
+                    "slack": {
+                        "webhook": {"file": "slack.url"},
+                        "mirror_webhook": {"file": "mirror.url"},
+                        "bot_token": {"file": "bot.token"},
+                    },
+                    "pagerduty": {"routing_key": {"file": "pd.key"}},
+                    "oncall": {"webhook": {"file": "oncall.url"}},
+                },
+                "fleet_api": {"url": "http://127.0.0.1:1", "token": {"file": "fleet.token"}},
+                "operators": {
+                    "slack_app": {"signing_secret": {"file": "signing.secret"}},
+                    "pagerduty_webhook": {"secret": {"file": "pd-webhook.secret"}},
+                    "mcp": {"token": {"file": "mcp.token"}},
+                },
+                "zigbee": {
+                    "coordinators": [
+                        {"name": "z", "username": "u", "password": {"file": "mqtt.password"}}
+                    ]
+                },
+                "prometheus": {
+                    "url": "http://127.0.0.1:1",
+                    "basic_auth": {"username": PROM_USER, "password": {"file": "prom.password"}},
+                },
+            }
+        )
+    )
+    config = load_config(config_file)
+    refs = dict(secret_refs(config))
+    assert len(refs) == len(files)  # every secret field of the schema is in this config
+    secrets = [ref.resolve().get_secret_value() for ref in refs.values()]
+    auth_for(config.prometheus)  # basic auth: the header's form of user:password
+    assert sorted(secrets) == sorted(files.values())
+    forms = [
+        (secret, name, form)
+        for secret in secrets
+        for name, form in encoded_forms(
+            secret, PROM_USER if secret == PROM_CANARY else None
+        ).items()
+    ]
+    for secret, name, form in forms:
+        for pad in (0, 150, 195):
+            body = "e" * pad + f"echo {form} end"
+            request = httpx.Request("GET", "http://127.0.0.1:1/")
+            try:
+                check_response(httpx.Response(500, text=body, request=request), "Upstream")
+            except AdapterError as exc:
+                message = str(exc)
+            assert form[:10] not in message, f"{name} of {secret[:8]}… leaked: {message[-80:]!r}"

@@ -223,7 +223,7 @@ class HttpTarget(Model):
     severity: Severity = Severity.warning
     expected_status: list[StatusCode] = Field([200], min_length=1)
     module: str = "http_2xx"
-    runbook_url: str | None = None
+    runbook_url: HttpUrl | None = None
     remediation: list[str] = []
     labels: dict[str, str] = {}
 
@@ -237,7 +237,7 @@ class FileSdTargets(Model):
     severity: Severity = Severity.warning
     expected_status: list[StatusCode] = Field([200], min_length=1)
     module: str = "http_2xx"
-    runbook_url: str | None = None
+    runbook_url: HttpUrl | None = None
     remediation: list[str] = []
 
 
@@ -382,7 +382,7 @@ class ZigbeeCoordinator(Model):
     health_check: bool = False
     availability: ZigbeeAvailability | None = None
     auto_close: bool = False
-    runbook_url: str | None = None
+    runbook_url: HttpUrl | None = None
     remediation: list[str] = []
 
 
@@ -432,7 +432,7 @@ class WatchConfig(Model):
     absent_is: Severity | None = None
     summary: Template
     description: Template = ""
-    runbook_url: str | None = None
+    runbook_url: HttpUrl | None = None
     remediation: list[Template] = []
     absent_remediation: list[str] = []
     logs: dict[str, Template] = {}  # LogQL stream selector, e.g. {service: role-agent, host: ...}
