@@ -29,7 +29,7 @@ class _Refused(yaml.MarkedYAMLError):
 
 class ConfigLoader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2's plain numbers: `1:30` (base 60 in YAML 1.1, 90), `0x10`,
-    `0o17`/`017` and `1_000` stay strings, which a number or a duration then refuses, rather than
+    `017` (octal) and `1_000` stay strings, which a number or a duration then refuses, rather than
     surprising numbers. Counts nesting depth and the nodes every alias stands for."""
 
     yaml_implicit_resolvers = {
@@ -154,12 +154,11 @@ def load_config(path: str | Path) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(path, [f"{path}:1: expected a mapping of sections at the top level"])
+    lines = _Lines(node)
     try:
         config = Config.model_validate(data, context={"base_dir": path.parent})
     except ValidationError as exc:
-        lines = _Lines(node)
         raise ConfigError(path, [_describe(path, lines, err) for err in exc.errors()]) from None
-    lines = _Lines(node)
     problems = [
         f"{path}:{lines.of(list(loc))}: {'.'.join(loc)}: {message}"
         for loc, message in config.channel_problems()
