@@ -100,6 +100,11 @@ class Planned:
         return f"cron {self.cron}" if self.cron else f"every {self.every.total_seconds():g}s"
 
 
+def watch_interval(config: Config, flow: str) -> timedelta:
+    """How often `serve` runs a watch: the config's `schedule.every`, else every minute."""
+    return config.schedule.every.get(flow, timedelta(minutes=1))  # type: ignore[call-overload]
+
+
 def timing(every: timedelta) -> tuple[str | None, timedelta | None]:
     """Whole minutes that divide an hour as cron (runs on the minute), anything else as an
     interval."""
@@ -121,8 +126,7 @@ def plan(config: Config, config_file: Path) -> tuple[list[Planned], list[str]]:
             if not present(config):
                 skipped.append(f"{s.flow}: not served ({section} is not configured)")
                 continue
-            every = config.schedule.every.get(s.flow, timedelta(minutes=1))  # type: ignore[call-overload]
-            cron, interval = timing(every)
+            cron, interval = timing(watch_interval(config, s.flow))
             parameters = {"config_path": str(config_file.resolve())}
             planned.append(Planned(s, parameters, cron, interval))
             continue

@@ -22,7 +22,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ import httpx
 from fleet_alerting.config import ConfigError, load_config
 from fleet_alerting.config.schema import Config
 from fleet_alerting.config.secrets import redact
+from fleet_alerting.deployments.heartbeat import heartbeat
 from fleet_alerting.deployments.local import (
     STARTUP_SETTING,
     healthy,
@@ -41,11 +42,14 @@ from fleet_alerting.deployments.local import (
     startup_timeout,
     write_marker,
 )
-from fleet_alerting.deployments.schedules import Planned, plan
+from fleet_alerting.deployments.schedules import CONFIGURED, Planned, plan, watch_interval
+from fleet_alerting.deployments.watch_runs import RUNS, WatchRuns
 from fleet_alerting.flows import get_flow
 
 TAG = "fleet-alerting"
 Print = Callable[[str], None]
+# beside the runs while `serve` serves (the metrics endpoint, from the CLI: a surface)
+Sidecar = Callable[[Config, WatchRuns, Print], contextlib.AbstractContextManager[object]]
 
 
 class ServeError(Exception):
@@ -129,7 +133,7 @@ def local_server(port: int | None = None, timeout: float | None = None) -> Itera
         thread.join(30)
 
 
-def serve_all(config_path: str, out: Print = print) -> int:
+def serve_all(config_path: str, out: Print = print, sidecars: Sequence[Sidecar] = ()) -> int:
     """Exit code: 0 stopped by a signal, 1 nothing to serve or an invalid config, 2 no server."""
     import os
 
@@ -146,7 +150,9 @@ def serve_all(config_path: str, out: Print = print) -> int:
     if not planned:
         print(f"{config_path}: nothing to serve: no watch is configured", file=sys.stderr)
         return 1
+    watching = contextlib.ExitStack()
     try:
+        _watch_self(watching, config, planned, sidecars, out)
         if api := os.environ.get("PREFECT_API_URL"):
             if not healthy(api, timeout=5):
                 raise ServeError(
@@ -182,7 +188,24 @@ def serve_all(config_path: str, out: Print = print) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        watching.close()
     return 0
+
+
+def _watch_self(
+    stack: contextlib.ExitStack,
+    config: Config,
+    planned: list[Planned],
+    sidecars: Sequence[Sidecar],
+    out: Print,
+) -> None:
+    """Record each watch's runs (RUNS) for the sidecars and the heartbeat, and start them."""
+    watches = [p.schedule.flow for p in planned if p.schedule.flow in CONFIGURED]
+    RUNS.expect({w: watch_interval(config, w) for w in watches})
+    for sidecar in sidecars:
+        stack.enter_context(sidecar(config, RUNS, out))
+    stack.enter_context(heartbeat(config, RUNS, out))
 
 
 def _problems(config: Config, config_path: str) -> list[str]:
@@ -236,6 +259,7 @@ async def register(planned: list[Planned], out: Print) -> dict[UUID, Any]:
                 await client.resume_deployment(deployment.id)
             elif TAG in (deployment.tags or []) and not deployment.paused:
                 await client.pause_deployment(deployment.id)
+    RUNS.begin(datetime.now(UTC))
     return flows
 
 
@@ -296,11 +320,14 @@ def pick(runs: list[Any]) -> tuple[Any, list[Any]]:
 async def _run(flow: Any, flow_run: Any, out: Print) -> None:
     from prefect.flow_engine import run_flow
 
+    watch_run = RUNS.started(flow.name)
     try:
         if flow.isasync:
             state = await run_flow(flow, flow_run=flow_run, return_type="state")
         else:  # a sync flow in a thread, so the other watches keep their schedule
             state = await asyncio.to_thread(run_flow, flow, flow_run=flow_run, return_type="state")
+        watch_run.ended(state.is_completed())
         out(f"{flow.name} {flow_run.name}: {state.name}")
     except Exception as exc:  # a run's failure is recorded in Prefect; serve keeps serving
+        watch_run.ended(False)
         out(f"{flow.name} {flow_run.name}: crashed ({type(exc).__name__})")

@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -119,9 +120,14 @@ class Server:
                 self.proc.kill()
 
 
-def start_prometheus(workdir: Path, jobs: Mapping[str, str | None]) -> tuple[Server, str]:
+def start_prometheus(
+    workdir: Path,
+    jobs: Mapping[str, str | None],
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[Server, str]:
     """Prometheus from Debian on a free port, scraping every second: job name → target
-    (`None`: Prometheus itself). Returns the server and its URL once it is ready."""
+    (`None`: Prometheus itself); `extra` adds to its config (rule_files, alerting). Returns the
+    server and its URL once it is ready."""
     binary = require_binary("prometheus")
     port = free_port()
     own = f"127.0.0.1:{port}"
@@ -131,6 +137,7 @@ def start_prometheus(workdir: Path, jobs: Mapping[str, str | None]) -> tuple[Ser
             {"job_name": job, "static_configs": [{"targets": [target or own]}]}
             for job, target in jobs.items()
         ],
+        **(extra or {}),
     }
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -140,6 +147,8 @@ def start_prometheus(workdir: Path, jobs: Mapping[str, str | None]) -> tuple[Ser
             f"--config.file={workdir / 'prometheus.yml'}",
             f"--storage.tsdb.path={workdir / 'data'}",
             f"--web.listen-address={own}",
+            # an alert sent before the Alertmanager is discovered is dropped: resend soon
+            "--rules.alert.resend-delay=1s",
         ],
         workdir,
         http_ready(f"http://{own}/-/ready"),

@@ -4,8 +4,9 @@ value (an inline secret must not reach a terminal or a log)."""
 from __future__ import annotations
 
 import functools
+import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,24 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
         size += sum(_expanded_size(item, sizes) for item in node.value)
     sizes[id(node)] = min(size, MAX_ALIAS_NODES + 1)
     return sizes[id(node)]
+
+
+CONFIG_ENV = "FLEET_ALERTING_CONFIG"
+DEFAULT_CONFIG = "config/example.yaml"
+
+
+def find_config(
+    given: str | None, environ: Mapping[str, str] = os.environ
+) -> tuple[str, str | None]:
+    """The config file a command reads, and where that choice came from when it was not given:
+    `--config`, else $FLEET_ALERTING_CONFIG, else config/example.yaml (from the working
+    directory). No file is looked for anywhere else: what is used is always named."""
+    if given:
+        return given, None
+    named = environ.get(CONFIG_ENV, "").strip()
+    if named:
+        return named, f"from {CONFIG_ENV}"
+    return DEFAULT_CONFIG, f"the default: no --config, {CONFIG_ENV} not set"
 
 
 class ConfigError(Exception):

@@ -7,6 +7,7 @@ file's folder, so a config and its secrets/ and targets move together.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -74,6 +75,17 @@ def _at_most(limit: timedelta) -> AfterValidator:
     def check(value: timedelta) -> timedelta:
         if value > limit:
             raise ValueError(f"expected a duration of at most {format_duration(limit, exact=True)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _at_least(limit: timedelta) -> AfterValidator:
+    def check(value: timedelta) -> timedelta:
+        if value < limit:
+            raise ValueError(
+                f"expected a duration of at least {format_duration(limit, exact=True)}"
+            )
         return value
 
     return AfterValidator(check)
@@ -274,6 +286,16 @@ def default_escalation_rules() -> list[EscalationRule]:
     ]
 
 
+class WatchdogConfig(Model):
+    """The dead man's switch: an always-firing alert (a Prometheus rule `expr: vector(1)`) that
+    Alertmanager has not listed for `missing_after` means the alerting pipeline is broken."""
+
+    alertname: str = Field("Watchdog", pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    missing_after: Annotated[
+        Duration, _at_least(timedelta(minutes=1)), _at_most(timedelta(days=1))
+    ] = timedelta(minutes=5)
+
+
 class AlertmanagerConfig(Model):
     url: HttpUrl = Field(pattern=r"^https?://")
     timeout: PositiveDuration = timedelta(seconds=10)
@@ -281,6 +303,7 @@ class AlertmanagerConfig(Model):
     # Alertmanager already debounces (`for:`), so one observation opens and one absence resolves.
     open_after: int = Field(1, ge=1, le=1000)
     resolve_after: int = Field(1, ge=1, le=1000)
+    watchdog: WatchdogConfig | None = WatchdogConfig()  # null: no dead man's switch
     max_answer_bytes: int = _answer_cap()
 
 
@@ -502,6 +525,35 @@ class ScheduleConfig(Model):
     every: dict[WatchName, Annotated[Duration, AfterValidator(_at_least_10s)]] = {}
 
 
+def _listen_address(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError("expected HOST:PORT, a port 1-65535 (e.g. 127.0.0.1:9464)")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        raise ValueError("expected an IP address as HOST (127.0.0.1: this machine only)") from None
+    return value
+
+
+class MetricsConfig(Model):
+    """`serve` exposes Prometheus metrics at http://LISTEN/metrics (README, "When the alerter
+    itself fails"). Absent or `enabled: false`: no endpoint."""
+
+    enabled: bool = True
+    listen: Annotated[str, AfterValidator(_listen_address)] = "127.0.0.1:9464"
+
+
+class HeartbeatConfig(Model):
+    """A dead man's switch (Healthchecks.io style): `serve` GETs the URL every `every` while all
+    is well, POSTs `URL/fail` with the reason otherwise. The URL holds its token: a secret."""
+
+    url: FileSecret
+    every: Annotated[
+        PositiveDuration, _at_least(timedelta(seconds=1)), _at_most(timedelta(hours=1))
+    ] = timedelta(minutes=1)
+
+
 class Config(Model):
     # defaults validated too, so their relative paths are relative to the config file
     state: StateConfig = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
@@ -519,6 +571,8 @@ class Config(Model):
     inhibit_rules: list[InhibitRule] | None = None  # None: the shipped rules; [] turns them off
     grouping: GroupingConfig = GroupingConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    metrics: MetricsConfig | None = None
+    heartbeat: HeartbeatConfig | None = None
     source_file: Path | None = Field(None, exclude=True)
 
     def storm_rules(self) -> StormRules:

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from fleet_alerting.core.actions import ALERTMANAGER_SOURCE
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
+from fleet_alerting.core.short_ids import SHORT, full_id
 from fleet_alerting.http.errors import AdapterError, check_response, excerpt, transport_error
 
 MAX_BLOCKS = 50
@@ -183,7 +184,7 @@ def render(n: Notification, *, note: str | None = None) -> dict[str, Any]:
         label = "Recovered: " if recovery is not None else ""
         context.append(label + " · ".join(f"{k}: {v}" for k, v in evidence.items()))
     context.extend(escape(line) for line in action_lines(incident))
-    context.append(f"incident `{escape(incident.key)}`")
+    context.append(f"incident `{escape(incident.key)}` (id `{full_id(incident.key)[:SHORT]}`)")
     if note:
         context.append(escape(note))
     blocks.append(

@@ -1,0 +1,117 @@
+"""`serve`'s dead man's switch (config `heartbeat`, Healthchecks.io style): every `every`, a GET
+of the URL while every watch succeeds and no page is stuck (core.heartbeat.verdict), else a POST
+to `URL/fail` whose body is the reason. When `serve` dies the pings stop, and the switch tells.
+
+The URL carries its token: it is resolved as a secret, and what is said of a failed ping names
+neither the URL nor the answer's body."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from fleet_alerting.config.schema import Config, HeartbeatConfig
+from fleet_alerting.config.secrets import SecretError, redact
+from fleet_alerting.core.heartbeat import QueuedPage, Verdict, verdict
+from fleet_alerting.delivery.drain import PAGERS
+from fleet_alerting.deployments.watch_runs import WatchRuns
+from fleet_alerting.store.database import Store
+from fleet_alerting.store.health import oldest_queued
+
+MAX_REASON = 10_000  # Healthchecks keeps the first 100 kB of a ping's body
+Print = Callable[[str], None]
+
+
+def fail_url(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/fail"))
+
+
+def oldest_page(config: Config, pagers: Sequence[str] = PAGERS) -> QueuedPage | None:
+    store = Store(config.state, busy_timeout=2.0)
+    try:
+        return oldest_queued(store, pagers)
+    finally:
+        store.close()
+
+
+class Heartbeat:
+    """A daemon thread pinging until `stop()` (or the process's end)."""
+
+    def __init__(self, config: Config, settings: HeartbeatConfig, runs: WatchRuns, out: Print):
+        self.config, self.runs, self.out = config, runs, out
+        self.every = settings.every
+        self.url = settings.url.resolve().get_secret_value()
+        if urlsplit(self.url).scheme not in ("http", "https"):
+            raise SecretError(f"{settings.url.describe()} does not hold an http(s) URL")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+        self._last_said = ""
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self.every.total_seconds() + 15)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.beat(datetime.now(UTC))
+            self._stop.wait(self.every.total_seconds())
+
+    def decide(self, now: datetime) -> Verdict:
+        try:
+            page, store_error = oldest_page(self.config), ""
+        except Exception as exc:  # a store that does not answer is itself a reason to fail
+            page, store_error = None, redact(f"{type(exc).__name__}: {exc}").splitlines()[0]
+        return verdict(self.runs.statuses(), page, now, store_error)
+
+    def beat(self, now: datetime) -> None:
+        said = self.decide(now)
+        timeout = min(10.0, self.every.total_seconds())
+        try:
+            if said.ok:
+                answer = httpx.get(self.url, timeout=timeout)
+            else:
+                body = said.reason[:MAX_REASON].encode()
+                answer = httpx.post(fail_url(self.url), content=body, timeout=timeout)
+            answer.raise_for_status()
+        except httpx.HTTPStatusError as exc:
+            self._say(f"heartbeat: the dead man's switch answered HTTP {exc.response.status_code}")
+        except httpx.HTTPError as exc:
+            self._say(f"heartbeat: the ping failed ({type(exc).__name__})")
+        else:
+            self._say("" if said.ok else f"heartbeat: told the dead man's switch: {said.reason}")
+
+    def _say(self, line: str) -> None:
+        """Each new complaint once, not once a cycle."""
+        if line and line != self._last_said:
+            self.out(redact(line))
+        self._last_said = line
+
+
+@contextlib.contextmanager
+def heartbeat(config: Config, runs: WatchRuns, out: Print) -> Iterator[Heartbeat | None]:
+    """The configured heartbeat, pinging while the block runs. A URL that cannot be read is
+    said and no ping is sent: the dead man's switch then tells that `serve` is not well."""
+    if config.heartbeat is None:
+        yield None
+        return
+    try:
+        beating = Heartbeat(config, config.heartbeat, runs, out)
+    except SecretError as exc:
+        out(f"heartbeat: not started: {exc}")
+        yield None
+        return
+    beating.start()
+    try:
+        yield beating
+    finally:
+        beating.stop()

@@ -1,0 +1,77 @@
+"""What `serve` knows of its own runs: per watch, when the last run started, succeeded or failed
+and how long it took. `serve` records into RUNS; its metrics endpoint and heartbeat read it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from fleet_alerting.core.heartbeat import WatchStatus
+
+
+@dataclass(frozen=True)
+class WatchRecord(WatchStatus):
+    last_start: datetime | None = None
+    last_duration: float | None = None  # seconds
+
+
+class Run:
+    """One run of one watch, from `WatchRuns.started` until `ended`."""
+
+    def __init__(self, runs: WatchRuns, name: str):
+        self.runs, self.name = runs, name
+        self.began = time.monotonic()
+
+    def ended(self, succeeded: bool) -> None:
+        self.runs._ended(self.name, succeeded, time.monotonic() - self.began)
+
+
+class WatchRuns:
+    """Thread-safe: runs end in threads, the metrics endpoint reads from its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._intervals: dict[str, timedelta] = {}
+        self._records: dict[str, WatchRecord] = {}
+
+    def expect(self, intervals: dict[str, timedelta]) -> None:
+        """The watches `serve` is about to schedule, each with its interval."""
+        self._intervals = dict(intervals)
+
+    def begin(self, now: datetime) -> None:
+        """Scheduling begins: the watches are late from here on until they succeed (a slow
+        start of the Prefect server does not count against them)."""
+        with self._lock:
+            self._records = {
+                name: WatchRecord(name, every, serving_since=now)
+                for name, every in self._intervals.items()
+            }
+
+    def serve(self, intervals: dict[str, timedelta], now: datetime) -> None:
+        self.expect(intervals)
+        self.begin(now)
+
+    def started(self, name: str) -> Run:
+        self._update(name, last_start=datetime.now(UTC))
+        return Run(self, name)
+
+    def _ended(self, name: str, succeeded: bool, seconds: float) -> None:
+        outcome = "last_success" if succeeded else "last_failure"
+        self._update(name, last_duration=seconds, **{outcome: datetime.now(UTC)})
+
+    def _update(self, name: str, **changes: object) -> None:
+        with self._lock:
+            if name in self._records:  # the audit and other runs are not watches
+                self._records[name] = replace(self._records[name], **changes)  # type: ignore[arg-type]
+
+    def records(self) -> list[WatchRecord]:
+        with self._lock:
+            return sorted(self._records.values(), key=lambda r: r.name)
+
+    def statuses(self) -> list[WatchStatus]:
+        return list(self.records())
+
+
+RUNS = WatchRuns()

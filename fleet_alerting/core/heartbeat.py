@@ -1,0 +1,75 @@
+"""Whether `serve` tells its dead man's switch "all is well" or "failing, because …".
+
+A pure decision of the watches' last runs, their intervals, the age of the oldest queued page and
+`now`: the heartbeat loop (deployments/heartbeat.py) gathers these and sends what this says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from fleet_alerting.core.durations import format_duration
+
+# A run's own duration and the scheduler's jitter may push one success past its interval; a
+# second missed interval is a watch that stopped working.
+LATE_AFTER_INTERVALS = 2
+STUCK_PAGE_AFTER = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class WatchStatus:
+    name: str
+    every: timedelta
+    serving_since: datetime  # a watch that has not succeeded yet is late counted from here
+    last_success: datetime | None = None
+    last_failure: datetime | None = None
+
+
+@dataclass(frozen=True)
+class QueuedPage:
+    destination: str
+    incident_key: str
+    queued_at: datetime
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    reason: str = ""  # one line naming what is wrong; empty when ok
+
+
+def late(watch: WatchStatus, now: datetime) -> timedelta | None:
+    """How long since the watch last succeeded (or began serving), when that is past its limit."""
+    since = now - (watch.last_success or watch.serving_since)
+    return since if since > LATE_AFTER_INTERVALS * watch.every else None
+
+
+def verdict(
+    watches: list[WatchStatus],
+    oldest_page: QueuedPage | None,
+    now: datetime,
+    store_error: str = "",
+) -> Verdict:
+    """ok only when every watch succeeded within its limit, no page waits longer than
+    STUCK_PAGE_AFTER and the store answered; else every reason, in one line."""
+    reasons = [_late_reason(w, since, now) for w in watches if (since := late(w, now))]
+    if store_error:
+        reasons.append(f"the store failed: {store_error}")
+    elif oldest_page is not None and now - oldest_page.queued_at > STUCK_PAGE_AFTER:
+        age = format_duration(now - oldest_page.queued_at)
+        reasons.append(
+            f"a page to {oldest_page.destination} for {oldest_page.incident_key} "
+            f"has been queued for {age}"
+        )
+    return Verdict(not reasons, "; ".join(reasons))
+
+
+def _late_reason(watch: WatchStatus, since: timedelta, now: datetime) -> str:
+    every, ago = format_duration(watch.every), format_duration(since)
+    if watch.last_success is None:
+        return f"watch {watch.name} has not succeeded since serve began {ago} ago (every {every})"
+    failed = ""
+    if watch.last_failure is not None and watch.last_failure > watch.last_success:
+        failed = f", last failed {format_duration(now - watch.last_failure)} ago"
+    return f"watch {watch.name} last succeeded {ago} ago (every {every}{failed})"

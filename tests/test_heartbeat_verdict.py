@@ -1,0 +1,39 @@
+"""The heartbeat's decision as a table: tests/cases/heartbeat.yaml."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleet_alerting.core.heartbeat import QueuedPage, WatchStatus, verdict
+
+CASES = yaml.safe_load((Path(__file__).parent / "cases" / "heartbeat.yaml").read_text())
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def at(seconds: float | None) -> datetime | None:
+    return None if seconds is None else START + timedelta(seconds=seconds)
+
+
+def watch(row: dict) -> WatchStatus:
+    return WatchStatus(
+        row["name"],
+        timedelta(seconds=row["every"]),
+        serving_since=START,
+        last_success=at(row.get("last_success")),
+        last_failure=at(row.get("last_failure")),
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_heartbeat_verdict(case: dict) -> None:
+    page = case.get("oldest_page")
+    oldest = page and QueuedPage(page["destination"], page["incident_key"], at(page["queued_at"]))
+    result = verdict(
+        [watch(w) for w in case["watches"]],
+        oldest,
+        at(case["now"]),
+        store_error=case.get("store_error", ""),
+    )
+    assert (result.ok, result.reason) == (case["ok"], case.get("reason", ""))
