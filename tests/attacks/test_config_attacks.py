@@ -45,10 +45,10 @@ def test_refused_at_once_with_file_and_line(
 def unknown_keys_seconds(tmp_path: Path, keys: int) -> float:
     path = tmp_path / f"{keys}.yaml"
     path.write_text("".join(f"k{i}: 1\n" for i in range(keys)))
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: other jobs on the machine do not count
     with deadline(60.0), pytest.raises(ConfigError) as raised:
         load_config(path)
-    elapsed = time.monotonic() - started
+    elapsed = time.process_time() - started
     assert len(raised.value.problems) == keys
     assert raised.value.problems[-1] == f"{path}:{keys}: k{keys - 1}: unknown key"
     return elapsed
@@ -59,7 +59,7 @@ def test_many_top_level_keys_take_linear_time(tmp_path: Path) -> None:
     the keys take about 8 times as long (64 times, quadratic), whatever the machine's load."""
     small = min(unknown_keys_seconds(tmp_path, 5_000) for _ in range(2))
     large = unknown_keys_seconds(tmp_path, 40_000)
-    assert large / small < 24, f"5,000 keys: {small:.2f} s, 40,000 keys: {large:.2f} s"
+    assert large / small < 24, f"5,000 keys: {small:.2f} s, 40,000 keys: {large:.2f} s CPU"
 
 
 NOT_REGULAR = "not a regular file (a device, a FIFO or a folder?)"
