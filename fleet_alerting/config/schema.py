@@ -30,6 +30,7 @@ from fleet_alerting.core.inhibition import InhibitRule
 from fleet_alerting.core.links import LinksConfig
 from fleet_alerting.core.matchers import check_matcher, compile_go_regex
 from fleet_alerting.core.model import Duration, Model, PositiveDuration
+from fleet_alerting.core.mrkdwn import MENTIONABLE
 from fleet_alerting.core.policy import PolicyConfig, default_policies
 from fleet_alerting.core.signals import Severity
 from fleet_alerting.core.storms import StormRules
@@ -99,6 +100,12 @@ SendTimeout = Annotated[PositiveDuration, _at_most(timedelta(minutes=5))]
 SLACK_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
 
 
+def _slack_mention(value: str) -> str:
+    if not MENTIONABLE.fullmatch(value):
+        raise ValueError("expected a Slack user group id (S…), a user id (U…, W…), here or channel")
+    return value
+
+
 class SlackConfig(Model):
     webhook: FileSecret | None = None
     channel: str = "#operations"
@@ -113,6 +120,9 @@ class SlackConfig(Model):
     api_url: HttpUrl = "https://slack.com/api"
     # Slack allows ~1 message/s per channel; the pacing counts in every Slack claim (lease_for)
     min_interval: Annotated[Duration, _at_most(timedelta(minutes=1))] = timedelta(seconds=1)
+    # who the "paged" message in `channel` mentions (the on-call user group): the only mention
+    # a message carries — none is ever taken from alert text
+    page_mention: Annotated[str, AfterValidator(_slack_mention)] | None = None
 
 
 class PagerDutyConfig(Model):

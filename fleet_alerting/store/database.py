@@ -629,3 +629,4 @@ def _sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
 # store checks it against the whole schema (a partial one would look like another schema and
 # migrate the store back and forth, and fail on a read-only one). Last: they import this module.
 from fleet_alerting.store import actions as _actions  # noqa: E402, F401
+from fleet_alerting.store import replay as _replay  # noqa: E402, F401
