@@ -142,3 +142,18 @@ def test_the_html_report_renders_in_chromium(
     assert "Pages per week, current and proposed" in text
     assert "Interruptions (pages and Slack messages) by hour of week" in text
     assert seen.images == 2
+
+
+def test_the_quarterly_audit_reviews_the_recorded_quarter(recorded: Path) -> None:
+    from fleet_alerting.audit.report import to_markdown
+    from fleet_alerting.tasks.audit import whatif_review
+
+    now = utcnow()
+    [(title, blocks)] = whatif_review(str(recorded), now - timedelta(days=90), now)
+    text = to_markdown(blocks)
+    assert title == "What-if review"
+    # no acknowledgement; the API's 20 and the device's 40 minutes
+    assert "| blackbox | 0 |  | 2 | 30m00s |" in text
+    noisiest = text.split("### Five noisiest alerts", 1)[1]
+    assert "| blackbox | 10 | `policies.critical.page_after: 5m00s → 15m00s` |" in noisiest
+    assert "| 1 → 1 |" in noisiest  # the API's 20-minute outage still pages 15 min after onset

@@ -232,15 +232,29 @@ def charts(comparison: Comparison) -> list[tuple[str, str]]:
         ax.legend(frameon=False)
         out.append(("Pages per week, current and proposed", _png(fig)))
         plt.close(fig)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), sharey=True)
-    grids = [_hour_of_week(comparison.current), _hour_of_week(comparison.proposed)]
+    out += charts_of_interruptions([comparison.current, comparison.proposed])
+    return out
+
+
+def charts_of_interruptions(results: Sequence[Replay]) -> list[tuple[str, str]]:
+    """(caption, base64 PNG): interruptions by hour of week, one panel per replay."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fleet_alerting.audit.noise import _png
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 3.2), squeeze=False)
+    grids = [_hour_of_week(result) for result in results]
     top = max(1, *(max(row) for grid in grids for row in grid))
-    for ax, grid, label in zip(axes, grids, ("current", "proposed"), strict=True):
+    for ax, grid, result in zip(axes[0], grids, results, strict=True):
         ax.imshow(grid, aspect="auto", cmap="Reds", vmin=0, vmax=top)
         ax.set_yticks(range(7), DAYS)
         ax.set_xticks(range(0, 24, 3))
         ax.set_xlabel("hour (UTC)")
-        ax.set_title(f"Interruptions by hour of week ({label})")
-    out.append(("Interruptions (pages and Slack messages) by hour of week", _png(fig)))
+        ax.set_title(f"Interruptions by hour of week ({result.name})", fontsize=9)
+    caption = "Interruptions (pages and Slack messages) by hour of week"
+    chart = (caption, _png(fig))
     plt.close(fig)
-    return out
+    return [chart]
