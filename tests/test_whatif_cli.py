@@ -18,6 +18,7 @@ from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.store.database import Store
 from fleet_alerting.surfaces.cli import main
 from fleet_alerting.tasks.pipeline import evaluate_and_record
+from tests.fakes.http import FakeServer, Request, Response
 
 API = "blackbox:url=http://api/healthz"
 DEVICE = "blackbox:url=http://pi-01/healthz"
@@ -157,3 +158,65 @@ def test_the_quarterly_audit_reviews_the_recorded_quarter(recorded: Path) -> Non
     noisiest = text.split("### Five noisiest alerts", 1)[1]
     assert "| blackbox | 10 | `policies.critical.page_after: 5m00s → 15m00s` |" in noisiest
     assert "| 1 → 1 |" in noisiest  # the API's 20-minute outage still pages 15 min after onset
+
+
+class Prometheus(FakeServer):
+    """Prometheus' instant query API over synthetic `ALERTS` series (raw samples of a range
+    selector, as the audit reads them)."""
+
+    def __init__(self, firing: list[dict], for_state: list[dict]) -> None:
+        super().__init__()
+        self.series = {"ALERTS": firing, "ALERTS_FOR_STATE": for_state}
+
+    def handle(self, request: Request) -> Response:
+        query, at = request.query["query"][0], float(request.query["time"][0])
+        name, seconds = query.split("{")[0].split("[")[0], float(query.rsplit("[", 1)[1][:-2])
+        result = [
+            {"metric": s["metric"], "values": [v for v in s["values"] if at - seconds < v[0] <= at]}
+            for s in self.series[name]
+        ]
+        body = {"resultType": "matrix", "result": [r for r in result if r["values"]]}
+        return Response(200, {"status": "success", "data": body})
+
+
+def test_alertmanager_routes_from_prometheus_alerts_fail_the_gate(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fleet_alerting.audit.synth import alert_history
+
+    end = utcnow()
+    alerts = [{"alert": "FleetOffline", "severity": "critical", "fires": 2, "minutes": 20}]
+    firing, for_state = alert_history(
+        alerts, (end - timedelta(hours=2)).timestamp(), end.timestamp()
+    )
+    routes = {
+        "route": {
+            "receiver": "slack",
+            "routes": [{"matchers": ['severity="critical"'], "receiver": "pager"}],
+        },
+        "receivers": [
+            {"name": "slack", "slack_configs": [{"channel": "#ops"}]},
+            {"name": "pager", "pagerduty_configs": [{"routing_key": "x"}]},
+        ],
+    }
+    (tmp_path / "am-live.yml").write_text(yaml.safe_dump(routes))
+    routes["route"]["routes"] = []
+    (tmp_path / "am-new.yml").write_text(yaml.safe_dump(routes))
+    with Prometheus(firing, for_state) as prometheus:
+        live = yaml.safe_load(recorded.read_text()) | {
+            "prometheus": {"url": prometheus.url},
+            "alertmanager": {"url": "http://127.0.0.1:9"},
+        }
+        recorded.write_text(yaml.safe_dump(live))
+        args = [
+            "what-if", "--config", str(recorded), "--proposed", str(recorded), "--since", "3h",
+            "--alertmanager", str(tmp_path / "am-new.yml"),
+            "--current-alertmanager", str(tmp_path / "am-live.yml"),
+        ]  # fmt: skip
+        assert main(args) == 1
+    out, err = capsys.readouterr()
+    assert err.count("would no longer page: alertmanager:") == 2
+    routed = out.split("## Alertmanager routes", 1)[1]
+    assert "| pager | 2 | 0 |" in routed and "| slack | 0 | 2 |" in routed
+    # the same config escalates the same alerts: our own pages do not change
+    assert "| pages | 3 | 3 |" in out
