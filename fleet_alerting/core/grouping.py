@@ -227,12 +227,11 @@ def _advance(
         batch.paged |= any(m.state == State.paged for m in members)
     else:
         sent = []
-    if batch.paged and g.state != State.paged and policy.page:
-        g = replace(
-            g, state=State.paged, paged_at=now, paged_via=tuple(policy.page), changed_at=now
-        )
+    pagers = policy.first_pagers()
+    if batch.paged and g.state != State.paged and pagers:
+        g = replace(g, state=State.paged, paged_at=now, paged_via=pagers, changed_at=now)
         g = replace(g, signal=_summary(g, members, config, set(g.members_told)))
-        sent += notify_channels(g, policy, Kind.paged, now, policy.page)
+        sent += notify_channels(g, policy, Kind.paged, now, pagers)
         sent += notify_channels(g, policy, Kind.paged, now)
         return replace(g, last_notified_at=now, members_told=g.members), sent
     if sent:
