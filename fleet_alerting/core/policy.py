@@ -77,7 +77,7 @@ class PolicyConfig(Model):
         """The escalation steps: `steps`, or `notify` at once and `page` after `page_after`."""
         if self.steps is not None:
             return tuple(
-                replace(stage, told=self._mirrored(stage.told))
+                replace(stage, told=tuple(self._mirrored(stage.told)))
                 for stage in escalation.stages_of(self.steps)
             )
         return escalation.legacy_stages(self.channels(), self.page, self.page_after)
@@ -255,17 +255,16 @@ def _on_failure(
             recovered_at=None,
         )
     sent: list[Notification] = []
-    opening = False
-    if incident.state == State.pending and incident.consecutive_failures >= policy.open_after:
+    opening = incident.state == State.pending and incident.consecutive_failures >= policy.open_after
+    if opening:
         incident = replace(incident, state=State.firing, opened_at=now)
-        incident, sent = _tell(incident, policy, Kind.opened, now, sent)
-        opening = True
     if not incident.is_open:
         return incident, sent
     incident, expired = actions.expire(incident, policy.channels(), now)
-    sent += expired
     incident, stepped = _escalate(incident, policy, now, opening)
-    sent += stepped
+    if opening:  # told first, with the steps it starts with
+        incident, sent = _tell(incident, policy, Kind.opened, now, sent)
+    sent += expired + stepped
     if not stepped and _reminder_due(incident, policy, now):
         incident = replace(incident, reminders=incident.reminders + 1)
         incident, sent = _tell(incident, policy, Kind.reminder, now, sent)
@@ -288,6 +287,7 @@ def _escalate(
     indexes = escalation.due(incident, stages, now)
     if indexes and not actions.holds_page(incident, policy.page_hold(), now):
         incident = escalation.ran(incident, stages, indexes, now, why)
+        incident = escalation.scheduled(incident, stages, policy.ack_timeout)
         pagers = [p for i in indexes for p in stages[i].pagers]
         pagers = list(dict.fromkeys(pagers))
         if pagers:
