@@ -55,7 +55,7 @@ def load_config(path: str | Path) -> Config:
     except ValidationError as exc:
         raise ConfigError(path, [_describe(path, node, err) for err in exc.errors()]) from None
     problems = [
-        f"{path}:{_line_of(node, list(loc))}: {'.'.join(loc)}: {message}"
+        f"{path}:{_line_of(node, list(loc))}: {key_path(list(loc))}: {message}"
         for loc, message in config.channel_problems()
     ]
     if problems:

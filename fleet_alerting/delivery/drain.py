@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from fleet_alerting.config.secrets import redact
+from fleet_alerting.core.escalation import pager_of
 from fleet_alerting.core.incidents import Kind, Notification
 from fleet_alerting.delivery.channels import (
     CHANNELS,
@@ -71,7 +72,6 @@ CLAIM_SHARE = 0.9  # a send stops (in doubt, tried again) once this share of its
 DESTINATION_RECHECK = 0.5  # seconds
 PAGE_POLL = 0.02  # seconds between looks at a page a Slack "paged" message waits for
 MAX_SKIPPED_PER_RUN = 5000  # a lane's run ends after this many messages (bounds `done`)
-PAGERS = ("pagerduty", "oncall")
 SLACK = ("slack", "slack_mirror")
 T = TypeVar("T")
 
@@ -400,7 +400,7 @@ class _Lane:
 
     def _page_warning(self, item: OutboxItem, reason: str) -> None:
         n = item.notification
-        if self.channel in PAGERS and n.kind == Kind.paged:
+        if pager_of(self.channel) is not None and n.kind == Kind.paged:
             self.report.warnings.append(
                 f"PAGING FAILED via {self.channel}: {reason} (incident {n.incident.key})"
             )

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from fleet_alerting.core import escalation
 from fleet_alerting.core.actions import ALERTMANAGER_SOURCE
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
@@ -37,6 +38,7 @@ _ICONS = {
     Kind.silence_expired: ":bell:",
     Kind.pager_acknowledged: ":eyes:",
     Kind.pager_resolved: ":warning:",
+    Kind.escalated: ":arrow_double_up:",
 }
 SILENCE_CHOICES = (("1 h", "1h"), ("4 h", "4h"), ("24 h", "24h"), ("until resolved", "resolved"))
 SNOOZE_CHOICES = (("1 h", "1h"), ("4 h", "4h"), ("24 h", "24h"))
@@ -63,7 +65,12 @@ def headline(n: Notification) -> str:
                 f"[{severity}] {paged}PAGING FAILED via {n.paging_failed} — nobody was paged "
                 f"by it: failing for {lasted}: {summary}"
             )
+        pagers = ", ".join(escalation.current_pages(incident)) or pagers
         return f"[{severity}] Paged {pagers}: failing for {lasted}: {summary}"
+    if n.kind == Kind.escalated:
+        lasted = format_duration(n.at - incident.onset)
+        why = incident.escalation.why or f"escalation step {incident.escalation.step}"
+        return f"[{severity}] {why[:1].upper()}{why[1:]}: failing for {lasted}: {summary}"
     if n.kind == Kind.reminder:
         lasted = format_duration(n.at - incident.onset)
         return f"[{severity}] Still failing after {lasted}: {summary}"
@@ -88,6 +95,14 @@ def headline(n: Notification) -> str:
     lasted = format_duration(incident.duration(n.at))
     now_ok = f" — now: {incident.resolution}" if incident.resolution else ""
     return f"[RESOLVED after {lasted}] {summary}{now_ok}"
+
+
+def _mention(n: Notification) -> str:
+    """The user group the step mentions, on the message of that step only."""
+    mention = n.incident.escalation.mention
+    if mention is None or n.kind not in (Kind.paged, Kind.escalated):
+        return ""
+    return f"<!subteam^{mention}> "
 
 
 def _hhmm(moment: datetime | None) -> str:
@@ -161,8 +176,9 @@ def render(n: Notification, *, note: str | None = None) -> dict[str, Any]:
         f"*Since*\n<!date^{since}^{{date_short_pretty}} {{time}}|{incident.onset.isoformat()}>",
         f"*Source*\n{escape(incident.source)}",
     ]
+    mention = _mention(n)
     blocks: list[dict[str, Any]] = [
-        _section(f"{icon} *{escape(title)}*"),
+        _section(f"{mention}{icon} *{escape(title)}*"),
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
     ]
     if signal.remediation and n.kind != Kind.resolved:
@@ -183,6 +199,7 @@ def render(n: Notification, *, note: str | None = None) -> dict[str, Any]:
         label = "Recovered: " if recovery is not None else ""
         context.append(label + " · ".join(f"{k}: {v}" for k, v in evidence.items()))
     context.extend(escape(line) for line in action_lines(incident))
+    context.extend(escape(line) for line in escalation.lines(incident))
     context.append(f"incident `{escape(incident.key)}`")
     if note:
         context.append(escape(note))
@@ -193,7 +210,7 @@ def render(n: Notification, *, note: str | None = None) -> dict[str, Any]:
     if actions:
         blocks.append(actions)
     target = signal.target or incident.key
-    text = f"{title} | target {target} | since {incident.onset:%Y-%m-%d %H:%M} UTC"
+    text = f"{mention}{title} | target {target} | since {incident.onset:%Y-%m-%d %H:%M} UTC"
     if signal.runbook_url:
         text += f" | runbook {signal.runbook_url}"
     return {"text": _cut(text), "blocks": blocks[:MAX_BLOCKS]}
