@@ -137,6 +137,14 @@ def due(incident: Incident, stages: Sequence[Stage], now: datetime) -> list[int]
     ]
 
 
+def opened(incident: Incident, stages: Sequence[Stage]) -> Incident:
+    """On opening: the steps that only tell Slack at once are the opening message itself."""
+    step = 0
+    while step < len(stages) and not stages[step].pagers and not stages[step].offset:
+        step += 1
+    return replace(incident, escalation=replace(incident.escalation, step=step))
+
+
 def ran(
     incident: Incident, stages: Sequence[Stage], indexes: Sequence[int], now: datetime, why: str
 ) -> Incident:

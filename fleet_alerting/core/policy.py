@@ -260,11 +260,16 @@ def _on_failure(
         incident = replace(incident, state=State.firing, opened_at=now)
     if not incident.is_open:
         return incident, sent
-    incident, expired = actions.expire(incident, policy.channels(), now)
-    incident, stepped = _escalate(incident, policy, now, opening)
-    if opening:  # told first, with the steps it starts with
+    if opening:
+        stages = policy.stages()
+        incident = escalation.scheduled(
+            escalation.opened(incident, stages), stages, policy.ack_timeout
+        )
         incident, sent = _tell(incident, policy, Kind.opened, now, sent)
-    sent += expired + stepped
+    incident, expired = actions.expire(incident, policy.channels(), now)
+    sent += expired
+    incident, stepped = _escalate(incident, policy, now, opening)
+    sent += stepped
     if not stepped and _reminder_due(incident, policy, now):
         incident = replace(incident, reminders=incident.reminders + 1)
         incident, sent = _tell(incident, policy, Kind.reminder, now, sent)

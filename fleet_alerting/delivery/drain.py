@@ -424,7 +424,9 @@ class _Lane:
         if not failed:
             return n
         accepted = tuple(p.channel for p in pages if p.status == "sent")
-        incident = replace(n.incident, paged_via=accepted)
+        esc = n.incident.escalation
+        pages = tuple(p for p in esc.pages if p.step != esc.step or p.channel in accepted)
+        incident = replace(n.incident, paged_via=accepted, escalation=replace(esc, pages=pages))
         return replace(n, incident=incident, paging_failed="; ".join(failed))
 
     async def _worth_waiting(self, pending: list[Page]) -> bool:
