@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
+from fleet_alerting.config import load_config
 from fleet_alerting.core import actions, escalation
 from fleet_alerting.core.incidents import Incident, Notification
 from fleet_alerting.core.policy import PolicyConfig, default_policies, evaluate
 from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.delivery.notifiers.slack_webhook import render
 
 CASES_DIR = Path(__file__).parent / "cases"
 CASES = yaml.safe_load((CASES_DIR / "escalation.yaml").read_text())
@@ -130,6 +132,22 @@ def test_an_acknowledgement_that_timed_out_says_why() -> None:
         "escalating again"
     )
     assert told.incident.acts.acked_by is None  # a new acknowledgement is possible
+    assert render(told)["text"].startswith(
+        "[CRITICAL] Acknowledged by ana at 03:00 UTC, still failing 30m later: escalating again: "
+        "failing for 30m00s: api down"
+    )
+
+
+def test_a_partial_policy_with_steps_replaces_only_notify_and_page(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    steps = "[{after: 0s, to: [slack]}, {after: 2m, to: [oncall]}]"
+    path.write_text(f"notify: {{dry_run: true}}\npolicies:\n  critical: {{steps: {steps}}}\n")
+    critical = load_config(path).policy(Severity.critical)
+    assert (critical.repeat, critical.mirror) == (timedelta(minutes=30), True)  # the defaults'
+    assert [(s.offset, s.destinations) for s in critical.stages()] == [
+        (timedelta(0), ("slack", "slack_mirror")),
+        (timedelta(minutes=2), ("oncall",)),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from fleet_alerting.config import load_config
@@ -17,6 +18,7 @@ from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.channels import build_notifiers
 from fleet_alerting.delivery.drain import drain
 from fleet_alerting.store.database import Store
+from fleet_alerting.surfaces.cli import main
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
@@ -73,12 +75,23 @@ def run(config_path: Path, store: Store, failing: bool, now: datetime) -> None:
     asyncio.run(deliver())
 
 
-def test_primary_then_secondary_then_resolve_each_pagerduty_incident_once(tmp_path: Path) -> None:
+def show(config_path: Path, capsys: pytest.CaptureFixture) -> list[str]:
+    capsys.readouterr()
+    assert main(["incidents", "--show", KEY, "--config", str(config_path)]) == 0
+    return [line.strip() for line in capsys.readouterr().out.splitlines()]
+
+
+def test_primary_then_secondary_then_resolve_each_pagerduty_incident_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     with SlackWebhookServer() as slack, PagerDutyServer() as pd:
         config_path = write_config(tmp_path, slack.url, pd.url)
         store = Store(tmp_path / "state.sqlite")
+        shown = {}
         for minute in range(0, 24):  # a run a minute, nobody acknowledges
             run(config_path, store, True, T0 + timedelta(minutes=minute))
+            if minute in (6, 23):
+                shown[minute] = show(config_path, capsys)
         for minute in (24, 25, 26):
             run(config_path, store, False, T0 + timedelta(minutes=minute))
     by_service: dict[str, list[tuple[str, str]]] = {}
@@ -102,3 +115,8 @@ def test_primary_then_secondary_then_resolve_each_pagerduty_incident_once(tmp_pa
     assert "Escalation step 3 of 3" in context[2]
     assert "Paged: pagerduty 03:05 UTC, pagerduty_secondary 03:20 UTC" in context[2]
     assert "Next: no further step" in context[2]
+    # incidents --show: the step, who was paged when, what comes next
+    assert {"Escalation step 2 of 3", "Paged: pagerduty 03:05 UTC"} <= set(shown[6])
+    assert "Next: step 3 (pagerduty_secondary + slack) at 03:20 UTC" in shown[6]
+    paged = "Paged: pagerduty 03:05 UTC, pagerduty_secondary 03:20 UTC"
+    assert {"Escalation step 3 of 3", paged, "Next: no further step"} <= set(shown[23])

@@ -244,15 +244,5 @@ def _next_line(incident: Incident) -> str:
     return f"Next: step {esc.step + 1} ({who}) at {esc.next_at:%H:%M} UTC"
 
 
-def timeline(stages: Sequence[Stage]) -> str:
-    """`0s slack → 5m pagerduty → 20m pagerduty_secondary + slack (@S0…)`."""
-    parts = []
-    for stage in stages:
-        mention = f" (@{stage.mention})" if stage.mention else ""
-        who = " + ".join(stage.destinations)
-        parts.append(f"{format_duration(stage.offset, exact=True)} {who}{mention}")
-    return " → ".join(parts)
-
-
 def _unique(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
