@@ -3,6 +3,7 @@ and today's policies (engine.yaml) written as steps producing the same notificat
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import yaml
 
 from fleet_alerting.config import load_config
 from fleet_alerting.core import actions, escalation
-from fleet_alerting.core.incidents import Incident, Notification
+from fleet_alerting.core.incidents import Escalation, Incident, Notification, State
 from fleet_alerting.core.policy import PolicyConfig, default_policies, evaluate
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.notifiers.slack_webhook import render
@@ -168,3 +169,23 @@ def test_a_partial_policy_with_steps_replaces_only_notify_and_page(tmp_path: Pat
 def test_bad_escalation_settings_are_refused(policy: dict[str, Any], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         PolicyConfig.model_validate(policy)
+
+
+@pytest.mark.parametrize("state", ["firing", "paged"])
+def test_an_open_incident_stored_before_escalation_steps_is_not_told_again(state: str) -> None:
+    policy = default_policies()[Severity.critical]
+    first = evaluate([observe(True, Severity.critical)], {}, lambda _s: policy, T0)
+    then = T0 + timedelta(minutes=5)
+    incidents = {i.key: i for i in first.incidents}
+    if state == "paged":
+        incidents.update(
+            (i.key, i)
+            for i in evaluate(
+                [observe(True, Severity.critical)], incidents, lambda _s: policy, then
+            ).incidents
+        )
+    # as today's code stored it: no escalation record
+    stored = replace(incidents["k"], escalation=Escalation(), state=State(state), opened_at=T0)
+    later = T0 + timedelta(minutes=6 if state == "paged" else 4)
+    result = evaluate([observe(True, Severity.critical)], {"k": stored}, lambda _s: policy, later)
+    assert result.notifications == []

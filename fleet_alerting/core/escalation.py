@@ -137,6 +137,23 @@ def due(incident: Incident, stages: Sequence[Stage], now: datetime) -> list[int]
     ]
 
 
+def resumed(incident: Incident, stages: Sequence[Stage]) -> Incident:
+    """An open record stored before it had an escalation: on the step its state says it reached
+    (paged: the first paging step; else the opening), so nothing it was told is told again."""
+    esc = incident.escalation
+    if esc.steps or esc.step or not stages:
+        return incident
+    paging = next((i for i, s in enumerate(stages) if s.pagers), None)
+    if incident.paged_via and paging is not None:
+        return replace(incident, escalation=replace(esc, step=paging + 1))
+    return opened(incident, stages)
+
+
+def as_before(prior: Incident | None) -> Escalation:
+    """The escalation `prior` was at, or none begun."""
+    return prior.escalation if prior is not None else Escalation()
+
+
 def opened(incident: Incident, stages: Sequence[Stage]) -> Incident:
     """On opening: the steps that only tell Slack at once are the opening message itself."""
     step = 0

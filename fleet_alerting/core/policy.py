@@ -282,6 +282,7 @@ def _escalate(
     """Run the steps that are due (an acknowledgement that timed out first lifts itself and
     starts the escalation again from the step the incident was on)."""
     stages = policy.stages()
+    incident = escalation.resumed(incident, stages)
     sent: list[Notification] = []
     why = ""
     if _ack_timed_out(incident, policy, now) and stages:
