@@ -189,3 +189,29 @@ def test_an_open_incident_stored_before_escalation_steps_is_not_told_again(state
     later = T0 + timedelta(minutes=6 if state == "paged" else 4)
     result = evaluate([observe(True, Severity.critical)], {"k": stored}, lambda _s: policy, later)
     assert result.notifications == []
+
+
+def test_named_pagers_get_a_notifier_and_a_lease(tmp_path: Path) -> None:
+    from fleet_alerting.delivery.channels import build_notifiers, lease_for
+
+    (tmp_path / "pd.key").write_text("P" * 32)
+    (tmp_path / "pd2.key").write_text("S" * 32)
+    steps = "[{after: 0s, to: [slack]}, {after: 5m, to: [pagerduty_secondary, oncall_night]}]"
+    text = (
+        "notify:\n  dry_run: DRY\n  pagerduty:\n    routing_key: {file: pd.key}\n"
+        "    routing_keys: {secondary: {file: pd2.key}}\n"
+        f"policies:\n  critical: {{steps: {steps}}}\n"
+    )
+    path = tmp_path / "c.yaml"
+    path.write_text(text.replace("DRY", "true"))
+    dry = build_notifiers(load_config(path), client=None)  # type: ignore[arg-type]
+    assert {"pagerduty_secondary", "oncall_night"} <= set(dry)
+    assert "dry run" in dry["oncall_night"].name
+    real_steps = "[{after: 0s, to: [pagerduty]}, {after: 5m, to: [pagerduty_secondary]}]"
+    path.write_text(
+        text.replace("DRY", "false").replace(steps, real_steps) + "  warning: {notify: []}\n"
+    )
+    config = load_config(path)
+    real = build_notifiers(config, client=None)  # type: ignore[arg-type]
+    assert sorted(real) == ["pagerduty", "pagerduty_secondary"]
+    assert lease_for(config, 30.0)["pagerduty_secondary"] == lease_for(config, 30.0)["pagerduty"]
