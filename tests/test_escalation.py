@@ -215,3 +215,10 @@ def test_named_pagers_get_a_notifier_and_a_lease(tmp_path: Path) -> None:
     real = build_notifiers(config, client=None)  # type: ignore[arg-type]
     assert sorted(real) == ["pagerduty", "pagerduty_secondary"]
     assert lease_for(config, 30.0)["pagerduty_secondary"] == lease_for(config, 30.0)["pagerduty"]
+
+
+def test_a_copy_with_another_page_after_pages_at_its_own_time() -> None:
+    policy = default_policies()[Severity.critical]
+    assert policy.stages()[1].offset == timedelta(minutes=5)
+    copy = policy.model_copy(update={"page_after": timedelta(minutes=1)})
+    assert copy.stages()[1].offset == timedelta(minutes=1)

@@ -6,10 +6,11 @@ Pure: no I/O, no clock, no Prefect. Everything a source, a store or a notifier n
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -75,6 +76,15 @@ class PolicyConfig(Model):
 
     def stages(self) -> tuple[Stage, ...]:
         """The escalation steps: `steps`, or `notify` at once and `page` after `page_after`."""
+        return self._stages
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("_stages", None)  # computed from the fields the update may change
+        return copy
+
+    @functools.cached_property
+    def _stages(self) -> tuple[Stage, ...]:  # asked for every signal of a run
         if self.steps is not None:
             return tuple(
                 replace(stage, told=tuple(self._mirrored(stage.told)))
