@@ -6,6 +6,7 @@ Pure: no I/O, no clock, no Prefect. Everything a source, a store or a notifier n
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -80,8 +81,19 @@ class PolicyConfig(Model):
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         copy = super().model_copy(update=update, deep=deep)
-        copy.__dict__.pop("_stages", None)  # computed from the fields the update may change
+        for computed in ("_stages", "_timing"):  # from the fields the update may change
+            copy.__dict__.pop(computed, None)
         return copy
+
+    def timing(self) -> tuple[tuple[timedelta, ...], int | None]:
+        """Each step's delay (in order), and which step pages first (None: none pages)."""
+        return self._timing
+
+    @functools.cached_property
+    def _timing(self) -> tuple[tuple[timedelta, ...], int | None]:
+        stages = self.stages()
+        first_paging = next((i for i, s in enumerate(stages) if s.pagers), None)
+        return tuple(s.offset for s in stages), first_paging
 
     @functools.cached_property
     def _stages(self) -> tuple[Stage, ...]:  # asked for every signal of a run
@@ -209,7 +221,7 @@ def _steady(brief: Brief | None, signal: Signal, policy_for: PolicyFor, now: dat
         brief.successes == 0
         and brief.failures >= policy.open_after
         and brief.fingerprint == fingerprint_of(signal)
-        and not _step_may_be_due(brief, policy.stages(), now)
+        and not _step_may_be_due(brief, policy, now)
         and not (
             policy.repeat is not None
             and brief.notified_at is not None
@@ -218,18 +230,17 @@ def _steady(brief: Brief | None, signal: Signal, policy_for: PolicyFor, now: dat
     )
 
 
-def _step_may_be_due(brief: Brief, stages: tuple[Stage, ...], now: datetime) -> bool:
+def _step_may_be_due(brief: Brief, policy: PolicyConfig, now: datetime) -> bool:
     """Whether the latest step whose time has come may not have run. Without acts an escalation
     counts from the onset: the first paging step ran iff the incident is paged, a step that
     tells Slack ran iff Slack was told since its time, the first step ran when it opened."""
-    latest = max((i for i, s in enumerate(stages) if brief.onset + s.offset <= now), default=None)
-    if latest is None or (latest == 0 and not stages[0].pagers):
+    offsets, first_paging = policy.timing()
+    latest = bisect.bisect_right(offsets, now - brief.onset) - 1
+    if latest < 0 or (latest == 0 and first_paging != 0):
         return False
-    first_pager = next((i for i, s in enumerate(stages) if s.pagers), None)
-    if latest == first_pager:
+    if latest == first_paging:
         return brief.state != State.paged
-    due_at = brief.onset + stages[latest].offset
-    return brief.notified_at is None or brief.notified_at < due_at
+    return brief.notified_at is None or brief.notified_at < brief.onset + offsets[latest]
 
 
 def _shortest(repeat: timedelta | list[timedelta]) -> timedelta:
