@@ -222,3 +222,23 @@ def test_a_copy_with_another_page_after_pages_at_its_own_time() -> None:
     assert policy.stages()[1].offset == timedelta(minutes=5)
     copy = policy.model_copy(update={"page_after": timedelta(minutes=1)})
     assert copy.stages()[1].offset == timedelta(minutes=1)
+
+
+def test_paged_again_after_the_timeout_names_each_pager_once_and_says_why() -> None:
+    policy = PolicyConfig.model_validate(CASES[0]["policy"])
+    incidents: dict[str, Incident] = {}
+    for minute in (0, 5):
+        now = T0 + timedelta(minutes=minute)
+        result = evaluate([observe(True, Severity.critical)], incidents, lambda _s: policy, now)
+        incidents.update({i.key: i for i in result.incidents})
+    six = T0 + timedelta(minutes=6)
+    incidents["k"] = actions.acknowledge(incidents["k"], "ana", six, ["slack"]).incident
+    later = T0 + timedelta(minutes=36)
+    result = evaluate([observe(True, Severity.critical)], incidents, lambda _s: policy, later)
+    (slack,) = [n for n in result.notifications if n.channel == "slack"]
+    assert render(slack)["text"].startswith("[CRITICAL] Paged pagerduty: failing for 36m00s")
+    assert escalation.lines(slack.incident)[:2] == [
+        "Escalation step 2 of 3: acknowledged by ana at 03:06 UTC, still failing 30m later: "
+        "escalating again",
+        "Paged: pagerduty 03:05 UTC, pagerduty 03:36 UTC",
+    ]

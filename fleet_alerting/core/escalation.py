@@ -226,8 +226,11 @@ def first_page(esc: Escalation) -> bool:
 
 
 def current_pages(incident: Incident) -> tuple[str, ...]:
+    """Who the step the incident is on paged, the last time it ran."""
     esc = incident.escalation
-    return tuple(p.channel for p in esc.pages if p.step == esc.step)
+    here = [p for p in esc.pages if p.step == esc.step]
+    last = max((p.at for p in here), default=None)
+    return tuple(p.channel for p in here if p.at == last)
 
 
 def lines(incident: Incident) -> list[str]:

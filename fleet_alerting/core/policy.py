@@ -315,8 +315,7 @@ def _escalate(
     if indexes and not actions.holds_page(incident, policy.page_hold(), now):
         incident = escalation.ran(incident, stages, indexes, now, why)
         incident = escalation.scheduled(incident, stages, policy.ack_timeout)
-        pagers = [p for i in indexes for p in stages[i].pagers]
-        pagers = list(dict.fromkeys(pagers))
+        pagers = escalation.current_pages(incident)
         if pagers:
             incident = replace(incident, state=State.paged)
         sent += [_notification(incident, pager, Kind.paged, now) for pager in pagers]
@@ -348,6 +347,7 @@ def _unchanged(current: Incident, signal: Signal, policy: PolicyConfig, now: dat
 
 def _step_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
     stages = policy.stages()
+    incident = escalation.resumed(incident, stages)
     if _ack_timed_out(incident, policy, now) and stages:
         return True
     return bool(escalation.due(incident, stages, now)) and not actions.holds_page(
