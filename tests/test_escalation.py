@@ -242,3 +242,25 @@ def test_paged_again_after_the_timeout_names_each_pager_once_and_says_why() -> N
         "escalating again",
         "Paged: pagerduty 03:05 UTC, pagerduty 03:36 UTC",
     ]
+
+
+@pytest.mark.parametrize(
+    ("settings", "next_line"),
+    [
+        (
+            {"ack_holds_page": "10m"},
+            "Next: step 2 (pagerduty) at 03:12 UTC (held by the acknowledgement)",
+        ),
+        ({}, "Next: held by the acknowledgement"),
+        ({"ack_timeout": "1h"}, "Next: if still failing at 04:02 UTC, step 1 again"),
+    ],
+)
+def test_what_an_acknowledgement_before_the_page_does_is_said(
+    settings: dict[str, Any], next_line: str
+) -> None:
+    policy = PolicyConfig.model_validate({"open_after": 1, "page": ["pagerduty"]} | settings)
+    opened = evaluate([observe(True, Severity.critical)], {}, lambda _s: policy, T0).incidents[0]
+    acked = actions.acknowledge(opened, "ana", T0 + timedelta(minutes=2), ["slack"]).incident
+    assert escalation.lines(acked)[-1] == next_line
+    silenced = actions.silence(opened, "ana", T0, T0 + timedelta(hours=1), ["slack"]).incident
+    assert escalation.lines(silenced)[-1] == "Next: held by the silence until 04:00 UTC"

@@ -17,7 +17,7 @@ from typing import Annotated, Self
 from pydantic import BeforeValidator, Field, model_validator
 
 from fleet_alerting.core.durations import format_duration
-from fleet_alerting.core.incidents import Escalation, Incident, Page
+from fleet_alerting.core.incidents import Escalation, Incident, Page, State
 from fleet_alerting.core.model import Duration, Model, positive_duration
 
 PAGERS = ("pagerduty", "oncall")
@@ -202,9 +202,10 @@ def ack_timeout_reason(incident: Incident, timeout: timedelta) -> str:
 
 
 def scheduled(
-    incident: Incident, stages: Sequence[Stage], ack_timeout: timedelta | None
+    incident: Incident, stages: Sequence[Stage], ack_hold: timedelta | None, ack_restarts: bool
 ) -> Incident:
-    """The incident with its next step (when, to whom) as the policy has it now."""
+    """The incident with its next step (when, to whom) and what an acknowledgement does to it,
+    as the policy has them now."""
     esc = incident.escalation
     upcoming = stages[esc.step] if esc.step < len(stages) else None
     escalation = replace(
@@ -212,7 +213,8 @@ def scheduled(
         steps=len(stages),
         next_at=base_of(incident) + upcoming.offset if upcoming else None,
         next_to=upcoming.destinations if upcoming else (),
-        ack_timeout=ack_timeout,
+        ack_hold=ack_hold,
+        ack_restarts=ack_restarts,
     )
     return incident if escalation == esc else replace(incident, escalation=escalation)
 
@@ -236,32 +238,33 @@ def current_pages(incident: Incident) -> tuple[str, ...]:
 def lines(incident: Incident) -> list[str]:
     """Which step the incident is on, who was paged when, what happens next and when."""
     esc = incident.escalation
-    if esc.steps == 0 or (incident.state.value in ("pending", "resolved") and esc.step == 0):
+    if esc.steps == 0 or (incident.state in (State.pending, State.resolved) and esc.step == 0):
         return []
     out = [f"Escalation step {esc.step} of {esc.steps}" + (f": {esc.why}" if esc.why else "")]
     if esc.pages:
         out.append("Paged: " + ", ".join(f"{p.channel} {p.at:%H:%M} UTC" for p in esc.pages))
-    if incident.state.value == "resolved":
-        return out
-    nxt = _next_line(incident)
-    if nxt:
-        out.append(nxt)
+    if incident.state != State.resolved:
+        out.append("Next: " + _next(incident))
     return out
 
 
-def _next_line(incident: Incident) -> str:
+def _next(incident: Incident) -> str:
     esc, acts = incident.escalation, incident.acts
     if acts.silenced_by:
-        return "Next: nothing while silenced"
+        until = f" until {acts.silenced_until:%H:%M} UTC" if acts.silenced_until else ""
+        return f"held by the silence{until}"
+    upcoming = f"step {esc.step + 1} ({' + '.join(esc.next_to)})"
     if acts.acked_at is not None:
-        if esc.ack_timeout is None:
-            return "Next: held by the acknowledgement"
-        again = acts.acked_at + esc.ack_timeout
-        return f"Next: if still failing at {again:%H:%M} UTC, step {max(esc.step, 1)} again"
+        if esc.ack_hold is None:
+            return "held by the acknowledgement"
+        ends = acts.acked_at + esc.ack_hold
+        if esc.ack_restarts:
+            return f"if still failing at {ends:%H:%M} UTC, step {max(esc.step, 1)} again"
+        if esc.next_at is not None:
+            return f"{upcoming} at {max(ends, esc.next_at):%H:%M} UTC (held by the acknowledgement)"
     if esc.next_at is None:
-        return "Next: no further step"
-    who = " + ".join(esc.next_to)
-    return f"Next: step {esc.step + 1} ({who}) at {esc.next_at:%H:%M} UTC"
+        return "no further step"
+    return f"{upcoming} at {esc.next_at:%H:%M} UTC"
 
 
 def _unique(items: Iterable[str]) -> tuple[str, ...]:

@@ -80,7 +80,10 @@ class Escalation:
     next_at: datetime | None = None  # when the next step is due, unless held
     next_to: tuple[str, ...] = ()
     mention: str | None = None  # the Slack user group the current step mentions
-    ack_timeout: timedelta | None = None  # the policy's, for "held until" in views
+    # the policy's: how long an acknowledgement holds the next step (None: the episode), and
+    # whether the escalation then starts again from the step it was on (`ack_timeout`)
+    ack_hold: timedelta | None = None
+    ack_restarts: bool = False
     why: str = ""  # why the latest step ran (e.g. an acknowledgement timed out)
 
 

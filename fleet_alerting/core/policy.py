@@ -283,9 +283,7 @@ def _on_failure(
         return incident, sent
     if opening:
         stages = policy.stages()
-        incident = escalation.scheduled(
-            escalation.opened(incident, stages), stages, policy.ack_timeout
-        )
+        incident = _scheduled(escalation.opened(incident, stages), policy)
         incident, sent = _tell(incident, policy, Kind.opened, now, sent)
     incident, expired = actions.expire(incident, policy.channels(), now)
     sent += expired
@@ -314,7 +312,7 @@ def _escalate(
     indexes = escalation.due(incident, stages, now)
     if indexes and not actions.holds_page(incident, policy.page_hold(), now):
         incident = escalation.ran(incident, stages, indexes, now, why)
-        incident = escalation.scheduled(incident, stages, policy.ack_timeout)
+        incident = _scheduled(incident, policy)
         pagers = escalation.current_pages(incident)
         if pagers:
             incident = replace(incident, state=State.paged)
@@ -324,7 +322,12 @@ def _escalate(
         if pagers or why or later:
             kind = Kind.paged if pagers else Kind.escalated
             incident, sent = _tell(incident, policy, kind, now, sent)
-    return escalation.scheduled(incident, stages, policy.ack_timeout), sent
+    return _scheduled(incident, policy), sent
+
+
+def _scheduled(incident: Incident, policy: PolicyConfig) -> Incident:
+    stages, hold = policy.stages(), policy.page_hold()
+    return escalation.scheduled(incident, stages, hold, policy.ack_timeout is not None)
 
 
 def _ack_timed_out(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
