@@ -104,7 +104,8 @@ def run_once(flow_name: str, config_path: str, out: Print = print, err: Print = 
     except Exception as exc:  # the run failed: say so in one line, never with a secret
         err(f"{flow_name} failed: {redact(f'{type(exc).__name__}: {exc}')}")
         return 1
-    out(f"{flow_name}: {result}")
+    said = result.get("summary", result) if isinstance(result, dict) else result
+    out(f"{flow_name}: {said}")
     return 0
 
 

@@ -5,22 +5,26 @@ from __future__ import annotations
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
+    Summary,
     config_dir,
+    count,
+    described,
+    finish,
+    listed,
     load,
     problem_signals,
     publish,
     store_errors_fail_the_run,
-    summarize,
 )
 from fleet_alerting.sources.blackbox.client import SOURCE, exporter_outage, gone, to_signal
 from fleet_alerting.tasks.blackbox import probe_targets, resolve_targets
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from fleet_alerting.tasks.runtime import run_logger, watch_flow
+from fleet_alerting.tasks.runtime import watch_flow
 
 
 @watch_flow("blackbox-probe")
 @store_errors_fail_the_run
-async def blackbox_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
+async def blackbox_probe(config_path: str = DEFAULT_CONFIG) -> Summary:
     config = load(config_path)
     now = utcnow()
     targets, problems = resolve_targets(config.blackbox, config_dir(config))
@@ -50,12 +54,17 @@ async def blackbox_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
         for r in results
     ]
     await publish("blackbox-probe", rows, evaluation, report)
-    summary = {
+    failing = [r.target.name for r in observed if not r.ok]
+    counters = {
         "targets": len(results),
-        "failing": sum(not r.ok for r in observed),
+        "failing": len(failing),
         "not_probed": len(results) - len(observed),
         "target_problems": len(problems),
     }
-    summary |= summarize(evaluation, report)
-    run_logger().info("blackbox probe: %s", summary)
-    return summary
+    troubles = [
+        f"{len(failing)} failing ({listed(failing)})" if failing else "",
+        f"{counters['not_probed']} not probed" if counters["not_probed"] else "",
+        count(len(problems), "targets file problem") if problems else "",
+    ]
+    seen = described(f"{count(len(results), 'target')} probed", troubles, "all healthy")
+    return finish(seen, counters, evaluation, report)

@@ -18,7 +18,7 @@ from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.drain import DrainReport
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.errors import StoreError
-from fleet_alerting.tasks.runtime import tracked
+from fleet_alerting.tasks.runtime import run_logger, tracked
 
 DEFAULT_CONFIG = "config/example.yaml"
 
@@ -84,14 +84,82 @@ def problem_signals(source: str, problems: Sequence[str]) -> list[Signal]:
 
 
 def summarize(evaluation: Evaluation, report: DrainReport) -> dict[str, int]:
-    states = [i.state for i in evaluation.incidents]
+    """Counters of what this run changed. A record rewritten only because its observation reads
+    differently (a permit-join "open for 3m" that is "open for 4m" the next run) is not a change:
+    `opened_or_changed` counts incidents that opened or paged in this run."""
+    opened, paged = _moved(evaluation)
     return {
-        "opened_or_changed": sum(s in (State.firing, State.paged) for s in states),
-        "resolved": sum(s == State.resolved for s in states),
+        "opened_or_changed": len({i.key for i in opened + paged}),
+        "opened": len(opened),
+        "paged": len(paged),
+        "resolved": sum(i.state == State.resolved for i in evaluation.incidents),
         "notifications_sent": len(report.sent),
         "notifications_queued": len(report.retrying) + len(report.held),
         "dead_letters": len(report.dead),
     }
+
+
+def _moved(evaluation: Evaluation) -> tuple[list[Incident], list[Incident]]:
+    """The incidents that opened, and those that paged, in this run (the engine stamps both
+    with the run's time, as it does `changed_at`)."""
+    opened = [
+        i for i in evaluation.incidents if i.is_open and i.opened_at and i.opened_at == i.changed_at
+    ]
+    paged = [i for i in evaluation.incidents if i.paged_at and i.paged_at == i.changed_at]
+    return opened, paged
+
+
+Summary = dict[str, int | str]
+
+
+def finish(
+    observed: str, counters: dict[str, int], evaluation: Evaluation, report: DrainReport
+) -> Summary:
+    """The run's result: its counters (structured: the flow's return value) and `summary`, one
+    sentence for people — logged, and `run`'s last line."""
+    counters = counters | summarize(evaluation, report)
+    sentence = f"{observed}; {what_changed(counters, report)}"
+    run_logger().info("%s", sentence)
+    return {**counters, "summary": sentence}
+
+
+def what_changed(counters: dict[str, int], report: DrainReport) -> str:
+    """`opened 1 incident, paged 1, told slack and mirror`, or `nothing to tell`."""
+    moved = [(verb, counters[verb]) for verb in ("opened", "paged", "resolved") if counters[verb]]
+    parts = [f"{verb} {count(n, 'incident') if i == 0 else n}" for i, (verb, n) in enumerate(moved)]
+    channels = {i.notification.channel for i, _ in report.sent}
+    told = [word for channel, word in CHANNEL_WORDS.items() if channel in channels]
+    if told:
+        parts.append("told " + " and ".join(filter(None, [", ".join(told[:-1]), told[-1]])))
+    if counters["notifications_queued"]:
+        parts.append(f"{count(counters['notifications_queued'], 'message')} still queued")
+    if counters["dead_letters"]:
+        parts.append(count(counters["dead_letters"], "dead letter"))
+    return ", ".join(parts) or "nothing to tell"
+
+
+CHANNEL_WORDS = {
+    "slack": "slack",
+    "slack_mirror": "mirror",
+    "pagerduty": "pagerduty",
+    "oncall": "oncall",
+}
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def listed(names: Sequence[str], most: int = 3) -> str:
+    more = f", and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
+def described(whole: str, problems: Sequence[str], fine: str) -> str:
+    """`3 targets probed, all healthy` or `3 targets probed, 1 failing (api)`; empty problems
+    are left out."""
+    said = [p for p in problems if p]
+    return f"{whole}, {', '.join(said) if said else fine}"
 
 
 async def publish(

@@ -88,7 +88,7 @@ def run_demo(
         started = time.monotonic()
         summary = asyncio.run(run_round(str(config_path)))
         if isinstance(summary, dict):
-            summary = ", ".join(f"{name} {value}" for name, value in summary.items())
+            summary = summary.get("summary", summary)
         print(f"\n>>> {why}: {summary}\n", flush=True)
         time.sleep(max(0.0, rounds_seconds - (time.monotonic() - started)))
 
@@ -104,8 +104,8 @@ def run_demo(
     server.shutdown()
     show(config_path)
     print(
-        '\nNext (README, "Going live"): copy config/example.yaml, create the secret files it '
-        "names,\nconfigure Slack and PagerDuty, set notify.dry_run: false, then run "
+        '\nNext (README, "Going live"): copy config/going-live.example.yaml, create the secret '
+        "files it names,\nput in your URLs (Slack, PagerDuty, the Fleet), then run "
         "`fleet-alerting check-config`,\n`fleet-alerting notify-test --to all` and "
         "`fleet-alerting serve --config YOUR.yaml`."
     )

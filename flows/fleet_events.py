@@ -8,11 +8,14 @@ from fleet_alerting.core.clock import utcnow
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
     RunFailed,
+    Summary,
+    count,
+    described,
+    finish,
     load,
     problem_signals,
     publish,
     store_errors_fail_the_run,
-    summarize,
 )
 from fleet_alerting.sources.fleet_events.judge import (
     API_SOURCE,
@@ -22,12 +25,12 @@ from fleet_alerting.sources.fleet_events.judge import (
 )
 from fleet_alerting.tasks.fleet_events import fetch_events, record_new_events
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from fleet_alerting.tasks.runtime import run_logger, watch_flow
+from fleet_alerting.tasks.runtime import watch_flow
 
 
 @watch_flow("fleet-events")
 @store_errors_fail_the_run
-async def fleet_events(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
+async def fleet_events(config_path: str = DEFAULT_CONFIG) -> Summary:
     config = load(config_path)
     fleet = config.fleet_api
     if fleet is None:
@@ -68,7 +71,7 @@ async def fleet_events(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
             }
         )
     await publish("fleet-events", rows, evaluation, report)
-    summary = {
+    counters = {
         "events_seen": len(events),
         "new_events": len(new),
         "alerting_events": len(loud),
@@ -76,6 +79,11 @@ async def fleet_events(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
         "api_problems": len(problems),
         "malformed_events": len(skipped),
     }
-    summary |= summarize(evaluation, report)
-    run_logger().info("fleet events: %s", summary)
-    return summary
+    troubles = [
+        f"{len(loud)} alerting" if loud else "",
+        "some may have been missed (a gap in the feed)" if gap else "",
+        count(len(problems), "Fleet API problem") if problems else "",
+        count(len(skipped), "malformed event") if skipped else "",
+    ]
+    seen = described(f"{count(len(new), 'new event')} read", troubles, "none alerting")
+    return finish(seen, counters, evaluation, report)

@@ -9,15 +9,18 @@ from fleet_alerting.core.links import LinksConfig
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
     RunFailed,
+    Summary,
+    count,
+    described,
+    finish,
     load,
     publish,
     store_errors_fail_the_run,
-    summarize,
 )
 from fleet_alerting.sources.prometheus.judge import active_watches, evaluate_watches
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
 from fleet_alerting.tasks.prometheus import run_watch_queries
-from fleet_alerting.tasks.runtime import run_logger, watch_flow
+from fleet_alerting.tasks.runtime import watch_flow
 
 
 def graph_links(config: Config) -> LinksConfig:
@@ -29,7 +32,7 @@ def graph_links(config: Config) -> LinksConfig:
 
 @watch_flow("prometheus-watches")
 @store_errors_fail_the_run
-async def prometheus_watches(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
+async def prometheus_watches(config_path: str = DEFAULT_CONFIG) -> Summary:
     config = load(config_path)
     if not config.prometheus.url:
         raise RunFailed(f"{config_path}: prometheus.url is not set")
@@ -40,11 +43,14 @@ async def prometheus_watches(config_path: str = DEFAULT_CONFIG) -> dict[str, int
     evaluation = record_signals(config, result.signals, now, vanish=result.vanished)
     report = await deliver_notifications(config)
     await publish("prometheus-watches", result.rows, evaluation, report)
-    summary = {
+    counters = {
         "watches": len(outcomes),
         "watch_errors": sum(o.error is not None for o in outcomes),
         "firing": sum(row["state"] == "FIRING" for row in result.rows),
     }
-    summary |= summarize(evaluation, report)
-    run_logger().info("prometheus watches: %s", summary)
-    return summary
+    troubles = [
+        f"{counters['firing']} firing" if counters["firing"] else "",
+        count(counters["watch_errors"], "failed query") if counters["watch_errors"] else "",
+    ]
+    seen = described(f"{count(len(outcomes), 'watch', 'watches')} queried", troubles, "none firing")
+    return finish(seen, counters, evaluation, report)

@@ -5,20 +5,23 @@ from __future__ import annotations
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
+    Summary,
+    count,
+    described,
+    finish,
     load,
     publish,
     store_errors_fail_the_run,
-    summarize,
 )
 from fleet_alerting.sources.zigbee.judge import cause_changes
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
-from fleet_alerting.tasks.runtime import run_logger, watch_flow
+from fleet_alerting.tasks.runtime import watch_flow
 from fleet_alerting.tasks.zigbee import log_run, watch_coordinators
 
 
 @watch_flow("zigbee-probe")
 @store_errors_fail_the_run
-async def zigbee_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
+async def zigbee_probe(config_path: str = DEFAULT_CONFIG) -> Summary:
     config = load(config_path)
     now = utcnow()
     run = await watch_coordinators(config, now)
@@ -33,16 +36,21 @@ async def zigbee_probe(config_path: str = DEFAULT_CONFIG) -> dict[str, int]:
         )
     rows = [r | {"changes": ", ".join(changes.get(str(r["coordinator"]), []))} for r in run.rows]
     await publish("zigbee-probe", rows, evaluation, report)
-    firing = [s for s in run.signals if s.firing]
-    summary = {
-        "coordinators": len(run.rows),
-        "offline": sum(s.labels.get("check") == "offline" for s in firing),
-        "broker_errors": sum(s.labels.get("check") == "broker" for s in firing),
-        "unhealthy": sum(s.labels.get("check") == "health" for s in firing),
-        "permit_join_past_window": sum(s.labels.get("check") == "permit_join" for s in firing),
-        "unparseable": sum(s.labels.get("check") == "payload" for s in firing),
-        "devices_not_online": sum(s.labels.get("check") == "availability" for s in firing),
+    firing = [s.labels.get("check") for s in run.signals if s.firing]
+    counters = {"coordinators": len(run.rows)} | {
+        name: firing.count(check) for name, check, _said in ZIGBEE_TROUBLES
     }
-    summary |= summarize(evaluation, report)
-    run_logger().info("zigbee probe: %s", summary)
-    return summary
+    troubles = [count(counters[n], *said) for n, _check, said in ZIGBEE_TROUBLES if counters[n]]
+    seen = described(f"{count(len(run.rows), 'coordinator')} checked", troubles, "all well")
+    return finish(seen, counters, evaluation, report)
+
+
+# counter, the check whose firing signals it counts, how a sentence says it
+ZIGBEE_TROUBLES: list[tuple[str, str, tuple[str, str]]] = [
+    ("offline", "offline", ("offline", "offline")),
+    ("broker_errors", "broker", ("broker error", "broker errors")),
+    ("unhealthy", "health", ("unhealthy", "unhealthy")),
+    ("permit_join_past_window", "permit_join", ("joining open past its window",) * 2),
+    ("unparseable", "payload", ("unparseable payload", "unparseable payloads")),
+    ("devices_not_online", "availability", ("device not online", "devices not online")),
+]

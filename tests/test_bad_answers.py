@@ -182,7 +182,7 @@ def test_prometheus_bad_records_never_quote_their_values(prom: Prometheus) -> No
     [
         ({"status": "success"}, "answer lacks data.resultType"),
         ({"status": "success", "data": {"resultType": "vector", "result": {"a": 1}}}, None),
-        ({"status": "success", "data": {"resultType": "scalar", "result": "1"}}, None),
+        ({"status": "success", "data": {"resultType": "scalar", "result": "1"}}, "a scalar"),
         ([1, 2], "something other than API JSON"),
     ],
 )

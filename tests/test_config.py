@@ -32,30 +32,43 @@ def test_bad_config_errors(case: dict, tmp_path: Path, capsys: pytest.CaptureFix
     assert "CANARY" not in err
 
 
-def test_the_shipped_example_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """The example, beside the secret files it references (a deployment has them; a fresh clone
-    does not, see the next test)."""
+LIVE_SECRETS = (
+    "slack-webhook.url",
+    "slack-mirror-webhook.url",
+    "pagerduty-routing.key",
+    "fleet-api.token",
+    "mqtt-fleet-alerting.password",
+)
+
+
+def test_the_going_live_example_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The going-live example, beside the secret files it references (a deployment has them; a
+    fresh clone does not, see the next test)."""
     shutil.copytree(ROOT / "config", tmp_path / "config")
     (tmp_path / "secrets").mkdir()
-    for name in ("fleet-api.token", "mqtt-fleet-alerting.password"):
-        (tmp_path / "secrets" / name).write_text("CANARY-example-secret-0000\n")
-    assert main(["check-config", str(tmp_path / "config" / "example.yaml")]) == 0
+    for name in LIVE_SECRETS:
+        (tmp_path / "secrets" / name).write_text("https://hooks.example/CANARY-example-0000\n")
+    assert main(["check-config", str(tmp_path / "config" / "going-live.example.yaml")]) == 0
     out = capsys.readouterr().out
     assert "ok — blackbox 2 target(s) + 1 file_sd group(s), zigbee 1 coordinator(s)" in out
-    assert "prometheus 1 extra watch(es), alertmanager, fleet_api;" in out
+    assert "prometheus 1 extra watch(es), alertmanager, fleet_api; 5 secret" in out
+    assert "dry run" not in out
     assert "CANARY" not in out
     config = load_config(ROOT / "config" / "example.yaml")
     assert config.policy("critical").page_after == timedelta(minutes=5)
     assert config.state.path == ROOT / "config" / ".." / "state" / "fleet-alerting.sqlite"
 
 
-def test_the_shipped_example_names_the_secrets_a_fresh_clone_lacks(
+def test_the_going_live_example_names_the_secrets_a_fresh_clone_lacks(
     capsys: pytest.CaptureFixture,
 ) -> None:
-    example = ROOT / "config" / "example.yaml"
-    assert main(["check-config", "--config", str(example)]) == 1
+    live = ROOT / "config" / "going-live.example.yaml"
+    assert main(["check-config", "--config", str(live)]) == 1
     err = capsys.readouterr().err.splitlines()
     assert [line.split(": ")[1] for line in err] == [
+        "notify.slack.webhook",
+        "notify.slack.mirror_webhook",
+        "notify.pagerduty.routing_key",
         "fleet_api.token",
         "zigbee.coordinators[0].password",
     ]

@@ -264,3 +264,25 @@ def test_what_an_acknowledgement_before_the_page_does_is_said(
     assert escalation.lines(acked)[-1] == next_line
     silenced = actions.silence(opened, "ana", T0, T0 + timedelta(hours=1), ["slack"]).incident
     assert escalation.lines(silenced)[-1] == "Next: held by the silence until 04:00 UTC"
+
+
+def test_a_step_mention_takes_the_place_of_the_page_mention_and_the_mirror_mentions_nobody() -> (
+    None
+):
+    policy = PolicyConfig.model_validate(CASES[0]["policy"] | {"mirror": True})
+    incidents: dict[str, Incident] = {}
+    told: dict[tuple[int, str], Notification] = {}
+    for minute in (0, 5, 20):
+        now = T0 + timedelta(minutes=minute)
+        result = evaluate([observe(True, Severity.critical)], incidents, lambda _s: policy, now)
+        incidents.update({i.key: i for i in result.incidents})
+        told |= {(minute, n.channel): n for n in result.notifications}
+
+    def lead(minute: int, channel: str) -> str:
+        text = render(told[minute, channel], page_mention="S0PAGE")["text"]
+        return text.split(" [CRITICAL]")[0] if not text.startswith("[") else ""
+
+    assert lead(0, "slack") == ""  # opened: nobody
+    assert lead(5, "slack") == "<!subteam^S0PAGE>"  # paged, the step names nobody
+    assert lead(20, "slack") == "<!subteam^S0ONCALL>"  # the step's own, in place of it
+    assert lead(20, "slack_mirror") == ""

@@ -120,14 +120,14 @@ def test_incidents_shows_state_onset_duration_and_why_it_resolved(
     store.record(evaluate([flap], {}, lambda _s: POLICY, T0), T0)
     assert main(["incidents", "--config", str(config)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["STATE", "SEVERITY", "ONSET", "(UTC)", "FAILED", "KEY", "WHAT"]
-    assert out[1].startswith("firing    warning  2026-11-27 03:00:00Z")
+    assert out[0].split() == ["ID", "STATE", "SEVERITY", "ONSET", "(UTC)", "FAILED", "KEY", "WHAT"]
+    assert out[1].split("  ", 1)[1].startswith("firing    warning  2026-11-27 03:00:00Z")
     assert out[1].endswith("blackbox|ui  HTTP 502 from /")
     assert len(out) == 2  # the resolved one only with --all
     assert main(["incidents", "--all", "--config", str(config)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    (resolved,) = [line for line in lines if line.startswith("resolved")]
-    assert resolved.split()[:5] == ["resolved", "warning", "2026-11-27", "03:00:00Z", "7m12s"]
+    (resolved,) = [line for line in lines if line.split()[1] == "resolved"]
+    assert resolved.split()[1:6] == ["resolved", "warning", "2026-11-27", "03:00:00Z", "7m12s"]
     assert resolved.endswith(
         "blackbox|api  HTTP 503 from /api/healthz — "
         "resolved 2026-11-27 03:09:12Z: HTTP 200 in 12 ms"

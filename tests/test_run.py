@@ -68,7 +68,7 @@ def test_without_an_api_the_watch_runs_plainly(target: str, tmp_path: Path) -> N
     ran = _run(config, tmp_path / "home")
     assert ran.returncode == 0, ran.stderr
     assert "not recorded in Prefect: no PREFECT_API_URL and no `fleet-alerting serve`" in ran.stderr
-    assert "'targets': 20, 'failing': 0" in ran.stdout
+    assert ran.stdout == "blackbox-probe: 20 targets probed, all healthy; nothing to tell\n"
     assert "Traceback" not in ran.stderr
     assert not (tmp_path / "home" / "prefect.db").exists()  # no temporary Prefect server
     assert (tmp_path / "s.sqlite").exists()  # state beside the config, wherever run started
@@ -96,7 +96,10 @@ def test_a_run_records_in_a_postgres_store(request: pytest.FixtureRequest, tmp_p
     )
     ran = _run(config, tmp_path / "home")
     assert ran.returncode == 0, ran.stderr
-    assert "'failing': 1" in ran.stdout and "'notifications_sent': 5" in ran.stdout
+    assert ran.stdout == (
+        "blackbox-probe: 1 target probed, 1 failing (api); "
+        "opened 1 incident, paged 1, told slack, mirror and pagerduty\n"
+    )
     store = Store(url)
     assert [i.key for i in store.incidents()] == ["blackbox:url=http://127.0.0.1:9/healthz"]
     assert len(store.outbox(("sent",))) == 5

@@ -3,7 +3,8 @@ value (an inline secret must not reach a terminal or a log)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,23 @@ import yaml
 from pydantic import ValidationError
 
 from fleet_alerting.config.schema import Config
+
+CONFIG_ENV = "FLEET_ALERTING_CONFIG"
+DEFAULT_CONFIG = "config/example.yaml"
+
+
+def find_config(
+    given: str | None, environ: Mapping[str, str] = os.environ
+) -> tuple[str, str | None]:
+    """The config file a command reads, and where that choice came from when it was not given:
+    `--config`, else $FLEET_ALERTING_CONFIG, else config/example.yaml (from the working
+    directory). No file is looked for anywhere else: what is used is always named."""
+    if given:
+        return given, None
+    named = environ.get(CONFIG_ENV, "").strip()
+    if named:
+        return named, f"from {CONFIG_ENV}"
+    return DEFAULT_CONFIG, f"the default: no --config, {CONFIG_ENV} not set"
 
 
 class ConfigError(Exception):

@@ -32,6 +32,7 @@ from fleet_alerting.core.inhibition import InhibitRule
 from fleet_alerting.core.links import LinksConfig
 from fleet_alerting.core.matchers import check_matcher, compile_go_regex
 from fleet_alerting.core.model import Duration, Model, PositiveDuration
+from fleet_alerting.core.mrkdwn import MENTIONABLE
 from fleet_alerting.core.policy import PolicyConfig, default_policies
 from fleet_alerting.core.signals import Severity
 from fleet_alerting.core.storms import StormRules
@@ -96,6 +97,12 @@ SendTimeout = Annotated[PositiveDuration, _at_most(timedelta(minutes=5))]
 SLACK_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
 
 
+def _slack_mention(value: str) -> str:
+    if not MENTIONABLE.fullmatch(value):
+        raise ValueError("expected a Slack user group id (S…), a user id (U…, W…), here or channel")
+    return value
+
+
 class SlackConfig(Model):
     webhook: FileSecret | None = None
     channel: str = "#operations"
@@ -110,6 +117,9 @@ class SlackConfig(Model):
     api_url: HttpUrl = "https://slack.com/api"
     # Slack allows ~1 message/s per channel; the pacing counts in every Slack claim (lease_for)
     min_interval: Annotated[Duration, _at_most(timedelta(minutes=1))] = timedelta(seconds=1)
+    # who the "paged" message in `channel` mentions (the on-call user group): the only mention
+    # a message carries — none is ever taken from alert text
+    page_mention: Annotated[str, AfterValidator(_slack_mention)] | None = None
 
 
 # more pager services by name: a policy's steps or `page` name one as pagerduty_NAME / oncall_NAME
@@ -304,6 +314,16 @@ def default_escalation_rules() -> list[EscalationRule]:
     ]
 
 
+class WatchdogConfig(Model):
+    """The dead man's switch: an always-firing alert (a Prometheus rule `expr: vector(1)`) that
+    Alertmanager has not listed for `missing_after` means the alerting pipeline is broken."""
+
+    alertname: str = Field("Watchdog", pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    missing_after: Annotated[
+        Duration, _at_least(timedelta(minutes=1)), _at_most(timedelta(days=1))
+    ] = timedelta(minutes=5)
+
+
 class AlertmanagerConfig(Model):
     url: HttpUrl = Field(pattern=r"^https?://")
     timeout: PositiveDuration = timedelta(seconds=10)
@@ -311,6 +331,7 @@ class AlertmanagerConfig(Model):
     # Alertmanager already debounces (`for:`), so one observation opens and one absence resolves.
     open_after: int = Field(1, ge=1, le=1000)
     resolve_after: int = Field(1, ge=1, le=1000)
+    watchdog: WatchdogConfig | None = WatchdogConfig()  # null: no dead man's switch
 
 
 class FleetApiConfig(Model):

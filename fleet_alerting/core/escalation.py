@@ -14,11 +14,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Self
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Escalation, Incident, Page, State
 from fleet_alerting.core.model import Duration, Model, positive_duration
+from fleet_alerting.core.mrkdwn import MENTIONABLE
 
 PAGERS = ("pagerduty", "oncall")
 SLACK_CHANNELS = ("slack", "slack_mirror")
@@ -45,14 +46,21 @@ def pager_key(channel: str) -> str | None:
     return None if pager is None or channel == pager else channel.removeprefix(pager + "_")
 
 
+def _mentionable(value: str) -> str:
+    if not MENTIONABLE.fullmatch(value):
+        raise ValueError("expected a Slack user group id (S…), a user id (U…, W…), here or channel")
+    return value
+
+
 class StepConfig(Model):
     """One escalation step: when (from the onset, or after the previous step) and to whom."""
 
     after: Duration | None = None  # from the onset
     after_previous: Duration | None = None  # from the previous step's time
     to: list[Destination] = Field(min_length=1, max_length=10)
-    # a Slack user group id (S0…): its members are mentioned in this step's Slack message
-    mention: str | None = Field(None, pattern=r"^S[A-Z0-9]{2,20}$")
+    # who this step's Slack message mentions: a user group id (S…), a user id (U…, W…), here or
+    # channel (in place of notify.slack.page_mention)
+    mention: Annotated[str, AfterValidator(_mentionable)] | None = None
 
     @model_validator(mode="after")
     def _one_delay(self) -> Self:

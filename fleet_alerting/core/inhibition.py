@@ -50,7 +50,8 @@ def default_inhibit_rules(fleet: Sequence[FleetOfflineRule] = ()) -> list[Inhibi
     aggregate silences the devices it counts (within its `group_by` group) and, fleet-wide, the
     other per-device watches; a broker down silences its coordinators' other checks; a
     coordinator offline silences its devices' availability; an open circuit breaker silences the
-    upstream-failure spike of the same device."""
+    upstream-failure spike of the same device; our probe of an endpoint silences Alertmanager's
+    alert of the same severity for the same `instance` (one outage, one page)."""
     rules = [
         InhibitRule(
             name="api-down",
@@ -93,6 +94,12 @@ def default_inhibit_rules(fleet: Sequence[FleetOfflineRule] = ()) -> list[Inhibi
             source_matchers=['source="prometheus/CircuitBreakerOpen"'],
             target_matchers=['source="prometheus/UpstreamDeviceFailuresSpike"'],
             equal=["deviceId"],
+        ),
+        InhibitRule(
+            name="probe-covers-alert",
+            source_matchers=['source="blackbox"', 'instance!=""'],
+            target_matchers=['source="alertmanager"', 'instance!=""'],
+            equal=["instance", "severity"],
         ),
     ]
     return rules

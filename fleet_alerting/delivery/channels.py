@@ -98,6 +98,7 @@ def build_notifiers(
                 note=note,
                 pacer=pacer,
                 timeout=timeout,
+                page_mention=None if note else slack.page_mention,  # the mirror mentions nobody
             )
 
         if slack.bot_token and (store is not None or not slack.webhook):
@@ -114,6 +115,7 @@ def build_notifiers(
                     snapshot=snapshot,
                     timeout=timeout,
                     pacer=pacer,
+                    page_mention=slack.page_mention,
                 ),
             )
         mirror_note = f"mirror of {slack.channel}"

@@ -7,6 +7,11 @@ compare-and-set with a lease, `store/outbox.py`) before sending it; a message cl
 drainer — another flow, another `run`, another host — is left to it. Notifications of one
 incident to one channel keep their order: a message waits while an earlier one is queued.
 
+A claim lasts SHORT_LEASE until its send begins and is then extended to the lane's lease; to an
+idempotent receiver (PagerDuty, OnCall: a resent page is the same page) it stays short and is
+renewed while sending, so a page held by a drainer that died is sent again by the next run within
+SHORT_LEASE. No lane waits on another drainer's claim.
+
 Per run each notification gets a few attempts through the one retry loop (`http/retry.py`,
 Retry-After honoured); still failing, it stays queued and the *destination* backs off in the store
 (Retry-After, consecutive failures), which every drainer honours across runs. Permanent errors
@@ -30,11 +35,12 @@ incident's page to each pager; a page that was refused or given up turns it into
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -52,7 +58,7 @@ from fleet_alerting.delivery.channels import (
     build_notifiers,
     lease_for,
 )
-from fleet_alerting.http.errors import AdapterError
+from fleet_alerting.http.errors import MAX_RETRY_AFTER, AdapterError
 from fleet_alerting.http.retry import with_retries
 from fleet_alerting.store.outbox import Outbox, OutboxItem, Page
 
@@ -66,8 +72,12 @@ __all__ = [
     "lease_for",
 ]
 
+log = logging.getLogger("fleet_alerting.delivery")
 MAX_WAIT = 30.0  # longest in-run wait, even if Retry-After asks for more
 DEFAULT_LEASE = timedelta(minutes=3)
+# idempotent receivers (a resent page is the same page): a short claim, renewed while sending
+SHORT_LEASE = timedelta(seconds=20)
+RENEWALS_PER_LEASE = 4
 CLAIM_SHARE = 0.9  # a send stops (in doubt, tried again) once this share of its lease passed
 DESTINATION_RECHECK = 0.5  # seconds
 PAGE_POLL = 0.02  # seconds between looks at a page a Slack "paged" message waits for
@@ -114,18 +124,29 @@ async def drain(
     park_after: int = 3,
     paged_wait: float = 30.0,
     owner: str | None = None,
+    short_claims: Collection[str] | None = None,
 ) -> DrainReport:
     """Deliver what is due, every destination in its own lane, concurrently. `store` is a
-    fleet_alerting.store.database.Store (its `queue`) or an Outbox. `lease`: how long a claim
-    lasts, one for every lane or per channel (`lease_for`)."""
+    fleet_alerting.store.database.Store (its `queue`) or an Outbox. `lease`: how long a send may
+    hold its claim, one for every lane or per channel (`lease_for`). A message is claimed for
+    SHORT_LEASE at first (a drainer that dies while it only looks at it frees it soon); a send
+    extends that to `lease`, except to the `short_claims` channels (idempotent receivers; by
+    default every pager channel, named ones too), whose claim is renewed every SHORT_LEASE / 4
+    while they send: a drainer that dies frees their messages within SHORT_LEASE."""
     outbox: Outbox = getattr(store, "queue", store)
     report = DrainReport()
     leases = lease if isinstance(lease, Mapping) else {}
     default = lease if isinstance(lease, timedelta) else DEFAULT_LEASE
 
     def settings_for(channel: str) -> _Settings:
-        claim = leases.get(channel, default)
-        return _Settings(attempts_per_run, give_up_after, sleep, claim, park_after, paged_wait, now)
+        budget = leases.get(channel, default)
+        return _Settings(
+            attempts_per_run, give_up_after, sleep, budget, park_after, paged_wait, now,
+            min(budget, SHORT_LEASE), short(channel),
+        )  # fmt: skip
+
+    def short(channel: str) -> bool:
+        return pager_of(channel) is not None if short_claims is None else channel in short_claims
 
     owner = owner or drainer_id()
     try:
@@ -150,6 +171,8 @@ class _Settings:
     park_after: int
     paged_wait: float
     now: Callable[[], datetime]
+    claim: timedelta  # what a claim holds at first (and each renewal of a short one)
+    renews: bool  # an idempotent receiver: the claim stays short, renewed while sending
 
 
 class _Stop(Exception):
@@ -216,7 +239,7 @@ class _Lane:
                 self.channel,
                 self.owner,
                 self.s.now(),
-                self.s.lease,
+                self.s.claim,
                 self.done,
             )
             if item is None and self.deferred:  # "paged" messages waiting for their pages
@@ -240,7 +263,7 @@ class _Lane:
         if destination.blocked_until is None:
             return
         rest = (destination.blocked_until - self.s.now()).total_seconds()
-        if rest <= 0:
+        if rest <= 0 or rest > MAX_RETRY_AFTER:  # further off than any capped Retry-After: stale
             return
         if rest > MAX_WAIT or destination.failures > 0:
             raise _Stop  # backing off: the next run (or drainer) takes it up
@@ -295,6 +318,10 @@ class _Lane:
 
         # never sending past the claim: once it runs out another drainer may take it over
         claim = asyncio.timeout(self.s.lease.total_seconds() * CLAIM_SHARE)
+        if not await self._extend_claim(item.id):
+            return  # taken over meanwhile: the other drainer has it
+        short = self.s.renews and self.s.claim < self.s.lease
+        keeper = asyncio.create_task(self._keep_claim(item.id)) if short else None
         try:
             async with claim:
                 receipt = await with_retries(
@@ -323,7 +350,32 @@ class _Lane:
         else:
             await self._sent(item, attempts, receipt)
         finally:
+            if keeper is not None:
+                keeper.cancel()
             self._collect_warnings()
+
+    async def _extend_claim(self, item_id: int) -> bool:
+        """Before a send: a claim to a receiver that is not idempotent is extended to the whole
+        send's lease (a short one is renewed while sending instead). False: it was lost."""
+        if self.s.renews or self.s.claim >= self.s.lease:
+            return True
+        until = self.s.now() + self.s.lease
+        return await self.db(self.outbox.renew, item_id, self.owner, until)
+
+    async def _keep_claim(self, item_id: int) -> None:
+        """Renew a short claim while its message is being sent (a drainer that dies stops
+        renewing: its message is free again within one short claim)."""
+        every = self.s.claim.total_seconds() / RENEWALS_PER_LEASE
+        while True:
+            await asyncio.sleep(every)
+            try:
+                held = await self.db(
+                    self.outbox.renew, item_id, self.owner, self.s.now() + self.s.claim
+                )
+            except sa.exc.OperationalError:
+                continue  # locked for a moment: the claim still has most of its time
+            if not held:
+                return
 
     def _collect_warnings(self) -> None:
         notes = getattr(self.notifier, "warnings", None)  # e.g. Slack: history not readable
@@ -384,6 +436,7 @@ class _Lane:
         if errors >= self.s.park_after:
             why = f"parked after {errors} unexpected errors: {reason}"
             await self.db(self.outbox.mark_dead, item.id, self.owner, attempts, why, errors)
+            log.error("dead letter: %s (%s): %s", self.channel, self.notifier.name, why)
             self.report.dead.append((item, why))
             self._page_warning(item, why)
             return
@@ -395,6 +448,11 @@ class _Lane:
 
     async def _dead(self, item: OutboxItem, attempts: int, why: str, reason: str) -> None:
         await self.db(self.outbox.mark_dead, item.id, self.owner, attempts, why)
+        log.error(
+            "dead letter: %s (%s) refused %s of incident %s: %s",
+            self.channel, self.notifier.name, item.notification.kind,
+            item.notification.incident.key, why,
+        )  # fmt: skip
         self.report.dead.append((item, reason))
         self._page_warning(item, reason)
 
@@ -434,6 +492,8 @@ class _Lane:
         for page in pending:
             if page.next_attempt_at > now:
                 return False  # retrying in a later run
+            if page.held_by_other(self.owner, now):
+                return False  # its drainer sends it (or died: the next run does); not waited on
             destination = await self.db(self.outbox.destination, page.channel)
             if destination.blocked_until and destination.blocked_until > now:
                 return False

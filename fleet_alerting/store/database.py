@@ -151,7 +151,9 @@ Decide = Callable[[Mapping[str, Incident]], Evaluation]
 
 class Store:
     """`Store(path)` or `Store(url)` (PostgreSQL, a password from `password`), or
-    `Store(config.state)`: the configured one, with its password secret resolved."""
+    `Store(config.state)`: the configured one, with its password secret resolved.
+    `create=False` (commands that only read): a SQLite file that does not exist is an error,
+    never an empty store made in its place."""
 
     def __init__(
         self,
@@ -160,6 +162,7 @@ class Store:
         busy_timeout: float = 10.0,
         password: str | None = None,
         connect_timeout: float = 10.0,
+        create: bool = True,
     ):
         if not isinstance(where, str | Path):  # the config's `state`
             state = where
@@ -181,6 +184,8 @@ class Store:
             self.where = str(self.path)
             _check_file(self.path)
             if not self.path.exists():
+                if not create:
+                    raise StoreError(f"no store at {self.path} (has any run used this config?)")
                 _create(self.path)
             self.engine = self._sqlite_engine(self.path)
             outbox_engine = self._sqlite_engine(self.path, autocommit=True)
@@ -265,6 +270,13 @@ class Store:
             query = query.where(incidents_table.c.state.in_(OPEN))
         with self._read() as conn:
             return [_row_incident(row) for row in conn.execute(query)]
+
+    def incident_states(self) -> dict[str, str]:
+        """Every stored incident's key and state, newest first (no record is parsed)."""
+        row = incidents_table.c
+        query = sa.select(row.key, row.state).order_by(row.updated_at.desc())
+        with self._read() as conn:
+            return dict(conn.execute(query).tuples().all())
 
     def evaluate(self, decide: Decide, now: datetime) -> tuple[Evaluation, int]:
         """Read the open incidents, `decide` (the engine), record the outcome: one write
@@ -617,3 +629,4 @@ def _sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
 # store checks it against the whole schema (a partial one would look like another schema and
 # migrate the store back and forth, and fail on a read-only one). Last: they import this module.
 from fleet_alerting.store import actions as _actions  # noqa: E402, F401
+from fleet_alerting.store import replay as _replay  # noqa: E402, F401

@@ -131,6 +131,13 @@ class Page:
     status: str
     last_error: str | None
     next_attempt_at: datetime
+    claimed_by: str | None = None
+    lease_until: datetime | None = None
+
+    def held_by_other(self, owner: str, now: datetime) -> bool:
+        """Under a live claim of another drainer (which sends it, or died holding it)."""
+        live = self.lease_until is not None and self.lease_until > now
+        return live and self.claimed_by not in (None, owner)
 
 
 @dataclass(frozen=True)
@@ -292,10 +299,16 @@ class Outbox:
             )
             .group_by(t.c.channel)
         )
-        columns = (t.c.channel, t.c.status, t.c.last_error, t.c.next_attempt_at)
+        columns = (
+            t.c.channel, t.c.status, t.c.last_error, t.c.next_attempt_at, t.c.claimed_by,
+            t.c.lease_until,
+        )  # fmt: skip
         with self.engine.begin() as conn:
             rows = conn.execute(sa.select(*columns).where(t.c.id.in_(latest))).all()
-        return [Page(c, s, e, datetime.fromisoformat(n)) for c, s, e, n in rows]
+        return [
+            Page(c, s, e, datetime.fromisoformat(n), by, datetime.fromisoformat(u) if u else None)
+            for c, s, e, n, by, u in rows
+        ]
 
     def mark_sent(self, item_id: int, owner: str | None, attempts: int, receipt: str) -> bool:
         return self._finish(
@@ -331,6 +344,17 @@ class Outbox:
         if errors is not None:
             values["errors"] = errors
         return self._finish(item_id, owner, **values)
+
+    def renew(self, item_id: int, owner: str, until: datetime) -> bool:
+        """Extend this drainer's claim on a message it is still sending; False if it lost it."""
+        t = outbox_table
+        query = (
+            sa.update(t)
+            .where(t.c.id == item_id, t.c.status == "queued", t.c.claimed_by == owner)
+            .values(lease_until=ts(until))
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(query).rowcount == 1
 
     def release(self, item_id: int, owner: str) -> bool:
         return self._finish(item_id, owner)
@@ -413,3 +437,53 @@ class Outbox:
                 .where(d.c.name == name, sa.or_(d.c.failures > 0, d.c.blocked_until.isnot(None)))
                 .values(failures=0, blocked_until=None, last_error=None, updated_at=ts(now))
             )
+
+
+# operators' hands on the outbox (`fleet-alerting outbox retry|drop|requeue`) ---------------------
+def _free(now: datetime) -> Any:
+    t = outbox_table
+    return sa.or_(t.c.lease_until.is_(None), t.c.lease_until < ts(now))
+
+
+def _change(outbox: Outbox, item_id: int, where: Sequence[Any], values: dict[str, Any]) -> bool:
+    t = outbox_table
+    with outbox.engine.begin() as conn:
+        result = conn.execute(sa.update(t).where(t.c.id == item_id, *where).values(**values))
+    return result.rowcount == 1
+
+
+def item(outbox: Outbox, item_id: int) -> OutboxItem | None:
+    t = outbox_table
+    with outbox.engine.begin() as conn:
+        row = conn.execute(sa.select(t).where(t.c.id == item_id)).mappings().first()
+    return None if row is None else _item(row)
+
+
+def retry_now(outbox: Outbox, item_id: int, now: datetime) -> bool:
+    """A queued message nobody is sending is due now (its destination's back-off still holds).
+    False if it is not queued or a drainer holds it."""
+    where = [outbox_table.c.status == "queued", _free(now)]
+    return _change(outbox, item_id, where, {"next_attempt_at": ts(now)})
+
+
+def drop(outbox: Outbox, item_id: int, now: datetime, reason: str) -> bool:
+    """A queued message nobody is sending becomes a dead letter with `reason`: it is never
+    sent, and later messages of its incident to that channel are no longer held behind it."""
+    where = [outbox_table.c.status == "queued", _free(now)]
+    values = {"status": "dead", "last_error": reason, "claimed_by": None, "lease_until": None}
+    return _change(outbox, item_id, where, values)
+
+
+def requeue(outbox: Outbox, item_id: int, now: datetime) -> bool:
+    """A dead letter is queued again, due now, with its attempts reset and a fresh
+    `give_up_after` (counted from `created_at`, which becomes now). False if it is not dead."""
+    values = {
+        "status": "queued",
+        "attempts": 0,
+        "errors": 0,
+        "created_at": ts(now),
+        "next_attempt_at": ts(now),
+        "claimed_by": None,
+        "lease_until": None,
+    }
+    return _change(outbox, item_id, [outbox_table.c.status == "dead"], values)

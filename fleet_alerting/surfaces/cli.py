@@ -26,11 +26,10 @@ if TYPE_CHECKING:  # commands import what they need when they run: `routes test`
     from fleet_alerting.config import Config
     from fleet_alerting.config.checks import BlockCheck
     from fleet_alerting.core.incidents import Incident
-    from fleet_alerting.store.database import Store
 
 DEFAULT_CONFIG = "config/example.yaml"
 Command = Callable[[argparse.Namespace], int]
-CONFIG_HELP = f"the YAML config file (default: {DEFAULT_CONFIG})"
+CONFIG_HELP = f"the YAML config file (default: $FLEET_ALERTING_CONFIG, else {DEFAULT_CONFIG})"
 
 
 class OperatorError(Exception):
@@ -191,9 +190,8 @@ def _require(config: Config, path: str, *sections: str) -> None:
 
 
 def slack_app(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from fleet_alerting.deployments.trigger import trigger as run_now
+    from fleet_alerting.surfaces.http_guard import serve
     from fleet_alerting.surfaces.slack_app import create_app
 
     config = _config(args.config)
@@ -204,15 +202,13 @@ def slack_app(args: argparse.Namespace) -> int:
     async def trigger_from_slack(deployment: str, out: Callable[[str], None]) -> int:
         return await run_now(deployment, {}, wait=False, out=out)
 
-    app = create_app(config, trigger_from_slack)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    serve(create_app(config, trigger_from_slack), settings.host, settings.port)
     return 0
 
 
 def mcp(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from fleet_alerting.deployments.trigger import trigger as run_now
+    from fleet_alerting.surfaces.http_guard import serve
     from fleet_alerting.surfaces.mcp_server import build_server, http_app
 
     config = _config(args.config)
@@ -228,9 +224,7 @@ def mcp(args: argparse.Namespace) -> int:
         server.run("stdio")
         return 0
     settings = config.operators.mcp
-    uvicorn.run(
-        http_app(config, server), host=settings.host, port=settings.port, log_level="warning"
-    )
+    serve(http_app(config, server), settings.host, settings.port)
     return 0
 
 
@@ -240,13 +234,7 @@ def demo(args: argparse.Namespace) -> int:
     return run_demo(args.config, rounds_seconds=args.interval)
 
 
-def _store(args: argparse.Namespace) -> Store:
-    from fleet_alerting.store.database import Store  # SQLAlchemy: ~1 s of imports, only when needed
-
-    return Store(_config(args.config).state)
-
-
-def _when(moment: datetime | None) -> str:
+def when(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S}Z" if moment else "-"
 
 
@@ -259,9 +247,9 @@ def incident_line(incident: Incident, now: datetime) -> str:
     what = incident.signal.summary
     if incident.state == State.resolved:
         why = incident.resolution or "never opened: cleared before open_after"
-        what = f"{what} — resolved {_when(incident.resolved_at)}: {why}"
+        what = f"{what} — resolved {when(incident.resolved_at)}: {why}"
     return (
-        f"{incident.state:<9} {incident.severity:<8} {_when(incident.onset):<20} {lasted:>7}  "
+        f"{incident.state:<9} {incident.severity:<8} {when(incident.onset):<20} {lasted:>7}  "
         f"{incident.key}  {what}{_told_by(incident)}"
     )
 
@@ -276,21 +264,54 @@ def _told_by(incident: Incident) -> str:
 
 
 def incidents(args: argparse.Namespace) -> int:
-    from fleet_alerting.core.clock import utcnow
+    from fleet_alerting.surfaces.listings import incidents as list_incidents
 
-    if args.show:
-        from fleet_alerting.surfaces.actions_cli import show as show_incident
+    return list_incidents(args)
 
-        return show_incident(_store(args), args.show)
-    now = utcnow()
-    rows = _store(args).incidents(include_resolved=args.all)
-    if not rows:
-        print("no incidents" if args.all else "no open incidents")
-        return 0
-    print(f"{'STATE':<9} {'SEVERITY':<8} {'ONSET (UTC)':<20} {'FAILED':>7}  KEY  WHAT")
-    for incident in rows:
-        print(incident_line(incident, now))
-    return 0
+
+def outbox(args: argparse.Namespace) -> int:
+    from fleet_alerting.surfaces.listings import outbox as list_outbox
+
+    return list_outbox(args)
+
+
+def manage_outbox(args: argparse.Namespace) -> int:
+    from fleet_alerting.surfaces.listings import manage
+
+    return manage(args)
+
+
+def _add_filters(parser: argparse.ArgumentParser, states: list[str]) -> None:
+    parser.add_argument(
+        "-o", "--output", choices=["table", "json"], default="table", help="table or json"
+    )
+    parser.add_argument(
+        "--severity",
+        action="append",
+        choices=["critical", "warning", "info"],
+        help="only this severity (repeatable)",
+    )
+    parser.add_argument("--source", help="only this source, e.g. blackbox or prometheus")
+    parser.add_argument("--state", action="append", choices=states, help="only this state")
+
+
+def _add_outbox_commands(box: argparse.ArgumentParser) -> None:
+    """`outbox retry|drop|requeue ID` (`outbox` alone still lists). `--config` is taken before
+    or after the verb: the verb's own option has no default, which would replace the other."""
+    verbs = box.add_subparsers(dest="verb", metavar="{retry,drop,requeue}")
+    helps = {
+        "retry": "make a queued message due now",
+        "drop": "turn a queued message into a dead letter that is never sent (--reason)",
+        "requeue": "queue a dead letter again, due now, its attempts reset",
+    }
+    for verb, help_text in helps.items():
+        sub = verbs.add_parser(verb, help=help_text, description=help_text)
+        sub.set_defaults(func=manage_outbox)
+        sub.add_argument("id", type=int, help="the message's number (#ID in `outbox`)")
+        sub.add_argument("--as", dest="actor", help="who acts (default: the login name)")
+        if verb == "drop":
+            sub.add_argument("--reason", required=True, help="why; recorded in the trail")
+        sub.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
 
 
 def _since(text: str) -> datetime:
@@ -309,36 +330,6 @@ def _since(text: str) -> datetime:
             f"{text!r}: expected a duration such as 2h or an ISO 8601 time"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
-
-
-def outbox(args: argparse.Namespace) -> int:
-    from fleet_alerting.config.checks import destination
-    from fleet_alerting.store.database import Store
-
-    config = _config(args.config)
-    store = Store(config.state)
-    since = args.since
-    if args.sent:
-        items = [i for i in store.outbox(("sent",)) if since is None or i.created_at >= since]
-        if not items:
-            print("nothing delivered" + (" since then" if args.since else ""))
-        for item in items:
-            n = item.notification
-            print(
-                f"sent   {_when(item.created_at)} {n.kind:<9} {n.incident.key} → "
-                f"{destination(config, n.channel)}: {item.receipt or ''}"
-            )
-        return 0
-    items = [i for i in store.outbox(("queued", "dead")) if since is None or i.created_at >= since]
-    if not items:
-        print("nothing queued, no dead letters" + (" since then" if since else ""))
-    for item in items:
-        n = item.notification
-        print(
-            f"{item.status:<6} {n.channel:<12} {n.kind:<9} attempts={item.attempts} "
-            f"{n.incident.key}  {item.last_error or ''}"
-        )
-    return 0
 
 
 def notify_test(args: argparse.Namespace) -> int:
@@ -390,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub.add_argument("--config", default=DEFAULT_CONFIG, help=CONFIG_HELP)
+        sub.add_argument("--config", help=CONFIG_HELP)
+        sub.set_defaults(finds_config=True)
         return sub
 
     checker = with_config(add("check-config", check_config, "validate a config file"))
@@ -406,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(run)
     with_config(add("serve", serve, "serve every deployment on its schedule"))
     show = add("demo", demo, "show the product working against local targets, in about a minute")
-    with_config(show)
+    show.add_argument("--config", default=DEFAULT_CONFIG, help=f"default: {DEFAULT_CONFIG}")
     show.add_argument("--interval", type=float, default=3.0, help="seconds between probe runs")
     now = add("trigger", trigger, "run a deployment now through the Prefect API")
     now.add_argument("deployment", help="FLOW/DEPLOYMENT, e.g. blackbox-probe/scheduled")
@@ -417,12 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--http", action="store_true", help="streamable HTTP with a bearer token")
     server.add_argument("--write", action="store_true", help="offer trigger_deployment")
     add_audit_commands(commands)
-    inc = with_config(add("incidents", incidents, "list incidents: state, onset, duration"))
+    inc = with_config(add("incidents", incidents, "list incidents: id, state, onset, duration"))
     inc.add_argument("--all", action="store_true", help="include resolved incidents and why")
-    inc.add_argument("--show", metavar="KEY", help="one incident with its actions (audit trail)")
+    inc.add_argument("--show", metavar="KEY", help="one incident (key, id or a unique prefix)")
+    _add_filters(inc, ["pending", "firing", "paged", "resolved"])
     from fleet_alerting.surfaces.actions_cli import add_commands as add_action_commands
 
-    add_action_commands(commands)  # ack, silence, unsilence, snooze (actions_cli.py)
+    add_action_commands(commands, with_config)  # ack, silence, unsilence, snooze
     box = with_config(
         add("outbox", outbox, "list queued notifications and dead letters (or --sent)")
     )
@@ -433,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="WHEN",
         help="only messages queued since WHEN: a duration back (2h) or an ISO 8601 time",
     )
+    _add_filters(box, ["queued", "dead", "sent"])
+    _add_outbox_commands(box)
     tell = with_config(
         add("notify-test", notify_test, "send a marked test message to each destination")
     )
@@ -460,6 +455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_telemetry()
     args = build_parser().parse_args(argv)
     name = f"fleet-alerting {args.command}"
+    if getattr(args, "finds_config", False):
+        _choose_config(args, name)
     try:
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe raises here, not at exit
@@ -478,6 +475,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     except Exception as exc:
         return _failed(name, exc)
+
+
+def _choose_config(args: argparse.Namespace, name: str) -> None:
+    """`--config`, else $FLEET_ALERTING_CONFIG, else the example; said on stderr unless given."""
+    from fleet_alerting.config.loader import find_config
+
+    path, why = find_config(getattr(args, "config_file", None) or args.config)
+    if why:
+        print(f"{name}: config {path} ({why})", file=sys.stderr)
+    args.config = path
 
 
 def _failed(name: str, exc: Exception) -> int:

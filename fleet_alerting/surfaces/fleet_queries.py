@@ -21,6 +21,7 @@ from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.links import explore_url, logql_selector
+from fleet_alerting.core.short_ids import short_ids
 from fleet_alerting.sources.fleet_events.client import FleetApi
 from fleet_alerting.store.database import Store, incidents_table
 
@@ -101,8 +102,10 @@ class FleetQueries:
         """Open incidents, read in a worker thread so the event loop keeps serving."""
         incidents = await asyncio.to_thread(read_open_incidents, self.config.state)
         now = utcnow()
+        ids = short_ids(i.key for i in incidents)  # what `fleet-alerting ack ID` takes
         return [
             {
+                "id": ids[i.key],
                 "key": i.key,
                 "state": i.state.value,
                 "severity": i.severity.value,

@@ -37,13 +37,22 @@ class Outcome:
 
 
 def parse_for(value: str | None) -> timedelta | None:
-    """ "1h", "4h", "24h", … → a duration; "resolved" / None → until resolved."""
+    """ "1h", "4h", "24h", "90" (seconds, as everywhere in the config) … → a duration;
+    "resolved" / None → until resolved."""
     if value in (None, "", "resolved", "until-resolved"):
         return None
-    duration = parse_duration(value)
+    duration = parse_duration(_seconds(value))
     if duration <= timedelta(0):
         raise ValueError("a duration above zero, e.g. 1h")
     return duration
+
+
+def _seconds(text: str) -> str | float:
+    """A bare number typed on a command line is seconds, as a bare number in the config is."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 async def perform(

@@ -26,8 +26,14 @@ from fleet_alerting.http.errors import (
     transport_error,
 )
 from fleet_alerting.http.retry import with_retries
-from fleet_alerting.sources.prometheus.judge import Series, WatchOutcome, presence_query
-from fleet_alerting.sources.prometheus.shapes import Data, Envelope, parse_scalar, parse_vector
+from fleet_alerting.sources.prometheus.judge import (
+    PRESENCE_DISAGREES,
+    Series,
+    WatchOutcome,
+    disagree,
+    presence_query,
+)
+from fleet_alerting.sources.prometheus.shapes import Data, Envelope, parse_vector
 from fleet_alerting.sources.records import Malformed, why
 
 SYSTEM = "Prometheus"
@@ -93,7 +99,7 @@ class PrometheusClient:
 
     async def _query_once(self, expr: str) -> QueryResult:
         # Prometheus bounds the evaluation by `timeout`; the client waits a little longer.
-        params = {"query": expr, "timeout": f"{self.timeout:g}s"}
+        params = {"query": expr, "timeout": prometheus_duration(self.timeout)}
         try:
             response = await self.client.get(
                 f"{self.base_url}/api/v1/query",
@@ -103,6 +109,12 @@ class PrometheusClient:
         except httpx.HTTPError as exc:
             raise transport_error(exc, SYSTEM) from None
         return parse_response(response)
+
+
+def prometheus_duration(seconds: float) -> str:
+    """Prometheus' duration grammar has integers only: `10s`, `1500ms` (never `1.5s`)."""
+    millis = max(1, round(seconds * 1000))
+    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
 
 
 async def query_watches(
@@ -127,7 +139,7 @@ async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutco
         try:
             return await client.query(expr)
         except PrometheusError as exc:
-            if exc.error_type not in ("bad_data", "execution"):
+            if exc.error_type not in ("bad_data", "execution") or _other_parameter(str(exc)):
                 raise  # not about this expression (auth, outage): one message for all watches
             raise PrometheusError(
                 f"{what} {expr!r}: {exc}", permanent=exc.permanent, error_type=exc.error_type
@@ -142,6 +154,8 @@ async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutco
     warnings = [*firing.warnings, *(present.warnings if present else [])]
     malformed = [("expr", m) for m in firing.malformed]
     malformed += [("metric", m) for m in (present.malformed if present else [])]
+    if present is not None and disagree(firing.samples, present.samples, malformed):
+        malformed.append(("metric", Malformed("result", PRESENCE_DISAGREES)))
     return WatchOutcome(
         watch,
         firing=firing.samples,
@@ -149,6 +163,11 @@ async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutco
         warnings=warnings,
         malformed=malformed,
     )
+
+
+def _other_parameter(error: str) -> bool:
+    """Prometheus refused a parameter other than the expression (`invalid parameter "timeout"`)."""
+    return 'invalid parameter "' in error and 'invalid parameter "query"' not in error
 
 
 async def _nothing() -> None:
@@ -223,12 +242,10 @@ def _samples(data: Data) -> tuple[list[Series], list[Malformed]]:
     if data.resultType == "vector":
         samples, malformed = parse_vector(data.result)
         return [Series(metric, value) for metric, value in samples], malformed
-    if data.resultType == "scalar":
-        value, malformed = parse_scalar(data.result)
-        return ([] if value is None else [Series({}, value)]), malformed
+    # a scalar has no labels: it cannot say which series fail, nor that the others recovered
     raise PrometheusError(
-        f"the expression returns a {data.resultType}; a watch needs an instant vector (or a "
-        "scalar)",
+        f"the expression returns a {data.resultType}; a watch needs an instant vector (wrap a "
+        "scalar expression in vector())",
         permanent=True,
         error_type="bad_data",
     )

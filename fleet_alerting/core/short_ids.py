@@ -1,0 +1,83 @@
+"""Short incident ids and finding an incident from what an operator typed.
+
+An incident's short id is derived from its key (base32 of its SHA-256, lower case), so it is the
+same in every process and every run and needs no storage. It is shown with 6 characters,
+lengthened while two shown keys would share one. An operator may type a key, a short id of any
+length from 4 characters, or a unique prefix of either; a miss suggests close keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import hashlib
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+SHORT = 6  # characters shown: 30 bits, lengthened on a collision among the keys shown
+MIN_TYPED = 4  # an id prefix shorter than this matches too much to be meant
+MAX_SUGGESTIONS = 5
+MAX_AMBIGUOUS = 10
+
+
+def full_id(key: str) -> str:
+    """52 base32 characters (a-z, 2-7): every short id of `key` is a prefix of this."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return base64.b32encode(digest).decode().rstrip("=").lower()
+
+
+def short_ids(keys: Iterable[str]) -> dict[str, str]:
+    """key → its shortest id from SHORT characters that no other of `keys` shares."""
+    full = {key: full_id(key) for key in keys}
+    length = SHORT
+    while len({f[:length] for f in full.values()}) < len(full) and length < 52:
+        length += 1
+    return {key: f[:length] for key, f in full.items()}
+
+
+@dataclass(frozen=True)
+class Lookup:
+    key: str | None  # the one incident meant
+    ambiguous: tuple[str, ...] = ()  # several matched the prefix
+    suggestions: tuple[str, ...] = ()  # nothing matched: keys that look like it
+
+    def problem(self, typed: str, ids: Mapping[str, str]) -> str:
+        """What to tell the operator when `key` is None."""
+        if self.ambiguous:
+            listed = ", ".join(f"{ids.get(k, full_id(k)[:SHORT])} {k}" for k in self.ambiguous)
+            return f"{typed!r} matches several incidents: {listed}; type more of it"
+        if self.suggestions:
+            listed = ", ".join(f"{ids.get(k, full_id(k)[:SHORT])} {k}" for k in self.suggestions)
+            return f"no incident {typed!r}; did you mean: {listed}"
+        return f"no incident {typed!r} (`fleet-alerting incidents --all` lists them)"
+
+
+def find(typed: str, keys: Collection[str], open_keys: Collection[str] = ()) -> Lookup:
+    """The incident `typed` names: its key, or a unique prefix of a key or of a short id (case
+    does not matter for ids). Open incidents are preferred: a prefix that names one open
+    incident and some resolved ones means the open one."""
+    if typed in keys:
+        return Lookup(typed)
+    matches = _matching(typed, keys)
+    if len(matches) > 1:
+        still_open = [k for k in matches if k in open_keys]
+        matches = still_open if still_open else matches
+    if len(matches) == 1:
+        return Lookup(matches[0])
+    if matches:
+        return Lookup(None, ambiguous=tuple(sorted(matches)[:MAX_AMBIGUOUS]))
+    return Lookup(None, suggestions=suggest(typed, keys))
+
+
+def _matching(typed: str, keys: Collection[str]) -> list[str]:
+    lowered = typed.lower()
+    by_id = len(typed) >= MIN_TYPED
+    return [k for k in keys if k.startswith(typed) or (by_id and full_id(k).startswith(lowered))]
+
+
+def suggest(typed: str, keys: Collection[str]) -> tuple[str, ...]:
+    """Keys containing what was typed (`pi-video-01` in `zigbee:coordinator=pi-video-01,…`),
+    then keys spelled like it."""
+    containing = sorted(k for k in keys if typed and typed in k)
+    close = difflib.get_close_matches(typed, list(keys), n=MAX_SUGGESTIONS, cutoff=0.6)
+    return tuple(dict.fromkeys([*containing, *close]))[:MAX_SUGGESTIONS]

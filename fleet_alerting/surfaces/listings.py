@@ -1,0 +1,274 @@
+"""`fleet-alerting incidents` and `outbox`: a table for people or `-o json` for scripts (the fields
+are stable: README, "Operating it"), with filters; `outbox retry|drop|requeue ID`, each recorded
+in the actions trail. Listing never creates a store: a missing one is an error naming its path."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from fleet_alerting.config import Config, load_config
+from fleet_alerting.config.checks import destination
+from fleet_alerting.core.clock import utcnow
+from fleet_alerting.core.durations import format_duration
+from fleet_alerting.core.incidents import Incident, State
+from fleet_alerting.core.short_ids import SHORT, find, full_id, short_ids
+from fleet_alerting.store import actions as audit
+from fleet_alerting.store import outbox as box
+from fleet_alerting.store.database import OPEN, Store
+from fleet_alerting.store.outbox import Destination, OutboxItem
+from fleet_alerting.surfaces.cli import OperatorError, incident_line, when
+
+
+def open_store(config: Config) -> Store:
+    """The configured store for reading: never created here."""
+    return Store(config.state, create=False)
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def print_json(rows: Sequence[dict[str, Any]]) -> None:
+    print(json.dumps(list(rows), indent=2, ensure_ascii=False))
+
+
+# incidents ----------------------------------------------------------------------------------
+def find_key(store: Store, typed: str) -> tuple[str | None, str, dict[str, str]]:
+    """The key `typed` names (a key, a short id or a unique prefix of either), or None and what to
+    tell the operator; and the short ids of every stored incident."""
+    states = store.incident_states()
+    ids = short_ids(states)
+    opened = {key for key, state in states.items() if state in OPEN}
+    lookup = find(typed, states.keys(), opened)
+    return lookup.key, lookup.problem(typed, ids) if lookup.key is None else "", ids
+
+
+class IdsOf(dict[str, str]):
+    """Short ids of the stored incidents; a key stored since they were read (or pruned while
+    its messages stay) gets its unlengthened id."""
+
+    def __init__(self, keys: Iterable[str]):
+        super().__init__(short_ids(keys))
+
+    def __missing__(self, key: str) -> str:
+        return full_id(key)[:SHORT]
+
+
+def incident_json(incident: Incident, short_id: str, now: datetime) -> dict[str, Any]:
+    acts = incident.acts
+    return {
+        "id": short_id,
+        "key": incident.key,
+        "state": incident.state.value,
+        "severity": incident.severity.value,
+        "source": incident.source,
+        "summary": incident.signal.summary,
+        "target": incident.signal.target,
+        "onset": iso(incident.onset),
+        "failing_seconds": int(incident.duration(now).total_seconds()),
+        "opened_at": iso(incident.opened_at),
+        "paged_at": iso(incident.paged_at),
+        "paged_via": list(incident.paged_via),
+        "resolved_at": iso(incident.resolved_at),
+        "resolution": incident.resolution or None,
+        "acked_by": acts.acked_by,
+        "silenced_by": acts.silenced_by,
+        "silenced_until": iso(acts.silenced_until),
+        "snoozed_until": iso(acts.snoozed_until),
+        "inhibited_by": incident.inhibited_by,
+        "group": incident.group,
+        "runbook_url": incident.signal.runbook_url,
+        "labels": dict(incident.signal.labels),
+    }
+
+
+def source_matches(source: str, wanted: str | None) -> bool:
+    """`--source prometheus` selects every `prometheus/WATCH` too."""
+    return wanted is None or source == wanted or source.startswith(f"{wanted}/")
+
+
+def wanted_incident(incident: Incident, args: argparse.Namespace) -> bool:
+    return (
+        (not args.severity or incident.severity.value in args.severity)
+        and source_matches(incident.source, args.source)
+        and (not args.state or incident.state.value in args.state)
+    )
+
+
+def incidents(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = open_store(config)
+    try:
+        if args.show:
+            from fleet_alerting.surfaces.actions_cli import show
+
+            return show(store, args.show)
+        ids = IdsOf(store.incident_states())
+        everything = args.all or State.resolved.value in (args.state or ())
+        rows = [i for i in store.incidents(include_resolved=everything) if wanted_incident(i, args)]
+    finally:
+        store.close()
+    now = utcnow()
+    if args.output == "json":
+        print_json([incident_json(i, ids[i.key], now) for i in rows])
+        return 0
+    if not rows:
+        filtered = args.severity or args.source or args.state
+        print("no incidents" if everything or filtered else "no open incidents")
+        return 0
+    width = max(len(ids[i.key]) for i in rows)
+    header = f"{'STATE':<9} {'SEVERITY':<8} {'ONSET (UTC)':<20} {'FAILED':>7}  KEY  WHAT"
+    print(f"{'ID':<{width}}  {header}")
+    for incident in rows:
+        print(f"{ids[incident.key]:<{width}}  {incident_line(incident, now)}")
+    return 0
+
+
+# outbox -------------------------------------------------------------------------------------
+def outbox_json(
+    config: Config, item: OutboxItem, ids: IdsOf, blocked: Destination
+) -> dict[str, Any]:
+    n = item.notification
+    return {
+        "id": item.id,
+        "status": item.status,
+        "channel": n.channel,
+        "destination": destination(config, n.channel),
+        "kind": n.kind.value,
+        "incident_key": n.incident.key,
+        "incident_id": ids[n.incident.key],
+        "severity": n.incident.severity.value,
+        "source": n.incident.source,
+        "attempts": item.attempts,
+        "created_at": iso(item.created_at),
+        "next_attempt_at": iso(item.next_attempt_at) if item.status == "queued" else None,
+        "last_error": item.last_error,
+        "receipt": item.receipt,
+        "in_doubt": item.in_doubt,
+        "destination_backoff_until": iso(blocked.blocked_until),
+        "destination_failures": blocked.failures,
+        "destination_last_error": blocked.last_error,
+    }
+
+
+def outbox_statuses(args: argparse.Namespace) -> tuple[str, ...]:
+    if args.state:
+        return tuple(args.state)
+    return ("sent",) if args.sent else ("queued", "dead")
+
+
+def wanted_item(item: OutboxItem, args: argparse.Namespace) -> bool:
+    incident = item.notification.incident
+    return (
+        (args.since is None or item.created_at >= args.since)
+        and (not args.severity or incident.severity.value in args.severity)
+        and source_matches(incident.source, args.source)
+    )
+
+
+def outbox(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = open_store(config)
+    try:
+        items = [i for i in store.outbox(outbox_statuses(args)) if wanted_item(i, args)]
+        channels = sorted({i.notification.channel for i in items})
+        blocked = {c: store.queue.destination(c) for c in channels}
+        ids = IdsOf(store.incident_states())
+    finally:
+        store.close()
+    now = utcnow()
+    if args.output == "json":
+        print_json([outbox_json(config, i, ids, blocked[i.notification.channel]) for i in items])
+        return 0
+    since = " since then" if args.since else ""
+    if not items:
+        print(("nothing delivered" if outbox_statuses(args) == ("sent",) else
+               "nothing queued, no dead letters") + since)  # fmt: skip
+        return 0
+    for item in items:
+        print(item_line(config, item, ids, now))
+    backing_off = [d for d in blocked.values() if d.blocked_until and d.blocked_until > now]
+    if backing_off:
+        print("destinations backing off:")
+    for d in backing_off:
+        print(
+            f"  {d.name}: until {when(d.blocked_until)} ({d.failures} failure(s) in a row)"
+            f"{': ' + d.last_error if d.last_error else ''}"
+        )
+    return 0
+
+
+def item_line(config: Config, item: OutboxItem, ids: IdsOf, now: datetime) -> str:
+    n = item.notification
+    key = n.incident.key
+    if item.status == "sent":
+        return (
+            f"sent   {when(item.created_at)} {n.kind:<9} {key} → "
+            f"{destination(config, n.channel)}: {item.receipt or ''}"
+        )
+    if item.status == "queued":
+        due = item.next_attempt_at
+        nxt = "next: now" if due <= now else f"next: {when(due)} (in {format_duration(due - now)})"
+    else:
+        nxt = "not retried"
+    return (
+        f"{item.status:<6} #{item.id:<5} {n.channel:<12} {n.kind:<9} attempts={item.attempts} "
+        f"{nxt}  {ids[key]} {key}  {item.last_error or ''}"
+    ).rstrip()
+
+
+# outbox retry | drop | requeue --------------------------------------------------------------
+def manage(args: argparse.Namespace) -> int:
+    """Each operation changes one message only if it is in the state it applies to, and is
+    recorded (done or refused) in the actions trail of the message's incident."""
+    config = load_config(args.config)
+    store = open_store(config)
+    actor = args.actor or getpass.getuser()
+    now = utcnow()
+    try:
+        item = box.item(store.queue, args.id)
+        if item is None:
+            raise OperatorError(f"no outbox message #{args.id} (`outbox` lists them)")
+        reason = getattr(args, "reason", None)
+        if args.verb == "retry":
+            done = box.retry_now(store.queue, item.id, now)
+            why = "not queued, or being sent right now"
+        elif args.verb == "drop":
+            done = box.drop(store.queue, item.id, now, f"dropped by {actor}: {reason}")
+            why = "not queued, or being sent right now"
+        else:
+            done = box.requeue(store.queue, item.id, now)
+            why = "not a dead letter"
+        n = item.notification
+        audit.record(
+            store,
+            n.incident.key,
+            action=f"outbox-{args.verb}",
+            actor=actor,
+            via="cli",
+            now=now,
+            outcome="done" if done else f"refused: {why}",
+            detail={"message": item.id, "channel": n.channel, "kind": n.kind.value}
+            | ({"reason": reason} if reason else {}),
+        )
+        backoff = store.queue.destination(n.channel)
+    finally:
+        store.close()
+    if not done:
+        raise OperatorError(f"#{item.id} ({item.status}): {why}; nothing changed")
+    print(f"#{item.id} {n.channel} {n.kind} {n.incident.key}: {DONE[args.verb]}")
+    if args.verb != "drop" and backoff.blocked_until and backoff.blocked_until > now:
+        print(f"  {n.channel} backs off until {when(backoff.blocked_until)}: sent after that")
+    return 0
+
+
+DONE = {
+    "retry": "due now (the next run, or `fleet-alerting run`, sends it)",
+    "drop": "dropped (a dead letter: never sent)",
+    "requeue": "queued again, due now",
+}
