@@ -207,12 +207,13 @@ _PAGER_NAME = {"pagerduty": "PagerDuty", "oncall": "Grafana OnCall"}
 
 def _steps_summary(config: Config, policy: PolicyConfig) -> list[str]:
     """The escalation timeline, each step's delay from the onset and who it reaches."""
+    dry = config.notify.dry_run
     steps = []
     for stage in policy.stages():
-        who = " + ".join(destination(config, c) for c in stage.destinations)
+        who = " + ".join(c if dry else destination(config, c) for c in stage.destinations)
         mention = f" mentioning @{stage.mention}" if stage.mention else ""
         steps.append(f"{format_duration(stage.offset, exact=True)}: {who}{mention}")
-    parts = ["escalates " + " → ".join(steps)]
+    parts = ["escalates " + " → ".join(steps) + (" (dry run: the local outbox)" if dry else "")]
     if policy.ack_timeout is not None:
         timeout = format_duration(policy.ack_timeout, exact=True)
         parts.append(f"an acknowledgement holds it {timeout}, then the step it was on again")
