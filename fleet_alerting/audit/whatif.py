@@ -30,6 +30,7 @@ from fleet_alerting.alertmanager.routing import AlertmanagerConfig
 from fleet_alerting.audit.noise import _series_key
 from fleet_alerting.audit.noise import episodes as noise_episodes
 from fleet_alerting.config import Config
+from fleet_alerting.core.escalation import SLACK_CHANNELS, pager_of
 from fleet_alerting.core.fleet import matches_all, selector, signal_labels
 from fleet_alerting.core.history import Change, History, RunClock, RunSegment
 from fleet_alerting.core.incidents import Incident, Notification, State
@@ -38,8 +39,7 @@ from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.core.storms import decide
 from fleet_alerting.core.windows import Window
 
-PAGERS = ("pagerduty", "oncall")
-SLACK = ("slack", "slack_mirror")
+SLACK = SLACK_CHANNELS
 ALERTMANAGER_STREAM = "alertmanager"
 _TICK = timedelta(microseconds=1)
 T = TypeVar("T")
@@ -496,7 +496,8 @@ def episodes(result: Replay) -> dict[tuple[str, datetime], Episode]:
     for s in result.sent:
         ident = (s.key, s.onset)
         known = found.get(ident) or Episode(s.key, s.onset, s.severity, s.alert, s.summary, None, 0)
-        if s.channel in PAGERS and s.kind == "paged" and known.paged_at is None:
+        # a pager paged (pagerduty, oncall, or a named one: pagerduty_secondary)
+        if pager_of(s.channel) and s.kind == "paged" and known.paged_at is None:
             known = _with(known, paged_at=s.at)
         if s.channel in SLACK:
             known = _with(known, messages=known.messages + 1)
