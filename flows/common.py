@@ -9,13 +9,14 @@ from typing import Any, ParamSpec, TypeVar
 
 from fleet_alerting.config import Config, ConfigError, load_config
 from fleet_alerting.config.secrets import install_log_redaction
+from fleet_alerting.core.escalation import PAGERS
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.grouping import PREFIX as GROUP
 from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.signals import Severity, Signal
-from fleet_alerting.delivery.drain import PAGERS, DrainReport
+from fleet_alerting.delivery.drain import DrainReport
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.errors import StoreError
 from fleet_alerting.tasks.runtime import run_logger, tracked
