@@ -9,13 +9,13 @@ import httpx
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
+from fleet_alerting.core.escalation import pager_of
 from fleet_alerting.core.incidents import Incident, unseen
 from fleet_alerting.core.policy import Evaluation, PolicyFor
 from fleet_alerting.core.signals import Signal
 from fleet_alerting.core.storms import StormRules, decide
 from fleet_alerting.delivery.drain import (
     MAX_WAIT,
-    PAGERS,
     DrainReport,
     build_notifiers,
     drain,
@@ -154,7 +154,7 @@ async def deliver_notifications(config: Config) -> DrainReport:
             report.owed_pages = [
                 item
                 for item in store.outbox(("queued",))
-                if item.notification.channel in PAGERS and item.last_error
+                if pager_of(item.notification.channel) and item.last_error
             ]
     finally:
         store.close()
