@@ -58,22 +58,25 @@ def record_new_events(
     assert fleet is not None
     store = Store(config.state)
     try:
-        step = advance(
+        advanced = advance(
             Cursor.from_json(store.get_value(CURSOR_KEY)), events, fleet.lookback, fleet.limit
         )
-        loud = alerting(step.new, fleet)
+        loud = alerting(advanced.new, fleet)
         notifications = event_notifications(loud, config, now).notifications
         queued = store.record(Evaluation([], notifications), now)
-        store.set_value(CURSOR_KEY, step.cursor.to_json())
+        store.set_value(CURSOR_KEY, advanced.cursor.to_json())
     finally:
         store.close()
     logger = run_logger()
     logger.info(
-        "%d new event(s), %d alerting, %d notification(s) queued", len(step.new), len(loud), queued
+        "%d new event(s), %d alerting, %d notification(s) queued",
+        len(advanced.new),
+        len(loud),
+        queued,
     )
-    if step.possible_gap:
+    if advanced.possible_gap:
         logger.warning(
             "the Fleet API page was full and newer than the last run: events may have been "
             "missed; run more often or keep limit at 200"
         )
-    return step, loud
+    return advanced, loud
