@@ -117,7 +117,7 @@ def retention(config: Config) -> Retention:
 
 
 def publish_actions(store: Store, incidents: list[Incident]) -> None:
-    """The audit trail (issue 13) of the incidents this run saw that operators acted on."""
+    """The actions trail (store/actions.py) of this run's incidents that operators acted on."""
     keys = sorted({i.key for i in incidents if i.acts.changed_at is not None})
     rows = [r for key in keys for r in action_history(store, key)]
     if rows and tracked():  # a plain run has no UI to show it in

@@ -1,4 +1,4 @@
-"""Every source survives a bad answer and tells the truth about what it saw (issue 11, items 1-2).
+"""Every source survives a bad answer and tells the truth about what it saw.
 
 Bad answers are served by local HTTP servers speaking each documented protocol (Prometheus'
 query API, Alertmanager's v2 alerts, the Fleet API); outages are ports nobody listens on. The

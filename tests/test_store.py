@@ -61,7 +61,7 @@ def _evaluating_process(db: str, rounds: int, barrier) -> None:  # runs in a chi
 def test_concurrent_runs_evaluate_one_at_a_time_and_queue_each_notification_once(
     state_db: str,
 ) -> None:
-    """The race of issue 10: every process reads "no incident" and queues its own opening with
+    """Concurrent runs race: every process reads "no incident" and queues its own opening with
     its own onset. Read, evaluate and record in one write transaction: one opening per key."""
     db = state_db
     processes, rounds = 4, 6
