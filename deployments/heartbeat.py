@@ -33,11 +33,8 @@ def fail_url(url: str) -> str:
 
 
 def oldest_page(config: Config, pagers: Sequence[str] = PAGERS) -> QueuedPage | None:
-    store = Store(config.state, busy_timeout=2.0)
-    try:
+    with Store(config.state, busy_timeout=2.0) as store:
         return oldest_queued(store, pagers)
-    finally:
-        store.close()
 
 
 class Heartbeat:

@@ -56,8 +56,7 @@ def record_new_events(
     and would otherwise leave an incident row behind per event."""
     fleet = config.fleet_api
     assert fleet is not None
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         advanced = advance(
             Cursor.from_json(store.get_value(CURSOR_KEY)), events, fleet.lookback, fleet.limit
         )
@@ -65,8 +64,6 @@ def record_new_events(
         notifications = event_notifications(loud, config, now).notifications
         queued = store.record(Evaluation([], notifications), now)
         store.set_value(CURSOR_KEY, advanced.cursor.to_json())
-    finally:
-        store.close()
     logger = run_logger()
     logger.info(
         "%d new event(s), %d alerting, %d notification(s) queued",

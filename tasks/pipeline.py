@@ -49,8 +49,7 @@ def record_signals(
     `announce`, given the incidents before and the evaluation, adds what the engine does not tell
     (a changed cause of an open incident), in the same transaction.
     `policy_for` overrides the configured policies (a source with its own debouncing)."""
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         evaluation, queued = evaluate_and_record(
             store,
             signals,
@@ -63,8 +62,6 @@ def record_signals(
         )
         pruned = store.prune(now, retention(config))
         publish_actions(store, list(evaluation.incidents))
-    finally:
-        store.close()
     logger = run_logger()
     for kind, count in pruned.items():
         if count:
@@ -137,8 +134,7 @@ async def deliver_notifications(config: Config) -> DrainReport:
     whatever cannot be delivered stays queued or becomes a dead letter. Each notifier uses its
     configured timeout per request."""
     logger = run_logger()
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         async with httpx.AsyncClient() as client:
             report = await drain(
                 store,
@@ -148,8 +144,6 @@ async def deliver_notifications(config: Config) -> DrainReport:
                 give_up_after=config.notify.give_up_after,
                 lease=lease_for(config, MAX_WAIT),
             )
-    finally:
-        store.close()
     for item, receipt in report.sent:
         logger.info("sent %s %s: %s", item.notification.channel, item.notification.kind, receipt)
     for item, reason in report.retrying:

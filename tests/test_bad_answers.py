@@ -317,11 +317,8 @@ def test_alertmanager_malformed_alert_beside_a_critical_one(
         down = asyncio.run(alertmanager_escalation(str(config_file)))
         am.down, am.alerts = False, [valid]
         back = asyncio.run(alertmanager_escalation(str(config_file)))
-        store = Store(config_file.parent / "state.sqlite")
-        try:
+        with Store(config_file.parent / "state.sqlite") as store:
             incidents = {i.key: i for i in store.incidents(include_resolved=True)}
-        finally:
-            store.close()
 
     assert (first["alerts"], first["firing"], first["malformed_alerts"]) == (1, 1, 3)
     # the critical one is paged once, never resolved by the outage

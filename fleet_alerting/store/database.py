@@ -230,6 +230,12 @@ class Store:
     def close(self) -> None:
         self._dispose(self.queue.engine)
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def _dispose(self, outbox_engine: sa.Engine) -> None:
         """SQLite's engines go with the store; PostgreSQL's pool stays for the process's next
         store (backend.postgres_engine)."""
