@@ -484,6 +484,19 @@ def test_the_schema_is_whole_whatever_was_imported() -> None:
     assert only_sqlite == everything
 
 
+def _open_files(path: Path) -> list[str]:
+    fds = Path("/proc/self/fd")
+    return [str(fd) for fd in fds.iterdir() if os.path.realpath(fd).startswith(str(path))]
+
+
+def test_a_store_used_in_a_with_block_is_closed_after_it(tmp_path: Path) -> None:
+    db = tmp_path / "state.sqlite"
+    with Store(db) as store:
+        store.set_value("cursor", 1)
+        assert _open_files(db)  # the pooled connection holds the file
+    assert _open_files(db) == []
+
+
 @pytest.mark.parametrize("collation", ["C", "und-x-icu", "en-US-x-icu"])
 def test_stored_timestamps_sort_as_times_under_any_collation(
     request: pytest.FixtureRequest, collation: str
