@@ -15,6 +15,7 @@ from fleet_alerting.core.signals import Signal
 from fleet_alerting.core.storms import StormRules, decide
 from fleet_alerting.delivery.drain import (
     MAX_WAIT,
+    PAGERS,
     DrainReport,
     build_notifiers,
     drain,
@@ -132,7 +133,8 @@ def publish_actions(store: Store, incidents: list[Incident]) -> None:
 async def deliver_notifications(config: Config) -> DrainReport:
     """Drain the outbox in claimed lanes (safe beside any other run draining the same store);
     whatever cannot be delivered stays queued or becomes a dead letter. Each notifier uses its
-    configured timeout per request."""
+    configured timeout per request. The report also lists the pages still owed after the drain
+    (queued after a failure, in this run or an earlier one): the run must not end green."""
     logger = run_logger()
     with Store(config.state) as store:
         async with httpx.AsyncClient() as client:
@@ -144,6 +146,16 @@ async def deliver_notifications(config: Config) -> DrainReport:
                 give_up_after=config.notify.give_up_after,
                 lease=lease_for(config, MAX_WAIT),
             )
+        if not report.store_errors:
+            report.owed_pages = [
+                item
+                for item in store.outbox(("queued",))
+                if item.notification.channel in PAGERS and item.last_error
+            ]
+    report.store_errors[:] = [
+        error if error.startswith(store.where) else f"{store.where}: {error}"
+        for error in report.store_errors
+    ]
     for item, receipt in report.sent:
         logger.info("sent %s %s: %s", item.notification.channel, item.notification.kind, receipt)
     for item, reason in report.retrying:

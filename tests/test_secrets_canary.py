@@ -78,10 +78,11 @@ def test_secrets_never_leak(
         slack.fail_next = [Response(500, f"echoing {WEBHOOK_CANARY}")]
         pd.fail_next = [Response(400, {"status": "invalid event", "message": KEY_CANARY})]
         with caplog.at_level("DEBUG"):
-            result = asyncio.run(blackbox_probe(str(config_file)))
-    # the failure paths really ran: a retry (Slack 500), a dead letter (PagerDuty 400) and an
-    # unreachable mirror; and the secrets were really used
-    assert result["dead_letters"] == 1 and result["notifications_queued"] >= 2
+            state = asyncio.run(blackbox_probe(str(config_file), return_state=True))
+    # the failure paths really ran: a retry (Slack 500), a dead letter (PagerDuty 400: the run
+    # ends Failed saying so) and an unreachable mirror; and the secrets were really used
+    assert state.is_failed() and state.message.endswith("(1 dead letter(s))")
+    assert "page to pagerduty undelivered: " in state.message
     assert pd.requests[0].json()["routing_key"] == KEY_CANARY
     assert slack.requests[0].path == f"/services/{WEBHOOK_CANARY}"
 
@@ -100,6 +101,8 @@ def test_secrets_never_leak(
     rows = db.execute("SELECT data, coalesce(last_error, '') FROM outbox").fetchall()
     stored_text = "\n".join(a + b for a, b in rows)
     assert "HTTP 500" in stored_text
+    queued = db.execute("SELECT count(*) FROM outbox WHERE status = 'queued'").fetchone()[0]
+    assert queued >= 2
     main(["outbox", "--config", str(config_file)])
     cli = capsys.readouterr()
     outbox_file = (
@@ -108,6 +111,7 @@ def test_secrets_never_leak(
     for where, text in {
         "python logs": caplog.text,
         "prefect logs and artifacts": server_side_text,
+        "the run's state": state.message,
         "store": stored_text,
         "cli": cli.out + cli.err,
         "local outbox": outbox_file,

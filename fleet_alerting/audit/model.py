@@ -136,6 +136,7 @@ class AuditInput:
     series: SeriesSource | None = None
     dashboards: dict[str, Any] | None = None  # file name -> dashboard JSON
     noise: NoiseStats | None = None  # the quarter's firing history, when Prometheus was asked
+    offline: str | None = None  # why a Prometheus URL given did not serve the online checks
 
     @property
     def alert_rules(self) -> list[Rule]:

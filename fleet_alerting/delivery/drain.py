@@ -59,6 +59,7 @@ from fleet_alerting.delivery.channels import (
 )
 from fleet_alerting.http.errors import MAX_RETRY_AFTER, AdapterError
 from fleet_alerting.http.retry import with_retries
+from fleet_alerting.store.errors import StoreError
 from fleet_alerting.store.outbox import Outbox, OutboxItem, Page
 
 __all__ = [
@@ -93,6 +94,8 @@ class DrainReport:
     dead: list[tuple[OutboxItem, str]] = field(default_factory=list)
     held: list[OutboxItem] = field(default_factory=list)  # waiting: earlier message, backoff, pager
     warnings: list[str] = field(default_factory=list)  # for the run's artifact (paging failed…)
+    store_errors: list[str] = field(default_factory=list)  # the store failed: lanes stopped
+    owed_pages: list[OutboxItem] = field(default_factory=list)  # queued pages that failed before
 
 
 def next_attempt_delay(attempts: int) -> timedelta:
@@ -150,6 +153,7 @@ async def drain(
         channels = await asyncio.to_thread(outbox.channels)
     except sa.exc.OperationalError as exc:
         report.warnings.append(f"outbox unreadable, nothing delivered this run: {_db_error(exc)}")
+        report.store_errors.append(_db_error(exc))
         return report
     lanes = [
         _Lane(outbox, channel, notifiers.get(channel), owner, settings_for(channel), report)
@@ -215,8 +219,9 @@ class _Lane:
             await self._run()
         except _Stop:
             pass
-        except sa.exc.OperationalError as exc:  # e.g. database is locked: the other lanes go on
+        except (sa.exc.OperationalError, StoreError) as exc:  # locked, gone: the others go on
             self.report.warnings.append(f"{self.channel}: lane stopped: {_db_error(exc)}")
+            self.report.store_errors.append(_db_error(exc))
             return
         except Exception as exc:  # a bug must not silence the other destinations either
             reason = redact(f"{type(exc).__name__}: {exc}")
@@ -224,7 +229,8 @@ class _Lane:
             return
         try:
             held = await self.db(self.outbox.held, self.channel, self.s.now(), self.done)
-        except sa.exc.OperationalError:
+        except (sa.exc.OperationalError, StoreError) as exc:
+            self.report.store_errors.append(_db_error(exc))
             return
         self.report.held.extend(held)
 
@@ -499,5 +505,7 @@ def _short(error: str | None) -> str:
     return (error or "unknown error").removeprefix("permanent: ")
 
 
-def _db_error(exc: sa.exc.OperationalError) -> str:
-    return redact(str(exc.orig) if exc.orig is not None else str(exc))
+def _db_error(exc: sa.exc.OperationalError | StoreError) -> str:
+    """A database error in one line (a StoreError says which store, and what to do)."""
+    orig = getattr(exc, "orig", None)
+    return redact(str(orig) if orig is not None else str(exc))
