@@ -47,7 +47,7 @@ async def fetch_escalating_alerts(config: AlertmanagerConfig) -> Escalating:
     if config.watchdog is not None:
         queries.append((None, matchers(config.watchdog)))  # None: the watchdog's
     async with httpx.AsyncClient(timeout=config.timeout.total_seconds()) as client:
-        api = Alertmanager(client, config.url)
+        api = Alertmanager(client, config.url, config.max_answer_bytes)
         answers = await asyncio.gather(
             *(api.escalation_alerts(selects) for _, selects in queries), return_exceptions=True
         )

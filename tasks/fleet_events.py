@@ -34,7 +34,9 @@ async def fetch_events(
     try:
         token = config.token.resolve() if config.token else None
         async with httpx.AsyncClient(timeout=config.timeout.total_seconds()) as client:
-            page, problems = await FleetApi(client, config.url, token).recent_events(config.limit)
+            page, problems = await FleetApi(
+                client, config.url, token, config.max_answer_bytes
+            ).recent_events(config.limit)
     except (AdapterError, SecretError) as exc:
         logger.error("Fleet API events: %s", exc)
         return [], [], f"Fleet API events: {exc}"

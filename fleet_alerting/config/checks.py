@@ -95,11 +95,18 @@ def _file_sd(config: Config) -> Iterator[Finding]:
     base = config.source_file.parent if config.source_file else Path.cwd()
     for i, group in enumerate(config.blackbox.file_sd):
         for j, pattern in enumerate(group.files):
-            if not glob.glob(str(base / pattern)):
+            matches = glob.glob(str(base / pattern))
+            if not matches:
                 yield Finding(
                     ("blackbox", "file_sd", i, "files", j),
                     f"no file matches {base / pattern}: these devices would not be probed",
                 )
+            for match in sorted(matches):
+                if not Path(match).is_file():  # a FIFO would hang the run, /dev/zero fill it
+                    yield Finding(
+                        ("blackbox", "file_sd", i, "files", j),
+                        f"{match} is not a regular file (a device, a FIFO or a folder?)",
+                    )
 
 
 _PAGER_CONFIG = {"pagerduty": "notify.pagerduty", "oncall": "notify.oncall"}

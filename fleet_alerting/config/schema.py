@@ -12,10 +12,10 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
     ValidationInfo,
     field_validator,
@@ -35,6 +35,7 @@ from fleet_alerting.core.policy import PolicyConfig, default_policies
 from fleet_alerting.core.signals import Severity
 from fleet_alerting.core.storms import StormRules
 from fleet_alerting.core.templates import check_template
+from fleet_alerting.core.urls import check_http_url, credential_in_query, split_url
 from fleet_alerting.core.windows import ScheduledWindow
 
 
@@ -43,22 +44,26 @@ def _relative_to_config(path: Path, info: ValidationInfo) -> Path:
     return path if path.is_absolute() or base is None else Path(base) / path
 
 
-ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
-
-
-def _http_url(value: str) -> str:
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 -- raises ValueError for a port out of range
-    except ValueError:
-        raise ValueError("expected an http:// or https:// URL (port 1-65535)") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("expected an http:// or https:// URL with a host")
+def _a_path(value: object) -> object:
+    if isinstance(value, str) and (not value.strip() or "\x00" in value or len(value) > 4096):
+        raise ValueError("expected a file path (not empty, at most 4096 characters)")
     return value
 
 
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-Port = Annotated[int, Field(ge=0, le=65535)]  # 0: any free port
+ConfigPath = Annotated[Path, BeforeValidator(_a_path), AfterValidator(_relative_to_config)]
+StatusCode = Annotated[int, Field(ge=100, le=599)]
+
+
+HttpUrl = Annotated[str, AfterValidator(check_http_url)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+DEFAULT_MAX_ANSWER_BYTES = 50 * 1024 * 1024
+
+
+def _answer_cap() -> Any:
+    """How many bytes of one answer are read: past it the answer is a warning, not parsed."""
+    return Field(DEFAULT_MAX_ANSWER_BYTES, ge=64 * 1024, le=512 * 1024 * 1024)
 
 
 class FileSecret(SecretRef):
@@ -178,19 +183,13 @@ _POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg")
 def _postgres_url(value: str) -> str:
     """A PostgreSQL URL with a host and a database, and no password (that is a secret: it goes in
     `state.password`). The value is never quoted back: it might hold one."""
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 -- raises ValueError for a port out of range
-    except ValueError:
-        raise ValueError(
-            "expected postgresql+psycopg://USER@HOST:PORT/DATABASE (port 1-65535)"
-        ) from None
+    parts = split_url(value, "expected postgresql+psycopg://USER@HOST:PORT/DATABASE")
     if parts.scheme not in _POSTGRES_SCHEMES:
         raise ValueError(
             "expected postgresql+psycopg://USER@HOST:PORT/DATABASE (PostgreSQL through psycopg; "
             "for SQLite give state.path instead)"
         )
-    if parts.password is not None or "password=" in parts.query:
+    if parts.password is not None or credential_in_query(parts.query):
         raise ValueError(
             "a password in the URL is an inline secret: remove it and give "
             "state.password: {file: PATH}"
@@ -244,9 +243,9 @@ class HttpTarget(Model):
     name: str
     url: HttpUrl = Field(pattern=r"^https?://")
     severity: Severity = Severity.warning
-    expected_status: list[int] = [200]
+    expected_status: list[StatusCode] = Field([200], min_length=1)
     module: str = "http_2xx"
-    runbook_url: str | None = None
+    runbook_url: HttpUrl | None = None
     remediation: list[str] = []
     labels: dict[str, str] = {}
 
@@ -258,9 +257,9 @@ class FileSdTargets(Model):
     path: str = "/healthz"
     scheme: Literal["http", "https"] = "http"
     severity: Severity = Severity.warning
-    expected_status: list[int] = [200]
+    expected_status: list[StatusCode] = Field([200], min_length=1)
     module: str = "http_2xx"
-    runbook_url: str | None = None
+    runbook_url: HttpUrl | None = None
     remediation: list[str] = []
 
 
@@ -315,6 +314,7 @@ class AlertmanagerConfig(Model):
     open_after: int = Field(1, ge=1, le=1000)
     resolve_after: int = Field(1, ge=1, le=1000)
     watchdog: WatchdogConfig | None = WatchdogConfig()  # null: no dead man's switch
+    max_answer_bytes: int = _answer_cap()
 
 
 class FleetApiConfig(Model):
@@ -330,6 +330,7 @@ class FleetApiConfig(Model):
     snapshot_minutes: int = Field(15, ge=1)
     snapshot_max_events: int = Field(20, ge=1, le=40)
     lookback: Duration = timedelta(minutes=30)  # late events within this window still count
+    max_answer_bytes: int = _answer_cap()
 
 
 class SlackAppConfig(Model):
@@ -390,11 +391,20 @@ class ZigbeeAvailability(Model):
     severity: Severity | None = None  # default: the coordinator's
 
 
+def _mqtt_broker(value: str) -> str:
+    parts = split_url(value, "expected mqtt://HOST:PORT or mqtts://HOST:PORT")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("give the user and password as username and password: {file: PATH}")
+    return value
+
+
 class ZigbeeCoordinator(Model):
     """One Zigbee2MQTT instance, watched over its MQTT broker."""
 
     name: str = Field(min_length=1)
-    broker: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^/:]+(:\d+)?/?$")
+    broker: Annotated[str, AfterValidator(_mqtt_broker)] = Field(
+        "mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^/:]+(:\d+)?/?$"
+    )
     username: str | None = None
     password: FileSecret | None = None
     tls: bool = False  # also implied by an mqtts:// broker URL
@@ -405,7 +415,7 @@ class ZigbeeCoordinator(Model):
     health_check: bool = False
     availability: ZigbeeAvailability | None = None
     auto_close: bool = False
-    runbook_url: str | None = None
+    runbook_url: HttpUrl | None = None
     remediation: list[str] = []
 
 
@@ -455,7 +465,7 @@ class WatchConfig(Model):
     absent_is: Severity | None = None
     summary: Template
     description: Template = ""
-    runbook_url: str | None = None
+    runbook_url: HttpUrl | None = None
     remediation: list[Template] = []
     absent_remediation: list[str] = []
     logs: dict[str, Template] = {}  # LogQL stream selector, e.g. {service: role-agent, host: ...}
@@ -491,6 +501,7 @@ class PrometheusConfig(Model):
     device_failures_threshold: float = Field(5, ge=0)
     device_failures_window: PositiveDuration = timedelta(minutes=5)
     watches: list[WatchConfig] = []
+    max_answer_bytes: int = _answer_cap()
 
     @model_validator(mode="after")
     def _one_auth(self) -> PrometheusConfig:

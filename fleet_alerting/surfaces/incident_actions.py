@@ -169,7 +169,7 @@ async def deliver_now(config: Config, store: Store, client: httpx.AsyncClient) -
 def _am(config: Config, http: httpx.AsyncClient) -> Alertmanager:
     if config.alertmanager is None:
         raise AdapterError("alertmanager: not configured", permanent=True)
-    return Alertmanager(http, config.alertmanager.url)
+    return Alertmanager(http, config.alertmanager.url, config.alertmanager.max_answer_bytes)
 
 
 async def _am_silence(

@@ -41,7 +41,9 @@ def build_server(config: Config, *, write: bool, trigger: Trigger | None = None)
     @contextlib.asynccontextmanager
     async def queries() -> AsyncIterator[FleetQueries]:
         async with httpx.AsyncClient(timeout=fleet_api.timeout.total_seconds()) as client:
-            yield FleetQueries(config, FleetApi(client, fleet_api.url, token))
+            yield FleetQueries(
+                config, FleetApi(client, fleet_api.url, token, fleet_api.max_answer_bytes)
+            )
 
     server = MCPServer(
         name="fleet-alerting",

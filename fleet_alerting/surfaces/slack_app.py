@@ -68,7 +68,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         async with httpx.AsyncClient(timeout=settings.answer_within.total_seconds()) as client:
-            state["queries"] = FleetQueries(config, FleetApi(client, fleet_api.url, token))
+            state["queries"] = FleetQueries(
+                config, FleetApi(client, fleet_api.url, token, fleet_api.max_answer_bytes)
+            )
             yield
 
     async def command(request: Request) -> PlainTextResponse | JSONResponse:
