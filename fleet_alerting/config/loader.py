@@ -179,7 +179,7 @@ def load_config(path: str | Path) -> Config:
     except ValidationError as exc:
         raise ConfigError(path, [_describe(path, lines, err) for err in exc.errors()]) from None
     problems = [
-        f"{path}:{lines.of(list(loc))}: {'.'.join(loc)}: {message}"
+        f"{path}:{lines.of(list(loc))}: {key_path(list(loc))}: {message}"
         for loc, message in config.channel_problems()
     ]
     if problems:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,6 +25,7 @@ from pydantic import (
 
 from fleet_alerting.config.secrets import SecretRef
 from fleet_alerting.core.durations import format_duration
+from fleet_alerting.core.escalation import PAGER_NAME, pager_key, pager_of
 from fleet_alerting.core.fleet import FleetConfig
 from fleet_alerting.core.grouping import GroupingConfig
 from fleet_alerting.core.inhibition import InhibitRule
@@ -125,17 +127,33 @@ class SlackConfig(Model):
     page_mention: Annotated[str, AfterValidator(_slack_mention)] | None = None
 
 
+# more pager services by name: a policy's steps or `page` name one as pagerduty_NAME / oncall_NAME
+PagerName = Annotated[str, Field(pattern=rf"^{PAGER_NAME}$")]
+
+
 class PagerDutyConfig(Model):
     routing_key: FileSecret
+    routing_keys: dict[PagerName, FileSecret] = Field({}, max_length=10)
     url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"
     timeout: SendTimeout = timedelta(seconds=10)
+
+    def secrets(self) -> dict[str, FileSecret]:
+        """Channel → routing key: `pagerduty`, and `pagerduty_NAME` for each named one."""
+        return {"pagerduty": self.routing_key} | {
+            f"pagerduty_{name}": key for name, key in self.routing_keys.items()
+        }
 
 
 class OnCallConfig(Model):
     """Grafana OnCall "Formatted Webhook" integration; its URL embeds a token, so it is a secret."""
 
     webhook: FileSecret
+    webhooks: dict[PagerName, FileSecret] = Field({}, max_length=10)
     timeout: SendTimeout = timedelta(seconds=10)
+
+    def secrets(self) -> dict[str, FileSecret]:
+        """Channel → integration URL: `oncall`, and `oncall_NAME` for each named one."""
+        return {"oncall": self.webhook} | {f"oncall_{n}": url for n, url in self.webhooks.items()}
 
 
 class NotifyConfig(Model):
@@ -156,10 +174,9 @@ class NotifyConfig(Model):
             channels.add("slack")
         if slack and (slack.mirror_webhook or slack.bot_token):
             channels.add("slack_mirror")
-        if self.pagerduty:
-            channels.add("pagerduty")
-        if self.oncall:
-            channels.add("oncall")
+        for pager in (self.pagerduty, self.oncall):
+            if pager is not None:
+                channels.update(pager.secrets())
         return channels
 
 
@@ -600,7 +617,9 @@ class Config(Model):
         for severity, given in value.items():
             default = defaults.get(severity) if isinstance(severity, str) else None
             if default is not None and isinstance(given, dict):
-                merged[severity] = default.model_dump(exclude_unset=True) | given
+                # steps replace the default's notify and page
+                replaced = {"notify", "page", "page_after"} if "steps" in given else set()
+                merged[severity] = default.model_dump(exclude_unset=True, exclude=replaced) | given
             elif default is not None and given is None:
                 merged[severity] = default.model_dump(exclude_unset=True)
         return merged
@@ -608,7 +627,7 @@ class Config(Model):
     def policy(self, severity: Severity) -> PolicyConfig:
         return self.policies.get(severity) or default_policies()[severity]
 
-    def channel_problems(self) -> list[tuple[tuple[str, ...], str]]:
+    def channel_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Fail closed: every policy that tells or pages a channel the config does not configure,
         as (key path, message). The loader turns them into config errors, so such a message is
         never silently written to a local file. Nothing to check in a dry run."""
@@ -618,24 +637,30 @@ class Config(Model):
         problems = []
         for severity, policy in (default_policies() | self.policies).items():
             given = "policies" in self.model_fields_set and severity in self.policies
-            named = [
-                *(("notify", c) for c in policy.notify),
-                *(("mirror", "slack_mirror") for _ in [1] if "slack_mirror" in policy.channels()),
-                *(("page", c) for c in policy.page),
-            ]
-            for key, channel in named:
+            for key, channel in _named_channels(policy):
                 if channel in configured:
                     continue
-                where = ("policies", severity.value, key) if given else ("notify",)
+                where = ("policies", severity.value, *key) if given else ("notify",)
                 origin = "policy" if given else "default policy"
                 problems.append(
                     (
                         where,
                         f"{origin} {severity.value!r} names channel {channel!r}, which is not "
-                        f"configured: {_HOW_TO_CONFIGURE[channel]}, or set notify.dry_run: true",
+                        f"configured: {_how_to_configure(channel)}, or set notify.dry_run: true",
                     )
                 )
         return problems
+
+
+def _named_channels(policy: PolicyConfig) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(key path in the policy, channel) for every channel the policy tells or pages."""
+    if policy.steps is None:
+        yield from ((("notify",), c) for c in policy.notify)
+    if "slack_mirror" in policy.channels():
+        yield ("mirror",), "slack_mirror"
+    yield from ((("page",), c) for c in policy.page)
+    for i, step in enumerate(policy.steps or []):
+        yield from ((("steps", i, "to"), c) for c in step.to)
 
 
 _HOW_TO_CONFIGURE = {
@@ -644,3 +669,11 @@ _HOW_TO_CONFIGURE = {
     "pagerduty": "set notify.pagerduty.routing_key",
     "oncall": "set notify.oncall.webhook",
 }
+_NAMED_SECRET = {"pagerduty": "routing_keys", "oncall": "webhooks"}
+
+
+def _how_to_configure(channel: str) -> str:
+    name, pager = pager_key(channel), pager_of(channel)
+    if name is None or pager is None:
+        return _HOW_TO_CONFIGURE[channel]
+    return f"set notify.{pager}.{_NAMED_SECRET[pager]}.{name}"

@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from fleet_alerting.config.secrets import redact
+from fleet_alerting.core.escalation import pager_of
 from fleet_alerting.core.incidents import Kind, Notification
 from fleet_alerting.delivery.channels import (
     CHANNELS,
@@ -82,7 +83,6 @@ CLAIM_SHARE = 0.9  # a send stops (in doubt, tried again) once this share of its
 DESTINATION_RECHECK = 0.5  # seconds
 PAGE_POLL = 0.02  # seconds between looks at a page a Slack "paged" message waits for
 MAX_SKIPPED_PER_RUN = 5000  # a lane's run ends after this many messages (bounds `done`)
-PAGERS = ("pagerduty", "oncall")
 SLACK = ("slack", "slack_mirror")
 T = TypeVar("T")
 
@@ -127,15 +127,15 @@ async def drain(
     park_after: int = 3,
     paged_wait: float = 30.0,
     owner: str | None = None,
-    short_claims: Collection[str] = PAGERS,
+    short_claims: Collection[str] | None = None,
 ) -> DrainReport:
     """Deliver what is due, every destination in its own lane, concurrently. `store` is a
     fleet_alerting.store.database.Store (its `queue`) or an Outbox. `lease`: how long a send may
     hold its claim, one for every lane or per channel (`lease_for`). A message is claimed for
     SHORT_LEASE at first (a drainer that dies while it only looks at it frees it soon); a send
-    extends that to `lease`, except to the `short_claims` channels (idempotent receivers), whose
-    claim is renewed every SHORT_LEASE / 4 while they send: a drainer that dies frees their
-    messages within SHORT_LEASE."""
+    extends that to `lease`, except to the `short_claims` channels (idempotent receivers; by
+    default every pager channel, named ones too), whose claim is renewed every SHORT_LEASE / 4
+    while they send: a drainer that dies frees their messages within SHORT_LEASE."""
     outbox: Outbox = getattr(store, "queue", store)
     report = DrainReport()
     leases = lease if isinstance(lease, Mapping) else {}
@@ -145,8 +145,11 @@ async def drain(
         budget = leases.get(channel, default)
         return _Settings(
             attempts_per_run, give_up_after, sleep, budget, park_after, paged_wait, now,
-            min(budget, SHORT_LEASE), channel in short_claims,
+            min(budget, SHORT_LEASE), short(channel),
         )  # fmt: skip
+
+    def short(channel: str) -> bool:
+        return pager_of(channel) is not None if short_claims is None else channel in short_claims
 
     owner = owner or drainer_id()
     try:
@@ -461,7 +464,7 @@ class _Lane:
 
     def _page_warning(self, item: OutboxItem, reason: str) -> None:
         n = item.notification
-        if self.channel in PAGERS and n.kind == Kind.paged:
+        if pager_of(self.channel) is not None and n.kind == Kind.paged:
             self.report.warnings.append(
                 f"PAGING FAILED via {self.channel}: {reason} (incident {n.incident.key})"
             )
@@ -485,7 +488,9 @@ class _Lane:
         if not failed:
             return n
         accepted = tuple(p.channel for p in pages if p.status == "sent")
-        incident = replace(n.incident, paged_via=accepted)
+        esc = n.incident.escalation
+        pages = tuple(p for p in esc.pages if p.step != esc.step or p.channel in accepted)
+        incident = replace(n.incident, paged_via=accepted, escalation=replace(esc, pages=pages))
         return replace(n, incident=incident, paging_failed="; ".join(failed))
 
     async def _worth_waiting(self, pending: list[Page]) -> bool:

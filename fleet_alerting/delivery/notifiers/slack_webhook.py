@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from fleet_alerting.core import escalation
 from fleet_alerting.core.actions import ALERTMANAGER_SOURCE
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
@@ -57,6 +58,7 @@ _ICONS = {
     Kind.silence_expired: ":bell:",
     Kind.pager_acknowledged: ":eyes:",
     Kind.pager_resolved: ":warning:",
+    Kind.escalated: ":arrow_double_up:",
 }
 SILENCE_CHOICES = (("1 h", "1h"), ("4 h", "4h"), ("24 h", "24h"), ("until resolved", "resolved"))
 SNOOZE_CHOICES = (("1 h", "1h"), ("4 h", "4h"), ("24 h", "24h"))
@@ -79,7 +81,12 @@ def headline(n: Notification) -> str:
                 f"[{severity}] {paged}PAGING FAILED via {n.paging_failed} — nobody was paged "
                 f"by it: failing for {lasted}: {summary}"
             )
+        pagers = ", ".join(escalation.current_pages(incident)) or pagers
         return f"[{severity}] Paged {pagers}: failing for {lasted}: {summary}"
+    if n.kind == Kind.escalated:
+        lasted = format_duration(n.at - incident.onset)
+        why = incident.escalation.why or f"escalation step {incident.escalation.step}"
+        return f"[{severity}] {why[:1].upper()}{why[1:]}: failing for {lasted}: {summary}"
     if n.kind == Kind.reminder:
         lasted = format_duration(n.at - incident.onset)
         return f"[{severity}] Still failing after {lasted}: {summary}"
@@ -104,6 +111,16 @@ def headline(n: Notification) -> str:
     lasted = format_duration(incident.duration(n.at))
     now_ok = f" — now: {incident.resolution}" if incident.resolution else ""
     return f"[RESOLVED after {lasted}] {summary}{now_ok}"
+
+
+def _lead(n: Notification, page_mention: str | None) -> str:
+    """The one mention a message carries: the user group of an escalation step on that step's
+    message, else the configured on-call on a "paged" message; none in the mirror."""
+    if n.channel == "slack_mirror":
+        return ""
+    step = n.incident.escalation.mention if n.kind in (Kind.paged, Kind.escalated) else None
+    who = step or (page_mention if n.kind == Kind.paged else None)
+    return f"{mention(who)} " if who else ""
 
 
 def _hhmm(moment: datetime | None) -> str:
@@ -167,13 +184,14 @@ def render(
     n: Notification, *, note: str | None = None, page_mention: str | None = None
 ) -> dict[str, Any]:
     """The webhook / chat.postMessage body for one notification (without channel or thread).
-    `page_mention` (config: who is on call) leads a "paged" message: its only mention."""
+    `page_mention` (config: who is on call) leads a "paged" message: its only mention (an
+    escalation step's own `mention` takes its place on that step's message)."""
     incident, signal = n.incident, n.incident.signal
     icon = _ICONS[n.kind]
     if isinstance(icon, dict):
         icon = icon.get(incident.severity, ":warning:")
     title = headline(n)
-    lead = f"{mention(page_mention)} " if page_mention and n.kind == Kind.paged else ""
+    lead = _lead(n, page_mention)
     since = int(incident.onset.timestamp())
     fields = [
         f"*Target*\n{escape(signal.target or incident.key)}",
@@ -219,6 +237,7 @@ def _context(n: Notification, note: str | None) -> dict[str, Any]:
         label = "Recovered: " if recovery is not None else ""
         context.append(label + " · ".join(escape(f"{k}: {v}") for k, v in evidence.items()))
     context.extend(escape(line) for line in action_lines(incident))
+    context.extend(escape(line) for line in escalation.lines(incident))
     context.append(f"incident `{escape(incident.key)}` (id `{full_id(incident.key)[:SHORT]}`)")
     if note:
         context.append(escape(note))
