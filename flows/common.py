@@ -44,11 +44,8 @@ def load(config_path: str) -> Config:
         config = load_config(config_path)
     except ConfigError as exc:
         raise RunFailed(f"invalid configuration:\n{exc}") from None
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         store.check_writable()
-    finally:
-        store.close()
     return config
 
 
