@@ -35,11 +35,8 @@ def fail_url(url: str) -> str:
 def oldest_page(config: Config, pagers: Sequence[str] = PAGERS) -> QueuedPage | None:
     """The oldest queued page to these pagers and to each named routing key or integration."""
     named = [c for c in config.notify.configured_channels() if pager_of(c) is not None]
-    store = Store(config.state, busy_timeout=2.0)
-    try:
+    with Store(config.state, busy_timeout=2.0) as store:
         return oldest_queued(store, sorted({*pagers, *named}))
-    finally:
-        store.close()
 
 
 class Heartbeat:

@@ -9,7 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from fleet_alerting.config import Config, ConfigError, load_config
 from fleet_alerting.config.secrets import install_log_redaction
-from fleet_alerting.core.escalation import PAGERS
+from fleet_alerting.core.escalation import pager_of
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.grouping import PREFIX as GROUP
 from fleet_alerting.core.incidents import Incident, State
@@ -44,11 +44,8 @@ def load(config_path: str) -> Config:
         config = load_config(config_path)
     except ConfigError as exc:
         raise RunFailed(f"invalid configuration:\n{exc}") from None
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         store.check_writable()
-    finally:
-        store.close()
     return config
 
 
@@ -116,7 +113,9 @@ def undelivered(report: DrainReport) -> list[str]:
     their retry) and those this run gave up on; and the store failing under the drain. A Slack
     message that waits is the artifact's business."""
     reasons = []
-    for pager in PAGERS:
+    channels = [i.notification.channel for i in report.owed_pages]
+    channels += [i.notification.channel for i, _ in report.dead]
+    for pager in (c for c in dict.fromkeys(channels) if pager_of(c)):
         owed = [i for i in report.owed_pages if i.notification.channel == pager]
         dead = [why for i, why in report.dead if i.notification.channel == pager]
         now = [why for i, why in report.retrying if i.notification.channel == pager]

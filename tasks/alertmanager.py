@@ -85,10 +85,7 @@ def advance_watchdog_clock(
 ) -> WatchdogClock:
     """The watchdog's clock after this run's sighting, kept in the store for the next runs."""
     key = f"{SOURCE}:{config.alertname}"
-    store = Store(state)
-    try:
+    with Store(state) as store:
         clock = WatchdogClock.load(store.get_value(key)).after(seen, now)
         store.set_value(key, clock.dump())
-    finally:
-        store.close()
     return clock

@@ -52,8 +52,7 @@ def record_signals(
     `announce`, given the incidents before and the evaluation, adds what the engine does not tell
     (a changed cause of an open incident), in the same transaction.
     `policy_for` overrides the configured policies (a source with its own debouncing)."""
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         evaluation, queued = evaluate_and_record(
             store,
             signals,
@@ -65,9 +64,8 @@ def record_signals(
             config.storm_rules(),
         )
         pruned = store.prune(now, retention(config))
+        pruned |= history.prune(store, now, config.state.retention.history)
         publish_actions(store, list(evaluation.incidents))
-    finally:
-        store.close()
     logger = run_logger()
     for kind, count in pruned.items():
         if count:
@@ -122,13 +120,11 @@ def evaluate_and_record(
 
 def retention(config: Config) -> Retention:
     kept = config.state.retention
-    return Retention(
-        kept.resolved_incidents, kept.sent_notifications, kept.dead_letters, kept.history
-    )
+    return Retention(kept.resolved_incidents, kept.sent_notifications, kept.dead_letters)
 
 
 def publish_actions(store: Store, incidents: list[Incident]) -> None:
-    """The audit trail (issue 13) of the incidents this run saw that operators acted on."""
+    """The actions trail (store/actions.py) of this run's incidents that operators acted on."""
     keys = sorted({i.key for i in incidents if i.acts.changed_at is not None})
     rows = [r for key in keys for r in action_history(store, key)]
     if rows and tracked():  # a plain run has no UI to show it in
@@ -149,8 +145,7 @@ async def deliver_notifications(config: Config) -> DrainReport:
     configured timeout per request. The report also lists the pages still owed after the drain
     (queued after a failure, in this run or an earlier one): the run must not end green."""
     logger = run_logger()
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         async with httpx.AsyncClient() as client:
             report = await drain(
                 store,
@@ -164,10 +159,8 @@ async def deliver_notifications(config: Config) -> DrainReport:
             report.owed_pages = [
                 item
                 for item in store.outbox(("queued",))
-                if pager_of(item.notification.channel) is not None and item.last_error
+                if pager_of(item.notification.channel) and item.last_error
             ]
-    finally:
-        store.close()
     report.store_errors[:] = [
         error if error.startswith(store.where) else f"{store.where}: {error}"
         for error in report.store_errors

@@ -12,7 +12,7 @@ from fleet_alerting.config.schema import Config
 from fleet_alerting.core.history import Status
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.store import history
-from fleet_alerting.store.database import Retention, Store
+from fleet_alerting.store.database import Store
 from fleet_alerting.tasks.pipeline import evaluate_and_record
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
@@ -95,7 +95,7 @@ def test_a_period_starts_from_each_keys_last_change_and_old_history_is_pruned(
             ("a", -timedelta(days=120)),
             ("b", -timedelta(days=115)),
         ]
-        pruned = store.prune(T0, Retention(history=timedelta(days=100)))
+        pruned = history.prune(store, T0, timedelta(days=100))
         assert pruned["history changes"] == 3 and pruned["history runs"] == 1
         later = history.read(store, T0 - timedelta(days=90), T0 + timedelta(hours=1))
         assert statuses(later) == [(0, "a", "ok")]

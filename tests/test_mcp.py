@@ -152,7 +152,7 @@ def test_http_requires_its_own_token(tmp_path: Path) -> None:
             proc.wait(10)
 
 
-# issue 11: the write tool checks parameters; HTTP refuses before the app reads ----------------
+# the write tool checks parameters; HTTP refuses before the app reads ------------------------------
 @pytest.mark.parametrize(
     "deployment, parameters, refusal",
     [

@@ -59,7 +59,7 @@ def test_slack_message_respects_block_kit_limits() -> None:
     body = slack.render(sent["slack:opened"])
     assert len(body["blocks"]) <= 50
     for block in body["blocks"]:
-        if block["type"] == "actions":  # buttons (issue 13): no mrkdwn text to limit
+        if block["type"] == "actions":  # buttons: no mrkdwn text to limit
             continue
         texts = (
             [block["text"]["text"]]

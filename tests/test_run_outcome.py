@@ -103,11 +103,8 @@ def run_plainly(config: Path, home: Path) -> subprocess.CompletedProcess[str]:
 
 
 def queued_pages(where: str | Path) -> list[str]:
-    store = Store(where)
-    try:
+    with Store(where) as store:
         items = store.outbox(("queued",))
-    finally:
-        store.close()
     return [
         i.notification.incident.key
         for i in items

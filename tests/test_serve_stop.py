@@ -127,11 +127,8 @@ def run_state(name: str) -> tuple[str, str]:
 
 
 def queued_slack_messages(state: Path) -> list[str]:
-    store = Store(state)
-    try:
+    with Store(state) as store:
         return [i.notification.kind.value for i in store.outbox(("queued",))]
-    finally:
-        store.close()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

@@ -191,7 +191,7 @@ def test_fleet_api_down_or_slow_is_a_friendly_answer(tmp_path: Path) -> None:
     assert TOKEN not in answer
 
 
-# issue 11: refuse early, never a 500, never wait on the store, name the failing system ----------
+# refuse early, never a 500, never wait on the store, name the failing system ----------------------
 def signed_headers(body: bytes, **override: str | bytes) -> dict[str, str | bytes]:
     ts = str(int(time.time()))
     headers: dict[str, str | bytes] = {

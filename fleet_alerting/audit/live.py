@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from fleet_alerting.alertmanager.routing import AlertmanagerConfig
+from fleet_alerting.alertmanager.routing import AlertmanagerYml
 from fleet_alerting.audit.loader import (
     AuditInputError,
     gather_secret_files,
@@ -136,7 +136,7 @@ def alert_history(
 
 def noise_statistics(
     series: SeriesSource,
-    am: AlertmanagerConfig,
+    am: AlertmanagerYml,
     rules: list[Rule],
     expectations: Expectations,
     start: datetime,

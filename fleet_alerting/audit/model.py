@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from fleet_alerting.alertmanager.routing import AlertmanagerConfig
+from fleet_alerting.alertmanager.routing import AlertmanagerYml
 
 if TYPE_CHECKING:
     from fleet_alerting.audit.noise import NoiseStats
@@ -126,12 +126,12 @@ class PrometheusUnavailable(RuntimeError):
 
 @dataclass
 class AuditInput:
-    am: AlertmanagerConfig
+    am: AlertmanagerYml
     rules: list[Rule]
     expectations: Expectations
     now: datetime
     am_source: str = "alertmanager.yml"
-    running: AlertmanagerConfig | None = None  # live /api/v2/status config, for drift
+    running: AlertmanagerYml | None = None  # live /api/v2/status config, for drift
     secret_files: list[SecretFile] = field(default_factory=list)
     series: SeriesSource | None = None
     dashboards: dict[str, Any] | None = None  # file name -> dashboard JSON

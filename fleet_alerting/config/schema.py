@@ -607,7 +607,7 @@ class Config(Model):
     operators: OperatorsConfig = OperatorsConfig()
     zigbee: ZigbeeConfig = ZigbeeConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
-    # storms (issue 12): fleet-level aggregates, Alertmanager-style inhibition and grouping
+    # storms (core/storms.py): fleet-level aggregates, Alertmanager-style inhibition and grouping
     fleet: FleetConfig = FleetConfig()
     inhibit_rules: list[InhibitRule] | None = None  # None: the shipped rules; [] turns them off
     grouping: GroupingConfig = GroupingConfig()

@@ -25,13 +25,13 @@ from fleet_alerting.delivery.notifiers.slack_api import (
     Pacer,
     SlackApi,
     SlackWebhookIncident,
+    ThreadStore,
 )
 from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
 from fleet_alerting.delivery.snapshot import make_snapshot
 from fleet_alerting.http.errors import AdapterError
 
 CHANNELS = ("slack", "slack_mirror", "pagerduty", "oncall")
-ThreadStore = object  # fleet_alerting.store.database.Store: incident(), set_thread()
 
 
 class Notifier(Protocol):

@@ -190,18 +190,23 @@ def load(conn: sa.Connection, start: datetime, end: datetime) -> History:
     return History(start, end, changes, runs)
 
 
-def prune_rules(now: datetime, kept: timedelta) -> dict[str, tuple[sa.Table, sa.ColumnElement]]:
-    """For Store.prune: changes and run segments older than the history's retention."""
+def prune(store: Store, now: datetime, kept: timedelta, batch: int = 5000) -> dict[str, int]:
+    """Delete changes and run segments older than `kept`, at most `batch` rows of each per call
+    (as Store.prune: each run takes its share)."""
     cutoff = ts(now - kept)
-    return {
+    kinds = {
         "history changes": (changes_table, changes_table.c.at < cutoff),
         "history runs": (runs_table, runs_table.c.last_at < cutoff),
     }
+    deleted = {}
+    with store.engine.begin() as conn:
+        for kind, (table, old) in kinds.items():
+            doomed = sa.select(table.c.id).where(old).limit(batch)
+            deleted[kind] = conn.execute(sa.delete(table).where(table.c.id.in_(doomed))).rowcount
+    return deleted
 
 
 def read(store: Store, start: datetime, end: datetime) -> History:
     """`load` in a read transaction of `store`."""
-    with store.engine.connect() as conn:
-        conn.execution_options(store_read=True)
-        with conn.begin():
-            return load(conn, start, end)
+    with store.read() as conn:
+        return load(conn, start, end)

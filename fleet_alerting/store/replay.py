@@ -47,5 +47,5 @@ def first_sight(store: Store, key: str, now: datetime, keep: timedelta) -> bool:
 
 def remembered(store: Store) -> int:
     """How many requests are remembered now (expired ones not yet pruned included)."""
-    with store._read() as conn:
+    with store.read() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(replays_table)).scalar_one())

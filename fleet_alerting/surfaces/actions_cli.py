@@ -52,11 +52,8 @@ def _resolve(config: Any, typed: str) -> tuple[str | None, str]:
     """The key `typed` names, from a store that must exist (never created by a lookup)."""
     from fleet_alerting.surfaces.listings import find_key, open_store
 
-    store = open_store(config)
-    try:
+    with open_store(config) as store:
         key, problem, _ids = find_key(store, typed)
-    finally:
-        store.close()
     return key, problem
 
 

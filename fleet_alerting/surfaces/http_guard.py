@@ -157,11 +157,8 @@ async def first_sight(config: Config, key: str, now: datetime, keep: timedelta) 
     its write lock held past REPLAY_WAIT."""
 
     def remember() -> bool:
-        store = Store(config.state, busy_timeout=REPLAY_WAIT)
-        try:
+        with Store(config.state, busy_timeout=REPLAY_WAIT) as store:
             return replay.first_sight(store, key, now, keep)
-        finally:
-            store.close()
 
     try:
         return await asyncio.to_thread(remember)

@@ -67,15 +67,12 @@ async def perform(
     client: httpx.AsyncClient | None = None,
     deliver: bool = True,
 ) -> Outcome:
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         async with _client(client) as http:
             outcome = await _perform(store, config, key, action, actor, via, now, duration, http)
             if deliver and outcome.ok:
                 await deliver_now(config, store, http)
         return outcome
-    finally:
-        store.close()
 
 
 async def _perform(

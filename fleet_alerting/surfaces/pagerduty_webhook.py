@@ -131,8 +131,7 @@ def pagerduty_routes(config: Config, clock: Callable[[], float]) -> list[Route]:
         agent = (event.agent.summary if event.agent else None) or "PagerDuty"
         pd_key = event.data.incident_key or ""
         kind = event.event_type
-        store = Store(config.state)
-        try:
+        with Store(config.state) as store:
             key = next(
                 (k for k in store.unresolved() if dedup_key(k) == pd_key),
                 pd_key,  # resolved or unknown here: recorded against PagerDuty's key
@@ -148,7 +147,5 @@ def pagerduty_routes(config: Config, clock: Callable[[], float]) -> list[Route]:
             if change is not None and change.notifications:
                 async with httpx.AsyncClient(timeout=10) as client:
                     await deliver_now(config, store, client)
-        finally:
-            store.close()
 
     return [Route("/pagerduty/webhook", webhook, methods=["POST"])]

@@ -202,15 +202,12 @@ def action_routes(
 
     async def refuse(click: Click) -> None:
         now = datetime.fromtimestamp(clock(), UTC)
-        store = Store(config.state)
-        try:
+        with Store(config.state) as store:
             audit.record(
                 store, click.key, action=click.action, actor=click.actor, via="slack", now=now,
                 outcome="refused: not allowed",
                 detail={"user_id": click.user_id, "channel_id": click.channel_id},
             )  # fmt: skip
-        finally:
-            store.close()
         await respond(
             click.response_url,
             ephemeral(

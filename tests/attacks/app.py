@@ -251,19 +251,13 @@ def seed_incident(state: str, key: str = KEY, status: State = State.paged) -> No
         key, "blackbox", Severity.critical, status, onset, now, signal,
         consecutive_failures=5, opened_at=onset,
     )  # fmt: skip
-    store = Store(state)
-    try:
+    with Store(state) as store:
         store.record(Evaluation([incident], []), now)
-    finally:
-        store.close()
 
 
 def history(state: str, key: str = KEY) -> list[audit.ActionRecord]:
-    store = Store(state)
-    try:
+    with Store(state) as store:
         return audit.history(store, key)
-    finally:
-        store.close()
 
 
 def exchange(port: int, path: str, headers: dict[str, str | bytes], body: bytes) -> Answer:

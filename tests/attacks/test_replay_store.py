@@ -18,8 +18,7 @@ MAIN_STORE = Path(__file__).parents[1] / "fixtures" / "store-main-c4597d7.sqlite
 
 
 def test_a_key_is_new_once_until_it_expires(state_db: str) -> None:
-    store = Store(state_db)
-    try:
+    with Store(state_db) as store:
         assert replay.first_sight(store, "slack:v0=aa", T0, KEEP)
         assert not replay.first_sight(store, "slack:v0=aa", T0 + timedelta(minutes=9), KEEP)
         assert replay.first_sight(store, "pagerduty:E1", T0, timedelta(hours=24))
@@ -28,8 +27,6 @@ def test_a_key_is_new_once_until_it_expires(state_db: str) -> None:
         assert replay.first_sight(store, "slack:v0=bb", T0 + KEEP, KEEP)
         assert replay.remembered(store) == 2  # E1 and bb
         assert replay.first_sight(store, "slack:v0=aa", T0 + KEEP, KEEP)
-    finally:
-        store.close()
 
 
 def test_of_processes_racing_with_one_key_exactly_one_wins(state_db: str) -> None:
@@ -37,12 +34,9 @@ def test_of_processes_racing_with_one_key_exactly_one_wins(state_db: str) -> Non
     barrier, results = threading.Barrier(8), []
 
     def contender() -> None:
-        store = Store(state_db)
-        try:
+        with Store(state_db) as store:
             barrier.wait(30)
             results.append(replay.first_sight(store, "slack:v0=race", T0, KEEP))
-        finally:
-            store.close()
 
     threads = [threading.Thread(target=contender) for _ in range(8)]
     for thread in threads:
@@ -55,9 +49,6 @@ def test_of_processes_racing_with_one_key_exactly_one_wins(state_db: str) -> Non
 def test_a_store_written_before_the_table_gets_it_when_opened(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite"
     shutil.copy(MAIN_STORE, path)
-    store = Store(path)
-    try:
+    with Store(path) as store:
         assert replay.first_sight(store, "pagerduty:E1", T0, KEEP)
         assert not replay.first_sight(store, "pagerduty:E1", T0, KEEP)
-    finally:
-        store.close()

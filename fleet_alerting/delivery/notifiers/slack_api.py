@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from pydantic import SecretStr
@@ -119,7 +119,15 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": fit(text, MAX_SECTION)}}
 
 
-ThreadStore = Any  # fleet_alerting.store.Store (incident(), set_thread()); kept loose for tests
+class ThreadStore(Protocol):
+    """Where an incident's Slack thread is kept (fleet_alerting.store.database.Store); delivery
+    sits beside the store in the layers, so it names what it needs rather than importing it."""
+
+    def incident(self, key: str) -> Incident | None: ...
+
+    def set_thread(
+        self, key: str, onset: datetime, channel: str, ts: str, now: datetime
+    ) -> bool: ...
 
 
 class SlackApi:
