@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from fleet_alerting.alertmanager.routing import AlertmanagerConfig
+from fleet_alerting.alertmanager.routing import AlertmanagerYml
 from fleet_alerting.audit.noise import _series_key
 from fleet_alerting.audit.noise import episodes as noise_episodes
 from fleet_alerting.config import Config
@@ -437,7 +437,7 @@ def with_alerts(history: History, episodes: Iterable[AlertEpisode], config: Conf
 PAGING_CONFIGS = ("pagerduty_configs", "opsgenie_configs", "victorops_configs")
 
 
-def pages_via(am: AlertmanagerConfig, receiver: str) -> bool:
+def pages_via(am: AlertmanagerYml, receiver: str) -> bool:
     return any(am.receivers.get(receiver, {}).get(kind) for kind in PAGING_CONFIGS)
 
 
@@ -453,7 +453,7 @@ class Routed:
 
 
 def route(
-    episodes: Iterable[AlertEpisode], current: AlertmanagerConfig, proposed: AlertmanagerConfig
+    episodes: Iterable[AlertEpisode], current: AlertmanagerYml, proposed: AlertmanagerYml
 ) -> list[Routed]:
     routed = []
     for episode in episodes:
