@@ -199,14 +199,17 @@ class Replay:
     runs: int  # how many recorded runs the period holds (what stepping every run would cost)
 
 
-def replay(history: History, config: Config, name: str = "") -> Replay:
-    """Every notification `config` would have caused over `history`, in time order."""
-    return _Replayer(history, config).run(name)
+def replay(history: History, config: Config, name: str = "", every_run: bool = False) -> Replay:
+    """Every notification `config` would have caused over `history`, in time order.
+    `every_run`: evaluate every recorded run instead (the reference the stepping is tested
+    against)."""
+    return _Replayer(history, config, every_run).run(name)
 
 
 class _Replayer:
-    def __init__(self, history: History, config: Config):
+    def __init__(self, history: History, config: Config, every_run: bool = False):
         self.history = history
+        self.every_run = every_run
         self.policy_for = policies_for(config)
         rules = config.storm_rules()
         self.rules = replace(rules, inhibit_rules=rules.inhibitions())  # built once, not per run
@@ -298,7 +301,7 @@ class _Replayer:
         nothing, so it is left out — unless a fleet aggregate counts the stream's devices; one
         of each source stays (the sources a run names are those it may change)."""
         observed = self.observed[stream]
-        if stream in self.whole:
+        if stream in self.whole or self.every_run:
             return list(observed.values())
         keys = dict.fromkeys(self.failing[stream])
         keys.update((key, None) for key in self.own[stream] if key in observed)
@@ -312,10 +315,11 @@ class _Replayer:
         after = now + _TICK
         if any(self.may_inhibit(i) for i in changed):
             for other in self.streams:  # its symptoms may be in another watch
-                self.schedule(other, after)
+                # a watch's run at this same moment comes after this one when it sorts after it
+                self.schedule(other, now if other > stream else after)
         own = self.own[stream]
         observed = self.observed[stream]
-        if any(
+        if self.every_run or any(
             _counting(i) and (i.key in observed or i.source in segment.vanished)
             for i in own.values()
         ):
