@@ -5,14 +5,16 @@ the period. The engine is the flows' own: `core.storms.decide` (policy, inhibiti
 fleet aggregates, and whatever the engine decides inside it) with the policies and storm rules
 of a loaded Config, called as tasks.pipeline calls it — per watch, with that run's observations.
 
-The clock does not step every minute: a watch is evaluated at its recorded runs where an
-observation changed, at the run after any evaluation that changed something (anywhere: a cause
-resolving in one watch tells its symptoms in another), while an incident is still counting
-failures or successes, and at the first run at or after a timer of an open incident — any
-duration of its policy or of the grouping after any time the incident records (onset, opened,
-paged, last told, acknowledged...), and any `until` of its acts. A run that is none of these
-would find nothing to do: the engine changes an incident only on a new observation, a count
-or a time that passed.
+The clock does not step every run: a watch is evaluated at its recorded runs where an
+observation changed, while one of its incidents counts failures or successes towards opening or
+resolving, at the first run at or after a time one of its open incidents could fall due (any
+duration of its policy or of the grouping after any time the incident records — onset, opened,
+paged, last told, acknowledged, the escalation's next step — and the boundaries of every time
+window in the config), and every watch at its next run after an incident that could inhibit
+another changed (a cause resolving in one watch tells its symptoms in another). A run that is
+none of these finds nothing to do: the engine changes an incident only on a new observation, a
+count or a time that passed. tests/test_whatif_stepping.py holds this against evaluating every
+run.
 """
 
 from __future__ import annotations
