@@ -22,8 +22,9 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -31,7 +32,7 @@ from uuid import UUID
 import httpx
 
 from fleet_alerting.config import ConfigError, load_config
-from fleet_alerting.config.schema import Config
+from fleet_alerting.config.schema import Config, ScheduleConfig
 from fleet_alerting.config.secrets import redact
 from fleet_alerting.deployments.heartbeat import heartbeat
 from fleet_alerting.deployments.local import (
@@ -42,12 +43,15 @@ from fleet_alerting.deployments.local import (
     startup_timeout,
     write_marker,
 )
+from fleet_alerting.deployments.prune import keep_pruned
 from fleet_alerting.deployments.schedules import CONFIGURED, Planned, plan, watch_interval
 from fleet_alerting.deployments.watch_runs import RUNS, WatchRuns
-from fleet_alerting.flows import get_flow
+from fleet_alerting.flows import ENTRYPOINTS, get_flow
 
 TAG = "fleet-alerting"
 Print = Callable[[str], None]
+KEEP_RUNS = ScheduleConfig().keep_runs
+KEEP_EVENTS = ScheduleConfig().keep_events
 # beside the runs while `serve` serves (the metrics endpoint, from the CLI: a surface)
 Sidecar = Callable[[Config, WatchRuns, Print], contextlib.AbstractContextManager[object]]
 
@@ -62,7 +66,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_settings(port: int) -> dict[str, Any]:
+def server_settings(port: int, keep_events: timedelta = KEEP_EVENTS) -> dict[str, Any]:
     """Settings of a local server on `port`: the UI asks `/ui-settings` where its API is, and
     without these it is told the default port 4200 (PrefectHQ/prefect#18895); SQLite waits for
     its lock rather than failing requests with 503 when the machine is busy."""
@@ -83,11 +87,27 @@ def server_settings(port: int) -> dict[str, Any]:
         # SQLite under a busy machine: wait for the lock rather than answer 503 (default 10 s, 5 s)
         PREFECT_API_DATABASE_TIMEOUT: 60.0,
         PREFECT_API_DATABASE_CONNECTION_TIMEOUT: 30.0,
+    } | retention_settings(keep_events)
+
+
+def retention_settings(keep_events: timedelta) -> dict[Any, Any]:
+    """Events (~60 % of the database when runs are frequent) kept `keep_events`, and the logs and
+    artifacts of runs `prune_runs` deleted swept up by the server's own vacuum."""
+    from prefect.settings import (
+        PREFECT_SERVER_EVENTS_RETENTION_PERIOD,
+        PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED,
+    )
+
+    return {
+        PREFECT_SERVER_EVENTS_RETENTION_PERIOD: keep_events,
+        PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED: {"events", "orphans"},
     }
 
 
 @contextlib.contextmanager
-def local_server(port: int | None = None, timeout: float | None = None) -> Iterator[str]:
+def local_server(
+    port: int | None = None, timeout: float | None = None, keep_events: timedelta = KEEP_EVENTS
+) -> Iterator[str]:
     """A Prefect server (API, UI, scheduler) on loopback inside this process; yields its API URL.
     One interpreter for server and runs keeps `serve` within a small VPS's memory."""
     import uvicorn
@@ -100,7 +120,7 @@ def local_server(port: int | None = None, timeout: float | None = None) -> Itera
 
     def run() -> None:
         try:
-            with temporary_settings(updates=server_settings(port)):
+            with temporary_settings(updates=server_settings(port, keep_events)):
                 from prefect.server.api.server import create_app
 
                 config = uvicorn.Config(
@@ -159,7 +179,7 @@ def serve_all(config_path: str, out: Print = print, sidecars: Sequence[Sidecar] 
                     f"no Prefect server answers at {api} (PREFECT_API_URL); start it, or unset "
                     "PREFECT_API_URL and serve starts its own"
                 )
-            asyncio.run(execute(planned, api, out))
+            asyncio.run(execute(planned, api, out, config.schedule.keep_runs))
             out("serve: stopped")
             return 0
         if running := served_api():
@@ -168,7 +188,7 @@ def serve_all(config_path: str, out: Print = print, sidecars: Sequence[Sidecar] 
                 " two would run every scheduled run twice; stop it first, or give this one "
                 "another PREFECT_HOME"
             )
-        with local_server() as url:
+        with local_server(keep_events=config.schedule.keep_events) as url:
             write_marker(url)
             try:
                 ui = url.removesuffix("/api")
@@ -176,7 +196,7 @@ def serve_all(config_path: str, out: Print = print, sidecars: Sequence[Sidecar] 
                     f"Started a local Prefect server: UI at {ui} (API {url}: `fleet-alerting run` "
                     "and `trigger` on this machine find it)"
                 )
-                asyncio.run(execute(planned, url, out))
+                asyncio.run(execute(planned, url, out, config.schedule.keep_runs))
             finally:
                 remove_marker()
             out("serve: stopped, and its Prefect server with it")
@@ -221,7 +241,9 @@ def _poll_seconds(planned: list[Planned]) -> float:
     return max(0.5, min(5.0, shortest / 10))
 
 
-async def execute(planned: list[Planned], api_url: str, out: Print = print) -> None:
+async def execute(
+    planned: list[Planned], api_url: str, out: Print = print, keep_runs: timedelta = KEEP_RUNS
+) -> None:
     """Register the deployments, then run their due flow runs in-process until SIGTERM/SIGINT."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -231,7 +253,21 @@ async def execute(planned: list[Planned], api_url: str, out: Print = print) -> N
         loop.add_signal_handler(sig, stop.set)
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         flows = await register(planned, out)
-        await run_due(flows, stop, _poll_seconds(planned), out)
+        async with _pruning(keep_runs, stop, out):
+            await run_due(flows, stop, _poll_seconds(planned), out)
+
+
+@contextlib.asynccontextmanager
+async def _pruning(keep_runs: timedelta, stop: asyncio.Event, out: Print) -> AsyncIterator[None]:
+    """Old runs of this project's flows deleted from Prefect beside the runs, hourly."""
+    now = partial(datetime.now, UTC)
+    task = asyncio.create_task(keep_pruned(ENTRYPOINTS, keep_runs, stop, now, out))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def register(planned: list[Planned], out: Print) -> dict[UUID, Any]:
