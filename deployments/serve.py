@@ -311,6 +311,7 @@ async def run_due(flows: dict[UUID, Any], stop: asyncio.Event, poll: float, out:
                 due = await client.get_scheduled_flow_runs_for_deployments(
                     deployment_ids=list(flows), scheduled_before=datetime.now(UTC)
                 )
+                _forget_gone(started, due)
                 for deployment_id, runs in _by_deployment(due, started).items():
                     if deployment_id in active:
                         continue  # concurrency 1: the next due run waits for this one
@@ -334,6 +335,12 @@ async def run_due(flows: dict[UUID, Any], stop: asyncio.Event, poll: float, out:
                 _, pending = await asyncio.wait(list(active.values()), timeout=30)
                 for task in pending:
                     task.cancel()
+
+
+def _forget_gone(started: set[UUID], due: list[Any]) -> None:
+    """A run started or superseded is remembered only while the server still lists it as due
+    (its new state not yet recorded): the set stays as small as one poll, for months."""
+    started.intersection_update(run.id for run in due)
 
 
 def _by_deployment(runs: list[Any], started: set[UUID]) -> dict[UUID, list[Any]]:
