@@ -150,7 +150,7 @@ def main() -> None:
     env |= {"BENCH_FLEET_TOKEN": "bench-token", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env |= {"DO_NOT_TRACK": "1"}
     codes = [c.split("=", 1) for c in args.code] or [["this", str(ROOT)]]
-    serves: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+    serves: dict[str, subprocess.Popen[bytes]] = {}
     for label, code in codes:
         home = work / label / "prefect-home"
         config = write_config(work / label, base, prometheus, alertmanager)
@@ -172,7 +172,7 @@ def main() -> None:
     try:
         while time.monotonic() - started < args.minutes * 60:
             at = time.monotonic() - started
-            for label, (proc, _) in serves.items():
+            for label, proc in serves.items():
                 home = work / label / "prefect-home"
                 mb = rss_kb(proc.pid) / 1024
                 rss[label].append((at, mb))
@@ -182,14 +182,16 @@ def main() -> None:
                 print(f"{at / 60:5.1f} min {label}: RSS {mb:6.1f} MB, db {db_mb(home):7.1f} MB")
             sys.stdout.flush()
             time.sleep(30)
-        ends = {label: cpu_seconds(proc.pid) for label, (proc, _) in serves.items()}
+        ends = {label: cpu_seconds(proc.pid) for label, proc in serves.items()}
     finally:
-        for proc, _ in serves.values():
+        for proc in serves.values():
             proc.terminate()
-        for proc, _ in serves.values():
+        for proc in serves.values():
             proc.wait(120)
         for server in servers:
             server.stop()
+        if sys.exc_info()[0] is not None:
+            plain.kill()
     plain_cpu, plain_n = (float(x) for x in plain.communicate(timeout=120)[0].split())
     measured = (args.minutes - args.warmup) * 60 / 10  # rounds of five runs after warm-up
     print(f"\nafter {args.warmup:g} min warm-up, {args.minutes:g} min in all (work: {work}):")
