@@ -13,8 +13,12 @@ from uuid import UUID
 from prefect import flow, task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate, LogCreate
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter
-from prefect.client.schemas.filters import LogFilterFlowRunId
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Completed, Failed, Running, Scheduled
 
