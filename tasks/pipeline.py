@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
-import httpx
-
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.incidents import Incident, unseen
@@ -20,6 +18,7 @@ from fleet_alerting.delivery.drain import (
     drain,
     lease_for,
 )
+from fleet_alerting.http.clients import shared_client
 from fleet_alerting.store.actions import history as action_history
 from fleet_alerting.store.database import Retention, Store
 from fleet_alerting.tasks.runtime import run_logger, step, tracked
@@ -139,15 +138,14 @@ async def deliver_notifications(config: Config) -> DrainReport:
     logger = run_logger()
     store = Store(config.state)
     try:
-        async with httpx.AsyncClient() as client:
-            report = await drain(
-                store,
-                build_notifiers(config, client, store),
-                utcnow,
-                attempts_per_run=config.notify.attempts_per_run,
-                give_up_after=config.notify.give_up_after,
-                lease=lease_for(config, MAX_WAIT),
-            )
+        report = await drain(
+            store,
+            build_notifiers(config, shared_client("notifiers"), store),
+            utcnow,
+            attempts_per_run=config.notify.attempts_per_run,
+            give_up_after=config.notify.give_up_after,
+            lease=lease_for(config, MAX_WAIT),
+        )
     finally:
         store.close()
     for item, receipt in report.sent:

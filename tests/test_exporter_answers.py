@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -21,6 +21,7 @@ from fleet_alerting.sources.blackbox.client import (
     probe_all,
     probe_values,
 )
+from tests.fakes.proxy import CountingProxy
 from tests.test_blackbox import Targets, blackbox_exporter, targets  # noqa: F401 -- fixtures
 
 TARGET = ProbeTarget("api", "https://api.test/healthz", Severity.critical)
@@ -83,27 +84,6 @@ def test_a_real_exporters_answer_is_read_by_hand(
         body = httpx.get(f"{blackbox_exporter}/probe?{query}", timeout=10).text
         values = probe_values(body)
         assert values is not None and same(values, full_values(body))
-
-
-class CountingProxy:
-    """A TCP relay in front of the exporter that counts the connections made through it."""
-
-    def __init__(self, upstream: str):
-        parts = urlsplit(upstream)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.connections = 0
-
-    async def relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
 @pytest.mark.integration

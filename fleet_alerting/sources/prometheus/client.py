@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
 from fleet_alerting.config.secrets import SecretError
 from fleet_alerting.core.batch import no_gc_pauses
+from fleet_alerting.http.clients import shared_client
 from fleet_alerting.http.errors import (
     AdapterError,
     excerpt,
@@ -87,8 +88,16 @@ class _Bearer(httpx.Auth):
 class PrometheusClient:
     """Instant queries against one Prometheus. `base_url` is the server root (no /api/v1)."""
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str, timeout: float, attempts: int = 2):
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        timeout: float,
+        attempts: int = 2,
+        auth: httpx.Auth | None = None,  # per request: the client may be shared
+    ):
         self.client = client
+        self.auth = auth
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.attempts = attempts
@@ -105,6 +114,7 @@ class PrometheusClient:
                 f"{self.base_url}/api/v1/query",
                 params=params,
                 timeout=self.timeout + min(self.timeout, 1.0),
+                auth=self.auth or httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.HTTPError as exc:
             raise transport_error(exc, SYSTEM) from None
@@ -127,9 +137,9 @@ async def query_watches(
     except SecretError as exc:
         return [WatchOutcome(w, error=f"credentials: {exc}", permanent=True) for w in watches]
     timeout = config.timeout.total_seconds()
-    async with httpx.AsyncClient(auth=auth, timeout=timeout + 1) as http:
-        client = PrometheusClient(http, config.url or "", timeout)
-        return list(await asyncio.gather(*(_one_watch(client, w) for w in watches)))
+    http = shared_client(config.url or "", timeout + 1)
+    client = PrometheusClient(http, config.url or "", timeout, auth=auth)
+    return list(await asyncio.gather(*(_one_watch(client, w) for w in watches)))
 
 
 async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutcome:
