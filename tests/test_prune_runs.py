@@ -1,15 +1,19 @@
 """Done when: Prefect's database stays bounded under `serve`. Against a real Prefect server, the
 finished runs of this project's flows expected before the cut-off are deleted with their task
-runs, artifacts and logs; runs still going, recent runs and other projects' runs stay."""
+runs, artifacts and logs; runs still going, recent runs and other projects' runs stay. The server
+`serve` starts keeps events `schedule.keep_events`."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
+import pytest
 from prefect import flow, task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate, LogCreate
@@ -23,6 +27,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Completed, Failed, Running, Scheduled
 
 from fleet_alerting.deployments.prune import keep_pruned, prune_runs
+from fleet_alerting.deployments.serve import local_server
 
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=20)
@@ -130,3 +135,13 @@ async def pruning_until_stopped() -> None:
     assert said == ["serve: deleted 3 run(s) older than 14d from Prefect"]
     async with get_client() as client:
         assert not [run for run in old if await exists(client, run)]
+
+
+def test_serves_own_server_keeps_events_as_configured_and_sweeps_orphans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    with local_server(keep_events=timedelta(hours=2)) as url:
+        settings = httpx.get(f"{url}/admin/settings", timeout=30).json()["server"]
+    assert settings["events"]["retention_period"] == "PT2H"
+    assert set(settings["services"]["db_vacuum"]["enabled"]) == {"events", "orphans"}
