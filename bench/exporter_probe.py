@@ -1,7 +1,7 @@
 """Benchmark: probing through a real blackbox_exporter — this process's CPU per probe.
 
 A real blackbox_exporter (Debian) probes `--targets` distinct URLs of a local HTTP server that
-answers 200 at once. Two clients, alternating round by round (best round kept):
+answers 200 at once (bench/running.py's). Two clients, alternating round by round (best round kept):
 
 - **probe step**: `fleet_alerting.sources.blackbox.client.probe_all` in exporter mode, exactly
   what the `probe-targets` task runs (concurrency 20);
@@ -27,28 +27,17 @@ import tempfile
 import threading
 import time
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).parent))
+from running import Fleet
+
 ROOT = Path(__file__).parents[1]
 CONCURRENCY = 20
-
-
-class Ok(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("content-length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 async def minimal(exporter: str, urls: list[str]) -> int:
@@ -107,7 +96,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from tests.servers import Server, free_port, http_ready, require_binary
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Fleet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
     codes = [c.split("=", 1) for c in args.code] or [["this", str(ROOT)]]

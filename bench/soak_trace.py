@@ -1,6 +1,6 @@
-"""Where `serve`'s memory grows: `serve` in this process under tracemalloc, its config from
-bench/soak.py (every watch every 10 s, local servers), and every `--every` minutes the biggest
-growths since the first snapshot (taken after `--warmup` minutes), by allocating stack.
+"""Where `serve`'s memory grows: `serve` in this process, its config from bench/soak.py (every
+watch every 10 s, local servers); tracemalloc starts after `--warmup` minutes, then every `--every`
+minutes the biggest growths since then are printed by allocating stack.
 
     PYTHONPATH=$PWD .venv/bin/python bench/soak_trace.py [--minutes 12] [--warmup 3] [--every 3]
 """
@@ -52,10 +52,10 @@ def main() -> None:
     os.environ.pop("PREFECT_API_URL", None)
     os.environ |= {"PREFECT_HOME": str(work / "prefect-home"), "BENCH_FLEET_TOKEN": "t"}
     os.environ |= {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
-    tracemalloc.start(FRAMES)
 
     def watcher() -> None:
         time.sleep(args.warmup * 60)
+        tracemalloc.start(FRAMES)  # after start-up: only what is allocated later is traced
         first = tracemalloc.take_snapshot()
         started = time.monotonic()
         while time.monotonic() - started < (args.minutes - args.warmup) * 60:
