@@ -36,6 +36,34 @@ def report(base: tracemalloc.Snapshot, top: int) -> None:
             print("    " + line.strip(), flush=True)
 
 
+def holders() -> None:
+    """How many Prefect FlowRun objects are alive, and what holds the oldest (two levels)."""
+    import gc
+
+    from prefect.client.schemas.objects import FlowRun
+
+    gc.collect()
+    runs = [o for o in gc.get_objects() if isinstance(o, FlowRun)]
+    print(f"--- FlowRun objects alive: {len(runs)}", flush=True)
+    if not runs:
+        return
+    oldest = min(runs, key=lambda r: r.created or r.expected_start_time)
+    for ref in gc.get_referrers(oldest):
+        if ref is runs:
+            continue
+        print(f"  held by {type(ref).__name__}: {_show(ref)}", flush=True)
+        for outer in gc.get_referrers(ref):
+            if outer is not runs:
+                print(f"    held by {type(outer).__name__}: {_show(outer)}", flush=True)
+    del runs, oldest
+
+
+def _show(obj: object) -> str:
+    if isinstance(obj, dict):
+        return str(list(obj)[:8])[:200]
+    return repr(obj)[:200]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=12.0)
@@ -50,7 +78,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{fleet.server_port}"
     config = write_config(work / "serve", base, prometheus, alertmanager)
     os.environ.pop("PREFECT_API_URL", None)
-    os.environ |= {"PREFECT_HOME": str(work / "prefect-home"), "BENCH_FLEET_TOKEN": "t"}
+    os.environ |= {"PREFECT_HOME": str(work / "prefect-home"), "BENCH_FLEET_TOKEN": "bench-token"}
     os.environ |= {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
 
     def watcher() -> None:
@@ -61,6 +89,7 @@ def main() -> None:
         while time.monotonic() - started < (args.minutes - args.warmup) * 60:
             time.sleep(args.every * 60)
             report(first, args.top)
+            holders()
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watcher, daemon=True).start()
