@@ -45,7 +45,8 @@ async def fetch_escalating_alerts(config: AlertmanagerConfig) -> Escalating:
     ]
     if config.watchdog is not None:
         queries.append((None, matchers(config.watchdog)))  # None: the watchdog's
-    api = Alertmanager(shared_client(config.url, config.timeout.total_seconds()), config.url)
+    client = shared_client(config.url, config.timeout.total_seconds())
+    api = Alertmanager(client, config.url, config.max_answer_bytes)
     answers = await asyncio.gather(
         *(api.escalation_alerts(selects) for _, selects in queries), return_exceptions=True
     )
@@ -83,10 +84,7 @@ def advance_watchdog_clock(
 ) -> WatchdogClock:
     """The watchdog's clock after this run's sighting, kept in the store for the next runs."""
     key = f"{SOURCE}:{config.alertname}"
-    store = Store(state)
-    try:
+    with Store(state) as store:
         clock = WatchdogClock.load(store.get_value(key)).after(seen, now)
         store.set_value(key, clock.dump())
-    finally:
-        store.close()
     return clock

@@ -19,8 +19,7 @@ def incident_records(state_path: str) -> list[IncidentRecord]:
     """Every incident of the store, as the noise statistics read them."""
     from fleet_alerting.store.database import Store
 
-    store = Store(state_path)
-    try:
+    with Store(state_path) as store:
         return [
             IncidentRecord(
                 watch=i.source,
@@ -33,8 +32,6 @@ def incident_records(state_path: str) -> list[IncidentRecord]:
             )
             for i in store.incidents(include_resolved=True)
         ]
-    finally:
-        store.close()
 
 
 @task(name="run-quarterly-audit", retries=1, retry_delay_seconds=30)

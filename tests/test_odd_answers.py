@@ -61,11 +61,8 @@ def write_config(path: Path, pd: PagerDutyServer, **sections: Any) -> None:
 
 
 def incidents(config_file: Path) -> dict[str, Incident]:
-    store = Store(config_file.parent / "state.sqlite")
-    try:
+    with Store(config_file.parent / "state.sqlite") as store:
         return {i.key: i for i in store.incidents(include_resolved=True)}
-    finally:
-        store.close()
 
 
 def resolves(pd: PagerDutyServer) -> list[str]:

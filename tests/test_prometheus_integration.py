@@ -273,12 +273,13 @@ def test_flow_against_real_prometheus(
 
 
 def link_urls(message: dict) -> dict[str, str]:
-    """text → url of the `<url|text>` links in a Block Kit message."""
+    """text → url of the `<url|text>` links in a Block Kit message, `&amp;` read back as Slack
+    reads it."""
     found = {}
     for block in message["blocks"]:
         text = (block.get("text") or {}).get("text", "")
         for part in text.split(" · "):
             if part.startswith("<") and "|" in part:
                 url, label = part[1:].rstrip(">").rsplit("|", 1)
-                found[label] = url
+                found[label] = url.replace("&amp;", "&")
     return found

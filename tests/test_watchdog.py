@@ -54,20 +54,14 @@ def resolve_by_hand(am: str) -> None:
 
 def set_clock_back(config_file: Path, name: str = "Watchdog", **ago: timedelta) -> None:
     key, now = f"alertmanager-watchdog:{name}", datetime.now(UTC)
-    store = Store(config_file.parent / "state.sqlite")
-    try:
+    with Store(config_file.parent / "state.sqlite") as store:
         clock = store.get_value(key) or {}
         store.set_value(key, clock | {field: (now - d).isoformat() for field, d in ago.items()})
-    finally:
-        store.close()
 
 
 def clock(config_file: Path) -> dict[str, Any]:
-    store = Store(config_file.parent / "state.sqlite")
-    try:
+    with Store(config_file.parent / "state.sqlite") as store:
         return store.get_value(CLOCK)
-    finally:
-        store.close()
 
 
 @pytest.fixture

@@ -511,7 +511,7 @@ def test_retired_checks_resolve_by_hysteresis(tmp_path: Path) -> None:
     ]
 
 
-# issue 11: Zigbee tells -------------------------------------------------------------------------
+# Zigbee tells -------------------------------------------------------------------------------------
 @pytest.mark.integration
 def test_legacy_permit_join_timeout_is_the_known_end(
     broker: Broker, sims: list, tmp_path: Path

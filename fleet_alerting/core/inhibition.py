@@ -22,6 +22,7 @@ from datetime import datetime
 
 from pydantic import Field
 
+from fleet_alerting.core.escalation import as_before
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.fleet import FleetOfflineRule, MatcherText, selector, signal_labels
 from fleet_alerting.core.incidents import Incident, Kind, Notification, Overlay, State, glance
@@ -248,6 +249,7 @@ def _muted(incident: Incident, prior: Incident | None, dropped: Sequence[Notific
         paged_via=same.paged_via if same else (),
         last_notified_at=same.last_notified_at if same else None,
         reminders=same.reminders if same else 0,
+        escalation=as_before(same),
     )
 
 

@@ -17,8 +17,9 @@ import orjson
 from pydantic import ValidationError
 
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
-from fleet_alerting.config.secrets import SecretError
+from fleet_alerting.config.secrets import SecretError, register_basic_auth
 from fleet_alerting.core.batch import no_gc_pauses
+from fleet_alerting.http.body import DEFAULT_MAX_ANSWER_BYTES, request_capped
 from fleet_alerting.http.clients import shared_client
 from fleet_alerting.http.errors import (
     AdapterError,
@@ -69,6 +70,7 @@ def auth_for(config: PrometheusConfig) -> httpx.Auth | None:
         return _Bearer(config.bearer_token.resolve().get_secret_value())
     if config.basic_auth is not None:
         password = config.basic_auth.password.resolve().get_secret_value()
+        register_basic_auth(config.basic_auth.username, password)
         return httpx.BasicAuth(config.basic_auth.username, password)
     return None
 
@@ -94,6 +96,7 @@ class PrometheusClient:
         base_url: str,
         timeout: float,
         attempts: int = 2,
+        max_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         auth: httpx.Auth | None = None,  # per request: the client may be shared
     ):
         self.client = client
@@ -101,6 +104,7 @@ class PrometheusClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.attempts = attempts
+        self.max_bytes = max_bytes
 
     async def query(self, expr: str) -> QueryResult:
         """One instant query; retryable failures are tried again (`attempts` in all)."""
@@ -110,8 +114,13 @@ class PrometheusClient:
         # Prometheus bounds the evaluation by `timeout`; the client waits a little longer.
         params = {"query": expr, "timeout": prometheus_duration(self.timeout)}
         try:
-            response = await self.client.get(
+            response = await request_capped(
+                self.client,
+                "GET",
                 f"{self.base_url}/api/v1/query",
+                system=SYSTEM,
+                max_bytes=self.max_bytes,
+                setting="prometheus.max_answer_bytes",
                 params=params,
                 timeout=self.timeout + min(self.timeout, 1.0),
                 auth=self.auth or httpx.USE_CLIENT_DEFAULT,
@@ -138,7 +147,9 @@ async def query_watches(
         return [WatchOutcome(w, error=f"credentials: {exc}", permanent=True) for w in watches]
     timeout = config.timeout.total_seconds()
     http = shared_client(config.url or "", timeout + 1)
-    client = PrometheusClient(http, config.url or "", timeout, auth=auth)
+    client = PrometheusClient(
+        http, config.url or "", timeout, max_bytes=config.max_answer_bytes, auth=auth
+    )
     return list(await asyncio.gather(*(_one_watch(client, w) for w in watches)))
 
 
