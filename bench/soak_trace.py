@@ -91,6 +91,10 @@ def main() -> None:
             report(first, args.top)
             holders()
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(120)  # serve stops within this; if not, this bench does not wait for it
+        for server in servers:
+            server.stop()
+        os._exit(0)
 
     threading.Thread(target=watcher, daemon=True).start()
     from fleet_alerting.deployments.serve import serve_all
