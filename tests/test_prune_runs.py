@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -27,7 +28,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Completed, Failed, Running, Scheduled
 
 from fleet_alerting.deployments.prune import keep_pruned, prune_runs
-from fleet_alerting.deployments.serve import local_server
+from fleet_alerting.deployments.serve import _forget_gone, local_server
 
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=20)
@@ -145,3 +146,23 @@ def test_serves_own_server_keeps_events_as_configured_and_sweeps_orphans(
         settings = httpx.get(f"{url}/admin/settings", timeout=30).json()["server"]
     assert settings["events"]["retention_period"] == "PT2H"
     assert set(settings["services"]["db_vacuum"]["enabled"]) == {"events", "orphans"}
+
+
+@dataclass(frozen=True)
+class Due:
+    id: UUID
+
+
+def test_serve_remembers_a_started_run_only_while_the_server_lists_it_as_due() -> None:
+    """Months of runs: the ids serve remembers stay as many as one poll lists."""
+    started: set[UUID] = set()
+    for _ in range(1000):  # each poll: the run just started is still listed once, then gone
+        run = Due(uuid4())
+        started.add(run.id)
+        _forget_gone(started, [run])
+        _forget_gone(started, [])
+    assert started == set()
+    still_due = Due(uuid4())
+    started.add(still_due.id)
+    _forget_gone(started, [still_due, Due(uuid4())])
+    assert started == {still_due.id}  # not started twice while its new state is on its way
