@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
-import httpx
-
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.escalation import pager_of
@@ -21,6 +19,7 @@ from fleet_alerting.delivery.drain import (
     drain,
     lease_for,
 )
+from fleet_alerting.http.clients import shared_client
 from fleet_alerting.store.actions import history as action_history
 from fleet_alerting.store.database import Retention, Store
 from fleet_alerting.tasks.runtime import run_logger, step, tracked
@@ -137,15 +136,14 @@ async def deliver_notifications(config: Config) -> DrainReport:
     (queued after a failure, in this run or an earlier one): the run must not end green."""
     logger = run_logger()
     with Store(config.state) as store:
-        async with httpx.AsyncClient() as client:
-            report = await drain(
-                store,
-                build_notifiers(config, client, store),
-                utcnow,
-                attempts_per_run=config.notify.attempts_per_run,
-                give_up_after=config.notify.give_up_after,
-                lease=lease_for(config, MAX_WAIT),
-            )
+        report = await drain(
+            store,
+            build_notifiers(config, shared_client("notifiers"), store),
+            utcnow,
+            attempts_per_run=config.notify.attempts_per_run,
+            give_up_after=config.notify.give_up_after,
+            lease=lease_for(config, MAX_WAIT),
+        )
         if not report.store_errors:
             report.owed_pages = [
                 item

@@ -550,6 +550,14 @@ class ScheduleConfig(Model):
     incident pages at most one interval after `page_after`."""
 
     every: dict[WatchName, Annotated[Duration, AfterValidator(_at_least_10s)]] = {}
+    # Prefect's database: finished runs (with their task runs, logs, artifacts; ~30 KB a run)
+    # and events (~130 KB a run) older than these are deleted, so it stays bounded
+    keep_runs: Annotated[Duration, _at_least(timedelta(days=1)), _at_most(timedelta(days=365))] = (
+        timedelta(days=14)
+    )
+    keep_events: Annotated[
+        Duration, _at_least(timedelta(hours=1)), _at_most(timedelta(days=30))
+    ] = timedelta(hours=6)
 
 
 def _listen_address(value: str) -> str:
