@@ -57,6 +57,12 @@ def silenced_at(incident: Incident, now: datetime) -> bool:
     return acts.silenced and (acts.silenced_until is None or now < acts.silenced_until)
 
 
+def closes(incident: Incident, kind: Kind) -> bool:
+    """A resolve of an incident told before it was silenced still goes: every destination that
+    saw it firing hears that it ended."""
+    return kind == Kind.resolved and incident.last_notified_at is not None
+
+
 def holds_page(incident: Incident, hold: timedelta | None, now: datetime) -> bool:
     """An ack (for `hold`, None: for the episode) or a silence keeps a not-yet-sent page back."""
     acts = incident.acts
@@ -104,7 +110,7 @@ def acknowledge(incident: Incident, actor: str, now: datetime, channels: Sequenc
     pagers = [p for p in incident.paged_via if p in ACKNOWLEDGING_PAGERS]
     if incident.state != State.paged:
         pagers = []
-    return Change(incident, _to(incident, [*pagers, *_slack(channels)], Kind.acknowledged, now))
+    return Change(incident, _to(incident, [*pagers, *_closing(channels)], Kind.acknowledged, now))
 
 
 def silence(
@@ -131,7 +137,7 @@ def silence(
         changed_at=now,
     )
     incident = replace(incident, acts=acts, changed_at=now)
-    return Change(incident, _to(incident, _slack(channels), Kind.silenced, now))
+    return Change(incident, _to(incident, _closing(channels), Kind.silenced, now))
 
 
 def unsilence(incident: Incident, actor: str, now: datetime, channels: Sequence[str]) -> Change:
@@ -164,7 +170,7 @@ def pager_acknowledged(
         return Change(incident, [], f"already acknowledged by {incident.acts.acked_by}")
     acts = replace(incident.acts, acked_by=actor, acked_at=now, changed_at=now)
     incident = replace(incident, acts=acts, changed_at=now)
-    return Change(incident, _to(incident, _slack(channels), Kind.pager_acknowledged, now))
+    return Change(incident, _to(incident, _closing(channels), Kind.pager_acknowledged, now))
 
 
 def pager_resolved(
@@ -211,6 +217,12 @@ def _lifted(acts: Acts, now: datetime) -> Acts:
 def _slack(channels: Sequence[str]) -> list[str]:
     """Actions are told in the incident's own channel (its thread), not the mirror."""
     return [c for c in channels if c == "slack"]
+
+
+def _closing(channels: Sequence[str]) -> list[str]:
+    """What closes a firing message (acknowledged, silenced) goes wherever it was told: the
+    incident's thread and the mirror channel."""
+    return [c for c in channels if c in ("slack", "slack_mirror")]
 
 
 def _to(

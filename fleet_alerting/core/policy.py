@@ -259,7 +259,8 @@ def _tell(
     sent: list[Notification],
 ) -> tuple[Incident, list[Notification]]:
     channels = policy.channels()
-    if not channels or actions.silenced_at(incident, now):  # muted: recorded, told to nobody
+    muted = actions.silenced_at(incident, now) and not actions.closes(incident, kind)
+    if not channels or muted:  # muted: recorded, told to nobody
         return incident, sent
     incident = replace(incident, last_notified_at=now)
     return incident, sent + [_notification(incident, c, kind, now) for c in channels]
