@@ -30,6 +30,7 @@ from fleet_alerting.core.inhibition import InhibitRule
 from fleet_alerting.core.links import LinksConfig
 from fleet_alerting.core.matchers import check_matcher, compile_go_regex
 from fleet_alerting.core.model import Duration, Model, PositiveDuration
+from fleet_alerting.core.muting import MaintenanceConfig
 from fleet_alerting.core.policy import PolicyConfig, default_policies
 from fleet_alerting.core.signals import Severity
 from fleet_alerting.core.storms import StormRules
@@ -548,6 +549,8 @@ class Config(Model):
     fleet: FleetConfig = FleetConfig()
     inhibit_rules: list[InhibitRule] | None = None  # None: the shipped rules; [] turns them off
     grouping: GroupingConfig = GroupingConfig()
+    # silences by matchers live in the store; recurring maintenance windows here (core.muting)
+    maintenance: MaintenanceConfig = MaintenanceConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     metrics: MetricsConfig | None = None
     heartbeat: HeartbeatConfig | None = None

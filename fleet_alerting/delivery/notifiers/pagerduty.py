@@ -16,7 +16,8 @@ from fleet_alerting.http.errors import post_json
 MAX_EVENT_BYTES = 512 * 1024
 MAX_SUMMARY = 1024
 MAX_DEDUP_KEY = 255
-_ACTIONS = {Kind.resolved: "resolve", Kind.acknowledged: "acknowledge"}
+# a silence or maintenance window that begins on a page closes it as an acknowledge
+_ACTIONS = {Kind.resolved: "resolve", Kind.acknowledged: "acknowledge", Kind.muted: "acknowledge"}
 _SEVERITY = {"critical": "critical", "warning": "warning", "info": "info"}
 
 
