@@ -59,8 +59,13 @@ def silenced_at(incident: Incident, now: datetime) -> bool:
 
 def closes(incident: Incident, kind: Kind) -> bool:
     """A resolve of an incident told before it was silenced still goes: every destination that
-    saw it firing hears that it ended."""
-    return kind == Kind.resolved and incident.last_notified_at is not None
+    saw it firing hears that it ended. Not an Alertmanager incident's: its silence there is what
+    ends it here, and the silence was told."""
+    return (
+        kind == Kind.resolved
+        and incident.last_notified_at is not None
+        and not silences_in_alertmanager(incident)
+    )
 
 
 def holds_page(incident: Incident, hold: timedelta | None, now: datetime) -> bool:
