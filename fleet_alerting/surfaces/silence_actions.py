@@ -17,6 +17,7 @@ from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.actions import ALERTMANAGER_SOURCE
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.fleet import selector
+from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.matchers import Matcher, MatcherError, parse_matchers
 from fleet_alerting.core.muting import Muting, Silence, labels_of
 from fleet_alerting.http.errors import AdapterError
@@ -24,6 +25,7 @@ from fleet_alerting.sources.alertmanager.client import Alertmanager
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store import silences
 from fleet_alerting.store.database import Store
+from fleet_alerting.store.errors import StoreError
 
 MAX_SILENCE = timedelta(days=365)
 
@@ -185,13 +187,7 @@ async def expire_silence(
 def query(config: Config, now: datetime, include_expired: bool = False) -> list[dict[str, Any]]:
     """Silences in force (or to come, or with `include_expired` every one) and every maintenance
     window rule, each with the open incidents it mutes now."""
-    store = Store(config.state, create=False)
-    try:
-        stored = silences.listing(store, now, include_expired)
-        muted_counts = silences.muted_counts(store)
-        open_incidents = store.incidents()
-    finally:
-        store.close()
+    stored, muted_counts, open_incidents = _stored(config, now, include_expired)
     labelled = [(i.key, labels_of(i)) for i in open_incidents]
     rows = []
     for s in stored:
@@ -213,6 +209,25 @@ def query(config: Config, now: datetime, include_expired: bool = False) -> list[
             }
         )
     return rows
+
+
+def _stored(
+    config: Config, now: datetime, include_expired: bool
+) -> tuple[list[Silence], dict[str, int], list[Incident]]:
+    """The store's silences, their counts and the open incidents; nothing yet without a store
+    (a listing never creates one)."""
+    try:
+        store = Store(config.state, create=False)
+    except StoreError:
+        return [], {}, []
+    try:
+        return (
+            silences.listing(store, now, include_expired),
+            silences.muted_counts(store),
+            store.incidents(),
+        )
+    finally:
+        store.close()
 
 
 def _silence_row(s: Silence, now: datetime, mutes: list[str], muted: int) -> dict[str, Any]:

@@ -25,7 +25,8 @@ _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 MAX_LINES = 20
 USAGE = (
     "Usage: `/fleet health` · `/fleet state [device]` · `/fleet logs [device] [level] "
-    "[correlation-id]` · `/fleet incidents` · `/fleet run <flow/deployment>`"
+    "[correlation-id]` · `/fleet incidents` · `/fleet run <flow/deployment>` · "
+    "`/fleet silence add|query|expire …`"
 )
 
 
