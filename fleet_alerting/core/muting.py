@@ -242,6 +242,7 @@ def mute(
     after.preload(candidates)
     drop: set[str] = set()
     extra: list[Notification] = []
+    released: dict[str, Incident] = {}
     for key in candidates:
         incident = after[key]
         prior = _same_episode(before.get(key), incident)
@@ -261,9 +262,18 @@ def mute(
             if not keep:
                 drop.add(key)
             extra += told
-            changed[key] = updated
-    kept = [n for n in evaluation.notifications if n.incident.key not in drop]
-    return Evaluation(list(changed.values()), kept + extra)
+            changed[key] = released[key] = updated
+    kept = [
+        replace(n, incident=replace(n.incident, acts=released[n.incident.key].acts))
+        if n.incident.key in released
+        else n  # what the engine sent as the mute ended: the record without the mute
+        for n in evaluation.notifications
+        if n.incident.key not in drop
+    ]
+    # an incident first told as its mute ends opens its thread before the page the engine sent
+    opening = [n for n in extra if n.kind == Kind.opened]
+    rest = [n for n in extra if n.kind != Kind.opened]
+    return Evaluation(list(changed.values()), opening + kept + rest)
 
 
 def _candidate(
