@@ -13,6 +13,9 @@ import httpx
 import pytest
 import yaml
 
+from fleet_alerting.alertmanager.routing import parse_config
+from fleet_alerting.audit.checks import never_closed
+from fleet_alerting.audit.model import AuditInput, DeliveryRecord, Expectations
 from fleet_alerting.config import Config, load_config
 from fleet_alerting.core.incidents import State
 from fleet_alerting.core.signals import Severity, Signal
@@ -20,6 +23,7 @@ from fleet_alerting.delivery.drain import build_notifiers, drain
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store.database import Store
 from fleet_alerting.surfaces.silence_actions import add_silence, expire_silence, query
+from fleet_alerting.tasks.audit import delivery_records
 from fleet_alerting.tasks.pipeline import evaluate_and_record
 from tests.fakes.saas import PagerDutyServer
 from tests.fakes.slack_api import SlackApiServer
@@ -126,6 +130,11 @@ def silence(config: Config, matchers: list[str], now: datetime, hours: float = 2
     return outcome.silence.id
 
 
+def replace_input(deliveries: list[DeliveryRecord]) -> AuditInput:
+    am = parse_config({"route": {"receiver": "a"}, "receivers": [{"name": "a"}]})
+    return AuditInput(am, [], Expectations(), T0, deliveries=deliveries)
+
+
 @pytest.fixture
 def fakes() -> Iterator[tuple[SlackApiServer, PagerDutyServer]]:
     with SlackApiServer(BOT) as slack, PagerDutyServer() as pagerduty:
@@ -205,6 +214,10 @@ def test_a_resolve_during_a_silence_is_closed_everywhere_it_was_told(fakes, tmp_
     assert edited["text"].startswith("Resolved after 31m00s: [CRITICAL] pi-video-03 unreachable")
     assert ":white_check_mark:" in edited["blocks"][0]["text"]["text"]
     assert not any(b.get("type") == "actions" for b in edited["blocks"])  # no buttons left
+    # the quarterly audit finds nothing left hanging, in every destination that was told
+    deliveries = delivery_records(str(config.state.path))
+    assert {d.channel for d in deliveries} == {"slack", "slack_mirror", "pagerduty"}
+    assert never_closed.check(replace_input(deliveries)) == []
 
 
 def test_a_nightly_window_across_the_dst_change_mutes_nine_hours(fakes, tmp_path) -> None:
