@@ -94,7 +94,7 @@ def _expire(config: Any, args: argparse.Namespace) -> int:
 
 
 def _said(outcome: Any) -> int:
-    print(outcome.message, file=sys.stdout if outcome.silence else sys.stderr)
+    print(outcome.message, file=sys.stdout if outcome.ok or outcome.warnings else sys.stderr)
     for warning in outcome.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0 if outcome.ok else 1

@@ -54,7 +54,7 @@ async def silence(cmd: SlashCommand, config: Config) -> dict[str, Any]:
             config, matchers, duration, author=actor, comment=comment, via="slack", now=utcnow()
         )
     lines = [escape(outcome.message), *(f"warning: {escape(w)}" for w in outcome.warnings)]
-    return reply("Silence" if outcome.silence else "Silence refused", lines)
+    return reply("Silence" if outcome.ok or outcome.warnings else "Silence refused", lines)
 
 
 def _add_words(words: tuple[str, ...]) -> tuple[list[str], timedelta, str] | str:
