@@ -208,7 +208,7 @@ def inhibit(
         sent = by_key.pop(key, [])
         if cause is not None:
             if sent or was != cause or incident.inhibited_by != cause:
-                changed[key] = _muted(replace(incident, inhibited_by=cause), prior, sent)
+                changed[key] = held_back(replace(incident, inhibited_by=cause), prior, sent)
             continue  # nothing it sends goes out (an incident that resolves is released below)
         if was is None:
             if sent:
@@ -232,9 +232,11 @@ def inhibit(
     return Evaluation(list(changed.values()), notifications)
 
 
-def _muted(incident: Incident, prior: Incident | None, dropped: Sequence[Notification]) -> Incident:
+def held_back(
+    incident: Incident, prior: Incident | None, dropped: Sequence[Notification]
+) -> Incident:
     """The record as if the dropped messages had not been due: not told, not paged (the engine
-    pages it after the release if it still fails past page_after)."""
+    pages it after the release if it still fails past page_after). Muting holds back alike."""
     if not dropped:
         return incident
     same = prior if prior is not None and prior.onset == incident.onset else None

@@ -27,6 +27,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from fleet_alerting.core.actions import notification
 from fleet_alerting.core.fleet import MatcherText, selector, signal_labels
 from fleet_alerting.core.incidents import Acts, Incident, Kind, Notification, Overlay, State, glance
+from fleet_alerting.core.inhibition import held_back
 from fleet_alerting.core.model import Model
 from fleet_alerting.core.policy import Evaluation, PolicyFor, notify_channels
 from fleet_alerting.core.time_intervals import TimeInterval, TimeIntervalError, parse_time_interval
@@ -317,29 +318,12 @@ def _begin(
     incident already told is told to every destination that saw it firing."""
     until = muting.until(found, now) if was != found.id else incident.acts.muted_until
     updated = replace(incident, acts=_with_mute(incident.acts, found, until))
-    if dropped:
-        updated = _held(updated, prior)
+    updated = held_back(updated, prior, dropped)
     if was == found.id or prior is None or prior.last_notified_at is None or not prior.is_open:
         return updated, []
     channels = [*policy_for(incident.severity).channels()]
     channels += [p for p in prior.paged_via if p in ACKNOWLEDGING_PAGERS]
     return updated, [notification(updated, c, Kind.muted, now) for c in channels]
-
-
-def _held(incident: Incident, prior: Incident | None) -> Incident:
-    """Not told, not paged: the engine pages it after the mute if it still fails past
-    page_after (as core.inhibition holds what it drops)."""
-    state = incident.state
-    if state == State.paged and (prior is None or prior.state != State.paged):
-        state = State.firing
-    return replace(
-        incident,
-        state=state,
-        paged_at=prior.paged_at if prior else None,
-        paged_via=prior.paged_via if prior else (),
-        last_notified_at=prior.last_notified_at if prior else None,
-        reminders=prior.reminders if prior else 0,
-    )
 
 
 def _end(

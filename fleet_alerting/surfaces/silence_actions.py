@@ -119,16 +119,7 @@ async def add_silence(
         detail = {"matchers": list(silence.matchers), "until": silence.ends_at, "comment": comment}
         if am_id:
             detail["alertmanager_id"] = am_id
-        audit.record(
-            store,
-            f"silence:{silence.id}",
-            action="silence add",
-            actor=author,
-            via=via,
-            now=now,
-            outcome="done" if not warnings else f"done; {warnings[0]}",
-            detail=detail,
-        )
+        _record(store, silence, "silence add", author, via, now, warnings, detail)
     finally:
         store.close()
     where = f" (and Alertmanager silence {am_id})" if am_id else ""
@@ -167,20 +158,36 @@ async def expire_silence(
                     f"Alertmanager did not expire silence {found.alertmanager_id} "
                     f"({redact(str(exc))}): expire it there"
                 )
-        audit.record(
-            store,
-            f"silence:{found.id}",
-            action="silence expire",
-            actor=actor,
-            via=via,
-            now=now,
-            outcome="done" if not warnings else f"done; {warnings[0]}",
-            detail={"alertmanager_id": found.alertmanager_id},
-        )
+        detail = {"alertmanager_id": found.alertmanager_id}
+        _record(store, found, "silence expire", actor, via, now, warnings, detail)
     finally:
         store.close()
     return SilenceOutcome(
         not warnings, f"Silence {found.short_id} expired by {actor}", expired, warnings
+    )
+
+
+def _record(
+    store: Store,
+    silence: Silence,
+    action: str,
+    actor: str,
+    via: str,
+    now: datetime,
+    warnings: list[str],
+    detail: dict[str, Any],
+) -> None:
+    """The actions trail's row for a silence (its key: `silence:<id>`)."""
+    outcome = "done" if not warnings else f"done; {warnings[0]}"
+    audit.record(
+        store,
+        f"silence:{silence.id}",
+        action=action,
+        actor=actor,
+        via=via,
+        now=now,
+        outcome=outcome,
+        detail=detail,
     )
 
 

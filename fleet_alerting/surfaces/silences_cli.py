@@ -23,7 +23,9 @@ def add_silence_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("more", nargs="*", help="add: the matchers; expire: the silence id")
     sub.add_argument("--comment", default="", help="add: why (shown wherever it is told)")
     sub.add_argument("--author", help="add/expire: who (default: --as, else the login name)")
-    sub.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    sub.add_argument(
+        "-o", "--output", choices=["table", "json"], default="table", help="query: table or json"
+    )
     sub.add_argument("--expired", action="store_true", help="query: expired silences too")
     sub.set_defaults(func=silence_command)
 

@@ -85,11 +85,9 @@ class SlackApiServer(FakeServer):
             channel = body["channel"]
         if channel is None:
             return Response(200, {"ok": False, "error": "channel_not_found"})
-        blocks = body.get("blocks") or []
-        if not body.get("text") and not blocks:
-            return Response(200, {"ok": False, "error": "no_text"})
-        if len(blocks) > 50 or any(len(_section_text(b)) > 3000 for b in blocks):
-            return Response(200, {"ok": False, "error": "invalid_blocks"})
+        refused = _refused_content(body)
+        if refused is not None:
+            return refused
         thread = body.get("thread_ts")
         if thread and not any(p.ts == thread and p.channel == channel for p in self.posted):
             self.orphans.append(body)
@@ -114,11 +112,9 @@ class SlackApiServer(FakeServer):
         found = [p for p in self.posted if p.channel == channel and p.ts == ts]
         if not found:
             return Response(200, {"ok": False, "error": "message_not_found"})
-        blocks = body.get("blocks") or []
-        if not body.get("text") and not blocks:
-            return Response(200, {"ok": False, "error": "no_text"})
-        if len(blocks) > 50 or any(len(_section_text(b)) > 3000 for b in blocks):
-            return Response(200, {"ok": False, "error": "invalid_blocks"})
+        refused = _refused_content(body)
+        if refused is not None:
+            return refused
         message = found[0]
         message.original = message.original or dict(message.body)
         kept = {k: v for k, v in message.body.items() if k in ("metadata", "thread_ts", "channel")}
@@ -198,6 +194,16 @@ class SlackApiServer(FakeServer):
 
     def replies(self, ts: str) -> list[Posted]:
         return [p for p in self.posted if p.thread_ts == ts]
+
+
+def _refused_content(body: dict) -> Response | None:
+    """Slack's answer to a message without text or blocks, or with blocks beyond its limits."""
+    blocks = body.get("blocks") or []
+    if not body.get("text") and not blocks:
+        return Response(200, {"ok": False, "error": "no_text"})
+    if len(blocks) > 50 or any(len(_section_text(b)) > 3000 for b in blocks):
+        return Response(200, {"ok": False, "error": "invalid_blocks"})
+    return None
 
 
 def _in_channel(p: Posted) -> bool:
