@@ -89,3 +89,38 @@ def test_muting_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> Non
             assert records[key].acts.mute_id == mute_id, f"{where}: {key}"
         for key, until in step.get("until", {}).items():
             assert records[key].acts.muted_until == datetime.fromisoformat(until), where
+
+
+def test_closing_words_say_what_muted_the_incident() -> None:
+    from dataclasses import replace
+
+    from fleet_alerting.core.incidents import Acts, Kind, Notification
+    from fleet_alerting.delivery.notifiers.slack_api import top_message
+    from fleet_alerting.delivery.notifiers.slack_webhook import headline
+
+    base = Incident(
+        key="blackbox:pi-0",
+        source="blackbox",
+        severity=Severity.warning,
+        state=State.firing,
+        onset=T0,
+        changed_at=T0,
+        signal=signal({"source": "blackbox", "target": "pi-0", "fail": True}),
+    )
+    inhibited = replace(base, inhibited_by="blackbox:service=fleet-api")
+    said = Notification("n1", "slack", Kind.muted, T0, inhibited)
+    assert headline(said) == "[WARNING] Inhibited by blackbox:service=fleet-api: pi-0 down"
+    assert top_message(said)["text"].startswith("Inhibited by blackbox:service=fleet-api: ")
+    window = replace(
+        base,
+        acts=Acts(
+            mute_id="window:yard-night",
+            muted_by="muted by window yard-night",
+            muted_until=T0 + timedelta(hours=3),
+        ),
+    )
+    said = Notification("n2", "slack_mirror", Kind.muted, T0, window)
+    assert headline(said) == "[WARNING] Muted by window yard-night until 06:00 UTC: pi-0 down"
+    resolved = replace(window, state=State.resolved, resolved_at=T0 + timedelta(minutes=7))
+    top = top_message(Notification("n3", "slack", Kind.resolved, T0, resolved))
+    assert top["text"].startswith("Resolved after 7m00s: [WARNING] pi-0 down")

@@ -236,6 +236,16 @@ def _to(
     return [notification(incident, c, kind, now) for c in channels]
 
 
+def closing_words(
+    incident: Incident, told: Incident, channels: Sequence[str], now: datetime
+) -> list[Notification]:
+    """A silence, window or inhibition that begins on an incident already told (`told`: the
+    record as it was): a closing word to every destination that saw it firing, and to the pager
+    that can take it (PagerDuty) an acknowledge of its page."""
+    pagers = [p for p in told.paged_via if p in ACKNOWLEDGING_PAGERS]
+    return [notification(incident, c, Kind.muted, now) for c in [*channels, *pagers]]
+
+
 def notification(incident: Incident, channel: str, kind: Kind, now: datetime) -> Notification:
     """Actions can repeat within an episode (silence, unsilence, silence again): the moment is
     part of the id."""

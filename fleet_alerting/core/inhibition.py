@@ -22,6 +22,7 @@ from datetime import datetime
 
 from pydantic import Field
 
+from fleet_alerting.core.actions import closing_words
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.fleet import FleetOfflineRule, MatcherText, selector, signal_labels
 from fleet_alerting.core.incidents import Incident, Kind, Notification, Overlay, State, glance
@@ -209,6 +210,8 @@ def inhibit(
         if cause is not None:
             if sent or was != cause or incident.inhibited_by != cause:
                 changed[key] = held_back(replace(incident, inhibited_by=cause), prior, sent)
+            if was is None and prior is not None and prior.onset == incident.onset:
+                extra += _closed(changed.get(key, incident), prior, policy_for, now)
             continue  # nothing it sends goes out (an incident that resolves is released below)
         if was is None:
             if sent:
@@ -251,6 +254,15 @@ def held_back(
         last_notified_at=same.last_notified_at if same else None,
         reminders=same.reminders if same else 0,
     )
+
+
+def _closed(
+    incident: Incident, prior: Incident, policy_for: PolicyFor, now: datetime
+) -> list[Notification]:
+    """Inhibited after it was told: the destinations that saw it firing hear why it went quiet."""
+    if prior.last_notified_at is None or not prior.is_open:
+        return []
+    return closing_words(incident, prior, policy_for(incident.severity).channels(), now)
 
 
 def _tell_once(

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from fleet_alerting.core.actions import notification
+from fleet_alerting.core.actions import closing_words, notification
 from fleet_alerting.core.fleet import MatcherText, selector, signal_labels
 from fleet_alerting.core.incidents import Acts, Incident, Kind, Notification, Overlay, State, glance
 from fleet_alerting.core.inhibition import held_back
@@ -33,7 +33,6 @@ from fleet_alerting.core.policy import Evaluation, PolicyFor, notify_channels
 from fleet_alerting.core.time_intervals import TimeInterval, TimeIntervalError, parse_time_interval
 
 SILENCE, WINDOW = "silence", "window"
-ACKNOWLEDGING_PAGERS = ("pagerduty",)  # a muted page is acknowledged where the pager can
 LOOK_AHEAD = timedelta(days=8)  # how far a window's end (or next start) is looked for
 
 
@@ -321,9 +320,7 @@ def _begin(
     updated = held_back(updated, prior, dropped)
     if was == found.id or prior is None or prior.last_notified_at is None or not prior.is_open:
         return updated, []
-    channels = [*policy_for(incident.severity).channels()]
-    channels += [p for p in prior.paged_via if p in ACKNOWLEDGING_PAGERS]
-    return updated, [notification(updated, c, Kind.muted, now) for c in channels]
+    return updated, closing_words(updated, prior, policy_for(incident.severity).channels(), now)
 
 
 def _end(

@@ -387,6 +387,7 @@ STATUS_ICONS = {
     "Acknowledged": ":eyes:",
     "Silenced": ":no_bell:",
     "Muted": ":no_bell:",
+    "Inhibited": ":no_bell:",
 }
 
 
@@ -401,6 +402,8 @@ def current_status(n: Notification) -> str:
     if acts.muted_by:
         until = f" until {acts.muted_until:%H:%M} UTC" if acts.muted_until else ""
         return f"{acts.muted_by[:1].upper()}{acts.muted_by[1:]}{until}"
+    if incident.inhibited_by:
+        return f"Inhibited by {incident.inhibited_by}"
     if acts.acked_by:
         return f"Acknowledged by {acts.acked_by}"
     if incident.state == State.paged:

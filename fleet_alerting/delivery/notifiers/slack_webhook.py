@@ -83,6 +83,8 @@ def headline(n: Notification) -> str:
     if n.kind == Kind.silenced:
         until = f"until {_hhmm(acts.silenced_until)}" if acts.silenced_until else "until resolved"
         return f"[{severity}] Silenced by {acts.silenced_by} {until}: {summary}"
+    if n.kind == Kind.muted and not acts.muted_by and incident.inhibited_by:
+        return f"[{severity}] Inhibited by {incident.inhibited_by}: {summary}"
     if n.kind == Kind.muted:
         until = f" until {_hhmm(acts.muted_until)}" if acts.muted_until else ""
         return f"[{severity}] {_capital(acts.muted_by or 'muted')}{until}: {summary}"
