@@ -62,7 +62,7 @@ def record_signals(
             vanish,
             announce,
             config.storm_rules(),
-            config.maintenance,
+            config.maintenance_rules(),
         )
         pruned = store.prune(now, retention(config))
         publish_actions(store, list(evaluation.incidents))

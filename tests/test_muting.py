@@ -57,9 +57,12 @@ def silences_of(case: dict[str, Any], start: datetime) -> list[Silence]:
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_muting_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None:
     start = datetime.fromisoformat(case["start"]) if "start" in case else T0
-    muting = Muting(
-        silences_of(case, start), MaintenanceConfig.model_validate(case.get("maintenance", {}))
-    )
+    maintenance = MaintenanceConfig.model_validate(case.get("maintenance", {}))
+    policy_windows = {
+        Severity(severity): POLICIES[Severity(severity)].model_copy(update=windows)
+        for severity, windows in case.get("policy_windows", {}).items()
+    }
+    muting = Muting(silences_of(case, start), maintenance.with_policies(policy_windows))
     records: dict[str, Incident] = {}
     real = Store(tmp_path / "state.sqlite") if stored else None
     for step in case["steps"]:

@@ -579,6 +579,22 @@ class Config(Model):
     def policy(self, severity: Severity) -> PolicyConfig:
         return self.policies.get(severity) or default_policies()[severity]
 
+    def maintenance_rules(self) -> MaintenanceConfig:
+        """`maintenance` with the policies' own mute/active time intervals as rules."""
+        return self.maintenance.with_policies(self.policies)
+
+    @model_validator(mode="after")
+    def _policy_windows_exist(self) -> Config:
+        for severity, policy in self.policies.items():
+            names = [*policy.mute_time_intervals, *policy.active_time_intervals]
+            unknown = self.maintenance.unknown_windows(names)
+            if unknown:
+                raise ValueError(
+                    f"policies.{severity.value}: no window named {unknown[0]!r} in "
+                    "maintenance.windows"
+                )
+        return self
+
     def channel_problems(self) -> list[tuple[tuple[str, ...], str]]:
         """Fail closed: every policy that tells or pages a channel the config does not configure,
         as (key path, message). The loader turns them into config errors, so such a message is

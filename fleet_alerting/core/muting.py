@@ -29,7 +29,7 @@ from fleet_alerting.core.fleet import MatcherText, selector, signal_labels
 from fleet_alerting.core.incidents import Acts, Incident, Kind, Notification, Overlay, State, glance
 from fleet_alerting.core.inhibition import held_back
 from fleet_alerting.core.model import Model
-from fleet_alerting.core.policy import Evaluation, PolicyFor, notify_channels
+from fleet_alerting.core.policy import Evaluation, PolicyConfig, PolicyFor, notify_channels
 from fleet_alerting.core.time_intervals import TimeInterval, TimeIntervalError, parse_time_interval
 
 SILENCE, WINDOW = "silence", "window"
@@ -121,6 +121,23 @@ class MuteRule(Model):
 class MaintenanceConfig(Model):
     windows: list[MaintenanceWindow] = Field(default=[], max_length=100)
     mute: list[MuteRule] = Field(default=[], max_length=100)
+
+    def with_policies(self, policies: Mapping[str, PolicyConfig]) -> MaintenanceConfig:
+        """These rules and, for each policy naming windows, one for its severity."""
+        rules = [
+            MuteRule(
+                matchers=[f'severity="{severity}"'],
+                mute_time_intervals=policy.mute_time_intervals,
+                active_time_intervals=policy.active_time_intervals,
+            )
+            for severity, policy in policies.items()
+            if policy.mute_time_intervals or policy.active_time_intervals
+        ]
+        return self if not rules else self.model_copy(update={"mute": [*self.mute, *rules]})
+
+    def unknown_windows(self, names: Sequence[str]) -> list[str]:
+        known = {w.name for w in self.windows}
+        return [name for name in names if name not in known]
 
     @model_validator(mode="after")
     def _known_windows(self) -> MaintenanceConfig:

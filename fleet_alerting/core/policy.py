@@ -39,6 +39,10 @@ class PolicyConfig(Model):
     mirror: bool = False
     # an acknowledge before the page holds it this long (None: for the rest of the episode)
     ack_holds_page: Duration | None = None
+    # maintenance windows (the config's `maintenance.windows`) muting this severity: inside
+    # any of `mute_time_intervals`, outside all of `active_time_intervals` (core.muting)
+    mute_time_intervals: list[str] = Field(default=[], max_length=20)
+    active_time_intervals: list[str] = Field(default=[], max_length=20)
 
     def channels(self) -> list[str]:
         """Who is told of an incident of this severity: `notify`, plus the mirror of Slack."""

@@ -200,7 +200,7 @@ def query(config: Config, now: datetime, include_expired: bool = False) -> list[
     for s in stored:
         mutes = [key for key, labels in labelled if s.active(now) and s.matches(labels)]
         rows.append(_silence_row(s, now, mutes, muted_counts.get(s.id, 0)))
-    muting = Muting((), config.maintenance)
+    muting = Muting((), config.maintenance_rules())
     for rule, in_force in muting.windows_now(now):
         selects = selector(tuple(rule.matchers))
         mutes = [key for key, labels in labelled if in_force and selects(labels)]
