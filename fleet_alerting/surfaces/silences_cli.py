@@ -5,7 +5,6 @@ the first word says which."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import sys
 from typing import Any
@@ -56,6 +55,8 @@ def _author(args: argparse.Namespace) -> str:
 
 
 def _add(config: Any, args: argparse.Namespace) -> int:
+    import asyncio
+
     from fleet_alerting.core.clock import utcnow
     from fleet_alerting.surfaces.incident_actions import parse_for
     from fleet_alerting.surfaces.silence_actions import add_silence
@@ -83,6 +84,8 @@ def _add(config: Any, args: argparse.Namespace) -> int:
 
 
 def _expire(config: Any, args: argparse.Namespace) -> int:
+    import asyncio
+
     from fleet_alerting.core.clock import utcnow
     from fleet_alerting.surfaces.silence_actions import expire_silence
 
