@@ -47,8 +47,9 @@ def silence_records(state_path: str) -> list[SilenceRecord]:
     try:
         counts = silences.muted_counts(store)
         return [
-            SilenceRecord(s.id, s.matchers, s.starts_at, s.ends_at, s.author, s.comment,
-                          counts.get(s.id, 0))
+            SilenceRecord(
+                s.id, s.matchers, s.starts_at, s.ends_at, s.author, s.comment, counts.get(s.id, 0)
+            )
             for s in silences.listing(store, datetime.now(UTC), include_expired=True)
         ]
     finally:
