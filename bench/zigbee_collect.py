@@ -81,11 +81,8 @@ async def watch_and_evaluate(config: Config) -> float:
     started = time.perf_counter()
     now = datetime.now(UTC)
     run = await watch(config, now)
-    store = Store(config.state.path)
-    try:
+    with Store(config.state.path) as store:
         store.record(evaluate(run.signals, store.unresolved(), config.policy, now), now)
-    finally:
-        store.close()
     assert len(run.rows) == COORDINATORS and not any(s.firing for s in run.signals), run.rows[:2]
     return time.perf_counter() - started
 

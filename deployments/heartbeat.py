@@ -17,8 +17,8 @@ import httpx
 
 from fleet_alerting.config.schema import Config, HeartbeatConfig
 from fleet_alerting.config.secrets import SecretError, redact
+from fleet_alerting.core.escalation import PAGERS, pager_of
 from fleet_alerting.core.heartbeat import QueuedPage, Verdict, verdict
-from fleet_alerting.delivery.drain import PAGERS
 from fleet_alerting.deployments.watch_runs import WatchRuns
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.health import oldest_queued
@@ -33,11 +33,10 @@ def fail_url(url: str) -> str:
 
 
 def oldest_page(config: Config, pagers: Sequence[str] = PAGERS) -> QueuedPage | None:
-    store = Store(config.state, busy_timeout=2.0)
-    try:
-        return oldest_queued(store, pagers)
-    finally:
-        store.close()
+    """The oldest queued page to these pagers and to each named routing key or integration."""
+    named = [c for c in config.notify.configured_channels() if pager_of(c) is not None]
+    with Store(config.state, busy_timeout=2.0) as store:
+        return oldest_queued(store, sorted({*pagers, *named}))
 
 
 class Heartbeat:

@@ -60,8 +60,15 @@ async def run_watch(flow_name: str, config_path: str, api: Api) -> Any:
         # never used with an API URL set; generous should anything start one anyway
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: int(startup_timeout()),
     }
+    from prefect.exceptions import FailedRun
+
+    from fleet_alerting.flows.common import RunFailed
+
     with temporary_settings(updates=updates):
-        return await flow(config_path=config_path)
+        try:
+            return await flow(config_path=config_path)
+        except FailedRun as exc:  # the run's own one-line reason (store_errors_fail_the_run)
+            raise RunFailed(str(exc)) from None
 
 
 def describe(api: Api) -> str:
@@ -77,13 +84,14 @@ def describe(api: Api) -> str:
 
 def run_once(flow_name: str, config_path: str, out: Print = print, err: Print = _stderr) -> int:
     """Exit code: 0 the run did its job (finding failures is its job), 1 it could not (bad
-    config, a run that failed), 2 PREFECT_API_URL names a server that does not answer."""
+    config, a run that failed, a page it did not deliver, its store failing while delivering),
+    2 PREFECT_API_URL names a server that does not answer."""
     try:
         load_config(config_path)
     except ConfigError as exc:
         err(str(exc))
         return 1
-    from fleet_alerting.flows.common import RunFailed  # Prefect: only for a valid config
+    from fleet_alerting.flows.common import RunFailed, RunIncomplete  # only for a valid config
     from fleet_alerting.store.errors import StoreError
 
     api = find_api()
@@ -96,6 +104,10 @@ def run_once(flow_name: str, config_path: str, out: Print = print, err: Print = 
     err(f"{flow_name}: {describe(api)}")
     try:
         result = asyncio.run(run_watch(flow_name, str(Path(config_path).resolve()), api))
+    except RunIncomplete as exc:  # what it did, and what it owes (still queued)
+        out(f"{flow_name}: {exc.result['summary']}")
+        err(f"{flow_name}: {exc}")
+        return 1
     except (RunFailed, StoreError) as exc:
         err(f"{flow_name}: {exc}")
         return 1

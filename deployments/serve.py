@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import signal
 import socket
 import sys
@@ -25,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
 import httpx
@@ -104,7 +106,11 @@ def local_server(port: int | None = None, timeout: float | None = None) -> Itera
                 from prefect.server.api.server import create_app
 
                 config = uvicorn.Config(
-                    create_app(final=True), host="127.0.0.1", port=port, log_level="error"
+                    create_app(final=True),
+                    host="127.0.0.1",
+                    port=port,
+                    log_level="error",
+                    timeout_graceful_shutdown=1,  # serve stops within seconds (Stop)
                 )
                 started["server"] = server = uvicorn.Server(config)
                 server.run()
@@ -129,14 +135,15 @@ def local_server(port: int | None = None, timeout: float | None = None) -> Itera
         yield url
     finally:
         if server := started.get("server"):
+            # the event streams a stop cuts off (after 1 s) are not errors worth a traceback
+            logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
             server.should_exit = True
         thread.join(30)
 
 
 def serve_all(config_path: str, out: Print = print, sidecars: Sequence[Sidecar] = ()) -> int:
-    """Exit code: 0 stopped by a signal, 1 nothing to serve or an invalid config, 2 no server."""
-    import os
-
+    """Exit code: 0 stopped by a signal, 1 nothing to serve or an invalid config, 2 no server;
+    a second signal exits at once with 128 + its number (130: Ctrl-C twice)."""
     try:
         config = load_config(config_path)
     except ConfigError as exc:
@@ -161,25 +168,8 @@ def serve_all(config_path: str, out: Print = print, sidecars: Sequence[Sidecar] 
                 )
             asyncio.run(execute(planned, api, out))
             out("serve: stopped")
-            return 0
-        if running := served_api():
-            raise ServeError(
-                f"another `fleet-alerting serve` is running with this PREFECT_HOME (API {running}):"
-                " two would run every scheduled run twice; stop it first, or give this one "
-                "another PREFECT_HOME"
-            )
-        with local_server() as url:
-            write_marker(url)
-            try:
-                ui = url.removesuffix("/api")
-                out(
-                    f"Started a local Prefect server: UI at {ui} (API {url}: `fleet-alerting run` "
-                    "and `trigger` on this machine find it)"
-                )
-                asyncio.run(execute(planned, url, out))
-            finally:
-                remove_marker()
-            out("serve: stopped, and its Prefect server with it")
+        else:
+            _serve_with_a_local_server(planned, out)
     except ServeError as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return 2
@@ -190,7 +180,38 @@ def serve_all(config_path: str, out: Print = print, sidecars: Sequence[Sidecar] 
         return 130
     finally:
         watching.close()
-    return 0
+    leave(0)
+
+
+def _serve_with_a_local_server(planned: list[Planned], out: Print) -> None:
+    if running := served_api():
+        raise ServeError(
+            f"another `fleet-alerting serve` is running with this PREFECT_HOME (API {running}):"
+            " two would run every scheduled run twice; stop it first, or give this one "
+            "another PREFECT_HOME"
+        )
+    with local_server() as url:
+        write_marker(url)
+        try:
+            ui = url.removesuffix("/api")
+            out(
+                f"Started a local Prefect server: UI at {ui} (API {url}: `fleet-alerting run` "
+                "and `trigger` on this machine find it)"
+            )
+            asyncio.run(execute(planned, url, out, on_exit=remove_marker))
+        finally:
+            remove_marker()
+    out("serve: stopped, and its Prefect server with it")
+
+
+def leave(code: int) -> NoReturn:
+    """Exit now that serve has stopped: its runs' logs and events went to the server before it
+    stopped (`_flush_to_the_server`); Prefect's exit-time workers would only retry them against
+    a server that is gone, for seconds."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def _watch_self(
@@ -221,17 +242,92 @@ def _poll_seconds(planned: list[Planned]) -> float:
     return max(0.5, min(5.0, shortest / 10))
 
 
-async def execute(planned: list[Planned], api_url: str, out: Print = print) -> None:
-    """Register the deployments, then run their due flow runs in-process until SIGTERM/SIGINT."""
+GRACE = 1.0  # seconds runs in flight get to finish once asked to stop; then they are cancelled
+STOP_WITHIN = 4.5  # a stop that hangs (a thread stuck in I/O) exits anyway, within the 5 s said
+
+
+class Stop:
+    """SIGINT (Ctrl-C) or SIGTERM: the first asks serve to stop — runs in flight get GRACE
+    seconds, then are cancelled, and the process is gone within STOP_WITHIN seconds whatever
+    hangs; a second one exits at once (128 + the signal: 130 for Ctrl-C). A run cut off never
+    loses a notification: the ones it claimed stay queued and their claims expire.
+
+    Plain `signal.signal` handlers, not the event loop's: they run even while the loop is busy,
+    and the second signal needs no loop at all."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[], None]):
+        self.event = asyncio.Event()
+        self.asked = False
+        self._loop = loop
+        self._on_exit = on_exit  # what an exit at once still does (the marker of our server)
+        self._before: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._before[sig] = signal.signal(sig, self._signalled)
+
+    def restore(self) -> None:
+        """Serve ended for another reason (its server failed): signals mean what they meant."""
+        for sig, handler in self._before.items():
+            signal.signal(sig, handler)
+
+    def _signalled(self, signum: int, _frame: object) -> None:
+        if self.asked:  # also while the local server stops, after the loop is gone
+            self._exit_now(f"serve: {signal.Signals(signum).name} again: exiting now", signum)
+        self.asked = True
+        with contextlib.suppress(RuntimeError):  # the loop is closing: the watchdog remains
+            self._loop.call_soon_threadsafe(self.event.set)
+        watchdog = threading.Timer(STOP_WITHIN, self._overdue)
+        watchdog.daemon = True
+        watchdog.start()
+
+    def _overdue(self) -> None:
+        self._exit_now(f"serve: not stopped within {STOP_WITHIN:g} s: exiting now", 0)
+
+    def _exit_now(self, line: str, signum: int) -> None:
+        with contextlib.suppress(Exception):  # what was printed before, if the stream is free
+            sys.stdout.flush()
+        os.write(sys.stderr.fileno(), f"{line}\n".encode())  # print() is not reentrant
+        with contextlib.suppress(Exception):
+            self._on_exit()
+        os._exit(128 + signum if signum else 1)
+
+
+async def execute(
+    planned: list[Planned],
+    api_url: str,
+    out: Print = print,
+    on_exit: Callable[[], None] = lambda: None,
+) -> None:
+    """Register the deployments, then run their due flow runs in-process until SIGTERM/SIGINT
+    (see Stop; `on_exit` is what an exit at once must still do)."""
+    import prefect.flow_engine
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        flows = await register(planned, out)
-        await run_due(flows, stop, _poll_seconds(planned), out)
+    stop = Stop(asyncio.get_running_loop(), on_exit)
+    stop.install()
+    # serve owns SIGTERM: Prefect's bridge would raise TerminationSignal wherever the main thread
+    # is — the event loop, not the run — while serve's own stop cancels the runs cleanly
+    prefect.flow_engine.capture_sigterm = contextlib.nullcontext  # type: ignore[attr-defined]
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            flows = await register(planned, out)
+            await run_due(flows, stop.event, _poll_seconds(planned), out)
+            await _flush_to_the_server()
+    finally:
+        if not stop.asked:
+            stop.restore()
+
+
+async def _flush_to_the_server() -> None:
+    """Send the runs' last logs and events while the server still answers: at exit, with a
+    local server already gone, Prefect's workers would retry them for seconds."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):
+            await worker.drain_all(timeout=0.5, at_exit=False)
 
 
 async def register(planned: list[Planned], out: Print) -> dict[UUID, Any]:
@@ -268,6 +364,7 @@ async def run_due(flows: dict[UUID, Any], stop: asyncio.Event, poll: float, out:
     from prefect.states import Cancelled
 
     active: dict[UUID, asyncio.Task[None]] = {}
+    names: dict[UUID, tuple[UUID, str]] = {}  # deployment -> its run in flight: id, "flow run"
     started: set[UUID] = set()
     async with get_client() as client:
         try:
@@ -287,17 +384,58 @@ async def run_due(flows: dict[UUID, Any], stop: asyncio.Event, poll: float, out:
                     started.add(run.id)
                     task = asyncio.create_task(_run(flows[deployment_id], run, out))
                     active[deployment_id] = task
+                    names[deployment_id] = (run.id, f"{flows[deployment_id].name} {run.name}")
                     task.add_done_callback(lambda _, d=deployment_id: active.pop(d, None))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), poll)
         finally:
-            for deployment_id in flows:
-                with contextlib.suppress(Exception):
-                    await client.pause_deployment(deployment_id)
-            if active:  # let runs in flight finish, then cancel what is left
-                _, pending = await asyncio.wait(list(active.values()), timeout=30)
-                for task in pending:
-                    task.cancel()
+            in_flight = {d: names[d] for d in active}
+            if in_flight:
+                runs = ", ".join(name for _, name in in_flight.values())
+                out(
+                    f"serve: stopping; waiting up to {GRACE:g} s for the run(s) in flight, then "
+                    f"cancelling them (their notifications stay queued): {runs} — press Ctrl-C "
+                    "again to exit at once"
+                )
+            else:
+                out("serve: stopping; no run in flight")
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    for deployment_id in flows:
+                        await client.pause_deployment(deployment_id)
+            await _cancel_in_flight(client, active, in_flight, out)
+
+
+async def _cancel_in_flight(
+    client: Any,
+    active: dict[UUID, asyncio.Task[None]],
+    in_flight: dict[UUID, tuple[UUID, str]],
+    out: Print,
+) -> None:
+    """Runs in flight get GRACE seconds; the rest are cancelled (the task, then the run's state in
+    Prefect: Cancelled, not left Running). What a cancelled run claimed in the outbox stays
+    queued, and the claim expires for the next drainer."""
+    from prefect.states import Cancelled
+
+    tasks = {d: t for d, t in active.items() if not t.done()}
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks.values(), timeout=GRACE)
+    cut = [d for d, t in tasks.items() if t in pending]
+    for deployment_id in cut:
+        tasks[deployment_id].cancel()
+    if not cut:
+        return
+    await asyncio.wait([tasks[d] for d in cut], timeout=0.5)
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
+            for deployment_id in cut:
+                run_id = in_flight[deployment_id][0]
+                state = Cancelled(
+                    message="serve stopped while it ran; its notifications stay queued"
+                )
+                await client.set_flow_run_state(run_id, state, force=True)
+    out(f"serve: cancelled {', '.join(in_flight[d][1] for d in cut)}")
 
 
 def _by_deployment(runs: list[Any], started: set[UUID]) -> dict[UUID, list[Any]]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
+
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
+from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.policy import PolicyConfig, PolicyFor
-from fleet_alerting.core.signals import Severity
+from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.flows.common import (
     DEFAULT_CONFIG,
     RunFailed,
@@ -25,7 +29,12 @@ from fleet_alerting.sources.alertmanager.judge import (
     malformed_signals,
     to_signals,
 )
-from fleet_alerting.tasks.alertmanager import fetch_escalating_alerts
+from fleet_alerting.sources.alertmanager.watchdog import retired, sighting, watchdog_signal
+from fleet_alerting.tasks.alertmanager import (
+    Escalating,
+    advance_watchdog_clock,
+    fetch_escalating_alerts,
+)
 from fleet_alerting.tasks.pipeline import deliver_notifications, record_signals
 from fleet_alerting.tasks.runtime import watch_flow
 
@@ -43,6 +52,19 @@ def escalation_policies(config: Config) -> PolicyFor:
     return policy_for
 
 
+def watchdog_signals(config: Config, found: Escalating, now: datetime) -> list[Signal]:
+    """The dead man's switch: its clock advanced by this run's sighting, and its signal."""
+    am = config.alertmanager
+    if am is None or am.watchdog is None:
+        return []
+    answer = found.watchdog
+    alerts = None if answer is None else answer.alerts
+    seen = sighting(am.watchdog, alerts, answer.malformed if answer else [], now)
+    clock = advance_watchdog_clock(config.state, am.watchdog, seen, now)
+    signal = watchdog_signal(am.watchdog, seen, clock, now)
+    return [] if signal is None else [signal]
+
+
 @watch_flow("alertmanager-escalation")
 @store_errors_fail_the_run
 async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> Summary:
@@ -51,16 +73,21 @@ async def alertmanager_escalation(config_path: str = DEFAULT_CONFIG) -> Summary:
     if am is None:
         raise RunFailed(f"{config.source_file}: alertmanager: section missing (url, rules)")
     now = utcnow()
-    matched, failures, malformed = await fetch_escalating_alerts(am)
+    found = await fetch_escalating_alerts(am)
+    matched, failures, malformed = found.matched, found.failures, found.malformed
     signals = to_signals(matched, now, am.url, config.links)
     signals += failure_signals(failures) + malformed_signals(malformed)
+    signals += watchdog_signals(config, found, now)
     rules = [rule.name for rule in am.rules]
+
+    def vanish(incidents: Iterable[Incident]) -> list[Signal]:
+        incidents = list(incidents)
+        return gone(signals, incidents, rules, failures, malformed) + retired(
+            incidents, am.watchdog
+        )
+
     evaluation = record_signals(
-        config,
-        signals,
-        now,
-        vanish=lambda incidents: gone(signals, incidents, rules, failures, malformed),
-        policy_for=escalation_policies(config),
+        config, signals, now, vanish=vanish, policy_for=escalation_policies(config)
     )
     report = await deliver_notifications(config)
     rows, seen = [], set()

@@ -9,6 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from fleet_alerting.config import Config, ConfigError, load_config
 from fleet_alerting.config.secrets import install_log_redaction
+from fleet_alerting.core.escalation import pager_of
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.grouping import PREFIX as GROUP
 from fleet_alerting.core.incidents import Incident, State
@@ -27,6 +28,15 @@ class RunFailed(Exception):
     """The run itself could not do its job (as opposed to finding failures, which is its job)."""
 
 
+class RunIncomplete(RunFailed):
+    """The run observed and recorded, but did not finish what it owed: a page is undelivered,
+    or the store failed while delivering. What is queued stays queued for the next run."""
+
+    def __init__(self, reason: str, result: Summary):
+        super().__init__(reason)
+        self.result = result  # what the run did (its counters and sentence)
+
+
 def load(config_path: str) -> Config:
     """The config, and a check that its store can be written before anything is observed."""
     install_log_redaction()
@@ -34,11 +44,8 @@ def load(config_path: str) -> Config:
         config = load_config(config_path)
     except ConfigError as exc:
         raise RunFailed(f"invalid configuration:\n{exc}") from None
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         store.check_writable()
-    finally:
-        store.close()
     return config
 
 
@@ -47,14 +54,15 @@ R = TypeVar("R")
 
 
 def store_errors_fail_the_run(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """A store that cannot be used fails the run with its one-line message (which file, what to
+    """A store that cannot be used, or a run that could not do its job (`RunFailed`: an invalid
+    config, an undelivered page), fails the run with its one-line message (which file, what to
     do) as the run's state, without a traceback: there is no bug to debug."""
 
     @functools.wraps(fn)
     async def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await fn(*args, **kwargs)
-        except StoreError as exc:
+        except (StoreError, RunFailed) as exc:
             if not tracked():
                 raise  # a plain run: the CLI prints it in one line
             from prefect.states import Failed
@@ -99,6 +107,29 @@ def summarize(evaluation: Evaluation, report: DrainReport) -> dict[str, int]:
     }
 
 
+def undelivered(report: DrainReport) -> list[str]:
+    """Why a run that delivered this report must not end green: per pager, the pages still owed
+    after the drain (queued after a failure — in this run, or in an earlier one and waiting for
+    their retry) and those this run gave up on; and the store failing under the drain. A Slack
+    message that waits is the artifact's business."""
+    reasons = []
+    channels = [i.notification.channel for i in report.owed_pages]
+    channels += [i.notification.channel for i, _ in report.dead]
+    for pager in (c for c in dict.fromkeys(channels) if pager_of(c)):
+        owed = [i for i in report.owed_pages if i.notification.channel == pager]
+        dead = [why for i, why in report.dead if i.notification.channel == pager]
+        now = [why for i, why in report.retrying if i.notification.channel == pager]
+        if not (owed or dead):
+            continue
+        why = (now + dead + [str(i.last_error) for i in owed])[0]
+        left = [f"{len(owed)} queued for the next run"] if owed else []
+        left += [f"{len(dead)} dead letter(s)"] if dead else []
+        reasons.append(f"page to {pager} undelivered: {why} ({', '.join(left)})")
+    for error in dict.fromkeys(report.store_errors):
+        reasons.append(f"store failed while delivering: {error}")
+    return [" ".join(reason.split()) for reason in reasons]  # one line (psycopg's span several)
+
+
 def _moved(evaluation: Evaluation) -> tuple[list[Incident], list[Incident]]:
     """The incidents that opened, and those that paged, in this run (the engine stamps both
     with the run's time, as it does `changed_at`)."""
@@ -116,11 +147,16 @@ def finish(
     observed: str, counters: dict[str, int], evaluation: Evaluation, report: DrainReport
 ) -> Summary:
     """The run's result: its counters (structured: the flow's return value) and `summary`, one
-    sentence for people — logged, and `run`'s last line."""
+    sentence for people — logged, and `run`'s last line. RunIncomplete when `undelivered`
+    names a reason (the result goes with it)."""
     counters = counters | summarize(evaluation, report)
     sentence = f"{observed}; {what_changed(counters, report)}"
     run_logger().info("%s", sentence)
-    return {**counters, "summary": sentence}
+    result: Summary = {**counters, "summary": sentence}
+    reasons = undelivered(report)
+    if reasons:  # a page owed or the store lost: the run says so (Failed, exit 1)
+        raise RunIncomplete("; ".join(reasons), result)
+    return result
 
 
 def what_changed(counters: dict[str, int], report: DrainReport) -> str:

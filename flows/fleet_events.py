@@ -39,8 +39,8 @@ async def fleet_events(config_path: str = DEFAULT_CONFIG) -> Summary:
     events, skipped, failure = await fetch_events(fleet)
     new, loud, gap = [], [], False
     if failure is None:  # an unreachable API leaves the cursor where it was
-        step, loud = record_new_events(config, events, now)
-        new, gap = step.new, step.possible_gap
+        advanced, loud = record_new_events(config, events, now)
+        new, gap = advanced.new, advanced.possible_gap
     problems = [failure] if failure else []
     # only an answer may resolve: while the API is down, its malformed-event warnings stay
     readable = {

@@ -1,5 +1,7 @@
 """Quarterly audit flow: Alertmanager routes against severity expectations, rules against
-reality. Scheduled `0 9 1 1,4,7,10 *`; the work is in tasks/audit.py."""
+reality. Scheduled `0 9 1 1,4,7,10 *`; the work is in tasks/audit.py. A Prometheus that does
+not answer still gives the quarter its report (the offline checks, a note naming what was
+skipped), and the run ends Failed with that reason."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
+from prefect.states import Failed
 
 from fleet_alerting.tasks.audit import run_quarterly_audit
 
@@ -41,10 +44,16 @@ async def quarterly_audit(
     markdown = result["markdown"]
     if len(markdown) > MAX_ARTIFACT_CHARS:
         markdown = markdown[:MAX_ARTIFACT_CHARS] + f"\n\n… truncated; see {summary['directory']}\n"
+    offline = summary.get("offline")
     await acreate_markdown_artifact(
         markdown=markdown,
         key=ARTIFACT_KEY,
         description=f"Alerting audit {summary['quarter']}: {summary['errors']} errors, "
-        f"{summary['warnings']} warnings",
+        f"{summary['warnings']} warnings"
+        + (" (offline: online checks skipped)" if offline else ""),
     )
+    if offline:  # the report is written, but not the whole audit: the run says so
+        return Failed(  # type: ignore[return-value]
+            message=f"offline report in {summary['directory']}, online checks skipped: {offline}"
+        )
     return summary

@@ -20,8 +20,7 @@ def incident_records(state_path: str) -> list[IncidentRecord]:
     """Every incident of the store, as the noise statistics read them."""
     from fleet_alerting.store.database import Store
 
-    store = Store(state_path)
-    try:
+    with Store(state_path) as store:
         return [
             IncidentRecord(
                 watch=i.source,
@@ -34,8 +33,6 @@ def incident_records(state_path: str) -> list[IncidentRecord]:
             )
             for i in store.incidents(include_resolved=True)
         ]
-    finally:
-        store.close()
 
 
 def silence_records(state_path: str) -> list[SilenceRecord]:

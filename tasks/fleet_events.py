@@ -34,7 +34,9 @@ async def fetch_events(
     try:
         token = config.token.resolve() if config.token else None
         async with httpx.AsyncClient(timeout=config.timeout.total_seconds()) as client:
-            page, problems = await FleetApi(client, config.url, token).recent_events(config.limit)
+            page, problems = await FleetApi(
+                client, config.url, token, config.max_answer_bytes
+            ).recent_events(config.limit)
     except (AdapterError, SecretError) as exc:
         logger.error("Fleet API events: %s", exc)
         return [], [], f"Fleet API events: {exc}"
@@ -56,24 +58,24 @@ def record_new_events(
     and would otherwise leave an incident row behind per event."""
     fleet = config.fleet_api
     assert fleet is not None
-    store = Store(config.state)
-    try:
-        step = advance(
+    with Store(config.state) as store:
+        advanced = advance(
             Cursor.from_json(store.get_value(CURSOR_KEY)), events, fleet.lookback, fleet.limit
         )
-        loud = alerting(step.new, fleet)
+        loud = alerting(advanced.new, fleet)
         notifications = event_notifications(loud, config, now).notifications
         queued = store.record(Evaluation([], notifications), now)
-        store.set_value(CURSOR_KEY, step.cursor.to_json())
-    finally:
-        store.close()
+        store.set_value(CURSOR_KEY, advanced.cursor.to_json())
     logger = run_logger()
     logger.info(
-        "%d new event(s), %d alerting, %d notification(s) queued", len(step.new), len(loud), queued
+        "%d new event(s), %d alerting, %d notification(s) queued",
+        len(advanced.new),
+        len(loud),
+        queued,
     )
-    if step.possible_gap:
+    if advanced.possible_gap:
         logger.warning(
             "the Fleet API page was full and newer than the last run: events may have been "
             "missed; run more often or keep limit at 200"
         )
-    return step, loud
+    return advanced, loud

@@ -9,6 +9,7 @@ import httpx
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
+from fleet_alerting.core.escalation import pager_of
 from fleet_alerting.core.incidents import Incident, unseen
 from fleet_alerting.core.muting import SILENCE, MaintenanceConfig, Muting
 from fleet_alerting.core.policy import Evaluation, PolicyFor
@@ -51,8 +52,7 @@ def record_signals(
     `announce`, given the incidents before and the evaluation, adds what the engine does not tell
     (a changed cause of an open incident), in the same transaction.
     `policy_for` overrides the configured policies (a source with its own debouncing)."""
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         evaluation, queued = evaluate_and_record(
             store,
             signals,
@@ -66,8 +66,6 @@ def record_signals(
         )
         pruned = store.prune(now, retention(config))
         publish_actions(store, list(evaluation.incidents))
-    finally:
-        store.close()
     logger = run_logger()
     for kind, count in pruned.items():
         if count:
@@ -141,7 +139,7 @@ def retention(config: Config) -> Retention:
 
 
 def publish_actions(store: Store, incidents: list[Incident]) -> None:
-    """The audit trail (issue 13) of the incidents this run saw that operators acted on."""
+    """The actions trail (store/actions.py) of this run's incidents that operators acted on."""
     keys = sorted({i.key for i in incidents if i.acts.changed_at is not None})
     rows = [r for key in keys for r in action_history(store, key)]
     if rows and tracked():  # a plain run has no UI to show it in
@@ -159,10 +157,10 @@ def publish_actions(store: Store, incidents: list[Incident]) -> None:
 async def deliver_notifications(config: Config) -> DrainReport:
     """Drain the outbox in claimed lanes (safe beside any other run draining the same store);
     whatever cannot be delivered stays queued or becomes a dead letter. Each notifier uses its
-    configured timeout per request."""
+    configured timeout per request. The report also lists the pages still owed after the drain
+    (queued after a failure, in this run or an earlier one): the run must not end green."""
     logger = run_logger()
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         async with httpx.AsyncClient() as client:
             report = await drain(
                 store,
@@ -172,8 +170,16 @@ async def deliver_notifications(config: Config) -> DrainReport:
                 give_up_after=config.notify.give_up_after,
                 lease=lease_for(config, MAX_WAIT),
             )
-    finally:
-        store.close()
+        if not report.store_errors:
+            report.owed_pages = [
+                item
+                for item in store.outbox(("queued",))
+                if pager_of(item.notification.channel) and item.last_error
+            ]
+    report.store_errors[:] = [
+        error if error.startswith(store.where) else f"{store.where}: {error}"
+        for error in report.store_errors
+    ]
     for item, receipt in report.sent:
         logger.info("sent %s %s: %s", item.notification.channel, item.notification.kind, receipt)
     for item, reason in report.retrying:

@@ -33,8 +33,7 @@ async def watch(config: Config, now: datetime) -> ZigbeeRun:
     observations = await observe_all(zconfig.coordinators, zconfig)
     signals: list[Signal] = []
     rows: list[dict[str, object]] = []
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         stored: dict[str, str] = store.get_value(OPEN_SINCE) or {}
         open_since = dict(stored)
         for obs in observations:
@@ -58,8 +57,6 @@ async def watch(config: Config, now: datetime) -> ZigbeeRun:
         signals += zigbee.retired(store.unresolved(zigbee.SOURCE).values(), zconfig.coordinators)
         devices = store.unresolved(zigbee.DEVICE_SOURCE).values()
         signals += zigbee.retired_devices(devices, observations, signals)
-    finally:
-        store.close()
     return ZigbeeRun(signals, rows)
 
 

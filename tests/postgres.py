@@ -64,19 +64,20 @@ class PostgresCluster:
             check=True, capture_output=True, text=True,
         )  # fmt: skip
         port = free_port()
-        ready = [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
-        server = Server(
-            [
-                *run_as, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
-                "-h", "127.0.0.1", "-k", str(data),
-                "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                "-c", "max_connections=200",
-            ],
-            root / "log",
-            lambda: subprocess.run(ready, check=False).returncode == 0,
-            "postgres",
+        return cls(root, bindir, port, _launch(root, bindir, port, run_as), run_as)
+
+    def halt(self) -> None:
+        """Stop the server at once, cutting its sessions off (as a crash or a reboot would)."""
+        subprocess.run(
+            [*self._run_as, str(self.bindir / "pg_ctl"), "stop", "-m", "immediate",
+             "-D", str(self.root / "data")],
+            check=True, capture_output=True, text=True,
         )  # fmt: skip
-        return cls(root, bindir, port, server, run_as)
+        self.server.proc.wait(30)
+
+    def resume(self) -> None:
+        """Start it again after `halt`, on the same port."""
+        self.server = _launch(self.root, self.bindir, self.port, self._run_as)
 
     def url(self, database: str, driver: str = "psycopg") -> str:
         return f"postgresql+{driver}://postgres@127.0.0.1:{self.port}/{database}"
@@ -109,3 +110,19 @@ class PostgresCluster:
     def stop(self) -> None:
         self.server.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _launch(root: Path, bindir: Path, port: int, run_as: list[str]) -> Server:
+    data = root / "data"
+    ready = [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
+    return Server(
+        [
+            *run_as, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
+            "-h", "127.0.0.1", "-k", str(data),
+            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-c", "max_connections=200",
+        ],
+        root / "log",
+        lambda: subprocess.run(ready, check=False).returncode == 0,
+        "postgres",
+    )  # fmt: skip

@@ -147,6 +147,8 @@ def start_prometheus(
             f"--config.file={workdir / 'prometheus.yml'}",
             f"--storage.tsdb.path={workdir / 'data'}",
             f"--web.listen-address={own}",
+            # an alert sent before the Alertmanager is discovered is dropped: resend soon
+            "--rules.alert.resend-delay=1s",
         ],
         workdir,
         http_ready(f"http://{own}/-/ready"),

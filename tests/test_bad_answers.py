@@ -1,4 +1,4 @@
-"""Every source survives a bad answer and tells the truth about what it saw (issue 11, items 1-2).
+"""Every source survives a bad answer and tells the truth about what it saw.
 
 Bad answers are served by local HTTP servers speaking each documented protocol (Prometheus'
 query API, Alertmanager's v2 alerts, the Fleet API); outages are ports nobody listens on. The
@@ -182,7 +182,7 @@ def test_prometheus_bad_records_never_quote_their_values(prom: Prometheus) -> No
     [
         ({"status": "success"}, "answer lacks data.resultType"),
         ({"status": "success", "data": {"resultType": "vector", "result": {"a": 1}}}, None),
-        ({"status": "success", "data": {"resultType": "scalar", "result": "1"}}, None),
+        ({"status": "success", "data": {"resultType": "scalar", "result": "1"}}, "a scalar"),
         ([1, 2], "something other than API JSON"),
     ],
 )
@@ -317,11 +317,8 @@ def test_alertmanager_malformed_alert_beside_a_critical_one(
         down = asyncio.run(alertmanager_escalation(str(config_file)))
         am.down, am.alerts = False, [valid]
         back = asyncio.run(alertmanager_escalation(str(config_file)))
-        store = Store(config_file.parent / "state.sqlite")
-        try:
+        with Store(config_file.parent / "state.sqlite") as store:
             incidents = {i.key: i for i in store.incidents(include_resolved=True)}
-        finally:
-            store.close()
 
     assert (first["alerts"], first["firing"], first["malformed_alerts"]) == (1, 1, 3)
     # the critical one is paged once, never resolved by the outage

@@ -572,3 +572,45 @@ def test_each_lane_claims_long_enough_for_its_slowest_send(
     for channel, requests in zip(("slack", "slack_mirror"), requests_per_attempt, strict=True):
         slowest = 2 * (requests * 8 + MAX_WAIT)
         assert slowest < leases[channel].total_seconds() <= slowest + 40, channel
+
+
+@pytest.mark.integration
+def test_a_page_held_by_a_killed_run_is_resent_within_30_s_and_no_run_waits_on_it(
+    tmp_path: Path,
+) -> None:
+    """A run is killed while PagerDuty has not answered its page yet: the page's short claim
+    ends with it, a later run resends it (the same dedup_key: the same page), and no run in
+    between waits for the dead run's claim. Runs follow each other as the watches' do."""
+    db = tmp_path / "state.sqlite"
+    store = Store(db)
+    step(store, [signal("api")], datetime.now(UTC))
+    with SlowSlack() as slack, SlowSlack() as mirror, SlowPagerDuty(60.0) as pd:
+        # each run's budget for a page as lease_for gives it (3 attempts of 10 s, 30 s waits)
+        zygote = Zygote(db, tmp_path / "results", (slack.url, mirror.url, pd.url), "--lease", "150")
+        (killed,) = zygote.fork()
+        # killed while paging: Slack has the opened messages, its lanes wait for the page
+        wait_for(lambda: pd.events and len(store.outbox(("sent",))) == 2, 30, "the page")
+        os.kill(killed, sig.SIGKILL)
+        killed_at = time.monotonic()
+        pd.delay = 0.0
+        runs: list[float] = []
+        while len(pd.events) < 2 and time.monotonic() - killed_at < 60:
+            (pid,) = zygote.fork()
+            runs.append(zygote.wait([pid])[0]["seconds"])
+        resent_after = pd.times[-1] - killed_at
+        while store.outbox(("queued",)) and time.monotonic() - killed_at < 90:
+            zygote.wait(zygote.fork())
+        zygote.close()
+        got, want = received(slack, mirror, pd), expected(store)
+    print(
+        f"\npage resent {resent_after:.1f} s after the kill, {len(runs)} runs in between, the "
+        f"longest {max(runs):.2f} s"
+    )
+    assert [e["event_action"] for e in pd.events] == ["trigger", "trigger"]
+    assert len({e["dedup_key"] for e in pd.events}) == 1
+    assert resent_after <= 30.0
+    assert max(runs) < 5.0, runs  # no run waited for the dead run's claim
+    assert store.outbox(("queued", "dead")) == []
+    assert {k: v for k, v in got.items() if k[0] != "pagerduty"} == {
+        k: v for k, v in want.items() if k[0] != "pagerduty"
+    }

@@ -1,4 +1,4 @@
-"""Light records (issue 15): the store keeps what the engine compares, a steady failure is
+"""Light records: the store keeps what the engine compares, a steady failure is
 compared on it and never read in full nor rewritten, and texts are rendered only for incidents
 that change — with the same words as when every series was rendered every run."""
 
@@ -145,7 +145,7 @@ def test_a_reminder_falls_due_on_a_steady_failure(tmp_path: Path) -> None:
 
 
 def _eager(watch: WatchConfig, series: Series) -> Signal:
-    """A firing series' signal as the judge built it before issue 15: every text rendered."""
+    """A firing series' signal built eagerly, every text rendered: what light records avoid."""
     labels, value = series.labels, series.value
     return Signal(
         key=incident_key(source_of(watch), {"host": labels["host"]}),

@@ -34,7 +34,7 @@ READ_TOOLS = {
 }
 
 
-def write_config(folder: Path, fleet_url: str, port: int = 0) -> Path:
+def write_config(folder: Path, fleet_url: str, port: int = 8765) -> Path:
     (folder / "fleet.token").write_text(TOKEN)
     (folder / "mcp.token").write_text(MCP_TOKEN)
     path = folder / "config.yaml"
@@ -159,7 +159,7 @@ def test_http_requires_its_own_token(tmp_path: Path) -> None:
             proc.wait(10)
 
 
-# issue 11: the write tool checks parameters; HTTP refuses before the app reads ----------------
+# the write tool checks parameters; HTTP refuses before the app reads ------------------------------
 @pytest.mark.parametrize(
     "deployment, parameters, refusal",
     [

@@ -59,7 +59,7 @@ def test_slack_message_respects_block_kit_limits() -> None:
     body = slack.render(sent["slack:opened"])
     assert len(body["blocks"]) <= 50
     for block in body["blocks"]:
-        if block["type"] == "actions":  # buttons (issue 13): no mrkdwn text to limit
+        if block["type"] == "actions":  # buttons: no mrkdwn text to limit
             continue
         texts = (
             [block["text"]["text"]]
@@ -68,7 +68,7 @@ def test_slack_message_respects_block_kit_limits() -> None:
         )
         assert all(len(t) <= 3000 for t in texts)
     assert "API &lt;down&gt; &amp; out" in body["blocks"][0]["text"]["text"]
-    assert body["text"].startswith("[CRITICAL] API <down> & out | target ")
+    assert body["text"].startswith("[CRITICAL] API &lt;down&gt; &amp; out | target ")
     assert "`c-1`" in json.dumps(body)
     assert sent["slack:paged"].kind == Kind.paged
 

@@ -72,8 +72,7 @@ def test_one_fleet_api_outage_seen_by_the_probe_and_alertmanager_pages_once(
         ends_at=None,
         state="active",
     )
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         for minute in range(12):
             now = T0 + timedelta(minutes=minute)
             probed = ProbeResult(api, ok=False, status=503, error="HTTP 503")
@@ -88,8 +87,6 @@ def test_one_fleet_api_outage_seen_by_the_probe_and_alertmanager_pages_once(
             if item.notification.channel == "pagerduty" and item.notification.kind == "paged"
         ]
         told = {i.source: i.inhibited_by for i in store.incidents()}
-    finally:
-        store.close()
     assert pages == ["blackbox"]
     assert told["alertmanager"] == f"blackbox:url={api.url}"
 

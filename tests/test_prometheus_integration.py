@@ -15,7 +15,12 @@ import httpx
 import pytest
 import yaml
 
-from fleet_alerting.sources.prometheus.client import PrometheusClient, PrometheusError
+from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
+from fleet_alerting.sources.prometheus.client import (
+    PrometheusClient,
+    PrometheusError,
+    query_watches,
+)
 from fleet_alerting.store.database import Store
 from tests.fakes.http import FakeServer, Request, Response
 from tests.fakes.saas import SlackWebhookServer
@@ -124,6 +129,18 @@ def test_bad_data_is_a_permanent_error_from_the_real_server(prometheus: str) -> 
         asyncio.run(broken())
     assert caught.value.permanent and caught.value.error_type == "bad_data"
     assert "HTTP 400" in str(caught.value)
+
+
+@pytest.mark.parametrize("timeout", ["1500ms", "1.5s", "10s", "250ms", "1m30s"])
+def test_configured_timeout_is_sent_as_prometheus_reads_it(prometheus: str, timeout: str) -> None:
+    """Prometheus' durations are integers with a unit: `1.5s` would be a 400 for every watch."""
+    watch = WatchConfig(name="Always", expr="vector(1)", summary="always")
+    config = PrometheusConfig.model_validate(
+        {"url": prometheus, "timeout": timeout, "default_watches": False}
+    )
+    (outcome,) = asyncio.run(query_watches(config, [watch]))
+    assert outcome.error is None
+    assert [s.value for s in outcome.firing] == [1.0]
 
 
 def test_flow_against_real_prometheus(

@@ -40,14 +40,11 @@ def make_config(tmp_path: Path, **sections: object) -> Config:
 
 def page_queued(config: Config, at: datetime = T0) -> None:
     """A critical outage paging PagerDuty at once: the page is queued at `at`."""
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         signal = Signal(
             "blackbox:url=http://api/healthz", "blackbox", True, Severity.critical, "down"
         )
         store.record(evaluate([signal], store.unresolved(), lambda _s: PAGE_AT_ONCE, at), at)
-    finally:
-        store.close()
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -56,19 +56,15 @@ class World:
         return Store(self.config.state.path)
 
     def incident(self) -> Incident:
-        store = self.store()
-        try:
+        with self.store() as store:
             incident = store.incident(KEY)
-        finally:
-            store.close()
         assert incident is not None
         return incident
 
     def observe(self, now: datetime, onset: datetime) -> list[Notification]:
         """One blackbox run: the API still fails; evaluate, record, deliver."""
         signal = Signal(KEY, "blackbox", True, Severity.critical, "Fleet API down", since=onset)
-        store = self.store()
-        try:
+        with self.store() as store:
             result = evaluate([signal], store.unresolved(), self.config.policy, now)
             store.record(result, now)
 
@@ -77,8 +73,6 @@ class World:
                     await drain(store, build_notifiers(self.config, http, store), lambda: now)
 
             asyncio.run(deliver())
-        finally:
-            store.close()
         return result.notifications
 
     def click(self, action: str, value: str | None = None, user: str = "U0ANA", **kw):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +63,7 @@ class Slack:
                 "user_id": user,
                 "channel_id": "C0OPS",
                 "team_id": "T1",
+                "trigger_id": uuid.uuid4().hex,  # unique per request, as Slack's: no replay
             }
         ).encode()
         ts = str(int(time.time()))
@@ -153,6 +155,13 @@ def test_run_with_a_malformed_deployment_name_is_a_usage_answer(slack) -> None:
     assert triggered == []
 
 
+def test_a_run_reply_shows_a_hostile_deployment_name_as_text(slack) -> None:
+    client, _ = slack
+    response = client.command("run <!channel>/<@U123>", user="U0OPS")
+    assert "&lt;!channel&gt;/&lt;@U123&gt;" in text_of(response)
+    assert "<!channel>" not in response.text and "<@U123>" not in response.text
+
+
 def test_incidents_from_the_store(slack) -> None:
     client, _ = slack
     assert "No open incidents." in text_of(client.command("incidents"))
@@ -182,7 +191,7 @@ def test_fleet_api_down_or_slow_is_a_friendly_answer(tmp_path: Path) -> None:
     assert TOKEN not in answer
 
 
-# issue 11: refuse early, never a 500, never wait on the store, name the failing system ----------
+# refuse early, never a 500, never wait on the store, name the failing system ----------------------
 def signed_headers(body: bytes, **override: str | bytes) -> dict[str, str | bytes]:
     ts = str(int(time.time()))
     headers: dict[str, str | bytes] = {

@@ -61,7 +61,7 @@ def _evaluating_process(db: str, rounds: int, barrier) -> None:  # runs in a chi
 def test_concurrent_runs_evaluate_one_at_a_time_and_queue_each_notification_once(
     state_db: str,
 ) -> None:
-    """The race of issue 10: every process reads "no incident" and queues its own opening with
+    """Concurrent runs race: every process reads "no incident" and queues its own opening with
     its own onset. Read, evaluate and record in one write transaction: one opening per key."""
     db = state_db
     processes, rounds = 4, 6
@@ -482,6 +482,19 @@ def test_the_schema_is_whole_whatever_was_imported() -> None:
         for code in ("", every)
     )
     assert only_sqlite == everything
+
+
+def _open_files(path: Path) -> list[str]:
+    fds = Path("/proc/self/fd")
+    return [str(fd) for fd in fds.iterdir() if os.path.realpath(fd).startswith(str(path))]
+
+
+def test_a_store_used_in_a_with_block_is_closed_after_it(tmp_path: Path) -> None:
+    db = tmp_path / "state.sqlite"
+    with Store(db) as store:
+        store.set_value("cursor", 1)
+        assert _open_files(db)  # the pooled connection holds the file
+    assert _open_files(db) == []
 
 
 @pytest.mark.parametrize("collation", ["C", "und-x-icu", "en-US-x-icu"])

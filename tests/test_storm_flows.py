@@ -149,11 +149,8 @@ def test_forty_devices_down_is_one_fleet_page(
     after = slack.messages[len(storm["slack"]) :]
     assert len(after) == 1 and after[0]["text"].startswith("[RESOLVED after ")
     assert incident_keys(after) == ["fleet:rule=fleet"]
-    store = Store(config_file.parent / "state.sqlite")
-    try:
+    with Store(config_file.parent / "state.sqlite") as store:
         everything = store.incidents(include_resolved=True)
-    finally:
-        store.close()
     devices_seen = [i for i in everything if i.source == "blackbox"]
     assert len(devices_seen) == DEVICES and all(i.state == "resolved" for i in devices_seen)
 
@@ -181,11 +178,8 @@ def test_api_down_silences_devices_then_tells_once(
         run()
         run()  # the API opens (and pages); the devices are inhibited by it
         assert set(incident_keys(slack.messages)) == {f"blackbox:url={api.url}/healthz"}
-        store = Store(config_file.parent / "state.sqlite")
-        try:
+        with Store(config_file.parent / "state.sqlite") as store:
             inhibited = {i.key: i.inhibited_by for i in store.incidents() if i.inhibited_by}
-        finally:
-            store.close()
         assert len(inhibited) == 3
         assert set(inhibited.values()) == {f"blackbox:url={api.url}/healthz"}
         capsys.readouterr()

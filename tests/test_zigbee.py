@@ -511,7 +511,7 @@ def test_retired_checks_resolve_by_hysteresis(tmp_path: Path) -> None:
     ]
 
 
-# issue 11: Zigbee tells -------------------------------------------------------------------------
+# Zigbee tells -------------------------------------------------------------------------------------
 @pytest.mark.integration
 def test_legacy_permit_join_timeout_is_the_known_end(
     broker: Broker, sims: list, tmp_path: Path
@@ -608,3 +608,38 @@ def test_flow_auto_close_is_reported_whatever_open_after(
     assert (
         "— closed automatically: closed, verified by bridge/info (request answered ok)" in message
     )
+
+
+@pytest.mark.integration
+def test_availability_of_names_with_slashes_and_nothing_else(
+    broker: Broker, sims: list, tmp_path: Path
+) -> None:
+    """Zigbee2MQTT allows "/" in a friendly name: `<base>/floor 1/lamp/availability`. The bridge's
+    own topics and device state messages under the same base are not devices, and a coordinator
+    whose base lies under another's keeps its own devices."""
+    outer, inner = sim(broker, sims, "hub-rooms"), sim(broker, sims, "hub-rooms/annex")
+    devices = {"floor 1/lamp": "offline", "garden/shed/plug": "online", "hall": "offline"}
+    published = []
+    for name, state in devices.items():
+        outer.publish_availability(name, state, legacy=name == "hall")
+        outer.publish(name, json.dumps({"state": "ON", "linkquality": 80}))  # device state
+        published += [f"{name}/availability", name]
+    inner.publish_availability("desk/lamp", "offline")
+    outer.publish("bridge/devices", "[]")
+    outer.publish("bridge/logging", json.dumps({"level": "info", "message": "x/availability"}))
+    outer.publish("bridge/extension/availability", "offline")  # the bridge's, never a device
+    published += ["bridge/devices", "bridge/logging", "bridge/extension/availability"]
+    config = make_config(
+        tmp_path,
+        coordinator("hub-rooms", broker.url, availability={}),
+        coordinator("hub-rooms/annex", broker.url, availability={}),
+    )
+    try:
+        rooms, annex = asyncio.run(observe_all(config.zigbee.coordinators, config.zigbee))
+    finally:
+        for topic in published:
+            outer.publish(topic, b"")
+        inner.publish("desk/lamp/availability", b"")
+    assert rooms.availability == devices
+    assert annex.availability == {"desk/lamp": "offline"}
+    assert rooms.problems == annex.problems == {}

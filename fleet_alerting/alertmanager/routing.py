@@ -204,7 +204,10 @@ def parse_time_interval(d: Mapping[str, Any], path: Path = ()) -> TimeInterval:
 
 
 @dataclass(frozen=True)
-class InhibitRule:
+class AlertmanagerInhibitRule:
+    """One of alertmanager.yml's `inhibit_rules`, over alert labels (the engine's own rules over
+    incidents are core.inhibition.InhibitRule)."""
+
     source: tuple[Matcher, ...]
     target: tuple[Matcher, ...]
     equal: tuple[str, ...] = ()
@@ -239,11 +242,14 @@ def _side(rule: Mapping[str, Any], side: str, path: Path) -> tuple[Matcher, ...]
 
 
 @dataclass
-class AlertmanagerConfig:
+class AlertmanagerYml:
+    """An alertmanager.yml as Alertmanager reads it (our config's `alertmanager:` section, where
+    to reach one, is config.schema.AlertmanagerConfig)."""
+
     route: Route
     receivers: dict[str, dict[str, Any]]
     time_intervals: dict[str, tuple[TimeInterval, ...]]
-    inhibit_rules: list[InhibitRule]
+    inhibit_rules: list[AlertmanagerInhibitRule]
     raw: dict[str, Any]
 
     def routes_for(self, labels: Labels) -> list[Route]:
@@ -270,7 +276,7 @@ class AlertmanagerConfig:
         return any(rule.inhibits(labels, firing) for rule in self.inhibit_rules)
 
 
-def parse_config(data: Mapping[str, Any]) -> AlertmanagerConfig:
+def parse_config(data: Mapping[str, Any]) -> AlertmanagerYml:
     """Validate and build an alertmanager.yml already loaded as a dict (config.Load checks)."""
     if not isinstance(data, Mapping):
         raise RoutingConfigError("configuration must be a mapping")
@@ -315,14 +321,14 @@ def parse_config(data: Mapping[str, Any]) -> AlertmanagerConfig:
             if n not in intervals:
                 raise RoutingConfigError(f"undefined time interval {n!r} used in route", r.path)
     inhibit = [
-        InhibitRule(
+        AlertmanagerInhibitRule(
             source=_side(rule, "source", ("inhibit_rules", i)),
             target=_side(rule, "target", ("inhibit_rules", i)),
             equal=tuple(str(n) for n in rule.get("equal") or ()),
         )
         for i, rule in enumerate(data.get("inhibit_rules") or [])
     ]
-    return AlertmanagerConfig(route, receivers, intervals, inhibit, dict(data))
+    return AlertmanagerYml(route, receivers, intervals, inhibit, dict(data))
 
 
 # --- amtool-compatible helpers ----------------------------------------------------------------

@@ -111,6 +111,9 @@ def audit(args: argparse.Namespace) -> int:
         f"{s['quarter']}: {s['errors']} errors, {s['warnings']} warnings, {s['infos']} notes "
         f"({s['new']} new, {s['open']} open, {s['fixed']} fixed) -> {written.directory}"
     )
+    if s["offline"]:
+        print(f"error: offline report, online checks skipped: {s['offline']}", file=sys.stderr)
+        return 1
     return 1 if s["errors"] and args.fail_on_error else 0
 
 
@@ -147,7 +150,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rules", required=True, help="glob of Prometheus rule files")
     p.add_argument("--expectations", required=True, help="expectations YAML")
     p.add_argument("--out", default="reports", help="report directory (a <year>-Q<n>/ inside)")
-    p.add_argument("--prometheus-url", help="enables the online checks")
+    p.add_argument(
+        "--prometheus-url",
+        help="enables the online checks (not answering: an offline report and exit 1)",
+    )
     p.add_argument("--dashboards", help="glob of Grafana dashboard JSON files")
     p.add_argument(
         "--noise-days",

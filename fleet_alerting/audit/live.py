@@ -9,10 +9,11 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
-from fleet_alerting.alertmanager.routing import AlertmanagerConfig
+from fleet_alerting.alertmanager.routing import AlertmanagerYml
 from fleet_alerting.audit.loader import (
     AuditInputError,
     gather_secret_files,
@@ -38,6 +39,17 @@ from fleet_alerting.audit.noise import (
     compact,
     compute,
 )
+from fleet_alerting.config.secrets import redact
+
+
+def shown_url(url: str) -> str:
+    """A URL for messages and reports: no user or password, no query string."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(an unparseable URL)"
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else redact(url.split("?")[0])
 
 
 def fetch_running_config(url: str, timeout: float = 10.0) -> str:
@@ -56,6 +68,7 @@ class PrometheusSeries:
 
     def __init__(self, url: str, timeout: float = 10.0, client: httpx.Client | None = None):
         self.url = url.rstrip("/")
+        self.shown = shown_url(self.url)
         self.client = client or httpx.Client(timeout=timeout)
         self._names: set[str] | None = None
 
@@ -63,9 +76,12 @@ class PrometheusSeries:
         try:
             resp = self.client.get(self.url + path, params=params)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise PrometheusUnavailable(f"Prometheus at {self.url} unreachable: {exc}") from None
+            reason = redact(str(exc) or type(exc).__name__).replace(self.url, self.shown)
+            raise PrometheusUnavailable(
+                f"Prometheus at {self.shown} is unreachable ({reason})"
+            ) from None
         if resp.status_code >= 500:
-            raise PrometheusUnavailable(f"Prometheus at {self.url} answered {resp.status_code}")
+            raise PrometheusUnavailable(f"Prometheus at {self.shown} answered {resp.status_code}")
         try:
             body = resp.json()
         except ValueError:
@@ -73,11 +89,12 @@ class PrometheusSeries:
         if not isinstance(body, dict) or "status" not in body:
             kind = resp.headers.get("content-type", "no content type").split(";")[0]
             raise PrometheusUnavailable(
-                f"{self.url} is not a Prometheus HTTP API: {path} answered "
+                f"{self.shown} is not a Prometheus HTTP API: {path} answered "
                 f"{resp.status_code} with {kind}"
             )
         if body.get("status") != "success" or "data" not in body:
-            raise PrometheusUnavailable(f"Prometheus error: {body.get('error', 'no data')}")
+            error = redact(str(body.get("error", "no data")))
+            raise PrometheusUnavailable(f"Prometheus at {self.shown} answered an error: {error}")
         return body["data"]
 
     def check(self) -> None:
@@ -121,7 +138,7 @@ def alert_history(
 
 def noise_statistics(
     series: SeriesSource,
-    am: AlertmanagerConfig,
+    am: AlertmanagerYml,
     rules: list[Rule],
     expectations: Expectations,
     start: datetime,
@@ -168,7 +185,9 @@ def gather_inputs(
     deliveries: list[DeliveryRecord] | None = None,
 ) -> AuditInput:
     """Everything the checks need. With a Prometheus URL and `noise_days`, the firing history
-    of the `noise_days` before `now` (and the watches' `incidents`) become noise statistics."""
+    of the `noise_days` before `now` (and the watches' `incidents`) become noise statistics.
+    A Prometheus that does not answer leaves the online checks out and says why (`offline`):
+    the offline checks still make a report."""
     running = None
     if alertmanager_url:
         source = f"{alertmanager_url.rstrip('/')}/api/v2/status"
@@ -180,13 +199,14 @@ def gather_inputs(
         am, am_source, running, base_dir = running, f"{alertmanager_url} (running)", None, "."
     else:
         raise AuditInputError("alertmanager", None, "give an alertmanager file or URL")
-    series = None
+    series: PrometheusSeries | None = None
+    offline = None
     if prometheus_url:
         series = PrometheusSeries(prometheus_url)
         try:
             series.check()
         except PrometheusUnavailable as exc:
-            raise AuditInputError("--prometheus-url", None, str(exc)) from None
+            series, offline = None, str(exc)
     rules = load_rules(rules_glob)
     expectations = load_expectations(expectations_file)
     noise = None
@@ -196,7 +216,7 @@ def gather_inputs(
                 series, am, rules, expectations, now - timedelta(days=noise_days), now, incidents
             )
         except PrometheusUnavailable as exc:
-            raise AuditInputError("--prometheus-url", None, str(exc)) from None
+            series, offline = None, str(exc)
     return AuditInput(
         am=am,
         rules=rules,
@@ -210,4 +230,5 @@ def gather_inputs(
         dashboards=load_dashboards(dashboards_glob) if dashboards_glob else None,
         silences=silences,
         deliveries=deliveries,
+        offline=offline,
     )

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from fleet_alerting.alertmanager.routing import (
-    AlertmanagerConfig,
+    AlertmanagerYml,
     RoutingConfigError,
     format_path,
     parse_config,
@@ -94,7 +94,7 @@ def line_of(node: yaml.Node | None, path: Iterable[str | int]) -> int | None:
 # --- alertmanager.yml ---------------------------------------------------------------------
 
 
-def load_alertmanager_text(text: str, source: str) -> AlertmanagerConfig:
+def load_alertmanager_text(text: str, source: str) -> AlertmanagerYml:
     data, node = _parse_yaml(text, source)
     if not isinstance(data, Mapping):
         raise AuditInputError(source, 1, "an Alertmanager configuration must be a YAML mapping")
@@ -107,7 +107,7 @@ def load_alertmanager_text(text: str, source: str) -> AlertmanagerConfig:
         raise AuditInputError(source, line, msg) from None
 
 
-def load_alertmanager(path: str | Path) -> AlertmanagerConfig:
+def load_alertmanager(path: str | Path) -> AlertmanagerYml:
     return load_alertmanager_text(read_text(path), str(path))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from fleet_alerting.alertmanager.routing import AlertmanagerConfig
+from fleet_alerting.alertmanager.routing import AlertmanagerYml
 from fleet_alerting.audit.model import Expectations, Rule
 from fleet_alerting.core.durations import seconds_str
 
@@ -14,7 +14,7 @@ def alert_label(rule: Rule) -> str:
     return f"{rule.name} [{sev}]" if sev else f"{rule.name} [no severity]"
 
 
-def routing_matrix(am: AlertmanagerConfig, rules: list[Rule]) -> pd.DataFrame:
+def routing_matrix(am: AlertmanagerYml, rules: list[Rule]) -> pd.DataFrame:
     """How many notifications each alert rule sends to each receiver (2 = a continue chain
     that notifies twice)."""
     rows: dict[str, dict[str, int]] = {}
@@ -30,7 +30,7 @@ def routing_matrix(am: AlertmanagerConfig, rules: list[Rule]) -> pd.DataFrame:
 
 
 def escalation_matrix(
-    am: AlertmanagerConfig, rules: list[Rule], expectations: Expectations
+    am: AlertmanagerYml, rules: list[Rule], expectations: Expectations
 ) -> pd.DataFrame:
     """Per severity and receiver: the route taken, whether it pages, and its timers."""
     rows: dict[tuple[str, str, str], dict[str, object]] = {}

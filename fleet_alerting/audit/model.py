@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from fleet_alerting.alertmanager.routing import AlertmanagerConfig
+from fleet_alerting.alertmanager.routing import AlertmanagerYml
 
 if TYPE_CHECKING:
     from fleet_alerting.audit.noise import NoiseStats
@@ -155,12 +155,12 @@ class DeliveryRecord:
 
 @dataclass
 class AuditInput:
-    am: AlertmanagerConfig
+    am: AlertmanagerYml
     rules: list[Rule]
     expectations: Expectations
     now: datetime
     am_source: str = "alertmanager.yml"
-    running: AlertmanagerConfig | None = None  # live /api/v2/status config, for drift
+    running: AlertmanagerYml | None = None  # live /api/v2/status config, for drift
     secret_files: list[SecretFile] = field(default_factory=list)
     series: SeriesSource | None = None
     dashboards: dict[str, Any] | None = None  # file name -> dashboard JSON
@@ -168,6 +168,7 @@ class AuditInput:
     # from the incident store, when the audit is given one (None: those checks are skipped)
     silences: list[SilenceRecord] | None = None
     deliveries: list[DeliveryRecord] | None = None
+    offline: str | None = None  # why a Prometheus URL given did not serve the online checks
 
     @property
     def alert_rules(self) -> list[Rule]:

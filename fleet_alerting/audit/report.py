@@ -74,6 +74,7 @@ def summarize(result: AuditResult, comparison: pd.DataFrame, label: str) -> dict
         "new": int(status.get("new", 0)),
         "open": int(status.get("open", 0)),
         "fixed": int(status.get("fixed", 0)),
+        "offline": offline_reason(result),
         "alerts": len(result.input.alert_rules),
         "routes": sum(1 for _ in result.input.am.route.walk()),
     }
@@ -271,6 +272,35 @@ def noise_section(noise: NoiseStats, with_charts: bool = True) -> list[Block]:
     return blocks
 
 
+def offline_reason(result: AuditResult) -> str | None:
+    """Why checks against the Prometheus the audit was given did not run: it did not answer at
+    the start, or stopped answering during the checks. None when it served them all, or when no
+    Prometheus was given (then skipping them is the request, said in the findings)."""
+    if result.input.offline:
+        return result.input.offline
+    if result.input.series is None:
+        return None
+    skipped = [f.message for f in result.findings if f.check_id == "online-skipped"]
+    return skipped[0] if skipped else None
+
+
+def offline_note(result: AuditResult) -> list[Block]:
+    """At the top of a report made without the Prometheus it was given: what was not checked and
+    why, so that a quiet report is not read as a clean one."""
+    why = offline_reason(result)
+    if why is None:
+        return []
+    skipped = [f.subject for f in result.findings if f.check_id == "online-skipped"]
+    names = ", ".join(f"`{s}`" for s in skipped) or "none"
+    return [
+        (
+            "p",
+            f"**Offline report: the online checks were skipped** ({names}) — {why}. "
+            "The offline checks below ran in full; run the audit again once Prometheus answers.",
+        )
+    ]
+
+
 def build_document(
     result: AuditResult,
     comparison: pd.DataFrame,
@@ -298,6 +328,7 @@ def build_document(
     ]
     doc_blocks: list[Block] = [
         ("h1", f"Alerting audit {summary['quarter']}"),
+        *offline_note(result),
         (
             "p",
             f"For {result.input.now.isoformat()} from `{result.input.am_source}`: "

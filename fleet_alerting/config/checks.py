@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +21,8 @@ from fleet_alerting.config.loader import locate
 from fleet_alerting.config.schema import SLACK_CHANNEL_ID, Config
 from fleet_alerting.config.secrets import SecretRef
 from fleet_alerting.core.durations import format_duration
+from fleet_alerting.core.escalation import pager_key, pager_of
+from fleet_alerting.core.policy import PolicyConfig
 from fleet_alerting.core.signals import Severity
 
 Loc = tuple[str | int, ...]
@@ -95,26 +98,42 @@ def _file_sd(config: Config) -> Iterator[Finding]:
     base = config.source_file.parent if config.source_file else Path.cwd()
     for i, group in enumerate(config.blackbox.file_sd):
         for j, pattern in enumerate(group.files):
-            if not glob.glob(str(base / pattern)):
+            matches = glob.glob(str(base / pattern))
+            if not matches:
                 yield Finding(
                     ("blackbox", "file_sd", i, "files", j),
                     f"no file matches {base / pattern}: these devices would not be probed",
                 )
+            for match in sorted(matches):
+                if not Path(match).is_file():  # a FIFO would hang the run, /dev/zero fill it
+                    yield Finding(
+                        ("blackbox", "file_sd", i, "files", j),
+                        f"{match} is not a regular file (a device, a FIFO or a folder?)",
+                    )
 
 
 _PAGER_CONFIG = {"pagerduty": "notify.pagerduty", "oncall": "notify.oncall"}
 
 
 def _pagers(config: Config) -> Iterator[Finding]:
+    configured = config.notify.configured_channels()
     for severity in config.policies:
-        for pager in config.policy(severity).page:
-            if getattr(config.notify, pager) is None:
+        policy = config.policy(severity)
+        key = "page" if policy.steps is None else "steps"
+        for pager in policy.pagers():
+            if pager not in configured:
                 yield Finding(
-                    ("policies", severity, "page"),
-                    f"pages {pager} but {_PAGER_CONFIG[pager]} is not configured: pages are only "
+                    ("policies", severity, key),
+                    f"pages {pager} but {_pager_config(pager)} is not configured: pages are only "
                     f"written to the local outbox {config.notify.outbox_file}",
                     "note",
                 )
+
+
+def _pager_config(channel: str) -> str:
+    pager, name = pager_of(channel) or channel, pager_key(channel)
+    named = {"pagerduty": "routing_keys", "oncall": "webhooks"}
+    return _PAGER_CONFIG[pager] + (f".{named[pager]}.{name}" if name else "")
 
 
 def _channel_names(config: Config) -> Iterator[Finding]:
@@ -151,10 +170,12 @@ def destination(config: Config, channel: str) -> str:
         if slack and (slack.mirror_webhook or slack.bot_token):
             return f"Slack mirror {slack.mirror_channel}"
         return "the local outbox (no Slack mirror configured)"
-    if channel == "pagerduty":
-        return "PagerDuty" if notify.pagerduty else "the local outbox (PagerDuty not configured)"
-    if channel == "oncall":
-        return "Grafana OnCall" if notify.oncall else "the local outbox (OnCall not configured)"
+    pager, name = pager_of(channel), pager_key(channel)
+    if pager is not None:
+        label = _PAGER_NAME[pager] + (f" ({name})" if name else "")
+        if channel in notify.configured_channels():
+            return label
+        return f"the local outbox ({label} not configured)"
     return channel
 
 
@@ -163,7 +184,9 @@ def policy_summary(config: Config, severity: Severity) -> str:
     policy = config.policy(severity)
     told = [destination(config, c) for c in policy.channels()]
     parts = [("tells " + " + ".join(told) + " at once") if told else "tells nobody"]
-    if policy.page:
+    if policy.steps is not None:
+        parts += _steps_summary(config, policy)
+    elif policy.page:
         real = [_PAGER_NAME[p] for p in policy.page if getattr(config.notify, p) is not None]
         missing = [p for p in policy.page if getattr(config.notify, p) is None]
         after = format_duration(policy.page_after, exact=True)
@@ -178,7 +201,7 @@ def policy_summary(config: Config, severity: Severity) -> str:
     else:
         parts.append("never pages")
     if policy.repeat and told:
-        parts.append(f"reminds every {format_duration(policy.repeat, exact=True)}")
+        parts.append(f"reminds {_schedule(policy.repeat)}")
     parts.append(
         f"opens after {policy.open_after} failing check(s), resolves after "
         f"{policy.resolve_after} passing"
@@ -191,3 +214,27 @@ def policy_summary(config: Config, severity: Severity) -> str:
 
 
 _PAGER_NAME = {"pagerduty": "PagerDuty", "oncall": "Grafana OnCall"}
+
+
+def _steps_summary(config: Config, policy: PolicyConfig) -> list[str]:
+    """The escalation timeline, each step's delay from the onset and who it reaches."""
+    dry = config.notify.dry_run
+    steps = []
+    for stage in policy.stages():
+        who = " + ".join(c if dry else destination(config, c) for c in stage.destinations)
+        mention = f" mentioning @{stage.mention}" if stage.mention else ""
+        steps.append(f"{format_duration(stage.offset, exact=True)}: {who}{mention}")
+    parts = ["escalates " + " → ".join(steps) + (" (dry run: the local outbox)" if dry else "")]
+    if policy.ack_timeout is not None:
+        timeout = format_duration(policy.ack_timeout, exact=True)
+        parts.append(f"an acknowledgement holds it {timeout}, then the step it was on again")
+    return parts
+
+
+def _schedule(repeat: timedelta | list[timedelta]) -> str:
+    if isinstance(repeat, timedelta):
+        return f"every {format_duration(repeat, exact=True)}"
+    intervals = [format_duration(r, exact=True) for r in repeat]
+    if len(intervals) == 1:
+        return f"every {intervals[0]}"
+    return f"after {', '.join(intervals[:-1])}, then every {intervals[-1]}"

@@ -3,7 +3,9 @@ value (an inline secret must not reach a terminal or a log)."""
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,101 @@ import yaml
 from pydantic import ValidationError
 
 from fleet_alerting.config.schema import Config
+from fleet_alerting.config.secrets import read_small_file
+
+# A config is read in time linear in its size: an alias ("billion laughs") may not make the
+# document much bigger than it is written, nor may nesting run deep (each level is a recursion).
+MAX_ALIAS_NODES = 100_000
+MAX_DEPTH = 100
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a config is kilobytes; targets in bulk come from file_sd
+
+
+class _Refused(yaml.MarkedYAMLError):
+    def __init__(self, problem: str, mark: yaml.Mark | None):
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2's plain numbers: `1:30` (base 60 in YAML 1.1, 90), `0x10`,
+    `017` (octal) and `1_000` stay strings, which a number or a duration then refuses, rather than
+    surprising numbers. Counts nesting depth and the nodes every alias stands for."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if not tag.endswith((":int", ":float"))]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.depth = 0
+        self.aliases: list[tuple[yaml.Node, yaml.Mark]] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            node = super().compose_node(parent, index)
+            if node is not None:
+                self.aliases.append((node, mark))
+            return node
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _Refused(f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9]{0,29})$"), list("-+0123456789")
+)
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?|[-+]?\.[0-9]+(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def compose(text: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node graph and its Python value, alias expansion bounded."""
+    loader = ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        _bound_aliases(loader.aliases)
+        return node, loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _bound_aliases(aliases: list[tuple[yaml.Node, yaml.Mark]]) -> None:
+    """Refuse at the alias that makes the expanded document more than MAX_ALIAS_NODES bigger
+    than it is written. Sizes are counted once per node, so this is linear too."""
+    sizes: dict[int, int] = {}
+    added = 0
+    for node, mark in aliases:
+        added += _expanded_size(node, sizes)
+        if added > MAX_ALIAS_NODES:
+            raise _Refused(
+                f"aliases expand to more than {MAX_ALIAS_NODES} values (an alias bomb?)", mark
+            )
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    if id(node) in sizes:
+        return sizes[id(node)]
+    size = 1
+    if isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(item, sizes) for item in node.value)
+    sizes[id(node)] = min(size, MAX_ALIAS_NODES + 1)
+    return sizes[id(node)]
+
 
 CONFIG_ENV = "FLEET_ALERTING_CONFIG"
 DEFAULT_CONFIG = "config/example.yaml"
@@ -43,7 +140,7 @@ class ConfigError(Exception):
 def load_config(path: str | Path) -> Config:
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = read_small_file(path, MAX_CONFIG_BYTES)
     except OSError as exc:
         raise ConfigError(path, [f"{path}: cannot read config: {exc.strerror}"]) from None
     try:
@@ -54,26 +151,35 @@ def load_config(path: str | Path) -> Config:
             path, [f"{path}:{line}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"]
         ) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = compose(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(
+            path,
+            [
+                f"{path}:{line}: malformed YAML: a control character (#x{exc.character:04x}) "
+                "YAML does not allow; remove it"
+            ],
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ConfigError(path, [f"{where}: malformed YAML: {problem}"]) from None
-    duplicates = list(_duplicate_keys(path, node, ""))
+    duplicates = list(_duplicate_keys(path, node, "", set()))
     if duplicates:
         raise ConfigError(path, duplicates)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(path, [f"{path}:1: expected a mapping of sections at the top level"])
+    lines = _Lines(node)
     try:
         config = Config.model_validate(data, context={"base_dir": path.parent})
     except ValidationError as exc:
-        raise ConfigError(path, [_describe(path, node, err) for err in exc.errors()]) from None
+        raise ConfigError(path, [_describe(path, lines, err) for err in exc.errors()]) from None
     problems = [
-        f"{path}:{_line_of(node, list(loc))}: {'.'.join(loc)}: {message}"
+        f"{path}:{lines.of(list(loc))}: {key_path(list(loc))}: {message}"
         for loc, message in config.channel_problems()
     ]
     if problems:
@@ -81,8 +187,14 @@ def load_config(path: str | Path) -> Config:
     return config.model_copy(update={"source_file": path})
 
 
-def _duplicate_keys(path: Path, node: yaml.Node | None, where: str) -> Iterator[str]:
-    """A key given twice in one mapping: YAML loaders keep the last silently; we refuse."""
+def _duplicate_keys(
+    path: Path, node: yaml.Node | None, where: str, seen_nodes: set[int]
+) -> Iterator[str]:
+    """A key given twice in one mapping: YAML loaders keep the last silently; we refuse.
+    A node an alias repeats is looked at once."""
+    if node is None or id(node) in seen_nodes:
+        return
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key, value in node.value:
@@ -91,28 +203,39 @@ def _duplicate_keys(path: Path, node: yaml.Node | None, where: str) -> Iterator[
             if name in seen:
                 yield f"{path}:{key.start_mark.line + 1}: {here}: duplicate key (given twice)"
             seen.add(name)
-            yield from _duplicate_keys(path, value, here)
+            yield from _duplicate_keys(path, value, here, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            yield from _duplicate_keys(path, item, f"{where}[{i}]")
+            yield from _duplicate_keys(path, item, f"{where}[{i}]", seen_nodes)
 
 
 def locate(path: Path, loc: Sequence[str | int]) -> str:
     """`file:line: key.path` for a key path of a config file that loaded (for later checks)."""
     try:
-        node = yaml.compose(path.read_text(), Loader=yaml.SafeLoader)
+        stat = path.stat()
+        lines = _lines_of_file(path, stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        lines = _Lines(None)
+    return f"{path}:{lines.of(list(loc))}: {key_path(loc) or '(top level)'}"
+
+
+@functools.lru_cache(maxsize=4)
+def _lines_of_file(path: Path, _mtime_ns: int, _size: int) -> _Lines:
+    """One parse per file version, however many findings ask for a line."""
+    try:
+        node, _data = compose(read_small_file(path, MAX_CONFIG_BYTES).decode())
     except (OSError, ValueError, yaml.YAMLError):
         node = None
-    return f"{path}:{_line_of(node, list(loc))}: {key_path(loc) or '(top level)'}"
+    return _Lines(node)
 
 
 def key_path(loc: Sequence[str | int]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
-def _describe(path: Path, root: yaml.Node | None, error: Any) -> str:
+def _describe(path: Path, lines: _Lines, error: Any) -> str:
     loc = [part for part in error["loc"] if not _is_pydantic_branch(part)]
-    line = _line_of(root, loc)
+    line = lines.of(loc)
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
@@ -128,18 +251,34 @@ def _is_pydantic_branch(part: object) -> bool:
     )
 
 
-def _line_of(node: yaml.Node | None, loc: list[Any]) -> int:
-    """Line (1-based) of the deepest YAML node along the key path."""
-    line = node.start_mark.line + 1 if node else 1
-    for part in loc:
-        child = None
-        if isinstance(node, yaml.MappingNode):
-            child = next((v for k, v in node.value if k.value == str(part)), None)
-            if child is None:  # unknown key: point at the key itself
-                child = next((k for k, _ in node.value if k.value == str(part)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            child = node.value[part] if part < len(node.value) else None
-        if child is None:
-            break
-        node, line = child, child.start_mark.line + 1
-    return line
+class _Lines:
+    """Line numbers of key paths; each mapping's keys are indexed once, so looking up the lines
+    of many errors stays linear in the size of the file."""
+
+    def __init__(self, root: yaml.Node | None):
+        self.root = root
+        self._keys: dict[int, dict[str, tuple[yaml.Node, yaml.Node]]] = {}
+
+    def of(self, loc: list[Any]) -> int:
+        """Line (1-based) of the deepest YAML node along the key path."""
+        node = self.root
+        line = node.start_mark.line + 1 if node else 1
+        for part in loc:
+            child = None
+            if isinstance(node, yaml.MappingNode):
+                pair = self._index(node).get(str(part))
+                child = pair[1] if pair else None
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                child = node.value[part] if 0 <= part < len(node.value) else None
+            if child is None:
+                break
+            node, line = child, child.start_mark.line + 1
+        return line
+
+    def _index(self, node: yaml.MappingNode) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        if id(node) not in self._keys:
+            index: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+            for key, value in node.value:
+                index.setdefault(str(key.value), (key, value))
+            self._keys[id(node)] = index
+        return self._keys[id(node)]

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
     ValidationInfo,
     field_validator,
@@ -24,17 +25,20 @@ from pydantic import (
 
 from fleet_alerting.config.secrets import SecretRef
 from fleet_alerting.core.durations import format_duration
+from fleet_alerting.core.escalation import PAGER_NAME, pager_key, pager_of
 from fleet_alerting.core.fleet import FleetConfig
 from fleet_alerting.core.grouping import GroupingConfig
 from fleet_alerting.core.inhibition import InhibitRule
 from fleet_alerting.core.links import LinksConfig
 from fleet_alerting.core.matchers import check_matcher, compile_go_regex
 from fleet_alerting.core.model import Duration, Model, PositiveDuration
+from fleet_alerting.core.mrkdwn import MENTIONABLE
 from fleet_alerting.core.muting import MaintenanceConfig
 from fleet_alerting.core.policy import PolicyConfig, default_policies
 from fleet_alerting.core.signals import Severity
 from fleet_alerting.core.storms import StormRules
 from fleet_alerting.core.templates import check_template
+from fleet_alerting.core.urls import check_http_url, credential_in_query, split_url
 from fleet_alerting.core.windows import ScheduledWindow
 
 
@@ -43,22 +47,26 @@ def _relative_to_config(path: Path, info: ValidationInfo) -> Path:
     return path if path.is_absolute() or base is None else Path(base) / path
 
 
-ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
-
-
-def _http_url(value: str) -> str:
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 -- raises ValueError for a port out of range
-    except ValueError:
-        raise ValueError("expected an http:// or https:// URL (port 1-65535)") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("expected an http:// or https:// URL with a host")
+def _a_path(value: object) -> object:
+    if isinstance(value, str) and (not value.strip() or "\x00" in value or len(value) > 4096):
+        raise ValueError("expected a file path (not empty, at most 4096 characters)")
     return value
 
 
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-Port = Annotated[int, Field(ge=0, le=65535)]  # 0: any free port
+ConfigPath = Annotated[Path, BeforeValidator(_a_path), AfterValidator(_relative_to_config)]
+StatusCode = Annotated[int, Field(ge=100, le=599)]
+
+
+HttpUrl = Annotated[str, AfterValidator(check_http_url)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+DEFAULT_MAX_ANSWER_BYTES = 50 * 1024 * 1024
+
+
+def _answer_cap() -> Any:
+    """How many bytes of one answer are read: past it the answer is a warning, not parsed."""
+    return Field(DEFAULT_MAX_ANSWER_BYTES, ge=64 * 1024, le=512 * 1024 * 1024)
 
 
 class FileSecret(SecretRef):
@@ -95,6 +103,12 @@ SendTimeout = Annotated[PositiveDuration, _at_most(timedelta(minutes=5))]
 SLACK_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
 
 
+def _slack_mention(value: str) -> str:
+    if not MENTIONABLE.fullmatch(value):
+        raise ValueError("expected a Slack user group id (S…), a user id (U…, W…), here or channel")
+    return value
+
+
 class SlackConfig(Model):
     webhook: FileSecret | None = None
     channel: str = "#operations"
@@ -109,19 +123,38 @@ class SlackConfig(Model):
     api_url: HttpUrl = "https://slack.com/api"
     # Slack allows ~1 message/s per channel; the pacing counts in every Slack claim (lease_for)
     min_interval: Annotated[Duration, _at_most(timedelta(minutes=1))] = timedelta(seconds=1)
+    # who the "paged" message in `channel` mentions (the on-call user group): the only mention
+    # a message carries — none is ever taken from alert text
+    page_mention: Annotated[str, AfterValidator(_slack_mention)] | None = None
+
+
+# more pager services by name: a policy's steps or `page` name one as pagerduty_NAME / oncall_NAME
+PagerName = Annotated[str, Field(pattern=rf"^{PAGER_NAME}$")]
 
 
 class PagerDutyConfig(Model):
     routing_key: FileSecret
+    routing_keys: dict[PagerName, FileSecret] = Field({}, max_length=10)
     url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"
     timeout: SendTimeout = timedelta(seconds=10)
+
+    def secrets(self) -> dict[str, FileSecret]:
+        """Channel → routing key: `pagerduty`, and `pagerduty_NAME` for each named one."""
+        return {"pagerduty": self.routing_key} | {
+            f"pagerduty_{name}": key for name, key in self.routing_keys.items()
+        }
 
 
 class OnCallConfig(Model):
     """Grafana OnCall "Formatted Webhook" integration; its URL embeds a token, so it is a secret."""
 
     webhook: FileSecret
+    webhooks: dict[PagerName, FileSecret] = Field({}, max_length=10)
     timeout: SendTimeout = timedelta(seconds=10)
+
+    def secrets(self) -> dict[str, FileSecret]:
+        """Channel → integration URL: `oncall`, and `oncall_NAME` for each named one."""
+        return {"oncall": self.webhook} | {f"oncall_{n}": url for n, url in self.webhooks.items()}
 
 
 class NotifyConfig(Model):
@@ -142,10 +175,9 @@ class NotifyConfig(Model):
             channels.add("slack")
         if slack and (slack.mirror_webhook or slack.bot_token):
             channels.add("slack_mirror")
-        if self.pagerduty:
-            channels.add("pagerduty")
-        if self.oncall:
-            channels.add("oncall")
+        for pager in (self.pagerduty, self.oncall):
+            if pager is not None:
+                channels.update(pager.secrets())
         return channels
 
 
@@ -169,19 +201,13 @@ _POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg")
 def _postgres_url(value: str) -> str:
     """A PostgreSQL URL with a host and a database, and no password (that is a secret: it goes in
     `state.password`). The value is never quoted back: it might hold one."""
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 -- raises ValueError for a port out of range
-    except ValueError:
-        raise ValueError(
-            "expected postgresql+psycopg://USER@HOST:PORT/DATABASE (port 1-65535)"
-        ) from None
+    parts = split_url(value, "expected postgresql+psycopg://USER@HOST:PORT/DATABASE")
     if parts.scheme not in _POSTGRES_SCHEMES:
         raise ValueError(
             "expected postgresql+psycopg://USER@HOST:PORT/DATABASE (PostgreSQL through psycopg; "
             "for SQLite give state.path instead)"
         )
-    if parts.password is not None or "password=" in parts.query:
+    if parts.password is not None or credential_in_query(parts.query):
         raise ValueError(
             "a password in the URL is an inline secret: remove it and give "
             "state.password: {file: PATH}"
@@ -235,9 +261,9 @@ class HttpTarget(Model):
     name: str
     url: HttpUrl = Field(pattern=r"^https?://")
     severity: Severity = Severity.warning
-    expected_status: list[int] = [200]
+    expected_status: list[StatusCode] = Field([200], min_length=1)
     module: str = "http_2xx"
-    runbook_url: str | None = None
+    runbook_url: HttpUrl | None = None
     remediation: list[str] = []
     labels: dict[str, str] = {}
 
@@ -249,9 +275,9 @@ class FileSdTargets(Model):
     path: str = "/healthz"
     scheme: Literal["http", "https"] = "http"
     severity: Severity = Severity.warning
-    expected_status: list[int] = [200]
+    expected_status: list[StatusCode] = Field([200], min_length=1)
     module: str = "http_2xx"
-    runbook_url: str | None = None
+    runbook_url: HttpUrl | None = None
     remediation: list[str] = []
 
 
@@ -288,6 +314,16 @@ def default_escalation_rules() -> list[EscalationRule]:
     ]
 
 
+class WatchdogConfig(Model):
+    """The dead man's switch: an always-firing alert (a Prometheus rule `expr: vector(1)`) that
+    Alertmanager has not listed for `missing_after` means the alerting pipeline is broken."""
+
+    alertname: str = Field("Watchdog", pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    missing_after: Annotated[
+        Duration, _at_least(timedelta(minutes=1)), _at_most(timedelta(days=1))
+    ] = timedelta(minutes=5)
+
+
 class AlertmanagerConfig(Model):
     url: HttpUrl = Field(pattern=r"^https?://")
     timeout: PositiveDuration = timedelta(seconds=10)
@@ -295,6 +331,8 @@ class AlertmanagerConfig(Model):
     # Alertmanager already debounces (`for:`), so one observation opens and one absence resolves.
     open_after: int = Field(1, ge=1, le=1000)
     resolve_after: int = Field(1, ge=1, le=1000)
+    watchdog: WatchdogConfig | None = WatchdogConfig()  # null: no dead man's switch
+    max_answer_bytes: int = _answer_cap()
 
 
 class FleetApiConfig(Model):
@@ -310,6 +348,7 @@ class FleetApiConfig(Model):
     snapshot_minutes: int = Field(15, ge=1)
     snapshot_max_events: int = Field(20, ge=1, le=40)
     lookback: Duration = timedelta(minutes=30)  # late events within this window still count
+    max_answer_bytes: int = _answer_cap()
 
 
 class SlackAppConfig(Model):
@@ -370,11 +409,20 @@ class ZigbeeAvailability(Model):
     severity: Severity | None = None  # default: the coordinator's
 
 
+def _mqtt_broker(value: str) -> str:
+    parts = split_url(value, "expected mqtt://HOST:PORT or mqtts://HOST:PORT")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("give the user and password as username and password: {file: PATH}")
+    return value
+
+
 class ZigbeeCoordinator(Model):
     """One Zigbee2MQTT instance, watched over its MQTT broker."""
 
     name: str = Field(min_length=1)
-    broker: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^/:]+(:\d+)?/?$")
+    broker: Annotated[str, AfterValidator(_mqtt_broker)] = Field(
+        "mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^/:]+(:\d+)?/?$"
+    )
     username: str | None = None
     password: FileSecret | None = None
     tls: bool = False  # also implied by an mqtts:// broker URL
@@ -385,7 +433,7 @@ class ZigbeeCoordinator(Model):
     health_check: bool = False
     availability: ZigbeeAvailability | None = None
     auto_close: bool = False
-    runbook_url: str | None = None
+    runbook_url: HttpUrl | None = None
     remediation: list[str] = []
 
 
@@ -435,7 +483,7 @@ class WatchConfig(Model):
     absent_is: Severity | None = None
     summary: Template
     description: Template = ""
-    runbook_url: str | None = None
+    runbook_url: HttpUrl | None = None
     remediation: list[Template] = []
     absent_remediation: list[str] = []
     logs: dict[str, Template] = {}  # LogQL stream selector, e.g. {service: role-agent, host: ...}
@@ -471,6 +519,7 @@ class PrometheusConfig(Model):
     device_failures_threshold: float = Field(5, ge=0)
     device_failures_window: PositiveDuration = timedelta(minutes=5)
     watches: list[WatchConfig] = []
+    max_answer_bytes: int = _answer_cap()
 
     @model_validator(mode="after")
     def _one_auth(self) -> PrometheusConfig:
@@ -545,7 +594,7 @@ class Config(Model):
     operators: OperatorsConfig = OperatorsConfig()
     zigbee: ZigbeeConfig = ZigbeeConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
-    # storms (issue 12): fleet-level aggregates, Alertmanager-style inhibition and grouping
+    # storms (core/storms.py): fleet-level aggregates, Alertmanager-style inhibition and grouping
     fleet: FleetConfig = FleetConfig()
     inhibit_rules: list[InhibitRule] | None = None  # None: the shipped rules; [] turns them off
     grouping: GroupingConfig = GroupingConfig()
@@ -571,7 +620,9 @@ class Config(Model):
         for severity, given in value.items():
             default = defaults.get(severity) if isinstance(severity, str) else None
             if default is not None and isinstance(given, dict):
-                merged[severity] = default.model_dump(exclude_unset=True) | given
+                # steps replace the default's notify and page
+                replaced = {"notify", "page", "page_after"} if "steps" in given else set()
+                merged[severity] = default.model_dump(exclude_unset=True, exclude=replaced) | given
             elif default is not None and given is None:
                 merged[severity] = default.model_dump(exclude_unset=True)
         return merged
@@ -595,7 +646,7 @@ class Config(Model):
                 )
         return self
 
-    def channel_problems(self) -> list[tuple[tuple[str, ...], str]]:
+    def channel_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Fail closed: every policy that tells or pages a channel the config does not configure,
         as (key path, message). The loader turns them into config errors, so such a message is
         never silently written to a local file. Nothing to check in a dry run."""
@@ -605,24 +656,30 @@ class Config(Model):
         problems = []
         for severity, policy in (default_policies() | self.policies).items():
             given = "policies" in self.model_fields_set and severity in self.policies
-            named = [
-                *(("notify", c) for c in policy.notify),
-                *(("mirror", "slack_mirror") for _ in [1] if "slack_mirror" in policy.channels()),
-                *(("page", c) for c in policy.page),
-            ]
-            for key, channel in named:
+            for key, channel in _named_channels(policy):
                 if channel in configured:
                     continue
-                where = ("policies", severity.value, key) if given else ("notify",)
+                where = ("policies", severity.value, *key) if given else ("notify",)
                 origin = "policy" if given else "default policy"
                 problems.append(
                     (
                         where,
                         f"{origin} {severity.value!r} names channel {channel!r}, which is not "
-                        f"configured: {_HOW_TO_CONFIGURE[channel]}, or set notify.dry_run: true",
+                        f"configured: {_how_to_configure(channel)}, or set notify.dry_run: true",
                     )
                 )
         return problems
+
+
+def _named_channels(policy: PolicyConfig) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(key path in the policy, channel) for every channel the policy tells or pages."""
+    if policy.steps is None:
+        yield from ((("notify",), c) for c in policy.notify)
+    if "slack_mirror" in policy.channels():
+        yield ("mirror",), "slack_mirror"
+    yield from ((("page",), c) for c in policy.page)
+    for i, step in enumerate(policy.steps or []):
+        yield from ((("steps", i, "to"), c) for c in step.to)
 
 
 _HOW_TO_CONFIGURE = {
@@ -631,3 +688,11 @@ _HOW_TO_CONFIGURE = {
     "pagerduty": "set notify.pagerduty.routing_key",
     "oncall": "set notify.oncall.webhook",
 }
+_NAMED_SECRET = {"pagerduty": "routing_keys", "oncall": "webhooks"}
+
+
+def _how_to_configure(channel: str) -> str:
+    name, pager = pager_key(channel), pager_of(channel)
+    if name is None or pager is None:
+        return _HOW_TO_CONFIGURE[channel]
+    return f"set notify.{pager}.{_NAMED_SECRET[pager]}.{name}"

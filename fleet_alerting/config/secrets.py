@@ -8,14 +8,21 @@ secrets).
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
+import stat
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus, urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 _KNOWN_SECRETS: set[str] = set()
+# a secret file holds a token, a key or a URL: more is a wrong path (a log, a device)
+MAX_SECRET_FILE_BYTES = 64 * 1024
+# an encoded form shorter than this would mask ordinary words; the value itself is always masked
+_MIN_ENCODED = 6
 
 
 class SecretError(Exception):
@@ -92,7 +99,7 @@ class SecretRef(BaseModel):
     def _read(self) -> str:
         if self.file:
             try:
-                return self.file.read_text()
+                return read_small_file(self.file, MAX_SECRET_FILE_BYTES).decode()
             except OSError as exc:
                 raise SecretError(f"cannot read {self.describe()}: {exc.strerror}") from None
             except UnicodeDecodeError:
@@ -111,6 +118,57 @@ class SecretRef(BaseModel):
             raise SecretError(f"cannot load {self.describe()}: {type(exc).__name__}") from None
 
 
+_NOT_REGULAR = "not a regular file (a device, a FIFO or a folder?)"
+
+
+def read_small_file(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; OSError (with `strerror`) for
+    anything else. A device (/dev/zero) or a FIFO is refused before it is opened for reading,
+    so it can neither hang the caller nor fill its memory."""
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise OSError(0, _NOT_REGULAR)
+    # O_NONBLOCK: a FIFO swapped in after the stat opens at once instead of waiting for a writer
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # swapped since the stat
+            raise OSError(0, _NOT_REGULAR)
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(0, f"larger than {limit // 1024} KB")
+    return data
+
+
+def register_basic_auth(username: str, password: str) -> None:
+    """HTTP basic auth sends `Basic base64(user:password)`: a server echoing the header quotes
+    that form, which holds the password though it spells none of its characters."""
+    register(password)
+    _KNOWN_SECRETS.update(
+        f for f in _base64_forms(f"{username}:{password}") if len(f) >= _MIN_ENCODED
+    )
+
+
+def _encoded_forms(value: str) -> set[str]:
+    """How a secret may appear in text an outside system echoes: URL-encoded (path and form
+    style) or decoded, JSON-escaped, base64 (standard and URL-safe, padded or not)."""
+    forms = {
+        quote(value, safe=""),
+        quote_plus(value, safe=""),
+        unquote_plus(value),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        *_base64_forms(value),
+    }
+    return {f for f in forms if len(f) >= _MIN_ENCODED}
+
+
+def _base64_forms(value: str) -> set[str]:
+    raw = value.encode()
+    forms = set()
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        padded = encode(raw).decode("ascii")
+        forms |= {padded, padded.rstrip("=")}
+    return forms
+
+
 def register(value: str) -> None:
     """Remember a secret for `redact`: the value and its URL-decoded form. For a URL (a webhook)
     also the parts that carry the token — its path, its query and the path segments shaped like a
@@ -126,6 +184,8 @@ def register(value: str) -> None:
         if parts.query:
             found |= {parts.query, unquote(parts.query)}
             found.update(v for _k, v in parse_qsl(parts.query) if _token_shaped(v))
+    for form in list(found):
+        found |= _encoded_forms(form)
     _KNOWN_SECRETS.update(f for f in found if f.strip())
 
 

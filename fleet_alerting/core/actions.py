@@ -1,9 +1,10 @@
 """Operator actions on an incident — acknowledge, silence (a local mute or an Alertmanager silence),
 snooze, unsilence — and what they change in what the engine tells whom. Pure, like the engine.
 
-- **Acknowledge**: who and when are recorded; reminders stop. Not yet paged: the page is held for
-  the policy's `ack_holds_page` (None: for the rest of this failure episode); already paged: the
-  pagers that can take it (PagerDuty) get an acknowledge. Slack gets a thread reply.
+- **Acknowledge**: who and when are recorded; reminders and further escalation steps stop, for the
+  policy's `ack_timeout` (then the engine escalates again, core/escalation.py) or `ack_holds_page`
+  (None: for the rest of this failure episode); already paged: the pagers that can take it
+  (PagerDuty, each routing key paged) get an acknowledge. Slack gets a thread reply.
 - **Silence**: Alertmanager-sourced incidents get a real silence (the surface creates it and hands
   its id here); our own sources get a local mute. Either way, until it ends the incident keeps being
   recorded but tells and pages nobody (a pager resolve of an earlier page still goes). A mute that
@@ -19,6 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from fleet_alerting.core.escalation import pager_of
 from fleet_alerting.core.incidents import Acts, Incident, Kind, Notification, State
 
 ALERTMANAGER_SOURCE = "alertmanager"  # sources.alertmanager.judge.SOURCE (core imports no source)
@@ -112,7 +114,7 @@ def acknowledge(incident: Incident, actor: str, now: datetime, channels: Sequenc
         return Change(incident, [], f"already acknowledged by {incident.acts.acked_by}")
     acts = replace(incident.acts, acked_by=actor, acked_at=now, changed_at=now)
     incident = replace(incident, acts=acts, changed_at=now)
-    pagers = [p for p in incident.paged_via if p in ACKNOWLEDGING_PAGERS]
+    pagers = [p for p in incident.paged_via if pager_of(p) in ACKNOWLEDGING_PAGERS]
     if incident.state != State.paged:
         pagers = []
     return Change(incident, _to(incident, [*pagers, *_closing(channels)], Kind.acknowledged, now))
@@ -242,7 +244,7 @@ def closing_words(
     """A silence, window or inhibition that begins on an incident already told (`told`: the
     record as it was): a closing word to every destination that saw it firing, and to the pager
     that can take it (PagerDuty) an acknowledge of its page."""
-    pagers = [p for p in told.paged_via if p in ACKNOWLEDGING_PAGERS]
+    pagers = [p for p in told.paged_via if pager_of(p) in ACKNOWLEDGING_PAGERS]
     return [notification(incident, c, Kind.muted, now) for c in [*channels, *pagers]]
 
 

@@ -21,6 +21,7 @@ from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.matchers import check_matcher, parse_matcher
 from fleet_alerting.core.model import Model
 from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.core.urls import HttpUrl
 
 SOURCE = "fleet"
 
@@ -87,7 +88,7 @@ class FleetOfflineRule(Model):
     severity: Severity = Severity.critical
     what: str = "devices unreachable"  # words of the summary
     max_listed: int = Field(10, ge=0)
-    runbook_url: str | None = None
+    runbook_url: HttpUrl | None = None
     remediation: list[str] = []
 
     @field_validator("threshold")

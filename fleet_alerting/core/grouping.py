@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import Field
 
+from fleet_alerting.core.escalation import pager_of
 from fleet_alerting.core.fleet import signal_labels
 from fleet_alerting.core.incidents import (
     Brief,
@@ -39,7 +40,6 @@ from fleet_alerting.core.signals import Severity, Signal
 
 PREFIX = "group/"
 STORM = "storm"
-PAGERS = ("pagerduty", "oncall")
 
 
 class GroupingConfig(Model):
@@ -227,12 +227,11 @@ def _advance(
         batch.paged |= any(m.state == State.paged for m in members)
     else:
         sent = []
-    if batch.paged and g.state != State.paged and policy.page:
-        g = replace(
-            g, state=State.paged, paged_at=now, paged_via=tuple(policy.page), changed_at=now
-        )
+    pagers = policy.first_pagers()
+    if batch.paged and g.state != State.paged and pagers:
+        g = replace(g, state=State.paged, paged_at=now, paged_via=pagers, changed_at=now)
         g = replace(g, signal=_summary(g, members, config, set(g.members_told)))
-        sent += notify_channels(g, policy, Kind.paged, now, policy.page)
+        sent += notify_channels(g, policy, Kind.paged, now, pagers)
         sent += notify_channels(g, policy, Kind.paged, now)
         return replace(g, last_notified_at=now, members_told=g.members), sent
     if sent:
@@ -292,12 +291,12 @@ def bound(evaluation: Evaluation, limit: int, now: datetime) -> Evaluation:
     per_channel: dict[str, list[Notification]] = {}
     for n in evaluation.notifications:
         per_channel.setdefault(n.channel, []).append(n)
-    if all(len(v) <= limit or c in PAGERS for c, v in per_channel.items()):
+    if all(len(v) <= limit or pager_of(c) for c, v in per_channel.items()):
         return evaluation
     keep: set[int] = set()
     summaries: list[Notification] = []
     for channel, sent in per_channel.items():
-        if channel in PAGERS or len(sent) <= limit:
+        if pager_of(channel) or len(sent) <= limit:
             keep |= {id(n) for n in sent}
             continue
         keep |= {id(n) for n in sent[: limit - 1]}

@@ -37,6 +37,8 @@ class Kind(StrEnum):
     pager_resolved = "pager_resolved"  # resolved in PagerDuty while our check still fails
     # a matcher silence or maintenance window began on an incident already told (core.muting)
     muted = "muted"
+    # a later escalation step that pages nobody, or an acknowledgement that timed out (Slack)
+    escalated = "escalated"
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,35 @@ class Acts:
     @property
     def silenced(self) -> bool:
         return self.silenced_by is not None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One destination paged (or told, by a later step) at one escalation step."""
+
+    channel: str
+    at: datetime
+    step: int  # 1-based, as operators read it
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """Where an incident is in its policy's escalation steps (core/escalation.py), kept with the
+    incident so every message and view can say who was paged when and what happens next."""
+
+    step: int = 0  # steps run so far: the incident is on step `step` (0: none yet)
+    steps: int = 0  # how many steps its policy has
+    base: datetime | None = None  # step delays count from here (None: the onset)
+    rounds: int = 0  # escalations again after an acknowledgement timed out
+    pages: tuple[Page, ...] = ()
+    next_at: datetime | None = None  # when the next step is due, unless held
+    next_to: tuple[str, ...] = ()
+    mention: str | None = None  # the Slack user group the current step mentions
+    # the policy's: how long an acknowledgement holds the next step (None: the episode), and
+    # whether the escalation then starts again from the step it was on (`ack_timeout`)
+    ack_hold: timedelta | None = None
+    ack_restarts: bool = False
+    why: str = ""  # why the latest step ran (e.g. an acknowledgement timed out)
 
 
 @dataclass(frozen=True)
@@ -88,6 +119,7 @@ class Incident:
     thread_channel: str | None = None  # Slack thread of this incident, when a bot token is set
     thread_ts: str | None = None
     acts: Acts = Acts()
+    escalation: Escalation = Escalation()
     # passes around the engine (core/inhibition.py, core/grouping.py)
     inhibited_by: str | None = None  # key of the unresolved cause silencing this incident
     group: str | None = None  # key of the group incident that tells for this member

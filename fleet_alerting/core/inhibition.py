@@ -23,6 +23,7 @@ from datetime import datetime
 from pydantic import Field
 
 from fleet_alerting.core.actions import closing_words
+from fleet_alerting.core.escalation import as_before
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.fleet import FleetOfflineRule, MatcherText, selector, signal_labels
 from fleet_alerting.core.incidents import Incident, Kind, Notification, Overlay, State, glance
@@ -253,6 +254,7 @@ def held_back(
         paged_via=same.paged_via if same else (),
         last_notified_at=same.last_notified_at if same else None,
         reminders=same.reminders if same else 0,
+        escalation=as_before(same),
     )
 
 

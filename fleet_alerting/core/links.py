@@ -8,14 +8,15 @@ from urllib.parse import quote_plus, urlencode
 
 from fleet_alerting.core.model import Model
 from fleet_alerting.core.signals import Link
+from fleet_alerting.core.urls import HttpUrl
 
 
 class LinksConfig(Model):
     """Where operators click through to: Grafana Explore (Loki) and Prometheus graphs."""
 
-    grafana_url: str | None = None
+    grafana_url: HttpUrl | None = None
     loki_datasource_uid: str = "loki"
-    prometheus_url: str | None = None
+    prometheus_url: HttpUrl | None = None
 
 
 def logql_selector(**labels: str) -> str:

@@ -38,3 +38,7 @@ def _positive(value: timedelta) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(_from_config)]
 # timeouts, intervals, reminders: 0 would mean "never wait" or "every run"
 PositiveDuration = Annotated[timedelta, BeforeValidator(_from_config), AfterValidator(_positive)]
+
+
+def positive_duration(value: object) -> timedelta:
+    return _positive(_from_config(value))  # type: ignore[arg-type]

@@ -6,14 +6,23 @@ Pure: no I/O, no clock, no Prefect. Everything a source, a store or a notifier n
 
 from __future__ import annotations
 
+import bisect
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
-from fleet_alerting.core import actions
+from fleet_alerting.core import actions, escalation
+from fleet_alerting.core.escalation import (
+    SLACK_CHANNELS,
+    Destination,
+    Repeat,
+    Stage,
+    StepConfig,
+)
 from fleet_alerting.core.incidents import (
     OPEN_STATES,
     Brief,
@@ -33,9 +42,12 @@ class PolicyConfig(Model):
     open_after: int = Field(2, ge=1, description="consecutive failures that open an incident")
     resolve_after: int = Field(2, ge=1, description="consecutive successes that resolve it")
     notify: list[Literal["slack"]] = ["slack"]
-    page: list[Literal["pagerduty", "oncall"]] = []
+    page: list[Destination] = []
     page_after: Duration = timedelta(minutes=5)
-    repeat: PositiveDuration | None = None  # 0 would remind on every run
+    # escalation steps; when given, they replace notify / page / page_after
+    steps: list[StepConfig] | None = Field(None, min_length=1, max_length=escalation.MAX_STEPS)
+    # 0 would remind on every run; a list is a schedule whose last interval repeats
+    repeat: Repeat | None = None
     mirror: bool = False
     # an acknowledge before the page holds it this long (None: for the rest of the episode)
     ack_holds_page: Duration | None = None
@@ -43,10 +55,83 @@ class PolicyConfig(Model):
     # any of `mute_time_intervals`, outside all of `active_time_intervals` (core.muting)
     mute_time_intervals: list[str] = Field(default=[], max_length=20)
     active_time_intervals: list[str] = Field(default=[], max_length=20)
+    # an acknowledgement holds further steps and reminders this long; then, still failing, the
+    # escalation starts again from the step it was on (None: held for the rest of the episode)
+    ack_timeout: PositiveDuration | None = None
+
+    @field_validator("page")
+    @classmethod
+    def _pagers_only(cls, value: list[str]) -> list[str]:
+        for channel in value:
+            if escalation.pager_of(channel) is None:
+                raise ValueError(f"{channel!r} is not a pager: page names pagerduty or oncall")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        legacy = {"notify", "page", "page_after"} & self.model_fields_set
+        if self.steps is not None and legacy:
+            raise ValueError(
+                f"steps replace {', '.join(sorted(legacy))}: give steps or those, not both"
+            )
+        if self.ack_timeout is not None and self.ack_holds_page is not None:
+            raise ValueError("ack_timeout replaces ack_holds_page: give one of them")
+        self.stages()  # steps out of order
+        return self
+
+    def stages(self) -> tuple[Stage, ...]:
+        """The escalation steps: `steps`, or `notify` at once and `page` after `page_after`."""
+        return self._stages
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copy = super().model_copy(update=update, deep=deep)
+        for computed in ("_stages", "_timing"):  # from the fields the update may change
+            copy.__dict__.pop(computed, None)
+        return copy
+
+    def timing(self) -> tuple[tuple[timedelta, ...], int | None]:
+        """Each step's delay (in order), and which step pages first (None: none pages)."""
+        return self._timing
+
+    @functools.cached_property
+    def _timing(self) -> tuple[tuple[timedelta, ...], int | None]:
+        stages = self.stages()
+        first_paging = next((i for i, s in enumerate(stages) if s.pagers), None)
+        return tuple(s.offset for s in stages), first_paging
+
+    @functools.cached_property
+    def _stages(self) -> tuple[Stage, ...]:  # asked for every signal of a run
+        if self.steps is not None:
+            return tuple(
+                replace(stage, told=tuple(self._mirrored(stage.told)))
+                for stage in escalation.stages_of(self.steps)
+            )
+        return escalation.legacy_stages(self.channels(), self.page, self.page_after)
 
     def channels(self) -> list[str]:
-        """Who is told of an incident of this severity: `notify`, plus the mirror of Slack."""
-        return [*self.notify, *(["slack_mirror"] if self.mirror and "slack" in self.notify else [])]
+        """Who is told of an incident of this severity (at once, of reminders, of the resolve):
+        the Slack channels of its steps, plus the mirror of Slack."""
+        told = self.notify if self.steps is None else _slack_of(self.steps)
+        return self._mirrored(tuple(told))
+
+    def pagers(self) -> list[str]:
+        """Every pager some step pages."""
+        return list(dict.fromkeys(p for stage in self.stages() for p in stage.pagers))
+
+    def first_pagers(self) -> tuple[str, ...]:
+        """Who the first paging step pages (a group incident pages only these)."""
+        return next((stage.pagers for stage in self.stages() if stage.pagers), ())
+
+    def _mirrored(self, told: tuple[str, ...]) -> list[str]:
+        mirror = ["slack_mirror"] if self.mirror and "slack" in told else []
+        return list(dict.fromkeys([*told, *mirror]))
+
+    def page_hold(self) -> timedelta | None:
+        return self.ack_timeout if self.ack_timeout is not None else self.ack_holds_page
+
+
+def _slack_of(steps: list[StepConfig]) -> list[str]:
+    return list(dict.fromkeys(c for step in steps for c in step.to if c in SLACK_CHANNELS))
 
 
 def default_policies() -> dict[Severity, PolicyConfig]:
@@ -140,15 +225,30 @@ def _steady(brief: Brief | None, signal: Signal, policy_for: PolicyFor, now: dat
         brief.successes == 0
         and brief.failures >= policy.open_after
         and brief.fingerprint == fingerprint_of(signal)
-        and not (
-            policy.page and brief.state == State.firing and now - brief.onset >= policy.page_after
-        )
+        and not _step_may_be_due(brief, policy, now)
         and not (
             policy.repeat is not None
             and brief.notified_at is not None
-            and now - brief.notified_at >= policy.repeat
+            and now - brief.notified_at >= _shortest(policy.repeat)
         )
     )
+
+
+def _step_may_be_due(brief: Brief, policy: PolicyConfig, now: datetime) -> bool:
+    """Whether the latest step whose time has come may not have run. Without acts an escalation
+    counts from the onset: the first paging step ran iff the incident is paged, a step that
+    tells Slack ran iff Slack was told since its time, the first step ran when it opened."""
+    offsets, first_paging = policy.timing()
+    latest = bisect.bisect_right(offsets, now - brief.onset) - 1
+    if latest < 0 or (latest == 0 and first_paging != 0):
+        return False
+    if latest == first_paging:
+        return brief.state != State.paged
+    return brief.notified_at is None or brief.notified_at < brief.onset + offsets[latest]
+
+
+def _shortest(repeat: timedelta | list[timedelta]) -> timedelta:
+    return repeat if isinstance(repeat, timedelta) else min(repeat)
 
 
 def _on_failure(
@@ -180,21 +280,64 @@ def _on_failure(
             recovered_at=None,
         )
     sent: list[Notification] = []
-    if incident.state == State.pending and incident.consecutive_failures >= policy.open_after:
+    opening = incident.state == State.pending and incident.consecutive_failures >= policy.open_after
+    if opening:
         incident = replace(incident, state=State.firing, opened_at=now)
-        incident, sent = _tell(incident, policy, Kind.opened, now, sent)
     if not incident.is_open:
         return incident, sent
+    if opening:
+        stages = policy.stages()
+        incident = _scheduled(escalation.opened(incident, stages), policy)
+        incident, sent = _tell(incident, policy, Kind.opened, now, sent)
     incident, expired = actions.expire(incident, policy.channels(), now)
     sent += expired
-    if _page_due(incident, policy, now):
-        incident = replace(incident, state=State.paged, paged_at=now, paged_via=tuple(policy.page))
-        sent += [_notification(incident, pager, Kind.paged, now) for pager in policy.page]
-        incident, sent = _tell(incident, policy, Kind.paged, now, sent)
-    elif _reminder_due(incident, policy, now):
+    incident, stepped = _escalate(incident, policy, now, opening)
+    sent += stepped
+    if not stepped and _reminder_due(incident, policy, now):
         incident = replace(incident, reminders=incident.reminders + 1)
         incident, sent = _tell(incident, policy, Kind.reminder, now, sent)
     return incident, sent
+
+
+def _escalate(
+    incident: Incident, policy: PolicyConfig, now: datetime, opening: bool
+) -> tuple[Incident, list[Notification]]:
+    """Run the steps that are due (an acknowledgement that timed out first lifts itself and
+    starts the escalation again from the step the incident was on)."""
+    stages = policy.stages()
+    incident = escalation.resumed(incident, stages)
+    sent: list[Notification] = []
+    why = ""
+    if _ack_timed_out(incident, policy, now) and stages:
+        why = escalation.ack_timeout_reason(incident, policy.ack_timeout or timedelta(0))
+        acts = replace(incident.acts, acked_by=None, acked_at=None, changed_at=now)
+        incident = escalation.restarted(replace(incident, acts=acts), stages, now)
+        opening = False
+    indexes = escalation.due(incident, stages, now)
+    if indexes and not actions.holds_page(incident, policy.page_hold(), now):
+        incident = escalation.ran(incident, stages, indexes, now, why)
+        incident = _scheduled(incident, policy)
+        pagers = escalation.current_pages(incident)
+        if pagers:
+            incident = replace(incident, state=State.paged)
+        sent += [_notification(incident, pager, Kind.paged, now) for pager in pagers]
+        # a Slack-only step at 0s is the opening message itself
+        later = not opening and any(stages[i].offset > timedelta(0) for i in indexes)
+        if pagers or why or later:
+            kind = Kind.paged if pagers else Kind.escalated
+            incident, sent = _tell(incident, policy, kind, now, sent)
+    return _scheduled(incident, policy), sent
+
+
+def _scheduled(incident: Incident, policy: PolicyConfig) -> Incident:
+    stages, hold = policy.stages(), policy.page_hold()
+    return escalation.scheduled(incident, stages, hold, policy.ack_timeout is not None)
+
+
+def _ack_timed_out(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
+    acked_at = incident.acts.acked_at
+    timeout = policy.ack_timeout
+    return timeout is not None and acked_at is not None and now >= acked_at + timeout
 
 
 def _unchanged(current: Incident, signal: Signal, policy: PolicyConfig, now: datetime) -> bool:
@@ -202,29 +345,28 @@ def _unchanged(current: Incident, signal: Signal, policy: PolicyConfig, now: dat
         current.is_open
         and current.consecutive_successes == 0
         and current.consecutive_failures >= policy.open_after
-        and not _page_due(current, policy, now)
+        and not _step_due(current, policy, now)
         and not _reminder_due(current, policy, now)
         and not actions.expiry_due(current, now)
         and fingerprint_of(current.signal) == fingerprint_of(signal)  # the costliest test last
     )
 
 
-def _page_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
-    return (
-        bool(policy.page)
-        and incident.state == State.firing
-        and now - incident.onset >= policy.page_after
-        and not actions.holds_page(incident, policy.ack_holds_page, now)
+def _step_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
+    stages = policy.stages()
+    incident = escalation.resumed(incident, stages)
+    if _ack_timed_out(incident, policy, now) and stages:
+        return True
+    return bool(escalation.due(incident, stages, now)) and not actions.holds_page(
+        incident, policy.page_hold(), now
     )
 
 
 def _reminder_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
-    return (
-        policy.repeat is not None
-        and incident.last_notified_at is not None
-        and now - incident.last_notified_at >= policy.repeat
-        and not actions.holds_reminder(incident, now)
-    )
+    if policy.repeat is None or incident.last_notified_at is None:
+        return False
+    interval = escalation.reminder_interval(policy.repeat, incident.reminders)
+    return now - incident.last_notified_at >= interval and not actions.holds_reminder(incident, now)
 
 
 def _on_success(
@@ -273,7 +415,10 @@ def _tell(
 def _notification(incident: Incident, channel: str, kind: Kind, now: datetime) -> Notification:
     """Its id names the episode as well as the onset: a re-opened incident with the onset of an
     earlier one is told (and paged) again, while replaying one evaluation queues nothing twice."""
-    seq = incident.reminders if kind == Kind.reminder else 0
+    seq: int | str = incident.reminders if kind == Kind.reminder else 0
+    esc = incident.escalation
+    if kind == Kind.escalated or (kind == Kind.paged and not escalation.first_page(esc)):
+        seq = f"{esc.rounds}.{esc.step}"
     ident = f"{incident.key}|{incident.onset.isoformat()}|{incident.episode}|{kind}|{seq}|{channel}"
     return Notification(id=ident, channel=channel, kind=kind, at=now, incident=incident)
 

@@ -56,6 +56,10 @@ class Window:
         return self.text
 
 
+# IANA names: Area/Location[/Sub], letters, digits, - + _ ; never "..", never absolute
+_ZONE_NAME = re.compile(r"(?=.{1,64}\Z)[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
+
+
 def parse_window(value: object) -> Window:
     if isinstance(value, Window):
         return value
@@ -67,9 +71,13 @@ def parse_window(value: object) -> Window:
             'expected "DAYS HH:MM-HH:MM [TIME/ZONE]", e.g. "Tue 10:00-10:15 Europe/Zagreb"'
         )
     zone = match["tz"] or "UTC"
+    if not _ZONE_NAME.fullmatch(zone):
+        raise ValueError(
+            "expected an IANA time zone name such as Europe/Zagreb (at most 64 characters)"
+        )
     try:
         ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(f"unknown time zone {zone!r}") from None
     start, end = _clock(match["start"]), _clock(match["end"])
     if start == end:

@@ -15,6 +15,7 @@ import httpx
 from fleet_alerting.config import Config
 from fleet_alerting.config.secrets import SecretError, SecretRef
 from fleet_alerting.core.incidents import Notification
+from fleet_alerting.core.signals import Severity
 from fleet_alerting.delivery.notifiers.local_file import LocalOutbox
 from fleet_alerting.delivery.notifiers.oncall import OnCallWebhook
 from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
@@ -24,13 +25,13 @@ from fleet_alerting.delivery.notifiers.slack_api import (
     Pacer,
     SlackApi,
     SlackWebhookIncident,
+    ThreadStore,
 )
 from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
 from fleet_alerting.delivery.snapshot import make_snapshot
 from fleet_alerting.http.errors import AdapterError
 
 CHANNELS = ("slack", "slack_mirror", "pagerduty", "oncall")
-ThreadStore = object  # fleet_alerting.store.database.Store: incident(), set_thread()
 
 
 class Notifier(Protocol):
@@ -68,7 +69,8 @@ def build_notifiers(
     a thread (chat.postMessage); the mirror uses its webhook, else the bot, unthreaded."""
     notify = config.notify
     if notify.dry_run:
-        return {channel: LocalOutbox(notify.outbox_file, channel) for channel in CHANNELS}
+        named = {p for severity in Severity for p in config.policy(severity).pagers()}
+        return {c: LocalOutbox(notify.outbox_file, c) for c in (*CHANNELS, *sorted(named))}
     slack = notify.slack
     notifiers: dict[str, Notifier] = {}
     snapshot = make_snapshot(config, client)
@@ -96,6 +98,7 @@ def build_notifiers(
                 note=note,
                 pacer=pacer,
                 timeout=timeout,
+                page_mention=None if note else slack.page_mention,  # the mirror mentions nobody
             )
 
         if slack.bot_token and (store is not None or not slack.webhook):
@@ -112,6 +115,7 @@ def build_notifiers(
                     snapshot=snapshot,
                     timeout=timeout,
                     pacer=pacer,
+                    page_mention=slack.page_mention,
                 ),
             )
         mirror_note = f"mirror of {slack.channel}"
@@ -131,17 +135,17 @@ def build_notifiers(
         else:
             add("slack_mirror", slack.bot_token, bot(slack.mirror_channel, None, mirror_note))
     pd = notify.pagerduty
-    if pd is not None:
+    for channel, routing_key in (pd.secrets() if pd else {}).items():
         add(
-            "pagerduty",
-            pd.routing_key,
+            channel,
+            routing_key,
             lambda key: PagerDutyEvents(client, key, pd.url, timeout=pd.timeout.total_seconds()),
         )
     oncall = notify.oncall
-    if oncall is not None:
+    for channel, webhook in (oncall.secrets() if oncall else {}).items():
         add(
-            "oncall",
-            oncall.webhook,
+            channel,
+            webhook,
             lambda url: OnCallWebhook(client, url, timeout=oncall.timeout.total_seconds()),
         )
     return notifiers
@@ -159,8 +163,8 @@ def lease_for(config: Config, max_wait: float) -> dict[str, timedelta]:
         return notify.attempts_per_run * (requests * timeout + pacing + max_wait) + 30.0
 
     leases = {channel: lease(1, 10.0) for channel in CHANNELS}  # the local file of a dry run
-    for channel, pager in (("pagerduty", notify.pagerduty), ("oncall", notify.oncall)):
-        if pager is not None:
+    for pager in (notify.pagerduty, notify.oncall):
+        for channel in pager.secrets() if pager is not None else ():
             leases[channel] = lease(1, pager.timeout.total_seconds())
     slack = notify.slack
     if slack is not None and not notify.dry_run:

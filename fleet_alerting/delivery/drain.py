@@ -7,6 +7,11 @@ compare-and-set with a lease, `store/outbox.py`) before sending it; a message cl
 drainer — another flow, another `run`, another host — is left to it. Notifications of one
 incident to one channel keep their order: a message waits while an earlier one is queued.
 
+A claim lasts SHORT_LEASE until its send begins and is then extended to the lane's lease; to an
+idempotent receiver (PagerDuty, OnCall: a resent page is the same page) it stays short and is
+renewed while sending, so a page held by a drainer that died is sent again by the next run within
+SHORT_LEASE. No lane waits on another drainer's claim.
+
 Per run each notification gets a few attempts through the one retry loop (`http/retry.py`,
 Retry-After honoured); still failing, it stays queued and the *destination* backs off in the store
 (Retry-After, consecutive failures), which every drainer honours across runs. Permanent errors
@@ -30,11 +35,12 @@ incident's page to each pager; a page that was refused or given up turns it into
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -42,6 +48,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from fleet_alerting.config.secrets import redact
+from fleet_alerting.core.escalation import pager_of
 from fleet_alerting.core.incidents import Kind, Notification
 from fleet_alerting.delivery.channels import (
     CHANNELS,
@@ -51,8 +58,9 @@ from fleet_alerting.delivery.channels import (
     build_notifiers,
     lease_for,
 )
-from fleet_alerting.http.errors import AdapterError
+from fleet_alerting.http.errors import MAX_RETRY_AFTER, AdapterError
 from fleet_alerting.http.retry import with_retries
+from fleet_alerting.store.errors import StoreError
 from fleet_alerting.store.outbox import Outbox, OutboxItem, Page
 
 __all__ = [
@@ -65,13 +73,16 @@ __all__ = [
     "lease_for",
 ]
 
+log = logging.getLogger("fleet_alerting.delivery")
 MAX_WAIT = 30.0  # longest in-run wait, even if Retry-After asks for more
 DEFAULT_LEASE = timedelta(minutes=3)
+# idempotent receivers (a resent page is the same page): a short claim, renewed while sending
+SHORT_LEASE = timedelta(seconds=20)
+RENEWALS_PER_LEASE = 4
 CLAIM_SHARE = 0.9  # a send stops (in doubt, tried again) once this share of its lease passed
 DESTINATION_RECHECK = 0.5  # seconds
 PAGE_POLL = 0.02  # seconds between looks at a page a Slack "paged" message waits for
 MAX_SKIPPED_PER_RUN = 5000  # a lane's run ends after this many messages (bounds `done`)
-PAGERS = ("pagerduty", "oncall")
 SLACK = ("slack", "slack_mirror")
 T = TypeVar("T")
 
@@ -83,6 +94,8 @@ class DrainReport:
     dead: list[tuple[OutboxItem, str]] = field(default_factory=list)
     held: list[OutboxItem] = field(default_factory=list)  # waiting: earlier message, backoff, pager
     warnings: list[str] = field(default_factory=list)  # for the run's artifact (paging failed…)
+    store_errors: list[str] = field(default_factory=list)  # the store failed: lanes stopped
+    owed_pages: list[OutboxItem] = field(default_factory=list)  # queued pages that failed before
 
 
 def next_attempt_delay(attempts: int) -> timedelta:
@@ -114,24 +127,36 @@ async def drain(
     park_after: int = 3,
     paged_wait: float = 30.0,
     owner: str | None = None,
+    short_claims: Collection[str] | None = None,
 ) -> DrainReport:
     """Deliver what is due, every destination in its own lane, concurrently. `store` is a
-    fleet_alerting.store.database.Store (its `queue`) or an Outbox. `lease`: how long a claim
-    lasts, one for every lane or per channel (`lease_for`)."""
+    fleet_alerting.store.database.Store (its `queue`) or an Outbox. `lease`: how long a send may
+    hold its claim, one for every lane or per channel (`lease_for`). A message is claimed for
+    SHORT_LEASE at first (a drainer that dies while it only looks at it frees it soon); a send
+    extends that to `lease`, except to the `short_claims` channels (idempotent receivers; by
+    default every pager channel, named ones too), whose claim is renewed every SHORT_LEASE / 4
+    while they send: a drainer that dies frees their messages within SHORT_LEASE."""
     outbox: Outbox = getattr(store, "queue", store)
     report = DrainReport()
     leases = lease if isinstance(lease, Mapping) else {}
     default = lease if isinstance(lease, timedelta) else DEFAULT_LEASE
 
     def settings_for(channel: str) -> _Settings:
-        claim = leases.get(channel, default)
-        return _Settings(attempts_per_run, give_up_after, sleep, claim, park_after, paged_wait, now)
+        budget = leases.get(channel, default)
+        return _Settings(
+            attempts_per_run, give_up_after, sleep, budget, park_after, paged_wait, now,
+            min(budget, SHORT_LEASE), short(channel),
+        )  # fmt: skip
+
+    def short(channel: str) -> bool:
+        return pager_of(channel) is not None if short_claims is None else channel in short_claims
 
     owner = owner or drainer_id()
     try:
         channels = await asyncio.to_thread(outbox.channels)
     except sa.exc.OperationalError as exc:
         report.warnings.append(f"outbox unreadable, nothing delivered this run: {_db_error(exc)}")
+        report.store_errors.append(_db_error(exc))
         return report
     lanes = [
         _Lane(outbox, channel, notifiers.get(channel), owner, settings_for(channel), report)
@@ -150,6 +175,8 @@ class _Settings:
     park_after: int
     paged_wait: float
     now: Callable[[], datetime]
+    claim: timedelta  # what a claim holds at first (and each renewal of a short one)
+    renews: bool  # an idempotent receiver: the claim stays short, renewed while sending
 
 
 class _Stop(Exception):
@@ -195,8 +222,9 @@ class _Lane:
             await self._run()
         except _Stop:
             pass
-        except sa.exc.OperationalError as exc:  # e.g. database is locked: the other lanes go on
+        except (sa.exc.OperationalError, StoreError) as exc:  # locked, gone: the others go on
             self.report.warnings.append(f"{self.channel}: lane stopped: {_db_error(exc)}")
+            self.report.store_errors.append(_db_error(exc))
             return
         except Exception as exc:  # a bug must not silence the other destinations either
             reason = redact(f"{type(exc).__name__}: {exc}")
@@ -204,7 +232,8 @@ class _Lane:
             return
         try:
             held = await self.db(self.outbox.held, self.channel, self.s.now(), self.done)
-        except sa.exc.OperationalError:
+        except (sa.exc.OperationalError, StoreError) as exc:
+            self.report.store_errors.append(_db_error(exc))
             return
         self.report.held.extend(held)
 
@@ -216,7 +245,7 @@ class _Lane:
                 self.channel,
                 self.owner,
                 self.s.now(),
-                self.s.lease,
+                self.s.claim,
                 self.done,
             )
             if item is None and self.deferred:  # "paged" messages waiting for their pages
@@ -240,7 +269,7 @@ class _Lane:
         if destination.blocked_until is None:
             return
         rest = (destination.blocked_until - self.s.now()).total_seconds()
-        if rest <= 0:
+        if rest <= 0 or rest > MAX_RETRY_AFTER:  # further off than any capped Retry-After: stale
             return
         if rest > MAX_WAIT or destination.failures > 0:
             raise _Stop  # backing off: the next run (or drainer) takes it up
@@ -295,6 +324,10 @@ class _Lane:
 
         # never sending past the claim: once it runs out another drainer may take it over
         claim = asyncio.timeout(self.s.lease.total_seconds() * CLAIM_SHARE)
+        if not await self._extend_claim(item.id):
+            return  # taken over meanwhile: the other drainer has it
+        short = self.s.renews and self.s.claim < self.s.lease
+        keeper = asyncio.create_task(self._keep_claim(item.id)) if short else None
         try:
             async with claim:
                 receipt = await with_retries(
@@ -323,7 +356,32 @@ class _Lane:
         else:
             await self._sent(item, attempts, receipt)
         finally:
+            if keeper is not None:
+                keeper.cancel()
             self._collect_warnings()
+
+    async def _extend_claim(self, item_id: int) -> bool:
+        """Before a send: a claim to a receiver that is not idempotent is extended to the whole
+        send's lease (a short one is renewed while sending instead). False: it was lost."""
+        if self.s.renews or self.s.claim >= self.s.lease:
+            return True
+        until = self.s.now() + self.s.lease
+        return await self.db(self.outbox.renew, item_id, self.owner, until)
+
+    async def _keep_claim(self, item_id: int) -> None:
+        """Renew a short claim while its message is being sent (a drainer that dies stops
+        renewing: its message is free again within one short claim)."""
+        every = self.s.claim.total_seconds() / RENEWALS_PER_LEASE
+        while True:
+            await asyncio.sleep(every)
+            try:
+                held = await self.db(
+                    self.outbox.renew, item_id, self.owner, self.s.now() + self.s.claim
+                )
+            except sa.exc.OperationalError:
+                continue  # locked for a moment: the claim still has most of its time
+            if not held:
+                return
 
     def _collect_warnings(self) -> None:
         notes = getattr(self.notifier, "warnings", None)  # e.g. Slack: history not readable
@@ -384,6 +442,7 @@ class _Lane:
         if errors >= self.s.park_after:
             why = f"parked after {errors} unexpected errors: {reason}"
             await self.db(self.outbox.mark_dead, item.id, self.owner, attempts, why, errors)
+            log.error("dead letter: %s (%s): %s", self.channel, self.notifier.name, why)
             self.report.dead.append((item, why))
             self._page_warning(item, why)
             return
@@ -395,12 +454,17 @@ class _Lane:
 
     async def _dead(self, item: OutboxItem, attempts: int, why: str, reason: str) -> None:
         await self.db(self.outbox.mark_dead, item.id, self.owner, attempts, why)
+        log.error(
+            "dead letter: %s (%s) refused %s of incident %s: %s",
+            self.channel, self.notifier.name, item.notification.kind,
+            item.notification.incident.key, why,
+        )  # fmt: skip
         self.report.dead.append((item, reason))
         self._page_warning(item, reason)
 
     def _page_warning(self, item: OutboxItem, reason: str) -> None:
         n = item.notification
-        if self.channel in PAGERS and n.kind == Kind.paged:
+        if pager_of(self.channel) is not None and n.kind == Kind.paged:
             self.report.warnings.append(
                 f"PAGING FAILED via {self.channel}: {reason} (incident {n.incident.key})"
             )
@@ -424,7 +488,9 @@ class _Lane:
         if not failed:
             return n
         accepted = tuple(p.channel for p in pages if p.status == "sent")
-        incident = replace(n.incident, paged_via=accepted)
+        esc = n.incident.escalation
+        pages = tuple(p for p in esc.pages if p.step != esc.step or p.channel in accepted)
+        incident = replace(n.incident, paged_via=accepted, escalation=replace(esc, pages=pages))
         return replace(n, incident=incident, paging_failed="; ".join(failed))
 
     async def _worth_waiting(self, pending: list[Page]) -> bool:
@@ -432,6 +498,8 @@ class _Lane:
         for page in pending:
             if page.next_attempt_at > now:
                 return False  # retrying in a later run
+            if page.held_by_other(self.owner, now):
+                return False  # its drainer sends it (or died: the next run does); not waited on
             destination = await self.db(self.outbox.destination, page.channel)
             if destination.blocked_until and destination.blocked_until > now:
                 return False
@@ -442,5 +510,7 @@ def _short(error: str | None) -> str:
     return (error or "unknown error").removeprefix("permanent: ")
 
 
-def _db_error(exc: sa.exc.OperationalError) -> str:
-    return redact(str(exc.orig) if exc.orig is not None else str(exc))
+def _db_error(exc: sa.exc.OperationalError | StoreError) -> str:
+    """A database error in one line (a StoreError says which store, and what to do)."""
+    orig = getattr(exc, "orig", None)
+    return redact(str(orig) if orig is not None else str(exc))

@@ -34,9 +34,9 @@ def make_snapshot(config: Config, client: httpx.AsyncClient) -> Snapshot | None:
         try:
             if "events" not in cache:
                 token = fleet.token.resolve() if fleet.token else None
-                page, _problems = await FleetApi(client, fleet.url, token).recent_events(
-                    fleet.limit
-                )
+                page, _problems = await FleetApi(
+                    client, fleet.url, token, fleet.max_answer_bytes
+                ).recent_events(fleet.limit)
                 cache["events"] = page.events
         except (AdapterError, SecretError) as exc:
             note = f"Fleet API events unavailable: {exc}"

@@ -33,18 +33,23 @@ class AdapterError(Exception):
         self.maybe_sent = maybe_sent
 
 
+MAX_RETRY_AFTER = 3600.0  # seconds: no Retry-After rests a destination longer than an hour
+
+
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Retry-After as delay-seconds or an HTTP date."""
+    """Retry-After as delay-seconds or an HTTP date, at most MAX_RETRY_AFTER; None (the normal
+    backoff) for anything else — other digits than ASCII's, a date without a zone, garbage."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return MAX_RETRY_AFTER if len(value) > 9 else min(float(value), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        delay = (when - (now or datetime.now(UTC))).total_seconds()
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return min(max(0.0, delay), MAX_RETRY_AFTER)
 
 
 def excerpt(text: str, limit: int) -> str:

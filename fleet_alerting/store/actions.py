@@ -69,10 +69,10 @@ def apply(
     """Load the incident, let `decide` (a core.actions function) change it, store the change and
     queue its notifications, and record the action. None: no such incident (recorded too)."""
     with store.engine.begin() as conn:
-        incident = store._load(conn, key)
+        incident = store.load_incident(conn, key)
         change = decide(incident) if incident is not None else None
         if change is not None and change.refused is None:
-            store._upsert_incidents(conn, [change.incident], now)
+            store.write_incidents(conn, [change.incident], now)
             if change.notifications:
                 queue(conn, change.notifications, now)
         if change is None:
@@ -128,7 +128,7 @@ def history(
         query = query.where(actions_table.c.incident_key == key)
     if since is not None:
         query = query.where(actions_table.c.at >= _ts(since))
-    with store._read() as conn:
+    with store.read() as conn:
         rows = conn.execute(query).mappings().all()
     return [
         ActionRecord(

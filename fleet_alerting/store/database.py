@@ -194,7 +194,7 @@ class Store:
         self.dialect = self.engine.dialect.name
         self._briefs_sql = _briefs_sql(self.engine.dialect)
         try:
-            with self._read() as conn:
+            with self.read() as conn:
                 current = migrate.up_to_date(conn, metadata, SCHEMA_VERSION)
             if not current:
                 with self.engine.begin() as conn:  # the write lock: two processes upgrade once
@@ -214,7 +214,7 @@ class Store:
         else:
             engine = sa.create_engine(f"sqlite:///{path}")
             # pysqlite's own BEGIN handling defers locks; a write transaction takes the write
-            # lock when it begins, so two evaluations never interleave. Reads (`_read`) do not.
+            # lock when it begins, so two evaluations never interleave. Reads (`read`) do not.
             sa.event.listen(engine, "begin", _begin)
         timeout_ms = int(self.busy_timeout * 1000)
         sa.event.listen(engine, "connect", lambda conn, _r: _sqlite_pragmas(conn, timeout_ms))
@@ -230,6 +230,12 @@ class Store:
 
     def close(self) -> None:
         self._dispose(self.queue.engine)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def _dispose(self, outbox_engine: sa.Engine) -> None:
         """SQLite's engines go with the store; PostgreSQL's pool stays for the process's next
@@ -247,7 +253,8 @@ class Store:
             )
 
     @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
+    def read(self) -> Iterator[sa.Connection]:
+        """A read transaction: a consistent view that takes no write lock."""
         with self.engine.connect() as conn:
             conn.execution_options(store_read=True)
             with conn.begin():
@@ -255,7 +262,7 @@ class Store:
 
     # incidents -----------------------------------------------------------------------------
     def unresolved(self, source: str | None = None) -> dict[str, Incident]:
-        with self._read() as conn:
+        with self.read() as conn:
             return self._unresolved(conn, source)
 
     def _unresolved(self, conn: sa.Connection, source: str | None) -> dict[str, Incident]:
@@ -269,14 +276,14 @@ class Store:
         query = sa.select(*_INCIDENT_COLUMNS).order_by(incidents_table.c.updated_at.desc())
         if not include_resolved:
             query = query.where(incidents_table.c.state.in_(OPEN))
-        with self._read() as conn:
+        with self.read() as conn:
             return [_row_incident(row) for row in conn.execute(query)]
 
     def incident_states(self) -> dict[str, str]:
         """Every stored incident's key and state, newest first (no record is parsed)."""
         row = incidents_table.c
         query = sa.select(row.key, row.state).order_by(row.updated_at.desc())
-        with self._read() as conn:
+        with self.read() as conn:
             return dict(conn.execute(query).tuples().all())
 
     def evaluate(self, decide: Decide, now: datetime) -> tuple[Evaluation, int]:
@@ -344,7 +351,7 @@ class Store:
     def _record(self, conn: sa.Connection, evaluation: Evaluation, now: datetime) -> int:
         """One executemany per table: a fleet-wide failure changes a thousand incidents per run,
         and building a statement per row cost ~0.5 ms each (bench/README.md)."""
-        self._upsert_incidents(conn, evaluation.incidents, now)
+        self.write_incidents(conn, evaluation.incidents, now)
         if not evaluation.notifications:
             return 0
         return queue(conn, evaluation.notifications, now)
@@ -355,7 +362,7 @@ class Store:
         that incident is no longer the stored one."""
         row = incidents_table.c
         with self.engine.begin() as conn:
-            incident = self._load(conn, key)
+            incident = self.load_incident(conn, key)
             if incident is None or incident.onset != onset:
                 return False
             conn.execute(
@@ -366,17 +373,19 @@ class Store:
         return True
 
     def incident(self, key: str) -> Incident | None:
-        with self._read() as conn:
-            return self._load(conn, key)
+        with self.read() as conn:
+            return self.load_incident(conn, key)
 
-    def _load(self, conn: sa.Connection, key: str) -> Incident | None:
+    def load_incident(self, conn: sa.Connection, key: str) -> Incident | None:
+        """The incident `key` as stored, read in the caller's transaction."""
         query = sa.select(*_INCIDENT_COLUMNS).where(incidents_table.c.key == key)
         row = conn.execute(query).first()
         return None if row is None else _row_incident(row)
 
-    def _upsert_incidents(
+    def write_incidents(
         self, conn: sa.Connection, incidents: Sequence[Incident], now: datetime
     ) -> None:
+        """Insert or replace `incidents`, in the caller's transaction."""
         if not incidents:
             return
         rows = [
@@ -435,7 +444,7 @@ class Store:
 
     # small per-source state: cursors, first-seen times ---------------------------------------
     def get_value(self, key: str, default: Any = None) -> Any:
-        with self._read() as conn:
+        with self.read() as conn:
             row = conn.execute(
                 sa.select(values_table.c.value).where(values_table.c.key == key)
             ).scalar()
@@ -624,10 +633,3 @@ def _sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
     # FULL fsyncs every commit (~6.5 ms here), and delivery commits twice per message.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
-
-
-# Every module that declares a table registers it here, so whichever part of the program opens a
-# store checks it against the whole schema (a partial one would look like another schema and
-# migrate the store back and forth, and fail on a read-only one). Last: they import this module.
-from fleet_alerting.store import actions as _actions  # noqa: E402, F401
-from fleet_alerting.store import silences as _silences  # noqa: E402, F401

@@ -131,6 +131,13 @@ class Page:
     status: str
     last_error: str | None
     next_attempt_at: datetime
+    claimed_by: str | None = None
+    lease_until: datetime | None = None
+
+    def held_by_other(self, owner: str, now: datetime) -> bool:
+        """Under a live claim of another drainer (which sends it, or died holding it)."""
+        live = self.lease_until is not None and self.lease_until > now
+        return live and self.claimed_by not in (None, owner)
 
 
 @dataclass(frozen=True)
@@ -292,10 +299,16 @@ class Outbox:
             )
             .group_by(t.c.channel)
         )
-        columns = (t.c.channel, t.c.status, t.c.last_error, t.c.next_attempt_at)
+        columns = (
+            t.c.channel, t.c.status, t.c.last_error, t.c.next_attempt_at, t.c.claimed_by,
+            t.c.lease_until,
+        )  # fmt: skip
         with self.engine.begin() as conn:
             rows = conn.execute(sa.select(*columns).where(t.c.id.in_(latest))).all()
-        return [Page(c, s, e, datetime.fromisoformat(n)) for c, s, e, n in rows]
+        return [
+            Page(c, s, e, datetime.fromisoformat(n), by, datetime.fromisoformat(u) if u else None)
+            for c, s, e, n, by, u in rows
+        ]
 
     def mark_sent(self, item_id: int, owner: str | None, attempts: int, receipt: str) -> bool:
         return self._finish(
@@ -331,6 +344,17 @@ class Outbox:
         if errors is not None:
             values["errors"] = errors
         return self._finish(item_id, owner, **values)
+
+    def renew(self, item_id: int, owner: str, until: datetime) -> bool:
+        """Extend this drainer's claim on a message it is still sending; False if it lost it."""
+        t = outbox_table
+        query = (
+            sa.update(t)
+            .where(t.c.id == item_id, t.c.status == "queued", t.c.claimed_by == owner)
+            .values(lease_until=ts(until))
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(query).rowcount == 1
 
     def release(self, item_id: int, owner: str) -> bool:
         return self._finish(item_id, owner)

@@ -61,7 +61,7 @@ def listing(store: Store, now: datetime, include_expired: bool = False) -> list[
     query = sa.select(silences_table).order_by(silences_table.c.starts_at)
     if not include_expired:
         query = query.where(silences_table.c.ends_at > _ts(now))
-    with store._read() as conn:
+    with store.read() as conn:
         return [_silence(row) for row in conn.execute(query).mappings()]
 
 
@@ -72,7 +72,7 @@ def active(store: Store, now: datetime) -> list[Silence]:
 def muted_counts(store: Store) -> dict[str, int]:
     """How many incidents each silence has muted (its id → count)."""
     query = sa.select(silences_table.c.id, silences_table.c.muted)
-    with store._read() as conn:
+    with store.read() as conn:
         return {str(k): int(v or 0) for k, v in conn.execute(query).tuples()}
 
 
@@ -80,7 +80,7 @@ def find(store: Store, id_or_prefix: str) -> Silence:
     """A silence by its id or an unambiguous prefix of it (`silence query` shows 8 characters)."""
     like = id_or_prefix.replace("%", "").replace("_", "") + "%"
     query = sa.select(silences_table).where(silences_table.c.id.like(like)).limit(2)
-    with store._read() as conn:
+    with store.read() as conn:
         rows = conn.execute(query).mappings().all()
     if len(rows) != 1 or not id_or_prefix.strip():
         what = "several silences" if rows else "no silence"

@@ -52,15 +52,13 @@ def _resolve(config: Any, typed: str) -> tuple[str | None, str]:
     """The key `typed` names, from a store that must exist (never created by a lookup)."""
     from fleet_alerting.surfaces.listings import find_key, open_store
 
-    store = open_store(config)
-    try:
+    with open_store(config) as store:
         key, problem, _ids = find_key(store, typed)
-    finally:
-        store.close()
     return key, problem
 
 
 def show(store: Store, key: str) -> int:
+    from fleet_alerting.core import escalation
     from fleet_alerting.core.clock import utcnow
     from fleet_alerting.core.durations import format_duration
     from fleet_alerting.delivery.notifiers.slack_webhook import action_lines
@@ -85,6 +83,8 @@ def show(store: Store, key: str) -> int:
     if incident.resolved_at:
         print(f"  resolved {incident.resolved_at:%Y-%m-%d %H:%M:%S}Z: {incident.resolution}")
     for line in action_lines(incident):
+        print(f"  {line}")
+    for line in escalation.lines(incident):
         print(f"  {line}")
     records = audit.history(store, key)
     print("actions:" if records else "actions: none")

@@ -190,9 +190,8 @@ def _require(config: Config, path: str, *sections: str) -> None:
 
 
 def slack_app(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from fleet_alerting.deployments.trigger import trigger as run_now
+    from fleet_alerting.surfaces.http_guard import serve
     from fleet_alerting.surfaces.slack_app import create_app
 
     config = _config(args.config)
@@ -203,15 +202,13 @@ def slack_app(args: argparse.Namespace) -> int:
     async def trigger_from_slack(deployment: str, out: Callable[[str], None]) -> int:
         return await run_now(deployment, {}, wait=False, out=out)
 
-    app = create_app(config, trigger_from_slack)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    serve(create_app(config, trigger_from_slack), settings.host, settings.port)
     return 0
 
 
 def mcp(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from fleet_alerting.deployments.trigger import trigger as run_now
+    from fleet_alerting.surfaces.http_guard import serve
     from fleet_alerting.surfaces.mcp_server import build_server, http_app
 
     config = _config(args.config)
@@ -227,9 +224,7 @@ def mcp(args: argparse.Namespace) -> int:
         server.run("stdio")
         return 0
     settings = config.operators.mcp
-    uvicorn.run(
-        http_app(config, server), host=settings.host, port=settings.port, log_level="warning"
-    )
+    serve(http_app(config, server), settings.host, settings.port)
     return 0
 
 

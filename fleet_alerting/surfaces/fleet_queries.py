@@ -126,11 +126,8 @@ def read_open_incidents(state: StateConfig | Path) -> list[Incident]:
     committed state and never waits for the write lock an evaluation holds (the store's own
     transactions begin IMMEDIATE, which would). On PostgreSQL the store's reads never wait."""
     if isinstance(state, StateConfig) and state.url:
-        store = Store(state)
-        try:
+        with Store(state) as store:
             return store.incidents()
-        finally:
-            store.close()
     path = state.path if isinstance(state, StateConfig) else state
     assert path is not None
     if not path.exists():

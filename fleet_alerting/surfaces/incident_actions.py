@@ -67,15 +67,12 @@ async def perform(
     client: httpx.AsyncClient | None = None,
     deliver: bool = True,
 ) -> Outcome:
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         async with _client(client) as http:
             outcome = await _perform(store, config, key, action, actor, via, now, duration, http)
             if deliver and outcome.ok:
                 await deliver_now(config, store, http)
         return outcome
-    finally:
-        store.close()
 
 
 async def _perform(
@@ -172,7 +169,7 @@ async def deliver_now(config: Config, store: Store, client: httpx.AsyncClient) -
 def _am(config: Config, http: httpx.AsyncClient) -> Alertmanager:
     if config.alertmanager is None:
         raise AdapterError("alertmanager: not configured", permanent=True)
-    return Alertmanager(http, config.alertmanager.url)
+    return Alertmanager(http, config.alertmanager.url, config.alertmanager.max_answer_bytes)
 
 
 async def _am_silence(

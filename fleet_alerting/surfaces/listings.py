@@ -106,8 +106,7 @@ def wanted_incident(incident: Incident, args: argparse.Namespace) -> bool:
 
 def incidents(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = open_store(config)
-    try:
+    with open_store(config) as store:
         if args.show:
             from fleet_alerting.surfaces.actions_cli import show
 
@@ -115,8 +114,6 @@ def incidents(args: argparse.Namespace) -> int:
         ids = IdsOf(store.incident_states())
         everything = args.all or State.resolved.value in (args.state or ())
         rows = [i for i in store.incidents(include_resolved=everything) if wanted_incident(i, args)]
-    finally:
-        store.close()
     now = utcnow()
     if args.output == "json":
         print_json([incident_json(i, ids[i.key], now) for i in rows])
@@ -177,14 +174,11 @@ def wanted_item(item: OutboxItem, args: argparse.Namespace) -> bool:
 
 def outbox(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = open_store(config)
-    try:
+    with open_store(config) as store:
         items = [i for i in store.outbox(outbox_statuses(args)) if wanted_item(i, args)]
         channels = sorted({i.notification.channel for i in items})
         blocked = {c: store.queue.destination(c) for c in channels}
         ids = IdsOf(store.incident_states())
-    finally:
-        store.close()
     now = utcnow()
     if args.output == "json":
         print_json([outbox_json(config, i, ids, blocked[i.notification.channel]) for i in items])
@@ -231,10 +225,9 @@ def manage(args: argparse.Namespace) -> int:
     """Each operation changes one message only if it is in the state it applies to, and is
     recorded (done or refused) in the actions trail of the message's incident."""
     config = load_config(args.config)
-    store = open_store(config)
     actor = args.actor or getpass.getuser()
     now = utcnow()
-    try:
+    with open_store(config) as store:
         item = box.item(store.queue, args.id)
         if item is None:
             raise OperatorError(f"no outbox message #{args.id} (`outbox` lists them)")
@@ -261,8 +254,6 @@ def manage(args: argparse.Namespace) -> int:
             | ({"reason": reason} if reason else {}),
         )
         backoff = store.queue.destination(n.channel)
-    finally:
-        store.close()
     if not done:
         raise OperatorError(f"#{item.id} ({item.status}): {why}; nothing changed")
     print(f"#{item.id} {n.channel} {n.kind} {n.incident.key}: {DONE[args.verb]}")

@@ -21,6 +21,7 @@ from fleet_alerting.config import Config
 from fleet_alerting.config.secrets import install_log_redaction
 from fleet_alerting.sources.fleet_events.client import FleetApi
 from fleet_alerting.surfaces.fleet_queries import FleetQueries, LogsQuery
+from fleet_alerting.surfaces.http_guard import BODY_TIMEOUT
 from fleet_alerting.surfaces.mcp_actions import (
     add_action_tools,
     add_silence_tools,
@@ -44,7 +45,9 @@ def build_server(config: Config, *, write: bool, trigger: Trigger | None = None)
     @contextlib.asynccontextmanager
     async def queries() -> AsyncIterator[FleetQueries]:
         async with httpx.AsyncClient(timeout=fleet_api.timeout.total_seconds()) as client:
-            yield FleetQueries(config, FleetApi(client, fleet_api.url, token))
+            yield FleetQueries(
+                config, FleetApi(client, fleet_api.url, token, fleet_api.max_answer_bytes)
+            )
 
     server = MCPServer(
         name="fleet-alerting",
@@ -126,7 +129,8 @@ MAX_BODY_BYTES = 1024 * 1024  # JSON-RPC messages of these tools are a few KiB
 
 class BearerAuth:
     """ASGI middleware: every HTTP request needs `Authorization: Bearer <token>`, and a body of at
-    most MAX_BODY_BYTES; both are checked before the MCP app sees (or reads) anything."""
+    most MAX_BODY_BYTES sent within BODY_TIMEOUT; all are checked before the MCP app sees (or
+    reads) anything."""
 
     def __init__(self, app: ASGIApp, token: str):
         self.app = app
@@ -149,18 +153,23 @@ class BearerAuth:
         if length is not None and int(length) > MAX_BODY_BYTES:
             await _refuse(send, 413, b"request body too large")
             return
-        body, size = [], 0  # read (at most the limit) before the app, then replay it
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            body.append(message.get("body", b""))
-            size += len(body[-1])
-            if size > MAX_BODY_BYTES:
-                await _refuse(send, 413, b"request body too large")
-                return
-            if not message.get("more_body", False):
-                break
+        body, size = [], 0  # read (at most the limit, within the deadline) before the app
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return  # the client went away
+                    body.append(message.get("body", b""))
+                    size += len(body[-1])
+                    if size > MAX_BODY_BYTES:
+                        await _refuse(send, 413, b"request body too large")
+                        return
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            await _refuse(send, 408, b"request body too slow")
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -176,7 +185,7 @@ class BearerAuth:
 async def _refuse(
     send: Send, status: int, text: bytes, extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    headers = [(b"content-type", b"text/plain"), *(extra or [])]
+    headers = [(b"content-type", b"text/plain"), (b"connection", b"close"), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": text})
 

@@ -46,11 +46,8 @@ class StoreView:
 
 
 def read_store(config: Config) -> StoreView:
-    store = Store(config.state, busy_timeout=2.0)
-    try:
+    with Store(config.state, busy_timeout=2.0) as store:
         return StoreView(open_incidents(store), outbox_groups(store), destinations(store))
-    finally:
-        store.close()
 
 
 def _seconds(moment: datetime | None) -> float | None:

@@ -122,8 +122,7 @@ async def send_test(
     config: Config, channels: list[str], now: Callable[[], datetime]
 ) -> list[Outcome]:
     notifications = make_test_notifications(channels, now())
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         store.record(Evaluation([], notifications), now())
         async with httpx.AsyncClient(timeout=10) as client:
             report = await drain(
@@ -134,8 +133,6 @@ async def send_test(
                 give_up_after=config.notify.give_up_after,
                 lease=lease_for(config, MAX_WAIT),
             )
-    finally:
-        store.close()
     outcomes = [
         Outcome(i.notification.channel, i.notification.kind, "delivered", r) for i, r in report.sent
     ]

@@ -1,8 +1,10 @@
 """PagerDuty webhooks (v3): what operators do in PagerDuty comes back to our incident and thread.
 
 Each delivery is signed: `X-PagerDuty-Signature: v1=<hex HMAC-SHA256 of the raw body>`, possibly
-several comma-separated during a secret rotation; one must match. A delivery whose event id was
-seen before is a duplicate and changes nothing. `incident.acknowledged` records the ack (reminders
+several comma-separated during a secret rotation; one must match. The body is read up to 1 MiB
+and checked before it is parsed; an event not shaped as PagerDuty documents is a 400. A delivery
+whose event id the store has seen in the last 24 hours (any app process, before a restart too) is
+a duplicate and changes nothing. `incident.acknowledged` records the ack (reminders
 stop, Slack is told "acknowledged in PagerDuty by …"); `incident.resolved` while our check still
 fails keeps our incident open and says so in Slack (core.actions.pager_resolved). PagerDuty's
 `incident_key` is the dedup_key we sent, so it finds the incident.
@@ -14,13 +16,11 @@ import hashlib
 import hmac
 import json
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictStr, ValidationError
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -31,6 +31,7 @@ from fleet_alerting.core import actions
 from fleet_alerting.delivery.notifiers.pagerduty import dedup_key
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store.database import Store
+from fleet_alerting.surfaces.http_guard import Refused, first_sight, now_utc, read_body
 from fleet_alerting.surfaces.incident_actions import deliver_now
 
 log = logging.getLogger("fleet_alerting.surfaces.pagerduty_webhook")
@@ -38,7 +39,8 @@ HANDLED = {
     "incident.acknowledged": actions.pager_acknowledged,
     "incident.resolved": actions.pager_resolved,
 }
-MAX_SEEN = 10_000
+MAX_BODY_BYTES = 1024 * 1024  # an event is a few KiB
+KEEP_EVENT_IDS = timedelta(hours=24)  # PagerDuty retries a delivery for minutes, not days
 
 
 def signature(secret: SecretStr, body: bytes) -> str:
@@ -47,10 +49,56 @@ def signature(secret: SecretStr, body: bytes) -> str:
 
 
 def verify(secret: SecretStr, header: str | None, body: bytes) -> bool:
-    if not header:
+    """True if one of the header's comma-separated `v1=<hex>` signatures is the body's."""
+    if not header or not header.isascii():
         return False
-    expected = signature(secret, body)
-    return any(hmac.compare_digest(expected, given.strip()) for given in header.split(","))
+    expected = signature(secret, body).encode()
+    return any(hmac.compare_digest(expected, given.strip().encode()) for given in header.split(","))
+
+
+class _Shape(BaseModel):
+    """The part of an event we read, with the types PagerDuty documents (the rest is ignored)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _Agent(_Shape):
+    summary: StrictStr | None = None
+
+
+class _Data(_Shape):
+    id: StrictStr | None = None
+    incident_key: StrictStr | None = None
+
+
+class Event(_Shape):
+    id: StrictStr = Field(min_length=1, max_length=200)
+    event_type: StrictStr
+    agent: _Agent | None = None
+    data: _Data = _Data()
+
+
+class _Delivery(_Shape):
+    event: Event
+
+
+class EventError(ValueError):
+    """Why a signed delivery was refused; safe to log (none of the body)."""
+
+
+def parse_event(body: bytes) -> Event:
+    """The event of a signed delivery; EventError for one not shaped as PagerDuty documents."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, a 5,000-digit number, deep nesting
+        raise EventError(f"not JSON we read ({type(exc).__name__})") from None
+    try:
+        return _Delivery.model_validate(document).event
+    except ValidationError as exc:
+        where = ".".join(str(part) for part in exc.errors()[0]["loc"])
+        raise EventError(
+            f"{where or 'the body'} is missing or not of the documented type"
+        ) from None
 
 
 def pagerduty_routes(config: Config, clock: Callable[[], float]) -> list[Route]:
@@ -58,38 +106,32 @@ def pagerduty_routes(config: Config, clock: Callable[[], float]) -> list[Route]:
     if settings is None:
         return []
     secret = settings.secret.resolve()
-    seen: OrderedDict[str, None] = OrderedDict()
 
     async def webhook(request: Request) -> Response:
-        body = await request.body()
-        if not verify(secret, request.headers.get("x-pagerduty-signature"), body):
-            log.warning("refused a PagerDuty webhook: signature missing or wrong")
-            return PlainTextResponse("invalid signature", status_code=401)
         try:
-            event = json.loads(body)["event"]
-        except (ValueError, KeyError, TypeError):
-            return PlainTextResponse("expected {event: …}", status_code=400)
-        if not isinstance(event, dict):
-            return PlainTextResponse("expected {event: …}", status_code=400)
-        ident = str(event.get("id") or "")
-        if ident and ident in seen:
+            body = await read_body(request, MAX_BODY_BYTES)
+            if not verify(secret, request.headers.get("x-pagerduty-signature"), body):
+                raise Refused(401, "invalid signature")
+            event = parse_event(body)
+            new = await first_sight(config, f"pagerduty:{event.id}", now_utc(clock), KEEP_EVENT_IDS)
+        except Refused as exc:
+            log.warning("refused a PagerDuty webhook: %s", exc.text)
+            return exc.response()
+        except EventError as exc:
+            log.warning("refused a PagerDuty webhook: %s", exc)
+            return PlainTextResponse("expected {event: …} as PagerDuty documents", 400)
+        if not new:
             return Response(status_code=200)  # a redelivery: done already
-        if ident:
-            seen[ident] = None
-            while len(seen) > MAX_SEEN:
-                seen.popitem(last=False)
-        if event.get("event_type") not in HANDLED:
+        if event.event_type not in HANDLED:
             return Response(status_code=200)
         return Response(status_code=200, background=BackgroundTask(handle, event))
 
-    async def handle(event: dict[str, Any]) -> None:
+    async def handle(event: Event) -> None:
         now = datetime.fromtimestamp(clock(), UTC)
-        data = event.get("data") or {}
-        agent = (event.get("agent") or {}).get("summary") or "PagerDuty"
-        pd_key = str(data.get("incident_key") or "")
-        kind = str(event["event_type"])
-        store = Store(config.state)
-        try:
+        agent = (event.agent.summary if event.agent else None) or "PagerDuty"
+        pd_key = event.data.incident_key or ""
+        kind = event.event_type
+        with Store(config.state) as store:
             key = next(
                 (k for k in store.unresolved() if dedup_key(k) == pd_key),
                 pd_key,  # resolved or unknown here: recorded against PagerDuty's key
@@ -100,12 +142,10 @@ def pagerduty_routes(config: Config, clock: Callable[[], float]) -> list[Route]:
             change = audit.apply(
                 store, key, lambda i: decide(i, agent, now, channels),
                 action=kind.removeprefix("incident."), actor=agent, via="pagerduty", now=now,
-                detail={"pagerduty_incident": data.get("id"), "event_id": event.get("id")},
+                detail={"pagerduty_incident": event.data.id, "event_id": event.id},
             )  # fmt: skip
             if change is not None and change.notifications:
                 async with httpx.AsyncClient(timeout=10) as client:
                     await deliver_now(config, store, client)
-        finally:
-            store.close()
 
     return [Route("/pagerduty/webhook", webhook, methods=["POST"])]

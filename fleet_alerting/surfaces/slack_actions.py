@@ -1,13 +1,14 @@
 """Slack interactivity: the buttons on incident messages (Acknowledge, Silence, Snooze, Unsilence).
 
 Slack POSTs a `block_actions` payload (JSON in the `payload` form field) to `/slack/actions`, signed
-like slash commands. The signature and its 5-minute window are checked with slack-sdk's
-`SignatureVerifier` (the documented algorithm, maintained by Slack); a signature seen before is a
-replay and refused. Slack wants an answer within 3 s and ignores its body for `block_actions`, so we
-answer 200 at once and do the work after (Starlette background task): the action through
-`incident_actions.perform`, then the original message is replaced through `response_url`
-(slack-sdk's webhook client) with its new state — "Acknowledged by @ana 10:42 UTC", Unsilence
-instead of Silence.
+like slash commands. Size, signature (slack-sdk's `SignatureVerifier`) and its 5-minute window are
+checked before the body is parsed, and a signature seen before — by any app process sharing the
+store, before a restart too — is a replay and refused (surfaces/http_guard.py). A payload whose
+fields are not of the types Slack documents is a 400. Slack wants an answer within 3 s and ignores
+its body for `block_actions`, so we answer 200 at once and do the work after (Starlette background
+task): the action through `incident_actions.perform`, then the original message is replaced
+through `response_url` (slack-sdk's webhook client) with its new state — "Acknowledged by @ana
+10:42 UTC", Unsilence instead of Silence.
 A click from a user or channel outside the allow-lists gets an ephemeral "not allowed" and changes
 nothing (recorded in the audit trail).
 """
@@ -20,10 +21,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, cast
 from urllib.parse import parse_qs
 
-from slack_sdk.signature import Clock, SignatureVerifier
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -36,11 +37,12 @@ from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.delivery.notifiers.slack_webhook import ACTIONS_BLOCK, render
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store.database import Store
+from fleet_alerting.surfaces.http_guard import Refused, SlackSigning
 from fleet_alerting.surfaces.incident_actions import Outcome, parse_for, perform
 from fleet_alerting.surfaces.pagerduty_webhook import pagerduty_routes
 
 log = logging.getLogger("fleet_alerting.surfaces.slack_actions")
-MAX_AGE_SECONDS = 300
+MAX_BODY_BYTES = 1024 * 1024  # a block_actions payload carries the message: a few KiB to ~100 KiB
 # response_url → JSON body; slack-sdk's webhook client in production, replaceable in tests.
 Respond = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -58,28 +60,91 @@ class Click:
     response_url: str
 
 
-def parse_click(payload: dict[str, Any]) -> Click | None:
-    """The first of our actions in the payload, or None (another app's block, a malformed one)."""
+class _Shape(BaseModel):
+    """The part of a payload we read, with the types Slack documents (the rest is ignored)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _User(_Shape):
+    id: StrictStr = ""
+    username: StrictStr | None = None
+    name: StrictStr | None = None
+
+
+class _Channel(_Shape):
+    id: StrictStr = ""
+
+
+class _Container(_Shape):
+    channel_id: StrictStr = ""
+
+
+class _Option(_Shape):
+    value: StrictStr = ""
+
+
+class _Item(_Shape):
+    action_id: StrictStr = ""
+    block_id: StrictStr = ""
+    value: StrictStr = ""
+    selected_option: _Option | None = None
+
+
+class _BlockActions(_Shape):
+    type: Literal["block_actions"]
+    user: _User = _User()
+    channel: _Channel | None = None
+    container: _Container = _Container()
+    actions: list[_Item] = Field(default_factory=list, max_length=100)
+    response_url: StrictStr = ""
+
+
+class PayloadError(ValueError):
+    """Why a signed request's payload was refused; safe to log (none of the payload)."""
+
+
+def parse_form(body: str) -> Click | None:
+    """The click of a signed request's body (a form whose `payload` field is JSON)."""
+    try:
+        form = parse_qs(body, strict_parsing=True)
+        payload = json.loads(form["payload"][0])
+    except (ValueError, KeyError, RecursionError) as exc:  # a 5,000-digit number, deep nesting
+        raise PayloadError(
+            f"expected a payload form field with JSON ({type(exc).__name__})"
+        ) from None
+    return parse_click(payload)
+
+
+def parse_click(payload: object) -> Click | None:
+    """The first of our actions in the payload, or None (another app's block, another kind of
+    interaction). PayloadError for a block_actions payload of the wrong shape."""
+    if not isinstance(payload, dict):
+        raise PayloadError("the payload is not a JSON object")
     if payload.get("type") != "block_actions":
         return None
-    user = payload.get("user") or {}
-    channel = payload.get("channel") or {}
-    container = payload.get("container") or {}
-    for item in payload.get("actions") or []:
-        block_id, action = str(item.get("block_id") or ""), item.get("action_id")
-        if not block_id.startswith(ACTIONS_BLOCK) or action not in ACTIONS:
+    try:
+        shaped = _BlockActions.model_validate(payload)
+    except ValidationError as exc:
+        where = ".".join(str(part) for part in exc.errors()[0]["loc"])
+        raise PayloadError(
+            f"block_actions payload: {where} is not of the documented type"
+        ) from None
+    user = shaped.user
+    for item in shaped.actions:
+        if not item.block_id.startswith(ACTIONS_BLOCK) or item.action_id not in ACTIONS:
             continue
-        value = (item.get("selected_option") or {}).get("value") or item.get("value") or ""
-        user_id = str(user.get("id") or "")
-        username = user.get("username") or user.get("name")
+        value = (item.selected_option.value if item.selected_option else "") or item.value
+        username = user.username or user.name
+        channel = shaped.channel.id if shaped.channel else ""
         return Click(
-            action=action,
-            key=block_id[len(ACTIONS_BLOCK) :],
-            value=str(value),
-            user_id=user_id,
-            actor=f"@{username}" if username else user_id,
-            channel_id=str(channel.get("id") or container.get("channel_id") or ""),
-            response_url=str(payload.get("response_url") or ""),
+            action=cast(Action, item.action_id),
+            key=item.block_id[len(ACTIONS_BLOCK) :],
+            value=value,
+            user_id=user.id,
+            actor=f"@{username}" if username else user.id,
+            channel_id=channel or shaped.container.channel_id,
+            response_url=shaped.response_url,
         )
     return None
 
@@ -103,14 +168,6 @@ async def post_response_url(url: str, body: dict[str, Any]) -> None:
         log.warning("response_url answered HTTP %s", response.status_code)
 
 
-class _Clock(Clock):
-    def __init__(self, now: Callable[[], float]):
-        self._now = now
-
-    def now(self) -> float:
-        return self._now()
-
-
 def action_routes(
     config: Config,
     clock: Callable[[], float] = time.time,
@@ -121,27 +178,8 @@ def action_routes(
     settings = config.operators.slack_app
     if settings is None:
         return []
-    verifier = SignatureVerifier(
-        settings.signing_secret.resolve().get_secret_value(), clock=_Clock(clock)
-    )
-    seen: dict[str, float] = {}
+    signing = SlackSigning(config, clock)
     allowed_users, allowed_channels = set(settings.allowed_users), set(settings.allowed_channels)
-
-    def verified(request: Request, body: bytes) -> str | None:
-        """Why the request is refused, or None. Safe to log: no secret, no body."""
-        ts = request.headers.get("x-slack-request-timestamp")
-        signature = request.headers.get("x-slack-signature")
-        if not ts or not signature or not ts.isdigit():
-            return "missing or malformed signature headers"
-        if not verifier.is_valid(body, ts, signature):
-            return "bad signature or stale timestamp"
-        now = clock()
-        for old in [s for s, t in seen.items() if abs(now - t) > MAX_AGE_SECONDS]:
-            del seen[old]
-        if signature in seen:
-            return "replayed request"
-        seen[signature] = int(ts)
-        return None
 
     async def work(click: Click) -> None:
         now = datetime.fromtimestamp(clock(), UTC)
@@ -164,15 +202,12 @@ def action_routes(
 
     async def refuse(click: Click) -> None:
         now = datetime.fromtimestamp(clock(), UTC)
-        store = Store(config.state)
-        try:
+        with Store(config.state) as store:
             audit.record(
                 store, click.key, action=click.action, actor=click.actor, via="slack", now=now,
                 outcome="refused: not allowed",
                 detail={"user_id": click.user_id, "channel_id": click.channel_id},
             )  # fmt: skip
-        finally:
-            store.close()
         await respond(
             click.response_url,
             ephemeral(
@@ -181,17 +216,17 @@ def action_routes(
         )
 
     async def interact(request: Request) -> Response:
-        body = await request.body()
-        refused = verified(request, body)
-        if refused:
-            log.warning("refused a Slack action request: %s", refused)
-            return PlainTextResponse("invalid request signature", status_code=401)
         try:
-            form = parse_qs(body.decode(), strict_parsing=True)
-            payload = json.loads(form["payload"][0])
-        except (ValueError, KeyError, UnicodeDecodeError):
-            return PlainTextResponse("expected a payload form field with JSON", status_code=400)
-        click = parse_click(payload) if isinstance(payload, dict) else None
+            body, signature = await signing.read(request, MAX_BODY_BYTES)
+            await signing.refuse_replay(signature)
+        except Refused as exc:
+            log.warning("refused a Slack action request: %s", exc.text)
+            return exc.response()
+        try:
+            click = parse_form(body)
+        except PayloadError as exc:
+            log.warning("refused a Slack action request: %s", exc)
+            return PlainTextResponse(str(exc), status_code=400)
         if click is None or not click.response_url:
             return Response(status_code=200)
         if click.user_id not in allowed_users and click.channel_id not in allowed_channels:

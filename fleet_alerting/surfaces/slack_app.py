@@ -1,8 +1,9 @@
 """`fleet-alerting slack-app`: the ASGI app behind the `/fleet` slash command (Starlette).
 
-Every request is refused as early as possible: its headers (present, ASCII digits, a `v0=` hex
-signature, within 5 minutes) and its declared size before the body is read, the body read up to
-the limit only, then the signature. Malformed requests get 400/401/413, never a 500. Answers come
+Every request is refused as early as possible (surfaces/http_guard.py): its headers (present,
+ASCII digits, a `v0=` hex signature, within 5 minutes) and its declared size before the body is
+read, the body read up to the limit only, then the signature, then a replay (the store remembers
+signatures). Malformed requests get 400/401/408/413, never a 500. Answers come
 within Slack's 3 s; a slow or broken system becomes a friendly message naming that system (the
 Fleet API, the incident store, Prefect). Store reads never take the write lock and never block
 the event loop.
@@ -20,25 +21,25 @@ from urllib.parse import parse_qsl
 
 import httpx
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.secrets import install_log_redaction
-from fleet_alerting.delivery.notifiers.slack_webhook import escape
+from fleet_alerting.core.mrkdwn import escape
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.fleet_events.client import FleetApi
 from fleet_alerting.surfaces.fleet_queries import FleetQueries, LogsQuery
+from fleet_alerting.surfaces.http_guard import Refused, SlackSigning
 from fleet_alerting.surfaces.slack_actions import action_routes
 from fleet_alerting.surfaces.slack_commands import (
     MAX_BODY_BYTES,
     USAGE,
-    RequestVerifier,
-    SignatureError,
     SlashCommand,
     deployment_name_problem,
     health_lines,
+    incident_lines,
     log_lines,
     parse,
     reply,
@@ -59,7 +60,7 @@ def create_app(
     if config.fleet_api is None:
         raise ValueError("fleet_api is not configured")
     install_log_redaction()
-    verifier = RequestVerifier(settings.signing_secret.resolve())
+    signing = SlackSigning(config, clock)
     fleet_api = config.fleet_api
     token = fleet_api.token.resolve() if fleet_api.token else None
     state: dict[str, FleetQueries] = {}
@@ -67,30 +68,24 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         async with httpx.AsyncClient(timeout=settings.answer_within.total_seconds()) as client:
-            state["queries"] = FleetQueries(config, FleetApi(client, fleet_api.url, token))
+            state["queries"] = FleetQueries(
+                config, FleetApi(client, fleet_api.url, token, fleet_api.max_answer_bytes)
+            )
             yield
 
     async def command(request: Request) -> PlainTextResponse | JSONResponse:
-        timestamp = request.headers.get("x-slack-request-timestamp")
-        signature = request.headers.get("x-slack-signature")
-        try:  # before a byte of the body is read
-            verifier.check_headers(timestamp, signature, clock())
-        except SignatureError as exc:
-            log.warning("refused a /fleet request: %s", exc)
-            return PlainTextResponse("invalid request signature", status_code=401)
-        refused = _size_refusal(request.headers.get("content-length"))
-        if refused is not None:
-            log.warning("refused a /fleet request: %s", refused.body.decode())
-            return refused
-        body = await _read_body(request)
-        if body is None:
-            return PlainTextResponse("request body too large", status_code=413)
         try:
-            verifier.verify(timestamp, signature, body, clock())
-        except SignatureError as exc:
-            log.warning("refused a /fleet request: %s", exc)
-            return PlainTextResponse("invalid request signature", status_code=401)
-        cmd = parse(dict(parse_qsl(body.decode(errors="replace"))))
+            body, signature = await signing.read(request, MAX_BODY_BYTES)
+            cmd = parse(dict(parse_qsl(body)))
+            if cmd.action == "run":  # the one that changes something: the store remembers it
+                await signing.refuse_replay(signature)
+            else:  # the others never wait for the store's write lock
+                signing.refuse_replay_here(signature)
+        except Refused as exc:
+            log.warning("refused a /fleet request: %s", exc.text)
+            if exc.status == 503:  # signed, but the store cannot say it is new: Slack shows why
+                return JSONResponse(reply("The incident store failed", [exc.text]))
+            return exc.response()
         system = SYSTEMS.get(cmd.action, "fleet-alerting")
         try:
             answer = await asyncio.wait_for(
@@ -127,32 +122,6 @@ SYSTEMS = {  # which system answers each /fleet action, named when it fails
 }
 
 
-def _size_refusal(length: str | None) -> PlainTextResponse | None:
-    """400 for a Content-Length that is not a number, 413 for one over the limit; None when the
-    body may be read (absent: chunked, counted while reading)."""
-    if length is None:
-        return None
-    if not length.isascii() or not length.isdigit() or len(length) > 12:
-        return PlainTextResponse("malformed Content-Length", status_code=400)
-    if int(length) > MAX_BODY_BYTES:
-        return PlainTextResponse("request body too large", status_code=413)
-    return None
-
-
-async def _read_body(request: Request) -> bytes | None:
-    """The body, read no further than MAX_BODY_BYTES (None beyond it)."""
-    chunks, size = [], 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                return None
-            chunks.append(chunk)
-    except ClientDisconnect:
-        return b""
-    return b"".join(chunks)
-
-
 async def respond(
     cmd: SlashCommand, queries: FleetQueries, config: Config, trigger: Trigger
 ) -> dict[str, Any]:
@@ -167,10 +136,7 @@ async def respond(
         lines = log_lines(await queries.logs(query))
         return reply("Fleet logs", lines, queries.logs_url(query))
     if cmd.action == "incidents":
-        lines = [
-            f"*{i['severity']}* {i['state']} for {i['failing_for']}: {i['summary']} (`{i['key']}`)"
-            for i in await queries.open_incidents()
-        ]
+        lines = incident_lines(await queries.open_incidents())
         return reply("Open incidents", lines or ["No open incidents."])
     if cmd.action == "run":
         return await run(cmd, config, trigger)
@@ -196,6 +162,6 @@ async def run(cmd: SlashCommand, config: Config, trigger: Trigger) -> dict[str, 
     if problem:
         return reply("fleet run", [escape(problem), "Usage: `/fleet run <flow/deployment>`"])
     lines: list[str] = []
-    code = await trigger(cmd.args[0], lines.append)
+    code = await trigger(cmd.args[0], lambda line: lines.append(escape(line)))
     title = "Triggered" if code == 0 else "Could not trigger"
     return reply(f"{title} {cmd.args[0]}", lines)

@@ -1,27 +1,22 @@
 """Slack slash commands, the pure part: request signatures, parsing `/fleet …`, Block Kit replies.
 
 Slack signs each request: `X-Slack-Signature: v0=HMAC_SHA256(signing_secret, "v0:{ts}:{raw body}")`
-with `X-Slack-Request-Timestamp: {ts}`. Requests older than 5 minutes are refused, and so is a
-signature seen before (a replay inside the window).
+with `X-Slack-Request-Timestamp: {ts}` (`sign`; checked by surfaces/http_guard.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
 
-from fleet_alerting.delivery.notifiers.slack_webhook import MAX_SECTION, escape
+from fleet_alerting.core.mrkdwn import MAX_MESSAGE_TEXT, MAX_SECTION_TEXT, escape, fit, link
 
-MAX_AGE_SECONDS = 300
 MAX_BODY_BYTES = 16 * 1024  # a slash command is a short form; Slack's are well under 4 KiB
-_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only: "²²²" passes str.isdigit
-_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 MAX_LINES = 20
 USAGE = (
     "Usage: `/fleet health` · `/fleet state [device]` · `/fleet logs [device] [level] "
@@ -30,45 +25,10 @@ USAGE = (
 )
 
 
-class SignatureError(Exception):
-    """Why a request was refused; safe to log (no secret, no body)."""
-
-
 def sign(secret: SecretStr, timestamp: str, body: bytes) -> str:
     base = b"v0:" + timestamp.encode() + b":" + body
     digest = hmac.new(secret.get_secret_value().encode(), base, hashlib.sha256).hexdigest()
     return f"v0={digest}"
-
-
-@dataclass
-class RequestVerifier:
-    secret: SecretStr
-    max_age: int = MAX_AGE_SECONDS
-    _seen: dict[str, int] = field(default_factory=dict)
-
-    def check_headers(self, timestamp: str | None, signature: str | None, now: float) -> int:
-        """What can be refused before the body is read: missing, malformed or stale headers.
-        Returns the request's timestamp."""
-        if not timestamp or not signature:
-            raise SignatureError("missing X-Slack-Request-Timestamp or X-Slack-Signature")
-        if not _TIMESTAMP.fullmatch(timestamp):
-            raise SignatureError("malformed X-Slack-Request-Timestamp")
-        if not _SIGNATURE.fullmatch(signature):
-            raise SignatureError("malformed X-Slack-Signature")
-        sent = int(timestamp)
-        if abs(now - sent) > self.max_age:
-            raise SignatureError("stale request: timestamp outside the 5-minute window")
-        return sent
-
-    def verify(self, timestamp: str | None, signature: str | None, body: bytes, now: float) -> None:
-        sent = self.check_headers(timestamp, signature, now)
-        assert timestamp is not None and signature is not None
-        if not hmac.compare_digest(sign(self.secret, timestamp, body), signature):
-            raise SignatureError("signature mismatch")
-        self._seen = {s: t for s, t in self._seen.items() if abs(now - t) <= self.max_age}
-        if signature in self._seen:
-            raise SignatureError("replayed request")
-        self._seen[signature] = sent
 
 
 @dataclass(frozen=True)
@@ -99,23 +59,36 @@ def parse(form: dict[str, str]) -> SlashCommand:
 
 
 def reply(title: str, lines: Iterable[str], more_url: str | None = None) -> dict[str, Any]:
-    """An ephemeral Block Kit reply; long answers are cut at MAX_LINES with a link to the rest."""
+    """An ephemeral Block Kit reply; long answers are cut at MAX_LINES with a link to the rest.
+    `title` is plain text (escaped here), `lines` are mrkdwn whose outside text is escaped."""
     lines = list(lines)
     shown = lines[:MAX_LINES]
     text = "\n".join(shown) or "_nothing to show_"
     if len(lines) > MAX_LINES:
-        rest = f"<{more_url}|see all {len(lines)}>" if more_url else f"{len(lines)} in all"
+        rest = link(more_url, f"see all {len(lines)}") if more_url else f"{len(lines)} in all"
         text += f"\n… {len(lines) - MAX_LINES} more ({rest})"
-    if len(text) > MAX_SECTION:
-        text = text[: MAX_SECTION - 1] + "…"
+    heading = fit(escape(title), MAX_MESSAGE_TEXT)
     return {
         "response_type": "ephemeral",
-        "text": title,
+        "text": heading,
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(title)}*"}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+            _section(f"*{heading}*"),
+            _section(text),
         ],
     }
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": fit(text, MAX_SECTION_TEXT)}}
+
+
+def incident_lines(incidents: Iterable[dict[str, Any]]) -> list[str]:
+    """`/fleet incidents`: severity, state, how long, summary and key of each open incident."""
+    return [
+        f"*{escape(str(i['severity']))}* {escape(str(i['state']))} for {i['failing_for']}: "
+        f"{escape(str(i['summary']))} (`{escape(str(i['key']))}`)"
+        for i in incidents
+    ]
 
 
 def health_lines(summary: dict[str, Any]) -> list[str]:
@@ -144,9 +117,10 @@ def state_lines(state: dict[str, Any], device: str | None = None) -> list[str]:
                 d.get("playback", {}).get("state") if isinstance(d.get("playback"), dict) else None
             )
             detail = detail or d.get("power") or d.get("state") or ""
-            seen = f" (last seen {d['lastSeen']})" if d.get("lastSeen") else ""
+            seen = f" (last seen {escape(str(d['lastSeen']))})" if d.get("lastSeen") else ""
             name = escape(str(d.get("displayName") or ident))
-            lines.append(f"{icon} `{escape(ident)}` {name} [{module}] {escape(str(detail))}{seen}")
+            where = f"`{escape(ident)}` {name} [{escape(str(module))}]"
+            lines.append(f"{icon} {where} {escape(str(detail))}{seen}")
     return lines
 
 
@@ -170,8 +144,8 @@ def log_lines(body: dict[str, Any]) -> list[str]:
     for e in entries:
         if not isinstance(e, dict):
             continue
-        when = str(e.get("timestamp") or e.get("ts") or "")[:19]
-        level = str(e.get("level") or e.get("severity") or "")
+        when = escape(str(e.get("timestamp") or e.get("ts") or "")[:19])
+        level = escape(str(e.get("level") or e.get("severity") or ""))
         correlation = e.get("correlationId") or (e.get("metadata") or {}).get("correlationId")
         cid = f" `{escape(str(correlation))}`" if correlation else ""
         message = escape(str(e.get("message") or e.get("msg") or e.get("title") or ""))

@@ -202,26 +202,70 @@ def _audit_argv(tmp_path: Path, *extra: str, rules: str | None = None) -> list[s
     ]
 
 
-def test_prometheus_url_that_is_not_prometheus_is_an_error(cli, tmp_path: Path) -> None:
-    page = Response(200, "<html><body>Grafana</body></html>", {"content-type": "text/html"})
-    with Scripted(page) as server:
-        rc, out, err = cli(*_audit_argv(tmp_path, "--prometheus-url", server.url))
-    assert rc == 2, out
-    assert "is not a Prometheus HTTP API" in err and "text/html" in err
-    assert "Traceback" not in err and not (tmp_path / "2026-Q2").exists()
+NOT_PROMETHEUS = Response(200, "<html><body>Grafana</body></html>", {"content-type": "text/html"})
+PROMETHEUS_ERROR = Response(404, {"status": "error", "error": "not found"})
 
 
-@pytest.mark.parametrize("url", ["closed", "ftp://127.0.0.1/", "http://"])
-def test_unreachable_prometheus_url_is_an_error(cli, tmp_path: Path, closed_url, url) -> None:
-    url = closed_url if url == "closed" else url
-    rc, _, err = cli(*_audit_argv(tmp_path, "--prometheus-url", url))
-    assert rc == 2 and err.startswith("error: --prometheus-url: ")
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        ("closed", "is unreachable"),
+        ("ftp", "is unreachable"),
+        ("no host", "is unreachable"),
+        (NOT_PROMETHEUS, "is not a Prometheus HTTP API: /api/v1/status/buildinfo answered 200"),
+        (PROMETHEUS_ERROR, "answered an error: not found"),
+    ],
+    ids=["closed-port", "ftp", "no-host", "not-prometheus", "error-status"],
+)
+def test_prometheus_not_answering_gives_the_offline_report(
+    cli, tmp_path: Path, closed_url: str, answer: str | Response, why: str
+) -> None:
+    """No report at all would leave the scheduled quarter with nothing: the offline checks run,
+    the report says at its top which online checks it skipped and why, and the exit is 1."""
+    urls = {"closed": closed_url, "ftp": "ftp://127.0.0.1/", "no host": "http://"}
+    with Scripted(*([answer] * 3 if isinstance(answer, Response) else [])) as server:
+        url = urls.get(answer, server.url) if isinstance(answer, str) else server.url
+        now = "2026-05-01T09:00:00Z"
+        rc, out, err = cli(*_audit_argv(tmp_path, "--prometheus-url", url, "--now", now))
+    assert rc == 1, err
+    [line] = err.splitlines()
+    assert line.startswith("error: offline report, online checks skipped: ") and why in line
+    assert "Traceback" not in err and "-> " in out
+    report = (tmp_path / "2026-Q2" / "report.md").read_text()
+    title, note = report.split("\n\n")[:2]
+    assert title == "# Alerting audit 2026-Q2"
+    assert note.startswith(
+        "**Offline report: the online checks were skipped** (`noise`, `dead-selector`, "
+        "`uncovered-metric`) — "
+    )
+    assert why in note and url.rstrip("/") in note
+    offline = json.loads((tmp_path / "2026-Q2" / "findings.json").read_text())
+    assert why in offline["summary"]["offline"]
+    # every offline check ran: the same findings as an audit asked for no Prometheus at all
+    assert cli(*_audit_argv(tmp_path / "plain", "--now", now))[0] == 0
+    plain = json.loads((tmp_path / "plain" / "2026-Q2" / "findings.json").read_text())
+    assert plain["summary"]["offline"] is None
+
+    def keys(doc: dict) -> list[tuple[str, ...]]:
+        return sorted(
+            tuple(f[k] for k in ("check_id", "alert", "subject")) for f in doc["findings"]
+        )
+
+    assert keys(offline) == keys(plain) and len(keys(plain)) > 10
 
 
-def test_prometheus_error_status_is_an_error(cli, tmp_path: Path) -> None:
-    with Scripted(Response(404, {"status": "error", "error": "not found"})) as server:
-        rc, _, err = cli(*_audit_argv(tmp_path, "--prometheus-url", server.url))
-    assert rc == 2 and "Prometheus error: not found" in err
+def test_offline_report_names_no_credentials_of_the_url(
+    cli, tmp_path: Path, closed_url: str
+) -> None:
+    canary = "canary-s3cret-0xfeed"
+    url = closed_url.replace("://", f"://auditor:{canary}@") + f"/?token={canary}"
+    rc, out, err = cli(*_audit_argv(tmp_path, "--prometheus-url", url, "--now", "2026-05-01"))
+    assert rc == 1
+    shown = f"Prometheus at {closed_url}/ is unreachable"
+    assert shown in err
+    written = [p.read_text() for p in (tmp_path / "2026-Q2").rglob("*") if p.is_file()]
+    assert any(shown in text for text in written)
+    assert not [text for text in [out, err, *written] if canary in text]
 
 
 @pytest.mark.parametrize("kind", ["directory", "binary", "unreadable"])

@@ -7,6 +7,26 @@ from collections import Counter
 
 from tests.fakes.http import FakeServer, Request, Response
 
+# Block Kit limits as Slack documents them (a message over any is refused with invalid_blocks)
+SECTION_TEXT, SECTION_FIELD, SECTION_FIELDS, CONTEXT_ELEMENTS, BLOCKS = 3000, 2000, 10, 10, 50
+
+
+def refused_blocks(blocks: object) -> bool:
+    """True when Slack would answer `invalid_blocks`: too many blocks, a section text over 3,000
+    characters, a section field over 2,000 or more than 10 of them, over 10 context elements."""
+    if not isinstance(blocks, list) or len(blocks) > BLOCKS:
+        return True
+    for block in blocks:
+        text = block.get("text") if isinstance(block, dict) else None
+        if isinstance(text, dict) and len(text.get("text", "")) > SECTION_TEXT:
+            return True
+        fields = [f.get("text", "") for f in block.get("fields") or []]
+        if len(fields) > SECTION_FIELDS or any(len(f) > SECTION_FIELD for f in fields):
+            return True
+        if len(block.get("elements") or []) > CONTEXT_ELEMENTS and block.get("type") == "context":
+            return True
+    return False
+
 
 class SlackWebhookServer(FakeServer):
     """POST JSON with `text` and/or `blocks` → 200 `ok`. Answers may be forced first (429 with
@@ -26,7 +46,7 @@ class SlackWebhookServer(FakeServer):
             return Response(400, "invalid_payload")
         if not body.get("text") and not body.get("blocks"):
             return Response(400, "no_text")
-        if len(body.get("blocks", [])) > 50:
+        if "blocks" in body and refused_blocks(body["blocks"]):
             return Response(400, "invalid_blocks")
         self.messages.append(body)
         return Response(200, "ok")
@@ -86,6 +106,11 @@ class PagerDutyServer(FakeServer):
                 errors.append("'payload.severity' is invalid")
             if len(payload.get("summary", "")) > 1024:
                 errors.append("'payload.summary' is longer than 1024 characters")
+            for name in ("source", "component", "group", "class"):  # held to dedup_key's 255
+                if len(str(payload.get(name, ""))) > 255:
+                    errors.append(f"'payload.{name}' is longer than 255 characters")
+        if len(str(event.get("dedup_key", ""))) > 255:
+            errors.append("'dedup_key' is longer than 255 characters")
         if len(json.dumps(event).encode()) > 512 * 1024:
             errors.append("event is larger than 512 KB")
         return errors

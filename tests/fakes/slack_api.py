@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from tests.fakes.http import FakeServer, Request, Response
+from tests.fakes.saas import refused_blocks
 
 BOT_USER, BOT_ID, APP_ID = "U0BOT", "B0BOT", "A0FLEET"
 
@@ -201,7 +202,7 @@ def _refused_content(body: dict) -> Response | None:
     blocks = body.get("blocks") or []
     if not body.get("text") and not blocks:
         return Response(200, {"ok": False, "error": "no_text"})
-    if len(blocks) > 50 or any(len(_section_text(b)) > 3000 for b in blocks):
+    if refused_blocks(blocks):
         return Response(200, {"ok": False, "error": "invalid_blocks"})
     return None
 
@@ -235,8 +236,3 @@ def _valid_metadata(metadata: object) -> bool:
         and isinstance(metadata.get("event_type"), str)
         and isinstance(metadata.get("event_payload"), dict)
     )
-
-
-def _section_text(block: dict) -> str:
-    text = block.get("text")
-    return text.get("text", "") if isinstance(text, dict) else ""

@@ -117,12 +117,13 @@ def doc(check_id: str) -> CheckDoc:
 
 def run_checks(inp: AuditInput, checks: tuple[CheckSpec, ...] = CHECKS) -> list[Finding]:
     out: list[Finding] = []
+    why = inp.offline or "no Prometheus URL given"
     if inp.series is None and any(spec.noise for spec in checks):
         out.append(
             Finding(
                 "online-skipped",
                 "info",
-                message="noise statistics skipped: no Prometheus URL given",
+                message=f"noise statistics skipped: {why}",
                 subject="noise",
             )
         )
@@ -134,7 +135,7 @@ def run_checks(inp: AuditInput, checks: tuple[CheckSpec, ...] = CHECKS) -> list[
                 Finding(
                     "online-skipped",
                     "info",
-                    message=f"{spec.id} skipped: no Prometheus URL given",
+                    message=f"{spec.id} skipped: {why}",
                     subject=spec.id,
                 )
             )

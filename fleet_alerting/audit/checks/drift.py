@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleet_alerting.alertmanager.routing import AlertmanagerConfig, Route
+from fleet_alerting.alertmanager.routing import AlertmanagerYml, Route
 from fleet_alerting.audit.model import AuditInput, Finding
 from fleet_alerting.core.durations import seconds_str
 
@@ -38,14 +38,14 @@ def _integrations(rc: dict[str, Any]) -> dict[str, int]:
     return {k: len(v or []) for k, v in rc.items() if k.endswith("_configs") and v}
 
 
-def _inhibit(am: AlertmanagerConfig) -> list[tuple[Any, ...]]:
+def _inhibit(am: AlertmanagerYml) -> list[tuple[Any, ...]]:
     return sorted(
         (sorted(map(str, r.source)), sorted(map(str, r.target)), sorted(r.equal))
         for r in am.inhibit_rules
     )
 
 
-def semantic_diff(file: AlertmanagerConfig, live: AlertmanagerConfig) -> list[tuple[str, str, str]]:
+def semantic_diff(file: AlertmanagerYml, live: AlertmanagerYml) -> list[tuple[str, str, str]]:
     """(where, subject, what) describing how the running config differs from the file."""
     out: list[tuple[str, str, str]] = []
     a = {r.id: r for r in file.route.walk()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fleet_alerting.core.escalation import pager_of
 from fleet_alerting.core.incidents import Notification
 from fleet_alerting.delivery.notifiers import oncall, pagerduty
 from fleet_alerting.delivery.notifiers import slack_webhook as slack
@@ -21,10 +22,11 @@ class LocalOutbox:
         self.channel = channel
 
     async def send(self, n: Notification) -> str:
-        if n.channel == "oncall":
+        pager = pager_of(n.channel)
+        if pager == "oncall":
             payload = oncall.payload(n)
             text = f"{payload['state']}: {payload['title']}"
-        elif n.channel == "pagerduty":
+        elif pager == "pagerduty":
             payload = pagerduty.event(n, routing_key="(not configured)")
             payload.pop("routing_key")
             text = payload.get("payload", {}).get("summary", f"resolve {payload['dedup_key']}")

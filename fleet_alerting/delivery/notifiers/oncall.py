@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Kind, Notification
+from fleet_alerting.core.mrkdwn import is_web_url
 from fleet_alerting.delivery.notifiers.pagerduty import dedup_key
 from fleet_alerting.http.errors import AdapterError, check_response, transport_error
 
@@ -46,7 +47,8 @@ def payload(n: Notification) -> dict[str, Any]:
         "state": "ok" if resolved else "alerting",
         "message": "\n".join(lines)[:MAX_MESSAGE],
     }
-    upstream = signal.runbook_url or next((link.url for link in signal.links), None)
+    urls = [signal.runbook_url or "", *(link.url for link in signal.links)]
+    upstream = next((url for url in urls if is_web_url(url)), None)
     if upstream:
         body["link_to_upstream_details"] = upstream
     return body

@@ -11,11 +11,13 @@ import httpx
 from pydantic import SecretStr
 
 from fleet_alerting.core.incidents import Kind, Notification
+from fleet_alerting.core.mrkdwn import escape, fit, is_web_url
 from fleet_alerting.http.errors import post_json
 
 MAX_EVENT_BYTES = 512 * 1024
 MAX_SUMMARY = 1024
 MAX_DEDUP_KEY = 255
+MAX_FIELD = 255  # source, component, group, class: held to the dedup_key's documented limit
 # a silence or maintenance window that begins on a page closes it as an acknowledge
 _ACTIONS = {Kind.resolved: "resolve", Kind.acknowledged: "acknowledge", Kind.muted: "acknowledge"}
 _SEVERITY = {"critical": "critical", "warning": "warning", "info": "info"}
@@ -41,13 +43,13 @@ def event(n: Notification, routing_key: str) -> dict[str, Any]:
         return body
     summary = f"[{incident.severity.upper()}] {signal.summary} ({signal.target or incident.key})"
     body["payload"] = {
-        "summary": summary[:MAX_SUMMARY],
-        "source": signal.target or incident.source,
+        "summary": fit(escape(summary), MAX_SUMMARY),  # PagerDuty's Slack app shows it as mrkdwn
+        "source": _short(signal.target or incident.source),
         "severity": _SEVERITY[incident.severity],
         "timestamp": incident.onset.isoformat(),
-        "component": signal.labels.get("instance") or signal.target or None,
-        "group": signal.labels.get("role") or signal.labels.get("job") or None,
-        "class": incident.source,
+        "component": _short(signal.labels.get("instance") or signal.target),
+        "group": _short(signal.labels.get("role") or signal.labels.get("job")),
+        "class": _short(incident.source),
         "custom_details": {
             "incident_key": incident.key,
             "failing_since": incident.onset.isoformat(),
@@ -59,12 +61,20 @@ def event(n: Notification, routing_key: str) -> dict[str, Any]:
     }
     body["payload"] = {k: v for k, v in body["payload"].items() if v is not None}
     links = ([{"href": signal.runbook_url, "text": "Runbook"}] if signal.runbook_url else []) + [
-        {"href": link.url, "text": link.text} for link in signal.links
+        {"href": link.url, "text": _short(link.text)} for link in signal.links
     ]
+    links = [link for link in links if is_web_url(link["href"])]
     if links:
         body["links"] = links
     body["client"] = "fleet-alerting"
     return _fit(body)
+
+
+def _short(text: str | None) -> str | None:
+    """A short field within MAX_FIELD characters (None when empty)."""
+    if not text:
+        return None
+    return text if len(text) <= MAX_FIELD else text[: MAX_FIELD - 1] + "…"
 
 
 def _fit(body: dict[str, Any]) -> dict[str, Any]:

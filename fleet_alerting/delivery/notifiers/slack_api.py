@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from pydantic import SecretStr
@@ -27,13 +27,15 @@ from pydantic import SecretStr
 from fleet_alerting.config.schema import SLACK_CHANNEL_ID
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
+from fleet_alerting.core.mrkdwn import MAX_MESSAGE_TEXT, escape, fit, link
 from fleet_alerting.core.signals import Link
 from fleet_alerting.delivery.notifiers.slack_webhook import (
     MAX_BLOCKS,
     MAX_SECTION,
+    REFUSED_CONTENT,
     Pacer,
     SlackWebhook,
-    escape,
+    as_plain_text,
     render,
 )
 from fleet_alerting.http.errors import (
@@ -84,7 +86,7 @@ def snapshot_message(
     lines = [_event_line(e, link_for(e)) for e in events] or ["_no events in scope_"]
     sections, current = [], ""
     for line in lines:
-        line = line[: MAX_SECTION - 1]
+        line = fit(line, MAX_SECTION - 1)
         if current and len(current) + 1 + len(line) > MAX_SECTION:
             sections.append(current)
             current = line
@@ -96,10 +98,10 @@ def snapshot_message(
     text = f"Fleet API events for {incident.signal.target or incident.key}: {len(events)} ({scope})"
     if ids:
         text += "; correlation ids: " + ", ".join(ids)
-    return {"text": text[:MAX_SECTION], "blocks": blocks}
+    return {"text": fit(escape(text), MAX_MESSAGE_TEXT), "blocks": blocks}
 
 
-def _event_line(event: FleetEvent, link: Link | None) -> str:
+def _event_line(event: FleetEvent, logs: Link | None) -> str:
     parts = [
         f"`{event.timestamp:%Y-%m-%d %H:%M:%S}Z`",
         f"*{escape(event.severity)}*",
@@ -110,16 +112,24 @@ def _event_line(event: FleetEvent, link: Link | None) -> str:
     line = " ".join(parts) + f": {escape(event.message[:300])}"
     if event.correlation_id:
         line += f" · correlation `{escape(event.correlation_id)}`"
-    if link:
-        line += f" · <{link.url}|{escape(link.text)}>"
+    if logs:
+        line += " · " + link(logs.url, logs.text)
     return "• " + line
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:MAX_SECTION]}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": fit(text, MAX_SECTION)}}
 
 
-ThreadStore = Any  # fleet_alerting.store.Store (incident(), set_thread()); kept loose for tests
+class ThreadStore(Protocol):
+    """Where an incident's Slack thread is kept (fleet_alerting.store.database.Store); delivery
+    sits beside the store in the layers, so it names what it needs rather than importing it."""
+
+    def incident(self, key: str) -> Incident | None: ...
+
+    def set_thread(
+        self, key: str, onset: datetime, channel: str, ts: str, now: datetime
+    ) -> bool: ...
 
 
 class SlackApi:
@@ -143,8 +153,10 @@ class SlackApi:
         note: str | None = None,
         pacer: Pacer | None = None,
         timeout: float = 10.0,
+        page_mention: str | None = None,
     ):
         self.client = client
+        self.page_mention = page_mention
         self.timeout = timeout
         self._token = token
         self.channel = channel
@@ -155,6 +167,9 @@ class SlackApi:
         self.pacer = pacer or Pacer(1.0)
         self.name = f"Slack chat.postMessage {channel}"
         self.warnings: list[str] = []  # for the run's report (the drain collects them)
+
+    def _render(self, n: Notification) -> dict[str, Any]:
+        return render(n, note=self.note, page_mention=self.page_mention)
 
     async def send(self, n: Notification) -> str:
         return await self._send(n, None)
@@ -169,7 +184,7 @@ class SlackApi:
             found = await self._look(since, n, MESSAGE, self._channel_id())
             if found:
                 return f"{self.name}: found ts={found} (posted before, not again)"
-            answer = await self.post(render(n, note=self.note), n=n)
+            answer = await self.post(self._render(n), n=n)
             return f"{self.name}: posted ts={answer.get('ts')}"
         thread = self._thread(incident)
         receipts = []
@@ -180,7 +195,7 @@ class SlackApi:
                 thread = (channel_id, found)
                 receipts.append(f"thread found ts={found} (posted before, not again)")
             else:
-                answer = await self.post(render(n, note=self.note), n=n)
+                answer = await self.post(self._render(n), n=n)
                 thread = (str(answer.get("channel") or self.channel), str(answer["ts"]))
                 receipts.append(f"thread started ts={thread[1]}")
             # recorded before any reply is posted: replies always go to this one thread
@@ -190,7 +205,7 @@ class SlackApi:
             if found:
                 receipts.append(f"reply found ts={found} in thread {thread[1]} (not again)")
             else:
-                body = render(n, note=self.note) | {"thread_ts": thread[1]}
+                body = self._render(n) | {"thread_ts": thread[1]}
                 if n.kind == Kind.resolved:
                     body["reply_broadcast"] = True  # the channel sees the resolution too
                 answer = await self.post(body, channel=thread[0], n=n)
@@ -327,6 +342,8 @@ class SlackApi:
             headers,
             timeout=self.timeout,
         )
+        if not answer.get("ok") and answer.get("error") in REFUSED_CONTENT and "blocks" in body:
+            return await self.post(as_plain_text(body), channel, n, part)
         if not answer.get("ok"):
             error = str(answer.get("error") or "unknown_error")
             retry = retry_after_seconds(response.headers.get("retry-after"))
@@ -376,9 +393,9 @@ def top_message(n: Notification, note: str | None = None) -> dict[str, Any]:
     status = current_status(n)
     icon = STATUS_ICONS.get(status.split(" ", 1)[0], ":red_circle:")
     title = f"[{incident.severity.upper()}] {incident.signal.summary}"
-    first = {"type": "mrkdwn", "text": f"{icon} *{escape(status)}*: {escape(title)}"}
-    body["blocks"][0] = {"type": "section", "text": first | {"text": first["text"][:MAX_SECTION]}}
-    body["text"] = f"{status}: {body['text']}"[:MAX_SECTION]
+    first = fit(f"{icon} *{escape(status)}*: {escape(title)}", MAX_SECTION)
+    body["blocks"][0] = {"type": "section", "text": {"type": "mrkdwn", "text": first}}
+    body["text"] = fit(f"{escape(status)}: {body['text']}", MAX_MESSAGE_TEXT)
     return body
 
 
@@ -442,7 +459,7 @@ class SlackWebhookIncident(SlackWebhook):
         self.snapshot = snapshot
 
     async def body(self, n: Notification) -> dict[str, Any]:
-        body = render(n, note=self.note)
+        body = await super().body(n)
         if self.snapshot and n.kind == Kind.opened and n.incident.source not in ONE_OFF_SOURCES:
             extra = (await self.snapshot(n.incident, n.at))["blocks"]
             room = MAX_BLOCKS - len(body["blocks"])

@@ -1,6 +1,7 @@
 """Slack: Block Kit messages with a plain `text` fallback, sent to an incoming webhook.
 
-Limits respected: 50 blocks per message, 3000 characters per section text.
+Every outside text is escaped and every block fits Slack's limits (core.mrkdwn). A message Slack
+still refuses for its content (`invalid_blocks`, `msg_too_long`) is sent again as its `text` alone.
 """
 
 from __future__ import annotations
@@ -14,14 +15,33 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from fleet_alerting.core import escalation
 from fleet_alerting.core.actions import ALERTMANAGER_SOURCE
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
+from fleet_alerting.core.mrkdwn import (
+    MAX_BLOCKS,
+    MAX_BUTTON_TEXT,
+    MAX_CONTEXT_ELEMENTS,
+    MAX_CONTEXT_TEXT,
+    MAX_MESSAGE_TEXT,
+    MAX_OPTION_TEXT,
+    MAX_PLACEHOLDER_TEXT,
+    MAX_SECTION_FIELD,
+    MAX_SECTION_FIELDS,
+    MAX_SECTION_TEXT,
+    escape,
+    fit,
+    link,
+    mention,
+    safe_url,
+)
 from fleet_alerting.core.short_ids import SHORT, full_id
 from fleet_alerting.http.errors import AdapterError, check_response, excerpt, transport_error
 
-MAX_BLOCKS = 50
-MAX_SECTION = 3000
+MAX_SECTION = MAX_SECTION_TEXT
+# Slack's answers to a message it refuses for its content: sent again as plain text
+REFUSED_CONTENT = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long"})
 
 _ICONS = {
     Kind.opened: {
@@ -39,15 +59,12 @@ _ICONS = {
     Kind.muted: ":no_bell:",
     Kind.pager_acknowledged: ":eyes:",
     Kind.pager_resolved: ":warning:",
+    Kind.escalated: ":arrow_double_up:",
 }
 SILENCE_CHOICES = (("1 h", "1h"), ("4 h", "4h"), ("24 h", "24h"), ("until resolved", "resolved"))
 SNOOZE_CHOICES = (("1 h", "1h"), ("4 h", "4h"), ("24 h", "24h"))
 ACTIONS_BLOCK = "fleet-incident:"  # block_id prefix; the rest is the incident key
 MAX_BLOCK_ID = 255
-
-
-def escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def headline(n: Notification) -> str:
@@ -65,7 +82,12 @@ def headline(n: Notification) -> str:
                 f"[{severity}] {paged}PAGING FAILED via {n.paging_failed} — nobody was paged "
                 f"by it: failing for {lasted}: {summary}"
             )
+        pagers = ", ".join(escalation.current_pages(incident)) or pagers
         return f"[{severity}] Paged {pagers}: failing for {lasted}: {summary}"
+    if n.kind == Kind.escalated:
+        lasted = format_duration(n.at - incident.onset)
+        why = incident.escalation.why or f"escalation step {incident.escalation.step}"
+        return f"[{severity}] {why[:1].upper()}{why[1:]}: failing for {lasted}: {summary}"
     if n.kind == Kind.reminder:
         lasted = format_duration(n.at - incident.onset)
         return f"[{severity}] Still failing after {lasted}: {summary}"
@@ -99,6 +121,16 @@ def headline(n: Notification) -> str:
 
 def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+def _lead(n: Notification, page_mention: str | None) -> str:
+    """The one mention a message carries: the user group of an escalation step on that step's
+    message, else the configured on-call on a "paged" message; none in the mirror."""
+    if n.channel == "slack_mirror":
+        return ""
+    step = n.incident.escalation.mention if n.kind in (Kind.paged, Kind.escalated) else None
+    who = step or (page_mention if n.kind == Kind.paged else None)
+    return f"{mention(who)} " if who else ""
 
 
 def _hhmm(moment: datetime | None) -> str:
@@ -143,7 +175,7 @@ def _button(text: str, action: str, style: str | None = None) -> dict[str, Any]:
     button = {
         "type": "button",
         "action_id": action,
-        "text": {"type": "plain_text", "text": text},
+        "text": {"type": "plain_text", "text": fit(text, MAX_BUTTON_TEXT)},
         "value": action,
     }
     return button | ({"style": style} if style else {})
@@ -153,21 +185,26 @@ def _select(text: str, action: str, choices: tuple[tuple[str, str], ...]) -> dic
     return {
         "type": "static_select",
         "action_id": action,
-        "placeholder": {"type": "plain_text", "text": text},
+        "placeholder": {"type": "plain_text", "text": fit(text, MAX_PLACEHOLDER_TEXT)},
         "options": [
-            {"text": {"type": "plain_text", "text": label}, "value": value}
+            {"text": {"type": "plain_text", "text": fit(label, MAX_OPTION_TEXT)}, "value": value}
             for label, value in choices
         ],
     }
 
 
-def render(n: Notification, *, note: str | None = None) -> dict[str, Any]:
-    """The webhook / chat.postMessage body for one notification (without channel or thread)."""
+def render(
+    n: Notification, *, note: str | None = None, page_mention: str | None = None
+) -> dict[str, Any]:
+    """The webhook / chat.postMessage body for one notification (without channel or thread).
+    `page_mention` (config: who is on call) leads a "paged" message: its only mention (an
+    escalation step's own `mention` takes its place on that step's message)."""
     incident, signal = n.incident, n.incident.signal
     icon = _ICONS[n.kind]
     if isinstance(icon, dict):
         icon = icon.get(incident.severity, ":warning:")
     title = headline(n)
+    lead = _lead(n, page_mention)
     since = int(incident.onset.timestamp())
     fields = [
         f"*Target*\n{escape(signal.target or incident.key)}",
@@ -176,49 +213,71 @@ def render(n: Notification, *, note: str | None = None) -> dict[str, Any]:
         f"*Source*\n{escape(incident.source)}",
     ]
     blocks: list[dict[str, Any]] = [
-        _section(f"{icon} *{escape(title)}*"),
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+        _section(f"{lead}{icon} *{escape(title)}*"),
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": fit(f, MAX_SECTION_FIELD)}
+                for f in fields[:MAX_SECTION_FIELDS]
+            ],
+        },
     ]
     if signal.remediation and n.kind != Kind.resolved:
         steps = "\n".join(f"{i}. {escape(step)}" for i, step in enumerate(signal.remediation, 1))
         blocks.append(_section(f"*Remediation*\n{steps}"))
     links = ([("Runbook", signal.runbook_url)] if signal.runbook_url else []) + [
-        (link.text, link.url) for link in signal.links
+        (item.text, item.url) for item in signal.links
     ]
     if links:
-        blocks.append(_section(" · ".join(f"<{url}|{escape(text)}>" for text, url in links)))
+        blocks.append(_section(" · ".join(link(url, text) for text, url in links)))
+    blocks.append(_context(n, note))
+    actions = buttons(incident) if n.kind != Kind.resolved else None
+    if actions:
+        blocks.append(actions)
+    return {"text": fallback_text(n, lead), "blocks": blocks[:MAX_BLOCKS]}
+
+
+def _context(n: Notification, note: str | None) -> dict[str, Any]:
+    incident, signal = n.incident, n.incident.signal
     context = []
     if signal.correlation_ids:
-        context.append("Correlation id: " + ", ".join(f"`{c}`" for c in signal.correlation_ids))
+        ids = ", ".join(f"`{escape(c)}`" for c in signal.correlation_ids)
+        context.append(f"Correlation id: {ids}")
     # a resolved message shows what recovered (status 200), not the old failure (status 503)
     recovery = incident.recovery if n.kind == Kind.resolved else None
     evidence = recovery.evidence if recovery is not None else signal.evidence
     if evidence:
         label = "Recovered: " if recovery is not None else ""
-        context.append(label + " · ".join(f"{k}: {v}" for k, v in evidence.items()))
+        context.append(label + " · ".join(escape(f"{k}: {v}") for k, v in evidence.items()))
     context.extend(escape(line) for line in action_lines(incident))
+    context.extend(escape(line) for line in escalation.lines(incident))
     context.append(f"incident `{escape(incident.key)}` (id `{full_id(incident.key)[:SHORT]}`)")
     if note:
         context.append(escape(note))
-    blocks.append(
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(c)} for c in context]}
-    )
-    actions = buttons(incident) if n.kind != Kind.resolved else None
-    if actions:
-        blocks.append(actions)
+    elements = [{"type": "mrkdwn", "text": fit(c, MAX_CONTEXT_TEXT)} for c in context]
+    return {"type": "context", "elements": elements[-MAX_CONTEXT_ELEMENTS:]}
+
+
+def fallback_text(n: Notification, lead: str = "") -> str:
+    """The top-level `text`: Slack's notification line, and the whole message when Slack refuses
+    its blocks — severity, summary, target, since, runbook; after `lead` (a configured mention)."""
+    incident, signal = n.incident, n.incident.signal
     target = signal.target or incident.key
-    text = f"{title} | target {target} | since {incident.onset:%Y-%m-%d %H:%M} UTC"
-    if signal.runbook_url:
-        text += f" | runbook {signal.runbook_url}"
-    return {"text": _cut(text), "blocks": blocks[:MAX_BLOCKS]}
+    text = f"{headline(n)} | target {target} | since {incident.onset:%Y-%m-%d %H:%M} UTC"
+    if n.kind == Kind.resolved:
+        text += f" | severity {incident.severity}"
+    runbook = safe_url(signal.runbook_url or "")
+    text = lead + escape(text)
+    return fit(text + (f" | runbook {runbook}" if runbook else ""), MAX_MESSAGE_TEXT)
+
+
+def as_plain_text(body: dict[str, Any]) -> dict[str, Any]:
+    """A body Slack refused for its blocks, as its `text` alone."""
+    return {k: v for k, v in body.items() if k != "blocks"}
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text)}}
-
-
-def _cut(text: str, limit: int = MAX_SECTION) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return {"type": "section", "text": {"type": "mrkdwn", "text": fit(text, MAX_SECTION)}}
 
 
 class Pacer:
@@ -255,6 +314,7 @@ class SlackWebhook:
         note: str | None = None,
         timeout: float = 10.0,
         pacer: Pacer | None = None,
+        page_mention: str | None = None,
     ):
         self.client = client
         self.timeout = timeout
@@ -262,22 +322,31 @@ class SlackWebhook:
         self._url = url
         self.name = name
         self.note = note
+        self.page_mention = page_mention
 
     async def body(self, n: Notification) -> dict[str, Any]:
-        return render(n, note=self.note)
+        return render(n, note=self.note, page_mention=self.page_mention)
 
     async def send(self, n: Notification) -> str:
         body = await self.body(n)
-        if self.pacer is not None:
-            await self.pacer.wait(self.name)
-        try:
-            response = await self.client.post(
-                self._url.get_secret_value(), json=body, timeout=self.timeout
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.name) from None
+        response = await self._post(body)
+        if response.status_code == 400 and response.text.strip() in REFUSED_CONTENT:
+            refused = response.text.strip()
+            response = await self._post(as_plain_text(body))
+            check_response(response, self.name)
+            return f"{self.name}: {response.status_code} as plain text (blocks refused: {refused})"
         check_response(response, self.name)
         if response.text.strip() not in ("ok", ""):
             answer = excerpt(response.text, 100)
             raise AdapterError(f"{self.name} answered {answer!r}", permanent=True)
         return f"{self.name}: {response.status_code} {response.text.strip()}"
+
+    async def _post(self, body: dict[str, Any]) -> httpx.Response:
+        if self.pacer is not None:
+            await self.pacer.wait(self.name)
+        try:
+            return await self.client.post(
+                self._url.get_secret_value(), json=body, timeout=self.timeout
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, self.name) from None

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
+from fleet_alerting.http.body import DEFAULT_MAX_ANSWER_BYTES, request_capped
 from fleet_alerting.http.errors import AdapterError, check_response, transport_error
 from fleet_alerting.sources.alertmanager.shapes import GettableAlert, parse_alerts
 from fleet_alerting.sources.records import Malformed
@@ -86,13 +87,27 @@ class AlertList:
 
 
 class Alertmanager:
-    def __init__(self, client: httpx.AsyncClient, url: str):
+    def __init__(
+        self, client: httpx.AsyncClient, url: str, max_bytes: int = DEFAULT_MAX_ANSWER_BYTES
+    ):
         self.client = client
         self.url = url.rstrip("/")
+        self.max_bytes = max_bytes
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return await request_capped(
+            self.client,
+            method,
+            f"{self.url}{path}",
+            system=f"{NAME} {path}",
+            max_bytes=self.max_bytes,
+            setting="alertmanager.max_answer_bytes",
+            **kwargs,
+        )
 
     async def _get(self, path: str, params: list[tuple[str, str]] | None = None) -> Any:
         try:
-            response = await self.client.get(f"{self.url}{path}", params=params)
+            response = await self._request("GET", path, params=params)
         except httpx.HTTPError as exc:
             raise transport_error(exc, f"{NAME} {self.url}") from None
         check_response(response, f"{NAME} {path}")
@@ -161,7 +176,7 @@ class Alertmanager:
 
     async def _send(self, method: str, path: str, body: Any = None) -> Any:
         try:
-            response = await self.client.request(method, f"{self.url}{path}", json=body)
+            response = await self._request(method, path, json=body)
         except httpx.HTTPError as exc:
             raise transport_error(exc, f"{NAME} {self.url}") from None
         check_response(response, f"{NAME} {method} {path}")  # the detail names the cause

@@ -20,6 +20,7 @@ from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link
 from fleet_alerting.core.policy import vanished
 from fleet_alerting.core.signals import Link, Severity, Signal
 from fleet_alerting.sources.alertmanager.client import Alert
+from fleet_alerting.sources.alertmanager.shapes import FINGERPRINT
 from fleet_alerting.sources.records import Malformed
 
 SOURCE = "alertmanager"
@@ -108,12 +109,16 @@ def malformed_signals(malformed: Iterable[Malformed]) -> list[Signal]:
 def unreadable_keys(malformed: Iterable[Malformed]) -> set[str]:
     """Incident keys of alerts whose fingerprint is known but whose record is malformed: whether
     they still fire is unknown this run."""
-    prefix = "fingerprint "
     return {
-        signal_key(SOURCE, fingerprint=bad.identity[len(prefix) :])
+        signal_key(SOURCE, fingerprint=bad.identity.removeprefix(FINGERPRINT))
         for bad in malformed
-        if bad.identity.startswith(prefix)
+        if bad.identity.startswith(FINGERPRINT)
     }
+
+
+def unnamed(malformed: Iterable[Malformed]) -> bool:
+    """A malformed alert without a readable fingerprint: it may be any alert's record."""
+    return any(not bad.identity.startswith(FINGERPRINT) for bad in malformed)
 
 
 def gone(
@@ -125,8 +130,10 @@ def gone(
 ) -> list[Signal]:
     """Ok-signals for what this run's answers no longer list. Only a complete answer (every rule
     answered) may resolve an alert's incident or a malformed-alert warning; an alert named only by
-    a malformed record stays as it is. A rule failure resolves only once every rule it names ran
-    (or failed for a reason of its own): an outage never resolves a rule's configuration error."""
+    a malformed record stays as it is, and a malformed record without a fingerprint keeps every
+    alert's incident as it is (it may be any of them). A rule failure resolves only once every
+    rule it names ran (or failed for a reason of its own): an outage never resolves a rule's
+    configuration error."""
     incidents = list(incidents)
     configured = set(rules)
     unknown = {r for f in failures if not f.permanent for r in f.rules}
@@ -136,8 +143,12 @@ def gone(
         if not (set((s.labels.get("rules") or "").split(",")) & configured & unknown)
     ]
     if not failures:
-        unreadable = unreadable_keys(malformed)
-        out += [s for s in vanished(signals, incidents, SOURCE, GONE) if s.key not in unreadable]
+        malformed = list(malformed)
+        if not unnamed(malformed):
+            unreadable = unreadable_keys(malformed)
+            out += [
+                s for s in vanished(signals, incidents, SOURCE, GONE) if s.key not in unreadable
+            ]
         out += vanished(signals, incidents, RECORDS_SOURCE, READABLE_AGAIN)
     return out
 

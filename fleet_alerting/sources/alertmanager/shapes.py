@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr, Val
 from fleet_alerting.sources.records import Malformed, why
 
 ZERO_TIME = "0001-01-01"  # Go's zero time: "not set"
+FINGERPRINT = "fingerprint "  # how a malformed alert with a readable fingerprint is named
 
 
 class _Shape(BaseModel):
@@ -44,9 +45,8 @@ class GettableAlert(_Shape):
     generator_url: StrictStr | None = Field(None, alias="generatorURL")
 
 
-class _Identity(_Shape):
-    fingerprint: StrictStr | None = None
-    labels: dict[StrictStr, StrictStr] | None = None
+class _Labels(_Shape):
+    labels: dict[StrictStr, StrictStr]
 
 
 def _unset_zero_times(raw: dict[str, object]) -> dict[str, object]:
@@ -62,12 +62,12 @@ def identity(raw: object, index: int) -> tuple[str, dict[str, str]]:
     """`fingerprint abc…` if it has one, else `alertname X`, else its position in the list."""
     if isinstance(raw, dict):
         try:
-            known = _Identity.model_validate(raw)
+            labels = dict(_Labels.model_validate(raw).labels)
         except ValidationError:
-            known = _Identity()
-        labels = dict(known.labels or {})
-        if known.fingerprint:
-            return f"fingerprint {known.fingerprint}", labels
+            labels = {}  # unreadable labels do not hide a readable fingerprint
+        fingerprint = raw.get("fingerprint")
+        if isinstance(fingerprint, str) and fingerprint:
+            return f"{FINGERPRINT}{fingerprint}", labels
         if labels.get("alertname"):
             return f"alertname {labels['alertname']} (no fingerprint)", labels
     return f"alert [{index}]", {}

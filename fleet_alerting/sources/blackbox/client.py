@@ -28,6 +28,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleet_alerting.config.schema import BlackboxConfig, FileSdTargets, HttpTarget
+from fleet_alerting.config.secrets import read_small_file
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.policy import vanished
@@ -81,6 +82,9 @@ def from_config(target: HttpTarget) -> ProbeTarget:
     )
 
 
+MAX_FILE_SD_BYTES = 16 * 1024 * 1024  # ~100,000 targets; more is not a target list
+
+
 def load_targets(config: BlackboxConfig, base_dir: Path) -> tuple[list[ProbeTarget], list[str]]:
     """Targets from the config and file_sd files; problems (one per bad file or entry) are
     returned, not raised, so one broken file never hides the other targets."""
@@ -101,9 +105,11 @@ def load_targets(config: BlackboxConfig, base_dir: Path) -> tuple[list[ProbeTarg
 
 def _read_file_sd(path: Path, group: FileSdTargets) -> tuple[list[ProbeTarget], list[str]]:
     try:
-        entries = json.loads(path.read_text())
+        entries = json.loads(read_small_file(path, MAX_FILE_SD_BYTES))
     except OSError as exc:
         return [], [f"{path}: cannot read file_sd targets: {exc.strerror}"]
+    except UnicodeDecodeError:
+        return [], [f"{path}: cannot read file_sd targets: not UTF-8 text"]
     except json.JSONDecodeError as exc:
         return [], [f"{path}:{exc.lineno}: not valid JSON: {exc.msg}"]
     if not isinstance(entries, list):

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from fleet_alerting.http.body import DEFAULT_MAX_ANSWER_BYTES, request_capped
 from fleet_alerting.http.errors import (
     AdapterError,
     excerpt,
@@ -119,10 +120,17 @@ def parse_events(body: object) -> tuple[list[FleetEvent], str | None, list[Malfo
 
 
 class FleetApi:
-    def __init__(self, client: httpx.AsyncClient, url: str, token: SecretStr | None = None):
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        token: SecretStr | None = None,
+        max_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+    ):
         self.client = client
         self.url = url.rstrip("/")
         self._token = token
+        self.max_bytes = max_bytes
 
     def _headers(self, correlation_id: str) -> dict[str, str]:
         headers = {"x-correlation-id": correlation_id, "accept": "application/json"}
@@ -133,8 +141,15 @@ class FleetApi:
     async def get_json(self, path: str, params: dict[str, Any]) -> tuple[Any, str]:
         sent = str(uuid.uuid4())
         try:
-            response = await self.client.get(
-                f"{self.url}{path}", params=params, headers=self._headers(sent)
+            response = await request_capped(
+                self.client,
+                "GET",
+                f"{self.url}{path}",
+                system=f"{NAME} {path}",
+                max_bytes=self.max_bytes,
+                setting="fleet_api.max_answer_bytes",
+                params=params,
+                headers=self._headers(sent),
             )
         except httpx.HTTPError as exc:
             raise transport_error(exc, f"{NAME} {path}") from None

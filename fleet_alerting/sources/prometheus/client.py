@@ -17,8 +17,9 @@ import orjson
 from pydantic import ValidationError
 
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
-from fleet_alerting.config.secrets import SecretError
+from fleet_alerting.config.secrets import SecretError, register_basic_auth
 from fleet_alerting.core.batch import no_gc_pauses
+from fleet_alerting.http.body import DEFAULT_MAX_ANSWER_BYTES, request_capped
 from fleet_alerting.http.errors import (
     AdapterError,
     excerpt,
@@ -26,8 +27,14 @@ from fleet_alerting.http.errors import (
     transport_error,
 )
 from fleet_alerting.http.retry import with_retries
-from fleet_alerting.sources.prometheus.judge import Series, WatchOutcome, presence_query
-from fleet_alerting.sources.prometheus.shapes import Data, Envelope, parse_scalar, parse_vector
+from fleet_alerting.sources.prometheus.judge import (
+    PRESENCE_DISAGREES,
+    Series,
+    WatchOutcome,
+    disagree,
+    presence_query,
+)
+from fleet_alerting.sources.prometheus.shapes import Data, Envelope, parse_vector
 from fleet_alerting.sources.records import Malformed, why
 
 SYSTEM = "Prometheus"
@@ -62,6 +69,7 @@ def auth_for(config: PrometheusConfig) -> httpx.Auth | None:
         return _Bearer(config.bearer_token.resolve().get_secret_value())
     if config.basic_auth is not None:
         password = config.basic_auth.password.resolve().get_secret_value()
+        register_basic_auth(config.basic_auth.username, password)
         return httpx.BasicAuth(config.basic_auth.username, password)
     return None
 
@@ -81,11 +89,19 @@ class _Bearer(httpx.Auth):
 class PrometheusClient:
     """Instant queries against one Prometheus. `base_url` is the server root (no /api/v1)."""
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str, timeout: float, attempts: int = 2):
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        timeout: float,
+        attempts: int = 2,
+        max_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+    ):
         self.client = client
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.attempts = attempts
+        self.max_bytes = max_bytes
 
     async def query(self, expr: str) -> QueryResult:
         """One instant query; retryable failures are tried again (`attempts` in all)."""
@@ -93,16 +109,27 @@ class PrometheusClient:
 
     async def _query_once(self, expr: str) -> QueryResult:
         # Prometheus bounds the evaluation by `timeout`; the client waits a little longer.
-        params = {"query": expr, "timeout": f"{self.timeout:g}s"}
+        params = {"query": expr, "timeout": prometheus_duration(self.timeout)}
         try:
-            response = await self.client.get(
+            response = await request_capped(
+                self.client,
+                "GET",
                 f"{self.base_url}/api/v1/query",
+                system=SYSTEM,
+                max_bytes=self.max_bytes,
+                setting="prometheus.max_answer_bytes",
                 params=params,
                 timeout=self.timeout + min(self.timeout, 1.0),
             )
         except httpx.HTTPError as exc:
             raise transport_error(exc, SYSTEM) from None
         return parse_response(response)
+
+
+def prometheus_duration(seconds: float) -> str:
+    """Prometheus' duration grammar has integers only: `10s`, `1500ms` (never `1.5s`)."""
+    millis = max(1, round(seconds * 1000))
+    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
 
 
 async def query_watches(
@@ -116,7 +143,9 @@ async def query_watches(
         return [WatchOutcome(w, error=f"credentials: {exc}", permanent=True) for w in watches]
     timeout = config.timeout.total_seconds()
     async with httpx.AsyncClient(auth=auth, timeout=timeout + 1) as http:
-        client = PrometheusClient(http, config.url or "", timeout)
+        client = PrometheusClient(
+            http, config.url or "", timeout, max_bytes=config.max_answer_bytes
+        )
         return list(await asyncio.gather(*(_one_watch(client, w) for w in watches)))
 
 
@@ -127,7 +156,7 @@ async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutco
         try:
             return await client.query(expr)
         except PrometheusError as exc:
-            if exc.error_type not in ("bad_data", "execution"):
+            if exc.error_type not in ("bad_data", "execution") or _other_parameter(str(exc)):
                 raise  # not about this expression (auth, outage): one message for all watches
             raise PrometheusError(
                 f"{what} {expr!r}: {exc}", permanent=exc.permanent, error_type=exc.error_type
@@ -142,6 +171,8 @@ async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutco
     warnings = [*firing.warnings, *(present.warnings if present else [])]
     malformed = [("expr", m) for m in firing.malformed]
     malformed += [("metric", m) for m in (present.malformed if present else [])]
+    if present is not None and disagree(firing.samples, present.samples, malformed):
+        malformed.append(("metric", Malformed("result", PRESENCE_DISAGREES)))
     return WatchOutcome(
         watch,
         firing=firing.samples,
@@ -149,6 +180,11 @@ async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutco
         warnings=warnings,
         malformed=malformed,
     )
+
+
+def _other_parameter(error: str) -> bool:
+    """Prometheus refused a parameter other than the expression (`invalid parameter "timeout"`)."""
+    return 'invalid parameter "' in error and 'invalid parameter "query"' not in error
 
 
 async def _nothing() -> None:
@@ -223,12 +259,10 @@ def _samples(data: Data) -> tuple[list[Series], list[Malformed]]:
     if data.resultType == "vector":
         samples, malformed = parse_vector(data.result)
         return [Series(metric, value) for metric, value in samples], malformed
-    if data.resultType == "scalar":
-        value, malformed = parse_scalar(data.result)
-        return ([] if value is None else [Series({}, value)]), malformed
+    # a scalar has no labels: it cannot say which series fail, nor that the others recovered
     raise PrometheusError(
-        f"the expression returns a {data.resultType}; a watch needs an instant vector (or a "
-        "scalar)",
+        f"the expression returns a {data.resultType}; a watch needs an instant vector (wrap a "
+        "scalar expression in vector())",
         permanent=True,
         error_type="bad_data",
     )

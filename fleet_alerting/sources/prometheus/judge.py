@@ -68,6 +68,20 @@ def active_watches(config: PrometheusConfig) -> list[WatchConfig]:
     return [w for w in by_name.values() if w.enabled]
 
 
+PRESENCE_DISAGREES = (
+    "no series at all, while the expression returns some: the presence query's answer cannot "
+    "be the whole truth"
+)
+
+
+def disagree(
+    firing: Sequence[Series], present: Sequence[Series], malformed: Sequence[tuple[str, Malformed]]
+) -> bool:
+    """The presence answer is empty (not even a malformed sample) while the expression, built on
+    the same metric, returns series: believing it would call every other series gone."""
+    return bool(firing) and not present and not any(q == "metric" for q, _ in malformed)
+
+
 def presence_query(watch: WatchConfig) -> str | None:
     if not watch.metric:
         return None
@@ -235,7 +249,12 @@ def malformed_signals(outcome: WatchOutcome) -> list[Signal]:
             target=bad.identity,
             remediation=(
                 "Check what answers at prometheus.url (a proxy or a non-Prometheus server may "
-                "rewrite answers); the other samples of this watch are still evaluated",
+                "rewrite answers); "
+                + (
+                    "the other samples of this watch are still evaluated"
+                    if bad.labels
+                    else "until a whole answer comes, nothing of this watch recovers or resolves"
+                ),
             ),
             labels={"watch": watch.name, "malformed": query},
         )
@@ -287,7 +306,7 @@ def _watch_signals(
             key, target = keys(series.labels)
             if key not in firing_keys and key not in unknown:
                 signals.append(_ok(watch, key, target, series.labels))
-    if watch.absent_is is not None:
+    if watch.absent_is is not None and not blind(outcome, "metric"):
         some = bool(present) or any(q == "metric" for q, _ in outcome.malformed)
         signals.append(absent_signal(watch, links, absent=not some))
     return signals, list(firing.values())

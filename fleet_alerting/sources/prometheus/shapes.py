@@ -2,9 +2,10 @@
 
 The envelope is `{status, data: {resultType, result}, warnings?, errorType?, error?}`. An instant
 vector's result is a list of `{metric: {label: value}, value: [unix time, "value"]}` (a native
-histogram sample carries `histogram` instead of `value`); a scalar's result is `[unix time,
-"value"]`. The envelope is parsed whole; the vector's samples one by one, so one bad sample is one
-`Malformed` and the others still count.
+histogram sample carries `histogram` instead of `value`); a watch reads nothing else. The
+envelope is parsed whole; the vector's samples one by one, so one bad sample is one `Malformed`
+and the others still count; a result that is not a list (null included) is one `Malformed` that
+names no series, so nothing of the watch is known.
 """
 
 from __future__ import annotations
@@ -84,9 +85,7 @@ def bad_sample(raw: object, index: int, reason: str) -> Malformed:
 def parse_vector(result: object) -> tuple[list[tuple[dict[str, str], float]], list[Malformed]]:
     """Every sample of an instant vector's result as (labels, value); each bad one is a
     `Malformed`."""
-    if result is None:
-        return [], []
-    if not isinstance(result, list):
+    if not isinstance(result, list):  # null included: Prometheus writes `[]` for no series
         return [], [Malformed("result", "an instant vector's result is a list of samples")]
     samples, malformed = [], []
     for index, raw in enumerate(result):
@@ -125,11 +124,3 @@ def _plain(raw: object) -> tuple[dict[str, str], float] | None:
         return metric, float(text)
     except (TypeError, ValueError):
         return None
-
-
-def parse_scalar(result: object) -> tuple[float | None, list[Malformed]]:
-    try:
-        return Point.of(result).value, []
-    except (ValueError, ValidationError) as exc:
-        detail = why(exc) if isinstance(exc, ValidationError) else str(exc)
-        return None, [Malformed("scalar", detail)]

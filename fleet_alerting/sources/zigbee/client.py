@@ -39,7 +39,8 @@ from fleet_alerting.config.schema import ZigbeeConfig, ZigbeeCoordinator
 from fleet_alerting.config.secrets import SecretError, redact
 
 STATE, INFO, HEALTH = "bridge/state", "bridge/info", "bridge/response/health_check"
-AVAILABILITY = "+/availability"  # <base>/<device>/availability; a name with "/" is not seen
+# <base>/<friendly name>/availability, read under <base>/#: a friendly name may contain "/"
+AVAILABILITY = "/availability"
 AUTH_REFUSED_CODES = {4, 5, 134, 135}  # MQTT 3.1.1 CONNACK 4/5, MQTT 5 reason codes 0x86/0x87
 
 
@@ -245,6 +246,29 @@ def _topic(coordinator: ZigbeeCoordinator, suffix: str) -> str:
     return f"{coordinator.base_topic.rstrip('/')}/{suffix}"
 
 
+def device_of(topic: str, base: str) -> str | None:
+    """The friendly name in `<base>/<name>/availability`; None for any other topic under the
+    base (the bridge's own `bridge/…`, a device's state or `/set`)."""
+    prefix = base.rstrip("/") + "/"
+    if not topic.startswith(prefix) or not topic.endswith(AVAILABILITY):
+        return None
+    name = topic[len(prefix) : -len(AVAILABILITY)]
+    if not name or name == "bridge" or name.startswith("bridge/"):
+        return None
+    return name
+
+
+def availability_of(
+    topic: str, watched: Sequence[ZigbeeCoordinator]
+) -> tuple[ZigbeeCoordinator, str] | None:
+    """(coordinator, device) of an availability topic; the longest base topic that holds it wins
+    (one base may lie under another)."""
+    for coordinator in watched:  # longest base first
+        if (device := device_of(topic, coordinator.base_topic)) is not None:
+            return coordinator, device
+    return None
+
+
 # reading -------------------------------------------------------------------------------------
 async def observe_all(
     coordinators: Sequence[ZigbeeCoordinator], config: ZigbeeConfig
@@ -285,8 +309,12 @@ async def _read(
     for c in coordinators:
         for suffix in (STATE, INFO) + ((HEALTH,) if c.health_check else ()):
             owner[_topic(c, suffix)] = (c, suffix)
-    watched = {_topic(c, ""): c for c in coordinators if c.availability is not None}
-    wildcards = [_topic(c, AVAILABILITY) for c in watched.values()]
+    watched = sorted(
+        (c for c in coordinators if c.availability is not None),
+        key=lambda c: len(c.base_topic.rstrip("/")),
+        reverse=True,
+    )
+    wildcards = [_topic(c, "#") for c in watched]
     await client.subscribe([(topic, 1) for topic in [*owner, *wildcards, marker]])
     await client.publish(marker, b"", qos=1)
     transactions: dict[str, str] = {}
@@ -308,11 +336,10 @@ async def _read(
                 payload = message.payload if isinstance(message.payload, bytes) else b""
                 if topic == marker:
                     retained_done = True
-                elif topic.endswith("/availability") and payload:
-                    head, device = topic.removesuffix("/availability").rsplit("/", 1)
-                    if (c := watched.get(head + "/")) is not None:
-                        available[c.name][device] = _availability(payload, limit)
-                elif topic in owner:
+                elif topic not in owner:
+                    if payload and (found := availability_of(topic, watched)) is not None:
+                        available[found[0].name][found[1]] = _availability(payload, limit)
+                else:
                     c, suffix = owner[topic]
                     if suffix != HEALTH:
                         payloads[(c.name, suffix)] = payload

@@ -1,0 +1,279 @@
+"""Escalation steps: who is told and paged when, what an acknowledgement holds and for how long,
+and reminders on a schedule that backs off. Pure: `now` is a parameter.
+
+A policy's steps become `Stage`s, each with its delay from the start of the escalation (the
+incident's onset, or the moment an acknowledgement timed out: the escalation then starts again
+from the step it was on). Today's `notify` / `page` / `page_after` are the one- and two-step case.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Annotated, Self
+
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+
+from fleet_alerting.core.durations import format_duration
+from fleet_alerting.core.incidents import Escalation, Incident, Page, State
+from fleet_alerting.core.model import Duration, Model, positive_duration
+from fleet_alerting.core.mrkdwn import MENTIONABLE
+
+PAGERS = ("pagerduty", "oncall")
+SLACK_CHANNELS = ("slack", "slack_mirror")
+# a configured pager by name: pagerduty_secondary is notify.pagerduty.routing_keys.secondary
+PAGER_NAME = r"[a-z0-9][a-z0-9_]{0,39}"
+DESTINATION = re.compile(rf"slack|slack_mirror|(?:pagerduty|oncall)(?:_{PAGER_NAME})?")
+Destination = Annotated[str, Field(pattern=rf"^(?:{DESTINATION.pattern})$")]
+MAX_STEPS = 10
+MAX_SCHEDULE = 20
+
+
+def pager_of(channel: str) -> str | None:
+    """The pager a channel pages (pagerduty_secondary → pagerduty), None for Slack."""
+    for pager in PAGERS:
+        if channel == pager or channel.startswith(pager + "_"):
+            return pager
+    return None
+
+
+def pager_key(channel: str) -> str | None:
+    """The configured name of a named pager channel (pagerduty_secondary → secondary); None for
+    the pager's own `routing_key` / `webhook`."""
+    pager = pager_of(channel)
+    return None if pager is None or channel == pager else channel.removeprefix(pager + "_")
+
+
+def _mentionable(value: str) -> str:
+    if not MENTIONABLE.fullmatch(value):
+        raise ValueError("expected a Slack user group id (S…), a user id (U…, W…), here or channel")
+    return value
+
+
+class StepConfig(Model):
+    """One escalation step: when (from the onset, or after the previous step) and to whom."""
+
+    after: Duration | None = None  # from the onset
+    after_previous: Duration | None = None  # from the previous step's time
+    to: list[Destination] = Field(min_length=1, max_length=10)
+    # who this step's Slack message mentions: a user group id (S…), a user id (U…, W…), here or
+    # channel (in place of notify.slack.page_mention)
+    mention: Annotated[str, AfterValidator(_mentionable)] | None = None
+
+    @model_validator(mode="after")
+    def _one_delay(self) -> Self:
+        if (self.after is None) == (self.after_previous is None):
+            raise ValueError("give one of after (from the onset) or after_previous")
+        if self.mention and not any(c in SLACK_CHANNELS for c in self.to):
+            raise ValueError("mention is said in Slack: add slack to `to`")
+        return self
+
+
+@dataclass(frozen=True)
+class Stage:
+    offset: timedelta  # from the start of the escalation
+    told: tuple[str, ...]  # Slack channels
+    pagers: tuple[str, ...]
+    mention: str | None = None
+
+    @property
+    def destinations(self) -> tuple[str, ...]:
+        return (*self.pagers, *self.told)
+
+
+def stages_of(steps: Sequence[StepConfig]) -> tuple[Stage, ...]:
+    """ValueError when a step would come before the one above it."""
+    stages: list[Stage] = []
+    offset = timedelta(0)
+    for i, step in enumerate(steps):
+        if step.after is not None:
+            if step.after < offset:
+                raise ValueError(f"step {i + 1} comes before step {i}: list steps in order")
+            offset = step.after
+        else:
+            offset += step.after_previous or timedelta(0)
+        told = tuple(c for c in step.to if pager_of(c) is None)
+        pagers = tuple(c for c in step.to if pager_of(c) is not None)
+        stages.append(Stage(offset, told, pagers, step.mention))
+    return tuple(stages)
+
+
+def legacy_stages(told: Sequence[str], page: Sequence[str], page_after: timedelta) -> tuple:
+    """`notify` at once, `page` after `page_after`: the seed's one or two steps."""
+    stages = [Stage(timedelta(0), tuple(told), ())] if told else []
+    if page:
+        stages.append(Stage(page_after, (), tuple(page)))
+    return tuple(stages)
+
+
+def _schedule(value: object) -> object:
+    """One interval, or `30m, 1h, 2h, 4h, then 24h` (or a list): intervals, the last repeating."""
+    if isinstance(value, str) and "," in value:
+        value = [p.strip().removeprefix("then").strip() for p in value.split(",")]
+    if not isinstance(value, list):
+        return positive_duration(value)
+    if not 1 <= len(value) <= MAX_SCHEDULE:
+        raise ValueError(f"expected 1 to {MAX_SCHEDULE} intervals")
+    return [positive_duration(v) for v in value]
+
+
+# one interval, or a schedule of intervals whose last one repeats
+Repeat = Annotated[timedelta | list[timedelta], BeforeValidator(_schedule)]
+
+
+def reminder_interval(repeat: timedelta | Sequence[timedelta], reminders: int) -> timedelta:
+    """The wait before reminder number `reminders + 1`: the schedule's, its last one repeating."""
+    if isinstance(repeat, timedelta):
+        return repeat
+    return repeat[min(reminders, len(repeat) - 1)]
+
+
+# --- where an incident is --------------------------------------------------------------------
+
+
+def base_of(incident: Incident) -> datetime:
+    return incident.escalation.base or incident.onset
+
+
+def due(incident: Incident, stages: Sequence[Stage], now: datetime) -> list[int]:
+    """Indexes of the steps not yet run whose time has come."""
+    base = base_of(incident)
+    return [
+        i for i in range(incident.escalation.step, len(stages)) if base + stages[i].offset <= now
+    ]
+
+
+def resumed(incident: Incident, stages: Sequence[Stage]) -> Incident:
+    """An open record stored before it had an escalation: on the step its state says it reached
+    (paged: the first paging step; else the opening), so nothing it was told is told again."""
+    esc = incident.escalation
+    if esc.steps or esc.step or not stages:
+        return incident
+    paging = next((i for i, s in enumerate(stages) if s.pagers), None)
+    if incident.paged_via and paging is not None:
+        return replace(incident, escalation=replace(esc, step=paging + 1))
+    return opened(incident, stages)
+
+
+def as_before(prior: Incident | None) -> Escalation:
+    """The escalation `prior` was at, or none begun."""
+    return prior.escalation if prior is not None else Escalation()
+
+
+def opened(incident: Incident, stages: Sequence[Stage]) -> Incident:
+    """On opening: the steps that only tell Slack at once are the opening message itself."""
+    step = 0
+    while step < len(stages) and not stages[step].pagers and not stages[step].offset:
+        step += 1
+    return replace(incident, escalation=replace(incident.escalation, step=step))
+
+
+def ran(
+    incident: Incident, stages: Sequence[Stage], indexes: Sequence[int], now: datetime, why: str
+) -> Incident:
+    """The incident after running these steps: on the last of them, its pagers recorded."""
+    esc = incident.escalation
+    pagers = _unique(p for i in indexes for p in stages[i].pagers)
+    step = indexes[-1] + 1
+    mention = next((stages[i].mention for i in reversed(indexes) if stages[i].mention), None)
+    pages = esc.pages + tuple(Page(p, now, step) for p in pagers)
+    escalation = replace(esc, step=step, pages=pages, mention=mention, why=why)
+    incident = replace(incident, escalation=escalation)
+    if not pagers:
+        return incident
+    return replace(
+        incident,
+        paged_at=incident.paged_at or now,
+        paged_via=_unique([*incident.paged_via, *pagers]),
+    )
+
+
+def restarted(incident: Incident, stages: Sequence[Stage], now: datetime) -> Incident:
+    """After an acknowledgement timed out: the escalation starts again from the step it was on
+    (that step is due now, its later steps follow at their delays from now)."""
+    esc = incident.escalation
+    index = max(esc.step, 1) - 1
+    base = now - stages[index].offset
+    escalation = replace(esc, step=index, base=base, rounds=esc.rounds + 1)
+    return replace(incident, escalation=escalation)
+
+
+def ack_timeout_reason(incident: Incident, timeout: timedelta) -> str:
+    acts = incident.acts
+    when = f" at {acts.acked_at:%H:%M} UTC" if acts.acked_at else ""
+    return (
+        f"acknowledged by {acts.acked_by}{when}, still failing "
+        f"{format_duration(timeout, exact=True)} later: escalating again"
+    )
+
+
+def scheduled(
+    incident: Incident, stages: Sequence[Stage], ack_hold: timedelta | None, ack_restarts: bool
+) -> Incident:
+    """The incident with its next step (when, to whom) and what an acknowledgement does to it,
+    as the policy has them now."""
+    esc = incident.escalation
+    upcoming = stages[esc.step] if esc.step < len(stages) else None
+    escalation = replace(
+        esc,
+        steps=len(stages),
+        next_at=base_of(incident) + upcoming.offset if upcoming else None,
+        next_to=upcoming.destinations if upcoming else (),
+        ack_hold=ack_hold,
+        ack_restarts=ack_restarts,
+    )
+    return incident if escalation == esc else replace(incident, escalation=escalation)
+
+
+def first_page(esc: Escalation) -> bool:
+    """The episode's first page, the seed's only one (its notification ids are kept)."""
+    return esc.rounds == 0 and all(p.step == esc.step for p in esc.pages)
+
+
+# --- what operators read ---------------------------------------------------------------------
+
+
+def current_pages(incident: Incident) -> tuple[str, ...]:
+    """Who the step the incident is on paged, the last time it ran."""
+    esc = incident.escalation
+    here = [p for p in esc.pages if p.step == esc.step]
+    last = max((p.at for p in here), default=None)
+    return tuple(p.channel for p in here if p.at == last)
+
+
+def lines(incident: Incident) -> list[str]:
+    """Which step the incident is on, who was paged when, what happens next and when."""
+    esc = incident.escalation
+    if esc.steps == 0 or (incident.state in (State.pending, State.resolved) and esc.step == 0):
+        return []
+    out = [f"Escalation step {esc.step} of {esc.steps}" + (f": {esc.why}" if esc.why else "")]
+    if esc.pages:
+        out.append("Paged: " + ", ".join(f"{p.channel} {p.at:%H:%M} UTC" for p in esc.pages))
+    if incident.state != State.resolved:
+        out.append("Next: " + _next(incident))
+    return out
+
+
+def _next(incident: Incident) -> str:
+    esc, acts = incident.escalation, incident.acts
+    if acts.silenced_by:
+        until = f" until {acts.silenced_until:%H:%M} UTC" if acts.silenced_until else ""
+        return f"held by the silence{until}"
+    upcoming = f"step {esc.step + 1} ({' + '.join(esc.next_to)})"
+    if acts.acked_at is not None:
+        if esc.ack_hold is None:
+            return "held by the acknowledgement"
+        ends = acts.acked_at + esc.ack_hold
+        if esc.ack_restarts:
+            return f"if still failing at {ends:%H:%M} UTC, step {max(esc.step, 1)} again"
+        if esc.next_at is not None:
+            return f"{upcoming} at {max(ends, esc.next_at):%H:%M} UTC (held by the acknowledgement)"
+    if esc.next_at is None:
+        return "no further step"
+    return f"{upcoming} at {esc.next_at:%H:%M} UTC"
+
+
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
