@@ -250,8 +250,24 @@ def incident_line(incident: Incident, now: datetime) -> str:
         what = f"{what} — resolved {when(incident.resolved_at)}: {why}"
     return (
         f"{incident.state:<9} {incident.severity:<8} {when(incident.onset):<20} {lasted:>7}  "
-        f"{incident.key}  {what}{_told_by(incident)}"
+        f"{incident.key}  {what}{_told_by(incident)}{_acted_on(incident, now)}"
     )
+
+
+def _acted_on(incident: Incident, now: datetime) -> str:
+    """Who acknowledged, silenced, snoozed or muted it, and until when (what still holds)."""
+    acts, said = incident.acts, []
+    if acts.acked_by:
+        said.append(f"acknowledged by {acts.acked_by} {when(acts.acked_at)}")
+    if acts.silenced_by:
+        until = when(acts.silenced_until) if acts.silenced_until else "resolved"
+        said.append(f"silenced by {acts.silenced_by} until {until}")
+    if acts.snoozed_until and acts.snoozed_until > now:
+        said.append(f"snoozed until {when(acts.snoozed_until)}")
+    if acts.muted_by:
+        until = f" until {when(acts.muted_until)}" if acts.muted_until else ""
+        said.append(f"{acts.muted_by}{until}")
+    return f"  [{'; '.join(said)}]" if said else ""
 
 
 def _told_by(incident: Incident) -> str:
