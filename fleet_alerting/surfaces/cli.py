@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fleet_alerting.audit.cli import add_commands as add_audit_commands
-from fleet_alerting.store.errors import StoreError  # light: no SQLAlchemy
 
 if TYPE_CHECKING:  # commands import what they need when they run: `routes test` starts fast
     from fleet_alerting.config import Config
@@ -480,9 +479,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OperatorError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return exc.code
-    except StoreError as exc:  # says which file and what to do; a traceback would add nothing
-        print(exc, file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
@@ -490,6 +486,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit flush
         return 141
     except Exception as exc:
+        # imported only here: the store package loads SQLAlchemy, which `routes test` never needs
+        from fleet_alerting.store.errors import StoreError
+
+        if isinstance(exc, StoreError):  # says which file and what to do; no traceback
+            print(exc, file=sys.stderr)
+            return 1
         return _failed(name, exc)
 
 
