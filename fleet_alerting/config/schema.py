@@ -553,8 +553,10 @@ class ScheduleConfig(Model):
     every: dict[WatchName, Annotated[Duration, AfterValidator(_at_least_10s)]] = {}
     # Prefect's database: finished runs (with their task runs, logs, artifacts; ~30 KB a run)
     # and events (~130 KB a run) older than these are deleted, so it stays bounded
+    # 3 days by default: five watches a minute then keep ~0.65 GB of runs on a small VPS's disk;
+    # incidents and their history live in this project's store, not in Prefect's runs
     keep_runs: Annotated[Duration, _at_least(timedelta(days=1)), _at_most(timedelta(days=365))] = (
-        timedelta(days=14)
+        timedelta(days=3)
     )
     keep_events: Annotated[
         Duration, _at_least(timedelta(hours=1)), _at_most(timedelta(days=30))
