@@ -51,3 +51,6 @@ bench: setup servers
 	PYTHONPATH=. $(BIN)/python bench/delivery.py
 	PYTHONPATH=. $(BIN)/python bench/backends.py
 	PYTHONPATH=. $(BIN)/python bench/storm.py
+	PYTHONPATH=. $(BIN)/python bench/alertmanager_escalation.py
+	PYTHONPATH=. $(BIN)/python bench/exporter_probe.py
+	PYTHONPATH=. $(BIN)/python bench/soak.py

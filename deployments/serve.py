@@ -24,8 +24,9 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 from uuid import UUID
@@ -33,7 +34,7 @@ from uuid import UUID
 import httpx
 
 from fleet_alerting.config import ConfigError, load_config
-from fleet_alerting.config.schema import Config
+from fleet_alerting.config.schema import Config, ScheduleConfig
 from fleet_alerting.config.secrets import redact
 from fleet_alerting.deployments.heartbeat import heartbeat
 from fleet_alerting.deployments.local import (
@@ -44,12 +45,15 @@ from fleet_alerting.deployments.local import (
     startup_timeout,
     write_marker,
 )
+from fleet_alerting.deployments.prune import keep_pruned
 from fleet_alerting.deployments.schedules import CONFIGURED, Planned, plan, watch_interval
 from fleet_alerting.deployments.watch_runs import RUNS, WatchRuns
-from fleet_alerting.flows import get_flow
+from fleet_alerting.flows import ENTRYPOINTS, get_flow
 
 TAG = "fleet-alerting"
 Print = Callable[[str], None]
+KEEP_RUNS = ScheduleConfig().keep_runs
+KEEP_EVENTS = ScheduleConfig().keep_events
 # beside the runs while `serve` serves (the metrics endpoint, from the CLI: a surface)
 Sidecar = Callable[[Config, WatchRuns, Print], contextlib.AbstractContextManager[object]]
 
@@ -64,7 +68,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_settings(port: int) -> dict[str, Any]:
+def server_settings(port: int, keep_events: timedelta = KEEP_EVENTS) -> dict[str, Any]:
     """Settings of a local server on `port`: the UI asks `/ui-settings` where its API is, and
     without these it is told the default port 4200 (PrefectHQ/prefect#18895); SQLite waits for
     its lock rather than failing requests with 503 when the machine is busy."""
@@ -85,11 +89,27 @@ def server_settings(port: int) -> dict[str, Any]:
         # SQLite under a busy machine: wait for the lock rather than answer 503 (default 10 s, 5 s)
         PREFECT_API_DATABASE_TIMEOUT: 60.0,
         PREFECT_API_DATABASE_CONNECTION_TIMEOUT: 30.0,
+    } | retention_settings(keep_events)
+
+
+def retention_settings(keep_events: timedelta) -> dict[Any, Any]:
+    """Events (~60 % of the database when runs are frequent) kept `keep_events`, and the logs and
+    artifacts of runs `prune_runs` deleted swept up by the server's own vacuum."""
+    from prefect.settings import (
+        PREFECT_SERVER_EVENTS_RETENTION_PERIOD,
+        PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED,
+    )
+
+    return {
+        PREFECT_SERVER_EVENTS_RETENTION_PERIOD: keep_events,
+        PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED: {"events", "orphans"},
     }
 
 
 @contextlib.contextmanager
-def local_server(port: int | None = None, timeout: float | None = None) -> Iterator[str]:
+def local_server(
+    port: int | None = None, timeout: float | None = None, keep_events: timedelta = KEEP_EVENTS
+) -> Iterator[str]:
     """A Prefect server (API, UI, scheduler) on loopback inside this process; yields its API URL.
     One interpreter for server and runs keeps `serve` within a small VPS's memory."""
     import uvicorn
@@ -102,7 +122,7 @@ def local_server(port: int | None = None, timeout: float | None = None) -> Itera
 
     def run() -> None:
         try:
-            with temporary_settings(updates=server_settings(port)):
+            with temporary_settings(updates=server_settings(port, keep_events)):
                 from prefect.server.api.server import create_app
 
                 config = uvicorn.Config(
@@ -166,10 +186,10 @@ def serve_all(config_path: str, out: Print = print, sidecars: Sequence[Sidecar] 
                     f"no Prefect server answers at {api} (PREFECT_API_URL); start it, or unset "
                     "PREFECT_API_URL and serve starts its own"
                 )
-            asyncio.run(execute(planned, api, out))
+            asyncio.run(execute(planned, api, out, keep_runs=config.schedule.keep_runs))
             out("serve: stopped")
         else:
-            _serve_with_a_local_server(planned, out)
+            _serve_with_a_local_server(planned, out, config.schedule)
     except ServeError as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return 2
@@ -183,14 +203,16 @@ def serve_all(config_path: str, out: Print = print, sidecars: Sequence[Sidecar] 
     leave(0)
 
 
-def _serve_with_a_local_server(planned: list[Planned], out: Print) -> None:
+def _serve_with_a_local_server(
+    planned: list[Planned], out: Print, schedule: ScheduleConfig
+) -> None:
     if running := served_api():
         raise ServeError(
             f"another `fleet-alerting serve` is running with this PREFECT_HOME (API {running}):"
             " two would run every scheduled run twice; stop it first, or give this one "
             "another PREFECT_HOME"
         )
-    with local_server() as url:
+    with local_server(keep_events=schedule.keep_events) as url:
         write_marker(url)
         try:
             ui = url.removesuffix("/api")
@@ -198,7 +220,8 @@ def _serve_with_a_local_server(planned: list[Planned], out: Print) -> None:
                 f"Started a local Prefect server: UI at {ui} (API {url}: `fleet-alerting run` "
                 "and `trigger` on this machine find it)"
             )
-            asyncio.run(execute(planned, url, out, on_exit=remove_marker))
+            run = execute(planned, url, out, on_exit=remove_marker, keep_runs=schedule.keep_runs)
+            asyncio.run(run)
         finally:
             remove_marker()
     out("serve: stopped, and its Prefect server with it")
@@ -298,6 +321,7 @@ async def execute(
     api_url: str,
     out: Print = print,
     on_exit: Callable[[], None] = lambda: None,
+    keep_runs: timedelta = KEEP_RUNS,
 ) -> None:
     """Register the deployments, then run their due flow runs in-process until SIGTERM/SIGINT
     (see Stop; `on_exit` is what an exit at once must still do)."""
@@ -312,11 +336,25 @@ async def execute(
     try:
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             flows = await register(planned, out)
-            await run_due(flows, stop.event, _poll_seconds(planned), out)
+            async with _pruning(keep_runs, stop.event, out):
+                await run_due(flows, stop.event, _poll_seconds(planned), out)
             await _flush_to_the_server()
     finally:
         if not stop.asked:
             stop.restore()
+
+
+@contextlib.asynccontextmanager
+async def _pruning(keep_runs: timedelta, stop: asyncio.Event, out: Print) -> AsyncIterator[None]:
+    """Old runs of this project's flows deleted from Prefect beside the runs, hourly."""
+    now = partial(datetime.now, UTC)
+    task = asyncio.create_task(keep_pruned(ENTRYPOINTS, keep_runs, stop, now, out))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _flush_to_the_server() -> None:
@@ -372,6 +410,7 @@ async def run_due(flows: dict[UUID, Any], stop: asyncio.Event, poll: float, out:
                 due = await client.get_scheduled_flow_runs_for_deployments(
                     deployment_ids=list(flows), scheduled_before=datetime.now(UTC)
                 )
+                _forget_gone(started, due)
                 for deployment_id, runs in _by_deployment(due, started).items():
                     if deployment_id in active:
                         continue  # concurrency 1: the next due run waits for this one
@@ -436,6 +475,12 @@ async def _cancel_in_flight(
                 )
                 await client.set_flow_run_state(run_id, state, force=True)
     out(f"serve: cancelled {', '.join(in_flight[d][1] for d in cut)}")
+
+
+def _forget_gone(started: set[UUID], due: list[Any]) -> None:
+    """A run started or superseded is remembered only while the server still lists it as due
+    (its new state not yet recorded): the set stays as small as one poll, for months."""
+    started.intersection_update(run.id for run in due)
 
 
 def _by_deployment(runs: list[Any], started: set[UUID]) -> dict[UUID, list[Any]]:

@@ -7,14 +7,13 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-import httpx
-
 from fleet_alerting.config.schema import (
     AlertmanagerConfig,
     EscalationRule,
     StateConfig,
     WatchdogConfig,
 )
+from fleet_alerting.http.clients import shared_client
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.alertmanager.client import Alert, AlertList, Alertmanager
 from fleet_alerting.sources.alertmanager.judge import RuleFailure
@@ -46,11 +45,11 @@ async def fetch_escalating_alerts(config: AlertmanagerConfig) -> Escalating:
     ]
     if config.watchdog is not None:
         queries.append((None, matchers(config.watchdog)))  # None: the watchdog's
-    async with httpx.AsyncClient(timeout=config.timeout.total_seconds()) as client:
-        api = Alertmanager(client, config.url, config.max_answer_bytes)
-        answers = await asyncio.gather(
-            *(api.escalation_alerts(selects) for _, selects in queries), return_exceptions=True
-        )
+    client = shared_client(config.url, config.timeout.total_seconds())
+    api = Alertmanager(client, config.url, config.max_answer_bytes)
+    answers = await asyncio.gather(
+        *(api.escalation_alerts(selects) for _, selects in queries), return_exceptions=True
+    )
     found = Escalating([], [], [])
     failed = defaultdict(list)  # (error, permanent) → rule names
     malformed: dict[str, Malformed] = {}

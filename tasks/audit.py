@@ -10,6 +10,7 @@ from prefect import task
 from prefect.logging import get_run_logger
 
 from fleet_alerting.audit.live import gather_inputs
+from fleet_alerting.audit.model import DeliveryRecord, SilenceRecord
 from fleet_alerting.audit.noise import IncidentRecord
 from fleet_alerting.audit.report import write_report
 from fleet_alerting.audit.run import run_audit
@@ -38,18 +39,63 @@ def whatif_review(config_path: str, start: datetime, end: datetime) -> list[tupl
     """The review section: the quarter replayed (audit/whatif_review.py)."""
     from fleet_alerting.audit.whatif_review import review
     from fleet_alerting.config import load_config
-    from fleet_alerting.store import history
+    from fleet_alerting.store import history, silences
     from fleet_alerting.store.database import Store
 
     config = load_config(config_path)
     store = Store(config.state, create=False)
     try:
         recorded = history.read(store, start, end)
+        silenced = silences.listing(store, end, include_expired=True)
         incidents = [i for i in store.incidents(include_resolved=True) if i.onset >= start]
     finally:
         store.close()
-    blocks = review(recorded, config, incidents, config.review.business_hours)
+    blocks = review(recorded, config, incidents, config.review.business_hours, silenced)
     return [("What-if review", blocks)]
+
+
+def silence_records(state_path: str) -> list[SilenceRecord]:
+    """Every silence of the store, expired ones too, with how many incidents each muted."""
+    from fleet_alerting.store import silences
+    from fleet_alerting.store.database import Store
+
+    store = Store(state_path)
+    try:
+        counts = silences.muted_counts(store)
+        return [
+            SilenceRecord(
+                s.id, s.matchers, s.starts_at, s.ends_at, s.author, s.comment, counts.get(s.id, 0)
+            )
+            for s in silences.listing(store, datetime.now(UTC), include_expired=True)
+        ]
+    finally:
+        store.close()
+
+
+def delivery_records(state_path: str) -> list[DeliveryRecord]:
+    """Per incident episode and destination, the kinds of message delivered (the outbox keeps
+    sent notifications for its retention), and whether that episode has ended since."""
+    from fleet_alerting.store.database import Store
+
+    store = Store(state_path)
+    try:
+        sent: dict[tuple[str, str, str], list[str]] = {}
+        for item in store.outbox(("sent",)):
+            n = item.notification
+            sent.setdefault((n.incident.key, n.incident.episode, n.channel), []).append(n.kind)
+        stored = {key: store.incident(key) for key in {key for key, _e, _c in sent}}
+    finally:
+        store.close()
+    return [
+        DeliveryRecord(key, episode, channel, tuple(kinds), _ended(stored[key], episode))
+        for (key, episode, channel), kinds in sent.items()
+    ]
+
+
+def _ended(incident: Any, episode: str) -> bool:
+    """An episode has ended when its record resolved, was pruned (only resolved ones are), or
+    was followed by another episode of the same key."""
+    return incident is None or incident.episode != episode or incident.state == "resolved"
 
 
 @task(name="run-quarterly-audit", retries=1, retry_delay_seconds=30)
@@ -76,6 +122,8 @@ def run_quarterly_audit(
     )
     inp = gather_inputs(
         incidents=incident_records(state_path) if state_path else (),
+        silences=silence_records(state_path) if state_path else None,
+        deliveries=delivery_records(state_path) if state_path else None,
         noise_days=noise_days,
         alertmanager_file=alertmanager_file,
         rules_glob=rules_glob,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import httpx
-
 from fleet_alerting.config import Config
 from fleet_alerting.config.schema import FleetApiConfig
 from fleet_alerting.config.secrets import SecretError
 from fleet_alerting.core.policy import Evaluation
+from fleet_alerting.http.clients import shared_client
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.fleet_events.client import FleetApi, FleetEvent
 from fleet_alerting.sources.fleet_events.judge import (
@@ -33,10 +32,10 @@ async def fetch_events(
     logger = run_logger()
     try:
         token = config.token.resolve() if config.token else None
-        async with httpx.AsyncClient(timeout=config.timeout.total_seconds()) as client:
-            page, problems = await FleetApi(
-                client, config.url, token, config.max_answer_bytes
-            ).recent_events(config.limit)
+        client = shared_client(config.url, config.timeout.total_seconds())
+        page, problems = await FleetApi(
+            client, config.url, token, config.max_answer_bytes
+        ).recent_events(config.limit)
     except (AdapterError, SecretError) as exc:
         logger.error("Fleet API events: %s", exc)
         return [], [], f"Fleet API events: {exc}"

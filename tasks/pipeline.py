@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
-import httpx
 from sqlalchemy import Connection
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.escalation import pager_of
 from fleet_alerting.core.incidents import Incident, unseen
+from fleet_alerting.core.muting import SILENCE, MaintenanceConfig, Muting
 from fleet_alerting.core.policy import Evaluation, PolicyFor
 from fleet_alerting.core.signals import Signal
 from fleet_alerting.core.storms import StormRules, decide
@@ -22,7 +22,8 @@ from fleet_alerting.delivery.drain import (
     drain,
     lease_for,
 )
-from fleet_alerting.store import history
+from fleet_alerting.http.clients import shared_client
+from fleet_alerting.store import history, silences
 from fleet_alerting.store.actions import history as action_history
 from fleet_alerting.store.database import Retention, Store
 from fleet_alerting.tasks.runtime import run_logger, step, tracked
@@ -62,6 +63,7 @@ def record_signals(
             vanish,
             announce,
             config.storm_rules(),
+            config.maintenance_rules(),
         )
         pruned = store.prune(now, retention(config))
         pruned |= history.prune(store, now, config.state.retention.history)
@@ -96,9 +98,13 @@ def evaluate_and_record(
     vanish: Vanish | None = None,
     announce: Announce | None = None,
     rules: StormRules | None = None,
+    maintenance: MaintenanceConfig | None = None,
 ) -> tuple[Evaluation, int]:
     """The task's body without Prefect: read, evaluate and record in one write transaction, so
-    two processes (five flows every minute, a `run` on top) never evaluate the same keys at once."""
+    two processes (five flows every minute, a `run` on top) never evaluate the same keys at once.
+    The store's silences in force and the maintenance windows mute what they select."""
+    muting = Muting(silences.active(store, now), maintenance)
+    newly_muted: dict[str, int] = {}
 
     observed: list[Signal] = []
 
@@ -106,16 +112,33 @@ def evaluate_and_record(
         everything = signals + (vanish(unseen(incidents, signals)) if vanish is not None else [])
         observed[:] = everything
         evaluation = decide(
-            everything, incidents, policy_for, rules or StormRules(), now, vanished_sources
+            everything, incidents, policy_for, rules or StormRules(), now, vanished_sources, muting
         )
         if announce is not None:
             evaluation = announce(incidents, evaluation, policy_for, now)
+        newly_muted.update(_newly_silenced(incidents, evaluation.incidents))
         return evaluation
 
     def remember(conn: Connection) -> int:
         return history.record(conn, store.dialect, observed, vanished_sources, now)
 
-    return store.evaluate(decide_now, now, also=remember)
+    result = store.evaluate(decide_now, now, also=remember)
+    silences.record_muted(store, newly_muted, now)
+    return result
+
+
+def _newly_silenced(before: Mapping[str, Incident], after: list[Incident]) -> dict[str, int]:
+    """Per silence id, the incidents it began to mute in this evaluation."""
+    counts: dict[str, int] = {}
+    for incident in after:
+        mute_id = incident.acts.mute_id
+        if mute_id is None or not mute_id.startswith(f"{SILENCE}:"):
+            continue
+        prior = before.get(incident.key)
+        if prior is None or prior.onset != incident.onset or prior.acts.mute_id != mute_id:
+            silence_id = mute_id.split(":", 1)[1]
+            counts[silence_id] = counts.get(silence_id, 0) + 1
+    return counts
 
 
 def retention(config: Config) -> Retention:
@@ -146,15 +169,14 @@ async def deliver_notifications(config: Config) -> DrainReport:
     (queued after a failure, in this run or an earlier one): the run must not end green."""
     logger = run_logger()
     with Store(config.state) as store:
-        async with httpx.AsyncClient() as client:
-            report = await drain(
-                store,
-                build_notifiers(config, client, store),
-                utcnow,
-                attempts_per_run=config.notify.attempts_per_run,
-                give_up_after=config.notify.give_up_after,
-                lease=lease_for(config, MAX_WAIT),
-            )
+        report = await drain(
+            store,
+            build_notifiers(config, shared_client("notifiers"), store),
+            utcnow,
+            attempts_per_run=config.notify.attempts_per_run,
+            give_up_after=config.notify.give_up_after,
+            lease=lease_for(config, MAX_WAIT),
+        )
         if not report.store_errors:
             report.owed_pages = [
                 item

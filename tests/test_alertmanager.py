@@ -238,10 +238,11 @@ def test_escalation_pages_once_never_when_silenced_and_resolves(
     assert [a["state"] for a in oncall.alerts] == ["alerting", "ok"]
     # Slack: one thread per escalated alert, replies carry the stored thread_ts
     parents = slack.top_level("C0OPS")
-    assert sorted(p.body["text"].split(" | ")[0] for p in parents) == [
+    assert sorted((p.original or p.body)["text"].split(" | ")[0] for p in parents) == [
         "[CRITICAL] BlackboxProbeFailed on https://fleet.example.org/api/healthz",
         "[CRITICAL] FleetOffline on pi-audio-01:9100",
-    ]
+    ]  # as posted; edited in place since to where each stands (chat.update)
+    assert any(p.body["text"].startswith("Resolved after ") for p in parents)
     assert slack.orphans == []
     store = Store(config_file.parent / "state.sqlite")
     by_name = {i.signal.labels["alertname"]: i for i in store.incidents(include_resolved=True)}

@@ -24,7 +24,14 @@ from tests.servers import free_port, wait_until
 
 ROOT = Path(__file__).parents[1]
 MCP_TOKEN = "mcp-bearer-CANARY-9090"
-READ_TOOLS = {"health_summary", "fleet_state", "logs_query", "recent_events", "open_incidents"}
+READ_TOOLS = {
+    "health_summary",
+    "fleet_state",
+    "logs_query",
+    "recent_events",
+    "open_incidents",
+    "list_silences",
+}
 
 
 def write_config(folder: Path, fleet_url: str, port: int = 8765) -> Path:

@@ -373,3 +373,23 @@ def test_raw_non_ascii_headers_get_401(live_app, timestamp: bytes, signature: by
         + b"\r\n\r\n"
     )
     assert raw_request(port, head, b"text=health").startswith(b"HTTP/1.1 401")
+
+
+def test_fleet_silence_add_query_expire(slack) -> None:
+    client, _ = slack
+    answer = text_of(client.command('silence add target="pi-video-03" for 2h -- re-imaging'))
+    assert "Not allowed" in answer  # changes only from the allow-listed
+    answer = text_of(
+        client.command('silence add target="pi-video-03" -- no duration', user="U0OPS")
+    )
+    assert "say for how long" in answer and "Usage: `/fleet silence add" in answer
+    answer = text_of(
+        client.command('silence add target="pi-video-03" for 2h -- re-imaging', user="U0OPS")
+    )
+    assert answer.startswith("*Silence*\nSilence ") and "by U0OPS until" in answer
+    silence_id = answer.split("\n")[1].split()[1]
+    listed = text_of(client.command("silence query"))  # anyone may look
+    assert f"`{silence_id}` active until" in listed and "re-imaging" in listed
+    answer = text_of(client.command(f"silence expire {silence_id}", user="U0OPS"))
+    assert f"Silence {silence_id} expired by U0OPS" in answer
+    assert "No silences, no windows." in text_of(client.command("silence query"))

@@ -1,7 +1,7 @@
 """The replay's stepping (changes, counts, timers, inhibition causes; ok observations without an
 incident left out) decides exactly what evaluating every recorded run with every observation
 decides: random days of three watches through policies with escalation steps, reminder
-schedules, grouping and inhibition."""
+schedules, grouping, inhibition, maintenance windows and silences."""
 
 from __future__ import annotations
 
@@ -16,9 +16,20 @@ import yaml
 from fleet_alerting.audit.whatif import replay
 from fleet_alerting.config import load_config
 from fleet_alerting.core.history import Change, History, RunSegment
+from fleet_alerting.core.muting import Silence
 from fleet_alerting.core.signals import Severity, Signal
 
 DAY = datetime(2026, 11, 2, tzinfo=UTC)
+SILENCES = [
+    Silence("s1", ('source="zigbee"',), DAY + timedelta(hours=5), DAY + timedelta(hours=9), "ana"),
+    Silence(
+        "s2",
+        ('device=~"pi-[0-3]"',),
+        DAY + timedelta(hours=13, minutes=7),
+        DAY + timedelta(hours=13, minutes=50),
+        "ivo",
+    ),
+]
 WATCHES = {"blackbox": "blackbox", "prometheus/RoleAgentStale": "prometheus", "zigbee": "zigbee"}
 CONFIGS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -35,6 +46,18 @@ CONFIGS: dict[str, dict[str, Any]] = {
             "warning": {"open_after": 3, "resolve_after": 3, "repeat": "17m", "mirror": True},
         },
         "grouping": {"group_wait": "3m", "group_interval": "4m", "min_size": 2},
+    },
+    "a maintenance window and a silence": {
+        "maintenance": {
+            "windows": [
+                {
+                    "name": "nightly",
+                    "time_intervals": [{"times": [{"start_time": "02:00", "end_time": "04:30"}]}],
+                }
+            ],
+            "mute": [{"matchers": ['source="blackbox"'], "mute_time_intervals": ["nightly"]}],
+        },
+        "policies": {"warning": {"repeat": "20m"}},
     },
     "no inhibition, page warnings": {
         "inhibit_rules": [],
@@ -71,8 +94,8 @@ def test_stepping_decides_what_every_run_decides(name: str, seed: int, tmp_path:
     path.write_text(yaml.safe_dump({"notify": {"dry_run": True}} | CONFIGS[name]))
     config = load_config(path)
     history = random_day(seed, timedelta(minutes=1))
-    stepped = replay(history, config)
-    reference = replay(history, config, every_run=True)
+    stepped = replay(history, config, silences=SILENCES)
+    reference = replay(history, config, every_run=True, silences=SILENCES)
     assert reference.evaluations == 3 * 1440
     assert len(reference.sent) > 50
     assert sorted(s.minute for s in stepped.sent) == sorted(s.minute for s in reference.sent)

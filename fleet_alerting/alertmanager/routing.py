@@ -6,13 +6,10 @@ Modelled on prometheus/alertmanager `pkg/labels/parse.go`, `dispatch/route.go`,
 
 from __future__ import annotations
 
-import calendar
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fleet_alerting.core.durations import parse_duration
 from fleet_alerting.core.matchers import (
@@ -25,6 +22,8 @@ from fleet_alerting.core.matchers import (
     parse_matchers,
     sort_key,
 )
+from fleet_alerting.core.time_intervals import TimeInterval, TimeIntervalError
+from fleet_alerting.core.time_intervals import parse_time_interval as _parse_time_interval
 
 Path = tuple[str | int, ...]
 
@@ -191,148 +190,14 @@ def build_route(
     return route
 
 
-# --- time intervals ---------------------------------------------------------------------------
-
-_WEEKDAYS = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]
-_MONTHS = [m.lower() for m in calendar.month_name]  # index 1 = january
-_HHMM_RE = re.compile(r"(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)\Z")
-
-
-@dataclass(frozen=True)
-class TimeInterval:
-    times: tuple[tuple[int, int], ...] | None = None  # [start, end) minutes of the day
-    weekdays: tuple[tuple[int, int], ...] | None = None  # 0 = Sunday
-    days_of_month: tuple[tuple[int, int], ...] | None = None  # negatives from month end
-    months: tuple[tuple[int, int], ...] | None = None
-    years: tuple[tuple[int, int], ...] | None = None
-    location: str | None = None
-
-    def contains(self, t: datetime) -> bool:
-        if t.tzinfo is None:
-            t = t.replace(tzinfo=UTC)
-        if self.location is not None:
-            t = t.astimezone() if self.location == "Local" else t.astimezone(_zone(self.location))
-        minute = t.hour * 60 + t.minute
-        if self.times is not None and not any(s <= minute < e for s, e in self.times):
-            return False
-        if self.days_of_month is not None:
-            dim = calendar.monthrange(t.year, t.month)[1]
-            hit = False
-            for b, e in self.days_of_month:
-                begin = dim + b + 1 if b < 0 else b
-                end = dim + e + 1 if e < 0 else e
-                if begin > dim:
-                    continue
-                begin, end = max(-dim, min(begin, dim)), max(-dim, min(end, dim))
-                if begin <= t.day <= end:
-                    hit = True
-                    break
-            if not hit:
-                return False
-        if self.months is not None and not any(b <= t.month <= e for b, e in self.months):
-            return False
-        weekday = (t.weekday() + 1) % 7  # Python: Monday=0; Go: Sunday=0
-        if self.weekdays is not None and not any(b <= weekday <= e for b, e in self.weekdays):
-            return False
-        return self.years is None or any(b <= t.year <= e for b, e in self.years)
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo("UTC" if name == "" else name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise RoutingConfigError(f"unknown time zone {name!r}") from exc
-
-
-def _range(s: Any, member: Any) -> tuple[int, int]:
-    parts = str(s).lower().split(":")
-    if len(parts) not in (1, 2):
-        raise RoutingConfigError(f"couldn't parse range {s!r}, invalid format")
-    begin, end = member(parts[0]), member(parts[-1])
-    return begin, end
-
-
-def _int(s: str) -> int:
-    try:
-        return int(s)
-    except ValueError as exc:
-        raise RoutingConfigError(f"{s} is not a valid number") from exc
-
-
-def _weekday(s: str) -> int:
-    if s not in _WEEKDAYS:
-        raise RoutingConfigError(f"{s} is not a valid weekday")
-    return _WEEKDAYS.index(s)
-
-
-def _month(s: str) -> int:
-    return _MONTHS.index(s) if s in _MONTHS else _int(s)
-
-
-def _minutes(s: Any) -> int:
-    s = str(s)
-    if not _HHMM_RE.match(s):
-        raise RoutingConfigError(f"couldn't parse timestamp {s}, invalid format")
-    h, m = s.split(":")
-    return int(h) * 60 + int(m)
+# --- time intervals (core.time_intervals) ----------------------------------------------------
 
 
 def parse_time_interval(d: Mapping[str, Any], path: Path = ()) -> TimeInterval:
     try:
         return _parse_time_interval(d)
-    except RoutingConfigError as exc:
-        raise RoutingConfigError(exc.message, path) from exc
-
-
-def _parse_time_interval(d: Mapping[str, Any]) -> TimeInterval:
-    times = None
-    if d.get("times") is not None:
-        times = []
-        for tr in d["times"]:
-            if not tr.get("start_time") or not tr.get("end_time"):
-                raise RoutingConfigError("both start and end times must be provided")
-            start, end = _minutes(tr["start_time"]), _minutes(tr["end_time"])
-            if start >= end:
-                raise RoutingConfigError("start time cannot be equal or greater than end time")
-            times.append((start, end))
-    weekdays = _ranges(d.get("weekdays"), _weekday)
-    for b, e in weekdays or ():
-        if b > e:
-            raise RoutingConfigError("start day cannot be before end day")
-    dom = _ranges(d.get("days_of_month"), _int)
-    for b, e in dom or ():
-        for v in (b, e):
-            if v == 0 or not -31 <= v <= 31:
-                raise RoutingConfigError(f"{v} is not a valid day of the month: out of range")
-        if b < 0 < e:
-            raise RoutingConfigError("end day must be negative if start day is negative")
-        if (28 + b if b < 0 else b) > (28 + e if e < 0 else e):
-            raise RoutingConfigError(f"end day {e} is always before start day {b}")
-    months = _ranges(d.get("months"), _month)
-    for b, e in months or ():
-        if not (1 <= b <= 12 and 1 <= e <= 12) or b > e:
-            raise RoutingConfigError(f"invalid month range {b}:{e}")
-    years = _ranges(d.get("years"), _int)
-    for b, e in years or ():
-        if b > e:
-            raise RoutingConfigError(f"end year {e} is before start year {b}")
-    location = d.get("location", d.get("time_zone"))
-    if location is not None and location != "Local":
-        _zone(str(location))
-    return TimeInterval(
-        times=None if times is None else tuple(times),
-        weekdays=weekdays,
-        days_of_month=dom,
-        months=months,
-        years=years,
-        location=None if location is None else str(location),
-    )
-
-
-def _ranges(values: Any, member: Any) -> tuple[tuple[int, int], ...] | None:
-    if values is None:
-        return None
-    return tuple(_range(v, member) for v in values)
+    except TimeIntervalError as exc:
+        raise RoutingConfigError(str(exc), path) from exc
 
 
 # --- inhibition -------------------------------------------------------------------------------

@@ -25,10 +25,12 @@ from fleet_alerting.audit.loader import (
 )
 from fleet_alerting.audit.model import (
     AuditInput,
+    DeliveryRecord,
     Expectations,
     PrometheusUnavailable,
     Rule,
     SeriesSource,
+    SilenceRecord,
 )
 from fleet_alerting.audit.noise import (
     IncidentRecord,
@@ -179,6 +181,8 @@ def gather_inputs(
     dashboards_glob: str | None = None,
     noise_days: float | None = None,
     incidents: Iterable[IncidentRecord] = (),
+    silences: list[SilenceRecord] | None = None,
+    deliveries: list[DeliveryRecord] | None = None,
 ) -> AuditInput:
     """Everything the checks need. With a Prometheus URL and `noise_days`, the firing history
     of the `noise_days` before `now` (and the watches' `incidents`) become noise statistics.
@@ -224,5 +228,7 @@ def gather_inputs(
         secret_files=gather_secret_files(am.raw, base_dir),
         series=series,
         dashboards=load_dashboards(dashboards_glob) if dashboards_glob else None,
+        silences=silences,
+        deliveries=deliveries,
         offline=offline,
     )

@@ -124,6 +124,35 @@ class PrometheusUnavailable(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class SilenceRecord:
+    """A silence by matchers from the incident store (the audit never reads the store)."""
+
+    id: str
+    matchers: tuple[str, ...]
+    starts_at: datetime
+    ends_at: datetime
+    author: str
+    comment: str
+    muted: int  # incidents it muted
+
+
+FIRING_KINDS = ("opened", "paged", "reminder", "silence_expired")
+CLOSING_KINDS = ("resolved", "acknowledged", "pager_acknowledged", "silenced", "muted")
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """What one destination was sent about one episode of one incident, and whether the
+    incident has resolved since."""
+
+    incident_key: str
+    episode: str
+    channel: str
+    kinds: tuple[str, ...]  # notification kinds delivered, in order
+    resolved: bool
+
+
 @dataclass
 class AuditInput:
     am: AlertmanagerYml
@@ -136,6 +165,9 @@ class AuditInput:
     series: SeriesSource | None = None
     dashboards: dict[str, Any] | None = None  # file name -> dashboard JSON
     noise: NoiseStats | None = None  # the quarter's firing history, when Prometheus was asked
+    # from the incident store, when the audit is given one (None: those checks are skipped)
+    silences: list[SilenceRecord] | None = None
+    deliveries: list[DeliveryRecord] | None = None
     offline: str | None = None  # why a Prometheus URL given did not serve the online checks
 
     @property

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -36,6 +36,7 @@ from fleet_alerting.core.escalation import SLACK_CHANNELS, pager_of
 from fleet_alerting.core.fleet import matches_all, selector, signal_labels
 from fleet_alerting.core.history import Change, History, RunClock, RunSegment
 from fleet_alerting.core.incidents import Incident, Notification, State
+from fleet_alerting.core.muting import LOOK_AHEAD, MaintenanceConfig, Muting, Silence, first_minute
 from fleet_alerting.core.policy import PolicyConfig, PolicyFor
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.core.storms import decide
@@ -201,17 +202,31 @@ class Replay:
     runs: int  # how many recorded runs the period holds (what stepping every run would cost)
 
 
-def replay(history: History, config: Config, name: str = "", every_run: bool = False) -> Replay:
-    """Every notification `config` would have caused over `history`, in time order.
-    `every_run`: evaluate every recorded run instead (the reference the stepping is tested
-    against)."""
-    return _Replayer(history, config, every_run).run(name)
+def replay(
+    history: History,
+    config: Config,
+    name: str = "",
+    every_run: bool = False,
+    silences: Sequence[Silence] = (),
+) -> Replay:
+    """Every notification `config` would have caused over `history`, in time order, with the
+    operators' `silences` (the store's, each in force from its start to its end) and the
+    config's maintenance windows muting what they select. `every_run`: evaluate every recorded
+    run instead (the reference the stepping is tested against)."""
+    return _Replayer(history, config, every_run, silences).run(name)
 
 
 class _Replayer:
-    def __init__(self, history: History, config: Config, every_run: bool = False):
+    def __init__(
+        self,
+        history: History,
+        config: Config,
+        every_run: bool = False,
+        silences: Sequence[Silence] = (),
+    ):
         self.history = history
         self.every_run = every_run
+        self.mutes = _Mutes(silences, config.maintenance_rules())
         self.policy_for = policies_for(config)
         rules = config.storm_rules()
         self.rules = replace(rules, inhibit_rules=rules.inhibitions())  # built once, not per run
@@ -287,6 +302,7 @@ class _Replayer:
             self.rules,
             now,
             segment.vanished,
+            self.mutes.at(now),
         )
         own = self.own[stream]
         for incident in evaluation.incidents:
@@ -328,6 +344,7 @@ class _Replayer:
             self.schedule(stream, after)
         if own:
             self.schedule(stream, self.timers.next_after(own.values(), stream, now))
+            self.schedule(stream, self.mutes.next_change(now))
         times = self.change_times[stream]
         index = bisect_left(times, after)
         if index < len(times):
@@ -345,6 +362,41 @@ class _Replayer:
             return
         self.scheduled[stream] = found[0]
         heapq.heappush(self.due, (found[0], stream))
+
+
+class _Mutes:
+    """The silences and maintenance windows in force at a moment, and when that next changes."""
+
+    def __init__(self, silences: Sequence[Silence], maintenance: MaintenanceConfig):
+        self.silences = list(silences)
+        self.maintenance = maintenance
+        self.bounds = sorted({t for s in self.silences for t in (s.starts_at, s.ends_at)})
+        self._muting: dict[tuple[str, ...], Muting] = {}
+        self._flip: tuple[datetime, datetime] | None = None  # (from, next window change)
+
+    def at(self, now: datetime) -> Muting:
+        active = tuple(s.id for s in self.silences if s.active(now))
+        found = self._muting.get(active)
+        if found is None:
+            chosen = [s for s in self.silences if s.id in active]
+            found = self._muting[active] = Muting(chosen, self.maintenance)
+        return found
+
+    def next_change(self, now: datetime) -> datetime:
+        never = datetime.max.replace(tzinfo=now.tzinfo)
+        index = bisect_right(self.bounds, now)
+        best = self.bounds[index] if index < len(self.bounds) else never
+        if self.maintenance.mute:
+            if self._flip is None or not self._flip[0] <= now < self._flip[1]:
+                self._flip = (now, self._window_change(now) or now + LOOK_AHEAD)
+            best = min(best, self._flip[1])
+        return best
+
+    def _window_change(self, now: datetime) -> datetime | None:
+        """The first minute at which a mute rule starts or stops muting."""
+        muting = Muting((), self.maintenance)
+        current = [muted for _rule, muted in muting.windows_now(now)]
+        return first_minute(lambda t: [m for _r, m in muting.windows_now(t)] != current, now)
 
 
 def _whole_fleet_streams(config: Config, changes: Iterable[Any]) -> set[str]:

@@ -19,6 +19,7 @@ from fleet_alerting.config import Config
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.history import History
 from fleet_alerting.core.incidents import Incident
+from fleet_alerting.core.muting import Silence
 from fleet_alerting.core.signals import Severity
 from fleet_alerting.core.windows import Window
 
@@ -109,16 +110,18 @@ def review(
     config: Config,
     incidents: Iterable[Incident],
     hours: Sequence[Window],
+    silences: Sequence[Silence] = (),
     with_charts: bool = True,
 ) -> list[Block]:
-    """The section's blocks; replays the quarter once, then once per suggestion."""
-    live = replay(history, config, "live")
+    """The section's blocks; replays the quarter once, then once per suggestion (operators'
+    `silences` muting what they selected in both)."""
+    live = replay(history, config, "live", silences=silences)
     rows: list[dict[str, Any]] = []
     for alert, sent in noisiest(live):
         suggestion = suggest(alert, sent, config)
         if suggestion is None:
             continue
-        proposed = replay(history, suggestion.config, suggestion.change)
+        proposed = replay(history, suggestion.config, suggestion.change, silences=silences)
         before = figures(Replay("", sent, 0, 0), hours)
         mine = [s for s in proposed.sent if s.alert == alert]
         after = figures(Replay("", mine, 0, 0), hours)

@@ -206,6 +206,10 @@ def policy_summary(config: Config, severity: Severity) -> str:
         f"opens after {policy.open_after} failing check(s), resolves after "
         f"{policy.resolve_after} passing"
     )
+    if policy.mute_time_intervals:
+        parts.append("muted in window(s) " + ", ".join(policy.mute_time_intervals))
+    if policy.active_time_intervals:
+        parts.append("muted outside window(s) " + ", ".join(policy.active_time_intervals))
     return f"{severity}: " + "; ".join(parts)
 
 

@@ -33,6 +33,7 @@ from fleet_alerting.core.links import LinksConfig
 from fleet_alerting.core.matchers import check_matcher, compile_go_regex
 from fleet_alerting.core.model import Duration, Model, PositiveDuration
 from fleet_alerting.core.mrkdwn import MENTIONABLE
+from fleet_alerting.core.muting import MaintenanceConfig
 from fleet_alerting.core.policy import PolicyConfig, default_policies
 from fleet_alerting.core.signals import Severity
 from fleet_alerting.core.storms import StormRules
@@ -552,6 +553,16 @@ class ScheduleConfig(Model):
     incident pages at most one interval after `page_after`."""
 
     every: dict[WatchName, Annotated[Duration, AfterValidator(_at_least_10s)]] = {}
+    # Prefect's database: finished runs (with their task runs, logs, artifacts; ~30 KB a run)
+    # and events (~130 KB a run) older than these are deleted, so it stays bounded
+    # 3 days by default: five watches a minute then keep ~0.65 GB of runs on a small VPS's disk;
+    # incidents and their history live in this project's store, not in Prefect's runs
+    keep_runs: Annotated[Duration, _at_least(timedelta(days=1)), _at_most(timedelta(days=365))] = (
+        timedelta(days=3)
+    )
+    keep_events: Annotated[
+        Duration, _at_least(timedelta(hours=1)), _at_most(timedelta(days=30))
+    ] = timedelta(hours=6)
 
 
 def _listen_address(value: str) -> str:
@@ -611,6 +622,8 @@ class Config(Model):
     fleet: FleetConfig = FleetConfig()
     inhibit_rules: list[InhibitRule] | None = None  # None: the shipped rules; [] turns them off
     grouping: GroupingConfig = GroupingConfig()
+    # silences by matchers live in the store; recurring maintenance windows here (core.muting)
+    maintenance: MaintenanceConfig = MaintenanceConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     metrics: MetricsConfig | None = None
     heartbeat: HeartbeatConfig | None = None
@@ -641,6 +654,22 @@ class Config(Model):
 
     def policy(self, severity: Severity) -> PolicyConfig:
         return self.policies.get(severity) or default_policies()[severity]
+
+    def maintenance_rules(self) -> MaintenanceConfig:
+        """`maintenance` with the policies' own mute/active time intervals as rules."""
+        return self.maintenance.with_policies(self.policies)
+
+    @model_validator(mode="after")
+    def _policy_windows_exist(self) -> Config:
+        for severity, policy in self.policies.items():
+            names = [*policy.mute_time_intervals, *policy.active_time_intervals]
+            unknown = self.maintenance.unknown_windows(names)
+            if unknown:
+                raise ValueError(
+                    f"policies.{severity.value}: no window named {unknown[0]!r} in "
+                    "maintenance.windows"
+                )
+        return self
 
     def channel_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Fail closed: every policy that tells or pages a channel the config does not configure,

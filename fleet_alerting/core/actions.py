@@ -59,6 +59,17 @@ def silenced_at(incident: Incident, now: datetime) -> bool:
     return acts.silenced and (acts.silenced_until is None or now < acts.silenced_until)
 
 
+def closes(incident: Incident, kind: Kind) -> bool:
+    """A resolve of an incident told before it was silenced still goes: every destination that
+    saw it firing hears that it ended. Not an Alertmanager incident's: its silence there is what
+    ends it here, and the silence was told."""
+    return (
+        kind == Kind.resolved
+        and incident.last_notified_at is not None
+        and not silences_in_alertmanager(incident)
+    )
+
+
 def holds_page(incident: Incident, hold: timedelta | None, now: datetime) -> bool:
     """An ack (for `hold`, None: for the episode) or a silence keeps a not-yet-sent page back."""
     acts = incident.acts
@@ -106,7 +117,7 @@ def acknowledge(incident: Incident, actor: str, now: datetime, channels: Sequenc
     pagers = [p for p in incident.paged_via if pager_of(p) in ACKNOWLEDGING_PAGERS]
     if incident.state != State.paged:
         pagers = []
-    return Change(incident, _to(incident, [*pagers, *_slack(channels)], Kind.acknowledged, now))
+    return Change(incident, _to(incident, [*pagers, *_closing(channels)], Kind.acknowledged, now))
 
 
 def silence(
@@ -133,7 +144,7 @@ def silence(
         changed_at=now,
     )
     incident = replace(incident, acts=acts, changed_at=now)
-    return Change(incident, _to(incident, _slack(channels), Kind.silenced, now))
+    return Change(incident, _to(incident, _closing(channels), Kind.silenced, now))
 
 
 def unsilence(incident: Incident, actor: str, now: datetime, channels: Sequence[str]) -> Change:
@@ -166,7 +177,7 @@ def pager_acknowledged(
         return Change(incident, [], f"already acknowledged by {incident.acts.acked_by}")
     acts = replace(incident.acts, acked_by=actor, acked_at=now, changed_at=now)
     incident = replace(incident, acts=acts, changed_at=now)
-    return Change(incident, _to(incident, _slack(channels), Kind.pager_acknowledged, now))
+    return Change(incident, _to(incident, _closing(channels), Kind.pager_acknowledged, now))
 
 
 def pager_resolved(
@@ -215,10 +226,26 @@ def _slack(channels: Sequence[str]) -> list[str]:
     return [c for c in channels if c == "slack"]
 
 
+def _closing(channels: Sequence[str]) -> list[str]:
+    """What closes a firing message (acknowledged, silenced) goes wherever it was told: the
+    incident's thread and the mirror channel."""
+    return [c for c in channels if c in ("slack", "slack_mirror")]
+
+
 def _to(
     incident: Incident, channels: Sequence[str], kind: Kind, now: datetime
 ) -> list[Notification]:
     return [notification(incident, c, kind, now) for c in channels]
+
+
+def closing_words(
+    incident: Incident, told: Incident, channels: Sequence[str], now: datetime
+) -> list[Notification]:
+    """A silence, window or inhibition that begins on an incident already told (`told`: the
+    record as it was): a closing word to every destination that saw it firing, and to the pager
+    that can take it (PagerDuty) an acknowledge of its page."""
+    pagers = [p for p in told.paged_via if pager_of(p) in ACKNOWLEDGING_PAGERS]
+    return [notification(incident, c, Kind.muted, now) for c in [*channels, *pagers]]
 
 
 def notification(incident: Incident, channel: str, kind: Kind, now: datetime) -> Notification:

@@ -35,6 +35,8 @@ class Kind(StrEnum):
     silence_expired = "silence_expired"  # ended by time while still failing: one message
     pager_acknowledged = "pager_acknowledged"  # done in PagerDuty (its webhook): Slack is told
     pager_resolved = "pager_resolved"  # resolved in PagerDuty while our check still fails
+    # a matcher silence or maintenance window began on an incident already told (core.muting)
+    muted = "muted"
     # a later escalation step that pages nobody, or an acknowledgement that timed out (Slack)
     escalated = "escalated"
 
@@ -51,6 +53,10 @@ class Acts:
     silenced_until: datetime | None = None
     silence_id: str | None = None
     snoozed_until: datetime | None = None  # no reminders before this
+    # a matcher silence or maintenance window muting it (core.muting): which, told how, until
+    mute_id: str | None = None  # "silence:<id>" | "window:<name>"
+    muted_by: str | None = None
+    muted_until: datetime | None = None
     changed_at: datetime | None = None  # last change; the newer record wins a concurrent write
 
     @property

@@ -22,6 +22,7 @@ from datetime import datetime
 
 from pydantic import Field
 
+from fleet_alerting.core.actions import closing_words
 from fleet_alerting.core.escalation import as_before
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.fleet import FleetOfflineRule, MatcherText, selector, signal_labels
@@ -209,7 +210,9 @@ def inhibit(
         sent = by_key.pop(key, [])
         if cause is not None:
             if sent or was != cause or incident.inhibited_by != cause:
-                changed[key] = _muted(replace(incident, inhibited_by=cause), prior, sent)
+                changed[key] = held_back(replace(incident, inhibited_by=cause), prior, sent)
+            if was is None and prior is not None and prior.onset == incident.onset:
+                extra += _closed(changed.get(key, incident), prior, policy_for, now)
             continue  # nothing it sends goes out (an incident that resolves is released below)
         if was is None:
             if sent:
@@ -233,9 +236,11 @@ def inhibit(
     return Evaluation(list(changed.values()), notifications)
 
 
-def _muted(incident: Incident, prior: Incident | None, dropped: Sequence[Notification]) -> Incident:
+def held_back(
+    incident: Incident, prior: Incident | None, dropped: Sequence[Notification]
+) -> Incident:
     """The record as if the dropped messages had not been due: not told, not paged (the engine
-    pages it after the release if it still fails past page_after)."""
+    pages it after the release if it still fails past page_after). Muting holds back alike."""
     if not dropped:
         return incident
     same = prior if prior is not None and prior.onset == incident.onset else None
@@ -251,6 +256,15 @@ def _muted(incident: Incident, prior: Incident | None, dropped: Sequence[Notific
         reminders=same.reminders if same else 0,
         escalation=as_before(same),
     )
+
+
+def _closed(
+    incident: Incident, prior: Incident, policy_for: PolicyFor, now: datetime
+) -> list[Notification]:
+    """Inhibited after it was told: the destinations that saw it firing hear why it went quiet."""
+    if prior.last_notified_at is None or not prior.is_open:
+        return []
+    return closing_words(incident, prior, policy_for(incident.severity).channels(), now)
 
 
 def _tell_once(

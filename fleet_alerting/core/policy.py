@@ -51,6 +51,10 @@ class PolicyConfig(Model):
     mirror: bool = False
     # an acknowledge before the page holds it this long (None: for the rest of the episode)
     ack_holds_page: Duration | None = None
+    # maintenance windows (the config's `maintenance.windows`) muting this severity: inside
+    # any of `mute_time_intervals`, outside all of `active_time_intervals` (core.muting)
+    mute_time_intervals: list[str] = Field(default=[], max_length=20)
+    active_time_intervals: list[str] = Field(default=[], max_length=20)
     # an acknowledgement holds further steps and reminders this long; then, still failing, the
     # escalation starts again from the step it was on (None: held for the rest of the episode)
     ack_timeout: PositiveDuration | None = None
@@ -401,7 +405,8 @@ def _tell(
     sent: list[Notification],
 ) -> tuple[Incident, list[Notification]]:
     channels = policy.channels()
-    if not channels or actions.silenced_at(incident, now):  # muted: recorded, told to nobody
+    muted = actions.silenced_at(incident, now) and not actions.closes(incident, kind)
+    if not channels or muted:  # muted: recorded, told to nobody
         return incident, sent
     incident = replace(incident, last_notified_at=now)
     return incident, sent + [_notification(incident, c, kind, now) for c in channels]

@@ -67,6 +67,7 @@ class Signal:
         labels: dict[str, str],
         fingerprint: str,
         render: Render,
+        since: datetime | None = None,
     ) -> Signal:
         """A signal whose TEXTS come from `render()` when first read. Built without __init__
         (a watch builds one per series per run, and this is most of what it builds)."""
@@ -77,7 +78,7 @@ class Signal:
             firing=firing,
             severity=severity,
             target=target,
-            since=None,
+            since=since,
             correlation_ids=(),
             labels=labels,
             fingerprint=fingerprint,

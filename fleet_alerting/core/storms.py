@@ -12,6 +12,7 @@ from fleet_alerting.core.fleet import FleetConfig, aggregate
 from fleet_alerting.core.grouping import GroupingConfig, bound, group
 from fleet_alerting.core.incidents import Incident, unseen
 from fleet_alerting.core.inhibition import InhibitRule, default_inhibit_rules, inhibit
+from fleet_alerting.core.muting import Muting, mute
 from fleet_alerting.core.policy import Evaluation, PolicyFor, evaluate, vanished
 from fleet_alerting.core.signals import Signal
 
@@ -36,8 +37,10 @@ def decide(
     rules: StormRules,
     now: datetime,
     vanished_sources: Mapping[str, str] | None = None,
+    muting: Muting | None = None,
 ) -> Evaluation:
-    """`evaluate` with the fleet aggregates of these signals, inhibition and grouping.
+    """`evaluate` with the fleet aggregates of these signals, inhibition, silences and
+    maintenance windows (`muting`), and grouping.
 
     `incidents` are all unresolved incidents (every source: a cause may be another watch's);
     only those of the sources in this run (and the vanished sources) are changed.
@@ -50,5 +53,6 @@ def decide(
     own = {s.source for s in signals} | set(vanished_sources or {})
     evaluation = evaluate(signals, incidents, policy_for, now)
     evaluation = inhibit(evaluation, incidents, rules.inhibitions(), policy_for, own, now)
+    evaluation = mute(evaluation, incidents, muting or Muting(), policy_for, own, now)
     evaluation = group(evaluation, incidents, rules.grouping, policy_for, own, now)
     return bound(evaluation, rules.grouping.max_messages_per_run, now)

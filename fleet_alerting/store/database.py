@@ -93,6 +93,7 @@ values_table = sa.Table(
 # 0: main before versions (c4597d7); 1: episode, resolved_at and the thread in columns;
 # 2: the brief (fingerprint, counters, onset, last notified, acted, inhibition, group) in columns
 # 3: PostgreSQL drops the covering brief index (its entries could pass 2,704 bytes)
+# 4: the silences table (store/silences.py; created by the upgrade, no data step)
 # 5: the history tables (store/history.py; created by the upgrade, no data step)
 SCHEMA_VERSION = 5
 OPEN = [State.pending.value, State.firing.value, State.paged.value]

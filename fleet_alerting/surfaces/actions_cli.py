@@ -111,3 +111,7 @@ def add_commands(commands: Any, with_config: Callable[[Any], object]) -> None:
                 "--for", dest="for_", default=None if action == "snooze" else "resolved",
                 help="e.g. 90 (seconds), 1h, 4h; silence: `resolved` (default) until resolved",
             )  # fmt: skip
+        if action == "silence":
+            from fleet_alerting.surfaces.silences_cli import add_silence_arguments
+
+            add_silence_arguments(sub)

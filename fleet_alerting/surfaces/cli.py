@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fleet_alerting.audit.cli import add_commands as add_audit_commands
-from fleet_alerting.store.errors import StoreError  # light: no SQLAlchemy
 
 if TYPE_CHECKING:  # commands import what they need when they run: `routes test` starts fast
     from fleet_alerting.config import Config
@@ -250,8 +249,24 @@ def incident_line(incident: Incident, now: datetime) -> str:
         what = f"{what} — resolved {when(incident.resolved_at)}: {why}"
     return (
         f"{incident.state:<9} {incident.severity:<8} {when(incident.onset):<20} {lasted:>7}  "
-        f"{incident.key}  {what}{_told_by(incident)}"
+        f"{incident.key}  {what}{_told_by(incident)}{_acted_on(incident, now)}"
     )
+
+
+def _acted_on(incident: Incident, now: datetime) -> str:
+    """Who acknowledged, silenced, snoozed or muted it, and until when (what still holds)."""
+    acts, said = incident.acts, []
+    if acts.acked_by:
+        said.append(f"acknowledged by {acts.acked_by} {when(acts.acked_at)}")
+    if acts.silenced_by:
+        until = when(acts.silenced_until) if acts.silenced_until else "resolved"
+        said.append(f"silenced by {acts.silenced_by} until {until}")
+    if acts.snoozed_until and acts.snoozed_until > now:
+        said.append(f"snoozed until {when(acts.snoozed_until)}")
+    if acts.muted_by:
+        until = f" until {when(acts.muted_until)}" if acts.muted_until else ""
+        said.append(f"{acts.muted_by}{until}")
+    return f"  [{'; '.join(said)}]" if said else ""
 
 
 def _told_by(incident: Incident) -> str:
@@ -467,9 +482,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OperatorError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return exc.code
-    except StoreError as exc:  # says which file and what to do; a traceback would add nothing
-        print(exc, file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
@@ -477,6 +489,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit flush
         return 141
     except Exception as exc:
+        # imported only here: the store package loads SQLAlchemy, which `routes test` never needs
+        from fleet_alerting.store.errors import StoreError
+
+        if isinstance(exc, StoreError):  # says which file and what to do; no traceback
+            print(exc, file=sys.stderr)
+            return 1
         return _failed(name, exc)
 
 

@@ -22,7 +22,11 @@ from fleet_alerting.config.secrets import install_log_redaction
 from fleet_alerting.sources.fleet_events.client import FleetApi
 from fleet_alerting.surfaces.fleet_queries import FleetQueries, LogsQuery
 from fleet_alerting.surfaces.http_guard import BODY_TIMEOUT
-from fleet_alerting.surfaces.mcp_actions import add_action_tools
+from fleet_alerting.surfaces.mcp_actions import (
+    add_action_tools,
+    add_silence_tools,
+    list_silence_rows,
+)
 from fleet_alerting.surfaces.parameters import ParameterError, check_parameters, flow_schema
 from fleet_alerting.surfaces.slack_commands import all_devices
 
@@ -88,6 +92,10 @@ def build_server(config: Config, *, write: bool, trigger: Trigger | None = None)
         async with queries() as q:
             return await q.open_incidents()
 
+    @server.tool(description="Silences in force and maintenance windows, with what each mutes.")
+    async def list_silences() -> list[dict[str, Any]]:
+        return await asyncio.to_thread(list_silence_rows, config)
+
     if write:
         if trigger is None:
             raise ValueError("the write scope needs a trigger")
@@ -111,6 +119,7 @@ def build_server(config: Config, *, write: bool, trigger: Trigger | None = None)
             return "\n".join(lines) + ("" if code == 0 else f"\n(exit code {code})")
 
         add_action_tools(server, config)  # acknowledge/silence/unsilence (mcp_actions.py)
+        add_silence_tools(server, config)  # silences by matchers (mcp_actions.py)
 
     return server
 

@@ -118,6 +118,7 @@ SYSTEMS = {  # which system answers each /fleet action, named when it fails
     "logs": "The Fleet API",
     "incidents": "The incident store",
     "run": "Prefect",
+    "silence": "The incident store",
 }
 
 
@@ -139,6 +140,10 @@ async def respond(
         return reply("Open incidents", lines or ["No open incidents."])
     if cmd.action == "run":
         return await run(cmd, config, trigger)
+    if cmd.action == "silence":
+        from fleet_alerting.surfaces.slack_silences import silence
+
+        return await silence(cmd, config)
     return reply("fleet", [USAGE])
 
 

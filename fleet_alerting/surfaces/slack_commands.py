@@ -20,7 +20,8 @@ MAX_BODY_BYTES = 16 * 1024  # a slash command is a short form; Slack's are well 
 MAX_LINES = 20
 USAGE = (
     "Usage: `/fleet health` · `/fleet state [device]` · `/fleet logs [device] [level] "
-    "[correlation-id]` · `/fleet incidents` · `/fleet run <flow/deployment>`"
+    "[correlation-id]` · `/fleet incidents` · `/fleet run <flow/deployment>` · "
+    "`/fleet silence add|query|expire …`"
 )
 
 

@@ -21,7 +21,7 @@ def what_if(args: argparse.Namespace) -> int:
     from fleet_alerting.audit.whatif_report import build, render
     from fleet_alerting.config import ConfigError, load_config
     from fleet_alerting.core.clock import utcnow
-    from fleet_alerting.store import history
+    from fleet_alerting.store import history, silences
     from fleet_alerting.surfaces.listings import open_store
 
     current_path = args.current or args.config
@@ -36,6 +36,7 @@ def what_if(args: argparse.Namespace) -> int:
     store = open_store(current)
     try:
         recorded = history.read(store, start, end)
+        silenced = silences.listing(store, end, include_expired=True)
     finally:
         store.close()
     alerts = alert_episodes_of(current, start, end)
@@ -54,8 +55,18 @@ def what_if(args: argparse.Namespace) -> int:
             load_alertmanager(args.alertmanager),
         )
     comparison = Comparison.of(
-        replay(with_alerts(recorded, alerts or [], current), current, Path(current_path).name),
-        replay(with_alerts(recorded, alerts or [], proposed), proposed, Path(args.proposed).name),
+        replay(
+            with_alerts(recorded, alerts or [], current),
+            current,
+            Path(current_path).name,
+            silences=silenced,
+        ),
+        replay(
+            with_alerts(recorded, alerts or [], proposed),
+            proposed,
+            Path(args.proposed).name,
+            silences=silenced,
+        ),
         routed,
     )
     hours = current.review.business_hours

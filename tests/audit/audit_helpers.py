@@ -11,7 +11,13 @@ from fleet_alerting.alertmanager.routing import parse_config
 from fleet_alerting.audit import synth
 from fleet_alerting.audit.live import noise_statistics
 from fleet_alerting.audit.loader import expectations_from_dict, load_rule_text
-from fleet_alerting.audit.model import AuditInput, PrometheusUnavailable, SecretFile
+from fleet_alerting.audit.model import (
+    AuditInput,
+    DeliveryRecord,
+    PrometheusUnavailable,
+    SecretFile,
+    SilenceRecord,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 CHECK_CASES = yaml.safe_load((Path(__file__).parent / "cases" / "checks.yaml").read_text())
@@ -92,4 +98,20 @@ def build_input(overrides: dict) -> AuditInput:
         secret_files=secret_files,
         series=FakeSeries(**parts["series"]),
         dashboards=parts["dashboards"],
+        silences=[
+            SilenceRecord(
+                x["id"],
+                tuple(x["matchers"]),
+                NOW + timedelta(days=x["days"][0]),
+                NOW + timedelta(days=x["days"][1]),
+                "ana",
+                "",
+                x["muted"],
+            )
+            for x in parts.get("silences", [])
+        ],
+        deliveries=[
+            DeliveryRecord(x["key"], "e1", x["channel"], tuple(x["kinds"]), x["resolved"])
+            for x in parts.get("deliveries", [])
+        ],
     )

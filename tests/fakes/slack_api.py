@@ -30,6 +30,7 @@ class Posted:
     ts: str
     body: dict
     at: float  # time.monotonic() on arrival
+    original: dict | None = None  # the body as first posted, once chat.update changed it
 
     @property
     def thread_ts(self) -> str | None:
@@ -57,6 +58,7 @@ class SlackApiServer(FakeServer):
         self.posted: list[Posted] = []
         self.looked: list[Request] = []  # history and replies requests
         self.orphans: list[dict] = []  # replies naming a thread_ts that is no message here
+        self.updates: list[Posted] = []  # chat.update calls that edited a message
         self._last_ts = 0.0
         self._ts_lock = threading.Lock()
 
@@ -64,6 +66,8 @@ class SlackApiServer(FakeServer):
         method = request.path.removeprefix("/api/")
         if method in ("conversations.history", "conversations.replies"):
             return self._history(method, request)
+        if method == "chat.update" and request.method == "POST":
+            return self._update(request)
         if method != "chat.postMessage" or request.method != "POST":
             return Response(404, {"ok": False, "error": "unknown_method"})
         if self.fail_next:
@@ -82,11 +86,9 @@ class SlackApiServer(FakeServer):
             channel = body["channel"]
         if channel is None:
             return Response(200, {"ok": False, "error": "channel_not_found"})
-        blocks = body.get("blocks") or []
-        if not body.get("text") and not blocks:
-            return Response(200, {"ok": False, "error": "no_text"})
-        if refused_blocks(blocks):
-            return Response(200, {"ok": False, "error": "invalid_blocks"})
+        refused = _refused_content(body)
+        if refused is not None:
+            return refused
         thread = body.get("thread_ts")
         if thread and not any(p.ts == thread and p.channel == channel for p in self.posted):
             self.orphans.append(body)
@@ -98,6 +100,28 @@ class SlackApiServer(FakeServer):
             return self.fail_after_post.pop(0)
         answer = {"ok": True, "channel": channel, "ts": ts, "message": {"ts": ts}}
         return Response(200, answer, delay=self.delay)
+
+    def _update(self, request: Request) -> Response:
+        """chat.update: the message (channel id and ts) gets the new text and blocks; its
+        metadata stays unless given. Only the bot's own messages exist here."""
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return Response(200, {"ok": False, "error": "invalid_auth"})
+        body = request.json()
+        channel, ts = body.get("channel", ""), body.get("ts", "")
+        if channel not in self.channels.values():
+            return Response(200, {"ok": False, "error": "channel_not_found"})
+        found = [p for p in self.posted if p.channel == channel and p.ts == ts]
+        if not found:
+            return Response(200, {"ok": False, "error": "message_not_found"})
+        refused = _refused_content(body)
+        if refused is not None:
+            return refused
+        message = found[0]
+        message.original = message.original or dict(message.body)
+        kept = {k: v for k, v in message.body.items() if k in ("metadata", "thread_ts", "channel")}
+        message.body = kept | {k: v for k, v in body.items() if k not in ("channel", "ts")}
+        self.updates.append(Posted(channel, ts, dict(message.body), time.monotonic()))
+        return Response(200, {"ok": True, "channel": channel, "ts": ts, "text": body.get("text")})
 
     def _history(self, method: str, request: Request) -> Response:
         self.looked.append(request)
@@ -171,6 +195,16 @@ class SlackApiServer(FakeServer):
 
     def replies(self, ts: str) -> list[Posted]:
         return [p for p in self.posted if p.thread_ts == ts]
+
+
+def _refused_content(body: dict) -> Response | None:
+    """Slack's answer to a message without text or blocks, or with blocks beyond its limits."""
+    blocks = body.get("blocks") or []
+    if not body.get("text") and not blocks:
+        return Response(200, {"ok": False, "error": "no_text"})
+    if refused_blocks(blocks):
+        return Response(200, {"ok": False, "error": "invalid_blocks"})
+    return None
 
 
 def _in_channel(p: Posted) -> bool:

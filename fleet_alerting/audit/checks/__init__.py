@@ -13,6 +13,7 @@ from fleet_alerting.audit.checks import (
     group_by,
     inline_secrets,
     missing_severity,
+    never_closed,
     noise_always_firing,
     noise_flapping,
     noise_never_fired,
@@ -23,6 +24,8 @@ from fleet_alerting.audit.checks import (
     secret_files,
     severity_routing,
     shadowed_routes,
+    silence_matched_nothing,
+    silence_too_long,
     unreachable_routes,
     unused_receivers,
     warning_pages,
@@ -82,6 +85,9 @@ CHECKS: tuple[CheckSpec, ...] = tuple(
         noise_page_autoresolves,
         noise_always_firing,
         noise_never_fired,
+        silence_matched_nothing,
+        silence_too_long,
+        never_closed,
     )
 )
 

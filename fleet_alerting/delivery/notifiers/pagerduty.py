@@ -18,7 +18,8 @@ MAX_EVENT_BYTES = 512 * 1024
 MAX_SUMMARY = 1024
 MAX_DEDUP_KEY = 255
 MAX_FIELD = 255  # source, component, group, class: held to the dedup_key's documented limit
-_ACTIONS = {Kind.resolved: "resolve", Kind.acknowledged: "acknowledge"}
+# a silence or maintenance window that begins on a page closes it as an acknowledge
+_ACTIONS = {Kind.resolved: "resolve", Kind.acknowledged: "acknowledge", Kind.muted: "acknowledge"}
 _SEVERITY = {"critical": "critical", "warning": "warning", "info": "info"}
 
 

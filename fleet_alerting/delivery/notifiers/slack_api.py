@@ -17,6 +17,7 @@ a private channel).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -24,7 +25,8 @@ import httpx
 from pydantic import SecretStr
 
 from fleet_alerting.config.schema import SLACK_CHANNEL_ID
-from fleet_alerting.core.incidents import Incident, Kind, Notification
+from fleet_alerting.core.durations import format_duration
+from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.core.mrkdwn import MAX_MESSAGE_TEXT, escape, fit, link
 from fleet_alerting.core.signals import Link
 from fleet_alerting.delivery.notifiers.slack_webhook import (
@@ -208,6 +210,7 @@ class SlackApi:
                     body["reply_broadcast"] = True  # the channel sees the resolution too
                 answer = await self.post(body, channel=thread[0], n=n)
                 receipts.append(f"reply ts={answer.get('ts')} in thread {thread[1]}")
+            receipts += await self._update_top(n, thread)
         if n.kind == Kind.opened and self.snapshot is not None:
             found = await self._look(since, n, SNAPSHOT, thread[0], thread[1])
             if found:
@@ -355,6 +358,74 @@ class SlackApi:
         if answer.get("channel") and not SLACK_CHANNEL_ID.fullmatch(target):
             _learned_ids[(self.api_url, target)] = str(answer["channel"])
         return answer
+
+    async def _update_top(self, n: Notification, thread: tuple[str, str]) -> list[str]:
+        """Edit the thread's top-level message to the incident's current state (a failed edit
+        is a warning: the reply carries the news)."""
+        body = {"channel": thread[0], "ts": thread[1], **top_message(n, self.note)}
+        headers = {"authorization": f"Bearer {self._token.get_secret_value()}"}
+        name = f"Slack chat.update {thread[0]}"
+        try:
+            _response, answer = await post_json(
+                self.client,
+                f"{self.api_url}/chat.update",
+                body,
+                name,
+                headers,
+                timeout=self.timeout,
+            )
+        except AdapterError as exc:
+            self.warnings.append(f"could not update the incident's first message: {exc}")
+            return []
+        if not answer.get("ok"):
+            error = answer.get("error") or "unknown_error"
+            self.warnings.append(f"could not update the incident's first message: {name}: {error}")
+            return []
+        return [f"top message updated ts={thread[1]}"]
+
+
+def top_message(n: Notification, note: str | None = None) -> dict[str, Any]:
+    """The incident's first message as it is now: the values it fired with (its failing
+    observation, never the recovery's), under a headline that says where it stands —
+    resolved after X, acknowledged by, silenced until, muted by a window."""
+    incident = n.incident
+    body = render(replace(n, kind=Kind.opened), note=note)
+    status = current_status(n)
+    icon = STATUS_ICONS.get(status.split(" ", 1)[0], ":red_circle:")
+    title = f"[{incident.severity.upper()}] {incident.signal.summary}"
+    first = fit(f"{icon} *{escape(status)}*: {escape(title)}", MAX_SECTION)
+    body["blocks"][0] = {"type": "section", "text": {"type": "mrkdwn", "text": first}}
+    body["text"] = fit(f"{escape(status)}: {body['text']}", MAX_MESSAGE_TEXT)
+    return body
+
+
+STATUS_ICONS = {
+    "Resolved": ":white_check_mark:",
+    "Acknowledged": ":eyes:",
+    "Silenced": ":no_bell:",
+    "Muted": ":no_bell:",
+    "Inhibited": ":no_bell:",
+}
+
+
+def current_status(n: Notification) -> str:
+    incident = n.incident
+    if incident.state == State.resolved:
+        return f"Resolved after {format_duration(incident.duration(n.at))}"
+    acts = incident.acts
+    if acts.silenced_by and (acts.silenced_until is None or n.at < acts.silenced_until):
+        until = f"{acts.silenced_until:%H:%M} UTC" if acts.silenced_until else "resolved"
+        return f"Silenced by {acts.silenced_by} until {until}"
+    if acts.muted_by:
+        until = f" until {acts.muted_until:%H:%M} UTC" if acts.muted_until else ""
+        return f"{acts.muted_by[:1].upper()}{acts.muted_by[1:]}{until}"
+    if incident.inhibited_by:
+        return f"Inhibited by {incident.inhibited_by}"
+    if acts.acked_by:
+        return f"Acknowledged by {acts.acked_by}"
+    if incident.state == State.paged:
+        return f"Paged {', '.join(incident.paged_via)}"
+    return "Firing"
 
 
 class _Refused(AdapterError):

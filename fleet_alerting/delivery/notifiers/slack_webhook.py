@@ -56,6 +56,7 @@ _ICONS = {
     Kind.silenced: ":no_bell:",
     Kind.unsilenced: ":bell:",
     Kind.silence_expired: ":bell:",
+    Kind.muted: ":no_bell:",
     Kind.pager_acknowledged: ":eyes:",
     Kind.pager_resolved: ":warning:",
     Kind.escalated: ":arrow_double_up:",
@@ -104,6 +105,11 @@ def headline(n: Notification) -> str:
     if n.kind == Kind.silenced:
         until = f"until {_hhmm(acts.silenced_until)}" if acts.silenced_until else "until resolved"
         return f"[{severity}] Silenced by {acts.silenced_by} {until}: {summary}"
+    if n.kind == Kind.muted and not acts.muted_by and incident.inhibited_by:
+        return f"[{severity}] Inhibited by {incident.inhibited_by}: {summary}"
+    if n.kind == Kind.muted:
+        until = f" until {_hhmm(acts.muted_until)}" if acts.muted_until else ""
+        return f"[{severity}] {_capital(acts.muted_by or 'muted')}{until}: {summary}"
     if n.kind in (Kind.unsilenced, Kind.silence_expired):
         how = "Silence lifted" if n.kind == Kind.unsilenced else "Silence ended"
         lasted = format_duration(n.at - incident.onset)
@@ -111,6 +117,10 @@ def headline(n: Notification) -> str:
     lasted = format_duration(incident.duration(n.at))
     now_ok = f" — now: {incident.resolution}" if incident.resolution else ""
     return f"[RESOLVED after {lasted}] {summary}{now_ok}"
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _lead(n: Notification, page_mention: str | None) -> str:
@@ -137,6 +147,9 @@ def action_lines(incident: Incident) -> list[str]:
         lines.append(f"Silenced by {acts.silenced_by} {until}{where}")
     if acts.snoozed_until:
         lines.append(f"Reminders snoozed until {_hhmm(acts.snoozed_until)}")
+    if acts.muted_by:
+        until = f" until {_hhmm(acts.muted_until)}" if acts.muted_until else ""
+        lines.append(f"{_capital(acts.muted_by)}{until}")
     return lines
 
 

@@ -18,33 +18,10 @@ import httpx
 
 from fleet_alerting.http.body import DEFAULT_MAX_ANSWER_BYTES, request_capped
 from fleet_alerting.http.errors import AdapterError, check_response, transport_error
-from fleet_alerting.sources.alertmanager.shapes import GettableAlert, parse_alerts
+from fleet_alerting.sources.alertmanager.shapes import Alert, parse_alerts
 from fleet_alerting.sources.records import Malformed
 
 NAME = "Alertmanager"
-
-
-@dataclass(frozen=True)
-class Alert:
-    fingerprint: str
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    starts_at: datetime
-    ends_at: datetime | None
-    state: str  # active | suppressed | unprocessed
-    silenced_by: tuple[str, ...] = ()
-    inhibited_by: tuple[str, ...] = ()
-    receivers: tuple[str, ...] = ()
-    generator_url: str | None = None
-    updated_at: datetime | None = None
-
-    @property
-    def name(self) -> str:
-        return self.labels.get("alertname", self.fingerprint)
-
-    def firing(self, now: datetime) -> bool:
-        """Active, and not past its endsAt (a future endsAt is normal for a firing alert)."""
-        return self.state != "suppressed" and (self.ends_at is None or self.ends_at > now)
 
 
 @dataclass(frozen=True)
@@ -60,22 +37,6 @@ def _time(value: object) -> datetime | None:
     if not isinstance(value, str) or not value or value.startswith("0001-01-01"):
         return None
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def to_alert(shape: GettableAlert) -> Alert:
-    return Alert(
-        fingerprint=shape.fingerprint,
-        labels=dict(shape.labels),
-        annotations=dict(shape.annotations),
-        starts_at=shape.starts_at,
-        ends_at=shape.ends_at,
-        state=shape.status.state,
-        silenced_by=tuple(shape.status.silenced_by),
-        inhibited_by=tuple(shape.status.inhibited_by),
-        receivers=tuple(r.name for r in shape.receivers),
-        generator_url=shape.generator_url or None,
-        updated_at=shape.updated_at,
-    )
 
 
 @dataclass(frozen=True)
@@ -134,8 +95,7 @@ class Alertmanager:
         body = await self._get("/api/v2/alerts", params)
         if not isinstance(body, list):
             raise AdapterError(f"{NAME} /api/v2/alerts: expected a JSON list", permanent=False)
-        shapes, malformed = parse_alerts(body)
-        return AlertList([to_alert(s) for s in shapes], malformed)
+        return AlertList(*parse_alerts(body))
 
     async def escalation_alerts(self, matchers: Sequence[str]) -> AlertList:
         """Every alert the matchers select, silenced and inhibited ones included (and marked)."""

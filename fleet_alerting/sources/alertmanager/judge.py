@@ -11,14 +11,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from typing import Any
 from urllib.parse import quote
+
+import orjson
 
 from fleet_alerting.config.schema import EscalationRule
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link
 from fleet_alerting.core.policy import vanished
-from fleet_alerting.core.signals import Link, Severity, Signal
+from fleet_alerting.core.signals import TEXTS, Link, Severity, Signal, digest, digest_bytes
 from fleet_alerting.sources.alertmanager.client import Alert
 from fleet_alerting.sources.alertmanager.shapes import FINGERPRINT
 from fleet_alerting.sources.records import Malformed
@@ -44,11 +48,47 @@ def to_signals(
     """The first rule (in config order) that matched an alert decides its severity."""
     signals: dict[str, Signal] = {}
     for rule, alerts in matched:
+        token = digest(rule.name, rule.severity, alertmanager_url, links.model_dump(mode="json"))
         for alert in alerts:
             key = alert_key(alert)
             if key not in signals:
-                signals[key] = to_signal(alert, rule, now, alertmanager_url, links)
+                signals[key] = deferred_signal(alert, rule, now, alertmanager_url, links, token)
     return list(signals.values())
+
+
+def deferred_signal(
+    alert: Alert,
+    rule: EscalationRule,
+    now: datetime,
+    alertmanager_url: str,
+    links: LinksConfig,
+    token: str,
+) -> Signal:
+    """`to_signal`, its texts (summary, links, evidence...) rendered when read — when its
+    incident changes or is told — not for every alert every run. Its fingerprint is all the
+    texts depend on: the rule and settings (`token`), the alert's labels, annotations, state."""
+    labels = alert.labels
+    firing = alert.firing(now)
+    seen = (token, firing, alert.starts_at, labels, alert.annotations, alert.receivers)
+    seen += (alert.generator_url, alert.silenced_by, alert.inhibited_by)
+    return Signal.deferred(
+        key=alert_key(alert),
+        source=SOURCE,
+        firing=firing,
+        severity=rule.severity,
+        target=labels.get("instance") or labels.get("job") or alert.name,
+        labels=labels,
+        fingerprint=digest_bytes(orjson.dumps(seen)),
+        render=partial(_texts, alert, rule, now, alertmanager_url, links),
+        since=alert.starts_at,
+    )
+
+
+def _texts(
+    alert: Alert, rule: EscalationRule, now: datetime, alertmanager_url: str, links: LinksConfig
+) -> dict[str, Any]:
+    signal = to_signal(alert, rule, now, alertmanager_url, links)
+    return {name: getattr(signal, name) for name in TEXTS}
 
 
 @dataclass(frozen=True)

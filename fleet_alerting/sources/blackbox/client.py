@@ -3,10 +3,11 @@
 The direct prober uses aiohttp rather than httpx: at 100-200 concurrent probes httpx's pool costs
 2-4x the socket limit while aiohttp stays at it (bench/probe_fanout.py, bench/README.md).
 
-Every probe closes its connection (a fleet is thousands of distinct hosts: a kept-alive pool only
-holds file handles), and concurrency stays below the process's open-file limit. A probe that
-fails because *this* machine ran out of something (file handles, ports, buffers) says nothing
-about the target: it is "unknown", never a failure.
+Every direct probe closes its connection (a fleet is thousands of distinct hosts: a kept-alive
+pool only holds file handles); probes through blackbox_exporter keep theirs to it. Concurrency
+stays below the process's open-file limit. A probe that fails because *this* machine ran out of
+something (file handles, ports, buffers) says nothing about the target: it is "unknown", never a
+failure. Of an exporter's answer only the probe metrics are read (`probe_values`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import errno
 import glob
 import json
 import os
+import re
 import resource
 import ssl
 import time
@@ -183,7 +185,9 @@ async def probe_all(
     if capped and notes is not None:
         notes.append(capped)
     gate = asyncio.Semaphore(concurrency)
-    connector = aiohttp.TCPConnector(limit=concurrency, force_close=True, ttl_dns_cache=300)
+    # each target its own connection, closed after its probe; the exporter one kept-alive pool
+    exporter = config.mode == "exporter"
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=not exporter, ttl_dns_cache=300)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(target: ProbeTarget) -> ProbeResult:
@@ -267,14 +271,47 @@ def _unobserved(target: ProbeTarget, error: str) -> ProbeResult:
     return ProbeResult(target, False, error=error, observed=False)
 
 
-def parse_exporter(target: ProbeTarget, body: str) -> ProbeResult:
+# what a probe's result is read from (the rest of the answer is the exporter's own detail)
+PROBE_METRICS = (
+    "probe_success",
+    "probe_http_status_code",
+    "probe_duration_seconds",
+    "probe_ssl_earliest_cert_expiry",
+)
+_EXPOSITION_LINE = re.compile(
+    r"#.*|[a-zA-Z_:][a-zA-Z0-9_:]*(?:\{.*\})? [-+]?(?:[0-9.]+(?:[eE][-+]?[0-9]+)?|Inf|NaN)"
+    r"(?: -?[0-9]+)?|",
+    re.ASCII,
+)
+
+
+def probe_values(body: str) -> dict[str, float] | None:
+    """PROBE_METRICS of an answer whose every line has the exposition format's form, the probe
+    metrics unlabelled (as blackbox_exporter writes them); None for any other answer, which
+    the full parser then reads — and names what is wrong with."""
     values: dict[str, float] = {}
-    try:
-        for family in text_string_to_metric_families(body):
-            for sample in family.samples:
-                values.setdefault(sample.name, sample.value)
-    except ValueError as exc:
-        return _unobserved(target, f"unparseable blackbox_exporter answer: {str(exc)[:200]}")
+    for line in body.splitlines():
+        if not _EXPOSITION_LINE.fullmatch(line):
+            return None
+        if line.startswith("probe_"):
+            name, _, rest = line.partition(" ")
+            if name.partition("{")[0] in PROBE_METRICS:
+                if "{" in name:
+                    return None
+                values.setdefault(name, float(rest.partition(" ")[0]))
+    return values if "probe_success" in values else None
+
+
+def parse_exporter(target: ProbeTarget, body: str) -> ProbeResult:
+    values = probe_values(body)
+    if values is None:
+        values = {}
+        try:
+            for family in text_string_to_metric_families(body):
+                for sample in family.samples:
+                    values.setdefault(sample.name, sample.value)
+        except ValueError as exc:
+            return _unobserved(target, f"unparseable blackbox_exporter answer: {str(exc)[:200]}")
     if "probe_success" not in values:
         return _unobserved(target, "blackbox_exporter answer lacks probe_success")
     ok = values["probe_success"] == 1

@@ -20,6 +20,7 @@ from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
 from fleet_alerting.config.secrets import SecretError, register_basic_auth
 from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.http.body import DEFAULT_MAX_ANSWER_BYTES, request_capped
+from fleet_alerting.http.clients import shared_client
 from fleet_alerting.http.errors import (
     AdapterError,
     excerpt,
@@ -96,8 +97,10 @@ class PrometheusClient:
         timeout: float,
         attempts: int = 2,
         max_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        auth: httpx.Auth | None = None,  # per request: the client may be shared
     ):
         self.client = client
+        self.auth = auth
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.attempts = attempts
@@ -120,6 +123,7 @@ class PrometheusClient:
                 setting="prometheus.max_answer_bytes",
                 params=params,
                 timeout=self.timeout + min(self.timeout, 1.0),
+                auth=self.auth or httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.HTTPError as exc:
             raise transport_error(exc, SYSTEM) from None
@@ -142,11 +146,11 @@ async def query_watches(
     except SecretError as exc:
         return [WatchOutcome(w, error=f"credentials: {exc}", permanent=True) for w in watches]
     timeout = config.timeout.total_seconds()
-    async with httpx.AsyncClient(auth=auth, timeout=timeout + 1) as http:
-        client = PrometheusClient(
-            http, config.url or "", timeout, max_bytes=config.max_answer_bytes
-        )
-        return list(await asyncio.gather(*(_one_watch(client, w) for w in watches)))
+    http = shared_client(config.url or "", timeout + 1)
+    client = PrometheusClient(
+        http, config.url or "", timeout, max_bytes=config.max_answer_bytes, auth=auth
+    )
+    return list(await asyncio.gather(*(_one_watch(client, w) for w in watches)))
 
 
 async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutcome:

@@ -1,0 +1,214 @@
+"""Benchmark: `serve` over many minutes — does it stay flat in memory and disk?
+
+Every checkout given with `--code LABEL=DIR` runs its own `serve` (own PREFECT_HOME, own store),
+all at the same time, with all five watches every 10 s: the blackbox probe and the Fleet API
+against a local HTTP server, Prometheus and Alertmanager against real local servers when installed
+(else an address where nothing listens), the MQTT broker where nothing listens. Beside them, one
+process runs the same five watches plainly (`.fn`, no Prefect) every 10 s — the least the same
+work costs. Every 30 s: each serve's RSS and the size of its prefect.db (with -wal).
+
+Printed: per serve, RSS and database slope (MB/h, least squares over the samples after
+`--warmup` minutes), and CPU seconds per round of five runs, serve / plain.
+
+    PYTHONPATH=$PWD .venv/bin/python bench/soak.py [--minutes 16] [--warmup 4]
+        [--code before=/tmp/main --code after=.]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from running import Fleet, rss_kb
+
+ROOT = Path(__file__).parents[1]
+WATCHES = (
+    "blackbox-probe",
+    "prometheus-watches",
+    "alertmanager-escalation",
+    "fleet-events",
+    "zigbee-probe",
+)
+NOWHERE = "http://127.0.0.1:9"
+
+
+def write_config(folder: Path, base: str, prometheus: str, alertmanager: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    targets = [{"name": f"pi-{i:02}", "url": f"{base}/healthz?d={i}"} for i in range(20)]
+    config: dict[str, Any] = {
+        "state": {"path": "state.sqlite"},
+        "notify": {"outbox_file": "outbox.jsonl", "dry_run": True},
+        "blackbox": {"targets": targets, "timeout": "3s"},
+        "prometheus": {"url": prometheus, "timeout": "3s"},
+        "alertmanager": {"url": alertmanager},
+        "fleet_api": {"url": base, "token": {"env": "BENCH_FLEET_TOKEN"}},
+        "zigbee": {
+            "timeout": "3s",
+            "coordinators": [{"name": "pi-video-01", "broker": "mqtt://127.0.0.1:9"}],
+        },
+        "schedule": {"every": dict.fromkeys(WATCHES, "10s")},
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def db_mb(home: Path) -> float:
+    files = [home / "prefect.db", home / "prefect.db-wal"]
+    return sum(f.stat().st_size for f in files if f.exists()) / 2**20
+
+
+def slope_per_hour(samples: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, value), per hour."""
+    n = len(samples)
+    if n < 2:
+        return float("nan")
+    mt = sum(t for t, _ in samples) / n
+    mv = sum(v for _, v in samples) / n
+    var = sum((t - mt) ** 2 for t, _ in samples)
+    return sum((t - mt) * (v - mv) for t, v in samples) / var * 3600 if var else float("nan")
+
+
+def plain_rounds(config: str, seconds: float) -> None:
+    """Child mode: the five watches plainly, a round every 10 s; prints CPU per round (the first
+    round, imports and connections, not counted)."""
+    from fleet_alerting.deployments.run import plain_logging
+    from fleet_alerting.flows import get_flow
+    from fleet_alerting.tasks.runtime import go_plain
+
+    go_plain()
+    plain_logging(open(os.devnull, "w"))  # noqa: SIM115 -- for the child's lifetime
+
+    async def one_round() -> None:
+        for watch in WATCHES:
+            # a source down fails the run; it still costs what it costs
+            with contextlib.suppress(Exception):
+                await get_flow(watch).fn(config_path=config)
+
+    asyncio.run(one_round())
+    start_cpu, started, rounds = time.process_time(), time.monotonic(), 0
+    while time.monotonic() - started < seconds:
+        began = time.monotonic()
+        asyncio.run(one_round())
+        rounds += 1
+        time.sleep(max(0.0, 10 - (time.monotonic() - began)))
+    print(f"{(time.process_time() - start_cpu) / max(rounds, 1):.4f} {rounds}", flush=True)
+
+
+def real_servers(work: Path) -> tuple[str, str, list[Any]]:
+    """A real Prometheus and Alertmanager when installed (tests/servers.py), else nowhere."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from tests.servers import start_alertmanager, start_prometheus
+
+        (work / "prometheus").mkdir(parents=True)
+        (work / "alertmanager").mkdir(parents=True)
+        prometheus, prometheus_url = start_prometheus(work / "prometheus", {"self": None})
+        alertmanager, alertmanager_url = start_alertmanager(
+            work / "alertmanager", "route: {receiver: nobody}\nreceivers: [{name: nobody}]\n"
+        )
+    except Exception as exc:  # not installed: the watches report their source unreachable
+        print(f"(no real Prometheus/Alertmanager: {exc}; those watches see nothing listening)")
+        return NOWHERE, NOWHERE, []
+    return prometheus_url, alertmanager_url, [prometheus, alertmanager]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--minutes", type=float, default=16.0)
+    parser.add_argument("--warmup", type=float, default=4.0)
+    parser.add_argument("--code", action="append", default=[], help="LABEL=DIR (repeatable)")
+    parser.add_argument("--plain", help=argparse.SUPPRESS)  # child mode: CONFIG
+    args = parser.parse_args()
+    if args.plain:
+        plain_rounds(args.plain, args.minutes * 60)
+        return
+    fleet = ThreadingHTTPServer(("127.0.0.1", 0), Fleet)
+    threading.Thread(target=fleet.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{fleet.server_port}"
+    work = Path(tempfile.mkdtemp(prefix="bench-soak-"))
+    prometheus, alertmanager, servers = real_servers(work)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env |= {"BENCH_FLEET_TOKEN": "bench-token", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env |= {"DO_NOT_TRACK": "1"}
+    codes = [c.split("=", 1) for c in args.code] or [["this", str(ROOT)]]
+    serves: dict[str, subprocess.Popen[bytes]] = {}
+    for label, code in codes:
+        home = work / label / "prefect-home"
+        config = write_config(work / label, base, prometheus, alertmanager)
+        log = (work / label / "serve.log").open("w")
+        child = env | {"PREFECT_HOME": str(home), "PYTHONPATH": str(Path(code).resolve())}
+        cli = [sys.executable, "-m", "fleet_alerting.surfaces.cli", "serve", "--config"]
+        serves[label] = subprocess.Popen([*cli, str(config)], env=child, stdout=log, stderr=log)
+    plain_config = write_config(work / "plain", base, prometheus, alertmanager)
+    plain = subprocess.Popen(
+        [sys.executable, __file__, "--plain", str(plain_config), "--minutes", str(args.minutes)],
+        env=env | {"PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    rss: dict[str, list[tuple[float, float]]] = {label: [] for label in serves}
+    disk: dict[str, list[tuple[float, float]]] = {label: [] for label in serves}
+    started = time.monotonic()
+    cpu_at_warmup: dict[str, float] = {}
+    try:
+        while time.monotonic() - started < args.minutes * 60:
+            at = time.monotonic() - started
+            for label, proc in serves.items():
+                home = work / label / "prefect-home"
+                mb = rss_kb(proc.pid) / 1024
+                rss[label].append((at, mb))
+                disk[label].append((at, db_mb(home)))
+                if at >= args.warmup * 60 and label not in cpu_at_warmup:
+                    cpu_at_warmup[label] = cpu_seconds(proc.pid)
+                print(f"{at / 60:5.1f} min {label}: RSS {mb:6.1f} MB, db {db_mb(home):7.1f} MB")
+            sys.stdout.flush()
+            time.sleep(30)
+        ends = {label: cpu_seconds(proc.pid) for label, proc in serves.items()}
+    finally:
+        for proc in serves.values():
+            proc.terminate()
+        for proc in serves.values():
+            proc.wait(120)
+        for server in servers:
+            server.stop()
+        if sys.exc_info()[0] is not None:
+            plain.kill()
+    plain_cpu, plain_n = (float(x) for x in plain.communicate(timeout=120)[0].split())
+    measured = (args.minutes - args.warmup) * 60 / 10  # rounds of five runs after warm-up
+    print(f"\nafter {args.warmup:g} min warm-up, {args.minutes:g} min in all (work: {work}):")
+    print(f"plain: {plain_cpu * 1000:.0f} ms CPU per round of five runs ({plain_n:.0f} rounds)")
+    for label in serves:
+        warm = [s for s in rss[label] if s[0] >= args.warmup * 60]
+        warm_disk = [s for s in disk[label] if s[0] >= args.warmup * 60]
+        log = (work / label / "serve.log").read_text()
+        runs = log.count(": Completed") + log.count(": Failed")
+        per_round = (ends[label] - cpu_at_warmup.get(label, 0.0)) / measured
+        print(
+            f"{label}: RSS {rss[label][0][1]:.0f}→{rss[label][-1][1]:.0f} MB, slope "
+            f"{slope_per_hour(warm):.1f} MB/h; prefect.db {disk[label][-1][1]:.1f} MB, slope "
+            f"{slope_per_hour(warm_disk):.1f} MB/h; {runs} runs; CPU per round "
+            f"{per_round * 1000:.0f} ms = {per_round / plain_cpu:.1f}× plain"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,368 @@
+"""Silences by matchers and maintenance windows: what mutes an incident, and what it is told.
+
+A **silence** mutes every incident whose labels its matchers select (Alertmanager's `=`, `!=`,
+`=~`, `!~`, RE2, anchored; core.matchers) from its start until its end. A **maintenance window**
+is a named list of Alertmanager time intervals (core.time_intervals); a mute rule applies windows
+to the incidents its matchers select, as `mute_time_intervals` (muted inside them) or
+`active_time_intervals` (muted outside them). The labels an incident shows are its signal's,
+plus `source`, `severity` and `target` (`labels_of`).
+
+Muted is not forgotten. A muted incident keeps being evaluated and recorded (the `mute` pass
+runs after the engine, as inhibition does) and its acts name the mute; its messages and pages
+are held back. When a mute begins on an incident already told, every destination that saw it
+firing gets a closing word ("silenced by … until …"); when the mute ends and the failure goes on,
+it is told once ("was silenced by …"); when it resolves while muted, every destination that saw
+it firing is told it resolved, and one never told is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from fleet_alerting.core.actions import closing_words, notification
+from fleet_alerting.core.fleet import MatcherText, selector, signal_labels
+from fleet_alerting.core.incidents import Acts, Incident, Kind, Notification, Overlay, State, glance
+from fleet_alerting.core.inhibition import held_back
+from fleet_alerting.core.model import Model
+from fleet_alerting.core.policy import Evaluation, PolicyConfig, PolicyFor, notify_channels
+from fleet_alerting.core.time_intervals import TimeInterval, TimeIntervalError, parse_time_interval
+
+SILENCE, WINDOW = "silence", "window"
+LOOK_AHEAD = timedelta(days=8)  # how far a window's end (or next start) is looked for
+
+
+def labels_of(incident: Incident) -> dict[str, str]:
+    """What matchers see of an incident: its signal's labels, `source`, `severity` (ours win)
+    and `target` (the signal's, unless a label of that name says otherwise)."""
+    labels = signal_labels(incident.source, incident.severity, incident.signal.labels)
+    if incident.signal.target:
+        labels.setdefault("target", incident.signal.target)
+    return labels
+
+
+# --- silences ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Silence:
+    id: str
+    matchers: tuple[str, ...]  # Alertmanager matchers as written, validated before storing
+    starts_at: datetime
+    ends_at: datetime
+    author: str
+    comment: str = ""
+    created_at: datetime | None = None
+    expired_by: str | None = None  # ended by hand (ends_at is then when)
+    alertmanager_id: str | None = None  # the same silence in Alertmanager, if one was made
+
+    def active(self, now: datetime) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return selector(self.matchers)(labels)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+    def told(self) -> str:
+        about = f": {self.comment}" if self.comment else ""
+        return f"silenced by {self.author} (silence {self.short_id}{about})"
+
+
+# --- maintenance windows (config) -------------------------------------------------------------
+
+
+class MaintenanceWindow(Model):
+    """A named list of Alertmanager time intervals: `times`, `weekdays`, `days_of_month`,
+    `months`, `years`, `location`."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+    time_intervals: list[dict[str, Any]] = Field(min_length=1, max_length=50)
+    _parsed: tuple[TimeInterval, ...] = PrivateAttr(default=())
+
+    @field_validator("time_intervals")
+    @classmethod
+    def _valid(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for n, interval in enumerate(value):
+            try:
+                parse_time_interval(interval)
+            except TimeIntervalError as exc:
+                raise ValueError(f"time_intervals[{n}]: {exc}") from None
+        return value
+
+    def model_post_init(self, _context: Any) -> None:
+        self._parsed = tuple(parse_time_interval(i) for i in self.time_intervals)
+
+    def contains(self, at: datetime) -> bool:
+        return any(interval.contains(at) for interval in self._parsed)
+
+
+class MuteRule(Model):
+    """The windows that mute the incidents `matchers` select: inside any of
+    `mute_time_intervals`, and outside all of `active_time_intervals` (when given)."""
+
+    matchers: list[MatcherText] = Field(min_length=1, max_length=20)
+    mute_time_intervals: list[str] = Field(default=[], max_length=20)
+    active_time_intervals: list[str] = Field(default=[], max_length=20)
+
+    @model_validator(mode="after")
+    def _some_window(self) -> MuteRule:
+        if not self.mute_time_intervals and not self.active_time_intervals:
+            raise ValueError("name windows in mute_time_intervals or active_time_intervals")
+        return self
+
+
+class MaintenanceConfig(Model):
+    windows: list[MaintenanceWindow] = Field(default=[], max_length=100)
+    mute: list[MuteRule] = Field(default=[], max_length=100)
+
+    def with_policies(self, policies: Mapping[str, PolicyConfig]) -> MaintenanceConfig:
+        """These rules and, for each policy naming windows, one for its severity."""
+        rules = [
+            MuteRule(
+                matchers=[f'severity="{severity}"'],
+                mute_time_intervals=policy.mute_time_intervals,
+                active_time_intervals=policy.active_time_intervals,
+            )
+            for severity, policy in policies.items()
+            if policy.mute_time_intervals or policy.active_time_intervals
+        ]
+        return self if not rules else self.model_copy(update={"mute": [*self.mute, *rules]})
+
+    def unknown_windows(self, names: Sequence[str]) -> list[str]:
+        known = {w.name for w in self.windows}
+        return [name for name in names if name not in known]
+
+    @model_validator(mode="after")
+    def _known_windows(self) -> MaintenanceConfig:
+        names = [w.name for w in self.windows]
+        if len(set(names)) != len(names):
+            raise ValueError("window names must be unique")
+        for n, rule in enumerate(self.mute):
+            for name in (*rule.mute_time_intervals, *rule.active_time_intervals):
+                if name not in names:
+                    raise ValueError(f"mute[{n}]: no window named {name!r} in windows")
+        return self
+
+
+# --- what mutes what --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mute:
+    id: str  # "silence:<id>" | "window:<name>"
+    by: str  # as told: "silenced by ana (silence 3f2a9c1e: re-imaging)", "muted by window …"
+    until: datetime | None  # None: not known within LOOK_AHEAD
+
+
+class Muting:
+    """The silences and windows in force, asked once per incident label set."""
+
+    def __init__(
+        self, silences: Sequence[Silence] = (), maintenance: MaintenanceConfig | None = None
+    ):
+        self.silences = list(silences)
+        self.maintenance = maintenance or MaintenanceConfig()
+        self._windows = {w.name: w for w in self.maintenance.windows}
+        self._ends: dict[tuple[int, datetime], datetime | None] = {}
+
+    @property
+    def empty(self) -> bool:
+        return not self.silences and not self.maintenance.mute
+
+    def may_mute(self, source: str) -> bool:
+        matchers = [s.matchers for s in self.silences]
+        matchers += [tuple(r.matchers) for r in self.maintenance.mute]
+        return any(selector(m).admits(source) for m in matchers)
+
+    def mute_for(self, labels: Mapping[str, str], now: datetime) -> Mute | None:
+        """The first silence in force selecting `labels`, else the first muting window."""
+        for s in self.silences:
+            if s.active(now) and s.matches(labels):
+                return Mute(f"{SILENCE}:{s.id}", s.told(), s.ends_at)
+        for rule in self.maintenance.mute:
+            if selector(tuple(rule.matchers))(labels) and self._muted_by(rule, now):
+                return Mute(f"{WINDOW}:{self._name(rule, now)}", self._told(rule, now), None)
+        return None
+
+    def until(self, mute: Mute, now: datetime) -> datetime | None:
+        """When a window's mute lifts (a silence's is its end)."""
+        if not mute.id.startswith(WINDOW):
+            return mute.until
+        for n, rule in enumerate(self.maintenance.mute):
+            if self._muted_by(rule, now) and mute.id == f"{WINDOW}:{self._name(rule, now)}":
+                key = (n, now.replace(second=0, microsecond=0))
+                if key not in self._ends:
+                    self._ends[key] = first_minute(lambda t, r=rule: not self._muted_by(r, t), now)
+                return self._ends[key]
+        return None
+
+    def windows_now(self, now: datetime) -> list[tuple[MuteRule, bool]]:
+        """Every mute rule and whether it mutes at `now`."""
+        return [(rule, self._muted_by(rule, now)) for rule in self.maintenance.mute]
+
+    def _muted_by(self, rule: MuteRule, at: datetime) -> bool:
+        if any(self._windows[name].contains(at) for name in rule.mute_time_intervals):
+            return True
+        active = rule.active_time_intervals
+        return bool(active) and not any(self._windows[name].contains(at) for name in active)
+
+    def _name(self, rule: MuteRule, at: datetime) -> str:
+        inside = [n for n in rule.mute_time_intervals if self._windows[n].contains(at)]
+        return inside[0] if inside else "outside " + "/".join(rule.active_time_intervals)
+
+    def _told(self, rule: MuteRule, at: datetime) -> str:
+        return f"muted by window {self._name(rule, at)}"
+
+
+def first_minute(
+    condition: Callable[[datetime], bool], start: datetime, limit: timedelta = LOOK_AHEAD
+) -> datetime | None:
+    """The first whole minute after `start` at which `condition` holds (time intervals are
+    minute-grained), or None within `limit`."""
+    at = start.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    end = start + limit
+    while at <= end:
+        if condition(at):
+            return at
+        at += timedelta(minutes=1)
+    return None
+
+
+# --- the pass after the engine ----------------------------------------------------------------
+
+
+def mute(
+    evaluation: Evaluation,
+    before: Mapping[str, Incident],
+    muting: Muting,
+    policy_for: PolicyFor,
+    own_sources: set[str],
+    now: datetime,
+) -> Evaluation:
+    """Apply silences and windows to an evaluation, as core.inhibition applies its rules: only
+    incidents of `own_sources` change; `before` holds the unresolved incidents read."""
+    changed = {i.key: i for i in evaluation.incidents}
+    after = Overlay(before, changed)
+    by_key: dict[str, list[Notification]] = {}
+    for n in evaluation.notifications:
+        by_key.setdefault(n.incident.key, []).append(n)
+    candidates = [
+        key for key in after if _candidate(after, key, changed, by_key, muting, own_sources)
+    ]
+    after.preload(candidates)
+    drop: set[str] = set()
+    extra: list[Notification] = []
+    released: dict[str, Incident] = {}
+    for key in candidates:
+        incident = after[key]
+        prior = _same_episode(before.get(key), incident)
+        was = prior.acts.mute_id if prior is not None else incident.acts.mute_id
+        sent = by_key.get(key, [])
+        found = (
+            muting.mute_for(labels_of(incident), now) if incident.state != State.resolved else None
+        )
+        if found is not None:
+            drop.add(key)
+            updated, told = _begin(incident, prior, found, muting, sent, was, policy_for, now)
+            extra += told
+            if updated != incident:
+                changed[key] = updated
+        elif was is not None:
+            updated, keep, told = _end(incident, prior, sent, policy_for, now)
+            if not keep:
+                drop.add(key)
+            extra += told
+            changed[key] = released[key] = updated
+    kept = [
+        replace(n, incident=replace(n.incident, acts=released[n.incident.key].acts))
+        if n.incident.key in released
+        else n  # what the engine sent as the mute ended: the record without the mute
+        for n in evaluation.notifications
+        if n.incident.key not in drop
+    ]
+    # an incident first told as its mute ends opens its thread before the page the engine sent
+    opening = [n for n in extra if n.kind == Kind.opened]
+    rest = [n for n in extra if n.kind != Kind.opened]
+    return Evaluation(list(changed.values()), opening + kept + rest)
+
+
+def _candidate(
+    after: Overlay,
+    key: str,
+    changed: Mapping[str, Incident],
+    by_key: Mapping[str, list[Notification]],
+    muting: Muting,
+    own_sources: set[str],
+) -> bool:
+    seen = glance(after, key)
+    if seen.source not in own_sources:
+        return False
+    acted = seen.acted if not isinstance(seen, Incident) else seen.acts.mute_id is not None
+    return key in changed or key in by_key or acted or muting.may_mute(seen.source)
+
+
+def _same_episode(prior: Incident | None, incident: Incident) -> Incident | None:
+    if prior is None or prior.onset != incident.onset or prior.state == State.resolved:
+        return None
+    return prior
+
+
+def _with_mute(acts: Acts, found: Mute | None, until: datetime | None) -> Acts:
+    if found is None:
+        return replace(acts, mute_id=None, muted_by=None, muted_until=None)
+    return replace(acts, mute_id=found.id, muted_by=found.by, muted_until=until)
+
+
+def _begin(
+    incident: Incident,
+    prior: Incident | None,
+    found: Mute,
+    muting: Muting,
+    dropped: Sequence[Notification],
+    was: str | None,
+    policy_for: PolicyFor,
+    now: datetime,
+) -> tuple[Incident, list[Notification]]:
+    """Muted: the record as if the dropped messages had not been due; a mute that begins on an
+    incident already told is told to every destination that saw it firing."""
+    until = muting.until(found, now) if was != found.id else incident.acts.muted_until
+    updated = replace(incident, acts=_with_mute(incident.acts, found, until))
+    updated = held_back(updated, prior, dropped)
+    if was == found.id or prior is None or prior.last_notified_at is None or not prior.is_open:
+        return updated, []
+    return updated, closing_words(updated, prior, policy_for(incident.severity).channels(), now)
+
+
+def _end(
+    incident: Incident,
+    prior: Incident | None,
+    sent: Sequence[Notification],
+    policy_for: PolicyFor,
+    now: datetime,
+) -> tuple[Incident, bool, list[Notification]]:
+    """The mute is over, or the incident resolved under it: (record, keep what the engine sent,
+    what to tell besides)."""
+    was_by = incident.acts.muted_by or (prior.acts.muted_by if prior else None) or "a mute"
+    released = replace(incident, acts=_with_mute(incident.acts, None, None))
+    told_before = prior is not None and prior.last_notified_at is not None
+    if incident.state == State.resolved:
+        return released, told_before, []  # closed wherever it was told firing, nowhere else
+    if not incident.is_open or any(n.kind == Kind.opened for n in sent):
+        return released, True, []
+    note = f"{incident.signal.summary} (was {was_by}, which has ended)"
+    snapshot = replace(released, signal=replace(released.signal, summary=note))
+    policy = policy_for(incident.severity)
+    if told_before:  # a mute can end more than once in an episode: the moment is in the id
+        told = [notification(snapshot, c, Kind.silence_expired, now) for c in policy.channels()]
+    else:
+        told = notify_channels(snapshot, policy, Kind.opened, now)
+    if told:
+        released = replace(released, last_notified_at=now)
+    return released, True, told

@@ -1,0 +1,129 @@
+"""Table-driven tests of silences by matchers and maintenance windows (core.muting) as the engine
+applies them: tests/cases/muting.yaml feeds runs of signals, states what each run sends."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fleet_alerting.core.incidents import Incident, State
+from fleet_alerting.core.muting import MaintenanceConfig, Muting, Silence
+from fleet_alerting.core.policy import Evaluation, PolicyConfig
+from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.core.storms import StormRules, decide
+from fleet_alerting.store.database import Store
+
+CASES = yaml.safe_load((Path(__file__).parent / "cases" / "muting.yaml").read_text())
+T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+POLICIES = {
+    Severity.critical: PolicyConfig(page=["pagerduty"], mirror=True),
+    Severity.warning: PolicyConfig(),
+    Severity.info: PolicyConfig(notify=[]),
+}
+
+
+def signal(spec: dict[str, Any]) -> Signal:
+    return Signal(
+        key=f"{spec['source']}:{spec['target']}",
+        source=spec["source"],
+        firing=spec["fail"],
+        severity=Severity(spec.get("severity", "warning")),
+        summary=f"{spec['target']} {'down' if spec['fail'] else 'up'}",
+        target=spec["target"],
+        labels=dict(spec.get("labels", {})),
+    )
+
+
+def silences_of(case: dict[str, Any], start: datetime) -> list[Silence]:
+    return [
+        Silence(
+            id=s["id"],
+            matchers=tuple(s["matchers"]),
+            starts_at=start + timedelta(seconds=s["from"]),
+            ends_at=start + timedelta(seconds=s["to"]),
+            author=s["author"],
+            comment=s.get("comment", ""),
+        )
+        for s in case.get("silences", [])
+    ]
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["in-memory", "through-the-store"])
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_muting_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None:
+    start = datetime.fromisoformat(case["start"]) if "start" in case else T0
+    maintenance = MaintenanceConfig.model_validate(case.get("maintenance", {}))
+    policy_windows = {
+        Severity(severity): POLICIES[Severity(severity)].model_copy(update=windows)
+        for severity, windows in case.get("policy_windows", {}).items()
+    }
+    muting = Muting(silences_of(case, start), maintenance.with_policies(policy_windows))
+    records: dict[str, Incident] = {}
+    real = Store(tmp_path / "state.sqlite") if stored else None
+    for step in case["steps"]:
+        now = start + timedelta(seconds=step["at"])
+        signals = [signal(spec) for spec in step["signals"]]
+        unresolved = {k: i for k, i in records.items() if i.state != State.resolved}
+
+        def run(
+            current: Mapping[str, Incident], signals: list[Signal] = signals, now: datetime = now
+        ) -> Evaluation:
+            return decide(signals, current, POLICIES.__getitem__, StormRules(), now, None, muting)
+
+        result = real.evaluate(run, now)[0] if real else run(unresolved)
+        records.update({i.key: i for i in result.incidents})
+        where = f"at {step['at']}s"
+        sent = sorted(f"{n.channel}:{n.kind}:{n.incident.key}" for n in result.notifications)
+        assert sent == sorted(step["send"]), where
+        for text in step.get("says", []):
+            said = [
+                f"{n.incident.signal.summary} {n.incident.acts.muted_by}"
+                for n in result.notifications
+            ]
+            assert any(text in s for s in said), f"{where}: no message says {text!r}: {said}"
+        for key, state in step.get("state", {}).items():
+            assert records[key].state == state, f"{where}: {key}"
+        for key, mute_id in step.get("muted", {}).items():
+            assert records[key].acts.mute_id == mute_id, f"{where}: {key}"
+        for key, until in step.get("until", {}).items():
+            assert records[key].acts.muted_until == datetime.fromisoformat(until), where
+
+
+def test_closing_words_say_what_muted_the_incident() -> None:
+    from dataclasses import replace
+
+    from fleet_alerting.core.incidents import Acts, Kind, Notification
+    from fleet_alerting.delivery.notifiers.slack_api import top_message
+    from fleet_alerting.delivery.notifiers.slack_webhook import headline
+
+    base = Incident(
+        key="blackbox:pi-0",
+        source="blackbox",
+        severity=Severity.warning,
+        state=State.firing,
+        onset=T0,
+        changed_at=T0,
+        signal=signal({"source": "blackbox", "target": "pi-0", "fail": True}),
+    )
+    inhibited = replace(base, inhibited_by="blackbox:service=fleet-api")
+    said = Notification("n1", "slack", Kind.muted, T0, inhibited)
+    assert headline(said) == "[WARNING] Inhibited by blackbox:service=fleet-api: pi-0 down"
+    assert top_message(said)["text"].startswith("Inhibited by blackbox:service=fleet-api: ")
+    window = replace(
+        base,
+        acts=Acts(
+            mute_id="window:yard-night",
+            muted_by="muted by window yard-night",
+            muted_until=T0 + timedelta(hours=3),
+        ),
+    )
+    said = Notification("n2", "slack_mirror", Kind.muted, T0, window)
+    assert headline(said) == "[WARNING] Muted by window yard-night until 06:00 UTC: pi-0 down"
+    resolved = replace(window, state=State.resolved, resolved_at=T0 + timedelta(minutes=7))
+    top = top_message(Notification("n3", "slack", Kind.resolved, T0, resolved))
+    assert top["text"].startswith("Resolved after 7m00s: [WARNING] pi-0 down")

@@ -1,0 +1,168 @@
+"""Done when: Prefect's database stays bounded under `serve`. Against a real Prefect server, the
+finished runs of this project's flows expected before the cut-off are deleted with their task
+runs, artifacts and logs; runs still going, recent runs and other projects' runs stay. The server
+`serve` starts keeps events `schedule.keep_events`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import httpx
+import pytest
+from prefect import flow, task
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactCreate, LogCreate
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Completed, Failed, Running, Scheduled
+
+from fleet_alerting.deployments.prune import keep_pruned, prune_runs
+from fleet_alerting.deployments.serve import _forget_gone, local_server
+
+NOW = datetime.now(UTC)
+OLD = NOW - timedelta(days=20)
+
+
+@flow(name="blackbox-probe")
+def ours() -> None: ...
+
+
+@flow(name="someone-elses-flow")
+def theirs() -> None: ...
+
+
+@task
+def step() -> None: ...
+
+
+async def a_run(client: Any, of: Any, scheduled: datetime, final: Any) -> UUID:
+    """A run expected at `scheduled` (back-dated through its Scheduled state), then `final`,
+    with a task run, an artifact and a log line."""
+    run = await client.create_flow_run(of, state=Scheduled(scheduled_time=scheduled))
+    await client.set_flow_run_state(run.id, final, force=True)
+    await client.create_task_run(step, run.id, dynamic_key="0")
+    await client.create_artifact(
+        ArtifactCreate(key=f"table-{run.id}", type="markdown", data="x", flow_run_id=run.id)
+    )
+    await client.create_logs(
+        [LogCreate(name="t", level=20, message="m", timestamp=scheduled, flow_run_id=run.id)]
+    )
+    return run.id
+
+
+async def exists(client: Any, run_id: UUID) -> bool:
+    try:
+        await client.read_flow_run(run_id)
+    except ObjectNotFound:
+        return False
+    return True
+
+
+async def leftovers(client: Any, run_id: UUID) -> list[str]:
+    """What of a deleted run is still in the database."""
+    found = []
+    of_run = FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+    if await client.read_artifacts(flow_run_filter=of_run):
+        found.append("artifacts")
+    if await client.read_task_runs(flow_run_filter=of_run):
+        found.append("task runs")
+    logs = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]))
+    if await client.read_logs(log_filter=logs):
+        found.append("logs")
+    return found
+
+
+async def logs_gone(client: Any, run_id: UUID, within: float = 30.0) -> bool:
+    """The server deletes a deleted run's logs in the background: polled with a deadline."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not await leftovers(client, run_id):
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+def test_old_finished_runs_of_our_flows_go_with_what_they_left(prefect_api: str) -> None:
+    asyncio.run(old_finished_runs_go())
+
+
+async def old_finished_runs_go() -> None:
+    async with get_client() as client:
+        old_done = await a_run(client, ours, OLD, Completed())
+        old_failed = await a_run(client, ours, OLD, Failed())
+        old_running = await a_run(client, ours, OLD, Running())
+        recent = await a_run(client, ours, NOW - timedelta(days=2), Completed())
+        not_ours = await a_run(client, theirs, OLD, Completed())
+
+        pruned = await prune_runs(client, ["blackbox-probe"], NOW - timedelta(days=14))
+
+        assert (pruned.runs, pruned.artifacts) == (2, 2)
+        for gone in (old_done, old_failed):
+            assert not await exists(client, gone)
+            assert await logs_gone(client, gone), await leftovers(client, gone)
+        for kept in (old_running, recent, not_ours):
+            assert await exists(client, kept)
+            assert await leftovers(client, kept) == ["artifacts", "task runs", "logs"]
+
+
+def test_serves_pruning_runs_until_stopped_and_says_what_it_deleted(prefect_api: str) -> None:
+    asyncio.run(pruning_until_stopped())
+
+
+async def pruning_until_stopped() -> None:
+    async with get_client() as client:
+        old = [await a_run(client, ours, OLD, Completed()) for _ in range(3)]
+    stop = asyncio.Event()
+    said: list[str] = []
+
+    def out(line: str) -> None:
+        said.append(line)
+        stop.set()
+
+    await asyncio.wait_for(
+        keep_pruned(["blackbox-probe"], timedelta(days=14), stop, lambda: NOW, out), timeout=60
+    )
+    assert said == ["serve: deleted 3 run(s) older than 14d from Prefect"]
+    async with get_client() as client:
+        assert not [run for run in old if await exists(client, run)]
+
+
+def test_serves_own_server_keeps_events_as_configured_and_sweeps_orphans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    with local_server(keep_events=timedelta(hours=2)) as url:
+        settings = httpx.get(f"{url}/admin/settings", timeout=30).json()["server"]
+    assert settings["events"]["retention_period"] == "PT2H"
+    assert set(settings["services"]["db_vacuum"]["enabled"]) == {"events", "orphans"}
+
+
+@dataclass(frozen=True)
+class Due:
+    id: UUID
+
+
+def test_serve_remembers_a_started_run_only_while_the_server_lists_it_as_due() -> None:
+    """Months of runs: the ids serve remembers stay as many as one poll lists."""
+    started: set[UUID] = set()
+    for _ in range(1000):  # each poll: the run just started is still listed once, then gone
+        run = Due(uuid4())
+        started.add(run.id)
+        _forget_gone(started, [run])
+        _forget_gone(started, [])
+    assert started == set()
+    still_due = Due(uuid4())
+    started.add(still_due.id)
+    _forget_gone(started, [still_due, Due(uuid4())])
+    assert started == {still_due.id}  # not started twice while its new state is on its way

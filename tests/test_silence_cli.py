@@ -1,0 +1,119 @@
+"""`fleet-alerting silence add|query|expire`, the `incidents` listing of who muted what, and the
+MCP silence tools, against the store (SQLite and PostgreSQL: `state_db`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from fleet_alerting.config import load_config
+from fleet_alerting.core.clock import utcnow
+from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.store import actions as audit
+from fleet_alerting.store.database import Store
+from fleet_alerting.surfaces.cli import main
+from fleet_alerting.surfaces.mcp_server import build_server
+from fleet_alerting.tasks.pipeline import evaluate_and_record
+from tests.operator_fleet import fleet_server
+from tests.test_actions_cli import KEY, setup
+
+
+def test_silence_add_query_expire_and_the_listing(
+    tmp_path: Path, state_db: str, capsys: pytest.CaptureFixture
+) -> None:
+    config_path = str(setup(tmp_path, state_db))
+    given = ["--config", config_path]
+    assert main(["silence", "add", 'target=~".*"', "--for", "2h", *given]) == 1
+    assert "at least one matcher must not match the empty string" in capsys.readouterr().err
+    assert main(["silence", "add", 'source="blackbox"', *given]) == 2
+    assert "silence add needs --for" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "silence",
+                "add",
+                'source="blackbox"',
+                'severity!="critical"',
+                "--for",
+                "2h",
+                "--comment",
+                "re-imaging",
+                "--author",
+                "ana",
+                *given,
+            ]
+        )
+        == 0
+    )
+    added = capsys.readouterr().out
+    assert added.startswith("Silence ") and " by ana until " in added
+    silence_id = added.split()[1]
+    assert main(["silence", "query", "-o", "json", *given]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["id"].startswith(silence_id) and row["mutes_now"] == [KEY]
+    assert row["author"] == "ana" and row["comment"] == "re-imaging" and row["state"] == "active"
+    # the next run records the mute; `incidents` says who muted it and until when
+    config = load_config(config_path)
+    store = Store(config.state)
+    signal = Signal(KEY, "blackbox", True, Severity.warning, "device down")
+    evaluate_and_record(store, [signal], config.policy, utcnow(), maintenance=config.maintenance)
+    store.close()
+    assert main(["incidents", *given]) == 0
+    listed = capsys.readouterr().out
+    assert f"[silenced by ana (silence {silence_id}: re-imaging) until " in listed
+    assert main(["incidents", "-o", "json", *given]) == 0
+    (shown,) = json.loads(capsys.readouterr().out)
+    assert shown["mute_id"].startswith(f"silence:{silence_id}") and shown["muted_until"]
+    assert main(["silence", "expire", silence_id, "--as", "bo", *given]) == 0
+    assert capsys.readouterr().out == f"Silence {silence_id} expired by bo\n"
+    assert main(["silence", "expire", silence_id, *given]) == 1
+    assert "already ended" in capsys.readouterr().err
+    assert main(["silence", "query", *given]) == 0
+    assert "no silences" in capsys.readouterr().out
+    assert main(["silence", "query", "--expired", *given]) == 0
+    assert "expired" in capsys.readouterr().out
+    store = Store(config.state)
+    trail = [(r.action, r.actor, r.via) for r in audit.history(store) if r.incident_key != KEY]
+    store.close()
+    assert trail == [("silence add", "ana", "cli"), ("silence expire", "bo", "cli")]
+
+
+def test_silence_key_still_silences_one_incident(
+    tmp_path: Path, state_db: str, capsys: pytest.CaptureFixture
+) -> None:
+    config = str(setup(tmp_path, state_db))
+    assert main(["silence", KEY, "--for", "1h", "--config", config, "--as", "ana"]) == 0
+    assert capsys.readouterr().out == "Silenced by ana for 1h00m.\n"
+    assert main(["silence", KEY, "extra", "--config", config]) == 2
+
+
+def test_mcp_silence_tools(tmp_path: Path, state_db: str) -> None:
+    with fleet_server() as fleet:
+        config = load_config(setup(tmp_path, state_db, fleet.url))
+        server = build_server(config, write=True, trigger=lambda *_a: asyncio.sleep(0, 0))
+
+        async def call(name: str, arguments: dict) -> str:
+            result = await server.call_tool(name, arguments)
+            blocks = result[0] if isinstance(result, tuple) else result.content
+            return "\n".join(b.text for b in blocks)
+
+        said = asyncio.run(
+            call(
+                "add_silence",
+                {
+                    "matchers": ['source="blackbox"'],
+                    "duration": "2h",
+                    "comment": "planned",
+                    "actor": "claude",
+                },
+            )
+        )
+        assert said.startswith("Silence ") and "by mcp:claude until" in said
+        listed = asyncio.run(call("list_silences", {}))
+        assert KEY in listed and "mcp:claude" in listed
+        silence_id = said.split()[1]
+        said = asyncio.run(call("expire_silence", {"silence_id": silence_id, "actor": "claude"}))
+        assert said == f"Silence {silence_id} expired by mcp:claude"
