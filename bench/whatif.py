@@ -136,14 +136,20 @@ def per_run_cost(config, source: str, devices: int, probe: int) -> float:  # typ
     return (time.process_time() - began) / probe
 
 
+def dry_run_config(folder: Path, name: str):  # type: ignore[no-untyped-def]
+    """A config whose store is `<name>.sqlite` in `folder`, telling nobody."""
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        yaml.safe_dump({"state": {"path": f"{name}.sqlite"}, "notify": {"dry_run": True}})
+    )
+    return load_config(path)
+
+
 def hook_cost(folder: Path, devices: int, runs: int) -> tuple[float, float]:
     """CPU seconds per run: the whole evaluate-and-record of one watch's 500 signals (1 %
     failing, steady), and the history hook's share of it (`history.record`, timed alone in
     the same kind of transaction)."""
-    (folder / "hook.yaml").write_text(
-        yaml.safe_dump({"state": {"path": "hook.sqlite"}, "notify": {"dry_run": True}})
-    )
-    config = load_config(folder / "hook.yaml")
+    config = dry_run_config(folder, "hook")
     store = Store(config.state)
     signals = [signal("blackbox", d, d % 100 == 0, False) for d in range(devices)]
     now = START
@@ -174,10 +180,7 @@ def main() -> None:
     parser.add_argument("--probe", type=int, default=300)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="whatif-bench-"))
-    (folder / "config.yaml").write_text(
-        yaml.safe_dump({"state": {"path": "state.sqlite"}, "notify": {"dry_run": True}})
-    )
-    config = load_config(folder / "config.yaml")
+    config = dry_run_config(folder, "state")
     store = Store(config.state)
     began = time.perf_counter()
     changes = write_history(store, args.devices, args.days, args.mean_days)
