@@ -45,6 +45,12 @@ from fleet_alerting.deployments.local import (
     startup_timeout,
     write_marker,
 )
+from fleet_alerting.deployments.prefect_engine import (
+    flush_to_the_server,
+    leave_sigterm_to_serve,
+    run_in_process,
+    server_app,
+)
 from fleet_alerting.deployments.prune import keep_pruned
 from fleet_alerting.deployments.schedules import CONFIGURED, Planned, plan, watch_interval
 from fleet_alerting.deployments.watch_runs import RUNS, WatchRuns
@@ -123,10 +129,8 @@ def local_server(
     def run() -> None:
         try:
             with temporary_settings(updates=server_settings(port, keep_events)):
-                from prefect.server.api.server import create_app
-
                 config = uvicorn.Config(
-                    create_app(final=True),
+                    server_app(),
                     host="127.0.0.1",
                     port=port,
                     log_level="error",
@@ -229,7 +233,7 @@ def _serve_with_a_local_server(
 
 def leave(code: int) -> NoReturn:
     """Exit now that serve has stopped: its runs' logs and events went to the server before it
-    stopped (`_flush_to_the_server`); Prefect's exit-time workers would only retry them against
+    stopped (`flush_to_the_server`); Prefect's exit-time workers would only retry them against
     a server that is gone, for seconds."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
@@ -325,20 +329,17 @@ async def execute(
 ) -> None:
     """Register the deployments, then run their due flow runs in-process until SIGTERM/SIGINT
     (see Stop; `on_exit` is what an exit at once must still do)."""
-    import prefect.flow_engine
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     stop = Stop(asyncio.get_running_loop(), on_exit)
     stop.install()
-    # serve owns SIGTERM: Prefect's bridge would raise TerminationSignal wherever the main thread
-    # is — the event loop, not the run — while serve's own stop cancels the runs cleanly
-    prefect.flow_engine.capture_sigterm = contextlib.nullcontext  # type: ignore[attr-defined]
+    leave_sigterm_to_serve()
     try:
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             flows = await register(planned, out)
             async with _pruning(keep_runs, stop.event, out):
                 await run_due(flows, stop.event, _poll_seconds(planned), out)
-            await _flush_to_the_server()
+            await flush_to_the_server()
     finally:
         if not stop.asked:
             stop.restore()
@@ -355,17 +356,6 @@ async def _pruning(keep_runs: timedelta, stop: asyncio.Event, out: Print) -> Asy
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def _flush_to_the_server() -> None:
-    """Send the runs' last logs and events while the server still answers: at exit, with a
-    local server already gone, Prefect's workers would retry them for seconds."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (APILogWorker, EventsWorker):
-        with contextlib.suppress(Exception):
-            await worker.drain_all(timeout=0.5, at_exit=False)
 
 
 async def register(planned: list[Planned], out: Print) -> dict[UUID, Any]:
@@ -501,14 +491,9 @@ def pick(runs: list[Any]) -> tuple[Any, list[Any]]:
 
 
 async def _run(flow: Any, flow_run: Any, out: Print) -> None:
-    from prefect.flow_engine import run_flow
-
     watch_run = RUNS.started(flow.name)
     try:
-        if flow.isasync:
-            state = await run_flow(flow, flow_run=flow_run, return_type="state")
-        else:  # a sync flow in a thread, so the other watches keep their schedule
-            state = await asyncio.to_thread(run_flow, flow, flow_run=flow_run, return_type="state")
+        state = await run_in_process(flow, flow_run)
         watch_run.ended(state.is_completed())
         out(f"{flow.name} {flow_run.name}: {state.name}")
     except Exception as exc:  # a run's failure is recorded in Prefect; serve keeps serving

@@ -1,0 +1,62 @@
+"""The one module that uses Prefect internals (not its documented API): what `serve` needs to be
+its own runner in one process — the server in a thread, each due run executed in-process by
+Prefect's engine. Prefect's public runner (`flow.serve`, workers) starts a `python -m
+prefect.engine` child per run: ~118 MB and 7–13 s to start each, too much for a small VPS.
+
+What this relies on, pinned against the installed Prefect by tests/test_prefect_engine_pin.py
+(and import-linter keeps every other module off these internals):
+- `prefect.flow_engine.run_flow(flow, flow_run=, return_type="state")` runs an existing flow
+  run of `flow` to its final state and returns that State (Completed, Failed, Crashed...) rather
+  than raising when the flow fails; the state is also recorded on the server. For an async flow
+  it returns a coroutine, for a sync one it blocks (run here in a thread).
+- Cancellation: serve cancels the asyncio task running `run_in_process`; an async flow gets
+  CancelledError at its next await, a sync flow's thread runs on unobserved. Either way serve
+  then sets the run's state to Cancelled through the client (public API).
+- `prefect.flow_engine.capture_sigterm`, looked up as a module global when a run starts:
+  replaced by a no-op so SIGTERM reaches serve's own handler, not the engine's.
+- `prefect.server.api.server.create_app(final=True)`: the server's ASGI app, for uvicorn.
+- `APILogWorker.drain_all` / `EventsWorker.drain_all(timeout=, at_exit=False)`: the runs' last
+  logs and events sent while the server still answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+
+async def run_in_process(flow: Any, flow_run: Any) -> Any:
+    """Run the server's `flow_run` of `flow` here; its final State (also on the server)."""
+    from prefect.flow_engine import run_flow
+
+    if flow.isasync:
+        return await run_flow(flow, flow_run=flow_run, return_type="state")
+    # a sync flow in a thread, so the other watches keep their schedule
+    return await asyncio.to_thread(run_flow, flow, flow_run=flow_run, return_type="state")
+
+
+def leave_sigterm_to_serve() -> None:
+    """Serve owns SIGTERM: Prefect's bridge would raise TerminationSignal wherever the main thread
+    is — the event loop, not the run — while serve's own stop cancels the runs cleanly."""
+    import prefect.flow_engine
+
+    prefect.flow_engine.capture_sigterm = contextlib.nullcontext  # type: ignore[attr-defined]
+
+
+def server_app() -> Any:
+    """The Prefect server (API, UI, scheduler) as an ASGI app, under the settings in force."""
+    from prefect.server.api.server import create_app
+
+    return create_app(final=True)
+
+
+async def flush_to_the_server(timeout: float = 0.5) -> None:
+    """Send the runs' last logs and events while the server still answers: at exit, with a
+    local server already gone, Prefect's workers would retry them for seconds."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):
+            await worker.drain_all(timeout=timeout, at_exit=False)

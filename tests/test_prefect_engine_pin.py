@@ -1,0 +1,121 @@
+"""Pins deployments/prefect_engine.py (serve's in-process runs through Prefect internals) against
+the installed Prefect: a Prefect upgrade that changes what it relies on fails here, not silently
+in `serve`'s scheduling."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+import signal
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import flow
+
+from fleet_alerting.deployments.prefect_engine import leave_sigterm_to_serve, run_in_process
+
+ADAPTER = "deployments/prefect_engine.py"
+LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"
+SIGTERM_IN_RUN: dict[str, Any] = {}
+
+
+def _parameters(fn: Any) -> set[str]:
+    return set(inspect.signature(fn).parameters)
+
+
+def test_the_installed_prefect_is_the_one_the_adapter_was_pinned_against() -> None:
+    locked = re.search(r"^prefect==(\S+)", LOCK.read_text(), re.MULTILINE)
+    assert locked, f"requirements.lock pins no prefect version ({ADAPTER} is pinned against it)"
+    assert version("prefect") == locked.group(1), (
+        f"Prefect {version('prefect')} is installed but requirements.lock pins {locked.group(1)}: "
+        f"{ADAPTER} uses Prefect internals checked only against the locked version; re-run "
+        "tests/test_prefect_engine_pin.py on the new one and update the lock"
+    )
+
+
+def test_the_internals_the_adapter_calls_take_the_parameters_it_passes() -> None:
+    import prefect.flow_engine
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import create_app
+
+    assert {"flow", "flow_run", "return_type"} <= _parameters(prefect.flow_engine.run_flow)
+    assert "final" in _parameters(create_app)
+    for worker in (APILogWorker, EventsWorker):
+        assert {"timeout", "at_exit"} <= _parameters(worker.drain_all), worker
+    # replaced by leave_sigterm_to_serve: it only takes effect while the engine looks it up as a
+    # module global each time a run starts
+    assert "with capture_sigterm():" in inspect.getsource(prefect.flow_engine)
+
+
+@flow(name="pin-sync-ok")
+def sync_ok() -> int:
+    return 1
+
+
+@flow(name="pin-sync-fails")
+def sync_fails() -> None:
+    raise ValueError("the flow fails")
+
+
+@flow(name="pin-async-ok")
+async def async_ok() -> int:
+    SIGTERM_IN_RUN["handler"] = signal.getsignal(signal.SIGTERM)
+    return 1
+
+
+@flow(name="pin-async-fails")
+async def async_fails() -> None:
+    raise ValueError("the flow fails")
+
+
+async def _run_through_the_adapter(watch: Any) -> tuple[Any, Any]:
+    """The state the adapter reports, and the one the server recorded for that run."""
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        flow_run = await client.create_flow_run(watch)
+        state = await run_in_process(watch, flow_run)
+        recorded = await client.read_flow_run(flow_run.id)
+    return state, recorded.state
+
+
+@pytest.mark.parametrize(
+    ("watch", "completes"),
+    [(sync_ok, True), (sync_fails, False), (async_ok, True), (async_fails, False)],
+    ids=["sync-completes", "sync-fails", "async-completes", "async-fails"],
+)
+def test_a_run_through_the_adapter_reports_its_final_state(
+    prefect_api: str, watch: Any, completes: bool
+) -> None:
+    state, recorded = asyncio.run(_run_through_the_adapter(watch))
+    assert state.is_completed() is completes, state
+    assert state.is_failed() is not completes, state
+    assert recorded.type == state.type, (recorded, state)
+
+
+def test_serve_keeps_sigterm_during_an_in_process_run(
+    prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import prefect.flow_engine
+
+    # restored after the test: the no-op is serve's, not the test process's
+    monkeypatch.setattr(prefect.flow_engine, "capture_sigterm", prefect.flow_engine.capture_sigterm)
+
+    def serves_handler(_signum: int, _frame: object) -> None:
+        return None
+
+    before = signal.signal(signal.SIGTERM, serves_handler)
+    try:
+        leave_sigterm_to_serve()
+        state, _ = asyncio.run(_run_through_the_adapter(async_ok))
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert state.is_completed(), state
+    assert SIGTERM_IN_RUN["handler"] is serves_handler, (
+        f"Prefect's engine replaced serve's SIGTERM handler during a run: {ADAPTER}'s "
+        "leave_sigterm_to_serve no longer takes effect"
+    )
