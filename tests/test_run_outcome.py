@@ -171,7 +171,7 @@ class StoppingPagerDuty(PagerDutyServer):
 def test_a_postgres_store_stopped_mid_drain_fails_the_run_naming_it(tmp_path: Path) -> None:
     from tests.postgres import PostgresCluster
 
-    cluster = PostgresCluster.start()  # its own cluster: the session's stays up for the others
+    cluster = PostgresCluster.start(durable=True)  # its own: the session's stays up for the others
     try:
         url = cluster.create_database("store")
         stop = threading.Thread(target=cluster.halt)
