@@ -28,6 +28,7 @@ async def quarterly_audit(
     dashboards_glob: str | None = None,
     state_path: str | None = None,
     noise_days: float = 90,
+    config_path: str | None = None,
 ) -> dict[str, Any]:
     result = run_quarterly_audit(
         alertmanager_file,
@@ -39,6 +40,7 @@ async def quarterly_audit(
         dashboards_glob=dashboards_glob,
         state_path=state_path,
         noise_days=noise_days,
+        config_path=config_path,
     )
     summary = result["summary"]
     markdown = result["markdown"]

@@ -3,7 +3,7 @@ Prometheus), run the checks, write the report."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import task
@@ -33,6 +33,25 @@ def incident_records(state_path: str) -> list[IncidentRecord]:
             )
             for i in store.incidents(include_resolved=True)
         ]
+
+
+def whatif_review(config_path: str, start: datetime, end: datetime) -> list[tuple[str, list]]:
+    """The review section: the quarter replayed (audit/whatif_review.py)."""
+    from fleet_alerting.audit.whatif_review import review
+    from fleet_alerting.config import load_config
+    from fleet_alerting.store import history, silences
+    from fleet_alerting.store.database import Store
+
+    config = load_config(config_path)
+    store = Store(config.state, create=False)
+    try:
+        recorded = history.read(store, start, end)
+        silenced = silences.listing(store, end, include_expired=True)
+        incidents = [i for i in store.incidents(include_resolved=True) if i.onset >= start]
+    finally:
+        store.close()
+    blocks = review(recorded, config, incidents, config.review.business_hours, silenced)
+    return [("What-if review", blocks)]
 
 
 def silence_records(state_path: str) -> list[SilenceRecord]:
@@ -91,10 +110,16 @@ def run_quarterly_audit(
     now: datetime | None = None,
     state_path: str | None = None,
     noise_days: float = 90,
+    config_path: str | None = None,
 ) -> dict[str, Any]:
     """Returns the report summary plus its Markdown (for the artifact). With a Prometheus URL
     the report has the quarter's noise statistics; with `state_path` (the incident store) they
-    include the watches' incidents."""
+    include the watches' incidents; with `config_path` (the live config) a what-if review of
+    the quarter its store recorded."""
+    now = now or datetime.now(UTC)
+    extra = (
+        whatif_review(config_path, now - timedelta(days=noise_days), now) if config_path else None
+    )
     inp = gather_inputs(
         incidents=incident_records(state_path) if state_path else (),
         silences=silence_records(state_path) if state_path else None,
@@ -103,12 +128,12 @@ def run_quarterly_audit(
         alertmanager_file=alertmanager_file,
         rules_glob=rules_glob,
         expectations_file=expectations_file,
-        now=now or datetime.now(UTC),
+        now=now,
         alertmanager_url=alertmanager_url,
         prometheus_url=prometheus_url,
         dashboards_glob=dashboards_glob,
     )
-    written = write_report(run_audit(inp), out_dir)
+    written = write_report(run_audit(inp), out_dir, extra)
     get_run_logger().info(
         "audit %s: %s errors, %s warnings -> %s",
         written.summary["quarter"],

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
+from sqlalchemy import Connection
+
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.escalation import pager_of
@@ -21,7 +23,7 @@ from fleet_alerting.delivery.drain import (
     lease_for,
 )
 from fleet_alerting.http.clients import shared_client
-from fleet_alerting.store import silences
+from fleet_alerting.store import history, silences
 from fleet_alerting.store.actions import history as action_history
 from fleet_alerting.store.database import Retention, Store
 from fleet_alerting.tasks.runtime import run_logger, step, tracked
@@ -64,6 +66,7 @@ def record_signals(
             config.maintenance_rules(),
         )
         pruned = store.prune(now, retention(config))
+        pruned |= history.prune(store, now, config.state.retention.history)
         publish_actions(store, list(evaluation.incidents))
     logger = run_logger()
     for kind, count in pruned.items():
@@ -103,8 +106,11 @@ def evaluate_and_record(
     muting = Muting(silences.active(store, now), maintenance)
     newly_muted: dict[str, int] = {}
 
+    observed: list[Signal] = []
+
     def decide_now(incidents: Mapping[str, Incident]) -> Evaluation:
         everything = signals + (vanish(unseen(incidents, signals)) if vanish is not None else [])
+        observed[:] = everything
         evaluation = decide(
             everything, incidents, policy_for, rules or StormRules(), now, vanished_sources, muting
         )
@@ -113,7 +119,10 @@ def evaluate_and_record(
         newly_muted.update(_newly_silenced(incidents, evaluation.incidents))
         return evaluation
 
-    result = store.evaluate(decide_now, now)
+    def remember(conn: Connection) -> int:
+        return history.record(conn, store.dialect, observed, vanished_sources, now)
+
+    result = store.evaluate(decide_now, now, also=remember)
     silences.record_muted(store, newly_muted, now)
     return result
 

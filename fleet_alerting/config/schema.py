@@ -193,6 +193,8 @@ class RetentionConfig(Model):
     resolved_incidents: Duration = _kept(90)
     sent_notifications: Duration = _kept(30)
     dead_letters: Duration = _kept(90)
+    # what runs observed, for `fleet-alerting what-if` (a quarter and some to spare)
+    history: Duration = _kept(100)
 
 
 _POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg")
@@ -592,6 +594,18 @@ class HeartbeatConfig(Model):
     ] = timedelta(minutes=1)
 
 
+class ReviewConfig(Model):
+    """What the what-if report and the quarterly review count as working hours: a page outside
+    every window interrupts someone off hours."""
+
+    business_hours: list[ScheduledWindow] = Field(
+        default_factory=lambda: ["Mon-Fri 09:00-17:00 UTC"],  # type: ignore[list-item]
+        min_length=1,
+        max_length=14,
+        validate_default=True,
+    )
+
+
 class Config(Model):
     # defaults validated too, so their relative paths are relative to the config file
     state: StateConfig = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
@@ -613,6 +627,7 @@ class Config(Model):
     schedule: ScheduleConfig = ScheduleConfig()
     metrics: MetricsConfig | None = None
     heartbeat: HeartbeatConfig | None = None
+    review: ReviewConfig = ReviewConfig()
     source_file: Path | None = Field(None, exclude=True)
 
     def storm_rules(self) -> StormRules:

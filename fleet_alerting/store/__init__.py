@@ -6,4 +6,4 @@ one line what to do."""
 # whichever part of the program opens a store checks it against the whole schema (a partial one
 # would look like another schema and migrate the store back and forth, and fail on a read-only
 # one). Here rather than in database.py: these modules use its Store, and siblings import one way.
-from fleet_alerting.store import actions, replay, silences  # noqa: F401
+from fleet_alerting.store import actions, history, replay, silences  # noqa: F401

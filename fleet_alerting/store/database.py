@@ -94,7 +94,8 @@ values_table = sa.Table(
 # 2: the brief (fingerprint, counters, onset, last notified, acted, inhibition, group) in columns
 # 3: PostgreSQL drops the covering brief index (its entries could pass 2,704 bytes)
 # 4: the silences table (store/silences.py; created by the upgrade, no data step)
-SCHEMA_VERSION = 4
+# 5: the history tables (store/history.py; created by the upgrade, no data step)
+SCHEMA_VERSION = 5
 OPEN = [State.pending.value, State.firing.value, State.paged.value]
 
 _BRIEF_COLUMNS = (
@@ -148,6 +149,7 @@ class Retention:
 
 
 Decide = Callable[[Mapping[str, Incident]], Evaluation]
+Also = Callable[[sa.Connection], object]
 
 
 class Store:
@@ -286,16 +288,22 @@ class Store:
         with self.read() as conn:
             return dict(conn.execute(query).tuples().all())
 
-    def evaluate(self, decide: Decide, now: datetime) -> tuple[Evaluation, int]:
+    def evaluate(
+        self, decide: Decide, now: datetime, also: Also | None = None
+    ) -> tuple[Evaluation, int]:
         """Read the open incidents, `decide` (the engine), record the outcome: one write
         transaction, so a second process evaluating the same keys waits and then sees what this
         one recorded. Returns the evaluation and how many notifications were newly queued.
+        `also` writes more in the same transaction (the run's observations: store/history.py).
 
         The engine gets `Records`: every open incident's brief, and a full record only for
         those it asks for (a steady failure is compared on its brief and never parsed)."""
         with no_gc_pauses(), self.engine.begin() as conn:
             evaluation = decide(self._records(conn))
-            return evaluation, self._record(conn, evaluation, now)
+            queued = self._record(conn, evaluation, now)
+            if also is not None:
+                also(conn)
+            return evaluation, queued
 
     def _records(self, conn: sa.Connection) -> Records:
         row = incidents_table.c

@@ -443,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_filters(box, ["queued", "dead", "sent"])
     _add_outbox_commands(box)
+    from fleet_alerting.surfaces.whatif_cli import add_commands as add_whatif_commands
+
+    add_whatif_commands(commands, with_config, _since)
     tell = with_config(
         add("notify-test", notify_test, "send a marked test message to each destination")
     )

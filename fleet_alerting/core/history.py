@@ -1,0 +1,137 @@
+"""What runs observed, as the store keeps it for replay (store/history.py writes it, the what-if
+audit replays it): per incident key only its changes (failing, ok, no longer observed), and per
+stream of runs (one watch) the times it ran, as segments of regular runs.
+
+Pure: plain data, the compact form of a signal and back, and the arithmetic of run times.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from fleet_alerting.core.signals import Severity, Signal, fingerprint_of
+
+
+class Status(StrEnum):
+    failing = "failing"
+    ok = "ok"
+    unobserved = "unobserved"  # the run no longer names the key (a target removed, a host gone)
+
+
+def stream_of(signals: Iterable[Signal], vanished_sources: Iterable[str] = ()) -> str:
+    """Which watch a run belongs to: the families of its sources ("blackbox" for blackbox and
+    blackbox-config, "zigbee" for zigbee and zigbee-device, "prometheus" for prometheus/<watch>)."""
+    sources = {s.source for s in signals} | set(vanished_sources)
+    families = {source.replace("/", "-").split("-", 1)[0] for source in sources}
+    return "+".join(sorted(families))
+
+
+def status_of(signal: Signal) -> Status:
+    return Status.failing if signal.firing else Status.ok
+
+
+def signature(signal: Signal) -> str:
+    """What must differ for an observation to be recorded again: what the engine compares."""
+    return f"{status_of(signal)}|{signal.severity}|{fingerprint_of(signal)}"
+
+
+def signal_record(signal: Signal) -> dict[str, Any]:
+    """What replay needs of a signal: what the engine compares and matches on (key, source,
+    severity, state, onset, labels, fingerprint) and what a report names (summary, target).
+    Remediation, links and evidence are not kept: they change what a message says, not whether
+    it is sent."""
+    return {
+        "source": signal.source,
+        "severity": signal.severity.value,
+        "firing": signal.firing,
+        "summary": signal.summary,
+        "target": signal.target,
+        "since": signal.since.isoformat() if signal.since else None,
+        "labels": signal.labels,
+        "fingerprint": fingerprint_of(signal),
+    }
+
+
+def signal_from(key: str, record: Mapping[str, Any]) -> Signal:
+    since = record.get("since")
+    return Signal(
+        key=key,
+        source=record["source"],
+        firing=bool(record["firing"]),
+        severity=Severity(record["severity"]),
+        summary=record.get("summary", ""),
+        target=record.get("target", ""),
+        since=datetime.fromisoformat(since) if since else None,
+        labels=dict(record.get("labels") or {}),
+        fingerprint=record["fingerprint"],
+    )
+
+
+@dataclass(frozen=True)
+class Change:
+    """From `at` on, runs of `stream` observe `key` as `signal` (None: not at all)."""
+
+    at: datetime
+    stream: str
+    key: str
+    signal: Signal | None
+
+
+@dataclass(frozen=True)
+class RunSegment:
+    """`count` runs of `stream`, the first at `first`, then every `every`; `vanished` is the
+    run's vanished sources (their open incidents that the run does not name recover)."""
+
+    stream: str
+    first: datetime
+    every: timedelta
+    count: int
+    vanished: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def last(self) -> datetime:
+        return self.first + self.every * (self.count - 1)
+
+    def at_or_after(self, moment: datetime) -> datetime | None:
+        """The first run of this segment at or after `moment`."""
+        if moment <= self.first:
+            return self.first
+        if moment > self.last or not self.every:
+            return None
+        steps = -((self.first - moment) // self.every)  # ceiling of (moment - first) / every
+        return self.first + self.every * steps
+
+
+@dataclass
+class History:
+    """A period's observations: the changes in time order (those before `start` give each key's
+    state at `start`), and every stream's run segments in time order."""
+
+    start: datetime
+    end: datetime
+    changes: list[Change]
+    runs: list[RunSegment]
+
+    def streams(self) -> list[str]:
+        return sorted({r.stream for r in self.runs})
+
+
+class RunClock:
+    """The runs of one stream: the next run at or after a moment, across its segments."""
+
+    def __init__(self, segments: Iterable[RunSegment]):
+        self.segments = sorted(segments, key=lambda s: s.first)
+        self._lasts = [s.last for s in self.segments]
+
+    def next_run(self, moment: datetime) -> tuple[datetime, RunSegment] | None:
+        for index in range(bisect_left(self._lasts, moment), len(self.segments)):
+            segment = self.segments[index]
+            found = segment.at_or_after(moment)
+            if found is not None:
+                return found, segment
+        return None

@@ -1,0 +1,212 @@
+"""What each run observed, kept for replay (`fleet-alerting what-if`): only changes.
+
+- `history_changes`: one row when a key's observation changes — failing ↔ ok, another severity
+  or fingerprint, or no longer observed by its watch's runs — with the compact signal
+  (core.history.signal_record).
+- `history_keys`: each key's latest observation (status and signature), so a run compares with
+  one indexed read of its own watch's keys instead of the changes.
+- `history_runs`: when each watch ran, as segments of regular runs (first, every, count): a watch
+  every minute for a quarter is a handful of rows while its interval holds.
+
+Written in the evaluation's own transaction (Store.evaluate `also`), so history and incidents
+never disagree after a crash. Pruned past `state.retention.history` (default 100 days).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from fleet_alerting.core.history import (
+    Change,
+    History,
+    RunSegment,
+    Status,
+    signal_from,
+    signal_record,
+    signature,
+    status_of,
+    stream_of,
+)
+from fleet_alerting.core.signals import Signal
+from fleet_alerting.store import backend
+from fleet_alerting.store.metadata import metadata
+from fleet_alerting.store.outbox import ts
+
+if TYPE_CHECKING:
+    from fleet_alerting.store.database import Store
+
+changes_table = sa.Table(
+    "history_changes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.String, nullable=False, index=True),
+    sa.Column("stream", sa.String, nullable=False),
+    sa.Column("key", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False),  # core.history.Status
+    sa.Column("signal", sa.Text),  # JSON of core.history.signal_record; NULL when unobserved
+)
+keys_table = sa.Table(
+    "history_keys",
+    metadata,
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("stream", sa.String, nullable=False, index=True),
+    sa.Column("signature", sa.String, nullable=False),  # core.history.signature, or "unobserved"
+)
+runs_table = sa.Table(
+    "history_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("stream", sa.String, nullable=False, index=True),
+    sa.Column("first_at", sa.String, nullable=False),
+    sa.Column("last_at", sa.String, nullable=False, index=True),
+    sa.Column("every_us", sa.BigInteger, nullable=False),  # 0 while the segment is one run
+    sa.Column("runs", sa.Integer, nullable=False),
+    sa.Column("vanished", sa.Text, nullable=False),  # JSON {source: reason}
+)
+
+UNOBSERVED = Status.unobserved.value
+
+
+def record(
+    conn: sa.Connection,
+    dialect: str,
+    signals: Sequence[Signal],
+    vanished_sources: Mapping[str, str] | None,
+    now: datetime,
+) -> int:
+    """Remember one run inside the caller's transaction; returns how many changes it wrote."""
+    vanished = dict(vanished_sources or {})
+    stream = stream_of(signals, vanished)
+    if not stream:
+        return 0  # a run that observed nothing changes nothing to replay
+    _ran(conn, stream, vanished, now)
+    # plain SQL, no type processors: this is every run's read of its watch's keys
+    read = "SELECT key, signature FROM history_keys WHERE stream = ?"
+    if dialect == "postgresql":
+        read = read.replace("?", "%s")
+    known: dict[str, str] = dict(conn.exec_driver_sql(read, (stream,)).all())
+    latest = {s.key: s for s in signals}
+    changes, marks = [], []
+    at = ts(now)
+    for key, signal in latest.items():
+        mark = signature(signal)
+        if known.get(key) == mark:
+            continue
+        record_json = json.dumps(signal_record(signal.rendered()), separators=(",", ":"))
+        status = status_of(signal).value
+        changes.append({"at": at, "stream": stream, "key": key, "status": status})
+        changes[-1]["signal"] = record_json
+        marks.append({"key": key, "stream": stream, "signature": mark})
+    for key, mark in known.items():
+        if key not in latest and mark != UNOBSERVED:
+            changes.append(
+                {"at": at, "stream": stream, "key": key, "status": UNOBSERVED, "signal": None}
+            )
+            marks.append({"key": key, "stream": stream, "signature": UNOBSERVED})
+    if changes:
+        conn.execute(sa.insert(changes_table), changes)
+        upsert = backend.insert(keys_table, dialect)
+        conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["key"],
+                set_={"stream": upsert.excluded.stream, "signature": upsert.excluded.signature},
+            ),
+            marks,
+        )
+    return len(changes)
+
+
+def _ran(conn: sa.Connection, stream: str, vanished: dict[str, str], now: datetime) -> None:
+    """Extend the stream's latest segment when this run keeps its interval, else start one."""
+    row = runs_table.c
+    encoded = json.dumps(vanished, sort_keys=True)
+    latest = conn.execute(
+        sa.select(row.id, row.last_at, row.every_us, row.runs, row.vanished)
+        .where(row.stream == stream)
+        .order_by(row.id.desc())
+        .limit(1)
+    ).first()
+    if latest is not None and latest.vanished == encoded:
+        gap = _micros(now - datetime.fromisoformat(latest.last_at))
+        if gap > 0 and (latest.runs == 1 or gap == latest.every_us):
+            conn.execute(
+                sa.update(runs_table)
+                .where(row.id == latest.id)
+                .values(last_at=ts(now), every_us=gap, runs=latest.runs + 1)
+            )
+            return
+    conn.execute(
+        sa.insert(runs_table).values(
+            stream=stream, first_at=ts(now), last_at=ts(now), every_us=0, runs=1, vanished=encoded
+        )
+    )
+
+
+def _micros(delta: timedelta) -> int:
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def load(conn: sa.Connection, start: datetime, end: datetime) -> History:
+    """The period's runs and changes, with each key's last change before `start` (its state when
+    the period begins) first."""
+    c, r = changes_table.c, runs_table.c
+    last_before = (
+        sa.select(sa.func.max(c.id)).where(c.at < ts(start)).group_by(c.key).scalar_subquery()
+    )
+    rows = conn.execute(
+        sa.select(c.at, c.stream, c.key, c.signal)
+        .where(sa.or_(c.id.in_(last_before), sa.and_(c.at >= ts(start), c.at <= ts(end))))
+        .order_by(c.id)
+    ).all()
+    changes = [
+        Change(
+            datetime.fromisoformat(at),
+            stream,
+            key,
+            None if signal is None else signal_from(key, json.loads(signal)),
+        )
+        for at, stream, key, signal in rows
+    ]
+    segments = conn.execute(
+        sa.select(r.stream, r.first_at, r.every_us, r.runs, r.vanished)
+        .where(r.last_at >= ts(start), r.first_at <= ts(end))
+        .order_by(r.id)
+    ).all()
+    runs = [
+        RunSegment(
+            stream,
+            datetime.fromisoformat(first),
+            timedelta(microseconds=every),
+            count,
+            json.loads(vanished),
+        )
+        for stream, first, every, count, vanished in segments
+    ]
+    return History(start, end, changes, runs)
+
+
+def prune(store: Store, now: datetime, kept: timedelta, batch: int = 5000) -> dict[str, int]:
+    """Delete changes and run segments older than `kept`, at most `batch` rows of each per call
+    (as Store.prune: each run takes its share)."""
+    cutoff = ts(now - kept)
+    kinds = {
+        "history changes": (changes_table, changes_table.c.at < cutoff),
+        "history runs": (runs_table, runs_table.c.last_at < cutoff),
+    }
+    deleted = {}
+    with store.engine.begin() as conn:
+        for kind, (table, old) in kinds.items():
+            doomed = sa.select(table.c.id).where(old).limit(batch)
+            deleted[kind] = conn.execute(sa.delete(table).where(table.c.id.in_(doomed))).rowcount
+    return deleted
+
+
+def read(store: Store, start: datetime, end: datetime) -> History:
+    """`load` in a read transaction of `store`."""
+    with store.read() as conn:
+        return load(conn, start, end)

@@ -1,0 +1,154 @@
+"""`fleet-alerting what-if --proposed NEW.yaml [--current CUR.yaml] --since 90d`: replay what the
+current configuration's store recorded through both configurations; Markdown on stdout (or
+--markdown FILE), an HTML page with charts with --html FILE.
+
+As a CI gate it exits 1 when a critical incident that paged under the current configuration would
+not page under the proposed one, unless its key is listed with --accept (intended)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+def what_if(args: argparse.Namespace) -> int:
+    from fleet_alerting.audit.loader import load_alertmanager
+    from fleet_alerting.audit.whatif import Comparison, replay, route, with_alerts
+    from fleet_alerting.audit.whatif_report import build, render
+    from fleet_alerting.config import ConfigError, load_config
+    from fleet_alerting.core.clock import utcnow
+    from fleet_alerting.store import history, silences
+    from fleet_alerting.surfaces.listings import open_store
+
+    current_path = args.current or args.config
+    try:
+        current = load_config(current_path)
+        proposed = load_config(args.proposed)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    end = utcnow()
+    start: datetime = args.since
+    store = open_store(current)
+    try:
+        recorded = history.read(store, start, end)
+        silenced = silences.listing(store, end, include_expired=True)
+    finally:
+        store.close()
+    alerts = alert_episodes_of(current, start, end)
+    routed = None
+    if args.alertmanager:
+        if alerts is None:
+            print(
+                "--alertmanager: the alerts to route are read from Prometheus' ALERTS: "
+                "the current config needs prometheus.url and an alertmanager section",
+                file=sys.stderr,
+            )
+            return 2
+        routed = route(
+            alerts,
+            current_routes(current, args.current_alertmanager),
+            load_alertmanager(args.alertmanager),
+        )
+    comparison = Comparison.of(
+        replay(
+            with_alerts(recorded, alerts or [], current),
+            current,
+            Path(current_path).name,
+            silences=silenced,
+        ),
+        replay(
+            with_alerts(recorded, alerts or [], proposed),
+            proposed,
+            Path(args.proposed).name,
+            silences=silenced,
+        ),
+        routed,
+    )
+    hours = current.review.business_hours
+    blocks = build(comparison, hours, start, end, args.accept)
+    markdown, page = render(blocks, "What-if")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown)
+    else:
+        print(markdown)
+    if args.html:
+        Path(args.html).write_text(page)
+    blocking = comparison.blocking(args.accept)
+    for shift in blocking:
+        episode = shift.episode
+        print(
+            f"would no longer page: {episode.key} (critical, onset {episode.onset:%Y-%m-%d %H:%M},"
+            f" paged {shift.before:%Y-%m-%d %H:%M}); --accept {episode.key} if intended",
+            file=sys.stderr,
+        )
+    return 1 if blocking else 0
+
+
+def alert_episodes_of(config: Any, start: datetime, end: datetime) -> Any:
+    """Alertmanager's alerts of the period from Prometheus' `ALERTS` (None: no Prometheus or no
+    Alertmanager configured, the recorded history alone is replayed)."""
+    if not config.prometheus.url or config.alertmanager is None:
+        return None
+    from fleet_alerting.audit.live import PrometheusSeries, alert_history
+    from fleet_alerting.audit.whatif import alert_episodes
+
+    series = PrometheusSeries(config.prometheus.url, config.prometheus.timeout.total_seconds())
+    return alert_episodes(*alert_history(series, start, end))
+
+
+def current_routes(config: Any, path: str | None) -> Any:
+    """The current alertmanager.yml: the file given, else the running one."""
+    from fleet_alerting.audit.live import fetch_running_config
+    from fleet_alerting.audit.loader import load_alertmanager, load_alertmanager_text
+
+    if path:
+        return load_alertmanager(path)
+    url = config.alertmanager.url
+    return load_alertmanager_text(fetch_running_config(url), f"{url}/api/v2/status")
+
+
+def add_commands(
+    commands: Any,
+    with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser],
+    since: Callable[[str], datetime],
+) -> None:
+    text = "replay recorded history through a proposed config: pages, messages, what changes"
+    sub = with_config(commands.add_parser("what-if", help=text, description=__doc__))
+    sub.set_defaults(func=what_if)
+    sub.add_argument("--proposed", required=True, metavar="NEW.yaml", help="the proposed config")
+    sub.add_argument(
+        "--current",
+        metavar="CUR.yaml",
+        help="the live config, whose store holds the history (default: --config)",
+    )
+    sub.add_argument(
+        "--since",
+        type=since,
+        required=True,
+        metavar="WHEN",
+        help="replay from WHEN: a duration back (90d) or an ISO 8601 time",
+    )
+    sub.add_argument(
+        "--accept",
+        nargs="*",
+        default=[],
+        metavar="KEY",
+        help="incident keys that may stop paging (intended); others fail the gate",
+    )
+    sub.add_argument(
+        "--alertmanager",
+        metavar="NEW_AM.yml",
+        help="a proposed alertmanager.yml: route the period's alerts (ALERTS) through both",
+    )
+    sub.add_argument(
+        "--current-alertmanager",
+        metavar="CUR_AM.yml",
+        help="the current alertmanager.yml (default: the running one, from alertmanager.url)",
+    )
+    sub.add_argument("--markdown", metavar="FILE", help="write the Markdown report here")
+    sub.add_argument("--html", metavar="FILE", help="write the HTML report with charts here")

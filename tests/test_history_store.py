@@ -1,0 +1,121 @@
+"""The observation history the pipeline records for what-if, on SQLite and PostgreSQL: only
+changes, run segments that extend while the interval holds, a period read back with each key's
+state at its start, pruning past retention, and an older store upgraded in place."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from fleet_alerting.config.schema import Config
+from fleet_alerting.core.history import Status
+from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.store import history
+from fleet_alerting.store.database import Store
+from fleet_alerting.tasks.pipeline import evaluate_and_record
+
+T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+CONFIG = Config()
+
+
+def probe(name: str, firing: bool, summary: str = "") -> Signal:
+    return Signal(
+        key=f"blackbox:url=http://{name}/healthz",
+        source="blackbox",
+        firing=firing,
+        severity=Severity.warning,
+        summary=summary or f"{name} {'down' if firing else 'up'}",
+        labels={"url": f"http://{name}/healthz"},
+    )
+
+
+def run(store: Store, signals: list[Signal], at: datetime) -> None:
+    evaluate_and_record(store, signals, CONFIG.policy, at, rules=CONFIG.storm_rules())
+
+
+def _changes(found: history.History) -> list[tuple[datetime, str, str]]:
+    return [
+        (
+            c.at,
+            c.key.split("//")[1].split("/")[0],
+            Status.unobserved if c.signal is None else "failing" if c.signal.firing else "ok",
+        )
+        for c in found.changes
+    ]
+
+
+def statuses(found: history.History) -> list[tuple[int, str, str]]:
+    return [((at - T0) // timedelta(minutes=1), name, st) for at, name, st in _changes(found)]
+
+
+def test_only_changes_are_kept_and_runs_are_segments(state_db: str) -> None:
+    store = Store(state_db)
+    try:
+        for minute in range(10):
+            a = probe("a", 3 <= minute < 6)
+            b = probe("b", False, summary="b up" if minute < 5 else "b up again")  # re-worded
+            run(store, [a] if minute == 8 else [a, b], T0 + timedelta(minutes=minute))
+        run(store, [probe("a", False)], T0 + timedelta(minutes=15))  # the interval broke
+        found = history.read(store, T0, T0 + timedelta(hours=1))
+    finally:
+        store.close()
+    assert statuses(found) == [
+        (0, "a", "ok"),
+        (0, "b", "ok"),
+        (3, "a", "failing"),
+        (5, "b", "ok"),  # another fingerprint: what the engine compares changed
+        (6, "a", "ok"),
+        (8, "b", Status.unobserved),
+        (9, "b", "ok"),
+        (15, "b", Status.unobserved),
+    ]
+    assert [(r.stream, r.first - T0, r.every, r.count) for r in found.runs] == [
+        ("blackbox", timedelta(0), timedelta(minutes=1), 10),
+        ("blackbox", timedelta(minutes=15), timedelta(0), 1),
+    ]
+    failing = found.changes[2].signal
+    assert failing is not None and failing.labels == {"url": "http://a/healthz"}
+    assert failing.severity == Severity.warning and failing.fingerprint
+
+
+def test_a_period_starts_from_each_keys_last_change_and_old_history_is_pruned(
+    state_db: str,
+) -> None:
+    store = Store(state_db)
+    old = T0 - timedelta(days=120)
+    try:
+        run(store, [probe("a", True), probe("b", False)], old)
+        run(store, [probe("a", True), probe("b", True)], old + timedelta(days=5))
+        run(store, [probe("a", False), probe("b", True)], T0)
+        found = history.read(store, T0 - timedelta(days=90), T0 + timedelta(hours=1))
+        assert statuses(found)[-1] == (0, "a", "ok")
+        # the state when the period begins: a failing since 120 days, b since 115
+        assert [(name, at - T0) for at, name, _ in _changes(found)[:2]] == [
+            ("a", -timedelta(days=120)),
+            ("b", -timedelta(days=115)),
+        ]
+        pruned = history.prune(store, T0, timedelta(days=100))
+        assert pruned["history changes"] == 3 and pruned["history runs"] == 1
+        later = history.read(store, T0 - timedelta(days=90), T0 + timedelta(hours=1))
+        assert statuses(later) == [(0, "a", "ok")]
+    finally:
+        store.close()
+
+
+def test_a_store_from_before_the_history_gets_its_tables(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "state.sqlite"
+    Store(path).close()
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        for table in ("history_changes", "history_keys", "history_runs"):
+            conn.exec_driver_sql(f"DROP TABLE {table}")
+        conn.exec_driver_sql("UPDATE store_meta SET value = '3' WHERE key = 'schema_version'")
+    engine.dispose()
+    store = Store(path)
+    try:
+        assert store.upgraded_from == 3
+        run(store, [probe("a", True)], T0)
+        assert statuses(history.read(store, T0, T0 + timedelta(minutes=1))) == [(0, "a", "failing")]
+    finally:
+        store.close()

@@ -1,0 +1,222 @@
+"""`fleet-alerting what-if` on a store the pipeline recorded (evaluate_and_record, the flows' own
+transaction): the gate's exit codes, --accept, and the HTML report rendered by headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from datetime import timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleet_alerting.config import load_config
+from fleet_alerting.core.clock import utcnow
+from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.store.database import Store
+from fleet_alerting.surfaces.cli import main
+from fleet_alerting.tasks.pipeline import evaluate_and_record
+from tests.fakes.http import FakeServer, Request, Response
+
+API = "blackbox:url=http://api/healthz"
+DEVICE = "blackbox:url=http://pi-01/healthz"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def observe(key: str, severity: Severity, firing: bool) -> Signal:
+    return Signal(
+        key=key,
+        source="blackbox",
+        firing=firing,
+        severity=severity,
+        summary=f"{key} {'down' if firing else 'up'}",
+        labels={"url": key.split("=", 1)[1]},
+    )
+
+
+@pytest.fixture
+def recorded(tmp_path: Path) -> Path:
+    """Two hours of one-minute runs: the API down for 20 minutes (a page), a device down for
+    40 (a warning, no page). Returns the live config."""
+    live = tmp_path / "live.yaml"
+    live.write_text(
+        yaml.safe_dump({"state": {"path": "state.sqlite"}, "notify": {"dry_run": True}})
+    )
+    config = load_config(live)
+    store = Store(config.state)
+    start = utcnow().replace(second=0, microsecond=0) - timedelta(hours=2)
+    try:
+        for minute in range(120):
+            signals = [
+                observe(API, Severity.critical, 30 <= minute < 50),
+                observe(DEVICE, Severity.warning, 60 <= minute < 100),
+            ]
+            now = start + timedelta(minutes=minute)
+            evaluate_and_record(store, signals, config.policy, now, rules=config.storm_rules())
+    finally:
+        store.close()
+    return live
+
+
+def proposed(tmp_path: Path, policies: dict) -> Path:
+    path = tmp_path / "proposed.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"state": {"path": "state.sqlite"}, "notify": {"dry_run": True}, "policies": policies}
+        )
+    )
+    return path
+
+
+def test_the_gate_fails_a_change_that_stops_a_critical_page(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    later = proposed(tmp_path, {"critical": {"page_after": "30m"}})
+    args = ["what-if", "--config", str(recorded), "--proposed", str(later), "--since", "3h"]
+    assert main(args) == 1
+    out, err = capsys.readouterr()
+    assert f"would no longer page: {API} (critical" in err
+    assert f"--accept {API} if intended" in err
+    assert "| pages | 1 | 0 |" in out
+    assert main([*args, "--accept", API]) == 0
+    capsys.readouterr()
+
+
+def test_a_change_that_pages_more_passes_and_says_so(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    more = proposed(tmp_path, {"warning": {"page": ["pagerduty"], "page_after": "10m"}})
+    markdown = tmp_path / "report.md"
+    args = ["what-if", "--config", str(recorded), "--proposed", str(more), "--since", "3h"]
+    assert main([*args, "--markdown", str(markdown)]) == 0
+    report = markdown.read_text()
+    assert "| pages | 1 | 2 |" in report
+    now_pages = report.split("## Would page now", 1)[1]
+    assert f"`{DEVICE}` | warning |" in now_pages
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self.images = 0
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self._skip += tag in ("style", "title")
+        self.images += tag == "img"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._skip -= tag in ("style", "title")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip and data.strip():
+            self.parts.append(data.strip())
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make servers)")
+def test_the_html_report_renders_in_chromium(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    later = proposed(tmp_path, {"critical": {"page_after": "30m"}})
+    page = tmp_path / "whatif.html"
+    args = ["what-if", "--config", str(recorded), "--proposed", str(later), "--since", "3h"]
+    assert main([*args, "--html", str(page)]) == 1
+    capsys.readouterr()
+    dom = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    ).stdout
+    seen = _Text()
+    seen.feed(dom)
+    text = " ".join(seen.parts)
+    assert text.startswith("What-if: live.yaml → proposed.yaml")
+    assert "Gate: 1 critical incident(s) paged under the current configuration" in text
+    lost = text[text.index("Would no longer page") : text.index("Would page later")]
+    assert API in lost and DEVICE not in lost
+    assert "Pages per week, current and proposed" in text
+    assert "Interruptions (pages and Slack messages) by hour of week" in text
+    assert seen.images == 2
+
+
+def test_the_quarterly_audit_reviews_the_recorded_quarter(recorded: Path) -> None:
+    from fleet_alerting.audit.report import to_markdown
+    from fleet_alerting.tasks.audit import whatif_review
+
+    now = utcnow()
+    [(title, blocks)] = whatif_review(str(recorded), now - timedelta(days=90), now)
+    text = to_markdown(blocks)
+    assert title == "What-if review"
+    # no acknowledgement; the API's 20 and the device's 40 minutes
+    assert "| blackbox | 0 |  | 2 | 30m00s |" in text
+    noisiest = text.split("### Five noisiest alerts", 1)[1]
+    assert "| blackbox | 10 | `policies.critical.page_after: 5m00s → 15m00s` |" in noisiest
+    assert "| 1 → 1 |" in noisiest  # the API's 20-minute outage still pages 15 min after onset
+
+
+class Prometheus(FakeServer):
+    """Prometheus' instant query API over synthetic `ALERTS` series (raw samples of a range
+    selector, as the audit reads them)."""
+
+    def __init__(self, firing: list[dict], for_state: list[dict]) -> None:
+        super().__init__()
+        self.series = {"ALERTS": firing, "ALERTS_FOR_STATE": for_state}
+
+    def handle(self, request: Request) -> Response:
+        query, at = request.query["query"][0], float(request.query["time"][0])
+        name, seconds = query.split("{")[0].split("[")[0], float(query.rsplit("[", 1)[1][:-2])
+        result = [
+            {"metric": s["metric"], "values": [v for v in s["values"] if at - seconds < v[0] <= at]}
+            for s in self.series[name]
+        ]
+        body = {"resultType": "matrix", "result": [r for r in result if r["values"]]}
+        return Response(200, {"status": "success", "data": body})
+
+
+def test_alertmanager_routes_from_prometheus_alerts_fail_the_gate(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fleet_alerting.audit.synth import alert_history
+
+    end = utcnow()
+    alerts = [{"alert": "FleetOffline", "severity": "critical", "fires": 2, "minutes": 20}]
+    firing, for_state = alert_history(
+        alerts, (end - timedelta(hours=2)).timestamp(), end.timestamp()
+    )
+    routes = {
+        "route": {
+            "receiver": "slack",
+            "routes": [{"matchers": ['severity="critical"'], "receiver": "pager"}],
+        },
+        "receivers": [
+            {"name": "slack", "slack_configs": [{"channel": "#ops"}]},
+            {"name": "pager", "pagerduty_configs": [{"routing_key": "x"}]},
+        ],
+    }
+    (tmp_path / "am-live.yml").write_text(yaml.safe_dump(routes))
+    routes["route"]["routes"] = []
+    (tmp_path / "am-new.yml").write_text(yaml.safe_dump(routes))
+    with Prometheus(firing, for_state) as prometheus:
+        live = yaml.safe_load(recorded.read_text()) | {
+            "prometheus": {"url": prometheus.url},
+            "alertmanager": {"url": "http://127.0.0.1:9"},
+        }
+        recorded.write_text(yaml.safe_dump(live))
+        args = [
+            "what-if", "--config", str(recorded), "--proposed", str(recorded), "--since", "3h",
+            "--alertmanager", str(tmp_path / "am-new.yml"),
+            "--current-alertmanager", str(tmp_path / "am-live.yml"),
+        ]  # fmt: skip
+        assert main(args) == 1
+    out, err = capsys.readouterr()
+    assert err.count("would no longer page: alertmanager:") == 2
+    routed = out.split("## Alertmanager routes", 1)[1]
+    assert "| pager | 2 | 0 |" in routed and "| slack | 0 | 2 |" in routed
+    # the same config escalates the same alerts: our own pages do not change
+    assert "| pages | 3 | 3 |" in out
