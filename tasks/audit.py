@@ -14,6 +14,7 @@ from fleet_alerting.audit.model import DeliveryRecord, SilenceRecord
 from fleet_alerting.audit.noise import IncidentRecord
 from fleet_alerting.audit.report import write_report
 from fleet_alerting.audit.run import run_audit
+from fleet_alerting.config.secrets import redact
 
 
 def incident_records(state_path: str) -> list[IncidentRecord]:
@@ -117,9 +118,7 @@ def run_quarterly_audit(
     include the watches' incidents; with `config_path` (the live config) a what-if review of
     the quarter its store recorded."""
     now = now or datetime.now(UTC)
-    extra = (
-        whatif_review(config_path, now - timedelta(days=noise_days), now) if config_path else None
-    )
+    extra = _whatif_review(config_path, now - timedelta(days=noise_days), now)
     inp = gather_inputs(
         incidents=incident_records(state_path) if state_path else (),
         silences=silence_records(state_path) if state_path else None,
@@ -142,3 +141,17 @@ def run_quarterly_audit(
         written.directory,
     )
     return {"summary": written.summary, "markdown": written.markdown}
+
+
+def _whatif_review(
+    config_path: str | None, start: datetime, end: datetime
+) -> list[tuple[str, list]] | None:
+    """The review's what-if section; a config or store it cannot read is one line in the report,
+    never a quarter without one."""
+    if not config_path:
+        return None
+    try:
+        return whatif_review(config_path, start, end)
+    except Exception as exc:  # the rest of the report does not depend on it
+        why = f"skipped: {type(exc).__name__}: {redact(str(exc))}"
+        return [("What-if review", [("p", why)])]

@@ -95,10 +95,16 @@ def test_a_period_starts_from_each_keys_last_change_and_old_history_is_pruned(
             ("a", -timedelta(days=120)),
             ("b", -timedelta(days=115)),
         ]
+        # past retention: every change but each key's latest (b has failed steadily for 115
+        # days: a later period must still know it)
         pruned = history.prune(store, T0, timedelta(days=100))
-        assert pruned["history changes"] == 3 and pruned["history runs"] == 1
+        assert pruned["history changes"] == 2 and pruned["history runs"] == 1
         later = history.read(store, T0 - timedelta(days=90), T0 + timedelta(hours=1))
-        assert statuses(later) == [(0, "a", "ok")]
+        assert statuses(later) == [(-165600, "b", "failing"), (0, "a", "ok")]
+        assert [(name, at - T0) for at, name, _ in _changes(later)] == [
+            ("b", -timedelta(days=115)),
+            ("a", timedelta(0)),
+        ]
     finally:
         store.close()
 

@@ -194,8 +194,12 @@ def prune(store: Store, now: datetime, kept: timedelta, batch: int = 5000) -> di
     """Delete changes and run segments older than `kept`, at most `batch` rows of each per call
     (as Store.prune: each run takes its share)."""
     cutoff = ts(now - kept)
+    c = changes_table.c
+    # a key's latest change says its state when any later period begins: it stays while the key
+    # keeps that state, however long ago it came
+    latest = sa.select(sa.func.max(c.id)).group_by(c.key)
     kinds = {
-        "history changes": (changes_table, changes_table.c.at < cutoff),
+        "history changes": (changes_table, sa.and_(c.at < cutoff, c.id.not_in(latest))),
         "history runs": (runs_table, runs_table.c.last_at < cutoff),
     }
     deleted = {}

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -77,7 +77,7 @@ def create_app(
         try:
             body, signature = await signing.read(request, MAX_BODY_BYTES)
             cmd = parse(dict(parse_qsl(body)))
-            if cmd.action == "run":  # the one that changes something: the store remembers it
+            if changes_something(cmd.action, cmd.args):  # the store remembers it for every process
                 await signing.refuse_replay(signature)
             else:  # the others never wait for the store's write lock
                 signing.refuse_replay_here(signature)
@@ -165,3 +165,11 @@ async def run(cmd: SlashCommand, config: Config, trigger: Trigger) -> dict[str, 
     code = await trigger(cmd.args[0], lambda line: lines.append(escape(line)))
     title = "Triggered" if code == 0 else "Could not trigger"
     return reply(f"{title} {cmd.args[0]}", lines)
+
+
+def changes_something(action: str, args: Sequence[str]) -> bool:
+    """`/fleet run` and `/fleet silence add|expire` change state: a replay of one must be refused
+    by every app process, after a restart too, so the store remembers their signatures."""
+    return action == "run" or (
+        action == "silence" and [a.lower() for a in args[:1]] in (["add"], ["expire"])
+    )
