@@ -165,6 +165,7 @@ def what_changed(counters: dict[str, int], report: DrainReport) -> str:
     parts = [f"{verb} {count(n, 'incident') if i == 0 else n}" for i, (verb, n) in enumerate(moved)]
     channels = {i.notification.channel for i, _ in report.sent}
     told = [word for channel, word in CHANNEL_WORDS.items() if channel in channels]
+    told += sorted(channels - CHANNEL_WORDS.keys())  # named pagers: pagerduty_secondary
     if told:
         parts.append("told " + " and ".join(filter(None, [", ".join(told[:-1]), told[-1]])))
     if counters["notifications_queued"]:

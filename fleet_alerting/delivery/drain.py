@@ -48,7 +48,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from fleet_alerting.config.secrets import redact
-from fleet_alerting.core.escalation import pager_of
+from fleet_alerting.core.escalation import current_pages, pager_of
 from fleet_alerting.core.incidents import Kind, Notification
 from fleet_alerting.delivery.channels import (
     CHANNELS,
@@ -183,6 +183,11 @@ class _Stop(Exception):
     """The lane stops for this run (its destination backs off)."""
 
 
+class _TakenOver(Exception):
+    """The message's short claim was lost while it was being sent: another drainer has it, so
+    this one tries no more (a retried trigger could otherwise follow the other's resolve)."""
+
+
 class _Later(Exception):
     """The destination asked for a pause longer than a run waits: no more tries in this run."""
 
@@ -298,8 +303,12 @@ class _Lane:
         sending = False
         last: AdapterError | None = None
 
+        claim_lost = asyncio.Event()
+
         async def attempt() -> str:
             nonlocal doubt, sending, last
+            if claim_lost.is_set():
+                raise _TakenOver
             try:
                 sending = True
                 if doubt and isinstance(self.notifier, Confirms):
@@ -322,12 +331,13 @@ class _Lane:
                         raise _Later(exc) from None
                 raise
 
-        # never sending past the claim: once it runs out another drainer may take it over
+        # never sending past the claim: once it runs out another drainer may take it over (a
+        # short claim that could not be renewed stops further attempts, see _keep_claim)
         claim = asyncio.timeout(self.s.lease.total_seconds() * CLAIM_SHARE)
         if not await self._extend_claim(item.id):
             return  # taken over meanwhile: the other drainer has it
         short = self.s.renews and self.s.claim < self.s.lease
-        keeper = asyncio.create_task(self._keep_claim(item.id)) if short else None
+        keeper = asyncio.create_task(self._keep_claim(item.id, claim_lost)) if short else None
         try:
             async with claim:
                 receipt = await with_retries(
@@ -348,6 +358,8 @@ class _Lane:
                 await self._failed(item, attempts, last, doubt)
         except AdapterError as exc:
             await self._failed(item, attempts, exc, doubt)
+        except _TakenOver:
+            return  # the drainer that holds it now delivers it
         except _Later as later:
             await self._failed(item, attempts, later.error, doubt)
         except Exception as exc:  # anything else: retry later, then park it
@@ -368,9 +380,10 @@ class _Lane:
         until = self.s.now() + self.s.lease
         return await self.db(self.outbox.renew, item_id, self.owner, until)
 
-    async def _keep_claim(self, item_id: int) -> None:
+    async def _keep_claim(self, item_id: int, lost: asyncio.Event) -> None:
         """Renew a short claim while its message is being sent (a drainer that dies stops
-        renewing: its message is free again within one short claim)."""
+        renewing: its message is free again within one short claim). A claim that could not be
+        renewed sets `lost`: the send makes no further attempt."""
         every = self.s.claim.total_seconds() / RENEWALS_PER_LEASE
         while True:
             await asyncio.sleep(every)
@@ -380,7 +393,10 @@ class _Lane:
                 )
             except sa.exc.OperationalError:
                 continue  # locked for a moment: the claim still has most of its time
+            except Exception:
+                held = False  # the store failed: the claim will lapse, another may take it
             if not held:
+                lost.set()
                 return
 
     def _collect_warnings(self) -> None:
@@ -475,12 +491,12 @@ class _Lane:
         the lane comes back to it after its other messages, for up to `paged_wait` seconds), or
         "hold" (the page is retrying in a later run).
 
-        The pages are the incident's latest `paged` rows to each pager queued before this one
-        (the same evaluation queues pagers first)."""
+        The pages are the incident's latest `paged` rows to each pager of the step it is on
+        (not earlier steps' pagers) queued before this one (the same evaluation queues pagers
+        first)."""
         n = item.notification
-        pages = await self.db(
-            self.outbox.pages_before, n.incident.key, list(n.incident.paged_via), item.id
-        )
+        pagers = list(current_pages(n.incident) or n.incident.paged_via)
+        pages = await self.db(self.outbox.pages_before, n.incident.key, pagers, item.id)
         pending = [p for p in pages if p.status == "queued"]
         if pending:
             return "wait" if await self._worth_waiting(pending) else "hold"

@@ -1,5 +1,6 @@
 """Read-only summaries of the store for `serve`'s metrics endpoint and heartbeat: counts and
-oldest ages by aggregate queries, so a scrape costs the same however long the history is."""
+oldest ages by aggregate queries over the outbox (its retained sent rows included) and the open
+incidents' records: a scrape grows with those, and is bounded in time by the endpoint."""
 
 from __future__ import annotations
 

@@ -5,8 +5,8 @@
   (core.history.signal_record).
 - `history_keys`: each key's latest observation (status and signature), so a run compares with
   one indexed read of its own watch's keys instead of the changes.
-- `history_runs`: when each watch ran, as segments of regular runs (first, every, count): a watch
-  every minute for a quarter is a handful of rows while its interval holds.
+- `history_runs`: when each watch ran, as segments of exactly regular runs (first, every, count):
+  runs whose start jitters by milliseconds (real ones) end a segment every second run.
 
 Written in the evaluation's own transaction (Store.evaluate `also`), so history and incidents
 never disagree after a crash. Pruned past `state.retention.history` (default 100 days).
