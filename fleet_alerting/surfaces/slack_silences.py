@@ -5,6 +5,7 @@ is the Slack user."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from typing import Any
@@ -26,7 +27,7 @@ USAGE = (
 async def silence(cmd: SlashCommand, config: Config) -> dict[str, Any]:
     verb = cmd.args[0].lower() if cmd.args else "query"
     if verb == "query":
-        return _query(config)
+        return await asyncio.to_thread(_query, config)  # reads every open incident: off the loop
     if verb not in ("add", "expire"):
         return reply("fleet silence", [USAGE])
     settings = config.operators.slack_app
