@@ -17,6 +17,7 @@ import httpx
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.checks import destination
+from fleet_alerting.core.escalation import pager_of
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.signals import Severity, Signal
@@ -32,7 +33,6 @@ DESTINATIONS = {
     "pagerduty": "pagerduty",
     "oncall": "oncall",
 }
-PAGERS = {"pagerduty", "oncall"}
 
 
 def configured(config: Config, channel: str) -> bool:
@@ -68,7 +68,7 @@ def make_test_notifications(channels: Iterable[str], now: datetime) -> list[Noti
     )
     out = []
     for channel in channels:
-        if channel in PAGERS:
+        if pager_of(channel):
             paged = replace(opened, state=State.paged, paged_at=now, paged_via=(channel,))
             done = replace(
                 paged,

@@ -12,7 +12,7 @@ from typing import Any
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.clock import utcnow
-from fleet_alerting.delivery.notifiers.slack_webhook import escape
+from fleet_alerting.core.mrkdwn import escape
 from fleet_alerting.surfaces.incident_actions import parse_for
 from fleet_alerting.surfaces.silence_actions import add_silence, expire_silence, query
 from fleet_alerting.surfaces.slack_commands import SlashCommand, reply
