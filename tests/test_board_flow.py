@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fleet_alerting.core.board import KEY
 from fleet_alerting.core.short_ids import SHORT, full_id
@@ -118,3 +119,17 @@ def test_the_board_shows_open_incidents_in_the_prefect_ui(
     # the key's page lists both versions, newest first
     listed = page_text(chromium, f"{ui}/artifacts/key/{KEY}", earlier[0][:8])
     assert listed.index(latest[0][:8]) < listed.index(earlier[0][:8])
+
+
+def test_a_board_that_cannot_be_read_is_a_warning(
+    config_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The run did its job: a store the board cannot read (here: none at the configured path)
+    is a line in the run's log, not a failure — and no store is created by reading."""
+    from fleet_alerting.tasks.board import publish_incident_board
+
+    config = {"state": {"path": "nowhere.sqlite"}, "notify": {"dry_run": True}}
+    config_file.write_text(yaml.safe_dump(config))
+    publish_incident_board.fn(str(config_file))
+    assert "incident board not updated: no store at" in caplog.text
+    assert not (config_file.parent / "nowhere.sqlite").exists()
