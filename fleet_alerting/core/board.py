@@ -169,20 +169,21 @@ def _acknowledged(row: BoardRow, now: datetime) -> str:
 
 
 def _muted(row: BoardRow, now: datetime) -> str:
-    said = []
-    if row.silenced_by:
-        until = f"until {_at(row.silenced_until)}" if row.silenced_until else "until resolved"
-        said.append(f"silenced by {cell(row.silenced_by)} {until}")
-    if row.snoozed_until and row.snoozed_until > now:
-        said.append(f"snoozed until {_at(row.snoozed_until)}")
-    if row.muted_by:
-        until = f" until {_at(row.muted_until)}" if row.muted_until else ""
-        said.append(f"{cell(row.muted_by)}{until}")
-    if row.inhibited_by:
-        said.append(f"inhibited by {cell(row.inhibited_by)}")
-    if row.group:
-        said.append(f"told in group {cell(row.group)}")
-    return "; ".join(said) or NOTHING
+    """What holds its notifications back: an operator's silence or snooze, a silence by
+    matchers or a maintenance window, a cause that inhibits it, the group that tells for it."""
+    snoozed = row.snoozed_until if row.snoozed_until and row.snoozed_until > now else None
+    said = [
+        row.silenced_by and f"silenced by {cell(row.silenced_by)} {_until(row.silenced_until)}",
+        snoozed and f"snoozed until {_at(snoozed)}",
+        row.muted_by and " ".join(filter(None, [cell(row.muted_by), _until(row.muted_until, "")])),
+        row.inhibited_by and f"inhibited by {cell(row.inhibited_by)}",
+        row.group and f"told in group {cell(row.group)}",
+    ]
+    return "; ".join(filter(None, said)) or NOTHING
+
+
+def _until(moment: datetime | None, otherwise: str = "until resolved") -> str:
+    return f"until {_at(moment)}" if moment else otherwise
 
 
 def _at(moment: datetime | None) -> str:
