@@ -153,9 +153,10 @@ def _table_line(cells: Sequence[str]) -> str:
 
 
 def _paged(row: BoardRow) -> str:
+    """The pagers of the step it is on, and the step (a step that only tells Slack: the step)."""
     step = f"step {row.step} of {row.steps}" if row.steps else ""
     if not row.paged:
-        return f"nobody ({step})" if step and row.state == State.paged else step or NOTHING
+        return step or NOTHING
     pagers = ", ".join(cell(p) for p in row.paged)
     return f"{pagers} ({step})" if step else pagers
 
