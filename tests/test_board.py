@@ -128,3 +128,37 @@ def test_every_line_of_the_board_is_one_line_of_markdown() -> None:
     markdown = render(Board(rows, counts_of(attack, rows)), datetime.fromisoformat(attack["now"]))
     assert len(markdown.split("\n")) == 2 + 2 + len(rows)
     assert "<" not in markdown and ">" not in markdown.split("\n", 1)[1]
+
+
+def test_a_row_names_the_pagers_of_the_step_the_incident_is_on() -> None:
+    """Paged on step 1 (pagerduty) and again on step 2 (oncall_secondary): step 2's pager is the
+    one paged now; the operators' acts are carried as they are."""
+    from fleet_alerting.core.board import row_of
+    from fleet_alerting.core.incidents import Acts, Escalation, Incident, Page
+    from fleet_alerting.core.signals import Signal
+
+    t0 = datetime.fromisoformat("2026-12-06T14:00:00+00:00")
+    t1 = datetime.fromisoformat("2026-12-06T14:30:00+00:00")
+    pages = (Page("pagerduty", t0, 1), Page("oncall_secondary", t1, 2))
+    acts = Acts(acked_by="ana", acked_at=t1, muted_by="muted by window nightly", muted_until=t1)
+    incident = Incident(
+        key="k",
+        source="blackbox",
+        severity=Severity.critical,
+        state=State.paged,
+        onset=t0,
+        changed_at=t1,
+        signal=Signal("k", "blackbox", True, Severity.critical, "API down"),
+        paged_via=("pagerduty", "oncall_secondary"),
+        acts=acts,
+        escalation=Escalation(step=2, steps=3, pages=pages),
+    )
+    row = row_of(incident, "abcdef")
+    assert (row.paged, row.step, row.steps) == (("oncall_secondary",), 2, 3)
+    assert (row.acked_by, row.acked_at, row.muted_by, row.muted_until) == (
+        "ana",
+        t1,
+        acts.muted_by,
+        t1,
+    )
+    assert (row.since, row.summary, row.short_id) == (t0, "API down", "abcdef")
