@@ -18,23 +18,12 @@ from pydantic import TypeAdapter
 
 from fleet_alerting.core.incidents import Brief, Incident, Records, State
 from fleet_alerting.store import backend
-from fleet_alerting.store.tables import delete_at_most, incidents_table
+from fleet_alerting.store.tables import BRIEF_COLUMNS, delete_at_most, incidents_table
 from fleet_alerting.store.tables import ts as _ts
 
 _incident_json = TypeAdapter(Incident)
 
 OPEN = [State.pending.value, State.firing.value, State.paged.value]
-
-_BRIEF_COLUMNS = (
-    "fingerprint",
-    "failures",
-    "successes",
-    "onset",
-    "notified_at",
-    "acted",
-    "inhibited_by",
-    "grouped_in",
-)
 
 
 def _upsert_incident(dialect: str) -> Any:
@@ -50,7 +39,7 @@ def _upsert_incident(dialect: str) -> Any:
                 c: new[c]
                 for c in ("source", "state", "updated_at", "data", "episode", "resolved_at")
             },
-            **{c: new[c] for c in _BRIEF_COLUMNS},
+            **{c: new[c] for c in BRIEF_COLUMNS},
             **{
                 c: sa.case((keep_thread, incidents_table.c[c]), else_=new[c])
                 for c in ("thread_channel", "thread_ts")
@@ -150,7 +139,7 @@ def briefs_sql(dialect: sa.Dialect) -> str:
     """The open incidents' briefs, as SQL for this dialect (no parameters: the states are
     constants)."""
     row = incidents_table.c
-    query = sa.select(row.key, row.state, row.source, *(row[c] for c in _BRIEF_COLUMNS))
+    query = sa.select(row.key, row.state, row.source, *(row[c] for c in BRIEF_COLUMNS))
     query = query.where(row.state.in_(OPEN))
     return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 

@@ -40,6 +40,18 @@ def delete_at_most(
 
 
 # incidents (store/incidents.py) -------------------------------------------------------------
+# the brief (core.incidents.Brief) in columns: what a run reads of an open incident
+BRIEF_COLUMNS = (
+    "fingerprint",
+    "failures",
+    "successes",
+    "onset",
+    "notified_at",
+    "acted",
+    "inhibited_by",
+    "grouped_in",
+)
+
 incidents_table = sa.Table(
     "incidents",
     metadata,
@@ -68,20 +80,9 @@ incidents_table = sa.Table(
     # spans overflow pages before the brief columns) is not visited. Not on PostgreSQL: an index
     # entry is limited to 2,704 bytes there, and key, inhibited_by and grouped_in are three keys
     # (long when a watch keys by every label); it reads the open rows by the state index.
-    sa.Index(
-        "ix_incidents_brief",
-        "state",
-        "key",
-        "source",
-        "fingerprint",
-        "failures",
-        "successes",
-        "onset",
-        "notified_at",
-        "acted",
-        "inhibited_by",
-        "grouped_in",
-    ).ddl_if(dialect="sqlite"),
+    sa.Index("ix_incidents_brief", "state", "key", "source", *BRIEF_COLUMNS).ddl_if(
+        dialect="sqlite"
+    ),
 )
 
 # small per-source state: cursors, first-seen times (store/kv.py) -----------------------------
