@@ -63,9 +63,9 @@ def incident(n: int) -> Incident:
 
 def fill(store: Store, count: int) -> None:
     for start in range(0, count, BATCH):
-        with store.engine.begin() as conn:
-            store.write_incidents(
-                conn, [incident(n) for n in range(start, min(count, start + BATCH))], NOW
+        with store.transaction() as transaction:
+            transaction.write_incidents(
+                [incident(n) for n in range(start, min(count, start + BATCH))], NOW
             )
 
 

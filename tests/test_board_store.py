@@ -39,8 +39,8 @@ STORED = [
 
 def test_first_open_incidents_in_board_order_with_counts(state_db: str) -> None:
     with Store(state_db) as store:
-        with store.engine.begin() as conn:
-            store.write_incidents(conn, STORED, NOW)
+        with store.transaction() as transaction:
+            transaction.write_incidents(STORED, NOW)
         everything, counts = open_incidents(store, 10)
         first_two, same_counts = open_incidents(store, 2)
     assert [i.key for i in everything] == ["critical-old", "critical-new", "warning-oldest", "info"]
@@ -50,8 +50,8 @@ def test_first_open_incidents_in_board_order_with_counts(state_db: str) -> None:
 
 def test_no_open_incidents(state_db: str) -> None:
     with Store(state_db) as store:
-        with store.engine.begin() as conn:
-            store.write_incidents(conn, STORED[4:], NOW)
+        with store.transaction() as transaction:
+            transaction.write_incidents(STORED[4:], NOW)
         assert open_incidents(store, 200) == (
             [],
             {"critical": 0, "warning": 0, "info": 0, "other": 0},

@@ -15,7 +15,8 @@ from sqlalchemy.dialects import postgresql
 
 from fleet_alerting.core.board import SEVERITY_ORDER
 from fleet_alerting.core.incidents import OPEN_STATES, Incident
-from fleet_alerting.store.database import _INCIDENT_COLUMNS, _row_incident, incidents_table
+from fleet_alerting.store.incidents import INCIDENT_COLUMNS, row_incident
+from fleet_alerting.store.tables import incidents_table
 
 if TYPE_CHECKING:
     from fleet_alerting.store.database import Store
@@ -31,9 +32,9 @@ def open_incidents(store: Store, limit: int) -> tuple[list[Incident], dict[str, 
     counts = {s.value: 0 for s in SEVERITY_ORDER} | {OTHER: 0}
     if rows:
         *_, total = rows[0]
-        counts.update(zip(counts, rows[0][len(_INCIDENT_COLUMNS) : -1], strict=False))
+        counts.update(zip(counts, rows[0][len(INCIDENT_COLUMNS) : -1], strict=False))
         counts[OTHER] = total - sum(counts[s.value] for s in SEVERITY_ORDER)
-    return [_row_incident(row[: len(_INCIDENT_COLUMNS)]) for row in rows], counts
+    return [row_incident(row[: len(INCIDENT_COLUMNS)]) for row in rows], counts
 
 
 def _query(dialect: str, limit: int) -> sa.Select[Any]:
@@ -59,7 +60,7 @@ def _query(dialect: str, limit: int) -> sa.Select[Any]:
         everything.label("total"),
     ).cte("ranked")
     return (
-        sa.select(*_INCIDENT_COLUMNS, *(ranked.c[s.value] for s in SEVERITY_ORDER), ranked.c.total)
+        sa.select(*INCIDENT_COLUMNS, *(ranked.c[s.value] for s in SEVERITY_ORDER), ranked.c.total)
         .join_from(ranked, incidents_table, incidents_table.c.key == ranked.c.key)
         .where(ranked.c.at <= limit)
         .order_by(ranked.c.at)
