@@ -133,22 +133,18 @@ def test_every_line_of_the_board_is_one_line_of_markdown() -> None:
 def test_a_row_names_the_pagers_of_the_step_the_incident_is_on() -> None:
     """Paged on step 1 (pagerduty) and again on step 2 (oncall_secondary): step 2's pager is the
     one paged now; the operators' acts are carried as they are."""
+    from dataclasses import replace
+
     from fleet_alerting.core.board import row_of
-    from fleet_alerting.core.incidents import Acts, Escalation, Incident, Page
-    from fleet_alerting.core.signals import Signal
+    from fleet_alerting.core.incidents import Acts, Escalation, Page
+    from tests.test_board_store import incident as stored
 
     t0 = datetime.fromisoformat("2026-12-06T14:00:00+00:00")
     t1 = datetime.fromisoformat("2026-12-06T14:30:00+00:00")
     pages = (Page("pagerduty", t0, 1), Page("oncall_secondary", t1, 2))
     acts = Acts(acked_by="ana", acked_at=t1, muted_by="muted by window nightly", muted_until=t1)
-    incident = Incident(
-        key="k",
-        source="blackbox",
-        severity=Severity.critical,
-        state=State.paged,
-        onset=t0,
-        changed_at=t1,
-        signal=Signal("k", "blackbox", True, Severity.critical, "API down"),
+    incident = replace(
+        stored("k", "critical", State.paged, minutes_ago=60),  # since 14:00
         paged_via=("pagerduty", "oncall_secondary"),
         acts=acts,
         escalation=Escalation(step=2, steps=3, pages=pages),
@@ -161,4 +157,4 @@ def test_a_row_names_the_pagers_of_the_step_the_incident_is_on() -> None:
         acts.muted_by,
         t1,
     )
-    assert (row.since, row.summary, row.short_id) == (t0, "API down", "abcdef")
+    assert (row.since, row.summary, row.short_id) == (t0, "k down", "abcdef")

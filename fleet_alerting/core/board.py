@@ -66,29 +66,37 @@ class Board:
         return sum(self.open_per_severity.values())
 
 
+# the operators' acts a row shows, under the same names as in `Acts`
+ACTS_SHOWN = (
+    "acked_by",
+    "acked_at",
+    "silenced_by",
+    "silenced_until",
+    "snoozed_until",
+    "muted_by",
+    "muted_until",
+)
+
+
 def row_of(incident: Incident, short_id: str) -> BoardRow:
-    acts, esc = incident.acts, incident.escalation
+    """The board's row of an open incident: who is paged is the pagers of the step it is on
+    (those it paged last time that step ran)."""
+    esc = incident.escalation
     paged = current_pages(incident) or (incident.paged_via if incident.state == State.paged else ())
     return BoardRow(
-        key=incident.key,
-        short_id=short_id,
-        severity=incident.severity,
-        state=incident.state,
-        source=incident.source,
+        incident.key,
+        short_id,
+        incident.severity,
+        incident.state,
+        incident.source,
         since=incident.onset,
         summary=incident.signal.summary,
         paged=paged,
         step=esc.step,
         steps=esc.steps,
-        acked_by=acts.acked_by,
-        acked_at=acts.acked_at,
-        silenced_by=acts.silenced_by,
-        silenced_until=acts.silenced_until,
-        snoozed_until=acts.snoozed_until,
-        muted_by=acts.muted_by,
-        muted_until=acts.muted_until,
         inhibited_by=incident.inhibited_by,
         group=incident.group,
+        **{name: getattr(incident.acts, name) for name in ACTS_SHOWN},
     )
 
 
