@@ -85,10 +85,11 @@ def page_text(chromium: str, url: str, wanted: str) -> str:
 def test_the_board_shows_open_incidents_in_the_prefect_ui(
     prefect_api: str, config_file: Path
 ) -> None:
-    from fleet_alerting.flows.blackbox_probe import blackbox_probe
+    from fleet_alerting.flows import get_flow
     from fleet_alerting.surfaces.cli import main
 
     chromium = require_binary("chromium")
+    blackbox_probe = get_flow("blackbox-probe")
     ui = prefect_api.removesuffix("/api")
     before = board_versions()
     with Api() as api, SlackWebhookServer() as slack, PagerDutyServer() as pd:
