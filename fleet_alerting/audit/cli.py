@@ -123,7 +123,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="Alertmanager routing tree tools",
         description="Alertmanager routing tree tools",
     )
-    routes_sub = routes.add_subparsers(dest="routes_command", required=True)
+    routes_sub = routes.add_subparsers(dest="routes_command", required=True, metavar="{test}")
     about = "receivers for a label set (same output as `amtool config routes test`)"
     test = routes_sub.add_parser("test", help=about, description=about)
     test.add_argument(

@@ -394,8 +394,9 @@ def notify_test(args: argparse.Namespace) -> int:
         print(f"{name}: not configured ({section}): skipped")
         code = 1 if args.to != "all" else code
     if not channels:
-        print("nothing to test: no destination configured (messages go to the local outbox)")
-        return 1
+        raise OperatorError(
+            "nothing to test: no destination configured (messages go to the local outbox)"
+        )
     outcomes = asyncio.run(send_test(config, channels, utcnow))
     for outcome in outcomes:
         print(describe(config, outcome))
