@@ -211,7 +211,7 @@ def _require(config: Config, path: str, *sections: str) -> None:
 def slack_app(args: argparse.Namespace) -> int:
     from fleet_alerting.deployments.trigger import trigger as run_now
     from fleet_alerting.surfaces.http_guard import serve
-    from fleet_alerting.surfaces.slack_app import create_app
+    from fleet_alerting.surfaces.slack_app import announce, create_app, log_actions
 
     config = _config(args.config)
     _require(config, args.config, "operators.slack_app", "fleet_api")
@@ -221,7 +221,10 @@ def slack_app(args: argparse.Namespace) -> int:
     async def trigger_from_slack(deployment: str, out: Callable[[str], None]) -> int:
         return await run_now(deployment, {}, wait=False, out=out)
 
-    serve(create_app(config, trigger_from_slack), settings.host, settings.port)
+    app = create_app(config, trigger_from_slack)
+    announce(app, settings.host, settings.port, lambda line: print(line, flush=True))
+    log_actions(sys.stderr)
+    serve(app, settings.host, settings.port)
     return 0
 
 
