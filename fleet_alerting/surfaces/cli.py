@@ -71,6 +71,9 @@ def check_config(args: argparse.Namespace) -> int:
     errors = [f for f in findings if f.level == "error"]
     for finding in errors:
         print(finding.at(Path(path)), file=sys.stderr)
+    for finding in findings:  # never fails the check: on stdout, beside the notes
+        if finding.level == "warning":
+            print(f"warning: {finding.at(Path(path))}")
     if errors:
         return 1
     bb = config.blackbox
@@ -82,7 +85,7 @@ def check_config(args: argparse.Namespace) -> int:
     if config.prometheus.url:
         watches.append(f"prometheus {len(config.prometheus.watches)} extra watch(es)")
     watches += [name for name in ("alertmanager", "fleet_api") if getattr(config, name)]
-    unresolved = {f.loc for f in findings}
+    unresolved = {f.loc for f in findings if f.level != "warning"}
     refs = sum(1 for loc, _ref in secret_refs(config) if loc not in unresolved)
     sent = ""
     if config.notify.dry_run:
