@@ -280,3 +280,43 @@ def test_oncall_payload_follows_the_formatted_webhook() -> None:
     assert trigger["title"] == "[CRITICAL] Fleet API down (pi-audio-01:8081)"
     assert trigger["link_to_upstream_details"] == "https://wiki.example/runbooks/api-down"
     assert "Failing since 2026-11-26T03:00:00+00:00 (6m00s)" in trigger["message"]
+
+
+def test_snapshot_says_plainly_when_no_fleet_event_can_apply(tmp_path: Path) -> None:
+    """A shipped watch's metric gone from Prometheus names no device: its thread says so rather
+    than "Fleet API events for role_agent_last_run_success: 0"; a host's incident lists events."""
+    from fleet_alerting.delivery.snapshot import make_snapshot
+    from fleet_alerting.sources.prometheus.judge import (
+        Series,
+        absent_signal,
+        default_watches,
+        firing_signal,
+    )
+
+    with FleetApiServer(FLEET_TOKEN) as fleet:
+        fleet.events = fleet_events(T0)
+        config = write_config(tmp_path, "http://127.0.0.1:9", fleet.url, "http://127.0.0.1:9/x")
+        (watch,) = [
+            w for w in default_watches(config.prometheus) if w.metric and "success" in w.metric
+        ]
+        host = {"__name__": watch.metric, "host": "pi-audio-01"}
+        signals = [
+            absent_signal(watch, config.links, True),
+            firing_signal(watch, Series(host, 0.0), config.links),
+        ]
+        incidents = evaluate(signals, {}, lambda _s: PAGE, T0).incidents
+
+        async def snapshots() -> list[dict]:
+            async with httpx.AsyncClient() as client:
+                snapshot = make_snapshot(config, client)
+                assert snapshot is not None
+                return [await snapshot(incident, T0) for incident in incidents]
+
+        absent, failing = asyncio.run(snapshots())
+    assert absent["text"] == (
+        f"No Fleet API event can concern {watch.metric}: it names no device or host."
+    )
+    assert "Fleet API events for" not in json.dumps(absent)
+    assert failing["text"].startswith(
+        "Fleet API events for pi-audio-01: 2 (events for pi-audio-01)"
+    )

@@ -35,7 +35,7 @@ BlockCheck = Callable[[str], str | None]
 class Finding:
     loc: Loc
     message: str
-    level: Literal["error", "note"] = "error"
+    level: Literal["error", "warning", "note"] = "error"
 
     def at(self, config_file: Path) -> str:
         """`file:line: key.path: message`."""
@@ -81,6 +81,8 @@ def _secrets(config: Config, blocks: BlockCheck | None) -> Iterator[Finding]:
                 yield Finding(loc, f"{problem} (needed by {command} only)", "note")
             elif problem:
                 yield Finding(loc, problem)
+            if ref.file and (exposed := _readable_by_others(ref.file)):
+                yield Finding(loc, exposed, "warning")
         elif blocks is None:
             yield Finding(
                 loc,
@@ -92,6 +94,20 @@ def _secrets(config: Config, blocks: BlockCheck | None) -> Iterator[Finding]:
             problem = blocks(ref.prefect_secret)
             if problem:
                 yield Finding(loc, problem)
+
+
+def _readable_by_others(path: Path) -> str | None:
+    """A secret file the group or everyone may read (mode 644): said, with the fix."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return None
+    who = [name for bit, name in ((0o040, "its group"), (0o004, "every user")) if mode & bit]
+    if not who:
+        return None
+    return (
+        f"secret file {path} is readable by {' and '.join(who)} (mode {mode:o}): chmod 600 {path}"
+    )
 
 
 def _file_sd(config: Config) -> Iterator[Finding]:

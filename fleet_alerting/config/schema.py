@@ -44,7 +44,8 @@ from fleet_alerting.core.windows import ScheduledWindow
 
 def _relative_to_config(path: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
-    return path if path.is_absolute() or base is None else Path(base) / path
+    joined = path if path.is_absolute() or base is None else Path(base) / path
+    return joined.resolve() if ".." in joined.parts else joined  # said as the system finds it
 
 
 def _a_path(value: object) -> object:

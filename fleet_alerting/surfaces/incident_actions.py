@@ -19,6 +19,7 @@ from fleet_alerting.core import actions
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration, parse_duration
 from fleet_alerting.core.incidents import Incident
+from fleet_alerting.core.wording import no_such
 from fleet_alerting.delivery.drain import MAX_WAIT, DrainReport, build_notifiers, drain, lease_for
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.alertmanager.client import Alertmanager
@@ -97,7 +98,7 @@ async def _perform(
             now=now,
             outcome="refused: no such incident",
         )
-        return Outcome(False, f"No incident `{key}`.")
+        return Outcome(False, no_such("incident", key))
     channels = config.policy(incident.severity).channels()
     detail: dict[str, object] = {}
     until = now + duration if duration is not None else None
@@ -134,7 +135,7 @@ async def _perform(
         store, key, decide, action=action, actor=actor, via=via, now=now, detail=detail
     )
     if change is None:
-        return Outcome(False, f"No incident `{key}`.")
+        return Outcome(False, no_such("incident", key))
     if change.refused:
         return Outcome(False, f"Not done: {change.refused}.", change.incident)
     return Outcome(True, describe(action, actor, now, duration, detail), change.incident)

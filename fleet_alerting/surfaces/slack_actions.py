@@ -193,7 +193,14 @@ def action_routes(
             duration=duration,
         )  # fmt: skip
         log.info(
-            "slack %s on %s by %s: %s", click.action, click.key, click.user_id, outcome.message
+            "slack %s%s on incident %s by %s (%s) in %s: %s",
+            click.action,
+            f" {click.value}" if duration else "",
+            click.key,
+            click.actor,
+            click.user_id,
+            click.channel_id,
+            outcome.message,
         )
         if outcome.ok and outcome.incident is not None:
             await respond(click.response_url, updated_message(outcome.incident, now))

@@ -101,6 +101,14 @@ def snapshot_message(
     return {"text": fit(escape(text), MAX_MESSAGE_TEXT), "blocks": blocks}
 
 
+def unrelated_message(incident: Incident) -> dict[str, Any]:
+    """The snapshot of an incident no Fleet API event can be about: said plainly, nothing
+    listed."""
+    what = incident.signal.target or incident.key
+    text = escape(f"No Fleet API event can concern {what}: it names no device or host.")
+    return {"text": fit(text, MAX_MESSAGE_TEXT), "blocks": [_section(f":mag: _{text}_")]}
+
+
 def _event_line(event: FleetEvent, logs: Link | None) -> str:
     parts = [
         f"`{event.timestamp:%Y-%m-%d %H:%M:%S}Z`",
