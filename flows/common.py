@@ -19,6 +19,7 @@ from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.drain import DrainReport
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.errors import StoreError
+from fleet_alerting.tasks.board import publish_board
 from fleet_alerting.tasks.runtime import run_logger, tracked
 
 DEFAULT_CONFIG = "config/example.yaml"
@@ -222,6 +223,7 @@ async def publish(
         key=f"{key}-notifications",
         description=f"{key}: notifications sent, queued and dead",
     )
+    publish_board()  # every watch's open incidents, one view: `incident-board` (tasks/board.py)
 
 
 def incident_cell(incident: Incident) -> str:
