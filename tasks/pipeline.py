@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from fleet_alerting.config import Config
+from fleet_alerting.core.channels import pager_of
 from fleet_alerting.core.clock import utcnow
-from fleet_alerting.core.escalation import pager_of
 from fleet_alerting.core.incidents import Incident, unseen
 from fleet_alerting.core.muting import SILENCE, MaintenanceConfig, Muting
 from fleet_alerting.core.policy import Evaluation, PolicyFor

@@ -24,8 +24,8 @@ from pydantic import (
 )
 
 from fleet_alerting.config.secrets import SecretRef
+from fleet_alerting.core.channels import PAGER_NAME, Channel, pager_key, pager_of
 from fleet_alerting.core.durations import format_duration
-from fleet_alerting.core.escalation import PAGER_NAME, pager_key, pager_of
 from fleet_alerting.core.fleet import FleetConfig
 from fleet_alerting.core.grouping import GroupingConfig
 from fleet_alerting.core.inhibition import InhibitRule
@@ -172,9 +172,9 @@ class NotifyConfig(Model):
     def configured_channels(self) -> set[str]:
         slack, channels = self.slack, set()
         if slack and (slack.webhook or slack.bot_token):
-            channels.add("slack")
+            channels.add(Channel.slack)
         if slack and (slack.mirror_webhook or slack.bot_token):
-            channels.add("slack_mirror")
+            channels.add(Channel.slack_mirror)
         for pager in (self.pagerduty, self.oncall):
             if pager is not None:
                 channels.update(pager.secrets())
@@ -700,20 +700,22 @@ def _named_channels(policy: PolicyConfig) -> Iterator[tuple[tuple[str | int, ...
     """(key path in the policy, channel) for every channel the policy tells or pages."""
     if policy.steps is None:
         yield from ((("notify",), c) for c in policy.notify)
-    if "slack_mirror" in policy.channels():
-        yield ("mirror",), "slack_mirror"
+    if Channel.slack_mirror in policy.channels():
+        yield ("mirror",), Channel.slack_mirror
     yield from ((("page",), c) for c in policy.page)
     for i, step in enumerate(policy.steps or []):
         yield from ((("steps", i, "to"), c) for c in step.to)
 
 
 _HOW_TO_CONFIGURE = {
-    "slack": "set notify.slack.webhook or notify.slack.bot_token",
-    "slack_mirror": "set notify.slack.mirror_webhook or notify.slack.bot_token, or mirror: false",
-    "pagerduty": "set notify.pagerduty.routing_key",
-    "oncall": "set notify.oncall.webhook",
+    Channel.slack: "set notify.slack.webhook or notify.slack.bot_token",
+    Channel.slack_mirror: (
+        "set notify.slack.mirror_webhook or notify.slack.bot_token, or mirror: false"
+    ),
+    Channel.pagerduty: "set notify.pagerduty.routing_key",
+    Channel.oncall: "set notify.oncall.webhook",
 }
-_NAMED_SECRET = {"pagerduty": "routing_keys", "oncall": "webhooks"}
+_NAMED_SECRET = {Channel.pagerduty: "routing_keys", Channel.oncall: "webhooks"}
 
 
 def _how_to_configure(channel: str) -> str:

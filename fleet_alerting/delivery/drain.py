@@ -48,7 +48,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from fleet_alerting.config.secrets import redact
-from fleet_alerting.core.escalation import current_pages, pager_of
+from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
+from fleet_alerting.core.escalation import current_pages
 from fleet_alerting.core.incidents import Kind, Notification
 from fleet_alerting.delivery.channels import (
     CHANNELS,
@@ -83,7 +84,6 @@ CLAIM_SHARE = 0.9  # a send stops (in doubt, tried again) once this share of its
 DESTINATION_RECHECK = 0.5  # seconds
 PAGE_POLL = 0.02  # seconds between looks at a page a Slack "paged" message waits for
 MAX_SKIPPED_PER_RUN = 5000  # a lane's run ends after this many messages (bounds `done`)
-SLACK = ("slack", "slack_mirror")
 T = TypeVar("T")
 
 
@@ -282,7 +282,7 @@ class _Lane:
 
     async def _deliver(self, item: OutboxItem) -> None:
         n = item.notification
-        if n.kind == Kind.paged and self.channel in SLACK and n.incident.paged_via:
+        if n.kind == Kind.paged and self.channel in SLACK_CHANNELS and n.incident.paged_via:
             outcome = await self._page_outcome(item)
             if not isinstance(outcome, Notification):  # say "paged" only once the pager answered
                 await self.db(self.outbox.release, item.id, self.owner)

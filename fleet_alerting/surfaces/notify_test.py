@@ -17,7 +17,7 @@ import httpx
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.checks import destination
-from fleet_alerting.core.escalation import pager_of
+from fleet_alerting.core.channels import Channel, pager_of
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.signals import Severity, Signal
@@ -28,18 +28,18 @@ SOURCE = "notify-test"
 SUMMARY = "TEST notification from fleet-alerting notify-test: no action needed"
 # --to NAME → the outbox channel
 DESTINATIONS = {
-    "slack": "slack",
-    "mirror": "slack_mirror",
-    "pagerduty": "pagerduty",
-    "oncall": "oncall",
+    "slack": Channel.slack,
+    "mirror": Channel.slack_mirror,
+    "pagerduty": Channel.pagerduty,
+    "oncall": Channel.oncall,
 }
 
 
 def configured(config: Config, channel: str) -> bool:
     slack = config.notify.slack
-    if channel == "slack":
+    if channel == Channel.slack:
         return bool(slack and (slack.webhook or slack.bot_token))
-    if channel == "slack_mirror":
+    if channel == Channel.slack_mirror:
         return bool(slack and (slack.mirror_webhook or slack.bot_token))
     return getattr(config.notify, channel) is not None
 
