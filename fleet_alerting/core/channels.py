@@ -20,6 +20,9 @@ class Channel(StrEnum):
     pagerduty = "pagerduty"
     oncall = "oncall"
 
+    def __repr__(self) -> str:  # quoted like the plain channel string it stands for
+        return repr(self.value)
+
 
 PAGERS = (Channel.pagerduty, Channel.oncall)
 SLACK_CHANNELS = (Channel.slack, Channel.slack_mirror)
