@@ -21,7 +21,7 @@ from fleet_alerting.core.channels import Channel, pager_of
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.signals import Severity, Signal
-from fleet_alerting.delivery.drain import MAX_WAIT, build_notifiers, drain, lease_for
+from fleet_alerting.delivery.deliver import deliver
 from fleet_alerting.store.database import OutboxItem, Store
 
 SOURCE = "notify-test"
@@ -86,7 +86,9 @@ def make_test_notifications(channels: Iterable[str], now: datetime) -> list[Noti
 
 def _note(incident: Incident, channel: str, kind: Kind, now: datetime) -> Notification:
     ident = f"{incident.key}|{kind}|{channel}"
-    return Notification(id=ident, channel=channel, kind=kind, at=now, incident=incident)
+    return Notification(
+        id=ident, channel=channel, kind=kind, at=now, incident=incident, one_off=True
+    )
 
 
 class _Only:
@@ -125,13 +127,14 @@ async def send_test(
     with Store(config.state) as store:
         store.record(Evaluation([], notifications), now())
         async with httpx.AsyncClient(timeout=10) as client:
-            report = await drain(
-                _Only(store, {n.id for n in notifications}),  # type: ignore[arg-type]
-                build_notifiers(config, client, store),
-                now,
+            only = _Only(store, {n.id for n in notifications})
+            report = await deliver(
+                config,
+                store,
+                client,
+                now=now,
                 attempts_per_run=1,
-                give_up_after=config.notify.give_up_after,
-                lease=lease_for(config, MAX_WAIT),
+                outbox=only,  # type: ignore[arg-type]
             )
     outcomes = [
         Outcome(i.notification.channel, i.notification.kind, "delivered", r) for i, r in report.sent

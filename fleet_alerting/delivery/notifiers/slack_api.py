@@ -65,7 +65,6 @@ LOOK_BACK_MARGIN = timedelta(minutes=5)  # Slack's clock against ours
 LOOK_PAGE, LOOK_PAGES = 200, 5  # a bounded look: past 1,000 newer messages it posts anyway
 _learned_ids: dict[tuple[str, str], str] = {}  # (api url, channel name) → id, from answers
 _warned: set[tuple[str, str, str]] = set()  # each look-up problem is reported once per process
-ONE_OFF_SOURCES = {"fleet-events", "notify-test"}  # a message each, not a thread
 
 # An incident and the moment of the notification → the snapshot message (blocks + text).
 Snapshot = Callable[[Incident, datetime], Awaitable[dict[str, Any]]]
@@ -180,7 +179,7 @@ class SlackApi:
 
     async def _send(self, n: Notification, since: datetime | None) -> str:
         incident = n.incident
-        if self.store is None or incident.source in ONE_OFF_SOURCES:
+        if self.store is None or n.one_off:
             found = await self._look(since, n, MESSAGE, self._channel_id())
             if found:
                 return f"{self.name}: found ts={found} (posted before, not again)"
@@ -460,7 +459,7 @@ class SlackWebhookIncident(SlackWebhook):
 
     async def body(self, n: Notification) -> dict[str, Any]:
         body = await super().body(n)
-        if self.snapshot and n.kind == Kind.opened and n.incident.source not in ONE_OFF_SOURCES:
+        if self.snapshot and n.kind == Kind.opened and not n.one_off:
             extra = (await self.snapshot(n.incident, n.at))["blocks"]
             room = MAX_BLOCKS - len(body["blocks"])
             body["blocks"] = body["blocks"] + extra[:room]
