@@ -18,7 +18,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 from fleet_alerting.config.loader import locate
-from fleet_alerting.config.schema import SLACK_CHANNEL_ID, Config
+from fleet_alerting.config.notifiers.slack import SLACK_CHANNEL_ID
+from fleet_alerting.config.schema import Config
 from fleet_alerting.config.secrets import SecretRef
 from fleet_alerting.core.channels import Channel, pager_key, pager_of
 from fleet_alerting.core.durations import format_duration

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import httpx
 from pydantic import SecretStr
 
-from fleet_alerting.config.schema import SLACK_CHANNEL_ID
+from fleet_alerting.config.notifiers.slack import SLACK_CHANNEL_ID
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.core.mrkdwn import MAX_MESSAGE_TEXT, escape, fit, link
