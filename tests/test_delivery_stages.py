@@ -20,7 +20,6 @@ from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
 from fleet_alerting.delivery.notifiers.slack_api import SlackApi
 from fleet_alerting.delivery.stages import (
     MAX_WAIT,
-    Crashed,
     DestinationState,
     DrainReport,
     Failed,
@@ -281,11 +280,11 @@ def test_record_a_refused_page_is_a_dead_letter_and_a_loud_warning(store: Store)
 def test_record_parks_a_message_after_repeated_unexpected_errors(store: Store) -> None:
     report = DrainReport()
     record = recorder(store, "slack", report, park_after=2)
-    run(record(claimed(store, "slack"), Crashed(OSError("disk full"), 1)))
+    run(record(claimed(store, "slack"), Failed(OSError("disk full"), 1, True)))
     assert queued(store, "slack", Kind.opened).in_doubt  # it may have come after a post
     again = claimed(store, "slack", T0 + timedelta(minutes=1))
     assert again.errors == 1
-    run(record(again, Crashed(OSError("disk full"), 2)))
+    run(record(again, Failed(OSError("disk full"), 2, True)))
     assert [why for _, why in report.dead] == [
         "parked after 2 unexpected errors: OSError: disk full"
     ]

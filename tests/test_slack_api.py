@@ -152,13 +152,10 @@ def test_incident_thread_with_snapshot_paged_and_resolved(tmp_path: Path) -> Non
 
 
 def test_a_one_off_message_is_posted_alone_without_thread_or_snapshot(tmp_path: Path) -> None:
-    with (
-        SlackApiServer(BOT) as slack,
-        FleetApiServer(FLEET_TOKEN) as fleet,
-        OnCallServer(ONCALL_TOKEN) as oncall,
-    ):
+    unused = "http://127.0.0.1:9/integrations/v1/formatted_webhook/never/"  # no page at T0
+    with SlackApiServer(BOT) as slack, FleetApiServer(FLEET_TOKEN) as fleet:
         fleet.events = fleet_events(T0)
-        config = write_config(tmp_path, slack.url, fleet.url, oncall.webhook_url)
+        config = write_config(tmp_path, slack.url, fleet.url, unused)
         store = Store(config.state.path)
         evaluation = evaluate([alert_signal()], store.unresolved(), lambda _s: PAGE, T0)
         told = [replace(n, one_off=True) for n in evaluation.notifications]

@@ -250,19 +250,12 @@ class Sent:
 
 @dataclass(frozen=True)
 class Failed:
-    """The destination refused or did not answer; `doubt`: it may have the message anyway."""
-
-    error: AdapterError
-    attempts: int
-    doubt: bool
-
-
-@dataclass(frozen=True)
-class Crashed:
-    """An unexpected error (after a post, say): always in doubt."""
+    """The destination refused or did not answer (an AdapterError), or an unexpected error came
+    up (after a post, say: always in doubt); `doubt`: it may have the message anyway."""
 
     error: Exception
     attempts: int
+    doubt: bool
 
 
 @dataclass(frozen=True)
@@ -270,7 +263,7 @@ class TakenOver:
     """The claim was lost while sending: the drainer that holds it now delivers it."""
 
 
-Outcome = Sent | Failed | Crashed | TakenOver
+Outcome = Sent | Failed | TakenOver
 
 
 class _ClaimLost(Exception):
@@ -330,7 +323,7 @@ class Send:
         except _Later as later:
             return Failed(later.error, self.attempts, self.doubt)
         except Exception as exc:  # anything else: retry later, then park it
-            return Crashed(exc, self.attempts)
+            return Failed(exc, self.attempts, True)
         return Sent(receipt, self.attempts)
 
     def _counted(self) -> None:
@@ -352,42 +345,33 @@ class Send:
 
     def _timed_out(self, exc: TimeoutError, claim_expired: bool) -> Outcome:
         if not claim_expired:  # not the claim's: unexpected, like any other error
-            return Crashed(exc, self.attempts)
+            return Failed(exc, self.attempts, True)
         if self.sending or self.last is None:  # cut off in the middle of a send: may have arrived
             cut = f"still sending when {CLAIM_SHARE:.0%} of its claim had passed: tried again"
             return Failed(AdapterError(cut, permanent=False, maybe_sent=True), self.attempts, True)
         return Failed(self.last, self.attempts, self.doubt)  # cut off waiting: the answer stands
 
 
+@dataclass
 class Record:
     """Stage 4: what came of a message, in the outbox (sent, retrying, dead) and the report."""
 
-    def __init__(
-        self,
-        outbox: Outbox,
-        channel: str,
-        owner: str,
-        settings: LaneSettings,
-        notifier_name: str,
-        destination: DestinationState,
-        report: DrainReport,
-    ):
-        self.outbox = outbox
-        self.channel = channel
-        self.owner = owner
-        self.s = settings
-        self.notifier_name = notifier_name
-        self.destination = destination
-        self.report = report
+    outbox: Outbox
+    channel: str
+    owner: str
+    s: LaneSettings
+    notifier_name: str
+    destination: DestinationState
+    report: DrainReport
 
     async def __call__(self, item: OutboxItem, outcome: Outcome) -> None:
         """Stop: the destination failed, the lane rests for this run."""
         match outcome:
             case Sent(receipt, attempts):
                 await self.sent(item, attempts, receipt)
-            case Failed(error, attempts, doubt):
+            case Failed(AdapterError() as error, attempts, doubt):
                 await self.failed(item, attempts, error, doubt)
-            case Crashed(error, attempts):
+            case Failed(error, attempts):
                 await self.unexpected(item, attempts, error)
 
     async def sent(self, item: OutboxItem, attempts: int, receipt: str) -> None:
