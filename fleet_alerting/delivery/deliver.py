@@ -1,6 +1,6 @@
-"""The one way into delivery: a watch run, `deliver-now` after an operator's action, the PagerDuty
-webhook and `notify-test` all drain the outbox through `deliver`, with the configured notifiers,
-attempts, give-up age and per-channel leases."""
+"""The one way into delivery: a watch run, the delivery right after an operator's action, the
+PagerDuty webhook and `notify-test` all drain the outbox through `deliver`, with the configured
+notifiers, attempts, give-up age and per-channel leases."""
 
 from __future__ import annotations
 
