@@ -21,12 +21,12 @@ from fleet_alerting.delivery.notifiers.local_file import LocalOutbox
 from fleet_alerting.delivery.notifiers.oncall import OnCallWebhook
 from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
 from fleet_alerting.delivery.notifiers.slack_api import (
-    LOOK_PAGES,
     NO_THREAD_NOTE,
     Pacer,
     SlackApi,
     SlackWebhookIncident,
     ThreadStore,
+    requests_per_send,
 )
 from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
 from fleet_alerting.delivery.snapshot import make_snapshot
@@ -170,12 +170,7 @@ def lease_for(config: Config, max_wait: float) -> dict[str, timedelta]:
     slack = notify.slack
     if slack is not None and not notify.dry_run:
         timeout, pacing = slack.timeout.total_seconds(), slack.min_interval.total_seconds()
-        bot = slack.bot_token is not None
-        # a bot's message in doubt: pages of the channel's history and of its thread, and two
-        # posts (the message, the Fleet API snapshot as its reply); a webhook's: the two posts.
-        # The snapshot's events are fetched once per run.
-        requests = 2 * LOOK_PAGES + 2 if bot else 2
-        leases[Channel.slack] = lease(requests, timeout, 2 * pacing) + fleet
-        mirror_requests = LOOK_PAGES + 1 if bot and not slack.mirror_webhook else 1
-        leases[Channel.slack_mirror] = lease(mirror_requests, timeout, pacing)
+        for channel, (requests, posts) in requests_per_send(slack).items():
+            leases[channel] = lease(requests, timeout, posts * pacing)
+        leases[Channel.slack] += fleet  # the snapshot's events, fetched once per run
     return {channel: timedelta(seconds=seconds) for channel, seconds in leases.items()}
