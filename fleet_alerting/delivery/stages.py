@@ -267,7 +267,7 @@ Outcome = Sent | Failed | TakenOver
 
 
 class _ClaimLost(Exception):
-    pass
+    """The claim could not be renewed: another drainer may hold the message, so no more tries."""
 
 
 class _Later(Exception):
