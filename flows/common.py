@@ -9,7 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from fleet_alerting.config import Config, ConfigError, load_config
 from fleet_alerting.config.secrets import install_log_redaction
-from fleet_alerting.core.escalation import pager_of
+from fleet_alerting.core.channels import Channel, pager_of
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.grouping import PREFIX as GROUP
 from fleet_alerting.core.incidents import Incident, State
@@ -177,10 +177,10 @@ def what_changed(counters: dict[str, int], report: DrainReport) -> str:
 
 
 CHANNEL_WORDS = {
-    "slack": "slack",
-    "slack_mirror": "mirror",
-    "pagerduty": "pagerduty",
-    "oncall": "oncall",
+    Channel.slack: "slack",
+    Channel.slack_mirror: "mirror",
+    Channel.pagerduty: "pagerduty",
+    Channel.oncall: "oncall",
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from pydantic import SecretStr
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.incidents import Kind, Notification
-from fleet_alerting.core.policy import PolicyConfig, evaluate
+from fleet_alerting.core.policy import Evaluation, PolicyConfig, evaluate
 from fleet_alerting.core.signals import Link, Severity, Signal
 from fleet_alerting.delivery.drain import build_notifiers, drain
 from fleet_alerting.delivery.notifiers.oncall import OnCallWebhook
@@ -148,6 +149,28 @@ def test_incident_thread_with_snapshot_paged_and_resolved(tmp_path: Path) -> Non
     assert [a["state"] for a in oncall.alerts] == ["alerting", "ok"]
     assert {a["alert_uid"] for a in oncall.alerts} == {"alertmanager:fingerprint=abc123"}
     assert oncall.open == set() and not report.dead
+
+
+def test_a_one_off_message_is_posted_alone_without_thread_or_snapshot(tmp_path: Path) -> None:
+    unused = "http://127.0.0.1:9/integrations/v1/formatted_webhook/never/"  # no page at T0
+    with SlackApiServer(BOT) as slack, FleetApiServer(FLEET_TOKEN) as fleet:
+        fleet.events = fleet_events(T0)
+        config = write_config(tmp_path, slack.url, fleet.url, unused)
+        store = Store(config.state.path)
+        evaluation = evaluate([alert_signal()], store.unresolved(), lambda _s: PAGE, T0)
+        told = [replace(n, one_off=True) for n in evaluation.notifications]
+        store.record(Evaluation(evaluation.incidents, told), T0)
+
+        async def go():
+            async with httpx.AsyncClient() as client:
+                notifiers = build_notifiers(config, client, store)
+                return await drain(store, notifiers, lambda: T0, sleep=no_sleep)
+
+        report = asyncio.run(go())
+        stored = store.incident("alertmanager:fingerprint=abc123")
+    (message,) = slack.top_level()
+    assert "Fleet API down" in message.body["text"] and slack.replies(message.ts) == []
+    assert stored.thread_ts is None and len(report.sent) == 1
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])

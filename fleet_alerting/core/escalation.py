@@ -8,7 +8,6 @@ from the step it was on). Today's `notify` / `page` / `page_after` are the one- 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -16,34 +15,14 @@ from typing import Annotated, Self
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
+from fleet_alerting.core.channels import SLACK_CHANNELS, Destination, pager_of
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Escalation, Incident, Page, State
 from fleet_alerting.core.model import Duration, Model, positive_duration
 from fleet_alerting.core.mrkdwn import MENTIONABLE
 
-PAGERS = ("pagerduty", "oncall")
-SLACK_CHANNELS = ("slack", "slack_mirror")
-# a configured pager by name: pagerduty_secondary is notify.pagerduty.routing_keys.secondary
-PAGER_NAME = r"[a-z0-9][a-z0-9_]{0,39}"
-DESTINATION = re.compile(rf"slack|slack_mirror|(?:pagerduty|oncall)(?:_{PAGER_NAME})?")
-Destination = Annotated[str, Field(pattern=rf"^(?:{DESTINATION.pattern})$")]
 MAX_STEPS = 10
 MAX_SCHEDULE = 20
-
-
-def pager_of(channel: str) -> str | None:
-    """The pager a channel pages (pagerduty_secondary → pagerduty), None for Slack."""
-    for pager in PAGERS:
-        if channel == pager or channel.startswith(pager + "_"):
-            return pager
-    return None
-
-
-def pager_key(channel: str) -> str | None:
-    """The configured name of a named pager channel (pagerduty_secondary → secondary); None for
-    the pager's own `routing_key` / `webhook`."""
-    pager = pager_of(channel)
-    return None if pager is None or channel == pager else channel.removeprefix(pager + "_")
 
 
 def _mentionable(value: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import Field
 
-from fleet_alerting.core.escalation import pager_of
+from fleet_alerting.core.channels import pager_of
 from fleet_alerting.core.fleet import signal_labels
 from fleet_alerting.core.incidents import (
     Brief,

@@ -149,10 +149,12 @@ class Notification:
     """One message to one channel. `id` is stable for the same event so a replay is recognised."""
 
     id: str
-    channel: str  # slack | slack_mirror | pagerduty | oncall
+    channel: str  # a core.channels.Channel, or a named pager (pagerduty_NAME, oncall_NAME)
     kind: Kind
     at: datetime
     incident: Incident  # snapshot at the time of the event
+    # a message of its own (a one-off event, a test): no incident thread, no event snapshot
+    one_off: bool = False
     # set by delivery on a Slack "paged" message when a pager refused or gave up on the page:
     # "pagerduty: HTTP 400 …" (never stored with the notification)
     paging_failed: str = ""

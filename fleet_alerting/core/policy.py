@@ -16,9 +16,8 @@ from typing import Any, Literal, Self
 from pydantic import Field, field_validator, model_validator
 
 from fleet_alerting.core import actions, escalation
+from fleet_alerting.core.channels import SLACK_CHANNELS, Channel, Destination, pager_of
 from fleet_alerting.core.escalation import (
-    SLACK_CHANNELS,
-    Destination,
     Repeat,
     Stage,
     StepConfig,
@@ -63,7 +62,7 @@ class PolicyConfig(Model):
     @classmethod
     def _pagers_only(cls, value: list[str]) -> list[str]:
         for channel in value:
-            if escalation.pager_of(channel) is None:
+            if pager_of(channel) is None:
                 raise ValueError(f"{channel!r} is not a pager: page names pagerduty or oncall")
         return value
 
@@ -123,7 +122,7 @@ class PolicyConfig(Model):
         return next((stage.pagers for stage in self.stages() if stage.pagers), ())
 
     def _mirrored(self, told: tuple[str, ...]) -> list[str]:
-        mirror = ["slack_mirror"] if self.mirror and "slack" in told else []
+        mirror = [Channel.slack_mirror] if self.mirror and Channel.slack in told else []
         return list(dict.fromkeys([*told, *mirror]))
 
     def page_hold(self) -> timedelta | None:
@@ -137,7 +136,7 @@ def _slack_of(steps: list[StepConfig]) -> list[str]:
 def default_policies() -> dict[Severity, PolicyConfig]:
     return {
         Severity.critical: PolicyConfig(
-            page=["pagerduty"], repeat=timedelta(minutes=30), mirror=True
+            page=[Channel.pagerduty], repeat=timedelta(minutes=30), mirror=True
         ),
         Severity.warning: PolicyConfig(),
         Severity.info: PolicyConfig(notify=[]),

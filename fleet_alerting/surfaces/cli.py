@@ -384,6 +384,7 @@ def _since(text: str) -> datetime:
 def notify_test(args: argparse.Namespace) -> int:
     import asyncio
 
+    from fleet_alerting.core.channels import Channel
     from fleet_alerting.core.clock import utcnow
     from fleet_alerting.surfaces.notify_test import DESTINATIONS, configured, describe, send_test
 
@@ -395,7 +396,10 @@ def notify_test(args: argparse.Namespace) -> int:
         if configured(config, channel):
             channels.append(channel)
             continue
-        section = {"slack": "notify.slack.webhook", "slack_mirror": "notify.slack.mirror_webhook"}
+        section = {
+            Channel.slack: "notify.slack.webhook",
+            Channel.slack_mirror: "notify.slack.mirror_webhook",
+        }
         section = section.get(channel, f"notify.{channel}")
         print(f"{name}: not configured ({section}): skipped")
         code = 1 if args.to != "all" else code

@@ -165,7 +165,8 @@ def event_notifications(events: Iterable[FleetEvent], config: Config, now: datet
         )
         incidents.append(incident)
         notifications += [
-            Notification(f"{signal.key}|event|{c}", c, Kind.opened, now, incident) for c in channels
+            Notification(f"{signal.key}|event|{c}", c, Kind.opened, now, incident, one_off=True)
+            for c in channels
         ]
     return Evaluation(incidents, notifications)
 
