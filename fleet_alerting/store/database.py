@@ -393,25 +393,12 @@ class Store:
     def write_incidents(
         self, conn: sa.Connection, incidents: Sequence[Incident], now: datetime
     ) -> None:
-        """Insert or replace `incidents`, in the caller's transaction."""
-        if not incidents:
-            return
-        rows = [
-            {
-                "key": incident.key,
-                "source": incident.source,
-                "state": incident.state,
-                "updated_at": _ts(now),
-                "data": _incident_json.dump_json(incident).decode(),
-                "episode": incident.episode,
-                "resolved_at": _ts(incident.resolved_at) if incident.resolved_at else None,
-                "thread_channel": incident.thread_channel,
-                "thread_ts": incident.thread_ts,
-            }
-            | _brief_row(incident)
-            for incident in incidents
-        ]
-        conn.execute(backend.cached(_upsert_incident, self.dialect), rows)
+        """Insert or replace `incidents`, in the caller's transaction, `_WRITE_CHUNK` at a time
+        so that a storm's opening run does not hold every record's JSON at once."""
+        statement = backend.cached(_upsert_incident, self.dialect)
+        for start in range(0, len(incidents), _WRITE_CHUNK):
+            chunk = incidents[start : start + _WRITE_CHUNK]
+            conn.execute(statement, [_incident_row(incident, now) for incident in chunk])
 
     # retention -----------------------------------------------------------------------------
     def prune(self, now: datetime, retention: Retention, batch: int = 5000) -> dict[str, int]:
@@ -480,6 +467,21 @@ def _briefs_sql(dialect: sa.Dialect) -> str:
 
 
 _CHUNK = 500  # keys per `IN (...)`: below every backend's limit of bound parameters
+_WRITE_CHUNK = 1000  # rows per executemany: a bounded share of the records' JSON in memory
+
+
+def _incident_row(incident: Incident, now: datetime) -> dict[str, Any]:
+    return {
+        "key": incident.key,
+        "source": incident.source,
+        "state": incident.state,
+        "updated_at": _ts(now),
+        "data": _incident_json.dump_json(incident).decode(),
+        "episode": incident.episode,
+        "resolved_at": _ts(incident.resolved_at) if incident.resolved_at else None,
+        "thread_channel": incident.thread_channel,
+        "thread_ts": incident.thread_ts,
+    } | _brief_row(incident)
 
 
 def _brief_row(incident: Incident) -> dict[str, Any]:
