@@ -220,7 +220,8 @@ class Records(Mapping[str, Incident]):
     def __init__(self, briefs: Mapping[str, Brief], load: Load):
         self._briefs = briefs
         self._load = load
-        self._full: dict[str, Incident] = {}
+        self._full: dict[str, Incident] = {}  # read, or known from the brief
+        self._read = 0
 
     def brief(self, key: str) -> Brief | None:
         return self._briefs.get(key)
@@ -232,7 +233,7 @@ class Records(Mapping[str, Incident]):
     @property
     def loaded(self) -> int:
         """How many records were read in full."""
-        return len(self._full)
+        return self._read
 
     def pending_as_observed(self, signal: Signal) -> bool:
         """Whether the record of `signal`'s incident is known from its brief alone, and if so
@@ -273,7 +274,9 @@ class Records(Mapping[str, Incident]):
     def preload(self, keys: Collection[str]) -> None:
         wanted = [k for k in keys if k in self._briefs and k not in self._full]
         if wanted:
-            self._full.update(self._load(wanted))
+            found = self._load(wanted)
+            self._read += len(found)
+            self._full.update(found)
 
     def __getitem__(self, key: str) -> Incident:
         found = self._full.get(key)
