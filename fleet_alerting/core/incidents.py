@@ -327,12 +327,16 @@ class Overlay(Mapping[str, Incident]):
     def __init__(self, before: Mapping[str, Incident], changed: Mapping[str, Incident]):
         self.before = before
         self.changed = changed
+        # asked for every incident by each storm pass: the kind of `before` is looked at once
+        self._glance_before = (
+            before.glance if isinstance(before, Records | Overlay) else before.__getitem__
+        )
 
     def glance(self, key: str) -> Brief | Incident:
         found = self.changed.get(key)
         if found is not None:
             return found
-        return glance(self.before, key)
+        return self._glance_before(key)
 
     def preload(self, keys: Collection[str]) -> None:
         if isinstance(self.before, Records | Overlay):

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import orjson
 
 from fleet_alerting.config.schema import EscalationRule
+from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link
@@ -47,6 +48,16 @@ def to_signals(
     links: LinksConfig,
 ) -> list[Signal]:
     """The first rule (in config order) that matched an alert decides its severity."""
+    with no_gc_pauses():  # thousands of alerts: see core.batch
+        return _to_signals(matched, now, alertmanager_url, links)
+
+
+def _to_signals(
+    matched: Sequence[tuple[EscalationRule, Sequence[Alert]]],
+    now: datetime,
+    alertmanager_url: str,
+    links: LinksConfig,
+) -> list[Signal]:
     signals: dict[str, Signal] = {}
     for rule, alerts in matched:
         token = digest(rule.name, rule.severity, alertmanager_url, links.model_dump(mode="json"))
