@@ -360,6 +360,11 @@ class Overlay(Mapping[str, Incident]):
 def glance(incidents: Mapping[str, Incident], key: str) -> Brief | Incident:
     """What the record of `key` says of its state, source, inhibition and group — from its
     brief when the full record has not been read (`Records`, `Overlay`)."""
-    if isinstance(incidents, Records | Overlay):
+    # the exact type first: each storm pass asks this of every incident, and isinstance against
+    # these Mapping ABCs costs more than the glance itself
+    if type(incidents) in _GLANCING or isinstance(incidents, Records | Overlay):
         return incidents.glance(key)
     return incidents[key]
+
+
+_GLANCING = (Records, Overlay)
