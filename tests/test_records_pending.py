@@ -177,16 +177,8 @@ def test_a_storm_opening_reads_no_record_and_decides_as_with_every_record_read(
     store.close()
 
 
-RECORD = Incident(
-    key="k",
-    source="s",
-    severity=Severity.critical,
-    state=State.firing,
-    onset=T0,
-    changed_at=T0,
-    signal=probe("api"),
-    escalation=Escalation(step=1, steps=2, pages=(Page("pagerduty", T0, 1),)),
-)
+PAGED = Escalation(step=1, steps=2, pages=(Page("pagerduty", T0, 1),))
+RECORD = Incident("k", "s", Severity.critical, State.firing, T0, T0, probe("api"), escalation=PAGED)
 
 
 @pytest.mark.parametrize(

@@ -48,25 +48,17 @@ def to_signals(
     links: LinksConfig,
 ) -> list[Signal]:
     """The first rule (in config order) that matched an alert decides its severity."""
-    with no_gc_pauses():  # thousands of alerts: see core.batch
-        return _to_signals(matched, now, alertmanager_url, links)
-
-
-def _to_signals(
-    matched: Sequence[tuple[EscalationRule, Sequence[Alert]]],
-    now: datetime,
-    alertmanager_url: str,
-    links: LinksConfig,
-) -> list[Signal]:
     signals: dict[str, Signal] = {}
-    for rule, alerts in matched:
-        token = digest(rule.name, rule.severity, alertmanager_url, links.model_dump(mode="json"))
-        for alert in alerts:
-            key = alert_key(alert)
-            if key not in signals:
-                signals[key] = deferred_signal(
-                    alert, rule, now, alertmanager_url, links, token, key
-                )
+    settings = links.model_dump(mode="json")
+    with no_gc_pauses():  # thousands of alerts: see core.batch
+        for rule, alerts in matched:
+            token = digest(rule.name, rule.severity, alertmanager_url, settings)
+            for alert in alerts:
+                key = alert_key(alert)
+                if key not in signals:
+                    signals[key] = deferred_signal(
+                        alert, rule, now, alertmanager_url, links, token, key
+                    )
     return list(signals.values())
 
 
