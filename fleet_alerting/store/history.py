@@ -9,18 +9,22 @@
   runs whose start jitters by milliseconds (real ones) end a segment every second run.
 
 Written in the evaluation's own transaction (Store.evaluate `also`), so history and incidents
-never disagree after a crash. Pruned past `state.retention.history` (default 100 days).
+never disagree after a crash, inside a savepoint: a history write that fails is a logged warning
+and the run's incidents and notifications are kept (what-if misses that run's observations).
+Pruned past `state.retention.history` (default 100 days).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.history import (
     Change,
     History,
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
     from fleet_alerting.store.database import Store
 
 UNOBSERVED = Status.unobserved.value
+log = logging.getLogger("fleet_alerting.store")
 
 
 def record(
@@ -49,7 +54,24 @@ def record(
     vanished_sources: Mapping[str, str] | None,
     now: datetime,
 ) -> int:
-    """Remember one run inside the caller's transaction; returns how many changes it wrote."""
+    """Remember one run inside the caller's transaction, in a savepoint of its own; returns how
+    many changes it wrote (0, with a warning logged, when that failed and was rolled back)."""
+    try:
+        with conn.begin_nested():
+            return _record(conn, dialect, signals, vanished_sources, now)
+    except Exception as exc:  # anything: the evaluation it rides on must not be lost to it
+        why = redact(f"{type(exc).__name__}: {exc}").splitlines()[0]
+        log.warning("this run's observations were not kept for what-if (history): %s", why)
+        return 0
+
+
+def _record(
+    conn: sa.Connection,
+    dialect: str,
+    signals: Sequence[Signal],
+    vanished_sources: Mapping[str, str] | None,
+    now: datetime,
+) -> int:
     vanished = dict(vanished_sources or {})
     stream = stream_of(signals, vanished)
     if not stream:
