@@ -137,3 +137,27 @@ def test_a_history_that_cannot_be_written_keeps_the_evaluation(
     (warning,) = [r for r in caplog.records if r.name == "fleet_alerting.store"]
     assert "observations were not kept for what-if" in warning.getMessage()
     assert "history_keys" in warning.getMessage()
+
+
+@pytest.mark.parametrize(
+    "starts, segments",
+    [
+        ([0, 60.3, 120.1, 180.9, 240.2, 300.7], [(60, 6)]),  # late by milliseconds: one segment
+        ([0, 10.4, 20.1, 30.3, 40.9], [(10, 5)]),  # 10 s runs: within a quarter of the interval
+        ([0, 60, 120, 185, 245], [(60, 3), (60, 2)]),  # 5 s late: beyond 2 s, a new segment
+        ([0, 60, 120, 240, 300], [(60, 3), (60, 2)]),  # a run missed
+        ([0, 10.5, 21, 31.5, 42], [(10.5, 5)]),  # exactly regular: exactly its interval
+    ],
+    ids=["jittered", "jittered-10s", "late", "missed", "regular-10.5s"],
+)
+def test_runs_a_little_off_their_beat_extend_the_segment(
+    starts: list[float], segments: list[tuple[float, int]], state_db: str
+) -> None:
+    with Store(state_db) as store:
+        for second in starts:
+            run(store, [probe("a", False)], T0 + timedelta(seconds=second))
+        found = history.read(store, T0, T0 + timedelta(hours=1))
+    assert [(r.every.total_seconds(), r.count) for r in found.runs] == segments
+    replayed = [r.first + r.every * n for r in found.runs for n in range(r.count)]
+    for second, beat in zip(starts, replayed, strict=True):  # each run near its real start
+        assert abs(beat - (T0 + timedelta(seconds=second))) <= timedelta(seconds=2)
