@@ -251,17 +251,18 @@ def closing_words(
 
 
 def paged_again(
-    incident: Incident, now: datetime, paging: Collection[str] = ()
+    incident: Incident, told: Incident, now: datetime, paging: Collection[str] = ()
 ) -> list[Notification]:
     """A mute that ends on a paged incident still failing: each page `closing_words`
-    acknowledged is paged again (`paging`: pagers the engine pages now anyway). PagerDuty Events
-    v2 folds a `trigger` whose dedup_key names an open alert — an acknowledged one too — into that
-    alert, which stays acknowledged, and has no event that un-acknowledges: so the held page is
-    resolved, then triggered again with the same dedup_key, which opens a new incident there and
-    notifies the on-call. A page an operator acknowledged stays acknowledged."""
+    acknowledged (`told`: the record as it was) is paged again (`paging`: pagers the engine
+    pages now anyway). PagerDuty Events v2 folds a `trigger` whose dedup_key names an open alert
+    — an acknowledged one too — into that alert, which stays acknowledged, and has no event that
+    un-acknowledges: so the held page is resolved, then triggered again with the same dedup_key,
+    which opens a new incident there and notifies the on-call. A page an operator acknowledged
+    stays acknowledged."""
     if incident.state != State.paged or incident.acts.acked_at is not None:
         return []
-    pagers = [p for p in incident.paged_via if pager_of(p) in ACKNOWLEDGING_PAGERS]
+    pagers = [p for p in told.paged_via if pager_of(p) in ACKNOWLEDGING_PAGERS]
     resolves = [notification(incident, p, Kind.resolved, now) for p in pagers]
     again = [notification(incident, p, Kind.paged, now) for p in pagers if p not in paging]
     return resolves + again

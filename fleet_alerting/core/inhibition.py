@@ -230,8 +230,9 @@ def inhibit(
         elif untold and incident.is_open:
             released, told = _tell_once(released, was, policy_for, now)
             extra += told
-        if not untold and incident.state != State.resolved:  # a page `_closed` acknowledged
-            again = paged_again(released, now, [n.channel for n in sent if n.kind == Kind.paged])
+        if prior is not None and not untold and incident.state != State.resolved:
+            paging = [n.channel for n in sent if n.kind == Kind.paged]
+            again = paged_again(released, prior, now, paging)  # a page `_closed` acknowledged
             first += [n for n in again if n.kind == Kind.resolved]
             extra += [n for n in again if n.kind != Kind.resolved]
         changed[key] = released

@@ -361,10 +361,11 @@ def _end(
     note = f"{incident.signal.summary} (was {was_by}, which has ended)"
     snapshot = replace(released, signal=replace(released.signal, summary=note))
     policy = policy_for(incident.severity)
-    if told_before:  # a mute can end more than once in an episode: the moment is in the id
+    # a mute can end more than once in an episode: the moment is in the id
+    if told_before and prior is not None:
         told = [notification(snapshot, c, Kind.silence_expired, now) for c in policy.channels()]
         paging = [n.channel for n in sent if n.kind == Kind.paged]
-        told = paged_again(snapshot, now, paging) + told
+        told = paged_again(snapshot, prior, now, paging) + told
     else:
         told = notify_channels(snapshot, policy, Kind.opened, now)
     if told:
