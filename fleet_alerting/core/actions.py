@@ -268,6 +268,16 @@ def paged_again(
     return resolves + again
 
 
+def reopened(
+    incident: Incident, paged_before: Sequence[str], pagers: Sequence[str], now: datetime
+) -> list[Notification]:
+    """A step that pages a PagerDuty page of this episode again (an acknowledgement that timed
+    out): its alert is still open there, acknowledged or not, and would fold the new trigger in
+    without notifying anyone, so it is resolved first (see `paged_again`)."""
+    again = [p for p in pagers if p in paged_before and pager_of(p) in ACKNOWLEDGING_PAGERS]
+    return [notification(incident, p, Kind.resolved, now) for p in again]
+
+
 def notification(incident: Incident, channel: str, kind: Kind, now: datetime) -> Notification:
     """Actions can repeat within an episode (silence, unsilence, silence again): the moment is
     part of the id."""
