@@ -36,6 +36,7 @@ import httpx
 from fleet_alerting.config import ConfigError, load_config
 from fleet_alerting.config.schema import Config, ScheduleConfig
 from fleet_alerting.config.secrets import redact
+from fleet_alerting.core.durations import format_duration
 from fleet_alerting.deployments.heartbeat import heartbeat
 from fleet_alerting.deployments.local import (
     STARTUP_SETTING,
@@ -185,6 +186,8 @@ def serve_all(config_path: str, out: Print = print, sidecars: Sequence[Sidecar] 
     try:
         _watch_self(watching, config, planned, sidecars, out)
         if api := os.environ.get("PREFECT_API_URL"):
+            if note := unused_event_retention(config.schedule):
+                print(f"warning: {note}", file=sys.stderr)
             if not healthy(api, timeout=5):
                 raise ServeError(
                     f"no Prefect server answers at {api} (PREFECT_API_URL); start it, or unset "
@@ -205,6 +208,20 @@ def serve_all(config_path: str, out: Print = print, sidecars: Sequence[Sidecar] 
     finally:
         watching.close()
     leave(0)
+
+
+def unused_event_retention(schedule: ScheduleConfig) -> str | None:
+    """What to say when the config sets `schedule.keep_events` and serve uses a server at
+    PREFECT_API_URL: the retention is a setting of the server process, which serve sets only
+    on the server it starts itself."""
+    if "keep_events" not in schedule.model_fields_set:
+        return None
+    return (
+        f"schedule.keep_events ({format_duration(schedule.keep_events, exact=True)}) is unused: "
+        "the Prefect server at PREFECT_API_URL keeps events as it is configured "
+        "(PREFECT_SERVER_EVENTS_RETENTION_PERIOD of that server); serve sets it only on the "
+        "server it starts itself"
+    )
 
 
 def _serve_with_a_local_server(

@@ -19,7 +19,7 @@ import yaml
 from fleet_alerting.config import load_config
 from fleet_alerting.deployments.schedules import SCHEDULES, plan, timing
 from fleet_alerting.flows import ENTRYPOINTS
-from tests.servers import require_binary, wait_until
+from tests.servers import free_port, require_binary, wait_until
 
 ROOT = Path(__file__).parents[1]
 CLI = [sys.executable, "-m", "fleet_alerting.surfaces.cli"]
@@ -134,6 +134,32 @@ def test_serve_says_at_start_what_check_config_would_refuse(tmp_path: Path) -> N
         f"warning: {path}:4: notify.slack.webhook: cannot read secret file {tmp_path}/missing.url:"
         " No such file or directory"
     )
+
+
+@pytest.mark.parametrize("keep_events", [None, "2h"], ids=["default", "set"])
+def test_serve_says_keep_events_is_unused_with_a_server_of_its_own(
+    keep_events: str | None, tmp_path: Path
+) -> None:
+    """The events' retention is a setting of the server process: serve sets it only on the
+    server it starts, so a `schedule.keep_events` given with PREFECT_API_URL is said unused."""
+    schedule = {"schedule": {"keep_events": keep_events}} if keep_events else {}
+    path = tmp_path / "config.yaml"
+    data = {"state": {"path": "state.sqlite"}, "blackbox": {}, "notify": {"dry_run": True}}
+    path.write_text(yaml.safe_dump(data | schedule))
+    env = os.environ | {"PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}  # none there
+    done = subprocess.run(
+        [*CLI, "serve", "--config", str(path)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, done.stderr  # no server answers: serve stops
+    said = [line for line in done.stderr.splitlines() if "keep_events" in line]
+    if keep_events is None:
+        assert said == []  # not set: nothing to say
+        return
+    assert said == [
+        "warning: schedule.keep_events (2h) is unused: the Prefect server at PREFECT_API_URL "
+        "keeps events as it is configured (PREFECT_SERVER_EVENTS_RETENTION_PERIOD of that "
+        "server); serve sets it only on the server it starts itself"
+    ]
 
 
 def test_intervals_below_10s_are_refused(tmp_path: Path) -> None:

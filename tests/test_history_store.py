@@ -4,8 +4,10 @@ state at its start, pruning past retention, and an older store upgraded in place
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from fleet_alerting.config.schema import Config
@@ -14,6 +16,7 @@ from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.store import history
 from fleet_alerting.store.database import Store
 from fleet_alerting.tasks.pipeline import evaluate_and_record
+from tests.stores import raw_engine
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 CONFIG = Config()
@@ -116,3 +119,45 @@ def test_a_store_from_before_the_history_gets_its_tables(tmp_path) -> None:  # t
         assert store.upgraded_from == 3
         run(store, [probe("a", True)], T0)
         assert statuses(history.read(store, T0, T0 + timedelta(minutes=1))) == [(0, "a", "failing")]
+
+
+def test_a_history_that_cannot_be_written_keeps_the_evaluation(
+    state_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Store(state_db) as store:
+        run(store, [probe("a", True)], T0)
+        with raw_engine(state_db).begin() as conn:  # the history broken underneath the store
+            conn.execute(sa.text("DROP TABLE history_keys"))
+        with caplog.at_level(logging.WARNING, logger="fleet_alerting.store"):
+            run(store, [probe("a", True)], T0 + timedelta(minutes=1))
+        incident = store.incident("blackbox:url=http://a/healthz")
+        queued = store.outbox(("queued",))
+    assert incident is not None and incident.state == "firing"  # opened at the second failure
+    assert [q.notification.kind for q in queued] == ["opened"]
+    (warning,) = [r for r in caplog.records if r.name == "fleet_alerting.store"]
+    assert "observations were not kept for what-if" in warning.getMessage()
+    assert "history_keys" in warning.getMessage()
+
+
+@pytest.mark.parametrize(
+    "starts, segments",
+    [
+        ([0, 60.3, 120.1, 180.9, 240.2, 300.7], [(60, 6)]),  # late by milliseconds: one segment
+        ([0, 10.4, 20.1, 30.3, 40.9], [(10, 5)]),  # 10 s runs: within a quarter of the interval
+        ([0, 60, 120, 185, 245], [(60, 3), (60, 2)]),  # 5 s late: beyond 2 s, a new segment
+        ([0, 60, 120, 240, 300], [(60, 3), (60, 2)]),  # a run missed
+        ([0, 10.5, 21, 31.5, 42], [(10.5, 5)]),  # exactly regular: exactly its interval
+    ],
+    ids=["jittered", "jittered-10s", "late", "missed", "regular-10.5s"],
+)
+def test_runs_a_little_off_their_beat_extend_the_segment(
+    starts: list[float], segments: list[tuple[float, int]], state_db: str
+) -> None:
+    with Store(state_db) as store:
+        for second in starts:
+            run(store, [probe("a", False)], T0 + timedelta(seconds=second))
+        found = history.read(store, T0, T0 + timedelta(hours=1))
+    assert [(r.every.total_seconds(), r.count) for r in found.runs] == segments
+    replayed = [r.first + r.every * n for r in found.runs for n in range(r.count)]
+    for second, beat in zip(starts, replayed, strict=True):  # each run near its real start
+        assert abs(beat - (T0 + timedelta(seconds=second))) <= timedelta(seconds=2)

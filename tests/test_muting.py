@@ -80,6 +80,9 @@ def test_muting_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> Non
         where = f"at {step['at']}s"
         sent = sorted(f"{n.channel}:{n.kind}:{n.incident.key}" for n in result.notifications)
         assert sent == sorted(step["send"]), where
+        said = [f"{n.channel}:{n.kind}:{n.incident.key}" for n in result.notifications]
+        in_order = step.get("in_order", [])
+        assert [s for s in said if s in in_order] == in_order, where
         for text in step.get("says", []):
             said = [
                 f"{n.incident.signal.summary} {n.incident.acts.muted_by}"

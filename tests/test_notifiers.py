@@ -8,15 +8,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from fleet_alerting.config import load_config
+from fleet_alerting.config.secrets import register
 from fleet_alerting.core.incidents import Kind
 from fleet_alerting.core.policy import PolicyConfig, evaluate
 from fleet_alerting.core.signals import Link, Severity, Signal
 from fleet_alerting.delivery.drain import build_notifiers, drain
 from fleet_alerting.delivery.notifiers import pagerduty
 from fleet_alerting.delivery.notifiers import slack_webhook as slack
+from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
 from fleet_alerting.store.database import Store
+from tests.fakes.saas import PagerDutyServer
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 
@@ -51,6 +55,31 @@ def test_pagerduty_event_respects_summary_and_size_limits() -> None:
     long_key = "k" * 400
     assert len(pagerduty.dedup_key(long_key)) == 255
     assert pagerduty.dedup_key(long_key) == pagerduty.dedup_key(long_key)
+
+
+def test_pagerduty_gets_the_summary_as_written_cut_and_redacted(tmp_path: Path) -> None:
+    secret = "CANARYpagerdutySummaryToken0000"
+    register(secret)
+    summary = f"disk <5% & fan >90 °C, token={secret} " + "x" * 2000
+    policy = PolicyConfig(open_after=1, notify=[], page=["pagerduty"], page_after=0)
+    signal = Signal("blackbox:pi-0", "blackbox", True, Severity.critical, summary, target="pi-0")
+    store = Store(tmp_path / "state.sqlite")
+    store.record(evaluate([signal], {}, lambda _: policy, T0), T0)
+
+    async def go() -> None:
+        async with httpx.AsyncClient() as client:
+            pager = PagerDutyEvents(client, SecretStr("R" * 32), f"{pd.url}/v2/enqueue")
+            report = await drain(store, {"pagerduty": pager}, lambda: T0, sleep=no_sleep)
+            assert len(report.sent) == 1, report
+
+    with PagerDutyServer() as pd:
+        asyncio.run(go())
+    store.close()
+    (event,) = pd.events
+    shown = event["payload"]["summary"]
+    assert shown.startswith("[CRITICAL] disk <5% & fan >90 °C, token=*** xxx")
+    assert len(shown) == 1024 and shown.endswith("x…")
+    assert secret not in json.dumps(event)
 
 
 def test_slack_message_respects_block_kit_limits() -> None:

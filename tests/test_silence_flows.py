@@ -217,6 +217,31 @@ def test_a_resolve_during_a_silence_is_closed_everywhere_it_was_told(fakes, tmp_
     assert never_closed.check(replace_input(deliveries)) == []
 
 
+def test_a_silence_that_ends_on_a_held_page_pages_again(fakes, tmp_path) -> None:
+    slack, pagerduty = fakes
+    config = write_config(tmp_path, slack.url, pagerduty.url)
+    for minute in (0, 1, 6):  # opened at 1, paged at 6
+        run(config, probe(True), T0 + timedelta(minutes=minute))
+    silence(config, ['target="pi-video-03"'], T0 + timedelta(minutes=7), hours=0.25)
+    for minute in (8, 9):
+        run(config, probe(True), T0 + timedelta(minutes=minute))
+    assert pagerduty.acknowledged == {KEY}  # the silence holds the page
+    for minute in (23, 24, 30):  # the silence ended at 22, the failure goes on
+        run(config, probe(True), T0 + timedelta(minutes=minute))
+    actions = [e["event_action"] for e in pagerduty.events]
+    assert actions == ["trigger", "acknowledge", "resolve", "trigger"]
+    assert pagerduty.open == {KEY} and pagerduty.acknowledged == set()
+    assert pagerduty.incidents[KEY] == 2  # the on-call is notified again
+    (top,) = slack.top_level("C0OPS")
+    replies = [r.body["text"] for r in slack.replies(top.ts)]
+    assert sum("which has ended" in t for t in replies) == 1, replies
+    for minute in (31, 32):
+        run(config, probe(False), T0 + timedelta(minutes=minute))
+    assert pagerduty.open == set()
+    deliveries = delivery_records(str(config.state.path))
+    assert never_closed.check(replace_input(deliveries)) == []
+
+
 def test_a_nightly_window_across_the_dst_change_mutes_nine_hours(fakes, tmp_path) -> None:
     slack, pagerduty = fakes
     config = write_config(tmp_path, slack.url, pagerduty.url, maintenance=NIGHTLY)

@@ -393,3 +393,45 @@ def test_fleet_silence_add_query_expire(slack) -> None:
     answer = text_of(client.command(f"silence expire {silence_id}", user="U0OPS"))
     assert f"Silence {silence_id} expired by U0OPS" in answer
     assert "No silences, no windows." in text_of(client.command("silence query"))
+
+
+def test_fleet_silence_add_and_expire_leave_the_event_loop_free(tmp_path: Path) -> None:
+    """An evaluation holds the store's write lock: `/fleet silence add|expire` wait for it off
+    the event loop, and a `/fleet silence query` beside them is answered meanwhile."""
+    import sqlite3
+
+    from fleet_alerting.store.database import Store
+    from fleet_alerting.surfaces.slack_commands import parse
+    from fleet_alerting.surfaces.slack_silences import silence
+
+    config = load_config(write_config(tmp_path, "http://127.0.0.1:9"))
+    Store(config.state).close()  # the tables exist
+
+    def command(text: str) -> object:
+        return parse({"text": text, "user_id": "U0OPS", "channel_id": "C0OPS"})
+
+    async def while_locked(text: str) -> str:
+        writer = sqlite3.connect(tmp_path / "state.sqlite", isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")  # an evaluation holding the write lock
+        try:
+            change = asyncio.create_task(silence(command(text), config))
+            started = time.monotonic()
+            await asyncio.sleep(0.1)  # the change is waiting for the lock now
+            listed = await silence(command("silence query"), config)
+            assert time.monotonic() - started < 2, "the event loop was blocked"  # busy: 10 s
+            assert "Silences and maintenance windows" in listed["text"]
+            assert not change.done()
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+        return text_of_reply(await asyncio.wait_for(change, 15))
+
+    added = asyncio.run(while_locked('silence add target="pi-video-03" for 2h -- re-imaging'))
+    assert added.startswith("*Silence*\nSilence ") and "by U0OPS until" in added
+    silence_id = added.split("\n")[1].split()[1]
+    expired = asyncio.run(while_locked(f"silence expire {silence_id}"))
+    assert f"Silence {silence_id} expired by U0OPS" in expired
+
+
+def text_of_reply(answer: dict) -> str:
+    return "\n".join(b["text"]["text"] for b in answer["blocks"])

@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,10 +18,11 @@ from pydantic import SecretStr
 
 from fleet_alerting.core.policy import Evaluation, PolicyConfig, evaluate
 from fleet_alerting.core.signals import Severity, Signal
-from fleet_alerting.delivery.drain import Notifier, Unavailable, drain
+from fleet_alerting.delivery.drain import DrainReport, Notifier, Unavailable, drain
 from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
 from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
 from fleet_alerting.store.database import Store
+from fleet_alerting.store.outbox import Outbox
 from tests.fakes.http import Response
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 
@@ -204,3 +206,67 @@ def test_incidents_stored_before_the_rename_of_last_seen_still_load(store: Store
         )
     (incident,) = store.unresolved().values()
     assert incident.changed_at == T0
+
+
+class WatchedOutbox(Outbox):
+    """The store's own outbox, remembering what each renewal of a claim answered."""
+
+    def __init__(self, engine: sa.Engine):
+        super().__init__(engine)
+        self.renewals: list[bool] = []
+
+    def renew(self, item_id: int, owner: str, until: datetime) -> bool:
+        held = super().renew(item_id, owner, until)
+        self.renewals.append(held)
+        return held
+
+
+def test_a_page_whose_claim_was_taken_over_is_not_tried_again(state_db: str) -> None:
+    """Drainer A's page gets a 500 and waits to retry; its short claim lapses (A hung), drainer
+    B takes the page over, delivers it and, the outage over, its resolve. A's next renewal
+    fails: A makes no further attempt, so no late trigger re-opens the resolved page."""
+    pager_only = PolicyConfig(
+        open_after=1, resolve_after=1, notify=[], page=["pagerduty"], page_after=timedelta(0)
+    )
+    first, second = Store(state_db), Store(state_db)
+    opened(first, pager_only)
+    watched = WatchedOutbox(first.queue.engine)
+
+    async def until_the_claim_is_lost(_seconds: float) -> None:  # A's wait before its retry
+        deadline = time.monotonic() + 30
+        while False not in watched.renewals:  # renewed every SHORT_LEASE / 4 while sending
+            assert time.monotonic() < deadline, "drainer A never tried to renew its claim"
+            await asyncio.sleep(0.05)
+
+    async def scenario(pd: PagerDutyServer) -> tuple[DrainReport, DrainReport, DrainReport]:
+        async with httpx.AsyncClient() as client:
+            pager = {
+                "pagerduty": PagerDutyEvents(client, SecretStr(ROUTING_KEY), pd.url + "/v2/enqueue")
+            }
+            hung = asyncio.create_task(
+                drain(watched, pager, lambda: T0, sleep=until_the_claim_is_lost, owner="A")
+            )
+            deadline = time.monotonic() + 30
+            while not pd.requests:  # A's first attempt got its 500
+                assert time.monotonic() < deadline, "drainer A never sent the page"
+                await asyncio.sleep(0.02)
+            later = T0 + timedelta(minutes=1)  # A's 20 s claim has lapsed by then
+            took = await drain(second, pager, lambda: later, sleep=no_sleep, owner="B")
+            evaluation = evaluate(
+                [outage(fail=False)], second.unresolved(), lambda _s: pager_only, later
+            )
+            second.record(evaluation, later)
+            resolved = await drain(second, pager, lambda: later, sleep=no_sleep, owner="B")
+            return await asyncio.wait_for(hung, 60), took, resolved
+
+    with PagerDutyServer() as pd:
+        pd.fail_next = [Response(500, {"status": "error"})]
+        hung, took, resolved = asyncio.run(scenario(pd))
+    first.close()
+    second.close()
+    assert len(took.sent) == 1 and len(resolved.sent) == 1
+    assert hung.sent == [] and hung.retrying == [] and hung.dead == []  # A left it to B
+    assert watched.renewals[-1] is False
+    assert len(pd.requests) == 3  # A's one attempt (500), B's trigger, B's resolve: nothing after
+    assert [e["event_action"] for e in pd.events] == ["trigger", "resolve"]
+    assert pd.open == set()

@@ -88,6 +88,9 @@ def test_storm_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None
         sent = sorted(f"{n.channel}:{n.kind}:{n.incident.key}" for n in result.notifications)
         if "send" in step:
             assert sent == sorted(step["send"]), where
+        said = [f"{n.channel}:{n.kind}:{n.incident.key}" for n in result.notifications]
+        in_order = step.get("in_order", [])
+        assert [s for s in said if s in in_order] == in_order, where
         if "count" in step:
             assert dict(Counter(n.channel for n in result.notifications)) == step["count"], where
         for text in step.get("says", []):

@@ -5,6 +5,7 @@ configuration that was live: exactly the notifications that were sent, to the mi
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ import yaml
 
 from fleet_alerting.audit.whatif import replay
 from fleet_alerting.config import load_config
+from fleet_alerting.flows import blackbox_probe
 from fleet_alerting.store import history
 from fleet_alerting.store.database import Store
 from tests.fakes.http import FakeServer, Request, Response
@@ -86,26 +88,21 @@ def write_config(config_file: Path, targets: dict[str, Scripted], slack, mirror,
     config_file.write_text(yaml.safe_dump(config))
 
 
-def test_replaying_a_recorded_day_sends_exactly_what_was_sent(
-    config_file: Path,
-    targets: dict[str, Scripted],
-    clock: list[datetime],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from fleet_alerting.flows import blackbox_probe as module
-
-    monkeypatch.setattr(module, "utcnow", lambda: clock[0])
+def record_day(
+    config_file: Path, targets: dict[str, Scripted], clock: list[datetime], late_ms: int
+) -> tuple[list[tuple[str, str, str, str]], int, history.History]:
+    """The day through the real flow, each run starting up to `late_ms` after its beat (as
+    scheduled runs do): what was sent (key, kind, channel, minute), how many pages, the history."""
+    late = random.Random(27)
     with SlackWebhookServer() as slack, SlackWebhookServer() as mirror, PagerDutyServer() as pd:
         write_config(config_file, targets, slack, mirror, pd)
-        while clock[0] < DAY + timedelta(days=1):
-            asyncio.run(module.blackbox_probe.fn(str(config_file)))
-            clock[0] += EVERY
+        for run in range(timedelta(days=1) // EVERY):
+            clock[0] = DAY + EVERY * run + timedelta(milliseconds=late.randint(0, late_ms))
+            asyncio.run(blackbox_probe.blackbox_probe.fn(str(config_file)))
         pages = [e for e in pd.events if e["event_action"] == "trigger"]
     with Store(config_file.parent / "state.sqlite") as store:
         sent = store.outbox(("sent",))
         recorded = history.read(store, DAY, DAY + timedelta(days=1))
-    replayed = replay(recorded, load_config(config_file))
-
     told = sorted(
         (
             i.notification.incident.key,
@@ -115,10 +112,34 @@ def test_replaying_a_recorded_day_sends_exactly_what_was_sent(
         )
         for i in sent
     )
-    assert len(pages) == 2 and len(told) > 30  # a day worth replaying: pages, reminders, flaps
+    return told, len(pages), recorded
+
+
+def test_replaying_a_recorded_day_sends_exactly_what_was_sent(
+    tmp_path: Path,
+    targets: dict[str, Scripted],
+    clock: list[datetime],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(blackbox_probe, "utcnow", lambda: clock[0])
+    config_file = tmp_path / "on-the-beat" / "config.yaml"
+    config_file.parent.mkdir()
+    told, pages, recorded = record_day(config_file, targets, clock, late_ms=0)
+    replayed = replay(recorded, load_config(config_file))
+
+    assert pages == 2 and len(told) > 30  # a day worth replaying: pages, reminders, flaps
     assert {kind for _, kind, _, _ in told} >= {"opened", "paged", "reminder", "resolved"}
     assert sorted(s.minute for s in replayed.sent) == told
     assert replayed.evaluations < replayed.runs  # it stepped through changes, not every run
     # compact: a row per change, one run segment for the day's 144 runs
     assert len(recorded.runs) == 1 and recorded.runs[0].count == 144
     assert len(recorded.changes) == 2 * sum(len(v) for v in SCRIPT.values()) + len(SCRIPT)
+
+    # the same day with every run up to 900 ms late: still one segment, replayed on the beat —
+    # what the schedule meant, which is what the day on the beat sent
+    config_file = tmp_path / "jittered" / "config.yaml"
+    config_file.parent.mkdir()
+    _, _, jittered = record_day(config_file, targets, clock, late_ms=900)
+    assert [(r.every, r.count) for r in jittered.runs] == [(EVERY, 144)]
+    assert len(jittered.changes) == len(recorded.changes)
+    assert sorted(s.minute for s in replay(jittered, load_config(config_file)).sent) == told

@@ -15,7 +15,7 @@ snooze, unsilence — and what they change in what the engine tells whom. Pure, 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -248,6 +248,34 @@ def closing_words(
     that can take it (PagerDuty) an acknowledge of its page."""
     pagers = [p for p in told.paged_via if pager_of(p) in ACKNOWLEDGING_PAGERS]
     return [notification(incident, c, Kind.muted, now) for c in [*channels, *pagers]]
+
+
+def paged_again(
+    incident: Incident, told: Incident, now: datetime, paging: Collection[str] = ()
+) -> list[Notification]:
+    """A mute that ends on a paged incident still failing: each page `closing_words`
+    acknowledged (`told`: the record as it was) is paged again (`paging`: pagers the engine
+    pages now anyway). PagerDuty Events v2 folds a `trigger` whose dedup_key names an open alert
+    — an acknowledged one too — into that alert, which stays acknowledged, and has no event that
+    un-acknowledges: so the held page is resolved, then triggered again with the same dedup_key,
+    which opens a new incident there and notifies the on-call. A page an operator acknowledged
+    stays acknowledged."""
+    if incident.state != State.paged or incident.acts.acked_at is not None:
+        return []
+    pagers = [p for p in told.paged_via if pager_of(p) in ACKNOWLEDGING_PAGERS]
+    resolves = [notification(incident, p, Kind.resolved, now) for p in pagers]
+    again = [notification(incident, p, Kind.paged, now) for p in pagers if p not in paging]
+    return resolves + again
+
+
+def reopened(
+    incident: Incident, paged_before: Sequence[str], pagers: Sequence[str], now: datetime
+) -> list[Notification]:
+    """A step that pages a PagerDuty page of this episode again (an acknowledgement that timed
+    out): its alert is still open there, acknowledged or not, and would fold the new trigger in
+    without notifying anyone, so it is resolved first (see `paged_again`)."""
+    again = [p for p in pagers if p in paged_before and pager_of(p) in ACKNOWLEDGING_PAGERS]
+    return [notification(incident, p, Kind.resolved, now) for p in again]
 
 
 def notification(incident: Incident, channel: str, kind: Kind, now: datetime) -> Notification:

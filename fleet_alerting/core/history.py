@@ -1,20 +1,26 @@
 """What runs observed, as the store keeps it for replay (store/history.py writes it, the what-if
 audit replays it): per incident key only its changes (failing, ok, no longer observed), and per
-stream of runs (one watch) the times it ran, as segments of regular runs.
+stream of runs (one watch) the times it ran, as segments of regular runs (a run a little off
+its segment's beat still extends it).
 
 Pure: plain data, the compact form of a signal and back, and the arithmetic of run times.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from fleet_alerting.core.signals import Severity, Signal, fingerprint_of
+
+# how far off its segment's beat a run may start and still extend the segment (at most a
+# quarter of the interval): scheduled runs start a few milliseconds to a second late
+JITTER = timedelta(seconds=2)
+_ROUNDINGS = tuple(timedelta(milliseconds=ms) for ms in (1000, 100, 10, 1))
 
 
 class Status(StrEnum):
@@ -84,8 +90,9 @@ class Change:
 
 @dataclass(frozen=True)
 class RunSegment:
-    """`count` runs of `stream`, the first at `first`, then every `every`; `vanished` is the
-    run's vanished sources (their open incidents that the run does not name recover)."""
+    """`count` runs of `stream`, the first at `first`, then every `every` (their mean interval:
+    each within about `tolerance` of its real start, see `joined`); `vanished` is the run's
+    vanished sources (their open incidents that the run does not name recover)."""
 
     stream: str
     first: datetime
@@ -105,6 +112,58 @@ class RunSegment:
             return None
         steps = -((self.first - moment) // self.every)  # ceiling of (moment - first) / every
         return self.first + self.every * steps
+
+
+def tolerance(every: timedelta) -> timedelta:
+    return min(every / 4, JITTER)
+
+
+def joined(first: datetime, every: timedelta, count: int, now: datetime) -> timedelta | None:
+    """The interval of the segment of `count` runs (the first at `first`, then every `every`)
+    once the run at `now` joins it, or None when that run starts a segment of its own. A second
+    run sets the interval; a later one joins when it starts within `tolerance` of the next beat
+    (first + count × every). Exactly regular runs keep their interval, so their replay is exact;
+    jittered ones get the roundest interval (whole seconds, then tenths...) that keeps the run
+    within tolerance of its beat — the schedule's own, so replayed durations between runs are
+    whole intervals as the schedule meant them — and each is replayed on its beat."""
+    if count == 1:
+        return now - first if now > first else None
+    beat = first + every * count
+    if not every or abs(now - beat) > tolerance(every):
+        return None
+    if now == beat:
+        return every
+    mean = (now - first) / count
+    for unit in _ROUNDINGS:
+        rounded = unit * round(mean / unit)
+        if rounded and abs(first + rounded * count - now) <= tolerance(every):
+            return rounded
+    return mean
+
+
+def on_beat(changes: Sequence[Change], runs: Sequence[RunSegment]) -> list[Change]:
+    """Each change moved to the beat of the run that observed it, as its segment replays that
+    run (a change recorded a little after its run's beat would otherwise wait for the next run).
+    `runs` in time order per stream; a change no segment holds stays as it is."""
+    segments: dict[str, list[RunSegment]] = {}
+    for segment in runs:
+        segments.setdefault(segment.stream, []).append(segment)
+    firsts = {stream: [s.first for s in found] for stream, found in segments.items()}
+    moved = []
+    for change in changes:
+        found = segments.get(change.stream, [])
+        index = bisect_right(firsts.get(change.stream, []), change.at) - 1
+        beat = _beat(found[index], change.at) if index >= 0 else None
+        moved.append(replace(change, at=beat) if beat is not None else change)
+    return moved
+
+
+def _beat(segment: RunSegment, at: datetime) -> datetime | None:
+    if segment.count < 2 or not segment.every:
+        return None
+    step = min(round((at - segment.first) / segment.every), segment.count - 1)
+    beat = segment.first + segment.every * step
+    return beat if beat != at else None
 
 
 @dataclass

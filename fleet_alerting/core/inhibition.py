@@ -10,8 +10,9 @@ A source counts from its first failing observation (pending): a cause that opens
 as its symptoms, or one run later, still silences them. An inhibited incident is stored with
 `inhibited_by` (the source's key) and its messages are dropped; its paging is held back, so the
 engine pages it normally if it still fails after the source is gone. When the source resolves
-while the target still fails, the target is told once ("was inhibited by …"); one that clears
-first was never told, so its resolve is dropped too.
+while the target still fails, the target is told once ("was inhibited by …"), and a page the
+inhibition acknowledged is paged again (`actions.paged_again`); one that clears first was never
+told, so its resolve is dropped too.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from fleet_alerting.core.actions import closing_words
+from fleet_alerting.core.actions import closing_words, paged_again
 from fleet_alerting.core.escalation import as_before
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.fleet import FleetOfflineRule, MatcherText, selector, signal_labels
@@ -193,6 +194,7 @@ def inhibit(
         by_key.setdefault(n.incident.key, []).append(n)
     keep: dict[str, list[Notification]] = {}
     extra: list[Notification] = []
+    first: list[Notification] = []  # a held page's resolve, before any page of it goes again
     candidates = []
     for key in after:
         seen = glance(after, key)
@@ -228,11 +230,16 @@ def inhibit(
         elif untold and incident.is_open:
             released, told = _tell_once(released, was, policy_for, now)
             extra += told
+        if prior is not None and not untold and incident.state != State.resolved:
+            paging = [n.channel for n in sent if n.kind == Kind.paged]
+            again = paged_again(released, prior, now, paging)  # a page `_closed` acknowledged
+            first += [n for n in again if n.kind == Kind.resolved]
+            extra += [n for n in again if n.kind != Kind.resolved]
         changed[key] = released
     for key, rest in by_key.items():  # notifications of incidents outside own_sources
         keep[key] = rest
     kept = {id(n) for sent in keep.values() for n in sent}
-    notifications = [n for n in evaluation.notifications if id(n) in kept] + extra
+    notifications = first + [n for n in evaluation.notifications if id(n) in kept] + extra
     return Evaluation(list(changed.values()), notifications)
 
 

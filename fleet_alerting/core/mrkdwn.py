@@ -73,6 +73,14 @@ def link(url: str | None, label: str) -> str:
     return f"<{target}|{shown}>" if target else shown
 
 
+def clip(text: str, limit: int) -> str:
+    """Plain text (shown as written, not mrkdwn) in at most `limit` characters, cut with an
+    ellipsis."""
+    if len(text) <= limit:
+        return text
+    return text[: max(limit - len(ELLIPSIS), 0)] + ELLIPSIS
+
+
 def fit(text: str, limit: int) -> str:
     """`text` (already mrkdwn) in at most `limit` characters: cut with an ellipsis before an
     entity (`&amp;`) or a `<…>` sequence that would otherwise be split."""

@@ -11,7 +11,8 @@ Muted is not forgotten. A muted incident keeps being evaluated and recorded (the
 runs after the engine, as inhibition does) and its acts name the mute; its messages and pages
 are held back. When a mute begins on an incident already told, every destination that saw it
 firing gets a closing word ("silenced by … until …"); when the mute ends and the failure goes on,
-it is told once ("was silenced by …"); when it resolves while muted, every destination that saw
+it is told once ("was silenced by …") and a page it acknowledged is paged again
+(`actions.paged_again`); when it resolves while muted, every destination that saw
 it firing is told it resolved, and one never told is not.
 """
 
@@ -24,7 +25,7 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from fleet_alerting.core.actions import closing_words, notification
+from fleet_alerting.core.actions import closing_words, notification, paged_again
 from fleet_alerting.core.fleet import MatcherText, selector, signal_labels
 from fleet_alerting.core.incidents import Acts, Incident, Kind, Notification, Overlay, State, glance
 from fleet_alerting.core.inhibition import held_back
@@ -287,10 +288,11 @@ def mute(
         for n in evaluation.notifications
         if n.incident.key not in drop
     ]
-    # an incident first told as its mute ends opens its thread before the page the engine sent
-    opening = [n for n in extra if n.kind == Kind.opened]
-    rest = [n for n in extra if n.kind != Kind.opened]
-    return Evaluation(list(changed.values()), opening + kept + rest)
+    # an incident first told as its mute ends opens its thread before the page the engine sent,
+    # and a page the mute held acknowledged is resolved before any page of it goes again
+    first = [n for n in extra if n.kind in (Kind.opened, Kind.resolved)]
+    rest = [n for n in extra if n.kind not in (Kind.opened, Kind.resolved)]
+    return Evaluation(list(changed.values()), first + kept + rest)
 
 
 def _candidate(
@@ -359,8 +361,11 @@ def _end(
     note = f"{incident.signal.summary} (was {was_by}, which has ended)"
     snapshot = replace(released, signal=replace(released.signal, summary=note))
     policy = policy_for(incident.severity)
-    if told_before:  # a mute can end more than once in an episode: the moment is in the id
+    # a mute can end more than once in an episode: the moment is in the id
+    if told_before and prior is not None:
         told = [notification(snapshot, c, Kind.silence_expired, now) for c in policy.channels()]
+        paging = [n.channel for n in sent if n.kind == Kind.paged]
+        told = paged_again(snapshot, prior, now, paging) + told
     else:
         told = notify_channels(snapshot, policy, Kind.opened, now)
     if told:

@@ -315,11 +315,13 @@ def _escalate(
         opening = False
     indexes = escalation.due(incident, stages, now)
     if indexes and not actions.holds_page(incident, policy.page_hold(), now):
+        paged_before = incident.paged_via
         incident = escalation.ran(incident, stages, indexes, now, why)
         incident = _scheduled(incident, policy)
         pagers = escalation.current_pages(incident)
         if pagers:
             incident = evolve(incident, state=State.paged)
+        sent += actions.reopened(incident, paged_before, pagers, now)
         sent += [_notification(incident, pager, Kind.paged, now) for pager in pagers]
         # a Slack-only step at 0s is the opening message itself
         later = not opening and any(stages[i].offset > timedelta(0) for i in indexes)

@@ -5,27 +5,35 @@
   (core.history.signal_record).
 - `history_keys`: each key's latest observation (status and signature), so a run compares with
   one indexed read of its own watch's keys instead of the changes.
-- `history_runs`: when each watch ran, as segments of exactly regular runs (first, every, count):
-  runs whose start jitters by milliseconds (real ones) end a segment every second run.
+- `history_runs`: when each watch ran, as segments of regular runs (first, every, count): a run
+  that starts within a tolerance of its segment's next beat (core.history.joined: a quarter of
+  the interval, at most 2 s) extends it, so runs that jitter by milliseconds (real ones) keep
+  one segment; replay puts each run, and the changes it observed, on the beat.
 
 Written in the evaluation's own transaction (Store.evaluate `also`), so history and incidents
-never disagree after a crash. Pruned past `state.retention.history` (default 100 days).
+never disagree after a crash, inside a savepoint: a history write that fails is a logged warning
+and the run's incidents and notifications are kept (what-if misses that run's observations).
+Pruned past `state.retention.history` (default 100 days).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.history import (
     Change,
     History,
     RunSegment,
     Status,
+    joined,
+    on_beat,
     signal_from,
     signal_record,
     signature,
@@ -40,6 +48,7 @@ if TYPE_CHECKING:
     from fleet_alerting.store.database import Store
 
 UNOBSERVED = Status.unobserved.value
+log = logging.getLogger("fleet_alerting.store")
 
 
 def record(
@@ -49,12 +58,26 @@ def record(
     vanished_sources: Mapping[str, str] | None,
     now: datetime,
 ) -> int:
-    """Remember one run inside the caller's transaction; returns how many changes it wrote."""
+    """Remember one run inside the caller's transaction, in a savepoint of its own; returns how
+    many changes it wrote (0, with a warning logged, when that failed and was rolled back)."""
     vanished = dict(vanished_sources or {})
     stream = stream_of(signals, vanished)
     if not stream:
         return 0  # a run that observed nothing changes nothing to replay
-    _ran(conn, stream, vanished, now)
+    try:
+        with conn.begin_nested():
+            _ran(conn, stream, vanished, now)
+            return _changed(conn, dialect, stream, signals, now)
+    except Exception as exc:  # anything: the evaluation it rides on must not be lost to it
+        why = redact(f"{type(exc).__name__}: {exc}").splitlines()[0]
+        log.warning("this run's observations were not kept for what-if (history): %s", why)
+        return 0
+
+
+def _changed(
+    conn: sa.Connection, dialect: str, stream: str, signals: Sequence[Signal], now: datetime
+) -> int:
+    """Write the changes of this run's observations of `stream`; how many."""
     # plain SQL, no type processors: this is every run's read of its watch's keys
     read = "SELECT key, signature FROM history_keys WHERE stream = ?"
     if dialect == "postgresql":
@@ -92,22 +115,23 @@ def record(
 
 
 def _ran(conn: sa.Connection, stream: str, vanished: dict[str, str], now: datetime) -> None:
-    """Extend the stream's latest segment when this run keeps its interval, else start one."""
+    """Extend the stream's latest segment when this run keeps its beat, else start one."""
     row = runs_table.c
     encoded = json.dumps(vanished, sort_keys=True)
     latest = conn.execute(
-        sa.select(row.id, row.last_at, row.every_us, row.runs, row.vanished)
+        sa.select(row.id, row.first_at, row.every_us, row.runs, row.vanished)
         .where(row.stream == stream)
         .order_by(row.id.desc())
         .limit(1)
     ).first()
     if latest is not None and latest.vanished == encoded:
-        gap = _micros(now - datetime.fromisoformat(latest.last_at))
-        if gap > 0 and (latest.runs == 1 or gap == latest.every_us):
+        first = datetime.fromisoformat(latest.first_at)
+        every = joined(first, timedelta(microseconds=latest.every_us), latest.runs, now)
+        if every is not None:
             conn.execute(
                 sa.update(runs_table)
                 .where(row.id == latest.id)
-                .values(last_at=ts(now), every_us=gap, runs=latest.runs + 1)
+                .values(last_at=ts(now), every_us=_micros(every), runs=latest.runs + 1)
             )
             return
     conn.execute(
@@ -157,7 +181,7 @@ def load(conn: sa.Connection, start: datetime, end: datetime) -> History:
         )
         for stream, first, every, count, vanished in segments
     ]
-    return History(start, end, changes, runs)
+    return History(start, end, on_beat(changes, runs), runs)
 
 
 def prune(store: Store, now: datetime, kept: timedelta, batch: int = 5000) -> dict[str, int]:

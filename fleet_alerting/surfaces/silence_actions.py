@@ -6,9 +6,11 @@ expire is recorded in the actions trail (key `silence:<id>`)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -28,6 +30,7 @@ from fleet_alerting.store.database import Store
 from fleet_alerting.store.errors import StoreError
 
 MAX_SILENCE = timedelta(days=365)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,9 @@ async def add_silence(
         comment=comment,
         created_at=now,
     )
-    with Store(config.state) as store:
-        silences.add(store, silence)
+    store = await _off_loop(Store, config.state)
+    try:
+        await _off_loop(silences.add, store, silence)
         warnings, am_id = [], None
         in_am = alertmanager_matchers(matchers)
         if in_am is not None and config.alertmanager is not None:
@@ -108,7 +112,7 @@ async def add_silence(
                         comment=f"fleet-alerting silence {silence.short_id}: {comment}".strip(),
                     ),
                 )
-                silences.set_alertmanager_id(store, silence.id, am_id)
+                await _off_loop(silences.set_alertmanager_id, store, silence.id, am_id)
                 silence = Silence(**{**silence.__dict__, "alertmanager_id": am_id})
             except AdapterError as exc:
                 warnings.append(
@@ -118,7 +122,9 @@ async def add_silence(
         detail = {"matchers": list(silence.matchers), "until": silence.ends_at, "comment": comment}
         if am_id:
             detail["alertmanager_id"] = am_id
-        _record(store, silence, "silence add", author, via, now, warnings, detail)
+        await _off_loop(_record, store, silence, "silence add", author, via, now, warnings, detail)
+    finally:
+        await _off_loop(store.close)
     where = f" (and Alertmanager silence {am_id})" if am_id else ""
     message = (
         f"Silence {silence.short_id} by {author} until {silence.ends_at:%Y-%m-%d %H:%M} UTC "
@@ -136,14 +142,15 @@ async def expire_silence(
     now: datetime,
     client: httpx.AsyncClient | None = None,
 ) -> SilenceOutcome:
-    with Store(config.state) as store:
+    store = await _off_loop(Store, config.state)
+    try:
         try:
-            found = silences.find(store, typed_id)
+            found = await _off_loop(silences.find, store, typed_id)
         except silences.NoSuchSilence as exc:
             return SilenceOutcome(False, str(exc))
         if found.ends_at <= now:
             return SilenceOutcome(False, f"silence {found.short_id} already ended", found)
-        expired = silences.expire(store, found.id, actor, now)
+        expired = await _off_loop(silences.expire, store, found.id, actor, now)
         warnings = []
         if found.alertmanager_id and config.alertmanager is not None:
             try:
@@ -155,10 +162,19 @@ async def expire_silence(
                     f"({redact(str(exc))}): expire it there"
                 )
         detail = {"alertmanager_id": found.alertmanager_id}
-        _record(store, found, "silence expire", actor, via, now, warnings, detail)
+        await _off_loop(_record, store, found, "silence expire", actor, via, now, warnings, detail)
+    finally:
+        await _off_loop(store.close)
     return SilenceOutcome(
         not warnings, f"Silence {found.short_id} expired by {actor}", expired, warnings
     )
+
+
+async def _off_loop(call: Callable[..., T], *args: Any) -> T:
+    """A store step in a worker thread: a write can wait for the store's write lock (an
+    evaluation holds it) up to its busy timeout, and the surfaces' event loop (the Slack app,
+    the MCP server) keeps answering meanwhile."""
+    return await asyncio.to_thread(call, *args)
 
 
 def _record(

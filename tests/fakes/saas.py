@@ -54,7 +54,10 @@ class SlackWebhookServer(FakeServer):
 
 class PagerDutyServer(FakeServer):
     """POST /v2/enqueue → 202 {status, message, dedup_key}; invalid events → 400. Tracks which
-    dedup keys are open, so a test can see a page that was triggered twice."""
+    dedup keys are open, so a test can see a page that was triggered twice, and which of them are
+    acknowledged: as PagerDuty documents, a trigger whose dedup_key names an open alert is folded
+    into it (acknowledged stays acknowledged, nobody is notified), and only a trigger with no open
+    alert of its key opens an incident (`incidents` counts those per key)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,6 +65,8 @@ class PagerDutyServer(FakeServer):
         self.events: list[dict] = []
         self.open: set[str] = set()
         self.triggers_while_open: Counter[str] = Counter()
+        self.acknowledged: set[str] = set()
+        self.incidents: Counter[str] = Counter()
 
     def handle(self, request: Request) -> Response:
         if request.path != "/v2/enqueue":
@@ -83,9 +88,14 @@ class PagerDutyServer(FakeServer):
         if event["event_action"] == "trigger":
             if key in self.open:
                 self.triggers_while_open[key] += 1
+            else:
+                self.incidents[key] += 1
             self.open.add(key)
+        elif event["event_action"] == "acknowledge" and key in self.open:
+            self.acknowledged.add(key)
         elif event["event_action"] == "resolve":
             self.open.discard(key)
+            self.acknowledged.discard(key)
         return Response(202, {"status": "success", "message": "Event processed", "dedup_key": key})
 
     @staticmethod

@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.incidents import Kind, Notification
-from fleet_alerting.core.mrkdwn import escape, fit, is_web_url
+from fleet_alerting.core.mrkdwn import clip, is_web_url
 from fleet_alerting.http.errors import post_json
 
 MAX_EVENT_BYTES = 512 * 1024
@@ -43,7 +44,9 @@ def event(n: Notification, routing_key: str) -> dict[str, Any]:
         return body
     summary = f"[{incident.severity.upper()}] {signal.summary} ({signal.target or incident.key})"
     body["payload"] = {
-        "summary": fit(escape(summary), MAX_SUMMARY),  # PagerDuty's Slack app shows it as mrkdwn
+        # PagerDuty shows the summary as written (its UI, phone calls, SMS): not Slack-escaped;
+        # redacted before the cut, so a secret across the cut cannot leave its head behind
+        "summary": clip(redact(summary), MAX_SUMMARY),
         "source": _short(signal.target or incident.source),
         "severity": _SEVERITY[incident.severity],
         "timestamp": incident.onset.isoformat(),
