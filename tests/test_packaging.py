@@ -73,7 +73,7 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
         [
             python,
             "-c",
-            "import fleet_alerting.flows.blackbox_probe, fleet_alerting; "
+            "import fleet_alerting.flows.watches, fleet_alerting; "
             "print(fleet_alerting.__file__); import flows",
         ],
         cwd=elsewhere,

@@ -92,7 +92,7 @@ def test_replaying_a_recorded_day_sends_exactly_what_was_sent(
     clock: list[datetime],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from fleet_alerting.flows import blackbox_probe as module
+    from fleet_alerting.flows import watches as module
 
     monkeypatch.setattr(module, "utcnow", lambda: clock[0])
     with SlackWebhookServer() as slack, SlackWebhookServer() as mirror, PagerDutyServer() as pd:

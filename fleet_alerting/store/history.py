@@ -76,15 +76,15 @@ def record(
     conn: sa.Connection,
     dialect: str,
     signals: Sequence[Signal],
-    vanished_sources: Mapping[str, str] | None,
+    unseen_sources: Mapping[str, str] | None,
     now: datetime,
 ) -> int:
     """Remember one run inside the caller's transaction; returns how many changes it wrote."""
-    vanished = dict(vanished_sources or {})
-    stream = stream_of(signals, vanished)
+    unseen = dict(unseen_sources or {})
+    stream = stream_of(signals, unseen)
     if not stream:
         return 0  # a run that observed nothing changes nothing to replay
-    _ran(conn, stream, vanished, now)
+    _ran(conn, stream, unseen, now)
     # plain SQL, no type processors: this is every run's read of its watch's keys
     read = "SELECT key, signature FROM history_keys WHERE stream = ?"
     if dialect == "postgresql":
@@ -121,10 +121,10 @@ def record(
     return len(changes)
 
 
-def _ran(conn: sa.Connection, stream: str, vanished: dict[str, str], now: datetime) -> None:
+def _ran(conn: sa.Connection, stream: str, unseen: dict[str, str], now: datetime) -> None:
     """Extend the stream's latest segment when this run keeps its interval, else start one."""
     row = runs_table.c
-    encoded = json.dumps(vanished, sort_keys=True)
+    encoded = json.dumps(unseen, sort_keys=True)
     latest = conn.execute(
         sa.select(row.id, row.last_at, row.every_us, row.runs, row.vanished)
         .where(row.stream == stream)
