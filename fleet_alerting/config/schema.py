@@ -533,6 +533,7 @@ class PrometheusConfig(Model):
         return self
 
 
+# the registry's watch names (sources/registry.py, above config: a test keeps the two equal)
 WatchName = Literal[
     "blackbox-probe",
     "prometheus-watches",

@@ -1,0 +1,150 @@
+"""One factory builds every watch flow from a registry: a throwaway watch, registered nowhere but
+here, runs through it as the shipped ones do — observed, recorded, told, summarized — and what it
+keeps goes through the run's one store call. The registry is the one list of watches: entry
+points, schedules, the config's watch names and prefect.yaml agree with it."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import pkgutil
+import typing
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import fleet_alerting.sources as sources
+from fleet_alerting.config import Config
+from fleet_alerting.config.schema import WatchName
+from fleet_alerting.core.incidents import Incident
+from fleet_alerting.core.keys import signal_key
+from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.deployments.schedules import CONFIGURED, SCHEDULES
+from fleet_alerting.flows import ENTRYPOINTS, get_flow
+from fleet_alerting.flows.watches import watch_flow_of
+from fleet_alerting.sources.registry import WATCHES
+from fleet_alerting.sources.watch import Observation, StoreReader
+from fleet_alerting.store.database import Store
+from tests.fakes.saas import SlackWebhookServer
+
+ROOT = Path(__file__).parents[1]
+SOURCE = "toy"
+RUNS = "toy:runs"  # what the toy keeps for its next run
+
+
+@dataclass(frozen=True)
+class ToyWatch:
+    """Fails on its first run; on later runs says nothing of the thing, but vouches it is over."""
+
+    name: str = "toy-watch"
+    section: str = "toy"
+    description: str = "a watch that exists only in this test"
+    required: str | None = None
+
+    def configured(self, config: Config) -> bool:
+        return True
+
+    async def observe(self, config: Config, now: datetime, store: StoreReader) -> Observation:
+        runs = store.get_value(RUNS, 0)
+        thing = Signal(signal_key(SOURCE, thing="a"), SOURCE, True, Severity.warning, "a fails")
+        signals = [thing] if runs == 0 else []
+
+        def over(incidents: typing.Iterable[Incident]) -> list[Signal]:
+            return [replace(i.signal, firing=False, summary="a is over") for i in incidents]
+
+        failing = sum(s.firing for s in signals)
+        return Observation(
+            signals,
+            f"1 thing checked, {failing} failing",
+            {"things": 1, "failing": failing},
+            rows=[{"key": thing.key, "thing": "a"}],
+            unseen=over,
+            values={RUNS: runs + 1},
+        )
+
+
+def toy_config(tmp_path: Path, slack: str) -> Path:
+    (tmp_path / "slack.url").write_text(f"{slack}/services/T000/B000/XXXX\n")
+    told = {"open_after": 1, "resolve_after": 1, "notify": ["slack"], "mirror": False, "page": []}
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state": {"path": "state.sqlite"},
+                "notify": {"attempts_per_run": 1, "slack": {"webhook": {"file": "slack.url"}}},
+                "policies": {"warning": told, "critical": told},
+            }
+        )
+    )
+    return config
+
+
+def test_a_throwaway_watch_runs_through_the_factory(tmp_path: Path) -> None:
+    flow = watch_flow_of(ToyWatch())
+    assert flow.name == "toy-watch"
+    with SlackWebhookServer() as slack:
+        config = toy_config(tmp_path, slack.url)
+        first = asyncio.run(flow.fn(str(config)))
+        second = asyncio.run(flow.fn(str(config)))
+        told = [m["text"] for m in slack.messages]
+    assert first["summary"] == "1 thing checked, 1 failing; opened 1 incident, told slack"
+    assert (first["things"], first["failing"], first["opened"]) == (1, 1, 1)
+    assert second["summary"] == "1 thing checked, 0 failing; resolved 1 incident, told slack"
+    assert len(told) == 2 and "a is over" in told[1]
+    with Store(tmp_path / "state.sqlite") as store:
+        assert store.get_value(RUNS) == 2  # kept by the run, once per run
+        assert store.unresolved(SOURCE) == {}
+
+
+@dataclass(frozen=True)
+class WritingWatch(ToyWatch):
+    async def observe(self, config: Config, now: datetime, store: Any) -> Observation:
+        store.set_value(RUNS, 99)  # a watch that would write beside the engine's path
+        raise AssertionError("unreachable")
+
+
+def test_a_watch_reads_the_store_and_never_writes_it(tmp_path: Path) -> None:
+    with SlackWebhookServer() as slack:
+        config = toy_config(tmp_path, slack.url)
+        with pytest.raises(AttributeError, match="set_value"):
+            asyncio.run(watch_flow_of(WritingWatch()).fn(str(config)))
+    with Store(tmp_path / "state.sqlite") as store:
+        assert store.get_value(RUNS) is None
+
+
+def test_every_source_package_with_a_watch_is_registered_once() -> None:
+    exported = []
+    for package in pkgutil.iter_modules(sources.__path__):
+        if package.ispkg:
+            module = importlib.import_module(f"{sources.__name__}.{package.name}")
+            exported += [module.WATCH] if hasattr(module, "WATCH") else []
+    assert sorted(w.name for w in exported) == sorted(w.name for w in WATCHES)
+    assert len({w.name for w in WATCHES}) == len(WATCHES)
+
+
+def test_entry_points_schedules_and_config_names_follow_the_registry() -> None:
+    names = [w.name for w in WATCHES]
+    assert sorted(typing.get_args(WatchName)) == sorted(names)
+    assert [s.flow for s in SCHEDULES if s.parameters == {"config_path": "."}] == names
+    assert list(CONFIGURED) == names
+    for watch in WATCHES:
+        flow = get_flow(watch.name)
+        assert flow.name == watch.name
+        assert list(flow.parameters.properties) == ["config_path"]
+    assert set(ENTRYPOINTS) == {*names, "quarterly-audit"}
+
+
+def test_prefect_yaml_describes_each_deployment_as_the_schedules_do() -> None:
+    declared = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+    by_entrypoint = {d["entrypoint"]: d for d in declared}
+    for s in SCHEDULES:
+        module, function = ENTRYPOINTS[s.flow].removeprefix("fleet_alerting.").split(":")
+        deployment = by_entrypoint[f"{module.replace('.', '/')}.py:{function}"]
+        assert deployment["description"] == s.description
+        assert deployment["name"] == s.name
+        assert set(deployment["parameters"]) == set(s.parameters)
+    assert len(declared) == len(SCHEDULES)
