@@ -94,13 +94,14 @@ Observe = Callable[["Config", datetime, StoreReader], Awaitable[Observation]]
 
 @dataclass(frozen=True)
 class SourceWatch:
-    """A `Watch` whose observing code (`module:function`, an `Observe`) is imported when it
-    first observes: listing the watches (every CLI start) loads no client and no schema."""
+    """A source package's `Watch`: the package's docstring describes its deployment, and its
+    `watch` module's `observe` (an `Observe`) is imported when it first observes, so listing the
+    watches (every CLI start) loads no client and no schema."""
 
+    package: str
+    description: str
     name: str
     section: str
-    description: str
-    observer: str
     is_configured: Callable[[Config], bool]
     required: str | None = None  # e.g. `fleet_api: section missing (url, token)`
 
@@ -108,8 +109,7 @@ class SourceWatch:
         return self.is_configured(config)
 
     def observe(self, config: Config, now: datetime, store: StoreReader) -> Awaitable[Observation]:
-        module, function = self.observer.split(":")
-        observe: Observe = getattr(importlib.import_module(module), function)
+        observe: Observe = importlib.import_module(f"{self.package}.watch").observe
         return observe(config, now, store)
 
 
