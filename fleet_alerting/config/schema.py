@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from fleet_alerting.config.secrets import SecretRef
+from fleet_alerting.config.watches import WATCH_PACKAGES
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.escalation import PAGER_NAME, pager_key, pager_of
 from fleet_alerting.core.fleet import FleetConfig
@@ -533,14 +534,7 @@ class PrometheusConfig(Model):
         return self
 
 
-# the registry's watch names (sources/registry.py, above config: a test keeps the two equal)
-WatchName = Literal[
-    "blackbox-probe",
-    "prometheus-watches",
-    "zigbee-probe",
-    "alertmanager-escalation",
-    "fleet-events",
-]
+WatchName = Literal[tuple(WATCH_PACKAGES)]  # type: ignore[valid-type]
 
 
 def _at_least_10s(every: timedelta) -> timedelta:

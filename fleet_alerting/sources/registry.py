@@ -1,18 +1,23 @@
-"""Every watch, in the order deployments list them. A new watch is one package under sources/
-exporting `WATCH`, and one line here: its flow, entry point, schedule and config name follow."""
+"""Every watch, loaded from the one list of them (config/watches.py): a new watch is one package
+under sources/ exporting `WATCH` plus one line there; its flow, entry point, schedule and config
+name follow. Loading a package loads only its `WATCH` (a name, a section, a description)."""
 
 from __future__ import annotations
 
-from fleet_alerting.sources import alertmanager, blackbox, fleet_events, prometheus, zigbee
+import importlib
+
+from fleet_alerting.config.watches import WATCH_PACKAGES
 from fleet_alerting.sources.watch import Watch
 
-WATCHES: list[Watch] = [
-    blackbox.WATCH,
-    alertmanager.WATCH,
-    fleet_events.WATCH,
-    zigbee.WATCH,
-    prometheus.WATCH,
-]
+
+def _watch(name: str, package: str) -> Watch:
+    watch: Watch = importlib.import_module(f"fleet_alerting.sources.{package}").WATCH
+    if watch.name != name:
+        raise ImportError(f"sources/{package} exports the watch {watch.name!r}, listed as {name!r}")
+    return watch
+
+
+WATCHES: list[Watch] = [_watch(name, package) for name, package in WATCH_PACKAGES.items()]
 
 
 def flow_attribute(watch: Watch) -> str:

@@ -1,5 +1,6 @@
 """A watch: one source observed on a schedule. Each source package exports one `WATCH`,
-sources/registry.py lists them, and flows/watches.py builds every watch flow from that list.
+config/watches.py lists them (sources/registry.py loads them), and flows/watches.py builds every
+watch flow from that list.
 
 A watch only observes. It reads the store (`StoreReader`) and returns an `Observation`: the
 signals the engine decides on, which of the incidents it does not name it has seen to be over
