@@ -138,8 +138,12 @@ def test_entry_points_schedules_and_config_names_follow_the_registry() -> None:
     assert set(ENTRYPOINTS) == {*names, "quarterly-audit"}
 
 
-def test_prefect_yaml_describes_each_deployment_as_the_schedules_do() -> None:
-    declared = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+def test_prefect_yaml_is_written_from_the_schedules() -> None:
+    """`python -m fleet_alerting.deployments.prefect_yaml > prefect.yaml` after a watch changes."""
+    from fleet_alerting.deployments.prefect_yaml import render
+
+    assert (ROOT / "prefect.yaml").read_text() == render()
+    declared = yaml.safe_load(render())["deployments"]
     by_entrypoint = {d["entrypoint"]: d for d in declared}
     for s in SCHEDULES:
         module, function = ENTRYPOINTS[s.flow].removeprefix("fleet_alerting.").split(":")
