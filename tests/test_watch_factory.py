@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import pkgutil
+import time
 import typing
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -27,7 +28,7 @@ from fleet_alerting.deployments.schedules import CONFIGURED, SCHEDULES
 from fleet_alerting.flows import ENTRYPOINTS, get_flow
 from fleet_alerting.flows.watches import watch_flow_of
 from fleet_alerting.sources.registry import WATCHES
-from fleet_alerting.sources.watch import Observation, StoreReader
+from fleet_alerting.sources.watch import Observation, StoreReader, run_log, step
 from fleet_alerting.store.database import Store
 from tests.fakes.saas import SlackWebhookServer
 
@@ -114,6 +115,55 @@ def test_a_watch_reads_the_store_and_never_writes_it(tmp_path: Path) -> None:
             asyncio.run(watch_flow_of(WritingWatch()).fn(str(config)))
     with Store(tmp_path / "state.sqlite") as store:
         assert store.get_value(RUNS) is None
+
+
+@step("toy-count")
+def count_things() -> int:
+    run_log().info("toy counted %d thing", 1)
+    return 1
+
+
+@dataclass(frozen=True)
+class SteppingWatch(ToyWatch):
+    async def observe(self, config: Config, now: datetime, store: StoreReader) -> Observation:
+        return Observation([], f"{count_things()} thing checked", {"things": 1})
+
+
+@pytest.mark.integration
+def test_a_watch_step_is_a_task_run_and_its_log_the_run_log(
+    prefect_api: str, tmp_path: Path
+) -> None:
+    """Sources know no Prefect, yet a run shows a watch's steps as task runs and its log lines
+    in the run's log, as the Prefect UI showed them before the factory."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    with SlackWebhookServer() as slack:
+        config = toy_config(tmp_path, slack.url)
+        state = asyncio.run(watch_flow_of(SteppingWatch())(str(config), return_state=True))
+    assert state.is_completed(), state
+    run_id = state.state_details.flow_run_id
+
+    async def shown() -> tuple[list[str], list[str]]:
+        async with get_client() as client:
+            of_run = FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+            tasks = await client.read_task_runs(flow_run_filter=of_run)
+            logs = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]))
+            lines = await client.read_logs(log_filter=logs)
+        return sorted(t.name.rsplit("-", 1)[0] for t in tasks), [line.message for line in lines]
+
+    expected = {"toy counted 1 thing", "1 thing checked; nothing to tell"}
+    deadline = time.monotonic() + 30  # the run's logs reach the server in the background
+    steps, lines = asyncio.run(shown())
+    while not expected <= set(lines) and time.monotonic() < deadline:
+        steps, lines = asyncio.run(shown())
+    assert steps == ["deliver-notifications", "evaluate-and-record", "toy-count"]
+    assert expected <= set(lines)
 
 
 def test_every_source_package_with_a_watch_is_registered_once() -> None:

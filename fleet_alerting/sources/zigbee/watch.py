@@ -3,6 +3,7 @@ One step reads every broker, judges, and closes joining left open if asked."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,10 +18,18 @@ from fleet_alerting.sources.zigbee.client import close_permit_join, observe_all
 OPEN_SINCE = "zigbee:permit_join_open_since"  # store value: {coordinator: first seen open}
 
 
+@dataclass(frozen=True)
+class Coordinators:
+    """Every coordinator's signals and row; auto-close reports and permit-join clocks to keep."""
+
+    signals: list[Signal]
+    rows: list[Row]
+    reports: Evaluation
+    kept: dict[str, Any]
+
+
 @step("watch-coordinators")
-async def watch_coordinators(config: Config, now: datetime, store: StoreReader) -> Observation:
-    """Every coordinator's signals and row; auto-close reports and the permit-join clocks for
-    the run to keep."""
+async def watch_coordinators(config: Config, now: datetime, store: StoreReader) -> Coordinators:
     zconfig = config.zigbee
     observations = await observe_all(zconfig.coordinators, zconfig)
     signals: list[Signal] = []
@@ -50,7 +59,7 @@ async def watch_coordinators(config: Config, now: datetime, store: StoreReader) 
     devices = store.unresolved(zigbee.DEVICE_SOURCE).values()
     signals += zigbee.unseen_devices(devices, observations, signals)
     kept: dict[str, Any] = {OPEN_SINCE: open_since} if open_since != stored else {}
-    return Observation(signals, "", {}, rows=rows, one_offs=reports, values=kept)
+    return Coordinators(signals, rows, reports, kept)
 
 
 async def observe(config: Config, now: datetime, store: StoreReader) -> Observation:
@@ -64,11 +73,16 @@ async def observe(config: Config, now: datetime, store: StoreReader) -> Observat
         name: firing.count(check) for name, check, _said in ZIGBEE_TROUBLES
     }
     troubles = [count(counters[n], *said) for n, _check, said in ZIGBEE_TROUBLES if counters[n]]
-    run.seen = described(f"{count(len(run.rows), 'coordinator')} checked", troubles, "all well")
-    run.counters = counters
-    run.announce = zigbee.cause_changes
-    run.rows_after = lambda evaluation: with_changes(run.rows, evaluation)
-    return run
+    return Observation(
+        run.signals,
+        described(f"{count(len(run.rows), 'coordinator')} checked", troubles, "all well"),
+        counters,
+        rows=run.rows,
+        announce=zigbee.cause_changes,
+        one_offs=run.reports,
+        values=run.kept,
+        rows_after=lambda evaluation: with_changes(run.rows, evaluation),
+    )
 
 
 def with_changes(rows: list[Row], evaluation: Evaluation) -> list[Row]:
