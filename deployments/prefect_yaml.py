@@ -21,7 +21,7 @@ HEADER = """\
 #   prefect --no-prompt deploy --all
 #   prefect worker start --pool fleet
 # Or, with no work pool at all: fleet-alerting serve --config config/example.yaml
-# Written from deployments/schedules.py (its watches from the registry, config/watches.py):
+# Written from deployments/schedules.py (its watches from the registry, core/watches.py):
 #   python -m fleet_alerting.deployments.prefect_yaml > prefect.yaml
 name: fleet-alerting
 prefect-version: 3.9.1

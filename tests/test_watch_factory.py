@@ -202,3 +202,23 @@ def test_prefect_yaml_is_written_from_the_schedules() -> None:
         assert deployment["name"] == s.name
         assert set(deployment["parameters"]) == set(s.parameters)
     assert len(declared) == len(SCHEDULES)
+
+
+def test_listing_the_watches_loads_no_schema_no_client_and_no_prefect() -> None:
+    """Every CLI start lists the schedules: the registry stays light."""
+    import subprocess
+    import sys
+
+    listed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, fleet_alerting.deployments.schedules, fleet_alerting.flows; "
+            "print(sorted(m for m in sys.modules if m.startswith(('prefect', 'httpx', 'aiomqtt'))"
+            " or m in ('fleet_alerting.config.schema', 'fleet_alerting.sources.blackbox.client')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert listed.stdout.strip() == "[]"

@@ -24,7 +24,6 @@ from pydantic import (
 )
 
 from fleet_alerting.config.secrets import SecretRef
-from fleet_alerting.config.watches import WATCH_PACKAGES
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.escalation import PAGER_NAME, pager_key, pager_of
 from fleet_alerting.core.fleet import FleetConfig
@@ -40,6 +39,7 @@ from fleet_alerting.core.signals import Severity
 from fleet_alerting.core.storms import StormRules
 from fleet_alerting.core.templates import check_template
 from fleet_alerting.core.urls import check_http_url, credential_in_query, split_url
+from fleet_alerting.core.watches import WATCH_PACKAGES
 from fleet_alerting.core.windows import ScheduledWindow
 
 

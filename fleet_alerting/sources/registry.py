@@ -1,4 +1,4 @@
-"""Every watch, loaded from the one list of them (config/watches.py): a new watch is one package
+"""Every watch, loaded from the one list of them (core/watches.py): a new watch is one package
 under sources/ exporting `WATCH` plus one line there; its flow, entry point, schedule and config
 name follow. Loading a package loads only its `WATCH` (a name, a section, a description)."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-from fleet_alerting.config.watches import WATCH_PACKAGES
+from fleet_alerting.core.watches import WATCH_PACKAGES
 from fleet_alerting.sources.watch import Watch
 
 

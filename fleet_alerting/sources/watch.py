@@ -1,5 +1,5 @@
 """A watch: one source observed on a schedule. Each source package exports one `WATCH`,
-config/watches.py lists them (sources/registry.py loads them), and flows/watches.py builds every
+core/watches.py lists them (sources/registry.py loads them), and flows/watches.py builds every
 watch flow from that list.
 
 A watch only observes. It reads the store (`StoreReader`) and returns an `Observation`: the

@@ -1,7 +1,8 @@
 """Every watch: its name (its flow's, its deployment's, its key in `schedule.every`) and the
 package under fleet_alerting/sources/ that implements it, in the order deployments list them.
-The one list: a new watch is one package exporting `WATCH` and one line here (it sits this low
-so the config can name the watches without importing them; sources/registry.py loads them)."""
+The one list: a new watch is one package exporting `WATCH` and one line here. It sits this low
+so the config can name the watches without importing them (sources/registry.py loads them), and
+listing them (every CLI start) loads nothing else."""
 
 from __future__ import annotations
 
