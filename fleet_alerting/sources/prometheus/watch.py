@@ -54,10 +54,5 @@ async def observe(config: Config, now: datetime, store: StoreReader) -> Observat
         f"{counters['firing']} firing" if counters["firing"] else "",
         count(counters["watch_errors"], "failed query") if counters["watch_errors"] else "",
     ]
-    return Observation(
-        result.signals,
-        described(f"{count(len(outcomes), 'watch', 'watches')} queried", troubles, "none firing"),
-        counters,
-        rows=result.rows,
-        unseen=result.unseen,
-    )
+    seen = described(f"{count(len(outcomes), 'watch', 'watches')} queried", troubles, "none firing")
+    return Observation(result.signals, seen, counters, rows=result.rows, unseen=result.unseen)
