@@ -150,11 +150,10 @@ def hook_cost(folder: Path, devices: int, runs: int) -> tuple[float, float]:
     failing, steady), and the history hook's share of it (`history.record`, timed alone in
     the same kind of transaction)."""
     config = dry_run_config(folder, "hook")
-    store = Store(config.state)
     signals = [signal("blackbox", d, d % 100 == 0, False) for d in range(devices)]
     now = START
     whole = alone = 0.0
-    try:
+    with Store(config.state) as store:
         for n in range(runs + 3):
             began = time.process_time()
             evaluate_and_record(store, signals, config.policy, now, rules=config.storm_rules())
@@ -167,8 +166,6 @@ def hook_cost(folder: Path, devices: int, runs: int) -> tuple[float, float]:
             if n >= 3:
                 alone += time.process_time() - began
             now += timedelta(minutes=1)
-    finally:
-        store.close()
     return whole / runs, alone / runs
 
 

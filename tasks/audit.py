@@ -44,13 +44,10 @@ def whatif_review(config_path: str, start: datetime, end: datetime) -> list[tupl
     from fleet_alerting.store.database import Store
 
     config = load_config(config_path)
-    store = Store(config.state, create=False)
-    try:
+    with Store(config.state, create=False) as store:
         recorded = history.read(store, start, end)
         silenced = silences.listing(store, end, include_expired=True)
         incidents = [i for i in store.incidents(include_resolved=True) if i.onset >= start]
-    finally:
-        store.close()
     blocks = review(recorded, config, incidents, config.review.business_hours, silenced)
     return [("What-if review", blocks)]
 
@@ -60,8 +57,7 @@ def silence_records(state_path: str) -> list[SilenceRecord]:
     from fleet_alerting.store import silences
     from fleet_alerting.store.database import Store
 
-    store = Store(state_path)
-    try:
+    with Store(state_path) as store:
         counts = silences.muted_counts(store)
         return [
             SilenceRecord(
@@ -69,8 +65,6 @@ def silence_records(state_path: str) -> list[SilenceRecord]:
             )
             for s in silences.listing(store, datetime.now(UTC), include_expired=True)
         ]
-    finally:
-        store.close()
 
 
 def delivery_records(state_path: str) -> list[DeliveryRecord]:
@@ -78,15 +72,12 @@ def delivery_records(state_path: str) -> list[DeliveryRecord]:
     sent notifications for its retention), and whether that episode has ended since."""
     from fleet_alerting.store.database import Store
 
-    store = Store(state_path)
-    try:
+    with Store(state_path) as store:
         sent: dict[tuple[str, str, str], list[str]] = {}
         for item in store.outbox(("sent",)):
             n = item.notification
             sent.setdefault((n.incident.key, n.incident.episode, n.channel), []).append(n.kind)
         stored = {key: store.incident(key) for key in {key for key, _e, _c in sent}}
-    finally:
-        store.close()
     return [
         DeliveryRecord(key, episode, channel, tuple(kinds), _ended(stored[key], episode))
         for (key, episode, channel), kinds in sent.items()

@@ -50,16 +50,13 @@ def statuses(found: history.History) -> list[tuple[int, str, str]]:
 
 
 def test_only_changes_are_kept_and_runs_are_segments(state_db: str) -> None:
-    store = Store(state_db)
-    try:
+    with Store(state_db) as store:
         for minute in range(10):
             a = probe("a", 3 <= minute < 6)
             b = probe("b", False, summary="b up" if minute < 5 else "b up again")  # re-worded
             run(store, [a] if minute == 8 else [a, b], T0 + timedelta(minutes=minute))
         run(store, [probe("a", False)], T0 + timedelta(minutes=15))  # the interval broke
         found = history.read(store, T0, T0 + timedelta(hours=1))
-    finally:
-        store.close()
     assert statuses(found) == [
         (0, "a", "ok"),
         (0, "b", "ok"),
@@ -82,9 +79,8 @@ def test_only_changes_are_kept_and_runs_are_segments(state_db: str) -> None:
 def test_a_period_starts_from_each_keys_last_change_and_old_history_is_pruned(
     state_db: str,
 ) -> None:
-    store = Store(state_db)
     old = T0 - timedelta(days=120)
-    try:
+    with Store(state_db) as store:
         run(store, [probe("a", True), probe("b", False)], old)
         run(store, [probe("a", True), probe("b", True)], old + timedelta(days=5))
         run(store, [probe("a", False), probe("b", True)], T0)
@@ -105,8 +101,6 @@ def test_a_period_starts_from_each_keys_last_change_and_old_history_is_pruned(
             ("b", -timedelta(days=115)),
             ("a", timedelta(0)),
         ]
-    finally:
-        store.close()
 
 
 def test_a_store_from_before_the_history_gets_its_tables(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -118,10 +112,7 @@ def test_a_store_from_before_the_history_gets_its_tables(tmp_path) -> None:  # t
             conn.exec_driver_sql(f"DROP TABLE {table}")
         conn.exec_driver_sql("UPDATE store_meta SET value = '3' WHERE key = 'schema_version'")
     engine.dispose()
-    store = Store(path)
-    try:
+    with Store(path) as store:
         assert store.upgraded_from == 3
         run(store, [probe("a", True)], T0)
         assert statuses(history.read(store, T0, T0 + timedelta(minutes=1))) == [(0, "a", "failing")]
-    finally:
-        store.close()

@@ -91,8 +91,7 @@ async def no_sleep(_seconds: float) -> None:
 
 def run(config: Config, signal: Signal, now: datetime) -> None:
     """One watch run: evaluate and record, then drain the outbox, at `now`."""
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         evaluate_and_record(
             store,
             [signal],
@@ -110,8 +109,6 @@ def run(config: Config, signal: Signal, now: datetime) -> None:
                 assert not report.dead and not report.retrying, report
 
         asyncio.run(deliver())
-    finally:
-        store.close()
 
 
 def silence(config: Config, matchers: list[str], now: datetime, hours: float = 2) -> str:

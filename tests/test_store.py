@@ -20,7 +20,7 @@ from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.incidents import State
 from fleet_alerting.core.policy import PolicyConfig, evaluate
 from fleet_alerting.core.signals import Severity, Signal
-from fleet_alerting.store import migrate
+from fleet_alerting.store import migrations as migrate
 from fleet_alerting.store.database import SCHEMA_VERSION, Retention, Store
 from fleet_alerting.store.errors import StoreError
 from tests.servers import free_port

@@ -45,9 +45,8 @@ def recorded(tmp_path: Path) -> Path:
         yaml.safe_dump({"state": {"path": "state.sqlite"}, "notify": {"dry_run": True}})
     )
     config = load_config(live)
-    store = Store(config.state)
     start = utcnow().replace(second=0, microsecond=0) - timedelta(hours=2)
-    try:
+    with Store(config.state) as store:
         for minute in range(120):
             signals = [
                 observe(API, Severity.critical, 30 <= minute < 50),
@@ -55,8 +54,6 @@ def recorded(tmp_path: Path) -> Path:
             ]
             now = start + timedelta(minutes=minute)
             evaluate_and_record(store, signals, config.policy, now, rules=config.storm_rules())
-    finally:
-        store.close()
     return live
 
 

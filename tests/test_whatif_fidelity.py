@@ -101,12 +101,9 @@ def test_replaying_a_recorded_day_sends_exactly_what_was_sent(
             asyncio.run(module.blackbox_probe.fn(str(config_file)))
             clock[0] += EVERY
         pages = [e for e in pd.events if e["event_action"] == "trigger"]
-    store = Store(config_file.parent / "state.sqlite")
-    try:
+    with Store(config_file.parent / "state.sqlite") as store:
         sent = store.outbox(("sent",))
         recorded = history.read(store, DAY, DAY + timedelta(days=1))
-    finally:
-        store.close()
     replayed = replay(recorded, load_config(config_file))
 
     told = sorted(

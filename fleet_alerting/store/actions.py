@@ -17,23 +17,8 @@ import sqlalchemy as sa
 from fleet_alerting.core.actions import Change
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.store.database import Store
-from fleet_alerting.store.metadata import metadata
-from fleet_alerting.store.outbox import queue
-from fleet_alerting.store.outbox import ts as _ts
-
-actions_table = sa.Table(
-    "actions",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("at", sa.String, nullable=False, index=True),
-    sa.Column("incident_key", sa.String, nullable=False, index=True),
-    sa.Column("onset", sa.String),  # which failure episode (None: no such incident)
-    sa.Column("action", sa.String, nullable=False),  # ack | silence | unsilence | snooze | ...
-    sa.Column("actor", sa.String, nullable=False),  # a Slack user id, a PagerDuty user, $USER
-    sa.Column("via", sa.String, nullable=False),  # slack | pagerduty | cli | mcp
-    sa.Column("outcome", sa.String, nullable=False),  # done | refused: why
-    sa.Column("detail", sa.Text, nullable=False, default="{}"),  # until, silence id, channel
-)
+from fleet_alerting.store.tables import actions_table
+from fleet_alerting.store.tables import ts as _ts
 
 
 @dataclass(frozen=True)
@@ -68,18 +53,18 @@ def apply(
 ) -> Change | None:
     """Load the incident, let `decide` (a core.actions function) change it, store the change and
     queue its notifications, and record the action. None: no such incident (recorded too)."""
-    with store.engine.begin() as conn:
-        incident = store.load_incident(conn, key)
+    with store.transaction() as unit:
+        incident = unit.incident(key)
         change = decide(incident) if incident is not None else None
         if change is not None and change.refused is None:
-            store.write_incidents(conn, [change.incident], now)
+            unit.write_incidents([change.incident], now)
             if change.notifications:
-                queue(conn, change.notifications, now)
+                unit.queue(change.notifications, now)
         if change is None:
             outcome = "refused: no such incident"
         else:
             outcome = f"refused: {change.refused}" if change.refused else "done"
-        conn.execute(
+        unit.conn.execute(
             sa.insert(actions_table).values(
                 at=_ts(now),
                 incident_key=key,
@@ -106,8 +91,8 @@ def record(
     detail: dict[str, Any] | None = None,
 ) -> None:
     """An audit record for something that changed no incident (e.g. a refused click)."""
-    with store.engine.begin() as conn:
-        conn.execute(
+    with store.transaction() as unit:
+        unit.conn.execute(
             sa.insert(actions_table).values(
                 at=_ts(now),
                 incident_key=key,

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from fleet_alerting.core.heartbeat import QueuedPage
 from fleet_alerting.store.database import Store
-from fleet_alerting.store.outbox import Destination, destinations_table, outbox_table
+from fleet_alerting.store.outbox import Destination
+from fleet_alerting.store.tables import destinations_table, outbox_table
 
 
 @dataclass(frozen=True)

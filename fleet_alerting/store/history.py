@@ -34,40 +34,10 @@ from fleet_alerting.core.history import (
 )
 from fleet_alerting.core.signals import Signal
 from fleet_alerting.store import backend
-from fleet_alerting.store.metadata import metadata
-from fleet_alerting.store.outbox import ts
+from fleet_alerting.store.tables import changes_table, keys_table, runs_table, ts
 
 if TYPE_CHECKING:
     from fleet_alerting.store.database import Store
-
-changes_table = sa.Table(
-    "history_changes",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("at", sa.String, nullable=False, index=True),
-    sa.Column("stream", sa.String, nullable=False),
-    sa.Column("key", sa.String, nullable=False),
-    sa.Column("status", sa.String, nullable=False),  # core.history.Status
-    sa.Column("signal", sa.Text),  # JSON of core.history.signal_record; NULL when unobserved
-)
-keys_table = sa.Table(
-    "history_keys",
-    metadata,
-    sa.Column("key", sa.String, primary_key=True),
-    sa.Column("stream", sa.String, nullable=False, index=True),
-    sa.Column("signature", sa.String, nullable=False),  # core.history.signature, or "unobserved"
-)
-runs_table = sa.Table(
-    "history_runs",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("stream", sa.String, nullable=False, index=True),
-    sa.Column("first_at", sa.String, nullable=False),
-    sa.Column("last_at", sa.String, nullable=False, index=True),
-    sa.Column("every_us", sa.BigInteger, nullable=False),  # 0 while the segment is one run
-    sa.Column("runs", sa.Integer, nullable=False),
-    sa.Column("vanished", sa.Text, nullable=False),  # JSON {source: reason}
-)
 
 UNOBSERVED = Status.unobserved.value
 

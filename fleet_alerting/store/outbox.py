@@ -17,15 +17,14 @@ at-least-once window, see README).
 is backing off (Retry-After, consecutive failures) and why. Every drainer, in every process and
 every run, reads it before it sends.
 
-Columns added to existing tables are nullable or have a server default, so a store written by an
-older version upgrades in place (store/migrate.py adds them).
+The tables are declared in store/tables.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,45 +32,9 @@ from pydantic import TypeAdapter
 
 from fleet_alerting.core.incidents import Notification
 from fleet_alerting.store import backend
-from fleet_alerting.store.metadata import metadata
+from fleet_alerting.store.tables import delete_at_most, destinations_table, outbox_table, ts
 
 _notification_json = TypeAdapter(Notification)
-
-outbox_table = sa.Table(
-    "outbox",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("notification_id", sa.String, nullable=False, unique=True),
-    sa.Column("channel", sa.String, nullable=False),
-    sa.Column("kind", sa.String, nullable=False),
-    sa.Column("incident_key", sa.String, nullable=False),
-    sa.Column("status", sa.String, nullable=False, index=True),  # queued | sent | dead
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("created_at", sa.String, nullable=False),
-    sa.Column("next_attempt_at", sa.String, nullable=False),
-    sa.Column("last_error", sa.Text),
-    sa.Column("receipt", sa.Text),
-    sa.Column("data", sa.Text, nullable=False),
-    # claims (added after the first release: nullable or with a server default)
-    sa.Column("claimed_by", sa.String, nullable=True),
-    sa.Column("lease_until", sa.String, nullable=True),
-    sa.Column("errors", sa.Integer, nullable=False, server_default="0"),  # unexpected failures
-    # the claim took over from a drainer that may have sent it (its lease expired), or the last
-    # attempt may have reached the destination (a timeout): look there before sending again
-    sa.Column("in_doubt", sa.Boolean, nullable=True),
-    sa.Index("ix_outbox_lane", "status", "channel", "id"),
-    sa.Index("ix_outbox_incident", "incident_key", "channel", "status", "id"),
-    sa.Index("ix_outbox_status_created_at", "status", "created_at"),  # pruning
-)
-destinations_table = sa.Table(
-    "destinations",
-    metadata,
-    sa.Column("name", sa.String, primary_key=True),
-    sa.Column("blocked_until", sa.String, nullable=True),
-    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("last_error", sa.Text, nullable=True),
-    sa.Column("updated_at", sa.String, nullable=True),
-)
 
 _DOUBT = sa.or_(outbox_table.c.claimed_by.isnot(None), outbox_table.c.in_doubt.is_(True))
 
@@ -80,12 +43,6 @@ def _queue(dialect: str) -> Any:
     insert = backend.insert(outbox_table, dialect).on_conflict_do_nothing()
     # psycopg reports no rowcount for many rows: count the ids of the rows inserted
     return insert.returning(outbox_table.c.id) if dialect == "postgresql" else insert
-
-
-def ts(moment: datetime) -> str:
-    """UTC, always with microseconds: one width, so text order is time order in any collation
-    (without them, an ICU collation puts "10:00:00.5+00:00" before "10:00:00+00:00")."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def queue(conn: sa.Connection, notifications: Sequence[Notification], now: datetime) -> int:
@@ -109,6 +66,13 @@ def queue(conn: sa.Connection, notifications: Sequence[Notification], now: datet
     ]
     result = conn.execute(backend.cached(_queue, conn.dialect.name), rows)
     return len(result.all()) if result.returns_rows else result.rowcount
+
+
+def prune(conn: sa.Connection, status: str, now: datetime, kept: timedelta, batch: int) -> int:
+    """Delete at most `batch` messages of `status` (sent, dead) created longer than `kept` ago."""
+    out = outbox_table.c
+    old = sa.and_(out.status == status, out.created_at < ts(now - kept))
+    return delete_at_most(conn, outbox_table, old, batch)
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,8 @@ import sqlalchemy as sa
 
 from fleet_alerting.store import backend
 from fleet_alerting.store.database import Store
-from fleet_alerting.store.metadata import metadata
-from fleet_alerting.store.outbox import ts as _ts
-
-replays_table = sa.Table(
-    "replays",
-    metadata,
-    sa.Column("key", sa.String, primary_key=True),  # "slack:v0=…", "pagerduty:<event id>"
-    sa.Column("expires_at", sa.String, nullable=False, index=True),
-)
+from fleet_alerting.store.tables import replays_table
+from fleet_alerting.store.tables import ts as _ts
 
 
 def _remember(dialect: str) -> sa.ReturningInsert[tuple[str]]:

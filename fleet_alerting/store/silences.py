@@ -13,24 +13,8 @@ import sqlalchemy as sa
 
 from fleet_alerting.core.muting import Silence
 from fleet_alerting.store.database import Store
-from fleet_alerting.store.metadata import metadata
-from fleet_alerting.store.outbox import ts as _ts
-
-silences_table = sa.Table(
-    "silences",
-    metadata,
-    sa.Column("id", sa.String, primary_key=True),
-    sa.Column("matchers", sa.Text, nullable=False),  # JSON list of matchers as written
-    sa.Column("starts_at", sa.String, nullable=False),
-    sa.Column("ends_at", sa.String, nullable=False, index=True),
-    sa.Column("author", sa.String, nullable=False),
-    sa.Column("comment", sa.Text, nullable=False, default=""),
-    sa.Column("created_at", sa.String, nullable=False),
-    sa.Column("expired_by", sa.String),  # ended by hand: who (ends_at is then when)
-    sa.Column("alertmanager_id", sa.String),
-    sa.Column("muted", sa.Integer, nullable=False, default=0),  # incidents it has muted
-    sa.Column("last_muted_at", sa.String),
-)
+from fleet_alerting.store.tables import silences_table
+from fleet_alerting.store.tables import ts as _ts
 
 
 class NoSuchSilence(LookupError):

@@ -91,8 +91,7 @@ async def add_silence(
         comment=comment,
         created_at=now,
     )
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         silences.add(store, silence)
         warnings, am_id = [], None
         in_am = alertmanager_matchers(matchers)
@@ -120,8 +119,6 @@ async def add_silence(
         if am_id:
             detail["alertmanager_id"] = am_id
         _record(store, silence, "silence add", author, via, now, warnings, detail)
-    finally:
-        store.close()
     where = f" (and Alertmanager silence {am_id})" if am_id else ""
     message = (
         f"Silence {silence.short_id} by {author} until {silence.ends_at:%Y-%m-%d %H:%M} UTC "
@@ -139,8 +136,7 @@ async def expire_silence(
     now: datetime,
     client: httpx.AsyncClient | None = None,
 ) -> SilenceOutcome:
-    store = Store(config.state)
-    try:
+    with Store(config.state) as store:
         try:
             found = silences.find(store, typed_id)
         except silences.NoSuchSilence as exc:
@@ -160,8 +156,6 @@ async def expire_silence(
                 )
         detail = {"alertmanager_id": found.alertmanager_id}
         _record(store, found, "silence expire", actor, via, now, warnings, detail)
-    finally:
-        store.close()
     return SilenceOutcome(
         not warnings, f"Silence {found.short_id} expired by {actor}", expired, warnings
     )
@@ -227,14 +221,12 @@ def _stored(
         store = Store(config.state, create=False)
     except StoreError:
         return [], {}, []
-    try:
+    with store:
         return (
             silences.listing(store, now, include_expired),
             silences.muted_counts(store),
             store.incidents(),
         )
-    finally:
-        store.close()
 
 
 def _silence_row(s: Silence, now: datetime, mutes: list[str], muted: int) -> dict[str, Any]:

@@ -33,12 +33,9 @@ def what_if(args: argparse.Namespace) -> int:
         return 1
     end = utcnow()
     start: datetime = args.since
-    store = open_store(current)
-    try:
+    with open_store(current) as store:
         recorded = history.read(store, start, end)
         silenced = silences.listing(store, end, include_expired=True)
-    finally:
-        store.close()
     alerts = alert_episodes_of(current, start, end)
     routed = None
     if args.alertmanager:

@@ -9,6 +9,7 @@ caller's write transaction (SQLite's write lock, PostgreSQL's advisory lock: sto
 so two processes opening an old store upgrade it once. The SQL is the same on both databases.
 
 A store written by newer code (a higher version) is refused rather than half understood.
+`current` and `upgrade_store` apply this to the store's own tables (store/tables.py) and steps.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from collections.abc import Callable, Mapping
 
 import sqlalchemy as sa
 
+from fleet_alerting.core.incidents import State
+from fleet_alerting.store import incidents
 from fleet_alerting.store.errors import StoreError
+from fleet_alerting.store.tables import SCHEMA_VERSION, incidents_table, metadata
 
 Step = Callable[[sa.Connection], None]
 
@@ -98,3 +102,70 @@ def upgrade(
     for key, value in (("schema_version", str(version)), ("schema_fingerprint", print_)):
         conn.execute(remember, {"key": key, "value": value})
     return None if fresh else found
+
+
+def current(conn: sa.Connection) -> bool:
+    """The store is at this code's schema (`up_to_date` for the store's own tables)."""
+    return up_to_date(conn, metadata, SCHEMA_VERSION)
+
+
+def upgrade_store(conn: sa.Connection, where: str) -> int | None:
+    """`upgrade` the store to this code's tables and version, with its data steps."""
+    return upgrade(conn, metadata, SCHEMA_VERSION, STEPS, where)
+
+
+def _upgrade_to_1(conn: sa.Connection) -> None:
+    """From main before versions: fill episode, resolved_at and the thread columns from the JSON
+    (open incidents in Python so the episode is spelled as the engine spells it; resolved ones
+    only need resolved_at for pruning). Only SQLite stores were written before versions."""
+    if conn.dialect.name != "sqlite":
+        return
+    table = incidents_table.c
+    conn.execute(
+        sa.update(incidents_table)
+        .where(table.state == State.resolved.value)
+        .values(
+            resolved_at=sa.func.replace(
+                sa.func.json_extract(table.data, "$.resolved_at"), "Z", "+00:00"
+            )
+        )
+    )
+    rows = conn.execute(
+        sa.select(table.key, table.data).where(
+            sa.or_(table.state != State.resolved.value, table.data.like('%"thread_ts":"%'))
+        )
+    ).all()
+    for key, data in rows:
+        incident = incidents.parse(data)
+        conn.execute(
+            sa.update(incidents_table)
+            .where(table.key == key)
+            .values(
+                episode=incident.episode,
+                thread_channel=incident.thread_channel,
+                thread_ts=incident.thread_ts,
+            )
+        )
+
+
+def _upgrade_to_2(conn: sa.Connection) -> None:
+    """The brief columns of the unresolved incidents (resolved ones are never compared)."""
+    table = incidents_table.c
+    rows = conn.execute(
+        sa.select(*incidents.INCIDENT_COLUMNS).where(table.state != State.resolved.value)
+    ).all()
+    for row in rows:
+        incident = incidents.row_incident(row)
+        conn.execute(
+            sa.update(incidents_table)
+            .where(table.key == incident.key)
+            .values(**incidents.brief_row(incident))
+        )
+
+
+def _upgrade_to_3(conn: sa.Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("DROP INDEX IF EXISTS ix_incidents_brief")
+
+
+STEPS: dict[int, Step] = {1: _upgrade_to_1, 2: _upgrade_to_2, 3: _upgrade_to_3}

@@ -1,0 +1,228 @@
+"""Incidents in the store, read and written in the caller's transaction: a record (JSON) per key,
+its brief and its Slack thread in columns, found by index.
+
+A run reads the open incidents' briefs (`records`): the engine compares a steady failure on its
+brief and asks for a full record only for the incidents it changes. A Slack thread lives in two
+columns of its incident, the truth for it. Resolved incidents past their retention are pruned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import TypeAdapter
+
+from fleet_alerting.core.incidents import Brief, Incident, Records, State
+from fleet_alerting.store import backend
+from fleet_alerting.store.tables import BRIEF_COLUMNS, delete_at_most, incidents_table
+from fleet_alerting.store.tables import ts as _ts
+
+_incident_json = TypeAdapter(Incident)
+
+OPEN = [State.pending.value, State.firing.value, State.paged.value]
+
+
+def _upsert_incident(dialect: str) -> Any:
+    insert = backend.insert(incidents_table, dialect)
+    new = insert.excluded
+    # A thread set (by the Slack notifier) since this incident was read is kept, for the same
+    # episode.
+    keep_thread = sa.and_(new.thread_ts.is_(None), incidents_table.c.episode == new.episode)
+    return insert.on_conflict_do_update(
+        index_elements=["key"],
+        set_={
+            **{
+                c: new[c]
+                for c in ("source", "state", "updated_at", "data", "episode", "resolved_at")
+            },
+            **{c: new[c] for c in BRIEF_COLUMNS},
+            **{
+                c: sa.case((keep_thread, incidents_table.c[c]), else_=new[c])
+                for c in ("thread_channel", "thread_ts")
+            },
+        },
+    )
+
+
+INCIDENT_COLUMNS = (
+    incidents_table.c.data,
+    incidents_table.c.thread_channel,
+    incidents_table.c.thread_ts,
+)
+
+
+# reads -------------------------------------------------------------------------------------------
+def unresolved(conn: sa.Connection, source: str | None) -> dict[str, Incident]:
+    query = sa.select(*INCIDENT_COLUMNS).where(incidents_table.c.state.in_(OPEN))
+    if source is not None:
+        query = query.where(incidents_table.c.source == source)
+    loaded = (row_incident(row) for row in conn.execute(query))
+    return {incident.key: incident for incident in loaded}
+
+
+def listing(conn: sa.Connection, include_resolved: bool) -> list[Incident]:
+    query = sa.select(*INCIDENT_COLUMNS).order_by(incidents_table.c.updated_at.desc())
+    if not include_resolved:
+        query = query.where(incidents_table.c.state.in_(OPEN))
+    return [row_incident(row) for row in conn.execute(query)]
+
+
+def states(conn: sa.Connection) -> dict[str, str]:
+    """Every stored incident's key and state, newest first (no record is parsed)."""
+    row = incidents_table.c
+    query = sa.select(row.key, row.state).order_by(row.updated_at.desc())
+    return dict(conn.execute(query).tuples().all())
+
+
+def load(conn: sa.Connection, key: str) -> Incident | None:
+    """The incident `key` as stored, read in the caller's transaction."""
+    query = sa.select(*INCIDENT_COLUMNS).where(incidents_table.c.key == key)
+    row = conn.execute(query).first()
+    return None if row is None else row_incident(row)
+
+
+# the engine's view of the open incidents: briefs, records on demand ------------------------------
+def records(conn: sa.Connection, briefs_sql: str) -> Records:
+    row = incidents_table.c
+    parse = datetime.fromisoformat
+    # plain SQL, no type processors: a fleet-wide failure is thousands of briefs per run,
+    # and converting them cost more than reading them (bench/README.md)
+    rows = conn.exec_driver_sql(briefs_sql).all()
+    briefs = {
+        key: Brief(
+            state,
+            source,
+            fingerprint,
+            failures or 0,
+            successes or 0,
+            parse(onset) if onset else _EPOCH,
+            parse(notified) if notified else None,
+            acted is None or bool(acted),  # unknown (written before schema 2): full check
+            inhibited_by,
+            group,
+        )
+        for (
+            key,
+            state,
+            source,
+            fingerprint,
+            failures,
+            successes,
+            onset,
+            notified,
+            acted,
+            inhibited_by,
+            group,
+        ) in rows
+    }
+
+    def load(keys: Collection[str]) -> dict[str, Incident]:
+        found: dict[str, Incident] = {}
+        listed = list(keys)
+        for start in range(0, len(listed), _CHUNK):
+            chunk = listed[start : start + _CHUNK]
+            query = sa.select(*INCIDENT_COLUMNS).where(row.key.in_(chunk))
+            found.update((i.key, i) for i in map(row_incident, conn.execute(query)))
+        return found
+
+    return Records(briefs, load)
+
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def briefs_sql(dialect: sa.Dialect) -> str:
+    """The open incidents' briefs, as SQL for this dialect (no parameters: the states are
+    constants)."""
+    row = incidents_table.c
+    query = sa.select(row.key, row.state, row.source, *(row[c] for c in BRIEF_COLUMNS))
+    query = query.where(row.state.in_(OPEN))
+    return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+_CHUNK = 500  # keys per `IN (...)`: below every backend's limit of bound parameters
+
+
+# writes ------------------------------------------------------------------------------------------
+def write(conn: sa.Connection, incidents: Sequence[Incident], now: datetime) -> None:
+    """Insert or replace `incidents`, in the caller's transaction. One executemany: a fleet-wide
+    failure changes a thousand incidents per run, and building a statement per row cost ~0.5 ms
+    each (bench/README.md)."""
+    if not incidents:
+        return
+    rows = [
+        {
+            "key": incident.key,
+            "source": incident.source,
+            "state": incident.state,
+            "updated_at": _ts(now),
+            "data": _incident_json.dump_json(incident).decode(),
+            "episode": incident.episode,
+            "resolved_at": _ts(incident.resolved_at) if incident.resolved_at else None,
+            "thread_channel": incident.thread_channel,
+            "thread_ts": incident.thread_ts,
+        }
+        | brief_row(incident)
+        for incident in incidents
+    ]
+    conn.execute(backend.cached(_upsert_incident, conn.dialect.name), rows)
+
+
+def set_thread(
+    conn: sa.Connection, key: str, onset: datetime, channel: str, ts: str, now: datetime
+) -> bool:
+    """Remember the Slack thread of the incident `key` that began at `onset`: two columns of
+    its row, written in one statement so a concurrent evaluation is not overwritten. False if
+    that incident is no longer the stored one."""
+    row = incidents_table.c
+    incident = load(conn, key)
+    if incident is None or incident.onset != onset:
+        return False
+    conn.execute(
+        sa.update(incidents_table)
+        .where(row.key == key)
+        .values(thread_channel=channel, thread_ts=ts, updated_at=_ts(now))
+    )
+    return True
+
+
+def prune(conn: sa.Connection, now: datetime, kept: timedelta, batch: int) -> int:
+    """Delete at most `batch` incidents resolved longer than `kept` ago (by index)."""
+    old = sa.and_(
+        incidents_table.c.state == State.resolved.value,
+        incidents_table.c.resolved_at < _ts(now - kept),
+    )
+    return delete_at_most(conn, incidents_table, old, batch)
+
+
+# rows ↔ incidents --------------------------------------------------------------------------------
+def parse(data: str | bytes) -> Incident:
+    """An incident from its stored record (JSON)."""
+    return _incident_json.validate_json(data)
+
+
+def brief_row(incident: Incident) -> dict[str, Any]:
+    brief = Brief.of(incident)
+    return {
+        "fingerprint": brief.fingerprint,
+        "failures": brief.failures,
+        "successes": brief.successes,
+        "onset": _ts(brief.onset),
+        "notified_at": _ts(brief.notified_at) if brief.notified_at else None,
+        "acted": brief.acted,
+        "inhibited_by": brief.inhibited_by,
+        "grouped_in": brief.group,
+    }
+
+
+def row_incident(row: sa.Row[Any]) -> Incident:
+    """The incident of a row: its JSON, with the thread from its columns (the truth for it)."""
+    data, channel, ts = row
+    incident = parse(data)
+    if (incident.thread_channel, incident.thread_ts) != (channel, ts):
+        incident = replace(incident, thread_channel=channel, thread_ts=ts)
+    return incident
