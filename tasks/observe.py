@@ -33,12 +33,14 @@ class StoreView:
 
 
 def keep(store: Store, observation: Observation, now: datetime) -> None:
-    """One-off incidents and their notifications are queued before the values move on: a crash
-    in between replays the same observation, whose notifications are already queued (their ids
-    say so), so nothing is told twice and nothing is lost."""
-    if observation.one_offs is not None and (
-        observation.one_offs.incidents or observation.one_offs.notifications
-    ):
-        store.record(observation.one_offs, now)
-    for key, value in observation.values.items():
-        store.set_value(key, value)
+    """Incidents over at once, their notifications and the values for the next run, in one
+    transaction: a cursor never moves past events whose notifications are not queued, and a
+    replayed observation queues nothing twice (a notification's id says it is queued)."""
+    one_offs = observation.one_offs
+    if not (observation.values or (one_offs and (one_offs.incidents or one_offs.notifications))):
+        return
+    with store.transaction() as unit:
+        if one_offs is not None:
+            unit.record(one_offs, now)
+        for key, value in observation.values.items():
+            unit.set_value(key, value)

@@ -11,7 +11,7 @@ import pkgutil
 import time
 import typing
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from fleet_alerting.config import Config
 from fleet_alerting.config.schema import WatchName
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.keys import signal_key
+from fleet_alerting.core.policy import PolicyConfig, evaluate
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.deployments.schedules import CONFIGURED, SCHEDULES
 from fleet_alerting.flows import ENTRYPOINTS, get_flow
@@ -30,11 +31,13 @@ from fleet_alerting.flows.watches import watch_flow_of
 from fleet_alerting.sources.registry import WATCHES
 from fleet_alerting.sources.watch import Observation, StoreReader, run_log, step
 from fleet_alerting.store.database import Store
+from fleet_alerting.tasks.observe import keep
 from tests.fakes.saas import SlackWebhookServer
 
 ROOT = Path(__file__).parents[1]
 SOURCE = "toy"
 RUNS = "toy:runs"  # what the toy keeps for its next run
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,21 @@ def test_a_watch_step_is_a_task_run_and_its_log_the_run_log(
         steps, lines = asyncio.run(shown())
     assert steps == ["deliver-notifications", "evaluate-and-record", "toy-count"]
     assert expected <= set(lines)
+
+
+def test_what_a_watch_keeps_is_stored_together_or_not_at_all(tmp_path: Path) -> None:
+    """Its one-off notifications and its values (a cursor) commit in one transaction."""
+    policy = PolicyConfig(open_after=1, notify=["slack"], mirror=False)
+    signal = Signal(signal_key(SOURCE, thing="b"), SOURCE, True, Severity.warning, "b fails")
+    told = evaluate([signal], {}, lambda _s: policy, T0)
+    assert told.notifications
+    with Store(tmp_path / "state.sqlite") as store:
+        with pytest.raises(TypeError):  # a value that cannot be stored
+            keep(store, Observation([], "", {}, one_offs=told, values={RUNS: object()}), T0)
+        assert store.outbox(("queued",)) == [] and store.get_value(RUNS) is None
+        keep(store, Observation([], "", {}, one_offs=told, values={RUNS: 1}), T0)
+        assert len(store.outbox(("queued",))) == len(told.notifications)
+        assert store.get_value(RUNS) == 1
 
 
 def test_every_source_package_with_a_watch_is_registered_once() -> None:

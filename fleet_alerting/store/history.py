@@ -153,9 +153,9 @@ def load(conn: sa.Connection, start: datetime, end: datetime) -> History:
             datetime.fromisoformat(first),
             timedelta(microseconds=every),
             count,
-            json.loads(vanished),
+            json.loads(unseen),
         )
-        for stream, first, every, count, vanished in segments
+        for stream, first, every, count, unseen in segments
     ]
     return History(start, end, changes, runs)
 
