@@ -31,23 +31,24 @@ def watch_flow_of(watch: Watch) -> Any:
         if watch.required and not watch.configured(config):
             raise RunFailed(f"{config.source_file}: {watch.required}")
         now = utcnow()
-        seen = await observe(watch, config, now)
+        observed = await observe(watch, config, now)
         evaluation = record_signals(
             config,
-            seen.signals,
+            observed.signals,
             now,
-            unseen_sources=seen.unseen_sources,
-            policy_for=seen.policy_for,
-            unseen=seen.unseen,
-            announce=seen.announce,
+            unseen_sources=observed.unseen_sources,
+            policy_for=observed.policy_for,
+            unseen=observed.unseen,
+            announce=observed.announce,
         )
         report = await deliver_notifications(config)
-        await publish(watch.name, seen.table(evaluation), evaluation, report)
-        return finish(seen.seen, seen.counters, evaluation, report)
+        await publish(watch.name, observed.table(evaluation), evaluation, report)
+        return finish(observed.seen, observed.counters, evaluation, report)
 
     run.__name__ = run.__qualname__ = flow_attribute(watch)
     run.__module__ = __name__
     return watch_flow(watch.name)(store_errors_fail_the_run(run))
 
 
+# each flow a module attribute: entry points (`flows/watches.py:blackbox_probe`) name them so
 globals().update({flow_attribute(w): watch_flow_of(w) for w in WATCHES})
