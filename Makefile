@@ -54,3 +54,4 @@ bench: setup servers
 	PYTHONPATH=. $(BIN)/python bench/alertmanager_escalation.py
 	PYTHONPATH=. $(BIN)/python bench/exporter_probe.py
 	PYTHONPATH=. $(BIN)/python bench/soak.py
+	PYTHONPATH=. $(BIN)/python bench/board.py

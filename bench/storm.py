@@ -9,14 +9,24 @@ ratio (evaluation + grouping + queueing) / raw query (goal <= 1.5), the messages
 (goal <= 10) and the store's size after each run, beside the same runs without the passes
 (`policy.evaluate` alone) for comparison.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/storm.py [--hosts 10000] [--runs 6]
+Each `--code LABEL=DIR` checkout runs in a child process of its own (PYTHONPATH=DIR), the
+checkouts' passes alternating against the same Prometheus, a fresh store each pass; the child
+reports its peak RSS (VmHWM) above its baseline (imports done, store open, before the first
+query), per failing series.
+
+    PYTHONPATH=$PWD .venv/bin/python bench/storm.py [--hosts 10000] [--runs 6] [--passes 1]
+        [--code before=/tmp/main --code after=.] [--plain]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -145,11 +155,38 @@ def report(title: str, rows: list[dict[str, Any]]) -> None:
     )
 
 
+def vm_kb(field: str) -> int:
+    """VmRSS / VmHWM of this process, in KB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise LookupError(field)
+
+
+def child(url: str, hosts: int, runs: int, storms: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline = vm_kb("VmRSS")
+        rows = asyncio.run(bench(url, hosts, runs, Path(tmp), storms))
+        peak = vm_kb("VmHWM")
+    return {"rows": rows, "baseline_kb": baseline, "peak_kb": peak, "hosts": hosts}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--hosts", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=6)
+    parser.add_argument("--passes", type=int, default=1)
+    parser.add_argument("--code", action="append", default=[], help="LABEL=DIR (repeatable)")
+    parser.add_argument("--plain", action="store_true", help="also policy.evaluate alone")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # child mode: URL
+    parser.add_argument("--no-storms", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.hosts, args.runs, not args.no_storms)))
+        return
+    codes = [c.split("=", 1) for c in args.code] or [["this", os.getcwd()]]
+    kinds = [True, False] if args.plain else [True]
+    results: dict[tuple[str, bool], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp, FleetExporter(args.hosts) as exporter:
         workdir = Path(tmp)
         server, url = start_prometheus(workdir, {"node": f"127.0.0.1:{exporter.port}"})
@@ -164,13 +201,51 @@ def main() -> None:
                 120,
                 "all hosts scraped",
             )
-            with_storms = asyncio.run(bench(url, args.hosts, args.runs, workdir, True))
-            plain = asyncio.run(bench(url, args.hosts, args.runs, workdir, False))
+            for _ in range(args.passes):
+                for label, code in codes:
+                    for storms in kinds:
+                        command = [sys.executable, __file__, "--child", url]
+                        command += ["--hosts", str(args.hosts), "--runs", str(args.runs)]
+                        command += [] if storms else ["--no-storms"]
+                        env = os.environ | {"PYTHONPATH": str(Path(code).resolve())}
+                        out = subprocess.run(
+                            command, env=env, capture_output=True, text=True, check=True
+                        ).stdout
+                        results.setdefault((label, storms), []).append(
+                            json.loads(out.splitlines()[-1])
+                        )
         finally:
             server.stop()
-    report(f"{args.hosts} series failing, one watch, with the storm passes (ms)", with_storms)
-    print()
-    report("the same without them (policy.evaluate alone)", plain)
+    for (label, storms), passes in results.items():
+        what = "with the storm passes" if storms else "policy.evaluate alone"
+        for n, result in enumerate(passes, 1):
+            report(f"{label}, pass {n}: {args.hosts} series failing, {what} (ms)", result["rows"])
+            above = result["peak_kb"] - result["baseline_kb"]
+            print(
+                f"peak RSS {result['peak_kb'] / 1024:.0f} MB, {above / 1024:.0f} MB above the "
+                f"baseline of {result['baseline_kb'] / 1024:.0f} MB: "
+                f"{above * 1024 / args.hosts / 1000:.1f} KB per failing series (goal <= 5)"
+            )
+            print()
+    summary(results)
+
+
+def summary(results: dict[tuple[str, bool], list[dict[str, Any]]]) -> None:
+    """Per checkout: the opening runs' and the steady runs' ratios over all passes."""
+    for (label, storms), passes in results.items():
+        opening, steady = [], []
+        for result in passes:
+            rows = result["rows"]
+            raw = statistics.median(r["raw_query"] for r in rows)
+            opening.append((rows[1]["evaluation"] + rows[1]["store_write"]) / raw)
+            steady += [(r["evaluation"] + r["store_write"]) / r["raw_query"] for r in rows[2:]]
+        peaks = [(p["peak_kb"] - p["baseline_kb"]) * 1.024 / p["hosts"] for p in passes]
+        print(
+            f"{label}{'' if storms else ' (policy.evaluate alone)'}: opening run "
+            f"{', '.join(f'{x:.2f}' for x in opening)}; steady median "
+            f"{statistics.median(steady):.2f} (min {min(steady):.2f}) of {len(steady)}; "
+            f"peak KB per failing series {', '.join(f'{x:.1f}' for x in peaks)}"
+        )
 
 
 if __name__ == "__main__":

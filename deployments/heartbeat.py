@@ -17,7 +17,7 @@ import httpx
 
 from fleet_alerting.config.schema import Config, HeartbeatConfig
 from fleet_alerting.config.secrets import SecretError, redact
-from fleet_alerting.core.escalation import PAGERS, pager_of
+from fleet_alerting.core.channels import PAGERS, pager_of
 from fleet_alerting.core.heartbeat import QueuedPage, Verdict, verdict
 from fleet_alerting.deployments.watch_runs import WatchRuns
 from fleet_alerting.store.database import Store

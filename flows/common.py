@@ -8,7 +8,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from fleet_alerting.config import Config, ConfigError, load_config
 from fleet_alerting.config.secrets import install_log_redaction
-from fleet_alerting.core.escalation import pager_of
+from fleet_alerting.core.channels import Channel, pager_of
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.grouping import PREFIX as GROUP
 from fleet_alerting.core.incidents import Incident, State
@@ -17,6 +17,7 @@ from fleet_alerting.core.wording import count
 from fleet_alerting.delivery.drain import DrainReport
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.errors import StoreError
+from fleet_alerting.tasks.board import publish_board
 from fleet_alerting.tasks.runtime import run_logger, tracked
 
 DEFAULT_CONFIG = "config/example.yaml"
@@ -155,10 +156,10 @@ def what_changed(counters: dict[str, int], report: DrainReport) -> str:
 
 
 CHANNEL_WORDS = {
-    "slack": "slack",
-    "slack_mirror": "mirror",
-    "pagerduty": "pagerduty",
-    "oncall": "oncall",
+    Channel.slack: "slack",
+    Channel.slack_mirror: "mirror",
+    Channel.pagerduty: "pagerduty",
+    Channel.oncall: "oncall",
 }
 
 
@@ -185,6 +186,7 @@ async def publish(
         key=f"{key}-notifications",
         description=f"{key}: notifications sent, queued and dead",
     )
+    publish_board()  # every watch's open incidents, one view: `incident-board` (tasks/board.py)
 
 
 def incident_cell(incident: Incident) -> str:

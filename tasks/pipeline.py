@@ -8,21 +8,15 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from fleet_alerting.config import Config
-from fleet_alerting.core.clock import utcnow
-from fleet_alerting.core.escalation import pager_of
+from fleet_alerting.core.channels import pager_of
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.incidents import unseen as unnamed
 from fleet_alerting.core.muting import SILENCE, MaintenanceConfig, Muting
 from fleet_alerting.core.policy import Evaluation, PolicyFor
 from fleet_alerting.core.signals import Signal
 from fleet_alerting.core.storms import StormRules, decide
-from fleet_alerting.delivery.drain import (
-    MAX_WAIT,
-    DrainReport,
-    build_notifiers,
-    drain,
-    lease_for,
-)
+from fleet_alerting.delivery.deliver import deliver
+from fleet_alerting.delivery.drain import DrainReport
 from fleet_alerting.http.clients import shared_client
 from fleet_alerting.sources.watch import Announce, Unseen
 from fleet_alerting.store import history, silences
@@ -168,14 +162,7 @@ async def deliver_notifications(config: Config) -> DrainReport:
     (queued after a failure, in this run or an earlier one): the run must not end green."""
     logger = run_logger()
     with Store(config.state) as store:
-        report = await drain(
-            store,
-            build_notifiers(config, shared_client("notifiers"), store),
-            utcnow,
-            attempts_per_run=config.notify.attempts_per_run,
-            give_up_after=config.notify.give_up_after,
-            lease=lease_for(config, MAX_WAIT),
-        )
+        report = await deliver(config, store, shared_client("notifiers"))
         if not report.store_errors:
             report.owed_pages = [
                 item

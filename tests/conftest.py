@@ -78,6 +78,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         home,
         http_ready(f"{url}/health"),
         "prefect-server",
+        env=os.environ | {"PREFECT_UI_API_URL": url},  # its UI works (headless Chromium)
     )
     updates = {
         PREFECT_API_URL: url,

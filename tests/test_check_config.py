@@ -29,6 +29,8 @@ def test_check_config_table(
     for name, text in (case.get("files") or {}).items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
+    for name, mode in (case.get("modes") or {}).items():
+        (tmp_path / name).chmod(int(mode, 8))
     for name, value in (case.get("env") or {}).items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("FLEET_TEST_UNSET_KEY", raising=False)

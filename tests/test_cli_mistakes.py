@@ -59,7 +59,9 @@ def test_trigger_with_an_unreachable_prefect_api() -> None:
     )
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stdout + done.stderr
-    assert "no Prefect server reachable at http://127.0.0.1:9/api" in done.stdout
+    assert done.stderr.splitlines() == [
+        "fleet-alerting trigger: No Prefect server reachable at http://127.0.0.1:9/api."
+    ]
 
 
 def test_unexpected_errors_are_one_line_unless_debugging(tmp_path: Path) -> None:

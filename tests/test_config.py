@@ -56,7 +56,7 @@ def test_the_going_live_example_is_valid(tmp_path: Path, capsys: pytest.CaptureF
     assert "CANARY" not in out
     config = load_config(ROOT / "config" / "example.yaml")
     assert config.policy("critical").page_after == timedelta(minutes=5)
-    assert config.state.path == ROOT / "config" / ".." / "state" / "fleet-alerting.sqlite"
+    assert config.state.path == (ROOT / "state" / "fleet-alerting.sqlite").resolve()
 
 
 def test_the_going_live_example_names_the_secrets_a_fresh_clone_lacks(

@@ -39,7 +39,8 @@ def test_trigger_without_a_server_says_so(tmp_path: Path, monkeypatch: pytest.Mo
         done = asyncio.run(trigger("blackbox-probe/scheduled", {}, wait=True, out=lines.append))
     assert done == 2
     assert lines[0].startswith(
-        "no Prefect server: PREFECT_API_URL is not set and no `fleet-alerting serve` is running"
+        "No Prefect server: PREFECT_API_URL is not set and no `fleet-alerting serve` is running "
+        f"with PREFECT_HOME={tmp_path} (no live fleet-alerting-serve.json there)"
     )
 
 
@@ -217,9 +218,20 @@ def test_serve_registers_schedules_and_runs_on_demand(prefect_api: str, tmp_path
         )
         assert lines[-1].split(" — ")[0].endswith(": Failed")
         lines.clear()
-        assert asyncio.run(trigger("nope/none", {}, wait=False, out=lines.append)) == 2
-        known = lines[0].split("known: ")[1].split(", ")
+        assert asyncio.run(trigger("nope/none", {}, wait=False, out=lines.append)) == 1
+        assert lines[0].startswith('No deployment "nope/none". Known at ')
+        known = lines[0].split(": ", 1)[1].rstrip(".").split(", ")
         assert name in known and "quarterly-audit/quarterly" in known
+        lines.clear()  # a near miss is named
+        assert asyncio.run(trigger(name[:-1], {}, wait=False, out=lines.append)) == 1
+        assert lines == [f'No deployment "{name[:-1]}". Did you mean: {name}?']
+        lines.clear()  # another config's serve: refused, saying which config it runs
+        other = str(tmp_path / "other.yaml")
+        assert asyncio.run(trigger(name, {}, wait=False, out=lines.append, config=other)) == 1
+        assert lines[0].startswith(f"Deployment {name!r} at {prefect_api} runs {config}, not ")
+        lines.clear()  # its own config, spelled another way: triggered
+        same = str(tmp_path / "." / "config.yaml")
+        assert asyncio.run(trigger(name, {}, wait=False, out=lines.append, config=same)) == 0
 
         async def pause() -> None:
             async with get_client() as client:
@@ -228,10 +240,10 @@ def test_serve_registers_schedules_and_runs_on_demand(prefect_api: str, tmp_path
         asyncio.run(pause())  # nobody runs a paused deployment: said at once, not a Late run
         lines.clear()
         audit_name = "quarterly-audit/quarterly"
-        assert asyncio.run(trigger(audit_name, {}, wait=True, out=lines.append)) == 2
+        assert asyncio.run(trigger(audit_name, {}, wait=True, out=lines.append)) == 1
         assert lines == [
-            f"deployment {audit_name!r} is paused: the running serve does not serve it (is its "
-            "section in serve's config?), or someone paused it in the Prefect UI"
+            f"Deployment {audit_name!r} is paused: the running serve does not serve it (is its "
+            "section in serve's config?), or someone paused it in the Prefect UI."
         ]
     finally:
         _stop(proc)

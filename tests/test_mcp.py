@@ -114,7 +114,7 @@ def test_write_scope_offers_the_trigger(tmp_path: Path) -> None:
     with fleet_server() as fleet:
         names, answer = asyncio.run(write_tools(write_config(tmp_path, fleet.url)))
     assert names == READ_TOOLS | {"trigger_deployment"} | ACTION_TOOLS  # incident actions: #13
-    assert "no Prefect server" in answer  # a clear answer, not a crash, when none is reachable
+    assert "No Prefect server" in answer  # a clear answer, not a crash, when none is reachable
 
 
 async def http_tools(url: str) -> set[str]:
@@ -180,7 +180,7 @@ def test_http_requires_its_own_token(tmp_path: Path) -> None:
             "unknown parameter (known: config_path)",
         ),
         ("quarterly-audit/quarterly", {}, "a required parameter is missing"),
-        ("no-such-flow/x", {}, "no flow 'no-such-flow'"),
+        ("no-such-flow/x", {}, 'No flow \\"no-such-flow\\". Known: '),  # as JSON
     ],
 )
 def test_trigger_parameters_are_checked_before_anything_runs(

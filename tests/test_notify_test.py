@@ -148,8 +148,10 @@ def test_an_unconfigured_destination_asked_for_by_name(
             {"critical": {"mirror": False, "page": []}},
         )
         assert main(["notify-test", "--to", "oncall", "--config", str(config)]) == 1
-    assert capsys.readouterr().out.splitlines() == [
-        "oncall: not configured (notify.oncall): skipped",
-        "nothing to test: no destination configured (messages go to the local outbox)",
+    said = capsys.readouterr()
+    assert said.out.splitlines() == ["oncall: not configured (notify.oncall): skipped"]
+    assert said.err.splitlines() == [
+        "fleet-alerting notify-test: nothing to test: no destination configured (messages go "
+        "to the local outbox)"
     ]
     assert slack.messages == []

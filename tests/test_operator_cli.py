@@ -292,7 +292,7 @@ def test_silence_for_a_bare_number_is_seconds(
     store.close()
     args = ["--config", str(config), "--as", "ana"]
     assert main(["silence", "pi-video-01", "--for", "90", *args]) == 1
-    assert "did you mean: " in capsys.readouterr().err
+    assert "Did you mean: " in capsys.readouterr().err
     assert main(["silence", "zigbee:coordinator=pi-video-01", "--for", "90", *args]) == 0
     assert capsys.readouterr().out == "Silenced by ana for 1m30s.\n"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from pydantic import SecretStr
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.incidents import Kind, Notification
-from fleet_alerting.core.policy import PolicyConfig, evaluate
+from fleet_alerting.core.policy import Evaluation, PolicyConfig, evaluate
 from fleet_alerting.core.signals import Link, Severity, Signal
 from fleet_alerting.delivery.drain import build_notifiers, drain
 from fleet_alerting.delivery.notifiers.oncall import OnCallWebhook
@@ -150,6 +151,28 @@ def test_incident_thread_with_snapshot_paged_and_resolved(tmp_path: Path) -> Non
     assert oncall.open == set() and not report.dead
 
 
+def test_a_one_off_message_is_posted_alone_without_thread_or_snapshot(tmp_path: Path) -> None:
+    unused = "http://127.0.0.1:9/integrations/v1/formatted_webhook/never/"  # no page at T0
+    with SlackApiServer(BOT) as slack, FleetApiServer(FLEET_TOKEN) as fleet:
+        fleet.events = fleet_events(T0)
+        config = write_config(tmp_path, slack.url, fleet.url, unused)
+        store = Store(config.state.path)
+        evaluation = evaluate([alert_signal()], store.unresolved(), lambda _s: PAGE, T0)
+        told = [replace(n, one_off=True) for n in evaluation.notifications]
+        store.record(Evaluation(evaluation.incidents, told), T0)
+
+        async def go():
+            async with httpx.AsyncClient() as client:
+                notifiers = build_notifiers(config, client, store)
+                return await drain(store, notifiers, lambda: T0, sleep=no_sleep)
+
+        report = asyncio.run(go())
+        stored = store.incident("alertmanager:fingerprint=abc123")
+    (message,) = slack.top_level()
+    assert "Fleet API down" in message.body["text"] and slack.replies(message.ts) == []
+    assert stored.thread_ts is None and len(report.sent) == 1
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_slack_api_answers_map_to_retryable_or_permanent(case: dict) -> None:
     answer = case["answer"]
@@ -280,3 +303,43 @@ def test_oncall_payload_follows_the_formatted_webhook() -> None:
     assert trigger["title"] == "[CRITICAL] Fleet API down (pi-audio-01:8081)"
     assert trigger["link_to_upstream_details"] == "https://wiki.example/runbooks/api-down"
     assert "Failing since 2026-11-26T03:00:00+00:00 (6m00s)" in trigger["message"]
+
+
+def test_snapshot_says_plainly_when_no_fleet_event_can_apply(tmp_path: Path) -> None:
+    """A shipped watch's metric gone from Prometheus names no device: its thread says so rather
+    than "Fleet API events for role_agent_last_run_success: 0"; a host's incident lists events."""
+    from fleet_alerting.delivery.snapshot import make_snapshot
+    from fleet_alerting.sources.prometheus.judge import (
+        Series,
+        absent_signal,
+        default_watches,
+        firing_signal,
+    )
+
+    with FleetApiServer(FLEET_TOKEN) as fleet:
+        fleet.events = fleet_events(T0)
+        config = write_config(tmp_path, "http://127.0.0.1:9", fleet.url, "http://127.0.0.1:9/x")
+        (watch,) = [
+            w for w in default_watches(config.prometheus) if w.metric and "success" in w.metric
+        ]
+        host = {"__name__": watch.metric, "host": "pi-audio-01"}
+        signals = [
+            absent_signal(watch, config.links, True),
+            firing_signal(watch, Series(host, 0.0), config.links),
+        ]
+        incidents = evaluate(signals, {}, lambda _s: PAGE, T0).incidents
+
+        async def snapshots() -> list[dict]:
+            async with httpx.AsyncClient() as client:
+                snapshot = make_snapshot(config, client)
+                assert snapshot is not None
+                return [await snapshot(incident, T0) for incident in incidents]
+
+        absent, failing = asyncio.run(snapshots())
+    assert absent["text"] == (
+        f"No Fleet API event can concern {watch.metric}: it names no device or host."
+    )
+    assert "Fleet API events for" not in json.dumps(absent)
+    assert failing["text"].startswith(
+        "Fleet API events for pi-audio-01: 2 (events for pi-audio-01)"
+    )

@@ -19,6 +19,7 @@ from fleet_alerting.config.schema import ZigbeeWindow
 from fleet_alerting.core.windows import parse_window
 from fleet_alerting.sources.zigbee.client import (
     PayloadError,
+    close_command,
     observe_all,
     parse_info,
     parse_state,
@@ -328,6 +329,13 @@ def test_permit_join_inside_window_is_quiet_past_it_alerts(
     assert not permit_signal(first, "hub-60").firing
     alert = permit_signal(first, "hub-254")
     assert alert.firing and alert.runbook_url == RUNBOOK
+    # the first step closes joining on this broker, with its login; the password stays in its file
+    assert alert.remediation[0] == (
+        f"Close joining: mosquitto_pub -h 127.0.0.1 -p {broker.port} -u {USER} -P "
+        f'"$(cat {tmp_path}/mqtt.password)" -t hub-254/bridge/request/permit_join '
+        """-m '{"time":0}'"""
+    )
+    assert PASSWORD not in " ".join(alert.remediation)
     # the end and the deadline are both said as times, both counted from first seen open
     assert "open past the planned window: joining ends " in alert.summary
     assert "after the latest planned end" in alert.summary
@@ -643,3 +651,35 @@ def test_availability_of_names_with_slashes_and_nothing_else(
     assert rooms.availability == devices
     assert annex.availability == {"desk/lamp": "offline"}
     assert rooms.problems == annex.problems == {}
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ({}, ["-h", "pi-video-01", "-p", "1883", "-u", USER, "-P", PASSWORD]),
+        ({"broker": "mqtts://pi-video-01"}, ["-h", "pi-video-01", "-p", "8883", "--capath",
+          "/etc/ssl/certs", "-u", USER, "-P", PASSWORD]),
+        ({"username": None, "password": None}, ["-h", "pi-video-01", "-p", "1883"]),
+        ({"password": {"env": "FLEET_TEST_MQTT_PASSWORD"}},
+         ["-h", "pi-video-01", "-p", "1883", "-u", USER, "-P", "from-the-environment"]),
+    ],
+)  # fmt: skip
+def test_the_close_command_reaches_the_broker_as_configured(
+    tmp_path: Path, extra: dict, words: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the shell makes of the command (mosquitto_pub swapped for printf): host, port, TLS,
+    login, the password read from its file or variable where the command runs."""
+    import subprocess
+
+    monkeypatch.setenv("FLEET_TEST_MQTT_PASSWORD", "from-the-environment")
+    hub = coordinator("hub", "mqtt://pi-video-01:1883") | {"base_topic": "zigbee2mqtt"} | extra
+    (c,) = make_config(tmp_path, hub).zigbee.coordinators
+    command = close_command(c, 2)
+    assert PASSWORD not in command
+    shown = subprocess.run(
+        ["bash", "-c", command.replace("mosquitto_pub", "printf '%s\\n'", 1)],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    topic = ["-t", "zigbee2mqtt/bridge/request/permit_join", "-m", '{"time":0}']
+    assert shown == [*words, *topic]
+    assert close_command(c, 1).endswith("""-m '{"value":false}'""")

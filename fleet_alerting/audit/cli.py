@@ -123,44 +123,59 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="Alertmanager routing tree tools",
         description="Alertmanager routing tree tools",
     )
-    routes_sub = routes.add_subparsers(dest="routes_command", required=True)
+    routes_sub = routes.add_subparsers(dest="routes_command", required=True, metavar="{test}")
     about = "receivers for a label set (same output as `amtool config routes test`)"
     test = routes_sub.add_parser("test", help=about, description=about)
     test.add_argument(
         "--config.file",
+        "-c",
         "--config",
         dest="config",
         required=True,
         metavar="FILE",
         help="alertmanager.yml (amtool spells it --config.file; --config works too)",
     )
-    test.add_argument("--time", help="ISO 8601 instant: drop routes muted/inactive then")
+    test.add_argument(
+        "--time", metavar="WHEN", help="ISO 8601 instant: drop routes muted/inactive then"
+    )
     test.add_argument("--tree", action="store_true", help="print the matching routing tree")
-    test.add_argument("--verify-receivers", help="exit 1 unless the receivers equal this")
-    test.add_argument("--file", help="cases.yaml: many label sets with expected receivers")
-    test.add_argument("labels", nargs="*", help="label=value ...")
+    test.add_argument(
+        "--verify-receivers", metavar="RECEIVERS", help="exit 1 unless the receivers equal this"
+    )
+    test.add_argument(
+        "--file", metavar="FILE", help="cases.yaml: many label sets with expected receivers"
+    )
+    test.add_argument("labels", nargs="*", metavar="LABEL=VALUE", help="the alert's labels")
     test.set_defaults(func=routes_test)
 
     about = (
         "quarterly audit: Alertmanager routes against severity expectations, rules against reality"
     )
     p = subparsers.add_parser("audit", help=about, description=about)
-    p.add_argument("--alertmanager", help="alertmanager.yml")
-    p.add_argument("--alertmanager-url", help="running Alertmanager, for drift (/api/v2/status)")
-    p.add_argument("--rules", required=True, help="glob of Prometheus rule files")
-    p.add_argument("--expectations", required=True, help="expectations YAML")
-    p.add_argument("--out", default="reports", help="report directory (a <year>-Q<n>/ inside)")
+    p.add_argument("--alertmanager", metavar="FILE", help="alertmanager.yml")
+    p.add_argument(
+        "--alertmanager-url", metavar="URL", help="running Alertmanager, for drift (/api/v2/status)"
+    )
+    p.add_argument("--rules", required=True, metavar="GLOB", help="glob of Prometheus rule files")
+    p.add_argument("--expectations", required=True, metavar="FILE", help="expectations YAML")
+    p.add_argument(
+        "--out", default="reports", metavar="DIR", help="report directory (a <year>-Q<n>/ inside)"
+    )
     p.add_argument(
         "--prometheus-url",
+        metavar="URL",
         help="enables the online checks (not answering: an offline report and exit 1)",
     )
-    p.add_argument("--dashboards", help="glob of Grafana dashboard JSON files")
+    p.add_argument("--dashboards", metavar="GLOB", help="glob of Grafana dashboard JSON files")
     p.add_argument(
         "--noise-days",
         type=float,
         default=90,
+        metavar="DAYS",
         help="with --prometheus-url: noise statistics over this many days before --now (0: none)",
     )
-    p.add_argument("--now", help="ISO 8601 instant of the audit (default: the current time)")
+    p.add_argument(
+        "--now", metavar="WHEN", help="ISO 8601 instant of the audit (default: the current time)"
+    )
     p.add_argument("--fail-on-error", action="store_true", help="exit 1 on error findings")
     p.set_defaults(func=audit)

@@ -32,7 +32,7 @@ from fleet_alerting.alertmanager.routing import AlertmanagerYml
 from fleet_alerting.audit.noise import _series_key
 from fleet_alerting.audit.noise import episodes as noise_episodes
 from fleet_alerting.config import Config
-from fleet_alerting.core.escalation import SLACK_CHANNELS, pager_of
+from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
 from fleet_alerting.core.fleet import matches_all, selector, signal_labels
 from fleet_alerting.core.history import Change, History, RunClock, RunSegment
 from fleet_alerting.core.incidents import Incident, Notification, State

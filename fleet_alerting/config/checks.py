@@ -18,10 +18,11 @@ from typing import Literal
 from pydantic import BaseModel
 
 from fleet_alerting.config.loader import locate
-from fleet_alerting.config.schema import SLACK_CHANNEL_ID, Config
+from fleet_alerting.config.notifiers.slack import SLACK_CHANNEL_ID
+from fleet_alerting.config.schema import Config
 from fleet_alerting.config.secrets import SecretRef
+from fleet_alerting.core.channels import Channel, pager_key, pager_of
 from fleet_alerting.core.durations import format_duration
-from fleet_alerting.core.escalation import pager_key, pager_of
 from fleet_alerting.core.policy import PolicyConfig
 from fleet_alerting.core.signals import Severity
 
@@ -35,7 +36,7 @@ BlockCheck = Callable[[str], str | None]
 class Finding:
     loc: Loc
     message: str
-    level: Literal["error", "note"] = "error"
+    level: Literal["error", "warning", "note"] = "error"
 
     def at(self, config_file: Path) -> str:
         """`file:line: key.path: message`."""
@@ -81,6 +82,8 @@ def _secrets(config: Config, blocks: BlockCheck | None) -> Iterator[Finding]:
                 yield Finding(loc, f"{problem} (needed by {command} only)", "note")
             elif problem:
                 yield Finding(loc, problem)
+            if ref.file and (exposed := _readable_by_others(ref.file)):
+                yield Finding(loc, exposed, "warning")
         elif blocks is None:
             yield Finding(
                 loc,
@@ -92,6 +95,20 @@ def _secrets(config: Config, blocks: BlockCheck | None) -> Iterator[Finding]:
             problem = blocks(ref.prefect_secret)
             if problem:
                 yield Finding(loc, problem)
+
+
+def _readable_by_others(path: Path) -> str | None:
+    """A secret file the group or everyone may read (mode 644): said, with the fix."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return None
+    who = [name for bit, name in ((0o040, "its group"), (0o004, "every user")) if mode & bit]
+    if not who:
+        return None
+    return (
+        f"secret file {path} is readable by {' and '.join(who)} (mode {mode:o}): chmod 600 {path}"
+    )
 
 
 def _file_sd(config: Config) -> Iterator[Finding]:
@@ -112,7 +129,7 @@ def _file_sd(config: Config) -> Iterator[Finding]:
                     )
 
 
-_PAGER_CONFIG = {"pagerduty": "notify.pagerduty", "oncall": "notify.oncall"}
+_PAGER_CONFIG = {Channel.pagerduty: "notify.pagerduty", Channel.oncall: "notify.oncall"}
 
 
 def _pagers(config: Config) -> Iterator[Finding]:
@@ -132,7 +149,7 @@ def _pagers(config: Config) -> Iterator[Finding]:
 
 def _pager_config(channel: str) -> str:
     pager, name = pager_of(channel) or channel, pager_key(channel)
-    named = {"pagerduty": "routing_keys", "oncall": "webhooks"}
+    named = {Channel.pagerduty: "routing_keys", Channel.oncall: "webhooks"}
     return _PAGER_CONFIG[pager] + (f".{named[pager]}.{name}" if name else "")
 
 
@@ -160,13 +177,13 @@ def destination(config: Config, channel: str) -> str:
     slack, notify = config.notify.slack, config.notify
     if notify.dry_run:
         return f"{channel} (dry run: the local outbox)"
-    if channel == "slack":
+    if channel == Channel.slack:
         if slack and slack.bot_token:
             return f"Slack {slack.channel} (bot, threads)"
         if slack and slack.webhook:
             return f"Slack {slack.channel} (webhook)"
         return "the local outbox (no Slack configured)"
-    if channel == "slack_mirror":
+    if channel == Channel.slack_mirror:
         if slack and (slack.mirror_webhook or slack.bot_token):
             return f"Slack mirror {slack.mirror_channel}"
         return "the local outbox (no Slack mirror configured)"
@@ -213,7 +230,7 @@ def policy_summary(config: Config, severity: Severity) -> str:
     return f"{severity}: " + "; ".join(parts)
 
 
-_PAGER_NAME = {"pagerduty": "PagerDuty", "oncall": "Grafana OnCall"}
+_PAGER_NAME = {Channel.pagerduty: "PagerDuty", Channel.oncall: "Grafana OnCall"}
 
 
 def _steps_summary(config: Config, policy: PolicyConfig) -> list[str]:

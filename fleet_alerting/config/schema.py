@@ -16,146 +16,39 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BeforeValidator,
     Field,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from fleet_alerting.config.secrets import SecretRef
-from fleet_alerting.core.durations import format_duration
-from fleet_alerting.core.escalation import PAGER_NAME, pager_key, pager_of
+from fleet_alerting.config.fields import (
+    ConfigPath,
+    FileSecret,
+    HttpUrl,
+    Port,
+    StatusCode,
+    answer_cap,
+    at_least,
+    at_most,
+)
+from fleet_alerting.config.notifiers.oncall import OnCallConfig
+from fleet_alerting.config.notifiers.pagerduty import PagerDutyConfig
+from fleet_alerting.config.notifiers.slack import SlackConfig
+from fleet_alerting.core.channels import Channel, pager_key, pager_of
 from fleet_alerting.core.fleet import FleetConfig
 from fleet_alerting.core.grouping import GroupingConfig
 from fleet_alerting.core.inhibition import InhibitRule
 from fleet_alerting.core.links import LinksConfig
 from fleet_alerting.core.matchers import check_matcher, compile_go_regex
 from fleet_alerting.core.model import Duration, Model, PositiveDuration
-from fleet_alerting.core.mrkdwn import MENTIONABLE
 from fleet_alerting.core.muting import MaintenanceConfig
 from fleet_alerting.core.policy import PolicyConfig, default_policies
 from fleet_alerting.core.signals import Severity
 from fleet_alerting.core.storms import StormRules
 from fleet_alerting.core.templates import check_template
-from fleet_alerting.core.urls import check_http_url, credential_in_query, split_url
+from fleet_alerting.core.urls import credential_in_query, split_url
 from fleet_alerting.core.watches import WATCH_PACKAGES
 from fleet_alerting.core.windows import ScheduledWindow
-
-
-def _relative_to_config(path: Path, info: ValidationInfo) -> Path:
-    base = (info.context or {}).get("base_dir")
-    return path if path.is_absolute() or base is None else Path(base) / path
-
-
-def _a_path(value: object) -> object:
-    if isinstance(value, str) and (not value.strip() or "\x00" in value or len(value) > 4096):
-        raise ValueError("expected a file path (not empty, at most 4096 characters)")
-    return value
-
-
-ConfigPath = Annotated[Path, BeforeValidator(_a_path), AfterValidator(_relative_to_config)]
-StatusCode = Annotated[int, Field(ge=100, le=599)]
-
-
-HttpUrl = Annotated[str, AfterValidator(check_http_url)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-
-
-DEFAULT_MAX_ANSWER_BYTES = 50 * 1024 * 1024
-
-
-def _answer_cap() -> Any:
-    """How many bytes of one answer are read: past it the answer is a warning, not parsed."""
-    return Field(DEFAULT_MAX_ANSWER_BYTES, ge=64 * 1024, le=512 * 1024 * 1024)
-
-
-class FileSecret(SecretRef):
-    """SecretRef whose file path is relative to the config file."""
-
-    file: ConfigPath | None = None
-
-
-def _at_most(limit: timedelta) -> AfterValidator:
-    def check(value: timedelta) -> timedelta:
-        if value > limit:
-            raise ValueError(f"expected a duration of at most {format_duration(limit, exact=True)}")
-        return value
-
-    return AfterValidator(check)
-
-
-def _at_least(limit: timedelta) -> AfterValidator:
-    def check(value: timedelta) -> timedelta:
-        if value < limit:
-            raise ValueError(
-                f"expected a duration of at least {format_duration(limit, exact=True)}"
-            )
-        return value
-
-    return AfterValidator(check)
-
-
-# a notifier's request timeout: it counts many times in a claim's lease (lease_for)
-SendTimeout = Annotated[PositiveDuration, _at_most(timedelta(minutes=5))]
-
-
-# a Slack channel id (C… public, G… private, D… direct), as the history methods need it
-SLACK_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
-
-
-def _slack_mention(value: str) -> str:
-    if not MENTIONABLE.fullmatch(value):
-        raise ValueError("expected a Slack user group id (S…), a user id (U…, W…), here or channel")
-    return value
-
-
-class SlackConfig(Model):
-    webhook: FileSecret | None = None
-    channel: str = "#operations"
-    mirror_webhook: FileSecret | None = None
-    mirror_channel: str = "#operations-mirror"
-    timeout: SendTimeout = timedelta(seconds=10)
-    # With a bot token (chat:write), incidents get a thread: first message via chat.postMessage,
-    # later updates and the Fleet API event snapshot as replies. `channel`/`mirror_channel` are
-    # then channel names or ids the bot is a member of; ids (C0…) with the channels:history
-    # scope let a message a crashed drainer may have posted be found instead of posted twice.
-    bot_token: FileSecret | None = None
-    api_url: HttpUrl = "https://slack.com/api"
-    # Slack allows ~1 message/s per channel; the pacing counts in every Slack claim (lease_for)
-    min_interval: Annotated[Duration, _at_most(timedelta(minutes=1))] = timedelta(seconds=1)
-    # who the "paged" message in `channel` mentions (the on-call user group): the only mention
-    # a message carries — none is ever taken from alert text
-    page_mention: Annotated[str, AfterValidator(_slack_mention)] | None = None
-
-
-# more pager services by name: a policy's steps or `page` name one as pagerduty_NAME / oncall_NAME
-PagerName = Annotated[str, Field(pattern=rf"^{PAGER_NAME}$")]
-
-
-class PagerDutyConfig(Model):
-    routing_key: FileSecret
-    routing_keys: dict[PagerName, FileSecret] = Field({}, max_length=10)
-    url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"
-    timeout: SendTimeout = timedelta(seconds=10)
-
-    def secrets(self) -> dict[str, FileSecret]:
-        """Channel → routing key: `pagerduty`, and `pagerduty_NAME` for each named one."""
-        return {"pagerduty": self.routing_key} | {
-            f"pagerduty_{name}": key for name, key in self.routing_keys.items()
-        }
-
-
-class OnCallConfig(Model):
-    """Grafana OnCall "Formatted Webhook" integration; its URL embeds a token, so it is a secret."""
-
-    webhook: FileSecret
-    webhooks: dict[PagerName, FileSecret] = Field({}, max_length=10)
-    timeout: SendTimeout = timedelta(seconds=10)
-
-    def secrets(self) -> dict[str, FileSecret]:
-        """Channel → integration URL: `oncall`, and `oncall_NAME` for each named one."""
-        return {"oncall": self.webhook} | {f"oncall_{n}": url for n, url in self.webhooks.items()}
 
 
 class NotifyConfig(Model):
@@ -173,9 +66,9 @@ class NotifyConfig(Model):
     def configured_channels(self) -> set[str]:
         slack, channels = self.slack, set()
         if slack and (slack.webhook or slack.bot_token):
-            channels.add("slack")
+            channels.add(Channel.slack)
         if slack and (slack.mirror_webhook or slack.bot_token):
-            channels.add("slack_mirror")
+            channels.add(Channel.slack_mirror)
         for pager in (self.pagerduty, self.oncall):
             if pager is not None:
                 channels.update(pager.secrets())
@@ -232,7 +125,7 @@ class StateConfig(Model):
     path: ConfigPath | None = None
     url: PostgresUrl | None = None
     password: FileSecret | None = None
-    connect_timeout: Annotated[PositiveDuration, _at_most(timedelta(minutes=5))] = timedelta(
+    connect_timeout: Annotated[PositiveDuration, at_most(timedelta(minutes=5))] = timedelta(
         seconds=10
     )
     retention: RetentionConfig = RetentionConfig()
@@ -323,7 +216,7 @@ class WatchdogConfig(Model):
 
     alertname: str = Field("Watchdog", pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
     missing_after: Annotated[
-        Duration, _at_least(timedelta(minutes=1)), _at_most(timedelta(days=1))
+        Duration, at_least(timedelta(minutes=1)), at_most(timedelta(days=1))
     ] = timedelta(minutes=5)
 
 
@@ -335,7 +228,7 @@ class AlertmanagerConfig(Model):
     open_after: int = Field(1, ge=1, le=1000)
     resolve_after: int = Field(1, ge=1, le=1000)
     watchdog: WatchdogConfig | None = WatchdogConfig()  # null: no dead man's switch
-    max_answer_bytes: int = _answer_cap()
+    max_answer_bytes: int = answer_cap()
 
 
 class FleetApiConfig(Model):
@@ -351,7 +244,7 @@ class FleetApiConfig(Model):
     snapshot_minutes: int = Field(15, ge=1)
     snapshot_max_events: int = Field(20, ge=1, le=40)
     lookback: Duration = timedelta(minutes=30)  # late events within this window still count
-    max_answer_bytes: int = _answer_cap()
+    max_answer_bytes: int = answer_cap()
 
 
 class SlackAppConfig(Model):
@@ -522,7 +415,7 @@ class PrometheusConfig(Model):
     device_failures_threshold: float = Field(5, ge=0)
     device_failures_window: PositiveDuration = timedelta(minutes=5)
     watches: list[WatchConfig] = []
-    max_answer_bytes: int = _answer_cap()
+    max_answer_bytes: int = answer_cap()
 
     @model_validator(mode="after")
     def _one_auth(self) -> PrometheusConfig:
@@ -552,12 +445,12 @@ class ScheduleConfig(Model):
     # and events (~130 KB a run) older than these are deleted, so it stays bounded
     # 3 days by default: five watches a minute then keep ~0.65 GB of runs on a small VPS's disk;
     # incidents and their history live in this project's store, not in Prefect's runs
-    keep_runs: Annotated[Duration, _at_least(timedelta(days=1)), _at_most(timedelta(days=365))] = (
+    keep_runs: Annotated[Duration, at_least(timedelta(days=1)), at_most(timedelta(days=365))] = (
         timedelta(days=3)
     )
-    keep_events: Annotated[
-        Duration, _at_least(timedelta(hours=1)), _at_most(timedelta(days=30))
-    ] = timedelta(hours=6)
+    keep_events: Annotated[Duration, at_least(timedelta(hours=1)), at_most(timedelta(days=30))] = (
+        timedelta(hours=6)
+    )
 
 
 def _listen_address(value: str) -> str:
@@ -585,7 +478,7 @@ class HeartbeatConfig(Model):
 
     url: FileSecret
     every: Annotated[
-        PositiveDuration, _at_least(timedelta(seconds=1)), _at_most(timedelta(hours=1))
+        PositiveDuration, at_least(timedelta(seconds=1)), at_most(timedelta(hours=1))
     ] = timedelta(minutes=1)
 
 
@@ -695,20 +588,22 @@ def _named_channels(policy: PolicyConfig) -> Iterator[tuple[tuple[str | int, ...
     """(key path in the policy, channel) for every channel the policy tells or pages."""
     if policy.steps is None:
         yield from ((("notify",), c) for c in policy.notify)
-    if "slack_mirror" in policy.channels():
-        yield ("mirror",), "slack_mirror"
+    if Channel.slack_mirror in policy.channels():
+        yield ("mirror",), Channel.slack_mirror
     yield from ((("page",), c) for c in policy.page)
     for i, step in enumerate(policy.steps or []):
         yield from ((("steps", i, "to"), c) for c in step.to)
 
 
 _HOW_TO_CONFIGURE = {
-    "slack": "set notify.slack.webhook or notify.slack.bot_token",
-    "slack_mirror": "set notify.slack.mirror_webhook or notify.slack.bot_token, or mirror: false",
-    "pagerduty": "set notify.pagerduty.routing_key",
-    "oncall": "set notify.oncall.webhook",
+    Channel.slack: "set notify.slack.webhook or notify.slack.bot_token",
+    Channel.slack_mirror: (
+        "set notify.slack.mirror_webhook or notify.slack.bot_token, or mirror: false"
+    ),
+    Channel.pagerduty: "set notify.pagerduty.routing_key",
+    Channel.oncall: "set notify.oncall.webhook",
 }
-_NAMED_SECRET = {"pagerduty": "routing_keys", "oncall": "webhooks"}
+_NAMED_SECRET = {Channel.pagerduty: "routing_keys", Channel.oncall: "webhooks"}
 
 
 def _how_to_configure(channel: str) -> str:

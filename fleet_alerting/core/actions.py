@@ -20,11 +20,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from fleet_alerting.core.escalation import pager_of
+from fleet_alerting.core.channels import SLACK_CHANNELS, Channel, pager_of
 from fleet_alerting.core.incidents import Acts, Incident, Kind, Notification, State
 
 ALERTMANAGER_SOURCE = "alertmanager"  # sources.alertmanager.judge.SOURCE (core imports no source)
-ACKNOWLEDGING_PAGERS = ("pagerduty",)  # Grafana OnCall's formatted webhook knows no acknowledge
+ACKNOWLEDGING_PAGERS = (
+    Channel.pagerduty,
+)  # Grafana OnCall's formatted webhook knows no acknowledge
 Action = Literal["ack", "silence", "unsilence", "snooze"]
 ACTIONS: tuple[Action, ...] = ("ack", "silence", "unsilence", "snooze")
 
@@ -223,13 +225,13 @@ def _lifted(acts: Acts, now: datetime) -> Acts:
 
 def _slack(channels: Sequence[str]) -> list[str]:
     """Actions are told in the incident's own channel (its thread), not the mirror."""
-    return [c for c in channels if c == "slack"]
+    return [c for c in channels if c == Channel.slack]
 
 
 def _closing(channels: Sequence[str]) -> list[str]:
     """What closes a firing message (acknowledged, silenced) goes wherever it was told: the
     incident's thread and the mirror channel."""
-    return [c for c in channels if c in ("slack", "slack_mirror")]
+    return [c for c in channels if c in SLACK_CHANNELS]
 
 
 def _to(

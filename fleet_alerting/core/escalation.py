@@ -8,42 +8,21 @@ from the step it was on). Today's `notify` / `page` / `page_after` are the one- 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Self
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
+from fleet_alerting.core.channels import SLACK_CHANNELS, Destination, pager_of
 from fleet_alerting.core.durations import format_duration
-from fleet_alerting.core.incidents import Escalation, Incident, Page, State
+from fleet_alerting.core.incidents import Escalation, Incident, Page, State, evolve
 from fleet_alerting.core.model import Duration, Model, positive_duration
 from fleet_alerting.core.mrkdwn import MENTIONABLE
 
-PAGERS = ("pagerduty", "oncall")
-SLACK_CHANNELS = ("slack", "slack_mirror")
-# a configured pager by name: pagerduty_secondary is notify.pagerduty.routing_keys.secondary
-PAGER_NAME = r"[a-z0-9][a-z0-9_]{0,39}"
-DESTINATION = re.compile(rf"slack|slack_mirror|(?:pagerduty|oncall)(?:_{PAGER_NAME})?")
-Destination = Annotated[str, Field(pattern=rf"^(?:{DESTINATION.pattern})$")]
 MAX_STEPS = 10
 MAX_SCHEDULE = 20
-
-
-def pager_of(channel: str) -> str | None:
-    """The pager a channel pages (pagerduty_secondary → pagerduty), None for Slack."""
-    for pager in PAGERS:
-        if channel == pager or channel.startswith(pager + "_"):
-            return pager
-    return None
-
-
-def pager_key(channel: str) -> str | None:
-    """The configured name of a named pager channel (pagerduty_secondary → secondary); None for
-    the pager's own `routing_key` / `webhook`."""
-    pager = pager_of(channel)
-    return None if pager is None or channel == pager else channel.removeprefix(pager + "_")
 
 
 def _mentionable(value: str) -> str:
@@ -153,7 +132,7 @@ def resumed(incident: Incident, stages: Sequence[Stage]) -> Incident:
         return incident
     paging = next((i for i, s in enumerate(stages) if s.pagers), None)
     if incident.paged_via and paging is not None:
-        return replace(incident, escalation=replace(esc, step=paging + 1))
+        return evolve(incident, escalation=evolve(esc, step=paging + 1))
     return opened(incident, stages)
 
 
@@ -167,7 +146,7 @@ def opened(incident: Incident, stages: Sequence[Stage]) -> Incident:
     step = 0
     while step < len(stages) and not stages[step].pagers and not stages[step].offset:
         step += 1
-    return replace(incident, escalation=replace(incident.escalation, step=step))
+    return evolve(incident, escalation=evolve(incident.escalation, step=step))
 
 
 def ran(
@@ -179,11 +158,11 @@ def ran(
     step = indexes[-1] + 1
     mention = next((stages[i].mention for i in reversed(indexes) if stages[i].mention), None)
     pages = esc.pages + tuple(Page(p, now, step) for p in pagers)
-    escalation = replace(esc, step=step, pages=pages, mention=mention, why=why)
-    incident = replace(incident, escalation=escalation)
+    escalation = evolve(esc, step=step, pages=pages, mention=mention, why=why)
+    incident = evolve(incident, escalation=escalation)
     if not pagers:
         return incident
-    return replace(
+    return evolve(
         incident,
         paged_at=incident.paged_at or now,
         paged_via=_unique([*incident.paged_via, *pagers]),
@@ -196,8 +175,8 @@ def restarted(incident: Incident, stages: Sequence[Stage], now: datetime) -> Inc
     esc = incident.escalation
     index = max(esc.step, 1) - 1
     base = now - stages[index].offset
-    escalation = replace(esc, step=index, base=base, rounds=esc.rounds + 1)
-    return replace(incident, escalation=escalation)
+    escalation = evolve(esc, step=index, base=base, rounds=esc.rounds + 1)
+    return evolve(incident, escalation=escalation)
 
 
 def ack_timeout_reason(incident: Incident, timeout: timedelta) -> str:
@@ -216,7 +195,7 @@ def scheduled(
     as the policy has them now."""
     esc = incident.escalation
     upcoming = stages[esc.step] if esc.step < len(stages) else None
-    escalation = replace(
+    escalation = evolve(
         esc,
         steps=len(stages),
         next_at=base_of(incident) + upcoming.offset if upcoming else None,
@@ -224,7 +203,7 @@ def scheduled(
         ack_hold=ack_hold,
         ack_restarts=ack_restarts,
     )
-    return incident if escalation == esc else replace(incident, escalation=escalation)
+    return incident if escalation == esc else evolve(incident, escalation=escalation)
 
 
 def first_page(esc: Escalation) -> bool:

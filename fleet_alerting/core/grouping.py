@@ -22,15 +22,17 @@ from typing import Any
 
 from pydantic import Field
 
-from fleet_alerting.core.escalation import pager_of
+from fleet_alerting.core.channels import pager_of
 from fleet_alerting.core.fleet import signal_labels
 from fleet_alerting.core.incidents import (
+    GROUP_PREFIX,
     Brief,
     Incident,
     Kind,
     Notification,
     Overlay,
     State,
+    evolve,
     glance,
 )
 from fleet_alerting.core.keys import incident_key
@@ -38,7 +40,7 @@ from fleet_alerting.core.model import Duration, Model
 from fleet_alerting.core.policy import Evaluation, PolicyFor, notify_channels
 from fleet_alerting.core.signals import Severity, Signal
 
-PREFIX = "group/"
+PREFIX = GROUP_PREFIX
 STORM = "storm"
 
 
@@ -137,7 +139,7 @@ def group(
         for m in batch.opened.values():
             if m.key not in members:
                 members[m.key] = None
-                changed[m.key] = replace(changed.get(m.key, m), group=gk)
+                changed[m.key] = evolve(changed.get(m.key, m), group=gk)
         members = {
             k: None for k in members if k in after and glance(after, k).state != State.resolved
         }

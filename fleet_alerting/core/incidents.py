@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, NamedTuple
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 from pydantic import AliasChoices, Field
 
@@ -21,6 +21,7 @@ class State(StrEnum):
 
 
 OPEN_STATES = (State.firing, State.paged)
+GROUP_PREFIX = "group/"  # the source of a group incident (core.grouping)
 
 
 class Kind(StrEnum):
@@ -149,13 +150,33 @@ class Notification:
     """One message to one channel. `id` is stable for the same event so a replay is recognised."""
 
     id: str
-    channel: str  # slack | slack_mirror | pagerduty | oncall
+    channel: str  # a core.channels.Channel, or a named pager (pagerduty_NAME, oncall_NAME)
     kind: Kind
     at: datetime
     incident: Incident  # snapshot at the time of the event
+    # a message of its own (a one-off event, a test): no incident thread, no event snapshot
+    one_off: bool = False
     # set by delivery on a Slack "paged" message when a pager refused or gave up on the page:
     # "pagerduty: HTTP 400 …" (never stored with the notification)
     paging_failed: str = ""
+
+
+_Record = TypeVar("_Record", "Incident", "Escalation", "Acts")
+
+
+def evolve(record: _Record, **changes: Any) -> _Record:
+    """`dataclasses.replace` for the engine's records (Incident, Escalation, Acts: frozen, every
+    field in __init__, no __post_init__): the same new record without calling __init__, which
+    costs ~13 µs for an Incident's 28 fields — and a storm's opening run replaces each of tens of
+    thousands of incidents about ten times."""
+    fields = record.__dataclass_fields__
+    for name in changes:
+        if name not in fields:
+            raise TypeError(f"{type(record).__name__} has no field {name!r}")
+    new = object.__new__(type(record))
+    new.__dict__.update(record.__dict__)
+    new.__dict__.update(changes)
+    return new
 
 
 class Brief(NamedTuple):
@@ -201,7 +222,8 @@ class Records(Mapping[str, Incident]):
     def __init__(self, briefs: Mapping[str, Brief], load: Load):
         self._briefs = briefs
         self._load = load
-        self._full: dict[str, Incident] = {}
+        self._full: dict[str, Incident] = {}  # read, or known from the brief
+        self._read = 0
 
     def brief(self, key: str) -> Brief | None:
         return self._briefs.get(key)
@@ -213,12 +235,50 @@ class Records(Mapping[str, Incident]):
     @property
     def loaded(self) -> int:
         """How many records were read in full."""
-        return len(self._full)
+        return self._read
+
+    def pending_as_observed(self, signal: Signal) -> bool:
+        """Whether the record of `signal`'s incident is known from its brief alone, and if so
+        keep it as if read: a pending failure (never opened, so never told, paged or threaded)
+        that no operator acted on, not inhibited or grouped, not a group, observed again with
+        the fingerprint it was stored with (so its stored signal is this one's equal). The
+        engine starts a pending record from nothing and changes nothing else of it before it
+        opens, so every other field holds its default. A storm's opening run is tens of
+        thousands of these: they are not read and parsed."""
+        brief = self._briefs.get(signal.key)
+        if (
+            brief is None
+            or brief.state != State.pending
+            or brief.acted
+            or brief.notified_at is not None
+            or brief.inhibited_by is not None
+            or brief.group is not None
+            or brief.source != signal.source
+            or brief.source.startswith(GROUP_PREFIX)
+            or not signal.firing
+            or brief.fingerprint != fingerprint_of(signal)
+        ):
+            return False
+        if signal.key not in self._full:
+            self._full[signal.key] = Incident(
+                key=signal.key,
+                source=brief.source,
+                severity=signal.severity,
+                state=State.pending,
+                onset=brief.onset,
+                changed_at=brief.onset,  # not in the brief; read only of group incidents
+                signal=signal,
+                consecutive_failures=brief.failures,
+                consecutive_successes=brief.successes,
+            )
+        return True
 
     def preload(self, keys: Collection[str]) -> None:
         wanted = [k for k in keys if k in self._briefs and k not in self._full]
         if wanted:
-            self._full.update(self._load(wanted))
+            found = self._load(wanted)
+            self._read += len(found)
+            self._full.update(found)
 
     def __getitem__(self, key: str) -> Incident:
         found = self._full.get(key)
@@ -269,12 +329,16 @@ class Overlay(Mapping[str, Incident]):
     def __init__(self, before: Mapping[str, Incident], changed: Mapping[str, Incident]):
         self.before = before
         self.changed = changed
+        # asked for every incident by each storm pass: the kind of `before` is looked at once
+        self._glance_before = (
+            before.glance if isinstance(before, Records | Overlay) else before.__getitem__
+        )
 
     def glance(self, key: str) -> Brief | Incident:
         found = self.changed.get(key)
         if found is not None:
             return found
-        return glance(self.before, key)
+        return self._glance_before(key)
 
     def preload(self, keys: Collection[str]) -> None:
         if isinstance(self.before, Records | Overlay):
@@ -298,6 +362,11 @@ class Overlay(Mapping[str, Incident]):
 def glance(incidents: Mapping[str, Incident], key: str) -> Brief | Incident:
     """What the record of `key` says of its state, source, inhibition and group — from its
     brief when the full record has not been read (`Records`, `Overlay`)."""
-    if isinstance(incidents, Records | Overlay):
+    # the exact type first: each storm pass asks this of every incident, and isinstance against
+    # these Mapping ABCs costs more than the glance itself
+    if type(incidents) in _GLANCING or isinstance(incidents, Records | Overlay):
         return incidents.glance(key)
     return incidents[key]
+
+
+_GLANCING = (Records, Overlay)

@@ -16,9 +16,8 @@ from typing import Any, Literal, Self
 from pydantic import Field, field_validator, model_validator
 
 from fleet_alerting.core import actions, escalation
+from fleet_alerting.core.channels import SLACK_CHANNELS, Channel, Destination, pager_of
 from fleet_alerting.core.escalation import (
-    SLACK_CHANNELS,
-    Destination,
     Repeat,
     Stage,
     StepConfig,
@@ -31,6 +30,7 @@ from fleet_alerting.core.incidents import (
     Notification,
     Records,
     State,
+    evolve,
 )
 from fleet_alerting.core.model import Duration, Model, PositiveDuration
 from fleet_alerting.core.signals import Severity, Signal, fingerprint_of
@@ -63,7 +63,7 @@ class PolicyConfig(Model):
     @classmethod
     def _pagers_only(cls, value: list[str]) -> list[str]:
         for channel in value:
-            if escalation.pager_of(channel) is None:
+            if pager_of(channel) is None:
                 raise ValueError(f"{channel!r} is not a pager: page names pagerduty or oncall")
         return value
 
@@ -123,7 +123,7 @@ class PolicyConfig(Model):
         return next((stage.pagers for stage in self.stages() if stage.pagers), ())
 
     def _mirrored(self, told: tuple[str, ...]) -> list[str]:
-        mirror = ["slack_mirror"] if self.mirror and "slack" in told else []
+        mirror = [Channel.slack_mirror] if self.mirror and Channel.slack in told else []
         return list(dict.fromkeys([*told, *mirror]))
 
     def page_hold(self) -> timedelta | None:
@@ -137,7 +137,7 @@ def _slack_of(steps: list[StepConfig]) -> list[str]:
 def default_policies() -> dict[Severity, PolicyConfig]:
     return {
         Severity.critical: PolicyConfig(
-            page=["pagerduty"], repeat=timedelta(minutes=30), mirror=True
+            page=[Channel.pagerduty], repeat=timedelta(minutes=30), mirror=True
         ),
         Severity.warning: PolicyConfig(),
         Severity.info: PolicyConfig(notify=[]),
@@ -165,7 +165,7 @@ def evaluate(
     latest = _last_per_key(signals)
     if isinstance(incidents, Records):  # what stays as it is is never read in full
         latest = [s for s in latest if not _steady(incidents.brief(s.key), s, policy_for, now)]
-        incidents.preload([s.key for s in latest])
+        incidents.preload([s.key for s in latest if not incidents.pending_as_observed(s)])
     for signal in latest:
         current = incidents.get(signal.key)
         if signal.firing:
@@ -269,7 +269,7 @@ def _on_failure(
             consecutive_failures=1,
         )
     else:
-        incident = replace(
+        incident = evolve(
             current,
             severity=signal.severity,
             changed_at=now,
@@ -282,7 +282,7 @@ def _on_failure(
     sent: list[Notification] = []
     opening = incident.state == State.pending and incident.consecutive_failures >= policy.open_after
     if opening:
-        incident = replace(incident, state=State.firing, opened_at=now)
+        incident = evolve(incident, state=State.firing, opened_at=now)
     if not incident.is_open:
         return incident, sent
     if opening:
@@ -294,7 +294,7 @@ def _on_failure(
     incident, stepped = _escalate(incident, policy, now, opening)
     sent += stepped
     if not stepped and _reminder_due(incident, policy, now):
-        incident = replace(incident, reminders=incident.reminders + 1)
+        incident = evolve(incident, reminders=incident.reminders + 1)
         incident, sent = _tell(incident, policy, Kind.reminder, now, sent)
     return incident, sent
 
@@ -311,7 +311,7 @@ def _escalate(
     if _ack_timed_out(incident, policy, now) and stages:
         why = escalation.ack_timeout_reason(incident, policy.ack_timeout or timedelta(0))
         acts = replace(incident.acts, acked_by=None, acked_at=None, changed_at=now)
-        incident = escalation.restarted(replace(incident, acts=acts), stages, now)
+        incident = escalation.restarted(evolve(incident, acts=acts), stages, now)
         opening = False
     indexes = escalation.due(incident, stages, now)
     if indexes and not actions.holds_page(incident, policy.page_hold(), now):
@@ -319,7 +319,7 @@ def _escalate(
         incident = _scheduled(incident, policy)
         pagers = escalation.current_pages(incident)
         if pagers:
-            incident = replace(incident, state=State.paged)
+            incident = evolve(incident, state=State.paged)
         sent += [_notification(incident, pager, Kind.paged, now) for pager in pagers]
         # a Slack-only step at 0s is the opening message itself
         later = not opening and any(stages[i].offset > timedelta(0) for i in indexes)
@@ -373,10 +373,10 @@ def _on_success(
     current: Incident, signal: Signal, policy: PolicyConfig, now: datetime
 ) -> tuple[Incident, list[Notification]]:
     if current.state == State.pending:  # never opened: clear quietly (a flap)
-        return replace(
+        return evolve(
             current, state=State.resolved, resolved_at=now, changed_at=now, recovered_at=now
         ), []
-    incident = replace(
+    incident = evolve(
         current,
         changed_at=now,
         consecutive_failures=0,
@@ -386,7 +386,7 @@ def _on_success(
     )
     if incident.consecutive_successes < policy.resolve_after:
         return incident, []
-    incident = replace(
+    incident = evolve(
         incident,
         state=State.resolved,
         resolved_at=now,
@@ -408,7 +408,7 @@ def _tell(
     muted = actions.silenced_at(incident, now) and not actions.closes(incident, kind)
     if not channels or muted:  # muted: recorded, told to nobody
         return incident, sent
-    incident = replace(incident, last_notified_at=now)
+    incident = evolve(incident, last_notified_at=now)
     return incident, sent + [_notification(incident, c, kind, now) for c in channels]
 
 

@@ -14,10 +14,13 @@ import hashlib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
+from fleet_alerting.core.wording import no_such
+
 SHORT = 6  # characters shown: 30 bits, lengthened on a collision among the keys shown
 MIN_TYPED = 4  # an id prefix shorter than this matches too much to be meant
 MAX_SUGGESTIONS = 5
 MAX_AMBIGUOUS = 10
+LISTED_BY = "`fleet-alerting incidents --all` lists them."
 
 
 def full_id(key: str) -> str:
@@ -45,11 +48,9 @@ class Lookup:
         """What to tell the operator when `key` is None."""
         if self.ambiguous:
             listed = ", ".join(f"{ids.get(k, full_id(k)[:SHORT])} {k}" for k in self.ambiguous)
-            return f"{typed!r} matches several incidents: {listed}; type more of it"
-        if self.suggestions:
-            listed = ", ".join(f"{ids.get(k, full_id(k)[:SHORT])} {k}" for k in self.suggestions)
-            return f"no incident {typed!r}; did you mean: {listed}"
-        return f"no incident {typed!r} (`fleet-alerting incidents --all` lists them)"
+            return f'"{typed}" matches several incidents: {listed}. Type more of it.'
+        meant = [f"{ids.get(k, full_id(k)[:SHORT])} {k}" for k in self.suggestions]
+        return no_such("incident", typed, meant=meant, hint=LISTED_BY)
 
 
 def find(typed: str, keys: Collection[str], open_keys: Collection[str] = ()) -> Lookup:

@@ -1,8 +1,19 @@
-"""How run sentences count and list things (`3 targets probed, 1 failing (api)`)."""
+"""How things are said in one style everywhere: that a name matched nothing (every surface:
+`No incident "nosuch". Did you mean: 3kq7za blackbox:url=…?`), and how run sentences count and
+list things (`3 targets probed, 1 failing (api)`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+
+def no_such(kind: str, typed: str, *, meant: Sequence[str] = (), hint: str = "") -> str:
+    """`kind` is what was looked for ("incident"), `typed` what the operator gave; `meant` the
+    close names to suggest, else `hint` (a sentence: where to list them)."""
+    said = f'No {kind} "{typed}".'
+    if meant:
+        return f"{said} Did you mean: {', '.join(meant)}?"
+    return f"{said} {hint}" if hint else said
 
 
 def count(n: int, noun: str, plural: str | None = None) -> str:

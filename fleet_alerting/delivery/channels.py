@@ -14,24 +14,25 @@ import httpx
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.secrets import SecretError, SecretRef
+from fleet_alerting.core.channels import Channel
 from fleet_alerting.core.incidents import Notification
 from fleet_alerting.core.signals import Severity
 from fleet_alerting.delivery.notifiers.local_file import LocalOutbox
 from fleet_alerting.delivery.notifiers.oncall import OnCallWebhook
 from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
 from fleet_alerting.delivery.notifiers.slack_api import (
-    LOOK_PAGES,
     NO_THREAD_NOTE,
     Pacer,
     SlackApi,
     SlackWebhookIncident,
     ThreadStore,
+    requests_per_send,
 )
 from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
 from fleet_alerting.delivery.snapshot import make_snapshot
 from fleet_alerting.http.errors import AdapterError
 
-CHANNELS = ("slack", "slack_mirror", "pagerduty", "oncall")
+CHANNELS = tuple(Channel)
 
 
 class Notifier(Protocol):
@@ -102,10 +103,10 @@ def build_notifiers(
             )
 
         if slack.bot_token and (store is not None or not slack.webhook):
-            add("slack", slack.bot_token, bot(slack.channel, store))
+            add(Channel.slack, slack.bot_token, bot(slack.channel, store))
         else:
             add(
-                "slack",
+                Channel.slack,
                 slack.webhook,
                 lambda url: SlackWebhookIncident(
                     client,
@@ -121,7 +122,7 @@ def build_notifiers(
         mirror_note = f"mirror of {slack.channel}"
         if slack.mirror_webhook:
             add(
-                "slack_mirror",
+                Channel.slack_mirror,
                 slack.mirror_webhook,
                 lambda url: SlackWebhook(
                     client,
@@ -133,7 +134,7 @@ def build_notifiers(
                 ),
             )
         else:
-            add("slack_mirror", slack.bot_token, bot(slack.mirror_channel, None, mirror_note))
+            add(Channel.slack_mirror, slack.bot_token, bot(slack.mirror_channel, None, mirror_note))
     pd = notify.pagerduty
     for channel, routing_key in (pd.secrets() if pd else {}).items():
         add(
@@ -169,12 +170,7 @@ def lease_for(config: Config, max_wait: float) -> dict[str, timedelta]:
     slack = notify.slack
     if slack is not None and not notify.dry_run:
         timeout, pacing = slack.timeout.total_seconds(), slack.min_interval.total_seconds()
-        bot = slack.bot_token is not None
-        # a bot's message in doubt: pages of the channel's history and of its thread, and two
-        # posts (the message, the Fleet API snapshot as its reply); a webhook's: the two posts.
-        # The snapshot's events are fetched once per run.
-        requests = 2 * LOOK_PAGES + 2 if bot else 2
-        leases["slack"] = lease(requests, timeout, 2 * pacing) + fleet
-        mirror_requests = LOOK_PAGES + 1 if bot and not slack.mirror_webhook else 1
-        leases["slack_mirror"] = lease(mirror_requests, timeout, pacing)
+        for channel, (requests, posts) in requests_per_send(slack).items():
+            leases[channel] = lease(requests, timeout, posts * pacing)
+        leases[Channel.slack] += fleet  # the snapshot's events, fetched once per run
     return {channel: timedelta(seconds=seconds) for channel, seconds in leases.items()}

@@ -35,36 +35,43 @@ incident's page to each pager; a page that was refused or given up turns it into
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 
 from fleet_alerting.config.secrets import redact
-from fleet_alerting.core.escalation import current_pages, pager_of
-from fleet_alerting.core.incidents import Kind, Notification
+from fleet_alerting.core.channels import pager_of
+from fleet_alerting.core.incidents import Notification
 from fleet_alerting.delivery.channels import (
     CHANNELS,
-    Confirms,
     Notifier,
     Unavailable,
     build_notifiers,
     lease_for,
 )
-from fleet_alerting.http.errors import MAX_RETRY_AFTER, AdapterError
-from fleet_alerting.http.retry import with_retries
+from fleet_alerting.delivery.stages import (
+    CLAIM_SHARE,
+    MAX_WAIT,
+    DestinationState,
+    DrainReport,
+    Gate,
+    LaneSettings,
+    Record,
+    Send,
+    Stop,
+    db,
+)
 from fleet_alerting.store.errors import StoreError
-from fleet_alerting.store.outbox import Outbox, OutboxItem, Page
+from fleet_alerting.store.outbox import Outbox, OutboxItem
 
 __all__ = [
     "CHANNELS",
+    "MAX_WAIT",
     "DrainReport",
     "Notifier",
     "Unavailable",
@@ -73,42 +80,10 @@ __all__ = [
     "lease_for",
 ]
 
-log = logging.getLogger("fleet_alerting.delivery")
-MAX_WAIT = 30.0  # longest in-run wait, even if Retry-After asks for more
 DEFAULT_LEASE = timedelta(minutes=3)
 # idempotent receivers (a resent page is the same page): a short claim, renewed while sending
 SHORT_LEASE = timedelta(seconds=20)
 RENEWALS_PER_LEASE = 4
-CLAIM_SHARE = 0.9  # a send stops (in doubt, tried again) once this share of its lease passed
-DESTINATION_RECHECK = 0.5  # seconds
-PAGE_POLL = 0.02  # seconds between looks at a page a Slack "paged" message waits for
-MAX_SKIPPED_PER_RUN = 5000  # a lane's run ends after this many messages (bounds `done`)
-SLACK = ("slack", "slack_mirror")
-T = TypeVar("T")
-
-
-@dataclass
-class DrainReport:
-    sent: list[tuple[OutboxItem, str]] = field(default_factory=list)
-    retrying: list[tuple[OutboxItem, str]] = field(default_factory=list)
-    dead: list[tuple[OutboxItem, str]] = field(default_factory=list)
-    held: list[OutboxItem] = field(default_factory=list)  # waiting: earlier message, backoff, pager
-    warnings: list[str] = field(default_factory=list)  # for the run's artifact (paging failed…)
-    store_errors: list[str] = field(default_factory=list)  # the store failed: lanes stopped
-    owed_pages: list[OutboxItem] = field(default_factory=list)  # queued pages that failed before
-
-
-def next_attempt_delay(attempts: int) -> timedelta:
-    """When a message that failed `attempts` times is due again."""
-    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 1800))
-
-
-def destination_backoff(failures: int, retry_after: float | None) -> timedelta:
-    """How long a destination rests after its `failures`-th consecutive failure: what it asked
-    for (Retry-After), else 30 s doubling up to 10 min."""
-    if retry_after is not None:
-        return timedelta(seconds=retry_after)
-    return timedelta(seconds=min(30 * 2 ** max(failures - 1, 0), 600))
 
 
 def drainer_id() -> str:
@@ -141,9 +116,9 @@ async def drain(
     leases = lease if isinstance(lease, Mapping) else {}
     default = lease if isinstance(lease, timedelta) else DEFAULT_LEASE
 
-    def settings_for(channel: str) -> _Settings:
+    def settings_for(channel: str) -> LaneSettings:
         budget = leases.get(channel, default)
-        return _Settings(
+        return LaneSettings(
             attempts_per_run, give_up_after, sleep, budget, park_after, paged_wait, now,
             min(budget, SHORT_LEASE), short(channel),
         )  # fmt: skip
@@ -166,44 +141,17 @@ async def drain(
     return report
 
 
-@dataclass(frozen=True)
-class _Settings:
-    attempts_per_run: int
-    give_up_after: timedelta
-    sleep: Callable[[float], Awaitable[None]]
-    lease: timedelta
-    park_after: int
-    paged_wait: float
-    now: Callable[[], datetime]
-    claim: timedelta  # what a claim holds at first (and each renewal of a short one)
-    renews: bool  # an idempotent receiver: the claim stays short, renewed while sending
-
-
-class _Stop(Exception):
-    """The lane stops for this run (its destination backs off)."""
-
-
-class _TakenOver(Exception):
-    """The message's short claim was lost while it was being sent: another drainer has it, so
-    this one tries no more (a retried trigger could otherwise follow the other's resolve)."""
-
-
-class _Later(Exception):
-    """The destination asked for a pause longer than a run waits: no more tries in this run."""
-
-    def __init__(self, error: AdapterError):
-        super().__init__(str(error))
-        self.error = error
-
-
 class _Lane:
+    """One channel's messages in this run: each through the stages (gate → in-doubt check →
+    send with retry → record) while its claim is kept."""
+
     def __init__(
         self,
         outbox: Outbox,
         channel: str,
         notifier: Notifier | None,
         owner: str,
-        settings: _Settings,
+        settings: LaneSettings,
         report: DrainReport,
     ):
         self.outbox = outbox
@@ -212,20 +160,17 @@ class _Lane:
         self.owner = owner
         self.s = settings
         self.report = report
-        self.done: set[int] = set()  # handled (or deliberately left) by this lane in this run
-        self.troubled = True  # the destination may have backoff state to clear after a success
-        self.checked_at = -DESTINATION_RECHECK
-        self.deferred: set[int] = set()  # Slack "paged" messages whose page is being sent
-        self.deferred_until = time.monotonic() + settings.paged_wait
-
-    async def db(self, call: Callable[..., T], *args: Any) -> T:
-        """A store call off the event loop, so one lane waiting on a lock never stalls another."""
-        return await asyncio.to_thread(call, *args)
+        self.destination = DestinationState(outbox, channel, settings)
+        self.gate = Gate(outbox, channel, owner, settings, self.destination, report.held)
+        self.record = Record(
+            outbox, channel, owner, settings, self.notifier.name, self.destination, report
+        )
 
     async def run(self) -> None:
         try:
-            await self._run()
-        except _Stop:
+            while (claimed := await self.gate.next()) is not None:
+                await self._deliver(*claimed)
+        except Stop:
             pass
         except (sa.exc.OperationalError, StoreError) as exc:  # locked, gone: the others go on
             self.report.warnings.append(f"{self.channel}: lane stopped: {_db_error(exc)}")
@@ -236,137 +181,23 @@ class _Lane:
             self.report.warnings.append(f"{self.channel}: lane stopped: {reason}")
             return
         try:
-            held = await self.db(self.outbox.held, self.channel, self.s.now(), self.done)
+            held = await db(self.outbox.held, self.channel, self.s.now(), self.gate.done)
         except (sa.exc.OperationalError, StoreError) as exc:
             self.report.store_errors.append(_db_error(exc))
             return
         self.report.held.extend(held)
 
-    async def _run(self) -> None:
-        while len(self.done) < MAX_SKIPPED_PER_RUN:
-            await self._wait_for_destination()
-            item = await self.db(
-                self.outbox.claim_next,
-                self.channel,
-                self.owner,
-                self.s.now(),
-                self.s.claim,
-                self.done,
-            )
-            if item is None and self.deferred:  # "paged" messages waiting for their pages
-                await asyncio.sleep(PAGE_POLL)
-                self.done -= self.deferred
-                self.deferred.clear()
-                continue
-            if item is None:
-                return  # nothing claimable: done, or the rest is another drainer's
-            self.done.add(item.id)
-            await self._deliver(item)
-
-    async def _wait_for_destination(self) -> None:
-        """Honour the destination's backoff, whichever drainer set it. Read again at most every
-        DESTINATION_RECHECK seconds while all goes well (one read per message is wasted work)."""
-        if not self.troubled and time.monotonic() < self.checked_at + DESTINATION_RECHECK:
-            return
-        self.checked_at = time.monotonic()
-        destination = await self.db(self.outbox.destination, self.channel)
-        self.troubled = destination.failures > 0 or destination.blocked_until is not None
-        if destination.blocked_until is None:
-            return
-        rest = (destination.blocked_until - self.s.now()).total_seconds()
-        if rest <= 0 or rest > MAX_RETRY_AFTER:  # further off than any capped Retry-After: stale
-            return
-        if rest > MAX_WAIT or destination.failures > 0:
-            raise _Stop  # backing off: the next run (or drainer) takes it up
-        await self.s.sleep(rest)  # a short Retry-After another drainer was given
-
-    async def _deliver(self, item: OutboxItem) -> None:
-        n = item.notification
-        if n.kind == Kind.paged and self.channel in SLACK and n.incident.paged_via:
-            outcome = await self._page_outcome(item)
-            if not isinstance(outcome, Notification):  # say "paged" only once the pager answered
-                await self.db(self.outbox.release, item.id, self.owner)
-                if outcome == "wait" and time.monotonic() < self.deferred_until:
-                    self.deferred.add(item.id)  # the pager lane is on it: back after the others
-                else:
-                    self.report.held.append(item)
-                return
-            n = outcome
-        attempts = item.attempts
-        doubt = item.in_doubt  # an earlier attempt may have delivered it: ask, where one can
-
-        def counted() -> None:
-            nonlocal attempts
-            attempts += 1
-
-        # a request may be on its way (cleared by an answer: a cut-off request keeps it set)
-        sending = False
-        last: AdapterError | None = None
-
-        claim_lost = asyncio.Event()
-
-        async def attempt() -> str:
-            nonlocal doubt, sending, last
-            if claim_lost.is_set():
-                raise _TakenOver
-            try:
-                sending = True
-                if doubt and isinstance(self.notifier, Confirms):
-                    return await self.notifier.send_in_doubt(n, item.created_at)
-                return await self.notifier.send(n)
-            except AdapterError as exc:
-                sending, last = False, exc
-                doubt = doubt or exc.maybe_sent
-                self.troubled = True
-                if exc.retry_after is not None:  # tell every drainer at once
-                    until = self.s.now() + timedelta(seconds=exc.retry_after)
-                    await self.db(
-                        self.outbox.destination_blocked,
-                        self.channel,
-                        self.s.now(),
-                        until,
-                        str(exc),
-                    )
-                    if exc.retry_after > MAX_WAIT:
-                        raise _Later(exc) from None
-                raise
-
+    async def _deliver(self, item: OutboxItem, n: Notification) -> None:
         # never sending past the claim: once it runs out another drainer may take it over (a
         # short claim that could not be renewed stops further attempts, see _keep_claim)
         claim = asyncio.timeout(self.s.lease.total_seconds() * CLAIM_SHARE)
         if not await self._extend_claim(item.id):
             return  # taken over meanwhile: the other drainer has it
+        send = Send(self.notifier, n, item, self.s, self.destination.refused)
         short = self.s.renews and self.s.claim < self.s.lease
-        keeper = asyncio.create_task(self._keep_claim(item.id, claim_lost)) if short else None
+        keeper = asyncio.create_task(self._keep_claim(item.id, send.claim_lost)) if short else None
         try:
-            async with claim:
-                receipt = await with_retries(
-                    attempt,
-                    self.s.attempts_per_run,
-                    max_wait=MAX_WAIT,
-                    sleep=self.s.sleep,
-                    on_attempt=counted,
-                )
-        except TimeoutError as exc:
-            if not claim.expired():  # not the claim's: unexpected, like any other error
-                await self._unexpected(item, attempts, exc, True)
-            elif sending or last is None:  # cut off in the middle of a send: it may have arrived
-                cut = f"still sending when {CLAIM_SHARE:.0%} of its claim had passed: tried again"
-                cut_off = AdapterError(cut, permanent=False, maybe_sent=True)
-                await self._failed(item, attempts, cut_off, True)
-            else:  # cut off while waiting to retry: the last answer stands
-                await self._failed(item, attempts, last, doubt)
-        except AdapterError as exc:
-            await self._failed(item, attempts, exc, doubt)
-        except _TakenOver:
-            return  # the drainer that holds it now delivers it
-        except _Later as later:
-            await self._failed(item, attempts, later.error, doubt)
-        except Exception as exc:  # anything else: retry later, then park it
-            # in doubt: it may have come after a post (the thread could not be recorded)
-            await self._unexpected(item, attempts, exc, True)
-        else:
-            await self._sent(item, attempts, receipt)
+            await self.record(item, await send.run(claim))
         finally:
             if keeper is not None:
                 keeper.cancel()
@@ -378,7 +209,7 @@ class _Lane:
         if self.s.renews or self.s.claim >= self.s.lease:
             return True
         until = self.s.now() + self.s.lease
-        return await self.db(self.outbox.renew, item_id, self.owner, until)
+        return await db(self.outbox.renew, item_id, self.owner, until)
 
     async def _keep_claim(self, item_id: int, lost: asyncio.Event) -> None:
         """Renew a short claim while its message is being sent (a drainer that dies stops
@@ -388,9 +219,7 @@ class _Lane:
         while True:
             await asyncio.sleep(every)
             try:
-                held = await self.db(
-                    self.outbox.renew, item_id, self.owner, self.s.now() + self.s.claim
-                )
+                held = await db(self.outbox.renew, item_id, self.owner, self.s.now() + self.s.claim)
             except sa.exc.OperationalError:
                 continue  # locked for a moment: the claim still has most of its time
             except Exception:
@@ -404,126 +233,6 @@ class _Lane:
         if notes:
             self.report.warnings.extend(f"{self.channel}: {note}" for note in notes)
             notes.clear()
-
-    async def _sent(self, item: OutboxItem, attempts: int, receipt: str) -> None:
-        # The crash window: the destination has the message, the store does not know yet. Marked
-        # on the event loop itself, in the same step as the answer arrived (no hand-over to a
-        # thread, no await in between): one small UPDATE commit.
-        for pause in (0.05, 0.2, 1.0, None):
-            try:
-                self.outbox.mark_sent(item.id, self.owner, attempts, receipt)
-                break
-            except sa.exc.OperationalError:
-                if pause is None:
-                    raise
-                await asyncio.sleep(pause)
-        self.report.sent.append((item, receipt))
-        if self.troubled:
-            await self.db(self.outbox.destination_ok, self.channel, self.s.now())
-            self.troubled = False
-
-    async def _failed(
-        self, item: OutboxItem, attempts: int, error: AdapterError, doubt: bool
-    ) -> None:
-        reason = redact(str(error))
-        now = self.s.now()
-        if error.permanent:
-            await self._dead(item, attempts, f"permanent: {reason}", reason)
-            return
-        destination = await self.db(
-            self.outbox.destination_failed,
-            self.channel,
-            now,
-            now + destination_backoff(1, error.retry_after),
-            reason,
-        )
-        if destination.failures > 1 and error.retry_after is None:  # consecutive: back off more
-            until = now + destination_backoff(destination.failures, None)
-            await self.db(self.outbox.destination_blocked, self.channel, now, until, reason)
-        if now - item.created_at >= self.s.give_up_after:
-            await self._dead(item, attempts, f"gave up after {attempts} attempts: {reason}", reason)
-        else:
-            next_at = now + next_attempt_delay(attempts)
-            await self.db(
-                self.outbox.mark_retry, item.id, self.owner, attempts, next_at, reason, None, doubt
-            )
-            self.report.retrying.append((item, reason))
-        raise _Stop
-
-    async def _unexpected(
-        self, item: OutboxItem, attempts: int, error: Exception, doubt: bool
-    ) -> None:
-        reason = redact(f"{type(error).__name__}: {error}")
-        errors = item.errors + 1
-        if errors >= self.s.park_after:
-            why = f"parked after {errors} unexpected errors: {reason}"
-            await self.db(self.outbox.mark_dead, item.id, self.owner, attempts, why, errors)
-            log.error("dead letter: %s (%s): %s", self.channel, self.notifier.name, why)
-            self.report.dead.append((item, why))
-            self._page_warning(item, why)
-            return
-        next_at = self.s.now() + next_attempt_delay(errors)
-        await self.db(
-            self.outbox.mark_retry, item.id, self.owner, attempts, next_at, reason, errors, doubt
-        )
-        self.report.retrying.append((item, reason))
-
-    async def _dead(self, item: OutboxItem, attempts: int, why: str, reason: str) -> None:
-        await self.db(self.outbox.mark_dead, item.id, self.owner, attempts, why)
-        log.error(
-            "dead letter: %s (%s) refused %s of incident %s: %s",
-            self.channel, self.notifier.name, item.notification.kind,
-            item.notification.incident.key, why,
-        )  # fmt: skip
-        self.report.dead.append((item, reason))
-        self._page_warning(item, reason)
-
-    def _page_warning(self, item: OutboxItem, reason: str) -> None:
-        n = item.notification
-        if pager_of(self.channel) is not None and n.kind == Kind.paged:
-            self.report.warnings.append(
-                f"PAGING FAILED via {self.channel}: {reason} (incident {n.incident.key})"
-            )
-
-    async def _page_outcome(self, item: OutboxItem) -> Notification | str:
-        """The Slack "paged" message as it may go out now; else "wait" while its page is due
-        and its pager not backing off (a pager lane, here or in another drainer, is sending it:
-        the lane comes back to it after its other messages, for up to `paged_wait` seconds), or
-        "hold" (the page is retrying in a later run).
-
-        The pages are the incident's latest `paged` rows to each pager of the step it is on
-        (not earlier steps' pagers) queued before this one (the same evaluation queues pagers
-        first)."""
-        n = item.notification
-        pagers = list(current_pages(n.incident) or n.incident.paged_via)
-        pages = await self.db(self.outbox.pages_before, n.incident.key, pagers, item.id)
-        pending = [p for p in pages if p.status == "queued"]
-        if pending:
-            return "wait" if await self._worth_waiting(pending) else "hold"
-        failed = [f"{p.channel}: {_short(p.last_error)}" for p in pages if p.status == "dead"]
-        if not failed:
-            return n
-        accepted = tuple(p.channel for p in pages if p.status == "sent")
-        esc = n.incident.escalation
-        pages = tuple(p for p in esc.pages if p.step != esc.step or p.channel in accepted)
-        incident = replace(n.incident, paged_via=accepted, escalation=replace(esc, pages=pages))
-        return replace(n, incident=incident, paging_failed="; ".join(failed))
-
-    async def _worth_waiting(self, pending: list[Page]) -> bool:
-        now = self.s.now()
-        for page in pending:
-            if page.next_attempt_at > now:
-                return False  # retrying in a later run
-            if page.held_by_other(self.owner, now):
-                return False  # its drainer sends it (or died: the next run does); not waited on
-            destination = await self.db(self.outbox.destination, page.channel)
-            if destination.blocked_until and destination.blocked_until > now:
-                return False
-        return True
-
-
-def _short(error: str | None) -> str:
-    return (error or "unknown error").removeprefix("permanent: ")
 
 
 def _db_error(exc: sa.exc.OperationalError | StoreError) -> str:

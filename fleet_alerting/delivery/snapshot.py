@@ -15,10 +15,18 @@ from fleet_alerting.config import Config
 from fleet_alerting.config.secrets import SecretError
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.signals import Link
-from fleet_alerting.delivery.notifiers.slack_api import Snapshot, snapshot_message
+from fleet_alerting.delivery.notifiers.slack_api import (
+    Snapshot,
+    snapshot_message,
+    unrelated_message,
+)
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.fleet_events.client import FleetApi, FleetEvent
-from fleet_alerting.sources.fleet_events.judge import correlation_link, related_events
+from fleet_alerting.sources.fleet_events.judge import (
+    correlation_link,
+    may_concern,
+    related_events,
+)
 
 
 def make_snapshot(config: Config, client: httpx.AsyncClient) -> Snapshot | None:
@@ -31,6 +39,8 @@ def make_snapshot(config: Config, client: httpx.AsyncClient) -> Snapshot | None:
         return correlation_link(config.links, fleet.log_labels, event)
 
     async def snapshot(incident: Incident, now: datetime) -> dict[str, Any]:
+        if not may_concern(incident):
+            return unrelated_message(incident)
         try:
             if "events" not in cache:
                 token = fleet.token.resolve() if fleet.token else None

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from fleet_alerting.config.schema import DEFAULT_MAX_ANSWER_BYTES
+from fleet_alerting.config.fields import DEFAULT_MAX_ANSWER_BYTES
 from fleet_alerting.http.errors import AdapterError
 
 __all__ = ["DEFAULT_MAX_ANSWER_BYTES", "AnswerTooLarge", "request_capped"]

@@ -149,27 +149,31 @@ _CHUNK = 500  # keys per `IN (...)`: below every backend's limit of bound parame
 
 # writes ------------------------------------------------------------------------------------------
 def write(conn: sa.Connection, incidents: Sequence[Incident], now: datetime) -> None:
-    """Insert or replace `incidents`, in the caller's transaction. One executemany: a fleet-wide
-    failure changes a thousand incidents per run, and building a statement per row cost ~0.5 ms
-    each (bench/README.md)."""
-    if not incidents:
-        return
-    rows = [
-        {
-            "key": incident.key,
-            "source": incident.source,
-            "state": incident.state,
-            "updated_at": _ts(now),
-            "data": _incident_json.dump_json(incident).decode(),
-            "episode": incident.episode,
-            "resolved_at": _ts(incident.resolved_at) if incident.resolved_at else None,
-            "thread_channel": incident.thread_channel,
-            "thread_ts": incident.thread_ts,
-        }
-        | brief_row(incident)
-        for incident in incidents
-    ]
-    conn.execute(backend.cached(_upsert_incident, conn.dialect.name), rows)
+    """Insert or replace `incidents`, in the caller's transaction. One executemany per
+    `_WRITE_CHUNK` rows: a fleet-wide failure changes a thousand incidents per run, and building a
+    statement per row cost ~0.5 ms each (bench/README.md); a storm's opening run changes tens of
+    thousands, whose JSON is not held all at once."""
+    statement = backend.cached(_upsert_incident, conn.dialect.name)
+    for start in range(0, len(incidents), _WRITE_CHUNK):
+        chunk = incidents[start : start + _WRITE_CHUNK]
+        conn.execute(statement, [_row(incident, now) for incident in chunk])
+
+
+_WRITE_CHUNK = 1000  # rows per executemany: a bounded share of the records' JSON in memory
+
+
+def _row(incident: Incident, now: datetime) -> dict[str, Any]:
+    return {
+        "key": incident.key,
+        "source": incident.source,
+        "state": incident.state,
+        "updated_at": _ts(now),
+        "data": _incident_json.dump_json(incident).decode(),
+        "episode": incident.episode,
+        "resolved_at": _ts(incident.resolved_at) if incident.resolved_at else None,
+        "thread_channel": incident.thread_channel,
+        "thread_ts": incident.thread_ts,
+    } | brief_row(incident)
 
 
 def set_thread(

@@ -12,9 +12,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from fleet_alerting.core.muting import Silence
+from fleet_alerting.core.wording import no_such
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.tables import silences_table
 from fleet_alerting.store.tables import ts as _ts
+
+LISTED_BY = "`silence query` lists them."
 
 
 class NoSuchSilence(LookupError):
@@ -67,8 +70,9 @@ def find(store: Store, id_or_prefix: str) -> Silence:
     with store.read() as conn:
         rows = conn.execute(query).mappings().all()
     if len(rows) != 1 or not id_or_prefix.strip():
-        what = "several silences" if rows else "no silence"
-        raise NoSuchSilence(f"{what} with id {id_or_prefix!r} (see `silence query`)")
+        if rows:
+            raise NoSuchSilence(f'"{id_or_prefix}" matches several silences. Type more of it.')
+        raise NoSuchSilence(no_such("silence", id_or_prefix, hint=LISTED_BY))
     return _silence(rows[0])
 
 
@@ -81,7 +85,7 @@ def expire(store: Store, silence_id: str, actor: str, now: datetime) -> Silence:
             .first()
         )
         if row is None:
-            raise NoSuchSilence(f"no silence with id {silence_id!r}")
+            raise NoSuchSilence(no_such("silence", silence_id, hint=LISTED_BY))
         silence = _silence(row)
         if silence.ends_at <= now:
             return silence

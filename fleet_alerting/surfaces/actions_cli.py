@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import sys
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+
+from fleet_alerting.core.wording import no_such
+from fleet_alerting.surfaces.cli import OperatorError
 
 if TYPE_CHECKING:  # the commands import what they need: `fleet-alerting --help` stays fast
     from fleet_alerting.store.database import Store
@@ -18,23 +21,14 @@ if TYPE_CHECKING:  # the commands import what they need: `fleet-alerting --help`
 def act(args: argparse.Namespace) -> int:
     import asyncio
 
-    from fleet_alerting.config import ConfigError, load_config
+    from fleet_alerting.config import load_config
     from fleet_alerting.core.clock import utcnow
-    from fleet_alerting.surfaces.incident_actions import parse_for, perform
+    from fleet_alerting.surfaces.incident_actions import perform
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    try:
-        duration = parse_for(getattr(args, "for_", None))
-    except ValueError as exc:
-        print(f"--for: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(args.config)  # a ConfigError becomes its lines on stderr in main()
+    duration = duration_of(args)
     if args.action == "snooze" and duration is None:
-        print("snooze needs --for, e.g. --for 1h", file=sys.stderr)
-        return 2
+        raise OperatorError("snooze needs --for DURATION, e.g. --for 1h", code=2)
     actor = args.actor or getpass.getuser()
     key, problem = _resolve(config, args.key)
     meant = key or args.key
@@ -42,10 +36,22 @@ def act(args: argparse.Namespace) -> int:
         perform(config, meant, args.action, actor=actor, via="cli", now=utcnow(), duration=duration)
     )
     if key is None:  # refused and recorded by `perform`; say what might have been meant
-        print(problem, file=sys.stderr)
-        return 1
-    print(outcome.message, file=sys.stdout if outcome.ok else sys.stderr)
-    return 0 if outcome.ok else 1
+        raise OperatorError(problem)
+    if not outcome.ok:
+        raise OperatorError(outcome.message)
+    print(outcome.message)
+    return 0
+
+
+def duration_of(args: argparse.Namespace) -> timedelta | None:
+    """`--for DURATION`: malformed is a usage error (exit 2)."""
+    from fleet_alerting.surfaces.incident_actions import parse_for
+
+    value = getattr(args, "for_", None)
+    try:
+        return parse_for(value)
+    except ValueError as exc:
+        raise OperatorError(f"--for {value!r}: {exc}", code=2) from None
 
 
 def _resolve(config: Any, typed: str) -> tuple[str | None, str]:
@@ -70,8 +76,7 @@ def show(store: Store, key: str) -> int:
     found, problem, ids = find_key(store, key)
     incident = store.incident(found) if found else None
     if incident is None:
-        print(problem or f"no incident {key!r}", file=sys.stderr)
-        return 1
+        raise OperatorError(problem or no_such("incident", key))
     key = incident.key
     now = utcnow()
     print(f"{ids[key]} {key}: {incident.state} {incident.severity}, {incident.signal.summary}")
@@ -93,24 +98,37 @@ def show(store: Store, key: str) -> int:
     return 0
 
 
+FOR_HELP = {
+    "silence": "how long: 90 (seconds), 1h, 4h; `resolved` (the default): until it resolves",
+    "snooze": "how long reminders stay quiet (required): 90 (seconds), 1h, 4h",
+}
+
+
 def add_commands(commands: Any, with_config: Callable[[Any], object]) -> None:
     helps = {
         "ack": "acknowledge an incident: reminders stop, the page is held or acknowledged",
         "silence": "silence an incident (Alertmanager silence, or a local mute for our sources)",
         "unsilence": "end a silence or local mute now",
-        "snooze": "no reminders for a while (our own sources)",
+        "snooze": "snooze an incident: no reminders for a while (our own sources)",
     }
     for action, help_text in helps.items():
         sub = commands.add_parser(action, help=help_text, description=help_text)
         sub.set_defaults(func=act, action=action)
-        sub.add_argument("key", help="the incident's key or id, or a unique prefix of either")
+        sub.add_argument(
+            "key", metavar="KEY", help="the incident's key or id, or a unique prefix of either"
+        )
         with_config(sub)
-        sub.add_argument("--as", dest="actor", help="who acts (default: the login name)")
-        if action in ("silence", "snooze"):
+        sub.add_argument(
+            "--as", dest="actor", metavar="NAME", help="who acts (default: the login name)"
+        )
+        if action in FOR_HELP:
             sub.add_argument(
-                "--for", dest="for_", default=None if action == "snooze" else "resolved",
-                help="e.g. 90 (seconds), 1h, 4h; silence: `resolved` (default) until resolved",
-            )  # fmt: skip
+                "--for",
+                dest="for_",
+                metavar="DURATION",
+                default="resolved" if action == "silence" else None,
+                help=FOR_HELP[action],
+            )
         if action == "silence":
             from fleet_alerting.surfaces.silences_cli import add_silence_arguments
 

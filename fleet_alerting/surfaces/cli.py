@@ -31,6 +31,20 @@ Command = Callable[[argparse.Namespace], int]
 CONFIG_HELP = f"the YAML config file (default: $FLEET_ALERTING_CONFIG, else {DEFAULT_CONFIG})"
 
 
+TRIGGER_CONFIG_HELP = (
+    "only if the deployment runs this config (default: $FLEET_ALERTING_CONFIG, else no check): "
+    "the serve it reaches (PREFECT_API_URL, else the one running with this PREFECT_HOME) must "
+    "have been started with it"
+)
+
+
+def add_config_option(
+    parser: argparse.ArgumentParser, help_text: str, default: str | None = None
+) -> None:
+    """The config option, spelled the same by every command: `-c/--config PATH`."""
+    parser.add_argument("-c", "--config", metavar="PATH", default=default, help=help_text)
+
+
 class OperatorError(Exception):
     """A mistake an operator can fix (a missing section, a malformed argument): one line, no
     traceback. `code` is the exit code."""
@@ -57,6 +71,9 @@ def check_config(args: argparse.Namespace) -> int:
     errors = [f for f in findings if f.level == "error"]
     for finding in errors:
         print(finding.at(Path(path)), file=sys.stderr)
+    for finding in findings:  # never fails the check: on stdout, beside the notes
+        if finding.level == "warning":
+            print(f"warning: {finding.at(Path(path))}")
     if errors:
         return 1
     bb = config.blackbox
@@ -68,7 +85,7 @@ def check_config(args: argparse.Namespace) -> int:
     if config.prometheus.url:
         watches.append(f"prometheus {len(config.prometheus.watches)} extra watch(es)")
     watches += [name for name in ("alertmanager", "fleet_api") if getattr(config, name)]
-    unresolved = {f.loc for f in findings}
+    unresolved = {f.loc for f in findings if f.level != "warning"}
     refs = sum(1 for loc, _ref in secret_refs(config) if loc not in unresolved)
     sent = ""
     if config.notify.dry_run:
@@ -157,8 +174,14 @@ def trigger(args: argparse.Namespace) -> int:
             parameters[name] = yaml.safe_load(value) if value else ""
         except yaml.YAMLError:
             raise OperatorError(f"--param {pair!r}: the value is not a YAML scalar", 2) from None
+    config = args.config or os.environ.get("FLEET_ALERTING_CONFIG", "").strip() or None
+
+    def problem(text: str) -> None:
+        print(f"fleet-alerting trigger: {text}", file=sys.stderr)
+
     try:
-        return asyncio.run(run_now(args.deployment, parameters, wait=args.wait))
+        run = run_now(args.deployment, parameters, wait=args.wait, config=config, problem=problem)
+        return asyncio.run(run)
     except httpx.HTTPError as exc:
         raise OperatorError(f"Prefect API unreachable ({type(exc).__name__})") from None
 
@@ -191,7 +214,7 @@ def _require(config: Config, path: str, *sections: str) -> None:
 def slack_app(args: argparse.Namespace) -> int:
     from fleet_alerting.deployments.trigger import trigger as run_now
     from fleet_alerting.surfaces.http_guard import serve
-    from fleet_alerting.surfaces.slack_app import create_app
+    from fleet_alerting.surfaces.slack_app import announce, create_app, log_actions
 
     config = _config(args.config)
     _require(config, args.config, "operators.slack_app", "fleet_api")
@@ -201,7 +224,10 @@ def slack_app(args: argparse.Namespace) -> int:
     async def trigger_from_slack(deployment: str, out: Callable[[str], None]) -> int:
         return await run_now(deployment, {}, wait=False, out=out)
 
-    serve(create_app(config, trigger_from_slack), settings.host, settings.port)
+    app = create_app(config, trigger_from_slack)
+    announce(app, settings.host, settings.port, lambda line: print(line, flush=True))
+    log_actions(sys.stderr)
+    serve(app, settings.host, settings.port)
     return 0
 
 
@@ -306,7 +332,9 @@ def _add_filters(parser: argparse.ArgumentParser, states: list[str]) -> None:
         choices=["critical", "warning", "info"],
         help="only this severity (repeatable)",
     )
-    parser.add_argument("--source", help="only this source, e.g. blackbox or prometheus")
+    parser.add_argument(
+        "--source", metavar="NAME", help="only this source, e.g. blackbox or prometheus"
+    )
     parser.add_argument("--state", action="append", choices=states, help="only this state")
 
 
@@ -322,11 +350,17 @@ def _add_outbox_commands(box: argparse.ArgumentParser) -> None:
     for verb, help_text in helps.items():
         sub = verbs.add_parser(verb, help=help_text, description=help_text)
         sub.set_defaults(func=manage_outbox)
-        sub.add_argument("id", type=int, help="the message's number (#ID in `outbox`)")
-        sub.add_argument("--as", dest="actor", help="who acts (default: the login name)")
+        sub.add_argument(
+            "id", type=int, metavar="ID", help="the message's number (#ID in `outbox`)"
+        )
+        sub.add_argument(
+            "--as", dest="actor", metavar="NAME", help="who acts (default: the login name)"
+        )
         if verb == "drop":
-            sub.add_argument("--reason", required=True, help="why; recorded in the trail")
-        sub.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
+            sub.add_argument(
+                "--reason", required=True, metavar="TEXT", help="why; recorded in the trail"
+            )
+        add_config_option(sub, CONFIG_HELP, argparse.SUPPRESS)
 
 
 def _since(text: str) -> datetime:
@@ -350,6 +384,7 @@ def _since(text: str) -> datetime:
 def notify_test(args: argparse.Namespace) -> int:
     import asyncio
 
+    from fleet_alerting.core.channels import Channel
     from fleet_alerting.core.clock import utcnow
     from fleet_alerting.surfaces.notify_test import DESTINATIONS, configured, describe, send_test
 
@@ -361,13 +396,17 @@ def notify_test(args: argparse.Namespace) -> int:
         if configured(config, channel):
             channels.append(channel)
             continue
-        section = {"slack": "notify.slack.webhook", "slack_mirror": "notify.slack.mirror_webhook"}
+        section = {
+            Channel.slack: "notify.slack.webhook",
+            Channel.slack_mirror: "notify.slack.mirror_webhook",
+        }
         section = section.get(channel, f"notify.{channel}")
         print(f"{name}: not configured ({section}): skipped")
         code = 1 if args.to != "all" else code
     if not channels:
-        print("nothing to test: no destination configured (messages go to the local outbox)")
-        return 1
+        raise OperatorError(
+            "nothing to test: no destination configured (messages go to the local outbox)"
+        )
     outcomes = asyncio.run(send_test(config, channels, utcnow))
     for outcome in outcomes:
         print(describe(config, outcome))
@@ -396,28 +435,35 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub.add_argument("--config", help=CONFIG_HELP)
+        add_config_option(sub, CONFIG_HELP)
         sub.set_defaults(finds_config=True)
         return sub
 
     checker = with_config(add("check-config", check_config, "validate a config file"))
-    checker.add_argument(
-        "config_file", nargs="?", metavar="CONFIG", help="the config file (same as --config)"
-    )
+    # the config given positionally: the old spelling, still accepted, no longer shown
+    checker.add_argument("config_file", nargs="?", help=argparse.SUPPRESS)
     run = add("run", run_flow, "run one watch flow once, locally (the audit: `audit`)")
+    flows = [s.flow for s in SCHEDULES if "config_path" in s.parameters]
     run.add_argument(
-        "flow",
-        choices=[s.flow for s in SCHEDULES if "config_path" in s.parameters],
-        help="the watch to run",
+        "flow", choices=flows, metavar="FLOW", help=f"the watch to run: {', '.join(flows)}"
     )
     with_config(run)
     with_config(add("serve", serve, "serve every deployment on its schedule"))
     show = add("demo", demo, "show the product working against local targets, in about a minute")
-    show.add_argument("--config", default=DEFAULT_CONFIG, help=f"default: {DEFAULT_CONFIG}")
-    show.add_argument("--interval", type=float, default=3.0, help="seconds between probe runs")
+    add_config_option(show, f"the YAML config file (default: {DEFAULT_CONFIG})", DEFAULT_CONFIG)
+    show.add_argument(
+        "--interval", type=float, default=3.0, metavar="SECONDS", help="seconds between probe runs"
+    )
     now = add("trigger", trigger, "run a deployment now through the Prefect API")
-    now.add_argument("deployment", help="FLOW/DEPLOYMENT, e.g. blackbox-probe/scheduled")
-    now.add_argument("--param", action="append", default=[], help="NAME=VALUE (YAML scalar)")
+    now.add_argument("deployment", metavar="FLOW/DEPLOYMENT", help="e.g. blackbox-probe/scheduled")
+    add_config_option(now, TRIGGER_CONFIG_HELP)
+    now.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a flow parameter (the value a YAML scalar); repeatable",
+    )
     now.add_argument("--wait", action="store_true", help="follow the run; exit with its outcome")
     with_config(add("slack-app", slack_app, "serve the /fleet slash command"))
     server = with_config(add("mcp", mcp, "serve Fleet data to MCP clients (stdio, or --http)"))
@@ -426,7 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_commands(commands)
     inc = with_config(add("incidents", incidents, "list incidents: id, state, onset, duration"))
     inc.add_argument("--all", action="store_true", help="include resolved incidents and why")
-    inc.add_argument("--show", metavar="KEY", help="one incident (key, id or a unique prefix)")
+    inc.add_argument(
+        "--show", metavar="KEY", help="one incident and its actions (key, id or a unique prefix)"
+    )
     _add_filters(inc, ["pending", "firing", "paged", "resolved"])
     from fleet_alerting.surfaces.actions_cli import add_commands as add_action_commands
 

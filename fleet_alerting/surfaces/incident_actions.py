@@ -16,10 +16,10 @@ import httpx
 from fleet_alerting.config import Config
 from fleet_alerting.config.secrets import redact
 from fleet_alerting.core import actions
-from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration, parse_duration
 from fleet_alerting.core.incidents import Incident
-from fleet_alerting.delivery.drain import MAX_WAIT, DrainReport, build_notifiers, drain, lease_for
+from fleet_alerting.core.wording import no_such
+from fleet_alerting.delivery.deliver import deliver as deliver_outbox
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.alertmanager.client import Alertmanager
 from fleet_alerting.store import actions as audit
@@ -71,7 +71,7 @@ async def perform(
         async with _client(client) as http:
             outcome = await _perform(store, config, key, action, actor, via, now, duration, http)
             if deliver and outcome.ok:
-                await deliver_now(config, store, http)
+                await deliver_outbox(config, store, http)
         return outcome
 
 
@@ -97,7 +97,7 @@ async def _perform(
             now=now,
             outcome="refused: no such incident",
         )
-        return Outcome(False, f"No incident `{key}`.")
+        return Outcome(False, no_such("incident", key))
     channels = config.policy(incident.severity).channels()
     detail: dict[str, object] = {}
     until = now + duration if duration is not None else None
@@ -134,7 +134,7 @@ async def _perform(
         store, key, decide, action=action, actor=actor, via=via, now=now, detail=detail
     )
     if change is None:
-        return Outcome(False, f"No incident `{key}`.")
+        return Outcome(False, no_such("incident", key))
     if change.refused:
         return Outcome(False, f"Not done: {change.refused}.", change.incident)
     return Outcome(True, describe(action, actor, now, duration, detail), change.incident)
@@ -153,17 +153,6 @@ def describe(
         where = f" (Alertmanager silence {detail['silence_id']})" if "silence_id" in detail else ""
         return f"Silenced by {actor} {span}{where}."
     return f"Silence lifted by {actor} {when}."
-
-
-async def deliver_now(config: Config, store: Store, client: httpx.AsyncClient) -> DrainReport:
-    return await drain(
-        store,
-        build_notifiers(config, client, store),
-        utcnow,
-        attempts_per_run=config.notify.attempts_per_run,
-        give_up_after=config.notify.give_up_after,
-        lease=lease_for(config, MAX_WAIT),
-    )
 
 
 def _am(config: Config, http: httpx.AsyncClient) -> Alertmanager:

@@ -17,6 +17,7 @@ from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.short_ids import SHORT, find, full_id, short_ids
+from fleet_alerting.core.wording import no_such
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store import outbox as box
 from fleet_alerting.store.database import OPEN, Store
@@ -230,7 +231,8 @@ def manage(args: argparse.Namespace) -> int:
     with open_store(config) as store:
         item = box.item(store.queue, args.id)
         if item is None:
-            raise OperatorError(f"no outbox message #{args.id} (`outbox` lists them)")
+            hint = "`fleet-alerting outbox` lists them."
+            raise OperatorError(no_such("outbox message", f"#{args.id}", hint=hint))
         reason = getattr(args, "reason", None)
         if args.verb == "retry":
             done = box.retry_now(store.queue, item.id, now)

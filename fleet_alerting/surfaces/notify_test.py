@@ -17,29 +17,29 @@ import httpx
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.checks import destination
-from fleet_alerting.core.escalation import pager_of
+from fleet_alerting.core.channels import Channel, pager_of
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.signals import Severity, Signal
-from fleet_alerting.delivery.drain import MAX_WAIT, build_notifiers, drain, lease_for
+from fleet_alerting.delivery.deliver import deliver
 from fleet_alerting.store.database import OutboxItem, Store
 
 SOURCE = "notify-test"
 SUMMARY = "TEST notification from fleet-alerting notify-test: no action needed"
 # --to NAME → the outbox channel
 DESTINATIONS = {
-    "slack": "slack",
-    "mirror": "slack_mirror",
-    "pagerduty": "pagerduty",
-    "oncall": "oncall",
+    "slack": Channel.slack,
+    "mirror": Channel.slack_mirror,
+    "pagerduty": Channel.pagerduty,
+    "oncall": Channel.oncall,
 }
 
 
 def configured(config: Config, channel: str) -> bool:
     slack = config.notify.slack
-    if channel == "slack":
+    if channel == Channel.slack:
         return bool(slack and (slack.webhook or slack.bot_token))
-    if channel == "slack_mirror":
+    if channel == Channel.slack_mirror:
         return bool(slack and (slack.mirror_webhook or slack.bot_token))
     return getattr(config.notify, channel) is not None
 
@@ -86,7 +86,9 @@ def make_test_notifications(channels: Iterable[str], now: datetime) -> list[Noti
 
 def _note(incident: Incident, channel: str, kind: Kind, now: datetime) -> Notification:
     ident = f"{incident.key}|{kind}|{channel}"
-    return Notification(id=ident, channel=channel, kind=kind, at=now, incident=incident)
+    return Notification(
+        id=ident, channel=channel, kind=kind, at=now, incident=incident, one_off=True
+    )
 
 
 class _Only:
@@ -125,13 +127,14 @@ async def send_test(
     with Store(config.state) as store:
         store.record(Evaluation([], notifications), now())
         async with httpx.AsyncClient(timeout=10) as client:
-            report = await drain(
-                _Only(store, {n.id for n in notifications}),  # type: ignore[arg-type]
-                build_notifiers(config, client, store),
-                now,
+            only = _Only(store, {n.id for n in notifications})
+            report = await deliver(
+                config,
+                store,
+                client,
+                now=now,
                 attempts_per_run=1,
-                give_up_after=config.notify.give_up_after,
-                lease=lease_for(config, MAX_WAIT),
+                outbox=only,  # type: ignore[arg-type]
             )
     outcomes = [
         Outcome(i.notification.channel, i.notification.kind, "delivered", r) for i, r in report.sent

@@ -28,11 +28,11 @@ from starlette.routing import Route
 
 from fleet_alerting.config import Config
 from fleet_alerting.core import actions
+from fleet_alerting.delivery.deliver import deliver
 from fleet_alerting.delivery.notifiers.pagerduty import dedup_key
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store.database import Store
 from fleet_alerting.surfaces.http_guard import Refused, first_sight, now_utc, read_body
-from fleet_alerting.surfaces.incident_actions import deliver_now
 
 log = logging.getLogger("fleet_alerting.surfaces.pagerduty_webhook")
 HANDLED = {
@@ -146,6 +146,6 @@ def pagerduty_routes(config: Config, clock: Callable[[], float]) -> list[Route]:
             )  # fmt: skip
             if change is not None and change.notifications:
                 async with httpx.AsyncClient(timeout=10) as client:
-                    await deliver_now(config, store, client)
+                    await deliver(config, store, client)
 
     return [Route("/pagerduty/webhook", webhook, methods=["POST"])]

@@ -14,6 +14,8 @@ from typing import Any
 
 import jsonschema
 
+from fleet_alerting.core.wording import no_such
+
 PATH_SUFFIXES = ("_path", "_file", "_dir", "_glob")
 
 
@@ -27,7 +29,8 @@ def flow_schema(deployment: str) -> dict[str, Any]:
 
     flow = deployment.split("/", 1)[0]
     if flow not in ENTRYPOINTS:
-        raise ParameterError(f"no flow {flow!r}; known: {', '.join(sorted(ENTRYPOINTS))}")
+        known = f"Known: {', '.join(sorted(ENTRYPOINTS))}."
+        raise ParameterError(no_such("flow", flow, hint=known))
     return get_flow(flow).parameters.model_dump()
 
 

@@ -9,6 +9,8 @@ import getpass
 import sys
 from typing import Any
 
+from fleet_alerting.surfaces.cli import OperatorError
+
 VERBS = ("add", "query", "expire")
 
 
@@ -19,9 +21,15 @@ def add_silence_arguments(sub: argparse.ArgumentParser) -> None:
         "Alertmanager when they can select its alerts. silence query: silences and maintenance "
         "windows with what each mutes now. silence expire ID: end a silence now."
     )
-    sub.add_argument("more", nargs="*", help="add: the matchers; expire: the silence id")
-    sub.add_argument("--comment", default="", help="add: why (shown wherever it is told)")
-    sub.add_argument("--author", help="add/expire: who (default: --as, else the login name)")
+    sub.add_argument(
+        "more", nargs="*", metavar="ARG", help="add: the matchers; expire: the silence id"
+    )
+    sub.add_argument(
+        "--comment", default="", metavar="TEXT", help="add: why (shown wherever it is told)"
+    )
+    sub.add_argument(
+        "--author", metavar="NAME", help="add/expire: who (default: --as, else the login name)"
+    )
     sub.add_argument(
         "-o", "--output", choices=["table", "json"], default="table", help="query: table or json"
     )
@@ -32,21 +40,15 @@ def add_silence_arguments(sub: argparse.ArgumentParser) -> None:
 def silence_command(args: argparse.Namespace) -> int:
     if args.key not in VERBS:
         if args.more:
-            print(
-                f"silence KEY takes one key; did you mean `silence add {args.key} …`?",
-                file=sys.stderr,
+            raise OperatorError(
+                f"silence KEY takes one key. Did you mean `silence add {args.key} …`?", code=2
             )
-            return 2
         from fleet_alerting.surfaces.actions_cli import act
 
         return act(args)
-    from fleet_alerting.config import ConfigError, load_config
+    from fleet_alerting.config import load_config
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    config = load_config(args.config)  # a ConfigError becomes its lines on stderr in main()
     return {"add": _add, "query": _query, "expire": _expire}[args.key](config, args)
 
 
@@ -58,17 +60,12 @@ def _add(config: Any, args: argparse.Namespace) -> int:
     import asyncio
 
     from fleet_alerting.core.clock import utcnow
-    from fleet_alerting.surfaces.incident_actions import parse_for
+    from fleet_alerting.surfaces.actions_cli import duration_of
     from fleet_alerting.surfaces.silence_actions import add_silence
 
-    try:
-        duration = parse_for(args.for_)
-    except ValueError as exc:
-        print(f"--for: {exc}", file=sys.stderr)
-        return 2
+    duration = duration_of(args)
     if duration is None:
-        print("silence add needs --for, e.g. --for 2h", file=sys.stderr)
-        return 2
+        raise OperatorError("silence add needs --for DURATION, e.g. --for 2h", code=2)
     outcome = asyncio.run(
         add_silence(
             config,
@@ -90,8 +87,7 @@ def _expire(config: Any, args: argparse.Namespace) -> int:
     from fleet_alerting.surfaces.silence_actions import expire_silence
 
     if len(args.more) != 1:
-        print("silence expire takes one silence id (see `silence query`)", file=sys.stderr)
-        return 2
+        raise OperatorError("silence expire takes one silence id (`silence query` lists them)", 2)
     outcome = asyncio.run(
         expire_silence(config, args.more[0], actor=_author(args), via="cli", now=utcnow())
     )
@@ -99,7 +95,10 @@ def _expire(config: Any, args: argparse.Namespace) -> int:
 
 
 def _said(outcome: Any) -> int:
-    print(outcome.message, file=sys.stdout if outcome.ok or outcome.warnings else sys.stderr)
+    """Done (exit 0); done only in part, said by its warnings (exit 1); refused (exit 1)."""
+    if not (outcome.ok or outcome.warnings):
+        raise OperatorError(outcome.message)
+    print(outcome.message)
     for warning in outcome.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0 if outcome.ok else 1

@@ -33,6 +33,7 @@ from starlette.routing import Route
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.actions import ACTIONS, Action
+from fleet_alerting.core.channels import Channel
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.delivery.notifiers.slack_webhook import ACTIONS_BLOCK, render
 from fleet_alerting.store import actions as audit
@@ -154,7 +155,9 @@ def updated_message(incident: Incident, now: datetime) -> dict[str, Any]:
     kind = Kind.paged if incident.state == State.paged else Kind.opened
     if incident.state == State.resolved:
         kind = Kind.resolved
-    message = render(Notification(id="", channel="slack", kind=kind, at=now, incident=incident))
+    message = render(
+        Notification(id="", channel=Channel.slack, kind=kind, at=now, incident=incident)
+    )
     return message | {"replace_original": True}
 
 
@@ -193,7 +196,14 @@ def action_routes(
             duration=duration,
         )  # fmt: skip
         log.info(
-            "slack %s on %s by %s: %s", click.action, click.key, click.user_id, outcome.message
+            "slack %s%s on incident %s by %s (%s) in %s: %s",
+            click.action,
+            f" {click.value}" if duration else "",
+            click.key,
+            click.actor,
+            click.user_id,
+            click.channel_id,
+            outcome.message,
         )
         if outcome.ok and outcome.incident is not None:
             await respond(click.response_url, updated_message(outcome.incident, now))

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import parse_qsl
 
 import httpx
@@ -49,6 +49,26 @@ from fleet_alerting.surfaces.slack_commands import (
 log = logging.getLogger("fleet_alerting.surfaces.slack_app")
 # (deployment, print) → exit code; `deployments.trigger.trigger` in production.
 Trigger = Callable[[str, Callable[[str], None]], Awaitable[int]]
+
+
+def announce(app: Starlette, host: str, port: int, out: Callable[[str], None] = print) -> None:
+    """Where the app listens and what it answers, said once at start-up."""
+    out(f"slack-app: listening on http://{host}:{port}")
+    for route in app.routes:
+        if isinstance(route, Route):
+            methods = ",".join(sorted(set(route.methods or ()) - {"HEAD"}))
+            out(f"  {methods:<4} http://{host}:{port}{route.path}")
+
+
+def log_actions(stream: TextIO) -> None:
+    """Each handled command and click, one line on `stream` (who, what, which incident; the
+    redaction filter keeps secrets out)."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    surfaces = logging.getLogger("fleet_alerting.surfaces")
+    surfaces.setLevel(logging.INFO)
+    surfaces.addHandler(handler)
+    install_log_redaction()
 
 
 def create_app(
@@ -102,6 +122,13 @@ def create_app(
         except Exception as exc:  # never a 500 with a traceback to Slack
             log.exception("/fleet %s failed", cmd.action)
             answer = reply(f"{system} failed", [f"{type(exc).__name__}; see the slack-app log."])
+        log.info(
+            "/fleet %s by %s in %s: %s",
+            " ".join([cmd.action, *cmd.args]),
+            cmd.user_id,
+            cmd.channel_id,
+            answer.get("text", ""),
+        )
         return JSONResponse(answer)
 
     async def healthz(_request: Request) -> PlainTextResponse:

@@ -139,12 +139,12 @@ def add_commands(
     )
     sub.add_argument(
         "--alertmanager",
-        metavar="NEW_AM.yml",
+        metavar="NEW-AM.yml",
         help="a proposed alertmanager.yml: route the period's alerts (ALERTS) through both",
     )
     sub.add_argument(
         "--current-alertmanager",
-        metavar="CUR_AM.yml",
+        metavar="CUR-AM.yml",
         help="the current alertmanager.yml (default: the running one, from alertmanager.url)",
     )
     sub.add_argument("--markdown", metavar="FILE", help="write the Markdown report here")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fleet_alerting.core.escalation import pager_of
+from fleet_alerting.core.channels import Channel, pager_of
 from fleet_alerting.core.incidents import Notification
 from fleet_alerting.delivery.notifiers import oncall, pagerduty
 from fleet_alerting.delivery.notifiers import slack_webhook as slack
@@ -23,10 +23,10 @@ class LocalOutbox:
 
     async def send(self, n: Notification) -> str:
         pager = pager_of(n.channel)
-        if pager == "oncall":
+        if pager == Channel.oncall:
             payload = oncall.payload(n)
             text = f"{payload['state']}: {payload['title']}"
-        elif pager == "pagerduty":
+        elif pager == Channel.pagerduty:
             payload = pagerduty.event(n, routing_key="(not configured)")
             payload.pop("routing_key")
             text = payload.get("payload", {}).get("summary", f"resolve {payload['dedup_key']}")

@@ -24,7 +24,8 @@ from typing import Any, Protocol
 import httpx
 from pydantic import SecretStr
 
-from fleet_alerting.config.schema import SLACK_CHANNEL_ID
+from fleet_alerting.config.notifiers.slack import SLACK_CHANNEL_ID, SlackConfig
+from fleet_alerting.core.channels import Channel
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.core.mrkdwn import MAX_MESSAGE_TEXT, escape, fit, link
@@ -65,7 +66,19 @@ LOOK_BACK_MARGIN = timedelta(minutes=5)  # Slack's clock against ours
 LOOK_PAGE, LOOK_PAGES = 200, 5  # a bounded look: past 1,000 newer messages it posts anyway
 _learned_ids: dict[tuple[str, str], str] = {}  # (api url, channel name) → id, from answers
 _warned: set[tuple[str, str, str]] = set()  # each look-up problem is reported once per process
-ONE_OFF_SOURCES = {"fleet-events", "notify-test"}  # a message each, not a thread
+
+
+def requests_per_send(slack: SlackConfig) -> dict[Channel, tuple[int, int]]:
+    """The most requests, and of them paced posts, one attempt makes per Slack channel (a claim's
+    lease counts them): a bot's message in doubt reads pages of the channel's history and of its
+    thread and posts twice (the message, the Fleet API snapshot as its reply); a webhook's posts
+    twice; the mirror has no thread and no snapshot."""
+    bot = slack.bot_token is not None
+    return {
+        Channel.slack: (2 * LOOK_PAGES + 2 if bot else 2, 2),
+        Channel.slack_mirror: (LOOK_PAGES + 1 if bot and not slack.mirror_webhook else 1, 1),
+    }
+
 
 # An incident and the moment of the notification → the snapshot message (blocks + text).
 Snapshot = Callable[[Incident, datetime], Awaitable[dict[str, Any]]]
@@ -99,6 +112,14 @@ def snapshot_message(
     if ids:
         text += "; correlation ids: " + ", ".join(ids)
     return {"text": fit(escape(text), MAX_MESSAGE_TEXT), "blocks": blocks}
+
+
+def unrelated_message(incident: Incident) -> dict[str, Any]:
+    """The snapshot of an incident no Fleet API event can be about: said plainly, nothing
+    listed."""
+    what = incident.signal.target or incident.key
+    text = escape(f"No Fleet API event can concern {what}: it names no device or host.")
+    return {"text": fit(text, MAX_MESSAGE_TEXT), "blocks": [_section(f":mag: _{text}_")]}
 
 
 def _event_line(event: FleetEvent, logs: Link | None) -> str:
@@ -180,7 +201,7 @@ class SlackApi:
 
     async def _send(self, n: Notification, since: datetime | None) -> str:
         incident = n.incident
-        if self.store is None or incident.source in ONE_OFF_SOURCES:
+        if self.store is None or n.one_off:
             found = await self._look(since, n, MESSAGE, self._channel_id())
             if found:
                 return f"{self.name}: found ts={found} (posted before, not again)"
@@ -460,7 +481,7 @@ class SlackWebhookIncident(SlackWebhook):
 
     async def body(self, n: Notification) -> dict[str, Any]:
         body = await super().body(n)
-        if self.snapshot and n.kind == Kind.opened and n.incident.source not in ONE_OFF_SOURCES:
+        if self.snapshot and n.kind == Kind.opened and not n.one_off:
             extra = (await self.snapshot(n.incident, n.at))["blocks"]
             room = MAX_BLOCKS - len(body["blocks"])
             body["blocks"] = body["blocks"] + extra[:room]

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from fleet_alerting.core import escalation
 from fleet_alerting.core.actions import ALERTMANAGER_SOURCE
+from fleet_alerting.core.channels import Channel
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.core.mrkdwn import (
@@ -126,7 +127,7 @@ def _capital(text: str) -> str:
 def _lead(n: Notification, page_mention: str | None) -> str:
     """The one mention a message carries: the user group of an escalation step on that step's
     message, else the configured on-call on a "paged" message; none in the mirror."""
-    if n.channel == "slack_mirror":
+    if n.channel == Channel.slack_mirror:
         return ""
     step = n.incident.escalation.mention if n.kind in (Kind.paged, Kind.escalated) else None
     who = step or (page_mention if n.kind == Kind.paged else None)

@@ -15,7 +15,9 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import orjson
 
+from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.http.body import DEFAULT_MAX_ANSWER_BYTES, request_capped
 from fleet_alerting.http.errors import AdapterError, check_response, transport_error
 from fleet_alerting.sources.alertmanager.shapes import Alert, parse_alerts
@@ -67,15 +69,17 @@ class Alertmanager:
         )
 
     async def _get(self, path: str, params: list[tuple[str, str]] | None = None) -> Any:
+        return _json(await self._response(path, params), path)
+
+    async def _response(
+        self, path: str, params: list[tuple[str, str]] | None = None
+    ) -> httpx.Response:
         try:
             response = await self._request("GET", path, params=params)
         except httpx.HTTPError as exc:
             raise transport_error(exc, f"{NAME} {self.url}") from None
         check_response(response, f"{NAME} {path}")
-        try:
-            return response.json()
-        except ValueError:
-            raise AdapterError(f"{NAME} {path} answered non-JSON", permanent=False) from None
+        return response
 
     async def alerts(
         self,
@@ -92,10 +96,12 @@ class Alertmanager:
 
     async def alert_list(self, params: list[tuple[str, str]]) -> AlertList:
         """The answer alert by alert: one malformed alert is a `Malformed`, not a failure."""
-        body = await self._get("/api/v2/alerts", params)
-        if not isinstance(body, list):
-            raise AdapterError(f"{NAME} /api/v2/alerts: expected a JSON list", permanent=False)
-        return AlertList(*parse_alerts(body))
+        response = await self._response("/api/v2/alerts", params)
+        with no_gc_pauses():  # thousands of alerts: see core.batch
+            body = _json(response, "/api/v2/alerts")
+            if not isinstance(body, list):
+                raise AdapterError(f"{NAME} /api/v2/alerts: expected a JSON list", permanent=False)
+            return AlertList(*parse_alerts(body))
 
     async def escalation_alerts(self, matchers: Sequence[str]) -> AlertList:
         """Every alert the matchers select, silenced and inhibited ones included (and marked)."""
@@ -181,3 +187,20 @@ def _params(
 
 def _flag(value: bool) -> str:
     return "true" if value else "false"
+
+
+def _json(response: httpx.Response, path: str) -> Any:
+    try:
+        return _decoded(response)
+    except ValueError:
+        raise AdapterError(f"{NAME} {path} answered non-JSON", permanent=False) from None
+
+
+def _decoded(response: httpx.Response) -> Any:
+    """The JSON of an answer: `orjson` (~2x the standard module on 10,000 alerts), or — for what
+    it refuses and the standard module reads (NaN, integers past 64 bits, lone surrogates) —
+    the standard module, so every answer reads as it always did."""
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.json()

@@ -165,17 +165,33 @@ def event_notifications(events: Iterable[FleetEvent], config: Config, now: datet
         )
         incidents.append(incident)
         notifications += [
-            Notification(f"{signal.key}|event|{c}", c, Kind.opened, now, incident) for c in channels
+            Notification(f"{signal.key}|event|{c}", c, Kind.opened, now, incident, one_off=True)
+            for c in channels
         ]
     return Evaluation(incidents, notifications)
+
+
+HOST_LABELS = ("instance", "host", "device", "deviceId", "target")
+# alerts may be about anything the Fleet runs; a Zigbee device is a device by its topic
+ABOUT_THE_FLEET = {"alertmanager", "zigbee-device"}
+
+
+def may_concern(incident: Incident) -> bool:
+    """Whether a Fleet API event could be about this incident: it names a device or host (a host
+    label, a URL target) or comes from a source about the Fleet's things. Not so: a metric gone
+    from Prometheus, a watch's or a source's own errors."""
+    signal = incident.signal
+    return (
+        incident.source in ABOUT_THE_FLEET
+        or "://" in signal.target
+        or any(signal.labels.get(k) for k in HOST_LABELS)
+    )
 
 
 def identifiers(incident: Incident) -> set[str]:
     """What an event's `target` may be called for this incident: target, host, device labels."""
     signal = incident.signal
-    names = {signal.target} | {
-        signal.labels.get(k, "") for k in ("instance", "host", "device", "deviceId", "target")
-    }
+    names = {signal.target} | {signal.labels.get(k, "") for k in HOST_LABELS}
     for name in list(names):
         if "://" in name:
             names.add(urlsplit(name).hostname or "")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shlex
 import ssl
 import uuid
 from collections import defaultdict
@@ -36,7 +37,7 @@ from aiomqtt.exceptions import MqttConnectError
 from pydantic import SecretStr
 
 from fleet_alerting.config.schema import ZigbeeConfig, ZigbeeCoordinator
-from fleet_alerting.config.secrets import SecretError, redact
+from fleet_alerting.config.secrets import SecretError, SecretRef, redact
 
 STATE, INFO, HEALTH = "bridge/state", "bridge/info", "bridge/response/health_check"
 # <base>/<friendly name>/availability, read under <base>/#: a friendly name may contain "/"
@@ -390,6 +391,41 @@ async def _read(
 
 
 # acting --------------------------------------------------------------------------------------
+def close_request(major: int) -> dict[str, Any]:
+    """The permit_join request that closes joining, as Zigbee2MQTT `major` takes it."""
+    return {"time": 0} if major >= 2 else {"value": False}
+
+
+def close_command(coordinator: ZigbeeCoordinator, major: int) -> str:
+    """The `mosquitto_pub` that closes joining by hand on this broker: host, port, TLS and the
+    login it needs; the password is read where the command runs (never written here)."""
+    broker = broker_of(coordinator)
+    words = ["mosquitto_pub", "-h", broker.host, "-p", str(broker.port)]
+    if broker.tls:
+        words += ["--cafile", broker.ca_file] if broker.ca_file else ["--capath", "/etc/ssl/certs"]
+    if coordinator.username:
+        words += ["-u", coordinator.username]
+    quoted = [shlex.quote(word) for word in words]
+    if coordinator.password is not None:
+        quoted += ["-P", _password_words(coordinator.password)]
+    topic = _topic(coordinator, "bridge/request/permit_join")
+    quoted += [
+        "-t",
+        shlex.quote(topic),
+        "-m",
+        shlex.quote(json.dumps(close_request(major), separators=(",", ":"))),
+    ]
+    return " ".join(quoted)
+
+
+def _password_words(ref: SecretRef) -> str:
+    if ref.file:
+        return f'"$(cat {shlex.quote(str(ref.file))})"'
+    if ref.env:
+        return f'"${ref.env}"'
+    return "PASSWORD"  # a Prefect Secret block: the operator fills it in
+
+
 async def close_permit_join(
     coordinator: ZigbeeCoordinator, major: int, config: ZigbeeConfig
 ) -> CloseResult:
@@ -398,7 +434,7 @@ async def close_permit_join(
     broker = broker_of(coordinator)
     timeout = config.timeout.total_seconds()
     transaction = f"fleet-alerting-{uuid.uuid4().hex[:12]}"
-    request: dict[str, Any] = {"time": 0} if major >= 2 else {"value": False}
+    request = close_request(major)
     try:
         async with asyncio.timeout(timeout * 3):
             async with _client(broker, coordinator, timeout) as client:

@@ -25,7 +25,14 @@ from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.matchers import compile_go_regex
 from fleet_alerting.core.policy import Evaluation, PolicyFor
 from fleet_alerting.core.signals import Signal
-from fleet_alerting.sources.zigbee.client import INFO, STATE, CloseResult, Observation, broker_of
+from fleet_alerting.sources.zigbee.client import (
+    INFO,
+    STATE,
+    CloseResult,
+    Observation,
+    broker_of,
+    close_command,
+)
 
 SOURCE = "zigbee"
 DEVICE_SOURCE = "zigbee-device"  # per-device availability, one incident per device
@@ -103,6 +110,7 @@ def _signal(
     topic: str | None = None,
     evidence: dict[str, object] | None = None,
     cause: str | None = None,
+    first_steps: tuple[str, ...] = (),
 ) -> Signal:
     labels = {"coordinator": c.name, "check": check, "broker": broker_of(c).label}
     labels |= {"topic": topic} if topic else {}
@@ -115,7 +123,7 @@ def _signal(
         summary=summary,
         target=f"{c.broker.rstrip('/')} {c.base_topic}",
         runbook_url=c.runbook_url,
-        remediation=tuple(c.remediation) if firing else (),
+        remediation=(*first_steps, *c.remediation) if firing else (),
         labels=labels,
         evidence={k: v for k, v in (evidence or {}).items() if v is not None},
     )
@@ -169,7 +177,9 @@ def _permit_signal(obs: Observation, permit: PermitJoin, closed: CloseResult | N
         "zigbee2mqtt": obs.info.version if obs.info else None,
         "auto_close": None if closed is None else ("closed" if closed.closed else "NOT closed"),
     }
-    return _signal(c, "permit_join", True, summary, evidence=evidence)
+    major = obs.info.major if obs.info else 2
+    close = (f"Close joining: {close_command(c, major)}",)
+    return _signal(c, "permit_join", True, summary, evidence=evidence, first_steps=close)
 
 
 def row(

@@ -1,0 +1,452 @@
+"""One lane's delivery of a message, stage by stage (drain.py runs them, one lane per channel):
+
+1. `Gate`: the next message that may go now — its destination not resting, the message due,
+   claimed by this drainer, behind no earlier message of its incident, and a Slack "paged"
+   message only once its page was answered (`page_outcome`);
+2. `send_once`: the in-doubt check — a message an earlier attempt may have delivered goes to a
+   notifier that can look (`Confirms`) as `send_in_doubt`;
+3. `Send`: the attempts of this run, through the one retry loop, within the message's claim;
+4. `Record`: what came of it, in the outbox and the run's report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Literal, TypeVar
+
+import sqlalchemy as sa
+
+from fleet_alerting.config.secrets import redact
+from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
+from fleet_alerting.core.escalation import current_pages
+from fleet_alerting.core.incidents import Kind, Notification
+from fleet_alerting.delivery.channels import Confirms, Notifier
+from fleet_alerting.http.errors import MAX_RETRY_AFTER, AdapterError
+from fleet_alerting.http.retry import with_retries
+from fleet_alerting.store.outbox import Outbox, OutboxItem, Page
+
+log = logging.getLogger("fleet_alerting.delivery")
+MAX_WAIT = 30.0  # longest in-run wait, even if Retry-After asks for more
+CLAIM_SHARE = 0.9  # a send stops (in doubt, tried again) once this share of its lease passed
+DESTINATION_RECHECK = 0.5  # seconds
+PAGE_POLL = 0.02  # seconds between looks at a page a Slack "paged" message waits for
+MAX_SKIPPED_PER_RUN = 5000  # a lane's run ends after this many messages (bounds `done`)
+T = TypeVar("T")
+
+
+@dataclass
+class DrainReport:
+    sent: list[tuple[OutboxItem, str]] = field(default_factory=list)
+    retrying: list[tuple[OutboxItem, str]] = field(default_factory=list)
+    dead: list[tuple[OutboxItem, str]] = field(default_factory=list)
+    held: list[OutboxItem] = field(default_factory=list)  # waiting: earlier message, backoff, pager
+    warnings: list[str] = field(default_factory=list)  # for the run's artifact (paging failed…)
+    store_errors: list[str] = field(default_factory=list)  # the store failed: lanes stopped
+    owed_pages: list[OutboxItem] = field(default_factory=list)  # queued pages that failed before
+
+
+@dataclass(frozen=True)
+class LaneSettings:
+    attempts_per_run: int
+    give_up_after: timedelta
+    sleep: Callable[[float], Awaitable[None]]
+    lease: timedelta
+    park_after: int
+    paged_wait: float
+    now: Callable[[], datetime]
+    claim: timedelta  # what a claim holds at first (and each renewal of a short one)
+    renews: bool  # an idempotent receiver: the claim stays short, renewed while sending
+
+
+class Stop(Exception):
+    """The lane stops for this run (its destination backs off)."""
+
+
+async def db(call: Callable[..., T], *args: object) -> T:
+    """A store call off the event loop, so one lane waiting on a lock never stalls another."""
+    return await asyncio.to_thread(call, *args)
+
+
+def next_attempt_delay(attempts: int) -> timedelta:
+    """When a message that failed `attempts` times is due again."""
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 1800))
+
+
+def destination_backoff(failures: int, retry_after: float | None) -> timedelta:
+    """How long a destination rests after its `failures`-th consecutive failure: what it asked
+    for (Retry-After), else 30 s doubling up to 10 min."""
+    if retry_after is not None:
+        return timedelta(seconds=retry_after)
+    return timedelta(seconds=min(30 * 2 ** max(failures - 1, 0), 600))
+
+
+class DestinationState:
+    """A channel's destination as every drainer sees it: resting after failures or Retry-After
+    (in the store), and whether this lane may have such state to clear after a success."""
+
+    def __init__(self, outbox: Outbox, channel: str, settings: LaneSettings):
+        self.outbox = outbox
+        self.channel = channel
+        self.s = settings
+        self.troubled = True  # the destination may have backoff state to clear after a success
+        self.checked_at = -DESTINATION_RECHECK
+
+    async def wait(self) -> None:
+        """Honour the destination's backoff, whichever drainer set it (Stop: it rests past this
+        run). Read again at most every DESTINATION_RECHECK seconds while all goes well (one read
+        per message is wasted work)."""
+        if not self.troubled and time.monotonic() < self.checked_at + DESTINATION_RECHECK:
+            return
+        self.checked_at = time.monotonic()
+        destination = await db(self.outbox.destination, self.channel)
+        self.troubled = destination.failures > 0 or destination.blocked_until is not None
+        if destination.blocked_until is None:
+            return
+        rest = (destination.blocked_until - self.s.now()).total_seconds()
+        if rest <= 0 or rest > MAX_RETRY_AFTER:  # further off than any capped Retry-After: stale
+            return
+        if rest > MAX_WAIT or destination.failures > 0:
+            raise Stop  # backing off: the next run (or drainer) takes it up
+        await self.s.sleep(rest)  # a short Retry-After another drainer was given
+
+    async def refused(self, error: AdapterError) -> None:
+        """An attempt failed: a Retry-After is told to every drainer at once."""
+        self.troubled = True
+        if error.retry_after is not None:
+            now = self.s.now()
+            until = now + timedelta(seconds=error.retry_after)
+            await db(self.outbox.destination_blocked, self.channel, now, until, str(error))
+
+    async def accepted(self) -> None:
+        if self.troubled:
+            await db(self.outbox.destination_ok, self.channel, self.s.now())
+            self.troubled = False
+
+
+PageOutcome = Notification | Literal["wait", "hold"]
+
+
+def waits_for_page(channel: str, n: Notification) -> bool:
+    """A Slack "paged" message says "paged" only once the pager answered."""
+    return n.kind == Kind.paged and channel in SLACK_CHANNELS and bool(n.incident.paged_via)
+
+
+async def page_outcome(outbox: Outbox, item: OutboxItem, owner: str, now: datetime) -> PageOutcome:
+    """The Slack "paged" message as it may go out now; else "wait" while its page is due and its
+    pager not backing off (a pager lane, here or in another drainer, is sending it: the lane
+    comes back to it after its other messages, for up to `paged_wait` seconds), or "hold" (the
+    page is retrying in a later run).
+
+    The pages are the incident's latest `paged` rows to each pager of the step it is on (not
+    earlier steps' pagers) queued before this one (the same evaluation queues pagers first)."""
+    n = item.notification
+    pagers = list(current_pages(n.incident) or n.incident.paged_via)
+    pages = await db(outbox.pages_before, n.incident.key, pagers, item.id)
+    pending = [p for p in pages if p.status == "queued"]
+    if pending:
+        return "wait" if await _worth_waiting(outbox, pending, owner, now) else "hold"
+    failed = [f"{p.channel}: {_short(p.last_error)}" for p in pages if p.status == "dead"]
+    if not failed:
+        return n
+    accepted = tuple(p.channel for p in pages if p.status == "sent")
+    esc = n.incident.escalation
+    kept = tuple(p for p in esc.pages if p.step != esc.step or p.channel in accepted)
+    incident = replace(n.incident, paged_via=accepted, escalation=replace(esc, pages=kept))
+    return replace(n, incident=incident, paging_failed="; ".join(failed))
+
+
+async def _worth_waiting(outbox: Outbox, pending: list[Page], owner: str, now: datetime) -> bool:
+    for page in pending:
+        if page.next_attempt_at > now:
+            return False  # retrying in a later run
+        if page.held_by_other(owner, now):
+            return False  # its drainer sends it (or died: the next run does); not waited on
+        destination = await db(outbox.destination, page.channel)
+        if destination.blocked_until and destination.blocked_until > now:
+            return False
+    return True
+
+
+def _short(error: str | None) -> str:
+    return (error or "unknown error").removeprefix("permanent: ")
+
+
+class Gate:
+    """Stage 1: the lane's next message that may go now, claimed (SHORT_LEASE at first), with
+    the notification to send; None when nothing more is claimable in this run."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        channel: str,
+        owner: str,
+        settings: LaneSettings,
+        destination: DestinationState,
+        held: list[OutboxItem],
+    ):
+        self.outbox = outbox
+        self.channel = channel
+        self.owner = owner
+        self.s = settings
+        self.destination = destination
+        self.held = held  # the report's: messages left waiting
+        self.done: set[int] = set()  # handled (or deliberately left) by this lane in this run
+        self.deferred: set[int] = set()  # Slack "paged" messages whose page is being sent
+        self.deferred_until = time.monotonic() + settings.paged_wait
+
+    async def next(self) -> tuple[OutboxItem, Notification] | None:
+        while len(self.done) < MAX_SKIPPED_PER_RUN:
+            await self.destination.wait()
+            item = await db(
+                self.outbox.claim_next, self.channel, self.owner, self.s.now(), self.s.claim,
+                self.done,
+            )  # fmt: skip
+            if item is None and self.deferred:  # "paged" messages waiting for their pages
+                await asyncio.sleep(PAGE_POLL)
+                self.done -= self.deferred
+                self.deferred.clear()
+                continue
+            if item is None:
+                return None  # nothing claimable: done, or the rest is another drainer's
+            self.done.add(item.id)
+            n = await self._ready(item)
+            if n is not None:
+                return item, n
+        return None
+
+    async def _ready(self, item: OutboxItem) -> Notification | None:
+        if not waits_for_page(self.channel, item.notification):
+            return item.notification
+        outcome = await page_outcome(self.outbox, item, self.owner, self.s.now())
+        if isinstance(outcome, Notification):
+            return outcome
+        await db(self.outbox.release, item.id, self.owner)
+        if outcome == "wait" and time.monotonic() < self.deferred_until:
+            self.deferred.add(item.id)  # the pager lane is on it: back after the others
+        else:
+            self.held.append(item)
+        return None
+
+
+async def send_once(notifier: Notifier, n: Notification, doubt: bool, since: datetime) -> str:
+    """Stage 2, the in-doubt check: a message an earlier attempt may have delivered goes to a
+    notifier that can look at its destination (`Confirms`) as `send_in_doubt`, which sends only
+    what is not there yet; others send it again (a pager folds it by dedup key)."""
+    if doubt and isinstance(notifier, Confirms):
+        return await notifier.send_in_doubt(n, since)
+    return await notifier.send(n)
+
+
+@dataclass(frozen=True)
+class Sent:
+    receipt: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The destination refused or did not answer (an AdapterError), or an unexpected error came
+    up (after a post, say: always in doubt); `doubt`: it may have the message anyway."""
+
+    error: Exception
+    attempts: int
+    doubt: bool
+
+
+@dataclass(frozen=True)
+class TakenOver:
+    """The claim was lost while sending: the drainer that holds it now delivers it."""
+
+
+Outcome = Sent | Failed | TakenOver
+
+
+class _ClaimLost(Exception):
+    """The claim could not be renewed: another drainer may hold the message, so no more tries."""
+
+
+class _Later(Exception):
+    """The destination asked for a pause longer than a run waits: no more tries in this run."""
+
+    def __init__(self, error: AdapterError):
+        super().__init__(str(error))
+        self.error = error
+
+
+class Send:
+    """Stage 3: the attempts of this run at one message, within its claim. `refused` is told of
+    every failed attempt (the destination's state)."""
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        n: Notification,
+        item: OutboxItem,
+        settings: LaneSettings,
+        refused: Callable[[AdapterError], Awaitable[None]],
+    ):
+        self.notifier = notifier
+        self.n = n
+        self.since = item.created_at
+        self.s = settings
+        self.refused = refused
+        self.attempts = item.attempts
+        self.doubt = item.in_doubt  # an earlier attempt may have delivered it: ask, where one can
+        # a request may be on its way (cleared by an answer: a cut-off request keeps it set)
+        self.sending = False
+        self.last: AdapterError | None = None
+        self.claim_lost = asyncio.Event()
+
+    async def run(self, claim: asyncio.Timeout) -> Outcome:
+        """All attempts, stopped by `claim` running out (never sending past the claim: once it
+        runs out another drainer may take the message over) or by `claim_lost`."""
+        try:
+            async with claim:
+                receipt = await with_retries(
+                    self._attempt,
+                    self.s.attempts_per_run,
+                    max_wait=MAX_WAIT,
+                    sleep=self.s.sleep,
+                    on_attempt=self._counted,
+                )
+        except TimeoutError as exc:
+            return self._timed_out(exc, claim.expired())
+        except AdapterError as exc:
+            return Failed(exc, self.attempts, self.doubt)
+        except _ClaimLost:
+            return TakenOver()
+        except _Later as later:
+            return Failed(later.error, self.attempts, self.doubt)
+        except Exception as exc:  # anything else: retry later, then park it
+            return Failed(exc, self.attempts, True)
+        return Sent(receipt, self.attempts)
+
+    def _counted(self) -> None:
+        self.attempts += 1
+
+    async def _attempt(self) -> str:
+        if self.claim_lost.is_set():
+            raise _ClaimLost
+        try:
+            self.sending = True
+            return await send_once(self.notifier, self.n, self.doubt, self.since)
+        except AdapterError as exc:
+            self.sending, self.last = False, exc
+            self.doubt = self.doubt or exc.maybe_sent
+            await self.refused(exc)
+            if exc.retry_after is not None and exc.retry_after > MAX_WAIT:
+                raise _Later(exc) from None
+            raise
+
+    def _timed_out(self, exc: TimeoutError, claim_expired: bool) -> Outcome:
+        if not claim_expired:  # not the claim's: unexpected, like any other error
+            return Failed(exc, self.attempts, True)
+        if self.sending or self.last is None:  # cut off in the middle of a send: may have arrived
+            cut = f"still sending when {CLAIM_SHARE:.0%} of its claim had passed: tried again"
+            return Failed(AdapterError(cut, permanent=False, maybe_sent=True), self.attempts, True)
+        return Failed(self.last, self.attempts, self.doubt)  # cut off waiting: the answer stands
+
+
+@dataclass
+class Record:
+    """Stage 4: what came of a message, in the outbox (sent, retrying, dead) and the report."""
+
+    outbox: Outbox
+    channel: str
+    owner: str
+    s: LaneSettings
+    notifier_name: str
+    destination: DestinationState
+    report: DrainReport
+
+    async def __call__(self, item: OutboxItem, outcome: Outcome) -> None:
+        """Stop: the destination failed, the lane rests for this run."""
+        match outcome:
+            case Sent(receipt, attempts):
+                await self.sent(item, attempts, receipt)
+            case Failed(AdapterError() as error, attempts, doubt):
+                await self.failed(item, attempts, error, doubt)
+            case Failed(error, attempts):
+                await self.unexpected(item, attempts, error)
+
+    async def sent(self, item: OutboxItem, attempts: int, receipt: str) -> None:
+        # The crash window: the destination has the message, the store does not know yet. Marked
+        # on the event loop itself, in the same step as the answer arrived (no hand-over to a
+        # thread, no await in between): one small UPDATE commit.
+        for pause in (0.05, 0.2, 1.0, None):
+            try:
+                self.outbox.mark_sent(item.id, self.owner, attempts, receipt)
+                break
+            except sa.exc.OperationalError:
+                if pause is None:
+                    raise
+                await asyncio.sleep(pause)
+        self.report.sent.append((item, receipt))
+        await self.destination.accepted()
+
+    async def failed(
+        self, item: OutboxItem, attempts: int, error: AdapterError, doubt: bool
+    ) -> None:
+        reason = redact(str(error))
+        now = self.s.now()
+        if error.permanent:
+            await self._dead(item, attempts, f"permanent: {reason}", reason)
+            return
+        destination = await db(
+            self.outbox.destination_failed,
+            self.channel,
+            now,
+            now + destination_backoff(1, error.retry_after),
+            reason,
+        )
+        if destination.failures > 1 and error.retry_after is None:  # consecutive: back off more
+            until = now + destination_backoff(destination.failures, None)
+            await db(self.outbox.destination_blocked, self.channel, now, until, reason)
+        if now - item.created_at >= self.s.give_up_after:
+            await self._dead(item, attempts, f"gave up after {attempts} attempts: {reason}", reason)
+        else:
+            next_at = now + next_attempt_delay(attempts)
+            await db(
+                self.outbox.mark_retry, item.id, self.owner, attempts, next_at, reason, None, doubt
+            )
+            self.report.retrying.append((item, reason))
+        raise Stop
+
+    async def unexpected(self, item: OutboxItem, attempts: int, error: Exception) -> None:
+        """Retried later (in doubt: it may have come after a post), parked after `park_after`."""
+        reason = redact(f"{type(error).__name__}: {error}")
+        errors = item.errors + 1
+        if errors >= self.s.park_after:
+            why = f"parked after {errors} unexpected errors: {reason}"
+            await db(self.outbox.mark_dead, item.id, self.owner, attempts, why, errors)
+            log.error("dead letter: %s (%s): %s", self.channel, self.notifier_name, why)
+            self.report.dead.append((item, why))
+            self._page_warning(item, why)
+            return
+        next_at = self.s.now() + next_attempt_delay(errors)
+        await db(
+            self.outbox.mark_retry, item.id, self.owner, attempts, next_at, reason, errors, True
+        )
+        self.report.retrying.append((item, reason))
+
+    async def _dead(self, item: OutboxItem, attempts: int, why: str, reason: str) -> None:
+        await db(self.outbox.mark_dead, item.id, self.owner, attempts, why)
+        log.error(
+            "dead letter: %s (%s) refused %s of incident %s: %s",
+            self.channel, self.notifier_name, item.notification.kind,
+            item.notification.incident.key, why,
+        )  # fmt: skip
+        self.report.dead.append((item, reason))
+        self._page_warning(item, reason)
+
+    def _page_warning(self, item: OutboxItem, reason: str) -> None:
+        n = item.notification
+        if pager_of(self.channel) is not None and n.kind == Kind.paged:
+            self.report.warnings.append(
+                f"PAGING FAILED via {self.channel}: {reason} (incident {n.incident.key})"
+            )

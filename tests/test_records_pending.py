@@ -1,0 +1,203 @@
+"""A storm's opening run: pending failures observed again the same are taken from their brief
+(`Records.pending_as_observed`), never read and parsed — and the engine decides exactly what it
+decides with every record read in full. Also `evolve`, the engine's `dataclasses.replace`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from fleet_alerting.config.schema import PrometheusConfig
+from fleet_alerting.core import incidents
+from fleet_alerting.core.incidents import Acts, Escalation, Incident, Page, Records, State
+from fleet_alerting.core.links import LinksConfig
+from fleet_alerting.core.policy import Evaluation, PolicyConfig, default_policies, evaluate
+from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.core.storms import StormRules, decide
+from fleet_alerting.sources.blackbox.client import ProbeResult, ProbeTarget, to_signal
+from fleet_alerting.sources.prometheus.judge import (
+    Series,
+    WatchOutcome,
+    active_watches,
+    evaluate_watches,
+)
+from fleet_alerting.store.database import Store
+
+T0 = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+LINKS = LinksConfig(grafana_url="https://grafana.test/", prometheus_url="http://p:9090")
+WATCH = next(w for w in active_watches(PrometheusConfig()) if w.name == "RoleAgentFailure")
+
+
+def series(host: str, value: float = 0.0) -> Signal:
+    labels = {"__name__": "role_agent_last_run_success", "host": host, "job": "node"}
+    outcome = WatchOutcome(WATCH, [Series(labels, value)], None)
+    return evaluate_watches([outcome], LINKS).signals[0]
+
+
+def probe(name: str, status: int = 500, severity: Severity = Severity.warning) -> Signal:
+    target = ProbeTarget(name, f"https://{name}.test/healthz", severity)
+    return to_signal(ProbeResult(target, status < 400, status, 12.0, f"HTTP {status}"))
+
+
+def odd_probe(name: str) -> Signal:
+    """What a probe says of a target blackbox_exporter could not probe (an odd answer)."""
+    target = ProbeTarget(name, f"https://{name}.test/healthz", Severity.warning)
+    return to_signal(ProbeResult(target, False, None, None, "no answer", observed=False))
+
+
+Edit = Callable[[Incident], Incident]
+
+
+def acked(incident: Incident) -> Incident:
+    return replace(incident, acts=Acts(acked_by="ann", acked_at=T0, changed_at=T0))
+
+
+def inhibited(incident: Incident) -> Incident:
+    return replace(incident, inhibited_by="prometheus/Other:host=x")
+
+
+def grouped(incident: Incident) -> Incident:
+    return replace(incident, group="group/prometheus/RoleAgentFailure:severity=critical")
+
+
+def told(incident: Incident) -> Incident:
+    return replace(incident, last_notified_at=T0)
+
+
+# (case, the first observation, the edit of its stored record, the second, open_after,
+#  whether the second run reads no record)
+CASES: list[tuple[str, Signal, Edit | None, Signal, int, bool]] = [
+    ("watch series opens", series("pi-1"), None, series("pi-1"), 2, True),
+    ("watch series stays pending", series("pi-1"), None, series("pi-1"), 3, True),
+    ("probe opens", probe("api"), None, probe("api"), 2, True),
+    ("odd answer stays as it was", odd_probe("api"), None, odd_probe("api"), 2, True),
+    ("another value: full read", series("pi-1"), None, series("pi-1", -1.0), 2, False),
+    ("another status: full read", probe("api", 500), None, probe("api", 503), 2, False),
+    (
+        "another severity: full read",
+        probe("api"),
+        None,
+        probe("api", severity=Severity.info),
+        2,
+        False,
+    ),
+    ("recovers: full read", probe("api"), None, probe("api", 200), 2, False),
+    ("acknowledged: full read", series("pi-1"), acked, series("pi-1"), 2, False),
+    ("inhibited: full read", series("pi-1"), inhibited, series("pi-1"), 2, False),
+    ("grouped: full read", series("pi-1"), grouped, series("pi-1"), 2, False),
+    ("told: full read", series("pi-1"), told, series("pi-1"), 2, False),
+]
+
+
+def two_runs(
+    tmp_path: Path, first: Signal, edit: Edit | None, again: Signal, policy: PolicyConfig
+) -> tuple[Store, Evaluation, int]:
+    """Store `first` (pending), edit its record as stored, then evaluate `again` through the
+    store, checked equal to the evaluation from every record read in full; returns the store,
+    the evaluation and how many records it read."""
+    store = Store(tmp_path / "state.sqlite")
+    store.evaluate(lambda records: evaluate([first], records, lambda _s: policy, T0), T0)
+    if edit is not None:
+        stored = store.incident(first.key)
+        assert stored is not None
+        store.record(Evaluation([edit(stored)], []), T0)
+    read: list[int] = []
+
+    def through_records(records: Mapping[str, Incident]) -> Evaluation:
+        assert isinstance(records, Records)
+        # the slow path, on the same store state: every record read in full
+        full = dict(store.unresolved())
+        expected = evaluate([again], full, lambda _s: policy, T0 + timedelta(minutes=1))
+        got = evaluate([again], records, lambda _s: policy, T0 + timedelta(minutes=1))
+        read.append(records.loaded)
+        assert got == expected
+        return got
+
+    evaluation, _ = store.evaluate(through_records, T0 + timedelta(minutes=1))
+    return store, evaluation, read[0]
+
+
+@pytest.mark.parametrize(
+    ("first", "edit", "again", "open_after", "unread"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_the_second_observation_is_decided_as_with_every_record_read(
+    tmp_path: Path,
+    first: Signal,
+    edit: Edit | None,
+    again: Signal,
+    open_after: int,
+    unread: bool,
+) -> None:
+    policy = PolicyConfig(open_after=open_after, page=["pagerduty"], mirror=True)
+    store, evaluation, loaded = two_runs(tmp_path, first, edit, again, policy)
+    assert loaded == (0 if unread else 1)
+    stored = store.incident(again.key)
+    assert stored is not None and evaluation.incidents
+    assert stored == evaluation.incidents[0]  # what was written reads back as decided
+    store.close()
+
+
+def test_a_storm_opening_reads_no_record_and_decides_as_with_every_record_read(
+    tmp_path: Path,
+) -> None:
+    """50 series and a probe pending: the storm passes (fleet aggregates, inhibition, grouping,
+    the per-run bound) decide the same from briefs as from the records."""
+    policies = default_policies()
+    rules = StormRules()
+    hosts = [f"pi-{n:03d}" for n in range(50)]
+
+    def signals() -> list[Signal]:
+        labels = [{"host": h, "job": "node"} for h in hosts]
+        outcome = WatchOutcome(WATCH, [Series(x, 0.0) for x in labels], None)
+        return [*evaluate_watches([outcome], LINKS).signals, probe("api")]
+
+    store = Store(tmp_path / "state.sqlite")
+    store.evaluate(lambda r: decide(signals(), r, policies.__getitem__, rules, T0), T0)
+    later = T0 + timedelta(minutes=1)
+    read: list[int] = []
+
+    def through_records(records: Mapping[str, Incident]) -> Evaluation:
+        assert isinstance(records, Records)
+        expected = decide(signals(), dict(store.unresolved()), policies.__getitem__, rules, later)
+        got = decide(signals(), records, policies.__getitem__, rules, later)
+        read.append(records.loaded)
+        assert got == expected
+        return got
+
+    evaluation, queued = store.evaluate(through_records, later)
+    assert read == [0]
+    assert len(evaluation.incidents) == len(hosts) + 2  # the members, the probe, the group
+    assert queued == 3  # the group (Slack + mirror), the probe (Slack)
+    store.close()
+
+
+PAGED = Escalation(step=1, steps=2, pages=(Page("pagerduty", T0, 1),))
+RECORD = Incident("k", "s", Severity.critical, State.firing, T0, T0, probe("api"), escalation=PAGED)
+
+
+@pytest.mark.parametrize(
+    ("record", "changes"),
+    [
+        (RECORD, {}),
+        (RECORD, {"state": State.paged, "paged_via": ("pagerduty",), "reminders": 3}),
+        (RECORD, {"acts": Acts(acked_by="ann"), "signal": probe("db"), "group": None}),
+        (RECORD.escalation, {"step": 2, "next_at": T0, "next_to": ("oncall",)}),
+        (RECORD.acts, {"silenced_by": "bob", "silenced_until": T0}),
+    ],
+)
+def test_evolve_is_dataclasses_replace(record: object, changes: dict[str, object]) -> None:
+    new = incidents.evolve(record, **changes)
+    assert new == replace(record, **changes)  # type: ignore[type-var]
+    assert type(new) is type(record) and new is not record
+    assert vars(new) == vars(replace(record, **changes))  # type: ignore[type-var]
+
+
+def test_evolve_refuses_a_field_the_record_does_not_have() -> None:
+    with pytest.raises(TypeError, match="no field 'stae'"):
+        incidents.evolve(RECORD, stae=State.paged)
