@@ -7,7 +7,7 @@ summary, description, runbook and generator URL, as Prometheus posts them). Per 
   any client reading the same answer does;
 - **ours**: what the flow does with the answer's alerts: the Alertmanager client (the same GET,
   the alerts read), `to_signals`, and the store's evaluation as the pipeline runs it
-  (`evaluate_and_record` with the vanish of `gone`, storm passes included, one transaction).
+  (`evaluate_and_record` with the `unseen` of the judge, storm passes included, one transaction).
 
 Run 1 opens the incidents (open_after 1: Alertmanager debounces), runs 2+ are the steady state.
 Each `--code LABEL=DIR` checkout runs in a child process of its own with PYTHONPATH=DIR; the
@@ -79,7 +79,7 @@ async def child(url: str, runs: int, workdir: Path) -> list[dict[str, float]]:
     from fleet_alerting.core.policy import default_policies
     from fleet_alerting.core.signals import Severity
     from fleet_alerting.sources.alertmanager.client import Alertmanager
-    from fleet_alerting.sources.alertmanager.judge import gone, to_signals
+    from fleet_alerting.sources.alertmanager.judge import to_signals, unseen
     from fleet_alerting.store.database import Store
     from fleet_alerting.tasks.pipeline import evaluate_and_record
 
@@ -107,7 +107,7 @@ async def child(url: str, runs: int, workdir: Path) -> list[dict[str, float]]:
                 signals,
                 lambda _s: policy,
                 now,
-                vanish=lambda incidents, s=signals: gone(s, incidents, [rule.name]),
+                unseen=lambda incidents, s=signals: unseen(s, incidents, [rule.name]),
             )
             t4 = time.perf_counter()
             rows.append(

@@ -116,7 +116,7 @@ async def bench(url: str, hosts: int, runs: int, store_path: Path) -> list[dict[
                 marks["read"] = time.perf_counter()
                 seen = {s.key for s in result.signals}  # what the pipeline hands to `vanish`
                 unseen = [incidents[k] for k in incidents if k not in seen]
-                signals = result.signals + result.vanished(unseen)
+                signals = result.signals + result.unseen(unseen)
                 evaluation = evaluate(signals, incidents, policies.__getitem__, now)
                 marks["decided"] = time.perf_counter()
                 return evaluation

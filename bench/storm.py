@@ -100,7 +100,7 @@ async def bench(
                 marks["read"] = time.perf_counter()
                 seen = {s.key for s in result.signals}  # what the pipeline hands to `vanish`
                 unseen = [incidents[k] for k in incidents if k not in seen]
-                signals = result.signals + result.vanished(unseen)
+                signals = result.signals + result.unseen(unseen)
                 if storms:
                     evaluation = decide(signals, incidents, policy_for, rules, now)
                 else:

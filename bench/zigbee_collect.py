@@ -145,7 +145,7 @@ def main() -> int:
             if not args.no_flow:
                 os.environ.setdefault("PREFECT_HOME", str(folder / "prefect"))
                 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-                from fleet_alerting.flows.zigbee_probe import zigbee_probe
+                from fleet_alerting.flows.watches import zigbee_probe
 
                 asyncio.run(zigbee_probe(str(folder / "config.yaml")))  # starts the ephemeral API
                 flow_t = []

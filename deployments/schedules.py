@@ -1,6 +1,6 @@
 """Every deployment: which flow, how often, with which parameters — and which of them `serve`
-runs for a given config. prefect.yaml mirrors SCHEDULES for a process work pool; a test keeps the
-two in step."""
+runs for a given config. The watches' come from the registry (sources/registry.py); prefect.yaml
+mirrors SCHEDULES for a process work pool, and a test keeps the two in step."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from fleet_alerting.sources.registry import WATCHES
 
 if TYPE_CHECKING:  # listing the schedules (every CLI start) must not load the config schema
     from fleet_alerting.config import Config
@@ -28,41 +30,7 @@ WATCH = {"config_path": "."}  # `serve --config` puts the config file's absolute
 EVERY_MINUTE = "* * * * *"
 
 SCHEDULES: list[Schedule] = [
-    Schedule(
-        "blackbox-probe",
-        "scheduled",
-        EVERY_MINUTE,
-        "Probe the Fleet API and device health endpoints; alert and page on persistent failures",
-        WATCH,
-    ),
-    Schedule(
-        "alertmanager-escalation",
-        "scheduled",
-        EVERY_MINUTE,
-        "Page critical Alertmanager alerts that persist past the window; resolve when they clear",
-        WATCH,
-    ),
-    Schedule(
-        "fleet-events",
-        "scheduled",
-        EVERY_MINUTE,
-        "Read the Fleet API event feed; command.failed and audio.upload errors to Slack",
-        WATCH,
-    ),
-    Schedule(
-        "zigbee-probe",
-        "scheduled",
-        EVERY_MINUTE,
-        "Zigbee2MQTT coordinators: offline, broker unreachable, permit join open past its window",
-        WATCH,
-    ),
-    Schedule(
-        "prometheus-watches",
-        "scheduled",
-        EVERY_MINUTE,
-        "Role agents failing or stale, device-failure spikes, open circuit breakers",
-        WATCH,
-    ),
+    *(Schedule(w.name, "scheduled", EVERY_MINUTE, w.description, WATCH) for w in WATCHES),
     Schedule(
         "quarterly-audit",
         "quarterly",
@@ -79,11 +47,7 @@ SCHEDULES: list[Schedule] = [
 
 # What makes a flow worth serving: the config section it reads (README, "Which watches run").
 CONFIGURED: dict[str, tuple[str, Callable[[Config], bool]]] = {
-    "blackbox-probe": ("blackbox", lambda c: "blackbox" in c.model_fields_set),
-    "alertmanager-escalation": ("alertmanager", lambda c: c.alertmanager is not None),
-    "fleet-events": ("fleet_api", lambda c: c.fleet_api is not None),
-    "zigbee-probe": ("zigbee", lambda c: "zigbee" in c.model_fields_set),
-    "prometheus-watches": ("prometheus.url", lambda c: c.prometheus.url is not None),
+    w.name: (w.section, w.configured) for w in WATCHES
 }
 AUDIT_MARKER = "alertmanager_file"  # the audit is served when this file exists
 

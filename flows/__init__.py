@@ -1,20 +1,16 @@
-"""Every flow by name. Entrypoints are strings so listing them imports no Prefect."""
+"""Every flow by name: the watches' (one factory builds them from the registry) and the quarterly
+audit. Entrypoints are strings so listing them imports no Prefect."""
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
+from fleet_alerting.sources.registry import WATCHES, flow_attribute
+
 ENTRYPOINTS: dict[str, str] = {
-    "blackbox-probe": "fleet_alerting.flows.blackbox_probe:blackbox_probe",
-    "quarterly-audit": "fleet_alerting.flows.quarterly_audit:quarterly_audit",
-    "alertmanager-escalation": (
-        "fleet_alerting.flows.alertmanager_escalation:alertmanager_escalation"
-    ),
-    "fleet-events": "fleet_alerting.flows.fleet_events:fleet_events",
-    "zigbee-probe": "fleet_alerting.flows.zigbee_probe:zigbee_probe",
-    "prometheus-watches": "fleet_alerting.flows.prometheus_watches:prometheus_watches",
-}
+    w.name: f"fleet_alerting.flows.watches:{flow_attribute(w)}" for w in WATCHES
+} | {"quarterly-audit": "fleet_alerting.flows.quarterly_audit:quarterly_audit"}
 
 
 def get_flow(name: str) -> Any:

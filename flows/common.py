@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 from fleet_alerting.config import Config, ConfigError, load_config
@@ -13,9 +12,8 @@ from fleet_alerting.core.channels import Channel, pager_of
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.grouping import PREFIX as GROUP
 from fleet_alerting.core.incidents import Incident, State
-from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.policy import Evaluation
-from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.core.wording import count
 from fleet_alerting.delivery.drain import DrainReport
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.errors import StoreError
@@ -71,25 +69,6 @@ def store_errors_fail_the_run(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awai
             return Failed(message=str(exc))  # type: ignore[return-value]
 
     return run
-
-
-def config_dir(config: Config) -> Path:
-    return config.source_file.parent if config.source_file else Path.cwd()
-
-
-def problem_signals(source: str, problems: Sequence[str]) -> list[Signal]:
-    """A broken input (unreadable targets file, garbage payload) as a warning of its own, so an
-    operator hears of it while everything else keeps being checked."""
-    return [
-        Signal(
-            key=signal_key(source, problem=problem.split(":")[0]),
-            source=source,
-            firing=True,
-            severity=Severity.warning,
-            summary=problem,
-        )
-        for problem in problems
-    ]
 
 
 def summarize(evaluation: Evaluation, report: DrainReport) -> dict[str, int]:
@@ -182,22 +161,6 @@ CHANNEL_WORDS = {
     Channel.pagerduty: "pagerduty",
     Channel.oncall: "oncall",
 }
-
-
-def count(n: int, noun: str, plural: str | None = None) -> str:
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
-
-
-def listed(names: Sequence[str], most: int = 3) -> str:
-    more = f", and {len(names) - most} more" if len(names) > most else ""
-    return ", ".join(names[:most]) + more
-
-
-def described(whole: str, problems: Sequence[str], fine: str) -> str:
-    """`3 targets probed, all healthy` or `3 targets probed, 1 failing (api)`; empty problems
-    are left out."""
-    said = [p for p in problems if p]
-    return f"{whole}, {', '.join(said) if said else fine}"
 
 
 async def publish(

@@ -69,7 +69,7 @@ def run_demo(
 ) -> int:
     """`run_round(config_path)` runs the probe once (the CLI passes `run`'s way: recorded in a
     Prefect server if there is one, else plainly); by default the flow as a plain call."""
-    from fleet_alerting.flows.blackbox_probe import blackbox_probe
+    from fleet_alerting.flows.watches import blackbox_probe
 
     run_round = run_round or (lambda path: blackbox_probe.fn(config_path=path))
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Fleet)

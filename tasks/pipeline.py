@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy import Connection
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.channels import pager_of
-from fleet_alerting.core.incidents import Incident, unseen
+from fleet_alerting.core.incidents import Incident
+from fleet_alerting.core.incidents import unseen as unnamed
 from fleet_alerting.core.muting import SILENCE, MaintenanceConfig, Muting
 from fleet_alerting.core.policy import Evaluation, PolicyFor
 from fleet_alerting.core.signals import Signal
@@ -17,13 +18,11 @@ from fleet_alerting.core.storms import StormRules, decide
 from fleet_alerting.delivery.deliver import deliver
 from fleet_alerting.delivery.drain import DrainReport
 from fleet_alerting.http.clients import shared_client
+from fleet_alerting.sources.watch import Announce, Unseen
 from fleet_alerting.store import history, silences
 from fleet_alerting.store.actions import history as action_history
 from fleet_alerting.store.database import Retention, Store
 from fleet_alerting.tasks.runtime import run_logger, step, tracked
-
-Vanish = Callable[[Iterable[Incident]], list[Signal]]
-Announce = Callable[[Mapping[str, Incident], Evaluation, PolicyFor, datetime], Evaluation]
 
 LOGGED_CHANGES = 100  # a storm changes thousands of incidents: the log names the first ones
 
@@ -33,16 +32,16 @@ def record_signals(
     config: Config,
     signals: list[Signal],
     now: datetime,
-    vanished_sources: dict[str, str] | None = None,
+    unseen_sources: dict[str, str] | None = None,
     policy_for: PolicyFor | None = None,
-    vanish: Vanish | None = None,
+    unseen: Unseen | None = None,
     announce: Announce | None = None,
 ) -> Evaluation:
     """One transaction: incident changes and the notifications they cause.
 
-    `vanished_sources` maps a source to a reason: that source's open incidents which the signals
+    `unseen_sources` maps a source to a reason: that source's open incidents which the signals
     no longer mention count as recovered (a host gone from a query result, a target removed).
-    `vanish`, given the unresolved incidents the signals do not name, returns ok-signals for those
+    `unseen`, given the unresolved incidents the signals do not name, returns ok-signals for those
     a source knows to be over (finer than a whole source: only what this run could observe).
     `announce`, given the incidents before and the evaluation, adds what the engine does not tell
     (a changed cause of an open incident), in the same transaction.
@@ -53,8 +52,8 @@ def record_signals(
             signals,
             policy_for or config.policy,
             now,
-            vanished_sources,
-            vanish,
+            unseen_sources,
+            unseen,
             announce,
             config.storm_rules(),
             config.maintenance_rules(),
@@ -88,8 +87,8 @@ def evaluate_and_record(
     signals: list[Signal],
     policy_for: PolicyFor,
     now: datetime,
-    vanished_sources: dict[str, str] | None = None,
-    vanish: Vanish | None = None,
+    unseen_sources: dict[str, str] | None = None,
+    unseen: Unseen | None = None,
     announce: Announce | None = None,
     rules: StormRules | None = None,
     maintenance: MaintenanceConfig | None = None,
@@ -103,10 +102,10 @@ def evaluate_and_record(
     observed: list[Signal] = []
 
     def decide_now(incidents: Mapping[str, Incident]) -> Evaluation:
-        everything = signals + (vanish(unseen(incidents, signals)) if vanish is not None else [])
+        everything = signals + (unseen(unnamed(incidents, signals)) if unseen is not None else [])
         observed[:] = everything
         evaluation = decide(
-            everything, incidents, policy_for, rules or StormRules(), now, vanished_sources, muting
+            everything, incidents, policy_for, rules or StormRules(), now, unseen_sources, muting
         )
         if announce is not None:
             evaluation = announce(incidents, evaluation, policy_for, now)
@@ -114,7 +113,7 @@ def evaluate_and_record(
         return evaluation
 
     def remember(conn: Connection) -> int:
-        return history.record(conn, store.dialect, observed, vanished_sources, now)
+        return history.record(conn, store.dialect, observed, unseen_sources, now)
 
     result = store.evaluate(decide_now, now, also=remember)
     silences.record_muted(store, newly_muted, now)

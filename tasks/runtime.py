@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from fleet_alerting.sources.watch import use_runtime
+
 LOGGER = logging.getLogger("fleet_alerting.run")
 _PLAIN = False
 
@@ -88,3 +90,25 @@ def step(name: str, **options: Any) -> Callable[[Callable[..., Any]], Step]:
         return Step(fn, name, options)
 
     return decorate
+
+
+class WatchRuntime:
+    """How the watches' steps and logs (sources/watch.py) run here: a step is a `Step` (a Prefect
+    task run inside a flow run, a plain call outside one), a log line goes to `run_logger`."""
+
+    def __init__(self) -> None:
+        self._steps: dict[tuple[str, Callable[..., Any]], Step] = {}
+
+    def call(
+        self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        known = self._steps.get((name, fn))
+        if known is None:
+            known = self._steps[(name, fn)] = Step(fn, name, {})
+        return known(*args, **kwargs)
+
+    def logger(self) -> logging.Logger | logging.LoggerAdapter:
+        return run_logger()
+
+
+use_runtime(WatchRuntime())

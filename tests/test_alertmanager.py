@@ -178,7 +178,7 @@ def fleet_events() -> list[dict]:
 def test_escalation_pages_once_never_when_silenced_and_resolves(
     prefect_api: str, alertmanager: str, config_file: Path
 ) -> None:
-    from fleet_alerting.flows.alertmanager_escalation import alertmanager_escalation
+    from fleet_alerting.flows.watches import alertmanager_escalation
 
     api = "https://fleet.example.org/api/healthz"
     post_alert(  # matched by the blackbox rule (not by severity): failing for 10 min → pages
@@ -275,7 +275,7 @@ def test_escalation_pages_once_never_when_silenced_and_resolves(
 def test_alertmanager_down_is_one_warning_and_resolves_nothing(
     prefect_api: str, tmp_path: Path
 ) -> None:
-    from fleet_alerting.flows.alertmanager_escalation import alertmanager_escalation
+    from fleet_alerting.flows.watches import alertmanager_escalation
 
     down = f"http://127.0.0.1:{free_port()}"
     config = tmp_path / "config.yaml"

@@ -47,7 +47,7 @@ def parse_time(value: str) -> datetime:
 def test_silence_creates_a_real_silence_the_next_run_respects_and_unsilence_expires_it(
     prefect_api: str, alertmanager: str, config_file: Path
 ) -> None:
-    from fleet_alerting.flows.alertmanager_escalation import alertmanager_escalation
+    from fleet_alerting.flows.watches import alertmanager_escalation
 
     labels = {"alertname": "ApiDown", "severity": "critical", "instance": "fleet-api:443"}
     post_alert(alertmanager, timedelta(minutes=2), **labels)

@@ -92,7 +92,7 @@ def watch_run(url: str, *watches: WatchConfig):
 
 
 class Engine:
-    """The engine and the run's `vanished` as the prometheus-watches flow wires them."""
+    """The engine and the run's `unseen` as the prometheus-watches flow wires them."""
 
     def __init__(self, policy: PolicyConfig):
         self.policy = policy
@@ -101,7 +101,7 @@ class Engine:
 
     def step(self, result) -> list[tuple[str, str]]:  # (kind, key) of each notification
         self.at += timedelta(minutes=1)
-        signals = result.signals + result.vanished(self.incidents.values())
+        signals = result.signals + result.unseen(self.incidents.values())
         evaluation = evaluate(signals, self.incidents, lambda _s: self.policy, self.at)
         self.incidents.update({i.key: i for i in evaluation.incidents})
         return [(n.kind.value, n.incident.key) for n in evaluation.notifications]
@@ -303,7 +303,7 @@ def am_config(path: Path, am: str, pd: str, slack: str, *extra_rules: dict) -> N
 def test_alertmanager_malformed_alert_beside_a_critical_one(
     prefect_api: str, config_file: Path
 ) -> None:
-    from fleet_alerting.flows.alertmanager_escalation import alertmanager_escalation
+    from fleet_alerting.flows.watches import alertmanager_escalation
 
     valid = am_alert("FleetOffline", "f00dfeed", timedelta(minutes=10), instance="pi-audio-01")
     no_fingerprint = am_alert("ApiDown", None, timedelta(minutes=10))
@@ -350,7 +350,7 @@ def test_alertmanager_malformed_alert_beside_a_critical_one(
 def test_alertmanager_outage_keeps_a_rule_configuration_error_open(
     prefect_api: str, config_file: Path
 ) -> None:
-    from fleet_alerting.flows.alertmanager_escalation import alertmanager_escalation
+    from fleet_alerting.flows.watches import alertmanager_escalation
 
     refused = {"name": "refused", "matchers": ['team="refused"'], "severity": "warning"}
     with AlertmanagerV2() as am, PagerDutyServer() as pd, SlackWebhookServer() as slack:
@@ -390,7 +390,7 @@ def fleet_config(path: Path, fleet: str, slack: str) -> None:
 def test_fleet_events_bad_event_is_one_warning_and_the_feed_goes_on(
     prefect_api: str, config_file: Path
 ) -> None:
-    from fleet_alerting.flows.fleet_events import fleet_events
+    from fleet_alerting.flows.watches import fleet_events
 
     now = datetime.now(UTC)
     good = live_event(now - timedelta(minutes=1), 1, "command.failed", "error", "pi-audio-01")
@@ -446,9 +446,11 @@ def test_blackbox_exporter_outage_resolves_nothing_and_names_the_targets() -> No
     from fleet_alerting.sources.blackbox.client import (
         exporter_outage,
         from_config,
-        gone,
         probe_all,
         to_signal,
+    )
+    from fleet_alerting.sources.blackbox.client import (
+        unseen as gone,
     )
 
     engine = Engine(PolicyConfig(open_after=1, resolve_after=1, notify=["slack"]))
@@ -467,7 +469,7 @@ def test_blackbox_exporter_outage_resolves_nothing_and_names_the_targets() -> No
 
         result = Run()
         result.signals = signals
-        result.vanished = lambda incidents: gone(signals, incidents, results, complete)
+        result.unseen = lambda incidents: gone(signals, incidents, results, complete)
         return engine.step(result)
 
     with Exporter() as exporter:

@@ -171,7 +171,7 @@ def write_config(path: Path, targets_url: str, slack: str, pd: str, **policy: ob
 def test_flow_opens_pages_and_resolves(
     prefect_api: str, targets: Targets, config_file: Path
 ) -> None:
-    from fleet_alerting.flows.blackbox_probe import blackbox_probe
+    from fleet_alerting.flows.watches import blackbox_probe
 
     with SlackWebhookServer() as slack, PagerDutyServer() as pd:
         write_config(config_file, targets.url, slack.url, pd.url)

@@ -10,7 +10,8 @@ import yaml
 
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, State
-from fleet_alerting.core.policy import PolicyConfig, default_policies, evaluate, vanished
+from fleet_alerting.core.policy import PolicyConfig, default_policies, evaluate
+from fleet_alerting.core.policy import recover_unseen as vanished
 from fleet_alerting.core.signals import Severity, Signal
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "engine.yaml").read_text())

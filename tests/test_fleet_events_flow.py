@@ -55,7 +55,7 @@ async def artifact_data(key: str, since: datetime) -> list:
 def test_feed_reports_each_event_once_and_alerts_high_severity(
     prefect_api: str, config_file: Path
 ) -> None:
-    from fleet_alerting.flows.fleet_events import fleet_events
+    from fleet_alerting.flows.watches import fleet_events
 
     started = datetime.now(UTC)
     with FleetApiServer(TOKEN) as fleet, SlackWebhookServer() as slack:

@@ -83,7 +83,7 @@ HOST = "prometheus/RoleAgentFailure:host={}"
 def test_prometheus_odd_answer_keeps_every_incident(
     case: dict, config_file: Path, pd: PagerDutyServer
 ) -> None:
-    from fleet_alerting.flows.prometheus_watches import prometheus_watches
+    from fleet_alerting.flows.watches import prometheus_watches
 
     watch = FAILURE.model_dump(mode="json", exclude_defaults=True)
     with Prometheus() as prom:
@@ -110,7 +110,7 @@ def test_prometheus_odd_answer_keeps_every_incident(
 def test_an_odd_presence_answer_moves_no_absent_metric_incident(
     odd: object, config_file: Path, pd: PagerDutyServer
 ) -> None:
-    from fleet_alerting.flows.prometheus_watches import prometheus_watches
+    from fleet_alerting.flows.watches import prometheus_watches
 
     absent_key = "prometheus/RoleAgentFailure:absent=role_agent_last_run_success"
     watch = FAILURE.model_dump(mode="json", exclude_defaults=True) | {"absent_is": "critical"}
@@ -166,7 +166,7 @@ def odd_record(case: dict) -> object:
 def test_alertmanager_odd_alert_keeps_what_it_may_cover(
     case: dict, config_file: Path, pd: PagerDutyServer
 ) -> None:
-    from fleet_alerting.flows.alertmanager_escalation import alertmanager_escalation
+    from fleet_alerting.flows.watches import alertmanager_escalation
 
     def alert(name: str) -> dict:
         return am_alert(name, name.lower() * 4, timedelta(minutes=10), instance=f"pi-{name}")

@@ -19,9 +19,9 @@ import yaml
 
 from fleet_alerting.config import load_config
 from fleet_alerting.core.short_ids import find, full_id, short_ids
-from fleet_alerting.flows.alertmanager_escalation import escalation_policies
 from fleet_alerting.sources.alertmanager.client import Alert
 from fleet_alerting.sources.alertmanager.judge import to_signals
+from fleet_alerting.sources.alertmanager.watch import escalation_policies
 from fleet_alerting.sources.blackbox.client import ProbeResult, from_config, to_signal
 from fleet_alerting.store.database import Store
 from fleet_alerting.surfaces.cli import main

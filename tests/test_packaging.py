@@ -30,7 +30,7 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names if ".dist-info/" not in n} == {"fleet_alerting"}
-    assert "fleet_alerting/flows/blackbox_probe.py" in names
+    assert "fleet_alerting/flows/watches.py" in names
     assert "fleet_alerting/tasks/pipeline.py" in names
     assert "fleet_alerting/deployments/schedules.py" in names
     assert "fleet_alerting/sources/prometheus/watches.yaml" in names
@@ -73,7 +73,7 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
         [
             python,
             "-c",
-            "import fleet_alerting.flows.blackbox_probe, fleet_alerting; "
+            "import fleet_alerting.flows.watches, fleet_alerting; "
             "print(fleet_alerting.__file__); import flows",
         ],
         cwd=elsewhere,

@@ -203,7 +203,7 @@ def test_canary_bearer_token_never_leaks(prefect_api: str, config_file: Path) ->
     from prefect.client.orchestration import get_client
     from prefect.logging.handlers import APILogHandler
 
-    from fleet_alerting.flows.prometheus_watches import prometheus_watches
+    from fleet_alerting.flows.watches import prometheus_watches
 
     with FakePrometheus(auth=f"Bearer {CANARY}") as prom, SlackWebhookServer() as slack:
         write_config(config_file, prom.url, slack.url)

@@ -146,7 +146,7 @@ def test_configured_timeout_is_sent_as_prometheus_reads_it(prometheus: str, time
 def test_flow_against_real_prometheus(
     prefect_api: str, exporter: Exporter, prometheus: str, config_file: Path
 ) -> None:
-    from fleet_alerting.flows.prometheus_watches import prometheus_watches
+    from fleet_alerting.flows.watches import prometheus_watches
 
     now = time.time()
     for host in ("pi-audio-01", "pi-audio-02"):

@@ -204,7 +204,7 @@ def test_recovery_and_disappearance_resolve_only_their_own_incident() -> None:
     def step(firing: list[str], present: list[str], at: int) -> dict[str, str]:
         result = evaluate_watches([_outcome(firing, present)], LINKS)
         signals = result.signals
-        signals = signals + result.vanished(incidents.values())
+        signals = signals + result.unseen(incidents.values())
         evaluation = evaluate(signals, incidents, lambda _s: policy, T0 + timedelta(minutes=at))
         incidents.update({i.key: i for i in evaluation.incidents})
         return {n.incident.key.split("=")[-1]: n.kind.value for n in evaluation.notifications}

@@ -141,7 +141,7 @@ def test_a_recorded_run_with_an_undelivered_page_ends_failed(
     prefect_api: str, tmp_path: Path
 ) -> None:
     """Under a Prefect server the run's state is Failed with the reason as its message."""
-    from fleet_alerting.flows.blackbox_probe import blackbox_probe
+    from fleet_alerting.flows.watches import blackbox_probe
 
     with SlackWebhookServer() as slack, PagerDutyServer() as pd:
         pd.fail_next = [Response(500, {"status": "error", "message": "internal"})]

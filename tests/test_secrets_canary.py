@@ -50,7 +50,7 @@ def test_secrets_never_leak(
     prefect_api: str, config_file: Path, caplog: pytest.LogCaptureFixture, capsys
 ) -> None:
 
-    from fleet_alerting.flows.blackbox_probe import blackbox_probe
+    from fleet_alerting.flows.watches import blackbox_probe
 
     folder = config_file.parent
     with SlackWebhookServer() as slack, PagerDutyServer() as pd, Down() as api:
@@ -319,8 +319,7 @@ def test_echoed_credentials_never_leak_in_any_encoding(
     artifacts, the CLI and the MCP / Slack incident list — masked everywhere."""
 
     from fleet_alerting.config import load_config
-    from fleet_alerting.flows.fleet_events import fleet_events
-    from fleet_alerting.flows.prometheus_watches import prometheus_watches
+    from fleet_alerting.flows.watches import fleet_events, prometheus_watches
     from fleet_alerting.sources.fleet_events.client import FleetApi
     from fleet_alerting.surfaces.fleet_queries import FleetQueries
 

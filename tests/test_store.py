@@ -444,7 +444,7 @@ def test_a_run_against_an_unusable_store_fails_in_one_line_without_a_traceback(
 
     from prefect.exceptions import FailedRun
 
-    from fleet_alerting.flows.blackbox_probe import blackbox_probe
+    from fleet_alerting.flows.watches import blackbox_probe
 
     store = tmp_path / "state.sqlite"
     store.mkdir()

@@ -118,7 +118,7 @@ def incident_keys(messages: list[dict]) -> list[str]:
 def test_forty_devices_down_is_one_fleet_page(
     prefect_api: str, devices: list[Device], saas: tuple, config_file: Path
 ) -> None:
-    from fleet_alerting.flows.blackbox_probe import blackbox_probe
+    from fleet_alerting.flows.watches import blackbox_probe
 
     slack, mirror, pd = saas
     write_config(config_file, saas, devices)
@@ -164,7 +164,7 @@ def test_api_down_silences_devices_then_tells_once(
     config_file: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from fleet_alerting.flows.blackbox_probe import blackbox_probe
+    from fleet_alerting.flows.watches import blackbox_probe
     from fleet_alerting.surfaces.cli import main
 
     slack, _mirror, pd = saas
@@ -219,7 +219,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 def test_twenty_zigbee_devices_offline_is_one_message(
     prefect_api: str, broker: Broker, config_file: Path
 ) -> None:
-    from fleet_alerting.flows.zigbee_probe import zigbee_probe
+    from fleet_alerting.flows.watches import zigbee_probe
 
     hub = Zigbee2MqttSim(broker.port, "zigbee2mqtt", "z2m-secret", base_topic="hub-avail")
     hub.start()
@@ -279,7 +279,7 @@ def test_twenty_zigbee_devices_offline_is_one_message(
 def test_broker_down_with_three_coordinators_is_one_message(
     prefect_api: str, config_file: Path
 ) -> None:
-    from fleet_alerting.flows.zigbee_probe import zigbee_probe
+    from fleet_alerting.flows.watches import zigbee_probe
     from tests.servers import free_port
 
     dead = f"mqtt://127.0.0.1:{free_port()}"

@@ -74,7 +74,7 @@ def pd() -> Iterator[PagerDutyServer]:
 def test_watchdog_missing_pages_unanswered_keeps_seen_again_resolves(
     tmp_path: Path, config_file: Path, pd: PagerDutyServer
 ) -> None:
-    from fleet_alerting.flows.alertmanager_escalation import alertmanager_escalation
+    from fleet_alerting.flows.watches import alertmanager_escalation
 
     def run(url: str) -> dict[str, int]:
         watchdog = {"alertname": "Watchdog", "missing_after": "5m"}
@@ -163,7 +163,7 @@ class WatchdogAlertmanager(FakeServer):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c["name"])
 def test_watchdog_run_by_run(case: dict, config_file: Path, pd: PagerDutyServer) -> None:
-    from fleet_alerting.flows.alertmanager_escalation import alertmanager_escalation
+    from fleet_alerting.flows.watches import alertmanager_escalation
 
     key = case.get("key", KEY)
     rules = [{"name": "critical", "matchers": ['severity="critical"']}]

@@ -16,7 +16,7 @@ import yaml
 
 from fleet_alerting.audit.whatif import replay
 from fleet_alerting.config import load_config
-from fleet_alerting.flows import blackbox_probe
+from fleet_alerting.flows import watches
 from fleet_alerting.store import history
 from fleet_alerting.store.database import Store
 from tests.fakes.http import FakeServer, Request, Response
@@ -98,7 +98,7 @@ def record_day(
         write_config(config_file, targets, slack, mirror, pd)
         for run in range(timedelta(days=1) // EVERY):
             clock[0] = DAY + EVERY * run + timedelta(milliseconds=late.randint(0, late_ms))
-            asyncio.run(blackbox_probe.blackbox_probe.fn(str(config_file)))
+            asyncio.run(watches.blackbox_probe.fn(str(config_file)))
         pages = [e for e in pd.events if e["event_action"] == "trigger"]
     with Store(config_file.parent / "state.sqlite") as store:
         sent = store.outbox(("sent",))
@@ -121,7 +121,7 @@ def test_replaying_a_recorded_day_sends_exactly_what_was_sent(
     clock: list[datetime],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(blackbox_probe, "utcnow", lambda: clock[0])
+    monkeypatch.setattr(watches, "utcnow", lambda: clock[0])
     config_file = tmp_path / "on-the-beat" / "config.yaml"
     config_file.parent.mkdir()
     told, pages, recorded = record_day(config_file, targets, clock, late_ms=0)

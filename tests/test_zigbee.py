@@ -417,7 +417,7 @@ def test_flow_offline_slack_resolve_and_permit_join_alert(
 ) -> None:
     from prefect.client.orchestration import get_client
 
-    from fleet_alerting.flows.zigbee_probe import zigbee_probe
+    from fleet_alerting.flows.watches import zigbee_probe
 
     hub = sim(broker, sims, "hub-flow")
     joiner = sim(broker, sims, "hub-join")
@@ -496,7 +496,7 @@ def test_flow_offline_slack_resolve_and_permit_join_alert(
 def test_retired_checks_resolve_by_hysteresis(tmp_path: Path) -> None:
     from fleet_alerting.core.policy import PolicyConfig, evaluate
     from fleet_alerting.sources.zigbee.client import Health, Observation
-    from fleet_alerting.sources.zigbee.judge import retired
+    from fleet_alerting.sources.zigbee.judge import unseen as retired
 
     before = make_config(
         tmp_path,
@@ -579,7 +579,7 @@ def test_changed_cause_of_an_open_incident_is_told_once(broker: Broker, tmp_path
 def test_flow_auto_close_is_reported_whatever_open_after(
     prefect_api: str, broker: Broker, sims: list, config_file: Path
 ) -> None:
-    from fleet_alerting.flows.zigbee_probe import zigbee_probe
+    from fleet_alerting.flows.watches import zigbee_probe
 
     joiner = sim(broker, sims, "hub-autoclose")
     with SlackWebhookServer() as slack:

@@ -301,7 +301,7 @@ class _Replayer:
             self.policy_for(stream),
             self.rules,
             now,
-            segment.vanished,
+            segment.unseen_sources,
             self.mutes.at(now),
         )
         own = self.own[stream]
@@ -338,7 +338,7 @@ class _Replayer:
         own = self.own[stream]
         observed = self.observed[stream]
         if self.every_run or any(
-            _counting(i) and (i.key in observed or i.source in segment.vanished)
+            _counting(i) and (i.key in observed or i.source in segment.unseen_sources)
             for i in own.values()
         ):
             self.schedule(stream, after)

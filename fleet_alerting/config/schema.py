@@ -47,6 +47,7 @@ from fleet_alerting.core.signals import Severity
 from fleet_alerting.core.storms import StormRules
 from fleet_alerting.core.templates import check_template
 from fleet_alerting.core.urls import credential_in_query, split_url
+from fleet_alerting.core.watches import WATCH_PACKAGES
 from fleet_alerting.core.windows import ScheduledWindow
 
 
@@ -426,13 +427,7 @@ class PrometheusConfig(Model):
         return self
 
 
-WatchName = Literal[
-    "blackbox-probe",
-    "prometheus-watches",
-    "zigbee-probe",
-    "alertmanager-escalation",
-    "fleet-events",
-]
+WatchName = Literal[tuple(WATCH_PACKAGES)]  # type: ignore[valid-type]
 
 
 def _at_least_10s(every: timedelta) -> timedelta:

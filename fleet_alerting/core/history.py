@@ -29,10 +29,10 @@ class Status(StrEnum):
     unobserved = "unobserved"  # the run no longer names the key (a target removed, a host gone)
 
 
-def stream_of(signals: Iterable[Signal], vanished_sources: Iterable[str] = ()) -> str:
+def stream_of(signals: Iterable[Signal], unseen_sources: Iterable[str] = ()) -> str:
     """Which watch a run belongs to: the families of its sources ("blackbox" for blackbox and
     blackbox-config, "zigbee" for zigbee and zigbee-device, "prometheus" for prometheus/<watch>)."""
-    sources = {s.source for s in signals} | set(vanished_sources)
+    sources = {s.source for s in signals} | set(unseen_sources)
     families = {source.replace("/", "-").split("-", 1)[0] for source in sources}
     return "+".join(sorted(families))
 
@@ -91,14 +91,14 @@ class Change:
 @dataclass(frozen=True)
 class RunSegment:
     """`count` runs of `stream`, the first at `first`, then every `every` (their mean interval:
-    each within about `tolerance` of its real start, see `joined`); `vanished` is the run's
-    vanished sources (their open incidents that the run does not name recover)."""
+    each within about `tolerance` of its real start, see `joined`); `unseen_sources` is the
+    run's sources whose open incidents the run does not name recover (source → reason)."""
 
     stream: str
     first: datetime
     every: timedelta
     count: int
-    vanished: Mapping[str, str] = field(default_factory=dict)
+    unseen_sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def last(self) -> datetime:

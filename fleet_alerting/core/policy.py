@@ -181,7 +181,7 @@ def evaluate(
     return Evaluation(changed, notifications)
 
 
-def vanished(
+def recover_unseen(
     signals: Iterable[Signal], incidents: Iterable[Incident], source: str, why: str
 ) -> list[Signal]:
     """Ok-signals for this source's unresolved incidents that the latest observation no longer

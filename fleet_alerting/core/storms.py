@@ -13,7 +13,7 @@ from fleet_alerting.core.grouping import GroupingConfig, bound, group
 from fleet_alerting.core.incidents import Incident, unseen
 from fleet_alerting.core.inhibition import InhibitRule, default_inhibit_rules, inhibit
 from fleet_alerting.core.muting import Muting, mute
-from fleet_alerting.core.policy import Evaluation, PolicyFor, evaluate, vanished
+from fleet_alerting.core.policy import Evaluation, PolicyFor, evaluate, recover_unseen
 from fleet_alerting.core.signals import Signal
 
 
@@ -36,21 +36,21 @@ def decide(
     policy_for: PolicyFor,
     rules: StormRules,
     now: datetime,
-    vanished_sources: Mapping[str, str] | None = None,
+    unseen_sources: Mapping[str, str] | None = None,
     muting: Muting | None = None,
 ) -> Evaluation:
     """`evaluate` with the fleet aggregates of these signals, inhibition, silences and
     maintenance windows (`muting`), and grouping.
 
     `incidents` are all unresolved incidents (every source: a cause may be another watch's);
-    only those of the sources in this run (and the vanished sources) are changed.
-    `vanished_sources` as in tasks.pipeline: a source's open incidents these signals no longer
+    only those of the sources in this run (and the unseen sources) are changed.
+    `unseen_sources` as in tasks.pipeline: a source's open incidents these signals no longer
     mention count as recovered (they do not count as devices of the fleet)."""
     signals = list(signals)
     signals += aggregate(signals, rules.fleet.offline)
-    for source, reason in (vanished_sources or {}).items():
-        signals += vanished(signals, unseen(incidents, signals), source, reason)
-    own = {s.source for s in signals} | set(vanished_sources or {})
+    for source, reason in (unseen_sources or {}).items():
+        signals += recover_unseen(signals, unseen(incidents, signals), source, reason)
+    own = {s.source for s in signals} | set(unseen_sources or {})
     evaluation = evaluate(signals, incidents, policy_for, now)
     evaluation = inhibit(evaluation, incidents, rules.inhibitions(), policy_for, own, now)
     evaluation = mute(evaluation, incidents, muting or Muting(), policy_for, own, now)

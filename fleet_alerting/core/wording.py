@@ -1,5 +1,6 @@
-"""How every surface (CLI, Slack, MCP) says that a name matched nothing, in one style:
-`No incident "nosuch". Did you mean: 3kq7za blackbox:url=…?`"""
+"""How things are said in one style everywhere: that a name matched nothing (every surface:
+`No incident "nosuch". Did you mean: 3kq7za blackbox:url=…?`), and how run sentences count and
+list things (`3 targets probed, 1 failing (api)`)."""
 
 from __future__ import annotations
 
@@ -13,3 +14,19 @@ def no_such(kind: str, typed: str, *, meant: Sequence[str] = (), hint: str = "")
     if meant:
         return f"{said} Did you mean: {', '.join(meant)}?"
     return f"{said} {hint}" if hint else said
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def listed(names: Sequence[str], most: int = 3) -> str:
+    more = f", and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
+def described(whole: str, problems: Sequence[str], fine: str) -> str:
+    """`3 targets probed, all healthy` or `3 targets probed, 1 failing (api)`; empty problems
+    are left out."""
+    said = [p for p in problems if p]
+    return f"{whole}, {', '.join(said) if said else fine}"

@@ -8,9 +8,13 @@ expectations only, never the record's values, so a secret inside a bad record ca
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
+
+from fleet_alerting.core.keys import signal_key
+from fleet_alerting.core.signals import Severity, Signal
 
 
 @dataclass(frozen=True)
@@ -33,3 +37,18 @@ def why(exc: ValidationError, limit: int = 3) -> str:
         parts.append(f"{where}: {error['msg']}")
     more = exc.error_count() - limit
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def problem_signals(source: str, problems: Sequence[str]) -> list[Signal]:
+    """A broken input (unreadable targets file, garbage payload) as a warning of its own, so an
+    operator hears of it while everything else keeps being checked."""
+    return [
+        Signal(
+            key=signal_key(source, problem=problem.split(":")[0]),
+            source=source,
+            firing=True,
+            severity=Severity.warning,
+            summary=problem,
+        )
+        for problem in problems
+    ]

@@ -55,18 +55,18 @@ def record(
     conn: sa.Connection,
     dialect: str,
     signals: Sequence[Signal],
-    vanished_sources: Mapping[str, str] | None,
+    unseen_sources: Mapping[str, str] | None,
     now: datetime,
 ) -> int:
     """Remember one run inside the caller's transaction, in a savepoint of its own; returns how
     many changes it wrote (0, with a warning logged, when that failed and was rolled back)."""
-    vanished = dict(vanished_sources or {})
-    stream = stream_of(signals, vanished)
+    unseen = dict(unseen_sources or {})
+    stream = stream_of(signals, unseen)
     if not stream:
         return 0  # a run that observed nothing changes nothing to replay
     try:
         with conn.begin_nested():
-            _ran(conn, stream, vanished, now)
+            _ran(conn, stream, unseen, now)
             return _changed(conn, dialect, stream, signals, now)
     except Exception as exc:  # anything: the evaluation it rides on must not be lost to it
         why = redact(f"{type(exc).__name__}: {exc}").splitlines()[0]
@@ -114,10 +114,10 @@ def _changed(
     return len(changes)
 
 
-def _ran(conn: sa.Connection, stream: str, vanished: dict[str, str], now: datetime) -> None:
+def _ran(conn: sa.Connection, stream: str, unseen: dict[str, str], now: datetime) -> None:
     """Extend the stream's latest segment when this run keeps its beat, else start one."""
     row = runs_table.c
-    encoded = json.dumps(vanished, sort_keys=True)
+    encoded = json.dumps(unseen, sort_keys=True)
     latest = conn.execute(
         sa.select(row.id, row.first_at, row.every_us, row.runs, row.vanished)
         .where(row.stream == stream)
@@ -177,9 +177,9 @@ def load(conn: sa.Connection, start: datetime, end: datetime) -> History:
             datetime.fromisoformat(first),
             timedelta(microseconds=every),
             count,
-            json.loads(vanished),
+            json.loads(unseen),
         )
-        for stream, first, every, count, vanished in segments
+        for stream, first, every, count, unseen in segments
     ]
     return History(start, end, on_beat(changes, runs), runs)
 

@@ -22,7 +22,7 @@ from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link
-from fleet_alerting.core.policy import vanished
+from fleet_alerting.core.policy import recover_unseen
 from fleet_alerting.core.signals import TEXTS, Link, Severity, Signal, digest, digest_bytes
 from fleet_alerting.sources.alertmanager.client import Alert
 from fleet_alerting.sources.alertmanager.shapes import FINGERPRINT
@@ -168,7 +168,7 @@ def unnamed(malformed: Iterable[Malformed]) -> bool:
     return any(not bad.identity.startswith(FINGERPRINT) for bad in malformed)
 
 
-def gone(
+def unseen(
     signals: Sequence[Signal],
     incidents: Iterable[Incident],
     rules: Iterable[str],
@@ -186,7 +186,7 @@ def gone(
     unknown = {r for f in failures if not f.permanent for r in f.rules}
     out = [
         s
-        for s in vanished(signals, incidents, API_SOURCE, ANSWERS_AGAIN)
+        for s in recover_unseen(signals, incidents, API_SOURCE, ANSWERS_AGAIN)
         if not (set((s.labels.get("rules") or "").split(",")) & configured & unknown)
     ]
     if not failures:
@@ -194,9 +194,11 @@ def gone(
         if not unnamed(malformed):
             unreadable = unreadable_keys(malformed)
             out += [
-                s for s in vanished(signals, incidents, SOURCE, GONE) if s.key not in unreadable
+                s
+                for s in recover_unseen(signals, incidents, SOURCE, GONE)
+                if s.key not in unreadable
             ]
-        out += vanished(signals, incidents, RECORDS_SOURCE, READABLE_AGAIN)
+        out += recover_unseen(signals, incidents, RECORDS_SOURCE, READABLE_AGAIN)
     return out
 
 

@@ -138,7 +138,7 @@ def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S %Z") if moment else "never"
 
 
-def retired(incidents: Iterable[Incident], config: WatchdogConfig | None) -> list[Signal]:
+def unseen(incidents: Iterable[Incident], config: WatchdogConfig | None) -> list[Signal]:
     """Ok-signals for open watchdog incidents of an alertname no longer configured."""
     current = watchdog_key(config) if config is not None else None
     return [

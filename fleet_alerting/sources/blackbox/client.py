@@ -33,7 +33,7 @@ from fleet_alerting.config.schema import BlackboxConfig, FileSdTargets, HttpTarg
 from fleet_alerting.config.secrets import read_small_file
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.keys import signal_key
-from fleet_alerting.core.policy import vanished
+from fleet_alerting.core.policy import recover_unseen
 from fleet_alerting.core.signals import Severity, Signal, ignoring
 
 SOURCE = "blackbox"
@@ -422,7 +422,7 @@ def _not_probed(
     )
 
 
-def gone(
+def unseen(
     signals: Sequence[Signal],
     incidents: Iterable[Incident],
     results: Sequence[ProbeResult],
@@ -433,9 +433,9 @@ def gone(
     and a target the exporter could not probe is unknown."""
     incidents = list(incidents)
     unknown = {signal_key(SOURCE, url=r.target.url) for r in results if not r.observed}
-    out = vanished(signals, incidents, f"{SOURCE}-config", "targets readable again")
-    out += vanished(signals, incidents, EXPORTER_SOURCE, "blackbox_exporter probes again")
-    out += vanished(signals, incidents, LOCAL_SOURCE, "this machine probes again")
+    out = recover_unseen(signals, incidents, f"{SOURCE}-config", "targets readable again")
+    out += recover_unseen(signals, incidents, EXPORTER_SOURCE, "blackbox_exporter probes again")
+    out += recover_unseen(signals, incidents, LOCAL_SOURCE, "this machine probes again")
     if complete:
-        out += vanished(signals, incidents, SOURCE, "no longer probed")
+        out += recover_unseen(signals, incidents, SOURCE, "no longer probed")
     return [s for s in out if s.key not in unknown]

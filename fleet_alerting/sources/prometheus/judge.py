@@ -3,7 +3,7 @@
 A watch's expression lists what is failing (one series per failing thing). Its `metric`, queried
 as `count by (key labels) (metric)`, lists what exists: a key present there but not in the
 expression has recovered; a key in neither is "no longer reported" (resolved by hysteresis through
-`WatchEvaluation.vanished`); no series at all is the absent signal when the watch has `absent_is`.
+`WatchEvaluation.unseen`); no series at all is the absent signal when the watch has `absent_is`.
 
 Only what was observed changes: a watch that could not run (Prometheus down) resolves nothing, its
 configuration error included; a sample that does not have the documented shape is a warning of its
@@ -139,7 +139,7 @@ class WatchEvaluation:
                 rows.append(_row(watch, s.target, "FIRING", value, summary, s.key))
         return rows
 
-    def vanished(self, incidents: Iterable[Incident]) -> list[Signal]:
+    def unseen(self, incidents: Iterable[Incident]) -> list[Signal]:
         """Ok-signals for the open incidents this run's observations no longer mention and could
         have: series of evaluated watches ("no longer reported", malformed samples "readable
         again"), and watch errors whose watches all ran or failed for a reason of their own. A

@@ -229,7 +229,7 @@ def row(
     }
 
 
-def retired(
+def unseen(
     incidents: Iterable[Incident], coordinators: Iterable[ZigbeeCoordinator]
 ) -> list[Signal]:
     """Ok-signals for open incidents that no check will speak of again: their coordinator left the
@@ -293,7 +293,7 @@ def device_signals(obs: Observation) -> list[Signal]:
     return out
 
 
-def retired_devices(
+def unseen_devices(
     incidents: Iterable[Incident], observations: Iterable[Observation], seen: Iterable[Signal]
 ) -> list[Signal]:
     """Ok-signals for open device incidents no longer reported by a coordinator that was read

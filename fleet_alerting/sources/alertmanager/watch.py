@@ -1,0 +1,193 @@
+"""Page critical Alertmanager alerts (fleet offline, API down) that persist past the window.
+Every escalation rule's query is one step."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from fleet_alerting.config import Config
+from fleet_alerting.config.schema import AlertmanagerConfig, EscalationRule, WatchdogConfig
+from fleet_alerting.core.incidents import Incident
+from fleet_alerting.core.policy import PolicyConfig, PolicyFor
+from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.core.wording import count, described
+from fleet_alerting.http.clients import shared_client
+from fleet_alerting.http.errors import AdapterError
+from fleet_alerting.sources.alertmanager import watchdog
+from fleet_alerting.sources.alertmanager.client import Alert, AlertList, Alertmanager
+from fleet_alerting.sources.alertmanager.judge import (
+    SOURCE,
+    RuleFailure,
+    alert_key,
+    failure_signals,
+    malformed_signals,
+    to_signals,
+    unseen,
+)
+from fleet_alerting.sources.records import Malformed
+from fleet_alerting.sources.watch import Observation, StoreReader, run_log, step
+
+WATCHDOG = "watchdog"  # the watchdog's query among the rules' (its failure names it so)
+
+
+@dataclass(frozen=True)
+class Escalating:
+    matched: list[tuple[EscalationRule, list[Alert]]]
+    failures: list[RuleFailure]
+    malformed: list[Malformed]
+    watchdog: AlertList | None = None  # the watchdog's answer; None: off, or no answer
+
+
+@step("fetch-escalating-alerts")
+async def fetch_escalating_alerts(config: AlertmanagerConfig) -> Escalating:
+    """Per rule, the alerts its matchers select (Alertmanager does the matching, so its own
+    semantics apply), and the watchdog's alert. Silenced and inhibited alerts are included and
+    marked, so an incident of an alert that gets silenced can say why it stopped. A failing rule
+    is a problem, and an alert not of the documented shape a `Malformed`, never a crash."""
+    logger = run_log()
+    queries: list[tuple[EscalationRule | None, list[str]]] = [
+        (rule, rule.matchers) for rule in config.rules
+    ]
+    if config.watchdog is not None:
+        queries.append((None, watchdog.matchers(config.watchdog)))  # None: the watchdog's
+    client = shared_client(config.url, config.timeout.total_seconds())
+    api = Alertmanager(client, config.url, config.max_answer_bytes)
+    answers = await asyncio.gather(
+        *(api.escalation_alerts(selects) for _, selects in queries), return_exceptions=True
+    )
+    found = Escalating([], [], [])
+    failed = defaultdict(list)  # (error, permanent) → rule names
+    malformed: dict[str, Malformed] = {}
+    for (rule, _), answer in zip(queries, answers, strict=True):
+        name = rule.name if rule is not None else WATCHDOG
+        if isinstance(answer, AdapterError):
+            if rule is not None or (str(answer), answer.permanent) not in failed:
+                failed[(str(answer), answer.permanent)].append(name)  # else: already told
+            logger.error("escalation rule %s: %s", name, answer)
+            continue
+        if isinstance(answer, BaseException):
+            raise answer
+        if rule is None:
+            found = replace(found, watchdog=answer)
+        else:
+            found.matched.append((rule, answer.alerts))
+        for bad in answer.malformed:
+            malformed.setdefault(bad.identity, bad)
+            logger.warning("escalation rule %s: malformed alert %s", name, bad)
+        logger.info("escalation rule %s: %d alert(s)", name, len(answer.alerts))
+    # one problem per distinct error: Alertmanager down is one message, not one per rule
+    found.failures.extend(
+        RuleFailure(error, tuple(names), permanent) for (error, permanent), names in failed.items()
+    )
+    found.malformed.extend(malformed.values())
+    return found
+
+
+def clock_key(config: WatchdogConfig) -> str:
+    return f"{watchdog.SOURCE}:{config.alertname}"
+
+
+@step("watchdog-clock")
+def advance_watchdog_clock(
+    store: StoreReader, config: WatchdogConfig, seen: bool | None, now: datetime
+) -> watchdog.WatchdogClock:
+    """The watchdog's clock after this run's sighting (the run keeps it for the next runs)."""
+    return watchdog.WatchdogClock.load(store.get_value(clock_key(config))).after(seen, now)
+
+
+def escalation_policies(config: Config) -> PolicyFor:
+    """The configured policy per severity, with Alertmanager's own debouncing respected: one
+    observation opens, one absence resolves (by default)."""
+    am = config.alertmanager
+    assert am is not None
+    update = {"open_after": am.open_after, "resolve_after": am.resolve_after}
+
+    def policy_for(severity: Severity) -> PolicyConfig:
+        return config.policy(severity).model_copy(update=update)
+
+    return policy_for
+
+
+def watchdog_signals(
+    config: Config, found: Escalating, now: datetime, store: StoreReader, kept: dict[str, Any]
+) -> list[Signal]:
+    """The dead man's switch: its clock advanced by this run's sighting (kept for the next run),
+    and its signal."""
+    am = config.alertmanager
+    if am is None or am.watchdog is None:
+        return []
+    answer = found.watchdog
+    alerts = None if answer is None else answer.alerts
+    seen = watchdog.sighting(am.watchdog, alerts, answer.malformed if answer else [], now)
+    clock = advance_watchdog_clock(store, am.watchdog, seen, now)
+    kept[clock_key(am.watchdog)] = clock.dump()
+    signal = watchdog.watchdog_signal(am.watchdog, seen, clock, now)
+    return [] if signal is None else [signal]
+
+
+async def observe(config: Config, now: datetime, store: StoreReader) -> Observation:
+    am = config.alertmanager
+    assert am is not None
+    found = await fetch_escalating_alerts(am)
+    matched, failures, malformed = found.matched, found.failures, found.malformed
+    signals = to_signals(matched, now, am.url, config.links)
+    signals += failure_signals(failures) + malformed_signals(malformed)
+    kept: dict[str, Any] = {}
+    signals += watchdog_signals(config, found, now, store, kept)
+    rules = [rule.name for rule in am.rules]
+
+    def over(incidents: Iterable[Incident]) -> list[Signal]:
+        incidents = list(incidents)
+        return unseen(signals, incidents, rules, failures, malformed) + watchdog.unseen(
+            incidents, am.watchdog
+        )
+
+    rows = _rows(found, now)
+    counters = {
+        "alerts": len(rows),
+        "firing": sum(s.firing for s in signals if s.source == SOURCE),
+        "rule_problems": len(failures),
+        "malformed_alerts": len(malformed),
+    }
+    troubles = [
+        f"{counters['firing']} firing" if counters["firing"] else "",
+        count(len(failures), "rule query failure") if failures else "",
+        count(len(malformed), "malformed alert") if malformed else "",
+    ]
+    return Observation(
+        signals,
+        described(f"{count(len(rows), 'alert')} matched", troubles, "none firing"),
+        counters,
+        rows=rows,
+        unseen=over,
+        policy_for=escalation_policies(config),
+        values=kept,
+    )
+
+
+def _rows(found: Escalating, now: datetime) -> list[dict[str, Any]]:
+    """One row per alert (an alert several rules match once)."""
+    rows, seen = [], set()
+    for rule, alerts in found.matched:
+        for alert in alerts:
+            if alert.fingerprint in seen:
+                continue
+            seen.add(alert.fingerprint)
+            rows.append(
+                {
+                    "key": alert_key(alert),
+                    "alert": alert.name,
+                    "rule": rule.name,
+                    "target": alert.labels.get("instance", ""),
+                    "state": alert.state if alert.firing(now) else "not firing",
+                    "starts_at": alert.starts_at.isoformat(),
+                    "silenced_by": ", ".join(alert.silenced_by),
+                    "inhibited_by": ", ".join(alert.inhibited_by),
+                }
+            )
+    return rows
