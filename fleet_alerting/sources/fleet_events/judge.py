@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.schema import FleetApiConfig
-from fleet_alerting.core.incidents import Incident, Kind, Notification, State
+from fleet_alerting.core.incidents import Incident, Kind, Notification, over_at_once
 from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link
 from fleet_alerting.core.policy import Evaluation
@@ -149,19 +149,8 @@ def event_notifications(events: Iterable[FleetEvent], config: Config, now: datet
     for event in events:
         signal = event_signal(event, config)
         channels = config.policy(signal.severity).channels()
-        incident = Incident(
-            key=signal.key,
-            source=SOURCE,
-            severity=signal.severity,
-            state=State.resolved,
-            onset=event.timestamp,
-            changed_at=now,
-            signal=signal,
-            consecutive_failures=1,
-            opened_at=now,
-            last_notified_at=now if channels else None,
-            resolved_at=now,
-            resolution="one-off Fleet API event",
+        incident = over_at_once(
+            signal, SOURCE, event.timestamp, now, "one-off Fleet API event", told=bool(channels)
         )
         incidents.append(incident)
         notifications += [
