@@ -48,6 +48,13 @@ def describe(route: Route) -> str:
     return route.slug(show_continue=True)
 
 
+def route_finding(check_id: str, level: str, route: Route, message: str) -> Finding:
+    """A finding about a route itself (not about an alert): its path and receiver identify it."""
+    return Finding(
+        check_id, level, route_path=route.id, receiver=route.opts.receiver, message=message
+    )
+
+
 def expectation(inp: AuditInput, rule: Rule) -> Expectation:
     """Severity expectation with alert overrides; `pages` defaults by severity name."""
     exp = inp.expectations.for_rule(rule)
