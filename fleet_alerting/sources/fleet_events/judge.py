@@ -25,7 +25,7 @@ from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.signals import Link, Severity, Signal
 from fleet_alerting.sources.fleet_events.client import SEVERITY_RANK, FleetEvent
-from fleet_alerting.sources.records import Malformed
+from fleet_alerting.sources.records import Malformed, malformed_signal
 
 SOURCE = "fleet-events"
 API_SOURCE = f"{SOURCE}-api"  # the Fleet API unreachable or refusing
@@ -85,18 +85,14 @@ def malformed_signals(malformed: Iterable[Malformed]) -> list[Signal]:
     """One warning per event of the feed that has neither documented shape (it is left out of
     the cursor and the table; every well-formed event beside it is still reported)."""
     return [
-        Signal(
-            key=signal_key(RECORDS_SOURCE, event=bad.identity),
-            source=RECORDS_SOURCE,
-            firing=True,
-            severity=Severity.warning,
-            summary=f"Fleet API /health/events/recent: malformed {bad.identity}: {bad.why}",
-            target=bad.identity,
-            remediation=(
-                "Check the Fleet API's event writer: this event cannot be reported until it has "
-                "the documented shape",
-            ),
-            labels={"event": bad.identity},
+        malformed_signal(
+            RECORDS_SOURCE,
+            "event",
+            bad,
+            f"Fleet API /health/events/recent: malformed {bad.identity}: {bad.why}",
+            bad.identity,
+            "Check the Fleet API's event writer: this event cannot be reported until it has "
+            "the documented shape",
         )
         for bad in malformed
     ]
