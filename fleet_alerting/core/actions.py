@@ -109,13 +109,23 @@ def expire(
 # --- the actions ----------------------------------------------------------------------------
 
 
-def acknowledge(incident: Incident, actor: str, now: datetime, channels: Sequence[str]) -> Change:
+def _ack_refused(incident: Incident) -> str | None:
     if incident.state == State.resolved:
-        return Change(incident, [], "already resolved")
+        return "already resolved"
     if incident.acts.acked_at is not None:
-        return Change(incident, [], f"already acknowledged by {incident.acts.acked_by}")
+        return f"already acknowledged by {incident.acts.acked_by}"
+    return None
+
+
+def _acked(incident: Incident, actor: str, now: datetime) -> Incident:
     acts = replace(incident.acts, acked_by=actor, acked_at=now, changed_at=now)
-    incident = replace(incident, acts=acts, changed_at=now)
+    return replace(incident, acts=acts, changed_at=now)
+
+
+def acknowledge(incident: Incident, actor: str, now: datetime, channels: Sequence[str]) -> Change:
+    if refused := _ack_refused(incident):
+        return Change(incident, [], refused)
+    incident = _acked(incident, actor, now)
     pagers = [p for p in incident.paged_via if pager_of(p) in ACKNOWLEDGING_PAGERS]
     if incident.state != State.paged:
         pagers = []
@@ -173,12 +183,9 @@ def pager_acknowledged(
     incident: Incident, actor: str, now: datetime, channels: Sequence[str]
 ) -> Change:
     """Acknowledged in PagerDuty: recorded like an ack here, told in Slack, not echoed back."""
-    if incident.state == State.resolved:
-        return Change(incident, [], "already resolved")
-    if incident.acts.acked_at is not None:
-        return Change(incident, [], f"already acknowledged by {incident.acts.acked_by}")
-    acts = replace(incident.acts, acked_by=actor, acked_at=now, changed_at=now)
-    incident = replace(incident, acts=acts, changed_at=now)
+    if refused := _ack_refused(incident):
+        return Change(incident, [], refused)
+    incident = _acked(incident, actor, now)
     return Change(incident, _to(incident, _closing(channels), Kind.pager_acknowledged, now))
 
 

@@ -161,6 +161,27 @@ class Notification:
     paging_failed: str = ""
 
 
+def over_at_once(
+    signal: Signal, source: str, onset: datetime, now: datetime, resolution: str, told: bool
+) -> Incident:
+    """A one-off happening recorded as an incident that is resolved as it opens: told once (when
+    `told`), whatever the policy's open_after, and never reminded or resolved again."""
+    return Incident(
+        key=signal.key,
+        source=source,
+        severity=signal.severity,
+        state=State.resolved,
+        onset=onset,
+        changed_at=now,
+        signal=signal,
+        consecutive_failures=1,
+        opened_at=now,
+        last_notified_at=now if told else None,
+        resolved_at=now,
+        resolution=resolution,
+    )
+
+
 _Record = TypeVar("_Record", "Incident", "Escalation", "Acts")
 
 

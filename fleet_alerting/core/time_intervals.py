@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -169,19 +169,20 @@ def _days_of_month(value: Any) -> tuple[tuple[int, int], ...] | None:
 
 
 def _months(value: Any) -> tuple[tuple[int, int], ...] | None:
-    months = _ranges(value, _month)
-    for b, e in months or ():
-        if b > e:
-            raise TimeIntervalError(f"end month {_MONTHS[e]} is before start month {_MONTHS[b]}")
-    return months
+    return _ascending(_ranges(value, _month), "month", _MONTHS.__getitem__)
 
 
 def _years(value: Any) -> tuple[tuple[int, int], ...] | None:
-    years = _ranges(value, _int)
-    for b, e in years or ():
+    return _ascending(_ranges(value, _int), "year", str)
+
+
+def _ascending(
+    ranges: tuple[tuple[int, int], ...] | None, unit: str, name: Callable[[int], str]
+) -> tuple[tuple[int, int], ...] | None:
+    for b, e in ranges or ():
         if b > e:
-            raise TimeIntervalError(f"end year {e} is before start year {b}")
-    return years
+            raise TimeIntervalError(f"end {unit} {name(e)} is before start {unit} {name(b)}")
+    return ranges
 
 
 def _location(value: Any) -> str | None:

@@ -52,3 +52,20 @@ def problem_signals(source: str, problems: Sequence[str]) -> list[Signal]:
         )
         for problem in problems
     ]
+
+
+def malformed_signal(
+    source: str, kind: str, bad: Malformed, summary: str, target: str, remediation: str
+) -> Signal:
+    """A warning for one malformed record, named by its `kind` ("alert", "event") and identity;
+    the well-formed records beside it go on as usual."""
+    return Signal(
+        key=signal_key(source, **{kind: bad.identity}),
+        source=source,
+        firing=True,
+        severity=Severity.warning,
+        summary=summary,
+        target=target,
+        remediation=(remediation,),
+        labels={kind: bad.identity},
+    )

@@ -354,44 +354,31 @@ class Outbox:
     ) -> Destination:
         """One more consecutive failure; back off until `blocked_until` (never shortening a
         longer block another drainer set)."""
+        self._block(name, now, blocked_until, error, count_failure=True)
+        return self.destination(name)
+
+    def destination_blocked(self, name: str, now: datetime, until: datetime, error: str) -> None:
+        """Retry-After from the destination: every drainer waits until then (failures unchanged)."""
+        self._block(name, now, until, error, count_failure=False)
+
+    def _block(
+        self, name: str, now: datetime, until: datetime, error: str, *, count_failure: bool
+    ) -> None:
+        """Block `name` until `until` at the latest of this and any block already set; a counted
+        failure also adds one to its failures and stamps updated_at."""
         d = destinations_table
         insert = backend.insert(d, self.dialect).values(
-            name=name, blocked_until=ts(blocked_until), failures=1, last_error=error,
+            name=name, blocked_until=ts(until), failures=int(count_failure), last_error=error,
             updated_at=ts(now),
         )  # fmt: skip
         later = backend.greatest(
             self.dialect, sa.func.coalesce(d.c.blocked_until, ""), insert.excluded.blocked_until
         )
+        changes = {"blocked_until": later, "last_error": insert.excluded.last_error}
+        if count_failure:
+            changes |= {"failures": d.c.failures + 1, "updated_at": insert.excluded.updated_at}
         with self.engine.begin() as conn:
-            conn.execute(
-                insert.on_conflict_do_update(
-                    index_elements=["name"],
-                    set_={
-                        "failures": d.c.failures + 1,
-                        "blocked_until": later,
-                        "last_error": insert.excluded.last_error,
-                        "updated_at": insert.excluded.updated_at,
-                    },
-                )
-            )
-        return self.destination(name)
-
-    def destination_blocked(self, name: str, now: datetime, until: datetime, error: str) -> None:
-        """Retry-After from the destination: every drainer waits until then (failures unchanged)."""
-        d = destinations_table
-        insert = backend.insert(d, self.dialect).values(
-            name=name, blocked_until=ts(until), failures=0, last_error=error, updated_at=ts(now)
-        )
-        later = backend.greatest(
-            self.dialect, sa.func.coalesce(d.c.blocked_until, ""), insert.excluded.blocked_until
-        )
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert.on_conflict_do_update(
-                    index_elements=["name"],
-                    set_={"blocked_until": later, "last_error": insert.excluded.last_error},
-                )
-            )
+            conn.execute(insert.on_conflict_do_update(index_elements=["name"], set_=changes))
 
     def destination_ok(self, name: str, now: datetime) -> None:
         d = destinations_table

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fleet_alerting.audit.checks._common import describe, routed
+from fleet_alerting.audit.checks._common import describe, route_finding, routed
 from fleet_alerting.audit.model import AuditInput, Finding
 
 CHECK_ID = "group-by"
@@ -30,16 +30,10 @@ def check(inp: AuditInput) -> list[Finding]:
             continue
         missing = [n for n in required if n not in route.opts.group_by]
         if missing:
-            out.append(
-                # the alerts are in the message, not the identity: the route is the subject
-                Finding(
-                    CHECK_ID,
-                    "warning",
-                    route_path=rid,
-                    receiver=route.opts.receiver,
-                    message=f"{describe(route)} groups by "
-                    f"[{', '.join(sorted(route.opts.group_by))}]; missing {', '.join(missing)} "
-                    f"(alerts: {', '.join(alerts[rid])})",
-                )
+            # the alerts are in the message, not the identity: the route is the subject
+            said = (
+                f"{describe(route)} groups by [{', '.join(sorted(route.opts.group_by))}]; "
+                f"missing {', '.join(missing)} (alerts: {', '.join(alerts[rid])})"
             )
+            out.append(route_finding(CHECK_ID, "warning", route, said))
     return out

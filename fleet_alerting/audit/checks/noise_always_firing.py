@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from fleet_alerting.audit.checks._common import per_noisy_alert
 from fleet_alerting.audit.model import AuditInput, Finding
+
+if TYPE_CHECKING:
+    from fleet_alerting.audit.noise import NoiseStats
 
 CHECK_ID = "noise-always-firing"
 NOISE = True
@@ -18,18 +24,13 @@ FIX = (
 
 
 def check(inp: AuditInput) -> list[Finding]:
-    if inp.noise is None:
-        return []
-    limit = inp.noise.thresholds.always_firing_share
-    return [
-        Finding(
-            CHECK_ID,
-            "error" if r.severity == "critical" else "warning",
-            r.alert,
-            message=f"firing {r.firing_share:.0%} of the period ({r.firing_hours:.0f} h): "
-            "broken or ignored",
-            subject=r.severity,
-        )
-        for r in inp.noise.alerts.itertuples()
-        if r.firing_share > limit
-    ]
+    return per_noisy_alert(inp, CHECK_ID, _always_firing)
+
+
+def _always_firing(noise: NoiseStats, r: Any) -> tuple[str, str] | None:
+    if not r.firing_share > noise.thresholds.always_firing_share:
+        return None
+    return (
+        "error" if r.severity == "critical" else "warning",
+        f"firing {r.firing_share:.0%} of the period ({r.firing_hours:.0f} h): broken or ignored",
+    )

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from fleet_alerting.audit.checks._common import per_noisy_alert
 from fleet_alerting.audit.model import AuditInput, Finding
+
+if TYPE_CHECKING:
+    from fleet_alerting.audit.noise import NoiseStats
 
 CHECK_ID = "noise-flapping"
 NOISE = True
@@ -18,21 +24,16 @@ FIX = (
 
 
 def check(inp: AuditInput) -> list[Finding]:
-    if inp.noise is None:
-        return []
-    th = inp.noise.thresholds
-    out = []
-    for r in inp.noise.alerts.itertuples():
-        if r.fires >= th.flapping_fires and r.median_resolve_min <= th.flapping_median_minutes:
-            out.append(
-                Finding(
-                    CHECK_ID,
-                    "warning",
-                    r.alert,
-                    message=f"fired {r.fires} times in the period, median "
-                    f"{r.median_resolve_min:.1f} min to resolve, {r.flaps} flaps: flapping "
-                    "(raise `for:`)",
-                    subject=r.severity,
-                )
-            )
-    return out
+    return per_noisy_alert(inp, CHECK_ID, _flapping)
+
+
+def _flapping(noise: NoiseStats, r: Any) -> tuple[str, str] | None:
+    th = noise.thresholds
+    flapping = r.fires >= th.flapping_fires and r.median_resolve_min <= th.flapping_median_minutes
+    if not flapping:
+        return None
+    return (
+        "warning",
+        f"fired {r.fires} times in the period, median {r.median_resolve_min:.1f} min to resolve, "
+        f"{r.flaps} flaps: flapping (raise `for:`)",
+    )

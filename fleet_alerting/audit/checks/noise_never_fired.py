@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from fleet_alerting.audit.checks._common import per_noisy_alert
 from fleet_alerting.audit.model import AuditInput, Finding
+
+if TYPE_CHECKING:
+    from fleet_alerting.audit.noise import NoiseStats
 
 CHECK_ID = "noise-never-fired"
 NOISE = True
@@ -18,17 +24,11 @@ FIX = (
 
 
 def check(inp: AuditInput) -> list[Finding]:
-    if inp.noise is None:
-        return []
-    days = inp.noise.seconds / 86400
-    return [
-        Finding(
-            CHECK_ID,
-            "info",
-            r.alert,
-            message=f"never fired in the last {days:.0f} days: the path to the pager is untested",
-            subject=r.severity,
-        )
-        for r in inp.noise.alerts.itertuples()
-        if r.severity == "critical" and r.fires == 0
-    ]
+    return per_noisy_alert(inp, CHECK_ID, _never_fired)
+
+
+def _never_fired(noise: NoiseStats, r: Any) -> tuple[str, str] | None:
+    if not (r.severity == "critical" and r.fires == 0):
+        return None
+    days = noise.seconds / 86400
+    return ("info", f"never fired in the last {days:.0f} days: the path to the pager is untested")

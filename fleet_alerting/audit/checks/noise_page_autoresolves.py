@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from fleet_alerting.audit.checks._common import per_noisy_alert
 from fleet_alerting.audit.model import AuditInput, Finding
+
+if TYPE_CHECKING:
+    from fleet_alerting.audit.noise import NoiseStats
 
 CHECK_ID = "noise-page-autoresolves"
 NOISE = True
@@ -18,23 +24,18 @@ FIX = (
 
 
 def check(inp: AuditInput) -> list[Finding]:
-    if inp.noise is None:
-        return []
-    th = inp.noise.thresholds
-    out = []
-    for r in inp.noise.alerts.itertuples():
-        if r.pages < th.autoresolve_min_fires:
-            continue
-        quick = inp.noise.quick_resolves.get((r.alert, r.severity), 0)
-        if quick / r.fires > th.autoresolve_share:
-            out.append(
-                Finding(
-                    CHECK_ID,
-                    "warning",
-                    r.alert,
-                    message=f"paged {r.pages} times; {quick} of {r.fires} fires resolved within "
-                    f"{th.autoresolve_minutes:g} min by themselves: not page-worthy",
-                    subject=r.severity,
-                )
-            )
-    return out
+    return per_noisy_alert(inp, CHECK_ID, _autoresolves)
+
+
+def _autoresolves(noise: NoiseStats, r: Any) -> tuple[str, str] | None:
+    th = noise.thresholds
+    if r.pages < th.autoresolve_min_fires:
+        return None
+    quick = noise.quick_resolves.get((r.alert, r.severity), 0)
+    if not quick / r.fires > th.autoresolve_share:
+        return None
+    return (
+        "warning",
+        f"paged {r.pages} times; {quick} of {r.fires} fires resolved within "
+        f"{th.autoresolve_minutes:g} min by themselves: not page-worthy",
+    )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from fleet_alerting.alertmanager.routing import Route
 from fleet_alerting.audit.checks._common import expectation, receivers, routed
-from fleet_alerting.audit.model import AuditInput, Finding
+from fleet_alerting.audit.model import AuditInput, Finding, Rule
 
 CHECK_ID = "severity-routing"
 TITLE = "Alerts routed against their severity's expectation"
@@ -22,33 +23,18 @@ def check(inp: AuditInput) -> list[Finding]:
     for rule, routes in routed(inp):
         exp = expectation(inp, rule)
         got = receivers(routes)
-        path = ",".join(r.id for r in routes)
-        sev = rule.labels.get("severity", "")
         for want in exp.must_reach:
             if want not in got:
-                out.append(
-                    Finding(
-                        CHECK_ID,
-                        "error",
-                        rule.name,
-                        path,
-                        want,
-                        f"severity {sev!r} must reach {want} but routes to "
-                        f"{', '.join(got)} ({rule.where})",
-                        subject="must_reach",
-                    )
-                )
+                said = f"must reach {want} but routes to {', '.join(got)}"
+                out.append(_finding(rule, routes, want, said, "must_reach"))
         for bad in exp.must_not_reach:
             if bad in got:
-                out.append(
-                    Finding(
-                        CHECK_ID,
-                        "error",
-                        rule.name,
-                        path,
-                        bad,
-                        f"severity {sev!r} must not reach {bad} ({rule.where})",
-                        subject="must_not_reach",
-                    )
-                )
+                out.append(_finding(rule, routes, bad, f"must not reach {bad}", "must_not_reach"))
     return out
+
+
+def _finding(rule: Rule, routes: list[Route], receiver: str, said: str, subject: str) -> Finding:
+    path = ",".join(r.id for r in routes)
+    sev = rule.labels.get("severity", "")
+    message = f"severity {sev!r} {said} ({rule.where})"
+    return Finding(CHECK_ID, "error", rule.name, path, receiver, message, subject)

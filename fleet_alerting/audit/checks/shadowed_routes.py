@@ -4,7 +4,7 @@ every alert it would take. Decided conservatively: only proven shadowing is repo
 from __future__ import annotations
 
 from fleet_alerting.alertmanager.routing import Matcher, Route
-from fleet_alerting.audit.checks._common import describe
+from fleet_alerting.audit.checks._common import describe, route_finding
 from fleet_alerting.audit.model import AuditInput, Finding
 
 CHECK_ID = "shadowed-route"
@@ -44,15 +44,8 @@ def check(inp: AuditInput) -> list[Finding]:
         for j, later in enumerate(route.routes):
             for earlier in route.routes[:j]:
                 if shadows(earlier, later):
-                    out.append(
-                        Finding(
-                            CHECK_ID,
-                            "warning",
-                            route_path=later.id,
-                            receiver=later.opts.receiver,
-                            message=f"{describe(later)} is shadowed by earlier sibling "
-                            f"{earlier.id} {describe(earlier)}",
-                        )
-                    )
+                    said = f"{describe(later)} is shadowed by earlier sibling {earlier.id} "
+                    said += describe(earlier)
+                    out.append(route_finding(CHECK_ID, "warning", later, said))
                     break
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fleet_alerting.audit.checks._common import describe, routed
+from fleet_alerting.audit.checks._common import describe, route_finding, routed
 from fleet_alerting.audit.model import AuditInput, Finding
 
 CHECK_ID = "unreachable-route"
@@ -38,26 +38,11 @@ def check(inp: AuditInput) -> list[Finding]:
             below = sum(1 for _ in child.walk()) - 1
             extra = f" (and {below} routes below it)" if below else ""
             if runtime:
-                out.append(
-                    Finding(
-                        CHECK_ID,
-                        "info",
-                        route_path=child.id,
-                        receiver=child.opts.receiver,
-                        message=f"{describe(child)}{extra}: no rule sets "
-                        f"{', '.join(runtime)}; reachable only through series labels",
-                    )
-                )
+                level = "info"
+                said = f"no rule sets {', '.join(runtime)}; reachable only through series labels"
             else:
-                out.append(
-                    Finding(
-                        CHECK_ID,
-                        "warning",
-                        route_path=child.id,
-                        receiver=child.opts.receiver,
-                        message=f"{describe(child)}{extra}: no alert rule reaches this route",
-                    )
-                )
+                level, said = "warning", "no alert rule reaches this route"
+            out.append(route_finding(CHECK_ID, level, child, f"{describe(child)}{extra}: {said}"))
 
     visit(inp.am.route, True)
     return out

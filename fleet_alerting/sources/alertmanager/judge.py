@@ -26,7 +26,7 @@ from fleet_alerting.core.policy import recover_unseen
 from fleet_alerting.core.signals import TEXTS, Link, Severity, Signal, digest, digest_bytes
 from fleet_alerting.sources.alertmanager.client import Alert
 from fleet_alerting.sources.alertmanager.shapes import FINGERPRINT
-from fleet_alerting.sources.records import Malformed
+from fleet_alerting.sources.records import Malformed, malformed_signal
 
 SOURCE = "alertmanager"
 API_SOURCE = f"{SOURCE}-api"  # Alertmanager unreachable or refusing a rule's query
@@ -136,18 +136,14 @@ def malformed_signals(malformed: Iterable[Malformed]) -> list[Signal]:
     """One warning per alert of the answer that does not have the documented shape; the
     well-formed alerts beside it are escalated as usual."""
     return [
-        Signal(
-            key=signal_key(RECORDS_SOURCE, alert=bad.identity),
-            source=RECORDS_SOURCE,
-            firing=True,
-            severity=Severity.warning,
-            summary=f"Alertmanager listed a malformed alert, {bad.identity}: {bad.why}",
-            target=bad.labels.get("instance") or bad.labels.get("alertname") or bad.identity,
-            remediation=(
-                "The alert cannot be escalated until it is well formed: check what posts it to "
-                "Alertmanager, and the alert in the Alertmanager UI",
-            ),
-            labels={"alert": bad.identity},
+        malformed_signal(
+            RECORDS_SOURCE,
+            "alert",
+            bad,
+            f"Alertmanager listed a malformed alert, {bad.identity}: {bad.why}",
+            bad.labels.get("instance") or bad.labels.get("alertname") or bad.identity,
+            "The alert cannot be escalated until it is well formed: check what posts it to "
+            "Alertmanager, and the alert in the Alertmanager UI",
         )
         for bad in malformed
     ]

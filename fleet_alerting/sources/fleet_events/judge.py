@@ -19,13 +19,13 @@ from urllib.parse import urlsplit
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.schema import FleetApiConfig
-from fleet_alerting.core.incidents import Incident, Kind, Notification, State
+from fleet_alerting.core.incidents import Incident, Kind, Notification, over_at_once
 from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.signals import Link, Severity, Signal
 from fleet_alerting.sources.fleet_events.client import SEVERITY_RANK, FleetEvent
-from fleet_alerting.sources.records import Malformed
+from fleet_alerting.sources.records import Malformed, malformed_signal
 
 SOURCE = "fleet-events"
 API_SOURCE = f"{SOURCE}-api"  # the Fleet API unreachable or refusing
@@ -85,18 +85,14 @@ def malformed_signals(malformed: Iterable[Malformed]) -> list[Signal]:
     """One warning per event of the feed that has neither documented shape (it is left out of
     the cursor and the table; every well-formed event beside it is still reported)."""
     return [
-        Signal(
-            key=signal_key(RECORDS_SOURCE, event=bad.identity),
-            source=RECORDS_SOURCE,
-            firing=True,
-            severity=Severity.warning,
-            summary=f"Fleet API /health/events/recent: malformed {bad.identity}: {bad.why}",
-            target=bad.identity,
-            remediation=(
-                "Check the Fleet API's event writer: this event cannot be reported until it has "
-                "the documented shape",
-            ),
-            labels={"event": bad.identity},
+        malformed_signal(
+            RECORDS_SOURCE,
+            "event",
+            bad,
+            f"Fleet API /health/events/recent: malformed {bad.identity}: {bad.why}",
+            bad.identity,
+            "Check the Fleet API's event writer: this event cannot be reported until it has "
+            "the documented shape",
         )
         for bad in malformed
     ]
@@ -149,19 +145,8 @@ def event_notifications(events: Iterable[FleetEvent], config: Config, now: datet
     for event in events:
         signal = event_signal(event, config)
         channels = config.policy(signal.severity).channels()
-        incident = Incident(
-            key=signal.key,
-            source=SOURCE,
-            severity=signal.severity,
-            state=State.resolved,
-            onset=event.timestamp,
-            changed_at=now,
-            signal=signal,
-            consecutive_failures=1,
-            opened_at=now,
-            last_notified_at=now if channels else None,
-            resolved_at=now,
-            resolution="one-off Fleet API event",
+        incident = over_at_once(
+            signal, SOURCE, event.timestamp, now, "one-off Fleet API event", told=bool(channels)
         )
         incidents.append(incident)
         notifications += [

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from fleet_alerting.config.schema import ZigbeeCoordinator, ZigbeeWindow
 from fleet_alerting.core.durations import format_duration
-from fleet_alerting.core.incidents import Incident, Kind, Notification, State
+from fleet_alerting.core.incidents import Incident, Kind, Notification, State, over_at_once
 from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.matchers import compile_go_regex
 from fleet_alerting.core.policy import Evaluation, PolicyFor
@@ -350,20 +350,7 @@ def auto_close_report(
     )
     onset = permit.open_since or now
     channels = list(channels)
-    incident = Incident(
-        key=signal.key,
-        source=SOURCE,
-        severity=signal.severity,
-        state=State.resolved,
-        onset=onset,
-        changed_at=now,
-        signal=signal,
-        consecutive_failures=1,
-        opened_at=now,
-        last_notified_at=now if channels else None,
-        resolved_at=now,
-        resolution=outcome,
-    )
+    incident = over_at_once(signal, SOURCE, onset, now, outcome, told=bool(channels))
     window = onset.isoformat()
     notifications = [
         Notification(
