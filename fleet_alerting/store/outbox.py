@@ -22,8 +22,9 @@ The tables are declared in store/tables.py.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,6 +36,9 @@ from fleet_alerting.store import backend
 from fleet_alerting.store.tables import delete_at_most, destinations_table, outbox_table, ts
 
 _notification_json = TypeAdapter(Notification)
+# Compatibility with rows queued before `one_off` existed: these sources' messages were one-off
+# then too (a fleet event's report, a notify-test message), so such a row reads as one.
+ONE_OFF_SOURCES_BEFORE_THE_FLAG = frozenset({"fleet-events", "notify-test"})
 
 _DOUBT = sa.or_(outbox_table.c.claimed_by.isnot(None), outbox_table.c.in_doubt.is_(True))
 
@@ -112,10 +116,17 @@ class Destination:
     last_error: str | None = None
 
 
+def _notification(data: str) -> Notification:
+    n = _notification_json.validate_json(data)
+    if n.one_off or n.incident.source not in ONE_OFF_SOURCES_BEFORE_THE_FLAG:
+        return n
+    return n if "one_off" in json.loads(data) else replace(n, one_off=True)
+
+
 def _item(row: Any) -> OutboxItem:
     return OutboxItem(
         id=row["id"],
-        notification=_notification_json.validate_json(row["data"]),
+        notification=_notification(row["data"]),
         status=row["status"],
         attempts=row["attempts"],
         created_at=datetime.fromisoformat(row["created_at"]),
