@@ -24,12 +24,15 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from fleet_alerting.core import actions
 from fleet_alerting.core.incidents import Notification
 from fleet_alerting.core.policy import PolicyConfig, evaluate
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.drain import drain
 from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
 from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
+from fleet_alerting.delivery.stages import DrainReport
+from fleet_alerting.store import actions as audit
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.outbox import OutboxItem
 from tests.drainer import BOT_TOKEN, ROUTING_KEY, Zygote, endpoints, wait_for
@@ -442,26 +445,28 @@ def test_an_unexpected_error_stays_in_its_lane_and_is_parked_with_the_reason(
     )
 
 
+INVALID_EVENT = Response(400, {"status": "invalid event", "message": "Event is invalid"})
+
+
+async def drain_to(store: Store, slack_url: str, pd_url: str, now: datetime) -> DrainReport:
+    """One drain of the store to Slack (main and mirror) and PagerDuty fakes."""
+    async with httpx.AsyncClient() as client:
+        notifiers = {
+            "slack": SlackWebhook(client, SecretStr(f"{slack_url}/s"), "Slack"),
+            "slack_mirror": SlackWebhook(client, SecretStr(f"{slack_url}/m"), "Mirror"),
+            "pagerduty": PagerDutyEvents(client, SecretStr(ROUTING_KEY), f"{pd_url}/v2/enqueue"),
+        }
+        return await drain(store, notifiers, lambda: now, sleep=no_sleep)
+
+
 def test_slack_says_paged_only_after_the_pager_accepted_and_loudly_when_it_refused(
     state_db: str,
 ) -> None:
     store = Store(state_db)
     step(store, [signal("a"), signal("b")], T0)
-
-    async def go(slack_url: str, pd_url: str):
-        async with httpx.AsyncClient() as client:
-            notifiers = {
-                "slack": SlackWebhook(client, SecretStr(f"{slack_url}/s"), "Slack"),
-                "slack_mirror": SlackWebhook(client, SecretStr(f"{slack_url}/m"), "Mirror"),
-                "pagerduty": PagerDutyEvents(
-                    client, SecretStr(ROUTING_KEY), f"{pd_url}/v2/enqueue"
-                ),
-            }
-            return await drain(store, notifiers, lambda: T0, sleep=no_sleep)
-
     with SlowSlack() as slack, SlowPagerDuty(0.3) as pd:
-        pd.fail_next = [Response(400, {"status": "invalid event", "message": "Event is invalid"})]
-        report = asyncio.run(go(slack.url, pd.url))
+        pd.fail_next = [INVALID_EVENT]
+        report = asyncio.run(drain_to(store, slack.url, pd.url, T0))
     texts = [m["text"] for m in slack.messages]
     failed = [t for t in texts if "PAGING FAILED" in t]
     paged = [t for t in texts if "Paged pagerduty" in t]
@@ -614,3 +619,42 @@ def test_a_page_held_by_a_killed_run_is_resent_within_30_s_and_no_run_waits_on_i
     assert {k: v for k, v in got.items() if k[0] != "pagerduty"} == {
         k: v for k, v in want.items() if k[0] != "pagerduty"
     }
+
+
+ACK_TIMEOUT = PolicyConfig.model_validate(
+    {
+        "open_after": 1,
+        "ack_timeout": "30m",
+        "steps": [{"after": "0s", "to": ["pagerduty", "slack"]}],
+    }
+)
+
+
+def test_a_refused_resolve_before_a_re_page_is_paging_failed_not_a_silent_fold(
+    state_db: str,
+) -> None:
+    """After an acknowledgement times out the page is resolved, then triggered again; if the
+    resolve is refused, the trigger would fold into the still-acknowledged PagerDuty alert."""
+    store = Store(state_db)
+    failing = signal("api")
+
+    def at(minutes: int) -> datetime:
+        now = T0 + timedelta(minutes=minutes)
+        store.record(evaluate([failing], store.unresolved(), lambda _s: ACK_TIMEOUT, now), now)
+        return now
+
+    with SlowSlack() as slack, SlowPagerDuty() as pd:
+        asyncio.run(drain_to(store, slack.url, pd.url, at(0)))
+        audit.apply(
+            store, failing.key, lambda i: actions.acknowledge(i, "ana", T0, ["pagerduty", "slack"]),
+            action="ack", actor="ana", via="cli", now=T0,
+        )  # fmt: skip
+        asyncio.run(drain_to(store, slack.url, pd.url, T0))
+        told = len(slack.messages)
+        pd.fail_next = [INVALID_EVENT]  # the resolve
+        report = asyncio.run(drain_to(store, slack.url, pd.url, at(31)))
+    sent = [e["event_action"] for e in pd.events]
+    assert sent == ["trigger", "acknowledge"], sent  # the refused resolve, and no trigger after
+    texts = [m["text"] for m in slack.messages[told:]]
+    assert any(t.startswith("[CRITICAL] PAGING FAILED via pagerduty: ") for t in texts), texts
+    assert [w.split(":")[0] for w in report.warnings] == ["PAGING FAILED via pagerduty"]

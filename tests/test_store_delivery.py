@@ -208,6 +208,33 @@ def test_incidents_stored_before_the_rename_of_last_seen_still_load(store: Store
     assert incident.changed_at == T0
 
 
+@pytest.mark.parametrize(
+    ("source", "flag", "one_off"),
+    [
+        ("fleet-events", None, True),
+        ("notify-test", None, True),
+        ("blackbox", None, False),
+        ("fleet-events", False, False),  # written with the flag: as written
+    ],
+)
+def test_outbox_rows_queued_before_the_one_off_flag_read_as_their_source_meant(
+    store: Store, source: str, flag: bool | None, one_off: bool
+) -> None:
+    opened(store)
+    with store.engine.begin() as conn:
+        for row_id, data in conn.exec_driver_sql("SELECT id, data FROM outbox").all():
+            data = data.replace('"source":"blackbox"', f'"source":"{source}"')
+            if flag is None:
+                assert ',"one_off":false' in data
+                data = data.replace(',"one_off":false', "")
+            conn.execute(
+                sa.text("UPDATE outbox SET data = :data WHERE id = :id"),
+                {"data": data, "id": row_id},
+            )
+    items = store.queue.items()
+    assert items and {i.notification.one_off for i in items} == {one_off}
+
+
 class WatchedOutbox(Outbox):
     """The store's own outbox, remembering what each renewal of a claim answered."""
 

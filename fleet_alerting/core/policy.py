@@ -321,7 +321,8 @@ def _escalate(
         pagers = escalation.current_pages(incident)
         if pagers:
             incident = evolve(incident, state=State.paged)
-        sent += actions.reopened(incident, paged_before, pagers, now)
+        if why:  # only an acknowledged page is silent in PagerDuty; an unacknowledged one rings
+            sent += actions.reopened(incident, paged_before, pagers, now)
         sent += [_notification(incident, pager, Kind.paged, now) for pager in pagers]
         # a Slack-only step at 0s is the opening message itself
         later = not opening and any(stages[i].offset > timedelta(0) for i in indexes)

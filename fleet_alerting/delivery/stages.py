@@ -435,7 +435,10 @@ class Record:
         self.report.retrying.append((item, reason))
 
     async def _dead(self, item: OutboxItem, attempts: int, why: str, reason: str) -> None:
-        await db(self.outbox.mark_dead, item.id, self.owner, attempts, why)
+        if self._reopens(item):
+            await self._dead_resolve(item, attempts, why, reason)
+        else:
+            await db(self.outbox.mark_dead, item.id, self.owner, attempts, why)
         log.error(
             "dead letter: %s (%s) refused %s of incident %s: %s",
             self.channel, self.notifier_name, item.notification.kind,
@@ -443,6 +446,21 @@ class Record:
         )  # fmt: skip
         self.report.dead.append((item, reason))
         self._page_warning(item, reason)
+
+    def _reopens(self, item: OutboxItem) -> bool:
+        """A pager's resolve, which a re-page (`actions.paged_again`, `reopened`) may follow."""
+        return pager_of(self.channel) is not None and item.notification.kind == Kind.resolved
+
+    async def _dead_resolve(self, item: OutboxItem, attempts: int, why: str, reason: str) -> None:
+        """The pages queued behind a dead resolve could only fold into the acknowledged alert:
+        they fail with it, loudly (the Slack "paged" message and the report say PAGING FAILED)."""
+        failed = f"the resolve before it failed ({reason}), a trigger would notify nobody"
+        pages = await db(
+            self.outbox.mark_dead_with_pages_behind, item, self.owner, attempts, why, failed
+        )
+        for page in pages:
+            self.report.dead.append((page, failed))
+            self._page_warning(page, failed)
 
     def _page_warning(self, item: OutboxItem, reason: str) -> None:
         n = item.notification

@@ -22,8 +22,9 @@ The tables are declared in store/tables.py.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,6 +36,9 @@ from fleet_alerting.store import backend
 from fleet_alerting.store.tables import delete_at_most, destinations_table, outbox_table, ts
 
 _notification_json = TypeAdapter(Notification)
+# Compatibility with rows queued before `one_off` existed: these sources' messages were one-off
+# then too (a fleet event's report, a notify-test message), so such a row reads as one.
+ONE_OFF_SOURCES_BEFORE_THE_FLAG = frozenset({"fleet-events", "notify-test"})
 
 _DOUBT = sa.or_(outbox_table.c.claimed_by.isnot(None), outbox_table.c.in_doubt.is_(True))
 
@@ -112,10 +116,17 @@ class Destination:
     last_error: str | None = None
 
 
+def _notification(data: str) -> Notification:
+    n = _notification_json.validate_json(data)
+    if n.one_off or n.incident.source not in ONE_OFF_SOURCES_BEFORE_THE_FLAG:
+        return n
+    return n if "one_off" in json.loads(data) else replace(n, one_off=True)
+
+
 def _item(row: Any) -> OutboxItem:
     return OutboxItem(
         id=row["id"],
-        notification=_notification_json.validate_json(row["data"]),
+        notification=_notification(row["data"]),
         status=row["status"],
         attempts=row["attempts"],
         created_at=datetime.fromisoformat(row["created_at"]),
@@ -309,6 +320,29 @@ class Outbox:
             values["errors"] = errors
         return self._finish(item_id, owner, **values)
 
+    def mark_dead_with_pages_behind(
+        self, item: OutboxItem, owner: str | None, attempts: int, reason: str, why_pages: str
+    ) -> list[OutboxItem]:
+        """Mark a pager's `resolved` dead and, in the same transaction (no drainer claims them in
+        between), the `paged` messages of its incident queued behind it on its channel: sent
+        after a resolve that never arrived, a trigger folds into the still-acknowledged alert and
+        notifies nobody. Returns those pages."""
+        t, n = outbox_table, item.notification
+        behind = sa.and_(
+            t.c.incident_key == n.incident.key,
+            t.c.channel == n.channel,
+            t.c.kind == "paged",
+            t.c.status == "queued",
+            t.c.id > item.id,
+        )
+        pages = sa.update(t).where(behind).values(status="dead", last_error=why_pages)
+        with self.engine.begin() as conn:
+            dead = {"status": "dead", "attempts": attempts, "last_error": reason}
+            if not self._finish_in(conn, item.id, owner, **dead):
+                return []
+            query = pages.returning(*t.c)
+            return [_item(row) for row in conn.execute(query).mappings().all()]
+
     def renew(self, item_id: int, owner: str, until: datetime) -> bool:
         """Extend this drainer's claim on a message it is still sending; False if it lost it."""
         t = outbox_table
@@ -326,12 +360,16 @@ class Outbox:
     def _finish(self, item_id: int, owner: str | None, **values: Any) -> bool:
         """Update a message this drainer holds, and free its lease. False if another drainer
         has taken it over meanwhile (this one's lease had expired)."""
+        with self.engine.begin() as conn:
+            return self._finish_in(conn, item_id, owner, **values)
+
+    @staticmethod
+    def _finish_in(conn: sa.Connection, item_id: int, owner: str | None, **values: Any) -> bool:
         t = outbox_table
         query = sa.update(t).where(t.c.id == item_id, t.c.status == "queued")
         if owner is not None:
             query = query.where(t.c.claimed_by == owner)
-        with self.engine.begin() as conn:
-            result = conn.execute(query.values(claimed_by=None, lease_until=None, **values))
+        result = conn.execute(query.values(claimed_by=None, lease_until=None, **values))
         return result.rowcount == 1
 
     # destinations ------------------------------------------------------------------------------

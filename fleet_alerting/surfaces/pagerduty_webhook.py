@@ -8,6 +8,11 @@ a duplicate and changes nothing. `incident.acknowledged` records the ack (remind
 stop, Slack is told "acknowledged in PagerDuty by …"); `incident.resolved` while our check still
 fails keeps our incident open and says so in Slack (core.actions.pager_resolved). PagerDuty's
 `incident_key` is the dedup_key we sent, so it finds the incident.
+
+Only what a person did counts: `event.agent` (documented as who or what initiated the event) must
+be a `user_reference`. Our own Events API acknowledge (a mute begins) and resolve (a re-page)
+come back with a service/integration agent or none; acting on them would record an ack no
+operator gave, so they are answered 200 and ignored.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ HANDLED = {
 }
 MAX_BODY_BYTES = 1024 * 1024  # an event is a few KiB
 KEEP_EVENT_IDS = timedelta(hours=24)  # PagerDuty retries a delivery for minutes, not days
+USER_AGENT = "user_reference"
 
 
 def signature(secret: SecretStr, body: bytes) -> str:
@@ -64,6 +70,7 @@ class _Shape(BaseModel):
 
 class _Agent(_Shape):
     summary: StrictStr | None = None
+    type: StrictStr | None = None
 
 
 class _Data(_Shape):
@@ -76,6 +83,15 @@ class Event(_Shape):
     event_type: StrictStr
     agent: _Agent | None = None
     data: _Data = _Data()
+
+
+def not_by_a_person(event: Event) -> str | None:
+    """Why the event is not an operator's doing (an echo of our own Events API call), or None."""
+    if event.agent is None:
+        return "no agent"
+    if event.agent.type != USER_AGENT:
+        return "agent is not a user_reference (a service, an integration or PagerDuty)"
+    return None
 
 
 class _Delivery(_Shape):
@@ -123,6 +139,9 @@ def pagerduty_routes(config: Config, clock: Callable[[], float]) -> list[Route]:
         if not new:
             return Response(status_code=200)  # a redelivery: done already
         if event.event_type not in HANDLED:
+            return Response(status_code=200)
+        if reason := not_by_a_person(event):
+            log.info("ignored PagerDuty %s %s: %s", event.event_type, event.id, reason)
             return Response(status_code=200)
         return Response(status_code=200, background=BackgroundTask(handle, event))
 

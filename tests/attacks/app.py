@@ -201,19 +201,29 @@ def pd_signed(body: bytes) -> dict[str, Any]:
     return {"content": body, "headers": headers}
 
 
-def pd_event(event_type: str, event_id: str, key: str = KEY) -> dict[str, Any]:
-    """A signed v3 webhook delivery, shaped as PagerDuty documents it."""
-    return pd_signed(json.dumps(pd_delivery(event_type, event_id, key)).encode())
+PD_USER = {"id": "PLH1HKV", "summary": "Ana Operator", "type": "user_reference"}
+PD_SERVICE = {"id": "PF9KMXH", "summary": "Fleet API (service)", "type": "service_reference"}
+PD_INTEGRATION = {"id": "PQ8Z4T1", "summary": "Events API V2", "type": "integration_reference"}
 
 
-def pd_delivery(event_type: str, event_id: str, key: str = KEY) -> dict[str, Any]:
-    """The JSON of a v3 webhook delivery."""
+def pd_event(
+    event_type: str, event_id: str, key: str = KEY, agent: dict[str, str] | None = PD_USER
+) -> dict[str, Any]:
+    """A signed v3 webhook delivery, shaped as PagerDuty documents it; by default an operator's
+    doing (a user agent)."""
+    return pd_signed(json.dumps(pd_delivery(event_type, event_id, key, agent)).encode())
+
+
+def pd_delivery(
+    event_type: str, event_id: str, key: str = KEY, agent: dict[str, str] | None = PD_USER
+) -> dict[str, Any]:
+    """The JSON of a v3 webhook delivery (`agent` None: PagerDuty's own doing, sent as null)."""
     event = {
         "id": event_id,
         "event_type": event_type,
         "resource_type": "incident",
         "occurred_at": datetime.now(UTC).isoformat(),
-        "agent": {"id": "PLH1HKV", "summary": "Ana Operator", "type": "user_reference"},
+        "agent": agent,
         "data": {"id": "PGR0VU2", "type": "incident", "incident_key": key, "title": "down"},
     }
     return {"event": event}

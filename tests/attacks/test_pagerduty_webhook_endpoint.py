@@ -1,7 +1,9 @@
 """`/pagerduty/webhook` against what a stranger can send, on the real `fleet-alerting slack-app`
 process: hostile headers and bodies get 4xx, never a 5xx or a traceback; a 500 MB body leaves the
 process's memory flat; a signed `incident.resolved` delivered again after a restart, or to a second
-process on the same store, records nothing and tells Slack nothing the second time."""
+process on the same store, records nothing and tells Slack nothing the second time; an
+acknowledge or resolve no person did (the echo of our own Events API call) is a 200 that changes
+nothing."""
 
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ import pytest
 from tests.attacks.app import (
     KEY,
     MB,
+    PD_INTEGRATION,
+    PD_SERVICE,
+    PD_USER,
     SHAPES,
     App,
     Fakes,
@@ -159,3 +164,29 @@ def test_a_delivery_while_the_store_stays_locked_is_503_for_pagerduty_to_retry(a
         assert app.post(PATH, resolved).status_code == 503
     assert app.post(PATH, resolved).status_code == 200  # the retry: not a replay of the refused
     wait_until(lambda: len(history(app.state)) == done + 1, 30, "the retry recorded")
+
+
+AGENTS: dict[str, tuple[dict[str, str] | None, int]] = {
+    "user (an operator)": (PD_USER, 1),
+    "service (our own Events API call)": (PD_SERVICE, 0),
+    "integration": (PD_INTEGRATION, 0),
+    "no agent (PagerDuty itself)": (None, 0),
+}
+
+
+@pytest.mark.parametrize("event_type", ["incident.acknowledged", "incident.resolved"])
+@pytest.mark.parametrize("agent", list(AGENTS))
+def test_only_what_a_person_did_in_pagerduty_is_acted_on(
+    app: App, agent: str, event_type: str
+) -> None:
+    reference, records = AGENTS[agent]
+    key = f"blackbox:target={agent}/{event_type}"
+    sentinel = f"{key} (the delivery after)"
+    seed_incident(app.state, key)
+    seed_incident(app.state, sentinel)
+    delivery = pd_event(event_type, f"E-{agent}-{event_type}", key, reference)
+    assert app.post(PATH, delivery).status_code == 200
+    later = pd_event("incident.acknowledged", f"E-after-{agent}-{event_type}", sentinel)
+    assert app.post(PATH, later).status_code == 200
+    wait_until(lambda: len(history(app.state, sentinel)) == 1, 30, "the delivery after recorded")
+    assert [r.action for r in history(app.state, key)] == [event_type.split(".")[1]] * records
