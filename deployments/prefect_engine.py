@@ -1,7 +1,8 @@
 """The one module that uses Prefect internals (not its documented API): what `serve` needs to be
-its own runner in one process — the server in a thread, each due run executed in-process by
-Prefect's engine. Prefect's public runner (`flow.serve`, workers) starts a `python -m
-prefect.engine` child per run: ~118 MB and 7–13 s to start each, too much for a small VPS.
+its own runner — its local server as a child process (`python -m` this module), each due run
+executed inside serve's process by Prefect's engine. Prefect's public runner (`flow.serve`,
+workers) starts a `python -m prefect.engine` child per run: ~118 MB and 7–13 s to start each,
+too much for a small VPS.
 
 What this relies on, pinned against the installed Prefect by tests/test_prefect_engine_pin.py
 (and import-linter keeps every other module off these internals):
@@ -14,7 +15,8 @@ What this relies on, pinned against the installed Prefect by tests/test_prefect_
   then sets the run's state to Cancelled through the client (public API).
 - `prefect.flow_engine.capture_sigterm`, looked up as a module global when a run starts:
   replaced by a no-op so SIGTERM reaches serve's own handler, not the engine's.
-- `prefect.server.api.server.create_app(final=True)`: the server's ASGI app, for uvicorn.
+- `prefect.server.api.server.create_app(final=True)`: the server's ASGI app, for uvicorn (in
+  the child process `serve_api` runs).
 - `APILogWorker.drain_all` / `EventsWorker.drain_all(timeout=, at_exit=False)`: the runs' last
   logs and events sent while the server still answers.
 """
@@ -23,6 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
+import threading
+import time
 from typing import Any
 
 
@@ -51,6 +57,31 @@ def server_app() -> Any:
     return create_app(final=True)
 
 
+def serve_api(port: int) -> int:
+    """The child process of `serve`: the Prefect server on 127.0.0.1:`port` under the settings of
+    its environment, until SIGTERM — or until serve is gone (killed, it could not stop it)."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        server_app(),
+        host="127.0.0.1",
+        port=port,
+        log_level="error",
+        timeout_graceful_shutdown=1,  # serve stops within seconds
+    )
+    server = uvicorn.Server(config)
+    threading.Thread(target=_stop_when_orphaned, args=(server,), daemon=True).start()
+    server.run()
+    return 0 if server.started else 1  # not started: its port was taken (said on stderr)
+
+
+def _stop_when_orphaned(server: Any, every: float = 1.0) -> None:
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(every)
+    server.should_exit = True
+
+
 async def flush_to_the_server(timeout: float = 0.5) -> None:
     """Send the runs' last logs and events while the server still answers: at exit, with a
     local server already gone, Prefect's workers would retry them for seconds."""
@@ -60,3 +91,7 @@ async def flush_to_the_server(timeout: float = 0.5) -> None:
     for worker in (APILogWorker, EventsWorker):
         with contextlib.suppress(Exception):
             await worker.drain_all(timeout=timeout, at_exit=False)
+
+
+if __name__ == "__main__":
+    sys.exit(serve_api(int(sys.argv[1])))

@@ -133,7 +133,7 @@ def serve(args: argparse.Namespace) -> int:
     from fleet_alerting.deployments.serve import serve_all
     from fleet_alerting.surfaces.metrics import metrics_endpoint
 
-    return serve_all(args.config, sidecars=[metrics_endpoint])
+    return serve_all(args.config, sidecars=[metrics_endpoint], ui_port=args.ui_port)
 
 
 def trigger(args: argparse.Namespace) -> int:
@@ -411,7 +411,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the watch to run",
     )
     with_config(run)
-    with_config(add("serve", serve, "serve every deployment on its schedule"))
+    served = with_config(add("serve", serve, "serve every deployment on its schedule"))
+    served.add_argument(
+        "--ui-port",
+        type=int,
+        metavar="PORT",
+        help="the local Prefect server's port (UI and API), fixed so its links outlive restarts "
+        "(default: FLEET_ALERTING_UI_PORT, else a free port at each start)",
+    )
     show = add("demo", demo, "show the product working against local targets, in about a minute")
     show.add_argument("--config", default=DEFAULT_CONFIG, help=f"default: {DEFAULT_CONFIG}")
     show.add_argument("--interval", type=float, default=3.0, help="seconds between probe runs")
