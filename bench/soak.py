@@ -191,7 +191,10 @@ def main() -> None:
         log = (work / label / "serve.log").open("w")
         child = env | {"PREFECT_HOME": str(home), "PYTHONPATH": str(Path(code).resolve())}
         cli = [sys.executable, "-m", "fleet_alerting.surfaces.cli", "serve", "--config"]
-        serves[label] = subprocess.Popen([*cli, str(config)], env=child, stdout=log, stderr=log)
+        # cwd: `python -m` puts it before PYTHONPATH, so each serve imports its own checkout
+        serves[label] = subprocess.Popen(
+            [*cli, str(config)], env=child, stdout=log, stderr=log, cwd=Path(code).resolve()
+        )
     plain_config = write_config(work / "plain", base, prometheus, alertmanager)
     plain = subprocess.Popen(
         [sys.executable, __file__, "--plain", str(plain_config), "--minutes", str(args.minutes)],
