@@ -15,6 +15,11 @@ What this relies on, pinned against the installed Prefect by tests/test_prefect_
   then sets the run's state to Cancelled through the client (public API).
 - `prefect.flow_engine.capture_sigterm`, looked up as a module global when a run starts:
   replaced by a no-op so SIGTERM reaches serve's own handler, not the engine's.
+- `prefect.flow_engine.observe_flow_run_suspension(flow_run_id, request)`, looked up as a module
+  global when a deployment's run starts: replaced by a no-op (`skip_suspension_watch`).
+- `prefect.client.orchestration.ssl`, the module through which every Prefect client builds its
+  TLS context: given one whose `create_default_context` builds each context once
+  (`share_tls_contexts`).
 - `prefect.server.api.server.create_app(final=True)`: the server's ASGI app, for uvicorn (in
   the child process `serve_api` runs).
 - `APILogWorker.drain_all` / `EventsWorker.drain_all(timeout=, at_exit=False)`: the runs' last
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 import sys
 import threading
 import time
@@ -48,6 +54,47 @@ def leave_sigterm_to_serve() -> None:
     import prefect.flow_engine
 
     prefect.flow_engine.capture_sigterm = contextlib.nullcontext  # type: ignore[attr-defined]
+
+
+def skip_suspension_watch() -> None:
+    """Prefect watches every deployment run for a request to suspend it: a thread with its own
+    event loop, client and event subscription per run (a fifth of serve's CPU). A watch run is
+    never suspended — it observes now, and the next run comes within an interval."""
+    import prefect.flow_engine
+
+    prefect.flow_engine.observe_flow_run_suspension = _never_suspended  # type: ignore[attr-defined]
+
+
+def _never_suspended(*_args: Any, **_kwargs: Any) -> contextlib.nullcontext[None]:
+    return contextlib.nullcontext()
+
+
+class _SharedTlsContexts:
+    """The `ssl` module, but `create_default_context` builds each distinct context once: Prefect
+    builds one — loading the whole CA bundle, ~20 ms of CPU — for every client it opens, several
+    per run (a third of serve's CPU). The same settings make the same context, and an SSLContext
+    may be shared between threads; the settings do not change while serve runs."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[Any, ...], ssl.SSLContext] = {}
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(ssl, name)
+
+    def create_default_context(self, *args: Any, **kwargs: Any) -> ssl.SSLContext:
+        key = (args, tuple(sorted(kwargs.items())))
+        with self._lock:
+            if key not in self._made:
+                self._made[key] = ssl.create_default_context(*args, **kwargs)
+            return self._made[key]
+
+
+def share_tls_contexts() -> None:
+    import prefect.client.orchestration
+
+    if not isinstance(prefect.client.orchestration.ssl, _SharedTlsContexts):
+        prefect.client.orchestration.ssl = _SharedTlsContexts()  # type: ignore[assignment]
 
 
 def server_app() -> Any:

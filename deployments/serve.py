@@ -53,6 +53,8 @@ from fleet_alerting.deployments.prefect_engine import (
     flush_to_the_server,
     leave_sigterm_to_serve,
     run_in_process,
+    share_tls_contexts,
+    skip_suspension_watch,
 )
 from fleet_alerting.deployments.prune import keep_pruned
 from fleet_alerting.deployments.schedules import CONFIGURED, Planned, plan, watch_interval
@@ -378,6 +380,8 @@ async def execute(
     stop = Stop(asyncio.get_running_loop(), on_exit)
     stop.install()
     leave_sigterm_to_serve()
+    share_tls_contexts()
+    skip_suspension_watch()
     try:
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             flows = await register(planned, out)
