@@ -110,6 +110,11 @@ def db_mb(home: Path) -> float:
     return sum(f.stat().st_size for f in files if f.exists()) / 2**20
 
 
+def finished_runs(log: Path) -> int:
+    said = log.read_text()
+    return said.count(": Completed") + said.count(": Failed")
+
+
 def slope_per_hour(samples: list[tuple[float, float]]) -> float:
     """Least-squares slope of (seconds, value), per hour."""
     n = len(samples)
@@ -209,6 +214,7 @@ def main() -> None:
     samples.write("minutes\tcode\tserve_mb\tserver_mb\ttotal_mb\tdb_mb\tload1\n")
     started = time.monotonic()
     cpu_at_warmup: dict[str, float] = {}
+    runs_at_warmup: dict[str, int] = {}
     try:
         while time.monotonic() - started < args.minutes * 60:
             at = time.monotonic() - started
@@ -221,6 +227,7 @@ def main() -> None:
                 disk[label].append((at, db_mb(home)))
                 if at >= args.warmup * 60 and label not in cpu_at_warmup:
                     cpu_at_warmup[label] = cpu_seconds(proc.pid)
+                    runs_at_warmup[label] = finished_runs(work / label / "serve.log")
                 print(
                     f"{at / 60:5.1f} min {label}: RSS {mb['serve']:6.1f} + {mb['server']:6.1f} "
                     f"MB, db {db_mb(home):7.1f} MB, load {load:.1f}"
@@ -246,14 +253,17 @@ def main() -> None:
     print(f"\nafter {args.warmup:g} min warm-up, {args.minutes:g} min in all (work: {work}):")
     print(f"plain: {plain_cpu * 1000:.0f} ms CPU per round of five runs ({plain_n:.0f} rounds)")
     for label in serves:
-        log = (work / label / "serve.log").read_text()
-        runs = log.count(": Completed") + log.count(": Failed")
-        per_round = (ends[label] - cpu_at_warmup.get(label, 0.0)) / measured
+        runs = finished_runs(work / label / "serve.log")
+        cpu = ends[label] - cpu_at_warmup.get(label, 0.0)
+        per_round = cpu / measured
+        # a loaded machine makes runs overrun (superseded, not run): CPU per run finished too
+        per_run = cpu / max(1, runs - runs_at_warmup.get(label, 0))
         sizes = disk[label]
         print(
             f"{label}: prefect.db {sizes[0][1]:.1f}→{sizes[-1][1]:.1f} MB, slope "
             f"{slopes(sizes, args.warmup)}; {runs} runs; CPU per round {per_round * 1000:.0f} ms "
-            f"= {per_round / plain_cpu:.2f}× plain"
+            f"= {per_round / plain_cpu:.2f}× plain; per run finished after warm-up "
+            f"{per_run * 1000:.0f} ms = {per_run / (plain_cpu / len(WATCHES)):.2f}× plain"
         )
         for part in parts:
             got = rss[(label, part)]

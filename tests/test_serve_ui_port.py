@@ -92,7 +92,7 @@ def test_a_fixed_port_keeps_view_at_links_across_a_restart(config: Path, tmp_pat
         run_id = link.rsplit("/", 1)[1]
         run = httpx.get(f"{ui}/api/flow_runs/{run_id}", timeout=30)
         assert run.status_code == 200 and run.json()["state_type"] == "COMPLETED"
-            page = httpx.get(link, headers={"Accept": "text/html"}, timeout=30)  # as a browser asks
+        page = httpx.get(link, headers={"Accept": "text/html"}, timeout=30)  # as a browser asks
         assert page.status_code == 200 and "<html" in page.text
 
         # serve killed outright: its server does not outlive it
