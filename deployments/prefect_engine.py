@@ -109,6 +109,7 @@ def serve_api(port: int) -> int:
     its environment, until SIGTERM — or until serve is gone (killed, it could not stop it)."""
     import uvicorn
 
+    bound_sqlite_memory()
     config = uvicorn.Config(
         server_app(),
         host="127.0.0.1",
@@ -120,6 +121,20 @@ def serve_api(port: int) -> int:
     threading.Thread(target=_stop_when_orphaned, args=(server,), daemon=True).start()
     server.run()
     return 0 if server.started else 1  # not started: its port was taken (said on stderr)
+
+
+SQLITE_MEMORY = 64 * 2**20
+
+
+def bound_sqlite_memory(limit: int = SQLITE_MEMORY) -> None:
+    """Prefect gives each SQLite connection a page cache of up to 20,000 pages (~80 MB), and its
+    pool keeps several: the server's memory would grow with the database for hours. SQLite's soft
+    heap limit holds all of this process's SQLite memory near `limit`, caches shrinking first;
+    the pages it drops are still in the operating system's file cache."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(":memory:")) as db:
+        db.execute(f"PRAGMA soft_heap_limit = {int(limit)}")
 
 
 def _stop_when_orphaned(server: Any, every: float = 1.0) -> None:
