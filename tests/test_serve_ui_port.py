@@ -57,14 +57,18 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def first_view_link(log: Path) -> str:
+def completed_run_link(log: Path) -> str:
+    """The "View at" link of a run serve has seen complete."""
     found: list[str] = []
 
     def seen() -> bool:
-        found[:] = re.findall(r"View at (\S+)", log.read_text())
+        said = log.read_text()
+        names = re.findall(r"^blackbox-probe (\S+): Completed$", said, re.MULTILINE)
+        links = [re.search(rf"Flow run '{name}' - View at (\S+)", said) for name in names]
+        found[:] = [link.group(1) for link in links if link]
         return bool(found)
 
-    wait_until(seen, 240, f"a run's 'View at' link in {log}")
+    wait_until(seen, 240, f"a completed run's 'View at' link in {log}")
     return found[0]
 
 
@@ -76,7 +80,7 @@ def test_a_fixed_port_keeps_view_at_links_across_a_restart(config: Path, tmp_pat
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     serve = start([*CLI, str(config), "--ui-port", str(port)], environment(home), first_log)
     try:
-        link = first_view_link(first_log)
+        link = completed_run_link(first_log)
         assert link.startswith(f"{ui}/runs/flow-run/"), first_log.read_text()[-3000:]
         assert f"Started a local Prefect server: UI at {ui} " in first_log.read_text()
         # the UI is told its API's real address (else it asks port 4200)
@@ -88,7 +92,7 @@ def test_a_fixed_port_keeps_view_at_links_across_a_restart(config: Path, tmp_pat
         # the same port from the environment; the first start's link opens again
         env = environment(home, FLEET_ALERTING_UI_PORT=str(port))
         serve = start([*CLI, str(config)], env, second_log)
-        assert first_view_link(second_log).startswith(f"{ui}/runs/flow-run/")
+        assert completed_run_link(second_log).startswith(f"{ui}/runs/flow-run/")
         run_id = link.rsplit("/", 1)[1]
         run = httpx.get(f"{ui}/api/flow_runs/{run_id}", timeout=30)
         assert run.status_code == 200 and run.json()["state_type"] == "COMPLETED"
