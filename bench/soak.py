@@ -5,10 +5,14 @@ all at the same time, with all five watches every 10 s: the blackbox probe and t
 against a local HTTP server, Prometheus and Alertmanager against real local servers when installed
 (else an address where nothing listens), the MQTT broker where nothing listens. Beside them, one
 process runs the same five watches plainly (`.fn`, no Prefect) every 10 s — the least the same
-work costs. Every 30 s: each serve's RSS and the size of its prefect.db (with -wal).
+work costs. Every 30 s: each serve's RSS — its own process and its children (the local Prefect
+server, where serve starts it as a child) apart — the size of its prefect.db (with -wal) and the
+load average; every line also goes to samples.tsv in the work folder.
 
-Printed: per serve, RSS and database slope (MB/h, least squares over the samples after
-`--warmup` minutes), and CPU seconds per round of five runs, serve / plain.
+Printed: per serve and process, RSS slope (MB/h, least squares over the samples after
+`--warmup` minutes, and over the last half alone: a plateau shows as a last-half slope near
+zero), the database's size and slope, and CPU seconds (serve and its children) per round of
+five runs, serve / plain.
 
     PYTHONPATH=$PWD .venv/bin/python bench/soak.py [--minutes 16] [--warmup 4]
         [--code before=/tmp/main --code after=.]
@@ -32,7 +36,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from running import Fleet, rss_kb
+from running import Fleet
 
 ROOT = Path(__file__).parents[1]
 WATCHES = (
@@ -66,14 +70,49 @@ def write_config(folder: Path, base: str, prometheus: str, alertmanager: str) ->
     return path
 
 
+def descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        with contextlib.suppress(OSError):
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+            found += [int(c) for c in children]
+            todo += [int(c) for c in children]
+    return found
+
+
+def own_rss_mb(pid: int) -> float:
+    with contextlib.suppress(OSError, StopIteration):
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        return int(next(x for x in status if x.startswith("VmRSS")).split()[1]) / 1024
+    return 0.0
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU of `pid` and its live descendants (a child's CPU is not in its parent's times)."""
+    total = 0.0
+    for one in (pid, *descendants(pid)):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def sample(pid: int) -> dict[str, float]:
+    """RSS in MB: serve's own process, its children (the local Prefect server), both."""
+    serve = own_rss_mb(pid)
+    children = sum(own_rss_mb(child) for child in descendants(pid))
+    return {"serve": serve, "server": children, "total": serve + children}
 
 
 def db_mb(home: Path) -> float:
     files = [home / "prefect.db", home / "prefect.db-wal"]
     return sum(f.stat().st_size for f in files if f.exists()) / 2**20
+
+
+def finished_runs(log: Path) -> int:
+    said = log.read_text()
+    return said.count(": Completed") + said.count(": Failed")
 
 
 def slope_per_hour(samples: list[tuple[float, float]]) -> float:
@@ -157,7 +196,10 @@ def main() -> None:
         log = (work / label / "serve.log").open("w")
         child = env | {"PREFECT_HOME": str(home), "PYTHONPATH": str(Path(code).resolve())}
         cli = [sys.executable, "-m", "fleet_alerting.surfaces.cli", "serve", "--config"]
-        serves[label] = subprocess.Popen([*cli, str(config)], env=child, stdout=log, stderr=log)
+        # cwd: `python -m` puts it before PYTHONPATH, so each serve imports its own checkout
+        serves[label] = subprocess.Popen(
+            [*cli, str(config)], env=child, stdout=log, stderr=log, cwd=Path(code).resolve()
+        )
     plain_config = write_config(work / "plain", base, prometheus, alertmanager)
     plain = subprocess.Popen(
         [sys.executable, __file__, "--plain", str(plain_config), "--minutes", str(args.minutes)],
@@ -165,21 +207,35 @@ def main() -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
-    rss: dict[str, list[tuple[float, float]]] = {label: [] for label in serves}
+    parts = ("serve", "server", "total")
+    rss = {(label, part): [] for label in serves for part in parts}
     disk: dict[str, list[tuple[float, float]]] = {label: [] for label in serves}
+    samples = (work / "samples.tsv").open("w", buffering=1)
+    samples.write("minutes\tcode\tserve_mb\tserver_mb\ttotal_mb\tdb_mb\tload1\n")
     started = time.monotonic()
     cpu_at_warmup: dict[str, float] = {}
+    runs_at_warmup: dict[str, int] = {}
     try:
         while time.monotonic() - started < args.minutes * 60:
             at = time.monotonic() - started
+            load = os.getloadavg()[0]
             for label, proc in serves.items():
                 home = work / label / "prefect-home"
-                mb = rss_kb(proc.pid) / 1024
-                rss[label].append((at, mb))
+                mb = sample(proc.pid)
+                for part in parts:
+                    rss[(label, part)].append((at, mb[part]))
                 disk[label].append((at, db_mb(home)))
                 if at >= args.warmup * 60 and label not in cpu_at_warmup:
                     cpu_at_warmup[label] = cpu_seconds(proc.pid)
-                print(f"{at / 60:5.1f} min {label}: RSS {mb:6.1f} MB, db {db_mb(home):7.1f} MB")
+                    runs_at_warmup[label] = finished_runs(work / label / "serve.log")
+                print(
+                    f"{at / 60:5.1f} min {label}: RSS {mb['serve']:6.1f} + {mb['server']:6.1f} "
+                    f"MB, db {db_mb(home):7.1f} MB, load {load:.1f}"
+                )
+                samples.write(
+                    f"{at / 60:.2f}\t{label}\t{mb['serve']:.1f}\t{mb['server']:.1f}\t"
+                    f"{mb['total']:.1f}\t{db_mb(home):.1f}\t{load:.2f}\n"
+                )
             sys.stdout.flush()
             time.sleep(30)
         ends = {label: cpu_seconds(proc.pid) for label, proc in serves.items()}
@@ -197,17 +253,31 @@ def main() -> None:
     print(f"\nafter {args.warmup:g} min warm-up, {args.minutes:g} min in all (work: {work}):")
     print(f"plain: {plain_cpu * 1000:.0f} ms CPU per round of five runs ({plain_n:.0f} rounds)")
     for label in serves:
-        warm = [s for s in rss[label] if s[0] >= args.warmup * 60]
-        warm_disk = [s for s in disk[label] if s[0] >= args.warmup * 60]
-        log = (work / label / "serve.log").read_text()
-        runs = log.count(": Completed") + log.count(": Failed")
-        per_round = (ends[label] - cpu_at_warmup.get(label, 0.0)) / measured
+        runs = finished_runs(work / label / "serve.log")
+        cpu = ends[label] - cpu_at_warmup.get(label, 0.0)
+        per_round = cpu / measured
+        # a loaded machine makes runs overrun (superseded, not run): CPU per run finished too
+        per_run = cpu / max(1, runs - runs_at_warmup.get(label, 0))
+        sizes = disk[label]
         print(
-            f"{label}: RSS {rss[label][0][1]:.0f}→{rss[label][-1][1]:.0f} MB, slope "
-            f"{slope_per_hour(warm):.1f} MB/h; prefect.db {disk[label][-1][1]:.1f} MB, slope "
-            f"{slope_per_hour(warm_disk):.1f} MB/h; {runs} runs; CPU per round "
-            f"{per_round * 1000:.0f} ms = {per_round / plain_cpu:.1f}× plain"
+            f"{label}: prefect.db {sizes[0][1]:.1f}→{sizes[-1][1]:.1f} MB, slope "
+            f"{slopes(sizes, args.warmup)}; {runs} runs; CPU per round {per_round * 1000:.0f} ms "
+            f"= {per_round / plain_cpu:.2f}× plain; per run finished after warm-up "
+            f"{per_run * 1000:.0f} ms = {per_run / (plain_cpu / len(WATCHES)):.2f}× plain"
         )
+        for part in parts:
+            got = rss[(label, part)]
+            print(
+                f"  RSS {part}: {got[0][1]:.0f}→{got[-1][1]:.0f} MB, slope "
+                f"{slopes(got, args.warmup)}"
+            )
+
+
+def slopes(samples: list[tuple[float, float]], warmup: float) -> str:
+    """MB/h after warm-up, and over the last half of the samples (near 0: a plateau)."""
+    warm = [s for s in samples if s[0] >= warmup * 60]
+    last = samples[len(samples) // 2 :]
+    return f"{slope_per_hour(warm):.1f} MB/h after warm-up, {slope_per_hour(last):.1f} last half"
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import httpx
 
 MARKER = "fleet-alerting-serve.json"
 STARTUP_SETTING = "FLEET_ALERTING_STARTUP_TIMEOUT"
+UI_PORT_SETTING = "FLEET_ALERTING_UI_PORT"
 
 
 def startup_timeout() -> float:
@@ -21,6 +22,26 @@ def startup_timeout() -> float:
     with contextlib.suppress(ValueError):
         return max(1.0, float(os.environ.get(STARTUP_SETTING) or 180))
     return 180.0
+
+
+def chosen_ui_port(given: int | None) -> int | None:
+    """The port of serve's local Prefect server (UI and API): `given` (--ui-port), else
+    FLEET_ALERTING_UI_PORT, else None (a free port, new at every start). ValueError names the
+    bad value."""
+    if given is not None:
+        return _port(given, "--ui-port")
+    if found := os.environ.get(UI_PORT_SETTING, "").strip():
+        try:
+            return _port(int(found), UI_PORT_SETTING)
+        except ValueError:
+            raise ValueError(f"{UI_PORT_SETTING}={found!r}: expected a port 1-65535") from None
+    return None
+
+
+def _port(port: int, source: str) -> int:
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{source} {port}: expected a port 1-65535")
+    return port
 
 
 def prefect_home() -> Path:

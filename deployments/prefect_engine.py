@@ -1,7 +1,8 @@
 """The one module that uses Prefect internals (not its documented API): what `serve` needs to be
-its own runner in one process — the server in a thread, each due run executed in-process by
-Prefect's engine. Prefect's public runner (`flow.serve`, workers) starts a `python -m
-prefect.engine` child per run: ~118 MB and 7–13 s to start each, too much for a small VPS.
+its own runner — its local server as a child process (`python -m` this module), each due run
+executed inside serve's process by Prefect's engine. Prefect's public runner (`flow.serve`,
+workers) starts a `python -m prefect.engine` child per run: ~118 MB and 7–13 s to start each,
+too much for a small VPS.
 
 What this relies on, pinned against the installed Prefect by tests/test_prefect_engine_pin.py
 (and import-linter keeps every other module off these internals):
@@ -14,7 +15,13 @@ What this relies on, pinned against the installed Prefect by tests/test_prefect_
   then sets the run's state to Cancelled through the client (public API).
 - `prefect.flow_engine.capture_sigterm`, looked up as a module global when a run starts:
   replaced by a no-op so SIGTERM reaches serve's own handler, not the engine's.
-- `prefect.server.api.server.create_app(final=True)`: the server's ASGI app, for uvicorn.
+- `prefect.flow_engine.observe_flow_run_suspension(flow_run_id, request)`, looked up as a module
+  global when a deployment's run starts: replaced by a no-op (`skip_suspension_watch`).
+- `prefect.client.orchestration.ssl`, the module through which every Prefect client builds its
+  TLS context: given one whose `create_default_context` builds each context once
+  (`share_tls_contexts`).
+- `prefect.server.api.server.create_app(final=True)`: the server's ASGI app, for uvicorn (in
+  the child process `serve_api` runs).
 - `APILogWorker.drain_all` / `EventsWorker.drain_all(timeout=, at_exit=False)`: the runs' last
   logs and events sent while the server still answers.
 """
@@ -23,6 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import ssl
+import sys
+import threading
+import time
 from typing import Any
 
 
@@ -44,11 +56,92 @@ def leave_sigterm_to_serve() -> None:
     prefect.flow_engine.capture_sigterm = contextlib.nullcontext  # type: ignore[attr-defined]
 
 
+def skip_suspension_watch() -> None:
+    """Prefect watches every deployment run for a request to suspend it: a thread with its own
+    event loop, client and event subscription per run (a fifth of serve's CPU). A watch run is
+    never suspended — it observes now, and the next run comes within an interval."""
+    import prefect.flow_engine
+
+    prefect.flow_engine.observe_flow_run_suspension = _never_suspended  # type: ignore[attr-defined]
+
+
+def _never_suspended(*_args: Any, **_kwargs: Any) -> contextlib.nullcontext[None]:
+    return contextlib.nullcontext()
+
+
+class _SharedTlsContexts:
+    """The `ssl` module, but `create_default_context` builds each distinct context once: Prefect
+    builds one — loading the whole CA bundle, ~20 ms of CPU — for every client it opens, several
+    per run (a third of serve's CPU). The same settings make the same context, and an SSLContext
+    may be shared between threads; the settings do not change while serve runs."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[Any, ...], ssl.SSLContext] = {}
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(ssl, name)
+
+    def create_default_context(self, *args: Any, **kwargs: Any) -> ssl.SSLContext:
+        key = (args, tuple(sorted(kwargs.items())))
+        with self._lock:
+            if key not in self._made:
+                self._made[key] = ssl.create_default_context(*args, **kwargs)
+            return self._made[key]
+
+
+def share_tls_contexts() -> None:
+    import prefect.client.orchestration
+
+    if not isinstance(prefect.client.orchestration.ssl, _SharedTlsContexts):
+        prefect.client.orchestration.ssl = _SharedTlsContexts()  # type: ignore[assignment]
+
+
 def server_app() -> Any:
     """The Prefect server (API, UI, scheduler) as an ASGI app, under the settings in force."""
     from prefect.server.api.server import create_app
 
     return create_app(final=True)
+
+
+def serve_api(port: int) -> int:
+    """The child process of `serve`: the Prefect server on 127.0.0.1:`port` under the settings of
+    its environment, until SIGTERM — or until serve is gone (killed, it could not stop it)."""
+    import uvicorn
+
+    bound_sqlite_memory()
+    config = uvicorn.Config(
+        server_app(),
+        host="127.0.0.1",
+        port=port,
+        log_level="error",
+        timeout_graceful_shutdown=1,  # serve stops within seconds
+    )
+    server = uvicorn.Server(config)
+    threading.Thread(target=_stop_when_orphaned, args=(server,), daemon=True).start()
+    server.run()
+    return 0 if server.started else 1  # not started: its port was taken (said on stderr)
+
+
+SQLITE_MEMORY = 64 * 2**20
+
+
+def bound_sqlite_memory(limit: int = SQLITE_MEMORY) -> None:
+    """Prefect gives each SQLite connection a page cache of up to 20,000 pages (~80 MB), and its
+    pool keeps several: the server's memory would grow with the database for hours. SQLite's soft
+    heap limit holds all of this process's SQLite memory near `limit`, caches shrinking first;
+    the pages it drops are still in the operating system's file cache."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(":memory:")) as db:
+        db.execute(f"PRAGMA soft_heap_limit = {int(limit)}")
+
+
+def _stop_when_orphaned(server: Any, every: float = 1.0) -> None:
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(every)
+    server.should_exit = True
 
 
 async def flush_to_the_server(timeout: float = 0.5) -> None:
@@ -60,3 +153,7 @@ async def flush_to_the_server(timeout: float = 0.5) -> None:
     for worker in (APILogWorker, EventsWorker):
         with contextlib.suppress(Exception):
             await worker.drain_all(timeout=timeout, at_exit=False)
+
+
+if __name__ == "__main__":
+    sys.exit(serve_api(int(sys.argv[1])))

@@ -1,9 +1,10 @@
 """`fleet-alerting serve`: the configured watches on their schedules, all in this one process.
 
-- **Server.** PREFECT_API_URL if set (it must answer); else a local Prefect server started inside
-  this process (uvicorn in a thread, SQLite under PREFECT_HOME) whose UI is told its real API
-  address, stopped on exit. Its address is left in PREFECT_HOME, so `fleet-alerting run` records
-  its runs there while `serve` runs.
+- **Server.** PREFECT_API_URL if set (it must answer); else a local Prefect server that serve
+  starts as its child process (uvicorn, SQLite under PREFECT_HOME) on a free port, or on the
+  fixed one of `--ui-port` / FLEET_ALERTING_UI_PORT (so "View at" links outlive restarts); its UI
+  is told its real API address; stopped when serve stops. Its address is left in PREFECT_HOME, so
+  `fleet-alerting run` and `trigger` record and start runs there while `serve` runs.
 - **Deployments.** One per configured watch (`schedules.plan`) with its cron or interval and a
   concurrency limit of 1, parameters absolute; the quarterly audit when its files exist.
 - **Runs.** Prefect's scheduler creates them; this process polls for due runs of its deployments
@@ -17,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -37,9 +38,12 @@ from fleet_alerting.config import ConfigError, load_config
 from fleet_alerting.config.schema import Config, ScheduleConfig
 from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.durations import format_duration
+from fleet_alerting.deployments import prefect_engine
 from fleet_alerting.deployments.heartbeat import heartbeat
 from fleet_alerting.deployments.local import (
     STARTUP_SETTING,
+    UI_PORT_SETTING,
+    chosen_ui_port,
     healthy,
     remove_marker,
     served_api,
@@ -50,7 +54,8 @@ from fleet_alerting.deployments.prefect_engine import (
     flush_to_the_server,
     leave_sigterm_to_serve,
     run_in_process,
-    server_app,
+    share_tls_contexts,
+    skip_suspension_watch,
 )
 from fleet_alerting.deployments.prune import keep_pruned
 from fleet_alerting.deployments.schedules import CONFIGURED, Planned, plan, watch_interval
@@ -117,61 +122,98 @@ def retention_settings(keep_events: timedelta) -> dict[Any, Any]:
 def local_server(
     port: int | None = None, timeout: float | None = None, keep_events: timedelta = KEEP_EVENTS
 ) -> Iterator[str]:
-    """A Prefect server (API, UI, scheduler) on loopback inside this process; yields its API URL.
-    One interpreter for server and runs keeps `serve` within a small VPS's memory."""
-    import uvicorn
-    from prefect.settings import temporary_settings
-
+    """A Prefect server (API, UI, scheduler) on loopback in a child process; yields its API URL,
+    and stops the child on exit. Its own process: the server's memory and CPU (SQLite, its
+    services) stay apart from the runs', and a slope in either shows where it is."""
     port = port or free_port()
+    taken = port_taken(port)
+    if taken:
+        raise ServeError(taken)
     timeout = timeout or startup_timeout()
     url = f"http://127.0.0.1:{port}/api"
-    started: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            with temporary_settings(updates=server_settings(port, keep_events)):
-                config = uvicorn.Config(
-                    server_app(),
-                    host="127.0.0.1",
-                    port=port,
-                    log_level="error",
-                    timeout_graceful_shutdown=1,  # serve stops within seconds (Stop)
-                )
-                started["server"] = server = uvicorn.Server(config)
-                server.run()
-        except BaseException as exc:  # said by the waiting thread, in one line
-            started["error"] = exc
-
-    thread = threading.Thread(target=run, name="prefect-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
+    server = subprocess.Popen(
+        [sys.executable, "-m", prefect_engine.__name__, str(port)],
+        env=_server_environment(port, keep_events),
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C reaches serve only; serve stops the server last
+    )
     try:
-        while not healthy(url, timeout=2):
-            if not thread.is_alive():
-                why = started.get("error") or "it stopped"
-                raise ServeError(f"the local Prefect server on port {port} failed to start: {why}")
-            if time.monotonic() > deadline:
-                raise ServeError(
-                    f"the local Prefect server did not answer within {timeout:g}s; on a busy "
-                    f"machine raise {STARTUP_SETTING} (seconds), or point PREFECT_API_URL at a "
-                    "running server"
-                )
-            time.sleep(0.2)
+        _wait_until_healthy(server, url, timeout)
         yield url
     finally:
-        if server := started.get("server"):
-            # the event streams a stop cuts off (after 1 s) are not errors worth a traceback
-            logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
-            server.should_exit = True
-        thread.join(30)
+        stop_server(server)
 
 
-def serve_all(config_path: str, out: Print = print, sidecars: Sequence[Sidecar] = ()) -> int:
-    """Exit code: 0 stopped by a signal, 1 nothing to serve or an invalid config, 2 no server;
-    a second signal exits at once with 128 + its number (130: Ctrl-C twice)."""
+def port_taken(port: int) -> str | None:
+    """Why the local server cannot listen on 127.0.0.1:`port`, or None."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart's TIME_WAIT is fine
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            return (
+                f"port {port} is taken ({exc.strerror}): the local Prefect server (UI and API) "
+                f"cannot listen on 127.0.0.1:{port}; stop what listens there, or choose another "
+                f"port with --ui-port or {UI_PORT_SETTING}"
+            )
+    return None
+
+
+def _server_environment(port: int, keep_events: timedelta) -> dict[str, str]:
+    from prefect.settings import get_current_settings, temporary_settings
+
+    with temporary_settings(updates=server_settings(port, keep_events)):
+        settings = get_current_settings().to_environment_variables(exclude_unset=True)
+    inherited = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    # glibc makes an arena per thread, up to 8 per core, and the server starts a thread per
+    # database connection: freed memory stays spread over them. Two keep its RSS near its use.
+    return {"MALLOC_ARENA_MAX": "2"} | inherited | settings
+
+
+def _wait_until_healthy(server: subprocess.Popen[bytes], url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not healthy(url, timeout=2):
+        if server.poll() is not None:
+            raise ServeError(
+                f"the local Prefect server failed to start (exit code {server.returncode}; "
+                "its error is above)"
+            )
+        if time.monotonic() > deadline:
+            raise ServeError(
+                f"the local Prefect server did not answer within {timeout:g}s; on a busy "
+                f"machine raise {STARTUP_SETTING} (seconds), or point PREFECT_API_URL at a "
+                "running server"
+            )
+        time.sleep(0.2)
+    if server.poll() is not None:  # something else answered on its port
+        raise ServeError(f"the local Prefect server exited at start (code {server.returncode})")
+
+
+def stop_server(server: subprocess.Popen[bytes], within: float = 2.0) -> None:
+    """SIGTERM (the server closes its database), then SIGKILL if it is not gone `within`."""
+    if server.poll() is None:
+        server.terminate()
+        try:
+            server.wait(within)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def serve_all(
+    config_path: str,
+    out: Print = print,
+    sidecars: Sequence[Sidecar] = (),
+    ui_port: int | None = None,
+) -> int:
+    """Exit code: 0 stopped by a signal, 1 nothing to serve or an invalid config or port, 2 no
+    server (its port taken, or it failed); a second signal exits at once with 128 + its number
+    (130: Ctrl-C twice). `ui_port`: the local server's port (else FLEET_ALERTING_UI_PORT, else
+    a free one)."""
     try:
         config = load_config(config_path)
-    except ConfigError as exc:
+        port = chosen_ui_port(ui_port)
+    except (ConfigError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 1
     for problem in _problems(config, config_path):
@@ -186,6 +228,12 @@ def serve_all(config_path: str, out: Print = print, sidecars: Sequence[Sidecar] 
     try:
         _watch_self(watching, config, planned, sidecars, out)
         if api := os.environ.get("PREFECT_API_URL"):
+            if port is not None:
+                raise ServeError(
+                    f"PREFECT_API_URL is set ({api}): serve starts no server of its own, so "
+                    f"there is no port to fix; unset PREFECT_API_URL or drop --ui-port / "
+                    f"{UI_PORT_SETTING}"
+                )
             if note := unused_event_retention(config.schedule):
                 print(f"warning: {note}", file=sys.stderr)
             if not healthy(api, timeout=5):
@@ -196,7 +244,7 @@ def serve_all(config_path: str, out: Print = print, sidecars: Sequence[Sidecar] 
             asyncio.run(execute(planned, api, out, keep_runs=config.schedule.keep_runs))
             out("serve: stopped")
         else:
-            _serve_with_a_local_server(planned, out, config.schedule)
+            _serve_with_a_local_server(planned, out, config.schedule, port)
     except ServeError as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return 2
@@ -225,7 +273,7 @@ def unused_event_retention(schedule: ScheduleConfig) -> str | None:
 
 
 def _serve_with_a_local_server(
-    planned: list[Planned], out: Print, schedule: ScheduleConfig
+    planned: list[Planned], out: Print, schedule: ScheduleConfig, port: int | None
 ) -> None:
     if running := served_api():
         raise ServeError(
@@ -233,7 +281,7 @@ def _serve_with_a_local_server(
             " two would run every scheduled run twice; stop it first, or give this one "
             "another PREFECT_HOME"
         )
-    with local_server(keep_events=schedule.keep_events) as url:
+    with local_server(port, keep_events=schedule.keep_events) as url:
         write_marker(url)
         try:
             ui = url.removesuffix("/api")
@@ -351,6 +399,8 @@ async def execute(
     stop = Stop(asyncio.get_running_loop(), on_exit)
     stop.install()
     leave_sigterm_to_serve()
+    share_tls_contexts()
+    skip_suspension_watch()
     try:
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             flows = await register(planned, out)

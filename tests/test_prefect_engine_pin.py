@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 from prefect import flow
 
-from fleet_alerting.deployments.prefect_engine import leave_sigterm_to_serve, run_in_process
+from fleet_alerting.deployments.prefect_engine import (
+    leave_sigterm_to_serve,
+    run_in_process,
+    share_tls_contexts,
+    skip_suspension_watch,
+)
 
 ADAPTER = "deployments/prefect_engine.py"
 LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"
@@ -49,6 +54,8 @@ def test_the_internals_the_adapter_calls_take_the_parameters_it_passes() -> None
     # replaced by leave_sigterm_to_serve: it only takes effect while the engine looks it up as a
     # module global each time a run starts
     assert "with capture_sigterm():" in inspect.getsource(prefect.flow_engine)
+    # replaced by skip_suspension_watch, looked up the same way
+    assert "observe_flow_run_suspension(" in inspect.getsource(prefect.flow_engine)
 
 
 @flow(name="pin-sync-ok")
@@ -119,3 +126,56 @@ def test_serve_keeps_sigterm_during_an_in_process_run(
         f"Prefect's engine replaced serve's SIGTERM handler during a run: {ADAPTER}'s "
         "leave_sigterm_to_serve no longer takes effect"
     )
+
+
+@flow(name="pin-threads")
+async def threads_in_run() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate()]
+
+
+def test_a_deployments_run_opens_no_suspension_watch_and_builds_no_tls_context_again(
+    prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ssl
+
+    import prefect.client.orchestration
+    import prefect.flow_engine
+
+    for module, name in [
+        (prefect.flow_engine, "observe_flow_run_suspension"),
+        (prefect.client.orchestration, "ssl"),
+    ]:  # serve's, not the test process's: restored after the test
+        monkeypatch.setattr(module, name, getattr(module, name))
+    built: list[object] = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(
+        ssl, "create_default_context", lambda *a, **k: built.append(a) or real(*a, **k)
+    )
+    skip_suspension_watch()
+    share_tls_contexts()
+    threads, states = asyncio.run(_two_deployment_runs())
+    assert all(state.is_completed() for state in states), states
+    assert not [name for name in threads if "observer_thread" in name], (
+        f"a deployment's run watched for suspension: {ADAPTER}'s skip_suspension_watch no longer "
+        f"takes effect ({threads})"
+    )
+    assert len(built) <= 1, (
+        f"{len(built)} TLS contexts built for Prefect clients: {ADAPTER}'s share_tls_contexts"
+    )
+
+
+async def _two_deployment_runs() -> tuple[list[str], list[Any]]:
+    from prefect.client.orchestration import get_client
+
+    deployment = await threads_in_run.ato_deployment(name="pin")
+    deployment_id = await deployment.aapply()
+    states, threads = [], []
+    async with get_client() as client:
+        for _ in range(2):
+            flow_run = await client.create_flow_run_from_deployment(deployment_id)
+            state = await run_in_process(threads_in_run, flow_run)
+            states.append(state)
+            threads += await state.result()
+    return threads, states

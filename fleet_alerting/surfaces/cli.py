@@ -150,7 +150,7 @@ def serve(args: argparse.Namespace) -> int:
     from fleet_alerting.deployments.serve import serve_all
     from fleet_alerting.surfaces.metrics import metrics_endpoint
 
-    return serve_all(args.config, sidecars=[metrics_endpoint])
+    return serve_all(args.config, sidecars=[metrics_endpoint], ui_port=args.ui_port)
 
 
 def trigger(args: argparse.Namespace) -> int:
@@ -448,7 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
         "flow", choices=flows, metavar="FLOW", help=f"the watch to run: {', '.join(flows)}"
     )
     with_config(run)
-    with_config(add("serve", serve, "serve every deployment on its schedule"))
+    served = with_config(add("serve", serve, "serve every deployment on its schedule"))
+    served.add_argument(
+        "--ui-port",
+        type=int,
+        metavar="PORT",
+        help="the local Prefect server's port (UI and API), fixed so its links outlive restarts "
+        "(default: FLEET_ALERTING_UI_PORT, else a free port at each start)",
+    )
     show = add("demo", demo, "show the product working against local targets, in about a minute")
     add_config_option(show, f"the YAML config file (default: {DEFAULT_CONFIG})", DEFAULT_CONFIG)
     show.add_argument(
