@@ -18,8 +18,10 @@ from fleet_alerting.core.signals import Link, Severity, Signal
 from fleet_alerting.delivery.drain import build_notifiers, drain
 from fleet_alerting.delivery.notifiers import pagerduty
 from fleet_alerting.delivery.notifiers import slack_webhook as slack
+from fleet_alerting.delivery.notifiers.oncall import OnCallWebhook
 from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
 from fleet_alerting.store.database import Store
+from tests.fakes.oncall import OnCallServer
 from tests.fakes.saas import PagerDutyServer
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
@@ -80,6 +82,35 @@ def test_pagerduty_gets_the_summary_as_written_cut_and_redacted(tmp_path: Path) 
     assert shown.startswith("[CRITICAL] disk <5% & fan >90 °C, token=*** xxx")
     assert len(shown) == 1024 and shown.endswith("x…")
     assert secret not in json.dumps(event)
+
+
+def test_oncall_gets_title_and_message_redacted_before_the_cut(tmp_path: Path) -> None:
+    secret = "CANARYoncallTitleToken0000000000"
+    register(secret)
+    summary = "x" * 470 + f" token={secret} " + "y" * 9000  # the secret across the title's cut
+    policy = PolicyConfig(open_after=1, notify=[], page=["oncall"], page_after=0)
+    remediation = (f"curl -H 'Authorization: {secret}' " + "z" * 9000,)
+    signal = Signal(
+        "blackbox:pi-0", "blackbox", True, Severity.critical, summary, remediation=remediation
+    )
+    store = Store(tmp_path / "state.sqlite")
+    store.record(evaluate([signal], {}, lambda _: policy, T0), T0)
+
+    async def go() -> None:
+        async with httpx.AsyncClient() as client:
+            pager = OnCallWebhook(client, SecretStr(oncall.webhook_url))
+            report = await drain(store, {"oncall": pager}, lambda: T0, sleep=no_sleep)
+            assert len(report.sent) == 1, report
+
+    with OnCallServer() as oncall:
+        asyncio.run(go())
+    store.close()
+    (alert,) = oncall.alerts
+    assert alert["title"].startswith("[CRITICAL] xxx")
+    assert len(alert["title"]) == 500 and alert["title"].endswith("…")
+    assert "token=***" in alert["title"]
+    assert len(alert["message"]) == 8000 and alert["message"].endswith("…")
+    assert secret[:8] not in json.dumps(alert)
 
 
 def test_slack_message_respects_block_kit_limits() -> None:

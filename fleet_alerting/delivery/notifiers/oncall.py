@@ -12,12 +12,14 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Kind, Notification
-from fleet_alerting.core.mrkdwn import is_web_url
+from fleet_alerting.core.mrkdwn import clip, is_web_url
 from fleet_alerting.delivery.notifiers.pagerduty import dedup_key
 from fleet_alerting.http.errors import AdapterError, check_response, transport_error
 
+MAX_TITLE = 500
 MAX_MESSAGE = 8000
 
 
@@ -43,9 +45,10 @@ def payload(n: Notification) -> dict[str, Any]:
     lines += [f"{link.text}: {link.url}" for link in signal.links]
     body: dict[str, Any] = {
         "alert_uid": dedup_key(incident.key),
-        "title": title[:500],
+        # shown as written; redacted before the cut, so a secret across the cut leaves no head
+        "title": clip(redact(title), MAX_TITLE),
         "state": "ok" if resolved else "alerting",
-        "message": "\n".join(lines)[:MAX_MESSAGE],
+        "message": clip(redact("\n".join(lines)), MAX_MESSAGE),
     }
     urls = [signal.runbook_url or "", *(link.url for link in signal.links)]
     upstream = next((url for url in urls if is_web_url(url)), None)
