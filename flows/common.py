@@ -164,7 +164,11 @@ CHANNEL_WORDS = {
 
 
 async def publish(
-    key: str, rows: list[dict[str, Any]], evaluation: Evaluation, report: DrainReport
+    config: Config,
+    key: str,
+    rows: list[dict[str, Any]],
+    evaluation: Evaluation,
+    report: DrainReport,
 ) -> None:
     """A table of what this run observed, and what it told whom (in the Prefect UI; a plain run
     has no UI to show it in)."""
@@ -186,7 +190,7 @@ async def publish(
         key=f"{key}-notifications",
         description=f"{key}: notifications sent, queued and dead",
     )
-    publish_board()  # every watch's open incidents, one view: `incident-board` (tasks/board.py)
+    publish_board(config)  # every watch's open incidents in one view (tasks/board.py)
 
 
 def incident_cell(incident: Incident) -> str:

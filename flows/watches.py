@@ -42,7 +42,7 @@ def watch_flow_of(watch: Watch) -> Any:
             announce=observed.announce,
         )
         report = await deliver_notifications(config)
-        await publish(watch.name, observed.table(evaluation), evaluation, report)
+        await publish(config, watch.name, observed.table(evaluation), evaluation, report)
         return finish(observed.seen, observed.counters, evaluation, report)
 
     run.__name__ = run.__qualname__ = flow_attribute(watch)

@@ -8,7 +8,7 @@ own job.
 
 from __future__ import annotations
 
-from fleet_alerting.config import ConfigError, load_config
+from fleet_alerting.config import Config
 from fleet_alerting.core.board import KEY, MAX_ROWS, Board, render, row_of
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.short_ids import SHORT, full_id
@@ -17,32 +17,21 @@ from fleet_alerting.store.database import Store
 from fleet_alerting.store.errors import StoreError
 from fleet_alerting.tasks.runtime import run_logger, step, tracked
 
-CONFIG_PARAMETER = "config_path"  # every watch flow's
 
-
-def publish_board() -> None:
-    """The board of the store this flow run used (the config named by its `config_path`)."""
-    if not tracked():
-        return
-    from prefect.context import FlowRunContext
-
-    context = FlowRunContext.get()
-    config_path = context.parameters.get(CONFIG_PARAMETER) if context else None
-    if not isinstance(config_path, str):
-        run_logger().warning("incident board not updated: this run has no %s", CONFIG_PARAMETER)
-        return
-    publish_incident_board(config_path)
+def publish_board(config: Config) -> None:
+    """The board of the store this flow run used."""
+    if tracked():
+        publish_incident_board(config)
 
 
 @step("incident-board")
-def publish_incident_board(config_path: str) -> None:
+def publish_incident_board(config: Config) -> None:
     """Read the open incidents (the first MAX_ROWS in board order and the counts: one query)
     and publish the board."""
     try:
-        config = load_config(config_path)
         with Store(config.state, create=False) as store:
             incidents, per_severity = open_incidents(store, MAX_ROWS)
-    except (ConfigError, StoreError) as exc:
+    except StoreError as exc:
         run_logger().warning("incident board not updated: %s", exc)
         return
     # the id Slack shows (an operator types it, or more of it, to any command)

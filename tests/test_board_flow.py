@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fleet_alerting.config import load_config
 from fleet_alerting.core.board import KEY
 from fleet_alerting.core.short_ids import SHORT, full_id
 from fleet_alerting.store.database import Store
@@ -134,6 +135,6 @@ def test_a_board_that_cannot_be_read_is_a_warning(
 
     config = {"state": {"path": "nowhere.sqlite"}, "notify": {"dry_run": True}}
     config_file.write_text(yaml.safe_dump(config))
-    publish_incident_board.fn(str(config_file))
+    publish_incident_board.fn(load_config(config_file))
     assert "incident board not updated: no store at" in caplog.text
     assert not (config_file.parent / "nowhere.sqlite").exists()
