@@ -153,6 +153,9 @@ def test_serves_own_server_keeps_runs_and_events_as_configured(
     assert set(vacuum["enabled"]) == {"events", "flow_runs"}
     assert vacuum["retention_period"] == "PT1H1S"  # Prefect keeps more than an hour
     assert vacuum["loop_seconds"] == 600  # a sixth of the shorter retention
+    off = {name for name, service in settings["services"].items() if not service["enabled"]}
+    assert {"foreman", "cleanup_reconciler", "pause_expirations"} <= off  # no workers, no pauses
+    assert settings["services"]["triggers"]["enabled"]  # an operator's automations still act
 
 
 def test_serves_own_server_deletes_old_finished_runs_itself(
