@@ -156,6 +156,7 @@ def test_serves_own_server_keeps_runs_and_events_as_configured(
     off = {name for name, service in settings["services"].items() if not service["enabled"]}
     assert {"foreman", "cleanup_reconciler", "pause_expirations"} <= off  # no workers, no pauses
     assert settings["services"]["triggers"]["enabled"]  # an operator's automations still act
+    assert settings["services"]["task_run_recorder"]["batch_size"] == 100  # not one by one
 
 
 def test_serves_own_server_deletes_old_finished_runs_itself(
