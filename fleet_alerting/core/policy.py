@@ -256,7 +256,8 @@ def _on_failure(
 ) -> tuple[Incident, list[Notification]]:
     if current is not None and _unchanged(current, signal, policy, now):
         return current, []  # the same failure observed again: nothing to store, nobody to tell
-    signal = signal.rendered()  # it is stored, and may be told
+    # a deferred signal stays so: its texts are rendered when read (told, listed), and the store
+    # writes them only when it does not hold them already (store.incidents.write)
     if current is None or current.state == State.resolved:
         incident = Incident(
             key=signal.key,

@@ -8,7 +8,7 @@ incident for one resolves, and one that never opened never pages.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -87,6 +87,7 @@ def deferred_signal(
         labels=labels,
         fingerprint=digest_bytes(orjson.dumps(seen)),
         render=partial(_texts, alert, rule, now, alertmanager_url, links),
+        runbook_url=_runbook(alert.annotations),
         since=alert.starts_at,
     )
 
@@ -228,7 +229,7 @@ def to_signal(
         summary=summary,
         target=target,
         since=alert.starts_at,
-        runbook_url=notes.get("runbook_url") or notes.get("runbook") or None,
+        runbook_url=_runbook(notes),
         remediation=tuple(
             line.strip() for line in notes.get("remediation", "").splitlines() if line.strip()
         ),
@@ -236,6 +237,10 @@ def to_signal(
         labels=dict(labels),
         evidence=evidence,
     )
+
+
+def _runbook(annotations: Mapping[str, str]) -> str | None:
+    return annotations.get("runbook_url") or annotations.get("runbook") or None
 
 
 def _why_not_firing(alert: Alert, now: datetime) -> str:
