@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,8 +20,10 @@ from sqlalchemy.dialects import postgresql
 
 from fleet_alerting.core.incidents import Brief, Incident, Records, State, evolve
 from fleet_alerting.store import backend
-from fleet_alerting.store.tables import BRIEF_COLUMNS, delete_at_most, incidents_table
-from fleet_alerting.store.tables import ts as _ts
+from fleet_alerting.store.tables import BRIEF_COLUMNS, delete_at_most, incidents_table, ts
+
+# a storm writes tens of thousands of rows with a handful of distinct times (now, its onsets)
+_ts = lru_cache(maxsize=256)(ts)
 
 _incident_json = TypeAdapter(Incident)
 _SIGNAL = {"signal"}
@@ -37,8 +40,9 @@ def _update_keeping_texts(dialect: str) -> Any:
 
 
 def _upsert(dialect: str, keep_texts: bool) -> Any:
-    """Insert or replace incident rows. `keep_texts`: the rows' new `data` has no `signal`; the
-    one stored is kept (the row exists: its brief was read in this transaction)."""
+    """Insert or replace incident rows. `keep_texts`: the rows' new `data` is their JSON without
+    the signal and the closing brace; the signal stored is kept (the row exists: its brief was
+    read in this transaction)."""
     insert = backend.insert(incidents_table, dialect)
     new = insert.excluded
     # A thread set (by the Slack notifier) since this incident was read is kept, for the same
@@ -59,18 +63,15 @@ def _upsert(dialect: str, keep_texts: bool) -> Any:
     )
 
 
-def _with_stored_signal(data: Any, dialect: str) -> Any:
-    """`data` (an incident's JSON without its signal) with the stored row's `signal` put in."""
+def _with_stored_signal(head: Any, dialect: str) -> Any:
+    """An incident's JSON: `head` (its JSON without the signal and the closing brace) and the
+    stored row's `signal`."""
     stored = incidents_table.c.data
     if dialect == "postgresql":
-        signal = sa.cast(stored, postgresql.JSONB).op("->")("signal")
-        merged = sa.cast(data, postgresql.JSONB).op("||")(
-            sa.func.jsonb_build_object("signal", signal)
-        )
-        return sa.cast(merged, sa.Text)
-    return sa.func.json_set(
-        data, "$.signal", sa.func.json(sa.func.json_extract(stored, "$.signal"))
-    )
+        signal = sa.cast(sa.cast(stored, postgresql.JSONB).op("->")("signal"), sa.Text)
+    else:
+        signal = sa.func.json_extract(stored, "$.signal")  # an object: its JSON text
+    return head + sa.literal(',"signal":') + signal + sa.literal("}")
 
 
 INCIDENT_COLUMNS = (
@@ -212,7 +213,7 @@ def _keeps_texts(incident: Incident, stored: Records | None) -> bool:
 
 def _row(incident: Incident, now: datetime, keep_texts: bool = False) -> dict[str, Any]:
     if keep_texts:
-        data = _incident_json.dump_json(incident, exclude=_SIGNAL)
+        data = _incident_json.dump_json(incident, exclude=_SIGNAL)[:-1]  # `_with_stored_signal`
     else:
         signal = incident.signal.with_texts()
         if signal is not incident.signal:
