@@ -49,7 +49,9 @@ WATCHES = (
 NOWHERE = "http://127.0.0.1:9"
 
 
-def write_config(folder: Path, base: str, prometheus: str, alertmanager: str) -> Path:
+def write_config(
+    folder: Path, base: str, prometheus: str, alertmanager: str, keep: dict[str, str]
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     targets = [{"name": f"pi-{i:02}", "url": f"{base}/healthz?d={i}"} for i in range(20)]
     config: dict[str, Any] = {
@@ -63,7 +65,7 @@ def write_config(folder: Path, base: str, prometheus: str, alertmanager: str) ->
             "timeout": "3s",
             "coordinators": [{"name": "pi-video-01", "broker": "mqtt://127.0.0.1:9"}],
         },
-        "schedule": {"every": dict.fromkeys(WATCHES, "10s")},
+        "schedule": {"every": dict.fromkeys(WATCHES, "10s")} | keep,
     }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -175,6 +177,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=16.0)
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--code", action="append", default=[], help="LABEL=DIR (repeatable)")
+    parser.add_argument("--keep-runs", help="schedule.keep_runs (e.g. 65m: a plateau within 2 h)")
+    parser.add_argument("--keep-events", help="schedule.keep_events (e.g. 1h)")
     parser.add_argument("--plain", help=argparse.SUPPRESS)  # child mode: CONFIG
     args = parser.parse_args()
     if args.plain:
@@ -189,10 +193,12 @@ def main() -> None:
     env |= {"BENCH_FLEET_TOKEN": "bench-token", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env |= {"DO_NOT_TRACK": "1"}
     codes = [c.split("=", 1) for c in args.code] or [["this", str(ROOT)]]
+    keep = {"keep_runs": args.keep_runs, "keep_events": args.keep_events}
+    keep = {key: value for key, value in keep.items() if value}
     serves: dict[str, subprocess.Popen[bytes]] = {}
     for label, code in codes:
         home = work / label / "prefect-home"
-        config = write_config(work / label, base, prometheus, alertmanager)
+        config = write_config(work / label, base, prometheus, alertmanager, keep)
         log = (work / label / "serve.log").open("w")
         child = env | {"PREFECT_HOME": str(home), "PYTHONPATH": str(Path(code).resolve())}
         cli = [sys.executable, "-m", "fleet_alerting.surfaces.cli", "serve", "--config"]
@@ -200,7 +206,7 @@ def main() -> None:
         serves[label] = subprocess.Popen(
             [*cli, str(config)], env=child, stdout=log, stderr=log, cwd=Path(code).resolve()
         )
-    plain_config = write_config(work / "plain", base, prometheus, alertmanager)
+    plain_config = write_config(work / "plain", base, prometheus, alertmanager, keep)
     plain = subprocess.Popen(
         [sys.executable, __file__, "--plain", str(plain_config), "--minutes", str(args.minutes)],
         env=env | {"PYTHONPATH": str(ROOT)},
@@ -274,10 +280,14 @@ def main() -> None:
 
 
 def slopes(samples: list[tuple[float, float]], warmup: float) -> str:
-    """MB/h after warm-up, and over the last half of the samples (near 0: a plateau)."""
+    """MB/h after warm-up, and over the last half and the last quarter of the samples (near 0:
+    a plateau)."""
     warm = [s for s in samples if s[0] >= warmup * 60]
-    last = samples[len(samples) // 2 :]
-    return f"{slope_per_hour(warm):.1f} MB/h after warm-up, {slope_per_hour(last):.1f} last half"
+    half, quarter = samples[len(samples) // 2 :], samples[len(samples) * 3 // 4 :]
+    return (
+        f"{slope_per_hour(warm):.1f} MB/h after warm-up, {slope_per_hour(half):.1f} last half, "
+        f"{slope_per_hour(quarter):.1f} last quarter"
+    )
 
 
 if __name__ == "__main__":

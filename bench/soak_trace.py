@@ -76,7 +76,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-soak-trace-"))
     prometheus, alertmanager, servers = real_servers(work)
     base = f"http://127.0.0.1:{fleet.server_port}"
-    config = write_config(work / "serve", base, prometheus, alertmanager)
+    config = write_config(work / "serve", base, prometheus, alertmanager, {})
     os.environ.pop("PREFECT_API_URL", None)
     os.environ |= {"PREFECT_HOME": str(work / "prefect-home"), "BENCH_FLEET_TOKEN": "bench-token"}
     os.environ |= {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}

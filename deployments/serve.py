@@ -66,6 +66,7 @@ TAG = "fleet-alerting"
 Print = Callable[[str], None]
 KEEP_RUNS = ScheduleConfig().keep_runs
 KEEP_EVENTS = ScheduleConfig().keep_events
+HOUR, SECOND = timedelta(hours=1), timedelta(seconds=1)
 # beside the runs while `serve` serves (the metrics endpoint, from the CLI: a surface)
 Sidecar = Callable[[Config, WatchRuns, Print], contextlib.AbstractContextManager[object]]
 
@@ -80,7 +81,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_settings(port: int, keep_events: timedelta = KEEP_EVENTS) -> dict[str, Any]:
+def server_settings(
+    port: int, keep_runs: timedelta = KEEP_RUNS, keep_events: timedelta = KEEP_EVENTS
+) -> dict[str, Any]:
     """Settings of a local server on `port`: the UI asks `/ui-settings` where its API is, and
     without these it is told the default port 4200 (PrefectHQ/prefect#18895); SQLite waits for
     its lock rather than failing requests with 503 when the machine is busy."""
@@ -90,6 +93,13 @@ def server_settings(port: int, keep_events: timedelta = KEEP_EVENTS) -> dict[str
         PREFECT_SERVER_ANALYTICS_ENABLED,
         PREFECT_SERVER_API_HOST,
         PREFECT_SERVER_API_PORT,
+        PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_ENABLED,
+        PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE,
+        PREFECT_SERVER_SERVICES_EVENT_PERSISTER_READ_BATCH_SIZE,
+        PREFECT_SERVER_SERVICES_FOREMAN_ENABLED,
+        PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED,
+        PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE,
+        PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE,
         PREFECT_UI_API_URL,
     )
 
@@ -101,26 +111,49 @@ def server_settings(port: int, keep_events: timedelta = KEEP_EVENTS) -> dict[str
         # SQLite under a busy machine: wait for the lock rather than answer 503 (default 10 s, 5 s)
         PREFECT_API_DATABASE_TIMEOUT: 60.0,
         PREFECT_API_DATABASE_CONNECTION_TIMEOUT: 30.0,
-    } | retention_settings(keep_events)
+        # loops for what serve's runs never use — workers and work pools, paused runs — that
+        # cost an idle server ~4 of its ~22 ms of CPU a second (automations stay on)
+        PREFECT_SERVER_SERVICES_FOREMAN_ENABLED: False,
+        PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_ENABLED: False,
+        PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED: False,
+        # task runs' states and events written 100 at a time (and every 5 s), not one by one:
+        # a task run costs the server ~13 ms instead of ~41 (bench/soak_cost.py); the UI shows
+        # a step's state up to 5 s late, and a stopping server writes what it holds
+        PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE: 100,
+        PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE: 100,
+        PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE: 200,
+        PREFECT_SERVER_SERVICES_EVENT_PERSISTER_READ_BATCH_SIZE: 100,
+    } | retention_settings(keep_runs, keep_events)
 
 
-def retention_settings(keep_events: timedelta) -> dict[Any, Any]:
-    """Events (~60 % of the database when runs are frequent) kept `keep_events`, and the logs and
-    artifacts of runs `prune_runs` deleted swept up by the server's own vacuum."""
+def retention_settings(keep_runs: timedelta, keep_events: timedelta) -> dict[Any, Any]:
+    """The server's own vacuum keeps its database bounded: finished runs (with their task runs,
+    logs and artifacts) kept `keep_runs`, events (~80 % of the database) `keep_events`, swept
+    every sixth of the shorter one (1 min to 1 h) — in batches of SQL, where deleting through
+    the API (`prune_runs`, for a server serve did not start) costs a request per artifact."""
     from prefect.settings import (
         PREFECT_SERVER_EVENTS_RETENTION_PERIOD,
         PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED,
+        PREFECT_SERVER_SERVICES_DB_VACUUM_LOOP_SECONDS,
+        PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD,
     )
 
+    sweep = min(keep_runs, keep_events).total_seconds() / 6
     return {
         PREFECT_SERVER_EVENTS_RETENTION_PERIOD: keep_events,
-        PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED: {"events", "orphans"},
+        PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED: {"events", "flow_runs"},
+        # Prefect wants more than an hour; the schema's least is an hour: a second more
+        PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD: max(keep_runs, HOUR + SECOND),
+        PREFECT_SERVER_SERVICES_DB_VACUUM_LOOP_SECONDS: min(max(sweep, 60.0), 3600.0),
     }
 
 
 @contextlib.contextmanager
 def local_server(
-    port: int | None = None, timeout: float | None = None, keep_events: timedelta = KEEP_EVENTS
+    port: int | None = None,
+    timeout: float | None = None,
+    keep_runs: timedelta = KEEP_RUNS,
+    keep_events: timedelta = KEEP_EVENTS,
 ) -> Iterator[str]:
     """A Prefect server (API, UI, scheduler) on loopback in a child process; yields its API URL,
     and stops the child on exit. Its own process: the server's memory and CPU (SQLite, its
@@ -133,7 +166,7 @@ def local_server(
     url = f"http://127.0.0.1:{port}/api"
     server = subprocess.Popen(
         [sys.executable, "-m", prefect_engine.__name__, str(port)],
-        env=_server_environment(port, keep_events),
+        env=_server_environment(port, keep_runs, keep_events),
         stdin=subprocess.DEVNULL,
         start_new_session=True,  # Ctrl-C reaches serve only; serve stops the server last
     )
@@ -159,10 +192,10 @@ def port_taken(port: int) -> str | None:
     return None
 
 
-def _server_environment(port: int, keep_events: timedelta) -> dict[str, str]:
+def _server_environment(port: int, keep_runs: timedelta, keep_events: timedelta) -> dict[str, str]:
     from prefect.settings import get_current_settings, temporary_settings
 
-    with temporary_settings(updates=server_settings(port, keep_events)):
+    with temporary_settings(updates=server_settings(port, keep_runs, keep_events)):
         settings = get_current_settings().to_environment_variables(exclude_unset=True)
     inherited = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     # glibc makes an arena per thread, up to 8 per core, and the server starts a thread per
@@ -281,7 +314,7 @@ def _serve_with_a_local_server(
             " two would run every scheduled run twice; stop it first, or give this one "
             "another PREFECT_HOME"
         )
-    with local_server(port, keep_events=schedule.keep_events) as url:
+    with local_server(port, keep_runs=schedule.keep_runs, keep_events=schedule.keep_events) as url:
         write_marker(url)
         try:
             ui = url.removesuffix("/api")
@@ -289,7 +322,7 @@ def _serve_with_a_local_server(
                 f"Started a local Prefect server: UI at {ui} (API {url}: `fleet-alerting run` "
                 "and `trigger` on this machine find it)"
             )
-            run = execute(planned, url, out, on_exit=remove_marker, keep_runs=schedule.keep_runs)
+            run = execute(planned, url, out, on_exit=remove_marker)  # its server prunes itself
             asyncio.run(run)
         finally:
             remove_marker()
@@ -390,10 +423,11 @@ async def execute(
     api_url: str,
     out: Print = print,
     on_exit: Callable[[], None] = lambda: None,
-    keep_runs: timedelta = KEEP_RUNS,
+    keep_runs: timedelta | None = None,
 ) -> None:
     """Register the deployments, then run their due flow runs in-process until SIGTERM/SIGINT
-    (see Stop; `on_exit` is what an exit at once must still do)."""
+    (see Stop; `on_exit` is what an exit at once must still do). `keep_runs`: delete older runs
+    through the API (a server serve did not start; its own server prunes itself)."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     stop = Stop(asyncio.get_running_loop(), on_exit)
@@ -413,8 +447,13 @@ async def execute(
 
 
 @contextlib.asynccontextmanager
-async def _pruning(keep_runs: timedelta, stop: asyncio.Event, out: Print) -> AsyncIterator[None]:
+async def _pruning(
+    keep_runs: timedelta | None, stop: asyncio.Event, out: Print
+) -> AsyncIterator[None]:
     """Old runs of this project's flows deleted from Prefect beside the runs, hourly."""
+    if keep_runs is None:
+        yield
+        return
     now = partial(datetime.now, UTC)
     task = asyncio.create_task(keep_pruned(ENTRYPOINTS, keep_runs, stop, now, out))
     try:

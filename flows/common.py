@@ -170,8 +170,8 @@ async def publish(
     evaluation: Evaluation,
     report: DrainReport,
 ) -> None:
-    """A table of what this run observed, and what it told whom (in the Prefect UI; a plain run
-    has no UI to show it in)."""
+    """A table of what this run observed, and what it told whom when it told anyone (in the
+    Prefect UI; a plain run has no UI to show it in)."""
     if not tracked():
         return
     from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
@@ -185,12 +185,14 @@ async def publish(
         key=key,
         description=f"{key}: observations and incident changes",
     )
-    await acreate_markdown_artifact(
-        notifications_markdown(report) + storm_markdown(evaluation),
-        key=f"{key}-notifications",
-        description=f"{key}: notifications sent, queued and dead",
-    )
-    publish_board(config)  # every watch's open incidents in one view (tasks/board.py)
+    told = notifications_markdown(report) + storm_markdown(evaluation)
+    if told != NOTHING_DUE:  # a version saying "nothing" every run would cost the server alone
+        await acreate_markdown_artifact(
+            told,
+            key=f"{key}-notifications",
+            description=f"{key}: notifications sent, queued and dead",
+        )
+    await publish_board(config)  # every watch's open incidents in one view (tasks/board.py)
 
 
 def incident_cell(incident: Incident) -> str:
@@ -220,6 +222,9 @@ def storm_markdown(evaluation: Evaluation) -> str:
     return "\n".join(lines)
 
 
+NOTHING_DUE = "No notifications were due in this run."
+
+
 def notifications_markdown(report: DrainReport) -> str:
     lines = ["| outcome | channel | kind | incident | detail |", "|---|---|---|---|---|"]
     groups: list[tuple[str, list[tuple[Any, str]]]] = [
@@ -235,5 +240,5 @@ def notifications_markdown(report: DrainReport) -> str:
             lines.append(f"| {outcome} | {n.channel} | {n.kind} | `{n.incident.key}` | {cell} |")
     warnings = [f"> **Warning:** {w}" for w in report.warnings]
     if len(lines) == 2:
-        return "\n\n".join([*warnings, "No notifications were due in this run."])
+        return "\n\n".join([*warnings, NOTHING_DUE])
     return "\n\n".join([*warnings, "\n".join(lines)])

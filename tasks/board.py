@@ -1,5 +1,7 @@
 """Publishing the incident board: the keyed markdown artifact `incident-board` (core/board.py),
-rewritten by every watch run — each run adds a version, the key shows the latest.
+looked at by every watch run — a run adds a version when the board changed or the latest is
+REFRESH old, and the key shows the latest. Part of the run, not a step of its own (a task run
+per watch run would cost the server more than the board).
 
 Only inside a Prefect flow run (a plain `run` has no UI to show it in). A board that cannot be
 made (the store unreadable) is a warning in the run's log, never a failed run: the run did its
@@ -8,40 +10,61 @@ own job.
 
 from __future__ import annotations
 
+import asyncio
+
 from fleet_alerting.config import Config
-from fleet_alerting.core.board import KEY, MAX_ROWS, Board, render, row_of
+from fleet_alerting.core.board import (
+    KEY,
+    MAX_ROWS,
+    Board,
+    Published,
+    render,
+    row_of,
+    worth_publishing,
+)
 from fleet_alerting.core.clock import utcnow
+from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.short_ids import SHORT, full_id
 from fleet_alerting.store.board import open_incidents
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.errors import StoreError
-from fleet_alerting.tasks.runtime import run_logger, step, tracked
+from fleet_alerting.tasks.runtime import run_logger, tracked
+
+# what this process last published, per store: `serve` runs every watch here
+_published: dict[str, Published] = {}
 
 
-def publish_board(config: Config) -> None:
+async def publish_board(config: Config) -> None:
     """The board of the store this flow run used."""
     if tracked():
-        publish_incident_board(config)
+        await publish_incident_board(config)
 
 
-@step("incident-board")
-def publish_incident_board(config: Config) -> None:
+def _read(config: Config) -> tuple[list[Incident], dict[str, int]]:
+    with Store(config.state, create=False) as store:
+        return open_incidents(store, MAX_ROWS)
+
+
+async def publish_incident_board(config: Config) -> None:
     """Read the open incidents (the first MAX_ROWS in board order and the counts: one query)
     and publish the board."""
     try:
-        with Store(config.state, create=False) as store:
-            incidents, per_severity = open_incidents(store, MAX_ROWS)
+        incidents, per_severity = await asyncio.to_thread(_read, config)
     except StoreError as exc:
         run_logger().warning("incident board not updated: %s", exc)
         return
     # the id Slack shows (an operator types it, or more of it, to any command)
     rows = [row_of(i, full_id(i.key)[:SHORT]) for i in incidents]
-    markdown = render(Board(rows, per_severity), utcnow())
-    from prefect.artifacts import create_markdown_artifact
+    board, now = Board(rows, per_severity), utcnow()
+    where = str(config.state.url or config.state.path)
+    if not worth_publishing(board, now, _published.get(where)):
+        return
+    from prefect.artifacts import acreate_markdown_artifact
 
-    create_markdown_artifact(
-        markdown,
+    await acreate_markdown_artifact(
+        render(board, now),
         key=KEY,
         description="open incidents across every watch: severity, since, paged, acknowledged, "
-        "muted (updated by every watch run)",
+        "muted (updated by the watch runs)",
     )
+    _published[where] = Published(board, now)

@@ -1,9 +1,11 @@
 """The incident board's rendering (core/board.py), table-driven: tests/cases/board.yaml gives
 rows and what a markdown renderer shows of them — rendered with markdown-it (CommonMark with GFM
-tables, raw HTML allowed: the most a renderer could read as markup), then read back as HTML."""
+tables, raw HTML allowed: the most a renderer could read as markup), then read back as HTML.
+tests/cases/board_publishing.yaml: when a run publishes a new version."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -13,7 +15,14 @@ import pytest
 import yaml
 from markdown_it import MarkdownIt
 
-from fleet_alerting.core.board import COLUMNS, Board, BoardRow, render
+from fleet_alerting.core.board import (
+    COLUMNS,
+    Board,
+    BoardRow,
+    Published,
+    render,
+    worth_publishing,
+)
 from fleet_alerting.core.incidents import State
 from fleet_alerting.core.short_ids import SHORT, full_id
 from fleet_alerting.core.signals import Severity
@@ -158,3 +167,31 @@ def test_a_row_names_the_pagers_of_the_step_the_incident_is_on() -> None:
         t1,
     )
     assert (row.since, row.summary, row.short_id) == (t0, "k down", "abcdef")
+
+
+PUBLISHING = yaml.safe_load((Path(__file__).parent / "cases" / "board_publishing.yaml").read_text())
+SINCE = datetime.fromisoformat("2026-12-06T14:00:00+00:00")
+ENDS = datetime.fromisoformat("2026-12-06T15:01:00+00:00")  # of a snooze, silence, mute
+ROWS = {
+    "a": BoardRow("a", "aaaaaa", Severity.critical, State.firing, "blackbox", SINCE),
+    "b": BoardRow("b", "bbbbbb", Severity.critical, State.firing, "blackbox", SINCE),
+}
+ROWS["a acked"] = replace(ROWS["a"], acked_by="ana", acked_at=ENDS)
+ROWS["a snoozed"] = replace(ROWS["a"], snoozed_until=ENDS)
+ROWS["a silenced"] = replace(ROWS["a"], silenced_by="ana", silenced_until=ENDS)
+ROWS["a muted"] = replace(ROWS["a"], muted_by="window nightly", muted_until=ENDS)
+
+
+def board_of(names: list[str], counts: dict[str, int] | None) -> Board:
+    return Board([ROWS[n] for n in names], counts or {"critical": len(names)})
+
+
+@pytest.mark.parametrize("case", PUBLISHING, ids=[c["name"] for c in PUBLISHING])
+def test_when_a_run_publishes_the_board(case: dict[str, Any]) -> None:
+    last = case.get("last")
+    published = last and Published(
+        board_of(last["rows"], last.get("counts")), datetime.fromisoformat(last["at"])
+    )
+    board = board_of(case["board"], case.get("counts"))
+    now = datetime.fromisoformat(case["now"])
+    assert worth_publishing(board, now, published or None) is case["publish"]

@@ -135,6 +135,57 @@ def test_a_board_that_cannot_be_read_is_a_warning(
 
     config = {"state": {"path": "nowhere.sqlite"}, "notify": {"dry_run": True}}
     config_file.write_text(yaml.safe_dump(config))
-    publish_incident_board.fn(load_config(config_file))
+    asyncio.run(publish_incident_board(load_config(config_file)))
     assert "incident board not updated: no store at" in caplog.text
     assert not (config_file.parent / "nowhere.sqlite").exists()
+
+
+class Switchable(FakeServer):
+    """The Fleet API's health check, up until `down` is set."""
+
+    down = False
+
+    def handle(self, request: Request) -> Response:
+        if request.path == "/api/healthz" and self.down:
+            return Response(503, {"status": "down"})
+        return Response(200, "ok")
+
+
+@pytest.mark.integration
+def test_runs_add_a_board_version_only_when_the_board_changed(
+    prefect_api: str, config_file: Path
+) -> None:
+    """Runs that find the same open incidents make no new version (each would be a write to the
+    Prefect server for nothing); an incident that opens makes one; a run with nothing to tell
+    keeps no notifications artifact."""
+    from fleet_alerting.flows import get_flow
+
+    blackbox_probe = get_flow("blackbox-probe")
+    before = board_versions()
+    with Switchable() as api, SlackWebhookServer() as slack, PagerDutyServer() as pd:
+        write_config(config_file, api.url, slack.url, pd.url, open_after=1)
+        for _ in range(3):  # the config's missing targets file opens a warning in one of them
+            asyncio.run(blackbox_probe(str(config_file)))
+        settled, told = board_versions(but=before), notifications_artifacts()
+        for _ in range(3):
+            asyncio.run(blackbox_probe(str(config_file)))
+        assert board_versions(but=before) == settled
+        assert notifications_artifacts() == told
+        api.down = True
+        asyncio.run(blackbox_probe(str(config_file)))
+        assert [e["event_action"] for e in pd.events] == ["trigger"]
+    latest, *earlier = board_versions(but=before)
+    assert earlier == settled and "1 critical" in latest[1]
+    assert len(notifications_artifacts()) == len(told) + 1  # the run that paged
+
+
+def notifications_artifacts() -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def read() -> list[str]:
+        async with get_client() as client:
+            key = ArtifactFilter(key=ArtifactFilterKey(any_=["blackbox-probe-notifications"]))
+            return [str(a.data) for a in await client.read_artifacts(artifact_filter=key)]
+
+    return asyncio.run(read())

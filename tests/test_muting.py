@@ -63,6 +63,10 @@ def test_muting_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> Non
         for severity, windows in case.get("policy_windows", {}).items()
     }
     muting = Muting(silences_of(case, start), maintenance.with_policies(policy_windows))
+    policies = POLICIES | {
+        Severity(severity): PolicyConfig.model_validate(policy)
+        for severity, policy in case.get("policies", {}).items()
+    }
     records: dict[str, Incident] = {}
     real = Store(tmp_path / "state.sqlite") if stored else None
     for step in case["steps"]:
@@ -73,13 +77,13 @@ def test_muting_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> Non
         def run(
             current: Mapping[str, Incident], signals: list[Signal] = signals, now: datetime = now
         ) -> Evaluation:
-            return decide(signals, current, POLICIES.__getitem__, StormRules(), now, None, muting)
+            return decide(signals, current, policies.__getitem__, StormRules(), now, None, muting)
 
         result = real.evaluate(run, now)[0] if real else run(unresolved)
         records.update({i.key: i for i in result.incidents})
         where = f"at {step['at']}s"
         sent = sorted(f"{n.channel}:{n.kind}:{n.incident.key}" for n in result.notifications)
-        assert sent == sorted(step["send"]), where
+        assert sent == sorted(step["send"]), f"{where}: {sent}"
         said = [f"{n.channel}:{n.kind}:{n.incident.key}" for n in result.notifications]
         in_order = step.get("in_order", [])
         assert [s for s in said if s in in_order] == in_order, where

@@ -1,11 +1,14 @@
-"""Done when: Prefect's database stays bounded under `serve`. Against a real Prefect server, the
-finished runs of this project's flows expected before the cut-off are deleted with their task
-runs, artifacts and logs; runs still going, recent runs and other projects' runs stay. The server
-`serve` starts keeps events `schedule.keep_events`."""
+"""Done when: Prefect's database stays bounded under `serve`. The server `serve` starts deletes
+finished runs older than `schedule.keep_runs` itself, with their task runs, artifacts and logs,
+and keeps events `schedule.keep_events`; against a server serve did not start, serve deletes the
+finished runs of this project's flows through the API. Runs still going and recent runs stay
+(and, through the API, other projects' runs)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +28,7 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 from prefect.states import Completed, Failed, Running, Scheduled
 
 from fleet_alerting.deployments.prune import keep_pruned, prune_runs
@@ -138,14 +142,74 @@ async def pruning_until_stopped() -> None:
         assert not [run for run in old if await exists(client, run)]
 
 
-def test_serves_own_server_keeps_events_as_configured_and_sweeps_orphans(
+def test_serves_own_server_keeps_runs_and_events_as_configured(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
-    with local_server(keep_events=timedelta(hours=2)) as url:
+    with local_server(keep_runs=timedelta(hours=1), keep_events=timedelta(hours=2)) as url:
         settings = httpx.get(f"{url}/admin/settings", timeout=30).json()["server"]
+    vacuum = settings["services"]["db_vacuum"]
     assert settings["events"]["retention_period"] == "PT2H"
-    assert set(settings["services"]["db_vacuum"]["enabled"]) == {"events", "orphans"}
+    assert set(vacuum["enabled"]) == {"events", "flow_runs"}
+    assert vacuum["retention_period"] == "PT1H1S"  # Prefect keeps more than an hour
+    assert vacuum["loop_seconds"] == 600  # a sixth of the shorter retention
+    off = {name for name, service in settings["services"].items() if not service["enabled"]}
+    assert {"foreman", "cleanup_reconciler", "pause_expirations"} <= off  # no workers, no pauses
+    assert settings["services"]["triggers"]["enabled"]  # an operator's automations still act
+    assert settings["services"]["task_run_recorder"]["batch_size"] == 100  # not one by one
+
+
+def test_serves_own_server_deletes_old_finished_runs_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No request per run or artifact from serve: the server it starts sweeps finished runs older
+    than `keep_runs` with what they left (its vacuum runs at start, then every sweep)."""
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    keep = {"keep_runs": timedelta(days=14), "keep_events": timedelta(hours=6)}
+    with local_server(**keep) as url, temporary_settings({PREFECT_API_URL: url}):
+        made = asyncio.run(runs_of_every_kind())
+    # the server dates a run's end itself: twenty days pass while it is stopped
+    old = [str(made["old done"]), str(made["old failed"])]
+    with (
+        contextlib.closing(sqlite3.connect(prefect_database())) as db,
+        db,
+    ):
+        dated = db.execute(
+            "UPDATE flow_run SET end_time = ? WHERE id IN (?, ?)", (OLD.isoformat(), *old)
+        )
+        assert dated.rowcount == 2
+    with local_server(**keep) as url, temporary_settings({PREFECT_API_URL: url}):
+        asyncio.run(only_the_recent_and_unfinished_stay(made))
+
+
+def prefect_database() -> str:
+    """The file of the server `local_server` starts (it has this process's settings)."""
+    url = get_current_settings().server.database.connection_url
+    return url.get_secret_value().removeprefix("sqlite+aiosqlite:///")
+
+
+async def runs_of_every_kind() -> dict[str, UUID]:
+    async with get_client() as client:
+        return {
+            "old done": await a_run(client, ours, OLD, Completed(timestamp=OLD)),
+            "old failed": await a_run(client, theirs, OLD, Failed(timestamp=OLD)),
+            "old running": await a_run(client, ours, OLD, Running(timestamp=OLD)),
+            "recent": await a_run(client, ours, NOW - timedelta(days=2), Completed()),
+        }
+
+
+async def only_the_recent_and_unfinished_stay(made: dict[str, UUID]) -> None:
+    async with get_client() as client:
+        deadline = time.monotonic() + 60
+        while await exists(client, made["old done"]) or await exists(client, made["old failed"]):
+            assert time.monotonic() < deadline, "the server's vacuum did not delete old runs"
+            await asyncio.sleep(0.5)
+        for gone in ("old done", "old failed"):
+            assert await logs_gone(client, made[gone]), await leftovers(client, made[gone])
+        for kept in ("old running", "recent"):
+            assert await exists(client, made[kept]), kept
+            assert await leftovers(client, made[kept]) == ["artifacts", "task runs", "logs"]
 
 
 @dataclass(frozen=True)

@@ -445,7 +445,7 @@ class ScheduleConfig(Model):
     # and events (~130 KB a run) older than these are deleted, so it stays bounded
     # 3 days by default: five watches a minute then keep ~0.65 GB of runs on a small VPS's disk;
     # incidents and their history live in this project's store, not in Prefect's runs
-    keep_runs: Annotated[Duration, at_least(timedelta(days=1)), at_most(timedelta(days=365))] = (
+    keep_runs: Annotated[Duration, at_least(timedelta(hours=1)), at_most(timedelta(days=365))] = (
         timedelta(days=3)
     )
     keep_events: Annotated[Duration, at_least(timedelta(hours=1)), at_most(timedelta(days=30))] = (

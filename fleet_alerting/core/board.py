@@ -13,7 +13,7 @@ import string
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.escalation import current_pages
@@ -26,6 +26,8 @@ MAX_CELL = 200  # characters of outside text per cell
 SEVERITY_ORDER = (Severity.critical, Severity.warning, Severity.info)
 COLUMNS = ("severity", "since", "id", "incident", "source", "paged", "acknowledged", "muted")
 NOTHING = "—"
+# an unchanged board is published again after this long: its ages and "as of" stay that fresh
+REFRESH = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,26 @@ class Board:
     @property
     def total(self) -> int:
         return sum(self.open_per_severity.values())
+
+
+@dataclass(frozen=True)
+class Published:
+    """The board as last published, and when."""
+
+    board: Board
+    at: datetime
+
+
+def worth_publishing(
+    board: Board, now: datetime, last: Published | None, refresh: timedelta = REFRESH
+) -> bool:
+    """A new version when what the board shows changed — its rows, its counts, a silence, snooze
+    or mute that ran out since — or the last one is `refresh` old; an unchanged board each run
+    would cost the Prefect server a write and a version nobody needs."""
+    if last is None or board != last.board or now - last.at >= refresh:
+        return True
+    ends = (end for r in board.rows for end in (r.silenced_until, r.snoozed_until, r.muted_until))
+    return any(end is not None and last.at < end <= now for end in ends)
 
 
 # the operators' acts a row shows, under the same names as in `Acts`

@@ -23,7 +23,7 @@ from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link
 from fleet_alerting.core.policy import recover_unseen
-from fleet_alerting.core.signals import TEXTS, Link, Severity, Signal, digest, digest_bytes
+from fleet_alerting.core.signals import Link, Severity, Signal, digest, digest_bytes
 from fleet_alerting.sources.alertmanager.client import Alert
 from fleet_alerting.sources.alertmanager.shapes import FINGERPRINT
 from fleet_alerting.sources.records import Malformed, malformed_signal
@@ -83,20 +83,13 @@ def deferred_signal(
         source=SOURCE,
         firing=firing,
         severity=rule.severity,
-        target=labels.get("instance") or labels.get("job") or alert.name,
+        target=_target(alert),
         labels=labels,
         fingerprint=digest_bytes(orjson.dumps(seen)),
-        render=partial(_texts, alert, rule, now, alertmanager_url, links),
+        render=partial(texts, alert, rule.name, now, alertmanager_url, links),
         runbook_url=_runbook(alert.annotations),
         since=alert.starts_at,
     )
-
-
-def _texts(
-    alert: Alert, rule: EscalationRule, now: datetime, alertmanager_url: str, links: LinksConfig
-) -> dict[str, Any]:
-    signal = to_signal(alert, rule, now, alertmanager_url, links)
-    return {name: getattr(signal, name) for name in TEXTS}
 
 
 @dataclass(frozen=True)
@@ -202,13 +195,29 @@ def unseen(
 def to_signal(
     alert: Alert, rule: EscalationRule, now: datetime, alertmanager_url: str, links: LinksConfig
 ) -> Signal:
+    return Signal(
+        key=alert_key(alert),
+        source=SOURCE,
+        firing=alert.firing(now),
+        severity=rule.severity,
+        target=_target(alert),
+        since=alert.starts_at,
+        labels=dict(alert.labels),
+        **texts(alert, rule.name, now, alertmanager_url, links),
+    )
+
+
+def texts(
+    alert: Alert, rule: str, now: datetime, alertmanager_url: str, links: LinksConfig
+) -> dict[str, Any]:
+    """What operators read of the alert's signal (its TEXTS), without building the signal: an
+    opening run renders them for every alert it opens."""
     labels, notes = alert.labels, alert.annotations
-    target = labels.get("instance") or labels.get("job") or alert.name
-    summary = notes.get("summary") or f"{alert.name} on {target}"
-    firing = alert.firing(now)
-    if not firing:
+    if alert.firing(now):
+        summary = notes.get("summary") or f"{alert.name} on {_target(alert)}"
+    else:
         summary = _why_not_firing(alert, now)
-    evidence: dict[str, object] = {"alertname": alert.name, "rule": rule.name}
+    evidence: dict[str, object] = {"alertname": alert.name, "rule": rule}
     if alert.receivers:
         evidence["receivers"] = ", ".join(alert.receivers)
     if notes.get("description"):
@@ -221,22 +230,18 @@ def to_signal(
         logs = logs_link(links, logql_selector(host=host), f"Logs of {host}")
         if logs:
             alert_links.append(logs)
-    return Signal(
-        key=alert_key(alert),
-        source=SOURCE,
-        firing=firing,
-        severity=rule.severity,
-        summary=summary,
-        target=target,
-        since=alert.starts_at,
-        runbook_url=_runbook(notes),
-        remediation=tuple(
-            line.strip() for line in notes.get("remediation", "").splitlines() if line.strip()
-        ),
-        links=tuple(alert_links),
-        labels=dict(labels),
-        evidence=evidence,
-    )
+    remediation = notes.get("remediation", "")
+    return {
+        "summary": summary,
+        "runbook_url": _runbook(notes),
+        "remediation": tuple(line.strip() for line in remediation.splitlines() if line.strip()),
+        "links": tuple(alert_links),
+        "evidence": evidence,
+    }
+
+
+def _target(alert: Alert) -> str:
+    return alert.labels.get("instance") or alert.labels.get("job") or alert.name
 
 
 def _runbook(annotations: Mapping[str, str]) -> str | None:

@@ -92,7 +92,6 @@ def clock_key(config: WatchdogConfig) -> str:
     return f"{watchdog.SOURCE}:{config.alertname}"
 
 
-@step("watchdog-clock")
 def advance_watchdog_clock(
     store: StoreReader, config: WatchdogConfig, seen: bool | None, now: datetime
 ) -> watchdog.WatchdogClock:

@@ -23,7 +23,6 @@ from fleet_alerting.sources.records import problem_signals
 from fleet_alerting.sources.watch import Observation, StoreReader, run_log, step
 
 
-@step("load-targets")
 def resolve_targets(config: BlackboxConfig, base_dir: Path) -> tuple[list[ProbeTarget], list[str]]:
     targets, problems = load_targets(config, base_dir)
     logger = run_log()

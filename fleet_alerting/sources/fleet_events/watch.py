@@ -58,7 +58,6 @@ async def fetch_events(
     return page.events, problems, None
 
 
-@step("record-new-events")
 def record_new_events(
     config: Config, events: list[FleetEvent], now: datetime, store: StoreReader
 ) -> tuple[Advance, list[FleetEvent], Evaluation]:
