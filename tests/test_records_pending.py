@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from fleet_alerting.core.policy import Evaluation, PolicyConfig, default_policie
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.core.storms import StormRules, decide
 from fleet_alerting.sources.blackbox.client import ProbeResult, ProbeTarget, to_signal
+from fleet_alerting.sources.prometheus import judge
 from fleet_alerting.sources.prometheus.judge import (
     Series,
     WatchOutcome,
@@ -174,6 +176,44 @@ def test_a_storm_opening_reads_no_record_and_decides_as_with_every_record_read(
     assert read == [0]
     assert len(evaluation.incidents) == len(hosts) + 2  # the members, the probe, the group
     assert queued == 3  # the group (Slack + mirror), the probe (Slack)
+    store.close()
+
+
+def test_a_storm_opening_renders_only_the_texts_its_message_lists(
+    state_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """50 series pending, then opening in one group: each member's stored texts are those of
+    its fingerprint, kept as written when it began — rendered again only for the members the
+    group's message lists (and the two compared for a remediation they share). Every record
+    reads back as decided, texts included (SQLite and PostgreSQL)."""
+    rendered: list[str] = []
+    render = judge._texts
+
+    def counted(*args: Any) -> dict[str, Any]:
+        rendered.append(args[1]["host"])
+        return render(*args)
+
+    monkeypatch.setattr(judge, "_texts", counted)
+    policies = default_policies()
+    rules = StormRules()
+    hosts = [f"pi-{n:03d}" for n in range(50)]
+
+    def signals() -> list[Signal]:
+        outcome = WatchOutcome(WATCH, [Series({"host": h, "job": "node"}, 0.0) for h in hosts])
+        return evaluate_watches([outcome], LINKS).signals
+
+    store = Store(state_db)
+    store.evaluate(lambda r: decide(signals(), r, policies.__getitem__, rules, T0), T0)
+    rendered.clear()
+    later = T0 + timedelta(minutes=1)
+    evaluation, queued = store.evaluate(
+        lambda r: decide(signals(), r, policies.__getitem__, rules, later), later
+    )
+    assert queued == 2  # the group: Slack and its mirror
+    assert len(rendered) <= rules.grouping.max_listed + 2, rendered
+    assert len(evaluation.incidents) == len(hosts) + 1
+    for incident in evaluation.incidents:
+        assert store.incident(incident.key) == incident
     store.close()
 
 

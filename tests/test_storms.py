@@ -129,3 +129,49 @@ def test_the_run_artifact_says_who_is_inhibited_and_grouped() -> None:
     assert "| `blackbox:instance=pi-1` | firing, inhibited by blackbox:service=api |" in text
     assert "| `w:host=h0` | firing, told in group group/w:severity=warning |" in text
     assert "| `group/w:severity=warning` | firing | 2 w incidents failing: h0 failed" in text
+
+
+STEPS = ("ssh {host}", "restart it")
+SHARED = ("restart the agent", "check the disk")
+
+
+@pytest.mark.parametrize(
+    ("remediations", "runbooks", "remediation", "runbook"),
+    [
+        ([SHARED] * 12, ["https://rb/a"] * 12, SHARED, "https://rb/a"),
+        ([SHARED] * 11 + [STEPS], ["https://rb/a"] * 12, (), "https://rb/a"),
+        ([STEPS] + [SHARED] * 11, ["https://rb/b"] + ["https://rb/a"] * 11, (), None),
+        ([SHARED] * 12, ["https://rb/a"] * 11 + [None], SHARED, None),
+        ([()] * 12, [None] * 12, (), None),
+    ],
+    ids=["all shared", "the last differs", "the first differs", "one without a runbook", "none"],
+)
+def test_a_group_message_carries_what_all_its_members_share(
+    remediations: list[tuple[str, ...]],
+    runbooks: list[str | None],
+    remediation: tuple[str, ...],
+    runbook: str | None,
+) -> None:
+    """The group's remediation and runbook are its members' when every member has the same,
+    else none — also when only the last member differs."""
+    signals = [
+        Signal(
+            key=incident_key("prometheus/AgentDown", {"host": f"pi-{i:02}"}),
+            source="prometheus/AgentDown",
+            firing=True,
+            severity=Severity.warning,
+            summary=f"pi-{i:02} failed",
+            labels={"host": f"pi-{i:02}"},
+            remediation=steps,
+            runbook_url=url,
+        )
+        for i, (steps, url) in enumerate(zip(remediations, runbooks, strict=True))
+    ]
+    policies = default_policies()
+    first = decide(signals, {}, policies.__getitem__, StormRules(), T0)
+    stored = {i.key: i for i in first.incidents}
+    later = decide(signals, stored, policies.__getitem__, StormRules(), T0 + timedelta(minutes=1))
+    told = {
+        (n.incident.signal.remediation, n.incident.signal.runbook_url) for n in later.notifications
+    }
+    assert told == {(remediation, runbook)}

@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from itertools import islice
+from typing import Any, TypeVar
 
 from pydantic import Field
 
@@ -260,14 +261,16 @@ def _summary(
         changes.append(f"+{len(new)} new")
     if cleared:
         changes.append(f"{cleared} cleared")
-    listed = [m.signal.summary for m in (new if told and new else members)][: config.max_listed]
-    more = (len(new) if told and new else len(members)) - len(listed)
+    # a member's texts are rendered when read (Signal.deferred): only those listed are read
+    chosen = new if told and new else members
+    listed = [m.signal.summary for m in islice(chosen, config.max_listed)]
+    more = len(chosen) - len(listed)
     body = "; ".join(listed) + (f"; and {more} more" if more > 0 else "")
     head = f"{len(members)} {source} incidents failing" + (
         f" ({', '.join(changes)})" if changes else ""
     )
-    remediation = _common(m.signal.remediation for m in members)
-    runbooks = {m.signal.runbook_url for m in members}
+    remediation: tuple[str, ...] = _shared((m.signal.remediation for m in members), ())
+    runbook: str | None = _shared((m.signal.runbook_url for m in members), None)
     return Signal(
         key=g.key,
         source=g.source,
@@ -275,16 +278,27 @@ def _summary(
         severity=g.severity,
         summary=f"{head}: {body}" if body else head,
         target=f"{source} group {g.key.split(':', 1)[1]}".rstrip(),
-        runbook_url=runbooks.pop() if len(runbooks) == 1 else None,
+        runbook_url=runbook,
         remediation=remediation,
         labels={"group": g.key, "source": source},
         evidence={"members": len(members)},
     )
 
 
-def _common(remediations: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
-    distinct = set(remediations)
-    return distinct.pop() if len(distinct) == 1 else ()
+_T = TypeVar("_T")
+_NONE = object()
+
+
+def _shared(values: Iterable[_T], otherwise: _T) -> _T:
+    """The value all of `values` have, else `otherwise` — read no further than a second one (a
+    member's texts are rendered when read, and a storm's members differ in the second)."""
+    first: Any = _NONE
+    for value in values:
+        if first is _NONE:
+            first = value
+        elif value != first:
+            return otherwise
+    return otherwise if first is _NONE else first
 
 
 def bound(evaluation: Evaluation, limit: int, now: datetime) -> Evaluation:

@@ -256,7 +256,8 @@ def _on_failure(
 ) -> tuple[Incident, list[Notification]]:
     if current is not None and _unchanged(current, signal, policy, now):
         return current, []  # the same failure observed again: nothing to store, nobody to tell
-    signal = signal.rendered()  # it is stored, and may be told
+    # a deferred signal stays so: its texts are rendered when read (told, listed), and the store
+    # writes them only when it does not hold them already (store.incidents.write)
     if current is None or current.state == State.resolved:
         incident = Incident(
             key=signal.key,
@@ -323,7 +324,7 @@ def _escalate(
             incident = evolve(incident, state=State.paged)
         if why:  # only an acknowledged page is silent in PagerDuty; an unacknowledged one rings
             sent += actions.reopened(incident, paged_before, pagers, now)
-        sent += [_notification(incident, pager, Kind.paged, now) for pager in pagers]
+        sent += _notifications(incident, pagers, Kind.paged, now)
         # a Slack-only step at 0s is the opening message itself
         later = not opening and any(stages[i].offset > timedelta(0) for i in indexes)
         if pagers or why or later:
@@ -396,7 +397,7 @@ def _on_success(
         resolution=signal.summary,
         recovery=signal.rendered(),
     )
-    sent = [_notification(incident, pager, Kind.resolved, now) for pager in current.paged_via]
+    sent = _notifications(incident, current.paged_via, Kind.resolved, now)
     return _tell(incident, policy, Kind.resolved, now, sent)
 
 
@@ -412,18 +413,23 @@ def _tell(
     if not channels or muted:  # muted: recorded, told to nobody
         return incident, sent
     incident = evolve(incident, last_notified_at=now)
-    return incident, sent + [_notification(incident, c, kind, now) for c in channels]
+    return incident, sent + _notifications(incident, channels, kind, now)
 
 
-def _notification(incident: Incident, channel: str, kind: Kind, now: datetime) -> Notification:
-    """Its id names the episode as well as the onset: a re-opened incident with the onset of an
+def _notifications(
+    incident: Incident, channels: Iterable[str], kind: Kind, now: datetime
+) -> list[Notification]:
+    """Their ids name the episode as well as the onset: a re-opened incident with the onset of an
     earlier one is told (and paged) again, while replaying one evaluation queues nothing twice."""
     seq: int | str = incident.reminders if kind == Kind.reminder else 0
     esc = incident.escalation
     if kind == Kind.escalated or (kind == Kind.paged and not escalation.first_page(esc)):
         seq = f"{esc.rounds}.{esc.step}"
-    ident = f"{incident.key}|{incident.onset.isoformat()}|{incident.episode}|{kind}|{seq}|{channel}"
-    return Notification(id=ident, channel=channel, kind=kind, at=now, incident=incident)
+    head = f"{incident.key}|{incident.onset.isoformat()}|{incident.episode}|{kind}|{seq}|"
+    return [
+        Notification(id=head + channel, channel=channel, kind=kind, at=now, incident=incident)
+        for channel in channels
+    ]
 
 
 def notify_channels(
@@ -436,4 +442,4 @@ def notify_channels(
     """Messages of `kind` about `incident` to `channels` (default: the policy's), for the passes
     around `evaluate` (inhibition, grouping) that decide to tell someone later or differently."""
     chosen = policy.channels() if channels is None else channels
-    return [_notification(incident, channel, kind, now) for channel in chosen]
+    return _notifications(incident, chosen, kind, now)

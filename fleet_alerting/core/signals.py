@@ -67,10 +67,16 @@ class Signal:
         labels: dict[str, str],
         fingerprint: str,
         render: Render,
+        runbook_url: str | None,
         since: datetime | None = None,
     ) -> Signal:
         """A signal whose TEXTS come from `render()` when first read. Built without __init__
-        (a watch builds one per series per run, and this is most of what it builds)."""
+        (a watch builds one per series per run, and this is most of what it builds).
+
+        `fingerprint` must cover everything `render` reads: two deferred signals with the same
+        fingerprint have the same texts (`texts_in_fingerprint`), so a store may keep the texts
+        it holds for that fingerprint rather than render and write them again. `runbook_url` is
+        known without rendering (what `render` returns for it): a group compares its members'."""
         signal = object.__new__(cls)
         signal.__dict__.update(
             key=key,
@@ -80,11 +86,28 @@ class Signal:
             target=target,
             since=since,
             correlation_ids=(),
+            runbook_url=runbook_url,
             labels=labels,
             fingerprint=fingerprint,
             _render=render,
+            _deferred=True,
         )
         return signal
+
+    @property
+    def texts_in_fingerprint(self) -> bool:
+        """Built by `deferred` (rendered yet or not): its texts follow from its fingerprint."""
+        return "_deferred" in self.__dict__
+
+    def with_texts(self) -> Signal:
+        """This signal with its texts in place; a deferred one not yet rendered is rendered into
+        a copy, and stays light itself (a store writing tens of thousands of new incidents
+        holds the texts of one chunk at a time, not of all of them)."""
+        if "_render" not in self.__dict__:
+            return self
+        copy = object.__new__(Signal)
+        copy.__dict__.update(self.__dict__)
+        return copy.rendered()
 
     def rendered(self) -> Signal:
         """This signal with its texts in place (a no-op unless deferred and not yet rendered)."""

@@ -82,16 +82,19 @@ class Transaction:
     def incident(self, key: str) -> Incident | None:
         return incidents.load(self.conn, key)
 
-    def write_incidents(self, changed: Sequence[Incident], now: datetime) -> None:
-        incidents.write(self.conn, changed, now)
+    def write_incidents(
+        self, changed: Sequence[Incident], now: datetime, stored: Records | None = None
+    ) -> None:
+        incidents.write(self.conn, changed, now, stored)
 
     def queue(self, notifications: Sequence[Notification], now: datetime) -> int:
         """Queue notifications (an id already queued is ignored); how many were new."""
         return outbox.queue(self.conn, notifications, now)
 
-    def record(self, evaluation: Evaluation, now: datetime) -> int:
-        """Store incident changes and queue their notifications; how many were new."""
-        self.write_incidents(evaluation.incidents, now)
+    def record(self, evaluation: Evaluation, now: datetime, stored: Records | None = None) -> int:
+        """Store incident changes and queue their notifications; how many were new. `stored`:
+        the records the evaluation was made from, read in this transaction."""
+        self.write_incidents(evaluation.incidents, now, stored)
         if not evaluation.notifications:
             return 0
         return self.queue(evaluation.notifications, now)
@@ -231,8 +234,9 @@ class Store:
         The engine gets `Records`: every open incident's brief, and a full record only for
         those it asks for (a steady failure is compared on its brief and never parsed)."""
         with no_gc_pauses(), self.transaction() as unit:
-            evaluation = decide(unit.records())
-            queued = unit.record(evaluation, now)
+            records = unit.records()
+            evaluation = decide(records)
+            queued = unit.record(evaluation, now, records)
             if also is not None:
                 also(unit.conn)
             return evaluation, queued

@@ -11,34 +11,49 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
+from sqlalchemy.dialects import postgresql
 
-from fleet_alerting.core.incidents import Brief, Incident, Records, State
+from fleet_alerting.core.incidents import Brief, Incident, Records, State, evolve
 from fleet_alerting.store import backend
-from fleet_alerting.store.tables import BRIEF_COLUMNS, delete_at_most, incidents_table
-from fleet_alerting.store.tables import ts as _ts
+from fleet_alerting.store.tables import BRIEF_COLUMNS, delete_at_most, incidents_table, ts
+
+# a storm writes tens of thousands of rows with a handful of distinct times (now, its onsets)
+_ts = lru_cache(maxsize=256)(ts)
 
 _incident_json = TypeAdapter(Incident)
+_SIGNAL = {"signal"}
 
 OPEN = [State.pending.value, State.firing.value, State.paged.value]
 
 
 def _upsert_incident(dialect: str) -> Any:
+    return _upsert(dialect, keep_texts=False)
+
+
+def _update_keeping_texts(dialect: str) -> Any:
+    return _upsert(dialect, keep_texts=True)
+
+
+def _upsert(dialect: str, keep_texts: bool) -> Any:
+    """Insert or replace incident rows. `keep_texts`: the rows' new `data` is their JSON without
+    the signal and the closing brace; the signal stored is kept (the row exists: its brief was
+    read in this transaction)."""
     insert = backend.insert(incidents_table, dialect)
     new = insert.excluded
     # A thread set (by the Slack notifier) since this incident was read is kept, for the same
     # episode.
     keep_thread = sa.and_(new.thread_ts.is_(None), incidents_table.c.episode == new.episode)
+    data = _with_stored_signal(new.data, dialect) if keep_texts else new.data
     return insert.on_conflict_do_update(
         index_elements=["key"],
         set_={
-            **{
-                c: new[c]
-                for c in ("source", "state", "updated_at", "data", "episode", "resolved_at")
-            },
+            **{c: new[c] for c in ("source", "state", "updated_at", "episode", "resolved_at")},
+            "data": data,
             **{c: new[c] for c in BRIEF_COLUMNS},
             **{
                 c: sa.case((keep_thread, incidents_table.c[c]), else_=new[c])
@@ -46,6 +61,17 @@ def _upsert_incident(dialect: str) -> Any:
             },
         },
     )
+
+
+def _with_stored_signal(head: Any, dialect: str) -> Any:
+    """An incident's JSON: `head` (its JSON without the signal and the closing brace) and the
+    stored row's `signal`."""
+    stored = incidents_table.c.data
+    if dialect == "postgresql":
+        signal = sa.cast(sa.cast(stored, postgresql.JSONB).op("->")("signal"), sa.Text)
+    else:
+        signal = sa.func.json_extract(stored, "$.signal")  # an object: its JSON text
+    return head + sa.literal(',"signal":') + signal + sa.literal("}")
 
 
 INCIDENT_COLUMNS = (
@@ -148,27 +174,57 @@ _CHUNK = 500  # keys per `IN (...)`: below every backend's limit of bound parame
 
 
 # writes ------------------------------------------------------------------------------------------
-def write(conn: sa.Connection, incidents: Sequence[Incident], now: datetime) -> None:
+def write(
+    conn: sa.Connection,
+    incidents: Sequence[Incident],
+    now: datetime,
+    stored: Records | None = None,
+) -> None:
     """Insert or replace `incidents`, in the caller's transaction. One executemany per
     `_WRITE_CHUNK` rows: a fleet-wide failure changes a thousand incidents per run, and building a
     statement per row cost ~0.5 ms each (bench/README.md); a storm's opening run changes tens of
-    thousands, whose JSON is not held all at once."""
-    statement = backend.cached(_upsert_incident, conn.dialect.name)
+    thousands, whose JSON is not held all at once.
+
+    `stored`: the records as read in this transaction. An incident whose deferred signal has the
+    fingerprint its row holds keeps the row's signal (the same texts: `Signal.deferred`), so a
+    storm's opening run neither renders nor writes again the texts written when it began."""
+    dialect = conn.dialect.name
+    upsert = backend.cached(_upsert_incident, dialect)
+    update = backend.cached(_update_keeping_texts, dialect)
     for start in range(0, len(incidents), _WRITE_CHUNK):
         chunk = incidents[start : start + _WRITE_CHUNK]
-        conn.execute(statement, [_row(incident, now) for incident in chunk])
+        kept = [_keeps_texts(incident, stored) for incident in chunk]
+        for statement, keep in ((upsert, False), (update, True)):
+            rows = [_row(i, now, keep) for i, k in zip(chunk, kept, strict=True) if k is keep]
+            if rows:
+                conn.execute(statement, rows)
 
 
 _WRITE_CHUNK = 1000  # rows per executemany: a bounded share of the records' JSON in memory
 
 
-def _row(incident: Incident, now: datetime) -> dict[str, Any]:
+def _keeps_texts(incident: Incident, stored: Records | None) -> bool:
+    signal = incident.signal
+    if stored is None or not signal.texts_in_fingerprint:
+        return False
+    brief = stored.brief(incident.key)
+    return brief is not None and brief.fingerprint == signal.fingerprint
+
+
+def _row(incident: Incident, now: datetime, keep_texts: bool = False) -> dict[str, Any]:
+    if keep_texts:
+        data = _incident_json.dump_json(incident, exclude=_SIGNAL)[:-1]  # `_with_stored_signal`
+    else:
+        signal = incident.signal.with_texts()
+        if signal is not incident.signal:
+            incident = evolve(incident, signal=signal)
+        data = _incident_json.dump_json(incident)
     return {
         "key": incident.key,
         "source": incident.source,
         "state": incident.state,
         "updated_at": _ts(now),
-        "data": _incident_json.dump_json(incident).decode(),
+        "data": data.decode(),
         "episode": incident.episode,
         "resolved_at": _ts(incident.resolved_at) if incident.resolved_at else None,
         "thread_channel": incident.thread_channel,

@@ -8,7 +8,7 @@ incident for one resolves, and one that never opened never pages.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -87,6 +87,7 @@ def deferred_signal(
         labels=labels,
         fingerprint=digest_bytes(orjson.dumps(seen)),
         render=partial(texts, alert, rule.name, now, alertmanager_url, links),
+        runbook_url=_runbook(alert.annotations),
         since=alert.starts_at,
     )
 
@@ -232,7 +233,7 @@ def texts(
     remediation = notes.get("remediation", "")
     return {
         "summary": summary,
-        "runbook_url": notes.get("runbook_url") or notes.get("runbook") or None,
+        "runbook_url": _runbook(notes),
         "remediation": tuple(line.strip() for line in remediation.splitlines() if line.strip()),
         "links": tuple(alert_links),
         "evidence": evidence,
@@ -241,6 +242,10 @@ def texts(
 
 def _target(alert: Alert) -> str:
     return alert.labels.get("instance") or alert.labels.get("job") or alert.name
+
+
+def _runbook(annotations: Mapping[str, str]) -> str | None:
+    return annotations.get("runbook_url") or annotations.get("runbook") or None
 
 
 def _why_not_firing(alert: Alert, now: datetime) -> str:

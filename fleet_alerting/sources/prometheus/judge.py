@@ -372,6 +372,7 @@ def firing_signal(
         labels=shown,
         fingerprint=fingerprint,
         render=partial(_texts, watch, labels, value, links, keys.graph),
+        runbook_url=watch.runbook_url,
     )
 
 
