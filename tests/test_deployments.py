@@ -362,3 +362,23 @@ def test_serve_without_a_server_starts_one_whose_ui_shows_the_runs(tmp_path: Pat
 
     wait_until(gone, 20, "the local server stopped with serve")
     assert not (tmp_path / "home" / "fleet-alerting-serve.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("intervals", "poll"),
+    [((10,), 2.0), ((15, 60), 3.0), ((25,), 5.0), ((3600,), 5.0), ((), 5.0)],
+    ids=["10s", "15s and 1m", "25s", "1h", "cron only"],
+)
+def test_serve_asks_for_due_runs_every_fifth_of_the_shortest_interval(
+    intervals: tuple[int, ...], poll: float
+) -> None:
+    """README: a run starts at most a fifth of the shortest interval late, 2 to 5 s (a whole
+    minute runs as cron: 5 s)."""
+    from datetime import timedelta
+
+    from fleet_alerting.deployments.schedules import Planned
+    from fleet_alerting.deployments.serve import _poll_seconds
+
+    every = [timedelta(seconds=s) for s in intervals] or [None]
+    planned = [Planned(SCHEDULES[0], {}, None if e else "* * * * *", e) for e in every]
+    assert _poll_seconds(planned) == poll
