@@ -1,7 +1,7 @@
 """Publishing the incident board: the keyed markdown artifact `incident-board` (core/board.py),
-looked at by every watch run — a run adds a version when the board changed or the latest is
-REFRESH old, and the key shows the latest. Part of the run, not a step of its own (a task run
-per watch run would cost the server more than the board).
+looked at by every watch run — a run adds a version when the board changed, the latest is
+REFRESH old or another process published it, and the key shows the latest. Part of the run,
+not a step of its own (a task run per watch run would cost the server more than the board).
 
 Only inside a Prefect flow run (a plain `run` has no UI to show it in). A board that cannot be
 made (the store unreadable) is a warning in the run's log, never a failed run: the run did its
@@ -11,6 +11,7 @@ own job.
 from __future__ import annotations
 
 import asyncio
+from uuid import UUID
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.board import (
@@ -30,8 +31,8 @@ from fleet_alerting.store.database import Store
 from fleet_alerting.store.errors import StoreError
 from fleet_alerting.tasks.runtime import run_logger, tracked
 
-# what this process last published, per store: `serve` runs every watch here
-_published: dict[str, Published] = {}
+# what this process last published, per store (`serve` runs every watch here), and its id
+_published: dict[str, tuple[Published, UUID]] = {}
 
 
 async def publish_board(config: Config) -> None:
@@ -57,14 +58,30 @@ async def publish_incident_board(config: Config) -> None:
     rows = [row_of(i, full_id(i.key)[:SHORT]) for i in incidents]
     board, now = Board(rows, per_severity), utcnow()
     where = str(config.state.url or config.state.path)
-    if not worth_publishing(board, now, _published.get(where)):
+    last = _published.get(where)
+    if last and not worth_publishing(board, now, last[0]) and await _still_latest(last[1]):
         return
     from prefect.artifacts import acreate_markdown_artifact
 
-    await acreate_markdown_artifact(
+    published = await acreate_markdown_artifact(
         render(board, now),
         key=KEY,
         description="open incidents across every watch: severity, since, paged, acknowledged, "
         "muted (updated by the watch runs)",
     )
-    _published[where] = Published(board, now)
+    _published[where] = (Published(board, now), published)
+
+
+async def _still_latest(artifact: UUID) -> bool:
+    """Is the board's latest version still the one this process published (not another
+    process's, of its store or another)?"""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+
+    key = ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[KEY]))
+    try:
+        async with get_client() as client:
+            latest = await client.read_latest_artifacts(artifact_filter=key, limit=1)
+    except Exception:  # the server busy: publish, as before this check
+        return False
+    return bool(latest) and latest[0].latest_id == artifact

@@ -171,12 +171,28 @@ def test_runs_add_a_board_version_only_when_the_board_changed(
             asyncio.run(blackbox_probe(str(config_file)))
         assert board_versions(but=before) == settled
         assert notifications_artifacts() == told
+        # another process (another store on the same server) publishes its board: the next run
+        # puts this store's back on top, changed or not
+        asyncio.run(publish_as_another_process("**a board of another store**"))
+        asyncio.run(blackbox_probe(str(config_file)))
+        ours, theirs, *rest = board_versions(but=before)
+        assert theirs[1] == "**a board of another store**" and rest == settled
+        assert ours[1].split(" · as of")[0] == settled[0][1].split(" · as of")[0]
+        settled = [ours, theirs, *rest]
         api.down = True
         asyncio.run(blackbox_probe(str(config_file)))
         assert [e["event_action"] for e in pd.events] == ["trigger"]
     latest, *earlier = board_versions(but=before)
     assert earlier == settled and "1 critical" in latest[1]
     assert len(notifications_artifacts()) == len(told) + 1  # the run that paged
+
+
+async def publish_as_another_process(markdown: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
+
+    async with get_client() as client:
+        await client.create_artifact(ArtifactCreate(key=KEY, type="markdown", data=markdown))
 
 
 def notifications_artifacts() -> list[str]:

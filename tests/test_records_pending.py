@@ -241,3 +241,57 @@ def test_evolve_is_dataclasses_replace(record: object, changes: dict[str, object
 def test_evolve_refuses_a_field_the_record_does_not_have() -> None:
     with pytest.raises(TypeError, match="no field 'stae'"):
         incidents.evolve(RECORD, stae=State.paged)
+
+
+def test_a_metric_name_is_part_of_a_series_fingerprint() -> None:
+    """A summary may show `{{ $labels.__name__ }}`: texts kept for a fingerprint must not be
+    another metric's."""
+    first, second = (
+        evaluate_watches([WatchOutcome(WATCH, [Series(labels, 0.0)])], LINKS).signals[0]
+        for labels in ({"__name__": n, "host": "h1", "job": "node"} for n in ("m_a", "m_b"))
+    )
+    assert first.key == second.key and first.fingerprint != second.fingerprint
+
+
+def test_a_nul_in_a_label_is_stored_and_read_on_both_backends(state_db: str) -> None:
+    """PostgreSQL cannot read `\\u0000` in JSON: a NUL from outside is stored as U+FFFD, so the
+    opening that keeps the stored texts and the board's read of severities both work."""
+    from fleet_alerting.store.board import open_incidents
+
+    labels = {"__name__": "role_agent_last_run_success", "host": "h1", "job": "no\x00de"}
+
+    def run(records: Records, now: datetime) -> Evaluation:
+        signals = evaluate_watches([WatchOutcome(WATCH, [Series(labels, 0.0)])], LINKS).signals
+        return decide(signals, records, default_policies().__getitem__, StormRules(), now)
+
+    with Store(state_db) as store:
+        for minutes in range(3):
+            now = T0 + timedelta(minutes=minutes)
+            store.evaluate(lambda r, now=now: run(r, now), now)
+        (incident,) = store.incidents()
+        assert incident.state == State.firing and incident.signal.labels["job"] == "no\ufffdde"
+        shown, counts = open_incidents(store, 10)
+        assert [i.key for i in shown] == [incident.key] and counts["critical"] == 1
+
+
+def test_a_stored_signal_the_database_cannot_read_is_written_again_whole(state_db: str) -> None:
+    """A row without its signal (edited by hand): the opening that would keep its texts writes
+    the record whole instead of failing the run."""
+    import sqlalchemy as sa
+
+    from fleet_alerting.store.tables import incidents_table
+
+    def run(records: Records, now: datetime) -> Evaluation:
+        return decide([series("h1")], records, default_policies().__getitem__, StormRules(), now)
+
+    with Store(state_db) as store:
+        store.evaluate(lambda r: run(r, T0), T0)
+        with store.transaction() as tx:
+            row = incidents_table.c
+            data = tx.conn.execute(sa.select(row.data)).scalar_one()
+            headless = data[: data.index(',"signal":')] + "}"
+            tx.conn.execute(sa.update(incidents_table).values(data=headless))
+        later = T0 + timedelta(minutes=1)
+        evaluation, _ = store.evaluate(lambda r: run(r, later), later)
+        (incident,) = evaluation.incidents
+        assert store.incident(incident.key) == incident and incident.signal.summary

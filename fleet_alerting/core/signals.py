@@ -17,6 +17,11 @@ class Severity(StrEnum):
     info = "info"
 
 
+# part of every deferred signal's fingerprint: raised when the code that renders texts changes,
+# so the texts stored for open incidents are rendered again once after an upgrade
+TEXTS_VERSION = 1
+
+
 @dataclass(frozen=True)
 class Link:
     text: str

@@ -8,6 +8,7 @@ columns of its incident, the truth for it. Resolved incidents past their retenti
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -193,11 +194,18 @@ def write(
     update = backend.cached(_update_keeping_texts, dialect)
     for start in range(0, len(incidents), _WRITE_CHUNK):
         chunk = incidents[start : start + _WRITE_CHUNK]
-        kept = [_keeps_texts(incident, stored) for incident in chunk]
-        for statement, keep in ((upsert, False), (update, True)):
-            rows = [_row(i, now, keep) for i, k in zip(chunk, kept, strict=True) if k is keep]
-            if rows:
-                conn.execute(statement, rows)
+        kept = [i for i in chunk if _keeps_texts(i, stored)]
+        if whole := [_row(i, now) for i in chunk if not _keeps_texts(i, stored)]:
+            conn.execute(upsert, whole)
+        if not kept:
+            continue
+        try:
+            with conn.begin_nested():
+                conn.execute(update, [_row(i, now, keep_texts=True) for i in kept])
+        except sa.exc.DBAPIError:
+            # a stored signal the database cannot read (a row edited by hand, or written before
+            # NULs were kept out of it): those rows written whole, texts rendered again
+            conn.execute(upsert, [_row(i, now) for i in kept])
 
 
 _WRITE_CHUNK = 1000  # rows per executemany: a bounded share of the records' JSON in memory
@@ -224,12 +232,22 @@ def _row(incident: Incident, now: datetime, keep_texts: bool = False) -> dict[st
         "source": incident.source,
         "state": incident.state,
         "updated_at": _ts(now),
-        "data": data.decode(),
+        "data": without_nul(data).decode(),
         "episode": incident.episode,
         "resolved_at": _ts(incident.resolved_at) if incident.resolved_at else None,
         "thread_channel": incident.thread_channel,
         "thread_ts": incident.thread_ts,
     } | brief_row(incident)
+
+
+# `\u0000` not itself escaped (an even run of backslashes before it, or none)
+_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def without_nul(data: bytes) -> bytes:
+    """A record's JSON with each NUL character (from a label or annotation) stored as U+FFFD:
+    PostgreSQL cannot read `\\u0000` in JSON, and the board and the store read records there."""
+    return _NUL.sub(rb"\1\\ufffd", data) if b"\\u0000" in data else data
 
 
 def set_thread(

@@ -23,7 +23,14 @@ from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link
 from fleet_alerting.core.policy import recover_unseen
-from fleet_alerting.core.signals import Link, Severity, Signal, digest, digest_bytes
+from fleet_alerting.core.signals import (
+    TEXTS_VERSION,
+    Link,
+    Severity,
+    Signal,
+    digest,
+    digest_bytes,
+)
 from fleet_alerting.sources.alertmanager.client import Alert
 from fleet_alerting.sources.alertmanager.shapes import FINGERPRINT
 from fleet_alerting.sources.records import Malformed, malformed_signal
@@ -52,7 +59,7 @@ def to_signals(
     settings = links.model_dump(mode="json")
     with no_gc_pauses():  # thousands of alerts: see core.batch
         for rule, alerts in matched:
-            token = digest(rule.name, rule.severity, alertmanager_url, settings)
+            token = digest(TEXTS_VERSION, rule.name, rule.severity, alertmanager_url, settings)
             for alert in alerts:
                 key = alert_key(alert)
                 if key not in signals:

@@ -28,7 +28,14 @@ from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link, prometheus_graph_url
-from fleet_alerting.core.signals import Link, Severity, Signal, digest, digest_bytes
+from fleet_alerting.core.signals import (
+    TEXTS_VERSION,
+    Link,
+    Severity,
+    Signal,
+    digest,
+    digest_bytes,
+)
 from fleet_alerting.core.templates import NO_VALUE, format_value, render
 from fleet_alerting.sources.records import Malformed
 
@@ -356,13 +363,16 @@ def firing_signal(
 ) -> Signal:
     """A deferred signal: its texts (summary, remediation, links, evidence) are rendered when read
     — when its incident changes or is told — not for every series every run. Its fingerprint is
-    the watch as configured (`watch_token`), the labels and the value."""
+    the watch as configured (`watch_token`), the labels (the metric's name too: a template may
+    show it) and the value."""
     keys = keys or _Keys(watch, links)
     labels, value = series.labels, series.value
     key, target = keys(labels)
     shown = {k: v for k, v in labels.items() if k != "__name__"} if "__name__" in labels else labels
     # the label order is Prometheus' (sorted by name); repr(value) tells 0 from -0.0, NaN and Inf
-    fingerprint = digest_bytes(orjson.dumps((keys.token, repr(value), shown)))
+    fingerprint = digest_bytes(
+        orjson.dumps((keys.token, repr(value), shown, labels.get("__name__")))
+    )
     return Signal.deferred(
         key=key,
         source=keys.source,
@@ -379,7 +389,7 @@ def firing_signal(
 def watch_token(watch: WatchConfig, links: LinksConfig) -> str:
     """What of the configuration the texts of a watch's signals depend on: a changed template or
     link setting makes every series' fingerprint differ once, so the stored texts follow."""
-    return digest(watch.model_dump(mode="json"), links.model_dump(mode="json"))
+    return digest(TEXTS_VERSION, watch.model_dump(mode="json"), links.model_dump(mode="json"))
 
 
 def _texts(
