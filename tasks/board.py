@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 from uuid import UUID
 
+from sqlalchemy.exc import DBAPIError
+
 from fleet_alerting.config import Config
 from fleet_alerting.core.board import (
     KEY,
@@ -51,8 +53,8 @@ async def publish_incident_board(config: Config) -> None:
     and publish the board."""
     try:
         incidents, per_severity = await asyncio.to_thread(_read, config)
-    except StoreError as exc:
-        run_logger().warning("incident board not updated: %s", exc)
+    except (StoreError, DBAPIError) as exc:  # e.g. a record PostgreSQL cannot read as JSON
+        run_logger().warning("incident board not updated: %s", str(exc).splitlines()[0])
         return
     # the id Slack shows (an operator types it, or more of it, to any command)
     rows = [row_of(i, full_id(i.key)[:SHORT]) for i in incidents]

@@ -3,7 +3,10 @@ order — critical first, then the oldest — and the open count per severity, i
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.signals import Severity, Signal
@@ -56,3 +59,39 @@ def test_no_open_incidents(state_db: str) -> None:
             [],
             {"critical": 0, "warning": 0, "info": 0, "other": 0},
         )
+
+
+def test_a_nul_from_outside_is_stored_so_the_board_reads_it(state_db: str) -> None:
+    """PostgreSQL cannot read `\\u0000` in JSON: a label with a NUL is stored with U+FFFD."""
+    odd = incident("odd", "critical", State.firing, 1)
+    odd = replace(odd, signal=replace(odd.signal, labels={"job": "no\x00de"}))
+    with Store(state_db) as store:
+        with store.transaction() as transaction:
+            transaction.write_incidents([odd], NOW)
+        (shown,), counts = open_incidents(store, 10)
+    assert shown.signal.labels == {"job": "no\ufffdde"} and counts["critical"] == 1
+
+
+def test_a_record_the_database_cannot_read_leaves_the_board_a_warning(
+    state_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A row written before NULs were kept out (PostgreSQL cannot read it as JSON): the board is
+    not updated, with a line in the run's log — the run itself did its job."""
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from fleet_alerting.config.schema import Config
+    from fleet_alerting.store.tables import incidents_table
+    from fleet_alerting.tasks.board import publish_incident_board
+    from tests.stores import is_url, raw_engine
+
+    if not is_url(state_db):
+        pytest.skip("SQLite reads `\\u0000` in JSON")
+    with Store(state_db) as store, store.transaction() as transaction:
+        transaction.write_incidents(STORED[:1], NOW)
+    with raw_engine(state_db).begin() as conn:
+        data = conn.execute(sa.select(incidents_table.c.data)).scalar_one()
+        conn.execute(sa.update(incidents_table).values(data=data.replace("down", "\\u0000")))
+    asyncio.run(publish_incident_board(Config.model_validate({"state": {"url": state_db}})))
+    assert "incident board not updated: (psycopg.errors.UntranslatableCharacter)" in caplog.text
