@@ -36,6 +36,7 @@ def test_the_server_starts_with_few_malloc_arenas_unless_told_otherwise(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    assert _server_environment(4321, timedelta(days=3), timedelta(hours=6))["MALLOC_ARENA_MAX"] == "2"
+    keep = (timedelta(days=3), timedelta(hours=6))
+    assert _server_environment(4321, *keep)["MALLOC_ARENA_MAX"] == "2"
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert _server_environment(4321, timedelta(days=3), timedelta(hours=6))["MALLOC_ARENA_MAX"] == "4"
+    assert _server_environment(4321, *keep)["MALLOC_ARENA_MAX"] == "4"
