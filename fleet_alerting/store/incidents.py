@@ -194,8 +194,9 @@ def write(
     update = backend.cached(_update_keeping_texts, dialect)
     for start in range(0, len(incidents), _WRITE_CHUNK):
         chunk = incidents[start : start + _WRITE_CHUNK]
-        kept = [i for i in chunk if _keeps_texts(i, stored)]
-        if whole := [_row(i, now) for i in chunk if not _keeps_texts(i, stored)]:
+        keeps = [_keeps_texts(incident, stored) for incident in chunk]
+        kept = [i for i, keep in zip(chunk, keeps, strict=True) if keep]
+        if whole := [_row(i, now) for i, keep in zip(chunk, keeps, strict=True) if not keep]:
             conn.execute(upsert, whole)
         if not kept:
             continue
