@@ -1,11 +1,11 @@
 """Benchmark: `serve` over many minutes — does it stay flat in memory and disk?
 
 Every checkout given with `--code LABEL=DIR` runs its own `serve` (own PREFECT_HOME, own store),
-all at the same time, with all five watches every 10 s: the blackbox probe and the Fleet API
-against a local HTTP server, Prometheus and Alertmanager against real local servers when installed
-(else an address where nothing listens), the MQTT broker where nothing listens. Beside them, one
-process runs the same five watches plainly (`.fn`, no Prefect) every 10 s — the least the same
-work costs. Every 30 s: each serve's RSS — its own process and its children (the local Prefect
+all at the same time, with all five watches every 10 s (`--every`): the blackbox probe and the
+Fleet API against a local HTTP server, Prometheus and Alertmanager against real local servers
+when installed (else an address where nothing listens), the MQTT broker where nothing listens.
+Beside them, one process runs the same five watches plainly (`.fn`, no Prefect) as often — the
+least the same work costs. Every 30 s: each serve's RSS — its own process and its children (the local Prefect
 server, where serve starts it as a child) apart — the size of its prefect.db (with -wal) and the
 load average; every line also goes to samples.tsv in the work folder.
 
@@ -50,7 +50,12 @@ NOWHERE = "http://127.0.0.1:9"
 
 
 def write_config(
-    folder: Path, base: str, prometheus: str, alertmanager: str, keep: dict[str, str]
+    folder: Path,
+    base: str,
+    prometheus: str,
+    alertmanager: str,
+    keep: dict[str, str],
+    every: int = 10,
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     targets = [{"name": f"pi-{i:02}", "url": f"{base}/healthz?d={i}"} for i in range(20)]
@@ -65,7 +70,7 @@ def write_config(
             "timeout": "3s",
             "coordinators": [{"name": "pi-video-01", "broker": "mqtt://127.0.0.1:9"}],
         },
-        "schedule": {"every": dict.fromkeys(WATCHES, "10s")} | keep,
+        "schedule": {"every": dict.fromkeys(WATCHES, f"{every}s")} | keep,
     }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -128,9 +133,9 @@ def slope_per_hour(samples: list[tuple[float, float]]) -> float:
     return sum((t - mt) * (v - mv) for t, v in samples) / var * 3600 if var else float("nan")
 
 
-def plain_rounds(config: str, seconds: float) -> None:
-    """Child mode: the five watches plainly, a round every 10 s; prints CPU per round (the first
-    round, imports and connections, not counted)."""
+def plain_rounds(config: str, seconds: float, every: int) -> None:
+    """Child mode: the five watches plainly, a round every `every` s; prints CPU per round (the
+    first round, imports and connections, not counted)."""
     from fleet_alerting.deployments.run import plain_logging
     from fleet_alerting.flows import get_flow
     from fleet_alerting.tasks.runtime import go_plain
@@ -150,7 +155,7 @@ def plain_rounds(config: str, seconds: float) -> None:
         began = time.monotonic()
         asyncio.run(one_round())
         rounds += 1
-        time.sleep(max(0.0, 10 - (time.monotonic() - began)))
+        time.sleep(max(0.0, every - (time.monotonic() - began)))
     print(f"{(time.process_time() - start_cpu) / max(rounds, 1):.4f} {rounds}", flush=True)
 
 
@@ -177,12 +182,13 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=16.0)
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--code", action="append", default=[], help="LABEL=DIR (repeatable)")
+    parser.add_argument("--every", type=int, default=10, help="seconds between a watch's runs")
     parser.add_argument("--keep-runs", help="schedule.keep_runs (e.g. 65m: a plateau within 2 h)")
     parser.add_argument("--keep-events", help="schedule.keep_events (e.g. 1h)")
     parser.add_argument("--plain", help=argparse.SUPPRESS)  # child mode: CONFIG
     args = parser.parse_args()
     if args.plain:
-        plain_rounds(args.plain, args.minutes * 60)
+        plain_rounds(args.plain, args.minutes * 60, args.every)
         return
     fleet = ThreadingHTTPServer(("127.0.0.1", 0), Fleet)
     threading.Thread(target=fleet.serve_forever, daemon=True).start()
@@ -198,7 +204,7 @@ def main() -> None:
     serves: dict[str, subprocess.Popen[bytes]] = {}
     for label, code in codes:
         home = work / label / "prefect-home"
-        config = write_config(work / label, base, prometheus, alertmanager, keep)
+        config = write_config(work / label, base, prometheus, alertmanager, keep, args.every)
         log = (work / label / "serve.log").open("w")
         child = env | {"PREFECT_HOME": str(home), "PYTHONPATH": str(Path(code).resolve())}
         cli = [sys.executable, "-m", "fleet_alerting.surfaces.cli", "serve", "--config"]
@@ -206,9 +212,12 @@ def main() -> None:
         serves[label] = subprocess.Popen(
             [*cli, str(config)], env=child, stdout=log, stderr=log, cwd=Path(code).resolve()
         )
-    plain_config = write_config(work / "plain", base, prometheus, alertmanager, keep)
+    plain_config = write_config(work / "plain", base, prometheus, alertmanager, keep, args.every)
     plain = subprocess.Popen(
-        [sys.executable, __file__, "--plain", str(plain_config), "--minutes", str(args.minutes)],
+        [
+            *(sys.executable, __file__, "--plain", str(plain_config), "--every", str(args.every)),
+            *("--minutes", str(args.minutes)),
+        ],
         env=env | {"PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
         text=True,
@@ -255,7 +264,7 @@ def main() -> None:
         if sys.exc_info()[0] is not None:
             plain.kill()
     plain_cpu, plain_n = (float(x) for x in plain.communicate(timeout=120)[0].split())
-    measured = (args.minutes - args.warmup) * 60 / 10  # rounds of five runs after warm-up
+    measured = (args.minutes - args.warmup) * 60 / args.every  # rounds of five after warm-up
     print(f"\nafter {args.warmup:g} min warm-up, {args.minutes:g} min in all (work: {work}):")
     print(f"plain: {plain_cpu * 1000:.0f} ms CPU per round of five runs ({plain_n:.0f} rounds)")
     for label in serves:
