@@ -5,9 +5,9 @@ all at the same time, with all five watches every 10 s (`--every`): the blackbox
 Fleet API against a local HTTP server, Prometheus and Alertmanager against real local servers
 when installed (else an address where nothing listens), the MQTT broker where nothing listens.
 Beside them, one process runs the same five watches plainly (`.fn`, no Prefect) as often — the
-least the same work costs. Every 30 s: each serve's RSS — its own process and its children (the local Prefect
-server, where serve starts it as a child) apart — the size of its prefect.db (with -wal) and the
-load average; every line also goes to samples.tsv in the work folder.
+least the same work costs. Every 30 s: each serve's RSS — its own process and its children (the
+local Prefect server, where serve starts it as a child) apart — the size of its prefect.db (with
+-wal) and the load average; every line also goes to samples.tsv in the work folder.
 
 Printed: per serve and process, RSS slope (MB/h, least squares over the samples after
 `--warmup` minutes, and over the last half alone: a plateau shows as a last-half slope near
