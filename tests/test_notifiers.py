@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
@@ -59,24 +62,38 @@ def test_pagerduty_event_respects_summary_and_size_limits() -> None:
     assert pagerduty.dedup_key(long_key) == pagerduty.dedup_key(long_key)
 
 
-def test_pagerduty_gets_the_summary_as_written_cut_and_redacted(tmp_path: Path) -> None:
-    secret = "CANARYpagerdutySummaryToken0000"
-    register(secret)
-    summary = f"disk <5% & fan >90 °C, token={secret} " + "x" * 2000
-    policy = PolicyConfig(open_after=1, notify=[], page=["pagerduty"], page_after=0)
-    signal = Signal("blackbox:pi-0", "blackbox", True, Severity.critical, summary, target="pi-0")
+def pagerduty_at(url: str, client: httpx.AsyncClient) -> PagerDutyEvents:
+    return PagerDutyEvents(client, SecretStr("R" * 32), url)
+
+
+def oncall_at(url: str, client: httpx.AsyncClient) -> OnCallWebhook:
+    return OnCallWebhook(client, SecretStr(url))
+
+
+def paged_once(
+    tmp_path: Path, signal: Signal, channel: str, pager: Callable[[httpx.AsyncClient], Any]
+) -> None:
+    """`signal` opens an incident that pages `channel` at once; one drain sends the page."""
+    policy = PolicyConfig(open_after=1, notify=[], page=[channel], page_after=0)
     store = Store(tmp_path / "state.sqlite")
     store.record(evaluate([signal], {}, lambda _: policy, T0), T0)
 
     async def go() -> None:
         async with httpx.AsyncClient() as client:
-            pager = PagerDutyEvents(client, SecretStr("R" * 32), f"{pd.url}/v2/enqueue")
-            report = await drain(store, {"pagerduty": pager}, lambda: T0, sleep=no_sleep)
+            report = await drain(store, {channel: pager(client)}, lambda: T0, sleep=no_sleep)
             assert len(report.sent) == 1, report
 
-    with PagerDutyServer() as pd:
-        asyncio.run(go())
+    asyncio.run(go())
     store.close()
+
+
+def test_pagerduty_gets_the_summary_as_written_cut_and_redacted(tmp_path: Path) -> None:
+    secret = "CANARYpagerdutySummaryToken0000"
+    register(secret)
+    summary = f"disk <5% & fan >90 °C, token={secret} " + "x" * 2000
+    signal = Signal("blackbox:pi-0", "blackbox", True, Severity.critical, summary, target="pi-0")
+    with PagerDutyServer() as pd:
+        paged_once(tmp_path, signal, "pagerduty", partial(pagerduty_at, f"{pd.url}/v2/enqueue"))
     (event,) = pd.events
     shown = event["payload"]["summary"]
     assert shown.startswith("[CRITICAL] disk <5% & fan >90 °C, token=*** xxx")
@@ -88,23 +105,12 @@ def test_oncall_gets_title_and_message_redacted_before_the_cut(tmp_path: Path) -
     secret = "CANARYoncallTitleToken0000000000"
     register(secret)
     summary = "x" * 470 + f" token={secret} " + "y" * 9000  # the secret across the title's cut
-    policy = PolicyConfig(open_after=1, notify=[], page=["oncall"], page_after=0)
     remediation = (f"curl -H 'Authorization: {secret}' " + "z" * 9000,)
     signal = Signal(
         "blackbox:pi-0", "blackbox", True, Severity.critical, summary, remediation=remediation
     )
-    store = Store(tmp_path / "state.sqlite")
-    store.record(evaluate([signal], {}, lambda _: policy, T0), T0)
-
-    async def go() -> None:
-        async with httpx.AsyncClient() as client:
-            pager = OnCallWebhook(client, SecretStr(oncall.webhook_url))
-            report = await drain(store, {"oncall": pager}, lambda: T0, sleep=no_sleep)
-            assert len(report.sent) == 1, report
-
     with OnCallServer() as oncall:
-        asyncio.run(go())
-    store.close()
+        paged_once(tmp_path, signal, "oncall", partial(oncall_at, oncall.webhook_url))
     (alert,) = oncall.alerts
     assert alert["title"].startswith("[CRITICAL] xxx")
     assert len(alert["title"]) == 500 and alert["title"].endswith("…")
