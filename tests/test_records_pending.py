@@ -17,7 +17,7 @@ from fleet_alerting.core import incidents
 from fleet_alerting.core.incidents import Acts, Escalation, Incident, Page, Records, State
 from fleet_alerting.core.links import LinksConfig
 from fleet_alerting.core.policy import Evaluation, PolicyConfig, default_policies, evaluate
-from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.core.signals import TEXTS, Severity, Signal
 from fleet_alerting.core.storms import StormRules, decide
 from fleet_alerting.sources.blackbox.client import ProbeResult, ProbeTarget, to_signal
 from fleet_alerting.sources.prometheus import judge
@@ -176,6 +176,89 @@ def test_a_storm_opening_reads_no_record_and_decides_as_with_every_record_read(
     assert read == [0]
     assert len(evaluation.incidents) == len(hosts) + 2  # the members, the probe, the group
     assert queued == 3  # the group (Slack + mirror), the probe (Slack)
+    store.close()
+
+
+# (severity, first seen at minute, failing since (None: its first observation), hosts or
+# probes): the opening runs meet several shapes (severity, onset, failures) among members
+# alike but for their key
+SHAPES: list[tuple[str, int, datetime | None, list[str]]] = [
+    ("critical", 0, None, ["pi-a1", "pi-a2", "pi-a3", "pi-a4"]),
+    ("critical", 0, T0 - timedelta(hours=1), ["pi-c1", "pi-c2"]),  # its page is due as it opens
+    ("critical", 1, None, ["pi-b1", "pi-b2", "pi-b3"]),
+    ("critical", 1, T0 - timedelta(hours=1), ["pi-d1", "pi-d2"]),  # as pi-c*, a run later
+    ("warning", 0, None, ["api", "db", "queue"]),
+    ("warning", 1, None, ["cache", "dns"]),
+    ("critical probe", 0, None, ["edge", "vpn"]),  # the probes' source, another severity
+]
+
+
+def since(signal: Signal, onset: datetime | None) -> Signal:
+    """`signal` as a source that knows when the failure began says it."""
+    if onset is None:
+        return signal
+    texts = {name: getattr(signal, name) for name in TEXTS}
+    return Signal.deferred(
+        signal.key,
+        signal.source,
+        signal.firing,
+        signal.severity,
+        signal.target,
+        signal.labels,
+        signal.fingerprint,
+        lambda: texts,
+        signal.runbook_url,
+        since=onset,
+    )
+
+
+def observe(kind: str, name: str) -> Signal:
+    if kind == "critical":
+        return series(name)
+    return probe(name, severity=Severity.critical if kind == "critical probe" else Severity.warning)
+
+
+def test_members_alike_but_for_the_key_are_decided_as_with_every_record_read(
+    tmp_path: Path,
+) -> None:
+    """Pending records known from their briefs are decided once per shape and the rest made
+    like it (`policy._Alike`): each of them — ids, escalation, counts, what grouping and the
+    passes make of it — equal to the engine's decision with every record read, run after run."""
+    policies = {
+        Severity.critical: PolicyConfig(open_after=3, page=["pagerduty"], mirror=True),
+        Severity.warning: PolicyConfig(open_after=2),
+    }
+
+    def signals(minute: int) -> list[Signal]:
+        out: list[Signal] = []
+        for severity, first, onset, names in SHAPES:
+            if minute >= first:
+                out += [since(observe(severity, n), onset) for n in names]
+        return out
+
+    store = Store(tmp_path / "state.sqlite")
+    read: list[int] = []
+    for minute in range(4):
+        now = T0 + timedelta(minutes=minute)
+
+        def through_records(
+            records: Mapping[str, Incident], minute: int = minute, now: datetime = now
+        ) -> Evaluation:
+            assert isinstance(records, Records)
+            full = dict(store.unresolved())
+            expected = decide(signals(minute), full, policies.__getitem__, StormRules(), now)
+            got = decide(signals(minute), records, policies.__getitem__, StormRules(), now)
+            read.append(records.loaded)
+            assert got == expected
+            assert [n.id for n in got.notifications] == [n.id for n in expected.notifications]
+            return got
+
+        store.evaluate(through_records, now)
+    assert read[1] == 3  # of run 2's pending records, only the warning probes inhibited
+    states = sorted(str(i.state) for i in store.incidents())
+    # 18 members, the fleet aggregate and two groups open; the members failing for an hour and
+    # their group are paged
+    assert states == ["firing"] * 16 + ["paged"] * 5, " ".join(states)
     store.close()
 
 

@@ -182,14 +182,14 @@ def over_at_once(
     )
 
 
-_Record = TypeVar("_Record", "Incident", "Escalation", "Acts")
+_Record = TypeVar("_Record", "Incident", "Escalation", "Acts", "Notification")
 
 
 def evolve(record: _Record, **changes: Any) -> _Record:
-    """`dataclasses.replace` for the engine's records (Incident, Escalation, Acts: frozen, every
-    field in __init__, no __post_init__): the same new record without calling __init__, which
-    costs ~13 µs for an Incident's 28 fields — and a storm's opening run replaces each of tens of
-    thousands of incidents about ten times."""
+    """`dataclasses.replace` for the engine's records (Incident, Escalation, Acts, Notification:
+    frozen, every field in __init__, no __post_init__): the same new record without calling
+    __init__, which costs ~13 µs for an Incident's 28 fields — and a storm's opening run replaces
+    each of tens of thousands of incidents about ten times."""
     fields = record.__dataclass_fields__
     for name in changes:
         if name not in fields:
@@ -235,6 +235,18 @@ class Brief(NamedTuple):
 Load = Callable[[Collection[str]], Mapping[str, Incident]]
 
 
+# a pending record as the engine starts one: `Records` fills in what a brief knows of it
+_PENDING = Incident(
+    key="",
+    source="",
+    severity=Severity.info,
+    state=State.pending,
+    onset=datetime.min,
+    changed_at=datetime.min,
+    signal=Signal(key="", source="", firing=True, severity=Severity.info, summary=""),
+)
+
+
 class Records(Mapping[str, Incident]):
     """The unresolved incidents as a store read them: every incident's `Brief`, and its full
     record (texts, acts, thread...) parsed only when asked for — in one query for many keys
@@ -243,7 +255,8 @@ class Records(Mapping[str, Incident]):
     def __init__(self, briefs: Mapping[str, Brief], load: Load):
         self._briefs = briefs
         self._load = load
-        self._full: dict[str, Incident] = {}  # read, or known from the brief
+        self._full: dict[str, Incident] = {}  # read, or built from the brief when asked for
+        self._observed: dict[str, Signal] = {}  # known from the brief (`pending_as_observed`)
         self._read = 0
 
     def brief(self, key: str) -> Brief | None:
@@ -280,22 +293,33 @@ class Records(Mapping[str, Incident]):
             or brief.fingerprint != fingerprint_of(signal)
         ):
             return False
-        if signal.key not in self._full:
-            self._full[signal.key] = Incident(
-                key=signal.key,
-                source=brief.source,
-                severity=signal.severity,
-                state=State.pending,
-                onset=brief.onset,
-                changed_at=brief.onset,  # not in the brief; read only of group incidents
-                signal=signal,
-                consecutive_failures=brief.failures,
-                consecutive_successes=brief.successes,
-            )
+        self._observed.setdefault(signal.key, signal)
         return True
 
+    def observed(self, key: str) -> Brief | None:
+        """The brief of `key` if its record is known from it (`pending_as_observed`)."""
+        return self._briefs[key] if key in self._observed else None
+
+    def _from_brief(self, key: str) -> Incident:
+        """Built on each ask and not kept: in a storm's opening run the passes ask for each of
+        tens of thousands once or twice, and the engine's copy replaces it at once."""
+        brief, signal = self._briefs[key], self._observed[key]
+        return evolve(
+            _PENDING,
+            key=key,
+            source=brief.source,
+            severity=signal.severity,
+            onset=brief.onset,
+            changed_at=brief.onset,  # not in the brief; read only of group incidents
+            signal=signal,
+            consecutive_failures=brief.failures,
+            consecutive_successes=brief.successes,
+        )
+
     def preload(self, keys: Collection[str]) -> None:
-        wanted = [k for k in keys if k in self._briefs and k not in self._full]
+        wanted = [
+            k for k in keys if k in self._briefs and k not in self._full and k not in self._observed
+        ]
         if wanted:
             found = self._load(wanted)
             self._read += len(found)
@@ -304,6 +328,8 @@ class Records(Mapping[str, Incident]):
     def __getitem__(self, key: str) -> Incident:
         found = self._full.get(key)
         if found is None:
+            if key in self._observed:
+                return self._from_brief(key)
             if key not in self._briefs:
                 raise KeyError(key)
             self.preload([key])

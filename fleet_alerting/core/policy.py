@@ -163,10 +163,17 @@ def evaluate(
     notifications: list[Notification] = []
     policy_for = _per_severity(policy_for)
     latest = _last_per_key(signals)
+    alike: _Alike | None = None
     if isinstance(incidents, Records):  # what stays as it is is never read in full
         latest = [s for s in latest if not _steady(incidents.brief(s.key), s, policy_for, now)]
         incidents.preload([s.key for s in latest if not incidents.pending_as_observed(s)])
+        alike = _Alike(incidents, policy_for, now)
     for signal in latest:
+        if alike is not None and (brief := alike.records.observed(signal.key)) is not None:
+            updated, sent = alike.on_failure(brief, signal)
+            changed.append(updated)
+            notifications.extend(sent)
+            continue
         current = incidents.get(signal.key)
         if signal.firing:
             updated, sent = _on_failure(current, signal, policy_for(signal.severity), now)
@@ -179,6 +186,47 @@ def evaluate(
         changed.append(updated)
         notifications.extend(sent)
     return Evaluation(changed, notifications)
+
+
+class _Alike:
+    """`_on_failure` of pending records known from their briefs (`Records.observed`), decided
+    once per shape — severity, source, onset, counts: all the engine reads of such a record
+    besides its key and signal — and the others of that shape made like it. A storm's opening
+    run is tens of thousands of these, alike but for the key and the labels."""
+
+    def __init__(self, records: Records, policy_for: PolicyFor, now: datetime):
+        self.records = records
+        self.policy_for = policy_for
+        self.now = now
+        self.decided: dict[tuple[Any, ...], tuple[Incident, list[Notification]]] = {}
+
+    def on_failure(self, brief: Brief, signal: Signal) -> tuple[Incident, list[Notification]]:
+        shape = (signal.severity, brief.source, brief.onset, brief.failures, brief.successes)
+        found = self.decided.get(shape)
+        if found is None:
+            # a pending record is never left as it is (`_unchanged` asks for an open one)
+            current = self.records[signal.key]
+            policy = self.policy_for(signal.severity)
+            found = self.decided[shape] = _on_failure(current, signal, policy, self.now)
+            return found
+        return _like(found, signal)
+
+
+def _like(
+    decided: tuple[Incident, list[Notification]], signal: Signal
+) -> tuple[Incident, list[Notification]]:
+    """What `decided` (of another key of the same shape) is for `signal`'s key."""
+    model, sent = decided
+    key = signal.key
+    made = {id(model): evolve(model, key=key, signal=signal)}
+    copies = []
+    for n in sent:
+        if id(n.incident) not in made:
+            made[id(n.incident)] = evolve(n.incident, key=key, signal=signal)
+        # the id's head is the key (`_notifications`)
+        tail = n.id[len(model.key) :]
+        copies.append(evolve(n, id=key + tail, incident=made[id(n.incident)]))
+    return made[id(model)], copies
 
 
 def recover_unseen(
