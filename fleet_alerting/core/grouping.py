@@ -104,13 +104,14 @@ def group(
     passed: list[Notification] = []
     routed: dict[str, list[Notification]] = {}  # group key -> member messages taken over
     keys: dict[str, str] = {}  # member key -> group key
+    named: dict[str, str] = {}
     for n in evaluation.notifications:
         member = changed.get(n.incident.key) or n.incident
         if is_group(member) or member.source == STORM or member.source in config.ungrouped:
             passed.append(n)
             continue
         gk = member.group or keys.get(member.key) or group_key(member, config)
-        keys[member.key] = gk
+        keys[member.key] = gk = named.setdefault(gk, gk)  # one string for a storm's members
         routed.setdefault(gk, []).append(n)
         batch = batches.setdefault(gk, _Batch())
         if n.kind == Kind.opened and member.key not in batch.opened:

@@ -225,7 +225,7 @@ def _like(
             made[id(n.incident)] = evolve(n.incident, key=key, signal=signal)
         # the id's head is the key (`_notifications`)
         tail = n.id[len(model.key) :]
-        copies.append(evolve(n, id=key + tail, incident=made[id(n.incident)]))
+        copies.append(replace(n, id=key + tail, incident=made[id(n.incident)]))
     return made[id(model)], copies
 
 

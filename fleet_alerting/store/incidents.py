@@ -9,11 +9,11 @@ columns of its incident, the truth for it. Resolved incidents past their retenti
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
@@ -116,14 +116,24 @@ def load(conn: sa.Connection, key: str) -> Incident | None:
 # the engine's view of the open incidents: briefs, records on demand ------------------------------
 def records(conn: sa.Connection, briefs_sql: str) -> Records:
     row = incidents_table.c
-    parse = datetime.fromisoformat
+    # a storm's briefs repeat a few states, sources, times and groups: each held once (the
+    # driver makes a new object of each value of each row)
+    same = cast(Callable[[str, str], str], {}.setdefault)
+    times: dict[str, datetime] = {}
+
+    def parse(text: str) -> datetime:
+        found = times.get(text)
+        if found is None:
+            found = times[text] = datetime.fromisoformat(text)
+        return found
+
     # plain SQL, no type processors: a fleet-wide failure is thousands of briefs per run,
     # and converting them cost more than reading them (bench/README.md)
     rows = conn.exec_driver_sql(briefs_sql).all()
     briefs = {
         key: Brief(
-            state,
-            source,
+            same(state, state),
+            same(source, source),
             fingerprint,
             failures or 0,
             successes or 0,
@@ -131,7 +141,7 @@ def records(conn: sa.Connection, briefs_sql: str) -> Records:
             parse(notified) if notified else None,
             acted is None or bool(acted),  # unknown (written before schema 2): full check
             inhibited_by,
-            group,
+            group and same(group, group),
         )
         for (
             key,
