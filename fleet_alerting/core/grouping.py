@@ -52,9 +52,13 @@ class GroupingConfig(Model):
     by_source: dict[str, list[str]] = {
         "zigbee": ["severity", "check"],
         "zigbee-device": ["severity", "coordinator"],
+        "alertmanager": ["severity", "alertname"],
     }
     # told one by one: Alertmanager groups its own alerts, and each escalation has its thread
     ungrouped: list[str] = ["alertmanager"]
+    # ...unless at least this many of one group open in one run: a storm is one group message
+    # and one page, not one each
+    ungrouped_storm: int = Field(20, ge=2)
     group_wait: Duration = timedelta(0)  # 0: members opening in the same run
     group_interval: Duration = timedelta(minutes=5)  # at most one update per group this often
     min_size: int = Field(2, ge=1)  # fewer members opening together are told one by one
@@ -104,12 +108,16 @@ def group(
     passed: list[Notification] = []
     routed: dict[str, list[Notification]] = {}  # group key -> member messages taken over
     keys: dict[str, str] = {}  # member key -> group key
+    storms = _storms(evaluation.notifications, changed, config, keys)
     for n in evaluation.notifications:
         member = changed.get(n.incident.key) or n.incident
-        if is_group(member) or member.source == STORM or member.source in config.ungrouped:
+        if is_group(member) or member.source == STORM:
             passed.append(n)
             continue
         gk = member.group or keys.get(member.key) or group_key(member, config)
+        if member.source in config.ungrouped and member.group is None and gk not in storms:
+            passed.append(n)
+            continue
         keys[member.key] = gk
         routed.setdefault(gk, []).append(n)
         batch = batches.setdefault(gk, _Batch())
@@ -159,6 +167,24 @@ def group(
             changed[gk] = g
         out += sent
     return Evaluation(list(changed.values()), passed + out)
+
+
+def _storms(
+    notifications: Iterable[Notification],
+    changed: Mapping[str, Incident],
+    config: GroupingConfig,
+    keys: dict[str, str],
+) -> set[str]:
+    """The groups of `ungrouped` sources of which at least `ungrouped_storm` members open in this
+    run (their group keys are noted in `keys`)."""
+    opening: dict[str, set[str]] = {}
+    for n in notifications:
+        member = changed.get(n.incident.key) or n.incident
+        if n.kind == Kind.opened and member.source in config.ungrouped and member.group is None:
+            gk = keys.get(member.key) or group_key(member, config)
+            keys[member.key] = gk
+            opening.setdefault(gk, set()).add(member.key)
+    return {gk for gk, members in opening.items() if len(members) >= config.ungrouped_storm}
 
 
 def _new_group(gk: str, members: Sequence[Incident], now: datetime) -> Incident:
