@@ -15,7 +15,7 @@ one, as without grouping.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import islice
@@ -108,13 +108,14 @@ def group(
     passed: list[Notification] = []
     routed: dict[str, list[Notification]] = {}  # group key -> member messages taken over
     keys: dict[str, str] = {}  # member key -> group key
-    storms = _storms(evaluation.notifications, changed, config, keys)
-    for n in evaluation.notifications:
-        member = changed.get(n.incident.key) or n.incident
+    key_of = _group_keys(config)
+    told = [(n, changed.get(n.incident.key) or n.incident) for n in evaluation.notifications]
+    storms = _storms(told, config, key_of, keys)
+    for n, member in told:
         if is_group(member) or member.source == STORM:
             passed.append(n)
             continue
-        gk = member.group or keys.get(member.key) or group_key(member, config)
+        gk = member.group or keys.get(member.key) or key_of(member)
         if member.source in config.ungrouped and member.group is None and gk not in storms:
             passed.append(n)
             continue
@@ -169,19 +170,35 @@ def group(
     return Evaluation(list(changed.values()), passed + out)
 
 
+def _group_keys(config: GroupingConfig) -> Callable[[Incident], str]:
+    """`group_key`, memoized on what it reads: a storm's members fall into a handful of groups."""
+    known: dict[tuple[str, str, tuple[str, ...]], str] = {}
+
+    def key_of(incident: Incident) -> str:
+        labels = incident.signal.labels
+        group_by = config.by_source.get(incident.source, config.group_by)
+        read = (incident.source, incident.severity, tuple(labels.get(k, "") for k in group_by))
+        gk = known.get(read)
+        if gk is None:
+            gk = known[read] = group_key(incident, config)
+        return gk
+
+    return key_of
+
+
 def _storms(
-    notifications: Iterable[Notification],
-    changed: Mapping[str, Incident],
+    told: Iterable[tuple[Notification, Incident]],
     config: GroupingConfig,
+    key_of: Callable[[Incident], str],
     keys: dict[str, str],
 ) -> set[str]:
     """The groups of `ungrouped` sources of which at least `ungrouped_storm` members open in this
     run (their group keys are noted in `keys`)."""
     opening: dict[str, set[str]] = {}
-    for n in notifications:
-        member = changed.get(n.incident.key) or n.incident
-        if n.kind == Kind.opened and member.source in config.ungrouped and member.group is None:
-            gk = keys.get(member.key) or group_key(member, config)
+    ungrouped = set(config.ungrouped)
+    for n, member in told:
+        if n.kind == Kind.opened and member.source in ungrouped and member.group is None:
+            gk = keys.get(member.key) or key_of(member)
             keys[member.key] = gk
             opening.setdefault(gk, set()).add(member.key)
     return {gk for gk, members in opening.items() if len(members) >= config.ungrouped_storm}

@@ -265,13 +265,11 @@ def _why_not_firing(alert: Alert, now: datetime) -> str:
 
 def _alertmanager_link(url: str, alert: Alert) -> str:
     """The alert in Alertmanager's UI: `filter=` the quoted `{k="v",…}` of its labels, quoted
-    piece by piece (quoting is per character, and most keys and values need none)."""
-    matchers = "%2C".join(
-        f"{_quoted(k)}%3D%22{quote(v)}%22" for k, v in sorted(alert.labels.items())
-    )
+    label by label (quoting is per character; a storm's alerts share most of their labels)."""
+    matchers = "%2C".join([_quoted_matcher(k, v) for k, v in sorted(alert.labels.items())])
     return f"{url.rstrip('/')}/#/alerts?silenced=true&inhibited=true&filter=%7B{matchers}%7D"
 
 
-@lru_cache(maxsize=1024)
-def _quoted(label_name: str) -> str:
-    return quote(label_name)
+@lru_cache(maxsize=4096)
+def _quoted_matcher(name: str, value: str) -> str:
+    return quote(f'{name}="{value}"')
