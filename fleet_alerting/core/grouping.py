@@ -120,8 +120,10 @@ def group(
             passed.append(n)
             continue
         keys[member.key] = gk
-        routed.setdefault(gk, []).append(n)
-        batch = batches.setdefault(gk, _Batch())
+        batch = batches.get(gk)
+        if batch is None:
+            batch, routed[gk] = batches.setdefault(gk, _Batch()), []
+        routed[gk].append(n)
         if n.kind == Kind.opened and member.key not in batch.opened:
             # the record, with the message's wording (e.g. "was inhibited by …")
             same = n.incident.signal is member.signal
@@ -200,7 +202,10 @@ def _storms(
         if n.kind == Kind.opened and member.source in ungrouped and member.group is None:
             gk = keys.get(member.key) or key_of(member)
             keys[member.key] = gk
-            opening.setdefault(gk, set()).add(member.key)
+            if gk in opening:
+                opening[gk].add(member.key)
+            else:
+                opening[gk] = {member.key}
     return {gk for gk, members in opening.items() if len(members) >= config.ungrouped_storm}
 
 
