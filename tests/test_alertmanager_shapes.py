@@ -87,3 +87,14 @@ def test_a_malformed_alert_is_still_named_and_explained() -> None:
     assert [a.fingerprint for a in alerts] == ["a1b2c3d4e5f60718"]
     assert malformed[0].identity == "fingerprint a1b2c3d4e5f60718"
     assert "labels.instance" in malformed[0].why
+
+
+def test_one_answer_of_every_case_reads_each_alert_as_it_reads_alone() -> None:
+    """The times read once per answer: an odd time, read after a good one in the same answer
+    (or the other way round), is still the models' to judge, and a good one still read."""
+    raws = [raw_alert(case) for case in CASES]
+    raws += [*reversed(raws)]
+    alerts, malformed = parse_alerts(raws)
+    alone = [parse_alerts([raw]) for raw in raws]
+    assert alerts == [a for found, _ in alone for a in found]
+    assert [m.why for m in malformed] == [m.why for _, bad in alone for m in bad]

@@ -261,18 +261,33 @@ async def flow_runs(api_url: str) -> list[Any]:
         return await client.read_flow_runs(limit=200)
 
 
-async def stop_scheduling(api_url: str) -> None:
-    """Pause every deployment and cancel the runs not yet started."""
+async def pause_scheduling(api_url: str) -> None:
+    """Pause every deployment (its runs still Scheduled are deleted) and the pool's queues: no
+    worker takes a run from here on, the runs it took go on."""
+    from prefect.client.orchestration import PrefectClient
+
+    async with PrefectClient(api_url) as client:
+        for queue in await client.read_work_queues(work_pool_name=POOL):
+            await client.update_work_queue(queue.id, is_paused=True)
+        for deployment in await client.read_deployments():
+            await client.pause_deployment(deployment.id)
+
+
+async def cancel_waiting(api_url: str) -> None:
+    """Cancel the runs left waiting (Late, AwaitingConcurrencySlot). Only once nothing is in
+    flight: a run cancelled while a worker starts it crashes."""
     from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.objects import StateType
     from prefect.states import Cancelled
 
     async with PrefectClient(api_url) as client:
-        for deployment in await client.read_deployments():
-            await client.pause_deployment(deployment.id)
         for run in await client.read_flow_runs(limit=200):
             if run.state and run.state.type == StateType.SCHEDULED:
                 await client.set_flow_run_state(run.id, Cancelled(), force=True)
+
+
+def in_flight(runs: list[Any]) -> list[Any]:
+    return [r for r in runs if r.state and r.state.type.value in {"PENDING", "RUNNING"}]
 
 
 def unfinished(runs: list[Any]) -> list[Any]:
@@ -306,10 +321,11 @@ def test_two_workers_share_the_work_and_tell_each_failure_once(
             time.sleep(third)
             targets.recovered = False
             time.sleep(third)
-            asyncio.run(stop_scheduling(api))
-            wait_until(
-                lambda: not unfinished(asyncio.run(flow_runs(api))), 120, "runs in flight finished"
-            )
+            asyncio.run(pause_scheduling(api))
+            wait_until(lambda: not in_flight(asyncio.run(flow_runs(api))), 300, "runs in flight")
+            asyncio.run(cancel_waiting(api))
+            left = unfinished(asyncio.run(flow_runs(api)))
+            assert not left, [(r.name, r.state.name, r.expected_start_time) for r in left]
         finally:
             for proc in workers:
                 stop_worker(proc)

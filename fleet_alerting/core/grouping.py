@@ -15,7 +15,7 @@ one, as without grouping.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import islice
@@ -52,9 +52,13 @@ class GroupingConfig(Model):
     by_source: dict[str, list[str]] = {
         "zigbee": ["severity", "check"],
         "zigbee-device": ["severity", "coordinator"],
+        "alertmanager": ["severity", "alertname"],
     }
     # told one by one: Alertmanager groups its own alerts, and each escalation has its thread
     ungrouped: list[str] = ["alertmanager"]
+    # ...unless at least this many of one group open in one run: a storm is one group message
+    # and one page, not one each
+    ungrouped_storm: int = Field(20, ge=2)
     group_wait: Duration = timedelta(0)  # 0: members opening in the same run
     group_interval: Duration = timedelta(minutes=5)  # at most one update per group this often
     min_size: int = Field(2, ge=1)  # fewer members opening together are told one by one
@@ -104,16 +108,26 @@ def group(
     passed: list[Notification] = []
     routed: dict[str, list[Notification]] = {}  # group key -> member messages taken over
     keys: dict[str, str] = {}  # member key -> group key
-    named: dict[str, str] = {}
-    for n in evaluation.notifications:
-        member = changed.get(n.incident.key) or n.incident
-        if is_group(member) or member.source == STORM or member.source in config.ungrouped:
+    key_of = _group_keys(config)
+
+    def told() -> Iterator[tuple[Notification, Incident]]:
+        # walked twice rather than listed: a storm's opening is two messages per member
+        return ((n, changed.get(n.incident.key) or n.incident) for n in evaluation.notifications)
+
+    storms = _storms(told(), config, key_of, keys)
+    for n, member in told():
+        if is_group(member) or member.source == STORM:
             passed.append(n)
             continue
-        gk = member.group or keys.get(member.key) or group_key(member, config)
-        keys[member.key] = gk = named.setdefault(gk, gk)  # one string for a storm's members
-        routed.setdefault(gk, []).append(n)
-        batch = batches.setdefault(gk, _Batch())
+        gk = member.group or keys.get(member.key) or key_of(member)
+        if member.source in config.ungrouped and member.group is None and gk not in storms:
+            passed.append(n)
+            continue
+        keys[member.key] = gk
+        batch = batches.get(gk)
+        if batch is None:
+            batch, routed[gk] = batches.setdefault(gk, _Batch()), []
+        routed[gk].append(n)
         if n.kind == Kind.opened and member.key not in batch.opened:
             # the record, with the message's wording (e.g. "was inhibited by …")
             same = n.incident.signal is member.signal
@@ -160,6 +174,43 @@ def group(
             changed[gk] = g
         out += sent
     return Evaluation(list(changed.values()), passed + out)
+
+
+def _group_keys(config: GroupingConfig) -> Callable[[Incident], str]:
+    """`group_key`, memoized on what it reads: a storm's members fall into a handful of groups."""
+    known: dict[tuple[str, str, tuple[str, ...]], str] = {}
+
+    def key_of(incident: Incident) -> str:
+        labels = incident.signal.labels
+        group_by = config.by_source.get(incident.source, config.group_by)
+        read = (incident.source, incident.severity, tuple(labels.get(k, "") for k in group_by))
+        gk = known.get(read)
+        if gk is None:
+            gk = known[read] = group_key(incident, config)
+        return gk
+
+    return key_of
+
+
+def _storms(
+    told: Iterable[tuple[Notification, Incident]],
+    config: GroupingConfig,
+    key_of: Callable[[Incident], str],
+    keys: dict[str, str],
+) -> set[str]:
+    """The groups of `ungrouped` sources of which at least `ungrouped_storm` members open in this
+    run (their group keys are noted in `keys`)."""
+    opening: dict[str, set[str]] = {}
+    ungrouped = set(config.ungrouped)
+    for n, member in told:
+        if n.kind == Kind.opened and member.source in ungrouped and member.group is None:
+            gk = keys.get(member.key) or key_of(member)
+            keys[member.key] = gk
+            if gk in opening:
+                opening[gk].add(member.key)
+            else:
+                opening[gk] = {member.key}
+    return {gk for gk, members in opening.items() if len(members) >= config.ungrouped_storm}
 
 
 def _new_group(gk: str, members: Sequence[Incident], now: datetime) -> Incident:

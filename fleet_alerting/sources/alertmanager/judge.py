@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 from urllib.parse import quote
 
@@ -264,6 +264,12 @@ def _why_not_firing(alert: Alert, now: datetime) -> str:
 
 
 def _alertmanager_link(url: str, alert: Alert) -> str:
-    matchers = ",".join(f'{k}="{v}"' for k, v in sorted(alert.labels.items()))
-    query = quote("{" + matchers + "}")
-    return f"{url.rstrip('/')}/#/alerts?silenced=true&inhibited=true&filter={query}"
+    """The alert in Alertmanager's UI: `filter=` the quoted `{k="v",…}` of its labels, quoted
+    label by label (quoting is per character; a storm's alerts share most of their labels)."""
+    matchers = "%2C".join([_quoted_matcher(k, v) for k, v in sorted(alert.labels.items())])
+    return f"{url.rstrip('/')}/#/alerts?silenced=true&inhibited=true&filter=%7B{matchers}%7D"
+
+
+@lru_cache(maxsize=4096)
+def _quoted_matcher(name: str, value: str) -> str:
+    return quote(f'{name}="{value}"')

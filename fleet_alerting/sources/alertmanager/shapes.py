@@ -122,9 +122,10 @@ def to_alert(shape: GettableAlert) -> Alert:
 def parse_alerts(body: list[object]) -> tuple[list[Alert], list[Malformed]]:
     alerts: list[Alert] = []
     malformed: list[Malformed] = []
+    times: dict[str, datetime] = {}  # a storm's alerts share their times (one rule evaluation)
     for index, raw in enumerate(body):
         try:
-            alerts.append(read_documented(raw))
+            alerts.append(read_documented(raw, times))
         except (_Odd, LookupError, TypeError, ValueError):
             found = _validated(raw, index)
             (alerts if isinstance(found, Alert) else malformed).append(found)  # type: ignore[arg-type]
@@ -152,9 +153,9 @@ _STATUS_BY_NAME = frozenset(("silenced_by", "inhibited_by"))
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)", re.ASCII)
 
 
-def read_documented(raw: Any) -> Alert:
+def read_documented(raw: Any, times: dict[str, datetime] | None = None) -> Alert:
     """One alert of the documented shape, read without the models; `_Odd` (or a lookup or type
-    error) for anything else."""
+    error) for anything else. `times`: the times read so far, by their text."""
     if type(raw) is not dict or not _BY_NAME.isdisjoint(raw):
         raise _Odd
     status = raw["status"]
@@ -171,19 +172,22 @@ def read_documented(raw: Any) -> Alert:
     generator_url = raw.get("generatorURL")
     if generator_url is not None and type(generator_url) is not str:
         raise _Odd
-    return Alert(
+    times = {} if times is None else times
+    alert = object.__new__(Alert)  # as Alert(...) would, without a frozen __init__'s setattr
+    alert.__dict__.update(
         fingerprint=fingerprint,
         labels=_strings(raw["labels"]),
         annotations=_strings(raw.get("annotations", {})),
-        starts_at=_time(raw["startsAt"]),
-        ends_at=_unless_zero(raw.get("endsAt")),
+        starts_at=_time(raw["startsAt"], times),
+        ends_at=_unless_zero(raw.get("endsAt"), times),
         state=state,
         silenced_by=_texts(status.get("silencedBy", [])),
         inhibited_by=_texts(status.get("inhibitedBy", [])),
         receivers=tuple(_text(receiver["name"]) for receiver in receivers),
         generator_url=generator_url or None,
-        updated_at=_unless_zero(raw.get("updatedAt")),
+        updated_at=_unless_zero(raw.get("updatedAt"), times),
     )
+    return alert
 
 
 def _strings(value: Any) -> dict[str, str]:
@@ -207,11 +211,16 @@ def _text(value: Any) -> str:
     return value
 
 
-def _time(value: Any) -> datetime:
-    if type(value) is not str or not _RFC3339.fullmatch(value):
+def _time(value: Any, times: dict[str, datetime]) -> datetime:
+    if type(value) is not str:
         raise _Odd
-    return datetime.fromisoformat(value)  # an impossible date: ValueError, the models name it
+    moment = times.get(value)
+    if moment is None:
+        if not _RFC3339.fullmatch(value):
+            raise _Odd
+        moment = times[value] = datetime.fromisoformat(value)  # impossible date: ValueError
+    return moment
 
 
-def _unless_zero(value: Any) -> datetime | None:
-    return None if value is None or _zero(value) else _time(value)
+def _unless_zero(value: Any, times: dict[str, datetime]) -> datetime | None:
+    return None if value is None or _zero(value) else _time(value, times)
