@@ -4,7 +4,7 @@ the per-run bound): tests/cases/storms.yaml feeds runs of signals, states what e
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from fleet_alerting.core import actions
 from fleet_alerting.core.fleet import FleetConfig
 from fleet_alerting.core.grouping import GroupingConfig
 from fleet_alerting.core.incidents import Incident, State
@@ -20,6 +21,7 @@ from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.policy import Evaluation, PolicyConfig, default_policies
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.core.storms import StormRules, decide
+from fleet_alerting.store.actions import apply
 from fleet_alerting.store.database import Store
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "storms.yaml").read_text())
@@ -61,8 +63,19 @@ def policies_of(case: dict[str, Any]) -> dict[Severity, PolicyConfig]:
     policies = {}
     for severity, default in default_policies().items():
         override = QUIET | case.get("policies", {}).get(severity.value, {})
-        policies[severity] = PolicyConfig.model_validate(default.model_dump() | override)
+        base = default.model_dump()
+        if "steps" in override:  # steps replace the default's notify / page / page_after
+            base = {k: v for k, v in base.items() if k not in ("notify", "page", "page_after")}
+        policies[severity] = PolicyConfig.model_validate(base | override)
     return policies
+
+
+def operator_action(act: Any, now: datetime) -> Callable[[Incident], actions.Change]:
+    """`ack`, or `{silence_until: SECONDS}` (from T0), as from Slack (no message asked for)."""
+    if act == "ack":
+        return lambda incident: actions.acknowledge(incident, "op", now, [])
+    until = T0 + timedelta(seconds=act["silence_until"])
+    return lambda incident: actions.silence(incident, "op", now, until, [])
 
 
 @pytest.mark.parametrize("stored", [False, True], ids=["in-memory", "through-the-store"])
@@ -75,6 +88,12 @@ def test_storm_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None
     for step in case["steps"]:
         now = T0 + timedelta(seconds=step["at"])
         signals = [s for spec in step["signals"] for s in expand(spec)]
+        for key, act in step.get("act", {}).items():  # an operator's action before the run
+            change = operator_action(act, now)
+            if real:
+                apply(real, key, change, action=str(act), actor="op", via="table", now=now)
+            else:
+                store[key] = change(store[key]).incident
         unresolved = {k: i for k, i in store.items() if i.state != State.resolved}
 
         def run(

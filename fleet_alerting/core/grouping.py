@@ -23,15 +23,18 @@ from typing import Any, TypeVar
 
 from pydantic import Field
 
+from fleet_alerting.core.actions import holds_page, holds_reminder, silenced_at
 from fleet_alerting.core.channels import pager_of
 from fleet_alerting.core.fleet import signal_labels
 from fleet_alerting.core.incidents import (
     GROUP_PREFIX,
+    Acts,
     Brief,
     Incident,
     Kind,
     Notification,
     Overlay,
+    Page,
     State,
     evolve,
     glance,
@@ -83,6 +86,7 @@ class _Batch:
     opened: dict[str, Incident] = field(default_factory=dict)  # by key, in order
     paged: bool = False
     reminded: bool = False
+    pagers: set[str] = field(default_factory=set)  # where members' pages would have gone
 
 
 def group(
@@ -132,8 +136,6 @@ def group(
             # the record, with the message's wording (e.g. "was inhibited by …")
             same = n.incident.signal is member.signal
             batch.opened[member.key] = member if same else replace(member, signal=n.incident.signal)
-        batch.paged |= n.kind == Kind.paged
-        batch.reminded |= n.kind == Kind.reminder
     out: list[Notification] = []
     for gk in [*batches, *(k for k in groups if k not in batches)]:  # messages keep order
         batch = batches.get(gk, _Batch())
@@ -150,7 +152,15 @@ def group(
         mine = set(current.members) | {
             m.key for m in batch.opened.values() if m.group in (None, gk)
         }
-        out += [n for n in routed.get(gk, []) if n.incident.key not in mine]  # not members
+        for n in routed.get(gk, []):
+            if n.incident.key not in mine:
+                out.append(n)  # not a member: told on its own, and its page is not the group's
+            elif n.kind == Kind.paged:
+                batch.paged = True
+                if pager_of(n.channel) is not None:
+                    batch.pagers.add(n.channel)
+            elif n.kind == Kind.reminder:
+                batch.reminded = True
         members = dict.fromkeys(current.members)
         for m in batch.opened.values():
             if m.key not in members:
@@ -168,8 +178,12 @@ def group(
             for key in members:
                 m = replace(changed.get(key, after[key]), group=None)
                 changed[key] = m
+                policy = policy_for(m.severity)
                 if m.is_open:
-                    sent += notify_channels(m, policy_for(m.severity), Kind.opened, now)
+                    sent += notify_channels(m, policy, Kind.opened, now)
+                if m.state == State.paged:  # its page came due during the wait
+                    sent += notify_channels(m, policy, Kind.paged, now, m.paged_via)
+                    sent += notify_channels(m, policy, Kind.paged, now)
         if g != groups.get(gk):
             changed[gk] = g
         out += sent
@@ -282,9 +296,9 @@ def _advance(
         batch.paged |= any(m.state == State.paged for m in members)
     else:
         sent = []
-    pagers = policy.first_pagers()
-    if batch.paged and g.state != State.paged and pagers:
-        g = replace(g, state=State.paged, paged_at=now, paged_via=pagers, changed_at=now)
+    pagers = _pagers_due(g, members, batch, policy)
+    if pagers and not holds_page(g, policy.page_hold(), now):
+        g = _paged(g, pagers, now)
         g = replace(g, signal=_summary(g, members, config, set(g.members_told)))
         sent += notify_channels(g, policy, Kind.paged, now, pagers)
         sent += notify_channels(g, policy, Kind.paged, now)
@@ -292,12 +306,48 @@ def _advance(
     if sent:
         return g, sent
     due = g.last_notified_at is None or now - g.last_notified_at >= config.group_interval
-    if due and (set(g.members) != set(g.members_told) or batch.reminded):
+    joined_or_left = set(g.members) != set(g.members_told)
+    reminder = batch.reminded and not holds_reminder(g, now)
+    if due and not silenced_at(g, now) and (joined_or_left or reminder):
         told = set(g.members_told)
         g = replace(g, reminders=g.reminders + 1, last_notified_at=now, changed_at=now)
         g = replace(g, signal=_summary(g, members, config, told), members_told=g.members)
         return g, notify_channels(g, policy, Kind.reminder, now)
     return g, []
+
+
+def _pagers_due(
+    g: Incident, members: Sequence[Incident], batch: _Batch, policy: Any
+) -> tuple[str, ...]:
+    """Whom the group pages now: its policy's first pagers when a member's page came due (or came
+    due while an operator's ack or silence held the group's), then any pager a member's later
+    escalation step reaches that the group has not paged yet."""
+    if g.state == State.paged:
+        return tuple(sorted(batch.pagers - set(g.paged_via)))
+    # an acted-on group held its page back: did a member's come due meanwhile (read only then)
+    owed = batch.paged or (g.acts != Acts() and any(m.state == State.paged for m in members))
+    return _unique([*policy.first_pagers(), *sorted(batch.pagers)]) if owed else ()
+
+
+def _paged(g: Incident, pagers: Sequence[str], now: datetime) -> Incident:
+    """The group paged on `pagers`, each page recorded on an escalation step of its own: the first
+    page keeps its notification ids, a later one (another pager) gets ids of its own."""
+    esc = g.escalation
+    earlier = esc.pages or tuple(Page(p, g.paged_at or now, 1) for p in g.paged_via)
+    step = max((p.step for p in earlier), default=0) + 1
+    pages = earlier + tuple(Page(p, now, step) for p in pagers)
+    return replace(
+        g,
+        state=State.paged,
+        paged_at=g.paged_at or now,
+        paged_via=_unique([*g.paged_via, *pagers]),
+        changed_at=now,
+        escalation=replace(esc, step=step, pages=pages),
+    )
+
+
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
 
 
 def _summary(

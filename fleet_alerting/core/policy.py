@@ -119,7 +119,7 @@ class PolicyConfig(Model):
         return list(dict.fromkeys(p for stage in self.stages() for p in stage.pagers))
 
     def first_pagers(self) -> tuple[str, ...]:
-        """Who the first paging step pages (a group incident pages only these)."""
+        """Who the first paging step pages (a group incident first pages these)."""
         return next((stage.pagers for stage in self.stages() if stage.pagers), ())
 
     def _mirrored(self, told: tuple[str, ...]) -> list[str]:
