@@ -23,12 +23,11 @@ from typing import Any, TypeVar
 
 from pydantic import Field
 
-from fleet_alerting.core.actions import holds_page, holds_reminder, silenced_at
+from fleet_alerting.core.actions import holds_page, silenced_at
 from fleet_alerting.core.channels import pager_of
 from fleet_alerting.core.fleet import signal_labels
 from fleet_alerting.core.incidents import (
     GROUP_PREFIX,
-    Acts,
     Brief,
     Incident,
     Kind,
@@ -178,6 +177,8 @@ def group(
             for key in members:
                 m = replace(changed.get(key, after[key]), group=None)
                 changed[key] = m
+                if m.acts.mute_id is not None or silenced_at(m, now):
+                    continue  # muted: told when its mute ends (core.muting)
                 policy = policy_for(m.severity)
                 if m.is_open:
                     sent += notify_channels(m, policy, Kind.opened, now)
@@ -296,8 +297,11 @@ def _advance(
         batch.paged |= any(m.state == State.paged for m in members)
     else:
         sent = []
-    pagers = _pagers_due(g, members, batch, policy)
-    if pagers and not holds_page(g, policy.page_hold(), now):
+    pagers = _pagers_due(g, batch, policy)
+    held = holds_page(g, policy.page_hold(), now)
+    if pagers and held:  # owed: paged once the ack's hold or the silence ends
+        g = replace(g, escalation=replace(g.escalation, next_to=pagers))
+    elif pagers:
         g = _paged(g, pagers, now)
         g = replace(g, signal=_summary(g, members, config, set(g.members_told)))
         sent += notify_channels(g, policy, Kind.paged, now, pagers)
@@ -307,7 +311,8 @@ def _advance(
         return g, sent
     due = g.last_notified_at is None or now - g.last_notified_at >= config.group_interval
     joined_or_left = set(g.members) != set(g.members_told)
-    reminder = batch.reminded and not holds_reminder(g, now)
+    snoozed = g.acts.snoozed_until is not None and now < g.acts.snoozed_until
+    reminder = batch.reminded and not held and not snoozed
     if due and not silenced_at(g, now) and (joined_or_left or reminder):
         told = set(g.members_told)
         g = replace(g, reminders=g.reminders + 1, last_notified_at=now, changed_at=now)
@@ -316,17 +321,13 @@ def _advance(
     return g, []
 
 
-def _pagers_due(
-    g: Incident, members: Sequence[Incident], batch: _Batch, policy: Any
-) -> tuple[str, ...]:
-    """Whom the group pages now: its policy's first pagers when a member's page came due (or came
-    due while an operator's ack or silence held the group's), then any pager a member's later
-    escalation step reaches that the group has not paged yet."""
-    if g.state == State.paged:
-        return tuple(sorted(batch.pagers - set(g.paged_via)))
-    # an acted-on group held its page back: did a member's come due meanwhile (read only then)
-    owed = batch.paged or (g.acts != Acts() and any(m.state == State.paged for m in members))
-    return _unique([*policy.first_pagers(), *sorted(batch.pagers)]) if owed else ()
+def _pagers_due(g: Incident, batch: _Batch, policy: Any) -> tuple[str, ...]:
+    """Whom the group pages now, none it paged already: its policy's first pagers when a member's
+    page came due, any pager a member's later escalation step reaches, and those owed from while
+    an operator's ack or silence held the group's page (`escalation.next_to`)."""
+    first = policy.first_pagers() if batch.paged and g.state != State.paged else ()
+    wanted = _unique([*first, *g.escalation.next_to, *sorted(batch.pagers)])
+    return tuple(p for p in wanted if p not in g.paged_via)
 
 
 def _paged(g: Incident, pagers: Sequence[str], now: datetime) -> Incident:
@@ -342,7 +343,7 @@ def _paged(g: Incident, pagers: Sequence[str], now: datetime) -> Incident:
         paged_at=g.paged_at or now,
         paged_via=_unique([*g.paged_via, *pagers]),
         changed_at=now,
-        escalation=replace(esc, step=step, pages=pages),
+        escalation=replace(esc, step=step, pages=pages, next_to=()),
     )
 
 
