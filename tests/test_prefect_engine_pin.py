@@ -258,3 +258,39 @@ async def _runs_in_one_client(requests: _Requests, runs: int) -> tuple[list[Any]
             states.append(await asyncio.create_task(run_in_process(async_ok, flow_run)))
             per_run.append(list(requests.made))
     return states, per_run
+
+
+def test_the_servers_default_result_storage_is_remembered_for_a_while_then_asked_again(
+    prefect_api: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import prefect.results
+
+    for name in [  # serve's, not the test process's: restored after the test
+        "_read_server_default_result_storage_block_id",
+        "_aread_server_default_result_storage_block_id",
+    ]:
+        monkeypatch.setattr(prefect.results, name, getattr(prefect.results, name))
+    remember_result_storage(keep=2.0)
+    set_it = _set_a_server_default_result_storage(tmp_path, after=2.5)
+    before, remembered, later = asyncio.run(set_it)
+    assert before is None
+    assert remembered is None, "asked the server again within the time it is remembered"
+    assert later is not None, "a server-wide result storage set while serve runs never applied"
+    assert prefect.results._read_server_default_result_storage_block_id() == later  # sync too
+
+
+async def _set_a_server_default_result_storage(folder: Path, after: float) -> tuple[Any, Any, Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.filesystems import LocalFileSystem
+    from prefect.results import _aread_server_default_result_storage_block_id as read
+
+    before = await read()
+    block_id = await LocalFileSystem(basepath=str(folder)).save("pin-results", overwrite=True)
+    async with get_client() as client:
+        await client.update_server_default_result_storage(block_id)
+        try:
+            remembered = await read()
+            await asyncio.sleep(after)
+            return before, remembered, await read()
+        finally:
+            await client.clear_server_default_result_storage()
