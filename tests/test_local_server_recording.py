@@ -5,11 +5,8 @@ step's final state before it exits."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from prefect import flow, task
@@ -20,7 +17,6 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from fleet_alerting.deployments.serve import local_server
 
 STEPS = 3
-T = TypeVar("T")
 
 
 @task
@@ -42,38 +38,23 @@ async def states_of_its_task_runs(run_id: object) -> list[str]:
         )
 
 
-@pytest.fixture
-def a_fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_server_stopped_right_after_a_run_has_recorded_its_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-
-
-@contextlib.contextmanager
-def recorded_in_serves_server() -> Iterator[None]:
     with local_server() as url, temporary_settings({PREFECT_API_URL: url}):
-        yield
-
-
-def polled(read: Callable[[], T], wanted: T, within: float) -> T:
-    """What `read` answers once it is `wanted`, or its last answer after `within` seconds."""
-    deadline = time.monotonic() + within
-    while (found := read()) != wanted and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return found
-
-
-@pytest.mark.usefixtures("a_fresh_home")
-def test_a_server_stopped_right_after_a_run_has_recorded_its_steps() -> None:
-    with recorded_in_serves_server():
         state = three_steps(return_state=True)
         from prefect.events.worker import EventsWorker
 
         EventsWorker.drain_all(timeout=30)  # the steps' events reached the server
-    run_id = state.state_details.flow_run_id
-    with recorded_in_serves_server():
-        completed = ["StateType.COMPLETED"] * STEPS
-        found = polled(lambda: asyncio.run(states_of_its_task_runs(run_id)), completed, 30)
-    assert found == completed
+    with local_server() as url, temporary_settings({PREFECT_API_URL: url}):
+        deadline = time.monotonic() + 30
+        found = asyncio.run(states_of_its_task_runs(state.state_details.flow_run_id))
+        while found != ["StateType.COMPLETED"] * STEPS and time.monotonic() < deadline:
+            time.sleep(0.2)
+            found = asyncio.run(states_of_its_task_runs(state.state_details.flow_run_id))
+    assert found == ["StateType.COMPLETED"] * STEPS
 
 
 async def a_run_due_a_minute_ago() -> object:
@@ -92,10 +73,15 @@ async def state_name(run_id: object) -> str | None:
         return state.name if state else None
 
 
-@pytest.mark.usefixtures("a_fresh_home")
-def test_serves_server_still_marks_a_run_nobody_started_late() -> None:
+def test_serves_server_still_marks_a_run_nobody_started_late(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Its background worker polls every second, not every 250 ms: its services still act."""
-    with recorded_in_serves_server():
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with local_server() as url, temporary_settings({PREFECT_API_URL: url}):
         run_id = asyncio.run(a_run_due_a_minute_ago())
-        name = polled(lambda: asyncio.run(state_name(run_id)), "Late", 60)
+        deadline = time.monotonic() + 60
+        while (name := asyncio.run(state_name(run_id))) != "Late" and time.monotonic() < deadline:
+            time.sleep(0.5)
     assert name == "Late"
