@@ -26,8 +26,6 @@ What this relies on, pinned against the installed Prefect by tests/test_prefect_
   logs and events sent while the server still answers.
 - `prefect.context.AsyncClientContext`: entered once (`one_client`), its client is the one every
   run started inside it uses (the engine's `AsyncClientContext.get_or_create`).
-- `prefect.server.api.background_workers.Worker` (docket's `Worker`, looked up as a module global
-  when the server starts its background worker): given slower polls (`poll_background_work`).
 - `prefect.results._aread_server_default_result_storage_block_id` and its sync twin, looked up as
   module globals on each call: replaced by a remembering version (`remember_result_storage`).
 """
@@ -36,14 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import ssl
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
 from typing import Any
 
 
@@ -177,7 +173,6 @@ def serve_api(port: int) -> int:
     import uvicorn
 
     bound_sqlite_memory()
-    poll_background_work()
     config = uvicorn.Config(
         server_app(),
         host="127.0.0.1",
@@ -189,22 +184,6 @@ def serve_api(port: int) -> int:
     threading.Thread(target=_stop_when_orphaned, args=(server,), daemon=True).start()
     server.run()
     return 0 if server.started else 1  # not started: its port was taken (said on stderr)
-
-
-BACKGROUND_POLL = timedelta(seconds=1)
-
-
-def poll_background_work(every: timedelta = BACKGROUND_POLL) -> None:
-    """The server's background worker (docket: its periodic services — late runs, schedules,
-    proactive triggers, vacuum — and the tasks they queue) checks its in-memory queue and its
-    schedule every 250 ms each, a quarter of an idle server's CPU. Those services run every 5 s
-    or less often: checked every `every`, each starts at most that much later."""
-    import docket
-    import prefect.server.api.background_workers as workers
-
-    workers.Worker = functools.partial(  # type: ignore[misc]
-        docket.Worker, minimum_check_interval=every, scheduling_resolution=every
-    )
 
 
 SQLITE_MEMORY = 64 * 2**20

@@ -55,33 +55,3 @@ def test_a_server_stopped_right_after_a_run_has_recorded_its_steps(
             time.sleep(0.2)
             found = asyncio.run(states_of_its_task_runs(state.state_details.flow_run_id))
     assert found == ["StateType.COMPLETED"] * STEPS
-
-
-async def a_run_due_a_minute_ago() -> object:
-    from datetime import UTC, datetime, timedelta
-
-    from prefect.states import Scheduled
-
-    async with get_client() as client:
-        due = datetime.now(UTC) - timedelta(minutes=1)
-        return (await client.create_flow_run(three_steps, state=Scheduled(scheduled_time=due))).id
-
-
-async def state_name(run_id: object) -> str | None:
-    async with get_client() as client:
-        state = (await client.read_flow_run(run_id)).state  # type: ignore[arg-type]
-        return state.name if state else None
-
-
-def test_serves_server_still_marks_a_run_nobody_started_late(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Its background worker polls every second, not every 250 ms: its services still act."""
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    with local_server() as url, temporary_settings({PREFECT_API_URL: url}):
-        run_id = asyncio.run(a_run_due_a_minute_ago())
-        deadline = time.monotonic() + 60
-        while (name := asyncio.run(state_name(run_id))) != "Late" and time.monotonic() < deadline:
-            time.sleep(0.5)
-    assert name == "Late"

@@ -19,7 +19,6 @@ from prefect import flow
 from fleet_alerting.deployments.prefect_engine import (
     leave_sigterm_to_serve,
     one_client,
-    poll_background_work,
     remember_result_storage,
     run_in_process,
     share_tls_contexts,
@@ -60,26 +59,6 @@ def test_the_internals_the_adapter_calls_take_the_parameters_it_passes() -> None
     assert "with capture_sigterm():" in inspect.getsource(prefect.flow_engine)
     # replaced by skip_suspension_watch, looked up the same way
     assert "observe_flow_run_suspension(" in inspect.getsource(prefect.flow_engine)
-
-
-def test_the_servers_background_worker_polls_as_often_as_serve_sets(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from datetime import timedelta
-
-    import prefect.server.api.background_workers as workers
-    from docket import Docket
-
-    # serve's server's, not the test process's: restored after the test
-    monkeypatch.setattr(workers, "Worker", workers.Worker)
-    poll_background_work(timedelta(seconds=1))
-    # the server builds its worker through the module global, when it starts
-    assert "Worker(docket)" in inspect.getsource(workers.background_worker)
-    worker = workers.Worker(Docket(name="pin", url="memory://"))
-    assert worker.minimum_check_interval == timedelta(seconds=1), (
-        f"{ADAPTER}'s poll_background_work no longer reaches docket's Worker"
-    )
-    assert worker.scheduling_resolution == timedelta(seconds=1)
 
 
 @flow(name="pin-sync-ok")
