@@ -101,13 +101,18 @@ async def polls(client: Any, deployment_ids: list[Any], count: int, idle: float)
 
 
 async def measure(args: argparse.Namespace, url: str) -> None:
-    from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from fleet_alerting.deployments.prefect_engine import share_tls_contexts, skip_suspension_watch
+    from fleet_alerting.deployments.prefect_engine import (
+        one_client,
+        remember_result_storage,
+        share_tls_contexts,
+        skip_suspension_watch,
+    )
 
     share_tls_contexts()
     skip_suspension_watch()
+    remember_result_storage()
     with temporary_settings(updates={PREFECT_API_URL: url}):
         flows = make_flows()
         ids = {}
@@ -115,7 +120,7 @@ async def measure(args: argparse.Namespace, url: str) -> None:
             ids[name] = await (await flow.ato_deployment(name="bench")).aapply()
         idle = await idle_rate(args.settle * 2)
         totals: dict[str, list[tuple[float, float]]] = {name: [] for name in flows}
-        async with get_client() as client:
+        async with one_client() as client:  # the runs' client too, as in serve
             for name, flow in flows.items():  # warm-up: imports, first connections
                 await batch(client, flow, ids[name], 2, 1.0, idle)
             for _ in range(args.passes):

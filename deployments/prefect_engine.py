@@ -24,6 +24,10 @@ What this relies on, pinned against the installed Prefect by tests/test_prefect_
   the child process `serve_api` runs).
 - `APILogWorker.drain_all` / `EventsWorker.drain_all(timeout=, at_exit=False)`: the runs' last
   logs and events sent while the server still answers.
+- `prefect.context.AsyncClientContext`: entered once (`one_client`), its client is the one every
+  run started inside it uses (the engine's `AsyncClientContext.get_or_create`).
+- `prefect.results._aread_server_default_result_storage_block_id` and its sync twin, looked up as
+  module globals on each call: replaced by a remembering version (`remember_result_storage`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 
@@ -95,6 +100,64 @@ def share_tls_contexts() -> None:
 
     if not isinstance(prefect.client.orchestration.ssl, _SharedTlsContexts):
         prefect.client.orchestration.ssl = _SharedTlsContexts()  # type: ignore[assignment]
+
+
+@contextlib.asynccontextmanager
+async def one_client() -> AsyncIterator[Any]:
+    """One Prefect client for serve's polls and every run started inside: Prefect's engine would
+    open a client per run — a new connection, and a request for a CSRF token, each time."""
+    from prefect.context import AsyncClientContext
+
+    async with AsyncClientContext() as context:
+        yield context.client
+
+
+RESULT_STORAGE_KEPT = 300.0  # seconds
+
+
+class _RememberedResultStorage:
+    """Prefect asks the server for its default result storage twice in every flow run (for the
+    run's result store, and whether to persist its result) — a request each, one through a sync
+    client of its own. The answer changes only when an operator sets a server-wide storage block;
+    remembered RESULT_STORAGE_KEPT seconds, so such a change still applies within minutes."""
+
+    def __init__(
+        self,
+        read: Callable[[], Any],
+        aread: Callable[[], Awaitable[Any]],
+        keep: float = RESULT_STORAGE_KEPT,
+    ) -> None:
+        self.original_read, self.original_aread, self._keep = read, aread, keep
+        self._answer: Any = None
+        self._until = float("-inf")
+
+    def _remembered(self) -> bool:
+        return time.monotonic() < self._until
+
+    def _remember(self, answer: Any) -> Any:
+        self._answer, self._until = answer, time.monotonic() + self._keep
+        return answer
+
+    def read(self) -> Any:
+        return self._answer if self._remembered() else self._remember(self.original_read())
+
+    async def aread(self) -> Any:
+        if self._remembered():
+            return self._answer
+        return self._remember(await self.original_aread())
+
+
+def remember_result_storage(keep: float = RESULT_STORAGE_KEPT) -> None:
+    import prefect.results as results
+
+    read = results._read_server_default_result_storage_block_id
+    if isinstance(getattr(read, "__self__", None), _RememberedResultStorage):
+        return
+    remembered = _RememberedResultStorage(
+        read, results._aread_server_default_result_storage_block_id, keep
+    )
+    results._read_server_default_result_storage_block_id = remembered.read  # type: ignore[assignment]
+    results._aread_server_default_result_storage_block_id = remembered.aread  # type: ignore[assignment]
 
 
 def server_app() -> Any:

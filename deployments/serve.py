@@ -53,6 +53,8 @@ from fleet_alerting.deployments.local import (
 from fleet_alerting.deployments.prefect_engine import (
     flush_to_the_server,
     leave_sigterm_to_serve,
+    one_client,
+    remember_result_storage,
     run_in_process,
     share_tls_contexts,
     skip_suspension_watch,
@@ -437,6 +439,7 @@ async def execute(
     leave_sigterm_to_serve()
     share_tls_contexts()
     skip_suspension_watch()
+    remember_result_storage()
     try:
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             flows = await register(planned, out)
@@ -496,13 +499,12 @@ async def register(planned: list[Planned], out: Print) -> dict[UUID, Any]:
 
 
 async def run_due(flows: dict[UUID, Any], stop: asyncio.Event, poll: float, out: Print) -> None:
-    from prefect.client.orchestration import get_client
     from prefect.states import Cancelled
 
     active: dict[UUID, asyncio.Task[None]] = {}
     names: dict[UUID, tuple[UUID, str]] = {}  # deployment -> its run in flight: id, "flow run"
     started: set[UUID] = set()
-    async with get_client() as client:
+    async with one_client() as client:  # the runs' too (they are started inside)
         try:
             while not stop.is_set():
                 due = await client.get_scheduled_flow_runs_for_deployments(

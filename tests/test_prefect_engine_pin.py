@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import re
 import signal
 from importlib.metadata import version
@@ -17,6 +18,8 @@ from prefect import flow
 
 from fleet_alerting.deployments.prefect_engine import (
     leave_sigterm_to_serve,
+    one_client,
+    remember_result_storage,
     run_in_process,
     share_tls_contexts,
     skip_suspension_watch,
@@ -179,3 +182,94 @@ async def _two_deployment_runs() -> tuple[list[str], list[Any]]:
             states.append(state)
             threads += await state.result()
     return threads, states
+
+
+class _Requests(logging.Handler):
+    """The requests Prefect's clients make, as httpx logs each one: (method, path)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.made: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        method, url = record.args[0], str(record.args[1])  # type: ignore[index]
+        self.made.append((method, url.split("/api", 1)[-1].split("?")[0]))
+
+
+def test_runs_inside_one_client_ask_for_no_csrf_token_and_no_result_storage_each(
+    prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import prefect.results
+
+    for name in [  # serve's, not the test process's: restored after the test
+        "_read_server_default_result_storage_block_id",
+        "_aread_server_default_result_storage_block_id",
+    ]:
+        monkeypatch.setattr(prefect.results, name, getattr(prefect.results, name))
+    remember_result_storage()
+    requests = _Requests()
+    httpx_logger, level = logging.getLogger("httpx"), logging.getLogger("httpx").level
+    httpx_logger.setLevel(logging.INFO)
+    httpx_logger.addHandler(requests)
+    try:
+        states, per_run = asyncio.run(_runs_in_one_client(requests, runs=3))
+    finally:
+        httpx_logger.removeHandler(requests)
+        httpx_logger.setLevel(level)
+    assert all(state.is_completed() for state in states), states
+    later = [made for run in per_run[1:] for made in run]
+    asked_again = [r for r in later if r[1] in ("/csrf-token", "/admin/storage")]
+    assert not asked_again, (
+        f"runs after the first asked again for {asked_again}: {ADAPTER}'s one_client or "
+        f"remember_result_storage no longer takes effect (requests per run: {per_run})"
+    )
+    assert ("POST", f"/flow_runs/{states[-1].state_details.flow_run_id}/set_state") in later
+
+
+async def _runs_in_one_client(requests: _Requests, runs: int) -> tuple[list[Any], list[list]]:
+    deployment = await async_ok.ato_deployment(name="pin-one-client")
+    deployment_id = await deployment.aapply()
+    states, per_run = [], []
+    async with one_client() as client:
+        for _ in range(runs):
+            flow_run = await client.create_flow_run_from_deployment(deployment_id)
+            requests.made.clear()
+            states.append(await asyncio.create_task(run_in_process(async_ok, flow_run)))
+            per_run.append(list(requests.made))
+    return states, per_run
+
+
+def test_the_servers_default_result_storage_is_remembered_for_a_while_then_asked_again(
+    prefect_api: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import prefect.results
+
+    for name in [  # serve's, not the test process's: restored after the test
+        "_read_server_default_result_storage_block_id",
+        "_aread_server_default_result_storage_block_id",
+    ]:
+        monkeypatch.setattr(prefect.results, name, getattr(prefect.results, name))
+    remember_result_storage(keep=2.0)
+    set_it = _set_a_server_default_result_storage(tmp_path, after=2.5)
+    before, remembered, later = asyncio.run(set_it)
+    assert before is None
+    assert remembered is None, "asked the server again within the time it is remembered"
+    assert later is not None, "a server-wide result storage set while serve runs never applied"
+    assert prefect.results._read_server_default_result_storage_block_id() == later  # sync too
+
+
+async def _set_a_server_default_result_storage(folder: Path, after: float) -> tuple[Any, Any, Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.filesystems import LocalFileSystem
+    from prefect.results import _aread_server_default_result_storage_block_id as read
+
+    before = await read()
+    block_id = await LocalFileSystem(basepath=str(folder)).save("pin-results", overwrite=True)
+    async with get_client() as client:
+        await client.update_server_default_result_storage(block_id)
+        try:
+            remembered = await read()
+            await asyncio.sleep(after)
+            return before, remembered, await read()
+        finally:
+            await client.clear_server_default_result_storage()
