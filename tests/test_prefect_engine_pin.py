@@ -9,6 +9,7 @@ import inspect
 import logging
 import re
 import signal
+import threading
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -185,13 +186,18 @@ async def _two_deployment_runs() -> tuple[list[str], list[Any]]:
 
 
 class _Requests(logging.Handler):
-    """The requests Prefect's clients make, as httpx logs each one: (method, path)."""
+    """The requests the runs make, as httpx logs each one: (method, path) — on the thread they run
+    on: Prefect's log and event workers send from threads of their own, with clients of their own
+    (the log worker's first batch asks for its CSRF token whichever run it falls in)."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.made: list[tuple[str, str]] = []
+        self.runs_thread = threading.get_ident()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self.runs_thread:
+            return
         method, url = record.args[0], str(record.args[1])  # type: ignore[index]
         self.made.append((method, url.split("/api", 1)[-1].split("?")[0]))
 
