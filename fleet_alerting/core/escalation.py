@@ -154,7 +154,7 @@ def ran(
 ) -> Incident:
     """The incident after running these steps: on the last of them, its pagers recorded."""
     esc = incident.escalation
-    pagers = _unique(p for i in indexes for p in stages[i].pagers)
+    pagers = unique(p for i in indexes for p in stages[i].pagers)
     step = indexes[-1] + 1
     mention = next((stages[i].mention for i in reversed(indexes) if stages[i].mention), None)
     pages = esc.pages + tuple(Page(p, now, step) for p in pagers)
@@ -165,7 +165,7 @@ def ran(
     return evolve(
         incident,
         paged_at=incident.paged_at or now,
-        paged_via=_unique([*incident.paged_via, *pagers]),
+        paged_via=unique([*incident.paged_via, *pagers]),
     )
 
 
@@ -254,5 +254,5 @@ def _next(incident: Incident) -> str:
     return f"{upcoming} at {esc.next_at:%H:%M} UTC"
 
 
-def _unique(items: Iterable[str]) -> tuple[str, ...]:
+def unique(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))

@@ -25,6 +25,7 @@ from pydantic import Field
 
 from fleet_alerting.core.actions import holds_page, silenced_at
 from fleet_alerting.core.channels import pager_of
+from fleet_alerting.core.escalation import unique
 from fleet_alerting.core.fleet import signal_labels
 from fleet_alerting.core.incidents import (
     GROUP_PREFIX,
@@ -326,7 +327,7 @@ def _pagers_due(g: Incident, batch: _Batch, policy: Any) -> tuple[str, ...]:
     page came due, any pager a member's later escalation step reaches, and those owed from while
     an operator's ack or silence held the group's page (`escalation.next_to`)."""
     first = policy.first_pagers() if batch.paged and g.state != State.paged else ()
-    wanted = _unique([*first, *g.escalation.next_to, *sorted(batch.pagers)])
+    wanted = unique([*first, *g.escalation.next_to, *sorted(batch.pagers)])
     return tuple(p for p in wanted if p not in g.paged_via)
 
 
@@ -341,14 +342,10 @@ def _paged(g: Incident, pagers: Sequence[str], now: datetime) -> Incident:
         g,
         state=State.paged,
         paged_at=g.paged_at or now,
-        paged_via=_unique([*g.paged_via, *pagers]),
+        paged_via=unique([*g.paged_via, *pagers]),
         changed_at=now,
         escalation=replace(esc, step=step, pages=pages, next_to=()),
     )
-
-
-def _unique(items: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(items))
 
 
 def _summary(
