@@ -14,7 +14,7 @@ import pytest
 
 from fleet_alerting.config.schema import EscalationRule, PrometheusConfig
 from fleet_alerting.core import policy
-from fleet_alerting.core.incidents import Incident, Records
+from fleet_alerting.core.incidents import Incident, Kind, Notification, Records, State, retold
 from fleet_alerting.core.links import LinksConfig
 from fleet_alerting.core.policy import Evaluation, PolicyConfig
 from fleet_alerting.core.signals import TEXTS, Severity, Signal
@@ -167,3 +167,22 @@ def test_a_new_incident_that_opens_at_once_is_told_with_its_own_key_and_texts(
         stored = store.incident(signal.key)
         assert stored is not None and stored.signal == replace(signal).rendered()
     store.close()
+
+
+def test_retold_is_dataclasses_replace() -> None:
+    """`retold` copies every other field of a notification (a field added to Notification must be
+    added to it: this lists them)."""
+    signals = to_signals([(RULES[0], [alert("HostDown", "critical", 10, 1)])], T0, AM, LINKS)
+    record = Incident("k", "alertmanager", Severity.critical, State.paged, T0, T0, signals[0])
+    told = Notification("a|b", "pagerduty", Kind.paged, T0, record, True, "pagerduty: HTTP 400")
+    other = replace(record, key="other")
+    assert retold(told, "other|b", other) == replace(told, id="other|b", incident=other)
+    assert list(Notification.__dataclass_fields__) == [
+        "id",
+        "channel",
+        "kind",
+        "at",
+        "incident",
+        "one_off",
+        "paging_failed",
+    ]

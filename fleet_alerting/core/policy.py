@@ -31,6 +31,7 @@ from fleet_alerting.core.incidents import (
     Records,
     State,
     evolve,
+    retold,
 )
 from fleet_alerting.core.model import Duration, Model, PositiveDuration
 from fleet_alerting.core.signals import Severity, Signal, fingerprint_of
@@ -227,13 +228,13 @@ def _like(
     model, sent = decided
     key = signal.key
     made = {id(model): evolve(model, key=key, signal=signal)}
+    head = len(model.key)  # the id's head is the key (`_notifications`)
     copies = []
     for n in sent:
-        if id(n.incident) not in made:
-            made[id(n.incident)] = evolve(n.incident, key=key, signal=signal)
-        # the id's head is the key (`_notifications`)
-        tail = n.id[len(model.key) :]
-        copies.append(replace(n, id=key + tail, incident=made[id(n.incident)]))
+        incident = made.get(id(n.incident))
+        if incident is None:
+            incident = made[id(n.incident)] = evolve(n.incident, key=key, signal=signal)
+        copies.append(retold(n, key + n.id[head:], incident))
     return made[id(model)], copies
 
 
