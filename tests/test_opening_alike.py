@@ -36,6 +36,7 @@ RULES = [
     EscalationRule(name="critical", matchers=['severity="critical"']),
     EscalationRule(name="warning", matchers=['severity="warning"'], severity=Severity.warning),
 ]
+STORMS = StormRules()
 WATCH = next(w for w in active_watches(PrometheusConfig()) if w.name == "RoleAgentFailure")
 POLICIES = {
     Severity.critical: PolicyConfig(
@@ -112,31 +113,36 @@ def counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return decided
 
 
+def checked_run(store: Store, minute: int, decided: list[str]) -> int:
+    """The run at `minute` through the store's records, its evaluation checked equal to the
+    one with every record read; how many keys the engine decided one by one."""
+    now = T0 + timedelta(minutes=minute)
+    one_by_one = []
+
+    def run(incidents: Mapping[str, Incident]) -> Evaluation:
+        gone = {"alertmanager": GONE}
+        return decide(observed(minute, now), incidents, POLICIES.__getitem__, STORMS, now, gone)
+
+    def through_records(records: Mapping[str, Incident]) -> Evaluation:
+        assert isinstance(records, Records)
+        expected = run(dict(store.unresolved()))
+        decided.clear()
+        got = run(records)
+        one_by_one.append(len(decided))
+        assert got == expected
+        assert readable(got) == readable(expected)
+        return got
+
+    store.evaluate(through_records, now)
+    return one_by_one[0]
+
+
 def test_new_incidents_alike_are_decided_once_per_shape_as_each_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     decided = counting(monkeypatch)
     store = Store(tmp_path / "state.sqlite")
-    rules = StormRules()
-    gone = {"alertmanager": GONE}
-    one_by_one: list[int] = []
-    for minute in range(7):
-        now = T0 + timedelta(minutes=minute)
-
-        def through_records(
-            records: Mapping[str, Incident], minute: int = minute, now: datetime = now
-        ) -> Evaluation:
-            assert isinstance(records, Records)
-            full = dict(store.unresolved())
-            expected = decide(observed(minute, now), full, POLICIES.__getitem__, rules, now, gone)
-            decided.clear()
-            got = decide(observed(minute, now), records, POLICIES.__getitem__, rules, now, gone)
-            one_by_one.append(len(decided))
-            assert got == expected
-            assert readable(got) == readable(expected)
-            return got
-
-        store.evaluate(through_records, now)
+    one_by_one = [checked_run(store, minute, decided) for minute in range(7)]
     # the opening run: two critical onsets opening, one warning onset pending, one Prometheus
     # watch (every series' onset is now) — four decisions for 49 alerts and three series
     assert one_by_one[0] == 4, one_by_one
