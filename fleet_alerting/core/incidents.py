@@ -347,7 +347,9 @@ class Records(Mapping[str, Incident]):
 
     def get(self, key: str, default: Any = None) -> Any:
         # a storm's opening asks each pass for the record of every new key: no KeyError raised
-        return self[key] if key in self._briefs else default
+        if key not in self._briefs:
+            return default
+        return super().get(key, default)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._briefs)
