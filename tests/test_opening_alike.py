@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +192,33 @@ def test_retold_is_dataclasses_replace() -> None:
         "one_off",
         "paging_failed",
     ]
+
+
+def test_one_onset_written_with_two_offsets_is_decided_as_each_alone(tmp_path: Path) -> None:
+    """Alertmanagers in two time zones send one instant as 02:50+00:00 and 03:50+01:00: the
+    copies' onsets, ids and texts are what each alone gets, and a pending one read from its brief
+    (kept in UTC) is told as when its whole record is read."""
+    store = Store(tmp_path / "state.sqlite")
+    plus_one = timezone(timedelta(hours=1))
+    utc, local = alert("HostDown", "critical", 10, 1), alert("HostDown", "critical", 10, 2)
+    local = replace(local, starts_at=local.starts_at.astimezone(plus_one))
+    pending = alert("DiskFull", "warning", 5, 1)
+    pending = replace(pending, starts_at=pending.starts_at.astimezone(plus_one))
+    for minute in range(2):
+        now = T0 + timedelta(minutes=minute)
+        signals = to_signals([(RULES[0], [utc, local]), (RULES[1], [pending])], now, AM, LINKS)
+
+        def run(incidents: Mapping[str, Incident]) -> Evaluation:
+            return decide(signals, incidents, POLICIES.__getitem__, STORMS, now)  # noqa: B023
+
+        def through_records(records: Mapping[str, Incident]) -> Evaluation:
+            expected, got = run(dict(store.unresolved())), run(records)
+            assert got == expected
+            assert [n.id for n in got.notifications] == [n.id for n in expected.notifications]
+            return got
+
+        store.evaluate(through_records, now)
+    told = store.incidents(include_resolved=True)
+    assert {i.onset for i in told} == {T0 - timedelta(minutes=10), T0 - timedelta(minutes=5)}
+    assert all(i.onset.utcoffset() == timedelta(0) for i in told)
+    store.close()

@@ -10,7 +10,7 @@ import bisect
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
@@ -221,6 +221,12 @@ class _Alike:
         return _like(found, signal)
 
 
+def _in_utc(moment: datetime) -> datetime:
+    """An onset as the store's brief of it keeps it: one instant written with two offsets
+    (Alertmanagers in two time zones) is one onset — one shape, one notification id."""
+    return moment if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def _like(
     decided: tuple[Incident, list[Notification]], signal: Signal
 ) -> tuple[Incident, list[Notification]]:
@@ -321,7 +327,7 @@ def _on_failure(
             source=signal.source,
             severity=signal.severity,
             state=State.pending,
-            onset=signal.since or now,
+            onset=_in_utc(signal.since or now),
             changed_at=now,
             signal=signal,
             consecutive_failures=1,
