@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -212,7 +213,7 @@ def write(
         if not kept:
             continue
         try:
-            with conn.begin_nested():
+            with _statement_savepoint(conn):
                 update.execute(conn, [_row(i, now, keep_texts=True) for i in kept])
         except sa.exc.DBAPIError:
             # a stored signal the database cannot read (a row edited by hand, or written before
@@ -221,6 +222,15 @@ def write(
 
 
 _WRITE_CHUNK = 1000  # rows per executemany: a bounded share of the records' JSON in memory
+
+
+def _statement_savepoint(conn: sa.Connection) -> AbstractContextManager[object]:
+    """What lets the transaction go on after a failed executemany. PostgreSQL aborts the whole
+    transaction at an error: a savepoint. SQLite undoes only the failing statement, and the rows
+    written before it are written again whole: none (a savepoint there keeps a copy of every page
+    the opening changes, ~7% of its write)."""
+    return conn.begin_nested() if conn.dialect.name == "postgresql" else nullcontext()
+
 
 ROW_COLUMNS = (
     "key",

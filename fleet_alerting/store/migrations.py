@@ -168,4 +168,16 @@ def _upgrade_to_3(conn: sa.Connection) -> None:
         conn.exec_driver_sql("DROP INDEX IF EXISTS ix_incidents_brief")
 
 
-STEPS: dict[int, Step] = {1: _upgrade_to_1, 2: _upgrade_to_2, 3: _upgrade_to_3}
+def _upgrade_to_6(conn: sa.Connection) -> None:
+    for index in _DROPPED_IN_6:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
+
+
+_DROPPED_IN_6 = ("ix_incidents_state", "ix_incidents_source")
+
+STEPS: dict[int, Step] = {
+    1: _upgrade_to_1,
+    2: _upgrade_to_2,
+    3: _upgrade_to_3,
+    6: _upgrade_to_6,
+}
