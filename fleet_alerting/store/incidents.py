@@ -1,5 +1,6 @@
 """Incidents in the store, read and written in the caller's transaction: a record (JSON) per key,
-its brief and its Slack thread in columns, found by index.
+its brief and its Slack thread in columns, found by index, and its signal (JSON) in a row of its
+own: a storm's opening rewrites every record and keeps most signals as they are.
 
 A run reads the open incidents' briefs (`records`): the engine compares a steady failure on its
 brief and asks for a full record only for the incidents it changes. A Slack thread lives in two
