@@ -132,3 +132,25 @@ def test_a_new_store_has_no_index_on_the_state_alone_nor_on_the_source(state_db:
     Store(state_db).close()
     indexes = incident_indexes(state_db)
     assert "ix_incidents_state_resolved_at" in indexes and not indexes & set(SCHEMA_5_INDEXES)
+
+
+def test_an_open_record_holding_a_nul_is_moved_by_the_upgrade(state_db: str) -> None:
+    """Written before NULs were kept out: PostgreSQL cannot read the record as JSON, so the
+    upgrade moves its signal in Python; the NUL is stored as U+FFFD and the board reads it."""
+    from fleet_alerting.store.board import open_incidents
+
+    first = series("pi-1")
+    with Store(state_db) as store:
+        run(store, [first], T0)
+        run(store, [first], T0 + MINUTE)  # opens
+    as_schema_5(state_db)
+    row = incidents_table.c
+    with raw_engine(state_db).begin() as conn:
+        data = conn.execute(sa.select(row.data)).scalar_one()
+        odd = data.replace("failed its last run", "failed\\u0000its last run")
+        conn.execute(sa.update(incidents_table).values(data=odd))
+    with Store(state_db) as store:
+        assert store.upgraded_from == 5
+        (shown,), counts = open_incidents(store, 10)
+    assert shown.signal.summary == "Role agent on pi-1 failed\ufffdits last run"
+    assert counts["critical"] == 1 and set(texts(state_db)) == {first.key}
