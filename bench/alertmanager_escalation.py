@@ -14,7 +14,8 @@ Each `--code LABEL=DIR` checkout runs in a child process of its own with PYTHONP
 checkouts' passes alternate (before, after, before, after…), a fresh store each pass; raw and
 ours alternate within each run. Printed: ours / raw for the opening run and the steady median;
 the store's time split into the engine's (`decide`) and the rest (the write: incidents, outbox,
-history, commit), and the opening run's fetch + write alone / raw (what no engine work can cut).
+history, commit), and the opening run's fetch + write alone / raw (what no engine work can cut);
+the opening run's CPU of the store and of its engine (steadier than wall time on a busy machine).
 
     PYTHONPATH=$PWD .venv/bin/python bench/alertmanager_escalation.py [--alerts 10000]
         [--runs 6] [--passes 2] [--code before=/tmp/main --code after=.]
@@ -87,15 +88,17 @@ async def child(url: str, runs: int, workdir: Path) -> list[dict[str, float]]:
     from fleet_alerting.tasks import pipeline
     from fleet_alerting.tasks.pipeline import evaluate_and_record
 
-    engine = [0.0]  # of the store's time, the engine's (signals + incidents → evaluation)
+    # of the store's time and CPU, the engine's (signals + incidents → evaluation)
+    engine, engine_cpu = [0.0], [0.0]
     decide = pipeline.decide
 
     def timed_decide(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         try:
             return decide(*args, **kwargs)
         finally:
             engine[0] += time.perf_counter() - started
+            engine_cpu[0] += time.process_time() - cpu
 
     pipeline.decide = timed_decide
     rule = EscalationRule(name="critical", matchers=MATCHERS)
@@ -117,7 +120,8 @@ async def child(url: str, runs: int, workdir: Path) -> list[dict[str, float]]:
             t2 = time.perf_counter()
             signals = to_signals([(rule, answer.alerts)], now, url, links)
             t3 = time.perf_counter()
-            engine[0] = 0.0
+            engine[0] = engine_cpu[0] = 0.0
+            cpu = time.process_time()
             evaluation, queued = evaluate_and_record(
                 store,
                 signals,
@@ -125,7 +129,7 @@ async def child(url: str, runs: int, workdir: Path) -> list[dict[str, float]]:
                 now,
                 unseen=lambda incidents, s=signals: unseen(s, incidents, [rule.name]),
             )
-            t4 = time.perf_counter()
+            t4, cpu = time.perf_counter(), time.process_time() - cpu
             rows.append(
                 {
                     "raw": t1 - t0,
@@ -133,6 +137,8 @@ async def child(url: str, runs: int, workdir: Path) -> list[dict[str, float]]:
                     "signals": t3 - t2,
                     "store": t4 - t3,
                     "engine": engine[0],
+                    "store_cpu": cpu,
+                    "engine_cpu": engine_cpu[0],
                     "alerts": len(answer.alerts),
                     "changed": len(evaluation.incidents),
                     "queued": queued,
@@ -213,6 +219,11 @@ def report(results: dict[str, list[list[dict[str, float]]]], alerts: int) -> Non
             f"write alone: {', '.join(f'{x:.2f}' for x in floor)}); steady median "
             f"{statistics.median(steady):.2f} (min {min(steady):.2f}); fetch alone / raw median "
             f"{statistics.median(fetch):.2f}"
+        )
+        cpu = [(p[0]["store_cpu"] * 1000, p[0]["engine_cpu"] * 1000) for p in passes]
+        print(
+            f"{label}: opening run's store CPU (engine) ms: "
+            + ", ".join(f"{store:.0f} ({engine:.0f})" for store, engine in cpu)
         )
 
 

@@ -31,6 +31,7 @@ from fleet_alerting.core.incidents import (
     Records,
     State,
     evolve,
+    retold,
 )
 from fleet_alerting.core.model import Duration, Model, PositiveDuration
 from fleet_alerting.core.signals import Severity, Signal, fingerprint_of
@@ -169,10 +170,9 @@ def evaluate(
         incidents.preload([s.key for s in latest if not incidents.pending_as_observed(s)])
         alike = _Alike(incidents, policy_for, now)
     for signal in latest:
-        if alike is not None and (brief := alike.records.observed(signal.key)) is not None:
-            updated, sent = alike.on_failure(brief, signal)
-            changed.append(updated)
-            notifications.extend(sent)
+        if alike is not None and (found := alike.decided_for(signal)) is not None:
+            changed.append(found[0])
+            notifications.extend(found[1])
             continue
         current = incidents.get(signal.key)
         if signal.firing:
@@ -189,10 +189,12 @@ def evaluate(
 
 
 class _Alike:
-    """`_on_failure` of pending records known from their briefs (`Records.observed`), decided
-    once per shape — severity, source, onset, counts: all the engine reads of such a record
-    besides its key and signal — and the others of that shape made like it. A storm's opening
-    run is tens of thousands of these, alike but for the key and the labels."""
+    """`_on_failure` of failures whose record the engine knows without reading one — pending
+    records known from their briefs (`Records.observed`), and keys with no unresolved record
+    (a new incident) — decided once per shape and the others of that shape made like it. The
+    shape is all the engine reads of such a record besides its key and signal: severity,
+    source, onset, counts (none for a new one). A storm's opening run is tens of thousands of
+    these, alike but for the key and the labels."""
 
     def __init__(self, records: Records, policy_for: PolicyFor, now: datetime):
         self.records = records
@@ -200,12 +202,19 @@ class _Alike:
         self.now = now
         self.decided: dict[tuple[Any, ...], tuple[Incident, list[Notification]]] = {}
 
-    def on_failure(self, brief: Brief, signal: Signal) -> tuple[Incident, list[Notification]]:
-        shape = (signal.severity, brief.source, brief.onset, brief.failures, brief.successes)
+    def decided_for(self, signal: Signal) -> tuple[Incident, list[Notification]] | None:
+        """What `_on_failure` makes of `signal`'s record, if it is known without reading it."""
+        brief = self.records.observed(signal.key)
+        if brief is not None:
+            shape = (signal.severity, brief.source, brief.onset, brief.failures, brief.successes)
+        elif signal.firing and signal.key not in self.records:
+            shape = (signal.severity, signal.source, signal.since or self.now, None, None)
+        else:
+            return None
         found = self.decided.get(shape)
         if found is None:
             # a pending record is never left as it is (`_unchanged` asks for an open one)
-            current = self.records[signal.key]
+            current = None if brief is None else self.records[signal.key]
             policy = self.policy_for(signal.severity)
             found = self.decided[shape] = _on_failure(current, signal, policy, self.now)
             return found
@@ -219,13 +228,13 @@ def _like(
     model, sent = decided
     key = signal.key
     made = {id(model): evolve(model, key=key, signal=signal)}
+    head = len(model.key)  # the id's head is the key (`_notifications`)
     copies = []
     for n in sent:
-        if id(n.incident) not in made:
-            made[id(n.incident)] = evolve(n.incident, key=key, signal=signal)
-        # the id's head is the key (`_notifications`)
-        tail = n.id[len(model.key) :]
-        copies.append(replace(n, id=key + tail, incident=made[id(n.incident)]))
+        incident = made.get(id(n.incident))
+        if incident is None:
+            incident = made[id(n.incident)] = evolve(n.incident, key=key, signal=signal)
+        copies.append(retold(n, key + n.id[head:], incident))
     return made[id(model)], copies
 
 

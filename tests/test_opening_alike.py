@@ -1,0 +1,194 @@
+"""A storm's opening run of new incidents: failures with no unresolved record are decided once per
+shape (`policy._Alike`) and the rest made like it — and every decision, message id, page and text
+is what the engine decides for each of them on its own, run after run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleet_alerting.config.schema import EscalationRule, PrometheusConfig
+from fleet_alerting.core import policy
+from fleet_alerting.core.incidents import Incident, Kind, Notification, Records, State, retold
+from fleet_alerting.core.links import LinksConfig
+from fleet_alerting.core.policy import Evaluation, PolicyConfig
+from fleet_alerting.core.signals import TEXTS, Severity, Signal
+from fleet_alerting.core.storms import StormRules, decide
+from fleet_alerting.sources.alertmanager.judge import GONE, to_signals
+from fleet_alerting.sources.alertmanager.shapes import Alert
+from fleet_alerting.sources.prometheus.judge import (
+    Series,
+    WatchOutcome,
+    active_watches,
+    evaluate_watches,
+)
+from fleet_alerting.store.database import Store
+
+T0 = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+AM = "http://alertmanager.test:9093"
+LINKS = LinksConfig(grafana_url="https://grafana.test/", loki_datasource_uid="LOKI1")
+RULES = [
+    EscalationRule(name="critical", matchers=['severity="critical"']),
+    EscalationRule(name="warning", matchers=['severity="warning"'], severity=Severity.warning),
+]
+STORMS = StormRules()
+WATCH = next(w for w in active_watches(PrometheusConfig()) if w.name == "RoleAgentFailure")
+POLICIES = {
+    Severity.critical: PolicyConfig(
+        open_after=1, resolve_after=1, page=["pagerduty"], mirror=True, repeat=timedelta(hours=1)
+    ),
+    Severity.warning: PolicyConfig(open_after=2, resolve_after=1),  # pending first
+}
+
+# (alertname, severity, started minutes before T0, alerts, listed from minute, until minute):
+# storms of one alertname (at least grouping.ungrouped_storm: one group) and a few alerts told
+# one by one, with onsets whose page is due as they open or only later, some ending on the way
+SHAPES: list[tuple[str, str, int, int, int, int]] = [
+    ("HostDown", "critical", 10, 24, 0, 9),  # a storm, paged as it opens
+    ("HostSlow", "critical", 1, 3, 0, 9),  # told one by one, paged four runs later
+    ("NodeHot", "critical", 30, 21, 1, 3),  # a storm a run later, gone at minute 3
+    ("NodeCold", "critical", 2, 2, 1, 9),
+    ("DiskFull", "warning", 5, 22, 0, 9),  # pending first: opens in the next run
+    ("DiskFull", "warning", 0, 2, 2, 9),
+]
+
+
+def alert(alertname: str, severity: str, started: int, n: int) -> Alert:
+    host = f"{alertname.lower()}-{started}-{n:03}"
+    return Alert(
+        fingerprint=f"{alertname}{started:04}{n:04}",
+        labels={"alertname": alertname, "instance": f"{host}:9100", "severity": severity},
+        annotations={"summary": f"{host}: {alertname}", "runbook_url": "https://rb.test/x"},
+        starts_at=T0 - timedelta(minutes=started),
+        ends_at=T0 + timedelta(hours=1),
+        state="active",
+        receivers=("nobody",),
+        generator_url="http://prometheus.test/graph?g0.expr=up",
+    )
+
+
+def observed(minute: int, now: datetime) -> list[Signal]:
+    """What the Alertmanager and a Prometheus watch (no onset of its own) say at `minute`."""
+    matched = [
+        (
+            rule,
+            [
+                alert(name, severity, started, n)
+                for name, severity, started, count, first, until in SHAPES
+                if severity == rule.severity and first <= minute < until
+                for n in range(count)
+            ],
+        )
+        for rule in RULES
+    ]
+    hosts = [f"pi-{n:02}" for n in range(3 if minute < 4 else 5)]
+    series = [Series({"host": h, "job": "node"}, 0.0) for h in hosts]
+    prometheus = evaluate_watches([WatchOutcome(WATCH, series)], LINKS).signals
+    return to_signals(matched, now, AM, LINKS) + prometheus
+
+
+def readable(evaluation: Evaluation) -> list[tuple[str, str, dict[str, Any]]]:
+    """Each notification's id and channel, and the texts of the incident it tells of."""
+    return [
+        (n.id, n.channel, {name: getattr(n.incident.signal, name) for name in TEXTS})
+        for n in evaluation.notifications
+    ]
+
+
+def counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys the engine decides one by one (`policy._on_failure`)."""
+    decided: list[str] = []
+    on_failure: Callable[..., Any] = policy._on_failure
+
+    def counted(current: Incident | None, signal: Signal, *args: Any) -> Any:
+        decided.append(signal.key)
+        return on_failure(current, signal, *args)
+
+    monkeypatch.setattr(policy, "_on_failure", counted)
+    return decided
+
+
+def checked_run(store: Store, minute: int, decided: list[str]) -> int:
+    """The run at `minute` through the store's records, its evaluation checked equal to the
+    one with every record read; how many keys the engine decided one by one."""
+    now = T0 + timedelta(minutes=minute)
+    one_by_one = []
+
+    def run(incidents: Mapping[str, Incident]) -> Evaluation:
+        gone = {"alertmanager": GONE}
+        return decide(observed(minute, now), incidents, POLICIES.__getitem__, STORMS, now, gone)
+
+    def through_records(records: Mapping[str, Incident]) -> Evaluation:
+        assert isinstance(records, Records)
+        expected = run(dict(store.unresolved()))
+        decided.clear()
+        got = run(records)
+        one_by_one.append(len(decided))
+        assert got == expected
+        assert readable(got) == readable(expected)
+        return got
+
+    store.evaluate(through_records, now)
+    return one_by_one[0]
+
+
+def test_new_incidents_alike_are_decided_once_per_shape_as_each_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decided = counting(monkeypatch)
+    store = Store(tmp_path / "state.sqlite")
+    one_by_one = [checked_run(store, minute, decided) for minute in range(7)]
+    # the opening run: two critical onsets opening, one warning onset pending, one Prometheus
+    # watch (every series' onset is now) — four decisions for 49 alerts and three series
+    assert one_by_one[0] == 4, one_by_one
+    everything = store.incidents(include_resolved=True)
+    paged = sorted(i.key.split(":")[0] for i in everything if i.paged_via and not i.group)
+    # the two storms' groups and the Prometheus group; the five alerts told one by one
+    groups = ["group/alertmanager"] * 2 + ["group/prometheus/RoleAgentFailure"]
+    assert paged == ["alertmanager"] * 5 + groups, paged
+    store.close()
+
+
+def test_a_new_incident_that_opens_at_once_is_told_with_its_own_key_and_texts(
+    tmp_path: Path,
+) -> None:
+    """Two alerts of one shape: the second's record, ids and message are its own, not a copy of
+    the first one's."""
+    store = Store(tmp_path / "state.sqlite")
+    first, second = alert("HostDown", "critical", 10, 1), alert("HostDown", "critical", 10, 2)
+    signals = to_signals([(RULES[0], [first, second])], T0, AM, LINKS)
+    evaluation, queued = store.evaluate(
+        lambda r: decide(signals, r, POLICIES.__getitem__, StormRules(), T0), T0
+    )
+    assert queued == 10  # each: opened in Slack + mirror, paged, and its page in Slack + mirror
+    for signal in signals:
+        mine = [n for n in evaluation.notifications if n.incident.key == signal.key]
+        assert {n.id.split("|", 1)[0] for n in mine} == {signal.key}
+        assert {n.incident.signal.summary for n in mine} == {signal.summary}
+        stored = store.incident(signal.key)
+        assert stored is not None and stored.signal == replace(signal).rendered()
+    store.close()
+
+
+def test_retold_is_dataclasses_replace() -> None:
+    """`retold` copies every other field of a notification (a field added to Notification must be
+    added to it: this lists them)."""
+    signals = to_signals([(RULES[0], [alert("HostDown", "critical", 10, 1)])], T0, AM, LINKS)
+    record = Incident("k", "alertmanager", Severity.critical, State.paged, T0, T0, signals[0])
+    told = Notification("a|b", "pagerduty", Kind.paged, T0, record, True, "pagerduty: HTTP 400")
+    other = replace(record, key="other")
+    assert retold(told, "other|b", other) == replace(told, id="other|b", incident=other)
+    assert list(Notification.__dataclass_fields__) == [
+        "id",
+        "channel",
+        "kind",
+        "at",
+        "incident",
+        "one_off",
+        "paging_failed",
+    ]
