@@ -82,7 +82,7 @@ def test_a_record_the_database_cannot_read_leaves_the_board_a_warning(
     import sqlalchemy as sa
 
     from fleet_alerting.config.schema import Config
-    from fleet_alerting.store.incidents import record_json
+    from fleet_alerting.store.incidents import WITH_TEXTS, record_json
     from fleet_alerting.store.tables import incidents_table, texts_table
     from fleet_alerting.tasks.board import publish_incident_board
     from tests.stores import is_url, raw_engine
@@ -92,7 +92,8 @@ def test_a_record_the_database_cannot_read_leaves_the_board_a_warning(
     with Store(state_db) as store, store.transaction() as transaction:
         transaction.write_incidents(STORED[:1], NOW)
     with raw_engine(state_db).begin() as conn:  # as written then: the signal in the record
-        data, signal = conn.execute(sa.select(incidents_table.c.data, texts_table.c.signal)).one()
+        query = sa.select(incidents_table.c.data, texts_table.c.signal).select_from(WITH_TEXTS)
+        data, signal = conn.execute(query).one()
         legacy = record_json(data, signal).replace("down", "\\u0000")
         conn.execute(sa.update(incidents_table).values(data=legacy))
         conn.execute(sa.delete(texts_table))
