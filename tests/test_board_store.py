@@ -82,7 +82,8 @@ def test_a_record_the_database_cannot_read_leaves_the_board_a_warning(
     import sqlalchemy as sa
 
     from fleet_alerting.config.schema import Config
-    from fleet_alerting.store.tables import incidents_table
+    from fleet_alerting.store.incidents import WITH_TEXTS, record_json
+    from fleet_alerting.store.tables import incidents_table, texts_table
     from fleet_alerting.tasks.board import publish_incident_board
     from tests.stores import is_url, raw_engine
 
@@ -90,8 +91,11 @@ def test_a_record_the_database_cannot_read_leaves_the_board_a_warning(
         pytest.skip("SQLite reads `\\u0000` in JSON")
     with Store(state_db) as store, store.transaction() as transaction:
         transaction.write_incidents(STORED[:1], NOW)
-    with raw_engine(state_db).begin() as conn:
-        data = conn.execute(sa.select(incidents_table.c.data)).scalar_one()
-        conn.execute(sa.update(incidents_table).values(data=data.replace("down", "\\u0000")))
+    with raw_engine(state_db).begin() as conn:  # as written then: the signal in the record
+        query = sa.select(incidents_table.c.data, texts_table.c.signal).select_from(WITH_TEXTS)
+        data, signal = conn.execute(query).one()
+        legacy = record_json(data, signal).replace("down", "\\u0000")
+        conn.execute(sa.update(incidents_table).values(data=legacy))
+        conn.execute(sa.delete(texts_table))
     asyncio.run(publish_incident_board(Config.model_validate({"state": {"url": state_db}})))
     assert "incident board not updated: (psycopg.errors.UntranslatableCharacter)" in caplog.text

@@ -355,26 +355,3 @@ def test_a_nul_in_a_label_is_stored_and_read_on_both_backends(state_db: str) -> 
         assert incident.state == State.firing and incident.signal.labels["job"] == "no\ufffdde"
         shown, counts = open_incidents(store, 10)
         assert [i.key for i in shown] == [incident.key] and counts["critical"] == 1
-
-
-def test_a_stored_signal_the_database_cannot_read_is_written_again_whole(state_db: str) -> None:
-    """A row without its signal (edited by hand): the opening that would keep its texts writes
-    the record whole instead of failing the run."""
-    import sqlalchemy as sa
-
-    from fleet_alerting.store.tables import incidents_table
-
-    def run(records: Records, now: datetime) -> Evaluation:
-        return decide([series("h1")], records, default_policies().__getitem__, StormRules(), now)
-
-    with Store(state_db) as store:
-        store.evaluate(lambda r: run(r, T0), T0)
-        with store.transaction() as tx:
-            row = incidents_table.c
-            data = tx.conn.execute(sa.select(row.data)).scalar_one()
-            headless = data[: data.index(',"signal":')] + "}"
-            tx.conn.execute(sa.update(incidents_table).values(data=headless))
-        later = T0 + timedelta(minutes=1)
-        evaluation, _ = store.evaluate(lambda r: run(r, later), later)
-        (incident,) = evaluation.incidents
-        assert store.incident(incident.key) == incident and incident.signal.summary

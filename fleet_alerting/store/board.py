@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 
 from fleet_alerting.core.board import SEVERITY_ORDER
 from fleet_alerting.core.incidents import OPEN_STATES, Incident
-from fleet_alerting.store.incidents import INCIDENT_COLUMNS, row_incident
+from fleet_alerting.store.incidents import INCIDENT_COLUMNS, WITH_TEXTS, row_incident
 from fleet_alerting.store.tables import incidents_table
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def _query(dialect: str, limit: int) -> sa.Select[Any]:
     ).cte("ranked")
     return (
         sa.select(*INCIDENT_COLUMNS, *(ranked.c[s.value] for s in SEVERITY_ORDER), ranked.c.total)
-        .join_from(ranked, incidents_table, incidents_table.c.key == ranked.c.key)
+        .select_from(ranked.join(WITH_TEXTS, incidents_table.c.key == ranked.c.key))
         .where(ranked.c.at <= limit)
         .order_by(ranked.c.at)
     )

@@ -1,5 +1,6 @@
 """Incidents in the store, read and written in the caller's transaction: a record (JSON) per key,
-its brief and its Slack thread in columns, found by index.
+its brief and its Slack thread in columns, found by index, and its signal (JSON) in a row of its
+own: a storm's opening rewrites every record and keeps most signals as they are.
 
 A run reads the open incidents' briefs (`records`): the engine compares a steady failure on its
 brief and asks for a full record only for the incidents it changes. A Slack thread lives in two
@@ -17,45 +18,34 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
-from sqlalchemy.dialects import postgresql
 
 from fleet_alerting.core.incidents import Acts, Brief, Incident, Records, State, evolve
-from fleet_alerting.core.signals import fingerprint_of
+from fleet_alerting.core.signals import Signal, fingerprint_of
 from fleet_alerting.store import backend
-from fleet_alerting.store.tables import BRIEF_COLUMNS, delete_at_most, incidents_table, ts
+from fleet_alerting.store.tables import BRIEF_COLUMNS, incidents_table, texts_table, ts
 
 # a storm writes tens of thousands of rows with a handful of distinct times (now, its onsets)
 _ts = lru_cache(maxsize=256)(ts)
 
 _incident_json = TypeAdapter(Incident)
+_signal_json = TypeAdapter(Signal)
 _SIGNAL = {"signal"}
 
 OPEN = [State.pending.value, State.firing.value, State.paged.value]
 
 
 def _upsert_incident(dialect: str) -> Any:
-    return _upsert(dialect, keep_texts=False)
-
-
-def _update_keeping_texts(dialect: str) -> Any:
-    return _upsert(dialect, keep_texts=True)
-
-
-def _upsert(dialect: str, keep_texts: bool) -> Any:
-    """Insert or replace incident rows. `keep_texts`: the rows' new `data` is their JSON without
-    the signal and the closing brace; the signal stored is kept (the row exists: its brief was
-    read in this transaction)."""
+    """Insert or replace incident rows (ROW_COLUMNS; `data` is the record without its signal)."""
     insert = backend.insert(incidents_table, dialect)
     new = insert.excluded
     # A thread set (by the Slack notifier) since this incident was read is kept, for the same
     # episode.
     keep_thread = sa.and_(new.thread_ts.is_(None), incidents_table.c.episode == new.episode)
-    data = _with_stored_signal(new.data, dialect) if keep_texts else new.data
     return insert.on_conflict_do_update(
         index_elements=["key"],
         set_={
-            **{c: new[c] for c in ("source", "state", "updated_at", "episode", "resolved_at")},
-            "data": data,
+            **{c: new[c] for c in ("source", "state", "updated_at", "data", "episode")},
+            "resolved_at": new.resolved_at,
             **{c: new[c] for c in BRIEF_COLUMNS},
             **{
                 c: sa.case((keep_thread, incidents_table.c[c]), else_=new[c])
@@ -65,27 +55,31 @@ def _upsert(dialect: str, keep_texts: bool) -> Any:
     )
 
 
-def _with_stored_signal(head: Any, dialect: str) -> Any:
-    """An incident's JSON: `head` (its JSON without the signal and the closing brace) and the
-    stored row's `signal`."""
-    stored = incidents_table.c.data
-    if dialect == "postgresql":
-        signal = sa.cast(sa.cast(stored, postgresql.JSONB).op("->")("signal"), sa.Text)
-    else:
-        signal = sa.func.json_extract(stored, "$.signal")  # an object: its JSON text
-    return head + sa.literal(',"signal":') + signal + sa.literal("}")
+def _upsert_texts(dialect: str) -> Any:
+    """Insert or replace signals (TEXT_COLUMNS)."""
+    insert = backend.insert(texts_table, dialect)
+    return insert.on_conflict_do_update(
+        index_elements=["key"], set_={"signal": insert.excluded.signal}
+    )
 
 
 INCIDENT_COLUMNS = (
     incidents_table.c.data,
     incidents_table.c.thread_channel,
     incidents_table.c.thread_ts,
+    texts_table.c.signal,
 )
+WITH_TEXTS = incidents_table.outerjoin(texts_table, texts_table.c.key == incidents_table.c.key)
+
+
+def select_incidents() -> sa.Select[Any]:
+    """INCIDENT_COLUMNS of the incidents (each with its signal, if kept apart)."""
+    return sa.select(*INCIDENT_COLUMNS).select_from(WITH_TEXTS)
 
 
 # reads -------------------------------------------------------------------------------------------
 def unresolved(conn: sa.Connection, source: str | None) -> dict[str, Incident]:
-    query = sa.select(*INCIDENT_COLUMNS).where(incidents_table.c.state.in_(OPEN))
+    query = select_incidents().where(incidents_table.c.state.in_(OPEN))
     if source is not None:
         query = query.where(incidents_table.c.source == source)
     loaded = (row_incident(row) for row in conn.execute(query))
@@ -93,7 +87,7 @@ def unresolved(conn: sa.Connection, source: str | None) -> dict[str, Incident]:
 
 
 def listing(conn: sa.Connection, include_resolved: bool) -> list[Incident]:
-    query = sa.select(*INCIDENT_COLUMNS).order_by(incidents_table.c.updated_at.desc())
+    query = select_incidents().order_by(incidents_table.c.updated_at.desc())
     if not include_resolved:
         query = query.where(incidents_table.c.state.in_(OPEN))
     return [row_incident(row) for row in conn.execute(query)]
@@ -108,7 +102,7 @@ def states(conn: sa.Connection) -> dict[str, str]:
 
 def load(conn: sa.Connection, key: str) -> Incident | None:
     """The incident `key` as stored, read in the caller's transaction."""
-    query = sa.select(*INCIDENT_COLUMNS).where(incidents_table.c.key == key)
+    query = select_incidents().where(incidents_table.c.key == key)
     row = conn.execute(query).first()
     return None if row is None else row_incident(row)
 
@@ -163,7 +157,7 @@ def records(conn: sa.Connection, briefs_sql: str) -> Records:
         listed = list(keys)
         for start in range(0, len(listed), _CHUNK):
             chunk = listed[start : start + _CHUNK]
-            query = sa.select(*INCIDENT_COLUMNS).where(row.key.in_(chunk))
+            query = select_incidents().where(row.key.in_(chunk))
             found.update((i.key, i) for i in map(row_incident, conn.execute(query)))
         return found
 
@@ -198,26 +192,23 @@ def write(
     thousands, whose JSON is not held all at once. The rows go to the driver as they are
     (`_Driver`): SQLAlchemy's processing of each row's parameters cost about a fifth of the write.
 
-    `stored`: the records as read in this transaction. An incident whose deferred signal has the
-    fingerprint its row holds keeps the row's signal (the same texts: `Signal.deferred`), so a
+    A record is stored without its signal, which has a row of its own (texts_table). `stored`:
+    the records as read in this transaction. An incident whose deferred signal has the
+    fingerprint its row holds keeps the stored signal (the same texts: `Signal.deferred`), so a
     storm's opening run neither renders nor writes again the texts written when it began."""
-    upsert = _driver(_upsert_incident, conn.dialect)
-    update = _driver(_update_keeping_texts, conn.dialect)
+    upsert = _driver(_upsert_incident, ROW_COLUMNS, conn.dialect)
+    texts = _driver(_upsert_texts, TEXT_COLUMNS, conn.dialect)
     for start in range(0, len(incidents), _WRITE_CHUNK):
-        chunk = incidents[start : start + _WRITE_CHUNK]
-        keeps = [_keeps_texts(incident, stored) for incident in chunk]
-        kept = [i for i, keep in zip(chunk, keeps, strict=True) if keep]
-        if whole := [_row(i, now) for i, keep in zip(chunk, keeps, strict=True) if not keep]:
-            upsert.execute(conn, whole)
-        if not kept:
-            continue
-        try:
-            with conn.begin_nested():
-                update.execute(conn, [_row(i, now, keep_texts=True) for i in kept])
-        except sa.exc.DBAPIError:
-            # a stored signal the database cannot read (a row edited by hand, or written before
-            # NULs were kept out of it): those rows written whole, texts rendered again
-            upsert.execute(conn, [_row(i, now) for i in kept])
+        rows: list[Row] = []
+        signals: list[Row] = []
+        for incident in incidents[start : start + _WRITE_CHUNK]:
+            if not _keeps_texts(incident, stored):
+                incident = _rendered(incident)
+                signals.append((incident.key, _json(_signal_json.dump_json(incident.signal))))
+            rows.append(_row(incident, now))
+        upsert.execute(conn, rows)
+        if signals:
+            texts.execute(conn, signals)
 
 
 _WRITE_CHUNK = 1000  # rows per executemany: a bounded share of the records' JSON in memory
@@ -234,22 +225,24 @@ ROW_COLUMNS = (
     "thread_ts",
     *BRIEF_COLUMNS,
 )
-Row = tuple[Any, ...]  # an incident's values of ROW_COLUMNS
+TEXT_COLUMNS = ("key", "signal")
+Row = tuple[Any, ...]  # a row's values of ROW_COLUMNS or TEXT_COLUMNS
 
 
 class _Driver:
-    """An upsert of incident rows as its SQL for the driver: rows (ROW_COLUMNS) go to the
-    DBAPI's executemany with the statement's own constants, positional or by name as the
-    dialect binds them — what SQLAlchemy would send, without its per-row processing (the
-    columns are strings, integers and a boolean, which both drivers take as they are)."""
+    """An upsert as its SQL for the driver: rows (tuples of `columns`) go to the DBAPI's
+    executemany with the statement's own constants, positional or by name as the dialect binds
+    them — what SQLAlchemy would send, without its per-row processing (the columns are strings,
+    integers and a boolean, which both drivers take as they are)."""
 
-    def __init__(self, statement: Any, dialect: sa.Dialect):
-        compiled = statement.compile(dialect=dialect, column_keys=list(ROW_COLUMNS))
+    def __init__(self, statement: Any, columns: tuple[str, ...], dialect: sa.Dialect):
+        self.columns = columns
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
         self.sql = compiled.string
         constants = {
             name: value
-            for name, value in compiled.construct_params(dict.fromkeys(ROW_COLUMNS)).items()
-            if name not in ROW_COLUMNS
+            for name, value in compiled.construct_params(dict.fromkeys(columns)).items()
+            if name not in columns
         }
         self.constants = constants
         order = compiled.positiontup
@@ -257,21 +250,21 @@ class _Driver:
             self.positional = False
         else:
             self.positional = True
-            if list(order[: len(ROW_COLUMNS)]) != list(ROW_COLUMNS):
+            if list(order[: len(columns)]) != list(columns):
                 raise ValueError(f"unexpected order of parameters: {order}")
-            self.tail = tuple(constants[name] for name in order[len(ROW_COLUMNS) :])
+            self.tail = tuple(constants[name] for name in order[len(columns) :])
 
     def execute(self, conn: sa.Connection, rows: list[Row]) -> None:
         if self.positional:
             conn.exec_driver_sql(self.sql, [row + self.tail for row in rows])
         else:
-            named = [dict(zip(ROW_COLUMNS, row, strict=True)) | self.constants for row in rows]
+            named = [dict(zip(self.columns, row, strict=True)) | self.constants for row in rows]
             conn.exec_driver_sql(self.sql, named)
 
 
 @lru_cache(maxsize=8)
-def _driver(build: Any, dialect: sa.Dialect) -> _Driver:
-    return _Driver(backend.cached(build, dialect.name), dialect)
+def _driver(build: Any, columns: tuple[str, ...], dialect: sa.Dialect) -> _Driver:
+    return _Driver(backend.cached(build, dialect.name), columns, dialect)
 
 
 def _keeps_texts(incident: Incident, stored: Records | None) -> bool:
@@ -282,26 +275,29 @@ def _keeps_texts(incident: Incident, stored: Records | None) -> bool:
     return brief is not None and brief.fingerprint == signal.fingerprint
 
 
-def _row(incident: Incident, now: datetime, keep_texts: bool = False) -> Row:
-    if keep_texts:
-        data = _incident_json.dump_json(incident, exclude=_SIGNAL)[:-1]  # `_with_stored_signal`
-    else:
-        signal = incident.signal.with_texts()
-        if signal is not incident.signal:
-            incident = evolve(incident, signal=signal)
-        data = _incident_json.dump_json(incident)
+def _rendered(incident: Incident) -> Incident:
+    """`incident` with the texts of its signal in place (rendered into a copy if deferred)."""
+    signal = incident.signal.with_texts()
+    return incident if signal is incident.signal else evolve(incident, signal=signal)
+
+
+def _row(incident: Incident, now: datetime) -> Row:
     return (
         incident.key,
         incident.source,
         incident.state.value,
         _ts(now),
-        without_nul(data).decode(),
+        _json(_incident_json.dump_json(incident, exclude=_SIGNAL)),
         incident.episode,
         _ts(incident.resolved_at) if incident.resolved_at else None,
         incident.thread_channel,
         incident.thread_ts,
         *_brief(incident),
     )
+
+
+def _json(data: bytes) -> str:
+    return without_nul(data).decode()
 
 
 def _brief(incident: Incident) -> Row:
@@ -355,12 +351,41 @@ def set_thread(
 
 
 def prune(conn: sa.Connection, now: datetime, kept: timedelta, batch: int) -> int:
-    """Delete at most `batch` incidents resolved longer than `kept` ago (by index)."""
-    old = sa.and_(
-        incidents_table.c.state == State.resolved.value,
-        incidents_table.c.resolved_at < _ts(now - kept),
-    )
-    return delete_at_most(conn, incidents_table, old, batch)
+    """Delete at most `batch` incidents resolved longer than `kept` ago (by index), with their
+    signals."""
+    row = incidents_table.c
+    old = sa.and_(row.state == State.resolved.value, row.resolved_at < _ts(now - kept))
+    keys = conn.execute(sa.select(row.key).where(old).limit(batch)).scalars().all()
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        conn.execute(sa.delete(texts_table).where(texts_table.c.key.in_(chunk)))
+        conn.execute(sa.delete(incidents_table).where(row.key.in_(chunk)))
+    return len(keys)
+
+
+def split_texts(conn: sa.Connection) -> None:
+    """Move the signals of the open incidents out of their records into texts_table (the
+    records of resolved ones keep theirs: never kept by `write`, read alike)."""
+    row = incidents_table.c
+    query = sa.select(row.key).select_from(WITH_TEXTS)
+    query = query.where(row.state.in_(OPEN), texts_table.c.key.is_(None))
+    keys = conn.execute(query).scalars().all()
+    statement = sa.update(incidents_table).where(row.key == sa.bindparam("k"))
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        found = [
+            row_incident(r) for r in conn.execute(select_incidents().where(row.key.in_(chunk)))
+        ]
+        if not found:
+            continue
+        conn.execute(
+            statement.values(data=sa.bindparam("d")),
+            [{"k": i.key, "d": _json(_incident_json.dump_json(i, exclude=_SIGNAL))} for i in found],
+        )
+        conn.execute(
+            sa.insert(texts_table),
+            [{"key": i.key, "signal": _json(_signal_json.dump_json(i.signal))} for i in found],
+        )
 
 
 # rows ↔ incidents --------------------------------------------------------------------------------
@@ -369,10 +394,16 @@ def parse(data: str | bytes) -> Incident:
     return _incident_json.validate_json(data)
 
 
+def record_json(data: str, signal: str | None) -> str:
+    """An incident's JSON from its row's `data` and its signal (None: `data` holds it)."""
+    return data if signal is None else f'{data[:-1]},"signal":{signal}}}'
+
+
 def row_incident(row: sa.Row[Any]) -> Incident:
-    """The incident of a row: its JSON, with the thread from its columns (the truth for it)."""
-    data, channel, ts = row
-    incident = parse(data)
+    """The incident of a row (INCIDENT_COLUMNS): its record with its signal (kept apart, or in
+    the record if written before schema 6), the thread from its columns (the truth for it)."""
+    data, channel, ts, signal = row
+    incident = parse(record_json(data, signal))
     if (incident.thread_channel, incident.thread_ts) != (channel, ts):
         incident = replace(incident, thread_channel=channel, thread_ts=ts)
     return incident

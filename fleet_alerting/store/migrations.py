@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from fleet_alerting.core.incidents import State
 from fleet_alerting.store import incidents
 from fleet_alerting.store.errors import StoreError
-from fleet_alerting.store.tables import SCHEMA_VERSION, incidents_table, metadata
+from fleet_alerting.store.tables import SCHEMA_VERSION, incidents_table, metadata, texts_table
 
 Step = Callable[[sa.Connection], None]
 
@@ -131,12 +131,12 @@ def _upgrade_to_1(conn: sa.Connection) -> None:
         )
     )
     rows = conn.execute(
-        sa.select(table.key, table.data).where(
-            sa.or_(table.state != State.resolved.value, table.data.like('%"thread_ts":"%'))
-        )
+        sa.select(table.key, table.data, texts_table.c.signal)
+        .select_from(incidents.WITH_TEXTS)
+        .where(sa.or_(table.state != State.resolved.value, table.data.like('%"thread_ts":"%')))
     ).all()
-    for key, data in rows:
-        incident = incidents.parse(data)
+    for key, data, signal in rows:
+        incident = incidents.parse(incidents.record_json(data, signal))
         conn.execute(
             sa.update(incidents_table)
             .where(table.key == key)
@@ -152,7 +152,7 @@ def _upgrade_to_2(conn: sa.Connection) -> None:
     """The brief columns of the unresolved incidents (resolved ones are never compared)."""
     table = incidents_table.c
     rows = conn.execute(
-        sa.select(*incidents.INCIDENT_COLUMNS).where(table.state != State.resolved.value)
+        incidents.select_incidents().where(table.state != State.resolved.value)
     ).all()
     for row in rows:
         incident = incidents.row_incident(row)
@@ -168,4 +168,17 @@ def _upgrade_to_3(conn: sa.Connection) -> None:
         conn.exec_driver_sql("DROP INDEX IF EXISTS ix_incidents_brief")
 
 
-STEPS: dict[int, Step] = {1: _upgrade_to_1, 2: _upgrade_to_2, 3: _upgrade_to_3}
+def _upgrade_to_6(conn: sa.Connection) -> None:
+    for index in _DROPPED_IN_6:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
+    incidents.split_texts(conn)
+
+
+_DROPPED_IN_6 = ("ix_incidents_state", "ix_incidents_source")
+
+STEPS: dict[int, Step] = {
+    1: _upgrade_to_1,
+    2: _upgrade_to_2,
+    3: _upgrade_to_3,
+    6: _upgrade_to_6,
+}

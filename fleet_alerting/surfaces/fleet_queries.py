@@ -13,17 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import TypeAdapter
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.schema import StateConfig
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration
-from fleet_alerting.core.incidents import Incident, State
+from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.links import explore_url, logql_selector
 from fleet_alerting.core.short_ids import short_ids
 from fleet_alerting.sources.fleet_events.client import FleetApi
-from fleet_alerting.store.database import Store, incidents_table
+from fleet_alerting.store import incidents as stored_incidents
+from fleet_alerting.store.database import Store
 
 LEVELS = ("debug", "info", "warn", "warning", "error")
 _CORRELATION = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
@@ -118,9 +118,6 @@ class FleetQueries:
         ]
 
 
-_incidents = TypeAdapter(list[Incident])
-
-
 def read_open_incidents(state: StateConfig | Path) -> list[Incident]:
     """The store's open incidents through a read-only connection: under WAL a reader sees the last
     committed state and never waits for the write lock an evaluation holds (the store's own
@@ -134,13 +131,7 @@ def read_open_incidents(state: StateConfig | Path) -> list[Incident]:
         return []
     engine = sa.create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
     try:
-        query = (
-            sa.select(incidents_table.c.data)
-            .where(incidents_table.c.state != State.resolved)
-            .order_by(incidents_table.c.updated_at.desc())
-        )
         with engine.connect() as conn:
-            rows = conn.execute(query).scalars().all()
+            return stored_incidents.listing(conn, include_resolved=False)
     finally:
         engine.dispose()
-    return _incidents.validate_json("[" + ",".join(rows) + "]")
