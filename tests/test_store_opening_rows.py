@@ -7,6 +7,7 @@ twice."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -154,3 +155,60 @@ def test_an_open_record_holding_a_nul_is_moved_by_the_upgrade(state_db: str) -> 
         (shown,), counts = open_incidents(store, 10)
     assert shown.signal.summary == "Role agent on pi-1 failed\ufffdits last run"
     assert counts["critical"] == 1 and set(texts(state_db)) == {first.key}
+
+
+def as_an_older_process_wrote(db: str, key: str, keep_texts_row: bool) -> None:
+    """`key`'s record as a process of schema 5 still running after the upgrade writes it: the
+    signal in the record (and the row of its texts, if one was there, left as it was)."""
+    row = incidents_table.c
+    with raw_engine(db).begin() as conn:
+        query = sa.select(row.data, texts_table.c.signal).select_from(
+            incidents_table.outerjoin(texts_table, texts_table.c.key == row.key)
+        )
+        data, signal = conn.execute(query.where(row.key == key)).one()
+        whole = record_json(data, signal).replace("failed its last run", "failed twice")
+        conn.execute(sa.update(incidents_table).where(row.key == key).values(data=whole))
+        if not keep_texts_row:
+            conn.execute(sa.delete(texts_table).where(texts_table.c.key == key))
+
+
+def test_a_record_an_older_process_wrote_after_the_upgrade_is_read_and_given_its_texts_row(
+    state_db: str,
+) -> None:
+    """A pending record without a row of its texts: its brief's fingerprint no longer says
+    "kept", so as it opens the engine reads it whole and the write gives its signal a row (else
+    the record would be left with no signal at all, and every later run fail to read it). A
+    record holding its own signal beside a row of texts: its own is the newer."""
+    pending, opened = series("pi-1"), series("pi-2")
+    with Store(state_db) as store:
+        run(store, [opened], T0 - 2 * MINUTE)
+        run(store, [opened], T0 - MINUTE)  # pi-2 opens
+        run(store, [pending, opened], T0)  # pi-1 pends
+    as_an_older_process_wrote(state_db, pending.key, keep_texts_row=False)
+    as_an_older_process_wrote(state_db, opened.key, keep_texts_row=True)
+    with Store(state_db) as store:
+        shown = {i.key: i.signal.summary for i in store.incidents()}
+        assert shown == {
+            pending.key: "Role agent on pi-1 failed twice",
+            opened.key: "Role agent on pi-2 failed twice",
+        }
+        run(store, [pending, opened], T0 + MINUTE)  # pi-1 opens
+        read = {i.key: i for i in store.incidents()}
+    assert set(texts(state_db)) == {pending.key, opened.key}
+    assert read[pending.key].signal.summary == "Role agent on pi-1 failed its last run"
+    assert read[pending.key].state == "firing"
+
+
+def test_the_slack_app_reads_a_store_not_upgraded_yet(tmp_path: Path) -> None:
+    """The Slack app and MCP open the file read-only: a store of schema 5 stays so until a
+    writer opens it, and its open incidents are listed as they are."""
+    from fleet_alerting.surfaces.fleet_queries import read_open_incidents
+
+    db = tmp_path / "state.sqlite"
+    with Store(db) as store:
+        run(store, [probe("api")], T0)
+        before = store.incidents()
+    as_schema_5(str(db))
+    with raw_engine(str(db)).begin() as conn:
+        conn.exec_driver_sql("DROP TABLE incident_texts")
+    assert read_open_incidents(db) == before

@@ -169,9 +169,13 @@ _EPOCH = datetime.fromtimestamp(0, UTC)
 
 def briefs_sql(dialect: sa.Dialect) -> str:
     """The open incidents' briefs, as SQL for this dialect (no parameters: the states are
-    constants)."""
+    constants). A record whose signal has no row of its own — written by a process of an older
+    schema still running after the upgrade — shows no fingerprint: the engine reads it whole,
+    and its write gives the signal its row."""
     row = incidents_table.c
-    query = sa.select(row.key, row.state, row.source, *(row[c] for c in BRIEF_COLUMNS))
+    apart = sa.case((texts_table.c.key.is_(None), sa.null()), else_=row.fingerprint)
+    brief = [apart if c == "fingerprint" else row[c] for c in BRIEF_COLUMNS]
+    query = sa.select(row.key, row.state, row.source, *brief).select_from(WITH_TEXTS)
     query = query.where(row.state.in_(OPEN))
     return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
@@ -395,8 +399,15 @@ def parse(data: str | bytes) -> Incident:
 
 
 def record_json(data: str, signal: str | None) -> str:
-    """An incident's JSON from its row's `data` and its signal (None: `data` holds it)."""
-    return data if signal is None else f'{data[:-1]},"signal":{signal}}}'
+    """An incident's JSON from its row's `data` and its signal (None: `data` holds it). A record
+    that holds a signal of its own was written after the row of its texts (by a process of an
+    older schema): its own is the newer."""
+    if signal is None or _OWN_SIGNAL in data:
+        return data
+    return f'{data[:-1]},"signal":{signal}}}'
+
+
+_OWN_SIGNAL = '"signal":'  # no other key of a record is named so; a text's quotes are escaped
 
 
 def row_incident(row: sa.Row[Any]) -> Incident:

@@ -18,12 +18,13 @@ from fleet_alerting.config import Config
 from fleet_alerting.config.schema import StateConfig
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration
-from fleet_alerting.core.incidents import Incident
+from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.links import explore_url, logql_selector
 from fleet_alerting.core.short_ids import short_ids
 from fleet_alerting.sources.fleet_events.client import FleetApi
 from fleet_alerting.store import incidents as stored_incidents
 from fleet_alerting.store.database import Store
+from fleet_alerting.store.tables import incidents_table, texts_table
 
 LEVELS = ("debug", "info", "warn", "warning", "error")
 _CORRELATION = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
@@ -132,6 +133,15 @@ def read_open_incidents(state: StateConfig | Path) -> list[Incident]:
     engine = sa.create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
     try:
         with engine.connect() as conn:
-            return stored_incidents.listing(conn, include_resolved=False)
+            if sa.inspect(conn).has_table(texts_table.name):
+                return stored_incidents.listing(conn, include_resolved=False)
+            return _before_schema_6(conn)  # read-only: a writer upgrades it
     finally:
         engine.dispose()
+
+
+def _before_schema_6(conn: sa.Connection) -> list[Incident]:
+    """The open incidents of a store not upgraded yet: each signal in its record."""
+    row = incidents_table.c
+    query = sa.select(row.data).where(row.state != State.resolved).order_by(row.updated_at.desc())
+    return [stored_incidents.parse(data) for data in conn.execute(query).scalars()]
