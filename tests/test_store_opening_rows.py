@@ -6,6 +6,7 @@ twice."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -157,9 +158,9 @@ def test_an_open_record_holding_a_nul_is_moved_by_the_upgrade(state_db: str) -> 
     assert counts["critical"] == 1 and set(texts(state_db)) == {first.key}
 
 
-def as_an_older_process_wrote(db: str, key: str, keep_texts_row: bool) -> None:
+def as_an_older_process_wrote(db: str, key: str) -> None:
     """`key`'s record as a process of schema 5 still running after the upgrade writes it: the
-    signal in the record (and the row of its texts, if one was there, left as it was)."""
+    signal in the record, no row of its texts."""
     row = incidents_table.c
     with raw_engine(db).begin() as conn:
         query = sa.select(row.data, texts_table.c.signal).select_from(
@@ -168,35 +169,38 @@ def as_an_older_process_wrote(db: str, key: str, keep_texts_row: bool) -> None:
         data, signal = conn.execute(query.where(row.key == key)).one()
         whole = record_json(data, signal).replace("failed its last run", "failed twice")
         conn.execute(sa.update(incidents_table).where(row.key == key).values(data=whole))
-        if not keep_texts_row:
-            conn.execute(sa.delete(texts_table).where(texts_table.c.key == key))
+        conn.execute(sa.delete(texts_table).where(texts_table.c.key == key))
 
 
-def test_a_record_an_older_process_wrote_after_the_upgrade_is_read_and_given_its_texts_row(
+def test_a_pending_record_an_older_process_wrote_after_the_upgrade_opens_with_its_texts_row(
     state_db: str,
 ) -> None:
-    """A pending record without a row of its texts: its brief's fingerprint no longer says
-    "kept", so as it opens the engine reads it whole and the write gives its signal a row (else
-    the record would be left with no signal at all, and every later run fail to read it). A
-    record holding its own signal beside a row of texts: its own is the newer."""
-    pending, opened = series("pi-1"), series("pi-2")
+    """Without a row of its texts, the brief's fingerprint no longer says "kept": as it opens
+    the engine reads the record whole and the write gives its signal a row (else the record would
+    be left with no signal at all, and every later run fail to read it)."""
+    pending = series("pi-1")
     with Store(state_db) as store:
-        run(store, [opened], T0 - 2 * MINUTE)
-        run(store, [opened], T0 - MINUTE)  # pi-2 opens
-        run(store, [pending, opened], T0)  # pi-1 pends
-    as_an_older_process_wrote(state_db, pending.key, keep_texts_row=False)
-    as_an_older_process_wrote(state_db, opened.key, keep_texts_row=True)
+        run(store, [pending], T0)  # pends
+    as_an_older_process_wrote(state_db, pending.key)
     with Store(state_db) as store:
-        shown = {i.key: i.signal.summary for i in store.incidents()}
-        assert shown == {
-            pending.key: "Role agent on pi-1 failed twice",
-            opened.key: "Role agent on pi-2 failed twice",
-        }
-        run(store, [pending, opened], T0 + MINUTE)  # pi-1 opens
-        read = {i.key: i for i in store.incidents()}
-    assert set(texts(state_db)) == {pending.key, opened.key}
-    assert read[pending.key].signal.summary == "Role agent on pi-1 failed its last run"
-    assert read[pending.key].state == "firing"
+        assert store.incident(pending.key).signal.summary == "Role agent on pi-1 failed twice"
+        run(store, [pending], T0 + MINUTE)  # opens
+        opened = store.incident(pending.key)
+    assert set(texts(state_db)) == {pending.key}
+    assert opened.state == "firing"
+    assert opened.signal.summary == "Role agent on pi-1 failed its last run"
+
+
+def test_a_resolved_incident_with_a_label_named_signal_reads_back(state_db: str) -> None:
+    """A label (or evidence) key named "signal" stays in a resolved record's JSON beside the
+    row of its texts: the record is read with its signal all the same."""
+    crashed = replace(series("pi-1"), labels={"signal": "SIGSEGV", "host": "pi-1"})
+    with Store(state_db) as store:
+        for minute, signal in enumerate((crashed, crashed, replace(crashed, firing=False))):
+            run(store, [signal], T0 + minute * MINUTE)
+        run(store, [replace(crashed, firing=False)], T0 + 3 * MINUTE)
+        (resolved,) = store.incidents(include_resolved=True)
+    assert resolved.state == "resolved" and resolved.signal.labels["signal"] == "SIGSEGV"
 
 
 def test_the_slack_app_reads_a_store_not_upgraded_yet(tmp_path: Path) -> None:

@@ -399,15 +399,8 @@ def parse(data: str | bytes) -> Incident:
 
 
 def record_json(data: str, signal: str | None) -> str:
-    """An incident's JSON from its row's `data` and its signal (None: `data` holds it). A record
-    that holds a signal of its own was written after the row of its texts (by a process of an
-    older schema): its own is the newer."""
-    if signal is None or _OWN_SIGNAL in data:
-        return data
-    return f'{data[:-1]},"signal":{signal}}}'
-
-
-_OWN_SIGNAL = '"signal":'  # no other key of a record is named so; a text's quotes are escaped
+    """An incident's JSON from its row's `data` and its signal (None: `data` holds it)."""
+    return data if signal is None else f'{data[:-1]},"signal":{signal}}}'
 
 
 def row_incident(row: sa.Row[Any]) -> Incident:
