@@ -206,10 +206,12 @@ def inhibit(
     after.preload(candidates)
     for key in candidates:
         incident = after[key]
-        prior = before.get(key)
-        was = prior.inhibited_by if prior is not None and prior.onset == incident.onset else None
+        seen = glance(before, key) if key in before else None
+        was = seen.inhibited_by if seen is not None and seen.onset == incident.onset else None
         cause = index.inhibitor(incident) if incident.state != State.resolved else None
         sent = by_key.pop(key, [])
+        # the full record only where it is read: not for a storm's members nothing inhibits
+        prior = before.get(key) if cause is not None or was is not None else None
         if cause is not None:
             if sent or was != cause or incident.inhibited_by != cause:
                 changed[key] = held_back(replace(incident, inhibited_by=cause), prior, sent)

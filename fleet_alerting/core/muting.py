@@ -27,7 +27,16 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from fleet_alerting.core.actions import closing_words, notification, paged_again
 from fleet_alerting.core.fleet import MatcherText, selector, signal_labels
-from fleet_alerting.core.incidents import Acts, Incident, Kind, Notification, Overlay, State, glance
+from fleet_alerting.core.incidents import (
+    Acts,
+    Brief,
+    Incident,
+    Kind,
+    Notification,
+    Overlay,
+    State,
+    glance,
+)
 from fleet_alerting.core.inhibition import held_back
 from fleet_alerting.core.model import Model
 from fleet_alerting.core.policy import Evaluation, PolicyConfig, PolicyFor, notify_channels
@@ -263,12 +272,14 @@ def mute(
     released: dict[str, Incident] = {}
     for key in candidates:
         incident = after[key]
-        prior = _same_episode(before.get(key), incident)
-        was = prior.acts.mute_id if prior is not None else incident.acts.mute_id
-        sent = by_key.get(key, [])
         found = (
             muting.mute_for(labels_of(incident), now) if incident.state != State.resolved else None
         )
+        if found is None and _never_acted_on(before, key, incident):
+            continue  # no mute to begin or end: its record is not built to say so
+        prior = _same_episode(before.get(key), incident)
+        was = prior.acts.mute_id if prior is not None else incident.acts.mute_id
+        sent = by_key.get(key, [])
         if found is not None:
             drop.add(key)
             updated, told = _begin(incident, prior, found, muting, sent, was, policy_for, now)
@@ -308,6 +319,20 @@ def _candidate(
         return False
     acted = seen.acted if not isinstance(seen, Incident) else seen.acts.mute_id is not None
     return key in changed or key in by_key or acted or muting.may_mute(seen.source)
+
+
+def _never_acted_on(before: Mapping[str, Incident], key: str, incident: Incident) -> bool:
+    """Whether the brief of `key`'s record (not read in full) says this episode has no acts —
+    so no mute (`was` below is None) — without building the record."""
+    if key not in before:
+        return False
+    seen = glance(before, key)
+    return (
+        isinstance(seen, Brief)
+        and not seen.acted
+        and seen.onset == incident.onset
+        and seen.state != State.resolved
+    )
 
 
 def _same_episode(prior: Incident | None, incident: Incident) -> Incident | None:
