@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -46,14 +47,19 @@ def texts(db: str) -> dict[str, str]:
         return dict(conn.execute(sa.select(texts_table.c.key, texts_table.c.signal)).tuples().all())
 
 
+def with_signals() -> sa.Select[Any]:
+    """Each incident's key, record and signal row (None: the record holds its signal)."""
+    row = incidents_table.c
+    return sa.select(row.key, row.data, texts_table.c.signal).select_from(
+        incidents_table.outerjoin(texts_table, texts_table.c.key == row.key)
+    )
+
+
 def as_schema_5(db: str) -> None:
     """The store as schema 5 wrote it: each signal in its record, the two indexes."""
     row = incidents_table.c
     with raw_engine(db).begin() as conn:
-        query = sa.select(row.key, row.data, texts_table.c.signal).select_from(
-            incidents_table.outerjoin(texts_table, texts_table.c.key == row.key)
-        )
-        for key, data, signal in conn.execute(query).all():
+        for key, data, signal in conn.execute(with_signals()).all():
             whole = record_json(data, signal)
             conn.execute(sa.update(incidents_table).where(row.key == key).values(data=whole))
         conn.execute(sa.delete(texts_table))
@@ -163,10 +169,7 @@ def as_an_older_process_wrote(db: str, key: str) -> None:
     signal in the record, no row of its texts."""
     row = incidents_table.c
     with raw_engine(db).begin() as conn:
-        query = sa.select(row.data, texts_table.c.signal).select_from(
-            incidents_table.outerjoin(texts_table, texts_table.c.key == row.key)
-        )
-        data, signal = conn.execute(query.where(row.key == key)).one()
+        _, data, signal = conn.execute(with_signals().where(row.key == key)).one()
         whole = record_json(data, signal).replace("failed its last run", "failed twice")
         conn.execute(sa.update(incidents_table).where(row.key == key).values(data=whole))
         conn.execute(sa.delete(texts_table).where(texts_table.c.key == key))

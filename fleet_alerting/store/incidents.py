@@ -44,8 +44,10 @@ def _upsert_incident(dialect: str) -> Any:
     return insert.on_conflict_do_update(
         index_elements=["key"],
         set_={
-            **{c: new[c] for c in ("source", "state", "updated_at", "data", "episode")},
-            "resolved_at": new.resolved_at,
+            **{
+                c: new[c]
+                for c in ("source", "state", "updated_at", "data", "episode", "resolved_at")
+            },
             **{c: new[c] for c in BRIEF_COLUMNS},
             **{
                 c: sa.case((keep_thread, incidents_table.c[c]), else_=new[c])
