@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 
 from pydantic import Field
 
-from fleet_alerting.core.actions import holds_page, silenced_at
+from fleet_alerting.core.actions import expire, holds_page, reopened, silenced_at
 from fleet_alerting.core.channels import pager_of
-from fleet_alerting.core.escalation import unique
+from fleet_alerting.core.escalation import current_pages, lift_timed_out_ack, unique
 from fleet_alerting.core.fleet import signal_labels
 from fleet_alerting.core.incidents import (
     GROUP_PREFIX,
@@ -297,17 +297,25 @@ def _advance(
         sent = notify_channels(g, policy, Kind.opened, now)
         batch.paged |= any(m.state == State.paged for m in members)
     else:
-        sent = []
+        g, sent = expire(g, policy.channels(), now)  # a silence of the group ran out
+    g, why = lift_timed_out_ack(g, policy.ack_timeout, now)
+    # an acknowledgement that timed out: the pagers of the step the group is on, paged again
+    again = current_pages(g) if why and g.state == State.paged else ()
     pagers = _pagers_due(g, batch, policy)
     held = holds_page(g, policy.page_hold(), now)
     if pagers and held:  # owed: paged once the ack's hold or the silence ends
         g = replace(g, escalation=replace(g.escalation, next_to=pagers))
-    elif pagers:
-        g = _paged(g, pagers, now)
+    elif pagers or again:
+        paged_before, paging = g.paged_via, unique([*again, *pagers])
+        g = _paged(g, paging, now, why)
         g = replace(g, signal=_summary(g, members, config, set(g.members_told)))
-        sent += notify_channels(g, policy, Kind.paged, now, pagers)
+        sent += reopened(g, paged_before, again, now)
+        sent += notify_channels(g, policy, Kind.paged, now, paging)
         sent += notify_channels(g, policy, Kind.paged, now)
         return replace(g, last_notified_at=now, members_told=g.members), sent
+    elif why:  # nobody to page: the thread hears that it escalates again
+        sent += notify_channels(g, policy, Kind.escalated, now)
+        g = replace(g, last_notified_at=now)
     if sent:
         return g, sent
     due = g.last_notified_at is None or now - g.last_notified_at >= config.group_interval
@@ -331,9 +339,10 @@ def _pagers_due(g: Incident, batch: _Batch, policy: Any) -> tuple[str, ...]:
     return tuple(p for p in wanted if p not in g.paged_via)
 
 
-def _paged(g: Incident, pagers: Sequence[str], now: datetime) -> Incident:
-    """The group paged on `pagers`, each page recorded on an escalation step of its own: the first
-    page keeps its notification ids, a later one (another pager) gets ids of its own."""
+def _paged(g: Incident, pagers: Sequence[str], now: datetime, why: str) -> Incident:
+    """The group paged on `pagers` (`why`: an acknowledgement timed out, else ""), each page
+    recorded on an escalation step of its own: the first page keeps its notification ids, a later
+    one (another pager, or the same again) gets ids of its own."""
     esc = g.escalation
     earlier = esc.pages or tuple(Page(p, g.paged_at or now, 1) for p in g.paged_via)
     step = max((p.step for p in earlier), default=0) + 1
@@ -344,7 +353,7 @@ def _paged(g: Incident, pagers: Sequence[str], now: datetime) -> Incident:
         paged_at=g.paged_at or now,
         paged_via=unique([*g.paged_via, *pagers]),
         changed_at=now,
-        escalation=replace(esc, step=step, pages=pages, next_to=()),
+        escalation=replace(esc, step=step, pages=pages, next_to=(), why=why),
     )
 
 
