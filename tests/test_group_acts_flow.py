@@ -13,11 +13,11 @@ import pytest
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.actions import Action
-from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.core.signals import Signal
 from fleet_alerting.surfaces.incident_actions import perform
 from tests.fakes.saas import PagerDutyServer
 from tests.fakes.slack_api import SlackApiServer
-from tests.test_silence_flows import BOT, T0, run, silence, write_config
+from tests.test_silence_flows import BOT, T0, probe, run, silence, write_config
 
 GROUP = "group/blackbox:severity=critical"
 POLICY = {
@@ -36,18 +36,7 @@ def fakes() -> Iterator[tuple[SlackApiServer, PagerDutyServer]]:
 
 
 def devices(firing: bool) -> list[Signal]:
-    return [
-        Signal(
-            key=f"blackbox:pi-{i}",
-            source="blackbox",
-            firing=firing,
-            severity=Severity.critical,
-            summary=f"pi-{i} {'unreachable' if firing else 'answers'}",
-            target=f"pi-{i}",
-            labels={"instance": f"pi-{i}"},
-        )
-        for i in range(3)
-    ]
+    return [probe(firing, f"pi-{i}") for i in range(3)]
 
 
 def runs(config: Config, minutes: range | tuple[int, ...], firing: bool = True) -> None:
