@@ -305,6 +305,7 @@ def _advance(
         sent += notify_channels(g, policy, Kind.resolved, now, g.paged_via)
         return g, sent
     members = _Members(after, g.members)  # read only for a message
+    why = ""  # why an acknowledgement that timed out was lifted
     if g.state == State.pending:
         if now - g.changed_at < config.group_wait:  # changed_at: when the wait began
             return replace(g, signal=_summary(g, members, config, set())), []
@@ -318,7 +319,7 @@ def _advance(
         g, sent = expire(g, policy.channels(), now)  # a silence of the group ran out
         g, turned = _mute_turns(g, after, batch, policy.channels(), now)
         sent += turned
-    g, why = lift_timed_out_ack(g, policy.ack_timeout, now)
+        g, why = lift_timed_out_ack(g, policy.ack_timeout, now)
     # an acknowledgement that timed out: the pagers of the step the group is on, paged again
     again = current_pages(g) if why and g.state == State.paged else ()
     pagers = _pagers_due(g, batch, policy)
