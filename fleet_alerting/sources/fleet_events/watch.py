@@ -4,7 +4,7 @@ keeps events from being reported twice or skipped across runs."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.schema import FleetApiConfig
@@ -92,8 +92,8 @@ def record_new_events(
             "and taken as of now for the cursor; check the clock of the Fleet API's host and "
             "that its timestamps carry an offset",
             len(advanced.ahead),
-            latest - now,
-            ", ".join(sorted({e.target or e.type for e in advanced.ahead})[:5]),
+            timedelta(seconds=round((latest - now).total_seconds())),
+            sorted({e.target or e.type for e in advanced.ahead})[:5],
         )
     return advanced, loud, Evaluation([], notifications)
 
