@@ -56,29 +56,38 @@ class Advance:
     new: list[FleetEvent]  # oldest first
     cursor: Cursor
     possible_gap: bool  # the page was full and reached no further back than the cursor
+    ahead: list[FleetEvent] = field(default_factory=list)  # stamped later than `now`
 
 
 def advance(
-    cursor: Cursor, events: Sequence[FleetEvent], lookback: timedelta, limit: int
+    cursor: Cursor, events: Sequence[FleetEvent], lookback: timedelta, limit: int, now: datetime
 ) -> Advance:
-    floor = cursor.high_water - lookback if cursor.high_water else None
+    """The events not reported yet, and the cursor after them. The cursor counts an event stamped
+    later than `now` (a clock running ahead, local time without an offset) as of `now`: one such
+    event would otherwise lift the high water mark over every honest event to come, and they
+    would all look older than the window. An id still in the page stays in `seen`, however old
+    its (clamped) time, so such an event is reported once; one stored ahead and no longer listed
+    is forgotten."""
+    hw = min(cursor.high_water, now) if cursor.high_water else None  # a cursor stored ahead heals
+    floor = hw - lookback if hw else None
     unique = {e.id: e for e in events}.values()
+    stamp = {e.id: min(e.timestamp, now) for e in unique}
     new = sorted(
-        (e for e in unique if e.id not in cursor.seen and (floor is None or e.timestamp >= floor)),
+        (e for e in unique if e.id not in cursor.seen and (floor is None or stamp[e.id] >= floor)),
         key=lambda e: (e.timestamp, e.id),
     )
-    stamps = [e.timestamp for e in unique]
-    high = max([*stamps, *([cursor.high_water] if cursor.high_water else [])], default=None)
-    seen = dict(cursor.seen) | {e.id: e.timestamp.isoformat() for e in new}
+    high = max([*stamp.values(), *([hw] if hw else [])], default=None)
+    seen = dict(cursor.seen) | {e.id: stamp[e.id].isoformat() for e in new}
     if high is not None:
         keep_from = high - lookback
-        seen = {i: t for i, t in seen.items() if datetime.fromisoformat(t) >= keep_from}
-    gap = (
-        cursor.high_water is not None
-        and len(events) >= limit
-        and min(stamps, default=cursor.high_water) > cursor.high_water
-    )
-    return Advance(new, Cursor(high, seen), gap)
+        seen = {i: t for i, t in seen.items() if i in stamp or _within(t, keep_from, now)}
+    gap = hw is not None and len(events) >= limit and min(stamp.values(), default=hw) > hw
+    ahead = [e for e in new if e.timestamp > now]
+    return Advance(new, Cursor(high, seen), gap, ahead)
+
+
+def _within(moment: str, start: datetime, end: datetime) -> bool:
+    return start <= datetime.fromisoformat(moment) <= end
 
 
 def malformed_signals(malformed: Iterable[Malformed]) -> list[Signal]:
