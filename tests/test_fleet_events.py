@@ -251,6 +251,41 @@ def test_an_event_stamped_ahead_of_the_clock_hides_no_later_event(
     assert len(reported) == len(set(reported))
 
 
+@pytest.mark.parametrize("skew", [timedelta(0), timedelta(hours=1)], ids=["in-sync", "1h-ahead"])
+@pytest.mark.parametrize("rate", [100, 300], ids=["pages-overlap", "pages-miss"])
+def test_a_full_page_is_a_possible_gap_only_when_the_pages_do_not_overlap(
+    skew: timedelta, rate: int
+) -> None:
+    """A busy feed (`rate` events a minute, pages of 200, a run every minute), its clock in sync
+    or an hour ahead (local time without an offset on a UTC+1 host): at 100 a minute each page
+    reaches back into the last one, at 300 it cannot."""
+    cursor, arrived, gaps = Cursor(), [], []
+    for minute in range(5):
+        now = T0 + timedelta(minutes=minute)
+        arrived += [
+            FleetEvent(
+                f"e{minute}-{i}",
+                now - timedelta(seconds=60 * (rate - i) / rate) + skew,
+                "command.ok",
+                "info",
+                "x",
+            )
+            for i in range(rate)
+        ]
+        page = sorted(arrived, key=lambda e: e.timestamp, reverse=True)[:200]
+        step = advance(cursor, page, timedelta(minutes=30), 200, now)
+        cursor = step.cursor
+        gaps.append(step.possible_gap)
+        assert step.ahead == ([] if skew < timedelta(minutes=1) else step.new)
+    assert gaps == [False] + [rate * 1 > 200] * 4
+
+
+def test_an_event_written_just_after_the_run_read_its_clock_is_not_a_clock_ahead() -> None:
+    listed = [event(1, T0 + timedelta(milliseconds=300)), event(2, T0 + timedelta(minutes=2))]
+    step = advance(Cursor(), listed, timedelta(minutes=5), 50, T0)
+    assert [e.id for e in step.new] == ["e1", "e2"] and [e.id for e in step.ahead] == ["e2"]
+
+
 def test_a_cursor_stored_ahead_of_the_clock_lets_honest_events_through() -> None:
     stored = Cursor(datetime(2099, 1, 1, tzinfo=UTC), {"old": "2099-01-01T00:00:00+00:00"})
     step = advance(Cursor.from_json(stored.to_json()), [event(1, T0)], timedelta(minutes=5), 50, T0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from fleet_alerting.config import Config
-from fleet_alerting.core.policy import PolicyConfig, evaluate
+from fleet_alerting.core.incidents import Records, unseen
+from fleet_alerting.core.policy import Evaluation, PolicyConfig, evaluate
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.sources import prometheus
 from fleet_alerting.store.database import Store
@@ -74,7 +76,9 @@ def test_a_host_label_with_a_nul_pages_once_and_resolves(
                 wait_until(lambda: served(url, 1), 30, "both hosts healed in Prometheus")
             now = start + timedelta(minutes=minute)
             seen = asyncio.run(observe(prometheus.WATCH, config, now))
-            evaluate_and_record(store, seen.signals, config.policy, now, seen.unseen_sources)
+            evaluate_and_record(
+                store, seen.signals, config.policy, now, seen.unseen_sources, unseen=seen.unseen
+            )
             states.append(
                 {
                     i.signal.labels["host"]: i.state.value
@@ -94,24 +98,27 @@ def test_a_host_label_with_a_nul_pages_once_and_resolves(
 
 
 def test_a_row_stored_with_a_raw_nul_is_read_under_its_key_and_closed(tmp_path: Path) -> None:
-    """SQLite kept a raw NUL in the key column (PostgreSQL refused it)."""
+    """SQLite kept a raw NUL in the key column (PostgreSQL refused it). The source names the
+    failure by the new key and says the old one is gone with its stored signal, as a Prometheus
+    watch does for a series it no longer returns."""
     policy = PolicyConfig(open_after=1, resolve_after=1)
     t0 = datetime(2026, 12, 7, 4, 0, tzinfo=UTC)
 
     def run(signals: list[Signal], now: datetime) -> None:
-        store.evaluate(lambda records: evaluate(signals, records, lambda _s: policy, now), now)
+        def decide(records: Records) -> Evaluation:
+            gone = [replace(i.signal, firing=False) for i in unseen(records, signals)]
+            return evaluate(signals + gone, records, lambda _s: policy, now)
 
-    def failing(key: str, firing: bool = True) -> Signal:
-        return Signal(
-            key=key, source="probe", firing=firing, severity=Severity.warning, summary="x"
-        )
+        store.evaluate(decide, now)
 
+    def failing(key: str) -> Signal:
+        return Signal(key=key, source="probe", firing=True, severity=Severity.warning, summary="x")
+
+    raw, cleaned = "probe:target=pi-\x0003", "probe:target=pi-\ufffd03"
     with Store(tmp_path / "state.sqlite") as store:
-        raw = "probe:target=pi-\x0003"
         run([failing(raw)], t0)  # as a version before stored keys wrote it
-        cleaned = "probe:target=pi-\ufffd03"
-        run([failing(cleaned)], t0 + timedelta(minutes=1))
-        run([failing(cleaned), failing(raw, firing=False)], t0 + timedelta(minutes=2))
+        for minute in (1, 2):
+            run([failing(cleaned)], t0 + timedelta(minutes=minute))
     with raw_engine(str(tmp_path / "state.sqlite")).connect() as conn:
         rows = dict(conn.execute(sa.select(incidents_table.c.key, incidents_table.c.state)).all())
     assert rows == {raw: "resolved", cleaned: "firing"}

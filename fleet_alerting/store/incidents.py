@@ -174,8 +174,11 @@ _EPOCH = datetime.fromtimestamp(0, UTC)
 
 def _under_its_row_key(key: str, incident: Incident) -> Incident:
     """A row keyed with a NUL (stored before keys were made as the store keeps them) holds a
-    record whose key has U+FFFD: read under its row's key, so the engine can close it there."""
-    return incident if incident.key == key else replace(incident, key=key)
+    record whose key has U+FFFD: read under its row's key, its signal's too (a source says it is
+    gone with that signal), so the engine closes it there."""
+    if incident.key == key:
+        return incident
+    return replace(incident, key=key, signal=replace(incident.signal, key=key))
 
 
 def briefs_sql(dialect: sa.Dialect) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.schema import AlertmanagerConfig, EscalationRule, WatchdogConfig
+from fleet_alerting.core.clock import CLOCK_SKEW
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.policy import PolicyConfig, PolicyFor
 from fleet_alerting.core.signals import Severity, Signal
@@ -168,9 +169,6 @@ async def observe(config: Config, now: datetime, store: StoreReader) -> Observat
         policy_for=escalation_policies(config),
         values=kept,
     )
-
-
-CLOCK_SKEW = timedelta(minutes=1)
 
 
 def _warn_of_clocks_ahead(matched: list[tuple[EscalationRule, list[Alert]]], now: datetime) -> None:

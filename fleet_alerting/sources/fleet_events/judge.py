@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.schema import FleetApiConfig
+from fleet_alerting.core.clock import CLOCK_SKEW
 from fleet_alerting.core.incidents import Incident, Kind, Notification, over_at_once
 from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link
@@ -81,9 +82,19 @@ def advance(
     if high is not None:
         keep_from = high - lookback
         seen = {i: t for i, t in seen.items() if i in stamp or _within(t, keep_from, now)}
-    gap = hw is not None and len(events) >= limit and min(stamp.values(), default=hw) > hw
-    ahead = [e for e in new if e.timestamp > now]
+    gap = hw is not None and len(events) >= limit and _reaches_not_back(unique, cursor, stamp, hw)
+    ahead = [e for e in new if e.timestamp > now + CLOCK_SKEW]
     return Advance(new, Cursor(high, seen), gap, ahead)
+
+
+def _reaches_not_back(
+    listed: Iterable[FleetEvent], cursor: Cursor, stamp: dict[str, datetime], hw: datetime
+) -> bool:
+    """Whether a page's oldest event is newer than the last run's newest and was not listed
+    then: events between the two may never have been listed (by id — clamped to now, the times
+    of a feed whose clock runs ahead would all look newer)."""
+    oldest = min(listed, key=lambda e: (e.timestamp, e.id), default=None)
+    return oldest is not None and oldest.id not in cursor.seen and stamp[oldest.id] > hw
 
 
 def _within(moment: str, start: datetime, end: datetime) -> bool:
@@ -154,8 +165,9 @@ def event_notifications(events: Iterable[FleetEvent], config: Config, now: datet
     for event in events:
         signal = event_signal(event, config)
         channels = config.policy(signal.severity).channels()
+        onset = min(event.timestamp, now)
         incident = over_at_once(
-            signal, SOURCE, event.timestamp, now, "one-off Fleet API event", told=bool(channels)
+            signal, SOURCE, onset, now, "one-off Fleet API event", told=bool(channels)
         )
         incidents.append(incident)
         notifications += [
