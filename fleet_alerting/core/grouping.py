@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cache
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -30,6 +31,7 @@ from pydantic import Field
 from fleet_alerting.core.actions import (
     closing_words,
     expire,
+    expiry_due,
     holds_page,
     notification,
     paged_again,
@@ -100,7 +102,7 @@ class _Batch:
     reminded: bool = False
     pagers: set[str] = field(default_factory=set)  # where members' pages would have gone
     muted: Incident | None = None  # a member a silence or window began to mute
-    unmuted: bool = False  # a member's mute ended while it still fails
+    unmuted: list[str] = field(default_factory=list)  # mutes that ended on members (as told)
 
 
 def group(
@@ -178,7 +180,7 @@ def group(
             elif n.kind == Kind.muted and n.incident.acts.mute_id is not None:
                 batch.muted = n.incident
             elif n.kind == Kind.silence_expired:
-                batch.unmuted = True
+                batch.unmuted += _mute_ended(before, member.key)
         members = dict.fromkeys(current.members)
         for m in batch.opened.values():
             if m.key not in members:
@@ -316,12 +318,17 @@ def _advance(
         sent = notify_channels(g, policy, Kind.opened, now)
         batch.paged |= any(m.state == State.paged for m in members)
     else:
-        g, sent = expire(g, policy.channels(), now)  # a silence of the group ran out
-        g, turned = _mute_turns(g, after, batch, policy.channels(), now)
-        sent += turned
-        g, why = lift_timed_out_ack(g, policy.ack_timeout, now)
+
+        @cache
+        def failing() -> bool:  # as one incident: said and paged again only while it fails
+            return any(_failing(after, key) for key in g.members)
+
+        g, sent = _mute_turns(g, after, batch, policy.channels(), failing, now)
+        if not (silenced_at(g, now) or g.acts.mute_id is not None) and failing():
+            g, why = lift_timed_out_ack(g, policy.ack_timeout, now)
     # an acknowledgement that timed out: the pagers of the step the group is on, paged again
-    again = current_pages(g) if why and g.state == State.paged else ()
+    # (a group paged before its pages were recorded per step: those it paged)
+    again = (current_pages(g) or g.paged_via) if why and g.state == State.paged else ()
     pagers = _pagers_due(g, batch, policy)
     held = holds_page(g, policy.page_hold(), now) or g.acts.mute_id is not None
     if pagers and held:  # owed: paged once the ack's hold or the silence ends
@@ -356,26 +363,82 @@ def _mute_turns(
     incidents: Mapping[str, Incident],
     batch: _Batch,
     channels: Sequence[str],
+    failing: Callable[[], bool],
     now: datetime,
 ) -> tuple[Incident, list[Notification]]:
-    """A silence or window that mutes every member of a told group mutes the group, as it would
-    one incident: its channels and pager hear it once as it begins (the page acknowledged), and
-    once as it ends on members still failing (a page it held resolved and paged again)."""
-    acts = g.acts
-    if acts.mute_id is None and batch.muted is not None and _all_muted(incidents, g.members):
-        mute = batch.muted.acts
-        acts = replace(
-            acts, mute_id=mute.mute_id, muted_by=mute.muted_by, muted_until=mute.muted_until
-        )
-        muted = replace(g, acts=acts)
-        return muted, closing_words(muted, g, channels, now)
-    if acts.mute_id is None or not batch.unmuted:
+    """The group's own silence running out, and a silence or window that mutes every member of a
+    told group muting the group, as they would one incident: a mute is said once to its channels
+    and pager as it begins (the page acknowledged); the end of the last silence holding the group
+    is said once, on members still failing (a page a mute held resolved and paged again). A mute
+    that ends while the group's own silence holds is kept until that silence ends."""
+    ran_out = expiry_due(g, now)
+    silenced_by = g.acts.silenced_by
+    g = expire(g, (), now)[0]  # said below, with what else ended
+    if g.acts.mute_id is None:
+        if batch.muted is not None and _all_muted(incidents, g.members):
+            return _muted(g, batch.muted, channels, now)
+        if not ran_out or not failing():
+            return g, []
+        g = replace(g, last_notified_at=now)
+        return g, [notification(g, c, Kind.silence_expired, now) for c in channels]
+    if silenced_at(g, now):
         return g, []
-    released = replace(g, acts=replace(acts, mute_id=None, muted_by=None, muted_until=None))
-    note = f"{g.signal.summary} (was {acts.muted_by or 'a mute'}, which has ended)"
+    ended = [f"silenced by {silenced_by}"] if ran_out else []
+    joined = next((m for m in batch.opened.values() if m.acts.mute_id is None), None)
+    if batch.unmuted:
+        ended += unique(batch.unmuted)
+    elif joined is not None:
+        muted_by = g.acts.muted_by or "muted"
+        return _unmuted(
+            g,
+            f"no longer {muted_by}: it does not cover {joined.signal.summary}",
+            channels,
+            failing(),
+            now,
+        )
+    elif not ran_out or _all_muted(incidents, g.members):
+        return g, []  # the mute holds: the group's own silence ended unsaid
+    else:
+        ended.append(g.acts.muted_by or "a mute")  # it ended while the group's silence held
+    which = "which have ended" if len(ended) > 1 else "which has ended"
+    return _unmuted(g, f"was {' and '.join(ended)}, {which}", channels, failing(), now)
+
+
+def _muted(
+    g: Incident, member: Incident, channels: Sequence[str], now: datetime
+) -> tuple[Incident, list[Notification]]:
+    mute = member.acts
+    acts = replace(
+        g.acts, mute_id=mute.mute_id, muted_by=mute.muted_by, muted_until=mute.muted_until
+    )
+    muted = replace(g, acts=acts)
+    return muted, closing_words(muted, g, channels, now)
+
+
+def _unmuted(
+    g: Incident, why: str, channels: Sequence[str], failing: bool, now: datetime
+) -> tuple[Incident, list[Notification]]:
+    """The group released from its mute (`why`: as told), said once while a member still fails."""
+    released = replace(g, acts=replace(g.acts, mute_id=None, muted_by=None, muted_until=None))
+    if not failing:
+        return released, []
+    note = f"{g.signal.summary} ({why})"
     snapshot = replace(released, signal=replace(released.signal, summary=note))
     told = [notification(snapshot, c, Kind.silence_expired, now) for c in channels]
     return replace(released, last_notified_at=now), paged_again(snapshot, g, now) + told
+
+
+def _mute_ended(before: Mapping[str, Incident], key: str) -> list[str]:
+    """The mute that ended on member `key` this run, as told (none: its own silence ended)."""
+    prior = before.get(key)
+    if prior is None or prior.acts.mute_id is None:
+        return []
+    return [prior.acts.muted_by or "a mute"]
+
+
+def _failing(incidents: Mapping[str, Incident], key: str) -> bool:
+    seen = glance(incidents, key)
+    return (seen.successes if isinstance(seen, Brief) else seen.consecutive_successes) == 0
 
 
 def _all_muted(incidents: Mapping[str, Incident], keys: Iterable[str]) -> bool:
