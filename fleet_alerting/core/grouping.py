@@ -39,7 +39,13 @@ from fleet_alerting.core.actions import (
     silenced_at,
 )
 from fleet_alerting.core.channels import pager_of
-from fleet_alerting.core.escalation import current_pages, lift_timed_out_ack, unique
+from fleet_alerting.core.escalation import (
+    Stage,
+    ack_timed_out,
+    current_pages,
+    lift_timed_out_ack,
+    unique,
+)
 from fleet_alerting.core.fleet import signal_labels
 from fleet_alerting.core.incidents import (
     GROUP_PREFIX,
@@ -324,15 +330,20 @@ def _advance(
             return any(_failing(after, key) for key in g.members)
 
         g, sent = _mute_turns(g, after, batch, policy.channels(), failing, now)
-        if not (silenced_at(g, now) or g.acts.mute_id is not None) and failing():
+        quiet = silenced_at(g, now) or g.acts.mute_id is not None
+        if not quiet and ack_timed_out(g, policy.ack_timeout, now) and failing():
             g, why = lift_timed_out_ack(g, policy.ack_timeout, now)
     # an acknowledgement that timed out: the pagers of the step the group is on, paged again
     # (a group paged before its pages were recorded per step: those it paged)
     again = (current_pages(g) or g.paged_via) if why and g.state == State.paged else ()
-    pagers = _pagers_due(g, batch, policy)
+    if again:
+        g = _restarted(g, again, policy.stages(), now)
+    pagers, later = _pagers_due(g, batch, policy, now)
     held = holds_page(g, policy.page_hold(), now) or g.acts.mute_id is not None
+    if later != g.escalation.next_to:
+        g = replace(g, escalation=replace(g.escalation, next_to=later))
     if pagers and held:  # owed: paged once the ack's hold or the silence ends
-        g = replace(g, escalation=replace(g.escalation, next_to=pagers))
+        g = replace(g, escalation=replace(g.escalation, next_to=unique([*pagers, *later])))
     elif pagers or again:
         paged_before, paging = g.paged_via, unique([*again, *pagers])
         g = _paged(g, paging, now, why)
@@ -453,13 +464,42 @@ def _all_muted(incidents: Mapping[str, Incident], keys: Iterable[str]) -> bool:
     return True
 
 
-def _pagers_due(g: Incident, batch: _Batch, policy: Any) -> tuple[str, ...]:
+def _pagers_due(
+    g: Incident, batch: _Batch, policy: Any, now: datetime
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Whom the group pages now, none it paged already: its policy's first pagers when a member's
     page came due, any pager a member's later escalation step reaches, and those owed from while
-    an operator's ack or silence held the group's page (`escalation.next_to`)."""
+    an operator's ack or silence held the group's page (`escalation.next_to`) — and whom later:
+    once an acknowledgement timed out, a pager's step comes at its delay from the step paged
+    again, as one incident's escalation starts again from there (`escalation.base`)."""
     first = policy.first_pagers() if batch.paged and g.state != State.paged else ()
     wanted = unique([*first, *g.escalation.next_to, *sorted(batch.pagers)])
-    return tuple(p for p in wanted if p not in g.paged_via)
+    wanted = tuple(p for p in wanted if p not in g.paged_via)
+    base = g.escalation.base
+    if base is None:
+        return wanted, ()
+    offsets = _first_offsets(policy.stages())
+    due = tuple(p for p in wanted if base + offsets.get(p, timedelta(0)) <= now)
+    return due, tuple(p for p in wanted if p not in due)
+
+
+def _restarted(
+    g: Incident, again: Sequence[str], stages: Sequence[Stage], now: datetime
+) -> Incident:
+    """The group's escalation started again from the step of `again` (its later steps' pagers
+    follow at their delays from it)."""
+    offsets = _first_offsets(stages)
+    base = now - min((offsets.get(p, timedelta(0)) for p in again), default=timedelta(0))
+    return replace(g, escalation=replace(g.escalation, base=base))
+
+
+def _first_offsets(stages: Sequence[Stage]) -> dict[str, timedelta]:
+    """Each pager's delay: that of the first step paging it."""
+    offsets: dict[str, timedelta] = {}
+    for stage in stages:
+        for pager in stage.pagers:
+            offsets.setdefault(pager, stage.offset)
+    return offsets
 
 
 def _paged(g: Incident, pagers: Sequence[str], now: datetime, why: str) -> Incident:
@@ -470,13 +510,14 @@ def _paged(g: Incident, pagers: Sequence[str], now: datetime, why: str) -> Incid
     earlier = esc.pages or tuple(Page(p, g.paged_at or now, 1) for p in g.paged_via)
     step = max((p.step for p in earlier), default=0) + 1
     pages = earlier + tuple(Page(p, now, step) for p in pagers)
+    owed = tuple(p for p in esc.next_to if p not in pagers)
     return replace(
         g,
         state=State.paged,
         paged_at=g.paged_at or now,
         paged_via=unique([*g.paged_via, *pagers]),
         changed_at=now,
-        escalation=replace(esc, step=step, pages=pages, next_to=(), why=why),
+        escalation=replace(esc, step=step, pages=pages, next_to=owed, why=why),
     )
 
 
