@@ -66,6 +66,9 @@ from fleet_alerting.core.signals import Severity, Signal
 
 PREFIX = GROUP_PREFIX
 STORM = "storm"
+# a group's silence that ended this long before a run is lifted without a word: the record was
+# stored by code that never lifted a group's silence (or the watch was down that long)
+OLD_NEWS = timedelta(hours=1)
 
 
 class GroupingConfig(Model):
@@ -383,18 +386,19 @@ def _mute_turns(
     is said once, on members still failing (a page a mute held resolved and paged again). A mute
     that ends while the group's own silence holds is kept until that silence ends."""
     ran_out = expiry_due(g, now)
-    silenced_by = g.acts.silenced_by
+    silenced_by, until = g.acts.silenced_by, g.acts.silenced_until
+    news = ran_out and until is not None and now - until < OLD_NEWS  # else lifted unsaid
     g = expire(g, (), now)[0]  # said below, with what else ended
     if g.acts.mute_id is None:
         if batch.muted is not None and _all_muted(incidents, g.members):
             return _muted(g, batch.muted, channels, now)
-        if not ran_out or not failing():
+        if not news or not failing():
             return g, []
         g = replace(g, last_notified_at=now)
         return g, [notification(g, c, Kind.silence_expired, now) for c in channels]
     if silenced_at(g, now):
         return g, []
-    ended = [f"silenced by {silenced_by}"] if ran_out else []
+    ended = [f"silenced by {silenced_by}"] if news else []
     joined = next((m for m in batch.opened.values() if m.acts.mute_id is None), None)
     if batch.unmuted:
         ended += unique(batch.unmuted)
