@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from fleet_alerting.core.grouping import GroupingConfig
 from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.muting import MaintenanceConfig, Muting, Silence
 from fleet_alerting.core.policy import Evaluation, PolicyConfig
@@ -68,6 +69,7 @@ def test_muting_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> Non
         Severity(severity): PolicyConfig.model_validate(policy)
         for severity, policy in case.get("policies", {}).items()
     }
+    rules = StormRules(grouping=GroupingConfig.model_validate(case.get("grouping", {})))
     records: dict[str, Incident] = {}
     real = Store(tmp_path / "state.sqlite") if stored else None
     ids: set[str] = set()  # the outbox ignores an id it has seen: none may repeat
@@ -81,7 +83,7 @@ def test_muting_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> Non
         def run(
             current: Mapping[str, Incident], signals: list[Signal] = signals, now: datetime = now
         ) -> Evaluation:
-            return decide(signals, current, policies.__getitem__, StormRules(), now, None, muting)
+            return decide(signals, current, policies.__getitem__, rules, now, None, muting)
 
         result = real.evaluate(run, now)[0] if real else run(unresolved)
         records.update({i.key: i for i in result.incidents})

@@ -322,6 +322,8 @@ def _advance(
             return replace(g, signal=_summary(g, members, config, set())), []
         if len(members) < config.min_size:
             return replace(g, state=State.resolved, resolved_at=now, changed_at=now), []
+        if _all_muted(after, g.members):
+            return g, []  # it waits on: opened once a mute ends, as a muted incident is told
         g = replace(g, state=State.firing, opened_at=now, changed_at=now, members_told=g.members)
         g = replace(g, signal=_summary(g, members, config, set(g.members)), last_notified_at=now)
         sent = notify_channels(g, policy, Kind.opened, now)
