@@ -10,9 +10,11 @@ group (members added or cleared) go out as one update per `group_interval`; the 
 a member's page falls due, and resolves when its last member does. Fewer members are told one by
 one, as without grouping.
 
-Operators act on the group as on one incident: an acknowledgement that times out (`ack_timeout`)
-pages the pagers of the step the group is on again, a silence that runs out is said once, and a
-silence or window muting every member mutes the group (said once as it begins and as it ends).
+Operators act on the group as on one incident, and it answers as one would: an acknowledgement
+that times out (`ack_timeout`) while a member still fails and no silence holds the group pages the
+pagers of the step the group is on again (its later steps follow at their delays from there), a
+silence that runs out is said once, and a silence or window muting every member mutes the group
+(said once as it begins and as the last silence holding the group ends).
 
 `bound` caps the messages of one run per channel: the rest become one storm summary.
 """

@@ -12,7 +12,8 @@ runs after the engine, as inhibition does) and its acts name the mute; its messa
 are held back. When a mute begins on an incident already told, every destination that saw it
 firing gets a closing word ("silenced by … until …"); when the mute ends and the failure goes on,
 it is told once ("was silenced by …") and a page it acknowledged is paged again
-(`actions.paged_again`); when it resolves while muted, every destination that saw
+(`actions.paged_again`) — while an operator's own silence holds the incident, the mute ends
+with that silence; when it resolves while muted, every destination that saw
 it firing is told it resolved, and one never told is not.
 """
 
