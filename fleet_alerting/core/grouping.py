@@ -191,7 +191,7 @@ def group(
             elif n.kind == Kind.muted and n.incident.acts.mute_id is not None:
                 batch.muted = n.incident
             elif n.kind == Kind.silence_expired:
-                batch.unmuted += _mute_ended(before, member.key)
+                batch.unmuted += _mute_ended(before, n.incident.key)
         members = dict.fromkeys(current.members)
         for m in batch.opened.values():
             if m.key not in members:
