@@ -52,13 +52,19 @@ def act(config: Config, action: Action, minute: int, duration: timedelta | None 
     assert outcome.ok, outcome.message
 
 
+def paged_and_acked(slack: SlackApiServer, pagerduty: PagerDutyServer, tmp_path: Path) -> Config:
+    """The group opened at 0, paged at 5, acknowledged from Slack at 6."""
+    config = write_config(tmp_path, slack.url, pagerduty.url, policies={"critical": POLICY})
+    runs(config, range(0, 6))
+    act(config, "ack", 6)
+    return config
+
+
 def test_a_group_pages_again_once_after_its_ack_times_out_and_after_a_silence_ends(
     fakes: tuple[SlackApiServer, PagerDutyServer], tmp_path: Path
 ) -> None:
     slack, pagerduty = fakes
-    config = write_config(tmp_path, slack.url, pagerduty.url, policies={"critical": POLICY})
-    runs(config, range(0, 6))  # opened at 0, paged at 5
-    act(config, "ack", 6)
+    config = paged_and_acked(slack, pagerduty, tmp_path)
     runs(config, range(7, 21))
     assert [e["event_action"] for e in pagerduty.events] == ["trigger", "acknowledge"]
     runs(config, range(21, 24))  # the ack timed out at 21
@@ -88,3 +94,21 @@ def test_a_group_pages_again_once_after_its_ack_times_out_and_after_a_silence_en
     assert len(ended) == 2, replies  # the button's silence, then the one by matchers
     assert "was silenced by ana (silence" in ended[1]
     assert sum(t.startswith("[RESOLVED") for t in replies) == 1
+
+
+def test_a_silenced_group_whose_ack_times_out_is_paged_again_only_as_the_silence_ends(
+    fakes: tuple[SlackApiServer, PagerDutyServer], tmp_path: Path
+) -> None:
+    slack, pagerduty = fakes
+    config = paged_and_acked(slack, pagerduty, tmp_path)
+    act(config, "silence", 7, timedelta(hours=1))  # the Slack button: until 67
+    runs(config, range(8, 30))  # the ack is 15 minutes old at 21
+    assert [e["event_action"] for e in pagerduty.events] == ["trigger", "acknowledge"]
+    assert pagerduty.incidents[GROUP] == 1, "the on-call was paged during the silence"
+    runs(config, (66, 67, 68))  # the silence ends at 67: the ack, long timed out, with it
+    events = [e["event_action"] for e in pagerduty.events]
+    assert events == ["trigger", "acknowledge", "resolve", "trigger"]
+    assert pagerduty.incidents[GROUP] == 2 and pagerduty.open == {GROUP}
+    (top,) = slack.top_level("C0OPS")
+    replies = [r.body["text"] for r in slack.replies(top.ts)]
+    assert sum("Silence ended, still failing" in t for t in replies) == 1, replies

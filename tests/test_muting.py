@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 import yaml
 
+from fleet_alerting.core.grouping import GroupingConfig
 from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.core.muting import MaintenanceConfig, Muting, Silence
 from fleet_alerting.core.policy import Evaluation, PolicyConfig
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.core.storms import StormRules, decide
 from fleet_alerting.store.database import Store
+from tests.test_storms import act_on
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "muting.yaml").read_text())
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
@@ -67,21 +69,28 @@ def test_muting_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> Non
         Severity(severity): PolicyConfig.model_validate(policy)
         for severity, policy in case.get("policies", {}).items()
     }
+    rules = StormRules(grouping=GroupingConfig.model_validate(case.get("grouping", {})))
     records: dict[str, Incident] = {}
     real = Store(tmp_path / "state.sqlite") if stored else None
+    ids: set[str] = set()  # the outbox ignores an id it has seen: none may repeat
     for step in case["steps"]:
         now = start + timedelta(seconds=step["at"])
+        for key, act in step.get("act", {}).items():  # an operator's action before the run
+            records[key] = act_on(real, records, key, act, now)
         signals = [signal(spec) for spec in step["signals"]]
         unresolved = {k: i for k, i in records.items() if i.state != State.resolved}
 
         def run(
             current: Mapping[str, Incident], signals: list[Signal] = signals, now: datetime = now
         ) -> Evaluation:
-            return decide(signals, current, policies.__getitem__, StormRules(), now, None, muting)
+            return decide(signals, current, policies.__getitem__, rules, now, None, muting)
 
         result = real.evaluate(run, now)[0] if real else run(unresolved)
         records.update({i.key: i for i in result.incidents})
         where = f"at {step['at']}s"
+        fresh = [n.id for n in result.notifications]
+        assert len(set(fresh)) == len(fresh) and not ids & set(fresh), f"{where}: an id again"
+        ids |= set(fresh)
         sent = sorted(f"{n.channel}:{n.kind}:{n.incident.key}" for n in result.notifications)
         assert sent == sorted(step["send"]), f"{where}: {sent}"
         said = [f"{n.channel}:{n.kind}:{n.incident.key}" for n in result.notifications]
@@ -93,6 +102,9 @@ def test_muting_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> Non
                 for n in result.notifications
             ]
             assert any(text in s for s in said), f"{where}: no message says {text!r}: {said}"
+        for text in step.get("never_says", []):
+            said = [n.incident.signal.summary for n in result.notifications]
+            assert not any(text in s for s in said), f"{where}: a message says {text!r}: {said}"
         for key, state in step.get("state", {}).items():
             assert records[key].state == state, f"{where}: {key}"
         for key, mute_id in step.get("muted", {}).items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import yaml
 from fleet_alerting.core import actions
 from fleet_alerting.core.fleet import FleetConfig
 from fleet_alerting.core.grouping import GroupingConfig
-from fleet_alerting.core.incidents import Incident, State
+from fleet_alerting.core.incidents import Escalation, Incident, State
 from fleet_alerting.core.inhibition import InhibitRule
 from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.policy import Evaluation, PolicyConfig, default_policies
@@ -78,6 +79,18 @@ def operator_action(act: Any, now: datetime) -> Callable[[Incident], actions.Cha
     return lambda incident: actions.silence(incident, "op", now, until, [])
 
 
+def act_on(
+    real: Store | None, store: Mapping[str, Incident], key: str, act: Any, now: datetime
+) -> Incident:
+    """An operator's action (`operator_action`) on `key`, through `real` when given: the record."""
+    change = operator_action(act, now)
+    if real is None:
+        return change(store[key]).incident
+    done = apply(real, key, change, action=str(act), actor="op", via="table", now=now)
+    assert done is not None and done.refused is None, f"{key} at {now}"
+    return done.incident
+
+
 @pytest.mark.parametrize("stored", [False, True], ids=["in-memory", "through-the-store"])
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_storm_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None:
@@ -91,13 +104,7 @@ def test_storm_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None
         where = f"at {step['at']}s"
         signals = [s for spec in step["signals"] for s in expand(spec)]
         for key, act in step.get("act", {}).items():  # an operator's action before the run
-            change = operator_action(act, now)
-            if real:
-                done = apply(real, key, change, action=str(act), actor="op", via="table", now=now)
-                assert done is not None and done.refused is None, where
-                store[key] = done.incident
-            else:
-                store[key] = change(store[key]).incident
+            store[key] = act_on(real, store, key, act, now)
         unresolved = {k: i for k, i in store.items() if i.state != State.resolved}
 
         def run(
@@ -133,6 +140,41 @@ def test_storm_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None
         if "inhibited_count" in step:
             got = sum(i.inhibited_by is not None for i in store.values() if i.state != "resolved")
             assert got == step["inhibited_count"], where
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["in-memory", "through-the-store"])
+def test_a_group_paged_before_its_pages_were_kept_per_step_pages_again_as_its_ack_times_out(
+    stored: bool, tmp_path: Path
+) -> None:
+    """A group record as stored before pages were kept per escalation step (paged_via, no pages)
+    pages those it paged again when its acknowledgement times out, as it says it does."""
+    gk = "group/api:severity=critical"
+    steps = [{"after": "0s", "to": ["slack", "pagerduty"]}]
+    policy = {"open_after": 1, "ack_timeout": "15m", "steps": steps}
+    policies = policies_of({"policies": {"critical": policy}})
+    spec = {"source": "api", "fail": True, "severity": "critical", "count": 3}
+    signals = expand(spec | {"labels": {"instance": "i{i}"}})
+    rules = StormRules(fleet=FleetConfig(offline=[]))
+    real = Store(tmp_path / "state.sqlite") if stored else None
+    store: dict[str, Incident] = {}
+
+    def run(now: datetime) -> Evaluation:
+        def evaluate(current: Mapping[str, Incident]) -> Evaluation:
+            return decide(signals, current, policies.__getitem__, rules, now)
+
+        result = real.evaluate(evaluate, now)[0] if real else evaluate(dict(store))
+        store.update({i.key: i for i in result.incidents})
+        return result
+
+    run(T0)
+    store[gk] = replace(store[gk], escalation=Escalation())
+    assert store[gk].paged_via == ("pagerduty",)
+    if real:
+        real.record(Evaluation([store[gk]], []), T0)
+    store[gk] = act_on(real, store, gk, "ack", T0 + timedelta(minutes=1))
+    result = run(T0 + timedelta(minutes=16))
+    sent = sorted(f"{n.channel}:{n.kind}" for n in result.notifications if n.incident.key == gk)
+    assert sent == ["pagerduty:paged", "pagerduty:resolved", "slack:paged"]
 
 
 def test_a_fleet_rule_rejects_a_bad_threshold() -> None:

@@ -10,9 +10,11 @@ group (members added or cleared) go out as one update per `group_interval`; the 
 a member's page falls due, and resolves when its last member does. Fewer members are told one by
 one, as without grouping.
 
-Operators act on the group as on one incident: an acknowledgement that times out (`ack_timeout`)
-pages the pagers of the step the group is on again, a silence that runs out is said once, and a
-silence or window muting every member mutes the group (said once as it begins and as it ends).
+Operators act on the group as on one incident, and it answers as one would: an acknowledgement
+that times out (`ack_timeout`) while a member still fails and no silence holds the group pages the
+pagers of the step the group is on again (its later steps follow at their delays from there), a
+silence that runs out is said once, and a silence or window muting every member mutes the group
+(said once as it begins and as the last silence holding the group ends).
 
 `bound` caps the messages of one run per channel: the rest become one storm summary.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cache
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -30,6 +33,7 @@ from pydantic import Field
 from fleet_alerting.core.actions import (
     closing_words,
     expire,
+    expiry_due,
     holds_page,
     notification,
     paged_again,
@@ -37,7 +41,13 @@ from fleet_alerting.core.actions import (
     silenced_at,
 )
 from fleet_alerting.core.channels import pager_of
-from fleet_alerting.core.escalation import current_pages, lift_timed_out_ack, unique
+from fleet_alerting.core.escalation import (
+    Stage,
+    ack_timed_out,
+    current_pages,
+    lift_timed_out_ack,
+    unique,
+)
 from fleet_alerting.core.fleet import signal_labels
 from fleet_alerting.core.incidents import (
     GROUP_PREFIX,
@@ -58,6 +68,9 @@ from fleet_alerting.core.signals import Severity, Signal
 
 PREFIX = GROUP_PREFIX
 STORM = "storm"
+# a group's silence that ended this long before a run is lifted without a word: the record was
+# stored by code that never lifted a group's silence (or the watch was down that long)
+OLD_NEWS = timedelta(hours=1)
 
 
 class GroupingConfig(Model):
@@ -100,7 +113,7 @@ class _Batch:
     reminded: bool = False
     pagers: set[str] = field(default_factory=set)  # where members' pages would have gone
     muted: Incident | None = None  # a member a silence or window began to mute
-    unmuted: bool = False  # a member's mute ended while it still fails
+    unmuted: list[str] = field(default_factory=list)  # mutes that ended on members (as told)
 
 
 def group(
@@ -178,7 +191,7 @@ def group(
             elif n.kind == Kind.muted and n.incident.acts.mute_id is not None:
                 batch.muted = n.incident
             elif n.kind == Kind.silence_expired:
-                batch.unmuted = True
+                batch.unmuted += _mute_ended(before, n.incident.key)
         members = dict.fromkeys(current.members)
         for m in batch.opened.values():
             if m.key not in members:
@@ -311,21 +324,33 @@ def _advance(
             return replace(g, signal=_summary(g, members, config, set())), []
         if len(members) < config.min_size:
             return replace(g, state=State.resolved, resolved_at=now, changed_at=now), []
+        if _all_muted(after, g.members):
+            return g, []  # it waits on: opened once a mute ends, as a muted incident is told
         g = replace(g, state=State.firing, opened_at=now, changed_at=now, members_told=g.members)
         g = replace(g, signal=_summary(g, members, config, set(g.members)), last_notified_at=now)
         sent = notify_channels(g, policy, Kind.opened, now)
         batch.paged |= any(m.state == State.paged for m in members)
     else:
-        g, sent = expire(g, policy.channels(), now)  # a silence of the group ran out
-        g, turned = _mute_turns(g, after, batch, policy.channels(), now)
-        sent += turned
-        g, why = lift_timed_out_ack(g, policy.ack_timeout, now)
+
+        @cache
+        def failing() -> bool:  # as one incident: said and paged again only while it fails
+            return any(_failing(after, key) for key in g.members)
+
+        g, sent = _mute_turns(g, after, batch, policy.channels(), failing, now)
+        quiet = silenced_at(g, now) or g.acts.mute_id is not None
+        if not quiet and ack_timed_out(g, policy.ack_timeout, now) and failing():
+            g, why = lift_timed_out_ack(g, policy.ack_timeout, now)
     # an acknowledgement that timed out: the pagers of the step the group is on, paged again
-    again = current_pages(g) if why and g.state == State.paged else ()
-    pagers = _pagers_due(g, batch, policy)
+    # (a group paged before its pages were recorded per step: those it paged)
+    again = (current_pages(g) or g.paged_via) if why and g.state == State.paged else ()
+    if again:
+        g = _restarted(g, again, policy.stages(), now)
+    pagers, later = _pagers_due(g, batch, policy, now)
     held = holds_page(g, policy.page_hold(), now) or g.acts.mute_id is not None
+    if later != g.escalation.next_to:
+        g = replace(g, escalation=replace(g.escalation, next_to=later))
     if pagers and held:  # owed: paged once the ack's hold or the silence ends
-        g = replace(g, escalation=replace(g.escalation, next_to=pagers))
+        g = replace(g, escalation=replace(g.escalation, next_to=unique([*pagers, *later])))
     elif pagers or again:
         paged_before, paging = g.paged_via, unique([*again, *pagers])
         g = _paged(g, paging, now, why)
@@ -356,26 +381,83 @@ def _mute_turns(
     incidents: Mapping[str, Incident],
     batch: _Batch,
     channels: Sequence[str],
+    failing: Callable[[], bool],
     now: datetime,
 ) -> tuple[Incident, list[Notification]]:
-    """A silence or window that mutes every member of a told group mutes the group, as it would
-    one incident: its channels and pager hear it once as it begins (the page acknowledged), and
-    once as it ends on members still failing (a page it held resolved and paged again)."""
-    acts = g.acts
-    if acts.mute_id is None and batch.muted is not None and _all_muted(incidents, g.members):
-        mute = batch.muted.acts
-        acts = replace(
-            acts, mute_id=mute.mute_id, muted_by=mute.muted_by, muted_until=mute.muted_until
-        )
-        muted = replace(g, acts=acts)
-        return muted, closing_words(muted, g, channels, now)
-    if acts.mute_id is None or not batch.unmuted:
+    """The group's own silence running out, and a silence or window that mutes every member of a
+    told group muting the group, as they would one incident: a mute is said once to its channels
+    and pager as it begins (the page acknowledged); the end of the last silence holding the group
+    is said once, on members still failing (a page a mute held resolved and paged again). A mute
+    that ends while the group's own silence holds is kept until that silence ends."""
+    ran_out = expiry_due(g, now)
+    silenced_by, until = g.acts.silenced_by, g.acts.silenced_until
+    news = ran_out and until is not None and now - until < OLD_NEWS  # else lifted unsaid
+    g = expire(g, (), now)[0]  # said below, with what else ended
+    if g.acts.mute_id is None:
+        if batch.muted is not None and _all_muted(incidents, g.members):
+            return _muted(g, batch.muted, channels, now)
+        if not news or not failing():
+            return g, []
+        g = replace(g, last_notified_at=now)
+        return g, [notification(g, c, Kind.silence_expired, now) for c in channels]
+    if silenced_at(g, now):
         return g, []
-    released = replace(g, acts=replace(acts, mute_id=None, muted_by=None, muted_until=None))
-    note = f"{g.signal.summary} (was {acts.muted_by or 'a mute'}, which has ended)"
+    ended = [f"silenced by {silenced_by}"] if news else []
+    joined = next((m for m in batch.opened.values() if m.acts.mute_id is None), None)
+    if batch.unmuted:
+        ended += unique(batch.unmuted)
+    elif joined is not None:
+        muted_by = g.acts.muted_by or "muted"
+        return _unmuted(
+            g,
+            f"no longer {muted_by}: it does not cover {joined.signal.summary}",
+            channels,
+            failing(),
+            now,
+        )
+    elif not ran_out or _all_muted(incidents, g.members):
+        return g, []  # the mute holds: the group's own silence ended unsaid
+    else:
+        ended.append(g.acts.muted_by or "a mute")  # it ended while the group's silence held
+    which = "which have ended" if len(ended) > 1 else "which has ended"
+    return _unmuted(g, f"was {' and '.join(ended)}, {which}", channels, failing(), now)
+
+
+def _muted(
+    g: Incident, member: Incident, channels: Sequence[str], now: datetime
+) -> tuple[Incident, list[Notification]]:
+    mute = member.acts
+    acts = replace(
+        g.acts, mute_id=mute.mute_id, muted_by=mute.muted_by, muted_until=mute.muted_until
+    )
+    muted = replace(g, acts=acts)
+    return muted, closing_words(muted, g, channels, now)
+
+
+def _unmuted(
+    g: Incident, why: str, channels: Sequence[str], failing: bool, now: datetime
+) -> tuple[Incident, list[Notification]]:
+    """The group released from its mute (`why`: as told), said once while a member still fails."""
+    released = replace(g, acts=replace(g.acts, mute_id=None, muted_by=None, muted_until=None))
+    if not failing:
+        return released, []
+    note = f"{g.signal.summary} ({why})"
     snapshot = replace(released, signal=replace(released.signal, summary=note))
     told = [notification(snapshot, c, Kind.silence_expired, now) for c in channels]
     return replace(released, last_notified_at=now), paged_again(snapshot, g, now) + told
+
+
+def _mute_ended(before: Mapping[str, Incident], key: str) -> list[str]:
+    """The mute that ended on member `key` this run, as told (none: its own silence ended)."""
+    prior = before.get(key)
+    if prior is None or prior.acts.mute_id is None:
+        return []
+    return [prior.acts.muted_by or "a mute"]
+
+
+def _failing(incidents: Mapping[str, Incident], key: str) -> bool:
+    seen = glance(incidents, key)
+    return (seen.successes if isinstance(seen, Brief) else seen.consecutive_successes) == 0
 
 
 def _all_muted(incidents: Mapping[str, Incident], keys: Iterable[str]) -> bool:
@@ -390,13 +472,42 @@ def _all_muted(incidents: Mapping[str, Incident], keys: Iterable[str]) -> bool:
     return True
 
 
-def _pagers_due(g: Incident, batch: _Batch, policy: Any) -> tuple[str, ...]:
+def _pagers_due(
+    g: Incident, batch: _Batch, policy: Any, now: datetime
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Whom the group pages now, none it paged already: its policy's first pagers when a member's
     page came due, any pager a member's later escalation step reaches, and those owed from while
-    an operator's ack or silence held the group's page (`escalation.next_to`)."""
+    an operator's ack or silence held the group's page (`escalation.next_to`) — and whom later:
+    once an acknowledgement timed out, a pager's step comes at its delay from the step paged
+    again, as one incident's escalation starts again from there (`escalation.base`)."""
     first = policy.first_pagers() if batch.paged and g.state != State.paged else ()
     wanted = unique([*first, *g.escalation.next_to, *sorted(batch.pagers)])
-    return tuple(p for p in wanted if p not in g.paged_via)
+    wanted = tuple(p for p in wanted if p not in g.paged_via)
+    base = g.escalation.base
+    if base is None:
+        return wanted, ()
+    offsets = _first_offsets(policy.stages())
+    due = tuple(p for p in wanted if base + offsets.get(p, timedelta(0)) <= now)
+    return due, tuple(p for p in wanted if p not in due)
+
+
+def _restarted(
+    g: Incident, again: Sequence[str], stages: Sequence[Stage], now: datetime
+) -> Incident:
+    """The group's escalation started again from the step of `again` (its later steps' pagers
+    follow at their delays from it)."""
+    offsets = _first_offsets(stages)
+    base = now - min((offsets.get(p, timedelta(0)) for p in again), default=timedelta(0))
+    return replace(g, escalation=replace(g.escalation, base=base))
+
+
+def _first_offsets(stages: Sequence[Stage]) -> dict[str, timedelta]:
+    """Each pager's delay: that of the first step paging it."""
+    offsets: dict[str, timedelta] = {}
+    for stage in stages:
+        for pager in stage.pagers:
+            offsets.setdefault(pager, stage.offset)
+    return offsets
 
 
 def _paged(g: Incident, pagers: Sequence[str], now: datetime, why: str) -> Incident:
@@ -407,13 +518,14 @@ def _paged(g: Incident, pagers: Sequence[str], now: datetime, why: str) -> Incid
     earlier = esc.pages or tuple(Page(p, g.paged_at or now, 1) for p in g.paged_via)
     step = max((p.step for p in earlier), default=0) + 1
     pages = earlier + tuple(Page(p, now, step) for p in pagers)
+    owed = tuple(p for p in esc.next_to if p not in pagers)
     return replace(
         g,
         state=State.paged,
         paged_at=g.paged_at or now,
         paged_via=unique([*g.paged_via, *pagers]),
         changed_at=now,
-        escalation=replace(esc, step=step, pages=pages, next_to=(), why=why),
+        escalation=replace(esc, step=step, pages=pages, next_to=owed, why=why),
     )
 
 

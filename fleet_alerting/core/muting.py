@@ -12,7 +12,8 @@ runs after the engine, as inhibition does) and its acts name the mute; its messa
 are held back. When a mute begins on an incident already told, every destination that saw it
 firing gets a closing word ("silenced by … until …"); when the mute ends and the failure goes on,
 it is told once ("was silenced by …") and a page it acknowledged is paged again
-(`actions.paged_again`); when it resolves while muted, every destination that saw
+(`actions.paged_again`) — while an operator's own silence holds the incident, the mute ends
+with that silence; when it resolves while muted, every destination that saw
 it firing is told it resolved, and one never told is not.
 """
 
@@ -25,7 +26,7 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from fleet_alerting.core.actions import closing_words, notification, paged_again
+from fleet_alerting.core.actions import closing_words, notification, paged_again, silenced_at
 from fleet_alerting.core.fleet import MatcherText, selector, signal_labels
 from fleet_alerting.core.incidents import (
     Acts,
@@ -383,12 +384,16 @@ def _end(
         return released, told_before, []  # closed wherever it was told firing, nowhere else
     if not incident.is_open or any(n.kind == Kind.opened for n in sent):
         return released, True, []
+    if silenced_at(incident, now):
+        return incident, False, []  # an operator's silence holds: the mute ends with it
     note = f"{incident.signal.summary} (was {was_by}, which has ended)"
     snapshot = replace(released, signal=replace(released.signal, summary=note))
     policy = policy_for(incident.severity)
     # a mute can end more than once in an episode: the moment is in the id
     if told_before and prior is not None:
-        told = [notification(snapshot, c, Kind.silence_expired, now) for c in policy.channels()]
+        said = any(n.kind == Kind.silence_expired for n in sent)  # the operator's, ending too
+        channels = [] if said else policy.channels()
+        told = [notification(snapshot, c, Kind.silence_expired, now) for c in channels]
         paging = [n.channel for n in sent if n.kind == Kind.paged]
         told = paged_again(snapshot, prior, now, paging) + told
     else:
