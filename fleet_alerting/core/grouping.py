@@ -103,7 +103,8 @@ def group(
     after = Overlay(before, changed)
     groups = {
         key: after[key]
-        for key, seen in ((key, glance(after, key)) for key in after)
+        # a group's key is its source's (`group_key`): the members' records are not looked at
+        for key, seen in ((key, glance(after, key)) for key in after if key.startswith(PREFIX))
         if is_group(seen)
         and seen.state != State.resolved
         and seen.source[len(PREFIX) :] in own_sources
@@ -114,12 +115,9 @@ def group(
     keys: dict[str, str] = {}  # member key -> group key
     key_of = _group_keys(config)
 
-    def told() -> Iterator[tuple[Notification, Incident]]:
-        # walked twice rather than listed: a storm's opening is two messages per member
-        return ((n, changed.get(n.incident.key) or n.incident) for n in evaluation.notifications)
-
-    storms = _storms(told(), config, key_of, keys)
-    for n, member in told():
+    storms = _storms(evaluation.notifications, changed, config, key_of, keys)
+    for n in evaluation.notifications:
+        member = changed.get(n.incident.key) or n.incident
         if is_group(member) or member.source == STORM:
             passed.append(n)
             continue
@@ -209,7 +207,8 @@ def _group_keys(config: GroupingConfig) -> Callable[[Incident], str]:
 
 
 def _storms(
-    told: Iterable[tuple[Notification, Incident]],
+    told: Iterable[Notification],
+    changed: Mapping[str, Incident],
     config: GroupingConfig,
     key_of: Callable[[Incident], str],
     keys: dict[str, str],
@@ -218,8 +217,11 @@ def _storms(
     run (their group keys are noted in `keys`)."""
     opening: dict[str, set[str]] = {}
     ungrouped = set(config.ungrouped)
-    for n, member in told:
-        if n.kind == Kind.opened and member.source in ungrouped and member.group is None:
+    for n in told:
+        if n.kind != Kind.opened or n.incident.source not in ungrouped:
+            continue  # a record's source is its key's for good: the record is not looked up
+        member = changed.get(n.incident.key) or n.incident
+        if member.group is None:
             gk = keys.get(member.key) or key_of(member)
             keys[member.key] = gk
             if gk in opening:
