@@ -116,21 +116,30 @@ def group(
     key_of = _group_keys(config)
 
     storms = _storms(evaluation.notifications, changed, config, key_of, keys)
-    for n in evaluation.notifications:
-        member = changed.get(n.incident.key) or n.incident
+    ungrouped = set(config.ungrouped)
+
+    def route(member: Incident) -> str | None:
+        """The group key of `member`'s messages (None: they pass on as they are)."""
         if is_group(member) or member.source == STORM:
-            passed.append(n)
-            continue
+            return None
         gk = member.group or keys.get(member.key) or key_of(member)
-        if member.source in config.ungrouped and member.group is None and gk not in storms:
-            passed.append(n)
-            continue
+        if member.source in ungrouped and member.group is None and gk not in storms:
+            return None
         keys[member.key] = gk
-        batch = batches.get(gk)
-        if batch is None:
-            batch, routed[gk] = batches.setdefault(gk, _Batch()), []
-        routed[gk].append(n)
-        if n.kind == Kind.opened and member.key not in batch.opened:
+        return gk
+
+    routed_key: str | None = None  # a changed record's messages come one after another
+    for n in evaluation.notifications:
+        if n.incident.key != routed_key:
+            record = changed.get(n.incident.key)
+            member = record or n.incident
+            gk = route(member)
+            routed_key = None if record is None else n.incident.key
+            if gk is not None and gk not in batches:
+                batches[gk], routed[gk] = _Batch(), []
+            batch, taken = (None, passed) if gk is None else (batches[gk], routed[gk])
+        taken.append(n)
+        if batch is not None and n.kind == Kind.opened and member.key not in batch.opened:
             # the record, with the message's wording (e.g. "was inhibited by …")
             same = n.incident.signal is member.signal
             batch.opened[member.key] = member if same else replace(member, signal=n.incident.signal)
@@ -164,9 +173,7 @@ def group(
             if m.key not in members:
                 members[m.key] = None
                 changed[m.key] = evolve(changed.get(m.key, m), group=gk)
-        members = {
-            k: None for k in members if k in after and glance(after, k).state != State.resolved
-        }
+        members = {k: None for k in members if _unresolved(k, changed, after)}
         view = Overlay(after, batch.opened)
         g, sent = _advance(
             replace(current, members=tuple(members)), view, batch, config, policy_for, now
@@ -188,6 +195,15 @@ def group(
             changed[gk] = g
         out += sent
     return Evaluation(list(changed.values()), passed + out)
+
+
+def _unresolved(key: str, changed: Mapping[str, Incident], after: Overlay) -> bool:
+    found = changed.get(key)  # most often a member this run changed: no glance needed
+    if found is None:
+        if key not in after:
+            return False
+        return glance(after, key).state != State.resolved
+    return found.state != State.resolved
 
 
 def _group_keys(config: GroupingConfig) -> Callable[[Incident], str]:
