@@ -167,24 +167,6 @@ def retold(n: Notification, id: str, incident: Incident) -> Notification:
     return Notification(id, n.channel, n.kind, n.at, incident, n.one_off, n.paging_failed)
 
 
-def sent_by_key(notifications: Iterable[Notification]) -> Callable[[str], list[Notification]]:
-    """The messages about an incident key, sorted by key on the first ask: the storm passes ask
-    only of the incidents they may change, and a storm's opening run is tens of thousands of
-    messages that they leave as sent."""
-    by_key: dict[str, list[Notification]] = {}
-    sorted_out = False
-
-    def sent(key: str) -> list[Notification]:
-        nonlocal sorted_out
-        if not sorted_out:
-            for n in notifications:
-                by_key.setdefault(n.incident.key, []).append(n)
-            sorted_out = True
-        return by_key.get(key, [])
-
-    return sent
-
-
 def over_at_once(
     signal: Signal, source: str, onset: datetime, now: datetime, resolution: str, told: bool
 ) -> Incident:

@@ -27,15 +27,7 @@ from fleet_alerting.core.actions import closing_words, paged_again
 from fleet_alerting.core.escalation import as_before
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.fleet import FleetOfflineRule, MatcherText, selector, signal_labels
-from fleet_alerting.core.incidents import (
-    Incident,
-    Kind,
-    Notification,
-    Overlay,
-    State,
-    glance,
-    sent_by_key,
-)
+from fleet_alerting.core.incidents import Incident, Kind, Notification, Overlay, State, glance
 from fleet_alerting.core.model import Model
 from fleet_alerting.core.policy import Evaluation, PolicyFor, notify_channels
 
@@ -197,7 +189,7 @@ def inhibit(
     changed = {i.key: i for i in evaluation.incidents}
     after = Overlay(before, changed)
     index = _Index(rules, after)
-    sent_about = sent_by_key(evaluation.notifications)
+    sent_about = evaluation.sent_about()
     dropped: set[str] = set()  # keys whose messages the engine sent do not go out
     extra: list[Notification] = []
     first: list[Notification] = []  # a held page's resolve, before any page of it goes again

@@ -37,7 +37,6 @@ from fleet_alerting.core.incidents import (
     Overlay,
     State,
     glance,
-    sent_by_key,
 )
 from fleet_alerting.core.inhibition import held_back
 from fleet_alerting.core.model import Model
@@ -262,7 +261,7 @@ def mute(
     incidents of `own_sources` change; `before` holds the unresolved incidents read."""
     changed = {i.key: i for i in evaluation.incidents}
     after = Overlay(before, changed)
-    sent_about = sent_by_key(evaluation.notifications)
+    sent_about = evaluation.sent_about()
     may_mute = functools.cache(muting.may_mute)  # asked per incident, of a handful of sources
     candidates = [key for key in after if _candidate(after, before, key, may_mute, own_sources)]
     after.preload(candidates)

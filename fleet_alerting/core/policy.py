@@ -153,6 +153,23 @@ class Evaluation:
     incidents: list[Incident]  # new or changed, to be stored (an unchanged failure is not listed)
     notifications: list[Notification]  # to be queued in the same transaction
 
+    def sent_about(self) -> Callable[[str], list[Notification]]:
+        """The messages about an incident key, sorted by key on the first ask: the storm passes
+        ask only of the incidents they may change, and a storm's opening run is tens of
+        thousands of messages that they leave as sent."""
+        by_key: dict[str, list[Notification]] = {}
+        sorted_out = False
+
+        def sent(key: str) -> list[Notification]:
+            nonlocal sorted_out
+            if not sorted_out:
+                for n in self.notifications:
+                    by_key.setdefault(n.incident.key, []).append(n)
+                sorted_out = True
+            return by_key.get(key, [])
+
+        return sent
+
 
 def evaluate(
     signals: Iterable[Signal],
