@@ -112,6 +112,8 @@ def group(
     batches: dict[str, _Batch] = {}
     passed: list[Notification] = []
     routed: dict[str, list[Notification]] = {}  # group key -> member messages taken over
+    # ... of them, those that are not a member's opening (each of those is a member's)
+    others: dict[str, list[Notification]] = {}
     keys: dict[str, str] = {}  # member key -> group key
     key_of = _group_keys(config)
 
@@ -120,7 +122,7 @@ def group(
 
     def route(member: Incident) -> str | None:
         """The group key of `member`'s messages (None: they pass on as they are)."""
-        if is_group(member) or member.source == STORM:
+        if member.source.startswith(PREFIX) or member.source == STORM:
             return None
         gk = member.group or keys.get(member.key) or key_of(member)
         if member.source in ungrouped and member.group is None and gk not in storms:
@@ -129,6 +131,7 @@ def group(
         return gk
 
     routed_key: str | None = None  # a changed record's messages come one after another
+    opened = Kind.opened
     for n in evaluation.notifications:
         if n.incident.key != routed_key:
             record = changed.get(n.incident.key)
@@ -136,10 +139,14 @@ def group(
             gk = route(member)
             routed_key = None if record is None else n.incident.key
             if gk is not None and gk not in batches:
-                batches[gk], routed[gk] = _Batch(), []
+                batches[gk], routed[gk], others[gk] = _Batch(), [], []
             batch, taken = (None, passed) if gk is None else (batches[gk], routed[gk])
         taken.append(n)
-        if batch is not None and n.kind == Kind.opened and member.key not in batch.opened:
+        if batch is None:
+            continue
+        if n.kind != opened:
+            others[gk].append(n)
+        elif member.key not in batch.opened:
             # the record, with the message's wording (e.g. "was inhibited by …")
             same = n.incident.signal is member.signal
             batch.opened[member.key] = member if same else replace(member, signal=n.incident.signal)
@@ -159,7 +166,7 @@ def group(
         mine = set(current.members) | {
             m.key for m in batch.opened.values() if m.group in (None, gk)
         }
-        for n in routed.get(gk, []):
+        for n in others.get(gk, []):  # a member's opening is its batch's, so one of `mine`
             if n.incident.key not in mine:
                 out.append(n)  # not a member: told on its own, and its page is not the group's
             elif n.kind == Kind.paged:
@@ -213,7 +220,7 @@ def _group_keys(config: GroupingConfig) -> Callable[[Incident], str]:
     def key_of(incident: Incident) -> str:
         labels = incident.signal.labels
         group_by = config.by_source.get(incident.source, config.group_by)
-        read = (incident.source, incident.severity, tuple(labels.get(k, "") for k in group_by))
+        read = (incident.source, incident.severity, tuple([labels.get(k, "") for k in group_by]))
         gk = known.get(read)
         if gk is None:
             gk = known[read] = group_key(incident, config)
