@@ -191,7 +191,7 @@ def test_cursor_never_duplicates_or_drops_across_overlapping_pages_and_restarts(
             store.close()
             store = Store(tmp_path / "state.sqlite")
         cursor = Cursor.from_json(store.get_value("cursor"))
-        step = advance(cursor, page, lookback=timedelta(minutes=5), limit=50)
+        step = advance(cursor, page, lookback=timedelta(minutes=5), limit=50, now=now)
         assert not step.possible_gap
         reported += [e.id for e in step.new]
         store.set_value("cursor", step.cursor.to_json())
@@ -204,17 +204,93 @@ def test_cursor_never_duplicates_or_drops_across_overlapping_pages_and_restarts(
 
 def test_cursor_same_page_twice_reports_nothing_new() -> None:
     page = [event(i, T0 + timedelta(seconds=i)) for i in range(5)]
-    first = advance(Cursor(), page, timedelta(minutes=5), 200)
+    first = advance(Cursor(), page, timedelta(minutes=5), 200, T0 + timedelta(minutes=1))
     assert [e.id for e in first.new] == ["e0", "e1", "e2", "e3", "e4"]  # oldest first
-    again = advance(Cursor.from_json(first.cursor.to_json()), page, timedelta(minutes=5), 200)
+    again = advance(
+        Cursor.from_json(first.cursor.to_json()),
+        page,
+        timedelta(minutes=5),
+        200,
+        T0 + timedelta(minutes=2),
+    )
     assert again.new == [] and again.cursor == first.cursor
 
 
 def test_cursor_flags_a_full_page_that_does_not_reach_back() -> None:
-    start = advance(Cursor(), [event(0, T0)], timedelta(minutes=5), 3)
+    start = advance(Cursor(), [event(0, T0)], timedelta(minutes=5), 3, T0)
     later = [event(i, T0 + timedelta(minutes=10, seconds=i)) for i in range(1, 4)]
-    step = advance(start.cursor, later, timedelta(minutes=5), 3)
+    step = advance(start.cursor, later, timedelta(minutes=5), 3, T0 + timedelta(minutes=11))
     assert step.possible_gap and [e.id for e in step.new] == ["e1", "e2", "e3"]
+
+
+@pytest.mark.parametrize(
+    "stamped", [T0 + timedelta(hours=1), datetime(2099, 1, 1, tzinfo=UTC)], ids=["1h", "2099"]
+)
+def test_an_event_stamped_ahead_of_the_clock_hides_no_later_event(
+    tmp_path: Path, stamped: datetime
+) -> None:
+    """A device whose clock runs ahead (or local time read as UTC) sends one event; honest
+    events follow every minute for longer than the window. Each is reported exactly once, the
+    one stamped ahead too, though the page keeps listing it first."""
+    ahead = event(0, stamped)
+    arrived = [ahead]
+    reported: list[str] = []
+    store = Store(tmp_path / "state.sqlite")
+    for minute in range(15):
+        now = T0 + timedelta(minutes=minute)
+        arrived.append(event(minute + 1, now))
+        page = sorted(arrived, key=lambda e: e.timestamp, reverse=True)[:50]
+        step = advance(
+            Cursor.from_json(store.get_value("cursor")), page, timedelta(minutes=5), 50, now
+        )
+        reported += [e.id for e in step.new]
+        assert [e.id for e in step.ahead] == (["e0"] if minute == 0 else [])
+        store.set_value("cursor", step.cursor.to_json())
+    store.close()
+    assert sorted(reported) == sorted(e.id for e in arrived)
+    assert len(reported) == len(set(reported))
+
+
+@pytest.mark.parametrize("skew", [timedelta(0), timedelta(hours=1)], ids=["in-sync", "1h-ahead"])
+@pytest.mark.parametrize("rate", [100, 300], ids=["pages-overlap", "pages-miss"])
+def test_a_full_page_is_a_possible_gap_only_when_the_pages_do_not_overlap(
+    skew: timedelta, rate: int
+) -> None:
+    """A busy feed (`rate` events a minute, pages of 200, a run every minute), its clock in sync
+    or an hour ahead (local time without an offset on a UTC+1 host): at 100 a minute each page
+    reaches back into the last one, at 300 it cannot."""
+    cursor, arrived, gaps = Cursor(), [], []
+    for minute in range(5):
+        now = T0 + timedelta(minutes=minute)
+        arrived += [
+            FleetEvent(
+                f"e{minute}-{i}",
+                now - timedelta(seconds=60 * (rate - i) / rate) + skew,
+                "command.ok",
+                "info",
+                "x",
+            )
+            for i in range(rate)
+        ]
+        page = sorted(arrived, key=lambda e: e.timestamp, reverse=True)[:200]
+        step = advance(cursor, page, timedelta(minutes=30), 200, now)
+        cursor = step.cursor
+        gaps.append(step.possible_gap)
+        assert step.ahead == ([] if skew < timedelta(minutes=1) else step.new)
+    assert gaps == [False] + [rate * 1 > 200] * 4
+
+
+def test_an_event_written_just_after_the_run_read_its_clock_is_not_a_clock_ahead() -> None:
+    listed = [event(1, T0 + timedelta(milliseconds=300)), event(2, T0 + timedelta(minutes=2))]
+    step = advance(Cursor(), listed, timedelta(minutes=5), 50, T0)
+    assert [e.id for e in step.new] == ["e1", "e2"] and [e.id for e in step.ahead] == ["e2"]
+
+
+def test_a_cursor_stored_ahead_of_the_clock_lets_honest_events_through() -> None:
+    stored = Cursor(datetime(2099, 1, 1, tzinfo=UTC), {"old": "2099-01-01T00:00:00+00:00"})
+    step = advance(Cursor.from_json(stored.to_json()), [event(1, T0)], timedelta(minutes=5), 50, T0)
+    assert [e.id for e in step.new] == ["e1"] and step.cursor.high_water == T0
+    assert "old" not in step.cursor.seen
 
 
 def test_alerting_selects_types_and_severity() -> None:

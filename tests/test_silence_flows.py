@@ -89,12 +89,12 @@ async def no_sleep(_seconds: float) -> None:
     return None
 
 
-def run(config: Config, signal: Signal, now: datetime) -> None:
+def run(config: Config, signal: Signal | list[Signal], now: datetime) -> None:
     """One watch run: evaluate and record, then drain the outbox, at `now`."""
     with Store(config.state) as store:
         evaluate_and_record(
             store,
-            [signal],
+            signal if isinstance(signal, list) else [signal],
             config.policy,
             now,
             rules=config.storm_rules(),

@@ -85,13 +85,17 @@ def test_storm_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None
     rules, policies = rules_of(case), policies_of(case)
     store: dict[str, Incident] = {}
     real = Store(tmp_path / "state.sqlite") if stored else None
+    ids: set[str] = set()  # the outbox ignores an id it has seen: none may repeat
     for step in case["steps"]:
         now = T0 + timedelta(seconds=step["at"])
+        where = f"at {step['at']}s"
         signals = [s for spec in step["signals"] for s in expand(spec)]
         for key, act in step.get("act", {}).items():  # an operator's action before the run
             change = operator_action(act, now)
             if real:
-                apply(real, key, change, action=str(act), actor="op", via="table", now=now)
+                done = apply(real, key, change, action=str(act), actor="op", via="table", now=now)
+                assert done is not None and done.refused is None, where
+                store[key] = done.incident
             else:
                 store[key] = change(store[key]).incident
         unresolved = {k: i for k, i in store.items() if i.state != State.resolved}
@@ -103,7 +107,9 @@ def test_storm_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None
 
         result = real.evaluate(run, now)[0] if real else run(unresolved)
         store.update({i.key: i for i in result.incidents})
-        where = f"at {step['at']}s"
+        repeated = {n.id for n in result.notifications} & ids
+        assert not repeated, f"{where}: ids of earlier notifications {sorted(repeated)}"
+        ids |= {n.id for n in result.notifications}
         sent = sorted(f"{n.channel}:{n.kind}:{n.incident.key}" for n in result.notifications)
         if "send" in step:
             assert sent == sorted(step["send"]), where
@@ -122,6 +128,8 @@ def test_storm_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None
             assert key not in store, f"{where}: {key}"
         for key, cause in step.get("inhibited", {}).items():
             assert store[key].inhibited_by == cause, f"{where}: {key}"
+        for key, acked in step.get("acked", {}).items():
+            assert (store[key].acts.acked_at is not None) == acked, f"{where}: {key}"
         if "inhibited_count" in step:
             got = sum(i.inhibited_by is not None for i in store.values() if i.state != "resolved")
             assert got == step["inhibited_count"], where

@@ -179,6 +179,24 @@ def restarted(incident: Incident, stages: Sequence[Stage], now: datetime) -> Inc
     return evolve(incident, escalation=escalation)
 
 
+def ack_timed_out(incident: Incident, timeout: timedelta | None, now: datetime) -> bool:
+    acked_at = incident.acts.acked_at
+    return timeout is not None and acked_at is not None and now >= acked_at + timeout
+
+
+def lift_timed_out_ack(
+    incident: Incident, timeout: timedelta | None, now: datetime
+) -> tuple[Incident, str]:
+    """Once an acknowledgement is `timeout` old: the incident with it lifted (a new one is
+    possible) on a new round of its escalation, and why it escalates again; else as it is, ""."""
+    if timeout is None or not ack_timed_out(incident, timeout, now):
+        return incident, ""
+    why = ack_timeout_reason(incident, timeout)
+    acts = evolve(incident.acts, acked_by=None, acked_at=None, changed_at=now)
+    esc = incident.escalation
+    return evolve(incident, acts=acts, escalation=evolve(esc, rounds=esc.rounds + 1, why=why)), why
+
+
 def ack_timeout_reason(incident: Incident, timeout: timedelta) -> str:
     acts = incident.acts
     when = f" at {acts.acked_at:%H:%M} UTC" if acts.acked_at else ""
@@ -225,14 +243,28 @@ def current_pages(incident: Incident) -> tuple[str, ...]:
 def lines(incident: Incident) -> list[str]:
     """Which step the incident is on, who was paged when, what happens next and when."""
     esc = incident.escalation
-    if esc.steps == 0 or (incident.state in (State.pending, State.resolved) and esc.step == 0):
+    if esc.steps == 0:  # a group incident: it pages as its members' steps come due
+        return _again(incident)
+    if incident.state in (State.pending, State.resolved) and esc.step == 0:
         return []
     out = [f"Escalation step {esc.step} of {esc.steps}" + (f": {esc.why}" if esc.why else "")]
     if esc.pages:
-        out.append("Paged: " + ", ".join(f"{p.channel} {p.at:%H:%M} UTC" for p in esc.pages))
+        out.append(_paged_line(esc))
     if incident.state != State.resolved:
         out.append("Next: " + _next(incident))
     return out
+
+
+def _again(incident: Incident) -> list[str]:
+    """A group told again because an acknowledgement timed out: why, and who was paged when."""
+    esc = incident.escalation
+    if not esc.why or incident.state == State.resolved:
+        return []
+    return [esc.why[:1].upper() + esc.why[1:], *([_paged_line(esc)] if esc.pages else [])]
+
+
+def _paged_line(esc: Escalation) -> str:
+    return "Paged: " + ", ".join(f"{p.channel} {p.at:%H:%M} UTC" for p in esc.pages)
 
 
 def _next(incident: Incident) -> str:

@@ -10,6 +10,10 @@ group (members added or cleared) go out as one update per `group_interval`; the 
 a member's page falls due, and resolves when its last member does. Fewer members are told one by
 one, as without grouping.
 
+Operators act on the group as on one incident: an acknowledgement that times out (`ack_timeout`)
+pages the pagers of the step the group is on again, a silence that runs out is said once, and a
+silence or window muting every member mutes the group (said once as it begins and as it ends).
+
 `bound` caps the messages of one run per channel: the rest become one storm summary.
 """
 
@@ -23,9 +27,17 @@ from typing import Any, TypeVar
 
 from pydantic import Field
 
-from fleet_alerting.core.actions import holds_page, silenced_at
+from fleet_alerting.core.actions import (
+    closing_words,
+    expire,
+    holds_page,
+    notification,
+    paged_again,
+    reopened,
+    silenced_at,
+)
 from fleet_alerting.core.channels import pager_of
-from fleet_alerting.core.escalation import unique
+from fleet_alerting.core.escalation import current_pages, lift_timed_out_ack, unique
 from fleet_alerting.core.fleet import signal_labels
 from fleet_alerting.core.incidents import (
     GROUP_PREFIX,
@@ -87,6 +99,8 @@ class _Batch:
     paged: bool = False
     reminded: bool = False
     pagers: set[str] = field(default_factory=set)  # where members' pages would have gone
+    muted: Incident | None = None  # a member a silence or window began to mute
+    unmuted: bool = False  # a member's mute ended while it still fails
 
 
 def group(
@@ -175,6 +189,10 @@ def group(
                     batch.pagers.add(n.channel)
             elif n.kind == Kind.reminder:
                 batch.reminded = True
+            elif n.kind == Kind.muted and n.incident.acts.mute_id is not None:
+                batch.muted = n.incident
+            elif n.kind == Kind.silence_expired:
+                batch.unmuted = True
         members = dict.fromkeys(current.members)
         for m in batch.opened.values():
             if m.key not in members:
@@ -312,6 +330,7 @@ def _advance(
         sent += notify_channels(g, policy, Kind.resolved, now, g.paged_via)
         return g, sent
     members = _Members(after, g.members)  # read only for a message
+    why = ""  # why an acknowledgement that timed out was lifted
     if g.state == State.pending:
         if now - g.changed_at < config.group_wait:  # changed_at: when the wait began
             return replace(g, signal=_summary(g, members, config, set())), []
@@ -322,17 +341,27 @@ def _advance(
         sent = notify_channels(g, policy, Kind.opened, now)
         batch.paged |= any(m.state == State.paged for m in members)
     else:
-        sent = []
+        g, sent = expire(g, policy.channels(), now)  # a silence of the group ran out
+        g, turned = _mute_turns(g, after, batch, policy.channels(), now)
+        sent += turned
+        g, why = lift_timed_out_ack(g, policy.ack_timeout, now)
+    # an acknowledgement that timed out: the pagers of the step the group is on, paged again
+    again = current_pages(g) if why and g.state == State.paged else ()
     pagers = _pagers_due(g, batch, policy)
-    held = holds_page(g, policy.page_hold(), now)
+    held = holds_page(g, policy.page_hold(), now) or g.acts.mute_id is not None
     if pagers and held:  # owed: paged once the ack's hold or the silence ends
         g = replace(g, escalation=replace(g.escalation, next_to=pagers))
-    elif pagers:
-        g = _paged(g, pagers, now)
+    elif pagers or again:
+        paged_before, paging = g.paged_via, unique([*again, *pagers])
+        g = _paged(g, paging, now, why)
         g = replace(g, signal=_summary(g, members, config, set(g.members_told)))
-        sent += notify_channels(g, policy, Kind.paged, now, pagers)
+        sent += reopened(g, paged_before, again, now)
+        sent += notify_channels(g, policy, Kind.paged, now, paging)
         sent += notify_channels(g, policy, Kind.paged, now)
         return replace(g, last_notified_at=now, members_told=g.members), sent
+    elif why:  # nobody to page: the thread hears that it escalates again
+        sent += notify_channels(g, policy, Kind.escalated, now)
+        g = replace(g, last_notified_at=now)
     if sent:
         return g, sent
     due = g.last_notified_at is None or now - g.last_notified_at >= config.group_interval
@@ -347,6 +376,45 @@ def _advance(
     return g, []
 
 
+def _mute_turns(
+    g: Incident,
+    incidents: Mapping[str, Incident],
+    batch: _Batch,
+    channels: Sequence[str],
+    now: datetime,
+) -> tuple[Incident, list[Notification]]:
+    """A silence or window that mutes every member of a told group mutes the group, as it would
+    one incident: its channels and pager hear it once as it begins (the page acknowledged), and
+    once as it ends on members still failing (a page it held resolved and paged again)."""
+    acts = g.acts
+    if acts.mute_id is None and batch.muted is not None and _all_muted(incidents, g.members):
+        mute = batch.muted.acts
+        acts = replace(
+            acts, mute_id=mute.mute_id, muted_by=mute.muted_by, muted_until=mute.muted_until
+        )
+        muted = replace(g, acts=acts)
+        return muted, closing_words(muted, g, channels, now)
+    if acts.mute_id is None or not batch.unmuted:
+        return g, []
+    released = replace(g, acts=replace(acts, mute_id=None, muted_by=None, muted_until=None))
+    note = f"{g.signal.summary} (was {acts.muted_by or 'a mute'}, which has ended)"
+    snapshot = replace(released, signal=replace(released.signal, summary=note))
+    told = [notification(snapshot, c, Kind.silence_expired, now) for c in channels]
+    return replace(released, last_notified_at=now), paged_again(snapshot, g, now) + told
+
+
+def _all_muted(incidents: Mapping[str, Incident], keys: Iterable[str]) -> bool:
+    """Whether a silence or window mutes each of `keys` (a brief saying nobody acted on one
+    answers without reading its record)."""
+    for key in keys:
+        seen = glance(incidents, key)
+        if isinstance(seen, Brief) and not seen.acted:
+            return False
+        if incidents[key].acts.mute_id is None:
+            return False
+    return True
+
+
 def _pagers_due(g: Incident, batch: _Batch, policy: Any) -> tuple[str, ...]:
     """Whom the group pages now, none it paged already: its policy's first pagers when a member's
     page came due, any pager a member's later escalation step reaches, and those owed from while
@@ -356,9 +424,10 @@ def _pagers_due(g: Incident, batch: _Batch, policy: Any) -> tuple[str, ...]:
     return tuple(p for p in wanted if p not in g.paged_via)
 
 
-def _paged(g: Incident, pagers: Sequence[str], now: datetime) -> Incident:
-    """The group paged on `pagers`, each page recorded on an escalation step of its own: the first
-    page keeps its notification ids, a later one (another pager) gets ids of its own."""
+def _paged(g: Incident, pagers: Sequence[str], now: datetime, why: str) -> Incident:
+    """The group paged on `pagers` (`why`: an acknowledgement timed out, else ""), each page
+    recorded on an escalation step of its own: the first page keeps its notification ids, a later
+    one (another pager, or the same again) gets ids of its own."""
     esc = g.escalation
     earlier = esc.pages or tuple(Page(p, g.paged_at or now, 1) for p in g.paged_via)
     step = max((p.step for p in earlier), default=0) + 1
@@ -369,7 +438,7 @@ def _paged(g: Incident, pagers: Sequence[str], now: datetime) -> Incident:
         paged_at=g.paged_at or now,
         paged_via=unique([*g.paged_via, *pagers]),
         changed_at=now,
-        escalation=replace(esc, step=step, pages=pages, next_to=()),
+        escalation=replace(esc, step=step, pages=pages, next_to=(), why=why),
     )
 
 

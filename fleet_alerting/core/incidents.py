@@ -339,7 +339,9 @@ class Records(Mapping[str, Incident]):
             if key not in self._briefs:
                 raise KeyError(key)
             self.preload([key])
-            found = self._full[key]
+            found = self._full.get(key)
+            if found is None:  # not a KeyError: `get` would take it for "no record"
+                raise LookupError(f"incident {key!r}: its stored record was not read back")
         return found
 
     def __contains__(self, key: object) -> bool:

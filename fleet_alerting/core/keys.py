@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+NUL, REPLACEMENT = "\x00", "\ufffd"
+
 
 def incident_key(source: str, labels: Mapping[str, str]) -> str:
-    return source + ":" + ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return stored_key(source + ":" + ",".join(f"{k}={v}" for k, v in sorted(labels.items())))
 
 
 def signal_key(source: str, **labels: str) -> str:
     """`incident_key` with the labels as keyword arguments."""
     return incident_key(source, labels)
+
+
+def stored_key(key: str) -> str:
+    """`key` as the store can keep it and read it back: a NUL (a label scraped from outside)
+    becomes U+FFFD, as in the stored record (PostgreSQL refuses NUL in text). The engine must
+    compare the key it will read back, or the incident is new on every run."""
+    return key.replace(NUL, REPLACEMENT) if NUL in key else key

@@ -225,7 +225,7 @@ class _Alike:
         if brief is not None:
             shape = (signal.severity, brief.source, brief.onset, brief.failures, brief.successes)
         elif signal.firing and signal.key not in self.records:
-            shape = (signal.severity, signal.source, signal.since or self.now, None, None)
+            shape = (signal.severity, signal.source, onset_of(signal, self.now), None, None)
         else:
             return None
         model = self.decided.get(shape)
@@ -237,6 +237,16 @@ class _Alike:
             self.decided[shape] = _Model.of(*found)
             return found
         return model.like(signal)
+
+
+def onset_of(signal: Signal, now: datetime) -> datetime:
+    """When a new incident's failure began: the source's word for it, but never later than now —
+    an onset ahead (a source's clock running fast) would hold back every escalation step
+    counted from it, the page too."""
+    since = signal.since or now
+    if (since.tzinfo is None) == (now.tzinfo is None):
+        since = min(since, now)
+    return _in_utc(since)
 
 
 def _in_utc(moment: datetime) -> datetime:
@@ -357,7 +367,7 @@ def _on_failure(
             source=signal.source,
             severity=signal.severity,
             state=State.pending,
-            onset=_in_utc(signal.since or now),
+            onset=onset_of(signal, now),
             changed_at=now,
             signal=signal,
             consecutive_failures=1,

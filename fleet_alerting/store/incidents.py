@@ -154,19 +154,31 @@ def records(conn: sa.Connection, briefs_sql: str) -> Records:
         ) in rows
     }
 
+    keyed = sa.select(row.key, *INCIDENT_COLUMNS).select_from(WITH_TEXTS)
+
     def load(keys: Collection[str]) -> dict[str, Incident]:
         found: dict[str, Incident] = {}
         listed = list(keys)
         for start in range(0, len(listed), _CHUNK):
             chunk = listed[start : start + _CHUNK]
-            query = select_incidents().where(row.key.in_(chunk))
-            found.update((i.key, i) for i in map(row_incident, conn.execute(query)))
+            query = keyed.where(row.key.in_(chunk))
+            for key, *columns in conn.execute(query):
+                found[key] = _under_its_row_key(key, row_incident(columns))
         return found
 
     return Records(briefs, load)
 
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def _under_its_row_key(key: str, incident: Incident) -> Incident:
+    """A row keyed with a NUL (stored before keys were made as the store keeps them) holds a
+    record whose key has U+FFFD: read under its row's key, its signal's too (a source says it is
+    gone with that signal), so the engine closes it there."""
+    if incident.key == key:
+        return incident
+    return replace(incident, key=key, signal=replace(incident.signal, key=key))
 
 
 def briefs_sql(dialect: sa.Dialect) -> str:
@@ -405,7 +417,7 @@ def record_json(data: str, signal: str | None) -> str:
     return data if signal is None else f'{data[:-1]},"signal":{signal}}}'
 
 
-def row_incident(row: sa.Row[Any]) -> Incident:
+def row_incident(row: Sequence[Any]) -> Incident:
     """The incident of a row (INCIDENT_COLUMNS): its record with its signal (kept apart, or in
     the record if written before schema 6), the thread from its columns (the truth for it)."""
     data, channel, ts, signal = row

@@ -7,11 +7,12 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.schema import AlertmanagerConfig, EscalationRule, WatchdogConfig
+from fleet_alerting.core.clock import CLOCK_SKEW
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.policy import PolicyConfig, PolicyFor
 from fleet_alerting.core.signals import Severity, Signal
@@ -134,6 +135,7 @@ async def observe(config: Config, now: datetime, store: StoreReader) -> Observat
     assert am is not None
     found = await fetch_escalating_alerts(am)
     matched, failures, malformed = found.matched, found.failures, found.malformed
+    _warn_of_clocks_ahead(matched, now)
     signals = to_signals(matched, now, am.url, config.links)
     signals += failure_signals(failures) + malformed_signals(malformed)
     kept: dict[str, Any] = {}
@@ -167,6 +169,18 @@ async def observe(config: Config, now: datetime, store: StoreReader) -> Observat
         policy_for=escalation_policies(config),
         values=kept,
     )
+
+
+def _warn_of_clocks_ahead(matched: list[tuple[EscalationRule, list[Alert]]], now: datetime) -> None:
+    ahead = [a for _, alerts in matched for a in alerts if a.starts_at > now + CLOCK_SKEW]
+    if ahead:
+        run_log().warning(
+            "%d alert(s) start later than this machine's clock, up to %s ahead: their incidents "
+            "count from now (escalation and paging too); check the clocks (NTP) of Prometheus "
+            "and Alertmanager",
+            len(ahead),
+            timedelta(seconds=round((max(a.starts_at for a in ahead) - now).total_seconds())),
+        )
 
 
 def _rows(found: Escalating, now: datetime) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.schema import FleetApiConfig
+from fleet_alerting.core.clock import CLOCK_SKEW
 from fleet_alerting.core.incidents import Incident, Kind, Notification, over_at_once
 from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link
@@ -56,29 +57,48 @@ class Advance:
     new: list[FleetEvent]  # oldest first
     cursor: Cursor
     possible_gap: bool  # the page was full and reached no further back than the cursor
+    ahead: list[FleetEvent] = field(default_factory=list)  # stamped later than `now`
 
 
 def advance(
-    cursor: Cursor, events: Sequence[FleetEvent], lookback: timedelta, limit: int
+    cursor: Cursor, events: Sequence[FleetEvent], lookback: timedelta, limit: int, now: datetime
 ) -> Advance:
-    floor = cursor.high_water - lookback if cursor.high_water else None
+    """The events not reported yet, and the cursor after them. The cursor counts an event stamped
+    later than `now` (a clock running ahead, local time without an offset) as of `now`: one such
+    event would otherwise lift the high water mark over every honest event to come, and they
+    would all look older than the window. An id still in the page stays in `seen`, however old
+    its (clamped) time, so such an event is reported once; one stored ahead and no longer listed
+    is forgotten."""
+    hw = min(cursor.high_water, now) if cursor.high_water else None  # a cursor stored ahead heals
+    floor = hw - lookback if hw else None
     unique = {e.id: e for e in events}.values()
+    stamp = {e.id: min(e.timestamp, now) for e in unique}
     new = sorted(
-        (e for e in unique if e.id not in cursor.seen and (floor is None or e.timestamp >= floor)),
+        (e for e in unique if e.id not in cursor.seen and (floor is None or stamp[e.id] >= floor)),
         key=lambda e: (e.timestamp, e.id),
     )
-    stamps = [e.timestamp for e in unique]
-    high = max([*stamps, *([cursor.high_water] if cursor.high_water else [])], default=None)
-    seen = dict(cursor.seen) | {e.id: e.timestamp.isoformat() for e in new}
+    high = max([*stamp.values(), *([hw] if hw else [])], default=None)
+    seen = dict(cursor.seen) | {e.id: stamp[e.id].isoformat() for e in new}
     if high is not None:
         keep_from = high - lookback
-        seen = {i: t for i, t in seen.items() if datetime.fromisoformat(t) >= keep_from}
-    gap = (
-        cursor.high_water is not None
-        and len(events) >= limit
-        and min(stamps, default=cursor.high_water) > cursor.high_water
-    )
-    return Advance(new, Cursor(high, seen), gap)
+        seen = {i: t for i, t in seen.items() if i in stamp or _within(t, keep_from, now)}
+    gap = hw is not None and len(events) >= limit and _reaches_not_back(unique, cursor, stamp, hw)
+    ahead = [e for e in new if e.timestamp > now + CLOCK_SKEW]
+    return Advance(new, Cursor(high, seen), gap, ahead)
+
+
+def _reaches_not_back(
+    listed: Iterable[FleetEvent], cursor: Cursor, stamp: dict[str, datetime], hw: datetime
+) -> bool:
+    """Whether a page's oldest event is newer than the last run's newest and was not listed
+    then: events between the two may never have been listed (by id — clamped to now, the times
+    of a feed whose clock runs ahead would all look newer)."""
+    oldest = min(listed, key=lambda e: (e.timestamp, e.id), default=None)
+    return oldest is not None and oldest.id not in cursor.seen and stamp[oldest.id] > hw
+
+
+def _within(moment: str, start: datetime, end: datetime) -> bool:
+    return start <= datetime.fromisoformat(moment) <= end
 
 
 def malformed_signals(malformed: Iterable[Malformed]) -> list[Signal]:
@@ -145,8 +165,9 @@ def event_notifications(events: Iterable[FleetEvent], config: Config, now: datet
     for event in events:
         signal = event_signal(event, config)
         channels = config.policy(signal.severity).channels()
+        onset = min(event.timestamp, now)
         incident = over_at_once(
-            signal, SOURCE, event.timestamp, now, "one-off Fleet API event", told=bool(channels)
+            signal, SOURCE, onset, now, "one-off Fleet API event", told=bool(channels)
         )
         incidents.append(incident)
         notifications += [

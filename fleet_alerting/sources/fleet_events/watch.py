@@ -4,7 +4,7 @@ keeps events from being reported twice or skipped across runs."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.schema import FleetApiConfig
@@ -69,9 +69,8 @@ def record_new_events(
     event is over at once and would otherwise leave an incident row behind per event."""
     fleet = config.fleet_api
     assert fleet is not None
-    advanced = advance(
-        Cursor.from_json(store.get_value(CURSOR_KEY)), events, fleet.lookback, fleet.limit
-    )
+    cursor = Cursor.from_json(store.get_value(CURSOR_KEY))
+    advanced = advance(cursor, events, fleet.lookback, fleet.limit, now)
     loud = alerting(advanced.new, fleet)
     notifications = event_notifications(loud, config, now).notifications
     logger = run_log()
@@ -85,6 +84,16 @@ def record_new_events(
         logger.warning(
             "the Fleet API page was full and newer than the last run: events may have been "
             "missed; run more often or keep limit at 200"
+        )
+    if advanced.ahead:
+        latest = max(e.timestamp for e in advanced.ahead)
+        logger.warning(
+            "%d event(s) stamped later than this machine's clock, up to %s ahead (%s): reported, "
+            "and taken as of now for the cursor; check the clock of the Fleet API's host and "
+            "that its timestamps carry an offset",
+            len(advanced.ahead),
+            timedelta(seconds=round((latest - now).total_seconds())),
+            sorted({e.target or e.type for e in advanced.ahead})[:5],
         )
     return advanced, loud, Evaluation([], notifications)
 

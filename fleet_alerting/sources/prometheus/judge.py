@@ -26,7 +26,7 @@ import yaml
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
 from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.core.incidents import Incident, State
-from fleet_alerting.core.keys import incident_key
+from fleet_alerting.core.keys import incident_key, stored_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link, prometheus_graph_url
 from fleet_alerting.core.signals import (
     TEXTS_VERSION,
@@ -352,8 +352,8 @@ class _Keys:
         get = labels.get
         if len(self.names) == 1:  # the usual `key_labels: [host]`
             value = get(self.names[0], "")
-            return f"{self.source}:{self.names[0]}={value}", value or watch.name
-        key = self.source + ":" + ",".join([f"{k}={get(k, '')}" for k in self.names])
+            return stored_key(f"{self.source}:{self.names[0]}={value}"), value or watch.name
+        key = stored_key(self.source + ":" + ",".join([f"{k}={get(k, '')}" for k in self.names]))
         target = " / ".join([v for v in [get(k, "") for k in watch.key_labels] if v])
         return key, target or watch.name
 
