@@ -64,7 +64,8 @@ def test_muting_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> Non
         Severity(severity): POLICIES[Severity(severity)].model_copy(update=windows)
         for severity, windows in case.get("policy_windows", {}).items()
     }
-    muting = Muting(silences_of(case, start), maintenance.with_policies(policy_windows))
+    windows = maintenance.with_policies(policy_windows)
+    silences = silences_of(case, start)
     policies = POLICIES | {
         Severity(severity): PolicyConfig.model_validate(policy)
         for severity, policy in case.get("policies", {}).items()
@@ -78,10 +79,15 @@ def test_muting_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> Non
         for key, act in step.get("act", {}).items():  # an operator's action before the run
             records[key] = act_on(real, records, key, act, now)
         signals = [signal(spec) for spec in step["signals"]]
+        listed = step.get("listed", [s.id for s in silences])  # the silences still listed
+        muting = Muting([s for s in silences if s.id in listed], windows)
         unresolved = {k: i for k, i in records.items() if i.state != State.resolved}
 
         def run(
-            current: Mapping[str, Incident], signals: list[Signal] = signals, now: datetime = now
+            current: Mapping[str, Incident],
+            signals: list[Signal] = signals,
+            now: datetime = now,
+            muting: Muting = muting,
         ) -> Evaluation:
             return decide(signals, current, policies.__getitem__, rules, now, None, muting)
 

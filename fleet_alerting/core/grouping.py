@@ -130,7 +130,8 @@ def group(
     after = Overlay(before, changed)
     groups = {
         key: after[key]
-        for key, seen in ((key, glance(after, key)) for key in after)
+        # a group's key is its source's (`group_key`): the members' records are not looked at
+        for key, seen in ((key, glance(after, key)) for key in after if key.startswith(PREFIX))
         if is_group(seen)
         and seen.state != State.resolved
         and seen.source[len(PREFIX) :] in own_sources
@@ -138,28 +139,41 @@ def group(
     batches: dict[str, _Batch] = {}
     passed: list[Notification] = []
     routed: dict[str, list[Notification]] = {}  # group key -> member messages taken over
+    # ... of them, those that are not a member's opening (each of those is a member's)
+    others: dict[str, list[Notification]] = {}
     keys: dict[str, str] = {}  # member key -> group key
     key_of = _group_keys(config)
 
-    def told() -> Iterator[tuple[Notification, Incident]]:
-        # walked twice rather than listed: a storm's opening is two messages per member
-        return ((n, changed.get(n.incident.key) or n.incident) for n in evaluation.notifications)
+    storms = _storms(evaluation.notifications, changed, config, key_of, keys)
+    ungrouped = set(config.ungrouped)
 
-    storms = _storms(told(), config, key_of, keys)
-    for n, member in told():
-        if is_group(member) or member.source == STORM:
-            passed.append(n)
-            continue
+    def route(member: Incident) -> str | None:
+        """The group key of `member`'s messages (None: they pass on as they are)."""
+        if member.source.startswith(PREFIX) or member.source == STORM:
+            return None
         gk = member.group or keys.get(member.key) or key_of(member)
-        if member.source in config.ungrouped and member.group is None and gk not in storms:
-            passed.append(n)
-            continue
+        if member.source in ungrouped and member.group is None and gk not in storms:
+            return None
         keys[member.key] = gk
-        batch = batches.get(gk)
+        return gk
+
+    routed_key: str | None = None  # a changed record's messages come one after another
+    opened = Kind.opened
+    for n in evaluation.notifications:
+        if n.incident.key != routed_key:
+            record = changed.get(n.incident.key)
+            member = record or n.incident
+            gk = route(member)
+            routed_key = None if record is None else n.incident.key
+            if gk is not None and gk not in batches:
+                batches[gk], routed[gk], others[gk] = _Batch(), [], []
+            batch, taken = (None, passed) if gk is None else (batches[gk], routed[gk])
+        taken.append(n)
         if batch is None:
-            batch, routed[gk] = batches.setdefault(gk, _Batch()), []
-        routed[gk].append(n)
-        if n.kind == Kind.opened and member.key not in batch.opened:
+            continue
+        if n.kind != opened:
+            others[gk].append(n)
+        elif member.key not in batch.opened:
             # the record, with the message's wording (e.g. "was inhibited by …")
             same = n.incident.signal is member.signal
             batch.opened[member.key] = member if same else replace(member, signal=n.incident.signal)
@@ -179,7 +193,7 @@ def group(
         mine = set(current.members) | {
             m.key for m in batch.opened.values() if m.group in (None, gk)
         }
-        for n in routed.get(gk, []):
+        for n in others.get(gk, []):  # a member's opening is its batch's, so one of `mine`
             if n.incident.key not in mine:
                 out.append(n)  # not a member: told on its own, and its page is not the group's
             elif n.kind == Kind.paged:
@@ -197,9 +211,7 @@ def group(
             if m.key not in members:
                 members[m.key] = None
                 changed[m.key] = evolve(changed.get(m.key, m), group=gk)
-        members = {
-            k: None for k in members if k in after and glance(after, k).state != State.resolved
-        }
+        members = {k: None for k in members if _unresolved(k, changed, after)}
         view = Overlay(after, batch.opened)
         g, sent = _advance(
             replace(current, members=tuple(members)), view, batch, config, policy_for, now
@@ -223,6 +235,15 @@ def group(
     return Evaluation(list(changed.values()), passed + out)
 
 
+def _unresolved(key: str, changed: Mapping[str, Incident], after: Overlay) -> bool:
+    found = changed.get(key)  # most often a member this run changed: no glance needed
+    if found is None:
+        if key not in after:
+            return False
+        return glance(after, key).state != State.resolved
+    return found.state != State.resolved
+
+
 def _group_keys(config: GroupingConfig) -> Callable[[Incident], str]:
     """`group_key`, memoized on what it reads: a storm's members fall into a handful of groups."""
     known: dict[tuple[str, str, tuple[str, ...]], str] = {}
@@ -230,7 +251,7 @@ def _group_keys(config: GroupingConfig) -> Callable[[Incident], str]:
     def key_of(incident: Incident) -> str:
         labels = incident.signal.labels
         group_by = config.by_source.get(incident.source, config.group_by)
-        read = (incident.source, incident.severity, tuple(labels.get(k, "") for k in group_by))
+        read = (incident.source, incident.severity, tuple([labels.get(k, "") for k in group_by]))
         gk = known.get(read)
         if gk is None:
             gk = known[read] = group_key(incident, config)
@@ -240,7 +261,8 @@ def _group_keys(config: GroupingConfig) -> Callable[[Incident], str]:
 
 
 def _storms(
-    told: Iterable[tuple[Notification, Incident]],
+    told: Iterable[Notification],
+    changed: Mapping[str, Incident],
     config: GroupingConfig,
     key_of: Callable[[Incident], str],
     keys: dict[str, str],
@@ -249,8 +271,11 @@ def _storms(
     run (their group keys are noted in `keys`)."""
     opening: dict[str, set[str]] = {}
     ungrouped = set(config.ungrouped)
-    for n, member in told:
-        if n.kind == Kind.opened and member.source in ungrouped and member.group is None:
+    for n in told:
+        if n.kind != Kind.opened or n.incident.source not in ungrouped:
+            continue  # a record's source is its key's for good: the record is not looked up
+        member = changed.get(n.incident.key) or n.incident
+        if member.group is None:
             gk = keys.get(member.key) or key_of(member)
             keys[member.key] = gk
             if gk in opening:

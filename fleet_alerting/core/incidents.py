@@ -347,6 +347,10 @@ class Records(Mapping[str, Incident]):
     def __contains__(self, key: object) -> bool:
         return key in self._briefs
 
+    def known(self) -> Collection[str]:
+        """The keys, as `in` asks of them without a call to `__contains__` per key."""
+        return self._briefs.keys()
+
     def get(self, key: str, default: Any = None) -> Any:
         # a storm's opening asks each pass for the record of every new key: no KeyError raised
         if key not in self._briefs:
@@ -394,6 +398,8 @@ class Overlay(Mapping[str, Incident]):
         self._glance_before = (
             before.glance if isinstance(before, Records | Overlay) else before.__getitem__
         )
+        # ... and so is whether a key is one of it (a Records' keys are its briefs')
+        self._known_before = before.known() if isinstance(before, Records) else before
 
     def glance(self, key: str) -> Brief | Incident:
         found = self.changed.get(key)
@@ -410,14 +416,16 @@ class Overlay(Mapping[str, Incident]):
         return self.before[key] if found is None else found
 
     def __contains__(self, key: object) -> bool:
-        return key in self.changed or key in self.before
+        return key in self.changed or key in self._known_before
 
     def __iter__(self) -> Iterator[str]:
         yield from self.before
-        yield from (k for k in self.changed if k not in self.before)
+        known = self._known_before
+        yield from (k for k in self.changed if k not in known)
 
     def __len__(self) -> int:
-        return len(self.before) + sum(k not in self.before for k in self.changed)
+        known = self._known_before
+        return len(self.before) + sum(k not in known for k in self.changed)
 
 
 def glance(incidents: Mapping[str, Incident], key: str) -> Brief | Incident:

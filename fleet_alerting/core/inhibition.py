@@ -189,47 +189,42 @@ def inhibit(
     changed = {i.key: i for i in evaluation.incidents}
     after = Overlay(before, changed)
     index = _Index(rules, after)
-    by_key: dict[str, list[Notification]] = {}
-    for n in evaluation.notifications:
-        by_key.setdefault(n.incident.key, []).append(n)
-    keep: dict[str, list[Notification]] = {}
+    sent_about = evaluation.sent_about()
+    dropped: set[str] = set()  # keys whose messages the engine sent do not go out
     extra: list[Notification] = []
     first: list[Notification] = []  # a held page's resolve, before any page of it goes again
     candidates = []
     for key in after:
         seen = glance(after, key)
-        if seen.source not in own_sources:
-            continue
-        if key in changed or key in by_key or seen.inhibited_by or index.may_inhibit(seen.source):
+        if seen.source in own_sources and (
+            index.may_inhibit(seen.source) or _inhibited_before(before, key)
+        ):
             candidates.append(key)
-        # else: unchanged, telling nobody, not inhibited and nothing can inhibit it: as it was
+        # else: nothing can inhibit it and nothing held it: as it was, its messages as sent
     after.preload(candidates)
     for key in candidates:
         incident = after[key]
         seen = glance(before, key) if key in before else None
         was = seen.inhibited_by if seen is not None and seen.onset == incident.onset else None
         cause = index.inhibitor(incident) if incident.state != State.resolved else None
-        sent = by_key.pop(key, [])
-        # the full record only where it is read: not for a storm's members nothing inhibits
-        prior = before.get(key) if cause is not None or was is not None else None
+        if cause is None and was is None:
+            continue  # its messages go out as sent
+        sent = sent_about(key)
+        prior = before.get(key)
         if cause is not None:
+            dropped.add(key)  # nothing it sends goes out (one that resolves is released below)
             if sent or was != cause or incident.inhibited_by != cause:
                 changed[key] = held_back(replace(incident, inhibited_by=cause), prior, sent)
             if was is None and prior is not None and prior.onset == incident.onset:
                 extra += _closed(changed.get(key, incident), prior, policy_for, now)
-            continue  # nothing it sends goes out (an incident that resolves is released below)
-        if was is None:
-            if sent:
-                keep[key] = sent
             continue
         # released: the cause is gone (or this incident just resolved)
         released = replace(incident, inhibited_by=None)
         untold = prior is None or prior.last_notified_at is None
         if incident.state == State.resolved:
-            keep[key] = [] if untold else sent
-        elif sent:
-            keep[key] = sent
-        elif untold and incident.is_open:
+            if untold:
+                dropped.add(key)
+        elif not sent and untold and incident.is_open:
             released, told = _tell_once(released, was, policy_for, now)
             extra += told
         if prior is not None and not untold and incident.state != State.resolved:
@@ -238,11 +233,12 @@ def inhibit(
             first += [n for n in again if n.kind == Kind.resolved]
             extra += [n for n in again if n.kind != Kind.resolved]
         changed[key] = released
-    for key, rest in by_key.items():  # notifications of incidents outside own_sources
-        keep[key] = rest
-    kept = {id(n) for sent in keep.values() for n in sent}
-    notifications = first + [n for n in evaluation.notifications if id(n) in kept] + extra
-    return Evaluation(list(changed.values()), notifications)
+    kept = [n for n in evaluation.notifications if n.incident.key not in dropped]
+    return Evaluation(list(changed.values()), first + kept + extra)
+
+
+def _inhibited_before(before: Mapping[str, Incident], key: str) -> bool:
+    return key in before and glance(before, key).inhibited_by is not None
 
 
 def held_back(

@@ -19,6 +19,7 @@ it firing is told it resolved, and one never told is not.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -261,12 +262,9 @@ def mute(
     incidents of `own_sources` change; `before` holds the unresolved incidents read."""
     changed = {i.key: i for i in evaluation.incidents}
     after = Overlay(before, changed)
-    by_key: dict[str, list[Notification]] = {}
-    for n in evaluation.notifications:
-        by_key.setdefault(n.incident.key, []).append(n)
-    candidates = [
-        key for key in after if _candidate(after, key, changed, by_key, muting, own_sources)
-    ]
+    sent_about = evaluation.sent_about()
+    may_mute = functools.cache(muting.may_mute)  # asked per incident, of a handful of sources
+    candidates = [key for key in after if _candidate(after, before, key, may_mute, own_sources)]
     after.preload(candidates)
     drop: set[str] = set()
     extra: list[Notification] = []
@@ -274,13 +272,15 @@ def mute(
     for key in candidates:
         incident = after[key]
         found = (
-            muting.mute_for(labels_of(incident), now) if incident.state != State.resolved else None
+            muting.mute_for(labels_of(incident), now)
+            if incident.state != State.resolved and may_mute(incident.source)
+            else None
         )
         if found is None and _never_acted_on(before, key, incident):
             continue  # no mute to begin or end: its record is not built to say so
         prior = _same_episode(before.get(key), incident)
         was = prior.acts.mute_id if prior is not None else incident.acts.mute_id
-        sent = by_key.get(key, [])
+        sent = sent_about(key)
         if found is not None:
             drop.add(key)
             updated, told = _begin(incident, prior, found, muting, sent, was, policy_for, now)
@@ -309,17 +309,26 @@ def mute(
 
 def _candidate(
     after: Overlay,
+    before: Mapping[str, Incident],
     key: str,
-    changed: Mapping[str, Incident],
-    by_key: Mapping[str, list[Notification]],
-    muting: Muting,
+    may_mute: Callable[[str], bool],
     own_sources: set[str],
 ) -> bool:
+    """Whether a mute may begin or end on `key`'s incident: one may select its source, or its
+    record (as the engine left it, or as read) may hold one. Any other is left as it is, its
+    messages as sent."""
     seen = glance(after, key)
     if seen.source not in own_sources:
         return False
-    acted = seen.acted if not isinstance(seen, Incident) else seen.acts.mute_id is not None
-    return key in changed or key in by_key or acted or muting.may_mute(seen.source)
+    return (
+        may_mute(seen.source)
+        or _may_hold_mute(seen)
+        or (key in before and _may_hold_mute(glance(before, key)))
+    )
+
+
+def _may_hold_mute(seen: Brief | Incident) -> bool:
+    return seen.acted if isinstance(seen, Brief) else seen.acts.mute_id is not None
 
 
 def _never_acted_on(before: Mapping[str, Incident], key: str, incident: Incident) -> bool:

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Self
+from typing import Any, Literal, NamedTuple, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -153,6 +153,23 @@ class Evaluation:
     incidents: list[Incident]  # new or changed, to be stored (an unchanged failure is not listed)
     notifications: list[Notification]  # to be queued in the same transaction
 
+    def sent_about(self) -> Callable[[str], list[Notification]]:
+        """The messages about an incident key, sorted by key on the first ask: the storm passes
+        ask only of the incidents they may change, and a storm's opening run is tens of
+        thousands of messages that they leave as sent."""
+        by_key: dict[str, list[Notification]] = {}
+        sorted_out = False
+
+        def sent(key: str) -> list[Notification]:
+            nonlocal sorted_out
+            if not sorted_out:
+                for n in self.notifications:
+                    by_key.setdefault(n.incident.key, []).append(n)
+                sorted_out = True
+            return by_key.get(key, [])
+
+        return sent
+
 
 def evaluate(
     signals: Iterable[Signal],
@@ -200,7 +217,7 @@ class _Alike:
         self.records = records
         self.policy_for = policy_for
         self.now = now
-        self.decided: dict[tuple[Any, ...], tuple[Incident, list[Notification]]] = {}
+        self.decided: dict[tuple[Any, ...], _Model] = {}
 
     def decided_for(self, signal: Signal) -> tuple[Incident, list[Notification]] | None:
         """What `_on_failure` makes of `signal`'s record, if it is known without reading it."""
@@ -211,14 +228,15 @@ class _Alike:
             shape = (signal.severity, signal.source, onset_of(signal, self.now), None, None)
         else:
             return None
-        found = self.decided.get(shape)
-        if found is None:
+        model = self.decided.get(shape)
+        if model is None:
             # a pending record is never left as it is (`_unchanged` asks for an open one)
             current = None if brief is None else self.records[signal.key]
             policy = self.policy_for(signal.severity)
-            found = self.decided[shape] = _on_failure(current, signal, policy, self.now)
+            found = _on_failure(current, signal, policy, self.now)
+            self.decided[shape] = _Model.of(*found)
             return found
-        return _like(found, signal)
+        return model.like(signal)
 
 
 def onset_of(signal: Signal, now: datetime) -> datetime:
@@ -237,21 +255,33 @@ def _in_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _like(
-    decided: tuple[Incident, list[Notification]], signal: Signal
-) -> tuple[Incident, list[Notification]]:
-    """What `decided` (of another key of the same shape) is for `signal`'s key."""
-    model, sent = decided
-    key = signal.key
-    made = {id(model): evolve(model, key=key, signal=signal)}
-    head = len(model.key)  # the id's head is the key (`_notifications`)
-    copies = []
-    for n in sent:
-        incident = made.get(id(n.incident))
-        if incident is None:
-            incident = made[id(n.incident)] = evolve(n.incident, key=key, signal=signal)
-        copies.append(retold(n, key + n.id[head:], incident))
-    return made[id(model)], copies
+class _Model(NamedTuple):
+    """One key's decision, to be made like it for another key of the same shape."""
+
+    incident: Incident
+    sent: list[tuple[Notification, str]]  # each with its id after the key (the id's head)
+    about_it: bool  # every message's snapshot is `incident` itself
+
+    @classmethod
+    def of(cls, incident: Incident, sent: list[Notification]) -> _Model:
+        head = len(incident.key)
+        about_it = all(n.incident is incident for n in sent)
+        return cls(incident, [(n, n.id[head:]) for n in sent], about_it)
+
+    def like(self, signal: Signal) -> tuple[Incident, list[Notification]]:
+        """What this decision is for `signal`'s key."""
+        key = signal.key
+        incident = evolve(self.incident, key=key, signal=signal)
+        if self.about_it:
+            return incident, [retold(n, key + tail, incident) for n, tail in self.sent]
+        made = {id(self.incident): incident}
+        copies = []
+        for n, tail in self.sent:
+            snapshot = made.get(id(n.incident))
+            if snapshot is None:
+                snapshot = made[id(n.incident)] = evolve(n.incident, key=key, signal=signal)
+            copies.append(retold(n, key + tail, snapshot))
+        return incident, copies
 
 
 def recover_unseen(
