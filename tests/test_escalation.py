@@ -244,6 +244,27 @@ def test_paged_again_after_the_timeout_names_each_pager_once_and_says_why() -> N
     ]
 
 
+def test_an_ack_that_times_out_after_a_reload_shortened_the_steps_escalates_on_the_last() -> None:
+    """The config reloaded with fewer steps than the incident had reached: the run goes on (it
+    failed on an index out of range), the escalation starts again from the last step there is."""
+    policy = PolicyConfig.model_validate(CASES[0]["policy"])
+    incidents: dict[str, Incident] = {}
+    for minute in (0, 5, 20):
+        now = T0 + timedelta(minutes=minute)
+        result = evaluate([observe(True, Severity.critical)], incidents, lambda _s: policy, now)
+        incidents.update({i.key: i for i in result.incidents})
+    assert incidents["k"].escalation.step == 3
+    acked = T0 + timedelta(minutes=21)
+    incidents["k"] = actions.acknowledge(incidents["k"], "ana", acked, ["slack"]).incident
+    shorter = PolicyConfig.model_validate(
+        CASES[0]["policy"] | {"steps": CASES[0]["policy"]["steps"][:2]}
+    )
+    later = acked + timedelta(minutes=30)
+    result = evaluate([observe(True, Severity.critical)], incidents, lambda _s: shorter, later)
+    assert {n.channel for n in result.notifications} >= {"pagerduty"}
+    assert result.incidents[0].escalation.step == 2
+
+
 @pytest.mark.parametrize(
     ("settings", "next_line"),
     [

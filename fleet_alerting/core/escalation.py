@@ -171,9 +171,12 @@ def ran(
 
 def restarted(incident: Incident, stages: Sequence[Stage], now: datetime) -> Incident:
     """After an acknowledgement timed out: the escalation starts again from the step it was on
-    (that step is due now, its later steps follow at their delays from now)."""
+    (that step is due now, its later steps follow at their delays from now) — from the last
+    step there is, if the policy was reloaded with fewer."""
     esc = incident.escalation
-    index = max(esc.step, 1) - 1
+    index = min(max(esc.step, 1), len(stages)) - 1
+    if index < 0:
+        return incident
     base = now - stages[index].offset
     escalation = evolve(esc, step=index, base=base, rounds=esc.rounds + 1)
     return evolve(incident, escalation=escalation)
