@@ -431,10 +431,10 @@ def _mute_turns(
             return g, []
         g = replace(g, last_notified_at=now)
         return g, [notification(g, c, Kind.silence_expired, now) for c in channels]
-    if silenced_at(g, now):
-        return (_lapsed(g, now) if batch.unmuted else g), []
-    ended = [f"silenced by {silenced_by}"] if news else []
     joined = next((m for m in batch.opened.values() if m.acts.mute_id is None), None)
+    if silenced_at(g, now):  # the mute is kept: looked at again once the silence ends
+        return (_lapsed(g, now) if batch.unmuted or joined else g), []
+    ended = [f"silenced by {silenced_by}"] if news else []
     if batch.unmuted:
         ended += unique(batch.unmuted)
     elif joined is not None:
