@@ -448,6 +448,11 @@ def _mute_turns(
         )
     elif not failing() or not _lapsed_at(g, now) or _all_muted(incidents, g.members):
         return g, []  # the mute holds, or it ended while every member passes: said once one fails
+    elif _mutes_any(incidents, g.members, g.acts.mute_id):  # a member it does not cover joined
+        lifted = f"no longer {g.acts.muted_by or 'muted'}: it does not cover every member"
+        if ended:
+            lifted = f"was {ended[0]}, which has ended; {lifted}"
+        return _unmuted(g, lifted, channels, failing(), now)
     else:
         ended.append(g.acts.muted_by or "a mute")  # it ended while the group was silenced or passed
     which = "which have ended" if len(ended) > 1 else "which has ended"
@@ -509,13 +514,18 @@ def _failing(incidents: Mapping[str, Incident], key: str) -> bool:
 def _all_muted(incidents: Mapping[str, Incident], keys: Iterable[str]) -> bool:
     """Whether a silence or window mutes each of `keys` (a brief saying nobody acted on one
     answers without reading its record)."""
-    for key in keys:
-        seen = glance(incidents, key)
-        if isinstance(seen, Brief) and not seen.acted:
-            return False
-        if incidents[key].acts.mute_id is None:
-            return False
-    return True
+    return all(_mute_of(incidents, key) is not None for key in keys)
+
+
+def _mutes_any(incidents: Mapping[str, Incident], keys: Iterable[str], mute_id: str | None) -> bool:
+    """Whether the mute `mute_id` still mutes one of `keys` (read only as a group is released)."""
+    return any(_mute_of(incidents, key) == mute_id for key in keys)
+
+
+def _mute_of(incidents: Mapping[str, Incident], key: str) -> str | None:
+    """What mutes member `key` (a brief saying nobody acted on it answers without its record)."""
+    seen = glance(incidents, key)
+    return None if isinstance(seen, Brief) and not seen.acted else incidents[key].acts.mute_id
 
 
 def _pagers_due(
