@@ -361,6 +361,8 @@ def _advance(
         g = replace(g, signal=_summary(g, members, config, set(g.members)), last_notified_at=now)
         sent = notify_channels(g, policy, Kind.opened, now)
         batch.paged |= any(m.state == State.paged for m in members)
+        # pages the members sent while it waited: steps overdue as it opens, as one incident's
+        batch.pagers |= {p for m in members for p in m.paged_via if pager_of(p) is not None}
     else:
         was_quiet = g.acts.silenced or g.acts.mute_id is not None
         g, sent = _mute_turns(g, after, batch, policy.channels(), failing, now)
