@@ -72,9 +72,12 @@ def policies_of(case: dict[str, Any]) -> dict[Severity, PolicyConfig]:
 
 
 def operator_action(act: Any, now: datetime) -> Callable[[Incident], actions.Change]:
-    """`ack`, or `{silence_until: SECONDS}` (from T0), as from Slack (no message asked for)."""
+    """`ack`, `unsilence`, or `{silence_until: SECONDS}` (from T0), as from Slack (no message
+    asked for)."""
     if act == "ack":
         return lambda incident: actions.acknowledge(incident, "op", now, [])
+    if act == "unsilence":
+        return lambda incident: actions.unsilence(incident, "op", now, [])
     until = T0 + timedelta(seconds=act["silence_until"])
     return lambda incident: actions.silence(incident, "op", now, until, [])
 

@@ -344,6 +344,12 @@ def _advance(
         return g, sent
     members = _Members(after, g.members)  # read only for a message
     why = ""  # why an acknowledgement that timed out was lifted
+    restart_at = now  # when the escalation starts again after an acknowledgement timed out
+
+    @cache
+    def failing() -> bool:  # as one incident: said and paged again only while it fails
+        return any(_failing(after, key) for key in g.members)
+
     if g.state == State.pending:
         if now - g.changed_at < config.group_wait:  # changed_at: when the wait began
             return replace(g, signal=_summary(g, members, config, set())), []
@@ -355,23 +361,24 @@ def _advance(
         g = replace(g, signal=_summary(g, members, config, set(g.members)), last_notified_at=now)
         sent = notify_channels(g, policy, Kind.opened, now)
         batch.paged |= any(m.state == State.paged for m in members)
+        # pages the members sent while it waited: steps overdue as it opens, as one incident's
+        batch.pagers |= {p for m in members for p in m.paged_via if pager_of(p) is not None}
     else:
-
-        @cache
-        def failing() -> bool:  # as one incident: said and paged again only while it fails
-            return any(_failing(after, key) for key in g.members)
-
+        was_quiet = g.acts.silenced or g.acts.mute_id is not None
         g, sent = _mute_turns(g, after, batch, policy.channels(), failing, now)
         quiet = silenced_at(g, now) or g.acts.mute_id is not None
         if not quiet and ack_timed_out(g, policy.ack_timeout, now) and failing():
+            if was_quiet:  # as one incident's, its steps ran on under the silence: from the timeout
+                restart_at = min(now, g.acts.acked_at + policy.ack_timeout)  # type: ignore[operator]
             g, why = lift_timed_out_ack(g, policy.ack_timeout, now)
     # an acknowledgement that timed out: the pagers of the step the group is on, paged again
     # (a group paged before its pages were recorded per step: those it paged)
     again = (current_pages(g) or g.paged_via) if why and g.state == State.paged else ()
     if again:
-        g = _restarted(g, again, policy.stages(), now)
+        g = _restarted(g, again, policy.stages(), restart_at)
     pagers, later = _pagers_due(g, batch, policy, now)
     held = holds_page(g, policy.page_hold(), now) or g.acts.mute_id is not None
+    held = held or (bool(pagers) and not failing())  # as one incident: no step while it passes
     if later != g.escalation.next_to:
         g = replace(g, escalation=replace(g.escalation, next_to=later))
     if pagers and held:  # owed: paged once the ack's hold or the silence ends
@@ -413,7 +420,8 @@ def _mute_turns(
     told group muting the group, as they would one incident: a mute is said once to its channels
     and pager as it begins (the page acknowledged); the end of the last silence holding the group
     is said once, on members still failing (a page a mute held resolved and paged again). A mute
-    that ends while the group's own silence holds is kept until that silence ends."""
+    that ends while the group's own silence holds, or while every member passes, is kept until
+    that silence ends (or is lifted) and a member fails."""
     ran_out = expiry_due(g, now)
     silenced_by, until = g.acts.silenced_by, g.acts.silenced_until
     news = ran_out and until is not None and now - until < OLD_NEWS  # else lifted unsaid
@@ -425,10 +433,10 @@ def _mute_turns(
             return g, []
         g = replace(g, last_notified_at=now)
         return g, [notification(g, c, Kind.silence_expired, now) for c in channels]
-    if silenced_at(g, now):
-        return g, []
-    ended = [f"silenced by {silenced_by}"] if news else []
     joined = next((m for m in batch.opened.values() if m.acts.mute_id is None), None)
+    if silenced_at(g, now):  # the mute is kept: looked at again once the silence ends
+        return (_lapsed(g, now) if batch.unmuted or joined else g), []
+    ended = [f"silenced by {silenced_by}"] if news else []
     if batch.unmuted:
         ended += unique(batch.unmuted)
     elif joined is not None:
@@ -440,10 +448,15 @@ def _mute_turns(
             failing(),
             now,
         )
-    elif not ran_out or _all_muted(incidents, g.members):
-        return g, []  # the mute holds: the group's own silence ended unsaid
+    elif not failing() or not _lapsed_at(g, now) or _all_muted(incidents, g.members):
+        return g, []  # the mute holds, or it ended while every member passes: said once one fails
+    elif _mutes_any(incidents, g.members, g.acts.mute_id):  # a member it does not cover joined
+        lifted = f"no longer {g.acts.muted_by or 'muted'}: it does not cover every member"
+        if ended:
+            lifted = f"was {ended[0]}, which has ended; {lifted}"
+        return _unmuted(g, lifted, channels, failing(), now)
     else:
-        ended.append(g.acts.muted_by or "a mute")  # it ended while the group's silence held
+        ended.append(g.acts.muted_by or "a mute")  # it ended while the group was silenced or passed
     which = "which have ended" if len(ended) > 1 else "which has ended"
     return _unmuted(g, f"was {' and '.join(ended)}, {which}", channels, failing(), now)
 
@@ -465,11 +478,26 @@ def _unmuted(
     """The group released from its mute (`why`: as told), said once while a member still fails."""
     released = replace(g, acts=replace(g.acts, mute_id=None, muted_by=None, muted_until=None))
     if not failing:
-        return released, []
+        return _lapsed(g, now), []  # kept (its page acknowledged): paged again once one fails
     note = f"{g.signal.summary} ({why})"
     snapshot = replace(released, signal=replace(released.signal, summary=note))
     told = [notification(snapshot, c, Kind.silence_expired, now) for c in channels]
     return replace(released, last_notified_at=now), paged_again(snapshot, g, now) + told
+
+
+def _lapsed(g: Incident, now: datetime) -> Incident:
+    """The group's mute marked as ended by `now` though kept (see `_lapsed_at`)."""
+    until = g.acts.muted_until
+    return (
+        g
+        if until is not None and until <= now
+        else replace(g, acts=replace(g.acts, muted_until=now))
+    )
+
+
+def _lapsed_at(g: Incident, now: datetime) -> bool:
+    """Whether the group's mute may have ended (only then are its members' records read)."""
+    return g.acts.muted_until is None or g.acts.muted_until <= now
 
 
 def _mute_ended(before: Mapping[str, Incident], key: str) -> list[str]:
@@ -488,13 +516,18 @@ def _failing(incidents: Mapping[str, Incident], key: str) -> bool:
 def _all_muted(incidents: Mapping[str, Incident], keys: Iterable[str]) -> bool:
     """Whether a silence or window mutes each of `keys` (a brief saying nobody acted on one
     answers without reading its record)."""
-    for key in keys:
-        seen = glance(incidents, key)
-        if isinstance(seen, Brief) and not seen.acted:
-            return False
-        if incidents[key].acts.mute_id is None:
-            return False
-    return True
+    return all(_mute_of(incidents, key) is not None for key in keys)
+
+
+def _mutes_any(incidents: Mapping[str, Incident], keys: Iterable[str], mute_id: str | None) -> bool:
+    """Whether the mute `mute_id` still mutes one of `keys` (read only as a group is released)."""
+    return any(_mute_of(incidents, key) == mute_id for key in keys)
+
+
+def _mute_of(incidents: Mapping[str, Incident], key: str) -> str | None:
+    """What mutes member `key` (a brief saying nobody acted on it answers without its record)."""
+    seen = glance(incidents, key)
+    return None if isinstance(seen, Brief) and not seen.acted else incidents[key].acts.mute_id
 
 
 def _pagers_due(
