@@ -255,8 +255,9 @@ def test_the_servers_default_result_storage_is_remembered_for_a_while_then_asked
         "_aread_server_default_result_storage_block_id",
     ]:
         monkeypatch.setattr(prefect.results, name, getattr(prefect.results, name))
-    remember_result_storage(keep=2.0)
-    set_it = _set_a_server_default_result_storage(tmp_path, after=2.5)
+    # kept long enough that saving the block and setting it on a loaded machine stays within it
+    remember_result_storage(keep=6.0)
+    set_it = _set_a_server_default_result_storage(tmp_path, after=6.5)
     before, remembered, later = asyncio.run(set_it)
     assert before is None
     assert remembered is None, "asked the server again within the time it is remembered"
