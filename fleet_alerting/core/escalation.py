@@ -169,17 +169,23 @@ def ran(
     )
 
 
-def restarted(incident: Incident, stages: Sequence[Stage], now: datetime) -> Incident:
-    """After an acknowledgement timed out: the escalation starts again from the step it was on
-    (that step is due now, its later steps follow at their delays from now) — from the last
-    step there is, if the policy was reloaded with fewer."""
+def restarted(incident: Incident, stages: Sequence[Stage], now: datetime, why: str) -> Incident:
+    """After an acknowledgement timed out (`why`): the escalation starts again from the step it
+    was on (that step is due now, its later steps follow at their delays from now) — from the
+    last step there is, if the policy was reloaded with fewer."""
     esc = incident.escalation
     index = min(max(esc.step, 1), len(stages)) - 1
     if index < 0:
         return incident
     base = now - stages[index].offset
-    escalation = evolve(esc, step=index, base=base, rounds=esc.rounds + 1)
+    escalation = evolve(esc, step=index, base=base, rounds=esc.rounds + 1, why=why)
     return evolve(incident, escalation=escalation)
+
+
+def reruns(incident: Incident, indexes: Sequence[int]) -> bool:
+    """Whether one of these steps paged before in this episode (its escalation restarted)."""
+    ran_before = {p.step for p in incident.escalation.pages}
+    return any(i + 1 in ran_before for i in indexes)
 
 
 def ack_timed_out(incident: Incident, timeout: timedelta | None, now: datetime) -> bool:

@@ -415,10 +415,13 @@ def _escalate(
     if _ack_timed_out(incident, policy, now) and stages:
         why = escalation.ack_timeout_reason(incident, policy.ack_timeout or timedelta(0))
         acts = replace(incident.acts, acked_by=None, acked_at=None, changed_at=now)
-        incident = escalation.restarted(evolve(incident, acts=acts), stages, now)
+        incident = escalation.restarted(evolve(incident, acts=acts), stages, now, why)
         opening = False
     indexes = escalation.due(incident, stages, now)
     if indexes and not actions.holds_page(incident, policy.page_hold(), now):
+        # a silence can hold the restarted step past the run its acknowledgement timed out in
+        if not why and escalation.reruns(incident, indexes):
+            why = incident.escalation.why
         paged_before = incident.paged_via
         incident = escalation.ran(incident, stages, indexes, now, why)
         incident = _scheduled(incident, policy)
