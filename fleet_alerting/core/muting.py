@@ -404,7 +404,9 @@ def _end(
         channels = [] if said else policy.channels()
         told = [notification(snapshot, c, Kind.silence_expired, now) for c in channels]
         paging = [n.channel for n in sent if n.kind == Kind.paged]
-        told = paged_again(snapshot, prior, now, paging) + told
+        resolving = {n.channel for n in sent if n.kind == Kind.resolved}  # an ack timed out
+        again = paged_again(snapshot, prior, now, paging)
+        told = [n for n in again if n.kind != Kind.resolved or n.channel not in resolving] + told
     else:
         told = notify_channels(snapshot, policy, Kind.opened, now)
     if told:
