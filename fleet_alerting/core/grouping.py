@@ -365,12 +365,14 @@ def _advance(
         batch.pagers |= {p for m in members for p in m.paged_via if pager_of(p) is not None}
     else:
         was_quiet = g.acts.silenced or g.acts.mute_id is not None
-        g, sent = _mute_turns(g, after, batch, policy.channels(), failing, now)
-        quiet = silenced_at(g, now) or g.acts.mute_id is not None
-        if not quiet and ack_timed_out(g, policy.ack_timeout, now) and failing():
+        # lifted before a mute's end pages again what the mute acknowledged, that page included
+        if ack_timed_out(g, policy.ack_timeout, now) and failing():
             if was_quiet:  # as one incident's, its steps ran on under the silence: from the timeout
                 restart_at = min(now, g.acts.acked_at + policy.ack_timeout)  # type: ignore[operator]
             g, why = lift_timed_out_ack(g, policy.ack_timeout, now)
+        elif failing() and (owed := _owed_restart(g, policy.stages())) is not None:
+            why, restart_at = g.escalation.why, owed
+        g, sent = _mute_turns(g, after, batch, policy.channels(), failing, now)
     # an acknowledgement that timed out: the pagers of the step the group is on, paged again
     # (a group paged before its pages were recorded per step: those it paged)
     again = (current_pages(g) or g.paged_via) if why and g.state == State.paged else ()
@@ -379,6 +381,8 @@ def _advance(
     pagers, later = _pagers_due(g, batch, policy, now)
     held = holds_page(g, policy.page_hold(), now) or g.acts.mute_id is not None
     held = held or (bool(pagers) and not failing())  # as one incident: no step while it passes
+    if held:  # a timed-out acknowledgement's page is owed until the silence or mute ends
+        why, again = "", ()
     if later != g.escalation.next_to:
         g = replace(g, escalation=replace(g.escalation, next_to=later))
     if pagers and held:  # owed: paged once the ack's hold or the silence ends
@@ -387,8 +391,9 @@ def _advance(
         paged_before, paging = g.paged_via, unique([*again, *pagers])
         g = _paged(g, paging, now, why)
         g = replace(g, signal=_summary(g, members, config, set(g.members_told)))
-        sent += reopened(g, paged_before, again, now)
-        sent += notify_channels(g, policy, Kind.paged, now, paging)
+        resent = {n.channel for n in sent if n.kind == Kind.resolved}  # as the mute ended
+        sent += reopened(g, paged_before, [p for p in again if p not in resent], now)
+        sent += notify_channels(g, policy, Kind.paged, now, [p for p in paging if p not in resent])
         sent += notify_channels(g, policy, Kind.paged, now)
         return replace(g, last_notified_at=now, members_told=g.members), sent
     elif why:  # nobody to page: the thread hears that it escalates again
@@ -557,6 +562,18 @@ def _restarted(
     offsets = _first_offsets(stages)
     base = now - min((offsets.get(p, timedelta(0)) for p in again), default=timedelta(0))
     return replace(g, escalation=replace(g.escalation, base=base))
+
+
+def _owed_restart(g: Incident, stages: Sequence[Stage]) -> datetime | None:
+    """When the group's escalation started again, if an acknowledgement timed out while a silence
+    or mute held it and nothing was paged since: the step it is on is paged again once they end."""
+    esc = g.escalation
+    if not esc.why or esc.base is None:
+        return None
+    offsets = _first_offsets(stages)
+    pagers = current_pages(g) or g.paged_via
+    point = esc.base + min((offsets.get(p, timedelta(0)) for p in pagers), default=timedelta(0))
+    return point if all(p.at < point for p in esc.pages) else None
 
 
 def _first_offsets(stages: Sequence[Stage]) -> dict[str, timedelta]:
