@@ -376,6 +376,9 @@ def _advance(
     # an acknowledgement that timed out: the pagers of the step the group is on, paged again
     # (a group paged before its pages were recorded per step: those it paged)
     again = (current_pages(g) or g.paged_via) if why and g.state == State.paged else ()
+    if again and g.acts.mute_id is not None:  # one incident's steps run on under a mute
+        ran = (p for key in g.members if key in after for p in _ran_on(after[key], now))
+        again = _latest_step(unique([*again, *ran]), policy.stages()) or again
     if again:
         g = _restarted(g, again, policy.stages(), restart_at)
     pagers, later = _pagers_due(g, batch, policy, now)
@@ -552,6 +555,21 @@ def _pagers_due(
     offsets = _first_offsets(policy.stages())
     due = tuple(p for p in wanted if base + offsets.get(p, timedelta(0)) <= now)
     return due, tuple(p for p in wanted if p not in due)
+
+
+def _ran_on(member: Incident, now: datetime) -> tuple[str, ...]:
+    """Whom a member paged, and whom its step due by `now` pages (steps run on under a mute)."""
+    esc = member.escalation
+    due = esc.next_to if esc.next_at is not None and esc.next_at <= now else ()
+    return (*member.paged_via, *due)
+
+
+def _latest_step(pagers: Sequence[str], stages: Sequence[Stage]) -> tuple[str, ...]:
+    """Those of `pagers` the latest step pages first."""
+    offsets = _first_offsets(stages)
+    paging = [p for p in pagers if p in offsets]
+    latest = max((offsets[p] for p in paging), default=None)
+    return tuple(p for p in paging if offsets[p] == latest)
 
 
 def _restarted(
