@@ -376,10 +376,10 @@ def _advance(
     # an acknowledgement that timed out: the pagers of the step the group is on, paged again
     # (a group paged before its pages were recorded per step: those it paged)
     again = (current_pages(g) or g.paged_via) if why and g.state == State.paged else ()
-    if again and g.acts.mute_id is not None:  # one incident's steps run on under a mute
-        ran = (p for key in g.members if key in after for p in _ran_on(after[key], now))
+    if again:  # as one incident's, from its latest step (whose steps run on under a mute)
+        muted = g.acts.mute_id is not None
+        ran = (p for key in g.members if muted and key in after for p in _ran_on(after[key], now))
         again = _latest_step(unique([*again, *ran]), policy.stages()) or again
-    if again:
         g = _restarted(g, again, policy.stages(), restart_at)
     pagers, later = _pagers_due(g, batch, policy, now)
     held = holds_page(g, policy.page_hold(), now) or g.acts.mute_id is not None
