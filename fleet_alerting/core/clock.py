@@ -9,3 +9,8 @@ CLOCK_SKEW = timedelta(minutes=1)
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def ahead_by(moment: datetime, now: datetime) -> timedelta:
+    """How far `moment` lies ahead of `now`, to the second (as a warning shows it)."""
+    return timedelta(seconds=round((moment - now).total_seconds()))

@@ -201,9 +201,15 @@ def lift_timed_out_ack(
     if timeout is None or not ack_timed_out(incident, timeout, now):
         return incident, ""
     why = ack_timeout_reason(incident, timeout)
-    acts = evolve(incident.acts, acked_by=None, acked_at=None, changed_at=now)
+    incident = ack_lifted(incident, now)
     esc = incident.escalation
-    return evolve(incident, acts=acts, escalation=evolve(esc, rounds=esc.rounds + 1, why=why)), why
+    return evolve(incident, escalation=evolve(esc, rounds=esc.rounds + 1, why=why)), why
+
+
+def ack_lifted(incident: Incident, now: datetime) -> Incident:
+    """The incident with its acknowledgement lifted: a new one is possible."""
+    acts = evolve(incident.acts, acked_by=None, acked_at=None, changed_at=now)
+    return evolve(incident, acts=acts)
 
 
 def ack_timeout_reason(incident: Incident, timeout: timedelta) -> str:

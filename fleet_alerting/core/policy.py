@@ -412,10 +412,9 @@ def _escalate(
     incident = escalation.resumed(incident, stages)
     sent: list[Notification] = []
     why = ""
-    if _ack_timed_out(incident, policy, now) and stages:
+    if escalation.ack_timed_out(incident, policy.ack_timeout, now) and stages:
         why = escalation.ack_timeout_reason(incident, policy.ack_timeout or timedelta(0))
-        acts = replace(incident.acts, acked_by=None, acked_at=None, changed_at=now)
-        incident = escalation.restarted(evolve(incident, acts=acts), stages, now, why)
+        incident = escalation.restarted(escalation.ack_lifted(incident, now), stages, now, why)
         opening = False
     indexes = escalation.due(incident, stages, now)
     if indexes and not actions.holds_page(incident, policy.page_hold(), now):
@@ -444,12 +443,6 @@ def _scheduled(incident: Incident, policy: PolicyConfig) -> Incident:
     return escalation.scheduled(incident, stages, hold, policy.ack_timeout is not None)
 
 
-def _ack_timed_out(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
-    acked_at = incident.acts.acked_at
-    timeout = policy.ack_timeout
-    return timeout is not None and acked_at is not None and now >= acked_at + timeout
-
-
 def _unchanged(current: Incident, signal: Signal, policy: PolicyConfig, now: datetime) -> bool:
     return (
         current.is_open
@@ -465,7 +458,7 @@ def _unchanged(current: Incident, signal: Signal, policy: PolicyConfig, now: dat
 def _step_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
     stages = policy.stages()
     incident = escalation.resumed(incident, stages)
-    if _ack_timed_out(incident, policy, now) and stages:
+    if escalation.ack_timed_out(incident, policy.ack_timeout, now) and stages:
         return True
     return bool(escalation.due(incident, stages, now)) and not actions.holds_page(
         incident, policy.page_hold(), now

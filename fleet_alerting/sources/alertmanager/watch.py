@@ -7,12 +7,12 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.schema import AlertmanagerConfig, EscalationRule, WatchdogConfig
-from fleet_alerting.core.clock import CLOCK_SKEW
+from fleet_alerting.core.clock import CLOCK_SKEW, ahead_by
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.policy import PolicyConfig, PolicyFor
 from fleet_alerting.core.signals import Severity, Signal
@@ -179,7 +179,7 @@ def _warn_of_clocks_ahead(matched: list[tuple[EscalationRule, list[Alert]]], now
             "count from now (escalation and paging too); check the clocks (NTP) of Prometheus "
             "and Alertmanager",
             len(ahead),
-            timedelta(seconds=round((max(a.starts_at for a in ahead) - now).total_seconds())),
+            ahead_by(max(a.starts_at for a in ahead), now),
         )
 
 

@@ -57,7 +57,7 @@ class Advance:
     new: list[FleetEvent]  # oldest first
     cursor: Cursor
     possible_gap: bool  # the page was full and reached no further back than the cursor
-    ahead: list[FleetEvent] = field(default_factory=list)  # stamped later than `now`
+    ahead: list[FleetEvent] = field(default_factory=list)  # stamped past `now` + CLOCK_SKEW
 
 
 def advance(

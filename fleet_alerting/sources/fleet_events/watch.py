@@ -4,11 +4,12 @@ keeps events from being reported twice or skipped across runs."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.schema import FleetApiConfig
 from fleet_alerting.config.secrets import SecretError
+from fleet_alerting.core.clock import ahead_by
 from fleet_alerting.core.links import LinksConfig
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.wording import count, described
@@ -86,13 +87,12 @@ def record_new_events(
             "missed; run more often or keep limit at 200"
         )
     if advanced.ahead:
-        latest = max(e.timestamp for e in advanced.ahead)
         logger.warning(
             "%d event(s) stamped later than this machine's clock, up to %s ahead (%s): reported, "
             "and taken as of now for the cursor; check the clock of the Fleet API's host and "
             "that its timestamps carry an offset",
             len(advanced.ahead),
-            timedelta(seconds=round((latest - now).total_seconds())),
+            ahead_by(max(e.timestamp for e in advanced.ahead), now),
             sorted({e.target or e.type for e in advanced.ahead})[:5],
         )
     return advanced, loud, Evaluation([], notifications)
