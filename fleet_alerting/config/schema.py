@@ -39,7 +39,7 @@ from fleet_alerting.core.fleet import FleetConfig
 from fleet_alerting.core.grouping import GroupingConfig
 from fleet_alerting.core.inhibition import InhibitRule
 from fleet_alerting.core.links import LinksConfig
-from fleet_alerting.core.matchers import check_matcher, compile_go_regex
+from fleet_alerting.core.matchers import LABEL_NAME, check_matcher, compile_go_regex
 from fleet_alerting.core.model import Duration, Model, PositiveDuration
 from fleet_alerting.core.muting import MaintenanceConfig
 from fleet_alerting.core.policy import PolicyConfig, default_policies
@@ -392,6 +392,9 @@ class WatchConfig(Model):
         twice = sorted({label for label in labels if labels.count(label) > 1})
         if twice:
             raise ValueError(f"listed more than once: {', '.join(twice)}")
+        unnamed = [label for label in labels if not LABEL_NAME.match(label)]
+        if unnamed:
+            raise ValueError(f"not a Prometheus label name: {', '.join(map(repr, unnamed))}")
         return labels
 
     @model_validator(mode="after")

@@ -20,7 +20,7 @@ import orjson
 from fleet_alerting.config.schema import EscalationRule
 from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.core.incidents import Incident
-from fleet_alerting.core.keys import signal_key, stored_key
+from fleet_alerting.core.keys import key_value, signal_key, stored_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link
 from fleet_alerting.core.policy import recover_unseen
 from fleet_alerting.core.signals import (
@@ -45,7 +45,7 @@ READABLE_AGAIN = "no malformed alert of that name in Alertmanager's answer any m
 
 def alert_key(alert: Alert) -> str:
     """`signal_key(SOURCE, fingerprint=…)`, spelled out: one label needs no sorting."""
-    return stored_key(f"{SOURCE}:fingerprint={alert.fingerprint}")
+    return stored_key(f"{SOURCE}:fingerprint={key_value(alert.fingerprint)}")
 
 
 def to_signals(

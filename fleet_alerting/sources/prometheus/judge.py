@@ -26,7 +26,7 @@ import yaml
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
 from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.core.incidents import Incident, State
-from fleet_alerting.core.keys import incident_key, stored_key
+from fleet_alerting.core.keys import incident_key, key_value, stored_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link, prometheus_graph_url
 from fleet_alerting.core.signals import (
     TEXTS_VERSION,
@@ -352,8 +352,10 @@ class _Keys:
         get = labels.get
         if len(self.names) == 1:  # the usual `key_labels: [host]`
             value = get(self.names[0], "")
-            return stored_key(f"{self.source}:{self.names[0]}={value}"), value or watch.name
-        key = stored_key(self.source + ":" + ",".join([f"{k}={get(k, '')}" for k in self.names]))
+            key = f"{self.source}:{self.names[0]}={key_value(value)}"
+            return stored_key(key), value or watch.name
+        spelled = ",".join([f"{k}={key_value(get(k, ''))}" for k in self.names])
+        key = stored_key(f"{self.source}:{spelled}")
         target = " / ".join([v for v in [get(k, "") for k in watch.key_labels] if v])
         return key, target or watch.name
 
