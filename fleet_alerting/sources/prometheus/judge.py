@@ -309,7 +309,11 @@ def _watch_signals(
     ]
     if watch.key_labels and not blind(outcome, "expr"):  # else who recovered is unknown
         unknown = unreadable_keys(outcome)
+        named = keys.named
+        firing_named = {named(series.labels) for _, series in firing.values()}
         for series in present:
+            if named(series.labels) in firing_named:
+                continue  # its key is a firing one's: the usual case, told without making it
             key, target = keys(series.labels)
             if key not in firing_keys and key not in unknown:
                 signals.append(_ok(watch, key, target, series.labels))
@@ -343,6 +347,13 @@ class _Keys:
         self.names = sorted(watch.key_labels)  # incident_key sorts them
         self.graph = graph_link(links, watch.expr)
         self.token = watch_token(watch, links)
+
+    def named(self, labels: Mapping[str, str]) -> str | tuple[str, ...]:
+        """The values of the key labels (`key_labels` set): series naming the same values have
+        one key."""
+        if len(self.names) == 1:
+            return labels.get(self.names[0], "")
+        return tuple([labels.get(k, "") for k in self.names])
 
     def __call__(self, labels: Mapping[str, str]) -> tuple[str, str]:
         watch = self.watch
