@@ -207,8 +207,9 @@ def evolve(record: _Record, **changes: Any) -> _Record:
 
 
 class Brief(NamedTuple):
-    """What the engine compares to let a steady failure be (`policy._steady`), kept in columns of
-    the incident's row so that a run reads no more than this for an incident that stays as it is."""
+    """What the engine compares to let a steady failure be (`policy._steadiness`), kept in
+    columns of the incident's row so that a run reads no more than this for an incident that
+    stays as it is."""
 
     state: str
     source: str
@@ -271,6 +272,12 @@ class Records(Mapping[str, Incident]):
     def glance(self, key: str) -> Brief | Incident:
         """The full record if it was read, else the brief (KeyError if neither)."""
         return self._full.get(key) or self._briefs[key]
+
+    def glances(self) -> Iterator[tuple[str, Brief | Incident]]:
+        """Every key with its `glance`, in the order of iteration."""
+        full = self._full  # looked up as it grows: a pass may read records as it goes
+        for key, brief in self._briefs.items():
+            yield key, full.get(key) or brief
 
     @property
     def loaded(self) -> int:
@@ -407,6 +414,16 @@ class Overlay(Mapping[str, Incident]):
             return found
         return self._glance_before(key)
 
+    def glances(self) -> Iterator[tuple[str, Brief | Incident]]:
+        """Every key with its `glance`, in the order of iteration."""
+        changed = self.changed
+        for key, seen in glances(self.before):
+            found = changed.get(key)
+            yield key, seen if found is None else found
+        known = self._known_before
+        for key in [k for k in changed if k not in known]:
+            yield key, changed[key]
+
     def preload(self, keys: Collection[str]) -> None:
         if isinstance(self.before, Records | Overlay):
             self.before.preload([k for k in keys if k not in self.changed])
@@ -436,6 +453,14 @@ def glance(incidents: Mapping[str, Incident], key: str) -> Brief | Incident:
     if type(incidents) in _GLANCING or isinstance(incidents, Records | Overlay):
         return incidents.glance(key)
     return incidents[key]
+
+
+def glances(incidents: Mapping[str, Incident]) -> Iterator[tuple[str, Brief | Incident]]:
+    """`(key, glance(incidents, key))` for every key, as iterating `incidents` lists them: a
+    storm pass looks at every incident, and this costs no call per incident."""
+    if type(incidents) in _GLANCING or isinstance(incidents, Records | Overlay):
+        return incidents.glances()
+    return iter(incidents.items())
 
 
 _GLANCING = (Records, Overlay)

@@ -27,7 +27,15 @@ from fleet_alerting.core.actions import closing_words, paged_again
 from fleet_alerting.core.escalation import as_before
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.fleet import FleetOfflineRule, MatcherText, selector, signal_labels
-from fleet_alerting.core.incidents import Incident, Kind, Notification, Overlay, State, glance
+from fleet_alerting.core.incidents import (
+    Incident,
+    Kind,
+    Notification,
+    Overlay,
+    State,
+    glance,
+    glances,
+)
 from fleet_alerting.core.model import Model
 from fleet_alerting.core.policy import Evaluation, PolicyFor, notify_channels
 
@@ -122,8 +130,7 @@ class _Index:
         self.sources: list[dict[tuple[str, ...], list[str]]] = [{} for _ in rules]
         as_source: dict[str, list[int]] = {}  # incident source -> rules it may be a cause in
         causes: list[tuple[str, list[int]]] = []
-        for key in incidents:
-            seen = glance(incidents, key)  # the full record only of a possible cause
+        for key, seen in glances(incidents):  # the full record only of a possible cause
             if seen.state == State.resolved:
                 continue
             which = as_source.get(seen.source)
@@ -194,10 +201,11 @@ def inhibit(
     extra: list[Notification] = []
     first: list[Notification] = []  # a held page's resolve, before any page of it goes again
     candidates = []
-    for key in after:
-        seen = glance(after, key)
+    for key, seen in glances(after):
         if seen.source in own_sources and (
-            index.may_inhibit(seen.source) or _inhibited_before(before, key)
+            index.may_inhibit(seen.source)
+            # of a key the engine left as it was, `seen` is what was read
+            or (seen.inhibited_by is not None if key not in changed else _held(before, key))
         ):
             candidates.append(key)
         # else: nothing can inhibit it and nothing held it: as it was, its messages as sent
@@ -237,7 +245,7 @@ def inhibit(
     return Evaluation(list(changed.values()), first + kept + extra)
 
 
-def _inhibited_before(before: Mapping[str, Incident], key: str) -> bool:
+def _held(before: Mapping[str, Incident], key: str) -> bool:
     return key in before and glance(before, key).inhibited_by is not None
 
 

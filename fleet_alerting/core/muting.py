@@ -38,6 +38,7 @@ from fleet_alerting.core.incidents import (
     Overlay,
     State,
     glance,
+    glances,
 )
 from fleet_alerting.core.inhibition import held_back
 from fleet_alerting.core.model import Model
@@ -264,7 +265,11 @@ def mute(
     after = Overlay(before, changed)
     sent_about = evaluation.sent_about()
     may_mute = functools.cache(muting.may_mute)  # asked per incident, of a handful of sources
-    candidates = [key for key in after if _candidate(after, before, key, may_mute, own_sources)]
+    candidates = [
+        key
+        for key, seen in glances(after)
+        if _candidate(seen, key in changed, before, key, may_mute, own_sources)
+    ]
     after.preload(candidates)
     drop: set[str] = set()
     extra: list[Notification] = []
@@ -308,22 +313,22 @@ def mute(
 
 
 def _candidate(
-    after: Overlay,
+    seen: Brief | Incident,
+    changed: bool,
     before: Mapping[str, Incident],
     key: str,
     may_mute: Callable[[str], bool],
     own_sources: set[str],
 ) -> bool:
-    """Whether a mute may begin or end on `key`'s incident: one may select its source, or its
-    record (as the engine left it, or as read) may hold one. Any other is left as it is, its
-    messages as sent."""
-    seen = glance(after, key)
+    """Whether a mute may begin or end on `key`'s incident (`seen`: its glance after the engine,
+    which `changed` it or left it as read): one may select its source, or its record (as the
+    engine left it, or as read) may hold one. Any other is left as it is, its messages as sent."""
     if seen.source not in own_sources:
         return False
     return (
         may_mute(seen.source)
         or _may_hold_mute(seen)
-        or (key in before and _may_hold_mute(glance(before, key)))
+        or (changed and key in before and _may_hold_mute(glance(before, key)))
     )
 
 

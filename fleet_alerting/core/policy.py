@@ -183,7 +183,8 @@ def evaluate(
     latest = _last_per_key(signals)
     alike: _Alike | None = None
     if isinstance(incidents, Records):  # what stays as it is is never read in full
-        latest = [s for s in latest if not _steady(incidents.brief(s.key), s, policy_for, now)]
+        steady, brief = _steadiness(policy_for, now), incidents.brief
+        latest = [s for s in latest if not steady(brief(s.key), s)]
         incidents.preload([s.key for s in latest if not incidents.pending_as_observed(s)])
         alike = _Alike(incidents, policy_for, now)
     for signal in latest:
@@ -318,22 +319,38 @@ def _last_per_key(signals: Iterable[Signal]) -> list[Signal]:
 _OPEN = {state.value for state in OPEN_STATES}
 
 
-def _steady(brief: Brief | None, signal: Signal, policy_for: PolicyFor, now: datetime) -> bool:
+def _steadiness(policy_for: PolicyFor, now: datetime) -> Callable[[Brief | None, Signal], bool]:
     """`_unchanged` on the stored brief alone, erring towards "look closer": an open failure
-    observed again the same, with nothing due (operators' acts are left to the full check)."""
-    if brief is None or not signal.firing or brief.state not in _OPEN or brief.acted:
-        return False
-    policy = policy_for(signal.severity)
-    return (
-        brief.successes == 0
-        and brief.failures >= policy.open_after
-        and brief.fingerprint == fingerprint_of(signal)
-        and not _step_may_be_due(brief, policy, now)
-        and not (
-            policy.repeat is not None
-            and brief.notified_at is not None
-            and now - brief.notified_at >= _shortest(policy.repeat)
-        )
+    observed again the same, with nothing due (operators' acts are left to the full check).
+    Whether something is due is worked out once per severity, state, onset and time told: a
+    storm's briefs share a handful of them."""
+    quiet: dict[tuple[Severity, str, datetime, datetime | None], bool] = {}
+
+    def steady(brief: Brief | None, signal: Signal) -> bool:
+        if brief is None or not signal.firing or brief.state not in _OPEN or brief.acted:
+            return False
+        policy = policy_for(signal.severity)
+        if (
+            brief.successes != 0
+            or brief.failures < policy.open_after
+            or brief.fingerprint != fingerprint_of(signal)
+        ):
+            return False
+        moment = (signal.severity, brief.state, brief.onset, brief.notified_at)
+        found = quiet.get(moment)
+        if found is None:
+            found = quiet[moment] = _nothing_due(brief, policy, now)
+        return found
+
+    return steady
+
+
+def _nothing_due(brief: Brief, policy: PolicyConfig, now: datetime) -> bool:
+    """No step and no reminder due, by what the brief says of its state, onset and time told."""
+    return not _step_may_be_due(brief, policy, now) and not (
+        policy.repeat is not None
+        and brief.notified_at is not None
+        and now - brief.notified_at >= _shortest(policy.repeat)
     )
 
 
