@@ -115,29 +115,26 @@ def records(conn: sa.Connection, briefs_sql: str) -> Records:
     # a storm's briefs repeat a few states, sources, times and groups: each held once (the
     # driver makes a new object of each value of each row)
     same = cast(Callable[[str, str], str], {}.setdefault)
-    times: dict[str, datetime] = {}
-
-    def parse(text: str) -> datetime:
-        found = times.get(text)
-        if found is None:
-            found = times[text] = datetime.fromisoformat(text)
-        return found
-
+    moment = _Moments().__getitem__
     # plain SQL, no type processors: a fleet-wide failure is thousands of briefs per run,
     # and converting them cost more than reading them (bench/README.md)
     rows = conn.exec_driver_sql(briefs_sql).all()
     briefs = {
-        key: Brief(
-            same(state, state),
-            same(source, source),
-            fingerprint,
-            failures or 0,
-            successes or 0,
-            parse(onset) if onset else _EPOCH,
-            parse(notified) if notified else None,
-            acted is None or bool(acted),  # unknown (written before schema 2): full check
-            inhibited_by,
-            group and same(group, group),
+        # Brief's own __new__ is a Python call that makes the same tuple
+        key: _tuple_new(
+            Brief,
+            (
+                same(state, state),
+                same(source, source),
+                fingerprint,
+                failures or 0,
+                successes or 0,
+                moment(onset) or _EPOCH,
+                moment(notified),
+                acted is None or acted != 0,  # unknown (written before schema 2): full check
+                inhibited_by,
+                group and same(group, group),
+            ),
         )
         for (
             key,
@@ -170,6 +167,15 @@ def records(conn: sa.Connection, briefs_sql: str) -> Records:
 
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
+_tuple_new = tuple.__new__
+
+
+class _Moments(dict[str | None, datetime | None]):
+    """Stored times read once each (a storm's briefs share a few): None for none."""
+
+    def __missing__(self, text: str | None) -> datetime | None:
+        found = self[text] = datetime.fromisoformat(text) if text else None
+        return found
 
 
 def _under_its_row_key(key: str, incident: Incident) -> Incident:

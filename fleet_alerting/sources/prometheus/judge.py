@@ -151,10 +151,14 @@ class WatchEvaluation:
         have: series of evaluated watches ("no longer reported", malformed samples "readable
         again"), and watch errors whose watches all ran or failed for a reason of their own. A
         watch that could not run (an outage) keeps every incident it has, errors included."""
-        seen = {s.key for s in self.signals} | self.unknown_keys
+        seen: set[str] | None = None  # made for the first incident asked of (most runs: none)
         gone = []
         for incident in incidents:
-            if incident.state == State.resolved or incident.key in seen:
+            if incident.state == State.resolved:
+                continue
+            if seen is None:
+                seen = {s.key for s in self.signals} | self.unknown_keys
+            if incident.key in seen:
                 continue
             source = incident.source
             watch = source[len(SOURCE) + 1 :] if source.startswith(SOURCE + "/") else None
