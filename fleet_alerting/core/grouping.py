@@ -211,7 +211,7 @@ def group(
             if m.key not in members:
                 members[m.key] = None
                 changed[m.key] = evolve(changed.get(m.key, m), group=gk)
-        members = {k: None for k in members if _unresolved(k, changed, after)}
+        members = dict.fromkeys(after.unresolved(members))
         view = Overlay(after, batch.opened)
         g, sent = _advance(
             replace(current, members=tuple(members)), view, batch, config, policy_for, now
@@ -233,15 +233,6 @@ def group(
             changed[gk] = g
         out += sent
     return Evaluation(list(changed.values()), passed + out)
-
-
-def _unresolved(key: str, changed: Mapping[str, Incident], after: Overlay) -> bool:
-    found = changed.get(key)  # most often a member this run changed: no glance needed
-    if found is None:
-        if key not in after:
-            return False
-        return glance(after, key).state != State.resolved
-    return found.state != State.resolved
 
 
 def _group_keys(config: GroupingConfig) -> Callable[[Incident], str]:

@@ -424,6 +424,20 @@ class Overlay(Mapping[str, Incident]):
         for key in [k for k in changed if k not in known]:
             yield key, changed[key]
 
+    def unresolved(self, keys: Iterable[str]) -> list[str]:
+        """Those of `keys` whose records (as `glance` sees them) are unresolved, in order: a
+        group asks this of each of its members on every run."""
+        changed, before = self.changed, self.before
+        if type(before) is not Records:
+            return [k for k in keys if k in self and self.glance(k).state != State.resolved]
+        full, briefs = before._full, before._briefs
+        found = []
+        for key in keys:
+            seen = changed.get(key) or full.get(key) or briefs.get(key)
+            if seen is not None and seen.state != State.resolved:
+                found.append(key)
+        return found
+
     def preload(self, keys: Collection[str]) -> None:
         if isinstance(self.before, Records | Overlay):
             self.before.preload([k for k in keys if k not in self.changed])
