@@ -151,30 +151,34 @@ class WatchEvaluation:
         have: series of evaluated watches ("no longer reported", malformed samples "readable
         again"), and watch errors whose watches all ran or failed for a reason of their own. A
         watch that could not run (an outage) keeps every incident it has, errors included."""
-        seen: set[str] | None = None  # made for the first incident asked of (most runs: none)
+        seen: set[str] | None = None  # made for the first incident it may name (often none)
         gone = []
         for incident in incidents:
             if incident.state == State.resolved:
                 continue
+            why = self._why_gone(incident)
+            if why is None:
+                continue
             if seen is None:
                 seen = {s.key for s in self.signals} | self.unknown_keys
-            if incident.key in seen:
-                continue
-            source = incident.source
-            watch = source[len(SOURCE) + 1 :] if source.startswith(SOURCE + "/") else None
-            if watch is not None and watch not in self.configured:
-                why = NOT_CONFIGURED
-            elif watch is not None and watch in self.evaluated:
-                malformed = "malformed" in incident.signal.labels
-                why = READABLE_AGAIN if malformed else NO_LONGER_REPORTED
-            elif source == ERRORS_SOURCE and all(
-                name in self.known or name not in self.configured for name in _named(incident)
-            ):
-                why = EVALUATES_AGAIN
-            else:
-                continue
-            gone.append(replace(incident.signal, firing=False, summary=why))
+            if incident.key not in seen:
+                gone.append(replace(incident.signal, firing=False, summary=why))
         return gone
+
+    def _why_gone(self, incident: Incident) -> str | None:
+        """Why this incident recovers if no observation of this run names it (None: it stays)."""
+        source = incident.source
+        watch = source[len(SOURCE) + 1 :] if source.startswith(SOURCE + "/") else None
+        if watch is not None and watch not in self.configured:
+            return NOT_CONFIGURED
+        if watch is not None and watch in self.evaluated:
+            malformed = "malformed" in incident.signal.labels
+            return READABLE_AGAIN if malformed else NO_LONGER_REPORTED
+        if source == ERRORS_SOURCE and all(
+            name in self.known or name not in self.configured for name in _named(incident)
+        ):
+            return EVALUATES_AGAIN
+        return None
 
 
 def _named(incident: Incident) -> list[str]:
