@@ -37,8 +37,10 @@ from fleet_alerting.store import actions as store_actions
 from fleet_alerting.store.database import Store
 
 T0 = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
-LINKS = LinksConfig(grafana_url="https://grafana.test/", prometheus_url="http://p:9090")
-WATCH = next(w for w in active_watches(PrometheusConfig()) if w.name == "RoleAgentFailure")
+WATCH = {w.name: w for w in active_watches(PrometheusConfig())}["RoleAgentFailure"]
+LINKS = LinksConfig(
+    grafana_url="https://grafana.test/", loki_datasource_uid="L1", prometheus_url="http://p:9090"
+)
 HOSTS = [f"pi-{i:02d}" for i in range(24)]
 
 

@@ -27,15 +27,7 @@ from fleet_alerting.core.actions import closing_words, paged_again
 from fleet_alerting.core.escalation import as_before
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.fleet import FleetOfflineRule, MatcherText, selector, signal_labels
-from fleet_alerting.core.incidents import (
-    Incident,
-    Kind,
-    Notification,
-    Overlay,
-    State,
-    glance,
-    glances,
-)
+from fleet_alerting.core.incidents import Incident, Kind, Notification, Overlay, State, glance
 from fleet_alerting.core.model import Model
 from fleet_alerting.core.policy import Evaluation, PolicyFor, notify_channels
 
@@ -122,7 +114,7 @@ def labels_of(incident: Incident) -> dict[str, str]:
 class _Index:
     """Per rule: the unresolved sources by their `equal` label values."""
 
-    def __init__(self, rules: Sequence[InhibitRule], incidents: Mapping[str, Incident]):
+    def __init__(self, rules: Sequence[InhibitRule], incidents: Overlay):
         self.rules = [
             (selector(tuple(r.source_matchers)), selector(tuple(r.target_matchers)), r.equal)
             for r in rules
@@ -130,7 +122,7 @@ class _Index:
         self.sources: list[dict[tuple[str, ...], list[str]]] = [{} for _ in rules]
         as_source: dict[str, list[int]] = {}  # incident source -> rules it may be a cause in
         causes: list[tuple[str, list[int]]] = []
-        for key, seen in glances(incidents):  # the full record only of a possible cause
+        for key, seen in incidents.glances():  # the full record only of a possible cause
             if seen.state == State.resolved:
                 continue
             which = as_source.get(seen.source)
@@ -140,8 +132,7 @@ class _Index:
                 ]
             if which:
                 causes.append((key, which))
-        if isinstance(incidents, Overlay):
-            incidents.preload([key for key, _ in causes])
+        incidents.preload([key for key, _ in causes])
         for key, which in causes:
             labels = labels_of(incidents[key])
             for n in which:
@@ -201,7 +192,7 @@ def inhibit(
     extra: list[Notification] = []
     first: list[Notification] = []  # a held page's resolve, before any page of it goes again
     candidates = []
-    for key, seen in glances(after):
+    for key, seen in after.glances():
         if seen.source in own_sources and (
             index.may_inhibit(seen.source)
             # of a key the engine left as it was, `seen` is what was read

@@ -38,7 +38,6 @@ from fleet_alerting.core.incidents import (
     Overlay,
     State,
     glance,
-    glances,
 )
 from fleet_alerting.core.inhibition import held_back
 from fleet_alerting.core.model import Model
@@ -267,7 +266,7 @@ def mute(
     may_mute = functools.cache(muting.may_mute)  # asked per incident, of a handful of sources
     candidates = [
         key
-        for key, seen in glances(after)
+        for key, seen in after.glances()
         if _candidate(seen, key in changed, before, key, may_mute, own_sources)
     ]
     after.preload(candidates)
