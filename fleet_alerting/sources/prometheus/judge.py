@@ -127,9 +127,9 @@ class WatchEvaluation:
     known: set[str] = field(default_factory=set)  # ... or that failed for a reason of their own
     configured: set[str] = field(default_factory=set)  # every watch of this run
     unknown_keys: set[str] = field(default_factory=set)  # series named only by a malformed sample
-    # the run's table artifact, a watch's firing series as (watch, [(signal, series)]): their
+    # the run's table artifact, a watch's firing series as (watch, signals, their series): their
     # rows (with the rendered summary) are built when the artifact is, see `rows`
-    parts: list[dict[str, Any] | tuple[WatchConfig, list[tuple[Signal, Series]]]] = field(
+    parts: list[dict[str, Any] | tuple[WatchConfig, list[Signal], list[Series]]] = field(
         default_factory=list
     )
 
@@ -140,8 +140,8 @@ class WatchEvaluation:
             if isinstance(part, dict):
                 rows.append(part)
                 continue
-            watch, firing = part
-            for s, series in firing:
+            watch, signals, firing = part
+            for s, series in zip(signals, firing, strict=True):
                 value, summary = format_value(series.value), _summary(watch, series)
                 rows.append(_row(watch, s.target, "FIRING", value, summary, s.key))
         return rows
@@ -212,6 +212,7 @@ def _evaluate_watches(
             result.evaluated.add(name)  # only a whole answer may say what is no longer reported
         result.known.add(name)
         signals, firing_series = _watch_signals(outcome, links)
+        fired = signals[: len(firing_series)]
         result.unknown_keys |= unreadable_keys(outcome)
         bad = malformed_signals(outcome)
         result.signals += signals + bad
@@ -223,7 +224,7 @@ def _evaluate_watches(
         if outcome.warnings:
             detail += "; Prometheus warnings: " + "; ".join(outcome.warnings)
         result.parts.append(_row(outcome.watch, "", "evaluated", None, detail))
-        result.parts.append((outcome.watch, firing_series))
+        result.parts.append((outcome.watch, fired, firing_series))
         for s in bad:
             result.parts.append(_row(outcome.watch, s.target, "MALFORMED", None, s.summary, s.key))
     result.signals += error_signals(errors, config_file)
@@ -294,18 +295,17 @@ def watch_signals(outcome: WatchOutcome, links: LinksConfig) -> list[Signal]:
     return _watch_signals(outcome, links)[0]
 
 
-def _watch_signals(
-    outcome: WatchOutcome, links: LinksConfig
-) -> tuple[list[Signal], list[tuple[Signal, Series]]]:
-    """The signals, and the firing ones with their series."""
+def _watch_signals(outcome: WatchOutcome, links: LinksConfig) -> tuple[list[Signal], list[Series]]:
+    """The signals, the firing ones first, and the series of those (one per firing signal, in
+    their order: no pair made per series, each is one more object for the collector)."""
     watch = outcome.watch
     signals: list[Signal] = []
-    firing: dict[str, tuple[Signal, Series]] = {}
+    firing: dict[str, Series] = {}
     keys = _Keys(watch, links)  # what is the same for every series: worked out once
     for series in outcome.firing:
         signal = firing_signal(watch, series, links, keys=keys)
         if signal.key not in firing:  # two series of one key (e.g. two instances): the first
-            firing[signal.key] = (signal, series)
+            firing[signal.key] = series
             signals.append(signal)
     firing_keys = firing.keys()
     if outcome.present is None:
@@ -318,7 +318,7 @@ def _watch_signals(
     if watch.key_labels and not blind(outcome, "expr"):  # else who recovered is unknown
         unknown = unreadable_keys(outcome)
         named = keys.named
-        firing_named = {named(series.labels) for _, series in firing.values()}
+        firing_named = {named(series.labels) for series in firing.values()}
         for series in present:
             if named(series.labels) in firing_named:
                 continue  # its key is a firing one's: the usual case, told without making it
