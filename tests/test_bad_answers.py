@@ -212,7 +212,7 @@ def test_prometheus_outage_resolves_and_reopens_nothing(prom: Prometheus) -> Non
     ]
 
     down = f"http://127.0.0.1:{free_port()}"
-    outage_key = f"{ERRORS_SOURCE}:watch=RoleAgentFailure, Broken"
+    outage_key = f"{ERRORS_SOURCE}:watch=RoleAgentFailure\\, Broken"  # `,` escaped in a key
     for _ in range(3):  # Prometheus down: one warning naming every watch; nothing else moves
         result = watch_run(down, FAILURE, BROKEN)
         (outage,) = result.signals
