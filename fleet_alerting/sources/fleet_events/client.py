@@ -60,9 +60,29 @@ class EventPage:
     correlation_id: str | None  # of the request, as the API echoed it
 
 
+# Other loggers' words for the three (pino's, syslog's): an event is judged by what it means.
+_SEVERITY_WORDS = {
+    "warning": "warn",
+    "critical": "error",
+    "trace": "debug",
+    "verbose": "debug",
+    "notice": "info",
+    "err": "error",
+    "crit": "error",
+    "fatal": "error",
+    "alert": "error",
+    "emerg": "error",
+    "emergency": "error",
+    "panic": "error",
+}
+
+
 def _normal_severity(value: object) -> str:
-    text = str(value or "info").lower()
-    return {"warning": "warn", "critical": "error"}.get(text, text)
+    """info | warn | error (debug below them). A word no logger uses is taken as error: an
+    event of a severity nobody foresaw is told, not dropped as if it were info."""
+    text = str(value or "info").strip().lower() or "info"
+    text = _SEVERITY_WORDS.get(text, text)
+    return text if text in SEVERITY_RANK else "error"
 
 
 def _synthetic_id(*parts: object) -> str:
