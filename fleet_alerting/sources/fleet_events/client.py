@@ -47,10 +47,17 @@ class FleetEvent:
     message: str
     target: str = ""
     correlation_id: str | None = None
+    given_id: bool = False  # the API's own id, which it may hand out again (its counter restarted)
 
     @property
     def rank(self) -> int:
         return SEVERITY_RANK.get(self.severity, 1)
+
+    @property
+    def identity(self) -> str:
+        """What tells one event from another: an id the API gave, with its time — an id handed
+        out again is another event; a digest of the event (no id given) holds the time already."""
+        return f"{self.id}@{self.timestamp.isoformat()}" if self.given_id else self.id
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,7 @@ def to_event(raw: dict[str, Any], shape: LiveEvent | FixtureEvent) -> FleetEvent
         message=message,
         target=target,
         correlation_id=correlation or None,
+        given_id=bool(given_id),
     )
 
 
