@@ -397,7 +397,7 @@ def _on_failure(
     sent += expired
     incident, stepped = _escalate(incident, policy, now, opening)
     sent += stepped
-    if not stepped and _reminder_due(incident, policy, now):
+    if not stepped and reminder_due(incident, policy, now):
         incident = evolve(incident, reminders=incident.reminders + 1)
         incident, sent = _tell(incident, policy, Kind.reminder, now, sent)
     return incident, sent
@@ -449,7 +449,7 @@ def _unchanged(current: Incident, signal: Signal, policy: PolicyConfig, now: dat
         and current.consecutive_successes == 0
         and current.consecutive_failures >= policy.open_after
         and not _step_due(current, policy, now)
-        and not _reminder_due(current, policy, now)
+        and not reminder_due(current, policy, now)
         and not actions.expiry_due(current, now)
         and fingerprint_of(current.signal) == fingerprint_of(signal)  # the costliest test last
     )
@@ -465,7 +465,9 @@ def _step_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
     )
 
 
-def _reminder_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
+def reminder_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
+    """Whether `repeat` (its interval for the next reminder) has passed since the incident last
+    told anyone, and no ack, snooze or silence holds reminders."""
     if policy.repeat is None or incident.last_notified_at is None:
         return False
     interval = escalation.reminder_interval(policy.repeat, incident.reminders)
