@@ -125,7 +125,7 @@ def watchdog_signals(
         return [], None
     answer = found.watchdog
     alerts = None if answer is None else answer.alerts
-    seen = watchdog.sighting(am.watchdog, alerts, answer.malformed if answer else [], now)
+    seen = watchdog.sighting(am.watchdog, alerts, answer.malformed if answer else [])
     clock = advance_watchdog_clock(store, am.watchdog, seen, now)
     kept[clock_key(am.watchdog)] = clock.dump()
     signal = watchdog.watchdog_signal(am.watchdog, seen, clock, now)
@@ -153,6 +153,8 @@ async def absence_doubt(
         return None  # a failed rule resolves nothing by absence anyway
     if am.watchdog is not None and not watchdog_seen:
         return f"the always-firing alert {am.watchdog.alertname} is missing from its answer"
+    if not am.restart_grace:
+        return None
     try:
         status = await fetch_status(am)
     except AdapterError as exc:
