@@ -139,18 +139,14 @@ async def fetch_status(config: AlertmanagerConfig) -> Status:
 
 
 async def absence_doubt(
-    am: AlertmanagerConfig,
-    found: Escalating,
-    watchdog_seen: bool | None,
-    gone: int,
-    now: datetime,
+    am: AlertmanagerConfig, watchdog_seen: bool | None, gone: int, now: datetime
 ) -> str | None:
     """Why this run's answer cannot vouch that the `gone` open incidents it no longer names are
     over (None: it can). Alertmanager keeps alerts in memory: just restarted, it answers a
     complete, empty list until Prometheus re-sends. Its status is asked only when something
     would resolve by absence, so a steady run costs no request."""
-    if found.failures or not gone:
-        return None  # a failed rule resolves nothing by absence anyway
+    if not gone:
+        return None
     if am.watchdog is not None and not watchdog_seen:
         return f"the always-firing alert {am.watchdog.alertname} is missing from its answer"
     if not am.restart_grace:
@@ -180,8 +176,8 @@ async def observe(config: Config, now: datetime, store: StoreReader) -> Observat
     kept: dict[str, Any] = {}
     watched, watchdog_seen = watchdog_signals(config, found, now, store, kept)
     signals += watched
-    gone = gone_count(store, signals)
-    doubt = await absence_doubt(am, found, watchdog_seen, gone, now)
+    gone = 0 if failures else gone_count(store, signals)  # a failed rule resolves no absence
+    doubt = await absence_doubt(am, watchdog_seen, gone, now)
     if doubt is not None:
         run_log().warning(
             "%s no longer listed by Alertmanager kept open this run: %s",
@@ -196,7 +192,7 @@ async def observe(config: Config, now: datetime, store: StoreReader) -> Observat
             incidents, am.watchdog
         )
 
-    rows = _rows(found, now)
+    rows = _rows(found)
     counters = {
         "alerts": len(rows),
         "firing": sum(s.firing for s in signals if s.source == SOURCE),
@@ -231,7 +227,7 @@ def _warn_of_clocks_ahead(matched: list[tuple[EscalationRule, list[Alert]]], now
         )
 
 
-def _rows(found: Escalating, now: datetime) -> list[dict[str, Any]]:
+def _rows(found: Escalating) -> list[dict[str, Any]]:
     """One row per alert (an alert several rules match once)."""
     rows, seen = [], set()
     for rule, alerts in found.matched:
