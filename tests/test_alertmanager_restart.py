@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -238,14 +239,17 @@ def test_alertmanagers_status_is_asked_only_when_an_absence_would_resolve(
 
 @pytest.mark.parametrize("ahead", [timedelta(minutes=5), timedelta(0)], ids=["5m", "in step"])
 def test_an_active_alert_fires_however_far_our_clock_runs_ahead_of_alertmanagers(
-    am: RestartableAlertmanager, runs: Runs, ahead: timedelta
+    am: RestartableAlertmanager, runs: Runs, ahead: timedelta, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Main, 5m: the alert (endsAt 4 min ahead of Alertmanager's clock, so 1 min behind ours)
     never pages, and an open incident resolves. The Watchdog, listed the same way, is seen: an
     alert Prometheus then resolves is resolved here too (no missing Watchdog holds it)."""
     for _ in range(3):  # Prometheus re-sends before each run
         prometheus_sends(am.url, "FleetOffline", "Watchdog")
-        runs.run(datetime.now(UTC) + ahead, restart_grace="0s")
+        with caplog.at_level(logging.WARNING, "fleet_alerting.run"):
+            runs.run(datetime.now(UTC) + ahead, restart_grace="0s")
+    said = re.findall(r"this machine's clock runs 0:0[45]:\d\d ahead", caplog.text)
+    assert len(said) == (3 if ahead else 0)  # once a run (its Date counts whole seconds)
     assert runs.paging() == ["paged FleetOffline"]
     assert runs.states() == {"FleetOffline": "paged"}
     ended = alert("FleetOffline", timedelta(seconds=-1))

@@ -63,6 +63,7 @@ class AlertList:
 
     alerts: list[Alert]
     malformed: list[Malformed] = field(default_factory=list)
+    answered_at: datetime | None = None  # its Date header: Alertmanager's clock
 
 
 class Alertmanager:
@@ -117,7 +118,7 @@ class Alertmanager:
             body = _json(response, "/api/v2/alerts")
             if not isinstance(body, list):
                 raise AdapterError(f"{NAME} /api/v2/alerts: expected a JSON list", permanent=False)
-            return AlertList(*parse_alerts(body))
+            return AlertList(*parse_alerts(body), answered_at=_date_header(response))
 
     async def escalation_alerts(self, matchers: Sequence[str]) -> AlertList:
         """Every alert the matchers select, silenced and inhibited ones included (and marked)."""

@@ -44,6 +44,7 @@ class Escalating:
     failures: list[RuleFailure]
     malformed: list[Malformed]
     watchdog: AlertList | None = None  # the watchdog's answer; None: off, or no answer
+    answered_at: datetime | None = None  # Alertmanager's clock, by an answer's Date header
 
 
 @step("fetch-escalating-alerts")
@@ -75,6 +76,7 @@ async def fetch_escalating_alerts(config: AlertmanagerConfig) -> Escalating:
             continue
         if isinstance(answer, BaseException):
             raise answer
+        found = replace(found, answered_at=found.answered_at or answer.answered_at)
         if rule is None:
             found = replace(found, watchdog=answer)
         else:
@@ -171,6 +173,7 @@ async def observe(config: Config, now: datetime, store: StoreReader) -> Observat
     found = await fetch_escalating_alerts(am)
     matched, failures, malformed = found.matched, found.failures, found.malformed
     _warn_of_clocks_ahead(matched, now)
+    _warn_of_our_clock_ahead(found.answered_at, now)
     signals = to_signals(matched, now, am.url, config.links)
     signals += failure_signals(failures) + malformed_signals(malformed)
     kept: dict[str, Any] = {}
@@ -224,6 +227,17 @@ def _warn_of_clocks_ahead(matched: list[tuple[EscalationRule, list[Alert]]], now
             "and Alertmanager",
             len(ahead),
             ahead_by(max(a.starts_at for a in ahead), now),
+        )
+
+
+def _warn_of_our_clock_ahead(answered_at: datetime | None, now: datetime) -> None:
+    """Harmless to what fires (Alertmanager's state decides), but every time this machine
+    stamps — onsets of alerts first seen, escalation — is off by as much."""
+    if answered_at is not None and now > answered_at + CLOCK_SKEW:
+        run_log().warning(
+            "this machine's clock runs %s ahead of Alertmanager's (its answer's Date): check the "
+            "clocks (NTP) of this machine and of Alertmanager's host",
+            ahead_by(now, answered_at),
         )
 
 
