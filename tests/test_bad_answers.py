@@ -294,6 +294,9 @@ def am_config(path: Path, am: str, pd: str, slack: str, *extra_rules: dict) -> N
         "alertmanager": {
             "url": am,
             "rules": [{"name": "critical", "matchers": ['severity="critical"']}, *extra_rules],
+            # no Watchdog rule, and no restart: an alert the fake does not list is over
+            "watchdog": None,
+            "restart_grace": "0s",
         },
     }
     path.write_text(yaml.safe_dump(config))

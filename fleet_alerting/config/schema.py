@@ -229,6 +229,11 @@ class AlertmanagerConfig(Model):
     resolve_after: int = Field(1, ge=1, le=1000)
     watchdog: WatchdogConfig | None = WatchdogConfig()  # null: no dead man's switch
     max_answer_bytes: int = answer_cap()
+    # a restarted Alertmanager lists no alert until Prometheus re-sends them (its resend delay,
+    # 1m, plus an evaluation): until it is up this long, an alert it does not list is not over
+    restart_grace: Annotated[Duration, at_least(timedelta(0)), at_most(timedelta(hours=1))] = (
+        timedelta(minutes=3)
+    )
 
 
 class FleetApiConfig(Model):

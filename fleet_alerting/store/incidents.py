@@ -88,6 +88,13 @@ def unresolved(conn: sa.Connection, source: str | None) -> dict[str, Incident]:
     return {incident.key: incident for incident in loaded}
 
 
+def open_keys(conn: sa.Connection, source: str) -> set[str]:
+    """The keys of a source's open incidents (no record is parsed)."""
+    row = incidents_table.c
+    query = sa.select(row.key).where(row.state.in_(OPEN), row.source == source)
+    return set(conn.execute(query).scalars())
+
+
 def listing(conn: sa.Connection, include_resolved: bool) -> list[Incident]:
     query = select_incidents().order_by(incidents_table.c.updated_at.desc())
     if not include_resolved:
