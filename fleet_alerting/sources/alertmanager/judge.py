@@ -171,7 +171,7 @@ def restart_doubt(started: datetime | None, answered_at: datetime, grace: timede
     clock, as is `answered_at`) less than `grace` ago, so Prometheus may not have re-sent them
     yet — or None."""
     if started is None:
-        return "Alertmanager's status tells no start time (uptime)"
+        return "its status tells no start time (uptime; `restart_grace: 0s` stops asking)"
     up = answered_at - started
     if up < grace:
         return (

@@ -156,7 +156,7 @@ async def absence_doubt(
     try:
         status = await fetch_status(am)
     except AdapterError as exc:
-        return f"its start time is unknown ({exc})"
+        return f"its start time is unknown ({exc}; `restart_grace: 0s` stops asking)"
     return restart_doubt(status.uptime, status.answered_at or now, am.restart_grace)
 
 
