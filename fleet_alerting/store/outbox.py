@@ -31,6 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 
+from fleet_alerting.core.channels import pager_of
 from fleet_alerting.core.incidents import Notification
 from fleet_alerting.store import backend
 from fleet_alerting.store.tables import delete_at_most, destinations_table, outbox_table, ts
@@ -114,6 +115,20 @@ class Destination:
     blocked_until: datetime | None = None
     failures: int = 0
     last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class UndeliveredPage:
+    """The latest page of an incident's episode to one pager, not (yet) accepted by it."""
+
+    incident_key: str
+    onset: datetime  # the episode it pages for
+    channel: str
+    outbox_id: int
+    status: str  # queued | dead
+    attempts: int
+    next_attempt_at: datetime
+    error: str | None
 
 
 def _notification(data: str) -> Notification:
@@ -446,6 +461,47 @@ def item(outbox: Outbox, item_id: int) -> OutboxItem | None:
     with outbox.engine.begin() as conn:
         row = conn.execute(sa.select(t).where(t.c.id == item_id)).mappings().first()
     return None if row is None else _item(row)
+
+
+def undelivered_pages(outbox: Outbox) -> list[UndeliveredPage]:
+    """Every incident's latest page to each pager when it is queued or a dead letter, in one
+    query: few rows whatever the number of incidents (the status index finds them; a later page
+    of the same incident to the same pager, found by the incident index, supersedes it)."""
+    t = outbox_table
+    later = t.alias("later")
+    superseded = (
+        sa.select(later.c.id)
+        .where(
+            later.c.incident_key == t.c.incident_key,
+            later.c.channel == t.c.channel,
+            later.c.kind == "paged",
+            later.c.id > t.c.id,
+        )
+        .exists()
+    )
+    columns = (
+        t.c.id, t.c.incident_key, t.c.channel, t.c.status, t.c.attempts, t.c.next_attempt_at,
+        t.c.last_error, t.c.data,
+    )  # fmt: skip
+    query = (
+        sa.select(*columns)
+        .where(t.c.status.in_(["queued", "dead"]), t.c.kind == "paged", ~superseded)
+        .order_by(t.c.id)
+    )
+    with outbox.engine.begin() as conn:
+        rows = conn.execute(query).all()
+    return [
+        UndeliveredPage(
+            key, _onset(data), channel, id_, status, attempts, datetime.fromisoformat(due), error
+        )
+        for id_, key, channel, status, attempts, due, error, data in rows
+        if pager_of(channel)
+    ]
+
+
+def _onset(data: str) -> datetime:
+    """The onset of the incident a stored notification was made for (its episode)."""
+    return datetime.fromisoformat(json.loads(data)["incident"]["onset"])
 
 
 def retry_now(outbox: Outbox, item_id: int, now: datetime) -> bool:

@@ -1,0 +1,62 @@
+"""What `incidents` says about a page no pager took: while PagerDuty fails (the page queued,
+retrying) and once it is a dead letter, the list, `--show` and `-o json` say the page was not
+delivered, with its outbox id; once a requeued page is taken, they say paged again."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fleet_alerting.store.database import Store
+from tests.fakes.http import Response
+from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
+from tests.test_operator_cli import cli
+from tests.test_run_outcome import DOWN, run_plainly, write_config
+
+KEY = f"blackbox:url={DOWN}"
+
+
+def listed(config: Path) -> tuple[dict, str, str]:
+    """The incident as JSON, its line in the list, and `--show`."""
+    (incident,) = json.loads(cli("incidents", "-o", "json", "--config", str(config)).stdout)
+    table = cli("incidents", "--config", str(config)).stdout
+    (line,) = [line for line in table.splitlines() if KEY in line]
+    shown = cli("incidents", "--show", incident["id"], "--config", str(config)).stdout
+    return incident, line, shown
+
+
+def test_incidents_say_a_page_was_not_delivered_until_a_pager_takes_it(tmp_path: Path) -> None:
+    with SlackWebhookServer() as slack, PagerDutyServer() as pd:
+        pd.fail_next = [Response(500, {"status": "error", "message": "internal"})]
+        config = write_config(tmp_path, slack.url, pd.url, {"path": "state.sqlite"})
+        assert run_plainly(config, tmp_path / "home").returncode == 1
+
+        incident, line, shown = listed(config)
+        assert incident["state"] == "paged" and incident["paged_via"] == ["pagerduty"]
+        (owed,) = incident["undelivered"]
+        number = owed["outbox_id"]
+        assert (owed["channel"], owed["status"], owed["attempts"]) == ("pagerduty", "queued", 1)
+        assert "500" in owed["error"] and owed["next_attempt_at"].endswith("Z")
+        assert "(page to pagerduty not delivered: 1 attempt(s), next " in line
+        assert line.endswith(f"; outbox #{number})")
+        assert "paged pagerduty at" not in shown
+        assert "page to pagerduty not delivered: 1 attempt(s)" in shown and "500" in shown
+
+        dropped = cli("outbox", "drop", str(number), "--reason", "test", "--config", str(config))
+        assert dropped.returncode == 0, dropped.stderr
+        incident, line, shown = listed(config)
+        assert [(o["status"], o["outbox_id"]) for o in incident["undelivered"]] == [
+            ("dead", number)
+        ]
+        assert line.endswith(f"(page to pagerduty not delivered: dead letter #{number})")
+        assert f"`fleet-alerting outbox requeue {number}`" in shown and "page by hand" in shown
+
+        assert cli("outbox", "requeue", str(number), "--config", str(config)).returncode == 0
+        with Store(tmp_path / "state.sqlite") as store:  # its back-off is over
+            store.queue.destination_ok("pagerduty", datetime.now(UTC))
+        assert run_plainly(config, tmp_path / "home").returncode == 0
+        assert [e["event_action"] for e in pd.events] == ["trigger"]
+        incident, line, shown = listed(config)
+    assert incident["undelivered"] == [] and "not delivered" not in line
+    assert "paged pagerduty at" in shown and "not delivered" not in shown
