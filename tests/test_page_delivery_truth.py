@@ -12,6 +12,7 @@ from fleet_alerting.store.database import Store
 from tests.fakes.http import Response
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 from tests.test_operator_cli import cli
+from tests.test_slack_limits import validate
 from tests.test_run_outcome import DOWN, run_plainly, write_config
 
 KEY = f"blackbox:url={DOWN}"
@@ -60,3 +61,39 @@ def test_incidents_say_a_page_was_not_delivered_until_a_pager_takes_it(tmp_path:
         incident, line, shown = listed(config)
     assert incident["undelivered"] == [] and "not delivered" not in line
     assert "paged pagerduty at" in shown and "not delivered" not in shown
+
+
+def test_paging_failed_names_the_next_step_and_a_requeued_page_is_told_in_slack(
+    tmp_path: Path,
+) -> None:
+    """PagerDuty refuses the page (400): Slack's "paged" message says PAGING FAILED with the
+    dead letter's number and what to do; once requeued and taken, Slack hears "Paged after all"
+    once."""
+    with SlackWebhookServer() as slack, PagerDutyServer() as pd:
+        pd.fail_next = [Response(400, {"status": "invalid event", "message": "routing_key"})]
+        config = write_config(tmp_path, slack.url, pd.url, {"path": "state.sqlite"})
+        assert run_plainly(config, tmp_path / "home").returncode == 1
+        (incident,) = json.loads(cli("incidents", "-o", "json", "--config", str(config)).stdout)
+        (owed,) = incident["undelivered"]
+        number = owed["outbox_id"]
+        assert owed["status"] == "dead"
+        failed = [m for m in slack.messages if "PAGING FAILED" in m["text"]]
+        assert len(failed) == 1
+        validate(failed[0])
+        assert f"dead letter #{number}: page the on-call by hand" in failed[0]["text"]
+        assert f"`fleet-alerting outbox requeue {number}`" in failed[0]["text"]
+
+        requeued = cli("outbox", "requeue", str(number), "--config", str(config))
+        assert requeued.returncode == 0, requeued.stderr
+        assert "Paged after all" in requeued.stdout
+        with Store(tmp_path / "state.sqlite") as store:
+            store.queue.destination_ok("pagerduty", datetime.now(UTC))
+        told_before = len(slack.messages)
+        assert run_plainly(config, tmp_path / "home").returncode == 0
+        assert run_plainly(config, tmp_path / "home").returncode == 0  # told once, not again
+    assert [e["event_action"] for e in pd.events] == ["trigger"]
+    after = [m for m in slack.messages[told_before:] if "after all" in m["text"]]
+    assert len(after) == 1 and after[0]["text"].startswith(
+        "[CRITICAL] Paged after all: pagerduty took the page, failing for "
+    )
+    validate(after[0])

@@ -131,6 +131,22 @@ class UndeliveredPage:
     error: str | None
 
 
+def _latest_paged(incident_key: str, channels: Sequence[str], before: int | None) -> Any:
+    """The ids of an incident's latest `paged` message to each channel (before row `before`)."""
+    t = outbox_table
+    earlier = [t.c.id < before] if before is not None else []
+    return (
+        sa.select(sa.func.max(t.c.id))
+        .where(
+            t.c.incident_key == incident_key,
+            t.c.kind == "paged",
+            t.c.channel.in_(list(channels)),
+            *earlier,
+        )
+        .group_by(t.c.channel)
+    )
+
+
 def _notification(data: str) -> Notification:
     n = _notification_json.validate_json(data)
     if n.one_off or n.incident.source not in ONE_OFF_SOURCES_BEFORE_THE_FLAG:
@@ -279,16 +295,7 @@ class Outbox:
         """The latest `paged` message of the incident to each pager, queued before row `before`
         (status only: this is polled while a Slack "paged" message waits for the pager)."""
         t = outbox_table
-        latest = (
-            sa.select(sa.func.max(t.c.id))
-            .where(
-                t.c.incident_key == incident_key,
-                t.c.kind == "paged",
-                t.c.channel.in_(list(pagers)),
-                t.c.id < before,
-            )
-            .group_by(t.c.channel)
-        )
+        latest = _latest_paged(incident_key, pagers, before)
         columns = (
             t.c.channel, t.c.status, t.c.last_error, t.c.next_attempt_at, t.c.claimed_by,
             t.c.lease_until,
@@ -299,6 +306,17 @@ class Outbox:
             Page(c, s, e, datetime.fromisoformat(n), by, datetime.fromisoformat(u) if u else None)
             for c, s, e, n, by, u in rows
         ]
+
+    def latest_paged(
+        self, incident_key: str, channels: Sequence[str], before: int | None = None
+    ) -> list[OutboxItem]:
+        """The incident's latest `paged` message to each of `channels` (queued before row
+        `before`, if given)."""
+        t = outbox_table
+        latest = _latest_paged(incident_key, channels, before)
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(t).where(t.c.id.in_(latest))).mappings().all()
+        return [_item(row) for row in rows]
 
     def mark_sent(self, item_id: int, owner: str | None, attempts: int, receipt: str) -> bool:
         return self._finish(

@@ -13,11 +13,13 @@ from typing import Any
 
 from fleet_alerting.config import Config, load_config
 from fleet_alerting.config.checks import destination
+from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration
-from fleet_alerting.core.incidents import Incident, State
+from fleet_alerting.core.incidents import Incident, Kind, State
 from fleet_alerting.core.short_ids import SHORT, find, full_id, short_ids
 from fleet_alerting.core.wording import no_such
+from fleet_alerting.delivery.notifiers.slack_webhook import paged_after_all
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store import outbox as box
 from fleet_alerting.store.database import OPEN, Store
@@ -306,12 +308,27 @@ def manage(args: argparse.Namespace) -> int:
             | ({"reason": reason} if reason else {}),
         )
         backoff = store.queue.destination(n.channel)
+        retold = retell_page(store, item, now) if done and args.verb == "requeue" else 0
     if not done:
         raise OperatorError(f"#{item.id} ({item.status}): {why}; nothing changed")
     print(f"#{item.id} {n.channel} {n.kind} {n.incident.key}: {DONE[args.verb]}")
     if args.verb != "drop" and backoff.blocked_until and backoff.blocked_until > now:
         print(f"  {n.channel} backs off until {when(backoff.blocked_until)}: sent after that")
+    if retold:
+        print('  Slack is told again once the page is taken ("Paged after all") or fails')
     return 0
+
+
+def retell_page(store: Store, item: OutboxItem, now: datetime) -> int:
+    """A requeued page whose Slack "paged" message already went out (saying PAGING FAILED):
+    the message is queued again, to say how the page ends. How many were queued."""
+    n = item.notification
+    if n.kind != Kind.paged or pager_of(n.channel) is None:
+        return 0
+    told = store.queue.latest_paged(n.incident.key, sorted(SLACK_CHANNELS))
+    again = [paged_after_all(t.notification, now) for t in told if t.status != "queued"]
+    with store.transaction() as transaction:
+        return transaction.queue(again, now)
 
 
 DONE = {
