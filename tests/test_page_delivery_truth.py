@@ -12,8 +12,8 @@ from fleet_alerting.store.database import Store
 from tests.fakes.http import Response
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 from tests.test_operator_cli import cli
-from tests.test_slack_limits import validate
 from tests.test_run_outcome import DOWN, run_plainly, write_config
+from tests.test_slack_limits import validate
 
 KEY = f"blackbox:url={DOWN}"
 
