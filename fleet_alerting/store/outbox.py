@@ -487,16 +487,8 @@ def undelivered_pages(outbox: Outbox) -> list[UndeliveredPage]:
     of the same incident to the same pager, found by the incident index, supersedes it)."""
     t = outbox_table
     later = t.alias("later")
-    superseded = (
-        sa.select(later.c.id)
-        .where(
-            later.c.incident_key == t.c.incident_key,
-            later.c.channel == t.c.channel,
-            later.c.kind == "paged",
-            later.c.id > t.c.id,
-        )
-        .exists()
-    )
+    same_lane = sa.and_(later.c.incident_key == t.c.incident_key, later.c.channel == t.c.channel)
+    superseded = sa.exists().where(same_lane, later.c.kind == "paged", later.c.id > t.c.id)
     columns = (
         t.c.id, t.c.incident_key, t.c.channel, t.c.status, t.c.attempts, t.c.next_attempt_at,
         t.c.last_error, t.c.data,
