@@ -97,3 +97,34 @@ def test_paging_failed_names_the_next_step_and_a_requeued_page_is_told_in_slack(
         "[CRITICAL] Paged after all: pagerduty took the page, failing for "
     )
     validate(after[0])
+
+
+def test_the_undelivered_pages_of_the_store_on_each_backend(state_db: str) -> None:
+    """Queued, then dead, then superseded by a later page of the incident that was taken."""
+    from dataclasses import replace
+
+    from fleet_alerting.core.incidents import Kind
+    from fleet_alerting.core.policy import PolicyConfig, evaluate
+    from fleet_alerting.core.signals import Severity, Signal
+    from fleet_alerting.store import outbox as box
+
+    at = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
+    policy = PolicyConfig(open_after=1, page=["pagerduty"], page_after="0s")
+    signal = Signal(KEY, "blackbox", True, Severity.critical, "API down")
+    with Store(state_db) as store:
+        evaluation = evaluate([signal], {}, lambda _s: policy, at)
+        store.record(evaluation, at)
+        (page,) = [i for i in store.outbox(("queued",)) if i.notification.channel == "pagerduty"]
+        (owed,) = box.undelivered_pages(store.queue)
+        assert (owed.outbox_id, owed.status, owed.onset) == (page.id, "queued", at)
+        store.queue.mark_dead(page.id, None, 3, "HTTP 400")
+        assert [(p.status, p.error) for p in box.undelivered_pages(store.queue)] == [
+            ("dead", "HTTP 400")
+        ]
+        again = replace(page.notification, id="re-page", kind=Kind.paged)
+        with store.transaction() as transaction:
+            transaction.queue([again], at)
+        (latest,) = store.queue.latest_paged(KEY, ["pagerduty"])
+        assert latest.notification.id == "re-page"
+        store.queue.mark_sent(latest.id, None, 1, "ok")
+        assert box.undelivered_pages(store.queue) == []
