@@ -31,6 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 
+from fleet_alerting.core.channels import pager_of
 from fleet_alerting.core.incidents import Notification
 from fleet_alerting.store import backend
 from fleet_alerting.store.tables import delete_at_most, destinations_table, outbox_table, ts
@@ -114,6 +115,36 @@ class Destination:
     blocked_until: datetime | None = None
     failures: int = 0
     last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class UndeliveredPage:
+    """The latest page of an incident's episode to one pager, not (yet) accepted by it."""
+
+    incident_key: str
+    onset: datetime  # the episode it pages for
+    channel: str
+    outbox_id: int
+    status: str  # queued | dead
+    attempts: int
+    next_attempt_at: datetime
+    error: str | None
+
+
+def _latest_paged(incident_key: str, channels: Sequence[str], before: int | None) -> Any:
+    """The ids of an incident's latest `paged` message to each channel (before row `before`)."""
+    t = outbox_table
+    earlier = [t.c.id < before] if before is not None else []
+    return (
+        sa.select(sa.func.max(t.c.id))
+        .where(
+            t.c.incident_key == incident_key,
+            t.c.kind == "paged",
+            t.c.channel.in_(list(channels)),
+            *earlier,
+        )
+        .group_by(t.c.channel)
+    )
 
 
 def _notification(data: str) -> Notification:
@@ -264,16 +295,7 @@ class Outbox:
         """The latest `paged` message of the incident to each pager, queued before row `before`
         (status only: this is polled while a Slack "paged" message waits for the pager)."""
         t = outbox_table
-        latest = (
-            sa.select(sa.func.max(t.c.id))
-            .where(
-                t.c.incident_key == incident_key,
-                t.c.kind == "paged",
-                t.c.channel.in_(list(pagers)),
-                t.c.id < before,
-            )
-            .group_by(t.c.channel)
-        )
+        latest = _latest_paged(incident_key, pagers, before)
         columns = (
             t.c.channel, t.c.status, t.c.last_error, t.c.next_attempt_at, t.c.claimed_by,
             t.c.lease_until,
@@ -284,6 +306,17 @@ class Outbox:
             Page(c, s, e, datetime.fromisoformat(n), by, datetime.fromisoformat(u) if u else None)
             for c, s, e, n, by, u in rows
         ]
+
+    def latest_paged(
+        self, incident_key: str, channels: Sequence[str], before: int | None = None
+    ) -> list[OutboxItem]:
+        """The incident's latest `paged` message to each of `channels` (queued before row
+        `before`, if given)."""
+        t = outbox_table
+        latest = _latest_paged(incident_key, channels, before)
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(t).where(t.c.id.in_(latest))).mappings().all()
+        return [_item(row) for row in rows]
 
     def mark_sent(self, item_id: int, owner: str | None, attempts: int, receipt: str) -> bool:
         return self._finish(
@@ -446,6 +479,39 @@ def item(outbox: Outbox, item_id: int) -> OutboxItem | None:
     with outbox.engine.begin() as conn:
         row = conn.execute(sa.select(t).where(t.c.id == item_id)).mappings().first()
     return None if row is None else _item(row)
+
+
+def undelivered_pages(outbox: Outbox) -> list[UndeliveredPage]:
+    """Every incident's latest page to each pager when it is queued or a dead letter, in one
+    query: few rows whatever the number of incidents (the status index finds them; a later page
+    of the same incident to the same pager, found by the incident index, supersedes it)."""
+    t = outbox_table
+    later = t.alias("later")
+    same_lane = sa.and_(later.c.incident_key == t.c.incident_key, later.c.channel == t.c.channel)
+    superseded = sa.exists().where(same_lane, later.c.kind == "paged", later.c.id > t.c.id)
+    columns = (
+        t.c.id, t.c.incident_key, t.c.channel, t.c.status, t.c.attempts, t.c.next_attempt_at,
+        t.c.last_error, t.c.data,
+    )  # fmt: skip
+    query = (
+        sa.select(*columns)
+        .where(t.c.status.in_(["queued", "dead"]), t.c.kind == "paged", ~superseded)
+        .order_by(t.c.id)
+    )
+    with outbox.engine.begin() as conn:
+        rows = conn.execute(query).all()
+    return [
+        UndeliveredPage(
+            key, _onset(data), channel, id_, status, attempts, datetime.fromisoformat(due), error
+        )
+        for id_, key, channel, status, attempts, due, error, data in rows
+        if pager_of(channel)
+    ]
+
+
+def _onset(data: str) -> datetime:
+    """The onset of the incident a stored notification was made for (its episode)."""
+    return datetime.fromisoformat(json.loads(data)["incident"]["onset"])
 
 
 def retry_now(outbox: Outbox, item_id: int, now: datetime) -> bool:
