@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from fleet_alerting.core import actions, escalation
 from fleet_alerting.core.channels import SLACK_CHANNELS, Channel, Destination, pager_of
+from fleet_alerting.core.clock import CLOCK_SKEW
 from fleet_alerting.core.escalation import (
     Repeat,
     Stage,
@@ -323,6 +324,8 @@ def _steady(brief: Brief | None, signal: Signal, policy_for: PolicyFor, now: dat
     observed again the same, with nothing due (operators' acts are left to the full check)."""
     if brief is None or not signal.firing or brief.state not in _OPEN or brief.acted:
         return False
+    if _stamped_ahead(brief, now):  # the clock went back: the full check rebases the record
+        return False
     policy = policy_for(signal.severity)
     return (
         brief.successes == 0
@@ -335,6 +338,11 @@ def _steady(brief: Brief | None, signal: Signal, policy_for: PolicyFor, now: dat
             and now - brief.notified_at >= _shortest(policy.repeat)
         )
     )
+
+
+def _stamped_ahead(brief: Brief, now: datetime) -> bool:
+    latest = max(brief.onset, brief.notified_at or brief.onset)
+    return latest > now + CLOCK_SKEW
 
 
 def _step_may_be_due(brief: Brief, policy: PolicyConfig, now: datetime) -> bool:
@@ -357,6 +365,9 @@ def _shortest(repeat: timedelta | list[timedelta]) -> timedelta:
 def _on_failure(
     current: Incident | None, signal: Signal, policy: PolicyConfig, now: datetime
 ) -> tuple[Incident, list[Notification]]:
+    unresolved = current is not None and current.state != State.resolved
+    if unresolved and (back := escalation.clock_back(current, now)):
+        current = escalation.rebased(current, back)  # stored, so the next run counts from it
     if current is not None and _unchanged(current, signal, policy, now):
         return current, []  # the same failure observed again: nothing to store, nobody to tell
     # a deferred signal stays so: its texts are rendered when read (told, listed), and the store
