@@ -119,33 +119,33 @@ def base_of(incident: Incident) -> datetime:
 
 def clock_back(incident: Incident, now: datetime) -> timedelta:
     """How far this machine's clock went back since it stamped the record: how far the latest
-    of the instants the escalation, the reminders and an acknowledgement count from lies ahead
-    of `now`, when further than clocks may differ (CLOCK_SKEW); else 0. (The onset is the
-    source's word, never later than the clock read when it opened: `base_of` stands for it.)"""
-    acked_at, notified_at = incident.acts.acked_at, incident.last_notified_at
-    latest = max(
-        incident.changed_at,
-        base_of(incident),
-        acked_at or incident.changed_at,
-        notified_at or incident.changed_at,
-    )
+    of the instants the escalation, the reminders, an acknowledgement and a group's wait count
+    from lies ahead of `now`, when further than clocks may differ (CLOCK_SKEW); else 0. (Not
+    the onset: the source's word, never later than the clock read as the record began.)"""
+    esc, acts = incident.escalation, incident.acts
+    stamped = (esc.base, acts.acked_at, incident.last_notified_at)
+    latest = max([incident.changed_at, *(t for t in stamped if t is not None)])
     return ahead_by(latest, now) if latest - now > CLOCK_SKEW else timedelta(0)
 
 
-def rebased(incident: Incident, back: timedelta) -> Incident:
-    """The record after the clock went `back`: the escalation's steps, the reminders and an
-    acknowledgement's timeout keep the time that had passed instead of waiting for the clock to
-    catch up. The onset (in notification ids) and operators' end times (a silence, a snooze)
-    stay as they are; `acts.changed_at` too (which of two writes is newer)."""
-    acts, notified_at = incident.acts, incident.last_notified_at
+def rebased(incident: Incident, back: timedelta, steps_from_onset: bool = True) -> Incident:
+    """The record after the clock went `back`: the escalation's steps, the reminders, an
+    acknowledgement's timeout and a group's wait keep the time that had passed instead of
+    waiting for the clock to catch up. The onset (in notification ids) and operators' end times
+    (a silence, a snooze) stay as they are; `acts.changed_at` too (which of two writes is
+    newer). `steps_from_onset`: its steps count from the onset unless `escalation.base` says
+    otherwise (not a group's: it pages as its members' steps come due)."""
+    esc, acts, notified_at = incident.escalation, incident.acts, incident.last_notified_at
     if acts.acked_at is not None:
         acts = evolve(acts, acked_at=acts.acked_at - back)
+    if esc.base is not None or steps_from_onset:
+        esc = evolve(esc, base=base_of(incident) - back)
     return evolve(
         incident,
         changed_at=incident.changed_at - back,
         last_notified_at=notified_at - back if notified_at is not None else None,
         acts=acts,
-        escalation=evolve(incident.escalation, base=base_of(incident) - back),
+        escalation=esc,
     )
 
 
