@@ -184,7 +184,12 @@ def evaluate(
     latest = _last_per_key(signals)
     alike: _Alike | None = None
     if isinstance(incidents, Records):  # what stays as it is is never read in full
-        latest = [s for s in latest if not _steady(incidents.brief(s.key), s, policy_for, now)]
+        stamped_ahead = now + CLOCK_SKEW  # a brief stamped later than this: the clock went back
+        latest = [
+            s
+            for s in latest
+            if not _steady(incidents.brief(s.key), s, policy_for, now, stamped_ahead)
+        ]
         incidents.preload([s.key for s in latest if not incidents.pending_as_observed(s)])
         alike = _Alike(incidents, policy_for, now)
     for signal in latest:
@@ -319,13 +324,16 @@ def _last_per_key(signals: Iterable[Signal]) -> list[Signal]:
 _OPEN = {state.value for state in OPEN_STATES}
 
 
-def _steady(brief: Brief | None, signal: Signal, policy_for: PolicyFor, now: datetime) -> bool:
+def _steady(
+    brief: Brief | None, signal: Signal, policy_for: PolicyFor, now: datetime, ahead: datetime
+) -> bool:
     """`_unchanged` on the stored brief alone, erring towards "look closer": an open failure
-    observed again the same, with nothing due (operators' acts are left to the full check)."""
+    observed again the same, with nothing due (operators' acts are left to the full check).
+    `ahead`: now + CLOCK_SKEW."""
     if brief is None or not signal.firing or brief.state not in _OPEN or brief.acted:
         return False
-    if _stamped_ahead(brief, now):  # the clock went back: the full check rebases the record
-        return False
+    if (brief.notified_at or brief.onset) > ahead:  # (told after the onset, if told)
+        return False  # the clock went back: the full check rebases the record
     policy = policy_for(signal.severity)
     return (
         brief.successes == 0
@@ -338,11 +346,6 @@ def _steady(brief: Brief | None, signal: Signal, policy_for: PolicyFor, now: dat
             and now - brief.notified_at >= _shortest(policy.repeat)
         )
     )
-
-
-def _stamped_ahead(brief: Brief, now: datetime) -> bool:
-    latest = max(brief.onset, brief.notified_at or brief.onset)
-    return latest > now + CLOCK_SKEW
 
 
 def _step_may_be_due(brief: Brief, policy: PolicyConfig, now: datetime) -> bool:
