@@ -148,3 +148,18 @@ def test_a_lease_left_before_the_clock_stepped_back_does_not_hold_the_page(store
         assert triggers(pd) == 0
         deliver(store, pd, slack, T0 - BACK + timedelta(minutes=1))
     assert triggers(pd) == 1
+
+
+def test_a_destination_refusing_again_after_the_step_rests_by_the_clock_now(store: Store) -> None:
+    """Refused before the step (PagerDuty rests until 30 s later on the old clock) and again
+    after it: the new rest counts from the clock now, not from the stale one."""
+    with PagerDutyServer() as pd, SlackWebhookServer() as slack:
+        pd.fail_next = [Response(500, {"status": "error"})] * 20
+        deliver(store, pd, slack, T0)
+        stepped_back = T0 - BACK + timedelta(minutes=5)
+        assert deliver(store, pd, slack, stepped_back).retrying  # refused again
+        pd.fail_next.clear()
+        (page,) = [i for i in store.outbox(("queued",)) if i.notification.channel == "pagerduty"]
+        assert page.next_attempt_at < T0  # due again before the clock reaches the old rest
+        deliver(store, pd, slack, page.next_attempt_at)
+    assert triggers(pd) == 1
