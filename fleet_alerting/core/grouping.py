@@ -45,8 +45,10 @@ from fleet_alerting.core.channels import pager_of
 from fleet_alerting.core.escalation import (
     Stage,
     ack_timed_out,
+    clock_back,
     current_pages,
     lift_timed_out_ack,
+    rebased,
     unique,
 )
 from fleet_alerting.core.fleet import signal_labels
@@ -332,6 +334,8 @@ def _advance(
     now: datetime,
 ) -> tuple[Incident, list[Notification]]:
     policy = policy_for(g.severity)
+    if back := clock_back(g, now):  # stamped before the clock went back: keeps what had passed
+        g = rebased(g, back, steps_from_onset=False)
     if not g.members:
         if g.state == State.pending:
             return replace(g, state=State.resolved, resolved_at=now, changed_at=now), []

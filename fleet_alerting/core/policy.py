@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from fleet_alerting.core import actions, escalation
 from fleet_alerting.core.channels import SLACK_CHANNELS, Channel, Destination, pager_of
+from fleet_alerting.core.clock import CLOCK_SKEW
 from fleet_alerting.core.escalation import (
     Repeat,
     Stage,
@@ -183,7 +184,12 @@ def evaluate(
     latest = _last_per_key(signals)
     alike: _Alike | None = None
     if isinstance(incidents, Records):  # what stays as it is is never read in full
-        latest = [s for s in latest if not _steady(incidents.brief(s.key), s, policy_for, now)]
+        stamped_ahead = now + CLOCK_SKEW  # a brief stamped later than this: the clock went back
+        latest = [
+            s
+            for s in latest
+            if not _steady(incidents.brief(s.key), s, policy_for, now, stamped_ahead)
+        ]
         incidents.preload([s.key for s in latest if not incidents.pending_as_observed(s)])
         alike = _Alike(incidents, policy_for, now)
     for signal in latest:
@@ -318,11 +324,16 @@ def _last_per_key(signals: Iterable[Signal]) -> list[Signal]:
 _OPEN = {state.value for state in OPEN_STATES}
 
 
-def _steady(brief: Brief | None, signal: Signal, policy_for: PolicyFor, now: datetime) -> bool:
+def _steady(
+    brief: Brief | None, signal: Signal, policy_for: PolicyFor, now: datetime, ahead: datetime
+) -> bool:
     """`_unchanged` on the stored brief alone, erring towards "look closer": an open failure
-    observed again the same, with nothing due (operators' acts are left to the full check)."""
+    observed again the same, with nothing due (operators' acts are left to the full check).
+    `ahead`: now + CLOCK_SKEW."""
     if brief is None or not signal.firing or brief.state not in _OPEN or brief.acted:
         return False
+    if (brief.notified_at or brief.onset) > ahead:  # (told after the onset, if told)
+        return False  # the clock went back: the full check rebases the record
     policy = policy_for(signal.severity)
     return (
         brief.successes == 0
@@ -357,6 +368,9 @@ def _shortest(repeat: timedelta | list[timedelta]) -> timedelta:
 def _on_failure(
     current: Incident | None, signal: Signal, policy: PolicyConfig, now: datetime
 ) -> tuple[Incident, list[Notification]]:
+    unresolved = current is not None and current.state != State.resolved
+    if unresolved and (back := escalation.clock_back(current, now)):
+        current = escalation.rebased(current, back)  # stored, so the next run counts from it
     if current is not None and _unchanged(current, signal, policy, now):
         return current, []  # the same failure observed again: nothing to store, nobody to tell
     # a deferred signal stays so: its texts are rendered when read (told, listed), and the store

@@ -28,7 +28,7 @@ from fleet_alerting.core.incidents import Kind, Notification
 from fleet_alerting.delivery.channels import Confirms, Notifier
 from fleet_alerting.http.errors import MAX_RETRY_AFTER, AdapterError
 from fleet_alerting.http.retry import with_retries
-from fleet_alerting.store.outbox import Outbox, OutboxItem, Page
+from fleet_alerting.store.outbox import LONGEST_RETRY, Outbox, OutboxItem, Page
 
 log = logging.getLogger("fleet_alerting.delivery")
 MAX_WAIT = 30.0  # longest in-run wait, even if Retry-After asks for more
@@ -74,7 +74,7 @@ async def db(call: Callable[..., T], *args: object) -> T:
 
 def next_attempt_delay(attempts: int) -> timedelta:
     """When a message that failed `attempts` times is due again."""
-    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 1800))
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), LONGEST_RETRY.total_seconds()))
 
 
 def destination_backoff(failures: int, retry_after: float | None) -> timedelta:
@@ -103,7 +103,7 @@ class DestinationState:
         if not self.troubled and time.monotonic() < self.checked_at + DESTINATION_RECHECK:
             return
         self.checked_at = time.monotonic()
-        destination = await db(self.outbox.destination, self.channel)
+        destination = await db(self.outbox.destination, self.channel, self.s.now())
         self.troubled = destination.failures > 0 or destination.blocked_until is not None
         if destination.blocked_until is None:
             return
@@ -168,7 +168,7 @@ async def _worth_waiting(outbox: Outbox, pending: list[Page], owner: str, now: d
             return False  # retrying in a later run
         if page.held_by_other(owner, now):
             return False  # its drainer sends it (or died: the next run does); not waited on
-        destination = await db(outbox.destination, page.channel)
+        destination = await db(outbox.destination, page.channel, now)
         if destination.blocked_until and destination.blocked_until > now:
             return False
     return True
@@ -215,7 +215,7 @@ class Gate:
             await self.destination.wait()
             item = await db(
                 self.outbox.claim_next, self.channel, self.owner, self.s.now(), self.s.claim,
-                self.done,
+                self.done, self.s.lease,
             )  # fmt: skip
             if item is None and self.deferred:  # "paged" messages waiting for their pages
                 await asyncio.sleep(PAGE_POLL)
