@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,12 @@ import pytest
 
 from fleet_alerting.config import Config
 from fleet_alerting.tasks.zigbee import watch
-from tests.mosquitto import Broker, start_mosquitto
+from tests.mosquitto import Broker
+from tests.test_zigbee import PASSWORD, USER
+from tests.test_zigbee import broker as zigbee_broker
 from tests.zigbee2mqtt_sim import Zigbee2MqttSim
 
-USER, PASSWORD = "fleet-alerting", "canary-9b1e-mqtt-password"
+broker = zigbee_broker  # the same real mosquitto fixture
 
 
 class OddHealthSim(Zigbee2MqttSim):
@@ -37,15 +38,6 @@ class OddHealthSim(Zigbee2MqttSim):
             return super()._answer(name, request)
         response = {"data": self.odd_data, "status": "ok", "transaction": request["transaction"]}
         self.publish("bridge/response/health_check", json.dumps(response), retain=False)
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    server = start_mosquitto(
-        tmp_path_factory.mktemp("mosquitto"), {USER: PASSWORD, "zigbee2mqtt": "z2m-secret"}
-    )
-    yield server
-    server.stop()
 
 
 def config_for(tmp: Path, broker: Broker, *names: str) -> Config:
