@@ -11,12 +11,13 @@ from fleet_alerting.config.secrets import install_log_redaction
 from fleet_alerting.core.channels import Channel, pager_of
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.grouping import PREFIX as GROUP
-from fleet_alerting.core.incidents import Incident, State
+from fleet_alerting.core.incidents import Incident, Kind, State
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.wording import count
 from fleet_alerting.delivery.drain import DrainReport
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.errors import StoreError
+from fleet_alerting.store.outbox import OutboxItem
 from fleet_alerting.tasks.board import publish_board
 from fleet_alerting.tasks.runtime import run_logger, tracked
 
@@ -141,8 +142,8 @@ def finish(
 
 def what_changed(counters: dict[str, int], report: DrainReport) -> str:
     """`opened 1 incident, paged 1, told slack and mirror`, or `nothing to tell`."""
-    moved = [(verb, counters[verb]) for verb in ("opened", "paged", "resolved") if counters[verb]]
-    parts = [f"{verb} {count(n, 'incident') if i == 0 else n}" for i, (verb, n) in enumerate(moved)]
+    moved = [(said, n) for said, n in changes(counters, report) if n]
+    parts = [said.format(n if i else count(n, "incident")) for i, (said, n) in enumerate(moved)]
     channels = {i.notification.channel for i, _ in report.sent}
     told = [word for channel, word in CHANNEL_WORDS.items() if channel in channels]
     told += sorted(channels - CHANNEL_WORDS.keys())  # named pagers: pagerduty_secondary
@@ -153,6 +154,36 @@ def what_changed(counters: dict[str, int], report: DrainReport) -> str:
     if counters["dead_letters"]:
         parts.append(count(counters["dead_letters"], "dead letter"))
     return ", ".join(parts) or "nothing to tell"
+
+
+def changes(counters: dict[str, int], report: DrainReport) -> list[tuple[str, int]]:
+    """What opened, paged and resolved, as phrases with the count to put in: an incident whose
+    page no pager took in this run is not said to be paged."""
+    queued, dead = undelivered_page_keys(report)
+    not_taken = min(counters["paged"], len(queued | dead))
+    dead_only = min(not_taken, len(dead))
+    return [
+        ("opened {}", counters["opened"]),
+        ("paged {}", counters["paged"] - not_taken),
+        ("page queued for {} (not delivered)", not_taken - dead_only),
+        ("page undelivered for {} (dead letter)", dead_only),
+        ("resolved {}", counters["resolved"]),
+    ]
+
+
+def undelivered_page_keys(report: DrainReport) -> tuple[set[str], set[str]]:
+    """The incidents with a page this drain left queued, and those whose page it gave up on."""
+
+    def pages(items: list[OutboxItem]) -> set[str]:
+        return {
+            i.notification.incident.key
+            for i in items
+            if i.notification.kind == Kind.paged and pager_of(i.notification.channel)
+        }
+
+    dead = pages([i for i, _ in report.dead])
+    queued = pages([i for i, _ in report.retrying] + report.held) - dead
+    return queued, dead
 
 
 CHANNEL_WORDS = {

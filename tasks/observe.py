@@ -31,6 +31,9 @@ class StoreView:
     def unresolved(self, source: str | None = None) -> dict[str, Incident]:
         return self._store.unresolved(source)
 
+    def open_keys(self, source: str) -> set[str]:
+        return self._store.open_keys(source)
+
 
 def keep(store: Store, observation: Observation, now: datetime) -> None:
     """Incidents over at once, their notifications and the values for the next run, in one

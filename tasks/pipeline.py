@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.channels import pager_of
+from fleet_alerting.core.escalation import went_back
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.incidents import unseen as unnamed
 from fleet_alerting.core.muting import SILENCE, MaintenanceConfig, Muting
@@ -100,6 +101,7 @@ def evaluate_and_record(
     newly_muted: dict[str, int] = {}
 
     observed: list[Signal] = []
+    back = [timedelta(0)]  # how far the clock went back since the records were written
 
     def decide_now(incidents: Mapping[str, Incident]) -> Evaluation:
         everything = signals + (unseen(unnamed(incidents, signals)) if unseen is not None else [])
@@ -110,6 +112,7 @@ def evaluate_and_record(
         if announce is not None:
             evaluation = announce(incidents, evaluation, policy_for, now)
         newly_muted.update(_newly_silenced(incidents, evaluation.incidents))
+        back[0] = went_back(incidents, evaluation.incidents, now)
         return evaluation
 
     def remember(conn: Connection) -> int:
@@ -117,6 +120,13 @@ def evaluate_and_record(
 
     result = store.evaluate(decide_now, now, also=remember)
     silences.record_muted(store, newly_muted, now)
+    if back[0]:
+        run_logger().warning(
+            "this machine's clock went back %s since it last wrote the open incidents (an NTP "
+            "step? a restored snapshot?): their escalation steps, reminders and acknowledgement "
+            "timeouts keep the time that had passed instead of waiting for the clock",
+            back[0],
+        )
     return result
 
 

@@ -157,10 +157,13 @@ def start_prometheus(
     return server, f"http://{own}"
 
 
-def start_alertmanager(workdir: Path, config_text: str) -> tuple[Server, str]:
-    """Alertmanager from Debian on a free port, clustering off. Returns the server and its URL."""
+def start_alertmanager(
+    workdir: Path, config_text: str, port: int | None = None
+) -> tuple[Server, str]:
+    """Alertmanager from Debian on a free port (or `port`: a restart), clustering off. Returns
+    the server and its URL."""
     binary = require_binary("prometheus-alertmanager")
-    port = free_port()
+    port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "alertmanager.yml").write_text(config_text)
     server = Server(

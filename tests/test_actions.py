@@ -101,3 +101,21 @@ def test_an_action_between_read_and_write_survives_the_evaluation() -> None:
     resolved = replace(acked, state=State.resolved)
     again = replace(evaluated, acts=Acts())
     assert actions.newer_acts(resolved, again).acts == Acts()
+
+
+@pytest.mark.parametrize(
+    ("mute_id", "said"),
+    [
+        ("silence:a5279b7b", "muted by silence a5279b7b (`silence expire a5279b7b` ends it)"),
+        ("window:nightly", "muted by the maintenance window 'nightly' (config)"),
+        (None, "not silenced"),
+    ],
+)
+def test_unsilence_names_the_silence_or_window_that_mutes(mute_id: str | None, said: str) -> None:
+    """An incident muted by a silence of matchers or a window is not silenced by hand: unsilence
+    cannot lift it, and says what can."""
+    incident = opened("blackbox")
+    acts = replace(incident.acts, mute_id=mute_id, muted_by="root" if mute_id else None)
+    later = T0 + timedelta(minutes=1)
+    refused = actions.unsilence(replace(incident, acts=acts), ACTOR, later, ["slack"]).refused
+    assert refused is not None and refused.endswith(said)

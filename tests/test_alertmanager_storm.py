@@ -59,6 +59,9 @@ def write_config(path: Path, am: str, slack: SlackWebhookServer, pd: PagerDutySe
         "alertmanager": {
             "url": am,
             "rules": [{"name": "critical", "matchers": ['severity="critical"']}],
+            # no Watchdog rule, and an Alertmanager started just now: an absent alert is over
+            "watchdog": None,
+            "restart_grace": "0s",
         },
     }
     path.write_text(yaml.safe_dump(config))

@@ -56,7 +56,9 @@ def test_the_going_live_example_is_valid(tmp_path: Path, capsys: pytest.CaptureF
     assert "CANARY" not in out
     config = load_config(ROOT / "config" / "example.yaml")
     assert config.policy("critical").page_after == timedelta(minutes=5)
-    assert config.state.path == (ROOT / "state" / "fleet-alerting.sqlite").resolve()
+    assert config.state.path == (ROOT / "state" / "example.sqlite").resolve()
+    live = yaml.safe_load((ROOT / "config" / "going-live.example.yaml").read_text())
+    assert live["state"]["path"] == "../state/fleet-alerting.sqlite"  # never the example's store
 
 
 def test_the_going_live_example_names_the_secrets_a_fresh_clone_lacks(

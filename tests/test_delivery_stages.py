@@ -119,7 +119,10 @@ def test_page_outcome_after_a_refused_page_says_paging_failed(store: Store) -> N
     paged = queued(store, "slack", Kind.paged)
     n = run(page_outcome(store.queue, paged, OWNER, T0))
     assert not isinstance(n, str)
-    assert n.paging_failed == "pagerduty: HTTP 400 invalid event"
+    assert n.paging_failed == (
+        f"pagerduty: HTTP 400 invalid event (dead letter #{page.id}: page the on-call by hand; "
+        f"once the cause is fixed, `fleet-alerting outbox requeue {page.id}` sends the page again)"
+    )
     assert n.incident.paged_via == ()
 
 

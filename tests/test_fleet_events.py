@@ -29,6 +29,7 @@ from fleet_alerting.sources.fleet_events.judge import (
     advance,
     alerting,
     event_notifications,
+    event_signal,
     related_events,
 )
 from fleet_alerting.store.database import Store
@@ -164,12 +165,15 @@ def test_unreachable_api_is_retryable() -> None:
 # --- the cursor ---------------------------------------------------------------------------------
 
 
-def event(i: int, ts: datetime) -> FleetEvent:
-    return FleetEvent(f"e{i}", ts, "command.failed", "error", f"event {i}", "pi-audio-01")
+def event(i: int, ts: datetime, given_id: bool = False) -> FleetEvent:
+    return FleetEvent(
+        f"e{i}", ts, "command.failed", "error", f"event {i}", "pi-audio-01", given_id=given_id
+    )
 
 
+@pytest.mark.parametrize("given_id", [False, True], ids=["digest", "given id"])
 def test_cursor_never_duplicates_or_drops_across_overlapping_pages_and_restarts(
-    tmp_path: Path,
+    tmp_path: Path, given_id: bool
 ) -> None:
     """A stream of 400 events, some arriving up to 2 minutes late and several sharing a timestamp;
     polled every minute (newest 50 of what has arrived), the process restarting (cursor only from
@@ -179,7 +183,7 @@ def test_cursor_never_duplicates_or_drops_across_overlapping_pages_and_restarts(
     for i in range(400):
         ts = T0 + timedelta(seconds=15 * (i // 3))  # three events per timestamp
         arrives = ts + timedelta(seconds=rng.choice([0, 0, 0, 30, 90, 120]))
-        stream.append((arrives, event(i, ts)))
+        stream.append((arrives, event(i, ts, given_id)))
     reported: list[str] = []
     store = Store(tmp_path / "state.sqlite")
     now = T0
@@ -343,3 +347,23 @@ def test_related_events_prefer_the_incident_target() -> None:
     )
     recent, scope = related_events(events, other, T0, 15, 20)
     assert [e.id for e in recent] == ["a", "b"] and scope == "all events of the last 15 min"
+
+
+def test_an_id_the_api_hands_out_again_is_another_event() -> None:
+    """The API's counter restarted: `e1` nine minutes later is a new event, told under its own
+    key (the first one's notification ids are in the outbox for 30 days)."""
+    first, again = event(1, T0, given_id=True), event(1, T0 + timedelta(minutes=9), given_id=True)
+    step = advance(Cursor(), [first], timedelta(minutes=30), 50, T0)
+    later = advance(step.cursor, [again, first], timedelta(minutes=30), 50, again.timestamp)
+    assert later.new == [again]
+    assert event_signal(again, Config()).key != event_signal(first, Config()).key
+
+
+def test_a_cursor_that_remembered_given_ids_alone_reports_nothing_twice() -> None:
+    """Written before identities: `seen` holds the id and the time; the same event is not told
+    again, an event reusing the id at another time is."""
+    told = event(1, T0, given_id=True)
+    cursor = Cursor(T0, {"e1": T0.isoformat()})
+    reused = event(1, T0 + timedelta(minutes=2), given_id=True)
+    step = advance(cursor, [reused, told], timedelta(minutes=30), 50, reused.timestamp)
+    assert step.new == [reused]

@@ -149,9 +149,45 @@ def test_an_unconfigured_destination_asked_for_by_name(
         )
         assert main(["notify-test", "--to", "oncall", "--config", str(config)]) == 1
     said = capsys.readouterr()
-    assert said.out.splitlines() == ["oncall: not configured (notify.oncall): skipped"]
+    assert said.out == ""  # a live config: nothing goes to a local outbox
     assert said.err.splitlines() == [
-        "fleet-alerting notify-test: nothing to test: no destination configured (messages go "
-        "to the local outbox)"
+        "fleet-alerting notify-test: oncall is not configured (notify.oncall): nothing to test"
     ]
     assert slack.messages == []
+
+
+def test_a_test_after_a_failed_one_names_the_back_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The first test's failure makes PagerDuty back off: the second test says so, with when
+    and the outbox number, instead of blaming the trigger."""
+    with SlackWebhookServer() as slack, PagerDutyServer() as pd:
+        notify = {
+            "slack": {"webhook": secret(tmp_path, "s.url", f"{slack.url}/services/CANARY1x")},
+            "pagerduty": {
+                "routing_key": secret(tmp_path, "pd.key", PD_KEY),
+                "url": f"{pd.url}/v2/enqueue",
+            },
+        }
+        config = write_config(tmp_path, notify, {"critical": {"mirror": False}})
+        pd.fail_next = [Response(503, {"status": "unavailable"})]
+        args = ["notify-test", "--to", "pagerduty", "--config", str(config)]
+        assert main(args) == 1
+        capsys.readouterr()
+        assert main(args) == 1
+        out = capsys.readouterr().out.splitlines()
+    with Store(tmp_path / "state.sqlite") as store:
+        backoff = store.queue.destination("pagerduty")
+        queued = store.outbox(("queued",))
+        trigger = max(i.id for i in queued if i.notification.kind == "paged")
+    assert backoff.blocked_until is not None
+    until = f"{backoff.blocked_until:%H:%M:%S}Z"
+    assert out[0] == (
+        f"pagerduty trigger → PagerDuty: not sent yet (PagerDuty backs off until {until} after "
+        "1 failure in a row (last: PagerDuty Events API answered HTTP 503: "
+        '{"status": "unavailable"}); '
+        f"outbox #{trigger}, sent by the first run after then — run notify-test again after "
+        f"{until}); stays queued"
+    )
+    assert out[1].startswith("pagerduty resolve → PagerDuty: not sent yet (PagerDuty backs off")
+    assert len(pd.requests) == 1

@@ -173,7 +173,9 @@ def test_alertmanager_odd_alert_keeps_what_it_may_cover(
 
     with AlertmanagerV2() as am:
         rules = [{"name": "critical", "matchers": ['severity="critical"']}]
-        write_config(config_file, pd, alertmanager={"url": am.url, "rules": rules})
+        # no Watchdog rule, and no restart: an alert the fake does not list is over
+        alertmanager = {"url": am.url, "rules": rules, "watchdog": None, "restart_grace": "0s"}
+        write_config(config_file, pd, alertmanager=alertmanager)
         am.alerts = [alert("A"), alert("B"), alert("C")]
         asyncio.run(alertmanager_escalation.fn(str(config_file)))
         assert {incidents(config_file)[ALERT.format(f * 4)].state for f in "abc"} == {State.paged}

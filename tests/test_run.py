@@ -111,7 +111,9 @@ def test_an_invalid_config_is_one_line_before_any_prefect(tmp_path: Path) -> Non
     config.write_text("blackbox:\n  targetz: []\n")
     ran = _run(config, tmp_path / "home")
     assert ran.returncode == 1
-    assert ran.stderr.strip() == f"{config}:2: blackbox.targetz: unknown key"
+    assert (
+        ran.stderr.strip() == f"{config}:2: blackbox.targetz: unknown key; did you mean 'targets'?"
+    )
     assert not (tmp_path / "home").exists()
 
 

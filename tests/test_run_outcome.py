@@ -126,8 +126,8 @@ def test_a_page_pagerduty_refuses_fails_the_run_and_stays_queued(tmp_path: Path)
     assert "500" in last and last.endswith("(1 queued for the next run)")
     # queued: the page, and Slack's "paged" message that waits for the pager to take it
     assert ran.stdout == (
-        "blackbox-probe: 1 target probed, 1 failing (Fleet API); opened 1 incident, paged 1, "
-        "told slack, 2 messages still queued\n"
+        "blackbox-probe: 1 target probed, 1 failing (Fleet API); opened 1 incident, "
+        "page queued for 1 (not delivered), told slack, 2 messages still queued\n"
     )
     assert pd.events == [] and slack.messages  # Slack was told; the page was not taken
     assert again.returncode == 1, again.stdout + again.stderr

@@ -295,7 +295,7 @@ def pagerduty_webhook(event_type: str, event_id: str, secret: str = PD_WEBHOOK_S
                 "id": event_id,
                 "event_type": event_type,
                 "resource_type": "incident",
-                "occurred_at": "2026-11-26T10:42:00.000Z",
+                "occurred_at": datetime.now(UTC).isoformat(),
                 "agent": {
                     "html_url": "https://example.pagerduty.com/users/PLH1HKV",
                     "id": "PLH1HKV",

@@ -72,12 +72,15 @@ def policies_of(case: dict[str, Any]) -> dict[Severity, PolicyConfig]:
 
 
 def operator_action(act: Any, now: datetime) -> Callable[[Incident], actions.Change]:
-    """`ack`, `unsilence`, or `{silence_until: SECONDS}` (from T0), as from Slack (no message
-    asked for)."""
+    """`ack`, `unsilence`, `{silence_until: SECONDS}` or `{snooze_until: SECONDS}` (from T0), as
+    from Slack (no message asked for)."""
     if act == "ack":
         return lambda incident: actions.acknowledge(incident, "op", now, [])
     if act == "unsilence":
         return lambda incident: actions.unsilence(incident, "op", now, [])
+    if "snooze_until" in act:
+        snoozed_until = T0 + timedelta(seconds=act["snooze_until"])
+        return lambda incident: actions.snooze(incident, "op", now, snoozed_until)
     until = T0 + timedelta(seconds=act["silence_until"])
     return lambda incident: actions.silence(incident, "op", now, until, [])
 

@@ -217,3 +217,5 @@ def test_alertmanager_routes_from_prometheus_alerts_fail_the_gate(
     assert "| pager | 2 | 0 |" in routed and "| slack | 0 | 2 |" in routed
     # the same config escalates the same alerts: our own pages do not change
     assert "| pages | 3 | 3 |" in out
+    # the runs the store holds, not the Alertmanager watch's schedule over the 3 hours
+    assert " evaluations for 120 recorded runs)." in out

@@ -3,18 +3,21 @@ value (an inline secret must not reach a terminal or a log)."""
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 import re
+import typing
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from fleet_alerting.config.schema import Config
 from fleet_alerting.config.secrets import read_small_file
+from fleet_alerting.core.channels import DESTINATION, Channel
 
 # A config is read in time linear in its size: an alias ("billion laughs") may not make the
 # document much bigger than it is written, nor may nesting run deep (each level is a recursion).
@@ -238,10 +241,46 @@ def _describe(path: Path, lines: _Lines, error: Any) -> str:
     line = lines.of(loc)
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        message = "unknown key"
+        message = "unknown key" + _did_you_mean(str(loc[-1]), _keys_at(Config, loc[:-1]))
+    elif _is_channel_pattern(error):
+        message = f"unknown channel {error['input']!r} ({KNOWN_CHANNELS})"
+        message += _did_you_mean(error["input"], [str(c) for c in Channel])
     elif error["type"] == "missing":
         message = "required key is missing"
     return f"{path}:{line}: {key_path(loc) or '(top level)'}: {message}"
+
+
+CHANNEL_PATTERN = f"^(?:{DESTINATION.pattern})$"  # core.channels.Destination
+KNOWN_CHANNELS = "known: slack, slack_mirror, pagerduty, oncall, or pagerduty_NAME / oncall_NAME"
+
+
+def _is_channel_pattern(error: Any) -> bool:
+    pattern = (error.get("ctx") or {}).get("pattern")
+    return error["type"] == "string_pattern_mismatch" and pattern == CHANNEL_PATTERN
+
+
+def _did_you_mean(typed: object, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(typed), known, n=1) if isinstance(typed, str) else []
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _keys_at(kind: Any, loc: Sequence[str | int]) -> list[str]:
+    """The keys the model at `loc` (below the model `kind`) accepts, [] if none is found."""
+    if not loc:
+        fields = getattr(kind, "model_fields", None)
+        return list(fields) if isinstance(fields, dict) else []
+    part, rest = loc[0], loc[1:]
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if isinstance(kind, type) and issubclass(kind, BaseModel) and isinstance(part, str):
+        field = kind.model_fields.get(part)
+        return _keys_at(field.annotation, rest) if field else []
+    if origin is typing.Annotated:
+        return _keys_at(args[0], loc)
+    if origin in (list, tuple, Sequence) and isinstance(part, int) and args:
+        return _keys_at(args[0], rest)
+    if origin in (dict, Mapping) and len(args) == 2:
+        return _keys_at(args[1], rest)
+    return next((keys for arg in args if (keys := _keys_at(arg, loc))), [])
 
 
 def _is_pydantic_branch(part: object) -> bool:

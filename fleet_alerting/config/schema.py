@@ -229,6 +229,11 @@ class AlertmanagerConfig(Model):
     resolve_after: int = Field(1, ge=1, le=1000)
     watchdog: WatchdogConfig | None = WatchdogConfig()  # null: no dead man's switch
     max_answer_bytes: int = answer_cap()
+    # a restarted Alertmanager lists no alert until Prometheus re-sends them (its resend delay,
+    # 1m, plus an evaluation): until it is up this long, an alert it does not list is not over
+    restart_grace: Annotated[Duration, at_least(timedelta(0)), at_most(timedelta(hours=1))] = (
+        timedelta(minutes=3)
+    )
 
 
 class FleetApiConfig(Model):
@@ -577,14 +582,30 @@ class Config(Model):
                     continue
                 where = ("policies", severity.value, *key) if given else ("notify",)
                 origin = "policy" if given else "default policy"
+                # a config that sends somewhere is live: a dry run would silence all of it
                 problems.append(
                     (
                         where,
                         f"{origin} {severity.value!r} names channel {channel!r}, which is not "
-                        f"configured: {_how_to_configure(channel)}, or set notify.dry_run: true",
+                        f"configured: {_how_to_configure(channel)}"
+                        f"{_or_leave_out(bool(configured), given, severity.value, key)}",
                     )
                 )
         return problems
+
+
+def _or_leave_out(live: bool, given: bool, severity: str, key: tuple[str | int, ...]) -> str:
+    """The other way out of an unconfigured channel: on a config that sends somewhere (live),
+    leave the channel out, never a dry run (which would silence what it sends)."""
+    if not live:
+        return ", or set notify.dry_run: true"
+    if key[0] == "mirror":
+        return ""  # `mirror: false` is said already
+    return (
+        ", or remove it from the policy"
+        if given
+        else f", or set policies.{severity}.{key[0]} without it"
+    )
 
 
 def _named_channels(policy: PolicyConfig) -> Iterator[tuple[tuple[str | int, ...], str]]:

@@ -161,11 +161,21 @@ def silence(
 
 def unsilence(incident: Incident, actor: str, now: datetime, channels: Sequence[str]) -> Change:
     if not incident.acts.silenced:
-        return Change(incident, [], "not silenced")
+        return Change(incident, [], _not_silenced(incident.acts))
     incident = replace(incident, acts=_lifted(incident.acts, now), changed_at=now)
     if incident.state == State.resolved:
         return Change(incident, [])
     return Change(incident, _to(incident, _slack(channels), Kind.unsilenced, now))
+
+
+def _not_silenced(acts: Acts) -> str:
+    """Why unsilence cannot help, and what ends the mute there is."""
+    kind, _, name = (acts.mute_id or "").partition(":")
+    if kind == "silence":
+        return f"not silenced by hand; muted by silence {name} (`silence expire {name}` ends it)"
+    if kind == "window":
+        return f"not silenced by hand; muted by the maintenance window {name!r} (config)"
+    return "not silenced"
 
 
 def snooze(incident: Incident, actor: str, now: datetime, until: datetime) -> Change:

@@ -8,7 +8,7 @@ from the step it was on). Today's `notify` / `page` / `page_after` are the one- 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Self
@@ -16,6 +16,7 @@ from typing import Annotated, Self
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from fleet_alerting.core.channels import SLACK_CHANNELS, Destination, pager_of
+from fleet_alerting.core.clock import CLOCK_SKEW, ahead_by
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Escalation, Incident, Page, State, evolve
 from fleet_alerting.core.model import Duration, Model, positive_duration
@@ -114,6 +115,47 @@ def reminder_interval(repeat: timedelta | Sequence[timedelta], reminders: int) -
 
 def base_of(incident: Incident) -> datetime:
     return incident.escalation.base or incident.onset
+
+
+def clock_back(incident: Incident, now: datetime) -> timedelta:
+    """How far this machine's clock went back since it stamped the record: how far the latest
+    of the instants the escalation, the reminders, an acknowledgement and a group's wait count
+    from lies ahead of `now`, when further than clocks may differ (CLOCK_SKEW); else 0. (Not
+    the onset: the source's word, never later than the clock read as the record began.)"""
+    esc, acts = incident.escalation, incident.acts
+    stamped = (esc.base, acts.acked_at, incident.last_notified_at)
+    latest = max([incident.changed_at, *(t for t in stamped if t is not None)])
+    return ahead_by(latest, now) if latest - now > CLOCK_SKEW else timedelta(0)
+
+
+def rebased(incident: Incident, back: timedelta, steps_from_onset: bool = True) -> Incident:
+    """The record after the clock went `back`: the escalation's steps, the reminders, an
+    acknowledgement's timeout and a group's wait keep the time that had passed instead of
+    waiting for the clock to catch up. The onset (in notification ids) and operators' end times
+    (a silence, a snooze) stay as they are; `acts.changed_at` too (which of two writes is
+    newer). `steps_from_onset`: its steps count from the onset unless `escalation.base` says
+    otherwise (not a group's: it pages as its members' steps come due)."""
+    esc, acts, notified_at = incident.escalation, incident.acts, incident.last_notified_at
+    if acts.acked_at is not None:
+        acts = evolve(acts, acked_at=acts.acked_at - back)
+    if esc.base is not None or steps_from_onset:
+        esc = evolve(esc, base=base_of(incident) - back)
+    return evolve(
+        incident,
+        changed_at=incident.changed_at - back,
+        last_notified_at=notified_at - back if notified_at is not None else None,
+        acts=acts,
+        escalation=esc,
+    )
+
+
+def went_back(
+    before: Mapping[str, Incident], after: Iterable[Incident], now: datetime
+) -> timedelta:
+    """How far the clock went back, as the records `after` that the engine rebased tell it (a
+    rebased record counts from `escalation.base`); 0: none was."""
+    rebased = (i.key for i in after if i.escalation.base is not None and i.key in before)
+    return max((clock_back(before[key], now) for key in rebased), default=timedelta(0))
 
 
 def due(incident: Incident, stages: Sequence[Stage], now: datetime) -> list[int]:

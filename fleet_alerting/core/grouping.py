@@ -14,7 +14,8 @@ Operators act on the group as on one incident, and it answers as one would: an a
 that times out (`ack_timeout`) while a member still fails and no silence holds the group pages the
 pagers of the step the group is on again (its later steps follow at their delays from there), a
 silence that runs out is said once, and a silence or window muting every member mutes the group
-(said once as it begins and as the last silence holding the group ends).
+(said once as it begins and as the last silence holding the group ends). It reminds on its own
+clock, `repeat` after its last message, as one incident does (its members' reminders are dropped).
 
 `bound` caps the messages of one run per channel: the rest become one storm summary.
 """
@@ -44,8 +45,10 @@ from fleet_alerting.core.channels import pager_of
 from fleet_alerting.core.escalation import (
     Stage,
     ack_timed_out,
+    clock_back,
     current_pages,
     lift_timed_out_ack,
+    rebased,
     unique,
 )
 from fleet_alerting.core.fleet import signal_labels
@@ -63,7 +66,7 @@ from fleet_alerting.core.incidents import (
 )
 from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.model import Duration, Model
-from fleet_alerting.core.policy import Evaluation, PolicyFor, notify_channels
+from fleet_alerting.core.policy import Evaluation, PolicyFor, notify_channels, reminder_due
 from fleet_alerting.core.signals import Severity, Signal
 
 PREFIX = GROUP_PREFIX
@@ -110,7 +113,6 @@ class _Batch:
 
     opened: dict[str, Incident] = field(default_factory=dict)  # by key, in order
     paged: bool = False
-    reminded: bool = False
     pagers: set[str] = field(default_factory=set)  # where members' pages would have gone
     muted: Incident | None = None  # a member a silence or window began to mute
     unmuted: list[str] = field(default_factory=list)  # mutes that ended on members (as told)
@@ -200,8 +202,6 @@ def group(
                 batch.paged = True
                 if pager_of(n.channel) is not None:
                     batch.pagers.add(n.channel)
-            elif n.kind == Kind.reminder:
-                batch.reminded = True
             elif n.kind == Kind.muted and n.incident.acts.mute_id is not None:
                 batch.muted = n.incident
             elif n.kind == Kind.silence_expired:
@@ -325,6 +325,8 @@ def _advance(
     now: datetime,
 ) -> tuple[Incident, list[Notification]]:
     policy = policy_for(g.severity)
+    if back := clock_back(g, now):  # stamped before the clock went back: keeps what had passed
+        g = rebased(g, back, steps_from_onset=False)
     if not g.members:
         if g.state == State.pending:
             return replace(g, state=State.resolved, resolved_at=now, changed_at=now), []
@@ -355,11 +357,12 @@ def _advance(
         # pages the members sent while it waited: steps overdue as it opens, as one incident's
         batch.pagers |= {p for m in members for p in m.paged_via if pager_of(p) is not None}
     else:
-        was_quiet = g.acts.silenced or g.acts.mute_id is not None
         # lifted before a mute's end pages again what the mute acknowledged, that page included
         if ack_timed_out(g, policy.ack_timeout, now) and failing():
-            if was_quiet:  # as one incident's, its steps ran on under the silence: from the timeout
-                restart_at = min(now, g.acts.acked_at + policy.ack_timeout)  # type: ignore[operator]
+            timed_out_at = g.acts.acked_at + policy.ack_timeout  # type: ignore[operator]
+            if g.acts.mute_id is not None or silenced_at(g, timed_out_at):
+                # as one incident's, its steps ran on under the silence: from the timeout
+                restart_at = min(now, timed_out_at)
             g, why = lift_timed_out_ack(g, policy.ack_timeout, now)
         elif failing() and (owed := _owed_restart(g, policy.stages())) is not None:
             why, restart_at = g.escalation.why, owed
@@ -396,10 +399,11 @@ def _advance(
     if sent:
         return g, sent
     due = g.last_notified_at is None or now - g.last_notified_at >= config.group_interval
-    joined_or_left = set(g.members) != set(g.members_told)
-    snoozed = g.acts.snoozed_until is not None and now < g.acts.snoozed_until
-    reminder = batch.reminded and not held and not snoozed
-    if due and not silenced_at(g, now) and (joined_or_left or reminder):
+    joined_or_left = due and set(g.members) != set(g.members_told)
+    # on the group's own clock, as one incident's: `repeat` after its last message (a page again
+    # included), not on its members'; their reminders are dropped
+    reminder = g.acts.mute_id is None and reminder_due(g, policy, now) and failing()
+    if not silenced_at(g, now) and (joined_or_left or reminder):
         told = set(g.members_told)
         g = replace(g, reminders=g.reminders + 1, last_notified_at=now, changed_at=now)
         g = replace(g, signal=_summary(g, members, config, told), members_told=g.members)
@@ -424,12 +428,14 @@ def _mute_turns(
     ran_out = expiry_due(g, now)
     silenced_by, until = g.acts.silenced_by, g.acts.silenced_until
     news = ran_out and until is not None and now - until < OLD_NEWS  # else lifted unsaid
-    g = expire(g, (), now)[0]  # said below, with what else ended
+    silenced, g = g, expire(g, (), now)[0]  # said below, with what else ended
     if g.acts.mute_id is None:
         if batch.muted is not None and _all_muted(incidents, g.members):
             return _muted(g, batch.muted, channels, now)
-        if not news or not failing():
+        if not news:
             return g, []
+        if not failing():  # as one incident's: said once a member fails again, if one does
+            return silenced, []
         g = replace(g, last_notified_at=now)
         return g, [notification(g, c, Kind.silence_expired, now) for c in channels]
     joined = next((m for m in batch.opened.values() if m.acts.mute_id is None), None)

@@ -233,11 +233,20 @@ class Brief(NamedTuple):
             incident.consecutive_successes,
             incident.onset,
             incident.last_notified_at,
-            incident.acts != Acts(),
+            full_check(incident),
             incident.inhibited_by,
             incident.group,
         )
 
+
+def full_check(incident: Incident) -> bool:
+    """A brief's `acted`: operators acted on the incident, or its escalation counts from another
+    instant than its onset (which the brief keeps) — an acknowledgement timed out, the clock
+    went back."""
+    return incident.acts != _NO_ACTS or incident.escalation.base is not None
+
+
+_NO_ACTS = Acts()
 
 Load = Callable[[Collection[str]], Mapping[str, Incident]]
 

@@ -98,6 +98,11 @@ def default_inhibit_rules(fleet: Sequence[FleetOfflineRule] = ()) -> list[Inhibi
             equal=["deviceId"],
         ),
         InhibitRule(
+            name="api-down-covers-its-scrape",
+            source_matchers=['source="blackbox"', 'service="fleet-api"', 'severity="critical"'],
+            target_matchers=['source=~"prometheus/.+"', 'job="fleet-api"'],
+        ),
+        InhibitRule(
             name="probe-covers-alert",
             source_matchers=['source="blackbox"', 'instance!=""'],
             target_matchers=['source="alertmanager"', 'instance!=""'],

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from fleet_alerting.core import actions, escalation
 from fleet_alerting.core.channels import SLACK_CHANNELS, Channel, Destination, pager_of
+from fleet_alerting.core.clock import CLOCK_SKEW
 from fleet_alerting.core.escalation import (
     Repeat,
     Stage,
@@ -325,6 +326,7 @@ def _steadiness(policy_for: PolicyFor, now: datetime) -> Callable[[Brief | None,
     Whether something is due is worked out once per severity, state, onset and time told: a
     storm's briefs share a handful of them."""
     quiet: dict[tuple[Severity, str, datetime, datetime | None], bool] = {}
+    stamped_ahead = now + CLOCK_SKEW  # a brief stamped later than this: the clock went back
 
     def steady(brief: Brief | None, signal: Signal) -> bool:
         if brief is None or not signal.firing or brief.state not in _OPEN or brief.acted:
@@ -339,14 +341,18 @@ def _steadiness(policy_for: PolicyFor, now: datetime) -> Callable[[Brief | None,
         moment = (signal.severity, brief.state, brief.onset, brief.notified_at)
         found = quiet.get(moment)
         if found is None:
-            found = quiet[moment] = _nothing_due(brief, policy, now)
+            found = quiet[moment] = _nothing_due(brief, policy, now, stamped_ahead)
         return found
 
     return steady
 
 
-def _nothing_due(brief: Brief, policy: PolicyConfig, now: datetime) -> bool:
-    """No step and no reminder due, by what the brief says of its state, onset and time told."""
+def _nothing_due(brief: Brief, policy: PolicyConfig, now: datetime, ahead: datetime) -> bool:
+    """No step and no reminder due, by what the brief says of its state, onset and time told;
+    a brief stamped after `ahead` (now + CLOCK_SKEW: the clock went back) is left to the full
+    check, which rebases the record."""
+    if (brief.notified_at or brief.onset) > ahead:  # (told after the onset, if told)
+        return False
     return not _step_may_be_due(brief, policy, now) and not (
         policy.repeat is not None
         and brief.notified_at is not None
@@ -374,6 +380,9 @@ def _shortest(repeat: timedelta | list[timedelta]) -> timedelta:
 def _on_failure(
     current: Incident | None, signal: Signal, policy: PolicyConfig, now: datetime
 ) -> tuple[Incident, list[Notification]]:
+    unresolved = current is not None and current.state != State.resolved
+    if unresolved and (back := escalation.clock_back(current, now)):
+        current = escalation.rebased(current, back)  # stored, so the next run counts from it
     if current is not None and _unchanged(current, signal, policy, now):
         return current, []  # the same failure observed again: nothing to store, nobody to tell
     # a deferred signal stays so: its texts are rendered when read (told, listed), and the store
@@ -414,7 +423,7 @@ def _on_failure(
     sent += expired
     incident, stepped = _escalate(incident, policy, now, opening)
     sent += stepped
-    if not stepped and _reminder_due(incident, policy, now):
+    if not stepped and reminder_due(incident, policy, now):
         incident = evolve(incident, reminders=incident.reminders + 1)
         incident, sent = _tell(incident, policy, Kind.reminder, now, sent)
     return incident, sent
@@ -466,7 +475,7 @@ def _unchanged(current: Incident, signal: Signal, policy: PolicyConfig, now: dat
         and current.consecutive_successes == 0
         and current.consecutive_failures >= policy.open_after
         and not _step_due(current, policy, now)
-        and not _reminder_due(current, policy, now)
+        and not reminder_due(current, policy, now)
         and not actions.expiry_due(current, now)
         and fingerprint_of(current.signal) == fingerprint_of(signal)  # the costliest test last
     )
@@ -482,7 +491,9 @@ def _step_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
     )
 
 
-def _reminder_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
+def reminder_due(incident: Incident, policy: PolicyConfig, now: datetime) -> bool:
+    """Whether `repeat` (its interval for the next reminder) has passed since the incident last
+    told anyone, and no ack, snooze or silence holds reminders."""
     if policy.repeat is None or incident.last_notified_at is None:
         return False
     interval = escalation.reminder_interval(policy.repeat, incident.reminders)

@@ -28,7 +28,7 @@ from fleet_alerting.core.incidents import Kind, Notification
 from fleet_alerting.delivery.channels import Confirms, Notifier
 from fleet_alerting.http.errors import MAX_RETRY_AFTER, AdapterError
 from fleet_alerting.http.retry import with_retries
-from fleet_alerting.store.outbox import Outbox, OutboxItem, Page
+from fleet_alerting.store.outbox import LONGEST_RETRY, Outbox, OutboxItem, Page
 
 log = logging.getLogger("fleet_alerting.delivery")
 MAX_WAIT = 30.0  # longest in-run wait, even if Retry-After asks for more
@@ -74,7 +74,7 @@ async def db(call: Callable[..., T], *args: object) -> T:
 
 def next_attempt_delay(attempts: int) -> timedelta:
     """When a message that failed `attempts` times is due again."""
-    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 1800))
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), LONGEST_RETRY.total_seconds()))
 
 
 def destination_backoff(failures: int, retry_after: float | None) -> timedelta:
@@ -103,7 +103,7 @@ class DestinationState:
         if not self.troubled and time.monotonic() < self.checked_at + DESTINATION_RECHECK:
             return
         self.checked_at = time.monotonic()
-        destination = await db(self.outbox.destination, self.channel)
+        destination = await db(self.outbox.destination, self.channel, self.s.now())
         self.troubled = destination.failures > 0 or destination.blocked_until is not None
         if destination.blocked_until is None:
             return
@@ -150,9 +150,11 @@ async def page_outcome(outbox: Outbox, item: OutboxItem, owner: str, now: dateti
     pending = [p for p in pages if p.status == "queued"]
     if pending:
         return "wait" if await _worth_waiting(outbox, pending, owner, now) else "hold"
-    failed = [f"{p.channel}: {_short(p.last_error)}" for p in pages if p.status == "dead"]
-    if not failed:
+    dead = [p.channel for p in pages if p.status == "dead"]
+    if not dead:
         return n
+    letters = await db(outbox.latest_paged, n.incident.key, dead, item.id)
+    failed = [f"{d.notification.channel}: {dead_page(d)}" for d in letters]
     accepted = tuple(p.channel for p in pages if p.status == "sent")
     esc = n.incident.escalation
     kept = tuple(p for p in esc.pages if p.step != esc.step or p.channel in accepted)
@@ -166,7 +168,7 @@ async def _worth_waiting(outbox: Outbox, pending: list[Page], owner: str, now: d
             return False  # retrying in a later run
         if page.held_by_other(owner, now):
             return False  # its drainer sends it (or died: the next run does); not waited on
-        destination = await db(outbox.destination, page.channel)
+        destination = await db(outbox.destination, page.channel, now)
         if destination.blocked_until and destination.blocked_until > now:
             return False
     return True
@@ -174,6 +176,15 @@ async def _worth_waiting(outbox: Outbox, pending: list[Page], owner: str, now: d
 
 def _short(error: str | None) -> str:
     return (error or "unknown error").removeprefix("permanent: ")
+
+
+def dead_page(letter: OutboxItem) -> str:
+    """Why a page is a dead letter, and what the operator can do about it."""
+    number = letter.id
+    return (
+        f"{_short(letter.last_error)} (dead letter #{number}: page the on-call by hand; once the "
+        f"cause is fixed, `fleet-alerting outbox requeue {number}` sends the page again)"
+    )
 
 
 class Gate:
@@ -204,7 +215,7 @@ class Gate:
             await self.destination.wait()
             item = await db(
                 self.outbox.claim_next, self.channel, self.owner, self.s.now(), self.s.claim,
-                self.done,
+                self.done, self.s.lease,
             )  # fmt: skip
             if item is None and self.deferred:  # "paged" messages waiting for their pages
                 await asyncio.sleep(PAGE_POLL)

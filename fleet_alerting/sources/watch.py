@@ -43,6 +43,8 @@ class StoreReader(Protocol):
 
     def unresolved(self, source: str | None = None) -> dict[str, Incident]: ...
 
+    def open_keys(self, source: str) -> set[str]: ...  # cheaper than `unresolved`: no record
+
 
 @dataclass
 class Observation:

@@ -210,6 +210,10 @@ class Store:
         with self.read() as conn:
             return incidents.unresolved(conn, source)
 
+    def open_keys(self, source: str) -> set[str]:
+        with self.read() as conn:
+            return incidents.open_keys(conn, source)
+
     def incidents(self, include_resolved: bool = False) -> list[Incident]:
         with self.read() as conn:
             return incidents.listing(conn, include_resolved)

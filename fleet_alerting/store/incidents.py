@@ -19,7 +19,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 
-from fleet_alerting.core.incidents import Acts, Brief, Incident, Records, State, evolve
+from fleet_alerting.core.incidents import Brief, Incident, Records, State, evolve, full_check
 from fleet_alerting.core.signals import Signal, fingerprint_of
 from fleet_alerting.store import backend
 from fleet_alerting.store.tables import BRIEF_COLUMNS, incidents_table, texts_table, ts
@@ -86,6 +86,13 @@ def unresolved(conn: sa.Connection, source: str | None) -> dict[str, Incident]:
         query = query.where(incidents_table.c.source == source)
     loaded = (row_incident(row) for row in conn.execute(query))
     return {incident.key: incident for incident in loaded}
+
+
+def open_keys(conn: sa.Connection, source: str) -> set[str]:
+    """The keys of a source's open incidents (no record is parsed)."""
+    row = incidents_table.c
+    query = sa.select(row.key).where(row.state.in_(OPEN), row.source == source)
+    return set(conn.execute(query).scalars())
 
 
 def listing(conn: sa.Connection, include_resolved: bool) -> list[Incident]:
@@ -333,13 +340,10 @@ def _brief(incident: Incident) -> Row:
         incident.consecutive_successes,
         _ts(incident.onset),
         _ts(notified) if notified else None,
-        incident.acts != _NO_ACTS,
+        full_check(incident),
         incident.inhibited_by,
         incident.group,
     )
-
-
-_NO_ACTS = Acts()
 
 
 def brief_row(incident: Incident) -> dict[str, Any]:

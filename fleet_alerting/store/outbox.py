@@ -31,6 +31,8 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 
+from fleet_alerting.core.channels import pager_of
+from fleet_alerting.core.clock import CLOCK_SKEW
 from fleet_alerting.core.incidents import Notification
 from fleet_alerting.store import backend
 from fleet_alerting.store.tables import delete_at_most, destinations_table, outbox_table, ts
@@ -41,6 +43,33 @@ _notification_json = TypeAdapter(Notification)
 ONE_OFF_SOURCES_BEFORE_THE_FLAG = frozenset({"fleet-events", "notify-test"})
 
 _DOUBT = sa.or_(outbox_table.c.claimed_by.isnot(None), outbox_table.c.in_doubt.is_(True))
+# no failed attempt puts a message's next one further off (delivery's backoff stops there)
+LONGEST_RETRY = timedelta(minutes=30)
+
+
+def _due(now: datetime) -> Any:
+    """Due: its next attempt has come, or lies further ahead than any retry is put off — this
+    machine's clock went back after it was set, and it would wait for the clock to catch up.
+    (CLOCK_SKEW: another drainer read its clock after this one and set it meanwhile.)"""
+    t = outbox_table
+    stale = ts(now + LONGEST_RETRY + CLOCK_SKEW)
+    return sa.or_(t.c.next_attempt_at <= ts(now), t.c.next_attempt_at > stale)
+
+
+def _set_ahead(stamp: str | None, now: datetime) -> bool:
+    """Stamped when the clock read later than `now` by more than clocks differ: it went back."""
+    return stamp is not None and datetime.fromisoformat(stamp) > now + CLOCK_SKEW
+
+
+def _lapsed(now: datetime, longest: timedelta | None = None) -> Any:
+    """Under no live lease: none, run out, or further ahead than any claim lasts (`longest`, and
+    CLOCK_SKEW: another drainer read its clock after this one and claimed meanwhile): taken
+    before the clock went back, by a drainer that did not finish it."""
+    t = outbox_table
+    free = [t.c.lease_until.is_(None), t.c.lease_until < ts(now)]
+    if longest is not None:
+        free.append(t.c.lease_until > ts(now + longest + CLOCK_SKEW))
+    return sa.or_(*free)
 
 
 def _queue(dialect: str) -> Any:
@@ -116,6 +145,36 @@ class Destination:
     last_error: str | None = None
 
 
+@dataclass(frozen=True)
+class UndeliveredPage:
+    """The latest page of an incident's episode to one pager, not (yet) accepted by it."""
+
+    incident_key: str
+    onset: datetime  # the episode it pages for
+    channel: str
+    outbox_id: int
+    status: str  # queued | dead
+    attempts: int
+    next_attempt_at: datetime
+    error: str | None
+
+
+def _latest_paged(incident_key: str, channels: Sequence[str], before: int | None) -> Any:
+    """The ids of an incident's latest `paged` message to each channel (before row `before`)."""
+    t = outbox_table
+    earlier = [t.c.id < before] if before is not None else []
+    return (
+        sa.select(sa.func.max(t.c.id))
+        .where(
+            t.c.incident_key == incident_key,
+            t.c.kind == "paged",
+            t.c.channel.in_(list(channels)),
+            *earlier,
+        )
+        .group_by(t.c.channel)
+    )
+
+
 def _notification(data: str) -> Notification:
     n = _notification_json.validate_json(data)
     if n.one_off or n.incident.source not in ONE_OFF_SOURCES_BEFORE_THE_FLAG:
@@ -168,9 +227,11 @@ class Outbox:
         now: datetime,
         lease: timedelta,
         exclude: Iterable[int] = (),
+        longest: timedelta | None = None,
     ) -> OutboxItem | None:
         """Claim the lane's oldest claimable message in one UPDATE … RETURNING: due, under no
         live lease, not behind an earlier queued message of its incident, not in `exclude`.
+        `longest`: the longest claim a drainer of the lane takes (a send extends `lease`).
         On SQLite the subquery runs under the write lock, so two drainers never get the same
         row; on PostgreSQL it skips rows another drainer is claiming (`FOR UPDATE SKIP
         LOCKED`), and the outer WHERE re-checks the claim, so they do not collide either.
@@ -180,8 +241,7 @@ class Outbox:
         SET sees the row as it was, so this is decided in the same UPDATE."""
         t = outbox_table
         earlier = t.alias("earlier")
-        now_s = ts(now)
-        free = sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now_s)
+        free = _lapsed(now, max(lease, longest or lease))
         behind = (
             sa.select(earlier.c.id)
             .where(
@@ -197,7 +257,7 @@ class Outbox:
             .where(
                 t.c.status == "queued",
                 t.c.channel == channel,
-                t.c.next_attempt_at <= now_s,
+                _due(now),
                 free,
                 ~behind,
                 t.c.id.notin_(list(exclude)),
@@ -227,15 +287,10 @@ class Outbox:
     def claim(self, item_id: int, owner: str, now: datetime, lease: timedelta) -> bool:
         """Compare-and-set: only one drainer wins a queued message whose lease is free."""
         t = outbox_table
-        now_s = ts(now)
         with self.engine.begin() as conn:
             result = conn.execute(
                 sa.update(t)
-                .where(
-                    t.c.id == item_id,
-                    t.c.status == "queued",
-                    sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now_s),
-                )
+                .where(t.c.id == item_id, t.c.status == "queued", _lapsed(now))
                 .values(claimed_by=owner, lease_until=ts(now + lease), in_doubt=_DOUBT)
             )
         return result.rowcount == 1
@@ -244,15 +299,9 @@ class Outbox:
         """The lane's due messages nobody holds a lease on (waiting behind an earlier one, or
         for a destination that backs off), except `exclude`."""
         t = outbox_table
-        now_s = ts(now)
         query = (
             sa.select(t)
-            .where(
-                t.c.status == "queued",
-                t.c.channel == channel,
-                t.c.next_attempt_at <= now_s,
-                sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now_s),
-            )
+            .where(t.c.status == "queued", t.c.channel == channel, _due(now), _lapsed(now))
             .order_by(t.c.id)
         )
         skipped = set(exclude)
@@ -264,16 +313,7 @@ class Outbox:
         """The latest `paged` message of the incident to each pager, queued before row `before`
         (status only: this is polled while a Slack "paged" message waits for the pager)."""
         t = outbox_table
-        latest = (
-            sa.select(sa.func.max(t.c.id))
-            .where(
-                t.c.incident_key == incident_key,
-                t.c.kind == "paged",
-                t.c.channel.in_(list(pagers)),
-                t.c.id < before,
-            )
-            .group_by(t.c.channel)
-        )
+        latest = _latest_paged(incident_key, pagers, before)
         columns = (
             t.c.channel, t.c.status, t.c.last_error, t.c.next_attempt_at, t.c.claimed_by,
             t.c.lease_until,
@@ -284,6 +324,17 @@ class Outbox:
             Page(c, s, e, datetime.fromisoformat(n), by, datetime.fromisoformat(u) if u else None)
             for c, s, e, n, by, u in rows
         ]
+
+    def latest_paged(
+        self, incident_key: str, channels: Sequence[str], before: int | None = None
+    ) -> list[OutboxItem]:
+        """The incident's latest `paged` message to each of `channels` (queued before row
+        `before`, if given)."""
+        t = outbox_table
+        latest = _latest_paged(incident_key, channels, before)
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(t).where(t.c.id.in_(latest))).mappings().all()
+        return [_item(row) for row in rows]
 
     def mark_sent(self, item_id: int, owner: str | None, attempts: int, receipt: str) -> bool:
         return self._finish(
@@ -373,13 +424,18 @@ class Outbox:
         return result.rowcount == 1
 
     # destinations ------------------------------------------------------------------------------
-    def destination(self, name: str) -> Destination:
+    def destination(self, name: str, now: datetime | None = None) -> Destination:
+        """`name`'s delivery state; as of `now`, a block set when the clock read later than
+        `now` (it went back since) blocks nothing: it would hold every message until the clock
+        caught up."""
         d = destinations_table
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(d).where(d.c.name == name)).mappings().first()
         if row is None:
             return Destination(name)
         blocked = row["blocked_until"]
+        if now is not None and _set_ahead(row["updated_at"], now):
+            blocked = None
         return Destination(
             name,
             datetime.fromisoformat(blocked) if blocked else None,
@@ -393,7 +449,7 @@ class Outbox:
         """One more consecutive failure; back off until `blocked_until` (never shortening a
         longer block another drainer set)."""
         self._block(name, now, blocked_until, error, count_failure=True)
-        return self.destination(name)
+        return self.destination(name, now)
 
     def destination_blocked(self, name: str, now: datetime, until: datetime, error: str) -> None:
         """Retry-After from the destination: every drainer waits until then (failures unchanged)."""
@@ -402,8 +458,9 @@ class Outbox:
     def _block(
         self, name: str, now: datetime, until: datetime, error: str, *, count_failure: bool
     ) -> None:
-        """Block `name` until `until` at the latest of this and any block already set; a counted
-        failure also adds one to its failures and stamps updated_at."""
+        """Block `name` until `until` at the latest of this and any block already set (unless
+        that one was set when the clock read later than `now`); a counted failure also adds
+        one to its failures. updated_at: when the block was last set."""
         d = destinations_table
         insert = backend.insert(d, self.dialect).values(
             name=name, blocked_until=ts(until), failures=int(count_failure), last_error=error,
@@ -412,9 +469,14 @@ class Outbox:
         later = backend.greatest(
             self.dialect, sa.func.coalesce(d.c.blocked_until, ""), insert.excluded.blocked_until
         )
-        changes = {"blocked_until": later, "last_error": insert.excluded.last_error}
+        stale = d.c.updated_at > ts(now + CLOCK_SKEW)
+        changes = {
+            "blocked_until": sa.case((stale, insert.excluded.blocked_until), else_=later),
+            "last_error": insert.excluded.last_error,
+            "updated_at": insert.excluded.updated_at,
+        }
         if count_failure:
-            changes |= {"failures": d.c.failures + 1, "updated_at": insert.excluded.updated_at}
+            changes["failures"] = d.c.failures + 1
         with self.engine.begin() as conn:
             conn.execute(insert.on_conflict_do_update(index_elements=["name"], set_=changes))
 
@@ -429,11 +491,6 @@ class Outbox:
 
 
 # operators' hands on the outbox (`fleet-alerting outbox retry|drop|requeue`) ---------------------
-def _free(now: datetime) -> Any:
-    t = outbox_table
-    return sa.or_(t.c.lease_until.is_(None), t.c.lease_until < ts(now))
-
-
 def _change(outbox: Outbox, item_id: int, where: Sequence[Any], values: dict[str, Any]) -> bool:
     t = outbox_table
     with outbox.engine.begin() as conn:
@@ -448,17 +505,50 @@ def item(outbox: Outbox, item_id: int) -> OutboxItem | None:
     return None if row is None else _item(row)
 
 
+def undelivered_pages(outbox: Outbox) -> list[UndeliveredPage]:
+    """Every incident's latest page to each pager when it is queued or a dead letter, in one
+    query: few rows whatever the number of incidents (the status index finds them; a later page
+    of the same incident to the same pager, found by the incident index, supersedes it)."""
+    t = outbox_table
+    later = t.alias("later")
+    same_lane = sa.and_(later.c.incident_key == t.c.incident_key, later.c.channel == t.c.channel)
+    superseded = sa.exists().where(same_lane, later.c.kind == "paged", later.c.id > t.c.id)
+    columns = (
+        t.c.id, t.c.incident_key, t.c.channel, t.c.status, t.c.attempts, t.c.next_attempt_at,
+        t.c.last_error, t.c.data,
+    )  # fmt: skip
+    query = (
+        sa.select(*columns)
+        .where(t.c.status.in_(["queued", "dead"]), t.c.kind == "paged", ~superseded)
+        .order_by(t.c.id)
+    )
+    with outbox.engine.begin() as conn:
+        rows = conn.execute(query).all()
+    return [
+        UndeliveredPage(
+            key, _onset(data), channel, id_, status, attempts, datetime.fromisoformat(due), error
+        )
+        for id_, key, channel, status, attempts, due, error, data in rows
+        if pager_of(channel)
+    ]
+
+
+def _onset(data: str) -> datetime:
+    """The onset of the incident a stored notification was made for (its episode)."""
+    return datetime.fromisoformat(json.loads(data)["incident"]["onset"])
+
+
 def retry_now(outbox: Outbox, item_id: int, now: datetime) -> bool:
     """A queued message nobody is sending is due now (its destination's back-off still holds).
     False if it is not queued or a drainer holds it."""
-    where = [outbox_table.c.status == "queued", _free(now)]
+    where = [outbox_table.c.status == "queued", _lapsed(now)]
     return _change(outbox, item_id, where, {"next_attempt_at": ts(now)})
 
 
 def drop(outbox: Outbox, item_id: int, now: datetime, reason: str) -> bool:
     """A queued message nobody is sending becomes a dead letter with `reason`: it is never
     sent, and later messages of its incident to that channel are no longer held behind it."""
-    where = [outbox_table.c.status == "queued", _free(now)]
+    where = [outbox_table.c.status == "queued", _lapsed(now)]
     values = {"status": "dead", "last_error": reason, "claimed_by": None, "lease_until": None}
     return _change(outbox, item_id, where, values)
 

@@ -71,7 +71,7 @@ def show(store: Store, key: str) -> int:
     from fleet_alerting.store import actions as audit
 
     """One incident: its state, what operators did to it, and the audit trail of every action."""
-    from fleet_alerting.surfaces.listings import find_key
+    from fleet_alerting.surfaces.listings import find_key, page_problem, undelivered_pages
 
     found, problem, ids = find_key(store, key)
     incident = store.incident(found) if found else None
@@ -83,8 +83,12 @@ def show(store: Store, key: str) -> int:
     print(
         f"  since {incident.onset:%Y-%m-%d %H:%M:%S}Z ({format_duration(incident.duration(now))})"
     )
-    if incident.paged_at:
-        print(f"  paged {', '.join(incident.paged_via)} at {incident.paged_at:%H:%M:%S}Z")
+    owed = undelivered_pages(store, [incident]).get(key, [])
+    delivered = [c for c in incident.paged_via if c not in {p.channel for p in owed}]
+    if incident.paged_at and delivered:
+        print(f"  paged {', '.join(delivered)} at {incident.paged_at:%H:%M:%S}Z")
+    for page in owed:
+        print(f"  {page_problem(page, detailed=True)}")
     if incident.resolved_at:
         print(f"  resolved {incident.resolved_at:%Y-%m-%d %H:%M:%S}Z: {incident.resolution}")
     for line in action_lines(incident):

@@ -390,7 +390,7 @@ def notify_test(args: argparse.Namespace) -> int:
 
     config = _config(args.config)
     wanted = list(DESTINATIONS) if args.to == "all" else [args.to]
-    channels, code = [], 0
+    channels = []
     for name in wanted:
         channel = DESTINATIONS[name]
         if configured(config, channel):
@@ -401,16 +401,16 @@ def notify_test(args: argparse.Namespace) -> int:
             Channel.slack_mirror: "notify.slack.mirror_webhook",
         }
         section = section.get(channel, f"notify.{channel}")
+        if args.to != "all":
+            raise OperatorError(f"{name} is not configured ({section}): nothing to test")
         print(f"{name}: not configured ({section}): skipped")
-        code = 1 if args.to != "all" else code
     if not channels:
-        raise OperatorError(
-            "nothing to test: no destination configured (messages go to the local outbox)"
-        )
+        where = "messages go to the local outbox" if config.notify.dry_run else "notify.*"
+        raise OperatorError(f"nothing to test: no destination configured ({where})")
     outcomes = asyncio.run(send_test(config, channels, utcnow))
     for outcome in outcomes:
         print(describe(config, outcome))
-    return 0 if code == 0 and all(o.result == "delivered" for o in outcomes) else 1
+    return 0 if all(o.result == "delivered" for o in outcomes) else 1
 
 
 def _version() -> str:

@@ -13,15 +13,17 @@ from typing import Any
 
 from fleet_alerting.config import Config, load_config
 from fleet_alerting.config.checks import destination
+from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration
-from fleet_alerting.core.incidents import Incident, State
+from fleet_alerting.core.incidents import Incident, Kind, State
 from fleet_alerting.core.short_ids import SHORT, find, full_id, short_ids
 from fleet_alerting.core.wording import no_such
+from fleet_alerting.delivery.notifiers.slack_webhook import paged_after_all
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store import outbox as box
 from fleet_alerting.store.database import OPEN, Store
-from fleet_alerting.store.outbox import Destination, OutboxItem
+from fleet_alerting.store.outbox import Destination, OutboxItem, UndeliveredPage
 from fleet_alerting.surfaces.cli import OperatorError, incident_line, when
 
 
@@ -60,7 +62,53 @@ class IdsOf(dict[str, str]):
         return full_id(key)[:SHORT]
 
 
-def incident_json(incident: Incident, short_id: str, now: datetime) -> dict[str, Any]:
+Undelivered = dict[str, list[UndeliveredPage]]
+
+
+def undelivered_pages(store: Store, incidents: Iterable[Incident]) -> Undelivered:
+    """The pages of these incidents' current episodes that no pager has accepted, per incident
+    key (one outbox query, whatever the number of incidents)."""
+    paged = {i.key: i.onset for i in incidents if i.is_open and i.paged_via}
+    found: Undelivered = {}
+    for page in box.undelivered_pages(store.queue) if paged else ():
+        if paged.get(page.incident_key) == page.onset:
+            found.setdefault(page.incident_key, []).append(page)
+    return found
+
+
+def page_problem(page: UndeliveredPage, *, detailed: bool = False) -> str:
+    """`page to pagerduty not delivered: 6 attempts, next 06:20:11Z; outbox #23`, or the dead
+    letter's reason; `detailed`: with the last error and what to do."""
+    head = f"page to {page.channel} not delivered"
+    error = f": {page.error}" if page.error else ""
+    if page.status == "dead":
+        told = f"{head}: dead letter #{page.outbox_id}{error if detailed else ''}"
+        hint = f"; page by hand, then `fleet-alerting outbox requeue {page.outbox_id}` once fixed"
+        return told + (hint if detailed else "")
+    tries = f"{page.attempts} attempt(s), next {when(page.next_attempt_at)}"
+    if not page.attempts:
+        tries = "queued, not sent yet"
+    told = f"{head}: {tries}; outbox #{page.outbox_id}"
+    return told + (f" (last error{error})" if detailed and error else "")
+
+
+def undelivered_json(pages: Sequence[UndeliveredPage]) -> list[dict[str, Any]]:
+    return [
+        {
+            "channel": p.channel,
+            "outbox_id": p.outbox_id,
+            "status": p.status,
+            "attempts": p.attempts,
+            "next_attempt_at": iso(p.next_attempt_at) if p.status == "queued" else None,
+            "error": p.error,
+        }
+        for p in pages
+    ]
+
+
+def incident_json(
+    incident: Incident, short_id: str, now: datetime, undelivered: Undelivered
+) -> dict[str, Any]:
     acts = incident.acts
     return {
         "id": short_id,
@@ -75,6 +123,7 @@ def incident_json(incident: Incident, short_id: str, now: datetime) -> dict[str,
         "opened_at": iso(incident.opened_at),
         "paged_at": iso(incident.paged_at),
         "paged_via": list(incident.paged_via),
+        "undelivered": undelivered_json(undelivered.get(incident.key, ())),
         "resolved_at": iso(incident.resolved_at),
         "resolution": incident.resolution or None,
         "acked_by": acts.acked_by,
@@ -115,9 +164,10 @@ def incidents(args: argparse.Namespace) -> int:
         ids = IdsOf(store.incident_states())
         everything = args.all or State.resolved.value in (args.state or ())
         rows = [i for i in store.incidents(include_resolved=everything) if wanted_incident(i, args)]
+        owed = undelivered_pages(store, rows)
     now = utcnow()
     if args.output == "json":
-        print_json([incident_json(i, ids[i.key], now) for i in rows])
+        print_json([incident_json(i, ids[i.key], now, owed) for i in rows])
         return 0
     if not rows:
         filtered = args.severity or args.source or args.state
@@ -127,7 +177,9 @@ def incidents(args: argparse.Namespace) -> int:
     header = f"{'STATE':<9} {'SEVERITY':<8} {'ONSET (UTC)':<20} {'FAILED':>7}  KEY  WHAT"
     print(f"{'ID':<{width}}  {header}")
     for incident in rows:
-        print(f"{ids[incident.key]:<{width}}  {incident_line(incident, now)}")
+        problems = "; ".join(page_problem(p) for p in owed.get(incident.key, ()))
+        said = f"  ({problems})" if problems else ""
+        print(f"{ids[incident.key]:<{width}}  {incident_line(incident, now)}{said}")
     return 0
 
 
@@ -256,12 +308,27 @@ def manage(args: argparse.Namespace) -> int:
             | ({"reason": reason} if reason else {}),
         )
         backoff = store.queue.destination(n.channel)
+        retold = retell_page(store, item, now) if done and args.verb == "requeue" else 0
     if not done:
         raise OperatorError(f"#{item.id} ({item.status}): {why}; nothing changed")
     print(f"#{item.id} {n.channel} {n.kind} {n.incident.key}: {DONE[args.verb]}")
     if args.verb != "drop" and backoff.blocked_until and backoff.blocked_until > now:
         print(f"  {n.channel} backs off until {when(backoff.blocked_until)}: sent after that")
+    if retold:
+        print('  Slack is told again once the page is taken ("Paged after all") or fails')
     return 0
+
+
+def retell_page(store: Store, item: OutboxItem, now: datetime) -> int:
+    """A requeued page whose Slack "paged" message already went out (saying PAGING FAILED):
+    the message is queued again, to say how the page ends. How many were queued."""
+    n = item.notification
+    if n.kind != Kind.paged or pager_of(n.channel) is None:
+        return 0
+    told = store.queue.latest_paged(n.incident.key, sorted(SLACK_CHANNELS))
+    again = [paged_after_all(t.notification, now) for t in told if t.status != "queued"]
+    with store.transaction() as transaction:
+        return transaction.queue(again, now)
 
 
 DONE = {

@@ -21,8 +21,10 @@ from fleet_alerting.core.channels import Channel, pager_of
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.core.wording import count
 from fleet_alerting.delivery.deliver import deliver
 from fleet_alerting.store.database import OutboxItem, Store
+from fleet_alerting.store.outbox import Destination
 
 SOURCE = "notify-test"
 SUMMARY = "TEST notification from fleet-alerting notify-test: no action needed"
@@ -101,9 +103,12 @@ class _Only:
         self.others = {i.id for i in store.outbox(("queued",)) if i.notification.id not in ids}
 
     def claim_next(
-        self, channel: str, owner: str, now: datetime, lease: timedelta, exclude: Iterable[int] = ()
+        self, channel: str, owner: str, now: datetime, lease: timedelta, *more: Any
     ) -> OutboxItem | None:
-        return self.outbox.claim_next(channel, owner, now, lease, {*exclude, *self.others})
+        """Outbox.claim_next (`more`: exclude, longest) without the real runs' messages."""
+        exclude, *longest = more or ((),)
+        others = {*exclude, *self.others}
+        return self.outbox.claim_next(channel, owner, now, lease, others, *longest)
 
     def held(self, channel: str, now: datetime, exclude: Iterable[int] = ()) -> list[OutboxItem]:
         return self.outbox.held(channel, now, {*exclude, *self.others})
@@ -136,6 +141,13 @@ async def send_test(
                 attempts_per_run=1,
                 outbox=only,  # type: ignore[arg-type]
             )
+        retrying = {i.notification.channel for i, _ in report.retrying}
+        waiting = [
+            (i, why_held(config, store.queue.destination(i.notification.channel), i, now()))
+            if i.notification.channel not in retrying
+            else (i, "waits for the trigger")
+            for i in report.held
+        ]
     outcomes = [
         Outcome(i.notification.channel, i.notification.kind, "delivered", r) for i, r in report.sent
     ]
@@ -147,13 +159,26 @@ async def send_test(
         Outcome(i.notification.channel, i.notification.kind, "refused", why)
         for i, why in report.dead
     ]
-    outcomes += [
-        Outcome(i.notification.channel, i.notification.kind, "held", "waits for the trigger")
-        for i in report.held
-    ]
+    outcomes += [Outcome(i.notification.channel, i.notification.kind, "held", why)
+                 for i, why in waiting]  # fmt: skip
     order = {n.id: k for k, n in enumerate(notifications)}
     ids = {(n.channel, n.kind): n.id for n in notifications}
     return sorted(outcomes, key=lambda o: order[ids[(o.channel, o.kind)]])
+
+
+def why_held(config: Config, backoff: Destination, item: OutboxItem, now: datetime) -> str:
+    """Why a test message was not sent: its destination backs off after an earlier failure
+    (this test's or another's), or it waits for the trigger before it."""
+    until = backoff.blocked_until
+    if until is None or until <= now:
+        return "waits for the trigger"
+    failures = f" after {count(backoff.failures, 'failure')} in a row" if backoff.failures else ""
+    last = f" (last: {backoff.last_error})" if backoff.last_error else ""
+    return (
+        f"{destination(config, backoff.name)} backs off until {until:%H:%M:%S}Z{failures}{last}; "
+        f"outbox #{item.id}, sent by the first run after then — "
+        f"run notify-test again after {until:%H:%M:%S}Z"
+    )
 
 
 def describe(config: Config, outcome: Outcome) -> str:

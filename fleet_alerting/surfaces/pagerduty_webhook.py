@@ -4,7 +4,9 @@ Each delivery is signed: `X-PagerDuty-Signature: v1=<hex HMAC-SHA256 of the raw 
 several comma-separated during a secret rotation; one must match. The body is read up to 1 MiB
 and checked before it is parsed; an event not shaped as PagerDuty documents is a 400. A delivery
 whose event id the store has seen in the last 24 hours (any app process, before a restart too) is
-a duplicate and changes nothing. `incident.acknowledged` records the ack (reminders
+a duplicate and changes nothing; an event that occurred more than 24 hours ago (its id may be
+forgotten) or before the current episode of its incident began (a copy of yesterday's ack) is
+ignored. `incident.acknowledged` records the ack (reminders
 stop, Slack is told "acknowledged in PagerDuty by …"); `incident.resolved` while our check still
 fails keeps our incident open and says so in Slack (core.actions.pager_resolved). PagerDuty's
 `incident_key` is the dedup_key we sent, so it finds the incident.
@@ -25,7 +27,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictStr, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictStr,
+    ValidationError,
+)
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -33,6 +43,7 @@ from starlette.routing import Route
 
 from fleet_alerting.config import Config
 from fleet_alerting.core import actions
+from fleet_alerting.core.clock import CLOCK_SKEW
 from fleet_alerting.delivery.deliver import deliver
 from fleet_alerting.delivery.notifiers.pagerduty import dedup_key
 from fleet_alerting.store import actions as audit
@@ -81,6 +92,7 @@ class _Data(_Shape):
 class Event(_Shape):
     id: StrictStr = Field(min_length=1, max_length=200)
     event_type: StrictStr
+    occurred_at: AwareDatetime | None = None
     agent: _Agent | None = None
     data: _Data = _Data()
 
@@ -138,6 +150,10 @@ def pagerduty_routes(config: Config, clock: Callable[[], float]) -> list[Route]:
             return PlainTextResponse("expected {event: …} as PagerDuty documents", 400)
         if not new:
             return Response(status_code=200)  # a redelivery: done already
+        if event.occurred_at and event.occurred_at < now_utc(clock) - KEEP_EVENT_IDS:
+            # its id may be forgotten: a replayed copy cannot be told from a delivery
+            log.warning("ignored PagerDuty %s %s: older than 24 hours", event.event_type, event.id)
+            return Response(status_code=200)
         if event.event_type not in HANDLED:
             return Response(status_code=200)
         if reason := not_by_a_person(event):
@@ -156,6 +172,12 @@ def pagerduty_routes(config: Config, clock: Callable[[], float]) -> list[Route]:
                 pd_key,  # resolved or unknown here: recorded against PagerDuty's key
             )
             incident = store.incident(key)
+            if incident and event.occurred_at and event.occurred_at < incident.onset - CLOCK_SKEW:
+                log.warning(
+                    "ignored PagerDuty %s %s: it happened before this episode of %s began",
+                    kind, event.id, key,
+                )  # fmt: skip
+                return
             channels = config.policy(incident.severity).channels() if incident else []
             decide = HANDLED[kind]
             change = audit.apply(

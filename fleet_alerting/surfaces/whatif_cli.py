@@ -17,9 +17,9 @@ from typing import Any
 
 def what_if(args: argparse.Namespace) -> int:
     from fleet_alerting.audit.loader import load_alertmanager
-    from fleet_alerting.audit.whatif import Comparison, replay, route, with_alerts
+    from fleet_alerting.audit.whatif import Comparison, Replay, replay, route, with_alerts
     from fleet_alerting.audit.whatif_report import build, render
-    from fleet_alerting.config import ConfigError, load_config
+    from fleet_alerting.config import Config, ConfigError, load_config
     from fleet_alerting.core.clock import utcnow
     from fleet_alerting.store import history, silences
     from fleet_alerting.surfaces.listings import open_store
@@ -51,20 +51,17 @@ def what_if(args: argparse.Namespace) -> int:
             current_routes(current, args.current_alertmanager),
             load_alertmanager(args.alertmanager),
         )
+
+    def replayed(config: Config, path: str) -> Replay:
+        observed = with_alerts(recorded, alerts or [], config)
+        result = replay(observed, config, Path(path).name, silences=silenced)
+        # the runs the store holds: not the Alertmanager watch's schedule over the whole period,
+        # which stands in for its runs when the alerts are read from Prometheus' ALERTS
+        result.runs = sum(run.count for run in recorded.runs)
+        return result
+
     comparison = Comparison.of(
-        replay(
-            with_alerts(recorded, alerts or [], current),
-            current,
-            Path(current_path).name,
-            silences=silenced,
-        ),
-        replay(
-            with_alerts(recorded, alerts or [], proposed),
-            proposed,
-            Path(args.proposed).name,
-            silences=silenced,
-        ),
-        routed,
+        replayed(current, current_path), replayed(proposed, args.proposed), routed
     )
     hours = current.review.business_hours
     blocks = build(comparison, hours, start, end, args.accept)

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.incidents import Kind, Notification
 from fleet_alerting.core.mrkdwn import clip, is_web_url
-from fleet_alerting.http.errors import post_json
+from fleet_alerting.http.errors import AdapterError, excerpt, post_json
 
 MAX_EVENT_BYTES = 512 * 1024
 MAX_SUMMARY = 1024
@@ -103,9 +103,14 @@ class PagerDutyEvents:
 
     async def send(self, n: Notification) -> str:
         body = event(n, self._routing_key.get_secret_value())
-        _response, answer = await post_json(
+        response, answer = await post_json(
             self.client, self.url, body, self.name, timeout=self.timeout
         )
-        return (
-            f"{self.name}: {body['event_action']} {answer.get('status')} {answer.get('dedup_key')}"
-        )
+        status = answer.get("status") if isinstance(answer, dict) else None
+        if status != "success":  # a 2xx is not enough: the body says whether the event was taken
+            said = excerpt(response.text, 200).replace("\n", " ")
+            raise AdapterError(
+                f"{self.name} answered HTTP {response.status_code}, event not taken: {said}",
+                permanent=status == "invalid event",
+            )
+        return f"{self.name}: {body['event_action']} {status} {answer.get('dedup_key')}"

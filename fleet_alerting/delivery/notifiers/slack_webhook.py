@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -68,6 +69,16 @@ ACTIONS_BLOCK = "fleet-incident:"  # block_id prefix; the rest is the incident k
 MAX_BLOCK_ID = 255
 
 
+AFTER_ALL = ":paged-after-all@"  # in the id of a "paged" message told again after a requeue
+
+
+def paged_after_all(told: Notification, now: datetime) -> Notification:
+    """A Slack "paged" message told again once its dead page was requeued: it waits for the
+    page as the first did, and says "Paged after all" once a pager took it (PAGING FAILED again
+    if it did not)."""
+    return replace(told, id=f"{told.id}{AFTER_ALL}{now.isoformat()}", at=now, paging_failed="")
+
+
 def headline(n: Notification) -> str:
     incident = n.incident
     severity = incident.severity.upper()
@@ -84,6 +95,9 @@ def headline(n: Notification) -> str:
                 f"by it: failing for {lasted}: {summary}"
             )
         pagers = ", ".join(escalation.current_pages(incident)) or pagers
+        if AFTER_ALL in n.id:
+            took = f"{pagers} took the page"
+            return f"[{severity}] Paged after all: {took}, failing for {lasted}: {summary}"
         return f"[{severity}] Paged {pagers}: failing for {lasted}: {summary}"
     if n.kind == Kind.escalated:
         lasted = format_duration(n.at - incident.onset)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -31,14 +32,29 @@ class Status:
     config_original: str
     version: str
     cluster_status: str
-    uptime: datetime | None = None
+    uptime: datetime | None = None  # when this Alertmanager started, by its clock
+    answered_at: datetime | None = None  # the answer's Date header: its clock when it answered
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _time(value: object) -> datetime | None:
     if not isinstance(value, str) or not value or value.startswith("0001-01-01"):
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        return _aware(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def _date_header(response: httpx.Response) -> datetime | None:
+    try:
+        return _aware(parsedate_to_datetime(response.headers.get("date", "")))
+    except (TypeError, ValueError):
+        return None
+
+
+def _aware(moment: datetime) -> datetime | None:
+    return moment if moment.tzinfo is not None else None
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,7 @@ class AlertList:
 
     alerts: list[Alert]
     malformed: list[Malformed] = field(default_factory=list)
+    answered_at: datetime | None = None  # its Date header: Alertmanager's clock
 
 
 class Alertmanager:
@@ -101,7 +118,7 @@ class Alertmanager:
             body = _json(response, "/api/v2/alerts")
             if not isinstance(body, list):
                 raise AdapterError(f"{NAME} /api/v2/alerts: expected a JSON list", permanent=False)
-            return AlertList(*parse_alerts(body))
+            return AlertList(*parse_alerts(body), answered_at=_date_header(response))
 
     async def escalation_alerts(self, matchers: Sequence[str]) -> AlertList:
         """Every alert the matchers select, silenced and inhibited ones included (and marked)."""
@@ -152,13 +169,15 @@ class Alertmanager:
             return None
 
     async def status(self) -> Status:
-        body = await self._get("/api/v2/status")
+        response = await self._response("/api/v2/status")
+        body = _json(response, "/api/v2/status")
         try:
             return Status(
                 config_original=body["config"]["original"],
                 version=(body.get("versionInfo") or {}).get("version", ""),
                 cluster_status=(body.get("cluster") or {}).get("status", ""),
                 uptime=_time(body.get("uptime")),
+                answered_at=_date_header(response),
             )
         except (KeyError, TypeError):
             raise AdapterError(

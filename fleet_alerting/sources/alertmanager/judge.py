@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +19,7 @@ import orjson
 
 from fleet_alerting.config.schema import EscalationRule
 from fleet_alerting.core.batch import no_gc_pauses
+from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.keys import key_value, signal_key, stored_key
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link
@@ -82,7 +83,7 @@ def deferred_signal(
     incident changes or is told — not for every alert every run. Its fingerprint is all the
     texts depend on: the rule and settings (`token`), the alert's labels, annotations, state."""
     labels = alert.labels
-    firing = alert.firing(now)
+    firing = alert.firing
     seen = (token, firing, alert.starts_at, labels, alert.annotations, alert.receivers)
     seen += (alert.generator_url, alert.silenced_by, alert.inhibited_by)
     return Signal.deferred(
@@ -165,19 +166,36 @@ def unnamed(malformed: Iterable[Malformed]) -> bool:
     return any(not bad.identity.startswith(FINGERPRINT) for bad in malformed)
 
 
+def restart_doubt(started: datetime | None, answered_at: datetime, grace: timedelta) -> str | None:
+    """Why Alertmanager's answer may lack alerts that still fire — it started (by its own
+    clock, as is `answered_at`) less than `grace` ago, so Prometheus may not have re-sent them
+    yet — or None."""
+    if started is None:
+        return "its status tells no start time (uptime; `restart_grace: 0s` stops asking)"
+    up = answered_at - started
+    if up < grace:
+        return (
+            f"Alertmanager started {format_duration(max(up, timedelta(0)))} ago, less than "
+            f"alertmanager.restart_grace ({format_duration(grace, exact=True)}): Prometheus may "
+            "not have re-sent its alerts yet"
+        )
+    return None
+
+
 def unseen(
     signals: Sequence[Signal],
     incidents: Iterable[Incident],
     rules: Iterable[str],
     failures: Sequence[RuleFailure] = (),
     malformed: Iterable[Malformed] = (),
+    absence_doubt: str | None = None,
 ) -> list[Signal]:
     """Ok-signals for what this run's answers no longer list. Only a complete answer (every rule
-    answered) may resolve an alert's incident or a malformed-alert warning; an alert named only by
-    a malformed record stays as it is, and a malformed record without a fingerprint keeps every
-    alert's incident as it is (it may be any of them). A rule failure resolves only once every
-    rule it names ran (or failed for a reason of its own): an outage never resolves a rule's
-    configuration error."""
+    answered) that can vouch for absence (no `absence_doubt`) may resolve an alert's incident or
+    a malformed-alert warning; an alert named only by a malformed record stays as it is, and a
+    malformed record without a fingerprint keeps every alert's incident as it is (it may be any of
+    them). A rule failure resolves only once every rule it names ran (or failed for a reason of
+    its own): an outage never resolves a rule's configuration error."""
     incidents = list(incidents)
     configured = set(rules)
     unknown = {r for f in failures if not f.permanent for r in f.rules}
@@ -186,7 +204,7 @@ def unseen(
         for s in recover_unseen(signals, incidents, API_SOURCE, ANSWERS_AGAIN)
         if not (set((s.labels.get("rules") or "").split(",")) & configured & unknown)
     ]
-    if not failures:
+    if not failures and absence_doubt is None:
         malformed = list(malformed)
         if not unnamed(malformed):
             unreadable = unreadable_keys(malformed)
@@ -205,7 +223,7 @@ def to_signal(
     return Signal(
         key=alert_key(alert),
         source=SOURCE,
-        firing=alert.firing(now),
+        firing=alert.firing,
         severity=rule.severity,
         target=_target(alert),
         since=alert.starts_at,
@@ -220,10 +238,10 @@ def texts(
     """What operators read of the alert's signal (its TEXTS), without building the signal: an
     opening run renders them for every alert it opens."""
     labels, notes = alert.labels, alert.annotations
-    if alert.firing(now):
+    if alert.firing:
         summary = notes.get("summary") or f"{alert.name} on {_target(alert)}"
     else:
-        summary = _why_not_firing(alert, now)
+        summary = _why_not_firing(alert)
     evidence: dict[str, object] = {"alertname": alert.name, "rule": rule}
     if alert.receivers:
         evidence["receivers"] = ", ".join(alert.receivers)
@@ -255,12 +273,12 @@ def _runbook(annotations: Mapping[str, str]) -> str | None:
     return annotations.get("runbook_url") or annotations.get("runbook") or None
 
 
-def _why_not_firing(alert: Alert, now: datetime) -> str:
+def _why_not_firing(alert: Alert) -> str:
     if alert.silenced_by:
         return f"{alert.name} silenced in Alertmanager ({', '.join(alert.silenced_by)})"
     if alert.inhibited_by:
         return f"{alert.name} inhibited in Alertmanager"
-    return f"{alert.name} resolved in Alertmanager"
+    return f"{alert.name} suppressed in Alertmanager"
 
 
 def _alertmanager_link(url: str, alert: Alert) -> str:

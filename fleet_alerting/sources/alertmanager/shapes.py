@@ -98,9 +98,12 @@ class Alert:
     def name(self) -> str:
         return self.labels.get("alertname", self.fingerprint)
 
-    def firing(self, now: datetime) -> bool:
-        """Active, and not past its endsAt (a future endsAt is normal for a firing alert)."""
-        return self.state != "suppressed" and (self.ends_at is None or self.ends_at > now)
+    @property
+    def firing(self) -> bool:
+        """Not suppressed, as Alertmanager's own state says. Its endsAt is not compared with our
+        clock: Alertmanager lists no alert whose endsAt passed by its clock, and ours may run
+        ahead of it."""
+        return self.state != "suppressed"
 
 
 def to_alert(shape: GettableAlert) -> Alert:

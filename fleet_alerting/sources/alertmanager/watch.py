@@ -20,13 +20,15 @@ from fleet_alerting.core.wording import count, described
 from fleet_alerting.http.clients import shared_client
 from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.alertmanager import watchdog
-from fleet_alerting.sources.alertmanager.client import Alert, AlertList, Alertmanager
+from fleet_alerting.sources.alertmanager.client import Alert, AlertList, Alertmanager, Status
 from fleet_alerting.sources.alertmanager.judge import (
+    RECORDS_SOURCE,
     SOURCE,
     RuleFailure,
     alert_key,
     failure_signals,
     malformed_signals,
+    restart_doubt,
     to_signals,
     unseen,
 )
@@ -42,6 +44,7 @@ class Escalating:
     failures: list[RuleFailure]
     malformed: list[Malformed]
     watchdog: AlertList | None = None  # the watchdog's answer; None: off, or no answer
+    answered_at: datetime | None = None  # Alertmanager's clock, by an answer's Date header
 
 
 @step("fetch-escalating-alerts")
@@ -73,6 +76,7 @@ async def fetch_escalating_alerts(config: AlertmanagerConfig) -> Escalating:
             continue
         if isinstance(answer, BaseException):
             raise answer
+        found = replace(found, answered_at=found.answered_at or answer.answered_at)
         if rule is None:
             found = replace(found, watchdog=answer)
         else:
@@ -115,19 +119,52 @@ def escalation_policies(config: Config) -> PolicyFor:
 
 def watchdog_signals(
     config: Config, found: Escalating, now: datetime, store: StoreReader, kept: dict[str, Any]
-) -> list[Signal]:
+) -> tuple[list[Signal], bool | None]:
     """The dead man's switch: its clock advanced by this run's sighting (kept for the next run),
-    and its signal."""
+    its signal, and the sighting."""
     am = config.alertmanager
     if am is None or am.watchdog is None:
-        return []
+        return [], None
     answer = found.watchdog
     alerts = None if answer is None else answer.alerts
-    seen = watchdog.sighting(am.watchdog, alerts, answer.malformed if answer else [], now)
+    seen = watchdog.sighting(am.watchdog, alerts, answer.malformed if answer else [])
     clock = advance_watchdog_clock(store, am.watchdog, seen, now)
     kept[clock_key(am.watchdog)] = clock.dump()
     signal = watchdog.watchdog_signal(am.watchdog, seen, clock, now)
-    return [] if signal is None else [signal]
+    return ([] if signal is None else [signal]), seen
+
+
+@step("fetch-alertmanager-status")
+async def fetch_status(config: AlertmanagerConfig) -> Status:
+    client = shared_client(config.url, config.timeout.total_seconds())
+    return await Alertmanager(client, config.url, config.max_answer_bytes).status()
+
+
+async def absence_doubt(
+    am: AlertmanagerConfig, watchdog_seen: bool | None, gone: int, now: datetime
+) -> str | None:
+    """Why this run's answer cannot vouch that the `gone` open incidents it no longer names are
+    over (None: it can). Alertmanager keeps alerts in memory: just restarted, it answers a
+    complete, empty list until Prometheus re-sends. Its status is asked only when something
+    would resolve by absence, so a steady run costs no request."""
+    if not gone:
+        return None
+    if am.watchdog is not None and not watchdog_seen:
+        return f"the always-firing alert {am.watchdog.alertname} is missing from its answer"
+    if not am.restart_grace:
+        return None
+    try:
+        status = await fetch_status(am)
+    except AdapterError as exc:
+        return f"its start time is unknown ({exc}; `restart_grace: 0s` stops asking)"
+    return restart_doubt(status.uptime, status.answered_at or now, am.restart_grace)
+
+
+def gone_count(store: StoreReader, signals: list[Signal]) -> int:
+    """How many open incidents of Alertmanager's alerts (or malformed records) this run does not
+    name: what an answer that vouches for absence resolves."""
+    named = {s.key for s in signals}
+    return sum(len(store.open_keys(source) - named) for source in (SOURCE, RECORDS_SOURCE))
 
 
 async def observe(config: Config, now: datetime, store: StoreReader) -> Observation:
@@ -136,19 +173,29 @@ async def observe(config: Config, now: datetime, store: StoreReader) -> Observat
     found = await fetch_escalating_alerts(am)
     matched, failures, malformed = found.matched, found.failures, found.malformed
     _warn_of_clocks_ahead(matched, now)
+    _warn_of_our_clock_ahead(found.answered_at, now)
     signals = to_signals(matched, now, am.url, config.links)
     signals += failure_signals(failures) + malformed_signals(malformed)
     kept: dict[str, Any] = {}
-    signals += watchdog_signals(config, found, now, store, kept)
+    watched, watchdog_seen = watchdog_signals(config, found, now, store, kept)
+    signals += watched
+    gone = 0 if failures else gone_count(store, signals)  # a failed rule resolves no absence
+    doubt = await absence_doubt(am, watchdog_seen, gone, now)
+    if doubt is not None:
+        run_log().warning(
+            "%s no longer listed by Alertmanager kept open this run: %s",
+            count(gone, "incident"),
+            doubt,
+        )
     rules = [rule.name for rule in am.rules]
 
     def over(incidents: Iterable[Incident]) -> list[Signal]:
         incidents = list(incidents)
-        return unseen(signals, incidents, rules, failures, malformed) + watchdog.unseen(
+        return unseen(signals, incidents, rules, failures, malformed, doubt) + watchdog.unseen(
             incidents, am.watchdog
         )
 
-    rows = _rows(found, now)
+    rows = _rows(found)
     counters = {
         "alerts": len(rows),
         "firing": sum(s.firing for s in signals if s.source == SOURCE),
@@ -183,7 +230,18 @@ def _warn_of_clocks_ahead(matched: list[tuple[EscalationRule, list[Alert]]], now
         )
 
 
-def _rows(found: Escalating, now: datetime) -> list[dict[str, Any]]:
+def _warn_of_our_clock_ahead(answered_at: datetime | None, now: datetime) -> None:
+    """Harmless to what fires (Alertmanager's state decides), but every time this machine
+    stamps — onsets of alerts first seen, escalation — is off by as much."""
+    if answered_at is not None and now > answered_at + CLOCK_SKEW:
+        run_log().warning(
+            "this machine's clock runs %s ahead of Alertmanager's (its answer's Date): check the "
+            "clocks (NTP) of this machine and of Alertmanager's host",
+            ahead_by(now, answered_at),
+        )
+
+
+def _rows(found: Escalating) -> list[dict[str, Any]]:
     """One row per alert (an alert several rules match once)."""
     rows, seen = [], set()
     for rule, alerts in found.matched:
@@ -197,7 +255,7 @@ def _rows(found: Escalating, now: datetime) -> list[dict[str, Any]]:
                     "alert": alert.name,
                     "rule": rule.name,
                     "target": alert.labels.get("instance", ""),
-                    "state": alert.state if alert.firing(now) else "not firing",
+                    "state": alert.state if alert.firing else "not firing",
                     "starts_at": alert.starts_at.isoformat(),
                     "silenced_by": ", ".join(alert.silenced_by),
                     "inhibited_by": ", ".join(alert.inhibited_by),

@@ -48,19 +48,15 @@ def sighting(
     config: WatchdogConfig,
     alerts: Sequence[Alert] | None,
     malformed: Sequence[Malformed],
-    now: datetime,
 ) -> bool | None:
-    """True: listed and not ended; False: not listed; None: unknown (no answer, or a malformed
-    record that may be it)."""
+    """True: listed; False: not listed; None: unknown (no answer, or a malformed record that may
+    be it). Its endsAt is not compared with our clock: Alertmanager lists no alert whose endsAt
+    passed by its clock, and ours may run ahead of it."""
     if alerts is None:
         return None
-    if any(a.labels.get("alertname") == config.alertname and _live(a, now) for a in alerts):
+    if any(a.labels.get("alertname") == config.alertname for a in alerts):
         return True
     return None if malformed else False
-
-
-def _live(alert: Alert, now: datetime) -> bool:
-    return alert.ends_at is None or alert.ends_at > now
 
 
 @dataclass(frozen=True)

@@ -47,10 +47,17 @@ class FleetEvent:
     message: str
     target: str = ""
     correlation_id: str | None = None
+    given_id: bool = False  # the API's own id, which it may hand out again (its counter restarted)
 
     @property
     def rank(self) -> int:
         return SEVERITY_RANK.get(self.severity, 1)
+
+    @property
+    def identity(self) -> str:
+        """What tells one event from another: an id the API gave, with its time — an id handed
+        out again is another event; a digest of the event (no id given) holds the time already."""
+        return f"{self.id}@{self.timestamp.isoformat()}" if self.given_id else self.id
 
 
 @dataclass(frozen=True)
@@ -60,9 +67,29 @@ class EventPage:
     correlation_id: str | None  # of the request, as the API echoed it
 
 
+# Other loggers' words for the three (pino's, syslog's): an event is judged by what it means.
+_SEVERITY_WORDS = {
+    "warning": "warn",
+    "critical": "error",
+    "trace": "debug",
+    "verbose": "debug",
+    "notice": "info",
+    "err": "error",
+    "crit": "error",
+    "fatal": "error",
+    "alert": "error",
+    "emerg": "error",
+    "emergency": "error",
+    "panic": "error",
+}
+
+
 def _normal_severity(value: object) -> str:
-    text = str(value or "info").lower()
-    return {"warning": "warn", "critical": "error"}.get(text, text)
+    """info | warn | error (debug below them). A word no logger uses is taken as error: an
+    event of a severity nobody foresaw is told, not dropped as if it were info."""
+    text = str(value or "info").strip().lower() or "info"
+    text = _SEVERITY_WORDS.get(text, text)
+    return text if text in SEVERITY_RANK else "error"
 
 
 def _synthetic_id(*parts: object) -> str:
@@ -93,6 +120,7 @@ def to_event(raw: dict[str, Any], shape: LiveEvent | FixtureEvent) -> FleetEvent
         message=message,
         target=target,
         correlation_id=correlation or None,
+        given_id=bool(given_id),
     )
 
 

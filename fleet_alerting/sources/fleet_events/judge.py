@@ -38,7 +38,7 @@ _SEVERITY = {"error": Severity.critical, "warn": Severity.warning}
 @dataclass(frozen=True)
 class Cursor:
     high_water: datetime | None = None
-    seen: dict[str, str] = field(default_factory=dict)  # event id → timestamp (ISO)
+    seen: dict[str, str] = field(default_factory=dict)  # event identity → timestamp (ISO)
 
     def to_json(self) -> dict[str, object]:
         hw = self.high_water.isoformat() if self.high_water else None
@@ -71,14 +71,18 @@ def advance(
     is forgotten."""
     hw = min(cursor.high_water, now) if cursor.high_water else None  # a cursor stored ahead heals
     floor = hw - lookback if hw else None
-    unique = {e.id: e for e in events}.values()
-    stamp = {e.id: min(e.timestamp, now) for e in unique}
+    unique = {e.identity: e for e in events}.values()
+    stamp = {e.identity: min(e.timestamp, now) for e in unique}
     new = sorted(
-        (e for e in unique if e.id not in cursor.seen and (floor is None or stamp[e.id] >= floor)),
+        (
+            e
+            for e in unique
+            if not _listed(e, cursor, stamp) and (floor is None or stamp[e.identity] >= floor)
+        ),
         key=lambda e: (e.timestamp, e.id),
     )
     high = max([*stamp.values(), *([hw] if hw else [])], default=None)
-    seen = dict(cursor.seen) | {e.id: stamp[e.id].isoformat() for e in new}
+    seen = dict(cursor.seen) | {e.identity: stamp[e.identity].isoformat() for e in new}
     if high is not None:
         keep_from = high - lookback
         seen = {i: t for i, t in seen.items() if i in stamp or _within(t, keep_from, now)}
@@ -87,14 +91,23 @@ def advance(
     return Advance(new, Cursor(high, seen), gap, ahead)
 
 
+def _listed(event: FleetEvent, cursor: Cursor, stamp: dict[str, datetime]) -> bool:
+    """Whether `event` was reported before: by its identity, or — a cursor written when a
+    given id alone was remembered — by that id with the same time."""
+    if event.identity in cursor.seen:
+        return True
+    remembered = cursor.seen.get(event.id) if event.given_id else None
+    return remembered == stamp[event.identity].isoformat()
+
+
 def _reaches_not_back(
     listed: Iterable[FleetEvent], cursor: Cursor, stamp: dict[str, datetime], hw: datetime
 ) -> bool:
     """Whether a page's oldest event is newer than the last run's newest and was not listed
-    then: events between the two may never have been listed (by id — clamped to now, the times
-    of a feed whose clock runs ahead would all look newer)."""
+    then: events between the two may never have been listed (by identity — clamped to now, the
+    times of a feed whose clock runs ahead would all look newer)."""
     oldest = min(listed, key=lambda e: (e.timestamp, e.id), default=None)
-    return oldest is not None and oldest.id not in cursor.seen and stamp[oldest.id] > hw
+    return oldest is not None and not _listed(oldest, cursor, stamp) and stamp[oldest.identity] > hw
 
 
 def _within(moment: str, start: datetime, end: datetime) -> bool:
@@ -144,7 +157,7 @@ def event_signal(event: FleetEvent, config: Config) -> Signal:
     link = correlation_link(config.links, fleet.log_labels, event)
     where = f" on {event.target}" if event.target else ""
     return Signal(
-        key=signal_key(SOURCE, event=event.id),
+        key=signal_key(SOURCE, event=event.identity),
         source=SOURCE,
         firing=True,
         severity=_SEVERITY.get(event.severity, Severity.info),

@@ -139,7 +139,7 @@ def feed_rows(
     new: list[FleetEvent], loud: list[FleetEvent], links: LinksConfig, fleet: FleetApiConfig
 ) -> list[Row]:
     """Every new event, newest first as a feed reads; `slack` marks those told."""
-    alerted = {e.id for e in loud}
+    alerted = {e.identity for e in loud}
     rows: list[Row] = []
     for event in reversed(new):
         link = correlation_link(links, fleet.log_labels, event)
@@ -152,7 +152,7 @@ def feed_rows(
                 "message": event.message,
                 "correlation_id": event.correlation_id or "",
                 "logs": link.url if link else "",
-                "slack": "yes" if event.id in alerted else "",
+                "slack": "yes" if event.identity in alerted else "",
             }
         )
     return rows

@@ -167,7 +167,8 @@ def parse_response(payload: bytes, limit: int) -> dict[str, Any]:
 def health_of(response: dict[str, Any]) -> Health:
     if response["status"] == "error":
         return Health(False, f"health_check failed: {response.get('error') or 'no reason given'}")
-    healthy = (response.get("data") or {}).get("healthy")
+    data = response.get("data")
+    healthy = data.get("healthy") if isinstance(data, dict) else None
     if not isinstance(healthy, bool):
         return Health(False, "health_check answer lacks data.healthy")
     return Health(healthy, "" if healthy else "health_check answered healthy: false")
