@@ -9,6 +9,7 @@ from sqlalchemy import Connection
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.channels import pager_of
+from fleet_alerting.core.clock import ahead_by
 from fleet_alerting.core.escalation import went_back
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.incidents import unseen as unnamed
@@ -125,7 +126,7 @@ def evaluate_and_record(
             "this machine's clock went back %s since it last wrote the open incidents (an NTP "
             "step? a restored snapshot?): their escalation steps, reminders and acknowledgement "
             "timeouts keep the time that had passed instead of waiting for the clock",
-            back[0],
+            ahead_by(now + back[0], now),
         )
     return result
 

@@ -163,3 +163,17 @@ def test_a_destination_refusing_again_after_the_step_rests_by_the_clock_now(stor
         assert page.next_attempt_at < T0  # due again before the clock reaches the old rest
         deliver(store, pd, slack, page.next_attempt_at)
     assert triggers(pd) == 1
+
+
+@pytest.mark.parametrize("back", [timedelta(0), timedelta(minutes=10), BACK])
+def test_a_page_due_as_it_opens_comes_with_the_opening(tmp_path, back: timedelta) -> None:
+    """Pending as the clock steps back by a fraction of a second past whole minutes: the rebased
+    record lies exactly at now (not rounded to the second past it), so `after: 0s` is due."""
+    policy = PolicyConfig.model_validate(
+        {"open_after": 2, "steps": [{"after": "0s", "to": ["slack", "pagerduty"]}]}
+    )
+    opening_at = T0 + timedelta(seconds=60.6) - back
+    with Store(tmp_path / "state.sqlite") as store:
+        evaluate_and_record(store, [DOWN], lambda _s: policy, T0)  # pending
+        opening, _ = evaluate_and_record(store, [DOWN], lambda _s: policy, opening_at)
+    assert ("pagerduty", "paged") in [(n.channel, n.kind.value) for n in opening.notifications]

@@ -16,7 +16,7 @@ from typing import Annotated, Self
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from fleet_alerting.core.channels import SLACK_CHANNELS, Destination, pager_of
-from fleet_alerting.core.clock import CLOCK_SKEW, ahead_by
+from fleet_alerting.core.clock import CLOCK_SKEW
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Escalation, Incident, Page, State, evolve
 from fleet_alerting.core.model import Duration, Model, positive_duration
@@ -125,7 +125,7 @@ def clock_back(incident: Incident, now: datetime) -> timedelta:
     esc, acts = incident.escalation, incident.acts
     stamped = (esc.base, acts.acked_at, incident.last_notified_at)
     latest = max([incident.changed_at, *(t for t in stamped if t is not None)])
-    return ahead_by(latest, now) if latest - now > CLOCK_SKEW else timedelta(0)
+    return latest - now if latest - now > CLOCK_SKEW else timedelta(0)  # exact, never rounded
 
 
 def rebased(incident: Incident, back: timedelta, steps_from_onset: bool = True) -> Incident:
