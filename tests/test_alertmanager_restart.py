@@ -296,3 +296,24 @@ def test_without_alertmanagers_status_nothing_resolves_by_absence(
             runs.store.close()
     assert "kept open this run: its start time is unknown (" in caplog.text
     assert "HTTP 503" in caplog.text
+
+
+def test_with_the_watchdog_seen_an_unreadable_status_holds_no_resolve(
+    am: RestartableAlertmanager, tmp_path: Path
+) -> None:
+    """The Watchdog listed says Prometheus has sent since any restart: a status that cannot be
+    read (503, a timeout) must not hold an alert Prometheus resolved open for good."""
+    prometheus_sends(am.url, "FleetOffline", "Watchdog")
+    with RecordingRelay(am.url) as relay:
+        relay.status_down = True
+        runs = Runs(tmp_path, relay.url, restart_grace="1s")
+        try:
+            runs.run(restart_grace="1s")
+            wait_until(lambda: am.up_for() > timedelta(seconds=2), 20, "Alertmanager up for 2s")
+            ended = alert("FleetOffline", timedelta(seconds=-1))  # Prometheus resolves it
+            httpx.post(f"{am.url}/api/v2/alerts", json=[ended], timeout=5).raise_for_status()
+            wait_until(lambda: len(am.lists()) == 1, 10)  # the Watchdog alone
+            runs.run(datetime.now(UTC) + timedelta(minutes=1), restart_grace="1s")
+            assert runs.states() == {"FleetOffline": "resolved"}
+        finally:
+            runs.store.close()

@@ -156,6 +156,8 @@ async def absence_doubt(
     try:
         status = await fetch_status(am)
     except AdapterError as exc:
+        if am.watchdog is not None:  # seen (above): Prometheus has sent since a restart
+            return None
         return f"its start time is unknown ({exc}; `restart_grace: 0s` stops asking)"
     return restart_doubt(status.uptime, status.answered_at or now, am.restart_grace)
 
