@@ -50,6 +50,7 @@ def test_silence_add_query_expire_and_the_listing(
     )
     added = capsys.readouterr().out
     assert added.startswith("Silence ") and " by ana until " in added
+    assert "matches no open incident" not in added  # it mutes KEY
     silence_id = added.split()[1]
     assert main(["silence", "query", "-o", "json", *given]) == 0
     (row,) = json.loads(capsys.readouterr().out)
@@ -117,3 +118,15 @@ def test_mcp_silence_tools(tmp_path: Path, state_db: str) -> None:
         silence_id = said.split()[1]
         said = asyncio.run(call("expire_silence", {"silence_id": silence_id, "actor": "claude"}))
         assert said == f"Silence {silence_id} expired by mcp:claude"
+
+
+def test_a_silence_that_matches_no_open_incident_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A device's labels are not always Prometheus' (a probed device's `instance` is its host):
+    a silence that mutes nothing now is added, and says so."""
+    given = ["--config", str(setup(tmp_path, str(tmp_path / "state.sqlite")))]
+    matcher = 'instance="127.0.0.1:18806"'
+    assert main(["silence", "add", matcher, "--for", "10h", *given]) == 0
+    said = capsys.readouterr().out
+    assert "; it matches no open incident now (an incident's labels: `fleet-alerting" in said

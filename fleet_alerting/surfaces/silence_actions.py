@@ -123,6 +123,7 @@ async def add_silence(
         if am_id:
             detail["alertmanager_id"] = am_id
         await _off_loop(_record, store, silence, "silence add", author, via, now, warnings, detail)
+        open_incidents = await _off_loop(store.incidents)
     finally:
         await _off_loop(store.close)
     where = f" (and Alertmanager silence {am_id})" if am_id else ""
@@ -130,6 +131,11 @@ async def add_silence(
         f"Silence {silence.short_id} by {author} until {silence.ends_at:%Y-%m-%d %H:%M} UTC "
         f"({format_duration(duration)}): {' '.join(silence.matchers)}{where}"
     )
+    if not any(silence.matches(labels_of(i)) for i in open_incidents):
+        message += (
+            "; it matches no open incident now (an incident's labels: `fleet-alerting incidents"
+            " --json`)"
+        )
     return SilenceOutcome(not warnings, message, silence, warnings)
 
 
