@@ -177,10 +177,20 @@ def evaluate(
     incidents: Mapping[str, Incident],
     policy_for: PolicyFor,
     now: datetime,
+    groups_remind: bool = False,
 ) -> Evaluation:
+    """`groups_remind`: grouping is on, so a member of an open group is reminded of by its group
+    (on the group's clock), not on its own."""
     changed: list[Incident] = []
     notifications: list[Notification] = []
     policy_for = _per_severity(policy_for)
+    member_policy = _per_severity(lambda sev: policy_for(sev).model_copy(update={"repeat": None}))
+
+    def policy_of(record: Brief | Incident | None) -> PolicyFor:
+        grouped = groups_remind and record is not None and record.group is not None
+        grouped = grouped and record.group in incidents  # its group is open (unresolved)
+        return member_policy if grouped else policy_for
+
     latest = _last_per_key(signals)
     alike: _Alike | None = None
     if isinstance(incidents, Records):  # what stays as it is is never read in full
@@ -188,7 +198,7 @@ def evaluate(
         latest = [
             s
             for s in latest
-            if not _steady(incidents.brief(s.key), s, policy_for, now, stamped_ahead)
+            if not _steady(brief := incidents.brief(s.key), s, policy_of(brief), now, stamped_ahead)
         ]
         incidents.preload([s.key for s in latest if not incidents.pending_as_observed(s)])
         alike = _Alike(incidents, policy_for, now)
@@ -199,7 +209,7 @@ def evaluate(
             continue
         current = incidents.get(signal.key)
         if signal.firing:
-            updated, sent = _on_failure(current, signal, policy_for(signal.severity), now)
+            updated, sent = _on_failure(current, signal, policy_of(current)(signal.severity), now)
         elif current is not None and current.state != State.resolved:
             updated, sent = _on_success(current, signal, policy_for(current.severity), now)
         else:
