@@ -14,12 +14,12 @@ from fleet_alerting.core import actions
 from fleet_alerting.core.fleet import FleetConfig
 from fleet_alerting.core.grouping import GroupingConfig
 from fleet_alerting.core.incidents import Incident, Kind, Records, State
-from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.policy import Evaluation, PolicyConfig
-from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.core.signals import Signal
 from fleet_alerting.core.storms import StormRules, decide
 from fleet_alerting.store.actions import apply
 from fleet_alerting.store.database import Store
+from tests.test_storms import expand
 
 T0 = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
 GROUP = "group/api:severity=critical"
@@ -35,17 +35,10 @@ POLICY = PolicyConfig.model_validate(
 
 
 def failing(hosts: int) -> list[Signal]:
-    return [
-        Signal(
-            key=incident_key("api", {"host": f"h{n:04}"}),
-            source="api",
-            firing=True,
-            severity=Severity.critical,
-            summary=f"h{n:04} down",
-            labels={"host": f"h{n:04}"},
-        )
-        for n in range(hosts)
-    ]
+    labels = {"host": "h{i:04}"}
+    return expand(
+        {"source": "api", "fail": True, "severity": "critical", "count": hosts, "labels": labels}
+    )
 
 
 def rules(grouped: bool = True) -> StormRules:
