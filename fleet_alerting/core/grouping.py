@@ -352,6 +352,7 @@ def _advance(
     def failing() -> bool:  # as one incident: said and paged again only while it fails
         return any(_failing(after, key) for key in g.members)
 
+    @cache
     def telling() -> bool:  # a member failing that no inhibition holds (one inhibited tells nobody)
         return any(
             _failing(after, key) and glance(after, key).inhibited_by is None for key in g.members
@@ -372,12 +373,13 @@ def _advance(
         batch.pagers |= {p for m in members for p in m.paged_via if pager_of(p) is not None}
     else:
         # lifted before a mute's end pages again what the mute acknowledged, that page included
-        if ack_timed_out(g, policy.ack_timeout, now) and failing():
+        if ack_timed_out(g, policy.ack_timeout, now) and telling():
             # as one incident's: from the first run that finds it timed out with a member failing
+            # (one inhibited pages nobody: paged again once its inhibition ends)
             g, why = lift_timed_out_ack(g, policy.ack_timeout, now)
         elif failing() and (owed := _owed_restart(g, policy.stages())) is not None:
             why, restart_at = g.escalation.why, owed
-        g, sent = _mute_turns(g, after, batch, policy.channels(), failing, now)
+        g, sent = _mute_turns(g, after, batch, policy.channels(), telling, now)
     # an acknowledgement that timed out: the pagers of the step the group is on, paged again
     # (a group paged before its pages were recorded per step: those it paged)
     again = (current_pages(g) or g.paged_via) if why and g.state == State.paged else ()
