@@ -19,6 +19,7 @@ from fleet_alerting.core.grouping import GroupingConfig
 from fleet_alerting.core.incidents import Escalation, Incident, State
 from fleet_alerting.core.inhibition import InhibitRule
 from fleet_alerting.core.keys import incident_key
+from fleet_alerting.core.muting import Muting, Silence
 from fleet_alerting.core.policy import Evaluation, PolicyConfig, default_policies
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.core.storms import StormRules, decide
@@ -57,6 +58,22 @@ def rules_of(case: dict[str, Any]) -> StormRules:
         fleet=FleetConfig.model_validate(config.get("fleet", {})),
         inhibit_rules=None if inhibit is None else [InhibitRule.model_validate(r) for r in inhibit],
         grouping=GroupingConfig.model_validate(config.get("grouping", {})),
+    )
+
+
+def muting_of(case: dict[str, Any]) -> Muting:
+    """`silences`: [{id, matchers, starts_at, ends_at}] (seconds from T0), as made in Slack."""
+    return Muting(
+        [
+            Silence(
+                id=s["id"],
+                matchers=tuple(s["matchers"]),
+                starts_at=T0 + timedelta(seconds=s["starts_at"]),
+                ends_at=T0 + timedelta(seconds=s["ends_at"]),
+                author="op",
+            )
+            for s in case.get("silences", [])
+        ]
     )
 
 
@@ -101,7 +118,7 @@ def act_on(
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_storm_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None:
     """In memory, and through the store (light records: briefs, full records read on demand)."""
-    rules, policies = rules_of(case), policies_of(case)
+    rules, policies, muting = rules_of(case), policies_of(case), muting_of(case)
     store: dict[str, Incident] = {}
     real = Store(tmp_path / "state.sqlite") if stored else None
     ids: set[str] = set()  # the outbox ignores an id it has seen: none may repeat
@@ -116,7 +133,7 @@ def test_storm_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None
         def run(
             current: Mapping[str, Incident], signals: list[Signal] = signals, now: datetime = now
         ) -> Evaluation:
-            return decide(signals, current, policies.__getitem__, rules, now)
+            return decide(signals, current, policies.__getitem__, rules, now, None, muting)
 
         result = real.evaluate(run, now)[0] if real else run(unresolved)
         store.update({i.key: i for i in result.incidents})

@@ -343,6 +343,12 @@ def _advance(
     def failing() -> bool:  # as one incident: said and paged again only while it fails
         return any(_failing(after, key) for key in g.members)
 
+    @cache
+    def telling() -> bool:  # a member failing that no inhibition holds (one inhibited tells nobody)
+        return any(
+            _failing(after, key) and glance(after, key).inhibited_by is None for key in g.members
+        )
+
     if g.state == State.pending:
         if now - g.changed_at < config.group_wait:  # changed_at: when the wait began
             return replace(g, signal=_summary(g, members, config, set())), []
@@ -358,15 +364,13 @@ def _advance(
         batch.pagers |= {p for m in members for p in m.paged_via if pager_of(p) is not None}
     else:
         # lifted before a mute's end pages again what the mute acknowledged, that page included
-        if ack_timed_out(g, policy.ack_timeout, now) and failing():
-            timed_out_at = g.acts.acked_at + policy.ack_timeout  # type: ignore[operator]
-            if g.acts.mute_id is not None or silenced_at(g, timed_out_at):
-                # as one incident's, its steps ran on under the silence: from the timeout
-                restart_at = min(now, timed_out_at)
+        if ack_timed_out(g, policy.ack_timeout, now) and telling():
+            # as one incident's: from the first run that finds it timed out with a member failing
+            # (one inhibited pages nobody: paged again once its inhibition ends)
             g, why = lift_timed_out_ack(g, policy.ack_timeout, now)
         elif failing() and (owed := _owed_restart(g, policy.stages())) is not None:
             why, restart_at = g.escalation.why, owed
-        g, sent = _mute_turns(g, after, batch, policy.channels(), failing, now)
+        g, sent = _mute_turns(g, after, batch, policy.channels(), telling, now)
     # an acknowledgement that timed out: the pagers of the step the group is on, paged again
     # (a group paged before its pages were recorded per step: those it paged)
     again = (current_pages(g) or g.paged_via) if why and g.state == State.paged else ()
@@ -402,12 +406,15 @@ def _advance(
     joined_or_left = due and set(g.members) != set(g.members_told)
     # on the group's own clock, as one incident's: `repeat` after its last message (a page again
     # included), not on its members'; their reminders are dropped
-    reminder = g.acts.mute_id is None and reminder_due(g, policy, now) and failing()
+    reminder = g.acts.mute_id is None and reminder_due(g, policy, now) and telling()
     if not silenced_at(g, now) and (joined_or_left or reminder):
         told = set(g.members_told)
-        g = replace(g, reminders=g.reminders + 1, last_notified_at=now, changed_at=now)
+        # an update of who fails takes no slot of the reminder schedule (its id names the moment)
+        g = replace(g, reminders=g.reminders + reminder, last_notified_at=now, changed_at=now)
         g = replace(g, signal=_summary(g, members, config, told), members_told=g.members)
-        return g, notify_channels(g, policy, Kind.reminder, now)
+        if reminder:
+            return g, notify_channels(g, policy, Kind.reminder, now)
+        return g, [notification(g, c, Kind.reminder, now) for c in policy.channels()]
     return g, []
 
 

@@ -177,15 +177,31 @@ def evaluate(
     incidents: Mapping[str, Incident],
     policy_for: PolicyFor,
     now: datetime,
+    groups_remind: bool = False,
 ) -> Evaluation:
+    """`groups_remind`: grouping is on, so a member of an open group is reminded of by its group
+    (on the group's clock), not on its own."""
     changed: list[Incident] = []
     notifications: list[Notification] = []
     policy_for = _per_severity(policy_for)
+    member_policy = _per_severity(lambda sev: policy_for(sev).model_copy(update={"repeat": None}))
+
+    def policy_of(record: Brief | Incident | None) -> PolicyFor:
+        grouped = groups_remind and record is not None and record.group is not None
+        grouped = grouped and record.group in incidents  # its group is open (unresolved)
+        return member_policy if grouped else policy_for
+
     latest = _last_per_key(signals)
     alike: _Alike | None = None
     if isinstance(incidents, Records):  # what stays as it is is never read in full
-        steady, brief = _steadiness(policy_for, now), incidents.brief
-        latest = [s for s in latest if not steady(brief(s.key), s)]
+        steady, steady_member = _steadiness(policy_for, now), _steadiness(member_policy, now)
+
+        def unchanged(signal: Signal) -> bool:
+            brief = incidents.brief(signal.key)
+            grouped = policy_of(brief) is member_policy
+            return (steady_member if grouped else steady)(brief, signal)
+
+        latest = [s for s in latest if not unchanged(s)]
         incidents.preload([s.key for s in latest if not incidents.pending_as_observed(s)])
         alike = _Alike(incidents, policy_for, now)
     for signal in latest:
@@ -195,7 +211,7 @@ def evaluate(
             continue
         current = incidents.get(signal.key)
         if signal.firing:
-            updated, sent = _on_failure(current, signal, policy_for(signal.severity), now)
+            updated, sent = _on_failure(current, signal, policy_of(current)(signal.severity), now)
         elif current is not None and current.state != State.resolved:
             updated, sent = _on_success(current, signal, policy_for(current.severity), now)
         else:

@@ -51,7 +51,7 @@ def decide(
     for source, reason in (unseen_sources or {}).items():
         signals += recover_unseen(signals, unseen(incidents, signals), source, reason)
     own = {s.source for s in signals} | set(unseen_sources or {})
-    evaluation = evaluate(signals, incidents, policy_for, now)
+    evaluation = evaluate(signals, incidents, policy_for, now, rules.grouping.enabled)
     evaluation = inhibit(evaluation, incidents, rules.inhibitions(), policy_for, own, now)
     evaluation = mute(evaluation, incidents, muting or Muting(), policy_for, own, now)
     evaluation = group(evaluation, incidents, rules.grouping, policy_for, own, now)
