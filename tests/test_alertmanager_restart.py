@@ -298,11 +298,13 @@ def test_without_alertmanagers_status_nothing_resolves_by_absence(
     assert "HTTP 503" in caplog.text
 
 
-def test_with_the_watchdog_seen_an_unreadable_status_holds_no_resolve(
+def test_an_unreadable_status_holds_resolves_for_the_grace_then_the_watchdog_vouches(
     am: RestartableAlertmanager, tmp_path: Path
 ) -> None:
-    """The Watchdog listed says Prometheus has sent since any restart: a status that cannot be
-    read (503, a timeout) must not hold an alert Prometheus resolved open for good."""
+    """A status that cannot be read (503, a timeout) holds for `restart_grace` from the first run
+    that could not read it (a restart's window: only the Watchdog's rule group may have been sent
+    again), then the Watchdog listed vouches — an alert Prometheus resolved is not held open for
+    as long as the status stays unreadable."""
     prometheus_sends(am.url, "FleetOffline", "Watchdog")
     with RecordingRelay(am.url) as relay:
         relay.status_down = True
@@ -314,6 +316,8 @@ def test_with_the_watchdog_seen_an_unreadable_status_holds_no_resolve(
             httpx.post(f"{am.url}/api/v2/alerts", json=[ended], timeout=5).raise_for_status()
             wait_until(lambda: len(am.lists()) == 1, 10)  # the Watchdog alone
             runs.run(datetime.now(UTC) + timedelta(minutes=1), restart_grace="1s")
+            assert runs.states() == {"FleetOffline": "paged"}  # the first run it cannot read
+            runs.run(datetime.now(UTC) + timedelta(minutes=2), restart_grace="1s")
             assert runs.states() == {"FleetOffline": "resolved"}
         finally:
             runs.store.close()

@@ -140,13 +140,23 @@ async def fetch_status(config: AlertmanagerConfig) -> Status:
     return await Alertmanager(client, config.url, config.max_answer_bytes).status()
 
 
+UNREADABLE_SINCE = "alertmanager:status-unreadable-since"
+
+
 async def absence_doubt(
-    am: AlertmanagerConfig, watchdog_seen: bool | None, gone: int, now: datetime
+    am: AlertmanagerConfig,
+    watchdog_seen: bool | None,
+    gone: int,
+    now: datetime,
+    store: StoreReader,
+    kept: dict[str, Any],
 ) -> str | None:
     """Why this run's answer cannot vouch that the `gone` open incidents it no longer names are
     over (None: it can). Alertmanager keeps alerts in memory: just restarted, it answers a
     complete, empty list until Prometheus re-sends. Its status is asked only when something
-    would resolve by absence, so a steady run costs no request."""
+    would resolve by absence, so a steady run costs no request. A status that cannot be read
+    holds for `restart_grace` from the first run that could not read it, then — the Watchdog
+    listed: Prometheus sends again — no longer (else it would hold for as long as it lasts)."""
     if not gone:
         return None
     if am.watchdog is not None and not watchdog_seen:
@@ -156,9 +166,19 @@ async def absence_doubt(
     try:
         status = await fetch_status(am)
     except AdapterError as exc:
-        if am.watchdog is not None:  # seen (above): Prometheus has sent since a restart
-            return None
-        return f"its start time is unknown ({exc}; `restart_grace: 0s` stops asking)"
+        doubt = f"its start time is unknown ({exc}; `restart_grace: 0s` stops asking)"
+        stored = store.get_value(UNREADABLE_SINCE)
+        since = datetime.fromisoformat(stored) if stored else now
+        kept[UNREADABLE_SINCE] = since.isoformat()
+        if am.watchdog is None or now - since < am.restart_grace:
+            return doubt
+        run_log().warning(
+            "Alertmanager's status unreadable since %s (%s): the Watchdog listed vouches",
+            f"{since:%Y-%m-%d %H:%M:%S} UTC",
+            exc,
+        )
+        return None
+    kept[UNREADABLE_SINCE] = None
     return restart_doubt(status.uptime, status.answered_at or now, am.restart_grace)
 
 
@@ -182,7 +202,7 @@ async def observe(config: Config, now: datetime, store: StoreReader) -> Observat
     watched, watchdog_seen = watchdog_signals(config, found, now, store, kept)
     signals += watched
     gone = 0 if failures else gone_count(store, signals)  # a failed rule resolves no absence
-    doubt = await absence_doubt(am, watchdog_seen, gone, now)
+    doubt = await absence_doubt(am, watchdog_seen, gone, now, store, kept)
     if doubt is not None:
         run_log().warning(
             "%s no longer listed by Alertmanager kept open this run: %s",
