@@ -113,3 +113,14 @@ def test_a_dry_run_needs_no_channel_and_says_so(tmp_path: Path, capsys) -> None:
     assert load_config(path).notify.dry_run is True
     assert main(["check-config", str(path)]) == 0
     assert "notifications to local outbox (dry run), nothing sent" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["example.yaml", "going-live.example.yaml"])
+def test_the_examples_watch_of_the_api_scrape_is_the_one_the_shipped_rule_covers(
+    name: str,
+) -> None:
+    from fleet_alerting.core.inhibition import FLEET_API_SCRAPE_WATCH
+
+    config = yaml.safe_load((ROOT / "config" / name).read_text())
+    watches = [w["name"] for w in config["prometheus"]["watches"]]
+    assert FLEET_API_SCRAPE_WATCH in watches

@@ -47,6 +47,9 @@ DEVICE_NOISE = (
 )
 
 
+FLEET_API_SCRAPE_WATCH = "FleetApiScrapeDown"  # the example configs' watch of the API's scrape
+
+
 def default_inhibit_rules(fleet: Sequence[FleetOfflineRule] = ()) -> list[InhibitRule]:
     """The shipped rules: API down silences device and fleet-events noise; each fleet-offline
     aggregate silences the devices it counts (within its `group_by` group) and, fleet-wide, the
@@ -100,7 +103,7 @@ def default_inhibit_rules(fleet: Sequence[FleetOfflineRule] = ()) -> list[Inhibi
         InhibitRule(
             name="api-down-covers-its-scrape",
             source_matchers=['source="blackbox"', 'service="fleet-api"', 'severity="critical"'],
-            target_matchers=['source=~"prometheus/.+"', 'job="fleet-api"'],
+            target_matchers=[f'source="prometheus/{FLEET_API_SCRAPE_WATCH}"'],
         ),
         InhibitRule(
             name="probe-covers-alert",
