@@ -134,3 +134,13 @@ def test_an_ack_of_todays_episode_holds_its_page(tmp_path: Path) -> None:
 
 def test_no_late_delivery_pages(tmp_path: Path) -> None:
     assert PAGED in scenario(tmp_path, None)
+
+
+def test_an_ack_stamped_by_a_clock_minutes_behind_ours_still_holds_the_page(
+    tmp_path: Path,
+) -> None:
+    """Our clock 3 minutes ahead of PagerDuty's: the ack reads as 3 minutes before the onset."""
+    onset = NOW - timedelta(minutes=2)
+    skewed = delivery(onset - timedelta(minutes=3), event_id="01ABCDEFSKEWEDACK")
+    sent = scenario(tmp_path, (NOW, skewed))
+    assert sent == ["acked_by=Ana Operator"], sent

@@ -5,8 +5,8 @@ several comma-separated during a secret rotation; one must match. The body is re
 and checked before it is parsed; an event not shaped as PagerDuty documents is a 400. A delivery
 whose event id the store has seen in the last 24 hours (any app process, before a restart too) is
 a duplicate and changes nothing; an event that occurred more than 24 hours ago (its id may be
-forgotten) or before the current episode of its incident began (a copy of yesterday's ack) is
-ignored. `incident.acknowledged` records the ack (reminders
+forgotten) or more than 10 minutes before the current episode of its incident began (a copy of
+yesterday's ack) is ignored. `incident.acknowledged` records the ack (reminders
 stop, Slack is told "acknowledged in PagerDuty by …"); `incident.resolved` while our check still
 fails keeps our incident open and says so in Slack (core.actions.pager_resolved). PagerDuty's
 `incident_key` is the dedup_key we sent, so it finds the incident.
@@ -43,7 +43,6 @@ from starlette.routing import Route
 
 from fleet_alerting.config import Config
 from fleet_alerting.core import actions
-from fleet_alerting.core.clock import CLOCK_SKEW
 from fleet_alerting.delivery.deliver import deliver
 from fleet_alerting.delivery.notifiers.pagerduty import dedup_key
 from fleet_alerting.store import actions as audit
@@ -58,6 +57,9 @@ HANDLED = {
 MAX_BODY_BYTES = 1024 * 1024  # an event is a few KiB
 KEEP_EVENT_IDS = timedelta(hours=24)  # PagerDuty retries a delivery for minutes, not days
 USER_AGENT = "user_reference"
+# An event this long before its incident's onset is of an earlier episode: PagerDuty's clock and
+# ours may differ by minutes (one minute would lose a real ack from a clock 3 minutes ahead).
+EPISODES_APART = timedelta(minutes=10)
 
 
 def signature(secret: SecretStr, body: bytes) -> str:
@@ -172,7 +174,11 @@ def pagerduty_routes(config: Config, clock: Callable[[], float]) -> list[Route]:
                 pd_key,  # resolved or unknown here: recorded against PagerDuty's key
             )
             incident = store.incident(key)
-            if incident and event.occurred_at and event.occurred_at < incident.onset - CLOCK_SKEW:
+            if (
+                incident
+                and event.occurred_at
+                and event.occurred_at < incident.onset - EPISODES_APART
+            ):
                 log.warning(
                     "ignored PagerDuty %s %s: it happened before this episode of %s began",
                     kind, event.id, key,
