@@ -67,19 +67,16 @@ class EventPage:
     correlation_id: str | None  # of the request, as the API echoed it
 
 
-# Other loggers' words for the three (pino's, syslog's): an event is judged by what it means.
+# Other loggers' words for the three (pino's, syslog's, .NET's and Serilog's, their short
+# forms): an event is judged by what it means.
 _SEVERITY_WORDS = {
-    "warning": "warn",
-    "critical": "error",
-    "trace": "debug",
-    "verbose": "debug",
-    "notice": "info",
-    "err": "error",
-    "crit": "error",
-    "fatal": "error",
-    "alert": "error",
-    "emerg": "error",
-    "emergency": "error",
+    **dict.fromkeys(("trace", "verbose", "vrb", "dbg"), "debug"),
+    **dict.fromkeys(("notice", "information", "informational", "inf"), "info"),
+    **dict.fromkeys(("warning", "wrn"), "warn"),
+    **dict.fromkeys(
+        ("critical", "err", "eror", "crit", "crt", "fatal", "ftl", "alert", "emerg", "emergency"),
+        "error",
+    ),
     "panic": "error",
 }
 
