@@ -367,3 +367,15 @@ def test_a_cursor_that_remembered_given_ids_alone_reports_nothing_twice() -> Non
     reused = event(1, T0 + timedelta(minutes=2), given_id=True)
     step = advance(cursor, [reused, told], timedelta(minutes=30), 50, reused.timestamp)
     assert step.new == [reused]
+
+
+@pytest.mark.parametrize("ahead", [0, -20, 20], ids=["on time", "behind", "20 s ahead"])
+def test_an_event_remembered_by_id_alone_at_its_clamped_time_is_not_told_again(
+    ahead: int,
+) -> None:
+    """The cursor before identities remembered min(event time, that run's now): an event from a
+    feed a few seconds fast was remembered at the run's now."""
+    at = T0 + timedelta(seconds=ahead)
+    told = event(1, at, given_id=True)
+    cursor = Cursor(min(at, T0), {"e1": min(at, T0).isoformat()})
+    assert advance(cursor, [told], timedelta(hours=1), 200, T0 + timedelta(minutes=1)).new == []

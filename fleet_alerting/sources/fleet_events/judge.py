@@ -93,11 +93,15 @@ def advance(
 
 def _listed(event: FleetEvent, cursor: Cursor, stamp: dict[str, datetime]) -> bool:
     """Whether `event` was reported before: by its identity, or — a cursor written when a
-    given id alone was remembered — by that id with the same time."""
+    given id alone was remembered, with the event's time as of then (never later than that
+    run's clock) — by that id with a time at most CLOCK_SKEW before the event's."""
     if event.identity in cursor.seen:
         return True
     remembered = cursor.seen.get(event.id) if event.given_id else None
-    return remembered == stamp[event.identity].isoformat()
+    if remembered is None:
+        return False
+    before = stamp[event.identity] - datetime.fromisoformat(remembered)
+    return timedelta(0) <= before <= CLOCK_SKEW
 
 
 def _reaches_not_back(
