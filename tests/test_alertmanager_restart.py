@@ -321,3 +321,26 @@ def test_an_unreadable_status_holds_resolves_for_the_grace_then_the_watchdog_vou
             assert runs.states() == {"FleetOffline": "resolved"}
         finally:
             runs.store.close()
+
+
+@pytest.mark.parametrize(
+    ("stored", "since_minutes_ago"),
+    [
+        (None, 0),
+        ({"since": -30, "last": -1}, 30),  # runs a minute apart: one spell
+        ({"since": -30, "last": -16}, 0),  # none for 16 minutes: the spell ended
+        ({"since": -60 * 24 * 14, "last": -60 * 24 * 14}, 0),  # a fortnight ago
+        ({"since": 5, "last": 6}, 0),  # stamped ahead of the clock
+        ({"since": "garbage"}, 0),
+    ],
+)
+def test_an_unreadable_status_is_counted_from_the_first_run_of_its_spell(
+    stored: dict[str, Any] | None, since_minutes_ago: int
+) -> None:
+    from fleet_alerting.sources.alertmanager.watch import _unreadable_since
+
+    now = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    if stored and "last" in stored:
+        stored = {k: (now + timedelta(minutes=v)).isoformat() for k, v in stored.items()}
+    since = _unreadable_since(stored, now, timedelta(minutes=3))
+    assert since == now - timedelta(minutes=since_minutes_ago)

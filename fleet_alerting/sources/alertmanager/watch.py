@@ -7,7 +7,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fleet_alerting.config import Config
@@ -167,9 +167,8 @@ async def absence_doubt(
         status = await fetch_status(am)
     except AdapterError as exc:
         doubt = f"its start time is unknown ({exc}; `restart_grace: 0s` stops asking)"
-        stored = store.get_value(UNREADABLE_SINCE)
-        since = datetime.fromisoformat(stored) if stored else now
-        kept[UNREADABLE_SINCE] = since.isoformat()
+        since = _unreadable_since(store.get_value(UNREADABLE_SINCE), now, am.restart_grace)
+        kept[UNREADABLE_SINCE] = {"since": since.isoformat(), "last": now.isoformat()}
         if am.watchdog is None or now - since < am.restart_grace:
             return doubt
         run_log().warning(
@@ -180,6 +179,22 @@ async def absence_doubt(
         return None
     kept[UNREADABLE_SINCE] = None
     return restart_doubt(status.uptime, status.answered_at or now, am.restart_grace)
+
+
+UNREADABLE_SPELL = timedelta(minutes=15)  # runs that cannot read it this close are one spell
+
+
+def _unreadable_since(stored: Any, now: datetime, grace: timedelta) -> datetime:
+    """Since when the status has been unreadable, run after run: a spell that ended (no run
+    could not read it for a while) is not counted on — a restart weeks later holds afresh."""
+    if not isinstance(stored, dict):
+        return now
+    try:
+        since, last = (datetime.fromisoformat(stored[k]) for k in ("since", "last"))
+    except (KeyError, TypeError, ValueError):
+        return now
+    spell = max(grace, UNREADABLE_SPELL)
+    return since if timedelta(0) <= now - last <= spell and since <= last else now
 
 
 def gone_count(store: StoreReader, signals: list[Signal]) -> int:
