@@ -108,3 +108,45 @@ def test_mcp_write_tools_act_with_the_named_actor(tmp_path: Path, state_db: str)
     records = [(r.action, r.actor, r.via) for r in audit.history(store, KEY)]
     store.close()
     assert records == [("ack", "mcp:claude", "mcp"), ("silence", "mcp:claude", "mcp")]
+
+
+def test_show_says_an_incident_is_inhibited_and_by_what(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """ "Why did this not page?" — `--show` says what the list says: inhibited by the API's
+    outage (the shipped rule api-down)."""
+    from fleet_alerting.tasks.pipeline import evaluate_and_record
+
+    config_path = setup(tmp_path, str(tmp_path / "state.sqlite"))
+    config = load_config(config_path)
+    api = Signal(
+        "blackbox:service=fleet-api", "blackbox", True, Severity.critical, "API down",
+        labels={"service": "fleet-api"},
+    )  # fmt: skip
+    device = Signal(KEY, "blackbox", True, Severity.warning, "device down")
+    with Store(config.state) as store:
+        now = utcnow()
+        evaluate_and_record(store, [api, device], config.policy, now, rules=config.storm_rules())
+    assert main(["incidents", "--show", KEY, "--config", str(config_path)]) == 0
+    shown = capsys.readouterr().out
+    assert "  inhibited by blackbox:service=fleet-api: tells and pages nobody while" in shown
+
+
+def test_show_says_which_group_tells_and_pages_for_a_member(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from fleet_alerting.tasks.pipeline import evaluate_and_record
+
+    config_path = setup(tmp_path, str(tmp_path / "state.sqlite"))
+    config = load_config(config_path)
+    devices = [
+        Signal(f"blackbox:target=pi-audio-0{i}", "blackbox", True, Severity.warning, "down")
+        for i in (4, 5, 6)  # opening together (KEY opened alone a minute ago)
+    ]
+    with Store(config.state) as store:
+        now = utcnow()
+        evaluate_and_record(store, devices, config.policy, now, rules=config.storm_rules())
+    member = "blackbox:target=pi-audio-04"
+    assert main(["incidents", "--show", member, "--config", str(config_path)]) == 0
+    shown = capsys.readouterr().out
+    assert "  in group group/blackbox:severity=warning: the group tells and pages for it" in shown

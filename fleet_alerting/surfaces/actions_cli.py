@@ -64,13 +64,12 @@ def _resolve(config: Any, typed: str) -> tuple[str | None, str]:
 
 
 def show(store: Store, key: str) -> int:
+    """One incident: its state, what operators did to it, and the audit trail of every action."""
     from fleet_alerting.core import escalation
     from fleet_alerting.core.clock import utcnow
     from fleet_alerting.core.durations import format_duration
     from fleet_alerting.delivery.notifiers.slack_webhook import action_lines
     from fleet_alerting.store import actions as audit
-
-    """One incident: its state, what operators did to it, and the audit trail of every action."""
     from fleet_alerting.surfaces.listings import find_key, page_problem, undelivered_pages
 
     found, problem, ids = find_key(store, key)
@@ -91,6 +90,10 @@ def show(store: Store, key: str) -> int:
         print(f"  {page_problem(page, detailed=True)}")
     if incident.resolved_at:
         print(f"  resolved {incident.resolved_at:%Y-%m-%d %H:%M:%S}Z: {incident.resolution}")
+    elif incident.inhibited_by:
+        print(f"  inhibited by {incident.inhibited_by}: tells and pages nobody while that fails")
+    if incident.group and not incident.resolved_at:
+        print(f"  in group {incident.group}: the group tells and pages for it")
     for line in action_lines(incident):
         print(f"  {line}")
     for line in escalation.lines(incident):
