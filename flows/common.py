@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 from fleet_alerting.config import Config, ConfigError, load_config
 from fleet_alerting.config.secrets import install_log_redaction
 from fleet_alerting.core.channels import Channel, pager_of
+from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.grouping import PREFIX as GROUP
 from fleet_alerting.core.incidents import Incident, Kind, State
@@ -37,16 +40,36 @@ class RunIncomplete(RunFailed):
         self.result = result  # what the run did (its counters and sentence)
 
 
-def load(config_path: str) -> Config:
-    """The config, and a check that its store can be written before anything is observed."""
+@dataclass(frozen=True)
+class Loaded:
+    config: Config
+    stale: str | None = None  # why the config read last is used: the file is invalid now
+
+
+_last_good: dict[str, tuple[Config, datetime]] = {}  # serve's process: per config path
+
+
+def load(config_path: str) -> Loaded:
+    """The config, and a check that its store can be written before anything is observed. In a
+    long-lived process (`serve`), a config file made invalid by an edit does not stop the watches:
+    the config read last is used and the run fails at its end saying why — the alerter never goes
+    silent for a typo (a plain run, a new process, has none to fall back on)."""
     install_log_redaction()
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        raise RunFailed(f"invalid configuration:\n{exc}") from None
+        if config_path not in _last_good:
+            raise RunFailed(f"invalid configuration:\n{exc}") from None
+        config, read_at = _last_good[config_path]
+        read = f"{read_at:%Y-%m-%d %H:%M:%S}Z"
+        stale = f"invalid configuration (ran with the one read {read}):\n{exc}"
+        run_logger().error("%s", stale)
+    else:
+        stale = None
+        _last_good[config_path] = (config, utcnow())
     with Store(config.state) as store:
         store.check_writable()
-    return config
+    return Loaded(config, stale)
 
 
 P = ParamSpec("P")
@@ -125,16 +148,20 @@ Summary = dict[str, int | str]
 
 
 def finish(
-    observed: str, counters: dict[str, int], evaluation: Evaluation, report: DrainReport
+    observed: str,
+    counters: dict[str, int],
+    evaluation: Evaluation,
+    report: DrainReport,
+    stale: str | None = None,
 ) -> Summary:
     """The run's result: its counters (structured: the flow's return value) and `summary`, one
     sentence for people — logged, and `run`'s last line. RunIncomplete when `undelivered`
-    names a reason (the result goes with it)."""
+    names a reason, or the config file is invalid (`stale`; the result goes with it)."""
     counters = counters | summarize(evaluation, report)
     sentence = f"{observed}; {what_changed(counters, report)}"
     run_logger().info("%s", sentence)
     result: Summary = {**counters, "summary": sentence}
-    reasons = undelivered(report)
+    reasons = [*([stale] if stale else []), *undelivered(report)]
     if reasons:  # a page owed or the store lost: the run says so (Failed, exit 1)
         raise RunIncomplete("; ".join(reasons), result)
     return result

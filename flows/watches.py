@@ -27,7 +27,8 @@ def watch_flow_of(watch: Watch) -> Any:
     its result. (No docstring on the flow itself: Prefect would show it as the flow's.)"""
 
     async def run(config_path: str = DEFAULT_CONFIG) -> Summary:
-        config = load(config_path)
+        loaded = load(config_path)
+        config = loaded.config
         if watch.required and not watch.configured(config):
             raise RunFailed(f"{config.source_file}: {watch.required}")
         now = utcnow()
@@ -43,7 +44,7 @@ def watch_flow_of(watch: Watch) -> Any:
         )
         report = await deliver_notifications(config)
         await publish(config, watch.name, observed.table(evaluation), evaluation, report)
-        return finish(observed.seen, observed.counters, evaluation, report)
+        return finish(observed.seen, observed.counters, evaluation, report, loaded.stale)
 
     run.__name__ = run.__qualname__ = flow_attribute(watch)
     run.__module__ = __name__
