@@ -9,7 +9,6 @@ from sqlalchemy import Connection
 
 from fleet_alerting.config import Config
 from fleet_alerting.core.channels import pager_of
-from fleet_alerting.core.clock import ahead_by
 from fleet_alerting.core.escalation import went_back
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.incidents import unseen as unnamed
@@ -126,7 +125,7 @@ def evaluate_and_record(
             "this machine's clock went back %s since it last wrote the open incidents (an NTP "
             "step? a restored snapshot?): their escalation steps, reminders and acknowledgement "
             "timeouts keep the time that had passed instead of waiting for the clock",
-            ahead_by(now + back[0], now),
+            timedelta(seconds=round(back[0].total_seconds())),
         )
     return result
 

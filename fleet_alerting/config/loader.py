@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from fleet_alerting.config.schema import Config
 from fleet_alerting.config.secrets import read_small_file
-from fleet_alerting.core.channels import DESTINATION, Channel
+from fleet_alerting.core.channels import DESTINATION_PATTERN, Channel
 
 # A config is read in time linear in its size: an alias ("billion laughs") may not make the
 # document much bigger than it is written, nor may nesting run deep (each level is a recursion).
@@ -250,13 +250,12 @@ def _describe(path: Path, lines: _Lines, error: Any) -> str:
     return f"{path}:{line}: {key_path(loc) or '(top level)'}: {message}"
 
 
-CHANNEL_PATTERN = f"^(?:{DESTINATION.pattern})$"  # core.channels.Destination
 KNOWN_CHANNELS = "known: slack, slack_mirror, pagerduty, oncall, or pagerduty_NAME / oncall_NAME"
 
 
 def _is_channel_pattern(error: Any) -> bool:
     pattern = (error.get("ctx") or {}).get("pattern")
-    return error["type"] == "string_pattern_mismatch" and pattern == CHANNEL_PATTERN
+    return error["type"] == "string_pattern_mismatch" and pattern == DESTINATION_PATTERN
 
 
 def _did_you_mean(typed: object, known: Sequence[str]) -> str:
@@ -274,8 +273,6 @@ def _keys_at(kind: Any, loc: Sequence[str | int]) -> list[str]:
     if isinstance(kind, type) and issubclass(kind, BaseModel) and isinstance(part, str):
         field = kind.model_fields.get(part)
         return _keys_at(field.annotation, rest) if field else []
-    if origin is typing.Annotated:
-        return _keys_at(args[0], loc)
     if origin in (list, tuple, Sequence) and isinstance(part, int) and args:
         return _keys_at(args[0], rest)
     if origin in (dict, Mapping) and len(args) == 2:

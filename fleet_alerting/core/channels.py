@@ -29,7 +29,8 @@ SLACK_CHANNELS = (Channel.slack, Channel.slack_mirror)
 # a configured pager by name: pagerduty_secondary is notify.pagerduty.routing_keys.secondary
 PAGER_NAME = r"[a-z0-9][a-z0-9_]{0,39}"
 DESTINATION = re.compile(rf"slack|slack_mirror|(?:pagerduty|oncall)(?:_{PAGER_NAME})?")
-Destination = Annotated[str, Field(pattern=rf"^(?:{DESTINATION.pattern})$")]
+DESTINATION_PATTERN = rf"^(?:{DESTINATION.pattern})$"
+Destination = Annotated[str, Field(pattern=DESTINATION_PATTERN)]
 
 
 def named_pager(pager: Channel, name: str) -> str:

@@ -186,10 +186,16 @@ def evaluate(
     policy_for = _per_severity(policy_for)
     member_policy = _per_severity(lambda sev: policy_for(sev).model_copy(update={"repeat": None}))
 
+    def grouped(record: Brief | Incident | None) -> bool:  # a member of an open group
+        return (
+            groups_remind
+            and record is not None
+            and record.group is not None
+            and (record.group in incidents)
+        )
+
     def policy_of(record: Brief | Incident | None) -> PolicyFor:
-        grouped = groups_remind and record is not None and record.group is not None
-        grouped = grouped and record.group in incidents  # its group is open (unresolved)
-        return member_policy if grouped else policy_for
+        return member_policy if grouped(record) else policy_for
 
     latest = _last_per_key(signals)
     alike: _Alike | None = None
@@ -198,8 +204,7 @@ def evaluate(
 
         def unchanged(signal: Signal) -> bool:
             brief = incidents.brief(signal.key)
-            grouped = policy_of(brief) is member_policy
-            return (steady_member if grouped else steady)(brief, signal)
+            return (steady_member if grouped(brief) else steady)(brief, signal)
 
         latest = [s for s in latest if not unchanged(s)]
         incidents.preload([s.key for s in latest if not incidents.pending_as_observed(s)])

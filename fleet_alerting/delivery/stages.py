@@ -150,11 +150,9 @@ async def page_outcome(outbox: Outbox, item: OutboxItem, owner: str, now: dateti
     pending = [p for p in pages if p.status == "queued"]
     if pending:
         return "wait" if await _worth_waiting(outbox, pending, owner, now) else "hold"
-    dead = [p.channel for p in pages if p.status == "dead"]
-    if not dead:
+    failed = [f"{p.channel}: {dead_page(p.id, p.last_error)}" for p in pages if p.status == "dead"]
+    if not failed:
         return n
-    letters = await db(outbox.latest_paged, n.incident.key, dead, item.id)
-    failed = [f"{d.notification.channel}: {dead_page(d)}" for d in letters]
     accepted = tuple(p.channel for p in pages if p.status == "sent")
     esc = n.incident.escalation
     kept = tuple(p for p in esc.pages if p.step != esc.step or p.channel in accepted)
@@ -178,11 +176,10 @@ def _short(error: str | None) -> str:
     return (error or "unknown error").removeprefix("permanent: ")
 
 
-def dead_page(letter: OutboxItem) -> str:
-    """Why a page is a dead letter, and what the operator can do about it."""
-    number = letter.id
+def dead_page(number: int, error: str | None) -> str:
+    """Why a page is a dead letter (outbox row `number`), and what the operator can do."""
     return (
-        f"{_short(letter.last_error)} (dead letter #{number}: page the on-call by hand; once the "
+        f"{_short(error)} (dead letter #{number}: page the on-call by hand; once the "
         f"cause is fixed, `fleet-alerting outbox requeue {number}` sends the page again)"
     )
 

@@ -130,6 +130,7 @@ class Page:
     next_attempt_at: datetime
     claimed_by: str | None = None
     lease_until: datetime | None = None
+    id: int = 0  # its outbox row
 
     def held_by_other(self, owner: str, now: datetime) -> bool:
         """Under a live claim of another drainer (which sends it, or died holding it)."""
@@ -316,13 +317,15 @@ class Outbox:
         latest = _latest_paged(incident_key, pagers, before)
         columns = (
             t.c.channel, t.c.status, t.c.last_error, t.c.next_attempt_at, t.c.claimed_by,
-            t.c.lease_until,
+            t.c.lease_until, t.c.id,
         )  # fmt: skip
         with self.engine.begin() as conn:
             rows = conn.execute(sa.select(*columns).where(t.c.id.in_(latest))).all()
         return [
-            Page(c, s, e, datetime.fromisoformat(n), by, datetime.fromisoformat(u) if u else None)
-            for c, s, e, n, by, u in rows
+            Page(
+                c, s, e, datetime.fromisoformat(n), by, datetime.fromisoformat(u) if u else None, i
+            )
+            for c, s, e, n, by, u, i in rows
         ]
 
     def latest_paged(

@@ -103,12 +103,17 @@ class _Only:
         self.others = {i.id for i in store.outbox(("queued",)) if i.notification.id not in ids}
 
     def claim_next(
-        self, channel: str, owner: str, now: datetime, lease: timedelta, *more: Any
+        self,
+        channel: str,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        exclude: Iterable[int] = (),
+        longest: timedelta | None = None,
     ) -> OutboxItem | None:
-        """Outbox.claim_next (`more`: exclude, longest) without the real runs' messages."""
-        exclude, *longest = more or ((),)
+        """Outbox.claim_next without the real runs' messages."""
         others = {*exclude, *self.others}
-        return self.outbox.claim_next(channel, owner, now, lease, others, *longest)
+        return self.outbox.claim_next(channel, owner, now, lease, others, longest)
 
     def held(self, channel: str, now: datetime, exclude: Iterable[int] = ()) -> list[OutboxItem]:
         return self.outbox.held(channel, now, {*exclude, *self.others})

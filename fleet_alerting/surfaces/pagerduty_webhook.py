@@ -143,7 +143,8 @@ def pagerduty_routes(config: Config, clock: Callable[[], float]) -> list[Route]:
             if not verify(secret, request.headers.get("x-pagerduty-signature"), body):
                 raise Refused(401, "invalid signature")
             event = parse_event(body)
-            new = await first_sight(config, f"pagerduty:{event.id}", now_utc(clock), KEEP_EVENT_IDS)
+            now = now_utc(clock)
+            new = await first_sight(config, f"pagerduty:{event.id}", now, KEEP_EVENT_IDS)
         except Refused as exc:
             log.warning("refused a PagerDuty webhook: %s", exc.text)
             return exc.response()
@@ -152,7 +153,7 @@ def pagerduty_routes(config: Config, clock: Callable[[], float]) -> list[Route]:
             return PlainTextResponse("expected {event: …} as PagerDuty documents", 400)
         if not new:
             return Response(status_code=200)  # a redelivery: done already
-        if event.occurred_at and event.occurred_at < now_utc(clock) - KEEP_EVENT_IDS:
+        if event.occurred_at and event.occurred_at < now - KEEP_EVENT_IDS:
             # its id may be forgotten: a replayed copy cannot be told from a delivery
             log.warning("ignored PagerDuty %s %s: older than 24 hours", event.event_type, event.id)
             return Response(status_code=200)

@@ -59,8 +59,7 @@ async def fetch_escalating_alerts(config: AlertmanagerConfig) -> Escalating:
     ]
     if config.watchdog is not None:
         queries.append((None, watchdog.matchers(config.watchdog)))  # None: the watchdog's
-    client = shared_client(config.url, config.timeout.total_seconds())
-    api = Alertmanager(client, config.url, config.max_answer_bytes)
+    api = _api(config)
     answers = await asyncio.gather(
         *(api.escalation_alerts(selects) for _, selects in queries), return_exceptions=True
     )
@@ -136,8 +135,12 @@ def watchdog_signals(
 
 @step("fetch-alertmanager-status")
 async def fetch_status(config: AlertmanagerConfig) -> Status:
+    return await _api(config).status()
+
+
+def _api(config: AlertmanagerConfig) -> Alertmanager:
     client = shared_client(config.url, config.timeout.total_seconds())
-    return await Alertmanager(client, config.url, config.max_answer_bytes).status()
+    return Alertmanager(client, config.url, config.max_answer_bytes)
 
 
 UNREADABLE_SINCE = "alertmanager:status-unreadable-since"
