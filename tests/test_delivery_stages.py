@@ -85,11 +85,16 @@ def queued(store: Store, channel: str, kind: Kind) -> OutboxItem:
     return item
 
 
-def gate(store: Store, channel: str, report: DrainReport, **kw: float) -> Gate:
+def gate(
+    store: Store,
+    channel: str,
+    report: DrainReport,
+    running: tuple[str, ...] = ("slack", "pagerduty"),
+    **kw: float,
+) -> Gate:
     s = settings(**kw)
-    return Gate(
-        store.queue, channel, OWNER, s, DestinationState(store.queue, channel, s), report.held
-    )
+    destination = DestinationState(store.queue, channel, s)
+    return Gate(store.queue, channel, OWNER, s, destination, report.held, running)
 
 
 # -- stage 1: the gate -------------------------------------------------------------------------
@@ -117,7 +122,7 @@ def test_page_outcome_after_a_refused_page_says_paging_failed(store: Store) -> N
     page = queued(store, "pagerduty", Kind.paged)
     store.queue.mark_dead(page.id, None, 1, "permanent: HTTP 400 invalid event")
     paged = queued(store, "slack", Kind.paged)
-    n = run(page_outcome(store.queue, paged, OWNER, T0))
+    n = run(page_outcome(store.queue, paged, OWNER, T0, ()))
     assert not isinstance(n, str)
     assert n.paging_failed == (
         f"pagerduty: HTTP 400 invalid event (dead letter #{page.id}: page the on-call by hand; "
@@ -128,9 +133,25 @@ def test_page_outcome_after_a_refused_page_says_paging_failed(store: Store) -> N
 
 def test_page_outcome_waits_for_a_due_page_and_passes_an_accepted_one(store: Store) -> None:
     paged = queued(store, "slack", Kind.paged)
-    assert run(page_outcome(store.queue, paged, OWNER, T0)) == "wait"
+    assert run(page_outcome(store.queue, paged, OWNER, T0, ("pagerduty",))) == "wait"
     store.queue.mark_sent(queued(store, "pagerduty", Kind.paged).id, None, 1, "202")
-    assert run(page_outcome(store.queue, paged, OWNER, T0)) == paged.notification
+    assert run(page_outcome(store.queue, paged, OWNER, T0, ())) == paged.notification
+
+
+def test_page_outcome_does_not_wait_once_this_runs_pager_lane_is_done(store: Store) -> None:
+    """A drainer that died holding the page: its claim runs out after this run's pager lane
+    looked and left it. Nobody in this run will send the page, so the "paged" message is held
+    for the next run rather than waiting `paged_wait` (CI saw a run wait 30 s, the page 50 s)."""
+    paged = queued(store, "slack", Kind.paged)
+    assert run(page_outcome(store.queue, paged, OWNER, T0, ("slack",))) == "hold"
+
+
+def test_gate_holds_a_paged_message_at_once_when_no_pager_lane_is_left(store: Store) -> None:
+    store.queue.mark_sent(queued(store, "slack", Kind.opened).id, None, 1, "ok")
+    report = DrainReport()
+    slack = gate(store, "slack", report, running=("slack",), paged_wait=30.0)
+    assert run(asyncio.wait_for(slack.next(), 5)) is None
+    assert [i.notification.kind for i in report.held] == [Kind.paged]
 
 
 def test_a_destination_resting_past_a_run_stops_the_lane(store: Store) -> None:

@@ -133,11 +133,18 @@ async def drain(
         report.warnings.append(f"outbox unreadable, nothing delivered this run: {_db_error(exc)}")
         report.store_errors.append(_db_error(exc))
         return report
-    lanes = [
-        _Lane(outbox, channel, notifiers.get(channel), owner, settings_for(channel), report)
-        for channel in channels
-    ]
-    await asyncio.gather(*(lane.run() for lane in lanes))
+    running = set(channels)  # a Slack "paged" message waits only on a lane still going
+
+    async def lane(channel: str) -> None:
+        settings = settings_for(channel)
+        try:
+            await _Lane(
+                outbox, channel, notifiers.get(channel), owner, settings, report, running
+            ).run()
+        finally:
+            running.discard(channel)
+
+    await asyncio.gather(*(lane(channel) for channel in channels))
     return report
 
 
@@ -153,6 +160,7 @@ class _Lane:
         owner: str,
         settings: LaneSettings,
         report: DrainReport,
+        running: Collection[str],
     ):
         self.outbox = outbox
         self.channel = channel
@@ -161,7 +169,7 @@ class _Lane:
         self.s = settings
         self.report = report
         self.destination = DestinationState(outbox, channel, settings)
-        self.gate = Gate(outbox, channel, owner, settings, self.destination, report.held)
+        self.gate = Gate(outbox, channel, owner, settings, self.destination, report.held, running)
         self.record = Record(
             outbox, channel, owner, settings, self.notifier.name, self.destination, report
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
@@ -136,11 +136,14 @@ def waits_for_page(channel: str, n: Notification) -> bool:
     return n.kind == Kind.paged and channel in SLACK_CHANNELS and bool(n.incident.paged_via)
 
 
-async def page_outcome(outbox: Outbox, item: OutboxItem, owner: str, now: datetime) -> PageOutcome:
-    """The Slack "paged" message as it may go out now; else "wait" while its page is due and its
-    pager not backing off (a pager lane, here or in another drainer, is sending it: the lane
-    comes back to it after its other messages, for up to `paged_wait` seconds), or "hold" (the
-    page is retrying in a later run).
+async def page_outcome(
+    outbox: Outbox, item: OutboxItem, owner: str, now: datetime, running: Collection[str]
+) -> PageOutcome:
+    """The Slack "paged" message as it may go out now; else "wait" while its page is due, its
+    pager not backing off and this drainer's lane to that pager (`running`: the channels whose
+    lanes are still going) sending it or yet to: the lane comes back to it after its other
+    messages, for up to `paged_wait` seconds; or "hold" (the page goes in a later run, or with
+    the drainer that holds it).
 
     The pages are the incident's latest `paged` rows to each pager of the step it is on (not
     earlier steps' pagers) queued before this one (the same evaluation queues pagers first)."""
@@ -149,7 +152,8 @@ async def page_outcome(outbox: Outbox, item: OutboxItem, owner: str, now: dateti
     pages = await db(outbox.pages_before, n.incident.key, pagers, item.id)
     pending = [p for p in pages if p.status == "queued"]
     if pending:
-        return "wait" if await _worth_waiting(outbox, pending, owner, now) else "hold"
+        worth = await _worth_waiting(outbox, pending, owner, now, running)
+        return "wait" if worth else "hold"
     failed = [f"{p.channel}: {dead_page(p.id, p.last_error)}" for p in pages if p.status == "dead"]
     if not failed:
         return n
@@ -160,12 +164,17 @@ async def page_outcome(outbox: Outbox, item: OutboxItem, owner: str, now: dateti
     return replace(n, incident=incident, paging_failed="; ".join(failed))
 
 
-async def _worth_waiting(outbox: Outbox, pending: list[Page], owner: str, now: datetime) -> bool:
+async def _worth_waiting(
+    outbox: Outbox, pending: list[Page], owner: str, now: datetime, running: Collection[str]
+) -> bool:
     for page in pending:
         if page.next_attempt_at > now:
             return False  # retrying in a later run
         if page.held_by_other(owner, now):
             return False  # its drainer sends it (or died: the next run does); not waited on
+        if page.channel not in running:
+            return False  # this run's lane to the pager is done (a dead drainer's claim ran
+            # out after it looked): the next run sends it
         destination = await db(outbox.destination, page.channel, now)
         if destination.blocked_until and destination.blocked_until > now:
             return False
@@ -196,6 +205,7 @@ class Gate:
         settings: LaneSettings,
         destination: DestinationState,
         held: list[OutboxItem],
+        running: Collection[str],
     ):
         self.outbox = outbox
         self.channel = channel
@@ -203,6 +213,7 @@ class Gate:
         self.s = settings
         self.destination = destination
         self.held = held  # the report's: messages left waiting
+        self.running = running  # the channels whose lanes in this drain are still going
         self.done: set[int] = set()  # handled (or deliberately left) by this lane in this run
         self.deferred: set[int] = set()  # Slack "paged" messages whose page is being sent
         self.deferred_until = time.monotonic() + settings.paged_wait
@@ -230,7 +241,7 @@ class Gate:
     async def _ready(self, item: OutboxItem) -> Notification | None:
         if not waits_for_page(self.channel, item.notification):
             return item.notification
-        outcome = await page_outcome(self.outbox, item, self.owner, self.s.now())
+        outcome = await page_outcome(self.outbox, item, self.owner, self.s.now(), self.running)
         if isinstance(outcome, Notification):
             return outcome
         await db(self.outbox.release, item.id, self.owner)
