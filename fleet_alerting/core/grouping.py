@@ -61,8 +61,8 @@ from fleet_alerting.core.incidents import (
     Overlay,
     Page,
     State,
-    evolve,
     glance,
+    grouped_in,
 )
 from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.model import Duration, Model
@@ -210,7 +210,7 @@ def group(
         for m in batch.opened.values():
             if m.key not in members:
                 members[m.key] = None
-                changed[m.key] = evolve(changed.get(m.key, m), group=gk)
+                changed[m.key] = grouped_in(changed.get(m.key, m), gk)
         members = dict.fromkeys(after.unresolved(members))
         view = Overlay(after, batch.opened)
         g, sent = _advance(

@@ -32,6 +32,7 @@ from fleet_alerting.core.incidents import (
     Records,
     State,
     evolve,
+    rekeyed,
     retold,
 )
 from fleet_alerting.core.model import Duration, Model, PositiveDuration
@@ -294,7 +295,7 @@ class _Model(NamedTuple):
     def like(self, signal: Signal) -> tuple[Incident, list[Notification]]:
         """What this decision is for `signal`'s key."""
         key = signal.key
-        incident = evolve(self.incident, key=key, signal=signal)
+        incident = rekeyed(self.incident, key, signal)
         if self.about_it:
             return incident, [retold(n, key + tail, incident) for n, tail in self.sent]
         made = {id(self.incident): incident}
