@@ -10,9 +10,9 @@ from sqlalchemy import Connection
 from fleet_alerting.config import Config
 from fleet_alerting.core.channels import pager_of
 from fleet_alerting.core.escalation import went_back
-from fleet_alerting.core.incidents import Incident
+from fleet_alerting.core.incidents import MUTE_SILENCE, Incident
 from fleet_alerting.core.incidents import unseen as unnamed
-from fleet_alerting.core.muting import SILENCE, MaintenanceConfig, Muting
+from fleet_alerting.core.muting import MaintenanceConfig, Muting
 from fleet_alerting.core.policy import Evaluation, PolicyFor
 from fleet_alerting.core.signals import Signal
 from fleet_alerting.core.storms import StormRules, decide
@@ -135,7 +135,7 @@ def _newly_silenced(before: Mapping[str, Incident], after: list[Incident]) -> di
     counts: dict[str, int] = {}
     for incident in after:
         mute_id = incident.acts.mute_id
-        if mute_id is None or not mute_id.startswith(f"{SILENCE}:"):
+        if mute_id is None or not mute_id.startswith(f"{MUTE_SILENCE}:"):
             continue
         prior = before.get(incident.key)
         if prior is None or prior.onset != incident.onset or prior.acts.mute_id != mute_id:

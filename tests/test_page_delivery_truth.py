@@ -51,7 +51,10 @@ def test_incidents_say_a_page_was_not_delivered_until_a_pager_takes_it(tmp_path:
             ("dead", number)
         ]
         assert line.endswith(f"(page to pagerduty not delivered: dead letter #{number})")
-        assert f"`fleet-alerting outbox requeue {number}`" in shown and "page by hand" in shown
+        assert (
+            "page the on-call by hand; once the cause is fixed, "
+            f"`fleet-alerting outbox requeue {number}` sends the page again" in shown
+        )
 
         assert cli("outbox", "requeue", str(number), "--config", str(config)).returncode == 0
         with Store(tmp_path / "state.sqlite") as store:  # its back-off is over

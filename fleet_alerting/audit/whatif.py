@@ -192,7 +192,7 @@ class _Timers:
         return best
 
 
-@dataclass
+@dataclass(frozen=True)
 class Replay:
     """What a configuration would have sent over the period, and how many evaluations it took."""
 
@@ -262,8 +262,8 @@ class _Replayer:
             for notification in self.evaluate(stream, now):
                 sent.setdefault(notification.id, sent_of(notification))
             evaluations += 1
-        runs = sum(r.count for r in self.history.runs)
-        return Replay(name, sorted(sent.values(), key=lambda s: s.at), evaluations, runs)
+        in_order = sorted(sent.values(), key=lambda s: s.at)
+        return Replay(name, in_order, evaluations, self.history.recorded_runs())
 
     def advance(self, now: datetime) -> None:
         """Apply the observations recorded up to `now`."""
@@ -489,7 +489,7 @@ def with_alerts(history: History, episodes: Iterable[AlertEpisode], config: Conf
     count = int((history.end - history.start) / every) + 1
     runs = [r for r in history.runs if r.stream != ALERTMANAGER_STREAM]
     runs.append(RunSegment(ALERTMANAGER_STREAM, history.start, every, count))
-    return History(history.start, history.end, changes, runs)
+    return History(history.start, history.end, changes, runs, history.recorded_runs())
 
 
 PAGING_CONFIGS = ("pagerduty_configs", "opsgenie_configs", "victorops_configs")

@@ -21,7 +21,15 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from fleet_alerting.core.channels import SLACK_CHANNELS, Channel, pager_of
-from fleet_alerting.core.incidents import Acts, Incident, Kind, Notification, State
+from fleet_alerting.core.incidents import (
+    MUTE_SILENCE,
+    MUTE_WINDOW,
+    Acts,
+    Incident,
+    Kind,
+    Notification,
+    State,
+)
 
 ALERTMANAGER_SOURCE = "alertmanager"  # sources.alertmanager.judge.SOURCE (core imports no source)
 ACKNOWLEDGING_PAGERS = (
@@ -171,9 +179,9 @@ def unsilence(incident: Incident, actor: str, now: datetime, channels: Sequence[
 def _not_silenced(acts: Acts) -> str:
     """Why unsilence cannot help, and what ends the mute there is."""
     kind, _, name = (acts.mute_id or "").partition(":")
-    if kind == "silence":
+    if kind == MUTE_SILENCE:
         return f"not silenced by hand; muted by silence {name} (`silence expire {name}` ends it)"
-    if kind == "window":
+    if kind == MUTE_WINDOW:
         return f"not silenced by hand; muted by the maintenance window {name!r} (config)"
     return "not silenced"
 

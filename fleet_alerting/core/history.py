@@ -175,9 +175,15 @@ class History:
     end: datetime
     changes: list[Change]
     runs: list[RunSegment]
+    # the runs the store holds, where `runs` stands in for some it does not (a watch replayed
+    # from Prometheus' ALERTS on its schedule); None: `runs` are all recorded
+    recorded: int | None = None
 
     def streams(self) -> list[str]:
         return sorted({r.stream for r in self.runs})
+
+    def recorded_runs(self) -> int:
+        return sum(r.count for r in self.runs) if self.recorded is None else self.recorded
 
 
 class RunClock:

@@ -42,6 +42,10 @@ class Kind(StrEnum):
     escalated = "escalated"
 
 
+# what mutes an incident, as its `Acts.mute_id` begins
+MUTE_SILENCE, MUTE_WINDOW = "silence", "window"
+
+
 @dataclass(frozen=True)
 class Acts:
     """What operators did to this failure episode (a new episode starts with none)."""
@@ -55,7 +59,7 @@ class Acts:
     silence_id: str | None = None
     snoozed_until: datetime | None = None  # no reminders before this
     # a matcher silence or maintenance window muting it (core.muting): which, told how, until
-    mute_id: str | None = None  # "silence:<id>" | "window:<name>"
+    mute_id: str | None = None  # f"{MUTE_SILENCE}:<id>" | f"{MUTE_WINDOW}:<name>"
     muted_by: str | None = None
     muted_until: datetime | None = None
     changed_at: datetime | None = None  # last change; the newer record wins a concurrent write

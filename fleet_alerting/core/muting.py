@@ -30,6 +30,8 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from fleet_alerting.core.actions import closing_words, notification, paged_again, silenced_at
 from fleet_alerting.core.fleet import MatcherText, selector, signal_labels
 from fleet_alerting.core.incidents import (
+    MUTE_SILENCE,
+    MUTE_WINDOW,
     Acts,
     Brief,
     Incident,
@@ -44,7 +46,6 @@ from fleet_alerting.core.model import Model
 from fleet_alerting.core.policy import Evaluation, PolicyConfig, PolicyFor, notify_channels
 from fleet_alerting.core.time_intervals import TimeInterval, TimeIntervalError, parse_time_interval
 
-SILENCE, WINDOW = "silence", "window"
 LOOK_AHEAD = timedelta(days=8)  # how far a window's end (or next start) is looked for
 
 
@@ -197,18 +198,18 @@ class Muting:
         """The first silence in force selecting `labels`, else the first muting window."""
         for s in self.silences:
             if s.active(now) and s.matches(labels):
-                return Mute(f"{SILENCE}:{s.id}", s.told(), s.ends_at)
+                return Mute(f"{MUTE_SILENCE}:{s.id}", s.told(), s.ends_at)
         for rule in self.maintenance.mute:
             if selector(tuple(rule.matchers))(labels) and self._muted_by(rule, now):
-                return Mute(f"{WINDOW}:{self._name(rule, now)}", self._told(rule, now), None)
+                return Mute(f"{MUTE_WINDOW}:{self._name(rule, now)}", self._told(rule, now), None)
         return None
 
     def until(self, mute: Mute, now: datetime) -> datetime | None:
         """When a window's mute lifts (a silence's is its end)."""
-        if not mute.id.startswith(WINDOW):
+        if not mute.id.startswith(MUTE_WINDOW):
             return mute.until
         for n, rule in enumerate(self.maintenance.mute):
-            if self._muted_by(rule, now) and mute.id == f"{WINDOW}:{self._name(rule, now)}":
+            if self._muted_by(rule, now) and mute.id == f"{MUTE_WINDOW}:{self._name(rule, now)}":
                 key = (n, now.replace(second=0, microsecond=0))
                 if key not in self._ends:
                     self._ends[key] = first_minute(lambda t, r=rule: not self._muted_by(r, t), now)

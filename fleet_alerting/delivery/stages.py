@@ -187,9 +187,13 @@ def _short(error: str | None) -> str:
 
 def dead_page(number: int, error: str | None) -> str:
     """Why a page is a dead letter (outbox row `number`), and what the operator can do."""
+    return f"{_short(error)} (dead letter #{number}: {dead_page_advice(number)})"
+
+
+def dead_page_advice(number: int) -> str:
     return (
-        f"{_short(error)} (dead letter #{number}: page the on-call by hand; once the "
-        f"cause is fixed, `fleet-alerting outbox requeue {number}` sends the page again)"
+        "page the on-call by hand; once the cause is fixed, "
+        f"`fleet-alerting outbox requeue {number}` sends the page again"
     )
 
 

@@ -20,6 +20,7 @@ from fleet_alerting.core.incidents import Incident, Kind, State
 from fleet_alerting.core.short_ids import SHORT, find, full_id, short_ids
 from fleet_alerting.core.wording import no_such
 from fleet_alerting.delivery.notifiers.slack_webhook import paged_after_all
+from fleet_alerting.delivery.stages import dead_page_advice
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store import outbox as box
 from fleet_alerting.store.database import OPEN, Store
@@ -83,7 +84,7 @@ def page_problem(page: UndeliveredPage, *, detailed: bool = False) -> str:
     error = f": {page.error}" if page.error else ""
     if page.status == "dead":
         told = f"{head}: dead letter #{page.outbox_id}{error if detailed else ''}"
-        hint = f"; page by hand, then `fleet-alerting outbox requeue {page.outbox_id}` once fixed"
+        hint = f"; {dead_page_advice(page.outbox_id)}"
         return told + (hint if detailed else "")
     tries = f"{page.attempts} attempt(s), next {when(page.next_attempt_at)}"
     if not page.attempts:

@@ -54,11 +54,7 @@ def what_if(args: argparse.Namespace) -> int:
 
     def replayed(config: Config, path: str) -> Replay:
         observed = with_alerts(recorded, alerts or [], config)
-        result = replay(observed, config, Path(path).name, silences=silenced)
-        # the runs the store holds: not the Alertmanager watch's schedule over the whole period,
-        # which stands in for its runs when the alerts are read from Prometheus' ALERTS
-        result.runs = sum(run.count for run in recorded.runs)
-        return result
+        return replay(observed, config, Path(path).name, silences=silenced)
 
     comparison = Comparison.of(
         replayed(current, current_path), replayed(proposed, args.proposed), routed
