@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from typing import Any
-from urllib.parse import quote
 
 import orjson
 
@@ -22,7 +21,7 @@ from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.keys import key_value, signal_key, stored_key
-from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link
+from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link, percent_encoded
 from fleet_alerting.core.policy import recover_unseen
 from fleet_alerting.core.signals import (
     TEXTS_VERSION,
@@ -290,4 +289,4 @@ def _alertmanager_link(url: str, alert: Alert) -> str:
 
 @lru_cache(maxsize=4096)
 def _quoted_matcher(name: str, value: str) -> str:
-    return quote(f'{name}="{value}"')
+    return percent_encoded(f'{name}="{value}"')
