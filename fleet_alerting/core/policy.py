@@ -205,6 +205,8 @@ def evaluate(
 
         def unchanged(signal: Signal) -> bool:
             brief = incidents.brief(signal.key)
+            if brief is None or brief.state not in _OPEN:  # new, pending: never steady
+                return False
             return (steady_member if grouped(brief) else steady)(brief, signal)
 
         latest = [s for s in latest if not unchanged(s)]
