@@ -168,7 +168,7 @@ class Notification:
 # the slots' own setters: a frozen dataclass's __init__ sets each field through
 # object.__setattr__, which looks the slot up again on every call
 _SET_NOTIFICATION = tuple(
-    Notification.__dict__[name].__set__  # type: ignore[attr-defined]
+    Notification.__dict__[name].__set__
     for name in ("id", "channel", "kind", "at", "incident", "one_off", "paging_failed")
 )
 
@@ -466,13 +466,8 @@ class Overlay(Mapping[str, Incident]):
 
     def glances(self) -> Iterator[tuple[str, Brief | Incident]]:
         """Every key with its `glance`, in the order of iteration."""
-        changed = self.changed
-        for key, seen in glances(self.before):
-            found = changed.get(key)
-            yield key, seen if found is None else found
-        known = self._known_before
-        for key in [k for k in changed if k not in known]:
-            yield key, changed[key]
+        for key, was, made in self.pairs():
+            yield key, was if made is None else made
 
     def pairs(self) -> Iterator[tuple[str, Brief | Incident | None, Incident | None]]:
         """Every key, in the order of iteration, with its glance in `before` (None: a key only

@@ -201,7 +201,7 @@ def inhibit(
     first: list[Notification] = []  # a held page's resolve, before any page of it goes again
     candidates = []
     for key, was, made in after.pairs():
-        source = (was if made is None else made).source  # type: ignore[union-attr]
+        source = (was if made is None else made).source
         if source in own_sources and (
             index.may_inhibit(source) or (was is not None and was.inhibited_by is not None)
         ):

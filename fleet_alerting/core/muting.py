@@ -322,7 +322,7 @@ def _candidate(
     `changed`: its record as the engine changed it, None if left as read): one may select its
     source, or its record (as the engine left it, or as read) may hold one. Any other is left as
     it is, its messages as sent."""
-    seen: Brief | Incident = was if changed is None else changed  # type: ignore[assignment]
+    seen: Brief | Incident = was if changed is None else changed
     if seen.source not in own_sources:
         return False
     return (
