@@ -266,12 +266,13 @@ def _storms(
     run (their group keys are noted in `keys`)."""
     opening: dict[str, set[str]] = {}
     ungrouped = set(config.ungrouped)
-    opened = Kind.opened
+    opened, counted = Kind.opened, None  # a member's messages come one after another
     for n in told:
-        if n.kind != opened or n.incident.source not in ungrouped:
+        if n.kind != opened or n.incident.source not in ungrouped or n.incident.key == counted:
             continue  # a record's source is its key's for good: the record is not looked up
         member = changed.get(n.incident.key) or n.incident
         if member.group is None:
+            counted = member.key
             gk = keys.get(member.key) or key_of(member)
             keys[member.key] = gk
             if gk in opening:

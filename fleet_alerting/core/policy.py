@@ -244,14 +244,20 @@ class _Alike:
         self.policy_for = policy_for
         self.now = now
         self.decided: dict[tuple[Any, ...], _Model] = {}
+        self.known = records.known()
+        # a storm's alerts share their onset: `onset_of` once per instant the source gives
+        self.onsets: dict[datetime | None, datetime] = {}
 
     def decided_for(self, signal: Signal) -> tuple[Incident, list[Notification]] | None:
         """What `_on_failure` makes of `signal`'s record, if it is known without reading it."""
         brief = self.records.observed(signal.key)
         if brief is not None:
             shape = (signal.severity, brief.source, brief.onset, brief.failures, brief.successes)
-        elif signal.firing and signal.key not in self.records:
-            shape = (signal.severity, signal.source, onset_of(signal, self.now), None, None)
+        elif signal.firing and signal.key not in self.known:
+            onset = self.onsets.get(signal.since)
+            if onset is None:
+                onset = self.onsets[signal.since] = onset_of(signal, self.now)
+            shape = (signal.severity, signal.source, onset, None, None)
         else:
             return None
         model = self.decided.get(shape)
