@@ -130,7 +130,8 @@ class _Index:
         self.sources: list[dict[tuple[str, ...], list[str]]] = [{} for _ in rules]
         as_source: dict[str, list[int]] = {}  # incident source -> rules it may be a cause in
         causes: list[tuple[str, list[int]]] = []
-        for key, seen in incidents.glances():  # the full record only of a possible cause
+        for key, was, made in incidents.pairs():  # the full record only of a possible cause
+            seen = was if made is None else made
             if seen.state == State.resolved:
                 continue
             which = as_source.get(seen.source)

@@ -333,7 +333,8 @@ def _candidate(
 
 
 def _may_hold_mute(seen: Brief | Incident) -> bool:
-    return seen.acted if isinstance(seen, Brief) else seen.acts.mute_id is not None
+    # the exact type: asked of every incident of a storm twice (Brief has no subclass)
+    return seen.acted if type(seen) is Brief else seen.acts.mute_id is not None
 
 
 def _never_acted_on(before: Mapping[str, Incident], key: str, incident: Incident) -> bool:
