@@ -14,7 +14,7 @@ from fleet_alerting.core.channels import Channel, pager_of
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.grouping import PREFIX as GROUP
-from fleet_alerting.core.incidents import Incident, Kind, State
+from fleet_alerting.core.incidents import NOTIFY_TEST_SOURCE, Incident, Kind, State
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.wording import count
 from fleet_alerting.delivery.drain import DrainReport
@@ -171,16 +171,23 @@ def what_changed(counters: dict[str, int], report: DrainReport) -> str:
     """`opened 1 incident, paged 1, told slack and mirror`, or `nothing to tell`."""
     moved = [(said, n) for said, n in changes(counters, report) if n]
     parts = [said.format(n if i else count(n, "incident")) for i, (said, n) in enumerate(moved)]
-    channels = {i.notification.channel for i, _ in report.sent}
-    told = [word for channel, word in CHANNEL_WORDS.items() if channel in channels]
-    told += sorted(channels - CHANNEL_WORDS.keys())  # named pagers: pagerduty_secondary
-    if told:
-        parts.append("told " + " and ".join(filter(None, [", ".join(told[:-1]), told[-1]])))
+    sent = [i.notification for i, _ in report.sent]
+    if told := channel_words({n.channel for n in sent if n.incident.source != NOTIFY_TEST_SOURCE}):
+        parts.append(f"told {told}")
+    if tests := channel_words({n.channel for n in sent if n.incident.source == NOTIFY_TEST_SOURCE}):
+        parts.append(f"delivered to {tests} what a notify-test left queued")
     if counters["notifications_queued"]:
         parts.append(f"{count(counters['notifications_queued'], 'message')} still queued")
     if counters["dead_letters"]:
         parts.append(count(counters["dead_letters"], "dead letter"))
     return ", ".join(parts) or "nothing to tell"
+
+
+def channel_words(channels: set[str]) -> str:
+    """`slack, mirror and pagerduty` (named pagers by their channel: pagerduty_secondary)."""
+    words = [word for channel, word in CHANNEL_WORDS.items() if channel in channels]
+    words += sorted(channels - CHANNEL_WORDS.keys())
+    return " and ".join(filter(None, [", ".join(words[:-1]), words[-1]])) if words else ""
 
 
 def changes(counters: dict[str, int], report: DrainReport) -> list[tuple[str, int]]:

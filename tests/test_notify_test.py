@@ -4,7 +4,7 @@ delivered (receipt), retrying (why) or refused (why)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -191,3 +191,47 @@ def test_a_test_after_a_failed_one_names_the_back_off(
     )
     assert out[1].startswith("pagerduty resolve → PagerDuty: not sent yet (PagerDuty backs off")
     assert len(pd.requests) == 1
+
+
+def test_a_test_page_left_queued_is_not_told_as_a_real_page_by_the_next_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """PagerDuty down during notify-test: its trigger and resolve stay queued; the next run
+    delivers them. Its summary must not say "told pagerduty" as if it had paged someone."""
+    import asyncio
+
+    import httpx
+
+    from fleet_alerting.config import load_config
+    from fleet_alerting.core.clock import utcnow
+    from fleet_alerting.core.policy import Evaluation
+    from fleet_alerting.delivery.deliver import deliver
+    from fleet_alerting.flows.common import summarize, what_changed
+
+    with SlackWebhookServer() as slack, PagerDutyServer() as pd:
+        path = write_config(
+            tmp_path,
+            {
+                "slack": {"webhook": secret(tmp_path, "s.url", f"{slack.url}/services/CANARY1x")},
+                "pagerduty": {
+                    "routing_key": secret(tmp_path, "pd.key", PD_KEY),
+                    "url": f"{pd.url}/v2/enqueue",
+                },
+            },
+            {"critical": {"mirror": False}},
+        )
+        pd.fail_next = [Response(503, {"status": "unavailable"})]
+        assert main(["notify-test", "--to", "pagerduty", "--config", str(path)]) == 1
+        capsys.readouterr()
+        config = load_config(path)
+
+        async def next_run() -> str:
+            with Store(config.state) as store:
+                async with httpx.AsyncClient() as client:
+                    later = utcnow() + timedelta(hours=1)  # the retry and back-off due
+                    report = await deliver(config, store, client, now=lambda: later)
+            return what_changed(summarize(Evaluation([], []), report), report)
+
+        said = asyncio.run(next_run())
+    assert [e["event_action"] for e in pd.events] == ["trigger", "resolve"]
+    assert said == "delivered to pagerduty what a notify-test left queued"
