@@ -24,6 +24,7 @@ class WatchStatus:
     serving_since: datetime  # a watch that has not succeeded yet is late counted from here
     last_success: datetime | None = None
     last_failure: datetime | None = None
+    last_failure_reason: str = ""  # the failed run's one line (its Prefect state's message)
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,14 @@ def verdict(
 
 
 def _late_reason(watch: WatchStatus, since: timedelta, now: datetime) -> str:
+    """Which watch, since when, and why its last run failed (a page owed, a source down)."""
     every, ago = format_duration(watch.every), format_duration(since)
+    failure = watch.last_failure
+    if failure is not None and watch.last_success is not None and failure <= watch.last_success:
+        failure = None  # it succeeded since
+    why = f": {watch.last_failure_reason}" if failure and watch.last_failure_reason else ""
     if watch.last_success is None:
-        return f"watch {watch.name} has not succeeded since serve began {ago} ago (every {every})"
-    failed = ""
-    if watch.last_failure is not None and watch.last_failure > watch.last_success:
-        failed = f", last failed {format_duration(now - watch.last_failure)} ago"
-    return f"watch {watch.name} last succeeded {ago} ago (every {every}{failed})"
+        began = f"has not succeeded since serve began {ago} ago (every {every})"
+        return f"watch {watch.name} {began}{why}"
+    when = f", last failed {format_duration(now - failure)} ago" if failure else ""
+    return f"watch {watch.name} last succeeded {ago} ago (every {every}{when}){why}"
