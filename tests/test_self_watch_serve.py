@@ -2,7 +2,8 @@
 a heartbeat; a real Prometheus scraping it with the shipped rules, a real Alertmanager, and a dead
 man's switch speaking Healthchecks' API. One watch's runs fail (its config section is taken away
 under the running serve): the watch-stale alert reaches Alertmanager and the heartbeat says
-`/fail` naming the watch and why its runs fail. Healed, the pings say ok; SIGKILLed, the pings stop."""
+`/fail` naming the watch and why its runs fail. Healed, the pings say ok; SIGKILLed, the pings
+stop."""
 
 from __future__ import annotations
 

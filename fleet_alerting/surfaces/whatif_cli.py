@@ -61,7 +61,7 @@ def what_if(args: argparse.Namespace) -> int:
     )
     hours = current.review.business_hours
     blocks = build(comparison, hours, start, end, args.accept)
-    markdown, page = render(blocks, "What-if")
+    markdown, page = render(blocks, "What-if", images=bool(args.markdown))
     if args.markdown:
         Path(args.markdown).write_text(markdown)
     else:
@@ -140,5 +140,17 @@ def add_commands(
         metavar="CUR-AM.yml",
         help="the current alertmanager.yml (default: the running one, from alertmanager.url)",
     )
-    sub.add_argument("--markdown", metavar="FILE", help="write the Markdown report here")
-    sub.add_argument("--html", metavar="FILE", help="write the HTML report with charts here")
+    sub.add_argument(
+        "--markdown", type=report_file, metavar="FILE", help="write the Markdown report here"
+    )
+    sub.add_argument(
+        "--html", type=report_file, metavar="FILE", help="write the HTML report with charts here"
+    )
+
+
+def report_file(text: str) -> Path:
+    """A report's file, refused before the replay when its folder does not exist."""
+    folder = Path(text).parent
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: no such folder {folder}")
+    return Path(text)
