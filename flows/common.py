@@ -100,10 +100,15 @@ def summarize(evaluation: Evaluation, report: DrainReport) -> dict[str, int]:
     differently (a permit-join "open for 3m" that is "open for 4m" the next run) is not a change:
     `opened_or_changed` counts incidents that opened or paged in this run."""
     opened, paged = _moved(evaluation)
+    queued, dead = undelivered_page_keys(report)
+    paged_keys = {i.key for i in paged}
     return {
         "opened_or_changed": len({i.key for i in opened + paged}),
         "opened": len(opened),
         "paged": len(paged),
+        # of those paged in this run: no pager took the page yet / it became a dead letter
+        "page_queued": len(paged_keys & queued),
+        "page_dead": len(paged_keys & dead),
         "resolved": sum(i.state == State.resolved for i in evaluation.incidents),
         "notifications_sent": len(report.sent),
         "notifications_queued": len(report.retrying) + len(report.held),
@@ -169,7 +174,7 @@ def finish(
 
 def what_changed(counters: dict[str, int], report: DrainReport) -> str:
     """`opened 1 incident, paged 1, told slack and mirror`, or `nothing to tell`."""
-    moved = [(said, n) for said, n in changes(counters, report) if n]
+    moved = [(said, n) for said, n in changes(counters) if n]
     parts = [said.format(n if i else count(n, "incident")) for i, (said, n) in enumerate(moved)]
     sent = [i.notification for i, _ in report.sent]
     if told := channel_words({n.channel for n in sent if n.incident.source != NOTIFY_TEST_SOURCE}):
@@ -190,17 +195,15 @@ def channel_words(channels: set[str]) -> str:
     return " and ".join(filter(None, [", ".join(words[:-1]), words[-1]])) if words else ""
 
 
-def changes(counters: dict[str, int], report: DrainReport) -> list[tuple[str, int]]:
+def changes(counters: dict[str, int]) -> list[tuple[str, int]]:
     """What opened, paged and resolved, as phrases with the count to put in: an incident whose
     page no pager took in this run is not said to be paged."""
-    queued, dead = undelivered_page_keys(report)
-    not_taken = min(counters["paged"], len(queued | dead))
-    dead_only = min(not_taken, len(dead))
+    queued, dead = counters["page_queued"], counters["page_dead"]
     return [
         ("opened {}", counters["opened"]),
-        ("paged {}", counters["paged"] - not_taken),
-        ("page queued for {} (not delivered)", not_taken - dead_only),
-        ("page undelivered for {} (dead letter)", dead_only),
+        ("paged {}", counters["paged"] - queued - dead),
+        ("page queued for {} (not delivered)", queued),
+        ("page undelivered for {} (dead letter)", dead),
         ("resolved {}", counters["resolved"]),
     ]
 
