@@ -166,7 +166,7 @@ def finish(
     sentence = f"{observed}; {what_changed(counters, report)}"
     run_logger().info("%s", sentence)
     result: Summary = {**counters, "summary": sentence}
-    reasons = [*([stale] if stale else []), *undelivered(report)]
+    reasons = [*undelivered(report), *([stale] if stale else [])]  # a page owed first
     if reasons:  # a page owed or the store lost: the run says so (Failed, exit 1)
         raise RunIncomplete("; ".join(reasons), result)
     return result
