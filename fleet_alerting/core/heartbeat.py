@@ -38,6 +38,8 @@ class QueuedPage:
 class Verdict:
     ok: bool
     reason: str = ""  # one line naming what is wrong; empty when ok
+    # what is wrong without how long it has been: the same while nothing else goes wrong
+    gist: tuple[str, ...] = ()
 
 
 def late(watch: WatchStatus, now: datetime) -> timedelta | None:
@@ -54,16 +56,18 @@ def verdict(
 ) -> Verdict:
     """ok only when every watch succeeded within its limit, no page waits longer than
     STUCK_PAGE_AFTER and the store answered; else every reason, in one line."""
-    reasons = [_late_reason(w, since, now) for w in watches if (since := late(w, now))]
+    late_ones = [(w, since) for w in watches if (since := late(w, now))]
+    reasons = [_late_reason(w, since, now) for w, since in late_ones]
+    gist = [f"{w.name}: {w.last_failure_reason}" for w, _ in late_ones]
     if store_error:
         reasons.append(f"the store failed: {store_error}")
+        gist.append(store_error)
     elif oldest_page is not None and now - oldest_page.queued_at > STUCK_PAGE_AFTER:
         age = format_duration(now - oldest_page.queued_at)
-        reasons.append(
-            f"a page to {oldest_page.destination} for {oldest_page.incident_key} "
-            f"has been queued for {age}"
-        )
-    return Verdict(not reasons, "; ".join(reasons))
+        stuck = f"a page to {oldest_page.destination} for {oldest_page.incident_key}"
+        reasons.append(f"{stuck} has been queued for {age}")
+        gist.append(stuck)
+    return Verdict(not reasons, "; ".join(reasons), tuple(gist))
 
 
 def _late_reason(watch: WatchStatus, since: timedelta, now: datetime) -> str:
