@@ -91,8 +91,7 @@ def _at(exc: httpx.HTTPError) -> str:
         url = exc.request.url
     except RuntimeError:  # raised without a request
         return ""
-    port = f":{url.port}" if url.port is not None else ""
-    return f" at {url.scheme}://{url.host}{port}"
+    return f" at {url.scheme}://{url.netloc.decode('ascii')}"  # no userinfo; [::1] bracketed
 
 
 async def post_json(
