@@ -3,6 +3,7 @@ transaction): the gate's exit codes, --accept, and the HTML report rendered by h
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 from datetime import timedelta
@@ -245,3 +246,12 @@ def test_the_terminal_gets_chart_names_and_a_file_the_charts(
     markdown = tmp_path / "report.md"
     assert main([*args, "--markdown", str(markdown)]) == 0
     assert "](data:image/png;base64," in markdown.read_text()
+
+
+def test_a_folder_given_as_the_report_file_is_refused(tmp_path: Path) -> None:
+    from fleet_alerting.surfaces.whatif_cli import report_file
+
+    (tmp_path / "reports").mkdir()
+    with pytest.raises(argparse.ArgumentTypeError, match="a folder"):
+        report_file(str(tmp_path / "reports"))
+    assert report_file(str(tmp_path / "r.html")) == tmp_path / "r.html"

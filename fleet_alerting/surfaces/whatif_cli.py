@@ -8,6 +8,7 @@ not page under the proposed one, unless its key is listed with --accept (intende
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -149,8 +150,12 @@ def add_commands(
 
 
 def report_file(text: str) -> Path:
-    """A report's file, refused before the replay when its folder does not exist."""
-    folder = Path(text).parent
-    if not folder.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot write {text}: no such folder {folder}")
-    return Path(text)
+    """A report's file, refused before the replay when it could not be written."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: a folder (name a file in it)")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: no such folder {path.parent}")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: permission denied")
+    return path
