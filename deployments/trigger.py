@@ -69,8 +69,9 @@ async def _trigger(
         if await client.api_healthcheck() is not None:
             problem(
                 f"No Prefect server reachable at {api}. Is `fleet-alerting serve` (or `prefect "
-                "server start`) running there? Unset PREFECT_API_URL to use the running serve "
-                "this PREFECT_HOME knows of."
+                "server start`) running there? Unset PREFECT_API_URL (`prefect config unset "
+                "PREFECT_API_URL` if a profile sets it) to use the running serve this "
+                "PREFECT_HOME knows of."
             )
             return 2
         try:
