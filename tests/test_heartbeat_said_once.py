@@ -18,6 +18,14 @@ from tests.fakes.deadmans_switch import DeadMansSwitch
 REASON = "page to pagerduty undelivered: PagerDuty Events API answered HTTP 503 " + "x" * 400
 
 
+def failed_once(reason: str) -> WatchRuns:
+    """blackbox-probe (every 10 s) served a minute ago, its one run failed for `reason`."""
+    runs = WatchRuns()
+    runs.serve({"blackbox-probe": timedelta(seconds=10)}, datetime.now(UTC) - timedelta(minutes=1))
+    runs.started("blackbox-probe").ended(False, reason)
+    return runs
+
+
 @pytest.fixture
 def switch() -> DeadMansSwitch:
     with DeadMansSwitch() as fake:
@@ -39,10 +47,7 @@ def beating(tmp_path: Path, switch: DeadMansSwitch, runs: WatchRuns, out) -> Hea
 def test_the_same_late_watch_and_reason_is_logged_once(
     tmp_path: Path, switch: DeadMansSwitch
 ) -> None:
-    began = datetime.now(UTC) - timedelta(seconds=60)
-    runs = WatchRuns()
-    runs.serve({"blackbox-probe": timedelta(seconds=10)}, began)
-    runs.started("blackbox-probe").ended(False, REASON)
+    runs = failed_once(REASON)
     lines: list[str] = []
     beat = beating(tmp_path, switch, runs, lines.append)
     now = datetime.now(UTC)
@@ -70,10 +75,7 @@ def test_control_a_registered_secret_in_the_reason_is_masked_and_the_reason_is_b
 
     secret = "https://hooks.slack.com/services/T000/B000/CANARYreviewS9token"
     register(secret)
-    began = datetime.now(UTC) - timedelta(seconds=60)
-    runs = WatchRuns()
-    runs.serve({"blackbox-probe": timedelta(seconds=10)}, began)
-    runs.started("blackbox-probe").ended(False, f"POST {secret} failed\n" + "y" * 5000)
+    runs = failed_once(f"POST {secret} failed\n" + "y" * 5000)
     beat = beating(tmp_path, switch, runs, lambda _line: None)
     beat.beat(datetime.now(UTC))
     body = switch.pings[-1].body
@@ -84,10 +86,7 @@ def test_control_a_registered_secret_in_the_reason_is_masked_and_the_reason_is_b
 def test_control_an_older_failures_reason_is_not_said_after_a_success(
     tmp_path: Path, switch: DeadMansSwitch
 ) -> None:
-    began = datetime.now(UTC) - timedelta(seconds=60)
-    runs = WatchRuns()
-    runs.serve({"blackbox-probe": timedelta(seconds=10)}, began)
-    runs.started("blackbox-probe").ended(False, "old trouble")
+    runs = failed_once("old trouble")
     runs.started("blackbox-probe").ended(True)
     beat = beating(tmp_path, switch, runs, lambda _line: None)
     beat.beat(datetime.now(UTC) + timedelta(seconds=30))

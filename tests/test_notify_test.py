@@ -35,6 +35,21 @@ def secret(folder: Path, name: str, value: str) -> dict:
     return {"file": name}
 
 
+def slack_and_pagerduty(folder: Path, slack: SlackWebhookServer, pd: PagerDutyServer) -> Path:
+    """A config with a Slack webhook and PagerDuty (no mirror, no OnCall)."""
+    return write_config(
+        folder,
+        {
+            "slack": {"webhook": secret(folder, "s.url", f"{slack.url}/services/CANARY1x")},
+            "pagerduty": {
+                "routing_key": secret(folder, "pd.key", PD_KEY),
+                "url": f"{pd.url}/v2/enqueue",
+            },
+        },
+        {"critical": {"mirror": False}},
+    )
+
+
 def test_every_destination_delivered(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with (
         SlackWebhookServer() as slack,
@@ -83,17 +98,7 @@ def test_every_destination_delivered(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_retrying_and_refused_say_why(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with SlackWebhookServer() as slack, PagerDutyServer() as pd:
-        config = write_config(
-            tmp_path,
-            {
-                "slack": {"webhook": secret(tmp_path, "s.url", f"{slack.url}/services/CANARY1x")},
-                "pagerduty": {
-                    "routing_key": secret(tmp_path, "pd.key", PD_KEY),
-                    "url": f"{pd.url}/v2/enqueue",
-                },
-            },
-            {"critical": {"mirror": False}},
-        )
+        config = slack_and_pagerduty(tmp_path, slack, pd)
         slack.fail_next = [Response(404, "channel_not_found")]
         pd.fail_next = [Response(503, {"status": "unavailable"})]
         assert main(["notify-test", "--config", str(config)]) == 1
@@ -209,17 +214,7 @@ def test_a_test_page_left_queued_is_not_told_as_a_real_page_by_the_next_run(
     from fleet_alerting.flows.common import summarize, what_changed
 
     with SlackWebhookServer() as slack, PagerDutyServer() as pd:
-        path = write_config(
-            tmp_path,
-            {
-                "slack": {"webhook": secret(tmp_path, "s.url", f"{slack.url}/services/CANARY1x")},
-                "pagerduty": {
-                    "routing_key": secret(tmp_path, "pd.key", PD_KEY),
-                    "url": f"{pd.url}/v2/enqueue",
-                },
-            },
-            {"critical": {"mirror": False}},
-        )
+        path = slack_and_pagerduty(tmp_path, slack, pd)
         pd.fail_next = [Response(503, {"status": "unavailable"})]
         assert main(["notify-test", "--to", "pagerduty", "--config", str(path)]) == 1
         capsys.readouterr()
