@@ -222,14 +222,15 @@ def write(
     `_WRITE_CHUNK` rows: a fleet-wide failure changes a thousand incidents per run, and building a
     statement per row cost ~0.5 ms each (bench/README.md); a storm's opening run changes tens of
     thousands, whose JSON is not held all at once. The rows go to the driver as they are
-    (`_Driver`): SQLAlchemy's processing of each row's parameters cost about a fifth of the write.
+    (`backend.Driver`): SQLAlchemy's processing of each row's parameters cost about a fifth of
+    the write. Members alike share their record's JSON (`_Rows`).
 
     A record is stored without its signal, which has a row of its own (texts_table). `stored`:
     the records as read in this transaction. An incident whose deferred signal has the
     fingerprint its row holds keeps the stored signal (the same texts: `Signal.deferred`), so a
     storm's opening run neither renders nor writes again the texts written when it began."""
-    upsert = _driver(_upsert_incident, ROW_COLUMNS, conn.dialect)
-    texts = _driver(_upsert_texts, TEXT_COLUMNS, conn.dialect)
+    upsert = backend.driver(_upsert_incident, ROW_COLUMNS, conn.dialect)
+    texts = backend.driver(_upsert_texts, TEXT_COLUMNS, conn.dialect)
     for start in range(0, len(incidents), _WRITE_CHUNK):
         rows = _Rows(now)
         signals: list[Row] = []
@@ -259,45 +260,6 @@ ROW_COLUMNS = (
 )
 TEXT_COLUMNS = ("key", "signal")
 Row = tuple[Any, ...]  # a row's values of ROW_COLUMNS or TEXT_COLUMNS
-
-
-class _Driver:
-    """An upsert as its SQL for the driver: rows (tuples of `columns`) go to the DBAPI's
-    executemany with the statement's own constants, positional or by name as the dialect binds
-    them — what SQLAlchemy would send, without its per-row processing (the columns are strings,
-    integers and a boolean, which both drivers take as they are)."""
-
-    def __init__(self, statement: Any, columns: tuple[str, ...], dialect: sa.Dialect):
-        self.columns = columns
-        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
-        self.sql = compiled.string
-        constants = {
-            name: value
-            for name, value in compiled.construct_params(dict.fromkeys(columns)).items()
-            if name not in columns
-        }
-        self.constants = constants
-        order = compiled.positiontup
-        if order is None:  # named (psycopg)
-            self.positional = False
-        else:
-            self.positional = True
-            if list(order[: len(columns)]) != list(columns):
-                raise ValueError(f"unexpected order of parameters: {order}")
-            self.tail = tuple(constants[name] for name in order[len(columns) :])
-
-    def execute(self, conn: sa.Connection, rows: list[Row]) -> None:
-        if self.positional:
-            tail = self.tail
-            conn.exec_driver_sql(self.sql, [row + tail for row in rows] if tail else rows)
-        else:
-            named = [dict(zip(self.columns, row, strict=True)) | self.constants for row in rows]
-            conn.exec_driver_sql(self.sql, named)
-
-
-@lru_cache(maxsize=8)
-def _driver(build: Any, columns: tuple[str, ...], dialect: sa.Dialect) -> _Driver:
-    return _Driver(backend.cached(build, dialect.name), columns, dialect)
 
 
 def _keeps_texts(incident: Incident, stored: Records | None) -> bool:
