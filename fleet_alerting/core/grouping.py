@@ -434,7 +434,8 @@ def _mute_turns(
     that silence ends (or is lifted) and a member fails."""
     ran_out = expiry_due(g, now)
     silenced_by, until = g.acts.silenced_by, g.acts.silenced_until
-    news = ran_out and until is not None and now - until < OLD_NEWS  # else lifted unsaid
+    # else lifted unsaid, unless the group kept it past its end while every member passed
+    news = ran_out and until is not None and (now - until < OLD_NEWS or g.changed_at >= until)
     silenced, g = g, expire(g, (), now)[0]  # said below, with what else ended
     if g.acts.mute_id is None:
         if batch.muted is not None and _all_muted(incidents, g.members):
@@ -442,7 +443,8 @@ def _mute_turns(
         if not news:
             return g, []
         if not failing():  # as one incident's: said once a member fails again, if one does
-            return silenced, []
+            kept = silenced if silenced.changed_at >= until else replace(silenced, changed_at=now)
+            return kept, []  # its record written once after the end: not old news however late
         g = replace(g, last_notified_at=now)
         return g, [notification(g, c, Kind.silence_expired, now) for c in channels]
     joined = next((m for m in batch.opened.values() if m.acts.mute_id is None), None)
