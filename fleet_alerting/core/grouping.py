@@ -357,12 +357,15 @@ def _advance(
         if _all_muted(after, g.members):
             return g, []  # it waits on: opened once a mute ends, as a muted incident is told
         g = replace(g, state=State.firing, opened_at=now, changed_at=now, members_told=g.members)
+        g = _slack_scheduled(g, policy.stages(), now)  # steps due by now: the opening itself
         g = replace(g, signal=_summary(g, members, config, set(g.members)), last_notified_at=now)
         sent = notify_channels(g, policy, Kind.opened, now)
         batch.paged |= any(m.state == State.paged for m in members)
         # pages the members sent while it waited: steps overdue as it opens, as one incident's
         batch.pagers |= {p for m in members for p in m.paged_via if pager_of(p) is not None}
     else:
+        if g.escalation.next_at is None:  # none left, or stored before groups kept it
+            g = _slack_scheduled(g, policy.stages(), now)
         # lifted before a mute's end pages again what the mute acknowledged, that page included
         if ack_timed_out(g, policy.ack_timeout, now) and telling():
             # as one incident's: from the first run that finds it timed out with a member failing
@@ -380,6 +383,7 @@ def _advance(
         again = _latest_step(unique([*again, *ran]), policy.stages()) or again
         g = _restarted(g, again, policy.stages(), restart_at)
     pagers, later = _pagers_due(g, batch, policy, now)
+    slack_due = g.escalation.next_at is not None and g.escalation.next_at <= now
     held = holds_page(g, policy.page_hold(), now) or g.acts.mute_id is not None
     held = held or (bool(pagers) and not failing())  # as one incident: no step while it passes
     if held:  # a timed-out acknowledgement's page is owed until the silence or mute ends
@@ -391,6 +395,8 @@ def _advance(
     elif pagers or again:
         paged_before, paging = g.paged_via, unique([*again, *pagers])
         g = _paged(g, paging, now, why)
+        if slack_due:  # a step only telling Slack, due with the page: said by the page
+            g = _slack_scheduled(g, policy.stages(), now)
         g = replace(g, signal=_summary(g, members, config, set(g.members_told)))
         resent = {n.channel for n in sent if n.kind == Kind.resolved}  # as the mute ended
         sent += reopened(g, paged_before, [p for p in again if p not in resent], now)
@@ -400,6 +406,12 @@ def _advance(
     elif why:  # nobody to page: the thread hears that it escalates again
         sent += notify_channels(g, policy, Kind.escalated, now)
         g = replace(g, last_notified_at=now)
+    if slack_due and not holds_page(g, policy.page_hold(), now) and failing():
+        # as one incident's steps: held by an ack or silence, none while every member passes; run
+        # unsaid under a mute or inhibition, or said with "escalating again"
+        say = not why and g.acts.mute_id is None and telling()
+        g, told = _slack_step(g, policy.stages(), policy.channels() if say else (), now)
+        sent += told
     if sent:
         return g, sent
     due = g.last_notified_at is None or now - g.last_notified_at >= config.group_interval
@@ -585,7 +597,36 @@ def _restarted(
     follow at their delays from it)."""
     offsets = _first_offsets(stages)
     base = now - min((offsets.get(p, timedelta(0)) for p in again), default=timedelta(0))
-    return replace(g, escalation=replace(g.escalation, base=base))
+    return _slack_scheduled(replace(g, escalation=replace(g.escalation, base=base)), stages, now)
+
+
+def _slack_scheduled(g: Incident, stages: Sequence[Stage], after: datetime) -> Incident:
+    """The group with `escalation.next_at` its next step that only tells Slack, the first due
+    after `after` on its own clock (from its onset, or where its escalation started again), as
+    one incident's: its pages follow its members' steps, which tell it nothing of those."""
+    base = g.escalation.base or g.onset
+    due = (base + s.offset for s in stages if not s.pagers)
+    next_at = min((at for at in due if at > after), default=None)
+    if next_at == g.escalation.next_at:
+        return g
+    return replace(g, escalation=replace(g.escalation, next_at=next_at))
+
+
+def _slack_step(
+    g: Incident, stages: Sequence[Stage], channels: Sequence[str], now: datetime
+) -> tuple[Incident, list[Notification]]:
+    """The group's steps that only tell Slack, due by `now`, run: said to `channels` (none: run
+    unsaid) in one "escalated" message naming the latest, with its mention, as one incident's."""
+    esc, base = g.escalation, g.escalation.base or g.onset
+    since = esc.next_at or now
+    due = [i for i, s in enumerate(stages) if not s.pagers and since <= base + s.offset <= now]
+    g = _slack_scheduled(g, stages, now)
+    if not due or not channels:
+        return g, []
+    mention = next((stages[i].mention for i in reversed(due) if stages[i].mention), None)
+    g = replace(g, last_notified_at=now)
+    step = replace(g, escalation=replace(esc, step=due[-1] + 1, mention=mention, why=""))
+    return g, [notification(step, c, Kind.escalated, now) for c in channels]
 
 
 def _owed_restart(g: Incident, stages: Sequence[Stage]) -> datetime | None:
