@@ -357,7 +357,10 @@ def _advance(
         if _all_muted(after, g.members):
             return g, []  # it waits on: opened once a mute ends, as a muted incident is told
         g = replace(g, state=State.firing, opened_at=now, changed_at=now, members_told=g.members)
-        g = _slack_scheduled(g, policy.stages(), now)  # steps due by now: the opening itself
+        # as one incident's: a step due as its members opened is the opening itself; one due since
+        # (while a mute held them, or the group waited) is said with it
+        since = min((m.opened_at or now for m in members), default=now)
+        g = _slack_scheduled(g, policy.stages(), since)
         g = replace(g, signal=_summary(g, members, config, set(g.members)), last_notified_at=now)
         sent = notify_channels(g, policy, Kind.opened, now)
         batch.paged |= any(m.state == State.paged for m in members)
@@ -406,10 +409,11 @@ def _advance(
     elif why:  # nobody to page: the thread hears that it escalates again
         sent += notify_channels(g, policy, Kind.escalated, now)
         g = replace(g, last_notified_at=now)
-    if slack_due and not holds_page(g, policy.page_hold(), now) and failing():
-        # as one incident's steps: held by an ack or silence, none while every member passes; run
-        # unsaid under a mute or inhibition, or said with "escalating again"
-        say = not why and g.acts.mute_id is None and telling()
+    muted = g.acts.mute_id is not None
+    if slack_due and not muted and not holds_page(g, policy.page_hold(), now) and failing():
+        # as one incident's steps: held by an ack, silence or mute, none while every member
+        # passes; run unsaid while inhibited, or said with "escalating again"
+        say = not why and telling()
         g, told = _slack_step(g, policy.stages(), policy.channels() if say else (), now)
         sent += told
     if sent:
