@@ -374,6 +374,8 @@ def _advance(
             # as one incident's: from the first run that finds it timed out with a member failing
             # (one inhibited pages nobody: paged again once its inhibition ends)
             g, why = lift_timed_out_ack(g, policy.ack_timeout, now)
+            if g.state != State.paged:  # as one incident's steps, its steps telling Slack
+                g = _slack_restarted(g, policy.stages(), now)
         elif failing() and (owed := _owed_restart(g, policy.stages())) is not None:
             why, restart_at = g.escalation.why, owed
         g, sent = _mute_turns(g, after, batch, policy.channels(), telling, now)
@@ -604,16 +606,30 @@ def _restarted(
     return _slack_scheduled(replace(g, escalation=replace(g.escalation, base=base)), stages, now)
 
 
-def _slack_scheduled(g: Incident, stages: Sequence[Stage], after: datetime) -> Incident:
-    """The group with `escalation.next_at` its next step that only tells Slack, the first due
-    after `after` on its own clock (from its onset, or where its escalation started again), as
-    one incident's: its pages follow its members' steps, which tell it nothing of those."""
+def _slack_scheduled(
+    g: Incident, stages: Sequence[Stage], after: datetime, rerun: bool = False
+) -> Incident:
+    """The group with `escalation.next_at` its next later step that only tells Slack, the first
+    due after `after` (`rerun`: at it too) on its own clock (from its onset, or where its
+    escalation started again), as one incident's: its pages follow its members' steps, which
+    tell it nothing of those."""
     base = g.escalation.base or g.onset
-    due = (base + s.offset for s in stages if not s.pagers)
-    next_at = min((at for at in due if at > after), default=None)
+    due = (base + s.offset for s in stages if not s.pagers and s.offset > timedelta(0))
+    next_at = min((at for at in due if at > after or (rerun and at == after)), default=None)
     if next_at == g.escalation.next_at:
         return g
     return replace(g, escalation=replace(g.escalation, next_at=next_at))
+
+
+def _slack_restarted(g: Incident, stages: Sequence[Stage], now: datetime) -> Incident:
+    """A group that paged nobody, its acknowledgement timed out: its escalation started again from
+    the step it was on (said now), its later steps telling Slack at their delays from it."""
+    esc, base = g.escalation, g.escalation.base or g.onset
+    ran = [base + s.offset for s in stages if base + s.offset < (esc.next_at or now)]
+    if not ran:
+        return g
+    restarted = replace(esc, base=now - (max(ran) - base))
+    return _slack_scheduled(replace(g, escalation=restarted), stages, now, rerun=True)
 
 
 def _slack_step(
@@ -641,6 +657,8 @@ def _owed_restart(g: Incident, stages: Sequence[Stage]) -> datetime | None:
         return None
     offsets = _first_offsets(stages)
     pagers = current_pages(g) or g.paged_via
+    if not pagers:  # it paged nobody: its steps telling Slack started again as it timed out
+        return None
     point = esc.base + min((offsets.get(p, timedelta(0)) for p in pagers), default=timedelta(0))
     return point if all(p.at < point for p in esc.pages) else None
 
