@@ -50,7 +50,7 @@ class Heartbeat:
             raise SecretError(f"{settings.url.describe()} does not hold an http(s) URL")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
-        self._last_said = ""
+        self._last_said: object = ""
 
     def start(self) -> Heartbeat:
         self._thread.start()
@@ -87,13 +87,16 @@ class Heartbeat:
         except httpx.HTTPError as exc:
             self._say(f"heartbeat: the ping failed ({type(exc).__name__})")
         else:
-            self._say("" if said.ok else f"heartbeat: told the dead man's switch: {said.reason}")
+            told = f"heartbeat: told the dead man's switch: {said.reason}"
+            self._say("" if said.ok else told, said.gist)
 
-    def _say(self, line: str) -> None:
-        """Each new complaint once, not once a cycle."""
-        if line and line != self._last_said:
+    def _say(self, line: str, gist: object = None) -> None:
+        """Each new complaint once, not once a cycle (a complaint that only grows older, by
+        its `gist`, is not new)."""
+        said = gist or line
+        if line and said != self._last_said:
             self.out(redact(line))
-        self._last_said = line
+        self._last_said = said
 
 
 @contextlib.contextmanager

@@ -604,8 +604,8 @@ async def _run(flow: Any, flow_run: Any, out: Print) -> None:
     watch_run = RUNS.started(flow.name)
     try:
         state = await run_in_process(flow, flow_run)
-        watch_run.ended(state.is_completed())
+        watch_run.ended(state.is_completed(), state.message or state.name)
         out(f"{flow.name} {flow_run.name}: {state.name}")
     except Exception as exc:  # a run's failure is recorded in Prefect; serve keeps serving
-        watch_run.ended(False)
+        watch_run.ended(False, f"crashed ({type(exc).__name__})")
         out(f"{flow.name} {flow_run.name}: crashed ({type(exc).__name__})")

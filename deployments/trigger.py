@@ -67,7 +67,12 @@ async def _trigger(
 
     async with get_client() as client:
         if await client.api_healthcheck() is not None:
-            problem(f"No Prefect server reachable at {api}.")
+            problem(
+                f"No Prefect server reachable at {api}. Is `fleet-alerting serve` (or `prefect "
+                "server start`) running there? Unset PREFECT_API_URL (`prefect config unset "
+                "PREFECT_API_URL` if a profile sets it) to use the running serve this "
+                "PREFECT_HOME knows of."
+            )
             return 2
         try:
             found = await client.read_deployment_by_name(deployment)

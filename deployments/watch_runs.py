@@ -8,7 +8,10 @@ import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.heartbeat import WatchStatus
+
+MAX_REASON = 500  # of a failed run's reason, as the heartbeat says it
 
 
 @dataclass(frozen=True)
@@ -24,8 +27,9 @@ class Run:
         self.runs, self.name = runs, name
         self.began = time.monotonic()
 
-    def ended(self, succeeded: bool) -> None:
-        self.runs._ended(self.name, succeeded, time.monotonic() - self.began)
+    def ended(self, succeeded: bool, reason: str = "") -> None:
+        """`reason`: why a failed run failed, in one line (redacted, cut to MAX_REASON)."""
+        self.runs._ended(self.name, succeeded, time.monotonic() - self.began, reason)
 
 
 class WatchRuns:
@@ -57,9 +61,14 @@ class WatchRuns:
         self._update(name, last_start=datetime.now(UTC))
         return Run(self, name)
 
-    def _ended(self, name: str, succeeded: bool, seconds: float) -> None:
-        outcome = "last_success" if succeeded else "last_failure"
-        self._update(name, last_duration=seconds, **{outcome: datetime.now(UTC)})
+    def _ended(self, name: str, succeeded: bool, seconds: float, reason: str) -> None:
+        now = datetime.now(UTC)
+        if succeeded:
+            self._update(name, last_duration=seconds, last_success=now)
+        else:
+            said = " ".join(redact(reason).split())
+            said = said if len(said) <= MAX_REASON else said[: MAX_REASON - 1] + "…"
+            self._update(name, last_duration=seconds, last_failure=now, last_failure_reason=said)
 
     def _update(self, name: str, **changes: object) -> None:
         with self._lock:

@@ -14,7 +14,7 @@ from fleet_alerting.core.channels import Channel, pager_of
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.grouping import PREFIX as GROUP
-from fleet_alerting.core.incidents import Incident, Kind, State
+from fleet_alerting.core.incidents import NOTIFY_TEST_SOURCE, Incident, Kind, State
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.wording import count
 from fleet_alerting.delivery.drain import DrainReport
@@ -100,10 +100,15 @@ def summarize(evaluation: Evaluation, report: DrainReport) -> dict[str, int]:
     differently (a permit-join "open for 3m" that is "open for 4m" the next run) is not a change:
     `opened_or_changed` counts incidents that opened or paged in this run."""
     opened, paged = _moved(evaluation)
+    queued, dead = undelivered_page_keys(report)
+    paged_keys = {i.key for i in paged}
     return {
         "opened_or_changed": len({i.key for i in opened + paged}),
         "opened": len(opened),
         "paged": len(paged),
+        # of those paged in this run: no pager took the page yet / it became a dead letter
+        "page_queued": len(paged_keys & queued),
+        "page_dead": len(paged_keys & dead),
         "resolved": sum(i.state == State.resolved for i in evaluation.incidents),
         "notifications_sent": len(report.sent),
         "notifications_queued": len(report.retrying) + len(report.held),
@@ -161,7 +166,7 @@ def finish(
     sentence = f"{observed}; {what_changed(counters, report)}"
     run_logger().info("%s", sentence)
     result: Summary = {**counters, "summary": sentence}
-    reasons = [*([stale] if stale else []), *undelivered(report)]
+    reasons = [*undelivered(report), *([stale] if stale else [])]  # a page owed first
     if reasons:  # a page owed or the store lost: the run says so (Failed, exit 1)
         raise RunIncomplete("; ".join(reasons), result)
     return result
@@ -169,13 +174,13 @@ def finish(
 
 def what_changed(counters: dict[str, int], report: DrainReport) -> str:
     """`opened 1 incident, paged 1, told slack and mirror`, or `nothing to tell`."""
-    moved = [(said, n) for said, n in changes(counters, report) if n]
+    moved = [(said, n) for said, n in changes(counters) if n]
     parts = [said.format(n if i else count(n, "incident")) for i, (said, n) in enumerate(moved)]
-    channels = {i.notification.channel for i, _ in report.sent}
-    told = [word for channel, word in CHANNEL_WORDS.items() if channel in channels]
-    told += sorted(channels - CHANNEL_WORDS.keys())  # named pagers: pagerduty_secondary
-    if told:
-        parts.append("told " + " and ".join(filter(None, [", ".join(told[:-1]), told[-1]])))
+    sent = [i.notification for i, _ in report.sent]
+    if told := channel_words({n.channel for n in sent if n.incident.source != NOTIFY_TEST_SOURCE}):
+        parts.append(f"told {told}")
+    if tests := channel_words({n.channel for n in sent if n.incident.source == NOTIFY_TEST_SOURCE}):
+        parts.append(f"delivered to {tests} what a notify-test left queued")
     if counters["notifications_queued"]:
         parts.append(f"{count(counters['notifications_queued'], 'message')} still queued")
     if counters["dead_letters"]:
@@ -183,17 +188,22 @@ def what_changed(counters: dict[str, int], report: DrainReport) -> str:
     return ", ".join(parts) or "nothing to tell"
 
 
-def changes(counters: dict[str, int], report: DrainReport) -> list[tuple[str, int]]:
+def channel_words(channels: set[str]) -> str:
+    """`slack, mirror and pagerduty` (named pagers by their channel: pagerduty_secondary)."""
+    words = [word for channel, word in CHANNEL_WORDS.items() if channel in channels]
+    words += sorted(channels - CHANNEL_WORDS.keys())
+    return " and ".join(filter(None, [", ".join(words[:-1]), words[-1]])) if words else ""
+
+
+def changes(counters: dict[str, int]) -> list[tuple[str, int]]:
     """What opened, paged and resolved, as phrases with the count to put in: an incident whose
     page no pager took in this run is not said to be paged."""
-    queued, dead = undelivered_page_keys(report)
-    not_taken = min(counters["paged"], len(queued | dead))
-    dead_only = min(not_taken, len(dead))
+    queued, dead = counters["page_queued"], counters["page_dead"]
     return [
         ("opened {}", counters["opened"]),
-        ("paged {}", counters["paged"] - not_taken),
-        ("page queued for {} (not delivered)", not_taken - dead_only),
-        ("page undelivered for {} (dead letter)", dead_only),
+        ("paged {}", counters["paged"] - queued - dead),
+        ("page queued for {} (not delivered)", queued),
+        ("page undelivered for {} (dead letter)", dead),
         ("resolved {}", counters["resolved"]),
     ]
 

@@ -60,7 +60,10 @@ def test_trigger_with_an_unreachable_prefect_api() -> None:
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert done.stderr.splitlines() == [
-        "fleet-alerting trigger: No Prefect server reachable at http://127.0.0.1:9/api."
+        "fleet-alerting trigger: No Prefect server reachable at http://127.0.0.1:9/api. Is "
+        "`fleet-alerting serve` (or `prefect server start`) running there? Unset PREFECT_API_URL "
+        "(`prefect config unset PREFECT_API_URL` if a profile sets it) to use the running serve "
+        "this PREFECT_HOME knows of."
     ]
 
 

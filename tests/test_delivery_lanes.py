@@ -507,7 +507,7 @@ def test_the_configured_timeout_is_used(tmp_path: Path) -> None:
         report = asyncio.run(go())
         took = time.monotonic() - began
     assert [reason for item, reason in report.retrying if item.notification.channel == "slack"] == [
-        "Slack webhook #operations timed out (ReadTimeout)"
+        f"Slack webhook #operations timed out at http://127.0.0.1:{slack.port} (ReadTimeout)"
     ]
     assert took < 5.0  # the client's own timeout (30 s) and the answer (10 s) are far later
 

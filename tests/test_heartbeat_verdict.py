@@ -23,6 +23,7 @@ def watch(row: dict) -> WatchStatus:
         serving_since=START,
         last_success=at(row.get("last_success")),
         last_failure=at(row.get("last_failure")),
+        last_failure_reason=row.get("why", ""),
     )
 
 

@@ -4,6 +4,7 @@ state at its start, pruning past retention, and an older store upgraded in place
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from fleet_alerting.config.schema import Config
-from fleet_alerting.core.history import Status
+from fleet_alerting.core.history import Status, signal_from, signal_record
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.store import history
 from fleet_alerting.store.database import Store
@@ -161,3 +162,34 @@ def test_runs_a_little_off_their_beat_extend_the_segment(
     replayed = [r.first + r.every * n for r in found.runs for n in range(r.count)]
     for second, beat in zip(starts, replayed, strict=True):  # each run near its real start
         assert abs(beat - (T0 + timedelta(seconds=second))) <= timedelta(seconds=2)
+
+
+ODD_LABELS = {
+    "non-ASCII": {"host": "pi-é-∆", "zone": "日本"},
+    "quote, backslash, newline": {"path": 'C:\\logs\\"x"', "note": "two\nlines"},
+    "NUL and control characters": {"value": "a\x00b\x1fc"},
+    "a lone surrogate (orjson refuses it)": {"host": "pi-\ud800"},
+}
+
+
+@pytest.mark.parametrize("labels", ODD_LABELS.values(), ids=ODD_LABELS.keys())
+def test_a_change_reads_back_as_the_signal_it_recorded(
+    labels: dict[str, str], state_db: str
+) -> None:
+    signal = Signal(
+        key="alertmanager/HostDown:host=pi-1",
+        source="alertmanager",
+        firing=True,
+        severity=Severity.critical,
+        summary=f"{labels} — down",
+        target="pi-1",
+        since=T0 - timedelta(minutes=3),
+        labels=labels,
+    )
+    with Store(state_db) as store:
+        with store.transaction() as unit:
+            assert history.record(unit.conn, store.dialect, [signal], None, T0) == 1
+        (change,) = history.read(store, T0, T0 + timedelta(hours=1)).changes
+    expected = signal_from(signal.key, json.loads(json.dumps(signal_record(signal))))
+    assert change.signal == expected
+    assert change.signal is not None and change.signal.labels == labels

@@ -171,3 +171,29 @@ def test_missing_secret_file_keeps_messages_queued_with_the_reason(tmp_path: Pat
     assert (
         queued.last_error == f"slack: cannot read secret file {missing}: No such file or directory"
     )
+
+
+def test_an_unreachable_pager_is_named_by_its_host_never_its_path() -> None:
+    """An operator reading "PagerDuty Events API unreachable" must know which endpoint (an EU
+    account's is another host); an OnCall integration's URL holds its token in the path."""
+    from fleet_alerting.http.errors import AdapterError
+    from tests.servers import free_port
+
+    port = free_port()  # nothing listens there
+    token = "CANARYoncallPathToken000000000"
+    n = notification()["pagerduty:paged"]
+
+    async def refused(pager: Callable[[httpx.AsyncClient], Any]) -> str:
+        async with httpx.AsyncClient() as client:
+            try:
+                await pager(client).send(n)
+            except AdapterError as exc:
+                return str(exc)
+        raise AssertionError("sent to a closed port")
+
+    pd = asyncio.run(refused(partial(pagerduty_at, f"http://127.0.0.1:{port}/v2/enqueue")))
+    oncall_url = f"http://127.0.0.1:{port}/integrations/v1/webhook/{token}/"
+    oncall = asyncio.run(refused(partial(oncall_at, oncall_url)))
+    assert pd == f"PagerDuty Events API unreachable at http://127.0.0.1:{port} (ConnectError)"
+    assert f"unreachable at http://127.0.0.1:{port} (ConnectError)" in oncall
+    assert token not in oncall and "/integrations" not in oncall

@@ -4,7 +4,7 @@ delivered (receipt), retrying (why) or refused (why)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -33,6 +33,21 @@ def write_config(folder: Path, notify: dict, policies: dict | None = None) -> Pa
 def secret(folder: Path, name: str, value: str) -> dict:
     (folder / name).write_text(value)
     return {"file": name}
+
+
+def slack_and_pagerduty(folder: Path, slack: SlackWebhookServer, pd: PagerDutyServer) -> Path:
+    """A config with a Slack webhook and PagerDuty (no mirror, no OnCall)."""
+    return write_config(
+        folder,
+        {
+            "slack": {"webhook": secret(folder, "s.url", f"{slack.url}/services/CANARY1x")},
+            "pagerduty": {
+                "routing_key": secret(folder, "pd.key", PD_KEY),
+                "url": f"{pd.url}/v2/enqueue",
+            },
+        },
+        {"critical": {"mirror": False}},
+    )
 
 
 def test_every_destination_delivered(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -83,17 +98,7 @@ def test_every_destination_delivered(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_retrying_and_refused_say_why(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with SlackWebhookServer() as slack, PagerDutyServer() as pd:
-        config = write_config(
-            tmp_path,
-            {
-                "slack": {"webhook": secret(tmp_path, "s.url", f"{slack.url}/services/CANARY1x")},
-                "pagerduty": {
-                    "routing_key": secret(tmp_path, "pd.key", PD_KEY),
-                    "url": f"{pd.url}/v2/enqueue",
-                },
-            },
-            {"critical": {"mirror": False}},
-        )
+        config = slack_and_pagerduty(tmp_path, slack, pd)
         slack.fail_next = [Response(404, "channel_not_found")]
         pd.fail_next = [Response(503, {"status": "unavailable"})]
         assert main(["notify-test", "--config", str(config)]) == 1
@@ -191,3 +196,37 @@ def test_a_test_after_a_failed_one_names_the_back_off(
     )
     assert out[1].startswith("pagerduty resolve → PagerDuty: not sent yet (PagerDuty backs off")
     assert len(pd.requests) == 1
+
+
+def test_a_test_page_left_queued_is_not_told_as_a_real_page_by_the_next_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """PagerDuty down during notify-test: its trigger and resolve stay queued; the next run
+    delivers them. Its summary must not say "told pagerduty" as if it had paged someone."""
+    import asyncio
+
+    import httpx
+
+    from fleet_alerting.config import load_config
+    from fleet_alerting.core.clock import utcnow
+    from fleet_alerting.core.policy import Evaluation
+    from fleet_alerting.delivery.deliver import deliver
+    from fleet_alerting.flows.common import summarize, what_changed
+
+    with SlackWebhookServer() as slack, PagerDutyServer() as pd:
+        path = slack_and_pagerduty(tmp_path, slack, pd)
+        pd.fail_next = [Response(503, {"status": "unavailable"})]
+        assert main(["notify-test", "--to", "pagerduty", "--config", str(path)]) == 1
+        capsys.readouterr()
+        config = load_config(path)
+
+        async def next_run() -> str:
+            with Store(config.state) as store:
+                async with httpx.AsyncClient() as client:
+                    later = utcnow() + timedelta(hours=1)  # the retry and back-off due
+                    report = await deliver(config, store, client, now=lambda: later)
+            return what_changed(summarize(Evaluation([], []), report), report)
+
+        said = asyncio.run(next_run())
+    assert [e["event_action"] for e in pd.events] == ["trigger", "resolve"]
+    assert said == "delivered to pagerduty what a notify-test left queued"

@@ -2,7 +2,8 @@
 a heartbeat; a real Prometheus scraping it with the shipped rules, a real Alertmanager, and a dead
 man's switch speaking Healthchecks' API. One watch's runs fail (its config section is taken away
 under the running serve): the watch-stale alert reaches Alertmanager and the heartbeat says
-`/fail` naming the watch. Healed, the pings say ok; SIGKILLed, the pings stop."""
+`/fail` naming the watch and why its runs fail. Healed, the pings say ok; SIGKILLed, the pings
+stop."""
 
 from __future__ import annotations
 
@@ -87,6 +88,7 @@ def test_serve_is_watched_by_prometheus_and_a_dead_mans_switch(tmp_path: Path) -
             )
             failed = switch.wait_for(lambda p: not p.ok, timeout=30)
             assert failed is not None and "watch prometheus-watches" in failed.body
+            assert failed.body.endswith(": prometheus.url is not set")  # why, not only who
             assert "blackbox-probe" not in failed.body
 
             write_config(config, metrics_port, with_prometheus=True)

@@ -16,7 +16,7 @@ import yaml
 from fleet_alerting.core import actions
 from fleet_alerting.core.fleet import FleetConfig
 from fleet_alerting.core.grouping import GroupingConfig
-from fleet_alerting.core.incidents import Escalation, Incident, State
+from fleet_alerting.core.incidents import Escalation, Incident, Kind, State
 from fleet_alerting.core.inhibition import InhibitRule
 from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.muting import Muting, Silence
@@ -152,6 +152,13 @@ def test_storm_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None
             assert any(text in n.incident.signal.summary for n in result.notifications), (
                 f"{where}: no message says {text!r}"
             )
+        if "escalated" in step:  # the step its "escalated" messages name, and whom they mention
+            named = {
+                (n.incident.escalation.step, n.incident.escalation.mention)
+                for n in result.notifications
+                if n.kind == Kind.escalated
+            }
+            assert named == {tuple(step["escalated"])}, where
         for key, state in step.get("state", {}).items():
             assert store[key].state == state, f"{where}: {key}"
         for key in step.get("no_incident", []):

@@ -3,6 +3,7 @@ transaction): the gate's exit codes, --accept, and the HTML report rendered by h
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 from datetime import timedelta
@@ -219,3 +220,38 @@ def test_alertmanager_routes_from_prometheus_alerts_fail_the_gate(
     assert "| pages | 3 | 3 |" in out
     # the runs the store holds, not the Alertmanager watch's schedule over the 3 hours
     assert " evaluations for 120 recorded runs)." in out
+
+
+def test_a_report_file_in_a_missing_folder_is_refused_before_the_replay(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    more = proposed(tmp_path, {"warning": {"page": ["pagerduty"], "page_after": "10m"}})
+    args = ["what-if", "--config", str(recorded), "--proposed", str(more), "--since", "3h"]
+    missing = tmp_path / "nowhere" / "x.html"
+    with pytest.raises(SystemExit) as usage:
+        main([*args, "--html", str(missing)])
+    out, err = capsys.readouterr()
+    assert usage.value.code == 2 and out == ""  # no report printed, then a failure
+    assert f"cannot write {missing}: no such folder {missing.parent}" in err
+
+
+def test_the_terminal_gets_chart_names_and_a_file_the_charts(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    more = proposed(tmp_path, {"warning": {"page": ["pagerduty"], "page_after": "10m"}})
+    args = ["what-if", "--config", str(recorded), "--proposed", str(more), "--since", "3h"]
+    assert main(args) == 0
+    shown = capsys.readouterr().out
+    assert "base64" not in shown and "*Chart: " in shown and "(in the HTML report" in shown
+    markdown = tmp_path / "report.md"
+    assert main([*args, "--markdown", str(markdown)]) == 0
+    assert "](data:image/png;base64," in markdown.read_text()
+
+
+def test_a_folder_given_as_the_report_file_is_refused(tmp_path: Path) -> None:
+    from fleet_alerting.surfaces.whatif_cli import report_file
+
+    (tmp_path / "reports").mkdir()
+    with pytest.raises(argparse.ArgumentTypeError, match="a folder"):
+        report_file(str(tmp_path / "reports"))
+    assert report_file(str(tmp_path / "r.html")) == tmp_path / "r.html"

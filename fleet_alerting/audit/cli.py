@@ -107,9 +107,14 @@ def audit(args: argparse.Namespace) -> int:
         print(f"error: cannot write the report to {args.out}: {exc.strerror}", file=sys.stderr)
         return 2
     s = written.summary
+    since = (
+        f"since {s['previous_quarter']}: {s['new']} new, {s['open']} open, {s['fixed']} fixed"
+        if s["previous_quarter"]
+        else "the first report here: nothing to compare with"
+    )
     print(
         f"{s['quarter']}: {s['errors']} errors, {s['warnings']} warnings, {s['infos']} notes "
-        f"({s['new']} new, {s['open']} open, {s['fixed']} fixed) -> {written.directory}"
+        f"({since}) -> {written.directory}"
     )
     if s["offline"]:
         print(f"error: offline report, online checks skipped: {s['offline']}", file=sys.stderr)

@@ -413,7 +413,8 @@ def markdown_table(df: pd.DataFrame, index: bool = False) -> str:
     return "\n".join([head, sep, *body]) + "\n"
 
 
-def to_markdown(blocks: list[Block]) -> str:
+def to_markdown(blocks: list[Block], images: bool = True) -> str:
+    """`images`: charts embedded as data URIs (a file); else named only (a terminal)."""
     out: list[str] = []
     for kind, value in blocks:
         if kind == "h1":
@@ -430,8 +431,10 @@ def to_markdown(blocks: list[Block]) -> str:
             out += [" · ".join(f"**{v} {k}**" for k, v in value.items()), ""]
         elif kind == "table":
             out += [markdown_table(value)]
-        elif kind == "img":
+        elif kind == "img" and images:
             out += [f"![{value[0]}](data:image/png;base64,{value[1]})", ""]
+        elif kind == "img":
+            out += [f"*Chart: {value[0]} (in the HTML report: --html FILE)*", ""]
     return "\n".join(out)
 
 

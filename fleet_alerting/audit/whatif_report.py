@@ -182,9 +182,9 @@ def routes_section(comparison: Comparison, hours: Sequence[Window]) -> list[Bloc
     ]
 
 
-def render(blocks: list[Block], title: str) -> tuple[str, str]:
-    """(Markdown, HTML)."""
-    return to_markdown(blocks), to_html(blocks, title)
+def render(blocks: list[Block], title: str, images: bool = True) -> tuple[str, str]:
+    """(Markdown, HTML); `images`: the Markdown embeds the charts (else it names them)."""
+    return to_markdown(blocks, images), to_html(blocks, title)
 
 
 # --- charts -----------------------------------------------------------------------------------

@@ -372,6 +372,10 @@ def _advance(
         if _all_muted(after, g.members):
             return g, []  # it waits on: opened once a mute ends, as a muted incident is told
         g = replace(g, state=State.firing, opened_at=now, changed_at=now, members_told=g.members)
+        # as one incident's: a step due as its members opened is the opening itself; one due since
+        # (while a mute held them, or the group waited) is said with it
+        since = min((m.opened_at or now for m in members), default=now)
+        g = _slack_scheduled(g, policy.stages(), since)
         g = replace(g, signal=_summary(g, members, config, set(g.members)), last_notified_at=now)
         sent = notify_channels(g, policy, Kind.opened, now)
         paged = State.paged
@@ -379,11 +383,15 @@ def _advance(
         # pages the members sent while it waited: steps overdue as it opens, as one incident's
         batch.pagers |= {p for m in members for p in m.paged_via if pager_of(p) is not None}
     else:
+        if g.escalation.next_at is None:  # none left, or stored before groups kept it
+            g = _slack_scheduled(g, policy.stages(), now)
         # lifted before a mute's end pages again what the mute acknowledged, that page included
         if ack_timed_out(g, policy.ack_timeout, now) and telling():
             # as one incident's: from the first run that finds it timed out with a member failing
             # (one inhibited pages nobody: paged again once its inhibition ends)
             g, why = lift_timed_out_ack(g, policy.ack_timeout, now)
+            if g.state != State.paged:  # as one incident's steps, its steps telling Slack
+                g = _slack_restarted(g, policy.stages(), now)
         elif failing() and (owed := _owed_restart(g, policy.stages())) is not None:
             why, restart_at = g.escalation.why, owed
         g, sent = _mute_turns(g, after, batch, policy.channels(), telling, now)
@@ -396,6 +404,7 @@ def _advance(
         again = _latest_step(unique([*again, *ran]), policy.stages()) or again
         g = _restarted(g, again, policy.stages(), restart_at)
     pagers, later = _pagers_due(g, batch, policy, now)
+    slack_due = g.escalation.next_at is not None and g.escalation.next_at <= now
     held = holds_page(g, policy.page_hold(), now) or g.acts.mute_id is not None
     held = held or (bool(pagers) and not failing())  # as one incident: no step while it passes
     if held:  # a timed-out acknowledgement's page is owed until the silence or mute ends
@@ -407,6 +416,8 @@ def _advance(
     elif pagers or again:
         paged_before, paging = g.paged_via, unique([*again, *pagers])
         g = _paged(g, paging, now, why)
+        if slack_due:  # a step only telling Slack, due with the page: said by the page
+            g = _slack_scheduled(g, policy.stages(), now)
         g = replace(g, signal=_summary(g, members, config, set(g.members_told)))
         resent = {n.channel for n in sent if n.kind == Kind.resolved}  # as the mute ended
         sent += reopened(g, paged_before, [p for p in again if p not in resent], now)
@@ -416,6 +427,13 @@ def _advance(
     elif why:  # nobody to page: the thread hears that it escalates again
         sent += notify_channels(g, policy, Kind.escalated, now)
         g = replace(g, last_notified_at=now)
+    muted = g.acts.mute_id is not None
+    if slack_due and not muted and not holds_page(g, policy.page_hold(), now) and failing():
+        # as one incident's steps: held by an ack, silence or mute, none while every member
+        # passes; run unsaid while inhibited, or said with "escalating again"
+        say = not why and telling()
+        g, told = _slack_step(g, policy.stages(), policy.channels() if say else (), now)
+        sent += told
     if sent:
         return g, sent
     due = g.last_notified_at is None or now - g.last_notified_at >= config.group_interval
@@ -450,7 +468,8 @@ def _mute_turns(
     that silence ends (or is lifted) and a member fails."""
     ran_out = expiry_due(g, now)
     silenced_by, until = g.acts.silenced_by, g.acts.silenced_until
-    news = ran_out and until is not None and now - until < OLD_NEWS  # else lifted unsaid
+    # else lifted unsaid, unless the group kept it past its end while every member passed
+    news = ran_out and until is not None and (now - until < OLD_NEWS or g.changed_at >= until)
     silenced, g = g, expire(g, (), now)[0]  # said below, with what else ended
     if g.acts.mute_id is None:
         if batch.muted is not None and _all_muted(incidents, g.members):
@@ -458,7 +477,8 @@ def _mute_turns(
         if not news:
             return g, []
         if not failing():  # as one incident's: said once a member fails again, if one does
-            return silenced, []
+            kept = silenced if silenced.changed_at >= until else replace(silenced, changed_at=now)
+            return kept, []  # its record written once after the end: not old news however late
         g = replace(g, last_notified_at=now)
         return g, [notification(g, c, Kind.silence_expired, now) for c in channels]
     joined = next((m for m in batch.opened.values() if m.acts.mute_id is None), None)
@@ -599,7 +619,50 @@ def _restarted(
     follow at their delays from it)."""
     offsets = _first_offsets(stages)
     base = now - min((offsets.get(p, timedelta(0)) for p in again), default=timedelta(0))
-    return replace(g, escalation=replace(g.escalation, base=base))
+    return _slack_scheduled(replace(g, escalation=replace(g.escalation, base=base)), stages, now)
+
+
+def _slack_scheduled(
+    g: Incident, stages: Sequence[Stage], after: datetime, rerun: bool = False
+) -> Incident:
+    """The group with `escalation.next_at` its next later step that only tells Slack, the first
+    due after `after` (`rerun`: at it too) on its own clock (from its onset, or where its
+    escalation started again), as one incident's: its pages follow its members' steps, which
+    tell it nothing of those."""
+    base = g.escalation.base or g.onset
+    due = (base + s.offset for s in stages if not s.pagers and s.offset > timedelta(0))
+    next_at = min((at for at in due if at > after or (rerun and at == after)), default=None)
+    if next_at == g.escalation.next_at:
+        return g
+    return replace(g, escalation=replace(g.escalation, next_at=next_at))
+
+
+def _slack_restarted(g: Incident, stages: Sequence[Stage], now: datetime) -> Incident:
+    """A group that paged nobody, its acknowledgement timed out: its escalation started again from
+    the step it was on (said now), its later steps telling Slack at their delays from it."""
+    esc, base = g.escalation, g.escalation.base or g.onset
+    ran = [base + s.offset for s in stages if base + s.offset < (esc.next_at or now)]
+    if not ran:
+        return g
+    restarted = replace(esc, base=now - (max(ran) - base))
+    return _slack_scheduled(replace(g, escalation=restarted), stages, now, rerun=True)
+
+
+def _slack_step(
+    g: Incident, stages: Sequence[Stage], channels: Sequence[str], now: datetime
+) -> tuple[Incident, list[Notification]]:
+    """The group's steps that only tell Slack, due by `now`, run: said to `channels` (none: run
+    unsaid) in one "escalated" message naming the latest, with its mention, as one incident's."""
+    esc, base = g.escalation, g.escalation.base or g.onset
+    since = esc.next_at or now
+    due = [i for i, s in enumerate(stages) if not s.pagers and since <= base + s.offset <= now]
+    g = _slack_scheduled(g, stages, now)
+    if not due or not channels:
+        return g, []
+    mention = next((stages[i].mention for i in reversed(due) if stages[i].mention), None)
+    g = replace(g, last_notified_at=now)
+    step = replace(g, escalation=replace(esc, step=due[-1] + 1, mention=mention, why=""))
+    return g, [notification(step, c, Kind.escalated, now) for c in channels]
 
 
 def _owed_restart(g: Incident, stages: Sequence[Stage]) -> datetime | None:
@@ -610,6 +673,8 @@ def _owed_restart(g: Incident, stages: Sequence[Stage]) -> datetime | None:
         return None
     offsets = _first_offsets(stages)
     pagers = current_pages(g) or g.paged_via
+    if not pagers:  # it paged nobody: its steps telling Slack started again as it timed out
+        return None
     point = esc.base + min((offsets.get(p, timedelta(0)) for p in pagers), default=timedelta(0))
     return point if all(p.at < point for p in esc.pages) else None
 

@@ -24,6 +24,7 @@ class WatchStatus:
     serving_since: datetime  # a watch that has not succeeded yet is late counted from here
     last_success: datetime | None = None
     last_failure: datetime | None = None
+    last_failure_reason: str = ""  # the failed run's one line (its Prefect state's message)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class QueuedPage:
 class Verdict:
     ok: bool
     reason: str = ""  # one line naming what is wrong; empty when ok
+    # what is wrong without how long it has been: the same while nothing else goes wrong
+    gist: tuple[str, ...] = ()
 
 
 def late(watch: WatchStatus, now: datetime) -> timedelta | None:
@@ -53,23 +56,29 @@ def verdict(
 ) -> Verdict:
     """ok only when every watch succeeded within its limit, no page waits longer than
     STUCK_PAGE_AFTER and the store answered; else every reason, in one line."""
-    reasons = [_late_reason(w, since, now) for w in watches if (since := late(w, now))]
+    late_ones = [(w, since) for w in watches if (since := late(w, now))]
+    reasons = [_late_reason(w, since, now) for w, since in late_ones]
+    gist = [f"{w.name}: {w.last_failure_reason}" for w, _ in late_ones]
     if store_error:
         reasons.append(f"the store failed: {store_error}")
+        gist.append(store_error)
     elif oldest_page is not None and now - oldest_page.queued_at > STUCK_PAGE_AFTER:
         age = format_duration(now - oldest_page.queued_at)
-        reasons.append(
-            f"a page to {oldest_page.destination} for {oldest_page.incident_key} "
-            f"has been queued for {age}"
-        )
-    return Verdict(not reasons, "; ".join(reasons))
+        stuck = f"a page to {oldest_page.destination} for {oldest_page.incident_key}"
+        reasons.append(f"{stuck} has been queued for {age}")
+        gist.append(stuck)
+    return Verdict(not reasons, "; ".join(reasons), tuple(gist))
 
 
 def _late_reason(watch: WatchStatus, since: timedelta, now: datetime) -> str:
+    """Which watch, since when, and why its last run failed (a page owed, a source down)."""
     every, ago = format_duration(watch.every), format_duration(since)
+    failure = watch.last_failure
+    if failure is not None and watch.last_success is not None and failure <= watch.last_success:
+        failure = None  # it succeeded since
+    why = f": {watch.last_failure_reason}" if failure and watch.last_failure_reason else ""
     if watch.last_success is None:
-        return f"watch {watch.name} has not succeeded since serve began {ago} ago (every {every})"
-    failed = ""
-    if watch.last_failure is not None and watch.last_failure > watch.last_success:
-        failed = f", last failed {format_duration(now - watch.last_failure)} ago"
-    return f"watch {watch.name} last succeeded {ago} ago (every {every}{failed})"
+        began = f"has not succeeded since serve began {ago} ago (every {every})"
+        return f"watch {watch.name} {began}{why}"
+    when = f", last failed {format_duration(now - failure)} ago" if failure else ""
+    return f"watch {watch.name} last succeeded {ago} ago (every {every}{when}){why}"

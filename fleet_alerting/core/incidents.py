@@ -42,6 +42,8 @@ class Kind(StrEnum):
     escalated = "escalated"
 
 
+# the source of `fleet-alerting notify-test`'s marked test messages
+NOTIFY_TEST_SOURCE = "notify-test"
 # what mutes an incident, as its `Acts.mute_id` begins
 MUTE_SILENCE, MUTE_WINDOW = "silence", "window"
 

@@ -176,8 +176,9 @@ async def _worth_waiting(
             return False  # this run's lane to the pager is done (a dead drainer's claim ran
             # out after it looked): the next run sends it
         destination = await db(outbox.destination, page.channel, now)
-        if destination.blocked_until and destination.blocked_until > now:
-            return False
+        rest = destination.blocked_until
+        if rest and (rest - now).total_seconds() > MAX_WAIT:
+            return False  # resting past what the lane waits in a run (a shorter rest it waits)
     return True
 
 

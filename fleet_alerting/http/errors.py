@@ -75,14 +75,23 @@ def check_response(response: httpx.Response, system: str) -> None:
 
 
 def transport_error(exc: httpx.HTTPError, system: str) -> AdapterError:
-    """A timeout or connection failure: retryable. The URL (maybe a secret) is not quoted."""
+    """A timeout or connection failure: retryable. Only the URL's scheme, host and port are
+    named (its path or query may hold a secret: a Slack webhook's, an OnCall integration's)."""
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
     unsent = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)  # nothing went out
     return AdapterError(
-        f"{system} {kind} ({type(exc).__name__})",
+        f"{system} {kind}{_at(exc)} ({type(exc).__name__})",
         permanent=False,
         maybe_sent=not isinstance(exc, unsent),
     )
+
+
+def _at(exc: httpx.HTTPError) -> str:
+    try:
+        url = exc.request.url
+    except RuntimeError:  # raised without a request
+        return ""
+    return f" at {url.scheme}://{url.netloc.decode('ascii')}"  # no userinfo; [::1] bracketed
 
 
 async def post_json(

@@ -17,7 +17,7 @@ and the order is the same under byte order and under any collation.
 from __future__ import annotations
 
 import os
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,6 +49,47 @@ def cached(build: Any, dialect: str) -> Any:
     """A statement built once per dialect (`build(dialect)`): building one costs more than
     running it for a small table."""
     return build(dialect)
+
+
+class Driver:
+    """A statement as its SQL for the driver: rows (tuples of `columns`) go to the DBAPI's
+    executemany with the statement's own constants, positional or by name as the dialect binds
+    them — what SQLAlchemy would send, without its per-row processing (for columns of strings,
+    integers and booleans, which both drivers take as they are). Thousands of rows a run (a
+    storm's incidents, its history) cost a fifth less so."""
+
+    def __init__(self, statement: Any, columns: tuple[str, ...], dialect: sa.Dialect):
+        self.columns = columns
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+        self.sql = compiled.string
+        constants = {
+            name: value
+            for name, value in compiled.construct_params(dict.fromkeys(columns)).items()
+            if name not in columns
+        }
+        self.constants = constants
+        order = compiled.positiontup
+        if order is None:  # named (psycopg)
+            self.positional = False
+        else:
+            self.positional = True
+            if list(order[: len(columns)]) != list(columns):
+                raise ValueError(f"unexpected order of parameters: {order}")
+            self.tail = tuple(constants[name] for name in order[len(columns) :])
+
+    def execute(self, conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
+        if self.positional:
+            tail = self.tail
+            conn.exec_driver_sql(self.sql, [row + tail for row in rows] if tail else rows)
+        else:
+            named = [dict(zip(self.columns, row, strict=True)) | self.constants for row in rows]
+            conn.exec_driver_sql(self.sql, named)
+
+
+@lru_cache(maxsize=16)
+def driver(build: Any, columns: tuple[str, ...], dialect: sa.Dialect) -> Driver:
+    """`Driver` of the statement `build(dialect name)` (built once: `cached`)."""
+    return Driver(cached(build, dialect.name), columns, dialect)
 
 
 def greatest(dialect: str, *values: Any) -> Any:

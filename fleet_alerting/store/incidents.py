@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, cast
+from operator import attrgetter
+from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
@@ -221,23 +222,24 @@ def write(
     `_WRITE_CHUNK` rows: a fleet-wide failure changes a thousand incidents per run, and building a
     statement per row cost ~0.5 ms each (bench/README.md); a storm's opening run changes tens of
     thousands, whose JSON is not held all at once. The rows go to the driver as they are
-    (`_Driver`): SQLAlchemy's processing of each row's parameters cost about a fifth of the write.
+    (`backend.Driver`): SQLAlchemy's processing of each row's parameters cost about a fifth of
+    the write. Members alike share their record's JSON (`_Rows`).
 
     A record is stored without its signal, which has a row of its own (texts_table). `stored`:
     the records as read in this transaction. An incident whose deferred signal has the
     fingerprint its row holds keeps the stored signal (the same texts: `Signal.deferred`), so a
     storm's opening run neither renders nor writes again the texts written when it began."""
-    upsert = _driver(_upsert_incident, ROW_COLUMNS, conn.dialect)
-    texts = _driver(_upsert_texts, TEXT_COLUMNS, conn.dialect)
+    upsert = backend.driver(_upsert_incident, ROW_COLUMNS, conn.dialect)
+    texts = backend.driver(_upsert_texts, TEXT_COLUMNS, conn.dialect)
     for start in range(0, len(incidents), _WRITE_CHUNK):
-        rows: list[Row] = []
+        rows = _Rows(now)
         signals: list[Row] = []
         for incident in incidents[start : start + _WRITE_CHUNK]:
             if not _keeps_texts(incident, stored):
                 incident = _rendered(incident)
                 signals.append((incident.key, _json(_signal_json.dump_json(incident.signal))))
-            rows.append(_row(incident, now))
-        upsert.execute(conn, rows)
+            rows.add(incident)
+        upsert.execute(conn, rows.rows)
         if signals:
             texts.execute(conn, signals)
 
@@ -258,44 +260,6 @@ ROW_COLUMNS = (
 )
 TEXT_COLUMNS = ("key", "signal")
 Row = tuple[Any, ...]  # a row's values of ROW_COLUMNS or TEXT_COLUMNS
-
-
-class _Driver:
-    """An upsert as its SQL for the driver: rows (tuples of `columns`) go to the DBAPI's
-    executemany with the statement's own constants, positional or by name as the dialect binds
-    them — what SQLAlchemy would send, without its per-row processing (the columns are strings,
-    integers and a boolean, which both drivers take as they are)."""
-
-    def __init__(self, statement: Any, columns: tuple[str, ...], dialect: sa.Dialect):
-        self.columns = columns
-        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
-        self.sql = compiled.string
-        constants = {
-            name: value
-            for name, value in compiled.construct_params(dict.fromkeys(columns)).items()
-            if name not in columns
-        }
-        self.constants = constants
-        order = compiled.positiontup
-        if order is None:  # named (psycopg)
-            self.positional = False
-        else:
-            self.positional = True
-            if list(order[: len(columns)]) != list(columns):
-                raise ValueError(f"unexpected order of parameters: {order}")
-            self.tail = tuple(constants[name] for name in order[len(columns) :])
-
-    def execute(self, conn: sa.Connection, rows: list[Row]) -> None:
-        if self.positional:
-            conn.exec_driver_sql(self.sql, [row + self.tail for row in rows])
-        else:
-            named = [dict(zip(self.columns, row, strict=True)) | self.constants for row in rows]
-            conn.exec_driver_sql(self.sql, named)
-
-
-@lru_cache(maxsize=8)
-def _driver(build: Any, columns: tuple[str, ...], dialect: sa.Dialect) -> _Driver:
-    return _Driver(backend.cached(build, dialect.name), columns, dialect)
 
 
 def _keeps_texts(incident: Incident, stored: Records | None) -> bool:
@@ -325,6 +289,81 @@ def _row(incident: Incident, now: datetime) -> Row:
         incident.thread_ts,
         *_brief(incident),
     )
+
+
+# every field of a record but the two a storm's members do not share
+_SHARED = [f.name for f in fields(Incident) if f.name not in ("key", "signal")]
+_shared = attrgetter(*_SHARED)
+_DATA, _FINGERPRINT = ROW_COLUMNS.index("data"), ROW_COLUMNS.index("fingerprint")
+_key_json = TypeAdapter(str).dump_json
+_KEY_FIRST = '{"key":'
+
+
+class _Rows:
+    """The rows of one chunk of incidents, each record's JSON made once per shape. The engine
+    decides a storm's members alike, as the same objects: their records share every value but
+    the key (the record's first field) and the signal (not in it), so a member's row is its
+    shape's with its own key and fingerprint — the same row, byte for byte, as `_row` makes.
+    A shape is the identity of those values, held here so that no identity is reused while the
+    chunk is written."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+        self.rows: list[Row] = []
+        self.made = 0  # records serialized whole
+        self._shapes: dict[tuple[int, ...], _Shape | None] = {}
+
+    def add(self, incident: Incident) -> None:
+        values = _shared(incident)
+        shape = tuple(map(id, values))
+        if shape not in self._shapes:
+            self.rows.append(self._first(incident, values, shape))
+            return
+        alike = self._shapes[shape]
+        if alike is None:  # its JSON does not begin with its key: made whole
+            self.rows.append(self._whole(incident))
+            return
+        key = incident.key
+        data = "".join((_KEY_FIRST, _quoted(key), alike.rest))
+        fingerprint = fingerprint_of(incident.signal)
+        self.rows.append((key, *alike.head, data, *alike.middle, fingerprint, *alike.tail))
+
+    def _whole(self, incident: Incident) -> Row:
+        self.made += 1
+        return _row(incident, self.now)
+
+    def _first(self, incident: Incident, values: tuple[Any, ...], shape: tuple[int, ...]) -> Row:
+        row = self._whole(incident)
+        key_first = _KEY_FIRST + _quoted(incident.key)
+        data = row[_DATA]
+        self._shapes[shape] = (
+            _Shape(
+                values,
+                row[1:_DATA],
+                data[len(key_first) :],
+                row[_DATA + 1 : _FINGERPRINT],
+                row[_FINGERPRINT + 1 :],
+            )
+            if data.startswith(key_first)
+            else None
+        )
+        return row
+
+
+def _quoted(key: str) -> str:
+    """`key` as a JSON string, as the record's serializer spells it: only `"`, `\\` and control
+    characters are escaped, so a key of printable ASCII without them is itself in quotes."""
+    if key.isascii() and key.isprintable() and '"' not in key and "\\" not in key:
+        return f'"{key}"'
+    return _json(_key_json(key))
+
+
+class _Shape(NamedTuple):
+    values: tuple[Any, ...]  # held: their identities are the shape
+    head: Row  # the row's values before `data`
+    rest: str  # the record's JSON after its key
+    middle: Row  # between `data` and the fingerprint
+    tail: Row  # after the fingerprint
 
 
 def _json(data: bytes) -> str:

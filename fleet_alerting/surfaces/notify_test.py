@@ -18,7 +18,13 @@ import httpx
 from fleet_alerting.config import Config
 from fleet_alerting.config.checks import destination
 from fleet_alerting.core.channels import Channel, pager_of
-from fleet_alerting.core.incidents import Incident, Kind, Notification, State
+from fleet_alerting.core.incidents import (
+    NOTIFY_TEST_SOURCE,
+    Incident,
+    Kind,
+    Notification,
+    State,
+)
 from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.core.wording import count
@@ -26,7 +32,7 @@ from fleet_alerting.delivery.deliver import deliver
 from fleet_alerting.store.database import OutboxItem, Store
 from fleet_alerting.store.outbox import Destination
 
-SOURCE = "notify-test"
+SOURCE = NOTIFY_TEST_SOURCE
 SUMMARY = "TEST notification from fleet-alerting notify-test: no action needed"
 # --to NAME → the outbox channel
 DESTINATIONS = {

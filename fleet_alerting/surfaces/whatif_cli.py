@@ -8,6 +8,7 @@ not page under the proposed one, unless its key is listed with --accept (intende
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -61,7 +62,7 @@ def what_if(args: argparse.Namespace) -> int:
     )
     hours = current.review.business_hours
     blocks = build(comparison, hours, start, end, args.accept)
-    markdown, page = render(blocks, "What-if")
+    markdown, page = render(blocks, "What-if", images=bool(args.markdown))
     if args.markdown:
         Path(args.markdown).write_text(markdown)
     else:
@@ -140,5 +141,21 @@ def add_commands(
         metavar="CUR-AM.yml",
         help="the current alertmanager.yml (default: the running one, from alertmanager.url)",
     )
-    sub.add_argument("--markdown", metavar="FILE", help="write the Markdown report here")
-    sub.add_argument("--html", metavar="FILE", help="write the HTML report with charts here")
+    sub.add_argument(
+        "--markdown", type=report_file, metavar="FILE", help="write the Markdown report here"
+    )
+    sub.add_argument(
+        "--html", type=report_file, metavar="FILE", help="write the HTML report with charts here"
+    )
+
+
+def report_file(text: str) -> Path:
+    """A report's file, refused before the replay when it could not be written."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: a folder (name a file in it)")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: no such folder {path.parent}")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: permission denied")
+    return path

@@ -104,7 +104,7 @@ def test_routes_test_malformed_config_names_file_and_line(cli, tmp_path: Path) -
 
 
 def test_audit_command_writes_report(cli, tmp_path: Path) -> None:
-    rc, out, _ = cli(
+    args = (
         "audit",
         "--alertmanager",
         AM,
@@ -119,8 +119,9 @@ def test_audit_command_writes_report(cli, tmp_path: Path) -> None:
         "--dashboards",
         str(REPO / "config/audit/dashboards/*.json"),
     )
+    rc, out, _ = cli(*args)
     assert rc == 0
-    assert "2026-Q2" in out
+    assert "2026-Q2" in out and "(the first report here: nothing to compare with)" in out
     qdir = tmp_path / "2026-Q2"
     for name in (
         "report.md",
@@ -146,6 +147,8 @@ def test_audit_command_writes_report(cli, tmp_path: Path) -> None:
     for f in qdir.rglob("*"):
         if f.is_file():
             assert "REPLACE_WITH_TOKEN" not in f.read_text()
+    rc, out, _ = cli(*args[:-3], "2026-07-01T09:00:00Z", *args[-2:])  # the next quarter
+    assert rc == 0 and f"(since 2026-Q2: 0 new, {len(data['findings'])} open, 0 fixed)" in out
 
 
 @pytest.mark.parametrize(("extra", "rc"), [("", 0), ("    must_not_reach: [slack-secondary]\n", 1)])

@@ -94,7 +94,7 @@ class Alertmanager:
         try:
             response = await self._request("GET", path, params=params)
         except httpx.HTTPError as exc:
-            raise transport_error(exc, f"{NAME} {self.url}") from None
+            raise transport_error(exc, NAME) from None
         check_response(response, f"{NAME} {path}")
         return response
 
@@ -161,7 +161,7 @@ class Alertmanager:
         try:
             response = await self._request(method, path, json=body)
         except httpx.HTTPError as exc:
-            raise transport_error(exc, f"{NAME} {self.url}") from None
+            raise transport_error(exc, NAME) from None
         check_response(response, f"{NAME} {method} {path}")  # the detail names the cause
         try:
             return response.json() if response.content else None
