@@ -89,7 +89,7 @@ def observed(minute: int, now: datetime) -> list[Signal]:
     hosts = [f"pi-{n:02}" for n in range(3 if minute < 4 else 5)]
     series = [Series({"host": h, "job": "node"}, 0.0) for h in hosts]
     prometheus = evaluate_watches([WatchOutcome(WATCH, series)], LINKS).signals
-    return to_signals(matched, now, AM, LINKS) + prometheus
+    return to_signals(matched, AM, LINKS) + prometheus
 
 
 def readable(evaluation: Evaluation) -> list[tuple[str, str, dict[str, Any]]]:
@@ -161,7 +161,7 @@ def test_a_new_incident_that_opens_at_once_is_told_with_its_own_key_and_texts(
     the first one's."""
     store = Store(tmp_path / "state.sqlite")
     first, second = alert("HostDown", "critical", 10, 1), alert("HostDown", "critical", 10, 2)
-    signals = to_signals([(RULES[0], [first, second])], T0, AM, LINKS)
+    signals = to_signals([(RULES[0], [first, second])], AM, LINKS)
     evaluation, queued = store.evaluate(
         lambda r: decide(signals, r, POLICIES.__getitem__, StormRules(), T0), T0
     )
@@ -178,7 +178,7 @@ def test_a_new_incident_that_opens_at_once_is_told_with_its_own_key_and_texts(
 def test_retold_is_dataclasses_replace() -> None:
     """`retold` copies every other field of a notification (a field added to Notification must be
     added to it: this lists them)."""
-    signals = to_signals([(RULES[0], [alert("HostDown", "critical", 10, 1)])], T0, AM, LINKS)
+    signals = to_signals([(RULES[0], [alert("HostDown", "critical", 10, 1)])], AM, LINKS)
     record = Incident("k", "alertmanager", Severity.critical, State.paged, T0, T0, signals[0])
     told = Notification("a|b", "pagerduty", Kind.paged, T0, record, True, "pagerduty: HTTP 400")
     other = replace(record, key="other")
@@ -206,7 +206,7 @@ def test_one_onset_written_with_two_offsets_is_decided_as_each_alone(tmp_path: P
     pending = replace(pending, starts_at=pending.starts_at.astimezone(plus_one))
     for minute in range(2):
         now = T0 + timedelta(minutes=minute)
-        signals = to_signals([(RULES[0], [utc, local]), (RULES[1], [pending])], now, AM, LINKS)
+        signals = to_signals([(RULES[0], [utc, local]), (RULES[1], [pending])], AM, LINKS)
 
         def run(incidents: Mapping[str, Incident]) -> Evaluation:
             return decide(signals, incidents, POLICIES.__getitem__, STORMS, now)  # noqa: B023
