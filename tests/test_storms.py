@@ -207,6 +207,33 @@ def test_a_group_paged_before_its_pages_were_kept_per_step_pages_again_as_its_ac
     assert sent == ["pagerduty:paged", "pagerduty:resolved", "slack:paged"]
 
 
+@pytest.mark.parametrize("upgraded_at", [5, 10], ids=["before-the-step", "on-the-step"])
+def test_a_group_stored_before_groups_kept_their_steps_says_its_later_step(
+    upgraded_at: int,
+) -> None:
+    """A group record of older code has no `escalation.next_at`: its first run after the
+    upgrade says a later step that pages nobody at its time, also when that run falls exactly
+    on it (a step due then cannot have run before). Runs every minute."""
+    gk = "group/api:severity=critical"
+    steps = [{"after": "0s", "to": ["slack"]}, {"after": "10m", "to": ["slack"]}]
+    policies = policies_of({"policies": {"critical": {"open_after": 1, "steps": steps}}})
+    spec = {"source": "api", "fail": True, "severity": "critical", "count": 3}
+    signals = expand(spec | {"labels": {"host": "i{i}"}})
+    rules = StormRules(fleet=FleetConfig(offline=[]))
+    store: dict[str, Incident] = {}
+    said = []
+    for minute in range(20):
+        if minute == upgraded_at:  # the record as older code wrote it
+            esc = store[gk].escalation
+            store[gk] = replace(store[gk], escalation=replace(esc, next_at=None))
+        now = T0 + timedelta(minutes=minute)
+        result = decide(signals, dict(store), policies.__getitem__, rules, now)
+        store.update({i.key: i for i in result.incidents})
+        told = {(n.kind, n.incident.key) for n in result.notifications}
+        said += [minute] if (Kind.escalated, gk) in told else []
+    assert said == [10]
+
+
 def test_a_fleet_rule_rejects_a_bad_threshold() -> None:
     with pytest.raises(ValueError, match="share such as"):
         FleetConfig.model_validate({"offline": [{"devices": ['a="b"'], "threshold": "half"}]})

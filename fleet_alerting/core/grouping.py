@@ -353,6 +353,7 @@ def _advance(
     members = _Members(after, g.members)  # read only for a message
     why = ""  # why an acknowledgement that timed out was lifted
     restart_at = now  # when the escalation starts again after an acknowledgement timed out
+    slack_restart = False  # a group that paged nobody, its acknowledgement timed out
 
     @cache
     def failing() -> bool:  # as one incident: said and paged again only while it fails
@@ -384,17 +385,20 @@ def _advance(
         batch.pagers |= {p for m in members for p in m.paged_via if pager_of(p) is not None}
     else:
         if g.escalation.next_at is None:  # none left, or stored before groups kept it
-            g = _slack_scheduled(g, policy.stages(), now)
+            g = _slack_scheduled(g, policy.stages(), now, rerun=True)
         # lifted before a mute's end pages again what the mute acknowledged, that page included
         if ack_timed_out(g, policy.ack_timeout, now) and telling():
             # as one incident's: from the first run that finds it timed out with a member failing
             # (one inhibited pages nobody: paged again once its inhibition ends)
             g, why = lift_timed_out_ack(g, policy.ack_timeout, now)
-            if g.state != State.paged:  # as one incident's steps, its steps telling Slack
-                g = _slack_restarted(g, policy.stages(), now)
+            slack_restart = g.state != State.paged
         elif failing() and (owed := _owed_restart(g, policy.stages())) is not None:
             why, restart_at = g.escalation.why, owed
         g, sent = _mute_turns(g, after, batch, policy.channels(), telling, now)
+        # as one incident's steps telling Slack; under a mute still holding it, its restart is
+        # held back with the messages it drops (held_back): its escalation goes on from there
+        if slack_restart and g.acts.mute_id is None:
+            g = _slack_restarted(g, policy.stages(), now)
     # an acknowledgement that timed out: the pagers of the step the group is on, paged again
     # (a group paged before its pages were recorded per step: those it paged)
     again = (current_pages(g) or g.paged_via) if why and g.state == State.paged else ()
@@ -428,10 +432,11 @@ def _advance(
         sent += notify_channels(g, policy, Kind.escalated, now)
         g = replace(g, last_notified_at=now)
     muted = g.acts.mute_id is not None
-    if slack_due and not muted and not holds_page(g, policy.page_hold(), now) and failing():
-        # as one incident's steps: held by an ack, silence or mute, none while every member
-        # passes; run unsaid while inhibited, or said with "escalating again"
-        say = not why and telling()
+    unheld = not muted and not holds_page(g, policy.page_hold(), now)
+    if slack_due and unheld and failing() and (why or telling()):
+        # as one incident's steps: held by an ack, silence, mute or inhibition (said as it
+        # ends), none while every member passes; said with "escalating again"
+        say = not why
         g, told = _slack_step(g, policy.stages(), policy.channels() if say else (), now)
         sent += told
     if sent:
