@@ -222,3 +222,26 @@ def test_one_onset_written_with_two_offsets_is_decided_as_each_alone(tmp_path: P
     assert {i.onset for i in told} == {T0 - timedelta(minutes=10), T0 - timedelta(minutes=5)}
     assert all(i.onset.utcoffset() == timedelta(0) for i in told)
     store.close()
+
+
+def test_two_alerts_in_a_zones_repeated_hour_keep_their_own_onsets() -> None:
+    """One ZoneInfo's repeated hour as DST ends: two times with the same wall time and another
+    `fold` are == and hash alike, an hour apart; each new alert keeps its own onset."""
+    from zoneinfo import ZoneInfo
+
+    from fleet_alerting.core.incidents import Records
+    from fleet_alerting.core.policy import default_policies, evaluate, onset_of
+
+    now = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    first = datetime(2026, 11, 1, 1, 30, tzinfo=ZoneInfo("America/New_York"))  # EDT: 05:30Z
+    second = first.replace(fold=1)  # EST: 06:30Z
+
+    def new(key: str, since: datetime) -> Signal:
+        return Signal(key, "alertmanager", True, Severity.warning, key, since=since)
+
+    signals = [new("a", first), new("b", second)]
+    policies = default_policies()
+    made = evaluate(signals, Records({}, lambda _keys: {}), policies.__getitem__, now)
+    got = {i.key: i.onset for i in made.incidents}
+    assert got == {s.key: onset_of(s, now) for s in signals}
+    assert got["b"] == datetime(2026, 11, 1, 6, 30, tzinfo=UTC)

@@ -246,7 +246,7 @@ class _Alike:
         self.decided: dict[tuple[Any, ...], _Model] = {}
         self.known = records.known()
         # a storm's alerts share their onset: `onset_of` once per instant the source gives
-        self.onsets: dict[datetime | None, datetime] = {}
+        self.onsets: dict[tuple[datetime, int] | None, datetime] = {}
 
     def decided_for(self, signal: Signal) -> tuple[Incident, list[Notification]] | None:
         """What `_on_failure` makes of `signal`'s record, if it is known without reading it."""
@@ -254,9 +254,12 @@ class _Alike:
         if brief is not None:
             shape = (signal.severity, brief.source, brief.onset, brief.failures, brief.successes)
         elif signal.firing and signal.key not in self.known:
-            onset = self.onsets.get(signal.since)
+            # (since, its fold): one zone's repeated hour is == and hashes alike, an hour apart
+            since = signal.since
+            at = (since, since.fold) if since is not None else None
+            onset = self.onsets.get(at)
             if onset is None:
-                onset = self.onsets[signal.since] = onset_of(signal, self.now)
+                onset = self.onsets[at] = onset_of(signal, self.now)
             shape = (signal.severity, signal.source, onset, None, None)
         else:
             return None
