@@ -165,12 +165,18 @@ class Notification:
     # set by delivery on a Slack "paged" message when a pager refused or gave up on the page:
     # "pagerduty: HTTP 400 …" (never stored with the notification)
     paging_failed: str = ""
+    # set by delivery on a Slack "paged" message sent while its page is still owed (retrying
+    # after STUCK_PAGE_AFTER): "pagerduty: HTTP 503 … — retrying (next …, outbox #23)"; stored
+    # with the message that went out so, once the page ends, Slack is told how
+    paging_delayed: str = ""
 
 
 def retold(n: Notification, id: str, incident: Incident) -> Notification:
     """`dataclasses.replace(n, id=id, incident=incident)` at 60 % of its cost: a storm's opening
     run makes the messages of tens of thousands of incidents alike from one of them."""
-    return Notification(id, n.channel, n.kind, n.at, incident, n.one_off, n.paging_failed)
+    return Notification(
+        id, n.channel, n.kind, n.at, incident, n.one_off, n.paging_failed, n.paging_delayed
+    )
 
 
 def over_at_once(
