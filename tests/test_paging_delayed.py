@@ -23,8 +23,14 @@ from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
 from fleet_alerting.delivery.stages import DrainReport
 from fleet_alerting.store.database import Store
 from tests.drainer import ROUTING_KEY
+from tests.fakes.fleet_api import FleetApiServer
 from tests.fakes.http import Response
+from tests.fakes.oncall import OnCallServer
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
+from tests.fakes.slack_api import SlackApiServer
+from tests.test_slack_api import BOT, FLEET_TOKEN, ONCALL_TOKEN, write_config
+from tests.test_slack_api import T0 as ONSET
+from tests.test_slack_api import step as evaluate_and_drain
 from tests.test_slack_limits import validate
 
 T0 = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
@@ -203,3 +209,31 @@ def test_two_drainers_on_one_store_tell_the_end_of_a_delayed_page_once(tmp_path:
         assert asyncio.run(tell_how_paging_ended(fleet.store.queue, delayed, later)) == 0
         fleet.drain(120)
         assert fleet.texts() == told
+
+
+def test_the_web_api_thread_says_paging_delayed_in_a_reply_and_atop(tmp_path: Path) -> None:
+    """Through Slack's Web API: the reply says PAGING DELAYED and the thread's first message
+    says so too, until "Paged after all" (OnCall answering 503 until minute 16; the page is
+    queued at minute 5)."""
+    with (
+        SlackApiServer(BOT) as slack,
+        FleetApiServer(FLEET_TOKEN) as fleet,
+        OnCallServer(ONCALL_TOKEN) as oncall,
+    ):
+        config = write_config(tmp_path, slack.url, fleet.url, oncall.webhook_url)
+        store = Store(config.state.path)
+        oncall.fail_next = [UNAVAILABLE] * 1000
+        tops = []
+        for minute in range(0, 40):
+            if minute == 16:
+                oncall.fail_next = []
+            evaluate_and_drain(store, config, True, ONSET + timedelta(minutes=minute))
+            tops.append(slack.top_level()[0].body["text"].split(":")[0])
+        (parent,) = slack.top_level()
+        replies = [r.body["text"].split(" | ")[0] for r in slack.replies(parent.ts)]
+    delayed = [r for r in replies if "PAGING DELAYED" in r]
+    assert len(delayed) == 1, replies
+    assert delayed[0].startswith("[CRITICAL] PAGING DELAYED via oncall: "), delayed
+    assert "nobody was paged yet: failing for 10m00s: Fleet API down" in delayed[0]
+    assert [r.split(":")[0] for r in replies if "after all" in r] == ["[CRITICAL] Paged after all"]
+    assert "Paging delayed" in tops and tops[-1] == "Paged oncall", tops
