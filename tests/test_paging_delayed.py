@@ -90,6 +90,19 @@ class Fleet:
             self.store, notifiers, lambda: now, sleep=no_sleep, paged_wait=1.0, owner=owner
         )
 
+    def down_then(self, answers: list[Response], owners: Iterable[str] = ("one",)) -> list[str]:
+        """PagerDuty answers 503 from minute 0 (the incident opens and pages) to 6, then gives
+        `answers` first; drained a minute at a time up to minute 90. What Slack heard."""
+        self.pd.fail_next = [UNAVAILABLE] * 1000
+        self.step(True, 0)
+        for minute in range(90):
+            if minute == 7:
+                self.pd.fail_next = list(answers)
+            self.drain(minute, owners)
+        for message in self.slack.messages:
+            validate(message)
+        return self.texts()
+
     def texts(self) -> list[str]:
         return [m["text"].split(" | target ")[0] for m in self.slack.messages]
 
@@ -145,21 +158,11 @@ def test_a_named_pager_outage_is_told_the_same_way(tmp_path: Path) -> None:
 
 def test_a_page_refused_after_the_delay_is_told_paging_failed_once(tmp_path: Path) -> None:
     with SlackWebhookServer() as slack, PagerDutyServer() as pd:
-        fleet = Fleet(tmp_path, slack, pd, "pagerduty")
-        pd.fail_next = [UNAVAILABLE] * 1000
-        fleet.step(True, 0)
-        for minute in range(0, 7):
-            fleet.drain(minute)
-        assert [t.split(" via ")[0] for t in fleet.texts()] == [
-            "[CRITICAL] api /healthz failed",
-            "[CRITICAL] PAGING DELAYED",
-        ]
-        pd.fail_next = [INVALID_EVENT]
-        for minute in range(7, 90):
-            fleet.drain(minute)
-        texts = fleet.texts()
-        for message in slack.messages:
-            validate(message)
+        texts = Fleet(tmp_path, slack, pd, "pagerduty").down_then([INVALID_EVENT])
+    assert [t.split(" via ")[0] for t in texts[:2]] == [
+        "[CRITICAL] api /healthz failed",
+        "[CRITICAL] PAGING DELAYED",
+    ]
     assert len(texts) == 3, texts
     assert texts[2].startswith("[CRITICAL] PAGING FAILED via pagerduty: "), texts[2]
     assert "dead letter #" in texts[2] and "nobody was paged by it" in texts[2]
@@ -187,14 +190,7 @@ def test_a_page_owed_long_but_sent_in_this_run_is_told_paged_not_delayed(tmp_pat
 def test_two_drainers_on_one_store_tell_the_end_of_a_delayed_page_once(tmp_path: Path) -> None:
     with SlackWebhookServer() as slack, PagerDutyServer() as pd:
         fleet = Fleet(tmp_path, slack, pd, "pagerduty")
-        pd.fail_next = [UNAVAILABLE] * 1000
-        fleet.step(True, 0)
-        for minute in range(0, 7):
-            fleet.drain(minute, owners=("one", "two"))
-        pd.fail_next = []
-        for minute in range(7, 90):
-            fleet.drain(minute, owners=("one", "two"))
-        told = fleet.texts()
+        told = fleet.down_then([], owners=("one", "two"))
         assert [t.split(":")[0] for t in told] == [
             "[CRITICAL] api /healthz failed",
             "[CRITICAL] PAGING DELAYED via pagerduty",

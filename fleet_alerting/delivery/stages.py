@@ -2,11 +2,13 @@
 
 1. `Gate`: the next message that may go now — its destination not resting, the message due,
    claimed by this drainer, behind no earlier message of its incident, and a Slack "paged"
-   message only once its page was answered (`page_outcome`);
+   message only once its page was answered, or saying PAGING DELAYED once the page has been
+   owed for STUCK_PAGE_AFTER and is not sent in this run (`page_outcome`);
 2. `send_once`: the in-doubt check — a message an earlier attempt may have delivered goes to a
    notifier that can look (`Confirms`) as `send_in_doubt`;
 3. `Send`: the attempts of this run, through the one retry loop, within the message's claim;
-4. `Record`: what came of it, in the outbox and the run's report.
+4. `Record`: what came of it, in the outbox and the run's report; a page's end queues its
+   PAGING DELAYED messages again, to say how paging ended (`tell_how_paging_ended`).
 """
 
 from __future__ import annotations
