@@ -49,7 +49,7 @@ def test_a_steady_escalation_renders_no_text(tmp_path: Path) -> None:
     alerts = [alert(i) for i in range(50)]
 
     def run(now: datetime) -> tuple[list[Signal], Evaluation]:
-        signals = to_signals([(RULE, alerts)], now, AM, LINKS)
+        signals = to_signals([(RULE, alerts)], AM, LINKS)
 
         def decide(incidents: Mapping[str, Incident]) -> Evaluation:
             return evaluate(signals, incidents, lambda _s: POLICY, now)
@@ -73,15 +73,15 @@ def test_a_rendered_signal_reads_as_one_built_whole() -> None:
         alert(5, ends_at=T0 - timedelta(seconds=1)),
     ]
     for one in odd:
-        [lazy] = to_signals([(RULE, [one])], T0, AM, LINKS)
-        whole = to_signal(one, RULE, T0, AM, LINKS)
+        [lazy] = to_signals([(RULE, [one])], AM, LINKS)
+        whole = to_signal(one, RULE, AM, LINKS)
         for field in ("key", "source", "firing", "severity", "target", "since", "labels", *TEXTS):
             assert getattr(lazy, field) == getattr(whole, field), field
 
 
 def test_what_the_texts_say_is_in_the_fingerprint() -> None:
     def fingerprint(one: Alert, links: LinksConfig = LINKS) -> str:
-        return fingerprint_of(to_signals([(RULE, [one])], T0, AM, links)[0])
+        return fingerprint_of(to_signals([(RULE, [one])], AM, links)[0])
 
     base = fingerprint(alert(1))
     assert fingerprint(alert(1)) == base

@@ -57,8 +57,8 @@ def test_an_alert_reads_as_pinned(case: dict[str, Any]) -> None:
     rule = EscalationRule(name=case.get("rule", "critical"), matchers=['severity="critical"'])
     links = LinksConfig(**case.get("links", {}))
     url = case.get("alertmanager_url", AM)
-    [deferred] = judge.to_signals([(rule, [alert])], NOW, url, links)
-    whole = judge.to_signal(alert, rule, NOW, url, links)
+    [deferred] = judge.to_signals([(rule, [alert])], url, links)
+    whole = judge.to_signal(alert, rule, url, links)
     assert read(deferred) == case["expected"]
     assert read(whole) == case["expected"]
     assert (deferred.key, deferred.labels, deferred.since) == (whole.key, whole.labels, whole.since)

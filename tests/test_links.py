@@ -1,9 +1,19 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import parse_qs, urlsplit
+import random
+from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 
-from fleet_alerting.core.links import LinksConfig, explore_url, logql_selector, prometheus_graph_url
+import pytest
+
+from fleet_alerting.core.links import (
+    LinksConfig,
+    explore_url,
+    json_string_body,
+    logql_selector,
+    percent_encoded,
+    prometheus_graph_url,
+)
 
 LINKS = LinksConfig(
     grafana_url="https://grafana.example/",
@@ -33,3 +43,28 @@ def test_prometheus_graph_url_round_trip() -> None:
     assert parse_qs(urlsplit(url).query)["g0.expr"] == [
         'circuit_breaker_state{deviceId="a b"} == 1'
     ]
+
+
+# every ASCII character (controls, DEL, space, "/", "%", quotes, backslash) and some beyond
+_ALPHABET = [chr(c) for c in range(128)] + ["é", "\u2028", "\x85", "😀", "ć"]
+
+
+def _texts(seed: int, count: int) -> list[str]:
+    rng = random.Random(seed)
+    fixed = ["", " ", "/", "pi-00001", 'host="pi a/b"', "a+b%20c", "\x7f", "é/ü", 'x\\y"z']
+    return fixed + [
+        "".join(rng.choice(_ALPHABET) for _ in range(rng.randint(1, 16))) for _ in range(count)
+    ]
+
+
+@pytest.mark.parametrize("plus", [False, True])
+def test_percent_encoded_is_urllibs(plus: bool) -> None:
+    """The opening run's links are quoted by a table: byte for byte what urllib writes."""
+    expected = quote_plus if plus else quote
+    for text in _texts(7, 20_000):
+        assert percent_encoded(text, plus=plus) == expected(text), repr(text)
+
+
+def test_json_string_body_is_the_encoders() -> None:
+    for text in _texts(11, 20_000):
+        assert json_string_body(text) == json.dumps(text)[1:-1], repr(text)

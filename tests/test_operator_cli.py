@@ -79,7 +79,7 @@ def test_one_fleet_api_outage_seen_by_the_probe_and_alertmanager_pages_once(
             rules = config.storm_rules()
             evaluate_and_record(store, [to_signal(probed)], config.policy, now, rules=rules)
             if minute >= 1:
-                signals = to_signals([(rule, [alert])], now, am.url, config.links)
+                signals = to_signals([(rule, [alert])], am.url, config.links)
                 evaluate_and_record(store, signals, escalation_policies(config), now, rules=rules)
         pages = [
             item.notification.incident.source

@@ -326,6 +326,52 @@ def test_evolve_refuses_a_field_the_record_does_not_have() -> None:
         incidents.evolve(RECORD, stae=State.paged)
 
 
+def test_rekeyed_and_grouped_in_are_dataclasses_replace() -> None:
+    """The storm path's copies of a record: every other field as it was, nothing shared that a
+    later copy could change."""
+    signal = probe("db")
+    record = replace(RECORD, reminders=2, acts=Acts(acked_by="ann"), paged_via=("pagerduty",))
+    for new, expected in [
+        (incidents.rekeyed(record, "other", signal), replace(record, key="other", signal=signal)),
+        (incidents.grouped_in(record, "group/s:x"), replace(record, group="group/s:x")),
+    ]:
+        assert new == expected and vars(new) == vars(expected)
+        assert type(new) is Incident and vars(new) is not vars(record)
+    assert record.key == "k" and record.group is None  # the original is left as it was
+
+
+def _brief(incident: Incident) -> incidents.Brief:
+    return incidents.Brief.of(incident)
+
+
+@pytest.mark.parametrize("read_first", [False, True])
+def test_overlay_pairs_each_key_with_what_was_read_and_what_changed(read_first: bool) -> None:
+    """What the storm passes ask of every incident in one loop (`Overlay.pairs`, `glances`): a
+    key of the briefs with its glance (the full record once read) and its change; a key only
+    changed with None before it; every key once, in the order of iteration."""
+    a, b, c = RECORD, replace(RECORD, key="b", inhibited_by="x"), replace(RECORD, key="c")
+    before_records = {r.key: r for r in (a, b, c)}
+    records = Records(
+        {k: _brief(r) for k, r in before_records.items()},
+        lambda keys: {k: before_records[k] for k in keys},
+    )
+    if read_first:
+        records.preload(["b"])
+    changed = {"c": replace(c, state=State.paged), "new": replace(RECORD, key="new")}
+    for before in (records, before_records):
+        after = incidents.Overlay(before, changed)
+        glance_b = b if read_first or before is before_records else _brief(b)
+        expected = [
+            ("k", a if before is before_records else _brief(a), None),
+            ("b", glance_b, None),
+            ("c", c if before is before_records else _brief(c), changed["c"]),
+            ("new", None, changed["new"]),
+        ]
+        assert list(after.pairs()) == expected
+        assert list(after.glances()) == [(k, made or was) for k, was, made in expected]
+        assert [k for k, _ in after.glances()] == list(after)
+
+
 def test_a_metric_name_is_part_of_a_series_fingerprint() -> None:
     """A summary may show `{{ $labels.__name__ }}`: texts kept for a fingerprint must not be
     another metric's."""

@@ -61,8 +61,8 @@ from fleet_alerting.core.incidents import (
     Overlay,
     Page,
     State,
-    evolve,
     glance,
+    grouped_in,
 )
 from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.model import Duration, Model
@@ -192,10 +192,13 @@ def group(
                 out += routed.get(gk, [])  # a member of a closed group: alone again
                 continue
             current = _new_group(gk, joining, now)
-        mine = set(current.members) | {
-            m.key for m in batch.opened.values() if m.group in (None, gk)
-        }
-        for n in others.get(gk, []):  # a member's opening is its batch's, so one of `mine`
+        others_of = others.get(gk, [])
+        mine: set[str] = set()
+        if others_of:  # (a storm's opening sends its members' openings alone)
+            mine = set(current.members) | {
+                m.key for m in batch.opened.values() if m.group in (None, gk)
+            }
+        for n in others_of:  # a member's opening is its batch's, so one of `mine`
             if n.incident.key not in mine:
                 out.append(n)  # not a member: told on its own, and its page is not the group's
             elif n.kind == Kind.paged:
@@ -210,7 +213,7 @@ def group(
         for m in batch.opened.values():
             if m.key not in members:
                 members[m.key] = None
-                changed[m.key] = evolve(changed.get(m.key, m), group=gk)
+                changed[m.key] = grouped_in(changed.get(m.key, m), gk)
         members = dict.fromkeys(after.unresolved(members))
         view = Overlay(after, batch.opened)
         g, sent = _advance(
@@ -238,10 +241,11 @@ def group(
 def _group_keys(config: GroupingConfig) -> Callable[[Incident], str]:
     """`group_key`, memoized on what it reads: a storm's members fall into a handful of groups."""
     known: dict[tuple[str, str, tuple[str, ...]], str] = {}
+    by_source, by_default = config.by_source, config.group_by
 
     def key_of(incident: Incident) -> str:
         labels = incident.signal.labels
-        group_by = config.by_source.get(incident.source, config.group_by)
+        group_by = by_source.get(incident.source, by_default)
         read = (incident.source, incident.severity, tuple([labels.get(k, "") for k in group_by]))
         gk = known.get(read)
         if gk is None:
@@ -262,11 +266,13 @@ def _storms(
     run (their group keys are noted in `keys`)."""
     opening: dict[str, set[str]] = {}
     ungrouped = set(config.ungrouped)
+    opened, counted = Kind.opened, None  # a member's messages come one after another
     for n in told:
-        if n.kind != Kind.opened or n.incident.source not in ungrouped:
+        if n.kind != opened or n.incident.source not in ungrouped or n.incident.key == counted:
             continue  # a record's source is its key's for good: the record is not looked up
         member = changed.get(n.incident.key) or n.incident
         if member.group is None:
+            counted = member.key
             gk = keys.get(member.key) or key_of(member)
             keys[member.key] = gk
             if gk in opening:
@@ -301,10 +307,19 @@ class _Members(Sequence[Incident]):
 
     def _all(self) -> list[Incident]:
         if self._read is None:
-            if isinstance(self._incidents, Overlay):
-                self._incidents.preload(self._keys)
-            self._read = [self._incidents[k] for k in self._keys]
+            incidents = self._incidents
+            if isinstance(incidents, Overlay):
+                incidents.preload(self._keys)
+                changed = incidents.changed  # (an Incident is never false)
+                self._read = [changed.get(k) or incidents[k] for k in self._keys]
+            else:
+                self._read = [incidents[k] for k in self._keys]
         return self._read
+
+    @property
+    def keys(self) -> Sequence[str]:
+        """The members' keys, in order (their records are not read for these)."""
+        return self._keys
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -363,7 +378,8 @@ def _advance(
         g = _slack_scheduled(g, policy.stages(), since)
         g = replace(g, signal=_summary(g, members, config, set(g.members)), last_notified_at=now)
         sent = notify_channels(g, policy, Kind.opened, now)
-        batch.paged |= any(m.state == State.paged for m in members)
+        paged = State.paged
+        batch.paged |= any(m.state == paged for m in members)
         # pages the members sent while it waited: steps overdue as it opens, as one incident's
         batch.pagers |= {p for m in members for p in m.paged_via if pager_of(p) is not None}
     else:
@@ -691,22 +707,19 @@ def _paged(g: Incident, pagers: Sequence[str], now: datetime, why: str) -> Incid
     )
 
 
-def _summary(
-    g: Incident, members: Sequence[Incident], config: GroupingConfig, told: set[str]
-) -> Signal:
+def _summary(g: Incident, members: _Members, config: GroupingConfig, told: set[str]) -> Signal:
     """The group's message: how many fail, what changed since the last message, who (capped)."""
     source = g.source[len(PREFIX) :]
-    keys = {m.key for m in members}
-    new = [m for m in members if m.key not in told]
-    cleared = len(told - keys)
+    new = [at for at, key in enumerate(members.keys) if key not in told]  # by the keys alone
+    cleared = len(told.difference(members.keys))
     changes = []
     if told and new:
         changes.append(f"+{len(new)} new")
     if cleared:
         changes.append(f"{cleared} cleared")
     # a member's texts are rendered when read (Signal.deferred): only those listed are read
-    chosen = new if told and new else members
-    listed = [m.signal.summary for m in islice(chosen, config.max_listed)]
+    chosen = new if told and new else range(len(members))
+    listed = [members[at].signal.summary for at in islice(chosen, config.max_listed)]
     more = len(chosen) - len(listed)
     body = "; ".join(listed) + (f"; and {more} more" if more > 0 else "")
     head = f"{len(members)} {source} incidents failing" + (

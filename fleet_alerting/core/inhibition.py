@@ -130,7 +130,8 @@ class _Index:
         self.sources: list[dict[tuple[str, ...], list[str]]] = [{} for _ in rules]
         as_source: dict[str, list[int]] = {}  # incident source -> rules it may be a cause in
         causes: list[tuple[str, list[int]]] = []
-        for key, seen in incidents.glances():  # the full record only of a possible cause
+        for key, was, made in incidents.pairs():  # the full record only of a possible cause
+            seen = was if made is None else made
             if seen.state == State.resolved:
                 continue
             which = as_source.get(seen.source)
@@ -200,11 +201,10 @@ def inhibit(
     extra: list[Notification] = []
     first: list[Notification] = []  # a held page's resolve, before any page of it goes again
     candidates = []
-    for key, seen in after.glances():
-        if seen.source in own_sources and (
-            index.may_inhibit(seen.source)
-            # of a key the engine left as it was, `seen` is what was read
-            or (seen.inhibited_by is not None if key not in changed else _held(before, key))
+    for key, was, made in after.pairs():
+        source = (was if made is None else made).source
+        if source in own_sources and (
+            index.may_inhibit(source) or (was is not None and was.inhibited_by is not None)
         ):
             candidates.append(key)
         # else: nothing can inhibit it and nothing held it: as it was, its messages as sent
@@ -240,12 +240,10 @@ def inhibit(
             first += [n for n in again if n.kind == Kind.resolved]
             extra += [n for n in again if n.kind != Kind.resolved]
         changed[key] = released
-    kept = [n for n in evaluation.notifications if n.incident.key not in dropped]
+    kept = evaluation.notifications
+    if dropped:
+        kept = [n for n in kept if n.incident.key not in dropped]
     return Evaluation(list(changed.values()), first + kept + extra)
-
-
-def _held(before: Mapping[str, Incident], key: str) -> bool:
-    return key in before and glance(before, key).inhibited_by is not None
 
 
 def held_back(

@@ -266,9 +266,7 @@ def mute(
     sent_about = evaluation.sent_about()
     may_mute = functools.cache(muting.may_mute)  # asked per incident, of a handful of sources
     candidates = [
-        key
-        for key, seen in after.glances()
-        if _candidate(seen, key in changed, before, key, may_mute, own_sources)
+        key for key, was, made in after.pairs() if _candidate(was, made, may_mute, own_sources)
     ]
     after.preload(candidates)
     drop: set[str] = set()
@@ -298,13 +296,15 @@ def mute(
                 drop.add(key)
             extra += told
             changed[key] = released[key] = updated
-    kept = [
-        replace(n, incident=replace(n.incident, acts=released[n.incident.key].acts))
-        if n.incident.key in released
-        else n  # what the engine sent as the mute ended: the record without the mute
-        for n in evaluation.notifications
-        if n.incident.key not in drop
-    ]
+    kept = evaluation.notifications
+    if drop or released:
+        kept = [
+            replace(n, incident=replace(n.incident, acts=released[n.incident.key].acts))
+            if n.incident.key in released
+            else n  # what the engine sent as the mute ended: the record without the mute
+            for n in kept
+            if n.incident.key not in drop
+        ]
     # an incident first told as its mute ends opens its thread before the page the engine sent,
     # and a page the mute held acknowledged is resolved before any page of it goes again
     first = [n for n in extra if n.kind in (Kind.opened, Kind.resolved)]
@@ -313,27 +313,28 @@ def mute(
 
 
 def _candidate(
-    seen: Brief | Incident,
-    changed: bool,
-    before: Mapping[str, Incident],
-    key: str,
+    was: Brief | Incident | None,
+    changed: Incident | None,
     may_mute: Callable[[str], bool],
     own_sources: set[str],
 ) -> bool:
-    """Whether a mute may begin or end on `key`'s incident (`seen`: its glance after the engine,
-    which `changed` it or left it as read): one may select its source, or its record (as the
-    engine left it, or as read) may hold one. Any other is left as it is, its messages as sent."""
+    """Whether a mute may begin or end on an incident (`was`: its glance as read, None if new;
+    `changed`: its record as the engine changed it, None if left as read): one may select its
+    source, or its record (as the engine left it, or as read) may hold one. Any other is left as
+    it is, its messages as sent."""
+    seen: Brief | Incident = was if changed is None else changed
     if seen.source not in own_sources:
         return False
     return (
         may_mute(seen.source)
         or _may_hold_mute(seen)
-        or (changed and key in before and _may_hold_mute(glance(before, key)))
+        or (changed is not None and was is not None and _may_hold_mute(was))
     )
 
 
 def _may_hold_mute(seen: Brief | Incident) -> bool:
-    return seen.acted if isinstance(seen, Brief) else seen.acts.mute_id is not None
+    # the exact type: asked of every incident of a storm twice (Brief has no subclass)
+    return seen.acted if type(seen) is Brief else seen.acts.mute_id is not None
 
 
 def _never_acted_on(before: Mapping[str, Incident], key: str, incident: Incident) -> bool:

@@ -32,6 +32,7 @@ from fleet_alerting.core.incidents import (
     Records,
     State,
     evolve,
+    rekeyed,
     retold,
 )
 from fleet_alerting.core.model import Duration, Model, PositiveDuration
@@ -204,6 +205,8 @@ def evaluate(
 
         def unchanged(signal: Signal) -> bool:
             brief = incidents.brief(signal.key)
+            if brief is None or brief.state not in _OPEN:  # new, pending: never steady
+                return False
             return (steady_member if grouped(brief) else steady)(brief, signal)
 
         latest = [s for s in latest if not unchanged(s)]
@@ -241,14 +244,20 @@ class _Alike:
         self.policy_for = policy_for
         self.now = now
         self.decided: dict[tuple[Any, ...], _Model] = {}
+        self.known = records.known()
+        # a storm's alerts share their onset: `onset_of` once per instant the source gives
+        self.onsets: dict[datetime | None, datetime] = {}
 
     def decided_for(self, signal: Signal) -> tuple[Incident, list[Notification]] | None:
         """What `_on_failure` makes of `signal`'s record, if it is known without reading it."""
         brief = self.records.observed(signal.key)
         if brief is not None:
             shape = (signal.severity, brief.source, brief.onset, brief.failures, brief.successes)
-        elif signal.firing and signal.key not in self.records:
-            shape = (signal.severity, signal.source, onset_of(signal, self.now), None, None)
+        elif signal.firing and signal.key not in self.known:
+            onset = self.onsets.get(signal.since)
+            if onset is None:
+                onset = self.onsets[signal.since] = onset_of(signal, self.now)
+            shape = (signal.severity, signal.source, onset, None, None)
         else:
             return None
         model = self.decided.get(shape)
@@ -294,7 +303,7 @@ class _Model(NamedTuple):
     def like(self, signal: Signal) -> tuple[Incident, list[Notification]]:
         """What this decision is for `signal`'s key."""
         key = signal.key
-        incident = evolve(self.incident, key=key, signal=signal)
+        incident = rekeyed(self.incident, key, signal)
         if self.about_it:
             return incident, [retold(n, key + tail, incident) for n, tail in self.sent]
         made = {id(self.incident): incident}

@@ -1,4 +1,4 @@
-"""Alertmanager alerts → signals. Pure: the alerts each escalation rule matched, and `now`.
+"""Alertmanager alerts → signals. Pure: the alerts each escalation rule matched.
 
 One signal per alert fingerprint, onset = `startsAt`, so the engine pages once the alert has
 persisted past the policy's window however late we first saw it, and the PagerDuty dedup_key
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from typing import Any
-from urllib.parse import quote
 
 import orjson
 
@@ -22,7 +21,7 @@ from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.keys import key_value, signal_key, stored_key
-from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link
+from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link, percent_encoded
 from fleet_alerting.core.policy import recover_unseen
 from fleet_alerting.core.signals import (
     TEXTS_VERSION,
@@ -51,7 +50,6 @@ def alert_key(alert: Alert) -> str:
 
 def to_signals(
     matched: Sequence[tuple[EscalationRule, Sequence[Alert]]],
-    now: datetime,
     alertmanager_url: str,
     links: LinksConfig,
 ) -> list[Signal]:
@@ -64,16 +62,13 @@ def to_signals(
             for alert in alerts:
                 key = alert_key(alert)
                 if key not in signals:
-                    signals[key] = deferred_signal(
-                        alert, rule, now, alertmanager_url, links, token, key
-                    )
+                    signals[key] = deferred_signal(alert, rule, alertmanager_url, links, token, key)
     return list(signals.values())
 
 
 def deferred_signal(
     alert: Alert,
     rule: EscalationRule,
-    now: datetime,
     alertmanager_url: str,
     links: LinksConfig,
     token: str,
@@ -94,7 +89,7 @@ def deferred_signal(
         target=_target(alert),
         labels=labels,
         fingerprint=digest_bytes(orjson.dumps(seen)),
-        render=partial(texts, alert, rule.name, now, alertmanager_url, links),
+        render=partial(texts, alert, rule.name, alertmanager_url, links),
         runbook_url=_runbook(alert.annotations),
         since=alert.starts_at,
     )
@@ -218,7 +213,7 @@ def unseen(
 
 
 def to_signal(
-    alert: Alert, rule: EscalationRule, now: datetime, alertmanager_url: str, links: LinksConfig
+    alert: Alert, rule: EscalationRule, alertmanager_url: str, links: LinksConfig
 ) -> Signal:
     return Signal(
         key=alert_key(alert),
@@ -228,13 +223,11 @@ def to_signal(
         target=_target(alert),
         since=alert.starts_at,
         labels=dict(alert.labels),
-        **texts(alert, rule.name, now, alertmanager_url, links),
+        **texts(alert, rule.name, alertmanager_url, links),
     )
 
 
-def texts(
-    alert: Alert, rule: str, now: datetime, alertmanager_url: str, links: LinksConfig
-) -> dict[str, Any]:
+def texts(alert: Alert, rule: str, alertmanager_url: str, links: LinksConfig) -> dict[str, Any]:
     """What operators read of the alert's signal (its TEXTS), without building the signal: an
     opening run renders them for every alert it opens."""
     labels, notes = alert.labels, alert.annotations
@@ -290,4 +283,4 @@ def _alertmanager_link(url: str, alert: Alert) -> str:
 
 @lru_cache(maxsize=4096)
 def _quoted_matcher(name: str, value: str) -> str:
-    return quote(f'{name}="{value}"')
+    return percent_encoded(f'{name}="{value}"')

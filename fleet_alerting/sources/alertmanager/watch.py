@@ -214,7 +214,7 @@ async def observe(config: Config, now: datetime, store: StoreReader) -> Observat
     matched, failures, malformed = found.matched, found.failures, found.malformed
     _warn_of_clocks_ahead(matched, now)
     _warn_of_our_clock_ahead(found.answered_at, now)
-    signals = to_signals(matched, now, am.url, config.links)
+    signals = to_signals(matched, am.url, config.links)
     signals += failure_signals(failures) + malformed_signals(malformed)
     kept: dict[str, Any] = {}
     watched, watchdog_seen = watchdog_signals(config, found, now, store, kept)
