@@ -39,6 +39,10 @@ INVALID_EVENT = Response(400, {"status": "invalid event", "message": "Event is i
 KEY = "blackbox:url=http://api/healthz"
 
 
+def sqlite(tmp_path: Path) -> str:
+    return str(tmp_path / "state.sqlite")
+
+
 def policy(pager: str) -> PolicyConfig:
     return PolicyConfig(open_after=1, resolve_after=1, page=[pager], page_after=timedelta(0))
 
@@ -50,8 +54,8 @@ def api(firing: bool = True) -> Signal:
 class Fleet:
     """One incident's life on a store, drained to the fakes a minute at a time."""
 
-    def __init__(self, path: Path, slack: SlackWebhookServer, pd: PagerDutyServer, pager: str):
-        self.store = Store(path / "state.sqlite")
+    def __init__(self, state: str, slack: SlackWebhookServer, pd: PagerDutyServer, pager: str):
+        self.store = Store(state)
         self.slack, self.pd, self.pager = slack, pd, pager
 
     def step(self, firing: bool, minute: float) -> None:
@@ -113,7 +117,7 @@ def outage(
     """PagerDuty answers 503 from minute 0 to 30 while the incident opens, pages and resolves at
     minute 10; then PagerDuty is back. What Slack heard during the outage, and in all."""
     with SlackWebhookServer() as slack, PagerDutyServer() as pd:
-        fleet = Fleet(tmp_path, slack, pd, pager)
+        fleet = Fleet(sqlite(tmp_path), slack, pd, pager)
         pd.fail_next = [UNAVAILABLE] * 1000
         fleet.step(True, 0)
         during: list[str] = []
@@ -158,7 +162,7 @@ def test_a_named_pager_outage_is_told_the_same_way(tmp_path: Path) -> None:
 
 def test_a_page_refused_after_the_delay_is_told_paging_failed_once(tmp_path: Path) -> None:
     with SlackWebhookServer() as slack, PagerDutyServer() as pd:
-        texts = Fleet(tmp_path, slack, pd, "pagerduty").down_then([INVALID_EVENT])
+        texts = Fleet(sqlite(tmp_path), slack, pd, "pagerduty").down_then([INVALID_EVENT])
     assert [t.split(" via ")[0] for t in texts[:2]] == [
         "[CRITICAL] api /healthz failed",
         "[CRITICAL] PAGING DELAYED",
@@ -179,7 +183,7 @@ def test_a_page_that_waited_less_than_five_minutes_is_told_paged_not_delayed(
 
 def test_a_page_owed_long_but_sent_in_this_run_is_told_paged_not_delayed(tmp_path: Path) -> None:
     with SlackWebhookServer() as slack, PagerDutyServer() as pd:
-        fleet = Fleet(tmp_path, slack, pd, "pagerduty")
+        fleet = Fleet(sqlite(tmp_path), slack, pd, "pagerduty")
         fleet.step(True, 0)
         fleet.drain(STUCK_PAGE_AFTER.total_seconds() / 60 + 3)  # the first drain, 8 min later
         texts = fleet.texts()
@@ -187,9 +191,10 @@ def test_a_page_owed_long_but_sent_in_this_run_is_told_paged_not_delayed(tmp_pat
     assert len(texts) == 2
 
 
-def test_two_drainers_on_one_store_tell_the_end_of_a_delayed_page_once(tmp_path: Path) -> None:
+def test_two_drainers_on_one_store_tell_the_end_of_a_delayed_page_once(state_db: str) -> None:
+    """On SQLite and on PostgreSQL."""
     with SlackWebhookServer() as slack, PagerDutyServer() as pd:
-        fleet = Fleet(tmp_path, slack, pd, "pagerduty")
+        fleet = Fleet(state_db, slack, pd, "pagerduty")
         told = fleet.down_then([], owners=("one", "two"))
         assert [t.split(":")[0] for t in told] == [
             "[CRITICAL] api /healthz failed",
@@ -233,3 +238,26 @@ def test_the_web_api_thread_says_paging_delayed_in_a_reply_and_atop(tmp_path: Pa
     assert "nobody was paged yet: failing for 10m00s: Fleet API down" in delayed[0]
     assert [r.split(":")[0] for r in replies if "after all" in r] == ["[CRITICAL] Paged after all"]
     assert "Paging delayed" in tops and tops[-1] == "Paged oncall", tops
+
+
+def test_a_drainer_dying_after_recording_the_page_loses_no_paged_after_all(state_db: str) -> None:
+    """The page's end recorded (PagerDuty took it) by a drainer that died before it queued the
+    follow-up: the next drain queues it (on SQLite and on PostgreSQL)."""
+    with SlackWebhookServer() as slack, PagerDutyServer() as pd:
+        fleet = Fleet(state_db, slack, pd, "pagerduty")
+        pd.fail_next = [UNAVAILABLE] * 1000
+        fleet.step(True, 0)
+        for minute in range(7):
+            fleet.drain(minute)
+        (page,) = [
+            i for i in fleet.store.outbox(("queued",)) if i.notification.channel == "pagerduty"
+        ]
+        assert fleet.store.queue.mark_sent(page.id, None, 1, "pagerduty: 202 (the dead drainer's)")
+        for minute in range(7, 10):
+            fleet.drain(minute)
+        texts = fleet.texts()
+    assert [t.split(":")[0] for t in texts] == [
+        "[CRITICAL] api /healthz failed",
+        "[CRITICAL] PAGING DELAYED via pagerduty",
+        "[CRITICAL] Paged after all",
+    ], texts

@@ -65,6 +65,7 @@ from fleet_alerting.delivery.stages import (
     Send,
     Stop,
     db,
+    tell_ended_pages,
 )
 from fleet_alerting.store.errors import StoreError
 from fleet_alerting.store.outbox import Outbox, OutboxItem
@@ -128,6 +129,7 @@ async def drain(
 
     owner = owner or drainer_id()
     try:
+        await asyncio.to_thread(tell_ended_pages, outbox, now(), give_up_after)
         channels = await asyncio.to_thread(outbox.channels)
     except sa.exc.OperationalError as exc:
         report.warnings.append(f"outbox unreadable, nothing delivered this run: {_db_error(exc)}")

@@ -184,17 +184,31 @@ def _retrying(page: Page) -> str:
     return f"{why} — retrying (next {page.next_attempt_at:%H:%M:%S}Z, outbox #{page.id})"
 
 
+def tell_ended_pages(outbox: Outbox, now: datetime, give_up_after: timedelta) -> None:
+    """Before a drain: the PAGING DELAYED messages whose pages ended are queued again, to say
+    how. `Record` does it as it records a page's end, but its drainer may have died in between.
+    (A page ends about `give_up_after` after it was queued with its message at the latest:
+    twice that is looked back.)"""
+    since = now - 2 * give_up_after
+    for told in outbox.told_delayed_since(sorted(SLACK_CHANNELS), since):
+        retell_ended(outbox, told, now)
+
+
 async def tell_how_paging_ended(outbox: Outbox, told: OutboxItem, now: datetime) -> int:
+    return await db(retell_ended, outbox, told, now)
+
+
+def retell_ended(outbox: Outbox, told: OutboxItem, now: datetime) -> int:
     """A Slack "paged" message that went out saying PAGING DELAYED, once none of its pages is
     owed any more: queued again, to say "Paged after all" or PAGING FAILED. Its id names the
     pages, so however many drainers see them end, it is queued once. How many were queued."""
     n = told.notification
     pagers = list(current_pages(n.incident) or n.incident.paged_via)
-    pages = await db(outbox.pages_before, n.incident.key, pagers, told.id)
+    pages = outbox.pages_before(n.incident.key, pagers, told.id)
     if not pages or any(p.status == "queued" for p in pages):
         return 0
     ended = "pages " + "+".join(str(p.id) for p in sorted(pages, key=lambda p: p.id))
-    return await db(outbox.enqueue, [paged_after_all(n, now, ended)], now)
+    return outbox.enqueue([paged_after_all(n, now, ended)], now)
 
 
 async def _worth_waiting(

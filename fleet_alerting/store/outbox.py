@@ -337,16 +337,24 @@ class Outbox:
         """The incident's `paged` messages to `channels` queued after row `after` that went out
         saying PAGING DELAYED (their page still owed): told again once their pages end."""
         t = outbox_table
-        query = sa.select(t).where(
-            t.c.incident_key == incident_key,
-            t.c.kind == "paged",
-            t.c.channel.in_(list(channels)),
-            t.c.status == "sent",
-            t.c.id > after,
+        return self._told_delayed(channels, t.c.incident_key == incident_key, t.c.id > after)
+
+    def told_delayed_since(self, channels: Sequence[str], since: datetime) -> list[OutboxItem]:
+        """Every incident's `paged` messages to `channels` queued since `since` that went out
+        saying PAGING DELAYED."""
+        return self._told_delayed(channels, outbox_table.c.created_at >= ts(since))
+
+    def _told_delayed(self, channels: Sequence[str], *where: Any) -> list[OutboxItem]:
+        t = outbox_table
+        sent = sa.and_(t.c.kind == "paged", t.c.channel.in_(list(channels)), t.c.status == "sent")
+        # only rows whose stored notification has a paging_delayed that is not empty are read
+        delayed = sa.and_(
+            t.c.data.contains('"paging_delayed":"', autoescape=True),
+            ~t.c.data.contains('"paging_delayed":""', autoescape=True),
         )
+        query = sa.select(t).where(sent, delayed, *where).order_by(t.c.id)
         with self.engine.begin() as conn:
-            rows = conn.execute(query.order_by(t.c.id)).mappings().all()
-        told = [_item(row) for row in rows]
+            told = [_item(row) for row in conn.execute(query).mappings().all()]
         return [item for item in told if item.notification.paging_delayed]
 
     def enqueue(self, notifications: Sequence[Notification], now: datetime) -> int:
