@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.heartbeat import WatchStatus
+from fleet_alerting.http.errors import excerpt
 
-MAX_REASON = 500  # of a failed run's reason, as the heartbeat says it
+MAX_RUN_REASON = 500  # characters of a failed run's reason, as the heartbeat says it
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Run:
         self.began = time.monotonic()
 
     def ended(self, succeeded: bool, reason: str = "") -> None:
-        """`reason`: why a failed run failed, in one line (redacted, cut to MAX_REASON)."""
+        """`reason`: why a failed run failed, in one line (redacted, cut to MAX_RUN_REASON)."""
         self.runs._ended(self.name, succeeded, time.monotonic() - self.began, reason)
 
 
@@ -66,8 +66,7 @@ class WatchRuns:
         if succeeded:
             self._update(name, last_duration=seconds, last_success=now)
         else:
-            said = " ".join(redact(reason).split())
-            said = said if len(said) <= MAX_REASON else said[: MAX_REASON - 1] + "…"
+            said = " ".join(excerpt(reason, MAX_RUN_REASON).split())  # masked, then cut
             self._update(name, last_duration=seconds, last_failure=now, last_failure_reason=said)
 
     def _update(self, name: str, **changes: object) -> None:
