@@ -150,3 +150,47 @@ def test_show_says_which_group_tells_and_pages_for_a_member(
     assert main(["incidents", "--show", member, "--config", str(config_path)]) == 0
     shown = capsys.readouterr().out
     assert "  in group group/blackbox:severity=warning: the group tells and pages for it" in shown
+
+
+def test_show_says_when_a_group_pages_next_and_marks_an_earlier_episodes_actions(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """ "Why has this not paged yet?" — a group pages as its members' steps come due: `--show`
+    of the group names the first member step that pages, to the second; an acknowledgement of
+    the group's earlier episode is marked as such."""
+    from fleet_alerting.core.incidents import State
+    from fleet_alerting.tasks.pipeline import evaluate_and_record
+
+    config_path = setup(tmp_path, str(tmp_path / "state.sqlite"))
+    raw = yaml.safe_load(config_path.read_text())
+    raw["policies"]["critical"] = {
+        "open_after": 1, "resolve_after": 1, "page": ["pagerduty"], "page_after": "90s"
+    }  # fmt: skip
+    config_path.write_text(yaml.safe_dump(raw))
+    config = load_config(config_path)
+
+    def devices(failing: bool) -> list[Signal]:
+        return [
+            Signal(f"blackbox:target=pi-cam-0{i}", "blackbox", failing, Severity.critical, "down")
+            for i in (1, 2, 3)
+        ]
+
+    start = utcnow().replace(microsecond=0) - timedelta(minutes=30)
+    with Store(config.state) as store:
+        run = [start, start + timedelta(minutes=2), start + timedelta(minutes=3)]
+        for now, failing in zip(run, (True, False, True), strict=True):
+            rules = config.storm_rules()
+            evaluate_and_record(store, devices(failing), config.policy, now, rules=rules)
+            if now == start:
+                group = next(i for i in store.incidents() if i.key.startswith("group/"))
+                assert main(["ack", group.key, "--config", str(config_path), "--as", "ana"]) == 0
+        group = next(i for i in store.incidents() if i.key.startswith("group/"))
+        members = [store.incident(k) for k in group.members]
+    assert group.state == State.firing and len(members) == 3
+    first = min(m.escalation.next_at for m in members if m is not None)
+    capsys.readouterr()
+    assert main(["incidents", "--show", group.key, "--config", str(config_path)]) == 0
+    shown = capsys.readouterr().out
+    assert f"  Next page: pagerduty at {first:%H:%M:%S} UTC, as blackbox:target=pi-cam-0" in shown
+    ack = next(line for line in shown.splitlines() if "ack by ana via cli: done" in line)
+    assert ack.endswith(f"(an earlier episode, since {start:%H:%M:%S}Z)")

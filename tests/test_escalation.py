@@ -105,17 +105,17 @@ def test_messages_say_the_step_who_was_paged_and_what_comes_next() -> None:
         told += [n for n in result.notifications if n.channel == "slack"]
     assert escalation.lines(told[0].incident) == [
         "Escalation step 1 of 3",
-        "Next: step 2 (pagerduty) at 03:05 UTC",
+        "Next: step 2 (pagerduty) at 03:05:00 UTC",
     ]
     (paged,) = [n for n in result.notifications if n.channel == "slack"]
     assert escalation.lines(paged.incident) == [
         "Escalation step 2 of 3",
-        "Paged: pagerduty 03:05 UTC",
-        "Next: step 3 (pagerduty_secondary + slack) at 03:20 UTC",
+        "Paged: pagerduty 03:05:00 UTC",
+        "Next: step 3 (pagerduty_secondary + slack) at 03:20:00 UTC",
     ]
     acked = actions.acknowledge(incidents["k"], "ana", T0 + timedelta(minutes=6), ["slack"])
     assert escalation.lines(acked.incident)[-1] == (
-        "Next: if still failing at 03:36 UTC, step 2 again"
+        "Next: if still failing at 03:36:00 UTC, step 2 again"
     )
 
 
@@ -240,7 +240,7 @@ def test_paged_again_after_the_timeout_names_each_pager_once_and_says_why() -> N
     assert escalation.lines(slack.incident)[:2] == [
         "Escalation step 2 of 3: acknowledged by ana at 03:06 UTC, still failing 30m later: "
         "escalating again",
-        "Paged: pagerduty 03:05 UTC, pagerduty 03:36 UTC",
+        "Paged: pagerduty 03:05:00 UTC, pagerduty 03:36:00 UTC",
     ]
 
 
@@ -270,10 +270,10 @@ def test_an_ack_that_times_out_after_a_reload_shortened_the_steps_escalates_on_t
     [
         (
             {"ack_holds_page": "10m"},
-            "Next: step 2 (pagerduty) at 03:12 UTC (held by the acknowledgement)",
+            "Next: step 2 (pagerduty) at 03:12:00 UTC (held by the acknowledgement)",
         ),
         ({}, "Next: held by the acknowledgement"),
-        ({"ack_timeout": "1h"}, "Next: if still failing at 04:02 UTC, step 1 again"),
+        ({"ack_timeout": "1h"}, "Next: if still failing at 04:02:00 UTC, step 1 again"),
     ],
 )
 def test_what_an_acknowledgement_before_the_page_does_is_said(
@@ -284,7 +284,7 @@ def test_what_an_acknowledgement_before_the_page_does_is_said(
     acked = actions.acknowledge(opened, "ana", T0 + timedelta(minutes=2), ["slack"]).incident
     assert escalation.lines(acked)[-1] == next_line
     silenced = actions.silence(opened, "ana", T0, T0 + timedelta(hours=1), ["slack"]).incident
-    assert escalation.lines(silenced)[-1] == "Next: held by the silence until 04:00 UTC"
+    assert escalation.lines(silenced)[-1] == "Next: held by the silence until 04:00:00 UTC"
 
 
 def test_a_step_mention_takes_the_place_of_the_page_mention_and_the_mirror_mentions_nobody() -> (

@@ -111,12 +111,12 @@ def test_primary_then_secondary_then_resolve_each_pagerduty_incident_once(
         "[RESOLVED after 24m00s] API /api/healthz",
     ]
     context = [str(m["blocks"][-2:]) for m in slack.messages]
-    assert "Next: step 2 (pagerduty) at 03:05 UTC" in context[0]
+    assert "Next: step 2 (pagerduty) at 03:05:00 UTC" in context[0]
     assert "Escalation step 3 of 3" in context[2]
-    assert "Paged: pagerduty 03:05 UTC, pagerduty_secondary 03:20 UTC" in context[2]
+    assert "Paged: pagerduty 03:05:00 UTC, pagerduty_secondary 03:20:00 UTC" in context[2]
     assert "Next: no further step" in context[2]
     # incidents --show: the step, who was paged when, what comes next
-    assert {"Escalation step 2 of 3", "Paged: pagerduty 03:05 UTC"} <= set(shown[6])
-    assert "Next: step 3 (pagerduty_secondary + slack) at 03:20 UTC" in shown[6]
-    paged = "Paged: pagerduty 03:05 UTC, pagerduty_secondary 03:20 UTC"
+    assert {"Escalation step 2 of 3", "Paged: pagerduty 03:05:00 UTC"} <= set(shown[6])
+    assert "Next: step 3 (pagerduty_secondary + slack) at 03:20:00 UTC" in shown[6]
+    paged = "Paged: pagerduty 03:05:00 UTC, pagerduty_secondary 03:20:00 UTC"
     assert {"Escalation step 3 of 3", paged, "Next: no further step"} <= set(shown[23])

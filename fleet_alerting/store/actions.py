@@ -30,11 +30,13 @@ class ActionRecord:
     via: str
     outcome: str
     detail: dict[str, Any]
+    onset: datetime | None = None  # the episode of the incident acted on (None: none was)
 
     def line(self) -> str:
         extra = " ".join(f"{k}={v}" for k, v in self.detail.items() if v not in (None, ""))
         when = self.at.strftime("%Y-%m-%d %H:%M:%S")
-        return f"{when}Z {self.action} by {self.actor} via {self.via}: {self.outcome} {extra}"
+        said = f"{when}Z {self.action} by {self.actor} via {self.via}: {self.outcome} {extra}"
+        return said.rstrip()
 
 
 Decide = Callable[[Incident], Change]
@@ -124,6 +126,7 @@ def history(
             via=row["via"],
             outcome=row["outcome"],
             detail=json.loads(row["detail"] or "{}"),
+            onset=datetime.fromisoformat(row["onset"]) if row["onset"] else None,
         )
         for row in rows
     ]

@@ -68,6 +68,7 @@ def show(store: Store, key: str) -> int:
     from fleet_alerting.core import escalation
     from fleet_alerting.core.clock import utcnow
     from fleet_alerting.core.durations import format_duration
+    from fleet_alerting.core.grouping import is_group
     from fleet_alerting.delivery.notifiers.slack_webhook import action_lines
     from fleet_alerting.store import actions as audit
     from fleet_alerting.surfaces.listings import find_key, page_problem, undelivered_pages
@@ -98,10 +99,15 @@ def show(store: Store, key: str) -> int:
         print(f"  {line}")
     for line in escalation.lines(incident):
         print(f"  {line}")
+    if is_group(incident) and not incident.resolved_at:
+        members = [m for m in map(store.incident, incident.members) if m is not None]
+        print(f"  Next page: {escalation.group_next_page(incident, members, now)}")
     records = audit.history(store, key)
     print("actions:" if records else "actions: none")
     for record in records:
-        print(f"  {record.line()}")
+        earlier = record.onset is not None and record.onset != incident.onset
+        mark = f" (an earlier episode, since {record.onset:%H:%M:%S}Z)" if earlier else ""
+        print(f"  {record.line()}{mark}")
     return 0
 
 
