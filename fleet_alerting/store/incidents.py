@@ -23,7 +23,13 @@ from pydantic import TypeAdapter
 from fleet_alerting.core.incidents import Brief, Incident, Records, State, evolve, full_check
 from fleet_alerting.core.signals import Signal, fingerprint_of
 from fleet_alerting.store import backend
-from fleet_alerting.store.tables import BRIEF_COLUMNS, incidents_table, texts_table, ts
+from fleet_alerting.store.tables import (
+    BRIEF_COLUMNS,
+    RESOLVED_ROW,
+    incidents_table,
+    texts_table,
+    ts,
+)
 
 # a storm writes tens of thousands of rows with a handful of distinct times (now, its onsets)
 _ts = lru_cache(maxsize=256)(ts)
@@ -421,7 +427,7 @@ def prune(conn: sa.Connection, now: datetime, kept: timedelta, batch: int) -> in
     """Delete at most `batch` incidents resolved longer than `kept` ago (by index), with their
     signals."""
     row = incidents_table.c
-    old = sa.and_(row.state == State.resolved.value, row.resolved_at < _ts(now - kept))
+    old = sa.and_(sa.text(RESOLVED_ROW), row.resolved_at < _ts(now - kept))
     keys = conn.execute(sa.select(row.key).where(old).limit(batch)).scalars().all()
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]
