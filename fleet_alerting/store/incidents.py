@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from operator import attrgetter
+from operator import attrgetter, is_
 from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
@@ -349,16 +349,22 @@ class _Rows:
         self.stored: list[Row] = []  # of incidents whose rows were read in this transaction
         self.made = 0  # records serialized whole
         self._shapes: dict[tuple[int, ...], _Shape | None] = {}
+        self._last: _Shape | None = None
 
     def add(self, incident: Incident, stored: bool = False) -> None:
         (self.stored if stored else self.rows).append(self._row(incident))
 
     def _row(self, incident: Incident) -> Row:
         values = _shared(incident)
-        shape = tuple(map(id, values))
-        alike = self._shapes.get(shape, _NEW)
-        if alike is _NEW:
-            return self._first(incident, values, shape)
+        last = self._last
+        if last is not None and all(map(is_, values, last.values)):
+            alike: _Shape | None = last  # the previous incident's shape (a storm's run of members)
+        else:
+            shape = tuple(map(id, values))
+            alike = self._shapes.get(shape, _NEW)
+            if alike is _NEW:
+                return self._first(incident, values, shape)
+            self._last = alike
         if alike is None:  # its JSON does not begin with its key: made whole
             return self._whole(incident)
         key = incident.key
