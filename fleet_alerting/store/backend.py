@@ -55,9 +55,10 @@ def cached(build: Any, dialect: str) -> Any:
 class Driver:
     """A statement as its SQL for the driver: rows (tuples of `columns`) go to the DBAPI's
     executemany with the statement's own constants, positional or by name as the dialect binds
-    them — what SQLAlchemy would send, without its per-row processing (for columns of strings,
-    integers and booleans, which both drivers take as they are). Thousands of rows a run (a
-    storm's incidents, its history) cost a fifth less so."""
+    them (numbered on SQLite when the statement uses a value twice) — what SQLAlchemy would
+    send, without its per-row processing (for columns of strings, integers and booleans, which
+    both drivers take as they are). Thousands of rows a run (a storm's incidents, its history)
+    cost a fifth less so."""
 
     def __init__(self, statement: Any, columns: tuple[str, ...], dialect: sa.Dialect):
         self.columns = columns
