@@ -143,6 +143,41 @@ def test_rows_alike_are_the_rows_written_alone(incidents: list[Incident], state_
         assert loaded[incident.key] == as_stored(incident)
 
 
+@pytest.mark.parametrize("incidents", CASES.values(), ids=CASES.keys())
+def test_rows_replaced_as_read_are_the_rows_the_upsert_writes(
+    incidents: list[Incident], state_db: str
+) -> None:
+    """An incident whose row was read in the transaction is replaced by an UPDATE; any other
+    is inserted or replaced by the upsert. Both write the same row."""
+    now = T0 + 10 * MINUTE
+    with Store(state_db) as store:
+        written(store, incidents, T0, one_by_one=False)
+        with store.transaction() as unit:
+            unit.write_incidents(incidents, now, unit.records())
+        replaced = rows(state_db)
+        written(store, incidents, now, one_by_one=False)  # not read: the upsert
+        assert rows(state_db) == replaced
+        assert {i.key: store.incident(i.key) for i in incidents} == {
+            i.key: as_stored(i) for i in incidents
+        }
+
+
+def test_a_thread_set_after_the_read_is_kept_by_the_replacing_write(state_db: str) -> None:
+    """The thread columns are the truth: a record read before its thread was set, written back
+    in the same episode, keeps the thread; written in a new episode, drops it."""
+    firing = alike(FIRING)[0]
+    reopened = replace(firing, opened_at=T0 + 5 * MINUTE)
+    with Store(state_db) as store:
+        for incident, kept in ((firing, "1.1"), (reopened, None)):
+            written(store, [firing], T0, one_by_one=False)
+            with store.transaction() as unit:
+                read = unit.records()
+                assert unit.set_thread(firing.key, firing.onset, "C1", "1.1", T0 + MINUTE)
+                unit.write_incidents([incident], T0 + 2 * MINUTE, read)
+            stored = store.incident(firing.key)
+            assert stored is not None and stored.thread_ts == kept
+
+
 def test_a_storms_opening_rows_are_the_rows_written_alone(state_db: str) -> None:
     now = T0 + MINUTE
     with Store(state_db) as store:

@@ -17,6 +17,7 @@ and the order is the same under byte order and under any collation.
 from __future__ import annotations
 
 import os
+import re
 from functools import cache, lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,9 +55,10 @@ def cached(build: Any, dialect: str) -> Any:
 class Driver:
     """A statement as its SQL for the driver: rows (tuples of `columns`) go to the DBAPI's
     executemany with the statement's own constants, positional or by name as the dialect binds
-    them — what SQLAlchemy would send, without its per-row processing (for columns of strings,
-    integers and booleans, which both drivers take as they are). Thousands of rows a run (a
-    storm's incidents, its history) cost a fifth less so."""
+    them (numbered on SQLite when the statement uses a value twice) — what SQLAlchemy would
+    send, without its per-row processing (for columns of strings, integers and booleans, which
+    both drivers take as they are). Thousands of rows a run (a storm's incidents, its history)
+    cost a fifth less so."""
 
     def __init__(self, statement: Any, columns: tuple[str, ...], dialect: sa.Dialect):
         self.columns = columns
@@ -71,11 +73,12 @@ class Driver:
         order = compiled.positiontup
         if order is None:  # named (psycopg)
             self.positional = False
-        else:
-            self.positional = True
-            if list(order[: len(columns)]) != list(columns):
-                raise ValueError(f"unexpected order of parameters: {order}")
-            self.tail = tuple(constants[name] for name in order[len(columns) :])
+            return
+        self.positional = True
+        if list(order[: len(columns)]) != list(columns):
+            # a column used twice, or not in the order of `columns` (SQLite): numbered
+            self.sql, order = _numbered(statement, columns, dialect)
+        self.tail = tuple(constants[name] for name in order[len(columns) :])
 
     def execute(self, conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
         if self.positional:
@@ -84,6 +87,23 @@ class Driver:
         else:
             named = [dict(zip(self.columns, row, strict=True)) | self.constants for row in rows]
             conn.exec_driver_sql(self.sql, named)
+
+
+def _numbered(
+    statement: Any, columns: tuple[str, ...], dialect: sa.Dialect
+) -> tuple[str, list[str]]:
+    """SQLite's SQL of `statement` with numbered parameters (`?N`), the Nth the Nth of `columns`
+    and then of its constants, and that order of the names."""
+    if dialect.name != "sqlite":
+        raise ValueError(f"no numbered parameters on {dialect.name}")
+    compiled = statement.compile(
+        dialect=sqlite.dialect(paramstyle="numeric"), column_keys=[*columns]
+    )
+    names = list(compiled.positiontup or ())
+    order = [*columns, *(name for name in names if name not in columns)]
+    place = {f":{number}": f"?{order.index(name) + 1}" for number, name in enumerate(names, 1)}
+    sql = re.sub(r":\d+\b", lambda found: place[found.group()], compiled.string)
+    return sql, order
 
 
 @lru_cache(maxsize=16)

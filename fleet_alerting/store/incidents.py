@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from operator import attrgetter
+from operator import attrgetter, is_
 from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
@@ -23,7 +23,13 @@ from pydantic import TypeAdapter
 from fleet_alerting.core.incidents import Brief, Incident, Records, State, evolve, full_check
 from fleet_alerting.core.signals import Signal, fingerprint_of
 from fleet_alerting.store import backend
-from fleet_alerting.store.tables import BRIEF_COLUMNS, incidents_table, texts_table, ts
+from fleet_alerting.store.tables import (
+    BRIEF_COLUMNS,
+    RESOLVED_ROW,
+    incidents_table,
+    texts_table,
+    ts,
+)
 
 # a storm writes tens of thousands of rows with a handful of distinct times (now, its onsets)
 _ts = lru_cache(maxsize=256)(ts)
@@ -38,24 +44,39 @@ OPEN = [State.pending.value, State.firing.value, State.paged.value]
 def _upsert_incident(dialect: str) -> Any:
     """Insert or replace incident rows (ROW_COLUMNS; `data` is the record without its signal)."""
     insert = backend.insert(incidents_table, dialect)
-    new = insert.excluded
-    # A thread set (by the Slack notifier) since this incident was read is kept, for the same
-    # episode.
-    keep_thread = sa.and_(new.thread_ts.is_(None), incidents_table.c.episode == new.episode)
     return insert.on_conflict_do_update(
-        index_elements=["key"],
-        set_={
-            **{
-                c: new[c]
-                for c in ("source", "state", "updated_at", "data", "episode", "resolved_at")
-            },
-            **{c: new[c] for c in BRIEF_COLUMNS},
-            **{
-                c: sa.case((keep_thread, incidents_table.c[c]), else_=new[c])
-                for c in ("thread_channel", "thread_ts")
-            },
-        },
+        index_elements=["key"], set_=_replaced(insert.excluded.__getitem__)
     )
+
+
+def _update_incident(_dialect: str) -> Any:
+    """Replace the rows of incidents stored (ROW_COLUMNS): cheaper than the upsert (SQLite)."""
+    row = incidents_table.c
+    return (
+        sa.update(incidents_table)
+        .where(row.key == sa.bindparam(_new("key")))
+        .values(_replaced(lambda c: sa.bindparam(_new(c), type_=row[c].type)))
+    )
+
+
+def _new(column: str) -> str:
+    """The parameter of a column's new value (a column's own name is SQLAlchemy's, in SET)."""
+    return f"new_{column}"
+
+
+def _replaced(new: Callable[[str], Any]) -> dict[str, Any]:
+    """The columns of an incident's row replaced by the `new` values of ROW_COLUMNS but its key.
+    A thread set (by the Slack notifier) since this incident was read is kept, for the same
+    episode."""
+    row = incidents_table.c
+    keep_thread = sa.and_(new("thread_ts").is_(None), row.episode == new("episode"))
+    return {
+        **{c: new(c) for c in ROW_COLUMNS if c not in ("key", *_THREAD)},
+        **{c: sa.case((keep_thread, row[c]), else_=new(c)) for c in _THREAD},
+    }
+
+
+_THREAD = ("thread_channel", "thread_ts")
 
 
 def _upsert_texts(dialect: str) -> Any:
@@ -96,8 +117,12 @@ def open_keys(conn: sa.Connection, source: str) -> set[str]:
     return set(conn.execute(query).scalars())
 
 
+# incidents written by one run share their time: then by key, whatever the rows' places
+NEWEST_FIRST = (incidents_table.c.updated_at.desc(), incidents_table.c.key)
+
+
 def listing(conn: sa.Connection, include_resolved: bool) -> list[Incident]:
-    query = select_incidents().order_by(incidents_table.c.updated_at.desc())
+    query = select_incidents().order_by(*NEWEST_FIRST)
     if not include_resolved:
         query = query.where(incidents_table.c.state.in_(OPEN))
     return [row_incident(row) for row in conn.execute(query)]
@@ -106,7 +131,7 @@ def listing(conn: sa.Connection, include_resolved: bool) -> list[Incident]:
 def states(conn: sa.Connection) -> dict[str, str]:
     """Every stored incident's key and state, newest first (no record is parsed)."""
     row = incidents_table.c
-    query = sa.select(row.key, row.state).order_by(row.updated_at.desc())
+    query = sa.select(row.key, row.state).order_by(*NEWEST_FIRST)
     return dict(conn.execute(query).tuples().all())
 
 
@@ -230,16 +255,21 @@ def write(
     fingerprint its row holds keeps the stored signal (the same texts: `Signal.deferred`), so a
     storm's opening run neither renders nor writes again the texts written when it began."""
     upsert = backend.driver(_upsert_incident, ROW_COLUMNS, conn.dialect)
+    update = backend.driver(_update_incident, UPDATE_PARAMETERS, conn.dialect)
     texts = backend.driver(_upsert_texts, TEXT_COLUMNS, conn.dialect)
+    brief_of = _no_brief if stored is None else stored.brief
     for start in range(0, len(incidents), _WRITE_CHUNK):
         rows = _Rows(now)
         signals: list[Row] = []
         for incident in incidents[start : start + _WRITE_CHUNK]:
-            if not _keeps_texts(incident, stored):
+            brief = brief_of(incident.key)
+            if not _keeps_texts(incident.signal, brief):
                 incident = _rendered(incident)
                 signals.append((incident.key, _json(_signal_json.dump_json(incident.signal))))
-            rows.add(incident)
-        upsert.execute(conn, rows.rows)
+            rows.add(incident, brief is not None)
+        for statement, chunk in ((upsert, rows.rows), (update, rows.stored)):
+            if chunk:
+                statement.execute(conn, chunk)
         if signals:
             texts.execute(conn, signals)
 
@@ -258,16 +288,22 @@ ROW_COLUMNS = (
     "thread_ts",
     *BRIEF_COLUMNS,
 )
+UPDATE_PARAMETERS = tuple(map(_new, ROW_COLUMNS))
 TEXT_COLUMNS = ("key", "signal")
 Row = tuple[Any, ...]  # a row's values of ROW_COLUMNS or TEXT_COLUMNS
 
 
-def _keeps_texts(incident: Incident, stored: Records | None) -> bool:
-    signal = incident.signal
-    if stored is None or not signal.texts_in_fingerprint:
-        return False
-    brief = stored.brief(incident.key)
-    return brief is not None and brief.fingerprint == signal.fingerprint
+def _no_brief(_key: str) -> Brief | None:
+    return None
+
+
+def _keeps_texts(signal: Signal, brief: Brief | None) -> bool:
+    """The stored row of the signal's texts holds these texts (`brief`: the stored one's)."""
+    return (
+        brief is not None
+        and signal.texts_in_fingerprint
+        and brief.fingerprint == signal.fingerprint
+    )
 
 
 def _rendered(incident: Incident) -> Incident:
@@ -309,24 +345,32 @@ class _Rows:
 
     def __init__(self, now: datetime):
         self.now = now
-        self.rows: list[Row] = []
+        self.rows: list[Row] = []  # of incidents that may be new
+        self.stored: list[Row] = []  # of incidents whose rows were read in this transaction
         self.made = 0  # records serialized whole
         self._shapes: dict[tuple[int, ...], _Shape | None] = {}
+        self._last: _Shape | None = None
 
-    def add(self, incident: Incident) -> None:
+    def add(self, incident: Incident, stored: bool = False) -> None:
+        (self.stored if stored else self.rows).append(self._row(incident))
+
+    def _row(self, incident: Incident) -> Row:
         values = _shared(incident)
-        shape = tuple(map(id, values))
-        if shape not in self._shapes:
-            self.rows.append(self._first(incident, values, shape))
-            return
-        alike = self._shapes[shape]
+        last = self._last
+        if last is not None and all(map(is_, values, last.values)):
+            alike: _Shape | None = last  # the previous incident's shape (a storm's run of members)
+        else:
+            shape = tuple(map(id, values))
+            alike = self._shapes.get(shape, _NEW)
+            if alike is _NEW:
+                return self._first(incident, values, shape)
+            self._last = alike
         if alike is None:  # its JSON does not begin with its key: made whole
-            self.rows.append(self._whole(incident))
-            return
+            return self._whole(incident)
         key = incident.key
         data = "".join((_KEY_FIRST, _quoted(key), alike.rest))
         fingerprint = fingerprint_of(incident.signal)
-        self.rows.append((key, *alike.head, data, *alike.middle, fingerprint, *alike.tail))
+        return (key, *alike.head, data, *alike.middle, fingerprint, *alike.tail)
 
     def _whole(self, incident: Incident) -> Row:
         self.made += 1
@@ -356,6 +400,9 @@ def _quoted(key: str) -> str:
     if key.isascii() and key.isprintable() and '"' not in key and "\\" not in key:
         return f'"{key}"'
     return _json(_key_json(key))
+
+
+_NEW: Any = object()  # a shape not seen yet
 
 
 class _Shape(NamedTuple):
@@ -421,7 +468,7 @@ def prune(conn: sa.Connection, now: datetime, kept: timedelta, batch: int) -> in
     """Delete at most `batch` incidents resolved longer than `kept` ago (by index), with their
     signals."""
     row = incidents_table.c
-    old = sa.and_(row.state == State.resolved.value, row.resolved_at < _ts(now - kept))
+    old = sa.and_(sa.text(RESOLVED_ROW), row.resolved_at < _ts(now - kept))
     keys = conn.execute(sa.select(row.key).where(old).limit(batch)).scalars().all()
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]

@@ -176,9 +176,16 @@ def _upgrade_to_6(conn: sa.Connection) -> None:
 
 _DROPPED_IN_6 = ("ix_incidents_state", "ix_incidents_source")
 
+
+def _upgrade_to_7(conn: sa.Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("DROP INDEX IF EXISTS ix_incidents_state_resolved_at")
+
+
 STEPS: dict[int, Step] = {
     1: _upgrade_to_1,
     2: _upgrade_to_2,
     3: _upgrade_to_3,
     6: _upgrade_to_6,
+    7: _upgrade_to_7,
 }
