@@ -2,11 +2,13 @@
 
 1. `Gate`: the next message that may go now — its destination not resting, the message due,
    claimed by this drainer, behind no earlier message of its incident, and a Slack "paged"
-   message only once its page was answered (`page_outcome`);
+   message only once its page was answered, or saying PAGING DELAYED once the page has been
+   owed for STUCK_PAGE_AFTER and is not sent in this run (`page_outcome`);
 2. `send_once`: the in-doubt check — a message an earlier attempt may have delivered goes to a
    notifier that can look (`Confirms`) as `send_in_doubt`;
 3. `Send`: the attempts of this run, through the one retry loop, within the message's claim;
-4. `Record`: what came of it, in the outbox and the run's report.
+4. `Record`: what came of it, in the outbox and the run's report; a page's end queues its
+   PAGING DELAYED messages again, to say how paging ended (`tell_how_paging_ended`).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import sqlalchemy as sa
 from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
 from fleet_alerting.core.escalation import current_pages
+from fleet_alerting.core.heartbeat import STUCK_PAGE_AFTER
 from fleet_alerting.core.incidents import Kind, Notification
 from fleet_alerting.delivery.channels import Confirms, Notifier
+from fleet_alerting.delivery.notifiers.slack_webhook import paged_after_all
 from fleet_alerting.http.errors import MAX_RETRY_AFTER, AdapterError
 from fleet_alerting.http.retry import with_retries
 from fleet_alerting.store.outbox import LONGEST_RETRY, Outbox, OutboxItem, Page
@@ -143,7 +147,9 @@ async def page_outcome(
     pager not backing off and this drainer's lane to that pager (`running`: the channels whose
     lanes are still going) sending it or yet to: the lane comes back to it after its other
     messages, for up to `paged_wait` seconds; or "hold" (the page goes in a later run, or with
-    the drainer that holds it).
+    the drainer that holds it) — unless a page held so has been owed for STUCK_PAGE_AFTER: then
+    the message goes out now saying PAGING DELAYED (the incident's later messages queue behind
+    it), and Slack is told how paging ended once it does (`tell_how_paging_ended`).
 
     The pages are the incident's latest `paged` rows to each pager of the step it is on (not
     earlier steps' pagers) queued before this one (the same evaluation queues pagers first)."""
@@ -152,16 +158,57 @@ async def page_outcome(
     pages = await db(outbox.pages_before, n.incident.key, pagers, item.id)
     pending = [p for p in pages if p.status == "queued"]
     if pending:
-        worth = await _worth_waiting(outbox, pending, owner, now, running)
-        return "wait" if worth else "hold"
+        if await _worth_waiting(outbox, pending, owner, now, running):
+            return "wait"
+        if not any(now - (p.created_at or now) >= STUCK_PAGE_AFTER for p in pending):
+            return "hold"
+        delayed = "; ".join(f"{p.channel}: {_retrying(p)}" for p in pending)
+        return replace(_as_accepted(n, pages), at=now, paging_delayed=delayed)
     failed = [f"{p.channel}: {dead_page(p.id, p.last_error)}" for p in pages if p.status == "dead"]
     if not failed:
         return n
+    return replace(_as_accepted(n, pages), paging_failed="; ".join(failed))
+
+
+def _as_accepted(n: Notification, pages: list[Page]) -> Notification:
+    """The "paged" message naming only the pagers that accepted their page."""
     accepted = tuple(p.channel for p in pages if p.status == "sent")
     esc = n.incident.escalation
     kept = tuple(p for p in esc.pages if p.step != esc.step or p.channel in accepted)
     incident = replace(n.incident, paged_via=accepted, escalation=replace(esc, pages=kept))
-    return replace(n, incident=incident, paging_failed="; ".join(failed))
+    return replace(n, incident=incident)
+
+
+def _retrying(page: Page) -> str:
+    why = _short(page.last_error) if page.last_error else "not sent yet"
+    return f"{why} — retrying (next {page.next_attempt_at:%H:%M:%S}Z, outbox #{page.id})"
+
+
+def tell_ended_pages(outbox: Outbox, now: datetime, give_up_after: timedelta) -> None:
+    """Before a drain: the PAGING DELAYED messages whose pages ended are queued again, to say
+    how. `Record` does it as it records a page's end, but its drainer may have died in between.
+    (A page ends about `give_up_after` after it was queued with its message at the latest:
+    twice that is looked back.)"""
+    since = now - 2 * give_up_after
+    for told in outbox.told_delayed_since(sorted(SLACK_CHANNELS), since):
+        retell_ended(outbox, told, now)
+
+
+async def tell_how_paging_ended(outbox: Outbox, told: OutboxItem, now: datetime) -> int:
+    return await db(retell_ended, outbox, told, now)
+
+
+def retell_ended(outbox: Outbox, told: OutboxItem, now: datetime) -> int:
+    """A Slack "paged" message that went out saying PAGING DELAYED, once none of its pages is
+    owed any more: queued again, to say "Paged after all" or PAGING FAILED. Its id names the
+    pages, so however many drainers see them end, it is queued once. How many were queued."""
+    n = told.notification
+    pagers = list(current_pages(n.incident) or n.incident.paged_via)
+    pages = outbox.pages_before(n.incident.key, pagers, told.id)
+    if not pages or any(p.status == "queued" for p in pages):
+        return 0
+    ended = "pages " + "+".join(str(p.id) for p in sorted(pages, key=lambda p: p.id))
+    return outbox.enqueue([paged_after_all(n, now, ended)], now)
 
 
 async def _worth_waiting(
@@ -239,6 +286,9 @@ class Gate:
                 return None  # nothing claimable: done, or the rest is another drainer's
             self.done.add(item.id)
             n = await self._ready(item)
+            if n is not None and n.paging_delayed:  # kept with the message: told again later
+                told = replace(item.notification, paging_delayed=n.paging_delayed)
+                return replace(item, notification=told), n
             if n is not None:
                 return item, n
         return None
@@ -402,9 +452,10 @@ class Record:
         # The crash window: the destination has the message, the store does not know yet. Marked
         # on the event loop itself, in the same step as the answer arrived (no hand-over to a
         # thread, no await in between): one small UPDATE commit.
+        delayed = item.notification if item.notification.paging_delayed else None
         for pause in (0.05, 0.2, 1.0, None):
             try:
-                self.outbox.mark_sent(item.id, self.owner, attempts, receipt)
+                self.outbox.mark_sent(item.id, self.owner, attempts, receipt, delayed)
                 break
             except sa.exc.OperationalError:
                 if pause is None:
@@ -412,6 +463,9 @@ class Record:
                 await asyncio.sleep(pause)
         self.report.sent.append((item, receipt))
         await self.destination.accepted()
+        if delayed:  # its page may have ended meanwhile, recorded before this was
+            await tell_how_paging_ended(self.outbox, item, self.s.now())
+        await self._page_ended(item)
 
     async def failed(
         self, item: OutboxItem, attempts: int, error: AdapterError, doubt: bool
@@ -451,6 +505,7 @@ class Record:
             log.error("dead letter: %s (%s): %s", self.channel, self.notifier_name, why)
             self.report.dead.append((item, why))
             self._page_warning(item, why)
+            await self._page_ended(item)
             return
         next_at = self.s.now() + next_attempt_delay(errors)
         await db(
@@ -470,6 +525,7 @@ class Record:
         )  # fmt: skip
         self.report.dead.append((item, reason))
         self._page_warning(item, reason)
+        await self._page_ended(item)
 
     def _reopens(self, item: OutboxItem) -> bool:
         """A pager's resolve, which a re-page (`actions.paged_again`, `reopened`) may follow."""
@@ -485,6 +541,17 @@ class Record:
         for page in pages:
             self.report.dead.append((page, failed))
             self._page_warning(page, failed)
+            await self._page_ended(page)
+
+    async def _page_ended(self, page: OutboxItem) -> None:
+        """A page accepted or a dead letter: the Slack "paged" messages that went out saying
+        PAGING DELAYED while it was owed are told how paging ended (once all their pages did)."""
+        n = page.notification
+        if pager_of(self.channel) is None or n.kind != Kind.paged:
+            return
+        channels = sorted(SLACK_CHANNELS)
+        for told in await db(self.outbox.told_delayed, n.incident.key, channels, page.id):
+            await tell_how_paging_ended(self.outbox, told, self.s.now())
 
     def _page_warning(self, item: OutboxItem, reason: str) -> None:
         n = item.notification

@@ -131,6 +131,7 @@ class Page:
     claimed_by: str | None = None
     lease_until: datetime | None = None
     id: int = 0  # its outbox row
+    created_at: datetime | None = None  # owed since (a requeue starts it again)
 
     def held_by_other(self, owner: str, now: datetime) -> bool:
         """Under a live claim of another drainer (which sends it, or died holding it)."""
@@ -181,6 +182,10 @@ def _notification(data: str) -> Notification:
     if n.one_off or n.incident.source not in ONE_OFF_SOURCES_BEFORE_THE_FLAG:
         return n
     return n if "one_off" in json.loads(data) else replace(n, one_off=True)
+
+
+def _at(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
 
 
 def _item(row: Any) -> OutboxItem:
@@ -317,16 +322,45 @@ class Outbox:
         latest = _latest_paged(incident_key, pagers, before)
         columns = (
             t.c.channel, t.c.status, t.c.last_error, t.c.next_attempt_at, t.c.claimed_by,
-            t.c.lease_until, t.c.id,
+            t.c.lease_until, t.c.id, t.c.created_at,
         )  # fmt: skip
         with self.engine.begin() as conn:
             rows = conn.execute(sa.select(*columns).where(t.c.id.in_(latest))).all()
         return [
-            Page(
-                c, s, e, datetime.fromisoformat(n), by, datetime.fromisoformat(u) if u else None, i
-            )
-            for c, s, e, n, by, u, i in rows
+            Page(c, s, e, _at(n), by, _at(u) if u else None, i, _at(created))
+            for c, s, e, n, by, u, i, created in rows
         ]
+
+    def told_delayed(
+        self, incident_key: str, channels: Sequence[str], after: int
+    ) -> list[OutboxItem]:
+        """The incident's `paged` messages to `channels` queued after row `after` that went out
+        saying PAGING DELAYED (their page still owed): told again once their pages end."""
+        t = outbox_table
+        return self._told_delayed(channels, t.c.incident_key == incident_key, t.c.id > after)
+
+    def told_delayed_since(self, channels: Sequence[str], since: datetime) -> list[OutboxItem]:
+        """Every incident's `paged` messages to `channels` queued since `since` that went out
+        saying PAGING DELAYED."""
+        return self._told_delayed(channels, outbox_table.c.created_at >= ts(since))
+
+    def _told_delayed(self, channels: Sequence[str], *where: Any) -> list[OutboxItem]:
+        t = outbox_table
+        sent = sa.and_(t.c.kind == "paged", t.c.channel.in_(list(channels)), t.c.status == "sent")
+        # only rows whose stored notification has a paging_delayed that is not empty are read
+        delayed = sa.and_(
+            t.c.data.contains('"paging_delayed":"', autoescape=True),
+            ~t.c.data.contains('"paging_delayed":""', autoescape=True),
+        )
+        query = sa.select(t).where(sent, delayed, *where).order_by(t.c.id)
+        with self.engine.begin() as conn:
+            told = [_item(row) for row in conn.execute(query).mappings().all()]
+        return [item for item in told if item.notification.paging_delayed]
+
+    def enqueue(self, notifications: Sequence[Notification], now: datetime) -> int:
+        """Queue notifications in a transaction of their own (an id already queued is ignored)."""
+        with self.engine.begin() as conn:
+            return queue(conn, notifications, now)
 
     def latest_paged(
         self, incident_key: str, channels: Sequence[str], before: int | None = None
@@ -339,10 +373,20 @@ class Outbox:
             rows = conn.execute(sa.select(t).where(t.c.id.in_(latest))).mappings().all()
         return [_item(row) for row in rows]
 
-    def mark_sent(self, item_id: int, owner: str | None, attempts: int, receipt: str) -> bool:
-        return self._finish(
-            item_id, owner, status="sent", attempts=attempts, receipt=receipt, last_error=None
-        )
+    def mark_sent(
+        self,
+        item_id: int,
+        owner: str | None,
+        attempts: int,
+        receipt: str,
+        told: Notification | None = None,
+    ) -> bool:
+        """`told`: the notification as it went out, stored in the same UPDATE (a Slack "paged"
+        message sent saying PAGING DELAYED)."""
+        values: dict[str, Any] = {"status": "sent", "attempts": attempts, "receipt": receipt}
+        if told is not None:
+            values["data"] = _notification_json.dump_json(told).decode()
+        return self._finish(item_id, owner, last_error=None, **values)
 
     def mark_retry(
         self,

@@ -72,11 +72,13 @@ MAX_BLOCK_ID = 255
 AFTER_ALL = ":paged-after-all@"  # in the id of a "paged" message told again after a requeue
 
 
-def paged_after_all(told: Notification, now: datetime) -> Notification:
-    """A Slack "paged" message told again once its dead page was requeued: it waits for the
-    page as the first did, and says "Paged after all" once a pager took it (PAGING FAILED again
-    if it did not)."""
-    return replace(told, id=f"{told.id}{AFTER_ALL}{now.isoformat()}", at=now, paging_failed="")
+def paged_after_all(told: Notification, now: datetime, tag: str | None = None) -> Notification:
+    """A Slack "paged" message told again once its dead page was requeued, or once the page it
+    went out saying PAGING DELAYED ended: it waits for the page as the first did, and says
+    "Paged after all" once a pager took it (PAGING FAILED if it did not). Its id ends in `tag`
+    (default: `now`)."""
+    again = f"{told.id}{AFTER_ALL}{tag or now.isoformat()}"
+    return replace(told, id=again, at=now, paging_failed="", paging_delayed="")
 
 
 def headline(n: Notification) -> str:
@@ -88,6 +90,13 @@ def headline(n: Notification) -> str:
     if n.kind == Kind.paged:
         pagers = ", ".join(incident.paged_via)
         lasted = format_duration(n.at - incident.onset)
+        if n.paging_delayed:
+            paged = f"Paged {pagers}; " if pagers else ""
+            nobody = "not paged by it yet" if pagers else "nobody was paged yet"
+            return (
+                f"[{severity}] {paged}PAGING DELAYED via {n.paging_delayed}; {nobody}: "
+                f"failing for {lasted}: {summary}"
+            )
         if n.paging_failed:
             paged = f"Paged {pagers}; " if pagers else ""
             return (
