@@ -194,6 +194,7 @@ def test_retold_is_dataclasses_replace() -> None:
         "one_off",
         "paging_failed",
         "paging_delayed",
+        "paging_ended",
     ]
 
 

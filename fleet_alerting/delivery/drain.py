@@ -30,9 +30,9 @@ other notifiers send it again (PagerDuty/OnCall fold it by dedup key; see README
 A Slack "paged" message goes out only once the pager accepted the page: it waits for the
 incident's page to each pager; a page that was refused or given up turns it into a loud
 "PAGING FAILED via pagerduty: …" message and a warning in the run's report. A page still owed
-after STUCK_PAGE_AFTER that this run does not send makes it "PAGING DELAYED via pagerduty: …",
-told again ("Paged after all", PAGING FAILED) once the page ends — by the Record stage, or by the
-next drain if its drainer died in between (`tell_ended_pages`).
+after STUCK_PAGE_AFTER that this run does not send (or another page of it dead) makes it
+"PAGING DELAYED via pagerduty: …", told again ("Paged after all", PAGING FAILED) once the page
+ends: the Record stage queues that in the transaction recording the page's end.
 """
 
 from __future__ import annotations
@@ -68,7 +68,6 @@ from fleet_alerting.delivery.stages import (
     Send,
     Stop,
     db,
-    tell_ended_pages,
 )
 from fleet_alerting.store.errors import StoreError
 from fleet_alerting.store.outbox import Outbox, OutboxItem
@@ -132,7 +131,6 @@ async def drain(
 
     owner = owner or drainer_id()
     try:
-        await asyncio.to_thread(tell_ended_pages, outbox, now(), give_up_after)
         channels = await asyncio.to_thread(outbox.channels)
     except sa.exc.OperationalError as exc:
         report.warnings.append(f"outbox unreadable, nothing delivered this run: {_db_error(exc)}")

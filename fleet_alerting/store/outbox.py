@@ -23,7 +23,8 @@ The tables are declared in store/tables.py.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,10 +32,11 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 
-from fleet_alerting.core.channels import pager_of
+from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
 from fleet_alerting.core.clock import CLOCK_SKEW
-from fleet_alerting.core.incidents import Notification
-from fleet_alerting.store import backend
+from fleet_alerting.core.escalation import current_pages
+from fleet_alerting.core.incidents import Incident, Notification
+from fleet_alerting.store import backend, incidents
 from fleet_alerting.store.tables import delete_at_most, destinations_table, outbox_table, ts
 
 _notification_json = TypeAdapter(Notification)
@@ -203,6 +205,89 @@ def _item(row: Any) -> OutboxItem:
     )
 
 
+# what a Slack "paged" message told PAGING DELAYED becomes once all its pages ended (delivery
+# decides): the message as told, its pages, and its episode's incident as stored (None: unknown)
+TellEnded = Callable[[Notification, list[Page], Incident | None], Notification | None]
+
+
+def pagers_waited_for(n: Notification) -> list[str]:
+    """The pagers a Slack "paged" message waits for: those of the step its incident is on."""
+    return list(current_pages(n.incident) or n.incident.paged_via)
+
+
+def _pages_before(
+    conn: sa.Connection, incident_key: str, pagers: Sequence[str], before: int, lock: bool = False
+) -> list[Page]:
+    """`lock`: the page rows are locked (PostgreSQL) until the transaction ends, so a page
+    ending meanwhile is seen by this transaction or sees what it wrote."""
+    t = outbox_table
+    columns = (
+        t.c.channel, t.c.status, t.c.last_error, t.c.next_attempt_at, t.c.claimed_by,
+        t.c.lease_until, t.c.id, t.c.created_at,
+    )  # fmt: skip
+    query = sa.select(*columns).where(t.c.id.in_(_latest_paged(incident_key, pagers, before)))
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return [
+        Page(c, s, e, _at(n), by, _at(u) if u else None, i, _at(created))
+        for c, s, e, n, by, u, i, created in conn.execute(query).all()
+    ]
+
+
+def _tell_delayed(
+    conn: sa.Connection, incident_key: str, page_id: int, tell: TellEnded, now: datetime
+) -> None:
+    """The incident's Slack "paged" messages that went out saying PAGING DELAYED while page
+    `page_id` was owed: told how paging ended once all their pages did."""
+    t = outbox_table
+    told_delayed = sa.select(t.c.id, t.c.data).where(
+        t.c.incident_key == incident_key,
+        t.c.channel.in_(sorted(SLACK_CHANNELS)),
+        t.c.status == "sent",
+        t.c.kind == "paged",
+        t.c.id > page_id,
+        # only the rows whose stored notification has a paging_delayed that is not empty
+        t.c.data.contains('"paging_delayed":"', autoescape=True),
+        ~t.c.data.contains('"paging_delayed":""', autoescape=True),
+    )
+    for row_id, data in conn.execute(told_delayed).all():
+        _tell_ended(conn, row_id, _notification(data), tell, now, page_id)
+
+
+def _tell_ended(
+    conn: sa.Connection, row_id: int, told: Notification, tell: TellEnded, now: datetime,
+    page_id: int | None = None,
+) -> None:  # fmt: skip
+    """Queue what `tell` makes of `told` (outbox row `row_id`) once none of its pages is owed
+    (and, given `page_id`, that page is one of them). Its id is the message's own, with
+    PAGING_ENDED: however many drainers see the pages end, it is queued once."""
+    pages = _pages_before(conn, told.incident.key, pagers_waited_for(told), row_id, lock=True)
+    if page_id is not None and page_id not in {p.id for p in pages}:
+        return  # another episode's (or another step's) page
+    if not pages or any(p.status == "queued" for p in pages):
+        return
+    follow_up = tell(told, pages, _episode(conn, told.incident, row_id))
+    if follow_up is not None:
+        queue(conn, [follow_up], now)
+
+
+def _episode(conn: sa.Connection, incident: Incident, after: int) -> Incident | None:
+    """`incident`'s episode as stored now: the incident's record while it is that episode, else
+    (its key opened again) the episode's `resolved` message queued after row `after`."""
+    stored = incidents.load(conn, incident.key)
+    if stored is not None and stored.episode == incident.episode:
+        return stored
+    t = outbox_table
+    resolved = sa.select(t.c.data).where(
+        t.c.incident_key == incident.key, t.c.kind == "resolved", t.c.id > after
+    )
+    for (data,) in conn.execute(resolved.order_by(t.c.id)).all():
+        told = _notification(data).incident
+        if told.episode == incident.episode:
+            return told
+    return None
+
+
 class Outbox:
     """Outbox queries on the store's database, through the store's autocommit engine: every
     statement is its own transaction, so a read takes no lock and a write (claim, mark) holds
@@ -318,49 +403,8 @@ class Outbox:
     def pages_before(self, incident_key: str, pagers: Sequence[str], before: int) -> list[Page]:
         """The latest `paged` message of the incident to each pager, queued before row `before`
         (status only: this is polled while a Slack "paged" message waits for the pager)."""
-        t = outbox_table
-        latest = _latest_paged(incident_key, pagers, before)
-        columns = (
-            t.c.channel, t.c.status, t.c.last_error, t.c.next_attempt_at, t.c.claimed_by,
-            t.c.lease_until, t.c.id, t.c.created_at,
-        )  # fmt: skip
         with self.engine.begin() as conn:
-            rows = conn.execute(sa.select(*columns).where(t.c.id.in_(latest))).all()
-        return [
-            Page(c, s, e, _at(n), by, _at(u) if u else None, i, _at(created))
-            for c, s, e, n, by, u, i, created in rows
-        ]
-
-    def told_delayed(
-        self, incident_key: str, channels: Sequence[str], after: int
-    ) -> list[OutboxItem]:
-        """The incident's `paged` messages to `channels` queued after row `after` that went out
-        saying PAGING DELAYED (their page still owed): told again once their pages end."""
-        t = outbox_table
-        return self._told_delayed(channels, t.c.incident_key == incident_key, t.c.id > after)
-
-    def told_delayed_since(self, channels: Sequence[str], since: datetime) -> list[OutboxItem]:
-        """Every incident's `paged` messages to `channels` queued since `since` that went out
-        saying PAGING DELAYED."""
-        return self._told_delayed(channels, outbox_table.c.created_at >= ts(since))
-
-    def _told_delayed(self, channels: Sequence[str], *where: Any) -> list[OutboxItem]:
-        t = outbox_table
-        sent = sa.and_(t.c.kind == "paged", t.c.channel.in_(list(channels)), t.c.status == "sent")
-        # only rows whose stored notification has a paging_delayed that is not empty are read
-        delayed = sa.and_(
-            t.c.data.contains('"paging_delayed":"', autoescape=True),
-            ~t.c.data.contains('"paging_delayed":""', autoescape=True),
-        )
-        query = sa.select(t).where(sent, delayed, *where).order_by(t.c.id)
-        with self.engine.begin() as conn:
-            told = [_item(row) for row in conn.execute(query).mappings().all()]
-        return [item for item in told if item.notification.paging_delayed]
-
-    def enqueue(self, notifications: Sequence[Notification], now: datetime) -> int:
-        """Queue notifications in a transaction of their own (an id already queued is ignored)."""
-        with self.engine.begin() as conn:
-            return queue(conn, notifications, now)
+            return _pages_before(conn, incident_key, pagers, before)
 
     def latest_paged(
         self, incident_key: str, channels: Sequence[str], before: int | None = None
@@ -373,20 +417,39 @@ class Outbox:
             rows = conn.execute(sa.select(t).where(t.c.id.in_(latest))).mappings().all()
         return [_item(row) for row in rows]
 
-    def mark_sent(
-        self,
-        item_id: int,
-        owner: str | None,
-        attempts: int,
-        receipt: str,
-        told: Notification | None = None,
-    ) -> bool:
-        """`told`: the notification as it went out, stored in the same UPDATE (a Slack "paged"
-        message sent saying PAGING DELAYED)."""
-        values: dict[str, Any] = {"status": "sent", "attempts": attempts, "receipt": receipt}
-        if told is not None:
-            values["data"] = _notification_json.dump_json(told).decode()
-        return self._finish(item_id, owner, last_error=None, **values)
+    def mark_sent(self, item_id: int, owner: str | None, attempts: int, receipt: str) -> bool:
+        return self._finish(
+            item_id, owner, status="sent", attempts=attempts, receipt=receipt, last_error=None
+        )
+
+    def mark_delayed_sent(
+        self, item_id: int, owner: str | None, attempts: int, receipt: str, told: Notification,
+        tell: TellEnded, now: datetime,
+    ) -> bool:  # fmt: skip
+        """A Slack "paged" message sent saying PAGING DELAYED, stored as `told` (as it went
+        out); if its pages ended before this (another lane recorded it), what `tell` makes of
+        that is queued in the same transaction."""
+        data = _notification_json.dump_json(told).decode()
+        with self._transaction() as conn:
+            sent = {"status": "sent", "attempts": attempts, "receipt": receipt, "data": data}
+            if not self._finish_in(conn, item_id, owner, last_error=None, **sent):
+                return False
+            _tell_ended(conn, item_id, told, tell, now)
+            return True
+
+    def end_page(
+        self, item_id: int, owner: str | None, page: Notification, tell: TellEnded,
+        now: datetime, **values: Any,
+    ) -> bool:  # fmt: skip
+        """A page (`page`) recorded as ended (`values`: sent, or dead) and, in the same
+        transaction, what `tell` makes of each Slack "paged" message of its incident that went
+        out saying PAGING DELAYED while this page was owed, once all its pages ended: two
+        drainers, or a drainer killed in between, can neither lose nor double that message."""
+        with self._transaction() as conn:
+            if not self._finish_in(conn, item_id, owner, **values):
+                return False
+            _tell_delayed(conn, page.incident.key, item_id, tell, now)
+            return True
 
     def mark_retry(
         self,
@@ -419,12 +482,13 @@ class Outbox:
         return self._finish(item_id, owner, **values)
 
     def mark_dead_with_pages_behind(
-        self, item: OutboxItem, owner: str | None, attempts: int, reason: str, why_pages: str
-    ) -> list[OutboxItem]:
+        self, item: OutboxItem, owner: str | None, attempts: int, reason: str, why_pages: str,
+        tell: TellEnded, now: datetime,
+    ) -> list[OutboxItem]:  # fmt: skip
         """Mark a pager's `resolved` dead and, in the same transaction (no drainer claims them in
         between), the `paged` messages of its incident queued behind it on its channel: sent
         after a resolve that never arrived, a trigger folds into the still-acknowledged alert and
-        notifies nobody. Returns those pages."""
+        notifies nobody. Their ends are told as `end_page` tells one. Returns those pages."""
         t, n = outbox_table, item.notification
         behind = sa.and_(
             t.c.incident_key == n.incident.key,
@@ -434,12 +498,15 @@ class Outbox:
             t.c.id > item.id,
         )
         pages = sa.update(t).where(behind).values(status="dead", last_error=why_pages)
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             dead = {"status": "dead", "attempts": attempts, "last_error": reason}
             if not self._finish_in(conn, item.id, owner, **dead):
                 return []
             query = pages.returning(*t.c)
-            return [_item(row) for row in conn.execute(query).mappings().all()]
+            ended = [_item(row) for row in conn.execute(query).mappings().all()]
+            for page in ended:
+                _tell_delayed(conn, n.incident.key, page.id, tell, now)
+            return ended
 
     def renew(self, item_id: int, owner: str, until: datetime) -> bool:
         """Extend this drainer's claim on a message it is still sending; False if it lost it."""
@@ -454,6 +521,19 @@ class Outbox:
 
     def release(self, item_id: int, owner: str) -> bool:
         return self._finish(item_id, owner)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        """Several statements in one transaction on this autocommit engine, begun by hand
+        (SQLite: with the write lock at once, as every outbox write takes it)."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                conn.exec_driver_sql("ROLLBACK")
+                raise
+            conn.exec_driver_sql("COMMIT")
 
     def _finish(self, item_id: int, owner: str | None, **values: Any) -> bool:
         """Update a message this drainer holds, and free its lease. False if another drainer

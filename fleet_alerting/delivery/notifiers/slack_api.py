@@ -445,7 +445,7 @@ def current_status(n: Notification) -> str:
     if acts.acked_by:
         return f"Acknowledged by {acts.acked_by}"
     if incident.state == State.paged and (n.paging_delayed or n.paging_failed):
-        return "Paging delayed" if n.paging_delayed else "Paging failed"
+        return "Paging failed" if n.paging_failed else "Paging delayed"
     if incident.state == State.paged:
         return f"Paged {', '.join(incident.paged_via)}"
     return "Firing"
