@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from fleet_alerting.core.heartbeat import STUCK_PAGE_AFTER
 from fleet_alerting.core.policy import PolicyConfig, evaluate
 from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.delivery.channels import Notifier
 from fleet_alerting.delivery.drain import drain
 from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
 from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
@@ -52,6 +53,10 @@ def api(firing: bool = True) -> Signal:
     return Signal(KEY, "blackbox", firing, Severity.critical, "api /healthz failed", target="api")
 
 
+def pagerduty(client: httpx.AsyncClient, server: PagerDutyServer) -> PagerDutyEvents:
+    return PagerDutyEvents(client, SecretStr(ROUTING_KEY), f"{server.url}/v2/enqueue")
+
+
 class Fleet:
     """One incident's life on a store, drained to the fakes a minute at a time."""
 
@@ -72,12 +77,7 @@ class Fleet:
 
         async def go() -> list[DrainReport]:
             async with httpx.AsyncClient() as client:
-                notifiers = {
-                    "slack": SlackWebhook(client, SecretStr(f"{self.slack.url}/s"), "Slack"),
-                    self.pager: PagerDutyEvents(
-                        client, SecretStr(ROUTING_KEY), f"{self.pd.url}/v2/enqueue"
-                    ),
-                }
+                notifiers = self.notifiers(client)
                 # each drainer's clock a second apart: what one queues must not depend on it
                 drains = (
                     self._drain(notifiers, now + timedelta(seconds=i), owner)
@@ -86,6 +86,12 @@ class Fleet:
                 return list(await asyncio.gather(*drains))
 
         return asyncio.run(go())
+
+    def notifiers(self, client: httpx.AsyncClient) -> dict[str, Notifier]:
+        return {
+            "slack": SlackWebhook(client, SecretStr(f"{self.slack.url}/s"), "Slack"),
+            self.pager: pagerduty(client, self.pd),
+        }
 
     async def _drain(self, notifiers: dict, now: datetime, owner: str) -> DrainReport:
         async def no_sleep(_seconds: float) -> None:
