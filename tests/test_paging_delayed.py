@@ -217,10 +217,10 @@ def test_two_drainers_on_one_store_tell_the_end_of_a_delayed_page_once(state_db:
         assert fleet.texts() == told
 
 
-def test_the_web_api_thread_says_paging_delayed_in_a_reply_and_atop(tmp_path: Path) -> None:
-    """Through Slack's Web API: the reply says PAGING DELAYED and the thread's first message
-    says so too, until "Paged after all" (OnCall answering 503 until minute 16; the page is
-    queued at minute 5)."""
+def web_api_outage(tmp_path: Path, resolves_at: int | None = None) -> tuple[list[str], list[str]]:
+    """Through Slack's Web API, a minute at a time to minute 40: OnCall answers 503 until minute
+    16 (the page is queued at minute 5); the incident resolves at `resolves_at`. The thread's
+    first message's text after each minute, and its replies."""
     with (
         SlackApiServer(BOT) as slack,
         FleetApiServer(FLEET_TOKEN) as fleet,
@@ -233,10 +233,18 @@ def test_the_web_api_thread_says_paging_delayed_in_a_reply_and_atop(tmp_path: Pa
         for minute in range(0, 40):
             if minute == 16:
                 oncall.fail_next = []
-            evaluate_and_drain(store, config, True, ONSET + timedelta(minutes=minute))
-            tops.append(slack.top_level()[0].body["text"].split(":")[0])
+            failing = resolves_at is None or minute < resolves_at
+            evaluate_and_drain(store, config, failing, ONSET + timedelta(minutes=minute))
+            tops.append(slack.top_level()[0].body["text"])
         (parent,) = slack.top_level()
-        replies = [r.body["text"].split(" | ")[0] for r in slack.replies(parent.ts)]
+        return tops, [r.body["text"].split(" | ")[0] for r in slack.replies(parent.ts)]
+
+
+def test_the_web_api_thread_says_paging_delayed_in_a_reply_and_atop(tmp_path: Path) -> None:
+    """The reply says PAGING DELAYED and the thread's first message says so too, until "Paged
+    after all"."""
+    texts, replies = web_api_outage(tmp_path)
+    tops = [t.split(":")[0] for t in texts]
     delayed = [r for r in replies if "PAGING DELAYED" in r]
     assert len(delayed) == 1, replies
     assert delayed[0].startswith("[CRITICAL] PAGING DELAYED via oncall: "), delayed

@@ -26,11 +26,8 @@ from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
 from fleet_alerting.store.database import Store, outbox_table
 from fleet_alerting.store.outbox import requeue
 from fleet_alerting.surfaces.listings import retell_page
-from tests.fakes.fleet_api import FleetApiServer
 from tests.fakes.http import Request, Response
-from tests.fakes.oncall import OnCallServer
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
-from tests.fakes.slack_api import SlackApiServer
 from tests.test_paging_delayed import (
     INVALID_EVENT,
     T0,
@@ -40,10 +37,8 @@ from tests.test_paging_delayed import (
     pagerduty,
     policy,
     sqlite,
+    web_api_outage,
 )
-from tests.test_slack_api import BOT, FLEET_TOKEN, ONCALL_TOKEN, write_config
-from tests.test_slack_api import T0 as ONSET
-from tests.test_slack_api import step as evaluate_and_drain
 
 
 class PagerDuty(PagerDutyServer):
@@ -252,23 +247,10 @@ def test_a_resolved_incidents_follow_up_pings_nobody(tmp_path: Path) -> None:
 def test_paged_after_all_leaves_a_resolved_threads_top_message_resolved(
     tmp_path: Path,
 ) -> None:
-    """Slack's Web API: OnCall answers 503 until minute 16, PAGING DELAYED at 10, the incident
-    resolves at 12; the "Paged after all" reply at 16 leaves the thread's top saying Resolved."""
-    with (
-        SlackApiServer(BOT) as slack,
-        FleetApiServer(FLEET_TOKEN) as fleet,
-        OnCallServer(ONCALL_TOKEN) as oncall,
-    ):
-        config = write_config(tmp_path, slack.url, fleet.url, oncall.webhook_url)
-        store = Store(config.state.path)
-        oncall.fail_next = [UNAVAILABLE] * 1000
-        for minute in range(0, 40):
-            if minute == 16:
-                oncall.fail_next = []
-            evaluate_and_drain(store, config, minute < 12, ONSET + timedelta(minutes=minute))
-        (parent,) = slack.top_level()
-        replies = [r.body["text"].split(" | ")[0] for r in slack.replies(parent.ts)]
-        top = slack.top_level()[0].body["text"]
+    """Slack's Web API: PAGING DELAYED at minute 10, the incident resolves at 12; the "Paged
+    after all" reply at 16 leaves the thread's top saying Resolved."""
+    tops, replies = web_api_outage(tmp_path, resolves_at=12)
+    top = tops[-1]
     assert any("Paged after all" in r and "resolved after" in r for r in replies), replies
     assert top.startswith("Resolved"), top
 
