@@ -45,6 +45,9 @@ _notification_json = TypeAdapter(Notification)
 ONE_OFF_SOURCES_BEFORE_THE_FLAG = frozenset({"fleet-events", "notify-test"})
 
 _DOUBT = sa.or_(outbox_table.c.claimed_by.isnot(None), outbox_table.c.in_doubt.is_(True))
+# the key space of PostgreSQL's per-incident transaction locks (b"page" as a 32-bit integer;
+# two-key advisory locks never meet the store's one-key write lock)
+INCIDENT_LOCKS = int.from_bytes(b"page", "big")
 # no failed attempt puts a message's next one further off (delivery's backoff stops there)
 LONGEST_RETRY = timedelta(minutes=30)
 
@@ -216,18 +219,14 @@ def pagers_waited_for(n: Notification) -> list[str]:
 
 
 def _pages_before(
-    conn: sa.Connection, incident_key: str, pagers: Sequence[str], before: int, lock: bool = False
+    conn: sa.Connection, incident_key: str, pagers: Sequence[str], before: int
 ) -> list[Page]:
-    """`lock`: the page rows are locked (PostgreSQL) until the transaction ends, so a page
-    ending meanwhile is seen by this transaction or sees what it wrote."""
     t = outbox_table
     columns = (
         t.c.channel, t.c.status, t.c.last_error, t.c.next_attempt_at, t.c.claimed_by,
         t.c.lease_until, t.c.id, t.c.created_at,
     )  # fmt: skip
     query = sa.select(*columns).where(t.c.id.in_(_latest_paged(incident_key, pagers, before)))
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
     return [
         Page(c, s, e, _at(n), by, _at(u) if u else None, i, _at(created))
         for c, s, e, n, by, u, i, created in conn.execute(query).all()
@@ -261,7 +260,7 @@ def _tell_ended(
     """Queue what `tell` makes of `told` (outbox row `row_id`) once none of its pages is owed
     (and, given `page_id`, that page is one of them). Its id is the message's own, with
     PAGING_ENDED: however many drainers see the pages end, it is queued once."""
-    pages = _pages_before(conn, told.incident.key, pagers_waited_for(told), row_id, lock=True)
+    pages = _pages_before(conn, told.incident.key, pagers_waited_for(told), row_id)
     if page_id is not None and page_id not in {p.id for p in pages}:
         return  # another episode's (or another step's) page
     if not pages or any(p.status == "queued" for p in pages):
@@ -430,7 +429,7 @@ class Outbox:
         out); if its pages ended before this (another lane recorded it), what `tell` makes of
         that is queued in the same transaction."""
         data = _notification_json.dump_json(told).decode()
-        with self._transaction() as conn:
+        with self._transaction(told.incident.key) as conn:
             sent = {"status": "sent", "attempts": attempts, "receipt": receipt, "data": data}
             if not self._finish_in(conn, item_id, owner, last_error=None, **sent):
                 return False
@@ -445,7 +444,7 @@ class Outbox:
         transaction, what `tell` makes of each Slack "paged" message of its incident that went
         out saying PAGING DELAYED while this page was owed, once all its pages ended: two
         drainers, or a drainer killed in between, can neither lose nor double that message."""
-        with self._transaction() as conn:
+        with self._transaction(page.incident.key) as conn:
             if not self._finish_in(conn, item_id, owner, **values):
                 return False
             _tell_delayed(conn, page.incident.key, item_id, tell, now)
@@ -498,7 +497,7 @@ class Outbox:
             t.c.id > item.id,
         )
         pages = sa.update(t).where(behind).values(status="dead", last_error=why_pages)
-        with self._transaction() as conn:
+        with self._transaction(n.incident.key) as conn:
             dead = {"status": "dead", "attempts": attempts, "last_error": reason}
             if not self._finish_in(conn, item.id, owner, **dead):
                 return []
@@ -523,12 +522,17 @@ class Outbox:
         return self._finish(item_id, owner)
 
     @contextmanager
-    def _transaction(self) -> Iterator[sa.Connection]:
-        """Several statements in one transaction on this autocommit engine, begun by hand
-        (SQLite: with the write lock at once, as every outbox write takes it)."""
+    def _transaction(self, incident_key: str) -> Iterator[sa.Connection]:
+        """Several statements in one transaction on this autocommit engine, begun by hand, one
+        at a time per incident: SQLite takes its write lock at once (as every outbox write
+        does); PostgreSQL a lock on the incident's key, so a page's end and the sending of its
+        PAGING DELAYED message (or another page's end) each see what the other wrote."""
         with self.engine.connect() as conn:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
             try:
+                if self.dialect == "postgresql":
+                    key = sa.func.hashtext(incident_key)
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(INCIDENT_LOCKS, key)))
                 yield conn
             except BaseException:
                 conn.exec_driver_sql("ROLLBACK")
