@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,14 +18,15 @@ import httpx
 import sqlalchemy as sa
 from pydantic import SecretStr, TypeAdapter
 
-from fleet_alerting.core.incidents import Kind, Notification
+from fleet_alerting.core.incidents import Incident, Kind, Notification
 from fleet_alerting.core.policy import PolicyConfig, evaluate
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.channels import Notifier
 from fleet_alerting.delivery.drain import drain
 from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
+from fleet_alerting.delivery.stages import paging_ended
 from fleet_alerting.store.database import Store, outbox_table
-from fleet_alerting.store.outbox import requeue
+from fleet_alerting.store.outbox import Outbox, OutboxItem, Page, requeue
 from fleet_alerting.surfaces.listings import retell_page
 from tests.fakes.http import Request, Response
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
@@ -323,3 +325,32 @@ def test_after_an_outage_an_idle_drain_writes_nothing(tmp_path: Path) -> None:
         for minute in range(90, 96):
             fleet.drain(minute)
         assert writes == []
+
+
+def follow_ups(queue: Outbox) -> list[OutboxItem]:
+    return [i for i in queue.items(("queued",)) if i.notification.paging_ended]
+
+
+def test_a_page_ended_before_its_paging_delayed_message_is_recorded_is_told(
+    state_db: str,
+) -> None:
+    """The pager lane records the page taken before the Slack lane records its PAGING DELAYED
+    message sent: recording the message queues the follow-up (on SQLite and on PostgreSQL)."""
+    with SlackWebhookServer() as slack, PagerDutyServer() as pd:
+        fleet = Fleet(state_db, slack, pd, "pagerduty")
+        fleet.step(True, 0)
+    queue, now = fleet.store.queue, T0 + timedelta(minutes=6)
+    queued = {(i.notification.channel, i.notification.kind): i for i in queue.items(("queued",))}
+    page, paged = queued["pagerduty", Kind.paged], queued["slack", Kind.paged]
+
+    def tell(told: Notification, pages: list[Page], episode: Incident | None) -> Notification:
+        return paging_ended(told, pages, episode, now)
+
+    sent = {"status": "sent", "attempts": 1, "receipt": "202"}
+    assert queue.end_page(page.id, None, page.notification, tell, now, **sent)
+    assert not follow_ups(queue)  # its message is not out yet
+    told = replace(paged.notification, paging_delayed="pagerduty: HTTP 503 — retrying")
+    assert queue.mark_delayed_sent(paged.id, None, 1, "ok", told, tell, now)
+    (follow_up,) = follow_ups(queue)
+    assert follow_up.notification.id == f"{paged.notification.id}:paging-ended"
+    assert follow_up.notification.paging_ended == "Paged after all: pagerduty took the page"
