@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -132,28 +133,34 @@ def test_paging_delayed_names_a_retry_time_still_to_come(tmp_path: Path) -> None
     assert "(next 06:17:00Z, outbox #7)" in second, second  # told at 06:17
 
 
-class TwoPagers(Fleet):
-    """The incident pages `pagerduty` and `pagerduty_secondary`, each its own fake."""
+class Wider(Fleet):
+    """The incident under `config`, with `more` destinations than Slack and `pagerduty`."""
 
     def __init__(
-        self, state: str, slack: SlackWebhookServer, pd: PagerDutyServer, pd2: PagerDutyServer
-    ):
+        self, state: str, slack: SlackWebhookServer, pd: PagerDutyServer, config: PolicyConfig,
+        more: Callable[[httpx.AsyncClient], dict[str, Notifier]],
+    ):  # fmt: skip
         super().__init__(state, slack, pd, "pagerduty")
-        self.pd2 = pd2
+        self.config, self.more = config, more
 
     def _policy(self, _signal: Signal) -> PolicyConfig:
-        pagers = ["pagerduty", "pagerduty_secondary"]
-        return PolicyConfig(open_after=1, resolve_after=1, page=pagers, page_after=timedelta(0))
+        return self.config
 
     def notifiers(self, client: httpx.AsyncClient) -> dict[str, Notifier]:
-        return super().notifiers(client) | {"pagerduty_secondary": pagerduty(client, self.pd2)}
+        return super().notifiers(client) | self.more(client)
 
 
 def two_pagers(tmp_path: Path, refused: bool) -> list[str]:
     """`pagerduty` refuses the page (400) if `refused`, else takes it; `pagerduty_secondary`
     answers 503 throughout. What Slack heard in 20 minutes."""
     with SlackWebhookServer() as slack, PagerDutyServer() as pd, PagerDutyServer() as pd2:
-        fleet = TwoPagers(sqlite(tmp_path), slack, pd, pd2)
+        pagers = ["pagerduty", "pagerduty_secondary"]
+        config = PolicyConfig(open_after=1, resolve_after=1, page=pagers, page_after=timedelta(0))
+
+        def secondary(client: httpx.AsyncClient) -> dict[str, Notifier]:
+            return {"pagerduty_secondary": pagerduty(client, pd2)}
+
+        fleet = Wider(sqlite(tmp_path), slack, pd, config, secondary)
         pd.fail_next = [INVALID_EVENT] if refused else []
         pd2.fail_next = [UNAVAILABLE] * 1000
         fleet.step(True, 0)
@@ -196,26 +203,16 @@ def test_requeued_after_paging_failed_is_told_paged_after_all_once(tmp_path: Pat
     assert len(texts) == 4 and texts[3].startswith("[CRITICAL] Paged after all"), texts
 
 
-class Mirrored(Fleet):
-    def __init__(
-        self, state: str, slack: SlackWebhookServer, mirror: SlackWebhookServer, pd: PagerDuty
-    ):
-        super().__init__(state, slack, pd, "pagerduty")
-        self.mirror = mirror
-
-    def _policy(self, _signal: Signal) -> PolicyConfig:
-        return PolicyConfig(
+def test_the_mirror_is_told_delayed_and_after_all_once_each(tmp_path: Path) -> None:
+    with SlackWebhookServer() as slack, SlackWebhookServer() as mirror, PagerDutyServer() as pd:
+        config = PolicyConfig(
             open_after=1, resolve_after=1, page=["pagerduty"], page_after=timedelta(0), mirror=True
         )
 
-    def notifiers(self, client: httpx.AsyncClient) -> dict[str, Notifier]:
-        mirror = SlackWebhook(client, SecretStr(f"{self.mirror.url}/s"), "Slack")
-        return super().notifiers(client) | {"slack_mirror": mirror}
+        def mirrored(client: httpx.AsyncClient) -> dict[str, Notifier]:
+            return {"slack_mirror": SlackWebhook(client, SecretStr(f"{mirror.url}/s"), "Slack")}
 
-
-def test_the_mirror_is_told_delayed_and_after_all_once_each(tmp_path: Path) -> None:
-    with SlackWebhookServer() as slack, SlackWebhookServer() as mirror, PagerDutyServer() as pd:
-        Mirrored(sqlite(tmp_path), slack, mirror, pd).down_then([])
+        Wider(sqlite(tmp_path), slack, pd, config, mirrored).down_then([])
         for server in (slack, mirror):
             told = [m["text"].split(":")[0] for m in server.messages]
             assert count(told, "PAGING DELAYED") == 1 and count(told, "Paged after all") == 1
