@@ -180,7 +180,9 @@ def test_retold_is_dataclasses_replace() -> None:
     added to it: this lists them)."""
     signals = to_signals([(RULES[0], [alert("HostDown", "critical", 10, 1)])], AM, LINKS)
     record = Incident("k", "alertmanager", Severity.critical, State.paged, T0, T0, signals[0])
-    told = Notification("a|b", "pagerduty", Kind.paged, T0, record, True, "pagerduty: HTTP 400")
+    told = Notification(
+        "a|b", "slack", Kind.paged, T0, record, True, "pagerduty: HTTP 400", "pagerduty: HTTP 503"
+    )
     other = replace(record, key="other")
     assert retold(told, "other|b", other) == replace(told, id="other|b", incident=other)
     assert list(Notification.__dataclass_fields__) == [
@@ -191,6 +193,8 @@ def test_retold_is_dataclasses_replace() -> None:
         "incident",
         "one_off",
         "paging_failed",
+        "paging_delayed",
+        "paging_ended",
     ]
 
 

@@ -163,15 +163,22 @@ class Notification:
     # a message of its own (a one-off event, a test): no incident thread, no event snapshot
     one_off: bool = False
     # set by delivery on a Slack "paged" message when a pager refused or gave up on the page:
-    # "pagerduty: HTTP 400 …" (never stored with the notification)
+    # "pagerduty: HTTP 400 …" (stored only with a PAGING DELAYED message and its follow-up)
     paging_failed: str = ""
+    # set by delivery on a Slack "paged" message sent while its page is still owed (retrying
+    # after STUCK_PAGE_AFTER): "pagerduty: HTTP 503 … — retrying (next …, outbox #23)"; stored
+    # with the message that went out so, once the page ends, Slack is told how
+    paging_delayed: str = ""
+    # that follow-up's news, decided as the page's end is recorded: "Paged after all: pagerduty
+    # took the page" or "PAGING FAILED via …"; it is sent as it is, waiting for no page
+    paging_ended: str = ""
 
 
 # the slots' own setters: a frozen dataclass's __init__ sets each field through
 # object.__setattr__, which looks the slot up again on every call
 _SET_NOTIFICATION = tuple(
     Notification.__dict__[name].__set__
-    for name in ("id", "channel", "kind", "at", "incident", "one_off", "paging_failed")
+    for name in Notification.__dataclass_fields__  # in order: `retold` unpacks them
 )
 
 
@@ -179,7 +186,10 @@ def retold(n: Notification, id: str, incident: Incident) -> Notification:
     """`dataclasses.replace(n, id=id, incident=incident)` at a third of its cost: a storm's
     opening run makes the messages of tens of thousands of incidents alike from one of them."""
     new = object.__new__(Notification)
-    set_id, set_channel, set_kind, set_at, set_incident, set_one_off, set_failed = _SET_NOTIFICATION
+    (
+        set_id, set_channel, set_kind, set_at, set_incident, set_one_off, set_failed,
+        set_delayed, set_ended,
+    ) = _SET_NOTIFICATION  # fmt: skip
     set_id(new, id)
     set_channel(new, n.channel)
     set_kind(new, n.kind)
@@ -187,6 +197,8 @@ def retold(n: Notification, id: str, incident: Incident) -> Notification:
     set_incident(new, incident)
     set_one_off(new, n.one_off)
     set_failed(new, n.paging_failed)
+    set_delayed(new, n.paging_delayed)
+    set_ended(new, n.paging_ended)
     return new
 
 

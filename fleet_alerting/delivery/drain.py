@@ -29,7 +29,10 @@ other notifiers send it again (PagerDuty/OnCall fold it by dedup key; see README
 
 A Slack "paged" message goes out only once the pager accepted the page: it waits for the
 incident's page to each pager; a page that was refused or given up turns it into a loud
-"PAGING FAILED via pagerduty: …" message and a warning in the run's report.
+"PAGING FAILED via pagerduty: …" message and a warning in the run's report. A page still owed
+after STUCK_PAGE_AFTER that this run does not send (or another page of it dead) makes it
+"PAGING DELAYED via pagerduty: …", told again ("Paged after all", PAGING FAILED) once the page
+ends: the Record stage queues that in the transaction recording the page's end.
 """
 
 from __future__ import annotations

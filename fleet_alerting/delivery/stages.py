@@ -2,11 +2,13 @@
 
 1. `Gate`: the next message that may go now — its destination not resting, the message due,
    claimed by this drainer, behind no earlier message of its incident, and a Slack "paged"
-   message only once its page was answered (`page_outcome`);
+   message only once its page was answered, or saying PAGING DELAYED once the page has been
+   owed for STUCK_PAGE_AFTER and is not sent in this run (`page_outcome`);
 2. `send_once`: the in-doubt check — a message an earlier attempt may have delivered goes to a
    notifier that can look (`Confirms`) as `send_in_doubt`;
 3. `Send`: the attempts of this run, through the one retry loop, within the message's claim;
-4. `Record`: what came of it, in the outbox and the run's report.
+4. `Record`: what came of it, in the outbox and the run's report; a page's end queues, in the
+   same transaction, the follow-up of its PAGING DELAYED messages (`paging_ended`).
 """
 
 from __future__ import annotations
@@ -17,18 +19,26 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Literal, TypeVar
 
 import sqlalchemy as sa
 
 from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
-from fleet_alerting.core.escalation import current_pages
-from fleet_alerting.core.incidents import Kind, Notification
+from fleet_alerting.core.heartbeat import STUCK_PAGE_AFTER
+from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.delivery.channels import Confirms, Notifier
+from fleet_alerting.delivery.notifiers.slack_webhook import PAGING_ENDED
 from fleet_alerting.http.errors import MAX_RETRY_AFTER, AdapterError
 from fleet_alerting.http.retry import with_retries
-from fleet_alerting.store.outbox import LONGEST_RETRY, Outbox, OutboxItem, Page
+from fleet_alerting.store.outbox import (
+    LONGEST_RETRY,
+    Outbox,
+    OutboxItem,
+    Page,
+    pagers_waited_for,
+)
 
 log = logging.getLogger("fleet_alerting.delivery")
 MAX_WAIT = 30.0  # longest in-run wait, even if Retry-After asks for more
@@ -132,8 +142,10 @@ PageOutcome = Notification | Literal["wait", "hold"]
 
 
 def waits_for_page(channel: str, n: Notification) -> bool:
-    """A Slack "paged" message says "paged" only once the pager answered."""
-    return n.kind == Kind.paged and channel in SLACK_CHANNELS and bool(n.incident.paged_via)
+    """A Slack "paged" message says "paged" only once the pager answered (the follow-up of one
+    told PAGING DELAYED says how its pages ended: it waits for none)."""
+    paged = n.kind == Kind.paged and channel in SLACK_CHANNELS and bool(n.incident.paged_via)
+    return paged and not n.paging_ended
 
 
 async def page_outcome(
@@ -143,25 +155,80 @@ async def page_outcome(
     pager not backing off and this drainer's lane to that pager (`running`: the channels whose
     lanes are still going) sending it or yet to: the lane comes back to it after its other
     messages, for up to `paged_wait` seconds; or "hold" (the page goes in a later run, or with
-    the drainer that holds it).
+    the drainer that holds it) — unless a page held so has been owed for STUCK_PAGE_AFTER, or
+    another of its pages is a dead letter: then the message goes out now saying PAGING DELAYED
+    (and PAGING FAILED), the incident's later messages queue behind it, and Slack is told how
+    paging ended once it does (`paging_ended`, queued as the page's end is recorded).
 
     The pages are the incident's latest `paged` rows to each pager of the step it is on (not
     earlier steps' pagers) queued before this one (the same evaluation queues pagers first)."""
     n = item.notification
-    pagers = list(current_pages(n.incident) or n.incident.paged_via)
-    pages = await db(outbox.pages_before, n.incident.key, pagers, item.id)
+    pages = await db(outbox.pages_before, n.incident.key, pagers_waited_for(n), item.id)
     pending = [p for p in pages if p.status == "queued"]
+    failed = "; ".join(f"{p.channel}: {dead_page(p.id, p.last_error)}" for p in _dead(pages))
     if pending:
-        worth = await _worth_waiting(outbox, pending, owner, now, running)
-        return "wait" if worth else "hold"
-    failed = [f"{p.channel}: {dead_page(p.id, p.last_error)}" for p in pages if p.status == "dead"]
+        if await _worth_waiting(outbox, pending, owner, now, running):
+            return "wait"
+        if not failed and not any(now - (p.created_at or now) >= STUCK_PAGE_AFTER for p in pending):
+            return "hold"
+        delayed = "; ".join([f"{p.channel}: {await _retrying(outbox, p, now)}" for p in pending])
+        told = replace(n, at=now, paging_delayed=delayed, paging_failed=failed)
+        return _as_accepted(told, pages)
     if not failed:
         return n
+    return _as_accepted(replace(n, paging_failed=failed), pages)
+
+
+def _dead(pages: list[Page]) -> list[Page]:
+    return [p for p in pages if p.status == "dead"]
+
+
+def _as_accepted(n: Notification, pages: list[Page]) -> Notification:
+    """The "paged" message naming only the pagers that accepted their page."""
     accepted = tuple(p.channel for p in pages if p.status == "sent")
     esc = n.incident.escalation
     kept = tuple(p for p in esc.pages if p.step != esc.step or p.channel in accepted)
     incident = replace(n.incident, paged_via=accepted, escalation=replace(esc, pages=kept))
-    return replace(n, incident=incident, paging_failed="; ".join(failed))
+    return replace(n, incident=incident)
+
+
+async def _retrying(outbox: Outbox, page: Page, now: datetime) -> str:
+    """Why a page is still owed and when it is tried next: its own retry or its pager's rest,
+    whichever is later, and never before now."""
+    pager = await db(outbox.destination, page.channel, now)
+    next_at = max(page.next_attempt_at, pager.blocked_until or now, now)
+    if page.last_error:
+        why = _short(page.last_error)
+    elif pager.last_error:
+        why = f"not sent yet, {page.channel} resting after: {_short(pager.last_error)}"
+    else:
+        why = "not sent yet"
+    return f"{why} — retrying (next {next_at:%H:%M:%S}Z, outbox #{page.id})"
+
+
+def paging_ended(
+    told: Notification, pages: list[Page], episode: Incident | None, now: datetime
+) -> Notification:
+    """The follow-up of a Slack "paged" message told PAGING DELAYED, once all its pages ended:
+    "Paged after all" (the pages taken), or PAGING FAILED for the dead letters it did not tell
+    yet — about its own episode as stored now (`episode`; None: over, nothing more known), so
+    a resolved incident's follow-up is told as resolved. Sent as it is, waiting for no page."""
+    incident = episode or replace(told.incident, state=State.resolved)
+    accepted = ", ".join(p.channel for p in pages if p.status == "sent")
+    failed = "; ".join(
+        f"{p.channel}: {dead_page(p.id, p.last_error)}"
+        for p in _dead(pages)
+        if f"(dead letter #{p.id}:" not in told.paging_failed  # told with PAGING DELAYED
+    )
+    if failed:
+        paged = f"Paged {accepted}; " if accepted else ""
+        ended = f"{paged}PAGING FAILED via {failed} — nobody was paged by it"
+    else:
+        ended = f"Paged after all: {accepted} took the page"
+    return replace(
+        told, id=f"{told.id}{PAGING_ENDED}", at=now, incident=incident, paging_delayed="",
+        paging_failed=failed, paging_ended=ended,
+    )  # fmt: skip
 
 
 async def _worth_waiting(
@@ -239,6 +306,10 @@ class Gate:
                 return None  # nothing claimable: done, or the rest is another drainer's
             self.done.add(item.id)
             n = await self._ready(item)
+            if n is not None and n.paging_delayed:  # kept with the message: told again later
+                told = replace(item.notification, paging_delayed=n.paging_delayed)
+                told = replace(told, paging_failed=n.paging_failed)
+                return replace(item, notification=told), n
             if n is not None:
                 return item, n
         return None
@@ -402,9 +473,22 @@ class Record:
         # The crash window: the destination has the message, the store does not know yet. Marked
         # on the event loop itself, in the same step as the answer arrived (no hand-over to a
         # thread, no await in between): one small UPDATE commit.
+        # A page's end and a PAGING DELAYED message's sending are each one transaction with the
+        # follow-up they may queue (`paging_ended`): a drainer dying after it loses nothing.
+        n, now = item.notification, self.s.now()
+        if self._is_page(item):
+            sent = {"status": "sent", "attempts": attempts, "receipt": receipt, "last_error": None}
+            mark = partial(self.outbox.end_page, item.id, self.owner, n, self._tell, now, **sent)
+        elif n.paging_delayed:
+            mark = partial(
+                self.outbox.mark_delayed_sent, item.id, self.owner, attempts, receipt, n,
+                self._tell, now,
+            )  # fmt: skip
+        else:
+            mark = partial(self.outbox.mark_sent, item.id, self.owner, attempts, receipt)
         for pause in (0.05, 0.2, 1.0, None):
             try:
-                self.outbox.mark_sent(item.id, self.owner, attempts, receipt)
+                mark()
                 break
             except sa.exc.OperationalError:
                 if pause is None:
@@ -412,6 +496,27 @@ class Record:
                 await asyncio.sleep(pause)
         self.report.sent.append((item, receipt))
         await self.destination.accepted()
+
+    def _tell(
+        self, told: Notification, pages: list[Page], episode: Incident | None
+    ) -> Notification:
+        return paging_ended(told, pages, episode, self.s.now())
+
+    def _is_page(self, item: OutboxItem) -> bool:
+        return pager_of(self.channel) is not None and item.notification.kind == Kind.paged
+
+    async def _mark_dead(
+        self, item: OutboxItem, attempts: int, why: str, errors: int | None = None
+    ) -> None:
+        """A dead letter; a page's end tells its PAGING DELAYED messages, as `sent` does."""
+        if not self._is_page(item):
+            await db(self.outbox.mark_dead, item.id, self.owner, attempts, why, errors)
+            return
+        dead: dict[str, object] = {"status": "dead", "attempts": attempts, "last_error": why}
+        if errors is not None:
+            dead["errors"] = errors
+        n, now = item.notification, self.s.now()
+        await db(partial(self.outbox.end_page, item.id, self.owner, n, self._tell, now, **dead))
 
     async def failed(
         self, item: OutboxItem, attempts: int, error: AdapterError, doubt: bool
@@ -447,7 +552,7 @@ class Record:
         errors = item.errors + 1
         if errors >= self.s.park_after:
             why = f"parked after {errors} unexpected errors: {reason}"
-            await db(self.outbox.mark_dead, item.id, self.owner, attempts, why, errors)
+            await self._mark_dead(item, attempts, why, errors)
             log.error("dead letter: %s (%s): %s", self.channel, self.notifier_name, why)
             self.report.dead.append((item, why))
             self._page_warning(item, why)
@@ -462,7 +567,7 @@ class Record:
         if self._reopens(item):
             await self._dead_resolve(item, attempts, why, reason)
         else:
-            await db(self.outbox.mark_dead, item.id, self.owner, attempts, why)
+            await self._mark_dead(item, attempts, why)
         log.error(
             "dead letter: %s (%s) refused %s of incident %s: %s",
             self.channel, self.notifier_name, item.notification.kind,
@@ -480,8 +585,9 @@ class Record:
         they fail with it, loudly (the Slack "paged" message and the report say PAGING FAILED)."""
         failed = f"the resolve before it failed ({reason}), a trigger would notify nobody"
         pages = await db(
-            self.outbox.mark_dead_with_pages_behind, item, self.owner, attempts, why, failed
-        )
+            self.outbox.mark_dead_with_pages_behind, item, self.owner, attempts, why, failed,
+            self._tell, self.s.now(),
+        )  # fmt: skip
         for page in pages:
             self.report.dead.append((page, failed))
             self._page_warning(page, failed)

@@ -23,7 +23,8 @@ The tables are declared in store/tables.py.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,10 +32,11 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 
-from fleet_alerting.core.channels import pager_of
+from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
 from fleet_alerting.core.clock import CLOCK_SKEW
-from fleet_alerting.core.incidents import Notification
-from fleet_alerting.store import backend
+from fleet_alerting.core.escalation import current_pages
+from fleet_alerting.core.incidents import Incident, Notification
+from fleet_alerting.store import backend, incidents
 from fleet_alerting.store.tables import delete_at_most, destinations_table, outbox_table, ts
 
 _notification_json = TypeAdapter(Notification)
@@ -43,6 +45,9 @@ _notification_json = TypeAdapter(Notification)
 ONE_OFF_SOURCES_BEFORE_THE_FLAG = frozenset({"fleet-events", "notify-test"})
 
 _DOUBT = sa.or_(outbox_table.c.claimed_by.isnot(None), outbox_table.c.in_doubt.is_(True))
+# the key space of PostgreSQL's per-incident transaction locks (b"page" as a 32-bit integer;
+# two-key advisory locks never meet the store's one-key write lock)
+INCIDENT_LOCKS = int.from_bytes(b"page", "big")
 # no failed attempt puts a message's next one further off (delivery's backoff stops there)
 LONGEST_RETRY = timedelta(minutes=30)
 
@@ -131,6 +136,7 @@ class Page:
     claimed_by: str | None = None
     lease_until: datetime | None = None
     id: int = 0  # its outbox row
+    created_at: datetime | None = None  # owed since (a requeue starts it again)
 
     def held_by_other(self, owner: str, now: datetime) -> bool:
         """Under a live claim of another drainer (which sends it, or died holding it)."""
@@ -183,6 +189,10 @@ def _notification(data: str) -> Notification:
     return n if "one_off" in json.loads(data) else replace(n, one_off=True)
 
 
+def _at(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
+
+
 def _item(row: Any) -> OutboxItem:
     return OutboxItem(
         id=row["id"],
@@ -196,6 +206,85 @@ def _item(row: Any) -> OutboxItem:
         errors=row["errors"] or 0,
         in_doubt=bool(row["in_doubt"]),
     )
+
+
+# what a Slack "paged" message told PAGING DELAYED becomes once all its pages ended (delivery
+# decides): the message as told, its pages, and its episode's incident as stored (None: unknown)
+TellEnded = Callable[[Notification, list[Page], Incident | None], Notification | None]
+
+
+def pagers_waited_for(n: Notification) -> list[str]:
+    """The pagers a Slack "paged" message waits for: those of the step its incident is on."""
+    return list(current_pages(n.incident) or n.incident.paged_via)
+
+
+def _pages_before(
+    conn: sa.Connection, incident_key: str, pagers: Sequence[str], before: int
+) -> list[Page]:
+    t = outbox_table
+    columns = (
+        t.c.channel, t.c.status, t.c.last_error, t.c.next_attempt_at, t.c.claimed_by,
+        t.c.lease_until, t.c.id, t.c.created_at,
+    )  # fmt: skip
+    query = sa.select(*columns).where(t.c.id.in_(_latest_paged(incident_key, pagers, before)))
+    return [
+        Page(c, s, e, _at(n), by, _at(u) if u else None, i, _at(created))
+        for c, s, e, n, by, u, i, created in conn.execute(query).all()
+    ]
+
+
+def _tell_delayed(
+    conn: sa.Connection, incident_key: str, page_id: int, tell: TellEnded, now: datetime
+) -> None:
+    """The incident's Slack "paged" messages that went out saying PAGING DELAYED while page
+    `page_id` was owed: told how paging ended once all their pages did."""
+    t = outbox_table
+    told_delayed = sa.select(t.c.id, t.c.data).where(
+        t.c.incident_key == incident_key,
+        t.c.channel.in_(sorted(SLACK_CHANNELS)),
+        t.c.status == "sent",
+        t.c.kind == "paged",
+        t.c.id > page_id,
+        # only the rows whose stored notification has a paging_delayed that is not empty
+        t.c.data.contains('"paging_delayed":"', autoescape=True),
+        ~t.c.data.contains('"paging_delayed":""', autoescape=True),
+    )
+    for row_id, data in conn.execute(told_delayed).all():
+        _tell_ended(conn, row_id, _notification(data), tell, now, page_id)
+
+
+def _tell_ended(
+    conn: sa.Connection, row_id: int, told: Notification, tell: TellEnded, now: datetime,
+    page_id: int | None = None,
+) -> None:  # fmt: skip
+    """Queue what `tell` makes of `told` (outbox row `row_id`) once none of its pages is owed
+    (and, given `page_id`, that page is one of them). Its id is the message's own, with
+    PAGING_ENDED: however many drainers see the pages end, it is queued once."""
+    pages = _pages_before(conn, told.incident.key, pagers_waited_for(told), row_id)
+    if page_id is not None and page_id not in {p.id for p in pages}:
+        return  # another episode's (or another step's) page
+    if not pages or any(p.status == "queued" for p in pages):
+        return
+    follow_up = tell(told, pages, _episode(conn, told.incident, row_id))
+    if follow_up is not None:
+        queue(conn, [follow_up], now)
+
+
+def _episode(conn: sa.Connection, incident: Incident, after: int) -> Incident | None:
+    """`incident`'s episode as stored now: the incident's record while it is that episode, else
+    (its key opened again) the episode's `resolved` message queued after row `after`."""
+    stored = incidents.load(conn, incident.key)
+    if stored is not None and stored.episode == incident.episode:
+        return stored
+    t = outbox_table
+    resolved = sa.select(t.c.data).where(
+        t.c.incident_key == incident.key, t.c.kind == "resolved", t.c.id > after
+    )
+    for (data,) in conn.execute(resolved.order_by(t.c.id)).all():
+        told = _notification(data).incident
+        if told.episode == incident.episode:
+            return told
+    return None
 
 
 class Outbox:
@@ -313,20 +402,8 @@ class Outbox:
     def pages_before(self, incident_key: str, pagers: Sequence[str], before: int) -> list[Page]:
         """The latest `paged` message of the incident to each pager, queued before row `before`
         (status only: this is polled while a Slack "paged" message waits for the pager)."""
-        t = outbox_table
-        latest = _latest_paged(incident_key, pagers, before)
-        columns = (
-            t.c.channel, t.c.status, t.c.last_error, t.c.next_attempt_at, t.c.claimed_by,
-            t.c.lease_until, t.c.id,
-        )  # fmt: skip
         with self.engine.begin() as conn:
-            rows = conn.execute(sa.select(*columns).where(t.c.id.in_(latest))).all()
-        return [
-            Page(
-                c, s, e, datetime.fromisoformat(n), by, datetime.fromisoformat(u) if u else None, i
-            )
-            for c, s, e, n, by, u, i in rows
-        ]
+            return _pages_before(conn, incident_key, pagers, before)
 
     def latest_paged(
         self, incident_key: str, channels: Sequence[str], before: int | None = None
@@ -343,6 +420,35 @@ class Outbox:
         return self._finish(
             item_id, owner, status="sent", attempts=attempts, receipt=receipt, last_error=None
         )
+
+    def mark_delayed_sent(
+        self, item_id: int, owner: str | None, attempts: int, receipt: str, told: Notification,
+        tell: TellEnded, now: datetime,
+    ) -> bool:  # fmt: skip
+        """A Slack "paged" message sent saying PAGING DELAYED, stored as `told` (as it went
+        out); if its pages ended before this (another lane recorded it), what `tell` makes of
+        that is queued in the same transaction."""
+        data = _notification_json.dump_json(told).decode()
+        with self._transaction(told.incident.key) as conn:
+            sent = {"status": "sent", "attempts": attempts, "receipt": receipt, "data": data}
+            if not self._finish_in(conn, item_id, owner, last_error=None, **sent):
+                return False
+            _tell_ended(conn, item_id, told, tell, now)
+            return True
+
+    def end_page(
+        self, item_id: int, owner: str | None, page: Notification, tell: TellEnded,
+        now: datetime, **values: Any,
+    ) -> bool:  # fmt: skip
+        """A page (`page`) recorded as ended (`values`: sent, or dead) and, in the same
+        transaction, what `tell` makes of each Slack "paged" message of its incident that went
+        out saying PAGING DELAYED while this page was owed, once all its pages ended: two
+        drainers, or a drainer killed in between, can neither lose nor double that message."""
+        with self._transaction(page.incident.key) as conn:
+            if not self._finish_in(conn, item_id, owner, **values):
+                return False
+            _tell_delayed(conn, page.incident.key, item_id, tell, now)
+            return True
 
     def mark_retry(
         self,
@@ -375,12 +481,13 @@ class Outbox:
         return self._finish(item_id, owner, **values)
 
     def mark_dead_with_pages_behind(
-        self, item: OutboxItem, owner: str | None, attempts: int, reason: str, why_pages: str
-    ) -> list[OutboxItem]:
+        self, item: OutboxItem, owner: str | None, attempts: int, reason: str, why_pages: str,
+        tell: TellEnded, now: datetime,
+    ) -> list[OutboxItem]:  # fmt: skip
         """Mark a pager's `resolved` dead and, in the same transaction (no drainer claims them in
         between), the `paged` messages of its incident queued behind it on its channel: sent
         after a resolve that never arrived, a trigger folds into the still-acknowledged alert and
-        notifies nobody. Returns those pages."""
+        notifies nobody. Their ends are told as `end_page` tells one. Returns those pages."""
         t, n = outbox_table, item.notification
         behind = sa.and_(
             t.c.incident_key == n.incident.key,
@@ -390,12 +497,15 @@ class Outbox:
             t.c.id > item.id,
         )
         pages = sa.update(t).where(behind).values(status="dead", last_error=why_pages)
-        with self.engine.begin() as conn:
+        with self._transaction(n.incident.key) as conn:
             dead = {"status": "dead", "attempts": attempts, "last_error": reason}
             if not self._finish_in(conn, item.id, owner, **dead):
                 return []
             query = pages.returning(*t.c)
-            return [_item(row) for row in conn.execute(query).mappings().all()]
+            ended = [_item(row) for row in conn.execute(query).mappings().all()]
+            for page in ended:
+                _tell_delayed(conn, n.incident.key, page.id, tell, now)
+            return ended
 
     def renew(self, item_id: int, owner: str, until: datetime) -> bool:
         """Extend this drainer's claim on a message it is still sending; False if it lost it."""
@@ -410,6 +520,24 @@ class Outbox:
 
     def release(self, item_id: int, owner: str) -> bool:
         return self._finish(item_id, owner)
+
+    @contextmanager
+    def _transaction(self, incident_key: str) -> Iterator[sa.Connection]:
+        """Several statements in one transaction on this autocommit engine, begun by hand, one
+        at a time per incident: SQLite takes its write lock at once (as every outbox write
+        does); PostgreSQL a lock on the incident's key, so a page's end and the sending of its
+        PAGING DELAYED message (or another page's end) each see what the other wrote."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+            try:
+                if self.dialect == "postgresql":
+                    key = sa.func.hashtext(incident_key)
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(INCIDENT_LOCKS, key)))
+                yield conn
+            except BaseException:
+                conn.exec_driver_sql("ROLLBACK")
+                raise
+            conn.exec_driver_sql("COMMIT")
 
     def _finish(self, item_id: int, owner: str | None, **values: Any) -> bool:
         """Update a message this drainer holds, and free its lease. False if another drainer

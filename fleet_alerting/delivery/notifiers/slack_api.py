@@ -444,6 +444,8 @@ def current_status(n: Notification) -> str:
         return f"Inhibited by {incident.inhibited_by}"
     if acts.acked_by:
         return f"Acknowledged by {acts.acked_by}"
+    if incident.state == State.paged and (n.paging_delayed or n.paging_failed):
+        return "Paging failed" if n.paging_failed else "Paging delayed"
     if incident.state == State.paged:
         return f"Paged {', '.join(incident.paged_via)}"
     return "Firing"

@@ -70,13 +70,15 @@ MAX_BLOCK_ID = 255
 
 
 AFTER_ALL = ":paged-after-all@"  # in the id of a "paged" message told again after a requeue
+PAGING_ENDED = ":paging-ended"  # ends the id of a PAGING DELAYED message's follow-up
 
 
 def paged_after_all(told: Notification, now: datetime) -> Notification:
     """A Slack "paged" message told again once its dead page was requeued: it waits for the
-    page as the first did, and says "Paged after all" once a pager took it (PAGING FAILED again
-    if it did not)."""
-    return replace(told, id=f"{told.id}{AFTER_ALL}{now.isoformat()}", at=now, paging_failed="")
+    page as the first did, and says "Paged after all" once a pager took it (PAGING FAILED if it
+    did not)."""
+    again = f"{told.id}{AFTER_ALL}{now.isoformat()}"
+    return replace(told, id=again, at=now, paging_failed="", paging_delayed="", paging_ended="")
 
 
 def headline(n: Notification) -> str:
@@ -88,6 +90,17 @@ def headline(n: Notification) -> str:
     if n.kind == Kind.paged:
         pagers = ", ".join(incident.paged_via)
         lasted = format_duration(n.at - incident.onset)
+        if n.paging_ended:
+            return _paging_ended(n, severity, lasted)
+        if n.paging_delayed:
+            paged = f"Paged {pagers}; " if pagers else ""
+            nobody = "not paged by it yet" if pagers else "nobody was paged yet"
+            if n.paging_failed:
+                paged += f"PAGING FAILED via {n.paging_failed} — nobody was paged by it; "
+            return (
+                f"[{severity}] {paged}PAGING DELAYED via {n.paging_delayed}; {nobody}: "
+                f"failing for {lasted}: {summary}"
+            )
         if n.paging_failed:
             paged = f"Paged {pagers}; " if pagers else ""
             return (
@@ -134,6 +147,18 @@ def headline(n: Notification) -> str:
     return f"[RESOLVED after {lasted}] {summary}{now_ok}"
 
 
+def _paging_ended(n: Notification, severity: str, lasted: str) -> str:
+    """The follow-up of a PAGING DELAYED message: no "failing for" once its incident resolved."""
+    incident = n.incident
+    if incident.state == State.resolved and incident.resolved_at is not None:
+        lasted = format_duration(incident.duration(n.at))
+        return f"[{severity}] {n.paging_ended}; resolved after {lasted}: {incident.signal.summary}"
+    if incident.state == State.resolved:
+        return f"[{severity}] {n.paging_ended}; resolved since: {incident.signal.summary}"
+    failing = ": " if n.paging_failed else ", "
+    return f"[{severity}] {n.paging_ended}{failing}failing for {lasted}: {incident.signal.summary}"
+
+
 def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
@@ -141,7 +166,7 @@ def _capital(text: str) -> str:
 def _lead(n: Notification, page_mention: str | None) -> str:
     """The one mention a message carries: the user group of an escalation step on that step's
     message, else the configured on-call on a "paged" message; none in the mirror."""
-    if n.channel == Channel.slack_mirror:
+    if n.channel == Channel.slack_mirror or n.incident.state == State.resolved:
         return ""
     step = n.incident.escalation.mention if n.kind in (Kind.paged, Kind.escalated) else None
     who = step or (page_mention if n.kind == Kind.paged else None)
