@@ -15,7 +15,6 @@ from typing import Annotated, Self
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from fleet_alerting.core.actions import silenced_at
 from fleet_alerting.core.channels import SLACK_CHANNELS, Destination, pager_of
 from fleet_alerting.core.clock import CLOCK_SKEW
 from fleet_alerting.core.durations import format_duration
@@ -343,32 +342,6 @@ def _next(incident: Incident) -> str:
     if esc.next_at is None:
         return "no further step"
     return f"{upcoming} at {esc.next_at:%H:%M:%S} UTC"
-
-
-def group_next_page(group: Incident, members: Iterable[Incident], now: datetime) -> str:
-    """When a group pages next, as its members' escalations stand: it pages as a member's step
-    comes due that pages someone it has not paged; a member inhibited, muted or silenced pages
-    nobody."""
-    acts = group.acts
-    if acts.silenced_by or acts.mute_id:
-        until = acts.silenced_until
-        return "held by the silence" + (f" until {until:%H:%M:%S} UTC" if until else "")
-    due = [
-        (m.escalation.next_at, m.escalation.step + 1, fresh, m.key)
-        for m in members
-        if m.escalation.next_at is not None and _may_page(m, now)
-        and (fresh := [p for p in m.escalation.next_to if pager_of(p) and p not in group.paged_via])
-    ]  # fmt: skip
-    if not due:
-        return "none due: no member's next step pages anyone the group has not paged"
-    at, step, pagers, key = min(due)
-    held = " (held while the group's acknowledgement holds)" if acts.acked_at else ""
-    return f"{' + '.join(pagers)} at {at:%H:%M:%S} UTC, as {key} reaches step {step}{held}"
-
-
-def _may_page(member: Incident, now: datetime) -> bool:
-    unmuted = member.acts.mute_id is None and not silenced_at(member, now)
-    return member.state != State.resolved and member.inhibited_by is None and unmuted
 
 
 def unique(items: Iterable[str]) -> tuple[str, ...]:

@@ -684,6 +684,57 @@ def _owed_restart(g: Incident, stages: Sequence[Stage]) -> datetime | None:
     return point if all(p.at < point for p in esc.pages) else None
 
 
+def next_page(g: Incident, members: Iterable[Incident], policy: Any, now: datetime) -> str:
+    """When the group pages next if nothing changes, as `_advance` decides it: held by its mute,
+    silence or acknowledgement; else the first of a pager owed from its escalation started again
+    (`escalation.base`) and a member's next step paging someone it has not paged — a member
+    inhibited, silenced or whose own acknowledgement holds its page pages nobody."""
+    acts, esc = g.acts, g.escalation
+    if acts.mute_id is not None:
+        return "held by the mute" + _until(acts.muted_until)
+    if silenced_at(g, now):
+        return "held by the silence" + _until(acts.silenced_until)
+    offsets = _first_offsets(policy.stages())
+    due: list[tuple[datetime, tuple[str, ...], str]] = []
+    for p in esc.next_to:  # owed while a hold lasted, or coming at its delay from a restart
+        if pager_of(p) is not None and p not in g.paged_via:
+            at = esc.base + offsets.get(p, timedelta(0)) if esc.base else now
+            due.append((max(at, now), (p,), "owed by the group"))
+    for m in members:
+        m_esc = m.escalation
+        fresh = tuple(p for p in m_esc.next_to if pager_of(p) and p not in g.paged_via)
+        if not fresh or m_esc.next_at is None or m.state == State.resolved:
+            continue
+        if m.inhibited_by is not None or m.acts.mute_id is not None or silenced_at(m, now):
+            continue
+        at = m_esc.next_at
+        if m.acts.acked_at is not None:  # its own acknowledgement holds its page
+            if m_esc.ack_hold is None:
+                continue
+            at = max(at, m.acts.acked_at + m_esc.ack_hold)
+        if esc.base is not None:
+            at = max(at, esc.base + min(offsets.get(p, timedelta(0)) for p in fresh))
+        due.append((at, fresh, f"as {m.key} reaches step {m_esc.step + 1}"))
+    if acts.acked_at is not None:
+        hold = policy.page_hold()
+        if hold is None:
+            return "held by the group's acknowledgement for the episode"
+        ends = acts.acked_at + hold
+        again = (current_pages(g) or g.paged_via) if policy.ack_timeout is not None else ()
+        if again:
+            return f"if still failing at {ends:%H:%M:%S} UTC, {' + '.join(again)} again"
+        due = [(max(at, ends), pagers, f"{why}, once the acknowledgement's hold ends")
+               for at, pagers, why in due]  # fmt: skip
+    if not due:
+        return "none due: no member's next step pages anyone the group has not paged"
+    at, pagers, why = min(due)
+    return f"{' + '.join(pagers)} at {at:%H:%M:%S} UTC, {why}"
+
+
+def _until(at: datetime | None) -> str:
+    return f" until {at:%H:%M:%S} UTC" if at else ""
+
+
 def _first_offsets(stages: Sequence[Stage]) -> dict[str, timedelta]:
     """Each pager's delay: that of the first step paging it."""
     offsets: dict[str, timedelta] = {}

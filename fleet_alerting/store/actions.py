@@ -30,7 +30,13 @@ class ActionRecord:
     via: str
     outcome: str
     detail: dict[str, Any]
-    onset: datetime | None = None  # the episode of the incident acted on (None: none was)
+    onset: datetime | None = None  # of the incident acted on (None: there was none)
+    episode: str | None = None  # Incident.episode (None: none, or recorded before it was kept)
+
+    def of_another_episode(self, incident: Incident) -> bool:
+        if self.episode is not None:
+            return self.episode != incident.episode
+        return self.onset is not None and self.onset != incident.onset
 
     def line(self) -> str:
         extra = " ".join(f"{k}={v}" for k, v in self.detail.items() if v not in (None, ""))
@@ -71,6 +77,7 @@ def apply(
                 at=_ts(now),
                 incident_key=key,
                 onset=_ts(incident.onset) if incident else None,
+                episode=incident.episode if incident else None,
                 action=action,
                 actor=actor,
                 via=via,
@@ -127,6 +134,7 @@ def history(
             outcome=row["outcome"],
             detail=json.loads(row["detail"] or "{}"),
             onset=datetime.fromisoformat(row["onset"]) if row["onset"] else None,
+            episode=row["episode"],
         )
         for row in rows
     ]

@@ -164,6 +164,8 @@ actions_table = sa.Table(
     sa.Column("at", sa.String, nullable=False, index=True),
     sa.Column("incident_key", sa.String, nullable=False, index=True),
     sa.Column("onset", sa.String),  # which failure episode (None: no such incident)
+    # Incident.episode (a source may report the same onset again); None: written before it was
+    sa.Column("episode", sa.String),
     sa.Column("action", sa.String, nullable=False),  # ack | silence | unsilence | snooze | ...
     sa.Column("actor", sa.String, nullable=False),  # a Slack user id, a PagerDuty user, $USER
     sa.Column("via", sa.String, nullable=False),  # slack | pagerduty | cli | mcp

@@ -15,6 +15,7 @@ from fleet_alerting.core.wording import no_such
 from fleet_alerting.surfaces.cli import OperatorError
 
 if TYPE_CHECKING:  # the commands import what they need: `fleet-alerting --help` stays fast
+    from fleet_alerting.core.policy import PolicyFor
     from fleet_alerting.store.database import Store
 
 
@@ -63,12 +64,12 @@ def _resolve(config: Any, typed: str) -> tuple[str | None, str]:
     return key, problem
 
 
-def show(store: Store, key: str) -> int:
+def show(store: Store, key: str, policy_for: PolicyFor) -> int:
     """One incident: its state, what operators did to it, and the audit trail of every action."""
     from fleet_alerting.core import escalation
     from fleet_alerting.core.clock import utcnow
     from fleet_alerting.core.durations import format_duration
-    from fleet_alerting.core.grouping import is_group
+    from fleet_alerting.core.grouping import is_group, next_page
     from fleet_alerting.delivery.notifiers.slack_webhook import action_lines
     from fleet_alerting.store import actions as audit
     from fleet_alerting.surfaces.listings import find_key, page_problem, undelivered_pages
@@ -101,12 +102,13 @@ def show(store: Store, key: str) -> int:
         print(f"  {line}")
     if is_group(incident) and not incident.resolved_at:
         members = [m for m in map(store.incident, incident.members) if m is not None]
-        print(f"  Next page: {escalation.group_next_page(incident, members, now)}")
+        policy = policy_for(incident.severity)
+        print(f"  Next page: {next_page(incident, members, policy, now)}")
     records = audit.history(store, key)
     print("actions:" if records else "actions: none")
     for record in records:
-        earlier = record.onset is not None and record.onset != incident.onset
-        mark = f" (an earlier episode, since {record.onset:%H:%M:%S}Z)" if earlier else ""
+        mark = f" (an earlier episode, since {record.onset:%H:%M:%S}Z)" if record.onset else ""
+        mark = mark if record.of_another_episode(incident) else ""
         print(f"  {record.line()}{mark}")
     return 0
 

@@ -161,7 +161,7 @@ def incidents(args: argparse.Namespace) -> int:
         if args.show:
             from fleet_alerting.surfaces.actions_cli import show
 
-            return show(store, args.show)
+            return show(store, args.show, config.policy)
         ids = IdsOf(store.incident_states())
         everything = args.all or State.resolved.value in (args.state or ())
         rows = [i for i in store.incidents(include_resolved=everything) if wanted_incident(i, args)]
