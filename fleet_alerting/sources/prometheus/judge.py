@@ -401,6 +401,7 @@ def _firing_signals(
     series_of: dict[str, Series] = {}
     token, source, severity, graph = keys.token, keys.source, watch.severity, keys.graph
     runbook_url, dumps, deferred = watch.runbook_url, orjson.dumps, Signal.deferred
+    remediation = None if watch.remediation else ()  # steps are rendered from the labels
     for series in firing:
         labels, value = series.labels, series.value
         key, target = keys(labels)
@@ -422,6 +423,7 @@ def _firing_signals(
             fingerprint=fingerprint,
             render=partial(_texts, watch, labels, value, links, graph),
             runbook_url=runbook_url,
+            remediation=remediation,
         )
         signals.append(signal)
     return signals, series_of
