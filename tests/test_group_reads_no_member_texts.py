@@ -17,24 +17,19 @@ from fleet_alerting.core.links import LinksConfig
 from fleet_alerting.core.policy import Evaluation, default_policies
 from fleet_alerting.core.signals import TEXTS, Signal
 from fleet_alerting.core.storms import StormRules, decide
-from fleet_alerting.sources.prometheus.judge import (
-    Series,
-    WatchOutcome,
-    active_watches,
-    evaluate_watches,
-)
+from fleet_alerting.sources.prometheus import judge
 from fleet_alerting.store.database import Store
 
 T0 = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
 LINKS = LinksConfig(grafana_url="https://grafana.test/", prometheus_url="https://prom.test/")
-SHIPPED = next(w for w in active_watches(PrometheusConfig()) if w.name == "RoleAgentFailure")
+SHIPPED = next(w for w in judge.active_watches(PrometheusConfig()) if w.name == "RoleAgentFailure")
 HOSTS = 30
 LISTED = StormRules().grouping.max_listed
 
 
 def signals_of(watch: WatchConfig) -> list[Signal]:
-    series = [Series({"host": f"pi-{n:02}", "job": "node"}, 0.0) for n in range(HOSTS)]
-    return evaluate_watches([WatchOutcome(watch, series)], LINKS).signals
+    series = [judge.Series({"host": f"pi-{n:02}", "job": "node"}, 0.0) for n in range(HOSTS)]
+    return judge.evaluate_watches([judge.WatchOutcome(watch, series)], LINKS).signals
 
 
 def opening(tmp_path: Path, watch: WatchConfig, render_all: bool) -> tuple[Evaluation, int]:

@@ -26,6 +26,7 @@ from fleet_alerting.sources.prometheus.judge import (
 
 LINKS = LinksConfig(grafana_url="https://grafana.test/", loki_datasource_uid="LOKI1")
 BASE = next(w for w in active_watches(PrometheusConfig()) if w.name == "RoleAgentFailure")
+COMPARED = ("key", "target", "labels", "fingerprint", "severity", "firing")
 VALUES = ["pi-1", "pi-2", "pi,3", "pi\\4", "pi\x005", "", "pi-1"]
 
 
@@ -65,14 +66,7 @@ def expected_signal(w: WatchConfig, series: Series) -> dict[str, Any]:
 
 
 def seen(signal: Signal) -> dict[str, Any]:
-    return {
-        "key": signal.key,
-        "target": signal.target,
-        "labels": signal.labels,
-        "fingerprint": signal.fingerprint,
-        "severity": signal.severity,
-        "firing": signal.firing,
-    }
+    return {name: getattr(signal, name) for name in COMPARED}
 
 
 @pytest.mark.parametrize("key_labels", [["host"], ["host", "zone"], []])
