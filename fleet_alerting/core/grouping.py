@@ -211,11 +211,14 @@ def group(
             elif n.kind == Kind.silence_expired:
                 batch.unmuted += _mute_ended(before, n.incident.key)
         members = dict.fromkeys(current.members)
+        joined = []  # (unresolved: looked at as they are marked, not looked up again)
         for m in batch.opened.values():
             if m.key not in members:
                 members[m.key] = None
-                changed[m.key] = grouped_in(changed.get(m.key, m), gk)
-        members = dict.fromkeys(after.unresolved(members))
+                marked = changed[m.key] = grouped_in(changed.get(m.key, m), gk)
+                if marked.state != State.resolved:
+                    joined.append(m.key)
+        members = dict.fromkeys([*after.unresolved(current.members), *joined])
         view = Overlay(after, batch.opened)
         g, sent = _advance(
             replace(current, members=tuple(members)), view, batch, config, policy_for, now
