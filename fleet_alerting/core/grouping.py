@@ -151,12 +151,13 @@ def group(
 
     def route(member: Incident) -> str | None:
         """The group key of `member`'s messages (None: they pass on as they are)."""
-        if member.source.startswith(PREFIX) or member.source == STORM:
+        source, key, joined = member.source, member.key, member.group
+        if source.startswith(PREFIX) or source == STORM:
             return None
-        gk = member.group or keys.get(member.key) or key_of(member)
-        if member.source in ungrouped and member.group is None and gk not in storms:
+        gk = joined or keys.get(key) or key_of(member)
+        if joined is None and source in ungrouped and gk not in storms:
             return None
-        keys[member.key] = gk
+        keys[key] = gk
         return gk
 
     routed_key: str | None = None  # a changed record's messages come one after another
@@ -210,11 +211,14 @@ def group(
             elif n.kind == Kind.silence_expired:
                 batch.unmuted += _mute_ended(before, n.incident.key)
         members = dict.fromkeys(current.members)
+        joined = []  # (unresolved: looked at as they are marked, not looked up again)
         for m in batch.opened.values():
             if m.key not in members:
                 members[m.key] = None
-                changed[m.key] = grouped_in(changed.get(m.key, m), gk)
-        members = dict.fromkeys(after.unresolved(members))
+                marked = changed[m.key] = grouped_in(changed.get(m.key, m), gk)
+                if marked.state != State.resolved:
+                    joined.append(m.key)
+        members = dict.fromkeys([*after.unresolved(current.members), *joined])
         view = Overlay(after, batch.opened)
         g, sent = _advance(
             replace(current, members=tuple(members)), view, batch, config, policy_for, now
@@ -240,13 +244,16 @@ def group(
 
 def _group_keys(config: GroupingConfig) -> Callable[[Incident], str]:
     """`group_key`, memoized on what it reads: a storm's members fall into a handful of groups."""
-    known: dict[tuple[str, str, tuple[str, ...]], str] = {}
+    known: dict[tuple[str, ...], str] = {}  # source, severity and the values read
     by_source, by_default = config.by_source, config.group_by
 
     def key_of(incident: Incident) -> str:
-        labels = incident.signal.labels
-        group_by = by_source.get(incident.source, by_default)
-        read = (incident.source, incident.severity, tuple([labels.get(k, "") for k in group_by]))
+        get, source = incident.signal.labels.get, incident.source
+        group_by = by_source.get(source, by_default)
+        if len(group_by) == 1:  # the usual: one label (a storm's members ask this each)
+            read = (source, incident.severity, get(group_by[0], ""))
+        else:
+            read = (source, incident.severity, *[get(k, "") for k in group_by])
         gk = known.get(read)
         if gk is None:
             gk = known[read] = group_key(incident, config)

@@ -318,6 +318,21 @@ _PENDING = Incident(
 )
 
 
+def _pending_as_observed(brief: Brief, signal: Signal) -> bool:
+    """`Records.pending_as_observed` of a brief read for the signal's key."""
+    return not (
+        brief.state != State.pending
+        or brief.acted
+        or brief.notified_at is not None
+        or brief.inhibited_by is not None
+        or brief.group is not None
+        or brief.source != signal.source
+        or brief.source.startswith(GROUP_PREFIX)
+        or not signal.firing
+        or brief.fingerprint != fingerprint_of(signal)
+    )
+
+
 class Records(Mapping[str, Incident]):
     """The unresolved incidents as a store read them: every incident's `Brief`, and its full
     record (texts, acts, thread...) parsed only when asked for — in one query for many keys
@@ -357,25 +372,31 @@ class Records(Mapping[str, Incident]):
         opens, so every other field holds its default. A storm's opening run is tens of
         thousands of these: they are not read and parsed."""
         brief = self._briefs.get(signal.key)
-        if (
-            brief is None
-            or brief.state != State.pending
-            or brief.acted
-            or brief.notified_at is not None
-            or brief.inhibited_by is not None
-            or brief.group is not None
-            or brief.source != signal.source
-            or brief.source.startswith(GROUP_PREFIX)
-            or not signal.firing
-            or brief.fingerprint != fingerprint_of(signal)
-        ):
+        if brief is None or not _pending_as_observed(brief, signal):
             return False
         self._observed.setdefault(signal.key, signal)
         return True
 
-    def observed(self, key: str) -> Brief | None:
-        """The brief of `key` if its record is known from it (`pending_as_observed`)."""
-        return self._briefs[key] if key in self._observed else None
+    def observe(self, signals: Iterable[Signal]) -> list[Brief | None]:
+        """Per signal (one per key), its brief if its record is known from it
+        (`pending_as_observed`), else None; the records of the others are read, in one query."""
+        briefs, full, observed = self._briefs, self._full, self._observed
+        known: list[Brief | None] = []
+        wanted = []
+        for signal in signals:
+            key = signal.key
+            brief = briefs.get(key)
+            if brief is None:
+                known.append(None)
+            elif key in observed or _pending_as_observed(brief, signal):
+                observed.setdefault(key, signal)
+                known.append(brief)
+            else:
+                known.append(None)
+                if key not in full:
+                    wanted.append(key)
+        self.preload(wanted)
+        return known
 
     def _from_brief(self, key: str) -> Incident:
         """Built on each ask and not kept: in a storm's opening run the passes ask for each of

@@ -130,8 +130,12 @@ class _Index:
         self.sources: list[dict[tuple[str, ...], list[str]]] = [{} for _ in rules]
         as_source: dict[str, list[int]] = {}  # incident source -> rules it may be a cause in
         causes: list[tuple[str, list[int]]] = []
+        # the incidents a cause held as read, with their sources (in the order of iteration)
+        self.held: list[tuple[str, str]] = []
         for key, was, made in incidents.pairs():  # the full record only of a possible cause
             seen = was if made is None else made
+            if was is not None and was.inhibited_by is not None:
+                self.held.append((key, seen.source))
             if seen.state == State.resolved:
                 continue
             which = as_source.get(seen.source)
@@ -164,6 +168,11 @@ class _Index:
 
     def may_inhibit(self, source: str) -> bool:
         return bool(self._targeting(source))
+
+    @property
+    def has_causes(self) -> bool:
+        """Whether any rule has a cause present (else nothing is inhibited in this run)."""
+        return any(self.sources)
 
     def inhibitor(self, incident: Incident) -> str | None:
         which = self._targeting(incident.source)
@@ -200,14 +209,15 @@ def inhibit(
     dropped: set[str] = set()  # keys whose messages the engine sent do not go out
     extra: list[Notification] = []
     first: list[Notification] = []  # a held page's resolve, before any page of it goes again
-    candidates = []
-    for key, was, made in after.pairs():
-        source = (was if made is None else made).source
-        if source in own_sources and (
-            index.may_inhibit(source) or (was is not None and was.inhibited_by is not None)
-        ):
-            candidates.append(key)
-        # else: nothing can inhibit it and nothing held it: as it was, its messages as sent
+    # nothing can inhibit the others and nothing held them: as they were, their messages as sent
+    candidates = [key for key, source in index.held if source in own_sources]
+    if index.has_causes:  # (else only the held may change: each is released)
+        candidates = [
+            key
+            for key, was, made in after.pairs()
+            if (source := (was if made is None else made).source) in own_sources
+            and (index.may_inhibit(source) or (was is not None and was.inhibited_by is not None))
+        ]
     after.preload(candidates)
     for key in candidates:
         incident = after[key]

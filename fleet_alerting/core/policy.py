@@ -210,12 +210,15 @@ def evaluate(
             return (steady_member if grouped(brief) else steady)(brief, signal)
 
         latest = [s for s in latest if not unchanged(s)]
-        incidents.preload([s.key for s in latest if not incidents.pending_as_observed(s)])
         alike = _Alike(incidents, policy_for, now)
-    for signal in latest:
-        if alike is not None and (found := alike.decided_for(signal)) is not None:
-            changed.append(found[0])
-            notifications.extend(found[1])
+        briefs: list[Brief | None] = incidents.observe(latest)
+    else:
+        briefs = [None] * len(latest)
+    made, told = changed.append, notifications.extend
+    for signal, brief in zip(latest, briefs, strict=True):
+        if alike is not None and (found := alike.decided_for(signal, brief)) is not None:
+            made(found[0])
+            told(found[1])
             continue
         current = incidents.get(signal.key)
         if signal.firing:
@@ -248,9 +251,11 @@ class _Alike:
         # a storm's alerts share their onset: `onset_of` once per instant the source gives
         self.onsets: dict[tuple[datetime, int] | None, datetime] = {}
 
-    def decided_for(self, signal: Signal) -> tuple[Incident, list[Notification]] | None:
-        """What `_on_failure` makes of `signal`'s record, if it is known without reading it."""
-        brief = self.records.observed(signal.key)
+    def decided_for(
+        self, signal: Signal, brief: Brief | None
+    ) -> tuple[Incident, list[Notification]] | None:
+        """What `_on_failure` makes of `signal`'s record, if it is known without reading it
+        (`brief`: its brief if its record is known from it, `Records.observe`)."""
         if brief is not None:
             shape = (signal.severity, brief.source, brief.onset, brief.failures, brief.successes)
         elif signal.firing and signal.key not in self.known:

@@ -74,6 +74,7 @@ class Signal:
         render: Render,
         runbook_url: str | None,
         since: datetime | None = None,
+        remediation: tuple[str, ...] | None = None,
     ) -> Signal:
         """A signal whose TEXTS come from `render()` when first read. Built without __init__
         (a watch builds one per series per run, and this is most of what it builds).
@@ -81,7 +82,9 @@ class Signal:
         `fingerprint` must cover everything `render` reads: two deferred signals with the same
         fingerprint have the same texts (`texts_in_fingerprint`), so a store may keep the texts
         it holds for that fingerprint rather than render and write them again. `runbook_url` is
-        known without rendering (what `render` returns for it): a group compares its members'."""
+        known without rendering (what `render` returns for it): a group compares its members'.
+        So is `remediation` when given (else rendered): a storm's group compares every member's
+        when they all have the same, and reading it must not render each member's texts."""
         signal = object.__new__(cls)
         signal.__dict__.update(
             key=key,
@@ -97,6 +100,8 @@ class Signal:
             _render=render,
             _deferred=True,
         )
+        if remediation is not None:
+            signal.__dict__["remediation"] = remediation
         return signal
 
     @property

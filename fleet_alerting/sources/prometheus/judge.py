@@ -299,14 +299,8 @@ def _watch_signals(outcome: WatchOutcome, links: LinksConfig) -> tuple[list[Sign
     """The signals, the firing ones first, and the series of those (one per firing signal, in
     their order: no pair made per series, each is one more object for the collector)."""
     watch = outcome.watch
-    signals: list[Signal] = []
-    firing: dict[str, Series] = {}
     keys = _Keys(watch, links)  # what is the same for every series: worked out once
-    for series in outcome.firing:
-        signal = firing_signal(watch, series, links, keys=keys)
-        if signal.key not in firing:  # two series of one key (e.g. two instances): the first
-            firing[signal.key] = series
-            signals.append(signal)
+    signals, firing = _firing_signals(watch, outcome.firing, links, keys)
     firing_keys = firing.keys()
     if outcome.present is None:
         return signals, list(firing.values())
@@ -317,10 +311,10 @@ def _watch_signals(outcome: WatchOutcome, links: LinksConfig) -> tuple[list[Sign
     ]
     if watch.key_labels and not blind(outcome, "expr"):  # else who recovered is unknown
         unknown = unreadable_keys(outcome)
-        named = keys.named
-        firing_named = {named(series.labels) for series in firing.values()}
-        for series in present:
-            if named(series.labels) in firing_named:
+        named = keys.all_named
+        firing_named = set(named(firing.values()))
+        for series, values in zip(present, named(present), strict=True):
+            if values in firing_named:
                 continue  # its key is a firing one's: the usual case, told without making it
             key, target = keys(series.labels)
             if key not in firing_keys and key not in unknown:
@@ -363,6 +357,13 @@ class _Keys:
             return labels.get(self.names[0], "")
         return tuple([labels.get(k, "") for k in self.names])
 
+    def all_named(self, series: Iterable[Series]) -> list[str] | list[tuple[str, ...]]:
+        """`named` of each series' labels, in order (a fleet-wide answer is thousands)."""
+        if len(self.names) == 1:
+            name = self.names[0]
+            return [s.labels.get(name, "") for s in series]
+        return [self.named(s.labels) for s in series]
+
     def __call__(self, labels: Mapping[str, str]) -> tuple[str, str]:
         watch = self.watch
         if not self.names:
@@ -386,25 +387,46 @@ def firing_signal(
     — when its incident changes or is told — not for every series every run. Its fingerprint is
     the watch as configured (`watch_token`), the labels (the metric's name too: a template may
     show it) and the value."""
-    keys = keys or _Keys(watch, links)
-    labels, value = series.labels, series.value
-    key, target = keys(labels)
-    shown = {k: v for k, v in labels.items() if k != "__name__"} if "__name__" in labels else labels
-    # the label order is Prometheus' (sorted by name); repr(value) tells 0 from -0.0, NaN and Inf
-    fingerprint = digest_bytes(
-        orjson.dumps((keys.token, repr(value), shown, labels.get("__name__")))
-    )
-    return Signal.deferred(
-        key=key,
-        source=keys.source,
-        firing=True,
-        severity=watch.severity,
-        target=target,
-        labels=shown,
-        fingerprint=fingerprint,
-        render=partial(_texts, watch, labels, value, links, keys.graph),
-        runbook_url=watch.runbook_url,
-    )
+    signals, _ = _firing_signals(watch, [series], links, keys or _Keys(watch, links))
+    return signals[0]
+
+
+def _firing_signals(
+    watch: WatchConfig, firing: Iterable[Series], links: LinksConfig, keys: _Keys
+) -> tuple[list[Signal], dict[str, Series]]:
+    """`firing_signal` of each series, but of two series of one key (e.g. two instances) only
+    the first; and the series of each signal's key. What the signals share is looked up once:
+    a fleet-wide failure is thousands of series."""
+    signals: list[Signal] = []
+    series_of: dict[str, Series] = {}
+    token, source, severity, graph = keys.token, keys.source, watch.severity, keys.graph
+    runbook_url, dumps, deferred = watch.runbook_url, orjson.dumps, Signal.deferred
+    remediation = None if watch.remediation else ()  # steps are rendered from the labels
+    for series in firing:
+        labels, value = series.labels, series.value
+        key, target = keys(labels)
+        if key in series_of:
+            continue
+        series_of[key] = series
+        shown = labels
+        if "__name__" in labels:
+            shown = {k: v for k, v in labels.items() if k != "__name__"}
+        # the label order is Prometheus' (sorted by name); repr(value) tells 0 from -0.0, NaN, Inf
+        fingerprint = digest_bytes(dumps((token, repr(value), shown, labels.get("__name__"))))
+        signal = deferred(
+            key=key,
+            source=source,
+            firing=True,
+            severity=severity,
+            target=target,
+            labels=shown,
+            fingerprint=fingerprint,
+            render=partial(_texts, watch, labels, value, links, graph),
+            runbook_url=runbook_url,
+            remediation=remediation,
+        )
+        signals.append(signal)
+    return signals, series_of
 
 
 def watch_token(watch: WatchConfig, links: LinksConfig) -> str:
