@@ -112,12 +112,16 @@ class Signal:
     def with_texts(self) -> Signal:
         """This signal with its texts in place; a deferred one not yet rendered is rendered into
         a copy, and stays light itself (a store writing tens of thousands of new incidents
-        holds the texts of one chunk at a time, not of all of them)."""
+        holds the texts of one chunk at a time, not of all of them) but for its summary: what
+        names it (the run's history record, a log line) is read without rendering it again."""
         if "_render" not in self.__dict__:
             return self
         copy = object.__new__(Signal)
         copy.__dict__.update(self.__dict__)
-        return copy.rendered()
+        copy.rendered()
+        if "summary" in copy.__dict__:
+            self.__dict__["summary"] = copy.__dict__["summary"]
+        return copy
 
     def rendered(self) -> Signal:
         """This signal with its texts in place (a no-op unless deferred and not yet rendered)."""

@@ -123,8 +123,10 @@ def _upsert_key(dialect: str) -> Any:
 
 def _record_json(signal: Signal) -> str:
     """The compact signal's JSON (`core.history.signal_record`): orjson, ~5x the standard
-    module, or the standard module for what orjson refuses (a lone surrogate in a label)."""
-    record = signal_record(signal.rendered())
+    module, or the standard module for what orjson refuses (a lone surrogate in a label). Of a
+    deferred signal's texts it reads only the summary: a new incident's, kept by the store's
+    write that rendered them (`Signal.with_texts`), is not rendered again."""
+    record = signal_record(signal)
     try:
         return orjson.dumps(record).decode()
     except orjson.JSONEncodeError:
