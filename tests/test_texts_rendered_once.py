@@ -19,15 +19,9 @@ from fleet_alerting.core.policy import default_policies
 from fleet_alerting.core.signals import Signal
 from fleet_alerting.core.storms import StormRules
 from fleet_alerting.sources.prometheus import judge
+from fleet_alerting.store import tables
 from fleet_alerting.store.backend import is_url
 from fleet_alerting.store.database import Store
-from fleet_alerting.store.tables import (
-    changes_table,
-    incidents_table,
-    keys_table,
-    runs_table,
-    texts_table,
-)
 from fleet_alerting.tasks.pipeline import evaluate_and_record
 from tests.stores import new_database, raw_engine
 
@@ -35,7 +29,13 @@ T0 = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
 LINKS = LinksConfig(grafana_url="https://grafana.test/", prometheus_url="https://prom.test/")
 SHIPPED = next(w for w in judge.active_watches(PrometheusConfig()) if w.name == "RoleAgentFailure")
 HOSTS = 40
-TABLES = (incidents_table, texts_table, changes_table, keys_table, runs_table)
+TABLES = (
+    tables.incidents_table,
+    tables.texts_table,
+    tables.changes_table,
+    tables.keys_table,
+    tables.runs_table,
+)
 
 
 def signals_at(minute: int) -> list[Signal]:
