@@ -35,7 +35,7 @@ from pydantic import TypeAdapter
 from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
 from fleet_alerting.core.clock import CLOCK_SKEW
 from fleet_alerting.core.escalation import current_pages
-from fleet_alerting.core.incidents import Incident, Notification
+from fleet_alerting.core.incidents import Incident, Kind, Notification
 from fleet_alerting.store import backend, incidents
 from fleet_alerting.store.tables import delete_at_most, destinations_table, outbox_table, ts
 
@@ -676,12 +676,23 @@ def retry_now(outbox: Outbox, item_id: int, now: datetime) -> bool:
     return _change(outbox, item_id, where, {"next_attempt_at": ts(now)})
 
 
-def drop(outbox: Outbox, item_id: int, now: datetime, reason: str) -> bool:
+def drop(outbox: Outbox, item_id: int, now: datetime, reason: str, tell: TellEnded) -> bool:
     """A queued message nobody is sending becomes a dead letter with `reason`: it is never
-    sent, and later messages of its incident to that channel are no longer held behind it."""
-    where = [outbox_table.c.status == "queued", _lapsed(now)]
+    sent, and later messages of its incident to that channel are no longer held behind it. A
+    dropped page ends as a refused one does (`Outbox.end_page`): what `tell` makes of its
+    PAGING DELAYED messages is queued in the same transaction."""
+    found = item(outbox, item_id)
+    if found is None:
+        return False
+    n, t = found.notification, outbox_table
+    where = [t.c.id == item_id, t.c.status == "queued", _lapsed(now)]
     values = {"status": "dead", "last_error": reason, "claimed_by": None, "lease_until": None}
-    return _change(outbox, item_id, where, values)
+    with outbox._transaction(n.incident.key) as conn:
+        if conn.execute(sa.update(t).where(*where).values(**values)).rowcount != 1:
+            return False
+        if n.kind == Kind.paged and pager_of(n.channel) is not None:
+            _tell_delayed(conn, n.incident.key, item_id, tell, now)
+        return True
 
 
 def requeue(outbox: Outbox, item_id: int, now: datetime) -> bool:
