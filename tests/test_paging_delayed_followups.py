@@ -12,6 +12,7 @@ from pathlib import Path
 from fleet_alerting.core.incidents import Kind
 from fleet_alerting.delivery.stages import paging_ended
 from fleet_alerting.store import outbox as box
+from fleet_alerting.surfaces.listings import retell_page
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 from tests.test_paging_delayed import INVALID_EVENT, T0, UNAVAILABLE, Fleet, sqlite
 from tests.test_paging_delayed_ends import count
@@ -63,3 +64,41 @@ def test_a_page_refused_after_the_delay_is_told_paging_failed(tmp_path: Path) ->
             fleet.drain(minute)
         texts = fleet.texts()
     assert count(texts, "PAGING FAILED") == 1, texts
+
+
+def requeued(tmp_path: Path, follow_up_sent_first: bool) -> list[str]:
+    """PAGING DELAYED, then PagerDuty refuses the page (a dead letter; its PAGING FAILED
+    follow-up is queued in that run, sent in the next); the operator requeues the page before
+    (or, if `follow_up_sent_first`, after) the next run, and PagerDuty takes it."""
+    with SlackWebhookServer() as slack, PagerDutyServer() as pd:
+        fleet = Fleet(sqlite(tmp_path), slack, pd, "pagerduty")
+        delayed(fleet, pd)
+        pd.fail_next = [INVALID_EVENT]  # the page dies when PagerDuty is tried next
+        minute = 8
+        while not fleet.store.outbox(("dead",)):
+            fleet.drain(minute)
+            minute += 1
+        if follow_up_sent_first:
+            fleet.drain(minute)
+            minute += 1
+        page = the_page(fleet, "dead")
+        now = T0 + timedelta(minutes=minute, seconds=30)
+        assert box.requeue(fleet.store.queue, page.id, now)  # `fleet-alerting outbox requeue`
+        retell_page(fleet.store, page, now)
+        for later in range(minute + 1, minute + 40):
+            fleet.drain(later)
+        assert [e["event_action"] for e in pd.events] == ["trigger"]  # the page was taken
+        return fleet.texts()
+
+
+def test_a_requeue_while_the_follow_up_is_queued_is_told_paged_after_all(tmp_path: Path) -> None:
+    """The queued PAGING FAILED follow-up goes out, then, once PagerDuty takes the requeued
+    page, "Paged after all": Slack's last word is the page's last end."""
+    texts = requeued(tmp_path, follow_up_sent_first=False)
+    assert count(texts, "PAGING FAILED") == 1, texts
+    assert count(texts, "Paged after all") == 1 and "Paged after all" in texts[-1], texts
+
+
+def test_a_requeue_after_the_follow_up_went_out_is_told_paged_after_all(tmp_path: Path) -> None:
+    texts = requeued(tmp_path, follow_up_sent_first=True)
+    assert count(texts, "Paged after all") == 1 and "Paged after all" in texts[-1], texts

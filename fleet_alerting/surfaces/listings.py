@@ -323,13 +323,18 @@ def manage(args: argparse.Namespace) -> int:
 
 
 def retell_page(store: Store, item: OutboxItem, now: datetime) -> int:
-    """A requeued page whose Slack "paged" message already went out (saying PAGING FAILED):
-    the message is queued again, to say how the page ends. How many were queued."""
+    """A requeued page whose Slack "paged" message already went out (saying PAGING FAILED), or
+    whose PAGING DELAYED follow-up is queued (it says PAGING FAILED, waiting for no page): the
+    message is queued again, to say how the page ends. How many were queued."""
     n = item.notification
     if n.kind != Kind.paged or pager_of(n.channel) is None:
         return 0
     told = store.queue.latest_paged(n.incident.key, sorted(SLACK_CHANNELS))
-    again = [paged_after_all(t.notification, now) for t in told if t.status != "queued"]
+    again = [
+        paged_after_all(t.notification, now)
+        for t in told
+        if t.status != "queued" or t.notification.paging_ended
+    ]
     with store.transaction() as transaction:
         return transaction.queue(again, now)
 
