@@ -5,17 +5,27 @@ names only the pagers that took the page. Real drains on a SQLite store, the pro
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
+
+import pytest
 
 from fleet_alerting.core.incidents import Kind
 from fleet_alerting.delivery.stages import paging_ended
 from fleet_alerting.store import outbox as box
+from fleet_alerting.store.database import Store
+from fleet_alerting.store.outbox import Outbox
 from fleet_alerting.surfaces.listings import retell_page
+from tests.fakes.fleet_api import FleetApiServer
+from tests.fakes.oncall import OnCallServer
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
+from tests.fakes.slack_api import SlackApiServer
 from tests.test_paging_delayed import INVALID_EVENT, T0, UNAVAILABLE, Fleet, sqlite
 from tests.test_paging_delayed_ends import count
+from tests.test_slack_api import BOT, FLEET_TOKEN, ONCALL_TOKEN, write_config
+from tests.test_slack_api import T0 as ONSET
+from tests.test_slack_api import step as evaluate_and_drain
 
 
 def delayed(fleet: Fleet, pd: PagerDutyServer, until: int = 8) -> list[str]:
@@ -102,3 +112,69 @@ def test_a_requeue_while_the_follow_up_is_queued_is_told_paged_after_all(tmp_pat
 def test_a_requeue_after_the_follow_up_went_out_is_told_paged_after_all(tmp_path: Path) -> None:
     texts = requeued(tmp_path, follow_up_sent_first=True)
     assert count(texts, "Paged after all") == 1 and "Paged after all" in texts[-1], texts
+
+
+class Killed(BaseException):
+    """kill -9: the drainer is gone (nothing after this runs)."""
+
+
+def killed_after_delayed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kill: bool) -> list[str]:
+    """Slack's Web API; OnCall answers 503 until minute 16. The drainer that posts the PAGING
+    DELAYED reply (minute 10) dies before recording it (if `kill`) and another drainer records
+    the page taken; the next run finds the reply in doubt. The thread's replies."""
+    real = Outbox.mark_delayed_sent
+    kills = [kill]
+
+    def dies_once(self: Outbox, *args: object, **kwargs: object) -> bool:
+        if kills.pop() if kills else False:
+            raise Killed
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Outbox, "mark_delayed_sent", dies_once)
+    with (
+        SlackApiServer(BOT) as slack,
+        FleetApiServer(FLEET_TOKEN) as fleet,
+        OnCallServer(ONCALL_TOKEN) as oncall,
+    ):
+        config = write_config(tmp_path, slack.url, fleet.url, oncall.webhook_url)
+        store = Store(config.state.path)
+        oncall.fail_next = [UNAVAILABLE] * 1000
+        for minute in range(40):
+            if minute == 16:
+                oncall.fail_next = []
+            try:
+                evaluate_and_drain(store, config, True, ONSET + timedelta(minutes=minute))
+            except Killed:
+                store = Store(config.state.path)  # a new process
+                now = ONSET + timedelta(minutes=minute, seconds=30)
+                another_drainer_took_the_page(store, now)
+        (parent,) = slack.top_level()
+        return [r.body["text"].split(" | ")[0] for r in slack.replies(parent.ts)]
+
+
+def another_drainer_took_the_page(store: Store, now: datetime) -> None:
+    """Another drainer's OnCall lane gets the page through and records it (as Record.sent)."""
+    queue = store.queue
+    (page,) = [i for i in queue.items(("queued",)) if i.notification.channel == "oncall"]
+    sent = {"status": "sent", "attempts": 1, "receipt": "200", "last_error": None}
+    tell = partial(paging_ended, now=now)
+    assert queue.end_page(page.id, None, page.notification, tell, now, **sent)
+
+
+def test_a_delayed_reply_found_in_doubt_is_still_followed_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PAGING DELAYED reply carries its own notification id: the retry in doubt, which
+    would now say "Paged oncall", does not take that reply for its own and posts it: Slack's
+    last word is that OnCall took the page, said once."""
+    replies = killed_after_delayed(tmp_path, monkeypatch, kill=True)
+    assert count(replies, "PAGING DELAYED") == 1, replies
+    assert count(replies, "Paged after all") + count(replies, "Paged oncall") == 1, replies
+    assert "Paged" in replies[-1] and "DELAYED" not in replies[-1], replies
+
+
+def test_a_delayed_reply_recorded_is_followed_up_paged_after_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replies = killed_after_delayed(tmp_path, monkeypatch, kill=False)
+    assert count(replies, "PAGING DELAYED") == 1 and count(replies, "Paged after all") == 1

@@ -29,7 +29,7 @@ from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
 from fleet_alerting.core.heartbeat import STUCK_PAGE_AFTER
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.delivery.channels import Confirms, Notifier
-from fleet_alerting.delivery.notifiers.slack_webhook import PAGING_ENDED
+from fleet_alerting.delivery.notifiers.slack_webhook import PAGING_DELAYED, PAGING_ENDED
 from fleet_alerting.http.errors import MAX_RETRY_AFTER, AdapterError
 from fleet_alerting.http.retry import with_retries
 from fleet_alerting.store.outbox import (
@@ -172,7 +172,8 @@ async def page_outcome(
         if not failed and not any(now - (p.created_at or now) >= STUCK_PAGE_AFTER for p in pending):
             return "hold"
         delayed = "; ".join([f"{p.channel}: {await _retrying(outbox, p, now)}" for p in pending])
-        told = replace(n, at=now, paging_delayed=delayed, paging_failed=failed)
+        sent_as = f"{n.id}{PAGING_DELAYED}"
+        told = replace(n, id=sent_as, at=now, paging_delayed=delayed, paging_failed=failed)
         return _as_accepted(told, pages)
     if not failed:
         return n
