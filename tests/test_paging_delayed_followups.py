@@ -9,9 +9,12 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
+import httpx
 import pytest
 
 from fleet_alerting.core.incidents import Kind
+from fleet_alerting.core.policy import PolicyConfig
+from fleet_alerting.delivery.channels import Notifier
 from fleet_alerting.delivery.stages import paging_ended
 from fleet_alerting.store import outbox as box
 from fleet_alerting.store.database import Store
@@ -21,8 +24,8 @@ from tests.fakes.fleet_api import FleetApiServer
 from tests.fakes.oncall import OnCallServer
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 from tests.fakes.slack_api import SlackApiServer
-from tests.test_paging_delayed import INVALID_EVENT, T0, UNAVAILABLE, Fleet, sqlite
-from tests.test_paging_delayed_ends import count
+from tests.test_paging_delayed import INVALID_EVENT, T0, UNAVAILABLE, Fleet, pagerduty, sqlite
+from tests.test_paging_delayed_ends import Wider, count
 from tests.test_slack_api import BOT, FLEET_TOKEN, ONCALL_TOKEN, write_config
 from tests.test_slack_api import T0 as ONSET
 from tests.test_slack_api import step as evaluate_and_drain
@@ -178,3 +181,45 @@ def test_a_delayed_reply_recorded_is_followed_up_paged_after_all(
 ) -> None:
     replies = killed_after_delayed(tmp_path, monkeypatch, kill=False)
     assert count(replies, "PAGING DELAYED") == 1 and count(replies, "Paged after all") == 1
+
+
+def two_pagers_requeued(tmp_path: Path, requeue_at: int | None) -> list[str]:
+    """`pagerduty` refuses the page at minute 0 (dead letter #2, told at once beside
+    PAGING DELAYED via `pagerduty_secondary`, which answers 503 until minute 15); the operator
+    requeues #2 at `requeue_at` and PagerDuty takes it. What Slack heard by minute 40."""
+    with SlackWebhookServer() as slack, PagerDutyServer() as pd, PagerDutyServer() as pd2:
+        pagers = ["pagerduty", "pagerduty_secondary"]
+        config = PolicyConfig(open_after=1, resolve_after=1, page=pagers, page_after=timedelta(0))
+
+        def secondary(client: httpx.AsyncClient) -> dict[str, Notifier]:
+            return {"pagerduty_secondary": pagerduty(client, pd2)}
+
+        fleet = Wider(sqlite(tmp_path), slack, pd, config, secondary)
+        pd.fail_next = [INVALID_EVENT]
+        pd2.fail_next = [UNAVAILABLE] * 1000
+        fleet.step(True, 0)
+        for minute in range(40):
+            if minute == 15:
+                pd2.fail_next = []
+            if minute == requeue_at:
+                page = the_page(fleet, "dead")
+                now = T0 + timedelta(minutes=minute)
+                assert box.requeue(fleet.store.queue, page.id, now)
+                retell_page(fleet.store, page, now)
+            fleet.drain(minute)
+        return fleet.texts()
+
+
+def test_a_requeued_page_and_a_delayed_one_are_told_paged_after_all_once(tmp_path: Path) -> None:
+    """The requeue retells the PAGING FAILED + PAGING DELAYED message, which goes out saying
+    PAGING DELAYED again (the secondary is still down); once both pages are taken only that
+    latest PAGING DELAYED message of the episode is followed up: "Paged after all" once."""
+    texts = two_pagers_requeued(tmp_path, requeue_at=2)
+    assert "PAGING FAILED via pagerduty" in texts[1] and "PAGING DELAYED" in texts[1], texts
+    assert count(texts, "Paged after all") == 1, texts
+    assert "Paged after all: pagerduty, pagerduty_secondary took the page" in texts[-1], texts
+
+
+def test_not_requeued_the_secondary_is_told_paged_after_all_once(tmp_path: Path) -> None:
+    texts = two_pagers_requeued(tmp_path, requeue_at=None)
+    assert count(texts, "Paged after all") == 1, texts
