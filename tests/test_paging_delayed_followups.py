@@ -5,6 +5,7 @@ names only the pagers that took the page. Real drains on a SQLite store, the pro
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -12,19 +13,21 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fleet_alerting.core.incidents import Kind
-from fleet_alerting.core.policy import PolicyConfig
+from fleet_alerting.core.incidents import Kind, Notification
+from fleet_alerting.core.policy import PolicyConfig, evaluate
 from fleet_alerting.delivery.channels import Notifier
+from fleet_alerting.delivery.notifiers.slack_api import current_status
+from fleet_alerting.delivery.notifiers.slack_webhook import headline
 from fleet_alerting.delivery.stages import paging_ended
 from fleet_alerting.store import outbox as box
 from fleet_alerting.store.database import Store
-from fleet_alerting.store.outbox import Outbox
+from fleet_alerting.store.outbox import Outbox, Page
 from fleet_alerting.surfaces.listings import retell_page
 from tests.fakes.fleet_api import FleetApiServer
 from tests.fakes.oncall import OnCallServer
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 from tests.fakes.slack_api import SlackApiServer
-from tests.test_paging_delayed import INVALID_EVENT, T0, UNAVAILABLE, Fleet, pagerduty, sqlite
+from tests.test_paging_delayed import INVALID_EVENT, T0, UNAVAILABLE, Fleet, api, pagerduty, sqlite
 from tests.test_paging_delayed_ends import Wider, count
 from tests.test_slack_api import BOT, FLEET_TOKEN, ONCALL_TOKEN, write_config
 from tests.test_slack_api import T0 as ONSET
@@ -223,3 +226,47 @@ def test_a_requeued_page_and_a_delayed_one_are_told_paged_after_all_once(tmp_pat
 def test_not_requeued_the_secondary_is_told_paged_after_all_once(tmp_path: Path) -> None:
     texts = two_pagers_requeued(tmp_path, requeue_at=None)
     assert count(texts, "Paged after all") == 1, texts
+
+
+def follow_up_of_refused_and_taken(escalated: bool = False) -> Notification:
+    """PagerDuty refused (dead letter #2, told with PAGING DELAYED), the secondary took it;
+    if `escalated`, the episode as stored is on the next step by then, which paged oncall."""
+    pagers = ["pagerduty", "pagerduty_secondary"]
+    config = PolicyConfig(open_after=1, resolve_after=1, page=pagers, page_after=timedelta(0))
+    opened = evaluate([api()], {}, lambda _s: config, T0).notifications
+    n = next(x for x in opened if x.channel == "slack" and x.kind == Kind.paged)
+    assert n.incident.paged_via == tuple(pagers)  # as stored: both were asked to page
+    told = replace(
+        n,
+        paging_failed="pagerduty: HTTP 400 (dead letter #2: page the on-call by hand)",
+        paging_delayed="pagerduty_secondary: HTTP 503 — retrying (next 06:07:00Z, outbox #3)",
+    )
+    later = T0 + timedelta(minutes=20)
+    pages = [
+        Page("pagerduty", "dead", "permanent: HTTP 400", T0, None, None, 2, T0),
+        Page("pagerduty_secondary", "sent", None, T0, None, None, 3, T0),
+    ]
+    episode = n.incident
+    if escalated:
+        step = replace(episode.escalation, step=episode.escalation.step + 1)
+        episode = replace(episode, paged_via=(*pagers, "oncall"), escalation=step)
+    return paging_ended(told, pages, episode, later)
+
+
+def test_the_threads_top_after_paged_after_all_names_only_the_pager_that_took_it() -> None:
+    """The follow-up updates the Web API thread's top message: it names the pager that took
+    the page, not the one that refused it."""
+    status = current_status(follow_up_of_refused_and_taken())
+    assert status == "Paged pagerduty_secondary", status
+
+
+def test_the_follow_ups_reply_names_only_the_pager_that_took_it() -> None:
+    text = headline(follow_up_of_refused_and_taken())
+    assert text.startswith("[CRITICAL] Paged after all: pagerduty_secondary took the page"), text
+
+
+def test_escalated_meanwhile_the_threads_top_keeps_the_episodes_pagers() -> None:
+    """The pages told were an earlier step's: the top message names the episode's pagers as
+    stored, the next step's included."""
+    status = current_status(follow_up_of_refused_and_taken(escalated=True))
+    assert status == "Paged pagerduty, pagerduty_secondary, oncall", status

@@ -213,7 +213,9 @@ def paging_ended(
     """The follow-up of a Slack "paged" message told PAGING DELAYED, once all its pages ended:
     "Paged after all" (the pages taken), or PAGING FAILED for the dead letters it did not tell
     yet — about its own episode as stored now (`episode`; None: over, nothing more known), so
-    a resolved incident's follow-up is told as resolved. Sent as it is, waiting for no page."""
+    a resolved incident's follow-up is told as resolved; an open one still on that step names
+    only the pagers that took the page (as the thread's top message then does). Sent as it is,
+    waiting for no page."""
     incident = episode or replace(told.incident, state=State.resolved)
     accepted = ", ".join(p.channel for p in pages if p.status == "sent")
     failed = "; ".join(
@@ -226,10 +228,14 @@ def paging_ended(
         ended = f"{paged}PAGING FAILED via {failed} — nobody was paged by it"
     else:
         ended = f"Paged after all: {accepted} took the page"
-    return replace(
+    follow_up = replace(
         told, id=f"{told.id}{PAGING_ENDED}", at=now, incident=incident, paging_delayed="",
         paging_failed=failed, paging_ended=ended,
     )  # fmt: skip
+    same_step = incident.escalation.step == told.incident.escalation.step
+    if incident.state == State.resolved or not same_step:
+        return follow_up  # over, or escalated since: its pagers are another step's
+    return _as_accepted(follow_up, pages)
 
 
 async def _worth_waiting(
