@@ -10,12 +10,10 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
-import httpx
 import pytest
 
 from fleet_alerting.core.incidents import Kind, Notification
 from fleet_alerting.core.policy import PolicyConfig, evaluate
-from fleet_alerting.delivery.channels import Notifier
 from fleet_alerting.delivery.notifiers.slack_api import current_status
 from fleet_alerting.delivery.notifiers.slack_webhook import headline
 from fleet_alerting.delivery.stages import paging_ended
@@ -23,13 +21,17 @@ from fleet_alerting.store import outbox as box
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.outbox import Outbox, Page
 from fleet_alerting.surfaces.listings import retell_page
-from tests.fakes.fleet_api import FleetApiServer
-from tests.fakes.oncall import OnCallServer
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
-from tests.fakes.slack_api import SlackApiServer
-from tests.test_paging_delayed import INVALID_EVENT, T0, UNAVAILABLE, Fleet, api, pagerduty, sqlite
-from tests.test_paging_delayed_ends import Wider, count
-from tests.test_slack_api import BOT, FLEET_TOKEN, ONCALL_TOKEN, write_config
+from tests.test_paging_delayed import (
+    INVALID_EVENT,
+    T0,
+    UNAVAILABLE,
+    Fleet,
+    api,
+    sqlite,
+    web_api_and_oncall_down,
+)
+from tests.test_paging_delayed_ends import count, paging_two
 from tests.test_slack_api import T0 as ONSET
 from tests.test_slack_api import step as evaluate_and_drain
 
@@ -137,14 +139,8 @@ def killed_after_delayed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kill: 
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(Outbox, "mark_delayed_sent", dies_once)
-    with (
-        SlackApiServer(BOT) as slack,
-        FleetApiServer(FLEET_TOKEN) as fleet,
-        OnCallServer(ONCALL_TOKEN) as oncall,
-    ):
-        config = write_config(tmp_path, slack.url, fleet.url, oncall.webhook_url)
+    with web_api_and_oncall_down(tmp_path) as (slack, oncall, config):
         store = Store(config.state.path)
-        oncall.fail_next = [UNAVAILABLE] * 1000
         for minute in range(40):
             if minute == 16:
                 oncall.fail_next = []
@@ -191,13 +187,7 @@ def two_pagers_requeued(tmp_path: Path, requeue_at: int | None) -> list[str]:
     PAGING DELAYED via `pagerduty_secondary`, which answers 503 until minute 15); the operator
     requeues #2 at `requeue_at` and PagerDuty takes it. What Slack heard by minute 40."""
     with SlackWebhookServer() as slack, PagerDutyServer() as pd, PagerDutyServer() as pd2:
-        pagers = ["pagerduty", "pagerduty_secondary"]
-        config = PolicyConfig(open_after=1, resolve_after=1, page=pagers, page_after=timedelta(0))
-
-        def secondary(client: httpx.AsyncClient) -> dict[str, Notifier]:
-            return {"pagerduty_secondary": pagerduty(client, pd2)}
-
-        fleet = Wider(sqlite(tmp_path), slack, pd, config, secondary)
+        fleet = paging_two(tmp_path, slack, pd, pd2)
         pd.fail_next = [INVALID_EVENT]
         pd2.fail_next = [UNAVAILABLE] * 1000
         fleet.step(True, 0)
