@@ -7,7 +7,8 @@ PagerDuty and Slack protocol fakes, a clock moved by hand."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from fleet_alerting.config import Config
 from fleet_alerting.core.heartbeat import STUCK_PAGE_AFTER
 from fleet_alerting.core.policy import PolicyConfig, evaluate
 from fleet_alerting.core.signals import Severity, Signal
@@ -217,18 +219,27 @@ def test_two_drainers_on_one_store_tell_the_end_of_a_delayed_page_once(state_db:
         assert fleet.texts() == told
 
 
-def web_api_outage(tmp_path: Path, resolves_at: int | None = None) -> tuple[list[str], list[str]]:
-    """Through Slack's Web API, a minute at a time to minute 40: OnCall answers 503 until minute
-    16 (the page is queued at minute 5); the incident resolves at `resolves_at`. The thread's
-    first message's text after each minute, and its replies."""
+@contextmanager
+def web_api_and_oncall_down(
+    tmp_path: Path,
+) -> Iterator[tuple[SlackApiServer, OnCallServer, Config]]:
+    """Slack's Web API, the Fleet API, and OnCall answering 503 (until `fail_next` is emptied);
+    the config sending there."""
     with (
         SlackApiServer(BOT) as slack,
         FleetApiServer(FLEET_TOKEN) as fleet,
         OnCallServer(ONCALL_TOKEN) as oncall,
     ):
-        config = write_config(tmp_path, slack.url, fleet.url, oncall.webhook_url)
-        store = Store(config.state.path)
         oncall.fail_next = [UNAVAILABLE] * 1000
+        yield slack, oncall, write_config(tmp_path, slack.url, fleet.url, oncall.webhook_url)
+
+
+def web_api_outage(tmp_path: Path, resolves_at: int | None = None) -> tuple[list[str], list[str]]:
+    """Through Slack's Web API, a minute at a time to minute 40: OnCall answers 503 until minute
+    16 (the page is queued at minute 5); the incident resolves at `resolves_at`. The thread's
+    first message's text after each minute, and its replies."""
+    with web_api_and_oncall_down(tmp_path) as (slack, oncall, config):
+        store = Store(config.state.path)
         tops = []
         for minute in range(0, 40):
             if minute == 16:

@@ -150,17 +150,24 @@ class Wider(Fleet):
         return super().notifiers(client) | self.more(client)
 
 
+def paging_two(
+    tmp_path: Path, slack: SlackWebhookServer, pd: PagerDutyServer, pd2: PagerDutyServer
+) -> Wider:
+    """The incident pages `pagerduty` (`pd`) and `pagerduty_secondary` (`pd2`) at once."""
+    pagers = ["pagerduty", "pagerduty_secondary"]
+    config = PolicyConfig(open_after=1, resolve_after=1, page=pagers, page_after=timedelta(0))
+
+    def secondary(client: httpx.AsyncClient) -> dict[str, Notifier]:
+        return {"pagerduty_secondary": pagerduty(client, pd2)}
+
+    return Wider(sqlite(tmp_path), slack, pd, config, secondary)
+
+
 def two_pagers(tmp_path: Path, refused: bool) -> list[str]:
     """`pagerduty` refuses the page (400) if `refused`, else takes it; `pagerduty_secondary`
     answers 503 throughout. What Slack heard in 20 minutes."""
     with SlackWebhookServer() as slack, PagerDutyServer() as pd, PagerDutyServer() as pd2:
-        pagers = ["pagerduty", "pagerduty_secondary"]
-        config = PolicyConfig(open_after=1, resolve_after=1, page=pagers, page_after=timedelta(0))
-
-        def secondary(client: httpx.AsyncClient) -> dict[str, Notifier]:
-            return {"pagerduty_secondary": pagerduty(client, pd2)}
-
-        fleet = Wider(sqlite(tmp_path), slack, pd, config, secondary)
+        fleet = paging_two(tmp_path, slack, pd, pd2)
         pd.fail_next = [INVALID_EVENT] if refused else []
         pd2.fail_next = [UNAVAILABLE] * 1000
         fleet.step(True, 0)

@@ -29,7 +29,7 @@ from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
 from fleet_alerting.core.heartbeat import STUCK_PAGE_AFTER
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.delivery.channels import Confirms, Notifier
-from fleet_alerting.delivery.notifiers.slack_webhook import PAGING_ENDED
+from fleet_alerting.delivery.notifiers.slack_webhook import PAGING_DELAYED, PAGING_ENDED
 from fleet_alerting.http.errors import MAX_RETRY_AFTER, AdapterError
 from fleet_alerting.http.retry import with_retries
 from fleet_alerting.store.outbox import (
@@ -172,7 +172,8 @@ async def page_outcome(
         if not failed and not any(now - (p.created_at or now) >= STUCK_PAGE_AFTER for p in pending):
             return "hold"
         delayed = "; ".join([f"{p.channel}: {await _retrying(outbox, p, now)}" for p in pending])
-        told = replace(n, at=now, paging_delayed=delayed, paging_failed=failed)
+        sent_as = f"{n.id}{PAGING_DELAYED}"
+        told = replace(n, id=sent_as, at=now, paging_delayed=delayed, paging_failed=failed)
         return _as_accepted(told, pages)
     if not failed:
         return n
@@ -212,7 +213,9 @@ def paging_ended(
     """The follow-up of a Slack "paged" message told PAGING DELAYED, once all its pages ended:
     "Paged after all" (the pages taken), or PAGING FAILED for the dead letters it did not tell
     yet — about its own episode as stored now (`episode`; None: over, nothing more known), so
-    a resolved incident's follow-up is told as resolved. Sent as it is, waiting for no page."""
+    a resolved incident's follow-up is told as resolved; an open one still on that step names
+    only the pagers that took the page (as the thread's top message then does). Sent as it is,
+    waiting for no page."""
     incident = episode or replace(told.incident, state=State.resolved)
     accepted = ", ".join(p.channel for p in pages if p.status == "sent")
     failed = "; ".join(
@@ -225,10 +228,14 @@ def paging_ended(
         ended = f"{paged}PAGING FAILED via {failed} — nobody was paged by it"
     else:
         ended = f"Paged after all: {accepted} took the page"
-    return replace(
+    follow_up = replace(
         told, id=f"{told.id}{PAGING_ENDED}", at=now, incident=incident, paging_delayed="",
         paging_failed=failed, paging_ended=ended,
     )  # fmt: skip
+    same_step = incident.escalation.step == told.incident.escalation.step
+    if incident.state == State.resolved or not same_step:
+        return follow_up  # over, or escalated since: its pagers are another step's
+    return _as_accepted(follow_up, pages)
 
 
 async def _worth_waiting(

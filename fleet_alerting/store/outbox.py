@@ -35,7 +35,7 @@ from pydantic import TypeAdapter
 from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
 from fleet_alerting.core.clock import CLOCK_SKEW
 from fleet_alerting.core.escalation import current_pages
-from fleet_alerting.core.incidents import Incident, Notification
+from fleet_alerting.core.incidents import Incident, Kind, Notification
 from fleet_alerting.store import backend, incidents
 from fleet_alerting.store.tables import delete_at_most, destinations_table, outbox_table, ts
 
@@ -237,7 +237,9 @@ def _tell_delayed(
     conn: sa.Connection, incident_key: str, page_id: int, tell: TellEnded, now: datetime
 ) -> None:
     """The incident's Slack "paged" messages that went out saying PAGING DELAYED while page
-    `page_id` was owed: told how paging ended once all their pages did."""
+    `page_id` was owed: told how paging ended once all their pages did — only the latest one
+    waiting for that page in each Slack channel and episode (a requeue retells the message:
+    the thread hears the end once)."""
     t = outbox_table
     told_delayed = sa.select(t.c.id, t.c.data).where(
         t.c.incident_key == incident_key,
@@ -249,25 +251,30 @@ def _tell_delayed(
         t.c.data.contains('"paging_delayed":"', autoescape=True),
         ~t.c.data.contains('"paging_delayed":""', autoescape=True),
     )
-    for row_id, data in conn.execute(told_delayed).all():
-        _tell_ended(conn, row_id, _notification(data), tell, now, page_id)
+    told_already: set[tuple[str, str]] = set()
+    for row_id, data in conn.execute(told_delayed.order_by(t.c.id.desc())).all():
+        told = _notification(data)
+        lane = (told.channel, told.incident.episode)
+        if lane not in told_already and _tell_ended(conn, row_id, told, tell, now, page_id):
+            told_already.add(lane)
 
 
 def _tell_ended(
     conn: sa.Connection, row_id: int, told: Notification, tell: TellEnded, now: datetime,
     page_id: int | None = None,
-) -> None:  # fmt: skip
+) -> bool:  # fmt: skip
     """Queue what `tell` makes of `told` (outbox row `row_id`) once none of its pages is owed
-    (and, given `page_id`, that page is one of them). Its id is the message's own, with
-    PAGING_ENDED: however many drainers see the pages end, it is queued once."""
+    (and, given `page_id`, that page is one of them: else False). Its id is the message's own,
+    with PAGING_ENDED: however many drainers see the pages end, it is queued once."""
     pages = _pages_before(conn, told.incident.key, pagers_waited_for(told), row_id)
     if page_id is not None and page_id not in {p.id for p in pages}:
-        return  # another episode's (or another step's) page
+        return False  # another episode's (or another step's) page
     if not pages or any(p.status == "queued" for p in pages):
-        return
+        return True
     follow_up = tell(told, pages, _episode(conn, told.incident, row_id))
     if follow_up is not None:
         queue(conn, [follow_up], now)
+    return True
 
 
 def _episode(conn: sa.Connection, incident: Incident, after: int) -> Incident | None:
@@ -676,12 +683,23 @@ def retry_now(outbox: Outbox, item_id: int, now: datetime) -> bool:
     return _change(outbox, item_id, where, {"next_attempt_at": ts(now)})
 
 
-def drop(outbox: Outbox, item_id: int, now: datetime, reason: str) -> bool:
+def drop(outbox: Outbox, item_id: int, now: datetime, reason: str, tell: TellEnded) -> bool:
     """A queued message nobody is sending becomes a dead letter with `reason`: it is never
-    sent, and later messages of its incident to that channel are no longer held behind it."""
-    where = [outbox_table.c.status == "queued", _lapsed(now)]
+    sent, and later messages of its incident to that channel are no longer held behind it. A
+    dropped page ends as a refused one does (`Outbox.end_page`): what `tell` makes of its
+    PAGING DELAYED messages is queued in the same transaction."""
+    found = item(outbox, item_id)
+    if found is None:
+        return False
+    n, t = found.notification, outbox_table
+    where = [t.c.id == item_id, t.c.status == "queued", _lapsed(now)]
     values = {"status": "dead", "last_error": reason, "claimed_by": None, "lease_until": None}
-    return _change(outbox, item_id, where, values)
+    with outbox._transaction(n.incident.key) as conn:
+        if conn.execute(sa.update(t).where(*where).values(**values)).rowcount != 1:
+            return False
+        if n.kind == Kind.paged and pager_of(n.channel) is not None:
+            _tell_delayed(conn, n.incident.key, item_id, tell, now)
+        return True
 
 
 def requeue(outbox: Outbox, item_id: int, now: datetime) -> bool:

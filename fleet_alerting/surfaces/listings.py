@@ -9,6 +9,7 @@ import getpass
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from fleet_alerting.config import Config, load_config
@@ -20,7 +21,7 @@ from fleet_alerting.core.incidents import Incident, Kind, State
 from fleet_alerting.core.short_ids import SHORT, find, full_id, short_ids
 from fleet_alerting.core.wording import no_such
 from fleet_alerting.delivery.notifiers.slack_webhook import paged_after_all
-from fleet_alerting.delivery.stages import dead_page_advice
+from fleet_alerting.delivery.stages import dead_page_advice, paging_ended
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store import outbox as box
 from fleet_alerting.store.database import OPEN, Store
@@ -291,7 +292,8 @@ def manage(args: argparse.Namespace) -> int:
             done = box.retry_now(store.queue, item.id, now)
             why = "not queued, or being sent right now"
         elif args.verb == "drop":
-            done = box.drop(store.queue, item.id, now, f"dropped by {actor}: {reason}")
+            dropped = f"dropped by {actor}: {reason}"
+            done = box.drop(store.queue, item.id, now, dropped, partial(paging_ended, now=now))
             why = "not queued, or being sent right now"
         else:
             done = box.requeue(store.queue, item.id, now)
@@ -321,13 +323,18 @@ def manage(args: argparse.Namespace) -> int:
 
 
 def retell_page(store: Store, item: OutboxItem, now: datetime) -> int:
-    """A requeued page whose Slack "paged" message already went out (saying PAGING FAILED):
-    the message is queued again, to say how the page ends. How many were queued."""
+    """A requeued page whose Slack "paged" message already went out (saying PAGING FAILED), or
+    whose PAGING DELAYED follow-up is queued (it says PAGING FAILED, waiting for no page): the
+    message is queued again, to say how the page ends. How many were queued."""
     n = item.notification
     if n.kind != Kind.paged or pager_of(n.channel) is None:
         return 0
     told = store.queue.latest_paged(n.incident.key, sorted(SLACK_CHANNELS))
-    again = [paged_after_all(t.notification, now) for t in told if t.status != "queued"]
+    again = [
+        paged_after_all(t.notification, now)
+        for t in told
+        if t.status != "queued" or t.notification.paging_ended
+    ]
     with store.transaction() as transaction:
         return transaction.queue(again, now)
 

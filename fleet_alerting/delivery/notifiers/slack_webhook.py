@@ -71,6 +71,9 @@ MAX_BLOCK_ID = 255
 
 AFTER_ALL = ":paged-after-all@"  # in the id of a "paged" message told again after a requeue
 PAGING_ENDED = ":paging-ended"  # ends the id of a PAGING DELAYED message's follow-up
+# ends the id a Slack "paged" message is sent with while it says PAGING DELAYED (its metadata in
+# Slack): a retry in doubt finds that post only if it would say PAGING DELAYED again
+PAGING_DELAYED = ":paging-delayed"
 
 
 def paged_after_all(told: Notification, now: datetime) -> Notification:
