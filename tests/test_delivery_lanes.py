@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -31,8 +32,9 @@ from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.drain import drain
 from fleet_alerting.delivery.notifiers.pagerduty import PagerDutyEvents
 from fleet_alerting.delivery.notifiers.slack_webhook import SlackWebhook
-from fleet_alerting.delivery.stages import DrainReport
+from fleet_alerting.delivery.stages import DrainReport, paging_ended
 from fleet_alerting.store import actions as audit
+from fleet_alerting.store import outbox as box
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.outbox import OutboxItem
 from tests.drainer import BOT_TOKEN, ROUTING_KEY, Zygote, endpoints, wait_for
@@ -446,6 +448,7 @@ def test_an_unexpected_error_stays_in_its_lane_and_is_parked_with_the_reason(
 
 
 INVALID_EVENT = Response(400, {"status": "invalid event", "message": "Event is invalid"})
+UNAVAILABLE = Response(503, {"status": "unavailable"})
 
 
 async def drain_to(store: Store, slack_url: str, pd_url: str, now: datetime) -> DrainReport:
@@ -630,11 +633,13 @@ ACK_TIMEOUT = PolicyConfig.model_validate(
 )
 
 
+@pytest.mark.parametrize("dropped", [False, True], ids=["refused", "dropped-by-an-operator"])
 def test_a_refused_resolve_before_a_re_page_is_paging_failed_not_a_silent_fold(
-    state_db: str,
+    state_db: str, dropped: bool
 ) -> None:
     """After an acknowledgement times out the page is resolved, then triggered again; if the
-    resolve is refused, the trigger would fold into the still-acknowledged PagerDuty alert."""
+    resolve is refused — or, stuck behind 503s, dropped by an operator (`outbox drop`) — the
+    trigger would fold into the still-acknowledged PagerDuty alert: it fails loudly instead."""
     store = Store(state_db)
     failing = signal("api")
 
@@ -651,10 +656,19 @@ def test_a_refused_resolve_before_a_re_page_is_paging_failed_not_a_silent_fold(
         )  # fmt: skip
         asyncio.run(drain_to(store, slack.url, pd.url, T0))
         told = len(slack.messages)
-        pd.fail_next = [INVALID_EVENT]  # the resolve
+        pd.fail_next = [UNAVAILABLE] * 20 if dropped else [INVALID_EVENT]  # the resolve
         report = asyncio.run(drain_to(store, slack.url, pd.url, at(31)))
+        if dropped:
+            (resolve,) = [i for i in store.outbox(("queued",)) if i.notification.kind == "resolved"]
+            now = T0 + timedelta(minutes=32)
+            tell = partial(paging_ended, now=now)
+            assert box.drop(store.queue, resolve.id, now, "dropped by ops: stuck", tell)
+            pd.fail_next = []
+            for minute in range(33, 40):
+                asyncio.run(drain_to(store, slack.url, pd.url, T0 + timedelta(minutes=minute)))
     sent = [e["event_action"] for e in pd.events]
-    assert sent == ["trigger", "acknowledge"], sent  # the refused resolve, and no trigger after
+    assert sent == ["trigger", "acknowledge"], sent  # the resolve failed, and no trigger after
     texts = [m["text"] for m in slack.messages[told:]]
     assert any(t.startswith("[CRITICAL] PAGING FAILED via pagerduty: ") for t in texts), texts
-    assert [w.split(":")[0] for w in report.warnings] == ["PAGING FAILED via pagerduty"]
+    if not dropped:  # the drainer's own dead letter warns in its report
+        assert [w.split(":")[0] for w in report.warnings] == ["PAGING FAILED via pagerduty"]

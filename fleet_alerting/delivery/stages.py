@@ -232,9 +232,10 @@ def paging_ended(
         told, id=f"{told.id}{PAGING_ENDED}", at=now, incident=incident, paging_delayed="",
         paging_failed=failed, paging_ended=ended,
     )  # fmt: skip
-    same_step = incident.escalation.step == told.incident.escalation.step
+    now_on, told_on = incident.escalation, told.incident.escalation
+    same_step = (now_on.step, now_on.rounds) == (told_on.step, told_on.rounds)
     if incident.state == State.resolved or not same_step:
-        return follow_up  # over, or escalated since: its pagers are another step's
+        return follow_up  # over, or escalated (again, after an ack timed out) since
     return _as_accepted(follow_up, pages)
 
 

@@ -423,6 +423,16 @@ class Outbox:
             rows = conn.execute(sa.select(t).where(t.c.id.in_(latest))).mappings().all()
         return [_item(row) for row in rows]
 
+    def by_notification(self, notification_id: str) -> OutboxItem | None:
+        t = outbox_table
+        with self.engine.begin() as conn:
+            row = (
+                conn.execute(sa.select(t).where(t.c.notification_id == notification_id))
+                .mappings()
+                .first()
+            )
+        return _item(row) if row is not None else None
+
     def mark_sent(self, item_id: int, owner: str | None, attempts: int, receipt: str) -> bool:
         return self._finish(
             item_id, owner, status="sent", attempts=attempts, receipt=receipt, last_error=None
@@ -492,27 +502,12 @@ class Outbox:
         tell: TellEnded, now: datetime,
     ) -> list[OutboxItem]:  # fmt: skip
         """Mark a pager's `resolved` dead and, in the same transaction (no drainer claims them in
-        between), the `paged` messages of its incident queued behind it on its channel: sent
-        after a resolve that never arrived, a trigger folds into the still-acknowledged alert and
-        notifies nobody. Their ends are told as `end_page` tells one. Returns those pages."""
-        t, n = outbox_table, item.notification
-        behind = sa.and_(
-            t.c.incident_key == n.incident.key,
-            t.c.channel == n.channel,
-            t.c.kind == "paged",
-            t.c.status == "queued",
-            t.c.id > item.id,
-        )
-        pages = sa.update(t).where(behind).values(status="dead", last_error=why_pages)
-        with self._transaction(n.incident.key) as conn:
+        between), the pages of its incident queued behind it (`_pages_behind_dead`); those."""
+        with self._transaction(item.notification.incident.key) as conn:
             dead = {"status": "dead", "attempts": attempts, "last_error": reason}
             if not self._finish_in(conn, item.id, owner, **dead):
                 return []
-            query = pages.returning(*t.c)
-            ended = [_item(row) for row in conn.execute(query).mappings().all()]
-            for page in ended:
-                _tell_delayed(conn, n.incident.key, page.id, tell, now)
-            return ended
+            return _pages_behind_dead(conn, item, why_pages, tell, now)
 
     def renew(self, item_id: int, owner: str, until: datetime) -> bool:
         """Extend this drainer's claim on a message it is still sending; False if it lost it."""
@@ -687,7 +682,8 @@ def drop(outbox: Outbox, item_id: int, now: datetime, reason: str, tell: TellEnd
     """A queued message nobody is sending becomes a dead letter with `reason`: it is never
     sent, and later messages of its incident to that channel are no longer held behind it. A
     dropped page ends as a refused one does (`Outbox.end_page`): what `tell` makes of its
-    PAGING DELAYED messages is queued in the same transaction."""
+    PAGING DELAYED messages is queued in the same transaction; a dropped pager's resolve fails
+    the pages behind it as a dead resolve does."""
     found = item(outbox, item_id)
     if found is None:
         return False
@@ -699,7 +695,31 @@ def drop(outbox: Outbox, item_id: int, now: datetime, reason: str, tell: TellEnd
             return False
         if n.kind == Kind.paged and pager_of(n.channel) is not None:
             _tell_delayed(conn, n.incident.key, item_id, tell, now)
+        if n.kind == Kind.resolved and pager_of(n.channel) is not None:  # as a dead resolve's
+            why = f"the resolve before it was dropped ({reason}), a trigger would notify nobody"
+            _pages_behind_dead(conn, found, why, tell, now)
         return True
+
+
+def _pages_behind_dead(
+    conn: sa.Connection, resolve: OutboxItem, why: str, tell: TellEnded, now: datetime
+) -> list[OutboxItem]:
+    """The `paged` messages of a dead resolve's incident queued behind it on its channel, made
+    dead letters (`why`) and their ends told as `end_page` tells one: sent after a resolve that
+    never arrived, a trigger folds into the still-acknowledged alert and notifies nobody."""
+    t, n = outbox_table, resolve.notification
+    behind = sa.and_(
+        t.c.incident_key == n.incident.key,
+        t.c.channel == n.channel,
+        t.c.kind == "paged",
+        t.c.status == "queued",
+        t.c.id > resolve.id,
+    )
+    query = sa.update(t).where(behind).values(status="dead", last_error=why).returning(*t.c)
+    ended = [_item(row) for row in conn.execute(query).mappings().all()]
+    for page in ended:
+        _tell_delayed(conn, n.incident.key, page.id, tell, now)
+    return ended
 
 
 def requeue(outbox: Outbox, item_id: int, now: datetime) -> bool:

@@ -20,7 +20,7 @@ from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, State
 from fleet_alerting.core.short_ids import SHORT, find, full_id, short_ids
 from fleet_alerting.core.wording import no_such
-from fleet_alerting.delivery.notifiers.slack_webhook import paged_after_all
+from fleet_alerting.delivery.notifiers.slack_webhook import PAGING_ENDED, paged_after_all
 from fleet_alerting.delivery.stages import dead_page_advice, paging_ended
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store import outbox as box
@@ -331,12 +331,21 @@ def retell_page(store: Store, item: OutboxItem, now: datetime) -> int:
         return 0
     told = store.queue.latest_paged(n.incident.key, sorted(SLACK_CHANNELS))
     again = [
-        paged_after_all(t.notification, now)
+        paged_after_all(_followed(store, t).notification, now)
         for t in told
         if t.status != "queued" or t.notification.paging_ended
     ]
     with store.transaction() as transaction:
         return transaction.queue(again, now)
+
+
+def _followed(store: Store, told: OutboxItem) -> OutboxItem:
+    """The message told again: a PAGING DELAYED message's follow-up (which names only the pagers
+    that took the page, and waits for none) stands for the message it followed."""
+    ended = told.notification
+    if not ended.paging_ended:
+        return told
+    return store.queue.by_notification(ended.id.removesuffix(PAGING_ENDED)) or told
 
 
 DONE = {
