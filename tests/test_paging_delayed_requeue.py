@@ -6,12 +6,16 @@ thread's top; each escalation step's PAGING DELAYED message is followed up."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from fleet_alerting.core.incidents import Kind
 from fleet_alerting.core.incidents import Page as EscPage
 from fleet_alerting.core.policy import PolicyConfig, evaluate
+from fleet_alerting.delivery.channels import Notifier
 from fleet_alerting.delivery.notifiers.slack_api import current_status
 from fleet_alerting.delivery.stages import paging_ended
 from fleet_alerting.store import outbox as box
@@ -19,6 +23,7 @@ from fleet_alerting.store.outbox import Page
 from fleet_alerting.surfaces.listings import retell_page
 from tests.fakes.saas import PagerDutyServer, SlackWebhookServer
 from tests.test_paging_delayed import INVALID_EVENT, T0, UNAVAILABLE, Fleet, api, sqlite
+from tests.test_paging_delayed_ends import Wider, pagerduty
 from tests.test_paging_delayed_followups import delayed, the_page
 
 
@@ -116,10 +121,8 @@ def two_steps_delayed(tmp_path: Path) -> list[str]:
     """Step 1 pages `pagerduty` at 0, step 2 `pagerduty_secondary` at 10; both answer 503 (each
     step's "paged" message goes out PAGING DELAYED); pagerduty comes back at 20, the secondary
     at 26. What Slack heard by minute 90."""
-    import httpx
 
     from tests.test_paging_delayed import pagerduty
-    from tests.test_paging_delayed_ends import Wider
 
     config = PolicyConfig.model_validate(
         {
@@ -156,3 +159,57 @@ def test_control_each_steps_delayed_message_is_followed_up(tmp_path: Path) -> No
     assert len(after_all) == 2, texts
     assert any("Paged after all: pagerduty took" in t for t in after_all), after_all
     assert any("Paged after all: pagerduty_secondary took" in t for t in after_all), after_all
+
+
+def tell_at(now: datetime) -> Any:
+    from functools import partial
+
+    return partial(paging_ended, now=now)
+
+
+# a requeue retells the message that waited for that page ---------------------------------------
+def requeued_step_two_page(tmp_path: Path) -> tuple[list[str], int]:
+    """Step 1 pages `pagerduty` (503 throughout: PAGING DELAYED, then the operator drops it —
+    PAGING FAILED, the incident's latest Slack "paged" message); step 2, at 2 min, pages
+    `pagerduty_secondary`, which refuses it (400: PAGING FAILED); the operator requeues that
+    dead page and the secondary takes it. What Slack heard after the requeue, and the row id."""
+    steps = [
+        {"after": "0s", "to": ["slack", "pagerduty"]},
+        {"after": "2m", "to": ["slack", "pagerduty_secondary"]},
+    ]
+    config = PolicyConfig.model_validate({"open_after": 1, "resolve_after": 1, "steps": steps})
+    with SlackWebhookServer() as slack, PagerDutyServer() as pd, PagerDutyServer() as pd2:
+
+        def secondary(client: httpx.AsyncClient) -> dict[str, Notifier]:
+            return {"pagerduty_secondary": pagerduty(client, pd2)}
+
+        fleet = Wider(sqlite(tmp_path), slack, pd, config, secondary)
+        pd.fail_next = [UNAVAILABLE] * 10_000
+        pd2.fail_next = [INVALID_EVENT]
+        for minute in range(8):
+            fleet.step(True, minute)
+            fleet.drain(minute)
+        queued = fleet.store.outbox(("queued",))
+        (primary,) = [i for i in queued if i.notification.channel == "pagerduty"]
+        now = T0 + timedelta(minutes=8)
+        assert box.drop(fleet.store.queue, primary.id, now, "dropped by ana: phoned", tell_at(now))
+        fleet.drain(8)
+        (refused,) = [
+            i for i in fleet.store.outbox(("dead",))
+            if i.notification.channel == "pagerduty_secondary"
+        ]  # fmt: skip
+        told = len(slack.messages)
+        now = T0 + timedelta(minutes=9)
+        assert box.requeue(fleet.store.queue, refused.id, now)
+        retell_page(fleet.store, refused, now)
+        for minute in range(9, 14):
+            fleet.drain(minute)
+        return fleet.texts()[told:], refused.id
+
+
+def test_a_requeue_retells_the_message_that_waited_for_that_page(tmp_path: Path) -> None:
+    """Not the incident's latest "paged" message (the dropped step-1 page's PAGING FAILED): the
+    step-2 message that waited for the requeued page, told again, says the secondary took it."""
+    after, _ = requeued_step_two_page(tmp_path)
+    assert not any("dropped by ana" in t for t in after), after
+    assert any("Paged after all: pagerduty_secondary took the page" in t for t in after), after

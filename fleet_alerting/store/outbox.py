@@ -423,15 +423,29 @@ class Outbox:
             rows = conn.execute(sa.select(t).where(t.c.id.in_(latest))).mappings().all()
         return [_item(row) for row in rows]
 
-    def by_notification(self, notification_id: str) -> OutboxItem | None:
-        t = outbox_table
+    def told_of_page(self, page: OutboxItem) -> list[OutboxItem]:
+        """The latest Slack "paged" message to each Slack channel that waited for `page`, a
+        pager's `paged` row (its pages, as `page_outcome` looks them up, include it). Not a
+        PAGING DELAYED message's follow-up: it waits for no page (the message it followed did)."""
+        t, key = outbox_table, page.notification.incident.key
+        later = sa.select(t).where(
+            t.c.incident_key == key,
+            t.c.kind == "paged",
+            t.c.channel.in_(sorted(SLACK_CHANNELS)),
+            t.c.id > page.id,
+        )
+        found: dict[str, OutboxItem] = {}
         with self.engine.begin() as conn:
-            row = (
-                conn.execute(sa.select(t).where(t.c.notification_id == notification_id))
-                .mappings()
-                .first()
-            )
-        return _item(row) if row is not None else None
+            for row in conn.execute(later.order_by(t.c.id.desc())).mappings().all():
+                told = _item(row)
+                pagers = pagers_waited_for(told.notification)
+                if told.notification.channel in found or told.notification.paging_ended:
+                    continue
+                if page.notification.channel not in pagers:
+                    continue
+                if page.id in {p.id for p in _pages_before(conn, key, pagers, told.id)}:
+                    found[told.notification.channel] = told
+        return list(found.values())
 
     def mark_sent(self, item_id: int, owner: str | None, attempts: int, receipt: str) -> bool:
         return self._finish(

@@ -14,13 +14,13 @@ from typing import Any
 
 from fleet_alerting.config import Config, load_config
 from fleet_alerting.config.checks import destination
-from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
+from fleet_alerting.core.channels import pager_of
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, State
 from fleet_alerting.core.short_ids import SHORT, find, full_id, short_ids
 from fleet_alerting.core.wording import no_such
-from fleet_alerting.delivery.notifiers.slack_webhook import PAGING_ENDED, paged_after_all
+from fleet_alerting.delivery.notifiers.slack_webhook import paged_after_all
 from fleet_alerting.delivery.stages import dead_page_advice, paging_ended
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store import outbox as box
@@ -323,29 +323,17 @@ def manage(args: argparse.Namespace) -> int:
 
 
 def retell_page(store: Store, item: OutboxItem, now: datetime) -> int:
-    """A requeued page whose Slack "paged" message already went out (saying PAGING FAILED), or
-    whose PAGING DELAYED follow-up is queued (it says PAGING FAILED, waiting for no page): the
-    message is queued again, to say how the page ends. How many were queued."""
+    """A requeued page whose Slack "paged" message already went out (saying PAGING FAILED or
+    PAGING DELAYED — its follow-up, queued or sent, says PAGING FAILED): that message, the latest
+    in each Slack channel that waited for this page, is queued again, to say how the page ends.
+    How many were queued."""
     n = item.notification
     if n.kind != Kind.paged or pager_of(n.channel) is None:
         return 0
-    told = store.queue.latest_paged(n.incident.key, sorted(SLACK_CHANNELS))
-    again = [
-        paged_after_all(_followed(store, t).notification, now)
-        for t in told
-        if t.status != "queued" or t.notification.paging_ended
-    ]
+    told = store.queue.told_of_page(item)
+    again = [paged_after_all(t.notification, now) for t in told if t.status != "queued"]
     with store.transaction() as transaction:
         return transaction.queue(again, now)
-
-
-def _followed(store: Store, told: OutboxItem) -> OutboxItem:
-    """The message told again: a PAGING DELAYED message's follow-up (which names only the pagers
-    that took the page, and waits for none) stands for the message it followed."""
-    ended = told.notification
-    if not ended.paging_ended:
-        return told
-    return store.queue.by_notification(ended.id.removesuffix(PAGING_ENDED)) or told
 
 
 DONE = {
