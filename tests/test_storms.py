@@ -159,6 +159,13 @@ def test_storm_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None
                 if n.kind == Kind.escalated
             }
             assert named == {tuple(step["escalated"])}, where
+        if "paged_mention" in step:  # whom its Slack "paged" messages mention (None: nobody)
+            mentioned = {
+                n.incident.escalation.mention
+                for n in result.notifications
+                if n.kind == Kind.paged and n.channel == "slack"
+            }
+            assert mentioned == {step["paged_mention"]}, where
         for key, state in step.get("state", {}).items():
             assert store[key].state == state, f"{where}: {key}"
         for key in step.get("no_incident", []):

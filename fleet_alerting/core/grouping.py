@@ -426,7 +426,7 @@ def _advance(
         g = replace(g, escalation=replace(g.escalation, next_to=unique([*pagers, *later])))
     elif pagers or again:
         paged_before, paging = g.paged_via, unique([*again, *pagers])
-        g = _paged(g, paging, now, why)
+        g = _paged(g, paging, now, why, _mention_of(paging, policy.stages()))
         if slack_due:  # a step only telling Slack, due with the page: said by the page
             g = _slack_scheduled(g, policy.stages(), now)
         g = replace(g, signal=_summary(g, members, config, set(g.members_told)))
@@ -751,10 +751,21 @@ def _first_offsets(stages: Sequence[Stage]) -> dict[str, timedelta]:
     return offsets
 
 
-def _paged(g: Incident, pagers: Sequence[str], now: datetime, why: str) -> Incident:
+def _mention_of(pagers: Sequence[str], stages: Sequence[Stage]) -> str | None:
+    """The `mention` of the step that pages `pagers`: the latest of the steps first paging them,
+    as one incident's message on that step carries it."""
+    offsets = _first_offsets(stages)
+    latest = max((offsets[p] for p in pagers if p in offsets), default=None)
+    step = next((s for s in stages if s.pagers and s.offset == latest), None)
+    return step.mention if step is not None else None
+
+
+def _paged(
+    g: Incident, pagers: Sequence[str], now: datetime, why: str, mention: str | None = None
+) -> Incident:
     """The group paged on `pagers` (`why`: an acknowledgement timed out, else ""), each page
     recorded on an escalation step of its own: the first page keeps its notification ids, a later
-    one (another pager, or the same again) gets ids of its own."""
+    one (another pager, or the same again) gets ids of its own; its message carries `mention`."""
     esc = g.escalation
     earlier = esc.pages or tuple(Page(p, g.paged_at or now, 1) for p in g.paged_via)
     step = max((p.step for p in earlier), default=0) + 1
@@ -766,7 +777,7 @@ def _paged(g: Incident, pagers: Sequence[str], now: datetime, why: str) -> Incid
         paged_at=g.paged_at or now,
         paged_via=unique([*g.paged_via, *pagers]),
         changed_at=now,
-        escalation=replace(esc, step=step, pages=pages, next_to=owed, why=why),
+        escalation=replace(esc, step=step, pages=pages, next_to=owed, why=why, mention=mention),
     )
 
 
