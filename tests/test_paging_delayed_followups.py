@@ -71,6 +71,10 @@ def test_a_dropped_delayed_page_is_told_paging_failed(tmp_path: Path) -> None:
         texts = fleet.texts()
     assert count(texts, "PAGING FAILED") == 1, texts
     assert "PAGING FAILED via pagerduty: dropped by ops: PD account gone" in texts[-1], texts
+    # the operator chose it: no advice to page the on-call by hand, only how to undo it
+    undo = f"(dead letter #{page.id}: `fleet-alerting outbox requeue {page.id}` sends it after all)"
+    assert undo in texts[-1], texts
+    assert "page the on-call by hand" not in texts[-1], texts
 
 
 def test_a_page_refused_after_the_delay_is_told_paging_failed(tmp_path: Path) -> None:

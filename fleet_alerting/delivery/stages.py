@@ -261,8 +261,15 @@ def _short(error: str | None) -> str:
     return (error or "unknown error").removeprefix("permanent: ")
 
 
+DROPPED_BY = "dropped by "  # the start of the reason of a message an operator dropped
+
+
 def dead_page(number: int, error: str | None) -> str:
-    """Why a page is a dead letter (outbox row `number`), and what the operator can do."""
+    """Why a page is a dead letter (outbox row `number`), and what the operator can do (one
+    dropped by an operator: no advice to page by hand, they chose it)."""
+    if (error or "").startswith(DROPPED_BY):
+        again = f"`fleet-alerting outbox requeue {number}` sends it after all"
+        return f"{error} (dead letter #{number}: {again})"
     return f"{_short(error)} (dead letter #{number}: {dead_page_advice(number)})"
 
 

@@ -21,7 +21,7 @@ from fleet_alerting.core.incidents import Incident, Kind, State
 from fleet_alerting.core.short_ids import SHORT, find, full_id, short_ids
 from fleet_alerting.core.wording import no_such
 from fleet_alerting.delivery.notifiers.slack_webhook import paged_after_all
-from fleet_alerting.delivery.stages import dead_page_advice, paging_ended
+from fleet_alerting.delivery.stages import DROPPED_BY, dead_page_advice, paging_ended
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store import outbox as box
 from fleet_alerting.store.database import OPEN, Store
@@ -292,7 +292,7 @@ def manage(args: argparse.Namespace) -> int:
             done = box.retry_now(store.queue, item.id, now)
             why = "not queued, or being sent right now"
         elif args.verb == "drop":
-            dropped = f"dropped by {actor}: {reason}"
+            dropped = f"{DROPPED_BY}{actor}: {reason}"
             done = box.drop(store.queue, item.id, now, dropped, partial(paging_ended, now=now))
             why = "not queued, or being sent right now"
         else:
