@@ -761,7 +761,7 @@ def _mention_of(pagers: Sequence[str], stages: Sequence[Stage]) -> str | None:
 
 
 def _paged(
-    g: Incident, pagers: Sequence[str], now: datetime, why: str, mention: str | None = None
+    g: Incident, pagers: Sequence[str], now: datetime, why: str, mention: str | None
 ) -> Incident:
     """The group paged on `pagers` (`why`: an acknowledgement timed out, else ""), each page
     recorded on an escalation step of its own: the first page keeps its notification ids, a later

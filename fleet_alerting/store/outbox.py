@@ -412,17 +412,6 @@ class Outbox:
         with self.engine.begin() as conn:
             return _pages_before(conn, incident_key, pagers, before)
 
-    def latest_paged(
-        self, incident_key: str, channels: Sequence[str], before: int | None = None
-    ) -> list[OutboxItem]:
-        """The incident's latest `paged` message to each of `channels` (queued before row
-        `before`, if given)."""
-        t = outbox_table
-        latest = _latest_paged(incident_key, channels, before)
-        with self.engine.begin() as conn:
-            rows = conn.execute(sa.select(t).where(t.c.id.in_(latest))).mappings().all()
-        return [_item(row) for row in rows]
-
     def told_of_page(self, page: OutboxItem) -> list[OutboxItem]:
         """The latest Slack "paged" message to each Slack channel that waited for `page`, a
         pager's `paged` row (its pages, as `page_outcome` looks them up, include it). Not a
