@@ -8,7 +8,9 @@ the numbered data steps between the recorded version and the code's. Everything 
 caller's write transaction (SQLite's write lock, PostgreSQL's advisory lock: store/backend.py),
 so two processes opening an old store upgrade it once. The SQL is the same on both databases.
 
-A store written by newer code (a higher version) is refused rather than half understood.
+A store written by newer code (a higher version) is refused rather than half understood, unless
+that code recorded that this version may still use it (`compatible_from`, tables.COMPATIBLE_FROM):
+then it is used as it is, and changed in nothing.
 `current` and `upgrade_store` apply this to the store's own tables (store/tables.py) and steps.
 """
 
@@ -22,11 +24,17 @@ import sqlalchemy as sa
 from fleet_alerting.core.incidents import State
 from fleet_alerting.store import incidents
 from fleet_alerting.store.errors import StoreError
-from fleet_alerting.store.tables import SCHEMA_VERSION, incidents_table, metadata, texts_table
+from fleet_alerting.store.tables import (
+    COMPATIBLE_FROM,
+    SCHEMA_VERSION,
+    incidents_table,
+    metadata,
+    texts_table,
+)
 
 Step = Callable[[sa.Connection], None]
 
-meta_table_name = "store_meta"  # key/value: schema_version, schema_fingerprint
+meta_table_name = "store_meta"  # key/value: schema_version, schema_fingerprint, compatible_from
 
 
 def fingerprint(metadata: sa.MetaData) -> str:
@@ -49,9 +57,21 @@ def recorded(conn: sa.Connection) -> dict[str, str]:
 def up_to_date(conn: sa.Connection, metadata: sa.MetaData, version: int) -> bool:
     """True if nothing needs doing: checked in a read transaction before taking the write lock."""
     meta = recorded(conn)
+    if _newer_yet_usable(meta, version):
+        return True
     return meta.get("schema_version") == str(version) and meta.get(
         "schema_fingerprint"
     ) == fingerprint(metadata)
+
+
+def _found(meta: Mapping[str, str]) -> int:
+    return int(meta.get("schema_version", "0"))
+
+
+def _newer_yet_usable(meta: Mapping[str, str], version: int) -> bool:
+    """Written by newer code that says code of `version` may still use it (no key: it may not)."""
+    found = _found(meta)
+    return found > version and int(meta.get("compatible_from", found)) <= version
 
 
 def upgrade(
@@ -60,16 +80,22 @@ def upgrade(
     version: int,
     steps: Mapping[int, Step],
     where: str,
+    compatible_from: int | None = None,
 ) -> int | None:
-    """Bring the store up to `version` and the shape of `metadata`; returns the version found
-    (None for a new store, 0 for one written before versions existed), or raises StoreError if
-    the store is newer than this code."""
+    """Bring the store up to `version` and the shape of `metadata`, recording that code of
+    `compatible_from` (default: `version`) on may use it; returns the version found (None for a
+    new store, 0 for one written before versions existed). A store of newer code is left as it
+    is if that code allows this version, else StoreError."""
     meta = recorded(conn)
-    found = int(meta.get("schema_version", "0"))
+    found = _found(meta)
+    if _newer_yet_usable(meta, version):
+        return found
     if found > version:
+        usable = int(meta.get("compatible_from", found))
         raise StoreError(
-            f"{where}: written by a newer fleet-alerting (store schema {found}, this code knows "
-            f"{version}); upgrade fleet-alerting, or point the config's state at another store"
+            f"{where}: written by a newer fleet-alerting (store schema {found}, usable by code "
+            f"of schema {usable} on; this code knows {version}); upgrade fleet-alerting, or "
+            "point the config's state at another store"
         )
     print_ = fingerprint(metadata)
     if found == version and meta.get("schema_fingerprint") == print_:
@@ -99,7 +125,12 @@ def upgrade(
         f"INSERT INTO {meta_table_name} (key, value) VALUES (:key, :value) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
     )
-    for key, value in (("schema_version", str(version)), ("schema_fingerprint", print_)):
+    recorded_now = {
+        "schema_version": str(version),
+        "schema_fingerprint": print_,
+        "compatible_from": str(version if compatible_from is None else compatible_from),
+    }
+    for key, value in recorded_now.items():
         conn.execute(remember, {"key": key, "value": value})
     return None if fresh else found
 
@@ -111,7 +142,7 @@ def current(conn: sa.Connection) -> bool:
 
 def upgrade_store(conn: sa.Connection, where: str) -> int | None:
     """`upgrade` the store to this code's tables and version, with its data steps."""
-    return upgrade(conn, metadata, SCHEMA_VERSION, STEPS, where)
+    return upgrade(conn, metadata, SCHEMA_VERSION, STEPS, where, COMPATIBLE_FROM)
 
 
 def _upgrade_to_1(conn: sa.Connection) -> None:

@@ -25,6 +25,10 @@ metadata = sa.MetaData()
 #    the open incidents' signals moved out of their records into incident_texts
 # 7: SQLite prunes by a partial index of the resolved rows, not by (state, resolved_at)
 SCHEMA_VERSION = 7
+# The oldest schema whose code may still use a store of this one: a rolling deploy across hosts
+# keeps the workers not yet upgraded running. Raise it to SCHEMA_VERSION when a change is more
+# than what older code ignores (a new table, a nullable column, an index it does not rely on).
+COMPATIBLE_FROM = 7
 
 
 def ts(moment: datetime) -> str:
