@@ -119,6 +119,21 @@ def test_messages_say_the_step_who_was_paged_and_what_comes_next() -> None:
     )
 
 
+def test_an_acknowledgement_on_a_step_that_only_tells_slack_says_which_step_pages_again() -> None:
+    (case,) = [c for c in CASES if "only tells Slack - the last paging step" in c["name"]]
+    policy = PolicyConfig.model_validate(case["policy"])
+    incidents: dict[str, Incident] = {}
+    for seconds in (0, 300, 900):
+        now = T0 + timedelta(seconds=seconds)
+        result = evaluate([observe(True, Severity.critical)], incidents, lambda _s: policy, now)
+        incidents.update({i.key: i for i in result.incidents})
+    assert incidents["k"].escalation.step == 3
+    acked = actions.acknowledge(incidents["k"], "ana", T0 + timedelta(minutes=16), ["slack"])
+    assert escalation.lines(acked.incident)[-1] == (
+        "Next: if still failing at 03:46:00 UTC, step 2 again"
+    )
+
+
 def test_an_acknowledgement_that_timed_out_says_why() -> None:
     policy = PolicyConfig.model_validate(CASES[0]["policy"])
     incidents: dict[str, Incident] = {}

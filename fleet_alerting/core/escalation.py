@@ -214,11 +214,14 @@ def ran(
 def restarted(incident: Incident, stages: Sequence[Stage], now: datetime, why: str) -> Incident:
     """After an acknowledgement timed out (`why`): the escalation starts again from the step it
     was on (that step is due now, its later steps follow at their delays from now) — from the
-    last step there is, if the policy was reloaded with fewer."""
+    last step there is, if the policy was reloaded with fewer; from the latest step before it
+    that pages, if it only told Slack (the on-call who acknowledged is paged again, as a group
+    pages again the pagers of its latest paging step)."""
     esc = incident.escalation
     index = min(max(esc.step, 1), len(stages)) - 1
     if index < 0:
         return incident
+    index = next((i for i in range(index, -1, -1) if stages[i].pagers), index)
     base = now - stages[index].offset
     escalation = evolve(esc, step=index, base=base, rounds=esc.rounds + 1, why=why)
     return evolve(incident, escalation=escalation)
@@ -335,13 +338,20 @@ def _next(incident: Incident) -> str:
             return "held by the acknowledgement"
         ends = acts.acked_at + esc.ack_hold
         if esc.ack_restarts:
-            return f"if still failing at {ends:%H:%M:%S} UTC, step {max(esc.step, 1)} again"
+            return f"if still failing at {ends:%H:%M:%S} UTC, step {_restarts_at(esc)} again"
         if esc.next_at is not None:
             at = max(ends, esc.next_at)
             return f"{upcoming} at {at:%H:%M:%S} UTC (held by the acknowledgement)"
     if esc.next_at is None:
         return "no further step"
     return f"{upcoming} at {esc.next_at:%H:%M:%S} UTC"
+
+
+def _restarts_at(esc: Escalation) -> int:
+    """The step `restarted` starts again from: the one the incident is on, or the latest that
+    paged before it (its pages remember their steps)."""
+    paged = [p.step for p in esc.pages if p.step <= esc.step]
+    return max(paged, default=max(esc.step, 1))
 
 
 def unique(items: Iterable[str]) -> tuple[str, ...]:
