@@ -3,6 +3,7 @@ and today's policies (engine.yaml) written as steps producing the same notificat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -119,14 +120,19 @@ def test_messages_say_the_step_who_was_paged_and_what_comes_next() -> None:
     )
 
 
-def test_an_acknowledgement_on_a_step_that_only_tells_slack_says_which_step_pages_again() -> None:
-    (case,) = [c for c in CASES if "only tells Slack - the last paging step" in c["name"]]
-    policy = PolicyConfig.model_validate(case["policy"])
+def _failing_through(policy: PolicyConfig, minutes: Sequence[int]) -> dict[str, Incident]:
+    """The incident of a failure observed at these minutes."""
     incidents: dict[str, Incident] = {}
-    for seconds in (0, 300, 900):
-        now = T0 + timedelta(seconds=seconds)
+    for minute in minutes:
+        now = T0 + timedelta(minutes=minute)
         result = evaluate([observe(True, Severity.critical)], incidents, lambda _s: policy, now)
         incidents.update({i.key: i for i in result.incidents})
+    return incidents
+
+
+def test_an_acknowledgement_on_a_step_that_only_tells_slack_says_which_step_pages_again() -> None:
+    (case,) = [c for c in CASES if "only tells Slack - the last paging step" in c["name"]]
+    incidents = _failing_through(PolicyConfig.model_validate(case["policy"]), (0, 5, 15))
     assert incidents["k"].escalation.step == 3
     acked = actions.acknowledge(incidents["k"], "ana", T0 + timedelta(minutes=16), ["slack"])
     assert escalation.lines(acked.incident)[-1] == (
@@ -262,12 +268,7 @@ def test_paged_again_after_the_timeout_names_each_pager_once_and_says_why() -> N
 def test_an_ack_that_times_out_after_a_reload_shortened_the_steps_escalates_on_the_last() -> None:
     """The config reloaded with fewer steps than the incident had reached: the run goes on (it
     failed on an index out of range), the escalation starts again from the last step there is."""
-    policy = PolicyConfig.model_validate(CASES[0]["policy"])
-    incidents: dict[str, Incident] = {}
-    for minute in (0, 5, 20):
-        now = T0 + timedelta(minutes=minute)
-        result = evaluate([observe(True, Severity.critical)], incidents, lambda _s: policy, now)
-        incidents.update({i.key: i for i in result.incidents})
+    incidents = _failing_through(PolicyConfig.model_validate(CASES[0]["policy"]), (0, 5, 20))
     assert incidents["k"].escalation.step == 3
     acked = T0 + timedelta(minutes=21)
     incidents["k"] = actions.acknowledge(incidents["k"], "ana", acked, ["slack"]).incident
