@@ -99,8 +99,8 @@ def summarize(evaluation: Evaluation, report: DrainReport) -> dict[str, int]:
     """Counters of what this run changed. A record rewritten only because its observation reads
     differently (a permit-join "open for 3m" that is "open for 4m" the next run) is not a change:
     `opened_or_changed` counts incidents that opened or paged in this run. Of those paged in this
-    run, `paged` counts the ones whose page a pager took; `page_queued` and `page_dead` those
-    whose page still waits or was given up — a group's member by its group's page."""
+    run (`_moved`), `paged` counts the ones whose page a pager took; `page_queued` and `page_dead`
+    those whose page still waits or was given up."""
     opened, paged = _moved(evaluation)
     undelivered = undelivered_page_keys(report)
     outcomes = [page_outcome(i, undelivered) for i in paged]
@@ -149,12 +149,19 @@ def undelivered(report: DrainReport) -> list[str]:
 
 
 def _moved(evaluation: Evaluation) -> tuple[list[Incident], list[Incident]]:
-    """The incidents that opened, and those that paged, in this run (the engine stamps both
-    with the run's time, as it does `changed_at`)."""
+    """The incidents that opened in this run (the engine stamps `opened_at` with the run's time,
+    as it does `changed_at`), and those it queued a page for — a page again included (an
+    acknowledgement timed out, a mute ended); not a group's member, whose group pages for it,
+    nor a record whose step came due while an acknowledgement or silence held its page."""
     opened = [
         i for i in evaluation.incidents if i.is_open and i.opened_at and i.opened_at == i.changed_at
     ]
-    paged = [i for i in evaluation.incidents if i.paged_at and i.paged_at == i.changed_at]
+    paging = {
+        n.incident.key
+        for n in evaluation.notifications
+        if n.kind == Kind.paged and pager_of(n.channel) is not None
+    }
+    paged = [i for i in evaluation.incidents if i.key in paging]
     return opened, paged
 
 

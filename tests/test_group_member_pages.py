@@ -188,7 +188,7 @@ def test_a_members_undelivered_pages_are_its_groups(outage: Outage) -> None:
 
 def test_the_run_counts_no_incident_as_paged_while_no_pager_took_the_page(outage: Outage) -> None:
     said = outage.queued.said
-    assert "opened 4 incidents, page queued for 4 (not delivered)" in said, said
+    assert "opened 4 incidents, page queued for 1 (not delivered)" in said, said
     assert "paged" not in said.replace("page queued", ""), said
 
 

@@ -39,7 +39,9 @@ def note(incident: Incident, channel: str, kind: Kind) -> Notification:
 
 
 def summary(report: DrainReport, incident: Incident) -> str:
-    return what_changed(summarize(Evaluation([incident], []), report), report)
+    """The run that paged `incident` (queued its page), delivered as `report` says."""
+    evaluation = Evaluation([incident], [note(incident, "pagerduty", Kind.paged)])
+    return what_changed(summarize(evaluation, report), report)
 
 
 def test_a_leftover_test_page_retrying_does_not_unsay_a_real_page() -> None:
@@ -78,25 +80,49 @@ def grouped(incident: Incident, key: str) -> tuple[Incident, Incident]:
 
 
 def test_a_members_page_is_its_groups_in_the_summary_and_the_artifact() -> None:
-    """A group pages for its members: a member paged in this run whose group's page was left
-    queued by the drain, or failed in an earlier run and waits for its retry, is not paged."""
+    """A group pages for its members: the run counts the group's page, once, as not delivered
+    while it was left queued by the drain or failed in an earlier run and waits for its retry;
+    the artifact says so of the member too."""
     from fleet_alerting.flows.common import storm_markdown, undelivered_page_keys
 
     member, group = grouped(real_incident(), "prometheus:host=pi-7")
-    page = item(note(group, "pagerduty", Kind.paged), 1, "HTTP 503")
+    paging = note(group, "pagerduty", Kind.paged)
+    page = item(paging, 1, "HTTP 503")
     left_queued = DrainReport(retrying=[(page, "HTTP 503")])
     waits_for_its_retry = DrainReport(owed_pages=[page])
     for report in (left_queued, waits_for_its_retry):
-        evaluation = Evaluation([member, group], [])
+        evaluation = Evaluation([member, group], [paging])
         said = what_changed(summarize(evaluation, report), report)
-        assert said.startswith("page queued for 2 incidents (not delivered)"), said
+        assert said.startswith("page queued for 1 incident (not delivered)"), said
         table = storm_markdown(evaluation, undelivered_page_keys(report))
         assert (
             f"| `prometheus:host=pi-7` | page queued (not delivered), told in group {group.key} |"
             in table
         ), table
 
-    only_member = Evaluation([member], [])
     dead = DrainReport(dead=[(page, "HTTP 400")])
-    said = what_changed(summarize(only_member, dead), dead)
+    said = what_changed(summarize(Evaluation([member, group], [paging]), dead), dead)
     assert said.startswith("page undelivered for 1 incident (dead letter)"), said
+
+
+def test_a_record_whose_step_came_due_while_its_page_is_held_is_not_said_paged() -> None:
+    """A member of an acknowledged group whose own step came due in this run (its record
+    stamped `paged_at` now), the group's page held: no page went anywhere, none is said
+    (a tester's maintenance night: `paged 1 incident` with nothing sent)."""
+    member, group = grouped(real_incident(), "prometheus:host=pi-7")
+    said = what_changed(summarize(Evaluation([member, group], []), DrainReport()), DrainReport())
+    assert "paged" not in said, said
+
+
+def test_pages_again_count_once_per_incident_paged() -> None:
+    """A mute's end pages two incidents again (resolve + trigger each): paged 2, not the
+    records the run rewrote (a tester's maintenance night: `paged 4` when 2 were paged)."""
+    first, second = real_incident(), replace(real_incident(), key="prom|temp")
+    bystanders = [replace(real_incident(), key=f"prom|other{i}") for i in range(2)]
+    pages = [note(i, "pagerduty", Kind.paged) for i in (first, second)]
+    resolves = [note(i, "pagerduty", Kind.resolved) for i in (first, second)]
+    told = [note(i, "slack", Kind.paged) for i in (first, second)]
+    report = DrainReport(sent=[(item(n, k), "202") for k, n in enumerate(pages + resolves)])
+    evaluation = Evaluation([first, second, *bystanders], resolves + pages + told)
+    said = what_changed(summarize(evaluation, report), report)
+    assert said.startswith("paged 2 incidents"), said
