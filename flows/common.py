@@ -98,22 +98,31 @@ def store_errors_fail_the_run(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awai
 def summarize(evaluation: Evaluation, report: DrainReport) -> dict[str, int]:
     """Counters of what this run changed. A record rewritten only because its observation reads
     differently (a permit-join "open for 3m" that is "open for 4m" the next run) is not a change:
-    `opened_or_changed` counts incidents that opened or paged in this run."""
+    `opened_or_changed` counts incidents that opened or paged in this run. Of those paged in this
+    run, `paged` counts the ones whose page a pager took; `page_queued` and `page_dead` those
+    whose page still waits or was given up — a group's member by its group's page."""
     opened, paged = _moved(evaluation)
-    queued, dead = undelivered_page_keys(report)
-    paged_keys = {i.key for i in paged}
+    undelivered = undelivered_page_keys(report)
+    outcomes = [page_outcome(i, undelivered) for i in paged]
     return {
         "opened_or_changed": len({i.key for i in opened + paged}),
         "opened": len(opened),
-        "paged": len(paged),
-        # of those paged in this run: no pager took the page yet / it became a dead letter
-        "page_queued": len(paged_keys & queued),
-        "page_dead": len(paged_keys & dead),
+        "paged": outcomes.count("paged"),
+        "page_queued": outcomes.count("page_queued"),
+        "page_dead": outcomes.count("page_dead"),
         "resolved": sum(i.state == State.resolved for i in evaluation.incidents),
         "notifications_sent": len(report.sent),
         "notifications_queued": len(report.retrying) + len(report.held),
         "dead_letters": len(report.dead),
     }
+
+
+def page_outcome(incident: Incident, undelivered: tuple[set[str], set[str]]) -> str:
+    """`paged`, or `page_queued` / `page_dead` when its page (a member's: its group's, which
+    pages for it) is among the (queued, dead) incident keys of `undelivered_page_keys`."""
+    queued, dead = undelivered
+    whose = incident.group or incident.key
+    return "page_dead" if whose in dead else "page_queued" if whose in queued else "paged"
 
 
 def undelivered(report: DrainReport) -> list[str]:
@@ -198,18 +207,18 @@ def channel_words(channels: set[str]) -> str:
 def changes(counters: dict[str, int]) -> list[tuple[str, int]]:
     """What opened, paged and resolved, as phrases with the count to put in: an incident whose
     page no pager took in this run is not said to be paged."""
-    queued, dead = counters["page_queued"], counters["page_dead"]
     return [
         ("opened {}", counters["opened"]),
-        ("paged {}", counters["paged"] - queued - dead),
-        ("page queued for {} (not delivered)", queued),
-        ("page undelivered for {} (dead letter)", dead),
+        ("paged {}", counters["paged"]),
+        ("page queued for {} (not delivered)", counters["page_queued"]),
+        ("page undelivered for {} (dead letter)", counters["page_dead"]),
         ("resolved {}", counters["resolved"]),
     ]
 
 
 def undelivered_page_keys(report: DrainReport) -> tuple[set[str], set[str]]:
-    """The incidents with a page this drain left queued, and those whose page it gave up on."""
+    """The incidents with a page queued after this drain (left queued by it, or failed before and
+    waiting for its retry), and those whose page it gave up on."""
 
     def pages(items: list[OutboxItem]) -> set[str]:
         return {
@@ -219,7 +228,7 @@ def undelivered_page_keys(report: DrainReport) -> tuple[set[str], set[str]]:
         }
 
     dead = pages([i for i, _ in report.dead])
-    queued = pages([i for i, _ in report.retrying] + report.held) - dead
+    queued = pages([i for i, _ in report.retrying] + report.held + report.owed_pages) - dead
     return queued, dead
 
 
@@ -244,7 +253,8 @@ async def publish(
         return
     from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
-    changes = {i.key: incident_cell(i) for i in evaluation.incidents}
+    undelivered = undelivered_page_keys(report)
+    changes = {i.key: incident_cell(i, undelivered) for i in evaluation.incidents}
     table = [row | {"incident": changes.get(row.get("key", ""), "")} for row in rows]
     for row in table:
         row.pop("key", None)
@@ -253,7 +263,7 @@ async def publish(
         key=key,
         description=f"{key}: observations and incident changes",
     )
-    told = notifications_markdown(report) + storm_markdown(evaluation)
+    told = notifications_markdown(report) + storm_markdown(evaluation, undelivered)
     if told != NOTHING_DUE:  # a version saying "nothing" every run would cost the server alone
         await acreate_markdown_artifact(
             told,
@@ -263,16 +273,27 @@ async def publish(
     await publish_board(config)  # every watch's open incidents in one view (tasks/board.py)
 
 
-def incident_cell(incident: Incident) -> str:
-    """An incident's state for the run's table, with who silences or tells for it."""
+def incident_cell(incident: Incident, undelivered: tuple[set[str], set[str]]) -> str:
+    """An incident's state for the run's table — `paged` only once a pager took the page — with
+    who silences or tells for it."""
+    state = incident.state.value
+    if incident.state == State.paged:
+        state = PAGE_CELLS[page_outcome(incident, undelivered)]
     if incident.inhibited_by:
-        return f"{incident.state.value}, inhibited by {incident.inhibited_by}"
+        return f"{state}, inhibited by {incident.inhibited_by}"
     if incident.group:
-        return f"{incident.state.value}, told in group {incident.group}"
-    return incident.state.value
+        return f"{state}, told in group {incident.group}"
+    return state
 
 
-def storm_markdown(evaluation: Evaluation) -> str:
+PAGE_CELLS = {
+    "paged": "paged",
+    "page_queued": "page queued (not delivered)",
+    "page_dead": "page undelivered (dead letter)",
+}
+
+
+def storm_markdown(evaluation: Evaluation, undelivered: tuple[set[str], set[str]]) -> str:
     """Fleet-level and group incidents that changed, and the incidents silenced by a cause."""
     changed = [
         i
@@ -284,7 +305,7 @@ def storm_markdown(evaluation: Evaluation) -> str:
     lines = ["", "", "| incident | state | summary |", "|---|---|---|"]
     for i in changed[:200]:
         summary = i.signal.summary.replace("|", "\\|")[:300]
-        lines.append(f"| `{i.key}` | {incident_cell(i)} | {summary} |")
+        lines.append(f"| `{i.key}` | {incident_cell(i, undelivered)} | {summary} |")
     if len(changed) > 200:
         lines.append(f"| … | | and {len(changed) - 200} more |")
     return "\n".join(lines)

@@ -15,6 +15,7 @@ import yaml
 from fleet_alerting.config import load_config
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.policy import evaluate
+from fleet_alerting.core.short_ids import full_id
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store.database import Store
@@ -149,7 +150,10 @@ def test_show_says_which_group_tells_and_pages_for_a_member(
     member = "blackbox:target=pi-audio-04"
     assert main(["incidents", "--show", member, "--config", str(config_path)]) == 0
     shown = capsys.readouterr().out
-    assert "  in group group/blackbox:severity=warning: the group tells and pages for it" in shown
+    group = "group/blackbox:severity=warning"
+    assert (
+        f"  in group {group} (id {full_id(group)[:6]}): the group tells and pages for it" in shown
+    )
 
 
 def test_show_says_when_a_group_pages_next_and_marks_an_earlier_episodes_actions(

@@ -69,3 +69,34 @@ def test_control_this_runs_own_page_left_queued_is_said_not_delivered() -> None:
     report.retrying.append((item(note(incident, "pagerduty", Kind.paged), 1, "503"), "503"))
     said = summary(report, incident)
     assert said.startswith("page queued for 1 incident (not delivered)"), said
+
+
+def grouped(incident: Incident, key: str) -> tuple[Incident, Incident]:
+    """`incident` as a member of a group (its key: `key`) that pages for it."""
+    group = replace(incident, key="group/prometheus:severity=critical", members=(key,))
+    return replace(incident, key=key, group=group.key), group
+
+
+def test_a_members_page_is_its_groups_in_the_summary_and_the_artifact() -> None:
+    """A group pages for its members: a member paged in this run whose group's page was left
+    queued by the drain, or failed in an earlier run and waits for its retry, is not paged."""
+    from fleet_alerting.flows.common import storm_markdown, undelivered_page_keys
+
+    member, group = grouped(real_incident(), "prometheus:host=pi-7")
+    page = item(note(group, "pagerduty", Kind.paged), 1, "HTTP 503")
+    left_queued = DrainReport(retrying=[(page, "HTTP 503")])
+    waits_for_its_retry = DrainReport(owed_pages=[page])
+    for report in (left_queued, waits_for_its_retry):
+        evaluation = Evaluation([member, group], [])
+        said = what_changed(summarize(evaluation, report), report)
+        assert said.startswith("page queued for 2 incidents (not delivered)"), said
+        table = storm_markdown(evaluation, undelivered_page_keys(report))
+        assert (
+            f"| `prometheus:host=pi-7` | page queued (not delivered), told in group {group.key} |"
+            in table
+        ), table
+
+    only_member = Evaluation([member], [])
+    dead = DrainReport(dead=[(page, "HTTP 400")])
+    said = what_changed(summarize(only_member, dead), dead)
+    assert said.startswith("page undelivered for 1 incident (dead letter)"), said

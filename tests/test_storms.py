@@ -257,7 +257,7 @@ def test_the_run_artifact_says_who_is_inhibited_and_grouped() -> None:
     watch = {"source": "w", "fail": True, "count": 2, "labels": {"host": "h{i}"}}
     signals = [s for spec in (api, device, watch) for s in expand(spec)]
     result = decide(signals, {}, policies.__getitem__, StormRules(), T0)
-    text = storm_markdown(result)
+    text = storm_markdown(result, (set(), set()))
     # the API is still pending (critical: open_after 2), and already silences the devices
     assert "| `blackbox:instance=pi-1` | firing, inhibited by blackbox:service=api |" in text
     assert "| `w:host=h0` | firing, told in group group/w:severity=warning |" in text

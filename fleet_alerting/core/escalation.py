@@ -309,7 +309,7 @@ def lines(incident: Incident) -> list[str]:
         return []
     out = [f"Escalation step {esc.step} of {esc.steps}" + (f": {esc.why}" if esc.why else "")]
     if esc.pages:
-        out.append(_paged_line(esc))
+        out.append(_paged_line(esc, by_group=incident.group is not None))
     if incident.state != State.resolved:
         out.append("Next: " + _next(incident))
     return out
@@ -323,8 +323,10 @@ def _again(incident: Incident) -> list[str]:
     return [esc.why[:1].upper() + esc.why[1:], *([_paged_line(esc)] if esc.pages else [])]
 
 
-def _paged_line(esc: Escalation) -> str:
-    return "Paged: " + ", ".join(f"{p.channel} {p.at:%H:%M:%S} UTC" for p in esc.pages)
+def _paged_line(esc: Escalation, by_group: bool = False) -> str:
+    """Who was paged when; a group's member is not paged itself: its group pages for it."""
+    pages = ", ".join(f"{p.channel} {p.at:%H:%M:%S} UTC" for p in esc.pages)
+    return f"Pages due: {pages} (its group pages for it)" if by_group else f"Paged: {pages}"
 
 
 def _next(incident: Incident) -> str:

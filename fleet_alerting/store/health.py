@@ -5,15 +5,17 @@ incidents' records: a scrape grows with those, and is bounded in time by the end
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 
 from fleet_alerting.core.heartbeat import QueuedPage
+from fleet_alerting.core.incidents import Incident, State
+from fleet_alerting.store import outbox as box
 from fleet_alerting.store.database import Store
-from fleet_alerting.store.outbox import Destination
+from fleet_alerting.store.outbox import Destination, UndeliveredPage
 from fleet_alerting.store.tables import destinations_table, outbox_table
 
 
@@ -71,7 +73,49 @@ def destinations(store: Store) -> list[Destination]:
 
 
 def open_incidents(store: Store) -> Counter[tuple[str, str, str]]:
-    """Open incidents by (severity, source, state)."""
-    return Counter(
-        (i.severity.value, i.source, i.state.value) for i in store.incidents(include_resolved=False)
-    )
+    """Open incidents by (severity, source, state), the state as `page_state` says it."""
+    incidents = store.incidents(include_resolved=False)
+    owed = undelivered_pages(store, incidents)
+    return Counter((i.severity.value, i.source, page_state(i, owed)) for i in incidents)
+
+
+Undelivered = dict[str, list[UndeliveredPage]]
+
+
+def undelivered_pages(store: Store, incidents: Iterable[Incident]) -> Undelivered:
+    """The pages of these incidents' current episodes that no pager has accepted, per incident
+    key. A group's member is not paged itself: its pages are the group's (of the group's current
+    episode) to the pagers the member's steps paged. One outbox query, whatever the number of
+    incidents, and one read per group not among `incidents`."""
+    incidents = list(incidents)
+    paged = [i for i in incidents if i.is_open and i.paged_via]
+    pages = box.undelivered_pages(store.queue) if paged else []
+    if not pages:
+        return {}
+    by_key = {i.key: i for i in incidents}
+    groups = {g: by_key.get(g) or store.incident(g) for g in {i.group for i in paged if i.group}}
+    pending: Undelivered = {}
+    for page in pages:
+        pending.setdefault(page.incident_key, []).append(page)
+
+    def of(incident: Incident | None) -> list[UndeliveredPage]:
+        if incident is None or not incident.is_open:
+            return []
+        return [p for p in pending.get(incident.key, ()) if p.onset == incident.onset]
+
+    found: Undelivered = {}
+    for incident in paged:
+        group = groups.get(incident.group) if incident.group else None
+        theirs = [p for p in of(group) if p.channel in incident.paged_via]
+        if owed := of(incident) + theirs:
+            found[incident.key] = owed
+    return found
+
+
+def page_state(incident: Incident, owed: Undelivered) -> str:
+    """An incident's state, but `paged` only once a pager accepted its page: `page_dead` when a
+    page of its episode is a dead letter, `page_queued` while one waits to be delivered."""
+    pages = owed.get(incident.key, ())
+    if incident.state != State.paged or not pages:
+        return incident.state.value
+    return "page_dead" if any(p.status == "dead" for p in pages) else "page_queued"

@@ -15,8 +15,10 @@ from fleet_alerting.core.wording import no_such
 from fleet_alerting.surfaces.cli import OperatorError
 
 if TYPE_CHECKING:  # the commands import what they need: `fleet-alerting --help` stays fast
+    from fleet_alerting.core.incidents import Incident
     from fleet_alerting.core.policy import PolicyFor
     from fleet_alerting.store.database import Store
+    from fleet_alerting.store.outbox import UndeliveredPage
 
 
 def act(args: argparse.Namespace) -> int:
@@ -72,7 +74,8 @@ def show(store: Store, key: str, policy_for: PolicyFor) -> int:
     from fleet_alerting.core.grouping import is_group, next_page
     from fleet_alerting.delivery.notifiers.slack_webhook import action_lines
     from fleet_alerting.store import actions as audit
-    from fleet_alerting.surfaces.listings import find_key, page_problem, undelivered_pages
+    from fleet_alerting.store.health import undelivered_pages
+    from fleet_alerting.surfaces.listings import find_key, page_lines
 
     found, problem, ids = find_key(store, key)
     incident = store.incident(found) if found else None
@@ -85,17 +88,16 @@ def show(store: Store, key: str, policy_for: PolicyFor) -> int:
         f"  since {incident.onset:%Y-%m-%d %H:%M:%S}Z ({format_duration(incident.duration(now))})"
     )
     owed = undelivered_pages(store, [incident]).get(key, [])
-    delivered = [c for c in incident.paged_via if c not in {p.channel for p in owed}]
-    if incident.paged_at and delivered:
-        print(f"  paged {', '.join(delivered)} at {incident.paged_at:%H:%M:%S}Z")
-    for page in owed:
-        print(f"  {page_problem(page, detailed=True)}")
+    if incident.group is None:
+        for line in page_lines(incident, owed, key):
+            print(f"  {line}")
     if incident.resolved_at:
         print(f"  resolved {incident.resolved_at:%Y-%m-%d %H:%M:%S}Z: {incident.resolution}")
     elif incident.inhibited_by:
         print(f"  inhibited by {incident.inhibited_by}: tells and pages nobody while that fails")
-    if incident.group and not incident.resolved_at:
-        print(f"  in group {incident.group}: the group tells and pages for it")
+    if incident.group is not None:  # a member is not paged itself: its group's page is what is
+        for line in member_lines(store, incident, owed, ids):
+            print(f"  {line}")
     for line in action_lines(incident):
         print(f"  {line}")
     for line in escalation.lines(incident):
@@ -111,6 +113,29 @@ def show(store: Store, key: str, policy_for: PolicyFor) -> int:
         mark = mark if record.of_another_episode(incident) else ""
         print(f"  {record.line()}{mark}")
     return 0
+
+
+def member_lines(
+    store: Store, member: Incident, owed: list[UndeliveredPage], ids: dict[str, str]
+) -> list[str]:
+    """Which group tells and pages for a member, and that group's page: whom it paged that took
+    the page, each of its pages not delivered (queued, a dead letter) — and a page of the member
+    itself not delivered, from before it joined."""
+    from fleet_alerting.store.health import undelivered_pages
+    from fleet_alerting.surfaces.listings import page_lines, page_problem
+
+    key, group_key = member.key, member.group or ""
+    short = f" (id {ids[group_key]})" if group_key in ids else ""
+    if member.resolved_at:
+        told = "told and paged" if member.paged_via else "told"
+        return [f"was in group {group_key}{short}: the group {told} for it"]
+    said = [f"in group {group_key}{short}: the group tells and pages for it"]
+    group = store.incident(group_key)
+    if group is not None and group.is_open:
+        pages = page_lines(group, undelivered_pages(store, [group]).get(group_key, []), key)
+        # its steps asked for a page the group has not sent (an ack or a silence holds it)
+        said += pages or (["the group has paged nobody yet"] if member.paged_via else [])
+    return said + [page_problem(p, key, detailed=True) for p in owed if p.incident_key == key]
 
 
 FOR_HELP = {

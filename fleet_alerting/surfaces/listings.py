@@ -25,6 +25,7 @@ from fleet_alerting.delivery.stages import DROPPED_BY, dead_page_advice, paging_
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store import outbox as box
 from fleet_alerting.store.database import OPEN, Store
+from fleet_alerting.store.health import Undelivered, undelivered_pages
 from fleet_alerting.store.outbox import Destination, OutboxItem, UndeliveredPage
 from fleet_alerting.surfaces.cli import OperatorError, incident_line, when
 
@@ -64,24 +65,12 @@ class IdsOf(dict[str, str]):
         return full_id(key)[:SHORT]
 
 
-Undelivered = dict[str, list[UndeliveredPage]]
-
-
-def undelivered_pages(store: Store, incidents: Iterable[Incident]) -> Undelivered:
-    """The pages of these incidents' current episodes that no pager has accepted, per incident
-    key (one outbox query, whatever the number of incidents)."""
-    paged = {i.key: i.onset for i in incidents if i.is_open and i.paged_via}
-    found: Undelivered = {}
-    for page in box.undelivered_pages(store.queue) if paged else ():
-        if paged.get(page.incident_key) == page.onset:
-            found.setdefault(page.incident_key, []).append(page)
-    return found
-
-
-def page_problem(page: UndeliveredPage, *, detailed: bool = False) -> str:
+def page_problem(page: UndeliveredPage, of: str, *, detailed: bool = False) -> str:
     """`page to pagerduty not delivered: 6 attempts, next 06:20:11Z; outbox #23`, or the dead
-    letter's reason; `detailed`: with the last error and what to do."""
-    head = f"page to {page.channel} not delivered"
+    letter's reason; `detailed`: with the last error and what to do. A page that is not the
+    incident `of`'s own is its group's."""
+    whose = "" if page.incident_key == of else "the group's "
+    head = f"{whose}page to {page.channel} not delivered"
     error = f": {page.error}" if page.error else ""
     if page.status == "dead":
         told = f"{head}: dead letter #{page.outbox_id}{error if detailed else ''}"
@@ -94,9 +83,21 @@ def page_problem(page: UndeliveredPage, *, detailed: bool = False) -> str:
     return told + (f" (last error{error})" if detailed and error else "")
 
 
+def page_lines(incident: Incident, owed: Sequence[UndeliveredPage], of: str) -> list[str]:
+    """Whom `incident` paged that took the page, and each of its pages not delivered, detailed;
+    said as the group's when `incident` is the group of the incident `of`."""
+    whose = "" if incident.key == of else "the group "
+    delivered = [c for c in incident.paged_via if c not in {p.channel for p in owed}]
+    said = []
+    if incident.paged_at and delivered:
+        said.append(f"{whose}paged {', '.join(delivered)} at {incident.paged_at:%H:%M:%S}Z")
+    return said + [page_problem(p, of, detailed=True) for p in owed]
+
+
 def undelivered_json(pages: Sequence[UndeliveredPage]) -> list[dict[str, Any]]:
     return [
         {
+            "incident_key": p.incident_key,  # a member's: its group's key
             "channel": p.channel,
             "outbox_id": p.outbox_id,
             "status": p.status,
@@ -179,7 +180,7 @@ def incidents(args: argparse.Namespace) -> int:
     header = f"{'STATE':<9} {'SEVERITY':<8} {'ONSET (UTC)':<20} {'FAILED':>7}  KEY  WHAT"
     print(f"{'ID':<{width}}  {header}")
     for incident in rows:
-        problems = "; ".join(page_problem(p) for p in owed.get(incident.key, ()))
+        problems = "; ".join(page_problem(p, incident.key) for p in owed.get(incident.key, ()))
         said = f"  ({problems})" if problems else ""
         print(f"{ids[incident.key]:<{width}}  {incident_line(incident, now)}{said}")
     return 0

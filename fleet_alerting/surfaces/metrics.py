@@ -93,7 +93,9 @@ def watch_metrics(records: list[WatchRecord]) -> Iterator[Metric]:
 def store_metrics(view: StoreView) -> Iterator[Metric]:
     yield _gauge(
         "fleet_alerting_incidents_open",
-        "Open incidents (pending, firing, paged) in the store.",
+        "Open incidents in the store by state: pending, firing, paged (a pager took the page), "
+        "page_queued (its page not delivered yet), page_dead (its page a dead letter); a group's "
+        "member counts by its group's page.",
         ["severity", "source", "state"],
         ((list(key), count) for key, count in sorted(view.incidents.items())),
     )
