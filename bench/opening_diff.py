@@ -8,11 +8,13 @@ are written in three time zones, some ending on the way; an inhibition rule (an 
 HostDown holds the watches' incident of its host) or none; a silence by matchers over part of the
 runs or none; grouping on or off; policies that open and resolve after one or two runs, page,
 mirror, remind. Every run prints each notification (id, channel, kind, the texts operators read,
-the record it carries) and each changed record, then the store's incidents at the end. Each
-`--code LABEL=DIR` checkout runs the seeds in a child process of its own (PYTHONPATH=DIR); the
-outputs must be equal line for line.
+the record it carries) and each changed record, then the store's incidents at the end and every
+row the store holds of them — records, texts, history (each run recorded as the pipeline does),
+the outbox — as stored. Each `--code LABEL=DIR` checkout runs the seeds in a child process of its
+own (PYTHONPATH=DIR); with `--postgres` each also runs them on PostgreSQL (a throwaway cluster of
+tests/postgres.py, a database per seed). The outputs must be equal line for line.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/opening_diff.py --seeds 0:250 \\
+    PYTHONPATH=$PWD .venv/bin/python bench/opening_diff.py --seeds 0:250 [--postgres] \\
         --code before=/tmp/main --code now=.
 """
 
@@ -41,8 +43,9 @@ class Scenario:
     severities: list[str]  # per watch
     hosts: int  # per watch
     flapping: set[int]  # hosts that pass every third run, each in its own phase
-    # (alertname, severity, started minutes before T0, alerts, from minute, until minute, zone)
-    storms: list[tuple[str, str, int, int, int, int, timezone]]
+    # (alertname, severity, started minutes before T0, alerts, from minute, until minute, zone,
+    # remediation annotation: "" none, "alternating" every other alert, else every alert's)
+    storms: list[tuple[str, str, int, int, int, int, timezone, str]]
     inhibit: bool
     silenced: tuple[str, int, int] | None  # matcher, from minute, until minute
     policy: tuple[int, int, bool, int, int]  # open_after, resolve_after, mirror, repeat, warn open
@@ -69,6 +72,7 @@ def scenario(seed: int) -> Scenario:
                 rng.randint(0, 2),
                 rng.randint(3, 8),
                 rng.choice(ZONES),
+                rng.choice(["alternating", "", " restart it\n\n  then look "]),
             )
             for _ in range(rng.randint(1, 4))
         ],
@@ -93,8 +97,11 @@ def scenario(seed: int) -> Scenario:
     )
 
 
-def child(seeds: range, out: TextIO) -> None:
-    """This checkout's engine over the seeds (imports here: PYTHONPATH chooses the checkout)."""
+def child(seeds: range, out: TextIO, postgres: str | None) -> None:
+    """This checkout's engine over the seeds (imports here: PYTHONPATH chooses the checkout), on
+    SQLite or (`postgres`: the cluster's URL) PostgreSQL."""
+    import sqlalchemy as sa
+
     from fleet_alerting.config.schema import EscalationRule, PrometheusConfig
     from fleet_alerting.core.incidents import Incident
     from fleet_alerting.core.inhibition import InhibitRule
@@ -111,7 +118,9 @@ def child(seeds: range, out: TextIO) -> None:
         active_watches,
         evaluate_watches,
     )
+    from fleet_alerting.store import history
     from fleet_alerting.store.database import Store
+    from fleet_alerting.store.tables import metadata
 
     links = LinksConfig(
         grafana_url="https://grafana.test/", loki_datasource_uid="L", prometheus_url="https://p/"
@@ -130,18 +139,35 @@ def child(seeds: range, out: TextIO) -> None:
         now: datetime,
         muting: Muting,
     ) -> tuple[Evaluation, int]:
+        unseen = {"alertmanager": GONE}
+
         def run(records: Mapping[str, Incident]) -> Evaluation:
-            unseen = {"alertmanager": GONE}
             return decide(signals, records, policy_for, storm_rules, now, unseen, muting)
 
-        return store.evaluate(run, now)
+        def remember(conn: sa.Connection) -> int:  # as the pipeline records each run
+            return history.record(conn, store.dialect, signals, unseen, now)
+
+        return store.evaluate(run, now, also=remember)
+
+    def rows(store: Store) -> list[tuple[str, list[Any]]]:
+        """Every row of the tables an evaluation writes, as stored (ids left out: PostgreSQL's
+        sequences skip the numbers of rows an ON CONFLICT left out; the rows keep their order)."""
+        found = []
+        with store.read() as conn:
+            for name in TABLES:
+                table = metadata.tables[name]
+                order = table.primary_key.columns
+                columns = [c for c in table.columns if c.name != "id"]
+                for row in conn.execute(sa.select(*columns).order_by(*order)):
+                    found.append((name, [int(v) if isinstance(v, bool) else v for v in row]))
+        return found
 
     def write(*values: Any) -> None:
         out.write(json.dumps(values, default=str, sort_keys=True) + "\n")
 
     def alerts(s: Scenario, severity: str, minute: int) -> list[Alert]:
         made = []
-        for k, (name, level, started, count, first, until, zone) in enumerate(s.storms):
+        for k, (name, level, started, count, first, until, zone, steps) in enumerate(s.storms):
             if level != severity or not first <= minute < until:
                 continue
             for n in range(count):
@@ -150,7 +176,10 @@ def child(seeds: range, out: TextIO) -> None:
                     Alert(
                         fingerprint=f"{k}{name}{n:04}",
                         labels={"alertname": name, "host": host, "severity": level},
-                        annotations={"summary": f"{host}: {name}", "remediation": "a\nb" * (n % 2)},
+                        annotations={
+                            "summary": f"{host}: {name}",
+                            "remediation": "a\nb" * (n % 2) if steps == "alternating" else steps,
+                        },
                         starts_at=(T0 - timedelta(minutes=started)).astimezone(zone),
                         ends_at=T0 + timedelta(hours=1),
                         state="active",
@@ -212,7 +241,7 @@ def child(seeds: range, out: TextIO) -> None:
             Severity.warning: PolicyConfig(open_after=warn, resolve_after=1),
         }
         with tempfile.TemporaryDirectory() as tmp:
-            store = Store(Path(tmp) / "s.sqlite")
+            store = Store(Path(tmp) / "s.sqlite" if postgres is None else database(postgres))
             for minute in range(8):
                 now = T0 + timedelta(minutes=minute)
                 signals = observed(s, minute)
@@ -229,32 +258,79 @@ def child(seeds: range, out: TextIO) -> None:
                 write(seed, minute, "queued", queued)
             for i in store.incidents(include_resolved=True):
                 write(seed, i.key, i.state, i.group, i.signal.summary, i.signal.remediation)
+            for table, row in rows(store):
+                write(seed, table, row)
             store.close()
+
+
+TABLES = ("incidents", "incident_texts", "history_changes", "history_keys", "outbox")
+
+
+def database(cluster_url: str) -> str:
+    """A new database of the cluster for one seed, in place of the last seed's (the cluster's
+    disk holds one store at a time)."""
+    import sqlalchemy as sa
+
+    from fleet_alerting.store.backend import dispose_engines
+
+    dispose_engines()  # the last seed's pooled connections: its database goes
+    name = f"diff_{os.getpid()}"
+    admin = sa.create_engine(cluster_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    return cluster_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", default="0:100", help="FROM:TO")
     parser.add_argument("--code", action="append", default=[], help="LABEL=DIR (two)")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--postgres", action="store_true", help="also on PostgreSQL")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # "sqlite" or the cluster's URL
     args = parser.parse_args()
     first, last = (int(x) for x in args.seeds.split(":"))
     if args.child:
-        child(range(first, last), sys.stdout)
+        child(range(first, last), sys.stdout, None if args.child == "sqlite" else args.child)
         return
+    backends = {"sqlite": "sqlite"}
+    cluster = None
+    if args.postgres:
+        from tests.postgres import PostgresCluster
+
+        cluster = PostgresCluster.start()
+        backends["postgresql"] = cluster.url("postgres")
     outputs = {}
-    for label, code in (c.split("=", 1) for c in args.code):
-        command = [sys.executable, __file__, "--child", "--seeds", args.seeds]
-        env = os.environ | {"PYTHONPATH": str(Path(code).resolve())}
-        run = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-        outputs[label] = run.stdout.splitlines()
-    (a, left), (b, right) = outputs.items()
-    differ = [n for n, (x, y) in enumerate(zip(left, right, strict=False)) if x != y]
-    print(f"seeds {args.seeds}: {len(left)} lines ({a}), {len(right)} ({b}); {len(differ)} differ")
-    for n in differ[:5]:
-        print(f"line {n}:\n  {a}: {left[n]}\n  {b}: {right[n]}")
-    if differ or len(left) != len(right):
+    try:
+        for label, code in (c.split("=", 1) for c in args.code):
+            for backend, target in backends.items():
+                command = [sys.executable, __file__, "--child", target, "--seeds", args.seeds]
+                env = os.environ | {"PYTHONPATH": str(Path(code).resolve())}
+                run = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+                outputs[f"{label} ({backend})"] = run.stdout.splitlines()
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    failed = False
+    for backend in backends:  # each checkout against the first, line for line
+        (a, left), *others = ((k, v) for k, v in outputs.items() if k.endswith(f"({backend})"))
+        for b, right in others:
+            failed |= _compare(args.seeds, a, left, b, right)
+    if args.postgres:  # the backends alike but for order (which a run reads first differs)
+        (a, left), (b, right) = ((k, v) for k, v in outputs.items() if k.startswith(f"{label} "))
+        failed |= _compare(args.seeds, a, sorted(left), f"{b}, sorted", sorted(right))
+    if failed:
         raise SystemExit(1)
+
+
+def _compare(seeds: str, a: str, left: list[str], b: str, right: list[str]) -> bool:
+    """Print how many lines differ; True if any."""
+    differ = [n for n, (x, y) in enumerate(zip(left, right, strict=False)) if x != y]
+    print(f"seeds {seeds}: {len(left)} lines {a}, {len(right)} {b}; {len(differ)} differ")
+    for n in differ[:5]:
+        print(f"line {n}:\n  {a}: {left[n][:600]}\n  {b}: {right[n][:600]}")
+    return bool(differ) or len(left) != len(right)
 
 
 if __name__ == "__main__":

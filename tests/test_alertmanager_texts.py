@@ -1,7 +1,8 @@
 """What operators read of an Alertmanager alert — the texts of its signal, stored with its incident
 and shown in Slack, PagerDuty and listings — is pinned byte for byte on a table of alerts
 (tests/cases/alertmanager_texts.yaml): odd label values, no host, silenced, inhibited, ended.
-Both ways a signal is built (deferred, as a run builds thousands, and whole) read the same."""
+Both ways a signal is built (deferred, as a run builds thousands, and whole) read the same; a
+deferred one knows its remediation before its texts are rendered."""
 
 from __future__ import annotations
 
@@ -58,6 +59,9 @@ def test_an_alert_reads_as_pinned(case: dict[str, Any]) -> None:
     links = LinksConfig(**case.get("links", {}))
     url = case.get("alertmanager_url", AM)
     [deferred] = judge.to_signals([(rule, [alert])], url, links)
+    # known without rendering: a storm's group compares every member's
+    assert list(deferred.remediation) == case["expected"]["remediation"]
+    assert "_render" in deferred.__dict__
     whole = judge.to_signal(alert, rule, url, links)
     assert read(deferred) == case["expected"]
     assert read(whole) == case["expected"]

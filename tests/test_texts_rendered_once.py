@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from fleet_alerting.config.schema import PrometheusConfig
+from fleet_alerting.config.schema import EscalationRule, PrometheusConfig
 from fleet_alerting.core.links import LinksConfig
 from fleet_alerting.core.policy import default_policies
-from fleet_alerting.core.signals import Signal
+from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.core.storms import StormRules
+from fleet_alerting.sources.alertmanager import judge as am_judge
+from fleet_alerting.sources.alertmanager.shapes import Alert
 from fleet_alerting.sources.prometheus import judge
 from fleet_alerting.store import tables
 from fleet_alerting.store.backend import is_url
@@ -116,4 +118,60 @@ def test_a_new_incidents_texts_are_rendered_once_and_stored_as_rendered_first(
     runs(second_db, rendered_first=True)
     lazy, whole = stored(state_db), stored(second_db)
     assert len(lazy["history_changes"]) == HOSTS + 1 and len(lazy["incidents"]) == HOSTS + 1
+    assert lazy == whole
+
+
+AM = "http://alertmanager.test:9093"
+ALERTS = 30  # a storm: one group (`grouping.ungrouped_storm`)
+
+
+def alertmanager_storm(remediation: str, renders: dict[str, int]) -> list[Signal]:
+    """Critical `HostDown` alerts as Alertmanager lists them, each render counted."""
+    started = T0 - timedelta(minutes=10)
+    alerts = [
+        Alert(
+            fingerprint=f"{n:016x}",
+            labels={"alertname": "HostDown", "host": f"pi-{n:02}", "severity": "critical"},
+            annotations={"summary": f"pi-{n:02} is down", "remediation": remediation},
+            starts_at=started,
+            ends_at=T0 + timedelta(hours=1),
+            state="active",
+            receivers=("team",),
+            generator_url="http://prometheus.test/graph",
+        )
+        for n in range(ALERTS)
+    ]
+    rule = EscalationRule(name="critical", matchers=['severity="critical"'])
+    return [counted(s, renders) for s in am_judge.to_signals([(rule, alerts)], AM, LINKS)]
+
+
+@pytest.mark.parametrize("remediation", ["", "  restart node_exporter\n\n check its cable "])
+def test_an_alertmanager_storms_opening_renders_each_alert_once_and_keeps_the_rest_light(
+    state_db: str, second_db: str, remediation: str
+) -> None:
+    """Alertmanager opens its incidents in their first run: the group's message compares every
+    member's remediation, known without rendering (the annotation), and renders only the members
+    it lists; the write renders each of the others into a copy that goes with its chunk."""
+    policy = default_policies()[Severity.critical].model_copy(update={"open_after": 1})
+    stores: list[dict[str, list[tuple[Any, ...]]]] = []
+    for db, rendered_first in ((state_db, False), (second_db, True)):
+        renders: dict[str, int] = {}
+        signals = alertmanager_storm(remediation, renders)
+        if rendered_first:
+            signals = [s.rendered() for s in signals]
+        with Store(db) as store:
+            evaluation, _ = evaluate_and_record(
+                store, signals, lambda _s: policy, T0, rules=StormRules()
+            )
+        [group] = [i for i in evaluation.incidents if i.key.startswith("group/")]
+        assert group.signal.remediation == tuple(
+            line.strip() for line in remediation.splitlines() if line.strip()
+        )
+        assert renders == {s.key: 1 for s in signals}
+        if not rendered_first:
+            rendered = [s.key for s in signals if "_render" not in s.__dict__]
+            assert len(rendered) == StormRules().grouping.max_listed  # main: every alert
+        stores.append(stored(db))
+    lazy, whole = stores
+    assert len(lazy["incidents"]) == ALERTS + 1 and len(lazy["incident_texts"]) == ALERTS + 1
     assert lazy == whole

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, cast
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 
-from fleet_alerting.core.incidents import Brief, Incident, Records, State, evolve, full_check
+from fleet_alerting.core.incidents import Brief, Incident, Records, State, full_check
 from fleet_alerting.core.signals import Signal, fingerprint_of
 from fleet_alerting.store import backend
 from fleet_alerting.store.tables import (
@@ -264,8 +264,10 @@ def write(
         for incident in incidents[start : start + _WRITE_CHUNK]:
             brief = brief_of(incident.key)
             if not _keeps_texts(incident.signal, brief):
-                incident = _rendered(incident)
-                signals.append((incident.key, _json(_signal_json.dump_json(incident.signal))))
+                # rendered into a copy (`with_texts`) that goes with the chunk: the row reads
+                # the signal's fingerprint alone
+                rendered = incident.signal.with_texts()
+                signals.append((incident.key, _json(_signal_json.dump_json(rendered))))
             rows.add(incident, brief is not None)
         for statement, chunk in ((upsert, rows.rows), (update, rows.stored)):
             if chunk:
@@ -304,12 +306,6 @@ def _keeps_texts(signal: Signal, brief: Brief | None) -> bool:
         and signal.texts_in_fingerprint
         and brief.fingerprint == signal.fingerprint
     )
-
-
-def _rendered(incident: Incident) -> Incident:
-    """`incident` with the texts of its signal in place (rendered into a copy if deferred)."""
-    signal = incident.signal.with_texts()
-    return incident if signal is incident.signal else evolve(incident, signal=signal)
 
 
 def _row(incident: Incident, now: datetime) -> Row:

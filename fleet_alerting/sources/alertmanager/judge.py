@@ -76,7 +76,9 @@ def deferred_signal(
 ) -> Signal:
     """`to_signal`, its texts (summary, links, evidence...) rendered when read — when its
     incident changes or is told — not for every alert every run. Its fingerprint is all the
-    texts depend on: the rule and settings (`token`), the alert's labels, annotations, state."""
+    texts depend on: the rule and settings (`token`), the alert's labels, annotations, state.
+    Its remediation (the annotation's lines) is known without rendering: a storm's group compares
+    every member's, and renders only those it lists."""
     labels = alert.labels
     firing = alert.firing
     seen = (token, firing, alert.starts_at, labels, alert.annotations, alert.receivers)
@@ -92,6 +94,7 @@ def deferred_signal(
         render=partial(texts, alert, rule.name, alertmanager_url, links),
         runbook_url=_runbook(alert.annotations),
         since=alert.starts_at,
+        remediation=_remediation(alert.annotations),
     )
 
 
@@ -248,11 +251,10 @@ def texts(alert: Alert, rule: str, alertmanager_url: str, links: LinksConfig) ->
         logs = logs_link(links, logql_selector(host=host), f"Logs of {host}")
         if logs:
             alert_links.append(logs)
-    remediation = notes.get("remediation", "")
     return {
         "summary": summary,
         "runbook_url": _runbook(notes),
-        "remediation": tuple(line.strip() for line in remediation.splitlines() if line.strip()),
+        "remediation": _remediation(notes),
         "links": tuple(alert_links),
         "evidence": evidence,
     }
@@ -264,6 +266,13 @@ def _target(alert: Alert) -> str:
 
 def _runbook(annotations: Mapping[str, str]) -> str | None:
     return annotations.get("runbook_url") or annotations.get("runbook") or None
+
+
+def _remediation(annotations: Mapping[str, str]) -> tuple[str, ...]:
+    steps = annotations.get("remediation")  # most alerts have none: every run reads this
+    if not steps:
+        return ()
+    return tuple(line.strip() for line in steps.splitlines() if line.strip())
 
 
 def _why_not_firing(alert: Alert) -> str:
