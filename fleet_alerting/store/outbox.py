@@ -301,15 +301,17 @@ def _episode(conn: sa.Connection, incident: Incident, after: int) -> Incident | 
 
 
 def _queued_page(row: Any) -> OutboxItem | None:
-    """A queued pager's `paged` row, readable (None: anything else)."""
+    """A queued pager's `paged` row, readable, of an incident (None: anything else — a
+    one-off's trigger and resolve, `notify-test`'s, are both meant to go)."""
     if row is None or row["status"] != "queued" or row["kind"] != Kind.paged:
         return None
     if pager_of(row["channel"]) is None:
         return None
     try:
-        return _item(row)
+        page = _item(row)
     except ValueError:
         return None  # its lane parks it
+    return None if page.notification.one_off else page
 
 
 def _resolve_behind(conn: sa.Connection, page: OutboxItem) -> OutboxItem | None:
