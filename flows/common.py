@@ -328,6 +328,7 @@ def notifications_markdown(report: DrainReport) -> str:
         ("queued (will retry)", report.retrying),
         ("held behind an earlier message", [(item, "") for item in report.held]),
         ("dead letter", report.dead),
+        ("withdrawn (resolved before the pager answered)", report.withdrawn),
     ]
     for outcome, items in groups:
         for item, detail in items:

@@ -189,6 +189,10 @@ async def deliver_notifications(config: Config) -> DrainReport:
         logger.warning(
             "kept queued %s %s: %s", item.notification.channel, item.notification.kind, reason
         )
+    for item, reason in report.withdrawn:
+        logger.info(
+            "withdrawn %s %s: %s", item.notification.channel, item.notification.kind, reason
+        )
     for item, reason in report.dead:
         logger.error(
             "dead letter %s %s: %s", item.notification.channel, item.notification.kind, reason

@@ -1,9 +1,9 @@
 """How a Slack message told PAGING DELAYED ends: its follow-up tells its own episode's page
-(not the next episode's), a refused page is told at once even while another is delayed, a
-resolved incident's follow-up says so (no "failing for", no mention, the thread's top stays
-Resolved), the retry time shown is never past, and an idle drain neither reads nor writes more
-for it. Real drains on a SQLite store, the PagerDuty / Slack / OnCall protocol fakes, a clock
-moved by hand."""
+(not the next episode's; one resolved before PagerDuty answered was withdrawn: "Not paged"), a
+refused page is told at once even while another is delayed, a resolved incident's follow-up
+says so (no "failing for", no mention, the thread's top stays Resolved), the retry time shown
+is never past, and an idle drain neither reads nor writes more for it. Real drains on a SQLite
+store, the PagerDuty / Slack / OnCall protocol fakes, a clock moved by hand."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ from tests.test_paging_delayed import (
 
 class PagerDuty(PagerDutyServer):
     """503 while `down`; once back, the triggers numbered in `refuse` (0: the first it sees)
-    answer 400, and while `later_down` every trigger after the first answers 503."""
+    answer 400, and while `later_down` every trigger answers 503."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -59,7 +59,7 @@ class PagerDuty(PagerDutyServer):
         if self.down:
             return UNAVAILABLE
         if request.json().get("event_action") == "trigger":
-            if self.triggers > 0 and self.later_down:
+            if self.later_down:
                 return UNAVAILABLE
             self.triggers += 1
             if self.triggers - 1 in self.refuse:
@@ -69,9 +69,9 @@ class PagerDuty(PagerDutyServer):
 
 def reopened(tmp_path: Path, refuse_second: bool = False, second_down_until: int = 0) -> list[str]:
     """Incident 1 opens at minute 0 while PagerDuty is down (PAGING DELAYED at 5) and resolves
-    at 10; the same alert fires again at 12 (incident 2, a page of its own); PagerDuty is back
-    at 30 (incident 2's trigger refused if `refuse_second`, or answered 503 until
-    `second_down_until`). What Slack heard by minute 120."""
+    at 10 (its page is withdrawn: no trigger); the same alert fires again at 12 (incident 2, a
+    page of its own); PagerDuty is back at 30 (incident 2's trigger refused if `refuse_second`,
+    or answered 503 until `second_down_until`). What Slack heard by minute 120."""
     with SlackWebhookServer() as slack, PagerDuty() as pd:
         fleet = Fleet(sqlite(tmp_path), slack, pd, "pagerduty")
         fleet.step(True, 0)
@@ -82,7 +82,7 @@ def reopened(tmp_path: Path, refuse_second: bool = False, second_down_until: int
                 fleet.step(True, 12)
             if minute == 30:
                 pd.down = False
-                pd.refuse = {1} if refuse_second else set()
+                pd.refuse = {0} if refuse_second else set()  # incident 2's: the only trigger
                 pd.later_down = second_down_until > minute
             if minute == second_down_until:
                 pd.later_down = False
@@ -96,27 +96,28 @@ def count(texts: list[str], news: str) -> int:
 
 def test_each_episodes_follow_up_tells_its_own_page(tmp_path: Path) -> None:
     texts = reopened(tmp_path)
-    assert count(texts, "PAGING DELAYED") == 2 and count(texts, "Paged after all") == 2, texts
-    # incident 1's, told after it resolved; incident 2's, still failing
+    assert count(texts, "PAGING DELAYED") == 2 and count(texts, "Paged after all") == 1, texts
+    # incident 1's, told after it resolved (its page withdrawn); incident 2's, still failing
     assert texts[-2] == (
-        "[CRITICAL] Paged after all: pagerduty took the page; resolved after 10m00s: "
+        "[CRITICAL] Not paged: resolved before pagerduty answered; resolved after 10m00s: "
         "api /healthz failed"
     ), texts
     assert texts[-1].startswith("[CRITICAL] Paged after all: pagerduty took the page, failing")
 
 
 def test_a_follow_up_does_not_wait_for_the_next_episodes_page(tmp_path: Path) -> None:
-    """Incident 1's page is taken at once when PagerDuty is back, incident 2's only after
-    minute 80: incident 1's follow-up goes out then, not behind incident 2's page."""
+    """Incident 1's page is withdrawn once its pager lane comes to it, incident 2's is taken
+    only after minute 80: incident 1's follow-up goes out then, not behind incident 2's page."""
     texts = reopened(tmp_path, second_down_until=80)
-    assert count(texts, "PAGING DELAYED") == 2 and count(texts, "Paged after all") == 2, texts
-    assert "resolved after 10m00s" in texts[5], texts
+    assert count(texts, "PAGING DELAYED") == 2 and count(texts, "Paged after all") == 1, texts
+    assert texts[5].startswith("[CRITICAL] Not paged") and "resolved after 10m00s" in texts[5]
+    assert texts[6].startswith("[CRITICAL] Paged after all") and "for 1h12m" in texts[6], texts
 
 
 def test_the_next_episodes_refused_page_is_not_told_as_this_ones(tmp_path: Path) -> None:
-    """Incident 1's page is taken, incident 2's refused: each follow-up tells its own page."""
+    """Incident 1's page is withdrawn, incident 2's refused: each follow-up tells its own."""
     texts = reopened(tmp_path, refuse_second=True)
-    assert count(texts, "Paged after all") == 1, texts
+    assert count(texts, "Not paged") == 1 and count(texts, "Paged after all") == 0, texts
     assert count(texts, "PAGING FAILED") == 1, texts
     (failed,) = [t for t in texts if "PAGING FAILED" in t]
     assert "failing for" in failed and "dead letter #7" in failed, failed
@@ -245,19 +246,17 @@ def test_a_resolved_incidents_follow_up_pings_nobody(tmp_path: Path) -> None:
                 pd.fail_next = []
             fleet.drain(minute)
         texts = [m["text"] for m in slack.messages]
-    assert "RESOLVED" in texts[2] and "Paged after all" in texts[3], texts
+    assert "RESOLVED" in texts[2] and "Not paged" in texts[3], texts
     assert "S0ONCALL" in texts[1]  # PAGING DELAYED calls the on-call
     assert "S0ONCALL" not in texts[3], texts[3]
 
 
-def test_paged_after_all_leaves_a_resolved_threads_top_message_resolved(
-    tmp_path: Path,
-) -> None:
-    """Slack's Web API: PAGING DELAYED at minute 10, the incident resolves at 12; the "Paged
-    after all" reply at 16 leaves the thread's top saying Resolved."""
+def test_a_follow_up_leaves_a_resolved_threads_top_message_resolved(tmp_path: Path) -> None:
+    """Slack's Web API: PAGING DELAYED at minute 10, the incident resolves at 12; the follow-up
+    reply (its page withdrawn: "Not paged") leaves the thread's top saying Resolved."""
     tops, replies = web_api_outage(tmp_path, resolves_at=12)
     top = tops[-1]
-    assert any("Paged after all" in r and "resolved after" in r for r in replies), replies
+    assert any("Not paged" in r and "resolved after" in r for r in replies), replies
     assert top.startswith("Resolved"), top
 
 

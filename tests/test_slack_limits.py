@@ -63,12 +63,11 @@ POLICY = PolicyConfig(
 )
 
 
-def queue(store: Store) -> None:
-    store.record(evaluate([long_signal()], {}, lambda _s: POLICY, T0), T0)
-    later = T0 + timedelta(minutes=1)
-    store.record(
-        evaluate([long_signal(False)], store.unresolved(), lambda _s: POLICY, later), later
-    )
+def queue(store: Store, firing: bool) -> None:
+    """Open (and page) at T0, or resolve a minute later."""
+    now = T0 if firing else T0 + timedelta(minutes=1)
+    signal = long_signal(firing)
+    store.record(evaluate([signal], store.unresolved(), lambda _s: POLICY, now), now)
 
 
 async def no_sleep(_seconds: float) -> None:
@@ -100,7 +99,6 @@ def test_every_block_fits_slacks_limits(kind: Kind) -> None:
 
 def test_a_long_instance_label_reaches_slack_and_pagerduty(tmp_path: Path) -> None:
     store = Store(tmp_path / "state.sqlite")
-    queue(store)
     with SlackWebhookServer() as slack, SlackApiServer(BOT_TOKEN) as api, PagerDutyServer() as pd:
 
         async def go():
@@ -115,7 +113,13 @@ def test_a_long_instance_label_reaches_slack_and_pagerduty(tmp_path: Path) -> No
                         client, SecretStr(ROUTING_KEY), f"{pd.url}/v2/enqueue"
                     ),
                 }  # fmt: skip
-                return await drain(store, notifiers, lambda: T0 + timedelta(minutes=1))
+                # the page goes before the resolve is queued (else it is withdrawn)
+                queue(store, True)
+                first = await drain(store, notifiers, lambda: T0)
+                queue(store, False)
+                report = await drain(store, notifiers, lambda: T0 + timedelta(minutes=1))
+                report.dead += first.dead
+                return report
 
         report = asyncio.run(go())
         assert report.dead == [], [reason for _i, reason in report.dead]

@@ -172,7 +172,10 @@ class _Lane:
         self.s = settings
         self.report = report
         self.destination = DestinationState(outbox, channel, settings)
-        self.gate = Gate(outbox, channel, owner, settings, self.destination, report.held, running)
+        self.gate = Gate(
+            outbox, channel, owner, settings, self.destination, report.held, running,
+            report.withdrawn,
+        )  # fmt: skip
         self.record = Record(
             outbox, channel, owner, settings, self.notifier.name, self.destination, report
         )

@@ -1,9 +1,10 @@
 """One lane's delivery of a message, stage by stage (drain.py runs them, one lane per channel):
 
 1. `Gate`: the next message that may go now — its destination not resting, the message due,
-   claimed by this drainer, behind no earlier message of its incident, and a Slack "paged"
-   message only once its page was answered, or saying PAGING DELAYED once the page has been
-   owed for STUCK_PAGE_AFTER and is not sent in this run (`page_outcome`);
+   claimed by this drainer, behind no earlier message of its incident, not a page whose
+   episode resolved before its pager took it (withdrawn, `Outbox.withdraw_resolved_page`), and
+   a Slack "paged" message only once its page was answered, or saying PAGING DELAYED once the
+   page has been owed for STUCK_PAGE_AFTER and is not sent in this run (`page_outcome`);
 2. `send_once`: the in-doubt check — a message an earlier attempt may have delivered goes to a
    notifier that can look (`Confirms`) as `send_in_doubt`;
 3. `Send`: the attempts of this run, through the one retry loop, within the message's claim;
@@ -34,6 +35,7 @@ from fleet_alerting.http.errors import MAX_RETRY_AFTER, AdapterError
 from fleet_alerting.http.retry import with_retries
 from fleet_alerting.store.outbox import (
     LONGEST_RETRY,
+    WITHDRAWN,
     Outbox,
     OutboxItem,
     Page,
@@ -54,6 +56,8 @@ class DrainReport:
     sent: list[tuple[OutboxItem, str]] = field(default_factory=list)
     retrying: list[tuple[OutboxItem, str]] = field(default_factory=list)
     dead: list[tuple[OutboxItem, str]] = field(default_factory=list)
+    # a page whose incident resolved before its pager took it, and what followed it: not sent
+    withdrawn: list[tuple[OutboxItem, str]] = field(default_factory=list)
     held: list[OutboxItem] = field(default_factory=list)  # waiting: earlier message, backoff, pager
     warnings: list[str] = field(default_factory=list)  # for the run's artifact (paging failed…)
     store_errors: list[str] = field(default_factory=list)  # the store failed: lanes stopped
@@ -158,7 +162,9 @@ async def page_outcome(
     the drainer that holds it) — unless a page held so has been owed for STUCK_PAGE_AFTER, or
     another of its pages is a dead letter: then the message goes out now saying PAGING DELAYED
     (and PAGING FAILED), the incident's later messages queue behind it, and Slack is told how
-    paging ended once it does (`paging_ended`, queued as the page's end is recorded).
+    paging ended once it does (`paging_ended`, queued as the page's end is recorded). A page
+    withdrawn (its incident resolved first) makes it say so, as that follow-up would: about
+    the resolved episode, mentioning nobody, before the RESOLVED message queued behind it.
 
     The pages are the incident's latest `paged` rows to each pager of the step it is on (not
     earlier steps' pagers) queued before this one (the same evaluation queues pagers first)."""
@@ -166,6 +172,9 @@ async def page_outcome(
     pages = await db(outbox.pages_before, n.incident.key, pagers_waited_for(n), item.id)
     pending = [p for p in pages if p.status == "queued"]
     failed = "; ".join(f"{p.channel}: {dead_page(p.id, p.last_error)}" for p in _dead(pages))
+    if not pending and any(p.status == WITHDRAWN for p in pages):  # this message, told so
+        ended = paging_ended(n, pages, await db(outbox.episode, n.incident, item.id), now)
+        return replace(ended, id=n.id)
     if pending:
         if await _worth_waiting(outbox, pending, owner, now, running):
             return "wait"
@@ -211,11 +220,11 @@ def paging_ended(
     told: Notification, pages: list[Page], episode: Incident | None, now: datetime
 ) -> Notification:
     """The follow-up of a Slack "paged" message told PAGING DELAYED, once all its pages ended:
-    "Paged after all" (the pages taken), or PAGING FAILED for the dead letters it did not tell
-    yet — about its own episode as stored now (`episode`; None: over, nothing more known), so
-    a resolved incident's follow-up is told as resolved; an open one still on that step names
-    only the pagers that took the page (as the thread's top message then does). Sent as it is,
-    waiting for no page."""
+    "Paged after all" (the pages taken), PAGING FAILED for the dead letters it did not tell
+    yet, or "Not paged" for the pages withdrawn (resolved first) — about its own episode as
+    stored now (`episode`; None: over, nothing more known), so a resolved incident's follow-up
+    is told as resolved; an open one still on that step names only the pagers that took the
+    page (as the thread's top message then does). Sent as it is, waiting for no page."""
     incident = episode or replace(told.incident, state=State.resolved)
     accepted = ", ".join(p.channel for p in pages if p.status == "sent")
     failed = "; ".join(
@@ -223,9 +232,14 @@ def paging_ended(
         for p in _dead(pages)
         if f"(dead letter #{p.id}:" not in told.paging_failed  # told with PAGING DELAYED
     )
+    withdrawn = ", ".join(p.channel for p in pages if p.status == WITHDRAWN)
     if failed:
         paged = f"Paged {accepted}; " if accepted else ""
         ended = f"{paged}PAGING FAILED via {failed} — nobody was paged by it"
+    elif withdrawn and accepted:
+        ended = f"Paged {accepted}; not paged via {withdrawn}: resolved before it answered"
+    elif withdrawn:
+        ended = f"Not paged: resolved before {withdrawn} answered"
     else:
         ended = f"Paged after all: {accepted} took the page"
     follow_up = replace(
@@ -293,6 +307,7 @@ class Gate:
         destination: DestinationState,
         held: list[OutboxItem],
         running: Collection[str],
+        withdrawn: list[tuple[OutboxItem, str]] | None = None,
     ):
         self.outbox = outbox
         self.channel = channel
@@ -301,6 +316,7 @@ class Gate:
         self.destination = destination
         self.held = held  # the report's: messages left waiting
         self.running = running  # the channels whose lanes in this drain are still going
+        self.withdrawn = [] if withdrawn is None else withdrawn  # the report's
         self.done: set[int] = set()  # handled (or deliberately left) by this lane in this run
         self.deferred: set[int] = set()  # Slack "paged" messages whose page is being sent
         self.deferred_until = time.monotonic() + settings.paged_wait
@@ -320,6 +336,8 @@ class Gate:
             if item is None:
                 return None  # nothing claimable: done, or the rest is another drainer's
             self.done.add(item.id)
+            if await self._withdrawn(item):
+                continue
             n = await self._ready(item)
             if n is not None and n.paging_delayed:  # kept with the message: told again later
                 told = replace(item.notification, paging_delayed=n.paging_delayed)
@@ -329,10 +347,36 @@ class Gate:
                 return item, n
         return None
 
+    async def _withdrawn(self, item: OutboxItem) -> bool:
+        """A page whose incident resolved before its pager took it is not sent (an alert that
+        resolved before its firing notification went out is not notified as firing)."""
+        if pager_of(self.channel) is None or item.notification.kind != Kind.paged:
+            return False
+        return await self._withdraw(item.id, self.owner)
+
+    async def _withdraw(self, page_id: int, owner: str | None) -> bool:
+        now = self.s.now()
+        tell = partial(paging_ended, now=now)
+        ended = await db(self.outbox.withdraw_resolved_page, page_id, owner, tell, now)
+        self.withdrawn.extend((w, w.last_error or "") for w in ended)
+        return bool(ended)
+
+    async def _withdraw_owed(self, item: OutboxItem) -> bool:
+        """The pages a Slack "paged" message is held for, or would be told PAGING DELAYED
+        about, that nobody is sending while their incident resolved meanwhile: withdrawn now,
+        not once their pager answers again, so Slack says "Not paged" before RESOLVED."""
+        n, now = item.notification, self.s.now()
+        pages = await db(self.outbox.pages_before, n.incident.key, pagers_waited_for(n), item.id)
+        owed = [p for p in pages if p.status == "queued" and not p.held_by_other(self.owner, now)]
+        return any([await self._withdraw(p.id, None) for p in owed])
+
     async def _ready(self, item: OutboxItem) -> Notification | None:
         if not waits_for_page(self.channel, item.notification):
             return item.notification
         outcome = await page_outcome(self.outbox, item, self.owner, self.s.now(), self.running)
+        owed = outcome == "hold" or (isinstance(outcome, Notification) and outcome.paging_delayed)
+        if owed and await self._withdraw_owed(item):
+            outcome = await page_outcome(self.outbox, item, self.owner, self.s.now(), self.running)
         if isinstance(outcome, Notification):
             return outcome
         await db(self.outbox.release, item.id, self.owner)

@@ -268,10 +268,10 @@ class Store:
                 "resolved incidents": incidents.prune(
                     conn, now, retention.resolved_incidents, batch
                 ),
-                "sent notifications": outbox.prune(
-                    conn, "sent", now, retention.sent_notifications, batch
+                "sent notifications": outbox.prune(  # and those withdrawn (never needed)
+                    conn, ("sent", outbox.WITHDRAWN), now, retention.sent_notifications, batch
                 ),
-                "dead letters": outbox.prune(conn, "dead", now, retention.dead_letters, batch),
+                "dead letters": outbox.prune(conn, ("dead",), now, retention.dead_letters, batch),
             }
 
     # outbox (queries in store/outbox.py) ---------------------------------------------------

@@ -22,7 +22,7 @@ from fleet_alerting.store.tables import destinations_table, outbox_table
 @dataclass(frozen=True)
 class OutboxGroup:
     destination: str
-    status: str  # queued | sent | dead
+    status: str  # queued | sent | dead | withdrawn
     count: int
     oldest: datetime  # created_at of the oldest row
     last_attempt: datetime  # the latest next_attempt_at: for dead letters, about when they died

@@ -35,7 +35,7 @@ from pydantic import TypeAdapter
 from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
 from fleet_alerting.core.clock import CLOCK_SKEW
 from fleet_alerting.core.escalation import current_pages
-from fleet_alerting.core.incidents import Incident, Kind, Notification
+from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.store import backend, incidents
 from fleet_alerting.store.tables import delete_at_most, destinations_table, outbox_table, ts
 
@@ -50,6 +50,9 @@ _DOUBT = sa.or_(outbox_table.c.claimed_by.isnot(None), outbox_table.c.in_doubt.i
 INCIDENT_LOCKS = int.from_bytes(b"page", "big")
 # no failed attempt puts a message's next one further off (delivery's backoff stops there)
 LONGEST_RETRY = timedelta(minutes=30)
+# a status beside queued, sent and dead: a page whose episode resolved before its pager took it,
+# and what queued behind it would only have followed it (`Outbox.withdraw_resolved_page`)
+WITHDRAWN = "withdrawn"
 
 
 def _due(now: datetime) -> Any:
@@ -106,10 +109,13 @@ def queue(conn: sa.Connection, notifications: Sequence[Notification], now: datet
     return len(result.all()) if result.returns_rows else result.rowcount
 
 
-def prune(conn: sa.Connection, status: str, now: datetime, kept: timedelta, batch: int) -> int:
-    """Delete at most `batch` messages of `status` (sent, dead) created longer than `kept` ago."""
+def prune(
+    conn: sa.Connection, statuses: Sequence[str], now: datetime, kept: timedelta, batch: int
+) -> int:
+    """Delete at most `batch` messages of `statuses` (sent and withdrawn, or dead) created longer
+    than `kept` ago."""
     out = outbox_table.c
-    old = sa.and_(out.status == status, out.created_at < ts(now - kept))
+    old = sa.and_(out.status.in_(list(statuses)), out.created_at < ts(now - kept))
     return delete_at_most(conn, outbox_table, old, batch)
 
 
@@ -294,6 +300,42 @@ def _episode(conn: sa.Connection, incident: Incident, after: int) -> Incident | 
     return None
 
 
+def _queued_page(row: Any) -> OutboxItem | None:
+    """A queued pager's `paged` row, readable, of an incident (None: anything else — a
+    one-off's trigger and resolve, `notify-test`'s, are both meant to go)."""
+    if row is None or row["status"] != "queued" or row["kind"] != Kind.paged:
+        return None
+    if pager_of(row["channel"]) is None:
+        return None
+    try:
+        page = _item(row)
+    except ValueError:
+        return None  # its lane parks it
+    return None if page.notification.one_off else page
+
+
+def _resolve_behind(conn: sa.Connection, page: OutboxItem) -> OutboxItem | None:
+    """The resolve of `page`'s episode (its incident resolved, not a re-page's resolve) queued
+    behind it in its lane."""
+    t, n = outbox_table, page.notification
+    resolves = sa.select(t).where(
+        t.c.incident_key == n.incident.key,
+        t.c.channel == n.channel,
+        t.c.kind == "resolved",
+        t.c.status == "queued",
+        t.c.id > page.id,
+    )
+    for row in conn.execute(resolves.order_by(t.c.id)).mappings():
+        try:
+            resolve = _item(row)
+        except ValueError:
+            continue  # unreadable: its lane parks it
+        told = resolve.notification.incident
+        if told.episode == n.incident.episode and told.state == State.resolved:
+            return resolve
+    return None
+
+
 class Outbox:
     """Outbox queries on the store's database, through the store's autocommit engine: every
     statement is its own transaction, so a read takes no lock and a write (claim, mark) holds
@@ -469,6 +511,61 @@ class Outbox:
                 return False
             _tell_delayed(conn, page.incident.key, item_id, tell, now)
             return True
+
+    def episode(self, incident: Incident, after: int) -> Incident | None:
+        """`incident`'s episode as stored now (`_episode`)."""
+        with self.engine.begin() as conn:
+            return _episode(conn, incident, after)
+
+    def withdraw_resolved_page(
+        self, page_id: int, owner: str | None, tell: TellEnded, now: datetime
+    ) -> list[OutboxItem]:
+        """A queued page, never accepted, that `owner` claimed or nobody holds (owner None:
+        only one nobody holds — a lane of this drainer may be sending it), with its episode's
+        resolve queued behind it in its lane: nobody is woken for an incident that is over.
+        The page and what queued between them (acknowledges, a re-page) are withdrawn — and
+        the resolve too, unless one of them may have reached the pager (in doubt: it closes
+        what that opened). One transaction with the follow-ups of the PAGING DELAYED messages
+        that waited for a withdrawn page (`_tell_delayed`): a drainer killed anywhere loses
+        nothing. The rows withdrawn (none: no such resolve, or another drainer holds the page)."""
+        t = outbox_table
+        with self.engine.begin() as conn:  # a read first: most pages take no write lock here
+            row = conn.execute(sa.select(t).where(t.c.id == page_id)).mappings().first()
+            page = _queued_page(row)
+            if page is None or _resolve_behind(conn, page) is None:
+                return []
+        n = page.notification
+        with self._transaction(n.incident.key) as conn:
+            free = _lapsed(now) if owner is None else sa.or_(t.c.claimed_by == owner, _lapsed(now))
+            query = sa.select(t).where(t.c.id == page_id, t.c.status == "queued", free)
+            row = conn.execute(query.with_for_update()).mappings().first()  # PostgreSQL: no claim
+            page = _queued_page(row)  # meanwhile (SQLite: the write lock holds them off)
+            resolve = None if page is None else _resolve_behind(conn, page)
+            if row is None or page is None or resolve is None:
+                return []
+            # a claim that lapsed: its drainer may have sent the page before it died
+            doubt = page.in_doubt or row["claimed_by"] not in (None, owner)
+            not_paged = f"not paged: resolved before {n.channel} answered"
+            self._finish_in(conn, page.id, None, status=WITHDRAWN, last_error=not_paged)
+            between = sa.and_(
+                t.c.incident_key == n.incident.key,
+                t.c.channel == n.channel,
+                t.c.status == "queued",
+                t.c.id > page.id,
+                t.c.id < resolve.id,
+            )
+            followed = f"not sent: its page was withdrawn ({not_paged})"
+            query = sa.update(t).where(between).values(status=WITHDRAWN, last_error=followed)
+            rows = [_item(row) for row in conn.execute(query.returning(*t.c)).mappings()]
+            withdrawn = [replace(page, status=WITHDRAWN, last_error=not_paged), *rows]
+            if not doubt and not any(item.in_doubt for item in rows):
+                never = f"not sent: no page reached {n.channel} ({not_paged})"
+                self._finish_in(conn, resolve.id, None, status=WITHDRAWN, last_error=never)
+                withdrawn.append(replace(resolve, status=WITHDRAWN, last_error=never))
+            for item in withdrawn:
+                if item.notification.kind == Kind.paged:
+                    _tell_delayed(conn, n.incident.key, item.id, tell, now)
+            return sorted(withdrawn, key=lambda item: item.id)
 
     def mark_retry(
         self,

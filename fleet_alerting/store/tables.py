@@ -132,7 +132,7 @@ outbox_table = sa.Table(
     sa.Column("channel", sa.String, nullable=False),
     sa.Column("kind", sa.String, nullable=False),
     sa.Column("incident_key", sa.String, nullable=False),
-    sa.Column("status", sa.String, nullable=False, index=True),  # queued | sent | dead
+    sa.Column("status", sa.String, nullable=False, index=True),  # queued|sent|dead|withdrawn
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", sa.String, nullable=False),
     sa.Column("next_attempt_at", sa.String, nullable=False),

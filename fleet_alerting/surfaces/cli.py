@@ -489,14 +489,18 @@ def build_parser() -> argparse.ArgumentParser:
     box = with_config(
         add("outbox", outbox, "list queued notifications and dead letters (or --sent)")
     )
-    box.add_argument("--sent", action="store_true", help="show delivered messages and receipts")
+    box.add_argument(
+        "--sent",
+        action="store_true",
+        help="show delivered messages and receipts, and pages withdrawn (resolved first)",
+    )
     box.add_argument(
         "--since",
         type=_since,
         metavar="WHEN",
         help="only messages queued since WHEN: a duration back (2h) or an ISO 8601 time",
     )
-    _add_filters(box, ["queued", "dead", "sent"])
+    _add_filters(box, ["queued", "dead", "sent", "withdrawn"])
     _add_outbox_commands(box)
     from fleet_alerting.surfaces.whatif_cli import add_commands as add_whatif_commands
 

@@ -216,7 +216,7 @@ def outbox_json(
 def outbox_statuses(args: argparse.Namespace) -> tuple[str, ...]:
     if args.state:
         return tuple(args.state)
-    return ("sent",) if args.sent else ("queued", "dead")
+    return ("sent", box.WITHDRAWN) if args.sent else ("queued", "dead")
 
 
 def wanted_item(item: OutboxItem, args: argparse.Namespace) -> bool:
@@ -241,7 +241,8 @@ def outbox(args: argparse.Namespace) -> int:
         return 0
     since = " since then" if args.since else ""
     if not items:
-        print(("nothing delivered" if outbox_statuses(args) == ("sent",) else
+        delivered = outbox_statuses(args) in (("sent",), ("sent", box.WITHDRAWN))
+        print(("nothing delivered" if delivered else
                "nothing queued, no dead letters") + since)  # fmt: skip
         return 0
     for item in items:
@@ -264,6 +265,11 @@ def item_line(config: Config, item: OutboxItem, ids: IdsOf, now: datetime) -> st
         return (
             f"sent   {when(item.created_at)} {n.kind:<9} {key} → "
             f"{destination(config, n.channel)}: {item.receipt or ''}"
+        )
+    if item.status == box.WITHDRAWN:  # not sent, and nothing to do: its incident resolved first
+        return (
+            f"withdrawn {when(item.created_at)} {n.kind:<9} {key} → "
+            f"{destination(config, n.channel)}: {item.last_error or ''}"
         )
     if item.status == "queued":
         due = item.next_attempt_at

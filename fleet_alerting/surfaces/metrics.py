@@ -101,8 +101,9 @@ def store_metrics(view: StoreView) -> Iterator[Metric]:
     )
     yield _gauge(
         "fleet_alerting_outbox_messages",
-        "Outbox messages kept in the store by destination and status (queued, sent, dead); "
-        "sent ones and dead letters are pruned after their retention.",
+        "Outbox messages kept in the store by destination and status (queued, sent, dead, "
+        "withdrawn: a page whose incident resolved before its pager answered, and what followed "
+        "it); all but queued ones are pruned after their retention.",
         ["destination", "status"],
         (([g.destination, g.status], g.count) for g in view.outbox),
     )

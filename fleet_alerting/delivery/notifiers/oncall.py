@@ -80,5 +80,6 @@ class OnCallWebhook:
                 f"{self.name} answered HTTP {response.status_code}",
                 permanent=exc.permanent,
                 retry_after=exc.retry_after,
+                maybe_sent=exc.maybe_sent,  # a 5xx: the alert may have been taken
             ) from None
         return f"{self.name}: {body['state']} {body['alert_uid']} → HTTP {response.status_code}"
