@@ -342,6 +342,7 @@ def test_the_report_puts_what_was_sent_beside_the_replay_and_says_what_it_leaves
     out = capsys.readouterr().out
     assert "**A replay, not history.** `current` replays live.yaml as it is today" in out
     assert "acknowledgements, snoozes and silences of one incident" in out
+    assert "Operators acted on incidents by hand in this period: ack 1." in out
     # ana acknowledged at +1m: when that timed out (+11m) the escalation started again, paging
     # 2 minutes later (+13m); the replay, which knows nothing of her, pages at +2m
     _incident, _severity, onset, sent, current, after, delay, _summary = cells(

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -129,8 +129,9 @@ def shift_table(shifts: list[Shift], comparison: Comparison) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def caveat(comparison: Comparison, sent_kept: timedelta | None) -> str:
-    """What the replay leaves out, and where what was sent is (or why it is not) beside it."""
+def caveat(comparison: Comparison, sent_kept: timedelta | None, by_hand: Mapping[str, int]) -> str:
+    """What the replay leaves out (with how often operators acted in the period, `by_hand`:
+    action → times done), and where what was sent is (or why it is not) beside it."""
     current = comparison.current.name
     said = (
         f"**A replay, not history.** `current` replays {current} as it is today (edits made to "
@@ -138,6 +139,9 @@ def caveat(comparison: Comparison, sent_kept: timedelta | None) -> str:
         "hand: acknowledgements, snoozes and silences of one incident (silences by matchers are "
         "replayed) — an incident acknowledged before it paged pages in the replay on schedule."
     )
+    if by_hand:
+        done = ", ".join(f"{action} {times}" for action, times in sorted(by_hand.items()))
+        said += f" Operators acted on incidents by hand in this period: {done}."
     if comparison.sent is not None:
         return said + (
             " `sent` is what the store's outbox delivered in the period (pages and Slack "
@@ -158,8 +162,10 @@ def build(
     accepted: Iterable[str] = (),
     with_charts: bool = True,
     sent_kept: timedelta | None = None,
+    by_hand: Mapping[str, int] | None = None,
 ) -> list[Block]:
-    """`sent_kept`: how long the store keeps sent messages (named when the period is longer)."""
+    """`sent_kept`: how long the store keeps sent messages (named when the period is longer);
+    `by_hand`: what operators did to incidents in the period (action → times), not replayed."""
     told = {label: figures(result, hours) for label, result in columns(comparison)}
     totals = pd.DataFrame(
         [
@@ -178,7 +184,7 @@ def build(
             f"evaluations for {comparison.proposed.runs:,} recorded runs). Business hours: "
             f"{hours_text}.",
         ),
-        ("p", caveat(comparison, sent_kept)),
+        ("p", caveat(comparison, sent_kept, by_hand or {})),
         (
             "p",
             f"**Gate: {len(blocking)} critical incident(s) paged under the current "

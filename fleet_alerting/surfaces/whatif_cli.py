@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ def what_if(args: argparse.Namespace) -> int:
     from fleet_alerting.audit.whatif_report import build, render
     from fleet_alerting.config import Config, ConfigError, load_config
     from fleet_alerting.core.clock import utcnow
-    from fleet_alerting.store import history, silences
+    from fleet_alerting.store import actions, history, silences
     from fleet_alerting.surfaces.listings import open_store
 
     current_path = args.current or args.config
@@ -48,6 +49,8 @@ def what_if(args: argparse.Namespace) -> int:
         recorded = history.read(store, start, end)
         silenced = silences.listing(store, end, include_expired=True)
         delivered = store.queue.sent(start, end) if start >= end - sent_kept else None
+        acted = [a for a in actions.history(store, since=start) if a.outcome == "done"]
+    by_hand = Counter(a.action for a in acted if a.at <= end)
     alerts = alert_episodes_of(current, start, end)
     routed = None
     if args.alertmanager:
@@ -73,7 +76,7 @@ def what_if(args: argparse.Namespace) -> int:
         replayed(current, current_path), replayed(proposed, args.proposed), routed, sent
     )
     hours = current.review.business_hours
-    blocks = build(comparison, hours, start, end, args.accept, sent_kept=sent_kept)
+    blocks = build(comparison, hours, start, end, args.accept, sent_kept=sent_kept, by_hand=by_hand)
     markdown, page = render(blocks, "What-if", images=bool(args.markdown))
     if args.markdown:
         Path(args.markdown).write_text(markdown)
