@@ -3,6 +3,7 @@ through a current and a proposed configuration; pages, lost, delayed and gained 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet_alerting.audit.whatif import Comparison, Replay, Shift, replay
-from fleet_alerting.audit.whatif_report import build, figures, render
+from fleet_alerting.audit.whatif import Comparison, Replay, Sent, Shift, replay
+from fleet_alerting.audit.whatif_report import build, figures, per_alert, per_pager, render
 from fleet_alerting.config import Config, load_config
 from fleet_alerting.core.durations import format_duration, parse_duration
 from fleet_alerting.core.history import Change, History, RunSegment
@@ -80,6 +81,9 @@ def test_what_if(case: dict[str, Any], tmp_path: Path) -> None:
     assert [named(s) for s in comparison.gained()] == expect["gained"]
     assert [s.episode.key for s in comparison.blocking([])] == expect["gate"]
     assert comparison.blocking(expect["gate"]) == []  # accepted as intended
+    if "per_pager" in expect:
+        table = per_pager(comparison).set_index("pager")
+        assert {pager: list(row) for pager, row in table.iterrows()} == expect["per_pager"]
 
 
 def load_config_hours(tmp_path: Path) -> list:
@@ -103,3 +107,26 @@ def test_replay_steps_through_changes_not_every_run(tmp_path: Path) -> None:
     result: Replay = compare(CASES[0], tmp_path).current
     assert result.runs == 1440
     assert result.evaluations < result.runs / 4
+
+
+def test_a_median_of_no_pages_reads_as_a_dash_not_zero(tmp_path: Path) -> None:
+    """An alert that only told Slack has no median onset → page: `—` in its row (beside an
+    alert that paged), and in the totals when nothing paged at all."""
+    onset = DAY + timedelta(hours=3)
+    told = Sent(onset, "group/blackbox", onset, "opened", "slack", "warning", "group/blackbox", "")
+    api = "blackbox:url=http://api/healthz"
+    paged = Sent(onset + timedelta(minutes=2), api, onset, "paged", "pagerduty", "critical", "", "")
+    sent = [told, replace(paged, alert="blackbox")]
+    comparison = Comparison.of(Replay("current.yaml", sent, 1, 1), Replay("proposed", sent, 1, 1))
+    table = per_alert(comparison, load_config_hours(tmp_path)).set_index("alert")
+    assert table.loc["blackbox", "median onset → page, min (current)"] == "2"
+    quiet = table.loc["group/blackbox"]
+    assert quiet["pages (current)"] == 0 and quiet["pages (proposed)"] == 0
+    assert quiet["median onset → page, min (current)"] == "—"
+    assert quiet["median onset → page, min (proposed)"] == "—"
+    nothing = Comparison.of(Replay("current.yaml", [told], 1, 1), Replay("proposed", [], 1, 1))
+    markdown, _html = render(
+        build(nothing, load_config_hours(tmp_path), DAY, DAY + timedelta(days=1), [], False),
+        "What-if",
+    )
+    assert "| median onset → page, min | — | — |" in markdown

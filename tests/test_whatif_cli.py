@@ -4,18 +4,25 @@ transaction): the gate's exit codes, --accept, and the HTML report rendered by h
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shutil
 import subprocess
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
-from fleet_alerting.config import load_config
+from fleet_alerting.config import Config, load_config
+from fleet_alerting.core import actions
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.delivery.channels import build_notifiers
+from fleet_alerting.delivery.drain import drain
+from fleet_alerting.store import actions as audit_trail
 from fleet_alerting.store.database import Store
 from fleet_alerting.surfaces.cli import main
 from fleet_alerting.tasks.pipeline import evaluate_and_record
@@ -37,13 +44,29 @@ def observe(key: str, severity: Severity, firing: bool) -> Signal:
     )
 
 
-@pytest.fixture
-def recorded(tmp_path: Path) -> Path:
-    """Two hours of one-minute runs: the API down for 20 minutes (a page), a device down for
-    40 (a warning, no page). Returns the live config."""
-    live = tmp_path / "live.yaml"
+async def no_sleep(_seconds: float) -> None:
+    return None
+
+
+def deliver(store: Store, config: Config, now: datetime) -> None:
+    """Drain the outbox as the flows do (a dry run: to the local outbox file)."""
+
+    async def go() -> None:
+        async with httpx.AsyncClient() as client:
+            await drain(store, build_notifiers(config, client), lambda: now, sleep=no_sleep)
+
+    asyncio.run(go())
+
+
+Hand = Callable[[Store, int, datetime], None]
+
+
+def record(live: Path, settings: dict, by_hand: Hand | None = None) -> Path:
+    """Two hours of one-minute runs, each delivered: the API down from minute 30 to 50 (a page),
+    a device from 60 to 100 (a warning, no page); `by_hand(store, minute, now)` acts between
+    runs as an operator would. Returns the live config."""
     live.write_text(
-        yaml.safe_dump({"state": {"path": "state.sqlite"}, "notify": {"dry_run": True}})
+        yaml.safe_dump({"state": {"path": "state.sqlite"}, "notify": {"dry_run": True}} | settings)
     )
     config = load_config(live)
     start = utcnow().replace(second=0, microsecond=0) - timedelta(hours=2)
@@ -55,7 +78,15 @@ def recorded(tmp_path: Path) -> Path:
             ]
             now = start + timedelta(minutes=minute)
             evaluate_and_record(store, signals, config.policy, now, rules=config.storm_rules())
+            if by_hand is not None:
+                by_hand(store, minute, now)
+            deliver(store, config, now)
     return live
+
+
+@pytest.fixture
+def recorded(tmp_path: Path) -> Path:
+    return record(tmp_path / "live.yaml", {})
 
 
 def proposed(tmp_path: Path, policies: dict) -> Path:
@@ -77,7 +108,7 @@ def test_the_gate_fails_a_change_that_stops_a_critical_page(
     out, err = capsys.readouterr()
     assert f"would no longer page: {API} (critical" in err
     assert f"--accept {API} if intended" in err
-    assert "| pages | 1 | 0 |" in out
+    assert "| pages | 1 | 1 | 0 |" in out  # sent | current | proposed
     assert main([*args, "--accept", API]) == 0
     capsys.readouterr()
 
@@ -90,7 +121,7 @@ def test_a_change_that_pages_more_passes_and_says_so(
     args = ["what-if", "--config", str(recorded), "--proposed", str(more), "--since", "3h"]
     assert main([*args, "--markdown", str(markdown)]) == 0
     report = markdown.read_text()
-    assert "| pages | 1 | 2 |" in report
+    assert "| pages | 1 | 1 | 2 |" in report
     now_pages = report.split("## Would page now", 1)[1]
     assert f"`{DEVICE}` | warning |" in now_pages
 
@@ -114,6 +145,21 @@ class _Text(HTMLParser):
             self.parts.append(data.strip())
 
 
+def in_chromium(page: Path) -> _Text:
+    """The page's text as headless Chromium renders it."""
+    assert CHROMIUM is not None
+    dom = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    ).stdout
+    seen = _Text()
+    seen.feed(dom)
+    return seen
+
+
 @pytest.mark.integration
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make servers)")
 def test_the_html_report_renders_in_chromium(
@@ -124,15 +170,7 @@ def test_the_html_report_renders_in_chromium(
     args = ["what-if", "--config", str(recorded), "--proposed", str(later), "--since", "3h"]
     assert main([*args, "--html", str(page)]) == 1
     capsys.readouterr()
-    dom = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=True,
-    ).stdout
-    seen = _Text()
-    seen.feed(dom)
+    seen = in_chromium(page)
     text = " ".join(seen.parts)
     assert text.startswith("What-if: live.yaml → proposed.yaml")
     assert "Gate: 1 critical incident(s) paged under the current configuration" in text
@@ -216,8 +254,9 @@ def test_alertmanager_routes_from_prometheus_alerts_fail_the_gate(
     assert err.count("would no longer page: alertmanager:") == 2
     routed = out.split("## Alertmanager routes", 1)[1]
     assert "| pager | 2 | 0 |" in routed and "| slack | 0 | 2 |" in routed
-    # the same config escalates the same alerts: our own pages do not change
-    assert "| pages | 3 | 3 |" in out
+    # the same config escalates the same alerts: our own pages do not change (the store sent
+    # one: the alerts come from Prometheus, not from the recorded runs)
+    assert "| pages | 1 | 3 | 3 |" in out
     # the runs the store holds, not the Alertmanager watch's schedule over the 3 hours
     assert " evaluations for 120 recorded runs)." in out
 
@@ -255,3 +294,93 @@ def test_a_folder_given_as_the_report_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="a folder"):
         report_file(str(tmp_path / "reports"))
     assert report_file(str(tmp_path / "r.html")) == tmp_path / "r.html"
+
+
+# the tester's night: pagerduty after 2m, the secondary after 4m; an acknowledgement holds the
+# escalation 10 minutes. The proposal: pagerduty after 3m, the secondary after 8m.
+STEPS = {"critical": {"ack_timeout": "10m", "repeat": "5m"}}
+
+
+def steps(pagerduty: str, secondary: str) -> dict:
+    escalation = [
+        {"after": "0s", "to": ["slack"]},
+        {"after": pagerduty, "to": ["pagerduty", "slack"]},
+        {"after": secondary, "to": ["pagerduty_secondary", "slack"]},
+    ]
+    return {"policies": {"critical": STEPS["critical"] | {"steps": escalation}}}
+
+
+def ana_acks_before_the_page(store: Store, minute: int, now: datetime) -> None:
+    if minute == 31:
+        ack = lambda i: actions.acknowledge(i, "ana", now, ["slack"])  # noqa: E731
+        audit_trail.apply(store, API, ack, action="ack", actor="ana", via="cli", now=now)
+
+
+@pytest.fixture
+def acknowledged(tmp_path: Path) -> Path:
+    return record(tmp_path / "live.yaml", steps("2m", "4m"), ana_acks_before_the_page)
+
+
+def cells(markdown: str, section: str, first: str) -> list[str]:
+    """The cells of the row of `section`'s table that begins with `first`."""
+    table = markdown.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    row = next(line for line in table.splitlines() if line.startswith(f"| {first} |"))
+    return [cell.strip() for cell in row.strip("|").split("|")]
+
+
+def at(onset: str, minutes: int) -> str:
+    moment = datetime.strptime(onset, "%Y-%m-%d %H:%M") + timedelta(minutes=minutes)
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def test_the_report_puts_what_was_sent_beside_the_replay_and_says_what_it_leaves_out(
+    acknowledged: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    later = proposed(tmp_path, steps("3m", "8m")["policies"])
+    args = ["what-if", "--config", str(acknowledged), "--proposed", str(later), "--since", "3h"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "**A replay, not history.** `current` replays live.yaml as it is today" in out
+    assert "acknowledgements, snoozes and silences of one incident" in out
+    assert "Operators acted on incidents by hand in this period: ack 1." in out
+    # ana acknowledged at +1m: when that timed out (+11m) the escalation started again, paging
+    # 2 minutes later (+13m); the replay, which knows nothing of her, pages at +2m
+    _incident, _severity, onset, sent, current, after, delay, _summary = cells(
+        out, "Would page later", f"`{API}`"
+    )
+    assert (sent, current, after, delay) == (at(onset, 13), at(onset, 2), at(onset, 3), "1m")
+    sent_messages, replayed, _proposed = cells(out, "Totals", "Slack messages")[1:]
+    assert int(sent_messages) < int(replayed)  # the acknowledgement held the reminders
+    # the secondary's step: 4 → 8 minutes after onset (sent: after the acknowledgement, +15m)
+    secondary = cells(out, "Per pager", "pagerduty_secondary")
+    assert secondary == ["pagerduty_secondary", "1", "1", "1", "15", "4", "8"]
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make servers)")
+def test_the_html_report_shows_what_was_sent_and_per_pager_in_chromium(
+    acknowledged: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    later = proposed(tmp_path, steps("3m", "8m")["policies"])
+    page = tmp_path / "whatif.html"
+    args = ["what-if", "--config", str(acknowledged), "--proposed", str(later), "--since", "3h"]
+    assert main([*args, "--html", str(page)]) == 0
+    capsys.readouterr()
+    text = " ".join(in_chromium(page).parts)
+    assert "A replay, not history." in text
+    assert "acknowledgements, snoozes and silences of one incident" in text
+    pagers = text[text.index("Per pager") : text.index("Per alert")]
+    assert "pagerduty_secondary 1 1 1 15 4 8" in pagers
+    later_pages = text[text.index("Would page later") : text.index("Would page now")]
+    assert "paged (sent) paged (current) paged (proposed)" in later_pages
+
+
+def test_a_period_longer_than_the_sent_messages_are_kept_says_so(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    same = proposed(tmp_path, {})
+    args = ["what-if", "--config", str(recorded), "--proposed", str(same), "--since", "40d"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "What was sent is not shown: the store keeps sent messages 30d" in out
+    assert "| figure | current | proposed |" in out

@@ -24,6 +24,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -563,6 +564,20 @@ def episodes(result: Replay) -> dict[tuple[str, datetime], Episode]:
     return found
 
 
+def first_pages(result: Replay) -> dict[str, list[timedelta]]:
+    """Per pager channel (pagerduty, pagerduty_secondary, …): onset → its first page, for each
+    episode it paged — so a change to a later escalation step shows."""
+    first: dict[tuple[str, str, datetime], datetime] = {}
+    for s in result.sent:
+        if pager_of(s.channel) and s.kind == "paged":
+            ident = (s.channel, s.key, s.onset)
+            first[ident] = min(first.get(ident, s.at), s.at)
+    waits: dict[str, list[timedelta]] = {}
+    for (channel, _key, onset), at in first.items():
+        waits.setdefault(channel, []).append(at - onset)
+    return waits
+
+
 def _with(episode: Episode, **changes: Any) -> Episode:
     return replace(episode, **changes)
 
@@ -589,12 +604,27 @@ class Comparison:
     before: dict[tuple[str, datetime], Episode]
     after: dict[tuple[str, datetime], Episode]
     routed: list[Routed] = field(default_factory=list)  # Alertmanager's own routes, if asked
+    # what the outbox sent in the period (None: the store no longer keeps all of it)
+    sent: Replay | None = None
 
     @classmethod
     def of(
-        cls, current: Replay, proposed: Replay, routed: list[Routed] | None = None
+        cls,
+        current: Replay,
+        proposed: Replay,
+        routed: list[Routed] | None = None,
+        sent: Replay | None = None,
     ) -> Comparison:
-        return cls(current, proposed, episodes(current), episodes(proposed), routed or [])
+        return cls(current, proposed, episodes(current), episodes(proposed), routed or [], sent)
+
+    @cached_property
+    def sent_episodes(self) -> dict[tuple[str, datetime], Episode]:
+        return episodes(self.sent) if self.sent else {}
+
+    def paged_as_sent(self, episode: Episode) -> datetime | None:
+        """When this episode was really paged (None: it was not, or nothing sent is known)."""
+        found = self.sent_episodes.get((episode.key, episode.onset))
+        return None if found is None else found.paged_at
 
     def unrouted_pages(self) -> list[Routed]:
         """Alert episodes Alertmanager paged for under the current routes and would not."""

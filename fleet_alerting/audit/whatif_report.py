@@ -4,30 +4,39 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
 from fleet_alerting.audit.report import Block, to_html, to_markdown
-from fleet_alerting.audit.whatif import SLACK, Comparison, Episode, Replay, Shift, episodes
+from fleet_alerting.audit.whatif import (
+    SLACK,
+    Comparison,
+    Episode,
+    Replay,
+    Shift,
+    episodes,
+    first_pages,
+)
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.windows import Window
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+NONE = "—"  # a median of nothing, a time that did not happen
 
 
 FIGURES = {
     "pages": "pages",
     "slack_messages": "Slack messages",
     "pages_off_hours": "pages outside business hours",
-    "median_onset_to_page_min": "median onset → page (min)",
+    "median_onset_to_page_min": "median onset → page, min",
 }
 
 
 def _shown(value: float | None) -> str:
-    return "" if value is None else f"{value:g}"
+    return NONE if value is None else f"{value:g}"
 
 
 def off_hours(moment: datetime, hours: Sequence[Window]) -> bool:
@@ -35,8 +44,18 @@ def off_hours(moment: datetime, hours: Sequence[Window]) -> bool:
 
 
 def _median_minutes(eps: Iterable[Episode]) -> float | None:
-    waits = [e.to_page.total_seconds() / 60 for e in eps if e.to_page is not None]
-    return round(statistics.median(waits), 1) if waits else None
+    return _median_of([e.to_page for e in eps if e.to_page is not None])
+
+
+def _median_of(waits: Sequence[timedelta]) -> float | None:
+    minutes = [w.total_seconds() / 60 for w in waits]
+    return round(statistics.median(minutes), 1) if minutes else None
+
+
+def columns(comparison: Comparison) -> list[tuple[str, Replay]]:
+    """What the outbox sent (when the store still holds the whole period), then both replays."""
+    found = [("sent", comparison.sent)] if comparison.sent is not None else []
+    return [*found, ("current", comparison.current), ("proposed", comparison.proposed)]
 
 
 def figures(result: Replay, hours: Sequence[Window]) -> dict[str, Any]:
@@ -52,38 +71,86 @@ def figures(result: Replay, hours: Sequence[Window]) -> dict[str, Any]:
 
 
 def per_alert(comparison: Comparison, hours: Sequence[Window]) -> pd.DataFrame:
+    """An alert's figures in each column; an alert one of them never told of has 0 messages
+    there, and a median of no pages is `—` (not 0)."""
+    labels = columns(comparison)
     rows: dict[str, dict[str, Any]] = {}
-    for label, result in (("current", comparison.current), ("proposed", comparison.proposed)):
-        by_alert: dict[str, list[Any]] = {}
+    for _label, result in labels:
         for s in result.sent:
-            by_alert.setdefault(s.alert, []).append(s)
+            rows.setdefault(s.alert, {"alert": s.alert})
+    for label, result in labels:
+        by_alert: dict[str, list[Any]] = {alert: [] for alert in rows}
+        for s in result.sent:
+            by_alert[s.alert].append(s)
         for alert, sent in by_alert.items():
-            part = Replay(result.name, sent, 0, 0)
-            row = rows.setdefault(alert, {"alert": alert})
-            for name, value in figures(part, hours).items():
-                row[f"{name} ({label})"] = value
-    frame = pd.DataFrame(sorted(rows.values(), key=lambda r: r["alert"]))
-    return frame.fillna(0) if not frame.empty else frame
+            told = figures(Replay(result.name, sent, 0, 0), hours)
+            for name, value in told.items():
+                shown = _shown(value) if name == "median_onset_to_page_min" else value
+                rows[alert][f"{FIGURES[name]} ({label})"] = shown
+    return pd.DataFrame(sorted(rows.values(), key=lambda r: r["alert"]))
+
+
+def per_pager(comparison: Comparison) -> pd.DataFrame:
+    """Per pager channel (each escalation step's own): episodes it paged and the median onset →
+    its first page, so a change to a later step (the secondary's delay) shows."""
+    labels = columns(comparison)
+    waits = {label: first_pages(result) for label, result in labels}
+    pagers = sorted({channel for found in waits.values() for channel in found})
+    rows = []
+    for pager in pagers:
+        row: dict[str, Any] = {"pager": pager}
+        for label, _result in labels:
+            row[f"pages ({label})"] = len(waits[label].get(pager, []))
+        for label, _result in labels:
+            median = _median_of(waits[label].get(pager, []))
+            row[f"median onset → page, min ({label})"] = _shown(median)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _when(moment: datetime | None) -> str:
     return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M")
 
 
-def shift_table(shifts: list[Shift]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "incident": f"`{s.episode.key}`",
-                "severity": s.episode.severity,
-                "onset": _when(s.episode.onset),
-                "paged (current)": _when(s.before),
-                "paged (proposed)": _when(s.after),
-                "delay": format_duration(s.delay, exact=True) if s.delay is not None else "",
-                "summary": s.episode.summary,
-            }
-            for s in shifts
-        ]
+def shift_table(shifts: list[Shift], comparison: Comparison) -> pd.DataFrame:
+    """The episodes whose paging changes; with what was sent, when each really paged (`—`: it
+    did not) beside the replay's time."""
+    rows = []
+    for s in shifts:
+        row = {"incident": f"`{s.episode.key}`", "severity": s.episode.severity}
+        row["onset"] = _when(s.episode.onset)
+        if comparison.sent is not None:
+            row["paged (sent)"] = _when(comparison.paged_as_sent(s.episode)) or NONE
+        row["paged (current)"] = _when(s.before)
+        row["paged (proposed)"] = _when(s.after)
+        row["delay"] = format_duration(s.delay, exact=True) if s.delay is not None else ""
+        row["summary"] = s.episode.summary
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def caveat(comparison: Comparison, sent_kept: timedelta | None, by_hand: Mapping[str, int]) -> str:
+    """What the replay leaves out (with how often operators acted in the period, `by_hand`:
+    action → times done), and where what was sent is (or why it is not) beside it."""
+    current = comparison.current.name
+    said = (
+        f"**A replay, not history.** `current` replays {current} as it is today (edits made to "
+        "it during the period are not replayed), and neither replay has what operators did by "
+        "hand: acknowledgements, snoozes and silences of one incident (silences by matchers are "
+        "replayed) — an incident acknowledged before it paged pages in the replay on schedule."
+    )
+    if by_hand:
+        done = ", ".join(f"{action} {times}" for action, times in sorted(by_hand.items()))
+        said += f" Operators acted on incidents by hand in this period: {done}."
+    if comparison.sent is not None:
+        return said + (
+            " `sent` is what the store's outbox delivered in the period (pages and Slack "
+            "messages the destinations accepted)."
+        )
+    kept = format_duration(sent_kept) if sent_kept else "a shorter time"
+    return said + (
+        f" What was sent is not shown: the store keeps sent messages {kept} "
+        "(`state.retention.sent_notifications`), less than this period."
     )
 
 
@@ -94,13 +161,16 @@ def build(
     end: datetime,
     accepted: Iterable[str] = (),
     with_charts: bool = True,
+    sent_kept: timedelta | None = None,
+    by_hand: Mapping[str, int] | None = None,
 ) -> list[Block]:
-    before = figures(comparison.current, hours)
-    after = figures(comparison.proposed, hours)
+    """`sent_kept`: how long the store keeps sent messages (named when the period is longer);
+    `by_hand`: what operators did to incidents in the period (action → times), not replayed."""
+    told = {label: figures(result, hours) for label, result in columns(comparison)}
     totals = pd.DataFrame(
         [
-            {"figure": label, "current": _shown(before[name]), "proposed": _shown(after[name])}
-            for name, label in FIGURES.items()
+            {"figure": text} | {label: _shown(found[name]) for label, found in told.items()}
+            for name, text in FIGURES.items()
         ]
     )
     blocking = comparison.blocking(accepted)
@@ -114,6 +184,7 @@ def build(
             f"evaluations for {comparison.proposed.runs:,} recorded runs). Business hours: "
             f"{hours_text}.",
         ),
+        ("p", caveat(comparison, sent_kept, by_hand or {})),
         (
             "p",
             f"**Gate: {len(blocking)} critical incident(s) paged under the current "
@@ -126,14 +197,16 @@ def build(
     if with_charts:
         blocks += [("img", chart) for chart in charts(comparison)]
     blocks += [
+        ("h2", ("Per pager", "per-pager")),
+        ("table", per_pager(comparison)),
         ("h2", ("Per alert", "per-alert")),
         ("table", per_alert(comparison, hours)),
         ("h2", ("Would no longer page", "would-no-longer-page")),
-        ("table", shift_table(comparison.lost())),
+        ("table", shift_table(comparison.lost(), comparison)),
         ("h2", ("Would page later", "would-page-later")),
-        ("table", shift_table(comparison.delayed())),
+        ("table", shift_table(comparison.delayed(), comparison)),
         ("h2", ("Would page now", "would-page-now")),
-        ("table", shift_table(comparison.gained())),
+        ("table", shift_table(comparison.gained(), comparison)),
     ]
     if comparison.routed:
         blocks += routes_section(comparison, hours)

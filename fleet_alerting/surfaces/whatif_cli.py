@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -18,11 +19,18 @@ from typing import Any
 
 def what_if(args: argparse.Namespace) -> int:
     from fleet_alerting.audit.loader import load_alertmanager
-    from fleet_alerting.audit.whatif import Comparison, Replay, replay, route, with_alerts
+    from fleet_alerting.audit.whatif import (
+        Comparison,
+        Replay,
+        replay,
+        route,
+        sent_of,
+        with_alerts,
+    )
     from fleet_alerting.audit.whatif_report import build, render
     from fleet_alerting.config import Config, ConfigError, load_config
     from fleet_alerting.core.clock import utcnow
-    from fleet_alerting.store import history, silences
+    from fleet_alerting.store import actions, history, silences
     from fleet_alerting.surfaces.listings import open_store
 
     current_path = args.current or args.config
@@ -34,9 +42,15 @@ def what_if(args: argparse.Namespace) -> int:
         return 1
     end = utcnow()
     start: datetime = args.since
+    # sent messages are kept less long than observations: beside the replay only when the
+    # store still holds every one of the period's
+    sent_kept = current.state.retention.sent_notifications
     with open_store(current) as store:
         recorded = history.read(store, start, end)
         silenced = silences.listing(store, end, include_expired=True)
+        delivered = store.queue.sent(start, end) if start >= end - sent_kept else None
+        acted = [a for a in actions.history(store, since=start) if a.outcome == "done"]
+    by_hand = Counter(a.action for a in acted if a.at <= end)
     alerts = alert_episodes_of(current, start, end)
     routed = None
     if args.alertmanager:
@@ -57,11 +71,12 @@ def what_if(args: argparse.Namespace) -> int:
         observed = with_alerts(recorded, alerts or [], config)
         return replay(observed, config, Path(path).name, silences=silenced)
 
+    sent = None if delivered is None else Replay("sent", [sent_of(n) for n in delivered], 0, 0)
     comparison = Comparison.of(
-        replayed(current, current_path), replayed(proposed, args.proposed), routed
+        replayed(current, current_path), replayed(proposed, args.proposed), routed, sent
     )
     hours = current.review.business_hours
-    blocks = build(comparison, hours, start, end, args.accept)
+    blocks = build(comparison, hours, start, end, args.accept, sent_kept=sent_kept, by_hand=by_hand)
     markdown, page = render(blocks, "What-if", images=bool(args.markdown))
     if args.markdown:
         Path(args.markdown).write_text(markdown)
