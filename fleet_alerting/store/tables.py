@@ -146,6 +146,7 @@ outbox_table = sa.Table(
     # the claim took over from a drainer that may have sent it (its lease expired), or the last
     # attempt may have reached the destination (a timeout): look there before sending again
     sa.Column("in_doubt", sa.Boolean, nullable=True),
+    sa.Column("sent_at", sa.String, nullable=True),  # when it was sent (NULL: before it was kept)
     sa.Index("ix_outbox_lane", "status", "channel", "id"),
     sa.Index("ix_outbox_incident", "incident_key", "channel", "status", "id"),
     sa.Index("ix_outbox_status_created_at", "status", "created_at"),  # pruning
@@ -158,6 +159,8 @@ destinations_table = sa.Table(
     sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("updated_at", sa.String, nullable=True),
+    # since when it has failed, its failures counted in a row (NULL: it is not failing)
+    sa.Column("failing_since", sa.String, nullable=True),
 )
 
 # the operator actions trail (store/actions.py) -----------------------------------------------
