@@ -110,23 +110,24 @@ def test_messages_sent_late_say_as_of_when_they_were_true(tmp_path: Path) -> Non
 
 
 def test_the_outbox_keeps_when_a_message_was_sent_on_a_store_of_before(state_db: str) -> None:
-    """A store written before sent times were kept (no `sent_at`), its incident's opening
+    """A store of schema 7, before sent times were kept (no `sent_at`), its incident's opening
     message sent by that code: opened again, the column is added in place (SQLite and
     PostgreSQL alike); the old row has no sent time, and what goes out now keeps its own."""
     with SlackWebhookServer() as slack, PagerDutyServer() as pd:
         Fleet(state_db, slack, pd, "pagerduty").step(True, 0)
         with raw_engine(state_db).begin() as raw:
             raw.exec_driver_sql("ALTER TABLE outbox DROP COLUMN sent_at")
-            raw.exec_driver_sql(
-                "UPDATE store_meta SET value = 'old' WHERE key = 'schema_fingerprint'"
-            )
+            raw.exec_driver_sql("ALTER TABLE destinations DROP COLUMN failing_since")
+            for key, value in (("schema_version", "7"), ("schema_fingerprint", "old")):
+                meta = f"UPDATE store_meta SET value = '{value}' WHERE key = '{key}'"
+                raw.exec_driver_sql(meta)
             raw.exec_driver_sql("UPDATE outbox SET status = 'sent' WHERE kind = 'opened'")
         dispose_engines()
         fleet = Fleet(state_db, slack, pd, "pagerduty")
+        assert fleet.store.upgraded_from == 7
         fleet.drain(7)  # the page and the Slack "paged" message go out at 06:07
-        sent = {
-            (i.notification.channel, i.notification.kind): i for i in fleet.store.outbox(("sent",))
-        }
+        items = fleet.store.outbox(("sent",))
+        sent = {(i.notification.channel, i.notification.kind): i for i in items}
     assert sent["slack", Kind.opened].sent_at is None
     assert sent["slack", Kind.paged].sent_at == T0 + timedelta(minutes=7)
     assert sent["pagerduty", Kind.paged].sent_at == T0 + timedelta(minutes=7)
