@@ -181,8 +181,9 @@ def test_retold_is_dataclasses_replace() -> None:
     signals = to_signals([(RULES[0], [alert("HostDown", "critical", 10, 1)])], AM, LINKS)
     record = Incident("k", "alertmanager", Severity.critical, State.paged, T0, T0, signals[0])
     told = Notification(
-        "a|b", "slack", Kind.paged, T0, record, True, "pagerduty: HTTP 400", "pagerduty: HTTP 503"
-    )
+        "a|b", "slack", Kind.paged, T0, record, True, "pagerduty: HTTP 400", "pagerduty: HTTP 503",
+        "Paged after all", quiet=True, sending_at=T0,
+    )  # fmt: skip
     other = replace(record, key="other")
     assert retold(told, "other|b", other) == replace(told, id="other|b", incident=other)
     assert list(Notification.__dataclass_fields__) == [
@@ -195,6 +196,8 @@ def test_retold_is_dataclasses_replace() -> None:
         "paging_failed",
         "paging_delayed",
         "paging_ended",
+        "quiet",
+        "sending_at",
     ]
 
 

@@ -5,6 +5,7 @@ observation and counts the outage until the first passing check."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -155,16 +156,24 @@ def test_outbox_sent_shows_destination_and_receipt(
         assert len(slack.messages) == 2
     assert main(["outbox", "--sent", "--config", str(config)]) == 0
     out = capsys.readouterr().out.splitlines()
+    # when each was sent (an hour late: when it was queued too), not only when it was queued
     assert out == [
-        "sent   2026-11-27 03:00:00Z opened    blackbox|api → Slack #ops (webhook): "
-        "Slack webhook #ops: 200 ok",
-        "sent   2026-11-27 03:09:12Z resolved  blackbox|api → Slack #ops (webhook): "
-        "Slack webhook #ops: 200 ok",
+        "sent   2026-11-27 04:00:00Z (queued 03:00:00Z) opened    blackbox|api → "
+        "Slack #ops (webhook): Slack webhook #ops: 200 ok",
+        "sent   2026-11-27 04:00:00Z (queued 03:09:12Z) resolved  blackbox|api → "
+        "Slack #ops (webhook): Slack webhook #ops: 200 ok",
     ]
+    assert main(["outbox", "--sent", "-o", "json", "--config", str(config)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["created_at"], r["sent_at"]) for r in rows] == [
+        ("2026-11-27T03:00:00Z", "2026-11-27T04:00:00Z"),
+        ("2026-11-27T03:09:12Z", "2026-11-27T04:00:00Z"),
+    ]
+    # --since: sent since then (both went out at 04:00)
     assert (
         main(["outbox", "--sent", "--since", "2026-11-27T03:05:00Z", "--config", str(config)]) == 0
     )
-    assert len(capsys.readouterr().out.splitlines()) == 1
+    assert len(capsys.readouterr().out.splitlines()) == 2
     assert main(["outbox", "--sent", "--since", "1h", "--config", str(config)]) == 0
     assert capsys.readouterr().out == "nothing delivered since then\n"
     assert main(["outbox", "--config", str(config)]) == 0

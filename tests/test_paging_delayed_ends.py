@@ -125,13 +125,15 @@ def test_the_next_episodes_refused_page_is_not_told_as_this_ones(tmp_path: Path)
 
 def test_paging_delayed_names_a_retry_time_still_to_come(tmp_path: Path) -> None:
     """Incident 2's page, queued at 06:12 behind a resting pager, was never tried: its PAGING
-    DELAYED gives the pager's error and a next attempt no earlier than when it is sent."""
+    DELAYED gives the pager's error and a next attempt no earlier than when it is sent, nor
+    than incident 1's page queued to the pager before it (sent first, retried at 06:18)."""
     texts = reopened(tmp_path)
     (second,) = [t for t in texts if "PAGING DELAYED" in t and "outbox #7" in t]
     assert "not sent yet, pagerduty resting after: PagerDuty Events API answered HTTP 503" in (
         second
     )
-    assert "(next 06:17:00Z, outbox #7)" in second, second  # told at 06:17
+    # told at 06:12: the pager has been failing since 06:00 (known down: no 5 minutes more)
+    assert "(next 06:18:00Z, outbox #7)" in second, second
 
 
 class Wider(Fleet):

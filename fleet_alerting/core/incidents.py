@@ -151,7 +151,7 @@ class Incident:
         return (self.resolved_at or now) - self.onset
 
 
-@dataclass(frozen=True, slots=True)  # a storm's opening run makes two per member: 88 bytes each
+@dataclass(frozen=True, slots=True)  # a storm's opening run makes two per member: 104 bytes each
 class Notification:
     """One message to one channel. `id` is stable for the same event so a replay is recognised."""
 
@@ -172,6 +172,11 @@ class Notification:
     # that follow-up's news, decided as the page's end is recorded: "Paged after all: pagerduty
     # took the page" or "PAGING FAILED via …"; it is sent as it is, waiting for no page
     paging_ended: str = ""
+    # a follow-up telling only an operator's own `outbox drop`: it mentions nobody
+    quiet: bool = False
+    # set by delivery as the message goes out (never stored): a text sent late says as of when
+    # it was true (`at`)
+    sending_at: datetime | None = None
 
 
 # the slots' own setters: a frozen dataclass's __init__ sets each field through
@@ -188,7 +193,7 @@ def retold(n: Notification, id: str, incident: Incident) -> Notification:
     new = object.__new__(Notification)
     (
         set_id, set_channel, set_kind, set_at, set_incident, set_one_off, set_failed,
-        set_delayed, set_ended,
+        set_delayed, set_ended, set_quiet, set_sending_at,
     ) = _SET_NOTIFICATION  # fmt: skip
     set_id(new, id)
     set_channel(new, n.channel)
@@ -199,6 +204,8 @@ def retold(n: Notification, id: str, incident: Incident) -> Notification:
     set_failed(new, n.paging_failed)
     set_delayed(new, n.paging_delayed)
     set_ended(new, n.paging_ended)
+    set_quiet(new, n.quiet)
+    set_sending_at(new, n.sending_at)
     return new
 
 

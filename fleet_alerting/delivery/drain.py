@@ -42,6 +42,7 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -207,7 +208,8 @@ class _Lane:
         claim = asyncio.timeout(self.s.lease.total_seconds() * CLAIM_SHARE)
         if not await self._extend_claim(item.id):
             return  # taken over meanwhile: the other drainer has it
-        send = Send(self.notifier, n, item, self.s, self.destination.refused)
+        going = replace(n, sending_at=self.s.now())  # a text sent late says as of when
+        send = Send(self.notifier, going, item, self.s, self.destination.refused)
         short = self.s.renews and self.s.claim < self.s.lease
         keeper = asyncio.create_task(self._keep_claim(item.id, send.claim_lost)) if short else None
         try:

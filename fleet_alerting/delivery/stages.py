@@ -4,7 +4,8 @@
    claimed by this drainer, behind no earlier message of its incident, not a page whose
    episode resolved before its pager took it (withdrawn, `Outbox.withdraw_resolved_page`), and
    a Slack "paged" message only once its page was answered, or saying PAGING DELAYED once the
-   page has been owed for STUCK_PAGE_AFTER and is not sent in this run (`page_outcome`);
+   page (or its pager, failing) has been owed for STUCK_PAGE_AFTER and is not sent in this run
+   (`page_outcome`);
 2. `send_once`: the in-doubt check — a message an earlier attempt may have delivered goes to a
    notifier that can look (`Confirms`) as `send_in_doubt`;
 3. `Send`: the attempts of this run, through the one retry loop, within the message's claim;
@@ -159,12 +160,13 @@ async def page_outcome(
     pager not backing off and this drainer's lane to that pager (`running`: the channels whose
     lanes are still going) sending it or yet to: the lane comes back to it after its other
     messages, for up to `paged_wait` seconds; or "hold" (the page goes in a later run, or with
-    the drainer that holds it) — unless a page held so has been owed for STUCK_PAGE_AFTER, or
-    another of its pages is a dead letter: then the message goes out now saying PAGING DELAYED
-    (and PAGING FAILED), the incident's later messages queue behind it, and Slack is told how
-    paging ended once it does (`paging_ended`, queued as the page's end is recorded). A page
-    withdrawn (its incident resolved first) makes it say so, as that follow-up would: about
-    the resolved episode, mentioning nobody, before the RESOLVED message queued behind it.
+    the drainer that holds it) — unless a page held so has been owed for STUCK_PAGE_AFTER (its
+    pager's failures in a row count: `_stuck`), or another of its pages is a dead letter: then
+    the message goes out now saying PAGING DELAYED (and PAGING FAILED), the incident's later
+    messages queue behind it, and Slack is told how paging ended once it does (`paging_ended`,
+    queued as the page's end is recorded). A page withdrawn (its incident resolved first) makes
+    it say so, as that follow-up would: about the resolved episode, mentioning nobody, before
+    the RESOLVED message queued behind it.
 
     The pages are the incident's latest `paged` rows to each pager of the step it is on (not
     earlier steps' pagers) queued before this one (the same evaluation queues pagers first)."""
@@ -178,7 +180,7 @@ async def page_outcome(
     if pending:
         if await _worth_waiting(outbox, pending, owner, now, running):
             return "wait"
-        if not failed and not any(now - (p.created_at or now) >= STUCK_PAGE_AFTER for p in pending):
+        if not failed and not any([await _stuck(outbox, p, now) for p in pending]):
             return "hold"
         delayed = "; ".join([f"{p.channel}: {await _retrying(outbox, p, now)}" for p in pending])
         sent_as = f"{n.id}{PAGING_DELAYED}"
@@ -187,6 +189,15 @@ async def page_outcome(
     if not failed:
         return n
     return _as_accepted(replace(n, paging_failed=failed), pages)
+
+
+async def _stuck(outbox: Outbox, page: Page, now: datetime) -> bool:
+    """Owed for STUCK_PAGE_AFTER: since it was queued, or since its pager began failing if that
+    was earlier — a pager already known down (a later step's page) is told at once, a healthy
+    pager's short blip is not."""
+    pager = await db(outbox.destination, page.channel, now)
+    owed_since = min(page.created_at or now, pager.failing_since or now)
+    return now - owed_since >= STUCK_PAGE_AFTER
 
 
 def _dead(pages: list[Page]) -> list[Page]:
@@ -203,10 +214,12 @@ def _as_accepted(n: Notification, pages: list[Page]) -> Notification:
 
 
 async def _retrying(outbox: Outbox, page: Page, now: datetime) -> str:
-    """Why a page is still owed and when it is tried next: its own retry or its pager's rest,
+    """Why a page is still owed and when it is tried next: its own retry, its pager's rest or
+    the next attempt of what its incident queued to that pager before it (sent first),
     whichever is later, and never before now."""
     pager = await db(outbox.destination, page.channel, now)
-    next_at = max(page.next_attempt_at, pager.blocked_until or now, now)
+    ahead = await db(outbox.due_ahead, page)
+    next_at = max(page.next_attempt_at, pager.blocked_until or now, ahead or now, now)
     if page.last_error:
         why = _short(page.last_error)
     elif pager.last_error:
@@ -224,14 +237,13 @@ def paging_ended(
     yet, or "Not paged" for the pages withdrawn (resolved first) — about its own episode as
     stored now (`episode`; None: over, nothing more known), so a resolved incident's follow-up
     is told as resolved; an open one still on that step names only the pagers that took the
-    page (as the thread's top message then does). Sent as it is, waiting for no page."""
+    page (as the thread's top message then does); one whose only failures are an operator's
+    drops (`outbox drop`: their choice) mentions nobody. Sent as it is, waiting for no page."""
     incident = episode or replace(told.incident, state=State.resolved)
     accepted = ", ".join(p.channel for p in pages if p.status == "sent")
-    failed = "; ".join(
-        f"{p.channel}: {dead_page(p.id, p.last_error)}"
-        for p in _dead(pages)
-        if f"(dead letter #{p.id}:" not in told.paging_failed  # told with PAGING DELAYED
-    )
+    untold = [p for p in _dead(pages) if f"(dead letter #{p.id}:" not in told.paging_failed]
+    failed = "; ".join(f"{p.channel}: {dead_page(p.id, p.last_error)}" for p in untold)
+    dropped = bool(untold) and all(_dropped(p.last_error) for p in untold)
     withdrawn = ", ".join(p.channel for p in pages if p.status == WITHDRAWN)
     if failed:
         paged = f"Paged {accepted}; " if accepted else ""
@@ -244,7 +256,7 @@ def paging_ended(
         ended = f"Paged after all: {accepted} took the page"
     follow_up = replace(
         told, id=f"{told.id}{PAGING_ENDED}", at=now, incident=incident, paging_delayed="",
-        paging_failed=failed, paging_ended=ended,
+        paging_failed=failed, paging_ended=ended, quiet=dropped,
     )  # fmt: skip
     now_on, told_on = incident.escalation, told.incident.escalation
     same_step = (now_on.step, now_on.rounds) == (told_on.step, told_on.rounds)
@@ -278,10 +290,14 @@ def _short(error: str | None) -> str:
 DROPPED_BY = "dropped by "  # the start of the reason of a message an operator dropped
 
 
+def _dropped(error: str | None) -> bool:
+    return (error or "").startswith(DROPPED_BY)
+
+
 def dead_page(number: int, error: str | None) -> str:
     """Why a page is a dead letter (outbox row `number`), and what the operator can do (one
     dropped by an operator: no advice to page by hand, they chose it)."""
-    if (error or "").startswith(DROPPED_BY):
+    if _dropped(error):
         again = f"`fleet-alerting outbox requeue {number}` sends it after all"
         return f"{error} (dead letter #{number}: {again})"
     return f"{_short(error)} (dead letter #{number}: {dead_page_advice(number)})"
@@ -544,7 +560,7 @@ class Record:
                 self._tell, now,
             )  # fmt: skip
         else:
-            mark = partial(self.outbox.mark_sent, item.id, self.owner, attempts, receipt)
+            mark = partial(self.outbox.mark_sent, item.id, self.owner, attempts, receipt, now)
         for pause in (0.05, 0.2, 1.0, None):
             try:
                 mark()

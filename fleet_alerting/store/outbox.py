@@ -131,6 +131,7 @@ class OutboxItem:
     receipt: str | None
     errors: int = 0
     in_doubt: bool = False  # an earlier attempt may have delivered it (see `claim_next`)
+    sent_at: datetime | None = None  # None: not sent, or sent before this was kept
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,7 @@ class Destination:
     blocked_until: datetime | None = None
     failures: int = 0
     last_error: str | None = None
+    failing_since: datetime | None = None  # its first failure of those in a row
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,7 @@ def _item(row: Any) -> OutboxItem:
         receipt=row["receipt"],
         errors=row["errors"] or 0,
         in_doubt=bool(row["in_doubt"]),
+        sent_at=_at(row["sent_at"]) if row["sent_at"] else None,
     )
 
 
@@ -463,6 +466,21 @@ class Outbox:
         with self.engine.begin() as conn:
             return _pages_before(conn, incident_key, pagers, before)
 
+    def due_ahead(self, page: Page) -> datetime | None:
+        """The latest next attempt of the messages of `page`'s incident queued on its channel
+        before it: it is sent after them, so no earlier (None: none ahead of it)."""
+        t, own = outbox_table, outbox_table.alias("own")
+        query = sa.select(sa.func.max(t.c.next_attempt_at)).where(
+            t.c.incident_key
+            == sa.select(own.c.incident_key).where(own.c.id == page.id).scalar_subquery(),
+            t.c.channel == page.channel,
+            t.c.status == "queued",
+            t.c.id < page.id,
+        )
+        with self.engine.begin() as conn:
+            latest = conn.execute(query).scalar()
+        return _at(latest) if latest else None
+
     def told_of_page(self, page: OutboxItem) -> list[OutboxItem]:
         """The latest Slack "paged" message to each Slack channel that waited for `page`, a
         pager's `paged` row (its pages, as `page_outcome` looks them up, include it). Not a
@@ -487,10 +505,13 @@ class Outbox:
                     found[told.notification.channel] = told
         return list(found.values())
 
-    def mark_sent(self, item_id: int, owner: str | None, attempts: int, receipt: str) -> bool:
-        return self._finish(
-            item_id, owner, status="sent", attempts=attempts, receipt=receipt, last_error=None
-        )
+    def mark_sent(
+        self, item_id: int, owner: str | None, attempts: int, receipt: str,
+        now: datetime | None = None,
+    ) -> bool:  # fmt: skip
+        """`now`: when it was sent (`outbox --sent` shows it)."""
+        sent = {"status": "sent", "attempts": attempts, "receipt": receipt, "last_error": None}
+        return self._finish(item_id, owner, sent_at=ts(now) if now else None, **sent)
 
     def mark_delayed_sent(
         self, item_id: int, owner: str | None, attempts: int, receipt: str, told: Notification,
@@ -501,7 +522,10 @@ class Outbox:
         that is queued in the same transaction."""
         data = _notification_json.dump_json(told).decode()
         with self._transaction(told.incident.key) as conn:
-            sent = {"status": "sent", "attempts": attempts, "receipt": receipt, "data": data}
+            sent = {
+                "status": "sent", "attempts": attempts, "receipt": receipt, "data": data,
+                "sent_at": ts(now),
+            }  # fmt: skip
             if not self._finish_in(conn, item_id, owner, last_error=None, **sent):
                 return False
             _tell_ended(conn, item_id, told, tell, now)
@@ -515,6 +539,8 @@ class Outbox:
         transaction, what `tell` makes of each Slack "paged" message of its incident that went
         out saying PAGING DELAYED while this page was owed, once all its pages ended: two
         drainers, or a drainer killed in between, can neither lose nor double that message."""
+        if values.get("status") == "sent":
+            values["sent_at"] = ts(now)
         with self._transaction(page.incident.key) as conn:
             if not self._finish_in(conn, item_id, owner, **values):
                 return False
@@ -678,11 +704,13 @@ class Outbox:
         blocked = row["blocked_until"]
         if now is not None and _set_ahead(row["updated_at"], now):
             blocked = None
+        since = row["failing_since"]
         return Destination(
             name,
             datetime.fromisoformat(blocked) if blocked else None,
             row["failures"],
             row["last_error"],
+            datetime.fromisoformat(since) if since and row["failures"] else None,
         )
 
     def destination_failed(
@@ -702,11 +730,12 @@ class Outbox:
     ) -> None:
         """Block `name` until `until` at the latest of this and any block already set (unless
         that one was set when the clock read later than `now`); a counted failure also adds
-        one to its failures. updated_at: when the block was last set."""
+        one to its failures (the first of them: failing since `now`). updated_at: when the block
+        was last set."""
         d = destinations_table
         insert = backend.insert(d, self.dialect).values(
             name=name, blocked_until=ts(until), failures=int(count_failure), last_error=error,
-            updated_at=ts(now),
+            updated_at=ts(now), failing_since=ts(now) if count_failure else None,
         )  # fmt: skip
         later = backend.greatest(
             self.dialect, sa.func.coalesce(d.c.blocked_until, ""), insert.excluded.blocked_until
@@ -719,6 +748,10 @@ class Outbox:
         }
         if count_failure:
             changes["failures"] = d.c.failures + 1
+            first = sa.or_(d.c.failures == 0, d.c.failing_since.is_(None))
+            changes["failing_since"] = sa.case(
+                (first, insert.excluded.failing_since), else_=d.c.failing_since
+            )
         with self.engine.begin() as conn:
             conn.execute(insert.on_conflict_do_update(index_elements=["name"], set_=changes))
 
@@ -728,7 +761,13 @@ class Outbox:
             conn.execute(
                 sa.update(d)
                 .where(d.c.name == name, sa.or_(d.c.failures > 0, d.c.blocked_until.isnot(None)))
-                .values(failures=0, blocked_until=None, last_error=None, updated_at=ts(now))
+                .values(
+                    failures=0,
+                    blocked_until=None,
+                    last_error=None,
+                    updated_at=ts(now),
+                    failing_since=None,
+                )
             )
 
 

@@ -24,7 +24,8 @@ metadata = sa.MetaData()
 # 6: the indexes on state alone and on source dropped (a storm's opening rewrote them per row);
 #    the open incidents' signals moved out of their records into incident_texts
 # 7: SQLite prunes by a partial index of the resolved rows, not by (state, resolved_at)
-SCHEMA_VERSION = 7
+# 8: outbox.sent_at and destinations.failing_since (nullable: code of 7 goes on without them)
+SCHEMA_VERSION = 8
 # The oldest schema whose code may still use a store of this one: a rolling deploy across hosts
 # keeps the workers not yet upgraded running. Raise it to SCHEMA_VERSION when a change is more
 # than what older code ignores (a new table, a nullable column, an index it does not rely on).
@@ -146,6 +147,7 @@ outbox_table = sa.Table(
     # the claim took over from a drainer that may have sent it (its lease expired), or the last
     # attempt may have reached the destination (a timeout): look there before sending again
     sa.Column("in_doubt", sa.Boolean, nullable=True),
+    sa.Column("sent_at", sa.String, nullable=True),  # when it was sent (NULL: before it was kept)
     sa.Index("ix_outbox_lane", "status", "channel", "id"),
     sa.Index("ix_outbox_incident", "incident_key", "channel", "status", "id"),
     sa.Index("ix_outbox_status_created_at", "status", "created_at"),  # pruning
@@ -158,6 +160,8 @@ destinations_table = sa.Table(
     sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("updated_at", sa.String, nullable=True),
+    # since when it has failed, its failures counted in a row (NULL: it is not failing)
+    sa.Column("failing_since", sa.String, nullable=True),
 )
 
 # the operator actions trail (store/actions.py) -----------------------------------------------

@@ -20,7 +20,7 @@ from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, State
 from fleet_alerting.core.short_ids import SHORT, find, full_id, short_ids
 from fleet_alerting.core.wording import no_such
-from fleet_alerting.delivery.notifiers.slack_webhook import paged_after_all
+from fleet_alerting.delivery.notifiers.slack_webhook import LATE, paged_after_all
 from fleet_alerting.delivery.stages import DROPPED_BY, dead_page_advice, paging_ended
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store import outbox as box
@@ -203,6 +203,7 @@ def outbox_json(
         "source": n.incident.source,
         "attempts": item.attempts,
         "created_at": iso(item.created_at),
+        "sent_at": iso(item.sent_at),
         "next_attempt_at": iso(item.next_attempt_at) if item.status == "queued" else None,
         "last_error": item.last_error,
         "receipt": item.receipt,
@@ -220,9 +221,10 @@ def outbox_statuses(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def wanted_item(item: OutboxItem, args: argparse.Namespace) -> bool:
+    """`--since`: queued since then, or (a sent message) sent since then."""
     incident = item.notification.incident
     return (
-        (args.since is None or item.created_at >= args.since)
+        (args.since is None or (item.sent_at or item.created_at) >= args.since)
         and (not args.severity or incident.severity.value in args.severity)
         and source_matches(incident.source, args.source)
     )
@@ -263,7 +265,7 @@ def item_line(config: Config, item: OutboxItem, ids: IdsOf, now: datetime) -> st
     key = n.incident.key
     if item.status == "sent":
         return (
-            f"sent   {when(item.created_at)} {n.kind:<9} {key} → "
+            f"sent   {_sent_when(item)} {n.kind:<9} {key} → "
             f"{destination(config, n.channel)}: {item.receipt or ''}"
         )
     if item.status == box.WITHDRAWN:  # not sent, and nothing to do: its incident resolved first
@@ -280,6 +282,16 @@ def item_line(config: Config, item: OutboxItem, ids: IdsOf, now: datetime) -> st
         f"{item.status:<6} #{item.id:<5} {n.channel:<12} {n.kind:<9} attempts={item.attempts} "
         f"{nxt}  {ids[key]} {key}  {item.last_error or ''}"
     ).rstrip()
+
+
+def _sent_when(item: OutboxItem) -> str:
+    """When a message was sent, and when it was queued if that was a while before (a message
+    sent before its sending time was kept: queued then)."""
+    if item.sent_at is None:
+        return f"{when(item.created_at)} (queued; sent time not kept)"
+    if item.sent_at - item.created_at <= LATE:
+        return when(item.sent_at)
+    return f"{when(item.sent_at)} (queued {item.created_at:%H:%M:%S}Z)"
 
 
 # outbox retry | drop | requeue --------------------------------------------------------------

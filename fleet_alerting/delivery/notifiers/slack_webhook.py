@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -74,6 +74,9 @@ PAGING_ENDED = ":paging-ended"  # ends the id of a PAGING DELAYED message's foll
 # ends the id a Slack "paged" message is sent with while it says PAGING DELAYED (its metadata in
 # Slack): a retry in doubt finds that post only if it would say PAGING DELAYED again
 PAGING_DELAYED = ":paging-delayed"
+# a message going out later than this after it was decided says as of when its "failing for" was
+# true: sent behind a later one, it would read backwards
+LATE = timedelta(minutes=1)
 
 
 def paged_after_all(told: Notification, now: datetime) -> Notification:
@@ -92,7 +95,7 @@ def headline(n: Notification) -> str:
         return f"[{severity}] {summary}"
     if n.kind == Kind.paged:
         pagers = ", ".join(incident.paged_via)
-        lasted = format_duration(n.at - incident.onset)
+        lasted = _lasted(n)
         if n.paging_ended:
             return _paging_ended(n, severity, lasted)
         if n.paging_delayed:
@@ -116,11 +119,11 @@ def headline(n: Notification) -> str:
             return f"[{severity}] Paged after all: {took}, failing for {lasted}: {summary}"
         return f"[{severity}] Paged {pagers}: failing for {lasted}: {summary}"
     if n.kind == Kind.escalated:
-        lasted = format_duration(n.at - incident.onset)
+        lasted = _lasted(n)
         why = incident.escalation.why or f"escalation step {incident.escalation.step}"
         return f"[{severity}] {why[:1].upper()}{why[1:]}: failing for {lasted}: {summary}"
     if n.kind == Kind.reminder:
-        lasted = format_duration(n.at - incident.onset)
+        lasted = _lasted(n)
         return f"[{severity}] Still failing after {lasted}: {summary}"
     acts = incident.acts
     if n.kind == Kind.acknowledged:
@@ -128,7 +131,7 @@ def headline(n: Notification) -> str:
     if n.kind == Kind.pager_acknowledged:
         return f"[{severity}] Acknowledged in PagerDuty by {acts.acked_by}: {summary}"
     if n.kind == Kind.pager_resolved:
-        lasted = format_duration(n.at - incident.onset)
+        lasted = _lasted(n)
         return (
             f"[{severity}] Resolved in PagerDuty, but still failing after {lasted}: {summary} "
             "(stays open here until the check passes)"
@@ -143,11 +146,20 @@ def headline(n: Notification) -> str:
         return f"[{severity}] {_capital(acts.muted_by or 'muted')}{until}: {summary}"
     if n.kind in (Kind.unsilenced, Kind.silence_expired):
         how = "Silence lifted" if n.kind == Kind.unsilenced else "Silence ended"
-        lasted = format_duration(n.at - incident.onset)
+        lasted = _lasted(n)
         return f"[{severity}] {how}, still failing after {lasted}: {summary}"
     lasted = format_duration(incident.duration(n.at))
     now_ok = f" — now: {incident.resolution}" if incident.resolution else ""
     return f"[RESOLVED after {lasted}] {summary}{now_ok}"
+
+
+def _lasted(n: Notification) -> str:
+    """How long the incident had been failing when `n` was decided, and as of when if `n` goes
+    out late."""
+    lasted = format_duration(n.at - n.incident.onset)
+    if n.sending_at is not None and n.sending_at - n.at > LATE:
+        return f"{lasted} as of {n.at:%H:%M:%S} UTC"
+    return lasted
 
 
 def _paging_ended(n: Notification, severity: str, lasted: str) -> str:
@@ -168,8 +180,9 @@ def _capital(text: str) -> str:
 
 def _lead(n: Notification, page_mention: str | None) -> str:
     """The one mention a message carries: the user group of an escalation step on that step's
-    message, else the configured on-call on a "paged" message; none in the mirror."""
-    if n.channel == Channel.slack_mirror or n.incident.state == State.resolved:
+    message, else the configured on-call on a "paged" message; none in the mirror, nor on a
+    follow-up telling only an operator's drop (`quiet`)."""
+    if n.channel == Channel.slack_mirror or n.incident.state == State.resolved or n.quiet:
         return ""
     step = n.incident.escalation.mention if n.kind in (Kind.paged, Kind.escalated) else None
     who = step or (page_mention if n.kind == Kind.paged else None)
