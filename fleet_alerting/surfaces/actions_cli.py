@@ -15,6 +15,7 @@ from fleet_alerting.core.wording import no_such
 from fleet_alerting.surfaces.cli import OperatorError
 
 if TYPE_CHECKING:  # the commands import what they need: `fleet-alerting --help` stays fast
+    from fleet_alerting.core.incidents import Incident
     from fleet_alerting.core.policy import PolicyFor
     from fleet_alerting.store.database import Store
 
@@ -87,7 +88,7 @@ def show(store: Store, key: str, policy_for: PolicyFor) -> int:
     owed = undelivered_pages(store, [incident]).get(key, [])
     delivered = [c for c in incident.paged_via if c not in {p.channel for p in owed}]
     if incident.paged_at and delivered:
-        print(f"  paged {', '.join(delivered)} at {incident.paged_at:%H:%M:%S}Z")
+        print(f"  paged {paged_when(incident, delivered)}")
     for page in owed:
         print(f"  {page_problem(page, detailed=True)}")
     if incident.resolved_at:
@@ -111,6 +112,16 @@ def show(store: Store, key: str, policy_for: PolicyFor) -> int:
         mark = mark if record.of_another_episode(incident) else ""
         print(f"  {record.line()}{mark}")
     return 0
+
+
+def paged_when(incident: Incident, pagers: list[str]) -> str:
+    """Each pager at the times its escalation paged it (an older record: when paging began)."""
+    pages = incident.escalation.pages
+    said = []
+    for pager in pagers:
+        times = [p.at for p in pages if p.channel == pager] or [incident.paged_at]
+        said.append(f"{pager} at " + " and ".join(f"{t:%H:%M:%S}Z" for t in times if t))
+    return ", ".join(said)
 
 
 FOR_HELP = {
