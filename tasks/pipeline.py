@@ -12,7 +12,7 @@ from fleet_alerting.core.channels import pager_of
 from fleet_alerting.core.escalation import went_back
 from fleet_alerting.core.incidents import MUTE_SILENCE, Incident
 from fleet_alerting.core.incidents import unseen as unnamed
-from fleet_alerting.core.muting import MaintenanceConfig, Muting
+from fleet_alerting.core.muting import MaintenanceConfig, MuteChange, Muting, mute_changes
 from fleet_alerting.core.policy import Evaluation, PolicyFor
 from fleet_alerting.core.signals import Signal
 from fleet_alerting.core.storms import StormRules, decide
@@ -22,6 +22,7 @@ from fleet_alerting.http.clients import shared_client
 from fleet_alerting.sources.watch import Announce, Unseen
 from fleet_alerting.store import history, silences
 from fleet_alerting.store.actions import history as action_history
+from fleet_alerting.store.actions import record_mutes
 from fleet_alerting.store.database import Retention, Store
 from fleet_alerting.tasks.runtime import run_logger, step, tracked
 
@@ -101,6 +102,7 @@ def evaluate_and_record(
     newly_muted: dict[str, int] = {}
 
     observed: list[Signal] = []
+    mutes: list[MuteChange] = []  # begun or ended: the incidents' audit trail
     back = [timedelta(0)]  # how far the clock went back since the records were written
 
     def decide_now(incidents: Mapping[str, Incident]) -> Evaluation:
@@ -112,10 +114,12 @@ def evaluate_and_record(
         if announce is not None:
             evaluation = announce(incidents, evaluation, policy_for, now)
         newly_muted.update(_newly_silenced(incidents, evaluation.incidents))
+        mutes[:] = mute_changes(incidents, evaluation)
         back[0] = went_back(incidents, evaluation.incidents, now)
         return evaluation
 
     def remember(conn: Connection) -> int:
+        record_mutes(conn, mutes, now)
         return history.record(conn, store.dialect, observed, unseen_sources, now)
 
     result = store.evaluate(decide_now, now, also=remember)

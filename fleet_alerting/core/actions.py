@@ -28,6 +28,7 @@ from fleet_alerting.core.incidents import (
     Incident,
     Kind,
     Notification,
+    Page,
     State,
 )
 
@@ -35,6 +36,8 @@ ALERTMANAGER_SOURCE = "alertmanager"  # sources.alertmanager.judge.SOURCE (core 
 ACKNOWLEDGING_PAGERS = (
     Channel.pagerduty,
 )  # Grafana OnCall's formatted webhook knows no acknowledge
+# ends the id of the Slack "paged" message of a mute that ended by paging again what it held
+PAGED_AGAIN = ":paged-again"
 Action = Literal["ack", "silence", "unsilence", "snooze"]
 ACTIONS: tuple[Action, ...] = ("ack", "silence", "unsilence", "snooze")
 
@@ -291,6 +294,21 @@ def paged_again(
     resolves = [notification(incident, p, Kind.resolved, now) for p in pagers]
     again = [notification(incident, p, Kind.paged, now) for p in pagers if p not in paging]
     return resolves + again
+
+
+def paged_again_told(incident: Incident, channel: str, now: datetime) -> Notification:
+    """Slack's word that a mute ended paging again (`repaged`): a "paged" message, told as one
+    once the pagers took the page (or PAGING FAILED)."""
+    n = notification(incident, channel, Kind.paged, now)
+    return replace(n, id=n.id + PAGED_AGAIN)
+
+
+def repaged(incident: Incident, pagers: Sequence[str], now: datetime) -> Incident:
+    """The incident with `paged_again`'s pages recorded as pages of the step it is on: its
+    Slack message waits for them and names them, and `Paged:` lists their times."""
+    esc = incident.escalation
+    pages = esc.pages + tuple(Page(p, now, esc.step) for p in pagers)
+    return replace(incident, escalation=replace(esc, pages=pages))
 
 
 def reopened(

@@ -267,10 +267,14 @@ def ack_timeout_reason(incident: Incident, timeout: timedelta) -> str:
 
 
 def scheduled(
-    incident: Incident, stages: Sequence[Stage], ack_hold: timedelta | None, ack_restarts: bool
+    incident: Incident,
+    stages: Sequence[Stage],
+    ack_hold: timedelta | None,
+    ack_restarts: bool,
+    repeat: timedelta | Sequence[timedelta] | None = None,
 ) -> Incident:
-    """The incident with its next step (when, to whom) and what an acknowledgement does to it,
-    as the policy has them now."""
+    """The incident with its next step (when, to whom), what an acknowledgement does to it and
+    its reminders' intervals, as the policy has them now."""
     esc = incident.escalation
     upcoming = stages[esc.step] if esc.step < len(stages) else None
     escalation = evolve(
@@ -280,6 +284,7 @@ def scheduled(
         next_to=upcoming.destinations if upcoming else (),
         ack_hold=ack_hold,
         ack_restarts=ack_restarts,
+        repeat=(repeat,) if isinstance(repeat, timedelta) else tuple(repeat or ()),
     )
     return incident if escalation == esc else evolve(incident, escalation=escalation)
 
@@ -345,8 +350,22 @@ def _next(incident: Incident) -> str:
             at = max(ends, esc.next_at)
             return f"{upcoming} at {at:%H:%M:%S} UTC (held by the acknowledgement)"
     if esc.next_at is None:
-        return "no further step"
+        return "no further step" + _reminders(incident)
     return f"{upcoming} at {esc.next_at:%H:%M:%S} UTC"
+
+
+def _reminders(incident: Incident) -> str:
+    """The reminders that follow the last step: their interval, or a backing-off schedule's
+    next one."""
+    repeat, notified = incident.escalation.repeat, incident.last_notified_at
+    if not repeat:
+        return ""
+    if len(repeat) == 1:
+        return f"; reminders every {format_duration(repeat[0], exact=True)}"
+    if notified is None:
+        return ""
+    at = notified + reminder_interval(repeat, incident.reminders)
+    return f"; next reminder at {at:%H:%M:%S} UTC"
 
 
 def _restarts_at(esc: Escalation) -> int:

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from pydantic import Field
 
 from fleet_alerting.core.actions import (
+    PAGED_AGAIN,
     closing_words,
     expire,
     expiry_due,
@@ -202,14 +203,14 @@ def group(
         for n in others_of:  # a member's opening is its batch's, so one of `mine`
             if n.incident.key not in mine:
                 out.append(n)  # not a member: told on its own, and its page is not the group's
+            elif n.kind == Kind.silence_expired or PAGED_AGAIN in n.id:
+                batch.unmuted += _mute_ended(before, n.incident.key)
             elif n.kind == Kind.paged:
                 batch.paged = True
                 if pager_of(n.channel) is not None:
                     batch.pagers.add(n.channel)
             elif n.kind == Kind.muted and n.incident.acts.mute_id is not None:
                 batch.muted = n.incident
-            elif n.kind == Kind.silence_expired:
-                batch.unmuted += _mute_ended(before, n.incident.key)
         members = dict.fromkeys(current.members)
         joined = []  # (unresolved: looked at as they are marked, not looked up again)
         for m in batch.opened.values():

@@ -98,6 +98,8 @@ class Escalation:
     ack_hold: timedelta | None = None
     ack_restarts: bool = False
     why: str = ""  # why the latest step ran (e.g. an acknowledgement timed out)
+    # the policy's reminder intervals (`repeat`), the last one repeating; (): no reminders
+    repeat: tuple[timedelta, ...] = ()
 
 
 @dataclass(frozen=True)

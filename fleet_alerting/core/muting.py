@@ -27,7 +27,15 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from fleet_alerting.core.actions import closing_words, notification, paged_again, silenced_at
+from fleet_alerting.core.actions import (
+    closing_words,
+    notification,
+    paged_again,
+    paged_again_told,
+    repaged,
+    silenced_at,
+)
+from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
 from fleet_alerting.core.fleet import MatcherText, selector, signal_labels
 from fleet_alerting.core.incidents import (
     MUTE_SILENCE,
@@ -312,6 +320,50 @@ def mute(
     return Evaluation(list(changed.values()), first + kept + rest)
 
 
+@dataclass(frozen=True)
+class MuteChange:
+    """A mute that began or ended on an incident in one evaluation, for the audit trail."""
+
+    incident: Incident
+    action: str  # "muted" | "unmuted"
+    by: str  # "window east-maint", "silence 3f2a9c1e"
+    outcome: str
+
+
+def mute_changes(before: Mapping[str, Incident], evaluation: Evaluation) -> list[MuteChange]:
+    """The mutes that began or ended in `evaluation` (`before`: the unresolved incidents read),
+    saying what an ending did: who was paged again, or that it resolved."""
+    paged: dict[str, list[str]] = {}
+    for n in evaluation.notifications:
+        if n.kind == Kind.paged and pager_of(n.channel) is not None:
+            paged.setdefault(n.incident.key, []).append(n.channel)
+    changes = []
+    for incident in evaluation.incidents:
+        now_id, key = incident.acts.mute_id, incident.key
+        known = key in before
+        if now_id is None and not (known and _may_hold_mute(glance(before, key))):
+            continue
+        prior = _same_episode(before[key], incident) if known else None
+        was_id = prior.acts.mute_id if prior is not None else None
+        if was_id == now_id:
+            continue
+        if was_id is not None:
+            pagers = paged.get(key)
+            outcome = "still failing" + (f": paged {', '.join(pagers)} again" if pagers else "")
+            outcome = "resolved" if incident.state == State.resolved else outcome
+            changes.append(MuteChange(incident, "unmuted", _named(was_id), outcome))
+        if now_id is not None:
+            until = incident.acts.muted_until
+            outcome = f"until {until:%Y-%m-%d %H:%M:%S}Z" if until else "done"
+            changes.append(MuteChange(incident, "muted", _named(now_id), outcome))
+    return changes
+
+
+def _named(mute_id: str) -> str:
+    kind, _, name = mute_id.partition(":")
+    return f"window {name}" if kind == MUTE_WINDOW else f"{kind} {name[:8]}"
+
+
 def _candidate(
     was: Brief | Incident | None,
     changed: Incident | None,
@@ -408,10 +460,19 @@ def _end(
     if told_before and prior is not None:
         said = any(n.kind == Kind.silence_expired for n in sent)  # the operator's, ending too
         channels = [] if said else policy.channels()
-        told = [notification(snapshot, c, Kind.silence_expired, now) for c in channels]
         paging = [n.channel for n in sent if n.kind == Kind.paged]
         resolving = {n.channel for n in sent if n.kind == Kind.resolved}  # an ack timed out
         again = paged_again(snapshot, prior, now, paging)
+        pagers = [n.channel for n in again if n.kind == Kind.paged]
+        told = [notification(snapshot, c, Kind.silence_expired, now) for c in channels]
+        if pagers:  # recorded as pages: `Paged:` lists them, --show gives their times
+            released = repaged(released, pagers, now)
+            snapshot = replace(released, signal=snapshot.signal)
+            again = paged_again(snapshot, prior, now, paging)
+        # Slack says whom it paged again once they took the page, as a "paged" message — unless
+        # the engine's own "paged" message of a step due now tells of a page
+        if pagers and not any(n.kind == Kind.paged and n.channel in SLACK_CHANNELS for n in sent):
+            told = [paged_again_told(snapshot, c, now) for c in channels]
         told = [n for n in again if n.kind != Kind.resolved or n.channel not in resolving] + told
     else:
         told = notify_channels(snapshot, policy, Kind.opened, now)

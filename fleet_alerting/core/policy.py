@@ -504,7 +504,8 @@ def _escalate(
 
 def _scheduled(incident: Incident, policy: PolicyConfig) -> Incident:
     stages, hold = policy.stages(), policy.page_hold()
-    return escalation.scheduled(incident, stages, hold, policy.ack_timeout is not None)
+    restarts = policy.ack_timeout is not None
+    return escalation.scheduled(incident, stages, hold, restarts, policy.repeat)
 
 
 def _unchanged(current: Incident, signal: Signal, policy: PolicyConfig, now: datetime) -> bool:

@@ -7,7 +7,7 @@ Every action is recorded, refused ones too (who, what, when, from where, and the
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from fleet_alerting.core.actions import Change
 from fleet_alerting.core.incidents import Incident
+from fleet_alerting.core.muting import MuteChange
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.tables import actions_table
 from fleet_alerting.store.tables import ts as _ts
@@ -112,6 +113,28 @@ def record(
                 detail=json.dumps(detail or {}, default=str),
             )
         )
+
+
+def record_mutes(conn: sa.Connection, changes: Sequence[MuteChange], now: datetime) -> None:
+    """The mutes an evaluation began or ended (a window's, a silence's), in the trail of their
+    incidents, in the evaluation's transaction (one statement: a window may mute a storm)."""
+    if not changes:
+        return
+    rows = [
+        {
+            "at": _ts(now),
+            "incident_key": c.incident.key,
+            "onset": _ts(c.incident.onset),
+            "episode": c.incident.episode,
+            "action": c.action,
+            "actor": c.by,
+            "via": "evaluation",
+            "outcome": c.outcome,
+            "detail": "{}",
+        }
+        for c in changes
+    ]
+    conn.execute(sa.insert(actions_table), rows)
 
 
 def history(

@@ -90,8 +90,18 @@ def page_lines(incident: Incident, owed: Sequence[UndeliveredPage], of: str) -> 
     delivered = [c for c in incident.paged_via if c not in {p.channel for p in owed}]
     said = []
     if incident.paged_at and delivered:
-        said.append(f"{whose}paged {', '.join(delivered)} at {incident.paged_at:%H:%M:%S}Z")
+        said.append(f"{whose}paged {paged_when(incident, delivered)}")
     return said + [page_problem(p, of, detailed=True) for p in owed]
+
+
+def paged_when(incident: Incident, pagers: list[str]) -> str:
+    """Each pager at the times its escalation paged it (an older record: when paging began)."""
+    pages = incident.escalation.pages
+    said = []
+    for pager in pagers:
+        times = [p.at for p in pages if p.channel == pager] or [incident.paged_at]
+        said.append(f"{pager} at " + " and ".join(f"{t:%H:%M:%S}Z" for t in times if t))
+    return ", ".join(said)
 
 
 def undelivered_json(pages: Sequence[UndeliveredPage]) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ import httpx
 from pydantic import SecretStr
 
 from fleet_alerting.core import escalation
-from fleet_alerting.core.actions import ALERTMANAGER_SOURCE
+from fleet_alerting.core.actions import ALERTMANAGER_SOURCE, PAGED_AGAIN
 from fleet_alerting.core.channels import Channel
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
@@ -117,6 +117,9 @@ def headline(n: Notification) -> str:
         if AFTER_ALL in n.id:
             took = f"{pagers} took the page"
             return f"[{severity}] Paged after all: {took}, failing for {lasted}: {summary}"
+        if PAGED_AGAIN in n.id:  # a mute ended: its summary says which
+            again = f"Silence ended, still failing after {lasted}; paged {pagers} again"
+            return f"[{severity}] {again}: {summary}"
         return f"[{severity}] Paged {pagers}: failing for {lasted}: {summary}"
     if n.kind == Kind.escalated:
         lasted = _lasted(n)
