@@ -89,3 +89,12 @@ def test_a_newer_store_that_says_nothing_of_older_code_is_refused(state_db: str)
         raw.exec_driver_sql("DELETE FROM store_meta WHERE key = 'compatible_from'")
     with pytest.raises(StoreError, match=f"usable by code of schema {NEWER} on"):
         Store(state_db)
+
+
+def test_code_of_schema_7_is_refused_by_this_store(state_db: str) -> None:
+    """Schema 8 added the outbox status `withdrawn`: code of 7 would read a withdrawn page as
+    delivered (its Slack "paged" message saying "Paged" for a page nobody sent) — it must not
+    use a store of this code during a rolling deploy."""
+    Store(state_db).close()
+    with raw_engine(state_db).begin() as conn, pytest.raises(StoreError, match="usable by code"):
+        migrations.upgrade(conn, tables.metadata, 7, {}, state_db)

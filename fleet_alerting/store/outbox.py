@@ -339,6 +339,22 @@ def _resolve_behind(conn: sa.Connection, page: OutboxItem) -> OutboxItem | None:
     return None
 
 
+def _reached(conn: sa.Connection, page: OutboxItem, resolve: OutboxItem) -> bool:
+    """Another page of `page`'s episode to its pager, queued before the resolve, went or may
+    have (a step paging the same pager again, a page requeued after a re-page): PagerDuty has
+    an alert only the resolve closes."""
+    t, n = outbox_table, page.notification
+    went = sa.select(t.c.data).where(
+        t.c.incident_key == n.incident.key, t.c.channel == n.channel, t.c.kind == "paged",
+        t.c.id != page.id, t.c.id < resolve.id,
+        sa.or_(t.c.status == "sent", t.c.in_doubt.is_(True)),
+    )  # fmt: skip
+    return any(
+        _notification(data).incident.episode == n.incident.episode
+        for (data,) in conn.execute(went).all()
+    )
+
+
 class Outbox:
     """Outbox queries on the store's database, through the store's autocommit engine: every
     statement is its own transaction, so a read takes no lock and a write (claim, mark) holds
@@ -559,10 +575,11 @@ class Outbox:
         only one nobody holds — a lane of this drainer may be sending it), with its episode's
         resolve queued behind it in its lane: nobody is woken for an incident that is over.
         The page and what queued between them (acknowledges, a re-page) are withdrawn — and
-        the resolve too, unless one of them may have reached the pager (in doubt: it closes
-        what that opened). One transaction with the follow-ups of the PAGING DELAYED messages
-        that waited for a withdrawn page (`_tell_delayed`): a drainer killed anywhere loses
-        nothing. The rows withdrawn (none: no such resolve, or another drainer holds the page)."""
+        the resolve too, unless one of them may have reached the pager (in doubt) or another
+        page of the episode to it went (`_reached`): it closes what that opened. One
+        transaction with the follow-ups of the PAGING DELAYED messages that waited for a
+        withdrawn page (`_tell_delayed`): a drainer killed anywhere loses nothing. The rows
+        withdrawn (none: no such resolve, or another drainer holds the page)."""
         t = outbox_table
         with self.engine.begin() as conn:  # a read first: most pages take no write lock here
             row = conn.execute(sa.select(t).where(t.c.id == page_id)).mappings().first()
@@ -593,7 +610,8 @@ class Outbox:
             query = sa.update(t).where(between).values(status=WITHDRAWN, last_error=followed)
             rows = [_item(row) for row in conn.execute(query.returning(*t.c)).mappings()]
             withdrawn = [replace(page, status=WITHDRAWN, last_error=not_paged), *rows]
-            if not doubt and not any(item.in_doubt for item in rows):
+            reached = doubt or any(item.in_doubt for item in rows) or _reached(conn, page, resolve)
+            if not reached:
                 never = f"not sent: no page reached {n.channel} ({not_paged})"
                 self._finish_in(conn, resolve.id, None, status=WITHDRAWN, last_error=never)
                 withdrawn.append(replace(resolve, status=WITHDRAWN, last_error=never))

@@ -24,12 +24,13 @@ metadata = sa.MetaData()
 # 6: the indexes on state alone and on source dropped (a storm's opening rewrote them per row);
 #    the open incidents' signals moved out of their records into incident_texts
 # 7: SQLite prunes by a partial index of the resolved rows, not by (state, resolved_at)
-# 8: outbox.sent_at and destinations.failing_since (nullable: code of 7 goes on without them)
+# 8: outbox.sent_at and destinations.failing_since; the outbox status `withdrawn` (a page whose
+#    incident resolved before its pager took it), which code of 7 would read as a page delivered
 SCHEMA_VERSION = 8
 # The oldest schema whose code may still use a store of this one: a rolling deploy across hosts
 # keeps the workers not yet upgraded running. Raise it to SCHEMA_VERSION when a change is more
 # than what older code ignores (a new table, a nullable column, an index it does not rely on).
-COMPATIBLE_FROM = 7
+COMPATIBLE_FROM = 8
 
 
 def ts(moment: datetime) -> str:
