@@ -229,6 +229,10 @@ def test_incidents_and_outbox_as_json_after_an_outage_and_the_outbox_managed(
     assert incident["source"] == "blackbox" and incident["failing_seconds"] >= 0
     assert incident["onset"].endswith("Z") and incident["paged_at"] is None
     assert datetime.fromisoformat(incident["onset"]) <= datetime.now(UTC)
+    # every field is in the README's list of stable ones (a tester found four missing)
+    readme = (ROOT / "README.md").read_text()
+    documented = readme.split("- `incidents -o json`:")[1].split("- `outbox -o json`:")[0]
+    assert [f for f in incident if f"`{f}`" not in documented] == []
     for wanted in (["--severity", "warning"], ["--source", "zigbee"], ["--state", "paged"]):
         nothing = cli("incidents", "-o", "json", *wanted, "--config", str(config))
         assert json.loads(nothing.stdout) == [], wanted
