@@ -55,12 +55,15 @@ class Slack:
     def __init__(self, client: TestClient):
         self.client = client
 
-    def command(self, text: str, user: str = "U0ANY", secret: str = SIGNING_SECRET, **kw):
+    def command(
+        self, text: str, user: str = "U0ANY", secret: str = SIGNING_SECRET, name: str = "", **kw
+    ):
         body = urlencode(
             {
                 "command": "/fleet",
                 "text": text,
                 "user_id": user,
+                **({"user_name": name} if name else {}),
                 "channel_id": "C0OPS",
                 "team_id": "T1",
                 "trigger_id": uuid.uuid4().hex,  # unique per request, as Slack's: no replay
@@ -394,6 +397,11 @@ def test_fleet_silence_add_query_expire(slack) -> None:
     answer = text_of(client.command(f"silence expire {silence_id}", user="U0OPS"))
     assert f"Silence {silence_id} expired by U0OPS" in answer
     assert "No silences, no windows." in text_of(client.command("silence query"))
+    # Slack gives the user's name too: the silence names them as a button's ack does (@marko)
+    named = client.command(
+        'silence add target="pi-video-03" for 1h -- x', user="U0OPS", name="marko"
+    )
+    assert "by @marko until" in text_of(named)
 
 
 def test_fleet_silence_add_and_expire_leave_the_event_loop_free(tmp_path: Path) -> None:

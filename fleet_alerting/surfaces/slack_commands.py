@@ -37,6 +37,13 @@ class SlashCommand:
     args: tuple[str, ...]
     user_id: str
     channel_id: str
+    user_name: str = ""
+
+    @property
+    def actor(self) -> str:
+        """Who acts, as a button click names them: @username when Slack gives one, else the
+        user id (allow-lists match the id)."""
+        return f"@{self.user_name}" if self.user_name else self.user_id
 
 
 def deployment_name_problem(name: str) -> str | None:
@@ -54,8 +61,9 @@ def parse(form: dict[str, str]) -> SlashCommand:
     words = form.get("text", "").split()
     action = words[0].lower() if words else "help"
     return SlashCommand(
-        action, tuple(words[1:]), form.get("user_id", ""), form.get("channel_id", "")
-    )
+        action, tuple(words[1:]), form.get("user_id", ""), form.get("channel_id", ""),
+        form.get("user_name", ""),
+    )  # fmt: skip
 
 
 def reply(title: str, lines: Iterable[str], more_url: str | None = None) -> dict[str, Any]:

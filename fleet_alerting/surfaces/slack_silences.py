@@ -41,7 +41,7 @@ async def silence(cmd: SlashCommand, config: Config) -> dict[str, Any]:
             "Not allowed",
             ["`/fleet silence` changes are limited to the users and channels in config."],
         )
-    actor = cmd.user_id
+    actor = cmd.actor
     if verb == "expire":
         if len(cmd.args) != 2:
             return reply("fleet silence", [USAGE])
