@@ -44,6 +44,7 @@ from fleet_alerting.core.incidents import (
 from fleet_alerting.core.inhibition import held_back
 from fleet_alerting.core.model import Model
 from fleet_alerting.core.policy import Evaluation, PolicyConfig, PolicyFor, notify_channels
+from fleet_alerting.core.signals import Signal
 from fleet_alerting.core.time_intervals import TimeInterval, TimeIntervalError, parse_time_interval
 
 LOOK_AHEAD = timedelta(days=8)  # how far a window's end (or next start) is looked for
@@ -52,10 +53,31 @@ LOOK_AHEAD = timedelta(days=8)  # how far a window's end (or next start) is look
 def labels_of(incident: Incident) -> dict[str, str]:
     """What matchers see of an incident: its signal's labels, `source`, `severity` (ours win)
     and `target` (the signal's, unless a label of that name says otherwise)."""
-    labels = signal_labels(incident.source, incident.severity, incident.signal.labels)
-    if incident.signal.target:
-        labels.setdefault("target", incident.signal.target)
+    return _with_target(
+        signal_labels(incident.source, incident.severity, incident.signal.labels), incident.signal
+    )
+
+
+def _with_target(labels: dict[str, str], signal: Signal) -> dict[str, str]:
+    if signal.target:
+        labels.setdefault("target", signal.target)
     return labels
+
+
+def muted_signals(muting: Muting, now: datetime) -> Callable[[Signal], bool] | None:
+    """Whether a signal's incident would be muted at `now` (asked before the engine, by the
+    fleet aggregates); None when nothing mutes."""
+    if muting.empty:
+        return None
+    may_mute = functools.cache(muting.may_mute)
+
+    def muted(signal: Signal) -> bool:
+        if not may_mute(signal.source):
+            return False
+        labels = signal_labels(signal.source, signal.severity, signal.labels)
+        return muting.mute_for(_with_target(labels, signal), now) is not None
+
+    return muted
 
 
 # --- silences ---------------------------------------------------------------------------------
