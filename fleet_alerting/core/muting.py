@@ -292,6 +292,7 @@ def mute(
     ]
     after.preload(candidates)
     drop: set[str] = set()
+    dropped_ids: set[str] = set()
     extra: list[Notification] = []
     released: dict[str, Incident] = {}
     for key in candidates:
@@ -316,6 +317,11 @@ def mute(
             updated, keep, told = _end(incident, prior, sent, policy_for, now)
             if not keep:
                 drop.add(key)
+            elif any(n.kind == Kind.silence_expired for n in told):
+                # the words that it ended are this run's reminder: one message, not two
+                dropped_ids |= {n.id for n in sent if n.kind == Kind.reminder}
+                if any(n.kind == Kind.reminder for n in sent) and prior is not None:
+                    updated = replace(updated, reminders=prior.reminders)
             extra += told
             changed[key] = released[key] = updated
     kept = evaluation.notifications
@@ -325,7 +331,7 @@ def mute(
             if n.incident.key in released
             else n  # what the engine sent as the mute ended: the record without the mute
             for n in kept
-            if n.incident.key not in drop
+            if n.incident.key not in drop and n.id not in dropped_ids
         ]
     # an incident first told as its mute ends opens its thread before the page the engine sent,
     # and a page the mute held acknowledged is resolved before any page of it goes again
