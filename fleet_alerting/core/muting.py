@@ -64,20 +64,29 @@ def _with_target(labels: dict[str, str], signal: Signal) -> dict[str, str]:
     return labels
 
 
-def muted_signals(muting: Muting, now: datetime) -> Callable[[Signal], bool] | None:
-    """Whether a signal's incident would be muted at `now` (asked before the engine, by the
-    fleet aggregates); None when nothing mutes."""
-    if muting.empty:
-        return None
+def muted_signals(
+    muting: Muting, incidents: Mapping[str, Incident], now: datetime
+) -> Callable[[Signal], bool]:
+    """Whether a signal's incident is muted at `now` — by a silence or window, or by an
+    operator's own silence of that incident (`incidents`: the unresolved ones) — asked before
+    the engine, by the fleet aggregates."""
     may_mute = functools.cache(muting.may_mute)
 
     def muted(signal: Signal) -> bool:
+        if signal.key in incidents:
+            seen = glance(incidents, signal.key)
+            if _may_hold_silence(seen) and silenced_at(incidents[signal.key], now):
+                return True
         if not may_mute(signal.source):
             return False
         labels = signal_labels(signal.source, signal.severity, signal.labels)
         return muting.mute_for(_with_target(labels, signal), now) is not None
 
     return muted
+
+
+def _may_hold_silence(seen: Brief | Incident) -> bool:
+    return seen.acted if type(seen) is Brief else seen.acts.silenced
 
 
 # --- silences ---------------------------------------------------------------------------------

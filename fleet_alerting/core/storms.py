@@ -48,7 +48,7 @@ def decide(
     mention count as recovered (they do not count as devices of the fleet)."""
     signals = list(signals)
     muting = muting or Muting()
-    signals += aggregate(signals, rules.fleet.offline, muted_signals(muting, now))
+    signals += aggregate(signals, rules.fleet.offline, muted_signals(muting, incidents, now))
     for source, reason in (unseen_sources or {}).items():
         signals += recover_unseen(signals, unseen(incidents, signals), source, reason)
     own = {s.source for s in signals} | set(unseen_sources or {})
