@@ -152,10 +152,10 @@ def aggregate(
     """One aggregate signal per rule and label group that has devices in this run: firing when
     enough of them fail, ok otherwise (so an open aggregate resolves when the fleet is back).
 
-    A device whose every check is `muted` (a silence or maintenance window: planned work) counts
-    neither as failing nor in the whole: the share is of the devices meant to be up, so planned
-    work neither pages the fleet nor dilutes a real outage of the rest; the summary says how
-    many were left out."""
+    A device whose every check is `muted` (a silence, a maintenance window, an operator's silence
+    of its incident: planned work) counts neither as failing nor in the whole: the share is of
+    the devices meant to be up, so planned work neither pages the fleet nor dilutes a real
+    outage of the rest; the summary says how many were left out."""
     signals = list(signals)
     out: list[Signal] = []
     for rule in rules:
