@@ -11,7 +11,7 @@ per-device incidents while it is open.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from typing import Annotated
 
@@ -144,14 +144,23 @@ class FleetConfig(Model):
         return rules
 
 
-def aggregate(signals: Iterable[Signal], rules: Sequence[FleetOfflineRule]) -> list[Signal]:
+def aggregate(
+    signals: Iterable[Signal],
+    rules: Sequence[FleetOfflineRule],
+    muted: Callable[[Signal], bool] | None = None,
+) -> list[Signal]:
     """One aggregate signal per rule and label group that has devices in this run: firing when
-    enough of them fail, ok otherwise (so an open aggregate resolves when the fleet is back)."""
+    enough of them fail, ok otherwise (so an open aggregate resolves when the fleet is back).
+
+    A device whose every check is `muted` (a silence, a maintenance window, an operator's silence
+    of its incident: planned work) counts neither as failing nor in the whole: the share is of
+    the devices meant to be up, so planned work neither pages the fleet nor dilutes a real
+    outage of the rest; the summary says how many were left out."""
     signals = list(signals)
     out: list[Signal] = []
     for rule in rules:
         devices_of = selector(tuple(rule.devices))
-        groups: dict[tuple[str, ...], dict[str, bool]] = {}
+        groups: dict[tuple[str, ...], tuple[dict[str, bool], set[str]]] = {}
         for s in signals:
             if s.source == SOURCE or not devices_of.admits(s.source):
                 continue
@@ -160,17 +169,21 @@ def aggregate(signals: Iterable[Signal], rules: Sequence[FleetOfflineRule]) -> l
                 continue
             group = tuple(labels.get(name, "") for name in rule.group_by)
             device = labels.get(rule.device_label) or s.target or s.key
-            devices = groups.setdefault(group, {})
+            devices, in_maintenance = groups.setdefault(group, ({}, set()))
+            if muted is not None and muted(s):
+                in_maintenance.add(device)
+                continue
             devices[device] = devices.get(device, False) or s.firing  # any failing check
-        for group, devices in sorted(groups.items()):
+        for group, (devices, in_maintenance) in sorted(groups.items()):
+            labels = dict(zip(rule.group_by, group, strict=True))
             out.append(
-                _aggregate_signal(rule, dict(zip(rule.group_by, group, strict=True)), devices)
+                _aggregate_signal(rule, labels, devices, len(in_maintenance - devices.keys()))
             )
     return out
 
 
 def _aggregate_signal(
-    rule: FleetOfflineRule, group: dict[str, str], devices: dict[str, bool]
+    rule: FleetOfflineRule, group: dict[str, str], devices: dict[str, bool], muted: int
 ) -> Signal:
     failing = sorted(d for d, fails in devices.items() if fails)
     total = len(devices)
@@ -184,6 +197,8 @@ def _aggregate_signal(
         summary = f"{title}: {len(failing)}/{total} {rule.what} ({listed})"
     else:
         summary = f"{title.replace('offline', 'back')}: {len(failing)}/{total} {rule.what}"
+    if muted:
+        summary += f"; {muted} muted {'device' if muted == 1 else 'devices'} not counted"
     return Signal(
         key=incident_key(SOURCE, {"rule": rule.name, **group}),
         source=SOURCE,
@@ -194,5 +209,10 @@ def _aggregate_signal(
         runbook_url=rule.runbook_url,
         remediation=tuple(rule.remediation) if firing else (),
         labels={"rule": rule.name, **group},
-        evidence={"failing": len(failing), "devices": total, "needed": rule.needed(total)},
+        evidence={
+            "failing": len(failing),
+            "devices": total,
+            "needed": rule.needed(total),
+            "muted": muted,
+        },
     )

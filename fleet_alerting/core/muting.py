@@ -52,6 +52,7 @@ from fleet_alerting.core.incidents import (
 from fleet_alerting.core.inhibition import held_back
 from fleet_alerting.core.model import Model
 from fleet_alerting.core.policy import Evaluation, PolicyConfig, PolicyFor, notify_channels
+from fleet_alerting.core.signals import Signal
 from fleet_alerting.core.time_intervals import TimeInterval, TimeIntervalError, parse_time_interval
 
 LOOK_AHEAD = timedelta(days=8)  # how far a window's end (or next start) is looked for
@@ -60,10 +61,40 @@ LOOK_AHEAD = timedelta(days=8)  # how far a window's end (or next start) is look
 def labels_of(incident: Incident) -> dict[str, str]:
     """What matchers see of an incident: its signal's labels, `source`, `severity` (ours win)
     and `target` (the signal's, unless a label of that name says otherwise)."""
-    labels = signal_labels(incident.source, incident.severity, incident.signal.labels)
-    if incident.signal.target:
-        labels.setdefault("target", incident.signal.target)
+    return _with_target(
+        signal_labels(incident.source, incident.severity, incident.signal.labels), incident.signal
+    )
+
+
+def _with_target(labels: dict[str, str], signal: Signal) -> dict[str, str]:
+    if signal.target:
+        labels.setdefault("target", signal.target)
     return labels
+
+
+def muted_signals(
+    muting: Muting, incidents: Mapping[str, Incident], now: datetime
+) -> Callable[[Signal], bool]:
+    """Whether a signal's incident is muted at `now` — by a silence or window, or by an
+    operator's own silence of that incident (`incidents`: the unresolved ones) — asked before
+    the engine, by the fleet aggregates."""
+    may_mute = functools.cache(muting.may_mute)
+
+    def muted(signal: Signal) -> bool:
+        if signal.key in incidents:
+            seen = glance(incidents, signal.key)
+            if _may_hold_silence(seen) and silenced_at(incidents[signal.key], now):
+                return True
+        if not may_mute(signal.source):
+            return False
+        labels = signal_labels(signal.source, signal.severity, signal.labels)
+        return muting.mute_for(_with_target(labels, signal), now) is not None
+
+    return muted
+
+
+def _may_hold_silence(seen: Brief | Incident) -> bool:
+    return seen.acted if type(seen) is Brief else seen.acts.silenced
 
 
 # --- silences ---------------------------------------------------------------------------------
@@ -278,6 +309,7 @@ def mute(
     ]
     after.preload(candidates)
     drop: set[str] = set()
+    dropped_ids: set[str] = set()
     extra: list[Notification] = []
     released: dict[str, Incident] = {}
     for key in candidates:
@@ -302,6 +334,11 @@ def mute(
             updated, keep, told = _end(incident, prior, sent, policy_for, now)
             if not keep:
                 drop.add(key)
+            elif any(n.kind == Kind.silence_expired for n in told):
+                # the words that it ended are this run's reminder: one message, not two
+                dropped_ids |= {n.id for n in sent if n.kind == Kind.reminder}
+                if any(n.kind == Kind.reminder for n in sent) and prior is not None:
+                    updated = replace(updated, reminders=prior.reminders)
             extra += told
             changed[key] = released[key] = updated
     kept = evaluation.notifications
@@ -311,7 +348,7 @@ def mute(
             if n.incident.key in released
             else n  # what the engine sent as the mute ended: the record without the mute
             for n in kept
-            if n.incident.key not in drop
+            if n.incident.key not in drop and n.id not in dropped_ids
         ]
     # an incident first told as its mute ends opens its thread before the page the engine sent,
     # and a page the mute held acknowledged is resolved before any page of it goes again

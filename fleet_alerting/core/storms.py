@@ -12,7 +12,7 @@ from fleet_alerting.core.fleet import FleetConfig, aggregate
 from fleet_alerting.core.grouping import GroupingConfig, bound, group
 from fleet_alerting.core.incidents import Incident, unseen
 from fleet_alerting.core.inhibition import InhibitRule, default_inhibit_rules, inhibit
-from fleet_alerting.core.muting import Muting, mute
+from fleet_alerting.core.muting import Muting, mute, muted_signals
 from fleet_alerting.core.policy import Evaluation, PolicyFor, evaluate, recover_unseen
 from fleet_alerting.core.signals import Signal
 
@@ -47,12 +47,13 @@ def decide(
     `unseen_sources` as in tasks.pipeline: a source's open incidents these signals no longer
     mention count as recovered (they do not count as devices of the fleet)."""
     signals = list(signals)
-    signals += aggregate(signals, rules.fleet.offline)
+    muting = muting or Muting()
+    signals += aggregate(signals, rules.fleet.offline, muted_signals(muting, incidents, now))
     for source, reason in (unseen_sources or {}).items():
         signals += recover_unseen(signals, unseen(incidents, signals), source, reason)
     own = {s.source for s in signals} | set(unseen_sources or {})
     evaluation = evaluate(signals, incidents, policy_for, now, rules.grouping.enabled)
     evaluation = inhibit(evaluation, incidents, rules.inhibitions(), policy_for, own, now)
-    evaluation = mute(evaluation, incidents, muting or Muting(), policy_for, own, now)
+    evaluation = mute(evaluation, incidents, muting, policy_for, own, now)
     evaluation = group(evaluation, incidents, rules.grouping, policy_for, own, now)
     return bound(evaluation, rules.grouping.max_messages_per_run, now)
