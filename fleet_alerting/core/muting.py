@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from fleet_alerting.core.actions import (
+    PAGED_AGAIN,
     closing_words,
     notification,
     paged_again,
@@ -334,8 +335,9 @@ def mute(
             updated, keep, told = _end(incident, prior, sent, policy_for, now)
             if not keep:
                 drop.add(key)
-            elif any(n.kind == Kind.silence_expired for n in told):
-                # the words that it ended are this run's reminder: one message, not two
+            elif any(n.kind == Kind.silence_expired or PAGED_AGAIN in n.id for n in told):
+                # the words that it ended (paging again, or not) are this run's reminder: one
+                # message, not two
                 dropped_ids |= {n.id for n in sent if n.kind == Kind.reminder}
                 if any(n.kind == Kind.reminder for n in sent) and prior is not None:
                     updated = replace(updated, reminders=prior.reminders)
