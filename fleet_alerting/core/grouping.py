@@ -832,8 +832,9 @@ def _shared(values: Iterable[_T], otherwise: _T) -> _T:
 
 
 def bound(evaluation: Evaluation, limit: int, now: datetime) -> Evaluation:
-    """At most `limit` messages per channel in one run: the rest become one storm summary per
-    channel. Pager channels are left alone (one page per group already)."""
+    """At most `limit` messages per channel in one run, critical first, then by message id: the
+    rest become one storm summary per channel. Pager channels are left alone (one page per group
+    already)."""
     per_channel: dict[str, list[Notification]] = {}
     for n in evaluation.notifications:
         per_channel.setdefault(n.channel, []).append(n)
@@ -845,6 +846,8 @@ def bound(evaluation: Evaluation, limit: int, now: datetime) -> Evaluation:
         if pager_of(channel) or len(sent) <= limit:
             keep |= {id(n) for n in sent}
             continue
+        # which go out alone must not follow the order the store listed the incidents in
+        sent = sorted(sent, key=lambda n: (list(Severity).index(n.incident.severity), n.id))
         keep |= {id(n) for n in sent[: limit - 1]}
         summaries.append(_storm(channel, sent[limit - 1 :], now))
     kept = [n for n in evaluation.notifications if id(n) in keep]
