@@ -119,3 +119,19 @@ def test_the_longest_failing_cause_is_named() -> None:
     held = records["prometheus/W0:host=h000"]
     assert held.inhibited_by == "alertmanager:fingerprint=3HostDownh000", held.inhibited_by
     assert held.state == State.firing
+
+
+def test_a_group_lists_its_members_alike_whatever_order_they_came_in() -> None:
+    """Seed 107: a group's opening listed its members in the order their messages came (the
+    store's listing order, or the order a source answered in)."""
+    first = [s for s in observed(0) if s.source == "prometheus/W0"]
+    said = []
+    for signals in (first, first[::-1]):
+        records: dict[str, Incident] = {}
+        for minute in range(2):
+            now = T0 + timedelta(minutes=minute)
+            made = decide(signals, records, POLICIES.__getitem__, StormRules(), now)
+            records.update({i.key: i for i in made.incidents})
+        said.append(records["group/prometheus/W0:severity=critical"].signal.summary)
+    assert said[0] == said[1]
+    assert said[0].startswith("8 prometheus/W0 incidents failing: Role agent on h000 failed")

@@ -218,7 +218,8 @@ def group(
                 marked = changed[m.key] = grouped_in(changed.get(m.key, m), gk)
                 if marked.state != State.resolved:
                     joined.append(m.key)
-        members = dict.fromkeys([*after.unresolved(current.members), *joined])
+        # the ones joining by key: their messages came in the order the store listed incidents
+        members = dict.fromkeys([*after.unresolved(current.members), *sorted(joined)])
         view = Overlay(after, batch.opened)
         g, sent = _advance(
             replace(current, members=tuple(members)), view, batch, config, policy_for, now
