@@ -32,7 +32,8 @@ QUIET = {"mirror": False, "repeat": None}
 
 
 def expand(spec: dict[str, Any]) -> list[Signal]:
-    """`{source, fail, severity, labels, count}`; with `count`, `{i}` numbers the copies."""
+    """`{source, fail, severity, labels, count, since}`; with `count`, `{i}` numbers the copies;
+    `since` (seconds from the start) is when the source says the failure began."""
     count = spec.get("count")
     out = []
     for i in range(count or 1):
@@ -46,6 +47,7 @@ def expand(spec: dict[str, Any]) -> list[Signal]:
                 severity=Severity(spec.get("severity", "warning")),
                 summary=f"{' '.join(labels.values())} {'failed' if spec['fail'] else 'ok'}",
                 labels=labels,
+                since=T0 + timedelta(seconds=spec["since"]) if "since" in spec else None,
             )
         )
     return out

@@ -219,7 +219,8 @@ def group(
                 marked = changed[m.key] = grouped_in(changed.get(m.key, m), gk)
                 if marked.state != State.resolved:
                     joined.append(m.key)
-        members = dict.fromkeys([*after.unresolved(current.members), *joined])
+        # the ones joining by key: their messages came in the order the store listed incidents
+        members = dict.fromkeys([*after.unresolved(current.members), *sorted(joined)])
         view = Overlay(after, batch.opened)
         g, sent = _advance(
             replace(current, members=tuple(members)), view, batch, config, policy_for, now
@@ -833,8 +834,9 @@ def _shared(values: Iterable[_T], otherwise: _T) -> _T:
 
 
 def bound(evaluation: Evaluation, limit: int, now: datetime) -> Evaluation:
-    """At most `limit` messages per channel in one run: the rest become one storm summary per
-    channel. Pager channels are left alone (one page per group already)."""
+    """At most `limit` messages per channel in one run, critical first, then by message id: the
+    rest become one storm summary per channel. Pager channels are left alone (one page per group
+    already)."""
     per_channel: dict[str, list[Notification]] = {}
     for n in evaluation.notifications:
         per_channel.setdefault(n.channel, []).append(n)
@@ -846,6 +848,8 @@ def bound(evaluation: Evaluation, limit: int, now: datetime) -> Evaluation:
         if pager_of(channel) or len(sent) <= limit:
             keep |= {id(n) for n in sent}
             continue
+        # which go out alone must not follow the order the store listed the incidents in
+        sent = sorted(sent, key=lambda n: (list(Severity).index(n.incident.severity), n.id))
         keep |= {id(n) for n in sent[: limit - 1]}
         summaries.append(_storm(channel, sent[limit - 1 :], now))
     kept = [n for n in evaluation.notifications if id(n) in keep]

@@ -120,7 +120,7 @@ def labels_of(incident: Incident) -> dict[str, str]:
 
 
 class _Index:
-    """Per rule: the unresolved sources by their `equal` label values."""
+    """Per rule: the unresolved sources by their `equal` label values, longest failing first."""
 
     def __init__(self, rules: Sequence[InhibitRule], incidents: Overlay):
         self.rules = [
@@ -153,6 +153,9 @@ class _Index:
                 if cause(labels):
                     values = tuple(labels.get(name, "") for name in equal)
                     self.sources[n].setdefault(values, []).append(key)
+        # the cause named is the longest failing, whatever order the store listed them in
+        for keys in (keys for by_values in self.sources for keys in by_values.values()):
+            keys.sort(key=lambda key: (incidents[key].onset, key))
         self._as_target: dict[str, list[int]] = {}
 
     def _targeting(self, source: str) -> list[int]:
