@@ -192,6 +192,35 @@ def test_a_page_to_a_pager_known_down_is_told_delayed_at_once(tmp_path: Path, ca
     assert outcome == case.expected
 
 
+# a blip long ago that no success cleared (its page withdrawn) is no pager known down
+def _held_outcome(
+    tmp_path: Path, blip_ago: timedelta, held_by_another: bool, failures: int = 1
+) -> str:
+    store = Store(str(tmp_path / "state.sqlite"))
+    now = stages.T0 + 10 * SECOND
+    record = evaluate([api()], store.unresolved(), lambda _s: stages.PAGE_AT_ONCE, stages.T0)
+    store.record(record, stages.T0)
+    page = stages.queued(store, "pagerduty", Kind.paged)
+    paged = stages.queued(store, "slack", Kind.paged)
+    blip = now - blip_ago
+    for _ in range(failures):  # a blip long ago: its 30 s rest long over, nothing sent since
+        store.queue.destination_failed("pagerduty", blip, blip + 30 * SECOND, "HTTP 503")
+    if held_by_another:
+        assert store.queue.claim_next("pagerduty", "another", now, MINUTE).id == page.id
+    running = ("slack", "pagerduty") if not held_by_another else ("slack",)
+    outcome = asyncio.run(page_outcome(store.queue, paged, stages.OWNER, now, running))
+    return "delayed" if isinstance(outcome, Notification) else outcome
+
+
+def test_a_blip_hours_ago_does_not_make_a_healthy_pager_known_down(tmp_path: Path) -> None:
+    # the same page held 10 s, a pager with no trouble recorded: "hold" (the table's own case)
+    assert (
+        _held_outcome(tmp_path / "a", 6 * 60 * MINUTE, held_by_another=True, failures=0) == "hold"
+    )
+    # one 503 six hours ago, its rest over for hours: the pager is not "known down"
+    assert _held_outcome(tmp_path / "b", 6 * 60 * MINUTE, held_by_another=True) == "hold"
+
+
 class Escalating(Fleet):
     """Step 1 pages PagerDuty at once; step 2, 10 minutes on, pages it again and calls @here."""
 

@@ -37,6 +37,7 @@ from fleet_alerting.http.retry import with_retries
 from fleet_alerting.store.outbox import (
     LONGEST_RETRY,
     WITHDRAWN,
+    Destination,
     Outbox,
     OutboxItem,
     Page,
@@ -196,8 +197,18 @@ async def _stuck(outbox: Outbox, page: Page, now: datetime) -> bool:
     was earlier — a pager already known down (a later step's page) is told at once, a healthy
     pager's short blip is not."""
     pager = await db(outbox.destination, page.channel, now)
-    owed_since = min(page.created_at or now, pager.failing_since or now)
+    owed_since = min(page.created_at or now, _down_since(pager, now) or now)
     return now - owed_since >= STUCK_PAGE_AFTER
+
+
+def _down_since(pager: Destination, now: datetime) -> datetime | None:
+    """When the pager's failures in a row began, while that trouble is current: it rests now,
+    or failed (or asked to wait) within LONGEST_RETRY, the longest a failed page waits for its
+    next try — a blip hours ago that no success cleared (its page withdrawn, say) makes no
+    pager known down."""
+    resting = pager.blocked_until is not None and pager.blocked_until > now
+    recent = pager.troubled_at is not None and now - pager.troubled_at <= LONGEST_RETRY
+    return pager.failing_since if resting or recent else None
 
 
 def _dead(pages: list[Page]) -> list[Page]:

@@ -158,6 +158,7 @@ class Destination:
     failures: int = 0
     last_error: str | None = None
     failing_since: datetime | None = None  # its first failure of those in a row
+    troubled_at: datetime | None = None  # when a failure or Retry-After last set its rest
 
 
 @dataclass(frozen=True)
@@ -729,6 +730,7 @@ class Outbox:
             row["failures"],
             row["last_error"],
             datetime.fromisoformat(since) if since and row["failures"] else None,
+            datetime.fromisoformat(row["updated_at"]) if row["updated_at"] else None,
         )
 
     def destination_failed(
