@@ -313,6 +313,7 @@ def mute(
     dropped_ids: set[str] = set()
     extra: list[Notification] = []
     released: dict[str, Incident] = {}
+    folded: dict[str, Incident] = {}  # the engine's Slack "paged" message tells the mute's end
     for key in candidates:
         incident = after[key]
         found = (
@@ -332,7 +333,9 @@ def mute(
             if updated != incident:
                 changed[key] = updated
         elif was is not None:
-            updated, keep, told = _end(incident, prior, sent, policy_for, now)
+            updated, keep, told, fold = _end(incident, prior, sent, policy_for, now)
+            if fold is not None:
+                folded[key] = fold
             if not keep:
                 drop.add(key)
             elif any(n.kind == Kind.silence_expired or PAGED_AGAIN in n.id for n in told):
@@ -346,17 +349,36 @@ def mute(
     kept = evaluation.notifications
     if drop or released:
         kept = [
-            replace(n, incident=replace(n.incident, acts=released[n.incident.key].acts))
-            if n.incident.key in released
-            else n  # what the engine sent as the mute ended: the record without the mute
+            _told_released(n, released, folded)
             for n in kept
             if n.incident.key not in drop and n.id not in dropped_ids
         ]
     # an incident first told as its mute ends opens its thread before the page the engine sent,
-    # and a page the mute held acknowledged is resolved before any page of it goes again
-    first = [n for n in extra if n.kind in (Kind.opened, Kind.resolved)]
-    rest = [n for n in extra if n.kind not in (Kind.opened, Kind.resolved)]
+    # a page the mute held acknowledged is resolved before any page of it goes again, and its
+    # pages again go before the Slack "paged" message that waits for them
+    first = [n for n in extra if _goes_first(n)]
+    rest = [n for n in extra if not _goes_first(n)]
     return Evaluation(list(changed.values()), first + kept + rest)
+
+
+def _goes_first(n: Notification) -> bool:
+    return n.kind in (Kind.opened, Kind.resolved) or (
+        n.kind == Kind.paged and pager_of(n.channel) is not None
+    )
+
+
+def _told_released(
+    n: Notification, released: Mapping[str, Incident], folded: Mapping[str, Incident]
+) -> Notification:
+    """What the engine sent as a mute ended: about the record without the mute — its Slack
+    "paged" message, of a step due as the mute ended, about the record with the mute's pages
+    again too (it names them, waits for them and says the mute ended: one message)."""
+    key = n.incident.key
+    if key in folded and n.kind == Kind.paged and n.channel in SLACK_CHANNELS:
+        return replace(n, incident=folded[key])
+    if key in released:
+        return replace(n, incident=replace(n.incident, acts=released[key].acts))
+    return n
 
 
 @dataclass(frozen=True)
@@ -480,18 +502,20 @@ def _end(
     sent: Sequence[Notification],
     policy_for: PolicyFor,
     now: datetime,
-) -> tuple[Incident, bool, list[Notification]]:
+) -> tuple[Incident, bool, list[Notification], Incident | None]:
     """The mute is over, or the incident resolved under it: (record, keep what the engine sent,
-    what to tell besides)."""
+    what to tell besides, the record its Slack "paged" message tells instead — a step due as
+    the mute ended pages beside the mute's pages again: one message says both)."""
     was_by = incident.acts.muted_by or (prior.acts.muted_by if prior else None) or "a mute"
     released = replace(incident, acts=_with_mute(incident.acts, None, None))
     told_before = prior is not None and prior.last_notified_at is not None
     if incident.state == State.resolved:
-        return released, told_before, []  # closed wherever it was told firing, nowhere else
+        return released, told_before, [], None  # closed wherever it was told firing, nowhere else
     if not incident.is_open or any(n.kind == Kind.opened for n in sent):
-        return released, True, []
+        return released, True, [], None
     if silenced_at(incident, now):
-        return incident, False, []  # an operator's silence holds: the mute ends with it
+        return incident, False, [], None  # an operator's silence holds: the mute ends with it
+    fold: Incident | None = None
     note = f"{incident.signal.summary} (was {was_by}, which has ended)"
     snapshot = replace(released, signal=replace(released.signal, summary=note))
     policy = policy_for(incident.severity)
@@ -508,13 +532,16 @@ def _end(
             released = repaged(released, pagers, now)
             snapshot = replace(released, signal=snapshot.signal)
             again = paged_again(snapshot, prior, now, paging)
-        # Slack says whom it paged again once they took the page, as a "paged" message — unless
-        # the engine's own "paged" message of a step due now tells of a page
-        if pagers and not any(n.kind == Kind.paged and n.channel in SLACK_CHANNELS for n in sent):
+        # Slack says whom it paged again once they took the page, as a "paged" message — the
+        # engine's own "paged" message, if a step is due now, names them and waits for them
+        stepping = any(n.kind == Kind.paged and n.channel in SLACK_CHANNELS for n in sent)
+        if pagers and stepping:
+            fold, told = snapshot, []
+        elif pagers:
             told = [paged_again_told(snapshot, c, now) for c in channels]
         told = [n for n in again if n.kind != Kind.resolved or n.channel not in resolving] + told
     else:
         told = notify_channels(snapshot, policy, Kind.opened, now)
-    if told:
+    if told or fold is not None:
         released = replace(released, last_notified_at=now)
-    return released, True, told
+    return released, True, told, fold
