@@ -94,7 +94,7 @@ def gate(
 ) -> Gate:
     s = settings(**kw)
     destination = DestinationState(store.queue, channel, s)
-    return Gate(store.queue, channel, OWNER, s, destination, report.held, running)
+    return Gate(store.queue, channel, OWNER, s, destination, report.held, running, report.withdrawn)
 
 
 # -- stage 1: the gate -------------------------------------------------------------------------

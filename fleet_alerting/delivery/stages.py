@@ -334,7 +334,7 @@ class Gate:
         destination: DestinationState,
         held: list[OutboxItem],
         running: Collection[str],
-        withdrawn: list[tuple[OutboxItem, str]] | None = None,
+        withdrawn: list[tuple[OutboxItem, str]],
     ):
         self.outbox = outbox
         self.channel = channel
@@ -343,7 +343,7 @@ class Gate:
         self.destination = destination
         self.held = held  # the report's: messages left waiting
         self.running = running  # the channels whose lanes in this drain are still going
-        self.withdrawn = [] if withdrawn is None else withdrawn  # the report's
+        self.withdrawn = withdrawn  # the report's: pages of resolved incidents, not sent
         self.done: set[int] = set()  # handled (or deliberately left) by this lane in this run
         self.deferred: set[int] = set()  # Slack "paged" messages whose page is being sent
         self.deferred_until = time.monotonic() + settings.paged_wait
