@@ -40,7 +40,7 @@ def whatif_review(config_path: str, start: datetime, end: datetime) -> list[tupl
     """The review section: the quarter replayed (audit/whatif_review.py)."""
     from fleet_alerting.audit.whatif_review import review
     from fleet_alerting.config import load_config
-    from fleet_alerting.store import history, silences
+    from fleet_alerting.store import actions, history, silences
     from fleet_alerting.store.database import Store
 
     config = load_config(config_path)
@@ -48,7 +48,9 @@ def whatif_review(config_path: str, start: datetime, end: datetime) -> list[tupl
         recorded = history.read(store, start, end)
         silenced = silences.listing(store, end, include_expired=True)
         incidents = [i for i in store.incidents(include_resolved=True) if i.onset >= start]
-    blocks = review(recorded, config, incidents, config.review.business_hours, silenced)
+        by_hand = actions.by_hand(store, start, end)
+    hours = config.review.business_hours
+    blocks = review(recorded, config, incidents, hours, silenced, by_hand)
     return [("What-if review", blocks)]
 
 

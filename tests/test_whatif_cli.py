@@ -196,6 +196,22 @@ def test_the_quarterly_audit_reviews_the_recorded_quarter(recorded: Path) -> Non
     assert "| 1 → 1 |" in noisiest  # the API's 20-minute outage still pages 15 min after onset
 
 
+def test_the_quarterly_review_says_it_is_a_replay_and_what_operators_did_by_hand(
+    acknowledged: Path,
+) -> None:
+    from fleet_alerting.audit.report import to_markdown
+    from fleet_alerting.tasks.audit import whatif_review
+
+    now = utcnow()
+    [(_title, blocks)] = whatif_review(str(acknowledged), now - timedelta(days=90), now)
+    text = to_markdown(blocks)
+    assert "**A replay, not history.**" in text
+    assert "edits made to it during the quarter are not replayed" in text
+    assert "Operators acted on incidents by hand in the quarter: ack 1." in text
+    # the ack is ana's alone: the evaluation's own rows in the trail are not counted
+    assert "muted" not in text.split("by hand in the quarter:", 1)[1].split(".", 1)[0]
+
+
 class Prometheus(FakeServer):
     """Prometheus' instant query API over synthetic `ALERTS` series (raw samples of a range
     selector, as the audit reads them)."""

@@ -129,6 +129,14 @@ def shift_table(shifts: list[Shift], comparison: Comparison) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def acted_by_hand(by_hand: Mapping[str, int], period: str) -> str:
+    """The sentence counting what operators did by hand in `period` (none: nothing said)."""
+    if not by_hand:
+        return ""
+    done = ", ".join(f"{action} {times}" for action, times in sorted(by_hand.items()))
+    return f" Operators acted on incidents by hand in {period}: {done}."
+
+
 def caveat(comparison: Comparison, sent_kept: timedelta | None, by_hand: Mapping[str, int]) -> str:
     """What the replay leaves out (with how often operators acted in the period, `by_hand`:
     action → times done), and where what was sent is (or why it is not) beside it."""
@@ -139,9 +147,7 @@ def caveat(comparison: Comparison, sent_kept: timedelta | None, by_hand: Mapping
         "hand: acknowledgements, snoozes and silences of one incident (silences by matchers are "
         "replayed) — an incident acknowledged before it paged pages in the replay on schedule."
     )
-    if by_hand:
-        done = ", ".join(f"{action} {times}" for action, times in sorted(by_hand.items()))
-        said += f" Operators acted on incidents by hand in this period: {done}."
+    said += acted_by_hand(by_hand, "this period")
     if comparison.sent is not None:
         return said + (
             " `sent` is what the store's outbox delivered in the period (pages and Slack "

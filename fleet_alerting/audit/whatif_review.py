@@ -5,7 +5,7 @@ quarter, each with a suggested policy change and what the replay says it would c
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -14,7 +14,7 @@ import pandas as pd
 
 from fleet_alerting.audit.report import Block
 from fleet_alerting.audit.whatif import SLACK, Replay, Sent, alert_of, replay
-from fleet_alerting.audit.whatif_report import charts_of_interruptions, figures
+from fleet_alerting.audit.whatif_report import acted_by_hand, charts_of_interruptions, figures
 from fleet_alerting.config import Config
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.history import History
@@ -110,11 +110,13 @@ def review(
     config: Config,
     incidents: Iterable[Incident],
     hours: Sequence[Window],
-    silences: Sequence[Silence] = (),
+    silences: Sequence[Silence],
+    by_hand: Mapping[str, int],
     with_charts: bool = True,
 ) -> list[Block]:
     """The section's blocks; replays the quarter once, then once per suggestion (operators'
-    `silences` muting what they selected in both)."""
+    `silences` muting what they selected in both; `by_hand`: what they did to incidents in the
+    quarter, action → times, which no replay has)."""
     live = replay(history, config, "live", silences=silences)
     rows: list[dict[str, Any]] = []
     for alert, sent in noisiest(live):
@@ -140,9 +142,13 @@ def review(
     blocks: list[Block] = [
         (
             "p",
-            "The quarter's recorded observations replayed through the live configuration "
-            f"({live.evaluations:,} evaluations for {live.runs:,} recorded runs); response "
-            "times from the incident store.",
+            "**A replay, not history.** The quarter's recorded observations replayed through "
+            f"the live configuration as it is today ({live.evaluations:,} evaluations for "
+            f"{live.runs:,} recorded runs; edits made to it during the quarter are not "
+            "replayed), without what operators did by hand: acknowledgements, snoozes and "
+            "silences of one incident (silences by matchers are replayed)."
+            + acted_by_hand(by_hand, "the quarter")
+            + " Response times are from the incident store: what happened.",
         ),
         ("h3", ("Response per alert", "response-per-alert")),
         ("table", response_table(incidents)),

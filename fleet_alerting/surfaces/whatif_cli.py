@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -49,8 +48,7 @@ def what_if(args: argparse.Namespace) -> int:
         recorded = history.read(store, start, end)
         silenced = silences.listing(store, end, include_expired=True)
         delivered = store.queue.sent(start, end) if start >= end - sent_kept else None
-        acted = [a for a in actions.history(store, since=start) if a.outcome == "done"]
-    by_hand = Counter(a.action for a in acted if a.at <= end)
+        by_hand = actions.by_hand(store, start, end)
     alerts = alert_episodes_of(current, start, end)
     routed = None
     if args.alertmanager:
