@@ -214,10 +214,13 @@ def _require(config: Config, path: str, *sections: str) -> None:
 def slack_app(args: argparse.Namespace) -> int:
     from fleet_alerting.deployments.trigger import trigger as run_now
     from fleet_alerting.surfaces.http_guard import serve
-    from fleet_alerting.surfaces.slack_app import announce, create_app, log_actions
+    from fleet_alerting.surfaces.slack_app import NO_FLEET_API, announce, create_app, log_actions
 
     config = _config(args.config)
-    _require(config, args.config, "operators.slack_app", "fleet_api")
+    # buttons, `/fleet incidents`, `run` and `silence` need no Fleet API; its secrets resolve if set
+    _require(
+        config, args.config, "operators.slack_app", *(["fleet_api"] if config.fleet_api else [])
+    )
     settings = config.operators.slack_app
     assert settings is not None
 
@@ -226,6 +229,8 @@ def slack_app(args: argparse.Namespace) -> int:
 
     app = create_app(config, trigger_from_slack)
     announce(app, settings.host, settings.port, lambda line: print(line, flush=True))
+    if config.fleet_api is None:
+        print(f"  {NO_FLEET_API}", flush=True)
     log_actions(sys.stderr)
     serve(app, settings.host, settings.port)
     return 0

@@ -60,9 +60,17 @@ class LogsQuery:
 
 
 class FleetQueries:
-    def __init__(self, config: Config, api: FleetApi):
+    """`api` is None without a `fleet_api` section: the store's answers still work."""
+
+    def __init__(self, config: Config, api: FleetApi | None):
         self.config = config
-        self.api = api
+        self._api = api
+
+    @property
+    def api(self) -> FleetApi:
+        if self._api is None:
+            raise RuntimeError("fleet_api is not configured")  # the surfaces say so before
+        return self._api
 
     async def health_summary(self) -> dict[str, Any]:
         body, _ = await self.api.get_json("/health/summary", {})
