@@ -485,7 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
     inc = with_config(add("incidents", incidents, "list incidents: id, state, onset, duration"))
     inc.add_argument("--all", action="store_true", help="include resolved incidents and why")
     inc.add_argument(
-        "--show", metavar="KEY", help="one incident and its actions (key, id or a unique prefix)"
+        "--show",
+        metavar="KEY",
+        help="one incident and its actions (key, id, a unique prefix, or a device name)",
     )
     _add_filters(inc, ["pending", "firing", "paged", "resolved"])
     from fleet_alerting.surfaces.actions_cli import add_commands as add_action_commands
