@@ -209,14 +209,9 @@ def test_a_device_name_finds_its_one_open_incident_and_lists_several(
     nothing is done."""
     path = tmp_path / "config.yaml"
     path.write_text(
-        yaml.safe_dump(
-            {
-                "state": {"path": "state.sqlite"},
-                "notify": {"dry_run": True, "outbox_file": "outbox.jsonl"},
-                "policies": {"warning": {"open_after": 1}},
-                "blackbox": {"targets": [{"name": "Fleet-API", "url": "http://10.0.0.5/healthz"}]},
-            }
-        )
+        "state: {path: state.sqlite}\nnotify: {dry_run: true}\n"
+        "policies: {warning: {open_after: 1}}\n"
+        "blackbox: {targets: [{name: Fleet-API, url: 'http://10.0.0.5/healthz'}]}\n"
     )
     config = load_config(path)
     now = utcnow() - timedelta(minutes=1)
