@@ -58,6 +58,8 @@ def check_config(args: argparse.Namespace) -> int:
     """Errors (exit 1) name file:line: key.path and what breaks; notes do not fail the check."""
     from fleet_alerting.config import ConfigError, load_config
     from fleet_alerting.config.checks import check, policy_summary, secret_refs
+    from fleet_alerting.core.clock import utcnow
+    from fleet_alerting.core.muting import Muting
     from fleet_alerting.core.signals import Severity
 
     path = args.config_file or args.config
@@ -95,6 +97,10 @@ def check_config(args: argparse.Namespace) -> int:
     print(f"  state: {_describe_state(config)}")
     for severity in Severity:
         print(f"  {policy_summary(config, severity)}")
+    schedules = Muting((), config.maintenance_rules()).schedules(utcnow())
+    print("  maintenance windows:" if schedules else "  maintenance windows: none")
+    for schedule in schedules:
+        print(f"    {schedule.describe()}")
     for finding in findings:
         if finding.level == "note":
             print(f"note: {finding.at(Path(path))}")
