@@ -335,11 +335,12 @@ class Schedule:
     next_end: datetime | None
 
     def describe(self) -> str:
-        """`yard-night: next 2026-12-08 01:00–02:00 UTC (02:00–03:00 Europe/Zagreb), matches
-        role="player",site="yard"`."""
+        """`yard-night: next 2026-12-08 00:00–01:00 UTC (2026-12-08 01:00–02:00 Europe/Zagreb),
+        matches role="player",site="yard"`."""
         return f"{self.name}: {self.when()}, matches {','.join(self.matchers)}"
 
     def when(self) -> str:
+        """`muting now until …; next …`, `next …`, or that none starts within LOOK_AHEAD."""
         ahead = f"{LOOK_AHEAD.days} days"
         said = []
         if self.muting:
