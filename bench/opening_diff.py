@@ -10,9 +10,10 @@ runs or none; grouping on or off; policies that open and resolve after one or tw
 mirror, remind. Every run prints each notification (id, channel, kind, the texts operators read,
 the record it carries) and each changed record, then the store's incidents at the end and every
 row the store holds of them — records, texts, history (each run recorded as the pipeline does),
-the outbox — as stored. Each `--code LABEL=DIR` checkout runs the seeds in a child process of its
-own (PYTHONPATH=DIR); with `--postgres` each also runs them on PostgreSQL (a throwaway cluster of
-tests/postgres.py, a database per seed). The outputs must be equal line for line.
+the outbox — as stored (a texts row's signal and a message's record parsed: `as_read`). Each
+`--code LABEL=DIR` checkout runs the seeds in a child process of its own (PYTHONPATH=DIR); with
+`--postgres` each also runs them on PostgreSQL (a throwaway cluster of tests/postgres.py, a
+database per seed). The outputs must be equal line for line.
 
     PYTHONPATH=$PWD .venv/bin/python bench/opening_diff.py --seeds 0:250 [--postgres] \\
         --code before=/tmp/main --code now=.
@@ -151,7 +152,8 @@ def child(seeds: range, out: TextIO, postgres: str | None) -> None:
 
     def rows(store: Store) -> list[tuple[str, list[Any]]]:
         """Every row of the tables an evaluation writes, as stored (ids left out: PostgreSQL's
-        sequences skip the numbers of rows an ON CONFLICT left out; the rows keep their order)."""
+        sequences skip the numbers of rows an ON CONFLICT left out; the rows keep their order),
+        but for the two JSON columns whose layout schema 9 changed (`as_read`)."""
         found = []
         with store.read() as conn:
             for name in TABLES:
@@ -159,7 +161,8 @@ def child(seeds: range, out: TextIO, postgres: str | None) -> None:
                 order = table.primary_key.columns
                 columns = [c for c in table.columns if c.name != "id"]
                 for row in conn.execute(sa.select(*columns).order_by(*order)):
-                    found.append((name, [int(v) if isinstance(v, bool) else v for v in row]))
+                    values = [int(v) if isinstance(v, bool) else v for v in row]
+                    found.append((name, as_read(name, [c.name for c in columns], values)))
         return found
 
     def write(*values: Any) -> None:
@@ -264,6 +267,24 @@ def child(seeds: range, out: TextIO, postgres: str | None) -> None:
 
 
 TABLES = ("incidents", "incident_texts", "history_changes", "history_keys", "outbox")
+
+
+def as_read(table: str, columns: list[str], values: list[Any]) -> list[Any]:
+    """A row's values (of `columns`) with what schema 9 stores once read as schema 8 stored it:
+    a texts row's signal with its key (the row's), and a message's copy of its incident's record
+    without a group's members (schema 9 leaves them out: no message reads them). Each such JSON
+    column parsed, so that the two layouts' spellings (escapes, key order) compare alike."""
+    values = list(values)
+    if table == "incident_texts":
+        key, signal = values
+        values[1] = {"key": key} | json.loads(signal)
+    if table == "outbox":
+        at = columns.index("data")
+        data = json.loads(values[at])
+        for listed in ("members", "members_told"):
+            data["incident"].pop(listed, None)
+        values[at] = data
+    return values
 
 
 def database(cluster_url: str) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from json.decoder import scanstring
 from operator import attrgetter, is_
 from typing import Any, NamedTuple, cast
 
@@ -267,7 +268,7 @@ def write(
                 # rendered into a copy (`with_texts`) that goes with the chunk: the row reads
                 # the signal's fingerprint alone
                 rendered = incident.signal.with_texts()
-                signals.append((incident.key, _json(_signal_json.dump_json(rendered))))
+                signals.append((incident.key, _texts_json(rendered, incident.key)))
             rows.add(incident, brief is not None)
         for statement, chunk in ((upsert, rows.rows), (update, rows.stored)):
             if chunk:
@@ -293,6 +294,15 @@ ROW_COLUMNS = (
 UPDATE_PARAMETERS = tuple(map(_new, ROW_COLUMNS))
 TEXT_COLUMNS = ("key", "signal")
 Row = tuple[Any, ...]  # a row's values of ROW_COLUMNS or TEXT_COLUMNS
+
+
+def _texts_json(signal: Signal, key: str) -> str:
+    """The signal's JSON for its texts row, without its key when that is the row's own (schema
+    9: ~50 bytes of each row, whose pages a storm's opening writes; `record_json` puts it back).
+    A signal keyed otherwise is stored whole."""
+    data = _json(_signal_json.dump_json(signal))
+    head = f"{_KEY_FIRST}{_quoted(key)},"
+    return "{" + data[len(head) :] if data.startswith(head) else data
 
 
 def _no_brief(_key: str) -> Brief | None:
@@ -505,8 +515,14 @@ def parse(data: str | bytes) -> Incident:
 
 
 def record_json(data: str, signal: str | None) -> str:
-    """An incident's JSON from its row's `data` and its signal (None: `data` holds it)."""
-    return data if signal is None else f'{data[:-1]},"signal":{signal}}}'
+    """An incident's JSON from its row's `data` and its signal (None: `data` holds it). A signal
+    stored without its key (`_texts_json`) gets the record's, as the record spells it."""
+    if signal is None:
+        return data
+    if not signal.startswith(_KEY_FIRST):
+        _key, end = scanstring(data, len(_KEY_FIRST) + 1)  # the record begins with its key
+        signal = f"{data[:end]},{signal[1:]}"
+    return f'{data[:-1]},"signal":{signal}}}'
 
 
 def row_incident(row: Sequence[Any]) -> Incident:

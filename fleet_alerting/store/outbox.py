@@ -40,6 +40,16 @@ from fleet_alerting.store import backend, incidents
 from fleet_alerting.store.tables import delete_at_most, destinations_table, outbox_table, ts
 
 _notification_json = TypeAdapter(Notification)
+# a group's members, left out of each message's copy of its record (schema 9): no message reads
+# them, and a storm's group lists thousands, twice (the group's own record keeps them)
+_UNLISTED = {"incident": {"members", "members_told"}}
+
+
+def _data(n: Notification) -> str:
+    """A notification as its outbox row's `data`."""
+    return _notification_json.dump_json(n, exclude=_UNLISTED).decode()
+
+
 # Compatibility with rows queued before `one_off` existed: these sources' messages were one-off
 # then too (a fleet event's report, a notify-test message), so such a row reads as one.
 ONE_OFF_SOURCES_BEFORE_THE_FLAG = frozenset({"fleet-events", "notify-test"})
@@ -101,7 +111,7 @@ def queue(conn: sa.Connection, notifications: Sequence[Notification], now: datet
             "attempts": 0,
             "created_at": ts(now),
             "next_attempt_at": ts(now),
-            "data": _notification_json.dump_json(n).decode(),
+            "data": _data(n),
         }
         for n in notifications
     ]
@@ -539,7 +549,7 @@ class Outbox:
         """A Slack "paged" message sent saying PAGING DELAYED, stored as `told` (as it went
         out); if its pages ended before this (another lane recorded it), what `tell` makes of
         that is queued in the same transaction."""
-        data = _notification_json.dump_json(told).decode()
+        data = _data(told)
         with self._transaction(told.incident.key) as conn:
             sent = {
                 "status": "sent", "attempts": attempts, "receipt": receipt, "data": data,

@@ -26,11 +26,13 @@ metadata = sa.MetaData()
 # 7: SQLite prunes by a partial index of the resolved rows, not by (state, resolved_at)
 # 8: outbox.sent_at and destinations.failing_since; the outbox status `withdrawn` (a page whose
 #    incident resolved before its pager took it), which code of 7 would read as a page delivered
-SCHEMA_VERSION = 8
+# 9: an incident's texts row holds its signal without the key (the row's own), and a message's
+#    copy of its record leaves out a group's members: code of 8 cannot read a signal without key
+SCHEMA_VERSION = 9
 # The oldest schema whose code may still use a store of this one: a rolling deploy across hosts
 # keeps the workers not yet upgraded running. Raise it to SCHEMA_VERSION when a change is more
 # than what older code ignores (a new table, a nullable column, an index it does not rely on).
-COMPATIBLE_FROM = 8
+COMPATIBLE_FROM = 9
 
 
 def ts(moment: datetime) -> str:
