@@ -160,6 +160,27 @@ def in_chromium(page: Path) -> _Text:
     return seen
 
 
+def test_a_period_longer_than_the_audit_trail_is_kept_says_so(
+    acknowledged: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The actions trail is pruned past `state.retention.actions`: what operators did by hand is
+    counted only for its last part, and the report says so (as it does for sent messages)."""
+    short = tmp_path / "short.yaml"  # the live config, its trail kept a day
+    settings = yaml.safe_load(acknowledged.read_text())
+    settings["state"]["retention"] = {"actions": "1d"}
+    short.write_text(yaml.safe_dump(settings))
+    later = proposed(tmp_path, steps("3m", "8m")["policies"])
+    args = ["what-if", "--config", str(short), "--proposed", str(later)]
+    assert main([*args, "--since", "3d"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "Operators acted on incidents by hand in its last 1d (the store keeps its audit trail "
+        "1d: `state.retention.actions`): ack 1."
+    ) in out
+    assert main([*args, "--since", "3h"]) == 0  # within the retention: as before
+    assert "Operators acted on incidents by hand in this period: ack 1." in capsys.readouterr().out
+
+
 @pytest.mark.integration
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make servers)")
 def test_the_html_report_renders_in_chromium(
