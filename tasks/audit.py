@@ -48,7 +48,12 @@ def whatif_review(config_path: str, start: datetime, end: datetime) -> list[tupl
         recorded = history.read(store, start, end)
         silenced = silences.listing(store, end, include_expired=True)
         incidents = [i for i in store.incidents(include_resolved=True) if i.onset >= start]
-    blocks = review(recorded, config, incidents, config.review.business_hours, silenced)
+    kept = config.state.retention
+    # what the review reads: the runs' history, resolved incidents, silences that ended
+    read = ("history", "resolved_incidents", "expired_silences")
+    kept_less = {name: getattr(kept, name) for name in read if start < end - getattr(kept, name)}
+    hours = config.review.business_hours
+    blocks = review(recorded, config, incidents, hours, silenced, kept_less=kept_less)
     return [("What-if review", blocks)]
 
 

@@ -217,6 +217,26 @@ def test_the_quarterly_audit_reviews_the_recorded_quarter(recorded: Path) -> Non
     assert "| 1 → 1 |" in noisiest  # the API's 20-minute outage still pages 15 min after onset
 
 
+def test_a_quarter_longer_than_the_store_keeps_says_so_in_the_review(
+    recorded: Path, tmp_path: Path
+) -> None:
+    from fleet_alerting.audit.report import to_markdown
+    from fleet_alerting.tasks.audit import whatif_review
+
+    short = tmp_path / "short.yaml"  # the live config, its history and incidents kept 30 days
+    settings = yaml.safe_load(recorded.read_text())
+    settings["state"]["retention"] = {"history": "30d", "resolved_incidents": "30d"}
+    short.write_text(yaml.safe_dump(settings))
+    now = utcnow()
+    [(_title, blocks)] = whatif_review(str(short), now - timedelta(days=90), now)
+    assert (
+        "The store keeps less than this period (`state.retention.history` 30d, "
+        "`state.retention.resolved_incidents` 30d): the figures are of the part it holds."
+    ) in to_markdown(blocks)
+    [(_title, blocks)] = whatif_review(str(short), now - timedelta(days=20), now)
+    assert "The store keeps less" not in to_markdown(blocks)
+
+
 class Prometheus(FakeServer):
     """Prometheus' instant query API over synthetic `ALERTS` series (raw samples of a range
     selector, as the audit reads them)."""

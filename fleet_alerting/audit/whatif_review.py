@@ -5,7 +5,7 @@ quarter, each with a suggested policy change and what the replay says it would c
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -112,9 +112,11 @@ def review(
     hours: Sequence[Window],
     silences: Sequence[Silence] = (),
     with_charts: bool = True,
+    kept_less: Mapping[str, timedelta] | None = None,
 ) -> list[Block]:
     """The section's blocks; replays the quarter once, then once per suggestion (operators'
-    `silences` muting what they selected in both)."""
+    `silences` muting what they selected in both). `kept_less`: what the store keeps less long
+    than the period (`state.retention` key → how long), said beside the figures."""
     live = replay(history, config, "live", silences=silences)
     rows: list[dict[str, Any]] = []
     for alert, sent in noisiest(live):
@@ -142,7 +144,7 @@ def review(
             "p",
             "The quarter's recorded observations replayed through the live configuration "
             f"({live.evaluations:,} evaluations for {live.runs:,} recorded runs); response "
-            "times from the incident store.",
+            "times from the incident store." + _kept_less(kept_less or {}),
         ),
         ("h3", ("Response per alert", "response-per-alert")),
         ("table", response_table(incidents)),
@@ -157,6 +159,15 @@ def review(
     if with_charts:
         blocks += [("img", chart) for chart in charts_of_interruptions([live])]
     return blocks
+
+
+def _kept_less(kept: Mapping[str, timedelta]) -> str:
+    if not kept:
+        return ""
+    said = ", ".join(
+        f"`state.retention.{name}` {format_duration(d, exact=True)}" for name, d in kept.items()
+    )
+    return f" The store keeps less than this period ({said}): the figures are of the part it holds."
 
 
 def _others(live: Replay, proposed: Replay, alert: str) -> str:
