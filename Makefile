@@ -55,3 +55,4 @@ bench: setup servers
 	PYTHONPATH=. $(BIN)/python bench/exporter_probe.py
 	PYTHONPATH=. $(BIN)/python bench/soak.py
 	PYTHONPATH=. $(BIN)/python bench/board.py
+	PYTHONPATH=. $(BIN)/python bench/whatif_sent.py

@@ -40,7 +40,7 @@ def whatif_review(config_path: str, start: datetime, end: datetime) -> list[tupl
     """The review section: the quarter replayed (audit/whatif_review.py)."""
     from fleet_alerting.audit.whatif_review import review
     from fleet_alerting.config import load_config
-    from fleet_alerting.store import history, silences
+    from fleet_alerting.store import actions, history, silences
     from fleet_alerting.store.database import Store
 
     config = load_config(config_path)
@@ -48,12 +48,13 @@ def whatif_review(config_path: str, start: datetime, end: datetime) -> list[tupl
         recorded = history.read(store, start, end)
         silenced = silences.listing(store, end, include_expired=True)
         incidents = [i for i in store.incidents(include_resolved=True) if i.onset >= start]
+        by_hand = actions.by_hand(store, start, end)
     kept = config.state.retention
-    # what the review reads: the runs' history, resolved incidents, silences that ended
-    read = ("history", "resolved_incidents", "expired_silences")
+    # what the review reads: the runs' history, resolved incidents, silences that ended, the trail
+    read = ("history", "resolved_incidents", "expired_silences", "actions")
     kept_less = {name: getattr(kept, name) for name in read if start < end - getattr(kept, name)}
     hours = config.review.business_hours
-    blocks = review(recorded, config, incidents, hours, silenced, kept_less=kept_less)
+    blocks = review(recorded, config, incidents, hours, silenced, by_hand, kept_less=kept_less)
     return [("What-if review", blocks)]
 
 

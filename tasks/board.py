@@ -31,6 +31,7 @@ from fleet_alerting.core.short_ids import SHORT, full_id
 from fleet_alerting.store.board import open_incidents
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.errors import StoreError
+from fleet_alerting.store.health import Undelivered, undelivered_pages
 from fleet_alerting.tasks.runtime import run_logger, tracked
 
 # what this process last published, per store (`serve` runs every watch here), and its id
@@ -43,21 +44,23 @@ async def publish_board(config: Config) -> None:
         await publish_incident_board(config)
 
 
-def _read(config: Config) -> tuple[list[Incident], dict[str, int]]:
+def _read(config: Config) -> tuple[list[Incident], dict[str, int], Undelivered]:
+    """The board's incidents, the counts, and the pages of theirs no pager has accepted."""
     with Store(config.state, create=False) as store:
-        return open_incidents(store, MAX_ROWS)
+        incidents, per_severity = open_incidents(store, MAX_ROWS)
+        return incidents, per_severity, undelivered_pages(store, incidents)
 
 
 async def publish_incident_board(config: Config) -> None:
     """Read the open incidents (the first MAX_ROWS in board order and the counts: one query)
     and publish the board."""
     try:
-        incidents, per_severity = await asyncio.to_thread(_read, config)
+        incidents, per_severity, owed = await asyncio.to_thread(_read, config)
     except (StoreError, DBAPIError) as exc:  # e.g. a record PostgreSQL cannot read as JSON
         run_logger().warning("incident board not updated: %s", str(exc).splitlines()[0])
         return
     # the id Slack shows (an operator types it, or more of it, to any command)
-    rows = [row_of(i, full_id(i.key)[:SHORT]) for i in incidents]
+    rows = [row_of(i, full_id(i.key)[:SHORT], _unsent(owed, i.key)) for i in incidents]
     board, now = Board(rows, per_severity), utcnow()
     where = str(config.state.url or config.state.path)
     last = _published.get(where)
@@ -72,6 +75,15 @@ async def publish_incident_board(config: Config) -> None:
         "muted (updated by the watch runs)",
     )
     _published[where] = (Published(board, now), published)
+
+
+def _unsent(owed: Undelivered, key: str) -> dict[str, str]:
+    """pager → `queued` or `dead` for an incident's pages not accepted (a dead one wins)."""
+    unsent: dict[str, str] = {}
+    for page in owed.get(key, ()):
+        if unsent.get(page.channel) != "dead":
+            unsent[page.channel] = page.status
+    return unsent
 
 
 async def _still_latest(artifact: UUID) -> bool:

@@ -198,3 +198,54 @@ def test_show_says_when_a_group_pages_next_and_marks_an_earlier_episodes_actions
     assert f"  Next page: pagerduty at {first:%H:%M:%S} UTC, as blackbox:target=pi-cam-0" in shown
     ack = next(line for line in shown.splitlines() if "ack by ana via cli: done" in line)
     assert ack.endswith(f"(an earlier episode, since {start:%H:%M:%S}Z)")
+
+
+def test_a_device_name_finds_its_one_open_incident_and_lists_several(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Operators think in device names: the `instance`/`device`/`host` label (without its port),
+    a probed URL's host, a Fleet API event's device, a configured blackbox target's name. A name
+    that names one open incident is that incident; one that names several lists them and
+    nothing is done."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "state: {path: state.sqlite}\nnotify: {dry_run: true}\n"
+        "policies: {warning: {open_after: 1}}\n"
+        "blackbox: {targets: [{name: Fleet-API, url: 'http://10.0.0.5/healthz'}]}\n"
+    )
+    config = load_config(path)
+    now = utcnow() - timedelta(minutes=1)
+    east04 = [
+        Signal("blackbox:url=http://pi-east-04:8081/healthz", "blackbox", True, Severity.warning,
+               "pi-east-04 /healthz failed", target="http://pi-east-04:8081/healthz",
+               labels={"role": "player"}),
+        Signal("prometheus/role_agent:instance=pi-east-04:9100", "prometheus/role_agent", True,
+               Severity.warning, "role agent failed", labels={"instance": "pi-east-04:9100"}),
+    ]  # fmt: skip
+    east05 = Signal("fleet_events:event=e1", "fleet_events", True, Severity.warning,
+                    "command.failed on pi-east-05", target="pi-east-05")  # fmt: skip
+    api = Signal("blackbox:url=http://10.0.0.5/healthz", "blackbox", True, Severity.warning,
+                 "Fleet-API failed", target="http://10.0.0.5/healthz")  # fmt: skip
+    with Store(config.state) as store:
+        store.record(evaluate([*east04, east05, api], {}, config.policy, now), now)
+    cli = ["--config", str(path)]
+
+    assert main(["incidents", "--show", "pi-east-05", *cli]) == 0
+    assert "fleet_events:event=e1: firing warning, command.failed on pi-east-05" in (
+        capsys.readouterr().out
+    )
+    assert main(["incidents", "--show", "fleet-api", *cli]) == 0  # the target's configured name
+    assert "blackbox:url=http://10.0.0.5/healthz: firing" in capsys.readouterr().out
+
+    assert main(["ack", "PI-EAST-04", *cli, "--as", "ana"]) == 1
+    err = capsys.readouterr().err
+    assert '"PI-EAST-04" names 2 open incidents' in err
+    for signal in east04:
+        assert f"{full_id(signal.key)[:6]} {signal.key}" in err
+    with Store(config.state) as store:
+        assert all(store.incident(s.key).acts.acked_by is None for s in east04)
+
+    assert main(["snooze", "pi-east-05", "--for", "1h", *cli, "--as", "ana"]) == 0
+    assert capsys.readouterr().out.startswith("Reminders snoozed by ana")
+    with Store(config.state) as store:
+        assert store.incident(east05.key).acts.snoozed_until is not None

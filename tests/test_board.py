@@ -87,6 +87,7 @@ def board_row(spec: dict[str, Any]) -> BoardRow:
     fields["severity"] = Severity(fields["severity"])
     fields["state"] = State(fields["state"])
     fields["paged"] = tuple(fields.get("paged", ()))
+    fields["unsent"] = tuple(sorted(fields.get("unsent", {}).items()))
     fields.setdefault("short_id", full_id(fields["key"])[:SHORT])
     return BoardRow(**fields)
 
@@ -158,8 +159,9 @@ def test_a_row_names_the_pagers_of_the_step_the_incident_is_on() -> None:
         acts=acts,
         escalation=Escalation(step=2, steps=3, pages=pages),
     )
-    row = row_of(incident, "abcdef")
+    row = row_of(incident, "abcdef", {"pagerduty": "queued", "oncall_secondary": "dead"})
     assert (row.paged, row.step, row.steps) == (("oncall_secondary",), 2, 3)
+    assert row.unsent == (("oncall_secondary", "dead"),)  # step 1's pager is not shown
     assert (row.acked_by, row.acked_at, row.muted_by, row.muted_until) == (
         "ana",
         t1,

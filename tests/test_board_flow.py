@@ -187,6 +187,27 @@ def test_runs_add_a_board_version_only_when_the_board_changed(
     assert len(notifications_artifacts()) == len(told) + 1  # the run that paged
 
 
+@pytest.mark.integration
+def test_a_page_no_pager_accepted_is_not_shown_as_paged(
+    prefect_api: str, config_file: Path
+) -> None:
+    """PagerDuty refuses the page (400: a dead letter): the board does not say it paged."""
+    from fleet_alerting.flows import get_flow
+
+    blackbox_probe = get_flow("blackbox-probe")
+    before = board_versions()
+    with Api() as api, SlackWebhookServer() as slack, PagerDutyServer() as pd:
+        write_config(config_file, api.url, slack.url, pd.url, open_after=1)
+        pd.fail_next = [Response(400, {"status": "invalid event", "message": "bad routing key"})]
+        state = asyncio.run(blackbox_probe(str(config_file), return_state=True))
+        assert state.is_failed() and pd.events == []  # the run fails: its page is a dead letter
+    with Store(config_file.parent / "state.sqlite") as store:
+        (incident,) = [i for i in store.incidents() if i.source == "blackbox"]
+    (latest, *_) = board_versions(but=before)
+    paged = row_of(latest[1], full_id(incident.key)[:SHORT])["paged"]
+    assert paged == "pagerduty (page failed: a dead letter) (step 2 of 2)"
+
+
 async def publish_as_another_process(markdown: str) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import ArtifactCreate

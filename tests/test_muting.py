@@ -161,3 +161,23 @@ def test_closing_words_say_what_muted_the_incident() -> None:
     resolved = replace(window, state=State.resolved, resolved_at=T0 + timedelta(minutes=7))
     top = top_message(Notification("n3", "slack", Kind.resolved, T0, resolved))
     assert top["text"].startswith("Resolved after 7m00s: [WARNING] pi-0 down")
+
+
+SCHEDULES = yaml.safe_load((Path(__file__).parent / "cases" / "window_schedules.yaml").read_text())
+
+
+@pytest.mark.parametrize("case", SCHEDULES, ids=[c["name"] for c in SCHEDULES])
+def test_window_schedule_table(case: dict[str, Any]) -> None:
+    maintenance = MaintenanceConfig.model_validate(
+        {
+            "windows": [{"name": n, "time_intervals": t} for n, t in case["windows"].items()],
+            "mute": case["mute"],
+        }
+    ).with_policies(
+        {
+            severity: PolicyConfig(mute_time_intervals=[window])
+            for severity, window in case.get("policies", {}).items()
+        }
+    )
+    now = datetime.fromisoformat(case["now"]).replace(tzinfo=UTC)
+    assert [s.describe() for s in Muting((), maintenance).schedules(now)] == case["says"]

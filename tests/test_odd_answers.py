@@ -106,7 +106,14 @@ def test_prometheus_odd_answer_keeps_every_incident(
     assert "RoleAgentFailure" in warnings[0] and case["warning"] in warnings[0]
 
 
-@pytest.mark.parametrize("odd", [None, [42]], ids=["null", "a sample that is no object"])
+NULL_VALUE = {"metric": {"host": "a"}, "value": [1.7e9, None]}
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [None, [42], [NULL_VALUE]],
+    ids=["null", "a sample that is no object", "a named sample whose value is null"],
+)
 def test_an_odd_presence_answer_moves_no_absent_metric_incident(
     odd: object, config_file: Path, pd: PagerDutyServer
 ) -> None:

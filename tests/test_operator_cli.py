@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from fleet_alerting.config import load_config
-from fleet_alerting.core.short_ids import find, full_id, short_ids
+from fleet_alerting.core.short_ids import device_names, find, full_id, short_ids
 from fleet_alerting.sources.alertmanager.client import Alert
 from fleet_alerting.sources.alertmanager.judge import to_signals
 from fleet_alerting.sources.alertmanager.watch import escalation_policies
@@ -148,6 +148,13 @@ KEYS = {
     "blackbox:url=http://api/healthz": "paged",
     "blackbox:url=http://api/healthz-old": "resolved",
 }
+LABELS = {  # as `labels_of` gives them
+    "zigbee:coordinator=pi-video-01,check=offline": {"instance": "pi-video-01:9100"},
+    "zigbee:coordinator=pi-video-01,check=broker": {"device": "pi-video-01"},
+    "blackbox:url=http://api/healthz": {"target": "http://api/healthz"},
+    "blackbox:url=http://api/healthz-old": {"target": "http://api-old/healthz"},
+}
+NAMED = {"blackbox:url=http://api/healthz": ("Fleet API",)}  # blackbox.targets[].name
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["typed"] for c in CASES])
@@ -156,7 +163,8 @@ def test_finding_an_incident_from_what_was_typed(case: dict) -> None:
     if typed.startswith("ID:"):  # its short id, upper case, 5 characters
         typed = full_id(typed[3:])[:5].upper()
     opened = [k for k, state in KEYS.items() if state != "resolved"]
-    found = find(typed, KEYS.keys(), opened)
+    devices = {k: device_names(LABELS[k], *NAMED.get(k, ())) for k in opened}
+    found = find(typed, KEYS.keys(), opened, devices)
     assert found.key == case.get("key")
     assert len(found.ambiguous) == case.get("ambiguous", 0)
     assert list(found.suggestions) == case.get("suggestions", [])

@@ -130,3 +130,63 @@ def test_a_silence_that_matches_no_open_incident_says_so(
     assert main(["silence", "add", matcher, "--for", "10h", *given]) == 0
     said = capsys.readouterr().out
     assert "; it matches no open incident now (an incident's labels: `fleet-alerting" in said
+
+
+def test_a_window_says_its_next_start_and_end_before_it_mutes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The operator planning a night reads each configured window's matchers and its next start
+    and end — in UTC and in the window's own zone — in `silence query` and in `check-config`."""
+    from datetime import UTC, datetime
+
+    import yaml
+
+    monkeypatch.setattr(
+        "fleet_alerting.core.clock.utcnow", lambda: datetime(2026, 12, 7, 17, 13, tzinfo=UTC)
+    )
+    path = tmp_path / "config.yaml"
+    one_to_two = {"start_time": "01:00", "end_time": "02:00"}
+    six_to_half_past_seven = {"start_time": "18:00", "end_time": "19:30"}
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "state": {"path": "state.sqlite"},
+                "notify": {"dry_run": True},
+                "maintenance": {
+                    "windows": [
+                        {"name": "yard-night", "time_intervals": [{"times": [one_to_two]}]},
+                        {"name": "zg-evening",
+                         "time_intervals": [{"times": [six_to_half_past_seven],
+                                             "location": "Europe/Zagreb"}]},
+                    ],
+                    "mute": [
+                        {"matchers": ['role="player"', 'site="yard"'],
+                         "mute_time_intervals": ["yard-night"]},
+                        {"matchers": ['coordinator="yard"'], "mute_time_intervals": ["zg-evening"]},
+                    ],
+                },
+            }
+        )
+    )  # fmt: skip
+    given = ["--config", str(path)]
+    yard = 'yard-night: next 2026-12-08 01:00–02:00 UTC, matches role="player",site="yard"'
+    zagreb = (
+        "zg-evening: muting now until 2026-12-07 18:30 UTC (2026-12-07 19:30 Europe/Zagreb); "
+        "next 2026-12-08 17:00–18:30 UTC (2026-12-08 18:00–19:30 Europe/Zagreb), "
+        'matches coordinator="yard"'
+    )
+    assert main(["silence", "query", *given]) == 0
+    table = capsys.readouterr().out
+    assert f"  {yard}" in table.splitlines() and f"  {zagreb}" in table.splitlines()
+    assert "window   yard-night" in table and "2026-12-07 18:30" in table  # UNTIL: it lifts
+    assert main(["silence", "query", "-o", "json", *given]) == 0
+    night, evening = json.loads(capsys.readouterr().out)
+    assert (night["next_starts_at"], night["next_ends_at"], night["ends_at"]) == (
+        "2026-12-08T01:00:00Z", "2026-12-08T02:00:00Z", None
+    )  # fmt: skip
+    assert evening["ends_at"] == "2026-12-07T18:30:00Z"
+    assert evening["time_zones"] == ["Europe/Zagreb"] and evening["schedule"] == zagreb
+    assert main(["check-config", *given]) == 0
+    checked = capsys.readouterr().out.splitlines()
+    assert "  maintenance windows:" in checked
+    assert f"    {yard}" in checked and f"    {zagreb}" in checked

@@ -444,3 +444,59 @@ def test_fleet_silence_add_and_expire_leave_the_event_loop_free(tmp_path: Path) 
 
 def text_of_reply(answer: dict) -> str:
     return "\n".join(b["text"]["text"] for b in answer["blocks"])
+
+
+def test_incidents_show_the_id_and_who_acked_silenced_or_muted_it(slack, tmp_path: Path) -> None:
+    """`/fleet incidents` on a phone: each line carries the short id every command takes, and
+    whether it is acknowledged, silenced, snoozed or muted (and until when) — as the CLI's
+    listing does; names and labels from outside show as text, never a ping."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from slack_sdk.models.blocks import Block
+
+    from fleet_alerting.core.incidents import Acts, Incident, State
+    from fleet_alerting.core.policy import Evaluation
+    from fleet_alerting.core.short_ids import short_ids
+    from fleet_alerting.core.signals import Severity, Signal
+    from fleet_alerting.store.database import Store
+
+    client, _ = slack
+    now = datetime.now(UTC)
+    until = datetime(2031, 12, 8, 2, 0, tzinfo=UTC)
+
+    def incident(key: str, summary: str, acts: Acts) -> Incident:
+        signal = Signal(key, "probe", True, Severity.critical, summary)
+        opened = Incident(key, "probe", Severity.critical, State.firing, now, now, signal)
+        return replace(opened, consecutive_failures=2, opened_at=now, acts=acts)
+
+    acked = incident(
+        "probe:target=<!channel>",
+        "API down <!here>",
+        Acts(acked_by="@ana <!channel>", acked_at=now, silenced_by="@ana", silenced_until=until),
+    )
+    muted = incident(
+        "probe:target=yard",
+        "yard player down",
+        Acts(
+            mute_id="window:yard-night",
+            muted_by="muted by window yard-night",
+            muted_until=until,
+            snoozed_until=now + timedelta(hours=1),
+        ),
+    )
+    plain = incident("probe:target=hall", "hall player down", Acts())
+    with Store(tmp_path / "state.sqlite") as store:
+        store.record(Evaluation([acked, muted, plain], []), now)
+    ids = short_ids([acked.key, muted.key, plain.key])
+    response = client.command("incidents")
+    for block in response.json()["blocks"]:
+        Block.parse(block).validate_json()
+    lines = text_of(response).splitlines()[1:]
+    line = {key: next(x for x in lines if f"`{ids[key]}`" in x) for key in ids}
+    assert "acked by @ana &lt;!channel&gt;" in line[acked.key]
+    assert "silenced by @ana until Dec 8 02:00 UTC" in line[acked.key]
+    assert "muted by window yard-night until Dec 8 02:00 UTC" in line[muted.key]
+    assert "snoozed until" in line[muted.key] and "acked" not in line[muted.key]
+    assert "acked" not in line[plain.key] and "muted" not in line[plain.key]
+    assert "<!channel>" not in response.text and "<!here>" not in response.text

@@ -4,6 +4,7 @@ stderr, never a secret. The process is started, spoken to over HTTP, and its out
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -66,20 +67,25 @@ def answers(url: str) -> bool:
         return False
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[tuple[str, Path, Path, SlackWebhookServer]]:
+@contextlib.contextmanager
+def started(
+    tmp_path: Path, fleet_api: bool = True
+) -> Iterator[tuple[str, Path, Path, SlackWebhookServer]]:
+    """`fleet-alerting slack-app` started from its entry point, with an incident stored;
+    `fleet_api`: whether the config has a `fleet_api` section."""
     port = free_port()
     with fleet_server() as fleet, SlackWebhookServer() as responses:
         (tmp_path / "signing.secret").write_text(SIGNING_SECRET)
         (tmp_path / "fleet.token").write_text(TOKEN)
         config = tmp_path / "config.yaml"
         settings = {"signing_secret": {"file": "signing.secret"}, "allowed_users": ["U0ANA"]}
+        sections = {"fleet_api": {"url": fleet.url, "token": {"file": "fleet.token"}}}
         config.write_text(
             yaml.safe_dump(
                 {
                     "state": {"path": "state.sqlite"},
                     "notify": {"dry_run": True},
-                    "fleet_api": {"url": fleet.url, "token": {"file": "fleet.token"}},
+                    **(sections if fleet_api else {}),
                     "operators": {"slack_app": settings | {"host": "127.0.0.1", "port": port}},
                 }
             )
@@ -106,6 +112,12 @@ def app(tmp_path: Path) -> Iterator[tuple[str, Path, Path, SlackWebhookServer]]:
             proc.wait(30)
 
 
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[tuple[str, Path, Path, SlackWebhookServer]]:
+    with started(tmp_path) as running:
+        yield running
+
+
 def test_start_up_says_address_and_routes(app) -> None:
     url, out, _err, _responses = app
     lines = out.read_text().splitlines()
@@ -128,3 +140,32 @@ def test_each_handled_command_and_click_is_logged(app) -> None:
     assert "/fleet incidents by U0ANA in C0OPS: Open incidents" in logged
     assert f"slack ack on incident {KEY} by @ana (U0ANA) in C0OPS: Acknowledged by @ana" in logged
     assert SIGNING_SECRET not in logged + out.read_text() and TOKEN not in logged
+
+
+def command(text: str) -> bytes:
+    return urlencode(
+        {"command": "/fleet", "text": text, "user_id": "U0ANA", "channel_id": "C0OPS",
+         "trigger_id": uuid.uuid4().hex}
+    ).encode()  # fmt: skip
+
+
+def test_buttons_and_incidents_need_no_fleet_api(tmp_path: Path) -> None:
+    """Only `/fleet health`, `state` and `logs` read the Fleet API: without a `fleet_api`
+    section the app starts, says so once, takes clicks and lists incidents, and those three
+    answer what they need."""
+    with started(tmp_path, fleet_api=False) as (url, out, err, responses):
+        assert answers(url), (out.read_text(), err.read_text())
+        listed = httpx.post(f"{url}/slack/commands", timeout=10, **signed(command("incidents")))
+        health = httpx.post(f"{url}/slack/commands", timeout=10, **signed(command("health")))
+        clicked = httpx.post(
+            f"{url}/slack/actions", timeout=10, **signed(click(f"{responses.url}/r"))
+        )
+        assert clicked.status_code == 200
+        wait_until(lambda: "slack ack" in err.read_text(), 30, "the click handled")
+    assert "Fleet API down" in listed.json()["blocks"][1]["text"]["text"]
+    needs = health.json()["blocks"][1]["text"]["text"]
+    assert health.json()["text"] == "The Fleet API is not configured"
+    assert "`/fleet health`, `/fleet state` and `/fleet logs` read the Fleet API" in needs
+    assert "no fleet_api section: /fleet health, state and logs answer that they need one" in (
+        out.read_text()
+    )

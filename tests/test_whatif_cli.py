@@ -218,23 +218,47 @@ def test_the_quarterly_audit_reviews_the_recorded_quarter(recorded: Path) -> Non
 
 
 def test_a_quarter_longer_than_the_store_keeps_says_so_in_the_review(
-    recorded: Path, tmp_path: Path
+    acknowledged: Path, tmp_path: Path
 ) -> None:
     from fleet_alerting.audit.report import to_markdown
     from fleet_alerting.tasks.audit import whatif_review
 
     short = tmp_path / "short.yaml"  # the live config, its history and incidents kept 30 days
-    settings = yaml.safe_load(recorded.read_text())
-    settings["state"]["retention"] = {"history": "30d", "resolved_incidents": "30d"}
+    settings = yaml.safe_load(acknowledged.read_text())
+    kept = {"history": "30d", "resolved_incidents": "30d", "actions": "1d"}
+    settings["state"]["retention"] = kept
     short.write_text(yaml.safe_dump(settings))
     now = utcnow()
     [(_title, blocks)] = whatif_review(str(short), now - timedelta(days=90), now)
+    text = to_markdown(blocks)
     assert (
         "The store keeps less than this period (`state.retention.history` 30d, "
         "`state.retention.resolved_incidents` 30d): the figures are of the part it holds."
-    ) in to_markdown(blocks)
-    [(_title, blocks)] = whatif_review(str(short), now - timedelta(days=20), now)
-    assert "The store keeps less" not in to_markdown(blocks)
+    ) in text
+    assert (
+        "Operators acted on incidents by hand in its last 1d (the store keeps its audit trail "
+        "1d: `state.retention.actions`): ack 1."
+    ) in text
+    [(_title, blocks)] = whatif_review(str(short), now - timedelta(hours=20), now)
+    text = to_markdown(blocks)
+    assert "The store keeps less" not in text
+    assert "by hand in the quarter: ack 1." in text
+
+
+def test_the_quarterly_review_says_it_is_a_replay_and_what_operators_did_by_hand(
+    acknowledged: Path,
+) -> None:
+    from fleet_alerting.audit.report import to_markdown
+    from fleet_alerting.tasks.audit import whatif_review
+
+    now = utcnow()
+    [(_title, blocks)] = whatif_review(str(acknowledged), now - timedelta(days=90), now)
+    text = to_markdown(blocks)
+    assert "**A replay, not history.**" in text
+    assert "edits made to it during the quarter are not replayed" in text
+    assert "Operators acted on incidents by hand in the quarter: ack 1." in text
+    # the ack is ana's alone: the evaluation's own rows in the trail are not counted
+    assert "muted" not in text.split("by hand in the quarter:", 1)[1].split(".", 1)[0]
 
 
 class Prometheus(FakeServer):

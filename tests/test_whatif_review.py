@@ -43,7 +43,7 @@ def test_the_noisiest_alerts_come_with_a_change_and_its_figures(tmp_path: Path) 
     path = tmp_path / "live.yaml"
     path.write_text(yaml.safe_dump({"notify": {"dry_run": True}}))
     config = load_config(path)
-    blocks = review(history(), config, [], config.review.business_hours, with_charts=False)
+    blocks = review(history(), config, [], config.review.business_hours, (), {}, with_charts=False)
     table = next(v for k, v in blocks if k == "table" and "suggested change" in v.columns)
     rows = {row["alert"]: row for row in table.to_dict("records")}
     # the flapping warning: open after 2 → 4 runs, its two-minute failures tell nobody

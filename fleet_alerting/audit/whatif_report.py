@@ -129,6 +129,21 @@ def shift_table(shifts: list[Shift], comparison: Comparison) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def acted_by_hand(
+    by_hand: Mapping[str, int], period: str, trail_kept: timedelta | None = None
+) -> str:
+    """The sentence counting what operators did by hand in `period` (none: nothing said), of its
+    last `trail_kept` when the store keeps its audit trail less long than the period."""
+    if trail_kept is not None:
+        trail = format_duration(trail_kept, exact=True)  # as the config spells it
+        period = f"its last {trail} (the store keeps its audit trail {trail}: "
+        period += "`state.retention.actions`)"
+    if not by_hand:
+        return f" Operators did not act on incidents by hand in {period}." if trail_kept else ""
+    done = ", ".join(f"{action} {times}" for action, times in sorted(by_hand.items()))
+    return f" Operators acted on incidents by hand in {period}: {done}."
+
+
 def caveat(
     comparison: Comparison,
     sent_kept: timedelta | None,
@@ -145,16 +160,7 @@ def caveat(
         "hand: acknowledgements, snoozes and silences of one incident (silences by matchers are "
         "replayed) — an incident acknowledged before it paged pages in the replay on schedule."
     )
-    when = "in this period"
-    if trail_kept is not None:
-        trail = format_duration(trail_kept, exact=True)  # as the config spells it
-        when = f"in its last {trail} (the store keeps its audit trail {trail}: "
-        when += "`state.retention.actions`)"
-    if by_hand:
-        done = ", ".join(f"{action} {times}" for action, times in sorted(by_hand.items()))
-        said += f" Operators acted on incidents by hand {when}: {done}."
-    elif trail_kept is not None:
-        said += f" Operators did not act on incidents by hand {when}."
+    said += acted_by_hand(by_hand, "this period", trail_kept)
     if comparison.sent is not None:
         return said + (
             " `sent` is what the store's outbox delivered in the period (pages and Slack "

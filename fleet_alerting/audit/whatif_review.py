@@ -14,7 +14,7 @@ import pandas as pd
 
 from fleet_alerting.audit.report import Block
 from fleet_alerting.audit.whatif import SLACK, Replay, Sent, alert_of, replay
-from fleet_alerting.audit.whatif_report import charts_of_interruptions, figures
+from fleet_alerting.audit.whatif_report import acted_by_hand, charts_of_interruptions, figures
 from fleet_alerting.config import Config
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.history import History
@@ -110,12 +110,14 @@ def review(
     config: Config,
     incidents: Iterable[Incident],
     hours: Sequence[Window],
-    silences: Sequence[Silence] = (),
+    silences: Sequence[Silence],
+    by_hand: Mapping[str, int],
     with_charts: bool = True,
     kept_less: Mapping[str, timedelta] | None = None,
 ) -> list[Block]:
     """The section's blocks; replays the quarter once, then once per suggestion (operators'
-    `silences` muting what they selected in both). `kept_less`: what the store keeps less long
+    `silences` muting what they selected in both; `by_hand`: what they did to incidents in the
+    quarter, action → times, which no replay has). `kept_less`: what the store keeps less long
     than the period (`state.retention` key → how long), said beside the figures."""
     live = replay(history, config, "live", silences=silences)
     rows: list[dict[str, Any]] = []
@@ -142,9 +144,14 @@ def review(
     blocks: list[Block] = [
         (
             "p",
-            "The quarter's recorded observations replayed through the live configuration "
-            f"({live.evaluations:,} evaluations for {live.runs:,} recorded runs); response "
-            "times from the incident store." + _kept_less(kept_less or {}),
+            "**A replay, not history.** The quarter's recorded observations replayed through "
+            f"the live configuration as it is today ({live.evaluations:,} evaluations for "
+            f"{live.runs:,} recorded runs; edits made to it during the quarter are not "
+            "replayed), without what operators did by hand: acknowledgements, snoozes and "
+            "silences of one incident (silences by matchers are replayed)."
+            + acted_by_hand(by_hand, "the quarter", (kept_less or {}).get("actions"))
+            + " Response times are from the incident store: what happened."
+            + _kept_less({k: v for k, v in (kept_less or {}).items() if k != "actions"}),
         ),
         ("h3", ("Response per alert", "response-per-alert")),
         ("table", response_table(incidents)),

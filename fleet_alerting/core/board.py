@@ -26,6 +26,8 @@ MAX_CELL = 200  # characters of outside text per cell
 SEVERITY_ORDER = (Severity.critical, Severity.warning, Severity.info)
 COLUMNS = ("severity", "since", "id", "incident", "source", "paged", "acknowledged", "muted")
 NOTHING = "—"
+# a pager that has not accepted the page: the board does not say it was paged
+UNSENT = {"queued": " (page not delivered yet)", "dead": " (page failed: a dead letter)"}
 # an unchanged board is published again after this long: its ages and "as of" stay that fresh
 REFRESH = timedelta(minutes=5)
 
@@ -42,6 +44,7 @@ class BoardRow:
     since: datetime  # the failure's onset
     summary: str = ""
     paged: tuple[str, ...] = ()  # the pagers of the escalation step it is on
+    unsent: tuple[tuple[str, str], ...] = ()  # (pager, queued | dead): its page not accepted
     step: int = 0
     steps: int = 0
     acked_by: str | None = None
@@ -100,9 +103,10 @@ ACTS_SHOWN = (
 )
 
 
-def row_of(incident: Incident, short_id: str) -> BoardRow:
+def row_of(incident: Incident, short_id: str, unsent: Mapping[str, str]) -> BoardRow:
     """The board's row of an open incident: who is paged is the pagers of the step it is on
-    (those it paged last time that step ran)."""
+    (those it paged last time that step ran); `unsent`: pager → `queued` or `dead`, the pagers
+    that have not accepted its episode's page (a group's member: its group's page)."""
     esc = incident.escalation
     paged = current_pages(incident) or (incident.paged_via if incident.state == State.paged else ())
     return BoardRow(
@@ -114,6 +118,7 @@ def row_of(incident: Incident, short_id: str) -> BoardRow:
         since=incident.onset,
         summary=incident.signal.summary,
         paged=paged,
+        unsent=tuple(sorted((p, unsent[p]) for p in paged if p in unsent)),
         step=esc.step,
         steps=esc.steps,
         inhibited_by=incident.inhibited_by,
@@ -187,7 +192,8 @@ def _paged(row: BoardRow) -> str:
     step = f"step {row.step} of {row.steps}" if row.steps else ""
     if not row.paged:
         return step or NOTHING
-    pagers = ", ".join(cell(p) for p in row.paged)
+    unsent = dict(row.unsent)
+    pagers = ", ".join(cell(p) + UNSENT.get(unsent.get(p, ""), "") for p in row.paged)
     return f"{pagers} ({step})" if step else pagers
 
 

@@ -54,7 +54,12 @@ from fleet_alerting.core.inhibition import held_back
 from fleet_alerting.core.model import Model
 from fleet_alerting.core.policy import Evaluation, PolicyConfig, PolicyFor, notify_channels
 from fleet_alerting.core.signals import Signal
-from fleet_alerting.core.time_intervals import TimeInterval, TimeIntervalError, parse_time_interval
+from fleet_alerting.core.time_intervals import (
+    TimeInterval,
+    TimeIntervalError,
+    parse_time_interval,
+    zone,
+)
 
 LOOK_AHEAD = timedelta(days=8)  # how far a window's end (or next start) is looked for
 
@@ -151,6 +156,10 @@ class MaintenanceWindow(Model):
 
     def model_post_init(self, _context: Any) -> None:
         self._parsed = tuple(parse_time_interval(i) for i in self.time_intervals)
+
+    @property
+    def intervals(self) -> tuple[TimeInterval, ...]:
+        return self._parsed
 
     def contains(self, at: datetime) -> bool:
         return any(interval.contains(at) for interval in self._parsed)
@@ -260,6 +269,36 @@ class Muting:
         """Every mute rule and whether it mutes at `now`."""
         return [(rule, self._muted_by(rule, now)) for rule in self.maintenance.mute]
 
+    def schedules(self, now: datetime) -> list[Schedule]:
+        """Every mute rule's times as of `now`: when a mute in force lifts, and when it next
+        begins and ends (each within LOOK_AHEAD of the moment before it)."""
+        found = []
+        for rule in self.maintenance.mute:
+
+            def mutes(t: datetime, r: MuteRule = rule) -> bool:
+                return self._muted_by(r, t)
+
+            def lifted(t: datetime, r: MuteRule = rule) -> bool:
+                return not self._muted_by(r, t)
+
+            muting = mutes(now)
+            lifts = first_minute(lifted, now) if muting else None
+            start = first_minute(mutes, lifts or now) if lifts or not muting else None
+            end = first_minute(lifted, start) if start else None
+            found.append(
+                Schedule(
+                    _rule_name(rule), tuple(rule.matchers), self._zones(rule), muting, lifts,
+                    start, end,
+                )
+            )  # fmt: skip
+        return found
+
+    def _zones(self, rule: MuteRule) -> tuple[str, ...]:
+        """The time zones of the rule's windows besides UTC (`Local`: the host's, not named)."""
+        names = [*rule.mute_time_intervals, *rule.active_time_intervals]
+        zones = {i.location for name in names for i in self._windows[name].intervals}
+        return tuple(sorted(z for z in zones if z and z not in ("UTC", "Local")))
+
     def _muted_by(self, rule: MuteRule, at: datetime) -> bool:
         if any(self._windows[name].contains(at) for name in rule.mute_time_intervals):
             return True
@@ -272,6 +311,64 @@ class Muting:
 
     def _told(self, rule: MuteRule, at: datetime) -> str:
         return f"muted by window {self._name(rule, at)}"
+
+
+def _rule_name(rule: MuteRule) -> str:
+    """`yard-night`, `outside weekdays`: the windows it mutes inside, or outside."""
+    names = ["/".join(rule.mute_time_intervals)] if rule.mute_time_intervals else []
+    if rule.active_time_intervals:
+        names.append(f"outside {'/'.join(rule.active_time_intervals)}")
+    return " or ".join(names)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When one mute rule mutes, as seen at some moment: whether it mutes then and when that
+    lifts, and when it next begins and ends (None: not within LOOK_AHEAD)."""
+
+    name: str  # its windows: "yard-night", "outside weekdays"
+    matchers: tuple[str, ...]
+    zones: tuple[str, ...]  # its windows' own time zones besides UTC
+    muting: bool
+    lifts: datetime | None
+    next_start: datetime | None
+    next_end: datetime | None
+
+    def describe(self) -> str:
+        """`yard-night: next 2026-12-08 00:00–01:00 UTC (2026-12-08 01:00–02:00 Europe/Zagreb),
+        matches role="player",site="yard"`."""
+        return f"{self.name}: {self.when()}, matches {','.join(self.matchers)}"
+
+    def when(self) -> str:
+        """`muting now until …; next …`, `next …`, or that none starts within LOOK_AHEAD."""
+        ahead = f"{LOOK_AHEAD.days} days"
+        said = []
+        if self.muting:
+            lifts = f"until {self._at(self.lifts)}" if self.lifts else f"for over {ahead}"
+            said.append(f"muting now {lifts}")
+        if self.next_start is not None:
+            said.append(f"next {self._span(self.next_start, self.next_end)}")
+        elif not self.muting:
+            said.append(f"no start within {ahead}")
+        return "; ".join(said)
+
+    def _at(self, moment: datetime) -> str:
+        return " ".join(
+            [f"{moment:%Y-%m-%d %H:%M} UTC"]
+            + [f"({moment.astimezone(zone(z)):%Y-%m-%d %H:%M} {z})" for z in self.zones]
+        )
+
+    def _span(self, start: datetime, end: datetime | None) -> str:
+        def span(tz: str) -> str:
+            begins = start.astimezone(zone(tz))
+            if end is None:
+                return f"{begins:%Y-%m-%d %H:%M} {tz}, no end within {LOOK_AHEAD.days} days"
+            ends = end.astimezone(zone(tz))
+            if ends.date() == begins.date():
+                return f"{begins:%Y-%m-%d %H:%M}–{ends:%H:%M} {tz}"
+            return f"{begins:%Y-%m-%d %H:%M} – {ends:%Y-%m-%d %H:%M} {tz}"
+
+        return span("UTC") + "".join(f" ({span(z)})" for z in self.zones)
 
 
 def first_minute(

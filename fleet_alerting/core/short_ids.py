@@ -3,7 +3,8 @@
 An incident's short id is derived from its key (base32 of its SHA-256, lower case), so it is the
 same in every process and every run and needs no storage. It is shown with 6 characters,
 lengthened while two shown keys would share one. An operator may type a key, a short id of any
-length from 4 characters, or a unique prefix of either; a miss suggests close keys.
+length from 4 characters, a unique prefix of either, or the name of a device with one open
+incident (`device_names`); a miss suggests close keys, a device with several lists them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import difflib
 import hashlib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from fleet_alerting.core.wording import no_such
 
@@ -41,33 +43,75 @@ def short_ids(keys: Iterable[str]) -> dict[str, str]:
 @dataclass(frozen=True)
 class Lookup:
     key: str | None  # the one incident meant
-    ambiguous: tuple[str, ...] = ()  # several matched the prefix
+    ambiguous: tuple[str, ...] = ()  # several matched the prefix or the device name
     suggestions: tuple[str, ...] = ()  # nothing matched: keys that look like it
+    named: int = 0  # how many open incidents the device name names (0: not a device's)
 
     def problem(self, typed: str, ids: Mapping[str, str]) -> str:
         """What to tell the operator when `key` is None."""
         if self.ambiguous:
             listed = ", ".join(f"{ids.get(k, full_id(k)[:SHORT])} {k}" for k in self.ambiguous)
+            if self.named:
+                return f'"{typed}" names {self.named} open incidents: {listed}. Give its id.'
             return f'"{typed}" matches several incidents: {listed}. Type more of it.'
         meant = [f"{ids.get(k, full_id(k)[:SHORT])} {k}" for k in self.suggestions]
         return no_such("incident", typed, meant=meant, hint=LISTED_BY)
 
 
-def find(typed: str, keys: Collection[str], open_keys: Collection[str] = ()) -> Lookup:
-    """The incident `typed` names: its key, or a unique prefix of a key or of a short id (case
-    does not matter for ids). Open incidents are preferred: a prefix that names one open
-    incident and some resolved ones means the open one."""
+def find(
+    typed: str,
+    keys: Collection[str],
+    open_keys: Collection[str] = (),
+    devices: Mapping[str, Collection[str]] | None = None,
+) -> Lookup:
+    """The incident `typed` names: its key, a unique prefix of a key or of a short id (case
+    does not matter for ids), or a device name (any case) of `devices` (open key → its
+    `device_names`) that names one open incident. Open incidents are preferred: a prefix that
+    names one open incident and some resolved ones means the open one."""
     if typed in keys:
         return Lookup(typed)
-    matches = _matching(typed, keys)
+    name = typed.casefold()
+    named = [key for key, names in (devices or {}).items() if name in names]
+    matches = list(dict.fromkeys([*_matching(typed, keys), *named]))
     if len(matches) > 1:
         still_open = [k for k in matches if k in open_keys]
         matches = still_open if still_open else matches
     if len(matches) == 1:
         return Lookup(matches[0])
     if matches:
-        return Lookup(None, ambiguous=tuple(sorted(matches)[:MAX_AMBIGUOUS]))
+        return Lookup(None, ambiguous=tuple(sorted(matches)[:MAX_AMBIGUOUS]), named=len(named))
     return Lookup(None, suggestions=suggest(typed, keys))
+
+
+DEVICE_LABELS = ("instance", "device", "host", "deviceId", "target")
+
+
+def device_names(labels: Mapping[str, str], *also: str) -> frozenset[str]:
+    """The names an incident's device goes by, lower case: its `instance`, `device`, `host`,
+    `deviceId` and `target` labels (`labels_of` gives the signal's target as `target`) and
+    `also` (a blackbox target's configured name), each also as its host alone — without a
+    URL's scheme and path or a `:port`."""
+    names = set()
+    for value in [*(labels.get(label, "") for label in DEVICE_LABELS), *also]:
+        value = value.strip().casefold()
+        if not value:
+            continue
+        names.add(value)
+        host = _host(value)
+        if host:
+            names.add(host)
+    return frozenset(names)
+
+
+def _host(value: str) -> str | None:
+    """`pi-east-04` of `http://pi-east-04:8081/healthz` or of `pi-east-04:9100`."""
+    if "://" in value:
+        try:
+            return urlsplit(value).hostname
+        except ValueError:  # a malformed URL is a name like any other
+            return None
+    host, colon, port = value.rpartition(":")
+    return host if colon and port.isdigit() and ":" not in host else None
 
 
 def _matching(typed: str, keys: Collection[str]) -> list[str]:

@@ -7,6 +7,7 @@ Every action is recorded, refused ones too (who, what, when, from where, and the
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,8 @@ from fleet_alerting.core.muting import MuteChange
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.tables import actions_table
 from fleet_alerting.store.tables import ts as _ts
+
+EVALUATION = "evaluation"  # `via` of the rows an evaluation writes (mutes beginning, ending)
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ def record_mutes(conn: sa.Connection, changes: Sequence[MuteChange], now: dateti
             "episode": c.incident.episode,
             "action": c.action,
             "actor": c.by,
-            "via": "evaluation",
+            "via": EVALUATION,
             "outcome": c.outcome,
             "detail": "{}",
         }
@@ -161,3 +164,10 @@ def history(
         )
         for row in rows
     ]
+
+
+def by_hand(store: Store, start: datetime, end: datetime) -> Counter[str]:
+    """What operators did to incidents between `start` and `end` (action → times done): acks,
+    silences, snoozes — not the mutes an evaluation recorded."""
+    done = (a for a in history(store, since=start) if a.outcome == "done" and a.at <= end)
+    return Counter(a.action for a in done if a.via != EVALUATION)

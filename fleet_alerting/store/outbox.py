@@ -372,14 +372,16 @@ class Outbox:
         with self.engine.begin() as conn:
             return [_item(row) for row in conn.execute(query).mappings()]
 
-    def sent(self, start: datetime, end: datetime) -> list[Notification]:
+    def sent(self, start: datetime, end: datetime) -> Iterator[Notification]:
         """The messages a destination accepted, of those queued from `start` to `end` (what-if
-        puts what was sent beside its replay)."""
+        puts what was sent beside its replay), one at a time: a noisy month is hundreds of MB
+        of records, and what-if keeps a few fields of each."""
         t = outbox_table
         period = [t.c.created_at >= ts(start), t.c.created_at <= ts(end)]
         query = sa.select(t.c.data).where(t.c.status == "sent", *period).order_by(t.c.id)
         with self.engine.begin() as conn:
-            return [_notification(data) for data in conn.execute(query).scalars()]
+            for data in conn.execute(query).scalars():
+                yield _notification(data)
 
     def channels(self) -> list[str]:
         """Channels that have queued messages (each is one lane)."""

@@ -1,6 +1,8 @@
 """`fleet-alerting ack KEY`, `silence KEY --for 4h`, `unsilence KEY`, `snooze KEY --for 1h`, and
 `incidents --show KEY` (the incident with its audit trail). KEY is an incident's key, its short id
-(`incidents` shows it) or a unique prefix of either; a miss suggests close keys. Every action is
+(`incidents` shows it), a unique prefix of either, or a device name (an `instance`, `device`,
+`host` label, a probed host, a blackbox target's name) that names one open incident; a miss
+suggests close keys, a device with several open incidents lists them. Every action is
 recorded with its actor (`--as`, default the login name) and `via=cli`."""
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from fleet_alerting.core.wording import no_such
 from fleet_alerting.surfaces.cli import OperatorError
 
 if TYPE_CHECKING:  # the commands import what they need: `fleet-alerting --help` stays fast
+    from fleet_alerting.config import Config
     from fleet_alerting.core.incidents import Incident
-    from fleet_alerting.core.policy import PolicyFor
     from fleet_alerting.store.database import Store
     from fleet_alerting.store.outbox import UndeliveredPage
 
@@ -57,16 +59,16 @@ def duration_of(args: argparse.Namespace) -> timedelta | None:
         raise OperatorError(f"--for {value!r}: {exc}", code=2) from None
 
 
-def _resolve(config: Any, typed: str) -> tuple[str | None, str]:
+def _resolve(config: Config, typed: str) -> tuple[str | None, str]:
     """The key `typed` names, from a store that must exist (never created by a lookup)."""
     from fleet_alerting.surfaces.listings import find_key, open_store
 
     with open_store(config) as store:
-        key, problem, _ids = find_key(store, typed)
+        key, problem, _ids = find_key(store, typed, config)
     return key, problem
 
 
-def show(store: Store, key: str, policy_for: PolicyFor) -> int:
+def show(store: Store, key: str, config: Config) -> int:
     """One incident: its state, what operators did to it, and the audit trail of every action."""
     from fleet_alerting.core import escalation
     from fleet_alerting.core.clock import utcnow
@@ -77,7 +79,7 @@ def show(store: Store, key: str, policy_for: PolicyFor) -> int:
     from fleet_alerting.store.health import undelivered_pages
     from fleet_alerting.surfaces.listings import find_key, page_lines
 
-    found, problem, ids = find_key(store, key)
+    found, problem, ids = find_key(store, key, config)
     incident = store.incident(found) if found else None
     if incident is None:
         raise OperatorError(problem or no_such("incident", key))
@@ -104,7 +106,7 @@ def show(store: Store, key: str, policy_for: PolicyFor) -> int:
         print(f"  {line}")
     if is_group(incident) and not incident.resolved_at:
         members = [m for m in map(store.incident, incident.members) if m is not None]
-        policy = policy_for(incident.severity)
+        policy = config.policy(incident.severity)
         print(f"  Next page: {next_page(incident, members, policy, now)}")
     records = audit.history(store, key)
     print("actions:" if records else "actions: none")
@@ -155,7 +157,9 @@ def add_commands(commands: Any, with_config: Callable[[Any], object]) -> None:
         sub = commands.add_parser(action, help=help_text, description=help_text)
         sub.set_defaults(func=act, action=action)
         sub.add_argument(
-            "key", metavar="KEY", help="the incident's key or id, or a unique prefix of either"
+            "key",
+            metavar="KEY",
+            help="the incident's key or id, a unique prefix of either, or its device's name",
         )
         with_config(sub)
         sub.add_argument(

@@ -58,6 +58,8 @@ def check_config(args: argparse.Namespace) -> int:
     """Errors (exit 1) name file:line: key.path and what breaks; notes do not fail the check."""
     from fleet_alerting.config import ConfigError, load_config
     from fleet_alerting.config.checks import check, policy_summary, secret_refs
+    from fleet_alerting.core.clock import utcnow
+    from fleet_alerting.core.muting import Muting
     from fleet_alerting.core.signals import Severity
 
     path = args.config_file or args.config
@@ -95,6 +97,10 @@ def check_config(args: argparse.Namespace) -> int:
     print(f"  state: {_describe_state(config)}")
     for severity in Severity:
         print(f"  {policy_summary(config, severity)}")
+    schedules = Muting((), config.maintenance_rules()).schedules(utcnow())
+    print("  maintenance windows:" if schedules else "  maintenance windows: none")
+    for schedule in schedules:
+        print(f"    {schedule.describe()}")
     for finding in findings:
         if finding.level == "note":
             print(f"note: {finding.at(Path(path))}")
@@ -214,10 +220,13 @@ def _require(config: Config, path: str, *sections: str) -> None:
 def slack_app(args: argparse.Namespace) -> int:
     from fleet_alerting.deployments.trigger import trigger as run_now
     from fleet_alerting.surfaces.http_guard import serve
-    from fleet_alerting.surfaces.slack_app import announce, create_app, log_actions
+    from fleet_alerting.surfaces.slack_app import NO_FLEET_API, announce, create_app, log_actions
 
     config = _config(args.config)
-    _require(config, args.config, "operators.slack_app", "fleet_api")
+    # buttons, `/fleet incidents`, `run` and `silence` need no Fleet API; its secrets resolve if set
+    _require(
+        config, args.config, "operators.slack_app", *(["fleet_api"] if config.fleet_api else [])
+    )
     settings = config.operators.slack_app
     assert settings is not None
 
@@ -226,6 +235,8 @@ def slack_app(args: argparse.Namespace) -> int:
 
     app = create_app(config, trigger_from_slack)
     announce(app, settings.host, settings.port, lambda line: print(line, flush=True))
+    if config.fleet_api is None:
+        print(f"  {NO_FLEET_API}", flush=True)
     log_actions(sys.stderr)
     serve(app, settings.host, settings.port)
     return 0
@@ -480,7 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
     inc = with_config(add("incidents", incidents, "list incidents: id, state, onset, duration"))
     inc.add_argument("--all", action="store_true", help="include resolved incidents and why")
     inc.add_argument(
-        "--show", metavar="KEY", help="one incident and its actions (key, id or a unique prefix)"
+        "--show",
+        metavar="KEY",
+        help="one incident and its actions (key, id, a unique prefix, or a device name)",
     )
     _add_filters(inc, ["pending", "firing", "paged", "resolved"])
     from fleet_alerting.surfaces.actions_cli import add_commands as add_action_commands

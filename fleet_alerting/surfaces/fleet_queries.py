@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +61,17 @@ class LogsQuery:
 
 
 class FleetQueries:
-    def __init__(self, config: Config, api: FleetApi):
+    """`api` is None without a `fleet_api` section: the store's answers still work."""
+
+    def __init__(self, config: Config, api: FleetApi | None):
         self.config = config
-        self.api = api
+        self._api = api
+
+    @property
+    def api(self) -> FleetApi:
+        if self._api is None:
+            raise RuntimeError("fleet_api is not configured")  # the surfaces say so before
+        return self._api
 
     async def health_summary(self) -> dict[str, Any]:
         body, _ = await self.api.get_json("/health/summary", {})
@@ -114,9 +123,22 @@ class FleetQueries:
                 "failing_for": format_duration(i.duration(now)),
                 "since": i.onset.isoformat(),
                 "runbook_url": i.signal.runbook_url,
+                # as `incidents -o json` names them; a snooze that has ended is no longer said
+                "acked_by": i.acts.acked_by,
+                "silenced_by": i.acts.silenced_by,
+                "silenced_until": _iso(i.acts.silenced_until),
+                "snoozed_until": _iso(i.acts.snoozed_until, after=now),
+                "muted_by": i.acts.muted_by,
+                "muted_until": _iso(i.acts.muted_until),
             }
             for i in incidents
         ]
+
+
+def _iso(moment: datetime | None, after: datetime | None = None) -> str | None:
+    if moment is None or (after is not None and moment <= after):
+        return None
+    return moment.isoformat()
 
 
 def read_open_incidents(state: StateConfig | Path) -> list[Incident]:

@@ -18,10 +18,13 @@ from fleet_alerting.core.channels import pager_of
 from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, State
-from fleet_alerting.core.short_ids import SHORT, find, full_id, short_ids
+from fleet_alerting.core.keys import signal_key
+from fleet_alerting.core.muting import labels_of
+from fleet_alerting.core.short_ids import SHORT, device_names, find, full_id, short_ids
 from fleet_alerting.core.wording import no_such
 from fleet_alerting.delivery.notifiers.slack_webhook import LATE, paged_after_all
 from fleet_alerting.delivery.stages import DROPPED_BY, dead_page_advice, paging_ended
+from fleet_alerting.sources.blackbox.client import SOURCE as BLACKBOX
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store import outbox as box
 from fleet_alerting.store.database import OPEN, Store
@@ -44,14 +47,22 @@ def print_json(rows: Sequence[dict[str, Any]]) -> None:
 
 
 # incidents ----------------------------------------------------------------------------------
-def find_key(store: Store, typed: str) -> tuple[str | None, str, dict[str, str]]:
-    """The key `typed` names (a key, a short id or a unique prefix of either), or None and what to
-    tell the operator; and the short ids of every stored incident."""
+def find_key(store: Store, typed: str, config: Config) -> tuple[str | None, str, dict[str, str]]:
+    """The key `typed` names (a key, a short id or a unique prefix of either, or a device name
+    that names one open incident), or None and what to tell the operator; and the short ids of
+    every stored incident."""
     states = store.incident_states()
     ids = short_ids(states)
     opened = {key for key, state in states.items() if state in OPEN}
-    lookup = find(typed, states.keys(), opened)
+    devices = None if typed in states else open_devices(store, config)
+    lookup = find(typed, states.keys(), opened, devices)
     return lookup.key, lookup.problem(typed, ids) if lookup.key is None else "", ids
+
+
+def open_devices(store: Store, config: Config) -> dict[str, frozenset[str]]:
+    """Each open incident's device names; a configured blackbox target's name is its too."""
+    named = {signal_key(BLACKBOX, url=t.url): (t.name,) for t in config.blackbox.targets}
+    return {i.key: device_names(labels_of(i), *named.get(i.key, ())) for i in store.incidents()}
 
 
 class IdsOf(dict[str, str]):
@@ -173,7 +184,7 @@ def incidents(args: argparse.Namespace) -> int:
         if args.show:
             from fleet_alerting.surfaces.actions_cli import show
 
-            return show(store, args.show, config.policy)
+            return show(store, args.show, config)
         ids = IdsOf(store.incident_states())
         everything = args.all or State.resolved.value in (args.state or ())
         rows = [i for i in store.incidents(include_resolved=everything) if wanted_incident(i, args)]

@@ -217,9 +217,9 @@ def query(config: Config, now: datetime, include_expired: bool = False) -> list[
         mutes = [key for key, labels in labelled if s.active(now) and s.matches(labels)]
         rows.append(_silence_row(s, now, mutes, muted_counts.get(s.id, 0)))
     muting = Muting((), config.maintenance_rules())
-    for rule, in_force in muting.windows_now(now):
+    for rule, times in zip(muting.maintenance.mute, muting.schedules(now), strict=True):
         selects = selector(tuple(rule.matchers))
-        mutes = [key for key, labels in labelled if in_force and selects(labels)]
+        mutes = [key for key, labels in labelled if times.muting and selects(labels)]
         rows.append(
             {
                 "kind": "window",
@@ -227,7 +227,13 @@ def query(config: Config, now: datetime, include_expired: bool = False) -> list[
                 "matchers": list(rule.matchers),
                 "mute_time_intervals": list(rule.mute_time_intervals),
                 "active_time_intervals": list(rule.active_time_intervals),
-                "state": "muting" if in_force else "not muting now",
+                "state": "muting" if times.muting else "not muting now",
+                "ends_at": _iso(times.lifts),  # muting now: when it lifts
+                "next_starts_at": _iso(times.next_start),
+                "next_ends_at": _iso(times.next_end),
+                "time_zones": list(times.zones),
+                "when": times.when(),  # "next 2026-12-08 01:00–02:00 UTC (…)"
+                "schedule": times.describe(),  # the same with its windows' name and matchers
                 "mutes_now": mutes,
             }
         )
@@ -269,8 +275,8 @@ def _silence_row(s: Silence, now: datetime, mutes: list[str], muted: int) -> dic
     }
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
 async def _with_am(config: Config, client: httpx.AsyncClient | None, call: Any) -> Any:

@@ -135,4 +135,6 @@ def _query(config: Any, args: argparse.Namespace) -> int:
         )
         if row.get("comment"):
             print(f"{'':<8} {'':<10} {row['comment']}")
+        if row.get("schedule"):
+            print(f"  {row['schedule']}")
     return 0

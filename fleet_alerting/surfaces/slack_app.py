@@ -77,20 +77,19 @@ def create_app(
     settings = config.operators.slack_app
     if settings is None:
         raise ValueError("operators.slack_app is not configured")
-    if config.fleet_api is None:
-        raise ValueError("fleet_api is not configured")
     install_log_redaction()
     signing = SlackSigning(config, clock)
     fleet_api = config.fleet_api
-    token = fleet_api.token.resolve() if fleet_api.token else None
+    token = fleet_api.token.resolve() if fleet_api and fleet_api.token else None
     state: dict[str, FleetQueries] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         async with httpx.AsyncClient(timeout=settings.answer_within.total_seconds()) as client:
-            state["queries"] = FleetQueries(
-                config, FleetApi(client, fleet_api.url, token, fleet_api.max_answer_bytes)
-            )
+            api = None
+            if fleet_api is not None:
+                api = FleetApi(client, fleet_api.url, token, fleet_api.max_answer_bytes)
+            state["queries"] = FleetQueries(config, api)
             yield
 
     async def command(request: Request) -> PlainTextResponse | JSONResponse:
@@ -149,9 +148,22 @@ SYSTEMS = {  # which system answers each /fleet action, named when it fails
 }
 
 
+NEEDS_FLEET_API = ("health", "state", "logs")
+NO_FLEET_API = "no fleet_api section: /fleet health, state and logs answer that they need one"
+
+
 async def respond(
     cmd: SlashCommand, queries: FleetQueries, config: Config, trigger: Trigger
 ) -> dict[str, Any]:
+    if cmd.action in NEEDS_FLEET_API and config.fleet_api is None:
+        return reply(
+            "The Fleet API is not configured",
+            [
+                "`/fleet health`, `/fleet state` and `/fleet logs` read the Fleet API: give the "
+                "config a `fleet_api` section (url, token). Buttons, `/fleet incidents`, `run` "
+                "and `silence` work without it."
+            ],
+        )
     if cmd.action == "health":
         return reply("Fleet health", health_lines(await queries.health_summary()))
     if cmd.action == "state":

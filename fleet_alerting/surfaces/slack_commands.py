@@ -10,6 +10,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import SecretStr
@@ -91,12 +92,38 @@ def _section(text: str) -> dict[str, Any]:
 
 
 def incident_lines(incidents: Iterable[dict[str, Any]]) -> list[str]:
-    """`/fleet incidents`: severity, state, how long, summary and key of each open incident."""
+    """`/fleet incidents`: the short id (what every command takes), severity, state, how long,
+    summary and key of each open incident, then who acknowledged, silenced or muted it and
+    until when, and a snooze still running."""
     return [
-        f"*{escape(str(i['severity']))}* {escape(str(i['state']))} for {i['failing_for']}: "
-        f"{escape(str(i['summary']))} (`{escape(str(i['key']))}`)"
+        f"`{escape(str(i.get('id', '?')))}` *{escape(str(i['severity']))}* "
+        f"{escape(str(i['state']))} for {i['failing_for']}: "
+        f"{escape(str(i['summary']))} (`{escape(str(i['key']))}`){_acts(i)}"
         for i in incidents
     ]
+
+
+def _acts(incident: dict[str, Any]) -> str:
+    said = []
+    if incident.get("acked_by"):
+        said.append(f":white_check_mark: acked by {escape(str(incident['acked_by']))}")
+    if incident.get("silenced_by"):
+        until = _until(incident.get("silenced_until")) or " until resolved"
+        said.append(f":no_bell: silenced by {escape(str(incident['silenced_by']))}{until}")
+    if incident.get("snoozed_until"):
+        said.append(f":zzz: snoozed{_until(incident['snoozed_until'])}")
+    if incident.get("muted_by"):
+        muted = f"{escape(str(incident['muted_by']))}{_until(incident.get('muted_until'))}"
+        said.append(f":no_bell: {muted}")
+    return "".join(f" · {part}" for part in said)
+
+
+def _until(iso: str | None) -> str:
+    """` until Dec 8 02:00 UTC`, or nothing."""
+    if not iso:
+        return ""
+    moment = datetime.fromisoformat(iso).astimezone(UTC)
+    return f" until {moment:%b} {moment.day} {moment:%H:%M} UTC"
 
 
 def health_lines(summary: dict[str, Any]) -> list[str]:

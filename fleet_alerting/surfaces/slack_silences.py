@@ -92,6 +92,6 @@ def _query(config: Config) -> dict[str, Any]:
         else:
             lines.append(
                 f":calendar: window `{escape(row['id'])}` ({row['state']}): `{matchers}` · "
-                f"mutes {mutes}"
+                f"mutes {mutes} · {escape(row['when'])}"
             )
     return reply("Silences and maintenance windows", lines or ["No silences, no windows."])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -50,9 +49,9 @@ def what_if(args: argparse.Namespace) -> int:
     with open_store(current) as store:
         recorded = history.read(store, start, end)
         silenced = silences.listing(store, end, include_expired=True)
-        delivered = store.queue.sent(start, end) if start >= end - sent_kept else None
-        acted = [a for a in actions.history(store, since=start) if a.outcome == "done"]
-    by_hand = Counter(a.action for a in acted if a.at <= end)
+        sent_in_period = start >= end - sent_kept
+        delivered = [sent_of(n) for n in store.queue.sent(start, end)] if sent_in_period else None
+        by_hand = actions.by_hand(store, start, end)
     alerts = alert_episodes_of(current, start, end)
     routed = None
     if args.alertmanager:
@@ -73,7 +72,7 @@ def what_if(args: argparse.Namespace) -> int:
         observed = with_alerts(recorded, alerts or [], config)
         return replay(observed, config, Path(path).name, silences=silenced)
 
-    sent = None if delivered is None else Replay("sent", [sent_of(n) for n in delivered], 0, 0)
+    sent = None if delivered is None else Replay("sent", delivered, 0, 0)
     comparison = Comparison.of(
         replayed(current, current_path), replayed(proposed, args.proposed), routed, sent
     )

@@ -188,8 +188,13 @@ def test_the_fleet_api_snapshot_carries_no_control_sequence() -> None:
 
 def test_fleet_replies_carry_no_control_sequence() -> None:
     incidents = [
-        {"key": EVIL, "state": EVIL, "severity": EVIL, "summary": EVIL, "failing_for": "5m"}
-    ]
+        {"key": EVIL, "state": EVIL, "severity": EVIL, "summary": EVIL, "failing_for": "5m"},
+        {
+            "id": EVIL, "key": EVIL, "state": EVIL, "severity": EVIL, "summary": EVIL,
+            "failing_for": "5m", "acked_by": EVIL, "silenced_by": EVIL, "muted_by": EVIL,
+            "muted_until": "2026-12-08T02:00:00+00:00",
+        },
+    ]  # fmt: skip
     health = {"modules": [{"id": EVIL, "status": EVIL, "message": EVIL}]}
     state = {
         EVIL: {"devices": [{"id": EVIL, "displayName": EVIL, "state": EVIL, "lastSeen": EVIL}]}

@@ -237,13 +237,17 @@ def blind(outcome: WatchOutcome, query: str) -> bool:
 
 
 def unreadable_keys(outcome: WatchOutcome) -> set[str]:
-    """Incident keys of series that a malformed sample of the expression names: whether they
-    fire is unknown this run, so they neither fire nor recover."""
-    return {
-        incident_key(source_of(outcome.watch), _key_labels(outcome.watch, bad.labels))
+    """Incident keys of series that a malformed sample of the expression names, and the watch's
+    absent-metric key when its presence is unknown: they neither fire nor recover this run."""
+    watch = outcome.watch
+    keys = {
+        incident_key(source_of(watch), _key_labels(watch, bad.labels))
         for query, bad in outcome.malformed
         if query == "expr" and bad.labels
     }
+    if watch.absent_is is not None and _absence_unknown(outcome):
+        keys.add(absent_key(watch))
+    return keys
 
 
 def malformed_signals(outcome: WatchOutcome) -> list[Signal]:
@@ -319,10 +323,15 @@ def _watch_signals(outcome: WatchOutcome, links: LinksConfig) -> tuple[list[Sign
             key, target = keys(series.labels)
             if key not in firing_keys and key not in unknown:
                 signals.append(_ok(watch, key, target, series.labels))
-    if watch.absent_is is not None and not blind(outcome, "metric"):
-        some = bool(present) or any(q == "metric" for q, _ in outcome.malformed)
-        signals.append(absent_signal(watch, links, absent=not some))
+    if watch.absent_is is not None and not _absence_unknown(outcome):
+        signals.append(absent_signal(watch, links, absent=not outcome.present))
     return signals, list(firing.values())
+
+
+def _absence_unknown(outcome: WatchOutcome) -> bool:
+    """Whether the metric is reported is not known this run: no well-formed presence sample, and
+    a malformed one — named or not, it vouches for nothing (a proxy's null is not a series)."""
+    return not outcome.present and any(q == "metric" for q, _ in outcome.malformed)
 
 
 def _summary(watch: WatchConfig, series: Series) -> str:
@@ -469,11 +478,15 @@ def _ok(watch: WatchConfig, key: str, target: str, labels: Mapping[str, str]) ->
     )
 
 
+def absent_key(watch: WatchConfig) -> str:
+    return incident_key(source_of(watch), {"absent": watch.metric or ""})
+
+
 def absent_signal(watch: WatchConfig, links: LinksConfig, absent: bool) -> Signal:
     metric = watch.metric or ""
     expr = f"absent({metric})"
     return Signal(
-        key=incident_key(source_of(watch), {"absent": metric}),
+        key=absent_key(watch),
         source=source_of(watch),
         firing=absent,
         severity=watch.absent_is or watch.severity,

@@ -20,7 +20,8 @@ from fleet_alerting.sources.records import Malformed, why
 def _number(text: object) -> float:
     """A sample value: a string Go's strconv.ParseFloat accepts ("NaN", "+Inf" included)."""
     if not isinstance(text, str):
-        raise ValueError("a sample value is a string")
+        got = "null" if text is None else type(text).__name__
+        raise ValueError(f"a sample value is a string, not {got}")
     try:
         return float(text)
     except ValueError:

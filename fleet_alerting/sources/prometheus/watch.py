@@ -52,7 +52,9 @@ async def observe(config: Config, now: datetime, store: StoreReader) -> Observat
     }
     troubles = [
         f"{counters['firing']} firing" if counters["firing"] else "",
-        count(counters["watch_errors"], "failed query") if counters["watch_errors"] else "",
+        count(counters["watch_errors"], "failed query", "failed queries")
+        if counters["watch_errors"]
+        else "",
     ]
     seen = described(f"{count(len(outcomes), 'watch', 'watches')} queried", troubles, "none firing")
     return Observation(result.signals, seen, counters, rows=result.rows, unseen=result.unseen)
