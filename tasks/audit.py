@@ -49,8 +49,12 @@ def whatif_review(config_path: str, start: datetime, end: datetime) -> list[tupl
         silenced = silences.listing(store, end, include_expired=True)
         incidents = [i for i in store.incidents(include_resolved=True) if i.onset >= start]
         by_hand = actions.by_hand(store, start, end)
+    kept = config.state.retention
+    # what the review reads: the runs' history, resolved incidents, silences that ended, the trail
+    read = ("history", "resolved_incidents", "expired_silences", "actions")
+    kept_less = {name: getattr(kept, name) for name in read if start < end - getattr(kept, name)}
     hours = config.review.business_hours
-    blocks = review(recorded, config, incidents, hours, silenced, by_hand)
+    blocks = review(recorded, config, incidents, hours, silenced, by_hand, kept_less=kept_less)
     return [("What-if review", blocks)]
 
 

@@ -150,7 +150,13 @@ def _newly_silenced(before: Mapping[str, Incident], after: list[Incident]) -> di
 
 def retention(config: Config) -> Retention:
     kept = config.state.retention
-    return Retention(kept.resolved_incidents, kept.sent_notifications, kept.dead_letters)
+    return Retention(
+        kept.resolved_incidents,
+        kept.sent_notifications,
+        kept.dead_letters,
+        kept.actions,
+        kept.expired_silences,
+    )
 
 
 def publish_actions(store: Store, incidents: list[Incident]) -> None:

@@ -107,6 +107,44 @@ def test_a_period_starts_from_each_keys_last_change_and_old_history_is_pruned(
         ]
 
 
+def history_keys(state_db: str) -> list[str]:
+    with raw_engine(state_db).connect() as raw:
+        return raw.execute(sa.text("SELECT key FROM history_keys ORDER BY key")).scalars().all()
+
+
+def test_keys_no_longer_observed_for_longer_than_the_retention_are_forgotten(
+    state_db: str,
+) -> None:
+    """A storm's series (or a retired device) seen once stays in the history as "no longer
+    observed" forever unless that too is pruned: a period later replays it as never seen."""
+    old = T0 - timedelta(days=120)
+    storm = [probe(f"storm-{n}", True) for n in range(5)]
+    with Store(state_db) as store:
+        run(store, [probe("a", True), *storm], old)
+        run(store, [probe("a", True)], old + timedelta(minutes=1))  # the storm's series gone
+        run(store, [probe("a", True), probe("b", False)], T0 - timedelta(days=1))
+        run(store, [probe("a", True)], T0)  # b gone yesterday: within the retention
+        before = history.read(store, T0 - timedelta(days=90), T0 + timedelta(hours=1))
+        history.prune(store, T0, timedelta(days=100), batch=3)  # a batch per call
+        assert len(history_keys(state_db)) == 4
+        history.prune(store, T0, timedelta(days=100))
+        assert history_keys(state_db) == [probe(n, True).key for n in ("a", "b")]
+        assert history.prune(store, T0, timedelta(days=100))["history keys no longer observed"] == 0
+        after = history.read(store, T0 - timedelta(days=90), T0 + timedelta(hours=1))
+        # a storm series that comes back is a change again
+        run(store, [probe("a", True), probe("storm-0", True)], T0 + timedelta(minutes=1))
+        back = history.read(store, T0, T0 + timedelta(hours=1))
+    gone = {("storm-" in c.key) for c in before.changes if c.at < T0 - timedelta(days=90)}
+    assert gone == {True, False}  # the storm's "no longer observed" was there before
+    assert all("storm-" not in c.key for c in after.changes)
+    assert statuses(after) == [
+        (-172800, "a", "failing"),
+        (-1440, "b", "ok"),
+        (0, "b", "unobserved"),
+    ]
+    assert statuses(back)[-1] == (1, "storm-0", "failing")
+
+
 def test_a_store_from_before_the_history_gets_its_tables(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "state.sqlite"
     Store(path).close()

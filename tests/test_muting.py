@@ -13,7 +13,7 @@ import yaml
 
 from fleet_alerting.core.grouping import GroupingConfig
 from fleet_alerting.core.incidents import Incident, State
-from fleet_alerting.core.muting import MaintenanceConfig, Muting, Silence
+from fleet_alerting.core.muting import MaintenanceConfig, Muting, Silence, mute_changes
 from fleet_alerting.core.policy import Evaluation, PolicyConfig
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.core.storms import StormRules, decide
@@ -83,13 +83,20 @@ def test_muting_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> Non
         muting = Muting([s for s in silences if s.id in listed], windows)
         unresolved = {k: i for k, i in records.items() if i.state != State.resolved}
 
+        trail: list[str] = []  # the mutes begun and ended, as the actions trail records them
+
         def run(
             current: Mapping[str, Incident],
             signals: list[Signal] = signals,
             now: datetime = now,
             muting: Muting = muting,
+            trail: list[str] = trail,
         ) -> Evaluation:
-            return decide(signals, current, policies.__getitem__, rules, now, None, muting)
+            evaluation = decide(signals, current, policies.__getitem__, rules, now, None, muting)
+            trail[:] = [
+                f"{c.action} by {c.by}: {c.outcome}" for c in mute_changes(current, evaluation)
+            ]
+            return evaluation
 
         result = real.evaluate(run, now)[0] if real else run(unresolved)
         records.update({i.key: i for i in result.incidents})
@@ -111,6 +118,8 @@ def test_muting_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> Non
         for text in step.get("never_says", []):
             said = [n.incident.signal.summary for n in result.notifications]
             assert not any(text in s for s in said), f"{where}: a message says {text!r}: {said}"
+        if "trail" in step:
+            assert trail == step["trail"], where
         for key, state in step.get("state", {}).items():
             assert records[key].state == state, f"{where}: {key}"
         for key, mute_id in step.get("muted", {}).items():

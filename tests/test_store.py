@@ -33,6 +33,7 @@ PAGE_AT_ONCE = PolicyConfig(
     open_after=1, resolve_after=1, page=["pagerduty"], page_after=timedelta(0), mirror=True
 )
 WARN = PolicyConfig(open_after=1, resolve_after=1)
+DAY = timedelta(days=1)
 
 
 def down(key: str, fail: bool = True, since: datetime | None = None) -> Signal:
@@ -181,7 +182,13 @@ def test_prune_deletes_history_past_retention_and_nothing_open_or_recent(state_d
     store.queue.mark_dead(items[8].id, None, 1, "permanent: 400")
     retention = Retention(timedelta(days=90), timedelta(days=30), timedelta(days=90))
     pruned = store.prune(T0, retention, batch=3)  # a batch per call: the lock is held briefly
-    assert pruned == {"resolved incidents": 3, "sent notifications": 3, "dead letters": 1}
+    assert pruned == {
+        "resolved incidents": 3,
+        "sent notifications": 3,
+        "dead letters": 1,
+        "actions": 0,
+        "ended silences": 0,
+    }
     store.prune(T0, retention)
     assert sorted(i.key for i in store.incidents(include_resolved=True)) == [
         "open-since-long",
@@ -193,6 +200,35 @@ def test_prune_deletes_history_past_retention_and_nothing_open_or_recent(state_d
     assert store.prune(T0, retention) == dict.fromkeys(pruned, 0)
 
 
+def test_the_audit_trail_and_ended_silences_are_pruned_past_their_retention(
+    state_db: str,
+) -> None:
+    """A nightly window over a fleet writes a row per incident as it begins and ends: the trail
+    is kept `state.retention.actions`, ended silences `expired_silences`, like the rest."""
+    from fleet_alerting.core.muting import Silence
+    from fleet_alerting.store import actions, silences
+
+    store = Store(state_db)
+    for days_ago in (120, 101, 99, 1):
+        at = T0 - timedelta(days=days_ago)
+        for n in range(3):
+            actions.record(store, f"k{n}", action="muted", actor="window", via="evaluation", now=at)
+    for name, ended in (("ended-long-ago", 150), ("ended-101d", 101), ("ended-99d", 99)):
+        start = T0 - timedelta(days=ended + 1)
+        silences.add(store, Silence(name, ('site="a"',), start, start + timedelta(days=1), "op"))
+    forever = Silence("in-force", ('site="b"',), T0 - timedelta(days=400), T0 + DAY, "op")
+    silences.add(store, forever)
+    kept = Retention(actions=timedelta(days=100), expired_silences=timedelta(days=100))
+    first = store.prune(T0, kept, batch=4)  # a batch per call, like the others
+    assert (first["actions"], first["ended silences"]) == (4, 2)
+    assert store.prune(T0, kept)["actions"] == 2
+    assert store.prune(T0, kept) == dict.fromkeys(first, 0)
+    trail = actions.history(store)
+    assert len(trail) == 6 and min(r.at for r in trail) == T0 - timedelta(days=99)
+    left = silences.listing(store, T0, include_expired=True)
+    assert sorted(s.id for s in left) == ["ended-99d", "in-force"]
+
+
 def test_open_incidents_and_pruning_use_indexes(tmp_path: Path) -> None:
     Store(tmp_path / "s.sqlite").close()
     with sqlite3.connect(tmp_path / "s.sqlite") as raw:
@@ -200,6 +236,8 @@ def test_open_incidents_and_pruning_use_indexes(tmp_path: Path) -> None:
             "open": "SELECT data FROM incidents WHERE state IN ('pending','firing','paged')",
             "prune": "SELECT rowid FROM incidents WHERE state='resolved' AND resolved_at < 'x'",
             "outbox": "SELECT rowid FROM outbox WHERE status='sent' AND created_at < 'x'",
+            "actions": "SELECT id FROM actions WHERE at < 'x'",
+            "silences": "SELECT id FROM silences WHERE ends_at < 'x'",
         }
         for name, query in plans.items():
             plan = " ".join(str(r[-1]) for r in raw.execute(f"EXPLAIN QUERY PLAN {query}"))
@@ -246,7 +284,13 @@ def test_a_store_written_by_main_opens_upgrades_and_keeps_its_incidents_and_outb
     assert again.incident(key).thread_ts == "1700000000.000100"
     retention = Retention(timedelta(days=1), timedelta(days=1), timedelta(days=1))
     pruned = again.prune(t1 + timedelta(days=2), retention)
-    assert pruned == {"resolved incidents": 2, "sent notifications": 1, "dead letters": 1}
+    assert pruned == {
+        "resolved incidents": 2,
+        "sent notifications": 1,
+        "dead letters": 1,
+        "actions": 0,
+        "ended silences": 0,
+    }
 
 
 def test_upgrade_adds_tables_columns_and_indexes_declared_later(state_db: str) -> None:

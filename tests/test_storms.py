@@ -128,12 +128,17 @@ def test_storm_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None
         now = T0 + timedelta(seconds=step["at"])
         where = f"at {step['at']}s"
         signals = [s for spec in step["signals"] for s in expand(spec)]
+        if "config" in step:  # the operator changed the config before this run
+            rules = rules_of(step)
         for key, act in step.get("act", {}).items():  # an operator's action before the run
             store[key] = act_on(real, store, key, act, now)
         unresolved = {k: i for k, i in store.items() if i.state != State.resolved}
 
         def run(
-            current: Mapping[str, Incident], signals: list[Signal] = signals, now: datetime = now
+            current: Mapping[str, Incident],
+            signals: list[Signal] = signals,
+            now: datetime = now,
+            rules: StormRules = rules,
         ) -> Evaluation:
             return decide(signals, current, policies.__getitem__, rules, now, None, muting)
 
@@ -170,6 +175,8 @@ def test_storm_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None
             assert mentioned == {step["paged_mention"]}, where
         for key, state in step.get("state", {}).items():
             assert store[key].state == state, f"{where}: {key}"
+        for key, why in step.get("resolution", {}).items():  # what its RESOLVED message says
+            assert store[key].resolution == why, f"{where}: {key}"
         for key in step.get("no_incident", []):
             assert key not in store, f"{where}: {key}"
         for key, cause in step.get("inhibited", {}).items():

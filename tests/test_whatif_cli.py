@@ -160,6 +160,27 @@ def in_chromium(page: Path) -> _Text:
     return seen
 
 
+def test_a_period_longer_than_the_audit_trail_is_kept_says_so(
+    acknowledged: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The actions trail is pruned past `state.retention.actions`: what operators did by hand is
+    counted only for its last part, and the report says so (as it does for sent messages)."""
+    short = tmp_path / "short.yaml"  # the live config, its trail kept a day
+    settings = yaml.safe_load(acknowledged.read_text())
+    settings["state"]["retention"] = {"actions": "1d"}
+    short.write_text(yaml.safe_dump(settings))
+    later = proposed(tmp_path, steps("3m", "8m")["policies"])
+    args = ["what-if", "--config", str(short), "--proposed", str(later)]
+    assert main([*args, "--since", "3d"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "Operators acted on incidents by hand in its last 1d (the store keeps its audit trail "
+        "1d: `state.retention.actions`): ack 1."
+    ) in out
+    assert main([*args, "--since", "3h"]) == 0  # within the retention: as before
+    assert "Operators acted on incidents by hand in this period: ack 1." in capsys.readouterr().out
+
+
 @pytest.mark.integration
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make servers)")
 def test_the_html_report_renders_in_chromium(
@@ -194,6 +215,34 @@ def test_the_quarterly_audit_reviews_the_recorded_quarter(recorded: Path) -> Non
     noisiest = text.split("### Five noisiest alerts", 1)[1]
     assert "| blackbox | 10 | `policies.critical.page_after: 5m00s → 15m00s` |" in noisiest
     assert "| 1 → 1 |" in noisiest  # the API's 20-minute outage still pages 15 min after onset
+
+
+def test_a_quarter_longer_than_the_store_keeps_says_so_in_the_review(
+    acknowledged: Path, tmp_path: Path
+) -> None:
+    from fleet_alerting.audit.report import to_markdown
+    from fleet_alerting.tasks.audit import whatif_review
+
+    short = tmp_path / "short.yaml"  # the live config, its history and incidents kept 30 days
+    settings = yaml.safe_load(acknowledged.read_text())
+    kept = {"history": "30d", "resolved_incidents": "30d", "actions": "1d"}
+    settings["state"]["retention"] = kept
+    short.write_text(yaml.safe_dump(settings))
+    now = utcnow()
+    [(_title, blocks)] = whatif_review(str(short), now - timedelta(days=90), now)
+    text = to_markdown(blocks)
+    assert (
+        "The store keeps less than this period (`state.retention.history` 30d, "
+        "`state.retention.resolved_incidents` 30d): the figures are of the part it holds."
+    ) in text
+    assert (
+        "Operators acted on incidents by hand in its last 1d (the store keeps its audit trail "
+        "1d: `state.retention.actions`): ack 1."
+    ) in text
+    [(_title, blocks)] = whatif_review(str(short), now - timedelta(hours=20), now)
+    text = to_markdown(blocks)
+    assert "The store keeps less" not in text
+    assert "by hand in the quarter: ack 1." in text
 
 
 def test_the_quarterly_review_says_it_is_a_replay_and_what_operators_did_by_hand(

@@ -129,17 +129,30 @@ def shift_table(shifts: list[Shift], comparison: Comparison) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def acted_by_hand(by_hand: Mapping[str, int], period: str) -> str:
-    """The sentence counting what operators did by hand in `period` (none: nothing said)."""
+def acted_by_hand(
+    by_hand: Mapping[str, int], period: str, trail_kept: timedelta | None = None
+) -> str:
+    """The sentence counting what operators did by hand in `period` (none: nothing said), of its
+    last `trail_kept` when the store keeps its audit trail less long than the period."""
+    if trail_kept is not None:
+        trail = format_duration(trail_kept, exact=True)  # as the config spells it
+        period = f"its last {trail} (the store keeps its audit trail {trail}: "
+        period += "`state.retention.actions`)"
     if not by_hand:
-        return ""
+        return f" Operators did not act on incidents by hand in {period}." if trail_kept else ""
     done = ", ".join(f"{action} {times}" for action, times in sorted(by_hand.items()))
     return f" Operators acted on incidents by hand in {period}: {done}."
 
 
-def caveat(comparison: Comparison, sent_kept: timedelta | None, by_hand: Mapping[str, int]) -> str:
+def caveat(
+    comparison: Comparison,
+    sent_kept: timedelta | None,
+    by_hand: Mapping[str, int],
+    trail_kept: timedelta | None = None,
+) -> str:
     """What the replay leaves out (with how often operators acted in the period, `by_hand`:
-    action → times done), and where what was sent is (or why it is not) beside it."""
+    action → times done, of the last `trail_kept` when the store keeps its audit trail less
+    long than the period), and where what was sent is (or why it is not) beside it."""
     current = comparison.current.name
     said = (
         f"**A replay, not history.** `current` replays {current} as it is today (edits made to "
@@ -147,7 +160,7 @@ def caveat(comparison: Comparison, sent_kept: timedelta | None, by_hand: Mapping
         "hand: acknowledgements, snoozes and silences of one incident (silences by matchers are "
         "replayed) — an incident acknowledged before it paged pages in the replay on schedule."
     )
-    said += acted_by_hand(by_hand, "this period")
+    said += acted_by_hand(by_hand, "this period", trail_kept)
     if comparison.sent is not None:
         return said + (
             " `sent` is what the store's outbox delivered in the period (pages and Slack "
@@ -169,9 +182,11 @@ def build(
     with_charts: bool = True,
     sent_kept: timedelta | None = None,
     by_hand: Mapping[str, int] | None = None,
+    trail_kept: timedelta | None = None,
 ) -> list[Block]:
     """`sent_kept`: how long the store keeps sent messages (named when the period is longer);
-    `by_hand`: what operators did to incidents in the period (action → times), not replayed."""
+    `by_hand`: what operators did to incidents in the period (action → times), not replayed;
+    `trail_kept`: how long the store keeps that audit trail, when less than the period."""
     told = {label: figures(result, hours) for label, result in columns(comparison)}
     totals = pd.DataFrame(
         [
@@ -190,7 +205,7 @@ def build(
             f"evaluations for {comparison.proposed.runs:,} recorded runs). Business hours: "
             f"{hours_text}.",
         ),
-        ("p", caveat(comparison, sent_kept, by_hand or {})),
+        ("p", caveat(comparison, sent_kept, by_hand or {}, trail_kept)),
         (
             "p",
             f"**Gate: {len(blocking)} critical incident(s) paged under the current "

@@ -113,10 +113,12 @@ def review(
     silences: Sequence[Silence],
     by_hand: Mapping[str, int],
     with_charts: bool = True,
+    kept_less: Mapping[str, timedelta] | None = None,
 ) -> list[Block]:
     """The section's blocks; replays the quarter once, then once per suggestion (operators'
     `silences` muting what they selected in both; `by_hand`: what they did to incidents in the
-    quarter, action → times, which no replay has)."""
+    quarter, action → times, which no replay has). `kept_less`: what the store keeps less long
+    than the period (`state.retention` key → how long), said beside the figures."""
     live = replay(history, config, "live", silences=silences)
     rows: list[dict[str, Any]] = []
     for alert, sent in noisiest(live):
@@ -147,8 +149,9 @@ def review(
             f"{live.runs:,} recorded runs; edits made to it during the quarter are not "
             "replayed), without what operators did by hand: acknowledgements, snoozes and "
             "silences of one incident (silences by matchers are replayed)."
-            + acted_by_hand(by_hand, "the quarter")
-            + " Response times are from the incident store: what happened.",
+            + acted_by_hand(by_hand, "the quarter", (kept_less or {}).get("actions"))
+            + " Response times are from the incident store: what happened."
+            + _kept_less({k: v for k, v in (kept_less or {}).items() if k != "actions"}),
         ),
         ("h3", ("Response per alert", "response-per-alert")),
         ("table", response_table(incidents)),
@@ -163,6 +166,15 @@ def review(
     if with_charts:
         blocks += [("img", chart) for chart in charts_of_interruptions([live])]
     return blocks
+
+
+def _kept_less(kept: Mapping[str, timedelta]) -> str:
+    if not kept:
+        return ""
+    said = ", ".join(
+        f"`state.retention.{name}` {format_duration(d, exact=True)}" for name, d in kept.items()
+    )
+    return f" The store keeps less than this period ({said}): the figures are of the part it holds."
 
 
 def _others(live: Replay, proposed: Replay, alert: str) -> str:

@@ -89,6 +89,13 @@ class RetentionConfig(Model):
     dead_letters: Duration = _kept(90)
     # what runs observed, for `fleet-alerting what-if` (a quarter and some to spare)
     history: Duration = _kept(100)
+    # the audit trail (acks, silences, snoozes, mutes begun and ended): as long as history, so
+    # what-if counts what operators did by hand over any period it replays, and past resolved
+    # incidents, so `incidents --show` never shows a kept incident without its trail
+    actions: Duration = _kept(100)
+    # silences by matchers, after they end: as long as history, so what-if replays every
+    # silence of any period it can replay (and the quarterly audit checks the quarter's)
+    expired_silences: Duration = _kept(100)
 
 
 _POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg")

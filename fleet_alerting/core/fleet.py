@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from functools import cache
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, field_validator
 
+from fleet_alerting.core.incidents import Incident, State, glances
 from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.matchers import check_matcher, parse_matcher
 from fleet_alerting.core.model import Model
@@ -182,6 +184,60 @@ def aggregate(
     return out
 
 
+def _title(group: Mapping[str, str]) -> str:
+    scope = " ".join(f"{k}={v}" for k, v in group.items())
+    return f"Fleet offline{' (' + scope + ')' if scope else ''}"
+
+
+def as_configured(
+    aggregates: Sequence[Signal],
+    incidents: Mapping[str, Incident],
+    rules: Sequence[FleetOfflineRule],
+) -> list[Signal]:
+    """The aggregates, and ok-signals for open fleet incidents whose rule is no longer
+    configured, worded as other config changes are: an open incident that the config ended —
+    its rule removed, or its threshold (or min_devices) raised past the devices that fail now
+    — says so, not that the fleet is back."""
+    by_name = {rule.name: rule for rule in rules}
+    out = [
+        s if s.firing or s.key not in incidents else _reworded(s, incidents[s.key], by_name)
+        for s in aggregates
+    ]
+    for key, seen in glances(incidents):
+        if seen.source != SOURCE or seen.state == State.resolved:
+            continue
+        signal = incidents[key].signal
+        name = signal.labels.get("rule", "")
+        if name not in by_name:
+            gone = f"the fleet rule {name} is no longer configured"
+            out.append(replace(signal, firing=False, summary=gone, remediation=()))
+    return out
+
+
+def _reworded(s: Signal, was: Incident, rules: Mapping[str, FleetOfflineRule]) -> Signal:
+    """An ok aggregate of an open incident, worded as a config change when as many devices fail
+    as when the incident last fired (the rule changed, not the fleet)."""
+    fired_at, failing, total = (
+        was.signal.evidence.get("needed"),
+        s.evidence["failing"],
+        s.evidence["devices"],
+    )
+    rule = rules[s.labels["rule"]]
+    if not isinstance(fired_at, int) or failing < fired_at:
+        return s
+    needs = (
+        f"at least {rule.min_devices} devices"
+        if total < rule.min_devices
+        else f"{rule.needed(total)} of {total} failing (it needed {fired_at})"
+    )
+    group = {k: v for k, v in s.labels.items() if k != "rule"}
+    summary = (
+        f"{_title(group)}: {failing}/{total} {rule.what}, resolved by a config change: the rule "
+        f"{rule.name} now needs {needs}"
+    )
+    return replace(s, summary=summary)
+
+
 def _aggregate_signal(
     rule: FleetOfflineRule, group: dict[str, str], devices: dict[str, bool], muted: int
 ) -> Signal:
@@ -189,7 +245,7 @@ def _aggregate_signal(
     total = len(devices)
     firing = total >= rule.min_devices and len(failing) >= rule.needed(total)
     scope = " ".join(f"{k}={v}" for k, v in group.items())
-    title = f"Fleet offline{' (' + scope + ')' if scope else ''}"
+    title = _title(group)
     listed = ", ".join(failing[: rule.max_listed])
     more = len(failing) - rule.max_listed
     listed += f" and {more} more" if more > 0 else ""

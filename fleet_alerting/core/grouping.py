@@ -117,6 +117,10 @@ class _Batch:
     pagers: set[str] = field(default_factory=set)  # where members' pages would have gone
     muted: Incident | None = None  # a member a silence or window began to mute
     unmuted: list[str] = field(default_factory=list)  # mutes that ended on members (as told)
+    # a member's line as its message worded it ("… (was muted by …, which has ended)") → as its
+    # record has it: the group's record keeps the latter, so a later message (its resolve) does
+    # not say again what was news only once
+    worded: dict[str, str] = field(default_factory=dict)
 
 
 def group(
@@ -181,6 +185,8 @@ def group(
             # the record, with the message's wording (e.g. "was inhibited by …")
             same = n.incident.signal is member.signal
             batch.opened[member.key] = member if same else replace(member, signal=n.incident.signal)
+            if not same and n.incident.signal.summary != member.signal.summary:
+                batch.worded[n.incident.signal.summary] = member.signal.summary
     out: list[Notification] = []
     for gk in [*batches, *(k for k in groups if k not in batches)]:  # messages keep order
         batch = batches.get(gk, _Batch())
@@ -225,6 +231,7 @@ def group(
         g, sent = _advance(
             replace(current, members=tuple(members)), view, batch, config, policy_for, now
         )
+        g = _as_recorded(g, batch.worded)
         if g.state == State.resolved and current.state == State.pending:
             # the wait ended with too few members: tell them one by one after all
             for key in members:
@@ -560,6 +567,17 @@ def _lapsed(g: Incident, now: datetime) -> Incident:
 def _lapsed_at(g: Incident, now: datetime) -> bool:
     """Whether the group's mute may have ended (only then are its members' records read)."""
     return g.acts.muted_until is None or g.acts.muted_until <= now
+
+
+def _as_recorded(g: Incident, worded: Mapping[str, str]) -> Incident:
+    """The group's record with its members' lines as their records have them (its messages keep
+    the words they were told with)."""
+    summary = g.signal.summary
+    for said, recorded in worded.items():
+        summary = summary.replace(said, recorded)
+    return (
+        g if summary == g.signal.summary else replace(g, signal=replace(g.signal, summary=summary))
+    )
 
 
 def _mute_ended(before: Mapping[str, Incident], key: str) -> list[str]:

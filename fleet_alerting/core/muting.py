@@ -506,8 +506,7 @@ def mute_changes(before: Mapping[str, Incident], evaluation: Evaluation) -> list
         if was_id == now_id:
             continue
         if was_id is not None:
-            pagers = paged.get(key)
-            outcome = "still failing" + (f": paged {', '.join(pagers)} again" if pagers else "")
+            outcome = "still failing" + _paged(paged.get(key, []), prior)
             outcome = "resolved" if incident.state == State.resolved else outcome
             changes.append(MuteChange(incident, "unmuted", _named(was_id), outcome))
         if now_id is not None:
@@ -515,6 +514,17 @@ def mute_changes(before: Mapping[str, Incident], evaluation: Evaluation) -> list
             outcome = f"until {until:%Y-%m-%d %H:%M:%S}Z" if until else "done"
             changes.append(MuteChange(incident, "muted", _named(now_id), outcome))
     return changes
+
+
+def _paged(pagers: Sequence[str], prior: Incident | None) -> str:
+    """Whom a mute's end paged: "again" only for a pager this episode had paged before (a step
+    that came due under the mute pages its pager for the first time)."""
+    before = set(prior.paged_via) if prior is not None else set()
+    first = [p for p in pagers if p not in before]
+    again = [p for p in pagers if p in before]
+    said = [", ".join(first)] if first else []
+    said += [f"{', '.join(again)} again"] if again else []
+    return f": paged {', and '.join(said)}" if said else ""
 
 
 def _named(mute_id: str) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from fleet_alerting.core.fleet import FleetConfig, aggregate
+from fleet_alerting.core.fleet import FleetConfig, aggregate, as_configured
 from fleet_alerting.core.grouping import GroupingConfig, bound, group
 from fleet_alerting.core.incidents import Incident, unseen
 from fleet_alerting.core.inhibition import InhibitRule, default_inhibit_rules, inhibit
@@ -48,7 +48,8 @@ def decide(
     mention count as recovered (they do not count as devices of the fleet)."""
     signals = list(signals)
     muting = muting or Muting()
-    signals += aggregate(signals, rules.fleet.offline, muted_signals(muting, incidents, now))
+    fleet = aggregate(signals, rules.fleet.offline, muted_signals(muting, incidents, now))
+    signals += as_configured(fleet, incidents, rules.fleet.offline)
     for source, reason in (unseen_sources or {}).items():
         signals += recover_unseen(signals, unseen(incidents, signals), source, reason)
     own = {s.source for s in signals} | set(unseen_sources or {})

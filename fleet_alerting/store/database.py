@@ -12,8 +12,8 @@ a crash either both are there or neither is. Notification ids are unique, so rec
 event twice queues it once.
 
 What a run reads does not grow with history: open incidents are found by index, a Slack thread
-lives in columns of its incident, and `prune()` deletes resolved incidents, sent notifications and
-dead letters past their retention.
+lives in columns of its incident, and `prune()` deletes resolved incidents, sent notifications,
+dead letters, the actions trail and ended silences past their retention (history: store/history.py).
 """
 
 from __future__ import annotations
@@ -34,7 +34,16 @@ from fleet_alerting.store import backend, incidents, kv, migrations, outbox, sql
 from fleet_alerting.store.errors import StoreError
 from fleet_alerting.store.incidents import OPEN
 from fleet_alerting.store.outbox import Outbox, OutboxItem
-from fleet_alerting.store.tables import SCHEMA_VERSION, incidents_table, metadata, outbox_table
+from fleet_alerting.store.tables import (
+    SCHEMA_VERSION,
+    actions_table,
+    delete_at_most,
+    incidents_table,
+    metadata,
+    outbox_table,
+    silences_table,
+    ts,
+)
 
 if TYPE_CHECKING:
     from fleet_alerting.config.schema import StateConfig
@@ -60,6 +69,8 @@ class Retention:
     resolved_incidents: timedelta = timedelta(days=90)
     sent_notifications: timedelta = timedelta(days=30)
     dead_letters: timedelta = timedelta(days=90)
+    actions: timedelta = timedelta(days=100)
+    expired_silences: timedelta = timedelta(days=100)
 
 
 Decide = Callable[[Mapping[str, Incident]], Evaluation]
@@ -272,6 +283,15 @@ class Store:
                     conn, ("sent", outbox.WITHDRAWN), now, retention.sent_notifications, batch
                 ),
                 "dead letters": outbox.prune(conn, ("dead",), now, retention.dead_letters, batch),
+                "actions": delete_at_most(  # by the index on `at`
+                    conn, actions_table, actions_table.c.at < ts(now - retention.actions), batch
+                ),
+                "ended silences": delete_at_most(  # by the index on `ends_at`
+                    conn,
+                    silences_table,
+                    silences_table.c.ends_at < ts(now - retention.expired_silences),
+                    batch,
+                ),
             }
 
     # outbox (queries in store/outbox.py) ---------------------------------------------------

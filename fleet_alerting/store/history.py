@@ -13,7 +13,8 @@
 Written in the evaluation's own transaction (Store.evaluate `also`), so history and incidents
 never disagree after a crash, inside a savepoint: a history write that fails is a logged warning
 and the run's incidents and notifications are kept (what-if misses that run's observations).
-Pruned past `state.retention.history` (default 100 days).
+Pruned past `state.retention.history` (default 100 days): changes but each key's latest, run
+segments, and keys whose latest change (older than that) says they are no longer observed.
 """
 
 from __future__ import annotations
@@ -43,12 +44,13 @@ from fleet_alerting.core.history import (
 )
 from fleet_alerting.core.signals import Signal
 from fleet_alerting.store import backend
-from fleet_alerting.store.tables import changes_table, keys_table, runs_table, ts
+from fleet_alerting.store.tables import changes_table, delete_at_most, keys_table, runs_table, ts
 
 if TYPE_CHECKING:
     from fleet_alerting.store.database import Store
 
 UNOBSERVED = Status.unobserved.value
+_CHUNK = 500  # keys per statement (bound parameters: SQLite allows 32,766)
 log = logging.getLogger("fleet_alerting.store")
 
 
@@ -209,8 +211,11 @@ def prune(store: Store, now: datetime, kept: timedelta, batch: int = 5000) -> di
     cutoff = ts(now - kept)
     c = changes_table.c
     # a key's latest change says its state when any later period begins: it stays while the key
-    # keeps that state, however long ago it came
+    # keeps that state, however long ago it came — unless that state is "no longer observed",
+    # which a period replays as a key never seen: then the key goes too (a storm's series, a
+    # device retired), or every key ever observed would stay
     latest = sa.select(sa.func.max(c.id)).group_by(c.key)
+    gone = sa.and_(c.at < cutoff, c.status == UNOBSERVED, c.id.in_(latest))
     kinds = {
         "history changes": (changes_table, sa.and_(c.at < cutoff, c.id.not_in(latest))),
         "history runs": (runs_table, runs_table.c.last_at < cutoff),
@@ -218,8 +223,13 @@ def prune(store: Store, now: datetime, kept: timedelta, batch: int = 5000) -> di
     deleted = {}
     with store.engine.begin() as conn:
         for kind, (table, old) in kinds.items():
-            doomed = sa.select(table.c.id).where(old).limit(batch)
-            deleted[kind] = conn.execute(sa.delete(table).where(table.c.id.in_(doomed))).rowcount
+            deleted[kind] = delete_at_most(conn, table, old, batch)
+        keys = conn.execute(sa.select(c.key).where(gone).limit(batch)).scalars().all()
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            conn.execute(sa.delete(changes_table).where(c.key.in_(chunk)))
+            conn.execute(sa.delete(keys_table).where(keys_table.c.key.in_(chunk)))
+        deleted["history keys no longer observed"] = len(keys)
     return deleted
 
 

@@ -1,5 +1,6 @@
 """Silences by matchers in the store (core.muting.Silence): added, listed, expired by hand, and
-what each has muted. Expired silences are kept for the audit (they are never pruned here)."""
+what each has muted. Ended silences are kept for the audit and what-if, until
+`state.retention.expired_silences` after they end (Store.prune)."""
 
 from __future__ import annotations
 

@@ -44,6 +44,8 @@ def what_if(args: argparse.Namespace) -> int:
     # sent messages are kept less long than observations: beside the replay only when the
     # store still holds every one of the period's
     sent_kept = current.state.retention.sent_notifications
+    trail_kept = current.state.retention.actions
+    trail_short = start < end - trail_kept  # the counts of what operators did: its last part
     with open_store(current) as store:
         recorded = history.read(store, start, end)
         silenced = silences.listing(store, end, include_expired=True)
@@ -75,7 +77,16 @@ def what_if(args: argparse.Namespace) -> int:
         replayed(current, current_path), replayed(proposed, args.proposed), routed, sent
     )
     hours = current.review.business_hours
-    blocks = build(comparison, hours, start, end, args.accept, sent_kept=sent_kept, by_hand=by_hand)
+    blocks = build(
+        comparison,
+        hours,
+        start,
+        end,
+        args.accept,
+        sent_kept=sent_kept,
+        by_hand=by_hand,
+        trail_kept=trail_kept if trail_short else None,
+    )
     markdown, page = render(blocks, "What-if", images=bool(args.markdown))
     if args.markdown:
         Path(args.markdown).write_text(markdown)
