@@ -39,6 +39,7 @@ class WatchRuns:
         self._lock = threading.Lock()
         self._intervals: dict[str, timedelta] = {}
         self._records: dict[str, WatchRecord] = {}
+        self._scheduled = False
 
     def expect(self, intervals: dict[str, timedelta]) -> None:
         """The watches `serve` is about to schedule, each with its interval."""
@@ -52,6 +53,11 @@ class WatchRuns:
                 name: WatchRecord(name, every, serving_since=now)
                 for name, every in self._intervals.items()
             }
+            self._scheduled = True
+
+    def scheduled(self) -> bool:
+        """Whether serve has scheduled its watches (before: its Prefect server is starting)."""
+        return self._scheduled
 
     def serve(self, intervals: dict[str, timedelta], now: datetime) -> None:
         self.expect(intervals)

@@ -36,5 +36,7 @@ def test_heartbeat_verdict(case: dict) -> None:
         oldest,
         at(case["now"]),
         store_error=case.get("store_error", ""),
+        scheduled=case.get("scheduled", True),
     )
     assert (result.ok, result.reason) == (case["ok"], case.get("reason", ""))
+    assert result.silent == case.get("silent", False)

@@ -40,6 +40,9 @@ class Verdict:
     reason: str = ""  # one line naming what is wrong; empty when ok
     # what is wrong without how long it has been: the same while nothing else goes wrong
     gist: tuple[str, ...] = ()
+    # nothing to tell yet: serve has not scheduled its watches, and "all well" would vouch for
+    # nothing (the switch's grace covers a start; a start that fails is told by serve itself)
+    silent: bool = False
 
 
 def late(watch: WatchStatus, now: datetime) -> timedelta | None:
@@ -53,9 +56,11 @@ def verdict(
     oldest_page: QueuedPage | None,
     now: datetime,
     store_error: str = "",
+    scheduled: bool = True,
 ) -> Verdict:
     """ok only when every watch succeeded within its limit, no page waits longer than
-    STUCK_PAGE_AFTER and the store answered; else every reason, in one line."""
+    STUCK_PAGE_AFTER and the store answered; else every reason, in one line. Before serve has
+    `scheduled` its watches, silent unless something is already wrong."""
     late_ones = [(w, since) for w in watches if (since := late(w, now))]
     reasons = [_late_reason(w, since, now) for w, since in late_ones]
     gist = [f"{w.name}: {w.last_failure_reason}" for w, _ in late_ones]
@@ -67,6 +72,8 @@ def verdict(
         stuck = f"a page to {oldest_page.destination} for {oldest_page.incident_key}"
         reasons.append(f"{stuck} has been queued for {age}")
         gist.append(stuck)
+    if not reasons and not scheduled:
+        return Verdict(False, silent=True)
     return Verdict(not reasons, "; ".join(reasons), tuple(gist))
 
 
