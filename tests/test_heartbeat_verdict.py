@@ -24,6 +24,7 @@ def watch(row: dict) -> WatchStatus:
         last_success=at(row.get("last_success")),
         last_failure=at(row.get("last_failure")),
         last_failure_reason=row.get("why", ""),
+        in_flight_since=at(row.get("in_flight")),
     )
 
 

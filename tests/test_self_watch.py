@@ -264,3 +264,17 @@ def test_no_ping_before_the_watches_are_scheduled_and_a_last_word_at_exit(
     assert [(p.ok, p.body) for p in switch.pings] == [
         (False, "serve could not start its Prefect server: it failed")
     ]
+
+
+def test_a_late_watch_whose_run_hangs_says_its_run_is_in_flight(
+    tmp_path: Path, switch: DeadMansSwitch
+) -> None:
+    runs = served("blackbox-probe", since=datetime.now(UTC) - timedelta(seconds=25))
+    runs.started("blackbox-probe")  # held by a destination that does not answer
+    heartbeat(tmp_path, switch, runs).beat(datetime.now(UTC))
+    [ping] = switch.pings
+    assert not ping.ok
+    assert ping.body.startswith(
+        "watch blackbox-probe has not succeeded since serve began 25s ago (every 10s, a run in "
+        "flight for "
+    ), ping.body

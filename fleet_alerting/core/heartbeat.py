@@ -25,6 +25,7 @@ class WatchStatus:
     last_success: datetime | None = None
     last_failure: datetime | None = None
     last_failure_reason: str = ""  # the failed run's one line (its Prefect state's message)
+    in_flight_since: datetime | None = None  # when its run still in flight started
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,11 @@ def _late_reason(watch: WatchStatus, since: timedelta, now: datetime) -> str:
     if failure is not None and watch.last_success is not None and failure <= watch.last_success:
         failure = None  # it succeeded since
     why = f": {watch.last_failure_reason}" if failure and watch.last_failure_reason else ""
+    # a run hanging (on a destination that holds the request) is not a run that failed
+    hanging = watch.in_flight_since
+    waiting = f", a run in flight for {format_duration(now - hanging)}" if hanging else ""
     if watch.last_success is None:
-        began = f"has not succeeded since serve began {ago} ago (every {every})"
+        began = f"has not succeeded since serve began {ago} ago (every {every}{waiting})"
         return f"watch {watch.name} {began}{why}"
     when = f", last failed {format_duration(now - failure)} ago" if failure else ""
-    return f"watch {watch.name} last succeeded {ago} ago (every {every}{when}){why}"
+    return f"watch {watch.name} last succeeded {ago} ago (every {every}{when}{waiting}){why}"
