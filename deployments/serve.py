@@ -507,7 +507,8 @@ class Stop:
         os.write(sys.stderr.fileno(), f"{line}\n".encode())  # print() is not reentrant
         with contextlib.suppress(Exception):
             self._on_exit()
-            if told:
+        if told:
+            with contextlib.suppress(Exception):
                 self._last_words(told)
         os._exit(128 + signum if signum else code)
 
