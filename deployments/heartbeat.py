@@ -1,6 +1,7 @@
 """`serve`'s dead man's switch (config `heartbeat`, Healthchecks.io style): every `every`, a GET
 of the URL while every watch succeeds and no page is stuck (core.heartbeat.verdict), else a POST
-to `URL/fail` whose body is the reason. When `serve` dies the pings stop, and the switch tells.
+to `URL/fail` whose body is the reason — and no GET before serve has scheduled its watches. When
+`serve` fails it says why in a last `/fail`; when it dies the pings stop, and the switch tells.
 
 The URL carries its token: it is resolved as a secret, and what is said of a failed ping names
 neither the URL nor the answer's body."""
@@ -51,6 +52,7 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
         self._last_said: object = ""
+        self._pinging = threading.Lock()
 
     def start(self) -> Heartbeat:
         self._thread.start()
@@ -70,10 +72,22 @@ class Heartbeat:
             page, store_error = oldest_page(self.config), ""
         except Exception as exc:  # a store that does not answer is itself a reason to fail
             page, store_error = None, redact(f"{type(exc).__name__}: {exc}").splitlines()[0]
-        return verdict(self.runs.statuses(), page, now, store_error)
+        return verdict(self.runs.statuses(), page, now, store_error, self.runs.scheduled())
 
     def beat(self, now: datetime) -> None:
         said = self.decide(now)
+        with self._pinging:
+            if not said.silent and not self._stop.is_set():
+                self._ping(said)
+
+    def last_words(self, reason: str) -> None:
+        """serve is about to exit because of `reason`: no more beats, and one fail ping saying
+        it (after any beat on its way), so the switch tells now rather than after its grace."""
+        with self._pinging:
+            self._stop.set()
+            self._ping(Verdict(False, reason))
+
+    def _ping(self, said: Verdict) -> None:
         timeout = min(10.0, self.every.total_seconds())
         try:
             if said.ok:

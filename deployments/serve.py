@@ -39,7 +39,7 @@ from fleet_alerting.config.schema import Config, ScheduleConfig
 from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.deployments import prefect_engine
-from fleet_alerting.deployments.heartbeat import heartbeat
+from fleet_alerting.deployments.heartbeat import Heartbeat, heartbeat
 from fleet_alerting.deployments.local import (
     STARTUP_SETTING,
     UI_PORT_SETTING,
@@ -74,7 +74,41 @@ Sidecar = Callable[[Config, WatchRuns, Print], contextlib.AbstractContextManager
 
 
 class ServeError(Exception):
-    """An operator-facing reason `serve` cannot run, said in one line."""
+    """An operator-facing reason `serve` cannot run, said in one line — and to the dead man's
+    switch, after `told_as` (None: not told)."""
+
+    told_as: str | None = "serve could not start"
+
+
+class ServerStartError(ServeError):
+    told_as = "serve could not start its Prefect server"
+
+
+class AlreadyServing(ServeError):
+    told_as = None  # the serve already running keeps pinging
+
+
+class ServerExit:
+    """Where the watcher of serve's server child reports that it exited, for whoever attaches
+    (serve's event loop, once it runs): a report before the attach is passed on at the attach."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reason: str | None = None
+        self._tell: Callable[[str], None] | None = None
+
+    def report(self, reason: str) -> None:
+        with self._lock:
+            self._reason = reason
+            tell = self._tell
+        if tell:
+            tell(reason)
+
+    def attach(self, tell: Callable[[str], None]) -> None:
+        with self._lock:
+            self._tell, reason = tell, self._reason
+        if reason:
+            tell(reason)
 
 
 def free_port() -> int:
@@ -156,14 +190,16 @@ def local_server(
     timeout: float | None = None,
     keep_runs: timedelta = KEEP_RUNS,
     keep_events: timedelta = KEEP_EVENTS,
+    on_exit: Callable[[str], None] = lambda _: None,
 ) -> Iterator[str]:
     """A Prefect server (API, UI, scheduler) on loopback in a child process; yields its API URL,
     and stops the child on exit. Its own process: the server's memory and CPU (SQLite, its
-    services) stay apart from the runs', and a slope in either shows where it is."""
+    services) stay apart from the runs', and a slope in either shows where it is. Should the
+    child exit before it is stopped, `on_exit` gets why, from a thread waiting on it."""
     port = port or free_port()
     taken = port_taken(port)
     if taken:
-        raise ServeError(taken)
+        raise ServerStartError(taken)
     timeout = timeout or startup_timeout()
     url = f"http://127.0.0.1:{port}/api"
     server = subprocess.Popen(
@@ -172,11 +208,24 @@ def local_server(
         stdin=subprocess.DEVNULL,
         start_new_session=True,  # Ctrl-C reaches serve only; serve stops the server last
     )
+    stopping = threading.Event()
     try:
         _wait_until_healthy(server, url, timeout)
+        watcher = partial(_watch_server, server, stopping, on_exit)
+        threading.Thread(target=watcher, name="prefect-server-watch", daemon=True).start()
         yield url
     finally:
+        stopping.set()
         stop_server(server)
+
+
+def _watch_server(
+    server: subprocess.Popen[bytes], stopping: threading.Event, on_exit: Callable[[str], None]
+) -> None:
+    code = server.wait()
+    if not stopping.is_set():
+        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        on_exit(f"serve's Prefect server exited ({how})")
 
 
 def port_taken(port: int) -> str | None:
@@ -209,19 +258,21 @@ def _wait_until_healthy(server: subprocess.Popen[bytes], url: str, timeout: floa
     deadline = time.monotonic() + timeout
     while not healthy(url, timeout=2):
         if server.poll() is not None:
-            raise ServeError(
+            raise ServerStartError(
                 f"the local Prefect server failed to start (exit code {server.returncode}; "
                 "its error is above)"
             )
         if time.monotonic() > deadline:
-            raise ServeError(
+            raise ServerStartError(
                 f"the local Prefect server did not answer within {timeout:g}s; on a busy "
                 f"machine raise {STARTUP_SETTING} (seconds), or point PREFECT_API_URL at a "
                 "running server"
             )
         time.sleep(0.2)
     if server.poll() is not None:  # something else answered on its port
-        raise ServeError(f"the local Prefect server exited at start (code {server.returncode})")
+        raise ServerStartError(
+            f"the local Prefect server exited at start (code {server.returncode})"
+        )
 
 
 def stop_server(server: subprocess.Popen[bytes], within: float = 2.0) -> None:
@@ -260,8 +311,9 @@ def serve_all(
         print(f"{config_path}: nothing to serve: no watch is configured", file=sys.stderr)
         return 1
     watching = contextlib.ExitStack()
+    beating = None
     try:
-        _watch_self(watching, config, planned, sidecars, out)
+        beating = _watch_self(watching, config, planned, sidecars, out)
         if api := os.environ.get("PREFECT_API_URL"):
             if port is not None:
                 raise ServeError(
@@ -272,19 +324,25 @@ def serve_all(
             if note := unused_event_retention(config.schedule):
                 print(f"warning: {note}", file=sys.stderr)
             if not healthy(api, timeout=5):
-                raise ServeError(
+                raise ServerStartError(
                     f"no Prefect server answers at {api} (PREFECT_API_URL); start it, or unset "
                     "PREFECT_API_URL and serve starts its own"
                 )
             asyncio.run(execute(planned, api, out, keep_runs=config.schedule.keep_runs))
             out("serve: stopped")
         else:
-            _serve_with_a_local_server(planned, out, config.schedule, port)
+            last_words = beating.last_words if beating else lambda _: None
+            _serve_with_a_local_server(planned, out, config.schedule, port, last_words)
     except ServeError as exc:
         print(f"serve: {exc}", file=sys.stderr)
+        if beating and exc.told_as:
+            beating.last_words(f"{exc.told_as}: {exc}")
         return 2
     except httpx.HTTPError as exc:  # the server went away or refused a request
-        print(f"serve: the Prefect server failed a request: {redact(str(exc))}", file=sys.stderr)
+        said = f"the Prefect server failed a request: {redact(str(exc))}"
+        print(f"serve: {said}", file=sys.stderr)
+        if beating:
+            beating.last_words(f"serve stopped: {said}")
         return 2
     except KeyboardInterrupt:
         return 130
@@ -308,15 +366,20 @@ def unused_event_retention(schedule: ScheduleConfig) -> str | None:
 
 
 def _serve_with_a_local_server(
-    planned: list[Planned], out: Print, schedule: ScheduleConfig, port: int | None
+    planned: list[Planned],
+    out: Print,
+    schedule: ScheduleConfig,
+    port: int | None,
+    last_words: Callable[[str], None],
 ) -> None:
     if running := served_api():
-        raise ServeError(
+        raise AlreadyServing(
             f"another `fleet-alerting serve` is running with this PREFECT_HOME (API {running}):"
             " two would run every scheduled run twice; stop it first, or give this one "
             "another PREFECT_HOME"
         )
-    with local_server(port, keep_runs=schedule.keep_runs, keep_events=schedule.keep_events) as url:
+    exited = ServerExit()
+    with local_server(port, None, schedule.keep_runs, schedule.keep_events, exited.report) as url:
         write_marker(url)
         try:
             ui = url.removesuffix("/api")
@@ -324,7 +387,8 @@ def _serve_with_a_local_server(
                 f"Started a local Prefect server: UI at {ui} (API {url}: `fleet-alerting run` "
                 "and `trigger` on this machine find it)"
             )
-            run = execute(planned, url, out, on_exit=remove_marker)  # its server prunes itself
+            # its server prunes itself; should it exit, so does serve
+            run = execute(planned, url, out, remove_marker, server_exit=(exited, last_words))
             asyncio.run(run)
         finally:
             remove_marker()
@@ -347,13 +411,13 @@ def _watch_self(
     planned: list[Planned],
     sidecars: Sequence[Sidecar],
     out: Print,
-) -> None:
+) -> Heartbeat | None:
     """Record each watch's runs (RUNS) for the sidecars and the heartbeat, and start them."""
     watches = [p.schedule.flow for p in planned if p.schedule.flow in CONFIGURED]
     RUNS.expect({w: watch_interval(config, w) for w in watches})
     for sidecar in sidecars:
         stack.enter_context(sidecar(config, RUNS, out))
-    stack.enter_context(heartbeat(config, RUNS, out))
+    return stack.enter_context(heartbeat(config, RUNS, out))
 
 
 def _problems(config: Config, config_path: str) -> list[str]:
@@ -382,13 +446,25 @@ class Stop:
     loses a notification: the ones it claimed stay queued and their claims expire.
 
     Plain `signal.signal` handlers, not the event loop's: they run even while the loop is busy,
-    and the second signal needs no loop at all."""
+    and the second signal needs no loop at all.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[], None]):
+    serve's own Prefect server exiting unasked (`server_exited`) exits at once with 2, after
+    saying why in the log and to the dead man's switch (`last_words`): with its server gone
+    nothing runs, and Prefect's client would retry it for minutes; the service manager restarts
+    serve whole. Told through the loop, after any stop signal that came with it (systemd's stop
+    signals serve and its server together): a server stopped with serve is no failure."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_exit: Callable[[], None],
+        last_words: Callable[[str], None] = lambda _: None,
+    ):
         self.event = asyncio.Event()
         self.asked = False
         self._loop = loop
         self._on_exit = on_exit  # what an exit at once still does (the marker of our server)
+        self._last_words = last_words
         self._before: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -413,13 +489,28 @@ class Stop:
     def _overdue(self) -> None:
         self._exit_now(f"serve: not stopped within {STOP_WITHIN:g} s: exiting now", 0)
 
-    def _exit_now(self, line: str, signum: int) -> None:
+    def server_exited(self, reason: str) -> None:
+        """From any thread: serve's server exited without being asked."""
+        with contextlib.suppress(RuntimeError):  # the loop is gone: serve is stopping anyway
+            self._loop.call_soon_threadsafe(self._server_exited, reason)
+
+    def _server_exited(self, reason: str) -> None:
+        if self.asked:
+            return
+        self.asked = True
+        line = f"serve: {reason}; exiting (2) for the service manager to restart serve"
+        self._exit_now(line, 0, code=2, told=reason)
+
+    def _exit_now(self, line: str, signum: int, code: int = 1, told: str = "") -> None:
         with contextlib.suppress(Exception):  # what was printed before, if the stream is free
             sys.stdout.flush()
         os.write(sys.stderr.fileno(), f"{line}\n".encode())  # print() is not reentrant
         with contextlib.suppress(Exception):
             self._on_exit()
-        os._exit(128 + signum if signum else 1)
+        if told:
+            with contextlib.suppress(Exception):
+                self._last_words(told)
+        os._exit(128 + signum if signum else code)
 
 
 async def execute(
@@ -428,14 +519,19 @@ async def execute(
     out: Print = print,
     on_exit: Callable[[], None] = lambda: None,
     keep_runs: timedelta | None = None,
+    server_exit: tuple[ServerExit, Callable[[str], None]] | None = None,
 ) -> None:
     """Register the deployments, then run their due flow runs in-process until SIGTERM/SIGINT
     (see Stop; `on_exit` is what an exit at once must still do). `keep_runs`: delete older runs
-    through the API (a server serve did not start; its own server prunes itself)."""
+    through the API (a server serve did not start; its own server prunes itself). `server_exit`:
+    where serve's own server's exit is reported, and how to tell the dead man's switch."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    stop = Stop(asyncio.get_running_loop(), on_exit)
+    exited, last_words = server_exit or (None, lambda _: None)
+    stop = Stop(asyncio.get_running_loop(), on_exit, last_words)
     stop.install()
+    if exited:
+        exited.attach(stop.server_exited)
     leave_sigterm_to_serve()
     share_tls_contexts()
     skip_suspension_watch()

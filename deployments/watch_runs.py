@@ -39,6 +39,7 @@ class WatchRuns:
         self._lock = threading.Lock()
         self._intervals: dict[str, timedelta] = {}
         self._records: dict[str, WatchRecord] = {}
+        self._scheduled = False
 
     def expect(self, intervals: dict[str, timedelta]) -> None:
         """The watches `serve` is about to schedule, each with its interval."""
@@ -52,22 +53,29 @@ class WatchRuns:
                 name: WatchRecord(name, every, serving_since=now)
                 for name, every in self._intervals.items()
             }
+            self._scheduled = True
+
+    def scheduled(self) -> bool:
+        """Whether serve has scheduled its watches (before: its Prefect server is starting)."""
+        return self._scheduled
 
     def serve(self, intervals: dict[str, timedelta], now: datetime) -> None:
         self.expect(intervals)
         self.begin(now)
 
     def started(self, name: str) -> Run:
-        self._update(name, last_start=datetime.now(UTC))
+        now = datetime.now(UTC)
+        self._update(name, last_start=now, in_flight_since=now)
         return Run(self, name)
 
     def _ended(self, name: str, succeeded: bool, seconds: float, reason: str) -> None:
         now = datetime.now(UTC)
+        ran = {"last_duration": seconds, "in_flight_since": None}
         if succeeded:
-            self._update(name, last_duration=seconds, last_success=now)
+            self._update(name, **ran, last_success=now)
         else:
             said = " ".join(excerpt(reason, MAX_RUN_REASON).split())  # masked, then cut
-            self._update(name, last_duration=seconds, last_failure=now, last_failure_reason=said)
+            self._update(name, **ran, last_failure=now, last_failure_reason=said)
 
     def _update(self, name: str, **changes: object) -> None:
         with self._lock:

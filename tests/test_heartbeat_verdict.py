@@ -24,6 +24,7 @@ def watch(row: dict) -> WatchStatus:
         last_success=at(row.get("last_success")),
         last_failure=at(row.get("last_failure")),
         last_failure_reason=row.get("why", ""),
+        in_flight_since=at(row.get("in_flight")),
     )
 
 
@@ -36,5 +37,7 @@ def test_heartbeat_verdict(case: dict) -> None:
         oldest,
         at(case["now"]),
         store_error=case.get("store_error", ""),
+        scheduled=case.get("scheduled", True),
     )
     assert (result.ok, result.reason) == (case["ok"], case.get("reason", ""))
+    assert result.silent == case.get("silent", False)

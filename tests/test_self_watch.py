@@ -100,6 +100,20 @@ def test_metrics_say_what_the_store_holds_and_how_the_watches_ran(tmp_path: Path
     assert got[("fleet_alerting_store_up", ())] == 1
     assert got[("fleet_alerting_store_errors_total", ())] == 0
     assert got[("fleet_alerting_build_info", (("version", "0.1.0"),))] == 1
+    assert got[("fleet_alerting_watches_scheduled", ())] == 2
+
+
+def test_a_serve_whose_server_is_starting_shows_no_watch_scheduled(tmp_path: Path) -> None:
+    """Before its Prefect server answers there is no watch series to go stale: this gauge is
+    what FleetAlertingNothingScheduled reads."""
+    config = make_config(tmp_path, metrics={"listen": f"127.0.0.1:{free_port()}"})
+    runs = WatchRuns()
+    runs.expect({"blackbox-probe": timedelta(seconds=10)})
+    with metrics_endpoint(config, runs, print) as url:
+        assert url is not None
+        got = scrape(url)
+    assert got[("fleet_alerting_watches_scheduled", ())] == 0
+    assert not [name for name, _ in got if name.startswith("fleet_alerting_watch_")]
 
 
 def test_a_store_that_cannot_be_read_is_a_gauge_not_a_failed_scrape(tmp_path: Path) -> None:
@@ -235,3 +249,32 @@ def test_a_heartbeat_url_that_is_not_http_is_said_without_its_value(tmp_path: Pa
     assert line.startswith("heartbeat: not started: secret file ")
     assert line.endswith("heartbeat.url does not hold an http(s) URL")
     assert "CANARY" not in line
+
+
+def test_no_ping_before_the_watches_are_scheduled_and_a_last_word_at_exit(
+    tmp_path: Path, switch: DeadMansSwitch
+) -> None:
+    runs = WatchRuns()
+    runs.expect({"blackbox-probe": timedelta(seconds=10)})  # its Prefect server is starting
+    beat = heartbeat(tmp_path, switch, runs)
+    beat.beat(datetime.now(UTC))
+    assert switch.pings == []
+    beat.last_words("serve could not start its Prefect server: it failed")
+    beat.beat(datetime.now(UTC))  # a beat on its way after the last word sends nothing
+    assert [(p.ok, p.body) for p in switch.pings] == [
+        (False, "serve could not start its Prefect server: it failed")
+    ]
+
+
+def test_a_late_watch_whose_run_hangs_says_its_run_is_in_flight(
+    tmp_path: Path, switch: DeadMansSwitch
+) -> None:
+    runs = served("blackbox-probe", since=datetime.now(UTC) - timedelta(seconds=25))
+    runs.started("blackbox-probe")  # held by a destination that does not answer
+    heartbeat(tmp_path, switch, runs).beat(datetime.now(UTC))
+    [ping] = switch.pings
+    assert not ping.ok
+    assert ping.body.startswith(
+        "watch blackbox-probe has not succeeded since serve began 25s ago (every 10s, a run in "
+        "flight for "
+    ), ping.body

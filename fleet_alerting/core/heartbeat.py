@@ -25,6 +25,7 @@ class WatchStatus:
     last_success: datetime | None = None
     last_failure: datetime | None = None
     last_failure_reason: str = ""  # the failed run's one line (its Prefect state's message)
+    in_flight_since: datetime | None = None  # when its run still in flight started
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class Verdict:
     reason: str = ""  # one line naming what is wrong; empty when ok
     # what is wrong without how long it has been: the same while nothing else goes wrong
     gist: tuple[str, ...] = ()
+    # nothing to tell yet: serve has not scheduled its watches, and "all well" would vouch for
+    # nothing (the switch's grace covers a start; a start that fails is told by serve itself)
+    silent: bool = False
 
 
 def late(watch: WatchStatus, now: datetime) -> timedelta | None:
@@ -53,9 +57,11 @@ def verdict(
     oldest_page: QueuedPage | None,
     now: datetime,
     store_error: str = "",
+    scheduled: bool = True,
 ) -> Verdict:
     """ok only when every watch succeeded within its limit, no page waits longer than
-    STUCK_PAGE_AFTER and the store answered; else every reason, in one line."""
+    STUCK_PAGE_AFTER and the store answered; else every reason, in one line. Before serve has
+    `scheduled` its watches, silent unless something is already wrong."""
     late_ones = [(w, since) for w in watches if (since := late(w, now))]
     reasons = [_late_reason(w, since, now) for w, since in late_ones]
     gist = [f"{w.name}: {w.last_failure_reason}" for w, _ in late_ones]
@@ -67,6 +73,8 @@ def verdict(
         stuck = f"a page to {oldest_page.destination} for {oldest_page.incident_key}"
         reasons.append(f"{stuck} has been queued for {age}")
         gist.append(stuck)
+    if not reasons and not scheduled:
+        return Verdict(False, silent=True)
     return Verdict(not reasons, "; ".join(reasons), tuple(gist))
 
 
@@ -77,8 +85,11 @@ def _late_reason(watch: WatchStatus, since: timedelta, now: datetime) -> str:
     if failure is not None and watch.last_success is not None and failure <= watch.last_success:
         failure = None  # it succeeded since
     why = f": {watch.last_failure_reason}" if failure and watch.last_failure_reason else ""
+    # a run hanging (on a destination that holds the request) is not a run that failed
+    hanging = watch.in_flight_since
+    waiting = f", a run in flight for {format_duration(now - hanging)}" if hanging else ""
     if watch.last_success is None:
-        began = f"has not succeeded since serve began {ago} ago (every {every})"
+        began = f"has not succeeded since serve began {ago} ago (every {every}{waiting})"
         return f"watch {watch.name} {began}{why}"
     when = f", last failed {format_duration(now - failure)} ago" if failure else ""
-    return f"watch {watch.name} last succeeded {ago} ago (every {every}{when}){why}"
+    return f"watch {watch.name} last succeeded {ago} ago (every {every}{when}{waiting}){why}"

@@ -148,7 +148,15 @@ class ServeCollector(Collector):
         )
         info.add_metric([_version()], 1)
         yield info
-        yield from watch_metrics(self.runs.records())
+        records = self.runs.records()
+        scheduled = GaugeMetricFamily(
+            "fleet_alerting_watches_scheduled",
+            "How many watches serve has scheduled (0 until its Prefect server answers and the "
+            "watches are registered).",
+        )
+        scheduled.add_metric([], len(records))
+        yield scheduled
+        yield from watch_metrics(records)
         view = self._read_store()
         if view is not None:
             yield from store_metrics(view)
