@@ -494,7 +494,8 @@ def _mute_turns(
             kept = silenced if silenced.changed_at >= until else replace(silenced, changed_at=now)
             return kept, []  # its record written once after the end: not old news however late
         g = replace(g, last_notified_at=now)
-        return g, [notification(g, c, Kind.silence_expired, now) for c in channels]
+        told = [notification(g, c, Kind.silence_expired, now) for c in channels]
+        return g, paged_again(g, silenced, now) + told  # a page the silence acknowledged
     joined = next((m for m in batch.opened.values() if m.acts.mute_id is None), None)
     if silenced_at(g, now):  # the mute is kept: looked at again once the silence ends
         return (_lapsed(g, now) if batch.unmuted or joined else g), []
