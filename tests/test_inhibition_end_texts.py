@@ -57,7 +57,11 @@ def write_config(tmp_path: Path, slack: str, pagerduty: str) -> Config:
     return load_config(tmp_path / "config.yaml")
 
 
-def signal(source: str, name: str, fail: bool, severity: Severity) -> Signal:
+Spec = tuple[str, str, Severity]  # source, the failing thing's name, severity
+
+
+def signal(spec: Spec, fail: bool) -> Signal:
+    source, name, severity = spec
     labels = {"service": name} if name == "fleet-api" else {"host": name}
     key = f"{source}:{next(iter(labels))}={name}"
     return Signal(key, source, fail, severity, f"{name} {'down' if fail else 'up'}", labels=labels)
@@ -75,39 +79,57 @@ def run(config: Config, signals: list[Signal], minute: int) -> None:
         asyncio.run(deliver())
 
 
-def test_a_device_told_before_the_api_failed_hears_the_inhibition_end(
-    fakes: tuple[SlackWebhookServer, PagerDutyServer], tmp_path: Path
-) -> None:
+def released(
+    fakes: tuple[SlackWebhookServer, PagerDutyServer],
+    tmp_path: Path,
+    symptom: Spec,
+    cause: Spec,
+) -> list[str]:
+    """The symptom fails alone (told, paged if critical), then its cause fails too (inhibited),
+    then the cause clears while the symptom still fails: what Slack heard at that last run
+    (one more run after it adds nothing)."""
     slack, pagerduty = fakes
     config = write_config(tmp_path, slack.url, pagerduty.url)
-    device = lambda fail: signal("blackbox", "pi-0", fail, Severity.warning)  # noqa: E731
-    api = lambda fail: signal("blackbox", "fleet-api", fail, Severity.critical)  # noqa: E731
-    run(config, [device(True)], 0)
-    run(config, [api(True), device(True)], 1)
+    failing, cleared = signal(symptom, True), signal(cause, False)
+    run(config, [failing], 0)
+    run(config, [signal(cause, True), failing], 1)
     told = len(slack.messages)
-    run(config, [api(False), device(True)], 2)
+    run(config, [cleared, failing], 2)
     texts = [m["text"] for m in slack.messages[told:]]
-    assert texts[0].startswith("[RESOLVED after 1m00s] fleet-api down")
-    assert texts[1].startswith(
-        f"[WARNING] Still failing after 2m00s: pi-0 down (was inhibited by {API}, which has"
-    )
-    run(config, [api(False), device(True)], 3)
-    assert len(slack.messages) == told + 2  # once
+    run(config, [cleared, failing], 3)
+    assert len(slack.messages) == told + len(texts)  # once
+    return texts
 
 
-def test_a_paged_symptom_is_paged_again_and_slack_says_why(
-    fakes: tuple[SlackWebhookServer, PagerDutyServer], tmp_path: Path
+@pytest.mark.parametrize(
+    ("symptom", "cause", "said", "paged"),
+    [
+        pytest.param(
+            ("blackbox", "pi-0", Severity.warning),
+            ("blackbox", "fleet-api", Severity.critical),
+            f"[WARNING] Still failing after 2m00s: pi-0 down (was inhibited by {API}, which has",
+            [],
+            id="a device told before the API failed",
+        ),
+        pytest.param(
+            ("api", "vps", Severity.critical),
+            ("vps", "vps", Severity.critical),
+            "[CRITICAL] Paged pagerduty: failing for 2m00s: vps down (was inhibited by vps:host=",
+            ["trigger", "acknowledge", "resolve", "trigger"],  # its page acknowledged, again
+            id="a paged symptom, paged again",
+        ),
+    ],
+)
+def test_the_inhibition_end_is_said_in_slack(
+    fakes: tuple[SlackWebhookServer, PagerDutyServer],
+    tmp_path: Path,
+    symptom: Spec,
+    cause: Spec,
+    said: str,
+    paged: list[str],
 ) -> None:
-    slack, pagerduty = fakes
-    config = write_config(tmp_path, slack.url, pagerduty.url)
-    api = lambda fail: signal("api", "vps", fail, Severity.critical)  # noqa: E731
-    vps = lambda fail: signal("vps", "vps", fail, Severity.critical)  # noqa: E731
-    run(config, [api(True)], 0)
-    run(config, [vps(True), api(True)], 1)  # the api's page acknowledged
-    told = len(slack.messages)
-    run(config, [vps(False), api(True)], 2)
-    texts = [m["text"] for m in slack.messages[told:]]
-    said = "[CRITICAL] Paged pagerduty: failing for 2m00s: vps down (was inhibited by vps:host=vps"
-    assert any(t.startswith(said) for t in texts), texts
-    api_events = [e["event_action"] for e in pagerduty.events if e["dedup_key"] == "api:host=vps"]
-    assert api_events == ["trigger", "acknowledge", "resolve", "trigger"]
+    texts = released(fakes, tmp_path, symptom, cause)
+    assert len(texts) == 2 and texts[0].startswith("[RESOLVED after 1m00s] ")
+    assert texts[1].startswith(said), texts
+    key = signal(symptom, True).key
+    assert [e["event_action"] for e in fakes[1].events if e["dedup_key"] == key] == paged
