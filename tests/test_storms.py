@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from fleet_alerting.core import actions
+from fleet_alerting.core.channels import SLACK_CHANNELS
 from fleet_alerting.core.fleet import FleetConfig
 from fleet_alerting.core.grouping import GroupingConfig
 from fleet_alerting.core.incidents import Escalation, Incident, Kind, State
@@ -23,6 +24,7 @@ from fleet_alerting.core.muting import Muting, Silence
 from fleet_alerting.core.policy import Evaluation, PolicyConfig, default_policies
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.core.storms import StormRules, decide
+from fleet_alerting.delivery.notifiers.slack_webhook import headline
 from fleet_alerting.store.actions import apply
 from fleet_alerting.store.database import Store
 
@@ -159,6 +161,9 @@ def test_storm_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None
             assert any(text in n.incident.signal.summary for n in result.notifications), (
                 f"{where}: no message says {text!r}"
             )
+        slack_texts = [headline(n) for n in result.notifications if n.channel in SLACK_CHANNELS]
+        for text in step.get("slack_says", []):  # as Slack shows it: the message's headline
+            assert any(text in said for said in slack_texts), f"{where}: {slack_texts}"
         if "escalated" in step:  # the step its "escalated" messages name, and whom they mention
             named = {
                 (n.incident.escalation.step, n.incident.escalation.mention)

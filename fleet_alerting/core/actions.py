@@ -7,8 +7,9 @@ snooze, unsilence — and what they change in what the engine tells whom. Pure, 
   (PagerDuty, each routing key paged) get an acknowledge. Slack gets a thread reply.
 - **Silence**: Alertmanager-sourced incidents get a real silence (the surface creates it and hands
   its id here); our own sources get a local mute. Either way, until it ends the incident keeps being
-  recorded but tells and pages nobody (a pager resolve of an earlier page still goes). A mute that
-  ends by time while the failure persists says so in one message.
+  recorded but tells and pages nobody (a pager resolve of an earlier page still goes); a page
+  already out gets an acknowledge, as when a window begins. A mute that ends (by time or by hand)
+  while the failure persists says so in one message, and pages again what it acknowledged.
 - **Snooze**: no reminders until then; a new failure still opens, and pages follow the policy.
 - A failure that resolves and comes back is a new episode: a new record, unacknowledged, unmuted.
 """
@@ -107,7 +108,8 @@ def expiry_due(incident: Incident, now: datetime) -> bool:
 def expire(
     incident: Incident, channels: Sequence[str], now: datetime
 ) -> tuple[Incident, list[Notification]]:
-    """A mute that ran out while the failure persists: lift it and say so, once."""
+    """A mute that ran out while the failure persists: lift it and say so, once (a page the
+    silence acknowledged goes again after this run's step: `silence_ended`)."""
     if not expiry_due(incident, now):
         return incident, []
     incident = replace(incident, acts=_lifted(incident.acts, now))
@@ -136,10 +138,8 @@ def _acked(incident: Incident, actor: str, now: datetime) -> Incident:
 def acknowledge(incident: Incident, actor: str, now: datetime, channels: Sequence[str]) -> Change:
     if refused := _ack_refused(incident):
         return Change(incident, [], refused)
+    pagers = _held_pages(incident)
     incident = _acked(incident, actor, now)
-    pagers = [p for p in incident.paged_via if pager_of(p) in ACKNOWLEDGING_PAGERS]
-    if incident.state != State.paged:
-        pagers = []
     return Change(incident, _to(incident, [*pagers, *_closing(channels)], Kind.acknowledged, now))
 
 
@@ -166,16 +166,24 @@ def silence(
         silence_id=silence_id,
         changed_at=now,
     )
+    pagers = _held_pages(incident)
     incident = replace(incident, acts=acts, changed_at=now)
-    return Change(incident, _to(incident, _closing(channels), Kind.silenced, now))
+    # a page already out is acknowledged, as when a window begins: its pager's own escalation
+    # would keep ringing the on-call for what operators silenced
+    return Change(incident, _to(incident, [*_closing(channels), *pagers], Kind.silenced, now))
 
 
 def unsilence(incident: Incident, actor: str, now: datetime, channels: Sequence[str]) -> Change:
     if not incident.acts.silenced:
         return Change(incident, [], _not_silenced(incident.acts))
+    silenced = incident
     incident = replace(incident, acts=_lifted(incident.acts, now), changed_at=now)
     if incident.state == State.resolved:
         return Change(incident, [])
+    if incident.acts.mute_id is None:  # (else the page stays held: the window's end says it)
+        incident, again = silence_ended(silenced, incident, [], _closing(channels), now)
+        if again:
+            return Change(incident, again)
     return Change(incident, _to(incident, _slack(channels), Kind.unsilenced, now))
 
 
@@ -244,7 +252,52 @@ def with_stored_acts(
     return [newer_acts(stored.get(i.key), i) for i in incidents]
 
 
+def silence_ended(
+    silenced: Incident,
+    incident: Incident,
+    stepped: Sequence[Notification],
+    channels: Sequence[str],
+    now: datetime,
+) -> tuple[Incident, list[Notification]]:
+    """An operator's silence over (ran out, or lifted) on a page it acknowledged (`silenced`:
+    the record it held; `incident`: after this run's step, which sent `stepped`): the page goes
+    again as at a window's end (`paged_again`: resolve, then trigger), recorded as a page
+    (`repaged`), and Slack (`channels`) hears it as a "paged" message that waits for the pages —
+    the step's own "paged" message if one is due now, saying the silence ended. Nothing to page
+    again: (incident, [])."""
+    paging = [n.channel for n in stepped if n.kind == Kind.paged]
+    resolving = {n.channel for n in stepped if n.kind == Kind.resolved}  # an ack timed out
+    again = paged_again(incident, silenced, now, paging)
+    if not [n for n in again if n.kind == Kind.paged or n.channel not in resolving]:
+        return incident, []  # this run's step pages them again itself
+    pagers = [n.channel for n in again if n.kind == Kind.paged]
+    if pagers:
+        incident = replace(repaged(incident, pagers, now), last_notified_at=now)
+        again = paged_again(incident, silenced, now, paging)
+    again = [n for n in again if n.kind == Kind.paged or n.channel not in resolving]
+    resolves = [n for n in again if n.kind == Kind.resolved]
+    pages = [n for n in again if n.kind == Kind.paged]
+    if any(n.kind == Kind.paged and n.channel in SLACK_CHANNELS for n in stepped):
+        note = f"{incident.signal.summary} (was silenced by {silenced.acts.silenced_by}, "
+        told = replace(incident, signal=replace(incident.signal, summary=note + "which has ended)"))
+        said = [
+            replace(n, incident=told) if n.kind == Kind.paged and n.channel in SLACK_CHANNELS else n
+            for n in stepped
+        ]
+        return incident, [*resolves, *pages, *said]
+    said = [paged_again_told(incident, c, now) for c in channels]
+    return incident, [*resolves, *pages, *said, *stepped]
+
+
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _held_pages(incident: Incident) -> list[str]:
+    """The pages out that an acknowledge can hold (PagerDuty's: Grafana OnCall's formatted
+    webhook knows none), while nobody acknowledged them."""
+    if incident.state != State.paged or incident.acts.acked_at is not None:
+        return []
+    return [p for p in incident.paged_via if pager_of(p) in ACKNOWLEDGING_PAGERS]
 
 
 def _lifted(acts: Acts, now: datetime) -> Acts:

@@ -42,7 +42,7 @@ from fleet_alerting.core.actions import (
     reopened,
     silenced_at,
 )
-from fleet_alerting.core.channels import pager_of
+from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
 from fleet_alerting.core.escalation import (
     Stage,
     ack_timed_out,
@@ -65,6 +65,7 @@ from fleet_alerting.core.incidents import (
     glance,
     grouped_in,
 )
+from fleet_alerting.core.inhibition import INHIBITED_BY, INHIBITION_ENDED
 from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.model import Duration, Model
 from fleet_alerting.core.policy import Evaluation, PolicyFor, notify_channels, reminder_due
@@ -121,6 +122,7 @@ class _Batch:
     # record has it: the group's record keeps the latter, so a later message (its resolve) does
     # not say again what was news only once
     worded: dict[str, str] = field(default_factory=dict)
+    uninhibited: list[str] = field(default_factory=list)  # causes that cleared on told members
 
 
 def group(
@@ -211,6 +213,9 @@ def group(
                 out.append(n)  # not a member: told on its own, and its page is not the group's
             elif n.kind == Kind.silence_expired or PAGED_AGAIN in n.id:
                 batch.unmuted += _mute_ended(before, n.incident.key)
+            elif INHIBITION_ENDED in n.id:
+                cause = glance(before, n.incident.key).inhibited_by
+                batch.uninhibited += [cause] if cause else []
             elif n.kind == Kind.paged:
                 batch.paged = True
                 if pager_of(n.channel) is not None:
@@ -232,6 +237,9 @@ def group(
             replace(current, members=tuple(members)), view, batch, config, policy_for, now
         )
         g = _as_recorded(g, batch.worded)
+        if batch.uninhibited:
+            channels = policy_for(g.severity).channels()
+            g, sent = _uninhibited(g, sent, unique(batch.uninhibited), view, channels, now)
         if g.state == State.resolved and current.state == State.pending:
             # the wait ended with too few members: tell them one by one after all
             for key in members:
@@ -501,7 +509,8 @@ def _mute_turns(
             kept = silenced if silenced.changed_at >= until else replace(silenced, changed_at=now)
             return kept, []  # its record written once after the end: not old news however late
         g = replace(g, last_notified_at=now)
-        return g, [notification(g, c, Kind.silence_expired, now) for c in channels]
+        told = [notification(g, c, Kind.silence_expired, now) for c in channels]
+        return g, paged_again(g, silenced, now) + told  # a page the silence acknowledged
     joined = next((m for m in batch.opened.values() if m.acts.mute_id is None), None)
     if silenced_at(g, now):  # the mute is kept: looked at again once the silence ends
         return (_lapsed(g, now) if batch.unmuted or joined else g), []
@@ -578,6 +587,33 @@ def _as_recorded(g: Incident, worded: Mapping[str, str]) -> Incident:
     return (
         g if summary == g.signal.summary else replace(g, signal=replace(g.signal, summary=summary))
     )
+def _uninhibited(
+    g: Incident,
+    sent: list[Notification],
+    causes: Sequence[str],
+    incidents: Mapping[str, Incident],
+    channels: Sequence[str],
+    now: datetime,
+) -> tuple[Incident, list[Notification]]:
+    """Members told before an inhibition held them, released still failing: the group says so
+    once ("was inhibited by …"), as one incident would — in its own Slack message of this run,
+    else in a reminder (the next counts from it)."""
+    quiet = g.acts.mute_id is not None or silenced_at(g, now)
+    if not g.is_open or quiet or not any(_failing(incidents, key) for key in g.members):
+        return g, sent
+    note = f"(was {INHIBITED_BY} {', '.join(causes)}, which has cleared)"
+
+    def noted(record: Incident) -> Incident:
+        summary = f"{record.signal.summary} {note}"
+        return replace(record, signal=replace(record.signal, summary=summary))
+
+    if any(n.channel in SLACK_CHANNELS for n in sent):
+        return g, [
+            replace(n, incident=noted(n.incident)) if n.channel in SLACK_CHANNELS else n
+            for n in sent
+        ]
+    said = [notification(noted(g), c, Kind.reminder, now) for c in channels]
+    return (replace(g, last_notified_at=now) if said else g), sent + said
 
 
 def _mute_ended(before: Mapping[str, Incident], key: str) -> list[str]:

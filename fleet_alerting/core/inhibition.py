@@ -10,20 +10,21 @@ A source counts from its first failing observation (pending): a cause that opens
 as its symptoms, or one run later, still silences them. An inhibited incident is stored with
 `inhibited_by` (the source's key) and its messages are dropped; its paging is held back, so the
 engine pages it normally if it still fails after the source is gone. When the source resolves
-while the target still fails, the target is told once ("was inhibited by …"), and a page the
-inhibition acknowledged is paged again (`actions.paged_again`); one that clears first was never
-told, so its resolve is dropped too.
+while the target still fails, the target is told once ("was inhibited by …", `_told_once`), and
+a page the inhibition acknowledged is paged again (`actions.paged_again`); one that clears first
+was never told, so its resolve is dropped too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from pydantic import Field
 
-from fleet_alerting.core.actions import closing_words, paged_again
+from fleet_alerting.core.actions import closing_words, notification, paged_again, repaged
+from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
 from fleet_alerting.core.escalation import as_before
 from fleet_alerting.core.fleet import SOURCE as FLEET
 from fleet_alerting.core.fleet import FleetOfflineRule, MatcherText, selector, signal_labels
@@ -32,6 +33,9 @@ from fleet_alerting.core.model import Model
 from fleet_alerting.core.policy import Evaluation, PolicyFor, notify_channels
 
 INHIBITED_BY = "inhibited by"
+# ends the id of the Slack message saying an inhibition ended on an incident told before (a
+# group says it for its members: core.grouping)
+INHIBITION_ENDED = ":inhibition-ended"
 
 
 class InhibitRule(Model):
@@ -210,8 +214,10 @@ def inhibit(
     index = _Index(rules, after)
     sent_about = evaluation.sent_about()
     dropped: set[str] = set()  # keys whose messages the engine sent do not go out
+    dropped_ids: set[str] = set()  # and single messages that do not
+    reworded: dict[str, Notification] = {}  # messages the engine sent, saying the inhibition ended
     extra: list[Notification] = []
-    first: list[Notification] = []  # a held page's resolve, before any page of it goes again
+    first: list[Notification] = []  # a held page's resolve and page again, before any message
     # nothing can inhibit the others and nothing held them: as they were, their messages as sent
     candidates = [key for key, source in index.held if source in own_sources]
     if index.has_causes:  # (else only the held may change: each is released)
@@ -244,18 +250,22 @@ def inhibit(
         if incident.state == State.resolved:
             if untold:
                 dropped.add(key)
-        elif not sent and untold and incident.is_open:
-            released, told = _tell_once(released, was, policy_for, now)
-            extra += told
-        if prior is not None and not untold and incident.state != State.resolved:
-            paging = [n.channel for n in sent if n.kind == Kind.paged]
-            again = paged_again(released, prior, now, paging)  # a page `_closed` acknowledged
-            first += [n for n in again if n.kind == Kind.resolved]
-            extra += [n for n in again if n.kind != Kind.resolved]
+        elif incident.is_open:
+            told_before = None if untold else prior
+            released, said = _told_once(released, told_before, was, sent, policy_for, now)
+            # a held page's resolve, then its page again, before the Slack message naming it
+            first += [n for n in said.extra if pager_of(n.channel) is not None]
+            extra += [n for n in said.extra if pager_of(n.channel) is None]
+            reworded |= said.reworded
+            dropped_ids |= said.dropped
         changed[key] = released
     kept = evaluation.notifications
-    if dropped:
-        kept = [n for n in kept if n.incident.key not in dropped]
+    if dropped or reworded or dropped_ids:
+        kept = [
+            reworded.get(n.id, n)
+            for n in kept
+            if n.incident.key not in dropped and n.id not in dropped_ids
+        ]
     return Evaluation(list(changed.values()), first + kept + extra)
 
 
@@ -290,14 +300,66 @@ def _closed(
     return closing_words(incident, prior, policy_for(incident.severity).channels(), now)
 
 
-def _tell_once(
-    incident: Incident, cause: str, policy_for: PolicyFor, now: datetime
-) -> tuple[Incident, list[Notification]]:
-    """The cause is gone and this incident still fails: say so, once."""
+@dataclass(frozen=True)
+class _Said:
+    """How an inhibition's end is told: messages besides the engine's, the engine's reworded
+    (by id), the engine's dropped (ids)."""
+
+    extra: list[Notification] = field(default_factory=list)
+    reworded: dict[str, Notification] = field(default_factory=dict)
+    dropped: set[str] = field(default_factory=set)
+
+
+def _told_once(
+    incident: Incident,
+    told: Incident | None,
+    cause: str,
+    sent: Sequence[Notification],
+    policy_for: PolicyFor,
+    now: datetime,
+) -> tuple[Incident, _Said]:
+    """The cause is gone and this incident still fails: say so, once ("was inhibited by …").
+    Never told (`told` None): its first message — the engine's now (a page due), else an opening
+    — says so. Told before (`told`: the record as it was): a page the inhibition acknowledged is
+    paged again (`paged_again`) and Slack hears it as a "paged" message naming the pages; else
+    the engine's Slack message now (a step, a reminder) says so, else a reminder does (this
+    run's reminder: the next counts from it)."""
     policy = policy_for(incident.severity)
-    note = f"{incident.signal.summary} (was {INHIBITED_BY} {cause}, which has cleared)"
-    snapshot = replace(incident, signal=replace(incident.signal, summary=note))
-    told = notify_channels(snapshot, policy, Kind.opened, now)
-    if told:
-        incident = replace(incident, last_notified_at=now)
-    return incident, told
+    note = f"(was {INHIBITED_BY} {cause}, which has cleared)"
+
+    def noted(record: Incident) -> Incident:
+        return replace(
+            record, signal=replace(record.signal, summary=f"{record.signal.summary} {note}")
+        )
+
+    slack = [n for n in sent if n.channel in SLACK_CHANNELS]
+    if told is None and not slack:
+        opened = notify_channels(noted(incident), policy, Kind.opened, now)
+        return (replace(incident, last_notified_at=now) if opened else incident), _Said(opened)
+    if told is None:
+        return incident, _Said(
+            reworded={n.id: replace(n, incident=noted(n.incident)) for n in slack}
+        )
+    paging = [n.channel for n in sent if n.kind == Kind.paged]
+    again = paged_again(incident, told, now, paging)  # a page `_closed` acknowledged
+    pagers = [n.channel for n in again if n.kind == Kind.paged]
+    if pagers:  # recorded as pages: its Slack message names them and waits for them
+        incident = repaged(incident, pagers, now)
+        again = paged_again(incident, told, now, paging)
+    stepping = [n for n in slack if n.kind == Kind.paged]
+    if stepping and pagers:  # the step's "paged" message names the pages again too
+        return incident, _Said(
+            again, {n.id: replace(n, incident=noted(incident)) for n in stepping}
+        )
+    if slack and not pagers:
+        return incident, _Said(again, {n.id: replace(n, incident=noted(n.incident)) for n in slack})
+    # the words that it ended are this run's Slack message (a reminder due beside them goes)
+    kind = Kind.paged if pagers else Kind.reminder
+    said = [_ended(noted(incident), c, kind, now) for c in policy.channels()]
+    incident = replace(incident, last_notified_at=now) if said else incident
+    return incident, _Said(again + said, dropped={n.id for n in slack})
+
+
+def _ended(incident: Incident, channel: str, kind: Kind, now: datetime) -> Notification:
+    n = notification(incident, channel, kind, now)
+    return replace(n, id=n.id + INHIBITION_ENDED)

@@ -628,7 +628,8 @@ def _end(
     policy = policy_for(incident.severity)
     # a mute can end more than once in an episode: the moment is in the id
     if told_before and prior is not None:
-        said = any(n.kind == Kind.silence_expired for n in sent)  # the operator's, ending too
+        # the operator's silence, ending too, said it (paging again what it held)
+        said = any(n.kind == Kind.silence_expired or PAGED_AGAIN in n.id for n in sent)
         channels = [] if said else policy.channels()
         paging = [n.channel for n in sent if n.kind == Kind.paged]
         resolving = {n.channel for n in sent if n.kind == Kind.resolved}  # an ack timed out

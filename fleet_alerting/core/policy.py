@@ -457,10 +457,15 @@ def _on_failure(
         stages = policy.stages()
         incident = _scheduled(escalation.opened(incident, stages), policy)
         incident, sent = _tell(incident, policy, Kind.opened, now, sent)
+    silenced = incident
     incident, expired = actions.expire(incident, policy.channels(), now)
-    sent += expired
     incident, stepped = _escalate(incident, policy, now, opening)
-    sent += stepped
+    if silenced.acts.silenced and not incident.acts.silenced:  # ran out: a page it held goes again
+        channels = [n.channel for n in expired]
+        incident, again = actions.silence_ended(silenced, incident, stepped, channels, now)
+        if again:
+            expired, stepped = [], again
+    sent += expired + stepped
     if not stepped and reminder_due(incident, policy, now):
         incident = evolve(incident, reminders=incident.reminders + 1)
         incident, sent = _tell(incident, policy, Kind.reminder, now, sent)

@@ -11,6 +11,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from fleet_alerting.core.actions import silenced_at
 from fleet_alerting.core.heartbeat import QueuedPage
 from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.store import outbox as box
@@ -72,11 +73,11 @@ def destinations(store: Store) -> list[Destination]:
     ]
 
 
-def open_incidents(store: Store) -> Counter[tuple[str, str, str]]:
+def open_incidents(store: Store, now: datetime) -> Counter[tuple[str, str, str]]:
     """Open incidents by (severity, source, state), the state as `page_state` says it."""
     incidents = store.incidents(include_resolved=False)
     owed = undelivered_pages(store, incidents)
-    return Counter((i.severity.value, i.source, page_state(i, owed)) for i in incidents)
+    return Counter((i.severity.value, i.source, page_state(i, owed, now)) for i in incidents)
 
 
 Undelivered = dict[str, list[UndeliveredPage]]
@@ -112,10 +113,15 @@ def undelivered_pages(store: Store, incidents: Iterable[Incident]) -> Undelivere
     return found
 
 
-def page_state(incident: Incident, owed: Undelivered) -> str:
+def page_state(incident: Incident, owed: Undelivered, now: datetime) -> str:
     """An incident's state, but `paged` only once a pager accepted its page: `page_dead` when a
-    page of its episode is a dead letter, `page_queued` while one waits to be delivered."""
+    page of its episode is a dead letter, `page_queued` while one waits to be delivered; else
+    `muted` while a silence (by matchers, or an operator's of this incident) or a maintenance
+    window holds its messages and pages — planned work, which a rule on `firing` must not page
+    for."""
     pages = owed.get(incident.key, ())
-    if incident.state != State.paged or not pages:
-        return incident.state.value
-    return "page_dead" if any(p.status == "dead" for p in pages) else "page_queued"
+    if incident.state == State.paged and pages:
+        return "page_dead" if any(p.status == "dead" for p in pages) else "page_queued"
+    if incident.acts.mute_id is not None or silenced_at(incident, now):
+        return "muted"
+    return incident.state.value

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from fleet_alerting.config.schema import Config
 from fleet_alerting.config.secrets import redact
+from fleet_alerting.core.clock import utcnow
 from fleet_alerting.deployments.serve import ServeError
 from fleet_alerting.deployments.watch_runs import WatchRecord, WatchRuns
 from fleet_alerting.store.database import Store
@@ -47,7 +48,7 @@ class StoreView:
 
 def read_store(config: Config) -> StoreView:
     with Store(config.state, busy_timeout=2.0) as store:
-        return StoreView(open_incidents(store), outbox_groups(store), destinations(store))
+        return StoreView(open_incidents(store, utcnow()), outbox_groups(store), destinations(store))
 
 
 def _seconds(moment: datetime | None) -> float | None:
@@ -94,8 +95,9 @@ def store_metrics(view: StoreView) -> Iterator[Metric]:
     yield _gauge(
         "fleet_alerting_incidents_open",
         "Open incidents in the store by state: pending, firing, paged (a pager took the page), "
-        "page_queued (its page not delivered yet), page_dead (its page a dead letter); a group's "
-        "member counts by its group's page.",
+        "page_queued (its page not delivered yet), page_dead (its page a dead letter), muted (a "
+        "silence or maintenance window holds its messages and pages); a group's member counts by "
+        "its group's page.",
         ["severity", "source", "state"],
         ((list(key), count) for key, count in sorted(view.incidents.items())),
     )

@@ -19,8 +19,14 @@ MAX_EVENT_BYTES = 512 * 1024
 MAX_SUMMARY = 1024
 MAX_DEDUP_KEY = 255
 MAX_FIELD = 255  # source, component, group, class: held to the dedup_key's documented limit
-# a silence or maintenance window that begins on a page closes it as an acknowledge
-_ACTIONS = {Kind.resolved: "resolve", Kind.acknowledged: "acknowledge", Kind.muted: "acknowledge"}
+# a silence (an operator's, by matchers) or maintenance window that begins on a page closes it
+# as an acknowledge
+_ACTIONS = {
+    Kind.resolved: "resolve",
+    Kind.acknowledged: "acknowledge",
+    Kind.silenced: "acknowledge",
+    Kind.muted: "acknowledge",
+}
 _SEVERITY = {"critical": "critical", "warning": "warning", "info": "info"}
 
 
