@@ -587,6 +587,8 @@ def _as_recorded(g: Incident, worded: Mapping[str, str]) -> Incident:
     return (
         g if summary == g.signal.summary else replace(g, signal=replace(g.signal, summary=summary))
     )
+
+
 def _uninhibited(
     g: Incident,
     sent: list[Notification],
