@@ -1,7 +1,7 @@
 """The shared tail of every watch: evaluate signals, record incidents + outbox, deliver.
 
 Both are plain parts of the watch's flow run, not task runs of their own: a task run costs serve
-and its Prefect server ~20-40 ms of CPU each (its states sent as events, recorded by the server)
+and its Prefect server ~21-24 ms of CPU each (its states sent as events, recorded by the server)
 and shows the operator nothing the run does not — their log lines are the run's, a failure fails
 the run with the same message, neither has retries to show (bench/README.md, soak.py)."""
 

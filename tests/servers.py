@@ -39,6 +39,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_serve(config: Path, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`fleet-alerting serve --config CONFIG` of this checkout, its output to `log`."""
+    import sys
+
+    root = Path(__file__).parents[1]
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fleet_alerting.surfaces.cli", "serve", "--config", str(config)],
+            cwd=root,  # `python -m` puts it first on the path: this checkout's code
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,30 +18,10 @@ import yaml
 
 from tests.fakes.http import Response, Scripted
 from tests.fakes.saas import SlackWebhookServer
-from tests.servers import wait_until
+from tests.servers import start_serve, wait_until
+from tests.test_serve_stop import write_config
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).parents[1]
-CLI = [sys.executable, "-m", "fleet_alerting.surfaces.cli"]
-
-
-def write_config(tmp_path: Path, target: str, slack: str) -> Path:
-    (tmp_path / "slack.url").write_text(f"{slack}/services/T000/B000/XXXX\n")
-    config = tmp_path / "config.yaml"
-    critical = {"open_after": 1, "notify": ["slack"], "page": [], "mirror": False}
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "state": {"path": "state.sqlite"},
-                "notify": {"slack": {"webhook": {"file": "slack.url"}}},
-                "policies": {"critical": critical},
-                "blackbox": {"targets": [{"name": "api", "url": target, "severity": "critical"}]},
-                "schedule": {"every": {"blackbox-probe": "1h"}},  # the triggered run only
-            }
-        )
-    )
-    return config
 
 
 def triggered_run(prefect_api: str, tmp_path: Path) -> str:
@@ -52,15 +30,11 @@ def triggered_run(prefect_api: str, tmp_path: Path) -> str:
 
     with Scripted(Response(500, "down")) as target, SlackWebhookServer() as slack:
         config = write_config(tmp_path, f"{target.url}/healthz", slack.url)
+        settings = yaml.safe_load(config.read_text())
+        settings["schedule"]["every"]["blackbox-probe"] = "1h"  # the triggered run alone
+        config.write_text(yaml.safe_dump(settings))
         log = tmp_path / "serve.log"
-        with log.open("w") as out:
-            proc = subprocess.Popen(
-                [*CLI, "serve", "--config", str(config)],
-                cwd=ROOT,
-                env=os.environ | {"PREFECT_API_URL": prefect_api},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        proc = start_serve(config, os.environ | {"PREFECT_API_URL": prefect_api}, log)
         try:
             wait_until(lambda: "serving blackbox-probe/scheduled" in log.read_text(), 180, "serve")
             lines: list[str] = []
