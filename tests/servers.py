@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -41,8 +42,6 @@ def free_port() -> int:
 
 def start_serve(config: Path, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
     """`fleet-alerting serve --config CONFIG` of this checkout, its output to `log`."""
-    import sys
-
     root = Path(__file__).parents[1]
     with log.open("w") as out:
         return subprocess.Popen(
