@@ -97,12 +97,20 @@ def own_rss_mb(pid: int) -> float:
 
 def cpu_seconds(pid: int) -> float:
     """CPU of `pid` and its live descendants (a child's CPU is not in its parent's times)."""
-    total = 0.0
-    for one in (pid, *descendants(pid)):
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(cpu_parts(pid))
+
+
+def cpu_parts(pid: int) -> tuple[float, float]:
+    """CPU seconds of `pid` itself and of its live descendants (serve's local server)."""
+    own = _own_cpu(pid)
+    return own, sum(_own_cpu(child) for child in descendants(pid))
+
+
+def _own_cpu(pid: int) -> float:
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
 
 def sample(pid: int) -> dict[str, float]:
@@ -228,7 +236,7 @@ def main() -> None:
     samples = (work / "samples.tsv").open("w", buffering=1)
     samples.write("minutes\tcode\tserve_mb\tserver_mb\ttotal_mb\tdb_mb\tload1\n")
     started = time.monotonic()
-    cpu_at_warmup: dict[str, float] = {}
+    cpu_at_warmup: dict[str, tuple[float, float]] = {}
     runs_at_warmup: dict[str, int] = {}
     try:
         while time.monotonic() - started < args.minutes * 60:
@@ -241,7 +249,7 @@ def main() -> None:
                     rss[(label, part)].append((at, mb[part]))
                 disk[label].append((at, db_mb(home)))
                 if at >= args.warmup * 60 and label not in cpu_at_warmup:
-                    cpu_at_warmup[label] = cpu_seconds(proc.pid)
+                    cpu_at_warmup[label] = cpu_parts(proc.pid)
                     runs_at_warmup[label] = finished_runs(work / label / "serve.log")
                 print(
                     f"{at / 60:5.1f} min {label}: RSS {mb['serve']:6.1f} + {mb['server']:6.1f} "
@@ -253,7 +261,7 @@ def main() -> None:
                 )
             sys.stdout.flush()
             time.sleep(30)
-        ends = {label: cpu_seconds(proc.pid) for label, proc in serves.items()}
+        ends = {label: cpu_parts(proc.pid) for label, proc in serves.items()}
     finally:
         for proc in serves.values():
             proc.terminate()
@@ -269,7 +277,9 @@ def main() -> None:
     print(f"plain: {plain_cpu * 1000:.0f} ms CPU per round of five runs ({plain_n:.0f} rounds)")
     for label in serves:
         runs = finished_runs(work / label / "serve.log")
-        cpu = ends[label] - cpu_at_warmup.get(label, 0.0)
+        (own_end, server_end), (own_start, server_start) = ends[label], cpu_at_warmup[label]
+        own, server = own_end - own_start, server_end - server_start
+        cpu = own + server
         per_round = cpu / measured
         # a loaded machine makes runs overrun (superseded, not run): CPU per run finished too
         per_run = cpu / max(1, runs - runs_at_warmup.get(label, 0))
@@ -278,7 +288,9 @@ def main() -> None:
             f"{label}: prefect.db {sizes[0][1]:.1f}→{sizes[-1][1]:.1f} MB, slope "
             f"{slopes(sizes, args.warmup)}; {runs} runs; CPU per round {per_round * 1000:.0f} ms "
             f"= {per_round / plain_cpu:.2f}× plain; per run finished after warm-up "
-            f"{per_run * 1000:.0f} ms = {per_run / (plain_cpu / len(WATCHES)):.2f}× plain"
+            f"{per_run * 1000:.0f} ms = {per_run / (plain_cpu / len(WATCHES)):.2f}× plain; per "
+            f"round serve's process {own / measured * 1000:.0f} ms + its server "
+            f"{server / measured * 1000:.0f} ms"
         )
         for part in parts:
             got = rss[(label, part)]

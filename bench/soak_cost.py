@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,19 @@ def make_flows() -> dict[str, Any]:
         for n in range(LOGS):
             logger.info("line %d of a run's log", n)
 
-    return {"bare": bare, "tasks": tasks, "artifacts": artifacts, "logs": logs}
+    flows = {"bare": bare, "tasks": tasks, "artifacts": artifacts, "logs": logs}
+    # the bare flow again, as serve's deployments are (a concurrency limit of 1: a lease per
+    # run, renewed by a thread of its own) and with Prefect's heartbeat off
+    return flows | {"limited": bare, "noheartbeat": bare}
+
+
+DEPLOYMENT_OPTIONS: dict[str, dict[str, Any]] = {"limited": {"concurrency_limit": 1}}
+
+
+def run_settings(name: str) -> dict[Any, Any]:
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    return {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None} if name == "noheartbeat" else {}
 
 
 def server_pid() -> int:
@@ -75,14 +88,23 @@ async def idle_rate(seconds: float) -> float:
     return (cpu_seconds(server) - before) / seconds
 
 
-async def batch(client: Any, flow: Any, deployment_id: Any, runs: int, settle: float, idle: float):
+async def batch(
+    client: Any, flow: Any, deployment_id: Any, runs: int, settle: float, idle: float, name: str
+):
+    from prefect.settings import temporary_settings
+
     from fleet_alerting.deployments.prefect_engine import run_in_process
 
     server = server_pid()
     own, theirs, began = time.process_time(), cpu_seconds(server), time.monotonic()
     for _ in range(runs):
         flow_run = await client.create_flow_run_from_deployment(deployment_id)
-        state = await run_in_process(flow, flow_run)
+        # entered only where it changes something: each entry validates all of Prefect's
+        # settings again (~20 ms of CPU), which would count as the run's
+        with (
+            temporary_settings(updates=run_settings(name)) if run_settings(name) else nullcontext()
+        ):
+            state = await run_in_process(flow, flow_run)
         assert state.is_completed(), state
     own = time.process_time() - own
     await asyncio.sleep(settle)  # events, task runs and logs recorded by the server's services
@@ -114,18 +136,19 @@ async def measure(args: argparse.Namespace, url: str) -> None:
     skip_suspension_watch()
     remember_result_storage()
     with temporary_settings(updates={PREFECT_API_URL: url}):
-        flows = make_flows()
+        flows = {name: flow for name, flow in make_flows().items() if name in args.variants}
         ids = {}
         for name, flow in flows.items():
-            ids[name] = await (await flow.ato_deployment(name="bench")).aapply()
+            options = DEPLOYMENT_OPTIONS.get(name, {})
+            ids[name] = await (await flow.ato_deployment(name=name, **options)).aapply()
         idle = await idle_rate(args.settle * 2)
         totals: dict[str, list[tuple[float, float]]] = {name: [] for name in flows}
         async with one_client() as client:  # the runs' client too, as in serve
             for name, flow in flows.items():  # warm-up: imports, first connections
-                await batch(client, flow, ids[name], 2, 1.0, idle)
+                await batch(client, flow, ids[name], 2, 1.0, idle, name)
             for _ in range(args.passes):
                 for name, flow in flows.items():
-                    got = await batch(client, flow, ids[name], args.runs, args.settle, idle)
+                    got = await batch(client, flow, ids[name], args.runs, args.settle, idle, name)
                     totals[name].append(got)
             poll = await polls(client, list(ids.values()), 50, idle)
     report(totals, poll, idle, args)
@@ -138,16 +161,30 @@ def report(totals: dict[str, list[tuple[float, float]]], poll: float, idle: floa
         f"{idle * 1000:.0f} ms CPU/s (subtracted)"
     )
     best = {name: min(got, key=lambda g: g[0] + g[1]) for name, got in totals.items()}
+    middle = {
+        name: sorted(got, key=lambda g: g[0] + g[1])[len(got) // 2] for name, got in totals.items()
+    }
     for name, (own, theirs) in best.items():
-        print(f"{name:9}: serve {own * 1000:6.1f} ms + server {theirs * 1000:6.1f} ms per run")
+        own_m, theirs_m = middle[name]
+        print(
+            f"{name:11}: serve {own * 1000:6.1f} ms + server {theirs * 1000:6.1f} ms per run "
+            f"(median of passes {own_m * 1000:6.1f} + {theirs_m * 1000:6.1f})"
+        )
     bare = sum(best["bare"])
-    print(
-        f"a bare flow run: {bare * 1000:.0f} ms; per task run "
-        f"{(sum(best['tasks']) - bare) / TASKS * 1000:.0f} ms; per artifact "
-        f"{(sum(best['artifacts']) - bare) / ARTIFACTS * 1000:.0f} ms; per log line "
-        f"{(sum(best['logs']) - bare) / LOGS * 1000:.1f} ms; per poll (server) "
-        f"{poll * 1000:.1f} ms"
-    )
+    parts = {
+        "per task run": ("tasks", TASKS),
+        "per artifact": ("artifacts", ARTIFACTS),
+        "per log line": ("logs", LOGS),
+        "a concurrency limit of 1": ("limited", 1),
+        "the heartbeat off": ("noheartbeat", 1),
+    }
+    said = [
+        f"{what} {(sum(best[name]) - bare) / n * 1000:+.1f} ms"
+        for what, (name, n) in parts.items()
+        if name in best
+    ]
+    print(f"a bare flow run: {bare * 1000:.0f} ms; " + "; ".join(said))
+    print(f"per poll (server) {poll * 1000:.1f} ms")
 
 
 def main() -> None:
@@ -155,6 +192,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--passes", type=int, default=2)
     parser.add_argument("--settle", type=float, default=4.0)
+    parser.add_argument(
+        "--variants",
+        type=lambda v: ["bare", *v.split(",")],
+        default=["bare", "tasks", "artifacts", "logs", "limited", "noheartbeat"],
+        help="besides bare, e.g. limited,noheartbeat",
+    )
     args = parser.parse_args()
     os.environ.pop("PREFECT_API_URL", None)
     os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="bench-soak-cost-")

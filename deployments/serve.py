@@ -525,7 +525,7 @@ async def execute(
     (see Stop; `on_exit` is what an exit at once must still do). `keep_runs`: delete older runs
     through the API (a server serve did not start; its own server prunes itself). `server_exit`:
     where serve's own server's exit is reported, and how to tell the dead man's switch."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import temporary_settings
 
     exited, last_words = server_exit or (None, lambda _: None)
     stop = Stop(asyncio.get_running_loop(), on_exit, last_words)
@@ -537,7 +537,7 @@ async def execute(
     skip_suspension_watch()
     remember_result_storage()
     try:
-        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        with temporary_settings(updates=run_settings(api_url)):
             flows = await register(planned, out)
             async with _pruning(keep_runs, stop.event, out):
                 await run_due(flows, stop.event, _poll_seconds(planned), out)
@@ -545,6 +545,15 @@ async def execute(
     finally:
         if not stop.asked:
             stop.restore()
+
+
+def run_settings(api_url: str) -> dict[Any, Any]:
+    """Settings of serve's runs: the server they are recorded in, and no flow-run heartbeat —
+    a thread and an event per run, for Prefect to find a run whose process died; serve's runs
+    live and die with serve, which the metrics endpoint and the dead man's switch watch."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    return {PREFECT_API_URL: api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
 
 
 @contextlib.asynccontextmanager

@@ -1,4 +1,9 @@
-"""The shared tail of every watch: evaluate signals, record incidents + outbox, deliver."""
+"""The shared tail of every watch: evaluate signals, record incidents + outbox, deliver.
+
+Both are plain parts of the watch's flow run, not task runs of their own: a task run costs serve
+and its Prefect server ~21-24 ms of CPU each (its states sent as events, recorded by the server)
+and shows the operator nothing the run does not — their log lines are the run's, a failure fails
+the run with the same message, neither has retries to show (bench/README.md, soak.py)."""
 
 from __future__ import annotations
 
@@ -24,12 +29,11 @@ from fleet_alerting.store import history, silences
 from fleet_alerting.store.actions import history as action_history
 from fleet_alerting.store.actions import record_mutes
 from fleet_alerting.store.database import Retention, Store
-from fleet_alerting.tasks.runtime import run_logger, step, tracked
+from fleet_alerting.tasks.runtime import run_logger, tracked
 
 LOGGED_CHANGES = 100  # a storm changes thousands of incidents: the log names the first ones
 
 
-@step("evaluate-and-record")
 def record_signals(
     config: Config,
     signals: list[Signal],
@@ -174,7 +178,6 @@ def publish_actions(store: Store, incidents: list[Incident]) -> None:
         )
 
 
-@step("deliver-notifications")
 async def deliver_notifications(config: Config) -> DrainReport:
     """Drain the outbox in claimed lanes (safe beside any other run draining the same store);
     whatever cannot be delivered stays queued or becomes a dead letter. Each notifier uses its

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -37,6 +38,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_serve(config: Path, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`fleet-alerting serve --config CONFIG` of this checkout, its output to `log`."""
+    root = Path(__file__).parents[1]
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fleet_alerting.surfaces.cli", "serve", "--config", str(config)],
+            cwd=root,  # `python -m` puts it first on the path: this checkout's code
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:

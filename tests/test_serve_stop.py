@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,12 +22,10 @@ import yaml
 from fleet_alerting.store.database import Store
 from tests.fakes.http import Request, Response, Scripted
 from tests.fakes.saas import SlackWebhookServer
-from tests.servers import wait_until
+from tests.servers import start_serve, wait_until
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).parents[1]
-CLI = [sys.executable, "-m", "fleet_alerting.surfaces.cli"]
 HOLD = 60.0  # seconds the webhook holds a request: far past any stop
 
 
@@ -91,14 +88,7 @@ def serving(prefect_api: str, tmp_path: Path) -> Iterator[Serving]:
     with Scripted(Response(500, "down")) as target, HeldSlack() as slack:
         config = write_config(tmp_path, f"{target.url}/healthz", slack.url)
         log = tmp_path / "serve.log"
-        with log.open("w") as out:
-            proc = subprocess.Popen(
-                [*CLI, "serve", "--config", str(config)],
-                cwd=ROOT,
-                env=os.environ | {"PREFECT_API_URL": prefect_api},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        proc = start_serve(config, os.environ | {"PREFECT_API_URL": prefect_api}, log)
         try:
             wait_until(lambda: "serving blackbox-probe/scheduled" in log.read_text(), 180, "serve")
             lines: list[str] = []
