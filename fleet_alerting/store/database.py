@@ -252,6 +252,8 @@ class Store:
             records = unit.records()
             evaluation = decide(records)
             queued = unit.record(evaluation, now, records)
+            # the briefs go before the collector walks what the run made (a storm: 50,000)
+            del records
             if also is not None:
                 also(unit.conn)
             return evaluation, queued
