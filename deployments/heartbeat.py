@@ -1,7 +1,8 @@
 """`serve`'s dead man's switch (config `heartbeat`, Healthchecks.io style): every `every`, a GET
-of the URL while every watch succeeds and no page is stuck (core.heartbeat.verdict), else a POST
-to `URL/fail` whose body is the reason — and no GET before serve has scheduled its watches. When
-`serve` fails it says why in a last `/fail`; when it dies the pings stop, and the switch tells.
+of the URL while every watch succeeds, no page is stuck and no open incident's page is a dead
+letter (core.heartbeat.verdict), else a POST to `URL/fail` whose body is the reason — and no GET
+before serve has scheduled its watches. When `serve` fails it says why in a last `/fail`; when it
+dies the pings stop, and the switch tells.
 
 The URL carries its token: it is resolved as a secret, and what is said of a failed ping names
 neither the URL nor the answer's body."""
@@ -19,10 +20,10 @@ import httpx
 from fleet_alerting.config.schema import Config, HeartbeatConfig
 from fleet_alerting.config.secrets import SecretError, redact
 from fleet_alerting.core.channels import PAGERS, pager_of
-from fleet_alerting.core.heartbeat import QueuedPage, Verdict, verdict
+from fleet_alerting.core.heartbeat import DeadPage, QueuedPage, Verdict, verdict
 from fleet_alerting.deployments.watch_runs import WatchRuns
 from fleet_alerting.store.database import Store
-from fleet_alerting.store.health import oldest_queued
+from fleet_alerting.store.health import dead_pages, oldest_queued
 
 MAX_REASON = 10_000  # Healthchecks keeps the first 100 kB of a ping's body
 Print = Callable[[str], None]
@@ -33,11 +34,14 @@ def fail_url(url: str) -> str:
     return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/fail"))
 
 
-def oldest_page(config: Config, pagers: Sequence[str] = PAGERS) -> QueuedPage | None:
-    """The oldest queued page to these pagers and to each named routing key or integration."""
+def pages_owed(
+    config: Config, pagers: Sequence[str] = PAGERS
+) -> tuple[QueuedPage | None, list[DeadPage]]:
+    """The oldest queued page to these pagers and to each named routing key or integration, and
+    the open incidents' pages that are dead letters."""
     named = [c for c in config.notify.configured_channels() if pager_of(c) is not None]
     with Store(config.state, busy_timeout=2.0) as store:
-        return oldest_queued(store, sorted({*pagers, *named}))
+        return oldest_queued(store, sorted({*pagers, *named})), dead_pages(store)
 
 
 class Heartbeat:
@@ -68,11 +72,13 @@ class Heartbeat:
             self._stop.wait(self.every.total_seconds())
 
     def decide(self, now: datetime) -> Verdict:
+        page: QueuedPage | None = None
+        dead: list[DeadPage] = []
         try:
-            page, store_error = oldest_page(self.config), ""
+            (page, dead), store_error = pages_owed(self.config), ""
         except Exception as exc:  # a store that does not answer is itself a reason to fail
-            page, store_error = None, redact(f"{type(exc).__name__}: {exc}").splitlines()[0]
-        return verdict(self.runs.statuses(), page, now, store_error, self.runs.scheduled())
+            store_error = redact(f"{type(exc).__name__}: {exc}").splitlines()[0]
+        return verdict(self.runs.statuses(), page, now, store_error, self.runs.scheduled(), dead)
 
     def beat(self, now: datetime) -> None:
         said = self.decide(now)

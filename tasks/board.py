@@ -32,6 +32,7 @@ from fleet_alerting.store.board import open_incidents
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.errors import StoreError
 from fleet_alerting.store.health import Undelivered, undelivered_pages
+from fleet_alerting.store.outbox import dropped
 from fleet_alerting.tasks.runtime import run_logger, tracked
 
 # what this process last published, per store (`serve` runs every watch here), and its id
@@ -78,11 +79,13 @@ async def publish_incident_board(config: Config) -> None:
 
 
 def _unsent(owed: Undelivered, key: str) -> dict[str, str]:
-    """pager → `queued` or `dead` for an incident's pages not accepted (a dead one wins)."""
+    """pager → `queued`, `dead` or `dropped` (by an operator) for an incident's pages not
+    accepted (a dead one wins)."""
     unsent: dict[str, str] = {}
     for page in owed.get(key, ()):
+        status = "dropped" if page.status == "dead" and dropped(page.error) else page.status
         if unsent.get(page.channel) != "dead":
-            unsent[page.channel] = page.status
+            unsent[page.channel] = status
     return unsent
 
 

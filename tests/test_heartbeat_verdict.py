@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet_alerting.core.heartbeat import QueuedPage, WatchStatus, verdict
+from fleet_alerting.core.heartbeat import DeadPage, QueuedPage, WatchStatus, verdict
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "heartbeat.yaml").read_text())
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -38,6 +38,7 @@ def test_heartbeat_verdict(case: dict) -> None:
         at(case["now"]),
         store_error=case.get("store_error", ""),
         scheduled=case.get("scheduled", True),
+        dead_pages=[DeadPage(**page) for page in case.get("dead_pages", [])],
     )
     assert (result.ok, result.reason) == (case["ok"], case.get("reason", ""))
     assert result.silent == case.get("silent", False)

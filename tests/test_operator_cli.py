@@ -261,7 +261,7 @@ def test_incidents_and_outbox_as_json_after_an_outage_and_the_outbox_managed(
 
     number = str(item["id"])
     steps = [
-        (["retry", number], "slack backs off until "),
+        (["retry", number], "slack rested until "),  # the operator says it is back
         (["drop", number, "--reason", "sent by hand"], "dropped"),
         (["drop", number, "--reason", "again"], None),  # a dead letter: refused
         (["requeue", number], "queued again"),

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fleet_alerting.config import load_config
 from fleet_alerting.config.schema import Config
+from fleet_alerting.core.clock import utcnow
 from fleet_alerting.core.policy import PolicyConfig, evaluate
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.deployments.heartbeat import Heartbeat
@@ -23,9 +24,11 @@ from fleet_alerting.deployments.heartbeat import heartbeat as heartbeat_while
 from fleet_alerting.deployments.serve import serve_all
 from fleet_alerting.deployments.watch_runs import WatchRuns
 from fleet_alerting.store.database import Store
+from fleet_alerting.store.health import open_incidents
 from fleet_alerting.surfaces.metrics import ServeCollector, metrics_endpoint
 from tests.fakes.deadmans_switch import DeadMansSwitch
 from tests.servers import free_port
+from tests.test_operator_cli import cli
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 PAGE_AT_ONCE = PolicyConfig(open_after=1, page=["pagerduty"], page_after=timedelta(0))
@@ -70,6 +73,9 @@ def test_metrics_say_what_the_store_holds_and_how_the_watches_ran(tmp_path: Path
     store.queue.mark_dead(page.id, None, 1, "permanent: PagerDuty answered HTTP 400")
     blocked = T0 + timedelta(hours=1)
     store.queue.destination_blocked("slack", T0, blocked, "HTTP 429")
+    for minutes in (0, 4, 9):  # its rest ran out before each next attempt failed
+        moment = T0 + timedelta(minutes=minutes)
+        store.queue.destination_failed("pagerduty", moment, moment + timedelta(seconds=30), "503")
     store.close()
     runs = served("blackbox-probe", "prometheus-watches")
     runs.started("blackbox-probe").ended(True)
@@ -97,6 +103,10 @@ def test_metrics_say_what_the_store_holds_and_how_the_watches_ran(tmp_path: Path
     assert got[("fleet_alerting_destination_blocked_until_timestamp_seconds", slack)] == (
         blocked.timestamp()
     )
+    # failing since its first failure in a row, however its rests fall; absent once one went
+    since = got[("fleet_alerting_destination_failing_since_timestamp_seconds", pd)]
+    assert since == T0.timestamp()
+    assert ("fleet_alerting_destination_failing_since_timestamp_seconds", slack) not in got
     assert got[("fleet_alerting_store_up", ())] == 1
     assert got[("fleet_alerting_store_errors_total", ())] == 0
     assert got[("fleet_alerting_build_info", (("version", "0.1.0"),))] == 1
@@ -218,6 +228,58 @@ def test_heartbeat_fails_naming_a_stuck_page(tmp_path: Path, switch: DeadMansSwi
             "a page to pagerduty for blackbox:url=http://api/healthz has been queued for 6m00s",
         ),
     ]
+
+
+def test_heartbeat_fails_while_an_open_incidents_page_is_a_dead_letter(
+    tmp_path: Path, switch: DeadMansSwitch
+) -> None:
+    """A refused page (a wrong routing key) is no queued page and fails no run after the first:
+    the heartbeat says nobody was paged for as long as that holds, hours later too, and stops
+    once an operator requeues it (`outbox requeue`, through the CLI)."""
+    beat = heartbeat(tmp_path, switch, served())
+    page_queued(beat.config)
+    with Store(beat.config.state) as store:
+        (page,) = [i for i in store.outbox(("queued",)) if i.notification.channel == "pagerduty"]
+        store.queue.mark_dead(page.id, None, 1, "permanent: PagerDuty answered HTTP 400")
+    beat.beat(T0 + timedelta(hours=3))
+    requeued = cli("outbox", "requeue", str(page.id), "--config", str(tmp_path / "config.yaml"))
+    assert requeued.returncode == 0, requeued.stderr
+    beat.beat(datetime.now(UTC))
+    assert [(p.ok, p.body) for p in switch.pings] == [
+        (
+            False,
+            "nobody was paged for blackbox:url=http://api/healthz: its page to pagerduty is dead "
+            f"letter #{page.id} (page the on-call by hand, then `fleet-alerting outbox drop "
+            f"{page.id} --reason WHY`; or fix the cause and `outbox requeue {page.id}`)",
+        ),
+        (True, ""),
+    ]
+
+
+def test_a_dead_page_dropped_by_an_operator_who_paged_by_hand_is_quiet(
+    tmp_path: Path, switch: DeadMansSwitch
+) -> None:
+    """`outbox drop` of a refused page: the operator paged by hand; the heartbeat pings again
+    and the metrics count the incident as page_dropped, not page_dead (FleetAlertingPageDead
+    ends), the refusal kept in the dead letter's reason."""
+    beat = heartbeat(tmp_path, switch, served())
+    page_queued(beat.config)
+    with Store(beat.config.state) as store:
+        (page,) = [i for i in store.outbox(("queued",)) if i.notification.channel == "pagerduty"]
+        store.queue.mark_dead(page.id, None, 1, "permanent: PagerDuty answered HTTP 400")
+    config = str(tmp_path / "config.yaml")
+    dropped = cli("outbox", "drop", str(page.id), "--reason", "paged by phone", "--config", config)
+    assert dropped.returncode == 0, dropped.stderr
+    again = cli("outbox", "drop", str(page.id), "--reason", "twice", "--config", config)
+    assert again.returncode == 1 and "nothing changed" in again.stderr
+    beat.beat(datetime.now(UTC))
+    assert [(p.ok, p.body) for p in switch.pings] == [(True, "")]
+    with Store(beat.config.state) as store:
+        assert open_incidents(store, utcnow()) == {("critical", "blackbox", "page_dropped"): 1}
+        (dead,) = store.outbox(("dead",))
+    assert dead.last_error.endswith(
+        ": paged by phone (was: permanent: PagerDuty answered HTTP 400)"
+    ), dead.last_error
 
 
 def test_a_refused_ping_is_said_once_without_the_url(tmp_path: Path, switch: DeadMansSwitch):

@@ -27,7 +27,11 @@ SEVERITY_ORDER = (Severity.critical, Severity.warning, Severity.info)
 COLUMNS = ("severity", "since", "id", "incident", "source", "paged", "acknowledged", "muted")
 NOTHING = "—"
 # a pager that has not accepted the page: the board does not say it was paged
-UNSENT = {"queued": " (page not delivered yet)", "dead": " (page failed: a dead letter)"}
+UNSENT = {
+    "queued": " (page not delivered yet)",
+    "dead": " (page failed: a dead letter)",
+    "dropped": " (page dropped by an operator)",
+}
 # an unchanged board is published again after this long: its ages and "as of" stay that fresh
 REFRESH = timedelta(minutes=5)
 

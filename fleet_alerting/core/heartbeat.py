@@ -1,11 +1,13 @@
 """Whether `serve` tells its dead man's switch "all is well" or "failing, because …".
 
-A pure decision of the watches' last runs, their intervals, the age of the oldest queued page and
-`now`: the heartbeat loop (deployments/heartbeat.py) gathers these and sends what this says.
+A pure decision of the watches' last runs, their intervals, the age of the oldest queued page,
+the open incidents' pages that are dead letters and `now`: the heartbeat loop
+(deployments/heartbeat.py) gathers these and sends what this says.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -36,6 +38,15 @@ class QueuedPage:
 
 
 @dataclass(frozen=True)
+class DeadPage:
+    """An open incident's page that no pager took: a dead letter, so nobody was paged."""
+
+    destination: str
+    incident_key: str
+    outbox_id: int
+
+
+@dataclass(frozen=True)
 class Verdict:
     ok: bool
     reason: str = ""  # one line naming what is wrong; empty when ok
@@ -58,10 +69,12 @@ def verdict(
     now: datetime,
     store_error: str = "",
     scheduled: bool = True,
+    dead_pages: Sequence[DeadPage] = (),
 ) -> Verdict:
     """ok only when every watch succeeded within its limit, no page waits longer than
-    STUCK_PAGE_AFTER and the store answered; else every reason, in one line. Before serve has
-    `scheduled` its watches, silent unless something is already wrong."""
+    STUCK_PAGE_AFTER, no open incident's page is a dead letter and the store answered; else
+    every reason, in one line. Before serve has `scheduled` its watches, silent unless something
+    is already wrong."""
     late_ones = [(w, since) for w in watches if (since := late(w, now))]
     reasons = [_late_reason(w, since, now) for w, since in late_ones]
     gist = [f"{w.name}: {w.last_failure_reason}" for w, _ in late_ones]
@@ -73,6 +86,15 @@ def verdict(
         stuck = f"a page to {oldest_page.destination} for {oldest_page.incident_key}"
         reasons.append(f"{stuck} has been queued for {age}")
         gist.append(stuck)
+    for page in dead_pages:  # until an operator drops or requeues it, or the incident resolves
+        dead = (
+            f"nobody was paged for {page.incident_key}: its page to {page.destination} is "
+            f"dead letter #{page.outbox_id} (page the on-call by hand, then `fleet-alerting "
+            f"outbox drop {page.outbox_id} --reason WHY`; or fix the cause and `outbox requeue "
+            f"{page.outbox_id}`)"
+        )
+        reasons.append(dead)
+        gist.append(dead)
     if not reasons and not scheduled:
         return Verdict(False, silent=True)
     return Verdict(not reasons, "; ".join(reasons), tuple(gist))

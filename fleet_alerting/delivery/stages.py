@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
+from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.heartbeat import STUCK_PAGE_AFTER
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.delivery.channels import Confirms, Notifier
@@ -42,6 +43,9 @@ from fleet_alerting.store.outbox import (
     OutboxItem,
     Page,
     pagers_waited_for,
+)
+from fleet_alerting.store.outbox import (
+    dropped as dropped_by_operator,
 )
 
 log = logging.getLogger("fleet_alerting.delivery")
@@ -101,6 +105,17 @@ def destination_backoff(failures: int, retry_after: float | None) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(failures - 1, 0), 600))
 
 
+def error_line(error: AdapterError) -> str:
+    """The error as recorded, with the rest its destination asked for (Retry-After, capped:
+    `outbox` and the destination's last error show why it rests so long)."""
+    said = redact(str(error))
+    if error.retry_after is None:
+        return said
+    rest = format_duration(timedelta(seconds=error.retry_after))
+    capped = ", the longest we rest" if error.retry_after >= MAX_RETRY_AFTER else ""
+    return f"{said} (Retry-After: {rest}{capped})"
+
+
 class DestinationState:
     """A channel's destination as every drainer sees it: resting after failures or Retry-After
     (in the store), and whether this lane may have such state to clear after a success."""
@@ -136,7 +151,7 @@ class DestinationState:
         if error.retry_after is not None:
             now = self.s.now()
             until = now + timedelta(seconds=error.retry_after)
-            await db(self.outbox.destination_blocked, self.channel, now, until, str(error))
+            await db(self.outbox.destination_blocked, self.channel, now, until, error_line(error))
 
     async def accepted(self) -> None:
         if self.troubled:
@@ -254,7 +269,7 @@ def paging_ended(
     accepted = ", ".join(p.channel for p in pages if p.status == "sent")
     untold = [p for p in _dead(pages) if f"(dead letter #{p.id}:" not in told.paging_failed]
     failed = "; ".join(f"{p.channel}: {dead_page(p.id, p.last_error)}" for p in untold)
-    dropped = bool(untold) and all(_dropped(p.last_error) for p in untold)
+    dropped = bool(untold) and all(dropped_by_operator(p.last_error) for p in untold)
     withdrawn = ", ".join(p.channel for p in pages if p.status == WITHDRAWN)
     if failed:
         paged = f"Paged {accepted}; " if accepted else ""
@@ -298,17 +313,10 @@ def _short(error: str | None) -> str:
     return (error or "unknown error").removeprefix("permanent: ")
 
 
-DROPPED_BY = "dropped by "  # the start of the reason of a message an operator dropped
-
-
-def _dropped(error: str | None) -> bool:
-    return (error or "").startswith(DROPPED_BY)
-
-
 def dead_page(number: int, error: str | None) -> str:
     """Why a page is a dead letter (outbox row `number`), and what the operator can do (one
     dropped by an operator: no advice to page by hand, they chose it)."""
-    if _dropped(error):
+    if dropped_by_operator(error):
         again = f"`fleet-alerting outbox requeue {number}` sends it after all"
         return f"{error} (dead letter #{number}: {again})"
     return f"{_short(error)} (dead letter #{number}: {dead_page_advice(number)})"
@@ -607,7 +615,7 @@ class Record:
     async def failed(
         self, item: OutboxItem, attempts: int, error: AdapterError, doubt: bool
     ) -> None:
-        reason = redact(str(error))
+        reason = error_line(error)
         now = self.s.now()
         if error.permanent:
             await self._dead(item, attempts, f"permanent: {reason}", reason)

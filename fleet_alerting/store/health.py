@@ -12,7 +12,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from fleet_alerting.core.actions import silenced_at
-from fleet_alerting.core.heartbeat import QueuedPage
+from fleet_alerting.core.heartbeat import DeadPage, QueuedPage
 from fleet_alerting.core.incidents import Incident, State
 from fleet_alerting.store import outbox as box
 from fleet_alerting.store.database import Store
@@ -63,14 +63,39 @@ def oldest_queued(store: Store, channels: Sequence[str]) -> QueuedPage | None:
 
 
 def destinations(store: Store) -> list[Destination]:
+    """Each destination's rest, and since when it has been failing (None: its last send went)."""
     d = destinations_table
-    query = sa.select(d.c.name, d.c.blocked_until, d.c.failures).order_by(d.c.name)
+    columns = (d.c.name, d.c.blocked_until, d.c.failures, d.c.failing_since)
     with store.queue.engine.connect() as conn:
-        rows = conn.execute(query).all()
+        rows = conn.execute(sa.select(*columns).order_by(d.c.name)).all()
     return [
-        Destination(name, datetime.fromisoformat(blocked) if blocked else None, failures)
-        for name, blocked, failures in rows
+        Destination(
+            name,
+            _at(blocked),
+            failures,
+            failing_since=_at(since) if failures else None,
+        )
+        for name, blocked, failures, since in rows
     ]
+
+
+def _at(stamp: str | None) -> datetime | None:
+    return datetime.fromisoformat(stamp) if stamp else None
+
+
+def dead_pages(store: Store) -> list[DeadPage]:
+    """The dead letters among the open incidents' pages that no operator dropped (`page_state`'s
+    page_dead: nobody was paged), each once: a group's page is its members' too."""
+    incidents = store.incidents(include_resolved=False)
+    owed = undelivered_pages(store, incidents)
+    found = {
+        page.outbox_id: DeadPage(page.channel, page.incident_key, page.outbox_id)
+        for incident in incidents
+        if incident.state == State.paged
+        for page in owed.get(incident.key, ())
+        if _nobody_paged(page)
+    }
+    return [found[number] for number in sorted(found)]
 
 
 def open_incidents(store: Store, now: datetime) -> Counter[tuple[str, str, str]]:
@@ -115,13 +140,21 @@ def undelivered_pages(store: Store, incidents: Iterable[Incident]) -> Undelivere
 
 def page_state(incident: Incident, owed: Undelivered, now: datetime) -> str:
     """An incident's state, but `paged` only once a pager accepted its page: `page_dead` when a
-    page of its episode is a dead letter, `page_queued` while one waits to be delivered; else
-    `muted` while a silence (by matchers, or an operator's of this incident) or a maintenance
-    window holds its messages and pages — planned work, which a rule on `firing` must not page
-    for."""
+    page of its episode is a dead letter a pager refused or gave up on (nobody was paged),
+    `page_queued` while one waits to be delivered, `page_dropped` when an operator dropped it;
+    else `muted` while a silence (by matchers, or an operator's of this incident) or a
+    maintenance window holds its messages and pages — planned work, which a rule on `firing`
+    must not page for."""
     pages = owed.get(incident.key, ())
     if incident.state == State.paged and pages:
-        return "page_dead" if any(p.status == "dead" for p in pages) else "page_queued"
+        if any(_nobody_paged(p) for p in pages):
+            return "page_dead"
+        return "page_queued" if any(p.status == "queued" for p in pages) else "page_dropped"
     if incident.acts.mute_id is not None or silenced_at(incident, now):
         return "muted"
     return incident.state.value
+
+
+def _nobody_paged(page: UndeliveredPage) -> bool:
+    """A dead letter no operator chose: the page never reached anyone."""
+    return page.status == "dead" and not box.dropped(page.error)

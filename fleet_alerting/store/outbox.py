@@ -63,6 +63,12 @@ LONGEST_RETRY = timedelta(minutes=30)
 # a status beside queued, sent and dead: a page whose episode resolved before its pager took it,
 # and what queued behind it would only have followed it (`Outbox.withdraw_resolved_page`)
 WITHDRAWN = "withdrawn"
+DROPPED_BY = "dropped by "  # the start of the reason of a message an operator dropped
+
+
+def dropped(error: str | None) -> bool:
+    """A dead letter an operator chose (`outbox drop`), not one a destination refused."""
+    return (error or "").startswith(DROPPED_BY)
 
 
 def _due(now: datetime) -> Any:
@@ -787,6 +793,19 @@ class Outbox:
         with self.engine.begin() as conn:
             conn.execute(insert.on_conflict_do_update(index_elements=["name"], set_=changes))
 
+    def lift_rest(self, name: str, now: datetime) -> datetime | None:
+        """An operator says `name` is back: it rests no more (its failures in a row, and since
+        when, stay until a send goes). The rest lifted (None: it rested not)."""
+        rest = self.destination(name, now).blocked_until
+        if rest is None or rest <= now:
+            return None
+        d = destinations_table
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(d).where(d.c.name == name).values(blocked_until=None, updated_at=ts(now))
+            )
+        return rest
+
     def destination_ok(self, name: str, now: datetime) -> None:
         d = destinations_table
         with self.engine.begin() as conn:
@@ -863,11 +882,14 @@ def drop(outbox: Outbox, item_id: int, now: datetime, reason: str, tell: TellEnd
     sent, and later messages of its incident to that channel are no longer held behind it. A
     dropped page ends as a refused one does (`Outbox.end_page`): what `tell` makes of its
     PAGING DELAYED messages is queued in the same transaction; a dropped pager's resolve fails
-    the pages behind it as a dead resolve does."""
+    the pages behind it as a dead resolve does. A page already dead (refused, given up on) is
+    marked dropped (`_drop_dead_page`)."""
     found = item(outbox, item_id)
     if found is None:
         return False
     n, t = found.notification, outbox_table
+    if found.status == "dead":
+        return _drop_dead_page(outbox, found, reason)
     where = [t.c.id == item_id, t.c.status == "queued", _lapsed(now)]
     values = {"status": "dead", "last_error": reason, "claimed_by": None, "lease_until": None}
     with outbox._transaction(n.incident.key) as conn:
@@ -879,6 +901,17 @@ def drop(outbox: Outbox, item_id: int, now: datetime, reason: str, tell: TellEnd
             why = f"the resolve before it was dropped ({reason}), a trigger would notify nobody"
             _pages_behind_dead(conn, found, why, tell, now)
         return True
+
+
+def _drop_dead_page(outbox: Outbox, page: OutboxItem, reason: str) -> bool:
+    """A page a pager refused or was given up on, dropped: the operator paged by hand (or chose
+    nobody), so nobody was paged no longer stands — its refusal stays in the reason. Its end was
+    told when it died. False for any other dead letter."""
+    n = page.notification
+    if n.kind != Kind.paged or pager_of(n.channel) is None or dropped(page.last_error):
+        return False
+    where = [outbox_table.c.status == "dead", outbox_table.c.last_error == page.last_error]
+    return _change(outbox, page.id, where, {"last_error": f"{reason} (was: {page.last_error})"})
 
 
 def _pages_behind_dead(

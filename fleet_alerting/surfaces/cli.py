@@ -354,8 +354,9 @@ def _add_outbox_commands(box: argparse.ArgumentParser) -> None:
     or after the verb: the verb's own option has no default, which would replace the other."""
     verbs = box.add_subparsers(dest="verb", metavar="{retry,drop,requeue}")
     helps = {
-        "retry": "make a queued message due now",
-        "drop": "turn a queued message into a dead letter that is never sent (--reason)",
+        "retry": "make a queued message due now, its destination's rest lifted (it is back)",
+        "drop": "turn a queued message into a dead letter that is never sent, or mark a "
+        "refused page dropped (paged by hand) (--reason)",
         "requeue": "queue a dead letter again, due now, its attempts reset",
     }
     for verb, help_text in helps.items():

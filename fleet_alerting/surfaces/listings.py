@@ -23,7 +23,7 @@ from fleet_alerting.core.muting import labels_of
 from fleet_alerting.core.short_ids import SHORT, device_names, find, full_id, short_ids
 from fleet_alerting.core.wording import no_such
 from fleet_alerting.delivery.notifiers.slack_webhook import LATE, paged_after_all
-from fleet_alerting.delivery.stages import DROPPED_BY, dead_page_advice, paging_ended
+from fleet_alerting.delivery.stages import dead_page_advice, paging_ended
 from fleet_alerting.sources.blackbox.client import SOURCE as BLACKBOX
 from fleet_alerting.store import actions as audit
 from fleet_alerting.store import outbox as box
@@ -256,9 +256,9 @@ def outbox(args: argparse.Namespace) -> int:
     with open_store(config) as store:
         items = [i for i in store.outbox(outbox_statuses(args)) if wanted_item(i, args)]
         channels = sorted({i.notification.channel for i in items})
-        blocked = {c: store.queue.destination(c) for c in channels}
+        now = utcnow()
+        blocked = {c: store.queue.destination(c, now) for c in channels}
         ids = IdsOf(store.incident_states())
-    now = utcnow()
     if args.output == "json":
         print_json([outbox_json(config, i, ids, blocked[i.notification.channel]) for i in items])
         return 0
@@ -269,7 +269,7 @@ def outbox(args: argparse.Namespace) -> int:
                "nothing queued, no dead letters") + since)  # fmt: skip
         return 0
     for item in items:
-        print(item_line(config, item, ids, now))
+        print(item_line(config, item, ids, now, blocked[item.notification.channel]))
     backing_off = [d for d in blocked.values() if d.blocked_until and d.blocked_until > now]
     if backing_off:
         print("destinations backing off:")
@@ -281,7 +281,11 @@ def outbox(args: argparse.Namespace) -> int:
     return 0
 
 
-def item_line(config: Config, item: OutboxItem, ids: IdsOf, now: datetime) -> str:
+def item_line(
+    config: Config, item: OutboxItem, ids: IdsOf, now: datetime, rest: Destination
+) -> str:
+    """One message; a queued one with when it will really be tried: its next attempt, or its
+    destination's rest if that ends later."""
     n = item.notification
     key = n.incident.key
     if item.status == "sent":
@@ -295,8 +299,11 @@ def item_line(config: Config, item: OutboxItem, ids: IdsOf, now: datetime) -> st
             f"{destination(config, n.channel)}: {item.last_error or ''}"
         )
     if item.status == "queued":
-        due = item.next_attempt_at
-        nxt = "next: now" if due <= now else f"next: {when(due)} (in {format_duration(due - now)})"
+        due, resting = item.next_attempt_at, ""
+        if rest.blocked_until and rest.blocked_until > max(due, now):
+            due, resting = rest.blocked_until, f", {n.channel} rests until then"
+        in_ = f"in {format_duration(due - now)}{resting}"
+        nxt = "next: now" if due <= now else f"next: {when(due)} ({in_})"
     else:
         nxt = "not retried"
     return (
@@ -328,11 +335,14 @@ def manage(args: argparse.Namespace) -> int:
             hint = "`fleet-alerting outbox` lists them."
             raise OperatorError(no_such("outbox message", f"#{args.id}", hint=hint))
         reason = getattr(args, "reason", None)
+        lifted: datetime | None = None
         if args.verb == "retry":
             done = box.retry_now(store.queue, item.id, now)
             why = "not queued, or being sent right now"
+            # the operator says its destination is back: its lane rests no more
+            lifted = store.queue.lift_rest(item.notification.channel, now) if done else None
         elif args.verb == "drop":
-            dropped = f"{DROPPED_BY}{actor}: {reason}"
+            dropped = f"{box.DROPPED_BY}{actor}: {reason}"
             done = box.drop(store.queue, item.id, now, dropped, partial(paging_ended, now=now))
             why = "not queued, or being sent right now"
         else:
@@ -348,14 +358,17 @@ def manage(args: argparse.Namespace) -> int:
             now=now,
             outcome="done" if done else f"refused: {why}",
             detail={"message": item.id, "channel": n.channel, "kind": n.kind.value}
-            | ({"reason": reason} if reason else {}),
+            | ({"reason": reason} if reason else {})
+            | ({"rest_lifted": iso(lifted)} if lifted else {}),
         )
         backoff = store.queue.destination(n.channel)
         retold = retell_page(store, item, now) if done and args.verb == "requeue" else 0
     if not done:
         raise OperatorError(f"#{item.id} ({item.status}): {why}; nothing changed")
     print(f"#{item.id} {n.channel} {n.kind} {n.incident.key}: {DONE[args.verb]}")
-    if args.verb != "drop" and backoff.blocked_until and backoff.blocked_until > now:
+    if lifted:
+        print(f"  {n.channel} rested until {when(lifted)}: no more (it is tried again at once)")
+    elif args.verb != "drop" and backoff.blocked_until and backoff.blocked_until > now:
         print(f"  {n.channel} backs off until {when(backoff.blocked_until)}: sent after that")
     if retold:
         print('  Slack is told again once the page is taken ("Paged after all") or fails')

@@ -95,8 +95,9 @@ def store_metrics(view: StoreView) -> Iterator[Metric]:
     yield _gauge(
         "fleet_alerting_incidents_open",
         "Open incidents in the store by state: pending, firing, paged (a pager took the page), "
-        "page_queued (its page not delivered yet), page_dead (its page a dead letter), muted (a "
-        "silence or maintenance window holds its messages and pages); a group's member counts by "
+        "page_queued (its page not delivered yet), page_dead (its page a dead letter: nobody "
+        "was paged), page_dropped (an operator dropped its page), muted (a silence or "
+        "maintenance window holds its messages and pages); a group's member counts by "
         "its group's page.",
         ["severity", "source", "state"],
         ((list(key), count) for key, count in sorted(view.incidents.items())),
@@ -126,6 +127,13 @@ def store_metrics(view: StoreView) -> Iterator[Metric]:
         "Until when every drainer waits before sending to the destination (0: not blocked).",
         ["destination"],
         (([d.name], _seconds(d.blocked_until) or 0.0) for d in view.destinations),
+    )
+    yield _gauge(
+        "fleet_alerting_destination_failing_since_timestamp_seconds",
+        "When the destination's consecutive failed sends began, its rests between them included "
+        "(absent: its last send went).",
+        ["destination"],
+        (([d.name], _seconds(d.failing_since)) for d in view.destinations),
     )
     yield _gauge(
         "fleet_alerting_destination_consecutive_failures",
