@@ -16,6 +16,7 @@ from fleet_alerting.http.errors import AdapterError
 from fleet_alerting.sources.alertmanager.client import Alertmanager
 from fleet_alerting.sources.alertmanager.judge import SOURCE, alert_key
 from fleet_alerting.sources.alertmanager.shapes import parse_alerts
+from fleet_alerting.sources.records import text_only
 from tests.fakes.http import Response, Scripted
 
 ALERT = (
@@ -57,8 +58,9 @@ def read(body: str) -> Any:
 
 
 def as_standard_json_reads(body: str) -> Any:
+    """…with a lone surrogate made U+FFFD (no UTF-8 store could record it)."""
     try:
-        decoded = json.loads(body.encode("utf-8", "surrogatepass"))
+        decoded = text_only(json.loads(body.encode("utf-8", "surrogatepass")))
     except ValueError:
         return "Alertmanager /api/v2/alerts answered non-JSON"
     if not isinstance(decoded, list):

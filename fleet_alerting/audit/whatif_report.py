@@ -144,15 +144,28 @@ def acted_by_hand(
     return f" Operators acted on incidents by hand in {period}: {done}."
 
 
+def kept_less_said(kept: Mapping[str, timedelta]) -> str:
+    """The sentence naming the retentions (`state.retention.NAME` → how long) shorter than the
+    period: what the replay reads of it is only the part the store still holds."""
+    if not kept:
+        return ""
+    said = ", ".join(
+        f"`state.retention.{name}` {format_duration(d, exact=True)}" for name, d in kept.items()
+    )
+    return f" The store keeps less than this period ({said}): the figures are of the part it holds."
+
+
 def caveat(
     comparison: Comparison,
     sent_kept: timedelta | None,
     by_hand: Mapping[str, int],
     trail_kept: timedelta | None = None,
+    kept_less: Mapping[str, timedelta] | None = None,
 ) -> str:
     """What the replay leaves out (with how often operators acted in the period, `by_hand`:
     action → times done, of the last `trail_kept` when the store keeps its audit trail less
-    long than the period), and where what was sent is (or why it is not) beside it."""
+    long than the period; `kept_less`: the other retentions shorter than the period, by name),
+    and where what was sent is (or why it is not) beside it."""
     current = comparison.current.name
     said = (
         f"**A replay, not history.** `current` replays {current} as it is today (edits made to "
@@ -160,7 +173,7 @@ def caveat(
         "hand: acknowledgements, snoozes and silences of one incident (silences by matchers are "
         "replayed) — an incident acknowledged before it paged pages in the replay on schedule."
     )
-    said += acted_by_hand(by_hand, "this period", trail_kept)
+    said += acted_by_hand(by_hand, "this period", trail_kept) + kept_less_said(kept_less or {})
     if comparison.sent is not None:
         return said + (
             " `sent` is what the store's outbox delivered in the period (pages and Slack "
@@ -183,10 +196,12 @@ def build(
     sent_kept: timedelta | None = None,
     by_hand: Mapping[str, int] | None = None,
     trail_kept: timedelta | None = None,
+    kept_less: Mapping[str, timedelta] | None = None,
 ) -> list[Block]:
     """`sent_kept`: how long the store keeps sent messages (named when the period is longer);
     `by_hand`: what operators did to incidents in the period (action → times), not replayed;
-    `trail_kept`: how long the store keeps that audit trail, when less than the period."""
+    `trail_kept`: how long the store keeps that audit trail, when less than the period;
+    `kept_less`: the retentions of what the replay reads (history, silences) shorter than it."""
     told = {label: figures(result, hours) for label, result in columns(comparison)}
     totals = pd.DataFrame(
         [
@@ -205,7 +220,7 @@ def build(
             f"evaluations for {comparison.proposed.runs:,} recorded runs). Business hours: "
             f"{hours_text}.",
         ),
-        ("p", caveat(comparison, sent_kept, by_hand or {}, trail_kept)),
+        ("p", caveat(comparison, sent_kept, by_hand or {}, trail_kept, kept_less)),
         (
             "p",
             f"**Gate: {len(blocking)} critical incident(s) paged under the current "

@@ -14,7 +14,12 @@ import pandas as pd
 
 from fleet_alerting.audit.report import Block
 from fleet_alerting.audit.whatif import SLACK, Replay, Sent, alert_of, replay
-from fleet_alerting.audit.whatif_report import acted_by_hand, charts_of_interruptions, figures
+from fleet_alerting.audit.whatif_report import (
+    acted_by_hand,
+    charts_of_interruptions,
+    figures,
+    kept_less_said,
+)
 from fleet_alerting.config import Config
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.history import History
@@ -151,7 +156,7 @@ def review(
             "silences of one incident (silences by matchers are replayed)."
             + acted_by_hand(by_hand, "the quarter", (kept_less or {}).get("actions"))
             + " Response times are from the incident store: what happened."
-            + _kept_less({k: v for k, v in (kept_less or {}).items() if k != "actions"}),
+            + kept_less_said({k: v for k, v in (kept_less or {}).items() if k != "actions"}),
         ),
         ("h3", ("Response per alert", "response-per-alert")),
         ("table", response_table(incidents)),
@@ -166,15 +171,6 @@ def review(
     if with_charts:
         blocks += [("img", chart) for chart in charts_of_interruptions([live])]
     return blocks
-
-
-def _kept_less(kept: Mapping[str, timedelta]) -> str:
-    if not kept:
-        return ""
-    said = ", ".join(
-        f"`state.retention.{name}` {format_duration(d, exact=True)}" for name, d in kept.items()
-    )
-    return f" The store keeps less than this period ({said}): the figures are of the part it holds."
 
 
 def _others(live: Replay, proposed: Replay, alert: str) -> str:

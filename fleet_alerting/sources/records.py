@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -69,3 +70,20 @@ def malformed_signal(
         remediation=(remediation,),
         labels={kind: bad.identity},
     )
+
+
+def text_only(value: Any) -> Any:
+    """A value the standard `json` module decoded, with every lone surrogate in its strings (a
+    `"\\ud800"` it reads, which no UTF-8 store can write) replaced by U+FFFD: one odd string in
+    an answer must not stop the store that records every other."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, dict):
+        return {text_only(k): text_only(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [text_only(v) for v in value]
+    return value

@@ -120,6 +120,14 @@ class Transaction:
         kv.set_value(self.conn, key, value)
 
 
+def _old_actions(now: datetime, retention: Retention) -> sa.ColumnElement[bool]:
+    """The audit trail past its retention (by the index on `at`), but never the trail of an
+    episode the store still keeps: `incidents --show` shows an incident with its trail."""
+    a, i = actions_table.c, incidents_table.c
+    kept = sa.select(i.key).where(i.key == a.incident_key, i.onset == a.onset)
+    return sa.and_(a.at < ts(now - retention.actions), ~sa.exists(kept))
+
+
 class Store:
     """`Store(path)` or `Store(url)` (PostgreSQL, a password from `password`), or
     `Store(config.state)`: the configured one, with its password secret resolved.
@@ -285,9 +293,7 @@ class Store:
                     conn, ("sent", outbox.WITHDRAWN), now, retention.sent_notifications, batch
                 ),
                 "dead letters": outbox.prune(conn, ("dead",), now, retention.dead_letters, batch),
-                "actions": delete_at_most(  # by the index on `at`
-                    conn, actions_table, actions_table.c.at < ts(now - retention.actions), batch
-                ),
+                "actions": delete_at_most(conn, actions_table, _old_actions(now, retention), batch),
                 "ended silences": delete_at_most(  # by the index on `ends_at`
                     conn,
                     silences_table,

@@ -46,6 +46,10 @@ def what_if(args: argparse.Namespace) -> int:
     sent_kept = current.state.retention.sent_notifications
     trail_kept = current.state.retention.actions
     trail_short = start < end - trail_kept  # the counts of what operators did: its last part
+    # what the replays read: observations and the silences by matchers of the period
+    kept = current.state.retention
+    read = {"history": kept.history, "expired_silences": kept.expired_silences}
+    kept_less = {name: d for name, d in read.items() if start < end - d}
     with open_store(current) as store:
         recorded = history.read(store, start, end)
         silenced = silences.listing(store, end, include_expired=True)
@@ -86,6 +90,7 @@ def what_if(args: argparse.Namespace) -> int:
         sent_kept=sent_kept,
         by_hand=by_hand,
         trail_kept=trail_kept if trail_short else None,
+        kept_less=kept_less,
     )
     markdown, page = render(blocks, "What-if", images=bool(args.markdown))
     if args.markdown:

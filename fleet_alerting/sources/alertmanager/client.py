@@ -22,7 +22,7 @@ from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.http.body import DEFAULT_MAX_ANSWER_BYTES, request_capped
 from fleet_alerting.http.errors import AdapterError, check_response, transport_error
 from fleet_alerting.sources.alertmanager.shapes import Alert, parse_alerts
-from fleet_alerting.sources.records import Malformed
+from fleet_alerting.sources.records import Malformed, text_only
 
 NAME = "Alertmanager"
 
@@ -222,4 +222,4 @@ def _decoded(response: httpx.Response) -> Any:
     try:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError:
-        return response.json()
+        return text_only(response.json())

@@ -28,7 +28,7 @@ from fleet_alerting.http.errors import (
 )
 from fleet_alerting.sources.fleet_events import shapes
 from fleet_alerting.sources.fleet_events.shapes import FixtureEvent, LiveEvent
-from fleet_alerting.sources.records import Malformed
+from fleet_alerting.sources.records import Malformed, text_only
 
 NAME = "Fleet API"
 EVENTS_PATH = "/health/events/recent"
@@ -182,7 +182,7 @@ class FleetApi:
         if not response.is_success:
             raise api_error(response, path, echoed)
         try:
-            return response.json(), echoed
+            return text_only(response.json()), echoed
         except ValueError:
             raise AdapterError(
                 f"{NAME} {path} answered non-JSON (correlation id {echoed})", permanent=False

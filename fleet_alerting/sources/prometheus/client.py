@@ -36,7 +36,7 @@ from fleet_alerting.sources.prometheus.judge import (
     presence_query,
 )
 from fleet_alerting.sources.prometheus.shapes import Data, Envelope, parse_vector
-from fleet_alerting.sources.records import Malformed, why
+from fleet_alerting.sources.records import Malformed, text_only, why
 
 SYSTEM = "Prometheus"
 
@@ -245,7 +245,7 @@ def _json(response: httpx.Response) -> Any:
         body = orjson.loads(response.content)  # thousands of samples: 2x the standard json
     except orjson.JSONDecodeError:
         try:
-            body = response.json()  # a byte-order mark, another charset: httpx decodes those
+            body = text_only(response.json())  # a byte-order mark, another charset: httpx's
         except ValueError:
             body = None
     if isinstance(body, dict):

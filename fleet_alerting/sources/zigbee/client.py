@@ -38,6 +38,7 @@ from pydantic import SecretStr
 
 from fleet_alerting.config.schema import ZigbeeConfig, ZigbeeCoordinator
 from fleet_alerting.config.secrets import SecretError, SecretRef, redact
+from fleet_alerting.sources.records import text_only
 
 STATE, INFO, HEALTH = "bridge/state", "bridge/info", "bridge/response/health_check"
 # <base>/<friendly name>/availability, read under <base>/#: a friendly name may contain "/"
@@ -97,7 +98,7 @@ def _json(payload: bytes, limit: int) -> Any:
     if len(payload) > limit:
         raise PayloadError(f"payload of {len(payload)} bytes exceeds the {limit}-byte limit")
     try:
-        return json.loads(payload)
+        return text_only(json.loads(payload))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise PayloadError("not JSON") from None
     except RecursionError:
