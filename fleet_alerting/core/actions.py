@@ -8,8 +8,10 @@ snooze, unsilence — and what they change in what the engine tells whom. Pure, 
 - **Silence**: Alertmanager-sourced incidents get a real silence (the surface creates it and hands
   its id here); our own sources get a local mute. Either way, until it ends the incident keeps being
   recorded but tells and pages nobody (a pager resolve of an earlier page still goes); a page
-  already out gets an acknowledge, as when a window begins. A mute that ends (by time or by hand)
-  while the failure persists says so in one message, and pages again what it acknowledged.
+  already out gets an acknowledge, as when a window begins (a group's member has none: its
+  group's page went). A mute that ends (by time or by hand) while the failure persists says so
+  in one message, and pages again what it acknowledged (Unsilence: only while the check fails,
+  and not when a step it held is owed, which pages on the next run).
 - **Snooze**: no reminders until then; a new failure still opens, and pages follow the policy.
 - A failure that resolves and comes back is a new episode: a new record, unacknowledged, unmuted.
 """
@@ -173,14 +175,23 @@ def silence(
     return Change(incident, _to(incident, [*_closing(channels), *pagers], Kind.silenced, now))
 
 
-def unsilence(incident: Incident, actor: str, now: datetime, channels: Sequence[str]) -> Change:
+def unsilence(
+    incident: Incident,
+    actor: str,
+    now: datetime,
+    channels: Sequence[str],
+    failing: bool | None = None,
+) -> Change:
+    """`failing`: whether the failure goes on (None: the record's own check says; a group's
+    caller asks its members)."""
     if not incident.acts.silenced:
         return Change(incident, [], _not_silenced(incident.acts))
     silenced = incident
     incident = replace(incident, acts=_lifted(incident.acts, now), changed_at=now)
     if incident.state == State.resolved:
         return Change(incident, [])
-    if incident.acts.mute_id is None:  # (else the page stays held: the window's end says it)
+    # (else the window's end, or the restarted step of an ack that timed out, pages again)
+    if incident.acts.mute_id is None and _still_owed(incident, failing):
         incident, again = silence_ended(silenced, incident, [], _closing(channels), now)
         if again:
             return Change(incident, again)
@@ -292,12 +303,31 @@ def silence_ended(
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _held_pages(incident: Incident) -> list[str]:
-    """The pages out that an acknowledge can hold (PagerDuty's: Grafana OnCall's formatted
-    webhook knows none), while nobody acknowledged them."""
-    if incident.state != State.paged or incident.acts.acked_at is not None:
+def _still_owed(incident: Incident, failing: bool | None) -> bool:
+    """Whether lifting a silence by hand is what pages again: not while the check passes (it may
+    resolve), nor when the escalation restarted under the silence (an acknowledgement timed
+    out): its step, due again, pages on the next run."""
+    esc = incident.escalation
+    restarted = any(p.step > esc.step for p in esc.pages)
+    if failing is None:
+        failing = incident.consecutive_successes == 0
+    return failing and not restarted
+
+
+def _pages_out(incident: Incident) -> list[str]:
+    """The pages out that a pager can acknowledge (PagerDuty's: Grafana OnCall's formatted
+    webhook knows none). A group's member has none of its own: its group's page went."""
+    if incident.group is not None:
         return []
     return [p for p in incident.paged_via if pager_of(p) in ACKNOWLEDGING_PAGERS]
+
+
+def _held_pages(incident: Incident) -> list[str]:
+    """The pages out (`_pages_out`) that an acknowledge can hold, while nobody acknowledged
+    them."""
+    if incident.state != State.paged or incident.acts.acked_at is not None:
+        return []
+    return _pages_out(incident)
 
 
 def _lifted(acts: Acts, now: datetime) -> Acts:
@@ -327,8 +357,7 @@ def closing_words(
     """A silence, window or inhibition that begins on an incident already told (`told`: the
     record as it was): a closing word to every destination that saw it firing, and to the pager
     that can take it (PagerDuty) an acknowledge of its page."""
-    pagers = [p for p in told.paged_via if pager_of(p) in ACKNOWLEDGING_PAGERS]
-    return [notification(incident, c, Kind.muted, now) for c in [*channels, *pagers]]
+    return [notification(incident, c, Kind.muted, now) for c in [*channels, *_pages_out(told)]]
 
 
 def paged_again(
@@ -343,7 +372,7 @@ def paged_again(
     stays acknowledged."""
     if incident.state != State.paged or incident.acts.acked_at is not None:
         return []
-    pagers = [p for p in told.paged_via if pager_of(p) in ACKNOWLEDGING_PAGERS]
+    pagers = _pages_out(told)
     resolves = [notification(incident, p, Kind.resolved, now) for p in pagers]
     again = [notification(incident, p, Kind.paged, now) for p in pagers if p not in paging]
     return resolves + again

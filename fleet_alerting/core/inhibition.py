@@ -11,8 +11,9 @@ as its symptoms, or one run later, still silences them. An inhibited incident is
 `inhibited_by` (the source's key) and its messages are dropped; its paging is held back, so the
 engine pages it normally if it still fails after the source is gone. When the source resolves
 while the target still fails, the target is told once ("was inhibited by …", `_told_once`), and
-a page the inhibition acknowledged is paged again (`actions.paged_again`); one that clears first
-was never told, so its resolve is dropped too.
+a page the inhibition acknowledged is paged again (`actions.paged_again`) — under an operator's
+silence, the silence's end says it instead; one that clears first was never told, so its resolve
+is dropped too.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from datetime import datetime
 
 from pydantic import Field
 
-from fleet_alerting.core.actions import closing_words, notification, paged_again, repaged
+from fleet_alerting.core.actions import (
+    closing_words,
+    notification,
+    paged_again,
+    repaged,
+    silenced_at,
+)
 from fleet_alerting.core.channels import SLACK_CHANNELS, pager_of
 from fleet_alerting.core.escalation import as_before
 from fleet_alerting.core.fleet import SOURCE as FLEET
@@ -250,7 +257,8 @@ def inhibit(
         if incident.state == State.resolved:
             if untold:
                 dropped.add(key)
-        elif incident.is_open:
+        elif incident.is_open and not silenced_at(incident, now):  # (else the silence's end
+            # says it and pages again what it held, as a mute's end under a silence does)
             told_before = None if untold else prior
             released, said = _told_once(released, told_before, was, sent, policy_for, now)
             # a held page's resolve, then its page again, before the Slack message naming it
@@ -295,8 +303,8 @@ def _closed(
     incident: Incident, prior: Incident, policy_for: PolicyFor, now: datetime
 ) -> list[Notification]:
     """Inhibited after it was told: the destinations that saw it firing hear why it went quiet."""
-    if prior.last_notified_at is None or not prior.is_open:
-        return []
+    if prior.last_notified_at is None or not prior.is_open or silenced_at(prior, now):
+        return []  # (an operator's silence said its closing word already)
     return closing_words(incident, prior, policy_for(incident.severity).channels(), now)
 
 

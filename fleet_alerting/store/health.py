@@ -5,7 +5,7 @@ incidents' records: a scrape grows with those, and is bounded in time by the end
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -102,7 +102,8 @@ def open_incidents(store: Store, now: datetime) -> Counter[tuple[str, str, str]]
     """Open incidents by (severity, source, state), the state as `page_state` says it."""
     incidents = store.incidents(include_resolved=False)
     owed = undelivered_pages(store, incidents)
-    return Counter((i.severity.value, i.source, page_state(i, owed, now)) for i in incidents)
+    held = {i.key for i in incidents if i.members and _muted(i, now)}
+    return Counter((i.severity.value, i.source, page_state(i, owed, now, held)) for i in incidents)
 
 
 Undelivered = dict[str, list[UndeliveredPage]]
@@ -138,21 +139,28 @@ def undelivered_pages(store: Store, incidents: Iterable[Incident]) -> Undelivere
     return found
 
 
-def page_state(incident: Incident, owed: Undelivered, now: datetime) -> str:
+def page_state(
+    incident: Incident, owed: Undelivered, now: datetime, held: Collection[str] = ()
+) -> str:
     """An incident's state, but `paged` only once a pager accepted its page: `page_dead` when a
     page of its episode is a dead letter a pager refused or gave up on (nobody was paged),
     `page_queued` while one waits to be delivered, `page_dropped` when an operator dropped it;
     else `muted` while a silence (by matchers, or an operator's of this incident) or a
     maintenance window holds its messages and pages — planned work, which a rule on `firing`
-    must not page for."""
+    must not page for; a member of a group so held (`held`: their keys) too, as its group tells
+    and pages for it."""
     pages = owed.get(incident.key, ())
     if incident.state == State.paged and pages:
         if any(_nobody_paged(p) for p in pages):
             return "page_dead"
         return "page_queued" if any(p.status == "queued" for p in pages) else "page_dropped"
-    if incident.acts.mute_id is not None or silenced_at(incident, now):
+    if _muted(incident, now) or incident.group in held:
         return "muted"
     return incident.state.value
+
+
+def _muted(incident: Incident, now: datetime) -> bool:
+    return incident.acts.mute_id is not None or silenced_at(incident, now)
 
 
 def _nobody_paged(page: UndeliveredPage) -> bool:

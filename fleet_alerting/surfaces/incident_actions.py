@@ -127,7 +127,8 @@ async def _perform(
                 await _am(config, http).expire_silence(incident.acts.silence_id)
             except AdapterError as exc:
                 return _failed(store, key, action, actor, via, now, exc)
-        decide = lambda i: actions.unsilence(i, actor, now, channels)  # noqa: E731
+        failing = _still_failing(store, incident)
+        decide = lambda i: actions.unsilence(i, actor, now, channels, failing)  # noqa: E731
     else:
         return Outcome(False, f"Unknown action {action!r}.")
     change = audit.apply(
@@ -138,6 +139,14 @@ async def _perform(
     if change.refused:
         return Outcome(False, f"Not done: {change.refused}.", change.incident)
     return Outcome(True, describe(action, actor, now, duration, detail), change.incident)
+
+
+def _still_failing(store: Store, incident: Incident) -> bool:
+    """A group fails while one of its members does (its own record counts no passes)."""
+    if not incident.members:
+        return incident.consecutive_successes == 0
+    members = (store.incident(key) for key in incident.members)
+    return any(m is not None and m.consecutive_successes == 0 for m in members)
 
 
 def describe(
