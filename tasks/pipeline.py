@@ -175,6 +175,9 @@ def publish_actions(store: Store, incidents: list[Incident]) -> None:
             + "".join(f"\n| `{r.incident_key}` | {r.line().replace('|', '/')} |" for r in rows),
             key="incident-actions",
             description="who acknowledged, silenced or snoozed what, when, from where",
+            # called in a worker thread of an async flow run, where Prefect would otherwise
+            # hand back a coroutine nobody awaits (and the artifact never made)
+            _sync=True,
         )
 
 
