@@ -355,8 +355,8 @@ def _add_outbox_commands(box: argparse.ArgumentParser) -> None:
     verbs = box.add_subparsers(dest="verb", metavar="{retry,drop,requeue}")
     helps = {
         "retry": "make a queued message due now, its destination's rest lifted (it is back)",
-        "drop": "turn a queued message into a dead letter that is never sent, or mark a "
-        "refused page dropped (paged by hand) (--reason)",
+        "drop": "never send a queued message (a dead letter), or mark a refused page dropped "
+        "(--reason)",
         "requeue": "queue a dead letter again, due now, its attempts reset",
     }
     for verb, help_text in helps.items():
