@@ -38,6 +38,7 @@ def incident_records(state_path: str) -> list[IncidentRecord]:
 
 def whatif_review(config_path: str, start: datetime, end: datetime) -> list[tuple[str, list]]:
     """The review section: the quarter replayed (audit/whatif_review.py)."""
+    from fleet_alerting.audit.whatif_report import kept_less
     from fleet_alerting.audit.whatif_review import review
     from fleet_alerting.config import load_config
     from fleet_alerting.store import actions, history, silences
@@ -49,12 +50,11 @@ def whatif_review(config_path: str, start: datetime, end: datetime) -> list[tupl
         silenced = silences.listing(store, end, include_expired=True)
         incidents = [i for i in store.incidents(include_resolved=True) if i.onset >= start]
         by_hand = actions.by_hand(store, start, end)
-    kept = config.state.retention
     # what the review reads: the runs' history, resolved incidents, silences that ended, the trail
     read = ("history", "resolved_incidents", "expired_silences", "actions")
-    kept_less = {name: getattr(kept, name) for name in read if start < end - getattr(kept, name)}
+    shorter = kept_less(config.state.retention, read, start, end)
     hours = config.review.business_hours
-    blocks = review(recorded, config, incidents, hours, silenced, by_hand, kept_less=kept_less)
+    blocks = review(recorded, config, incidents, hours, silenced, by_hand, kept_less=shorter)
     return [("What-if review", blocks)]
 
 

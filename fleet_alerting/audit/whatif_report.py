@@ -144,6 +144,15 @@ def acted_by_hand(
     return f" Operators acted on incidents by hand in {period}: {done}."
 
 
+def kept_less(
+    retention: object, names: Sequence[str], start: datetime, end: datetime
+) -> dict[str, timedelta]:
+    """Of `state.retention`'s fields `names`, those shorter than `start`–`end`: what a report
+    reads of the period is then only the part the store still holds."""
+    kept = {name: getattr(retention, name) for name in names}
+    return {name: d for name, d in kept.items() if start < end - d}
+
+
 def kept_less_said(kept: Mapping[str, timedelta]) -> str:
     """The sentence naming the retentions (`state.retention.NAME` → how long) shorter than the
     period: what the replay reads of it is only the part the store still holds."""

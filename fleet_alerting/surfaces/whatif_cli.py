@@ -26,7 +26,7 @@ def what_if(args: argparse.Namespace) -> int:
         sent_of,
         with_alerts,
     )
-    from fleet_alerting.audit.whatif_report import build, render
+    from fleet_alerting.audit.whatif_report import build, kept_less, render
     from fleet_alerting.config import Config, ConfigError, load_config
     from fleet_alerting.core.clock import utcnow
     from fleet_alerting.store import actions, history, silences
@@ -44,12 +44,11 @@ def what_if(args: argparse.Namespace) -> int:
     # sent messages are kept less long than observations: beside the replay only when the
     # store still holds every one of the period's
     sent_kept = current.state.retention.sent_notifications
-    trail_kept = current.state.retention.actions
-    trail_short = start < end - trail_kept  # the counts of what operators did: its last part
-    # what the replays read: observations and the silences by matchers of the period
-    kept = current.state.retention
-    read = {"history": kept.history, "expired_silences": kept.expired_silences}
-    kept_less = {name: d for name, d in read.items() if start < end - d}
+    # what the replays read (observations, silences by matchers) and the hand count (the trail)
+    shorter = kept_less(
+        current.state.retention, ("history", "expired_silences", "actions"), start, end
+    )
+    trail_kept = shorter.pop("actions", None)  # the counts of what operators did: its last part
     with open_store(current) as store:
         recorded = history.read(store, start, end)
         silenced = silences.listing(store, end, include_expired=True)
@@ -89,8 +88,8 @@ def what_if(args: argparse.Namespace) -> int:
         args.accept,
         sent_kept=sent_kept,
         by_hand=by_hand,
-        trail_kept=trail_kept if trail_short else None,
-        kept_less=kept_less,
+        trail_kept=trail_kept,
+        kept_less=shorter,
     )
     markdown, page = render(blocks, "What-if", images=bool(args.markdown))
     if args.markdown:
