@@ -31,8 +31,7 @@ from fleet_alerting.core.short_ids import SHORT, full_id
 from fleet_alerting.store.board import open_incidents
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.errors import StoreError
-from fleet_alerting.store.health import Undelivered, undelivered_pages
-from fleet_alerting.store.outbox import dropped
+from fleet_alerting.store.health import Undelivered, undelivered_pages, unsent_status
 from fleet_alerting.tasks.runtime import run_logger, tracked
 
 # what this process last published, per store (`serve` runs every watch here), and its id
@@ -83,7 +82,7 @@ def _unsent(owed: Undelivered, key: str) -> dict[str, str]:
     accepted (a dead one wins)."""
     unsent: dict[str, str] = {}
     for page in owed.get(key, ()):
-        status = "dropped" if page.status == "dead" and dropped(page.error) else page.status
+        status = unsent_status(page)
         if unsent.get(page.channel) != "dead":
             unsent[page.channel] = status
     return unsent

@@ -163,6 +163,11 @@ def _muted(incident: Incident, now: datetime) -> bool:
     return incident.acts.mute_id is not None or silenced_at(incident, now)
 
 
+def unsent_status(page: UndeliveredPage) -> str:
+    """`queued`, `dead` (a dead letter no operator chose: the page never reached anyone) or
+    `dropped` (an operator dropped it)."""
+    return "dropped" if page.status == "dead" and box.dropped(page.error) else page.status
+
+
 def _nobody_paged(page: UndeliveredPage) -> bool:
-    """A dead letter no operator chose: the page never reached anyone."""
-    return page.status == "dead" and not box.dropped(page.error)
+    return unsent_status(page) == "dead"
