@@ -116,7 +116,7 @@ async def polls(
     client: Any, deployment_ids: list[Any], count: int, idle: float, mark_ready: bool
 ) -> float:
     """The server's CPU per ask for due runs, as serve asks: a plain read, or (`mark_ready`,
-    once a minute) Prefect's runner endpoint, which also marks the deployments Ready."""
+    every 20 s) Prefect's runner endpoint, which also marks the deployments Ready."""
     from fleet_alerting.deployments.serve import scheduled_runs
 
     server = server_pid()

@@ -429,8 +429,10 @@ def _problems(config: Config, config_path: str) -> list[str]:
     return [f.at(Path(config_path)) for f in check(config, None) if f.level == "error"]
 
 
-POLL_SECONDS = 5.0  # how late a triggered run may start (each ask costs the server ~10 ms)
-MARK_READY_EVERY = 60.0  # seconds between asks that mark serve's deployments Ready (polled)
+POLL_SECONDS = 5.0  # how late a triggered run may start (each ask costs the server ~7 ms)
+# seconds between asks that mark serve's deployments polled (Ready): a third of the 60 s after
+# which the foreman of a server that runs one (PREFECT_API_URL's) shows them Not Ready
+MARK_READY_EVERY = 20.0
 DUE_SLACK = timedelta(seconds=0.1)  # runs due this close together start at one wake-up
 # intervals count from here: runs of watches with one interval are due together, on round times
 INTERVAL_ANCHOR = datetime(2020, 1, 1, tzinfo=UTC)
