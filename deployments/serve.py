@@ -7,9 +7,10 @@
   `fleet-alerting run` and `trigger` record and start runs there while `serve` runs.
 - **Deployments.** One per configured watch (`schedules.plan`) with its cron or interval and a
   concurrency limit of 1, parameters absolute; the quarterly audit when its files exist.
-- **Runs.** Prefect's scheduler creates them; this process polls for due runs of its deployments
-  and executes each in-process — no `python -m prefect.engine` child (~118 MB and 7–13 s to start)
-  per run. Triggered runs (`trigger`, `/fleet run`) are picked up the same way. When several
+- **Runs.** Prefect's scheduler creates them; this process asks for the runs due within the next
+  POLL_SECONDS, wakes when the next is due, and executes each in-process — no `python -m
+  prefect.engine` child (~118 MB and 7–13 s to start) per run. Triggered runs (`trigger`,
+  `/fleet run`) are picked up the same way, within POLL_SECONDS. When several
   scheduled runs of one deployment are due (serve was stopped, or a run overran), the newest runs
   and the older ones are cancelled as superseded.
 """
@@ -428,11 +429,13 @@ def _problems(config: Config, config_path: str) -> list[str]:
     return [f.at(Path(config_path)) for f in check(config, None) if f.level == "error"]
 
 
-def _poll_seconds(planned: list[Planned]) -> float:
-    """How often serve asks the server for due runs: a fifth of the shortest interval, 2 to 5 s
-    (a run starts at most that late; each ask costs the server ~10-14 ms of CPU)."""
-    shortest = min((p.every.total_seconds() for p in planned if p.every), default=60.0)
-    return max(2.0, min(5.0, shortest / 5))
+POLL_SECONDS = 5.0  # how late a triggered run may start (each ask costs the server ~7 ms)
+# seconds between asks that mark serve's deployments polled (Ready): a third of the 60 s after
+# which the foreman of a server that runs one (PREFECT_API_URL's) shows them Not Ready
+MARK_READY_EVERY = 20.0
+DUE_SLACK = timedelta(seconds=0.1)  # runs due this close together start at one wake-up
+# intervals count from here: runs of watches with one interval are due together, on round times
+INTERVAL_ANCHOR = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 GRACE = 1.0  # seconds runs in flight get to finish once asked to stop; then they are cancelled
@@ -540,7 +543,7 @@ async def execute(
         with temporary_settings(updates=run_settings(api_url)):
             flows = await register(planned, out)
             async with _pruning(keep_runs, stop.event, out):
-                await run_due(flows, stop.event, _poll_seconds(planned), out)
+                await run_due(flows, stop.event, POLL_SECONDS, out)
             await flush_to_the_server()
     finally:
         if not stop.asked:
@@ -578,6 +581,7 @@ async def register(planned: list[Planned], out: Print) -> dict[UUID, Any]:
     """Create or update one deployment per planned entry; pause our deployments that this config
     no longer serves (so the server stops scheduling runs nobody executes)."""
     from prefect.client.orchestration import get_client
+    from prefect.schedules import Interval
 
     flows: dict[UUID, Any] = {}
     for p in planned:
@@ -585,7 +589,7 @@ async def register(planned: list[Planned], out: Print) -> dict[UUID, Any]:
         deployment = await flow.ato_deployment(
             name=p.schedule.name,
             cron=p.cron,
-            interval=p.every,
+            schedule=Interval(p.every, anchor_date=INTERVAL_ANCHOR) if p.every else None,
             description=p.schedule.description,
             parameters=p.parameters,
             concurrency_limit=1,  # two runs of one deployment never evaluate at once
@@ -609,13 +613,17 @@ async def run_due(flows: dict[UUID, Any], stop: asyncio.Event, poll: float, out:
     active: dict[UUID, asyncio.Task[None]] = {}
     names: dict[UUID, tuple[UUID, str]] = {}  # deployment -> its run in flight: id, "flow run"
     started: set[UUID] = set()
+    mark_ready_at = time.monotonic()  # the first ask marks serve's deployments Ready
     async with one_client() as client:  # the runs' too (they are started inside)
         try:
             while not stop.is_set():
-                due = await client.get_scheduled_flow_runs_for_deployments(
-                    deployment_ids=list(flows), scheduled_before=datetime.now(UTC)
-                )
-                _forget_gone(started, due)
+                now = datetime.now(UTC)
+                mark_ready = time.monotonic() >= mark_ready_at
+                listed = await scheduled_runs(client, list(flows), now + poll * SECOND, mark_ready)
+                if mark_ready:
+                    mark_ready_at = time.monotonic() + MARK_READY_EVERY
+                _forget_gone(started, listed)
+                due, next_start = _due(listed, now)
                 for deployment_id, runs in _by_deployment(due, started).items():
                     if deployment_id in active:
                         continue  # concurrency 1: the next due run waits for this one
@@ -631,7 +639,7 @@ async def run_due(flows: dict[UUID, Any], stop: asyncio.Event, poll: float, out:
                     names[deployment_id] = (run.id, f"{flows[deployment_id].name} {run.name}")
                     task.add_done_callback(lambda _, d=deployment_id: active.pop(d, None))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), poll)
+                    await asyncio.wait_for(stop.wait(), _until(next_start, poll))
         finally:
             in_flight = {d: names[d] for d in active}
             if in_flight:
@@ -682,15 +690,65 @@ async def _cancel_in_flight(
     out(f"serve: cancelled {', '.join(in_flight[d][1] for d in cut)}")
 
 
-def _forget_gone(started: set[UUID], due: list[Any]) -> None:
-    """A run started or superseded is remembered only while the server still lists it as due
-    (its new state not yet recorded): the set stays as small as one poll, for months."""
-    started.intersection_update(run.id for run in due)
+async def scheduled_runs(
+    client: Any, deployment_ids: list[UUID], before: datetime, mark_ready: bool
+) -> list[Any]:
+    """Runs of these deployments still Scheduled to start before `before`, soonest first. Asked
+    as Prefect's runners ask (`mark_ready`), the server also records the deployments as polled —
+    shown Ready in the UI — in a write transaction per ask (~2x the CPU of a plain read): serve
+    asks that way once every MARK_READY_EVERY, else reads."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterDeploymentId,
+        FlowRunFilterNextScheduledStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    if mark_ready:
+        return await client.get_scheduled_flow_runs_for_deployments(
+            deployment_ids=deployment_ids, scheduled_before=before
+        )
+    return await client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            deployment_id=FlowRunFilterDeploymentId(any_=deployment_ids),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+            next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=before),
+        ),
+        sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,
+    )
+
+
+def _starts(run: Any) -> datetime:
+    return run.next_scheduled_start_time or run.expected_start_time or run.created
+
+
+def _due(listed: list[Any], now: datetime) -> tuple[list[Any], datetime | None]:
+    """The listed runs due now (within DUE_SLACK), and when the next of the others starts."""
+    due = [run for run in listed if _starts(run) <= now + DUE_SLACK]
+    later = [_starts(run) for run in listed if _starts(run) > now + DUE_SLACK]
+    return due, min(later, default=None)
+
+
+def _until(next_start: datetime | None, poll: float) -> float:
+    """Seconds to wait before asking again: the next known start, or the poll, whichever first."""
+    if next_start is None:
+        return poll
+    wait = (next_start - datetime.now(UTC)).total_seconds()
+    return min(poll, max(DUE_SLACK.total_seconds(), wait))
+
+
+def _forget_gone(started: set[UUID], listed: list[Any]) -> None:
+    """A run started or superseded is remembered only while the server still lists it as
+    scheduled (its new state not yet recorded): the set stays as small as one poll, for months."""
+    started.intersection_update(run.id for run in listed)
 
 
 def _by_deployment(runs: list[Any], started: set[UUID]) -> dict[UUID, list[Any]]:
     grouped: dict[UUID, list[Any]] = {}
-    for run in sorted(runs, key=lambda r: r.expected_start_time or r.created):
+    for run in sorted(runs, key=_starts):
         if run.id not in started and run.deployment_id is not None:
             grouped.setdefault(run.deployment_id, []).append(run)
     return grouped
