@@ -1,6 +1,7 @@
 """`serve`'s dead man's switch (config `heartbeat`, Healthchecks.io style): every `every`, a GET
 of the URL while every watch succeeds, no page is stuck and no open incident's page is a dead
-letter (core.heartbeat.verdict), else a POST to `URL/fail` whose body is the reason — and no GET
+letter and the Prefect server answers (core.heartbeat.verdict), else a POST to `URL/fail` whose
+body is the reason — and no GET
 before serve has scheduled its watches. When `serve` fails it says why in a last `/fail`; when it
 dies the pings stop, and the switch tells.
 
@@ -78,7 +79,8 @@ class Heartbeat:
             (page, dead), store_error = pages_owed(self.config), ""
         except Exception as exc:  # a store that does not answer is itself a reason to fail
             store_error = redact(f"{type(exc).__name__}: {exc}").splitlines()[0]
-        return verdict(self.runs.statuses(), page, now, store_error, self.runs.scheduled(), dead)
+        runs = self.runs
+        return verdict(runs.statuses(), page, now, store_error, runs.scheduled(), dead, runs.api())
 
     def beat(self, now: datetime) -> None:
         said = self.decide(now)

@@ -39,6 +39,7 @@ from fleet_alerting.config.schema import Config, ScheduleConfig
 from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.deployments import prefect_engine
+from fleet_alerting.deployments.api_watch import watching_api
 from fleet_alerting.deployments.heartbeat import Heartbeat, heartbeat
 from fleet_alerting.deployments.local import (
     STARTUP_SETTING,
@@ -328,7 +329,8 @@ def serve_all(
                     f"no Prefect server answers at {api} (PREFECT_API_URL); start it, or unset "
                     "PREFECT_API_URL and serve starts its own"
                 )
-            asyncio.run(execute(planned, api, out, keep_runs=config.schedule.keep_runs))
+            with watching_api(RUNS, api, True, out):
+                asyncio.run(execute(planned, api, out, keep_runs=config.schedule.keep_runs))
             out("serve: stopped")
         else:
             last_words = beating.last_words if beating else lambda _: None
@@ -389,7 +391,8 @@ def _serve_with_a_local_server(
             )
             # its server prunes itself; should it exit, so does serve
             run = execute(planned, url, out, remove_marker, server_exit=(exited, last_words))
-            asyncio.run(run)
+            with watching_api(RUNS, url, False, out):  # a server that hangs does not exit
+                asyncio.run(run)
         finally:
             remove_marker()
     out("serve: stopped, and its Prefect server with it")
@@ -414,7 +417,7 @@ def _watch_self(
 ) -> Heartbeat | None:
     """Record each watch's runs (RUNS) for the sidecars and the heartbeat, and start them."""
     watches = [p.schedule.flow for p in planned if p.schedule.flow in CONFIGURED]
-    RUNS.expect({w: watch_interval(config, w) for w in watches})
+    RUNS.expect({w: watch_interval(config, w) for w in watches}, deployments=len(planned))
     for sidecar in sidecars:
         stack.enter_context(sidecar(config, RUNS, out))
     return stack.enter_context(heartbeat(config, RUNS, out))
@@ -612,9 +615,7 @@ async def run_due(flows: dict[UUID, Any], stop: asyncio.Event, poll: float, out:
     async with one_client() as client:  # the runs' too (they are started inside)
         try:
             while not stop.is_set():
-                due = await client.get_scheduled_flow_runs_for_deployments(
-                    deployment_ids=list(flows), scheduled_before=datetime.now(UTC)
-                )
+                due = await _due_runs(client, flows)
                 _forget_gone(started, due)
                 for deployment_id, runs in _by_deployment(due, started).items():
                     if deployment_id in active:
@@ -680,6 +681,17 @@ async def _cancel_in_flight(
                 )
                 await client.set_flow_run_state(run_id, state, force=True)
     out(f"serve: cancelled {', '.join(in_flight[d][1] for d in cut)}")
+
+
+async def _due_runs(client: Any, flows: dict[UUID, Any]) -> list[Any]:
+    """The due runs of these deployments; none while the server does not answer (after Prefect's
+    retries): the API watch says so, and serve asks again at its next poll."""
+    try:
+        return await client.get_scheduled_flow_runs_for_deployments(
+            deployment_ids=list(flows), scheduled_before=datetime.now(UTC)
+        )
+    except httpx.TransportError:
+        return []
 
 
 def _forget_gone(started: set[UUID], due: list[Any]) -> None:
