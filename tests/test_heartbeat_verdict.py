@@ -42,6 +42,7 @@ def test_heartbeat_verdict(case: dict) -> None:
         scheduled=case.get("scheduled", True),
         dead_pages=[DeadPage(**page) for page in case.get("dead_pages", [])],
         api=api,
+        sends={d: at(since) for d, since in case.get("sends", {}).items()},
     )
     assert (result.ok, result.reason) == (case["ok"], case.get("reason", ""))
     assert result.silent == case.get("silent", False)

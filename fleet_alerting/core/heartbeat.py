@@ -7,7 +7,7 @@ the open incidents' pages that are dead letters, when the Prefect server last an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -88,12 +88,14 @@ def verdict(
     scheduled: bool = True,
     dead_pages: Sequence[DeadPage] = (),
     api: PrefectApi | None = None,
+    sends: Mapping[str, datetime] | None = None,
 ) -> Verdict:
     """ok only when the Prefect server answered within SILENT_API_AFTER, every watch succeeded
     within its limit, no page waits longer than STUCK_PAGE_AFTER, no open incident's page is a
     dead letter and the store answered; else every reason, in one line (a silent server first:
     the watches are late because of it). Before serve has `scheduled` its watches, silent unless
-    something is already wrong."""
+    something is already wrong. `sends`: the destinations sends wait on, each since when (a
+    late watch's run in flight names those it may be waiting on)."""
     reasons: list[str] = []
     gist: list[str] = []
     if api is not None and (silent := api_silent(api, now)):
@@ -101,7 +103,7 @@ def verdict(
         reasons.append(f"{api.named} has not answered for {format_duration(silent)}{why}")
         gist.append(f"{api.named} does not answer")
     late_ones = [(w, since) for w in watches if (since := late(w, now))]
-    reasons += [_late_reason(w, since, now) for w, since in late_ones]
+    reasons += [_late_reason(w, since, now, sends or {}) for w, since in late_ones]
     gist += [f"{w.name}: {w.last_failure_reason}" for w, _ in late_ones]
     if store_error:
         reasons.append(f"the store failed: {store_error}")
@@ -125,7 +127,9 @@ def verdict(
     return Verdict(not reasons, "; ".join(reasons), tuple(gist))
 
 
-def _late_reason(watch: WatchStatus, since: timedelta, now: datetime) -> str:
+def _late_reason(
+    watch: WatchStatus, since: timedelta, now: datetime, sends: Mapping[str, datetime]
+) -> str:
     """Which watch, since when, and why its last run failed (a page owed, a source down)."""
     every, ago = format_duration(watch.every), format_duration(since)
     failure = watch.last_failure
@@ -135,6 +139,9 @@ def _late_reason(watch: WatchStatus, since: timedelta, now: datetime) -> str:
     # a run hanging (on a destination that holds the request) is not a run that failed
     hanging = watch.in_flight_since
     waiting = f", a run in flight for {format_duration(now - hanging)}" if hanging else ""
+    # a send begun while the run was in flight: the run may be waiting on it
+    on = sorted(d for d, begun in sends.items() if hanging and begun >= hanging)
+    waiting += f", waiting on {', '.join(on)}" if on else ""
     if watch.last_success is None:
         began = f"has not succeeded since serve began {ago} ago (every {every}{waiting})"
         return f"watch {watch.name} {began}{why}"
