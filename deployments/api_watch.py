@@ -64,8 +64,7 @@ def watching_api(
     try:
         yield
     finally:
-        stop.set()
-        watch.join(2 * every)
+        stop.set()  # not joined: an ask of a hung server would hold serve's stop up to `every`
         runs.api_unwatched()
 
 
