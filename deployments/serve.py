@@ -40,6 +40,7 @@ from fleet_alerting.config.schema import Config, ScheduleConfig
 from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.deployments import prefect_engine
+from fleet_alerting.deployments.api_watch import watching_api
 from fleet_alerting.deployments.heartbeat import Heartbeat, heartbeat
 from fleet_alerting.deployments.local import (
     STARTUP_SETTING,
@@ -329,7 +330,8 @@ def serve_all(
                     f"no Prefect server answers at {api} (PREFECT_API_URL); start it, or unset "
                     "PREFECT_API_URL and serve starts its own"
                 )
-            asyncio.run(execute(planned, api, out, keep_runs=config.schedule.keep_runs))
+            with watching_api(RUNS, api, True, out):
+                asyncio.run(execute(planned, api, out, keep_runs=config.schedule.keep_runs))
             out("serve: stopped")
         else:
             last_words = beating.last_words if beating else lambda _: None
@@ -390,7 +392,8 @@ def _serve_with_a_local_server(
             )
             # its server prunes itself; should it exit, so does serve
             run = execute(planned, url, out, remove_marker, server_exit=(exited, last_words))
-            asyncio.run(run)
+            with watching_api(RUNS, url, False, out):  # a server that hangs does not exit
+                asyncio.run(run)
         finally:
             remove_marker()
     out("serve: stopped, and its Prefect server with it")
@@ -415,7 +418,7 @@ def _watch_self(
 ) -> Heartbeat | None:
     """Record each watch's runs (RUNS) for the sidecars and the heartbeat, and start them."""
     watches = [p.schedule.flow for p in planned if p.schedule.flow in CONFIGURED]
-    RUNS.expect({w: watch_interval(config, w) for w in watches})
+    RUNS.expect({w: watch_interval(config, w) for w in watches}, deployments=len(planned))
     for sidecar in sidecars:
         stack.enter_context(sidecar(config, RUNS, out))
     return stack.enter_context(heartbeat(config, RUNS, out))
@@ -622,7 +625,10 @@ async def run_due(flows: dict[UUID, Any], stop: asyncio.Event, poll: float, out:
                 listed = await scheduled_runs(client, list(flows), now + poll * SECOND, mark_ready)
                 if mark_ready:
                     mark_ready_at = time.monotonic() + MARK_READY_EVERY
-                _forget_gone(started, listed)
+                if listed is None:  # no answer (the API watch says so): ask at the next poll
+                    listed = []
+                else:  # what was started is forgotten only once the server lists it no more
+                    _forget_gone(started, listed)
                 due, next_start = _due(listed, now)
                 for deployment_id, runs in _by_deployment(due, started).items():
                     if deployment_id in active:
@@ -692,11 +698,12 @@ async def _cancel_in_flight(
 
 async def scheduled_runs(
     client: Any, deployment_ids: list[UUID], before: datetime, mark_ready: bool
-) -> list[Any]:
+) -> list[Any] | None:
     """Runs of these deployments still Scheduled to start before `before`, soonest first. Asked
     as Prefect's runners ask (`mark_ready`), the server also records the deployments as polled —
     shown Ready in the UI — in a write transaction per ask (~2x the CPU of a plain read): serve
-    asks that way once every MARK_READY_EVERY, else reads."""
+    asks that way once every MARK_READY_EVERY, else reads. None while the server does not answer
+    (after Prefect's retries): the API watch says so, and serve asks again at its next poll."""
     from prefect.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterDeploymentId,
@@ -707,18 +714,21 @@ async def scheduled_runs(
     from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
 
-    if mark_ready:
-        return await client.get_scheduled_flow_runs_for_deployments(
-            deployment_ids=deployment_ids, scheduled_before=before
+    try:
+        if mark_ready:
+            return await client.get_scheduled_flow_runs_for_deployments(
+                deployment_ids=deployment_ids, scheduled_before=before
+            )
+        return await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                deployment_id=FlowRunFilterDeploymentId(any_=deployment_ids),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+                next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=before),
+            ),
+            sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,
         )
-    return await client.read_flow_runs(
-        flow_run_filter=FlowRunFilter(
-            deployment_id=FlowRunFilterDeploymentId(any_=deployment_ids),
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
-            next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=before),
-        ),
-        sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,
-    )
+    except httpx.TransportError:
+        return None
 
 
 def _starts(run: Any) -> datetime:
