@@ -7,6 +7,7 @@ serve's poll for due runs keeps asking, and its runs resume when the server answ
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -29,6 +30,14 @@ def shown(url: str) -> str:
     netloc = f"[{host}]" if ":" in host else host
     netloc += f":{parts.port}" if parts.port else ""
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def without_credentials(text: str) -> str:
+    """`text` with any URL's user and password left out (an httpx error quotes its request URL)."""
+    return _USERINFO.sub("//", text)
+
+
+_USERINFO = re.compile(r"//[^/@\s]*@")
 
 
 def named(api_url: str, from_environment: bool) -> str:

@@ -40,7 +40,7 @@ from fleet_alerting.config.schema import Config, ScheduleConfig
 from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.deployments import prefect_engine
-from fleet_alerting.deployments.api_watch import watching_api
+from fleet_alerting.deployments.api_watch import watching_api, without_credentials
 from fleet_alerting.deployments.heartbeat import Heartbeat, heartbeat
 from fleet_alerting.deployments.local import (
     STARTUP_SETTING,
@@ -342,7 +342,7 @@ def serve_all(
             beating.last_words(f"{exc.told_as}: {exc}")
         return 2
     except httpx.HTTPError as exc:  # the server went away or refused a request
-        said = f"the Prefect server failed a request: {redact(str(exc))}"
+        said = f"the Prefect server failed a request: {without_credentials(redact(str(exc)))}"
         print(f"serve: {said}", file=sys.stderr)
         if beating:
             beating.last_words(f"serve stopped: {said}")
@@ -613,9 +613,10 @@ async def register(planned: list[Planned], out: Print) -> dict[UUID, Any]:
 async def run_due(flows: dict[UUID, Any], stop: asyncio.Event, poll: float, out: Print) -> None:
     from prefect.states import Cancelled
 
-    active: dict[UUID, asyncio.Task[None]] = {}
+    active: dict[UUID, asyncio.Task[bool]] = {}
     names: dict[UUID, tuple[UUID, str]] = {}  # deployment -> its run in flight: id, "flow run"
     started: set[UUID] = set()
+    newest: dict[UUID, datetime] = {}  # deployment -> its newest scheduled run started
     mark_ready_at = time.monotonic()  # the first ask marks serve's deployments Ready
     async with one_client() as client:  # the runs' too (they are started inside)
         try:
@@ -633,17 +634,20 @@ async def run_due(flows: dict[UUID, Any], stop: asyncio.Event, poll: float, out:
                 for deployment_id, runs in _by_deployment(due, started).items():
                     if deployment_id in active:
                         continue  # concurrency 1: the next due run waits for this one
-                    run, superseded = pick(runs)
+                    run, superseded = pick(runs, newest.get(deployment_id))
+                    newer = f"the newer run {run.name}" if run else "a newer run that ran"
                     for old in superseded:
                         started.add(old.id)
-                        state = Cancelled(message=f"superseded by the newer run {run.name}")
+                        state = Cancelled(message=f"superseded by {newer}")
                         with contextlib.suppress(Exception):
                             await client.set_flow_run_state(old.id, state, force=True)
+                    if run is None:
+                        continue
                     started.add(run.id)
                     task = asyncio.create_task(_run(flows[deployment_id], run, out))
                     active[deployment_id] = task
                     names[deployment_id] = (run.id, f"{flows[deployment_id].name} {run.name}")
-                    task.add_done_callback(lambda _, d=deployment_id: active.pop(d, None))
+                    task.add_done_callback(partial(_ended, active, started, newest, run))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), _until(next_start, poll))
         finally:
@@ -666,7 +670,7 @@ async def run_due(flows: dict[UUID, Any], stop: asyncio.Event, poll: float, out:
 
 async def _cancel_in_flight(
     client: Any,
-    active: dict[UUID, asyncio.Task[None]],
+    active: dict[UUID, asyncio.Task[bool]],
     in_flight: dict[UUID, tuple[UUID, str]],
     out: Print,
 ) -> None:
@@ -699,11 +703,12 @@ async def _cancel_in_flight(
 async def scheduled_runs(
     client: Any, deployment_ids: list[UUID], before: datetime, mark_ready: bool
 ) -> list[Any] | None:
-    """Runs of these deployments still Scheduled to start before `before`, soonest first. Asked
+    """Runs of these deployments still Scheduled to start before `before`, latest first. Asked
     as Prefect's runners ask (`mark_ready`), the server also records the deployments as polled —
     shown Ready in the UI — in a write transaction per ask (~2x the CPU of a plain read): serve
     asks that way once every MARK_READY_EVERY, else reads. None while the server does not answer
-    (after Prefect's retries): the API watch says so, and serve asks again at its next poll."""
+    or answers 5xx (after Prefect's retries): the API watch says so, and serve asks again at its
+    next poll."""
     from prefect.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterDeploymentId,
@@ -715,9 +720,9 @@ async def scheduled_runs(
     from prefect.client.schemas.sorting import FlowRunSort
 
     try:
-        if mark_ready:
-            return await client.get_scheduled_flow_runs_for_deployments(
-                deployment_ids=deployment_ids, scheduled_before=before
+        if mark_ready:  # its answer is capped oldest first: read below, newest first
+            await client.get_scheduled_flow_runs_for_deployments(
+                deployment_ids=deployment_ids, scheduled_before=before, limit=1
             )
         return await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
@@ -725,10 +730,16 @@ async def scheduled_runs(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
                 next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=before),
             ),
-            sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,
+            # newest first: the server caps the answer (200), and of overdue runs the newest is
+            # the one to run; the older ones are superseded in later asks
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
         )
     except httpx.TransportError:
         return None
+    except httpx.HTTPStatusError as exc:  # a proxy's 502 for a server gone, a server's 500
+        if exc.response.status_code >= 500:
+            return None
+        raise
 
 
 def _starts(run: Any) -> datetime:
@@ -764,21 +775,45 @@ def _by_deployment(runs: list[Any], started: set[UUID]) -> dict[UUID, list[Any]]
     return grouped
 
 
-def pick(runs: list[Any]) -> tuple[Any, list[Any]]:
+def pick(runs: list[Any], newest_started: datetime | None = None) -> tuple[Any, list[Any]]:
     """Of one deployment's due runs (oldest first): a triggered run first; else the newest
-    scheduled one, the older scheduled ones being superseded (a watch observes *now*)."""
+    scheduled one, the older scheduled ones being superseded (a watch observes *now*) — all of
+    them (None to run) when none is newer than the newest scheduled run already started."""
     manual = [r for r in runs if not r.auto_scheduled]
     if manual:
         return manual[0], []
+    if newest_started is not None and _starts(runs[-1]) <= newest_started:
+        return None, runs
     return runs[-1], runs[:-1]
 
 
-async def _run(flow: Any, flow_run: Any, out: Print) -> None:
+def _ended(
+    active: dict[UUID, Any],
+    started: set[UUID],
+    newest: dict[UUID, datetime],
+    run: Any,
+    task: asyncio.Task[bool],
+) -> None:
+    """A run's task is done: its deployment may start the next, and scheduled runs due before
+    it are superseded; a run that never started (the server did not take its Running state) is
+    tried again while the server lists it due."""
+    active.pop(run.deployment_id, None)
+    ran = not task.cancelled() and task.result()
+    if ran and run.auto_scheduled:
+        newest[run.deployment_id] = max(_starts(run), newest.get(run.deployment_id, _starts(run)))
+    elif not ran:
+        started.discard(run.id)
+
+
+async def _run(flow: Any, flow_run: Any, out: Print) -> bool:
+    """Whether the run ran (False: it crashed, e.g. its Running state got no answer)."""
     watch_run = RUNS.started(flow.name)
     try:
         state = await run_in_process(flow, flow_run)
         watch_run.ended(state.is_completed(), state.message or state.name)
         out(f"{flow.name} {flow_run.name}: {state.name}")
+        return True
     except Exception as exc:  # a run's failure is recorded in Prefect; serve keeps serving
         watch_run.ended(False, f"crashed ({type(exc).__name__})")
         out(f"{flow.name} {flow_run.name}: crashed ({type(exc).__name__})")
+        return False

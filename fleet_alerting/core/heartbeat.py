@@ -103,8 +103,10 @@ def verdict(
         reasons.append(f"{api.named} has not answered for {format_duration(silent)}{why}")
         gist.append(f"{api.named} does not answer")
     late_ones = [(w, since) for w in watches if (since := late(w, now))]
-    reasons += [_late_reason(w, since, now, sends or {}) for w, since in late_ones]
+    reasons += [_late_reason(w, since, now) for w, since in late_ones]
     gist += [f"{w.name}: {w.last_failure_reason}" for w, _ in late_ones]
+    if sends and any(w.in_flight_since for w, _ in late_ones):
+        reasons.append(_sends_in_flight(sends, now))
     if store_error:
         reasons.append(f"the store failed: {store_error}")
         gist.append(store_error)
@@ -127,9 +129,15 @@ def verdict(
     return Verdict(not reasons, "; ".join(reasons), tuple(gist))
 
 
-def _late_reason(
-    watch: WatchStatus, since: timedelta, now: datetime, sends: Mapping[str, datetime]
-) -> str:
+def _sends_in_flight(sends: Mapping[str, datetime], now: datetime) -> str:
+    """The sends this process waits on, each destination with its oldest: what a hanging run may
+    wait on (the process's, not tied to one run: two runs' sends are not told apart)."""
+    waits = sorted(sends.items(), key=lambda item: item[1])
+    listed = ", ".join(f"{d} for {format_duration(now - since)}" for d, since in waits)
+    return f"sends in flight: {listed}"
+
+
+def _late_reason(watch: WatchStatus, since: timedelta, now: datetime) -> str:
     """Which watch, since when, and why its last run failed (a page owed, a source down)."""
     every, ago = format_duration(watch.every), format_duration(since)
     failure = watch.last_failure
@@ -139,9 +147,6 @@ def _late_reason(
     # a run hanging (on a destination that holds the request) is not a run that failed
     hanging = watch.in_flight_since
     waiting = f", a run in flight for {format_duration(now - hanging)}" if hanging else ""
-    # a send begun while the run was in flight: the run may be waiting on it
-    on = sorted(d for d, begun in sends.items() if hanging and begun >= hanging)
-    waiting += f", waiting on {', '.join(on)}" if on else ""
     if watch.last_success is None:
         began = f"has not succeeded since serve began {ago} ago (every {every}{waiting})"
         return f"watch {watch.name} {began}{why}"

@@ -1,6 +1,6 @@
 """The sends this process is waiting on now: per destination, since when its oldest send in
-flight began. serve's heartbeat names the destination a hanging run waits on (`a run in flight
-for 1m35s, waiting on slack`) rather than only the run."""
+flight began. serve's heartbeat says them when a late watch's run hangs (`a run in flight for
+1m35s); sends in flight: slack for 1m35s`) rather than only the run."""
 
 from __future__ import annotations
 
