@@ -225,9 +225,9 @@ def group(
         for n in others_of:  # a member's opening is its batch's, so one of `mine`
             if n.incident.key not in mine:
                 out.append(n)  # not a member: told on its own, and its page is not the group's
-            elif n.kind == Kind.silence_expired or PAGED_AGAIN in n.id:
+            elif n.kind == Kind.silence_expired or n.marked(PAGED_AGAIN):
                 batch.unmuted += _mute_ended(before, n.incident.key)
-            elif INHIBITION_ENDED in n.id:
+            elif n.marked(INHIBITION_ENDED):
                 cause = glance(before, n.incident.key).inhibited_by
                 batch.uninhibited += [cause] if cause else []
             elif n.kind == Kind.paged:
