@@ -193,11 +193,13 @@ def local_server(
     keep_runs: timedelta = KEEP_RUNS,
     keep_events: timedelta = KEEP_EVENTS,
     on_exit: Callable[[str], None] = lambda _: None,
+    started: Callable[[int], None] = lambda _: None,
 ) -> Iterator[str]:
     """A Prefect server (API, UI, scheduler) on loopback in a child process; yields its API URL,
     and stops the child on exit. Its own process: the server's memory and CPU (SQLite, its
     services) stay apart from the runs', and a slope in either shows where it is. Should the
-    child exit before it is stopped, `on_exit` gets why, from a thread waiting on it."""
+    child exit before it is stopped, `on_exit` gets why, from a thread waiting on it; `started`
+    gets its pid (its process group's too)."""
     port = port or free_port()
     taken = port_taken(port)
     if taken:
@@ -210,6 +212,7 @@ def local_server(
         stdin=subprocess.DEVNULL,
         start_new_session=True,  # Ctrl-C reaches serve only; serve stops the server last
     )
+    started(server.pid)
     stopping = threading.Event()
     try:
         _wait_until_healthy(server, url, timeout)
@@ -381,8 +384,16 @@ def _serve_with_a_local_server(
             " two would run every scheduled run twice; stop it first, or give this one "
             "another PREFECT_HOME"
         )
-    exited = ServerExit()
-    with local_server(port, None, schedule.keep_runs, schedule.keep_events, exited.report) as url:
+    exited, pids = ServerExit(), []
+
+    def exit_at_once() -> None:  # serve exits without stopping its server: kill it (a hung one too)
+        remove_marker()
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+
+    keep = (schedule.keep_runs, schedule.keep_events)
+    with local_server(port, None, *keep, exited.report, started=pids.append) as url:
         write_marker(url)
         try:
             ui = url.removesuffix("/api")
@@ -391,7 +402,7 @@ def _serve_with_a_local_server(
                 "and `trigger` on this machine find it)"
             )
             # its server prunes itself; should it exit, so does serve
-            run = execute(planned, url, out, remove_marker, server_exit=(exited, last_words))
+            run = execute(planned, url, out, exit_at_once, server_exit=(exited, last_words))
             with watching_api(RUNS, url, False, out):  # a server that hangs does not exit
                 asyncio.run(run)
         finally:
