@@ -1,9 +1,8 @@
 """`serve`'s dead man's switch (config `heartbeat`, Healthchecks.io style): every `every`, a GET
 of the URL while every watch succeeds, no page is stuck and no open incident's page is a dead
 letter and the Prefect server answers (core.heartbeat.verdict), else a POST to `URL/fail` whose
-body is the reason — and no GET
-before serve has scheduled its watches. When `serve` fails it says why in a last `/fail`; when it
-dies the pings stop, and the switch tells.
+body is the reason — and no GET before serve has scheduled its watches. When `serve` fails it
+says why in a last `/fail`; when it dies the pings stop, and the switch tells.
 
 The URL carries its token: it is resolved as a secret, and what is said of a failed ping names
 neither the URL nor the answer's body."""

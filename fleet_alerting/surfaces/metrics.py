@@ -1,7 +1,7 @@
 """`serve`'s Prometheus endpoint (config `metrics`): per watch the last run's start, success,
 failure and duration (recorded by `serve`), whether its Prefect server answers, and what the
-store holds — open incidents, the
-outbox by destination, dead letters, destinations backing off — read when Prometheus scrapes.
+store holds — open incidents, the outbox by destination, dead letters, destinations backing off
+— read when Prometheus scrapes.
 
 A scrape never fails because the store does: the store is read in a worker thread for at most
 STORE_READ_TIMEOUT, and an error or a timeout becomes `fleet_alerting_store_up 0` and one more
