@@ -11,25 +11,16 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.heartbeat import api_silent
 from fleet_alerting.deployments.watch_runs import WatchRuns
+from fleet_alerting.http.errors import shown_url
 
 CHECK_EVERY = 5.0  # seconds; an answer to /health costs the server well under a millisecond
 Print = Callable[[str], None]
-
-
-def shown(url: str) -> str:
-    """The URL as it may be said: no user or password, query or fragment (they may hold keys)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    netloc += f":{parts.port}" if parts.port else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def without_credentials(text: str) -> str:
@@ -42,8 +33,8 @@ _USERINFO = re.compile(r"//[^/@\s]*@")
 
 def named(api_url: str, from_environment: bool) -> str:
     if from_environment:
-        return f"the Prefect server at {shown(api_url)} (PREFECT_API_URL)"
-    return f"serve's own Prefect server at {shown(api_url)}"
+        return f"the Prefect server at {shown_url(api_url)} (PREFECT_API_URL)"
+    return f"serve's own Prefect server at {shown_url(api_url)}"
 
 
 def ask(client: httpx.Client, api_url: str) -> str:

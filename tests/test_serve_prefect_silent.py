@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet_alerting.deployments.api_watch import shown
+from fleet_alerting.http.errors import shown_url
 from tests.fakes.deadmans_switch import DeadMansSwitch
 from tests.servers import free_port, http_ready, start_serve, startup_timeout, wait_until
 from tests.test_self_watch import scrape
@@ -174,5 +174,5 @@ def test_a_serve_of_the_audit_alone_schedules_it_and_is_well(
 
 def test_the_api_url_is_said_without_its_credentials() -> None:
     url = "https://fleet:hunter2@prefect.example:4200/api?token=hunter3#x"
-    assert shown(url) == "https://prefect.example:4200/api"
-    assert shown("http://[::1]:4200/api") == "http://[::1]:4200/api"
+    assert shown_url(url) == "https://prefect.example:4200/api"
+    assert shown_url("http://[::1]:4200/api") == "http://[::1]:4200/api"
