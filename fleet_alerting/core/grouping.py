@@ -315,7 +315,7 @@ def _route_alike(
         # a member that opens is one of its group's: its pages are the group's (as `group` reads)
         if not besides:
             continue
-        if other or PAGED_AGAIN in made.key or INHIBITION_ENDED in made.key:
+        if other:
             others[gk] += [n for n in model.told(made) if n.kind != Kind.opened]
         elif pages is not None:
             batch.paged = True
