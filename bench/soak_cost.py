@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,17 +113,14 @@ async def batch(
     return own / runs, theirs / runs
 
 
-async def polls(
-    client: Any, deployment_ids: list[Any], count: int, idle: float, mark_ready: bool
-) -> float:
-    """The server's CPU per ask for due runs, as serve asks: a plain read, or (`mark_ready`,
-    every 20 s) Prefect's runner endpoint, which also marks the deployments Ready."""
-    from fleet_alerting.deployments.serve import scheduled_runs
-
+async def per_ask(ask: Callable[[], Awaitable[object]], count: int, idle: float) -> float:
+    """The server's CPU per ask of serve's: for due runs, a plain read or (every 20 s) Prefect's
+    runner endpoint, which also marks the deployments Ready; or (every 20 s) the count of its
+    deployments that tells serve one was lost."""
     server = server_pid()
     theirs, began = cpu_seconds(server), time.monotonic()
     for _ in range(count):
-        await scheduled_runs(client, deployment_ids, datetime.now(UTC), mark_ready)
+        await ask()
     await asyncio.sleep(1.0)  # the runner endpoint's marking runs after its answer
     return (cpu_seconds(server) - theirs - idle * (time.monotonic() - began)) / count
 
@@ -136,6 +134,7 @@ async def measure(args: argparse.Namespace, url: str) -> None:
         share_tls_contexts,
         skip_suspension_watch,
     )
+    from fleet_alerting.deployments.serve import lost_deployments, scheduled_runs
 
     share_tls_contexts()
     skip_suspension_watch()
@@ -155,15 +154,18 @@ async def measure(args: argparse.Namespace, url: str) -> None:
                 for name, flow in flows.items():
                     got = await batch(client, flow, ids[name], args.runs, args.settle, idle, name)
                     totals[name].append(got)
-            poll = {
-                marks: await polls(client, list(ids.values()), 50, idle, marks)
-                for marks in (True, False, True, False)
+            served = list(ids.values())
+            asks = {
+                "read": lambda: scheduled_runs(client, served, datetime.now(UTC), False),
+                "marks": lambda: scheduled_runs(client, served, datetime.now(UTC), True),
+                "count": lambda: lost_deployments(client, served),
             }
+            poll = {name: await per_ask(ask, 50, idle) for name, ask in [*asks.items()] * 2}
     report(totals, poll, idle, args)
 
 
 def report(
-    totals: dict[str, list[tuple[float, float]]], poll: dict[bool, float], idle: float, args
+    totals: dict[str, list[tuple[float, float]]], poll: dict[str, float], idle: float, args
 ) -> None:
     load = os.getloadavg()[0]
     print(
@@ -195,8 +197,9 @@ def report(
     ]
     print(f"a bare flow run: {bare * 1000:.0f} ms; " + "; ".join(said))
     print(
-        f"per poll (server): a read {poll[False] * 1000:.1f} ms; the runner endpoint (marks "
-        f"the deployments Ready) {poll[True] * 1000:.1f} ms (the second pass of each)"
+        f"per poll (server): a read {poll['read'] * 1000:.1f} ms; the runner endpoint (marks "
+        f"the deployments Ready) {poll['marks'] * 1000:.1f} ms; the count of serve's "
+        f"deployments (a lost one?) {poll['count'] * 1000:.1f} ms (the second pass of each)"
     )
 
 

@@ -6,7 +6,8 @@
   is told its real API address; stopped when serve stops. Its address is left in PREFECT_HOME, so
   `fleet-alerting run` and `trigger` record and start runs there while `serve` runs.
 - **Deployments.** One per configured watch (`schedules.plan`) with its cron or interval and a
-  concurrency limit of 1, parameters absolute; the quarterly audit when its files exist.
+  concurrency limit of 1, parameters absolute; the quarterly audit when its files exist. The
+  config defines them: one the server loses (an empty database, a delete) is created again.
 - **Runs.** Prefect's scheduler creates them; this process asks for the runs due within the next
   POLL_SECONDS, wakes when the next is due, and executes each in-process — no `python -m
   prefect.engine` child (~118 MB and 7–13 s to start) per run. Triggered runs (`trigger`,
@@ -555,9 +556,10 @@ async def execute(
     remember_result_storage()
     try:
         with temporary_settings(updates=run_settings(api_url)):
-            flows = await register(planned, out)
+            served = await register(planned, out)
+            flows = {d: get_flow(p.schedule.flow) for d, p in served.items()}
             async with _pruning(keep_runs, stop.event, out):
-                await run_due(flows, stop.event, POLL_SECONDS, out)
+                await run_due(flows, stop.event, POLL_SECONDS, out, served)
             await flush_to_the_server()
     finally:
         if not stop.asked:
@@ -591,37 +593,98 @@ async def _pruning(
             await task
 
 
-async def register(planned: list[Planned], out: Print) -> dict[UUID, Any]:
+async def register(planned: list[Planned], out: Print) -> dict[UUID, Planned]:
     """Create or update one deployment per planned entry; pause our deployments that this config
     no longer serves (so the server stops scheduling runs nobody executes)."""
     from prefect.client.orchestration import get_client
-    from prefect.schedules import Interval
 
-    flows: dict[UUID, Any] = {}
+    served: dict[UUID, Planned] = {}
     for p in planned:
-        flow = get_flow(p.schedule.flow)
-        deployment = await flow.ato_deployment(
-            name=p.schedule.name,
-            cron=p.cron,
-            schedule=Interval(p.every, anchor_date=INTERVAL_ANCHOR) if p.every else None,
-            description=p.schedule.description,
-            parameters=p.parameters,
-            concurrency_limit=1,  # two runs of one deployment never evaluate at once
-            tags=[TAG],
-        )
-        flows[await deployment.aapply()] = flow
+        served[await _apply(p)] = p
         out(f"serving {p.schedule.flow}/{p.schedule.name} ({p.period})")
     async with get_client() as client:
         for deployment in await client.read_deployments():
-            if deployment.id in flows:
+            if deployment.id in served:
                 await client.resume_deployment(deployment.id)
             elif TAG in (deployment.tags or []) and not deployment.paused:
                 await client.pause_deployment(deployment.id)
     RUNS.begin(datetime.now(UTC))
-    return flows
+    return served
 
 
-async def run_due(flows: dict[UUID, Any], stop: asyncio.Event, poll: float, out: Print) -> None:
+async def _apply(p: Planned) -> UUID:
+    """The deployment of `p` created, or updated to match it: its id."""
+    from prefect.schedules import Interval
+
+    deployment = await get_flow(p.schedule.flow).ato_deployment(
+        name=p.schedule.name,
+        cron=p.cron,
+        schedule=Interval(p.every, anchor_date=INTERVAL_ANCHOR) if p.every else None,
+        description=p.schedule.description,
+        parameters=p.parameters,
+        concurrency_limit=1,  # two runs of one deployment never evaluate at once
+        tags=[TAG],
+    )
+    return await deployment.aapply()
+
+
+async def lost_deployments(client: Any, deployment_ids: list[UUID]) -> list[UUID]:
+    """Which of these deployments the server no longer has: it was replaced by one with an empty
+    database (restored from nothing, a new container), or someone deleted them. Counted (one
+    SELECT); read by id only when the count is short, so an odd count alone changes nothing.
+    [] while the server does not answer: the API watch says so."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    ids = [str(d) for d in deployment_ids]
+    try:
+        answer = await client.request(
+            "POST", "/deployments/count", json={"deployments": {"id": {"any_": ids}}}
+        )
+        count = answer.json()
+        if not isinstance(count, int) or count >= len(deployment_ids):
+            return []
+        kept = await client.read_deployments(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=deployment_ids))
+        )
+    except (httpx.HTTPError, ValueError):
+        return []
+    there = {d.id for d in kept}
+    return [d for d in deployment_ids if d not in there]
+
+
+async def _register_lost(
+    client: Any, flows: dict[UUID, Any], served: dict[UUID, Planned], out: Print
+) -> None:
+    """serve's deployments are defined by its config: one the server lost is created again (its
+    name, schedule and parameters), under the new id the runs are then polled by."""
+    from prefect.deployments.runner import DeploymentApplyError
+
+    again: list[Planned] = []
+    for old in await lost_deployments(client, list(served)):
+        try:
+            new = await _apply(served[old])
+        except (httpx.HTTPError, DeploymentApplyError):  # what is still lost: at the next ask
+            break
+        again.append(served.pop(old))
+        served[new], flows[new] = again[-1], flows.pop(old)
+    if again:
+        api = RUNS.api()
+        names = ", ".join(f"{p.schedule.flow}/{p.schedule.name}" for p in again)
+        out(
+            f"serve: {api.named if api else 'the Prefect server'} lost {len(again)} "
+            f"deployment{'s' if len(again) > 1 else ''} ({names}); registered again"
+        )
+
+
+async def run_due(
+    flows: dict[UUID, Any],
+    stop: asyncio.Event,
+    poll: float,
+    out: Print,
+    served: dict[UUID, Planned] | None = None,
+) -> None:
+    """Run the due runs of these deployments until `stop`. `served`: what each deployment was
+    registered from — one the server lost is registered again (checked every MARK_READY_EVERY)."""
     from prefect.states import Cancelled
 
     active: dict[UUID, asyncio.Task[bool]] = {}
@@ -634,6 +697,8 @@ async def run_due(flows: dict[UUID, Any], stop: asyncio.Event, poll: float, out:
             while not stop.is_set():
                 now = datetime.now(UTC)
                 mark_ready = time.monotonic() >= mark_ready_at
+                if mark_ready and served:
+                    await _register_lost(client, flows, served, out)
                 listed = await scheduled_runs(client, list(flows), now + poll * SECOND, mark_ready)
                 if mark_ready:
                     mark_ready_at = time.monotonic() + MARK_READY_EVERY

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -176,3 +177,102 @@ def test_the_api_url_is_said_without_its_credentials() -> None:
     url = "https://fleet:hunter2@prefect.example:4200/api?token=hunter3#x"
     assert shown_url(url) == "https://prefect.example:4200/api"
     assert shown_url("http://[::1]:4200/api") == "http://[::1]:4200/api"
+
+
+def _serving_watch(tmp_path: Path, server: PrefectServer, switch: DeadMansSwitch) -> Path:
+    """The config of a serve whose prometheus-watches runs every 10 s and completes (reporting
+    the Prometheus it cannot reach)."""
+    return write_config(
+        tmp_path,
+        switch,
+        free_port(),
+        prometheus={"url": f"http://127.0.0.1:{free_port()}"},
+        schedule={"every": {"prometheus-watches": "10s"}},
+    )
+
+
+def _deployments(server: PrefectServer) -> dict[str, dict]:
+    answer = httpx.post(f"{server.url}/deployments/filter", json={}, timeout=10)
+    answer.raise_for_status()
+    return {d["name"]: d for d in answer.json()}
+
+
+def _after(log: Path, line: str) -> str:
+    """What `log` says after `line` ("" before it is said)."""
+    text = log.read_text()
+    return text[text.index(line) :] if line in text else ""
+
+
+@pytest.mark.integration
+def test_a_prefect_server_back_with_an_empty_database_gets_serves_deployments_again(
+    tmp_path: Path, prefect_server: PrefectServer
+) -> None:
+    """The server at PREFECT_API_URL replaced by one with nothing in it (restored from nothing,
+    a new container), on the same address: serve registers its deployments again and its runs
+    resume — not a poll for deployment ids that no longer exist until the watches go stale."""
+    log = tmp_path / "serve.log"
+    with DeadMansSwitch() as switch:
+        env = os.environ | {
+            "PREFECT_API_URL": prefect_server.url,
+            "PREFECT_HOME": str(tmp_path / "serve-home"),
+            "PREFECT_CLIENT_MAX_RETRIES": "1",
+        }
+        serve = start_serve(_serving_watch(tmp_path, prefect_server, switch), env, log)
+        try:
+            wait_until(lambda: ": Completed" in log.read_text(), 60, "a run before the wipe")
+            before = _deployments(prefect_server)["scheduled"]
+            prefect_server.kill()
+            said = len(log.read_text())
+            for database in prefect_server.home.glob("prefect.db*"):
+                database.unlink()
+            prefect_server.start()
+            assert _deployments(prefect_server) == {}  # a server with an empty database
+            wait_until(
+                lambda: "scheduled" in _deployments(prefect_server), 30, "serve's deployment again"
+            )
+            named = f"the Prefect server at {prefect_server.url} (PREFECT_API_URL)"
+            line = f"serve: {named} lost 1 deployment (prometheus-watches/scheduled); registered"
+            wait_until(lambda: line in log.read_text()[said:], 10, "registered again, said")
+            again = _deployments(prefect_server)["scheduled"]
+            assert again["schedules"][0]["schedule"] == before["schedules"][0]["schedule"]
+            assert again["parameters"] == before["parameters"]
+            wait_until(lambda: ": Completed" in _after(log, "registered again"), 30, "a run after")
+            assert serve.poll() is None
+        finally:
+            code = stopped(serve)
+    assert code == 0, log.read_text()[-2000:]
+    assert log.read_text().count("registered again") == 1, log.read_text()[-2000:]
+
+
+@pytest.mark.integration
+def test_a_deployment_deleted_while_serve_runs_is_registered_again(
+    tmp_path: Path, prefect_server: PrefectServer
+) -> None:
+    """serve's deployments are defined by its config: one deleted (the UI, the API) is created
+    again with its name, schedule and parameters, and its runs go on."""
+    log = tmp_path / "serve.log"
+    with DeadMansSwitch() as switch:
+        env = os.environ | {
+            "PREFECT_API_URL": prefect_server.url,
+            "PREFECT_HOME": str(tmp_path / "serve-home"),
+        }
+        serve = start_serve(_serving_watch(tmp_path, prefect_server, switch), env, log)
+        try:
+            wait_until(lambda: ": Completed" in log.read_text(), 60, "a run before the delete")
+            before = _deployments(prefect_server)["scheduled"]
+            httpx.delete(f"{prefect_server.url}/deployments/{before['id']}").raise_for_status()
+            said = len(log.read_text())
+            wait_until(
+                lambda: "scheduled" in _deployments(prefect_server), 30, "serve's deployment again"
+            )
+            again = _deployments(prefect_server)["scheduled"]
+            line = "lost 1 deployment (prometheus-watches/scheduled); registered again"
+            wait_until(lambda: line in log.read_text()[said:], 10, "registered again, said")
+            assert again["id"] != before["id"]
+            assert again["schedules"][0]["schedule"] == before["schedules"][0]["schedule"]
+            assert (again["parameters"], again["tags"]) == (before["parameters"], before["tags"])
+            assert again["global_concurrency_limit"]["limit"] == 1  # one run at a time, still
+            wait_until(lambda: ": Completed" in _after(log, "registered again"), 30, "a run after")
+        finally:
+            code = stopped(serve)
+    assert code == 0, log.read_text()[-2000:]
