@@ -66,6 +66,7 @@ from fleet_alerting.deployments.prune import keep_pruned
 from fleet_alerting.deployments.schedules import CONFIGURED, Planned, plan, watch_interval
 from fleet_alerting.deployments.watch_runs import RUNS, WatchRuns
 from fleet_alerting.flows import ENTRYPOINTS, get_flow
+from fleet_alerting.http.errors import excerpt
 
 TAG = "fleet-alerting"
 Print = Callable[[str], None]
@@ -600,7 +601,14 @@ async def register(planned: list[Planned], out: Print) -> dict[UUID, Planned]:
 
     served: dict[UUID, Planned] = {}
     for p in planned:
-        served[await _apply(p)] = p
+        try:
+            served[await _apply(p)] = p
+        except httpx.HTTPError:
+            raise
+        except Exception as exc:  # Prefect's create fails as anything (a proxy's page: JSON)
+            raise ServeError(
+                f"the Prefect server would not take the deployment {_named(p)}: {_refusal(exc)}"
+            ) from exc
         out(f"serving {p.schedule.flow}/{p.schedule.name} ({p.period})")
     async with get_client() as client:
         for deployment in await client.read_deployments():
@@ -653,27 +661,57 @@ async def lost_deployments(client: Any, deployment_ids: list[UUID]) -> list[UUID
 
 
 async def _register_lost(
-    client: Any, flows: dict[UUID, Any], served: dict[UUID, Planned], out: Print
-) -> None:
+    client: Any,
+    flows: dict[UUID, Any],
+    served: dict[UUID, Planned],
+    out: Print,
+    unregistered: set[str],
+) -> dict[UUID, UUID]:
     """serve's deployments are defined by its config: one the server lost is created again (its
-    name, schedule and parameters), under the new id the runs are then polled by."""
-    from prefect.deployments.runner import DeploymentApplyError
-
-    again: list[Planned] = []
+    name, schedule and parameters), under the new id the runs are then polled by. Returns the
+    ids replaced (old: new). One the server will not take is tried again at the next ask, said
+    once (`unregistered`: the names said) and not counted as scheduled meanwhile."""
+    renamed: dict[UUID, UUID] = {}
+    refused: list[tuple[str, str]] = []
     for old in await lost_deployments(client, list(served)):
+        name = _named(served[old])
         try:
             new = await _apply(served[old])
-        except (httpx.HTTPError, DeploymentApplyError):  # what is still lost: at the next ask
-            break
-        again.append(served.pop(old))
-        served[new], flows[new] = again[-1], flows.pop(old)
-    if again:
-        api = RUNS.api()
-        names = ", ".join(f"{p.schedule.flow}/{p.schedule.name}" for p in again)
+        except Exception as exc:  # Prefect's create fails as anything (a proxy's page: JSON)
+            refused.append((name, _refusal(exc)))
+            continue
+        unregistered.discard(name)
+        served[new], flows[new] = served.pop(old), flows.pop(old)
+        renamed[old] = new
+    RUNS.lost(len(refused))
+    api = RUNS.api()
+    server = api.named if api else "the Prefect server"
+    if renamed:
+        names = ", ".join(_named(served[new]) for new in renamed.values())
+        count = f"{len(renamed)} deployment{'s' if len(renamed) > 1 else ''}"
+        out(f"serve: {server} lost {count} ({names}); registered again")
+    if new_refusals := [(n, why) for n, why in refused if n not in unregistered]:
+        unregistered.update(n for n, _ in new_refusals)
+        names = ", ".join(f"{n} ({why})" for n, why in new_refusals)
+        them = "them" if len(new_refusals) > 1 else "it"
         out(
-            f"serve: {api.named if api else 'the Prefect server'} lost {len(again)} "
-            f"deployment{'s' if len(again) > 1 else ''} ({names}); registered again"
+            f"serve: {server} lost {names} and does not take {them} again; no run of {them} "
+            f"starts until it does (asked every {MARK_READY_EVERY:g} s)"
         )
+    return renamed
+
+
+def _named(p: Planned) -> str:
+    return f"{p.schedule.flow}/{p.schedule.name}"
+
+
+def _refusal(exc: Exception) -> str:
+    """Why a create failed, in one line: Prefect's DeploymentApplyError says the server's
+    answer; anything else by its kind."""
+    from prefect.deployments.runner import DeploymentApplyError
+
+    said = str(exc) if isinstance(exc, DeploymentApplyError) else type(exc).__name__
+    return " ".join(without_credentials(excerpt(said, 200)).split())
 
 
 async def run_due(
@@ -687,10 +725,14 @@ async def run_due(
     registered from — one the server lost is registered again (checked every MARK_READY_EVERY)."""
     from prefect.states import Cancelled
 
+    # keyed by the deployment's first id, which a deployment registered again keeps: its run in
+    # flight under the old id holds the new one's next run back (concurrency 1, as Prefect's)
     active: dict[UUID, asyncio.Task[bool]] = {}
     names: dict[UUID, tuple[UUID, str]] = {}  # deployment -> its run in flight: id, "flow run"
     started: set[UUID] = set()
     newest: dict[UUID, datetime] = {}  # deployment -> its newest scheduled run started
+    first: dict[UUID, UUID] = {}  # a deployment registered again: its first id
+    unregistered: set[str] = set()  # lost deployments the server would not take again, said
     mark_ready_at = time.monotonic()  # the first ask marks serve's deployments Ready
     async with one_client() as client:  # the runs' too (they are started inside)
         try:
@@ -698,7 +740,8 @@ async def run_due(
                 now = datetime.now(UTC)
                 mark_ready = time.monotonic() >= mark_ready_at
                 if mark_ready and served:
-                    await _register_lost(client, flows, served, out)
+                    renamed = await _register_lost(client, flows, served, out, unregistered)
+                    first.update((new, first.pop(old, old)) for old, new in renamed.items())
                 listed = await scheduled_runs(client, list(flows), now + poll * SECOND, mark_ready)
                 if mark_ready:
                     mark_ready_at = time.monotonic() + MARK_READY_EVERY
@@ -708,9 +751,10 @@ async def run_due(
                     _forget_gone(started, listed)
                 due, next_start = _due(listed, now)
                 for deployment_id, runs in _by_deployment(due, started).items():
-                    if deployment_id in active:
+                    key = first.get(deployment_id, deployment_id)
+                    if key in active:
                         continue  # concurrency 1: the next due run waits for this one
-                    run, superseded = pick(runs, newest.get(deployment_id))
+                    run, superseded = pick(runs, newest.get(key))
                     newer = f"the newer run {run.name}" if run else "a newer run that ran"
                     for old in superseded:
                         started.add(old.id)
@@ -721,9 +765,9 @@ async def run_due(
                         continue
                     started.add(run.id)
                     task = asyncio.create_task(_run(flows[deployment_id], run, out))
-                    active[deployment_id] = task
-                    names[deployment_id] = (run.id, f"{flows[deployment_id].name} {run.name}")
-                    task.add_done_callback(partial(_ended, active, started, newest, run))
+                    active[key] = task
+                    names[key] = (run.id, f"{flows[deployment_id].name} {run.name}")
+                    task.add_done_callback(partial(_ended, active, started, newest, key, run))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), _until(next_start, poll))
         finally:
@@ -867,16 +911,17 @@ def _ended(
     active: dict[UUID, Any],
     started: set[UUID],
     newest: dict[UUID, datetime],
+    key: UUID,
     run: Any,
     task: asyncio.Task[bool],
 ) -> None:
-    """A run's task is done: its deployment may start the next, and scheduled runs due before
-    it are superseded; a run that never started (the server did not take its Running state) is
-    tried again while the server lists it due."""
-    active.pop(run.deployment_id, None)
+    """A run's task is done: its deployment (`key`) may start the next, and scheduled runs due
+    before it are superseded; a run that never started (the server did not take its Running
+    state) is tried again while the server lists it due."""
+    active.pop(key, None)
     ran = not task.cancelled() and task.result()
     if ran and run.auto_scheduled:
-        newest[run.deployment_id] = max(_starts(run), newest.get(run.deployment_id, _starts(run)))
+        newest[key] = max(_starts(run), newest.get(key, _starts(run)))
     elif not ran:
         started.discard(run.id)
 

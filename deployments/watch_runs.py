@@ -42,6 +42,7 @@ class WatchRuns:
         self._records: dict[str, WatchRecord] = {}
         self._scheduled = False
         self._deployments = 0
+        self._lost = 0
         self._api: PrefectApi | None = None
 
     def expect(self, intervals: dict[str, timedelta], deployments: int | None = None) -> None:
@@ -49,6 +50,7 @@ class WatchRuns:
         in all (the quarterly audit is one and no watch; default: the watches)."""
         self._intervals = dict(intervals)
         self._deployments = len(intervals) if deployments is None else deployments
+        self._lost = 0
 
     def begin(self, now: datetime) -> None:
         """Scheduling begins: the watches are late from here on until they succeed (a slow
@@ -65,8 +67,13 @@ class WatchRuns:
         return self._scheduled
 
     def deployments_scheduled(self) -> int:
-        """How many deployments (watches and the audit) serve has scheduled: 0 until it has."""
-        return self._deployments if self._scheduled else 0
+        """How many deployments (watches and the audit) serve has scheduled: 0 until it has;
+        those its Prefect server lost and would not take again are not."""
+        return max(0, self._deployments - self._lost) if self._scheduled else 0
+
+    def lost(self, deployments: int) -> None:
+        """How many of serve's deployments its Prefect server lost and would not take again."""
+        self._lost = deployments
 
     def api_watched(self, named: str, now: datetime) -> None:
         """serve runs through the Prefect server `named`, which answered at `now`."""
