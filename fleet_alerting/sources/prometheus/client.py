@@ -39,6 +39,7 @@ from fleet_alerting.sources.prometheus.shapes import Data, Envelope, parse_vecto
 from fleet_alerting.sources.records import Malformed, text_only, why
 
 SYSTEM = "Prometheus"
+UNREADABLE = "unreadable answer"  # the cause of an answer not in the query API's shape
 
 
 class PrometheusError(AdapterError):
@@ -51,8 +52,9 @@ class PrometheusError(AdapterError):
         permanent: bool,
         error_type: str | None = None,
         retry_after: float | None = None,
+        cause: str = "",
     ):
-        super().__init__(message, permanent=permanent, retry_after=retry_after)
+        super().__init__(message, permanent=permanent, retry_after=retry_after, cause=cause)
         self.error_type = error_type
 
 
@@ -144,7 +146,8 @@ async def query_watches(
     try:
         auth = auth_for(config)
     except SecretError as exc:
-        return [WatchOutcome(w, error=f"credentials: {exc}", permanent=True) for w in watches]
+        error, cause = f"credentials: {exc}", "credentials unreadable"
+        return [WatchOutcome(w, error=error, permanent=True, cause=cause) for w in watches]
     timeout = config.timeout.total_seconds()
     http = shared_client(config.url or "", timeout + 1)
     client = PrometheusClient(
@@ -163,7 +166,10 @@ async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutco
             if exc.error_type not in ("bad_data", "execution") or _other_parameter(str(exc)):
                 raise  # not about this expression (auth, outage): one message for all watches
             raise PrometheusError(
-                f"{what} {expr!r}: {exc}", permanent=exc.permanent, error_type=exc.error_type
+                f"{what} {expr!r}: {exc}",
+                permanent=exc.permanent,
+                error_type=exc.error_type,
+                cause=exc.cause,
             ) from None
 
     try:
@@ -171,7 +177,7 @@ async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutco
             run("expr", watch.expr), run("metric", presence) if presence else _nothing()
         )
     except AdapterError as exc:
-        return WatchOutcome(watch, error=str(exc), permanent=exc.permanent)
+        return WatchOutcome(watch, error=str(exc), permanent=exc.permanent, cause=exc.cause)
     warnings = [*firing.warnings, *(present.warnings if present else [])]
     malformed = [("expr", m) for m in firing.malformed]
     malformed += [("metric", m) for m in (present.malformed if present else [])]
@@ -215,6 +221,7 @@ def _parse_response(response: httpx.Response) -> QueryResult:
             raise PrometheusError(
                 f"{SYSTEM} answered HTTP {status} without the query API's envelope: {shape_error}",
                 permanent=False,
+                cause=UNREADABLE,
             )
         error_type = envelope.errorType if envelope else None
         error = (
@@ -228,13 +235,17 @@ def _parse_response(response: httpx.Response) -> QueryResult:
         retryable = status >= 500 or status in (408, 429) or error_type in ("timeout", "canceled")
         retry_after = retry_after_seconds(response.headers.get("retry-after"))
         raise PrometheusError(
-            message, permanent=not retryable, error_type=error_type, retry_after=retry_after
+            message,
+            permanent=not retryable,
+            error_type=error_type,
+            retry_after=retry_after,
+            cause=f"HTTP {status}" + (f" {error_type}" if error_type else ""),
         )
     try:
         data = Data.model_validate(envelope.data)
     except ValidationError as exc:
         raise PrometheusError(
-            f"{SYSTEM} answer lacks data.resultType: {why(exc)}", permanent=False
+            f"{SYSTEM} answer lacks data.resultType: {why(exc)}", permanent=False, cause=UNREADABLE
         ) from None
     samples, malformed = _samples(data)
     return QueryResult(data.resultType, samples, list(envelope.warnings), malformed)
@@ -256,6 +267,7 @@ def _json(response: httpx.Response) -> Any:
         f"{SYSTEM} answered HTTP {response.status_code} with something other than API JSON "
         "(is the URL the Prometheus server root?)",
         permanent=True,
+        cause=UNREADABLE,
     )
 
 
@@ -269,4 +281,5 @@ def _samples(data: Data) -> tuple[list[Series], list[Malformed]]:
         "scalar expression in vector())",
         permanent=True,
         error_type="bad_data",
+        cause="not an instant vector",
     )

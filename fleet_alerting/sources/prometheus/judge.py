@@ -116,6 +116,7 @@ class WatchOutcome:
     present: Sequence[Series] | None = None  # None: the watch has no `metric`
     error: str | None = None
     permanent: bool = False
+    cause: str = ""  # the error's in a few words (`unreachable`, `HTTP 401`): told when it changes
     warnings: Sequence[str] = ()
     malformed: Sequence[tuple[str, Malformed]] = ()  # (which query: expr | metric, the sample)
 
@@ -505,13 +506,15 @@ def absent_signal(watch: WatchConfig, links: LinksConfig, absent: bool) -> Signa
 
 def error_signals(errors: Sequence[WatchOutcome], config_file: Path | None) -> list[Signal]:
     """One warning per distinct error; the same error of several watches (Prometheus down, an
-    unreadable token) is one signal naming them all."""
-    groups: dict[tuple[str, bool], list[str]] = {}
+    unreadable token) is one signal naming them all. Its `cause` label says the error in a few
+    words: an open incident whose cause changes is told so (`core.policy.cause_changes`)."""
+    groups: dict[tuple[str, bool, str], list[str]] = {}
     for outcome in errors:
-        groups.setdefault((outcome.error or "", outcome.permanent), []).append(outcome.watch.name)
+        group = (outcome.error or "", outcome.permanent, outcome.cause)
+        groups.setdefault(group, []).append(outcome.watch.name)
     where = f"{config_file}: " if config_file else ""
     signals = []
-    for (error, permanent), names in groups.items():
+    for (error, permanent, cause), names in groups.items():
         what = "configuration error" if permanent else "cannot evaluate"
         listed = ", ".join(names)
         noun = "watch" if len(names) == 1 else "watches"
@@ -523,7 +526,7 @@ def error_signals(errors: Sequence[WatchOutcome], config_file: Path | None) -> l
                 severity=Severity.warning,
                 summary=f"{where}prometheus {noun} {listed}: {what}: {error}",
                 target=listed,
-                labels={"watches": ",".join(names)},
+                labels={"watches": ",".join(names), "cause": cause or what},
                 remediation=(
                     ("Fix the watch's expr in the config (test it in Prometheus' graph page)",)
                     if permanent

@@ -9,6 +9,7 @@ from datetime import datetime
 from fleet_alerting.config import Config
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
 from fleet_alerting.core.links import LinksConfig
+from fleet_alerting.core.policy import cause_changes
 from fleet_alerting.core.wording import count, described
 from fleet_alerting.sources.prometheus.client import query_watches
 from fleet_alerting.sources.prometheus.judge import WatchOutcome, active_watches, evaluate_watches
@@ -57,4 +58,11 @@ async def observe(config: Config, now: datetime, store: StoreReader) -> Observat
         else "",
     ]
     seen = described(f"{count(len(outcomes), 'watch', 'watches')} queried", troubles, "none firing")
-    return Observation(result.signals, seen, counters, rows=result.rows, unseen=result.unseen)
+    return Observation(
+        result.signals,
+        seen,
+        counters,
+        rows=result.rows,
+        unseen=result.unseen,
+        announce=cause_changes,
+    )
