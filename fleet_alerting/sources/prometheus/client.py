@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
 from fleet_alerting.config.secrets import SecretError, register_basic_auth
 from fleet_alerting.core.batch import no_gc_pauses
-from fleet_alerting.http.body import DEFAULT_MAX_ANSWER_BYTES, request_capped
+from fleet_alerting.http.body import DEFAULT_MAX_ANSWER_BYTES, AnswerTooLarge, request_capped
 from fleet_alerting.http.clients import shared_client
 from fleet_alerting.http.errors import (
     AdapterError,
@@ -120,9 +120,11 @@ class PrometheusClient:
                 self.client,
                 "GET",
                 f"{self.base_url}/api/v1/query",
-                system=SYSTEM,
+                system=None,  # named by its URL: a watch error says which Prometheus
                 max_bytes=self.max_bytes,
                 setting="prometheus.max_answer_bytes",
+                too_large_hint="the query selects too much: narrow it (more selective labels, an "
+                "aggregation) or raise the cap",
                 params=params,
                 timeout=self.timeout + min(self.timeout, 1.0),
                 auth=self.auth or httpx.USE_CLIENT_DEFAULT,
@@ -162,6 +164,10 @@ async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutco
     async def run(what: str, expr: str) -> QueryResult:
         try:
             return await client.query(expr)
+        except AnswerTooLarge as exc:  # this query's answer: say which
+            raise PrometheusError(
+                f"{what} {expr!r}: {exc}", permanent=True, cause=exc.cause
+            ) from None
         except PrometheusError as exc:
             if exc.error_type not in ("bad_data", "execution") or _other_parameter(str(exc)):
                 raise  # not about this expression (auth, outage): one message for all watches

@@ -37,6 +37,7 @@ from fleet_alerting.core.signals import (
     digest_bytes,
 )
 from fleet_alerting.core.templates import NO_VALUE, format_value, render
+from fleet_alerting.http.body import TOO_LARGE
 from fleet_alerting.sources.records import Malformed
 
 SOURCE = "prometheus"
@@ -515,7 +516,7 @@ def error_signals(errors: Sequence[WatchOutcome], config_file: Path | None) -> l
     where = f"{config_file}: " if config_file else ""
     signals = []
     for (error, permanent, cause), names in groups.items():
-        what = "configuration error" if permanent else "cannot evaluate"
+        what = error_kind(permanent, cause)
         listed = ", ".join(names)
         noun = "watch" if len(names) == 1 else "watches"
         signals.append(
@@ -527,14 +528,26 @@ def error_signals(errors: Sequence[WatchOutcome], config_file: Path | None) -> l
                 summary=f"{where}prometheus {noun} {listed}: {what}: {error}",
                 target=listed,
                 labels={"watches": ",".join(names), "cause": cause or what},
-                remediation=(
-                    ("Fix the watch's expr in the config (test it in Prometheus' graph page)",)
-                    if permanent
-                    else ("Check that Prometheus is up and reachable from the Prefect worker",)
-                ),
+                remediation=(_REMEDIATION.get(what, _REMEDIATION["cannot evaluate"]),),
             )
         )
     return signals
+
+
+_REMEDIATION = {
+    TOO_LARGE: "Narrow the watch's expr or metric (more selective labels, an aggregation), or "
+    "raise prometheus.max_answer_bytes if the answer is meant to be that large",
+    "configuration error": "Fix the watch's expr in the config (test it in Prometheus' graph page)",
+    "cannot evaluate": "Check that Prometheus is up and reachable from the Prefect worker",
+}
+
+
+def error_kind(permanent: bool, cause: str) -> str:
+    """What a watch error is, as operators read it: an answer past the cap is the query's (or
+    the server's) doing, another permanent error the configuration's, the rest an outage."""
+    if cause == TOO_LARGE:
+        return TOO_LARGE
+    return "configuration error" if permanent else "cannot evaluate"
 
 
 def logs_query(watch: WatchConfig, labels: Mapping[str, str]) -> str | None:
