@@ -243,7 +243,7 @@ class ChangingPrometheus(FakeServer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.answer = Response(401, "Unauthorized")
+        self.answer = Response(503, "Service Unavailable")
 
     def handle(self, request: Request) -> Response:
         return self.answer
@@ -279,7 +279,13 @@ def test_prometheus_watch_error_whose_cause_changes_is_told_once_more(
             return [m["text"].split(" | ")[0] for m in slack.messages]
 
         (opened,) = run()
-        assert opened.startswith("[WARNING] ") and "HTTP 401" in opened
+        assert opened.startswith("[WARNING] ")
+        assert "cannot evaluate: Prometheus answered HTTP 503" in opened
+        prom.answer = Response(429, "Too Many Requests")
+        assert run() == []  # another face of the same outage: nothing
+        prom.answer = Response(401, "Unauthorized")
+        (refused,) = run()
+        assert ": cause changed from not answering to HTTP 401: " in refused
         assert run() == []  # the same cause again: nothing
         prom.answer = Response(200, "<html>Sign in</html>", {"content-type": "text/html"})
         (changed,) = run()

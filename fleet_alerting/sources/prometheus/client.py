@@ -22,6 +22,7 @@ from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.http.body import DEFAULT_MAX_ANSWER_BYTES, AnswerTooLarge, request_capped
 from fleet_alerting.http.clients import shared_client
 from fleet_alerting.http.errors import (
+    NOT_ANSWERING,
     AdapterError,
     excerpt,
     retry_after_seconds,
@@ -245,7 +246,7 @@ def _parse_response(response: httpx.Response) -> QueryResult:
             permanent=not retryable,
             error_type=error_type,
             retry_after=retry_after,
-            cause=f"HTTP {status}" + (f" {error_type}" if error_type else ""),
+            cause=NOT_ANSWERING if retryable else f"HTTP {status}",
         )
     try:
         data = Data.model_validate(envelope.data)

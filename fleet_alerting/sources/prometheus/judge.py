@@ -117,7 +117,7 @@ class WatchOutcome:
     present: Sequence[Series] | None = None  # None: the watch has no `metric`
     error: str | None = None
     permanent: bool = False
-    cause: str = ""  # the error's in a few words (`unreachable`, `HTTP 401`): told when it changes
+    cause: str = ""  # the error in a few words (`not answering`, `HTTP 401`): told when it changes
     warnings: Sequence[str] = ()
     malformed: Sequence[tuple[str, Malformed]] = ()  # (which query: expr | metric, the sample)
 
@@ -528,7 +528,7 @@ def error_signals(errors: Sequence[WatchOutcome], config_file: Path | None) -> l
                 summary=f"{where}prometheus {noun} {listed}: {what}: {error}",
                 target=listed,
                 labels={"watches": ",".join(names), "cause": cause or what},
-                remediation=(_REMEDIATION.get(what, _REMEDIATION["cannot evaluate"]),),
+                remediation=(_REMEDIATION[what],),
             )
         )
     return signals
