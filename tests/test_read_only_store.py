@@ -124,3 +124,39 @@ def test_a_wal_without_its_shm_in_a_read_only_mount_is_said_so(home: Path) -> No
     assert said.startswith(f"{store}: cannot be read by this user (unable to open database file)")
     assert f"it may not write {store.parent}" in said and "-shm file, which is missing" in said
     assert "Traceback" not in listed.stderr
+
+
+def test_a_listing_read_while_a_run_writes_the_store_says_to_run_it_again(home: Path) -> None:
+    """A store read as it is (no -shm, no lock) vouches for nothing a run wrote meanwhile."""
+    store = home / "state" / "state.sqlite"
+    record(store, "api down")
+    store.parent.chmod(0o555)
+    reader = (
+        "import sys\n"
+        "from fleet_alerting.store.database import Store\n"
+        "from fleet_alerting.store.errors import StoreError\n"
+        "try:\n"
+        f"    with Store({str(store)!r}, create=False) as store:\n"
+        "        print(len(store.incidents()), flush=True)\n"
+        "        sys.stdin.readline()  # a run writes now\n"
+        "except StoreError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FLEET_"))}
+    child = subprocess.Popen(
+        [*AS_ANOTHER_USER, sys.executable, "-c", reader],
+        cwd=ROOT,
+        env=env | {"HOME": str(home)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    assert child.stdout.readline() == "1\n"
+    store.parent.chmod(0o755)  # the run's user may write there
+    record(store, "api down: now HTTP 502")
+    said, _ = child.communicate("\n", timeout=60)
+    assert said.strip() == (
+        f"{store}: a run wrote it while it was read (read without a lock: this user may not "
+        "write beside it); run the command again"
+    )
