@@ -96,8 +96,8 @@ def unreadable(path: Path, error: StoreError) -> StoreError:
     return StoreError(
         f"{path}: cannot be read by this user ({original}): it may not write {path.parent}, "
         "and SQLite reads a store that has a -wal file through its -shm file, which is missing "
-        "(a writer died?); run this as the user that runs the flows, or copy the store with its "
-        "-wal file to a writable place and list the copy"
+        "(a writer died?) or not readable by this user; run this as the user that runs the "
+        "flows, or copy the store with its -wal file to a writable place and list the copy"
     )
 
 
