@@ -238,6 +238,69 @@ def test_prometheus_outage_resolves_and_reopens_nothing(prom: Prometheus) -> Non
     assert engine.incidents["prometheus/RoleAgentFailure:host=a"].resolution == NO_LONGER_REPORTED
 
 
+class ChangingPrometheus(FakeServer):
+    """Prometheus behind a proxy whose answer the test changes between runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = Response(503, "Service Unavailable")
+
+    def handle(self, request: Request) -> Response:
+        return self.answer
+
+
+@pytest.mark.integration
+def test_prometheus_watch_error_whose_cause_changes_is_told_once_more(
+    prefect_api: str, config_file: Path
+) -> None:
+    from fleet_alerting.flows.watches import prometheus_watches
+
+    with ChangingPrometheus() as prom, SlackWebhookServer() as slack:
+        (config_file.parent / "slack.url").write_text(f"{slack.url}/services/T/B/x")
+        config = {
+            "state": {"path": "state.sqlite"},
+            "notify": {"outbox_file": "outbox.jsonl", "slack": {"webhook": {"file": "slack.url"}}},
+            "policies": {
+                "warning": {"open_after": 1, "resolve_after": 1, "repeat": None},
+                "critical": {"page": [], "mirror": False},
+            },
+            "grouping": {"enabled": False},
+            "prometheus": {
+                "url": prom.url,
+                "default_watches": False,
+                "watches": [FAILURE.model_dump(mode="json", exclude_defaults=True)],
+            },
+        }
+        config_file.write_text(yaml.safe_dump(config))
+
+        def run() -> list[str]:
+            slack.messages.clear()
+            asyncio.run(prometheus_watches(str(config_file)))
+            return [m["text"].split(" | ")[0] for m in slack.messages]
+
+        (opened,) = run()
+        assert opened.startswith("[WARNING] ")
+        assert "cannot evaluate: Prometheus answered HTTP 503" in opened
+        prom.answer = Response(429, "Too Many Requests")
+        assert run() == []  # another face of the same outage: nothing
+        prom.answer = Response(401, "Unauthorized")
+        (refused,) = run()
+        assert ": cause changed from not answering to HTTP 401: " in refused
+        assert run() == []  # the same cause again: nothing
+        prom.answer = Response(200, "<html>Sign in</html>", {"content-type": "text/html"})
+        (changed,) = run()
+        assert changed.startswith("[WARNING] Still failing after ")
+        assert ": cause changed from HTTP 401 to unreadable answer: " in changed
+        assert "something other than API JSON" in changed
+        assert run() == []
+        with Store(config_file.parent / "state.sqlite") as store:
+            incidents = store.incidents(include_resolved=True)
+    # the same incident all along: nothing resolved, nothing opened anew
+    assert [(i.key, i.state) for i in incidents] == [
+        (f"{ERRORS_SOURCE}:watch=RoleAgentFailure", State.firing)
+    ]
+
+
 # Alertmanager --------------------------------------------------------------------------------
 def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")

@@ -10,7 +10,7 @@ import yaml
 
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, State
-from fleet_alerting.core.policy import PolicyConfig, default_policies, evaluate
+from fleet_alerting.core.policy import PolicyConfig, cause_changes, default_policies, evaluate
 from fleet_alerting.core.policy import recover_unseen as vanished
 from fleet_alerting.core.signals import Severity, Signal
 
@@ -18,7 +18,9 @@ CASES = yaml.safe_load((Path(__file__).parent / "cases" / "engine.yaml").read_te
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 
 
-def observe(key: str, severity: Severity, fail: bool, since: datetime | None = None) -> Signal:
+def observe(
+    key: str, severity: Severity, fail: bool, since: datetime | None = None, cause: str = ""
+) -> Signal:
     return Signal(
         key=key,
         source="test",
@@ -27,6 +29,7 @@ def observe(key: str, severity: Severity, fail: bool, since: datetime | None = N
         summary="api down" if fail else "api up",
         target="http://api/healthz",
         since=since,
+        labels={"cause": cause} if cause else {},
     )
 
 
@@ -40,8 +43,11 @@ def test_engine_table(case: dict) -> None:
     for step in case["steps"]:
         now = T0 + timedelta(seconds=step["at"])
         since = T0 + timedelta(seconds=step["since"]) if "since" in step else None
-        signal = observe("k", severity, step["fail"], since)
-        result = evaluate([signal], incidents, lambda _s: policy, now)
+        signal = observe("k", severity, step["fail"], since, step.get("cause", ""))
+        # as a watch whose signals name their cause passes it (`announce`)
+        result = cause_changes(
+            incidents, evaluate([signal], incidents, lambda _s: policy, now), lambda _s: policy, now
+        )
         incidents.update({i.key: i for i in result.incidents})
         sent = [f"{n.channel}:{n.kind}" for n in result.notifications]
         assert sent == step["send"], f"at {step['at']}s"

@@ -15,7 +15,7 @@ import yaml
 from fleet_alerting.config import load_config
 from fleet_alerting.core import actions, escalation
 from fleet_alerting.core.incidents import Escalation, Incident, Notification, State
-from fleet_alerting.core.policy import PolicyConfig, default_policies, evaluate
+from fleet_alerting.core.policy import PolicyConfig, cause_changes, default_policies, evaluate
 from fleet_alerting.core.signals import Severity, Signal
 from fleet_alerting.delivery.notifiers.slack_webhook import render
 
@@ -25,9 +25,13 @@ ENGINE_CASES = yaml.safe_load((CASES_DIR / "engine.yaml").read_text())
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 
 
-def observe(fail: bool, severity: Severity, since: datetime | None = None) -> Signal:
+def observe(
+    fail: bool, severity: Severity, since: datetime | None = None, cause: str = ""
+) -> Signal:
     summary = "api down" if fail else "api up"
-    return Signal("k", "test", fail, severity, summary, target="http://api/healthz", since=since)
+    labels = {"cause": cause} if cause else {}
+    target = "http://api/healthz"
+    return Signal("k", "test", fail, severity, summary, target=target, since=since, labels=labels)
 
 
 def act(incident: Incident, step: dict[str, Any], policy: PolicyConfig, now: datetime):
@@ -56,8 +60,9 @@ def play(steps: list[dict[str, Any]], policy: PolicyConfig, severity: Severity) 
             incidents["k"], sent = change.incident, change.notifications
         else:
             since = T0 + timedelta(seconds=step["since"]) if "since" in step else None
-            signal = observe(step["fail"], severity, since)
+            signal = observe(step["fail"], severity, since, step.get("cause", ""))
             result = evaluate([signal], incidents, lambda _s: policy, now)
+            result = cause_changes(incidents, result, lambda _s: policy, now)  # as `announce`
             incidents.update({i.key: i for i in result.incidents})
             sent = result.notifications
         assert [f"{n.channel}:{n.kind}" for n in sent] == step["send"], where

@@ -540,8 +540,7 @@ def test_legacy_permit_join_timeout_is_the_known_end(
 @pytest.mark.integration
 def test_changed_cause_of_an_open_incident_is_told_once(broker: Broker, tmp_path: Path) -> None:
     from fleet_alerting.core.incidents import Kind
-    from fleet_alerting.core.policy import PolicyConfig, evaluate
-    from fleet_alerting.sources.zigbee.judge import cause_changes
+    from fleet_alerting.core.policy import PolicyConfig, cause_changes, evaluate
     from tests.servers import free_port
 
     (tmp_path / "wrong.password").write_text("not-the-password")

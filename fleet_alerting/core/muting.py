@@ -57,6 +57,7 @@ from fleet_alerting.core.signals import Signal
 from fleet_alerting.core.time_intervals import (
     TimeInterval,
     TimeIntervalError,
+    next_change,
     parse_time_interval,
     zone,
 )
@@ -261,7 +262,8 @@ class Muting:
             if self._muted_by(rule, now) and mute.id == f"{MUTE_WINDOW}:{self._name(rule, now)}":
                 key = (n, now.replace(second=0, microsecond=0))
                 if key not in self._ends:
-                    self._ends[key] = first_minute(lambda t, r=rule: not self._muted_by(r, t), now)
+                    lifted = functools.partial(self._lifted, rule)
+                    self._ends[key] = first_minute(lifted, now, changes=self._changes(rule))
                 return self._ends[key]
         return None
 
@@ -274,17 +276,15 @@ class Muting:
         begins and ends (each within LOOK_AHEAD of the moment before it)."""
         found = []
         for rule in self.maintenance.mute:
-
-            def mutes(t: datetime, r: MuteRule = rule) -> bool:
-                return self._muted_by(r, t)
-
-            def lifted(t: datetime, r: MuteRule = rule) -> bool:
-                return not self._muted_by(r, t)
-
+            mutes = functools.partial(self._muted_by, rule)
+            lifted = functools.partial(self._lifted, rule)
+            changes = self._changes(rule)
             muting = mutes(now)
-            lifts = first_minute(lifted, now) if muting else None
-            start = first_minute(mutes, lifts or now) if lifts or not muting else None
-            end = first_minute(lifted, start) if start else None
+            lifts = first_minute(lifted, now, changes=changes) if muting else None
+            start = None
+            if lifts or not muting:
+                start = first_minute(mutes, lifts or now, changes=changes)
+            end = first_minute(lifted, start, changes=changes) if start else None
             found.append(
                 Schedule(
                     _rule_name(rule), tuple(rule.matchers), self._zones(rule), muting, lifts,
@@ -298,6 +298,15 @@ class Muting:
         names = [*rule.mute_time_intervals, *rule.active_time_intervals]
         zones = {i.location for name in names for i in self._windows[name].intervals}
         return tuple(sorted(z for z in zones if z and z not in ("UTC", "Local")))
+
+    def _changes(self, rule: MuteRule) -> Callable[[datetime], datetime]:
+        """`time_intervals.next_change` of the rule's windows."""
+        names = [*rule.mute_time_intervals, *rule.active_time_intervals]
+        intervals = [i for name in names for i in self._windows[name].intervals]
+        return functools.partial(next_change, intervals)
+
+    def _lifted(self, rule: MuteRule, at: datetime) -> bool:
+        return not self._muted_by(rule, at)
 
     def _muted_by(self, rule: MuteRule, at: datetime) -> bool:
         if any(self._windows[name].contains(at) for name in rule.mute_time_intervals):
@@ -372,16 +381,21 @@ class Schedule:
 
 
 def first_minute(
-    condition: Callable[[datetime], bool], start: datetime, limit: timedelta = LOOK_AHEAD
+    condition: Callable[[datetime], bool],
+    start: datetime,
+    limit: timedelta = LOOK_AHEAD,
+    changes: Callable[[datetime], datetime] | None = None,
 ) -> datetime | None:
     """The first whole minute after `start` at which `condition` holds (time intervals are
-    minute-grained), or None within `limit`."""
+    minute-grained), or None within `limit`. `changes(t)`: the next minute after `t` at which
+    `condition` may change (`time_intervals.next_change` of the intervals it reads); without
+    it, every minute is asked."""
     at = start.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
     end = start + limit
     while at <= end:
         if condition(at):
             return at
-        at += timedelta(minutes=1)
+        at = changes(at) if changes is not None else at + timedelta(minutes=1)
     return None
 
 

@@ -694,3 +694,54 @@ def notify_channels(
     around `evaluate` (inhibition, grouping) that decide to tell someone later or differently."""
     chosen = policy.channels() if channels is None else channels
     return _notifications(incident, chosen, kind, now)
+
+
+def cause_changes(
+    before: Mapping[str, Incident], evaluation: Evaluation, policy_for: PolicyFor, now: datetime
+) -> Evaluation:
+    """The evaluation, plus one message per open incident whose cause changed in this run: a
+    source that names the cause of a failure in its signals' `cause` label (a Zigbee broker
+    refusing the login, then unreachable; Prometheus unreachable, then answering 401) passes this
+    as its watch's `announce`. The engine keeps the latest observation; this makes sure somebody
+    hears that it changed, in the incident's thread (a reminder: no page is sent again)."""
+    incidents, notifications = [], list(evaluation.notifications)
+    for incident in evaluation.incidents:
+        old = before.get(incident.key)
+        was = old.signal.labels.get("cause") if old is not None else None
+        cause = incident.signal.labels.get("cause")
+        channels = policy_for(incident.severity).channels()
+        if (
+            old is None
+            or not (old.is_open and incident.is_open)
+            or not was
+            or not cause
+            or was == cause
+            or not channels
+            or _held(incident, now)
+        ):
+            incidents.append(incident)
+            continue
+        incident = replace(incident, last_notified_at=now)
+        incidents.append(incident)
+        told = replace(
+            incident,
+            signal=replace(
+                incident.signal,
+                summary=f"cause changed from {was} to {cause}: {incident.signal.summary}",
+            ),
+        )
+        ident = f"{incident.key}|{incident.onset.isoformat()}|cause|{now.isoformat()}"
+        notifications += [
+            Notification(f"{ident}|{ch}", ch, Kind.reminder, now, told) for ch in channels
+        ]
+    return Evaluation(incidents, notifications)
+
+
+def _held(incident: Incident, now: datetime) -> bool:
+    """Silenced, muted by a matcher silence or window, or inhibited: told nothing new."""
+    acts = incident.acts
+    return (
+        actions.silenced_at(incident, now)
+        or acts.mute_id is not None
+        or bool(incident.inhibited_by)
+    )

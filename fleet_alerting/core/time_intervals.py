@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -36,8 +36,7 @@ class TimeInterval:
     def contains(self, t: datetime) -> bool:
         if t.tzinfo is None:
             t = t.replace(tzinfo=UTC)
-        if self.location is not None:
-            t = t.astimezone() if self.location == "Local" else t.astimezone(zone(self.location))
+        t = _wall_clock(t, self.location)
         minute = t.hour * 60 + t.minute
         if self.times is not None and not any(s <= minute < e for s, e in self.times):
             return False
@@ -61,6 +60,47 @@ class TimeInterval:
             if begin <= t.day <= end:
                 return True
         return False
+
+
+MINUTE = timedelta(minutes=1)
+DAY = 1440  # minutes
+
+
+def next_change(intervals: Iterable[TimeInterval], t: datetime) -> datetime:
+    """The first whole minute after `t` (a whole minute) at which whether `intervals` contain the
+    time may differ from `t`: one of their `times` bounds or midnight on the wall clock of their
+    zone, or a change of its UTC offset (daylight saving), whichever comes first — until then
+    only the minute within a span of `times` moves. A window's next start or end is then found
+    in a few steps, not one per minute of the week ahead."""
+    bounds: dict[str | None, set[int]] = {}
+    for interval in intervals:
+        bounds.setdefault(interval.location, {0}).update(
+            m % DAY for span in interval.times or () for m in span
+        )
+    step = DAY
+    for location, minutes in bounds.items():
+        local = _wall_clock(t, location)
+        now = local.hour * 60 + local.minute
+        step = min(step, *(((b - now) % DAY) or DAY for b in minutes))
+    after = t + step * MINUTE
+    for location in bounds:
+        offset = _wall_clock(t, location).utcoffset()
+        if location is not None and _wall_clock(after, location).utcoffset() != offset:
+            before = t  # the offset changes in (before, after]: find its minute
+            while after - before > MINUTE:
+                middle = before + (after - before) // MINUTE // 2 * MINUTE
+                if _wall_clock(middle, location).utcoffset() == offset:
+                    before = middle
+                else:
+                    after = middle
+    return after
+
+
+def _wall_clock(t: datetime, location: str | None) -> datetime:
+    """`t` as `TimeInterval.contains` reads it in `location`."""
+    if location is None:
+        return t
+    return t.astimezone() if location == "Local" else t.astimezone(zone(location))
 
 
 def zone(name: str) -> ZoneInfo:

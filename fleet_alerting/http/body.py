@@ -9,15 +9,22 @@ from typing import Any
 import httpx
 
 from fleet_alerting.config.fields import DEFAULT_MAX_ANSWER_BYTES
-from fleet_alerting.http.errors import AdapterError
+from fleet_alerting.http.errors import AdapterError, shown_url
 
-__all__ = ["DEFAULT_MAX_ANSWER_BYTES", "AnswerTooLarge", "request_capped"]
+__all__ = ["DEFAULT_MAX_ANSWER_BYTES", "TOO_LARGE", "AnswerTooLarge", "request_capped"]
 # headers that describe the body on the wire, not the decoded body kept here
 _WIRE_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 
 
+TOO_LARGE = "answer too large"  # the cause (AdapterError.cause) of an answer past the cap
+
+
 class AnswerTooLarge(AdapterError):
-    """An answer past the cap; not retried (the next one will be as large)."""
+    """An answer past the cap; not retried (the next one will be as large). The answering side's
+    doing (or the question's), not a configuration error: its cause is TOO_LARGE."""
+
+    def __init__(self, message: str):
+        super().__init__(message, permanent=True, cause=TOO_LARGE)
 
 
 def _megabytes(size: int) -> str:
@@ -29,19 +36,19 @@ async def request_capped(
     method: str,
     url: str,
     *,
-    system: str,
+    system: str | None,
     max_bytes: int,
     setting: str,
+    too_large_hint: str = "ask for less or raise the cap",
     **kwargs: Any,
 ) -> httpx.Response:
     """`client.request(...)` whose body (decoded, so a gzip bomb counts at its real size) is
-    read up to `max_bytes`; past it AnswerTooLarge names `system` and the `setting` that raises
-    the cap. Transport errors are httpx's, as from `client.request`."""
-    too_large = AnswerTooLarge(
-        f"{system} answered more than {_megabytes(max_bytes)} (the cap, {setting}): "
-        "stopped reading; ask for less or raise the cap",
-        permanent=True,
-    )
+    read up to `max_bytes`; past it AnswerTooLarge names `system` (None: the URL answering), the
+    `setting` that raises the cap and what to do (`too_large_hint`). Transport errors are
+    httpx's, as from `client.request`."""
+    cap = f"{_megabytes(max_bytes)} (the cap, {setting})"
+    who = f"{system} answered more than" if system else f"answer from {shown_url(url)} larger than"
+    too_large = AnswerTooLarge(f"{who} {cap}: stopped reading; {too_large_hint}")
     async with client.stream(method, url, **kwargs) as response:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_bytes and _identity(response):

@@ -18,7 +18,9 @@ from fleet_alerting.config.secrets import redact
 
 class AdapterError(Exception):
     """An external system failed. `permanent` errors will not go away by retrying. `maybe_sent`:
-    the request may have been acted on all the same (the answer timed out, a 5xx)."""
+    the request may have been acted on all the same (the answer timed out, a 5xx). `cause` names
+    what went wrong in a few words (NOT_ANSWERING, `HTTP 401`): a watch error whose cause changes
+    is told again, one whose message alone changes is not."""
 
     def __init__(
         self,
@@ -27,13 +29,18 @@ class AdapterError(Exception):
         permanent: bool,
         retry_after: float | None = None,
         maybe_sent: bool = False,
+        cause: str = "",
     ):
         super().__init__(redact(message))
         self.permanent = permanent
         self.retry_after = retry_after
         self.maybe_sent = maybe_sent
+        self.cause = cause
 
 
+# the cause of every retryable failure — a timeout, a refused connection, a 5xx, a 429: one
+# outage, however it shows from one minute to the next
+NOT_ANSWERING = "not answering"
 MAX_RETRY_AFTER = 3600.0  # seconds: no Retry-After rests a destination longer than an hour
 
 
@@ -84,6 +91,7 @@ def transport_error(exc: httpx.HTTPError, system: str) -> AdapterError:
         f"{system} {kind}{_at(exc)} ({type(exc).__name__})",
         permanent=False,
         maybe_sent=not isinstance(exc, unsent),
+        cause=NOT_ANSWERING,
     )
 
 

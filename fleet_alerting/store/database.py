@@ -151,6 +151,8 @@ class Store:
             where = state.url or state.path or ""
         self.busy_timeout = busy_timeout
         self.upgraded_from: int | None = SCHEMA_VERSION
+        uri: str | None = None  # SQLite, when this user may not write the store
+        self._stamp: sqlite_file.Stamp | None = None  # read without a lock: as it was then
         if isinstance(where, str) and backend.is_url(where):
             self.path: Path | None = None
             self.where = f"state.url {backend.display(where)}"
@@ -166,16 +168,29 @@ class Store:
                 if not create:
                     raise StoreError(f"no store at {self.path} (has any run used this config?)")
                 sqlite_file.create(self.path, self._upgrade)
-            self.engine = sqlite_file.engine(self.path, busy_timeout)
-            outbox_engine = sqlite_file.engine(self.path, busy_timeout, autocommit=True)
+            uri = sqlite_file.read_only_uri(self.path)
+            if uri is not None and "immutable" in uri:
+                self._stamp = sqlite_file.Stamp.of(self.path)
+            self.engine = sqlite_file.engine(self.path, busy_timeout, uri=uri)
+            outbox_engine = sqlite_file.engine(self.path, busy_timeout, autocommit=True, uri=uri)
         self.dialect = self.engine.dialect.name
         self._briefs_sql = incidents.briefs_sql(self.engine.dialect)
         try:
             with self.read() as conn:
                 current = migrations.current(conn)
+            if not current and uri is not None:
+                raise StoreError(
+                    f"{self.where}: not upgraded to this version yet, and this user may not write "
+                    "it; the next run (or any command of the user that runs them) upgrades it"
+                )
             if not current:
                 with self.engine.begin() as conn:  # the write lock: two processes upgrade once
                     self.upgraded_from = self._upgrade(conn)
+        except StoreError as exc:
+            self._dispose(outbox_engine)
+            if uri is not None and self.path is not None:
+                raise sqlite_file.unreadable(self.path, exc) from None
+            raise
         except BaseException:
             self._dispose(outbox_engine)
             raise
@@ -190,8 +205,14 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *_exc: object) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
+        written = self._stamp is not None and sqlite_file.Stamp.of(Path(self.where)) != self._stamp
+        if exc[0] is None and written:
+            raise StoreError(
+                f"{self.where}: a run wrote it while it was read (read without a lock: this "
+                "user may not write beside it); run the command again"
+            )
 
     def _dispose(self, outbox_engine: sa.Engine) -> None:
         """SQLite's engines go with the store; PostgreSQL's pool stays for the process's next

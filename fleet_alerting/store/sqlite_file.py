@@ -4,10 +4,12 @@ created complete or not at all, and its engines with their pragmas and write loc
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import quote
 
 import sqlalchemy as sa
 
@@ -71,18 +73,65 @@ def create(path: Path, build: Callable[[sa.Connection], object]) -> None:
         temporary.with_name(temporary.name + "-shm").unlink(missing_ok=True)
 
 
-def engine(path: Path, busy_timeout: float, autocommit: bool = False) -> sa.Engine:
+def read_only_uri(path: Path) -> str | None:
+    """How this user reads a store it may not write (None: it may, the usual engine). SQLite
+    reads a WAL store through the -shm index beside it, which it makes when missing — not in a
+    directory this user cannot write (a read-only mount). While a -wal file is there (a writer
+    has the store open, or died with it open) its -shm is there too and is read as it is;
+    without one every commit is in the file itself, read as it is (`immutable`: no -shm, no
+    lock; `Stamp` tells whether a writer came meanwhile)."""
+    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        return None
+    mode = "ro" if path.with_name(path.name + "-wal").exists() else "ro&immutable=1"
+    return f"file:{quote(str(path.resolve()))}?mode={mode}"
+
+
+def unreadable(path: Path, error: StoreError) -> StoreError:
+    """`error` of a store opened read-only (`read_only_uri`), said as what is wrong when SQLite
+    could not open it: the -shm index it needs is missing and cannot be made."""
+    original = error.__cause__ or error
+    text = str(original).lower()
+    if "readonly" not in text and "read-only" not in text and "unable to open" not in text:
+        return error
+    return StoreError(
+        f"{path}: cannot be read by this user ({original}): it may not write {path.parent}, "
+        "and SQLite reads a store that has a -wal file through its -shm file, which is missing "
+        "(a writer died?) or not readable by this user; run this as the user that runs the "
+        "flows, or copy the store with its -wal file to a writable place and list the copy"
+    )
+
+
+class Stamp(NamedTuple):
+    """What of the file changes when a writer comes: a -wal file appears, the file is written."""
+
+    wal: bool
+    size: int
+    modified: int
+
+    @classmethod
+    def of(cls, path: Path) -> Stamp:
+        stat = path.stat()
+        wal = path.with_name(path.name + "-wal").exists()
+        return cls(wal, stat.st_size, stat.st_mtime_ns)
+
+
+def engine(
+    path: Path, busy_timeout: float, autocommit: bool = False, uri: str | None = None
+) -> sa.Engine:
     """The store's engine, or (`autocommit`) the outbox's: every outbox statement is its own
-    transaction, and pysqlite cannot switch a pooled connection to autocommit and back."""
-    if autocommit:
-        made = sa.create_engine(f"sqlite:///{path}", isolation_level="AUTOCOMMIT")
-    else:
-        made = sa.create_engine(f"sqlite:///{path}")
+    transaction, and pysqlite cannot switch a pooled connection to autocommit and back. `uri`
+    (`read_only_uri`) opens it read-only: nothing is written, not even the journal mode."""
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    if uri is not None:
+        options["creator"] = lambda: sqlite3.connect(uri, uri=True, check_same_thread=False)
+    made = sa.create_engine(f"sqlite:///{path}", **options)
+    if not autocommit:
         # pysqlite's own BEGIN handling defers locks; a write transaction takes the write
         # lock when it begins, so two evaluations never interleave. Reads (`read`) do not.
         sa.event.listen(made, "begin", _begin)
     timeout_ms = int(busy_timeout * 1000)
-    sa.event.listen(made, "connect", lambda conn, _r: _sqlite_pragmas(conn, timeout_ms))
+    writes = uri is None
+    sa.event.listen(made, "connect", lambda conn, _r: _sqlite_pragmas(conn, timeout_ms, writes))
     if not autocommit:
         _explain_errors(made, path, busy_timeout)
     return made
@@ -105,10 +154,13 @@ def _begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
 
-def _sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int, writes: bool = True) -> None:
     dbapi_connection.isolation_level = None  # let the "begin" listener issue BEGIN itself
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+    if not writes:  # read-only: the store is in WAL mode already (its writer set it)
+        cursor.close()
+        return
     cursor.execute("PRAGMA journal_mode=WAL")
     # WAL + NORMAL: a commit survives a killed process; only a power loss may undo the last ones.
     # FULL fsyncs every commit (~6.5 ms here), and delivery commits twice per message.

@@ -86,12 +86,59 @@ def test_a_prometheus_answer_past_the_cap_is_a_watch_error_naming_it(huge: Endle
     watches = [w for w in active_watches(config) if w.name == "RoleAgentFailure"]
     with bounded():
         outcomes = asyncio.run(query_watches(config, watches))
-    assert [o.error for o in outcomes] == [
-        "Prometheus answered more than 1 MB (the cap, prometheus.max_answer_bytes): stopped "
-        "reading; ask for less or raise the cap"
-    ]
+    (error,) = [o.error or "" for o in outcomes]
+    # the watch's two queries (expr, metric) ask at once: the first past the cap is named
+    query, _, said = error.partition(": ")
+    assert query in (
+        "expr 'role_agent_last_run_success == 0'",
+        "metric 'count by (host) (role_agent_last_run_success)'",
+    )
+    assert said == (
+        f"answer from {huge.url}/api/v1/query larger than 1 MB (the cap, "
+        "prometheus.max_answer_bytes): stopped reading; the query selects too much: narrow it "
+        "(more selective labels, an aggregation) or raise the cap"
+    )
     assert not outcomes[0].firing and outcomes[0].permanent  # not retried: it would be as big
     assert huge.sent < 64 * CAP
+
+
+def test_a_prometheus_answer_past_the_cap_is_said_to_be_too_large_and_resolves_nothing(
+    huge: Endless,
+) -> None:
+    """Named as what it is (the answer, the query), not a configuration error; the watch's open
+    incidents keep their state: an answer not read vouches for nothing."""
+    from datetime import UTC, datetime, timedelta
+
+    from fleet_alerting.core.links import LinksConfig
+    from fleet_alerting.core.policy import PolicyConfig, evaluate
+    from fleet_alerting.sources.prometheus.judge import Series, evaluate_watches, firing_signal
+
+    config = PrometheusConfig(url=huge.url, max_answer_bytes=CAP, default_watches=True)
+    (watch,) = [w for w in active_watches(config) if w.name == "RoleAgentFailure"]
+    policy = PolicyConfig(open_after=1, resolve_after=1, notify=["slack"])
+    t0 = datetime(2026, 12, 7, 23, 0, tzinfo=UTC)
+    failing = firing_signal(watch, Series({"host": "pi-audio-01"}, 0.0), LinksConfig())
+    opened = evaluate([failing], {}, lambda _s: policy, t0).incidents
+    incidents = {i.key: i for i in opened}
+
+    with bounded():
+        outcomes = asyncio.run(query_watches(config, [watch]))
+    result = evaluate_watches(outcomes, LinksConfig())
+    (error,) = result.signals
+    assert error.summary.startswith("prometheus watch RoleAgentFailure: answer too large: ")
+    assert f"answer from {huge.url}/api/v1/query larger than 1 MB" in error.summary
+    assert "configuration error" not in error.summary
+    assert error.labels["cause"] == "answer too large"
+    assert error.remediation == (
+        "Narrow the watch's expr or metric (more selective labels, an aggregation), or raise "
+        "prometheus.max_answer_bytes if the answer is meant to be that large",
+    )
+    signals = result.signals + result.unseen(incidents.values())
+    later = evaluate(signals, incidents, lambda _s: policy, t0 + timedelta(minutes=1))
+    assert [(n.kind, n.incident.key) for n in later.notifications] == [
+        ("opened", error.key)
+    ]  # the host's incident neither resolves nor changes
+    assert failing.key not in {i.key for i in later.incidents}
 
 
 def test_an_alertmanager_answer_past_the_cap_names_it(huge: Endless) -> None:
@@ -128,7 +175,7 @@ def test_without_a_setting_an_endless_answer_stops_at_50_mb(huge: Endless) -> No
         async with httpx.AsyncClient(timeout=5) as http:
             await PrometheusClient(http, huge.url, 5).query("up")
 
-    with bounded(20.0), pytest.raises(AdapterError, match="answered more than 50 MB"):
+    with bounded(20.0), pytest.raises(AdapterError, match="larger than 50 MB"):
         asyncio.run(query())
 
 

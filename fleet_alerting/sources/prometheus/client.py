@@ -19,9 +19,10 @@ from pydantic import ValidationError
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
 from fleet_alerting.config.secrets import SecretError, register_basic_auth
 from fleet_alerting.core.batch import no_gc_pauses
-from fleet_alerting.http.body import DEFAULT_MAX_ANSWER_BYTES, request_capped
+from fleet_alerting.http.body import DEFAULT_MAX_ANSWER_BYTES, AnswerTooLarge, request_capped
 from fleet_alerting.http.clients import shared_client
 from fleet_alerting.http.errors import (
+    NOT_ANSWERING,
     AdapterError,
     excerpt,
     retry_after_seconds,
@@ -39,6 +40,7 @@ from fleet_alerting.sources.prometheus.shapes import Data, Envelope, parse_vecto
 from fleet_alerting.sources.records import Malformed, text_only, why
 
 SYSTEM = "Prometheus"
+UNREADABLE = "unreadable answer"  # the cause of an answer not in the query API's shape
 
 
 class PrometheusError(AdapterError):
@@ -51,8 +53,9 @@ class PrometheusError(AdapterError):
         permanent: bool,
         error_type: str | None = None,
         retry_after: float | None = None,
+        cause: str = "",
     ):
-        super().__init__(message, permanent=permanent, retry_after=retry_after)
+        super().__init__(message, permanent=permanent, retry_after=retry_after, cause=cause)
         self.error_type = error_type
 
 
@@ -118,9 +121,11 @@ class PrometheusClient:
                 self.client,
                 "GET",
                 f"{self.base_url}/api/v1/query",
-                system=SYSTEM,
+                system=None,  # named by its URL: a watch error says which Prometheus
                 max_bytes=self.max_bytes,
                 setting="prometheus.max_answer_bytes",
+                too_large_hint="the query selects too much: narrow it (more selective labels, an "
+                "aggregation) or raise the cap",
                 params=params,
                 timeout=self.timeout + min(self.timeout, 1.0),
                 auth=self.auth or httpx.USE_CLIENT_DEFAULT,
@@ -144,7 +149,8 @@ async def query_watches(
     try:
         auth = auth_for(config)
     except SecretError as exc:
-        return [WatchOutcome(w, error=f"credentials: {exc}", permanent=True) for w in watches]
+        error, cause = f"credentials: {exc}", "credentials unreadable"
+        return [WatchOutcome(w, error=error, permanent=True, cause=cause) for w in watches]
     timeout = config.timeout.total_seconds()
     http = shared_client(config.url or "", timeout + 1)
     client = PrometheusClient(
@@ -159,11 +165,18 @@ async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutco
     async def run(what: str, expr: str) -> QueryResult:
         try:
             return await client.query(expr)
+        except AnswerTooLarge as exc:  # this query's answer: say which
+            raise PrometheusError(
+                f"{what} {expr!r}: {exc}", permanent=True, cause=exc.cause
+            ) from None
         except PrometheusError as exc:
             if exc.error_type not in ("bad_data", "execution") or _other_parameter(str(exc)):
                 raise  # not about this expression (auth, outage): one message for all watches
             raise PrometheusError(
-                f"{what} {expr!r}: {exc}", permanent=exc.permanent, error_type=exc.error_type
+                f"{what} {expr!r}: {exc}",
+                permanent=exc.permanent,
+                error_type=exc.error_type,
+                cause=exc.cause,
             ) from None
 
     try:
@@ -171,7 +184,7 @@ async def _one_watch(client: PrometheusClient, watch: WatchConfig) -> WatchOutco
             run("expr", watch.expr), run("metric", presence) if presence else _nothing()
         )
     except AdapterError as exc:
-        return WatchOutcome(watch, error=str(exc), permanent=exc.permanent)
+        return WatchOutcome(watch, error=str(exc), permanent=exc.permanent, cause=exc.cause)
     warnings = [*firing.warnings, *(present.warnings if present else [])]
     malformed = [("expr", m) for m in firing.malformed]
     malformed += [("metric", m) for m in (present.malformed if present else [])]
@@ -215,6 +228,7 @@ def _parse_response(response: httpx.Response) -> QueryResult:
             raise PrometheusError(
                 f"{SYSTEM} answered HTTP {status} without the query API's envelope: {shape_error}",
                 permanent=False,
+                cause=UNREADABLE,
             )
         error_type = envelope.errorType if envelope else None
         error = (
@@ -228,13 +242,17 @@ def _parse_response(response: httpx.Response) -> QueryResult:
         retryable = status >= 500 or status in (408, 429) or error_type in ("timeout", "canceled")
         retry_after = retry_after_seconds(response.headers.get("retry-after"))
         raise PrometheusError(
-            message, permanent=not retryable, error_type=error_type, retry_after=retry_after
+            message,
+            permanent=not retryable,
+            error_type=error_type,
+            retry_after=retry_after,
+            cause=NOT_ANSWERING if retryable else f"HTTP {status}",
         )
     try:
         data = Data.model_validate(envelope.data)
     except ValidationError as exc:
         raise PrometheusError(
-            f"{SYSTEM} answer lacks data.resultType: {why(exc)}", permanent=False
+            f"{SYSTEM} answer lacks data.resultType: {why(exc)}", permanent=False, cause=UNREADABLE
         ) from None
     samples, malformed = _samples(data)
     return QueryResult(data.resultType, samples, list(envelope.warnings), malformed)
@@ -256,6 +274,7 @@ def _json(response: httpx.Response) -> Any:
         f"{SYSTEM} answered HTTP {response.status_code} with something other than API JSON "
         "(is the URL the Prometheus server root?)",
         permanent=True,
+        cause=UNREADABLE,
     )
 
 
@@ -269,4 +288,5 @@ def _samples(data: Data) -> tuple[list[Series], list[Malformed]]:
         "scalar expression in vector())",
         permanent=True,
         error_type="bad_data",
+        cause="not an instant vector",
     )

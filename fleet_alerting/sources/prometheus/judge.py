@@ -37,6 +37,7 @@ from fleet_alerting.core.signals import (
     digest_bytes,
 )
 from fleet_alerting.core.templates import NO_VALUE, format_value, render
+from fleet_alerting.http.body import TOO_LARGE
 from fleet_alerting.sources.records import Malformed
 
 SOURCE = "prometheus"
@@ -116,6 +117,7 @@ class WatchOutcome:
     present: Sequence[Series] | None = None  # None: the watch has no `metric`
     error: str | None = None
     permanent: bool = False
+    cause: str = ""  # the error in a few words (`not answering`, `HTTP 401`): told when it changes
     warnings: Sequence[str] = ()
     malformed: Sequence[tuple[str, Malformed]] = ()  # (which query: expr | metric, the sample)
 
@@ -505,14 +507,16 @@ def absent_signal(watch: WatchConfig, links: LinksConfig, absent: bool) -> Signa
 
 def error_signals(errors: Sequence[WatchOutcome], config_file: Path | None) -> list[Signal]:
     """One warning per distinct error; the same error of several watches (Prometheus down, an
-    unreadable token) is one signal naming them all."""
-    groups: dict[tuple[str, bool], list[str]] = {}
+    unreadable token) is one signal naming them all. Its `cause` label says the error in a few
+    words: an open incident whose cause changes is told so (`core.policy.cause_changes`)."""
+    groups: dict[tuple[str, bool, str], list[str]] = {}
     for outcome in errors:
-        groups.setdefault((outcome.error or "", outcome.permanent), []).append(outcome.watch.name)
+        group = (outcome.error or "", outcome.permanent, outcome.cause)
+        groups.setdefault(group, []).append(outcome.watch.name)
     where = f"{config_file}: " if config_file else ""
     signals = []
-    for (error, permanent), names in groups.items():
-        what = "configuration error" if permanent else "cannot evaluate"
+    for (error, permanent, cause), names in groups.items():
+        what = error_kind(permanent, cause)
         listed = ", ".join(names)
         noun = "watch" if len(names) == 1 else "watches"
         signals.append(
@@ -523,15 +527,27 @@ def error_signals(errors: Sequence[WatchOutcome], config_file: Path | None) -> l
                 severity=Severity.warning,
                 summary=f"{where}prometheus {noun} {listed}: {what}: {error}",
                 target=listed,
-                labels={"watches": ",".join(names)},
-                remediation=(
-                    ("Fix the watch's expr in the config (test it in Prometheus' graph page)",)
-                    if permanent
-                    else ("Check that Prometheus is up and reachable from the Prefect worker",)
-                ),
+                labels={"watches": ",".join(names), "cause": cause or what},
+                remediation=(_REMEDIATION[what],),
             )
         )
     return signals
+
+
+_REMEDIATION = {
+    TOO_LARGE: "Narrow the watch's expr or metric (more selective labels, an aggregation), or "
+    "raise prometheus.max_answer_bytes if the answer is meant to be that large",
+    "configuration error": "Fix the watch's expr in the config (test it in Prometheus' graph page)",
+    "cannot evaluate": "Check that Prometheus is up and reachable from the Prefect worker",
+}
+
+
+def error_kind(permanent: bool, cause: str) -> str:
+    """What a watch error is, as operators read it: an answer past the cap is the query's (or
+    the server's) doing, another permanent error the configuration's, the rest an outage."""
+    if cause == TOO_LARGE:
+        return TOO_LARGE
+    return "configuration error" if permanent else "cannot evaluate"
 
 
 def logs_query(watch: WatchConfig, labels: Mapping[str, str]) -> str | None:

@@ -9,9 +9,15 @@ from datetime import datetime
 from fleet_alerting.config import Config
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
 from fleet_alerting.core.links import LinksConfig
+from fleet_alerting.core.policy import cause_changes
 from fleet_alerting.core.wording import count, described
 from fleet_alerting.sources.prometheus.client import query_watches
-from fleet_alerting.sources.prometheus.judge import WatchOutcome, active_watches, evaluate_watches
+from fleet_alerting.sources.prometheus.judge import (
+    WatchOutcome,
+    active_watches,
+    error_kind,
+    evaluate_watches,
+)
 from fleet_alerting.sources.watch import Observation, StoreReader, run_log, step
 
 
@@ -28,7 +34,8 @@ async def run_watch_queries(
         if outcome.error is None:
             logger.info("watch %s: %d series firing", name, len(outcome.firing))
         elif outcome.permanent:
-            logger.error("watch %s: configuration error: %s", name, outcome.error)
+            kind = error_kind(outcome.permanent, outcome.cause)
+            logger.error("watch %s: %s: %s", name, kind, outcome.error)
         else:
             logger.warning("watch %s: not evaluated this run: %s", name, outcome.error)
     return outcomes
@@ -57,4 +64,11 @@ async def observe(config: Config, now: datetime, store: StoreReader) -> Observat
         else "",
     ]
     seen = described(f"{count(len(outcomes), 'watch', 'watches')} queried", troubles, "none firing")
-    return Observation(result.signals, seen, counters, rows=result.rows, unseen=result.unseen)
+    return Observation(
+        result.signals,
+        seen,
+        counters,
+        rows=result.rows,
+        unseen=result.unseen,
+        announce=cause_changes,
+    )

@@ -7,14 +7,14 @@ coordinator offline) emits nothing, so its incident neither resolves nor counts 
 
 Each failing check says its cause in the `cause` label (auth refused / unreachable, offline / no
 retained state, unhealthy / no answer): when the cause of an open incident changes, operators are
-told once (`cause_changes`). An auto-close is always reported in one message of its own
+told once (`core.policy.cause_changes`). An auto-close is always reported in one message of its own
 (`auto_close_report`), whatever the policy's open_after: the window may be closed before the
 incident would have opened.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -23,7 +23,7 @@ from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State, over_at_once
 from fleet_alerting.core.keys import signal_key
 from fleet_alerting.core.matchers import compile_go_regex
-from fleet_alerting.core.policy import Evaluation, PolicyFor
+from fleet_alerting.core.policy import Evaluation
 from fleet_alerting.core.signals import Signal
 from fleet_alerting.sources.zigbee.client import (
     INFO,
@@ -359,42 +359,3 @@ def auto_close_report(
         for ch in channels
     ]
     return Evaluation([incident], notifications)
-
-
-def cause_changes(
-    before: Mapping[str, Incident], evaluation: Evaluation, policy_for: PolicyFor, now: datetime
-) -> Evaluation:
-    """The evaluation, plus one message per open incident whose cause changed in this run (the
-    broker refusing the login, then unreachable): the engine keeps the latest observation, this
-    makes sure somebody hears that it changed."""
-    incidents, notifications = [], list(evaluation.notifications)
-    for incident in evaluation.incidents:
-        old = before.get(incident.key)
-        was = old.signal.labels.get("cause") if old is not None else None
-        cause = incident.signal.labels.get("cause")
-        channels = policy_for(incident.severity).channels()
-        if (
-            old is None
-            or incident.source != SOURCE
-            or not (old.is_open and incident.is_open)
-            or not was
-            or not cause
-            or was == cause
-            or not channels
-        ):
-            incidents.append(incident)
-            continue
-        incident = replace(incident, last_notified_at=now)
-        incidents.append(incident)
-        told = replace(
-            incident,
-            signal=replace(
-                incident.signal,
-                summary=f"cause changed from {was} to {cause}: {incident.signal.summary}",
-            ),
-        )
-        ident = f"{incident.key}|{incident.onset.isoformat()}|cause|{now.isoformat()}"
-        notifications += [
-            Notification(f"{ident}|{ch}", ch, Kind.reminder, now, told) for ch in channels
-        ]
-    return Evaluation(incidents, notifications)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from fleet_alerting.config import Config
-from fleet_alerting.core.policy import Evaluation
+from fleet_alerting.core.policy import Evaluation, cause_changes
 from fleet_alerting.core.signals import Signal
 from fleet_alerting.core.wording import count, described
 from fleet_alerting.sources.watch import Observation, Row, StoreReader, run_log, step
@@ -78,7 +78,7 @@ async def observe(config: Config, now: datetime, store: StoreReader) -> Observat
         described(f"{count(len(run.rows), 'coordinator')} checked", troubles, "all well"),
         counters,
         rows=run.rows,
-        announce=zigbee.cause_changes,
+        announce=cause_changes,
         one_offs=run.reports,
         values=run.kept,
         rows_after=lambda evaluation: with_changes(run.rows, evaluation),
