@@ -1,8 +1,8 @@
 """`serve`'s dead man's switch (config `heartbeat`, Healthchecks.io style): every `every`, a GET
 of the URL while every watch succeeds, no page is stuck and no open incident's page is a dead
-letter (core.heartbeat.verdict), else a POST to `URL/fail` whose body is the reason — and no GET
-before serve has scheduled its watches. When `serve` fails it says why in a last `/fail`; when it
-dies the pings stop, and the switch tells.
+letter and the Prefect server answers (core.heartbeat.verdict), else a POST to `URL/fail` whose
+body is the reason — and no GET before serve has scheduled its watches. When `serve` fails it
+says why in a last `/fail`; when it dies the pings stop, and the switch tells.
 
 The URL carries its token: it is resolved as a secret, and what is said of a failed ping names
 neither the URL nor the answer's body."""
@@ -21,6 +21,7 @@ from fleet_alerting.config.schema import Config, HeartbeatConfig
 from fleet_alerting.config.secrets import SecretError, redact
 from fleet_alerting.core.channels import PAGERS, pager_of
 from fleet_alerting.core.heartbeat import DeadPage, QueuedPage, Verdict, verdict
+from fleet_alerting.delivery.in_flight import SENDS
 from fleet_alerting.deployments.watch_runs import WatchRuns
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.health import dead_pages, oldest_queued
@@ -78,7 +79,9 @@ class Heartbeat:
             (page, dead), store_error = pages_owed(self.config), ""
         except Exception as exc:  # a store that does not answer is itself a reason to fail
             store_error = redact(f"{type(exc).__name__}: {exc}").splitlines()[0]
-        return verdict(self.runs.statuses(), page, now, store_error, self.runs.scheduled(), dead)
+        runs, sends = self.runs, SENDS.waiting()
+        statuses, scheduled = runs.statuses(), runs.scheduled()
+        return verdict(statuses, page, now, store_error, scheduled, dead, runs.api(), sends)
 
     def beat(self, now: datetime) -> None:
         said = self.decide(now)

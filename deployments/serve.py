@@ -7,9 +7,10 @@
   `fleet-alerting run` and `trigger` record and start runs there while `serve` runs.
 - **Deployments.** One per configured watch (`schedules.plan`) with its cron or interval and a
   concurrency limit of 1, parameters absolute; the quarterly audit when its files exist.
-- **Runs.** Prefect's scheduler creates them; this process polls for due runs of its deployments
-  and executes each in-process — no `python -m prefect.engine` child (~118 MB and 7–13 s to start)
-  per run. Triggered runs (`trigger`, `/fleet run`) are picked up the same way. When several
+- **Runs.** Prefect's scheduler creates them; this process asks for the runs due within the next
+  POLL_SECONDS, wakes when the next is due, and executes each in-process — no `python -m
+  prefect.engine` child (~118 MB and 7–13 s to start) per run. Triggered runs (`trigger`,
+  `/fleet run`) are picked up the same way, within POLL_SECONDS. When several
   scheduled runs of one deployment are due (serve was stopped, or a run overran), the newest runs
   and the older ones are cancelled as superseded.
 """
@@ -39,6 +40,7 @@ from fleet_alerting.config.schema import Config, ScheduleConfig
 from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.deployments import prefect_engine
+from fleet_alerting.deployments.api_watch import watching_api, without_credentials
 from fleet_alerting.deployments.heartbeat import Heartbeat, heartbeat
 from fleet_alerting.deployments.local import (
     STARTUP_SETTING,
@@ -191,11 +193,13 @@ def local_server(
     keep_runs: timedelta = KEEP_RUNS,
     keep_events: timedelta = KEEP_EVENTS,
     on_exit: Callable[[str], None] = lambda _: None,
+    started: Callable[[int], None] = lambda _: None,
 ) -> Iterator[str]:
     """A Prefect server (API, UI, scheduler) on loopback in a child process; yields its API URL,
     and stops the child on exit. Its own process: the server's memory and CPU (SQLite, its
     services) stay apart from the runs', and a slope in either shows where it is. Should the
-    child exit before it is stopped, `on_exit` gets why, from a thread waiting on it."""
+    child exit before it is stopped, `on_exit` gets why, from a thread waiting on it; `started`
+    gets its pid (its process group's too)."""
     port = port or free_port()
     taken = port_taken(port)
     if taken:
@@ -208,6 +212,7 @@ def local_server(
         stdin=subprocess.DEVNULL,
         start_new_session=True,  # Ctrl-C reaches serve only; serve stops the server last
     )
+    started(server.pid)
     stopping = threading.Event()
     try:
         _wait_until_healthy(server, url, timeout)
@@ -328,7 +333,8 @@ def serve_all(
                     f"no Prefect server answers at {api} (PREFECT_API_URL); start it, or unset "
                     "PREFECT_API_URL and serve starts its own"
                 )
-            asyncio.run(execute(planned, api, out, keep_runs=config.schedule.keep_runs))
+            with watching_api(RUNS, api, True, out):
+                asyncio.run(execute(planned, api, out, keep_runs=config.schedule.keep_runs))
             out("serve: stopped")
         else:
             last_words = beating.last_words if beating else lambda _: None
@@ -339,7 +345,7 @@ def serve_all(
             beating.last_words(f"{exc.told_as}: {exc}")
         return 2
     except httpx.HTTPError as exc:  # the server went away or refused a request
-        said = f"the Prefect server failed a request: {redact(str(exc))}"
+        said = f"the Prefect server failed a request: {without_credentials(redact(str(exc)))}"
         print(f"serve: {said}", file=sys.stderr)
         if beating:
             beating.last_words(f"serve stopped: {said}")
@@ -378,8 +384,16 @@ def _serve_with_a_local_server(
             " two would run every scheduled run twice; stop it first, or give this one "
             "another PREFECT_HOME"
         )
-    exited = ServerExit()
-    with local_server(port, None, schedule.keep_runs, schedule.keep_events, exited.report) as url:
+    exited, pids = ServerExit(), []
+
+    def exit_at_once() -> None:  # serve exits without stopping its server: kill it (a hung one too)
+        remove_marker()
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+
+    keep = (schedule.keep_runs, schedule.keep_events)
+    with local_server(port, None, *keep, exited.report, started=pids.append) as url:
         write_marker(url)
         try:
             ui = url.removesuffix("/api")
@@ -388,8 +402,9 @@ def _serve_with_a_local_server(
                 "and `trigger` on this machine find it)"
             )
             # its server prunes itself; should it exit, so does serve
-            run = execute(planned, url, out, remove_marker, server_exit=(exited, last_words))
-            asyncio.run(run)
+            run = execute(planned, url, out, exit_at_once, server_exit=(exited, last_words))
+            with watching_api(RUNS, url, False, out):  # a server that hangs does not exit
+                asyncio.run(run)
         finally:
             remove_marker()
     out("serve: stopped, and its Prefect server with it")
@@ -414,7 +429,7 @@ def _watch_self(
 ) -> Heartbeat | None:
     """Record each watch's runs (RUNS) for the sidecars and the heartbeat, and start them."""
     watches = [p.schedule.flow for p in planned if p.schedule.flow in CONFIGURED]
-    RUNS.expect({w: watch_interval(config, w) for w in watches})
+    RUNS.expect({w: watch_interval(config, w) for w in watches}, deployments=len(planned))
     for sidecar in sidecars:
         stack.enter_context(sidecar(config, RUNS, out))
     return stack.enter_context(heartbeat(config, RUNS, out))
@@ -428,11 +443,13 @@ def _problems(config: Config, config_path: str) -> list[str]:
     return [f.at(Path(config_path)) for f in check(config, None) if f.level == "error"]
 
 
-def _poll_seconds(planned: list[Planned]) -> float:
-    """How often serve asks the server for due runs: a fifth of the shortest interval, 2 to 5 s
-    (a run starts at most that late; each ask costs the server ~10-14 ms of CPU)."""
-    shortest = min((p.every.total_seconds() for p in planned if p.every), default=60.0)
-    return max(2.0, min(5.0, shortest / 5))
+POLL_SECONDS = 5.0  # how late a triggered run may start (each ask costs the server ~7 ms)
+# seconds between asks that mark serve's deployments polled (Ready): a third of the 60 s after
+# which the foreman of a server that runs one (PREFECT_API_URL's) shows them Not Ready
+MARK_READY_EVERY = 20.0
+DUE_SLACK = timedelta(seconds=0.1)  # runs due this close together start at one wake-up
+# intervals count from here: runs of watches with one interval are due together, on round times
+INTERVAL_ANCHOR = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 GRACE = 1.0  # seconds runs in flight get to finish once asked to stop; then they are cancelled
@@ -540,7 +557,7 @@ async def execute(
         with temporary_settings(updates=run_settings(api_url)):
             flows = await register(planned, out)
             async with _pruning(keep_runs, stop.event, out):
-                await run_due(flows, stop.event, _poll_seconds(planned), out)
+                await run_due(flows, stop.event, POLL_SECONDS, out)
             await flush_to_the_server()
     finally:
         if not stop.asked:
@@ -578,6 +595,7 @@ async def register(planned: list[Planned], out: Print) -> dict[UUID, Any]:
     """Create or update one deployment per planned entry; pause our deployments that this config
     no longer serves (so the server stops scheduling runs nobody executes)."""
     from prefect.client.orchestration import get_client
+    from prefect.schedules import Interval
 
     flows: dict[UUID, Any] = {}
     for p in planned:
@@ -585,7 +603,7 @@ async def register(planned: list[Planned], out: Print) -> dict[UUID, Any]:
         deployment = await flow.ato_deployment(
             name=p.schedule.name,
             cron=p.cron,
-            interval=p.every,
+            schedule=Interval(p.every, anchor_date=INTERVAL_ANCHOR) if p.every else None,
             description=p.schedule.description,
             parameters=p.parameters,
             concurrency_limit=1,  # two runs of one deployment never evaluate at once
@@ -606,32 +624,43 @@ async def register(planned: list[Planned], out: Print) -> dict[UUID, Any]:
 async def run_due(flows: dict[UUID, Any], stop: asyncio.Event, poll: float, out: Print) -> None:
     from prefect.states import Cancelled
 
-    active: dict[UUID, asyncio.Task[None]] = {}
+    active: dict[UUID, asyncio.Task[bool]] = {}
     names: dict[UUID, tuple[UUID, str]] = {}  # deployment -> its run in flight: id, "flow run"
     started: set[UUID] = set()
+    newest: dict[UUID, datetime] = {}  # deployment -> its newest scheduled run started
+    mark_ready_at = time.monotonic()  # the first ask marks serve's deployments Ready
     async with one_client() as client:  # the runs' too (they are started inside)
         try:
             while not stop.is_set():
-                due = await client.get_scheduled_flow_runs_for_deployments(
-                    deployment_ids=list(flows), scheduled_before=datetime.now(UTC)
-                )
-                _forget_gone(started, due)
+                now = datetime.now(UTC)
+                mark_ready = time.monotonic() >= mark_ready_at
+                listed = await scheduled_runs(client, list(flows), now + poll * SECOND, mark_ready)
+                if mark_ready:
+                    mark_ready_at = time.monotonic() + MARK_READY_EVERY
+                if listed is None:  # no answer (the API watch says so): ask at the next poll
+                    listed = []
+                else:  # what was started is forgotten only once the server lists it no more
+                    _forget_gone(started, listed)
+                due, next_start = _due(listed, now)
                 for deployment_id, runs in _by_deployment(due, started).items():
                     if deployment_id in active:
                         continue  # concurrency 1: the next due run waits for this one
-                    run, superseded = pick(runs)
+                    run, superseded = pick(runs, newest.get(deployment_id))
+                    newer = f"the newer run {run.name}" if run else "a newer run that ran"
                     for old in superseded:
                         started.add(old.id)
-                        state = Cancelled(message=f"superseded by the newer run {run.name}")
+                        state = Cancelled(message=f"superseded by {newer}")
                         with contextlib.suppress(Exception):
                             await client.set_flow_run_state(old.id, state, force=True)
+                    if run is None:
+                        continue
                     started.add(run.id)
                     task = asyncio.create_task(_run(flows[deployment_id], run, out))
                     active[deployment_id] = task
                     names[deployment_id] = (run.id, f"{flows[deployment_id].name} {run.name}")
-                    task.add_done_callback(lambda _, d=deployment_id: active.pop(d, None))
+                    task.add_done_callback(partial(_ended, active, started, newest, run))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), poll)
+                    await asyncio.wait_for(stop.wait(), _until(next_start, poll))
         finally:
             in_flight = {d: names[d] for d in active}
             if in_flight:
@@ -652,7 +681,7 @@ async def run_due(flows: dict[UUID, Any], stop: asyncio.Event, poll: float, out:
 
 async def _cancel_in_flight(
     client: Any,
-    active: dict[UUID, asyncio.Task[None]],
+    active: dict[UUID, asyncio.Task[bool]],
     in_flight: dict[UUID, tuple[UUID, str]],
     out: Print,
 ) -> None:
@@ -682,35 +711,120 @@ async def _cancel_in_flight(
     out(f"serve: cancelled {', '.join(in_flight[d][1] for d in cut)}")
 
 
-def _forget_gone(started: set[UUID], due: list[Any]) -> None:
-    """A run started or superseded is remembered only while the server still lists it as due
-    (its new state not yet recorded): the set stays as small as one poll, for months."""
-    started.intersection_update(run.id for run in due)
+async def scheduled_runs(
+    client: Any, deployment_ids: list[UUID], before: datetime, mark_ready: bool
+) -> list[Any] | None:
+    """Runs of these deployments still Scheduled to start before `before`, latest first. Asked
+    as Prefect's runners ask (`mark_ready`), the server also records the deployments as polled —
+    shown Ready in the UI — in a write transaction per ask (~2x the CPU of a plain read): serve
+    asks that way once every MARK_READY_EVERY, else reads. None while the server does not answer
+    or answers 5xx (after Prefect's retries): the API watch says so, and serve asks again at its
+    next poll."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterDeploymentId,
+        FlowRunFilterNextScheduledStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    try:
+        if mark_ready:  # its answer is capped oldest first: read below, newest first
+            await client.get_scheduled_flow_runs_for_deployments(
+                deployment_ids=deployment_ids, scheduled_before=before, limit=1
+            )
+        return await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                deployment_id=FlowRunFilterDeploymentId(any_=deployment_ids),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+                next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=before),
+            ),
+            # newest first: the server caps the answer (200), and of overdue runs the newest is
+            # the one to run; the older ones are superseded in later asks
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+        )
+    except httpx.TransportError:
+        return None
+    except httpx.HTTPStatusError as exc:  # a proxy's 502 for a server gone, a server's 500
+        if exc.response.status_code >= 500:
+            return None
+        raise
+
+
+def _starts(run: Any) -> datetime:
+    return run.next_scheduled_start_time or run.expected_start_time or run.created
+
+
+def _due(listed: list[Any], now: datetime) -> tuple[list[Any], datetime | None]:
+    """The listed runs due now (within DUE_SLACK), and when the next of the others starts."""
+    due = [run for run in listed if _starts(run) <= now + DUE_SLACK]
+    later = [_starts(run) for run in listed if _starts(run) > now + DUE_SLACK]
+    return due, min(later, default=None)
+
+
+def _until(next_start: datetime | None, poll: float) -> float:
+    """Seconds to wait before asking again: the next known start, or the poll, whichever first."""
+    if next_start is None:
+        return poll
+    wait = (next_start - datetime.now(UTC)).total_seconds()
+    return min(poll, max(DUE_SLACK.total_seconds(), wait))
+
+
+def _forget_gone(started: set[UUID], listed: list[Any]) -> None:
+    """A run started or superseded is remembered only while the server still lists it as
+    scheduled (its new state not yet recorded): the set stays as small as one poll, for months."""
+    started.intersection_update(run.id for run in listed)
 
 
 def _by_deployment(runs: list[Any], started: set[UUID]) -> dict[UUID, list[Any]]:
     grouped: dict[UUID, list[Any]] = {}
-    for run in sorted(runs, key=lambda r: r.expected_start_time or r.created):
+    for run in sorted(runs, key=_starts):
         if run.id not in started and run.deployment_id is not None:
             grouped.setdefault(run.deployment_id, []).append(run)
     return grouped
 
 
-def pick(runs: list[Any]) -> tuple[Any, list[Any]]:
+def pick(runs: list[Any], newest_started: datetime | None = None) -> tuple[Any, list[Any]]:
     """Of one deployment's due runs (oldest first): a triggered run first; else the newest
-    scheduled one, the older scheduled ones being superseded (a watch observes *now*)."""
+    scheduled one, the older scheduled ones being superseded (a watch observes *now*) — all of
+    them (None to run) when none is newer than the newest scheduled run already started."""
     manual = [r for r in runs if not r.auto_scheduled]
     if manual:
         return manual[0], []
+    if newest_started is not None and _starts(runs[-1]) <= newest_started:
+        return None, runs
     return runs[-1], runs[:-1]
 
 
-async def _run(flow: Any, flow_run: Any, out: Print) -> None:
+def _ended(
+    active: dict[UUID, Any],
+    started: set[UUID],
+    newest: dict[UUID, datetime],
+    run: Any,
+    task: asyncio.Task[bool],
+) -> None:
+    """A run's task is done: its deployment may start the next, and scheduled runs due before
+    it are superseded; a run that never started (the server did not take its Running state) is
+    tried again while the server lists it due."""
+    active.pop(run.deployment_id, None)
+    ran = not task.cancelled() and task.result()
+    if ran and run.auto_scheduled:
+        newest[run.deployment_id] = max(_starts(run), newest.get(run.deployment_id, _starts(run)))
+    elif not ran:
+        started.discard(run.id)
+
+
+async def _run(flow: Any, flow_run: Any, out: Print) -> bool:
+    """Whether the run ran (False: it crashed, e.g. its Running state got no answer)."""
     watch_run = RUNS.started(flow.name)
     try:
         state = await run_in_process(flow, flow_run)
         watch_run.ended(state.is_completed(), state.message or state.name)
         out(f"{flow.name} {flow_run.name}: {state.name}")
+        return True
     except Exception as exc:  # a run's failure is recorded in Prefect; serve keeps serving
         watch_run.ended(False, f"crashed ({type(exc).__name__})")
         out(f"{flow.name} {flow_run.name}: crashed ({type(exc).__name__})")
+        return False

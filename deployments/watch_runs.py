@@ -1,5 +1,6 @@
 """What `serve` knows of its own runs: per watch, when the last run started, succeeded or failed
-and how long it took. `serve` records into RUNS; its metrics endpoint and heartbeat read it."""
+and how long it took; how many deployments it scheduled; when its Prefect server last answered.
+`serve` records into RUNS; its metrics endpoint and heartbeat read it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from fleet_alerting.core.heartbeat import WatchStatus
+from fleet_alerting.core.heartbeat import PrefectApi, WatchStatus
 from fleet_alerting.http.errors import excerpt
 
 MAX_RUN_REASON = 500  # characters of a failed run's reason, as the heartbeat says it
@@ -40,10 +41,14 @@ class WatchRuns:
         self._intervals: dict[str, timedelta] = {}
         self._records: dict[str, WatchRecord] = {}
         self._scheduled = False
+        self._deployments = 0
+        self._api: PrefectApi | None = None
 
-    def expect(self, intervals: dict[str, timedelta]) -> None:
-        """The watches `serve` is about to schedule, each with its interval."""
+    def expect(self, intervals: dict[str, timedelta], deployments: int | None = None) -> None:
+        """The watches `serve` is about to schedule, each with its interval, among `deployments`
+        in all (the quarterly audit is one and no watch; default: the watches)."""
         self._intervals = dict(intervals)
+        self._deployments = len(intervals) if deployments is None else deployments
 
     def begin(self, now: datetime) -> None:
         """Scheduling begins: the watches are late from here on until they succeed (a slow
@@ -58,6 +63,31 @@ class WatchRuns:
     def scheduled(self) -> bool:
         """Whether serve has scheduled its watches (before: its Prefect server is starting)."""
         return self._scheduled
+
+    def deployments_scheduled(self) -> int:
+        """How many deployments (watches and the audit) serve has scheduled: 0 until it has."""
+        return self._deployments if self._scheduled else 0
+
+    def api_watched(self, named: str, now: datetime) -> None:
+        """serve runs through the Prefect server `named`, which answered at `now`."""
+        with self._lock:
+            self._api = PrefectApi(named, now)
+
+    def api_asked(self, now: datetime, error: str = "") -> None:
+        """The server answered at `now` (no `error`), or did not (`error`: why)."""
+        with self._lock:
+            if self._api is not None:
+                answered = {"last_answer": now} if not error else {}
+                self._api = replace(self._api, last_error=error, **answered)  # type: ignore[arg-type]
+
+    def api_unwatched(self) -> None:
+        with self._lock:
+            self._api = None
+
+    def api(self) -> PrefectApi | None:
+        """The Prefect server serve runs through and when it last answered (None: none yet)."""
+        with self._lock:
+            return self._api
 
     def serve(self, intervals: dict[str, timedelta], now: datetime) -> None:
         self.expect(intervals)

@@ -365,20 +365,27 @@ def test_serve_without_a_server_starts_one_whose_ui_shows_the_runs(tmp_path: Pat
 
 
 @pytest.mark.parametrize(
-    ("intervals", "poll"),
-    [((10,), 2.0), ((15, 60), 3.0), ((25,), 5.0), ((3600,), 5.0), ((), 5.0)],
-    ids=["10s", "15s and 1m", "25s", "1h", "cron only"],
+    ("starts", "due", "wait"),
+    [
+        ((-30, -20), 2, 5.0),  # overdue: both (the older superseded), then the poll
+        ((0.05, 3), 1, 3.0),  # due within DUE_SLACK starts now; the next start wakes serve
+        ((7,), 0, 5.0),  # beyond the poll: the poll first
+        ((), 0, 5.0),
+    ],
+    ids=["overdue", "due and next in 3 s", "next after the poll", "none"],
 )
-def test_serve_asks_for_due_runs_every_fifth_of_the_shortest_interval(
-    intervals: tuple[int, ...], poll: float
+def test_serve_waits_for_the_next_known_start_or_the_poll(
+    starts: tuple[float, ...], due: int, wait: float
 ) -> None:
-    """README: a run starts at most a fifth of the shortest interval late, 2 to 5 s (a whole
-    minute runs as cron: 5 s)."""
-    from datetime import timedelta
+    """README: scheduled runs start when due (serve knows the next from its last ask), a triggered
+    run within POLL_SECONDS (5 s)."""
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
 
-    from fleet_alerting.deployments.schedules import Planned
-    from fleet_alerting.deployments.serve import _poll_seconds
+    from fleet_alerting.deployments.serve import POLL_SECONDS, _due, _until
 
-    every = [timedelta(seconds=s) for s in intervals] or [None]
-    planned = [Planned(SCHEDULES[0], {}, None if e else "* * * * *", e) for e in every]
-    assert _poll_seconds(planned) == poll
+    now = datetime.now(UTC)
+    listed = [SimpleNamespace(next_scheduled_start_time=now + timedelta(seconds=s)) for s in starts]
+    found, next_start = _due(listed, now)
+    assert len(found) == due
+    assert _until(next_start, POLL_SECONDS) == pytest.approx(wait, abs=0.1)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet_alerting.core.heartbeat import DeadPage, QueuedPage, WatchStatus, verdict
+from fleet_alerting.core.heartbeat import DeadPage, PrefectApi, QueuedPage, WatchStatus, verdict
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "heartbeat.yaml").read_text())
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -32,6 +32,8 @@ def watch(row: dict) -> WatchStatus:
 def test_heartbeat_verdict(case: dict) -> None:
     page = case.get("oldest_page")
     oldest = page and QueuedPage(page["destination"], page["incident_key"], at(page["queued_at"]))
+    server = case.get("api")
+    api = server and PrefectApi(server["named"], at(server["last_answer"]), server.get("error", ""))
     result = verdict(
         [watch(w) for w in case["watches"]],
         oldest,
@@ -39,6 +41,8 @@ def test_heartbeat_verdict(case: dict) -> None:
         store_error=case.get("store_error", ""),
         scheduled=case.get("scheduled", True),
         dead_pages=[DeadPage(**page) for page in case.get("dead_pages", [])],
+        api=api,
+        sends={d: at(since) for d, since in case.get("sends", {}).items()},
     )
     assert (result.ok, result.reason) == (case["ok"], case.get("reason", ""))
     assert result.silent == case.get("silent", False)

@@ -252,3 +252,53 @@ def test_two_alerts_in_a_zones_repeated_hour_keep_their_own_onsets() -> None:
     got = {i.key: i.onset for i in made.incidents}
     assert got == {s.key: onset_of(s, now) for s in signals}
     assert got["b"] == datetime(2026, 11, 1, 6, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("source", ["prometheus", "alertmanager"])
+def test_a_storms_members_folded_into_their_group_make_no_messages_of_their_own(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A storm's opening through the store: its members alike (a Prometheus watch's 30 pending
+    series opening; 25 new Alertmanager alerts, paged as they open) are folded into their group's
+    messages, so none of their own is made — main made each member's copies of its shape's
+    messages (2 and 5 each) for grouping to drop — and the run decides what deciding each key
+    alone from its whole record does."""
+    made: list[str] = []
+    copied = policy.retold  # how a member's messages are made like its shape's
+
+    def counted(n: Notification, id: str, incident: Incident) -> Notification:
+        made.append(id)
+        return copied(n, id, incident)
+
+    monkeypatch.setattr(policy, "retold", counted)
+    store = Store(tmp_path / "state.sqlite")
+    if source == "prometheus":
+        series = [Series({"host": f"pi-{n:02}", "job": "node"}, 0.0) for n in range(30)]
+        signals = evaluate_watches([WatchOutcome(WATCH, series)], LINKS).signals
+        policies = {Severity.critical: POLICIES[Severity.warning]}  # pending first, then opens
+        group = "group/prometheus/RoleAgentFailure:severity=critical"
+    else:
+        alerts = [alert("HostDown", "critical", 10, n) for n in range(25)]
+        signals = to_signals([(RULES[0], alerts)], AM, LINKS)
+        policies = POLICIES
+        group = "group/alertmanager:alertname=HostDown,severity=critical"
+    sent: list[Notification] = []
+    for minute in range(2):
+        now = T0 + timedelta(minutes=minute)
+
+        def run(incidents: Mapping[str, Incident], now: datetime = now) -> Evaluation:
+            return decide(signals, incidents, policies.__getitem__, STORMS, now)
+
+        def through_records(records: Mapping[str, Incident]) -> Evaluation:
+            alone = run(dict(store.unresolved()))
+            made.clear()
+            got = run(records)
+            assert made == []
+            assert got == alone
+            assert readable(got) == readable(alone)
+            return got
+
+        sent += store.evaluate(through_records, now)[0].notifications
+    assert {n.incident.key for n in sent} == {group}
+    assert ("slack", Kind.opened) in {(n.channel, n.kind) for n in sent}
+    store.close()

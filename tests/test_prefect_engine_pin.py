@@ -280,3 +280,37 @@ async def _set_a_server_default_result_storage(folder: Path, after: float) -> tu
             return before, remembered, await read()
         finally:
             await client.clear_server_default_result_storage()
+
+
+def test_the_slow_tick_server_answers_with_a_date_and_stops_when_asked() -> None:
+    """`slow_tick_server` replaces uvicorn's `Server.main_loop` (its 0.1-s tick): the server still
+    answers, with a Date header, and stops within a tick of being asked (`should_exit`)."""
+    import time
+
+    import httpx
+    import uvicorn
+
+    from fleet_alerting.deployments.prefect_engine import TICK, slow_tick_server
+    from fleet_alerting.deployments.serve import free_port
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    port = free_port()
+    server = slow_tick_server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    assert isinstance(server, uvicorn.Server)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    answer = httpx.get(f"http://127.0.0.1:{port}/")
+    assert answer.text == "ok" and answer.headers["date"].endswith(" GMT")
+    asked = time.monotonic()
+    server.should_exit = True
+    thread.join(10)
+    assert not thread.is_alive()
+    assert time.monotonic() - asked < TICK + 1.5, f"{ADAPTER}'s slow_tick_server did not stop"

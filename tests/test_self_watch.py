@@ -126,6 +126,43 @@ def test_a_serve_whose_server_is_starting_shows_no_watch_scheduled(tmp_path: Pat
     assert not [name for name, _ in got if name.startswith("fleet_alerting_watch_")]
 
 
+def test_a_serve_of_the_audit_alone_has_a_deployment_scheduled_and_no_watch(
+    tmp_path: Path,
+) -> None:
+    """FleetAlertingNothingScheduled reads deployments, not watches: a serve whose config
+    schedules only the quarterly audit is well once it has registered it, and 0 before."""
+    config = make_config(tmp_path, metrics={"listen": f"127.0.0.1:{free_port()}"})
+    runs = WatchRuns()
+    runs.expect({}, deployments=1)  # the quarterly audit: no watch
+    with metrics_endpoint(config, runs, print) as url:
+        assert url is not None
+        starting = scrape(url)
+        runs.begin(datetime.now(UTC))
+        scheduled = scrape(url)
+    assert starting[("fleet_alerting_deployments_scheduled", ())] == 0
+    assert scheduled[("fleet_alerting_deployments_scheduled", ())] == 1
+    assert scheduled[("fleet_alerting_watches_scheduled", ())] == 0
+
+
+def test_metrics_say_whether_the_prefect_server_answers(tmp_path: Path) -> None:
+    """Absent before serve has a server; then up, and since when it answered."""
+    config = make_config(tmp_path, metrics={"listen": f"127.0.0.1:{free_port()}"})
+    runs = served("blackbox-probe")
+    answered = datetime(2026, 12, 7, 21, 0, tzinfo=UTC)
+    with metrics_endpoint(config, runs, print) as url:
+        assert url is not None
+        before = scrape(url)
+        runs.api_watched("the Prefect server at http://prefect-host:4200/api", answered)
+        up = scrape(url)
+        runs.api_asked(answered + timedelta(seconds=50), "ConnectError")
+        silent = scrape(url)
+    assert not [name for name, _ in before if name.startswith("fleet_alerting_prefect_api")]
+    assert up[("fleet_alerting_prefect_api_up", ())] == 1
+    assert silent[("fleet_alerting_prefect_api_up", ())] == 0
+    last = ("fleet_alerting_prefect_api_last_answer_timestamp_seconds", ())
+    assert silent[last] == answered.timestamp()
+
+
 def test_a_store_that_cannot_be_read_is_a_gauge_not_a_failed_scrape(tmp_path: Path) -> None:
     config = make_config(tmp_path, metrics={"listen": f"127.0.0.1:{free_port()}"})
     (tmp_path / "state.sqlite").write_text("not a database, " * 100)

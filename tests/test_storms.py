@@ -17,12 +17,19 @@ from fleet_alerting.core import actions
 from fleet_alerting.core.channels import SLACK_CHANNELS
 from fleet_alerting.core.fleet import FleetConfig
 from fleet_alerting.core.grouping import GroupingConfig
-from fleet_alerting.core.incidents import Escalation, Incident, Kind, State
+from fleet_alerting.core.incidents import (
+    Escalation,
+    Incident,
+    Kind,
+    Notification,
+    Records,
+    State,
+)
 from fleet_alerting.core.inhibition import InhibitRule
 from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.muting import Muting, Silence
 from fleet_alerting.core.policy import Evaluation, PolicyConfig, default_policies
-from fleet_alerting.core.signals import Severity, Signal
+from fleet_alerting.core.signals import TEXTS, Severity, Signal
 from fleet_alerting.core.storms import StormRules, decide
 from fleet_alerting.delivery.notifiers.slack_webhook import headline
 from fleet_alerting.store.actions import apply
@@ -53,6 +60,11 @@ def expand(spec: dict[str, Any]) -> list[Signal]:
             )
         )
     return out
+
+
+def readable(n: Notification) -> tuple[Any, ...]:
+    """A message as operators and the outbox see it: id, channel, kind, texts and the record."""
+    return (n.id, n.channel, n.kind, n.incident, {t: getattr(n.incident.signal, t) for t in TEXTS})
 
 
 def rules_of(case: dict[str, Any]) -> StormRules:
@@ -144,7 +156,22 @@ def test_storm_table(case: dict[str, Any], stored: bool, tmp_path: Path) -> None
         ) -> Evaluation:
             return decide(signals, current, policies.__getitem__, rules, now, None, muting)
 
-        result = real.evaluate(run, now)[0] if real else run(unresolved)
+        def as_each_alone(
+            records: Mapping[str, Incident], run: Any = run, where: str = where
+        ) -> Evaluation:
+            """The store's records (members alike decided once, their messages left to
+            grouping): every message and record as when each key is decided from its whole
+            record, alone."""
+            assert real is not None and isinstance(records, Records)
+            alone = run(dict(real.unresolved()))
+            got = run(records)
+            assert got == alone, where
+            assert [readable(n) for n in got.notifications] == [
+                readable(n) for n in alone.notifications
+            ], where
+            return got
+
+        result = real.evaluate(as_each_alone, now)[0] if real else run(unresolved)
         store.update({i.key: i for i in result.incidents})
         repeated = {n.id for n in result.notifications} & ids
         assert not repeated, f"{where}: ids of earlier notifications {sorted(repeated)}"

@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -40,16 +39,7 @@ from fleet_alerting.audit.noise import (
     compute,
 )
 from fleet_alerting.config.secrets import redact
-
-
-def shown_url(url: str) -> str:
-    """A URL for messages and reports: no user or password, no query string."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(an unparseable URL)"
-    host = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else redact(url.split("?")[0])
+from fleet_alerting.http.errors import shown_url
 
 
 def fetch_running_config(url: str, timeout: float = 10.0) -> str:

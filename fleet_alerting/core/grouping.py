@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
 from itertools import islice
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import Field
 
@@ -68,7 +68,15 @@ from fleet_alerting.core.incidents import (
 from fleet_alerting.core.inhibition import INHIBITED_BY, INHIBITION_ENDED
 from fleet_alerting.core.keys import incident_key
 from fleet_alerting.core.model import Duration, Model
-from fleet_alerting.core.policy import Evaluation, PolicyFor, notify_channels, reminder_due
+from fleet_alerting.core.policy import (
+    AlikeMembers,
+    Evaluation,
+    PolicyFor,
+    notify_channels,
+    parts_of,
+    reminder_due,
+    unfolded,
+)
 from fleet_alerting.core.signals import Severity, Signal
 
 PREFIX = GROUP_PREFIX
@@ -146,14 +154,16 @@ def group(
         and seen.source[len(PREFIX) :] in own_sources
     }
     batches: dict[str, _Batch] = {}
-    passed: list[Notification] = []
-    routed: dict[str, list[Notification]] = {}  # group key -> member messages taken over
+    # messages, and members alike whose messages are made only if they go out (`unfolded`)
+    passed: list[Notification | AlikeMembers] = []
+    routed: dict[str, list[Notification | AlikeMembers]] = {}  # group key -> members' taken over
     # ... of them, those that are not a member's opening (each of those is a member's)
     others: dict[str, list[Notification]] = {}
     keys: dict[str, str] = {}  # member key -> group key
     key_of = _group_keys(config)
 
-    storms = _storms(evaluation.notifications, changed, config, key_of, keys)
+    parts = parts_of(evaluation.notifications)  # members alike as one: their messages unmade
+    storms = _storms(parts, changed, config, key_of, keys)
     ungrouped = set(config.ungrouped)
 
     def route(member: Incident) -> str | None:
@@ -169,7 +179,11 @@ def group(
 
     routed_key: str | None = None  # a changed record's messages come one after another
     opened = Kind.opened
-    for n in evaluation.notifications:
+    for n in parts:
+        if type(n) is AlikeMembers:
+            _route_alike(n, changed, route, batches, passed, routed, others)
+            routed_key = None
+            continue
         if n.incident.key != routed_key:
             record = changed.get(n.incident.key)
             member = record or n.incident
@@ -189,7 +203,7 @@ def group(
             batch.opened[member.key] = member if same else replace(member, signal=n.incident.signal)
             if not same and n.incident.signal.summary != member.signal.summary:
                 batch.worded[n.incident.signal.summary] = member.signal.summary
-    out: list[Notification] = []
+    out: list[Notification | AlikeMembers] = []
     for gk in [*batches, *(k for k in groups if k not in batches)]:  # messages keep order
         batch = batches.get(gk, _Batch())
         current = groups.get(gk)
@@ -211,9 +225,9 @@ def group(
         for n in others_of:  # a member's opening is its batch's, so one of `mine`
             if n.incident.key not in mine:
                 out.append(n)  # not a member: told on its own, and its page is not the group's
-            elif n.kind == Kind.silence_expired or PAGED_AGAIN in n.id:
+            elif n.kind == Kind.silence_expired or n.marked(PAGED_AGAIN):
                 batch.unmuted += _mute_ended(before, n.incident.key)
-            elif INHIBITION_ENDED in n.id:
+            elif n.marked(INHIBITION_ENDED):
                 cause = glance(before, n.incident.key).inhibited_by
                 batch.uninhibited += [cause] if cause else []
             elif n.kind == Kind.paged:
@@ -256,7 +270,75 @@ def group(
         if g != groups.get(gk):
             changed[gk] = g
         out += sent
-    return Evaluation(list(changed.values()), passed + out)
+    return Evaluation(list(changed.values()), unfolded([*passed, *out]))
+
+
+def _route_alike(
+    alike: AlikeMembers,
+    changed: Mapping[str, Incident],
+    route: Callable[[Incident], str | None],
+    batches: dict[str, _Batch],
+    passed: list[Notification | AlikeMembers],
+    routed: dict[str, list[Notification | AlikeMembers]],
+    others: dict[str, list[Notification]],
+) -> None:
+    """`group`'s walk over the messages, for members decided alike (policy.AlikeMembers) — each
+    member routed and its opening marked in its group's batch, its messages taken as a run of
+    the members routed alike one after another, made only if they pass on. Of its other
+    messages, a page marks the batch paged as `group` marks it; any other is made for `group`
+    to read."""
+    model, members = alike
+    opens = any(n.kind == Kind.opened for n, _tail in model.sent)
+    besides = any(n.kind != Kind.opened for n, _tail in model.sent)
+    pages, other = _besides_opening(model.sent) if opens else (set(), True)
+    taken: list[Notification | AlikeMembers] | None = None
+    start = 0
+    for at, made in enumerate(members):
+        member = changed.get(made.key) or made
+        gk = route(member)
+        if gk is not None and gk not in batches:
+            batches[gk], routed[gk], others[gk] = _Batch(), [], []
+        goes = passed if gk is None else routed[gk]
+        if goes is not taken:
+            if taken is not None:
+                taken.append(AlikeMembers(model, members[start:at]))
+            taken, start = goes, at
+        if gk is None:
+            continue
+        batch = batches[gk]
+        if opens and member.key not in batch.opened:
+            # the record, with the message's wording (its messages carry `made`'s signal)
+            same = made.signal is member.signal
+            batch.opened[member.key] = member if same else replace(member, signal=made.signal)
+            if not same and made.signal.summary != member.signal.summary:
+                batch.worded[made.signal.summary] = member.signal.summary
+        # a member that opens is one of its group's: its pages are the group's (as `group` reads)
+        if not besides:
+            continue
+        if other:
+            others[gk] += [n for n in model.told(made) if n.kind != Kind.opened]
+        elif pages is not None:
+            batch.paged = True
+            batch.pagers |= pages
+    if taken is not None:
+        taken.append(AlikeMembers(model, members[start:]))
+
+
+def _besides_opening(sent: Sequence[tuple[Notification, str]]) -> tuple[set[str] | None, bool]:
+    """What a member's messages besides its opening (each with its id after the key) tell its
+    group, if `group` needs none of them made: the pagers they page (None: they page nothing),
+    and whether some must be made after all (a kind or an id `group` reads one by one)."""
+    pages: set[str] | None = None
+    for n, tail in sent:
+        if n.kind == Kind.opened:
+            continue
+        plain = tail.startswith("|") and PAGED_AGAIN not in tail and INHIBITION_ENDED not in tail
+        if not plain or n.kind not in (Kind.paged, Kind.escalated, Kind.reminder):
+            return None, True
+        if n.kind == Kind.paged:
+            pages = pages or set()
+            pages |= {n.channel} if pager_of(n.channel) is not None else set()
+    return pages, False
 
 
 def _group_keys(config: GroupingConfig) -> Callable[[Incident], str]:
@@ -280,7 +362,7 @@ def _group_keys(config: GroupingConfig) -> Callable[[Incident], str]:
 
 
 def _storms(
-    told: Iterable[Notification],
+    told: Iterable[Notification | AlikeMembers],
     changed: Mapping[str, Incident],
     config: GroupingConfig,
     key_of: Callable[[Incident], str],
@@ -291,7 +373,7 @@ def _storms(
     opening: dict[str, set[str]] = {}
     ungrouped = set(config.ungrouped)
     opened, counted = Kind.opened, None  # a member's messages come one after another
-    for n in told:
+    for n in _openings(told, ungrouped):
         if n.kind != opened or n.incident.source not in ungrouped or n.incident.key == counted:
             continue  # a record's source is its key's for good: the record is not looked up
         member = changed.get(n.incident.key) or n.incident
@@ -304,6 +386,27 @@ def _storms(
             else:
                 opening[gk] = {member.key}
     return {gk for gk, members in opening.items() if len(members) >= config.ungrouped_storm}
+
+
+def _openings(
+    told: Iterable[Notification | AlikeMembers], ungrouped: set[str]
+) -> Iterator[Notification | _Opening]:
+    """The messages, each run of members alike (policy.AlikeMembers) as one opening per member
+    of an `ungrouped` source (what `_storms` reads of them), none of any other."""
+    for n in told:
+        if type(n) is not AlikeMembers:
+            yield n  # type: ignore[misc]
+        elif n.model.incident.source in ungrouped and any(
+            m.kind == Kind.opened for m, _tail in n.model.sent
+        ):
+            yield from (_Opening(member) for member in n.members)
+
+
+class _Opening(NamedTuple):
+    """A member's opening, as `_storms` reads a message (its kind and what it is about)."""
+
+    incident: Incident
+    kind: Kind = Kind.opened
 
 
 def _new_group(gk: str, members: Sequence[Incident], now: datetime) -> Incident:

@@ -1,13 +1,13 @@
 """Whether `serve` tells its dead man's switch "all is well" or "failing, because …".
 
 A pure decision of the watches' last runs, their intervals, the age of the oldest queued page,
-the open incidents' pages that are dead letters and `now`: the heartbeat loop
-(deployments/heartbeat.py) gathers these and sends what this says.
+the open incidents' pages that are dead letters, when the Prefect server last answered and
+`now`: the heartbeat loop (deployments/heartbeat.py) gathers these and sends what this says.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,6 +17,8 @@ from fleet_alerting.core.durations import format_duration
 # second missed interval is a watch that stopped working.
 LATE_AFTER_INTERVALS = 2
 STUCK_PAGE_AFTER = timedelta(minutes=5)
+# serve asks its Prefect server every few seconds; this long without an answer is no blip
+SILENT_API_AFTER = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,15 @@ class DeadPage:
 
 
 @dataclass(frozen=True)
+class PrefectApi:
+    """The Prefect server serve runs through, and when it last answered."""
+
+    named: str  # "the Prefect server at http://…/api (PREFECT_API_URL)"
+    last_answer: datetime
+    last_error: str = ""  # why the last ask got no answer (ConnectError), if it did not
+
+
+@dataclass(frozen=True)
 class Verdict:
     ok: bool
     reason: str = ""  # one line naming what is wrong; empty when ok
@@ -63,6 +74,12 @@ def late(watch: WatchStatus, now: datetime) -> timedelta | None:
     return since if since > LATE_AFTER_INTERVALS * watch.every else None
 
 
+def api_silent(api: PrefectApi | None, now: datetime) -> timedelta | None:
+    """How long the Prefect server has not answered, when that is past SILENT_API_AFTER."""
+    since = now - api.last_answer if api is not None else None
+    return since if since is not None and since > SILENT_API_AFTER else None
+
+
 def verdict(
     watches: list[WatchStatus],
     oldest_page: QueuedPage | None,
@@ -70,14 +87,26 @@ def verdict(
     store_error: str = "",
     scheduled: bool = True,
     dead_pages: Sequence[DeadPage] = (),
+    api: PrefectApi | None = None,
+    sends: Mapping[str, datetime] | None = None,
 ) -> Verdict:
-    """ok only when every watch succeeded within its limit, no page waits longer than
-    STUCK_PAGE_AFTER, no open incident's page is a dead letter and the store answered; else
-    every reason, in one line. Before serve has `scheduled` its watches, silent unless something
-    is already wrong."""
+    """ok only when the Prefect server answered within SILENT_API_AFTER, every watch succeeded
+    within its limit, no page waits longer than STUCK_PAGE_AFTER, no open incident's page is a
+    dead letter and the store answered; else every reason, in one line (a silent server first:
+    the watches are late because of it). Before serve has `scheduled` its watches, silent unless
+    something is already wrong. `sends`: the destinations sends wait on, each since when (a
+    late watch's run in flight names those it may be waiting on)."""
+    reasons: list[str] = []
+    gist: list[str] = []
+    if api is not None and (silent := api_silent(api, now)):
+        why = f" ({api.last_error})" if api.last_error else ""
+        reasons.append(f"{api.named} has not answered for {format_duration(silent)}{why}")
+        gist.append(f"{api.named} does not answer")
     late_ones = [(w, since) for w in watches if (since := late(w, now))]
-    reasons = [_late_reason(w, since, now) for w, since in late_ones]
-    gist = [f"{w.name}: {w.last_failure_reason}" for w, _ in late_ones]
+    reasons += [_late_reason(w, since, now) for w, since in late_ones]
+    gist += [f"{w.name}: {w.last_failure_reason}" for w, _ in late_ones]
+    if sends and any(w.in_flight_since for w, _ in late_ones):
+        reasons.append(_sends_in_flight(sends, now))
     if store_error:
         reasons.append(f"the store failed: {store_error}")
         gist.append(store_error)
@@ -98,6 +127,14 @@ def verdict(
     if not reasons and not scheduled:
         return Verdict(False, silent=True)
     return Verdict(not reasons, "; ".join(reasons), tuple(gist))
+
+
+def _sends_in_flight(sends: Mapping[str, datetime], now: datetime) -> str:
+    """The sends this process waits on, each destination with its oldest: what a hanging run may
+    wait on (the process's, not tied to one run: two runs' sends are not told apart)."""
+    waits = sorted(sends.items(), key=lambda item: item[1])
+    listed = ", ".join(f"{d} for {format_duration(now - since)}" for d, since in waits)
+    return f"sends in flight: {listed}"
 
 
 def _late_reason(watch: WatchStatus, since: timedelta, now: datetime) -> str:

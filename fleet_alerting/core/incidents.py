@@ -180,6 +180,11 @@ class Notification:
     # it was true (`at`)
     sending_at: datetime | None = None
 
+    def marked(self, marker: str) -> bool:
+        """Whether the engine marked this message's id with `marker` (`:paged-again`…), read
+        after its incident's key: a label value may spell a marker too."""
+        return marker in self.id.removeprefix(self.incident.key)
+
 
 # the slots' own setters: a frozen dataclass's __init__ sets each field through
 # object.__setattr__, which looks the slot up again on every call

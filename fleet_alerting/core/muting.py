@@ -435,7 +435,7 @@ def mute(
                 folded[key] = fold
             if not keep:
                 drop.add(key)
-            elif any(n.kind == Kind.silence_expired or PAGED_AGAIN in n.id for n in told):
+            elif any(n.kind == Kind.silence_expired or n.marked(PAGED_AGAIN) for n in told):
                 # the words that it ended (paging again, or not) are this run's reminder: one
                 # message, not two
                 dropped_ids |= {n.id for n in sent if n.kind == Kind.reminder}
@@ -629,7 +629,7 @@ def _end(
     # a mute can end more than once in an episode: the moment is in the id
     if told_before and prior is not None:
         # the operator's silence, ending too, said it (paging again what it held)
-        said = any(n.kind == Kind.silence_expired or PAGED_AGAIN in n.id for n in sent)
+        said = any(n.kind == Kind.silence_expired or n.marked(PAGED_AGAIN) for n in sent)
         channels = [] if said else policy.channels()
         paging = [n.channel for n in sent if n.kind == Kind.paged]
         resolving = {n.channel for n in sent if n.kind == Kind.resolved}  # an ack timed out

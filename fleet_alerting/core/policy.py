@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple, Self
@@ -153,7 +153,9 @@ PolicyFor = Callable[[Severity], PolicyConfig]
 @dataclass(frozen=True)
 class Evaluation:
     incidents: list[Incident]  # new or changed, to be stored (an unchanged failure is not listed)
-    notifications: list[Notification]  # to be queued in the same transaction
+    # to be queued in the same transaction (between `evaluate` and grouping: `Told`, its
+    # members' alike messages made when read)
+    notifications: list[Notification] | Told
 
     def sent_about(self) -> Callable[[str], list[Notification]]:
         """The messages about an incident key, sorted by key on the first ask: the storm passes
@@ -181,9 +183,9 @@ def evaluate(
     groups_remind: bool = False,
 ) -> Evaluation:
     """`groups_remind`: grouping is on, so a member of an open group is reminded of by its group
-    (on the group's clock), not on its own."""
+    (on the group's clock), not on its own — and the messages of members decided alike are left
+    to grouping to make (`Told`): a storm's are folded into its group's few, never made."""
     changed: list[Incident] = []
-    notifications: list[Notification] = []
     policy_for = _per_severity(policy_for)
     member_policy = _per_severity(lambda sev: policy_for(sev).model_copy(update={"repeat": None}))
 
@@ -214,11 +216,22 @@ def evaluate(
         briefs: list[Brief | None] = incidents.observe(latest)
     else:
         briefs = [None] * len(latest)
-    made, told = changed.append, notifications.extend
+    parts: list[Notification | AlikeMembers] = []  # the messages, members alike as one
+    made, told = changed.append, parts.extend
     for signal, brief in zip(latest, briefs, strict=True):
         if alike is not None and (found := alike.decided_for(signal, brief)) is not None:
-            made(found[0])
-            told(found[1])
+            incident, sent = found
+            made(incident)
+            if type(sent) is list:  # the shape's first: decided on its own
+                told(sent)
+            elif not groups_remind:
+                told(sent.told(incident))
+            elif sent.sent:  # left for grouping, which folds a storm's members into its group
+                last = parts[-1] if parts else None
+                if type(last) is AlikeMembers and last.model is sent:
+                    last.members.append(incident)
+                else:
+                    parts.append(AlikeMembers(sent, [incident]))
             continue
         current = incidents.get(signal.key)
         if signal.firing:
@@ -230,8 +243,10 @@ def evaluate(
         if updated is current:
             continue
         changed.append(updated)
-        notifications.extend(sent)
-    return Evaluation(changed, notifications)
+        parts.extend(sent)
+    if any(type(part) is AlikeMembers for part in parts):
+        return Evaluation(changed, Told(parts))
+    return Evaluation(changed, parts)  # type: ignore[arg-type]  # (messages only)
 
 
 class _Alike:
@@ -253,9 +268,10 @@ class _Alike:
 
     def decided_for(
         self, signal: Signal, brief: Brief | None
-    ) -> tuple[Incident, list[Notification]] | None:
+    ) -> tuple[Incident, list[Notification] | _Model] | None:
         """What `_on_failure` makes of `signal`'s record, if it is known without reading it
-        (`brief`: its brief if its record is known from it, `Records.observe`)."""
+        (`brief`: its brief if its record is known from it, `Records.observe`): the record, and
+        its messages — those of the shape's decision (`_Model.told`) but for the shape's first."""
         if brief is not None:
             shape = (signal.severity, brief.source, brief.onset, brief.failures, brief.successes)
         elif signal.firing and signal.key not in self.known:
@@ -276,7 +292,7 @@ class _Alike:
             found = _on_failure(current, signal, policy, self.now)
             self.decided[shape] = _Model.of(*found)
             return found
-        return model.like(signal)
+        return rekeyed(model.incident, signal.key, signal), model
 
 
 def onset_of(signal: Signal, now: datetime) -> datetime:
@@ -308,20 +324,84 @@ class _Model(NamedTuple):
         about_it = all(n.incident is incident for n in sent)
         return cls(incident, [(n, n.id[head:]) for n in sent], about_it)
 
-    def like(self, signal: Signal) -> tuple[Incident, list[Notification]]:
-        """What this decision is for `signal`'s key."""
-        key = signal.key
-        incident = rekeyed(self.incident, key, signal)
+    def told(self, incident: Incident) -> list[Notification]:
+        """This decision's messages for `incident`, the record made like it (`rekeyed`)."""
+        key = incident.key
         if self.about_it:
-            return incident, [retold(n, key + tail, incident) for n, tail in self.sent]
+            return [retold(n, key + tail, incident) for n, tail in self.sent]
         made = {id(self.incident): incident}
         copies = []
         for n, tail in self.sent:
             snapshot = made.get(id(n.incident))
             if snapshot is None:
-                snapshot = made[id(n.incident)] = evolve(n.incident, key=key, signal=signal)
+                snapshot = evolve(n.incident, key=key, signal=incident.signal)
+                made[id(n.incident)] = snapshot
             copies.append(retold(n, key + tail, snapshot))
-        return incident, copies
+        return copies
+
+
+class AlikeMembers(NamedTuple):
+    """Records decided alike (`_Alike`), one after another: their messages are the `model`'s for
+    each of them, made only when read (`Told`) — grouping takes them as one and makes none of a
+    storm's, whose members it folds into the group's messages."""
+
+    model: _Model
+    members: list[Incident]
+
+    def told(self) -> list[Notification]:
+        return [n for member in self.members for n in self.model.told(member)]
+
+
+class Told(Sequence[Notification]):
+    """An evaluation's messages, in order, as `evaluate` leaves them when grouping is on: runs of
+    members alike (`AlikeMembers`) whose messages are made, all at once, only when something
+    reads them as messages; the grouping pass reads `parts` and makes only those it passes on.
+    Added to a list (a pass's messages before or after), it stays so."""
+
+    def __init__(self, parts: list[Notification | AlikeMembers]):
+        self.parts = parts
+        self._made: list[Notification] | None = None
+
+    def _all(self) -> list[Notification]:
+        if self._made is None:
+            self._made = unfolded(self.parts)
+        return self._made
+
+    def __iter__(self) -> Iterator[Notification]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __bool__(self) -> bool:
+        return bool(self.parts)  # (a run holds at least one member, its model a message)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._all()[index]
+
+    def __add__(self, other: Iterable[Notification]) -> Told:
+        return Told([*self.parts, *parts_of(other)])
+
+    def __radd__(self, other: Iterable[Notification]) -> Told:
+        return Told([*parts_of(other), *self.parts])
+
+
+def parts_of(told: Iterable[Notification]) -> list[Notification | AlikeMembers]:
+    """The messages as `Told.parts` holds them (a list of messages is its own)."""
+    if isinstance(told, Told):
+        return told.parts
+    return told if isinstance(told, list) else list(told)  # type: ignore[return-value]
+
+
+def unfolded(parts: Iterable[Notification | AlikeMembers]) -> list[Notification]:
+    """Every message of `parts`, made."""
+    made: list[Notification] = []
+    for part in parts:
+        if type(part) is AlikeMembers:
+            made += part.told()
+        else:
+            made.append(part)  # type: ignore[arg-type]
+    return made
 
 
 def recover_unseen(

@@ -32,6 +32,7 @@ from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.heartbeat import STUCK_PAGE_AFTER
 from fleet_alerting.core.incidents import Incident, Kind, Notification, State
 from fleet_alerting.delivery.channels import Confirms, Notifier
+from fleet_alerting.delivery.in_flight import SENDS
 from fleet_alerting.delivery.notifiers.slack_webhook import PAGING_DELAYED, PAGING_ENDED
 from fleet_alerting.http.errors import MAX_RETRY_AFTER, AdapterError
 from fleet_alerting.http.retry import with_retries
@@ -426,9 +427,10 @@ async def send_once(notifier: Notifier, n: Notification, doubt: bool, since: dat
     """Stage 2, the in-doubt check: a message an earlier attempt may have delivered goes to a
     notifier that can look at its destination (`Confirms`) as `send_in_doubt`, which sends only
     what is not there yet; others send it again (a pager folds it by dedup key)."""
-    if doubt and isinstance(notifier, Confirms):
-        return await notifier.send_in_doubt(n, since)
-    return await notifier.send(n)
+    with SENDS.sending(n.channel):  # what a run hanging here waits on, for the heartbeat
+        if doubt and isinstance(notifier, Confirms):
+            return await notifier.send_in_doubt(n, since)
+        return await notifier.send(n)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -114,3 +115,13 @@ async def post_json(
         return response, response.json()
     except ValueError:
         raise AdapterError(f"{system} answered non-JSON", permanent=False) from None
+
+
+def shown_url(url: str) -> str:
+    """A URL for messages and reports: no user or password, no query string."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(an unparseable URL)"
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else redact(url.split("?")[0])

@@ -1,6 +1,7 @@
 """`serve`'s Prometheus endpoint (config `metrics`): per watch the last run's start, success,
-failure and duration (recorded by `serve`), and what the store holds — open incidents, the
-outbox by destination, dead letters, destinations backing off — read when Prometheus scrapes.
+failure and duration (recorded by `serve`), whether its Prefect server answers, and what the
+store holds — open incidents, the outbox by destination, dead letters, destinations backing off
+— read when Prometheus scrapes.
 
 A scrape never fails because the store does: the store is read in a worker thread for at most
 STORE_READ_TIMEOUT, and an error or a timeout becomes `fleet_alerting_store_up 0` and one more
@@ -24,6 +25,7 @@ from prometheus_client.registry import Collector
 from fleet_alerting.config.schema import Config
 from fleet_alerting.config.secrets import redact
 from fleet_alerting.core.clock import utcnow
+from fleet_alerting.core.heartbeat import PrefectApi
 from fleet_alerting.deployments.serve import ServeError
 from fleet_alerting.deployments.watch_runs import WatchRecord, WatchRuns
 from fleet_alerting.store.database import Store
@@ -89,6 +91,24 @@ def watch_metrics(records: list[WatchRecord]) -> Iterator[Metric]:
     for suffix, doc, value in _WATCH_GAUGES:
         rows = [([r.name], value(r)) for r in records]
         yield _gauge(f"fleet_alerting_watch_{suffix}", doc, ["watch"], rows)
+
+
+def api_metrics(api: PrefectApi | None) -> Iterator[Metric]:
+    """Whether the Prefect server serve runs through answers its health check (asked every few
+    seconds), and when it last did; absent before serve has a server."""
+    if api is None:
+        return
+    up = GaugeMetricFamily(
+        "fleet_alerting_prefect_api_up", "1 if the Prefect server answered serve's last ask."
+    )
+    up.add_metric([], 0 if api.last_error else 1)
+    yield up
+    yield _gauge(
+        "fleet_alerting_prefect_api_last_answer_timestamp_seconds",
+        "When the Prefect server last answered serve (runs start only while it answers).",
+        [],
+        [([], _seconds(api.last_answer))],
+    )
 
 
 def store_metrics(view: StoreView) -> Iterator[Metric]:
@@ -166,6 +186,14 @@ class ServeCollector(Collector):
         )
         scheduled.add_metric([], len(records))
         yield scheduled
+        deployments = GaugeMetricFamily(
+            "fleet_alerting_deployments_scheduled",
+            "How many deployments (its watches and the quarterly audit) serve has scheduled (0 "
+            "until its Prefect server answers and they are registered).",
+        )
+        deployments.add_metric([], self.runs.deployments_scheduled())
+        yield deployments
+        yield from api_metrics(self.runs.api())
         yield from watch_metrics(records)
         view = self._read_store()
         if view is not None:

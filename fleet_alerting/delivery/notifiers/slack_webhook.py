@@ -117,7 +117,7 @@ def headline(n: Notification) -> str:
         if AFTER_ALL in n.id:
             took = f"{pagers} took the page"
             return f"[{severity}] Paged after all: {took}, failing for {lasted}: {summary}"
-        if PAGED_AGAIN in n.id:  # a mute ended: its summary says which
+        if n.marked(PAGED_AGAIN):  # a mute ended: its summary says which
             again = f"Silence ended, still failing after {lasted}; paged {pagers} again"
             return f"[{severity}] {again}: {summary}"
         return f"[{severity}] Paged {pagers}: failing for {lasted}: {summary}"
