@@ -15,6 +15,8 @@ from datetime import datetime
 from functools import lru_cache, partial
 from typing import Any
 
+from pydantic import ValidationError
+
 from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link, percent_encoded
 from fleet_alerting.core.signals import Link, Severity, Signal
 
@@ -37,19 +39,34 @@ def alertmanager_args(
     receivers: tuple[str, ...],
     generator_url: str | None,
 ) -> Args:
-    """All an alert's texts are rendered from besides its labels (the signal's own)."""
+    """All an alert's texts are rendered from besides its labels (the signal's own): of its
+    annotations, what the texts show of them (`shown_annotations`)."""
     return {
         "rule": rule,
         "url": alertmanager_url,
         "links": settings,
         "name": name,
-        "annotations": annotations,
+        "annotations": shown_annotations(annotations),
         "firing": firing,
         "silenced_by": silenced_by,
         "inhibited_by": inhibited_by,
         "receivers": receivers,
         "generator_url": generator_url,
     }
+
+
+# the annotations an alert's texts read; of its description, the first DESCRIBED characters
+SHOWN_ANNOTATIONS = ("summary", "runbook_url", "runbook", "remediation")
+DESCRIBED = 500
+
+
+def shown_annotations(annotations: Mapping[str, str]) -> dict[str, str]:
+    """What `alertmanager_texts` reads of an alert's annotations, capped as the texts cap it: a
+    recipe keeps no more (an annotation of 1 MB would otherwise cost 1 MB a row)."""
+    shown = {name: annotations[name] for name in SHOWN_ANNOTATIONS if annotations.get(name)}
+    if description := annotations.get("description"):
+        shown["description"] = description[:DESCRIBED]
+    return shown
 
 
 def alertmanager_summary(labels: Mapping[str, str], args: Args) -> str:
@@ -74,16 +91,17 @@ def alertmanager_texts(
     if args["receivers"]:
         evidence["receivers"] = ", ".join(args["receivers"])
     if notes.get("description"):
-        evidence["description"] = notes["description"][:500]
+        evidence["description"] = notes["description"][:DESCRIBED]
     alert_links = [Link("Alertmanager", alertmanager_link(args["url"], labels))]
     if args["generator_url"]:
         alert_links.append(Link("Source", args["generator_url"]))
     host = labels.get("host") or labels.get("instance", "").split(":")[0]
     if host:
-        settings = links if links is not None else _links(_frozen(args["links"]))
-        logs = logs_link(settings, logql_selector(host=host), f"Logs of {host}")
-        if logs:
-            alert_links.append(logs)
+        settings = links if links is not None else known_links(args["links"])
+        if settings is not None:
+            logs = logs_link(settings, logql_selector(host=host), f"Logs of {host}")
+            if logs:
+                alert_links.append(logs)
     return {
         "summary": alertmanager_summary(labels, args),
         "runbook_url": alert_runbook(notes),
@@ -120,13 +138,19 @@ def _quoted_matcher(name: str, value: str) -> str:
     return percent_encoded(f'{name}="{value}"')
 
 
-def _frozen(settings: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted(settings.items()))
+def known_links(settings: Mapping[str, Any]) -> LinksConfig | None:
+    """A recipe's links settings, of the options this code knows (a later version may add
+    one: a config change, no new schema); None if those do not validate (no links need them)."""
+    try:
+        return _links(tuple(sorted(settings.items())))
+    except (ValidationError, TypeError):  # TypeError: a value not hashable, not a setting
+        return None
 
 
 @lru_cache(maxsize=64)
 def _links(settings: tuple[tuple[str, Any], ...]) -> LinksConfig:
-    return LinksConfig.model_validate(dict(settings))
+    known = LinksConfig.model_fields
+    return LinksConfig.model_validate({k: v for k, v in settings if k in known})
 
 
 RENDERERS: dict[str, Renderer] = {ALERTMANAGER: alertmanager_texts}
@@ -172,13 +196,17 @@ def stored_form(signal: Signal) -> dict[str, Any] | None:
 
 
 def from_stored(key: str, stored: Mapping[str, Any]) -> Signal:
-    """The signal a store kept by `stored_form`, its texts rendered when read. ValueError for a
-    renderer this code does not have."""
+    """The signal a store kept by `stored_form`, its texts rendered when read: by a renderer
+    this code has, else — or if rendering raises — plain (`plain_texts`). KeyError, TypeError or
+    ValueError for a row without what a signal needs (its source, severity, labels...)."""
     name, args = stored["recipe"], stored["args"]
-    if name not in RENDERERS:
-        raise ValueError(f"a stored signal's texts need renderer {name!r}, unknown here")
     labels = stored["labels"]
     since = stored["since"]
+    kept = {
+        "summary": stored["summary"],
+        "runbook_url": stored["runbook_url"],
+        "remediation": tuple(stored["remediation"]),
+    }
     signal = Signal.deferred(
         key=key,
         source=stored["source"],
@@ -187,21 +215,38 @@ def from_stored(key: str, stored: Mapping[str, Any]) -> Signal:
         target=stored["target"],
         labels=labels,
         fingerprint=stored["fingerprint"],
-        render=partial(_rendered, name, labels, args),
-        runbook_url=stored["runbook_url"],
+        render=partial(_rendered, name, labels, args, kept),
+        runbook_url=kept["runbook_url"],
         since=datetime.fromisoformat(since) if since else None,
-        remediation=tuple(stored["remediation"]),
+        remediation=kept["remediation"],
     )
-    signal.__dict__["summary"] = stored["summary"]
+    signal.__dict__["summary"] = kept["summary"]
     return signal
 
 
-def _rendered(name: str, labels: Mapping[str, str], args: Args) -> dict[str, Any]:
-    """A stored recipe's texts."""
-    return RENDERERS[name](labels, args, None)
+def _rendered(
+    name: str, labels: Mapping[str, str], args: Args, kept: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A stored recipe's texts; plain if this code cannot render them (a renderer of a newer
+    version, a damaged row): a reader shows what the row vouches for, the watch goes on."""
+    renderer = RENDERERS.get(name)
+    if renderer is None:
+        return plain_texts(kept, f"recipe {name!r} unknown to this version")
+    try:
+        return renderer(labels, args, None)
+    except Exception as error:
+        return plain_texts(kept, f"recipe {name!r} not renderable here ({type(error).__name__})")
 
 
-def _as_stored(name: str, _labels: Mapping[str, str], args: Args) -> tuple[str, Args]:
+def plain_texts(kept: Mapping[str, Any], why: str) -> dict[str, Any]:
+    """Texts of a recipe not rendered: what its row keeps beside it (summary, runbook,
+    remediation), no links, and why in the evidence."""
+    return {**kept, "links": (), "evidence": {"texts": f"not rendered: {why}"}}
+
+
+def _as_stored(
+    name: str, _labels: Mapping[str, str], args: Args, _kept: Mapping[str, Any]
+) -> tuple[str, Args]:
     return name, args
 
 

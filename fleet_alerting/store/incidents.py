@@ -304,7 +304,11 @@ def _texts_row(signal: Signal, key: str) -> str:
     incident's row reads the signal's fingerprint alone."""
     stored = recipes.stored_form(signal)
     if stored is not None:
-        return _json(orjson.dumps(stored))
+        data = orjson.dumps(stored)
+        # a NUL would be stored as U+FFFD and its links rendered otherwise than sent (%00):
+        # such a signal's texts are stored rendered
+        if b"\\u0000" not in data:
+            return data.decode()
     return _texts_json(signal.with_texts(), key)
 
 
@@ -544,13 +548,29 @@ def record_json(data: str, signal: str | None) -> str:
 _PLACEHOLDER = '{"source":"","firing":false,"severity":"info","summary":""}'
 
 
+def _recipe_signal(incident: Incident, stored: str) -> Signal:
+    """The signal of a recipe row; of a row that is not one (damaged), what its record vouches
+    for: one row never stops a reader or the watch (a plain signal, written back rendered)."""
+    try:
+        return recipes.from_stored(incident.key, orjson.loads(stored))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return Signal(
+            key=incident.key,
+            source=incident.source,
+            firing=True,
+            severity=incident.severity,
+            summary=f"{incident.key} (its stored texts unreadable here)",
+            evidence={"texts": "not rendered: its stored recipe is damaged"},
+        )
+
+
 def row_incident(row: Sequence[Any]) -> Incident:
     """The incident of a row (INCIDENT_COLUMNS): its record with its signal (kept apart, or in
     the record if written before schema 6), the thread from its columns (the truth for it)."""
     data, channel, ts, signal = row
     if signal is not None and signal.startswith(_RECIPE_FIRST):
         incident = parse(record_json(data, _PLACEHOLDER))
-        incident = evolve(incident, signal=recipes.from_stored(incident.key, orjson.loads(signal)))
+        incident = evolve(incident, signal=_recipe_signal(incident, signal))
     else:
         incident = parse(record_json(data, signal))
     if (incident.thread_channel, incident.thread_ts) != (channel, ts):
