@@ -156,24 +156,25 @@ def test_a_recipe_whose_links_settings_know_one_more_option_still_renders(state_
     assert read.signal.links == sent.links
 
 
-def test_a_recipe_whose_renderer_raises_reads_plain(
-    state_db: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_recipe_whose_renderer_raises_reads_plain(state_db: str) -> None:
     """Anything raising while a recipe renders (a damaged row: settings of the wrong type,
-    arguments missing) reads as the plain texts the row vouches for, not an exception in the
-    reader."""
-    alerts = [odd_alert(n, {"alertname": f"B{n}", "instance": f"h{n}:9100"}) for n in (20, 21)]
+    arguments missing, a renderer's name that is not one) reads as the plain texts the row
+    vouches for, not an exception in the reader."""
+    alerts = [odd_alert(n, {"alertname": f"B{n}", "instance": f"h{n}:9100"}) for n in (20, 21, 22)]
     opened(state_db, alerts)
     key = judge.alert_key(alerts[0])
     rewrite_recipe(state_db, key, lambda s: s["args"].pop("annotations"))
     other = judge.alert_key(alerts[1])
     rewrite_recipe(state_db, other, lambda s: s["args"]["links"].update(grafana_url=7))
+    third = judge.alert_key(alerts[2])
+    rewrite_recipe(state_db, third, lambda s: s.update(recipe=["not", "a", "name"]))
     with Store(state_db) as store:
         listed = {i.key: i for i in store.incidents()}
         open_incidents(store, 100)
     assert texts_shown(listed[key])[:2] == ("odd 20", [])
     # settings it cannot read: the links that need none
     assert texts_shown(listed[other])[1] == ["Alertmanager"]
+    assert texts_shown(listed[third])[:2] == ("odd 22", [])
 
 
 def test_an_unrenderable_recipe_does_not_stop_the_watch_resolving_its_alert(state_db: str) -> None:

@@ -229,13 +229,14 @@ def _rendered(
 ) -> dict[str, Any]:
     """A stored recipe's texts; plain if this code cannot render them (a renderer of a newer
     version, a damaged row): a reader shows what the row vouches for, the watch goes on."""
-    renderer = RENDERERS.get(name)
-    if renderer is None:
-        return plain_texts(kept, f"recipe {name!r} unknown to this version")
     try:
-        return renderer(labels, args, None)
-    except Exception as error:
-        return plain_texts(kept, f"recipe {name!r} not renderable here ({type(error).__name__})")
+        renderer = RENDERERS.get(name)
+        if renderer is not None:
+            return renderer(labels, args, None)
+        why = "unknown to this version"
+    except Exception as error:  # any row this code cannot render reads plain
+        why = f"not renderable here ({type(error).__name__})"
+    return plain_texts(kept, f"recipe {str(name)[:40]!r} {why}")
 
 
 def plain_texts(kept: Mapping[str, Any], why: str) -> dict[str, Any]:
