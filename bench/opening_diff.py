@@ -270,14 +270,15 @@ TABLES = ("incidents", "incident_texts", "history_changes", "history_keys", "out
 
 
 def as_read(table: str, columns: list[str], values: list[Any]) -> list[Any]:
-    """A row's values (of `columns`) with what schema 9 stores once read as schema 8 stored it:
-    a texts row's signal with its key (the row's), and a message's copy of its incident's record
+    """A row's values (of `columns`) with what schemas 9 and 10 store once read as schema 8
+    stored it: a texts row's signal with its key (the row's) and rendered from its recipe
+    (schema 10), and a message's copy of its incident's record
     without a group's members (schema 9 leaves them out: no message reads them). Each such JSON
     column parsed, so that the two layouts' spellings (escapes, key order) compare alike."""
     values = list(values)
     if table == "incident_texts":
         key, signal = values
-        values[1] = {"key": key} | json.loads(signal)
+        values[1] = {"key": key} | json.loads(rendered(key, signal))
     if table == "outbox":
         at = columns.index("data")
         data = json.loads(values[at])
@@ -285,6 +286,20 @@ def as_read(table: str, columns: list[str], values: list[Any]) -> list[Any]:
             data["incident"].pop(listed, None)
         values[at] = data
     return values
+
+
+def rendered(key: str, signal: str) -> str:
+    """A texts row's signal: as stored, or (schema 10) the signal its recipe renders, as code
+    of 9 stored it (its JSON, rendered)."""
+    if not signal.startswith('{"recipe":'):
+        return signal
+    from pydantic import TypeAdapter
+
+    from fleet_alerting.core.recipes import from_stored
+    from fleet_alerting.core.signals import Signal
+
+    made = from_stored(key, json.loads(signal)).rendered()
+    return TypeAdapter(Signal).dump_json(made, exclude={"key"}).decode()
 
 
 def database(cluster_url: str) -> str:

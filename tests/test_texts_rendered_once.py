@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from fleet_alerting.config.schema import EscalationRule, PrometheusConfig
+from fleet_alerting.core import recipes
 from fleet_alerting.core.links import LinksConfig
 from fleet_alerting.core.policy import default_policies
 from fleet_alerting.core.signals import Severity, Signal
@@ -53,13 +55,22 @@ def counted(signal: Signal, renders: dict[str, int]) -> Signal:
     """`signal` with each render of its texts counted under its key."""
     render: Callable[[], dict[str, Any]] | None = signal.__dict__.get("_render")
     if render is not None:
-
-        def counting() -> dict[str, Any]:
-            renders[signal.key] = renders.get(signal.key, 0) + 1
-            return render()
-
-        signal.__dict__["_render"] = counting
+        signal.__dict__["_render"] = partial(_counting, render, renders, signal.key)
     return signal
+
+
+def _counting(render: Callable[[], dict[str, Any]], renders: dict[str, int], key: str) -> Any:
+    renders[key] = renders.get(key, 0) + 1
+    return render()
+
+
+def _recipe_of_counted(render: Any, _renders: dict[str, int], _key: str) -> Any:
+    """A counted render's recipe: its own render's, if any."""
+    make = recipes.MAKERS.get(getattr(render, "func", None))  # type: ignore[arg-type]
+    return None if make is None else make(*render.args)
+
+
+recipes.MAKERS[_counting] = _recipe_of_counted  # counting changes nothing of what is stored
 
 
 def runs(db: str, rendered_first: bool) -> tuple[list[dict[str, int]], list[list[Signal]]]:
@@ -151,7 +162,8 @@ def test_an_alertmanager_storms_opening_renders_each_alert_once_and_keeps_the_re
 ) -> None:
     """Alertmanager opens its incidents in their first run: the group's message compares every
     member's remediation, known without rendering (the annotation), and renders only the members
-    it lists; the write renders each of the others into a copy that goes with its chunk."""
+    it lists; the write keeps each alert's recipe (core.recipes), rendered or not, and renders
+    none (tests/test_store_recipes.py: what is read back)."""
     policy = default_policies()[Severity.critical].model_copy(update={"open_after": 1})
     stores: list[dict[str, list[tuple[Any, ...]]]] = []
     for db, rendered_first in ((state_db, False), (second_db, True)):
@@ -167,10 +179,13 @@ def test_an_alertmanager_storms_opening_renders_each_alert_once_and_keeps_the_re
         assert group.signal.remediation == tuple(
             line.strip() for line in remediation.splitlines() if line.strip()
         )
-        assert renders == {s.key: 1 for s in signals}
-        if not rendered_first:
+        if rendered_first:
+            assert renders == {s.key: 1 for s in signals}
+        else:  # the group's message renders the members it lists; the store keeps recipes
+            assert set(renders.values()) == {1}
+            assert len(renders) == StormRules().grouping.max_listed  # schema 9: every alert
             rendered = [s.key for s in signals if "_render" not in s.__dict__]
-            assert len(rendered) == StormRules().grouping.max_listed  # main: every alert
+            assert sorted(rendered) == sorted(renders)
         stores.append(stored(db))
     lazy, whole = stores
     assert len(lazy["incidents"]) == ALERTS + 1 and len(lazy["incident_texts"]) == ALERTS + 1

@@ -128,7 +128,8 @@ class Signal:
         render = self.__dict__.pop("_render", None)
         if render is not None:
             texts = {"runbook_url": None, "remediation": (), "links": (), "evidence": {}}
-            self.__dict__.update(texts | render())
+            # what rendered it stays known: a store keeps some texts as their recipe
+            self.__dict__.update(texts | render(), _rendered_by=render)
         return self
 
 

@@ -1,6 +1,8 @@
 """Incidents in the store, read and written in the caller's transaction: a record (JSON) per key,
 its brief and its Slack thread in columns, found by index, and its signal (JSON) in a row of its
-own: a storm's opening rewrites every record and keeps most signals as they are.
+own: a storm's opening rewrites every record and keeps most signals as they are. A signal whose
+texts are rendered from a recipe (core.recipes: an Alertmanager alert's) is kept as that recipe,
+and its texts rendered when read.
 
 A run reads the open incidents' briefs (`records`): the engine compares a steady failure on its
 brief and asks for a full record only for the incidents it changes. A Slack thread lives in two
@@ -18,10 +20,12 @@ from json.decoder import scanstring
 from operator import attrgetter, is_
 from typing import Any, NamedTuple, cast
 
+import orjson
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 
-from fleet_alerting.core.incidents import Brief, Incident, Records, State, full_check
+from fleet_alerting.core import recipes
+from fleet_alerting.core.incidents import Brief, Incident, Records, State, evolve, full_check
 from fleet_alerting.core.signals import Signal, fingerprint_of
 from fleet_alerting.store import backend
 from fleet_alerting.store.tables import (
@@ -265,10 +269,7 @@ def write(
         for incident in incidents[start : start + _WRITE_CHUNK]:
             brief = brief_of(incident.key)
             if not _keeps_texts(incident.signal, brief):
-                # rendered into a copy (`with_texts`) that goes with the chunk: the row reads
-                # the signal's fingerprint alone
-                rendered = incident.signal.with_texts()
-                signals.append((incident.key, _texts_json(rendered, incident.key)))
+                signals.append((incident.key, _texts_row(incident.signal, incident.key)))
             rows.add(incident, brief is not None)
         for statement, chunk in ((upsert, rows.rows), (update, rows.stored)):
             if chunk:
@@ -294,6 +295,24 @@ ROW_COLUMNS = (
 UPDATE_PARAMETERS = tuple(map(_new, ROW_COLUMNS))
 TEXT_COLUMNS = ("key", "signal")
 Row = tuple[Any, ...]  # a row's values of ROW_COLUMNS or TEXT_COLUMNS
+
+
+def _texts_row(signal: Signal, key: str) -> str:
+    """What the texts row keeps of a signal: its recipe when its texts are rendered from one
+    (schema 10: neither rendered nor written at the opening, `row_incident` renders them when
+    read), else its texts — rendered into a copy (`with_texts`) that goes with the chunk: the
+    incident's row reads the signal's fingerprint alone."""
+    stored = recipes.stored_form(signal)
+    if stored is not None:
+        data = orjson.dumps(stored)
+        # a NUL would be stored as U+FFFD and its links rendered otherwise than sent (%00):
+        # such a signal's texts are stored rendered
+        if b"\\u0000" not in data:
+            return data.decode()
+    return _texts_json(signal.with_texts(), key)
+
+
+_RECIPE_FIRST = '{"recipe":'
 
 
 def _texts_json(signal: Signal, key: str) -> str:
@@ -525,11 +544,35 @@ def record_json(data: str, signal: str | None) -> str:
     return f'{data[:-1]},"signal":{signal}}}'
 
 
+# a record's signal while its own is rebuilt from its recipe (`recipes.from_stored`)
+_PLACEHOLDER = '{"source":"","firing":false,"severity":"info","summary":""}'
+
+
+def _recipe_signal(incident: Incident, stored: str) -> Signal:
+    """The signal of a recipe row; of a row that is not one (damaged), what its record vouches
+    for: one row never stops a reader or the watch (a plain signal, written back rendered)."""
+    try:
+        return recipes.from_stored(incident.key, orjson.loads(stored))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return Signal(
+            key=incident.key,
+            source=incident.source,
+            firing=True,
+            severity=incident.severity,
+            summary=f"{incident.key} (its stored texts unreadable here)",
+            evidence={"texts": "not rendered: its stored recipe is damaged"},
+        )
+
+
 def row_incident(row: Sequence[Any]) -> Incident:
     """The incident of a row (INCIDENT_COLUMNS): its record with its signal (kept apart, or in
     the record if written before schema 6), the thread from its columns (the truth for it)."""
     data, channel, ts, signal = row
-    incident = parse(record_json(data, signal))
+    if signal is not None and signal.startswith(_RECIPE_FIRST):
+        incident = parse(record_json(data, _PLACEHOLDER))
+        incident = evolve(incident, signal=_recipe_signal(incident, signal))
+    else:
+        incident = parse(record_json(data, signal))
     if (incident.thread_channel, incident.thread_ts) != (channel, ts):
         incident = replace(incident, thread_channel=channel, thread_ts=ts)
     return incident

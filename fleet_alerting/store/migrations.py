@@ -74,6 +74,19 @@ def _newer_yet_usable(meta: Mapping[str, str], version: int) -> bool:
     return found > version and int(meta.get("compatible_from", found)) <= version
 
 
+def refuse_newer(meta: Mapping[str, str], version: int, where: str) -> None:
+    """StoreError if the store (`recorded`) was written by newer code that does not allow code
+    of `version` to use it — to read it too: what it keeps may mean otherwise there."""
+    found = _found(meta)
+    if found > version and not _newer_yet_usable(meta, version):
+        usable = int(meta.get("compatible_from", found))
+        raise StoreError(
+            f"{where}: written by a newer fleet-alerting (store schema {found}, usable by code "
+            f"of schema {usable} on; this code knows {version}); upgrade fleet-alerting, or "
+            "point the config's state at another store"
+        )
+
+
 def upgrade(
     conn: sa.Connection,
     metadata: sa.MetaData,
@@ -90,13 +103,7 @@ def upgrade(
     found = _found(meta)
     if _newer_yet_usable(meta, version):
         return found
-    if found > version:
-        usable = int(meta.get("compatible_from", found))
-        raise StoreError(
-            f"{where}: written by a newer fleet-alerting (store schema {found}, usable by code "
-            f"of schema {usable} on; this code knows {version}); upgrade fleet-alerting, or "
-            "point the config's state at another store"
-        )
+    refuse_newer(meta, version, where)
     print_ = fingerprint(metadata)
     if found == version and meta.get("schema_fingerprint") == print_:
         return found

@@ -28,11 +28,13 @@ metadata = sa.MetaData()
 #    incident resolved before its pager took it), which code of 7 would read as a page delivered
 # 9: an incident's texts row holds its signal without the key (the row's own), and a message's
 #    copy of its record leaves out a group's members: code of 8 cannot read a signal without key
-SCHEMA_VERSION = 9
+# 10: a texts row may hold its signal's recipe (core.recipes: an Alertmanager alert's texts are
+#    rendered when read), which code of 9 would read as a signal without links or evidence
+SCHEMA_VERSION = 10
 # The oldest schema whose code may still use a store of this one: a rolling deploy across hosts
 # keeps the workers not yet upgraded running. Raise it to SCHEMA_VERSION when a change is more
 # than what older code ignores (a new table, a nullable column, an index it does not rely on).
-COMPATIBLE_FROM = 9
+COMPATIBLE_FROM = 10
 
 
 def ts(moment: datetime) -> str:

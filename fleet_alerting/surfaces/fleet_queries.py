@@ -24,8 +24,9 @@ from fleet_alerting.core.links import explore_url, logql_selector
 from fleet_alerting.core.short_ids import short_ids
 from fleet_alerting.sources.fleet_events.client import FleetApi
 from fleet_alerting.store import incidents as stored_incidents
+from fleet_alerting.store import migrations
 from fleet_alerting.store.database import Store
-from fleet_alerting.store.tables import incidents_table, texts_table
+from fleet_alerting.store.tables import SCHEMA_VERSION, incidents_table, texts_table
 
 LEVELS = ("debug", "info", "warn", "warning", "error")
 _CORRELATION = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
@@ -155,6 +156,8 @@ def read_open_incidents(state: StateConfig | Path) -> list[Incident]:
     engine = sa.create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
     try:
         with engine.connect() as conn:
+            # a store newer code refuses this code: Store() would say so, and so does its reader
+            migrations.refuse_newer(migrations.recorded(conn), SCHEMA_VERSION, str(path))
             if sa.inspect(conn).has_table(texts_table.name):
                 return stored_incidents.listing(conn, include_resolved=False)
             return _before_schema_6(conn)  # read-only: a writer upgrades it

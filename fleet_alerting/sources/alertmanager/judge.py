@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any
 
 import orjson
@@ -21,11 +21,19 @@ from fleet_alerting.core.batch import no_gc_pauses
 from fleet_alerting.core.durations import format_duration
 from fleet_alerting.core.incidents import Incident
 from fleet_alerting.core.keys import key_value, signal_key, stored_key
-from fleet_alerting.core.links import LinksConfig, logql_selector, logs_link, percent_encoded
+from fleet_alerting.core.links import LinksConfig
 from fleet_alerting.core.policy import recover_unseen
+from fleet_alerting.core.recipes import (
+    ALERTMANAGER,
+    MAKERS,
+    Args,
+    alert_remediation,
+    alert_runbook,
+    alertmanager_args,
+    alertmanager_texts,
+)
 from fleet_alerting.core.signals import (
     TEXTS_VERSION,
-    Link,
     Severity,
     Signal,
     digest,
@@ -55,14 +63,16 @@ def to_signals(
 ) -> list[Signal]:
     """The first rule (in config order) that matched an alert decides its severity."""
     signals: dict[str, Signal] = {}
-    settings = links.model_dump(mode="json")
+    settings = _settings(links)
     with no_gc_pauses():  # thousands of alerts: see core.batch
         for rule, alerts in matched:
             token = digest(TEXTS_VERSION, rule.name, rule.severity, alertmanager_url, settings)
             for alert in alerts:
                 key = alert_key(alert)
                 if key not in signals:
-                    signals[key] = deferred_signal(alert, rule, alertmanager_url, links, token, key)
+                    signals[key] = deferred_signal(
+                        alert, rule, alertmanager_url, links, token, key, settings
+                    )
     return list(signals.values())
 
 
@@ -73,12 +83,14 @@ def deferred_signal(
     links: LinksConfig,
     token: str,
     key: str | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> Signal:
     """`to_signal`, its texts (summary, links, evidence...) rendered when read — when its
-    incident changes or is told — not for every alert every run. Its fingerprint is all the
-    texts depend on: the rule and settings (`token`), the alert's labels, annotations, state.
-    Its remediation (the annotation's lines) is known without rendering: a storm's group compares
-    every member's, and renders only those it lists."""
+    incident is told or read — not for every alert every run, and kept by a store as their
+    recipe (core.recipes: made from the render's own arguments, when a store asks). Its
+    fingerprint is all the texts depend on: the rule and settings (`token`), the alert's labels,
+    annotations, state. Its remediation (the annotation's lines) is known without rendering: a
+    storm's group compares every member's, and renders only those it lists."""
     labels = alert.labels
     firing = alert.firing
     seen = (token, firing, alert.starts_at, labels, alert.annotations, alert.receivers)
@@ -91,11 +103,41 @@ def deferred_signal(
         target=_target(alert),
         labels=labels,
         fingerprint=digest_bytes(orjson.dumps(seen)),
-        render=partial(texts, alert, rule.name, alertmanager_url, links),
-        runbook_url=_runbook(alert.annotations),
+        render=partial(texts, alert, rule.name, alertmanager_url, links, settings),
+        runbook_url=alert_runbook(alert.annotations),
         since=alert.starts_at,
-        remediation=_remediation(alert.annotations),
+        remediation=alert_remediation(alert.annotations),
     )
+
+
+def _args(alert: Alert, rule: str, alertmanager_url: str, settings: Mapping[str, Any]) -> Args:
+    return alertmanager_args(
+        rule,
+        alertmanager_url,
+        settings,
+        alert.name,
+        alert.annotations,
+        alert.firing,
+        alert.silenced_by,
+        alert.inhibited_by,
+        alert.receivers,
+        alert.generator_url,
+    )
+
+
+def _recipe(
+    alert: Alert,
+    rule: str,
+    alertmanager_url: str,
+    links: LinksConfig,
+    settings: Mapping[str, Any] | None = None,
+) -> tuple[str, Args]:
+    """The recipe of `texts` with these arguments (core.recipes.MAKERS)."""
+    return ALERTMANAGER, _args(alert, rule, alertmanager_url, settings or _settings(links))
+
+
+def _settings(links: LinksConfig) -> dict[str, Any]:
+    return links.model_dump(mode="json")
 
 
 @dataclass(frozen=True)
@@ -230,66 +272,22 @@ def to_signal(
     )
 
 
-def texts(alert: Alert, rule: str, alertmanager_url: str, links: LinksConfig) -> dict[str, Any]:
-    """What operators read of the alert's signal (its TEXTS), without building the signal: an
-    opening run renders them for every alert it opens."""
-    labels, notes = alert.labels, alert.annotations
-    if alert.firing:
-        summary = notes.get("summary") or f"{alert.name} on {_target(alert)}"
-    else:
-        summary = _why_not_firing(alert)
-    evidence: dict[str, object] = {"alertname": alert.name, "rule": rule}
-    if alert.receivers:
-        evidence["receivers"] = ", ".join(alert.receivers)
-    if notes.get("description"):
-        evidence["description"] = notes["description"][:500]
-    alert_links = [Link("Alertmanager", _alertmanager_link(alertmanager_url, alert))]
-    if alert.generator_url:
-        alert_links.append(Link("Source", alert.generator_url))
-    host = labels.get("host") or labels.get("instance", "").split(":")[0]
-    if host:
-        logs = logs_link(links, logql_selector(host=host), f"Logs of {host}")
-        if logs:
-            alert_links.append(logs)
-    return {
-        "summary": summary,
-        "runbook_url": _runbook(notes),
-        "remediation": _remediation(notes),
-        "links": tuple(alert_links),
-        "evidence": evidence,
-    }
+def texts(
+    alert: Alert,
+    rule: str,
+    alertmanager_url: str,
+    links: LinksConfig,
+    settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What operators read of the alert's signal (its TEXTS), without building the signal
+    (`settings`: the links' as JSON, if at hand)."""
+    _name, args = _recipe(alert, rule, alertmanager_url, links, settings)
+    return alertmanager_texts(alert.labels, args, links)
+
+
+MAKERS[texts] = _recipe  # a store keeps an alert's texts as their recipe
 
 
 def _target(alert: Alert) -> str:
+    """`alert_target`, without naming the alert first (every alert every run)."""
     return alert.labels.get("instance") or alert.labels.get("job") or alert.name
-
-
-def _runbook(annotations: Mapping[str, str]) -> str | None:
-    return annotations.get("runbook_url") or annotations.get("runbook") or None
-
-
-def _remediation(annotations: Mapping[str, str]) -> tuple[str, ...]:
-    steps = annotations.get("remediation")  # most alerts have none: every run reads this
-    if not steps:
-        return ()
-    return tuple(line.strip() for line in steps.splitlines() if line.strip())
-
-
-def _why_not_firing(alert: Alert) -> str:
-    if alert.silenced_by:
-        return f"{alert.name} silenced in Alertmanager ({', '.join(alert.silenced_by)})"
-    if alert.inhibited_by:
-        return f"{alert.name} inhibited in Alertmanager"
-    return f"{alert.name} suppressed in Alertmanager"
-
-
-def _alertmanager_link(url: str, alert: Alert) -> str:
-    """The alert in Alertmanager's UI: `filter=` the quoted `{k="v",…}` of its labels, quoted
-    label by label (quoting is per character; a storm's alerts share most of their labels)."""
-    matchers = "%2C".join([_quoted_matcher(k, v) for k, v in sorted(alert.labels.items())])
-    return f"{url.rstrip('/')}/#/alerts?silenced=true&inhibited=true&filter=%7B{matchers}%7D"
-
-
-@lru_cache(maxsize=4096)
-def _quoted_matcher(name: str, value: str) -> str:
-    return percent_encoded(f'{name}="{value}"')
