@@ -179,6 +179,10 @@ def stored_form(signal: Signal) -> dict[str, Any] | None:
     summary = signal.__dict__.get("summary")
     if summary is None:
         summary = signal.__dict__["summary"] = SUMMARIES[name](signal.labels, args)
+    # what the texts show of the annotations but the description is the row's own summary,
+    # runbook and remediation (kept beside the recipe: `_rendered` reads them from there)
+    described = args["annotations"].get("description")
+    args = {**args, "annotations": {"description": described} if described else {}}
     return {
         "recipe": name,
         "args": args,
@@ -199,6 +203,7 @@ def from_stored(key: str, stored: Mapping[str, Any]) -> Signal:
     """The signal a store kept by `stored_form`, its texts rendered when read: by a renderer
     this code has, else — or if rendering raises — plain (`plain_texts`). KeyError, TypeError or
     ValueError for a row without what a signal needs (its source, severity, labels...)."""
+    _check_types(stored)
     name, args = stored["recipe"], stored["args"]
     labels = stored["labels"]
     since = stored["since"]
@@ -224,15 +229,41 @@ def from_stored(key: str, stored: Mapping[str, Any]) -> Signal:
     return signal
 
 
+# a stored recipe's fields a signal reads, and what each must be (a damaged row reads plain)
+_STORED_TYPES: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("source", str),
+    ("firing", bool),
+    ("summary", str),
+    ("target", str),
+    ("fingerprint", str),
+    ("runbook_url", (str, type(None))),
+    ("since", (str, type(None))),
+    ("remediation", list),
+    ("labels", dict),
+    ("args", dict),
+)
+
+
+def _check_types(stored: Mapping[str, Any]) -> None:
+    """TypeError for a row whose fields are not what a signal holds (`"labels": null`)."""
+    for field, kind in _STORED_TYPES:
+        if not isinstance(stored[field], kind):
+            raise TypeError(f"a stored recipe's {field} is {type(stored[field]).__name__}")
+    texts = [*stored["labels"], *stored["labels"].values(), *stored["remediation"]]
+    if not all(isinstance(text, str) for text in texts):
+        raise TypeError("a stored recipe's labels or remediation hold more than strings")
+
+
 def _rendered(
     name: str, labels: Mapping[str, str], args: Args, kept: Mapping[str, Any]
 ) -> dict[str, Any]:
     """A stored recipe's texts; plain if this code cannot render them (a renderer of a newer
-    version, a damaged row): a reader shows what the row vouches for, the watch goes on."""
+    version, a damaged row): a reader shows what the row vouches for, the watch goes on. Its
+    summary, runbook and remediation are the row's (`stored_form` keeps them there alone)."""
     try:
         renderer = RENDERERS.get(name)
         if renderer is not None:
-            return renderer(labels, args, None)
+            return {**renderer(labels, args, None), **kept}
         why = "unknown to this version"
     except Exception as error:  # any row this code cannot render reads plain
         why = f"not renderable here ({type(error).__name__})"
