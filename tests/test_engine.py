@@ -46,7 +46,11 @@ def test_engine_table(case: dict) -> None:
         signal = observe("k", severity, step["fail"], since, step.get("cause", ""))
         # as a watch whose signals name their cause passes it (`announce`)
         result = cause_changes(
-            incidents, evaluate([signal], incidents, lambda _s: policy, now), lambda _s: policy, now
+            incidents,
+            evaluate([signal], incidents, lambda _s: policy, now),
+            lambda _s: policy,
+            now,
+            sources={"test"},
         )
         incidents.update({i.key: i for i in result.incidents})
         sent = [f"{n.channel}:{n.kind}" for n in result.notifications]

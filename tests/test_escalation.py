@@ -62,7 +62,7 @@ def play(steps: list[dict[str, Any]], policy: PolicyConfig, severity: Severity) 
             since = T0 + timedelta(seconds=step["since"]) if "since" in step else None
             signal = observe(step["fail"], severity, since, step.get("cause", ""))
             result = evaluate([signal], incidents, lambda _s: policy, now)
-            result = cause_changes(incidents, result, lambda _s: policy, now)  # as `announce`
+            result = cause_changes(incidents, result, lambda _s: policy, now, sources={"test"})
             incidents.update({i.key: i for i in result.incidents})
             sent = result.notifications
         assert [f"{n.channel}:{n.kind}" for n in sent] == step["send"], where

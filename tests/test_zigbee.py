@@ -24,7 +24,7 @@ from fleet_alerting.sources.zigbee.client import (
     parse_info,
     parse_state,
 )
-from fleet_alerting.sources.zigbee.judge import deadline, signals
+from fleet_alerting.sources.zigbee.judge import SOURCE, deadline, signals
 from fleet_alerting.store.database import Store
 from fleet_alerting.tasks.zigbee import OPEN_SINCE, watch
 from tests.fakes.saas import SlackWebhookServer
@@ -556,7 +556,7 @@ def test_changed_cause_of_an_open_incident_is_told_once(broker: Broker, tmp_path
         now = t0 + timedelta(minutes=minutes)
         found = asyncio.run(watch(config, now)).signals
         evaluation = evaluate(found, incidents, lambda _s: policy, now)
-        evaluation = cause_changes(incidents, evaluation, lambda _s: policy, now)
+        evaluation = cause_changes(incidents, evaluation, lambda _s: policy, now, sources={SOURCE})
         incidents.update({i.key: i for i in evaluation.incidents})
         return evaluation.notifications
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import functools
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple, Self
@@ -697,15 +697,24 @@ def notify_channels(
 
 
 def cause_changes(
-    before: Mapping[str, Incident], evaluation: Evaluation, policy_for: PolicyFor, now: datetime
+    before: Mapping[str, Incident],
+    evaluation: Evaluation,
+    policy_for: PolicyFor,
+    now: datetime,
+    *,
+    sources: Collection[str],
 ) -> Evaluation:
     """The evaluation, plus one message per open incident whose cause changed in this run: a
     source that names the cause of a failure in its signals' `cause` label (a Zigbee broker
     refusing the login, then unreachable; Prometheus unreachable, then answering 401) passes this
-    as its watch's `announce`. The engine keeps the latest observation; this makes sure somebody
-    hears that it changed, in the incident's thread (a reminder: no page is sent again)."""
+    as its watch's `announce`, with the `sources` whose label that is (a series' own label
+    `cause` is not). The engine keeps the latest observation; this makes sure somebody hears that
+    it changed, in the incident's thread (a reminder: no page is sent again)."""
     incidents, notifications = [], list(evaluation.notifications)
     for incident in evaluation.incidents:
+        if incident.source not in sources:
+            incidents.append(incident)
+            continue
         old = before.get(incident.key)
         was = old.signal.labels.get("cause") if old is not None else None
         cause = incident.signal.labels.get("cause")

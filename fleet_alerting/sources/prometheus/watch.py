@@ -5,6 +5,7 @@ fanned out inside it."""
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 
 from fleet_alerting.config import Config
 from fleet_alerting.config.schema import PrometheusConfig, WatchConfig
@@ -13,12 +14,16 @@ from fleet_alerting.core.policy import cause_changes
 from fleet_alerting.core.wording import count, described
 from fleet_alerting.sources.prometheus.client import query_watches
 from fleet_alerting.sources.prometheus.judge import (
+    ERRORS_SOURCE,
     WatchOutcome,
     active_watches,
     error_kind,
     evaluate_watches,
 )
 from fleet_alerting.sources.watch import Observation, StoreReader, run_log, step
+
+# a watch error's cause changed: told (a series' own label `cause` is the series')
+cause_changes_told = partial(cause_changes, sources={ERRORS_SOURCE})
 
 
 @step("query-prometheus")
@@ -70,5 +75,5 @@ async def observe(config: Config, now: datetime, store: StoreReader) -> Observat
         counters,
         rows=result.rows,
         unseen=result.unseen,
-        announce=cause_changes,
+        announce=cause_changes_told,
     )

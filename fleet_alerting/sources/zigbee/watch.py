@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from fleet_alerting.config import Config
@@ -78,7 +79,7 @@ async def observe(config: Config, now: datetime, store: StoreReader) -> Observat
         described(f"{count(len(run.rows), 'coordinator')} checked", troubles, "all well"),
         counters,
         rows=run.rows,
-        announce=cause_changes,
+        announce=partial(cause_changes, sources={zigbee.SOURCE}),
         one_offs=run.reports,
         values=run.kept,
         rows_after=lambda evaluation: with_changes(run.rows, evaluation),
