@@ -9,7 +9,7 @@ import asyncio
 import json
 from datetime import timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 import pytest
 
@@ -90,8 +90,14 @@ def test_an_odd_count_loses_nothing_and_does_not_raise(count: Response) -> None:
         assert _lost(server, ids) == []
 
 
-class Refusing(Deployments):
-    """A server that has lost one of serve's two deployments and fails to create it again."""
+class Creating(Deployments):
+    """A server that has lost serve's deployments: creates flows, and answers each deployment
+    create as `create(name)` says (None: created, a new id)."""
+
+    def __init__(self, kept, create) -> None:
+        super().__init__(kept)
+        self.create = create
+        self.created: list[str] = []
 
     def handle(self, request: Request) -> Response:
         if request.path.endswith("/health"):
@@ -102,12 +108,22 @@ class Refusing(Deployments):
             return Response(200, f'"{prefect.__version__}"')
         if "/flow_runs/filter" in request.path or "get_scheduled_flow_runs" in request.path:
             return Response(200, [])
-        if request.path.endswith("/flows/"):  # the flow is created; its deployment is refused
+        if request.path.endswith("/flows/"):
             from prefect.client.schemas.objects import Flow
 
-            return Response(201, Flow(name="prometheus-watches").model_dump(mode="json"))
+            name = request.json()["name"]
+            flow = Flow(id=uuid5(NAMESPACE_URL, name), name=name)
+            return Response(201, flow.model_dump(mode="json"))
         if request.method == "POST" and request.path.endswith("/deployments/"):
-            return Response(500, {"detail": "Internal Server Error"})
+            name = request.json()["flow_id"]
+            refused = self.create(name)
+            if refused is not None:
+                return refused
+            from prefect.client.schemas.responses import DeploymentResponse
+
+            self.created.append(name)
+            made = DeploymentResponse(id=uuid4(), name=name, flow_id=uuid4())
+            return Response(201, made.model_dump(mode="json"))
         return super().handle(request)
 
 
@@ -129,7 +145,8 @@ def test_a_lost_deployment_the_server_refuses_to_create_again_keeps_serve_servin
         asyncio.get_running_loop().call_later(seconds, stop.set)
         await run_due(flows, stop, 0.2, said.append, {kept: planned, lost: planned})
 
-    with Refusing([kept]) as server:
+    refuse = lambda _name: Response(500, {"detail": "Internal Server Error"})  # noqa: E731
+    with Creating([kept], refuse) as server:
         settings = {PREFECT_API_URL: f"{server.url}/api", PREFECT_CLIENT_MAX_RETRIES: 0}
         with temporary_settings(settings):
             asyncio.run(serve_for(1.0))

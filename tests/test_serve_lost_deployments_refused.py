@@ -12,7 +12,7 @@ from uuid import NAMESPACE_URL, uuid4, uuid5
 import pytest
 
 from tests.fakes.http import Request, Response
-from tests.test_serve_lost_deployments import Deployments
+from tests.test_serve_lost_deployments import Creating
 
 
 def _planned(flow: str, name: str):
@@ -21,43 +21,6 @@ def _planned(flow: str, name: str):
     watch = next(s for s in SCHEDULES if s.flow == flow)
     watch = watch.model_copy(update={"name": name}) if hasattr(watch, "model_copy") else watch
     return Planned(watch, {"config_path": "unused.yaml"}, None, timedelta(seconds=10))
-
-
-class Creating(Deployments):
-    """A server that has lost serve's deployments: creates flows, and answers each deployment
-    create as `create(name)` says (None: created, a new id)."""
-
-    def __init__(self, kept, create) -> None:
-        super().__init__(kept)
-        self.create = create
-        self.created: list[str] = []
-
-    def handle(self, request: Request) -> Response:
-        if request.path.endswith("/health"):
-            return Response(200, "true")
-        if request.path.endswith("/admin/version"):
-            import prefect
-
-            return Response(200, f'"{prefect.__version__}"')
-        if "/flow_runs/filter" in request.path or "get_scheduled_flow_runs" in request.path:
-            return Response(200, [])
-        if request.path.endswith("/flows/"):
-            from prefect.client.schemas.objects import Flow
-
-            name = request.json()["name"]
-            flow = Flow(id=uuid5(NAMESPACE_URL, name), name=name)
-            return Response(201, flow.model_dump(mode="json"))
-        if request.method == "POST" and request.path.endswith("/deployments/"):
-            name = request.json()["flow_id"]
-            refused = self.create(name)
-            if refused is not None:
-                return refused
-            from prefect.client.schemas.responses import DeploymentResponse
-
-            self.created.append(name)
-            made = DeploymentResponse(id=uuid4(), name=name, flow_id=uuid4())
-            return Response(201, made.model_dump(mode="json"))
-        return super().handle(request)
 
 
 def _serve(server, served: dict, seconds: float = 1.0) -> list[str]:
