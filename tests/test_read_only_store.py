@@ -160,3 +160,29 @@ def test_a_listing_read_while_a_run_writes_the_store_says_to_run_it_again(home: 
         f"{store}: a run wrote it while it was read (read without a lock: this user may not "
         "write beside it); run the command again"
     )
+
+
+def test_the_mcp_and_slack_app_listing_reads_a_read_only_mount(home: Path) -> None:
+    """The read-only listing the MCP server and the Slack app answer from (`read_open_incidents`)
+    reads a store on a read-only mount as `incidents` does, and writes nothing beside it."""
+    store = home / "state" / "state.sqlite"
+    record(store, "api down")
+    store.chmod(0o666)
+    store.parent.chmod(0o555)
+    reader = (
+        "from pathlib import Path\n"
+        "from fleet_alerting.surfaces.fleet_queries import read_open_incidents\n"
+        f"print([i.signal.summary for i in read_open_incidents(Path({str(store)!r}))])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FLEET_"))}
+    listed = subprocess.run(
+        [*AS_ANOTHER_USER, sys.executable, "-c", reader],
+        cwd=ROOT,
+        env=env | {"HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert listed.stdout.strip() == "['api down']"
+    assert beside(store) == ["state.sqlite"]

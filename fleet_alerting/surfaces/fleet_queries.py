@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 
@@ -24,8 +26,9 @@ from fleet_alerting.core.links import explore_url, logql_selector
 from fleet_alerting.core.short_ids import short_ids
 from fleet_alerting.sources.fleet_events.client import FleetApi
 from fleet_alerting.store import incidents as stored_incidents
-from fleet_alerting.store import migrations
+from fleet_alerting.store import migrations, sqlite_file
 from fleet_alerting.store.database import Store
+from fleet_alerting.store.errors import StoreError
 from fleet_alerting.store.tables import SCHEMA_VERSION, incidents_table, texts_table
 
 LEVELS = ("debug", "info", "warn", "warning", "error")
@@ -153,7 +156,22 @@ def read_open_incidents(state: StateConfig | Path) -> list[Incident]:
     assert path is not None
     if not path.exists():
         return []
-    engine = sa.create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
+    # a store this user may not write (a read-only mount) is read as it is, without a lock: read
+    # again if a writer came meanwhile (`Stamp`)
+    uri = sqlite_file.read_only_uri(path) or f"file:{quote(str(path.resolve()))}?mode=ro"
+    for _ in range(3):
+        stamp = sqlite_file.Stamp.of(path)
+        listed = _read_open(path, uri)
+        if "immutable" not in uri or sqlite_file.Stamp.of(path) == stamp:
+            return listed
+    raise StoreError(f"{path}: written by a run while it was read, three times; ask again")
+
+
+def _read_open(path: Path, uri: str) -> list[Incident]:
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+    engine = sa.create_engine("sqlite://", creator=connect)
     try:
         with engine.connect() as conn:
             # a store newer code refuses this code: Store() would say so, and so does its reader
@@ -161,6 +179,8 @@ def read_open_incidents(state: StateConfig | Path) -> list[Incident]:
             if sa.inspect(conn).has_table(texts_table.name):
                 return stored_incidents.listing(conn, include_resolved=False)
             return _before_schema_6(conn)  # read-only: a writer upgrades it
+    except sa.exc.OperationalError as exc:
+        raise sqlite_file.unreadable(path, StoreError(f"{path}: {exc.orig}")) from None
     finally:
         engine.dispose()
 
