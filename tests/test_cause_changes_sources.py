@@ -84,3 +84,33 @@ def test_cause_changes_bypass_grouping_and_the_per_run_message_bound() -> None:
         counts.append(len([n for n in result.notifications if n.channel.startswith("slack")]))
     limit = rules.grouping.max_messages_per_run
     assert counts[1] <= limit, f"Slack messages per run {counts} (bound {limit})"
+
+
+OTHER = WatchConfig(
+    name="AgentStale",
+    expr="time() - role_agent_last_run_timestamp > 900",
+    severity=Severity.warning,
+    summary="stale",
+)
+
+
+def test_one_outage_met_as_a_timeout_by_one_watch_and_a_503_by_another_is_one_warning() -> None:
+    """One outage met as a timeout by one watch and a 503 by another, then the other way round,
+    is one warning: no new incident opens and nothing is told while it lasts (watch errors
+    were grouped and keyed by their words)."""
+    incidents: dict = {}
+    faces = {
+        "503": "Prometheus answered HTTP 503",
+        "timeout": "Prometheus timed out at http://prom/api/v1/query (ReadTimeout)",
+    }
+    runs = [("503", "503"), ("timeout", "503"), ("503", "timeout"), ("503", "503")]
+    told = []
+    for i, (fa, fb) in enumerate(runs):
+        outs = [
+            WatchOutcome(w, error=faces[f], cause="not answering")
+            for w, f in ((WATCH, fa), (OTHER, fb))
+        ]
+        sent = run(outs, incidents, T0 + timedelta(minutes=i))
+        if i:
+            told += [f"{n.kind}:{n.incident.key}" for n in sent]
+    assert told == []

@@ -508,14 +508,23 @@ def absent_signal(watch: WatchConfig, links: LinksConfig, absent: bool) -> Signa
 def error_signals(errors: Sequence[WatchOutcome], config_file: Path | None) -> list[Signal]:
     """One warning per distinct error; the same error of several watches (Prometheus down, an
     unreadable token) is one signal naming them all. Its `cause` label says the error in a few
-    words: an open incident whose cause changes is told so (`core.policy.cause_changes`)."""
+    words: an open incident whose cause changes is told so (`core.policy.cause_changes`). An
+    outage's errors of one cause are one warning whatever their words (a timeout for one watch,
+    a 503 for another), saying the first; a permanent error (a watch's own expr) is one by its
+    words."""
     groups: dict[tuple[str, bool, str], list[str]] = {}
+    said: dict[tuple[str, bool, str], str] = {}
     for outcome in errors:
-        group = (outcome.error or "", outcome.permanent, outcome.cause)
+        error = outcome.error or ""
+        outage = outcome.cause and not outcome.permanent
+        group = ("" if outage else error, outcome.permanent, outcome.cause)
         groups.setdefault(group, []).append(outcome.watch.name)
+        said.setdefault(group, error)
     where = f"{config_file}: " if config_file else ""
     signals = []
-    for (error, permanent, cause), names in groups.items():
+    for group, names in groups.items():
+        _, permanent, cause = group
+        error = said[group]
         what = error_kind(permanent, cause)
         listed = ", ".join(names)
         noun = "watch" if len(names) == 1 else "watches"
