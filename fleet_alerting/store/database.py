@@ -169,7 +169,7 @@ class Store:
                     raise StoreError(f"no store at {self.path} (has any run used this config?)")
                 sqlite_file.create(self.path, self._upgrade)
             uri = sqlite_file.read_only_uri(self.path)
-            if uri is not None and "immutable" in uri:
+            if sqlite_file.unlocked(uri):
                 self._stamp = sqlite_file.Stamp.of(self.path)
             self.engine = sqlite_file.engine(self.path, busy_timeout, uri=uri)
             outbox_engine = sqlite_file.engine(self.path, busy_timeout, autocommit=True, uri=uri)

@@ -86,6 +86,18 @@ def read_only_uri(path: Path) -> str | None:
     return f"file:{quote(str(path.resolve()))}?mode={mode}"
 
 
+def reader_uri(path: Path) -> str:
+    """How a reader that never writes opens the store: read-only, as `read_only_uri` says when
+    this user may not write it."""
+    return read_only_uri(path) or f"file:{quote(str(path.resolve()))}?mode=ro"
+
+
+def unlocked(uri: str | None) -> bool:
+    """Whether a store opened by `uri` is read as it is, without a lock: a writer that comes
+    meanwhile is not seen (`Stamp` tells)."""
+    return uri is not None and "immutable=1" in uri
+
+
 def unreadable(path: Path, error: StoreError) -> StoreError:
     """`error` of a store opened read-only (`read_only_uri`), said as what is wrong when SQLite
     could not open it: the -shm index it needs is missing and cannot be made."""

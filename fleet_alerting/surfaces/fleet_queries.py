@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import sqlalchemy as sa
 
@@ -158,11 +157,11 @@ def read_open_incidents(state: StateConfig | Path) -> list[Incident]:
         return []
     # a store this user may not write (a read-only mount) is read as it is, without a lock: read
     # again if a writer came meanwhile (`Stamp`)
-    uri = sqlite_file.read_only_uri(path) or f"file:{quote(str(path.resolve()))}?mode=ro"
+    uri = sqlite_file.reader_uri(path)
     for _ in range(3):
         stamp = sqlite_file.Stamp.of(path)
         listed = _read_open(path, uri)
-        if "immutable" not in uri or sqlite_file.Stamp.of(path) == stamp:
+        if not sqlite_file.unlocked(uri) or sqlite_file.Stamp.of(path) == stamp:
             return listed
     raise StoreError(f"{path}: written by a run while it was read, three times; ask again")
 

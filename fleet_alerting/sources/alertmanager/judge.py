@@ -29,6 +29,7 @@ from fleet_alerting.core.recipes import (
     Args,
     alert_remediation,
     alert_runbook,
+    alert_target,
     alertmanager_args,
     alertmanager_texts,
 )
@@ -289,5 +290,4 @@ MAKERS[texts] = _recipe  # a store keeps an alert's texts as their recipe
 
 
 def _target(alert: Alert) -> str:
-    """`alert_target`, without naming the alert first (every alert every run)."""
-    return alert.labels.get("instance") or alert.labels.get("job") or alert.name
+    return alert_target(alert.labels, alert.name)

@@ -512,19 +512,16 @@ def error_signals(errors: Sequence[WatchOutcome], config_file: Path | None) -> l
     outage's errors of one cause are one warning whatever their words (a timeout for one watch,
     a 503 for another), saying the first; a permanent error (a watch's own expr) is one by its
     words."""
-    groups: dict[tuple[str, bool, str], list[str]] = {}
-    said: dict[tuple[str, bool, str], str] = {}
+    # (words, permanent, cause) → the first error's words and the watches
+    groups: dict[tuple[str, bool, str], tuple[str, list[str]]] = {}
     for outcome in errors:
         error = outcome.error or ""
         outage = outcome.cause and not outcome.permanent
         group = ("" if outage else error, outcome.permanent, outcome.cause)
-        groups.setdefault(group, []).append(outcome.watch.name)
-        said.setdefault(group, error)
+        groups.setdefault(group, (error, []))[1].append(outcome.watch.name)
     where = f"{config_file}: " if config_file else ""
     signals = []
-    for group, names in groups.items():
-        _, permanent, cause = group
-        error = said[group]
+    for (_, permanent, cause), (error, names) in groups.items():
         what = error_kind(permanent, cause)
         listed = ", ".join(names)
         noun = "watch" if len(names) == 1 else "watches"
