@@ -4,19 +4,22 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from fleet_alerting.core.storms import StormRules
 from fleet_alerting.sources.alertmanager import judge
 from fleet_alerting.store.database import Store
 from fleet_alerting.store.tables import texts_table
 from fleet_alerting.surfaces.listings import incident_json
-from fleet_alerting.tasks.pipeline import evaluate_and_record
 from tests.stores import raw_engine
-from tests.test_store_recipe_safety import POLICY, RULE, T0, odd_alert, opened, rewrite_recipe
+from tests.test_store_recipe_safety import (
+    T0,
+    a_run_after_damage,
+    odd_alert,
+    opened,
+    rewrite_recipe,
+)
 
 M = 1_000_000
 # annotations / state of one alert, and the size of the texts row schema 9 (main) writes for it
@@ -55,23 +58,10 @@ def test_one_recipe_row_without_a_source_does_not_stop_the_watch(state_db: str) 
     AttributeError: the run rolls back, a new alert in the same answer is never opened."""
     old = odd_alert(32, {"alertname": "Old", "instance": "pi-32:9100"})
     new = odd_alert(33, {"alertname": "New", "instance": "pi-33:9100"})
-    opened(state_db, [old])
-    rewrite_recipe(state_db, judge.alert_key(old), lambda s: s.update(source=None))
-    signals = judge.to_signals([(RULE, [new])], judge_am(), judge_links())
-    with Store(state_db) as store:
-        try:
-            evaluate_and_record(
-                store,
-                signals,
-                lambda _s: POLICY,
-                T0 + timedelta(minutes=1),
-                unseen=lambda incidents: judge.unseen(signals, incidents, [RULE.name]),
-                rules=StormRules(),
-            )
-            failed = None
-        except Exception as error:
-            failed = f"{type(error).__name__}: {error}"
+    damage = lambda s: s.update(source=None)  # noqa: E731
+    failed, new_one, _old_one = a_run_after_damage(state_db, old, new, damage)
     assert failed is None
+    assert new_one is not None
 
 
 def test_one_recipe_row_with_labels_not_a_map_does_not_break_the_incidents_listing(
@@ -88,15 +78,3 @@ def test_one_recipe_row_with_labels_not_a_map_does_not_break_the_incidents_listi
         except Exception as error:
             listed = f"{type(error).__name__}: {error}"
     assert listed.startswith("["), listed[:200]
-
-
-def judge_am() -> str:
-    from tests.test_texts_rendered_once import AM
-
-    return AM
-
-
-def judge_links():  # type: ignore[no-untyped-def]
-    from tests.test_texts_rendered_once import LINKS
-
-    return LINKS

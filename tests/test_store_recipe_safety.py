@@ -202,28 +202,8 @@ def test_one_unreadable_recipe_does_not_stop_the_watch_opening_new_alerts(state_
     and the gone one resolves."""
     old = odd_alert(12, {"alertname": "Old", "instance": "pi-12:9100"})
     new = odd_alert(13, {"alertname": "New", "instance": "pi-13:9100"})
-    opened(state_db, [old])
-    rewrite_recipe(state_db, judge.alert_key(old), lambda s: s.update(recipe="alertmanager2"))
-    signals = judge.to_signals([(RULE, [new])], AM, LINKS)
-
-    def unseen(incidents):  # type: ignore[no-untyped-def]
-        return judge.unseen(signals, incidents, [RULE.name])
-
-    with Store(state_db) as store:
-        try:
-            evaluate_and_record(
-                store,
-                signals,
-                lambda _s: POLICY,
-                T0 + timedelta(minutes=1),
-                unseen=unseen,
-                rules=StormRules(),
-            )
-            failed = None
-        except Exception as error:
-            failed = f"{type(error).__name__}: {error}"
-        new_one = store.incident(judge.alert_key(new))
-        old_one = store.incident(judge.alert_key(old))
+    damage = lambda s: s.update(recipe="alertmanager2")  # noqa: E731
+    failed, new_one, old_one = a_run_after_damage(state_db, old, new, damage)
     assert failed is None and new_one is not None
     assert old_one is not None and old_one.recovered_at is not None  # resolving, as any gone alert
 
@@ -279,3 +259,25 @@ def test_a_recipe_of_a_version_that_keeps_more_still_renders() -> None:
     stored["since"] = sent.since.isoformat() if sent.since else None
     read = recipes.from_stored(sent.key, stored)
     assert (read.summary, read.links, read.evidence) == (sent.summary, sent.links, sent.evidence)
+
+
+def a_run_after_damage(state_db: str, old: Any, new: Any, damage: Any) -> tuple[Any, Any, Any]:
+    """`old` opened, its recipe row damaged (`damage` of its stored form), then a run in which
+    `old` has gone and `new` is new: why the run failed (None), and the two incidents after it."""
+    opened(state_db, [old])
+    rewrite_recipe(state_db, judge.alert_key(old), damage)
+    signals = judge.to_signals([(RULE, [new])], AM, LINKS)
+    with Store(state_db) as store:
+        try:
+            evaluate_and_record(
+                store,
+                signals,
+                lambda _s: POLICY,
+                T0 + timedelta(minutes=1),
+                unseen=lambda incidents: judge.unseen(signals, incidents, [RULE.name]),
+                rules=StormRules(),
+            )
+            failed = None
+        except Exception as error:
+            failed = f"{type(error).__name__}: {error}"
+        return failed, store.incident(judge.alert_key(new)), store.incident(judge.alert_key(old))
